@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "daxstore",
+      "sources": ["addon/daxstore.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_ENABLE_MAYBE"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-O2", "-mclwb", "-mclflushopt"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
+    }
+  ]
+}

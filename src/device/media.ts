@@ -1,0 +1,63 @@
+/**
+ * Media: raw persistent bytes plus the primitives that make them durable.
+ *
+ * Two implementations share this interface, so every layer above runs its tests on
+ * either (TigerBeetle: real and test storage share one interface):
+ *   - MappedMedia (region.ts): the whole region mmapped by the addon, a SharedArrayBuffer
+ *     over it, flushes by clwb/clflushopt/clflush + sfence or msync.
+ *   - SimMedia (sim-media.ts): an in-memory SharedArrayBuffer plus a durable image;
+ *     flush marks lines, drain makes them durable, crash images mix in pending words.
+ *
+ * Invariants
+ *   - `buffer` is the one SharedArrayBuffer over the whole media; its byteLength is `size`.
+ *     Views handed out anywhere are subarrays of it, never new wrappings of the address.
+ *   - Offsets are byte offsets from the start of the media.
+ *
+ * Persistence ordering
+ *   - A store is durable only after flush() of its line and a later drain(). persist()
+ *     is flush + drain for one range. Fence once per commit, not once per line:
+ *     flush every range first, then drain once.
+ *   - The atomic unit of persistence is an aligned 8-byte word: a crash keeps or
+ *     loses each such word whole, independently of its neighbours. Publish a pointer
+ *     with one aligned 8-byte store after what it points at is durable.
+ */
+
+export type MediaKind = 'devdax' | 'fsdax' | 'file' | 'tmpfs' | 'sim';
+export type FlushMethod = 'clwb' | 'clflushopt' | 'clflush' | 'msync' | 'sim';
+
+export const CACHE_LINE_BYTES = 64;
+export const WORD_BYTES = 8;
+
+export interface MediaInfo {
+  /** what the region is: device-DAX, file on a DAX fs, page-cache file, tmpfs, simulated */
+  readonly kind: MediaKind;
+  /** how flush() makes data durable */
+  readonly flushMethod: FlushMethod;
+  /** true when the mapping took MAP_SYNC (fs-DAX): CPU flushes alone are durable */
+  readonly mapSync: boolean;
+  /** bytes */
+  readonly size: number;
+  /** mapping alignment in bytes (page size, or the device-DAX alignment) */
+  readonly alignment: number;
+  /** path mapped, or a description for simulated media */
+  readonly path: string;
+}
+
+export interface Media extends MediaInfo {
+  /** The one SharedArrayBuffer over the whole media. */
+  readonly buffer: SharedArrayBuffer;
+  /** Write back the cache lines covering [offset, offset+length). Not ordered until drain(). */
+  flush(offset: number, length: number): void;
+  /** Fence: every flush() issued before this call is durable when it returns. */
+  drain(): void;
+  /** flush(offset, length) then drain(), or msync of the covering pages on a page-cache file. */
+  persist(offset: number, length: number): void;
+  /**
+   * Copy [offset, offset+length) into dest, turning a machine check / SIGBUS on the
+   * mapping into a DaxError('EIO') instead of a dead process.
+   */
+  copyOut(offset: number, length: number, dest: Uint8Array): void;
+  /** Release the media (flock, descriptors). The mapping itself lives until the buffer is collected. */
+  close(): void;
+  readonly closed: boolean;
+}
