@@ -57,7 +57,20 @@ export interface Media extends MediaInfo {
    * mapping into a DaxError('EIO') instead of a dead process.
    */
   copyOut(offset: number, length: number, dest: Uint8Array): void;
-  /** Release the media (flock, descriptors). The mapping itself lives until the buffer is collected. */
+  /**
+   * A structured-cloneable handle to post to a worker thread; attachMedia(handle) there
+   * (src/device/attach-media.ts) gives a Media over the same memory, no copying, no remapping.
+   */
+  share(): MediaHandle;
+  /**
+   * Release the media. On the opener: drops the flock and descriptors; the mapping itself
+   * lives until the buffer is collected. On an attached worker: detaches only.
+   */
   close(): void;
   readonly closed: boolean;
 }
+
+/** What share() returns: plain data and SharedArrayBuffers only. */
+export type MediaHandle =
+  | { readonly type: 'mapped'; readonly regionId: number; readonly buffer: SharedArrayBuffer; readonly info: MediaInfo }
+  | { readonly type: 'sim'; readonly state: unknown; readonly info: MediaInfo };
