@@ -1,6 +1,29 @@
-// Module init and export table only (filled in by the region/persist work).
+// Module init and export table only. Context-aware (NODE_API_MODULE), so worker threads
+// load it too; the region table and SIGBUS handler behind it are process-global.
 #include <napi.h>
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+#include "persist.h"
+#include "region.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  daxstore::InstallSigbusHandler();
+  struct Entry {
+    const char* name;
+    Napi::Value (*fn)(const Napi::CallbackInfo&);
+  };
+  const Entry table[] = {
+      {"openRegion", daxstore::JsOpenRegion},   {"closeRegion", daxstore::JsCloseRegion},
+      {"isRegionLive", daxstore::JsIsRegionLive}, {"flush", daxstore::JsFlush},
+      {"drain", daxstore::JsDrain},             {"persist", daxstore::JsPersist},
+      {"msync", daxstore::JsMsync},             {"copyOut", daxstore::JsCopyOut},
+      {"copyIn", daxstore::JsCopyIn},           {"cpuFlushMethods", daxstore::JsCpuFlushMethods},
+  };
+  for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
+  return exports;
+}
+
+}  // namespace
 
 NODE_API_MODULE(daxstore, Init)

@@ -1,0 +1,54 @@
+// Regions: one whole-file (or whole-device) mapping each, handed to JavaScript as one
+// SharedArrayBuffer, registered in a process-global table so every worker thread can
+// flush, persist and copy by region id.
+//
+// Invariants
+//   - Exactly one V8 backing store per mapping: the address is wrapped once, at open.
+//     Workers get that same SharedArrayBuffer by structured clone, never a new wrapping.
+//   - A slot's base/sizeBytes/kind/flushMethod never change while its id is non-zero.
+//   - While a region is open its descriptor holds flock(LOCK_EX); close drops the lock
+//     explicitly (the mapping holds the open file description, so close(fd) alone would not).
+//
+// Concurrency
+//   - Lookups by id are lock-free (acquire load of the slot id). They are safe because
+//     every caller holds the region's SharedArrayBuffer, so the deleter, which runs only
+//     once no isolate holds it, cannot run concurrently with a legitimate lookup.
+//   - g_tableMutex orders open/close/deleter on the slot array and guards each slot's fd.
+//
+// Persistence ordering: none here (see persist.h); this file only maps and locks.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace daxstore {
+
+// Numbering shared with src/native/addon.ts.
+enum class Kind : int32_t { kDevDax = 0, kFsDax = 1, kFile = 2, kTmpfs = 3 };
+enum class FlushMethod : int32_t { kClwb = 0, kClflushopt = 1, kClflush = 2, kMsync = 3 };
+
+struct Region {
+  // Layout of id: bits 0..9 slot index, bits 10..31 generation (never 0 for a live slot).
+  std::atomic<uint32_t> id{0};
+  uint8_t* base = nullptr;
+  size_t sizeBytes = 0;
+  Kind kind = Kind::kFile;
+  FlushMethod flushMethod = FlushMethod::kMsync;
+  int fd = -1;  // guarded by g_tableMutex; -1 once closed
+};
+
+// The live region with this id, or nullptr. Caller must hold the region's buffer.
+const Region* FindRegion(uint32_t id);
+
+// JsOpenRegion(path, create, sizeBytes, alignment, isDevDax, flushMethod /* -1 auto */)
+//   -> { regionId, buffer, kind, flushMethod, mapSync, sizeBytes, alignment }
+Napi::Value JsOpenRegion(const Napi::CallbackInfo& info);
+// JsCloseRegion(regionId) -> boolean (false if already closed): unlock + close fd.
+Napi::Value JsCloseRegion(const Napi::CallbackInfo& info);
+// JsIsRegionLive(regionId) -> boolean: the mapping still exists (attached workers check it).
+Napi::Value JsIsRegionLive(const Napi::CallbackInfo& info);
+
+}  // namespace daxstore
