@@ -1,0 +1,613 @@
+/**
+ * Epoch-based reclamation: the grace period that keeps memory a lock-free reader may still
+ * be looking at (radix-tree nodes, device blocks) from being reused (DESIGN.md "Epochs", R6).
+ * Everything shared lives in two SharedArrayBuffers, so every thread of the process that
+ * attaches the handle takes part in one domain.
+ *
+ * Invariants
+ * - The global epoch word only grows (by 2 in raw units: raw epochs are even so a pin word
+ *   can carry the pinned flag in bit 0), and it moves from g to g + 2 only after a scan saw
+ *   every pinned participant at g.
+ * - An item retired while the global raw epoch was s is handed to a reclaimer only when the
+ *   global raw epoch g has g - s >= 4 (two advances), exactly once, never dropped.
+ * - A participant slot's pin word, pin sequence and nesting are written only by the thread
+ *   that claimed the slot.
+ *
+ * Why two advances are enough (crossbeam-epoch's argument). A reader R pins by storing
+ * pin = e_R|1 (e_R read from the global word just before) and only then reads shared
+ * pointers; a writer unlinks X, then reads the global word (e_W) to seal X. If R can reach X,
+ * R's pin store precedes the unlink, which precedes the writer's read, so e_R <= e_W. The
+ * advance e_W + 2 -> e_W + 4 needs a scan (after the global word became e_W + 2, so after R's
+ * pin store) that sees R unpinned or pinned at e_W + 2: impossible while that pin lasts.
+ * A participant that pins late (behind the global epoch) only blocks further advances.
+ *
+ * Concurrency
+ * - pin/unpin: one sequentially consistent store to the participant's own pin word (the
+ *   store-load fence that orders the pin before the reader's loads). No lock.
+ * - advance: Atomics loads of the pin words, then a CAS of the global word. Any thread.
+ * - limbo: one mutex word guards the chunk lists, the per-kind counts and growing the
+ *   limbo buffer. Reclaimers run after the mutex is dropped, so they may retire again.
+ *   The limbo mutex is a leaf: nothing else is taken while holding it.
+ * - Reclaimers run inside collect(), and inside retire() every RETIRES_PER_COLLECT calls:
+ *   a reclaimer must not take a lock its own thread may hold while retiring.
+ *
+ * Persistence ordering: none. Nothing here is persistent; it lives as long as the process.
+ */
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+
+export interface EpochHandle {
+  /** header + participant table (fixed size) */
+  readonly buffer: SharedArrayBuffer;
+  /** limbo chunks (growable SharedArrayBuffer, grown under the limbo mutex) */
+  readonly limbo: SharedArrayBuffer;
+}
+
+/** Retire kinds 0..15: who knows how to release the payload. */
+export const RETIRE_ARENA_NODE = 0;
+export const RETIRE_DEVICE_BLOCK = 1;
+export const RETIRE_KINDS = 16;
+
+/** DAXSTORE_TEST_BREAK=epoch: retire() releases at once (no grace period), so R6 tests can go red. */
+export const EPOCH_CHECK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('epoch');
+
+const MAX_OWNER_ID = 4095; // entry words record the owner in 12 bits
+const PAYLOAD_LIMIT = 2 ** 48;
+const SIZE_LIMIT = 2 ** 32;
+const RETIRES_PER_COLLECT = 64;
+const ASYNC_SLOTS_KEPT = 8; // idle async participant slots a thread keeps for its next pinAsync
+const RELEASE_BATCH = 256; // records popped per limbo-mutex hold
+const GRACE_RAW = 4; // two advances of 2 raw units each
+
+// ---- buffer: Int32 words -------------------------------------------------------------
+const MAGIC = 0x45504f43; // 'EPOC'
+const H_MAGIC = 0;
+const H_GLOBAL = 1; // raw global epoch: always even; wraps (compared with wrapping arithmetic)
+const H_MAX_PARTICIPANTS = 2;
+const H_SLOTS_HIGH = 3; // highest slot id ever claimed: scans stop there
+const H_DOMAIN_ID_LO = 4;
+const H_DOMAIN_ID_HI = 5;
+const H_OVERFLOW_COUNT = 8; // 16 words: per-kind records parked in threads' overflow lists
+const H_RELEASED_BIGINT = 12; // BigInt64 index (byte 96 = word 24): items released, total
+const H_BASE_TIME_F64 = 14; // Float64 index (byte 112 = word 28): Date.now() at create
+const HEADER_WORDS = 32;
+// Participant slot id i (1..max) occupies SLOT_WORDS words at HEADER_WORDS + i * SLOT_WORDS.
+const SLOT_WORDS = 8;
+const S_OWNER = 0; // 0 free, OWNER_THREAD, OWNER_ASYNC; claimed by CAS from 0
+const S_PIN = 1; // 0 = not pinned; else (raw epoch | 1): bit 0 pinned, bits 31..1 the epoch
+const S_PIN_SEQ = 2; // bumped by the owner at each outermost pin (lets observers age pins)
+const S_NESTING = 3; // owner's nesting depth, for stats and debugging
+const S_SEEN_SEQ = 4; // pin sequence an observer last stamped
+const S_SEEN_AT_MS = 5; // ms since base time when an observer first saw that pin
+const OWNER_FREE = 0;
+const OWNER_THREAD = 1;
+const OWNER_ASYNC = 2;
+
+// ---- limbo: Int32 words ----------------------------------------------------------------
+// Per kind, a FIFO list of chunks of records; records are appended with the global epoch
+// read under the mutex, so seal epochs are non-decreasing along each list.
+const L_MUTEX = 0; // 0 free, 1 locked, 2 locked with sleepers
+const L_CHUNKS = 1; // chunks ever carved out of the buffer
+const L_FREE_HEAD = 2; // free chunk list (chunk number, 0 = none)
+const L_COUNT = 4; // 16 words: records in limbo per kind
+const L_LIST = 20; // 32 words: per kind head chunk, tail chunk (0 = empty)
+const LIMBO_HEADER_WORDS = 64;
+const CHUNK_RECORDS = 64;
+const RECORD_WORDS = 4; // seal raw epoch, payload low 32 bits, payload high 16 bits, size
+const C_NEXT = 0;
+const C_READ = 1; // next record to release
+const C_WRITE = 2; // next record to fill
+const CHUNK_HEADER_WORDS = 4;
+const CHUNK_WORDS = CHUNK_HEADER_WORDS + CHUNK_RECORDS * RECORD_WORDS;
+const LIMBO_INITIAL_CHUNKS = 8;
+const LIMBO_DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+
+type Reclaimer = (payload: number, size: number) => void;
+interface ParkedRecord {
+  kind: number;
+  seal: number;
+  payload: number;
+  size: number;
+}
+
+/** Domains this thread has opened, by domain id, so attach() in one thread yields one participant. */
+const openDomains = new Map<string, EpochDomain>();
+
+export class EpochDomain {
+  private readonly meta: Int32Array;
+  private readonly limboWords: Int32Array; // length-tracking view of the growable limbo
+  private readonly released64: BigInt64Array;
+  private readonly baseTimeMs: number;
+  private readonly domainKey: string;
+  private readonly reclaimers: (Reclaimer | undefined)[] = new Array(RETIRE_KINDS).fill(undefined);
+  private readonly overflow: ParkedRecord[] = []; // records the full shared limbo could not take
+  private readonly asyncIdle: number[] = [];
+  private readonly asyncOwned = new Set<number>();
+  private thread = 0; // this thread's participant slot, 0 until first use
+  private nesting = 0;
+  private retiresSinceCollect = 0;
+  private collecting = false;
+  private closed = false;
+
+  private constructor(private readonly shared: EpochHandle) {
+    this.meta = new Int32Array(shared.buffer);
+    this.limboWords = new Int32Array(shared.limbo);
+    this.released64 = new BigInt64Array(shared.buffer, 0, HEADER_WORDS / 2);
+    this.baseTimeMs = new Float64Array(shared.buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64];
+    this.domainKey = `${this.meta[H_DOMAIN_ID_HI]}:${this.meta[H_DOMAIN_ID_LO]}`;
+  }
+
+  static create(opts: { maxParticipants?: number; limboMaxBytes?: number } = {}): EpochDomain {
+    const max = opts.maxParticipants ?? 256;
+    if (!Number.isInteger(max) || max < 1 || max > MAX_OWNER_ID) {
+      throw new DaxError('EINVAL', `EpochDomain.create: maxParticipants ${max} is not an integer in [1, ${MAX_OWNER_ID}]`);
+    }
+    const initialBytes = (LIMBO_HEADER_WORDS + LIMBO_INITIAL_CHUNKS * CHUNK_WORDS) * 4;
+    const limboMax = opts.limboMaxBytes ?? LIMBO_DEFAULT_MAX_BYTES;
+    if (!Number.isInteger(limboMax) || limboMax < (LIMBO_HEADER_WORDS + CHUNK_WORDS) * 4) {
+      throw new DaxError('EINVAL', `EpochDomain.create: limboMaxBytes ${limboMax} is too small for one chunk`);
+    }
+    const buffer = new SharedArrayBuffer((HEADER_WORDS + (max + 1) * SLOT_WORDS) * 4);
+    const limbo = new SharedArrayBuffer(Math.min(initialBytes, limboMax), { maxByteLength: limboMax });
+    const meta = new Int32Array(buffer);
+    const id = new Int32Array(2);
+    globalThis.crypto.getRandomValues(id);
+    meta[H_GLOBAL] = 0;
+    meta[H_MAX_PARTICIPANTS] = max;
+    meta[H_DOMAIN_ID_LO] = id[0];
+    meta[H_DOMAIN_ID_HI] = id[1];
+    new Float64Array(buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64] = Date.now();
+    Atomics.store(meta, H_MAGIC, MAGIC); // last: publishes the header to attachers
+    return EpochDomain.open({ buffer, limbo });
+  }
+
+  static attach(handle: EpochHandle): EpochDomain {
+    const ok =
+      handle !== null &&
+      typeof handle === 'object' &&
+      handle.buffer instanceof SharedArrayBuffer &&
+      handle.limbo instanceof SharedArrayBuffer &&
+      handle.buffer.byteLength >= HEADER_WORDS * 4 &&
+      Atomics.load(new Int32Array(handle.buffer, 0, HEADER_WORDS), H_MAGIC) === MAGIC;
+    if (!ok) throw new DaxError('EINVAL', 'EpochDomain.attach: not an epoch domain handle');
+    return EpochDomain.open(handle);
+  }
+
+  private static open(handle: EpochHandle): EpochDomain {
+    const domain = new EpochDomain(handle);
+    const existing = openDomains.get(domain.domainKey);
+    if (existing !== undefined) return existing;
+    openDomains.set(domain.domainKey, domain);
+    return domain;
+  }
+
+  handle(): EpochHandle {
+    return { buffer: this.shared.buffer, limbo: this.shared.limbo };
+  }
+
+  /** This thread's participant id in [1, maxParticipants], claimed on first use. Entry locks record it as owner. */
+  get threadId(): number {
+    this.checkOpen('threadId');
+    if (this.thread === 0) this.thread = this.claimSlot(OWNER_THREAD);
+    return this.thread;
+  }
+
+  /** True when `participantId` is this thread's participant or one of its async guards (EDEADLK checks). */
+  isThisThread(participantId: number): boolean {
+    return participantId !== 0 && (participantId === this.thread || this.asyncOwned.has(participantId));
+  }
+
+  registerReclaimer(kind: number, reclaim: Reclaimer): void {
+    this.checkOpen('registerReclaimer');
+    checkKind(kind, 'registerReclaimer');
+    if (typeof reclaim !== 'function') throw new DaxError('EINVAL', `registerReclaimer: kind ${kind}: reclaimer is not a function`);
+    this.reclaimers[kind] = reclaim;
+  }
+
+  pin(): void {
+    if (this.nesting === 0) {
+      const id = this.threadId; // checks open, claims on first use
+      this.pinSlot(id);
+    }
+    this.nesting++;
+    this.meta[slotWord(this.thread, S_NESTING)] = this.nesting;
+  }
+
+  unpin(): void {
+    this.checkOpen('unpin');
+    if (this.nesting === 0) throw new DaxError('EINVAL', `unpin: participant ${this.thread} is not pinned`);
+    this.nesting--;
+    this.meta[slotWord(this.thread, S_NESTING)] = this.nesting;
+    // Seq-cst store: every read made under the pin happens before the slot reads unpinned.
+    if (this.nesting === 0) Atomics.store(this.meta, slotWord(this.thread, S_PIN), 0);
+  }
+
+  isPinned(): boolean {
+    return this.nesting > 0;
+  }
+
+  /** Pin, run fn, unpin (also when fn throws). fn must be synchronous: use pinAsync() across awaits. */
+  guard<T>(fn: () => T): T {
+    this.pin();
+    try {
+      return fn();
+    } finally {
+      this.unpin();
+    }
+  }
+
+  /** Pin a participant slot of its own, for a read that spans awaits; release() is idempotent. */
+  pinAsync(): { readonly id: number; release(): void } {
+    this.checkOpen('pinAsync');
+    const id = this.asyncIdle.pop() ?? this.claimSlot(OWNER_ASYNC);
+    this.asyncOwned.add(id);
+    this.pinSlot(id);
+    let released = false;
+    return {
+      id,
+      release: () => {
+        if (released) return;
+        released = true;
+        Atomics.store(this.meta, slotWord(id, S_PIN), 0);
+        if (!this.closed && this.asyncIdle.length < ASYNC_SLOTS_KEPT) {
+          this.asyncIdle.push(id);
+        } else {
+          this.asyncOwned.delete(id);
+          this.freeSlot(id);
+        }
+      },
+    };
+  }
+
+  /** Put (kind, payload, size) in limbo; it is released once no pin can still see it. Safe pinned or not. */
+  retire(kind: number, payload: number, size = 0): void {
+    this.checkOpen('retire');
+    checkKind(kind, 'retire');
+    if (!Number.isInteger(payload) || payload < 0 || payload >= PAYLOAD_LIMIT) {
+      throw new DaxError('EINVAL', `retire: kind ${kind}: payload ${payload} is not an integer in [0, 2^48)`);
+    }
+    if (!Number.isInteger(size) || size < 0 || size >= SIZE_LIMIT) {
+      throw new DaxError('EINVAL', `retire: kind ${kind} payload ${payload}: size ${size} is not an integer in [0, 2^32)`);
+    }
+    if (EPOCH_CHECK_BROKEN) return this.retireBroken(kind, payload, size);
+    this.lockLimbo();
+    // Read under the mutex so seal epochs never decrease along a list; after the caller's
+    // unlink (program order + seq-cst), which is what the safety argument needs.
+    const seal = Atomics.load(this.meta, H_GLOBAL);
+    const stored = this.appendLocked(kind, seal, payload, size);
+    this.unlockLimbo();
+    if (!stored) {
+      this.overflow.push({ kind, seal, payload, size });
+      Atomics.add(this.meta, H_OVERFLOW_COUNT + kind, 1);
+    }
+    if (++this.retiresSinceCollect >= RETIRES_PER_COLLECT) {
+      this.retiresSinceCollect = 0;
+      this.collect();
+    }
+  }
+
+  /** Try one advance of the global epoch, then release what is two advances old. Returns items released. */
+  collect(): number {
+    this.checkOpen('collect');
+    if (this.collecting) return 0; // a reclaimer that retires must not recurse into release
+    this.collecting = true;
+    try {
+      this.tryAdvance();
+      return this.releaseEligible();
+    } finally {
+      this.collecting = false;
+    }
+  }
+
+  stats(): { epoch: number; pinned: number; oldestPinAgeMs: number; limbo: number[]; released: number } {
+    const high = Atomics.load(this.meta, H_SLOTS_HIGH);
+    const now = this.nowMs();
+    let pinned = 0;
+    let oldestPinAgeMs = 0;
+    for (let id = 1; id <= high; id++) {
+      if ((Atomics.load(this.meta, slotWord(id, S_PIN)) & 1) === 0) continue;
+      pinned++;
+      oldestPinAgeMs = Math.max(oldestPinAgeMs, this.observePinAgeMs(id, now));
+    }
+    const limbo: number[] = [];
+    for (let kind = 0; kind < RETIRE_KINDS; kind++) {
+      limbo.push(Atomics.load(this.limboWords, L_COUNT + kind) + Atomics.load(this.meta, H_OVERFLOW_COUNT + kind));
+    }
+    return {
+      epoch: Atomics.load(this.meta, H_GLOBAL) >>> 1,
+      pinned,
+      oldestPinAgeMs,
+      limbo,
+      released: Number(Atomics.load(this.released64, H_RELEASED_BIGINT)),
+    };
+  }
+
+  /** Unregister this thread's participant. Refused (EBUSY) while pinned or while retired items could not be handed to the shared limbo. */
+  close(): void {
+    if (this.closed) return;
+    if (this.nesting > 0) throw new DaxError('EBUSY', `close: participant ${this.thread} is still pinned`);
+    if (this.overflow.length > 0) {
+      this.drainOverflowIntoLimbo();
+      if (this.overflow.length > 0) {
+        throw new DaxError(
+          'EBUSY',
+          `close: ${this.overflow.length} retired items are parked in this thread (shared limbo full); unpin stalled participants and collect() first`,
+        );
+      }
+    }
+    this.closed = true;
+    openDomains.delete(this.domainKey);
+    for (const id of this.asyncIdle) {
+      this.asyncOwned.delete(id);
+      this.freeSlot(id);
+    }
+    this.asyncIdle.length = 0;
+    if (this.thread !== 0) this.freeSlot(this.thread);
+  }
+
+  // ---- participants -------------------------------------------------------------------
+
+  private claimSlot(owner: number): number {
+    const max = this.meta[H_MAX_PARTICIPANTS];
+    for (let id = 1; id <= max; id++) {
+      const w = slotWord(id, S_OWNER);
+      if (Atomics.load(this.meta, w) !== OWNER_FREE) continue;
+      if (Atomics.compareExchange(this.meta, w, OWNER_FREE, owner) !== OWNER_FREE) continue;
+      assert(Atomics.load(this.meta, slotWord(id, S_PIN)) === 0, () => `claimed epoch slot ${id} is pinned`);
+      let high = Atomics.load(this.meta, H_SLOTS_HIGH);
+      while (high < id) {
+        const seen = Atomics.compareExchange(this.meta, H_SLOTS_HIGH, high, id);
+        if (seen === high) break;
+        high = seen;
+      }
+      return id;
+    }
+    throw new DaxError('EBUSY', `epoch domain: all ${max} participant slots are in use (threads + async guards)`);
+  }
+
+  private freeSlot(id: number): void {
+    assert(Atomics.load(this.meta, slotWord(id, S_PIN)) === 0, () => `freeing pinned epoch slot ${id}`);
+    this.meta[slotWord(id, S_NESTING)] = 0;
+    Atomics.store(this.meta, slotWord(id, S_OWNER), OWNER_FREE);
+  }
+
+  private pinSlot(id: number): void {
+    const global = Atomics.load(this.meta, H_GLOBAL);
+    this.meta[slotWord(id, S_PIN_SEQ)] = (this.meta[slotWord(id, S_PIN_SEQ)] + 1) | 0;
+    // Seq-cst store: the pin is visible before any shared read the caller makes after it.
+    Atomics.store(this.meta, slotWord(id, S_PIN), global | 1);
+  }
+
+  /**
+   * Age of slot id's current pin, measured from the first time an observer (stats or a
+   * collect blocked by it) saw this pin: pins do not read the clock (60 ns a call here).
+   */
+  private observePinAgeMs(id: number, now: number): number {
+    const seq = Atomics.load(this.meta, slotWord(id, S_PIN_SEQ));
+    if (Atomics.load(this.meta, slotWord(id, S_SEEN_SEQ)) !== seq) {
+      Atomics.store(this.meta, slotWord(id, S_SEEN_AT_MS), now); // before the seq: a reader of the seq sees this time
+      Atomics.store(this.meta, slotWord(id, S_SEEN_SEQ), seq);
+      return 0;
+    }
+    return Math.max(0, now - Atomics.load(this.meta, slotWord(id, S_SEEN_AT_MS)));
+  }
+
+  private nowMs(): number {
+    return Math.min(0x7fffffff, Math.round(Date.now() - this.baseTimeMs));
+  }
+
+  private tryAdvance(): boolean {
+    const global = Atomics.load(this.meta, H_GLOBAL);
+    const high = Atomics.load(this.meta, H_SLOTS_HIGH);
+    for (let id = 1; id <= high; id++) {
+      const pin = Atomics.load(this.meta, slotWord(id, S_PIN));
+      if ((pin & 1) !== 0 && (pin ^ global) !== 1) {
+        this.observePinAgeMs(id, this.nowMs());
+        return false;
+      }
+    }
+    return Atomics.compareExchange(this.meta, H_GLOBAL, global, (global + 2) | 0) === global;
+  }
+
+  // ---- limbo --------------------------------------------------------------------------
+
+  private retireBroken(kind: number, payload: number, size: number): void {
+    const reclaim = this.reclaimers[kind];
+    if (reclaim !== undefined) {
+      reclaim(payload, size);
+      Atomics.add(this.released64, H_RELEASED_BIGINT, 1n);
+      return;
+    }
+    this.lockLimbo();
+    const sealedLongAgo = (Atomics.load(this.meta, H_GLOBAL) - GRACE_RAW) | 0;
+    const stored = this.appendLocked(kind, sealedLongAgo, payload, size);
+    this.unlockLimbo();
+    if (!stored) this.overflow.push({ kind, seal: sealedLongAgo, payload, size });
+    if (!stored) Atomics.add(this.meta, H_OVERFLOW_COUNT + kind, 1);
+  }
+
+  private releaseEligible(): number {
+    let total = 0;
+    let firstError: unknown;
+    const payloads: number[] = [];
+    const sizes: number[] = [];
+    for (let kind = 0; kind < RETIRE_KINDS; kind++) {
+      const reclaim = this.reclaimers[kind];
+      if (reclaim === undefined) continue;
+      for (;;) {
+        payloads.length = 0;
+        sizes.length = 0;
+        this.lockLimbo();
+        const global = Atomics.load(this.meta, H_GLOBAL);
+        this.popEligibleLocked(kind, global, payloads, sizes);
+        this.unlockLimbo();
+        firstError ??= runReclaimer(reclaim, payloads, sizes);
+        total += payloads.length;
+        if (payloads.length < RELEASE_BATCH) break;
+      }
+    }
+    total += this.releaseOverflow((e) => (firstError ??= e));
+    if (total > 0) Atomics.add(this.released64, H_RELEASED_BIGINT, BigInt(total));
+    if (firstError !== undefined) throw firstError;
+    return total;
+  }
+
+  private releaseOverflow(onError: (e: unknown) => void): number {
+    if (this.overflow.length === 0) return 0;
+    const global = Atomics.load(this.meta, H_GLOBAL);
+    let released = 0;
+    const kept: ParkedRecord[] = [];
+    for (const r of this.overflow.splice(0)) {
+      const reclaim = this.reclaimers[r.kind];
+      if (reclaim === undefined || ((global - r.seal) | 0) < GRACE_RAW) {
+        kept.push(r);
+        continue;
+      }
+      Atomics.sub(this.meta, H_OVERFLOW_COUNT + r.kind, 1);
+      released++;
+      const e = runReclaimer(reclaim, [r.payload], [r.size]);
+      if (e !== undefined) onError(e);
+    }
+    this.overflow.push(...kept);
+    this.drainOverflowIntoLimbo();
+    return released;
+  }
+
+  /** Move parked records into the shared limbo while it has room (so other threads can release them). */
+  private drainOverflowIntoLimbo(): void {
+    if (this.overflow.length === 0) return;
+    this.lockLimbo();
+    let moved = 0;
+    for (const r of this.overflow) {
+      if (!this.appendLocked(r.kind, r.seal, r.payload, r.size)) break;
+      Atomics.sub(this.meta, H_OVERFLOW_COUNT + r.kind, 1);
+      moved++;
+    }
+    this.unlockLimbo();
+    this.overflow.splice(0, moved);
+  }
+
+  /** Append one record to kind's list; false when the limbo cannot grow. Needs the limbo mutex. */
+  private appendLocked(kind: number, seal: number, payload: number, size: number): boolean {
+    const l = this.limboWords;
+    let tail = l[L_LIST + 2 * kind + 1];
+    if (tail === 0 || l[chunkWord(tail, C_WRITE)] === CHUNK_RECORDS) {
+      const chunk = this.allocChunkLocked();
+      if (chunk === 0) return false;
+      if (tail === 0) l[L_LIST + 2 * kind] = chunk;
+      else l[chunkWord(tail, C_NEXT)] = chunk;
+      l[L_LIST + 2 * kind + 1] = chunk;
+      tail = chunk;
+    }
+    const slot = l[chunkWord(tail, C_WRITE)];
+    const r = chunkWord(tail, CHUNK_HEADER_WORDS + slot * RECORD_WORDS);
+    l[r] = seal;
+    l[r + 1] = payload % 2 ** 32 | 0;
+    l[r + 2] = Math.floor(payload / 2 ** 32);
+    l[r + 3] = size | 0;
+    l[chunkWord(tail, C_WRITE)] = slot + 1;
+    l[L_COUNT + kind]++;
+    return true;
+  }
+
+  /** Pop up to RELEASE_BATCH records of kind sealed at least two advances before global. Needs the limbo mutex. */
+  private popEligibleLocked(kind: number, global: number, payloads: number[], sizes: number[]): void {
+    const l = this.limboWords;
+    while (payloads.length < RELEASE_BATCH) {
+      const head = l[L_LIST + 2 * kind];
+      if (head === 0) return;
+      const read = l[chunkWord(head, C_READ)];
+      const write = l[chunkWord(head, C_WRITE)];
+      if (read === write) {
+        if (write < CHUNK_RECORDS && l[chunkWord(head, C_NEXT)] === 0) return; // the tail, still filling
+        this.unlinkHeadLocked(kind, head);
+        continue;
+      }
+      const r = chunkWord(head, CHUNK_HEADER_WORDS + read * RECORD_WORDS);
+      if (((global - l[r]) | 0) < GRACE_RAW) return; // seals only grow along the list
+      payloads.push((l[r + 2] >>> 0) * 2 ** 32 + (l[r + 1] >>> 0));
+      sizes.push(l[r + 3] >>> 0);
+      l[chunkWord(head, C_READ)] = read + 1;
+      l[L_COUNT + kind]--;
+    }
+  }
+
+  private unlinkHeadLocked(kind: number, head: number): void {
+    const l = this.limboWords;
+    const next = l[chunkWord(head, C_NEXT)];
+    l[L_LIST + 2 * kind] = next;
+    if (next === 0) l[L_LIST + 2 * kind + 1] = 0;
+    l[chunkWord(head, C_NEXT)] = l[L_FREE_HEAD];
+    l[L_FREE_HEAD] = head;
+  }
+
+  /** A zeroed chunk from the free list or fresh buffer space (growing it); 0 when at the limit. Needs the limbo mutex. */
+  private allocChunkLocked(): number {
+    const l = this.limboWords;
+    let chunk = l[L_FREE_HEAD];
+    if (chunk !== 0) {
+      l[L_FREE_HEAD] = l[chunkWord(chunk, C_NEXT)];
+    } else {
+      chunk = l[L_CHUNKS] + 1;
+      const neededBytes = (LIMBO_HEADER_WORDS + chunk * CHUNK_WORDS) * 4;
+      const limbo = this.shared.limbo;
+      if (neededBytes > limbo.byteLength) {
+        if (neededBytes > limbo.maxByteLength) return 0;
+        limbo.grow(Math.min(limbo.maxByteLength, Math.max(neededBytes, limbo.byteLength * 2)));
+      }
+      l[L_CHUNKS] = chunk;
+    }
+    l[chunkWord(chunk, C_NEXT)] = 0;
+    l[chunkWord(chunk, C_READ)] = 0;
+    l[chunkWord(chunk, C_WRITE)] = 0;
+    return chunk;
+  }
+
+  /** Drepper's mutex #2 on L_MUTEX: 0 free, 1 locked, 2 locked and a thread may sleep on it. */
+  private lockLimbo(): void {
+    const l = this.limboWords;
+    for (let spin = 0; spin < 100; spin++) {
+      if (Atomics.compareExchange(l, L_MUTEX, 0, 1) === 0) return;
+    }
+    let c = Atomics.exchange(l, L_MUTEX, 2);
+    while (c !== 0) {
+      Atomics.wait(l, L_MUTEX, 2);
+      c = Atomics.exchange(l, L_MUTEX, 2);
+    }
+  }
+
+  private unlockLimbo(): void {
+    if (Atomics.exchange(this.limboWords, L_MUTEX, 0) === 2) Atomics.notify(this.limboWords, L_MUTEX, 1);
+  }
+
+  private checkOpen(op: string): void {
+    if (this.closed) throw new DaxError('ECLOSED', `EpochDomain.${op}: this thread closed its participant`);
+  }
+}
+
+function slotWord(id: number, field: number): number {
+  return HEADER_WORDS + id * SLOT_WORDS + field;
+}
+
+function chunkWord(chunk: number, field: number): number {
+  return LIMBO_HEADER_WORDS + (chunk - 1) * CHUNK_WORDS + field;
+}
+
+function checkKind(kind: number, op: string): void {
+  if (!Number.isInteger(kind) || kind < 0 || kind >= RETIRE_KINDS) {
+    throw new DaxError('EINVAL', `${op}: kind ${kind} is not an integer in [0, ${RETIRE_KINDS})`);
+  }
+}
+
+/** Call reclaim for every record even if one throws; returns the first error. */
+function runReclaimer(reclaim: Reclaimer, payloads: number[], sizes: number[]): unknown {
+  let firstError: unknown;
+  for (let i = 0; i < payloads.length; i++) {
+    try {
+      reclaim(payloads[i], sizes[i]);
+    } catch (e) {
+      firstError ??= e;
+    }
+  }
+  return firstError;
+}
