@@ -1,0 +1,273 @@
+/**
+ * MappedMedia: a whole file, tmpfs file or device-DAX mapped once by the addon and
+ * exposed as one SharedArrayBuffer (the Media contract in media.ts).
+ *
+ * Invariants
+ *   - One mapping and one SharedArrayBuffer per open region; share()/attachMappedMedia
+ *     hand that same buffer to workers, which never remap.
+ *   - An opener holds flock(LOCK_EX) on the path from open until close(); a second opener
+ *     (this process or another) gets DaxError('EBUSY').
+ *   - Every argument is validated here before the addon sees it; a failed open leaves the
+ *     file system as it was (a file it created is removed).
+ *
+ * Concurrency
+ *   - The region's bytes are shared by every thread holding `buffer`; ordering between
+ *     threads is the callers' business (Atomics on the buffer). flush/persist/copy read
+ *     only immutable addon state, so any thread may call them at any time.
+ *   - `closed` is per MappedMedia object: closing an attached one detaches only it.
+ *
+ * Persistence ordering
+ *   - tmpfs / fsdax / devdax: flush = clwb (or clflushopt/clflush), drain = sfence.
+ *   - file (page cache): flush = msync(MS_SYNC) of the covering pages; drain = fence only.
+ *   - The mapping outlives close() until the buffer is collected; it is never unmapped
+ *     under a thread that still holds the buffer.
+ */
+import fs from 'node:fs';
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import {
+  native,
+  NATIVE_FLUSH_METHODS,
+  NATIVE_KINDS,
+  returnCodeError,
+  toDaxError,
+  type NativeFlushMethod,
+} from '../native/addon.js';
+import type { FlushMethod, Media, MediaHandle, MediaInfo, MediaKind } from './media.js';
+import { DEFAULT_SYSFS_ROOT, readDevDaxGeometry } from './sysfs.js';
+
+export const REGION_BLOCK_BYTES = 4096;
+
+export interface OpenRegionOptions {
+  /** create the file if absent (sizeBytes required then) */
+  readonly create?: boolean;
+  /** size of a new file; for an existing file or device, must match if given */
+  readonly sizeBytes?: number;
+  /** force a flush method (tests, benchmarks); one this CPU or kind cannot honour is rejected */
+  readonly flushMethod?: FlushMethod;
+  /** where sysfs lives (tests point it at a fake tree) */
+  readonly sysfsRoot?: string;
+}
+
+export type MappedMediaHandle = Extract<MediaHandle, { type: 'mapped' }>;
+
+export class MappedMedia implements Media {
+  readonly kind: MediaKind;
+  readonly flushMethod: FlushMethod;
+  readonly mapSync: boolean;
+  readonly size: number;
+  readonly alignment: number;
+  readonly path: string;
+  readonly buffer: SharedArrayBuffer;
+  /** the addon's process-global id for this mapping */
+  readonly regionId: number;
+  /** true for the opener (owns the flock), false for an attached view */
+  readonly owner: boolean;
+  #closed = false;
+
+  constructor(regionId: number, buffer: SharedArrayBuffer, info: MediaInfo, owner: boolean) {
+    assert(buffer.byteLength === info.size, () => `region ${info.path}: buffer ${buffer.byteLength} != size ${info.size}`);
+    this.regionId = regionId;
+    this.buffer = buffer;
+    this.kind = info.kind;
+    this.flushMethod = info.flushMethod;
+    this.mapSync = info.mapSync;
+    this.size = info.size;
+    this.alignment = info.alignment;
+    this.path = info.path;
+    this.owner = owner;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  flush(offset: number, length: number): void {
+    this.#checkRange('flush', offset, length);
+    const rc = native().flush(this.regionId, offset, length);
+    if (rc !== 0) throw returnCodeError(rc, this.#where('flush', offset, length));
+  }
+
+  drain(): void {
+    this.#checkOpen('drain');
+    native().drain();
+  }
+
+  persist(offset: number, length: number): void {
+    this.#checkRange('persist', offset, length);
+    const rc = native().persist(this.regionId, offset, length);
+    if (rc !== 0) throw returnCodeError(rc, this.#where('persist', offset, length));
+  }
+
+  /** msync(MS_SYNC) of the pages covering the range, whatever the kind. */
+  msync(offset: number, length: number): void {
+    this.#checkRange('msync', offset, length);
+    const rc = native().msync(this.regionId, offset, length);
+    if (rc !== 0) throw returnCodeError(rc, this.#where('msync', offset, length));
+  }
+
+  copyOut(offset: number, length: number, dest: Uint8Array): void {
+    this.#checkRange('copyOut', offset, length);
+    checkBytes('copyOut', 'dest', dest, length);
+    const rc = native().copyOut(this.regionId, offset, length, dest);
+    if (rc !== 0) throw returnCodeError(rc, this.#where('copyOut', offset, length));
+  }
+
+  /** Copy src into [offset, offset+src.byteLength), SIGBUS -> DaxError('EIO'). Not flushed. */
+  copyIn(offset: number, src: Uint8Array): void {
+    this.#checkRange('copyIn', offset, src instanceof Uint8Array ? src.byteLength : -1);
+    const rc = native().copyIn(this.regionId, offset, src.byteLength, src);
+    if (rc !== 0) throw returnCodeError(rc, this.#where('copyIn', offset, src.byteLength));
+  }
+
+  share(): MappedMediaHandle {
+    this.#checkOpen('share');
+    return { type: 'mapped', regionId: this.regionId, buffer: this.buffer, info: this.info() };
+  }
+
+  info(): MediaInfo {
+    const { kind, flushMethod, mapSync, size, alignment, path } = this;
+    return { kind, flushMethod, mapSync, size, alignment, path };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.owner) native().closeRegion(this.regionId);
+  }
+
+  #checkOpen(op: string): void {
+    if (this.#closed) throw new DaxError('ECLOSED', `${op} on closed region ${this.path}`, { path: this.path });
+  }
+
+  #checkRange(op: string, offset: number, length: number): void {
+    this.#checkOpen(op);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new DaxError('EINVAL', `${this.#where(op, offset, length)}: offset and length must be non-negative integers`);
+    }
+    if (offset + length > this.size) {
+      throw new DaxError('ERANGE', `${this.#where(op, offset, length)}: beyond the region's ${this.size} bytes`);
+    }
+  }
+
+  #where(op: string, offset: number, length: number): string {
+    return `${op} region ${this.path} at offset ${offset} length ${length}`;
+  }
+}
+
+function checkBytes(op: string, name: string, bytes: unknown, length: number): asserts bytes is Uint8Array {
+  if (!(bytes instanceof Uint8Array) || bytes.byteLength < length) {
+    throw new DaxError('EINVAL', `${op}: ${name} must be a Uint8Array of at least ${length} bytes`);
+  }
+}
+
+/** Open (or create) a region and map it whole. */
+export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMedia {
+  const plan = planOpen(path, opts);
+  let region;
+  try {
+    region = native().openRegion(path, plan.create, plan.sizeBytes, plan.alignment, plan.isDevDax, plan.flushMethod);
+  } catch (e) {
+    throw toDaxError(e, `openRegion ${path}`);
+  }
+  const kind = NATIVE_KINDS[region.kind];
+  const flushMethod = NATIVE_FLUSH_METHODS[region.flushMethod];
+  assert(kind !== undefined && flushMethod !== undefined, 'addon returned an unknown kind or flush method');
+  const info: MediaInfo = {
+    kind,
+    flushMethod,
+    mapSync: region.mapSync,
+    size: region.sizeBytes,
+    alignment: region.alignment,
+    path,
+  };
+  const media = new MappedMedia(region.regionId, region.buffer, info, true);
+  if (kind === 'file' && flushMethod !== 'msync') {
+    // CPU flushes do not make a page-cache file durable: refuse rather than pretend.
+    media.close();
+    if (plan.create && !plan.existed) fs.rmSync(path, { force: true });
+    throw new DaxError('EINVAL', `openRegion ${path}: flushMethod ${flushMethod} is not durable on a page-cache file; use msync`, {
+      path,
+    });
+  }
+  return media;
+}
+
+/** Build a MappedMedia over a handle from share(), in this thread; no new mapping. */
+export function attachMappedMedia(handle: MappedMediaHandle): MappedMedia {
+  if (
+    handle === null ||
+    typeof handle !== 'object' ||
+    handle.type !== 'mapped' ||
+    !(handle.buffer instanceof SharedArrayBuffer) ||
+    !Number.isInteger(handle.regionId)
+  ) {
+    throw new DaxError('EINVAL', 'attachMappedMedia: not a handle from MappedMedia.share()');
+  }
+  if (!native().isRegionLive(handle.regionId) || handle.buffer.byteLength !== handle.info.size) {
+    throw new DaxError('EINVAL', `attachMappedMedia: region ${handle.regionId} (${handle.info.path}) is not mapped in this process`);
+  }
+  return new MappedMedia(handle.regionId, handle.buffer, handle.info, false);
+}
+
+interface OpenPlan {
+  readonly create: boolean;
+  readonly existed: boolean;
+  readonly sizeBytes: number;
+  readonly alignment: number;
+  readonly isDevDax: boolean;
+  readonly flushMethod: number;
+}
+
+function planOpen(path: string, opts: OpenRegionOptions): OpenPlan {
+  if (typeof path !== 'string' || path.length === 0) throw new DaxError('EINVAL', 'openRegion: path must be a non-empty string');
+  const { create = false, sizeBytes, sysfsRoot = DEFAULT_SYSFS_ROOT } = opts;
+  if (sizeBytes !== undefined) checkSize(path, sizeBytes, 'sizeBytes');
+  const flushMethod = planFlushMethod(path, opts.flushMethod);
+  const st = fs.statSync(path, { throwIfNoEntry: false });
+  if (st === undefined) {
+    if (!create) throw new DaxError('ENOENT', `openRegion ${path}: no such file (pass create: true to make one)`, { path });
+    if (sizeBytes === undefined) throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes is required to create`, { path });
+    return { create, existed: false, sizeBytes, alignment: REGION_BLOCK_BYTES, isDevDax: false, flushMethod };
+  }
+  if (st.isDirectory()) throw new DaxError('EISDIR', `openRegion ${path}: is a directory`, { path });
+  if (st.isCharacterDevice()) {
+    const geometry = readDevDaxGeometry(path, sysfsRoot);
+    if (sizeBytes !== undefined && sizeBytes !== geometry.sizeBytes) {
+      throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes ${sizeBytes} != device size ${geometry.sizeBytes}`, { path });
+    }
+    return { create, existed: true, sizeBytes: geometry.sizeBytes, alignment: geometry.alignment, isDevDax: true, flushMethod };
+  }
+  if (!st.isFile()) throw new DaxError('ENOTSUP', `openRegion ${path}: not a regular file or device-DAX`, { path });
+  checkSize(path, st.size, 'existing file size');
+  if (sizeBytes !== undefined && sizeBytes !== st.size) {
+    throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes ${sizeBytes} != existing file size ${st.size}`, { path });
+  }
+  return { create, existed: true, sizeBytes: st.size, alignment: REGION_BLOCK_BYTES, isDevDax: false, flushMethod };
+}
+
+function checkSize(path: string, sizeBytes: number, what: string): void {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % REGION_BLOCK_BYTES !== 0) {
+    throw new DaxError('EINVAL', `openRegion ${path}: ${what} ${sizeBytes} is not a positive multiple of ${REGION_BLOCK_BYTES}`, {
+      path,
+    });
+  }
+}
+
+/** -1: let the addon choose by kind. */
+function planFlushMethod(path: string, method: FlushMethod | undefined): number {
+  if (method === undefined) return -1;
+  const index = NATIVE_FLUSH_METHODS.indexOf(method as NativeFlushMethod);
+  if (index < 0) throw new DaxError('EINVAL', `openRegion ${path}: flushMethod '${String(method)}' is not one of ${NATIVE_FLUSH_METHODS.join(', ')}`);
+  if (method !== 'msync' && !native().cpuFlushMethods().includes(index)) {
+    throw new DaxError('ENOTSUP', `openRegion ${path}: this CPU has no ${method} instruction`);
+  }
+  return index;
+}
+
+/** The CPU flush instructions available here, best first. */
+export function cpuFlushMethods(): FlushMethod[] {
+  return native()
+    .cpuFlushMethods()
+    .map((i) => NATIVE_FLUSH_METHODS[i] as FlushMethod);
+}

@@ -1,0 +1,130 @@
+/**
+ * The one door to C++: loads build/Release/daxstore.node and describes everything it
+ * exports. Nothing else in daxstore may require the .node file.
+ *
+ * Callers validate arguments before calling (types, ranges, alignment): the addon
+ * re-checks what would otherwise touch a bad address, nothing more.
+ * Hot paths (flush, persist, msync, copyOut, copyIn) return 0 or -errno; set-up paths
+ * (openRegion) throw a NativeError, which toDaxError() turns into a DaxError.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DaxError, type DaxErrorCode } from '../errors.js';
+
+/** Numbering shared with addon/region.h. */
+export const NATIVE_KINDS = ['devdax', 'fsdax', 'file', 'tmpfs'] as const;
+export const NATIVE_FLUSH_METHODS = ['clwb', 'clflushopt', 'clflush', 'msync'] as const;
+export type NativeKind = (typeof NATIVE_KINDS)[number];
+export type NativeFlushMethod = (typeof NATIVE_FLUSH_METHODS)[number];
+
+export interface NativeRegion {
+  /** process-global id; any thread holding `buffer` may flush or copy by it */
+  readonly regionId: number;
+  /** the one SharedArrayBuffer over the mapping; the mapping dies with its last reference */
+  readonly buffer: SharedArrayBuffer;
+  /** index into NATIVE_KINDS */
+  readonly kind: number;
+  /** index into NATIVE_FLUSH_METHODS */
+  readonly flushMethod: number;
+  readonly mapSync: boolean;
+  readonly sizeBytes: number;
+  readonly alignment: number;
+}
+
+export interface NativeAddon {
+  /** flushMethod: index into NATIVE_FLUSH_METHODS, or -1 to choose by kind. sizeBytes 0: the file's size. */
+  openRegion(
+    path: string,
+    create: boolean,
+    sizeBytes: number,
+    alignment: number,
+    isDevDax: boolean,
+    flushMethod: number,
+  ): NativeRegion;
+  /** Drops the flock and the descriptor; false if already closed. The mapping stays until collected. */
+  closeRegion(regionId: number): boolean;
+  isRegionLive(regionId: number): boolean;
+  flush(regionId: number, offset: number, length: number): number;
+  drain(): void;
+  persist(regionId: number, offset: number, length: number): number;
+  msync(regionId: number, offset: number, length: number): number;
+  /** SIGBUS while copying -> -EIO, never a dead process. */
+  copyOut(regionId: number, offset: number, length: number, dest: Uint8Array): number;
+  copyIn(regionId: number, offset: number, length: number, src: Uint8Array): number;
+  /** indices into NATIVE_FLUSH_METHODS of the CPU flush instructions this CPU has */
+  cpuFlushMethods(): number[];
+}
+
+/** What the addon throws from set-up paths (addon/errors.cc). */
+interface NativeError extends Error {
+  errno?: string;
+  syscall?: string;
+  path?: string;
+  daxCode?: DaxErrorCode;
+}
+
+let loaded: NativeAddon | undefined;
+
+function addonPath(): string {
+  // src/native (vitest) and dist/src/native (compiled) sit at different depths.
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 5; depth++) {
+    const candidate = path.join(dir, 'build', 'Release', 'daxstore.node');
+    if (existsSync(candidate)) return candidate;
+    dir = path.dirname(dir);
+  }
+  throw new DaxError('ENOTSUP', 'native addon build/Release/daxstore.node not found: run `npx node-gyp rebuild`');
+}
+
+export function native(): NativeAddon {
+  if (loaded === undefined) loaded = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+  return loaded;
+}
+
+const ERRNO_TO_CODE: Readonly<Record<string, DaxErrorCode>> = {
+  ENOENT: 'ENOENT',
+  EISDIR: 'EISDIR',
+  EEXIST: 'EEXIST',
+  EACCES: 'EACCES',
+  EPERM: 'EACCES',
+  EROFS: 'EACCES',
+  ENOSPC: 'ENOSPC',
+  EDQUOT: 'ENOSPC',
+  EFBIG: 'ENOSPC',
+  EINVAL: 'EINVAL',
+  ERANGE: 'ERANGE',
+  EIO: 'EIO',
+  ENOTSUP: 'ENOTSUP',
+  EOPNOTSUPP: 'ENOTSUP',
+  ENODEV: 'ENOTSUP',
+};
+
+export function errnoToCode(errnoName: string | undefined): DaxErrorCode {
+  return (errnoName !== undefined && ERRNO_TO_CODE[errnoName]) || 'ESYS';
+}
+
+const ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(osConstants.errno).map(([name, value]) => [value, name] as const),
+);
+
+/** -5 -> 'EIO'. */
+export function errnoName(negativeErrno: number): string {
+  return ERRNO_NAMES.get(-negativeErrno) ?? `errno ${-negativeErrno}`;
+}
+
+/** A DaxError for a hot-path return code; `what` names the object and offset. */
+export function returnCodeError(rc: number, what: string): DaxError {
+  const name = errnoName(rc);
+  return new DaxError(errnoToCode(name), `${what}: ${name}`, { errno: name });
+}
+
+/** A DaxError for whatever a set-up call threw. Non-native errors (bugs) pass through. */
+export function toDaxError(e: unknown, what: string): unknown {
+  if (!(e instanceof Error) || typeof (e as NativeError).errno !== 'string') return e;
+  const ne = e as NativeError;
+  const code = ne.daxCode ?? errnoToCode(ne.errno);
+  return new DaxError(code, `${what}: ${ne.message}`, { errno: ne.errno, syscall: ne.syscall, path: ne.path, cause: e });
+}
