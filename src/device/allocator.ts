@@ -1,0 +1,395 @@
+/**
+ * Block allocator: a volatile free-space index over the persistent owner table.
+ *
+ * The owner table (owner-table.ts) is the truth; this index is rebuilt from it (and the
+ * bad-block list) on every open and shared by all threads attached to the device.
+ *
+ * Shared state (one SharedArrayBuffer):
+ *   control Int32[CONTROL_WORDS]:
+ *     LOCK          spin-lock.ts mutex word (0 free, 1 held, 2 held + sleepers)
+ *     FREE_BLOCKS   blocks whose used bit is clear
+ *     OWNED_BLOCKS  blocks held by owners: 1 per OWNED order-0 record, 512 per order-9 head
+ *     POISONED      blocks whose poisoned bit is set
+ *     CURSOR        next-fit start for order 0 (block number)
+ *     HUGE_CURSOR   next-fit start for order 9 (extent number)
+ *     ALLOC_COUNT   allocations attempted since the last injectEnospc
+ *     ENOSPC_AT     ALLOC_COUNT value whose allocation fails with ENOSPC; 0 = none
+ *     CLOSED        1 once the device is closed (every thread then gets ECLOSED)
+ *   used     Uint32[ceil(dataBlocks/32)]  bit b%32 of word b>>5: block b is owned, covered,
+ *            reserved by an allocation in flight, or poisoned (never handed out)
+ *   poisoned Uint32[same]                 bit set: block b is poisoned
+ *
+ * Invariants
+ *   - With no operation in flight: used bit set <=> the owner table says OWNED, covered or
+ *     POISONED (or the bad-block list lists it); FREE_BLOCKS = clear used bits;
+ *     OWNED_BLOCKS matches the table; POISONED = set poisoned bits. audit() checks all this.
+ *   - A block is handed out only while its used bit is clear, and its bit is set in the
+ *     same critical section: no block is handed out twice.
+ *
+ * Concurrency
+ *   - LOCK protects the bitmaps, the counters except OWNED_BLOCKS (Atomics.add), the
+ *     cursors and bad-block list appends. It is never held across an owner-table persist,
+ *     so one thread's fence does not stall the others' allocations.
+ *   - Owner-table word0 changes by compareExchange only (see owner-table.ts).
+ *
+ * Persistence ordering (and the crash rule)
+ *   - allocate: reserve in the bitmap; store word1 (index), persist; CAS word0 FREE ->
+ *     OWNED, persist; return. A durable word0 implies a durable word1.
+ *   - free: CAS word0 -> FREE (POISONED if poisoned), persist; only then clear the bitmap
+ *     bits, so a block is never handed out while its old owner record may still be durable.
+ *   - After a crash every block is owned (its record is durable) or free, never both, never
+ *     lost. A block whose owner never published its pointer to it is still owned: the layer
+ *     above must reclaim such blocks in recovery, with forEachOwned() to list records and
+ *     free() to release them (both usable right after Device.open).
+ *
+ * Errors: ENOSPC (full, or injected) changes nothing. Failed persists (EIO) roll the
+ * record back in memory and release the reservation, so nothing changed either; if the
+ * roll-back cannot be made durable the block stays reserved until the next open.
+ */
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import type { Media } from './media.js';
+import { BLOCK_BYTES, HUGE_BLOCKS, HUGE_ORDER, type Geometry } from './layout.js';
+import { FLAG_OWNED, FLAG_POISONED, OwnerTable, decodeMeta, encodeMeta, metaProblem } from './owner-table.js';
+import { BadBlockList } from './bad-blocks.js';
+import { lockWord, unlockWord, withLock } from './spin-lock.js';
+import { testBreak } from './test-break.js';
+
+const LOCK = 0;
+const FREE_BLOCKS = 1;
+const OWNED_BLOCKS = 2;
+const POISONED = 3;
+const CURSOR = 4;
+const HUGE_CURSOR = 5;
+const ALLOC_COUNT = 6;
+const ENOSPC_AT = 7;
+const CLOSED = 8;
+const CONTROL_WORDS = 16;
+
+export interface AllocatorStats {
+  dataBlocks: number;
+  freeBlocks: number;
+  ownedBlocks: number;
+  poisonedBlocks: number;
+}
+
+export class Allocator {
+  readonly state: SharedArrayBuffer;
+  private readonly control: Int32Array;
+  private readonly used: Uint32Array;
+  private readonly poisoned: Uint32Array;
+  private readonly dataBlocks: number;
+
+  constructor(
+    private readonly media: Media,
+    private readonly geometry: Geometry,
+    readonly table: OwnerTable,
+    readonly badList: BadBlockList,
+    state?: SharedArrayBuffer,
+  ) {
+    this.dataBlocks = geometry.dataBlocks;
+    const bitmapWords = Math.ceil(this.dataBlocks / 32);
+    this.state = state ?? new SharedArrayBuffer((CONTROL_WORDS + 2 * bitmapWords) * 4);
+    this.control = new Int32Array(this.state, 0, CONTROL_WORDS);
+    this.used = new Uint32Array(this.state, CONTROL_WORDS * 4, bitmapWords);
+    this.poisoned = new Uint32Array(this.state, (CONTROL_WORDS + bitmapWords) * 4, bitmapWords);
+  }
+
+  /**
+   * Builds the index from the owner table and bad-block list. Validates every record:
+   * ECORRUPT naming the block on a bad one. Writes nothing persistent.
+   */
+  rebuild(): void {
+    this.used.fill(0);
+    this.poisoned.fill(0);
+    // Bits past dataBlocks in the last word count as used, so searches never return them.
+    for (let b = this.dataBlocks; b < this.used.length * 32; b++) this.used[b >>> 5] |= 1 << (b & 31);
+    let owned = 0;
+    let coveredUntil = 0; // blocks below this are tails of an owned extent
+    for (let b = 0; b < this.dataBlocks; b++) {
+      const meta = this.table.loadMeta(b);
+      if (meta === 0n) continue;
+      const problem = metaProblem(meta, b, this.dataBlocks);
+      const { flags, order } = decodeMeta(meta);
+      const ownedTail = b < coveredUntil && (flags & FLAG_OWNED) !== 0;
+      if (problem !== undefined || ownedTail) {
+        const why = problem ?? `owned inside the 2 MiB extent headed by block ${coveredUntil - HUGE_BLOCKS}`;
+        throw new DaxError('ECORRUPT', `${this.media.path}: owner record of block ${b} at offset ${this.table.recordOffset(b)}: ${why} (word0 0x${meta.toString(16)})`);
+      }
+      if ((flags & FLAG_POISONED) !== 0) this.setPoisonedBit(b);
+      if ((flags & FLAG_OWNED) === 0) continue;
+      const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
+      for (let i = b; i < b + n; i++) this.used[i >>> 5] |= 1 << (i & 31);
+      if (n > 1) coveredUntil = b + n;
+      owned += n;
+    }
+    for (const b of this.badList.read()) this.setPoisonedBit(b);
+    let free = 0;
+    let poisoned = 0;
+    for (let w = 0; w < this.used.length; w++) {
+      free += 32 - popcount(this.used[w]);
+      poisoned += popcount(this.poisoned[w]);
+    }
+    this.control.fill(0);
+    this.control[FREE_BLOCKS] = free;
+    this.control[OWNED_BLOCKS] = owned;
+    this.control[POISONED] = poisoned;
+  }
+
+  stats(): AllocatorStats {
+    return {
+      dataBlocks: this.dataBlocks,
+      freeBlocks: Atomics.load(this.control, FREE_BLOCKS),
+      ownedBlocks: Atomics.load(this.control, OWNED_BLOCKS),
+      poisonedBlocks: Atomics.load(this.control, POISONED),
+    };
+  }
+
+  get closed(): boolean {
+    return Atomics.load(this.control, CLOSED) !== 0;
+  }
+
+  markClosed(): void {
+    Atomics.store(this.control, CLOSED, 1);
+  }
+
+  /** The n-th allocation from now (any thread) fails with ENOSPC; 0 clears. */
+  injectEnospc(n: number): void {
+    withLock(this.control, LOCK, () => {
+      this.control[ALLOC_COUNT] = 0;
+      this.control[ENOSPC_AT] = n;
+    });
+  }
+
+  isPoisoned(block: number): boolean {
+    return (Atomics.load(this.poisoned, block >>> 5) & (1 << (block & 31))) !== 0;
+  }
+
+  /** Allocates a block (order 0) or a 2 MiB extent (order 9) for (ownerId, index); durable on return. */
+  allocate(ownerId: number, index: number, order: 0 | 9): number {
+    const meta = encodeMeta(FLAG_OWNED, order, ownerId);
+    for (;;) {
+      const block = this.reserve(order);
+      if (this.publish(block, index, meta, order)) return block;
+      // Lost the block to a concurrent poison(): it stays reserved as poisoned; try another.
+    }
+  }
+
+  /** Frees an owned block or extent head; durable on return. EINVAL when not an owned head. */
+  free(block: number): void {
+    let meta = this.table.loadMeta(block);
+    for (;;) {
+      if ((decodeMeta(meta).flags & FLAG_OWNED) === 0) throw this.notOwnedError(block, 'free');
+      const next = (decodeMeta(meta).flags & FLAG_POISONED) !== 0 ? BigInt(FLAG_POISONED) : 0n;
+      const found = this.table.casMeta(block, meta, next);
+      if (found === meta) break;
+      meta = found; // a concurrent poison() or free() changed word0: re-validate
+    }
+    if (!testBreak('free-skip-persist')) {
+      try {
+        this.table.flushMeta(block);
+        this.media.drain();
+      } catch (e) {
+        // Not durable: put the record back as it was (equal to what the media holds) and report.
+        this.table.casMeta(block, this.table.loadMeta(block), meta);
+        throw e;
+      }
+    }
+    const n = decodeMeta(meta).order === HUGE_ORDER ? HUGE_BLOCKS : 1;
+    withLock(this.control, LOCK, () => {
+      for (let b = block; b < block + n; b++) {
+        if (this.isPoisoned(b)) continue;
+        assert((this.used[b >>> 5] & (1 << (b & 31))) !== 0, () => `freeing block ${b} that the bitmap says is free`);
+        this.used[b >>> 5] &= ~(1 << (b & 31));
+        this.control[FREE_BLOCKS]++;
+      }
+    });
+    Atomics.sub(this.control, OWNED_BLOCKS, n);
+  }
+
+  /**
+   * Records block as poisoned: bad-block list first, then the owner record's POISONED flag.
+   * Never handed out again. Owned blocks keep their owner (the rmap still finds it).
+   * Returns false when it was already poisoned.
+   */
+  poison(block: number): boolean {
+    const added = withLock(this.control, LOCK, () => {
+      if (this.isPoisoned(block)) return false;
+      this.badList.appendLocked(block);
+      this.setPoisonedBit(block);
+      this.control[POISONED]++;
+      if ((this.used[block >>> 5] & (1 << (block & 31))) === 0) {
+        this.used[block >>> 5] |= 1 << (block & 31);
+        this.control[FREE_BLOCKS]--;
+      }
+      return true;
+    });
+    if (!added) return false;
+    let meta = this.table.loadMeta(block);
+    for (;;) {
+      const found = this.table.casMeta(block, meta, meta | BigInt(FLAG_POISONED));
+      if (found === meta) break;
+      meta = found;
+    }
+    this.table.flushMeta(block);
+    this.media.drain();
+    return true;
+  }
+
+  /** Calls cb for every OWNED record (extent heads once, with order 9). */
+  forEachOwned(cb: (block: number, ownerId: number, index: number, order: number) => void): void {
+    for (let b = 0; b < this.dataBlocks; b++) {
+      const meta = this.table.loadMeta(b);
+      if (meta === 0n) continue;
+      const { flags, order, ownerId } = decodeMeta(meta);
+      if ((flags & FLAG_OWNED) !== 0) cb(b, ownerId, this.table.loadIndex(b), order);
+    }
+  }
+
+  /**
+   * Compares the shared index with the owner table and bad-block list; returns the
+   * differences (empty when consistent). Only meaningful with no operation in flight.
+   */
+  audit(): string[] {
+    const fresh = new Allocator(this.media, this.geometry, this.table, this.badList);
+    fresh.rebuild();
+    return withLock(this.control, LOCK, () => {
+      const problems: string[] = [];
+      for (const name of ['FREE_BLOCKS', 'OWNED_BLOCKS', 'POISONED'] as const) {
+        const slot = { FREE_BLOCKS, OWNED_BLOCKS, POISONED }[name];
+        if (fresh.control[slot] !== this.control[slot]) problems.push(`${name}: index ${this.control[slot]}, owner table ${fresh.control[slot]}`);
+      }
+      for (let w = 0; w < this.used.length && problems.length < 20; w++) {
+        if (fresh.used[w] !== this.used[w]) problems.push(`used bits of blocks ${w * 32}..${w * 32 + 31}: index ${hex(this.used[w])}, owner table ${hex(fresh.used[w])}`);
+        if (fresh.poisoned[w] !== this.poisoned[w]) problems.push(`poisoned bits of blocks ${w * 32}..${w * 32 + 31} differ`);
+      }
+      return problems;
+    });
+  }
+
+  // ---- internals ----
+
+  /** Finds and marks used a free block or extent; ENOSPC (nothing changed) when none. */
+  private reserve(order: 0 | 9): number {
+    lockWord(this.control, LOCK);
+    try {
+      if (this.control[CLOSED] !== 0) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
+      this.control[ALLOC_COUNT]++;
+      if (this.control[ENOSPC_AT] !== 0 && this.control[ALLOC_COUNT] === this.control[ENOSPC_AT]) {
+        this.control[ENOSPC_AT] = 0;
+        throw new DaxError('ENOSPC', `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]} (order ${order})`);
+      }
+      const block = order === 0 ? this.findFreeBlockLocked() : this.findFreeExtentLocked();
+      if (block < 0) throw this.fullError(order);
+      return block;
+    } finally {
+      unlockWord(this.control, LOCK);
+    }
+  }
+
+  private findFreeBlockLocked(): number {
+    if (this.control[FREE_BLOCKS] === 0) return -1;
+    const words = this.used.length;
+    const start = this.control[CURSOR] >>> 5;
+    for (let k = 0; k <= words; k++) {
+      const w = (start + k) % words;
+      const free = ~this.used[w];
+      if (free === 0) continue;
+      const bit = 31 - Math.clz32(free & -free);
+      const block = w * 32 + bit;
+      this.used[w] |= 1 << bit;
+      this.control[FREE_BLOCKS]--;
+      this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
+      return block;
+    }
+    assert(false, 'FREE_BLOCKS > 0 but no clear bit in the used bitmap');
+  }
+
+  private findFreeExtentLocked(): number {
+    const extents = Math.floor(this.dataBlocks / HUGE_BLOCKS);
+    if (extents === 0 || this.control[FREE_BLOCKS] < HUGE_BLOCKS) return -1;
+    const wordsPerExtent = HUGE_BLOCKS / 32;
+    const start = this.control[HUGE_CURSOR] % extents;
+    for (let k = 0; k < extents; k++) {
+      const e = (start + k) % extents;
+      const base = e * wordsPerExtent;
+      let clear = true;
+      for (let i = 0; i < wordsPerExtent && clear; i++) clear = this.used[base + i] === 0;
+      if (!clear) continue;
+      this.used.fill(0xffff_ffff, base, base + wordsPerExtent);
+      this.control[FREE_BLOCKS] -= HUGE_BLOCKS;
+      this.control[HUGE_CURSOR] = (e + 1) % extents;
+      return e * HUGE_BLOCKS;
+    }
+    return -1;
+  }
+
+  /** Writes the owner record of a reserved block; false if a concurrent poison took it. */
+  private publish(block: number, index: number, meta: bigint, order: number): boolean {
+    const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
+    try {
+      this.table.storeIndexReserved(block, index);
+      if (testBreak('alloc-publish-before-index')) {
+        // Broken on purpose: word0 stored before word1 is durable (one fence for both).
+        this.table.storeMetaReserved(block, meta);
+        this.table.flushIndex(block);
+      } else {
+        this.table.flushIndex(block);
+        this.media.drain(); // word1 durable before word0 can be
+        if (this.table.casMeta(block, 0n, meta) !== 0n) return false;
+      }
+    } catch (e) {
+      this.unreserve(block, n);
+      throw e;
+    }
+    try {
+      this.table.flushMeta(block);
+      this.media.drain(); // the record is durable before the caller may publish the block
+    } catch (e) {
+      this.table.casMeta(block, meta, 0n);
+      this.unreserve(block, n);
+      throw e;
+    }
+    Atomics.add(this.control, OWNED_BLOCKS, n);
+    return true;
+  }
+
+  private unreserve(block: number, n: number): void {
+    withLock(this.control, LOCK, () => {
+      for (let b = block; b < block + n; b++) {
+        if (this.isPoisoned(b)) continue;
+        this.used[b >>> 5] &= ~(1 << (b & 31));
+        this.control[FREE_BLOCKS]++;
+      }
+    });
+  }
+
+  private setPoisonedBit(block: number): void {
+    this.poisoned[block >>> 5] |= 1 << (block & 31);
+    this.used[block >>> 5] |= 1 << (block & 31);
+  }
+
+  private fullError(order: number): DaxError {
+    const free = this.control[FREE_BLOCKS];
+    const want = order === 0 ? `a ${BLOCK_BYTES}-byte block` : `a 2 MiB extent (${HUGE_BLOCKS} contiguous aligned blocks)`;
+    return new DaxError('ENOSPC', `${this.media.path}: no free space for ${want}: ${free} of ${this.dataBlocks} blocks free (${free * BLOCK_BYTES} of ${this.dataBlocks * BLOCK_BYTES} bytes)`);
+  }
+
+  private notOwnedError(block: number, op: string): DaxError {
+    const head = this.table.coveringHead(block);
+    if (head >= 0) return new DaxError('EINVAL', `${this.media.path}: ${op}(${block}): block lies inside the 2 MiB extent headed by block ${head}; free the head`);
+    const poisoned = this.isPoisoned(block) ? ' (poisoned)' : '';
+    return new DaxError('EINVAL', `${this.media.path}: ${op}(${block}): block is not owned${poisoned} (double free?)`);
+  }
+}
+
+function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
+}
+
+function hex(x: number): string {
+  return (x >>> 0).toString(16).padStart(8, '0');
+}

@@ -1,0 +1,278 @@
+/**
+ * Device: a formatted daxstore media — superblock, root area, owner table, bad-block
+ * list and data blocks — and the API the DAX and KV layers use.
+ *
+ * Invariants
+ *   - A Device exists only over a media whose superblock, geometry, owner table and
+ *     bad-block list validated; open() writes nothing until all of them did.
+ *   - While open, the superblock's cleanShutdown is durably 0; close() durably sets it to 1.
+ *
+ * Concurrency
+ *   - One opener (format/open) per media; workers attach with Device.attach(share()) and
+ *     share the allocator index (allocator.ts: its LOCK protects bitmaps and counters).
+ *   - Only the opener writes the superblock. close() on the opener marks the shared state
+ *     closed: every thread's later calls get ECLOSED. close() on an attached device only
+ *     detaches that thread.
+ *
+ * Persistence ordering
+ *   - format: zero the metadata, persist; write the superblock (cleanShutdown 0) last, so
+ *     a crash during format leaves media that is not a daxstore, never a half-formatted one.
+ *   - open: validate, then one superblock update (cleanShutdown 0, sequence + 1) that also
+ *     rewrites a bad or stale copy.
+ *   - allocate/free/poison: see allocator.ts and bad-blocks.ts.
+ *
+ * Errors: argument errors a caller can make (out-of-range block or offset, freeing a
+ * block that is not an owned head, bad owner id or index) are DaxErrors (EINVAL/ERANGE);
+ * inconsistencies only a daxstore bug can cause (bitmap vs record mismatch) are asserts.
+ */
+import { randomBytes } from 'node:crypto';
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import type { Media, MediaHandle } from './media.js';
+import { BLOCK_BYTES, HUGE_BLOCKS, HUGE_ORDER, computeGeometry, geometryProblem, type Geometry } from './layout.js';
+import { FORMAT_VERSION, chooseSuperblock, writeSuperblock, type Superblock } from './superblock.js';
+import { FLAG_OWNED, FLAG_POISONED, MAX_INDEX, MAX_OWNER_ID, OwnerTable, decodeMeta } from './owner-table.js';
+import { BadBlockList } from './bad-blocks.js';
+import { Allocator, type AllocatorStats } from './allocator.js';
+import { attachSimMedia } from './sim-media.js';
+
+export interface DeviceHandle {
+  readonly media: MediaHandle;
+  readonly geometry: Geometry;
+  readonly allocatorState: SharedArrayBuffer;
+  readonly lastShutdownClean: boolean;
+}
+
+export interface OwnerInfo {
+  state: 'free' | 'owned' | 'poisoned' | 'covered';
+  ownerId: number;
+  index: number;
+  order: number;
+  /** the block holding the record that owns this block (itself, or its extent head) */
+  head: number;
+}
+
+export interface DeviceStats extends AllocatorStats {
+  lastShutdownClean: boolean;
+  badBlocks: number;
+  mediaKind: string;
+  flushMethod: string;
+  sizeBytes: number;
+  dataOffset: number;
+}
+
+export interface FormatOptions {
+  /** bytes of the root area for upper layers' fixed roots (rounded up to 4 KiB); default 64 KiB */
+  rootBytes?: number;
+  /** entries of the bad-block list; default 1024 */
+  badBlockCapacity?: number;
+}
+
+export class Device {
+  readonly blockSize = BLOCK_BYTES;
+  readonly dataBlocks: number;
+  readonly dataOffset: number;
+  readonly root: { readonly offset: number; readonly length: number };
+  readonly geometry: Readonly<Geometry>;
+  private readonly allocator: Allocator;
+  private readonly table: OwnerTable;
+  private readonly badList: BadBlockList;
+  private isClosed = false;
+
+  private constructor(
+    readonly media: Media,
+    geometry: Geometry,
+    private superblock: Superblock | undefined, // undefined on attached (worker) devices
+    private readonly lastShutdownClean: boolean,
+    allocatorState?: SharedArrayBuffer,
+  ) {
+    this.geometry = Object.freeze({ ...geometry });
+    this.dataBlocks = geometry.dataBlocks;
+    this.dataOffset = geometry.dataOffset;
+    this.root = Object.freeze({ offset: geometry.rootOffset, length: geometry.rootBytes });
+    this.table = new OwnerTable(media, geometry);
+    this.badList = new BadBlockList(media, geometry);
+    this.allocator = new Allocator(media, geometry, this.table, this.badList, allocatorState);
+  }
+
+  /** Formats media as an empty daxstore; everything is durable before return. */
+  static format(media: Media, opts: FormatOptions = {}): Device {
+    if (media.closed) throw new DaxError('ECLOSED', `${media.path}: media is closed`);
+    const geometry = computeGeometry(media.size, opts.rootBytes, opts.badBlockCapacity);
+    const working = new Uint8Array(media.buffer);
+    // Invalidate the old superblocks first: a crash mid-format must not leave an old
+    // superblock describing new, half-written metadata.
+    working.fill(0, 0, geometry.rootOffset);
+    media.persist(0, geometry.rootOffset);
+    working.fill(0, geometry.rootOffset, geometry.dataOffset);
+    media.persist(geometry.rootOffset, geometry.dataOffset - geometry.rootOffset);
+    const superblock: Superblock = { ...geometry, formatVersion: FORMAT_VERSION, flags: 0, uuid: new Uint8Array(randomBytes(16)), cleanShutdown: false, sequence: 1 };
+    writeSuperblock(media, superblock);
+    const device = new Device(media, geometry, superblock, true);
+    device.allocator.rebuild();
+    return device;
+  }
+
+  /** Opens a formatted media: validates everything, then marks it open. Changes nothing on failure. */
+  static open(media: Media): Device {
+    if (media.closed) throw new DaxError('ECLOSED', `${media.path}: media is closed`);
+    const { superblock } = chooseSuperblock(media);
+    const problem = geometryProblem(superblock, media.size);
+    if (problem !== undefined) throw new DaxError('ECORRUPT', `${media.path}: superblock geometry does not fit the media: ${problem}`);
+    const device = new Device(media, superblock, superblock, superblock.cleanShutdown);
+    device.allocator.rebuild(); // validates owner table and bad-block list (ECORRUPT), writes nothing
+    // Everything validated: now mark open. This one update also repairs a bad or stale copy.
+    device.superblock = { ...superblock, cleanShutdown: false, sequence: superblock.sequence + 1 };
+    writeSuperblock(media, device.superblock);
+    return device;
+  }
+
+  /** A structured-cloneable handle: Device.attach(handle) in a worker shares this device. */
+  share(): DeviceHandle {
+    this.checkOpen();
+    return { media: this.media.share(), geometry: { ...this.geometry }, allocatorState: this.allocator.state, lastShutdownClean: this.lastShutdownClean };
+  }
+
+  /**
+   * The device in another thread. Simulated media attach here; mapped media need
+   * attachMedia (src/device/attach-media.ts): pass it as attachMedia until device.ts imports it.
+   */
+  static attach(handle: DeviceHandle, attachMedia?: (h: MediaHandle) => Media): Device {
+    let media: Media;
+    if (attachMedia !== undefined) media = attachMedia(handle.media);
+    else if (handle.media.type === 'sim') media = attachSimMedia(handle.media);
+    else throw new DaxError('ENOTSUP', `Device.attach: media type '${handle.media.type}' needs attachMedia from attach-media.ts`);
+    return new Device(media, handle.geometry, undefined, handle.lastShutdownClean, handle.allocatorState);
+  }
+
+  allocate(ownerId: number, index: number, order: 0 | 9 = 0): number {
+    this.checkOpen();
+    if (!Number.isSafeInteger(ownerId) || ownerId < 1 || ownerId > MAX_OWNER_ID) throw new DaxError('EINVAL', `allocate: ownerId ${ownerId} must be an integer in [1, 2^40)`);
+    if (!Number.isSafeInteger(index) || index < 0 || index > MAX_INDEX) throw new DaxError('EINVAL', `allocate: index ${index} must be an integer in [0, 2^53)`);
+    if (order !== 0 && order !== HUGE_ORDER) throw new DaxError('EINVAL', `allocate: order ${String(order)} must be 0 or 9`);
+    const block = this.allocator.allocate(ownerId, index, order);
+    assert(block >= 0 && block < this.dataBlocks && (order === 0 || block % HUGE_BLOCKS === 0), () => `allocator returned block ${block}`);
+    return block;
+  }
+
+  free(block: number): void {
+    this.checkOpen();
+    this.checkBlock(block, 'free');
+    this.allocator.free(block);
+  }
+
+  ownerOf(block: number): OwnerInfo {
+    this.checkOpen();
+    this.checkBlock(block, 'ownerOf');
+    const head = this.table.coveringHead(block);
+    const recordBlock = head >= 0 ? head : block;
+    const own = decodeMeta(this.table.loadMeta(block));
+    const rec = decodeMeta(this.table.loadMeta(recordBlock));
+    const owned = (rec.flags & FLAG_OWNED) !== 0;
+    const index = owned ? this.table.loadIndex(recordBlock) : 0;
+    const poisoned = (own.flags & FLAG_POISONED) !== 0 || this.allocator.isPoisoned(block);
+    const state = poisoned ? 'poisoned' : head >= 0 ? 'covered' : owned ? 'owned' : 'free';
+    return { state, ownerId: owned ? rec.ownerId : 0, index, order: owned ? rec.order : 0, head: recordBlock };
+  }
+
+  /** Every OWNED record (an extent once, at its head). For recovery: reclaim what no owner reaches. */
+  forEachOwned(cb: (block: number, ownerId: number, index: number, order: number) => void): void {
+    this.checkOpen();
+    this.allocator.forEachOwned(cb);
+  }
+
+  blockOffset(block: number): number {
+    this.checkBlock(block, 'blockOffset');
+    return this.dataOffset + block * BLOCK_BYTES;
+  }
+
+  blockAt(offset: number): number {
+    if (!Number.isSafeInteger(offset) || offset < this.dataOffset || offset >= this.dataOffset + this.dataBlocks * BLOCK_BYTES) {
+      throw new DaxError('ERANGE', `blockAt(${offset}): offset outside the data area [${this.dataOffset}, ${this.dataOffset + this.dataBlocks * BLOCK_BYTES})`);
+    }
+    return Math.floor((offset - this.dataOffset) / BLOCK_BYTES);
+  }
+
+  /** Durably records block as bad: never handed out again, reads of it fail with EIO. */
+  poison(block: number): void {
+    this.checkOpen();
+    this.checkBlock(block, 'poison');
+    this.allocator.poison(block);
+  }
+
+  isPoisoned(block: number): boolean {
+    this.checkBlock(block, 'isPoisoned');
+    return this.allocator.isPoisoned(block);
+  }
+
+  badBlocks(): number[] {
+    this.checkOpen();
+    return this.badList.read().sort((a, b) => a - b);
+  }
+
+  /** Copies [offset, offset+length) of the media; EIO naming the block if it touches a poisoned one. */
+  read(offset: number, length: number, dest?: Uint8Array): Uint8Array {
+    this.checkOpen();
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) throw new DaxError('EINVAL', `read(${offset}, ${length}): offset and length must be non-negative integers`);
+    if (offset + length > this.media.size) throw new DaxError('ERANGE', `read(${offset}, ${length}) beyond the device size ${this.media.size}`);
+    const out = dest ?? new Uint8Array(length);
+    if (out.length < length) throw new DaxError('EINVAL', `read(${offset}, ${length}): destination holds only ${out.length} bytes`);
+    const dataEnd = this.dataOffset + this.dataBlocks * BLOCK_BYTES;
+    const first = Math.max(offset, this.dataOffset);
+    const last = Math.min(offset + length, dataEnd) - 1;
+    for (let b = Math.floor((first - this.dataOffset) / BLOCK_BYTES); first <= last && b <= Math.floor((last - this.dataOffset) / BLOCK_BYTES); b++) {
+      if (this.allocator.isPoisoned(b)) throw new DaxError('EIO', `read(${offset}, ${length}): block ${b} at offset ${this.dataOffset + b * BLOCK_BYTES} is poisoned`);
+    }
+    this.media.copyOut(offset, length, out);
+    return out;
+  }
+
+  /** allocationEnospc: n -> the n-th allocation from now (any thread) fails with ENOSPC; 0 clears. */
+  injectFault(fault: { allocationEnospc?: number }): void {
+    this.checkOpen();
+    const n = fault.allocationEnospc;
+    if (n === undefined) return;
+    if (!Number.isSafeInteger(n) || n < 0) throw new DaxError('EINVAL', `injectFault: allocationEnospc must be a non-negative integer, got ${n}`);
+    this.allocator.injectEnospc(n);
+  }
+
+  stats(): DeviceStats {
+    this.checkOpen();
+    return {
+      ...this.allocator.stats(), lastShutdownClean: this.lastShutdownClean, badBlocks: this.badList.count(),
+      mediaKind: this.media.kind, flushMethod: this.media.flushMethod, sizeBytes: this.media.size, dataOffset: this.dataOffset,
+    };
+  }
+
+  /** Differences between the allocator index and the owner table (empty when consistent, no operation in flight). */
+  audit(): string[] {
+    this.checkOpen();
+    return this.allocator.audit();
+  }
+
+  get closed(): boolean {
+    return this.isClosed || this.allocator.closed;
+  }
+
+  /** Opener: clean-shutdown flag durable, media closed; attached: detaches. Idempotent. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    if (this.superblock !== undefined && !this.allocator.closed) {
+      this.allocator.markClosed();
+      this.superblock = { ...this.superblock, cleanShutdown: true, sequence: this.superblock.sequence + 1 };
+      writeSuperblock(this.media, this.superblock);
+    }
+    this.media.close();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
+  }
+
+  private checkBlock(block: number, op: string): void {
+    if (!Number.isSafeInteger(block) || block < 0 || block >= this.dataBlocks) {
+      throw new DaxError('ERANGE', `${op}(${block}): block outside [0, ${this.dataBlocks})`);
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Owner table: one 16-byte record per data block, the allocator's truth at recovery and
+ * the reverse map (device block -> owner, index) for the layers above.
+ *
+ * Record of block b at ownerTableOffset + 16 * b: two aligned 8-byte words, each written
+ * with ONE aligned 8-byte store (Atomics.store / compareExchange on a BigUint64Array, which
+ * V8 compiles to a single 8-byte store on x86-64), so a crash keeps or loses each word whole.
+ *
+ *   word0 "meta" (u64), 0 = FREE:
+ *     bits 0..1   flags: OWNED = 1, POISONED = 2 (both: an owner still holds a poisoned block)
+ *     bits 2..5   order: 0 (one 4 KiB block) or 9 (head of a 2 MiB extent); 0 unless OWNED
+ *     bits 6..7   reserved, 0
+ *     bits 8..47  ownerId (1 .. 2^40-1) when OWNED, else 0
+ *     bits 48..63 reserved, 0
+ *   word1 "index" (u64): the block's index within its owner (< 2^53). Meaningful only while
+ *     word0 says OWNED; stale otherwise.
+ *
+ * Invariants
+ *   - A block is "covered" iff its record is not an extent head and the record at its
+ *     2 MiB-aligned head (b & ~511) is OWNED with order 9. Covered records are FREE or
+ *     POISONED-without-owner, never OWNED: one store to the head publishes or frees the
+ *     whole extent.
+ *   - Order 9 only on blocks with b % 512 === 0 and b + 512 <= dataBlocks.
+ *
+ * Concurrency
+ *   - word0 changes only by compareExchange (allocate: FREE -> OWNED; free: OWNED -> FREE
+ *     or POISONED; poison: sets POISONED), so concurrent free and poison of one block never
+ *     lose an update. word1 is written only by the allocating thread while the block is
+ *     reserved in the allocator's bitmap (nobody else can touch it).
+ *
+ * Persistence ordering
+ *   - Allocate: store word1, persist; then CAS word0, persist. A durable word0 therefore
+ *     implies a durable word1.
+ *   - Free: CAS word0 to FREE (or POISONED), persist, before the block returns to the bitmap.
+ */
+import { assert } from '../assert.js';
+import type { Media } from './media.js';
+import { HUGE_BLOCKS, HUGE_ORDER, OWNER_RECORD_BYTES, type Geometry } from './layout.js';
+
+export const FLAG_OWNED = 1;
+export const FLAG_POISONED = 2;
+export const MAX_OWNER_ID = 2 ** 40 - 1;
+export const MAX_INDEX = Number.MAX_SAFE_INTEGER;
+
+export interface OwnerMeta {
+  flags: number;
+  order: number;
+  ownerId: number;
+}
+
+export function encodeMeta(flags: number, order: number, ownerId: number): bigint {
+  assert(flags >= 0 && flags <= 3 && (order === 0 || order === HUGE_ORDER) && ownerId >= 0 && ownerId <= MAX_OWNER_ID, 'owner meta fields out of range');
+  assert((flags & FLAG_OWNED) !== 0 || (order === 0 && ownerId === 0), 'order and owner only on OWNED records');
+  return (BigInt(ownerId) << 8n) | BigInt((order << 2) | flags);
+}
+
+export function decodeMeta(meta: bigint): OwnerMeta {
+  const low = Number(meta & 0xffn);
+  return { flags: low & 3, order: (low >> 2) & 15, ownerId: Number((meta >> 8n) & 0xff_ffff_ffffn) };
+}
+
+/** Why meta is not a valid word0 for block (of dataBlocks), or undefined. */
+export function metaProblem(meta: bigint, block: number, dataBlocks: number): string | undefined {
+  if (meta === 0n) return undefined;
+  if ((meta & 0xffff_0000_0000_00c0n) !== 0n) return 'reserved bits set';
+  const { flags, order, ownerId } = decodeMeta(meta);
+  if ((flags & FLAG_OWNED) === 0) return order === 0 && ownerId === 0 ? undefined : 'order or owner on an unowned record';
+  if (ownerId === 0) return 'owned by owner 0';
+  if (order === 0) return undefined;
+  if (order !== HUGE_ORDER) return `order ${order}`;
+  if (block % HUGE_BLOCKS !== 0 || block + HUGE_BLOCKS > dataBlocks) return 'order 9 on a block that cannot head a 2 MiB extent';
+  return undefined;
+}
+
+export class OwnerTable {
+  private readonly words: BigUint64Array;
+
+  constructor(
+    private readonly media: Media,
+    private readonly geometry: Geometry,
+  ) {
+    this.words = new BigUint64Array(media.buffer, geometry.ownerTableOffset, geometry.dataBlocks * 2);
+  }
+
+  loadMeta(block: number): bigint {
+    return Atomics.load(this.words, 2 * block);
+  }
+
+  loadIndex(block: number): number {
+    return Number(Atomics.load(this.words, 2 * block + 1));
+  }
+
+  /** Stores word1; the caller persists (see persistIndex). Caller holds the block's reservation. */
+  storeIndexReserved(block: number, index: number): void {
+    Atomics.store(this.words, 2 * block + 1, BigInt(index));
+  }
+
+  /** One 8-byte compareExchange on word0; returns the value found (== expected on success). */
+  casMeta(block: number, expected: bigint, next: bigint): bigint {
+    return Atomics.compareExchange(this.words, 2 * block, expected, next);
+  }
+
+  /** Plain word0 store for the reserved-block paths that tests break on purpose. */
+  storeMetaReserved(block: number, meta: bigint): void {
+    Atomics.store(this.words, 2 * block, meta);
+  }
+
+  flushMeta(block: number): void {
+    this.media.flush(this.recordOffset(block), 8);
+  }
+
+  flushIndex(block: number): void {
+    this.media.flush(this.recordOffset(block) + 8, 8);
+  }
+
+  recordOffset(block: number): number {
+    return this.geometry.ownerTableOffset + block * OWNER_RECORD_BYTES;
+  }
+
+  /** Head of the 2 MiB extent block lies in, when that head is an OWNED order-9 record; else -1. */
+  coveringHead(block: number): number {
+    const head = block - (block % HUGE_BLOCKS);
+    if (head === block) return -1;
+    const meta = this.loadMeta(head);
+    return (Number(meta & 0xffn) & FLAG_OWNED) !== 0 && ((Number(meta & 0xffn) >> 2) & 15) === HUGE_ORDER ? head : -1;
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Superblock: the device's geometry and state, in two copies (blocks 0 and 1).
+ *
+ * Fields, little-endian, at the start of each copy's 4 KiB block (the rest is zero):
+ *   offset  type      field
+ *   0       8 bytes   magic 'DAXSTOR\0'
+ *   8       u32       formatVersion (= FORMAT_VERSION)
+ *   12      u32       flags (none defined; must be 0)
+ *   16      16 bytes  uuid (random at format)
+ *   32      u64       sizeBytes (media size at format)
+ *   40      u32       blockSize (4096)
+ *   44      u32       reserved (0)
+ *   48      u64       rootOffset
+ *   56      u64       rootBytes
+ *   64      u64       ownerTableOffset
+ *   72      u64       ownerTableBytes
+ *   80      u64       badBlockListOffset
+ *   88      u64       badBlockCapacity (entries)
+ *   96      u64       dataOffset (2 MiB aligned)
+ *   104     u64       dataBlocks
+ *   112     u32       cleanShutdown (1 = closed cleanly, 0 = open or crashed)
+ *   116     u32       reserved (0)
+ *   120     u64       sequence (bumped by every update; both copies get the same value)
+ *   128     u64       checksum: xxh64 of bytes [0, 128)
+ *
+ * Invariants
+ *   - At every instant at least one copy is valid (magic, version, checksum), because a
+ *     copy is overwritten only while the other is durable and valid.
+ *
+ * Concurrency
+ *   - Written only by the thread that formats, opens or closes the device; workers never.
+ *
+ * Persistence ordering
+ *   - Update: write copy A, persist; then copy B, persist. A crash tears at most one copy;
+ *     open() takes the valid copy with the highest sequence.
+ */
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import { xxh64 } from './checksum.js';
+import type { Media } from './media.js';
+import { testBreak } from './test-break.js';
+import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET, type Geometry } from './layout.js';
+
+export const FORMAT_VERSION = 1;
+export const MAGIC = new Uint8Array([0x44, 0x41, 0x58, 0x53, 0x54, 0x4f, 0x52, 0x00]); // 'DAXSTOR\0'
+export const SUPERBLOCK_BYTES = 136;
+const CHECKSUM_OFFSET = 128;
+
+export interface Superblock extends Geometry {
+  formatVersion: number;
+  flags: number;
+  uuid: Uint8Array;
+  cleanShutdown: boolean;
+  sequence: number;
+}
+
+export type CopyStatus =
+  | { status: 'ok'; superblock: Superblock }
+  | { status: 'no-magic' }
+  | { status: 'newer'; formatVersion: number }
+  | { status: 'corrupt'; reason: string };
+
+const U64_FIELDS: Array<[keyof Geometry, number]> = [
+  ['sizeBytes', 32], ['rootOffset', 48], ['rootBytes', 56], ['ownerTableOffset', 64], ['ownerTableBytes', 72],
+  ['badBlockListOffset', 80], ['badBlockCapacity', 88], ['dataOffset', 96], ['dataBlocks', 104],
+];
+
+export function encodeSuperblock(sb: Superblock): Uint8Array {
+  const bytes = new Uint8Array(SUPERBLOCK_BYTES);
+  const view = new DataView(bytes.buffer);
+  bytes.set(MAGIC, 0);
+  view.setUint32(8, sb.formatVersion, true);
+  view.setUint32(12, sb.flags, true);
+  assert(sb.uuid.length === 16, 'uuid must be 16 bytes');
+  bytes.set(sb.uuid, 16);
+  for (const [field, offset] of U64_FIELDS) view.setBigUint64(offset, BigInt(sb[field]), true);
+  view.setUint32(40, sb.blockSize, true);
+  view.setUint32(112, sb.cleanShutdown ? 1 : 0, true);
+  view.setBigUint64(120, BigInt(sb.sequence), true);
+  view.setBigUint64(CHECKSUM_OFFSET, xxh64(bytes.subarray(0, CHECKSUM_OFFSET)), true);
+  return bytes;
+}
+
+/** Decodes one copy; never throws on bad bytes (the caller decides what a bad copy means). */
+export function decodeSuperblock(bytes: Uint8Array): CopyStatus {
+  assert(bytes.length >= SUPERBLOCK_BYTES, 'superblock buffer too short');
+  for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) return { status: 'no-magic' };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, SUPERBLOCK_BYTES);
+  const formatVersion = view.getUint32(8, true);
+  // A newer format may move anything, the checksum included: do not judge it further.
+  if (formatVersion > FORMAT_VERSION) return { status: 'newer', formatVersion };
+  if (view.getBigUint64(CHECKSUM_OFFSET, true) !== xxh64(bytes.subarray(0, CHECKSUM_OFFSET))) return { status: 'corrupt', reason: 'checksum mismatch' };
+  if (formatVersion !== FORMAT_VERSION) return { status: 'corrupt', reason: `format version ${formatVersion}` };
+  const geometry = {} as Geometry;
+  for (const [field, offset] of U64_FIELDS) {
+    const value = view.getBigUint64(offset, true);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) return { status: 'corrupt', reason: `${field} ${value} out of range` };
+    geometry[field] = Number(value);
+  }
+  geometry.blockSize = view.getUint32(40, true);
+  const clean = view.getUint32(112, true);
+  const flags = view.getUint32(12, true);
+  if (clean > 1 || flags !== 0) return { status: 'corrupt', reason: `unknown flags ${flags} / cleanShutdown ${clean}` };
+  const sequence = view.getBigUint64(120, true);
+  if (sequence > BigInt(Number.MAX_SAFE_INTEGER)) return { status: 'corrupt', reason: `sequence ${sequence} out of range` };
+  return {
+    status: 'ok',
+    superblock: { ...geometry, formatVersion, flags, uuid: bytes.slice(16, 32), cleanShutdown: clean === 1, sequence: Number(sequence) },
+  };
+}
+
+export function readCopy(media: Media, offset: number): CopyStatus {
+  const bytes = new Uint8Array(SUPERBLOCK_BYTES);
+  media.copyOut(offset, SUPERBLOCK_BYTES, bytes);
+  return decodeSuperblock(bytes);
+}
+
+/**
+ * Picks the superblock to open from: the valid copy with the highest sequence.
+ * Throws ENOTSTORE (no copy has the magic), EVERSION (a copy is of a newer format),
+ * ECORRUPT (no valid copy). `repairNeeded` is true when one copy is bad or stale.
+ */
+export function chooseSuperblock(media: Media): { superblock: Superblock; repairNeeded: boolean } {
+  const copies = [readCopy(media, SUPERBLOCK_A_OFFSET), readCopy(media, SUPERBLOCK_B_OFFSET)];
+  if (copies.every((c) => c.status === 'no-magic')) throw new DaxError('ENOTSTORE', `${media.path} is not a daxstore (no superblock magic at offsets ${SUPERBLOCK_A_OFFSET} and ${SUPERBLOCK_B_OFFSET})`);
+  for (const c of copies) {
+    if (c.status === 'newer') throw new DaxError('EVERSION', `${media.path}: format version ${c.formatVersion} is newer than this daxstore understands (${FORMAT_VERSION})`);
+  }
+  const valid = copies.flatMap((c) => (c.status === 'ok' ? [c.superblock] : []));
+  if (valid.length === 0) {
+    const reasons = copies.map((c, i) => `copy ${'AB'[i]} at ${i * SUPERBLOCK_B_OFFSET}: ${c.status === 'corrupt' ? c.reason : c.status}`);
+    throw new DaxError('ECORRUPT', `${media.path}: both superblock copies are invalid (${reasons.join('; ')})`);
+  }
+  const best = valid.reduce((a, b) => (b.sequence > a.sequence ? b : a));
+  const repairNeeded = valid.length < 2 || valid[0].sequence !== valid[1].sequence;
+  return { superblock: best, repairNeeded };
+}
+
+/** Durably writes sb (with its sequence as given) to copy A, then copy B. */
+export function writeSuperblock(media: Media, sb: Superblock): void {
+  const bytes = encodeSuperblock(sb);
+  const working = new Uint8Array(media.buffer);
+  if (testBreak('superblock-single-persist')) {
+    working.set(bytes, SUPERBLOCK_A_OFFSET);
+    working.set(bytes, SUPERBLOCK_B_OFFSET);
+    media.flush(SUPERBLOCK_A_OFFSET, SUPERBLOCK_BYTES);
+    media.flush(SUPERBLOCK_B_OFFSET, SUPERBLOCK_BYTES);
+    media.drain();
+    return;
+  }
+  for (const offset of [SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET]) {
+    working.set(bytes, offset);
+    media.persist(offset, SUPERBLOCK_BYTES);
+  }
+}
