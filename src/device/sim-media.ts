@@ -92,6 +92,7 @@ export class SimMedia implements Media {
   private readonly poisonBytes: Uint8Array;
   private readonly hooks: Array<() => void> = [];
   private isClosed = false;
+  private isDisposed = false;
 
   /** @internal use createSimMedia / attachSimMedia */
   constructor(state: SimState, path: string) {
@@ -186,7 +187,8 @@ export class SimMedia implements Media {
    * cheaper). Only for media no other thread is attached to, and never used again.
    */
   dispose(): void {
-    if (this.isClosed) return;
+    if (this.isDisposed) return;
+    this.isDisposed = true;
     this.isClosed = true;
     const pool = statePool.get(this.size) ?? [];
     if (pool.length < STATE_POOL_LIMIT) pool.push(this.state);
