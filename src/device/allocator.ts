@@ -216,12 +216,9 @@ export class Allocator {
     const added = withLock(this.control, LOCK, () => {
       if (this.isPoisoned(block)) return false;
       this.badList.appendLocked(block);
-      this.setPoisonedBit(block);
+      if ((this.used[block >>> 5] & (1 << (block & 31))) === 0) this.control[FREE_BLOCKS]--;
+      this.setPoisonedBit(block); // sets the used bit too
       this.control[POISONED]++;
-      if ((this.used[block >>> 5] & (1 << (block & 31))) === 0) {
-        this.used[block >>> 5] |= 1 << (block & 31);
-        this.control[FREE_BLOCKS]--;
-      }
       return true;
     });
     if (!added) return false;
