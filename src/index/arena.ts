@@ -1,0 +1,192 @@
+/**
+ * Arena: the growable SharedArrayBuffer that holds one radix tree (header, inner nodes,
+ * leaves), shared by every thread of the process without copying.
+ *
+ * Offsets are 32-bit WORD indices into the buffer (byte offset = 4 * offset); 0 is the
+ * null pointer (word 0 is the header's magic, never a node).
+ *
+ * Invariants
+ *   - Every allocated block lies in [HEADER_WORDS, bump) and has the size of its size class.
+ *   - A block is on a free list only after the epoch grace period: free() is called only by
+ *     the RETIRE_ARENA_NODE reclaimer (never directly by a writer), so no pinned reader can
+ *     still reach it.
+ *   - A freed block's first word is FREED_HEADER (or POISON_WORD in poison mode), which no
+ *     live node header can equal, so a reader that reaches it restarts instead of following
+ *     stale slots.
+ *   - liveWords = words allocated and not yet freed (retired blocks still count as live);
+ *     tests compare it against the empty-tree baseline.
+ *
+ * Concurrency
+ *   - allocLocked() and grow happen under the tree's treeLock (one allocator at a time).
+ *   - free() may run on any thread at any time (inside EpochDomain.collect()), so free
+ *     lists are Treiber stacks: pushes by CAS from anyone, pops only under treeLock. With a
+ *     single popper no ABA is possible (nothing else removes the head).
+ *   - Views are fixed-length views over the growable buffer (V8 in Node 20 runs
+ *     length-tracking views about 6x slower); a thread refreshes them when it meets an
+ *     offset beyond its view (reads past the end yield undefined, which fails every header
+ *     check) or after it grew the buffer itself.
+ *
+ * Persistence ordering: none; the arena is volatile memory (the index is rebuilt at open).
+ */
+import { assert } from '../assert.js';
+import { DaxError } from '../errors.js';
+
+/** Header words (word index -> meaning). All mutable ones are accessed with Atomics. */
+export const H_MAGIC = 0; // ARENA_MAGIC
+export const H_TREE_LOCK = 1; // 0 free, 1 held, 2 held with sleepers (Drepper's futex mutex)
+export const H_BUMP = 2; // next never-allocated word
+export const H_ROOT = 3; // root pointer (node or leaf offset, 0 = empty tree)
+export const H_COUNT = 4; // leaves in the tree (placeholders included)
+export const H_TREE_ID = 5; // 16-bit id: wait-table keys and the reclaimer's payload tag
+export const H_FLAGS = 6; // bit 0: poisonReclaimed
+export const H_LIVE_WORDS = 7; // words allocated and not yet freed
+export const H_STAT_POISON_HITS = 8; // readers that reached a reclaimed node (poison mode)
+export const H_STAT_RESTARTS = 9; // reader restarts (freed header or view refresh)
+export const H_STAT_LOST_WAKEUPS = 10; // timed-out waits that found the entry free
+export const H_STAT_WAITS = 11; // sleeps on an entry lock
+export const H_STAT_RECLAIMED = 12; // blocks freed by the reclaimer
+export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
+export const NUM_CLASSES = 96;
+export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;
+
+export const ARENA_MAGIC = 0x41525431; // 'ART1'
+export const FLAG_POISON = 1;
+/** First word of a freed block (no live header has magic byte 0). */
+export const FREED_HEADER = 0x0f4ee000;
+/** Fill of reclaimed memory in poison mode. */
+export const POISON_WORD = 0xdeadbeef | 0;
+
+const MAX_ARENA_BYTES = 4 * 1024 * 1024 * 1024 - 4096;
+
+/** Size class of a block of `words` words: 4-word steps up to 320 words, then powers of two. */
+export function sizeClassOf(words: number): number {
+  if (words <= 320) return ((words + 3) >> 2) - 1;
+  return 80 + (32 - Math.clz32(words - 1)) - 9;
+}
+
+export function classWords(cls: number): number {
+  if (cls < 80) return (cls + 1) << 2;
+  return 1 << (cls - 80 + 9);
+}
+
+export interface ArenaOptions {
+  initialBytes?: number;
+  maxBytes?: number;
+  poisonReclaimed?: boolean;
+}
+
+export class Arena {
+  readonly sab: SharedArrayBuffer;
+  i32: Int32Array;
+  u8: Uint8Array;
+
+  private constructor(sab: SharedArrayBuffer) {
+    this.sab = sab;
+    this.i32 = new Int32Array(sab, 0, sab.byteLength >> 2);
+    this.u8 = new Uint8Array(sab, 0, sab.byteLength);
+  }
+
+  static create(treeId: number, opts: ArenaOptions = {}): Arena {
+    const maxBytes = opts.maxBytes ?? 1024 * 1024 * 1024;
+    const initialBytes = Math.max(opts.initialBytes ?? 1024 * 1024, HEADER_WORDS * 4 + 4096);
+    if (!Number.isInteger(maxBytes) || maxBytes < initialBytes || maxBytes > MAX_ARENA_BYTES) {
+      throw new DaxError('EINVAL', `radix tree arena: maxBytes ${maxBytes} must be in [${initialBytes}, ${MAX_ARENA_BYTES}]`);
+    }
+    const sab = new SharedArrayBuffer(roundUp(initialBytes, 4096), { maxByteLength: roundUp(maxBytes, 4096) });
+    const arena = new Arena(sab);
+    const i32 = arena.i32;
+    i32[H_MAGIC] = ARENA_MAGIC;
+    i32[H_BUMP] = HEADER_WORDS;
+    i32[H_TREE_ID] = treeId;
+    i32[H_FLAGS] = opts.poisonReclaimed === true ? FLAG_POISON : 0;
+    return arena;
+  }
+
+  static attach(sab: SharedArrayBuffer): Arena {
+    const arena = new Arena(sab);
+    if (arena.i32[H_MAGIC] !== ARENA_MAGIC) throw new DaxError('EINVAL', 'radix tree attach: buffer is not a radix tree arena');
+    return arena;
+  }
+
+  get poison(): boolean {
+    return (this.i32[H_FLAGS] & FLAG_POISON) !== 0;
+  }
+
+  /** Re-create the views if the buffer grew (another thread allocated). Returns true if they changed. */
+  refresh(): boolean {
+    const bytes = this.sab.byteLength;
+    if (bytes === this.u8.length) return false;
+    this.i32 = new Int32Array(this.sab, 0, bytes >> 2);
+    this.u8 = new Uint8Array(this.sab, 0, bytes);
+    return true;
+  }
+
+  /** Allocate `words` words (rounded to the size class). Caller holds treeLock. Contents are garbage. */
+  allocLocked(words: number): number {
+    const cls = sizeClassOf(words);
+    const size = classWords(cls);
+    const head = H_FREE_BASE + cls;
+    const i32 = this.i32;
+    let off = Atomics.load(i32, head);
+    while (off !== 0) {
+      // Single popper (treeLock): the head can only change by concurrent pushes.
+      const next = Atomics.load(i32, off + 1);
+      const seen = Atomics.compareExchange(i32, head, off, next);
+      if (seen === off) break;
+      off = seen;
+    }
+    if (off === 0) off = this.bumpLocked(size);
+    Atomics.add(i32, H_LIVE_WORDS, size);
+    return off;
+  }
+
+  private bumpLocked(size: number): number {
+    const off = this.i32[H_BUMP];
+    const end = off + size;
+    if (end * 4 > this.sab.byteLength) {
+      const want = Math.min(Math.max(end * 4, this.sab.byteLength * 2), this.sab.maxByteLength);
+      if (end * 4 > want) throw new DaxError('ENOSPC', `radix tree arena full: ${this.sab.maxByteLength} bytes (maxBytes)`);
+      this.sab.grow(roundUp(want, 4096));
+      this.refresh();
+    }
+    Atomics.store(this.i32, H_BUMP, end);
+    return off;
+  }
+
+  /**
+   * Return a block to its free list. Only the epoch reclaimer calls this (grace period over).
+   * In poison mode the whole block is overwritten first, so a late reader sees garbage it
+   * detects, never plausible stale data.
+   */
+  free(off: number, words: number): void {
+    this.refresh();
+    const cls = sizeClassOf(words);
+    const size = classWords(cls);
+    const i32 = this.i32;
+    assert(off >= HEADER_WORDS && off + size <= i32[H_BUMP], () => `arena free: block ${off}+${size} outside the arena`);
+    if (this.poison) i32.fill(POISON_WORD, off, off + size);
+    Atomics.store(i32, off, this.poison ? POISON_WORD : FREED_HEADER);
+    const head = H_FREE_BASE + cls;
+    let seen = Atomics.load(i32, head);
+    for (;;) {
+      Atomics.store(i32, off + 1, seen);
+      const prev = Atomics.compareExchange(i32, head, seen, off);
+      if (prev === seen) break;
+      seen = prev;
+    }
+    Atomics.sub(i32, H_LIVE_WORDS, size);
+    Atomics.add(i32, H_STAT_RECLAIMED, 1);
+  }
+
+  liveWords(): number {
+    return Atomics.load(this.i32, H_LIVE_WORDS);
+  }
+
+  usedBytes(): number {
+    return this.liveWords() * 4;
+  }
+}
+
+function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}

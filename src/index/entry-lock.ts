@@ -1,0 +1,389 @@
+/**
+ * Entry locks: the per-entry lock bit in each leaf's entry word (entry-word.ts for the bit
+ * layout), with sleeping through the shared WaitTable. Every path that must be exclusive
+ * about one index entry (fault, truncate, writeback, invalidate, rmap) serializes here.
+ *
+ * Invariants
+ *   - LOCKED is set only by a compareExchange that saw it clear (except under the test
+ *     switch DAXSTORE_TEST_BREAK=entry-lock, which makes grab not exclusive so tests can
+ *     prove they go red); owner is the holder's EpochDomain.threadId while LOCKED.
+ *   - A leaf is removed only by its lock holder (deleteLocked, or unlock of an EMPTY
+ *     placeholder), which sets DELETED and clears LOCKED in one step; nobody locks a
+ *     DELETED leaf.
+ *   - An unlocked EMPTY placeholder never exists: unlock removes it, so a failed fault
+ *     leaves nothing behind.
+ *   - A huge (order 9) entry is never split. grab(order 9) over smaller entries returns
+ *     undefined ("fall back to small"). A ZERO or EMPTY huge entry is replaced by small ones
+ *     by grabbing it (any covered index finds it), deleteLocked(), then grabbing the small
+ *     indices.
+ *
+ * Concurrency (the wake-up protocol; DESIGN.md "Index")
+ *   - Waiter: register in the wait table (prepare), then set WAITERS by CAS while re-checking
+ *     that the entry is still locked and not deleted; only then sleep. An unlock after the
+ *     CAS sees WAITERS and wakes; an unlock before it makes the CAS fail and the waiter
+ *     cancels and retries. No wake-up is lost.
+ *   - Unlock clears LOCKED and WAITERS together and wakes ONE exclusive waiter (the baton).
+ *     A thread that ever slept in this grab sets WAITERS again when it acquires, so the
+ *     next unlock passes the baton on to the rest of the queue (a spurious wakeOne costs
+ *     one wait-table probe). deleteLocked and placeholder removal wake ALL waiters: they
+ *     must look the key up again.
+ *   - Sleeps are bounded (WAIT_SLICE_MS) and re-check; a timed-out sleep that finds the
+ *     entry free counts in tree.stats().lostWakeups, which tests assert stays 0.
+ *   - The epoch pin covers only the lookup and the CAS; nobody sleeps pinned. A held lock
+ *     keeps its leaf alive without a pin (only the holder can remove it).
+ *   - Lock order: entry lock, then treeLock. Self-deadlock: a blocking grab of an entry whose
+ *     owner is this thread throws DaxError('EDEADLK') at once (R4), whether this thread took
+ *     it from sync code or from an async task; grabAsync waits instead.
+ *
+ * Persistence ordering: none (volatile index).
+ */
+import { assert } from '../assert.js';
+import { DaxError } from '../errors.js';
+import { waitKey, type Waiter } from './wait-table.js';
+import type { RadixTree } from './radix-tree.js';
+import { H_STAT_LOST_WAKEUPS, H_STAT_WAITS } from './arena.js';
+import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
+import {
+  DELETED,
+  LOCKED,
+  ORDER_SHIFT,
+  OWNER_MASK,
+  OWNER_SHIFT,
+  SEQ_MASK,
+  SEQ_ONE,
+  STATE_EMPTY,
+  STATE_MASK,
+  STATE_NAMES,
+  STATE_SHIFT,
+  WAITERS,
+  type EntryState,
+  type EntryTag,
+  orderOf,
+  ownerOf,
+  stateCode,
+  stateOf,
+  tagBit,
+} from './entry-word.js';
+import { W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
+
+export type { EntryState, EntryTag } from './entry-word.js';
+
+export interface EntryRef {
+  /** The entry's own key (for a covering huge entry: its aligned start key). May alias the caller's key: do not mutate it while holding. */
+  readonly key: Uint8Array;
+  /** Arena offset of the leaf (stable while locked). */
+  readonly leaf: number;
+  value: number;
+  state: EntryState;
+  order: number;
+}
+
+export interface GrabOptions {
+  order?: 0 | 9;
+}
+
+/** DAXSTORE_TEST_BREAK=entry-lock: grab ignores LOCKED (not exclusive), so tests can go red. */
+export const ENTRY_LOCK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-lock');
+export const WAIT_SLICE_MS = 250;
+
+const TWO_32 = 2 ** 32;
+const BUSY = 1;
+const RETRY = 2;
+const FALLBACK = 3;
+type Attempt = EntryRef | typeof BUSY | typeof RETRY | typeof FALLBACK;
+
+/** What the last BUSY attempt saw (per thread; attempts are synchronous). */
+let busyLeaf = 0;
+let busyWord = 0;
+let busyKey: Uint8Array = new Uint8Array(0);
+
+function checkOrder(key: Uint8Array, order: number, op: string): void {
+  if (order === 0) return;
+  if (order !== 9) throw new DaxError('EINVAL', `${op}: order ${order} must be 0 or 9`);
+  if (key.length !== 8 || key[7] !== 0 || (key[6] & 1) !== 0) {
+    throw new DaxError('EINVAL', `${op}: an order-9 entry needs an 8-byte index key aligned to 512`);
+  }
+}
+
+function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean): EntryRef {
+  const i32 = tree.arena.i32;
+  const e = Atomics.load(i32, leaf + W_ENTRY);
+  return {
+    key: exact ? key : tree.leafKey(leaf),
+    leaf,
+    value: (i32[leaf + W_VALUE_HI] & 0xffff) * TWO_32 + (i32[leaf + W_VALUE_LO] >>> 0),
+    state: STATE_NAMES[stateOf(e)],
+    order: orderOf(e),
+  };
+}
+
+/** Create a locked EMPTY placeholder for an absent key, unless something appeared or covers it. Caller pinned. */
+function createPinned(tree: RadixTree, key: Uint8Array, order: number): Attempt {
+  tree.lockTree();
+  try {
+    if (tree.findLeafPinned(key) !== 0) return RETRY;
+    if (order === 9) {
+      const last = key.slice();
+      last[6] |= 1;
+      last[7] = 0xff;
+      if (tree.anyKeyInPinned(key, last)) return FALLBACK;
+    }
+    const entry = LOCKED | (STATE_EMPTY << STATE_SHIFT) | (order << ORDER_SHIFT) | (tree.threadId << OWNER_SHIFT);
+    const leaf = tree.getOrCreateLocked(key, entry);
+    assert(tree.created, 'entry lock: placeholder leaf already present under treeLock');
+    return { key, leaf, value: 0, state: 'empty', order };
+  } finally {
+    tree.unlockTree();
+  }
+}
+
+/** One try: lock the entry of `key` (creating a placeholder), or say why not. Caller pinned. */
+function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean): Attempt {
+  const leaf = tree.findLeafPinned(key);
+  if (leaf === 0) return createPinned(tree, key, order);
+  const exact = tree.foundExact;
+  const i32 = tree.arena.i32;
+  const e = Atomics.load(i32, leaf + W_ENTRY);
+  if (order === 9 && orderOf(e) !== 9) return FALLBACK;
+  if ((e & DELETED) !== 0) return RETRY;
+  if ((e & LOCKED) === 0) {
+    const next = (e & ~OWNER_MASK) | LOCKED | (tree.threadId << OWNER_SHIFT) | (waited ? WAITERS : 0);
+    if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return RETRY;
+    return makeRef(tree, key, leaf, exact);
+  }
+  if (ENTRY_LOCK_BROKEN) return makeRef(tree, key, leaf, exact);
+  busyLeaf = leaf;
+  busyWord = e;
+  busyKey = exact ? key : tree.leafKey(leaf);
+  return BUSY;
+}
+
+/** Register as a waiter for the busy entry, then set WAITERS if it is still locked. Caller pinned. */
+function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waiter | undefined {
+  const leaf = busyLeaf;
+  const waiter = tree.waitTable.prepare(waitKey(tree.treeId, busyKey), mode);
+  const i32 = tree.arena.i32;
+  let e = Atomics.load(i32, leaf + W_ENTRY);
+  for (;;) {
+    if ((e & DELETED) !== 0 || (e & LOCKED) === 0) {
+      tree.waitTable.cancel(waiter);
+      return undefined;
+    }
+    if ((e & WAITERS) !== 0) return waiter;
+    const seen = Atomics.compareExchange(i32, leaf + W_ENTRY, e, e | WAITERS);
+    if (seen === e) return waiter;
+    e = seen;
+  }
+}
+
+/** After a timed-out sleep: if the entry is free (or gone), the wake-up was lost. */
+function noteTimeout(tree: RadixTree, key: Uint8Array): void {
+  tree.epoch.pin();
+  try {
+    const leaf = tree.findLeafPinned(key);
+    const e = leaf === 0 ? DELETED : Atomics.load(tree.arena.i32, leaf + W_ENTRY);
+    if ((e & DELETED) !== 0 || (e & LOCKED) === 0) Atomics.add(tree.arena.i32, H_STAT_LOST_WAKEUPS, 1);
+  } finally {
+    tree.epoch.unpin();
+  }
+}
+
+type Step = { attempt: Attempt; waiter: Waiter | undefined };
+
+/** Pinned part of one round: attempt, and on BUSY prepare the wait (or throw EDEADLK). */
+function roundPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, blocking: 'sync' | 'async' | 'none'): Step {
+  tree.epoch.pin();
+  try {
+    const attempt = attemptPinned(tree, key, order, waited);
+    if (attempt !== BUSY || blocking === 'none') return { attempt, waiter: undefined };
+    if (blocking === 'sync' && ownerOf(busyWord) === tree.threadId) {
+      throw new DaxError('EDEADLK', `grab: entry ${hex(busyKey)} of tree ${tree.treeId} is already held by this thread (thread ${tree.threadId})`);
+    }
+    return { attempt, waiter: prepareWaitPinned(tree, 'exclusive') };
+  } finally {
+    tree.epoch.unpin();
+  }
+}
+
+/**
+ * Lock the entry of `key`, creating a locked EMPTY placeholder when absent. Blocks (Atomics.wait)
+ * while another thread holds it; EDEADLK when this thread holds it. With order 9: returns
+ * undefined when smaller entries exist in the 512-index range (fall back to small).
+ * A small key covered by a huge entry returns the huge entry (ref.order 9, ref.key its start).
+ */
+export function grab(tree: RadixTree, key: Uint8Array, opts?: { order?: 0 }): EntryRef;
+export function grab(tree: RadixTree, key: Uint8Array, opts: GrabOptions): EntryRef | undefined;
+export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): EntryRef | undefined {
+  const order = opts?.order ?? 0;
+  checkKey(key, 'grab');
+  checkOrder(key, order, 'grab');
+  let waited = false;
+  for (;;) {
+    const { attempt, waiter } = roundPinned(tree, key, order, waited, 'sync');
+    if (attempt === FALLBACK) return undefined;
+    if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
+    if (attempt !== BUSY) return attempt;
+    const keyOfEntry = busyKey;
+    Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
+    waited = true;
+    if (tree.waitTable.wait(waiter!, WAIT_SLICE_MS) === 'timed-out') noteTimeout(tree, keyOfEntry);
+  }
+}
+
+/** grab() that sleeps with Atomics.waitAsync (main-thread async paths); waits even on this thread's own locks. */
+export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): Promise<EntryRef | undefined> {
+  const order = opts?.order ?? 0;
+  checkKey(key, 'grabAsync');
+  checkOrder(key, order, 'grabAsync');
+  let waited = false;
+  for (;;) {
+    const { attempt, waiter } = roundPinned(tree, key, order, waited, 'async');
+    if (attempt === FALLBACK) return undefined;
+    if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
+    if (attempt !== BUSY) return attempt;
+    const keyOfEntry = busyKey;
+    Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
+    waited = true;
+    if ((await tree.waitTable.waitAsync(waiter!, WAIT_SLICE_MS)) === 'timed-out') noteTimeout(tree, keyOfEntry);
+  }
+}
+
+/** Lock without waiting: undefined when the entry is held (or, order 9, when it must fall back). */
+export function tryGrab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): EntryRef | undefined {
+  const order = opts?.order ?? 0;
+  checkKey(key, 'tryGrab');
+  checkOrder(key, order, 'tryGrab');
+  for (;;) {
+    const { attempt } = roundPinned(tree, key, order, false, 'none');
+    if (attempt === RETRY) continue;
+    if (attempt === FALLBACK || attempt === BUSY) return undefined;
+    return attempt;
+  }
+}
+
+/** grab() of the 8-byte big-endian key of index n. */
+export function grabIndex(tree: RadixTree, n: number, opts?: GrabOptions): EntryRef | undefined {
+  checkIndex(n, 'grabIndex');
+  return grab(tree, indexKey(n), opts ?? {});
+}
+
+function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
+  const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
+  if ((e & LOCKED) === 0 || (e & DELETED) !== 0 || (!ENTRY_LOCK_BROKEN && ownerOf(e) !== tree.threadId)) {
+    throw new DaxError('EINVAL', `${op}: entry ${hex(ref.key)} of tree ${tree.treeId} is not held by this thread`);
+  }
+  return e;
+}
+
+/** Unlock; wakes one exclusive waiter (and the shared ones) if WAITERS was set. An EMPTY placeholder is removed instead. */
+export function unlock(tree: RadixTree, ref: EntryRef): void {
+  const e0 = checkHeld(tree, ref, 'unlock');
+  if (stateOf(e0) === STATE_EMPTY) return deleteLocked(tree, ref);
+  const i32 = tree.arena.i32;
+  let e = e0;
+  for (;;) {
+    const seen = Atomics.compareExchange(i32, ref.leaf + W_ENTRY, e, e & ~(LOCKED | WAITERS | OWNER_MASK));
+    if (seen === e) break;
+    e = seen;
+  }
+  if ((e & WAITERS) !== 0) tree.waitTable.wakeOne(waitKey(tree.treeId, ref.key));
+}
+
+/** Store a new value (and state) while holding the lock; lock-free readers see old or new, never a mix (seqlock). */
+export function replace(tree: RadixTree, ref: EntryRef, value: number, state: EntryState = 'value'): void {
+  checkValue(value, 'replace');
+  const code = stateCode(state);
+  checkHeld(tree, ref, 'replace');
+  const i32 = tree.arena.i32;
+  const at = ref.leaf + W_ENTRY;
+  let e = Atomics.load(i32, at);
+  for (;;) {
+    const odd = (e & ~SEQ_MASK) | (((e & SEQ_MASK) + SEQ_ONE) & SEQ_MASK);
+    const seen = Atomics.compareExchange(i32, at, e, odd);
+    if (seen === e) break;
+    e = seen;
+  }
+  Atomics.store(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
+  Atomics.store(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
+  e = Atomics.load(i32, at);
+  for (;;) {
+    const even = (e & ~(SEQ_MASK | STATE_MASK)) | (((e & SEQ_MASK) + SEQ_ONE) & SEQ_MASK) | (code << STATE_SHIFT);
+    const seen = Atomics.compareExchange(i32, at, e, even);
+    if (seen === e) break;
+    e = seen;
+  }
+  ref.value = value;
+  ref.state = state;
+}
+
+/** Remove the held entry from the tree (retired through the epoch) and wake ALL its waiters. */
+export function deleteLocked(tree: RadixTree, ref: EntryRef): void {
+  checkHeld(tree, ref, 'deleteLocked');
+  const i32 = tree.arena.i32;
+  let e: number;
+  tree.lockTree();
+  try {
+    tree.removeLeafLocked(ref.leaf, ref.key);
+    e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
+    for (;;) {
+      const seen = Atomics.compareExchange(tree.arena.i32, ref.leaf + W_ENTRY, e, (e & ~(LOCKED | WAITERS | OWNER_MASK)) | DELETED);
+      if (seen === e) break;
+      e = seen;
+    }
+  } finally {
+    tree.unlockTree();
+  }
+  void i32;
+  if ((e & WAITERS) !== 0) tree.waitTable.wakeAll(waitKey(tree.treeId, ref.key));
+}
+
+export function setTagLocked(tree: RadixTree, ref: EntryRef, tag: EntryTag): void {
+  checkHeld(tree, ref, 'setTagLocked');
+  tree.lockTree();
+  try {
+    tree.setTagBitLocked(ref.leaf, ref.key, tagBit(tag), true);
+  } finally {
+    tree.unlockTree();
+  }
+}
+
+export function clearTagLocked(tree: RadixTree, ref: EntryRef, tag: EntryTag): void {
+  checkHeld(tree, ref, 'clearTagLocked');
+  tree.lockTree();
+  try {
+    tree.setTagBitLocked(ref.leaf, ref.key, tagBit(tag), false);
+  } finally {
+    tree.unlockTree();
+  }
+}
+
+/**
+ * Shared (reverse-map) wait: return once the entry of `key` is unlocked or gone, without
+ * taking it. Such waiters never hold the baton, so they wait non-exclusively.
+ */
+export function waitUnlocked(tree: RadixTree, key: Uint8Array): void {
+  checkKey(key, 'waitUnlocked');
+  for (;;) {
+    let waiter: Waiter | undefined;
+    tree.epoch.pin();
+    try {
+      const leaf = tree.findLeafPinned(key);
+      if (leaf === 0) return;
+      const e = Atomics.load(tree.arena.i32, leaf + W_ENTRY);
+      if ((e & LOCKED) === 0 || (e & DELETED) !== 0) return;
+      if (ownerOf(e) === tree.threadId) {
+        throw new DaxError('EDEADLK', `waitUnlocked: entry ${hex(key)} of tree ${tree.treeId} is held by this thread`);
+      }
+      busyLeaf = leaf;
+      busyKey = tree.foundExact ? key : tree.leafKey(leaf);
+      waiter = prepareWaitPinned(tree, 'shared');
+    } finally {
+      tree.epoch.unpin();
+    }
+    if (waiter !== undefined) tree.waitTable.wait(waiter, WAIT_SLICE_MS);
+  }
+}
+
+function hex(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex') || '(empty key)';
+}

@@ -1,0 +1,217 @@
+/**
+ * Node layout of the adaptive radix tree (ART: Node4/16/32/48/256 with pessimistic path
+ * compression) and leaves, all inside the Arena (offsets are word indices).
+ *
+ * Header word (word 0 of every node and leaf):
+ *   bits 0-7   NODE_MAGIC (0xA5); a freed block has another value here, so readers detect it
+ *   bits 8-11  type: LEAF 1, N4 2, N16 3, N32 4, N48 5, N256 6
+ *   bits 12-24 inner: number of children (0..256); leaf: key length in bytes (0..4096)
+ *
+ * Inner node words: 0 header · 1 prefixLen (bytes of path compressed into this node)
+ *   · 2 DIRTY leaves below · 3 TOWRITE leaves below · 4 endLeaf (the leaf whose key ends
+ *   exactly at this node's branch byte; it sorts before every child) · 5.. prefix bytes
+ *   (ceil(prefixLen/4) words) · body:
+ *     N4/N16/N32: cap key bytes (sorted, count used) then cap child words
+ *     N48: 256 index bytes (child slot + 1, 0 = none) then 48 child words
+ *     N256: 256 child words
+ * Leaf words: 0 header · 1 entry word (entry-word.ts) · 2 value low · 3 value high · 4.. key.
+ *
+ * Invariants
+ *   - Immutable after publication: header type/magic, prefixLen, prefix, the key bytes and
+ *     count of N4/16/32, a leaf's key. Readers read those with plain loads (ordered after
+ *     the Atomics.load of the pointer that reached the node, which saw the publishing
+ *     Atomics.store).
+ *   - Mutable in place (Atomics only, under treeLock): child words (a child replaced by its
+ *     copy, or an N256 slot filled/cleared), N48 index words and free child slots (add
+ *     only: N48 removals copy the node, so an index byte never names a reused slot), the
+ *     N48/N256 count, the tag counts, endLeaf. Everything else changes by copy-on-write.
+ *   - Every inner node has at least two items (children + endLeaf), except transiently
+ *     under treeLock.
+ */
+export const NODE_MAGIC = 0xa5;
+export const LEAF = 1;
+export const N4 = 2;
+export const N16 = 3;
+export const N32 = 4;
+export const N48 = 5;
+export const N256 = 6;
+
+export const W_PREFIX_LEN = 1;
+export const W_DIRTY = 2;
+export const W_TOWRITE = 3;
+export const W_END_LEAF = 4;
+export const INNER_HEADER_WORDS = 5;
+
+export const W_ENTRY = 1;
+export const W_VALUE_LO = 2;
+export const W_VALUE_HI = 3;
+export const LEAF_HEADER_WORDS = 4;
+
+export const MAX_KEY_BYTES = 4096;
+
+export function header(type: number, countOrKeyLen: number): number {
+  return NODE_MAGIC | (type << 8) | (countOrKeyLen << 12);
+}
+export function isLive(hdr: number): boolean {
+  return (hdr & 0xff) === NODE_MAGIC && ((hdr >>> 8) & 15) >= LEAF && ((hdr >>> 8) & 15) <= N256;
+}
+export function typeOf(hdr: number): number {
+  return (hdr >>> 8) & 15;
+}
+export function countOf(hdr: number): number {
+  return (hdr >>> 12) & 0x1fff;
+}
+export function capacityOf(type: number): number {
+  return type === N4 ? 4 : type === N16 ? 16 : type === N32 ? 32 : type === N48 ? 48 : 256;
+}
+export function typeForCount(count: number): number {
+  return count <= 4 ? N4 : count <= 16 ? N16 : count <= 32 ? N32 : count <= 48 ? N48 : N256;
+}
+export function bodyOffset(node: number, prefixLen: number): number {
+  return node + INNER_HEADER_WORDS + ((prefixLen + 3) >> 2);
+}
+export function innerWords(type: number, prefixLen: number): number {
+  const base = INNER_HEADER_WORDS + ((prefixLen + 3) >> 2);
+  if (type === N48) return base + 64 + 48;
+  if (type === N256) return base + 256;
+  const cap = capacityOf(type);
+  return base + (cap >> 2) + cap;
+}
+export function leafWords(keyLen: number): number {
+  return LEAF_HEADER_WORDS + ((keyLen + 3) >> 2);
+}
+/** Size in words of the block at `node` (from its live header). */
+export function blockWords(i32: Int32Array, node: number): number {
+  const hdr = i32[node];
+  const type = typeOf(hdr);
+  return type === LEAF ? leafWords(countOf(hdr)) : innerWords(type, i32[node + W_PREFIX_LEN]);
+}
+
+/**
+ * Child pointer for branch byte `b`, or 0. Lock-free: child words are read with
+ * Atomics.load; the sorted keys are immutable.
+ */
+export function findChild(i32: Int32Array, u8: Uint8Array, node: number, hdr: number, body: number, b: number): number {
+  const type = typeOf(hdr);
+  if (type === N256) return Atomics.load(i32, body + b);
+  if (type === N48) {
+    const slot = (Atomics.load(i32, body + (b >> 2)) >>> ((b & 3) << 3)) & 0xff;
+    return slot === 0 ? 0 : Atomics.load(i32, body + 64 + slot - 1);
+  }
+  const count = countOf(hdr);
+  const cap = type === N4 ? 4 : type === N16 ? 16 : 32;
+  const kb = body << 2;
+  for (let i = 0; i < count; i++) {
+    const k = u8[kb + i];
+    if (k === b) return Atomics.load(i32, body + (cap >> 2) + i);
+    if (k > b) return 0;
+  }
+  return 0;
+}
+
+/** Word index of the child slot for byte `b`, or -1 (writers, under treeLock). */
+export function findChildSlot(i32: Int32Array, u8: Uint8Array, node: number, hdr: number, body: number, b: number): number {
+  const type = typeOf(hdr);
+  if (type === N256) return i32[body + b] === 0 ? -1 : body + b;
+  if (type === N48) {
+    const slot = (i32[body + (b >> 2)] >>> ((b & 3) << 3)) & 0xff;
+    return slot === 0 ? -1 : body + 64 + slot - 1;
+  }
+  const count = countOf(hdr);
+  const cap = capacityOf(type);
+  const kb = body << 2;
+  for (let i = 0; i < count; i++) {
+    const k = u8[kb + i];
+    if (k === b) return body + (cap >> 2) + i;
+    if (k > b) return -1;
+  }
+  return -1;
+}
+
+/**
+ * Copy the (byte, child) pairs of `node` in byte order into bytes/kids; returns how many.
+ * Skips 0 children (cleared N256 slots).
+ */
+export function gatherChildren(i32: Int32Array, u8: Uint8Array, node: number, bytes: Uint8Array, kids: Int32Array): number {
+  const hdr = i32[node];
+  const type = typeOf(hdr);
+  const body = bodyOffset(node, i32[node + W_PREFIX_LEN]);
+  let n = 0;
+  if (type === N256) {
+    for (let b = 0; b < 256; b++) {
+      const c = Atomics.load(i32, body + b);
+      if (c !== 0) {
+        bytes[n] = b;
+        kids[n++] = c;
+      }
+    }
+  } else if (type === N48) {
+    const ib = body << 2;
+    for (let b = 0; b < 256; b++) {
+      const slot = u8[ib + b];
+      if (slot !== 0) {
+        const c = Atomics.load(i32, body + 64 + slot - 1);
+        if (c !== 0) {
+          bytes[n] = b;
+          kids[n++] = c;
+        }
+      }
+    }
+  } else {
+    const count = countOf(hdr);
+    const cap = capacityOf(type);
+    const kb = body << 2;
+    for (let i = 0; i < count; i++) {
+      bytes[n] = u8[kb + i];
+      kids[n++] = Atomics.load(i32, body + (cap >> 2) + i);
+    }
+  }
+  return n;
+}
+
+/**
+ * Fill a freshly allocated inner node at `node` (not yet published). The prefix comes from
+ * `prefix[prefixStart .. prefixStart+prefixLen)`; pairs must be in byte order.
+ */
+export function fillInner(
+  i32: Int32Array,
+  u8: Uint8Array,
+  node: number,
+  type: number,
+  prefix: Uint8Array,
+  prefixStart: number,
+  prefixLen: number,
+  n: number,
+  bytes: Uint8Array,
+  kids: Int32Array,
+  endLeaf: number,
+  dirty: number,
+  towrite: number,
+): void {
+  const words = innerWords(type, prefixLen);
+  i32.fill(0, node, node + words);
+  i32[node] = header(type, n);
+  i32[node + W_PREFIX_LEN] = prefixLen;
+  i32[node + W_DIRTY] = dirty;
+  i32[node + W_TOWRITE] = towrite;
+  i32[node + W_END_LEAF] = endLeaf;
+  const pb = (node + INNER_HEADER_WORDS) << 2;
+  for (let i = 0; i < prefixLen; i++) u8[pb + i] = prefix[prefixStart + i];
+  const body = bodyOffset(node, prefixLen);
+  if (type === N256) {
+    for (let i = 0; i < n; i++) i32[body + bytes[i]] = kids[i];
+  } else if (type === N48) {
+    const ib = body << 2;
+    for (let i = 0; i < n; i++) {
+      u8[ib + bytes[i]] = i + 1;
+      i32[body + 64 + i] = kids[i];
+    }
+  } else {
+    const cap = capacityOf(type);
+    const kb = body << 2;
+    for (let i = 0; i < n; i++) {
+      u8[kb + i] = bytes[i];
+      i32[body + (cap >> 2) + i] = kids[i];
+    }
+  }
+}

@@ -1,0 +1,1099 @@
+/**
+ * RadixTree: an adaptive radix tree (ART) over byte keys in a SharedArrayBuffer arena, one
+ * index shared by every thread of the process. Keys are ordered as memcmp with the shorter
+ * prefix first; integer page indices are 8-byte big-endian keys (`*Index` fast paths).
+ *
+ * Invariants
+ *   - Each key has at most one leaf; the leaf never moves while it is in the tree (its entry
+ *     word is the entry lock), and leaves are removed only by the holder of their lock.
+ *   - Multi-order: a huge (order 9) leaf has an 8-byte key n with n % 512 == 0 and no other
+ *     leaf has a key in (n, n+511]; lookups of a covered index find it.
+ *   - Every inner node's W_DIRTY/W_TOWRITE equal the number of leaves below it carrying
+ *     that tag (changed only under treeLock, copied on node replacement).
+ *   - H_COUNT is the number of leaves reachable from the root.
+ *
+ * Concurrency
+ *   - Readers are lock-free: inside an epoch pin they do Atomics loads of every mutable word
+ *     (root, child slots, endLeaf, N48 index, entry and value words) and plain loads of the
+ *     words that are immutable once published (nodes.ts), and they write nothing shared.
+ *   - Structural changes hold treeLock (tree-lock.ts), build replacements off to the side,
+ *     publish them with one Atomics.store of the parent's slot, then retire the old block
+ *     (RETIRE_ARENA_NODE), so a pinned reader keeps seeing a whole old or a whole new node.
+ *   - Lock order: entry lock, then treeLock. Tags change only with treeLock held.
+ *   - Iteration is not a snapshot: it returns each key at most once, in order, and sees every
+ *     key that was present for the whole iteration; keys inserted or deleted meanwhile may
+ *     or may not appear. It restarts from the root after the last key every BATCH entries,
+ *     and holds the pin only while producing a batch.
+ *
+ * Persistence ordering: none; the index is volatile and rebuilt from the store at open.
+ */
+import { assert } from '../assert.js';
+import { DaxError } from '../errors.js';
+import { EpochDomain, RETIRE_ARENA_NODE } from './epoch.js';
+import { WaitTable, type WaitTableHandle } from './wait-table.js';
+import {
+  Arena,
+  FLAG_POISON,
+  FREED_HEADER,
+  H_COUNT,
+  H_FLAGS,
+  H_ROOT,
+  H_STAT_LOST_WAKEUPS,
+  H_STAT_POISON_HITS,
+  H_STAT_RECLAIMED,
+  H_STAT_RESTARTS,
+  H_STAT_WAITS,
+  H_TREE_ID,
+  HEADER_WORDS,
+  POISON_WORD,
+  classWords,
+  sizeClassOf,
+} from './arena.js';
+import { lockTree, unlockTree } from './tree-lock.js';
+import { checkIndex, checkKey, indexKey } from './keys.js';
+import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
+import {
+  DELETED,
+  DIRTY,
+  LOCKED,
+  ORDER_SHIFT,
+  STATE_EMPTY,
+  STATE_NAMES,
+  STATE_SHIFT,
+  TOWRITE,
+  type EntryState,
+  type EntryTag,
+  orderOf,
+  stateOf,
+  tagBit,
+  SEQ_MASK,
+  SEQ_ONE,
+  MAX_VALUE,
+} from './entry-word.js';
+import {
+  INNER_HEADER_WORDS,
+  LEAF,
+  LEAF_HEADER_WORDS,
+  MAX_KEY_BYTES,
+  N256,
+  N48,
+  W_DIRTY,
+  W_END_LEAF,
+  W_ENTRY,
+  W_PREFIX_LEN,
+  W_TOWRITE,
+  W_VALUE_HI,
+  W_VALUE_LO,
+  bodyOffset,
+  countOf,
+  fillInner,
+  findChild,
+  findChildSlot,
+  gatherChildren,
+  header,
+  innerWords,
+  isLive,
+  leafWords,
+  typeForCount,
+  typeOf,
+} from './nodes.js';
+
+export interface RadixTreeHandle {
+  readonly arena: SharedArrayBuffer;
+  readonly waitTable: WaitTableHandle;
+}
+
+export interface RadixTreeOptions {
+  initialBytes?: number;
+  maxBytes?: number;
+  /** Debug: overwrite reclaimed memory with a poison pattern and count readers that reach it. */
+  poisonReclaimed?: boolean;
+  /** Wait table for entry locks; a private one is created when absent. */
+  waitTable?: WaitTable;
+}
+
+export interface RangeOptions {
+  gt?: Uint8Array;
+  gte?: Uint8Array;
+  lt?: Uint8Array;
+  lte?: Uint8Array;
+  reverse?: boolean;
+  limit?: number;
+}
+
+export interface EntryInfo {
+  readonly state: EntryState;
+  readonly order: number;
+  readonly dirty: boolean;
+  readonly towrite: boolean;
+  readonly locked: boolean;
+}
+
+export type RangeItem = [key: Uint8Array, value: number, info: EntryInfo];
+
+export interface TreeStats {
+  count: number;
+  liveBytes: number;
+  arenaBytes: number;
+  poisonHits: number;
+  restarts: number;
+  lostWakeups: number;
+  waits: number;
+  reclaimed: number;
+}
+
+const TWO_32 = 2 ** 32;
+const BATCH = 128;
+const MAX_RESTARTS = 100_000;
+const EMPTY_KEY = new Uint8Array(0);
+
+/** Per thread and epoch domain: tree id -> arena, for the one RETIRE_ARENA_NODE reclaimer. */
+const arenasByDomain = new WeakMap<EpochDomain, Map<number, Arena>>();
+
+function registerArena(epoch: EpochDomain, treeId: number, arena: Arena): void {
+  let arenas = arenasByDomain.get(epoch);
+  if (arenas === undefined) {
+    const map = new Map<number, Arena>();
+    arenas = map;
+    arenasByDomain.set(epoch, map);
+    epoch.registerReclaimer(RETIRE_ARENA_NODE, (payload, size) => {
+      const id = Math.floor(payload / TWO_32);
+      const owner = map.get(id);
+      // A tree this thread never attached: leave it for a thread that did.
+      if (owner === undefined) epoch.retire(RETIRE_ARENA_NODE, payload, size);
+      else owner.free(payload - id * TWO_32, size);
+    });
+  }
+  const known = arenas.get(treeId);
+  assert(known === undefined || known.sab === arena.sab, () => `radix tree id ${treeId} names two trees in one epoch domain`);
+  arenas.set(treeId, arena);
+}
+
+function freshTreeId(epoch: EpochDomain): number {
+  const taken = arenasByDomain.get(epoch);
+  for (;;) {
+    const id = 1 + Math.floor(Math.random() * 0xfffe);
+    if (taken === undefined || !taken.has(id)) return id;
+  }
+}
+
+export class RadixTree {
+  readonly arena: Arena;
+  readonly epoch: EpochDomain;
+  readonly waitTable: WaitTable;
+  readonly treeId: number;
+  /** EpochDomain.threadId of this thread, cached (owner id of entry locks taken here). */
+  readonly threadId: number;
+  /** Nodes the last iteration batch visited (tests compare tagged vs full scans). */
+  visitedNodes = 0;
+
+  // Scratch, reused by the writer paths (treeLock) and by readers of this thread.
+  private readonly kidBytes = new Uint8Array(257);
+  private readonly kidPtrs = new Int32Array(257);
+  private readonly prefixScratch = new Uint8Array(MAX_KEY_BYTES + 1);
+  private readonly pathSlots = new Int32Array(MAX_KEY_BYTES + 2);
+  private readonly idxKey = new Uint8Array(8);
+  private readonly alignedKey = new Uint8Array(8);
+  private readonly levelBytes: Uint8Array[] = [];
+  private readonly levelPtrs: Int32Array[] = [];
+  /** set by findLeafPinned: the leaf found has exactly the key asked for (not a covering huge one). */
+  foundExact = false;
+  /** set by getOrCreateLocked: the leaf was created by this call. */
+  created = false;
+
+  // DFS state (one iteration at a time per thread; batches are produced synchronously).
+  private lo: Uint8Array = EMPTY_KEY;
+  private loIncl = true;
+  private hasLo = false;
+  private hi: Uint8Array = EMPTY_KEY;
+  private hiIncl = true;
+  private hasHi = false;
+  private hiPrefix = false;
+  private reverse = false;
+  private tagMask = 0;
+  private includeEmpty = false;
+  private batch = new Int32Array(BATCH);
+  private batchLen = 0;
+  private batchMax = BATCH;
+  private restartNeeded = false;
+
+  private constructor(arena: Arena, epoch: EpochDomain, waitTable: WaitTable) {
+    this.arena = arena;
+    this.epoch = epoch;
+    this.waitTable = waitTable;
+    this.treeId = arena.i32[H_TREE_ID];
+    this.threadId = epoch.threadId;
+    assert(this.threadId > 0 && this.threadId <= 0xfff, () => `epoch threadId ${this.threadId} does not fit the 12-bit owner field`);
+    registerArena(epoch, this.treeId, arena);
+  }
+
+  static create(epoch: EpochDomain, opts: RadixTreeOptions = {}): RadixTree {
+    const arena = Arena.create(freshTreeId(epoch), opts);
+    return new RadixTree(arena, epoch, opts.waitTable ?? WaitTable.create());
+  }
+
+  /** Attach in another thread to the tree behind `handle` (same memory, no copy). */
+  static attach(handle: RadixTreeHandle, epoch: EpochDomain): RadixTree {
+    return new RadixTree(Arena.attach(handle.arena), epoch, WaitTable.attach(handle.waitTable));
+  }
+
+  handle(): RadixTreeHandle {
+    return { arena: this.arena.sab, waitTable: this.waitTable.handle() };
+  }
+
+  // ---- lock-free reads (caller pinned) ------------------------------------------------
+
+  /** Leaf holding `key`, or the huge leaf covering it (8-byte keys), or 0. Caller is pinned. */
+  findLeafPinned(key: Uint8Array): number {
+    const leaf = this.findExactPinned(key);
+    if (leaf !== 0 || key.length !== 8 || (key[7] === 0 && (key[6] & 1) === 0)) {
+      this.foundExact = true;
+      return leaf;
+    }
+    const a = this.alignedKey;
+    for (let i = 0; i < 6; i++) a[i] = key[i];
+    a[6] = key[6] & 0xfe;
+    a[7] = 0;
+    const huge = this.findExactPinned(a);
+    this.foundExact = false;
+    if (huge !== 0 && orderOf(Atomics.load(this.arena.i32, huge + W_ENTRY)) === 9) return huge;
+    return 0;
+  }
+
+  private findExactPinned(key: Uint8Array): number {
+    const keyLen = key.length;
+    let restarts = 0;
+    restart: for (;;) {
+      const i32 = this.arena.i32;
+      const u8 = this.arena.u8;
+      let node = Atomics.load(i32, H_ROOT);
+      let depth = 0;
+      while (node !== 0) {
+        const hdr = i32[node];
+        if (!isLive(hdr)) {
+          this.deadNode(hdr, ++restarts);
+          continue restart;
+        }
+        if (typeOf(hdr) === LEAF) {
+          if (countOf(hdr) !== keyLen) return 0;
+          const kb = (node + LEAF_HEADER_WORDS) << 2;
+          for (let i = 0; i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
+          return node;
+        }
+        const plen = i32[node + W_PREFIX_LEN];
+        if (plen !== 0) {
+          if (depth + plen > keyLen) return 0;
+          const pb = (node + INNER_HEADER_WORDS) << 2;
+          for (let i = 0; i < plen; i++) if (u8[pb + i] !== key[depth + i]) return 0;
+          depth += plen;
+        }
+        if (depth === keyLen) {
+          node = Atomics.load(i32, node + W_END_LEAF);
+        } else {
+          node = findChild(i32, u8, node, hdr, bodyOffset(node, plen), key[depth]);
+          depth++;
+        }
+      }
+      return 0;
+    }
+  }
+
+  /** A reader met a block that is no live node: refresh views (growth) or count it, then restart. */
+  private deadNode(hdr: number, restarts: number): void {
+    if (this.arena.refresh()) return;
+    const i32 = this.arena.i32;
+    Atomics.add(i32, H_STAT_RESTARTS, 1);
+    if ((i32[H_FLAGS] & FLAG_POISON) !== 0 && (hdr === POISON_WORD || hdr === FREED_HEADER)) Atomics.add(i32, H_STAT_POISON_HITS, 1);
+    assert(restarts < MAX_RESTARTS, 'radix tree reader keeps reaching freed nodes (epoch protection broken?)');
+  }
+
+  /**
+   * Read a leaf's value through the seqlock; returns -1 when the leaf holds no value
+   * (EMPTY placeholder or DELETED). The last entry word read is left in `lastEntry`.
+   */
+  readValuePinned(leaf: number): number {
+    const i32 = this.arena.i32;
+    for (;;) {
+      const e1 = Atomics.load(i32, leaf + W_ENTRY);
+      if ((e1 & SEQ_ONE) !== 0 || !isLive(i32[leaf])) {
+        // A writer is between its two seq bumps, or (a bug) the leaf was reclaimed.
+        if (isLive(i32[leaf])) continue;
+        this.deadNode(i32[leaf], 1);
+        return -1;
+      }
+      const lo = Atomics.load(i32, leaf + W_VALUE_LO);
+      const hi = Atomics.load(i32, leaf + W_VALUE_HI);
+      const e2 = Atomics.load(i32, leaf + W_ENTRY);
+      if (((e1 ^ e2) & SEQ_MASK) !== 0) continue;
+      this.lastEntry = e2;
+      if ((e2 & DELETED) !== 0 || ((e2 >>> STATE_SHIFT) & 3) === STATE_EMPTY) return -1;
+      if (!isLive(i32[leaf])) {
+        this.deadNode(i32[leaf], 1);
+        return -1;
+      }
+      return (hi & 0xffff) * TWO_32 + (lo >>> 0);
+    }
+  }
+  lastEntry = 0;
+
+  /** Value stored under `key` (or the huge entry covering it), undefined if none. Caller pinned. */
+  lookupPinned(key: Uint8Array): number | undefined {
+    const leaf = this.findLeafPinned(key);
+    if (leaf === 0) return undefined;
+    const v = this.readValuePinned(leaf);
+    return v < 0 ? undefined : v;
+  }
+
+  lookupIndexPinned(n: number): number | undefined {
+    return this.lookupPinned(indexKey(n, this.idxKey));
+  }
+
+  /** Pins around lookupPinned. */
+  lookup(key: Uint8Array): number | undefined {
+    checkKey(key, 'lookup');
+    this.epoch.pin();
+    try {
+      return this.lookupPinned(key);
+    } finally {
+      this.epoch.unpin();
+    }
+  }
+
+  lookupIndex(n: number): number | undefined {
+    checkIndex(n, 'lookupIndex');
+    return this.lookup(indexKey(n, this.idxKey));
+  }
+
+  has(key: Uint8Array): boolean {
+    return this.lookup(key) !== undefined;
+  }
+
+  /** Entry details of `key` (or its covering huge entry), or undefined. */
+  entryInfo(key: Uint8Array): (EntryInfo & { value: number; key: Uint8Array }) | undefined {
+    checkKey(key, 'entryInfo');
+    this.epoch.pin();
+    try {
+      const leaf = this.findLeafPinned(key);
+      if (leaf === 0) return undefined;
+      const v = this.readValuePinned(leaf);
+      if (v < 0) return undefined;
+      return { ...infoOf(this.lastEntry), value: v, key: this.leafKey(leaf) };
+    } finally {
+      this.epoch.unpin();
+    }
+  }
+
+  count(): number {
+    return Atomics.load(this.arena.i32, H_COUNT);
+  }
+
+  /** Copy of a leaf's key. Caller pinned (or holds the leaf's entry lock). */
+  leafKey(leaf: number): Uint8Array {
+    const len = countOf(this.arena.i32[leaf]);
+    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    return this.arena.u8.slice(kb, kb + len);
+  }
+
+  // ---- writes through the entry lock ----------------------------------------------------
+
+  /**
+   * Store `value` under `key` (grab, replace, unlock). Order 9 (8-byte aligned index keys):
+   * returns false when smaller entries exist in the range (fall back to small). A key covered
+   * by a real huge entry returns false (never split); a ZERO or EMPTY huge one is deleted
+   * and replaced by this small entry.
+   */
+  insert(key: Uint8Array, value: number, opts: { order?: 0 | 9; state?: EntryState } = {}): boolean {
+    const order = opts.order ?? 0;
+    for (;;) {
+      const ref = grab(this, key, { order });
+      if (ref === undefined) return false;
+      if (ref.order !== order || ref.key.length !== key.length || compareKey(ref.key, 0, ref.key.length, key) !== 0) {
+        if (ref.state === 'zero' || ref.state === 'empty') {
+          deleteLocked(this, ref);
+          continue;
+        }
+        unlock(this, ref);
+        return false;
+      }
+      replace(this, ref, value, opts.state ?? 'value');
+      unlock(this, ref);
+      return true;
+    }
+  }
+
+  insertIndex(n: number, value: number, opts: { order?: 0 | 9; state?: EntryState } = {}): boolean {
+    checkIndex(n, 'insertIndex');
+    return this.insert(indexKey(n), value, opts);
+  }
+
+  /** Remove the entry whose key is exactly `key`; false if there was none. */
+  delete(key: Uint8Array): boolean {
+    checkKey(key, 'delete');
+    if (this.lookup(key) === undefined) return false;
+    const ref = grab(this, key);
+    if (ref.state === 'empty' || ref.key.length !== key.length || compareKey(ref.key, 0, ref.key.length, key) !== 0) {
+      unlock(this, ref);
+      return false;
+    }
+    deleteLocked(this, ref);
+    return true;
+  }
+
+  deleteIndex(n: number): boolean {
+    checkIndex(n, 'deleteIndex');
+    return this.delete(indexKey(n));
+  }
+
+  // ---- structural changes (treeLock) ----------------------------------------------------
+
+  lockTree(): void {
+    lockTree(this.arena.i32);
+  }
+
+  unlockTree(): void {
+    unlockTree(this.arena.i32);
+  }
+
+  private retireBlock(off: number, words: number): void {
+    this.epoch.retire(RETIRE_ARENA_NODE, this.treeId * TWO_32 + off, words);
+  }
+
+  private newLeafLocked(key: Uint8Array, entry: number): number {
+    const words = leafWords(key.length);
+    const leaf = this.arena.allocLocked(words);
+    const i32 = this.arena.i32;
+    const u8 = this.arena.u8;
+    i32.fill(0, leaf, leaf + classWords(sizeClassOf(words)));
+    i32[leaf] = header(LEAF, key.length);
+    i32[leaf + W_ENTRY] = entry;
+    u8.set(key, (leaf + LEAF_HEADER_WORDS) << 2);
+    return leaf;
+  }
+
+  /**
+   * The leaf of exactly `key`, created with entry word `entry` if absent (this.created says
+   * which). Caller holds treeLock and has checked multi-order coverage.
+   */
+  getOrCreateLocked(key: Uint8Array, entry: number): number {
+    this.created = false;
+    const keyLen = key.length;
+    let slot = H_ROOT;
+    let depth = 0;
+    for (;;) {
+      const i32 = this.arena.i32;
+      const u8 = this.arena.u8;
+      const node = i32[slot];
+      if (node === 0) return this.publishNewLeafLocked(slot, key, entry);
+      const hdr = i32[node];
+      assert(isLive(hdr), () => `radix tree: dead node ${node} reachable under treeLock`);
+      if (typeOf(hdr) === LEAF) {
+        const lk = (node + LEAF_HEADER_WORDS) << 2;
+        const lkLen = countOf(hdr);
+        let c = depth;
+        while (c < keyLen && c < lkLen && u8[lk + c] === key[c]) c++;
+        if (c === keyLen && c === lkLen) return node;
+        return this.splitLeafLocked(slot, node, key, depth, c, entry);
+      }
+      const plen = i32[node + W_PREFIX_LEN];
+      const pb = (node + INNER_HEADER_WORDS) << 2;
+      let i = 0;
+      while (i < plen && depth + i < keyLen && u8[pb + i] === key[depth + i]) i++;
+      if (i < plen) return this.splitPrefixLocked(slot, node, key, depth, i, entry);
+      depth += plen;
+      if (depth === keyLen) {
+        const end = i32[node + W_END_LEAF];
+        if (end !== 0) return end;
+        return this.publishNewLeafLocked(node + W_END_LEAF, key, entry);
+      }
+      const cs = findChildSlot(i32, u8, node, hdr, bodyOffset(node, plen), key[depth]);
+      if (cs >= 0) {
+        slot = cs;
+        depth++;
+        continue;
+      }
+      const leaf = this.newLeafLocked(key, entry);
+      this.addChildLocked(slot, node, key[depth], leaf);
+      this.finishCreate();
+      return leaf;
+    }
+  }
+
+  private finishCreate(): void {
+    Atomics.add(this.arena.i32, H_COUNT, 1);
+    this.created = true;
+  }
+
+  private publishNewLeafLocked(slot: number, key: Uint8Array, entry: number): number {
+    const leaf = this.newLeafLocked(key, entry);
+    Atomics.store(this.arena.i32, slot, leaf);
+    this.finishCreate();
+    return leaf;
+  }
+
+  /** Leaf `old` at `slot` shares key[depth..c) with `key`: put both under a new N4. */
+  private splitLeafLocked(slot: number, old: number, key: Uint8Array, depth: number, c: number, entry: number): number {
+    const leaf = this.newLeafLocked(key, entry);
+    const i32 = this.arena.i32;
+    const u8 = this.arena.u8;
+    const oldLen = countOf(i32[old]);
+    const ob = (old + LEAF_HEADER_WORDS) << 2;
+    const e = Atomics.load(i32, old + W_ENTRY);
+    let n = 0;
+    let end = 0;
+    const bytes = this.kidBytes;
+    const kids = this.kidPtrs;
+    if (oldLen === c) end = old;
+    if (key.length === c) end = leaf;
+    if (oldLen > c && key.length > c) {
+      const ob0 = u8[ob + c];
+      const nb0 = key[c];
+      bytes[0] = Math.min(ob0, nb0);
+      kids[0] = ob0 < nb0 ? old : leaf;
+      bytes[1] = Math.max(ob0, nb0);
+      kids[1] = ob0 < nb0 ? leaf : old;
+      n = 2;
+    } else {
+      bytes[0] = oldLen > c ? u8[ob + c] : key[c];
+      kids[0] = oldLen > c ? old : leaf;
+      n = 1;
+    }
+    const node = this.buildInnerLocked(key, depth, c - depth, n, end, (e & DIRTY) !== 0 ? 1 : 0, (e & TOWRITE) !== 0 ? 1 : 0);
+    Atomics.store(this.arena.i32, slot, node);
+    this.finishCreate();
+    return leaf;
+  }
+
+  /** `key` leaves `node`'s prefix after i bytes: a new N4 holds the shortened node and the new leaf. */
+  private splitPrefixLocked(slot: number, node: number, key: Uint8Array, depth: number, i: number, entry: number): number {
+    const leaf = this.newLeafLocked(key, entry);
+    let i32 = this.arena.i32;
+    const plen = i32[node + W_PREFIX_LEN];
+    const pb = (node + INNER_HEADER_WORDS) << 2;
+    const branch = this.arena.u8[pb + i];
+    const dirty = i32[node + W_DIRTY];
+    const towrite = i32[node + W_TOWRITE];
+    // The shortened copy keeps prefix bytes after the branch byte.
+    const tail = this.prefixScratch;
+    tail.set(this.arena.u8.subarray(pb + i + 1, pb + plen), 0);
+    const shortened = this.copyNodeLocked(node, tail, 0, plen - i - 1);
+    const bytes = this.kidBytes;
+    const kids = this.kidPtrs;
+    let n = 1;
+    let end = 0;
+    if (depth + i === key.length) {
+      bytes[0] = branch;
+      kids[0] = shortened;
+      end = leaf;
+    } else {
+      const nb = key[depth + i];
+      bytes[0] = Math.min(nb, branch);
+      kids[0] = nb < branch ? leaf : shortened;
+      bytes[1] = Math.max(nb, branch);
+      kids[1] = nb < branch ? shortened : leaf;
+      n = 2;
+    }
+    const top = this.buildInnerLocked(key, depth, i, n, end, dirty, towrite);
+    i32 = this.arena.i32;
+    Atomics.store(i32, slot, top);
+    this.retireBlock(node, innerWords(typeOf(i32[node]), plen));
+    this.finishCreate();
+    return leaf;
+  }
+
+  /** Allocate and fill an inner node from kidBytes/kidPtrs[0..n). */
+  private buildInnerLocked(prefix: Uint8Array, start: number, plen: number, n: number, end: number, dirty: number, towrite: number): number {
+    const type = typeForCount(n);
+    const node = this.arena.allocLocked(innerWords(type, plen));
+    fillInner(this.arena.i32, this.arena.u8, node, type, prefix, start, plen, n, this.kidBytes, this.kidPtrs, end, dirty, towrite);
+    return node;
+  }
+
+  /** Copy of inner `node` with a new prefix (children, endLeaf and counts kept). */
+  private copyNodeLocked(node: number, prefix: Uint8Array, start: number, plen: number): number {
+    const i32 = this.arena.i32;
+    const n = gatherChildren(i32, this.arena.u8, node, this.kidBytes, this.kidPtrs);
+    return this.buildInnerLocked(prefix, start, plen, n, i32[node + W_END_LEAF], i32[node + W_DIRTY], i32[node + W_TOWRITE]);
+  }
+
+  /** Give `node` (published at `slot`) a child for byte b: in place for N48/N256, else copy-on-write. */
+  private addChildLocked(slot: number, node: number, b: number, child: number): void {
+    let i32 = this.arena.i32;
+    const hdr = i32[node];
+    const type = typeOf(hdr);
+    const plen = i32[node + W_PREFIX_LEN];
+    const body = bodyOffset(node, plen);
+    const count = countOf(hdr);
+    if (type === N256) {
+      Atomics.store(i32, body + b, child);
+      Atomics.store(i32, node, header(N256, count + 1));
+      return;
+    }
+    if (type === N48 && count < 48) {
+      let free = 0;
+      while (i32[body + 64 + free] !== 0) free++;
+      Atomics.store(i32, body + 64 + free, child); // child first: the index byte publishes it
+      const w = body + (b >> 2);
+      const shift = (b & 3) << 3;
+      Atomics.store(i32, w, (i32[w] & ~(0xff << shift)) | ((free + 1) << shift));
+      Atomics.store(i32, node, header(N48, count + 1));
+      return;
+    }
+    const bytes = this.kidBytes;
+    const kids = this.kidPtrs;
+    let n = gatherChildren(i32, this.arena.u8, node, bytes, kids);
+    let at = n;
+    while (at > 0 && bytes[at - 1] > b) {
+      bytes[at] = bytes[at - 1];
+      kids[at] = kids[at - 1];
+      at--;
+    }
+    bytes[at] = b;
+    kids[at] = child;
+    n++;
+    const prefix = this.prefixScratch;
+    prefix.set(this.arena.u8.subarray((node + INNER_HEADER_WORDS) << 2, ((node + INNER_HEADER_WORDS) << 2) + plen), 0);
+    const copy = this.buildInnerLocked(prefix, 0, plen, n, i32[node + W_END_LEAF], i32[node + W_DIRTY], i32[node + W_TOWRITE]);
+    i32 = this.arena.i32;
+    Atomics.store(i32, slot, copy);
+    this.retireBlock(node, innerWords(type, plen));
+  }
+
+  /**
+   * Unlink `leaf` (key `key`) from the tree and retire it. Caller holds treeLock and the
+   * leaf's entry lock. Tag counts above it drop by its tags.
+   */
+  removeLeafLocked(leaf: number, key: Uint8Array): void {
+    const i32 = this.arena.i32;
+    const e = Atomics.load(i32, leaf + W_ENTRY);
+    this.adjustTagCountsLocked(key, (e & DIRTY) !== 0 ? -1 : 0, (e & TOWRITE) !== 0 ? -1 : 0);
+    const slots = this.pathSlots;
+    let levels = 0;
+    let slot = H_ROOT;
+    let depth = 0;
+    for (;;) {
+      slots[levels++] = slot;
+      const node = i32[slot];
+      assert(node !== 0, () => `radix tree remove: leaf ${leaf} not reachable`);
+      if (node === leaf) break;
+      const hdr = i32[node];
+      assert(typeOf(hdr) !== LEAF, () => `radix tree remove: leaf ${leaf} not reachable (met leaf ${node})`);
+      depth += i32[node + W_PREFIX_LEN];
+      if (depth === key.length) {
+        slot = node + W_END_LEAF;
+      } else {
+        slot = findChildSlot(i32, this.arena.u8, node, hdr, bodyOffset(node, i32[node + W_PREFIX_LEN]), key[depth]);
+        assert(slot >= 0, () => `radix tree remove: leaf ${leaf} not reachable (no child)`);
+        depth++;
+      }
+    }
+    if (levels === 1) Atomics.store(i32, H_ROOT, 0);
+    else this.removeFromParentLocked(slots[levels - 2], slot, key, depth);
+    Atomics.sub(this.arena.i32, H_COUNT, 1);
+    this.retireBlock(leaf, leafWords(key.length));
+  }
+
+  /** Remove the item at `slot` of the node published at `parentSlot`; collapse a node left with one item. */
+  private removeFromParentLocked(parentSlot: number, slot: number, key: Uint8Array, depth: number): void {
+    let i32 = this.arena.i32;
+    const parent = i32[parentSlot];
+    const hdr = i32[parent];
+    const type = typeOf(hdr);
+    const plen = i32[parent + W_PREFIX_LEN];
+    const isEnd = slot === parent + W_END_LEAF;
+    const end = i32[parent + W_END_LEAF];
+    const items = countOf(hdr) + (end !== 0 ? 1 : 0) - 1;
+    if (items >= 2) {
+      if (isEnd) {
+        Atomics.store(i32, slot, 0);
+        return;
+      }
+      if (type === N256 && countOf(hdr) > 40) {
+        Atomics.store(i32, slot, 0);
+        Atomics.store(i32, parent, header(N256, countOf(hdr) - 1));
+        return;
+      }
+      const n = this.gatherWithoutLocked(parent, key[depth - 1]);
+      const prefix = this.prefixScratch;
+      const pb = (parent + INNER_HEADER_WORDS) << 2;
+      prefix.set(this.arena.u8.subarray(pb, pb + plen), 0);
+      const copy = this.buildInnerLocked(prefix, 0, plen, n, end, i32[parent + W_DIRTY], i32[parent + W_TOWRITE]);
+      i32 = this.arena.i32;
+      Atomics.store(i32, parentSlot, copy);
+      this.retireBlock(parent, innerWords(type, plen));
+      return;
+    }
+    // One item left: the parent disappears (path compression).
+    let rest = end;
+    let restByte = -1;
+    if (isEnd || end === 0) {
+      const n = this.gatherWithoutLocked(parent, isEnd ? -1 : key[depth - 1]);
+      assert(n === 1, () => `radix tree remove: node ${parent} left with ${n} children`);
+      rest = this.kidPtrs[0];
+      restByte = this.kidBytes[0];
+    }
+    let replacement = rest;
+    if (typeOf(i32[rest]) !== LEAF) {
+      // Merged prefix: parent prefix + branch byte + child prefix.
+      const prefix = this.prefixScratch;
+      const u8 = this.arena.u8;
+      const pb = (parent + INNER_HEADER_WORDS) << 2;
+      const cplen = i32[rest + W_PREFIX_LEN];
+      const cb = (rest + INNER_HEADER_WORDS) << 2;
+      prefix.set(u8.subarray(pb, pb + plen), 0);
+      prefix[plen] = restByte;
+      prefix.set(u8.subarray(cb, cb + cplen), plen + 1);
+      replacement = this.copyNodeLocked(rest, prefix, 0, plen + 1 + cplen);
+      i32 = this.arena.i32;
+      this.retireBlock(rest, innerWords(typeOf(i32[rest]), cplen));
+    }
+    Atomics.store(i32, parentSlot, replacement);
+    this.retireBlock(parent, innerWords(type, plen));
+  }
+
+  /** kidBytes/kidPtrs := children of node except byte `skip` (-1: none skipped). */
+  private gatherWithoutLocked(node: number, skip: number): number {
+    const n = gatherChildren(this.arena.i32, this.arena.u8, node, this.kidBytes, this.kidPtrs);
+    if (skip < 0) return n;
+    let j = 0;
+    for (let i = 0; i < n; i++) {
+      if (this.kidBytes[i] === skip) continue;
+      this.kidBytes[j] = this.kidBytes[i];
+      this.kidPtrs[j++] = this.kidPtrs[i];
+    }
+    assert(j === n - 1, () => `radix tree remove: byte ${skip} not a child of node ${node}`);
+    return j;
+  }
+
+  /** Add dDirty/dTowrite to the tag counts of every inner node on `key`'s path. Caller holds treeLock. */
+  adjustTagCountsLocked(key: Uint8Array, dDirty: number, dTowrite: number): void {
+    if (dDirty === 0 && dTowrite === 0) return;
+    const i32 = this.arena.i32;
+    let node = i32[H_ROOT];
+    let depth = 0;
+    while (node !== 0) {
+      const hdr = i32[node];
+      if (typeOf(hdr) === LEAF) return;
+      if (dDirty !== 0) Atomics.add(i32, node + W_DIRTY, dDirty);
+      if (dTowrite !== 0) Atomics.add(i32, node + W_TOWRITE, dTowrite);
+      const plen = i32[node + W_PREFIX_LEN];
+      depth += plen;
+      if (depth >= key.length) node = i32[node + W_END_LEAF];
+      else node = findChild(i32, this.arena.u8, node, hdr, bodyOffset(node, plen), key[depth++]);
+    }
+  }
+
+  /** Set or clear `bit` (DIRTY/TOWRITE) on a leaf and keep the counts above it. Caller holds treeLock. */
+  setTagBitLocked(leaf: number, key: Uint8Array, bit: number, on: boolean): boolean {
+    const i32 = this.arena.i32;
+    let e = Atomics.load(i32, leaf + W_ENTRY);
+    for (;;) {
+      if (((e & bit) !== 0) === on) return false;
+      const next = on ? e | bit : e & ~bit;
+      const seen = Atomics.compareExchange(i32, leaf + W_ENTRY, e, next);
+      if (seen === e) break;
+      e = seen;
+    }
+    const d = on ? 1 : -1;
+    this.adjustTagCountsLocked(key, bit === DIRTY ? d : 0, bit === TOWRITE ? d : 0);
+    return true;
+  }
+
+  /** True if some leaf (placeholders included) has a key in [lo, hi]. Caller pinned or holding treeLock. */
+  anyKeyInPinned(lo: Uint8Array, hi: Uint8Array): boolean {
+    this.setBounds({ gte: lo, lte: hi }, 0, true);
+    this.runBatchPinned(1);
+    return this.batchLen > 0;
+  }
+
+  // ---- iteration -----------------------------------------------------------------------
+
+  private setBounds(opts: RangeOptions, tagMask: number, includeEmpty: boolean, prefix?: Uint8Array): void {
+    if (opts.gt !== undefined && opts.gte !== undefined) throw new DaxError('EINVAL', 'range: both gt and gte given');
+    if (opts.lt !== undefined && opts.lte !== undefined) throw new DaxError('EINVAL', 'range: both lt and lte given');
+    const lo = prefix ?? opts.gt ?? opts.gte;
+    const hi = prefix ?? opts.lt ?? opts.lte;
+    if (lo !== undefined) checkKey(lo, 'range bound');
+    if (hi !== undefined) checkKey(hi, 'range bound');
+    this.hasLo = lo !== undefined;
+    this.lo = lo ?? EMPTY_KEY;
+    this.loIncl = prefix !== undefined || opts.gt === undefined;
+    this.hasHi = hi !== undefined;
+    this.hi = hi ?? EMPTY_KEY;
+    this.hiIncl = prefix !== undefined || opts.lt === undefined;
+    this.hiPrefix = prefix !== undefined;
+    this.reverse = opts.reverse === true;
+    this.tagMask = tagMask;
+    this.includeEmpty = includeEmpty;
+  }
+
+  /** Collect up to `max` leaves in range order into `batch`, restarting if a dead node is met. Caller pinned. */
+  private runBatchPinned(max: number): void {
+    let restarts = 0;
+    this.visitedNodes = 0;
+    for (;;) {
+      this.batchLen = 0;
+      this.batchMax = max;
+      this.restartNeeded = false;
+      const root = Atomics.load(this.arena.i32, H_ROOT);
+      if (root !== 0) this.dfs(root, 0, this.hasLo ? 0 : 1, this.hasHi ? 0 : 1, 0);
+      if (!this.restartNeeded) return;
+      this.deadNode(this.deadHeader, ++restarts);
+    }
+  }
+  private deadHeader = 0;
+
+  /** In-order walk below `node` (path depth `depth`); states: 0 = path equals the bound so far, 1 = inside. False = stop. */
+  private dfs(node: number, depth: number, loState: number, hiState: number, level: number): boolean {
+    const i32 = this.arena.i32;
+    const u8 = this.arena.u8;
+    const hdr = i32[node];
+    if (!isLive(hdr)) {
+      this.deadHeader = hdr;
+      this.restartNeeded = true;
+      return false;
+    }
+    this.visitedNodes++;
+    if (typeOf(hdr) === LEAF) return this.visitLeaf(node, hdr, loState, hiState);
+    const mask = this.tagMask;
+    if (mask !== 0) {
+      const tagged = ((mask & DIRTY) !== 0 ? Atomics.load(i32, node + W_DIRTY) : 0) + ((mask & TOWRITE) !== 0 ? Atomics.load(i32, node + W_TOWRITE) : 0);
+      if (tagged === 0) return true;
+    }
+    const plen = i32[node + W_PREFIX_LEN];
+    const pb = (node + INNER_HEADER_WORDS) << 2;
+    const lo = this.lo;
+    const hi = this.hi;
+    for (let i = 0; i < plen && (loState === 0 || hiState === 0); i++) {
+      const c = u8[pb + i];
+      const d = depth + i;
+      if (loState === 0) {
+        if (d >= lo.length || c > lo[d]) loState = 1;
+        else if (c < lo[d]) return true;
+      }
+      if (hiState === 0) {
+        if (d >= hi.length) {
+          if (!this.hiPrefix) return true;
+          hiState = 1;
+        } else if (c > hi[d]) return true;
+        else if (c < hi[d]) hiState = 1;
+      }
+    }
+    const d = depth + plen;
+    const end = Atomics.load(i32, node + W_END_LEAF);
+    if (!this.reverse && end !== 0 && !this.dfs(end, d, loState, hiState, level + 1)) return false;
+    if (this.levelBytes.length <= level) {
+      this.levelBytes.push(new Uint8Array(256));
+      this.levelPtrs.push(new Int32Array(256));
+    }
+    const bytes = this.levelBytes[level];
+    const kids = this.levelPtrs[level];
+    const n = gatherChildren(i32, u8, node, bytes, kids);
+    const loB = loState === 0 && d < lo.length ? lo[d] : -1;
+    // hiB -1: the path already has hi's length, so every child is longer than a non-prefix hi.
+    const hiB = hiState === 0 ? (d < hi.length ? hi[d] : this.hiPrefix ? 256 : -1) : 256;
+    for (let k = 0; k < n && hiB >= 0; k++) {
+      const i = this.reverse ? n - 1 - k : k;
+      const b = bytes[i];
+      if (b < loB) {
+        if (this.reverse) break;
+        continue;
+      }
+      if (b > hiB) {
+        if (this.reverse) continue;
+        break;
+      }
+      const cl = loState === 0 && b === loB ? 0 : 1;
+      const ch = hiState === 0 && b === hiB ? 0 : 1;
+      if (!this.dfs(kids[i], d + 1, cl, ch, level + 1)) return false;
+    }
+    if (this.reverse && end !== 0 && !this.dfs(end, d, loState, hiState, level + 1)) return false;
+    return true;
+  }
+
+  private visitLeaf(leaf: number, hdr: number, loState: number, hiState: number): boolean {
+    const i32 = this.arena.i32;
+    const e = Atomics.load(i32, leaf + W_ENTRY);
+    if (this.tagMask !== 0 && (e & this.tagMask) === 0) return true;
+    if (!this.includeEmpty && ((e & DELETED) !== 0 || ((e >>> STATE_SHIFT) & 3) === STATE_EMPTY)) return true;
+    if (loState === 0 || hiState === 0) {
+      const len = countOf(hdr);
+      const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+      if (loState === 0) {
+        const c = compareKey(this.arena.u8, kb, len, this.lo);
+        if (c < 0 || (c === 0 && !this.loIncl)) return true;
+      }
+      if (hiState === 0) {
+        if (this.hiPrefix) {
+          if (compareKey(this.arena.u8, kb, Math.min(len, this.hi.length), this.hi) !== 0 || len < this.hi.length) return true;
+        } else {
+          const c = compareKey(this.arena.u8, kb, len, this.hi);
+          if (c > 0 || (c === 0 && !this.hiIncl)) return true;
+        }
+      }
+    }
+    this.batch[this.batchLen++] = leaf;
+    return this.batchLen < this.batchMax;
+  }
+
+  /**
+   * Ordered iteration: batches of leaves produced under a pin, then yielded unpinned. After a
+   * full batch the walk restarts from the root strictly after the last key returned.
+   */
+  private *iterate(opts: RangeOptions, tagMask: number, prefix?: Uint8Array): Generator<RangeItem> {
+    let limit = opts.limit ?? Infinity;
+    if (!(limit >= 0)) throw new DaxError('EINVAL', `range: limit ${limit} must be >= 0`);
+    let bounds: RangeOptions = { ...opts };
+    let first = true;
+    while (limit > 0) {
+      const items: RangeItem[] = [];
+      let full = false;
+      let last: Uint8Array | undefined;
+      this.epoch.pin();
+      try {
+        this.setBounds(bounds, tagMask, false, first ? prefix : undefined);
+        if (!first && prefix !== undefined) {
+          // Keep the prefix bound on the side the walk has not passed yet.
+          if (this.reverse) ((this.lo = prefix), (this.hasLo = true), (this.loIncl = true));
+          else ((this.hi = prefix), (this.hasHi = true), (this.hiPrefix = true));
+        }
+        const want = Math.min(BATCH, limit);
+        this.runBatchPinned(want);
+        full = this.batchLen === want;
+        if (full) last = this.leafKey(this.batch[this.batchLen - 1]);
+        for (let i = 0; i < this.batchLen; i++) {
+          const leaf = this.batch[i];
+          const v = this.readValuePinned(leaf);
+          if (v < 0) continue;
+          items.push([this.leafKey(leaf), v, infoOf(this.lastEntry)]);
+        }
+      } finally {
+        this.epoch.unpin();
+      }
+      for (const item of items) yield item;
+      limit -= items.length;
+      if (!full || last === undefined) return;
+      first = false;
+      bounds = this.reverse ? { gt: opts.gt, gte: opts.gte, lt: last, reverse: true } : { gt: last, lt: opts.lt, lte: opts.lte };
+    }
+  }
+
+  /** Entries with gt/gte <= key <= lt/lte, in key order (or reverse). Not a snapshot (see file header). */
+  range(opts: RangeOptions = {}): IterableIterator<RangeItem> {
+    return this.iterate(opts, 0);
+  }
+
+  /** Entries whose key starts with `prefix`. */
+  prefix(prefix: Uint8Array, opts: { reverse?: boolean; limit?: number } = {}): IterableIterator<RangeItem> {
+    checkKey(prefix, 'prefix');
+    return this.iterate({ reverse: opts.reverse, limit: opts.limit }, 0, prefix);
+  }
+
+  /** Entries carrying `tag`, skipping subtrees whose tag count is 0. */
+  tagged(tag: EntryTag, range: RangeOptions = {}): IterableIterator<RangeItem> {
+    return this.iterate(range, tagBit(tag));
+  }
+
+  /**
+   * Fast ordered scan for hot loops: calls visit(value, leaf) for each entry in range, in
+   * order; visit returns false to stop. Caller pinned for the whole scan; leaf offsets are
+   * valid only while pinned (leafKey(leaf) copies a key).
+   */
+  scanPinned(opts: RangeOptions, visit: (value: number, leaf: number) => boolean | void): number {
+    this.setBounds(opts, 0, false);
+    let seen = 0;
+    const lastKey = this.prefixScratch;
+    for (;;) {
+      this.runBatchPinned(BATCH);
+      const n = this.batchLen;
+      for (let i = 0; i < n; i++) {
+        const v = this.readValuePinned(this.batch[i]);
+        if (v < 0) continue;
+        seen++;
+        if (visit(v, this.batch[i]) === false) return seen;
+      }
+      if (n < BATCH) return seen;
+      const leaf = this.batch[n - 1];
+      const len = countOf(this.arena.i32[leaf]);
+      const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+      const last = lastKey.subarray(0, len);
+      last.set(this.arena.u8.subarray(kb, kb + len));
+      if (this.reverse) ((this.hi = last), (this.hasHi = true), (this.hiIncl = false), (this.hiPrefix = false));
+      else ((this.lo = last), (this.hasLo = true), (this.loIncl = false));
+    }
+  }
+
+  /**
+   * Copy tag `from` to tag `to` on every entry in range (the kernel's
+   * tag_pages_for_writeback). Returns how many entries carry `from` in range. Takes treeLock
+   * per batch, so a huge range does not stall writers for long.
+   */
+  tagRange(range: RangeOptions, from: EntryTag, to: EntryTag): number {
+    const fromBit = tagBit(from);
+    const toBit = tagBit(to);
+    let total = 0;
+    let bounds: RangeOptions = { gt: range.gt, gte: range.gte, lt: range.lt, lte: range.lte };
+    for (;;) {
+      let n = 0;
+      let last: Uint8Array | undefined;
+      this.epoch.pin();
+      this.lockTree();
+      try {
+        this.setBounds(bounds, fromBit, false);
+        this.runBatchPinned(BATCH);
+        n = this.batchLen;
+        for (let i = 0; i < n; i++) {
+          const key = this.leafKey(this.batch[i]);
+          this.setTagBitLocked(this.batch[i], key, toBit, true);
+          last = key;
+        }
+      } finally {
+        this.unlockTree();
+        this.epoch.unpin();
+      }
+      total += n;
+      if (n < BATCH || last === undefined) return total;
+      bounds = { gt: last, lt: range.lt, lte: range.lte };
+    }
+  }
+
+  stats(): TreeStats {
+    const i32 = this.arena.i32;
+    return {
+      count: Atomics.load(i32, H_COUNT),
+      liveBytes: (this.arena.liveWords() + HEADER_WORDS) * 4,
+      arenaBytes: this.arena.sab.byteLength,
+      poisonHits: Atomics.load(i32, H_STAT_POISON_HITS),
+      restarts: Atomics.load(i32, H_STAT_RESTARTS),
+      lostWakeups: Atomics.load(i32, H_STAT_LOST_WAKEUPS),
+      waits: Atomics.load(i32, H_STAT_WAITS),
+      reclaimed: Atomics.load(i32, H_STAT_RECLAIMED),
+    };
+  }
+
+  /** Bytes of index memory per entry (header excluded), for the size target. */
+  bytesPerKey(): number {
+    const count = this.count();
+    return count === 0 ? 0 : (this.arena.liveWords() * 4) / count;
+  }
+}
+
+/** memcmp order, shorter prefix first: compare arena bytes u8[kb..kb+len) with `key`. */
+function compareKey(u8: Uint8Array, kb: number, len: number, key: Uint8Array): number {
+  const n = Math.min(len, key.length);
+  for (let i = 0; i < n; i++) {
+    const d = u8[kb + i] - key[i];
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return len === key.length ? 0 : len < key.length ? -1 : 1;
+}
+
+export function infoOf(e: number): EntryInfo {
+  return {
+    state: STATE_NAMES[stateOf(e)],
+    order: orderOf(e),
+    dirty: (e & DIRTY) !== 0,
+    towrite: (e & TOWRITE) !== 0,
+    locked: (e & LOCKED) !== 0,
+  };
+}
+
