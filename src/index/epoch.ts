@@ -35,6 +35,7 @@
  */
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
+import { lockWord, unlockWord } from '../device/spin-lock.js';
 
 export interface EpochHandle {
   /** header + participant table (fixed size) */
@@ -563,21 +564,13 @@ export class EpochDomain {
     return chunk;
   }
 
-  /** Drepper's mutex #2 on L_MUTEX: 0 free, 1 locked, 2 locked and a thread may sleep on it. */
+  /** The limbo mutex (device/spin-lock: Drepper's mutex, spins briefly, then sleeps). */
   private lockLimbo(): void {
-    const l = this.limboWords;
-    for (let spin = 0; spin < 100; spin++) {
-      if (Atomics.compareExchange(l, L_MUTEX, 0, 1) === 0) return;
-    }
-    let c = Atomics.exchange(l, L_MUTEX, 2);
-    while (c !== 0) {
-      Atomics.wait(l, L_MUTEX, 2);
-      c = Atomics.exchange(l, L_MUTEX, 2);
-    }
+    lockWord(this.limboWords, L_MUTEX);
   }
 
   private unlockLimbo(): void {
-    if (Atomics.exchange(this.limboWords, L_MUTEX, 0) === 2) Atomics.notify(this.limboWords, L_MUTEX, 1);
+    unlockWord(this.limboWords, L_MUTEX);
   }
 
   private checkOpen(op: string): void {

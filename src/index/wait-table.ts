@@ -1,0 +1,409 @@
+/**
+ * The wait table: where threads sleep until an entry lock is released (the kernel's
+ * hashed wait queues with key-matched exclusive wake-ups, as fs/dax.c uses them).
+ * Waiters hash their 53-bit key into a fixed number of slots; each slot holds a FIFO queue
+ * of waiter records, and every waiter sleeps on its own 32-bit word, so a wake-up reaches
+ * exactly the waiter chosen, never one of another key that merely shares the slot.
+ *
+ * Invariants
+ * - A record is in exactly one place: the free list, or one slot's queue (word ARMED), or
+ *   owned by its waiter after being dequeued (word WOKEN, or dequeued by its own timeout or
+ *   cancel). Only the waiter frees its record.
+ * - A record's word turns WOKEN only while the waker holds the slot mutex and dequeues it,
+ *   so a waiter that takes the mutex and still sees ARMED may dequeue itself.
+ * - Every queued record's slot is slotOf(its key).
+ *
+ * Concurrency
+ * - Each slot's queue is guarded by the slot's mutex word; the free list by its own mutex.
+ *   No thread holds two of these at once (free-list operations happen outside slot mutexes).
+ * - prepare() queues the record (word ARMED) before the caller re-checks its condition: a
+ *   wake-up after that re-check finds the record and flips its word, and Atomics.wait on a
+ *   word that is no longer ARMED returns at once, so no wake-up between check and sleep is lost.
+ * - A waker notifies after dropping the mutex; by then the waiter may have freed and someone
+ *   reused the record, so a notify can wake a stranger: waits loop until their word is WOKEN.
+ *
+ * Persistence ordering: none (process lifetime only).
+ */
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import { lockWord, unlockWord } from '../device/spin-lock.js';
+
+export interface WaitTableHandle {
+  readonly buffer: SharedArrayBuffer;
+}
+
+export type WaitMode = 'exclusive' | 'shared';
+export type WaitResult = 'woken' | 'timed-out';
+
+const KEY_LIMIT = 2 ** 53;
+const BREAK = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',');
+/** DAXSTORE_TEST_BREAK=wait-arm: prepare() only queues at wait() time, so wake-ups between re-check and sleep are lost. */
+export const WAIT_ARM_BROKEN = BREAK.includes('wait-arm');
+/** DAXSTORE_TEST_BREAK=wait-key: wakes match the slot only, not the key, so waiters of colliding keys are mis-woken. */
+export const WAIT_KEY_BROKEN = BREAK.includes('wait-key');
+
+// ---- buffer: Int32 words ----------------------------------------------------------------
+const MAGIC = 0x57414954; // 'WAIT'
+const H_MAGIC = 0;
+const H_SLOTS = 1;
+const H_MAX_WAITERS = 2;
+const H_FREE_MUTEX = 3; // device/spin-lock word: 0 free, 1 locked, 2 locked with sleepers
+const H_FREE_HEAD = 4; // free record list: record number + 1, 0 = empty
+const H_WAITING = 5; // records queued right now
+const H_WOKEN = 6; // wake-ups delivered, total (wraps at 2^32; stats read it unsigned)
+const H_TIMED_OUT = 7; // waits that ended by timeout, total
+const HEADER_WORDS = 16;
+// Slot s at HEADER_WORDS + s * SLOT_WORDS.
+const SLOT_WORDS = 4;
+const Q_MUTEX = 0; // device/spin-lock word
+const Q_HEAD = 1; // first queued record number + 1, 0 = empty
+const Q_TAIL = 2; // last queued record number + 1
+// Record r at recordBase + r * RECORD_WORDS.
+const RECORD_WORDS = 8;
+const R_WORD = 0; // the word its waiter sleeps on: ARMED while queued, WOKEN once a waker dequeued it
+const R_KEY_LO = 1; // key bits 31..0
+const R_KEY_HI = 2; // key bits 52..32
+const R_MODE = 3; // MODE_EXCLUSIVE or MODE_SHARED
+const R_NEXT = 4; // next record number + 1 in the slot queue or the free list, 0 = none
+const ARMED = 0;
+const WOKEN = 1;
+const MODE_EXCLUSIVE = 1;
+const MODE_SHARED = 2;
+
+/** One registration in the wait table; consumed by exactly one wait/waitAsync/cancel. */
+export class Waiter {
+  /** @internal set once its wait or cancel has finished; the record is back on the free list. */
+  done = false;
+  /** @internal false only under DAXSTORE_TEST_BREAK=wait-arm until wait() queues it */
+  queued = true;
+  constructor(
+    readonly key: number,
+    readonly mode: WaitMode,
+    /** @internal record number */
+    readonly record: number,
+    /** @internal the table's buffer, so a waiter is never used on another table */
+    readonly table: SharedArrayBuffer,
+  ) {}
+}
+
+/**
+ * 53-bit identity of (tree, key) for the wait table; a huge entry waits on its aligned start key.
+ *
+ * Collision argument: two lanes of 32-bit multiply-xor mixing over the tree id, the length and
+ * every byte, cross-mixed at the end, keeping 53 bits. Waiters compare full 53-bit keys, so
+ * only two *different* keys with equal hashes, both contended at the same moment, can
+ * mis-wake (roughly 2^-53 per pair for unrelated keys). Even then the entry-lock layer's
+ * bounded-timeout re-check recovers: a wrongly woken waiter re-checks and waits again, and
+ * the waiter that missed its wake-up wakes at its timeout and finds the entry free.
+ */
+export function waitKey(treeId: number, key: Uint8Array): number {
+  if (!Number.isInteger(treeId) || treeId < 0 || treeId >= 2 ** 32) {
+    throw new DaxError('EINVAL', `waitKey: tree id ${treeId} is not an integer in [0, 2^32)`);
+  }
+  if (!(key instanceof Uint8Array)) throw new DaxError('EINVAL', `waitKey: tree ${treeId}: key is not a Uint8Array`);
+  let a = 0x811c9dc5 ^ treeId;
+  let b = Math.imul(0x9747b28c ^ key.length, 0x85ebca6b) ^ treeId;
+  for (let i = 0; i < key.length; i++) {
+    a = Math.imul(a ^ key[i], 0x01000193);
+    b = Math.imul(b + key[i], 0x5bd1e995);
+    b ^= b >>> 13;
+  }
+  const lo = fmix32((a + Math.imul(b, 0x27d4eb2f)) | 0);
+  const hi = fmix32(b ^ lo ^ key.length);
+  return (hi & 0x1fffff) * 2 ** 32 + (lo >>> 0);
+}
+
+export class WaitTable {
+  private readonly words: Int32Array;
+  private readonly slots: number;
+  private readonly recordBase: number;
+
+  private constructor(private readonly buffer: SharedArrayBuffer) {
+    this.words = new Int32Array(buffer);
+    this.slots = this.words[H_SLOTS];
+    this.recordBase = HEADER_WORDS + this.slots * SLOT_WORDS;
+  }
+
+  static create(opts: { slots?: number; maxWaiters?: number } = {}): WaitTable {
+    const slots = opts.slots ?? 4096;
+    const maxWaiters = opts.maxWaiters ?? 8192;
+    if (!Number.isInteger(slots) || slots < 1 || slots > 2 ** 20) {
+      throw new DaxError('EINVAL', `WaitTable.create: slots ${slots} is not an integer in [1, 2^20]`);
+    }
+    if (!Number.isInteger(maxWaiters) || maxWaiters < 1 || maxWaiters > 2 ** 20) {
+      throw new DaxError('EINVAL', `WaitTable.create: maxWaiters ${maxWaiters} is not an integer in [1, 2^20]`);
+    }
+    const buffer = new SharedArrayBuffer((HEADER_WORDS + slots * SLOT_WORDS + maxWaiters * RECORD_WORDS) * 4);
+    const w = new Int32Array(buffer);
+    w[H_SLOTS] = slots;
+    w[H_MAX_WAITERS] = maxWaiters;
+    const base = HEADER_WORDS + slots * SLOT_WORDS;
+    for (let r = 0; r < maxWaiters; r++) w[base + r * RECORD_WORDS + R_NEXT] = r + 1 < maxWaiters ? r + 2 : 0;
+    w[H_FREE_HEAD] = 1;
+    Atomics.store(w, H_MAGIC, MAGIC); // last: publishes the initialized table
+    return new WaitTable(buffer);
+  }
+
+  static attach(handle: WaitTableHandle): WaitTable {
+    const ok =
+      handle !== null &&
+      typeof handle === 'object' &&
+      handle.buffer instanceof SharedArrayBuffer &&
+      handle.buffer.byteLength >= HEADER_WORDS * 4 &&
+      Atomics.load(new Int32Array(handle.buffer, 0, HEADER_WORDS), H_MAGIC) === MAGIC;
+    if (!ok) throw new DaxError('EINVAL', 'WaitTable.attach: not a wait table handle');
+    return new WaitTable(handle.buffer);
+  }
+
+  handle(): WaitTableHandle {
+    return { buffer: this.buffer };
+  }
+
+  /** Register BEFORE re-checking the condition, so no wake-up between the check and the sleep is lost. */
+  prepare(key: number, mode: WaitMode): Waiter {
+    checkKey(key, 'prepare');
+    if (mode !== 'exclusive' && mode !== 'shared') throw new DaxError('EINVAL', `prepare: key ${key}: mode ${String(mode)}`);
+    const record = this.allocRecord(key);
+    const w = this.words;
+    const at = this.recordWord(record, 0);
+    w[at + R_WORD] = ARMED;
+    w[at + R_KEY_LO] = key % 2 ** 32 | 0;
+    w[at + R_KEY_HI] = Math.floor(key / 2 ** 32);
+    w[at + R_MODE] = mode === 'exclusive' ? MODE_EXCLUSIVE : MODE_SHARED;
+    w[at + R_NEXT] = 0;
+    const waiter = new Waiter(key, mode, record, this.buffer);
+    if (WAIT_ARM_BROKEN) waiter.queued = false;
+    else this.enqueue(waiter);
+    return waiter;
+  }
+
+  /** Sleep (Atomics.wait) until woken or timeoutMs passes. Worker threads, or the main thread where blocking is allowed. */
+  wait(waiter: Waiter, timeoutMs = Infinity): WaitResult {
+    this.checkLive(waiter, 'wait');
+    if (!waiter.queued) this.enqueue(waiter);
+    const word = this.recordWord(waiter.record, R_WORD);
+    const deadline = performance.now() + checkTimeout(timeoutMs);
+    while (Atomics.load(this.words, word) === ARMED) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) break;
+      Atomics.wait(this.words, word, ARMED, remaining === Infinity ? undefined : remaining);
+    }
+    return this.finish(waiter);
+  }
+
+  /** Wait without blocking the thread (Atomics.waitAsync): for the main thread's async paths. */
+  async waitAsync(waiter: Waiter, timeoutMs = Infinity): Promise<WaitResult> {
+    this.checkLive(waiter, 'waitAsync');
+    if (!waiter.queued) this.enqueue(waiter);
+    const word = this.recordWord(waiter.record, R_WORD);
+    const deadline = performance.now() + checkTimeout(timeoutMs);
+    while (Atomics.load(this.words, word) === ARMED) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) break;
+      const r = Atomics.waitAsync(this.words, word, ARMED, remaining === Infinity ? undefined : remaining);
+      if (r.async) await r.value;
+    }
+    return this.finish(waiter);
+  }
+
+  /**
+   * The re-check found the condition already true: deregister without sleeping. Returns true
+   * when a wake-up had already been delivered to this waiter (an exclusive one then holds the
+   * baton: it must take the lock and later unlock, or pass the wake-up on).
+   */
+  cancel(waiter: Waiter): boolean {
+    this.checkLive(waiter, 'cancel');
+    if (!waiter.queued) {
+      this.release(waiter);
+      return false;
+    }
+    const woken = !this.dequeueSelf(waiter);
+    this.release(waiter);
+    return woken;
+  }
+
+  /** Wake the first exclusive waiter registered for key (exact key match) and every shared waiter for it. */
+  wakeOne(key: number): number {
+    checkKey(key, 'wakeOne');
+    return this.wake(key, false);
+  }
+
+  /** Wake every waiter for key (entry deleted, or its order changed). */
+  wakeAll(key: number): number {
+    checkKey(key, 'wakeAll');
+    return this.wake(key, true);
+  }
+
+  /** True when some waiter is queued for key right now (lets an unlocker keep a WAITERS bit honest). */
+  hasWaiters(key: number): boolean {
+    checkKey(key, 'hasWaiters');
+    const w = this.words;
+    const slot = this.slotWord(key, 0);
+    lockWord(w, slot + Q_MUTEX);
+    let found = false;
+    for (let r = w[slot + Q_HEAD]; r !== 0 && !found; r = w[this.recordWord(r - 1, R_NEXT)]) {
+      found = this.recordHasKey(r - 1, key);
+    }
+    unlockWord(w, slot + Q_MUTEX);
+    return found;
+  }
+
+  stats(): { waiting: number; woken: number; timedOut: number } {
+    return {
+      waiting: Atomics.load(this.words, H_WAITING),
+      woken: Atomics.load(this.words, H_WOKEN) >>> 0,
+      timedOut: Atomics.load(this.words, H_TIMED_OUT) >>> 0,
+    };
+  }
+
+  // ---- internals ------------------------------------------------------------------------
+
+  private enqueue(waiter: Waiter): void {
+    const w = this.words;
+    const record = waiter.record + 1;
+    const slot = this.slotWord(waiter.key, 0);
+    Atomics.add(w, H_WAITING, 1); // before it is visible to wakers, so the count never dips below 0
+    lockWord(w, slot + Q_MUTEX);
+    const tail = w[slot + Q_TAIL];
+    if (tail === 0) w[slot + Q_HEAD] = record;
+    else w[this.recordWord(tail - 1, R_NEXT)] = record;
+    w[slot + Q_TAIL] = record;
+    unlockWord(w, slot + Q_MUTEX);
+    waiter.queued = true;
+  }
+
+  private wake(key: number, all: boolean): number {
+    const w = this.words;
+    const slot = this.slotWord(key, 0);
+    const woken: number[] = [];
+    let exclusiveWoken = false;
+    lockWord(w, slot + Q_MUTEX);
+    let prev = 0;
+    for (let r = w[slot + Q_HEAD]; r !== 0; ) {
+      const at = this.recordWord(r - 1, 0);
+      const next = w[at + R_NEXT];
+      const exclusive = w[at + R_MODE] === MODE_EXCLUSIVE;
+      if ((WAIT_KEY_BROKEN || this.recordHasKey(r - 1, key)) && (all || !exclusive || !exclusiveWoken)) {
+        if (exclusive) exclusiveWoken = true;
+        this.unlinkLocked(slot, prev, r);
+        Atomics.store(w, at + R_WORD, WOKEN); // under the mutex: see the invariant on R_WORD
+        woken.push(at + R_WORD);
+      } else {
+        prev = r;
+      }
+      r = next;
+    }
+    unlockWord(w, slot + Q_MUTEX);
+    // After the mutex: the record may already be reused; a stray notify is a spurious wake-up.
+    for (const word of woken) Atomics.notify(w, word, 1);
+    if (woken.length > 0) {
+      Atomics.sub(w, H_WAITING, woken.length);
+      Atomics.add(w, H_WOKEN, woken.length);
+    }
+    return woken.length;
+  }
+
+  /** A wait ended: if still queued it timed out (dequeue under the mutex decides the race with a waker). */
+  private finish(waiter: Waiter): WaitResult {
+    const stillQueued = Atomics.load(this.words, this.recordWord(waiter.record, R_WORD)) === ARMED && this.dequeueSelf(waiter);
+    if (stillQueued) Atomics.add(this.words, H_TIMED_OUT, 1);
+    this.release(waiter);
+    return stillQueued ? 'timed-out' : 'woken';
+  }
+
+  /** Remove the waiter's record from its queue if no waker took it first. True when this call dequeued it. */
+  private dequeueSelf(waiter: Waiter): boolean {
+    const w = this.words;
+    const slot = this.slotWord(waiter.key, 0);
+    const target = waiter.record + 1;
+    lockWord(w, slot + Q_MUTEX);
+    if (w[this.recordWord(waiter.record, R_WORD)] !== ARMED) {
+      unlockWord(w, slot + Q_MUTEX);
+      return false;
+    }
+    let prev = 0;
+    let r = w[slot + Q_HEAD];
+    while (r !== 0 && r !== target) {
+      prev = r;
+      r = w[this.recordWord(r - 1, R_NEXT)];
+    }
+    assert(r === target, () => `wait table: armed waiter record ${waiter.record} (key ${waiter.key}) missing from its slot queue`);
+    this.unlinkLocked(slot, prev, r);
+    unlockWord(w, slot + Q_MUTEX);
+    Atomics.sub(w, H_WAITING, 1);
+    return true;
+  }
+
+  /** Unlink record number r (+1 form) whose predecessor is prev (0 = head). Needs the slot mutex. */
+  private unlinkLocked(slot: number, prev: number, r: number): void {
+    const w = this.words;
+    const next = w[this.recordWord(r - 1, R_NEXT)];
+    if (prev === 0) w[slot + Q_HEAD] = next;
+    else w[this.recordWord(prev - 1, R_NEXT)] = next;
+    if (w[slot + Q_TAIL] === r) w[slot + Q_TAIL] = prev;
+    w[this.recordWord(r - 1, R_NEXT)] = 0;
+  }
+
+  private allocRecord(key: number): number {
+    const w = this.words;
+    lockWord(w, H_FREE_MUTEX);
+    const head = w[H_FREE_HEAD];
+    if (head !== 0) w[H_FREE_HEAD] = w[this.recordWord(head - 1, R_NEXT)];
+    unlockWord(w, H_FREE_MUTEX);
+    if (head === 0) {
+      throw new DaxError('EBUSY', `wait table: all ${w[H_MAX_WAITERS]} waiter records are in use (key ${key})`);
+    }
+    return head - 1;
+  }
+
+  private release(waiter: Waiter): void {
+    waiter.done = true;
+    const w = this.words;
+    lockWord(w, H_FREE_MUTEX);
+    w[this.recordWord(waiter.record, R_NEXT)] = w[H_FREE_HEAD];
+    w[H_FREE_HEAD] = waiter.record + 1;
+    unlockWord(w, H_FREE_MUTEX);
+  }
+
+  private recordHasKey(record: number, key: number): boolean {
+    const at = this.recordWord(record, 0);
+    return this.words[at + R_KEY_LO] === (key % 2 ** 32 | 0) && this.words[at + R_KEY_HI] === Math.floor(key / 2 ** 32);
+  }
+
+  private checkLive(waiter: Waiter, op: string): void {
+    if (!(waiter instanceof Waiter) || waiter.table !== this.buffer) throw new DaxError('EINVAL', `${op}: not a waiter of this table`);
+    if (waiter.done) throw new DaxError('EINVAL', `${op}: waiter for key ${waiter.key} was already waited on or cancelled`);
+  }
+
+  private slotWord(key: number, field: number): number {
+    const mixed = fmix32((key % 2 ** 32) ^ Math.imul(Math.floor(key / 2 ** 32), 0x9e3779b1));
+    return HEADER_WORDS + ((mixed >>> 0) % this.slots) * SLOT_WORDS + field;
+  }
+
+  private recordWord(record: number, field: number): number {
+    return this.recordBase + record * RECORD_WORDS + field;
+  }
+}
+
+function checkKey(key: number, op: string): void {
+  if (!Number.isInteger(key) || key < 0 || key >= KEY_LIMIT) {
+    throw new DaxError('EINVAL', `${op}: wait key ${key} is not an integer in [0, 2^53)`);
+  }
+}
+
+function checkTimeout(timeoutMs: number): number {
+  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0) {
+    throw new DaxError('EINVAL', `wait: timeout ${timeoutMs} ms is not a non-negative number`);
+  }
+  return timeoutMs;
+}
+
+/** murmur3's 32-bit finalizer: every input bit affects every output bit. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h;
+}
