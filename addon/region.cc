@@ -97,6 +97,7 @@ struct OpenRequest {
 struct Opened {
   int fd = -1;
   bool created = false;
+  bool locked = false;  // the flock is ours: only then may a failure remove a file we created
   size_t sizeBytes = 0;
   Kind kind = Kind::kFile;
 };
@@ -121,6 +122,7 @@ const char* LockAndSize(const OpenRequest& req, Opened* o, int* err, const char*
     if (*err == EWOULDBLOCK) *daxCode = "EBUSY", *detail = "another daxstore holds it";
     return "flock";
   }
+  o->locked = true;
   struct stat st;
   if (fstat(o->fd, &st) != 0) return *err = errno, "fstat";
   if (S_ISDIR(st.st_mode)) return *err = EISDIR, "open";
@@ -229,7 +231,9 @@ Napi::Value JsOpenRegion(const Napi::CallbackInfo& info) {
   if (failed != nullptr) {
     guard.unlock();
     if (base != nullptr) munmap(base, o.sizeBytes);
-    if (o.created) unlink(req.path.c_str());  // leave the file system as it was
+    // Leave the file system as it was. Without the lock, a racing creator that opened our
+    // new file and locked it first owns it now: never unlink under it.
+    if (o.created && o.locked) unlink(req.path.c_str());
     if (o.fd >= 0) close(o.fd);
     return ThrowSysError(env, failed, err, req.path, daxCode, detail);
   }
