@@ -66,15 +66,15 @@ void OnSigbus(int sig, siginfo_t* si, void* uc) {
   siglongjmp(*guard, 1);
 }
 
-// memcpy with a SIGBUS on either side turned into -EIO. SA_NODEFER on the handler keeps
+// memmove with a SIGBUS on either side turned into -EIO. SA_NODEFER on the handler keeps
 // SIGBUS unblocked after the longjmp, so the cheap sigsetjmp(…, 0) is enough.
 int GuardedCopy(void* dst, const void* src, size_t n) {
-  if (g_guardBroken) return memcpy(dst, src, n), 0;
+  if (g_guardBroken) return memmove(dst, src, n), 0;
   sigjmp_buf env;
   if (sigsetjmp(env, 0) != 0) return -EIO;
   t_guard = &env;
   std::atomic_signal_fence(std::memory_order_seq_cst);  // arm before the first load
-  memcpy(dst, src, n);
+  memmove(dst, src, n);  // memmove: src may be a view of the same region
   std::atomic_signal_fence(std::memory_order_seq_cst);  // disarm after the last store
   t_guard = nullptr;
   return 0;

@@ -1,0 +1,36 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openRegion } from '../../src/device/region.js';
+import { startWorker } from '../helpers/workers.js';
+import { cleanupTemp, runChild, tempDir } from '../workers/region-helpers.js';
+
+afterEach(cleanupTemp);
+
+describe('region lifetime', () => {
+  it('a region dropped without close() is unmapped and unlocked when its buffer is collected', () => {
+    const file = path.join(tempDir(), 'region');
+    const child = runChild('region-gc-child', [file], {}, ['--expose-gc']);
+    expect(child.result, child.stderr).toEqual({ unmapped: true, reopened: true });
+  });
+
+  it('a SIGBUS in a worker thread copy is EIO in that worker; the process and its other pages live on', async () => {
+    const file = path.join(tempDir(), 'region');
+    const media = openRegion(file, { create: true, sizeBytes: 3 * 4096 });
+    new Uint8Array(media.buffer)[100] = 42;
+    const goOffset = 256;
+    const worker = startWorker('region-copy-out', { handle: media.share(), lostOffset: 8192, keptOffset: 100, goOffset });
+    const result = new Promise<{ lostCode: string; kept: number }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    const go = new Int32Array(media.buffer, goOffset, 1);
+    while (Atomics.load(go, 0) !== 1) await new Promise((r) => setTimeout(r, 1));
+    fs.truncateSync(file, 4096);
+    Atomics.store(go, 0, 2);
+    Atomics.notify(go, 0);
+    expect(await result).toEqual({ lostCode: 'EIO', kept: 42 });
+    await worker.terminate();
+    media.close();
+  });
+});
