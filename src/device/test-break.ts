@@ -10,8 +10,9 @@
  *                               can become durable without word1)
  *   free-skip-persist           free() stores FREE but does not persist it before returning
  *   superblock-single-persist   superblock update writes both copies, then persists once
+ *   allocator-no-lock           the allocator searches and marks its bitmap without its lock
  */
-export type TestBreak = 'alloc-publish-before-index' | 'free-skip-persist' | 'superblock-single-persist';
+export type TestBreak = 'alloc-publish-before-index' | 'free-skip-persist' | 'superblock-single-persist' | 'allocator-no-lock';
 
 const active = new Set<string>((process.env.DAXSTORE_TEST_BREAK ?? '').split(',').filter((s) => s !== ''));
 
