@@ -1,0 +1,65 @@
+/**
+ * Shared helpers of the index tests: the run's seed (DAXSTORE_SEED or a fresh one, printed
+ * with the replay command on failure), key encoders, and the baseline check every test ends
+ * with (arena, limbo and wait table back to empty).
+ */
+import { expect } from 'vitest';
+import type { EpochDomain } from '../../src/index/epoch.js';
+import type { RadixTree } from '../../src/index/radix-tree.js';
+import { HEADER_WORDS } from '../../src/index/arena.js';
+import { RETIRE_ARENA_NODE } from '../../src/index/epoch.js';
+
+export function testSeed(): number {
+  const env = process.env['DAXSTORE_SEED'];
+  return env !== undefined && env !== '' ? Number(env) : (Math.random() * 2 ** 31) | 0;
+}
+
+/** Run fn(seed); on failure rethrow with the seed and the command that replays it. */
+export async function withSeed<T>(file: string, fn: (seed: number) => T | Promise<T>): Promise<T> {
+  const seed = testSeed();
+  try {
+    return await fn(seed);
+  } catch (e) {
+    const msg = `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run ${file}`;
+    console.error(msg);
+    if (e instanceof Error) e.message = `${e.message}\n${msg}`;
+    throw e;
+  }
+}
+
+/** Small deterministic PRNG (mulberry32) for worker-side randomness. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function hex(k: Uint8Array): string {
+  return Buffer.from(k).toString('hex');
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b);
+}
+
+/** Drive the epoch until nothing is left in limbo for the tree's arena kind. */
+export function drainLimbo(epoch: EpochDomain): void {
+  for (let i = 0; i < 8; i++) epoch.collect();
+}
+
+/** Every entry deleted, limbo drained, no waiter left: the tree is back at its empty baseline. */
+export function expectBaseline(tree: RadixTree, epoch: EpochDomain): void {
+  drainLimbo(epoch);
+  expect(tree.count()).toBe(0);
+  expect(tree.arena.liveWords()).toBe(0);
+  expect(tree.stats().liveBytes).toBe(HEADER_WORDS * 4);
+  expect(epoch.stats().limbo[RETIRE_ARENA_NODE]).toBe(0);
+  expect(tree.waitTable.stats().waiting).toBe(0);
+  expect(tree.stats().poisonHits).toBe(0);
+  expect(tree.stats().lostWakeups).toBe(0);
+}
