@@ -56,6 +56,8 @@ export interface NativeAddon {
   copyIn(regionId: number, offset: number, length: number, src: Uint8Array): number;
   /** indices into NATIVE_FLUSH_METHODS of the CPU flush instructions this CPU has */
   cpuFlushMethods(): number[];
+  /** Indices (from startWord) of differing 8-byte words written into out; returns the count or -EINVAL. */
+  diffWords(a: Uint8Array, b: Uint8Array, out: Uint32Array, startWord: number): number;
 }
 
 /** What the addon throws from set-up paths (addon/errors.cc). */
