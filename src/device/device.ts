@@ -34,7 +34,7 @@ import { FORMAT_VERSION, chooseSuperblock, writeSuperblock, type Superblock } fr
 import { FLAG_OWNED, FLAG_POISONED, MAX_INDEX, MAX_OWNER_ID, OwnerTable, decodeMeta } from './owner-table.js';
 import { BadBlockList } from './bad-blocks.js';
 import { Allocator, type AllocatorStats } from './allocator.js';
-import { attachSimMedia } from './sim-media.js';
+import { attachMedia as attachAnyMedia } from './attach-media.js';
 
 export interface DeviceHandle {
   readonly media: MediaHandle;
@@ -133,15 +133,9 @@ export class Device {
     return { media: this.media.share(), geometry: { ...this.geometry }, allocatorState: this.allocator.state, lastShutdownClean: this.lastShutdownClean };
   }
 
-  /**
-   * The device in another thread. Simulated media attach here; mapped media need
-   * attachMedia (src/device/attach-media.ts): pass it as attachMedia until device.ts imports it.
-   */
-  static attach(handle: DeviceHandle, attachMedia?: (h: MediaHandle) => Media): Device {
-    let media: Media;
-    if (attachMedia !== undefined) media = attachMedia(handle.media);
-    else if (handle.media.type === 'sim') media = attachSimMedia(handle.media);
-    else throw new DaxError('ENOTSUP', `Device.attach: media type '${handle.media.type}' needs attachMedia from attach-media.ts`);
+  /** The device in another thread (the media attaches through attach-media.ts: sim or mapped). */
+  static attach(handle: DeviceHandle, attachMedia: (h: MediaHandle) => Media = attachAnyMedia): Device {
+    const media = attachMedia(handle.media);
     return new Device(media, handle.geometry, undefined, handle.lastShutdownClean, handle.allocatorState);
   }
 
