@@ -22,7 +22,7 @@
 namespace daxstore {
 namespace {
 
-constexpr uint32_t kSlotBits = 10;
+constexpr uint32_t kSlotBits = 12;
 constexpr uint32_t kMaxRegions = 1u << kSlotBits;
 constexpr size_t kPageBytes = 4096;
 
@@ -227,6 +227,14 @@ Napi::Value JsOpenRegion(const Napi::CallbackInfo& info) {
   }
   std::unique_lock<std::mutex> guard(g_tableMutex);
   int slot = failed == nullptr ? ClaimSlotLocked() : -1;
+  if (failed == nullptr && slot < 0) {
+    // Slots free only when closed regions' buffers are collected: collect this isolate's
+    // garbage once (unlocked: the deleters take the mutex) and look again.
+    guard.unlock();
+    v8::Isolate::GetCurrent()->LowMemoryNotification();
+    guard.lock();
+    slot = ClaimSlotLocked();
+  }
   if (failed == nullptr && slot < 0) err = EMFILE, failed = "open", detail = "region table full";
   if (failed != nullptr) {
     guard.unlock();

@@ -31,7 +31,7 @@ enum class Kind : int32_t { kDevDax = 0, kFsDax = 1, kFile = 2, kTmpfs = 3 };
 enum class FlushMethod : int32_t { kClwb = 0, kClflushopt = 1, kClflush = 2, kMsync = 3 };
 
 struct Region {
-  // Layout of id: bits 0..9 slot index, bits 10..31 generation (never 0 for a live slot).
+  // Layout of id: bits 0..11 slot index, bits 12..31 generation (never 0 for a live slot).
   std::atomic<uint32_t> id{0};
   uint8_t* base = nullptr;
   size_t sizeBytes = 0;

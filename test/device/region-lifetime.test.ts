@@ -33,4 +33,13 @@ describe('region lifetime', () => {
     await worker.terminate();
     media.close();
   });
+
+  it('opening and closing more regions than the table has slots (4096) never runs out: closed ones are collected', () => {
+    const file = path.join(tempDir(), 'region');
+    for (let i = 0; i < 6000; i++) {
+      const media = openRegion(file, { create: true, sizeBytes: 4096 });
+      media.persist(0, 1);
+      media.close();
+    }
+  });
 });

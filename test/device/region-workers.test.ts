@@ -53,4 +53,22 @@ describe('region shared with worker threads', () => {
     expect(Atomics.load(new Int32Array(media.buffer, 0, 1), 0)).toBe(10);
     media.close();
   });
+
+  it('worker threads open and close regions concurrently, and one held by the main thread is EBUSY for them', async () => {
+    const dir = tempDir();
+    const busyPath = path.join(dir, 'held');
+    const held = openRegion(busyPath, { create: true, sizeBytes: 4096 });
+    const count = 100;
+    const results = await Promise.all(
+      ['a', 'b'].map((prefix) => runWorker<{ opened: number; busyCode: string }>('region-open-many', { dir, prefix, count, busyPath })),
+    );
+    expect(results).toEqual([
+      { opened: count, busyCode: 'EBUSY' },
+      { opened: count, busyCode: 'EBUSY' },
+    ]);
+    for (const prefix of ['a', 'b']) {
+      for (let i = 0; i < count; i += 33) expect(fs.readFileSync(path.join(dir, `${prefix}-${i}`)).readUInt32LE(0)).toBe(i);
+    }
+    held.close();
+  });
 });
