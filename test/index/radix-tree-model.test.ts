@@ -117,7 +117,9 @@ function modelHuge(model: Model, n: number, value: number, zero: boolean): boole
   return true;
 }
 
-function run(tree: RadixTree, model: Model, o: fc.Infer<typeof op>): void {
+type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
+
+function run(tree: RadixTree, model: Model, o: Op): void {
   switch (o.t) {
     case 'insert':
       expect(tree.insert(o.key, o.value)).toBe(modelInsert(model, o.key, o.value));

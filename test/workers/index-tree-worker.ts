@@ -1,0 +1,188 @@
+/**
+ * Worker side of the multi-worker index tests (test/index/*-workers.test.ts). Attaches to
+ * the tree and epoch domain posted in workerData and runs one scenario (`mode`), then posts
+ * its result. Runs from dist/ (compile first).
+ *
+ * Control words (Int32Array over workerData.control):
+ *   0 stop flag · 2 max threads seen inside one key's critical section · 3 ready count
+ *   4 start flag · 5 torn or impossible values seen by readers · 8+k threads inside key k's
+ *   critical section
+ */
+import { workerData, parentPort } from 'node:worker_threads';
+import { EpochDomain, type EpochHandle } from '../../src/index/epoch.js';
+import { RadixTree, type RadixTreeHandle } from '../../src/index/radix-tree.js';
+import { deleteLocked, grab, replace, tryGrab, unlock } from '../../src/index/entry-lock.js';
+import { testKey } from './index-keys.js';
+
+export interface TreeWorkerData {
+  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer';
+  tree: RadixTreeHandle;
+  epoch: EpochHandle;
+  control: SharedArrayBuffer;
+  seed: number;
+  ops: number;
+  keys: number;
+  holdSpins?: number;
+}
+
+const C_STOP = 0;
+const C_INSIDE = 8; // + key number
+const C_MAX_INSIDE = 2;
+const C_READY = 3;
+const C_START = 4;
+const C_BAD_READS = 5;
+
+const data = workerData as TreeWorkerData;
+const epoch = EpochDomain.attach(data.epoch);
+const tree = RadixTree.attach(data.tree, epoch);
+const control = new Int32Array(data.control);
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = rng(data.seed);
+
+
+function spin(n: number): void {
+  let x = 0;
+  for (let i = 0; i < n; i++) x += i;
+  if (x < 0) throw new Error('unreachable');
+}
+
+function waitStart(): void {
+  Atomics.add(control, C_READY, 1);
+  while (Atomics.load(control, C_START) === 0) Atomics.wait(control, C_START, 0, 5);
+}
+
+/** Counter increments and deletes on overlapping keys; the main thread checks the sums. */
+function mixed(): unknown {
+  const incs = new Array<number>(data.keys).fill(0);
+  const deleted = new Array<number>(data.keys).fill(0);
+  waitStart();
+  for (let n = 0; n < data.ops; n++) {
+    const k = Math.floor(random() * data.keys);
+    const key = testKey(k);
+    const r = random();
+    if (r < 0.65) {
+      const ref = r < 0.1 ? tryGrab(tree, key) : grab(tree, key);
+      if (ref === undefined) continue;
+      replace(tree, ref, (ref.state === 'empty' ? 0 : ref.value) + 1);
+      incs[k]++;
+      unlock(tree, ref);
+    } else if (r < 0.75) {
+      const ref = grab(tree, key);
+      if (ref.state !== 'empty') {
+        deleted[k] += ref.value;
+        deleteLocked(tree, ref);
+      } else unlock(tree, ref);
+    } else if (r < 0.9) {
+      const v = tree.lookup(key);
+      if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= data.ops * 8)) Atomics.add(control, C_BAD_READS, 1);
+    } else {
+      let prev: Uint8Array | undefined;
+      for (const [key2] of tree.range({ limit: 20 })) {
+        if (prev !== undefined && Buffer.compare(prev, key2) >= 0) Atomics.add(control, C_BAD_READS, 1);
+        prev = key2;
+      }
+    }
+  }
+  return { incs, deleted };
+}
+
+/** Critical sections under an entry lock: the inside counter must never exceed 1. */
+function mutex(): unknown {
+  waitStart();
+  for (let n = 0; n < data.ops; n++) {
+    const k = Math.floor(random() * data.keys);
+    const ref = grab(tree, testKey(k));
+    const inside = Atomics.add(control, C_INSIDE + k, 1) + 1;
+    if (inside > Atomics.load(control, C_MAX_INSIDE)) Atomics.store(control, C_MAX_INSIDE, inside);
+    spin(data.holdSpins ?? 2000);
+    Atomics.sub(control, C_INSIDE + k, 1);
+    replace(tree, ref, n);
+    unlock(tree, ref);
+  }
+  return {};
+}
+
+/** Many threads on ONE entry: each grab must come back within a bound (no lost wake-ups). */
+function contend(): unknown {
+  const key = testKey(0);
+  let worstMs = 0;
+  waitStart();
+  for (let n = 0; n < data.ops; n++) {
+    const t0 = performance.now();
+    const ref = grab(tree, key);
+    worstMs = Math.max(worstMs, performance.now() - t0);
+    spin(data.holdSpins ?? 500);
+    replace(tree, ref, n);
+    unlock(tree, ref);
+  }
+  return { worstMs };
+}
+
+/** Block on one grab (the main thread holds the entry), report how long it took. */
+function grabOnce(): unknown {
+  const key = testKey(0);
+  Atomics.add(control, C_READY, 1);
+  const t0 = performance.now();
+  const ref = grab(tree, key);
+  const ms = performance.now() - t0;
+  const state = ref.state;
+  unlock(tree, ref);
+  return { ms, state };
+}
+
+/** Values are key-derived (see writer), so any other value is a torn or reclaimed read. */
+function reader(): unknown {
+  let reads = 0;
+  waitStart();
+  while (Atomics.load(control, C_STOP) === 0) {
+    const k = Math.floor(random() * data.keys);
+    epoch.pin();
+    try {
+      const v = tree.lookupPinned(testKey(k));
+      if (v !== undefined && v % 1_000_003 !== k) Atomics.add(control, C_BAD_READS, 1);
+      if (reads % 64 === 0) {
+        let prev: Uint8Array | undefined;
+        tree.scanPinned({}, (value, leaf) => {
+          const key = tree.leafKey(leaf);
+          if (prev !== undefined && Buffer.compare(prev, key) >= 0) Atomics.add(control, C_BAD_READS, 1);
+          prev = key;
+          if (value % 1_000_003 >= data.keys) Atomics.add(control, C_BAD_READS, 1);
+        });
+      }
+    } finally {
+      epoch.unpin();
+    }
+    reads++;
+  }
+  return { reads };
+}
+
+/** Insert/delete churn with values v = k + 1_000_003 * generation; collects often. */
+function writer(): unknown {
+  let writes = 0;
+  waitStart();
+  for (let n = 0; n < data.ops; n++) {
+    const k = Math.floor(random() * data.keys);
+    if (random() < 0.5) tree.insert(testKey(k), k + 1_000_003 * (n % 1000));
+    else tree.delete(testKey(k));
+    if (n % 16 === 0) epoch.collect();
+    writes++;
+  }
+  return { writes };
+}
+
+const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer };
+const result = modes[data.mode]();
+epoch.collect();
+parentPort!.postMessage(result);
+epoch.close();
