@@ -22,6 +22,9 @@
  * - A waker notifies after dropping the mutex; by then the waiter may have freed and someone
  *   reused the record, so a notify can wake a stranger: waits loop until their word is WOKEN.
  *
+ * Test-build switches (DAXSTORE_TEST_BREAK, read once at load): wait-arm queues a waiter only
+ * when it goes to sleep (the classic lost wake-up), wait-key matches wake-ups by slot only.
+ *
  * Persistence ordering: none (process lifetime only).
  */
 import { DaxError } from '../errors.js';
