@@ -118,7 +118,7 @@ function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean)
 }
 
 /** Create a locked EMPTY placeholder for an absent key, unless something appeared or covers it. Caller pinned. */
-function createPinned(tree: RadixTree, key: Uint8Array, order: number): Attempt {
+function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean): Attempt {
   tree.lockTree();
   try {
     if (tree.findLeafPinned(key) !== 0) return RETRY;
@@ -128,7 +128,9 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number): Attempt 
       last[7] = 0xff;
       if (tree.anyKeyInPinned(key, last)) return FALLBACK;
     }
-    const entry = LOCKED | (STATE_EMPTY << STATE_SHIFT) | (order << ORDER_SHIFT) | (tree.threadId << OWNER_SHIFT);
+    // A woken waiter keeps the baton even when the entry vanished meanwhile: others may
+    // still sleep on this key, and only WAITERS makes the next unlock wake them.
+    const entry = LOCKED | (waited ? WAITERS : 0) | (STATE_EMPTY << STATE_SHIFT) | (order << ORDER_SHIFT) | (tree.threadId << OWNER_SHIFT);
     const leaf = tree.getOrCreateLocked(key, entry);
     assert(tree.created, 'entry lock: placeholder leaf already present under treeLock');
     return { key, leaf, value: 0, state: 'empty', order };
@@ -140,7 +142,7 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number): Attempt 
 /** One try: lock the entry of `key` (creating a placeholder), or say why not. Caller pinned. */
 function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean): Attempt {
   const leaf = tree.findLeafPinned(key);
-  if (leaf === 0) return createPinned(tree, key, order);
+  if (leaf === 0) return createPinned(tree, key, order, waited);
   const exact = tree.foundExact;
   const i32 = tree.arena.i32;
   const e = Atomics.load(i32, leaf + W_ENTRY);
@@ -174,6 +176,12 @@ function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waite
     if (seen === e) return waiter;
     e = seen;
   }
+}
+
+/** A woken waiter that will not take the entry (order-9 fall back) hands the wake-up on. */
+function passBaton(tree: RadixTree, key: Uint8Array, waited: boolean): undefined {
+  if (waited) tree.waitTable.wakeOne(waitKey(tree.treeId, key));
+  return undefined;
 }
 
 /** After a timed-out sleep: if the entry is free (or gone), the wake-up was lost. */
@@ -220,7 +228,7 @@ export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): Entr
   let waited = false;
   for (;;) {
     const { attempt, waiter } = roundPinned(tree, key, order, waited, 'sync');
-    if (attempt === FALLBACK) return undefined;
+    if (attempt === FALLBACK) return passBaton(tree, key, waited);
     if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
     if (attempt !== BUSY) return attempt;
     const keyOfEntry = busyKey;
@@ -238,7 +246,7 @@ export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOpt
   let waited = false;
   for (;;) {
     const { attempt, waiter } = roundPinned(tree, key, order, waited, 'async');
-    if (attempt === FALLBACK) return undefined;
+    if (attempt === FALLBACK) return passBaton(tree, key, waited);
     if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
     if (attempt !== BUSY) return attempt;
     const keyOfEntry = busyKey;
