@@ -84,6 +84,8 @@ export interface GrabOptions {
 
 /** DAXSTORE_TEST_BREAK=entry-lock: grab ignores LOCKED (not exclusive), so tests can go red. */
 export const ENTRY_LOCK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-lock');
+/** DAXSTORE_TEST_BREAK=entry-wake: waiters never set WAITERS, so unlock and delete wake nobody (wake-up tests go red). */
+export const ENTRY_WAKE_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-wake');
 export const WAIT_SLICE_MS = 250;
 
 const TWO_32 = 2 ** 32;
@@ -171,7 +173,7 @@ function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waite
       tree.waitTable.cancel(waiter);
       return undefined;
     }
-    if ((e & WAITERS) !== 0) return waiter;
+    if ((e & WAITERS) !== 0 || ENTRY_WAKE_BROKEN) return waiter;
     const seen = Atomics.compareExchange(i32, leaf + W_ENTRY, e, e | WAITERS);
     if (seen === e) return waiter;
     e = seen;

@@ -184,7 +184,7 @@ export class RadixTree {
   readonly treeId: number;
   /** EpochDomain.threadId of this thread, cached (owner id of entry locks taken here). */
   readonly threadId: number;
-  /** Nodes the last iteration batch visited (tests compare tagged vs full scans). */
+  /** Nodes visited by this thread's iterations so far (monotonic; tests compare tagged vs full scans). */
   visitedNodes = 0;
 
   // Scratch, reused by the writer paths (treeLock) and by readers of this thread.
@@ -829,7 +829,6 @@ export class RadixTree {
   /** Collect up to `max` leaves in range order into `batch`, restarting if a dead node is met. Caller pinned. */
   private runBatchPinned(max: number): void {
     let restarts = 0;
-    this.visitedNodes = 0;
     for (;;) {
       this.batchLen = 0;
       this.batchMax = max;

@@ -1,0 +1,81 @@
+/**
+ * Wake-ups of entry locks across workers: many waiters on one entry all get through within a
+ * bound below the 250 ms wait slice with the lost-wake-up counter at 0, and deleting a held
+ * entry wakes every waiter at once. Both go red with DAXSTORE_TEST_BREAK=entry-wake
+ * (waiters do not set WAITERS, so nobody is woken and every sleep runs into its timeout).
+ */
+import { test, expect } from 'vitest';
+import { EpochDomain } from '../../src/index/epoch.js';
+import { RadixTree } from '../../src/index/radix-tree.js';
+import { deleteLocked, grab } from '../../src/index/entry-lock.js';
+import { testKey } from '../workers/index-keys.js';
+import { expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
+import { C_READY } from './tree-helpers.js';
+
+const FILE = 'test/index/entry-lock-wakeups.test.ts';
+
+async function contend(seed: number, breakSwitch?: string): Promise<{ worstMs: number; lost: number; tree: RadixTree; epoch: EpochDomain }> {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch);
+  const control = newControl();
+  const runs = Array.from({ length: 4 }, (_, w) =>
+    startTreeWorker<{ worstMs: number }>(
+      { mode: 'contend', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: seed + w, ops: breakSwitch ? 8 : 300, keys: 1, holdSpins: 2000 },
+      breakSwitch,
+    ),
+  );
+  await startWhenReady(control, 4);
+  const results = await Promise.all(runs);
+  return { worstMs: Math.max(...results.map((r) => r.worstMs)), lost: tree.stats().lostWakeups, tree, epoch };
+}
+
+test('many waiters on one entry all proceed within a bound; no wake-up is lost', async () => {
+  await withSeed(FILE, async (seed) => {
+    const { worstMs, lost, tree, epoch } = await contend(seed);
+    expect(lost).toBe(0);
+    expect(worstMs).toBeLessThan(200);
+    expect(tree.stats().waits).toBeGreaterThan(0);
+    tree.delete(testKey(0));
+    expectBaseline(tree, epoch);
+  });
+});
+
+test('with DAXSTORE_TEST_BREAK=entry-wake the many-waiters check goes red', async () => {
+  await withSeed(FILE, async (seed) => {
+    const { worstMs, lost } = await contend(seed, 'entry-wake');
+    expect(lost).toBeGreaterThan(0);
+    expect(worstMs).toBeGreaterThanOrEqual(200);
+  });
+});
+
+async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; states: string[]; tree: RadixTree; epoch: EpochDomain }> {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch);
+  const control = newControl();
+  const ref = grab(tree, testKey(0));
+  const runs = Array.from({ length: 3 }, (_, w) =>
+    startTreeWorker<{ ms: number; state: string }>(
+      { mode: 'grab-once', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: w, ops: 1, keys: 1 },
+      breakSwitch,
+    ),
+  );
+  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  deleteLocked(tree, ref);
+  const results = await Promise.all(runs);
+  return { ms: results.map((r) => r.ms), states: results.map((r) => r.state), tree, epoch };
+}
+
+test('deleting a held entry wakes all its waiters, who find it gone', async () => {
+  const { ms, states, tree, epoch } = await deleteWakesAll();
+  // Each waiter then takes the fresh placeholder in turn; none sleeps into its timeout.
+  for (const m of ms) expect(m).toBeLessThan(200 + 50);
+  expect(states).toEqual(['empty', 'empty', 'empty']);
+  expect(tree.stats().lostWakeups).toBe(0);
+  expectBaseline(tree, epoch);
+});
+
+test('with DAXSTORE_TEST_BREAK=entry-wake the delete wake-all check goes red', async () => {
+  const { ms, tree } = await deleteWakesAll('entry-wake');
+  expect(Math.max(...ms)).toBeGreaterThanOrEqual(250);
+  expect(tree.stats().lostWakeups).toBeGreaterThan(0);
+});
