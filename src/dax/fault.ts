@@ -1,0 +1,239 @@
+/**
+ * The fault path: a view of one page (or 2 MiB extent) of an object, allocating on a write
+ * to a hole. R1 (mkwrite atomic with the dirty tag) and R2 (no fault resurrects truncated
+ * space) live here.
+ *
+ * Invariants
+ *   - A block becomes reachable (owner record -> object, tree entry value) only after it is
+ *     durably zero (alloc.ts), and only while the fault holds the entry lock and the
+ *     object's invalidate lock shared with index < size checked under it (R2).
+ *   - A write fault runs mkwrite, tags DIRTY and sets MAPPED with the entry locked the whole
+ *     time (R1). If mkwrite throws, nothing became reachable, dirty or mapped.
+ *   - A read fault of a hole allocates nothing: it returns the shared zero page.
+ *   - Huge entries (value bit HUGE, at aligned keys) are never split; a huge fault that
+ *     meets any other key in its 512-index range falls back to a small fault.
+ *
+ * Concurrency (huge coverage, done here because the tree's multi-order is for 8-byte keys)
+ *   - Small fault at unaligned j: lock j (placeholder), THEN look at the aligned key a. Huge
+ *     fault: lock a (placeholder), THEN check (a, a+511] is empty. Both orders publish their
+ *     placeholder before looking at the other's key (Atomics are sequentially consistent),
+ *     so at least one of two racing faults sees the other and backs off: the small one
+ *     unlocks j and waits on a; the huge one falls back to small.
+ *   - Lock order: invalidate lock (shared) -> entry lock -> tree/allocator/device locks.
+ *   - Views are valid while the caller is pinned (space.read): freed blocks go through the
+ *     epoch (R6).
+ *
+ * Persistence ordering: allocate zeroed under staging -> mkwrite -> publish (owner record
+ * durable) -> tree entry. A poisoned page rewritten by a write fault: old block unpublished
+ * (durable) before the new one is published, so recovery never sees two owners of a page.
+ */
+import { DaxError } from '../errors.js';
+import { grab, replace, setTagLocked, unlock, type EntryRef } from '../index/entry-lock.js';
+import { HUGE_BYTES } from '../device/layout.js';
+import { allocateZeroed, publishBlock, unpublishBlock } from './alloc.js';
+import { lockShared, unlockShared } from './invalidate-lock.js';
+import { HUGE_PAGES, PAGE_BYTES, blockOfValue, encodeValue, isHuge, isMapped, pageKey } from './layout.js';
+import { daxBreak } from './test-break.js';
+import { ST_ALLOCS, ST_FAULTS, ST_MKWRITE, type DaxSpace } from './space.js';
+
+export interface FaultTarget {
+  readonly space: DaxSpace;
+  readonly id: number;
+  readonly slot: number;
+  readonly mkwrite: ((index: number) => void) | undefined;
+}
+
+/** Test hooks for deterministic interleavings (tests only; per thread). */
+export const faultHooks: { window?: (phase: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void } = {};
+
+const ZERO_PAGE = new Uint8Array(PAGE_BYTES);
+let zeroHuge: Uint8Array | undefined;
+
+/** The shared zero page handed to read faults of holes. Read-only by contract: never write to it. */
+export function zeroView(huge: boolean): Uint8Array {
+  if (!huge) return ZERO_PAGE;
+  zeroHuge ??= new Uint8Array(HUGE_BYTES);
+  return zeroHuge;
+}
+
+export function fault(t: FaultTarget, index: number, write: boolean, huge: boolean): Uint8Array {
+  const { space } = t;
+  Atomics.add(space.counters, ST_FAULTS, 1);
+  if (!write) {
+    const fast = space.epoch.guard(() => readFastPinned(t, index, huge));
+    if (fast !== undefined) return fast;
+  }
+  const words = space.objects.words;
+  const rw = space.objects.rwIndex(t.slot);
+  const what = `fault(object ${t.id}, page ${index})`;
+  const protocol = !daxBreak('dax-fault-no-recheck');
+  if (!protocol) checkSize(t, index, what); // broken on purpose: checked once, unlocked
+  if (protocol) lockShared(words, rw, what);
+  try {
+    if (!space.objects.isLive(t.slot)) throw new DaxError('ENOENT', `${what}: object was removed`);
+    if (protocol) checkSize(t, index, what);
+    faultHooks.window?.('before-install', t.id, index);
+    if (huge) {
+      const view = hugeFaultLocked(t, index, write);
+      if (view !== undefined) return view;
+    }
+    return smallFaultLocked(t, index, write);
+  } finally {
+    if (protocol) unlockShared(words, rw);
+  }
+}
+
+function checkSize(t: FaultTarget, index: number, what: string): void {
+  const size = t.space.objects.size(t.slot);
+  if (index * PAGE_BYTES >= size) throw new DaxError('ERANGE', `${what}: page starts at offset ${index * PAGE_BYTES}, beyond the object size ${size}`);
+}
+
+/** Lock-free read of a MAPPED page (or of the huge entry covering it); undefined -> slow path. Caller pinned. */
+function readFastPinned(t: FaultTarget, index: number, huge: boolean): Uint8Array | undefined {
+  const { tree } = t.space;
+  const found = lookupCoveringPinned(t, index);
+  if (found === undefined) return undefined;
+  const e = tree.lastEntry;
+  const state = (e >>> 3) & 3;
+  if (state !== 0 || !isMapped(found.value)) return undefined; // not VALUE, or not mapped: lock
+  if (huge !== isHuge(found.value) && huge) return undefined;
+  if (index * PAGE_BYTES >= t.space.objects.size(t.slot)) return undefined; // slow path reports ERANGE
+  return viewOf(t.space, found.value, found.start, index, huge);
+}
+
+/** Value and start index of the entry mapping `index` (exact or huge cover). Caller pinned; sets tree.lastEntry. */
+export function lookupCoveringPinned(t: { space: DaxSpace; id: number }, index: number): { value: number; start: number } | undefined {
+  const { tree } = t.space;
+  const key = pageKey(t.id, index);
+  const leaf = tree.findLeafPinned(key);
+  if (leaf !== 0) {
+    const v = tree.readValuePinned(leaf);
+    if (v >= 0) return { value: v, start: index };
+    return undefined;
+  }
+  const a = index - (index % HUGE_PAGES);
+  if (a === index) return undefined;
+  const hugeLeaf = tree.findLeafPinned(pageKey(t.id, a));
+  if (hugeLeaf === 0) return undefined;
+  const v = tree.readValuePinned(hugeLeaf);
+  return v >= 0 && isHuge(v) ? { value: v, start: a } : undefined;
+}
+
+/** True if the aligned key of `index` holds a huge entry or a placeholder whose kind is not known yet. */
+function alignedMayCover(t: FaultTarget, index: number): boolean {
+  const { tree, epoch } = t.space;
+  return epoch.guard(() => {
+    const leaf = tree.findLeafPinned(pageKey(t.id, index - (index % HUGE_PAGES)));
+    if (leaf === 0) return false;
+    const v = tree.readValuePinned(leaf);
+    return v < 0 || isHuge(v);
+  });
+}
+
+function smallFaultLocked(t: FaultTarget, index: number, write: boolean): Uint8Array {
+  const { tree } = t.space;
+  for (;;) {
+    const ref = grab(tree, pageKey(t.id, index));
+    let viaAligned = false;
+    try {
+      if (ref.order === 0 && ref.state === 'empty' && index % HUGE_PAGES !== 0 && alignedMayCover(t, index)) viaAligned = true;
+      else return installLocked(t, ref, index, index, write, false);
+    } finally {
+      unlock(tree, ref); // an EMPTY placeholder is removed
+    }
+    if (!viaAligned) continue;
+    const a = index - (index % HUGE_PAGES);
+    const refA = grab(tree, pageKey(t.id, a));
+    try {
+      if (refA.state !== 'empty' && isHuge(refA.value)) return installLocked(t, refA, a, index, write, false);
+    } finally {
+      unlock(tree, refA);
+    }
+  }
+}
+
+/** undefined: fall back to small pages. */
+function hugeFaultLocked(t: FaultTarget, index: number, write: boolean): Uint8Array | undefined {
+  const { tree, epoch } = t.space;
+  const a = index - (index % HUGE_PAGES);
+  if ((a + HUGE_PAGES) * PAGE_BYTES > t.space.objects.size(t.slot)) return undefined; // extent would pass the end
+  const ref = grab(tree, pageKey(t.id, a));
+  try {
+    if (ref.state === 'empty') {
+      const others = epoch.guard(() => tree.anyKeyInPinned(pageKey(t.id, a + 1), pageKey(t.id, a + HUGE_PAGES - 1)));
+      if (others) return undefined;
+      return installLocked(t, ref, a, index, write, true);
+    }
+    if (!isHuge(ref.value)) return undefined;
+    return installLocked(t, ref, a, index, write, true);
+  } finally {
+    unlock(tree, ref);
+  }
+}
+
+/** The locked part of a fault: entry `ref` starts at page `start` (huge: aligned start). */
+function installLocked(t: FaultTarget, ref: EntryRef, start: number, index: number, write: boolean, hugeView: boolean): Uint8Array {
+  const { space } = t;
+  const { tree, device } = space;
+  const what = `fault(object ${t.id}, page ${index})`;
+  if (ref.state === 'poisoned' && !write) throw new DaxError('EIO', `${what}: page is poisoned (memory failure); rewrite it to recover`);
+  if (ref.state === 'empty' && !write) return zeroView(hugeView);
+  if (ref.state === 'value' && !write) {
+    if (!isMapped(ref.value)) replace(tree, ref, ref.value + 1);
+    return viewOf(space, ref.value, start, index, hugeView);
+  }
+  // Write fault.
+  const wasHuge = ref.state !== 'empty' && isHuge(ref.value);
+  const needBlock = ref.state !== 'value';
+  const huge = ref.state === 'empty' ? hugeView : wasHuge;
+  let fresh = -1;
+  if (needBlock) {
+    fresh = allocateZeroed(device, start, huge ? 9 : 0);
+    Atomics.add(space.counters, ST_ALLOCS, 1);
+  }
+  if (daxBreak('dax-mkwrite-unlocked') && !needBlock) return brokenMkwrite(t, ref, start, index, hugeView);
+  try {
+    if (t.mkwrite !== undefined) {
+      Atomics.add(space.counters, ST_MKWRITE, 1);
+      t.mkwrite(index);
+    }
+  } catch (e) {
+    if (fresh >= 0) device.free(fresh); // never reachable: free at once
+    throw e;
+  }
+  if (needBlock) {
+    if (ref.state === 'poisoned') {
+      const old = blockOfValue(ref.value);
+      unpublishBlock(device, old, t.id);
+      publishBlock(device, fresh, t.id);
+      replace(tree, ref, encodeValue(fresh, true, huge));
+      space.retireBlock(old);
+    } else {
+      publishBlock(device, fresh, t.id);
+      replace(tree, ref, encodeValue(fresh, true, huge));
+    }
+  } else if (!isMapped(ref.value)) {
+    replace(tree, ref, ref.value + 1);
+  }
+  setTagLocked(tree, ref, 'dirty');
+  faultHooks.window?.('mkwrite-window', t.id, index);
+  return viewOf(space, ref.value, start, index, hugeView);
+}
+
+/** DAXSTORE_TEST_BREAK=dax-mkwrite-unlocked: dirty tag, UNLOCK, then mkwrite (writeback can clean in between). */
+function brokenMkwrite(t: FaultTarget, ref: EntryRef, start: number, index: number, hugeView: boolean): Uint8Array {
+  const { tree } = t.space;
+  setTagLocked(tree, ref, 'dirty');
+  unlock(tree, ref);
+  faultHooks.window?.('mkwrite-window', t.id, index);
+  const again = grab(tree, pageKey(t.id, start)); // the caller's finally unlocks this one
+  Object.assign(ref, again);
+  t.mkwrite?.(index);
+  return viewOf(t.space, ref.value, start, index, hugeView);
+}
+
+export function viewOf(space: DaxSpace, value: number, start: number, index: number, hugeView: boolean): Uint8Array {
+  const base = space.device.blockOffset(blockOfValue(value));
+  if (hugeView && isHuge(value)) return new Uint8Array(space.device.media.buffer, base, HUGE_BYTES);
+  return new Uint8Array(space.device.media.buffer, base + (index - start) * PAGE_BYTES, PAGE_BYTES);
+}

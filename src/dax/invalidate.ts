@@ -1,0 +1,48 @@
+/**
+ * Invalidate (R5, non-destructive): drop the cached state of clean pages so later access
+ * faults again; never drop data that is not written back.
+ *
+ * "Cached state" in userspace: the MAPPED bit of an entry's value (layout.ts), which the
+ * lock-free read fast path requires — the stand-in for a present PTE. Dropping it sends
+ * the next read or write through the locked fault path (size re-check, poison check,
+ * mkwrite). Views handed out before cannot be revoked (no MMU here); they stay valid
+ * memory under the epoch rules.
+ *
+ * Protocol: per entry in range: wait for its lock (grab), skip entries tagged DIRTY or
+ * TOWRITE and report them busy, else clear MAPPED; unlock. The data and the block stay.
+ */
+import { clearTagLocked, grab, replace, unlock } from '../index/entry-lock.js';
+import { DIRTY, TOWRITE } from '../index/entry-word.js';
+import { W_ENTRY } from '../index/nodes.js';
+import { isMapped, pageKey, sameKey } from './layout.js';
+import { daxBreak } from './test-break.js';
+import type { DaxSpace } from './space.js';
+
+export interface InvalidateResult {
+  dropped: number;
+  busy: number;
+}
+
+export function invalidate(space: DaxSpace, id: number, firstPage: number, lastPage: number): InvalidateResult {
+  const { tree } = space;
+  let dropped = 0;
+  let busy = 0;
+  for (const [key] of tree.range({ gte: pageKey(id, firstPage), lte: pageKey(id, lastPage) })) {
+    const ref = grab(tree, key);
+    try {
+      if (!sameKey(ref.key, key) || ref.state !== 'value') continue;
+      const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
+      if ((e & (DIRTY | TOWRITE)) !== 0 && !daxBreak('dax-invalidate-dirty')) {
+        busy++;
+        continue;
+      }
+      if ((e & DIRTY) !== 0) clearTagLocked(tree, ref, 'dirty'); // only under the break: the dirty state is dropped
+      if ((e & TOWRITE) !== 0) clearTagLocked(tree, ref, 'towrite');
+      if (isMapped(ref.value)) replace(tree, ref, ref.value - 1);
+      dropped++;
+    } finally {
+      unlock(tree, ref);
+    }
+  }
+  return { dropped, busy };
+}

@@ -1,0 +1,269 @@
+/**
+ * Object table: which objects exist and their sizes — persistent records in device blocks
+ * owned by OWNER_OBJECT_TABLE, plus a volatile slot table (SharedArrayBuffer) that every
+ * thread of the space shares (cached size, invalidate lock, record location).
+ *
+ * Persistent record (16 bytes, 256 per 4 KiB table page; page p = the block owned by
+ * (OWNER_OBJECT_TABLE, p)), two aligned u64 words, each written by ONE 8-byte store:
+ *   word0  objectId (>= 16), 0 = free record
+ *   word1  sizeBytes (< 2^52)
+ *
+ * Shared slot table (Int32Array over `state`):
+ *   header  H_LOCK (spin-lock.ts mutex: create/remove/grow), H_PAGES (table pages in use),
+ *           H_RECORD_CURSOR (where the next free-record search starts), H_CAPACITY (slots),
+ *           then MAX_TABLE_PAGES words: block of table page p, -1 if none
+ *   slot    8 words: S_ID_LO, S_ID_HI (object id), S_RW (invalidate-lock.ts word),
+ *           S_RECORD (record number = page*256 + i), S_STATE (0 empty, 1 live, 2 removed),
+ *           S_SIZE_LO, S_SIZE_HI (cached size; written under S_RW exclusive), spare
+ *   Slots are an open-addressing hash on the object id; a slot keeps its id for life
+ *   (removed objects leave a tombstone that a re-create of the same id reuses).
+ *
+ * Invariants
+ *   - A live slot's record holds its id in word0 and its durable size in word1, and the
+ *     cached size equals word1 once the size change that wrote it has returned.
+ *   - No two live records hold one id.
+ *
+ * Concurrency
+ *   - H_LOCK serializes create, remove and table growth (they persist while holding it:
+ *     rare operations). Lookups probe lock-free: S_ID_* are written before S_STATE is
+ *     stored (Atomics), and never change afterwards.
+ *   - Size changes happen under the object's invalidate lock held exclusive (truncate.ts).
+ *
+ * Persistence ordering
+ *   - create: word1 (size) store + persist, then word0 (id) store + persist. A torn create
+ *     leaves word0 = 0: no object.
+ *   - size change: one word1 store + persist.
+ *   - remove: the caller first makes every block of the object unreachable (unpublish),
+ *     then word0 = 0 + persist, so a re-created id never inherits old blocks.
+ *   - new table page: zeroed and persisted under staging, then published (alloc.ts).
+ */
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import type { Device } from '../device/device.js';
+import { lockWord, unlockWord } from '../device/spin-lock.js';
+import { allocateZeroed, publishBlock } from './alloc.js';
+import { MAX_OBJECT_BYTES, MIN_OBJECT_ID, OWNER_OBJECT_TABLE, PAGE_BYTES } from './layout.js';
+
+const H_LOCK = 0;
+const H_PAGES = 1;
+const H_RECORD_CURSOR = 2;
+const H_CAPACITY = 3;
+const H_PAGE_BLOCKS = 16;
+export const MAX_TABLE_PAGES = 256;
+const RECORDS_PER_PAGE = PAGE_BYTES / 16;
+const SLOT_BASE = H_PAGE_BLOCKS + MAX_TABLE_PAGES;
+const SLOT_WORDS = 8;
+const S_ID_LO = 0;
+const S_ID_HI = 1;
+export const S_RW = 2;
+const S_RECORD = 3;
+const S_STATE = 4;
+const S_SIZE_LO = 5;
+const S_SIZE_HI = 6;
+const STATE_LIVE = 1;
+const STATE_REMOVED = 2;
+const TWO_32 = 2 ** 32;
+
+export interface LoadedObject {
+  id: number;
+  sizeBytes: number;
+  record: number;
+}
+
+export class ObjectTable {
+  readonly words: Int32Array;
+  private readonly capacity: number;
+
+  private constructor(
+    private readonly device: Device,
+    readonly state: SharedArrayBuffer,
+  ) {
+    this.words = new Int32Array(state);
+    this.capacity = this.words[H_CAPACITY];
+  }
+
+  /** Fresh shared state for `maxObjects` objects (the slot hash has twice that many slots). */
+  static create(device: Device, maxObjects: number): ObjectTable {
+    let capacity = 1;
+    while (capacity < maxObjects * 2) capacity *= 2;
+    const state = new SharedArrayBuffer((SLOT_BASE + capacity * SLOT_WORDS) * 4);
+    const words = new Int32Array(state);
+    words[H_CAPACITY] = capacity;
+    words.fill(-1, H_PAGE_BLOCKS, H_PAGE_BLOCKS + MAX_TABLE_PAGES);
+    return new ObjectTable(device, state);
+  }
+
+  static attach(device: Device, state: SharedArrayBuffer): ObjectTable {
+    return new ObjectTable(device, state);
+  }
+
+  /**
+   * Recovery: adopt the table pages found in the owner table and load every live record.
+   * ECORRUPT on a bad record (id below 16, size too large, an id twice).
+   */
+  load(pages: Map<number, number>): LoadedObject[] {
+    for (const [page, block] of pages) {
+      if (page >= MAX_TABLE_PAGES) throw new DaxError('ECORRUPT', `object table page ${page} (block ${block}) beyond the ${MAX_TABLE_PAGES}-page limit`);
+      this.words[H_PAGE_BLOCKS + page] = block;
+    }
+    let count = 0;
+    while (count < MAX_TABLE_PAGES && this.words[H_PAGE_BLOCKS + count] >= 0) count++;
+    for (let p = count; p < MAX_TABLE_PAGES; p++) {
+      if (this.words[H_PAGE_BLOCKS + p] >= 0) throw new DaxError('ECORRUPT', `object table page ${p} exists but page ${count} is missing`);
+    }
+    this.words[H_PAGES] = count;
+    const out: LoadedObject[] = [];
+    const seen = new Set<number>();
+    for (let r = 0; r < count * RECORDS_PER_PAGE; r++) {
+      const id = Number(this.recordWords(r)[0]);
+      if (id === 0) continue;
+      const sizeBytes = Number(this.recordWords(r)[1]);
+      if (id < MIN_OBJECT_ID || !Number.isSafeInteger(id) || sizeBytes > MAX_OBJECT_BYTES || seen.has(id)) {
+        throw new DaxError('ECORRUPT', `object table record ${r}: object ${id} size ${sizeBytes} is invalid or duplicated`);
+      }
+      seen.add(id);
+      const slot = this.probe(id, true);
+      this.initSlot(slot, id, r, sizeBytes);
+      out.push({ id, sizeBytes, record: r });
+    }
+    return out;
+  }
+
+  /** Slot of a live object, or -1. Lock-free. */
+  find(id: number): number {
+    const slot = this.probe(id, false);
+    return slot >= 0 && Atomics.load(this.words, this.at(slot, S_STATE)) === STATE_LIVE ? slot : -1;
+  }
+
+  isLive(slot: number): boolean {
+    return Atomics.load(this.words, this.at(slot, S_STATE)) === STATE_LIVE;
+  }
+
+  idOf(slot: number): number {
+    return (this.words[this.at(slot, S_ID_HI)] >>> 0) * TWO_32 + (this.words[this.at(slot, S_ID_LO)] >>> 0);
+  }
+
+  rwIndex(slot: number): number {
+    return this.at(slot, S_RW);
+  }
+
+  size(slot: number): number {
+    // Two words: written only under the invalidate lock exclusive; readers hold it shared
+    // or accept an old size (the lock-free read path, protected by the epoch).
+    return Atomics.load(this.words, this.at(slot, S_SIZE_HI)) * TWO_32 + (Atomics.load(this.words, this.at(slot, S_SIZE_LO)) >>> 0);
+  }
+
+  /** Creates a live object of sizeBytes, durable on return. EEXIST if live, ENOSPC if the table is full. */
+  create(id: number, sizeBytes: number): number {
+    lockWord(this.words, H_LOCK);
+    try {
+      const slot = this.probe(id, true);
+      if (slot < 0) throw new DaxError('ENOSPC', `object ${id}: the object slot table is full (${this.capacity / 2} objects)`);
+      if (Atomics.load(this.words, this.at(slot, S_STATE)) === STATE_LIVE) throw new DaxError('EEXIST', `object ${id} already exists`);
+      const record = this.freeRecordLocked(id);
+      const w = this.recordWords(record);
+      const off = this.recordOffset(record);
+      Atomics.store(w, 1, BigInt(sizeBytes));
+      this.device.media.persist(off + 8, 8);
+      Atomics.store(w, 0, BigInt(id));
+      this.device.media.persist(off, 8);
+      this.initSlot(slot, id, record, sizeBytes);
+      return slot;
+    } finally {
+      unlockWord(this.words, H_LOCK);
+    }
+  }
+
+  /** Durably sets the size. Caller holds the object's invalidate lock exclusive. */
+  setSizeLocked(slot: number, sizeBytes: number): void {
+    const record = this.words[this.at(slot, S_RECORD)];
+    Atomics.store(this.recordWords(record), 1, BigInt(sizeBytes));
+    this.device.media.persist(this.recordOffset(record) + 8, 8);
+    Atomics.store(this.words, this.at(slot, S_SIZE_LO), sizeBytes % TWO_32);
+    Atomics.store(this.words, this.at(slot, S_SIZE_HI), Math.floor(sizeBytes / TWO_32));
+  }
+
+  /** Durably frees the record. Caller holds the invalidate lock exclusive and unpublished every block. */
+  removeLocked(slot: number): void {
+    lockWord(this.words, H_LOCK);
+    try {
+      const record = this.words[this.at(slot, S_RECORD)];
+      Atomics.store(this.recordWords(record), 0, 0n);
+      this.device.media.persist(this.recordOffset(record), 8);
+      Atomics.store(this.words, this.at(slot, S_STATE), STATE_REMOVED);
+      this.words[this.at(slot, S_RECORD)] = -1;
+    } finally {
+      unlockWord(this.words, H_LOCK);
+    }
+  }
+
+  /** Every live object id (a snapshot). */
+  liveIds(): number[] {
+    const out: number[] = [];
+    for (let s = 0; s < this.capacity; s++) if (this.isLive(s)) out.push(this.idOf(s));
+    return out;
+  }
+
+  // ---- internals ----
+
+  private at(slot: number, word: number): number {
+    return SLOT_BASE + slot * SLOT_WORDS + word;
+  }
+
+  /** Slot holding id (any state), else with claim: a fresh empty slot claimed for it (caller holds H_LOCK or is recovering); -1 if none. */
+  private probe(id: number, claim: boolean): number {
+    const lo = id % TWO_32 | 0;
+    const hi = Math.floor(id / TWO_32) | 0;
+    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b) >>> 0;
+    for (let n = 0; n < this.capacity; n++, h++) {
+      const slot = h & (this.capacity - 1);
+      const state = Atomics.load(this.words, this.at(slot, S_STATE));
+      if (state === 0) {
+        if (!claim) return -1;
+        this.words[this.at(slot, S_ID_LO)] = lo;
+        this.words[this.at(slot, S_ID_HI)] = hi;
+        return slot;
+      }
+      if (this.words[this.at(slot, S_ID_LO)] === lo && this.words[this.at(slot, S_ID_HI)] === hi) return slot;
+    }
+    return -1;
+  }
+
+  private initSlot(slot: number, id: number, record: number, sizeBytes: number): void {
+    assert(this.words[this.at(slot, S_ID_LO)] === (id % TWO_32 | 0), 'slot claimed for another id');
+    this.words[this.at(slot, S_RECORD)] = record;
+    Atomics.store(this.words, this.at(slot, S_SIZE_LO), sizeBytes % TWO_32);
+    Atomics.store(this.words, this.at(slot, S_SIZE_HI), Math.floor(sizeBytes / TWO_32));
+    Atomics.store(this.words, this.at(slot, S_STATE), STATE_LIVE); // publishes the words above
+  }
+
+  private freeRecordLocked(id: number): number {
+    const pages = this.words[H_PAGES];
+    const total = pages * RECORDS_PER_PAGE;
+    const start = this.words[H_RECORD_CURSOR];
+    for (let k = 0; k < total; k++) {
+      const r = (start + k) % total;
+      if (this.recordWords(r)[0] === 0n) {
+        this.words[H_RECORD_CURSOR] = r + 1;
+        return r;
+      }
+    }
+    if (pages >= MAX_TABLE_PAGES) throw new DaxError('ENOSPC', `object ${id}: the object table is full (${total} records)`);
+    const block = allocateZeroed(this.device, pages);
+    publishBlock(this.device, block, OWNER_OBJECT_TABLE);
+    this.words[H_PAGE_BLOCKS + pages] = block;
+    this.words[H_PAGES] = pages + 1;
+    this.words[H_RECORD_CURSOR] = total + 1;
+    return total;
+  }
+
+  private recordOffset(record: number): number {
+    const block = this.words[H_PAGE_BLOCKS + Math.floor(record / RECORDS_PER_PAGE)];
+    assert(block >= 0, () => `object table record ${record} on a missing page`);
+    return this.device.blockOffset(block) + (record % RECORDS_PER_PAGE) * 16;
+  }
+
+  private recordWords(record: number): BigUint64Array {
+    return new BigUint64Array(this.device.media.buffer, this.recordOffset(record), 2);
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Reverse map and memory failure (R3): from a device offset to the object page that holds
+ * it, under entry locks — no per-page lock array, no lock-everything-and-revalidate.
+ *
+ * Protocol: under an epoch guard read the owner table record of the block (the extent head
+ * for a block inside a huge page); look the owner's entry up; lock it (waiting SHARED first,
+ * since a reverse-map caller may never unlock in the baton sense, then taking it without
+ * blocking); re-check the locked entry still points at that block; if not, unlock and retry
+ * (the block moved: truncated, rewritten) — null once the block is no object's page.
+ *
+ * memoryFailure: with the entry locked, mark it POISONED (DIRTY/TOWRITE cleared: the data is
+ * gone), poison the device block (quarantined, never reused), unlock (waiters wake and see
+ * POISONED: EIO). Later reads of the page fail with EIO until a write fault rewrites it.
+ */
+import { DaxError } from '../errors.js';
+import { clearTagLocked, replace, tryGrab, unlock, waitUnlocked, type EntryRef } from '../index/entry-lock.js';
+import { DIRTY, TOWRITE } from '../index/entry-word.js';
+import { W_ENTRY } from '../index/nodes.js';
+import { MIN_OBJECT_ID, blockOfValue, pageKey, sameKey } from './layout.js';
+import { daxBreak } from './test-break.js';
+import { ST_POISONED, type DaxSpace, type MemoryFailureEvent } from './space.js';
+
+export interface RmapResult {
+  readonly objectId: number;
+  /** page index of the entry (its start index for a huge page) */
+  readonly index: number;
+  readonly block: number;
+  /** the locked entry (internal) */
+  readonly ref: EntryRef;
+  release(): void;
+}
+
+const MAX_RETRIES = 1000;
+
+export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
+  const { device, tree } = space;
+  const block = device.blockAt(deviceOffset);
+  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+    const owner = space.epoch.guard(() => device.ownerOf(block));
+    if ((owner.state !== 'owned' && owner.state !== 'covered' && owner.state !== 'poisoned') || owner.ownerId < MIN_OBJECT_ID) return null;
+    const head = owner.head;
+    const key = pageKey(owner.ownerId, owner.index);
+    waitUnlocked(tree, key);
+    const ref = tryGrab(tree, key);
+    if (ref === undefined) continue; // taken again meanwhile: wait again
+    const still = sameKey(ref.key, key) && (ref.state === 'value' || ref.state === 'poisoned') && blockOfValue(ref.value) === head;
+    if (still || daxBreak('dax-rmap-no-recheck')) {
+      let released = false;
+      return {
+        objectId: owner.ownerId,
+        index: owner.index,
+        block: head,
+        ref,
+        release: () => {
+          if (released) return;
+          released = true;
+          unlock(tree, ref);
+        },
+      };
+    }
+    unlock(tree, ref);
+    const now = space.epoch.guard(() => device.ownerOf(block));
+    if (now.ownerId === owner.ownerId && now.index === owner.index && now.head === owner.head) return null; // the record did not move: no entry maps it
+  }
+  throw new DaxError('EBUSY', `rmap(${deviceOffset}): block ${block} kept moving after ${MAX_RETRIES} attempts`);
+}
+
+export function memoryFailure(space: DaxSpace, deviceOffset: number): MemoryFailureEvent {
+  const { device, tree } = space;
+  const block = device.blockAt(deviceOffset);
+  const r = rmap(space, deviceOffset);
+  if (r === null) {
+    device.poison(block);
+    Atomics.add(space.counters, ST_POISONED, 1);
+    return { deviceOffset, block, objectId: null, index: null };
+  }
+  try {
+    const e = Atomics.load(tree.arena.i32, r.ref.leaf + W_ENTRY);
+    if ((e & DIRTY) !== 0) clearTagLocked(tree, r.ref, 'dirty');
+    if ((e & TOWRITE) !== 0) clearTagLocked(tree, r.ref, 'towrite');
+    if (r.ref.state !== 'poisoned') replace(tree, r.ref, r.ref.value - (r.ref.value & 1), 'poisoned');
+    device.poison(block);
+    Atomics.add(space.counters, ST_POISONED, 1);
+  } finally {
+    r.release();
+  }
+  return { deviceOffset, block, objectId: r.objectId, index: r.index };
+}

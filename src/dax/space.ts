@@ -1,0 +1,307 @@
+/**
+ * DaxSpace: a formatted device, one radix tree mapping every object's pages, the epoch
+ * domain, the object table and the operations that are not about one object (rmap, memory
+ * failure, recovery). Objects are DaxObject (object.ts).
+ *
+ * Invariants
+ *   - The device owner table is the persistent forward map: a block owned by object id
+ *     >= 16 with page index i is page i of that object. After open, the tree holds exactly
+ *     one entry per such block within its object's durable size; everything else owned by
+ *     staging, by a dead object or beyond a size was freed (owned-but-unreachable).
+ *   - Blocks leave an object through the epoch: unpublished (owner -> staging) under the
+ *     entry lock, removed from the tree, retired as RETIRE_DEVICE_BLOCK; the reclaimer
+ *     (device.free, registered in every thread that opens or attaches) frees them once no
+ *     pinned reader can hold a view (R6).
+ *
+ * Concurrency
+ *   - Lock order: object invalidate lock -> entry lock -> (tree lock, device allocator lock,
+ *     object table lock). rmap/memoryFailure take only entry locks.
+ *   - Everything shared lives in SharedArrayBuffers carried by share(): device, tree (+ wait
+ *     table), epoch, object slot table. Event listeners are per thread.
+ *
+ * Persistence ordering: see alloc.ts (publish after zeroing), object-table.ts (records),
+ * truncate.ts (size first), writeback.ts (flush, one drain).
+ */
+import { EventEmitter } from 'node:events';
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import { Device, type DeviceHandle } from '../device/device.js';
+import type { Media } from '../device/media.js';
+import { openRegion } from '../device/region.js';
+import { HUGE_BLOCKS } from '../device/layout.js';
+import { EpochDomain, RETIRE_DEVICE_BLOCK, type EpochHandle } from '../index/epoch.js';
+import { RadixTree, type RadixTreeHandle } from '../index/radix-tree.js';
+import { WaitTable } from '../index/wait-table.js';
+import { ObjectTable } from './object-table.js';
+import { MIN_OBJECT_ID, OWNER_OBJECT_TABLE, OWNER_STAGING, PAGE_BYTES, encodeValue, pageKey } from './layout.js';
+import { daxBreak } from './test-break.js';
+import { DaxObject, type ObjectOptions } from './object.js';
+import { memoryFailure, rmap, type RmapResult } from './rmap.js';
+
+export interface DaxSpaceHandle {
+  readonly device: DeviceHandle;
+  readonly tree: RadixTreeHandle;
+  readonly epoch: EpochHandle;
+  readonly objects: SharedArrayBuffer;
+  readonly stats: SharedArrayBuffer;
+}
+
+export interface SpaceOptions {
+  /** objects the slot table holds; default 16384 */
+  maxObjects?: number;
+  /** debug: checksum pages writeback cleaned and report writes made without a write fault */
+  debugCleanPages?: boolean;
+}
+
+export interface RecoveryReport {
+  objects: number;
+  pages: number;
+  hugePages: number;
+  poisonedPages: number;
+  freedStaging: number;
+  freedDeadObject: number;
+  freedBeyondSize: number;
+  freedDuplicate: number;
+}
+
+export interface MemoryFailureEvent {
+  deviceOffset: number;
+  block: number;
+  objectId: number | null;
+  index: number | null;
+}
+
+/** Int32 counters shared by all threads (stats()). */
+export const ST_FAULTS = 0;
+export const ST_ALLOCS = 1;
+export const ST_MKWRITE = 2;
+export const ST_WRITEBACK_PAGES = 3;
+export const ST_RETIRED = 4;
+export const ST_POISONED = 5;
+export const ST_CLEAN_WRITES = 6; // debug mode: pages found written while clean
+const ST_WORDS = 16;
+
+export class DaxSpace extends EventEmitter {
+  readonly objects: ObjectTable;
+  readonly counters: Int32Array;
+  readonly recovery: RecoveryReport | undefined;
+  readonly debugCleanPages: boolean;
+  private readonly handles = new Map<number, DaxObject>();
+  private isClosed = false;
+
+  private constructor(
+    readonly device: Device,
+    readonly tree: RadixTree,
+    readonly epoch: EpochDomain,
+    objects: ObjectTable,
+    counters: SharedArrayBuffer,
+    private readonly opener: boolean,
+    recovery: RecoveryReport | undefined,
+    opts: SpaceOptions,
+  ) {
+    super();
+    this.objects = objects;
+    this.counters = new Int32Array(counters);
+    this.recovery = recovery;
+    this.debugCleanPages = opts.debugCleanPages === true;
+    epoch.registerReclaimer(RETIRE_DEVICE_BLOCK, (block) => {
+      // A closed device: the block stays staging-owned and the next open frees it.
+      if (!this.device.closed) this.device.free(block);
+    });
+  }
+
+  /** Opens (creating and formatting when absent) a space in a file or device-DAX path. */
+  static open(path: string, opts: SpaceOptions & { size?: number } = {}): DaxSpace {
+    const media = openRegion(path, { create: opts.size !== undefined, sizeBytes: opts.size });
+    try {
+      return DaxSpace.openMedia(media, { ...opts, formatIfEmpty: true });
+    } catch (e) {
+      media.close();
+      throw e;
+    }
+  }
+
+  /** Formats media as an empty space. */
+  static create(media: Media, opts: SpaceOptions = {}): DaxSpace {
+    return DaxSpace.fromDevice(Device.format(media), opts);
+  }
+
+  /** Opens a formatted media and recovers every object from the owner table. */
+  static openMedia(media: Media, opts: SpaceOptions & { formatIfEmpty?: boolean } = {}): DaxSpace {
+    let device: Device;
+    try {
+      device = Device.open(media);
+    } catch (e) {
+      if (opts.formatIfEmpty === true && e instanceof DaxError && e.code === 'ENOTSTORE') device = Device.format(media);
+      else throw e;
+    }
+    return DaxSpace.fromDevice(device, opts);
+  }
+
+  private static fromDevice(device: Device, opts: SpaceOptions): DaxSpace {
+    const maxObjects = opts.maxObjects ?? 16384;
+    if (!Number.isSafeInteger(maxObjects) || maxObjects < 1 || maxObjects > 2 ** 20) throw new DaxError('EINVAL', `maxObjects ${maxObjects} must be an integer in [1, 2^20]`);
+    try {
+      const epoch = EpochDomain.create();
+      const tree = RadixTree.create(epoch, { waitTable: WaitTable.create() });
+      const objects = ObjectTable.create(device, maxObjects);
+      const report = recover(device, tree, objects);
+      return new DaxSpace(device, tree, epoch, objects, new SharedArrayBuffer(ST_WORDS * 4), true, report, opts);
+    } catch (e) {
+      device.close();
+      throw e;
+    }
+  }
+
+  /** Posts to a worker: DaxSpace.attach(handle) there shares everything. */
+  share(): DaxSpaceHandle {
+    this.checkOpen('share');
+    return { device: this.device.share(), tree: this.tree.handle(), epoch: this.epoch.handle(), objects: this.objects.state, stats: this.counters.buffer as SharedArrayBuffer };
+  }
+
+  static attach(handle: DaxSpaceHandle, opts: SpaceOptions = {}): DaxSpace {
+    const device = Device.attach(handle.device);
+    const epoch = EpochDomain.attach(handle.epoch);
+    const tree = RadixTree.attach(handle.tree, epoch);
+    return new DaxSpace(device, tree, epoch, ObjectTable.attach(device, handle.objects), handle.stats, false, undefined, opts);
+  }
+
+  /** The object `id` (>= 16). create: make it (size bytes, default 0) when absent; ENOENT otherwise. */
+  object(id: number, opts: ObjectOptions & { create?: boolean; size?: number } = {}): DaxObject {
+    this.checkOpen('object');
+    if (!Number.isSafeInteger(id) || id < MIN_OBJECT_ID || id > 2 ** 40 - 1) throw new DaxError('EINVAL', `object(${id}): id must be an integer in [${MIN_OBJECT_ID}, 2^40)`);
+    const size = opts.size ?? 0;
+    if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 52) throw new DaxError('EINVAL', `object(${id}): size ${size} must be an integer in [0, 2^52]`);
+    let slot = this.objects.find(id);
+    if (slot < 0) {
+      if (opts.create !== true) throw new DaxError('ENOENT', `object ${id} does not exist`);
+      try {
+        slot = this.objects.create(id, size);
+      } catch (e) {
+        if (!(e instanceof DaxError && e.code === 'EEXIST')) throw e;
+        slot = this.objects.find(id); // created meanwhile by another thread
+        if (slot < 0) throw e;
+      }
+    }
+    return new DaxObject(this, id, slot, opts);
+  }
+
+  has(id: number): boolean {
+    return Number.isSafeInteger(id) && id >= MIN_OBJECT_ID && this.objects.find(id) >= 0;
+  }
+
+  /** Runs fn pinned: views faulted inside stay valid (never freed, never reused) until it returns (R6). */
+  read<T>(fn: () => T): T {
+    this.checkOpen('read');
+    return this.epoch.guard(fn);
+  }
+
+  /** Owner of the block at deviceOffset with its entry LOCKED until release(); null when no object page holds it. */
+  rmap(deviceOffset: number): RmapResult | null {
+    this.checkOpen('rmap');
+    return rmap(this, deviceOffset);
+  }
+
+  /** Handles a media error at deviceOffset: page POISONED (reads EIO), block quarantined, 'memory-failure' emitted. */
+  memoryFailure(deviceOffset: number): MemoryFailureEvent {
+    this.checkOpen('memoryFailure');
+    const event = memoryFailure(this, deviceOffset);
+    this.emit('memory-failure', event);
+    return event;
+  }
+
+  /** Frees `block` once no pinned reader can still look at it (or at once under the dax-free-now break). */
+  retireBlock(block: number): void {
+    Atomics.add(this.counters, ST_RETIRED, 1);
+    if (daxBreak('dax-free-now')) this.device.free(block);
+    else this.epoch.retire(RETIRE_DEVICE_BLOCK, block, 1);
+  }
+
+  stats(): {
+    objects: number; entries: number; faults: number; allocations: number; mkwrites: number; writebackPages: number; retired: number; poisoned: number;
+    cleanPageWrites: number; limboBlocks: number; lostWakeups: number; device: ReturnType<Device['stats']>;
+  } {
+    this.checkOpen('stats');
+    const c = (i: number): number => Atomics.load(this.counters, i);
+    const t = this.tree.stats();
+    return {
+      objects: this.objects.liveIds().length, entries: t.count, faults: c(ST_FAULTS), allocations: c(ST_ALLOCS), mkwrites: c(ST_MKWRITE),
+      writebackPages: c(ST_WRITEBACK_PAGES), retired: c(ST_RETIRED), poisoned: c(ST_POISONED), cleanPageWrites: c(ST_CLEAN_WRITES),
+      limboBlocks: this.epoch.stats().limbo[RETIRE_DEVICE_BLOCK] ?? 0, lostWakeups: t.lostWakeups, device: this.device.stats(),
+    };
+  }
+
+  /** Releases retired blocks whose grace period is over; returns how many items were released. */
+  collect(): number {
+    this.checkOpen('collect');
+    let n = 0;
+    for (let i = 0; i < 4; i++) n += this.epoch.collect();
+    return n;
+  }
+
+  get closed(): boolean {
+    return this.isClosed || this.device.closed;
+  }
+
+  /** Opener: releases what limbo can, then closes the device (clean shutdown). Attached: detaches. Idempotent. */
+  close(): void {
+    if (this.isClosed) return;
+    if (this.opener && !this.device.closed && !this.epoch.isPinned()) {
+      for (let i = 0; i < 4; i++) this.epoch.collect();
+    }
+    this.isClosed = true;
+    this.handles.clear();
+    this.epoch.close();
+    this.device.close();
+  }
+
+  checkOpen(op: string): void {
+    if (this.closed) throw new DaxError('ECLOSED', `${op}: the DAX space on ${this.device.media.path} is closed`);
+  }
+}
+
+/** Rebuilds the tree and object table from the owner table; frees what nothing reaches. */
+function recover(device: Device, tree: RadixTree, objects: ObjectTable): RecoveryReport {
+  const report: RecoveryReport = { objects: 0, pages: 0, hugePages: 0, poisonedPages: 0, freedStaging: 0, freedDeadObject: 0, freedBeyondSize: 0, freedDuplicate: 0 };
+  const tablePages = new Map<number, number>();
+  const data: Array<[block: number, owner: number, index: number, order: number]> = [];
+  const toFree: number[] = [];
+  device.forEachOwned((block, owner, index, order) => {
+    if (owner === OWNER_OBJECT_TABLE) tablePages.set(index, block);
+    else if (owner === OWNER_STAGING) {
+      toFree.push(block);
+      report.freedStaging++;
+    } else if (owner >= MIN_OBJECT_ID) data.push([block, owner, index, order]);
+  });
+  const live = new Map(objects.load(tablePages).map((o) => [o.id, o]));
+  report.objects = live.size;
+  const key = new Uint8Array(16);
+  for (const [block, owner, index, order] of data) {
+    const obj = live.get(owner);
+    if (obj === undefined) {
+      toFree.push(block);
+      report.freedDeadObject++;
+      continue;
+    }
+    if (index * PAGE_BYTES >= obj.sizeBytes) {
+      toFree.push(block);
+      report.freedBeyondSize++;
+      continue;
+    }
+    assert(order === 0 || index % HUGE_BLOCKS === 0, () => `owner record of block ${block}: huge page at unaligned index ${index}`);
+    let poisoned = false;
+    for (let b = block; b < block + (order === 0 ? 1 : HUGE_BLOCKS); b++) poisoned ||= device.isPoisoned(b);
+    pageKey(owner, index, key);
+    if (tree.lookup(key) !== undefined) {
+      toFree.push(block);
+      report.freedDuplicate++;
+      continue;
+    }
+    tree.insert(key, encodeValue(block, false, order !== 0), { state: poisoned ? 'poisoned' : 'value' });
+    report.pages++;
+    if (order !== 0) report.hugePages++;
+    if (poisoned) report.poisonedPages++;
+  }
+  for (const block of toFree) device.free(block);
+  return report;
+}

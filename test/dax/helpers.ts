@@ -1,0 +1,33 @@
+/** Shared helpers of the DAX tests: a space on SimMedia, seeds, and baseline checks. */
+import { expect } from 'vitest';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
+import { DaxSpace } from '../../src/dax/space.js';
+
+export const MIB = 1024 * 1024;
+
+export function simSpace(sizeBytes = 16 * MIB): { media: SimMedia; space: DaxSpace } {
+  const media = createSimMedia(sizeBytes);
+  return { media, space: DaxSpace.create(media) };
+}
+
+export function seedFromEnv(): number {
+  const env = process.env['DAXSTORE_SEED'];
+  return env !== undefined && env !== '' ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+}
+
+export function replayHint(seed: number, file: string): string {
+  return `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run ${file}`;
+}
+
+/** After a test: no lost wake-ups, the allocator agrees with the owner table, and limbo drains. */
+export function expectBaseline(space: DaxSpace): void {
+  space.collect();
+  const s = space.stats();
+  expect(s.lostWakeups).toBe(0);
+  expect(s.limboBlocks).toBe(0);
+  expect(space.device.audit()).toEqual([]);
+}
+
+export function fillPattern(view: Uint8Array, seed: number): void {
+  for (let i = 0; i < view.length; i++) view[i] = (seed + i * 31) & 0xff;
+}
