@@ -125,7 +125,11 @@ export class DaxObject implements FaultTarget {
       this.checkLive('truncate');
       const old = this.space.objects.size(this.slot);
       this.space.objects.setSizeLocked(this.slot, sizeBytes);
-      if (sizeBytes < old) clearRangeLocked(this.space, this.id, sizeBytes, Math.ceil(old / (HUGE_PAGES * PAGE_BYTES)) * HUGE_PAGES * PAGE_BYTES);
+      const extentEnd = Math.ceil(old / (HUGE_PAGES * PAGE_BYTES)) * HUGE_PAGES * PAGE_BYTES;
+      if (sizeBytes < old) clearRangeLocked(this.space, this.id, sizeBytes, extentEnd);
+      // Growing: bytes past the old size in its last page (or extent) may hold stores made
+      // through a view past the size; the grown range must read as zeros.
+      else if (sizeBytes > old) clearRangeLocked(this.space, this.id, old, Math.min(sizeBytes, extentEnd));
     });
   }
 
