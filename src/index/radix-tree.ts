@@ -75,6 +75,7 @@ import {
   LEAF,
   LEAF_HEADER_WORDS,
   MAX_KEY_BYTES,
+  NODE_MAGIC,
   N256,
   N48,
   W_DIRTY,
@@ -216,6 +217,11 @@ export class RadixTree {
   private batchLen = 0;
   private batchMax = BATCH;
   private restartNeeded = false;
+  /** scanPinned's visitor: when set, leaves go to it directly instead of into `batch`. */
+  private visitFn: ((value: number, leaf: number) => boolean | void) | undefined = undefined;
+  private visitSeen = 0;
+  private touched = 0;
+  private lastVisited = 0;
 
   private constructor(arena: Arena, epoch: EpochDomain, waitTable: WaitTable) {
     this.arena = arena;
@@ -887,6 +893,11 @@ export class RadixTree {
     const bytes = this.levelBytes[level];
     const kids = this.levelPtrs[level];
     const n = gatherChildren(i32, u8, node, bytes, kids);
+    // Touch every child's header first: independent loads overlap their cache misses
+    // (memory-level parallelism), instead of paying one miss per recursive step.
+    let touched = 0;
+    for (let k = 0; k < n; k++) touched |= i32[kids[k]] ?? 0;
+    this.touched = touched;
     const loB = loState === 0 && d < lo.length ? lo[d] : -1;
     // hiB -1: the path already has hi's length, so every child is longer than a non-prefix hi.
     const hiB = hiState === 0 ? (d < hi.length ? hi[d] : this.hiPrefix ? 256 : -1) : 256;
@@ -903,7 +914,13 @@ export class RadixTree {
       }
       const cl = loState === 0 && b === loB ? 0 : 1;
       const ch = hiState === 0 && b === hiB ? 0 : 1;
-      if (!this.dfs(kids[i], d + 1, cl, ch, level + 1)) return false;
+      const child = kids[i];
+      const childHdr = i32[child];
+      if ((childHdr & 0xfff) === ((LEAF << 8) | NODE_MAGIC)) {
+        // Leaf children inline: the common case of a scan, without a recursive call.
+        this.visitedNodes++;
+        if (!this.visitLeaf(child, childHdr, cl, ch)) return false;
+      } else if (!this.dfs(child, d + 1, cl, ch, level + 1)) return false;
     }
     if (this.reverse && end !== 0 && !this.dfs(end, d, loState, hiState, level + 1)) return false;
     return true;
@@ -929,6 +946,14 @@ export class RadixTree {
           if (c > 0 || (c === 0 && !this.hiIncl)) return true;
         }
       }
+    }
+    const visit = this.visitFn;
+    if (visit !== undefined) {
+      const v = this.readValuePinned(leaf);
+      if (v < 0) return true;
+      this.visitSeen++;
+      this.lastVisited = leaf;
+      return visit(v, leaf) !== false;
     }
     this.batch[this.batchLen++] = leaf;
     return this.batchLen < this.batchMax;
@@ -994,31 +1019,40 @@ export class RadixTree {
 
   /**
    * Fast ordered scan for hot loops: calls visit(value, leaf) for each entry in range, in
-   * order; visit returns false to stop. Caller pinned for the whole scan; leaf offsets are
-   * valid only while pinned (leafKey(leaf) copies a key).
+   * order, straight from the tree walk; visit returns false to stop. Returns how many were
+   * visited. Caller pinned for the whole scan; leaf offsets are valid only while pinned
+   * (leafKey(leaf) copies a key). visit must not start another iteration on this tree
+   * object (range/prefix/tagged/scan/tagRange/huge grab): they share the walk state.
    */
   scanPinned(opts: RangeOptions, visit: (value: number, leaf: number) => boolean | void): number {
     this.setBounds(opts, 0, false);
-    let seen = 0;
-    const lastKey = this.prefixScratch;
-    for (;;) {
-      this.runBatchPinned(BATCH);
-      const n = this.batchLen;
-      for (let i = 0; i < n; i++) {
-        const v = this.readValuePinned(this.batch[i]);
-        if (v < 0) continue;
-        seen++;
-        if (visit(v, this.batch[i]) === false) return seen;
+    this.visitFn = visit;
+    this.visitSeen = 0;
+    this.lastVisited = 0;
+    let restarts = 0;
+    try {
+      for (;;) {
+        this.restartNeeded = false;
+        this.batchLen = 0;
+        this.batchMax = BATCH;
+        const root = Atomics.load(this.arena.i32, H_ROOT);
+        if (root !== 0) this.dfs(root, 0, this.hasLo ? 0 : 1, this.hasHi ? 0 : 1, 0);
+        if (!this.restartNeeded) return this.visitSeen;
+        this.deadNode(this.deadHeader, ++restarts);
+        if (this.lastVisited !== 0) this.resumeAfterLeaf(this.lastVisited);
       }
-      if (n < BATCH) return seen;
-      const leaf = this.batch[n - 1];
-      const len = countOf(this.arena.i32[leaf]);
-      const kb = (leaf + LEAF_HEADER_WORDS) << 2;
-      const last = lastKey.subarray(0, len);
-      last.set(this.arena.u8.subarray(kb, kb + len));
-      if (this.reverse) ((this.hi = last), (this.hasHi = true), (this.hiIncl = false), (this.hiPrefix = false));
-      else ((this.lo = last), (this.hasLo = true), (this.loIncl = false));
+    } finally {
+      this.visitFn = undefined;
     }
+  }
+
+  /** Narrow the bounds to strictly after (or before, reverse) a leaf already visited. */
+  private resumeAfterLeaf(leaf: number): void {
+    const len = countOf(this.arena.i32[leaf]);
+    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    const last = this.arena.u8.slice(kb, kb + len);
+    if (this.reverse) ((this.hi = last), (this.hasHi = true), (this.hiIncl = false), (this.hiPrefix = false));
+    else ((this.lo = last), (this.hasLo = true), (this.loIncl = false));
   }
 
   /**

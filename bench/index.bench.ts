@@ -1,0 +1,133 @@
+/**
+ * Radix tree micro benchmarks, each beside its peer in the same run, printed as ratios.
+ * Run after tsc: `node dist/bench/index.bench.js` (KEYS=n to change the 1,000,000 default).
+ *
+ *   lookup      tree.lookupPinned(16-byte Uint8Array key), one pin per batch
+ *               vs Map.get keyed by the SAME keys as 16-char latin1 strings (built beforehand)
+ *   lookup+pin  tree.lookup(key) (pins and unpins per call), same peer
+ *   scan        tree.scanPinned over every entry (sum of values) vs a for-loop over a sorted
+ *               array of { key, value } objects summing values
+ *   grab+unlock uncontended grab() + unlock() of an existing key vs two bare
+ *               Atomics.compareExchange (lock, unlock) on one shared word
+ *   bytes/key   arena bytes in use (nodes + leaves, size-class rounding included) / keys
+ * Targets (issue 3): lookup <= 2x Map.get; scan <= 2x array; grab+unlock <= 3x two CAS; < 48 B/key.
+ */
+import { Bench } from 'tinybench';
+import { EpochDomain } from '../src/index/epoch.js';
+import { RadixTree } from '../src/index/radix-tree.js';
+import { grab, unlock } from '../src/index/entry-lock.js';
+
+const KEYS = Number(process.env['KEYS'] ?? 1_000_000);
+const BATCH = 10_000;
+
+function randomKeys(n: number, seed: number): Uint8Array[] {
+  let a = seed >>> 0;
+  const next = (): number => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+  const keys: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const k = new Uint8Array(16);
+    const v = new DataView(k.buffer);
+    for (let j = 0; j < 16; j += 4) v.setUint32(j, next());
+    keys.push(k);
+  }
+  return keys;
+}
+
+function nsPer(bench: Bench, name: string, perSample: number): number {
+  const r = bench.getTask(name)?.result;
+  if (r === undefined || !('latency' in r)) throw new Error(`bench task ${name} did not complete`);
+  return (r.latency.mean * 1e6) / perSample;
+}
+
+async function main(): Promise<void> {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch, { initialBytes: 64 * 1024 * 1024 });
+  const keys = randomKeys(KEYS, 42);
+  const t0 = performance.now();
+  for (let i = 0; i < KEYS; i++) tree.insert(keys[i], i);
+  const insertNs = ((performance.now() - t0) * 1e6) / KEYS;
+  for (let i = 0; i < 8; i++) epoch.collect();
+  const bytesPerKey = tree.bytesPerKey();
+
+  const strings = keys.map((k) => Buffer.from(k).toString('latin1'));
+  const map = new Map<string, number>();
+  strings.forEach((s, i) => map.set(s, i));
+  const sorted = keys.map((key, value) => ({ key, value })).sort((x, y) => Buffer.compare(x.key, y.key));
+  const lockWords = new Int32Array(new SharedArrayBuffer(64));
+  const hot = keys[12345];
+
+  let cursor = 0;
+  let sink = 0;
+  const bench = new Bench({ time: 500, warmup: true });
+  bench
+    .add('lookup: tree.lookupPinned', () => {
+      epoch.pin();
+      let c = cursor;
+      for (let i = 0; i < BATCH; i++) {
+        sink += tree.lookupPinned(keys[c])!;
+        if (++c === KEYS) c = 0;
+      }
+      cursor = c;
+      epoch.unpin();
+    })
+    .add('lookup: Map.get (latin1 string keys)', () => {
+      let c = cursor;
+      for (let i = 0; i < BATCH; i++) {
+        sink += map.get(strings[c])!;
+        if (++c === KEYS) c = 0;
+      }
+      cursor = c;
+    })
+    .add('lookup+pin: tree.lookup', () => {
+      let c = cursor;
+      for (let i = 0; i < BATCH; i++) {
+        sink += tree.lookup(keys[c])!;
+        if (++c === KEYS) c = 0;
+      }
+      cursor = c;
+    })
+    .add('scan: tree.scanPinned', () => {
+      epoch.pin();
+      tree.scanPinned({}, (v) => {
+        sink += v;
+      });
+      epoch.unpin();
+    })
+    .add('scan: sorted array', () => {
+      for (let i = 0; i < sorted.length; i++) sink += sorted[i].value;
+    })
+    .add('grab+unlock (uncontended)', () => {
+      for (let i = 0; i < BATCH; i++) unlock(tree, grab(tree, hot));
+    })
+    .add('two Atomics.compareExchange', () => {
+      for (let i = 0; i < BATCH; i++) {
+        Atomics.compareExchange(lockWords, 0, 0, 1);
+        Atomics.compareExchange(lockWords, 0, 1, 0);
+      }
+    });
+  await bench.run();
+
+  const lookup = nsPer(bench, 'lookup: tree.lookupPinned', BATCH);
+  const mapGet = nsPer(bench, 'lookup: Map.get (latin1 string keys)', BATCH);
+  const lookupPin = nsPer(bench, 'lookup+pin: tree.lookup', BATCH);
+  const scan = nsPer(bench, 'scan: tree.scanPinned', KEYS);
+  const arr = nsPer(bench, 'scan: sorted array', KEYS);
+  const gu = nsPer(bench, 'grab+unlock (uncontended)', BATCH);
+  const cas = nsPer(bench, 'two Atomics.compareExchange', BATCH);
+  const row = (name: string, ns: number, peer: string, peerNs: number, target: string): string =>
+    `${name.padEnd(26)} ${ns.toFixed(1).padStart(8)} ns   ${peer.padEnd(30)} ${peerNs.toFixed(1).padStart(8)} ns   ratio ${(ns / peerNs).toFixed(2)}x (target ${target})`;
+  console.log(`radix tree, ${KEYS} random 16-byte keys (node ${process.version}); insert ${insertNs.toFixed(0)} ns/key`);
+  console.log(row('lookupPinned', lookup, 'Map.get (latin1 string)', mapGet, '<= 2x'));
+  console.log(row('lookup (pins per call)', lookupPin, 'Map.get (latin1 string)', mapGet, '-'));
+  console.log(row('scanPinned per entry', scan, 'sorted array per entry', arr, '<= 2x'));
+  console.log(row('grab+unlock', gu, 'two compareExchange', cas, '<= 3x'));
+  console.log(`index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B`);
+  if (sink === -1) console.log(sink);
+}
+
+await main();
