@@ -198,18 +198,21 @@ function noteTimeout(tree: RadixTree, key: Uint8Array): void {
   }
 }
 
-type Step = { attempt: Attempt; waiter: Waiter | undefined };
+/** The waiter roundPinned prepared on its last BUSY result (per thread; rounds are synchronous). */
+let preparedWaiter: Waiter | undefined;
 
 /** Pinned part of one round: attempt, and on BUSY prepare the wait (or throw EDEADLK). */
-function roundPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, blocking: 'sync' | 'async' | 'none'): Step {
+function roundPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, blocking: 'sync' | 'async' | 'none'): Attempt {
+  preparedWaiter = undefined;
   tree.epoch.pin();
   try {
     const attempt = attemptPinned(tree, key, order, waited);
-    if (attempt !== BUSY || blocking === 'none') return { attempt, waiter: undefined };
+    if (attempt !== BUSY || blocking === 'none') return attempt;
     if (blocking === 'sync' && ownerOf(busyWord) === tree.threadId) {
       throw new DaxError('EDEADLK', `grab: entry ${hex(busyKey)} of tree ${tree.treeId} is already held by this thread (thread ${tree.threadId})`);
     }
-    return { attempt, waiter: prepareWaitPinned(tree, 'exclusive') };
+    preparedWaiter = prepareWaitPinned(tree, 'exclusive');
+    return attempt;
   } finally {
     tree.epoch.unpin();
   }
@@ -226,10 +229,11 @@ export function grab(tree: RadixTree, key: Uint8Array, opts: GrabOptions): Entry
 export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): EntryRef | undefined {
   const order = opts?.order ?? 0;
   checkKey(key, 'grab');
-  checkOrder(key, order, 'grab');
+  if (order !== 0) checkOrder(key, order, 'grab');
   let waited = false;
   for (;;) {
-    const { attempt, waiter } = roundPinned(tree, key, order, waited, 'sync');
+    const attempt = roundPinned(tree, key, order, waited, 'sync');
+    const waiter = preparedWaiter;
     if (attempt === FALLBACK) return passBaton(tree, key, waited);
     if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
     if (attempt !== BUSY) return attempt;
@@ -247,7 +251,8 @@ export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOpt
   checkOrder(key, order, 'grabAsync');
   let waited = false;
   for (;;) {
-    const { attempt, waiter } = roundPinned(tree, key, order, waited, 'async');
+    const attempt = roundPinned(tree, key, order, waited, 'async');
+    const waiter = preparedWaiter;
     if (attempt === FALLBACK) return passBaton(tree, key, waited);
     if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
     if (attempt !== BUSY) return attempt;
@@ -264,7 +269,7 @@ export function tryGrab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): E
   checkKey(key, 'tryGrab');
   checkOrder(key, order, 'tryGrab');
   for (;;) {
-    const { attempt } = roundPinned(tree, key, order, false, 'none');
+    const attempt = roundPinned(tree, key, order, false, 'none');
     if (attempt === RETRY) continue;
     if (attempt === FALLBACK || attempt === BUSY) return undefined;
     return attempt;

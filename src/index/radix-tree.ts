@@ -147,6 +147,7 @@ const TWO_32 = 2 ** 32;
 const BATCH = 128;
 const MAX_RESTARTS = 100_000;
 const EMPTY_KEY = new Uint8Array(0);
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /** Per thread and epoch domain: tree id -> arena, for the one RETIRE_ARENA_NODE reclaimer. */
 const arenasByDomain = new WeakMap<EpochDomain, Map<number, Arena>>();
@@ -282,9 +283,7 @@ export class RadixTree {
         }
         if (typeOf(hdr) === LEAF) {
           if (countOf(hdr) !== keyLen) return 0;
-          const kb = (node + LEAF_HEADER_WORDS) << 2;
-          for (let i = 0; i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
-          return node;
+          return this.leafKeyEquals(i32, u8, node, key) ? node : 0;
         }
         const plen = i32[node + W_PREFIX_LEN];
         if (plen !== 0) {
@@ -302,6 +301,21 @@ export class RadixTree {
       }
       return 0;
     }
+  }
+
+  /** Leaf key == key (lengths already equal): 4 bytes per step against the leaf's words. */
+  private leafKeyEquals(i32: Int32Array, u8: Uint8Array, leaf: number, key: Uint8Array): boolean {
+    const keyLen = key.length;
+    const kw = leaf + LEAF_HEADER_WORDS;
+    let i = 0;
+    if (LITTLE_ENDIAN) {
+      for (; i + 4 <= keyLen; i += 4) {
+        if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return false;
+      }
+    }
+    const kb = kw << 2;
+    for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return false;
+    return true;
   }
 
   /** A reader met a block that is no live node: refresh views (growth) or count it, then restart. */
