@@ -50,7 +50,7 @@ import {
   sizeClassOf,
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
-import { checkIndex, checkKey, indexKey } from './keys.js';
+import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
 import {
   DELETED,
@@ -424,6 +424,11 @@ export class RadixTree {
    */
   insert(key: Uint8Array, value: number, opts: { order?: 0 | 9; state?: EntryState } = {}): boolean {
     const order = opts.order ?? 0;
+    // Validate before taking the lock: a bad argument must leave nothing behind.
+    checkKey(key, 'insert');
+    checkValue(value, 'insert');
+    const state = opts.state ?? 'value';
+    if (!STATE_NAMES.includes(state) || state === 'empty') throw new DaxError('EINVAL', `insert: state ${String(state)} must be value, zero or poisoned`);
     for (;;) {
       const ref = grab(this, key, { order });
       if (ref === undefined) return false;
@@ -435,7 +440,7 @@ export class RadixTree {
         unlock(this, ref);
         return false;
       }
-      replace(this, ref, value, opts.state ?? 'value');
+      replace(this, ref, value, state);
       unlock(this, ref);
       return true;
     }

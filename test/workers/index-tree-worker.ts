@@ -15,7 +15,7 @@ import { deleteLocked, grab, replace, tryGrab, unlock } from '../../src/index/en
 import { testKey } from './index-keys.js';
 
 export interface TreeWorkerData {
-  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer';
+  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all';
   tree: RadixTreeHandle;
   epoch: EpochHandle;
   control: SharedArrayBuffer;
@@ -181,7 +181,17 @@ function writer(): unknown {
   return { writes };
 }
 
-const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer };
+/** After start: every key 0..keys-1 holds value k (the main thread grew the arena meanwhile). */
+function checkAll(): unknown {
+  waitStart();
+  let wrong = 0;
+  for (let k = 0; k < data.keys; k++) if (tree.lookup(testKey(k)) !== k) wrong++;
+  let scanned = 0;
+  epoch.guard(() => tree.scanPinned({}, () => void scanned++));
+  return { wrong, scanned, arenaBytes: tree.arena.sab.byteLength };
+}
+
+const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer, 'check-all': checkAll };
 const result = modes[data.mode]();
 epoch.collect();
 parentPort!.postMessage(result);
