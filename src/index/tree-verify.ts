@@ -15,12 +15,16 @@ export interface TreeShape {
   leaves: number;
   innerNodes: number;
   maxDepth: number;
+  /** inner nodes by type name (N4, N16, N32, N48, N256) */
+  types: Record<string, number>;
 }
+
+const TYPE_NAMES = ['', 'LEAF', 'N4', 'N16', 'N32', 'N48', 'N256'];
 
 export function verifyTree(tree: RadixTree): TreeShape {
   tree.lockTree();
   try {
-    const shape: TreeShape = { leaves: 0, innerNodes: 0, maxDepth: 0 };
+    const shape: TreeShape = { leaves: 0, innerNodes: 0, maxDepth: 0, types: {} };
     const keys: Uint8Array[] = [];
     const root = tree.arena.i32[H_ROOT];
     if (root !== 0) walk(tree, root, [], 1, shape, keys);
@@ -50,6 +54,8 @@ function walk(tree: RadixTree, node: number, path: number[], level: number, shap
     return [(e & DIRTY) !== 0 ? 1 : 0, (e & TOWRITE) !== 0 ? 1 : 0];
   }
   shape.innerNodes++;
+  const name = TYPE_NAMES[typeOf(hdr)];
+  shape.types[name] = (shape.types[name] ?? 0) + 1;
   const plen = i32[node + W_PREFIX_LEN];
   const pb = (node + INNER_HEADER_WORDS) << 2;
   const here = [...path];

@@ -5,6 +5,9 @@
  * through entry locks, tagged iteration, tagRange. After every sequence: verifyTree
  * (structure, tag counts, coverage) and the arena/limbo baseline after deleting all.
  *
+ * A second test drives wide nodes (N48/N256 over all byte values) through growth and
+ * shrinking with a seeded PRNG.
+ *
  * Not covered here: concurrency (see the *-workers tests), keys longer than 5 bytes except
  * 8-byte index keys, arena growth beyond a few MiB, and lookups racing deletions.
  */
@@ -15,7 +18,7 @@ import { RadixTree } from '../../src/index/radix-tree.js';
 import { grab, setTagLocked, clearTagLocked, unlock } from '../../src/index/entry-lock.js';
 import { indexKey } from '../../src/index/keys.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
-import { compareBytes, expectBaseline, hex, withSeed } from './tree-helpers.js';
+import { compareBytes, expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
 
 interface ModelEntry {
   key: Uint8Array;
@@ -199,5 +202,42 @@ test('radix tree matches a sorted-map model over random op sequences', async () 
       { seed, numRuns: 300 },
 
     );
+  });
+});
+
+test('wide nodes (N48/N256) grow and shrink in step with the model', async () => {
+  await withSeed('test/index/radix-tree-model.test.ts', (seed) => {
+    const random = rng(seed);
+    const epoch = EpochDomain.create();
+    const tree = RadixTree.create(epoch, { poisonReclaimed: true });
+    const model = new Map<string, number>();
+    const key = (): Uint8Array => {
+      // First byte b < 16 picks a fan-out of (b + 1) * 16 second bytes, so second-level
+      // nodes of every size class exist at once; third bytes over all 256 values.
+      const len = 1 + Math.floor(random() * 3);
+      const k = new Uint8Array(len);
+      k[0] = Math.floor(random() * 16);
+      if (len > 1) k[1] = Math.floor(random() * (k[0] + 1) * 16);
+      if (len > 2) k[2] = Math.floor(random() * 256);
+      return k;
+    };
+    const typesSeen = new Set<string>();
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 6000; i++) {
+        const k = key();
+        if (random() < 0.6 - round * 0.2) {
+          tree.insert(k, i);
+          model.set(hex(k), i);
+        } else expect(tree.delete(k)).toBe(model.delete(hex(k)));
+      }
+      const shape = verifyTree(tree);
+      for (const t of Object.keys(shape.types)) typesSeen.add(t);
+      expect(shape.leaves).toBe(model.size);
+      const want = [...model.entries()].sort(([a], [b]) => compareBytes(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
+      expect([...tree.range()].map(([k, v]) => [hex(k), v])).toEqual(want);
+    }
+    expect([...typesSeen].sort()).toEqual(['N16', 'N256', 'N32', 'N4', 'N48']);
+    for (const h of model.keys()) expect(tree.delete(Buffer.from(h, 'hex'))).toBe(true);
+    expectBaseline(tree, epoch);
   });
 });
