@@ -100,6 +100,21 @@ export function findChild(i32: Int32Array, u8: Uint8Array, node: number, hdr: nu
   }
   const count = countOf(hdr);
   const cap = type === N4 ? 4 : type === N16 ? 16 : 32;
+  if (LITTLE_ENDIAN) {
+    // Four key bytes per step: the lowest zero byte of (word ^ b repeated) is the first
+    // match (Mycroft's has-zero-byte test; borrows only ever mark bytes above a true zero).
+    const rep = Math.imul(b, 0x01010101);
+    const words = (count + 3) >> 2;
+    for (let w = 0; w < words; w++) {
+      const x = i32[body + w] ^ rep;
+      const m = (x - 0x01010101) & ~x & 0x80808080;
+      if (m !== 0) {
+        const i = (w << 2) + ((31 - Math.clz32(m & -m)) >> 3);
+        return i < count ? Atomics.load(i32, body + (cap >> 2) + i) : 0;
+      }
+    }
+    return 0;
+  }
   const kb = body << 2;
   for (let i = 0; i < count; i++) {
     const k = u8[kb + i];
@@ -108,6 +123,8 @@ export function findChild(i32: Int32Array, u8: Uint8Array, node: number, hdr: nu
   }
   return 0;
 }
+
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /** Word index of the child slot for byte `b`, or -1 (writers, under treeLock). */
 export function findChildSlot(i32: Int32Array, u8: Uint8Array, node: number, hdr: number, body: number, b: number): number {
