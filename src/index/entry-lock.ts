@@ -107,9 +107,9 @@ function checkOrder(key: Uint8Array, order: number, op: string): void {
   }
 }
 
-function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean): EntryRef {
+/** e: the entry word as the CAS that locked it left it (state and order are ours to read now). */
+function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean, e: number): EntryRef {
   const i32 = tree.arena.i32;
-  const e = Atomics.load(i32, leaf + W_ENTRY);
   return {
     key: exact ? key : tree.leafKey(leaf),
     leaf,
@@ -153,9 +153,9 @@ function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: 
   if ((e & LOCKED) === 0) {
     const next = (e & ~OWNER_MASK) | LOCKED | (tree.threadId << OWNER_SHIFT) | (waited ? WAITERS : 0);
     if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return RETRY;
-    return makeRef(tree, key, leaf, exact);
+    return makeRef(tree, key, leaf, exact, next);
   }
-  if (ENTRY_LOCK_BROKEN) return makeRef(tree, key, leaf, exact);
+  if (ENTRY_LOCK_BROKEN) return makeRef(tree, key, leaf, exact, e);
   busyLeaf = leaf;
   busyWord = e;
   busyKey = exact ? key : tree.leafKey(leaf);
