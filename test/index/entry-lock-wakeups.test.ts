@@ -1,13 +1,13 @@
 /**
  * Wake-ups of entry locks across workers: many waiters on one entry all get through within a
- * bound below the 250 ms wait slice with the lost-wake-up counter at 0, and deleting a held
- * entry wakes every waiter at once. Both go red with DAXSTORE_TEST_BREAK=entry-wake
+ * bound below the 250 ms wait slice with the lost-wake-up counter at 0, deleting a held
+ * entry wakes every waiter at once, and an unlock wakes shared (reverse-map) waiters too. Both go red with DAXSTORE_TEST_BREAK=entry-wake
  * (waiters do not set WAITERS, so nobody is woken and every sleep runs into its timeout).
  */
 import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
-import { deleteLocked, grab } from '../../src/index/entry-lock.js';
+import { deleteLocked, grab, replace, unlock } from '../../src/index/entry-lock.js';
 import { testKey } from '../workers/index-keys.js';
 import { expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
 import { C_READY } from './tree-helpers.js';
@@ -78,4 +78,24 @@ test('with DAXSTORE_TEST_BREAK=entry-wake the delete wake-all check goes red', a
   const { ms, tree } = await deleteWakesAll('entry-wake');
   expect(Math.max(...ms)).toBeGreaterThanOrEqual(250);
   expect(tree.stats().lostWakeups).toBeGreaterThan(0);
+});
+
+test('unlock wakes one exclusive waiter and every shared (rmap) waiter', async () => {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch);
+  const control = newControl();
+  const ref = grab(tree, testKey(0));
+  replace(tree, ref, 1);
+  const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, ops: 1, keys: 1 };
+  const shared = [0, 1].map((w) => startTreeWorker<{ ms: number }>({ ...base, mode: 'wait-unlocked', seed: w }));
+  const exclusive = startTreeWorker<{ ms: number; state: string }>({ ...base, mode: 'grab-once', seed: 2 });
+  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  unlock(tree, ref);
+  const sharedResults = await Promise.all(shared);
+  const exclusiveResult = await exclusive;
+  for (const r of [...sharedResults, exclusiveResult]) expect(r.ms).toBeLessThan(200);
+  expect(exclusiveResult.state).toBe('value');
+  expect(tree.stats().lostWakeups).toBe(0);
+  tree.delete(testKey(0));
+  expectBaseline(tree, epoch);
 });

@@ -11,11 +11,11 @@
 import { workerData, parentPort } from 'node:worker_threads';
 import { EpochDomain, type EpochHandle } from '../../src/index/epoch.js';
 import { RadixTree, type RadixTreeHandle } from '../../src/index/radix-tree.js';
-import { deleteLocked, grab, replace, tryGrab, unlock } from '../../src/index/entry-lock.js';
+import { deleteLocked, grab, replace, tryGrab, unlock, waitUnlocked } from '../../src/index/entry-lock.js';
 import { testKey } from './index-keys.js';
 
 export interface TreeWorkerData {
-  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all';
+  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked';
   tree: RadixTreeHandle;
   epoch: EpochHandle;
   control: SharedArrayBuffer;
@@ -140,6 +140,14 @@ function grabOnce(): unknown {
   return { ms, state };
 }
 
+/** Reverse-map style: wait (shared) until the entry is unlocked, without taking it. */
+function waitUnlockedOnce(): unknown {
+  Atomics.add(control, C_READY, 1);
+  const t0 = performance.now();
+  waitUnlocked(tree, testKey(0));
+  return { ms: performance.now() - t0, state: 'unlocked' };
+}
+
 /** Values are key-derived (see writer), so any other value is a torn or reclaimed read. */
 function reader(): unknown {
   let reads = 0;
@@ -191,7 +199,7 @@ function checkAll(): unknown {
   return { wrong, scanned, arenaBytes: tree.arena.sab.byteLength };
 }
 
-const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer, 'check-all': checkAll };
+const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer, 'check-all': checkAll, 'wait-unlocked': waitUnlockedOnce };
 const result = modes[data.mode]();
 epoch.collect();
 parentPort!.postMessage(result);
