@@ -1,0 +1,30 @@
+/**
+ * Public API of the key-value store (re-exported from src/index.ts).
+ *
+ *   const db = open(path, { size, durability: 'sync' | 'group' | 'none' });
+ *   db.put(k, v); db.get(k); db.read(() => db.getView(k)); db.has(k); db.delete(k);
+ *   db.batch(ops); db.range(opts); db.deleteRange(opts); await db.flushed(); db.stats(); db.close();
+ *   const h = db.share(); // in a worker: attach(h)
+ */
+import type { Media } from '../device/media.js';
+import { KvStore, type KvHandle, type OpenOptions } from './store.js';
+
+export { KvStore, type OpenOptions, type Durability, type BatchOp, type KvRangeOptions, type KvHandle, type KvStats } from './store.js';
+export type { KvRecoveryReport } from './recovery.js';
+export type { Key, Value } from './keys.js';
+export { MAX_KEY_BYTES, MAX_VALUE_BYTES, OWNER_KV_SEGMENT } from './layout.js';
+
+/** Opens the store at path (creating it with opts.size bytes when absent). */
+export function open(path: string, opts: OpenOptions = {}): KvStore {
+  return KvStore.open(path, opts);
+}
+
+/** Opens a store on a Media (formats it when it holds no daxstore). */
+export function openMedia(media: Media, opts: OpenOptions & { formatIfEmpty?: boolean } = {}): KvStore {
+  return KvStore.openMedia(media, opts);
+}
+
+/** The store behind a handle from db.share(), in another thread. */
+export function attach(handle: KvHandle): KvStore {
+  return KvStore.attach(handle);
+}

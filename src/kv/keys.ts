@@ -1,0 +1,77 @@
+/**
+ * Argument validation and encoding of user keys and values (no shared state).
+ * Index keys are KV_KEY_PREFIX ++ the key's bytes (strings: UTF-8).
+ */
+import { DaxError } from '../errors.js';
+import { KV_KEY_PREFIX, MAX_KEY_BYTES, MAX_VALUE_BYTES } from './layout.js';
+
+export type Key = string | Uint8Array;
+export type Value = string | Uint8Array;
+
+/** An owned index key for `key` (1..MAX_KEY_BYTES bytes). */
+export function indexKeyOf(key: unknown, op: string): Uint8Array {
+  if (typeof key === 'string') {
+    if (key.length > MAX_KEY_BYTES) throw tooLong(op, key.length);
+    const n = Buffer.byteLength(key, 'utf8');
+    checkLength(n, op);
+    const out = Buffer.allocUnsafe(n + 1);
+    out[0] = KV_KEY_PREFIX;
+    out.write(key, 1, n, 'utf8');
+    return new Uint8Array(out.buffer, out.byteOffset, n + 1);
+  }
+  if (key instanceof Uint8Array) {
+    checkLength(key.length, op);
+    const out = new Uint8Array(key.length + 1);
+    out[0] = KV_KEY_PREFIX;
+    out.set(key, 1);
+    return out;
+  }
+  throw new DaxError('EINVAL', `${op}: key must be a string or Uint8Array, got ${describe(key)}`);
+}
+
+/** A range bound: like a key, but the empty key is allowed. */
+export function boundKeyOf(key: unknown, op: string): Uint8Array {
+  if ((typeof key === 'string' && key.length === 0) || (key instanceof Uint8Array && key.length === 0)) return Uint8Array.of(KV_KEY_PREFIX);
+  return indexKeyOf(key, op);
+}
+
+function checkLength(n: number, op: string): void {
+  if (n === 0) throw new DaxError('EINVAL', `${op}: empty key (keys are 1..${MAX_KEY_BYTES} bytes)`);
+  if (n > MAX_KEY_BYTES) throw tooLong(op, n);
+}
+
+function tooLong(op: string, n: number): DaxError {
+  return new DaxError('EINVAL', `${op}: key of ${n}+ bytes exceeds the ${MAX_KEY_BYTES}-byte limit`);
+}
+
+/** Byte length of a value; EINVAL for a wrong type or more than MAX_VALUE_BYTES. */
+export function valueLengthOf(value: unknown, op: string): number {
+  let n: number;
+  if (typeof value === 'string') n = value.length > MAX_VALUE_BYTES ? value.length : Buffer.byteLength(value, 'utf8');
+  else if (value instanceof Uint8Array) n = value.length;
+  else throw new DaxError('EINVAL', `${op}: value must be a string or Uint8Array, got ${describe(value)}`);
+  if (n > MAX_VALUE_BYTES) throw new DaxError('EINVAL', `${op}: value of ${n} bytes exceeds the ${MAX_VALUE_BYTES}-byte limit`);
+  return n;
+}
+
+function describe(x: unknown): string {
+  return x === null ? 'null' : Array.isArray(x) ? 'an array' : typeof x;
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+/** The smallest key greater than every key starting with `prefix`, or undefined if there is none. */
+export function prefixEnd(prefix: Uint8Array): Uint8Array | undefined {
+  for (let i = prefix.length - 1; i >= 0; i--) {
+    if (prefix[i] !== 0xff) {
+      const out = prefix.slice(0, i + 1);
+      out[i]++;
+      return out;
+    }
+  }
+  return undefined;
+}

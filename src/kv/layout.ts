@@ -1,0 +1,72 @@
+/**
+ * Persistent layout of the key-value store: log segments, records and entries.
+ *
+ * Decisions
+ *   - Segments are 2 MiB device extents (order 9) owned by OWNER_KV_SEGMENT = 3 (dax/layout.ts
+ *     reserves 3..15 for other layers; DaxSpace recovery leaves them alone). The owner-table
+ *     index of a segment is its NONCE: a random 40-bit number chosen at allocation and
+ *     repeated in every record header, so records left in an extent by an earlier life of
+ *     the same blocks (freed blocks are not zeroed by the device) never validate.
+ *   - Index keys: KV_KEY_PREFIX (0x01) ++ user key bytes, in the space's one radix tree. DAX
+ *     object page keys are 16 bytes starting with an 8-byte big-endian object id < 2^40, so
+ *     their first byte is always 0x00: the two key spaces are disjoint and one tree handle
+ *     (already shared by DaxSpace.share) serves both, with ordered scans over [0x01, 0x02).
+ *   - Index value of a key: the device byte offset of its live ENTRY (below), < 2^48.
+ *
+ * Segment (SEGMENT_BYTES): records packed from offset 0, each 8-byte aligned; a header
+ * word of 0 (or any record that does not validate) ends the segment.
+ *
+ * Record header (RECORD_HEADER_BYTES = 32, little-endian):
+ *   0  u32  magic 0x564b (bits 0..15) | kind (bits 16..23: PUT 1, BATCH 2, PAD 3) | 0
+ *   4  u32  totalBytes: header + entries, a multiple of 8, <= SEGMENT_BYTES
+ *   8  u32  count: entries that follow
+ *   12 u32  nonce low 32 bits
+ *   16 u32  nonce high bits (< 2^8)
+ *   20 u32  0
+ *   24 u64  xxh64 of bytes [0, 24) and [32, totalBytes): the commit of the whole record
+ * Entry (ENTRY_HEADER_BYTES = 16, then key, value, zero padding to 8):
+ *   0  u16  keyLength (1..MAX_KEY_BYTES)
+ *   2  u8   op: ENTRY_PUT 1, ENTRY_DEL 2
+ *   3  u8   0
+ *   4  u32  valueLength (0 for ENTRY_DEL)
+ *   8  u32  sequence low 32 bits
+ *   12 u32  sequence high bits (< 2^21): every entry of a record carries the record's sequence
+ *
+ * Persistence ordering: see segment-writer.ts (a record is durable after flush of its lines
+ * and one drain; the checksum is what makes it exist, all or nothing, at recovery).
+ */
+export const OWNER_KV_SEGMENT = 3;
+export const KV_KEY_PREFIX = 0x01;
+export const SEGMENT_ORDER = 9;
+export const SEGMENT_BYTES = 2 * 1024 * 1024;
+export const RECORD_HEADER_BYTES = 32;
+export const ENTRY_HEADER_BYTES = 16;
+export const RECORD_MAGIC = 0x564b;
+export const KIND_PUT = 1;
+export const KIND_BATCH = 2;
+export const KIND_PAD = 3;
+export const ENTRY_PUT = 1;
+export const ENTRY_DEL = 2;
+/** Largest key in bytes (strings: their UTF-8 encoding). */
+export const MAX_KEY_BYTES = 1024;
+/** Largest value in bytes: values live inside one segment (large values as DAX objects: not yet). */
+export const MAX_VALUE_BYTES = 1024 * 1024;
+export const MAX_NONCE = 2 ** 40 - 1;
+
+const TWO_32 = 2 ** 32;
+
+export function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+export function entryBytes(keyLength: number, valueLength: number): number {
+  return align8(ENTRY_HEADER_BYTES + keyLength + valueLength);
+}
+
+export function splitHi(n: number): number {
+  return Math.floor(n / TWO_32);
+}
+
+export function joinU32(hi: number, lo: number): number {
+  return hi * TWO_32 + (lo >>> 0);
+}

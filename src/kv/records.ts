@@ -1,0 +1,141 @@
+/**
+ * Encoding and validation of log records and their entries (layout.ts has the byte layout).
+ *
+ * Invariants
+ *   - A record validates only if its magic, kind, lengths, nonce and xxh64 checksum all
+ *     agree; every entry it holds then lies inside it. Nothing else is ever trusted.
+ *   - Entry bytes are written before the record is sealed; the checksum (sealRecord) is
+ *     computed last, over exactly what was written.
+ *
+ * Concurrency: records are written only by the thread that reserved them (segment-writer.ts);
+ * once sealed and published they are immutable.
+ *
+ * Persistence ordering: none here (see segment-writer.ts).
+ */
+import { xxh64 } from '../device/checksum.js';
+import {
+  ENTRY_DEL,
+  ENTRY_HEADER_BYTES,
+  ENTRY_PUT,
+  KIND_BATCH,
+  KIND_PAD,
+  KIND_PUT,
+  RECORD_HEADER_BYTES,
+  RECORD_MAGIC,
+  entryBytes,
+  joinU32,
+  splitHi,
+} from './layout.js';
+
+/** Word views over the whole media buffer; offsets passed in are device byte offsets (multiples of 8 for records). */
+export interface MediaViews {
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  readonly buf: Buffer;
+}
+
+export function mediaViews(buffer: SharedArrayBuffer): MediaViews {
+  return { u8: new Uint8Array(buffer), u32: new Uint32Array(buffer), buf: Buffer.from(buffer) };
+}
+
+/**
+ * Writes one entry at `at` (key without the index prefix byte: `key` is the index key, its
+ * byte 0 skipped). Returns the offset after it. The sequence is filled in later (setEntrySequence).
+ */
+export function writeEntry(v: MediaViews, at: number, op: number, indexKey: Uint8Array, value: Uint8Array | string | undefined, valueLength: number): number {
+  const keyLength = indexKey.length - 1;
+  const w = at / 4;
+  v.u32[w] = keyLength | (op << 16);
+  v.u32[w + 1] = valueLength;
+  v.u32[w + 2] = 0;
+  v.u32[w + 3] = 0;
+  const keyAt = at + ENTRY_HEADER_BYTES;
+  v.u8.set(indexKey.subarray(1), keyAt);
+  const valueAt = keyAt + keyLength;
+  if (typeof value === 'string') v.buf.write(value, valueAt, valueLength, 'utf8');
+  else if (value !== undefined) v.u8.set(value, valueAt);
+  const end = at + entryBytes(keyLength, valueLength);
+  v.u8.fill(0, valueAt + valueLength, end); // padding is checksummed: make it deterministic
+  return end;
+}
+
+export function setEntrySequence(v: MediaViews, at: number, sequence: number): void {
+  v.u32[at / 4 + 2] = sequence >>> 0;
+  v.u32[at / 4 + 3] = splitHi(sequence);
+}
+
+export function entryKeyLength(v: MediaViews, at: number): number {
+  return v.u32[at / 4] & 0xffff;
+}
+
+export function entryOp(v: MediaViews, at: number): number {
+  return (v.u32[at / 4] >>> 16) & 0xff;
+}
+
+export function entryValueLength(v: MediaViews, at: number): number {
+  return v.u32[at / 4 + 1];
+}
+
+export function entrySequence(v: MediaViews, at: number): number {
+  return joinU32(v.u32[at / 4 + 3], v.u32[at / 4 + 2]);
+}
+
+/** Offset of the value bytes of the entry at `at`. */
+export function entryValueOffset(v: MediaViews, at: number): number {
+  return at + ENTRY_HEADER_BYTES + entryKeyLength(v, at);
+}
+
+/** Writes the record header and its checksum over [at, at + totalBytes): the record now exists (once durable). */
+export function sealRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
+  const w = at / 4;
+  v.u32[w] = RECORD_MAGIC | (kind << 16);
+  v.u32[w + 1] = totalBytes;
+  v.u32[w + 2] = count;
+  v.u32[w + 3] = nonce >>> 0;
+  v.u32[w + 4] = splitHi(nonce);
+  v.u32[w + 5] = 0;
+  const sum = recordChecksum(v, at, totalBytes);
+  v.u32[w + 6] = Number(sum & 0xffff_ffffn);
+  v.u32[w + 7] = Number(sum >> 32n);
+}
+
+function recordChecksum(v: MediaViews, at: number, totalBytes: number): bigint {
+  const head = xxh64(v.u8.subarray(at, at + 24));
+  return xxh64(v.u8.subarray(at + RECORD_HEADER_BYTES, at + totalBytes), head);
+}
+
+export type RecordCheck =
+  | { readonly status: 'end' } // a zero header word: nothing was ever written here
+  | { readonly status: 'invalid'; readonly reason: string } // torn, uncommitted, or not ours
+  | { readonly status: 'ok'; readonly kind: number; readonly count: number; readonly totalBytes: number };
+
+/** Validates the record at `at` of a segment ending at `segmentEnd` whose owner-table nonce is `nonce`. */
+export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce: number): RecordCheck {
+  if (at + RECORD_HEADER_BYTES > segmentEnd) return { status: 'end' };
+  const w = at / 4;
+  const word0 = v.u32[w];
+  if (word0 === 0 && v.u32[w + 1] === 0) return { status: 'end' };
+  if ((word0 & 0xffff) !== RECORD_MAGIC) return { status: 'invalid', reason: 'bad magic' };
+  const kind = (word0 >>> 16) & 0xff;
+  if (kind !== KIND_PUT && kind !== KIND_BATCH && kind !== KIND_PAD) return { status: 'invalid', reason: `unknown kind ${kind}` };
+  const totalBytes = v.u32[w + 1];
+  const count = v.u32[w + 2];
+  if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd) return { status: 'invalid', reason: `length ${totalBytes}` };
+  if (joinU32(v.u32[w + 4], v.u32[w + 3]) !== nonce) return { status: 'invalid', reason: 'nonce of another segment life' };
+  const sum = recordChecksum(v, at, totalBytes);
+  if (v.u32[w + 6] !== Number(sum & 0xffff_ffffn) || v.u32[w + 7] !== Number(sum >> 32n)) return { status: 'invalid', reason: 'checksum mismatch' };
+  if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count)) return { status: 'invalid', reason: 'entries overrun the record' };
+  return { status: 'ok', kind, count, totalBytes };
+}
+
+function entriesFit(v: MediaViews, from: number, end: number, count: number): boolean {
+  let at = from;
+  for (let i = 0; i < count; i++) {
+    if (at + ENTRY_HEADER_BYTES > end) return false;
+    const op = entryOp(v, at);
+    if ((op !== ENTRY_PUT && op !== ENTRY_DEL) || entryKeyLength(v, at) === 0) return false;
+    at += entryBytes(entryKeyLength(v, at), entryValueLength(v, at));
+    if (at > end) return false;
+  }
+  return at === end;
+}

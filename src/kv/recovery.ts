@@ -1,0 +1,111 @@
+/**
+ * Recovery: rebuilds the key-value index from the log segments at open.
+ *
+ * Invariants (after recoverKv returns)
+ *   - The tree holds, for every key whose highest-sequence valid entry is a PUT, exactly one
+ *     entry pointing at that entry; keys whose highest entry is a DEL are absent.
+ *   - A record is applied only if it validates whole (records.ts checkRecord): a torn,
+ *     uncommitted or foreign record is dropped with everything after it in its segment, and
+ *     counted in the report. A batch is one record, so it is applied entirely or not at all.
+ *
+ * Concurrency: runs on the opener before share() can hand the space to anyone.
+ *
+ * Persistence ordering: writes nothing persistent.
+ */
+import { DaxError } from '../errors.js';
+import type { DaxSpace } from '../dax/space.js';
+import { ENTRY_DEL, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER, entryBytes } from './layout.js';
+import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
+import { BLOCK_BYTES } from '../device/layout.js';
+
+export interface KvRecoveryReport {
+  segments: number;
+  records: number;
+  entries: number;
+  keys: number;
+  /** segments whose scan ended at a record that did not validate (torn, uncommitted, foreign) */
+  droppedRecords: number;
+  /** why each dropped record was dropped, with its device offset (first 20) */
+  dropped: string[];
+  /** segments whose scan stopped at a poisoned block (records after it are lost) */
+  poisonedSegments: number;
+  maxSequence: number;
+  timeMs: number;
+}
+
+export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
+  const start = performance.now();
+  const report: KvRecoveryReport = { segments: 0, records: 0, entries: 0, keys: 0, droppedRecords: 0, dropped: [], poisonedSegments: 0, maxSequence: 0, timeMs: 0 };
+  const segments: Array<[block: number, nonce: number]> = [];
+  space.device.forEachOwned((block, owner, index, order) => {
+    if (owner !== OWNER_KV_SEGMENT) return;
+    if (order !== SEGMENT_ORDER) throw new DaxError('ECORRUPT', `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`);
+    segments.push([block, index]);
+  });
+  report.segments = segments.length;
+  for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report);
+  report.keys = dropTombstones(space);
+  report.timeMs = performance.now() - start;
+  return report;
+}
+
+function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number, report: KvRecoveryReport): void {
+  const end = base + SEGMENT_BYTES;
+  let at = base;
+  for (;;) {
+    if (spansPoison(space, at, Math.min(end, at + RECORD_HEADER_BYTES))) {
+      report.poisonedSegments++;
+      return;
+    }
+    const check = checkRecord(v, at, end, nonce);
+    if (check.status === 'end') return;
+    if (check.status === 'invalid') {
+      report.droppedRecords++;
+      if (report.dropped.length < 20) report.dropped.push(`offset ${at}: ${check.reason}`);
+      return;
+    }
+    if (spansPoison(space, at, at + check.totalBytes)) {
+      report.poisonedSegments++;
+      return;
+    }
+    report.records++;
+    let e = at + RECORD_HEADER_BYTES;
+    for (let i = 0; i < check.count; i++) {
+      applyEntry(space, v, e);
+      report.maxSequence = Math.max(report.maxSequence, entrySequence(v, e));
+      report.entries++;
+      e += entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
+    }
+    at += check.totalBytes;
+  }
+}
+
+function spansPoison(space: DaxSpace, from: number, to: number): boolean {
+  const device = space.device;
+  for (let off = from - ((from - device.dataOffset) % BLOCK_BYTES); off < to; off += BLOCK_BYTES) {
+    if (device.isPoisoned(device.blockAt(off))) return true;
+  }
+  return false;
+}
+
+/** Newest entry wins; a DEL is kept as a ZERO-state tombstone until every segment was scanned. */
+function applyEntry(space: DaxSpace, v: MediaViews, at: number): void {
+  const keyLength = entryKeyLength(v, at);
+  const key = new Uint8Array(keyLength + 1);
+  key[0] = KV_KEY_PREFIX;
+  key.set(v.u8.subarray(at + 16, at + 16 + keyLength), 1);
+  const existing = space.tree.lookup(key);
+  if (existing !== undefined && entrySequence(v, existing) >= entrySequence(v, at)) return;
+  space.tree.insert(key, at, { state: entryOp(v, at) === ENTRY_DEL ? 'zero' : 'value' });
+}
+
+function dropTombstones(space: DaxSpace): number {
+  const tombstones: Uint8Array[] = [];
+  let keys = 0;
+  for (const [key, , info] of space.tree.range({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) })) {
+    if (info.state === 'zero') tombstones.push(key);
+    else keys++;
+  }
+  for (const key of tombstones) space.tree.delete(key);
+  return keys;
+}

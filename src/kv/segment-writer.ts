@@ -1,0 +1,94 @@
+/**
+ * SegmentWriter: one open log segment per store handle (so per thread: workers never contend
+ * on appends), reservation of record space, and the flush/drain that makes records durable.
+ *
+ * Invariants
+ *   - Records of a segment are contiguous from its start; [base, base + used) holds sealed
+ *     records or the one reservation in flight; everything after is zero (the extent is
+ *     zeroed and persisted when opened) or was zeroed again by rollback().
+ *   - flushedTo <= used: bytes below flushedTo were flushed (drained if !pendingDrain).
+ *
+ * Concurrency: a SegmentWriter belongs to one thread (one store handle); no shared words.
+ *
+ * Persistence ordering
+ *   - Open: the owner record (OWNED, index = nonce) is durable inside device.allocate; then the
+ *     extent is zeroed and persisted before any record is written, so the scan of a fresh
+ *     segment ends at a zero word, and stale records of an earlier life fail the nonce check.
+ *   - commit(): flush every line written since the last commit, then ONE drain: a record is
+ *     durable when commit() returns, and record i is always durable before record i+1 is
+ *     acknowledged ('sync'), so recovery's stop-at-first-invalid loses nothing acknowledged.
+ *   - Switching segments commits the old one first.
+ */
+import { assert } from '../assert.js';
+import type { Device } from '../device/device.js';
+import { MAX_NONCE, OWNER_KV_SEGMENT, SEGMENT_BYTES, SEGMENT_ORDER } from './layout.js';
+import { sealRecord, type MediaViews } from './records.js';
+
+export class SegmentWriter {
+  private base = -1;
+  private used = 0;
+  private flushedTo = 0;
+  private nonce = 0;
+  private pendingDrain = false;
+
+  constructor(
+    private readonly device: Device,
+    private readonly views: MediaViews,
+    private readonly onSegmentOpened: () => void,
+  ) {}
+
+  /** Device offset of `bytes` (multiple of 8) of fresh record space; allocates a segment when needed (ENOSPC changes nothing). */
+  reserve(bytes: number): number {
+    assert(bytes % 8 === 0 && bytes > 0 && bytes <= SEGMENT_BYTES, () => `reserve(${bytes})`);
+    if (this.base < 0 || this.used + bytes > SEGMENT_BYTES) this.openSegment();
+    const at = this.base + this.used;
+    this.used += bytes;
+    return at;
+  }
+
+  /** Gives back the last reservation (an operation that failed before its record was sealed and committed). */
+  rollback(at: number, bytes: number): void {
+    assert(at + bytes === this.base + this.used, 'rollback of a reservation that is not the last one');
+    this.views.u8.fill(0, at, at + bytes);
+    this.used -= bytes;
+    if (this.flushedTo > this.used) this.flushedTo = this.used;
+  }
+
+  seal(at: number, kind: number, count: number, totalBytes: number): void {
+    sealRecord(this.views, at, kind, count, totalBytes, this.nonce);
+  }
+
+  /** Flushes the lines written since the last flush; durable only after drain (commit). */
+  flushPending(): void {
+    if (this.base < 0 || this.used <= this.flushedTo) return;
+    this.device.media.flush(this.base + this.flushedTo, this.used - this.flushedTo);
+    this.flushedTo = this.used;
+    this.pendingDrain = true;
+  }
+
+  /** Everything written so far is durable when this returns: one fence. */
+  commit(): void {
+    this.flushPending();
+    if (!this.pendingDrain) return;
+    this.device.media.drain();
+    this.pendingDrain = false;
+  }
+
+  get hasPending(): boolean {
+    return this.pendingDrain || (this.base >= 0 && this.used > this.flushedTo);
+  }
+
+  private openSegment(): void {
+    const nonce = 1 + Math.floor(Math.random() * MAX_NONCE);
+    const block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER);
+    this.commit(); // the old segment's tail first: a thread's records become durable in order
+    const offset = this.device.blockOffset(block);
+    this.views.u8.fill(0, offset, offset + SEGMENT_BYTES);
+    this.device.media.persist(offset, SEGMENT_BYTES);
+    this.base = offset;
+    this.used = 0;
+    this.flushedTo = 0;
+    this.nonce = nonce;
+    this.onSegmentOpened();
+  }
+}

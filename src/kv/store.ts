@@ -1,0 +1,586 @@
+/**
+ * KvStore: a crash-consistent key-value store in persistent memory, shared by worker threads.
+ *
+ * Invariants
+ *   - Every key in [KV_KEY_PREFIX] of the space's radix tree points at the device offset of
+ *     its newest entry, a PUT inside a sealed record (layout.ts); a deleted key has no entry.
+ *   - Records are never freed while the store is open (no compaction yet), so every entry
+ *     offset the index ever held stays readable until close: zero-copy views taken inside
+ *     read() stay valid (R6) for as long as the pin, and longer.
+ *
+ * Concurrency
+ *   - Writers of one key serialize on its entry lock (entry-lock.ts): grab, seal the record
+ *     with the next global sequence, commit, replace/deleteLocked, unlock. The sequence is
+ *     taken under the lock, so per key the log order is the lock order.
+ *   - batch() and deleteRange() hold several entry locks, always taken in ascending key
+ *     order (no deadlock between them); put/delete hold one. Lock order: entry locks, then
+ *     the tree lock and allocator lock (taken inside the layers below).
+ *   - R4: value bytes (possibly a view of this store) are copied into the new record BEFORE
+ *     the destination's entry lock is taken; only our own memory is touched under the lock.
+ *   - Readers (get/getView/has/range) are lock-free under an epoch pin.
+ *   - Shared words (SharedArrayBuffer `shared`, BigInt64 slot 0, Int32 slots from 2):
+ *       SEQUENCE (i64 0)   last sequence handed out (Atomics.add)
+ *       LIVE_KEYS (i32 2)  keys present        SEGMENTS (i32 3)  segments allocated
+ *       DEAD (i32 4)       entries superseded   PUTS, DELETES, BATCHES (i32 5..7)
+ *
+ * Persistence ordering ('sync'): record written, flushed, ONE drain, then published in the
+ * (volatile) index; the sealed checksum is the commit point at recovery. 'group': flushed and
+ * drained by a timer every GROUP_COMMIT_MS and by flushed(); 'none': at close. See
+ * segment-writer.ts for segments.
+ */
+import { existsSync } from 'node:fs';
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
+import type { Media } from '../device/media.js';
+import { openRegion } from '../device/region.js';
+import { deleteLocked, grab, replace, unlock, type EntryRef } from '../index/entry-lock.js';
+import {
+  ENTRY_DEL,
+  ENTRY_PUT,
+  KIND_BATCH,
+  KIND_PUT,
+  KV_KEY_PREFIX,
+  MAX_KEY_BYTES,
+  MAX_VALUE_BYTES,
+  RECORD_HEADER_BYTES,
+  SEGMENT_BYTES,
+  entryBytes,
+} from './layout.js';
+import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
+import { SegmentWriter } from './segment-writer.js';
+import { recoverKv, type KvRecoveryReport } from './recovery.js';
+import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, valueLengthOf, type Key, type Value } from './keys.js';
+
+export type Durability = 'sync' | 'group' | 'none';
+export interface OpenOptions {
+  /** bytes of a new store file (required to create one) */
+  size?: number;
+  durability?: Durability;
+}
+export type BatchOp = { type: 'put'; key: Key; value: Value } | { type: 'del'; key: Key };
+export interface KvRangeOptions {
+  gt?: Key;
+  gte?: Key;
+  lt?: Key;
+  lte?: Key;
+  prefix?: Key;
+  reverse?: boolean;
+  limit?: number;
+}
+export interface KvHandle {
+  readonly space: DaxSpaceHandle;
+  readonly shared: SharedArrayBuffer;
+  readonly durability: Durability;
+}
+export interface KvStats {
+  keys: number;
+  segments: number;
+  deadEntries: number;
+  puts: number;
+  deletes: number;
+  batches: number;
+  sequence: number;
+  durability: Durability;
+  /** how durability is achieved here: CPU cache flush + fence, msync, or simulated */
+  persistMethod: string;
+  mediaKind: string;
+  freeBlocks: number;
+  indexBytesPerKey: number;
+  lostWakeups: number;
+  recovery: KvRecoveryReport | undefined;
+}
+
+const SEQUENCE = 0; // BigInt64 slot
+const LIVE_KEYS = 2;
+const SEGMENTS = 3;
+const DEAD = 4;
+const PUTS = 5;
+const DELETES = 6;
+const BATCHES = 7;
+const SHARED_BYTES = 64;
+const GROUP_COMMIT_MS = 2;
+const SCAN_BATCH = 128;
+const LOWEST = Uint8Array.of(KV_KEY_PREFIX);
+const BEYOND = Uint8Array.of(KV_KEY_PREFIX + 1);
+
+export class KvStore {
+  private readonly views: MediaViews;
+  private readonly writer: SegmentWriter;
+  private readonly i32: Int32Array;
+  private readonly seq: BigInt64Array;
+  private groupTimer: NodeJS.Timeout | undefined;
+  private isClosed = false;
+
+  private constructor(
+    private readonly space: DaxSpace,
+    shared: SharedArrayBuffer,
+    readonly durability: Durability,
+    private readonly opener: boolean,
+    readonly recovery: KvRecoveryReport | undefined,
+  ) {
+    this.views = mediaViews(space.device.media.buffer);
+    this.i32 = new Int32Array(shared);
+    this.seq = new BigInt64Array(shared, 0, 1);
+    this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1));
+  }
+
+  /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
+  static open(path: string, opts: OpenOptions = {}): KvStore {
+    const durability = checkDurability(opts.durability);
+    if (typeof path !== 'string' || path.length === 0) throw new DaxError('EINVAL', `open: path must be a non-empty string`);
+    const create = !existsSync(path);
+    if (create && opts.size === undefined) throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
+    const media = openRegion(path, create ? { create: true, sizeBytes: opts.size } : {});
+    try {
+      return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: create }), durability);
+    } catch (e) {
+      media.close();
+      throw e;
+    }
+  }
+
+  /** Opens (formatting when it holds no store) a store on any Media, e.g. SimMedia in tests. */
+  static openMedia(media: Media, opts: OpenOptions & { formatIfEmpty?: boolean } = {}): KvStore {
+    const durability = checkDurability(opts.durability);
+    return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: opts.formatIfEmpty ?? true }), durability);
+  }
+
+  private static fromSpace(space: DaxSpace, durability: Durability): KvStore {
+    try {
+      const views = mediaViews(space.device.media.buffer);
+      const report = recoverKv(space, views);
+      const shared = new SharedArrayBuffer(SHARED_BYTES);
+      const store = new KvStore(space, shared, durability, true, report);
+      store.seq[SEQUENCE] = BigInt(report.maxSequence);
+      store.i32[LIVE_KEYS] = report.keys;
+      store.i32[SEGMENTS] = report.segments;
+      return store;
+    } catch (e) {
+      space.close();
+      throw e;
+    }
+  }
+
+  /** A handle to post to a worker: attach(handle) there gives the same store. */
+  share(): KvHandle {
+    this.checkOpen('share');
+    return { space: this.space.share(), shared: this.i32.buffer as SharedArrayBuffer, durability: this.durability };
+  }
+
+  static attach(handle: KvHandle): KvStore {
+    return new KvStore(DaxSpace.attach(handle.space), handle.shared, handle.durability, false, undefined);
+  }
+
+  // ---- reads -------------------------------------------------------------------------
+
+  /** A copy of the value of `key`, or undefined. EIO when its record is on a poisoned block. */
+  get(key: Key): Uint8Array | undefined {
+    this.checkOpen('get');
+    const k = indexKeyOf(key, 'get');
+    const epoch = this.space.epoch;
+    epoch.pin();
+    try {
+      const at = this.space.tree.lookupPinned(k);
+      return at === undefined ? undefined : this.valueSlicePinned(at, 'get').slice();
+    } finally {
+      epoch.unpin();
+    }
+  }
+
+  /** Zero-copy view of the value of `key`; only inside read(), valid until read() returns. */
+  getView(key: Key): Uint8Array | undefined {
+    this.checkOpen('getView');
+    if (!this.space.epoch.isPinned()) throw new DaxError('EINVAL', 'getView: call it inside db.read(() => ...): a view is valid only while the read guard is held');
+    const at = this.space.tree.lookupPinned(indexKeyOf(key, 'getView'));
+    return at === undefined ? undefined : this.valueSlicePinned(at, 'getView');
+  }
+
+  /** Runs fn with the epoch pinned: views from getView stay valid until it returns (R6). */
+  read<T>(fn: () => T): T {
+    this.checkOpen('read');
+    if (typeof fn !== 'function') throw new DaxError('EINVAL', 'read: argument must be a function');
+    return this.space.epoch.guard(fn);
+  }
+
+  has(key: Key): boolean {
+    this.checkOpen('has');
+    return this.space.tree.lookup(indexKeyOf(key, 'has')) !== undefined;
+  }
+
+  private valueSlicePinned(at: number, op: string): Uint8Array {
+    const start = entryValueOffset(this.views, at);
+    const length = entryValueLength(this.views, at);
+    const device = this.space.device;
+    const first = device.blockAt(at);
+    const last = device.blockAt(Math.max(at, start + length - 1));
+    for (let b = first; b <= last; b++) {
+      if (device.isPoisoned(b)) {
+        throw new DaxError('EIO', `${op}: the record of this key at offset ${at} is on poisoned block ${b}; overwrite or delete the key to clear it`);
+      }
+    }
+    return this.views.u8.subarray(start, start + length);
+  }
+
+  // ---- writes ------------------------------------------------------------------------
+
+  /** Stores value under key; durable on return with 'sync'. */
+  put(key: Key, value: Value): void {
+    this.checkOpen('put');
+    const k = indexKeyOf(key, 'put');
+    const valueLength = valueLengthOf(value, 'put');
+    const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
+    const at = this.writer.reserve(total);
+    const entryAt = at + RECORD_HEADER_BYTES;
+    let done = false;
+    try {
+      writeEntry(this.views, entryAt, ENTRY_PUT, k, value, valueLength); // R4: copy before the lock
+      const ref = grab(this.space.tree, k);
+      try {
+        setEntrySequence(this.views, entryAt, this.nextSequence());
+        this.writer.seal(at, KIND_PUT, 1, total);
+        this.commitWrite();
+        this.publishPutLocked(ref, entryAt);
+        done = true;
+      } finally {
+        unlock(this.space.tree, ref);
+      }
+    } finally {
+      if (!done) this.writer.rollback(at, total);
+    }
+    Atomics.add(this.i32, PUTS, 1);
+  }
+
+  /** Removes key; returns whether it existed. */
+  delete(key: Key): boolean {
+    this.checkOpen('delete');
+    const k = indexKeyOf(key, 'delete');
+    if (this.space.tree.lookup(k) === undefined) return false;
+    const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
+    const at = this.writer.reserve(total);
+    let done = false;
+    let existed = false;
+    try {
+      writeEntry(this.views, at + RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
+      const ref = grab(this.space.tree, k);
+      if (ref.state === 'empty') {
+        unlock(this.space.tree, ref); // removed meanwhile: unlock drops our placeholder
+        return false;
+      }
+      try {
+        setEntrySequence(this.views, at + RECORD_HEADER_BYTES, this.nextSequence());
+        this.writer.seal(at, KIND_PUT, 1, total);
+        this.commitWrite();
+      } catch (e) {
+        unlock(this.space.tree, ref);
+        throw e;
+      }
+      this.deletePublishedLocked(ref);
+      done = existed = true;
+    } finally {
+      if (!done) this.writer.rollback(at, total);
+    }
+    Atomics.add(this.i32, DELETES, 1);
+    return existed;
+  }
+
+  /** Applies every op or none, also across a crash (one record). Later ops on the same key win. */
+  batch(ops: readonly BatchOp[]): void {
+    this.checkOpen('batch');
+    if (!Array.isArray(ops)) throw new DaxError('EINVAL', 'batch: argument must be an array of { type, key, value? }');
+    const items = prepareBatch(ops);
+    if (items.length === 0) return;
+    let total = RECORD_HEADER_BYTES;
+    for (const item of items) total += entryBytes(item.key.length - 1, item.valueLength);
+    if (total > SEGMENT_BYTES) throw new DaxError('EINVAL', `batch: ${total} bytes of records exceed one segment (${SEGMENT_BYTES} bytes)`);
+    const at = this.writer.reserve(total);
+    const refs: Array<EntryRef | undefined> = [];
+    let done = false;
+    try {
+      let e = at + RECORD_HEADER_BYTES;
+      for (const item of items) {
+        item.entryAt = e;
+        e = writeEntry(this.views, e, item.type === 'put' ? ENTRY_PUT : ENTRY_DEL, item.key, item.value, item.valueLength); // R4
+      }
+      for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
+      const sequence = this.nextSequence();
+      for (const item of items) setEntrySequence(this.views, item.entryAt, sequence);
+      this.writer.seal(at, KIND_BATCH, items.length, total);
+      this.commitWrite();
+      for (let i = 0; i < items.length; i++) {
+        const ref = refs[i]!;
+        if (items[i].type === 'put') this.publishPutLocked(ref, items[i].entryAt);
+        else if (ref.state !== 'empty') {
+          refs[i] = undefined;
+          this.deletePublishedLocked(ref);
+        }
+      }
+      done = true;
+    } finally {
+      for (const ref of refs) if (ref !== undefined) unlock(this.space.tree, ref);
+      if (!done) this.writer.rollback(at, total);
+    }
+    Atomics.add(this.i32, BATCHES, 1);
+  }
+
+  /** Deletes every key in range (truncate): per key, a concurrent put lands before (and is removed) or after (and stays). Returns how many were deleted. */
+  deleteRange(opts: KvRangeOptions = {}): number {
+    this.checkOpen('deleteRange');
+    let bounds = rangeBounds(opts, 'deleteRange');
+    let deleted = 0;
+    for (;;) {
+      const keys = this.scanKeys(bounds, SCAN_BATCH);
+      if (keys.length === 0) return deleted;
+      deleted += this.deleteKeys(keys);
+      if (keys.length < SCAN_BATCH) return deleted;
+      bounds = bounds.reverse ? { ...bounds, lt: keys[keys.length - 1], lte: undefined } : { ...bounds, gt: keys[keys.length - 1], gte: undefined };
+    }
+  }
+
+  /** Locks keys (ascending), writes one record of DEL entries for those still present, commits, removes them. */
+  private deleteKeys(keys: Uint8Array[]): number {
+    keys.sort(compareBytes);
+    const refs: EntryRef[] = [];
+    let at = -1;
+    let total = 0;
+    let done = false;
+    try {
+      for (const k of keys) {
+        const ref = grab(this.space.tree, k);
+        if (ref.state === 'empty') unlock(this.space.tree, ref);
+        else refs.push(ref);
+      }
+      if (refs.length === 0) return 0;
+      total = RECORD_HEADER_BYTES;
+      for (const ref of refs) total += entryBytes(ref.key.length - 1, 0);
+      at = this.writer.reserve(total);
+      let e = at + RECORD_HEADER_BYTES;
+      const sequence = this.nextSequence();
+      for (const ref of refs) {
+        const next = writeEntry(this.views, e, ENTRY_DEL, ref.key, undefined, 0);
+        setEntrySequence(this.views, e, sequence);
+        e = next;
+      }
+      this.writer.seal(at, KIND_BATCH, refs.length, total);
+      this.commitWrite();
+      const n = refs.length;
+      while (refs.length > 0) this.deletePublishedLocked(refs.pop()!);
+      done = true;
+      Atomics.add(this.i32, DELETES, n);
+      return n;
+    } finally {
+      for (const ref of refs) unlock(this.space.tree, ref);
+      if (!done && at >= 0) this.writer.rollback(at, total);
+    }
+  }
+
+  private publishPutLocked(ref: EntryRef, entryAt: number): void {
+    if (ref.state === 'empty') Atomics.add(this.i32, LIVE_KEYS, 1);
+    else Atomics.add(this.i32, DEAD, 1);
+    replace(this.space.tree, ref, entryAt);
+  }
+
+  private deletePublishedLocked(ref: EntryRef): void {
+    assert(ref.state === 'value', () => `deleting an entry in state ${ref.state}`);
+    deleteLocked(this.space.tree, ref);
+    Atomics.sub(this.i32, LIVE_KEYS, 1);
+    Atomics.add(this.i32, DEAD, 1);
+  }
+
+  private nextSequence(): number {
+    return Number(Atomics.add(this.seq, SEQUENCE, 1n) + 1n);
+  }
+
+  /** 'sync': durable now (one fence). 'group': flushed by the group-commit timer or flushed(). 'none': at close. */
+  private commitWrite(): void {
+    if (this.durability === 'sync') this.writer.commit();
+    else if (this.durability === 'group' && this.groupTimer === undefined) {
+      this.groupTimer = setTimeout(() => {
+        this.groupTimer = undefined;
+        if (!this.closed) this.writer.commit();
+      }, GROUP_COMMIT_MS);
+      this.groupTimer.unref();
+    }
+  }
+
+  /** Resolves when every write made through this handle before the call is durable. */
+  flushed(): Promise<void> {
+    try {
+      this.checkOpen('flushed');
+      this.writer.commit();
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // ---- ranges ------------------------------------------------------------------------
+
+  /** [key, value] pairs in key-byte order (copies), in batches: not a snapshot (see radix-tree.ts). */
+  range(opts: KvRangeOptions = {}): IterableIterator<[Uint8Array, Uint8Array]> {
+    this.checkOpen('range');
+    return this.iterate(rangeBounds(opts, 'range'), opts.limit ?? Infinity);
+  }
+
+  private *iterate(start: Bounds, limit: number): Generator<[Uint8Array, Uint8Array]> {
+    let bounds = start;
+    let remaining = limit;
+    while (remaining > 0) {
+      this.checkOpen('range');
+      const want = Math.min(SCAN_BATCH, remaining);
+      const items: Array<[Uint8Array, Uint8Array]> = [];
+      let lastKey: Uint8Array | undefined;
+      const tree = this.space.tree;
+      tree.epoch.pin();
+      try {
+        tree.scanPinned(bounds, (at, leaf) => {
+          const key = tree.leafKey(leaf);
+          items.push([key.subarray(1), this.valueSlicePinned(at, 'range').slice()]);
+          lastKey = key;
+          return items.length < want;
+        });
+      } finally {
+        tree.epoch.unpin();
+      }
+      yield* items;
+      remaining -= items.length;
+      if (items.length < want || lastKey === undefined) return;
+      bounds = bounds.reverse ? { ...bounds, lt: lastKey, lte: undefined } : { ...bounds, gt: lastKey, gte: undefined };
+    }
+  }
+
+  private scanKeys(bounds: Bounds, max: number): Uint8Array[] {
+    const keys: Uint8Array[] = [];
+    const tree = this.space.tree;
+    tree.epoch.pin();
+    try {
+      tree.scanPinned(bounds, (_at, leaf) => {
+        keys.push(tree.leafKey(leaf));
+        return keys.length < max;
+      });
+    } finally {
+      tree.epoch.unpin();
+    }
+    return keys;
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------
+
+  stats(): KvStats {
+    this.checkOpen('stats');
+    const c = (i: number): number => Atomics.load(this.i32, i);
+    const media = this.space.device.media;
+    const device = this.space.device.stats();
+    const keys = c(LIVE_KEYS);
+    return {
+      keys, segments: c(SEGMENTS), deadEntries: c(DEAD), puts: c(PUTS), deletes: c(DELETES), batches: c(BATCHES),
+      sequence: Number(Atomics.load(this.seq, SEQUENCE)), durability: this.durability,
+      persistMethod: media.flushMethod === 'msync' ? 'msync' : media.flushMethod === 'sim' ? 'simulated flush + fence' : `${media.flushMethod} + sfence`,
+      mediaKind: media.kind, freeBlocks: device.freeBlocks, indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
+      lostWakeups: this.space.tree.stats().lostWakeups, recovery: this.recovery,
+    };
+  }
+
+  /** Not implemented in this landing: reclaiming dead records needs compaction (see report). */
+  compact(): never {
+    this.checkOpen('compact');
+    throw new DaxError('ENOTSUP', 'compact: compaction of key-value segments is not implemented yet');
+  }
+
+  get closed(): boolean {
+    return this.isClosed || this.space.closed;
+  }
+
+  /** Makes everything durable, then closes (opener: the device; attached handle: detaches). Idempotent. */
+  close(): void {
+    if (this.isClosed) return;
+    if (this.groupTimer !== undefined) clearTimeout(this.groupTimer);
+    this.groupTimer = undefined;
+    try {
+      if (!this.space.closed) this.writer.commit();
+    } finally {
+      this.isClosed = true;
+      this.space.close();
+    }
+  }
+
+  private checkOpen(op: string): void {
+    if (this.closed) throw new DaxError('ECLOSED', `${op}: the key-value store on ${this.space.device.media.path} is closed`);
+  }
+
+  /** The DAX space underneath (tests, tools). */
+  get dax(): DaxSpace {
+    return this.space;
+  }
+
+  static readonly MAX_KEY_BYTES = MAX_KEY_BYTES;
+  static readonly MAX_VALUE_BYTES = MAX_VALUE_BYTES;
+}
+
+interface BatchItem {
+  type: 'put' | 'del';
+  key: Uint8Array;
+  value: Value | undefined;
+  valueLength: number;
+  entryAt: number;
+}
+
+/** Validates every op before anything is written; keeps the last op per key; sorts by key (the lock order). */
+function prepareBatch(ops: readonly BatchOp[]): BatchItem[] {
+  const byKey = new Map<string, BatchItem>();
+  ops.forEach((op, i) => {
+    if (op === null || typeof op !== 'object') throw new DaxError('EINVAL', `batch: op ${i} must be an object`);
+    if (op.type !== 'put' && op.type !== 'del') throw new DaxError('EINVAL', `batch: op ${i} has type ${String((op as { type: unknown }).type)}, expected 'put' or 'del'`);
+    const key = indexKeyOf(op.key, `batch op ${i}`);
+    const valueLength = op.type === 'put' ? valueLengthOf(op.value, `batch op ${i}`) : 0;
+    byKey.set(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1'), { type: op.type, key, value: op.type === 'put' ? op.value : undefined, valueLength, entryAt: 0 });
+  });
+  return [...byKey.values()].sort((a, b) => compareBytes(a.key, b.key));
+}
+
+interface Bounds {
+  gt?: Uint8Array;
+  gte?: Uint8Array;
+  lt?: Uint8Array;
+  lte?: Uint8Array;
+  reverse?: boolean;
+}
+
+/** Index-key bounds for a user range: inside [0x01, 0x02), intersected with prefix. */
+function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
+  if (opts === null || typeof opts !== 'object') throw new DaxError('EINVAL', `${op}: options must be an object`);
+  if (opts.gt !== undefined && opts.gte !== undefined) throw new DaxError('EINVAL', `${op}: both gt and gte given`);
+  if (opts.lt !== undefined && opts.lte !== undefined) throw new DaxError('EINVAL', `${op}: both lt and lte given`);
+  if (opts.limit !== undefined && !(typeof opts.limit === 'number' && opts.limit >= 0)) throw new DaxError('EINVAL', `${op}: limit must be a number >= 0`);
+  let lo: [Uint8Array, boolean] = [LOWEST, true]; // [key, inclusive]
+  let hi: [Uint8Array, boolean] = [BEYOND, false];
+  const tighterLo = (k: Uint8Array, incl: boolean): void => {
+    const c = compareBytes(k, lo[0]);
+    if (c > 0 || (c === 0 && !incl)) lo = [k, incl];
+  };
+  const tighterHi = (k: Uint8Array, incl: boolean): void => {
+    const c = compareBytes(k, hi[0]);
+    if (c < 0 || (c === 0 && !incl)) hi = [k, incl];
+  };
+  if (opts.gt !== undefined) tighterLo(boundKeyOf(opts.gt, op), false);
+  if (opts.gte !== undefined) tighterLo(boundKeyOf(opts.gte, op), true);
+  if (opts.lt !== undefined) tighterHi(boundKeyOf(opts.lt, op), false);
+  if (opts.lte !== undefined) tighterHi(boundKeyOf(opts.lte, op), true);
+  if (opts.prefix !== undefined) {
+    const p = boundKeyOf(opts.prefix, op);
+    tighterLo(p, true);
+    tighterHi(prefixEnd(p) ?? BEYOND, false);
+  }
+  const b: Bounds = { reverse: opts.reverse === true };
+  if (lo[1]) b.gte = lo[0];
+  else b.gt = lo[0];
+  if (hi[1]) b.lte = hi[0];
+  else b.lt = hi[0];
+  return b;
+}
+
+function checkDurability(d: unknown): Durability {
+  if (d === undefined) return 'sync';
+  if (d === 'sync' || d === 'group' || d === 'none') return d;
+  throw new DaxError('EINVAL', `open: durability ${String(d)} must be 'sync', 'group' or 'none'`);
+}
