@@ -51,7 +51,7 @@ test('with DAXSTORE_TEST_BREAK=entry-wake the many-waiters check goes red', asyn
   });
 });
 
-async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; states: string[]; tree: RadixTree; epoch: EpochDomain }> {
+async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; states: string[]; queuedAfterDelete: number; tree: RadixTree; epoch: EpochDomain }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const control = newControl();
@@ -64,12 +64,15 @@ async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; sta
   );
   while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
   deleteLocked(tree, ref);
+  // Dequeued by the delete itself, all at once (a wake-one would leave two queued).
+  const queuedAfterDelete = tree.waitTable.stats().waiting;
   const results = await Promise.all(runs);
-  return { ms: results.map((r) => r.ms), states: results.map((r) => r.state), tree, epoch };
+  return { ms: results.map((r) => r.ms), states: results.map((r) => r.state), queuedAfterDelete, tree, epoch };
 }
 
 test('deleting a held entry wakes all its waiters, who find it gone', async () => {
-  const { ms, states, tree, epoch } = await deleteWakesAll();
+  const { ms, states, queuedAfterDelete, tree, epoch } = await deleteWakesAll();
+  expect(queuedAfterDelete).toBe(0);
   // Each waiter then takes the fresh placeholder in turn; none sleeps into its timeout.
   for (const m of ms) expect(m).toBeLessThan(1000);
   expect(states).toEqual(['empty', 'empty', 'empty']);
