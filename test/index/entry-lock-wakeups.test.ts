@@ -105,3 +105,21 @@ test('unlock wakes one exclusive waiter and every shared (rmap) waiter', async (
   tree.delete(testKey(0));
   expectBaseline(tree, epoch);
 });
+
+test('unlock hands the baton to ONE exclusive waiter; the rest follow in turn', async () => {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch);
+  const control = newControl();
+  const ref = grab(tree, testKey(0));
+  replace(tree, ref, 1);
+  const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, ops: 1, keys: 1 };
+  const runs = [0, 1, 2].map((w) => startTreeWorker<{ ms: number; state: string }>({ ...base, mode: 'grab-once', seed: w }));
+  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  unlock(tree, ref);
+  expect(tree.waitTable.stats().waiting).toBe(2); // no thundering herd
+  const results = await Promise.all(runs);
+  expect(results.map((r) => r.state)).toEqual(['value', 'value', 'value']);
+  expect(tree.stats().lostWakeups).toBe(0);
+  tree.delete(testKey(0));
+  expectBaseline(tree, epoch);
+});
