@@ -23,6 +23,7 @@ import { assert } from '../assert.js';
 import type { Device } from '../device/device.js';
 import { MAX_NONCE, OWNER_KV_SEGMENT, SEGMENT_BYTES, SEGMENT_ORDER } from './layout.js';
 import { sealRecord, type MediaViews } from './records.js';
+import { kvBreak } from './test-break.js';
 
 export class SegmentWriter {
   private base = -1;
@@ -69,7 +70,7 @@ export class SegmentWriter {
   /** Everything written so far is durable when this returns: one fence. */
   commit(): void {
     this.flushPending();
-    if (!this.pendingDrain) return;
+    if (!this.pendingDrain || kvBreak('kv-skip-drain')) return;
     this.device.media.drain();
     this.pendingDrain = false;
   }

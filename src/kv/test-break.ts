@@ -1,0 +1,23 @@
+/**
+ * Protocol switches of the key-value layer, for tests that must go red without the mechanism
+ * (STYLE.md). Read once from DAXSTORE_TEST_BREAK=<name>[,<name>] at module load; in-process
+ * tests flip them with setKvBreak. Never set in production.
+ *
+ *   kv-skip-drain      'sync' puts flush but never fence: acknowledged writes may be lost
+ *   kv-skip-checksum   recovery accepts records whose checksum does not match (torn records)
+ *   kv-publish-first   the index is updated before the record is sealed and committed
+ *                      (readers can see a value that a crash then loses)
+ */
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-publish-first';
+
+const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
+
+export function kvBreak(name: KvTestBreak): boolean {
+  return active.size !== 0 && active.has(name);
+}
+
+/** Turns one switch on or off in this thread (tests only). */
+export function setKvBreak(name: KvTestBreak, on: boolean): void {
+  if (on) active.add(name);
+  else active.delete(name);
+}
