@@ -37,7 +37,10 @@ test('a grabbed entry is held by one thread at a time (4 workers, 2 keys)', asyn
 
 test('with DAXSTORE_TEST_BREAK=entry-lock the exclusion check goes red', async () => {
   await withSeed('test/index/entry-lock-exclusion.test.ts', async (seed) => {
-    const { max } = await maxInside(seed, 4, 'entry-lock');
+    // Overlap is a race too (a loaded machine may run the workers one after another), so
+    // the broken run gets up to three tries to show two holders at once.
+    let max = 0;
+    for (let attempt = 0; attempt < 3 && max <= 1; attempt++) max = (await maxInside(seed + attempt, 4, 'entry-lock')).max;
     expect(max).toBeGreaterThan(1);
   });
 });
