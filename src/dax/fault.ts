@@ -98,6 +98,7 @@ function readFastPinned(t: FaultTarget, index: number, huge: boolean): Uint8Arra
   if (state !== 0 || !isMapped(found.value)) return undefined; // not VALUE, or not mapped: lock
   if (huge !== isHuge(found.value) && huge) return undefined;
   if (index * PAGE_BYTES >= t.space.objects.size(t.slot)) return undefined; // slow path reports ERANGE
+  if (t.space.device.isPoisoned(blockOfValue(found.value) + (index - found.start))) return undefined; // memoryFailure under way: slow path says EIO
   return viewOf(t.space, found.value, found.start, index, huge);
 }
 
@@ -179,6 +180,8 @@ function installLocked(t: FaultTarget, ref: EntryRef, start: number, index: numb
   if (ref.state === 'poisoned' && !write) throw new DaxError('EIO', `${what}: page is poisoned (memory failure); rewrite it to recover`);
   if (ref.state === 'empty' && !write) return zeroView(hugeView);
   if (ref.state === 'value' && !write) {
+    // The block is quarantined before its entry is marked (rmap.ts): the bytes are already gone.
+    if (device.isPoisoned(blockOfValue(ref.value) + (index - start))) throw new DaxError('EIO', `${what}: block ${blockOfValue(ref.value) + (index - start)} is poisoned (memory failure); rewrite the page to recover`);
     if (!isMapped(ref.value)) replace(tree, ref, ref.value + 1);
     return viewOf(space, ref.value, start, index, hugeView);
   }

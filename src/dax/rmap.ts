@@ -8,11 +8,12 @@
  * blocking); re-check the locked entry still points at that block; if not, unlock and retry
  * (the block moved: truncated, rewritten) — null once the block is no object's page.
  *
- * memoryFailure: with the entry locked, mark it POISONED (DIRTY/TOWRITE cleared: the data is
- * gone), poison the device block (quarantined, never reused), unlock (waiters wake and see
- * POISONED: EIO). Later reads of the page fail with EIO until a write fault rewrites it.
+ * memoryFailure: poison the device block first (quarantined, never reused; readers check
+ * it), then with the entry locked mark it POISONED (DIRTY/TOWRITE cleared: the data is
+ * gone), unlock (waiters wake and see POISONED: EIO). Later reads of the page fail with EIO until a write fault rewrites it.
  */
 import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
 import { clearTagLocked, replace, tryGrab, unlock, waitUnlocked, type EntryRef } from '../index/entry-lock.js';
 import { DIRTY, TOWRITE } from '../index/entry-word.js';
 import { W_ENTRY } from '../index/nodes.js';
@@ -58,9 +59,15 @@ export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
         },
       };
     }
-    unlock(tree, ref);
+    // Re-read the record while still holding the entry: a record names (object, index) only
+    // while that entry's lock holder publishes or unpublishes it, so under our lock it is
+    // stable. Read after unlocking (as before), a block freed and re-published to the same
+    // page in between gave a stale null for an owned block.
     const now = space.epoch.guard(() => device.ownerOf(block));
-    if (now.ownerId === owner.ownerId && now.index === owner.index && now.head === owner.head) return null; // the record did not move: no entry maps it
+    unlock(tree, ref);
+    const moved = now.ownerId !== owner.ownerId || now.index !== owner.index || now.head !== owner.head;
+    assert(moved || !sameKey(ref.key, key) || ref.state === 'empty', () => `rmap(${deviceOffset}): block ${head} is owned by object ${owner.ownerId} page ${owner.index} but its locked entry maps block ${blockOfValue(ref.value)}`);
+    if (!moved) return null; // owned by (object, index) but no entry maps it yet: recovery-time only
   }
   throw new DaxError('EBUSY', `rmap(${deviceOffset}): block ${block} kept moving after ${MAX_RETRIES} attempts`);
 }
@@ -68,19 +75,19 @@ export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
 export function memoryFailure(space: DaxSpace, deviceOffset: number): MemoryFailureEvent {
   const { device, tree } = space;
   const block = device.blockAt(deviceOffset);
+  // Quarantine first: from here on no allocation hands the block out, and read()/fault()
+  // see it poisoned (EIO) even before the entry is marked. Poisoning after a null rmap
+  // instead let a fault allocate the then-free block in between: a live page on a bad
+  // block whose entry was never marked.
+  if (!device.isPoisoned(block)) Atomics.add(space.counters, ST_POISONED, 1); // a count for stats only
+  device.poison(block);
   const r = rmap(space, deviceOffset);
-  if (r === null) {
-    device.poison(block);
-    Atomics.add(space.counters, ST_POISONED, 1);
-    return { deviceOffset, block, objectId: null, index: null };
-  }
+  if (r === null) return { deviceOffset, block, objectId: null, index: null };
   try {
     const e = Atomics.load(tree.arena.i32, r.ref.leaf + W_ENTRY);
     if ((e & DIRTY) !== 0) clearTagLocked(tree, r.ref, 'dirty');
     if ((e & TOWRITE) !== 0) clearTagLocked(tree, r.ref, 'towrite');
     if (r.ref.state !== 'poisoned') replace(tree, r.ref, r.ref.value - (r.ref.value & 1), 'poisoned');
-    device.poison(block);
-    Atomics.add(space.counters, ST_POISONED, 1);
   } finally {
     r.release();
   }

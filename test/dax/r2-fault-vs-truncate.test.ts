@@ -3,6 +3,7 @@
  * past the new size. Worker A faults page 7 and pauses inside the window (after the size
  * check, before the install); worker B truncates to one page meanwhile. With the protocol
  * (invalidate lock shared + size re-check under it) B waits for A, then removes page 7.
+ * A's window closes when B is seen waiting (WRITER_PENDING) or B returned, never on a clock.
  * DAXSTORE_TEST_BREAK=dax-fault-no-recheck (size checked once, no lock) must go red.
  */
 import { describe, expect, it } from 'vitest';
@@ -31,11 +32,13 @@ async function scenario(breakName?: string): Promise<{ entriesPastSize: number; 
 describe('R2 fault vs truncate', () => {
   it('a fault never installs a block past a concurrent truncate', async () => {
     const r = await scenario();
-    expect(r).toEqual({ entriesPastSize: 0, ownedPastSize: 0, fault: 'ok' });
+    // 'blocked': the fault's window closed because truncate was seen waiting for the invalidate lock.
+    expect(r).toEqual({ entriesPastSize: 0, ownedPastSize: 0, fault: 'blocked' });
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-fault-no-recheck', async () => {
     const r = await scenario('dax-fault-no-recheck');
+    expect(r.fault).toBe('done'); // truncate ran to completion inside the window
     expect(r.entriesPastSize + r.ownedPastSize).toBeGreaterThan(0);
   });
 });

@@ -1,0 +1,275 @@
+/**
+ * Worker for the multi-worker DAX churn tests (R3, R5, R6, memory failure). Attaches the
+ * space and plays one role until the main thread sets control[STOP]; posts a result object.
+ *
+ * Control words (Int32Array over job.control):
+ *   [0] STOP       set by the main thread: every looping role finishes its current step
+ *   [1] READY      each role adds 1 once it is attached and about to loop
+ *   [2..] roles' own words (dax-churn-layout.ts): r5 stamps[p]; mf lastWrite[p], then poisoned[p]
+ */
+import { workerData, parentPort } from 'node:worker_threads';
+import { DaxSpace, type DaxSpaceHandle } from '../../src/dax/space.js';
+import { DaxObject } from '../../src/dax/object.js';
+import { blockOfValue, pageKey, sameKey } from '../../src/dax/layout.js';
+import { mulberry32 } from '../../src/device/sim-media.js';
+import { DELETED, LOCKED, STATE_POISONED, STATE_VALUE, ownerOf, stateOf } from '../../src/index/entry-word.js';
+import { W_ENTRY, W_VALUE_HI, W_VALUE_LO } from '../../src/index/nodes.js';
+import { READY, ROLE_BASE, STOP, fillByte } from './dax-churn-layout.js';
+
+const MF_BASE = ROLE_BASE;
+
+interface ChurnJob {
+  handle: DaxSpaceHandle;
+  control: SharedArrayBuffer;
+  role: string;
+  objectId: number;
+  pages: number;
+  seed: number;
+  /** role-specific: first page this role may write (mf-writer), other object id (r6-truncate) */
+  from?: number;
+  to?: number;
+  otherId?: number;
+}
+
+const PAGE = 4096;
+const job = workerData as ChurnJob;
+const c = new Int32Array(job.control);
+const space = DaxSpace.attach(job.handle);
+const rand = mulberry32(job.seed);
+const int = (n: number): number => Math.floor(rand() * n);
+const stopped = (): boolean => Atomics.load(c, STOP) !== 0;
+
+function codeOf(e: unknown): string {
+  return (e as { code?: string }).code ?? String(e);
+}
+
+/** Runs fn; an expected race outcome (size shrunk meanwhile, page poisoned) is counted, anything else rethrown. */
+function tolerate(fn: () => void, expected: readonly string[], counts: Record<string, number>): void {
+  try {
+    fn();
+  } catch (e) {
+    const code = codeOf(e);
+    if (!expected.includes(code)) throw e;
+    counts[code] = (counts[code] ?? 0) + 1;
+  }
+}
+
+function pageOf(byte: number): Uint8Array {
+  return new Uint8Array(PAGE).fill(byte);
+}
+
+/** R3: fault, write, punch and truncate pages of one object at random. */
+function r3Churn(obj: DaxObject): unknown {
+  const counts: Record<string, number> = { ops: 0 };
+  const full = job.pages * PAGE;
+  while (!stopped()) {
+    const p = int(job.pages);
+    const kind = int(4);
+    tolerate(() => {
+      if (kind === 0) obj.write(p * PAGE, pageOf(1 + int(250)));
+      else if (kind === 1) obj.punchHole(p * PAGE, PAGE);
+      else if (kind === 2) {
+        obj.truncate(int(job.pages) * PAGE);
+        obj.truncate(full);
+      } else space.read(() => { obj.fault(p, { write: true })[int(PAGE)] = 7; });
+    }, ['ERANGE', 'ENOSPC'], counts); // ENOSPC: limbo can hold many blocks while a pinned thread is descheduled
+    counts['ops']++;
+    if (counts['ops'] % 64 === 0) space.collect();
+  }
+  return counts;
+}
+
+/** R3: rmap every block seen owned by the object; check the answer under the lock it returns. */
+function r3Rmap(): unknown {
+  const { device, tree } = space;
+  const i32 = tree.arena.i32;
+  let rmaps = 0;
+  let found = 0;
+  let nulls = 0;
+  const violations: string[] = [];
+  while (!stopped() && violations.length < 5) {
+    for (let b = 0; b < device.dataBlocks && violations.length < 5; b++) {
+      const seen = device.ownerOf(b);
+      if (seen.ownerId !== job.objectId || seen.state !== 'owned') continue;
+      rmaps++;
+      const r = space.rmap(device.blockOffset(b));
+      if (r === null) {
+        nulls++;
+        continue;
+      }
+      found++;
+      try {
+        const e = Atomics.load(i32, r.ref.leaf + W_ENTRY);
+        const value = (i32[r.ref.leaf + W_VALUE_HI] & 0xffff) * 2 ** 32 + (i32[r.ref.leaf + W_VALUE_LO] >>> 0);
+        const now = device.ownerOf(b);
+        const st = stateOf(e);
+        const problem =
+          !sameKey(r.ref.key, pageKey(r.objectId, r.index)) ? 'returned ref is not the entry of (object, index)'
+          : (e & LOCKED) === 0 || (e & DELETED) !== 0 || ownerOf(e) !== tree.threadId ? 'entry not locked by this thread'
+          : st !== STATE_VALUE && st !== STATE_POISONED ? `entry state ${st} (not a mapped page)`
+          : blockOfValue(value) !== r.block ? `entry maps block ${blockOfValue(value)}`
+          : now.ownerId !== r.objectId || now.index !== r.index ? `owner table now says object ${now.ownerId} page ${now.index}`
+          : undefined;
+        if (problem !== undefined) violations.push(`rmap(block ${b}) -> object ${r.objectId} page ${r.index} block ${r.block}: ${problem}`);
+      } finally {
+        r.release();
+      }
+    }
+  }
+  return { rmaps, found, nulls, violations };
+}
+
+/** R5: dirty pages through write faults, stamping each page with its round. */
+function r5Writer(obj: DaxObject): unknown {
+  const stamps = new Int32Array(job.control, 4 * MF_BASE, job.pages);
+  let round = 0;
+  while (!stopped()) {
+    round++;
+    for (let p = 0; p < job.pages; p++) {
+      const view = obj.fault(p, { write: true });
+      new DataView(view.buffer, view.byteOffset, 8).setInt32(0, round, true);
+      Atomics.store(stamps, p, round);
+    }
+  }
+  return { rounds: round };
+}
+
+/** R5: invalidate the whole object over and over. */
+function r5Invalidate(obj: DaxObject): unknown {
+  let calls = 0;
+  let dropped = 0;
+  let busy = 0;
+  while (!stopped()) {
+    const r = obj.invalidate();
+    calls++;
+    dropped += r.dropped;
+    busy += r.busy;
+  }
+  return { calls, dropped, busy };
+}
+
+/**
+ * R6: pinned readers. Inside space.read(), fault a page and check its bytes for a while: a
+ * page of object A holds only 0 (freshly allocated) or A's fill bytes (0xa0..0xaf); any
+ * other byte means the block was freed and handed to object B while the view was pinned.
+ */
+function r6Reader(obj: DaxObject): unknown {
+  let views = 0;
+  let holes = 0;
+  const violations: string[] = [];
+  const media = space.device.media;
+  while (!stopped() && violations.length < 5) {
+    const p = int(job.pages);
+    space.read(() => {
+      let view: Uint8Array;
+      try {
+        view = obj.fault(p);
+      } catch (e) {
+        if (codeOf(e) === 'ERANGE') return;
+        throw e;
+      }
+      if (view.buffer !== media.buffer) {
+        holes++;
+        return;
+      }
+      views++;
+      for (let pass = 0; pass < 8; pass++) {
+        for (let i = 0; i < PAGE; i += 64) {
+          const v = view[i];
+          if (v !== 0 && (v & 0xf0) !== 0xa0) {
+            violations.push(`page ${p} (device offset ${view.byteOffset}) byte ${i} = ${v} while pinned`);
+            return;
+          }
+        }
+      }
+    });
+  }
+  return { views, holes, violations };
+}
+
+/** R6: truncate A to nothing and write it back; write B (0xb0..) over the freed space. */
+function r6Truncate(obj: DaxObject): unknown {
+  const other = space.object(job.otherId!);
+  let rounds = 0;
+  const counts: Record<string, number> = {};
+  while (!stopped()) {
+    rounds++;
+    obj.truncate(0);
+    obj.truncate(job.pages * PAGE);
+    for (let p = 0; p < job.pages; p++) obj.write(p * PAGE, pageOf(0xa0 | (rounds & 0xf)));
+    for (let p = 0; p < other.size / PAGE; p++) tolerate(() => other.write(p * PAGE, pageOf(0xb0 | (rounds & 0xf))), ['ENOSPC'], counts);
+    other.truncate(0);
+    other.truncate(job.to! * PAGE);
+    if (rounds % 4 === 0) space.collect();
+  }
+  return { rounds, ...counts };
+}
+
+/** Memory failure: write pages [from, to) with (page, round) fill bytes; lastWrite[p] records the byte once write() returned. */
+function mfWriter(obj: DaxObject): unknown {
+  const last = new Int32Array(job.control, 4 * MF_BASE, job.pages);
+  let writes = 0;
+  while (!stopped()) {
+    const p = job.from! + int(job.to! - job.from!);
+    const byte = fillByte(p, 1 + int(15));
+    obj.write(p * PAGE, pageOf(byte));
+    Atomics.store(last, p, byte);
+    writes++;
+  }
+  return { writes };
+}
+
+/**
+ * Memory failure: read random pages (read() and fault views). A page flagged poisoned before
+ * the read started must give EIO, never bytes; bytes must be 0 (a fresh block before its
+ * first write lands) or page p's fill bytes.
+ */
+function mfReader(obj: DaxObject): unknown {
+  const poisoned = new Int32Array(job.control, 4 * (MF_BASE + job.pages), job.pages);
+  let reads = 0;
+  let eio = 0;
+  const violations: string[] = [];
+  const good = (p: number, v: number): boolean => v === 0 || (v & 0xf) === (p & 0xf);
+  while (!stopped() && violations.length < 5) {
+    const p = int(job.pages);
+    const flagged = Atomics.load(poisoned, p) === 1; // only read-only pages are ever flagged
+    const viaFault = int(2) === 0;
+    try {
+      const bytes = viaFault ? space.read(() => obj.fault(p).slice()) : obj.read(p * PAGE, PAGE);
+      reads++;
+      if (flagged) violations.push(`page ${p}: poisoned before the read, got bytes (${viaFault ? 'fault' : 'read'})`);
+      for (let i = 0; i < PAGE; i += 256) if (!good(p, bytes[i])) {
+        violations.push(`page ${p} byte ${i} = ${bytes[i]}`);
+        break;
+      }
+    } catch (e) {
+      if (codeOf(e) !== 'EIO') throw e;
+      eio++;
+    }
+  }
+  return { reads, eio, violations };
+}
+
+const roles: Record<string, (obj: DaxObject) => unknown> = {
+  'r3-churn': r3Churn,
+  'r3-rmap': () => r3Rmap(),
+  'r5-writer': r5Writer,
+  'r5-invalidate': r5Invalidate,
+  'r6-reader': r6Reader,
+  'r6-truncate': r6Truncate,
+  'mf-writer': mfWriter,
+  'mf-reader': mfReader,
+};
+
+let result: unknown;
+try {
+  const play = roles[job.role];
+  if (play === undefined) throw new Error(`unknown role ${job.role}`);
+  const obj = space.object(job.objectId);
+  Atomics.add(c, READY, 1);
+  result = play(obj);
+} catch (e) {
+  result = { error: `${codeOf(e)}: ${(e as Error).stack ?? String(e)}` };
+}
+space.close();
+parentPort!.postMessage(result);
