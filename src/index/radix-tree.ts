@@ -968,7 +968,12 @@ export class RadixTree {
     }
     const visit = this.visitFn;
     if (visit !== undefined) {
-      const v = this.readValuePinned(leaf);
+      // Seqlock read reusing `e` (loaded above, header already checked by the caller).
+      let v: number;
+      const lo = Atomics.load(i32, leaf + W_VALUE_LO);
+      const hi = Atomics.load(i32, leaf + W_VALUE_HI);
+      if ((e & SEQ_ONE) === 0 && ((Atomics.load(i32, leaf + W_ENTRY) ^ e) & SEQ_MASK) === 0) v = (hi & 0xffff) * TWO_32 + (lo >>> 0);
+      else v = this.readValuePinned(leaf);
       if (v < 0) return true;
       this.visitSeen++;
       this.lastVisited = leaf;
