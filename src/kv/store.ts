@@ -49,6 +49,7 @@ import {
 } from './layout.js';
 import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
 import { SegmentWriter } from './segment-writer.js';
+import { kvBreak } from './test-break.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
 import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, valueLengthOf, type Key, type Value } from './keys.js';
 
@@ -235,9 +236,10 @@ export class KvStore {
     let done = false;
     try {
       writeEntry(this.views, entryAt, ENTRY_PUT, k, value, valueLength); // R4: copy before the lock
+      const early = kvBreak('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 50) : 0;
       const ref = grab(this.space.tree, k);
       try {
-        setEntrySequence(this.views, entryAt, this.nextSequence());
+        setEntrySequence(this.views, entryAt, early || this.nextSequence());
         this.writer.seal(at, KIND_PUT, 1, total);
         this.commitWrite();
         this.publishPutLocked(ref, entryAt);
@@ -577,6 +579,13 @@ function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
   if (hi[1]) b.lte = hi[0];
   else b.lt = hi[0];
   return b;
+}
+
+/** Busy-waits (test switch only: widens the window a preemption would open); returns 0. */
+function spinMicros(us: number): number {
+  const end = performance.now() + us / 1000;
+  while (performance.now() < end);
+  return 0;
 }
 
 function checkDurability(d: unknown): Durability {

@@ -5,10 +5,11 @@
  *
  *   kv-skip-drain      'sync' puts flush but never fence: acknowledged writes may be lost
  *   kv-skip-checksum   recovery accepts records whose checksum does not match (torn records)
- *   kv-publish-first   the index is updated before the record is sealed and committed
- *                      (readers can see a value that a crash then loses)
+ *   kv-seq-before-lock put takes its sequence before the entry lock, so the log order of
+ *                      two puts of one key can disagree with the order they were published
+ *                      (it then spins 0..50 us at random, standing in for a preemption in that window)
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-publish-first';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
