@@ -32,6 +32,7 @@ interface ChurnJob {
 }
 
 const PAGE = 4096;
+const HOLD_MS = 3;
 const job = workerData as ChurnJob;
 const c = new Int32Array(job.control);
 const space = DaxSpace.attach(job.handle);
@@ -173,7 +174,8 @@ function r6Reader(obj: DaxObject): unknown {
         return;
       }
       views++;
-      for (let pass = 0; pass < 8; pass++) {
+      // Hold the view for a while: long enough for the truncating worker to free and reallocate.
+      for (const until = performance.now() + HOLD_MS; performance.now() < until; ) {
         for (let i = 0; i < PAGE; i += 64) {
           const v = view[i];
           if (v !== 0 && (v & 0xf0) !== 0xa0) {
@@ -196,7 +198,7 @@ function r6Truncate(obj: DaxObject): unknown {
     rounds++;
     obj.truncate(0);
     obj.truncate(job.pages * PAGE);
-    for (let p = 0; p < job.pages; p++) obj.write(p * PAGE, pageOf(0xa0 | (rounds & 0xf)));
+    for (let p = 0; p < job.pages; p++) tolerate(() => obj.write(p * PAGE, pageOf(0xa0 | (rounds & 0xf))), ['ENOSPC'], counts);
     for (let p = 0; p < other.size / PAGE; p++) tolerate(() => other.write(p * PAGE, pageOf(0xb0 | (rounds & 0xf))), ['ENOSPC'], counts);
     other.truncate(0);
     other.truncate(job.to! * PAGE);

@@ -1,0 +1,53 @@
+/**
+ * R6 with real workers: two reader workers, pinned (space.read), hold zero-copy views of
+ * object A's pages for a few milliseconds each and check every byte belongs to A (0 for a
+ * freshly zeroed block, else A's fill 0xa0..0xaf); a third worker meanwhile truncates A to
+ * nothing, writes it again and fills object B (0xb0..0xbf) over the freed space, so freed
+ * blocks are quickly handed out again. A byte of B in a pinned view of A means the block
+ * was freed under a reader.
+ * DAXSTORE_TEST_BREAK=dax-free-now (removed blocks freed at once, not through the epoch)
+ * must go red.
+ */
+import { describe, expect, it } from 'vitest';
+import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { sleepMs, startChurn } from './churn-harness.js';
+
+const PAGES = 8;
+const OTHER_PAGES = 96;
+const FILE = 'test/dax/r6-views-workers.test.ts';
+
+interface ReaderResult { views: number; holes: number; violations: string[] }
+
+async function scenario(seed: number, breakName?: 'dax-free-now'): Promise<ReaderResult[]> {
+  const { space } = simSpace(4 * MIB); // ~500 data blocks: the allocator wraps onto freed blocks every few rounds
+  space.object(60, { create: true, size: PAGES * 4096 });
+  space.object(61, { create: true, size: OTHER_PAGES * 4096 });
+  const churn = startChurn(space, PAGES, seed, [
+    { role: 'r6-reader', objectId: 60 },
+    { role: 'r6-reader', objectId: 60 },
+    { role: 'r6-truncate', objectId: 60, otherId: 61, to: OTHER_PAGES },
+  ], breakName);
+  await churn.ready();
+  await sleepMs(1200);
+  const results = await churn.stop();
+  for (const x of results) expect(x, replayHint(seed, FILE)).not.toHaveProperty('error');
+  expect((results[2] as { rounds: number }).rounds).toBeGreaterThan(3);
+  if (breakName === undefined) expectBaseline(space);
+  space.close();
+  return results.slice(0, 2) as ReaderResult[];
+}
+
+describe('R6 pinned views in workers outlive a truncating worker', () => {
+  it('a pinned reader never sees its block freed and reused', async () => {
+    const seed = seedFromEnv();
+    const readers = await scenario(seed);
+    expect(readers.flatMap((r) => r.violations), replayHint(seed, FILE)).toEqual([]);
+    expect(readers[0].views + readers[1].views).toBeGreaterThan(50);
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=dax-free-now', async () => {
+    const seed = seedFromEnv();
+    const readers = await scenario(seed, 'dax-free-now');
+    expect(readers.flatMap((r) => r.violations).length, replayHint(seed, FILE)).toBeGreaterThan(0);
+  });
+});
