@@ -91,7 +91,7 @@ export function blockWords(i32: Int32Array, node: number): number {
  * Child pointer for branch byte `b`, or 0. Lock-free: child words are read with
  * Atomics.load; the sorted keys are immutable.
  */
-export function findChild(i32: Int32Array, u8: Uint8Array, node: number, hdr: number, body: number, b: number): number {
+export function findChild(i32: Int32Array, u8: Uint8Array, hdr: number, body: number, b: number): number {
   const type = typeOf(hdr);
   if (type === N256) return Atomics.load(i32, body + b);
   if (type === N48) {
@@ -127,7 +127,7 @@ export function findChild(i32: Int32Array, u8: Uint8Array, node: number, hdr: nu
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /** Word index of the child slot for byte `b`, or -1 (writers, under treeLock). */
-export function findChildSlot(i32: Int32Array, u8: Uint8Array, node: number, hdr: number, body: number, b: number): number {
+export function findChildSlot(i32: Int32Array, u8: Uint8Array, hdr: number, body: number, b: number): number {
   const type = typeOf(hdr);
   if (type === N256) return i32[body + b] === 0 ? -1 : body + b;
   if (type === N48) {
