@@ -8,10 +8,10 @@
 import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
-import { deleteLocked, grab, replace, unlock } from '../../src/index/entry-lock.js';
+import { deleteLocked, grab, grabAsync, replace, unlock } from '../../src/index/entry-lock.js';
 import { testKey } from '../workers/index-keys.js';
 import { expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
-import { C_READY } from './tree-helpers.js';
+import { C_READY, C_STOP } from './tree-helpers.js';
 
 const FILE = 'test/index/entry-lock-wakeups.test.ts';
 
@@ -120,6 +120,30 @@ test('unlock hands the baton to ONE exclusive waiter; the rest follow in turn', 
   expect(tree.waitTable.stats().waiting).toBe(2); // no thundering herd
   const results = await Promise.all(runs);
   expect(results.map((r) => r.state)).toEqual(['value', 'value', 'value']);
+  expect(tree.stats().lostWakeups).toBe(0);
+  tree.delete(testKey(0));
+  expectBaseline(tree, epoch);
+});
+
+test('grabAsync on the main thread waits without blocking the event loop and wakes on unlock', async () => {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch);
+  const control = newControl();
+  const holder = startTreeWorker({ mode: 'hold', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: 0, ops: 1, keys: 1 });
+  while (Atomics.load(control, C_READY) < 1) await new Promise((r) => setTimeout(r, 2));
+  let settled = false;
+  const pending = grabAsync(tree, testKey(0)).then((r) => ((settled = true), r!));
+  let ticks = 0;
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(() => r(ticks++), 5));
+  expect([ticks, settled]).toEqual([5, false]); // the loop ran while the grab waited
+  const t0 = performance.now();
+  Atomics.store(control, C_STOP, 1);
+  Atomics.notify(control, C_STOP);
+  const ref = await pending;
+  expect(performance.now() - t0).toBeLessThan(1000);
+  expect([ref.value, ref.state]).toEqual([42, 'value']);
+  unlock(tree, ref);
+  await holder;
   expect(tree.stats().lostWakeups).toBe(0);
   tree.delete(testKey(0));
   expectBaseline(tree, epoch);

@@ -15,7 +15,7 @@ import { deleteLocked, grab, replace, tryGrab, unlock, waitUnlocked } from '../.
 import { testKey } from './index-keys.js';
 
 export interface TreeWorkerData {
-  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked';
+  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold';
   tree: RadixTreeHandle;
   epoch: EpochHandle;
   control: SharedArrayBuffer;
@@ -140,6 +140,16 @@ function grabOnce(): unknown {
   return { ms, state };
 }
 
+/** Hold key 0 until the stop flag is set, then store 42 and unlock. */
+function hold(): unknown {
+  const ref = grab(tree, testKey(0));
+  Atomics.add(control, C_READY, 1);
+  while (Atomics.load(control, C_STOP) === 0) Atomics.wait(control, C_STOP, 0, 50);
+  replace(tree, ref, 42);
+  unlock(tree, ref);
+  return {};
+}
+
 /** Reverse-map style: wait (shared) until the entry is unlocked, without taking it. */
 function waitUnlockedOnce(): unknown {
   Atomics.add(control, C_READY, 1);
@@ -199,7 +209,7 @@ function checkAll(): unknown {
   return { wrong, scanned, arenaBytes: tree.arena.sab.byteLength };
 }
 
-const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer, 'check-all': checkAll, 'wait-unlocked': waitUnlockedOnce };
+const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer, 'check-all': checkAll, 'wait-unlocked': waitUnlockedOnce, hold };
 const result = modes[data.mode]();
 epoch.collect();
 parentPort!.postMessage(result);
