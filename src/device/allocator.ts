@@ -277,7 +277,7 @@ export class Allocator {
         this.control[ENOSPC_AT] = 0;
         throw new DaxError('ENOSPC', `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]} (order ${order})`);
       }
-      const block = order === 0 ? this.findFreeBlockLocked() : this.findFreeExtentLocked();
+      const block = order === 0 ? this.findFreeBlockLocked(!locked) : this.findFreeExtentLocked();
       if (block < 0) throw this.fullError(order);
       return block;
     } finally {
@@ -285,7 +285,12 @@ export class Allocator {
     }
   }
 
-  private findFreeBlockLocked(): number {
+  /**
+   * `widenRaceWindow`: only with the allocator-no-lock test break. Holding the window between
+   * reading a bitmap word and claiming its bit open for ~20 µs makes two unlocked threads
+   * pick the same block on nearly every allocation, so the red run is not left to chance.
+   */
+  private findFreeBlockLocked(widenRaceWindow = false): number {
     if (this.control[FREE_BLOCKS] === 0) return -1;
     const words = this.used.length;
     const start = this.control[CURSOR] >>> 5;
@@ -295,6 +300,7 @@ export class Allocator {
       if (free === 0) continue;
       const bit = 31 - Math.clz32(free & -free);
       const block = w * 32 + bit;
+      if (widenRaceWindow) spinMicroseconds(20);
       this.used[w] |= 1 << bit;
       this.control[FREE_BLOCKS]--;
       this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
@@ -390,4 +396,11 @@ function popcount(x: number): number {
 
 function hex(x: number): string {
   return (x >>> 0).toString(16).padStart(8, '0');
+}
+
+function spinMicroseconds(us: number): void {
+  const end = process.hrtime.bigint() + BigInt(us * 1000);
+  while (process.hrtime.bigint() < end) {
+    // busy: a sleep would let the other thread finish its claim first
+  }
 }

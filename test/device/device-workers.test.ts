@@ -39,8 +39,9 @@ describe('device shared by worker threads', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=allocator-no-lock', async () => {
-    // The unlocked window is a few hundred ns per allocation, so one race of 2 x 3000
-    // operations catches it only sometimes: repeat (each round ~0.5 s) until it shows.
+    // With the break on, the allocator holds its unlocked window open for ~20 µs per
+    // allocation (see findFreeBlockLocked), so round 0 shows it; the extra rounds only
+    // guard against a worker being descheduled for the whole race on a loaded machine.
     let evidence: string | undefined;
     for (let round = 0; round < 12 && evidence === undefined; round++) {
       const { device, replies } = await race('allocator-no-lock');
