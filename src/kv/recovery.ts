@@ -31,11 +31,13 @@ export interface KvRecoveryReport {
   poisonedSegments: number;
   maxSequence: number;
   timeMs: number;
+  /** the segment with the most room after its last valid record (the opener resumes appending there) */
+  resume: { base: number; used: number; nonce: number } | undefined;
 }
 
 export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   const start = performance.now();
-  const report: KvRecoveryReport = { segments: 0, records: 0, entries: 0, keys: 0, droppedRecords: 0, dropped: [], poisonedSegments: 0, maxSequence: 0, timeMs: 0 };
+  const report: KvRecoveryReport = { segments: 0, records: 0, entries: 0, keys: 0, droppedRecords: 0, dropped: [], poisonedSegments: 0, maxSequence: 0, timeMs: 0, resume: undefined };
   const segments: Array<[block: number, nonce: number]> = [];
   space.device.forEachOwned((block, owner, index, order) => {
     if (owner !== OWNER_KV_SEGMENT) return;
@@ -52,21 +54,24 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
 function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number, report: KvRecoveryReport): void {
   const end = base + SEGMENT_BYTES;
   let at = base;
+  const done = (resumable: boolean): void => {
+    if (resumable && (report.resume === undefined || at - base < report.resume.used)) report.resume = { base, used: at - base, nonce };
+  };
   for (;;) {
     if (spansPoison(space, at, Math.min(end, at + RECORD_HEADER_BYTES))) {
       report.poisonedSegments++;
-      return;
+      return done(false);
     }
     const check = checkRecord(v, at, end, nonce);
-    if (check.status === 'end') return;
+    if (check.status === 'end') return done(true);
     if (check.status === 'invalid') {
       report.droppedRecords++;
       if (report.dropped.length < 20) report.dropped.push(`offset ${at}: ${check.reason}`);
-      return;
+      return done(true);
     }
     if (spansPoison(space, at, at + check.totalBytes)) {
       report.poisonedSegments++;
-      return;
+      return done(false);
     }
     report.records++;
     let e = at + RECORD_HEADER_BYTES;

@@ -42,6 +42,7 @@ export class SegmentWriter {
   reserve(bytes: number): number {
     assert(bytes % 8 === 0 && bytes > 0 && bytes <= SEGMENT_BYTES, () => `reserve(${bytes})`);
     if (this.base < 0 || this.used + bytes > SEGMENT_BYTES) this.openSegment();
+    else if (this.tailDirty) this.cleanTail();
     const at = this.base + this.used;
     this.used += bytes;
     return at;
@@ -79,6 +80,35 @@ export class SegmentWriter {
     return this.pendingDrain || (this.base >= 0 && this.used > this.flushedTo);
   }
 
+  /**
+   * Continue appending to a recovered segment after its last valid record. Before the first
+   * append there (reserve), whatever follows in the segment (a torn or dropped tail) is
+   * zeroed and persisted, so the next scan cannot stop at the old tail and lose what is
+   * appended after it. Lazy, so an open that only reads writes nothing.
+   */
+  adopt(base: number, used: number, nonce: number): void {
+    assert(this.base < 0 && used % 8 === 0 && used <= SEGMENT_BYTES, 'adopt: writer already has a segment');
+    this.base = base;
+    this.used = used;
+    this.flushedTo = used;
+    this.nonce = nonce;
+    this.tailDirty = true;
+  }
+
+  private tailDirty = false;
+
+  private cleanTail(): void {
+    this.tailDirty = false;
+    const u32 = this.views.u32;
+    const from = (this.base + this.used) / 4;
+    let last = (this.base + SEGMENT_BYTES) / 4 - 1;
+    while (last >= from && u32[last] === 0) last--;
+    if (last < from) return;
+    const bytes = (last + 1 - from) * 4;
+    this.views.u8.fill(0, this.base + this.used, this.base + this.used + bytes);
+    this.device.media.persist(this.base + this.used, bytes);
+  }
+
   private openSegment(): void {
     const nonce = 1 + Math.floor(Math.random() * MAX_NONCE);
     const block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER);
@@ -87,6 +117,7 @@ export class SegmentWriter {
     this.views.u8.fill(0, offset, offset + SEGMENT_BYTES);
     this.device.media.persist(offset, SEGMENT_BYTES);
     this.base = offset;
+    this.tailDirty = false;
     this.used = 0;
     this.flushedTo = 0;
     this.nonce = nonce;

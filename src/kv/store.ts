@@ -156,6 +156,7 @@ export class KvStore {
       store.seq[SEQUENCE] = BigInt(report.maxSequence);
       store.i32[LIVE_KEYS] = report.keys;
       store.i32[SEGMENTS] = report.segments;
+      if (report.resume !== undefined && report.resume.used <= SEGMENT_BYTES / 2) store.writer.adopt(report.resume.base, report.resume.used, report.resume.nonce);
       return store;
     } catch (e) {
       space.close();
