@@ -1,0 +1,101 @@
+/**
+ * Key-value store vs lmdb (the npm package) in one run, in the same tmpfs directory:
+ * 16-byte random keys, 100-byte values, KV_BENCH_KEYS keys (default 200,000; the issue's
+ * figure is 1,000,000: KV_BENCH_KEYS=1000000). Printed as daxstore/lmdb throughput ratios.
+ *
+ *   npx tsc -p tsconfig.json && node dist/bench/kv.bench.js
+ */
+import { Bench } from 'tinybench';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { open as lmdbOpen } from 'lmdb';
+import { open, type KvStore } from '../src/kv/index.js';
+import { mulberry32 } from '../src/device/sim-media.js';
+
+const KEYS = Number(process.env['KV_BENCH_KEYS'] ?? 200_000);
+const PER_SAMPLE = 1000;
+const VALUE = new Uint8Array(100).fill(7);
+
+function randomKeys(n: number, seed: number): Buffer[] {
+  const rand = mulberry32(seed);
+  return Array.from({ length: n }, () => {
+    const k = Buffer.allocUnsafe(16);
+    for (let i = 0; i < 16; i += 4) k.writeUInt32LE((rand() * 2 ** 32) >>> 0, i);
+    return k;
+  });
+}
+
+function opsPerSec(bench: Bench, name: string, perSample: number): number {
+  const r = bench.getTask(name)?.result;
+  if (r === undefined || !('latency' in r)) throw new Error(`bench task ${name} did not complete`);
+  return (perSample * 1000) / r.latency.mean;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'kv-bench-'));
+  try {
+    const keys = randomKeys(KEYS, 42);
+    const sizeBytes = Math.max(256 * 2 ** 20, Math.ceil((KEYS * 600) / 2 ** 21) * 2 ** 21);
+    let db: KvStore = open(path.join(dir, 'dax-none'), { size: sizeBytes, durability: 'none' });
+    const syncDb = open(path.join(dir, 'dax-sync'), { size: 256 * 2 ** 20, durability: 'sync' });
+    const lm = lmdbOpen({ path: path.join(dir, 'lmdb-nosync'), keyEncoding: 'binary', encoding: 'binary', noSync: true });
+    const lmSync = lmdbOpen({ path: path.join(dir, 'lmdb-sync'), keyEncoding: 'binary', encoding: 'binary' });
+
+    let t = performance.now();
+    for (const k of keys) db.put(k, VALUE);
+    const loadDax = performance.now() - t;
+    t = performance.now();
+    await lm.transaction(() => {
+      for (const k of keys) lm.put(k, VALUE);
+    });
+    const loadLmdb = performance.now() - t;
+
+    let c = 0;
+    let sink = 0;
+    const next = (): Buffer => keys[(c = (c + 7919) % KEYS)];
+    const bench = new Bench({ time: 600, warmup: true });
+    bench
+      .add('dax put none', () => { for (let i = 0; i < PER_SAMPLE; i++) db.put(next(), VALUE); })
+      .add('lmdb putSync noSync', () => { for (let i = 0; i < PER_SAMPLE; i++) lm.putSync(next(), VALUE); })
+      .add('dax put sync', () => { for (let i = 0; i < PER_SAMPLE; i++) syncDb.put(next(), VALUE); })
+      .add('lmdb putSync durable', () => { for (let i = 0; i < PER_SAMPLE; i++) lmSync.putSync(next(), VALUE); })
+      .add('dax get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.get(next())!.length; })
+      .add('lmdb get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += (lm.get(next()) as Buffer).length; })
+      .add('dax getView in read', () => db.read(() => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.getView(next())!.length; }))
+      .add('lmdb getBinaryFast', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += lm.getBinaryFast(next())!.length; })
+      .add('dax range 10k', () => { for (const [, v] of db.range({ gte: next(), limit: 10_000 })) sink += v.length; })
+      .add('lmdb getRange 10k', () => { for (const { value } of lm.getRange({ start: next(), limit: 10_000 })) sink += (value as Buffer).length; });
+    await bench.run();
+
+    const row = (label: string, a: string, b: string, perSample: number, target: string): string => {
+      const x = opsPerSec(bench, a, perSample);
+      const y = opsPerSec(bench, b, perSample);
+      return `${label.padEnd(30)} daxstore ${(x / 1e3).toFixed(0).padStart(7)}k/s   lmdb ${(y / 1e3).toFixed(0).padStart(7)}k/s   ratio ${(x / y).toFixed(2)}x (target ${target})`;
+    };
+    const stats = db.stats();
+    db.close();
+    t = performance.now();
+    db = open(path.join(dir, 'dax-none'), { durability: 'none' });
+    const reopenMs = performance.now() - t;
+    const recovery = db.recovery!;
+    console.log(`key-value store vs lmdb, ${KEYS} keys of 16 B, values 100 B, tmpfs ${dir} (node ${process.version}); persist: ${stats.persistMethod}`);
+    console.log(`load ${KEYS} keys: daxstore ${loadDax.toFixed(0)} ms (puts, 'none'), lmdb ${loadLmdb.toFixed(0)} ms (one transaction)`);
+    console.log(row('random put (none / noSync)', 'dax put none', 'lmdb putSync noSync', PER_SAMPLE, '>= 5x'));
+    console.log(row('durable put (sync)', 'dax put sync', 'lmdb putSync durable', PER_SAMPLE, '>= 5x'));
+    console.log(row('random get (copy)', 'dax get', 'lmdb get', PER_SAMPLE, '>= 2x'));
+    console.log(row('zero-copy get', 'dax getView in read', 'lmdb getBinaryFast', PER_SAMPLE, '>= 1.5x'));
+    console.log(row('ordered scan (entries)', 'dax range 10k', 'lmdb getRange 10k', 10_000, '>= 2x'));
+    console.log(`open + recovery of ${recovery.keys} keys (${recovery.entries} log entries): ${reopenMs.toFixed(0)} ms (scan ${recovery.timeMs.toFixed(0)} ms; target < 1000 ms for 1M keys)`);
+    console.log(`index bytes per key: ${stats.indexBytesPerKey.toFixed(1)} (target < 48); segments ${stats.segments}`);
+    if (sink === -1) console.log(sink);
+    db.close();
+    syncDb.close();
+    await lm.close();
+    await lmSync.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
