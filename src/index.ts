@@ -12,3 +12,25 @@ export { readDevDaxGeometry, type DevDaxGeometry } from './device/sysfs.js';
 export { createSimMedia, attachSimMedia, SimMedia, type CrashSelection } from './device/sim-media.js';
 export { Device, type DeviceHandle, type DeviceStats, type OwnerInfo, type FormatOptions } from './device/device.js';
 export { diffWords, diffAllWords } from './native/diff-words.js';
+
+// index: shared radix tree with entry locks, wait table and epoch reclamation
+export { RadixTree, type RadixTreeHandle, type RadixTreeOptions, type RangeOptions, type EntryInfo, type RangeItem, type TreeStats } from './index/radix-tree.js';
+export {
+  grab,
+  grabAsync,
+  tryGrab,
+  grabIndex,
+  unlock,
+  replace,
+  deleteLocked,
+  setTagLocked,
+  clearTagLocked,
+  waitUnlocked,
+  type EntryRef,
+  type EntryState,
+  type EntryTag,
+  type GrabOptions,
+} from './index/entry-lock.js';
+export { indexKey, keyIndex } from './index/keys.js';
+export { EpochDomain, RETIRE_ARENA_NODE, RETIRE_DEVICE_BLOCK, type EpochHandle } from './index/epoch.js';
+export { WaitTable, waitKey, type WaitTableHandle, type WaitMode, type WaitResult } from './index/wait-table.js';
