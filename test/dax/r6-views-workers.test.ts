@@ -2,9 +2,9 @@
  * R6 with real workers: two reader workers, pinned (space.read), hold zero-copy views of
  * object A's pages for a few milliseconds each and check every byte belongs to A (0 for a
  * freshly zeroed block, else A's fill 0xa0..0xaf); a third worker meanwhile truncates A to
- * nothing, writes it again and fills object B (0xb0..0xbf) over the freed space, so freed
- * blocks are quickly handed out again. A byte of B in a pinned view of A means the block
- * was freed under a reader.
+ * nothing, fills object B (0xb0..0xbf), truncates B and writes A again. A ballast object
+ * leaves only a few blocks free, so B lands on A's freed blocks as soon as they are free.
+ * A byte of B in a pinned view of A means the block was freed under a reader.
  * DAXSTORE_TEST_BREAK=dax-free-now (removed blocks freed at once, not through the epoch)
  * must go red.
  */
@@ -13,15 +13,18 @@ import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helper
 import { sleepMs, startChurn } from './churn-harness.js';
 
 const PAGES = 8;
-const OTHER_PAGES = 96;
+const OTHER_PAGES = 8;
+const SLACK_BLOCKS = 48;
 const FILE = 'test/dax/r6-views-workers.test.ts';
 
 interface ReaderResult { views: number; holes: number; violations: string[] }
 
 async function scenario(seed: number, breakName?: 'dax-free-now'): Promise<ReaderResult[]> {
-  const { space } = simSpace(4 * MIB); // ~500 data blocks: the allocator wraps onto freed blocks every few rounds
+  const { space } = simSpace(4 * MIB);
   space.object(60, { create: true, size: PAGES * 4096 });
   space.object(61, { create: true, size: OTHER_PAGES * 4096 });
+  const ballast = space.object(62, { create: true, size: space.device.dataBlocks * 4096 });
+  for (let p = 0; space.device.stats().freeBlocks > PAGES + OTHER_PAGES + SLACK_BLOCKS; p++) ballast.fault(p, { write: true });
   const churn = startChurn(space, PAGES, seed, [
     { role: 'r6-reader', objectId: 60 },
     { role: 'r6-reader', objectId: 60 },
@@ -34,6 +37,7 @@ async function scenario(seed: number, breakName?: 'dax-free-now'): Promise<Reade
   expect((results[2] as { rounds: number }).rounds).toBeGreaterThan(3);
   if (breakName === undefined) expectBaseline(space);
   space.close();
+  if (process.env["DAX_DEBUG"]) console.log(JSON.stringify(results).slice(0, 400));
   return results.slice(0, 2) as ReaderResult[];
 }
 
@@ -42,7 +46,7 @@ describe('R6 pinned views in workers outlive a truncating worker', () => {
     const seed = seedFromEnv();
     const readers = await scenario(seed);
     expect(readers.flatMap((r) => r.violations), replayHint(seed, FILE)).toEqual([]);
-    expect(readers[0].views + readers[1].views).toBeGreaterThan(50);
+    expect(readers[0].views + readers[1].views).toBeGreaterThan(10); // views of real blocks (not holes) were held
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-free-now', async () => {

@@ -189,20 +189,26 @@ function r6Reader(obj: DaxObject): unknown {
   return { views, holes, violations };
 }
 
-/** R6: truncate A to nothing and write it back; write B (0xb0..) over the freed space. */
+/**
+ * R6: truncate A to nothing, write B over the freed space (the device is nearly full, so
+ * B's blocks are A's old ones unless the epoch holds them), truncate B, write A again.
+ */
 function r6Truncate(obj: DaxObject): unknown {
   const other = space.object(job.otherId!);
   let rounds = 0;
   const counts: Record<string, number> = {};
+  const fill = (o: DaxObject, pages: number, byte: number): void => {
+    for (let p = 0; p < pages; p++) tolerate(() => o.write(p * PAGE, pageOf(byte)), ['ENOSPC'], counts);
+  };
   while (!stopped()) {
     rounds++;
     obj.truncate(0);
     obj.truncate(job.pages * PAGE);
-    for (let p = 0; p < job.pages; p++) tolerate(() => obj.write(p * PAGE, pageOf(0xa0 | (rounds & 0xf))), ['ENOSPC'], counts);
-    for (let p = 0; p < other.size / PAGE; p++) tolerate(() => other.write(p * PAGE, pageOf(0xb0 | (rounds & 0xf))), ['ENOSPC'], counts);
+    fill(other, job.to!, 0xb0 | (rounds & 0xf));
     other.truncate(0);
     other.truncate(job.to! * PAGE);
-    if (rounds % 4 === 0) space.collect();
+    fill(obj, job.pages, 0xa0 | (rounds & 0xf));
+    space.collect();
   }
   return { rounds, ...counts };
 }
