@@ -13,17 +13,17 @@
  *     (already shared by DaxSpace.share) serves both, with ordered scans over [0x01, 0x02).
  *   - Index value of a key: the device byte offset of its live ENTRY (below), < 2^48.
  *
- * Segment (SEGMENT_BYTES): records packed from offset 0, each 8-byte aligned; a header
- * word of 0 (or any record that does not validate) ends the segment.
+ * Segment (SEGMENT_BYTES): records packed from offset 0, each 8-byte aligned; a record
+ * whose first 16 bytes are 0 (or any record that does not validate) ends the segment.
  *
  * Record header (RECORD_HEADER_BYTES = 32, little-endian):
- *   0  u32  magic 0x564b (bits 0..15) | kind (bits 16..23: PUT 1, BATCH 2, PAD 3) | 0
- *   4  u32  totalBytes: header + entries, a multiple of 8, <= SEGMENT_BYTES
- *   8  u32  count: entries that follow
- *   12 u32  nonce low 32 bits
- *   16 u32  nonce high bits (< 2^8)
- *   20 u32  0
- *   24 u64  xxh64 of bytes [0, 24) and [32, totalBytes): the commit of the whole record
+ *   0  u64  xxh64 of bytes [8, totalBytes): the commit of the whole record (one hash call)
+ *   8  u32  magic 0x564b (bits 0..15) | kind (bits 16..23: PUT 1, BATCH 2, PAD 3) | 0
+ *   12 u32  totalBytes: header + entries, a multiple of 8, <= SEGMENT_BYTES
+ *   16 u32  count: entries that follow
+ *   20 u32  nonce low 32 bits
+ *   24 u32  nonce high bits (< 2^8)
+ *   28 u32  0
  * Entry (ENTRY_HEADER_BYTES = 16, then key, value, zero padding to 8):
  *   0  u16  keyLength (1..MAX_KEY_BYTES)
  *   2  u8   op: ENTRY_PUT 1, ENTRY_DEL 2

@@ -32,11 +32,12 @@ import {
 export interface MediaViews {
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
+  readonly u64: BigUint64Array;
   readonly buf: Buffer;
 }
 
 export function mediaViews(buffer: SharedArrayBuffer): MediaViews {
-  return { u8: new Uint8Array(buffer), u32: new Uint32Array(buffer), buf: Buffer.from(buffer) };
+  return { u8: new Uint8Array(buffer), u32: new Uint32Array(buffer), u64: new BigUint64Array(buffer, 0, Math.floor(buffer.byteLength / 8)), buf: Buffer.from(buffer) };
 }
 
 /**
@@ -51,7 +52,8 @@ export function writeEntry(v: MediaViews, at: number, op: number, indexKey: Uint
   v.u32[w + 2] = 0;
   v.u32[w + 3] = 0;
   const keyAt = at + ENTRY_HEADER_BYTES;
-  v.u8.set(indexKey.subarray(1), keyAt);
+  if (keyLength <= 32) for (let i = 0; i < keyLength; i++) v.u8[keyAt + i] = indexKey[i + 1];
+  else v.u8.set(indexKey.subarray(1), keyAt);
   const valueAt = keyAt + keyLength;
   if (typeof value === 'string') v.buf.write(value, valueAt, valueLength, 'utf8');
   else if (value !== undefined) v.u8.set(value, valueAt);
@@ -89,20 +91,17 @@ export function entryValueOffset(v: MediaViews, at: number): number {
 /** Writes the record header and its checksum over [at, at + totalBytes): the record now exists (once durable). */
 export function sealRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
   const w = at / 4;
-  v.u32[w] = RECORD_MAGIC | (kind << 16);
-  v.u32[w + 1] = totalBytes;
-  v.u32[w + 2] = count;
-  v.u32[w + 3] = nonce >>> 0;
-  v.u32[w + 4] = splitHi(nonce);
-  v.u32[w + 5] = 0;
-  const sum = recordChecksum(v, at, totalBytes);
-  v.u32[w + 6] = Number(sum & 0xffff_ffffn);
-  v.u32[w + 7] = Number(sum >> 32n);
+  v.u32[w + 2] = RECORD_MAGIC | (kind << 16);
+  v.u32[w + 3] = totalBytes;
+  v.u32[w + 4] = count;
+  v.u32[w + 5] = nonce >>> 0;
+  v.u32[w + 6] = splitHi(nonce);
+  v.u32[w + 7] = 0;
+  v.u64[at / 8] = recordChecksum(v, at, totalBytes);
 }
 
 function recordChecksum(v: MediaViews, at: number, totalBytes: number): bigint {
-  const head = xxh64(v.u8.subarray(at, at + 24));
-  return xxh64(v.u8.subarray(at + RECORD_HEADER_BYTES, at + totalBytes), head);
+  return xxh64(v.u8.subarray(at + 8, at + totalBytes));
 }
 
 export type RecordCheck =
@@ -114,17 +113,16 @@ export type RecordCheck =
 export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce: number): RecordCheck {
   if (at + RECORD_HEADER_BYTES > segmentEnd) return { status: 'end' };
   const w = at / 4;
-  const word0 = v.u32[w];
-  if (word0 === 0 && v.u32[w + 1] === 0) return { status: 'end' };
+  const word0 = v.u32[w + 2];
+  if (v.u32[w] === 0 && v.u32[w + 1] === 0 && word0 === 0 && v.u32[w + 3] === 0) return { status: 'end' };
   if ((word0 & 0xffff) !== RECORD_MAGIC) return { status: 'invalid', reason: 'bad magic' };
   const kind = (word0 >>> 16) & 0xff;
   if (kind !== KIND_PUT && kind !== KIND_BATCH && kind !== KIND_PAD) return { status: 'invalid', reason: `unknown kind ${kind}` };
-  const totalBytes = v.u32[w + 1];
-  const count = v.u32[w + 2];
+  const totalBytes = v.u32[w + 3];
+  const count = v.u32[w + 4];
   if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd) return { status: 'invalid', reason: `length ${totalBytes}` };
-  if (joinU32(v.u32[w + 4], v.u32[w + 3]) !== nonce) return { status: 'invalid', reason: 'nonce of another segment life' };
-  const sum = recordChecksum(v, at, totalBytes);
-  const sumMatches = v.u32[w + 6] === Number(sum & 0xffff_ffffn) && v.u32[w + 7] === Number(sum >> 32n);
+  if (joinU32(v.u32[w + 6], v.u32[w + 5]) !== nonce) return { status: 'invalid', reason: 'nonce of another segment life' };
+  const sumMatches = v.u64[at / 8] === recordChecksum(v, at, totalBytes);
   if (!sumMatches && !kvBreak('kv-skip-checksum')) return { status: 'invalid', reason: 'checksum mismatch' };
   if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count)) return { status: 'invalid', reason: 'entries overrun the record' };
   return { status: 'ok', kind, count, totalBytes };

@@ -34,6 +34,7 @@ import { assert } from '../assert.js';
 import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
 import type { Media } from '../device/media.js';
 import { openRegion } from '../device/region.js';
+import { BLOCK_BYTES } from '../device/layout.js';
 import { deleteLocked, grab, replace, unlock, type EntryRef } from '../index/entry-lock.js';
 import {
   ENTRY_DEL,
@@ -49,6 +50,7 @@ import {
 } from './layout.js';
 import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
 import { SegmentWriter } from './segment-writer.js';
+import { LEAF_HEADER_WORDS, countOf } from '../index/nodes.js';
 import { kvBreak } from './test-break.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
 import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, valueLengthOf, type Key, type Value } from './keys.js';
@@ -111,6 +113,9 @@ export class KvStore {
   private readonly i32: Int32Array;
   private readonly seq: BigInt64Array;
   private groupTimer: NodeJS.Timeout | undefined;
+  /** Scratch index key for lookups (get/has/getView): no allocation per call; views by length. */
+  private readonly lookupScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
+  private readonly lookupViews: Uint8Array[] = [];
   private isClosed = false;
 
   private constructor(
@@ -179,12 +184,12 @@ export class KvStore {
   /** A copy of the value of `key`, or undefined. EIO when its record is on a poisoned block. */
   get(key: Key): Uint8Array | undefined {
     this.checkOpen('get');
-    const k = indexKeyOf(key, 'get');
+    const k = this.lookupKey(key, 'get');
     const epoch = this.space.epoch;
     epoch.pin();
     try {
       const at = this.space.tree.lookupPinned(k);
-      return at === undefined ? undefined : this.valueSlicePinned(at, 'get').slice();
+      return at === undefined ? undefined : this.valueCopyPinned(at, 'get');
     } finally {
       epoch.unpin();
     }
@@ -194,7 +199,7 @@ export class KvStore {
   getView(key: Key): Uint8Array | undefined {
     this.checkOpen('getView');
     if (!this.space.epoch.isPinned()) throw new DaxError('EINVAL', 'getView: call it inside db.read(() => ...): a view is valid only while the read guard is held');
-    const at = this.space.tree.lookupPinned(indexKeyOf(key, 'getView'));
+    const at = this.space.tree.lookupPinned(this.lookupKey(key, 'getView'));
     return at === undefined ? undefined : this.valueSlicePinned(at, 'getView');
   }
 
@@ -207,15 +212,38 @@ export class KvStore {
 
   has(key: Key): boolean {
     this.checkOpen('has');
-    return this.space.tree.lookup(indexKeyOf(key, 'has')) !== undefined;
+    return this.space.tree.lookup(this.lookupKey(key, 'has')) !== undefined;
+  }
+
+  /** The index key of `key` in this handle's scratch (valid until the next lookupKey call). */
+  private lookupKey(key: Key, op: string): Uint8Array {
+    const scratch = this.lookupScratch;
+    let n: number;
+    if (typeof key === 'string' && key.length <= MAX_KEY_BYTES) n = scratch.write(key, 1, 'utf8');
+    else if (key instanceof Uint8Array && key.length <= MAX_KEY_BYTES) {
+      n = key.length;
+      if (n <= 32) for (let i = 0; i < n; i++) scratch[i + 1] = key[i];
+      else scratch.set(key, 1);
+    } else return indexKeyOf(key, op); // the error path: wrong type or too long
+    if (n === 0 || n > MAX_KEY_BYTES) return indexKeyOf(key, op);
+    scratch[0] = KV_KEY_PREFIX;
+    return (this.lookupViews[n] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, n + 1));
+  }
+
+  /** A copy of the value at entry `at` (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
+  private valueCopyPinned(at: number, op: string): Uint8Array {
+    const view = this.valueSlicePinned(at, op);
+    const out = Buffer.allocUnsafe(view.length);
+    this.views.buf.copy(out, 0, view.byteOffset, view.byteOffset + view.length);
+    return new Uint8Array(out.buffer, out.byteOffset, out.length); // a plain Uint8Array, as documented
   }
 
   private valueSlicePinned(at: number, op: string): Uint8Array {
     const start = entryValueOffset(this.views, at);
     const length = entryValueLength(this.views, at);
     const device = this.space.device;
-    const first = device.blockAt(at);
-    const last = device.blockAt(Math.max(at, start + length - 1));
+    const first = Math.floor((at - device.dataOffset) / BLOCK_BYTES);
+    const last = Math.floor((Math.max(at, start + length - 1) - device.dataOffset) / BLOCK_BYTES);
     for (let b = first; b <= last; b++) {
       if (device.isPoisoned(b)) {
         throw new DaxError('EIO', `${op}: the record of this key at offset ${at} is on poisoned block ${b}; overwrite or delete the key to clear it`);
@@ -437,8 +465,8 @@ export class KvStore {
       tree.epoch.pin();
       try {
         tree.scanPinned(bounds, (at, leaf) => {
-          const key = tree.leafKey(leaf);
-          items.push([key.subarray(1), this.valueSlicePinned(at, 'range').slice()]);
+          const key = this.leafKeyCopy(leaf);
+          items.push([new Uint8Array(key.buffer, key.byteOffset + 1, key.length - 1), this.valueCopyPinned(at, 'range')]);
           lastKey = key;
           return items.length < want;
         });
@@ -450,6 +478,19 @@ export class KvStore {
       if (items.length < want || lastKey === undefined) return;
       bounds = bounds.reverse ? { ...bounds, lt: lastKey, lte: undefined } : { ...bounds, gt: lastKey, gte: undefined };
     }
+  }
+
+  private arenaBuf: Buffer | undefined;
+
+  /** Copy of a leaf's index key through Buffer.copy (the arena may have grown: re-wrap then). Caller pinned. */
+  private leafKeyCopy(leaf: number): Buffer {
+    const u8 = this.space.tree.arena.u8;
+    if (this.arenaBuf?.buffer !== u8.buffer) this.arenaBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+    const len = countOf(this.space.tree.arena.i32[leaf]);
+    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    const out = Buffer.allocUnsafe(len);
+    this.arenaBuf.copy(out, 0, kb, kb + len);
+    return out;
   }
 
   private scanKeys(bounds: Bounds, max: number): Uint8Array[] {
