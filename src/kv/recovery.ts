@@ -17,6 +17,7 @@ import type { DaxSpace } from '../dax/space.js';
 import { ENTRY_DEL, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER, entryBytes } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
+import { grab, replace, unlock } from '../index/entry-lock.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -93,15 +94,26 @@ function spansPoison(space: DaxSpace, from: number, to: number): boolean {
   return false;
 }
 
-/** Newest entry wins; a DEL is kept as a ZERO-state tombstone until every segment was scanned. */
+const scratch = new Uint8Array(1 + 1024);
+const scratchViews: Uint8Array[] = [];
+
+/**
+ * Newest entry wins; a DEL is kept as a ZERO-state tombstone until every segment was scanned.
+ * One grab per entry (it creates the placeholder when absent); the key may live in a scratch
+ * buffer because the tree copies it into the leaf and nothing keeps the ref after unlock.
+ */
 function applyEntry(space: DaxSpace, v: MediaViews, at: number): void {
   const keyLength = entryKeyLength(v, at);
-  const key = new Uint8Array(keyLength + 1);
-  key[0] = KV_KEY_PREFIX;
-  key.set(v.u8.subarray(at + 16, at + 16 + keyLength), 1);
-  const existing = space.tree.lookup(key);
-  if (existing !== undefined && entrySequence(v, existing) >= entrySequence(v, at)) return;
-  space.tree.insert(key, at, { state: entryOp(v, at) === ENTRY_DEL ? 'zero' : 'value' });
+  scratch[0] = KV_KEY_PREFIX;
+  for (let i = 0; i < keyLength; i++) scratch[i + 1] = v.u8[at + 16 + i];
+  const key = (scratchViews[keyLength] ??= scratch.subarray(0, keyLength + 1));
+  const ref = grab(space.tree, key);
+  try {
+    if (ref.state !== 'empty' && entrySequence(v, ref.value) >= entrySequence(v, at)) return;
+    replace(space.tree, ref, at, entryOp(v, at) === ENTRY_DEL ? 'zero' : 'value');
+  } finally {
+    unlock(space.tree, ref);
+  }
 }
 
 function dropTombstones(space: DaxSpace): number {
