@@ -30,7 +30,7 @@ const HUGE_PAGES = 512;
 const GIB = 1024 ** 3;
 const WORKING_BYTES = Math.round(Number(process.env['DAX_BENCH_GIB'] ?? '1') * GIB / (2 * 1024 * 1024)) * 2 * 1024 * 1024;
 const PAGES = WORKING_BYTES / KIB4;
-const SPACE_BYTES = WORKING_BYTES + Math.max(200 * 1024 * 1024, WORKING_BYTES / 5);
+const SPACE_BYTES = WORKING_BYTES + Math.ceil(Math.max(200 * 1024 * 1024, WORKING_BYTES / 5) / (2 * 1024 * 1024)) * 2 * 1024 * 1024;
 
 const CONTENTION_PAGES = 4096;
 const CONTENTION_MS = 1500;
@@ -234,8 +234,9 @@ async function contentionBench(space: DaxSpace): Promise<void> {
 
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync('/dev/shm/daxstore-dax-bench-');
-  const space = DaxSpace.open(path.join(dir, 'space'), { size: SPACE_BYTES });
+  let space: DaxSpace | undefined;
   try {
+    space = DaxSpace.open(path.join(dir, 'space'), { size: SPACE_BYTES });
     console.log(`dax bench: ${space.device.stats().mediaKind} space of ${(SPACE_BYTES / GIB).toFixed(2)} GiB on ${dir}, node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}`);
     await faultInBench(space);
     await writebackBench(space, false);
@@ -245,7 +246,7 @@ async function main(): Promise<void> {
     const audit = space.device.audit();
     if (audit.length > 0) throw new Error(`device audit after the bench: ${audit.join('; ')}`);
   } finally {
-    space.close();
+    space?.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
