@@ -485,7 +485,7 @@ export class KvStore {
   /** Copy of a leaf's index key through Buffer.copy (the arena may have grown: re-wrap then). Caller pinned. */
   private leafKeyCopy(leaf: number): Buffer {
     const u8 = this.space.tree.arena.u8;
-    if (this.arenaBuf?.buffer !== u8.buffer) this.arenaBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+    if (this.arenaBuf === undefined || this.arenaBuf.buffer !== u8.buffer || this.arenaBuf.length !== u8.byteLength) this.arenaBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
     const len = countOf(this.space.tree.arena.i32[leaf]);
     const kb = (leaf + LEAF_HEADER_WORDS) << 2;
     const out = Buffer.allocUnsafe(len);
