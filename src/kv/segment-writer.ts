@@ -32,11 +32,37 @@ export class SegmentWriter {
   private nonce = 0;
   private pendingDrain = false;
 
+  /** Slot of this writer in the shared open-segment table (-1 until it first opens or adopts one). */
+  private slot = -1;
+
+  /**
+   * openTable: Int32 per writer slot, 0 = free, else 1 + head block of the segment that writer
+   * appends to. Compaction never touches a segment listed there.
+   */
   constructor(
     private readonly device: Device,
     private readonly views: MediaViews,
     private readonly onSegmentOpened: () => void,
+    private readonly openTable: Int32Array,
   ) {}
+
+  /** Head block of the segment this writer appends to, or -1. */
+  get currentBlock(): number {
+    return this.base < 0 ? -1 : this.device.blockAt(this.base);
+  }
+
+  private announce(block: number): void {
+    if (this.slot < 0) {
+      for (let i = 0; i < this.openTable.length && this.slot < 0; i++) if (Atomics.compareExchange(this.openTable, i, 0, block + 1) === 0) this.slot = i;
+      assert(this.slot >= 0, 'more than 256 key-value writers at once');
+    } else Atomics.store(this.openTable, this.slot, block + 1);
+  }
+
+  /** Leaves the open-segment table (close): the segment may then be compacted. */
+  release(): void {
+    if (this.slot >= 0) Atomics.store(this.openTable, this.slot, 0);
+    this.slot = -1;
+  }
 
   /** Device offset of `bytes` (multiple of 8) of fresh record space; allocates a segment when needed (ENOSPC changes nothing). */
   reserve(bytes: number): number {
@@ -93,6 +119,7 @@ export class SegmentWriter {
     this.flushedTo = used;
     this.nonce = nonce;
     this.tailDirty = true;
+    this.announce(this.device.blockAt(base));
   }
 
   private tailDirty = false;
@@ -113,6 +140,7 @@ export class SegmentWriter {
     const nonce = 1 + Math.floor(Math.random() * MAX_NONCE);
     const block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER);
     this.commit(); // the old segment's tail first: a thread's records become durable in order
+    this.announce(block); // before anything is written: compaction must never pick it
     const offset = this.device.blockOffset(block);
     this.views.u8.fill(0, offset, offset + SEGMENT_BYTES);
     this.device.media.persist(offset, SEGMENT_BYTES);

@@ -52,6 +52,7 @@ import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, write
 import { SegmentWriter } from './segment-writer.js';
 import { LEAF_HEADER_WORDS, countOf } from '../index/nodes.js';
 import { kvBreak } from './test-break.js';
+import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
 import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, valueLengthOf, type Key, type Value } from './keys.js';
 
@@ -101,7 +102,9 @@ const DEAD = 4;
 const PUTS = 5;
 const DELETES = 6;
 const BATCHES = 7;
-const SHARED_BYTES = 64;
+const OPEN_TABLE_OFFSET = 64; // Int32[MAX_WRITERS]: segment-writer.ts open-segment table
+const MAX_WRITERS = 256;
+const SHARED_BYTES = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS;
 const GROUP_COMMIT_MS = 2;
 const SCAN_BATCH = 128;
 const LOWEST = Uint8Array.of(KV_KEY_PREFIX);
@@ -111,6 +114,7 @@ export class KvStore {
   private readonly views: MediaViews;
   private readonly writer: SegmentWriter;
   private readonly i32: Int32Array;
+  private readonly openTable: Int32Array;
   private readonly seq: BigInt64Array;
   private groupTimer: NodeJS.Timeout | undefined;
   /** Scratch index key for lookups (get/has/getView): no allocation per call; views by length. */
@@ -128,7 +132,8 @@ export class KvStore {
     this.views = mediaViews(space.device.media.buffer);
     this.i32 = new Int32Array(shared);
     this.seq = new BigInt64Array(shared, 0, 1);
-    this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1));
+    this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, MAX_WRITERS);
+    this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1), this.openTable);
   }
 
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
@@ -525,10 +530,18 @@ export class KvStore {
     };
   }
 
-  /** Not implemented in this landing: reclaiming dead records needs compaction (see report). */
-  compact(): never {
+  /**
+   * Moves the live entries of segments at most `maxLiveRatio` live (default 0.5) into this
+   * handle's segment, under each key's entry lock with a re-check (R3), then retires the old
+   * segments through the epoch (R6: views and scans pinned meanwhile stay valid).
+   */
+  compact(opts: { maxLiveRatio?: number } = {}): CompactionReport {
     this.checkOpen('compact');
-    throw new DaxError('ENOTSUP', 'compact: compaction of key-value segments is not implemented yet');
+    const ratio = opts.maxLiveRatio ?? 0.5;
+    if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1)) throw new DaxError('EINVAL', `compact: maxLiveRatio ${String(ratio)} must be in [0, 1]`);
+    const report = compactSegments(this.space, this.views, this.writer, this.openTable, ratio);
+    Atomics.sub(this.i32, SEGMENTS, report.segmentsFreed);
+    return report;
   }
 
   get closed(): boolean {
@@ -543,6 +556,7 @@ export class KvStore {
     try {
       if (!this.space.closed) this.writer.commit();
     } finally {
+      this.writer.release();
       this.isClosed = true;
       this.space.close();
     }

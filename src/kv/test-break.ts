@@ -8,8 +8,9 @@
  *   kv-seq-before-lock put takes its sequence before the entry lock, so the log order of
  *                      two puts of one key can disagree with the order they were published
  *                      (it then spins 0..50 us at random, standing in for a preemption in that window)
+ *   kv-compact-no-commit  compaction retires a segment without making the copies durable
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
