@@ -65,6 +65,7 @@ import {
   tagBit,
 } from './entry-word.js';
 import { W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
+import { loadWord } from './word-load.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
 
@@ -147,7 +148,7 @@ function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: 
   if (leaf === 0) return createPinned(tree, key, order, waited);
   const exact = tree.foundExact;
   const i32 = tree.arena.i32;
-  const e = Atomics.load(i32, leaf + W_ENTRY);
+  const e = loadWord(i32, leaf + W_ENTRY);
   if (order === 9 && orderOf(e) !== 9) return FALLBACK;
   if ((e & DELETED) !== 0) return RETRY;
   if ((e & LOCKED) === 0) {
@@ -283,7 +284,7 @@ export function grabIndex(tree: RadixTree, n: number, opts?: GrabOptions): Entry
 }
 
 function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
-  const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
+  const e = loadWord(tree.arena.i32, ref.leaf + W_ENTRY);
   if (ENTRY_LOCK_BROKEN) return e; // several "holders" at once: the checks would fire first
   if ((e & LOCKED) === 0 || (e & DELETED) !== 0 || ownerOf(e) !== tree.threadId) {
     throw new DaxError('EINVAL', `${op}: entry ${hex(ref.key)} of tree ${tree.treeId} is not held by this thread`);

@@ -19,8 +19,8 @@
  * Invariants
  *   - Immutable after publication: header type/magic, prefixLen, prefix, the key bytes and
  *     count of N4/16/32, a leaf's key. Readers read those with plain loads (ordered after
- *     the Atomics.load of the pointer that reached the node, which saw the publishing
- *     Atomics.store).
+ *     the acquire load (loadWord, word-load.ts) of the pointer that reached the node, which
+ *     saw the publishing Atomics.store).
  *   - Mutable in place (Atomics only, under treeLock): child words (a child replaced by its
  *     copy, or an N256 slot filled/cleared), N48 index words and free child slots (add
  *     only: N48 removals copy the node, so an index byte never names a reused slot), the
@@ -28,6 +28,8 @@
  *   - Every inner node has at least two items (children + endLeaf), except transiently
  *     under treeLock.
  */
+import { loadWord } from './word-load.js';
+
 export const NODE_MAGIC = 0xa5;
 export const LEAF = 1;
 export const N4 = 2;
@@ -89,14 +91,14 @@ export function blockWords(i32: Int32Array, node: number): number {
 
 /**
  * Child pointer for branch byte `b`, or 0. Lock-free: child words are read with
- * Atomics.load; the sorted keys are immutable.
+ * loadWord (acquire); the sorted keys are immutable.
  */
 export function findChild(i32: Int32Array, u8: Uint8Array, hdr: number, body: number, b: number): number {
   const type = typeOf(hdr);
-  if (type === N256) return Atomics.load(i32, body + b);
+  if (type === N256) return loadWord(i32, body + b);
   if (type === N48) {
-    const slot = (Atomics.load(i32, body + (b >> 2)) >>> ((b & 3) << 3)) & 0xff;
-    return slot === 0 ? 0 : Atomics.load(i32, body + 64 + slot - 1);
+    const slot = (loadWord(i32, body + (b >> 2)) >>> ((b & 3) << 3)) & 0xff;
+    return slot === 0 ? 0 : loadWord(i32, body + 64 + slot - 1);
   }
   const count = countOf(hdr);
   const cap = type === N4 ? 4 : type === N16 ? 16 : 32;
@@ -110,7 +112,7 @@ export function findChild(i32: Int32Array, u8: Uint8Array, hdr: number, body: nu
       const m = (x - 0x01010101) & ~x & 0x80808080;
       if (m !== 0) {
         const i = (w << 2) + ((31 - Math.clz32(m & -m)) >> 3);
-        return i < count ? Atomics.load(i32, body + (cap >> 2) + i) : 0;
+        return i < count ? loadWord(i32, body + (cap >> 2) + i) : 0;
       }
     }
     return 0;
@@ -118,7 +120,7 @@ export function findChild(i32: Int32Array, u8: Uint8Array, hdr: number, body: nu
   const kb = body << 2;
   for (let i = 0; i < count; i++) {
     const k = u8[kb + i];
-    if (k === b) return Atomics.load(i32, body + (cap >> 2) + i);
+    if (k === b) return loadWord(i32, body + (cap >> 2) + i);
     if (k > b) return 0;
   }
   return 0;
@@ -156,7 +158,7 @@ export function gatherChildren(i32: Int32Array, u8: Uint8Array, node: number, by
   let n = 0;
   if (type === N256) {
     for (let b = 0; b < 256; b++) {
-      const c = Atomics.load(i32, body + b);
+      const c = loadWord(i32, body + b);
       if (c !== 0) {
         bytes[n] = b;
         kids[n++] = c;
@@ -167,7 +169,7 @@ export function gatherChildren(i32: Int32Array, u8: Uint8Array, node: number, by
     for (let b = 0; b < 256; b++) {
       const slot = u8[ib + b];
       if (slot !== 0) {
-        const c = Atomics.load(i32, body + 64 + slot - 1);
+        const c = loadWord(i32, body + 64 + slot - 1);
         if (c !== 0) {
           bytes[n] = b;
           kids[n++] = c;
@@ -180,7 +182,7 @@ export function gatherChildren(i32: Int32Array, u8: Uint8Array, node: number, by
     const kb = body << 2;
     for (let i = 0; i < count; i++) {
       bytes[n] = u8[kb + i];
-      kids[n++] = Atomics.load(i32, body + (cap >> 2) + i);
+      kids[n++] = loadWord(i32, body + (cap >> 2) + i);
     }
   }
   return n;

@@ -13,7 +13,8 @@
  *   - H_COUNT is the number of leaves reachable from the root.
  *
  * Concurrency
- *   - Readers are lock-free: inside an epoch pin they do Atomics loads of every mutable word
+ *   - Readers are lock-free: inside an epoch pin they do acquire loads (loadWord: word-load.ts
+ *     says why a plain load is one on x86, Atomics.load elsewhere) of every mutable word
  *     (root, child slots, endLeaf, N48 index, entry and value words) and plain loads of the
  *     words that are immutable once published (nodes.ts), and they write nothing shared.
  *   - Structural changes hold treeLock (tree-lock.ts), build replacements off to the side,
@@ -50,6 +51,7 @@ import {
   sizeClassOf,
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
+import { loadWord } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
 import {
@@ -262,7 +264,7 @@ export class RadixTree {
     a[7] = 0;
     const huge = this.findExactPinned(a);
     this.foundExact = false;
-    if (huge !== 0 && orderOf(Atomics.load(this.arena.i32, huge + W_ENTRY)) === 9) return huge;
+    if (huge !== 0 && orderOf(loadWord(this.arena.i32, huge + W_ENTRY)) === 9) return huge;
     return 0;
   }
 
@@ -272,7 +274,7 @@ export class RadixTree {
     restart: for (;;) {
       const i32 = this.arena.i32;
       const u8 = this.arena.u8;
-      let node = Atomics.load(i32, H_ROOT);
+      let node = loadWord(i32, H_ROOT);
       let depth = 0;
       while (node !== 0) {
         const hdr = i32[node];
@@ -292,7 +294,7 @@ export class RadixTree {
           depth += plen;
         }
         if (depth === keyLen) {
-          node = Atomics.load(i32, node + W_END_LEAF);
+          node = loadWord(i32, node + W_END_LEAF);
         } else {
           node = findChild(i32, u8, hdr, bodyOffset(node, plen), key[depth]);
           depth++;
@@ -333,16 +335,16 @@ export class RadixTree {
   readValuePinned(leaf: number): number {
     const i32 = this.arena.i32;
     for (;;) {
-      const e1 = Atomics.load(i32, leaf + W_ENTRY);
+      const e1 = loadWord(i32, leaf + W_ENTRY);
       if ((e1 & SEQ_ONE) !== 0 || !isLive(i32[leaf])) {
         // A writer is between its two seq bumps, or (a bug) the leaf was reclaimed.
         if (isLive(i32[leaf])) continue;
         this.deadNode(i32[leaf], 1);
         return -1;
       }
-      const lo = Atomics.load(i32, leaf + W_VALUE_LO);
-      const hi = Atomics.load(i32, leaf + W_VALUE_HI);
-      const e2 = Atomics.load(i32, leaf + W_ENTRY);
+      const lo = loadWord(i32, leaf + W_VALUE_LO);
+      const hi = loadWord(i32, leaf + W_VALUE_HI);
+      const e2 = loadWord(i32, leaf + W_ENTRY);
       if (((e1 ^ e2) & SEQ_MASK) !== 0) continue;
       this.lastEntry = e2;
       if ((e2 & DELETED) !== 0 || ((e2 >>> STATE_SHIFT) & 3) === STATE_EMPTY) return -1;
@@ -857,7 +859,7 @@ export class RadixTree {
       this.batchLen = 0;
       this.batchMax = max;
       this.restartNeeded = false;
-      const root = Atomics.load(this.arena.i32, H_ROOT);
+      const root = loadWord(this.arena.i32, H_ROOT);
       if (root !== 0) this.dfs(root, 0, this.hasLo ? 0 : 1, this.hasHi ? 0 : 1, 0);
       if (!this.restartNeeded) return;
       this.deadNode(this.deadHeader, ++restarts);
@@ -879,7 +881,7 @@ export class RadixTree {
     if (typeOf(hdr) === LEAF) return this.visitLeaf(node, hdr, loState, hiState);
     const mask = this.tagMask;
     if (mask !== 0) {
-      const tagged = ((mask & DIRTY) !== 0 ? Atomics.load(i32, node + W_DIRTY) : 0) + ((mask & TOWRITE) !== 0 ? Atomics.load(i32, node + W_TOWRITE) : 0);
+      const tagged = ((mask & DIRTY) !== 0 ? loadWord(i32, node + W_DIRTY) : 0) + ((mask & TOWRITE) !== 0 ? loadWord(i32, node + W_TOWRITE) : 0);
       if (tagged === 0) return true;
     }
     const plen = i32[node + W_PREFIX_LEN];
@@ -902,7 +904,7 @@ export class RadixTree {
       }
     }
     const d = depth + plen;
-    const end = Atomics.load(i32, node + W_END_LEAF);
+    const end = loadWord(i32, node + W_END_LEAF);
     if (!this.reverse && end !== 0 && !this.dfs(end, d, loState, hiState, level + 1)) return false;
     if (this.levelBytes.length <= level) {
       this.levelBytes.push(new Uint8Array(256));
@@ -946,7 +948,7 @@ export class RadixTree {
 
   private visitLeaf(leaf: number, hdr: number, loState: number, hiState: number): boolean {
     const i32 = this.arena.i32;
-    const e = Atomics.load(i32, leaf + W_ENTRY);
+    const e = loadWord(i32, leaf + W_ENTRY);
     if (this.tagMask !== 0 && (e & this.tagMask) === 0) return true;
     if (!this.includeEmpty && ((e & DELETED) !== 0 || ((e >>> STATE_SHIFT) & 3) === STATE_EMPTY)) return true;
     if (loState === 0 || hiState === 0) {
@@ -969,9 +971,9 @@ export class RadixTree {
     if (visit !== undefined) {
       // Seqlock read reusing `e` (loaded above, header already checked by the caller).
       let v: number;
-      const lo = Atomics.load(i32, leaf + W_VALUE_LO);
-      const hi = Atomics.load(i32, leaf + W_VALUE_HI);
-      if ((e & SEQ_ONE) === 0 && ((Atomics.load(i32, leaf + W_ENTRY) ^ e) & SEQ_MASK) === 0) v = (hi & 0xffff) * TWO_32 + (lo >>> 0);
+      const lo = loadWord(i32, leaf + W_VALUE_LO);
+      const hi = loadWord(i32, leaf + W_VALUE_HI);
+      if ((e & SEQ_ONE) === 0 && ((loadWord(i32, leaf + W_ENTRY) ^ e) & SEQ_MASK) === 0) v = (hi & 0xffff) * TWO_32 + (lo >>> 0);
       else v = this.readValuePinned(leaf);
       if (v < 0) return true;
       this.visitSeen++;
@@ -1058,7 +1060,7 @@ export class RadixTree {
         this.restartNeeded = false;
         this.batchLen = 0;
         this.batchMax = BATCH;
-        const root = Atomics.load(this.arena.i32, H_ROOT);
+        const root = loadWord(this.arena.i32, H_ROOT);
         if (root !== 0) this.dfs(root, 0, this.hasLo ? 0 : 1, this.hasHi ? 0 : 1, 0);
         if (!this.restartNeeded) return this.visitSeen;
         this.deadNode(this.deadHeader, ++restarts);
