@@ -363,14 +363,20 @@ export class KvStore {
   deleteRange(opts: KvRangeOptions = {}): number {
     this.checkOpen('deleteRange');
     let bounds = rangeBounds(opts, 'deleteRange');
+    let remaining = opts.limit ?? Infinity; // limit and reverse choose which keys, as in range()
     let deleted = 0;
-    for (;;) {
-      const keys = this.scanKeys(bounds, SCAN_BATCH);
+    while (remaining > 0) {
+      const want = Math.min(SCAN_BATCH, remaining);
+      const keys = this.scanKeys(bounds, want);
       if (keys.length === 0) return deleted;
-      deleted += this.deleteKeys(keys);
-      if (keys.length < SCAN_BATCH) return deleted;
-      bounds = bounds.reverse ? { ...bounds, lt: keys[keys.length - 1], lte: undefined } : { ...bounds, gt: keys[keys.length - 1], gte: undefined };
+      const last = keys[keys.length - 1];
+      const n = this.deleteKeys(keys);
+      deleted += n;
+      remaining -= keys.length;
+      if (keys.length < want) return deleted;
+      bounds = bounds.reverse ? { ...bounds, lt: last, lte: undefined } : { ...bounds, gt: last, gte: undefined };
     }
+    return deleted;
   }
 
   /** Locks keys (ascending), writes one record of DEL entries for those still present, commits, removes them. */

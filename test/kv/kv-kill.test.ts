@@ -34,7 +34,7 @@ function runAndKill(file: string, round: number, delayMs: number): Promise<numbe
       }
     });
     p.on('error', reject);
-    p.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve(acked) : reject(new Error(`child exited with ${code} ${signal}`))));
+    p.on('close', (code, signal) => (signal === 'SIGKILL' ? resolve(acked) : reject(new Error(`child exited with ${code} ${signal}`))));
   });
 }
 
