@@ -163,6 +163,28 @@ function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: 
   return BUSY;
 }
 
+/**
+ * The uncontended first try of grab (order 0): pin, one descent, one CAS of a free entry word.
+ * undefined sends the caller down the general path (absent, held, deleted, CAS lost), which
+ * repeats the lookup: this only skips the general path's bookkeeping when nothing is in the way.
+ */
+function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
+  const epoch = tree.epoch;
+  epoch.pin();
+  try {
+    const leaf = tree.findLeafPinned(key);
+    if (leaf === 0) return undefined;
+    const i32 = tree.arena.i32;
+    const e = loadWord(i32, leaf + W_ENTRY);
+    if ((e & (LOCKED | DELETED)) !== 0) return undefined;
+    const next = (e & ~OWNER_MASK) | LOCKED | (tree.threadId << OWNER_SHIFT);
+    if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return undefined;
+    return makeRef(tree, key, leaf, tree.foundExact, next);
+  } finally {
+    epoch.unpin();
+  }
+}
+
 /** Register as a waiter for the busy entry, then set WAITERS if it is still locked. Caller pinned. */
 function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waiter | undefined {
   const leaf = busyLeaf;
@@ -231,6 +253,10 @@ export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): Entr
   const order = opts?.order ?? 0;
   checkKey(key, 'grab');
   if (order !== 0) checkOrder(key, order, 'grab');
+  else {
+    const ref = grabFree(tree, key);
+    if (ref !== undefined) return ref;
+  }
   let waited = false;
   for (;;) {
     const attempt = roundPinned(tree, key, order, waited, 'sync');

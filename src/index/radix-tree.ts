@@ -271,37 +271,52 @@ export class RadixTree {
   private findExactPinned(key: Uint8Array): number {
     const keyLen = key.length;
     let restarts = 0;
-    restart: for (;;) {
-      const i32 = this.arena.i32;
-      const u8 = this.arena.u8;
-      let node = loadWord(i32, H_ROOT);
-      let depth = 0;
-      while (node !== 0) {
-        const hdr = i32[node];
-        if (!isLive(hdr)) {
-          this.deadNode(hdr, ++restarts);
-          continue restart;
-        }
-        if (typeOf(hdr) === LEAF) {
-          if (countOf(hdr) !== keyLen) return 0;
-          return this.leafKeyEquals(i32, u8, node, key) ? node : 0;
-        }
-        const plen = i32[node + W_PREFIX_LEN];
-        if (plen !== 0) {
-          if (depth + plen > keyLen) return 0;
-          const pb = (node + INNER_HEADER_WORDS) << 2;
-          for (let i = 0; i < plen; i++) if (u8[pb + i] !== key[depth + i]) return 0;
-          depth += plen;
-        }
-        if (depth === keyLen) {
-          node = loadWord(i32, node + W_END_LEAF);
-        } else {
-          node = findChild(i32, u8, hdr, bodyOffset(node, plen), key[depth]);
-          depth++;
-        }
-      }
-      return 0;
+    for (;;) {
+      const found = this.descendPinned(key, keyLen);
+      if (found >= 0) return found;
+      this.deadNode(this.deadHeader, ++restarts);
     }
+  }
+
+  /**
+   * One descent from the root: the leaf with exactly `key`, 0 when absent, -1 when a dead
+   * block was met (its header left in deadHeader; the caller restarts). The hot path of
+   * every lookup and grab: node types are dispatched inline (N256 and N4/16/32 first, the
+   * shapes of the upper and lower levels), header checks are one compare each.
+   */
+  private descendPinned(key: Uint8Array, keyLen: number): number {
+    const i32 = this.arena.i32;
+    const u8 = this.arena.u8;
+    let node = loadWord(i32, H_ROOT);
+    let depth = 0;
+    while (node !== 0) {
+      const hdr = i32[node];
+      const type = (hdr >>> 8) & 15;
+      // isLive(hdr), inline (a read past this thread's view yields undefined: also dead).
+      if ((hdr & 0xff) !== NODE_MAGIC || type < LEAF || type > N256) {
+        this.deadHeader = hdr;
+        return -1;
+      }
+      if (type === LEAF) {
+        if (countOf(hdr) !== keyLen) return 0;
+        return this.leafKeyEquals(i32, u8, node, key) ? node : 0;
+      }
+      const plen = i32[node + W_PREFIX_LEN];
+      if (plen !== 0) {
+        if (depth + plen > keyLen) return 0;
+        const pb = (node + INNER_HEADER_WORDS) << 2;
+        for (let i = 0; i < plen; i++) if (u8[pb + i] !== key[depth + i]) return 0;
+        depth += plen;
+      }
+      if (depth === keyLen) {
+        node = loadWord(i32, node + W_END_LEAF);
+        continue;
+      }
+      const body = node + INNER_HEADER_WORDS + ((plen + 3) >> 2);
+      const b = key[depth++];
+      node = type === N256 ? loadWord(i32, body + b) : findChild(i32, u8, hdr, body, b);
+    }
+    return 0;
   }
 
   /** Leaf key == key (lengths already equal): 4 bytes per step against the leaf's words. */
