@@ -45,6 +45,7 @@ async function scenario(seed: number, breakName?: 'dax-invalidate-dirty'): Promi
   }
   if (breakName === undefined) expectBaseline(space);
   space.close();
+  if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ breakName, lost, busy, invalidates, writer, invalidator }));
   return { lost, busy, invalidates };
 }
 

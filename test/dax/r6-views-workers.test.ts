@@ -37,7 +37,7 @@ async function scenario(seed: number, breakName?: 'dax-free-now'): Promise<Reade
   expect((results[2] as { rounds: number }).rounds).toBeGreaterThan(3);
   if (breakName === undefined) expectBaseline(space);
   space.close();
-  if (process.env["DAX_DEBUG"]) console.log(JSON.stringify(results).slice(0, 400));
+  if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify(results).slice(0, 400));
   return results.slice(0, 2) as ReaderResult[];
 }
 
