@@ -24,7 +24,7 @@ import type { DaxSpace } from '../dax/space.js';
 import { grab, replace, unlock } from '../index/entry-lock.js';
 import { ENTRY_DEL, KIND_PUT, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entryValueLength, type MediaViews } from './records.js';
-import type { SegmentWriter } from './segment-writer.js';
+import { ALLOCATING, type SegmentWriter } from './segment-writer.js';
 import { kvBreak } from './test-break.js';
 
 export interface CompactionReport {
@@ -39,15 +39,7 @@ interface Segment { block: number; base: number; nonce: number; entries: number[
 
 export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, maxLiveRatio: number): CompactionReport {
   const report: CompactionReport = { segmentsScanned: 0, segmentsFreed: 0, entriesMoved: 0, tombstonesKept: 0, bytesReclaimed: 0 };
-  const open = new Set<number>();
-  for (let i = 0; i < openTable.length; i++) {
-    const w = Atomics.load(openTable, i);
-    if (w !== 0) open.add(w - 1);
-  }
-  const candidates: Segment[] = [];
-  space.device.forEachOwned((block, owner, index) => {
-    if (owner === OWNER_KV_SEGMENT && !open.has(block)) candidates.push({ block, base: space.device.blockOffset(block), nonce: index, entries: [], liveBytes: 0, usedBytes: 0 });
-  });
+  const candidates = listClosedSegments(space, openTable);
   for (const seg of candidates) {
     report.segmentsScanned++;
     measure(space, v, seg);
@@ -59,6 +51,29 @@ export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentW
     report.bytesReclaimed += SEGMENT_BYTES - seg.liveBytes;
   }
   return report;
+}
+
+/**
+ * Owned segments no writer appends to. List the owned ones FIRST, then read the open table:
+ * a writer announces ALLOCATING before its allocation, so a segment owned at listing time is
+ * either announced by now or its writer is still ALLOCATING (then list again).
+ */
+function listClosedSegments(space: DaxSpace, openTable: Int32Array): Segment[] {
+  for (;;) {
+    const owned: Segment[] = [];
+    space.device.forEachOwned((block, owner, index) => {
+      if (owner === OWNER_KV_SEGMENT) owned.push({ block, base: space.device.blockOffset(block), nonce: index, entries: [], liveBytes: 0, usedBytes: 0 });
+    });
+    const open = new Set<number>();
+    let allocating = false;
+    for (let i = 0; i < openTable.length; i++) {
+      const w = Atomics.load(openTable, i);
+      if (w === ALLOCATING) allocating = true;
+      else if (w !== 0) open.add(w - 1);
+    }
+    if (!allocating) return owned.filter((seg) => !open.has(seg.block));
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // let the allocating writer finish
+  }
 }
 
 /** Lists the segment's entries and counts the bytes of those the index still points at. */

@@ -25,6 +25,9 @@ import { MAX_NONCE, OWNER_KV_SEGMENT, SEGMENT_BYTES, SEGMENT_ORDER } from './lay
 import { sealRecord, type MediaViews } from './records.js';
 import { kvBreak } from './test-break.js';
 
+/** openTable word of a writer between owning a new segment and naming it. */
+export const ALLOCATING = -1;
+
 export class SegmentWriter {
   private base = -1;
   private used = 0;
@@ -36,8 +39,10 @@ export class SegmentWriter {
   private slot = -1;
 
   /**
-   * openTable: Int32 per writer slot, 0 = free, else 1 + head block of the segment that writer
-   * appends to. Compaction never touches a segment listed there.
+   * openTable: Int32 per writer slot: 0 = free, ALLOCATING (-1) = allocating a new segment,
+   * else 1 + head block of the segment that writer appends to. Compaction never touches a
+   * segment listed there, and re-lists the owned segments while any slot is ALLOCATING (a
+   * block can be owned a moment before its writer can announce it).
    */
   constructor(
     private readonly device: Device,
@@ -51,11 +56,12 @@ export class SegmentWriter {
     return this.base < 0 ? -1 : this.device.blockAt(this.base);
   }
 
-  private announce(block: number): void {
+  /** Stores `word` in this writer's slot (claiming one first). Seq-cst: ordered before the allocation that follows. */
+  private announce(word: number): void {
     if (this.slot < 0) {
-      for (let i = 0; i < this.openTable.length && this.slot < 0; i++) if (Atomics.compareExchange(this.openTable, i, 0, block + 1) === 0) this.slot = i;
+      for (let i = 0; i < this.openTable.length && this.slot < 0; i++) if (Atomics.compareExchange(this.openTable, i, 0, word) === 0) this.slot = i;
       assert(this.slot >= 0, 'more than 256 key-value writers at once');
-    } else Atomics.store(this.openTable, this.slot, block + 1);
+    } else Atomics.store(this.openTable, this.slot, word);
   }
 
   /** Leaves the open-segment table (close): the segment may then be compacted. */
@@ -119,7 +125,7 @@ export class SegmentWriter {
     this.flushedTo = used;
     this.nonce = nonce;
     this.tailDirty = true;
-    this.announce(this.device.blockAt(base));
+    this.announce(this.device.blockAt(base) + 1);
   }
 
   private tailDirty = false;
@@ -138,9 +144,17 @@ export class SegmentWriter {
 
   private openSegment(): void {
     const nonce = 1 + Math.floor(Math.random() * MAX_NONCE);
-    const block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER);
+    const previous = this.base < 0 ? 0 : this.currentBlock + 1;
+    this.announce(ALLOCATING); // before the block is owned: compaction waits until we name it
+    let block: number;
+    try {
+      block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER);
+    } catch (e) {
+      this.announce(previous);
+      throw e;
+    }
     this.commit(); // the old segment's tail first: a thread's records become durable in order
-    this.announce(block); // before anything is written: compaction must never pick it
+    this.announce(block + 1); // before anything is written: compaction must never pick it
     const offset = this.device.blockOffset(block);
     this.views.u8.fill(0, offset, offset + SEGMENT_BYTES);
     this.device.media.persist(offset, SEGMENT_BYTES);
