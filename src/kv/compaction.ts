@@ -18,9 +18,13 @@
  *     replace(), unlock. Readers never block: they see the old or the new copy, both intact.
  *
  * Persistence ordering: copies sealed and flushed; one drain per segment (writer.commit());
- * then retireBlock -> epoch -> device.free (owner record FREE, persisted) when the grace ends.
+ * then the segment's owner record moves KV -> staging (transferOwner, persisted: recovery
+ * stops reading it, and frees it); then retireBlock -> epoch -> device.free when the grace ends.
  */
 import type { DaxSpace } from '../dax/space.js';
+import { DaxError } from '../errors.js';
+import { OWNER_STAGING } from '../dax/layout.js';
+import { transferOwner } from '../device/transfer-owner.js';
 import { grab, replace, unlock } from '../index/entry-lock.js';
 import { ENTRY_DEL, KIND_PUT, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entryValueLength, type MediaViews } from './records.js';
@@ -46,6 +50,7 @@ export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentW
     if (seg.liveBytes > maxLiveRatio * SEGMENT_BYTES) continue;
     for (const e of seg.entries) moveEntry(space, v, writer, e, report);
     if (!kvBreak('kv-compact-no-commit')) writer.commit(); // every copy durable before the segment can be freed
+    if (!unpublish(space, seg.block)) continue; // another thread's compaction retired it
     space.retireBlock(seg.block);
     report.segmentsFreed++;
     report.bytesReclaimed += SEGMENT_BYTES - seg.liveBytes;
@@ -73,6 +78,21 @@ function listClosedSegments(space: DaxSpace, openTable: Int32Array): Segment[] {
     }
     if (!allocating) return owned.filter((seg) => !open.has(seg.block));
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // let the allocating writer finish
+  }
+}
+
+/**
+ * Owner KV -> staging, durably: recovery no longer scans it (DaxSpace recovery frees staging
+ * blocks), and no later compaction lists it while it waits in epoch limbo. False when another
+ * compaction got there first.
+ */
+function unpublish(space: DaxSpace, block: number): boolean {
+  try {
+    transferOwner(space.device, block, OWNER_KV_SEGMENT, OWNER_STAGING);
+    return true;
+  } catch (e) {
+    if (e instanceof DaxError && e.code === 'EINVAL' && /owned by|not owned/.test(e.message)) return false;
+    throw e;
   }
 }
 
@@ -115,7 +135,7 @@ function moveEntry(space: DaxSpace, v: MediaViews, writer: SegmentWriter, e: num
   }
   const ref = grab(space.tree, key);
   try {
-    if (ref.state !== 'value' || ref.value !== e) return; // moved on meanwhile (R3 re-check)
+    if ((ref.state !== 'value' || ref.value !== e) && !kvBreak('kv-compact-no-recheck')) return; // moved on meanwhile (R3 re-check)
     replace(space.tree, ref, copyEntry(v, writer, e));
     report.entriesMoved++;
   } finally {

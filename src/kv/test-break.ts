@@ -9,8 +9,10 @@
  *                      two puts of one key can disagree with the order they were published
  *                      (it then spins 0..50 us at random, standing in for a preemption in that window)
  *   kv-compact-no-commit  compaction retires a segment without making the copies durable
+ *   kv-compact-no-recheck compaction moves an entry without re-checking, under the entry lock,
+ *                      that the index still points at it (R3): it can bring back an old value
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 

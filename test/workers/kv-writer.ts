@@ -9,8 +9,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 
-interface Data { handle: KvHandle; worker: number; workers: number; barrier: SharedArrayBuffer; ops: number; seed: number; keys: number; putsOnly?: boolean; durationMs?: number }
-const { handle, worker, workers, barrier, ops, seed, keys, putsOnly, durationMs } = workerData as Data;
+interface Data { handle: KvHandle; worker: number; workers: number; barrier: SharedArrayBuffer; ops: number; seed: number; keys: number; putsOnly?: boolean; durationMs?: number; bigValues?: boolean }
+const { handle, worker, workers, barrier, ops, seed, keys, putsOnly, durationMs, bigValues } = workerData as Data;
+const extra = bigValues === true ? 2000 : 0; // bigger values roll segments over, for compaction tests
 const rand = mulberry32(seed + worker * 7919);
 const db = attach(handle);
 const td = new TextDecoder();
@@ -40,7 +41,7 @@ for (let n = 0; durationMs === undefined ? n < ops : performance.now() < deadlin
   const key = `k${Math.floor(rand() * keys)}`;
   const r = putsOnly === true ? 0 : rand();
   if (r < 0.45) {
-    const v = valueOf(worker, n, 8 + Math.floor(rand() * 120));
+    const v = valueOf(worker, n, 8 + extra + Math.floor(rand() * (120 + extra)));
     db.put(key, v);
     last[key] = { n, value: v };
   } else if (r < 0.6) {
