@@ -11,6 +11,7 @@ import { KvStore, type KvHandle, type OpenOptions } from './store.js';
 
 export { KvStore, type OpenOptions, type Durability, type BatchOp, type KvRangeOptions, type KvHandle, type KvStats } from './store.js';
 export type { KvRecoveryReport } from './recovery.js';
+export type { CompactionReport } from './compaction.js';
 export type { Key, Value } from './keys.js';
 export { MAX_KEY_BYTES, MAX_VALUE_BYTES, OWNER_KV_SEGMENT } from './layout.js';
 
