@@ -19,13 +19,20 @@ async function churn(seed: number, breakSwitch?: string): Promise<{ bad: number;
   const tree = RadixTree.create(epoch, { poisonReclaimed: true });
   const control = newControl();
   const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, keys: KEYS };
-  const writers = [0, 1].map((w) => startTreeWorker({ ...base, mode: 'writer', seed: seed + w, ops: 15_000 }, breakSwitch));
-  const readers = [2, 3].map((w) => startTreeWorker({ ...base, mode: 'reader', seed: seed + w, ops: 0 }, breakSwitch));
-  await startWhenReady(control, 4);
   const errors: string[] = [];
-  await Promise.all(writers).catch((e) => errors.push(String(e)));
+  // Record each worker's failure as soon as it happens: a reader may crash (the broken run's
+  // restart guard) while the writers are still awaited, and an unobserved rejection would
+  // fail the whole vitest run.
+  const settle = (p: Promise<unknown>): Promise<void> => p.then(
+    () => undefined,
+    (e: unknown) => void errors.push(String(e)),
+  );
+  const writers = [0, 1].map((w) => settle(startTreeWorker({ ...base, mode: 'writer', seed: seed + w, ops: 15_000 }, breakSwitch)));
+  const readers = [2, 3].map((w) => settle(startTreeWorker({ ...base, mode: 'reader', seed: seed + w, ops: 0 }, breakSwitch)));
+  await startWhenReady(control, 4);
+  await Promise.all(writers);
   Atomics.store(control, C_STOP, 1);
-  await Promise.all(readers).catch((e) => errors.push(String(e)));
+  await Promise.all(readers);
   return { bad: Atomics.load(control, C_BAD_READS), poisonHits: tree.stats().poisonHits, errors, tree, epoch };
 }
 
