@@ -34,3 +34,28 @@ export {
 export { indexKey, keyIndex } from './index/keys.js';
 export { EpochDomain, RETIRE_ARENA_NODE, RETIRE_DEVICE_BLOCK, type EpochHandle } from './index/epoch.js';
 export { WaitTable, waitKey, type WaitTableHandle, type WaitMode, type WaitResult } from './index/wait-table.js';
+
+// dax: objects with fault, mkwrite, writeback, truncate, invalidate, reverse map, memory failure
+export { DaxSpace, type DaxSpaceHandle, type SpaceOptions, type RecoveryReport, type MemoryFailureEvent } from './dax/space.js';
+export { DaxObject, type ObjectOptions, type ByteRange } from './dax/object.js';
+export type { RmapResult } from './dax/rmap.js';
+
+// kv: the key-value store (open, attach, put/get/getView/batch/range/deleteRange …)
+export {
+  open,
+  openMedia,
+  attach,
+  KvStore,
+  MAX_KEY_BYTES,
+  MAX_VALUE_BYTES,
+  type OpenOptions,
+  type Durability,
+  type BatchOp,
+  type KvRangeOptions,
+  type KvHandle,
+  type KvStats,
+  type KvRecoveryReport,
+  type CompactionReport,
+  type Key,
+  type Value,
+} from './kv/index.js';
