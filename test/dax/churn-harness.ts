@@ -23,6 +23,7 @@ export interface Churn {
 export function startChurn(space: DaxSpace, pages: number, seed: number, specs: RoleSpec[], breakName?: string, timeoutMs = 30_000): Churn {
   const control = new Int32Array(new SharedArrayBuffer(4 * controlWords(pages)));
   const env = { ...process.env, DAXSTORE_TEST_BREAK: breakName ?? '' };
+  let failed = false; // a worker died (e.g. could not load its module): stop waiting for READY
   const results = specs.map((spec, i) => new Promise<unknown>((resolve, reject) => {
     const w = new Worker(workerScript('dax-churn'), { workerData: { handle: space.share(), control: control.buffer, pages, seed: (seed + i * 7919) >>> 0, ...spec }, env });
     let value: unknown = 'no result';
@@ -33,6 +34,7 @@ export function startChurn(space: DaxSpace, pages: number, seed: number, specs: 
     w.once('message', (v) => (value = v));
     w.once('error', (e) => {
       clearTimeout(timer);
+      failed = true;
       reject(e);
     });
     w.once('exit', () => {
@@ -40,11 +42,12 @@ export function startChurn(space: DaxSpace, pages: number, seed: number, specs: 
       resolve(value);
     });
   }));
+  for (const r of results) r.catch(() => undefined); // reported by stop(), not as an unhandled rejection
   return {
     control,
     async ready() {
       const deadline = Date.now() + timeoutMs;
-      while (Atomics.load(control, READY) < specs.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      while (!failed && Atomics.load(control, READY) < specs.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     },
     async stop() {
       Atomics.store(control, STOP, 1);
