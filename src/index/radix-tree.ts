@@ -51,6 +51,7 @@ import {
   sizeClassOf,
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
+import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
 import { loadWord } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
@@ -202,6 +203,8 @@ export class RadixTree {
   foundExact = false;
   /** set by getOrCreateLocked: the leaf was created by this call. */
   created = false;
+  /** handle() was taken or this is an attached copy: another thread may see the tree (bulkLoad refuses). */
+  private everShared = false;
 
   // DFS state (one iteration at a time per thread; batches are produced synchronously).
   private lo: Uint8Array = EMPTY_KEY;
@@ -242,10 +245,13 @@ export class RadixTree {
 
   /** Attach in another thread to the tree behind `handle` (same memory, no copy). */
   static attach(handle: RadixTreeHandle, epoch: EpochDomain): RadixTree {
-    return new RadixTree(Arena.attach(handle.arena), epoch, WaitTable.attach(handle.waitTable));
+    const tree = new RadixTree(Arena.attach(handle.arena), epoch, WaitTable.attach(handle.waitTable));
+    tree.everShared = true;
+    return tree;
   }
 
   handle(): RadixTreeHandle {
+    this.everShared = true;
     return { arena: this.arena.sab, waitTable: this.waitTable.handle() };
   }
 
@@ -483,6 +489,25 @@ export class RadixTree {
   deleteIndex(n: number): boolean {
     checkIndex(n, 'deleteIndex');
     return this.delete(indexKey(n));
+  }
+
+  /**
+   * Adds `entries` (strictly increasing keys, values < 2^48, state VALUE, order 0) in one
+   * bottom-up build (bulk-load.ts): every node written once and right-sized, the root
+   * published with one store. For recovery, before anyone else can see the tree: asserts
+   * the tree was never shared (no handle() taken, not attached). Keys already in the tree
+   * are kept (the tree is rebuilt around them) and must not equal a new key, nor be a huge
+   * entry covering one. Bad entries throw DaxError EINVAL before anything changes.
+   */
+  bulkLoad(entries: BulkEntries): void {
+    assert(!this.everShared, 'bulkLoad: the tree was shared (handle() or attach); bulk loading is for unshared trees only');
+    checkBulkEntries(entries);
+    this.lockTree();
+    try {
+      bulkLoadLocked(this.arena, entries, (node, words) => this.retireBlock(node, words));
+    } finally {
+      this.unlockTree();
+    }
   }
 
   // ---- structural changes (treeLock) ----------------------------------------------------

@@ -1,0 +1,261 @@
+/**
+ * Bulk load: builds a radix tree bottom-up, straight in the arena, from keys given in
+ * strictly increasing order (recovery's index rebuild). One leaf per key and one right-sized
+ * inner node per branch point, each written once; the root is published with one
+ * Atomics.store. Inserting key by key would copy a node per insert (copy-on-write for
+ * lock-free readers) and leave N48/N256 nodes sized for growth; here nobody can read yet.
+ *
+ * Invariants (of the result; the same ones radix-tree.ts and nodes.ts state)
+ *   - Every leaf is LEAF, key length in the header, entry word 0 (state VALUE, order 0, no
+ *     lock, no tags) for new keys; leaves already in the tree keep their block and entry word.
+ *   - Every inner node has >= 2 items, the smallest type holding its children
+ *     (typeForCount), the longest common prefix as its compressed path, endLeaf = the key
+ *     that ends at its branch byte, and tag counts = tagged leaves below it.
+ *   - H_COUNT = leaves reachable.
+ *
+ * Concurrency: the caller holds treeLock and the tree was never shared (no handle() taken,
+ * not attached): no reader or writer can see any block until the root store publishes it.
+ * Inner nodes of the previous shape (a non-empty tree) are retired through the epoch like
+ * any replaced node.
+ *
+ * Persistence ordering: none (the index is volatile).
+ */
+import { assert } from '../assert.js';
+import { DaxError } from '../errors.js';
+import { type Arena, H_COUNT, H_ROOT, classWords, sizeClassOf } from './arena.js';
+import { DIRTY, MAX_VALUE, TOWRITE } from './entry-word.js';
+import {
+  LEAF,
+  LEAF_HEADER_WORDS,
+  MAX_KEY_BYTES,
+  W_END_LEAF,
+  W_ENTRY,
+  W_PREFIX_LEN,
+  W_VALUE_HI,
+  W_VALUE_LO,
+  countOf,
+  fillInner,
+  gatherChildren,
+  header,
+  innerWords,
+  leafWords,
+  typeForCount,
+  typeOf,
+} from './nodes.js';
+
+const TWO_32 = 2 ** 32;
+
+/** Keys back to back in `keys`; key i is keys[offsets[i] .. offsets[i + 1]), value values[i]. */
+export interface BulkEntries {
+  readonly count: number;
+  readonly keys: Uint8Array;
+  /** count + 1 offsets, non-decreasing */
+  readonly offsets: Uint32Array | Int32Array;
+  /** integers in [0, 2^48) */
+  readonly values: Float64Array | readonly number[];
+}
+
+/** Validates what a caller can get wrong (DaxError EINVAL) before anything is allocated. */
+export function checkBulkEntries(e: BulkEntries): void {
+  const { count, keys, offsets, values } = e;
+  if (!Number.isSafeInteger(count) || count < 0) throw new DaxError('EINVAL', `bulkLoad: count ${count} must be a non-negative integer`);
+  if (!(keys instanceof Uint8Array)) throw new DaxError('EINVAL', 'bulkLoad: keys must be a Uint8Array');
+  if (offsets.length < count + 1 || values.length < count) throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count + 1} offsets and ${count} values`);
+  if (count > 0 && (offsets[0] < 0 || offsets[count] > keys.length)) throw new DaxError('EINVAL', `bulkLoad: offsets outside the ${keys.length}-byte key buffer`);
+  for (let i = 0; i < count; i++) {
+    const len = offsets[i + 1] - offsets[i];
+    if (len < 0 || len > MAX_KEY_BYTES) throw new DaxError('EINVAL', `bulkLoad: key ${i} has length ${len}`);
+    const v = values[i];
+    if (!Number.isInteger(v) || v < 0 || v > MAX_VALUE) throw new DaxError('EINVAL', `bulkLoad: value ${v} of key ${i} must be an integer in [0, 2^48)`);
+    if (i > 0 && compareRuns(keys, offsets[i - 1], offsets[i], offsets[i], offsets[i + 1]) >= 0) {
+      throw new DaxError('EINVAL', `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`);
+    }
+  }
+}
+
+/** memcmp order, shorter prefix first, of buf[a0..a1) and buf[b0..b1). */
+function compareRuns(buf: Uint8Array, a0: number, a1: number, b0: number, b1: number): number {
+  const n = Math.min(a1 - a0, b1 - b0);
+  for (let i = 0; i < n; i++) {
+    const d = buf[a0 + i] - buf[b0 + i];
+    if (d !== 0) return d;
+  }
+  return a1 - a0 - (b1 - b0);
+}
+
+/**
+ * Builds the tree of the existing leaves plus `entries` and publishes it. Caller holds
+ * treeLock; the tree was never shared; `retire` hands an old inner node (offset, words) to
+ * the epoch. Entries must have been checked (checkBulkEntries) and be absent from the tree.
+ */
+export function bulkLoadLocked(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): void {
+  const old = collectOld(arena, retire);
+  const fresh = allocLeaves(arena, e);
+  const leaves = old.length === 0 ? fresh : mergeLeaves(arena, old, fresh);
+  const b = new Builder(arena, leaves);
+  const root = leaves.length === 0 ? 0 : b.build(0, leaves.length, 0, 0);
+  const i32 = arena.i32;
+  Atomics.store(i32, H_COUNT, leaves.length);
+  // Publication: every block above was written with plain stores before this release store.
+  Atomics.store(i32, H_ROOT, root);
+}
+
+/** Leaves already in the tree, in key order; their inner nodes are retired (rebuilt below). */
+function collectOld(arena: Arena, retire: (node: number, words: number) => void): Int32Array {
+  const root = arena.i32[H_ROOT];
+  if (root === 0) return new Int32Array(0);
+  const out: number[] = [];
+  const bytes = new Uint8Array(257);
+  const walk = (node: number): void => {
+    const i32 = arena.i32;
+    const hdr = i32[node];
+    if (typeOf(hdr) === LEAF) {
+      out.push(node);
+      return;
+    }
+    const end = i32[node + W_END_LEAF];
+    if (end !== 0) out.push(end);
+    const kids = new Int32Array(257);
+    const n = gatherChildren(i32, arena.u8, node, bytes, kids);
+    for (let i = 0; i < n; i++) walk(kids[i]);
+    retire(node, innerWords(typeOf(hdr), i32[node + W_PREFIX_LEN]));
+  };
+  walk(root);
+  return Int32Array.from(out);
+}
+
+/** One leaf per entry, in entry order, allocated back to back (a later walk reads them in order). */
+function allocLeaves(arena: Arena, e: BulkEntries): Int32Array {
+  const leaves = new Int32Array(e.count);
+  const { keys, offsets, values } = e;
+  for (let i = 0; i < e.count; i++) {
+    const k0 = offsets[i];
+    const len = offsets[i + 1] - k0;
+    const words = leafWords(len);
+    const leaf = arena.allocLocked(words);
+    const i32 = arena.i32; // after allocLocked: the buffer may have grown
+    i32.fill(0, leaf + W_ENTRY, leaf + classWords(sizeClassOf(words)));
+    i32[leaf] = header(LEAF, len);
+    const v = values[i];
+    i32[leaf + W_VALUE_LO] = v % TWO_32 | 0;
+    i32[leaf + W_VALUE_HI] = Math.floor(v / TWO_32);
+    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    const u8 = arena.u8;
+    if (len <= 32) for (let j = 0; j < len; j++) u8[kb + j] = keys[k0 + j];
+    else u8.set(keys.subarray(k0, k0 + len), kb);
+    leaves[i] = leaf;
+  }
+  return leaves;
+}
+
+function mergeLeaves(arena: Arena, a: Int32Array, b: Int32Array): Int32Array {
+  const out = new Int32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) {
+    const c = compareLeaves(arena, a[i], b[j]);
+    assert(c !== 0, () => `bulkLoad: key of leaf ${b[j]} is already in the tree`);
+    out[k++] = c < 0 ? a[i++] : b[j++];
+  }
+  while (i < a.length) out[k++] = a[i++];
+  while (j < b.length) out[k++] = b[j++];
+  return out;
+}
+
+function compareLeaves(arena: Arena, x: number, y: number): number {
+  const i32 = arena.i32;
+  const xb = (x + LEAF_HEADER_WORDS) << 2;
+  const yb = (y + LEAF_HEADER_WORDS) << 2;
+  const u8 = arena.u8;
+  const n = Math.min(countOf(i32[x]), countOf(i32[y]));
+  for (let i = 0; i < n; i++) {
+    const d = u8[xb + i] - u8[yb + i];
+    if (d !== 0) return d;
+  }
+  return countOf(i32[x]) - countOf(i32[y]);
+}
+
+/** Recursive bottom-up construction over a sorted array of leaves; keys are read from the leaves. */
+class Builder {
+  private readonly levelBytes: Uint8Array[] = [];
+  private readonly levelKids: Int32Array[] = [];
+  /** tag counts of the subtree returned by the last build() */
+  private dirty = 0;
+  private towrite = 0;
+
+  constructor(
+    private readonly arena: Arena,
+    private readonly leaves: Int32Array,
+  ) {}
+
+  /**
+   * The subtree of leaves[lo, hi) whose keys all share bytes [0, depth): a leaf, or an inner
+   * node whose prefix starts at `depth`. `level` indexes the per-level scratch.
+   */
+  build(lo: number, hi: number, depth: number, level: number): number {
+    const leaves = this.leaves;
+    let i32 = this.arena.i32;
+    const first = leaves[lo];
+    if (hi - lo === 1) {
+      const entry = i32[first + W_ENTRY];
+      this.dirty = (entry & DIRTY) !== 0 ? 1 : 0;
+      this.towrite = (entry & TOWRITE) !== 0 ? 1 : 0;
+      return first;
+    }
+    const firstKey = (first + LEAF_HEADER_WORDS) << 2;
+    const firstLen = countOf(i32[first]);
+    const branch = this.commonPrefixEnd(first, leaves[hi - 1], depth);
+    let end = 0;
+    let next = lo;
+    let dirty = 0;
+    let towrite = 0;
+    if (firstLen === branch) {
+      // Sorted and unique: only the first key can end at the branch byte.
+      end = this.build(lo, lo + 1, branch, level + 1);
+      dirty += this.dirty;
+      towrite += this.towrite;
+      next = lo + 1;
+    }
+    if (this.levelBytes.length <= level) {
+      this.levelBytes.push(new Uint8Array(257));
+      this.levelKids.push(new Int32Array(257));
+    }
+    const bytes = this.levelBytes[level];
+    const kids = this.levelKids[level];
+    let n = 0;
+    while (next < hi) {
+      const u8 = this.arena.u8; // recursion may have grown the buffer
+      const b = u8[((leaves[next] + LEAF_HEADER_WORDS) << 2) + branch];
+      let stop = next + 1;
+      while (stop < hi && u8[((leaves[stop] + LEAF_HEADER_WORDS) << 2) + branch] === b) stop++;
+      bytes[n] = b;
+      kids[n++] = this.build(next, stop, branch + 1, level + 1);
+      dirty += this.dirty;
+      towrite += this.towrite;
+      next = stop;
+    }
+    assert(n + (end !== 0 ? 1 : 0) >= 2 && n <= 256, () => `bulkLoad: node at depth ${depth} would have ${n} children (keys not sorted and unique?)`);
+    const type = typeForCount(n);
+    const plen = branch - depth;
+    const node = this.arena.allocLocked(innerWords(type, plen));
+    i32 = this.arena.i32;
+    // The prefix is read from the first leaf's key, inside the same (possibly regrown) arena.
+    fillInner(i32, this.arena.u8, node, type, this.arena.u8, firstKey + depth, plen, n, bytes, kids, end, dirty, towrite);
+    this.dirty = dirty;
+    this.towrite = towrite;
+    return node;
+  }
+
+  /** First depth >= `depth` where the keys of leaves a and b differ or one ends (a < b). */
+  private commonPrefixEnd(a: number, b: number, depth: number): number {
+    const i32 = this.arena.i32;
+    const u8 = this.arena.u8;
+    const n = Math.min(countOf(i32[a]), countOf(i32[b]));
+    const ab = (a + LEAF_HEADER_WORDS) << 2;
+    const bb = (b + LEAF_HEADER_WORDS) << 2;
+    let d = depth;
+    while (d < n && u8[ab + d] === u8[bb + d]) d++;
+    return d;
+  }
+}
