@@ -514,6 +514,10 @@ export class RadixTree {
 
   lockTree(): void {
     lockTree(this.arena.i32);
+    // Another thread may have grown the arena since this thread's views were made, and a
+    // writer touches nodes it allocated: a plain typed-array store past the end of a stale
+    // view is silently dropped. The lock orders us after that growth, so refresh here.
+    this.arena.refresh();
   }
 
   unlockTree(): void {
