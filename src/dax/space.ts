@@ -22,6 +22,7 @@
  * Persistence ordering: see alloc.ts (publish after zeroing), object-table.ts (records),
  * truncate.ts (size first), writeback.ts (flush, one drain).
  */
+import { existsSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
@@ -110,11 +111,18 @@ export class DaxSpace extends EventEmitter {
     });
   }
 
-  /** Opens (creating and formatting when absent) a space in a file or device-DAX path. */
+  /**
+   * Opens a space in a file or device-DAX path, creating and formatting it only when the path
+   * does not exist (then `size` is required). An existing file that holds no store is never
+   * formatted: it fails with ENOTSTORE and is left as it was.
+   */
   static open(path: string, opts: SpaceOptions & { size?: number } = {}): DaxSpace {
+    if (typeof path !== 'string' || path.length === 0) throw new DaxError('EINVAL', 'DaxSpace.open: path must be a non-empty string');
+    const create = !existsSync(path);
+    if (create && opts.size === undefined) throw new DaxError('ENOENT', `DaxSpace.open: ${path} does not exist (pass size to create it)`);
     const media = openRegion(path, { create: opts.size !== undefined, sizeBytes: opts.size });
     try {
-      return DaxSpace.openMedia(media, { ...opts, formatIfEmpty: true });
+      return DaxSpace.openMedia(media, { ...opts, formatIfEmpty: create });
     } catch (e) {
       media.close();
       throw e;
