@@ -259,3 +259,126 @@ class Builder {
     return d;
   }
 }
+
+/**
+ * Sorting keys that live elsewhere (e.g. in log records) into bulkLoad order without
+ * copying them: an MSD radix sort on key bytes, one byte per level (257 buckets: "key ended
+ * here" sorts first), each entry's next 4 key bytes cached in a word so a level reads
+ * memory only once per 4 bytes of depth; small ranges finish with an insertion sort.
+ * Key i is buf[start[i] .. start[i] + length[i]). Returns the entry ids in key order and,
+ * per position, whether that key equals the previous one (duplicates are adjacent; their
+ * relative order is unspecified).
+ */
+export function sortKeyRuns(buf: Uint8Array, start: Float64Array, length: Uint16Array | Int32Array, count: number): { order: Int32Array; sameAsPrevious: Uint8Array } {
+  const s = new KeySorter(buf, start, length, count);
+  s.sortRange(0, count, 0);
+  return { order: s.order, sameAsPrevious: s.same };
+}
+
+const INSERTION_MAX = 24;
+
+class KeySorter {
+  readonly order: Int32Array;
+  readonly same: Uint8Array;
+  private readonly tmp: Int32Array;
+  /** big-endian key bytes [window, window + 4) of each entry, zero past its end */
+  private readonly chunk: Uint32Array;
+  private readonly counts: Int32Array[] = [];
+
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly start: Float64Array,
+    private readonly length: Uint16Array | Int32Array,
+    count: number,
+  ) {
+    this.order = new Int32Array(count);
+    for (let i = 0; i < count; i++) this.order[i] = i;
+    this.same = new Uint8Array(count);
+    this.tmp = new Int32Array(count);
+    this.chunk = new Uint32Array(count);
+  }
+
+  /** order[lo, hi) share key bytes [0, depth); chunks hold window depth & ~3. */
+  sortRange(lo: number, hi: number, depth: number): void {
+    if ((depth & 3) === 0) this.loadChunks(lo, hi, depth);
+    if (hi - lo <= INSERTION_MAX) return this.insertionSort(lo, hi, depth);
+    const level = depth;
+    while (this.counts.length <= level) this.counts.push(new Int32Array(258));
+    const counts = this.counts[level];
+    counts.fill(0);
+    const order = this.order;
+    const shift = 24 - ((depth & 3) << 3);
+    for (let i = lo; i < hi; i++) counts[this.bucket(order[i], depth, shift) + 1]++;
+    for (let b = 1; b < 258; b++) counts[b] += counts[b - 1];
+    // counts[b] = first position of bucket b (relative to lo); scatter, then copy back.
+    const tmp = this.tmp;
+    const pos = counts.slice(0, 257);
+    for (let i = lo; i < hi; i++) {
+      const id = order[i];
+      tmp[lo + pos[this.bucket(id, depth, shift)]++] = id;
+    }
+    order.set(tmp.subarray(lo, hi), lo);
+    // Bucket 0: keys that end at `depth` are all the same key.
+    for (let i = lo + 1; i < lo + counts[1]; i++) this.same[i] = 1;
+    for (let b = 1; b < 257; b++) {
+      const from = lo + counts[b];
+      const to = lo + counts[b + 1];
+      if (to - from > 1) this.sortRange(from, to, depth + 1);
+    }
+  }
+
+  /** 0 if the key ended before `depth`, else 1 + its byte there. */
+  private bucket(id: number, depth: number, shift: number): number {
+    return depth < this.length[id] ? ((this.chunk[id] >>> shift) & 0xff) + 1 : 0;
+  }
+
+  private loadChunks(lo: number, hi: number, window: number): void {
+    const { buf, start, length, chunk, order } = this;
+    for (let i = lo; i < hi; i++) {
+      const id = order[i];
+      const at = start[id] + window;
+      const n = length[id] - window;
+      chunk[id] = n >= 4 ? ((buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]) >>> 0 : n <= 0 ? 0 : partialChunk(buf, at, n);
+    }
+  }
+
+  private insertionSort(lo: number, hi: number, depth: number): void {
+    const order = this.order;
+    for (let i = lo + 1; i < hi; i++) {
+      const id = order[i];
+      let j = i - 1;
+      while (j >= lo && this.compare(order[j], id, depth) > 0) {
+        order[j + 1] = order[j];
+        j--;
+      }
+      order[j + 1] = id;
+    }
+    for (let i = lo + 1; i < hi; i++) if (this.compare(order[i - 1], order[i], depth) === 0) this.same[i] = 1;
+  }
+
+  /** Keys a, b share bytes [0, depth) and chunks hold window depth & ~3. */
+  private compare(a: number, b: number, depth: number): number {
+    const ca = this.chunk[a];
+    const cb = this.chunk[b];
+    if (ca !== cb) return ca < cb ? -1 : 1;
+    const windowEnd = (depth & ~3) + 4;
+    const la = this.length[a];
+    const lb = this.length[b];
+    if (la < windowEnd || lb < windowEnd) return la - lb;
+    const n = Math.min(la, lb);
+    const buf = this.buf;
+    const sa = this.start[a];
+    const sb = this.start[b];
+    for (let i = windowEnd; i < n; i++) {
+      const d = buf[sa + i] - buf[sb + i];
+      if (d !== 0) return d;
+    }
+    return la - lb;
+  }
+}
+
+function partialChunk(buf: Uint8Array, at: number, n: number): number {
+  let c = 0;
+  for (let i = 0; i < 4; i++) c = (c << 8) | (i < n ? buf[at + i] : 0);
+  return c >>> 0;
+}

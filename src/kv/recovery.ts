@@ -8,16 +8,24 @@
  *     uncommitted or foreign record is dropped with everything after it in its segment, and
  *     counted in the report. A batch is one record, so it is applied entirely or not at all.
  *
- * Concurrency: runs on the opener before share() can hand the space to anyone.
+ * How: the segment scan only collects (entry offset, sequence, op, key length) per entry in
+ * typed arrays; the keys stay in the log. One radix sort of the entry ids by key bytes
+ * (bulk-load.ts sortKeyRuns) puts the entries of each key side by side; the winner of each
+ * key is the highest sequence (ties: the first scanned, as applying them in scan order
+ * would); keys whose winner is a PUT are bulk loaded into the tree in one bottom-up build.
+ * No tombstones enter the tree.
+ *
+ * Concurrency: runs on the opener before share() can hand the space to anyone (bulkLoad
+ * asserts the tree was never shared).
  *
  * Persistence ordering: writes nothing persistent.
  */
 import { DaxError } from '../errors.js';
 import type { DaxSpace } from '../dax/space.js';
-import { ENTRY_DEL, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER, entryBytes } from './layout.js';
+import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER, entryBytes } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
-import { grab, replace, unlock } from '../index/entry-lock.js';
+import { sortKeyRuns } from '../index/bulk-load.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -46,13 +54,90 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
     segments.push([block, index]);
   });
   report.segments = segments.length;
-  for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report);
-  report.keys = dropTombstones(space);
+  const found = new FoundEntries();
+  for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report, found);
+  report.keys = loadWinners(space, v, found);
   report.timeMs = performance.now() - start;
   return report;
 }
 
-function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number, report: KvRecoveryReport): void {
+/** Every valid entry seen by the scan, in scan order (growable typed columns). */
+class FoundEntries {
+  count = 0;
+  at = new Float64Array(1 << 14);
+  sequence = new Float64Array(1 << 14);
+  keyLength = new Uint16Array(1 << 14);
+  del = new Uint8Array(1 << 14);
+
+  add(at: number, sequence: number, keyLength: number, del: boolean): void {
+    if (this.count === this.at.length) this.grow();
+    const i = this.count++;
+    this.at[i] = at;
+    this.sequence[i] = sequence;
+    this.keyLength[i] = keyLength;
+    this.del[i] = del ? 1 : 0;
+  }
+
+  private grow(): void {
+    const n = this.at.length * 2;
+    const grown = <T extends Float64Array | Uint16Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.at = grown(this.at, (k) => new Float64Array(k));
+    this.sequence = grown(this.sequence, (k) => new Float64Array(k));
+    this.keyLength = grown(this.keyLength, (k) => new Uint16Array(k));
+    this.del = grown(this.del, (k) => new Uint8Array(k));
+  }
+}
+
+/**
+ * Sorts the entries by key, keeps the newest entry of each key (highest sequence; on a tie
+ * the one scanned first) and bulk loads the keys whose newest entry is a PUT. Returns how many.
+ */
+function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries): number {
+  const n = found.count;
+  const keyStart = new Float64Array(n);
+  for (let i = 0; i < n; i++) keyStart[i] = found.at[i] + ENTRY_HEADER_BYTES;
+  const { order, sameAsPrevious } = sortKeyRuns(v.u8, keyStart, found.keyLength, n);
+  const winners = new Int32Array(n);
+  let keys = 0;
+  let keyBytes = 0;
+  for (let p = 0; p < n; ) {
+    let best = order[p];
+    let q = p + 1;
+    for (; q < n && sameAsPrevious[q] === 1; q++) {
+      const id = order[q];
+      const d = found.sequence[id] - found.sequence[best];
+      if (d > 0 || (d === 0 && id < best)) best = id;
+    }
+    if (found.del[best] === 0) {
+      winners[keys++] = best;
+      keyBytes += 1 + found.keyLength[best];
+    }
+    p = q;
+  }
+  const keyBuffer = new Uint8Array(keyBytes);
+  const offsets = new Uint32Array(keys + 1);
+  const values = new Float64Array(keys);
+  const u8 = v.u8;
+  let o = 0;
+  for (let k = 0; k < keys; k++) {
+    const id = winners[k];
+    const from = keyStart[id];
+    const len = found.keyLength[id];
+    keyBuffer[o++] = KV_KEY_PREFIX;
+    for (let j = 0; j < len; j++) keyBuffer[o + j] = u8[from + j];
+    o += len;
+    offsets[k + 1] = o;
+    values[k] = found.at[id];
+  }
+  space.tree.bulkLoad({ count: keys, keys: keyBuffer, offsets, values });
+  return keys;
+}
+
+function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number, report: KvRecoveryReport, found: FoundEntries): void {
   const end = base + SEGMENT_BYTES;
   let at = base;
   const done = (resumable: boolean): void => {
@@ -77,8 +162,9 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
     report.records++;
     let e = at + RECORD_HEADER_BYTES;
     for (let i = 0; i < check.count; i++) {
-      applyEntry(space, v, e);
-      report.maxSequence = Math.max(report.maxSequence, entrySequence(v, e));
+      const sequence = entrySequence(v, e);
+      found.add(e, sequence, entryKeyLength(v, e), entryOp(v, e) === ENTRY_DEL);
+      report.maxSequence = Math.max(report.maxSequence, sequence);
       report.entries++;
       e += entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
     }
@@ -92,37 +178,4 @@ function spansPoison(space: DaxSpace, from: number, to: number): boolean {
     if (device.isPoisoned(device.blockAt(off))) return true;
   }
   return false;
-}
-
-const scratch = new Uint8Array(1 + 1024);
-const scratchViews: Uint8Array[] = [];
-
-/**
- * Newest entry wins; a DEL is kept as a ZERO-state tombstone until every segment was scanned.
- * One grab per entry (it creates the placeholder when absent); the key may live in a scratch
- * buffer because the tree copies it into the leaf and nothing keeps the ref after unlock.
- */
-function applyEntry(space: DaxSpace, v: MediaViews, at: number): void {
-  const keyLength = entryKeyLength(v, at);
-  scratch[0] = KV_KEY_PREFIX;
-  for (let i = 0; i < keyLength; i++) scratch[i + 1] = v.u8[at + 16 + i];
-  const key = (scratchViews[keyLength] ??= scratch.subarray(0, keyLength + 1));
-  const ref = grab(space.tree, key);
-  try {
-    if (ref.state !== 'empty' && entrySequence(v, ref.value) >= entrySequence(v, at)) return;
-    replace(space.tree, ref, at, entryOp(v, at) === ENTRY_DEL ? 'zero' : 'value');
-  } finally {
-    unlock(space.tree, ref);
-  }
-}
-
-function dropTombstones(space: DaxSpace): number {
-  const tombstones: Uint8Array[] = [];
-  let keys = 0;
-  for (const [key, , info] of space.tree.range({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) })) {
-    if (info.state === 'zero') tombstones.push(key);
-    else keys++;
-  }
-  for (const key of tombstones) space.tree.delete(key);
-  return keys;
 }
