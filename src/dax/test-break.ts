@@ -14,6 +14,8 @@
  *                          the locked entry still points at the block
  *   dax-free-now           R6: removed blocks are freed at once instead of through the epoch
  */
+import { isBroken, setBroken } from '../test-break.js';
+
 export type DaxTestBreak =
   | 'dax-mkwrite-unlocked'
   | 'dax-fault-no-recheck'
@@ -22,14 +24,11 @@ export type DaxTestBreak =
   | 'dax-rmap-no-recheck'
   | 'dax-free-now';
 
-const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
-
 export function daxBreak(name: DaxTestBreak): boolean {
-  return active.size !== 0 && active.has(name);
+  return isBroken(name);
 }
 
 /** Turns one switch on or off in this thread (tests only). */
 export function setDaxBreak(name: DaxTestBreak, on: boolean): void {
-  if (on) active.add(name);
-  else active.delete(name);
+  setBroken(name, on);
 }

@@ -11,17 +11,19 @@
  *   free-skip-persist           free() stores FREE but does not persist it before returning
  *   superblock-single-persist   superblock update writes both copies, then persists once
  *   allocator-no-lock           the allocator searches and marks its bitmap without its lock
+ *
+ * Read by the addon itself from the same variable (so only settable per process, not with
+ * setTestBreak): flock (open takes no flock), sigbus-guard (guarded copies run unguarded).
  */
+import { isBroken, setBroken } from '../test-break.js';
+
 export type TestBreak = 'alloc-publish-before-index' | 'free-skip-persist' | 'superblock-single-persist' | 'allocator-no-lock';
 
-const active = new Set<string>((process.env.DAXSTORE_TEST_BREAK ?? '').split(',').filter((s) => s !== ''));
-
 export function testBreak(name: TestBreak): boolean {
-  return active.size !== 0 && active.has(name);
+  return isBroken(name);
 }
 
 /** Turns one switch on or off in this thread (tests only). */
 export function setTestBreak(name: TestBreak, on: boolean): void {
-  if (on) active.add(name);
-  else active.delete(name);
+  setBroken(name, on);
 }
