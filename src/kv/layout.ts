@@ -27,8 +27,9 @@
  * Entry (ENTRY_HEADER_BYTES = 16, then key, value, zero padding to 8):
  *   0  u16  keyLength (1..MAX_KEY_BYTES)
  *   2  u8   op: ENTRY_PUT 1, ENTRY_DEL 2
- *   3  u8   0
- *   4  u32  valueLength (0 for ENTRY_DEL)
+ *   3  u8   flags: bit 0 ENTRY_FLAG_LARGE (PUT only): the value bytes are a 16-byte reference
+ *           to a DAX object holding the value (large-values.ts): u64 object id, u64 length
+ *   4  u32  valueLength (0 for ENTRY_DEL; LARGE_REF_BYTES for a large PUT): inline bytes
  *   8  u32  sequence low 32 bits
  *   12 u32  sequence high bits (< 2^21): every entry of a record carries the record's sequence
  *
@@ -49,8 +50,17 @@ export const ENTRY_PUT = 1;
 export const ENTRY_DEL = 2;
 /** Largest key in bytes (strings: their UTF-8 encoding). */
 export const MAX_KEY_BYTES = 1024;
-/** Largest value in bytes: values live inside one segment (large values as DAX objects: not yet). */
-export const MAX_VALUE_BYTES = 1024 * 1024;
+/**
+ * Largest value in bytes (256 MiB). Values above LARGE_VALUE_THRESHOLD_BYTES live in a DAX
+ * object of their own (the space's object table holds 16384 objects by default: that many
+ * large values at most); smaller ones inline in the log.
+ */
+export const MAX_VALUE_BYTES = 256 * 1024 * 1024;
+/** Values of more than 16 KiB are stored as DAX objects (large-values.ts). */
+export const LARGE_VALUE_THRESHOLD_BYTES = 16 * 1024;
+export const ENTRY_FLAG_LARGE = 1;
+/** Inline bytes of a large PUT: u64 object id, u64 value length (little-endian). */
+export const LARGE_REF_BYTES = 16;
 export const MAX_NONCE = 2 ** 40 - 1;
 
 const TWO_32 = 2 ** 32;

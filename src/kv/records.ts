@@ -44,10 +44,10 @@ export function mediaViews(buffer: SharedArrayBuffer): MediaViews {
  * Writes one entry at `at` (key without the index prefix byte: `key` is the index key, its
  * byte 0 skipped). Returns the offset after it. The sequence is filled in later (setEntrySequence).
  */
-export function writeEntry(v: MediaViews, at: number, op: number, indexKey: Uint8Array, value: Uint8Array | string | undefined, valueLength: number): number {
+export function writeEntry(v: MediaViews, at: number, op: number, indexKey: Uint8Array, value: Uint8Array | string | undefined, valueLength: number, flags = 0): number {
   const keyLength = indexKey.length - 1;
   const w = at / 4;
-  v.u32[w] = keyLength | (op << 16);
+  v.u32[w] = (keyLength | (op << 16) | (flags << 24)) >>> 0;
   v.u32[w + 1] = valueLength;
   v.u32[w + 2] = 0;
   v.u32[w + 3] = 0;
@@ -73,6 +73,11 @@ export function entryKeyLength(v: MediaViews, at: number): number {
 
 export function entryOp(v: MediaViews, at: number): number {
   return (v.u32[at / 4] >>> 16) & 0xff;
+}
+
+/** Entry flags (byte 3): ENTRY_FLAG_LARGE = the value is a DAX object reference (large-values.ts). */
+export function entryFlags(v: MediaViews, at: number): number {
+  return v.u32[at / 4] >>> 24;
 }
 
 export function entryValueLength(v: MediaViews, at: number): number {

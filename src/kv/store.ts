@@ -22,6 +22,9 @@
  *       SEQUENCE (i64 0)   last sequence handed out (Atomics.add)
  *       LIVE_KEYS (i32 2)  keys present        SEGMENTS (i32 3)  segments allocated
  *       DEAD (i32 4)       entries superseded   PUTS, DELETES, BATCHES (i32 5..7)
+ *       NEXT_OBJECT (i32 8) next large-value object id - KV_OBJECT_ID_BASE (Atomics.add)
+ *   - Large values (> LARGE_VALUE_THRESHOLD_BYTES) are DAX objects: large-values.ts has
+ *     their ordering (object durable before the record; old object retired via the epoch).
  *
  * Persistence ordering ('sync'): record written, flushed, ONE drain, then published in the
  * (volatile) index; the sealed checksum is the commit point at recovery. 'group': flushed and
@@ -44,6 +47,9 @@ import {
   KV_KEY_PREFIX,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
+  LARGE_REF_BYTES,
+  LARGE_VALUE_THRESHOLD_BYTES,
+  ENTRY_FLAG_LARGE,
   RECORD_HEADER_BYTES,
   SEGMENT_BYTES,
   entryBytes,
@@ -54,6 +60,7 @@ import { LEAF_HEADER_WORDS, countOf } from '../index/nodes.js';
 import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
+import { KV_OBJECT_ID_BASE, LargeObjectReaper, collectOrphans, copyLargePinned, encodeLargeRef, largeRefAt, removeQuietly, valueBytes, viewLargePinned, writeLargeObject, type OrphanReport } from './large-values.js';
 import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, valueLengthOf, type Key, type Value } from './keys.js';
 
 export type Durability = 'sync' | 'group' | 'none';
@@ -93,6 +100,12 @@ export interface KvStats {
   indexBytesPerKey: number;
   lostWakeups: number;
   recovery: KvRecoveryReport | undefined;
+  /** live DAX objects holding large values (> 16 KiB), in the whole space */
+  largeValueObjects: number;
+  /** large-value objects removed by this handle (superseded, after their grace period) */
+  largeValueObjectsRemoved: number;
+  /** open only: kv objects no live key referenced (crash leftovers), removed */
+  largeValueOrphansRemoved: number;
 }
 
 const SEQUENCE = 0; // BigInt64 slot
@@ -102,6 +115,7 @@ const DEAD = 4;
 const PUTS = 5;
 const DELETES = 6;
 const BATCHES = 7;
+const NEXT_OBJECT = 8;
 const OPEN_TABLE_OFFSET = 64; // Int32[MAX_WRITERS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 const SHARED_BYTES = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS;
@@ -121,6 +135,9 @@ export class KvStore {
   private readonly lookupScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
   private readonly lookupViews: Uint8Array[] = [];
   private isClosed = false;
+  private readonly reaper: LargeObjectReaper;
+  /** What open found about large-value objects (opener only). */
+  largeValuesAtOpen: OrphanReport | undefined;
 
   private constructor(
     private readonly space: DaxSpace,
@@ -134,6 +151,7 @@ export class KvStore {
     this.seq = new BigInt64Array(shared, 0, 1);
     this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, MAX_WRITERS);
     this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1), this.openTable);
+    this.reaper = new LargeObjectReaper(space);
   }
 
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
@@ -161,8 +179,11 @@ export class KvStore {
     try {
       const views = mediaViews(space.device.media.buffer);
       const report = recoverKv(space, views);
+      const orphans = collectOrphans(space, views);
       const shared = new SharedArrayBuffer(SHARED_BYTES);
       const store = new KvStore(space, shared, durability, true, report);
+      store.largeValuesAtOpen = orphans;
+      store.i32[NEXT_OBJECT] = orphans.nextId - KV_OBJECT_ID_BASE;
       store.seq[SEQUENCE] = BigInt(report.maxSequence);
       store.i32[LIVE_KEYS] = report.keys;
       store.i32[SEGMENTS] = report.segments;
@@ -237,13 +258,23 @@ export class KvStore {
 
   /** A copy of the value at entry `at` (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
   private valueCopyPinned(at: number, op: string): Uint8Array {
-    const view = this.valueSlicePinned(at, op);
+    const view = this.recordValuePinned(at, op);
+    const large = largeRefAt(this.views, at);
+    if (large !== undefined) return copyLargePinned(this.space, large, op);
     const out = Buffer.allocUnsafe(view.length);
     this.views.buf.copy(out, 0, view.byteOffset, view.byteOffset + view.length);
     return new Uint8Array(out.buffer, out.byteOffset, out.length); // a plain Uint8Array, as documented
   }
 
+  /** A view of the value: over the record, or over a large value's object pages (a copy when they are not one page run). */
   private valueSlicePinned(at: number, op: string): Uint8Array {
+    const inline = this.recordValuePinned(at, op);
+    const large = largeRefAt(this.views, at);
+    return large === undefined ? inline : viewLargePinned(this.space, large, op);
+  }
+
+  /** The value bytes inside the record (a large value's reference); EIO when the record is on a poisoned block. */
+  private recordValuePinned(at: number, op: string): Uint8Array {
     const start = entryValueOffset(this.views, at);
     const length = entryValueLength(this.views, at);
     const device = this.space.device;
@@ -263,13 +294,14 @@ export class KvStore {
   put(key: Key, value: Value): void {
     this.checkOpen('put');
     const k = indexKeyOf(key, 'put');
-    const valueLength = valueLengthOf(value, 'put');
-    const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
-    const at = this.writer.reserve(total);
-    const entryAt = at + RECORD_HEADER_BYTES;
+    const item = this.prepareValue(value, 'put');
+    const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, item.valueLength);
     let done = false;
+    let at = -1;
     try {
-      writeEntry(this.views, entryAt, ENTRY_PUT, k, value, valueLength); // R4: copy before the lock
+      at = this.writer.reserve(total);
+      const entryAt = at + RECORD_HEADER_BYTES;
+      writeEntry(this.views, entryAt, ENTRY_PUT, k, item.value, item.valueLength, item.flags); // R4: copy before the lock
       const early = kvBreak('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 50) : 0;
       const ref = grab(this.space.tree, k);
       try {
@@ -282,9 +314,28 @@ export class KvStore {
         unlock(this.space.tree, ref);
       }
     } finally {
-      if (!done) this.writer.rollback(at, total);
+      if (!done) this.abandon(at, total, item.objectId);
     }
     Atomics.add(this.i32, PUTS, 1);
+    this.reaper.drain();
+  }
+
+  /**
+   * The inline bytes of a value: itself, or for a large value the reference to a new DAX
+   * object already written and durable (before any record or lock: R4, persistence order).
+   */
+  private prepareValue(value: Value, op: string): { value: Value; valueLength: number; flags: number; objectId: number } {
+    const valueLength = valueLengthOf(value, op);
+    if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) return { value, valueLength, flags: 0, objectId: -1 };
+    const id = KV_OBJECT_ID_BASE + Atomics.add(this.i32, NEXT_OBJECT, 1);
+    writeLargeObject(this.space, id, valueBytes(value));
+    return { value: encodeLargeRef(id, valueLength), valueLength: LARGE_REF_BYTES, flags: ENTRY_FLAG_LARGE, objectId: id };
+  }
+
+  /** A write that failed: its reserved record space and any object it wrote are given back. */
+  private abandon(at: number, total: number, objectId: number): void {
+    if (at >= 0) this.writer.rollback(at, total);
+    if (objectId >= 0) removeQuietly(this.space, objectId);
   }
 
   /** Removes key; returns whether it existed. */
@@ -317,6 +368,7 @@ export class KvStore {
       if (!done) this.writer.rollback(at, total);
     }
     Atomics.add(this.i32, DELETES, 1);
+    this.reaper.drain();
     return existed;
   }
 
@@ -327,16 +379,18 @@ export class KvStore {
     const items = prepareBatch(ops);
     if (items.length === 0) return;
     let total = RECORD_HEADER_BYTES;
-    for (const item of items) total += entryBytes(item.key.length - 1, item.valueLength);
+    for (const item of items) total += entryBytes(item.key.length - 1, item.valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : item.valueLength);
     if (total > SEGMENT_BYTES) throw new DaxError('EINVAL', `batch: ${total} bytes of records exceed one segment (${SEGMENT_BYTES} bytes)`);
-    const at = this.writer.reserve(total);
     const refs: Array<EntryRef | undefined> = [];
     let done = false;
+    let at = -1;
     try {
+      for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) this.prepareLargeItem(item);
+      at = this.writer.reserve(total);
       let e = at + RECORD_HEADER_BYTES;
       for (const item of items) {
         item.entryAt = e;
-        e = writeEntry(this.views, e, item.type === 'put' ? ENTRY_PUT : ENTRY_DEL, item.key, item.value, item.valueLength); // R4
+        e = writeEntry(this.views, e, item.type === 'put' ? ENTRY_PUT : ENTRY_DEL, item.key, item.value, item.valueLength, item.flags); // R4
       }
       for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
       const sequence = this.nextSequence();
@@ -354,9 +408,21 @@ export class KvStore {
       done = true;
     } finally {
       for (const ref of refs) if (ref !== undefined) unlock(this.space.tree, ref);
-      if (!done) this.writer.rollback(at, total);
+      if (!done) {
+        if (at >= 0) this.writer.rollback(at, total);
+        for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
+      }
     }
     Atomics.add(this.i32, BATCHES, 1);
+    this.reaper.drain();
+  }
+
+  private prepareLargeItem(item: BatchItem): void {
+    const p = this.prepareValue(item.value!, 'batch');
+    item.value = p.value;
+    item.valueLength = p.valueLength;
+    item.flags = p.flags;
+    item.objectId = p.objectId;
   }
 
   /** Deletes every key in range (truncate): per key, a concurrent put lands before (and is removed) or after (and stays). Returns how many were deleted. */
@@ -372,6 +438,7 @@ export class KvStore {
       const last = keys[keys.length - 1];
       const n = this.deleteKeys(keys);
       deleted += n;
+      this.reaper.drain();
       remaining -= keys.length;
       if (keys.length < want) return deleted;
       bounds = bounds.reverse ? { ...bounds, lt: last, lte: undefined } : { ...bounds, gt: last, gte: undefined };
@@ -419,14 +486,30 @@ export class KvStore {
   private publishPutLocked(ref: EntryRef, entryAt: number): void {
     if (ref.state === 'empty') Atomics.add(this.i32, LIVE_KEYS, 1);
     else Atomics.add(this.i32, DEAD, 1);
+    const old = ref.state === 'value' ? ref.value : -1;
     replace(this.space.tree, ref, entryAt);
+    if (old >= 0) this.retireLargeLocked(old);
   }
 
   private deletePublishedLocked(ref: EntryRef): void {
     assert(ref.state === 'value', () => `deleting an entry in state ${ref.state}`);
+    const old = ref.value;
     deleteLocked(this.space.tree, ref);
+    this.retireLargeLocked(old);
     Atomics.sub(this.i32, LIVE_KEYS, 1);
     Atomics.add(this.i32, DEAD, 1);
+  }
+
+  /**
+   * The entry at `oldAt` was just superseded (its key's lock held): a large value's object is
+   * retired through the epoch (R6). The superseding record must be durable first, or a crash
+   * could recover `oldAt` pointing at a removed object: 'group'/'none' commit here.
+   */
+  private retireLargeLocked(oldAt: number): void {
+    const large = largeRefAt(this.views, oldAt);
+    if (large === undefined) return;
+    if (this.durability !== 'sync') this.writer.commit();
+    this.reaper.retire(large.id);
   }
 
   private nextSequence(): number {
@@ -533,6 +616,8 @@ export class KvStore {
       persistMethod: media.flushMethod === 'msync' ? 'msync' : media.flushMethod === 'sim' ? 'simulated flush + fence' : `${media.flushMethod} + sfence`,
       mediaKind: media.kind, freeBlocks: device.freeBlocks, indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
       lostWakeups: this.space.tree.stats().lostWakeups, recovery: this.recovery,
+      largeValueObjects: this.space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE).length,
+      largeValueObjectsRemoved: this.reaper.removed, largeValueOrphansRemoved: this.largeValuesAtOpen?.orphansRemoved ?? 0,
     };
   }
 
@@ -554,13 +639,23 @@ export class KvStore {
     return this.isClosed || this.space.closed;
   }
 
+  /** Removes retired large-value objects whose grace period is over (a pinned reader elsewhere keeps its own). */
+  private reapLarge(): void {
+    if (this.space.epoch.isPinned()) return;
+    for (let i = 0; i < 4; i++) this.space.epoch.collect();
+    this.reaper.drain();
+  }
+
   /** Makes everything durable, then closes (opener: the device; attached handle: detaches). Idempotent. */
   close(): void {
     if (this.isClosed) return;
     if (this.groupTimer !== undefined) clearTimeout(this.groupTimer);
     this.groupTimer = undefined;
     try {
-      if (!this.space.closed) this.writer.commit();
+      if (!this.space.closed) {
+        this.writer.commit();
+        this.reapLarge();
+      }
     } finally {
       this.writer.release();
       this.isClosed = true;
@@ -587,6 +682,9 @@ interface BatchItem {
   value: Value | undefined;
   valueLength: number;
   entryAt: number;
+  /** ENTRY_FLAG_LARGE once value became an object reference; objectId its object (-1: none) */
+  flags: number;
+  objectId: number;
 }
 
 /** Validates every op before anything is written; keeps the last op per key; sorts by key (the lock order). */
@@ -597,7 +695,7 @@ function prepareBatch(ops: readonly BatchOp[]): BatchItem[] {
     if (op.type !== 'put' && op.type !== 'del') throw new DaxError('EINVAL', `batch: op ${i} has type ${String((op as { type: unknown }).type)}, expected 'put' or 'del'`);
     const key = indexKeyOf(op.key, `batch op ${i}`);
     const valueLength = op.type === 'put' ? valueLengthOf(op.value, `batch op ${i}`) : 0;
-    byKey.set(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1'), { type: op.type, key, value: op.type === 'put' ? op.value : undefined, valueLength, entryAt: 0 });
+    byKey.set(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1'), { type: op.type, key, value: op.type === 'put' ? op.value : undefined, valueLength, entryAt: 0, flags: 0, objectId: -1 });
   });
   return [...byKey.values()].sort((a, b) => compareBytes(a.key, b.key));
 }

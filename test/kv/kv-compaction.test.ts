@@ -12,8 +12,11 @@ import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { setDaxBreak } from '../../src/dax/test-break.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
+import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 
-const big = (tag: number): Uint8Array => new Uint8Array(200_000).fill(tag);
+// The largest inline value (larger ones are DAX objects, not log entries): compaction is about the log.
+const big = (tag: number): Uint8Array => new Uint8Array(LARGE_VALUE_THRESHOLD_BYTES).fill(tag);
+const KEYS = 96;
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 function listing(db: KvStore): string {
   return [...db.range()].map(([k, v]) => `${hex(k)}=${v.length}:${v[0]}:${v[v.length - 1]}`).join(',');
@@ -23,7 +26,12 @@ function listing(db: KvStore): string {
 function churned(sizeMiB = 16): { media: SimMedia; db: KvStore } {
   const media = createSimMedia(sizeMiB * 2 ** 20);
   const db = openMedia(media);
-  for (let round = 0; round < 4; round++) for (let k = 0; k < 6; k++) db.put(`key-${k}`, big(round * 10 + k));
+  for (let round = 0; round < 4; round++) {
+    for (let k = 0; k < KEYS; k++) {
+      db.put(`key-${k}`, big(round * 10 + k));
+      if (k % 16 === 0) db.put(`stay-${round}-${k}`, big(100 + k)); // live entries in every segment
+    }
+  }
   db.delete('key-5');
   db.put('small', 'kept');
   return { media, db };
@@ -98,7 +106,7 @@ describe('kv compaction', () => {
       db.dax.collect();
       // Reuse pressure: new segments come from whatever the device has free.
       try {
-        for (let i = 0; i < 40; i++) db.put(`fill-${i}`, big(200 + (i % 50)));
+        for (let i = 0; i < 500; i++) db.put(`fill-${i}`, big(200 + (i % 50)));
       } catch {
         // ENOSPC is fine: the point is to make the device hand out freed extents
       }

@@ -1,0 +1,197 @@
+/**
+ * Large values: a value of more than LARGE_VALUE_THRESHOLD_BYTES (16 KiB) lives in a DAX
+ * object of its own; its log entry is a PUT flagged ENTRY_FLAG_LARGE whose 16 inline value
+ * bytes are the reference (u64 object id, u64 length; layout.ts).
+ *
+ * Invariants
+ *   - Object ids of the key-value store are in [KV_OBJECT_ID_BASE, 2^40); nothing else
+ *     creates objects there. Each such object is referenced by at most one live entry.
+ *   - After open (collectOrphans), every live kv object is referenced by the newest entry of
+ *     some live key: objects written but never published, or superseded but not yet
+ *     removed when the process stopped (owned-but-unreachable), are removed.
+ *
+ * Concurrency
+ *   - The id counter is one shared Int32 word (NEXT_ID_WORD in the store's shared buffer):
+ *     Atomics.add hands each writer a fresh id, in every thread.
+ *   - A superseded object is retired through the epoch as RETIRE_KV_OBJECT (R6: a reader
+ *     pinned before the overwrite still finds the object and its pages). The reclaimer only
+ *     queues the id; the store removes queued objects (obj.remove(): invalidate lock, page
+ *     entry locks) from drain(), called with no entry lock held, because reclaimers also run
+ *     inside retire() where the caller may hold the tree lock or entry locks.
+ *
+ * Persistence ordering
+ *   - put: object created and written (DaxObject.write is durable on return) BEFORE the
+ *     record that references it is sealed and committed: recovery never follows a
+ *     reference to unwritten bytes.
+ *   - overwrite/delete: the superseding record is durable BEFORE the old object is retired
+ *     (in 'group'/'none' mode the store commits first, see KvStore.retireLargeLocked);
+ *     otherwise a crash could recover the old entry pointing at a removed object.
+ *   - Removal is durable (object table record cleared); a crash before it leaves an
+ *     orphan that the next open removes.
+ */
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import type { DaxSpace } from '../dax/space.js';
+import { lookupCoveringPinned } from '../dax/fault.js';
+import { PAGE_BYTES, blockOfValue } from '../dax/layout.js';
+import { ENTRY_FLAG_LARGE, KV_KEY_PREFIX, LARGE_REF_BYTES, joinU32, splitHi } from './layout.js';
+import { entryFlags, entryValueOffset, type MediaViews } from './records.js';
+
+/** Epoch retire kind of a superseded large-value object (0 arena node, 1 device block). */
+export const RETIRE_KV_OBJECT = 2;
+export const KV_OBJECT_ID_BASE = 2 ** 39;
+const MAX_OBJECT_ID = 2 ** 40 - 1;
+
+/** A large value's reference, read from its entry. */
+export interface LargeRef {
+  readonly id: number;
+  readonly length: number;
+}
+
+/** The reference of the entry at `at`, or undefined for an inline value. */
+export function largeRefAt(v: MediaViews, at: number): LargeRef | undefined {
+  if ((entryFlags(v, at) & ENTRY_FLAG_LARGE) === 0) return undefined;
+  const w = entryValueOffset(v, at);
+  // the value offset is not 4-aligned in general: read byte-wise through the Buffer
+  const id = joinU32(v.buf.readUInt32LE(w + 4), v.buf.readUInt32LE(w));
+  const length = joinU32(v.buf.readUInt32LE(w + 12), v.buf.readUInt32LE(w + 8));
+  return { id, length };
+}
+
+/** The 16 inline bytes of a reference. */
+export function encodeLargeRef(id: number, length: number): Uint8Array {
+  const out = Buffer.alloc(LARGE_REF_BYTES);
+  out.writeUInt32LE(id >>> 0, 0);
+  out.writeUInt32LE(splitHi(id), 4);
+  out.writeUInt32LE(length >>> 0, 8);
+  out.writeUInt32LE(splitHi(length), 12);
+  return new Uint8Array(out.buffer, out.byteOffset, LARGE_REF_BYTES);
+}
+
+/** The value as bytes (strings encoded once, here, before any lock). */
+export function valueBytes(value: Uint8Array | string): Uint8Array {
+  return typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+}
+
+/**
+ * Creates object `id` holding `bytes`, durable on return. On any failure (ENOSPC, EIO) the
+ * object is removed again and the error rethrown: nothing is left behind.
+ */
+export function writeLargeObject(space: DaxSpace, id: number, bytes: Uint8Array): void {
+  assert(id >= KV_OBJECT_ID_BASE && id <= MAX_OBJECT_ID, () => `kv object id ${id} outside the kv range`);
+  const obj = space.object(id, { create: true, size: bytes.length });
+  try {
+    obj.write(0, bytes); // R4: write() copies a source that is a view of this store first
+  } catch (e) {
+    removeQuietly(space, id);
+    throw e;
+  }
+}
+
+/** Removes object `id` if it still exists (durable). */
+export function removeQuietly(space: DaxSpace, id: number): boolean {
+  if (!space.has(id)) return false;
+  try {
+    space.object(id).remove();
+    return true;
+  } catch (e) {
+    if (e instanceof DaxError && e.code === 'ENOENT') return false; // removed meanwhile
+    throw e;
+  }
+}
+
+/** A copy of a large value. Caller pinned (the object cannot be removed meanwhile: R6). */
+export function copyLargePinned(space: DaxSpace, ref: LargeRef, op: string): Uint8Array {
+  if (!space.has(ref.id)) throw dangling(ref, op);
+  return space.object(ref.id).read(0, ref.length); // EIO on a poisoned page
+}
+
+/**
+ * A zero-copy view of a large value when its pages lie on consecutive device blocks (one
+ * page run), else a copy. Caller pinned: the view is valid until the pin ends (R6).
+ */
+export function viewLargePinned(space: DaxSpace, ref: LargeRef, op: string): Uint8Array {
+  if (ref.length === 0) return new Uint8Array(0);
+  const { tree, device } = space;
+  const pages = Math.ceil(ref.length / PAGE_BYTES);
+  let first = -1;
+  for (let i = 0; i < pages; i++) {
+    const found = lookupCoveringPinned({ space, id: ref.id }, i);
+    if (found === undefined || ((tree.lastEntry >>> 3) & 3) !== 0) return copyLargePinned(space, ref, op); // hole or poisoned: read() decides
+    const block = blockOfValue(found.value) + (i - found.start);
+    if (device.isPoisoned(block)) return copyLargePinned(space, ref, op);
+    if (i === 0) first = block;
+    else if (block !== first + i) return copyLargePinned(space, ref, op); // not one page run
+  }
+  const at = device.blockOffset(first);
+  return new Uint8Array(device.media.buffer, at, ref.length);
+}
+
+function dangling(ref: LargeRef, op: string): DaxError {
+  return new DaxError('ECORRUPT', `${op}: the value of this key refers to DAX object ${ref.id} (${ref.length} bytes), which does not exist`);
+}
+
+/**
+ * Per store handle: receives retired object ids from the epoch (any thread's retire, this
+ * thread's collect) and removes them later, from drain(), with no lock held.
+ */
+export class LargeObjectReaper {
+  private readonly ready: number[] = [];
+  removed = 0;
+
+  constructor(private readonly space: DaxSpace) {
+    space.epoch.registerReclaimer(RETIRE_KV_OBJECT, (id) => {
+      this.ready.push(id);
+    });
+  }
+
+  /** Retires object `id`: removed once no pinned reader can still use it. */
+  retire(id: number): void {
+    this.space.epoch.retire(RETIRE_KV_OBJECT, id, 0);
+  }
+
+  get pending(): number {
+    return this.ready.length;
+  }
+
+  /** Removes every object whose grace period ended. Call with no entry lock held. */
+  drain(): void {
+    while (this.ready.length > 0) {
+      const id = this.ready.pop()!;
+      if (removeQuietly(this.space, id)) this.removed++;
+    }
+  }
+}
+
+export interface OrphanReport {
+  /** kv objects referenced by live keys */
+  live: number;
+  /** kv objects no live key referenced: removed at open */
+  orphansRemoved: number;
+  /** the next free kv object id */
+  nextId: number;
+}
+
+/**
+ * After the index is rebuilt: removes every kv object no live key references. Costs one
+ * index scan, and only when kv objects exist at all.
+ */
+export function collectOrphans(space: DaxSpace, v: MediaViews): OrphanReport {
+  const ids = space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE);
+  let maxId = KV_OBJECT_ID_BASE - 1;
+  for (const id of ids) maxId = Math.max(maxId, id);
+  const report: OrphanReport = { live: 0, orphansRemoved: 0, nextId: maxId + 1 };
+  if (ids.length === 0) return report;
+  const referenced = new Set<number>();
+  space.epoch.guard(() =>
+    space.tree.scanPinned({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) }, (at) => {
+      const ref = largeRefAt(v, at);
+      if (ref !== undefined) referenced.add(ref.id);
+    }),
+  );
+  for (const id of ids) {
+    if (referenced.has(id)) report.live++;
+    else if (removeQuietly(space, id)) report.orphansRemoved++;
+  }
+  return report;
+}
