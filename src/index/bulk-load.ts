@@ -22,7 +22,7 @@
  */
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
-import { type Arena, H_COUNT, H_ROOT, classWords, sizeClassOf } from './arena.js';
+import { type Arena, H_COUNT, H_ROOT } from './arena.js';
 import { DIRTY, MAX_VALUE, TOWRITE } from './entry-word.js';
 import {
   LEAF,
@@ -45,32 +45,38 @@ import {
 
 const TWO_32 = 2 ** 32;
 
-/** Keys back to back in `keys`; key i is keys[offsets[i] .. offsets[i + 1]), value values[i]. */
+/**
+ * Entry i: key keys[starts[i] .. starts[i] + lengths[i]), value values[i]. Keys share one
+ * buffer and need not be back to back or in buffer order (recovery passes the order of a
+ * sort without moving a byte); they must be strictly increasing in i.
+ */
 export interface BulkEntries {
   readonly count: number;
   readonly keys: Uint8Array;
-  /** count + 1 offsets, non-decreasing */
-  readonly offsets: Uint32Array | Int32Array;
+  readonly starts: Uint32Array | Int32Array | Float64Array;
+  readonly lengths: Uint16Array | Uint32Array | Int32Array;
   /** integers in [0, 2^48) */
   readonly values: Float64Array | readonly number[];
 }
 
-/** Validates what a caller can get wrong (DaxError EINVAL) before anything is allocated. */
+/** Validates the shape of the arguments (DaxError EINVAL); per-key checks happen in allocLeaves. */
 export function checkBulkEntries(e: BulkEntries): void {
-  const { count, keys, offsets, values } = e;
+  const { count, keys, starts, lengths, values } = e;
   if (!Number.isSafeInteger(count) || count < 0) throw new DaxError('EINVAL', `bulkLoad: count ${count} must be a non-negative integer`);
   if (!(keys instanceof Uint8Array)) throw new DaxError('EINVAL', 'bulkLoad: keys must be a Uint8Array');
-  if (offsets.length < count + 1 || values.length < count) throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count + 1} offsets and ${count} values`);
-  if (count > 0 && (offsets[0] < 0 || offsets[count] > keys.length)) throw new DaxError('EINVAL', `bulkLoad: offsets outside the ${keys.length}-byte key buffer`);
-  for (let i = 0; i < count; i++) {
-    const len = offsets[i + 1] - offsets[i];
-    if (len < 0 || len > MAX_KEY_BYTES) throw new DaxError('EINVAL', `bulkLoad: key ${i} has length ${len}`);
-    const v = values[i];
-    if (!Number.isInteger(v) || v < 0 || v > MAX_VALUE) throw new DaxError('EINVAL', `bulkLoad: value ${v} of key ${i} must be an integer in [0, 2^48)`);
-    if (i > 0 && compareRuns(keys, offsets[i - 1], offsets[i], offsets[i], offsets[i + 1]) >= 0) {
-      throw new DaxError('EINVAL', `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`);
-    }
-  }
+  if (starts.length < count || lengths.length < count || values.length < count) throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count} starts, lengths and values`);
+}
+
+/** The reason entry i is unacceptable, or undefined (its key is compared with entry i - 1's). */
+function badEntry(e: BulkEntries, i: number): string | undefined {
+  const len = e.lengths[i];
+  const start = e.starts[i];
+  const v = e.values[i];
+  if (!(len >= 0 && len <= MAX_KEY_BYTES)) return `key ${i} has length ${len} (at most ${MAX_KEY_BYTES})`;
+  if (!(start >= 0 && start + len <= e.keys.length)) return `key ${i} lies outside the ${e.keys.length}-byte key buffer`;
+  if (!Number.isInteger(v) || v < 0 || v > MAX_VALUE) return `value ${v} of key ${i} must be an integer in [0, 2^48)`;
+  if (i > 0 && compareRuns(e.keys, e.starts[i - 1], e.starts[i - 1] + e.lengths[i - 1], start, start + len) >= 0) return `key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`;
+  return undefined;
 }
 
 /** memcmp order, shorter prefix first, of buf[a0..a1) and buf[b0..b1). */
@@ -89,8 +95,8 @@ function compareRuns(buf: Uint8Array, a0: number, a1: number, b0: number, b1: nu
  * the epoch. Entries must have been checked (checkBulkEntries) and be absent from the tree.
  */
 export function bulkLoadLocked(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): void {
+  const fresh = allocLeaves(arena, e, retire);
   const old = collectOld(arena, retire);
-  const fresh = allocLeaves(arena, e);
   const leaves = old.length === 0 ? fresh : mergeLeaves(arena, old, fresh);
   const b = new Builder(arena, leaves);
   const root = leaves.length === 0 ? 0 : b.build(0, leaves.length, 0, 0);
@@ -124,21 +130,32 @@ function collectOld(arena: Arena, retire: (node: number, words: number) => void)
   return Int32Array.from(out);
 }
 
-/** One leaf per entry, in entry order, allocated back to back (a later walk reads them in order). */
-function allocLeaves(arena: Arena, e: BulkEntries): Int32Array {
+/**
+ * One leaf per entry, in entry order, allocated back to back (the build then reads them in
+ * address order). Each entry is validated as it is copied, against the previous key (still
+ * in cache); on a bad one every leaf allocated so far is retired (never published) and a
+ * DaxError EINVAL names the entry, so the tree is unchanged. Words past the key inside the
+ * block's size class are left as they are: nothing reads them.
+ */
+function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): Int32Array {
   const leaves = new Int32Array(e.count);
-  const { keys, offsets, values } = e;
+  const { keys, starts, lengths, values } = e;
   for (let i = 0; i < e.count; i++) {
-    const k0 = offsets[i];
-    const len = offsets[i + 1] - k0;
-    const words = leafWords(len);
-    const leaf = arena.allocLocked(words);
+    const bad = badEntry(e, i);
+    if (bad !== undefined) {
+      for (let j = 0; j < i; j++) retire(leaves[j], leafWords(countOf(arena.i32[leaves[j]])));
+      throw new DaxError('EINVAL', `bulkLoad: ${bad}`);
+    }
+    const k0 = starts[i];
+    const len = lengths[i];
+    const leaf = arena.allocLocked(leafWords(len));
     const i32 = arena.i32; // after allocLocked: the buffer may have grown
-    i32.fill(0, leaf + W_ENTRY, leaf + classWords(sizeClassOf(words)));
-    i32[leaf] = header(LEAF, len);
     const v = values[i];
+    i32[leaf] = header(LEAF, len);
+    i32[leaf + W_ENTRY] = 0;
     i32[leaf + W_VALUE_LO] = v % TWO_32 | 0;
     i32[leaf + W_VALUE_HI] = Math.floor(v / TWO_32);
+    if (len > 0) i32[leaf + LEAF_HEADER_WORDS + ((len - 1) >> 2)] = 0; // bytes after the key in its last word
     const kb = (leaf + LEAF_HEADER_WORDS) << 2;
     const u8 = arena.u8;
     if (len <= 32) for (let j = 0; j < len; j++) u8[kb + j] = keys[k0 + j];
@@ -269,7 +286,7 @@ class Builder {
  * per position, whether that key equals the previous one (duplicates are adjacent; their
  * relative order is unspecified).
  */
-export function sortKeyRuns(buf: Uint8Array, start: Float64Array, length: Uint16Array | Int32Array, count: number): { order: Int32Array; sameAsPrevious: Uint8Array } {
+export function sortKeyRuns(buf: Uint8Array, start: Uint32Array | Float64Array, length: Uint16Array | Int32Array, count: number): { order: Int32Array; sameAsPrevious: Uint8Array } {
   const s = new KeySorter(buf, start, length, count);
   s.sortRange(0, count, 0);
   return { order: s.order, sameAsPrevious: s.same };
@@ -287,7 +304,7 @@ class KeySorter {
 
   constructor(
     private readonly buf: Uint8Array,
-    private readonly start: Float64Array,
+    private readonly start: Uint32Array | Float64Array,
     private readonly length: Uint16Array | Int32Array,
     count: number,
   ) {

@@ -56,54 +56,73 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   report.segments = segments.length;
   const found = new FoundEntries();
   for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report, found);
-  report.keys = loadWinners(space, v, found);
+  report.keys = loadWinners(space, found);
   report.timeMs = performance.now() - start;
   return report;
 }
 
-/** Every valid entry seen by the scan, in scan order (growable typed columns). */
+/**
+ * Every valid entry seen by the scan, in scan order (growable typed columns). Index keys
+ * (KV_KEY_PREFIX ++ key) are copied back to back into `keys` while the scan reads the
+ * records anyway, so sorting and the bulk load read a compact buffer, not the whole log.
+ */
 class FoundEntries {
   count = 0;
   at = new Float64Array(1 << 14);
   sequence = new Float64Array(1 << 14);
+  keyStart = new Uint32Array(1 << 14);
+  /** index key length (prefix byte included) */
   keyLength = new Uint16Array(1 << 14);
   del = new Uint8Array(1 << 14);
+  keys = new Uint8Array(1 << 18);
+  keyBytes = 0;
 
-  add(at: number, sequence: number, keyLength: number, del: boolean): void {
+  add(u8: Uint8Array, at: number, sequence: number, keyLength: number, del: boolean): void {
     if (this.count === this.at.length) this.grow();
+    if (this.keyBytes + keyLength + 1 > this.keys.length) this.keys = grown(this.keys, Math.max(this.keys.length * 2, keyLength + 1));
     const i = this.count++;
     this.at[i] = at;
     this.sequence[i] = sequence;
-    this.keyLength[i] = keyLength;
+    this.keyLength[i] = keyLength + 1;
     this.del[i] = del ? 1 : 0;
+    const keys = this.keys;
+    let o = this.keyBytes;
+    this.keyStart[i] = o;
+    keys[o++] = KV_KEY_PREFIX;
+    const from = at + ENTRY_HEADER_BYTES;
+    if (keyLength <= 32) for (let j = 0; j < keyLength; j++) keys[o + j] = u8[from + j];
+    else keys.set(u8.subarray(from, from + keyLength), o);
+    this.keyBytes = o + keyLength;
   }
 
   private grow(): void {
     const n = this.at.length * 2;
-    const grown = <T extends Float64Array | Uint16Array | Uint8Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.at = grown(this.at, (k) => new Float64Array(k));
-    this.sequence = grown(this.sequence, (k) => new Float64Array(k));
-    this.keyLength = grown(this.keyLength, (k) => new Uint16Array(k));
-    this.del = grown(this.del, (k) => new Uint8Array(k));
+    this.at = grown(this.at, n);
+    this.sequence = grown(this.sequence, n);
+    this.keyStart = grown(this.keyStart, n);
+    this.keyLength = grown(this.keyLength, n);
+    this.del = grown(this.del, n);
   }
+}
+
+function grown<T extends Float64Array | Uint32Array | Uint16Array | Uint8Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a);
+  return b;
 }
 
 /**
  * Sorts the entries by key, keeps the newest entry of each key (highest sequence; on a tie
- * the one scanned first) and bulk loads the keys whose newest entry is a PUT. Returns how many.
+ * the one scanned first, as applying them in scan order would) and bulk loads the keys whose
+ * newest entry is a PUT. Returns how many.
  */
-function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries): number {
+function loadWinners(space: DaxSpace, found: FoundEntries): number {
   const n = found.count;
-  const keyStart = new Float64Array(n);
-  for (let i = 0; i < n; i++) keyStart[i] = found.at[i] + ENTRY_HEADER_BYTES;
-  const { order, sameAsPrevious } = sortKeyRuns(v.u8, keyStart, found.keyLength, n);
-  const winners = new Int32Array(n);
+  const { order, sameAsPrevious } = sortKeyRuns(found.keys, found.keyStart, found.keyLength, n);
+  const starts = new Uint32Array(n);
+  const lengths = new Uint16Array(n);
+  const values = new Float64Array(n);
   let keys = 0;
-  let keyBytes = 0;
   for (let p = 0; p < n; ) {
     let best = order[p];
     let q = p + 1;
@@ -113,27 +132,13 @@ function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries): numbe
       if (d > 0 || (d === 0 && id < best)) best = id;
     }
     if (found.del[best] === 0) {
-      winners[keys++] = best;
-      keyBytes += 1 + found.keyLength[best];
+      starts[keys] = found.keyStart[best];
+      lengths[keys] = found.keyLength[best];
+      values[keys++] = found.at[best];
     }
     p = q;
   }
-  const keyBuffer = new Uint8Array(keyBytes);
-  const offsets = new Uint32Array(keys + 1);
-  const values = new Float64Array(keys);
-  const u8 = v.u8;
-  let o = 0;
-  for (let k = 0; k < keys; k++) {
-    const id = winners[k];
-    const from = keyStart[id];
-    const len = found.keyLength[id];
-    keyBuffer[o++] = KV_KEY_PREFIX;
-    for (let j = 0; j < len; j++) keyBuffer[o + j] = u8[from + j];
-    o += len;
-    offsets[k + 1] = o;
-    values[k] = found.at[id];
-  }
-  space.tree.bulkLoad({ count: keys, keys: keyBuffer, offsets, values });
+  space.tree.bulkLoad({ count: keys, keys: found.keys, starts, lengths, values });
   return keys;
 }
 
@@ -163,7 +168,7 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
     let e = at + RECORD_HEADER_BYTES;
     for (let i = 0; i < check.count; i++) {
       const sequence = entrySequence(v, e);
-      found.add(e, sequence, entryKeyLength(v, e), entryOp(v, e) === ENTRY_DEL);
+      found.add(v.u8, e, sequence, entryKeyLength(v, e), entryOp(v, e) === ENTRY_DEL);
       report.maxSequence = Math.max(report.maxSequence, sequence);
       report.entries++;
       e += entryBytes(entryKeyLength(v, e), entryValueLength(v, e));

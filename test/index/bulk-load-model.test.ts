@@ -30,12 +30,18 @@ export function pack(keys: Uint8Array[], random: () => number): { entries: BulkE
   const uniq = new Map<string, Uint8Array>();
   for (const k of keys) uniq.set(hex(k), k);
   const sorted = [...uniq.values()].sort(compareBytes);
-  const offsets = new Uint32Array(sorted.length + 1);
-  for (let i = 0; i < sorted.length; i++) offsets[i + 1] = offsets[i] + sorted[i].length;
-  const buf = new Uint8Array(offsets[sorted.length]);
-  sorted.forEach((k, i) => buf.set(k, offsets[i]));
+  // Keys stored in the buffer in reverse order, with gaps: starts need not follow the buffer.
+  const starts = new Uint32Array(sorted.length);
+  const lengths = Uint16Array.from(sorted, (k) => k.length);
+  let at = 0;
+  for (let i = sorted.length - 1; i >= 0; i--) {
+    starts[i] = at;
+    at += sorted[i].length + (i % 3);
+  }
+  const buf = new Uint8Array(at);
+  sorted.forEach((k, i) => buf.set(k, starts[i]));
   const values = Float64Array.from(sorted, () => Math.floor(random() * 2 ** 48));
-  return { entries: { count: sorted.length, keys: buf, offsets, values }, sorted };
+  return { entries: { count: sorted.length, keys: buf, starts, lengths, values }, sorted };
 }
 
 /** Structural dump (types, prefixes, end leaves, children, tag counts, leaf keys/entries/values). */
