@@ -1,0 +1,3 @@
+export async function runBench(_o: unknown): Promise<number> {
+  throw new Error('bench: not landed yet');
+}

@@ -1,0 +1,3 @@
+export async function runCrash(_o: unknown): Promise<number> {
+  throw new Error('crash: not landed yet');
+}

@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+/**
+ * The daxstore command. Exit codes: 0 ok, 1 problems found (check) or violations (crash),
+ * 2 usage error, 3 I/O or store error, 4 a bug in daxstore. A user's mistake prints one
+ * line, `daxstore: <CODE>: <message>`, never a stack trace.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { isDaxError } from '../index.js';
+import { EXIT_INTERNAL, EXIT_OK, EXIT_STORE, EXIT_USAGE, UsageError } from './output.js';
+import { parseCount, parseDuration, parseList, parsePositive, parseSize } from './args.js';
+import { runDump, runInfo } from './inspect.js';
+import { runCheck } from './check.js';
+
+type Run = () => number | Promise<number>;
+let exitCode = EXIT_OK;
+
+/** Wraps an action so its return value becomes the exit code. */
+function action<A extends unknown[]>(fn: (...args: A) => number | Promise<number>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    exitCode = await fn(...args);
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('daxstore')
+    .description('persistent-memory store: inspect, check, benchmark and crash-test daxstore files')
+    .version('0.1.0')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
+
+  program.command('info').description('superblock, sizes, device kind, flush method, blocks and key-value stats of a store')
+    .argument('<path>', 'store file or device').option('--json', 'machine-readable output')
+    .action(action((path: string, o: { json?: boolean }) => runInfo(path, o)));
+
+  program.command('dump').description('list keys and values of a store in key order')
+    .argument('<path>', 'store file or device')
+    .option('--prefix <key>', "only keys starting with this (UTF-8 text or hex:<digits>)")
+    .option('--limit <n>', 'at most n keys', parsePositive)
+    .option('--json', 'machine-readable output')
+    .action(action((path: string, o: { prefix?: string; limit?: number; json?: boolean }) => runDump(path, o)));
+
+  program.command('check').description('verify a store offline (superblock copies, owner table vs allocator, every record checksum); exit 1 when problems are found')
+    .argument('<path>', 'store file or device')
+    .option('--repair', 'quarantine damaged records, free leaked blocks, rewrite a bad superblock copy; then check again')
+    .option('--json', 'machine-readable output')
+    .action(action((path: string, o: { repair?: boolean; json?: boolean }) => runCheck(path, o)));
+
+  addLaterCommands(program);
+  return program;
+}
+
+/** bench / crash / inject: loaded lazily so info/check start fast and lmdb is imported only when asked. */
+function addLaterCommands(program: Command): void {
+  program.command('bench').description('YCSB A-F and fill/read/scan on worker threads sharing one store, optionally beside lmdb')
+    .option('--path <file>', 'store file (default: a fresh file in /dev/shm or the OS temp dir, removed after)')
+    .option('--size <bytes>', 'store size (e.g. 256M)', parseSize, 256 * 2 ** 20)
+    .option('--workload <list>', 'comma list of: a,b,c,d,e,f,fill,read,scan', 'a,b,c')
+    .option('--threads <list>', 'comma list of thread counts', parseList, [1, 2])
+    .option('--value-size <bytes>', 'value size', parsePositive, 100)
+    .option('--keys <n>', 'keys loaded before the run', parsePositive, 10_000)
+    .option('--duration <time>', 'time per workload and thread count (e.g. 2s)', parseDuration, 1000)
+    .addOption(new Option('--distribution <d>', 'key distribution').choices(['zipfian', 'uniform']).default('zipfian'))
+    .addOption(new Option('--compare <peer>', 'run the same workload on a peer store').choices(['lmdb']))
+    .option('--out <dir>', 'write JSON and SVG charts here')
+    .option('--seed <n>', 'seed of the key generators', parseCount)
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'machine-readable output')
+    .action(action(async (o: Record<string, unknown>) => (await import('./bench.js')).runBench(o as never)));
+
+  program.command('crash').description('crash-inject a workload on the simulated device at every fence; recover and check every image')
+    .addOption(new Option('--workload <w>', 'operations to crash').choices(['kv-mixed', 'kv-batch', 'kv-compact']).default('kv-mixed'))
+    .option('--ops <n>', 'operations in the workload', parsePositive, 40)
+    .option('--images <n>', 'at most this many crash images per crash point', parsePositive, 64)
+    .option('--seed <n>', 'seed (workload, random subsets, continuation)', parseCount)
+    .option('--out <dir>', 'write the JSON report (and any violating image) here')
+    .option('--self-test', 'run once per planted bug; every one must be reported')
+    .option('--replay <image>', 'recover one saved image and check it')
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'machine-readable output')
+    .action(action(async (o: Record<string, unknown>) => (await import('./crash.js')).runCrash(o as never)));
+
+  const inject = program.command('inject').description("fault injection against a store file, for users' own tests");
+  inject.command('poison').description('durably mark the data block holding an offset (or a block number) bad: reads of it fail with EIO')
+    .argument('<path>').option('--block <n>', 'data block number', parseCount).option('--offset <bytes>', 'device offset', parseCount)
+    .option('--key <key>', 'the block holding the record of this key').option('--json', 'machine-readable output')
+    .action(action(async (path: string, o: Record<string, unknown>) => (await import('./inject.js')).runPoison(path, o as never)));
+  inject.command('enospc').description('fill the store until allocation fails, leaving N blocks free (later writes get ENOSPC)')
+    .argument('<path>').option('--leave <n>', 'free blocks to leave', parseCount, 0).option('--json', 'machine-readable output')
+    .action(action(async (path: string, o: Record<string, unknown>) => (await import('./inject.js')).runEnospc(path, o as never)));
+  inject.command('eio').description('flip bytes of a record in place so reading or recovering it reports a checksum error')
+    .argument('<path>').requiredOption('--key <key>', 'the key whose record to damage').option('--json', 'machine-readable output')
+    .action(action(async (path: string, o: Record<string, unknown>) => (await import('./inject.js')).runEio(path, o as never)));
+}
+
+function report(e: unknown): number {
+  if (e instanceof CommanderError) {
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
+    process.stderr.write(`daxstore: EUSAGE: ${e.message.replace(/^error: /, '')}\n`);
+    return EXIT_USAGE;
+  }
+  if (e instanceof UsageError) {
+    process.stderr.write(`daxstore: EUSAGE: ${e.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (isDaxError(e)) {
+    process.stderr.write(`daxstore: ${e.message}\n`);
+    return EXIT_STORE;
+  }
+  process.stderr.write(`daxstore: internal error (a bug in daxstore, please report it):\n${e instanceof Error ? e.stack : String(e)}\n`);
+  return EXIT_INTERNAL;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  // Subcommands write help to stdout; `daxstore` with no command prints help and is a usage error.
+  if (argv.length === 0) {
+    process.stderr.write(program.helpInformation());
+    return EXIT_USAGE;
+  }
+  exitCode = EXIT_OK;
+  const run: Run = async () => {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  };
+  try {
+    return await run();
+  } catch (e) {
+    return report(e);
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
