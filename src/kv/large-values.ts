@@ -35,6 +35,7 @@ import type { DaxSpace } from '../dax/space.js';
 import { lookupCoveringPinned } from '../dax/fault.js';
 import { PAGE_BYTES, blockOfValue } from '../dax/layout.js';
 import { ENTRY_FLAG_LARGE, KV_KEY_PREFIX, LARGE_REF_BYTES, joinU32, splitHi } from './layout.js';
+import { kvBreak } from './test-break.js';
 import { entryFlags, entryValueOffset, type MediaViews } from './records.js';
 
 /** Epoch retire kind of a superseded large-value object (0 arena node, 1 device block). */
@@ -147,7 +148,8 @@ export class LargeObjectReaper {
 
   /** Retires object `id`: removed once no pinned reader can still use it. */
   retire(id: number): void {
-    this.space.epoch.retire(RETIRE_KV_OBJECT, id, 0);
+    if (kvBreak('kv-large-remove-now')) this.ready.push(id);
+    else this.space.epoch.retire(RETIRE_KV_OBJECT, id, 0);
   }
 
   get pending(): number {
@@ -181,7 +183,7 @@ export function collectOrphans(space: DaxSpace, v: MediaViews): OrphanReport {
   let maxId = KV_OBJECT_ID_BASE - 1;
   for (const id of ids) maxId = Math.max(maxId, id);
   const report: OrphanReport = { live: 0, orphansRemoved: 0, nextId: maxId + 1 };
-  if (ids.length === 0) return report;
+  if (ids.length === 0 || kvBreak('kv-large-no-orphan-scan')) return report;
   const referenced = new Set<number>();
   space.epoch.guard(() =>
     space.tree.scanPinned({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) }, (at) => {

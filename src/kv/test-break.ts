@@ -11,8 +11,11 @@
  *   kv-compact-no-commit  compaction retires a segment without making the copies durable
  *   kv-compact-no-recheck compaction moves an entry without re-checking, under the entry lock,
  *                      that the index still points at it (R3): it can bring back an old value
+ *   kv-large-remove-now  a superseded large-value object is removed at once, not after the
+ *                      epoch grace period (R6: a pinned reader's object disappears)
+ *   kv-large-no-orphan-scan  open skips removing kv objects no live key references (leaks)
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 

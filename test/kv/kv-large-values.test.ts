@@ -8,6 +8,16 @@ import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { DaxError } from '../../src/errors.js';
+import { setKvBreak, type KvTestBreak } from '../../src/kv/test-break.js';
+
+function withBreak(name: KvTestBreak, fn: () => void): void {
+  setKvBreak(name, true);
+  try {
+    fn();
+  } finally {
+    setKvBreak(name, false);
+  }
+}
 
 const big = (n: number, seed: number): Uint8Array => {
   const out = new Uint8Array(n);
@@ -64,7 +74,7 @@ describe('kv large values', () => {
     db.close();
   });
 
-  it('getView of a large value is a zero-copy view over the object pages when they are one page run, and stays valid after an overwrite while pinned (R6)', () => {
+  const pinnedObjectSurvives = (): void => {
     const db = openMedia(createSimMedia(16 * 2 ** 20));
     const v = big(100_000, 4);
     db.put('k', v);
@@ -81,6 +91,12 @@ describe('kv large values', () => {
     });
     expect(settledObjects(db)).toBe(1);
     db.close();
+  };
+
+  it('getView of a large value is a zero-copy view over the object pages when they are one page run, and stays valid after an overwrite while pinned (R6)', pinnedObjectSurvives);
+
+  it('goes red with kv-large-remove-now (superseded object removed without the grace period)', () => {
+    withBreak('kv-large-remove-now', () => expect(pinnedObjectSurvives).toThrow());
   });
 
   it('batch with large values applies all or nothing; a failing batch leaves no object behind', () => {
@@ -138,7 +154,7 @@ describe('kv large values', () => {
     again.close();
   });
 
-  it('open removes a large-value object no record points at (written, never published)', () => {
+  const orphanRemovedAtOpen = (): void => {
     const media = createSimMedia(16 * 2 ** 20);
     const db = openMedia(media);
     db.put('kept', big(30_000, 8));
@@ -155,5 +171,11 @@ describe('kv large values', () => {
     again.put('next', big(30_000, 10)); // ids continue past every id seen
     expect(same(again.get('next'), big(30_000, 10))).toBe(true);
     again.close();
+  };
+
+  it('open removes a large-value object no record points at (written, never published)', orphanRemovedAtOpen);
+
+  it('goes red with kv-large-no-orphan-scan', () => {
+    withBreak('kv-large-no-orphan-scan', () => expect(orphanRemovedAtOpen).toThrow());
   });
 });
