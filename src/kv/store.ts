@@ -47,6 +47,7 @@ import {
   KV_KEY_PREFIX,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
+  ENTRY_HEADER_BYTES,
   LARGE_REF_BYTES,
   LARGE_VALUE_THRESHOLD_BYTES,
   ENTRY_FLAG_LARGE,
@@ -56,7 +57,6 @@ import {
 } from './layout.js';
 import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
 import { SegmentWriter } from './segment-writer.js';
-import { LEAF_HEADER_WORDS, countOf } from '../index/nodes.js';
 import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
@@ -550,41 +550,91 @@ export class KvStore {
   private *iterate(start: Bounds, limit: number): Generator<[Uint8Array, Uint8Array]> {
     let bounds = start;
     let remaining = limit;
+    const ats = new Float64Array(SCAN_BATCH);
     while (remaining > 0) {
       this.checkOpen('range');
       const want = Math.min(SCAN_BATCH, remaining);
-      const items: Array<[Uint8Array, Uint8Array]> = [];
+      let n = 0;
+      let items: Array<[Uint8Array, Uint8Array]> = [];
       let lastKey: Uint8Array | undefined;
       const tree = this.space.tree;
       tree.epoch.pin();
       try {
-        tree.scanPinned(bounds, (at, leaf) => {
-          const key = this.leafKeyCopy(leaf);
-          items.push([new Uint8Array(key.buffer, key.byteOffset + 1, key.length - 1), this.valueCopyPinned(at, 'range')]);
-          lastKey = key;
-          return items.length < want;
+        tree.scanPinned(bounds, (at) => {
+          ats[n++] = at;
+          return n < want;
         });
+        if (n > 0) {
+          items = this.copyEntriesPinned(ats, n);
+          lastKey = this.indexKeyAt(ats[n - 1]);
+        }
       } finally {
         tree.epoch.unpin();
       }
-      yield* items;
-      remaining -= items.length;
-      if (items.length < want || lastKey === undefined) return;
+      for (let i = 0; i < n; i++) yield items[i];
+      remaining -= n;
+      if (n < want || lastKey === undefined) return;
       bounds = bounds.reverse ? { ...bounds, lt: lastKey, lte: undefined } : { ...bounds, gt: lastKey, gte: undefined };
     }
   }
 
-  private arenaBuf: Buffer | undefined;
+  /**
+   * Copies of the keys and values of n entries (caller pinned). Hot path of range(): the key
+   * and value are adjacent in the entry, so each inline entry is ONE memcpy into one buffer
+   * shared by the whole batch (one allocation per batch, two views per entry). A value kept
+   * by the caller keeps that batch buffer (~SCAN_BATCH entries) alive.
+   */
+  private copyEntriesPinned(ats: Float64Array, n: number): Array<[Uint8Array, Uint8Array]> {
+    const { u32, buf } = this.views;
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const at = ats[i];
+      const w = at / 4;
+      const keyLength = u32[w] & 0xffff;
+      const valueLength = u32[w + 1];
+      this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + keyLength + valueLength, 'range');
+      total += keyLength + (u32[w] >>> 24 === 0 ? valueLength : 0);
+    }
+    const out = Buffer.allocUnsafeSlow(total);
+    const ab = out.buffer;
+    const items: Array<[Uint8Array, Uint8Array]> = new Array(n);
+    let o = 0;
+    for (let i = 0; i < n; i++) {
+      const at = ats[i];
+      const w = at / 4;
+      const keyLength = u32[w] & 0xffff;
+      const from = at + ENTRY_HEADER_BYTES;
+      if (u32[w] >>> 24 === 0) {
+        const valueLength = u32[w + 1];
+        buf.copy(out, o, from, from + keyLength + valueLength);
+        items[i] = [new Uint8Array(ab, o, keyLength), new Uint8Array(ab, o + keyLength, valueLength)];
+        o += keyLength + valueLength;
+      } else {
+        buf.copy(out, o, from, from + keyLength);
+        items[i] = [new Uint8Array(ab, o, keyLength), copyLargePinned(this.space, largeRefAt(this.views, at)!, 'range')];
+        o += keyLength;
+      }
+    }
+    return items;
+  }
 
-  /** Copy of a leaf's index key through Buffer.copy (the arena may have grown: re-wrap then). Caller pinned. */
-  private leafKeyCopy(leaf: number): Buffer {
-    const u8 = this.space.tree.arena.u8;
-    if (this.arenaBuf === undefined || this.arenaBuf.buffer !== u8.buffer || this.arenaBuf.length !== u8.byteLength) this.arenaBuf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-    const len = countOf(this.space.tree.arena.i32[leaf]);
-    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
-    const out = Buffer.allocUnsafe(len);
-    this.arenaBuf.copy(out, 0, kb, kb + len);
-    return out;
+  /** EIO when [from, to) of a record touches a poisoned block. */
+  private checkPoisonPinned(from: number, to: number, op: string): void {
+    const device = this.space.device;
+    const first = Math.floor((from - device.dataOffset) / BLOCK_BYTES);
+    const last = Math.floor((to - 1 - device.dataOffset) / BLOCK_BYTES);
+    for (let b = first; b <= last; b++) {
+      if (device.isPoisoned(b)) throw new DaxError('EIO', `${op}: the record of a key at offset ${from} is on poisoned block ${b}; overwrite or delete the key to clear it`);
+    }
+  }
+
+  /** The index key (prefix + key bytes) of the entry at `at`, copied from the record. Caller pinned. */
+  private indexKeyAt(at: number): Uint8Array {
+    const keyLength = this.views.u32[at / 4] & 0xffff;
+    const key = new Uint8Array(keyLength + 1);
+    key[0] = KV_KEY_PREFIX;
+    this.views.buf.copy(key, 1, at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + keyLength);
+    return key;
   }
 
   private scanKeys(bounds: Bounds, max: number): Uint8Array[] {
