@@ -1,0 +1,98 @@
+/**
+ * One benchmark thread: attaches to the shared daxstore (or opens the same lmdb env), runs
+ * the workload until the deadline, and posts its op count and an HDR histogram of per-op
+ * latency (ns, compressed base64). Insert numbers come from a counter all workers share.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as hdr from 'hdr-histogram-js';
+import { attach, type KvHandle } from '../index.js';
+import { OpChooser, keyOf, mulberry32, type Distribution, type WorkloadName } from './ycsb.js';
+
+export interface WorkerJob {
+  store: { type: 'daxstore'; handle: KvHandle } | { type: 'lmdb'; path: string };
+  workload: WorkloadName;
+  distribution: Distribution;
+  loadedKeys: number;
+  valueBytes: number;
+  durationMs: number;
+  seed: number;
+  /** Int32[0]: next key number to insert (shared) */
+  counter: SharedArrayBuffer;
+}
+
+export interface WorkerResult {
+  ops: number;
+  histogram: string;
+  elapsedMs: number;
+}
+
+interface Store {
+  get(key: string): Uint8Array | undefined;
+  put(key: string, value: Uint8Array): void;
+  scan(from: string, limit: number): number;
+  close(): void;
+}
+
+async function openStore(job: WorkerJob): Promise<Store> {
+  if (job.store.type === 'daxstore') {
+    const kv = attach(job.store.handle);
+    return {
+      get: (k) => kv.get(k),
+      put: (k, v) => kv.put(k, v),
+      scan: (from, limit) => {
+        let n = 0;
+        for (const _ of kv.range({ gte: from, limit })) n++;
+        return n;
+      },
+      close: () => kv.close(),
+    };
+  }
+  const { open } = await import('lmdb');
+  const db = open({ path: job.store.path, encoding: 'binary', noSubdir: true });
+  return {
+    get: (k) => db.getBinary(k) as Uint8Array | undefined,
+    put: (k, v) => db.putSync(k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)),
+    scan: (from, limit) => {
+      let n = 0;
+      for (const _ of db.getRange({ start: from, limit })) n++;
+      return n;
+    },
+    close: () => void db.close(),
+  };
+}
+
+async function run(job: WorkerJob): Promise<WorkerResult> {
+  const store = await openStore(job);
+  const random = mulberry32(job.seed);
+  const chooser = new OpChooser(job.workload, job.distribution, job.loadedKeys, random);
+  const counter = new Int32Array(job.counter);
+  const value = new Uint8Array(job.valueBytes).fill(0x61);
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+  const start = performance.now();
+  const deadline = start + job.durationMs;
+  let ops = 0;
+  while ((ops & 63) !== 0 || performance.now() < deadline) {
+    const op = chooser.op();
+    const t0 = process.hrtime.bigint();
+    if (op === 'insert') store.put(keyOf(Atomics.add(counter, 0, 1)), value);
+    else {
+      const key = keyOf(chooser.existing(Atomics.load(counter, 0)));
+      if (op === 'read') store.get(key);
+      else if (op === 'update') store.put(key, value);
+      else if (op === 'scan') store.scan(key, chooser.scanLength());
+      else {
+        const old = store.get(key);
+        const next = old === undefined ? value : old.slice();
+        next[0] = (next[0] + 1) & 0xff;
+        store.put(key, next);
+      }
+    }
+    histogram.recordValue(Math.max(1, Number(process.hrtime.bigint() - t0)));
+    ops++;
+  }
+  const elapsedMs = performance.now() - start;
+  store.close();
+  return { ops, histogram: hdr.encodeIntoCompressedBase64(histogram), elapsedMs };
+}
+
+parentPort?.postMessage(await run(workerData as WorkerJob));
