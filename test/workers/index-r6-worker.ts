@@ -8,7 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { H_ROOT } from '../../src/index/arena.js';
-import { isLive } from '../../src/index/nodes.js';
+import { blockWords, isLive } from '../../src/index/nodes.js';
 
 const epoch = EpochDomain.create();
 const tree = RadixTree.create(epoch, { poisonReclaimed: true });
@@ -18,7 +18,8 @@ for (const k of ['a', 'b', 'c']) tree.insert(enc.encode(k), k.charCodeAt(0));
 const i32 = () => tree.arena.i32;
 const reader = epoch.pinAsync(); // the reader's own participant
 const oldRoot = Atomics.load(i32(), H_ROOT);
-const rootWords = Array.from(i32().subarray(oldRoot, oldRoot + 12));
+// The node's own words only: what lies past it is another block and may change.
+const rootWords = Array.from(i32().subarray(oldRoot, oldRoot + blockWords(i32(), oldRoot)));
 let leafB = 0;
 epoch.guard(() => (leafB = tree.findLeafPinned(enc.encode('b'))));
 // Header and key words (the entry word legitimately changes: delete sets DELETED).
