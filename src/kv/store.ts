@@ -258,34 +258,26 @@ export class KvStore {
 
   /** A copy of the value at entry `at` (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
   private valueCopyPinned(at: number, op: string): Uint8Array {
-    const view = this.recordValuePinned(at, op);
-    const large = largeRefAt(this.views, at);
-    if (large !== undefined) return copyLargePinned(this.space, large, op);
-    const out = Buffer.allocUnsafe(view.length);
-    this.views.buf.copy(out, 0, view.byteOffset, view.byteOffset + view.length);
-    return new Uint8Array(out.buffer, out.byteOffset, out.length); // a plain Uint8Array, as documented
+    const u32 = this.views.u32;
+    const w = at / 4;
+    const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
+    const length = u32[w + 1];
+    this.checkPoisonPinned(at, start + length, op);
+    if (u32[w] >>> 24 !== 0) return copyLargePinned(this.space, largeRefAt(this.views, at)!, op);
+    const out = Buffer.allocUnsafe(length);
+    this.views.buf.copy(out, 0, start, start + length);
+    return new Uint8Array(out.buffer, out.byteOffset, length); // a plain Uint8Array, as documented
   }
 
   /** A view of the value: over the record, or over a large value's object pages (a copy when they are not one page run). */
   private valueSlicePinned(at: number, op: string): Uint8Array {
-    const inline = this.recordValuePinned(at, op);
-    const large = largeRefAt(this.views, at);
-    return large === undefined ? inline : viewLargePinned(this.space, large, op);
-  }
-
-  /** The value bytes inside the record (a large value's reference); EIO when the record is on a poisoned block. */
-  private recordValuePinned(at: number, op: string): Uint8Array {
-    const start = entryValueOffset(this.views, at);
-    const length = entryValueLength(this.views, at);
-    const device = this.space.device;
-    const first = Math.floor((at - device.dataOffset) / BLOCK_BYTES);
-    const last = Math.floor((Math.max(at, start + length - 1) - device.dataOffset) / BLOCK_BYTES);
-    for (let b = first; b <= last; b++) {
-      if (device.isPoisoned(b)) {
-        throw new DaxError('EIO', `${op}: the record of this key at offset ${at} is on poisoned block ${b}; overwrite or delete the key to clear it`);
-      }
-    }
-    return this.views.u8.subarray(start, start + length);
+    const u32 = this.views.u32;
+    const w = at / 4;
+    const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
+    const length = u32[w + 1];
+    this.checkPoisonPinned(at, start + length, op);
+    if (u32[w] >>> 24 !== 0) return viewLargePinned(this.space, largeRefAt(this.views, at)!, op);
+    return new Uint8Array(this.views.u8.buffer, start, length);
   }
 
   // ---- writes ------------------------------------------------------------------------
