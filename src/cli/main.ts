@@ -70,8 +70,8 @@ function addLaterCommands(program: Command): void {
 
   program.command('crash').description('crash-inject a workload on the simulated device at every fence; recover and check every image')
     .addOption(new Option('--workload <w>', 'operations to crash').choices(['kv-mixed', 'kv-batch', 'kv-compact']).default('kv-mixed'))
-    .option('--ops <n>', 'operations in the workload', parsePositive, 40)
-    .option('--images <n>', 'at most this many crash images per crash point', parsePositive, 64)
+    .option('--ops <n>', 'operations in the workload', parsePositive, 30)
+    .option('--images <n>', 'at most this many crash images per crash point', parsePositive, 16)
     .option('--seed <n>', 'seed (workload, random subsets, continuation)', parseCount)
     .option('--out <dir>', 'write the JSON report (and any violating image) here')
     .option('--self-test', 'run once per planted bug; every one must be reported')
