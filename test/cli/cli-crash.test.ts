@@ -1,0 +1,38 @@
+/**
+ * `daxstore crash`: a clean build checks every image without a violation; with a planted
+ * missing fence (DAXSTORE_TEST_BREAK=kv-skip-drain) it reports violations, saves the image
+ * and prints a replay command that reproduces the violation. Seed from DAXSTORE_SEED or fresh.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, tempDir } from './run-cli.js';
+
+const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
+const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash.test.ts`;
+const dir = tempDir();
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+describe('crash', () => {
+  it('a correct build: every image recovers to an allowed state (exit 0), JSON report written', () => {
+    const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--json', '--out', dir]);
+    expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.imagesChecked).toBeGreaterThan(0);
+    expect(report.imagesUnique).toBeLessThanOrEqual(report.imagesGenerated);
+    expect(report.violations).toEqual([]);
+    expect(fs.existsSync(path.join(dir, `crash-kv-mixed-seed${seed}.json`))).toBe(true);
+  });
+
+  it('a missing fence is reported with a saved image whose replay shows the violation', () => {
+    const out = path.join(dir, 'broken');
+    const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--out', out], { DAXSTORE_TEST_BREAK: 'kv-skip-drain' });
+    expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(1);
+    const line = r.stdout.split('\n').find((l) => l.includes('replay: daxstore crash --replay '));
+    expect(line, r.stdout).toBeDefined();
+    const image = line!.trim().replace('replay: daxstore crash --replay ', '');
+    const replay = cli(['crash', '--replay', image]);
+    expect(replay.status, replay.stdout).toBe(1);
+    expect(replay.stdout).toMatch(/violation/);
+  });
+});
