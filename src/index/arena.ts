@@ -146,16 +146,26 @@ export class Arena {
     return off;
   }
 
+  /**
+   * Bump-allocate `size` words, growing the buffer when needed. A block never straddles a
+   * growth boundary: one that would is placed at the old end instead (the old tail stays
+   * unused). Every view any thread holds ends at some past length, so it sees each block
+   * whole or not at all; a block beyond the view reads as undefined, fails the header check
+   * and makes the reader refresh and restart. A straddling block would show its header and
+   * hide the rest (prefix length, children, key bytes as undefined), and a lock-free lookup
+   * could answer "absent" for a key that is there.
+   */
   private bumpLocked(size: number): number {
-    const off = this.i32[H_BUMP];
-    const end = off + size;
-    if (end * 4 > this.sab.byteLength) {
+    let off = this.i32[H_BUMP];
+    if ((off + size) * 4 > this.sab.byteLength) {
+      off = this.sab.byteLength >> 2;
+      const end = off + size;
       const want = Math.min(Math.max(end * 4, this.sab.byteLength * 2), this.sab.maxByteLength);
       if (end * 4 > want) throw new DaxError('ENOSPC', `radix tree arena full: ${this.sab.maxByteLength} bytes (maxBytes)`);
       this.sab.grow(roundUp(want, 4096));
       this.refresh();
     }
-    Atomics.store(this.i32, H_BUMP, end);
+    Atomics.store(this.i32, H_BUMP, off + size);
     return off;
   }
 
