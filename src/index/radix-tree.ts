@@ -512,7 +512,15 @@ export class RadixTree {
 
   // ---- structural changes (treeLock) ----------------------------------------------------
 
+  /**
+   * Take treeLock. The holder is also pinned in the epoch until unlockTree(): a writer retires
+   * nodes under the lock and may still touch them afterwards (deleteLocked marks the removed
+   * leaf DELETED, copy-on-write reads the node it replaced), and treeLock does not stop other
+   * threads' collect(). Unpinned, two epoch advances between a retire and that last touch
+   * let the block be freed, and the touch then wrote into a free-list link.
+   */
   lockTree(): void {
+    this.epoch.pin();
     lockTree(this.arena.i32);
     // Another thread may have grown the arena since this thread's views were made, and a
     // writer touches nodes it allocated: a plain typed-array store past the end of a stale
@@ -522,6 +530,7 @@ export class RadixTree {
 
   unlockTree(): void {
     unlockTree(this.arena.i32);
+    this.epoch.unpin();
   }
 
   private retireBlock(off: number, words: number): void {
