@@ -100,6 +100,9 @@ import {
   typeOf,
 } from './nodes.js';
 
+/** DAXSTORE_TEST_BREAK=tree-lock-unpinned: treeLock holders are not pinned (see lockTree). */
+export const TREE_LOCK_UNPINNED = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('tree-lock-unpinned');
+
 export interface RadixTreeHandle {
   readonly arena: SharedArrayBuffer;
   readonly waitTable: WaitTableHandle;
@@ -520,7 +523,7 @@ export class RadixTree {
    * let the block be freed, and the touch then wrote into a free-list link.
    */
   lockTree(): void {
-    this.epoch.pin();
+    if (!TREE_LOCK_UNPINNED) this.epoch.pin();
     lockTree(this.arena.i32);
     // Another thread may have grown the arena since this thread's views were made, and a
     // writer touches nodes it allocated: a plain typed-array store past the end of a stale
@@ -530,7 +533,7 @@ export class RadixTree {
 
   unlockTree(): void {
     unlockTree(this.arena.i32);
-    this.epoch.unpin();
+    if (!TREE_LOCK_UNPINNED) this.epoch.unpin();
   }
 
   private retireBlock(off: number, words: number): void {
