@@ -29,6 +29,24 @@ export function indexKeyOf(key: unknown, op: string): Uint8Array {
   throw new DaxError('EINVAL', `${op}: key must be a string or Uint8Array, got ${describe(key)}`);
 }
 
+/**
+ * The index key of `key` written into `scratch` (1 + 3 * MAX_KEY_BYTES bytes), returned as a
+ * cached view of its first n + 1 bytes (views[n]): no allocation per call. Valid until the
+ * next call with the same scratch. Bad keys take indexKeyOf's path for its error.
+ */
+export function scratchIndexKey(scratch: Buffer, views: Uint8Array[], key: unknown, op: string): Uint8Array {
+  let n: number;
+  if (typeof key === 'string' && key.length <= MAX_KEY_BYTES) n = scratch.write(key, 1, 'utf8');
+  else if (key instanceof Uint8Array && key.length <= MAX_KEY_BYTES) {
+    n = key.length;
+    if (n <= 32) for (let i = 0; i < n; i++) scratch[i + 1] = key[i];
+    else scratch.set(key, 1);
+  } else return indexKeyOf(key, op); // the error path: wrong type or too long
+  if (n === 0 || n > MAX_KEY_BYTES) return indexKeyOf(key, op);
+  scratch[0] = KV_KEY_PREFIX;
+  return (views[n] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, n + 1));
+}
+
 /** A range bound: like a key, but the empty key is allowed. */
 export function boundKeyOf(key: unknown, op: string): Uint8Array {
   if ((typeof key === 'string' && key.length === 0) || (key instanceof Uint8Array && key.length === 0)) return Uint8Array.of(KV_KEY_PREFIX);

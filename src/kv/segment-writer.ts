@@ -100,11 +100,17 @@ export class SegmentWriter {
     this.pendingDrain = true;
   }
 
-  /** Everything written so far is durable when this returns: one fence. */
+  /**
+   * Everything written so far is durable when this returns: one fence. With unflushed lines
+   * this is ONE native call (persist = flush of the new lines + the fence, which also
+   * covers lines flushed earlier by flushPending): a 'sync' put pays one call, not two.
+   */
   commit(): void {
-    this.flushPending();
-    if (!this.pendingDrain || kvBreak('kv-skip-drain')) return;
-    this.device.media.drain();
+    if (kvBreak('kv-skip-drain')) return this.flushPending();
+    if (this.base >= 0 && this.used > this.flushedTo) {
+      this.device.media.persist(this.base + this.flushedTo, this.used - this.flushedTo);
+      this.flushedTo = this.used;
+    } else if (this.pendingDrain) this.device.media.drain();
     this.pendingDrain = false;
   }
 

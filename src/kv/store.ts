@@ -61,7 +61,7 @@ import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
 import { KV_OBJECT_ID_BASE, LargeObjectReaper, collectOrphans, copyLargePinned, encodeLargeRef, largeRefAt, removeQuietly, valueBytes, viewLargePinned, writeLargeObject, type OrphanReport } from './large-values.js';
-import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, valueLengthOf, type Key, type Value } from './keys.js';
+import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, scratchIndexKey, valueLengthOf, type Key, type Value } from './keys.js';
 
 export type Durability = 'sync' | 'group' | 'none';
 export interface OpenOptions {
@@ -134,6 +134,13 @@ export class KvStore {
   /** Scratch index key for lookups (get/has/getView): no allocation per call; views by length. */
   private readonly lookupScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
   private readonly lookupViews: Uint8Array[] = [];
+  /**
+   * put's own scratch index key (not the lookup one): grab() may alias it in the EntryRef, so
+   * it must stay unchanged while put holds the entry lock; put is synchronous and takes one
+   * lock, so the next put (the only other writer of this scratch) starts after the unlock.
+   */
+  private readonly putScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
+  private readonly putViews: Uint8Array[] = [];
   private isClosed = false;
   private readonly reaper: LargeObjectReaper;
   /** What open found about large-value objects (opener only). */
@@ -241,19 +248,9 @@ export class KvStore {
     return this.space.tree.lookup(this.lookupKey(key, 'has')) !== undefined;
   }
 
-  /** The index key of `key` in this handle's scratch (valid until the next lookupKey call). */
+  /** The index key of `key` in this handle's lookup scratch (valid until the next lookupKey call). */
   private lookupKey(key: Key, op: string): Uint8Array {
-    const scratch = this.lookupScratch;
-    let n: number;
-    if (typeof key === 'string' && key.length <= MAX_KEY_BYTES) n = scratch.write(key, 1, 'utf8');
-    else if (key instanceof Uint8Array && key.length <= MAX_KEY_BYTES) {
-      n = key.length;
-      if (n <= 32) for (let i = 0; i < n; i++) scratch[i + 1] = key[i];
-      else scratch.set(key, 1);
-    } else return indexKeyOf(key, op); // the error path: wrong type or too long
-    if (n === 0 || n > MAX_KEY_BYTES) return indexKeyOf(key, op);
-    scratch[0] = KV_KEY_PREFIX;
-    return (this.lookupViews[n] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, n + 1));
+    return scratchIndexKey(this.lookupScratch, this.lookupViews, key, op);
   }
 
   /** A copy of the value at entry `at` (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
@@ -282,34 +279,47 @@ export class KvStore {
 
   // ---- writes ------------------------------------------------------------------------
 
-  /** Stores value under key; durable on return with 'sync'. */
+  /**
+   * Stores value under key; durable on return with 'sync'. Hot path ('sync' put of a small
+   * value): no allocation for the key (scratch) or the value (written straight into the
+   * record), one checksum, one native persist (flush + fence) per put.
+   */
   put(key: Key, value: Value): void {
     this.checkOpen('put');
-    const k = indexKeyOf(key, 'put');
-    const item = this.prepareValue(value, 'put');
-    const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, item.valueLength);
+    const k = scratchIndexKey(this.putScratch, this.putViews, key, 'put');
+    const valueLength = valueLengthOf(value, 'put');
+    if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, value, valueLength, 0, -1);
+    else {
+      const item = this.prepareValue(value, 'put');
+      this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
+    }
+    Atomics.add(this.i32, PUTS, 1);
+    this.reaper.drain();
+  }
+
+  /** Writes, seals, commits and publishes one PUT record (value: inline bytes); a failure gives everything back. */
+  private putEntry(k: Uint8Array, value: Value, valueLength: number, flags: number, objectId: number): void {
+    const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
     let done = false;
     let at = -1;
     try {
       at = this.writer.reserve(total);
       const entryAt = at + RECORD_HEADER_BYTES;
-      writeEntry(this.views, entryAt, ENTRY_PUT, k, item.value, item.valueLength, item.flags); // R4: copy before the lock
+      writeEntry(this.views, entryAt, ENTRY_PUT, k, value, valueLength, flags); // R4: copy before the lock
       const early = kvBreak('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 50) : 0;
       const ref = grab(this.space.tree, k);
       try {
         setEntrySequence(this.views, entryAt, early || this.nextSequence());
         this.writer.seal(at, KIND_PUT, 1, total);
-        this.commitWrite();
+        this.commitWrite(); // durable (sync) before publishLocked makes it reachable
         this.publishPutLocked(ref, entryAt);
         done = true;
       } finally {
         unlock(this.space.tree, ref);
       }
     } finally {
-      if (!done) this.abandon(at, total, item.objectId);
+      if (!done) this.abandon(at, total, objectId);
     }
-    Atomics.add(this.i32, PUTS, 1);
-    this.reaper.drain();
   }
 
   /**
