@@ -14,6 +14,7 @@
  */
 import { xxh64 } from '../device/checksum.js';
 import { kvBreak } from './test-break.js';
+import { stageViews, stagedChecksum, stagedRecord } from './record-stage.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -95,6 +96,12 @@ export function entryValueOffset(v: MediaViews, at: number): number {
 
 /** Writes the record header and its checksum over [at, at + totalBytes): the record now exists (once durable). */
 export function sealRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
+  writeRecordHeader(v, at, kind, count, totalBytes, nonce);
+  v.u64[at / 8] = recordChecksum(v, at, totalBytes);
+}
+
+/** The header words after the checksum (bytes 8..32); the checksum, written last, covers them. */
+export function writeRecordHeader(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
   const w = at / 4;
   v.u32[w + 2] = RECORD_MAGIC | (kind << 16);
   v.u32[w + 3] = totalBytes;
@@ -102,11 +109,21 @@ export function sealRecord(v: MediaViews, at: number, kind: number, count: numbe
   v.u32[w + 5] = nonce >>> 0;
   v.u32[w + 6] = splitHi(nonce);
   v.u32[w + 7] = 0;
-  v.u64[at / 8] = recordChecksum(v, at, totalBytes);
 }
 
 function recordChecksum(v: MediaViews, at: number, totalBytes: number): bigint {
   return xxh64(v.u8.subarray(at + 8, at + totalBytes));
+}
+
+/**
+ * Seals the record composed at offset 0 of the stage (record-stage.ts: hashed in place) and
+ * copies it to `at` in the log with one memcpy. The log bytes then equal what sealRecord
+ * would have written there.
+ */
+export function sealStagedRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
+  writeRecordHeader(stageViews, 0, kind, count, totalBytes, nonce);
+  stageViews.u64[0] = stagedChecksum(totalBytes);
+  v.u8.set(stagedRecord(totalBytes), at);
 }
 
 export type RecordCheck =

@@ -57,6 +57,7 @@ import {
 } from './layout.js';
 import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
 import { SegmentWriter } from './segment-writer.js';
+import { stageViews } from './record-stage.js';
 import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
@@ -297,21 +298,26 @@ export class KvStore {
     this.reaper.drain();
   }
 
-  /** Writes, seals, commits and publishes one PUT record (value: inline bytes); a failure gives everything back. */
+  /**
+   * Writes, seals, commits and publishes one PUT record (value: inline bytes); a failure gives
+   * everything back. The record is composed in the stage (record-stage.ts) before the lock (R4:
+   * the value, maybe a view of this store, is read only there); under the lock only our own
+   * stage and reservation are touched: sequence, seal (hash in place), one copy, persist.
+   */
   private putEntry(k: Uint8Array, value: Value, valueLength: number, flags: number, objectId: number): void {
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
     let done = false;
     let at = -1;
     try {
+      writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
       at = this.writer.reserve(total);
       const entryAt = at + RECORD_HEADER_BYTES;
-      writeEntry(this.views, entryAt, ENTRY_PUT, k, value, valueLength, flags); // R4: copy before the lock
       const early = kvBreak('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 50) : 0;
       const ref = grab(this.space.tree, k);
       try {
-        setEntrySequence(this.views, entryAt, early || this.nextSequence());
-        this.writer.seal(at, KIND_PUT, 1, total);
-        this.commitWrite(); // durable (sync) before publishLocked makes it reachable
+        setEntrySequence(stageViews, RECORD_HEADER_BYTES, early || this.nextSequence());
+        this.writer.sealStaged(at, KIND_PUT, 1, total);
+        this.commitWrite(); // durable (sync) before publishPutLocked makes it reachable
         this.publishPutLocked(ref, entryAt);
         done = true;
       } finally {
