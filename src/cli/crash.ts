@@ -21,12 +21,13 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import xxhash from 'xxhash-wasm';
 import cliProgress from 'cli-progress';
-import { DaxError, createSimMedia, openMedia, type KvStore, type SimMedia } from '../index.js';
+import { DaxError, Device, createSimMedia, openMedia, type KvStore, type SimMedia } from '../index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
 import { mulberry32 } from './ycsb.js';
 
 const hasher = await xxhash();
-const MEDIA_BYTES = 8 * 2 ** 20;
+/** kv-compact needs room for 3 segments (2 MiB extents) beside fragmenting 4 KiB large-value blocks */
+const MEDIA_BYTES = { 'kv-mixed': 8 * 2 ** 20, 'kv-batch': 8 * 2 ** 20, 'kv-compact': 14 * 2 ** 20 } as const;
 const ALL_SUBSETS_MAX_WORDS = 10;
 /** continuation (writes + reopen) costs two more image copies: every 4th image */
 const CONTINUATION_EVERY = 4;
@@ -102,7 +103,7 @@ interface Pending {
 export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: number) => void): CrashReport {
   const start = performance.now();
   const rand = mulberry32(seed);
-  let media = createSimMedia(MEDIA_BYTES, { name: `crash-${o.workload}-${seed}` });
+  let media = createSimMedia(MEDIA_BYTES[o.workload], { name: `crash-${o.workload}-${seed}` });
   let kv = openMedia(media, { durability: 'sync' });
   const model = new Map<string, Uint8Array>();
   const snapshot = (): Listing => [...model.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${xxHex(v)}`).join(',');
@@ -111,8 +112,15 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   const sites = new Set<string>();
   const queue: Pending[] = [];
   let allowed: Listing[] = [snapshot()];
-  const crashHere = (): void => {
+  const ownerViolation = (point: number, detail: string | undefined): void => {
+    if (detail !== undefined) report.violations.push({ kind: 'structure', crashPoint: point, detail });
+  };
+  let live: OwnerRecords = new Map();
+  const crashHere = (atBoundary = false): void => {
     const point = report.crashPoints++;
+    // kv.close() fences after the device closed: the records cannot change from there on
+    if (!kv.closed) live = ownerRecords(kv.dax.device);
+    if (atBoundary) ownerViolation(point, boundaryOwnerProblem(media, live));
     for (const words of selections(media.pendingWords(), o.images, rand)) {
       const image = media.crashImage({ words });
       report.imagesGenerated++;
@@ -123,6 +131,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
       }
       seen.add(h);
       report.imagesUnique++;
+      ownerViolation(point, staleIndexProblem(image, live));
       queue.push({ image, point, allowed: [...allowed] });
     }
   };
@@ -149,7 +158,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
       } else runOp(kv, apply);
       applyToModel(model, apply, false);
       allowed = [snapshot()];
-      crashHere(); // operation boundary: everything acknowledged must be there
+      crashHere(true); // operation boundary: everything acknowledged must be there
       drain(queue, report, o, seed);
       onProgress?.(i + 1);
     }
@@ -164,6 +173,54 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   return report;
 }
 
+/**
+ * Owner records (block -> "owner:index") of a device. The owner table is the allocator's
+ * truth at recovery, and recovery repairs much of what a broken allocate or free leaves
+ * behind (it frees staging and dead owners' blocks), so a bug there rarely shows in the
+ * recovered data: these checks read the records of the crash image itself.
+ */
+type OwnerRecords = Map<number, string>;
+
+function ownerRecords(device: Device): OwnerRecords {
+  const out: OwnerRecords = new Map();
+  device.forEachOwned((block, owner, index) => out.set(block, `${owner}:${index}`));
+  return out;
+}
+
+function imageOwnerRecords(image: SimMedia): OwnerRecords {
+  const device = Device.open(image.crashImage({ mode: 'none' })); // on a copy: open writes the superblock
+  try {
+    return ownerRecords(device);
+  } finally {
+    device.close();
+  }
+}
+
+/**
+ * allocate and free are durable when they return: at an operation boundary the durable
+ * owner table equals the live one (a free that stored FREE without persisting it shows here).
+ */
+function boundaryOwnerProblem(media: SimMedia, live: OwnerRecords): string | undefined {
+  const durable = imageOwnerRecords(media);
+  for (const [block, rec] of live) if (durable.get(block) !== rec) return `owner record of block ${block} not durable after the operation returned: live ${rec}, durable ${durable.get(block) ?? 'free'}`;
+  for (const [block, rec] of durable) if (!live.has(block)) return `block ${block} freed but its owner record is still durable as ${rec} after the operation returned`;
+  return undefined;
+}
+
+/**
+ * A durable word0 implies a durable word1: an image whose record names the live owner must
+ * carry the live index too (word1 is rewritten only while word0 is durably FREE). An
+ * allocation that publishes word0 before word1 is durable, or a block reused before its
+ * free was durable, leaves the live owner with a stale index.
+ */
+function staleIndexProblem(image: SimMedia, live: OwnerRecords): string | undefined {
+  for (const [block, rec] of imageOwnerRecords(image)) {
+    const now = live.get(block);
+    if (now !== undefined && now !== rec && now.split(':')[0] === rec.split(':')[0]) return `owner record of block ${block}: word0 durable with a stale index (image ${rec}, live ${now})`;
+  }
+  return undefined;
+}
+
 /** The first stack frame outside the media and store internals' drain/persist helpers. */
 function fenceSite(stack: string): string {
   const frames = stack.split('\n').slice(1).map((l) => l.trim());
@@ -171,23 +228,51 @@ function fenceSite(stack: string): string {
   return (frames[at] ?? '?').replace(/:\d+\)?$/, '');
 }
 
-type PlannedOp = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string } | { type: 'batch'; ops: Array<{ key: string; value?: Uint8Array }> } | { type: 'reopen' } | { type: 'compact' };
+type PlannedOp = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string } | { type: 'batch'; ops: Array<{ key: string; value?: Uint8Array }> } | { type: 'reopen' } | { type: 'compact' } | { type: 'reclaim' };
 
 function planOp(workload: CrashOptions['workload'], i: number, rand: () => number, model: Map<string, Uint8Array>): PlannedOp {
   const key = (): string => `6b${(Math.floor(rand() * 16) + 0x30).toString(16)}`;
-  const value = (): Uint8Array => Uint8Array.from({ length: rand() < 0.1 ? 9000 : 1 + Math.floor(rand() * 200) }, () => (rand() * 256) | 0);
+  const churn = workload === 'kv-compact';
+  // kv-compact: some values above the 16 KiB inline limit (DAX objects: 4 KiB blocks allocated, and freed after the grace period once superseded)
+  const value = (): Uint8Array => randomBytes(rand, churn && rand() < 0.25 ? LARGE_VALUE_BYTES : rand() < 0.1 ? 9000 : 1 + Math.floor(rand() * 200));
   if (i % 13 === 12) return { type: 'reopen' };
-  if (workload === 'kv-compact' && i % 7 === 6) return { type: 'compact' };
+  if (churn && i % 7 === 6) return { type: 'compact' };
+  if (churn && i % 7 === 0 && i > 0) return { type: 'reclaim' }; // after a compaction: its segments (and superseded large values) are freed here
+  if (churn && i % 4 === 1) return fillBatch(rand); // segment churn: a 2 MiB segment fills every few ops, so compaction has closed segments to move and free
   const r = rand();
   if (workload === 'kv-batch' || r < 0.15) return { type: 'batch', ops: Array.from({ length: 2 + Math.floor(rand() * 4) }, () => (rand() < 0.8 ? { key: key(), value: value() } : { key: key() })) };
   if (r < 0.3 && model.size > 0) return { type: 'del', key: [...model.keys()][Math.floor(rand() * model.size)] };
   return { type: 'put', key: key(), value: value() };
 }
 
+/** Bytes of a value stored as a DAX object (above the 16 KiB inline limit, 5 blocks). */
+const LARGE_VALUE_BYTES = 20 * 1024;
+/** Values of a fill batch: just under the inline limit, so they stay in the log segment. */
+const FILL_VALUE_BYTES = 16 * 1024 - 64;
+/** Keys of a fill batch; the same keys every time, so older fills become dead space for compaction. */
+const FILL_KEYS = 40;
+
+const RECLAIM_KEY = Uint8Array.of(0x72);
+const RECLAIM_VALUE = Uint8Array.of(1);
+
+function randomBytes(rand: () => number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  const fill = (rand() * 256) | 0;
+  out.fill(fill);
+  for (let i = 0; i < length; i += 61) out[i] = (rand() * 256) | 0; // cheap to make, still distinct per value
+  return out;
+}
+
+/** One ~650 KiB batch record: three fill a 2 MiB segment, the fourth opens a new one. */
+function fillBatch(rand: () => number): PlannedOp {
+  return { type: 'batch', ops: Array.from({ length: FILL_KEYS }, (_, k) => ({ key: `66${(k + 0x10).toString(16)}`, value: randomBytes(rand, FILL_VALUE_BYTES) })) };
+}
+
 /** Applies op to model; with `dryRun` returns the listing after it without changing model. */
 function applyToModel(model: Map<string, Uint8Array>, op: PlannedOp, dryRun: boolean): Listing {
   const m = dryRun ? new Map(model) : model;
   if (op.type === 'put') m.set(op.key, op.value);
+  else if (op.type === 'reclaim') m.set(Buffer.from(RECLAIM_KEY).toString('hex'), RECLAIM_VALUE);
   else if (op.type === 'del') m.delete(op.key);
   else if (op.type === 'batch') for (const b of op.ops) b.value === undefined ? m.delete(b.key) : m.set(b.key, b.value);
   return [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${xxHex(v)}`).join(',');
@@ -199,6 +284,12 @@ function runOp(kv: KvStore, op: PlannedOp): void {
   else if (op.type === 'del') kv.delete(hex(op.key));
   else if (op.type === 'batch') kv.batch(op.ops.map((b) => (b.value === undefined ? { type: 'del' as const, key: hex(b.key) } : { type: 'put' as const, key: hex(b.key), value: b.value })));
   else if (op.type === 'compact') kv.compact({ maxLiveRatio: 1 });
+  else if (op.type === 'reclaim') {
+    // what a background reclaimer does: end grace periods (device blocks are freed in the
+    // collect), then a tiny put, whose epilogue removes the large values that became ready
+    for (let i = 0; i < 4; i++) kv.dax.epoch.collect();
+    kv.put(RECLAIM_KEY, RECLAIM_VALUE);
+  }
 }
 
 function drain(queue: Pending[], report: CrashReport, o: CrashOptions, seed: number): void {
@@ -285,7 +376,7 @@ export const SELF_TEST_BREAKS = ['kv-skip-drain', 'kv-skip-checksum', 'kv-compac
 function selfTest(o: CrashOptions, seed: number): { results: Array<{ testBreak: string; workload: string; violations: number; detected: boolean }>; ok: boolean } {
   const main = new URL('./main.js', import.meta.url).pathname;
   const results = SELF_TEST_BREAKS.map((name) => {
-    const workload = name.startsWith('kv-compact') || name === 'free-skip-persist' ? 'kv-compact' : o.workload;
+    const workload = name === 'kv-compact-no-commit' || name === 'free-skip-persist' || name === 'alloc-publish-before-index' ? 'kv-compact' : o.workload;
     const r = spawnSync(process.execPath, [main, 'crash', '--json', '--no-progress', '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, ...(o.out === undefined ? [] : ['--out', path.join(o.out, name)])], { encoding: 'utf8', env: { ...process.env, DAXSTORE_TEST_BREAK: name } });
     let violations = -1;
     try {
