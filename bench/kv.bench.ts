@@ -7,7 +7,7 @@
  */
 import { Bench } from 'tinybench';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { open as lmdbOpen } from 'lmdb';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
     db = open(path.join(dir, 'dax-none'), { durability: 'none' });
     const reopenMs = performance.now() - t;
     const recovery = db.recovery!;
-    console.log(`key-value store vs lmdb, ${KEYS} keys of 16 B, values 100 B, tmpfs ${dir} (node ${process.version}); persist: ${stats.persistMethod}`);
+    console.log(`key-value store vs lmdb, ${KEYS} keys of 16 B, values 100 B, tmpfs ${dir} (node ${process.version}); persist: ${stats.persistMethod}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores: ratios are noisy above ~1)`);
     console.log(`load ${KEYS} keys: daxstore ${loadDax.toFixed(0)} ms (puts, 'none'), lmdb ${loadLmdb.toFixed(0)} ms (one transaction)`);
     console.log(row('random put (none / noSync)', 'dax put none', 'lmdb putSync noSync', PER_SAMPLE, '>= 5x'));
     console.log(row('durable put (sync)', 'dax put sync', 'lmdb putSync durable', PER_SAMPLE, '>= 5x'));
