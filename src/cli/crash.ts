@@ -13,7 +13,12 @@
  * A violation saves the image (+ the allowed states) and prints a one-line replay command.
  * --self-test re-runs in child processes with each crash-relevant DAXSTORE_TEST_BREAK switch
  * and must see a violation for every one.
- * Not covered: crashes inside recovery itself, multi-threaded workloads (one thread writes).
+ * Recovery is crashed too: on the images that get the continuation check, one seeded fence of
+ * the recovery is taken as a crash point, and that image must recover to an allowed state.
+ * Owner-table checks read each image's owner records against the live ones (see
+ * staleIndexProblem / boundaryOwnerProblem): recovery repairs much of what a broken allocate
+ * or free leaves, so those bugs rarely show in the recovered data alone.
+ * Not covered: multi-threaded workloads (one thread writes); the concurrency switches (R1-R6).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -41,6 +46,8 @@ export interface CrashOptions {
   selfTest?: boolean;
   replay?: string;
   progress: boolean;
+  /** crash once inside the recovery of every CONTINUATION_EVERY-th image (default on) */
+  recoveryCrash?: boolean;
   json?: boolean;
 }
 
@@ -295,7 +302,7 @@ function runOp(kv: KvStore, op: PlannedOp): void {
 function drain(queue: Pending[], report: CrashReport, o: CrashOptions, seed: number): void {
   while (queue.length > 0) {
     const p = queue.pop()!;
-    const problem = checkImage(p.image, p.allowed, seed + p.point, report.imagesChecked % CONTINUATION_EVERY === 0);
+    const problem = checkImage(p.image, p.allowed, seed + p.point, report.imagesChecked % CONTINUATION_EVERY === 0, o.recoveryCrash !== false);
     report.imagesChecked++;
     if (problem !== undefined) {
       const v: Violation = { ...problem, crashPoint: p.point };
@@ -307,16 +314,37 @@ function drain(queue: Pending[], report: CrashReport, o: CrashOptions, seed: num
 }
 
 /** Recovers a copy of the image and checks structure, data and continuation. */
-export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: number, continuation = true): Omit<Violation, 'crashPoint'> | undefined {
+export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: number, continuation = true, recoveryCrash = continuation): Omit<Violation, 'crashPoint'> | undefined {
   let kv: KvStore;
   const work = image.crashImage({ mode: 'none' });
+  // with continuation, also crash once inside this recovery: at one of its fences (seeded
+  // reservoir pick), the durable state plus a seeded half of the pending words
+  const recoveryRand = mulberry32(seed ^ 0x5eed);
+  let inRecovery: { image: SimMedia; fence: number } | undefined;
+  let fences = 0;
+  const unhook = continuation && recoveryCrash
+    ? work.onFence(() => {
+        fences++;
+        if (recoveryRand() * fences >= 1) return;
+        inRecovery?.image.dispose();
+        inRecovery = { image: work.crashImage({ words: Array.from(work.pendingWords()).filter(() => recoveryRand() < 0.5) }), fence: fences };
+      })
+    : () => undefined;
   try {
     kv = openMedia(work, { formatIfEmpty: false, durability: 'sync' });
   } catch (e) {
+    unhook();
+    inRecovery?.image.dispose();
     work.dispose();
     return { kind: 'structure', detail: `recovery failed: ${(e as Error).message}` };
   }
+  unhook();
   try {
+    if (inRecovery !== undefined) {
+      // recovery must be idempotent: recovering what a crashed recovery left gives an allowed state too
+      const again = checkImage(inRecovery.image, allowed, seed, false);
+      if (again !== undefined) return { kind: again.kind, detail: `after a crash inside recovery (fence ${inRecovery.fence} of ${fences}): ${again.detail}` };
+    }
     const audit = kv.dax.device.audit();
     if (audit.length > 0) return { kind: 'structure', detail: `allocator vs owner table: ${audit.slice(0, 3).join('; ')}` };
     const got = listing(kv);
@@ -340,6 +368,7 @@ export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: n
   } catch (e) {
     return { kind: 'continuation', detail: `writing after recovery failed: ${(e as Error).message}` };
   } finally {
+    inRecovery?.image.dispose();
     kv.close();
     work.dispose();
   }
@@ -377,7 +406,7 @@ function selfTest(o: CrashOptions, seed: number): { results: Array<{ testBreak: 
   const main = new URL('./main.js', import.meta.url).pathname;
   const results = SELF_TEST_BREAKS.map((name) => {
     const workload = name === 'kv-compact-no-commit' || name === 'free-skip-persist' || name === 'alloc-publish-before-index' ? 'kv-compact' : o.workload;
-    const r = spawnSync(process.execPath, [main, 'crash', '--json', '--no-progress', '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, ...(o.out === undefined ? [] : ['--out', path.join(o.out, name)])], { encoding: 'utf8', env: { ...process.env, DAXSTORE_TEST_BREAK: name } });
+    const r = spawnSync(process.execPath, [main, 'crash', '--json', '--no-progress', ...(o.recoveryCrash === false ? ['--no-recovery-crash'] : []), '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, ...(o.out === undefined ? [] : ['--out', path.join(o.out, name)])], { encoding: 'utf8', env: { ...process.env, DAXSTORE_TEST_BREAK: name } });
     let violations = -1;
     try {
       violations = (JSON.parse(r.stdout) as CrashReport).violations.length;

@@ -76,6 +76,7 @@ function addLaterCommands(program: Command): void {
     .option('--out <dir>', 'write the JSON report (and any violating image) here')
     .option('--self-test', 'run once per planted bug; every one must be reported')
     .option('--replay <image>', 'recover one saved image and check it')
+    .option('--no-recovery-crash', 'do not also crash once inside each checked recovery')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'machine-readable output')
     .action(action(async (o: Record<string, unknown>) => (await import('./crash.js')).runCrash(o as never)));

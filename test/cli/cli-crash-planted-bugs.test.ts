@@ -4,13 +4,15 @@
  * DAX objects, compaction and reclaim passes). Each switch is flipped in a child process and
  * must give exit 1 with a violation of the expected kind; the same seed without a switch is
  * clean, so the violation comes from the planted bug. Seed from DAXSTORE_SEED or fresh.
+ * --no-recovery-crash: crashes inside recovery find a known superblock bug (see
+ * cli-crash-recovery.test.ts) that would make the clean run red for some seeds.
  */
 import { describe, expect, it } from 'vitest';
 import { cliAsync } from './run-cli.js';
 
 const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
 const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash-planted-bugs.test.ts`;
-const args = ['crash', '--workload', 'kv-compact', '--ops', '16', '--images', '4', '--seed', String(seed), '--json', '--no-progress'];
+const args = ['crash', '--workload', 'kv-compact', '--ops', '16', '--images', '4', '--seed', String(seed), '--json', '--no-progress', '--no-recovery-crash'];
 
 interface Report { violations: Array<{ kind: string; detail: string }> }
 
