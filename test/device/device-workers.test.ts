@@ -44,9 +44,15 @@ describe('device shared by worker threads', () => {
     // guard against a worker being descheduled for the whole race on a loaded machine.
     let evidence: string | undefined;
     for (let round = 0; round < 12 && evidence === undefined; round++) {
-      const { device, replies } = await race('allocator-no-lock');
-      const all = replies.flatMap((r) => r.held);
-      evidence = replies.flatMap((r) => r.stolen)[0] ?? (new Set(all).size !== all.length ? 'a block held twice' : device.audit()[0]);
+      try {
+        const { device, replies } = await race('allocator-no-lock');
+        const all = replies.flatMap((r) => r.held);
+        evidence = replies.flatMap((r) => r.stolen)[0] ?? (new Set(all).size !== all.length ? 'a block held twice' : device.audit()[0]);
+      } catch (e) {
+        // Without the lock the allocator's own invariant checks may fire first in a worker
+        // ("freeing block n that the bitmap says is free"): that is the red result too.
+        evidence = `a worker failed: ${String(e).slice(0, 160)}`;
+      }
       if (evidence !== undefined) console.log(`allocator-no-lock, round ${round}: ${evidence}`);
     }
     if (evidence === undefined) console.error(`allocator-no-lock not detected with seed ${seed}; replay: ${replay}`);
