@@ -136,7 +136,13 @@ export function chooseSuperblock(media: Media): { superblock: Superblock; repair
   return { superblock: best, repairNeeded };
 }
 
-/** Durably writes sb (with its sequence as given) to copy A, then copy B. */
+/**
+ * Durably writes sb (with its sequence as given) to both copies, one after the other,
+ * starting with the copy that is NOT the newest valid one: that copy stays intact until the
+ * other is durable, so a crash inside this update leaves at least one valid copy even when
+ * the other was already torn (a crash during close tears B; the next open must not then
+ * overwrite A, the only good copy, first).
+ */
 export function writeSuperblock(media: Media, sb: Superblock): void {
   const bytes = encodeSuperblock(sb);
   const working = new Uint8Array(media.buffer);
@@ -148,8 +154,16 @@ export function writeSuperblock(media: Media, sb: Superblock): void {
     media.drain();
     return;
   }
-  for (const offset of [SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET]) {
+  for (const offset of writeOrder(media)) {
     working.set(bytes, offset);
     media.persist(offset, SUPERBLOCK_BYTES);
   }
+}
+
+/** Copy offsets in the order to overwrite them: the newest valid copy last. */
+function writeOrder(media: Media): [number, number] {
+  const a = readCopy(media, SUPERBLOCK_A_OFFSET);
+  const b = readCopy(media, SUPERBLOCK_B_OFFSET);
+  const aNewest = a.status === 'ok' && (b.status !== 'ok' || a.superblock.sequence >= b.superblock.sequence);
+  return aNewest ? [SUPERBLOCK_B_OFFSET, SUPERBLOCK_A_OFFSET] : [SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET];
 }

@@ -15,9 +15,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('crash', () => {
   it('a correct build: every image recovers to an allowed state (exit 0), JSON report written', () => {
-    // --no-recovery-crash: crashes inside recovery find a known bug in device/superblock.ts
-    // (cli-crash-recovery.test.ts); this test is about the crash points of the workload
-    const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--json', '--out', dir, '--no-recovery-crash']);
+    const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--json', '--out', dir]);
     expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.imagesChecked).toBeGreaterThan(0);
