@@ -9,7 +9,7 @@ export type { Media, MediaInfo, MediaKind, MediaHandle, FlushMethod } from './de
 export { openRegion, attachMappedMedia, cpuFlushMethods, MappedMedia, type OpenRegionOptions } from './device/region.js';
 export { attachMedia } from './device/attach-media.js';
 export { readDevDaxGeometry, type DevDaxGeometry } from './device/sysfs.js';
-export { createSimMedia, attachSimMedia, SimMedia, type CrashSelection } from './device/sim-media.js';
+export { createSimMedia, attachSimMedia, SimMedia, mulberry32, type CrashSelection } from './device/sim-media.js';
 export { Device, type DeviceHandle, type DeviceStats, type OwnerInfo, type FormatOptions } from './device/device.js';
 export { diffWords, diffAllWords } from './native/diff-words.js';
 

@@ -5,8 +5,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { attach, type KvHandle } from '../index.js';
-import { OpChooser, keyOf, mulberry32, type Distribution, type WorkloadName } from './ycsb.js';
+import { attach, mulberry32, type KvHandle } from '../index.js';
+import { OpChooser, keyOf, type Distribution, type WorkloadName } from './ycsb.js';
 
 export interface WorkerJob {
   store: { type: 'daxstore'; handle: KvHandle } | { type: 'lmdb'; path: string };

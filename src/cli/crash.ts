@@ -26,9 +26,8 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import xxhash from 'xxhash-wasm';
 import cliProgress from 'cli-progress';
-import { DaxError, Device, createSimMedia, openMedia, type KvStore, type SimMedia } from '../index.js';
+import { DaxError, Device, createSimMedia, mulberry32, openMedia, type KvStore, type SimMedia } from '../index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
-import { mulberry32 } from './ycsb.js';
 
 const hasher = await xxhash();
 /** kv-compact needs room for 3 segments (2 MiB extents) beside fragmenting 4 KiB large-value blocks */

@@ -34,16 +34,6 @@ export function keyOf(n: number): string {
   return `user${String(n).padStart(12, '0')}`;
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Gray et al.'s zipfian generator over [0, items), as in YCSB's ZipfianGenerator. */
 export class Zipfian {
