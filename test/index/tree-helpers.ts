@@ -8,6 +8,7 @@ import type { EpochDomain } from '../../src/index/epoch.js';
 import type { RadixTree } from '../../src/index/radix-tree.js';
 import { HEADER_WORDS } from '../../src/index/arena.js';
 import { RETIRE_ARENA_NODE } from '../../src/index/epoch.js';
+import { mulberry32 } from '../../src/device/sim-media.js';
 
 export function testSeed(): number {
   const env = process.env['DAXSTORE_SEED'];
@@ -27,17 +28,8 @@ export async function withSeed<T>(file: string, fn: (seed: number) => T | Promis
   }
 }
 
-/** Small deterministic PRNG (mulberry32) for worker-side randomness. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Small deterministic PRNG: SimMedia's mulberry32, one generator for every seeded test. */
+export const rng = mulberry32;
 
 export function hex(k: Uint8Array): string {
   return Buffer.from(k).toString('hex');
