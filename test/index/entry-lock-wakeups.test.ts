@@ -116,9 +116,14 @@ test('unlock hands the baton to ONE exclusive waiter; the rest follow in turn', 
   const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, ops: 1, keys: 1 };
   const runs = [0, 1, 2].map((w) => startTreeWorker<{ ms: number; state: string }>({ ...base, mode: 'grab-once', seed: w }));
   while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  const wokenBefore = tree.waitTable.stats().woken;
   unlock(tree, ref);
-  expect(tree.waitTable.stats().waiting).toBe(2); // no thundering herd
   const results = await Promise.all(runs);
+  // No thundering herd, counted over the whole hand-over (the queue length right after the
+  // unlock depends on scheduling: a descheduled main thread can see the baton pass through
+  // all three). Wake-one delivers at most one wake-up per unlock that finds waiters: 3 here.
+  // Waking all delivers 3 at the first unlock alone, and more as losers re-queue (seen: 4).
+  expect(tree.waitTable.stats().woken - wokenBefore).toBeLessThanOrEqual(3);
   expect(results.map((r) => r.state)).toEqual(['value', 'value', 'value']);
   expect(tree.stats().lostWakeups).toBe(0);
   tree.delete(testKey(0));
