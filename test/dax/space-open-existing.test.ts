@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DaxSpace } from '../../src/dax/space.js';
-import { DaxError } from '../../src/errors.js';
+import { expectCode } from '../helpers/expect-code.js';
 
 const dirs: string[] = [];
 function scratch(): string {
@@ -18,17 +18,6 @@ function scratch(): string {
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DaxError);
-    expect((e as DaxError).code).toBe(code);
-    return;
-  }
-  throw new Error(`expected DaxError ${code}`);
-}
 
 describe('DaxSpace.open on a path', () => {
   it('refuses an existing file that is not a store, and leaves it unchanged', () => {

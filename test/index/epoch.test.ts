@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { EpochDomain, RETIRE_ARENA_NODE, RETIRE_DEVICE_BLOCK } from '../../src/index/epoch.js';
-import { isDaxError } from '../../src/errors.js';
+import { expectCode } from '../helpers/expect-code.js';
 
 function recording(domain: EpochDomain, kind: number): [number, number][] {
   const seen: [number, number][] = [];
@@ -19,16 +19,6 @@ function expectBaseline(domain: EpochDomain): void {
   expect(s.limbo.every((n) => n === 0)).toBe(true);
 }
 
-function expectCode(fn: () => unknown, code: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(isDaxError(caught), String(caught)).toBe(true);
-  expect((caught as { code: string }).code).toBe(code);
-}
 
 describe('EpochDomain', () => {
   it('pin holds reclamation until unpin', () => {

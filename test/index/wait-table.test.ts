@@ -5,18 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { WaitTable, waitKey } from '../../src/index/wait-table.js';
-import { isDaxError } from '../../src/errors.js';
+import { expectCode } from '../helpers/expect-code.js';
 
-function expectCode(fn: () => unknown, code: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(isDaxError(caught), String(caught)).toBe(true);
-  expect((caught as { code: string }).code).toBe(code);
-}
 
 function expectBaseline(t: WaitTable): void {
   expect(t.stats().waiting).toBe(0);

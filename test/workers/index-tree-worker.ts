@@ -13,6 +13,7 @@ import { EpochDomain, type EpochHandle } from '../../src/index/epoch.js';
 import { RadixTree, type RadixTreeHandle } from '../../src/index/radix-tree.js';
 import { deleteLocked, grab, replace, tryGrab, unlock, waitUnlocked } from '../../src/index/entry-lock.js';
 import { testKey } from './index-keys.js';
+import { mulberry32 } from '../../src/device/sim-media.js';
 
 export interface TreeWorkerData {
   mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold';
@@ -37,17 +38,7 @@ const epoch = EpochDomain.attach(data.epoch);
 const tree = RadixTree.attach(data.tree, epoch);
 const control = new Int32Array(data.control);
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = rng(data.seed);
+const random = mulberry32(data.seed);
 
 
 function spin(n: number): void {

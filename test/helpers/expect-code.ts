@@ -1,0 +1,15 @@
+import { expect } from 'vitest';
+import { isDaxError, type DaxError } from '../../src/errors.js';
+
+/** fn must throw a DaxError with this code; returns it for further checks. */
+export function expectCode(fn: () => unknown, code: string): DaxError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  expect(isDaxError(caught), String(caught)).toBe(true);
+  expect((caught as DaxError).code).toBe(code);
+  return caught as DaxError;
+}
