@@ -5,6 +5,7 @@ import path from 'node:path';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { isDaxError } from '../../src/errors.js';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES, open, openMedia } from '../../src/kv/index.js';
+import { fillUntilError } from './fill.js';
 
 const td = new TextDecoder();
 function code(fn: () => unknown): string | undefined {
@@ -63,17 +64,7 @@ describe('kv bad inputs', () => {
     const media = createSimMedia(8 * 2 ** 20);
     const db = openMedia(media);
     const value = (i: number): Uint8Array => new Uint8Array(100_000).fill(i & 0xff);
-    let n = 0;
-    let err: unknown;
-    for (;;) {
-      try {
-        db.put(`key-${n}`, value(n));
-        n++;
-      } catch (e) {
-        err = e;
-        break;
-      }
-    }
+    const { n, err } = fillUntilError(db, value);
     expect(isDaxError(err, 'ENOSPC')).toBe(true);
     expect(n).toBeGreaterThan(20);
     expect(db.has(`key-${n}`)).toBe(false);

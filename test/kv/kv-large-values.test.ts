@@ -9,6 +9,7 @@ import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { DaxError } from '../../src/errors.js';
 import { setKvBreak, type KvTestBreak } from '../../src/kv/test-break.js';
+import { fillUntilError } from './fill.js';
 
 function withBreak(name: KvTestBreak, fn: () => void): void {
   setKvBreak(name, true);
@@ -129,17 +130,7 @@ describe('kv large values', () => {
     const media = createSimMedia(16 * 2 ** 20);
     const db = openMedia(media);
     const value = (i: number): Uint8Array => big(200_000, i);
-    let n = 0;
-    let err: unknown;
-    for (;;) {
-      try {
-        db.put(`key-${n}`, value(n));
-        n++;
-      } catch (e) {
-        err = e;
-        break;
-      }
-    }
+    const { n, err } = fillUntilError(db, value);
     expect(err).toMatchObject({ code: 'ENOSPC' });
     expect(n).toBeGreaterThan(10);
     expect(db.has(`key-${n}`)).toBe(false);
