@@ -3,19 +3,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { openRegion, attachMappedMedia } from '../../src/device/region.js';
 import { attachMedia } from '../../src/device/attach-media.js';
 import { DaxError } from '../../src/errors.js';
+import { expectCode } from '../helpers/expect-code.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
 
 afterEach(cleanupTemp);
 
 function expectClosed(fn: () => unknown): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(DaxError);
-  expect((caught as DaxError).code).toBe('ECLOSED');
+  expectCode(fn, 'ECLOSED');
 }
 
 describe('region close', () => {

@@ -1,21 +1,13 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openRegion } from '../../src/device/region.js';
-import { DaxError } from '../../src/errors.js';
+import { expectCode } from '../helpers/expect-code.js';
 import { cleanupTemp, runChild, tempDir } from '../workers/region-helpers.js';
 
 afterEach(cleanupTemp);
 
 function expectBusy(fn: () => unknown, file: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(DaxError);
-  const err = caught as DaxError;
-  expect(err.code).toBe('EBUSY');
+  const err = expectCode(fn, 'EBUSY');
   expect(err.message).toContain(file);
   expect(err.message).toContain('another daxstore holds it');
 }

@@ -2,22 +2,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openRegion } from '../../src/device/region.js';
-import { DaxError } from '../../src/errors.js';
+import { expectCode } from '../helpers/expect-code.js';
 import { cleanupTemp, runChild, tempDir } from '../workers/region-helpers.js';
 
 afterEach(cleanupTemp);
 
 function expectEio(fn: () => void, file: string, offset: number): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(DaxError);
-  expect((caught as DaxError).code).toBe('EIO');
-  expect((caught as DaxError).message).toContain(file);
-  expect((caught as DaxError).message).toContain(`offset ${offset}`);
+  const err = expectCode(fn, 'EIO');
+  expect(err.message).toContain(file);
+  expect(err.message).toContain(`offset ${offset}`);
 }
 
 describe('guarded copies survive SIGBUS', () => {
