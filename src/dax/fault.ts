@@ -98,7 +98,7 @@ function readFastPinned(t: FaultTarget, index: number, huge: boolean): Uint8Arra
   if (state !== 0 || !isMapped(found.value)) return undefined; // not VALUE, or not mapped: lock
   if (huge !== isHuge(found.value) && huge) return undefined;
   if (index * PAGE_BYTES >= t.space.objects.size(t.slot)) return undefined; // slow path reports ERANGE
-  if (t.space.device.isPoisoned(blockOfValue(found.value) + (index - found.start))) return undefined; // memoryFailure under way: slow path says EIO
+  if (poisonedUnder(t.space, found.value, found.start, index, huge) >= 0) return undefined; // slow path says EIO
   return viewOf(t.space, found.value, found.start, index, huge);
 }
 
@@ -179,9 +179,16 @@ function installLocked(t: FaultTarget, ref: EntryRef, start: number, index: numb
   const what = `fault(object ${t.id}, page ${index})`;
   if (ref.state === 'poisoned' && !write) throw new DaxError('EIO', `${what}: page is poisoned (memory failure); rewrite it to recover`);
   if (ref.state === 'empty' && !write) return zeroView(hugeView);
+  if (ref.state === 'value') {
+    // The block is quarantined before its entry is marked (rmap.ts): the bytes are already
+    // gone. A huge entry is never marked: its poisoned blocks fail only the views over them.
+    const bad = poisonedUnder(space, ref.value, start, index, hugeView);
+    if (bad >= 0 && (!write || isHuge(ref.value))) {
+      const cure = isHuge(ref.value) ? 'punch or truncate away its 2 MiB extent to recover' : 'rewrite the page to recover';
+      throw new DaxError('EIO', `${what}: block ${bad} under the ${hugeView && isHuge(ref.value) ? '2 MiB' : '4 KiB'} view is poisoned (memory failure); ${cure}`);
+    }
+  }
   if (ref.state === 'value' && !write) {
-    // The block is quarantined before its entry is marked (rmap.ts): the bytes are already gone.
-    if (device.isPoisoned(blockOfValue(ref.value) + (index - start))) throw new DaxError('EIO', `${what}: block ${blockOfValue(ref.value) + (index - start)} is poisoned (memory failure); rewrite the page to recover`);
     if (!isMapped(ref.value)) replace(tree, ref, ref.value + 1);
     return viewOf(space, ref.value, start, index, hugeView);
   }
@@ -233,6 +240,18 @@ function brokenMkwrite(t: FaultTarget, ref: EntryRef, start: number, index: numb
   Object.assign(ref, again);
   t.mkwrite?.(index);
   return viewOf(t.space, ref.value, start, index, hugeView);
+}
+
+/**
+ * First poisoned block under the view viewOf() would return, or -1: the page's own block,
+ * or for a 2 MiB view every block of the extent (one bad 4 KiB block inside makes the
+ * whole huge view unreadable, while small views of its other pages stay good).
+ */
+export function poisonedUnder(space: DaxSpace, value: number, start: number, index: number, hugeView: boolean): number {
+  const head = blockOfValue(value);
+  if (hugeView && isHuge(value) && !daxBreak('dax-poison-page-only')) return space.device.firstPoisoned(head, HUGE_PAGES);
+  const block = head + (index - start);
+  return space.device.isPoisoned(block) ? block : -1;
 }
 
 export function viewOf(space: DaxSpace, value: number, start: number, index: number, hugeView: boolean): Uint8Array {

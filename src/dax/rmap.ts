@@ -11,13 +11,17 @@
  * memoryFailure: poison the device block first (quarantined, never reused; readers check
  * it), then with the entry locked mark it POISONED (DIRTY/TOWRITE cleared: the data is
  * gone), unlock (waiters wake and see POISONED: EIO). Later reads of the page fail with EIO until a write fault rewrites it.
+ * A block inside a 2 MiB extent: the huge entry is NOT marked (its other 511 pages are
+ * intact and may be dirty: tags kept); the quarantined block alone fails every read, fault
+ * and view that covers it (fault.ts poisonedUnder), writes to that page included, until the
+ * extent is punched or truncated away (its free skips the bad block: never reused).
  */
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { clearTagLocked, replace, tryGrab, unlock, waitUnlocked, type EntryRef } from '../index/entry-lock.js';
 import { DIRTY, TOWRITE } from '../index/entry-word.js';
 import { W_ENTRY } from '../index/nodes.js';
-import { MIN_OBJECT_ID, blockOfValue, pageKey, sameKey } from './layout.js';
+import { MIN_OBJECT_ID, blockOfValue, isHuge, pageKey, sameKey } from './layout.js';
 import { daxBreak } from './test-break.js';
 import { ST_POISONED, type DaxSpace, type MemoryFailureEvent } from './space.js';
 
@@ -83,7 +87,9 @@ export function memoryFailure(space: DaxSpace, deviceOffset: number): MemoryFail
   device.poison(block);
   const r = rmap(space, deviceOffset);
   if (r === null) return { deviceOffset, block, objectId: null, index: null };
+  const index = r.index + (block - r.block); // the poisoned page itself, also inside an extent
   try {
+    if (isHuge(r.ref.value)) return { deviceOffset, block, objectId: r.objectId, index };
     const e = Atomics.load(tree.arena.i32, r.ref.leaf + W_ENTRY);
     if ((e & DIRTY) !== 0) clearTagLocked(tree, r.ref, 'dirty');
     if ((e & TOWRITE) !== 0) clearTagLocked(tree, r.ref, 'towrite');
@@ -91,5 +97,5 @@ export function memoryFailure(space: DaxSpace, deviceOffset: number): MemoryFail
   } finally {
     r.release();
   }
-  return { deviceOffset, block, objectId: r.objectId, index: r.index };
+  return { deviceOffset, block, objectId: r.objectId, index };
 }

@@ -58,6 +58,7 @@ export interface RecoveryReport {
   objects: number;
   pages: number;
   hugePages: number;
+  /** poisoned 4 KiB pages: small entries marked POISONED plus bad blocks inside huge extents */
   poisonedPages: number;
   freedStaging: number;
   freedDeadObject: number;
@@ -268,6 +269,12 @@ export class DaxSpace extends EventEmitter {
   }
 }
 
+function countPoisoned(device: Device, first: number, count: number): number {
+  let n = 0;
+  for (let b = device.firstPoisoned(first, count); b >= 0; b = b + 1 < first + count ? device.firstPoisoned(b + 1, first + count - b - 1) : -1) n++;
+  return n;
+}
+
 /** Rebuilds the tree and object table from the owner table; frees what nothing reaches. */
 function recover(device: Device, tree: RadixTree, objects: ObjectTable): RecoveryReport {
   const report: RecoveryReport = { objects: 0, pages: 0, hugePages: 0, poisonedPages: 0, freedStaging: 0, freedDeadObject: 0, freedBeyondSize: 0, freedDuplicate: 0 };
@@ -297,8 +304,10 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable): Recover
       continue;
     }
     assert(order === 0 || index % HUGE_BLOCKS === 0, () => `owner record of block ${block}: huge page at unaligned index ${index}`);
-    let poisoned = false;
-    for (let b = block; b < block + (order === 0 ? 1 : HUGE_BLOCKS); b++) poisoned ||= device.isPoisoned(b);
+    // A poisoned small page is marked (reads EIO until rewritten); a huge entry stays a value:
+    // only views over its bad blocks fail (fault.ts poisonedUnder), its other pages are intact.
+    const badBlocks = order === 0 ? (device.isPoisoned(block) ? 1 : 0) : countPoisoned(device, block, HUGE_BLOCKS);
+    const poisoned = order === 0 && badBlocks > 0;
     pageKey(owner, index, key);
     if (tree.lookup(key) !== undefined) {
       toFree.push(block);
@@ -308,7 +317,7 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable): Recover
     tree.insert(key, encodeValue(block, false, order !== 0), { state: poisoned ? 'poisoned' : 'value' });
     report.pages++;
     if (order !== 0) report.hugePages++;
-    if (poisoned) report.poisonedPages++;
+    report.poisonedPages += badBlocks;
   }
   for (const block of toFree) device.free(block);
   return report;

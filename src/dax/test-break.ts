@@ -13,6 +13,10 @@
  *   dax-rmap-no-recheck    R3: rmap/memoryFailure trust the owner table without re-checking
  *                          the locked entry still points at the block
  *   dax-free-now           R6: removed blocks are freed at once instead of through the epoch
+ *   dax-poison-page-only   memory failure: a 2 MiB view checks only the faulted page's block
+ *                          for poison, not the whole extent (a bad block inside is read)
+ *   dax-writeback-no-flush writeback clears the tags without flushing the blocks (the crash
+ *                          test must find pages whose writeback returned but are not durable)
  */
 import { isBroken, setBroken } from '../test-break.js';
 
@@ -22,7 +26,9 @@ export type DaxTestBreak =
   | 'dax-write-copy-locked'
   | 'dax-invalidate-dirty'
   | 'dax-rmap-no-recheck'
-  | 'dax-free-now';
+  | 'dax-free-now'
+  | 'dax-poison-page-only'
+  | 'dax-writeback-no-flush';
 
 export function daxBreak(name: DaxTestBreak): boolean {
   return isBroken(name);

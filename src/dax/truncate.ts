@@ -79,12 +79,21 @@ function zeroHugePartLocked(space: DaxSpace, id: number, start: number, fromPage
     const from = fromPage - start;
     const to = Math.min(toPage - start, HUGE_PAGES);
     if (to <= from) return;
-    const off = space.device.blockOffset(blockOfValue(ref.value)) + from * PAGE_BYTES;
-    new Uint8Array(space.device.media.buffer, off, (to - from) * PAGE_BYTES).fill(0);
-    space.device.media.flush(off, (to - from) * PAGE_BYTES);
+    const head = blockOfValue(ref.value);
+    if (space.device.firstPoisoned(head + from, to - from) >= 0) {
+      // Never store into a quarantined block (its page reads EIO whatever it holds): zero page by page around it.
+      for (let p = from; p < to; p++) if (!space.device.isPoisoned(head + p)) zeroFlush(space, space.device.blockOffset(head + p), PAGE_BYTES);
+      return;
+    }
+    zeroFlush(space, space.device.blockOffset(head) + from * PAGE_BYTES, (to - from) * PAGE_BYTES);
   } finally {
     unlock(space.tree, ref);
   }
+}
+
+function zeroFlush(space: DaxSpace, offset: number, length: number): void {
+  new Uint8Array(space.device.media.buffer, offset, length).fill(0);
+  space.device.media.flush(offset, length);
 }
 
 /** Zero [from, to) inside one page (or huge extent) when it is mapped; holes are zero already. */
@@ -95,7 +104,7 @@ function zeroBytesLocked(space: DaxSpace, id: number, from: number, to: number):
   if (found === undefined) return;
   const ref = grab(space.tree, pageKey(id, found.start));
   try {
-    if (ref.state !== 'value') return;
+    if (ref.state !== 'value' || space.device.isPoisoned(blockOfValue(ref.value) + index - found.start)) return; // quarantined: reads EIO anyway
     const off = space.device.blockOffset(blockOfValue(ref.value)) + from - found.start * PAGE_BYTES;
     new Uint8Array(space.device.media.buffer, off, to - from).fill(0);
     space.device.media.flush(off, to - from);

@@ -199,6 +199,13 @@ export class Device {
     return this.allocator.isPoisoned(block);
   }
 
+  /** First poisoned block of [first, first+count) (e.g. a 2 MiB extent), or -1. */
+  firstPoisoned(first: number, count: number): number {
+    this.checkBlock(first, 'firstPoisoned');
+    if (!Number.isSafeInteger(count) || count < 0 || first + count > this.dataBlocks) throw new DaxError('ERANGE', `firstPoisoned(${first}, ${count}): range outside [0, ${this.dataBlocks})`);
+    return this.allocator.firstPoisoned(first, count);
+  }
+
   badBlocks(): number[] {
     this.checkOpen();
     return this.badList.read().sort((a, b) => a - b);

@@ -10,6 +10,7 @@ export interface RoleSpec {
   from?: number;
   to?: number;
   otherId?: number;
+  huge?: boolean;
 }
 
 export interface Churn {

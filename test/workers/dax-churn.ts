@@ -29,6 +29,8 @@ interface ChurnJob {
   from?: number;
   to?: number;
   otherId?: number;
+  /** memory failure roles over a 2 MiB extent: writes of poisoned pages fail with EIO; readers also take huge views */
+  huge?: boolean;
 }
 
 const PAGE = 4096;
@@ -217,14 +219,22 @@ function r6Truncate(obj: DaxObject): unknown {
 function mfWriter(obj: DaxObject): unknown {
   const last = new Int32Array(job.control, 4 * MF_BASE, job.pages);
   let writes = 0;
+  let eio = 0;
   while (!stopped()) {
     const p = job.from! + int(job.to! - job.from!);
     const byte = fillByte(p, 1 + int(15));
-    obj.write(p * PAGE, pageOf(byte));
+    try {
+      obj.write(p * PAGE, pageOf(byte));
+    } catch (e) {
+      // A page of a 2 MiB extent cannot be rewritten on a fresh block: its writes fail with EIO once it is poisoned.
+      if (job.huge !== true || codeOf(e) !== 'EIO') throw e;
+      eio++;
+      continue;
+    }
     Atomics.store(last, p, byte);
     writes++;
   }
-  return { writes };
+  return { writes, eio };
 }
 
 /**
@@ -240,12 +250,15 @@ function mfReader(obj: DaxObject): unknown {
   const good = (p: number, v: number): boolean => v === 0 || (v & 0xf) === (p & 0xf);
   while (!stopped() && violations.length < 5) {
     const p = int(job.pages);
-    const flagged = Atomics.load(poisoned, p) === 1; // only read-only pages are ever flagged
-    const viaFault = int(2) === 0;
+    const how = job.huge === true ? int(3) : int(2); // 0 fault, 1 read(), 2 a 2 MiB view
+    // only read-only pages are ever flagged; a 2 MiB view covers every page of its extent
+    const flagged = how === 2 ? poisoned.some((f) => f === 1) : Atomics.load(poisoned, p) === 1;
     try {
-      const bytes = viaFault ? space.read(() => obj.fault(p).slice()) : obj.read(p * PAGE, PAGE);
+      const bytes = how === 0 ? space.read(() => obj.fault(p).slice())
+        : how === 1 ? obj.read(p * PAGE, PAGE)
+        : space.read(() => obj.fault(p, { huge: true }).slice(p * PAGE, (p + 1) * PAGE));
       reads++;
-      if (flagged) violations.push(`page ${p}: poisoned before the read, got bytes (${viaFault ? 'fault' : 'read'})`);
+      if (flagged) violations.push(`page ${p}: poisoned before the read, got bytes (${['fault', 'read', '2 MiB view'][how]})`);
       for (let i = 0; i < PAGE; i += 256) if (!good(p, bytes[i])) {
         violations.push(`page ${p} byte ${i} = ${bytes[i]}`);
         break;
