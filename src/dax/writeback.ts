@@ -6,20 +6,34 @@
  * TOWRITE, flush its block, clear DIRTY, unlock; an entry whose block changed since the
  * scan (truncated and refaulted, poisoned and rewritten) is skipped; ONE drain at the end.
  * A page dirtied again after its TOWRITE was cleared is caught by the next writeback.
+ * TOWRITE is cleared BEFORE the flush so a concurrent writeback whose tagRange re-tags the
+ * entry meanwhile flushes it itself rather than skipping a page it has not seen drained.
  *
- * Concurrency: entry lock only (R1: a write fault holds it from mkwrite to the DIRTY tag,
- * so writeback never cleans in between). Persistence: flushes, then one drain before
- * returning: every page this call cleaned is durable on return.
+ * Batching (the per-entry costs were two treeLock round trips and one native call): entries
+ * are taken up to BATCH at a time, in key order, and the steps run batch-wide — lock all,
+ * clear every TOWRITE under one treeLock, flush each run of device-contiguous blocks with
+ * one call, clear every DIRTY under one treeLock, unlock all. Every entry still goes through
+ * lock, clear TOWRITE, flush, clear DIRTY, unlock in that order, with its lock held from the
+ * first step to the last. Only the batch's first entry is taken with a blocking grab; the
+ * others with tryGrab: a held one ends the batch (written back first, then waited for), so
+ * writeback never sleeps while holding an entry lock (no lock-order cycle with a fault whose
+ * mkwrite hook waits on another entry).
+ *
+ * Concurrency: entry locks only, plus treeLock for the tag bits (lock order: entry -> tree).
+ * R1: a write fault holds the entry lock from mkwrite to the DIRTY tag, so writeback never
+ * cleans in between. Persistence: flushes, then one drain before returning: every page
+ * this call cleaned is durable on return.
  *
  * Debug mode (space option debugCleanPages): a checksum of each page it cleaned, checked
  * at the next write fault or verifyClean(): a clean page that changed was written without
  * a write fault (a stale writable view), counted in stats().cleanPageWrites.
  */
-import { clearTagLocked, grab, unlock } from '../index/entry-lock.js';
+import { grab, tryGrab, unlock, type EntryRef } from '../index/entry-lock.js';
 import { DIRTY, TOWRITE } from '../index/entry-word.js';
 import { W_ENTRY } from '../index/nodes.js';
 import { ST_WRITEBACK_PAGES, type DaxSpace } from './space.js';
 import { blockOfValue, keyPageIndex, pageKey, sameKey, valueBytes } from './layout.js';
+import { daxBreak } from './test-break.js';
 
 export interface WritebackResult {
   pages: number;
@@ -29,33 +43,93 @@ export interface WritebackResult {
 /** Per thread debug checksums: `${objectId}:${index}` -> [block, hash]. */
 export const cleanSums = new Map<string, [number, number]>();
 
+/** Entries a batch locks at once. */
+const BATCH = 64;
+
+interface Batch {
+  refs: EntryRef[];
+  /** block of each ref when the scan saw it */
+  blocks: number[];
+}
+
 export function writeback(space: DaxSpace, id: number, firstPage: number, lastPage: number): WritebackResult {
   const { tree, device } = space;
   const range = { gte: pageKey(id, firstPage), lte: pageKey(id, lastPage) };
   tree.tagRange(range, 'dirty', 'towrite');
-  let pages = 0;
-  let bytes = 0;
-  for (const [key, value] of tree.tagged('towrite', range)) {
-    const ref = grab(tree, key);
-    try {
-      const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
-      if (!sameKey(ref.key, key) || (e & TOWRITE) === 0) continue;
-      clearTagLocked(tree, ref, 'towrite');
-      if (ref.state !== 'value' || blockOfValue(ref.value) !== blockOfValue(value)) continue; // block changed: skip
-      const n = valueBytes(ref.value);
-      const offset = device.blockOffset(blockOfValue(ref.value));
-      device.media.flush(offset, n);
-      if ((e & DIRTY) !== 0) clearTagLocked(tree, ref, 'dirty');
-      if (space.debugCleanPages) cleanSums.set(`${id}:${keyPageIndex(key)}`, [blockOfValue(ref.value), checksum(new Uint8Array(device.media.buffer, offset, n))]);
-      pages++;
-      bytes += n;
-    } finally {
-      unlock(tree, ref);
+  const total: WritebackResult = { pages: 0, bytes: 0 };
+  const batch: Batch = { refs: [], blocks: [] };
+  try {
+    for (const [key, value] of tree.tagged('towrite', range)) {
+      let ref = batch.refs.length === 0 ? grab(tree, key) : tryGrab(tree, key);
+      if (ref === undefined) {
+        writeBatchLocked(space, id, batch, total); // never sleep holding entry locks
+        ref = grab(tree, key);
+      }
+      if (ref.state === 'empty' || !sameKey(ref.key, key)) {
+        unlock(tree, ref); // gone (a placeholder now, removed by unlock) or covered by another entry: not ours to write
+        continue;
+      }
+      batch.refs.push(ref);
+      batch.blocks.push(blockOfValue(value));
+      if (batch.refs.length === BATCH) writeBatchLocked(space, id, batch, total);
     }
+    writeBatchLocked(space, id, batch, total);
+  } finally {
+    for (const ref of batch.refs) unlock(tree, ref); // a throw mid-batch: release what is held
   }
   device.media.drain();
-  Atomics.add(space.counters, ST_WRITEBACK_PAGES, pages);
-  return { pages, bytes };
+  Atomics.add(space.counters, ST_WRITEBACK_PAGES, total.pages);
+  return total;
+}
+
+/** Write back and unlock every entry of the batch (all held by this thread); empties it. */
+function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: WritebackResult): void {
+  const { tree, device } = space;
+  const { refs } = batch;
+  if (refs.length === 0) return;
+  const i32 = tree.arena.i32;
+  const live: EntryRef[] = []; // still the scanned block, TOWRITE claimed by us
+  const hadDirty: boolean[] = [];
+  tree.lockTree();
+  try {
+    for (let i = 0; i < refs.length; i++) {
+      const ref = refs[i];
+      const e = Atomics.load(i32, ref.leaf + W_ENTRY);
+      if ((e & TOWRITE) === 0) continue; // written back meanwhile by another writeback
+      tree.setTagBitLocked(ref.leaf, ref.key, TOWRITE, false);
+      if (ref.state !== 'value' || blockOfValue(ref.value) !== batch.blocks[i]) continue; // block changed: skip
+      live.push(ref);
+      hadDirty.push((e & DIRTY) !== 0);
+    }
+  } finally {
+    tree.unlockTree();
+  }
+  const flush = !daxBreak('dax-writeback-no-flush');
+  // Runs of device-contiguous blocks (pages faulted in order usually are): one flush call each.
+  for (let i = 0; i < live.length; ) {
+    const offset = device.blockOffset(blockOfValue(live[i].value));
+    let n = valueBytes(live[i].value);
+    let j = i + 1;
+    for (; j < live.length && device.blockOffset(blockOfValue(live[j].value)) === offset + n; j++) n += valueBytes(live[j].value);
+    if (flush) device.media.flush(offset, n);
+    total.pages += j - i;
+    total.bytes += n;
+    i = j;
+  }
+  tree.lockTree();
+  try {
+    for (let i = 0; i < live.length; i++) if (hadDirty[i]) tree.setTagBitLocked(live[i].leaf, live[i].key, DIRTY, false);
+  } finally {
+    tree.unlockTree();
+  }
+  if (space.debugCleanPages) {
+    for (const ref of live) {
+      const offset = device.blockOffset(blockOfValue(ref.value));
+      cleanSums.set(`${id}:${keyPageIndex(ref.key)}`, [blockOfValue(ref.value), checksum(new Uint8Array(device.media.buffer, offset, valueBytes(ref.value)))]);
+    }
+  }
+  while (refs.length > 0) unlock(tree, refs.pop()!);
+  batch.blocks.length = 0;
 }
 
 export function checksum(bytes: Uint8Array): number {

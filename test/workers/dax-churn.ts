@@ -137,6 +137,38 @@ function r5Writer(obj: DaxObject): unknown {
   return { rounds: round };
 }
 
+/**
+ * Writeback: like r5-writer, but each stamp is stored and then write-faulted AGAIN before it
+ * is recorded: the second fault re-dirties the page after the store (the stand-in for the
+ * write-protect fault a store after writeback would take), so a writeback that starts after
+ * the record must make that stamp durable.
+ */
+function wbWriter(obj: DaxObject): unknown {
+  const stamps = new Int32Array(job.control, 4 * MF_BASE, job.pages);
+  let round = 0;
+  while (!stopped()) {
+    round++;
+    for (let p = 0; p < job.pages; p++) {
+      const view = obj.fault(p, { write: true });
+      new DataView(view.buffer, view.byteOffset, 8).setInt32(0, round, true);
+      obj.fault(p, { write: true });
+      Atomics.store(stamps, p, round);
+    }
+  }
+  return { rounds: round };
+}
+
+/** Writeback: write the whole object back over and over (a second writeback beside the main thread's). */
+function wbWriteback(obj: DaxObject): unknown {
+  let calls = 0;
+  let pages = 0;
+  while (!stopped()) {
+    pages += obj.writeback().pages;
+    calls++;
+  }
+  return { calls, pages };
+}
+
 /** R5: invalidate the whole object over and over. */
 function r5Invalidate(obj: DaxObject): unknown {
   let calls = 0;
@@ -276,6 +308,8 @@ const roles: Record<string, (obj: DaxObject) => unknown> = {
   'r3-rmap': () => r3Rmap(),
   'r5-writer': r5Writer,
   'r5-invalidate': r5Invalidate,
+  'wb-writer': wbWriter,
+  'wb-writeback': wbWriteback,
   'r6-reader': r6Reader,
   'r6-truncate': r6Truncate,
   'mf-writer': mfWriter,

@@ -1,0 +1,77 @@
+/**
+ * Batched writeback under concurrency: a worker dirties the pages of an object over and over
+ * through write faults (store a round stamp, fault again, record the stamp), a second worker
+ * runs writeback in a loop, and the main thread runs writeback too. After each of the main
+ * thread's writebacks, every page's durable bytes (SimMedia durable image) hold at least the
+ * stamp recorded before that writeback started: batches of locked entries, contiguous flushes
+ * and one drain lose no page dirtied before the call, and pages dirtied during a writeback
+ * are caught by a later one. The pages are 4 KiB entries placed so that some runs are
+ * device-contiguous and some are not (another object's pages interleave).
+ * DAXSTORE_TEST_BREAK=dax-writeback-no-flush (tags cleared, nothing flushed) must go red.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { blockOfValue, pageKey } from '../../src/dax/layout.js';
+import { setDaxBreak } from '../../src/dax/test-break.js';
+import { ROLE_BASE } from '../workers/dax-churn-layout.js';
+import { expectBaseline, replayHint, seedFromEnv, simSpace } from './helpers.js';
+import { startChurn } from './churn-harness.js';
+
+const PAGES = 200; // > 3 batches of 64
+const FILE = 'test/dax/writeback-workers.test.ts';
+
+async function scenario(seed: number, breakName?: 'dax-writeback-no-flush'): Promise<{ stale: string[]; checks: number }> {
+  const { media, space } = simSpace();
+  const obj = space.object(52, { create: true, size: PAGES * 4096 });
+  const other = space.object(53, { create: true, size: PAGES * 4096 });
+  for (let p = 0; p < PAGES; p++) {
+    obj.fault(p, { write: true });
+    if (p % 7 === 3) other.fault(p, { write: true }); // breaks the device-contiguous runs now and then
+  }
+  obj.writeback();
+  if (breakName !== undefined) setDaxBreak(breakName, true);
+  const churn = startChurn(space, PAGES, seed, [{ role: 'wb-writer', objectId: 52 }, { role: 'wb-writeback', objectId: 52 }], breakName);
+  await churn.ready();
+  const stamps = new Int32Array(churn.control.buffer, 4 * ROLE_BASE, PAGES);
+  const offsets = Array.from({ length: PAGES }, (_, p) => space.device.blockOffset(blockOfValue(space.tree.entryInfo(pageKey(52, p))!.value)));
+  const durable = new DataView(media.durableBytes().buffer, media.durableBytes().byteOffset);
+  const stale: string[] = [];
+  let checks = 0;
+  for (const until = Date.now() + 700; Date.now() < until && stale.length < 10; ) {
+    const before = Int32Array.from(stamps);
+    obj.writeback();
+    checks++;
+    for (let p = 0; p < PAGES && stale.length < 10; p++) {
+      const got = durable.getInt32(offsets[p], true);
+      if (got < before[p]) stale.push(`page ${p}: durable stamp ${got} < ${before[p]} recorded before the writeback`);
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  const [writer, writebacker] = await churn.stop();
+  for (const x of [writer, writebacker]) expect(x, replayHint(seed, FILE)).not.toHaveProperty('error');
+  if (breakName === undefined) {
+    expect((writer as { rounds: number }).rounds).toBeGreaterThan(2);
+    expect((writebacker as { calls: number }).calls).toBeGreaterThan(2);
+    expectBaseline(space);
+  }
+  setDaxBreak('dax-writeback-no-flush', false);
+  space.close();
+  if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ breakName, stale: stale.length, checks, writer, writebacker }));
+  return { stale, checks };
+}
+
+describe('batched writeback vs dirtying workers and a second writeback', () => {
+  afterEach(() => setDaxBreak('dax-writeback-no-flush', false));
+
+  it('every page dirtied before a writeback is durable when it returns', async () => {
+    const seed = seedFromEnv();
+    const r = await scenario(seed);
+    expect(r.stale, replayHint(seed, FILE)).toEqual([]);
+    expect(r.checks).toBeGreaterThan(5);
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=dax-writeback-no-flush', async () => {
+    const seed = seedFromEnv();
+    const r = await scenario(seed, 'dax-writeback-no-flush');
+    expect(r.stale.length, replayHint(seed, FILE)).toBeGreaterThan(0);
+  });
+});
