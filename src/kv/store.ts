@@ -516,7 +516,7 @@ export class KvStore {
   private retireLargeLocked(oldAt: number): void {
     const large = largeRefAt(this.views, oldAt);
     if (large === undefined) return;
-    if (this.durability !== 'sync') this.writer.commit();
+    if (this.durability !== 'sync' && !kvBreak('kv-large-retire-uncommitted')) this.writer.commit();
     this.reaper.retire(large.id);
   }
 

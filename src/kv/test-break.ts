@@ -14,8 +14,11 @@
  *   kv-large-remove-now  a superseded large-value object is removed at once, not after the
  *                      epoch grace period (R6: a pinned reader's object disappears)
  *   kv-large-no-orphan-scan  open skips removing kv objects no live key references (leaks)
+ *   kv-large-retire-uncommitted  'group'/'none': a superseded large value's object is retired
+ *                      without first making the superseding record durable (a crash can then
+ *                      recover the old record pointing at a removed object)
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
