@@ -30,6 +30,7 @@ import { ENTRY_DEL, KIND_PUT, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYT
 import { checkRecord, entryKeyLength, entryOp, entryValueLength, type MediaViews } from './records.js';
 import { ALLOCATING, type SegmentWriter } from './segment-writer.js';
 import { kvBreak } from './test-break.js';
+import { ensureStageBytes, stageViews } from './record-stage.js';
 
 export interface CompactionReport {
   segmentsScanned: number;
@@ -143,13 +144,14 @@ function moveEntry(space: DaxSpace, v: MediaViews, writer: SegmentWriter, e: num
   }
 }
 
-/** Appends a one-entry record holding an exact copy of entry e; returns the copy's offset. */
+/** Appends a one-entry record holding an exact copy of entry e (composed in the stage, as every record); returns the copy's offset. */
 function copyEntry(v: MediaViews, writer: SegmentWriter, e: number): number {
   const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
   const total = RECORD_HEADER_BYTES + bytes;
+  ensureStageBytes(total);
+  v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e, e + bytes);
   const at = writer.reserve(total);
-  v.u8.copyWithin(at + RECORD_HEADER_BYTES, e, e + bytes);
-  writer.seal(at, KIND_PUT, 1, total);
+  writer.sealStaged(at, KIND_PUT, 1, total);
   if (!kvBreak('kv-compact-no-commit')) writer.flushPending();
   return at + RECORD_HEADER_BYTES;
 }

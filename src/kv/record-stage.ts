@@ -1,16 +1,21 @@
 /**
- * A staging area for one PUT record in this thread's own instance of xxhash-wasm's module
+ * A staging area for one log record in this thread's own instance of xxhash-wasm's module
  * (the same xxh64, seed 0, as device/checksum.ts, which recovery uses to validate: checked
- * on a sample at load, and every reopen in test/kv validates staged records that way). The put path composes its record here, hashes it IN PLACE
- * (checksum.ts's h64Raw first copies the bytes into its wasm memory through a fresh subarray,
- * then masks the result with a second BigInt op) and copies it into the log with ONE memcpy
- * through a view cached by length.
+ * on a sample at load, and every reopen in test/kv validates staged records that way). Every
+ * record the store writes (put, delete, batch, deleteRange, compaction copies) is composed
+ * here, hashed IN PLACE (checksum.ts's h64Raw first copies the bytes into its wasm memory
+ * through a fresh subarray, then masks the result with a second BigInt op) and copied into
+ * the log with ONE memcpy through a view cached by length.
  *
  * Invariants
- *   - The wasm memory never grows (MAX_STAGED_BYTES fits its initial 64 KiB), so the views
- *     made at load stay attached.
+ *   - stageViews always views the whole current wasm memory. The memory starts at 64 KiB (a
+ *     put of an inline value fits) and grows only in ensureStageBytes (a batch or deleteRange
+ *     record larger than any before, at most one segment): growing detaches the old buffer,
+ *     so stageViews' fields and the by-length cache are rebuilt there, before the caller
+ *     composes anything. Callers never keep a stage view across ensureStageBytes.
  * Concurrency: module state is per thread (each worker instantiates its own copy); a caller
- *   uses the stage from compose to copy-out with no other put in between (put is synchronous).
+ *   uses the stage from compose to copy-out with no other record in between (the writers are
+ *   synchronous and never re-enter).
  * Persistence ordering: none; the stage is volatile scratch, the log copy is what is flushed.
  */
 import { readFileSync } from 'node:fs';
@@ -28,12 +33,13 @@ interface WasmGlobal {
 const Wasm = (globalThis as unknown as { WebAssembly: WasmGlobal }).WebAssembly;
 
 interface XxhashExports {
-  readonly mem: { readonly buffer: ArrayBuffer };
+  readonly mem: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   xxh64(offset: number, length: number, seed: bigint): bigint;
 }
 
-/** Largest record the stage takes: header + entry header + key + an inline value, padded. */
+/** A PUT record of the largest inline value: header + entry header + key + value, padded. */
 export const MAX_STAGED_BYTES = 32 + 16 + 1024 + 16 * 1024 + 8;
+const WASM_PAGE_BYTES = 65536;
 
 function instantiate(): XxhashExports {
   const dir = path.dirname(createRequire(import.meta.url).resolve('xxhash-wasm'));
@@ -44,17 +50,26 @@ function instantiate(): XxhashExports {
 }
 
 const wasm = instantiate();
-const buffer = wasm.mem.buffer;
+let buffer = wasm.mem.buffer;
 
-/** Views over the stage, offsets from its start (a record is composed at offset 0). */
-export const stageViews: MediaViews = {
-  u8: new Uint8Array(buffer),
-  u32: new Uint32Array(buffer),
-  u64: new BigUint64Array(buffer),
-  buf: Buffer.from(buffer),
-};
+/** Views over the stage, offsets from its start (a record is composed at offset 0). Rebuilt when the stage grows. */
+export const stageViews: MediaViews = viewsOf(buffer);
 
-const byLength: Uint8Array[] = [];
+function viewsOf(b: ArrayBuffer): MediaViews {
+  return { u8: new Uint8Array(b), u32: new Uint32Array(b), u64: new BigUint64Array(b), buf: Buffer.from(b) };
+}
+
+let byLength: Uint8Array[] = [];
+
+/** Makes the stage hold a record of `totalBytes` (growing the wasm memory, once per new maximum). Call before composing. */
+export function ensureStageBytes(totalBytes: number): void {
+  if (totalBytes <= buffer.byteLength) return;
+  wasm.mem.grow(Math.ceil((totalBytes - buffer.byteLength) / WASM_PAGE_BYTES));
+  buffer = wasm.mem.buffer;
+  Object.assign(stageViews, viewsOf(buffer)); // same object, same field types: importers see the new views
+  byLength = [];
+  assert(buffer.byteLength >= totalBytes, () => `stage of ${buffer.byteLength} bytes after growing for ${totalBytes}`);
+}
 
 /** Both hashes on one sample: a stage that disagrees with recovery's checksum must never write a record. */
 function checkAgreesWithChecksum(): void {
@@ -71,6 +86,6 @@ export function stagedChecksum(totalBytes: number): bigint {
 
 /** Stage bytes [0, totalBytes) as a view cached by length (no allocation after the first use of a length). */
 export function stagedRecord(totalBytes: number): Uint8Array {
-  assert(totalBytes <= MAX_STAGED_BYTES, () => `staged record of ${totalBytes} bytes`);
+  assert(totalBytes <= buffer.byteLength, () => `staged record of ${totalBytes} bytes in a stage of ${buffer.byteLength}`);
   return (byLength[totalBytes] ??= new Uint8Array(buffer, 0, totalBytes));
 }

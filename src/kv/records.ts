@@ -4,8 +4,8 @@
  * Invariants
  *   - A record validates only if its magic, kind, lengths, nonce and xxh64 checksum all
  *     agree; every entry it holds then lies inside it. Nothing else is ever trusted.
- *   - Entry bytes are written before the record is sealed; the checksum (sealRecord) is
- *     computed last, over exactly what was written.
+ *   - Entry bytes are written before the record is sealed; the checksum (sealStagedRecord,
+ *     in the stage) is computed last, over exactly what is then copied into the log.
  *
  * Concurrency: records are written only by the thread that reserved them (segment-writer.ts);
  * once sealed and published they are immutable.
@@ -94,12 +94,6 @@ export function entryValueOffset(v: MediaViews, at: number): number {
   return at + ENTRY_HEADER_BYTES + entryKeyLength(v, at);
 }
 
-/** Writes the record header and its checksum over [at, at + totalBytes): the record now exists (once durable). */
-export function sealRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
-  writeRecordHeader(v, at, kind, count, totalBytes, nonce);
-  v.u64[at / 8] = recordChecksum(v, at, totalBytes);
-}
-
 /** The header words after the checksum (bytes 8..32); the checksum, written last, covers them. */
 export function writeRecordHeader(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
   const w = at / 4;
@@ -117,8 +111,7 @@ function recordChecksum(v: MediaViews, at: number, totalBytes: number): bigint {
 
 /**
  * Seals the record composed at offset 0 of the stage (record-stage.ts: hashed in place) and
- * copies it to `at` in the log with one memcpy. The log bytes then equal what sealRecord
- * would have written there.
+ * copies it to `at` in the log with one memcpy: the log bytes are exactly the hashed bytes.
  */
 export function sealStagedRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
   writeRecordHeader(stageViews, 0, kind, count, totalBytes, nonce);

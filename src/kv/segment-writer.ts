@@ -22,7 +22,7 @@
 import { assert } from '../assert.js';
 import type { Device } from '../device/device.js';
 import { MAX_NONCE, OWNER_KV_SEGMENT, SEGMENT_BYTES, SEGMENT_ORDER } from './layout.js';
-import { sealRecord, sealStagedRecord, type MediaViews } from './records.js';
+import { sealStagedRecord, type MediaViews } from './records.js';
 import { kvBreak } from './test-break.js';
 
 /** openTable word of a writer between owning a new segment and naming it. */
@@ -88,11 +88,7 @@ export class SegmentWriter {
     if (this.flushedTo > this.used) this.flushedTo = this.used;
   }
 
-  seal(at: number, kind: number, count: number, totalBytes: number): void {
-    sealRecord(this.views, at, kind, count, totalBytes, this.nonce);
-  }
-
-  /** seal() for a record composed in the stage (record-stage.ts); copies it into the reservation at `at`. */
+  /** Seals the record composed in the stage (record-stage.ts: the one way records are written) and copies it into the reservation at `at`. */
   sealStaged(at: number, kind: number, count: number, totalBytes: number): void {
     sealStagedRecord(this.views, at, kind, count, totalBytes, this.nonce);
   }

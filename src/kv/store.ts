@@ -57,7 +57,7 @@ import {
 } from './layout.js';
 import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
 import { SegmentWriter } from './segment-writer.js';
-import { stageViews } from './record-stage.js';
+import { ensureStageBytes, stageViews } from './record-stage.js';
 import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
@@ -346,38 +346,37 @@ export class KvStore {
     if (objectId >= 0) removeQuietly(this.space, objectId);
   }
 
-  /** Removes key; returns whether it existed. */
+  /** Removes key; returns whether it existed. Its record takes put's path: composed in the stage, hashed in place, one copy. */
   delete(key: Key): boolean {
     this.checkOpen('delete');
-    const k = indexKeyOf(key, 'delete');
-    if (this.space.tree.lookup(k) === undefined) return false;
+    const k = scratchIndexKey(this.putScratch, this.putViews, key, 'delete'); // put's scratch: the same one-lock, synchronous use
+    if (this.space.tree.lookup(k) === undefined) return false; // lock-free: an absent key writes nothing
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
+    writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
     const at = this.writer.reserve(total);
     let done = false;
-    let existed = false;
     try {
-      writeEntry(this.views, at + RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
       const ref = grab(this.space.tree, k);
       if (ref.state === 'empty') {
         unlock(this.space.tree, ref); // removed meanwhile: unlock drops our placeholder
         return false;
       }
       try {
-        setEntrySequence(this.views, at + RECORD_HEADER_BYTES, this.nextSequence());
-        this.writer.seal(at, KIND_PUT, 1, total);
+        setEntrySequence(stageViews, RECORD_HEADER_BYTES, this.nextSequence());
+        this.writer.sealStaged(at, KIND_PUT, 1, total);
         this.commitWrite();
       } catch (e) {
         unlock(this.space.tree, ref);
         throw e;
       }
       this.deletePublishedLocked(ref);
-      done = existed = true;
+      done = true;
     } finally {
       if (!done) this.writer.rollback(at, total);
     }
     Atomics.add(this.i32, DELETES, 1);
     this.reaper.drain();
-    return existed;
+    return true;
   }
 
   /** Applies every op or none, also across a crash (one record). Later ops on the same key win. */
@@ -394,16 +393,18 @@ export class KvStore {
     let at = -1;
     try {
       for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) this.prepareLargeItem(item);
-      at = this.writer.reserve(total);
-      let e = at + RECORD_HEADER_BYTES;
+      ensureStageBytes(total);
+      let e = RECORD_HEADER_BYTES; // composed in the stage, like put's record: R4, one hash in place
       for (const item of items) {
-        item.entryAt = e;
-        e = writeEntry(this.views, e, item.type === 'put' ? ENTRY_PUT : ENTRY_DEL, item.key, item.value, item.valueLength, item.flags); // R4
+        item.entryAt = e; // stage offset until the record has its place in the log
+        e = writeEntry(stageViews, e, item.type === 'put' ? ENTRY_PUT : ENTRY_DEL, item.key, item.value, item.valueLength, item.flags);
       }
+      at = this.writer.reserve(total);
       for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
       const sequence = this.nextSequence();
-      for (const item of items) setEntrySequence(this.views, item.entryAt, sequence);
-      this.writer.seal(at, KIND_BATCH, items.length, total);
+      for (const item of items) setEntrySequence(stageViews, item.entryAt, sequence);
+      this.writer.sealStaged(at, KIND_BATCH, items.length, total);
+      for (const item of items) item.entryAt += at;
       this.commitWrite();
       for (let i = 0; i < items.length; i++) {
         const ref = refs[i]!;
@@ -470,15 +471,16 @@ export class KvStore {
       if (refs.length === 0) return 0;
       total = RECORD_HEADER_BYTES;
       for (const ref of refs) total += entryBytes(ref.key.length - 1, 0);
+      ensureStageBytes(total);
       at = this.writer.reserve(total);
-      let e = at + RECORD_HEADER_BYTES;
+      let e = RECORD_HEADER_BYTES; // the keys are our own copies (scanKeys): composing under the locks reads no caller memory
       const sequence = this.nextSequence();
       for (const ref of refs) {
-        const next = writeEntry(this.views, e, ENTRY_DEL, ref.key, undefined, 0);
-        setEntrySequence(this.views, e, sequence);
+        const next = writeEntry(stageViews, e, ENTRY_DEL, ref.key, undefined, 0);
+        setEntrySequence(stageViews, e, sequence);
         e = next;
       }
-      this.writer.seal(at, KIND_BATCH, refs.length, total);
+      this.writer.sealStaged(at, KIND_BATCH, refs.length, total);
       this.commitWrite();
       const n = refs.length;
       while (refs.length > 0) this.deletePublishedLocked(refs.pop()!);
