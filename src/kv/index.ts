@@ -3,7 +3,7 @@
  *
  *   const db = open(path, { size, durability: 'sync' | 'group' | 'none' });
  *   db.put(k, v); db.get(k); db.read(() => db.getView(k)); db.has(k); db.delete(k);
- *   db.batch(ops); db.range(opts); db.deleteRange(opts); await db.flushed(); db.stats(); db.close();
+ *   db.batch(ops); await db.batchAsync(ops); db.range(opts); db.deleteRange(opts); await db.flushed(); db.stats(); db.close();
  *   const h = db.share(); // in a worker: attach(h)
  */
 import type { Media } from '../device/media.js';

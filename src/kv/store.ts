@@ -28,7 +28,7 @@
  *
  * Persistence ordering ('sync'): record written, flushed, ONE drain, then published in the
  * (volatile) index; the sealed checksum is the commit point at recovery. 'group': flushed and
- * drained by a timer every GROUP_COMMIT_MS and by flushed(); 'none': at close. See
+ * drained by a timer every GROUP_COMMIT_MS and by flushed() (batchAsync resolves at that commit); 'none': at close. See
  * segment-writer.ts for segments.
  */
 import { existsSync } from 'node:fs';
@@ -132,6 +132,8 @@ export class KvStore {
   private readonly openTable: Int32Array;
   private readonly seq: BigInt64Array;
   private groupTimer: NodeJS.Timeout | undefined;
+  /** batchAsync callers waiting for the next group commit ('group' only). */
+  private readonly groupWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   /** Scratch index key for lookups (get/has/getView): no allocation per call; views by length. */
   private readonly lookupScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
   private readonly lookupViews: Uint8Array[] = [];
@@ -529,24 +531,69 @@ export class KvStore {
   /** 'sync': durable now (one fence). 'group': flushed by the group-commit timer or flushed(). 'none': at close. */
   private commitWrite(): void {
     if (this.durability === 'sync') this.writer.commit();
-    else if (this.durability === 'group' && this.groupTimer === undefined) {
-      this.groupTimer = setTimeout(() => {
-        this.groupTimer = undefined;
-        if (!this.closed) this.writer.commit();
-      }, GROUP_COMMIT_MS);
-      this.groupTimer.unref();
+    else if (this.durability === 'group' && this.groupTimer === undefined) this.scheduleGroupCommit();
+  }
+
+  /**
+   * The group commit GROUP_COMMIT_MS from now. Unref'd while no batchAsync waits (a store
+   * with only unacknowledged writes does not keep the process alive; close() makes them
+   * durable); ref'd while one does, so its promise settles.
+   */
+  private scheduleGroupCommit(): void {
+    this.groupTimer = setTimeout(() => {
+      this.groupTimer = undefined;
+      try {
+        if (!this.closed) this.groupCommitNow();
+      } catch {
+        // Rejected to the waiters; the bytes stay pending and the next flushed() or close() retries (and throws).
+      }
+    }, GROUP_COMMIT_MS);
+    if (this.groupWaiters.length === 0) this.groupTimer.unref();
+  }
+
+  /** One commit (flush + one fence) for everything written so far, then the batchAsync promises it covers resolve. */
+  private groupCommitNow(): void {
+    const waiters = this.groupWaiters.splice(0);
+    try {
+      this.writer.commit();
+    } catch (e) {
+      for (const w of waiters) w.reject(e);
+      throw e;
     }
+    for (const w of waiters) w.resolve();
   }
 
   /** Resolves when every write made through this handle before the call is durable. */
   flushed(): Promise<void> {
     try {
       this.checkOpen('flushed');
-      this.writer.commit();
+      this.groupCommitNow();
       return Promise.resolve();
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * batch(), acknowledged when durable: applies the ops at once (visible to readers, as
+   * batch()), and the promise resolves once the batch's record is durable: 'sync' at once;
+   * 'group' at the group commit that covers it, so batches issued in one window share ONE
+   * fence; 'none' once applied (durable at close or flushed(), as every 'none' write). Bad
+   * input, a full store or a closed store reject it with the DaxError batch() would throw,
+   * and nothing is applied.
+   */
+  batchAsync(ops: readonly BatchOp[]): Promise<void> {
+    try {
+      this.batch(ops);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (this.durability !== 'group' || kvBreak('kv-group-resolve-early')) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.groupWaiters.push({ resolve, reject });
+      if (this.groupTimer === undefined) this.scheduleGroupCommit();
+      else this.groupTimer.ref();
+    });
   }
 
   // ---- ranges ------------------------------------------------------------------------
@@ -713,10 +760,11 @@ export class KvStore {
     this.groupTimer = undefined;
     try {
       if (!this.space.closed) {
-        this.writer.commit();
+        this.groupCommitNow(); // batchAsync waiters resolve: their batches are durable now
         this.reapLarge();
       }
     } finally {
+      for (const w of this.groupWaiters.splice(0)) w.reject(new DaxError('ECLOSED', `batchAsync: the key-value store on ${this.space.device.media.path} was closed before the batch was durable`));
       this.writer.release();
       this.isClosed = true;
       this.space.close();
