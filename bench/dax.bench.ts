@@ -233,6 +233,7 @@ async function contentionBench(space: DaxSpace): Promise<void> {
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
+  const startLoad = os.loadavg(); // the machine is shared: every figure is a ratio against a peer of the same run
   const dir = fs.mkdtempSync('/dev/shm/daxstore-dax-bench-');
   let space: DaxSpace | undefined;
   try {
@@ -242,6 +243,7 @@ async function main(): Promise<void> {
     await writebackBench(space, false);
     await writebackBench(space, true);
     await contentionBench(space);
+    console.log(`\nload average (1, 5, 15 min) at the start: ${startLoad.map((x) => x.toFixed(2)).join(' ')}, at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     space.collect();
     const audit = space.device.audit();
     if (audit.length > 0) throw new Error(`device audit after the bench: ${audit.join('; ')}`);
