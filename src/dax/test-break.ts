@@ -17,6 +17,8 @@
  *                          for poison, not the whole extent (a bad block inside is read)
  *   dax-writeback-no-flush writeback clears the tags without flushing the blocks (the crash
  *                          test must find pages whose writeback returned but are not durable)
+ *   dax-alloc-zero-unpersisted  a fresh block is zeroed but not persisted before it is
+ *                          published (a crash can expose a freed block's old bytes)
  */
 import { isBroken, setBroken } from '../test-break.js';
 
@@ -28,7 +30,8 @@ export type DaxTestBreak =
   | 'dax-rmap-no-recheck'
   | 'dax-free-now'
   | 'dax-poison-page-only'
-  | 'dax-writeback-no-flush';
+  | 'dax-writeback-no-flush'
+  | 'dax-alloc-zero-unpersisted';
 
 export function daxBreak(name: DaxTestBreak): boolean {
   return isBroken(name);
