@@ -6,13 +6,30 @@
  *     record of the compacting handle's segment; the index then points at the copy. Equal
  *     sequences make the two copies interchangeable at recovery, so a crash at any point
  *     recovers the same value.
- *   - A DEL entry whose key is absent from the index is copied too (it may still shadow an
- *     older PUT in another segment); other dead entries are dropped.
+ *   - A DEL entry whose key is present in the index is dead (a newer PUT wins) and dropped.
+ *   - Tombstone rule: a DEL entry (key k, sequence s) whose key is absent from the index is
+ *     copied forward only while recovery could resurrect an older record of k without it,
+ *     i.e. while some OTHER key-value segment (closed or open: every one recovery would scan)
+ *     holds a PUT of k with a sequence below s. Otherwise it is dropped. Why that is safe:
+ *     recovery keeps, per key, the entry with the highest sequence over every segment it
+ *     scans. Removing the DEL (with its segment) can change k's winner only if the DEL was
+ *     the winner, and then the new winner is the highest of k's remaining entries, all of
+ *     sequence < s: with no PUT among them, k stays absent. No PUT of k with a sequence below
+ *     s can appear later: new records take new (higher) sequences, and compaction copies
+ *     only entries the index points at (k is absent) with their own sequence. The PUTs that
+ *     count are read in memory, which holds every record recovery could find (a durable
+ *     record is also in memory; memory may hold more, which only keeps more tombstones).
+ *     PUTs in the DEL's own segment do not count: the two leave together (one owner change).
+ *   - Compactions run one at a time (COMPACTION mutex, shared by every handle): a segment
+ *     another compaction is unpublishing (owner KV -> staging, not yet durable) could be
+ *     skipped by the tombstone scan above and still be recovered after a crash.
  *   - A segment is retired only after every copy made from it is durable (one commit), and
  *     freed only through the epoch, once no pinned reader can hold a view into it (R6).
  *   - Segments listed in the open-segment table (some writer appends there) are never chosen.
  *
  * Concurrency (R3: the entry lock is the only lock about a key)
+ *   - Lock order: the compaction mutex (shared word passed in), then entry locks; writers
+ *     never take the mutex.
  *   - For each candidate entry: grab the key's entry lock, re-check that the index still points
  *     at this entry (a concurrent put/delete may have moved on: then skip), copy, publish with
  *     replace(), unlock. Readers never block: they see the old or the new copy, both intact.
@@ -26,8 +43,9 @@ import { DaxError } from '../errors.js';
 import { OWNER_STAGING } from '../dax/layout.js';
 import { transferOwner } from '../device/transfer-owner.js';
 import { grab, replace, unlock } from '../index/entry-lock.js';
-import { ENTRY_DEL, KIND_PUT, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
-import { checkRecord, entryKeyLength, entryOp, entryValueLength, type MediaViews } from './records.js';
+import { withLock } from '../device/spin-lock.js';
+import { ENTRY_DEL, ENTRY_HEADER_BYTES, ENTRY_PUT, KIND_PUT, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
+import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { ALLOCATING, type SegmentWriter } from './segment-writer.js';
 import { kvBreak } from './test-break.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
@@ -36,20 +54,31 @@ export interface CompactionReport {
   segmentsScanned: number;
   segmentsFreed: number;
   entriesMoved: number;
+  /** DEL entries copied forward: an older PUT of their key is still in another segment */
   tombstonesKept: number;
+  /** DEL entries dropped by the tombstone rule (nothing older of their key left to shadow) */
+  tombstonesDropped: number;
   bytesReclaimed: number;
 }
 
 interface Segment { block: number; base: number; nonce: number; entries: number[]; liveBytes: number; usedBytes: number }
 
-export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, maxLiveRatio: number): CompactionReport {
-  const report: CompactionReport = { segmentsScanned: 0, segmentsFreed: 0, entriesMoved: 0, tombstonesKept: 0, bytesReclaimed: 0 };
-  const candidates = listClosedSegments(space, openTable);
-  for (const seg of candidates) {
+/** Compacts with the shared compaction mutex (`locks[lockIndex]`, spin-lock.ts) held. */
+export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, maxLiveRatio: number, locks: Int32Array, lockIndex: number): CompactionReport {
+  return withLock(locks, lockIndex, () => compactSegmentsLocked(space, v, writer, openTable, maxLiveRatio));
+}
+
+function compactSegmentsLocked(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, maxLiveRatio: number): CompactionReport {
+  const report: CompactionReport = { segmentsScanned: 0, segmentsFreed: 0, entriesMoved: 0, tombstonesKept: 0, tombstonesDropped: 0, bytesReclaimed: 0 };
+  const chosen: Segment[] = [];
+  for (const seg of listClosedSegments(space, openTable)) {
     report.segmentsScanned++;
     measure(space, v, seg);
-    if (seg.liveBytes > maxLiveRatio * SEGMENT_BYTES) continue;
-    for (const e of seg.entries) moveEntry(space, v, writer, e, report);
+    if (seg.liveBytes <= maxLiveRatio * SEGMENT_BYTES) chosen.push(seg);
+  }
+  const keep = tombstonesToKeep(space, v, chosen);
+  for (const seg of chosen) {
+    for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
     if (!kvBreak('kv-compact-no-commit')) writer.commit(); // every copy durable before the segment can be freed
     if (!unpublish(space, seg.block)) continue; // another thread's compaction retired it
     space.retireBlock(seg.block);
@@ -124,14 +153,66 @@ function indexKey(v: MediaViews, e: number): Uint8Array {
   return key;
 }
 
-function moveEntry(space: DaxSpace, v: MediaViews, writer: SegmentWriter, e: number, report: CompactionReport): void {
+/**
+ * The DEL entries of the chosen segments that the tombstone rule (top of file) keeps: those
+ * of a key absent from the index with a PUT of a lower sequence in another owned segment.
+ * One pass over every record of every key-value segment, only when there are candidates.
+ */
+function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Set<number> {
+  const keep = new Set<number>();
+  const candidates = new Map<string, Array<{ e: number; sequence: number; block: number }>>();
+  for (const seg of chosen) {
+    for (const e of seg.entries) {
+      if (entryOp(v, e) !== ENTRY_DEL || space.tree.lookup(indexKey(v, e)) !== undefined) continue; // present: dropped as dead
+      const name = keyName(v, e);
+      let list = candidates.get(name);
+      if (list === undefined) candidates.set(name, (list = []));
+      list.push({ e, sequence: entrySequence(v, e), block: seg.block });
+    }
+  }
+  if (candidates.size === 0 || kvBreak('kv-compact-drop-tombstones')) return keep;
+  space.device.forEachOwned((block, owner, nonce) => {
+    if (owner !== OWNER_KV_SEGMENT) return;
+    forEachEntry(v, space.device.blockOffset(block), nonce, (e) => {
+      if (entryOp(v, e) !== ENTRY_PUT) return;
+      const list = candidates.get(keyName(v, e));
+      if (list === undefined) return;
+      const sequence = entrySequence(v, e);
+      for (const t of list) if (t.block !== block && sequence < t.sequence) keep.add(t.e);
+    });
+  });
+  return keep;
+}
+
+/** Calls fn for each entry of each record that validates, from the segment start up to the first that does not (what recovery reads). */
+function forEachEntry(v: MediaViews, base: number, nonce: number, fn: (e: number) => void): void {
+  const end = base + SEGMENT_BYTES;
+  for (let at = base; ; ) {
+    const check = checkRecord(v, at, end, nonce);
+    if (check.status !== 'ok') return;
+    let e = at + RECORD_HEADER_BYTES;
+    for (let i = 0; i < check.count; i++) {
+      fn(e);
+      e += entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
+    }
+    at += check.totalBytes;
+  }
+}
+
+/** The key bytes of entry e as a latin1 string (a Map key). */
+function keyName(v: MediaViews, e: number): string {
+  return v.buf.toString('latin1', e + ENTRY_HEADER_BYTES, e + ENTRY_HEADER_BYTES + entryKeyLength(v, e));
+}
+
+function moveEntry(space: DaxSpace, v: MediaViews, writer: SegmentWriter, e: number, keep: Set<number>, report: CompactionReport): void {
   const key = indexKey(v, e);
   if (entryOp(v, e) === ENTRY_DEL) {
     // Lock-free: a concurrent put of this key gets a higher sequence than this old DEL anyway.
-    if (space.tree.lookup(key) === undefined) {
+    if (space.tree.lookup(key) !== undefined) return; // dead: a newer PUT wins
+    if (keep.has(e)) {
       copyEntry(v, writer, e);
       report.tombstonesKept++;
-    }
+    } else report.tombstonesDropped++;
     return;
   }
   const ref = grab(space.tree, key);

@@ -4,17 +4,18 @@
  * Invariants
  *   - Every key in [KV_KEY_PREFIX] of the space's radix tree points at the device offset of
  *     its newest entry, a PUT inside a sealed record (layout.ts); a deleted key has no entry.
- *   - Records are never freed while the store is open (no compaction yet), so every entry
- *     offset the index ever held stays readable until close: zero-copy views taken inside
- *     read() stay valid (R6) for as long as the pin, and longer.
+ *   - Records are freed only by compaction, whose segments are retired through the epoch: an
+ *     entry offset read under a pin stays readable until the pin ends, so zero-copy views
+ *     taken inside read() stay valid (R6).
  *
  * Concurrency
  *   - Writers of one key serialize on its entry lock (entry-lock.ts): grab, seal the record
  *     with the next global sequence, commit, replace/deleteLocked, unlock. The sequence is
  *     taken under the lock, so per key the log order is the lock order.
  *   - batch() and deleteRange() hold several entry locks, always taken in ascending key
- *     order (no deadlock between them); put/delete hold one. Lock order: entry locks, then
- *     the tree lock and allocator lock (taken inside the layers below).
+ *     order (no deadlock between them); put/delete hold one. Lock order: the compaction
+ *     mutex (compact() only), entry locks, then the tree lock and allocator lock (taken
+ *     inside the layers below).
  *   - R4: value bytes (possibly a view of this store) are copied into the new record BEFORE
  *     the destination's entry lock is taken; only our own memory is touched under the lock.
  *   - Readers (get/getView/has/range) are lock-free under an epoch pin.
@@ -23,6 +24,7 @@
  *       LIVE_KEYS (i32 2)  keys present        SEGMENTS (i32 3)  segments allocated
  *       DEAD (i32 4)       entries superseded   PUTS, DELETES, BATCHES (i32 5..7)
  *       NEXT_OBJECT (i32 8) next large-value object id - KV_OBJECT_ID_BASE (Atomics.add)
+ *       COMPACTION (i32 9) compaction mutex: 0 free, 1 held, 2 held with sleepers
  *   - Large values (> LARGE_VALUE_THRESHOLD_BYTES) are DAX objects: large-values.ts has
  *     their ordering (object durable before the record; old object retired via the epoch).
  *
@@ -117,6 +119,7 @@ const PUTS = 5;
 const DELETES = 6;
 const BATCHES = 7;
 const NEXT_OBJECT = 8;
+const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at a time (compaction.ts)
 const OPEN_TABLE_OFFSET = 64; // Int32[MAX_WRITERS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 const SHARED_BYTES = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS;
@@ -737,7 +740,7 @@ export class KvStore {
     this.checkOpen('compact');
     const ratio = opts.maxLiveRatio ?? 0.5;
     if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1)) throw new DaxError('EINVAL', `compact: maxLiveRatio ${String(ratio)} must be in [0, 1]`);
-    const report = compactSegments(this.space, this.views, this.writer, this.openTable, ratio);
+    const report = compactSegments(this.space, this.views, this.writer, this.openTable, ratio, this.i32, COMPACTION);
     Atomics.sub(this.i32, SEGMENTS, report.segmentsFreed);
     return report;
   }

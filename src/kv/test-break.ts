@@ -17,9 +17,11 @@
  *   kv-large-retire-uncommitted  'group'/'none': a superseded large value's object is retired
  *                      without first making the superseding record durable (a crash can then
  *                      recover the old record pointing at a removed object)
+ *   kv-compact-drop-tombstones  compaction drops every tombstone of an absent key, ignoring the
+ *                      tombstone rule (compaction.ts): an older PUT in another segment comes back
  *   kv-group-resolve-early  'group': batchAsync resolves before the group commit made its batch durable
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
