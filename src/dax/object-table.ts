@@ -14,7 +14,8 @@
  *           then MAX_TABLE_PAGES words: block of table page p, -1 if none
  *   slot    8 words: S_ID_LO, S_ID_HI (object id), S_RW (invalidate-lock.ts word),
  *           S_RECORD (record number = page*256 + i), S_STATE (0 empty, 1 live, 2 removed),
- *           S_SIZE_LO, S_SIZE_HI (cached size; written under S_RW exclusive), spare
+ *           S_SIZE_LO, S_SIZE_HI (cached size; written under S_RW exclusive),
+ *           S_WRITEBACK (spin-lock.ts mutex: one writeback of the object at a time, writeback.ts)
  *   Slots are an open-addressing hash on the object id; a slot keeps its id for life
  *   (removed objects leave a tombstone that a re-create of the same id reuses).
  *
@@ -60,6 +61,7 @@ const S_RECORD = 3;
 const S_STATE = 4;
 const S_SIZE_LO = 5;
 const S_SIZE_HI = 6;
+const S_WRITEBACK = 7;
 const STATE_LIVE = 1;
 const STATE_REMOVED = 2;
 const TWO_32 = 2 ** 32;
@@ -145,6 +147,11 @@ export class ObjectTable {
 
   rwIndex(slot: number): number {
     return this.at(slot, S_RW);
+  }
+
+  /** Word index of the object's writeback mutex (writeback.ts). */
+  writebackLockIndex(slot: number): number {
+    return this.at(slot, S_WRITEBACK);
   }
 
   size(slot: number): number {

@@ -107,7 +107,7 @@ export class DaxObject implements FaultTarget {
   writeback(range: ByteRange = {}): WritebackResult {
     this.check('writeback');
     const [first, last] = this.pageRange(range);
-    return writeback(this.space, this.id, first, last);
+    return writeback(this.space, this.id, this.slot, first, last);
   }
 
   /** Drop cached mapping state of clean pages in range; dirty ones are reported busy (R5). */

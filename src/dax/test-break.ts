@@ -17,6 +17,8 @@
  *                          for poison, not the whole extent (a bad block inside is read)
  *   dax-writeback-no-flush writeback clears the tags without flushing the blocks (the crash
  *                          test must find pages whose writeback returned but are not durable)
+ *   dax-writeback-unserialized  writebacks of one object run concurrently (one can clear the
+ *                          TOWRITE another set and flush after that one returned)
  *   dax-alloc-zero-unpersisted  a fresh block is zeroed but not persisted before it is
  *                          published (a crash can expose a freed block's old bytes)
  */
@@ -31,7 +33,8 @@ export type DaxTestBreak =
   | 'dax-free-now'
   | 'dax-poison-page-only'
   | 'dax-writeback-no-flush'
-  | 'dax-alloc-zero-unpersisted';
+  | 'dax-alloc-zero-unpersisted'
+  | 'dax-writeback-unserialized';
 
 export function daxBreak(name: DaxTestBreak): boolean {
   return isBroken(name);

@@ -19,7 +19,16 @@
  * writeback never sleeps while holding an entry lock (no lock-order cycle with a fault whose
  * mkwrite hook waits on another entry).
  *
- * Concurrency: entry locks only, plus treeLock for the tag bits (lock order: entry -> tree).
+ * Serialized per object (the object's writeback mutex, held to the final drain): otherwise
+ * writeback B could clear the TOWRITE that writeback A's tagRange set and flush the page
+ * only after A drained and returned — A would report a page durable that was not (the
+ * batch-wide TOWRITE clear made this window wide enough for the worker test to hit it).
+ * With the mutex, a page DIRTY when A's tagRange runs is written back and drained by A, and
+ * one cleaned earlier was drained by a writeback that finished before A began.
+ *
+ * Concurrency: object writeback mutex -> entry locks -> treeLock (for the tag bits). An
+ * mkwrite hook must not call writeback of its own object (it holds an entry lock: same
+ * thread EDEADLK from grab; another thread's writeback would wait for it forever).
  * R1: a write fault holds the entry lock from mkwrite to the DIRTY tag, so writeback never
  * cleans in between. Persistence: flushes, then one drain before returning: every page
  * this call cleaned is durable on return.
@@ -34,6 +43,7 @@ import { W_ENTRY } from '../index/nodes.js';
 import { ST_WRITEBACK_PAGES, type DaxSpace } from './space.js';
 import { blockOfValue, keyPageIndex, pageKey, sameKey, valueBytes } from './layout.js';
 import { daxBreak } from './test-break.js';
+import { lockWord, unlockWord } from '../device/spin-lock.js';
 
 export interface WritebackResult {
   pages: number;
@@ -42,6 +52,9 @@ export interface WritebackResult {
 
 /** Per thread debug checksums: `${objectId}:${index}` -> [block, hash]. */
 export const cleanSums = new Map<string, [number, number]>();
+
+/** Test hook (per thread): runs after a batch's TOWRITE bits are cleared, before its flushes, entries locked. */
+export const writebackHooks: { window?: () => void } = {};
 
 /** Entries a batch locks at once. */
 const BATCH = 64;
@@ -52,7 +65,19 @@ interface Batch {
   blocks: number[];
 }
 
-export function writeback(space: DaxSpace, id: number, firstPage: number, lastPage: number): WritebackResult {
+export function writeback(space: DaxSpace, id: number, slot: number, firstPage: number, lastPage: number): WritebackResult {
+  const words = space.objects.words;
+  const mutex = space.objects.writebackLockIndex(slot);
+  const serialized = !daxBreak('dax-writeback-unserialized');
+  if (serialized) lockWord(words, mutex);
+  try {
+    return writebackSerialized(space, id, firstPage, lastPage);
+  } finally {
+    if (serialized) unlockWord(words, mutex);
+  }
+}
+
+function writebackSerialized(space: DaxSpace, id: number, firstPage: number, lastPage: number): WritebackResult {
   const { tree, device } = space;
   const range = { gte: pageKey(id, firstPage), lte: pageKey(id, lastPage) };
   tree.tagRange(range, 'dirty', 'towrite');
@@ -104,6 +129,7 @@ function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: Writ
   } finally {
     tree.unlockTree();
   }
+  writebackHooks.window?.();
   const flush = !daxBreak('dax-writeback-no-flush');
   // Runs of device-contiguous blocks (pages faulted in order usually are): one flush call each.
   for (let i = 0; i < live.length; ) {

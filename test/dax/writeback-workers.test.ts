@@ -7,7 +7,9 @@
  * and one drain lose no page dirtied before the call, and pages dirtied during a writeback
  * are caught by a later one. The pages are 4 KiB entries placed so that some runs are
  * device-contiguous and some are not (another object's pages interleave).
- * DAXSTORE_TEST_BREAK=dax-writeback-no-flush (tags cleared, nothing flushed) must go red.
+ * Must go red: DAXSTORE_TEST_BREAK=dax-writeback-no-flush (tags cleared, nothing flushed) and
+ * dax-writeback-unserialized (the two writebacks overlap: the worker's clears the TOWRITE
+ * the main thread's set, and flushes after the main thread returned).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { blockOfValue, pageKey } from '../../src/dax/layout.js';
@@ -19,7 +21,9 @@ import { startChurn } from './churn-harness.js';
 const PAGES = 200; // > 3 batches of 64
 const FILE = 'test/dax/writeback-workers.test.ts';
 
-async function scenario(seed: number, breakName?: 'dax-writeback-no-flush'): Promise<{ stale: string[]; checks: number }> {
+type Switch = 'dax-writeback-no-flush' | 'dax-writeback-unserialized';
+
+async function scenario(seed: number, breakName?: Switch): Promise<{ stale: string[]; checks: number }> {
   const { media, space } = simSpace();
   const obj = space.object(52, { create: true, size: PAGES * 4096 });
   const other = space.object(53, { create: true, size: PAGES * 4096 });
@@ -53,14 +57,17 @@ async function scenario(seed: number, breakName?: 'dax-writeback-no-flush'): Pro
     expect((writebacker as { calls: number }).calls).toBeGreaterThan(2);
     expectBaseline(space);
   }
-  setDaxBreak('dax-writeback-no-flush', false);
+  if (breakName !== undefined) setDaxBreak(breakName, false);
   space.close();
   if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ breakName, stale: stale.length, checks, writer, writebacker }));
   return { stale, checks };
 }
 
 describe('batched writeback vs dirtying workers and a second writeback', () => {
-  afterEach(() => setDaxBreak('dax-writeback-no-flush', false));
+  afterEach(() => {
+    setDaxBreak('dax-writeback-no-flush', false);
+    setDaxBreak('dax-writeback-unserialized', false);
+  });
 
   it('every page dirtied before a writeback is durable when it returns', async () => {
     const seed = seedFromEnv();
@@ -69,9 +76,11 @@ describe('batched writeback vs dirtying workers and a second writeback', () => {
     expect(r.checks).toBeGreaterThan(5);
   });
 
-  it('goes red with DAXSTORE_TEST_BREAK=dax-writeback-no-flush', async () => {
-    const seed = seedFromEnv();
-    const r = await scenario(seed, 'dax-writeback-no-flush');
-    expect(r.stale.length, replayHint(seed, FILE)).toBeGreaterThan(0);
-  });
+  for (const name of ['dax-writeback-no-flush', 'dax-writeback-unserialized'] as const) {
+    it(`goes red with DAXSTORE_TEST_BREAK=${name}`, async () => {
+      const seed = seedFromEnv();
+      const r = await scenario(seed, name);
+      expect(r.stale.length, replayHint(seed, FILE)).toBeGreaterThan(0);
+    });
+  }
 });

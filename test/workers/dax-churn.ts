@@ -10,6 +10,7 @@
 import { workerData, parentPort } from 'node:worker_threads';
 import { DaxSpace, type DaxSpaceHandle } from '../../src/dax/space.js';
 import { DaxObject } from '../../src/dax/object.js';
+import { writebackHooks } from '../../src/dax/writeback.js';
 import { blockOfValue, pageKey, sameKey } from '../../src/dax/layout.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 import { DELETED, LOCKED, STATE_POISONED, STATE_VALUE, ownerOf, stateOf } from '../../src/index/entry-word.js';
@@ -158,8 +159,12 @@ function wbWriter(obj: DaxObject): unknown {
   return { rounds: round };
 }
 
-/** Writeback: write the whole object back over and over (a second writeback beside the main thread's). */
+/** Writeback: write the whole object back over and over (a second writeback beside the main thread's), pausing inside each batch. */
 function wbWriteback(obj: DaxObject): unknown {
+  // Widen the window between clearing a batch's TOWRITE and flushing it (2 ms): without the
+  // per-object writeback mutex the main thread's writeback then returns inside it.
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  writebackHooks.window = () => void Atomics.wait(nap, 0, 0, 2);
   let calls = 0;
   let pages = 0;
   while (!stopped()) {
