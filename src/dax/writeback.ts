@@ -6,8 +6,6 @@
  * TOWRITE, flush its block, clear DIRTY, unlock; an entry whose block changed since the
  * scan (truncated and refaulted, poisoned and rewritten) is skipped; ONE drain at the end.
  * A page dirtied again after its TOWRITE was cleared is caught by the next writeback.
- * TOWRITE is cleared BEFORE the flush so a concurrent writeback whose tagRange re-tags the
- * entry meanwhile flushes it itself rather than skipping a page it has not seen drained.
  *
  * Batching (the per-entry costs were two treeLock round trips and one native call): entries
  * are taken up to BATCH at a time, in key order, and the steps run batch-wide — lock all,
@@ -24,7 +22,9 @@
  * only after A drained and returned — A would report a page durable that was not (the
  * batch-wide TOWRITE clear made this window wide enough for the worker test to hit it).
  * With the mutex, a page DIRTY when A's tagRange runs is written back and drained by A, and
- * one cleaned earlier was drained by a writeback that finished before A began.
+ * one cleaned earlier was drained by a writeback that finished before A began. (Clearing
+ * TOWRITE before the flush, as the kernel does, narrows but does not close that window:
+ * the mutex is what closes it.)
  *
  * Concurrency: object writeback mutex -> entry locks -> treeLock (for the tag bits). An
  * mkwrite hook must not call writeback of its own object (it holds an entry lock: same
@@ -120,7 +120,7 @@ function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: Writ
     for (let i = 0; i < refs.length; i++) {
       const ref = refs[i];
       const e = Atomics.load(i32, ref.leaf + W_ENTRY);
-      if ((e & TOWRITE) === 0) continue; // written back meanwhile by another writeback
+      if ((e & TOWRITE) === 0) continue; // cleared meanwhile (memoryFailure poisoned the page; dirty data is gone)
       tree.setTagBitLocked(ref.leaf, ref.key, TOWRITE, false);
       if (ref.state !== 'value' || blockOfValue(ref.value) !== batch.blocks[i]) continue; // block changed: skip
       live.push(ref);
