@@ -11,6 +11,7 @@ export { attachMedia } from './device/attach-media.js';
 export { readDevDaxGeometry, type DevDaxGeometry } from './device/sysfs.js';
 export { createSimMedia, attachSimMedia, SimMedia, mulberry32, type CrashSelection } from './device/sim-media.js';
 export { Device, type DeviceHandle, type DeviceStats, type OwnerInfo, type FormatOptions } from './device/device.js';
+export { transferOwner } from './device/transfer-owner.js';
 export { diffWords, diffAllWords } from './native/diff-words.js';
 
 // index: shared radix tree with entry locks, wait table and epoch reclamation

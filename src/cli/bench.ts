@@ -46,6 +46,8 @@ export interface BenchReport {
   config: Omit<BenchOptions, 'progress' | 'json'> & { seed: number };
   rows: BenchRow[];
   ratios: Array<{ workload: WorkloadName; threads: number; throughputRatio: number; p99Ratio: number }>;
+  /** os.loadavg() (1, 5, 15 min) before and after the runs: the machine is shared, figures are noisy */
+  loadAvg: { before: number[]; after: number[] };
   files: string[];
 }
 
@@ -72,6 +74,7 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
   const storePath = o.path ?? path.join(work, 'store.pmem');
   if (o.path !== undefined && fs.existsSync(o.path)) throw new DaxError('EEXIST', `bench: ${o.path} exists; bench writes a fresh store (give a new path)`);
   const lmdb = o.compare === 'lmdb' ? await loadLmdb() : undefined;
+  const loadBefore = os.loadavg();
   const steps = workloads.length * o.threads.length * (lmdb === undefined ? 1 : 2);
   const bar = progressBar(o, steps);
   const rows: BenchRow[] = [];
@@ -94,7 +97,7 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     bar?.stop();
     fs.rmSync(work, { recursive: true, force: true });
   }
-  const report: BenchReport = { device: device!, config: { ...o, seed, progress: undefined, json: undefined } as BenchReport['config'], rows, ratios: ratios(rows), files: [] };
+  const report: BenchReport = { device: device!, config: { ...o, seed, progress: undefined, json: undefined } as BenchReport['config'], rows, ratios: ratios(rows), loadAvg: { before: loadBefore.map(round2), after: os.loadavg().map(round2) }, files: [] };
   if (o.out !== undefined) report.files = writeResults(o.out, report, workloads);
   return report;
 }
@@ -202,6 +205,7 @@ export function renderBench(r: BenchReport): string {
   const lines = [`device: ${r.device.note}, persist by ${r.device.flushMethod}; durability sync; ${r.config.keys} keys, ${r.config.valueSize} B values, ${r.config.distribution}, seed ${r.config.seed}`];
   lines.push(table([['store', 'workload', 'threads', 'ops/s', 'p50 us', 'p99 us', 'p99.9 us'], ...r.rows.map((x) => [x.store, x.workload, x.threads, x.opsPerSec, us(x.latencyNs.p50), us(x.latencyNs.p99), us(x.latencyNs.p999)])]));
   if (r.ratios.length > 0) lines.push('', 'daxstore / lmdb', table([['workload', 'threads', 'throughput x', 'p99 x'], ...r.ratios.map((x) => [x.workload, x.threads, x.throughputRatio, x.p99Ratio])]));
+  lines.push(`load average (1/5/15 min): before ${r.loadAvg.before.join(' ')}, after ${r.loadAvg.after.join(' ')}`);
   for (const f of r.files) lines.push(`wrote ${f}`);
   return lines.join('\n');
 }

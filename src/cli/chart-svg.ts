@@ -1,7 +1,8 @@
 /** Small self-contained SVG charts for bench results: throughput by thread count, and p50/p99/p99.9 latency. */
 import type { BenchRow } from './bench.js';
+import type { LocksRow } from './bench-locks.js';
 
-const COLORS: Record<string, string> = { daxstore: '#1f77b4', lmdb: '#ff7f0e' };
+const COLORS: Record<string, string> = { daxstore: '#1f77b4', lmdb: '#ff7f0e', 'entry-locks': '#1f77b4', 'page-locks': '#d62728' };
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -19,6 +20,23 @@ export function benchChartSvg(title: string, rows: readonly BenchRow[]): string 
   const maxThreads = threads[threads.length - 1];
   parts.push(...bars(380, 40, 320, 220, `latency ns at ${maxThreads} threads (log)`, ['p50', 'p90', 'p99', 'p99.9'], stores, (g, s) => rows.find((r) => r.threads === maxThreads && r.store === s)?.latencyNs[pct[g]] ?? 0, true));
   stores.forEach((s, i) => parts.push(`<rect x="${W - 150 + i * 70}" y="8" width="10" height="10" fill="${COLORS[s]}"/><text x="${W - 136 + i * 70}" y="17">${s}</text>`));
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+/** bench locks: ops/s per role (log scale), entry locks beside page locks, one panel per entry size. */
+export function locksChartSvg(title: string, rows: readonly LocksRow[]): string {
+  const W = 720;
+  const H = 300;
+  const parts: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`, `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="10" y="18" font-size="13">${esc(title)}</text>`];
+  const paths = ['entry-locks', 'page-locks'];
+  const roles = [...new Set(rows.map((r) => r.role))];
+  [...new Set(rows.map((r) => r.entryBytes))].forEach((entryBytes, panel) => {
+    const name = entryBytes >= 2 ** 20 ? `${entryBytes / 2 ** 20} MiB` : `${entryBytes / 1024} KiB`;
+    const value = (g: number, s: string): number => rows.find((r) => r.entryBytes === entryBytes && r.role === roles[g] && r.path === s)?.opsPerSec ?? 0;
+    parts.push(...bars(20 + panel * 360, 50, 320, 210, `${name} entries: ops/s per role (log)`, roles, paths, value, true));
+  });
+  paths.forEach((s, i) => parts.push(`<rect x="${W - 200 + i * 95}" y="26" width="10" height="10" fill="${COLORS[s]}"/><text x="${W - 186 + i * 95}" y="35">${s}</text>`));
   parts.push('</svg>');
   return parts.join('\n');
 }

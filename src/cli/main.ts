@@ -26,6 +26,7 @@ export function buildProgram(): Command {
     .description('persistent-memory store: inspect, check, benchmark and crash-test daxstore files')
     .version('0.1.0')
     .showSuggestionAfterError(true)
+    .enablePositionalOptions() // so `bench locks --duration` is the subcommand's option, not bench's
     .exitOverride()
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
 
@@ -52,7 +53,7 @@ export function buildProgram(): Command {
 
 /** bench / crash / inject: loaded lazily so info/check start fast and lmdb is imported only when asked. */
 function addLaterCommands(program: Command): void {
-  program.command('bench').description('YCSB A-F and fill/read/scan on worker threads sharing one store, optionally beside lmdb')
+  const bench = program.command('bench').enablePositionalOptions().description('YCSB A-F and fill/read/scan on worker threads sharing one store, optionally beside lmdb; `bench locks`: entry locks vs a page-lock baseline')
     .option('--path <file>', 'store file (default: a fresh file in /dev/shm or the OS temp dir, removed after)')
     .option('--size <bytes>', 'store size (e.g. 256M)', parseSize, 256 * 2 ** 20)
     .option('--workload <list>', 'comma list of: a,b,c,d,e,f,fill,read,scan', 'a,b,c')
@@ -67,6 +68,17 @@ function addLaterCommands(program: Command): void {
     .option('--no-progress', 'no progress bar')
     .option('--json', 'machine-readable output')
     .action(action(async (o: Record<string, unknown>) => (await import('./bench.js')).runBench(o as never)));
+  bench.command('locks').description('fault, truncate and memory-failure contention on one object: entry locks (DaxSpace) vs a per-4 KiB page-lock baseline, 4 KiB and 2 MiB entries')
+    .option('--size <bytes>', 'store size per run', parseSize, 256 * 2 ** 20)
+    .option('--object-size <bytes>', 'size of the contended object (a multiple of 8 MiB)', parseSize, 16 * 2 ** 20)
+    .option('--threads <n>', 'worker threads; roles cycle fault, memory-failure, truncate, fault', parsePositive, 4)
+    .option('--duration <time>', 'time per (entry size, path) run', parseDuration, 2000)
+    .option('--truncate-interval <time>', 'a truncating thread starts one truncate per interval (same pressure on both paths)', parseDuration, 1)
+    .option('--seed <n>', 'seed of the page and size choices', parseCount)
+    .option('--out <dir>', 'write JSON and an SVG chart here')
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'machine-readable output')
+    .action(action(async (o: Record<string, unknown>) => (await import('./bench-locks.js')).runLocks(o as never)));
 
   program.command('crash').description('crash-inject a workload on the simulated device at every fence; recover and check every image')
     .addOption(new Option('--workload <w>', 'operations to crash').choices(['kv-mixed', 'kv-batch', 'kv-compact']).default('kv-mixed'))

@@ -12,6 +12,9 @@ const WRONG: Array<[string, string[]]> = [
   ['bad choice', ['crash', '--workload', 'nope']],
   ['bad hex prefix', ['dump', '/dev/null', '--prefix', 'hex:zz']],
   ['poison without a target', ['inject', 'poison', '/tmp/x']],
+  ['bench locks with too few threads', ['bench', 'locks', '--threads', '2']],
+  ['bench locks with an object too small for 2 MiB entries', ['bench', 'locks', '--object-size', '4M']],
+  ['bench locks: a store too small for its object', ['bench', 'locks', '--size', '16M']],
   ['no command at all', []],
 ];
 

@@ -1,0 +1,48 @@
+/**
+ * `daxstore bench locks` end to end on a short run: the report has a row per (entry size,
+ * path, role), both paths did work in every role, the ratios compare the two paths, and the
+ * JSON + SVG land in --out. Speed is not asserted (bench/ measures it); each run also checks
+ * itself (locks free, allocator = owner table) and would exit 3 with ECORRUPT otherwise.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cliAsync, tempDir } from './run-cli.js';
+
+const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
+
+interface Row { entryBytes: number; path: string; role: string; threads: number; ops: number; opsPerSec: number; latencyNs: { p50: number; p99: number } }
+interface Report { rows: Row[]; ratios: Array<{ entryBytes: number; role: string; throughputRatio: number }>; config: { seed: number; roles: string[] }; loadAvg: { before: number[] }; files: string[] }
+
+describe('bench locks', () => {
+  it('runs entry locks and the page-lock baseline for 4 KiB and 2 MiB entries, every role doing work', { timeout: 60_000 }, async () => {
+    const out = tempDir();
+    try {
+      const r = await cliAsync(['bench', 'locks', '--duration', '300ms', '--object-size', '8M', '--size', '64M', '--threads', '3', '--seed', String(seed), '--out', out, '--json']);
+      const hint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-bench-locks.test.ts\n${r.stderr}`;
+      expect(r.status, hint).toBe(0);
+      const report = JSON.parse(r.stdout) as Report;
+      expect(report.config.seed).toBe(seed);
+      expect(report.config.roles).toEqual(['fault', 'memory-failure', 'truncate']);
+      for (const entryBytes of [4096, 2 * 2 ** 20]) {
+        for (const lockPath of ['entry-locks', 'page-locks']) {
+          for (const role of ['fault', 'memory-failure', 'truncate']) {
+            const row = report.rows.find((x) => x.entryBytes === entryBytes && x.path === lockPath && x.role === role);
+            expect(row, `${entryBytes} ${lockPath} ${role}`).toBeDefined();
+            expect(row!.ops, `${entryBytes} ${lockPath} ${role} did no work\n${hint}`).toBeGreaterThan(0);
+            expect(row!.latencyNs.p99).toBeGreaterThanOrEqual(row!.latencyNs.p50);
+          }
+          const ratio = report.ratios.find((x) => x.entryBytes === entryBytes && x.role === 'fault');
+          expect(ratio!.throughputRatio).toBeGreaterThan(0);
+        }
+      }
+      expect(report.rows).toHaveLength(12);
+      expect(report.loadAvg.before).toHaveLength(3);
+      expect(report.files.map((f) => path.extname(f)).sort()).toEqual(['.json', '.svg']);
+      for (const f of report.files) expect(fs.statSync(f).size).toBeGreaterThan(100);
+      expect(fs.readFileSync(report.files.find((f) => f.endsWith('.svg'))!, 'utf8')).toMatch(/page-locks/);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
