@@ -32,6 +32,9 @@ export interface LocksJob {
   durationMs: number;
   truncateIntervalMs: number;
   seed: number;
+  /** Int32[0]: workers ready; all start their clocks once every one has attached */
+  startLine: SharedArrayBuffer;
+  workers: number;
 }
 
 export interface LocksResult {
@@ -43,6 +46,8 @@ export interface LocksResult {
   holes: number;
   /** memory failures whose block left the object before its entry was locked (counted as ops) */
   moved: number;
+  /** faults that found the device full of blocks waiting for their grace period (collected, not counted) */
+  enospc: number;
   /** page-lock path: lock-all-then-recheck attempts that found the entry changed */
   retries: number;
   histogram: string;
@@ -101,7 +106,11 @@ function run(job: LocksJob): LocksResult {
   const random = mulberry32(job.seed);
   const entries = job.pages / job.entryPages;
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
-  const result: LocksResult = { role: job.role, ops: 0, beyondSize: 0, holes: 0, moved: 0, retries: 0, histogram: '', elapsedMs: 0 };
+  const result: LocksResult = { role: job.role, ops: 0, beyondSize: 0, holes: 0, moved: 0, enospc: 0, retries: 0, histogram: '', elapsedMs: 0 };
+  const ready = new Int32Array(job.startLine);
+  Atomics.add(ready, 0, 1);
+  Atomics.notify(ready, 0);
+  for (let n = Atomics.load(ready, 0); n < job.workers; n = Atomics.load(ready, 0)) Atomics.wait(ready, 0, n, 100);
   const start = performance.now();
   const deadline = start + job.durationMs;
   const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -126,10 +135,19 @@ function run(job: LocksJob): LocksResult {
       }
       const keep = (entries - 1 - Math.floor((random() * entries) / 4)) * job.entryPages;
       const t0 = process.hrtime.bigint();
-      if (job.role === 'fault') {
-        if (!ops.fault(index)) result.beyondSize++;
-      } else if (job.role === 'truncate') ops.truncate(keep);
-      else if (!ops.memoryFailure(offset)) result.moved++;
+      try {
+        if (job.role === 'fault') {
+          if (!ops.fault(index)) result.beyondSize++;
+        } else if (job.role === 'truncate') ops.truncate(keep);
+        else if (!ops.memoryFailure(offset)) result.moved++;
+      } catch (e) {
+        // Truncated blocks wait in limbo for their grace period: when they fill the device, end
+        // grace periods (what a background reclaimer does) and go on; the failed op is not counted.
+        if (!isDaxError(e, 'ENOSPC')) throw e;
+        result.enospc++;
+        space.collect();
+        continue;
+      }
       histogram.recordValue(Math.max(1, Number(process.hrtime.bigint() - t0)));
       result.ops++;
     }

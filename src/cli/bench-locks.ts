@@ -44,6 +44,7 @@ export interface LocksRow {
   latencyNs: { p50: number; p99: number; max: number };
   beyondSize: number;
   moved: number;
+  enospc: number;
   retries: number;
 }
 
@@ -130,11 +131,20 @@ async function runOne(file: string, o: LocksOptions, roles: readonly LockRole[],
     seen({ kind: d.mediaKind, flushMethod: d.flushMethod, emulated: d.mediaKind !== 'devdax' && d.mediaKind !== 'fsdax' });
     // The entry-locks object lives in the object table; the baseline's pages use the same
     // key layout under an id the table does not hold (the baseline keeps its own size word).
-    if (lockPath === 'entry-locks') space.object(OBJECT_ID, { create: true, size: o.objectSize });
     const pageLocks = createPageLocks(pages);
+    // Both start from a fully mapped object (every entry write-faulted once), as a file in use would be.
+    if (lockPath === 'entry-locks') {
+      const obj = space.object(OBJECT_ID, { create: true, size: o.objectSize });
+      for (let i = 0; i < pages; i += entryPages) obj.fault(i, { write: true, huge: entryPages !== 1 });
+    } else {
+      const obj = new PageLockObject(space, OBJECT_ID + 1, pages, entryPages, pageLocks);
+      for (let i = 0; i < pages; i += entryPages) obj.fault(i);
+    }
     const handle = space.share();
+    const startLine = new SharedArrayBuffer(4);
     const results = await Promise.all(roles.map((role, i) => runWorker({
-      path: lockPath, role, space: handle, pageLocks, objectId: lockPath === 'entry-locks' ? OBJECT_ID : OBJECT_ID + 1, pages, entryPages, durationMs: o.duration, truncateIntervalMs: o.truncateInterval, seed: seed + i * 7919,
+      path: lockPath, role, space: handle, pageLocks, objectId: lockPath === 'entry-locks' ? OBJECT_ID : OBJECT_ID + 1, pages, entryPages, durationMs: o.duration,
+      truncateIntervalMs: o.truncateInterval, seed: seed + i * 7919, startLine, workers: roles.length,
     })));
     verifyAfter(space, lockPath, pages, entryPages, pageLocks, file);
     return rowsOf(results, entryBytes, lockPath);
@@ -176,7 +186,7 @@ function rowsOf(results: readonly LocksResult[], entryBytes: number, lockPath: L
     return {
       entryBytes, path: lockPath, role, threads: mine.length, ops, opsPerSec: Math.round(ops / seconds),
       latencyNs: { p50: merged.getValueAtPercentile(50), p99: merged.getValueAtPercentile(99), max: merged.maxValue },
-      beyondSize: sum(mine.map((r) => r.beyondSize)), moved: sum(mine.map((r) => r.moved)), retries: sum(mine.map((r) => r.retries)),
+      beyondSize: sum(mine.map((r) => r.beyondSize)), moved: sum(mine.map((r) => r.moved)), enospc: sum(mine.map((r) => r.enospc)), retries: sum(mine.map((r) => r.retries)),
     };
   });
 }
@@ -214,7 +224,7 @@ export function renderLocks(r: LocksReport): string {
   const us = (ns: number): number => Math.round(ns / 100) / 10;
   const lines = [
     `bench locks: one object of ${sizeName(r.config.objectSize)}, ${r.config.threads} threads (${r.config.roles.join(', ')}), ${r.config.duration} ms per run, a truncate every ${r.config.truncateInterval} ms, seed ${r.config.seed}; ${r.device.emulated ? 'emulated pmem' : 'pmem'} (${r.device.kind}, ${r.device.flushMethod})`,
-    table([['entry', 'path', 'role', 'threads', 'ops/s', 'p50 us', 'p99 us', 'beyond size', 'moved', 'retries'], ...r.rows.map((x) => [sizeName(x.entryBytes), x.path, x.role, x.threads, x.opsPerSec, us(x.latencyNs.p50), us(x.latencyNs.p99), x.beyondSize, x.moved, x.retries])]),
+    table([['entry', 'path', 'role', 'threads', 'ops/s', 'p50 us', 'p99 us', 'beyond size', 'moved', 'enospc', 'retries'], ...r.rows.map((x) => [sizeName(x.entryBytes), x.path, x.role, x.threads, x.opsPerSec, us(x.latencyNs.p50), us(x.latencyNs.p99), x.beyondSize, x.moved, x.enospc, x.retries])]),
     '',
     'entry-locks vs page-locks (throughput x = entry/page ops/s; p99 x = page/entry p99: above 1 favours entry locks)',
     table([['entry', 'role', 'throughput x', 'p99 x'], ...r.ratios.map((x) => [sizeName(x.entryBytes), x.role, x.throughputRatio, x.p99Ratio ?? '-'])]),

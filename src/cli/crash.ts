@@ -23,7 +23,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import xxhash from 'xxhash-wasm';
 import cliProgress from 'cli-progress';
 import { DaxError, Device, createSimMedia, mulberry32, openMedia, type KvStore, type SimMedia } from '../index.js';
@@ -49,6 +49,8 @@ export interface CrashOptions {
   progress: boolean;
   /** crash once inside the recovery of every CONTINUATION_EVERY-th image (default on) */
   recoveryCrash?: boolean;
+  /** stop checking at the first violation (the self-test and the planted-bug tests only need one) */
+  stopAtFirst?: boolean;
   json?: boolean;
 }
 
@@ -171,6 +173,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
       crashHere(true); // operation boundary: everything acknowledged must be there
       drain(queue, report, o, seed);
       onProgress?.(i + 1);
+      if (o.stopAtFirst === true && report.violations.length > 0) break;
     }
   } finally {
     unhook();
@@ -258,11 +261,14 @@ function planOp(workload: CrashOptions['workload'], i: number, rand: () => numbe
   if (i % 13 === 12) return { type: 'reopen' };
   if (churn && i % 7 === 6) return { type: 'compact' };
   if (churn && i % 7 === 0 && i > 0) return { type: 'reclaim' }; // after a compaction: its segments (and superseded large values) are freed here
+  if (churn && i % 5 === 3) return { type: 'put', key: '6b30', value: randomBytes(rand, LARGE_VALUE_BYTES) }; // a large value superseded every few ops (its object retired)
   if (churn && i % 4 === 1) return fillBatch(rand); // segment churn: a 2 MiB segment fills every few ops, so compaction has closed segments to move and free
   const r = rand();
   if (workload === 'kv-batch' || r < 0.15) return { type: 'batch', ops: Array.from({ length: 2 + Math.floor(rand() * 4) }, () => (rand() < 0.8 ? { key: key(), value: value() } : { key: key() })) };
   if (r < 0.3 && model.size > 0) return { type: 'del', key: [...model.keys()][Math.floor(rand() * model.size)] };
-  return { type: 'put', key: key(), value: value() };
+  const v = value();
+  // kv-compact: large values on 2 keys, which half the puts overwrite (superseded objects retired often)
+  return { type: 'put', key: churn && (v.length === LARGE_VALUE_BYTES || rand() < 0.5) ? `6b${(0x30 + Math.floor(rand() * 2)).toString(16)}` : key(), value: v };
 }
 
 /** Bytes of a value stored as a DAX object (above the 16 KiB inline limit, 5 blocks). */
@@ -315,6 +321,10 @@ function runOp(kv: KvStore, op: PlannedOp): void {
 function drain(queue: Pending[], report: CrashReport, o: CrashOptions, seed: number): void {
   while (queue.length > 0) {
     const p = queue.pop()!;
+    if (o.stopAtFirst === true && report.violations.length > 0) {
+      p.image.dispose();
+      continue;
+    }
     const problem = checkImage(p.image, p.allowed, seed + p.point, report.imagesChecked % CONTINUATION_EVERY === 0, o.recoveryCrash !== false);
     report.imagesChecked++;
     if (problem !== undefined) {
@@ -360,7 +370,12 @@ export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: n
     }
     const audit = kv.dax.device.audit();
     if (audit.length > 0) return { kind: 'structure', detail: `allocator vs owner table: ${audit.slice(0, 3).join('; ')}` };
-    const got = listing(kv);
+    let got: Listing;
+    try {
+      got = listing(kv);
+    } catch (e) {
+      return { kind: 'data', detail: `reading the recovered store failed: ${(e as Error).message}` };
+    }
     if (!allowed.includes(got)) return { kind: 'data', detail: `recovered ${short(got)}; allowed ${allowed.map(short).join(' | ')}` };
     if (!continuation) return undefined;
     const rand = mulberry32(seed);
@@ -413,34 +428,64 @@ export function replay(file: string): Omit<Violation, 'crashPoint'> | undefined 
 }
 
 /** Crash-relevant planted bugs (the test-break.ts of device and kv); the concurrency ones (R1-R6 locks) need threads, not crashes. */
-export const SELF_TEST_BREAKS = ['kv-skip-drain', 'kv-skip-checksum', 'kv-compact-no-commit', 'alloc-publish-before-index', 'free-skip-persist', 'superblock-single-persist'] as const;
+export const SELF_TEST_BREAKS = [
+  'kv-skip-drain', 'kv-skip-checksum', 'kv-compact-no-commit', 'kv-large-ref-before-data', 'alloc-publish-before-index', 'kv-large-free-early', 'free-skip-persist', 'superblock-single-persist',
+] as const;
+type SelfTestBreak = (typeof SELF_TEST_BREAKS)[number];
 
 /**
  * Which of issue 6's planted bugs each switch stands for. Nothing plants "recovery that is not
  * idempotent": the crash inside recovery checks that property on the real code instead.
  */
-const PLANTED_AS: Record<(typeof SELF_TEST_BREAKS)[number], string> = {
+const PLANTED_AS: Record<SelfTestBreak, string> = {
   'kv-skip-drain': 'a missing fence',
   'kv-skip-checksum': 'torn record accepted (no checksum)',
   'kv-compact-no-commit': 'a missing flush (copies not flushed before the segment is freed)',
-  'alloc-publish-before-index': 'publishing before the data is durable (16-byte owner record, word0 before word1)',
-  'free-skip-persist': 'a freed block reused early (free not durable before reuse)',
-  'superblock-single-persist': 'a 16-byte-style multi-word publish (both superblock copies, one fence)',
+  'kv-large-ref-before-data': 'publishing before the data is durable (record durable, large value never flushed)',
+  'alloc-publish-before-index': 'a 16-byte pointer store (owner record (owner, index) as two 8-byte stores, one fence: torn)',
+  'kv-large-free-early': 'a freed block reused inside the grace period (old object removed, blocks reused, before the superseding record is durable)',
+  'free-skip-persist': 'a free not durable before the block is reused',
+  'superblock-single-persist': 'both superblock copies updated under one fence',
 };
 
-function selfTest(o: CrashOptions, seed: number): { results: Array<{ testBreak: string; plants: string; workload: string; violations: number; detected: boolean }>; ok: boolean } {
+/** Switches a planted bug needs together: the early free returns blocks to the allocator at once (dax-free-now), so the new value reuses them. */
+const BREAK_ENV: Partial<Record<SelfTestBreak, string>> = { 'kv-large-free-early': 'kv-large-free-early,dax-free-now' };
+const WORKLOAD_OF: Partial<Record<SelfTestBreak, CrashOptions['workload']>> = {
+  'kv-compact-no-commit': 'kv-compact', 'free-skip-persist': 'kv-compact', 'alloc-publish-before-index': 'kv-compact', 'kv-large-free-early': 'kv-compact', 'kv-large-ref-before-data': 'kv-compact',
+};
+
+export interface SelfTestResult { testBreak: string; plants: string; workload: string; violations: number; detected: boolean; elapsedMs: number }
+
+/** One child per switch (at most one per CPU at a time), each stopping at its first violation. */
+async function selfTest(o: CrashOptions, seed: number): Promise<{ results: SelfTestResult[]; ok: boolean }> {
   const main = new URL('./main.js', import.meta.url).pathname;
-  const results = SELF_TEST_BREAKS.map((name) => {
-    const workload = name === 'kv-compact-no-commit' || name === 'free-skip-persist' || name === 'alloc-publish-before-index' ? 'kv-compact' : o.workload;
-    const r = spawnSync(process.execPath, [main, 'crash', '--json', '--no-progress', ...(o.recoveryCrash === false ? ['--no-recovery-crash'] : []), '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, ...(o.out === undefined ? [] : ['--out', path.join(o.out, name)])], { encoding: 'utf8', env: { ...process.env, DAXSTORE_TEST_BREAK: name } });
-    let violations = -1;
-    try {
-      violations = (JSON.parse(r.stdout) as CrashReport).violations.length;
-    } catch {
-      violations = r.status === 1 || r.status === 4 ? 1 : 0; // a crash of the checker itself under the bug counts as seen
-    }
-    return { testBreak: name, plants: PLANTED_AS[name], workload, violations, detected: violations > 0 };
-  });
+  const runOne = (name: SelfTestBreak): Promise<SelfTestResult> => {
+    const workload = WORKLOAD_OF[name] ?? o.workload;
+    const args = [main, 'crash', '--json', '--no-progress', '--stop-at-first', ...(o.recoveryCrash === false ? ['--no-recovery-crash'] : []), '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, ...(o.out === undefined ? [] : ['--out', path.join(o.out, name)])];
+    const start = performance.now();
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, args, { env: { ...process.env, DAXSTORE_TEST_BREAK: BREAK_ENV[name] ?? name }, stdio: ['ignore', 'pipe', 'ignore'] });
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.on('error', reject);
+      child.on('close', (status) => {
+        let violations: number;
+        try {
+          violations = (JSON.parse(stdout) as CrashReport).violations.length;
+        } catch {
+          violations = status === 1 || status === 4 ? 1 : 0; // a crash of the checker itself under the bug counts as seen
+        }
+        resolve({ testBreak: name, plants: PLANTED_AS[name], workload, violations, detected: violations > 0, elapsedMs: Math.round(performance.now() - start) });
+      });
+    });
+  };
+  const results: SelfTestResult[] = [];
+  const queue = [...SELF_TEST_BREAKS];
+  const lanes = Math.max(1, Math.min(queue.length, os.availableParallelism()));
+  await Promise.all(Array.from({ length: lanes }, async () => {
+    for (let name = queue.shift(); name !== undefined; name = queue.shift()) results.push(await runOne(name));
+  }));
+  results.sort((a, b) => SELF_TEST_BREAKS.indexOf(a.testBreak as SelfTestBreak) - SELF_TEST_BREAKS.indexOf(b.testBreak as SelfTestBreak));
   return { results, ok: results.every((r) => r.detected) };
 }
 
@@ -452,8 +497,8 @@ export async function runCrash(o: CrashOptions): Promise<number> {
     return v === undefined ? EXIT_OK : EXIT_PROBLEMS;
   }
   if (o.selfTest === true) {
-    const st = selfTest(o, seed);
-    emit(o.json === true, st, () => `${table([['planted bug', 'stands for', 'workload', 'violations', 'seen'], ...st.results.map((r) => [r.testBreak, r.plants, r.workload, r.violations, r.detected ? 'yes' : 'NO'])])}\n${st.ok ? 'self-test: every planted bug was reported' : 'self-test FAILED: a planted bug went unseen'}`);
+    const st = await selfTest(o, seed);
+    emit(o.json === true, st, () => `${table([['planted bug', 'stands for', 'workload', 'violations', 'seen', 'ms'], ...st.results.map((r) => [r.testBreak, r.plants, r.workload, r.violations, r.detected ? 'yes' : 'NO', r.elapsedMs])])}\n${st.ok ? 'self-test: every planted bug was reported' : 'self-test FAILED: a planted bug went unseen'}`);
     return st.ok ? EXIT_OK : EXIT_PROBLEMS;
   }
   const bar = o.progress && o.json !== true ? new cliProgress.SingleBar({ format: 'crash [{bar}] {value}/{total} ops', stream: process.stderr, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;

@@ -89,6 +89,7 @@ function addLaterCommands(program: Command): void {
     .option('--self-test', 'run once per planted bug; every one must be reported')
     .option('--replay <image>', 'recover one saved image and check it')
     .option('--no-recovery-crash', 'do not also crash once inside each checked recovery')
+    .option('--stop-at-first', 'stop at the first violation')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'machine-readable output')
     .action(action(async (o: Record<string, unknown>) => (await import('./crash.js')).runCrash(o as never)));

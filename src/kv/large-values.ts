@@ -82,6 +82,11 @@ export function writeLargeObject(space: DaxSpace, id: number, bytes: Uint8Array)
   assert(id >= KV_OBJECT_ID_BASE && id <= MAX_OBJECT_ID, () => `kv object id ${id} outside the kv range`);
   const obj = space.object(id, { create: true, size: bytes.length });
   try {
+    if (kvBreak('kv-large-ref-before-data')) {
+      // Broken on purpose: stored through write-fault views, never flushed.
+      for (let at = 0; at < bytes.length; at += PAGE_BYTES) obj.fault(at / PAGE_BYTES, { write: true }).set(bytes.subarray(at, at + PAGE_BYTES));
+      return;
+    }
     obj.write(0, bytes); // R4: write() copies a source that is a view of this store first
   } catch (e) {
     removeQuietly(space, id);

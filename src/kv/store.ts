@@ -294,6 +294,7 @@ export class KvStore {
     this.checkOpen('put');
     const k = scratchIndexKey(this.putScratch, this.putViews, key, 'put');
     const valueLength = valueLengthOf(value, 'put');
+    if (kvBreak('kv-large-free-early')) this.removeSupersededNow(k);
     if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, value, valueLength, 0, -1);
     else {
       const item = this.prepareValue(value, 'put');
@@ -345,6 +346,13 @@ export class KvStore {
     return { value: encodeLargeRef(id, valueLength), valueLength: LARGE_REF_BYTES, flags: ENTRY_FLAG_LARGE, objectId: id };
   }
 
+  /** DAXSTORE_TEST_BREAK=kv-large-free-early: the old value's object goes before the superseding (put or delete) record is durable. */
+  private removeSupersededNow(k: Uint8Array): void {
+    const oldAt = this.space.tree.lookup(k);
+    const large = oldAt === undefined ? undefined : largeRefAt(this.views, oldAt);
+    if (large !== undefined) removeQuietly(this.space, large.id);
+  }
+
   /** A write that failed: its reserved record space and any object it wrote are given back. */
   private abandon(at: number, total: number, objectId: number): void {
     if (at >= 0) this.writer.rollback(at, total);
@@ -356,6 +364,7 @@ export class KvStore {
     this.checkOpen('delete');
     const k = scratchIndexKey(this.putScratch, this.putViews, key, 'delete'); // put's scratch: the same one-lock, synchronous use
     if (this.space.tree.lookup(k) === undefined) return false; // lock-free: an absent key writes nothing
+    if (kvBreak('kv-large-free-early')) this.removeSupersededNow(k);
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
     writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
     const at = this.writer.reserve(total);

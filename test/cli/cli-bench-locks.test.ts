@@ -18,7 +18,7 @@ describe('bench locks', () => {
   it('runs entry locks and the page-lock baseline for 4 KiB and 2 MiB entries, every role doing work', { timeout: 60_000 }, async () => {
     const out = tempDir();
     try {
-      const r = await cliAsync(['bench', 'locks', '--duration', '300ms', '--object-size', '8M', '--size', '64M', '--threads', '3', '--seed', String(seed), '--out', out, '--json']);
+      const r = await cliAsync(['bench', 'locks', '--duration', '300ms', '--object-size', '8M', '--size', '128M', '--threads', '3', '--seed', String(seed), '--out', out, '--json']);
       const hint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-bench-locks.test.ts\n${r.stderr}`;
       expect(r.status, hint).toBe(0);
       const report = JSON.parse(r.stdout) as Report;

@@ -1,9 +1,11 @@
 /**
  * `daxstore crash` sees the planted bugs that only show during compaction and device block
  * churn (the kv-compact workload: fill batches that close segments, 20 KiB values stored as
- * DAX objects, compaction and reclaim passes). Each switch is flipped in a child process and
- * must give exit 1 with a violation of the expected kind; the same seed without a switch is
- * clean, so the violation comes from the planted bug. Seed from DAXSTORE_SEED or fresh.
+ * DAX objects and superseded every few ops, compaction and reclaim passes). Each switch is
+ * flipped in a child process (they run concurrently) and must give exit 1 with a violation of
+ * the expected kind; --stop-at-first ends a broken run at its first violation, so a switch
+ * costs only the ops up to it. The same seed without a switch is clean (checked to the end),
+ * so the violation comes from the planted bug. Seed from DAXSTORE_SEED or fresh.
  * --no-recovery-crash: crashes inside recovery find a known superblock bug (see
  * cli-crash-recovery.test.ts) that would make the clean run red for some seeds.
  */
@@ -13,11 +15,12 @@ import { cliAsync } from './run-cli.js';
 const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
 const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash-planted-bugs.test.ts`;
 const args = ['crash', '--workload', 'kv-compact', '--ops', '16', '--images', '4', '--seed', String(seed), '--json', '--no-progress', '--no-recovery-crash'];
+const stopAtFirst = [...args, '--stop-at-first'];
 
 interface Report { violations: Array<{ kind: string; detail: string }> }
 
 async function run(testBreak?: string): Promise<{ status: number | null; report: Report; raw: string }> {
-  const r = await cliAsync(args, testBreak === undefined ? {} : { DAXSTORE_TEST_BREAK: testBreak });
+  const r = await cliAsync(testBreak === undefined ? args : stopAtFirst, testBreak === undefined ? {} : { DAXSTORE_TEST_BREAK: testBreak });
   return { status: r.status, report: JSON.parse(r.stdout) as Report, raw: `${replayHint}\n${r.stdout.slice(0, 2000)}${r.stderr}` };
 }
 
@@ -32,6 +35,10 @@ describe.concurrent('crash kv-compact: planted bugs in compaction and block chur
     ['kv-compact-no-commit', 'data', /recovered/],
     ['alloc-publish-before-index', 'structure', /stale index/],
     ['free-skip-persist', 'structure', /freed but its owner record is still durable|stale index/],
+    // issue 6's "publishing before the data is durable": the record of a large value is durable, its bytes never flushed
+    ['kv-large-ref-before-data', 'data', /recovered/],
+    // issue 6's "a freed block reused inside the grace period": the superseded object removed (its blocks freed at once) before the new record is durable
+    ['kv-large-free-early,dax-free-now', 'data', /refers to DAX object \d+ .*which does not exist/],
   ])('%s gives a %s violation', { timeout: 90_000 }, async (testBreak, kind, detail) => {
     const r = await run(testBreak);
     expect(r.status, r.raw).toBe(1);
