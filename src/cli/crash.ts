@@ -26,7 +26,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import xxhash from 'xxhash-wasm';
 import cliProgress from 'cli-progress';
-import { DaxError, Device, createSimMedia, mulberry32, openMedia, type KvStore, type SimMedia } from '../index.js';
+import { DaxError, Device, createSimMedia, diffWords, mulberry32, openMedia, type KvStore, type SimMedia } from '../index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
 
 const hasher = await xxhash();
@@ -107,9 +107,52 @@ export function selections(pending: Uint32Array, max: number, random: () => numb
 }
 
 interface Pending {
-  image: SimMedia;
+  diff: ImageDiff;
   point: number;
   allowed: Listing[];
+}
+
+/**
+ * A queued crash image, kept as the 8-byte words where it differs from the snapshot taken when
+ * the operation started (images wait in the queue until the operation ends: whole images of a
+ * compaction's dozens of fences took gigabytes).
+ */
+interface ImageDiff {
+  base: Uint8Array;
+  words: Uint32Array;
+  values: BigUint64Array;
+}
+
+const diffOut = new Uint32Array(1 << 16);
+
+function diffAgainst(base: Uint8Array, image: SimMedia): ImageDiff {
+  const bytes = new Uint8Array(image.buffer);
+  const parts: Uint32Array[] = [];
+  for (let start = 0; ; ) {
+    const n = diffWords(bytes, base, diffOut, start);
+    parts.push(diffOut.slice(0, n));
+    if (n < diffOut.length) break;
+    start = diffOut[n - 1] + 1;
+  }
+  const words = new Uint32Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    words.set(p, at);
+    at += p.length;
+  }
+  const u64 = new BigUint64Array(image.buffer);
+  return { base, words, values: BigUint64Array.from(words, (w) => u64[w]) };
+}
+
+/** The image again, durable as a whole. */
+function materialize(d: ImageDiff, name: string): SimMedia {
+  const staged = createSimMedia(d.base.length, { name });
+  new Uint8Array(staged.buffer).set(d.base);
+  const u64 = new BigUint64Array(staged.buffer);
+  for (let i = 0; i < d.words.length; i++) u64[d.words[i]] = d.values[i];
+  const image = staged.crashImage({ mode: 'all' });
+  staged.dispose();
+  return image;
 }
 
 export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: number) => void): CrashReport {
@@ -123,6 +166,8 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   const seen = new Set<bigint>();
   const sites = new Set<string>();
   const queue: Pending[] = [];
+  /** the working image when the current operation started: queued images are kept as diffs to it */
+  const base = new Uint8Array(media.size);
   let allowed: Listing[] = [snapshot()];
   const ownerViolation = (point: number, detail: string | undefined): void => {
     if (detail !== undefined) report.violations.push({ kind: 'structure', crashPoint: point, detail });
@@ -144,7 +189,8 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
       seen.add(h);
       report.imagesUnique++;
       ownerViolation(point, staleIndexProblem(image, live));
-      queue.push({ image, point, allowed: [...allowed] });
+      queue.push({ diff: diffAgainst(base, image), point, allowed: [...allowed] });
+      image.dispose();
     }
   };
   const hook = (): void => {
@@ -155,6 +201,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   let unhook = media.onFence(hook);
   try {
     for (let i = 0; i < o.ops; i++) {
+      base.set(new Uint8Array(media.buffer)); // the queue is empty here: no diff refers to the old base
       const before = snapshot();
       const apply = planOp(o.workload, i, rand, model);
       allowed = [before, applyToModel(model, apply, true)];
@@ -215,6 +262,7 @@ function imageOwnerRecords(image: SimMedia): OwnerRecords | undefined {
     return ownerRecords(device);
   } finally {
     device.close();
+    copy.dispose(); // back to the pool: a fresh 3x-size buffer per image is what made RSS grow
   }
 }
 
@@ -259,10 +307,15 @@ function planOp(workload: CrashOptions['workload'], i: number, rand: () => numbe
   // kv-compact: some values above the 16 KiB inline limit (DAX objects: 4 KiB blocks allocated, and freed after the grace period once superseded)
   const value = (): Uint8Array => randomBytes(rand, churn && rand() < 0.25 ? LARGE_VALUE_BYTES : rand() < 0.1 ? 9000 : 1 + Math.floor(rand() * 200));
   if (i % 13 === 12) return { type: 'reopen' };
-  if (churn && i % 7 === 6) return { type: 'compact' };
-  if (churn && i % 7 === 0 && i > 0) return { type: 'reclaim' }; // after a compaction: its segments (and superseded large values) are freed here
-  if (churn && i % 5 === 3) return { type: 'put', key: '6b30', value: randomBytes(rand, LARGE_VALUE_BYTES) }; // a large value superseded every few ops (its object retired)
-  if (churn && i % 4 === 1) return fillBatch(rand); // segment churn: a 2 MiB segment fills every few ops, so compaction has closed segments to move and free
+  if (churn) {
+    // A cycle of 9 that reaches every churn path early: four fill batches (the fourth closes a
+    // segment whose older fills are dead), a large value superseded (its object retired),
+    // compaction, then a reclaim that frees what compaction and the overwrite retired.
+    const step = COMPACT_CYCLE[i % COMPACT_CYCLE.length];
+    if (step === 'fill') return fillBatch(rand);
+    if (step === 'large') return { type: 'put', key: '6b30', value: randomBytes(rand, LARGE_VALUE_BYTES) };
+    if (step === 'compact' || step === 'reclaim') return { type: step };
+  }
   const r = rand();
   if (workload === 'kv-batch' || r < 0.15) return { type: 'batch', ops: Array.from({ length: 2 + Math.floor(rand() * 4) }, () => (rand() < 0.8 ? { key: key(), value: value() } : { key: key() })) };
   if (r < 0.3 && model.size > 0) return { type: 'del', key: [...model.keys()][Math.floor(rand() * model.size)] };
@@ -270,6 +323,8 @@ function planOp(workload: CrashOptions['workload'], i: number, rand: () => numbe
   // kv-compact: large values on 2 keys, which half the puts overwrite (superseded objects retired often)
   return { type: 'put', key: churn && (v.length === LARGE_VALUE_BYTES || rand() < 0.5) ? `6b${(0x30 + Math.floor(rand() * 2)).toString(16)}` : key(), value: v };
 }
+
+const COMPACT_CYCLE = ['fill', 'random', 'fill', 'large', 'fill', 'large', 'fill', 'compact', 'reclaim'] as const;
 
 /** Bytes of a value stored as a DAX object (above the 16 KiB inline limit, 5 blocks). */
 const LARGE_VALUE_BYTES = 20 * 1024;
@@ -321,18 +376,19 @@ function runOp(kv: KvStore, op: PlannedOp): void {
 function drain(queue: Pending[], report: CrashReport, o: CrashOptions, seed: number): void {
   while (queue.length > 0) {
     const p = queue.pop()!;
-    if (o.stopAtFirst === true && report.violations.length > 0) {
-      p.image.dispose();
-      continue;
+    if (o.stopAtFirst === true && report.violations.length > 0) continue;
+    const image = materialize(p.diff, `crash-${o.workload}-${seed}-point${p.point}`);
+    try {
+      const problem = checkImage(image, p.allowed, seed + p.point, report.imagesChecked % CONTINUATION_EVERY === 0, o.recoveryCrash !== false);
+      report.imagesChecked++;
+      if (problem !== undefined) {
+        const v: Violation = { ...problem, crashPoint: p.point };
+        if (report.violations.length < 5) saveViolation(v, image, p, o, seed);
+        report.violations.push(v);
+      }
+    } finally {
+      image.dispose();
     }
-    const problem = checkImage(p.image, p.allowed, seed + p.point, report.imagesChecked % CONTINUATION_EVERY === 0, o.recoveryCrash !== false);
-    report.imagesChecked++;
-    if (problem !== undefined) {
-      const v: Violation = { ...problem, crashPoint: p.point };
-      if (report.violations.length < 5) saveViolation(v, p, o, seed);
-      report.violations.push(v);
-    }
-    p.image.dispose();
   }
 }
 
@@ -387,9 +443,15 @@ export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: n
       model.set(Buffer.from(k).toString('hex'), Buffer.from(v).toString('hex'));
     }
     kv.close();
-    const again = openMedia(work.crashImage({ mode: 'none' }), { formatIfEmpty: false });
-    const after = listing(again);
-    again.close();
+    const reopened = work.crashImage({ mode: 'none' });
+    let after: Listing;
+    try {
+      const again = openMedia(reopened, { formatIfEmpty: false });
+      after = listing(again);
+      again.close();
+    } finally {
+      reopened.dispose();
+    }
     const expected = [...model.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join(',');
     if (after !== expected) return { kind: 'continuation', detail: `after writes + reopen: ${short(after)}; expected ${short(expected)}` };
     return undefined;
@@ -406,11 +468,11 @@ function short(s: string): string {
   return s.length > 120 ? `${s.slice(0, 120)}…(${s.split(',').length} keys)` : s === '' ? '(empty)' : s;
 }
 
-function saveViolation(v: Violation, p: Pending, o: CrashOptions, seed: number): void {
+function saveViolation(v: Violation, image: SimMedia, p: Pending, o: CrashOptions, seed: number): void {
   const dir = o.out ?? fs.mkdtempSync(path.join(os.tmpdir(), 'daxstore-crash-'));
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `crash-${o.workload}-seed${seed}-point${p.point}.img`);
-  fs.writeFileSync(file, new Uint8Array(p.image.buffer));
+  fs.writeFileSync(file, new Uint8Array(image.buffer));
   fs.writeFileSync(`${file}.json`, JSON.stringify({ allowed: p.allowed, seed: seed + p.point }));
   v.image = file;
   v.replay = `daxstore crash --replay ${file}`;

@@ -14,7 +14,7 @@ import { cliAsync } from './run-cli.js';
 
 const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
 const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash-planted-bugs.test.ts`;
-const args = ['crash', '--workload', 'kv-compact', '--ops', '16', '--images', '4', '--seed', String(seed), '--json', '--no-progress', '--no-recovery-crash'];
+const args = ['crash', '--workload', 'kv-compact', '--ops', '9', '--images', '4', '--seed', String(seed), '--json', '--no-progress', '--no-recovery-crash'];
 const stopAtFirst = [...args, '--stop-at-first'];
 
 interface Report { violations: Array<{ kind: string; detail: string }> }
