@@ -19,6 +19,8 @@
  *                      recover the old record pointing at a removed object)
  *   kv-compact-drop-tombstones  compaction drops every tombstone of an absent key, ignoring the
  *                      tombstone rule (compaction.ts): an older PUT in another segment comes back
+ *   kv-no-end-marker   reserve() does not zero the 16 bytes after a record: on a reused extent the
+ *                      scan then runs into the earlier life's bytes (dropped as invalid, reported)
  *   kv-group-resolve-early  'group': batchAsync resolves before the group commit made its batch durable
  *   kv-large-free-early  a put or delete over a large value removes the superseded object (its blocks
  *                      freed for reuse) BEFORE the superseding record is durable, instead of
@@ -27,7 +29,7 @@
  *   kv-large-ref-before-data  a large value is stored through write-fault views and never
  *                      flushed: the record that references it is durable before its bytes are
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
