@@ -84,6 +84,34 @@ export function stagedChecksum(totalBytes: number): bigint {
   return wasm.xxh64(8, totalBytes - 8, 0n);
 }
 
+/**
+ * A second instance of the module, only for checking records (recovery, compaction scans):
+ * its own memory, so a check never overwrites a record being composed in the stage (a
+ * recovery can run between compose and seal: a test's fence hook opens a crash image there).
+ */
+const verifyWasm = instantiate();
+let verifyU8 = new Uint8Array(verifyWasm.mem.buffer);
+/** A checksum being compared, as two u32 words (written through an i64 view: no BigInt conversion). */
+const compareScratch = new Uint32Array(2);
+const compareScratchI64 = new BigInt64Array(compareScratch.buffer);
+
+/**
+ * Whether the xxh64 of log bytes [from, to) equals the u64 stored at `sumAt` (records.ts:
+ * a record's checksum). The bytes are copied into the verify instance's memory (one memcpy)
+ * and hashed in place: no subarray, no mask op (recovery checks every record this way).
+ */
+export function logChecksumMatches(v: MediaViews, from: number, to: number, sumAt: number): boolean {
+  const length = to - from;
+  if (length > verifyU8.length) {
+    verifyWasm.mem.grow(Math.ceil((length - verifyU8.length) / WASM_PAGE_BYTES));
+    verifyU8 = new Uint8Array(verifyWasm.mem.buffer);
+  }
+  v.buf.copy(verifyU8, 0, from, to);
+  compareScratchI64[0] = verifyWasm.xxh64(0, length, 0n);
+  const w = sumAt / 4;
+  return compareScratch[0] === v.u32[w] && compareScratch[1] === v.u32[w + 1];
+}
+
 /** Stage bytes [0, totalBytes) as a view cached by length (no allocation after the first use of a length). */
 export function stagedRecord(totalBytes: number): Uint8Array {
   assert(totalBytes <= buffer.byteLength, () => `staged record of ${totalBytes} bytes in a stage of ${buffer.byteLength}`);

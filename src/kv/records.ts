@@ -12,9 +12,8 @@
  *
  * Persistence ordering: none here (see segment-writer.ts).
  */
-import { xxh64 } from '../device/checksum.js';
 import { kvBreak } from './test-break.js';
-import { stageViews, stagedChecksum, stagedRecord } from './record-stage.js';
+import { logChecksumMatches, stageViews, stagedChecksum, stagedRecord } from './record-stage.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -105,10 +104,6 @@ export function writeRecordHeader(v: MediaViews, at: number, kind: number, count
   v.u32[w + 7] = 0;
 }
 
-function recordChecksum(v: MediaViews, at: number, totalBytes: number): bigint {
-  return xxh64(v.u8.subarray(at + 8, at + totalBytes));
-}
-
 /**
  * Seals the record composed at offset 0 of the stage (record-stage.ts: hashed in place) and
  * copies it to `at` in the log with one memcpy: the log bytes are exactly the hashed bytes.
@@ -137,7 +132,7 @@ export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce
   const count = v.u32[w + 4];
   if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd) return { status: 'invalid', reason: `length ${totalBytes}` };
   if (joinU32(v.u32[w + 6], v.u32[w + 5]) !== nonce) return { status: 'invalid', reason: 'nonce of another segment life' };
-  const sumMatches = v.u64[at / 8] === recordChecksum(v, at, totalBytes);
+  const sumMatches = logChecksumMatches(v, at + 8, at + totalBytes, at);
   if (!sumMatches && !kvBreak('kv-skip-checksum')) return { status: 'invalid', reason: 'checksum mismatch' };
   if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count)) return { status: 'invalid', reason: 'entries overrun the record' };
   return { status: 'ok', kind, count, totalBytes };

@@ -54,7 +54,7 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
     segments.push([block, index]);
   });
   report.segments = segments.length;
-  const found = new FoundEntries();
+  const found = new FoundEntries(segments.length);
   for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report, found);
   report.keys = loadWinners(space, found);
   report.timeMs = performance.now() - start;
@@ -68,14 +68,25 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
  */
 class FoundEntries {
   count = 0;
-  at = new Float64Array(1 << 14);
-  sequence = new Float64Array(1 << 14);
-  keyStart = new Uint32Array(1 << 14);
+  at: Float64Array;
+  sequence: Float64Array;
+  keyStart: Uint32Array;
   /** index key length (prefix byte included) */
-  keyLength = new Uint16Array(1 << 14);
-  del = new Uint8Array(1 << 14);
-  keys = new Uint8Array(1 << 18);
+  keyLength: Uint16Array;
+  del: Uint8Array;
+  keys: Uint8Array;
   keyBytes = 0;
+
+  /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them. */
+  constructor(segments: number) {
+    const n = Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7));
+    this.at = new Float64Array(n);
+    this.sequence = new Float64Array(n);
+    this.keyStart = new Uint32Array(n);
+    this.keyLength = new Uint16Array(n);
+    this.del = new Uint8Array(n);
+    this.keys = new Uint8Array(n * 20);
+  }
 
   add(u8: Uint8Array, at: number, sequence: number, keyLength: number, del: boolean): void {
     if (this.count === this.at.length) this.grow();
@@ -148,8 +159,9 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
   const done = (resumable: boolean): void => {
     if (resumable && (report.resume === undefined || at - base < report.resume.used)) report.resume = { base, used: at - base, nonce };
   };
+  const anyPoison = spansPoison(space, base, end); // once per segment: the per-record checks only when it has a poisoned block
   for (;;) {
-    if (spansPoison(space, at, Math.min(end, at + RECORD_HEADER_BYTES))) {
+    if (anyPoison && spansPoison(space, at, Math.min(end, at + RECORD_HEADER_BYTES))) {
       report.poisonedSegments++;
       return done(false);
     }
@@ -160,7 +172,7 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
       if (report.dropped.length < 20) report.dropped.push(`offset ${at}: ${check.reason}`);
       return done(true);
     }
-    if (spansPoison(space, at, at + check.totalBytes)) {
+    if (anyPoison && spansPoison(space, at, at + check.totalBytes)) {
       report.poisonedSegments++;
       return done(false);
     }
@@ -168,10 +180,11 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
     let e = at + RECORD_HEADER_BYTES;
     for (let i = 0; i < check.count; i++) {
       const sequence = entrySequence(v, e);
-      found.add(v.u8, e, sequence, entryKeyLength(v, e), entryOp(v, e) === ENTRY_DEL);
-      report.maxSequence = Math.max(report.maxSequence, sequence);
+      const keyLength = entryKeyLength(v, e);
+      found.add(v.u8, e, sequence, keyLength, entryOp(v, e) === ENTRY_DEL);
+      if (sequence > report.maxSequence) report.maxSequence = sequence;
       report.entries++;
-      e += entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
+      e += entryBytes(keyLength, entryValueLength(v, e));
     }
     at += check.totalBytes;
   }
