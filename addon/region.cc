@@ -53,7 +53,7 @@ void UnmapDeleter(void* data, size_t length, void* slotPtr) {
 
 // Maps [0, len) of fd shared, aligned to `alignment`; tries MAP_SYNC first and reports
 // whether it took. Returns 0 or -errno; on failure nothing stays mapped.
-int MapShared(int fd, size_t len, size_t alignment, uint8_t** out, bool* mapSync) {
+int MapShared(int fd, size_t len, size_t alignment, bool privateCopy, uint8_t** out, bool* mapSync) {
   uint8_t* reserve = nullptr;
   uint8_t* want = nullptr;
   int fixed = 0;
@@ -67,9 +67,11 @@ int MapShared(int fd, size_t len, size_t alignment, uint8_t** out, bool* mapSync
     fixed = MAP_FIXED;
   }
   const int prot = PROT_READ | PROT_WRITE;
-  void* p = mmap(want, len, prot, MAP_SHARED_VALIDATE | MAP_SYNC | fixed, fd, 0);
-  *mapSync = p != MAP_FAILED;
-  if (p == MAP_FAILED && (errno == EOPNOTSUPP || errno == EINVAL)) p = mmap(want, len, prot, MAP_SHARED | fixed, fd, 0);
+  // privateCopy: copy-on-write (read-only tools run recovery on it; nothing reaches the file,
+  // and only the pages written cost memory). Device-DAX refuses MAP_PRIVATE (EINVAL).
+  void* p = privateCopy ? mmap(want, len, prot, MAP_PRIVATE | fixed, fd, 0) : mmap(want, len, prot, MAP_SHARED_VALIDATE | MAP_SYNC | fixed, fd, 0);
+  *mapSync = !privateCopy && p != MAP_FAILED;
+  if (!privateCopy && p == MAP_FAILED && (errno == EOPNOTSUPP || errno == EINVAL)) p = mmap(want, len, prot, MAP_SHARED | fixed, fd, 0);
   if (p == MAP_FAILED) {
     int err = errno;
     if (reserve != nullptr) munmap(reserve, len + alignment);
@@ -92,6 +94,7 @@ struct OpenRequest {
   size_t alignment;
   bool isDevDax;
   int32_t flushMethod;  // -1: choose by kind
+  bool privateCopy;     // MAP_PRIVATE over a read-only descriptor (never with create)
 };
 
 struct Opened {
@@ -110,7 +113,7 @@ const char* OpenFile(const OpenRequest& req, Opened* o, int* err) {
     o->created = o->fd >= 0;
     if (o->fd < 0 && errno != EEXIST) return *err = errno, "open";
   }
-  if (o->fd < 0) o->fd = open(req.path.c_str(), O_RDWR | O_CLOEXEC);
+  if (o->fd < 0) o->fd = open(req.path.c_str(), (req.privateCopy ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (o->fd < 0) return *err = errno, "open";
   return nullptr;
 }
@@ -195,6 +198,7 @@ OpenRequest ParseOpen(const Napi::CallbackInfo& info) {
   req.alignment = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
   req.isDevDax = info[4].As<Napi::Boolean>().Value();
   req.flushMethod = info[5].As<Napi::Number>().Int32Value();
+  req.privateCopy = info.Length() > 6 && info[6].IsBoolean() && info[6].As<Napi::Boolean>().Value();
   return req;
 }
 
@@ -222,7 +226,7 @@ Napi::Value JsOpenRegion(const Napi::CallbackInfo& info) {
   uint8_t* base = nullptr;
   bool mapSync = false;
   if (failed == nullptr) {
-    int rc = MapShared(o.fd, o.sizeBytes, req.alignment, &base, &mapSync);
+    int rc = MapShared(o.fd, o.sizeBytes, req.alignment, req.privateCopy, &base, &mapSync);
     if (rc != 0) err = -rc, failed = "mmap";
   }
   std::unique_lock<std::mutex> guard(g_tableMutex);

@@ -1,7 +1,7 @@
 /**
  * daxstore check PATH [--repair]: offline verification of a store file.
  *
- * Checks, all on an in-memory copy (snapshot.ts), so the file is never changed:
+ * Checks, all on a private copy-on-write mapping (snapshot.ts), so the file is never changed:
  *   - superblock: both copies carry the magic and a matching checksum, and agree on the sequence
  *   - owner table + bad-block list: opening validates them (ECORRUPT otherwise)
  *   - every key-value record's checksum: recovery on the copy drops records that do not
@@ -17,7 +17,7 @@
  */
 import fs from 'node:fs';
 import { isDaxError, open, type KvStore } from '../index.js';
-import { openSnapshotStore, superblockProblems, takeSnapshot, type Snapshot } from './snapshot.js';
+import { closeSnapshot, openSnapshotStore, superblockProblems, takeSnapshot, type Snapshot } from './snapshot.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit } from './output.js';
 
 /** Owner ids that a store's own structures use (dax object table, kv segments) or objects (>= 16). */
@@ -91,7 +91,7 @@ function checkOpened(kv: KvStore, snap: Snapshot, result: CheckResult): void {
 export function repairStore(path: string, before: CheckResult): CheckResult {
   const snap = takeSnapshot(path);
   const quarantined = quarantine(path, snap, before.damagedRecordOffsets);
-  snap.sim.close();
+  closeSnapshot(snap);
   let freedBlocks = 0;
   let compactedSegments = 0;
   const kv = open(path, { durability: 'sync' });
@@ -118,7 +118,7 @@ function quarantine(path: string, snap: Snapshot, offsets: readonly number[]): s
   if (offsets.length === 0) return [];
   const dir = `${path}.quarantine`;
   fs.mkdirSync(dir, { recursive: true });
-  const bytes = new Uint8Array(snap.sim.buffer);
+  const bytes = new Uint8Array(snap.media.buffer);
   return offsets.filter((o) => o >= 0).map((offset) => {
     const file = `${dir}/record-at-${offset}.bin`;
     fs.writeFileSync(file, bytes.subarray(offset, Math.min(bytes.length, offset + QUARANTINE_BYTES)));

@@ -1,4 +1,4 @@
-/** daxstore info / dump: read-only views of a store file (on an in-memory copy: snapshot.ts). */
+/** daxstore info / dump: read-only views of a store file (on a private copy-on-write mapping: snapshot.ts). */
 import { openSnapshotStore, superblockProblems, takeSnapshot } from './snapshot.js';
 import { EXIT_OK, emit, mib, parseKeyArg, showBytes, table } from './output.js';
 

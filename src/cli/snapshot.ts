@@ -1,16 +1,18 @@
 /**
- * Offline access to a store file for info/dump/check: map it (openRegion takes the flock,
- * so a store open elsewhere is EBUSY, and writes nothing), copy it into a SimMedia, close
- * the file, and open the key-value store on the copy. Recovery runs on the copy, so nothing
- * the tools do — recovery's frees, the superblock's open mark — reaches the file.
+ * Offline access to a store file for info/dump/check: map it copy-on-write (openRegion
+ * privateCopy: MAP_PRIVATE over a read-only descriptor; the flock is taken, so a store open
+ * elsewhere is EBUSY) and open the key-value store on that mapping. Recovery runs on the
+ * private pages, so nothing the tools do — recovery's frees, the superblock's open mark —
+ * reaches the file, and memory grows only by the pages recovery writes, not by the store's
+ * size. Device-DAX refuses MAP_PRIVATE: there the store is copied into memory (a SimMedia),
+ * which needs RAM equal to its size (weak for a large /dev/dax).
  *
  * The superblock copies are read from the raw bytes: the format (superblock.ts) is not
  * part of the public API, so the few fields a checker needs are decoded here.
- * Weak: the copy needs the store's size in memory; fine for files, not for a 1 TiB /dev/dax.
  */
 import fs from 'node:fs';
 import xxhash from 'xxhash-wasm';
-import { DaxError, createSimMedia, openMedia, openRegion, type KvStore, type MediaInfo, type SimMedia } from '../index.js';
+import { DaxError, createSimMedia, openMedia, openRegion, type KvStore, type Media, type MediaInfo } from '../index.js';
 
 const hasher = await xxhash();
 
@@ -32,27 +34,49 @@ export interface Snapshot {
   path: string;
   info: MediaInfo;
   superblocks: SuperblockCopy[];
-  sim: SimMedia;
+  /** the private mapping (or, for device-DAX, an in-memory copy); openSnapshotStore's store closes it */
+  media: Media;
 }
 
-/** Reads the whole store at `path` into memory. ENOENT / EBUSY / EIO as DaxErrors. */
+/** Maps the store at `path` privately (see above). ENOENT / EBUSY / EIO as DaxErrors. Close with closeSnapshot or the store. */
 export function takeSnapshot(path: string): Snapshot {
   if (!fs.existsSync(path)) throw new DaxError('ENOENT', `${path} does not exist`);
+  const media = fs.statSync(path).isCharacterDevice() ? copyOfDevice(path) : openRegion(path, { privateCopy: true });
+  try {
+    const info: MediaInfo = { kind: media.kind, flushMethod: media.flushMethod, mapSync: media.mapSync, size: media.size, alignment: media.alignment, path };
+    const head = new Uint8Array(SUPERBLOCK_OFFSETS[1] + 4096);
+    media.copyOut(0, head.length, head); // guarded: a poisoned superblock page is EIO, not a dead process
+    return { path, info, superblocks: SUPERBLOCK_OFFSETS.map((offset, i) => decodeCopy(head, offset, i === 0 ? 'A' : 'B')), media };
+  } catch (e) {
+    media.close();
+    throw e;
+  }
+}
+
+/** Device-DAX: a copy in memory (the whole device). */
+function copyOfDevice(path: string): Media {
   const region = openRegion(path, {});
   try {
-    const info: MediaInfo = { kind: region.kind, flushMethod: region.flushMethod, mapSync: region.mapSync, size: region.size, alignment: region.alignment, path };
     const sim = createSimMedia(region.size, { name: path });
-    const bytes = new Uint8Array(sim.buffer);
-    region.copyOut(0, region.size, bytes);
-    return { path, info, superblocks: SUPERBLOCK_OFFSETS.map((offset, i) => decodeCopy(bytes, offset, i === 0 ? 'A' : 'B')), sim };
+    region.copyOut(0, region.size, new Uint8Array(sim.buffer));
+    return sim;
   } finally {
     region.close();
   }
 }
 
+export function closeSnapshot(snap: Snapshot): void {
+  if (!snap.media.closed) snap.media.close();
+}
+
 /** Opens the key-value store on the snapshot (runs recovery on the copy). */
 export function openSnapshotStore(snap: Snapshot): KvStore {
-  return openMedia(snap.sim, { formatIfEmpty: false, durability: 'none' });
+  try {
+    return openMedia(snap.media, { formatIfEmpty: false, durability: 'none' });
+  } catch (e) {
+    closeSnapshot(snap);
+    throw e;
+  }
 }
 
 function decodeCopy(bytes: Uint8Array, offset: number, copy: 'A' | 'B'): SuperblockCopy {

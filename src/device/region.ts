@@ -47,6 +47,12 @@ export interface OpenRegionOptions {
   readonly flushMethod?: FlushMethod;
   /** where sysfs lives (tests point it at a fake tree) */
   readonly sysfsRoot?: string;
+  /**
+   * Map the file copy-on-write (MAP_PRIVATE over a read-only descriptor): stores stay in this
+   * process, nothing reaches the file, and only the pages written cost memory. For read-only
+   * tools (check, info) that still run recovery. Not with create; device-DAX refuses it.
+   */
+  readonly privateCopy?: boolean;
 }
 
 export type MappedMediaHandle = Extract<MediaHandle, { type: 'mapped' }>;
@@ -166,7 +172,7 @@ export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMe
   const plan = planOpen(path, opts);
   let region;
   try {
-    region = native().openRegion(path, plan.create, plan.sizeBytes, plan.alignment, plan.isDevDax, plan.flushMethod);
+    region = native().openRegion(path, plan.create, plan.sizeBytes, plan.alignment, plan.isDevDax, plan.flushMethod, opts.privateCopy === true);
   } catch (e) {
     throw toDaxError(e, `openRegion ${path}`);
   }
@@ -223,6 +229,7 @@ function planOpen(path: string, opts: OpenRegionOptions): OpenPlan {
   if (typeof path !== 'string' || path.length === 0) throw new DaxError('EINVAL', 'openRegion: path must be a non-empty string');
   const { create = false, sizeBytes, sysfsRoot = DEFAULT_SYSFS_ROOT } = opts;
   if (sizeBytes !== undefined) checkSize(path, sizeBytes, 'sizeBytes');
+  if (opts.privateCopy === true && create) throw new DaxError('EINVAL', `openRegion ${path}: privateCopy cannot create a file`, { path });
   const flushMethod = planFlushMethod(path, opts.flushMethod);
   const st = fs.statSync(path, { throwIfNoEntry: false });
   if (st === undefined) {

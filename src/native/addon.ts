@@ -43,6 +43,7 @@ export interface NativeAddon {
     alignment: number,
     isDevDax: boolean,
     flushMethod: number,
+    privateCopy: boolean,
   ): NativeRegion;
   /** Drops the flock and the descriptor; false if already closed. The mapping stays until collected. */
   closeRegion(regionId: number): boolean;
