@@ -12,6 +12,7 @@
  *   bytes/key   arena bytes in use (nodes + leaves, size-class rounding included) / keys
  * Targets (issue 3): lookup <= 2x Map.get; scan <= 2x array; grab+unlock <= 3x two CAS; < 48 B/key.
  */
+import os from 'node:os';
 import { Bench } from 'tinybench';
 import { EpochDomain } from '../src/index/epoch.js';
 import { RadixTree } from '../src/index/radix-tree.js';
@@ -121,7 +122,8 @@ async function main(): Promise<void> {
   const cas = nsPer(bench, 'two Atomics.compareExchange', BATCH);
   const row = (name: string, ns: number, peer: string, peerNs: number, target: string): string =>
     `${name.padEnd(26)} ${ns.toFixed(1).padStart(8)} ns   ${peer.padEnd(30)} ${peerNs.toFixed(1).padStart(8)} ns   ratio ${(ns / peerNs).toFixed(2)}x (target ${target})`;
-  console.log(`radix tree, ${KEYS} random 16-byte keys (node ${process.version}); insert ${insertNs.toFixed(0)} ns/key`);
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  console.log(`radix tree, ${KEYS} random 16-byte keys (node ${process.version}); insert ${insertNs.toFixed(0)} ns/key; loadavg ${load}`);
   console.log(row('lookupPinned', lookup, 'Map.get (latin1 string)', mapGet, '<= 2x'));
   console.log(row('lookup (pins per call)', lookupPin, 'Map.get (latin1 string)', mapGet, '-'));
   console.log(row('scanPinned per entry', scan, 'sorted array per entry', arr, '<= 2x'));

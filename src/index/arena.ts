@@ -36,6 +36,10 @@ export const H_MAGIC = 0; // ARENA_MAGIC
 export const H_TREE_LOCK = 1; // 0 free, 1 held, 2 held with sleepers (Drepper's futex mutex)
 export const H_BUMP = 2; // next never-allocated word
 export const H_ROOT = 3; // root pointer (node or leaf offset, 0 = empty tree)
+/** Header words the hot paths read, as literals (nodes.ts `Lay` says why). */
+export const enum Hw {
+  ROOT = 3,
+}
 export const H_COUNT = 4; // leaves in the tree (placeholders included)
 export const H_TREE_ID = 5; // 16-bit id: wait-table keys and the reclaimer's payload tag
 export const H_FLAGS = 6; // bit 0: poisonReclaimed

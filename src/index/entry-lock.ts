@@ -45,6 +45,7 @@ import { H_STAT_LOST_WAKEUPS, H_STAT_WAITS } from './arena.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import {
   DELETED,
+  Ew,
   LOCKED,
   ORDER_SHIFT,
   OWNER_MASK,
@@ -64,7 +65,7 @@ import {
   stateOf,
   tagBit,
 } from './entry-word.js';
-import { W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
+import { Lay, W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
 import { loadWord } from './word-load.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
@@ -114,10 +115,16 @@ function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean,
   return {
     key: exact ? key : tree.leafKey(leaf),
     leaf,
-    value: (i32[leaf + W_VALUE_HI] & 0xffff) * TWO_32 + (i32[leaf + W_VALUE_LO] >>> 0),
-    state: STATE_NAMES[stateOf(e)],
-    order: orderOf(e),
+    value: (i32[leaf + Lay.W_VALUE_HI] & 0xffff) * TWO_32 + (i32[leaf + Lay.W_VALUE_LO] >>> 0),
+    state: stateName(e),
+    order: (e & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT,
   };
+}
+
+/** STATE_NAMES[stateOf(e)] without the module-cell loads (literals: nodes.ts `Lay` says why). */
+function stateName(e: number): EntryState {
+  const s = (e & Ew.STATE_MASK) >>> Ew.STATE_SHIFT;
+  return s === Ew.STATE_VALUE ? 'value' : s === Ew.STATE_EMPTY ? 'empty' : s === Ew.STATE_ZERO ? 'zero' : 'poisoned';
 }
 
 /** Create a locked EMPTY placeholder for an absent key, unless something appeared or covers it. Caller pinned. */
@@ -172,14 +179,14 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   const epoch = tree.epoch;
   epoch.pin();
   try {
-    const leaf = tree.findLeafPinned(key);
+    const leaf = tree.findExactPinned(key);
     if (leaf === 0) return undefined;
     const i32 = tree.arena.i32;
-    const e = loadWord(i32, leaf + W_ENTRY);
-    if ((e & (LOCKED | DELETED)) !== 0) return undefined;
-    const next = (e & ~OWNER_MASK) | LOCKED | (tree.threadId << OWNER_SHIFT);
-    if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return undefined;
-    return makeRef(tree, key, leaf, tree.foundExact, next);
+    const e = loadWord(i32, leaf + Lay.W_ENTRY);
+    if ((e & (Ew.LOCKED | Ew.DELETED)) !== 0) return undefined;
+    const next = (e & ~Ew.OWNER_MASK) | Ew.LOCKED | (tree.threadId << Ew.OWNER_SHIFT);
+    if (Atomics.compareExchange(i32, leaf + Lay.W_ENTRY, e, next) !== e) return undefined;
+    return makeRef(tree, key, leaf, true, next);
   } finally {
     epoch.unpin();
   }
@@ -310,26 +317,30 @@ export function grabIndex(tree: RadixTree, n: number, opts?: GrabOptions): Entry
 }
 
 function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
-  const e = loadWord(tree.arena.i32, ref.leaf + W_ENTRY);
+  const e = loadWord(tree.arena.i32, ref.leaf + Lay.W_ENTRY);
   if (ENTRY_LOCK_BROKEN) return e; // several "holders" at once: the checks would fire first
-  if ((e & LOCKED) === 0 || (e & DELETED) !== 0 || ownerOf(e) !== tree.threadId) {
+  if ((e & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || (e & Ew.OWNER_MASK) >>> Ew.OWNER_SHIFT !== tree.threadId) {
     throw new DaxError('EINVAL', `${op}: entry ${hex(ref.key)} of tree ${tree.treeId} is not held by this thread`);
   }
   return e;
 }
 
-/** Unlock; wakes one exclusive waiter (and the shared ones) if WAITERS was set. An EMPTY placeholder is removed instead. */
+/**
+ * Unlock; wakes one exclusive waiter (and the shared ones) if WAITERS was set. An EMPTY
+ * placeholder is removed instead. Uncontended: one load (checkHeld) and one CAS.
+ */
 export function unlock(tree: RadixTree, ref: EntryRef): void {
   const e0 = checkHeld(tree, ref, 'unlock');
-  if (stateOf(e0) === STATE_EMPTY) return deleteLocked(tree, ref);
+  if ((e0 & Ew.STATE_MASK) === Ew.STATE_EMPTY << Ew.STATE_SHIFT) return deleteLocked(tree, ref);
   const i32 = tree.arena.i32;
+  const at = ref.leaf + Lay.W_ENTRY;
   let e = e0;
   for (;;) {
-    const seen = Atomics.compareExchange(i32, ref.leaf + W_ENTRY, e, e & ~(LOCKED | WAITERS | OWNER_MASK));
+    const seen = Atomics.compareExchange(i32, at, e, e & ~(Ew.LOCKED | Ew.WAITERS | Ew.OWNER_MASK));
     if (seen === e) break;
     e = seen;
   }
-  if ((e & WAITERS) !== 0) tree.waitTable.wakeOne(waitKey(tree.treeId, ref.key));
+  if ((e & Ew.WAITERS) !== 0) tree.waitTable.wakeOne(waitKey(tree.treeId, ref.key));
 }
 
 /** Store a new value (and state) while holding the lock; lock-free readers see old or new, never a mix (seqlock). */

@@ -19,26 +19,48 @@
  * WAITERS, the holder changes the rest, tagRange sets TOWRITE under treeLock only);
  * readers read value words inside the seqlock (entry word before and after, same seq).
  */
-export const LOCKED = 1 << 0;
-export const WAITERS = 1 << 1;
-export const DELETED = 1 << 2;
-export const STATE_SHIFT = 3;
-export const STATE_MASK = 3 << STATE_SHIFT;
-export const ORDER_SHIFT = 5;
-export const ORDER_MASK = 15 << ORDER_SHIFT;
-export const DIRTY = 1 << 9;
-export const TOWRITE = 1 << 10;
-export const SEQ_SHIFT = 11;
-export const SEQ_ONE = 1 << SEQ_SHIFT;
-export const SEQ_MASK = 0x1ff << SEQ_SHIFT;
-export const OWNER_SHIFT = 20;
-export const OWNER_MASK = 0xfff << OWNER_SHIFT; // includes the sign bit: extract with >>>
+/** The bits as a const enum (literals in the hot paths: nodes.ts `Lay` says why). */
+export const enum Ew {
+  LOCKED = 1 << 0,
+  WAITERS = 1 << 1,
+  DELETED = 1 << 2,
+  STATE_SHIFT = 3,
+  STATE_MASK = 3 << 3,
+  ORDER_SHIFT = 5,
+  ORDER_MASK = 15 << 5,
+  DIRTY = 1 << 9,
+  TOWRITE = 1 << 10,
+  SEQ_SHIFT = 11,
+  SEQ_ONE = 1 << 11,
+  SEQ_MASK = 0x1ff << 11,
+  OWNER_SHIFT = 20,
+  OWNER_MASK = 0xfff << 20, // includes the sign bit: extract with >>>
+  STATE_VALUE = 0,
+  STATE_EMPTY = 1,
+  STATE_ZERO = 2,
+  STATE_POISONED = 3,
+}
+
+export const LOCKED = Ew.LOCKED;
+export const WAITERS = Ew.WAITERS;
+export const DELETED = Ew.DELETED;
+export const STATE_SHIFT = Ew.STATE_SHIFT;
+export const STATE_MASK = Ew.STATE_MASK;
+export const ORDER_SHIFT = Ew.ORDER_SHIFT;
+export const ORDER_MASK = Ew.ORDER_MASK;
+export const DIRTY = Ew.DIRTY;
+export const TOWRITE = Ew.TOWRITE;
+export const SEQ_SHIFT = Ew.SEQ_SHIFT;
+export const SEQ_ONE = Ew.SEQ_ONE;
+export const SEQ_MASK = Ew.SEQ_MASK;
+export const OWNER_SHIFT = Ew.OWNER_SHIFT;
+export const OWNER_MASK = Ew.OWNER_MASK;
 export const MAX_OWNER = 0xfff;
 
-export const STATE_VALUE = 0;
-export const STATE_EMPTY = 1;
-export const STATE_ZERO = 2;
-export const STATE_POISONED = 3;
+export const STATE_VALUE = Ew.STATE_VALUE;
+export const STATE_EMPTY = Ew.STATE_EMPTY;
+export const STATE_ZERO = Ew.STATE_ZERO;
+export const STATE_POISONED = Ew.STATE_POISONED;
 
 export type EntryState = 'value' | 'empty' | 'zero' | 'poisoned';
 export type EntryTag = 'dirty' | 'towrite';

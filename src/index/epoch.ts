@@ -65,7 +65,7 @@ const GRACE_RAW = 4; // two advances of 2 raw units each
 // ---- buffer: Int32 words -------------------------------------------------------------
 const MAGIC = 0x45504f43; // 'EPOC'
 const H_MAGIC = 0;
-const H_GLOBAL = 1; // raw global epoch: always even; wraps (compared with wrapping arithmetic)
+const H_GLOBAL = Lit.H_GLOBAL; // raw global epoch: always even; wraps (compared with wrapping arithmetic)
 const H_MAX_PARTICIPANTS = 2;
 const H_SLOTS_HIGH = 3; // highest slot id ever claimed: scans stop there
 const H_DOMAIN_ID_LO = 4;
@@ -73,15 +73,27 @@ const H_DOMAIN_ID_HI = 5;
 const H_OVERFLOW_COUNT = 8; // 16 words: per-kind records parked in threads' overflow lists
 const H_RELEASED_BIGINT = 12; // BigInt64 index (byte 96 = word 24): items released, total
 const H_BASE_TIME_F64 = 14; // Float64 index (byte 112 = word 28): Date.now() at create
-const HEADER_WORDS = 32;
+const HEADER_WORDS = Lit.HEADER_WORDS;
 // Participant slot id i (1..max) occupies SLOT_WORDS words at HEADER_WORDS + i * SLOT_WORDS.
-const SLOT_WORDS = 8;
+const SLOT_WORDS = Lit.SLOT_WORDS;
 const S_OWNER = 0; // 0 free, OWNER_THREAD, OWNER_ASYNC; claimed by CAS from 0
-const S_PIN = 1; // 0 = not pinned; else (raw epoch | 1): bit 0 pinned, bits 31..1 the epoch
-const S_PIN_SEQ = 2; // bumped by the owner at each outermost pin (lets observers age pins)
-const S_NESTING = 3; // owner's nesting depth, for stats and debugging
+const S_PIN = Lit.S_PIN; // 0 = not pinned; else (raw epoch | 1): bit 0 pinned, bits 31..1 the epoch
+const S_PIN_SEQ = Lit.S_PIN_SEQ; // bumped by the owner at each outermost pin (lets observers age pins)
+const S_NESTING = Lit.S_NESTING; // owner's nesting depth, for stats and debugging
 const S_SEEN_SEQ = 4; // pin sequence an observer last stamped
 const S_SEEN_AT_MS = 5; // ms since base time when an observer first saw that pin
+/**
+ * The pin path's numbers as literals: V8 in Node 20 loads a module-level const from its
+ * context cell and checks it for the TDZ hole at each use (src/index/nodes.ts `Lay`).
+ */
+const enum Lit {
+  H_GLOBAL = 1,
+  HEADER_WORDS = 32,
+  SLOT_WORDS = 8,
+  S_PIN = 1,
+  S_PIN_SEQ = 2,
+  S_NESTING = 3,
+}
 const OWNER_FREE = 0;
 const OWNER_THREAD = 1;
 const OWNER_ASYNC = 2;
@@ -213,18 +225,19 @@ export class EpochDomain {
       this.pinSlot(id);
     }
     this.nesting++;
-    this.meta[slotWord(this.thread, S_NESTING)] = this.nesting;
+    this.meta[Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_NESTING] = this.nesting;
   }
 
   unpin(): void {
     if (this.closed) this.checkOpen('unpin');
     if (this.nesting === 0) throw new DaxError('EINVAL', `unpin: participant ${this.thread} is not pinned`);
+    const slot = Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS;
     this.nesting--;
-    this.meta[slotWord(this.thread, S_NESTING)] = this.nesting;
+    this.meta[slot + Lit.S_NESTING] = this.nesting;
     // Release store: every read made under the pin happens before the slot reads unpinned.
     // No store->load fence is needed here (nothing after an unpin relies on it being seen),
     // and the fence of Atomics.store cost a third of an uncontended grab+unlock.
-    if (this.nesting === 0) storeRelease(this.meta, slotWord(this.thread, S_PIN), 0);
+    if (this.nesting === 0) storeRelease(this.meta, slot + Lit.S_PIN, 0);
   }
 
   isPinned(): boolean {
@@ -377,12 +390,14 @@ export class EpochDomain {
   }
 
   private pinSlot(id: number): void {
+    const meta = this.meta;
+    const slot = Lit.HEADER_WORDS + id * Lit.SLOT_WORDS;
     // A stale read of the global epoch only makes this pin older, which delays advances and
     // never frees early (see the file header: late pins only block), so an acquire load will do.
-    const global = loadWord(this.meta, H_GLOBAL);
-    this.meta[slotWord(id, S_PIN_SEQ)] = (this.meta[slotWord(id, S_PIN_SEQ)] + 1) | 0;
+    const global = loadWord(meta, Lit.H_GLOBAL);
+    meta[slot + Lit.S_PIN_SEQ] = (meta[slot + Lit.S_PIN_SEQ] + 1) | 0;
     // Seq-cst store: the pin is visible before any shared read the caller makes after it.
-    Atomics.store(this.meta, slotWord(id, S_PIN), global | 1);
+    Atomics.store(meta, slot + Lit.S_PIN, global | 1);
   }
 
   /**

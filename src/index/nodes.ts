@@ -30,24 +30,52 @@
  */
 import { loadWord } from './word-load.js';
 
-export const NODE_MAGIC = 0xa5;
-export const LEAF = 1;
-export const N4 = 2;
-export const N16 = 3;
-export const N32 = 4;
-export const N48 = 5;
-export const N256 = 6;
+/**
+ * The layout numbers as a const enum, which tsc writes into every use as a literal. Hot paths
+ * (descent, findChild, entry locks) use `Lay.X`: V8 in Node 20 does not constant-fold an
+ * imported `const` binding, so each use of NODE_MAGIC etc. in optimized code loaded the
+ * module cell and checked it for the TDZ hole (perf annotate of descendPinned: most of its
+ * compares were those checks). The named exports below stay for everyone else.
+ */
+export const enum Lay {
+  NODE_MAGIC = 0xa5,
+  LEAF = 1,
+  N4 = 2,
+  N16 = 3,
+  N32 = 4,
+  N48 = 5,
+  N256 = 6,
+  W_PREFIX_LEN = 1,
+  W_DIRTY = 2,
+  W_TOWRITE = 3,
+  W_END_LEAF = 4,
+  INNER_HEADER_WORDS = 5,
+  W_ENTRY = 1,
+  W_VALUE_LO = 2,
+  W_VALUE_HI = 3,
+  LEAF_HEADER_WORDS = 4,
+  /** (hdr & 0xfff) of a live leaf */
+  LEAF_TAG = (1 << 8) | 0xa5,
+}
 
-export const W_PREFIX_LEN = 1;
-export const W_DIRTY = 2;
-export const W_TOWRITE = 3;
-export const W_END_LEAF = 4;
-export const INNER_HEADER_WORDS = 5;
+export const NODE_MAGIC = Lay.NODE_MAGIC;
+export const LEAF = Lay.LEAF;
+export const N4 = Lay.N4;
+export const N16 = Lay.N16;
+export const N32 = Lay.N32;
+export const N48 = Lay.N48;
+export const N256 = Lay.N256;
 
-export const W_ENTRY = 1;
-export const W_VALUE_LO = 2;
-export const W_VALUE_HI = 3;
-export const LEAF_HEADER_WORDS = 4;
+export const W_PREFIX_LEN = Lay.W_PREFIX_LEN;
+export const W_DIRTY = Lay.W_DIRTY;
+export const W_TOWRITE = Lay.W_TOWRITE;
+export const W_END_LEAF = Lay.W_END_LEAF;
+export const INNER_HEADER_WORDS = Lay.INNER_HEADER_WORDS;
+
+export const W_ENTRY = Lay.W_ENTRY;
+export const W_VALUE_LO = Lay.W_VALUE_LO;
+export const W_VALUE_HI = Lay.W_VALUE_HI;
+export const LEAF_HEADER_WORDS = Lay.LEAF_HEADER_WORDS;
 
 export const MAX_KEY_BYTES = 4096;
 

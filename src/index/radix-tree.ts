@@ -46,18 +46,20 @@ import {
   H_STAT_WAITS,
   H_TREE_ID,
   HEADER_WORDS,
+  Hw,
   POISON_WORD,
   classWords,
   sizeClassOf,
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
-import { loadWord } from './word-load.js';
+import { PLAIN_LOADS_ARE_ACQUIRE, loadWord } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
 import {
   DELETED,
   DIRTY,
+  Ew,
   LOCKED,
   STATE_EMPTY,
   STATE_NAMES,
@@ -75,6 +77,7 @@ import {
   INNER_HEADER_WORDS,
   LEAF,
   LEAF_HEADER_WORDS,
+  Lay,
   MAX_KEY_BYTES,
   NODE_MAGIC,
   N256,
@@ -273,74 +276,73 @@ export class RadixTree {
     a[7] = 0;
     const huge = this.findExactPinned(a);
     this.foundExact = false;
-    if (huge !== 0 && orderOf(loadWord(this.arena.i32, huge + W_ENTRY)) === 9) return huge;
+    if (huge !== 0 && ((loadWord(this.arena.i32, huge + Lay.W_ENTRY) & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT) === 9) return huge;
     return 0;
   }
 
-  private findExactPinned(key: Uint8Array): number {
-    const keyLen = key.length;
+  /** The leaf with exactly `key`, or 0. Caller is pinned. */
+  findExactPinned(key: Uint8Array): number {
+    const found = this.descendPinned(key);
+    return found >= 0 ? found : this.findExactSlow(key);
+  }
+
+  private findExactSlow(key: Uint8Array): number {
     let restarts = 0;
     for (;;) {
-      const found = this.descendPinned(key, keyLen);
-      if (found >= 0) return found;
       this.deadNode(this.deadHeader, ++restarts);
+      const found = this.descendPinned(key);
+      if (found >= 0) return found;
     }
   }
 
   /**
    * One descent from the root: the leaf with exactly `key`, 0 when absent, -1 when a dead
    * block was met (its header left in deadHeader; the caller restarts). The hot path of
-   * every lookup and grab: node types are dispatched inline (N256 and N4/16/32 first, the
-   * shapes of the upper and lower levels), header checks are one compare each.
+   * every lookup and grab, written for TurboFan: layout numbers are literals (`Lay`), the
+   * load kind is read once, N256 and N4/16/32 are dispatched inline. Inner nodes store
+   * their whole prefix (pessimistic path compression) and every branch byte matched, so at
+   * the leaf only the key bytes past the depth reached are compared.
    */
-  private descendPinned(key: Uint8Array, keyLen: number): number {
+  private descendPinned(key: Uint8Array): number {
+    const plain = PLAIN_LOADS_ARE_ACQUIRE;
     const i32 = this.arena.i32;
     const u8 = this.arena.u8;
-    let node = loadWord(i32, H_ROOT);
+    const keyLen = key.length;
+    let node = plain ? i32[Hw.ROOT] : Atomics.load(i32, Hw.ROOT);
     let depth = 0;
     while (node !== 0) {
       const hdr = i32[node];
       const type = (hdr >>> 8) & 15;
       // isLive(hdr), inline (a read past this thread's view yields undefined: also dead).
-      if ((hdr & 0xff) !== NODE_MAGIC || type < LEAF || type > N256) {
+      if ((hdr & 0xff) !== Lay.NODE_MAGIC || type < Lay.LEAF || type > Lay.N256) {
         this.deadHeader = hdr;
         return -1;
       }
-      if (type === LEAF) {
-        if (countOf(hdr) !== keyLen) return 0;
-        return this.leafKeyEquals(i32, u8, node, key) ? node : 0;
+      if (type === Lay.LEAF) {
+        if (((hdr >>> 12) & 0x1fff) !== keyLen) return 0;
+        return leafTailEquals(i32, u8, node, key, depth) ? node : 0;
       }
-      const plen = i32[node + W_PREFIX_LEN];
+      const plen = i32[node + Lay.W_PREFIX_LEN];
       if (plen !== 0) {
         if (depth + plen > keyLen) return 0;
-        const pb = (node + INNER_HEADER_WORDS) << 2;
+        const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
         for (let i = 0; i < plen; i++) if (u8[pb + i] !== key[depth + i]) return 0;
         depth += plen;
       }
       if (depth === keyLen) {
-        node = loadWord(i32, node + W_END_LEAF);
+        node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
         continue;
       }
-      const body = node + INNER_HEADER_WORDS + ((plen + 3) >> 2);
+      const body = node + Lay.INNER_HEADER_WORDS + ((plen + 3) >> 2);
       const b = key[depth++];
-      node = type === N256 ? loadWord(i32, body + b) : findChild(i32, u8, hdr, body, b);
+      if (type === Lay.N256) node = plain ? i32[body + b] : Atomics.load(i32, body + b);
+      else if (type === Lay.N48) {
+        const iw = plain ? i32[body + (b >> 2)] : Atomics.load(i32, body + (b >> 2));
+        const slot = (iw >>> ((b & 3) << 3)) & 0xff;
+        node = slot === 0 ? 0 : plain ? i32[body + 63 + slot] : Atomics.load(i32, body + 63 + slot);
+      } else node = findChildSmall(i32, u8, hdr, type, body, b, plain);
     }
     return 0;
-  }
-
-  /** Leaf key == key (lengths already equal): 4 bytes per step against the leaf's words. */
-  private leafKeyEquals(i32: Int32Array, u8: Uint8Array, leaf: number, key: Uint8Array): boolean {
-    const keyLen = key.length;
-    const kw = leaf + LEAF_HEADER_WORDS;
-    let i = 0;
-    if (LITTLE_ENDIAN) {
-      for (; i + 4 <= keyLen; i += 4) {
-        if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return false;
-      }
-    }
-    const kb = kw << 2;
-    for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return false;
-    return true;
   }
 
   /** A reader met a block that is no live node: refresh views (growth) or count it, then restart. */
@@ -1189,6 +1191,58 @@ export class RadixTree {
     const count = this.count();
     return count === 0 ? 0 : (this.arena.liveWords() * 4) / count;
   }
+}
+
+/**
+ * Child of an N4/N16/N32 for branch byte `b`, or 0 (nodes.ts findChild, with literals and
+ * the load kind passed in: the descent's copy). Four key bytes per step: the lowest zero
+ * byte of (word ^ b repeated) is the first match (Mycroft's has-zero-byte test; borrows only
+ * ever mark bytes above a true zero). The sorted key bytes are immutable once published.
+ */
+function findChildSmall(i32: Int32Array, u8: Uint8Array, hdr: number, type: number, body: number, b: number, plain: boolean): number {
+  const count = (hdr >>> 12) & 0x1fff;
+  const capWords = type === Lay.N4 ? 1 : type === Lay.N16 ? 4 : 8;
+  if (LITTLE_ENDIAN) {
+    const rep = Math.imul(b, 0x01010101);
+    const words = (count + 3) >> 2;
+    for (let w = 0; w < words; w++) {
+      const x = i32[body + w] ^ rep;
+      const m = (x - 0x01010101) & ~x & 0x80808080;
+      if (m !== 0) {
+        const i = (w << 2) + ((31 - Math.clz32(m & -m)) >> 3);
+        if (i >= count) return 0;
+        return plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
+      }
+    }
+    return 0;
+  }
+  const kb = body << 2;
+  for (let i = 0; i < count; i++) {
+    const k = u8[kb + i];
+    if (k === b) return plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
+    if (k > b) return 0;
+  }
+  return 0;
+}
+
+/**
+ * Leaf key bytes [from, key.length) == key's (lengths already equal; the descent matched the
+ * bytes before `from`). A leaf's key is immutable once published: plain loads. Aligned
+ * stretches compare four bytes per step against the leaf's words.
+ */
+function leafTailEquals(i32: Int32Array, u8: Uint8Array, leaf: number, key: Uint8Array, from: number): boolean {
+  const keyLen = key.length;
+  const kw = leaf + Lay.LEAF_HEADER_WORDS;
+  const kb = kw << 2;
+  let i = from;
+  if (LITTLE_ENDIAN) {
+    for (; (i & 3) !== 0 && i < keyLen; i++) if (u8[kb + i] !== key[i]) return false;
+    for (; i + 4 <= keyLen; i += 4) {
+      if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return false;
+    }
+  }
+  for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return false;
+  return true;
 }
 
 /** memcmp order, shorter prefix first: compare arena bytes u8[kb..kb+len) with `key`. */
