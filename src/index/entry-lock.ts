@@ -27,8 +27,13 @@
  *     next unlock passes the baton on to the rest of the queue (a spurious wakeOne costs
  *     one wait-table probe). deleteLocked and placeholder removal wake ALL waiters: they
  *     must look the key up again.
- *   - Sleeps are bounded (WAIT_SLICE_MS) and re-check; a timed-out sleep that finds the
- *     entry free counts in tree.stats().lostWakeups, which tests assert stays 0.
+ *   - An unlock or delete that finds WAITERS set clears LOCKED (sets DELETED) and dequeues
+ *     the waiter(s) in one hold of the wait-table slot mutex (releaseEntry -> wakeWhen).
+ *   - Sleeps are bounded (WAIT_SLICE_MS) and re-check. A timed-out sleep checks the entry
+ *     under that slot mutex right after dequeuing itself (noteTimeoutLocked); if the entry is
+ *     free or gone and no baton of its slot is out (a woken exclusive waiter that has not yet
+ *     taken the lock, re-armed WAITERS or passed the wake on: grab returns it), a wake-up was
+ *     lost and tree.stats().lostWakeups counts it; tests assert it stays 0.
  *   - The epoch pin covers only the lookup and the CAS; nobody sleeps pinned. A held lock
  *     keeps its leaf alive without a pin (only the holder can remove it).
  *   - Lock order: entry lock, then treeLock. Self-deadlock: a blocking grab of an entry whose
@@ -88,6 +93,8 @@ export interface GrabOptions {
 export const ENTRY_LOCK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-lock');
 /** DAXSTORE_TEST_BREAK=entry-wake: waiters never set WAITERS, so unlock and delete wake nobody (wake-up tests go red). */
 export const ENTRY_WAKE_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-wake');
+/** DAXSTORE_TEST_BREAK=baton-uncounted: the lost-wake-up check ignores batons out (counts a wake-up still in flight as lost). */
+export const BATON_UNCOUNTED = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('baton-uncounted');
 export const WAIT_SLICE_MS = 250;
 
 const TWO_32 = 2 ** 32;
@@ -192,15 +199,20 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   }
 }
 
+/** Wait key whose wake-up a cancelled registration had already received (it holds that baton), or -1. Per thread. */
+let cancelWokenKey = -1;
+
 /** Register as a waiter for the busy entry, then set WAITERS if it is still locked. Caller pinned. */
 function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waiter | undefined {
   const leaf = busyLeaf;
-  const waiter = tree.waitTable.prepare(waitKey(tree.treeId, busyKey), mode);
+  const wk = waitKey(tree.treeId, busyKey);
+  const waiter = tree.waitTable.prepare(wk, mode);
   const i32 = tree.arena.i32;
   let e = Atomics.load(i32, leaf + W_ENTRY);
   for (;;) {
     if ((e & DELETED) !== 0 || (e & LOCKED) === 0) {
-      tree.waitTable.cancel(waiter);
+      // A wake-up that reached us meanwhile is a baton (exclusive): the caller must take it on.
+      if (tree.waitTable.cancel(waiter) && mode === 'exclusive') cancelWokenKey = wk;
       return undefined;
     }
     if ((e & WAITERS) !== 0 || ENTRY_WAKE_BROKEN) return waiter;
@@ -212,17 +224,24 @@ function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waite
 
 /** A woken waiter that will not take the entry (order-9 fall back) hands the wake-up on. */
 function passBaton(tree: RadixTree, key: Uint8Array, waited: boolean): undefined {
-  if (waited) tree.waitTable.wakeOne(waitKey(tree.treeId, key));
+  if (waited) tree.waitTable.wakeWhen(waitKey(tree.treeId, key), false, () => true);
   return undefined;
 }
 
-/** After a timed-out sleep: if the entry is free (or gone), the wake-up was lost. */
-function noteTimeout(tree: RadixTree, key: Uint8Array): void {
+/**
+ * A sleep timed out: runs under the wait-table slot mutex (WaitTable.wait's onTimeout), so an
+ * unlock is either wholly before (it would have dequeued and woken a waiter: this one, or one
+ * holding a baton) or wholly after. The entry free (or gone) with no baton out means a wake-up
+ * was lost.
+ */
+function noteTimeoutLocked(tree: RadixTree, key: Uint8Array, wk: number): void {
   tree.epoch.pin();
   try {
     const leaf = tree.findLeafPinned(key);
     const e = leaf === 0 ? DELETED : Atomics.load(tree.arena.i32, leaf + W_ENTRY);
-    if ((e & DELETED) !== 0 || (e & LOCKED) === 0) Atomics.add(tree.arena.i32, H_STAT_LOST_WAKEUPS, 1);
+    if (((e & DELETED) !== 0 || (e & LOCKED) === 0) && (BATON_UNCOUNTED || tree.waitTable.batonsInFlight(wk) === 0)) {
+      Atomics.add(tree.arena.i32, H_STAT_LOST_WAKEUPS, 1);
+    }
   } finally {
     tree.epoch.unpin();
   }
@@ -265,16 +284,31 @@ export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): Entr
     if (ref !== undefined) return ref;
   }
   let waited = false;
-  for (;;) {
-    const attempt = roundPinned(tree, key, order, waited, 'sync');
-    const waiter = preparedWaiter;
-    if (attempt === FALLBACK) return passBaton(tree, key, waited);
-    if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
-    if (attempt !== BUSY) return attempt;
-    const keyOfEntry = busyKey;
-    Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
-    waited = true;
-    if (tree.waitTable.wait(waiter!, WAIT_SLICE_MS) === 'timed-out') noteTimeout(tree, keyOfEntry);
+  let baton = -1; // wait key of the baton this thread holds (it was woken), or -1
+  try {
+    for (;;) {
+      cancelWokenKey = -1;
+      const attempt = roundPinned(tree, key, order, waited, 'sync');
+      const waiter = preparedWaiter;
+      if (cancelWokenKey >= 0) {
+        if (baton >= 0) tree.waitTable.returnBaton(baton);
+        baton = cancelWokenKey;
+        waited = true;
+      }
+      if (attempt === FALLBACK) return passBaton(tree, key, waited);
+      if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
+      if (attempt !== BUSY) return attempt;
+      // WAITERS is set on the busy entry: its unlock wakes the queue, so the baton is back.
+      if (baton >= 0) tree.waitTable.returnBaton(baton);
+      baton = -1;
+      const keyOfEntry = busyKey;
+      const wk = waiter!.key;
+      Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
+      waited = true;
+      if (tree.waitTable.wait(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk)) === 'woken') baton = wk;
+    }
+  } finally {
+    if (baton >= 0) tree.waitTable.returnBaton(baton);
   }
 }
 
@@ -284,16 +318,30 @@ export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOpt
   checkKey(key, 'grabAsync');
   checkOrder(key, order, 'grabAsync');
   let waited = false;
-  for (;;) {
-    const attempt = roundPinned(tree, key, order, waited, 'async');
-    const waiter = preparedWaiter;
-    if (attempt === FALLBACK) return passBaton(tree, key, waited);
-    if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
-    if (attempt !== BUSY) return attempt;
-    const keyOfEntry = busyKey;
-    Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
-    waited = true;
-    if ((await tree.waitTable.waitAsync(waiter!, WAIT_SLICE_MS)) === 'timed-out') noteTimeout(tree, keyOfEntry);
+  let baton = -1;
+  try {
+    for (;;) {
+      cancelWokenKey = -1;
+      const attempt = roundPinned(tree, key, order, waited, 'async');
+      const waiter = preparedWaiter;
+      if (cancelWokenKey >= 0) {
+        if (baton >= 0) tree.waitTable.returnBaton(baton);
+        baton = cancelWokenKey;
+        waited = true;
+      }
+      if (attempt === FALLBACK) return passBaton(tree, key, waited);
+      if (attempt === RETRY || (attempt === BUSY && waiter === undefined)) continue;
+      if (attempt !== BUSY) return attempt;
+      if (baton >= 0) tree.waitTable.returnBaton(baton);
+      baton = -1;
+      const keyOfEntry = busyKey;
+      const wk = waiter!.key;
+      Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
+      waited = true;
+      if ((await tree.waitTable.waitAsync(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk))) === 'woken') baton = wk;
+    }
+  } finally {
+    if (baton >= 0) tree.waitTable.returnBaton(baton);
   }
 }
 
@@ -332,15 +380,28 @@ function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
 export function unlock(tree: RadixTree, ref: EntryRef): void {
   const e0 = checkHeld(tree, ref, 'unlock');
   if ((e0 & Ew.STATE_MASK) === Ew.STATE_EMPTY << Ew.STATE_SHIFT) return deleteLocked(tree, ref);
+  releaseEntry(tree, ref, e0, 0, false);
+}
+
+/**
+ * Clear LOCKED (and OWNER, WAITERS; set `extra`: DELETED for a delete) in a held entry word
+ * seen as `e`. Without WAITERS this is one CAS. With WAITERS (or when the CAS fails: a waiter
+ * may just have set it) the change is made inside waitTable.wakeWhen, under the slot mutex,
+ * and wakes one waiter (all waiters when `all`): a waiter timing out at that moment is
+ * ordered before or after it (wait-table.ts), so it is never counted as a lost wake-up.
+ */
+function releaseEntry(tree: RadixTree, ref: EntryRef, e: number, extra: number, all: boolean): void {
   const i32 = tree.arena.i32;
   const at = ref.leaf + Lay.W_ENTRY;
-  let e = e0;
-  for (;;) {
-    const seen = Atomics.compareExchange(i32, at, e, e & ~(Ew.LOCKED | Ew.WAITERS | Ew.OWNER_MASK));
-    if (seen === e) break;
-    e = seen;
-  }
-  if ((e & Ew.WAITERS) !== 0) tree.waitTable.wakeOne(waitKey(tree.treeId, ref.key));
+  if ((e & Ew.WAITERS) === 0 && Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
+  tree.waitTable.wakeWhen(waitKey(tree.treeId, ref.key), all, () => {
+    let seen = Atomics.load(i32, at);
+    for (;;) {
+      const was = Atomics.compareExchange(i32, at, seen, (seen & ~(Ew.LOCKED | Ew.WAITERS | Ew.OWNER_MASK)) | extra);
+      if (was === seen) return (seen & Ew.WAITERS) !== 0;
+      seen = was;
+    }
+  });
 }
 
 /** Store a new value (and state) while holding the lock; lock-free readers see old or new, never a mix (seqlock). */
@@ -373,22 +434,13 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
 /** Remove the held entry from the tree (retired through the epoch) and wake ALL its waiters. */
 export function deleteLocked(tree: RadixTree, ref: EntryRef): void {
   checkHeld(tree, ref, 'deleteLocked');
-  const i32 = tree.arena.i32;
-  let e: number;
   tree.lockTree();
   try {
     tree.removeLeafLocked(ref.leaf, ref.key);
-    e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
-    for (;;) {
-      const seen = Atomics.compareExchange(tree.arena.i32, ref.leaf + W_ENTRY, e, (e & ~(LOCKED | WAITERS | OWNER_MASK)) | DELETED);
-      if (seen === e) break;
-      e = seen;
-    }
+    releaseEntry(tree, ref, Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY), DELETED, true);
   } finally {
     tree.unlockTree();
   }
-  void i32;
-  if ((e & WAITERS) !== 0) tree.waitTable.wakeAll(waitKey(tree.treeId, ref.key));
 }
 
 export function setTagLocked(tree: RadixTree, ref: EntryRef, tag: EntryTag): void {

@@ -21,9 +21,21 @@
  *   word that is no longer ARMED returns at once, so no wake-up between check and sleep is lost.
  * - A waker notifies after dropping the mutex; by then the waiter may have freed and someone
  *   reused the record, so a notify can wake a stranger: waits loop until their word is WOKEN.
+ * - wakeWhen(key, all, release) runs `release` (the entry-lock layer clears LOCKED there) and
+ *   the dequeue under one hold of the slot mutex, and a wait that times out runs its
+ *   onTimeout check under the same mutex right after dequeuing itself. So a timed-out waiter
+ *   sees either the entry still held (the release comes later and wakes someone else) or a
+ *   release that already dequeued it (then it was woken, not timed out): never a release
+ *   that has not yet woken anyone (the false lost-wake-up of issue 3).
+ * - Batons (Q_BATONS, per slot): each exclusive waiter a wakeWhen dequeues is counted until its
+ *   entry-lock caller calls returnBaton (it took the lock, or re-armed WAITERS, or passed the
+ *   wake on). While a baton is out the entry may be free with others still queued, legitimately;
+ *   the lost-wake-up check counts only when no baton of the slot is out.
  *
  * Test-build switches (DAXSTORE_TEST_BREAK, read once at load): wait-arm queues a waiter only
- * when it goes to sleep (the classic lost wake-up), wait-key matches wake-ups by slot only.
+ * when it goes to sleep (the classic lost wake-up), wait-key matches wake-ups by slot only,
+ * timeout-unordered runs a timed-out wait's onTimeout after dropping the slot mutex (the old
+ * order, which let a concurrent unlock be counted as a lost wake-up).
  *
  * Persistence ordering: none (process lifetime only).
  */
@@ -44,6 +56,15 @@ const BREAK = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',');
 export const WAIT_ARM_BROKEN = BREAK.includes('wait-arm');
 /** DAXSTORE_TEST_BREAK=wait-key: wakes match the slot only, not the key, so waiters of colliding keys are mis-woken. */
 export const WAIT_KEY_BROKEN = BREAK.includes('wait-key');
+/** DAXSTORE_TEST_BREAK=timeout-unordered: onTimeout runs after the slot mutex is dropped (false lost wake-ups). */
+export const TIMEOUT_UNORDERED = BREAK.includes('timeout-unordered');
+
+/**
+ * Test hook: called by a wait that timed out, at 'before-dequeue' (its sleep ended, it is still
+ * queued) and 'after-dequeue' (it dequeued itself and dropped the slot mutex). Lets a test put
+ * an unlock exactly at those points, deterministically, in one thread.
+ */
+export const waitTestHooks: { onTimeout: ((stage: 'before-dequeue' | 'after-dequeue') => void) | undefined } = { onTimeout: undefined };
 
 // ---- buffer: Int32 words ----------------------------------------------------------------
 const MAGIC = 0x57414954; // 'WAIT'
@@ -61,6 +82,7 @@ const SLOT_WORDS = 4;
 const Q_MUTEX = 0; // device/spin-lock word
 const Q_HEAD = 1; // first queued record number + 1, 0 = empty
 const Q_TAIL = 2; // last queued record number + 1
+const Q_BATONS = 3; // exclusive waiters woken and not yet returned (returnBaton); changed by Atomics
 // Record r at recordBase + r * RECORD_WORDS.
 const RECORD_WORDS = 8;
 const R_WORD = 0; // the word its waiter sleeps on: ARMED while queued, WOKEN once a waker dequeued it
@@ -180,8 +202,12 @@ export class WaitTable {
     return waiter;
   }
 
-  /** Sleep (Atomics.wait) until woken or timeoutMs passes. Worker threads, or the main thread where blocking is allowed. */
-  wait(waiter: Waiter, timeoutMs = Infinity): WaitResult {
+  /**
+   * Sleep (Atomics.wait) until woken or timeoutMs passes. Worker threads, or the main thread
+   * where blocking is allowed. On a timeout, onTimeout runs under the slot mutex right after
+   * the waiter dequeued itself (ordered against wakeWhen: see the file header).
+   */
+  wait(waiter: Waiter, timeoutMs = Infinity, onTimeout?: () => void): WaitResult {
     this.checkLive(waiter, 'wait');
     if (!waiter.queued) this.enqueue(waiter);
     const word = this.recordWord(waiter.record, R_WORD);
@@ -191,11 +217,11 @@ export class WaitTable {
       if (remaining <= 0) break;
       Atomics.wait(this.words, word, ARMED, remaining === Infinity ? undefined : remaining);
     }
-    return this.finish(waiter);
+    return this.finish(waiter, onTimeout);
   }
 
   /** Wait without blocking the thread (Atomics.waitAsync): for the main thread's async paths. */
-  async waitAsync(waiter: Waiter, timeoutMs = Infinity): Promise<WaitResult> {
+  async waitAsync(waiter: Waiter, timeoutMs = Infinity, onTimeout?: () => void): Promise<WaitResult> {
     this.checkLive(waiter, 'waitAsync');
     if (!waiter.queued) this.enqueue(waiter);
     const word = this.recordWord(waiter.record, R_WORD);
@@ -206,7 +232,7 @@ export class WaitTable {
       const r = Atomics.waitAsync(this.words, word, ARMED, remaining === Infinity ? undefined : remaining);
       if (r.async) await r.value;
     }
-    return this.finish(waiter);
+    return this.finish(waiter, onTimeout);
   }
 
   /**
@@ -237,6 +263,31 @@ export class WaitTable {
     return this.wake(key, true);
   }
 
+  /**
+   * Under the slot mutex: run release(); if it returns true, wake as wakeOne (all false) or
+   * wakeAll (all true) would, in the same mutex hold, and count each exclusive waiter woken
+   * as a baton out (its caller must returnBaton; wakeOne/wakeAll count none). The entry-lock layer clears LOCKED (or
+   * sets DELETED) inside release, which orders it against timed-out waiters (file header).
+   * release must be short and must not take another lock.
+   */
+  wakeWhen(key: number, all: boolean, release: () => boolean): number {
+    checkKey(key, 'wakeWhen');
+    return this.wake(key, all, release, true);
+  }
+
+  /** The caller, an exclusive waiter that was woken, took the lock, re-armed WAITERS or passed the wake on. */
+  returnBaton(key: number): void {
+    checkKey(key, 'returnBaton');
+    const left = Atomics.sub(this.words, this.slotWord(key, Q_BATONS), 1) - 1;
+    assert(left >= 0, () => `wait table: baton returned for key ${key} that nobody held`);
+  }
+
+  /** Woken exclusive waiters of key's slot that have not returned their baton (may include other keys of the slot). */
+  batonsInFlight(key: number): number {
+    checkKey(key, 'batonsInFlight');
+    return Atomics.load(this.words, this.slotWord(key, Q_BATONS));
+  }
+
   /** True when some waiter is queued for key right now (lets an unlocker keep a WAITERS bit honest). */
   hasWaiters(key: number): boolean {
     checkKey(key, 'hasWaiters');
@@ -249,6 +300,13 @@ export class WaitTable {
     }
     unlockWord(w, slot + Q_MUTEX);
     return found;
+  }
+
+  /** Batons out over all slots (tests check it is back to 0). */
+  batonsTotal(): number {
+    let batons = 0;
+    for (let slot = 0; slot < this.slots; slot++) batons += Atomics.load(this.words, HEADER_WORDS + slot * SLOT_WORDS + Q_BATONS);
+    return batons;
   }
 
   stats(): { waiting: number; woken: number; timedOut: number } {
@@ -275,19 +333,26 @@ export class WaitTable {
     waiter.queued = true;
   }
 
-  private wake(key: number, all: boolean): number {
+  private wake(key: number, all: boolean, release?: () => boolean, batons = false): number {
     const w = this.words;
     const slot = this.slotWord(key, 0);
     const woken: number[] = [];
-    let exclusiveWoken = false;
+    let exclusiveWoken = 0;
     lockWord(w, slot + Q_MUTEX);
     let prev = 0;
-    for (let r = w[slot + Q_HEAD]; r !== 0; ) {
+    let go = true;
+    try {
+      if (release !== undefined) go = release();
+    } catch (err) {
+      unlockWord(w, slot + Q_MUTEX);
+      throw err;
+    }
+    for (let r = go ? w[slot + Q_HEAD] : 0; r !== 0; ) {
       const at = this.recordWord(r - 1, 0);
       const next = w[at + R_NEXT];
       const exclusive = w[at + R_MODE] === MODE_EXCLUSIVE;
-      if ((WAIT_KEY_BROKEN || this.recordHasKey(r - 1, key)) && (all || !exclusive || !exclusiveWoken)) {
-        if (exclusive) exclusiveWoken = true;
+      if ((WAIT_KEY_BROKEN || this.recordHasKey(r - 1, key)) && (all || !exclusive || exclusiveWoken === 0)) {
+        if (exclusive) exclusiveWoken++;
         this.unlinkLocked(slot, prev, r);
         Atomics.store(w, at + R_WORD, WOKEN); // under the mutex: see the invariant on R_WORD
         woken.push(at + R_WORD);
@@ -296,6 +361,7 @@ export class WaitTable {
       }
       r = next;
     }
+    if (batons && exclusiveWoken > 0) Atomics.add(w, slot + Q_BATONS, exclusiveWoken);
     unlockWord(w, slot + Q_MUTEX);
     // After the mutex: the record may already be reused; a stray notify is a spurious wake-up.
     for (const word of woken) Atomics.notify(w, word, 1);
@@ -307,15 +373,25 @@ export class WaitTable {
   }
 
   /** A wait ended: if still queued it timed out (dequeue under the mutex decides the race with a waker). */
-  private finish(waiter: Waiter): WaitResult {
-    const stillQueued = Atomics.load(this.words, this.recordWord(waiter.record, R_WORD)) === ARMED && this.dequeueSelf(waiter);
-    if (stillQueued) Atomics.add(this.words, H_TIMED_OUT, 1);
+  private finish(waiter: Waiter, onTimeout?: () => void): WaitResult {
+    const hook = waitTestHooks.onTimeout;
+    const armed = Atomics.load(this.words, this.recordWord(waiter.record, R_WORD)) === ARMED;
+    if (armed && hook !== undefined) hook('before-dequeue');
+    const stillQueued = armed && this.dequeueSelf(waiter, TIMEOUT_UNORDERED ? undefined : onTimeout);
+    if (stillQueued) {
+      Atomics.add(this.words, H_TIMED_OUT, 1);
+      if (hook !== undefined) hook('after-dequeue');
+      if (TIMEOUT_UNORDERED && onTimeout !== undefined) onTimeout();
+    }
     this.release(waiter);
     return stillQueued ? 'timed-out' : 'woken';
   }
 
-  /** Remove the waiter's record from its queue if no waker took it first. True when this call dequeued it. */
-  private dequeueSelf(waiter: Waiter): boolean {
+  /**
+   * Remove the waiter's record from its queue if no waker took it first. True when this call
+   * dequeued it; then onTimeout runs before the slot mutex is dropped.
+   */
+  private dequeueSelf(waiter: Waiter, onTimeout?: () => void): boolean {
     const w = this.words;
     const slot = this.slotWord(waiter.key, 0);
     const target = waiter.record + 1;
@@ -332,7 +408,11 @@ export class WaitTable {
     }
     assert(r === target, () => `wait table: armed waiter record ${waiter.record} (key ${waiter.key}) missing from its slot queue`);
     this.unlinkLocked(slot, prev, r);
-    unlockWord(w, slot + Q_MUTEX);
+    try {
+      if (onTimeout !== undefined) onTimeout();
+    } finally {
+      unlockWord(w, slot + Q_MUTEX);
+    }
     Atomics.sub(w, H_WAITING, 1);
     return true;
   }

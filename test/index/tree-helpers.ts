@@ -52,6 +52,7 @@ export function expectBaseline(tree: RadixTree, epoch: EpochDomain): void {
   expect(tree.stats().liveBytes).toBe(HEADER_WORDS * 4);
   expect(epoch.stats().limbo[RETIRE_ARENA_NODE]).toBe(0);
   expect(tree.waitTable.stats().waiting).toBe(0);
+  expect(tree.waitTable.batonsTotal()).toBe(0);
   expect(tree.stats().poisonHits).toBe(0);
   expect(tree.stats().lostWakeups).toBe(0);
 }
