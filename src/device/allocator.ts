@@ -149,6 +149,11 @@ export class Allocator {
     return Atomics.load(this.control, CLOSED) !== 0;
   }
 
+  /** Blocks poisoned so far (never decreases). A reader that sees 0 may skip per-block poison checks. */
+  get poisonedBlocks(): number {
+    return Atomics.load(this.control, POISONED);
+  }
+
   markClosed(): void {
     Atomics.store(this.control, CLOSED, 1);
   }

@@ -194,6 +194,11 @@ export class Device {
     this.allocator.poison(block);
   }
 
+  /** How many blocks are poisoned (one load): hot read paths check blocks only when it is not 0. */
+  get poisonedBlocks(): number {
+    return this.allocator.poisonedBlocks;
+  }
+
   isPoisoned(block: number): boolean {
     this.checkBlock(block, 'isPoisoned');
     return this.allocator.isPoisoned(block);
