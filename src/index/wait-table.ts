@@ -353,6 +353,9 @@ export class WaitTable {
       const exclusive = w[at + R_MODE] === MODE_EXCLUSIVE;
       if ((WAIT_KEY_BROKEN || this.recordHasKey(r - 1, key)) && (all || !exclusive || exclusiveWoken === 0)) {
         if (exclusive) exclusiveWoken++;
+        // Count the baton before the word turns WOKEN: the waiter may see it at once (its wait
+        // polls the word) and return the baton before this wake even drops the mutex.
+        if (exclusive && batons) Atomics.add(w, slot + Q_BATONS, 1);
         this.unlinkLocked(slot, prev, r);
         Atomics.store(w, at + R_WORD, WOKEN); // under the mutex: see the invariant on R_WORD
         woken.push(at + R_WORD);
@@ -361,7 +364,6 @@ export class WaitTable {
       }
       r = next;
     }
-    if (batons && exclusiveWoken > 0) Atomics.add(w, slot + Q_BATONS, exclusiveWoken);
     unlockWord(w, slot + Q_MUTEX);
     // After the mutex: the record may already be reused; a stray notify is a spurious wake-up.
     for (const word of woken) Atomics.notify(w, word, 1);
