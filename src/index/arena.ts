@@ -50,7 +50,7 @@ export const H_STAT_LOST_WAKEUPS = 10; // timed-out waits that found the entry f
 export const H_STAT_WAITS = 11; // sleeps on an entry lock
 export const H_STAT_RECLAIMED = 12; // blocks freed by the reclaimer
 export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
-export const NUM_CLASSES = 112;
+export const NUM_CLASSES = 133; // sizeClassOf of the largest block an arena can hold (2^30 words) is 132
 export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;
 
 export const ARENA_MAGIC = 0x41525431; // 'ART1'
@@ -63,20 +63,24 @@ export const POISON_WORD = 0xdeadbeef | 0;
 const MAX_ARENA_BYTES = 4 * 1024 * 1024 * 1024 - 4096;
 
 /**
- * Size class of a block of `words` words: 2-word steps up to 64 words (leaves: a 17-byte
- * key-value key is a 9-word leaf, 10 words here instead of 12), 4-word steps up to 320,
- * then powers of two. A free block needs 2 words (freed header, next link).
+ * Size class of a block of `words` words: one-word steps up to 32 words (every leaf of a key
+ * up to 112 bytes, and N4 nodes, take exactly their size: a kv leaf, 17-byte key, is 9 words;
+ * 2-word steps had rounded it to 10, 4 of its 40 bytes), 2-word steps up to 64, 4-word steps
+ * up to 320 (N16/N32/N48/N256 with short prefixes), then powers of two. A free block needs
+ * 2 words (freed header, next link).
  */
 export function sizeClassOf(words: number): number {
-  if (words <= 64) return words <= 2 ? 0 : ((words + 1) >> 1) - 1;
-  if (words <= 320) return 32 + ((words - 64 + 3) >> 2) - 1;
-  return 96 + (32 - Math.clz32(words - 1)) - 9;
+  if (words <= 32) return words <= 2 ? 0 : words - 2;
+  if (words <= 64) return 31 + ((words - 33) >> 1);
+  if (words <= 320) return 47 + ((words - 65) >> 2);
+  return 111 + (32 - Math.clz32(words - 1)) - 9;
 }
 
 export function classWords(cls: number): number {
-  if (cls < 32) return (cls + 1) << 1;
-  if (cls < 96) return 64 + ((cls - 31) << 2);
-  return 1 << (cls - 96 + 9);
+  if (cls < 31) return cls + 2;
+  if (cls < 47) return 34 + ((cls - 31) << 1);
+  if (cls < 111) return 68 + ((cls - 47) << 2);
+  return 1 << (cls - 111 + 9);
 }
 
 export interface ArenaOptions {
