@@ -125,6 +125,7 @@ const MAX_WRITERS = 256;
 const SHARED_BYTES = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS;
 const GROUP_COMMIT_MS = 2;
 const SCAN_BATCH = 128;
+const COPY_SLAB_BYTES = 8192;
 const LOWEST = Uint8Array.of(KV_KEY_PREFIX);
 const BEYOND = Uint8Array.of(KV_KEY_PREFIX + 1);
 
@@ -148,6 +149,13 @@ export class KvStore {
   private readonly putScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
   private readonly putViews: Uint8Array[] = [];
   private isClosed = false;
+  /**
+   * get()'s copies of small values are carved from this slab, like Buffer.allocUnsafe's pool
+   * but with ONE typed-array view per copy (allocUnsafe makes a Buffer view, and a plain
+   * Uint8Array needs a second). A copy the caller keeps keeps its slab (8 KiB) alive.
+   */
+  private copySlab = new Uint8Array(COPY_SLAB_BYTES);
+  private copySlabUsed = 0;
   private readonly reaper: LargeObjectReaper;
   /** What open found about large-value objects (opener only). */
   largeValuesAtOpen: OrphanReport | undefined;
@@ -267,9 +275,21 @@ export class KvStore {
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + length, op);
     if (u32[w] >>> 24 !== 0) return copyLargePinned(this.space, largeRefAt(this.views, at)!, op);
-    const out = Buffer.allocUnsafe(length);
-    this.views.buf.copy(out, 0, start, start + length);
-    return new Uint8Array(out.buffer, out.byteOffset, length); // a plain Uint8Array, as documented
+    if (length > COPY_SLAB_BYTES / 8) {
+      const out = new Uint8Array(length);
+      this.views.buf.copy(out, 0, start, start + length);
+      return out;
+    }
+    if (this.copySlabUsed + length > COPY_SLAB_BYTES) this.newCopySlab();
+    const offset = this.copySlabUsed;
+    this.views.buf.copy(this.copySlab, offset, start, start + length);
+    this.copySlabUsed = offset + ((length + 7) & ~7);
+    return new Uint8Array(this.copySlab.buffer, offset, length); // a plain Uint8Array, as documented
+  }
+
+  private newCopySlab(): void {
+    this.copySlab = new Uint8Array(COPY_SLAB_BYTES);
+    this.copySlabUsed = 0;
   }
 
   /** A view of the value: over the record, or over a large value's object pages (a copy when they are not one page run). */
