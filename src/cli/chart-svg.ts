@@ -33,8 +33,8 @@ export function locksChartSvg(title: string, rows: readonly LocksRow[]): string 
   const roles = [...new Set(rows.map((r) => r.role))];
   [...new Set(rows.map((r) => r.entryBytes))].forEach((entryBytes, panel) => {
     const name = entryBytes >= 2 ** 20 ? `${entryBytes / 2 ** 20} MiB` : `${entryBytes / 1024} KiB`;
-    const value = (g: number, s: string): number => rows.find((r) => r.entryBytes === entryBytes && r.role === roles[g] && r.path === s)?.opsPerSec ?? 0;
-    parts.push(...bars(20 + panel * 360, 50, 320, 210, `${name} entries: ops/s per role (log)`, roles, paths, value, true));
+    const value = (g: number, s: string): number => rows.find((r) => r.entryBytes === entryBytes && r.role === roles[g] && r.path === s)?.workOpsPerSec ?? 0;
+    parts.push(...bars(20 + panel * 360, 50, 320, 210, `${name} entries: work ops/s per role (log)`, roles, paths, value, true));
   });
   paths.forEach((s, i) => parts.push(`<rect x="${W - 200 + i * 95}" y="26" width="10" height="10" fill="${COLORS[s]}"/><text x="${W - 186 + i * 95}" y="35">${s}</text>`));
   parts.push('</svg>');
