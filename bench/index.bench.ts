@@ -11,6 +11,11 @@
  *               Atomics.compareExchange (lock, unlock) on one shared word
  *   bytes/key   arena bytes in use (nodes + leaves, size-class rounding included) / keys
  * Targets (issue 3): lookup <= 2x Map.get; scan <= 2x array; grab+unlock <= 3x two CAS; < 48 B/key.
+ *
+ * On a shared, loaded machine the load changes between tinybench's tasks (each runs for
+ * 500 ms in turn), so each pair is also measured interleaved: 41 rounds, each timing BATCH
+ * operations of the task and then BATCH of its peer (order alternating), and the median of
+ * the per-round ratios is printed. Same operations, same peer; only the timing is adjacent.
  */
 import os from 'node:os';
 import { Bench } from 'tinybench';
@@ -39,6 +44,29 @@ function randomKeys(n: number, seed: number): Uint8Array[] {
   return keys;
 }
 
+/** Median over rounds of (ns of a) / (ns of b), each round timing a and b back to back (order alternating). */
+function interleaved(a: () => void, b: () => void, rounds = 41): { ratio: number; aNs: number; bNs: number } {
+  const ratios: number[] = [];
+  const as: number[] = [];
+  const bs: number[] = [];
+  const time = (f: () => void): number => {
+    const t0 = performance.now();
+    f();
+    return ((performance.now() - t0) * 1e6) / BATCH;
+  };
+  for (let r = 0; r < rounds; r++) {
+    let ta: number;
+    let tb: number;
+    if (r % 2 === 0) ((ta = time(a)), (tb = time(b)));
+    else ((tb = time(b)), (ta = time(a)));
+    ratios.push(ta / tb);
+    as.push(ta);
+    bs.push(tb);
+  }
+  const median = (x: number[]): number => x.sort((p, q) => p - q)[x.length >> 1];
+  return { ratio: median(ratios), aNs: median(as), bNs: median(bs) };
+}
+
 function nsPer(bench: Bench, name: string, perSample: number): number {
   const r = bench.getTask(name)?.result;
   if (r === undefined || !('latency' in r)) throw new Error(`bench task ${name} did not complete`);
@@ -64,26 +92,37 @@ async function main(): Promise<void> {
 
   let cursor = 0;
   let sink = 0;
+  const lookupBatch = (): void => {
+    epoch.pin();
+    let c = cursor;
+    for (let i = 0; i < BATCH; i++) {
+      sink += tree.lookupPinned(keys[c])!;
+      if (++c === KEYS) c = 0;
+    }
+    cursor = c;
+    epoch.unpin();
+  };
+  const mapBatch = (): void => {
+    let c = cursor;
+    for (let i = 0; i < BATCH; i++) {
+      sink += map.get(strings[c])!;
+      if (++c === KEYS) c = 0;
+    }
+    cursor = c;
+  };
+  const grabBatch = (): void => {
+    for (let i = 0; i < BATCH; i++) unlock(tree, grab(tree, hot));
+  };
+  const casBatch = (): void => {
+    for (let i = 0; i < BATCH; i++) {
+      Atomics.compareExchange(lockWords, 0, 0, 1);
+      Atomics.compareExchange(lockWords, 0, 1, 0);
+    }
+  };
   const bench = new Bench({ time: 500, warmup: true });
   bench
-    .add('lookup: tree.lookupPinned', () => {
-      epoch.pin();
-      let c = cursor;
-      for (let i = 0; i < BATCH; i++) {
-        sink += tree.lookupPinned(keys[c])!;
-        if (++c === KEYS) c = 0;
-      }
-      cursor = c;
-      epoch.unpin();
-    })
-    .add('lookup: Map.get (latin1 string keys)', () => {
-      let c = cursor;
-      for (let i = 0; i < BATCH; i++) {
-        sink += map.get(strings[c])!;
-        if (++c === KEYS) c = 0;
-      }
-      cursor = c;
-    })
+    .add('lookup: tree.lookupPinned', lookupBatch)
+    .add('lookup: Map.get (latin1 string keys)', mapBatch)
     .add('lookup+pin: tree.lookup', () => {
       let c = cursor;
       for (let i = 0; i < BATCH; i++) {
@@ -102,16 +141,11 @@ async function main(): Promise<void> {
     .add('scan: sorted array', () => {
       for (let i = 0; i < sorted.length; i++) sink += sorted[i].value;
     })
-    .add('grab+unlock (uncontended)', () => {
-      for (let i = 0; i < BATCH; i++) unlock(tree, grab(tree, hot));
-    })
-    .add('two Atomics.compareExchange', () => {
-      for (let i = 0; i < BATCH; i++) {
-        Atomics.compareExchange(lockWords, 0, 0, 1);
-        Atomics.compareExchange(lockWords, 0, 1, 0);
-      }
-    });
+    .add('grab+unlock (uncontended)', grabBatch)
+    .add('two Atomics.compareExchange', casBatch);
   await bench.run();
+  const lookupIl = interleaved(lookupBatch, mapBatch);
+  const grabIl = interleaved(grabBatch, casBatch);
 
   const lookup = nsPer(bench, 'lookup: tree.lookupPinned', BATCH);
   const mapGet = nsPer(bench, 'lookup: Map.get (latin1 string keys)', BATCH);
@@ -128,6 +162,10 @@ async function main(): Promise<void> {
   console.log(row('lookup (pins per call)', lookupPin, 'Map.get (latin1 string)', mapGet, '-'));
   console.log(row('scanPinned per entry', scan, 'sorted array per entry', arr, '<= 2x'));
   console.log(row('grab+unlock', gu, 'two compareExchange', cas, '<= 3x'));
+  const il = (name: string, r: { ratio: number; aNs: number; bNs: number }, peer: string, target: string): string =>
+    `${name.padEnd(26)} ${r.aNs.toFixed(1).padStart(8)} ns   ${peer.padEnd(30)} ${r.bNs.toFixed(1).padStart(8)} ns   ratio ${r.ratio.toFixed(2)}x (target ${target}; interleaved, median of 41 rounds)`;
+  console.log(il('lookupPinned', lookupIl, 'Map.get (latin1 string)', '<= 2x'));
+  console.log(il('grab+unlock', grabIl, 'two compareExchange', '<= 3x'));
   console.log(`index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B`);
   if (sink === -1) console.log(sink);
 }
