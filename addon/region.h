@@ -43,7 +43,8 @@ struct Region {
 // The live region with this id, or nullptr. Caller must hold the region's buffer.
 const Region* FindRegion(uint32_t id);
 
-// JsOpenRegion(path, create, sizeBytes, alignment, isDevDax, flushMethod /* -1 auto */)
+// JsOpenRegion(path, create, sizeBytes, alignment, isDevDax, flushMethod /* -1 auto */,
+//              privateCopy /* optional: MAP_PRIVATE over an O_RDONLY fd, stores never reach the file */)
 //   -> { regionId, buffer, kind, flushMethod, mapSync, sizeBytes, alignment }
 Napi::Value JsOpenRegion(const Napi::CallbackInfo& info);
 // JsCloseRegion(regionId) -> boolean (false if already closed): unlock + close fd.

@@ -21,6 +21,8 @@
  *   - file (page cache): flush = msync(MS_SYNC) of the covering pages; drain = fence only.
  *   - The mapping outlives close() until the buffer is collected; it is never unmapped
  *     under a thread that still holds the buffer.
+ *   - privateCopy (read-only tools): MAP_PRIVATE, so stores, flushes and msyncs stay in
+ *     this process's copy-on-write pages and nothing is ever persisted to the file.
  */
 import fs from 'node:fs';
 import { DaxError } from '../errors.js';
