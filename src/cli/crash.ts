@@ -520,10 +520,20 @@ export interface SelfTestResult { testBreak: string; plants: string; workload: s
 
 /** One child per switch (at most one per CPU at a time), each stopping at its first violation. */
 async function selfTest(o: CrashOptions, seed: number): Promise<{ results: SelfTestResult[]; ok: boolean }> {
+  // the violating images each child saves: under --out when given, else in a directory removed at the end
+  const scratch = o.out === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'daxstore-self-test-')) : undefined;
+  try {
+    return await selfTestIn(o, seed, o.out ?? scratch!);
+  } finally {
+    if (scratch !== undefined) fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function selfTestIn(o: CrashOptions, seed: number, outDir: string): Promise<{ results: SelfTestResult[]; ok: boolean }> {
   const main = new URL('./main.js', import.meta.url).pathname;
   const runOne = (name: SelfTestBreak): Promise<SelfTestResult> => {
     const workload = WORKLOAD_OF[name] ?? o.workload;
-    const args = [main, 'crash', '--json', '--no-progress', '--stop-at-first', ...(o.recoveryCrash === false ? ['--no-recovery-crash'] : []), '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, ...(o.out === undefined ? [] : ['--out', path.join(o.out, name)])];
+    const args = [main, 'crash', '--json', '--no-progress', '--stop-at-first', ...(o.recoveryCrash === false ? ['--no-recovery-crash'] : []), '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, '--out', path.join(outDir, name)];
     const start = performance.now();
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, args, { env: { ...process.env, DAXSTORE_TEST_BREAK: BREAK_ENV[name] ?? name }, stdio: ['ignore', 'pipe', 'ignore'] });

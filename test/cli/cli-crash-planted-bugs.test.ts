@@ -9,18 +9,23 @@
  * --no-recovery-crash: crashes inside recovery find a known superblock bug (see
  * cli-crash-recovery.test.ts) that would make the clean run red for some seeds.
  */
-import { describe, expect, it } from 'vitest';
-import { cliAsync } from './run-cli.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cliAsync, tempDir } from './run-cli.js';
 
 const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
 const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash-planted-bugs.test.ts`;
 const args = ['crash', '--workload', 'kv-compact', '--ops', '9', '--images', '4', '--seed', String(seed), '--json', '--no-progress', '--no-recovery-crash'];
 const stopAtFirst = [...args, '--stop-at-first'];
+const dir = tempDir(); // each run saves its violating image under its own --out: parallel-safe, removed after
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 interface Report { violations: Array<{ kind: string; detail: string }> }
 
 async function run(testBreak?: string): Promise<{ status: number | null; report: Report; raw: string }> {
-  const r = await cliAsync(testBreak === undefined ? args : stopAtFirst, testBreak === undefined ? {} : { DAXSTORE_TEST_BREAK: testBreak });
+  const out = ['--out', path.join(dir, testBreak ?? 'clean')];
+  const r = await cliAsync([...(testBreak === undefined ? args : stopAtFirst), ...out], testBreak === undefined ? {} : { DAXSTORE_TEST_BREAK: testBreak });
   return { status: r.status, report: JSON.parse(r.stdout) as Report, raw: `${replayHint}\n${r.stdout.slice(0, 2000)}${r.stderr}` };
 }
 
