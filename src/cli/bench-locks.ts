@@ -170,10 +170,20 @@ function verifyAfter(space: DaxSpace, lockPath: LockPath, pages: number, entryPa
   if (lockPath === 'page-locks' && !new PageLockObject(space, OBJECT_ID + 1, pages, entryPages, pageLocks).allUnlocked()) problems.push('a page lock word is still held');
   const id = lockPath === 'entry-locks' ? OBJECT_ID : OBJECT_ID + 1;
   for (const [key] of space.tree.range({ gte: pageKey(id, pages), lt: pageKey(id + 1, 0) })) problems.push(`entry beyond the object's pages: ${Buffer.from(key).toString('hex')}`);
-  for (const [key] of space.tree.range({ gte: pageKey(id, 0), lt: pageKey(id, pages) })) {
+  // The reverse map agrees with the index: a block is owned by the object exactly when an
+  // entry maps it (a fault that installed over another's block leaves an owned, unmapped one).
+  const mapped = new Map<number, number>();
+  for (const [key, value] of space.tree.range({ gte: pageKey(id, 0), lt: pageKey(id, pages) })) {
     const start = Number(Buffer.from(key).readBigUInt64BE(8));
     if (start % entryPages !== 0) problems.push(`entry at page ${start} is not ${entryPages}-page aligned`);
+    mapped.set(Math.floor(value / 4), start);
   }
+  space.device.forEachOwned((block, owner, index) => {
+    if (owner !== id) return;
+    if (mapped.get(block) !== index) problems.push(`block ${block} is owned by page ${index} but no entry maps it there`);
+    mapped.delete(block);
+  });
+  for (const [block, start] of mapped) problems.push(`page ${start} maps block ${block}, which the owner table does not give it`);
   if (problems.length > 0) throw new DaxError('ECORRUPT', `bench locks (${lockPath}) left ${file} inconsistent: ${problems.slice(0, 3).join('; ')}`);
 }
 

@@ -32,6 +32,10 @@
  * own write path, uncontended here because the page words already serialize).
  */
 import { DaxError, RETIRE_DEVICE_BLOCK, transferOwner, type DaxSpace } from '../index.js';
+import { isBroken } from '../test-break.js';
+
+/** DAXSTORE_TEST_BREAK=bench-page-locks-off: lockRange takes nothing (bench locks' own check must then fail). */
+const PAGE_LOCKS_OFF = isBroken('bench-page-locks-off');
 
 const SIZE_PAGES = 0;
 const RW_LOCK = 1;
@@ -248,10 +252,12 @@ export class PageLockObject {
   }
 
   private lockRange(start: number, n: number): void {
+    if (PAGE_LOCKS_OFF) return;
     for (let i = start; i < start + n; i++) lockWord(this.locks, i);
   }
 
   private unlockRange(start: number, n: number): void {
+    if (PAGE_LOCKS_OFF) return;
     for (let i = start + n - 1; i >= start; i--) unlockWord(this.locks, i);
   }
 }

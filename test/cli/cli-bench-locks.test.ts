@@ -1,8 +1,10 @@
 /**
  * `daxstore bench locks` end to end on a short run: the report has a row per (entry size,
  * path, role), both paths did work in every role, the ratios compare the two paths, and the
- * JSON + SVG land in --out. Speed is not asserted (bench/ measures it); each run also checks
- * itself (locks free, allocator = owner table) and would exit 3 with ECORRUPT otherwise.
+ * JSON + SVG land in --out. Speed is not asserted (bench/ measures it). Each run also checks
+ * itself (locks free, allocator = owner table, owner table = index): with the baseline's page
+ * locks switched off (DAXSTORE_TEST_BREAK=bench-page-locks-off) two faults install over each
+ * other and the run exits 3 with ECORRUPT, so the baseline's locks are doing real work.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,12 +20,12 @@ describe('bench locks', () => {
   it('runs entry locks and the page-lock baseline for 4 KiB and 2 MiB entries, every role doing work', { timeout: 60_000 }, async () => {
     const out = tempDir();
     try {
-      const r = await cliAsync(['bench', 'locks', '--duration', '300ms', '--object-size', '8M', '--size', '128M', '--threads', '3', '--seed', String(seed), '--out', out, '--json']);
+      const r = await cliAsync(['bench', 'locks', '--duration', '300ms', '--object-size', '8M', '--size', '128M', '--threads', '4', '--seed', String(seed), '--out', out, '--json']);
       const hint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-bench-locks.test.ts\n${r.stderr}`;
       expect(r.status, hint).toBe(0);
       const report = JSON.parse(r.stdout) as Report;
       expect(report.config.seed).toBe(seed);
-      expect(report.config.roles).toEqual(['fault', 'memory-failure', 'truncate']);
+      expect(report.config.roles).toEqual(['fault', 'memory-failure', 'truncate', 'fault']);
       for (const entryBytes of [4096, 2 * 2 ** 20]) {
         for (const lockPath of ['entry-locks', 'page-locks']) {
           for (const role of ['fault', 'memory-failure', 'truncate']) {
@@ -44,5 +46,15 @@ describe('bench locks', () => {
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
+  });
+
+  it('with the page-lock baseline locks off, its own consistency check fails (exit 3, ECORRUPT)', { timeout: 60_000 }, async () => {
+    // a race: two faulters must hit one hole together; a 1 s run has always done so here, three tries for margin
+    let last = { status: 0 as number | null, stderr: '' };
+    for (let attempt = 0; attempt < 3 && last.status === 0; attempt++) {
+      last = await cliAsync(['bench', 'locks', '--duration', '1s', '--object-size', '8M', '--size', '128M', '--threads', '4', '--seed', String(seed + attempt), '--json'], { DAXSTORE_TEST_BREAK: 'bench-page-locks-off' });
+    }
+    expect(last.status, last.stderr).toBe(3);
+    expect(last.stderr).toMatch(/^daxstore: ECORRUPT: bench locks \(page-locks\) left .* inconsistent: .*(no entry maps it|does not give it)/);
   });
 });
