@@ -33,6 +33,29 @@ function randomKeys(n: number, seed: number): Buffer[] {
   });
 }
 
+/**
+ * Process CPU time spent in each task's samples (warm-up included), beside tinybench's wall
+ * time: on a machine shared with other work, wall time includes the time this process was
+ * preempted; CPU time does not (it does include every thread of the process: lmdb's too).
+ */
+const cpuMicros = new Map<string, { micros: number; calls: number }>();
+function cpuTimed(name: string, fn: () => void): () => void {
+  const acc = { micros: 0, calls: 0 };
+  cpuMicros.set(name, acc);
+  return () => {
+    const c0 = process.cpuUsage();
+    fn();
+    const d = process.cpuUsage(c0);
+    acc.micros += d.user + d.system;
+    acc.calls++;
+  };
+}
+
+function opsPerCpuSec(name: string, perSample: number): number {
+  const acc = cpuMicros.get(name)!;
+  return (acc.calls * perSample * 1e6) / acc.micros;
+}
+
 function opsPerSec(bench: Bench, name: string, perSample: number): number {
   const r = bench.getTask(name)?.result;
   if (r === undefined || !('latency' in r)) throw new Error(`bench task ${name} did not complete`);
@@ -115,24 +138,25 @@ async function main(): Promise<void> {
     const next = (): Buffer => keys[(c = (c + 7919) % KEYS)];
     const bench = new Bench({ time: 600, warmup: true });
     bench
-      .add('dax put none', () => { for (let i = 0; i < PER_SAMPLE; i++) db.put(next(), VALUE); })
-      .add('lmdb putSync noSync', () => { for (let i = 0; i < PER_SAMPLE; i++) lm.putSync(next(), VALUE); })
-      .add('dax put sync', () => { for (let i = 0; i < PER_SAMPLE; i++) syncDb.put(next(), VALUE); })
-      .add('lmdb putSync durable', () => { for (let i = 0; i < PER_SAMPLE; i++) lmSync.putSync(next(), VALUE); })
-      .add('dax put sync new', () => { for (let i = 0; i < PER_SAMPLE; i++) syncNewDb.put(next(), VALUE); })
-      .add('lmdb putSync durable new', () => { for (let i = 0; i < PER_SAMPLE; i++) lmSyncNew.putSync(next(), VALUE); })
-      .add('dax get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.get(next())!.length; })
-      .add('lmdb get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += (lm.get(next()) as Buffer).length; })
-      .add('dax getView in read', () => db.read(() => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.getView(next())!.length; }))
-      .add('lmdb getBinaryFast', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += lm.getBinaryFast(next())!.length; })
-      .add('dax range 10k', () => { for (const [, v] of db.range({ gte: next(), limit: 10_000 })) sink += v.length; })
-      .add('lmdb getRange 10k', () => { for (const { value } of lm.getRange({ start: next(), limit: 10_000 })) sink += (value as Buffer).length; });
+      .add('dax put none', cpuTimed('dax put none', () => { for (let i = 0; i < PER_SAMPLE; i++) db.put(next(), VALUE); }))
+      .add('lmdb putSync noSync', cpuTimed('lmdb putSync noSync', () => { for (let i = 0; i < PER_SAMPLE; i++) lm.putSync(next(), VALUE); }))
+      .add('dax put sync', cpuTimed('dax put sync', () => { for (let i = 0; i < PER_SAMPLE; i++) syncDb.put(next(), VALUE); }))
+      .add('lmdb putSync durable', cpuTimed('lmdb putSync durable', () => { for (let i = 0; i < PER_SAMPLE; i++) lmSync.putSync(next(), VALUE); }))
+      .add('dax put sync new', cpuTimed('dax put sync new', () => { for (let i = 0; i < PER_SAMPLE; i++) syncNewDb.put(next(), VALUE); }))
+      .add('lmdb putSync durable new', cpuTimed('lmdb putSync durable new', () => { for (let i = 0; i < PER_SAMPLE; i++) lmSyncNew.putSync(next(), VALUE); }))
+      .add('dax get', cpuTimed('dax get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.get(next())!.length; }))
+      .add('lmdb get', cpuTimed('lmdb get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += (lm.get(next()) as Buffer).length; }))
+      .add('dax getView in read', cpuTimed('dax getView in read', () => db.read(() => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.getView(next())!.length; })))
+      .add('lmdb getBinaryFast', cpuTimed('lmdb getBinaryFast', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += lm.getBinaryFast(next())!.length; }))
+      .add('dax range 10k', cpuTimed('dax range 10k', () => { for (const [, v] of db.range({ gte: next(), limit: 10_000 })) sink += v.length; }))
+      .add('lmdb getRange 10k', cpuTimed('lmdb getRange 10k', () => { for (const { value } of lm.getRange({ start: next(), limit: 10_000 })) sink += (value as Buffer).length; }));
     await bench.run();
 
     const row = (label: string, a: string, b: string, perSample: number, target: string): string => {
       const x = opsPerSec(bench, a, perSample);
       const y = opsPerSec(bench, b, perSample);
-      return `${label.padEnd(30)} daxstore ${(x / 1e3).toFixed(0).padStart(7)}k/s   lmdb ${(y / 1e3).toFixed(0).padStart(7)}k/s   ratio ${(x / y).toFixed(2)}x (target ${target})`;
+      const cpuRatio = opsPerCpuSec(a, perSample) / opsPerCpuSec(b, perSample);
+      return `${label.padEnd(30)} daxstore ${(x / 1e3).toFixed(0).padStart(7)}k/s   lmdb ${(y / 1e3).toFixed(0).padStart(7)}k/s   ratio ${(x / y).toFixed(2)}x, by CPU time ${cpuRatio.toFixed(2)}x (target ${target})`;
     };
     const one = await readers(db, keys, 1, 1500);
     const two = await readers(db, keys, 2, 1500);
