@@ -10,7 +10,11 @@
  *                 flight (every acknowledged operation present, the interrupted one all or nothing)
  *   continuation  a few seeded writes after recovery, then a clean reopen, match the model
  *                 (every 4th image, for time)
- * A violation saves the image (+ the allowed states) and prints a one-line replay command.
+ * A violation saves the image (+ the allowed states) and prints a one-line replay command;
+ * --stop-at-first ends the run there (the self-test and the planted-bug tests need one).
+ * Images wait for their check until the operation ends (checking inside a fence hook would
+ * reuse this thread's per-thread kv state mid-operation), kept as word diffs against the
+ * image at the operation's start, not as whole images (those took gigabytes).
  * --self-test re-runs in child processes with each crash-relevant DAXSTORE_TEST_BREAK switch
  * and must see a violation for every one.
  * Recovery is crashed too: on the images that get the continuation check, one seeded fence of

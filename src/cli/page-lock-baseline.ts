@@ -30,6 +30,9 @@
  * page words. Work the baseline still skips, which favours it: the DIRTY tag and MAPPED bit.
  * The tree's insert/delete take the entry bit internally for an instant (that is the index's
  * own write path, uncontended here because the page words already serialize).
+ *
+ * DAXSTORE_TEST_BREAK=bench-page-locks-off: the page words are not taken; two faults of one
+ * hole then both install, and bench locks' own check (owner table vs index) fails.
  */
 import { DaxError, RETIRE_DEVICE_BLOCK, transferOwner, type DaxSpace } from '../index.js';
 import { isBroken } from '../test-break.js';
