@@ -63,6 +63,7 @@ describe('memory failure under concurrent readers and writers', () => {
       poisonedAfter.add(p);
     }
     const [writer, ...readers] = await churn.stop();
+    expect([writer, ...readers].filter((r) => typeof r === 'string'), `${hint} (a timeout: see the hang report above)`).toEqual([]);
     expect(writer, hint).not.toHaveProperty('error');
     for (const r of readers) expect(r, hint).not.toHaveProperty('error');
     const rs = readers as ReaderResult[];

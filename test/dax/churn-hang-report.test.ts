@@ -1,0 +1,31 @@
+/**
+ * The churn harness's hang report: a role that cannot finish (here an mf-writer blocked on an
+ * entry lock the main thread holds) must come back with where its thread is (its JS stack,
+ * taken through the inspector) and what it waits for (the locked entry, with its owner and
+ * WAITERS bit), instead of a bare timeout.
+ */
+import { describe, expect, it } from 'vitest';
+import { grab, unlock } from '../../src/index/entry-lock.js';
+import { pageKey } from '../../src/dax/layout.js';
+import { seedFromEnv, simSpace, MIB } from './helpers.js';
+import { startChurn } from './churn-harness.js';
+
+describe('churn harness hang report', () => {
+  it('names the stuck role, its stack and the entry lock it waits on', async () => {
+    const { space } = simSpace(4 * MIB);
+    const obj = space.object(72, { create: true, size: 4 * 4096 });
+    obj.write(4096, new Uint8Array(4096).fill(0x31));
+    const held = grab(space.tree, pageKey(72, 1));
+    const churn = startChurn(space, 4, seedFromEnv(), [{ role: 'mf-writer', objectId: 72, from: 1, to: 2 }], undefined, 1500);
+    await churn.ready();
+    const [writer] = await churn.stop();
+    const report = churn.hangReport() ?? '';
+    unlock(space.tree, held);
+    expect(writer).toBe('timeout: mf-writer');
+    expect(report).toMatch(/role mf-writer \(worker thread \d+\):/);
+    expect(report).toMatch(/at grab \(.*entry-lock\.js/); // asleep in the entry lock...
+    expect(report).toMatch(/at writePage \(.*object\.js/); // ...of write()'s page
+    expect(report).toContain(`page 1: value LOCKED by participant ${space.tree.threadId} WAITERS`);
+    space.close();
+  });
+});
