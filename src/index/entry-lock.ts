@@ -119,10 +119,14 @@ function checkOrder(key: Uint8Array, order: number, op: string): void {
 /** e: the entry word as the CAS that locked it left it (state and order are ours to read now). */
 function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean, e: number): EntryRef {
   const i32 = tree.arena.i32;
+  const hi = i32[leaf + Lay.W_VALUE_HI] & 0xffff;
+  const lo = i32[leaf + Lay.W_VALUE_LO];
   return {
     key: exact ? key : tree.leafKey(leaf),
     leaf,
-    value: (i32[leaf + Lay.W_VALUE_HI] & 0xffff) * TWO_32 + (i32[leaf + Lay.W_VALUE_LO] >>> 0),
+    // A value below 2^31 stays a small integer: the double form made TurboFan box it in a
+    // heap number of its own at every grab (perf: vmovsd into a fresh box).
+    value: hi === 0 && lo >= 0 ? lo : hi * 4294967296 + (lo >>> 0),
     state: stateName(e),
     order: (e & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT,
   };
@@ -276,13 +280,19 @@ function roundPinned(tree: RadixTree, key: Uint8Array, order: number, waited: bo
 export function grab(tree: RadixTree, key: Uint8Array, opts?: { order?: 0 }): EntryRef;
 export function grab(tree: RadixTree, key: Uint8Array, opts: GrabOptions): EntryRef | undefined;
 export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): EntryRef | undefined {
-  const order = opts?.order ?? 0;
+  // Small on purpose, so TurboFan inlines it into the caller: the uncontended path is
+  // checkKey and grabFree; everything else (order 9, waiting, placeholders) is grabSlow.
   checkKey(key, 'grab');
-  if (order !== 0) checkOrder(key, order, 'grab');
-  else {
+  if (opts === undefined || opts.order === undefined || opts.order === 0) {
     const ref = grabFree(tree, key);
     if (ref !== undefined) return ref;
   }
+  return grabSlow(tree, key, opts?.order ?? 0);
+}
+
+/** grab() past the uncontended first try: order 9, a held, absent or deleted entry, a lost CAS. */
+function grabSlow(tree: RadixTree, key: Uint8Array, order: number): EntryRef | undefined {
+  if (order !== 0) checkOrder(key, order, 'grab');
   let waited = false;
   let baton = -1; // wait key of the baton this thread holds (it was woken), or -1
   try {
