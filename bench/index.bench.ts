@@ -9,6 +9,8 @@
  *               array of { key, value } objects summing values
  *   grab+unlock uncontended grab() + unlock() of an existing key vs two bare
  *               Atomics.compareExchange (lock, unlock) on one shared word
+ *   floor rows  (interleaved only) the pieces no grab+unlock can skip, against the same peer:
+ *               pin+unpin, the hot key's descent, and pin + descent + two CAS on its entry word
  *   bytes/key   arena bytes in use (nodes + leaves, size-class rounding included) / keys
  * Targets (issue 3): lookup <= 2x Map.get; scan <= 2x array; grab+unlock <= 3x two CAS; < 48 B/key.
  *
@@ -119,6 +121,33 @@ async function main(): Promise<void> {
       Atomics.compareExchange(lockWords, 0, 1, 0);
     }
   };
+  // The floor of grab+unlock, piece by piece (issue 3 item 1), each interleaved with the same
+  // two-CAS peer. pin+unpin: the epoch pin's seq-cst store (the StoreLoad fence a reader needs
+  // before its loads) and its release. descent: findExactPinned(hot), pinned once per batch.
+  // minimum: what any grab+unlock of `hot` must do, written out with nothing else: pin, one
+  // descent, load the entry word, CAS LOCKED in, unpin, CAS it out (the word is restored).
+  const i32 = tree.arena.i32;
+  const pinBatch = (): void => {
+    for (let i = 0; i < BATCH; i++) {
+      epoch.pin();
+      epoch.unpin();
+    }
+  };
+  const descentBatch = (): void => {
+    epoch.pin();
+    for (let i = 0; i < BATCH; i++) sink += tree.findExactPinned(hot);
+    epoch.unpin();
+  };
+  const minimumBatch = (): void => {
+    for (let i = 0; i < BATCH; i++) {
+      epoch.pin();
+      const at = tree.findExactPinned(hot) + 1; // + W_ENTRY
+      const e = i32[at];
+      Atomics.compareExchange(i32, at, e, e | 1); // | LOCKED
+      epoch.unpin();
+      Atomics.compareExchange(i32, at, e | 1, e);
+    }
+  };
   const bench = new Bench({ time: 500, warmup: true });
   bench
     .add('lookup: tree.lookupPinned', lookupBatch)
@@ -146,6 +175,9 @@ async function main(): Promise<void> {
   await bench.run();
   const lookupIl = interleaved(lookupBatch, mapBatch);
   const grabIl = interleaved(grabBatch, casBatch);
+  const pinIl = interleaved(pinBatch, casBatch);
+  const descentIl = interleaved(descentBatch, casBatch);
+  const minimumIl = interleaved(minimumBatch, casBatch);
 
   const lookup = nsPer(bench, 'lookup: tree.lookupPinned', BATCH);
   const mapGet = nsPer(bench, 'lookup: Map.get (latin1 string keys)', BATCH);
@@ -166,6 +198,9 @@ async function main(): Promise<void> {
     `${name.padEnd(26)} ${r.aNs.toFixed(1).padStart(8)} ns   ${peer.padEnd(30)} ${r.bNs.toFixed(1).padStart(8)} ns   ratio ${r.ratio.toFixed(2)}x (target ${target}; interleaved, median of 41 rounds)`;
   console.log(il('lookupPinned', lookupIl, 'Map.get (latin1 string)', '<= 2x'));
   console.log(il('grab+unlock', grabIl, 'two compareExchange', '<= 3x'));
+  console.log(il('  floor: pin+unpin', pinIl, 'two compareExchange', '-'));
+  console.log(il('  floor: descent (hot)', descentIl, 'two compareExchange', '-'));
+  console.log(il('  floor: pin+descent+2 CAS', minimumIl, 'two compareExchange', '-'));
   console.log(`index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B`);
   if (sink === -1) console.log(sink);
 }
