@@ -24,6 +24,7 @@ import { Bench } from 'tinybench';
 import { DaxSpace, type DaxSpaceHandle } from '../src/dax/space.js';
 import type { DaxObject } from '../src/dax/object.js';
 import { blockOfValue, pageKey } from '../src/dax/layout.js';
+import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
 
 const KIB4 = 4096;
 const HUGE_PAGES = 512;
@@ -186,6 +187,7 @@ function findMappedBlock(space: DaxSpace, obj: DaxObject, rand: () => number): n
 function runWorkers(space: DaxSpace, objectId: number, n: number): Promise<WorkerReport[]> {
   const script = fileURLToPath(import.meta.url);
   return Promise.all(Array.from({ length: n }, (_, i) => new Promise<WorkerReport>((resolve, reject) => {
+    avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
     const w = new Worker(script, { workerData: { handle: space.share(), objectId, seed: 1234 + i } });
     w.once('message', resolve);
     w.once('error', reject);

@@ -19,6 +19,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { fileURLToPath } from 'node:url';
 import { attach, open, type KvHandle, type KvStore } from '../src/kv/index.js';
 import { mulberry32 } from '../src/device/sim-media.js';
+import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
 
 const KEYS = Number(process.env['KV_BENCH_KEYS'] ?? 200_000);
 const PER_SAMPLE = 1000;
@@ -97,6 +98,7 @@ async function readers(db: KvStore, keys: Buffer[], workers: number, durationMs:
   const handle = db.share();
   const counts = await Promise.all(
     Array.from({ length: workers }, (_, w) => new Promise<[number, number]>((resolve, reject) => {
+      avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
       const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { handle, keys: shared, count: keys.length, durationMs, seed: w * 1000 } });
       worker.once('message', resolve);
       worker.once('error', reject);

@@ -21,6 +21,7 @@ import { defaultDirectory } from './bench.js';
 import { createPageLocks, PageLockObject, pageKey } from './page-lock-baseline.js';
 import type { LockPath, LockRole, LocksJob, LocksResult } from './bench-locks-worker.js';
 import { locksChartSvg } from './chart-svg.js';
+import { avoidWorkerTeardownDeadlock } from '../worker-teardown.js';
 
 export interface LocksOptions {
   size: number;
@@ -157,6 +158,7 @@ async function runOne(file: string, o: LocksOptions, roles: readonly LockRole[],
 
 function runWorker(job: LocksJob): Promise<LocksResult> {
   return new Promise((resolve, reject) => {
+    avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
     const w = new Worker(new URL('./bench-locks-worker.js', import.meta.url), { workerData: job });
     w.once('message', resolve);
     w.once('error', reject);

@@ -15,6 +15,7 @@ import { UsageError, EXIT_OK, emit, table } from './output.js';
 import { WORKLOADS, keyOf, type Distribution, type WorkloadName } from './ycsb.js';
 import type { WorkerJob, WorkerResult } from './bench-worker.js';
 import { benchChartSvg } from './chart-svg.js';
+import { avoidWorkerTeardownDeadlock } from '../worker-teardown.js';
 
 export interface BenchOptions {
   path?: string;
@@ -165,6 +166,7 @@ async function runWorkers(store: BenchRow['store'], target: (i: number) => Worke
     store: target(i), workload, distribution: o.distribution, loadedKeys: Math.max(1, loadedKeys), valueBytes: o.valueSize, durationMs: o.duration, seed: seed + i * 7919, counter,
   }));
   const results = await Promise.all(jobs.map((job) => new Promise<WorkerResult>((resolve, reject) => {
+    avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
     const w = new Worker(script, { workerData: job });
     w.once('message', resolve);
     w.once('error', reject);

@@ -6,20 +6,10 @@
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import v8 from 'node:v8';
+import { avoidWorkerTeardownDeadlock } from '../../src/worker-teardown.js';
 
-// Workers started after this line optimize on their own thread instead of in a V8 background
-// job (the flag is read when an isolate is created; the vitest process itself keeps it).
-// Why: Node 20's worker teardown (NodePlatform::DrainTasks -> BlockingDrain, which waits for
-// every background task of the process) deadlocks with a concurrent TurboFan job of that
-// worker that needs a GC (CollectionBarrier::AwaitCollectionBackground) — the worker thread
-// that would run the GC is the one draining. nodejs/node#54918, still open. Seen here as
-// test/dax/memory-failure-workers.test.ts "hanging" under load: every role had posted its
-// result and released every lock, and all worker threads sat in DrainTasks (gdb), and every
-// later worker exit in that process hung too. Replaying that test's churn in a loop on one
-// loaded core: 4 of 4 processes hung, after 8-34 rounds (77 in all); none in 595 rounds
-// with concurrent recompilation off.
-v8.setFlagsFromString('--no-concurrent-recompilation');
+// Workers optimize on their own thread: Node 20 can deadlock when a worker exits (src/worker-teardown.ts).
+avoidWorkerTeardownDeadlock();
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -1,0 +1,26 @@
+/**
+ * A workaround for a Node 20 deadlock when a worker thread exits, for the processes of our
+ * own that start workers (the CLI's benchmarks, bench/, the test helpers). The library never
+ * calls it: a V8 flag is the application's choice.
+ *
+ * Why: a worker's teardown (NodePlatform::DrainTasks) waits for every background task of the
+ * process, and a concurrent TurboFan job of that worker can be waiting for a GC that only the
+ * draining thread would run (CollectionBarrier::AwaitCollectionBackground). Both wait forever,
+ * and every later worker exit in the process hangs too (nodejs/node#54918, open). Seen as
+ * test/dax/memory-failure-workers.test.ts hanging under load with every lock released and all
+ * workers in DrainTasks (gdb). Replaying its churn on one loaded core: 4 of 4 processes hung
+ * within 8-34 rounds; none in 595 rounds with concurrent recompilation off.
+ *
+ * The flag is read when an isolate is created, so it applies to workers started afterwards;
+ * the calling thread keeps its concurrent compiler. Workers then optimize on their own thread
+ * (a little more warm-up, the same steady state).
+ */
+import v8 from 'node:v8';
+
+let applied = false;
+
+export function avoidWorkerTeardownDeadlock(): void {
+  if (applied) return;
+  applied = true;
+  v8.setFlagsFromString('--no-concurrent-recompilation');
+}
