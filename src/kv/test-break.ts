@@ -26,10 +26,13 @@
  *                      freed for reuse) BEFORE the superseding record is durable, instead of
  *                      after it and the grace period: a crash can recover the old record
  *                      pointing at a removed object (with dax-free-now: at reused blocks)
+ *   kv-compact-skip-open-flush  'group'/'none': compaction retires a segment without first flushing
+ *                      the open segments of the other writers, so a dead entry can go while the
+ *                      record that superseded it is not durable (a crash loses both, issue 5)
  *   kv-large-ref-before-data  a large value is stored through write-fault views and never
  *                      flushed: the record that references it is durable before its bytes are
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
