@@ -25,6 +25,27 @@
  *     skipped by the tombstone scan above and still be recovered after a crash.
  *   - A segment is retired only after every copy made from it is durable (one commit), and
  *     freed only through the epoch, once no pinned reader can hold a view into it (R6).
+ *   - Superseders first (issue 5): an entry dropped as dead (a PUT or DEL the index no longer
+ *     points at) is dead because of a NEWER record, which recovery must find once the dropped
+ *     entry is gone. In 'sync' that record was durable before it was published. In 'group'/
+ *     'none' it may still be un-flushed in ANOTHER writer's open segment (another thread or
+ *     handle; our own writer's is covered by our commit, closed segments were committed when
+ *     their writer left them): retiring the segment first would let a crash lose an
+ *     acknowledged-durable PUT (neither it nor its superseder recovered), bring back the PUT
+ *     a durable DEL had shadowed, or keep another writer's DEL without its earlier records.
+ *     So after the decisions about a segment's entries and before its owner change, every
+ *     other open segment is flushed from its durable point to its current end
+ *     (segment-writer.ts flushOpenSegments: a cache flush from any CPU writes the line back)
+ *     and fenced with our commit. That makes every record published before the flush
+ *     durable together with all records before it in its segment, so recovery's scan (from
+ *     the segment start to the first record that does not validate) reaches it; a record
+ *     being written meanwhile may be caught torn and then ends that scan after them, as any
+ *     torn tail does. Chosen over a store-wide group commit (a 'none' or idle writer may
+ *     never commit: compaction would wait forever) and over copying dead entries forward
+ *     until their superseder is durable (needs the superseder's place, unknown for a
+ *     deleted key, and leaves dead bytes to move again). Cost: the un-durable tail of each
+ *     other writer, flushed once per compacted segment; nothing on the write path but one
+ *     plain store per reserve and one Atomics store per commit.
  *   - Segments listed in the open-segment table (some writer appends there) are never chosen.
  *
  * Concurrency (R3: the entry lock is the only lock about a key)
@@ -34,7 +55,10 @@
  *     at this entry (a concurrent put/delete may have moved on: then skip), copy, publish with
  *     replace(), unlock. Readers never block: they see the old or the new copy, both intact.
  *
- * Persistence ordering: copies sealed and flushed; one drain per segment (writer.commit());
+ * Persistence ordering, per chosen segment: copies sealed and flushed; the other writers'
+ * open segments flushed [durable point, end) (superseders first, above); ONE drain
+ * (writer.commit(alsoDrain): a fence even when we copied nothing, because flushes before one
+ * fence reach the media in any order and the owner change must not overtake those lines);
  * then the segment's owner record moves KV -> staging (transferOwner, persisted: recovery
  * stops reading it, and frees it); then retireBlock -> epoch -> device.free when the grace ends.
  */
@@ -46,7 +70,7 @@ import { grab, replace, unlock } from '../index/entry-lock.js';
 import { withLock } from '../device/spin-lock.js';
 import { ENTRY_DEL, ENTRY_HEADER_BYTES, ENTRY_PUT, KIND_PUT, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
-import { ALLOCATING, type SegmentWriter } from './segment-writer.js';
+import { ALLOCATING, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
 import { kvBreak } from './test-break.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 
@@ -64,11 +88,11 @@ export interface CompactionReport {
 interface Segment { block: number; base: number; nonce: number; entries: number[]; liveBytes: number; usedBytes: number }
 
 /** Compacts with the shared compaction mutex (`locks[lockIndex]`, spin-lock.ts) held. */
-export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, maxLiveRatio: number, locks: Int32Array, lockIndex: number): CompactionReport {
-  return withLock(locks, lockIndex, () => compactSegmentsLocked(space, v, writer, openTable, maxLiveRatio));
+export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, progress: Int32Array, maxLiveRatio: number, locks: Int32Array, lockIndex: number): CompactionReport {
+  return withLock(locks, lockIndex, () => compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio));
 }
 
-function compactSegmentsLocked(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, maxLiveRatio: number): CompactionReport {
+function compactSegmentsLocked(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, progress: Int32Array, maxLiveRatio: number): CompactionReport {
   const report: CompactionReport = { segmentsScanned: 0, segmentsFreed: 0, entriesMoved: 0, tombstonesKept: 0, tombstonesDropped: 0, bytesReclaimed: 0 };
   const chosen: Segment[] = [];
   for (const seg of listClosedSegments(space, openTable)) {
@@ -79,7 +103,10 @@ function compactSegmentsLocked(space: DaxSpace, v: MediaViews, writer: SegmentWr
   const keep = tombstonesToKeep(space, v, chosen);
   for (const seg of chosen) {
     for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
-    if (!kvBreak('kv-compact-no-commit')) writer.commit(); // every copy durable before the segment can be freed
+    // After every decision about seg's entries: the records that made its dropped entries dead
+    // (in other writers' open segments) must be durable before seg stops being scanned.
+    const othersFlushed = !kvBreak('kv-compact-skip-open-flush') && flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
+    if (!kvBreak('kv-compact-no-commit')) writer.commit(othersFlushed && !kvBreak('kv-compact-open-flush-unfenced')); // one fence: our copies, and the lines flushed just above
     if (!unpublish(space, seg.block)) continue; // another thread's compaction retired it
     space.retireBlock(seg.block);
     report.segmentsFreed++;

@@ -13,8 +13,24 @@
  *     and cleanTail for an adopted segment, whose unacknowledged records of the SAME nonce
  *     must never be reached again: they are zeroed before the first append).
  *   - flushedTo <= used: bytes below flushedTo were flushed (drained if !pendingDrain).
+ *   - Progress words of this writer's slot (shared, see the constructor), for the segment its
+ *     openTable word names: DURABLE <= every byte offset below which the segment is durable;
+ *     END >= the flush end (records + end marker) of every record this writer has published
+ *     in the index. Reset (0, 0) before a new segment is announced.
+ *   - A slot that names no segment (free or ALLOCATING) has nothing that is not durable:
+ *     switching segments commits the old one BEFORE the slot leaves it (ALLOCATING), and
+ *     close() commits before release().
  *
- * Concurrency: a SegmentWriter belongs to one thread (one store handle); no shared words.
+ * Concurrency: a SegmentWriter belongs to one thread (one store handle). Shared words: its
+ * openTable slot (Atomics) and the slot's two progress words, which only it writes and only
+ * flushOpenSegments (compaction, any thread) reads:
+ *   - END is a plain store in reserve(), the hot path. A reader needs it only to cover records
+ *     it has SEEN published: the record's reserve() precedes, in this thread's program order,
+ *     the Atomics store in the index that published it, and the reader's Atomics load of that
+ *     index word precedes its read of END, so it reads this END or a later one (never smaller
+ *     within one segment).
+ *   - DURABLE is an Atomics store after the fence of commit() (one per fence, noise next to
+ *     it): a reader that sees it sees the fence done.
  *
  * Persistence ordering
  *   - Open: the owner record (OWNED, index = nonce) is durable inside device.allocate; then the
@@ -53,20 +69,30 @@ export class SegmentWriter {
    * else 1 + head block of the segment that writer appends to. Compaction never touches a
    * segment listed there, and re-lists the owned segments while any slot is ALLOCATING (a
    * block can be owned a moment before its writer can announce it).
+   * progress: Int32 pair per slot (PROGRESS_WORDS): [DURABLE, END] byte offsets inside the
+   * segment the slot names (invariants above); flushOpenSegments reads them.
    */
   constructor(
     private readonly device: Device,
     private readonly views: MediaViews,
     private readonly onSegmentOpened: () => void,
     private readonly openTable: Int32Array,
-  ) {}
+    private readonly progress: Int32Array,
+  ) {
+    assert(progress.length === PROGRESS_WORDS * openTable.length, 'progress: two words per open-table slot');
+  }
+
+  /** Slot of this writer in the open-segment table, or -1. */
+  get slotIndex(): number {
+    return this.slot;
+  }
 
   /** Head block of the segment this writer appends to, or -1. */
   get currentBlock(): number {
     return this.base < 0 ? -1 : this.device.blockAt(this.base);
   }
 
-  /** Stores `word` in this writer's slot (claiming one first). Seq-cst: ordered before the allocation that follows. */
+  /** Stores `word` in this writer's slot (claiming one first). Seq-cst: ordered before the allocation that follows, and after the progress words of the segment it names. */
   private announce(word: number): void {
     if (this.slot < 0) {
       for (let i = 0; i < this.openTable.length && this.slot < 0; i++) if (Atomics.compareExchange(this.openTable, i, 0, word) === 0) this.slot = i;
@@ -95,6 +121,7 @@ export class SegmentWriter {
       u32[w + 2] = 0;
       u32[w + 3] = 0;
     }
+    this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd; // plain: ordered by the index publish that follows (header)
     return at;
   }
 
@@ -109,6 +136,7 @@ export class SegmentWriter {
     this.views.u8.fill(0, at, at + bytes);
     this.used -= bytes;
     if (this.flushedTo > this.used) this.flushedTo = this.used;
+    this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd;
   }
 
   /** Seals the record composed in the stage (record-stage.ts: the one way records are written) and copies it into the reservation at `at`. */
@@ -129,13 +157,14 @@ export class SegmentWriter {
    * this is ONE native call (persist = flush of the new lines + the fence, which also
    * covers lines flushed earlier by flushPending): a 'sync' put pays one call, not two.
    */
-  commit(): void {
+  commit(alsoDrain = false): void {
     if (kvBreak('kv-skip-drain')) return this.flushPending();
     if (this.base >= 0 && this.used > this.flushedTo) {
       this.device.media.persist(this.base + this.flushedTo, this.flushEnd - this.flushedTo);
       this.flushedTo = this.used;
-    } else if (this.pendingDrain) this.device.media.drain();
+    } else if (this.pendingDrain || alsoDrain) this.device.media.drain();
     this.pendingDrain = false;
+    if (this.base >= 0) Atomics.store(this.progress, this.slot * PROGRESS_WORDS + DURABLE, this.flushedTo); // after the fence (header)
   }
 
   get hasPending(): boolean {
@@ -156,6 +185,12 @@ export class SegmentWriter {
     this.nonce = nonce;
     this.tailDirty = true;
     this.announce(this.device.blockAt(base) + 1);
+    this.setProgress(used, used);
+  }
+
+  private setProgress(durable: number, end: number): void {
+    Atomics.store(this.progress, this.slot * PROGRESS_WORDS + DURABLE, durable);
+    this.progress[this.slot * PROGRESS_WORDS + END] = end;
   }
 
   private tailDirty = false;
@@ -175,6 +210,9 @@ export class SegmentWriter {
   private openSegment(): void {
     const nonce = 1 + Math.floor(Math.random() * MAX_NONCE);
     const previous = this.base < 0 ? 0 : this.currentBlock + 1;
+    // The old segment's tail first: a thread's records become durable in order, and the slot
+    // leaves a segment only once it is all durable (flushOpenSegments skips ALLOCATING slots).
+    this.commit();
     this.announce(ALLOCATING); // before the block is owned: compaction waits until we name it
     let block: number;
     try {
@@ -183,7 +221,7 @@ export class SegmentWriter {
       this.announce(previous);
       throw e;
     }
-    this.commit(); // the old segment's tail first: a thread's records become durable in order
+    this.setProgress(0, 0); // before the announce: a reader that sees the new block sees these or later words
     this.announce(block + 1); // before anything is written: compaction must never pick it
     const offset = this.device.blockOffset(block);
     this.views.u8.fill(0, offset, offset + END_MARKER_BYTES);
@@ -195,4 +233,38 @@ export class SegmentWriter {
     this.nonce = nonce;
     this.onSegmentOpened();
   }
+}
+
+/** Progress words per open-table slot: [DURABLE, END] (SegmentWriter invariants). */
+export const PROGRESS_WORDS = 2;
+const DURABLE = 0;
+const END = 1;
+
+/**
+ * Flushes (no drain: the caller's next fence covers them) the part of every other writer's
+ * open segment that may not be durable, [DURABLE, END), from this thread. A CPU cache flush
+ * (clwb/clflushopt) writes a line back from whichever cache holds it, so after the caller's
+ * fence every record those writers had published before this call is durable, with all the
+ * records before it in its segment (recovery reaches it). A record another writer is writing
+ * meanwhile may be caught half-written: it fails its checksum and ends the scan AFTER every
+ * published record, as a torn tail does. Returns whether anything was flushed. Skips slot
+ * `exceptSlot` (the caller's own writer, committed by the caller).
+ *
+ * Per slot: read the block word (Atomics), then the progress words, then the block word
+ * again: when it changed, the writer left that segment meanwhile, which it does only after
+ * committing it all (commit, then the ALLOCATING store this load synchronizes with).
+ */
+export function flushOpenSegments(device: Device, openTable: Int32Array, progress: Int32Array, exceptSlot: number): boolean {
+  let flushed = false;
+  for (let i = 0; i < openTable.length; i++) {
+    if (i === exceptSlot) continue;
+    const word = Atomics.load(openTable, i);
+    if (word <= 0) continue; // free, or ALLOCATING: its last segment is committed (invariants)
+    const durable = Atomics.load(progress, i * PROGRESS_WORDS + DURABLE);
+    const end = Math.min(SEGMENT_BYTES, Atomics.load(progress, i * PROGRESS_WORDS + END));
+    if (Atomics.load(openTable, i) !== word || end <= durable) continue;
+    device.media.flush(device.blockOffset(word - 1) + durable, end - durable);
+    flushed = true;
+  }
+  return flushed;
 }

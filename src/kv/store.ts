@@ -58,7 +58,7 @@ import {
   entryBytes,
 } from './layout.js';
 import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
-import { SegmentWriter } from './segment-writer.js';
+import { PROGRESS_WORDS, SegmentWriter } from './segment-writer.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
@@ -122,7 +122,8 @@ const NEXT_OBJECT = 8;
 const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at a time (compaction.ts)
 const OPEN_TABLE_OFFSET = 64; // Int32[MAX_WRITERS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
-const SHARED_BYTES = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS;
+const PROGRESS_OFFSET = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS; // Int32[PROGRESS_WORDS * MAX_WRITERS]: segment-writer.ts progress words
+const SHARED_BYTES = PROGRESS_OFFSET + 4 * PROGRESS_WORDS * MAX_WRITERS;
 const GROUP_COMMIT_MS = 2;
 const SCAN_BATCH = 128;
 const COPY_SLAB_BYTES = 8192;
@@ -134,6 +135,7 @@ export class KvStore {
   private readonly writer: SegmentWriter;
   private readonly i32: Int32Array;
   private readonly openTable: Int32Array;
+  private readonly progress: Int32Array;
   private readonly seq: BigInt64Array;
   private groupTimer: NodeJS.Timeout | undefined;
   /** batchAsync callers waiting for the next group commit ('group' only). */
@@ -171,7 +173,8 @@ export class KvStore {
     this.i32 = new Int32Array(shared);
     this.seq = new BigInt64Array(shared, 0, 1);
     this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, MAX_WRITERS);
-    this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1), this.openTable);
+    this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * MAX_WRITERS);
+    this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1), this.openTable, this.progress);
     this.reaper = new LargeObjectReaper(space);
   }
 
@@ -772,7 +775,7 @@ export class KvStore {
     this.checkOpen('compact');
     const ratio = opts.maxLiveRatio ?? 0.5;
     if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1)) throw new DaxError('EINVAL', `compact: maxLiveRatio ${String(ratio)} must be in [0, 1]`);
-    const report = compactSegments(this.space, this.views, this.writer, this.openTable, ratio, this.i32, COMPACTION);
+    const report = compactSegments(this.space, this.views, this.writer, this.openTable, this.progress, ratio, this.i32, COMPACTION);
     Atomics.sub(this.i32, SEGMENTS, report.segmentsFreed);
     return report;
   }

@@ -29,10 +29,13 @@
  *   kv-compact-skip-open-flush  'group'/'none': compaction retires a segment without first flushing
  *                      the open segments of the other writers, so a dead entry can go while the
  *                      record that superseded it is not durable (a crash loses both, issue 5)
+ *   kv-compact-open-flush-unfenced  those lines are flushed but compaction fences only when it has
+ *                      copies of its own: with none, the owner change that retires the segment
+ *                      shares one fence with them and may reach the media first
  *   kv-large-ref-before-data  a large value is stored through write-fault views and never
  *                      flushed: the record that references it is durable before its bytes are
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 

@@ -9,7 +9,9 @@
  * crash image taken at each fence of the compaction and after it must recover a prefix of the
  * history from the last acknowledged point: without the rule a durable value is lost, a
  * deleted value comes back, or a DEL of w2 survives without w2's earlier PUT.
- * Red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush. Not covered: real threads (the
+ * Red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush (every scenario), and with
+ * kv-compact-open-flush-unfenced when S has nothing live (no copy of ours brings a fence before
+ * the owner change; crash images at that fence show it). Not covered: real threads (the
  * words compaction reads are plain stores ordered by the index's Atomics publish; kv-workers
  * runs compaction beside worker writers without crash images).
  */
@@ -29,8 +31,16 @@ function closeSegment(db: KvStore): void {
   while (db.stats().segments === segments) db.put(`churn-${churn++ % 10}`, big(churn & 0xff));
 }
 
+interface Scenario {
+  durability: Durability;
+  /** S keeps a few live entries (compaction copies them, so its own commit fences) or none (nothing of ours to commit) */
+  liveInS: boolean;
+  /** w2 filled and left a first segment before (its open segment is its second; its durable point is mid-segment) */
+  w2Switched: boolean;
+}
+
 /** Runs the scenario; returns how many crash images were checked. Throws naming the first image that recovered no allowed state. */
-function compactBesideUncommittedWriter(durability: Durability): number {
+function compactBesideUncommittedWriter({ durability, liveInS, w2Switched }: Scenario): number {
   const media = createSimMedia(24 * 2 ** 20, { name: `open-writers-${durability}` });
   const db = openMedia(media, { durability });
   const w2 = attach(db.share());
@@ -43,7 +53,10 @@ function compactBesideUncommittedWriter(durability: Durability): number {
     db.put('k-put', 'v1');
     db.put('k-gone', 'g1');
     closeSegment(db); // S: mostly dead churn, compacted below
+    if (!liveInS) for (let i = 0; i < 10; i++) db.put(`churn-${i}`, 'later'); // S's last churn values die too
+    for (let i = 0; i < (w2Switched ? 130 : 3); i++) w2.put(`w2-${i}`, big(i)); // live: w2's segments are never compacted here
     void db.flushed(); // all of the above acknowledged durable
+    void w2.flushed();
     const states = [listing(db)];
     w2.put('marker', 'm'); // w2's records: not durable ('group': its timer cannot fire, we never yield)
     states.push(listing(db));
@@ -69,18 +82,25 @@ function compactBesideUncommittedWriter(durability: Durability): number {
       }
       images++;
     };
+    const dataWord = db.dax.device.dataOffset / 8;
     const unhook = media.onFence(() => {
-      for (const probability of [0, 0.5, 1]) check(media.crashImage({ mode: 'random', seed: images, probability }), `crash image ${images} at a compaction fence (p=${probability})`);
+      for (const probability of [0, 0.2, 0.4, 0.6, 0.8, 1]) check(media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability }), `crash image ${images} at a compaction fence (p=${probability})`);
+      // Flushes before one fence reach the media in any order: the owner table's pending words (S
+      // unpublished) may land while the data lines flushed just before (w2's records) do not.
+      const metadata = media.pendingWords().filter((w) => w < dataWord);
+      check(media.crashImage({ words: metadata }), `crash image ${images} at a compaction fence (pending metadata words only)`);
     });
     try {
       const report = db.compact();
       expect(report.segmentsFreed).toBeGreaterThanOrEqual(1); // S went
+      if (liveInS) expect(report.entriesMoved).toBeGreaterThan(0);
+      else expect(report.entriesMoved).toBe(0); // the only fence is the one the flush of w2's lines asks for
       db.dax.collect();
     } finally {
       unhook();
     }
     check(media.crashImage({ mode: 'none' }), 'the durable image after compaction');
-    for (const probability of [0.3, 0.7]) check(media.crashImage({ mode: 'random', seed: images, probability }), `crash image ${images} after compaction (p=${probability})`);
+    for (const probability of [0.3, 0.7]) check(media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability }), `crash image ${images} after compaction (p=${probability})`);
   } finally {
     db.close(); // the opener first: both handles share this thread's epoch participant, which the attached handle's close ends
     w2.close();
@@ -89,18 +109,32 @@ function compactBesideUncommittedWriter(durability: Durability): number {
 }
 
 describe('kv compaction beside a writer whose records are not durable yet', () => {
-  for (const durability of ['group', 'none'] as const) {
-    it(`${durability}: a segment whose dead entries another writer superseded is retired only once those records are durable`, () => {
-      expect(compactBesideUncommittedWriter(durability)).toBeGreaterThan(3);
+  const scenarios: Scenario[] = [
+    { durability: 'group', liveInS: true, w2Switched: false },
+    { durability: 'group', liveInS: false, w2Switched: true },
+    { durability: 'none', liveInS: true, w2Switched: true },
+  ];
+  for (const sc of scenarios) {
+    it(`${sc.durability}${sc.liveInS ? '' : ', nothing live in S'}${sc.w2Switched ? ', w2 in its second segment' : ''}: a segment whose dead entries another writer superseded is retired only once those records are durable`, () => {
+      expect(compactBesideUncommittedWriter(sc)).toBeGreaterThan(sc.liveInS ? 3 : 2);
     });
   }
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush', () => {
     setKvBreak('kv-compact-skip-open-flush', true);
     try {
-      expect(() => compactBesideUncommittedWriter('group')).toThrow(/recovered no prefix/);
+      for (const sc of scenarios) expect(() => compactBesideUncommittedWriter(sc)).toThrow(/recovered no prefix/);
     } finally {
       setKvBreak('kv-compact-skip-open-flush', false);
+    }
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-compact-open-flush-unfenced (nothing of its own to commit: no fence of its own)', () => {
+    setKvBreak('kv-compact-open-flush-unfenced', true);
+    try {
+      expect(() => compactBesideUncommittedWriter(scenarios[1])).toThrow(/at a compaction fence .*recovered no prefix/);
+    } finally {
+      setKvBreak('kv-compact-open-flush-unfenced', false);
     }
   });
 });
