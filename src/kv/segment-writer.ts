@@ -16,7 +16,9 @@
  *   - Progress words of this writer's slot (shared, see the constructor), for the segment its
  *     openTable word names: DURABLE <= every byte offset below which the segment is durable;
  *     END >= the flush end (records + end marker) of every record this writer has published
- *     in the index. Reset (0, 0) before a new segment is announced.
+ *     in the index. Reset (0, 0) before a new segment is announced (adopt: set to the
+ *     recovered end right after the slot is claimed; until then the words may be an earlier
+ *     user's, harmless: the adopted prefix was durable at open and nothing is published there yet).
  *   - A slot that names no segment (free or ALLOCATING) has nothing that is not durable:
  *     switching segments commits the old one BEFORE the slot leaves it (ALLOCATING), and
  *     close() commits before release().
