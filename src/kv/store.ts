@@ -25,6 +25,8 @@
  *       DEAD (i32 4)       entries superseded   PUTS, DELETES, BATCHES (i32 5..7)
  *       NEXT_OBJECT (i32 8) next large-value object id - KV_OBJECT_ID_BASE (Atomics.add)
  *       COMPACTION (i32 9) compaction mutex: 0 free, 1 held, 2 held with sleepers
+ *       open-segment table (i32 from byte 64) and its progress words (after it): one slot per
+ *                          writer, owned by segment-writer.ts (compaction reads them, issue 5)
  *   - Large values (> LARGE_VALUE_THRESHOLD_BYTES) are DAX objects: large-values.ts has
  *     their ordering (object durable before the record; old object retired via the epoch).
  *

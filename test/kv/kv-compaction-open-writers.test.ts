@@ -9,17 +9,21 @@
  * crash image taken at each fence of the compaction and after it must recover a prefix of the
  * history from the last acknowledged point: without the rule a durable value is lost, a
  * deleted value comes back, or a DEL of w2 survives without w2's earlier PUT.
- * Red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush (every scenario), and with
+ * The same with a real worker thread (test/workers/kv-uncommitted-writer.ts) parked in
+ * Atomics.wait with its records uncommitted: the durable image after the main thread's
+ * compaction must hold all of them (the progress words and the cache flush work across threads).
+ * Red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush (every scenario, and the worker), and with
  * kv-compact-open-flush-unfenced when S has nothing live (no copy of ours brings a fence before
- * the owner change; crash images at that fence show it). Not covered: real threads (the
- * words compaction reads are plain stores ordered by the index's Atomics publish; kv-workers
- * runs compaction beside worker writers without crash images).
+ * the owner change; crash images at that fence show it). Not covered: a writer racing the
+ * compaction while it flushes (the worker is parked; kv-workers runs compaction beside
+ * writing workers without crash images), real power loss.
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { attach, openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
+import { runWorker } from '../helpers/workers.js';
 
 const big = (tag: number): Uint8Array => new Uint8Array(LARGE_VALUE_THRESHOLD_BYTES).fill(tag);
 const listing = (db: KvStore): string => [...db.range()].map(([k, v]) => `${Buffer.from(k).toString()}=${v.length}:${v[0]}`).join(',');
@@ -135,6 +139,52 @@ describe('kv compaction beside a writer whose records are not durable yet', () =
       expect(() => compactBesideUncommittedWriter(scenarios[1])).toThrow(/at a compaction fence .*recovered no prefix/);
     } finally {
       setKvBreak('kv-compact-open-flush-unfenced', false);
+    }
+  });
+});
+
+/** Main thread: S holds durable k-<i> = v1; a worker overwrites them all, uncommitted; main compacts S and checks the durable image. */
+async function compactBesideParkedWorker(): Promise<void> {
+  const keys = 40;
+  const media = createSimMedia(24 * 2 ** 20, { name: 'open-writers-worker' });
+  const db = openMedia(media, { durability: 'group' });
+  const flags = new SharedArrayBuffer(8);
+  const f = new Int32Array(flags);
+  let worker: Promise<number> | undefined;
+  try {
+    for (let i = 0; i < keys; i++) db.put(`k-${i}`, 'v1');
+    closeSegment(db);
+    void db.flushed();
+    worker = runWorker<number>('kv-uncommitted-writer', { handle: db.share(), flags, keys });
+    while (Atomics.load(f, 0) === 0) await new Promise((r) => setTimeout(r, 2));
+    const report = db.compact();
+    expect(report.segmentsFreed).toBeGreaterThanOrEqual(1);
+    const again = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+    try {
+      const lost = [...Array(keys).keys()].filter((i) => again.get(`k-${i}`) === undefined).map((i) => `k-${i}`);
+      expect(lost, 'keys whose durable v1 and uncommitted v2 were both lost').toEqual([]);
+      for (let i = 0; i < keys; i++) expect(Buffer.from(again.get(`k-${i}`)!).toString()).toBe(`v2-${i}`); // every record published before the compaction is durable after it
+      expect(again.dax.device.audit()).toEqual([]);
+    } finally {
+      again.close();
+    }
+  } finally {
+    Atomics.store(f, 1, 1);
+    Atomics.notify(f, 1);
+    if (worker !== undefined) expect(await worker).toBe(keys);
+    db.close();
+  }
+}
+
+describe('kv compaction beside a worker thread whose records are not durable yet', () => {
+  it('group: the durable image after compaction holds every record the worker published before it', compactBesideParkedWorker);
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush', async () => {
+    setKvBreak('kv-compact-skip-open-flush', true);
+    try {
+      await expect(compactBesideParkedWorker()).rejects.toThrow(/durable v1 and uncommitted v2 were both lost/);
+    } finally {
+      setKvBreak('kv-compact-skip-open-flush', false);
     }
   });
 });
