@@ -54,8 +54,13 @@ export const enum Lay {
   W_VALUE_LO = 2,
   W_VALUE_HI = 3,
   LEAF_HEADER_WORDS = 4,
-  /** (hdr & 0xfff) of a live leaf */
+  /** (hdr & 0xfff) of a live block of each type: magic and type in one compare */
   LEAF_TAG = (1 << 8) | 0xa5,
+  N4_TAG = (2 << 8) | 0xa5,
+  N16_TAG = (3 << 8) | 0xa5,
+  N32_TAG = (4 << 8) | 0xa5,
+  N48_TAG = (5 << 8) | 0xa5,
+  N256_TAG = (6 << 8) | 0xa5,
 }
 
 export const NODE_MAGIC = Lay.NODE_MAGIC;

@@ -298,8 +298,18 @@ export class RadixTree {
   /**
    * One descent from the root: the leaf with exactly `key`, 0 when absent, -1 when a dead
    * block was met (its header left in deadHeader; the caller restarts). The hot path of
-   * every lookup and grab, written for TurboFan: layout numbers are literals (`Lay`), the
-   * load kind is read once, N256 and N4/16/32 are dispatched inline. Inner nodes store
+   * every lookup and grab, written for TurboFan and for the CPU:
+   *   - one dispatch per node on (hdr & 0xfff), the magic and the type together, so the
+   *     liveness check (isLive) is the dispatch itself: a freed block (FREED_HEADER,
+   *     POISON_WORD), any other type, or a read past this thread's view (undefined & 0xfff
+   *     = 0) falls to `default`;
+   *   - each kind's step is straight-line: N256 one indexed load, N48 index byte + slot,
+   *     N4/16/32 a word-at-a-time search, all inline;
+   *   - the body offset starts at node + INNER_HEADER_WORDS and moves past the prefix only
+   *     in the (predicted) prefix branch, so without a prefix the child's address depends on
+   *     `node` and the key byte alone, not on the prefixLen load: one dependent load per
+   *     level instead of two (measured in bench/index.bench.ts "floor: descent").
+   * Layout numbers are literals (`Lay`) and the load kind is read once. Inner nodes store
    * their whole prefix (pessimistic path compression) and every branch byte matched, so at
    * the leaf only the key bytes past the depth reached are compared.
    */
@@ -312,48 +322,106 @@ export class RadixTree {
     let depth = 0;
     while (node !== 0) {
       const hdr = i32[node];
-      const type = (hdr >>> 8) & 15;
-      // isLive(hdr), inline (a read past this thread's view yields undefined: also dead).
-      if ((hdr & 0xff) !== Lay.NODE_MAGIC || type < Lay.LEAF || type > Lay.N256) {
-        this.deadHeader = hdr;
-        return -1;
-      }
-      if (type === Lay.LEAF) {
-        if (((hdr >>> 12) & 0x1fff) !== keyLen) return 0;
-        // Key bytes [depth, keyLen) against the leaf's (immutable once published: plain
-        // loads), four at a time against its words where aligned. Inline, not a helper:
-        // TurboFan left the helper as a call (perf: a tenth of grab+unlock).
-        const kw = node + Lay.LEAF_HEADER_WORDS;
-        const kb = kw << 2;
-        let i = depth;
-        if (LITTLE_ENDIAN) {
-          for (; (i & 3) !== 0 && i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
-          for (; i + 4 <= keyLen; i += 4) {
-            if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return 0;
+      switch (hdr & 0xfff) {
+        case Lay.N256_TAG: {
+          let body = node + Lay.INNER_HEADER_WORDS;
+          const plen = i32[node + Lay.W_PREFIX_LEN];
+          if (plen !== 0) {
+            depth = matchPrefix(u8, node, plen, key, depth);
+            if (depth < 0) return 0;
+            body += (plen + 3) >> 2;
           }
+          if (depth === keyLen) {
+            node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
+            break;
+          }
+          const b = key[depth++];
+          node = plain ? i32[body + b] : Atomics.load(i32, body + b);
+          break;
         }
-        for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
-        return node;
+        case Lay.N16_TAG:
+        case Lay.N4_TAG:
+        case Lay.N32_TAG: {
+          let body = node + Lay.INNER_HEADER_WORDS;
+          const plen = i32[node + Lay.W_PREFIX_LEN];
+          if (plen !== 0) {
+            depth = matchPrefix(u8, node, plen, key, depth);
+            if (depth < 0) return 0;
+            body += (plen + 3) >> 2;
+          }
+          if (depth === keyLen) {
+            node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
+            break;
+          }
+          const b = key[depth++];
+          const count = hdr >>> 12; // sound: bits 25-31 of a live header are 0
+          const capWords = (hdr & 0xf00) === Lay.N4 << 8 ? 1 : (hdr & 0xf00) === Lay.N16 << 8 ? 4 : 8;
+          let child = 0;
+          if (LITTLE_ENDIAN) {
+            // Four key bytes per step: the lowest zero byte of (word ^ b repeated) is the first
+            // match (Mycroft's has-zero-byte test; borrows only ever mark bytes above a true
+            // zero). The sorted key bytes are immutable once published (plain loads).
+            const rep = Math.imul(b, 0x01010101);
+            const words = (count + 3) >> 2;
+            for (let w = 0; w < words; w++) {
+              const x = i32[body + w] ^ rep;
+              const m = (x - 0x01010101) & ~x & 0x80808080;
+              if (m !== 0) {
+                const i = (w << 2) + ((31 - Math.clz32(m & -m)) >> 3);
+                if (i < count) child = plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
+                break;
+              }
+            }
+          } else {
+            const kb = body << 2;
+            for (let i = 0; i < count; i++) {
+              const k = u8[kb + i];
+              if (k === b) child = plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
+              if (k >= b) break;
+            }
+          }
+          node = child;
+          break;
+        }
+        case Lay.LEAF_TAG: {
+          if (hdr >>> 12 !== keyLen) return 0;
+          // Key bytes [depth, keyLen) against the leaf's (immutable once published: plain
+          // loads), four at a time against its words where aligned. Inline, not a helper:
+          // TurboFan left the helper as a call (perf: a tenth of grab+unlock).
+          const kw = node + Lay.LEAF_HEADER_WORDS;
+          const kb = kw << 2;
+          let i = depth;
+          if (LITTLE_ENDIAN) {
+            for (; (i & 3) !== 0 && i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
+            for (; i + 4 <= keyLen; i += 4) {
+              if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return 0;
+            }
+          }
+          for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
+          return node;
+        }
+        case Lay.N48_TAG: {
+          let body = node + Lay.INNER_HEADER_WORDS;
+          const plen = i32[node + Lay.W_PREFIX_LEN];
+          if (plen !== 0) {
+            depth = matchPrefix(u8, node, plen, key, depth);
+            if (depth < 0) return 0;
+            body += (plen + 3) >> 2;
+          }
+          if (depth === keyLen) {
+            node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
+            break;
+          }
+          const b = key[depth++];
+          const iw = plain ? i32[body + (b >> 2)] : Atomics.load(i32, body + (b >> 2));
+          const slot = (iw >>> ((b & 3) << 3)) & 0xff;
+          node = slot === 0 ? 0 : plain ? i32[body + 63 + slot] : Atomics.load(i32, body + 63 + slot);
+          break;
+        }
+        default:
+          this.deadHeader = hdr;
+          return -1;
       }
-      const plen = i32[node + Lay.W_PREFIX_LEN];
-      if (plen !== 0) {
-        if (depth + plen > keyLen) return 0;
-        const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
-        for (let i = 0; i < plen; i++) if (u8[pb + i] !== key[depth + i]) return 0;
-        depth += plen;
-      }
-      if (depth === keyLen) {
-        node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
-        continue;
-      }
-      const body = node + Lay.INNER_HEADER_WORDS + ((plen + 3) >> 2);
-      const b = key[depth++];
-      if (type === Lay.N256) node = plain ? i32[body + b] : Atomics.load(i32, body + b);
-      else if (type === Lay.N48) {
-        const iw = plain ? i32[body + (b >> 2)] : Atomics.load(i32, body + (b >> 2));
-        const slot = (iw >>> ((b & 3) << 3)) & 0xff;
-        node = slot === 0 ? 0 : plain ? i32[body + 63 + slot] : Atomics.load(i32, body + 63 + slot);
-      } else node = findChildSmall(i32, u8, hdr, type, body, b, plain);
     }
     return 0;
   }
@@ -1207,35 +1275,14 @@ export class RadixTree {
 }
 
 /**
- * Child of an N4/N16/N32 for branch byte `b`, or 0 (nodes.ts findChild, with literals and
- * the load kind passed in: the descent's copy). Four key bytes per step: the lowest zero
- * byte of (word ^ b repeated) is the first match (Mycroft's has-zero-byte test; borrows only
- * ever mark bytes above a true zero). The sorted key bytes are immutable once published.
+ * Depth after matching inner node `node`'s prefix (plen > 0 bytes, immutable once published)
+ * against key[depth..], or -1 when the key does not continue with it.
  */
-function findChildSmall(i32: Int32Array, u8: Uint8Array, hdr: number, type: number, body: number, b: number, plain: boolean): number {
-  const count = (hdr >>> 12) & 0x1fff;
-  const capWords = type === Lay.N4 ? 1 : type === Lay.N16 ? 4 : 8;
-  if (LITTLE_ENDIAN) {
-    const rep = Math.imul(b, 0x01010101);
-    const words = (count + 3) >> 2;
-    for (let w = 0; w < words; w++) {
-      const x = i32[body + w] ^ rep;
-      const m = (x - 0x01010101) & ~x & 0x80808080;
-      if (m !== 0) {
-        const i = (w << 2) + ((31 - Math.clz32(m & -m)) >> 3);
-        if (i >= count) return 0;
-        return plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
-      }
-    }
-    return 0;
-  }
-  const kb = body << 2;
-  for (let i = 0; i < count; i++) {
-    const k = u8[kb + i];
-    if (k === b) return plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
-    if (k > b) return 0;
-  }
-  return 0;
+function matchPrefix(u8: Uint8Array, node: number, plen: number, key: Uint8Array, depth: number): number {
+  if (depth + plen > key.length) return -1;
+  const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
+  for (let i = 0; i < plen; i++) if (u8[pb + i] !== key[depth + i]) return -1;
+  return depth + plen;
 }
 
 /** memcmp order, shorter prefix first: compare arena bytes u8[kb..kb+len) with `key`. */
