@@ -102,14 +102,45 @@ const compareScratchI64 = new BigInt64Array(compareScratch.buffer);
  */
 export function logChecksumMatches(v: MediaViews, from: number, to: number, sumAt: number): boolean {
   const length = to - from;
-  if (length > verifyU8.length) {
-    verifyWasm.mem.grow(Math.ceil((length - verifyU8.length) / WASM_PAGE_BYTES));
-    verifyU8 = new Uint8Array(verifyWasm.mem.buffer);
-  }
+  ensureVerifyBytes(length);
+  windowEnd = 0; // the copy below overwrites any loaded window
   v.buf.copy(verifyU8, 0, from, to);
-  compareScratchI64[0] = verifyWasm.xxh64(0, length, 0n);
+  return sumEquals(v, 0, length, sumAt);
+}
+
+function ensureVerifyBytes(length: number): void {
+  if (length <= verifyU8.length) return;
+  verifyWasm.mem.grow(Math.ceil((length - verifyU8.length) / WASM_PAGE_BYTES));
+  verifyU8 = new Uint8Array(verifyWasm.mem.buffer);
+}
+
+function sumEquals(v: MediaViews, wasmAt: number, length: number, sumAt: number): boolean {
+  compareScratchI64[0] = verifyWasm.xxh64(wasmAt, length, 0n);
   const w = sumAt / 4;
   return compareScratch[0] === v.u32[w] && compareScratch[1] === v.u32[w + 1];
+}
+
+/**
+ * The verify window: log bytes [windowBase, windowEnd) copied into the verify instance's
+ * memory by one memcpy (recovery loads a whole segment), so each record of it is hashed in
+ * place with no per-record copy (about a third of recovery's scan was that copy). The window
+ * is a snapshot: only a caller that knows nobody writes those log bytes meanwhile may use it
+ * (recovery, before the store is shared). logChecksumMatches empties it.
+ */
+let windowBase = 0;
+let windowEnd = 0;
+
+export function loadVerifyWindow(v: MediaViews, from: number, to: number): void {
+  ensureVerifyBytes(to - from);
+  v.buf.copy(verifyU8, 0, from, to);
+  windowBase = from;
+  windowEnd = to;
+}
+
+/** logChecksumMatches for bytes inside the loaded verify window (hashed in place). */
+export function windowChecksumMatches(v: MediaViews, from: number, to: number, sumAt: number): boolean {
+  assert(from >= windowBase && to <= windowEnd && windowEnd !== 0, () => `checksum of [${from}, ${to}) outside the verify window [${windowBase}, ${windowEnd})`);
+  return sumEquals(v, from - windowBase, to - from, sumAt);
 }
 
 /** Stage bytes [0, totalBytes) as a view cached by length (no allocation after the first use of a length). */

@@ -13,7 +13,7 @@
  * Persistence ordering: none here (see segment-writer.ts).
  */
 import { kvBreak } from './test-break.js';
-import { logChecksumMatches, stageViews, stagedChecksum, stagedRecord } from './record-stage.js';
+import { logChecksumMatches, stageViews, stagedChecksum, stagedRecord, windowChecksumMatches } from './record-stage.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -119,8 +119,12 @@ export type RecordCheck =
   | { readonly status: 'invalid'; readonly reason: string } // torn, uncommitted, or not ours
   | { readonly status: 'ok'; readonly kind: number; readonly count: number; readonly totalBytes: number };
 
-/** Validates the record at `at` of a segment ending at `segmentEnd` whose owner-table nonce is `nonce`. */
-export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce: number): RecordCheck {
+/**
+ * Validates the record at `at` of a segment ending at `segmentEnd` whose owner-table nonce is
+ * `nonce`. `inWindow`: the segment is the loaded verify window (record-stage.ts loadVerifyWindow),
+ * hash the record there in place.
+ */
+export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce: number, inWindow = false): RecordCheck {
   if (at + RECORD_HEADER_BYTES > segmentEnd) return { status: 'end' };
   const w = at / 4;
   const word0 = v.u32[w + 2];
@@ -132,7 +136,7 @@ export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce
   const count = v.u32[w + 4];
   if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd) return { status: 'invalid', reason: `length ${totalBytes}` };
   if (joinU32(v.u32[w + 6], v.u32[w + 5]) !== nonce) return { status: 'invalid', reason: 'nonce of another segment life' };
-  const sumMatches = logChecksumMatches(v, at + 8, at + totalBytes, at);
+  const sumMatches = inWindow ? windowChecksumMatches(v, at + 8, at + totalBytes, at) : logChecksumMatches(v, at + 8, at + totalBytes, at);
   if (!sumMatches && !kvBreak('kv-skip-checksum')) return { status: 'invalid', reason: 'checksum mismatch' };
   if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count)) return { status: 'invalid', reason: 'entries overrun the record' };
   return { status: 'ok', kind, count, totalBytes };

@@ -25,7 +25,8 @@ import type { DaxSpace } from '../dax/space.js';
 import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER, entryBytes } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
-import { sortKeyRuns } from '../index/bulk-load.js';
+import { loadVerifyWindow } from './record-stage.js';
+import { SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortEntryRecords, sortRecordKeyByte, writeSortRecord } from './recovery-sort.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -40,13 +41,15 @@ export interface KvRecoveryReport {
   poisonedSegments: number;
   maxSequence: number;
   timeMs: number;
+  /** where timeMs went: segment scan (checksums included), key sort + winner pick, index bulk load */
+  phasesMs: { scan: number; sort: number; load: number };
   /** the segment with the most room after its last valid record (the opener resumes appending there) */
   resume: { base: number; used: number; nonce: number } | undefined;
 }
 
 export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   const start = performance.now();
-  const report: KvRecoveryReport = { segments: 0, records: 0, entries: 0, keys: 0, droppedRecords: 0, dropped: [], poisonedSegments: 0, maxSequence: 0, timeMs: 0, resume: undefined };
+  const report: KvRecoveryReport = { segments: 0, records: 0, entries: 0, keys: 0, droppedRecords: 0, dropped: [], poisonedSegments: 0, maxSequence: 0, timeMs: 0, phasesMs: { scan: 0, sort: 0, load: 0 }, resume: undefined };
   const segments: Array<[block: number, nonce: number]> = [];
   space.device.forEachOwned((block, owner, index, order) => {
     if (owner !== OWNER_KV_SEGMENT) return;
@@ -56,67 +59,58 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   report.segments = segments.length;
   const found = new FoundEntries(segments.length);
   for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report, found);
-  report.keys = loadWinners(space, found);
+  report.phasesMs.scan = performance.now() - start;
+  report.keys = loadWinners(space, found, report);
   report.timeMs = performance.now() - start;
   return report;
 }
 
 /**
- * Every valid entry seen by the scan, in scan order (growable typed columns). Index keys
- * (KV_KEY_PREFIX ++ key) are copied back to back into `keys` while the scan reads the
- * records anyway, so sorting and the bulk load read a compact buffer, not the whole log.
+ * Every valid entry seen by the scan, in scan order: its sort record (recovery-sort.ts:
+ * key bytes 0..15, length, op, sequence, scan id, entry offset) and, by scan id, where its
+ * key starts in `keys`. Keys are copied back to back into `keys` (each behind a
+ * KV_KEY_PREFIX byte, so an index key is one byte before its user key) while the scan reads
+ * the records anyway: keys longer than 16 bytes compare and copy from there, not the log.
  */
 class FoundEntries {
   count = 0;
-  at: Float64Array;
-  sequence: Float64Array;
+  records: Uint32Array;
+  /** where the user key starts in `keys` (its index key starts one byte before) */
   keyStart: Uint32Array;
-  /** index key length (prefix byte included) */
-  keyLength: Uint16Array;
-  del: Uint8Array;
   keys: Uint8Array;
   keyBytes = 0;
 
   /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them. */
   constructor(segments: number) {
     const n = Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7));
-    this.at = new Float64Array(n);
-    this.sequence = new Float64Array(n);
+    this.records = new Uint32Array(n * SORT_RECORD_WORDS);
     this.keyStart = new Uint32Array(n);
-    this.keyLength = new Uint16Array(n);
-    this.del = new Uint8Array(n);
     this.keys = new Uint8Array(n * 20);
   }
 
-  add(u8: Uint8Array, at: number, sequence: number, keyLength: number, del: boolean): void {
-    if (this.count === this.at.length) this.grow();
+  add(u8: Uint8Array, u32: Uint32Array, at: number, sequence: number, keyLength: number, del: boolean): void {
+    if (this.count === this.keyStart.length) this.grow();
     if (this.keyBytes + keyLength + 1 > this.keys.length) this.keys = grown(this.keys, Math.max(this.keys.length * 2, keyLength + 1));
     const i = this.count++;
-    this.at[i] = at;
-    this.sequence[i] = sequence;
-    this.keyLength[i] = keyLength + 1;
-    this.del[i] = del ? 1 : 0;
+    const from = at + ENTRY_HEADER_BYTES;
+    writeSortRecord(this.records, i * SORT_RECORD_WORDS, u32, from, keyLength, del, sequence, at, i);
     const keys = this.keys;
     let o = this.keyBytes;
-    this.keyStart[i] = o;
     keys[o++] = KV_KEY_PREFIX;
-    const from = at + ENTRY_HEADER_BYTES;
+    this.keyStart[i] = o;
     if (keyLength <= 32) for (let j = 0; j < keyLength; j++) keys[o + j] = u8[from + j];
     else keys.set(u8.subarray(from, from + keyLength), o);
     this.keyBytes = o + keyLength;
   }
 
   private grow(): void {
-    const n = this.at.length * 2;
-    this.at = grown(this.at, n);
-    this.sequence = grown(this.sequence, n);
+    const n = this.keyStart.length * 2;
+    this.records = grown(this.records, n * SORT_RECORD_WORDS);
     this.keyStart = grown(this.keyStart, n);
-    this.keyLength = grown(this.keyLength, n);
-    this.del = grown(this.del, n);
   }
 }
 
-function grown<T extends Float64Array | Uint32Array | Uint16Array | Uint8Array>(a: T, n: number): T {
+function grown<T extends Float64Array | Uint32Array | Uint8Array>(a: T, n: number): T {
   const b = new (a.constructor as new (n: number) => T)(n);
   b.set(a);
   return b;
@@ -125,31 +119,45 @@ function grown<T extends Float64Array | Uint32Array | Uint16Array | Uint8Array>(
 /**
  * Sorts the entries by key, keeps the newest entry of each key (highest sequence; on a tie
  * the one scanned first, as applying them in scan order would) and bulk loads the keys whose
- * newest entry is a PUT. Returns how many.
+ * newest entry is a PUT. Returns how many. The winners' index keys are written back to back
+ * in key order (from the sort records; longer keys from the scan's key buffer), so the bulk
+ * load reads them sequentially.
  */
-function loadWinners(space: DaxSpace, found: FoundEntries): number {
+function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryReport): number {
+  const t0 = performance.now();
   const n = found.count;
-  const { order, sameAsPrevious } = sortKeyRuns(found.keys, found.keyStart, found.keyLength, n);
+  const { sorted: recs, same } = sortEntryRecords(found.records, n, found.keys, found.keyStart);
+  const W = SORT_RECORD_WORDS;
   const starts = new Uint32Array(n);
   const lengths = new Uint16Array(n);
   const values = new Float64Array(n);
+  const indexKeys = new Uint8Array(found.keyBytes);
+  const from = found.keys;
+  let o = 0;
   let keys = 0;
   for (let p = 0; p < n; ) {
-    let best = order[p];
+    let best = p * W;
     let q = p + 1;
-    for (; q < n && sameAsPrevious[q] === 1; q++) {
-      const id = order[q];
-      const d = found.sequence[id] - found.sequence[best];
-      if (d > 0 || (d === 0 && id < best)) best = id;
-    }
-    if (found.del[best] === 0) {
-      starts[keys] = found.keyStart[best];
-      lengths[keys] = found.keyLength[best];
-      values[keys++] = found.at[best];
+    for (; q < n && same[q] === 1; q++) {
+      const r = q * W;
+      const d = recs[r + 6] - recs[best + 6] || recs[r + 5] - recs[best + 5];
+      if (d > 0 || (d === 0 && recs[r + 7] < recs[best + 7])) best = r;
     }
     p = q;
+    if ((recs[best] & SORT_DEL_BIT) !== 0) continue;
+    const len = recs[best] & 0xffff;
+    starts[keys] = o;
+    lengths[keys] = len + 1;
+    values[keys++] = recs[best + 9] * 2 ** 32 + recs[best + 8];
+    indexKeys[o++] = KV_KEY_PREFIX;
+    if (len <= SORT_KEY_BYTES) for (let j = 0; j < len; j++) indexKeys[o + j] = sortRecordKeyByte(recs, best, j);
+    else indexKeys.set(from.subarray(found.keyStart[recs[best + 7]], found.keyStart[recs[best + 7]] + len), o);
+    o += len;
   }
-  space.tree.bulkLoad({ count: keys, keys: found.keys, starts, lengths, values });
+  const t1 = performance.now();
+  report.phasesMs.sort = t1 - t0;
+  space.tree.bulkLoad({ count: keys, keys: indexKeys, starts, lengths, values });
+  report.phasesMs.load = performance.now() - t1;
   return keys;
 }
 
@@ -160,12 +168,17 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
     if (resumable && (report.resume === undefined || at - base < report.resume.used)) report.resume = { base, used: at - base, nonce };
   };
   const anyPoison = spansPoison(space, base, end); // once per segment: the per-record checks only when it has a poisoned block
+  // One copy of the segment into the verifier's memory, every record then hashed in place. It
+  // stops at the first poisoned block (reading poisoned pmem faults): the check below ends the
+  // scan at any record that claims bytes there, before its checksum is computed.
+  loadVerifyWindow(v, base, anyPoison ? firstPoisoned(space, base, end) : end);
   for (;;) {
-    if (anyPoison && spansPoison(space, at, Math.min(end, at + RECORD_HEADER_BYTES))) {
+    // The header first (not read if poisoned), then every byte its length claims.
+    if (anyPoison && (spansPoison(space, at, Math.min(end, at + RECORD_HEADER_BYTES)) || spansPoison(space, at, Math.min(end, at + v.u32[at / 4 + 3])))) {
       report.poisonedSegments++;
       return done(false);
     }
-    const check = checkRecord(v, at, end, nonce);
+    const check = checkRecord(v, at, end, nonce, true);
     if (check.status === 'end') return done(true);
     if (check.status === 'invalid') {
       report.droppedRecords++;
@@ -181,13 +194,20 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
     for (let i = 0; i < check.count; i++) {
       const sequence = entrySequence(v, e);
       const keyLength = entryKeyLength(v, e);
-      found.add(v.u8, e, sequence, keyLength, entryOp(v, e) === ENTRY_DEL);
+      found.add(v.u8, v.u32, e, sequence, keyLength, entryOp(v, e) === ENTRY_DEL);
       if (sequence > report.maxSequence) report.maxSequence = sequence;
       report.entries++;
       e += entryBytes(keyLength, entryValueLength(v, e));
     }
     at += check.totalBytes;
   }
+}
+
+/** Offset of the first poisoned block in [from, to) (from block aligned), or `to`. */
+function firstPoisoned(space: DaxSpace, from: number, to: number): number {
+  const device = space.device;
+  for (let off = from; off < to; off += BLOCK_BYTES) if (device.isPoisoned(device.blockAt(off))) return off;
+  return to;
 }
 
 function spansPoison(space: DaxSpace, from: number, to: number): boolean {
