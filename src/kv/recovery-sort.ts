@@ -37,7 +37,8 @@ export const SORT_DEL_BIT = 1 << 16;
 export const SORT_KEY_BYTES = 16;
 
 /** empty key; then per first byte: the one-byte key, and its 256 two-byte continuations */
-const BUCKETS = 1 + 256 * 257;
+export const SORT_BUCKETS = 1 + 256 * 257;
+const BUCKETS = SORT_BUCKETS;
 const INSERTION_MAX = 32;
 
 /**
@@ -75,19 +76,26 @@ export function sortRecordKeyByte(recs: Uint32Array, r: number, j: number): numb
 
 /**
  * Sorts `count` records of `recs` by key. `keys`/`keyStart`: the scan's key buffer and each
- * scan id's user key start in it (read for keys longer than 16 bytes and large buckets).
+ * scan id's user key start in it, read only for keys longer than 16 bytes (shorter ones need
+ * not be there). `histogram`, if given: counts[1 + b] = records in bucket b (sortBucketOf),
+ * counted as the records were written (saves a pass); it is consumed.
  * Returns the sorted records (a new array) and the same-as-previous flags.
  */
-export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Array, keyStart: Uint32Array): { sorted: Uint32Array; same: Uint8Array } {
+export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Array, keyStart: Uint32Array, histogram?: Int32Array): { sorted: Uint32Array; same: Uint8Array } {
   const W = SORT_RECORD_WORDS;
-  const counts = new Int32Array(BUCKETS + 1);
-  for (let i = 0; i < count; i++) counts[bucketOf(recs, i * W) + 1]++;
+  let counts: Int32Array;
+  if (histogram === undefined) {
+    counts = new Int32Array(BUCKETS + 1);
+    for (let i = 0; i < count; i++) counts[sortBucketOf(recs, i * W) + 1]++;
+  } else counts = histogram;
+  assert(counts.length === BUCKETS + 1, 'sort histogram of the wrong size');
   for (let b = 1; b <= BUCKETS; b++) counts[b] += counts[b - 1];
+  assert(counts[BUCKETS] === count, () => `sort histogram counts ${counts[BUCKETS]} records of ${count}`);
   const pos = counts.slice(0, BUCKETS);
   const sorted = new Uint32Array(count * W);
   for (let i = 0; i < count; i++) {
     const r = i * W;
-    const p = pos[bucketOf(recs, r)]++ * W;
+    const p = pos[sortBucketOf(recs, r)]++ * W;
     for (let w = 0; w < W; w++) sorted[p + w] = recs[r + w];
   }
   const same = new Uint8Array(count);
@@ -106,7 +114,7 @@ export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Ar
 }
 
 /** 0: empty key; 1 + 257 * byte0: one-byte key; 2 + 257 * byte0 + byte1: longer keys. */
-function bucketOf(recs: Uint32Array, r: number): number {
+export function sortBucketOf(recs: Uint32Array, r: number): number {
   const len = recs[r] & 0xffff;
   const k = recs[r + 1];
   return len === 0 ? 0 : len === 1 ? 1 + 257 * (k >>> 24) : 2 + 257 * (k >>> 24) + ((k >>> 16) & 0xff);
@@ -140,18 +148,32 @@ class BucketSorter {
     this.applyPermutation(from, n);
   }
 
-  /** A large bucket: the index's MSD radix sort over its key runs in the key buffer. */
+  /**
+   * A large bucket: the index's MSD radix sort over the bucket's keys, gathered into one
+   * buffer (short keys from their records, longer ones from the key buffer).
+   */
   radixSort(from: number, to: number, same: Uint8Array): void {
     const n = to - from;
     const recs = this.recs;
     const starts = new Uint32Array(n);
     const lengths = new Uint16Array(n);
+    let bytes = 0;
+    for (let i = 0; i < n; i++) bytes += recs[(from + i) * SORT_RECORD_WORDS] & 0xffff;
+    const gathered = new Uint8Array(bytes);
+    let o = 0;
     for (let i = 0; i < n; i++) {
       const r = (from + i) * SORT_RECORD_WORDS;
-      starts[i] = this.keyStart[recs[r + 7]];
-      lengths[i] = recs[r] & 0xffff;
+      const len = recs[r] & 0xffff;
+      starts[i] = o;
+      lengths[i] = len;
+      if (len <= SORT_KEY_BYTES) for (let j = 0; j < len; j++) gathered[o + j] = sortRecordKeyByte(recs, r, j);
+      else {
+        const k0 = this.keyStart[recs[r + 7]];
+        gathered.set(this.keys.subarray(k0, k0 + len), o);
+      }
+      o += len;
     }
-    const { order, sameAsPrevious } = sortKeyRuns(this.keys, starts, lengths, n);
+    const { order, sameAsPrevious } = sortKeyRuns(gathered, starts, lengths, n);
     if (this.perm.length < n) {
       this.perm = new Int32Array(n);
       this.scratch = new Uint32Array(n * SORT_RECORD_WORDS);

@@ -26,7 +26,7 @@ import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_
 import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
 import { loadVerifyWindow } from './record-stage.js';
-import { SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortEntryRecords, sortRecordKeyByte, writeSortRecord } from './recovery-sort.js';
+import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortRecordKeyByte, writeSortRecord } from './recovery-sort.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -67,17 +67,18 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
 
 /**
  * Every valid entry seen by the scan, in scan order: its sort record (recovery-sort.ts:
- * key bytes 0..15, length, op, sequence, scan id, entry offset) and, by scan id, where its
- * key starts in `keys`. Keys are copied back to back into `keys` (each behind a
- * KV_KEY_PREFIX byte, so an index key is one byte before its user key) while the scan reads
- * the records anyway: keys longer than 16 bytes compare and copy from there, not the log.
+ * key bytes 0..15, length, op, sequence, scan id, entry offset), counted in the sort's
+ * bucket histogram as it is written. Keys longer than 16 bytes (their record holds only the
+ * first 16) are also copied into `keys`, by scan id at keyStart: the sort and the bulk load
+ * read their tails there, not in the log.
  */
 class FoundEntries {
   count = 0;
   records: Uint32Array;
-  /** where the user key starts in `keys` (its index key starts one byte before) */
+  readonly histogram = new Int32Array(SORT_BUCKETS + 1);
+  /** where a long user key starts in `keys` (0 for keys of at most 16 bytes) */
   keyStart: Uint32Array;
-  keys: Uint8Array;
+  keys = new Uint8Array(1 << 16);
   keyBytes = 0;
 
   /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them. */
@@ -85,22 +86,20 @@ class FoundEntries {
     const n = Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7));
     this.records = new Uint32Array(n * SORT_RECORD_WORDS);
     this.keyStart = new Uint32Array(n);
-    this.keys = new Uint8Array(n * 20);
   }
 
   add(u8: Uint8Array, u32: Uint32Array, at: number, sequence: number, keyLength: number, del: boolean): void {
     if (this.count === this.keyStart.length) this.grow();
-    if (this.keyBytes + keyLength + 1 > this.keys.length) this.keys = grown(this.keys, Math.max(this.keys.length * 2, keyLength + 1));
     const i = this.count++;
     const from = at + ENTRY_HEADER_BYTES;
-    writeSortRecord(this.records, i * SORT_RECORD_WORDS, u32, from, keyLength, del, sequence, at, i);
-    const keys = this.keys;
-    let o = this.keyBytes;
-    keys[o++] = KV_KEY_PREFIX;
-    this.keyStart[i] = o;
-    if (keyLength <= 32) for (let j = 0; j < keyLength; j++) keys[o + j] = u8[from + j];
-    else keys.set(u8.subarray(from, from + keyLength), o);
-    this.keyBytes = o + keyLength;
+    const r = i * SORT_RECORD_WORDS;
+    writeSortRecord(this.records, r, u32, from, keyLength, del, sequence, at, i);
+    this.histogram[sortBucketOf(this.records, r) + 1]++;
+    if (keyLength <= SORT_KEY_BYTES) return;
+    if (this.keyBytes + keyLength > this.keys.length) this.keys = grown(this.keys, Math.max(this.keys.length * 2, this.keyBytes + keyLength));
+    this.keyStart[i] = this.keyBytes;
+    this.keys.set(u8.subarray(from, from + keyLength), this.keyBytes);
+    this.keyBytes += keyLength;
   }
 
   private grow(): void {
@@ -126,12 +125,14 @@ function grown<T extends Float64Array | Uint32Array | Uint8Array>(a: T, n: numbe
 function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryReport): number {
   const t0 = performance.now();
   const n = found.count;
-  const { sorted: recs, same } = sortEntryRecords(found.records, n, found.keys, found.keyStart);
+  const { sorted: recs, same } = sortEntryRecords(found.records, n, found.keys, found.keyStart, found.histogram);
   const W = SORT_RECORD_WORDS;
   const starts = new Uint32Array(n);
   const lengths = new Uint16Array(n);
   const values = new Float64Array(n);
-  const indexKeys = new Uint8Array(found.keyBytes);
+  let keyBytes = 0;
+  for (let p = 0; p < n; p++) if (same[p] === 0) keyBytes += (recs[p * W] & 0xffff) + 1;
+  const indexKeys = new Uint8Array(keyBytes);
   const from = found.keys;
   let o = 0;
   let keys = 0;
