@@ -22,7 +22,7 @@
  */
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
-import { type Arena, H_COUNT, H_ROOT } from './arena.js';
+import { type Arena, H_COUNT, H_ROOT, classWords, sizeClassOf } from './arena.js';
 import { DIRTY, MAX_VALUE, TOWRITE } from './entry-word.js';
 import {
   LEAF,
@@ -67,7 +67,7 @@ export function checkBulkEntries(e: BulkEntries): void {
   if (starts.length < count || lengths.length < count || values.length < count) throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count} starts, lengths and values`);
 }
 
-/** The reason entry i is unacceptable, or undefined (its key is compared with entry i - 1's). */
+/** The reason entry i's shape is unacceptable, or undefined (its order is checked on the leaves: allocLeaves). */
 function badEntry(e: BulkEntries, i: number): string | undefined {
   const len = e.lengths[i];
   const start = e.starts[i];
@@ -75,18 +75,7 @@ function badEntry(e: BulkEntries, i: number): string | undefined {
   if (!(len >= 0 && len <= MAX_KEY_BYTES)) return `key ${i} has length ${len} (at most ${MAX_KEY_BYTES})`;
   if (!(start >= 0 && start + len <= e.keys.length)) return `key ${i} lies outside the ${e.keys.length}-byte key buffer`;
   if (!Number.isInteger(v) || v < 0 || v > MAX_VALUE) return `value ${v} of key ${i} must be an integer in [0, 2^48)`;
-  if (i > 0 && compareRuns(e.keys, e.starts[i - 1], e.starts[i - 1] + e.lengths[i - 1], start, start + len) >= 0) return `key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`;
   return undefined;
-}
-
-/** memcmp order, shorter prefix first, of buf[a0..a1) and buf[b0..b1). */
-function compareRuns(buf: Uint8Array, a0: number, a1: number, b0: number, b1: number): number {
-  const n = Math.min(a1 - a0, b1 - b0);
-  for (let i = 0; i < n; i++) {
-    const d = buf[a0 + i] - buf[b0 + i];
-    if (d !== 0) return d;
-  }
-  return a1 - a0 - (b1 - b0);
 }
 
 /**
@@ -131,25 +120,35 @@ function collectOld(arena: Arena, retire: (node: number, words: number) => void)
 }
 
 /**
- * One leaf per entry, in entry order, allocated back to back (the build then reads them in
- * address order). Each entry is validated as it is copied, against the previous key (still
- * in cache); on a bad one every leaf allocated so far is retired (never published) and a
- * DaxError EINVAL names the entry, so the tree is unchanged. Words past the key inside the
- * block's size class are left as they are: nothing reads them.
+ * One leaf per entry, in entry order, back to back in one run of the arena (allocRunLocked:
+ * one bump for all; each leaf is still a block of its own size class; the build then reads
+ * them in address order). Every entry's shape is validated before anything is allocated;
+ * its order is checked against the previous leaf as it is copied (both keys in cache). On a
+ * bad order every leaf of the run is retired (never published) and a DaxError EINVAL names
+ * the entry, so the tree is unchanged. Words past the key inside a block are left as they
+ * are: nothing reads them.
  */
 function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): Int32Array {
   const leaves = new Int32Array(e.count);
   const { keys, starts, lengths, values } = e;
+  let total = 0;
   for (let i = 0; i < e.count; i++) {
     const bad = badEntry(e, i);
-    if (bad !== undefined) {
-      for (let j = 0; j < i; j++) retire(leaves[j], leafWords(countOf(arena.i32[leaves[j]])));
-      throw new DaxError('EINVAL', `bulkLoad: ${bad}`);
-    }
+    if (bad !== undefined) throw new DaxError('EINVAL', `bulkLoad: ${bad}`);
+    total += classWords(sizeClassOf(leafWords(lengths[i])));
+  }
+  if (e.count === 0) return leaves;
+  let next = arena.allocRunLocked(total);
+  for (let i = 0; i < e.count; i++) {
+    leaves[i] = next;
+    next += classWords(sizeClassOf(leafWords(lengths[i])));
+  }
+  const i32 = arena.i32; // after the allocation: the buffer may have grown
+  const u8 = arena.u8;
+  for (let i = 0; i < e.count; i++) {
     const k0 = starts[i];
     const len = lengths[i];
-    const leaf = arena.allocLocked(leafWords(len));
-    const i32 = arena.i32; // after allocLocked: the buffer may have grown
+    const leaf = leaves[i];
     const v = values[i];
     i32[leaf] = header(LEAF, len);
     i32[leaf + W_ENTRY] = 0;
@@ -157,10 +156,12 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
     i32[leaf + W_VALUE_HI] = Math.floor(v / TWO_32);
     if (len > 0) i32[leaf + LEAF_HEADER_WORDS + ((len - 1) >> 2)] = 0; // bytes after the key in its last word
     const kb = (leaf + LEAF_HEADER_WORDS) << 2;
-    const u8 = arena.u8;
     if (len <= 32) for (let j = 0; j < len; j++) u8[kb + j] = keys[k0 + j];
     else u8.set(keys.subarray(k0, k0 + len), kb);
-    leaves[i] = leaf;
+    if (i > 0 && compareLeaves(arena, leaves[i - 1], leaf) >= 0) {
+      for (let j = 0; j < e.count; j++) retire(leaves[j], leafWords(lengths[j]));
+      throw new DaxError('EINVAL', `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`);
+    }
   }
   return leaves;
 }

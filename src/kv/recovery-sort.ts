@@ -50,7 +50,7 @@ export function writeSortRecord(recs: Uint32Array, r: number, u32: Uint32Array, 
   recs[r] = keyLength | (del ? SORT_DEL_BIT : 0);
   const n = keyLength < SORT_KEY_BYTES ? keyLength : SORT_KEY_BYTES;
   const words = (n + 3) >> 2;
-  const w0 = keyAt >> 2;
+  const w0 = keyAt / 4; // a device offset: may exceed 2^31 (no shift)
   for (let w = 0; w < 4; w++) {
     if (w >= words) {
       recs[r + 1 + w] = 0;

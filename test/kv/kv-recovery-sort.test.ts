@@ -63,7 +63,7 @@ describe('recovery sort', () => {
       starts[i] = o + 4;
       o += 4 + ((keys[i].length + 3) & ~3);
     }
-    const buf = new Uint8Array(o + 16).fill(0xa5); // bytes after each key are not zero, as in the log
+    const buf = Uint8Array.from({ length: o + 16 }, () => Math.floor(r() * 256)); // bytes after each key are anything, as in the log
     const u32 = new Uint32Array(buf.buffer);
     keys.forEach((k, i) => buf.set(k, starts[i]));
     const recs = new Uint32Array(n * SORT_RECORD_WORDS);
