@@ -142,7 +142,11 @@ function stateName(e: number): EntryState {
 function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean): Attempt {
   tree.lockTree();
   try {
-    if (tree.findLeafPinned(key) !== 0) return RETRY;
+    // Only an 8-byte key can be covered by a huge entry, which getOrCreateLocked (exact keys)
+    // would not see; any other key that appeared since the lock-free lookup is found by
+    // getOrCreateLocked's own descent (this.created false), so it needs no lookup first.
+    const mayBeCovered = key.length === 8;
+    if (mayBeCovered && tree.findLeafPinned(key) !== 0) return RETRY;
     if (order === 9) {
       const last = key.slice();
       last[6] |= 1;
@@ -153,15 +157,23 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: b
     // still sleep on this key, and only WAITERS makes the next unlock wake them.
     const entry = LOCKED | (waited ? WAITERS : 0) | (STATE_EMPTY << STATE_SHIFT) | (order << ORDER_SHIFT) | (tree.threadId << OWNER_SHIFT);
     const leaf = tree.getOrCreateLocked(key, entry);
-    assert(tree.created, 'entry lock: placeholder leaf already present under treeLock');
+    if (!tree.created) {
+      assert(!mayBeCovered, 'entry lock: placeholder leaf already present under treeLock');
+      return RETRY;
+    }
     return { key, leaf, value: 0, state: 'empty', order };
   } finally {
     tree.unlockTree();
   }
 }
 
-/** One try: lock the entry of `key` (creating a placeholder), or say why not. Caller pinned. */
-function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean): Attempt {
+/**
+ * One try: lock the entry of `key` (creating a placeholder), or say why not. Caller pinned.
+ * absent: grabFree's descent just found no leaf of exactly `key` (and key is not 8 bytes, so
+ * no huge entry covers it): go straight to createPinned, which re-checks under treeLock.
+ */
+function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, absent: boolean): Attempt {
+  if (absent) return createPinned(tree, key, order, waited);
   const leaf = tree.findLeafPinned(key);
   if (leaf === 0) return createPinned(tree, key, order, waited);
   const exact = tree.foundExact;
@@ -191,6 +203,7 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   epoch.pin();
   try {
     const leaf = tree.findExactPinned(key);
+    freeFoundAbsent = leaf === 0 && key.length !== 8;
     if (leaf === 0) return undefined;
     const i32 = tree.arena.i32;
     const e = loadWord(i32, leaf + Lay.W_ENTRY);
@@ -202,6 +215,9 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
     epoch.unpin();
   }
 }
+
+/** Set by grabFree: its descent found no leaf for a key no huge entry can cover (per thread). */
+let freeFoundAbsent = false;
 
 /** Wait key whose wake-up a cancelled registration had already received (it holds that baton), or -1. Per thread. */
 let cancelWokenKey = -1;
@@ -255,11 +271,11 @@ function noteTimeoutLocked(tree: RadixTree, key: Uint8Array, wk: number): void {
 let preparedWaiter: Waiter | undefined;
 
 /** Pinned part of one round: attempt, and on BUSY prepare the wait (or throw EDEADLK). */
-function roundPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, blocking: 'sync' | 'async' | 'none'): Attempt {
+function roundPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, blocking: 'sync' | 'async' | 'none', absent = false): Attempt {
   preparedWaiter = undefined;
   tree.epoch.pin();
   try {
-    const attempt = attemptPinned(tree, key, order, waited);
+    const attempt = attemptPinned(tree, key, order, waited, absent);
     if (attempt !== BUSY || blocking === 'none') return attempt;
     if (blocking === 'sync' && ownerOf(busyWord) === tree.threadId) {
       throw new DaxError('EDEADLK', `grab: entry ${hex(busyKey)} of tree ${tree.treeId} is already held by this thread (thread ${tree.threadId})`);
@@ -286,19 +302,21 @@ export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): Entr
   if (opts === undefined || opts.order === undefined || opts.order === 0) {
     const ref = grabFree(tree, key);
     if (ref !== undefined) return ref;
+    return grabSlow(tree, key, 0, freeFoundAbsent);
   }
-  return grabSlow(tree, key, opts?.order ?? 0);
+  return grabSlow(tree, key, opts.order, false);
 }
 
 /** grab() past the uncontended first try: order 9, a held, absent or deleted entry, a lost CAS. */
-function grabSlow(tree: RadixTree, key: Uint8Array, order: number): EntryRef | undefined {
+function grabSlow(tree: RadixTree, key: Uint8Array, order: number, absent: boolean): EntryRef | undefined {
   if (order !== 0) checkOrder(key, order, 'grab');
   let waited = false;
   let baton = -1; // wait key of the baton this thread holds (it was woken), or -1
   try {
     for (;;) {
       cancelWokenKey = -1;
-      const attempt = roundPinned(tree, key, order, waited, 'sync');
+      const attempt = roundPinned(tree, key, order, waited, 'sync', absent);
+      absent = false; // a retry looks the key up again
       const waiter = preparedWaiter;
       if (cancelWokenKey >= 0) {
         if (baton >= 0) tree.waitTable.returnBaton(baton);
