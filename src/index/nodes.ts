@@ -11,20 +11,26 @@
  *   · 2 DIRTY leaves below · 3 TOWRITE leaves below · 4 endLeaf (the leaf whose key ends
  *   exactly at this node's branch byte; it sorts before every child) · 5.. prefix bytes
  *   (ceil(prefixLen/4) words) · body:
- *     N4/N16/N32: cap key bytes (sorted, count used) then cap child words
+ *     N4/N16/N32: cap key bytes (count used, distinct, in insertion order: NOT sorted;
+ *     gatherChildren sorts) then cap child words; unused key bytes and child words are 0
  *     N48: 256 index bytes (child slot + 1, 0 = none) then 48 child words
  *     N256: 256 child words
  * Leaf words: 0 header · 1 entry word (entry-word.ts) · 2 value low · 3 value high · 4.. key.
  *
  * Invariants
- *   - Immutable after publication: header type/magic, prefixLen, prefix, the key bytes and
- *     count of N4/16/32, a leaf's key. Readers read those with plain loads (ordered after
+ *   - Immutable after publication: header type/magic, prefixLen, prefix, the key bytes
+ *     [0, count) of N4/16/32, a leaf's key. Readers read those with plain loads (ordered after
  *     the acquire load (loadWord, word-load.ts) of the pointer that reached the node, which
  *     saw the publishing Atomics.store).
  *   - Mutable in place (Atomics only, under treeLock): child words (a child replaced by its
  *     copy, or an N256 slot filled/cleared), N48 index words and free child slots (add
  *     only: N48 removals copy the node, so an index byte never names a reused slot), the
- *     N48/N256 count, the tag counts, endLeaf. Everything else changes by copy-on-write.
+ *     N48/N256 count, the tag counts, endLeaf; and, where plain loads are acquire (x86,
+ *     word-load.ts), an APPEND to an N4/16/32 with room: child word at index count, then key
+ *     byte at count, then the header with count + 1, each an Atomics.store. A reader orders
+ *     its loads after its header load (TSO), so with the old count it ignores index count
+ *     (a match there reads as absent) and with the new one it sees byte and child. Removals
+ *     and growth copy the node. Everything else changes by copy-on-write.
  *   - Every inner node has at least two items (children + endLeaf), except transiently
  *     under treeLock.
  */
@@ -151,11 +157,7 @@ export function findChild(i32: Int32Array, u8: Uint8Array, hdr: number, body: nu
     return 0;
   }
   const kb = body << 2;
-  for (let i = 0; i < count; i++) {
-    const k = u8[kb + i];
-    if (k === b) return loadWord(i32, body + (cap >> 2) + i);
-    if (k > b) return 0;
-  }
+  for (let i = 0; i < count; i++) if (u8[kb + i] === b) return loadWord(i32, body + (cap >> 2) + i);
   return 0;
 }
 
@@ -172,11 +174,7 @@ export function findChildSlot(i32: Int32Array, u8: Uint8Array, hdr: number, body
   const count = countOf(hdr);
   const cap = capacityOf(type);
   const kb = body << 2;
-  for (let i = 0; i < count; i++) {
-    const k = u8[kb + i];
-    if (k === b) return body + (cap >> 2) + i;
-    if (k > b) return -1;
-  }
+  for (let i = 0; i < count; i++) if (u8[kb + i] === b) return body + (cap >> 2) + i;
   return -1;
 }
 
@@ -213,9 +211,19 @@ export function gatherChildren(i32: Int32Array, u8: Uint8Array, node: number, by
     const count = countOf(hdr);
     const cap = capacityOf(type);
     const kb = body << 2;
+    // Key bytes are in insertion order (appends in place: radix-tree.ts addChildLocked):
+    // insertion-sort them on the way out (already sorted: one compare each).
     for (let i = 0; i < count; i++) {
-      bytes[n] = u8[kb + i];
-      kids[n++] = loadWord(i32, body + (cap >> 2) + i);
+      const k = u8[kb + i];
+      const c = loadWord(i32, body + (cap >> 2) + i);
+      let j = n++;
+      while (j > 0 && bytes[j - 1] > k) {
+        bytes[j] = bytes[j - 1];
+        kids[j] = kids[j - 1];
+        j--;
+      }
+      bytes[j] = k;
+      kids[j] = c;
     }
   }
   return n;

@@ -90,6 +90,7 @@ import {
   W_VALUE_HI,
   W_VALUE_LO,
   bodyOffset,
+  capacityOf,
   countOf,
   fillInner,
   findChild,
@@ -105,6 +106,13 @@ import {
 
 /** DAXSTORE_TEST_BREAK=tree-lock-unpinned: treeLock holders are not pinned (see lockTree). */
 export const TREE_LOCK_UNPINNED = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('tree-lock-unpinned');
+
+/**
+ * DAXSTORE_TEST_BREAK=append-shift: adding a child to an N4/16/32 with room inserts it at its
+ * sorted place by shifting the later key bytes and children in place, under lock-free readers
+ * (what the append order of nodes.ts avoids), so radix-tree-append.test.ts can go red.
+ */
+export const APPEND_SHIFT_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('append-shift');
 
 export interface RadixTreeHandle {
   readonly arena: SharedArrayBuffer;
@@ -364,7 +372,8 @@ export class RadixTree {
           if (LITTLE_ENDIAN) {
             // Four key bytes per step: the lowest zero byte of (word ^ b repeated) is the first
             // match (Mycroft's has-zero-byte test; borrows only ever mark bytes above a true
-            // zero). The sorted key bytes are immutable once published (plain loads).
+            // zero). The key bytes below count are distinct and immutable once published
+            // (plain loads); a match at or past count (an append this header predates) is absent.
             const rep = Math.imul(b, 0x01010101);
             const words = (count + 3) >> 2;
             for (let w = 0; w < words; w++) {
@@ -379,9 +388,10 @@ export class RadixTree {
           } else {
             const kb = body << 2;
             for (let i = 0; i < count; i++) {
-              const k = u8[kb + i];
-              if (k === b) child = plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
-              if (k >= b) break;
+              if (u8[kb + i] === b) {
+                child = plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
+                break;
+              }
             }
           }
           node = child;
@@ -797,6 +807,17 @@ export class RadixTree {
       Atomics.store(i32, node, header(N256, count + 1));
       return;
     }
+    if (PLAIN_LOADS_ARE_ACQUIRE && type !== N48 && count < capacityOf(type)) {
+      // Append in place (nodes.ts: the order that makes it safe for lock-free readers) instead
+      // of copy, publish and retire: a new key's insert had spent about a third of its time
+      // on that copy and on the retire and later free of the old node.
+      const cap = capacityOf(type);
+      if (APPEND_SHIFT_BROKEN) return this.insertShiftingBrokenLocked(node, body, cap, count, b, child, type);
+      Atomics.store(i32, body + (cap >> 2) + count, child);
+      Atomics.store(this.arena.u8, (body << 2) + count, b);
+      Atomics.store(i32, node, header(type, count + 1));
+      return;
+    }
     if (type === N48 && count < 48) {
       let free = 0;
       while (i32[body + 64 + free] !== 0) free++;
@@ -825,6 +846,23 @@ export class RadixTree {
     i32 = this.arena.i32;
     Atomics.store(i32, slot, copy);
     this.retireBlock(node, innerWords(type, plen));
+  }
+
+  /** The unsafe in-place insert APPEND_SHIFT_BROKEN stands for: keep the bytes sorted by shifting them under readers. */
+  private insertShiftingBrokenLocked(node: number, body: number, cap: number, count: number, b: number, child: number, type: number): void {
+    const i32 = this.arena.i32;
+    const u8 = this.arena.u8;
+    const kb = body << 2;
+    const cw = body + (cap >> 2);
+    let at = count;
+    while (at > 0 && u8[kb + at - 1] > b) {
+      Atomics.store(u8, kb + at, u8[kb + at - 1]);
+      Atomics.store(i32, cw + at, i32[cw + at - 1]);
+      at--;
+    }
+    Atomics.store(u8, kb + at, b);
+    Atomics.store(i32, cw + at, child);
+    Atomics.store(i32, node, header(type, count + 1));
   }
 
   /**

@@ -13,7 +13,9 @@ import { blockWords, isLive } from '../../src/index/nodes.js';
 const epoch = EpochDomain.create();
 const tree = RadixTree.create(epoch, { poisonReclaimed: true });
 const enc = new TextEncoder();
-for (const k of ['a', 'b', 'c']) tree.insert(enc.encode(k), k.charCodeAt(0));
+// A full N4 root: the next child grows it by copy-on-write (a node with room takes a new
+// child by an in-place append, which leaves no old node to keep valid).
+for (const k of ['a', 'b', 'c', 'g']) tree.insert(enc.encode(k), k.charCodeAt(0));
 
 const i32 = () => tree.arena.i32;
 const reader = epoch.pinAsync(); // the reader's own participant
@@ -37,6 +39,6 @@ reader.release();
 for (let i = 0; i < 10; i++) epoch.collect();
 const reclaimedAfter = !isLive(i32()[oldRoot]) && !isLive(i32()[leafB]);
 
-for (const k of ['a', 'c', 'd', 'e', 'f']) tree.delete(enc.encode(k));
+for (const k of ['a', 'c', 'd', 'e', 'f', 'g']) tree.delete(enc.encode(k));
 for (let i = 0; i < 10; i++) epoch.collect();
 parentPort!.postMessage({ validWhilePinned, reclaimedAfter, liveWords: tree.arena.liveWords(), limbo: epoch.stats().limbo[0] });

@@ -16,7 +16,7 @@ import { testKey } from './index-keys.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 
 export interface TreeWorkerData {
-  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold';
+  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold' | 'appender' | 'append-reader';
   tree: RadixTreeHandle;
   epoch: EpochHandle;
   control: SharedArrayBuffer;
@@ -200,7 +200,60 @@ function checkAll(): unknown {
   return { wrong, scanned, arenaBytes: tree.arena.sab.byteLength };
 }
 
-const modes = { mixed, mutex, contend, 'grab-once': grabOnce, reader, writer, 'check-all': checkAll, 'wait-unlocked': waitUnlockedOnce, hold };
+/** Append test keys: [p, s] for p < keys, value p * 256 + s + 1 (radix-tree-append.test.ts). */
+export function appendKey(p: number, s: number): Uint8Array {
+  return Uint8Array.of(p, s);
+}
+
+/**
+ * Adds [p, s] for s = 0..29 (random order per p, all p interleaved), so each p's node grows
+ * N4 -> N16 -> N32 by appends in place and growth copies, under the readers.
+ */
+function appender(): unknown {
+  const order: number[][] = [];
+  for (let p = 0; p < data.keys; p++) {
+    const ss = Array.from({ length: 30 }, (_, i) => i);
+    for (let i = ss.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [ss[i], ss[j]] = [ss[j], ss[i]];
+    }
+    order.push(ss);
+  }
+  waitStart();
+  for (let i = 0; i < 30; i++) {
+    for (let p = 0; p < data.keys; p++) tree.insert(appendKey(p, order[p][i]), p * 256 + order[p][i] + 1);
+    epoch.collect();
+  }
+  return {};
+}
+
+/** Until stop: the stable keys [p, 250] and [p, 251] are always there with their values; an appended key is absent or right. */
+function appendReader(): unknown {
+  waitStart();
+  let reads = 0;
+  while (Atomics.load(control, C_STOP) === 0) {
+    const p = Math.floor(random() * data.keys);
+    const s = random() < 0.5 ? 250 + (reads & 1) : Math.floor(random() * 30);
+    const v = tree.lookup(appendKey(p, s));
+    if (s >= 250 ? v !== p * 256 + s + 1 : v !== undefined && v !== p * 256 + s + 1) Atomics.add(control, C_BAD_READS, 1);
+    reads++;
+  }
+  return { reads };
+}
+
+const modes = {
+  mixed,
+  mutex,
+  contend,
+  'grab-once': grabOnce,
+  reader,
+  writer,
+  'check-all': checkAll,
+  'wait-unlocked': waitUnlockedOnce,
+  hold,
+  appender,
+  'append-reader': appendReader,
+};
 const result = modes[data.mode]();
 epoch.collect();
 parentPort!.postMessage(result);
