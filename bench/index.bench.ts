@@ -11,6 +11,13 @@
  *               Atomics.compareExchange (lock, unlock) on one shared word
  *   floor rows  (interleaved only) the pieces no grab+unlock can skip, against the same peer:
  *               pin+unpin, the hot key's descent, and pin + descent + two CAS on its entry word
+ *   insert      (interleaved only) grab() + replace() + unlock() of FRESH random keys into the
+ *               1M-key tree (grab creates the entry: treeLock, node growth, leaf allocation), as
+ *               kv's put of a new key does, vs Map.set of the same keys as latin1 strings into
+ *               the 1M-key Map; each round takes the next BATCH unused keys (the tree and the
+ *               Map grow by 41 x BATCH keys)
+ *   overwrite   (interleaved only) the same grab + replace + unlock on existing keys (round
+ *               robin) vs Map.set of existing keys: the insert row's baseline
  *   bytes/key   arena bytes in use (nodes + leaves, size-class rounding included) / keys
  * Targets (issue 3): lookup <= 2x Map.get; scan <= 2x array; grab+unlock <= 3x two CAS; < 48 B/key.
  *
@@ -23,7 +30,7 @@ import os from 'node:os';
 import { Bench } from 'tinybench';
 import { EpochDomain } from '../src/index/epoch.js';
 import { RadixTree } from '../src/index/radix-tree.js';
-import { grab, unlock } from '../src/index/entry-lock.js';
+import { grab, replace, unlock } from '../src/index/entry-lock.js';
 
 const KEYS = Number(process.env['KEYS'] ?? 1_000_000);
 const BATCH = 10_000;
@@ -148,6 +155,40 @@ async function main(): Promise<void> {
       Atomics.compareExchange(i32, at, e | 1, e);
     }
   };
+  // Insert vs overwrite: fresh keys (another seed) for the interleaved rounds, and their strings.
+  const ROUNDS = 41;
+  const fresh = randomKeys(ROUNDS * BATCH, 4242);
+  const freshStrings = fresh.map((k) => Buffer.from(k).toString('latin1'));
+  let freshTree = 0;
+  let freshMap = 0;
+  const insertBatch = (): void => {
+    for (let i = 0; i < BATCH; i++) {
+      const ref = grab(tree, fresh[freshTree++]);
+      replace(tree, ref, i + 1);
+      unlock(tree, ref);
+    }
+  };
+  const mapInsertBatch = (): void => {
+    for (let i = 0; i < BATCH; i++) map.set(freshStrings[freshMap++], i + 1);
+  };
+  let over = 0;
+  const overwriteBatch = (): void => {
+    let c = over;
+    for (let i = 0; i < BATCH; i++) {
+      const ref = grab(tree, keys[c]);
+      replace(tree, ref, i + 1);
+      unlock(tree, ref);
+      if (++c === KEYS) c = 0;
+    }
+    over = c;
+  };
+  const mapOverwriteBatch = (): void => {
+    let c = over;
+    for (let i = 0; i < BATCH; i++) {
+      map.set(strings[c], i + 1);
+      if (++c === KEYS) c = 0;
+    }
+  };
   const bench = new Bench({ time: 500, warmup: true });
   bench
     .add('lookup: tree.lookupPinned', lookupBatch)
@@ -178,6 +219,8 @@ async function main(): Promise<void> {
   const pinIl = interleaved(pinBatch, casBatch);
   const descentIl = interleaved(descentBatch, casBatch);
   const minimumIl = interleaved(minimumBatch, casBatch);
+  const overwriteIl = interleaved(overwriteBatch, mapOverwriteBatch, ROUNDS);
+  const insertIl = interleaved(insertBatch, mapInsertBatch, ROUNDS);
 
   const lookup = nsPer(bench, 'lookup: tree.lookupPinned', BATCH);
   const mapGet = nsPer(bench, 'lookup: Map.get (latin1 string keys)', BATCH);
@@ -201,6 +244,9 @@ async function main(): Promise<void> {
   console.log(il('  floor: pin+unpin', pinIl, 'two compareExchange', '-'));
   console.log(il('  floor: descent (hot)', descentIl, 'two compareExchange', '-'));
   console.log(il('  floor: pin+descent+2 CAS', minimumIl, 'two compareExchange', '-'));
+  console.log(il('overwrite (grab+replace+unlock)', overwriteIl, 'Map.set (existing key)', '-'));
+  console.log(il('insert (grab+replace+unlock)', insertIl, 'Map.set (new key)', '-'));
+  console.log(`  insert / overwrite: ${(insertIl.aNs / overwriteIl.aNs).toFixed(2)}x (medians of the two rows above)`);
   console.log(`index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B`);
   if (sink === -1) console.log(sink);
 }
