@@ -160,6 +160,8 @@ export class KvStore {
    */
   private copySlab = new Uint8Array(COPY_SLAB_BYTES);
   private copySlabUsed = 0;
+  /** Sink of copyEntriesPinned's touching loads. */
+  private touched = 0;
   private readonly reaper: LargeObjectReaper;
   /** What open found about large-value objects (opener only). */
   largeValuesAtOpen: OrphanReport | undefined;
@@ -679,17 +681,27 @@ export class KvStore {
    * by the caller keeps that batch buffer (~SCAN_BATCH entries) alive.
    */
   private copyEntriesPinned(ats: Float64Array, n: number): Array<[Uint8Array, Uint8Array]> {
-    const { u32, buf } = this.views;
+    const { u8, u32, buf } = this.views;
     const anyPoison = this.space.device.poisonedBlocks !== 0; // once per batch, not per entry
     let total = 0;
+    let touched = 0;
     for (let i = 0; i < n; i++) {
       const at = ats[i];
       const w = at / 4;
       const keyLength = u32[w] & 0xffff;
       const valueLength = u32[w + 1];
       if (anyPoison) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + keyLength + valueLength, 'range');
-      total += keyLength + (u32[w] >>> 24 === 0 ? valueLength : 0);
+      if (u32[w] >>> 24 === 0) {
+        // Touch the entry's middle and last byte (after the poison check: never read a poisoned
+        // block): independent loads, so the cache misses of the batch's entries overlap here
+        // instead of stalling one by one in the copy loop below. 7 of 10 A/B rounds at 1M keys
+        // (/tmp/kv3/r.mjs): ~500 -> ~430 ns of CPU per entry for this function plus the scan.
+        const end = at + ENTRY_HEADER_BYTES + keyLength + valueLength;
+        touched += u8[(at + end) >>> 1] + u8[end - 1];
+        total += keyLength + valueLength;
+      } else total += keyLength;
     }
+    this.touched = touched; // a use, so the touching loads are not dead code
     const out = Buffer.allocUnsafeSlow(total);
     const ab = out.buffer;
     const items: Array<[Uint8Array, Uint8Array]> = new Array(n);
