@@ -20,6 +20,8 @@
  *   - Structural changes hold treeLock (tree-lock.ts), build replacements off to the side,
  *     publish them with one Atomics.store of the parent's slot, then retire the old block
  *     (RETIRE_ARENA_NODE), so a pinned reader keeps seeing a whole old or a whole new node.
+ *     The in-place changes nodes.ts lists are the exceptions (N48/N256 slots, and on x86 an
+ *     append to an N4/16/32 with room: child, key byte, then count; addChildLocked).
  *   - Lock order: entry lock, then treeLock. Tags change only with treeLock held.
  *   - Iteration is not a snapshot: it returns each key at most once, in order, and sees every
  *     key that was present for the whole iteration; keys inserted or deleted meanwhile may
@@ -638,14 +640,19 @@ export class RadixTree {
   }
 
   private newLeafLocked(key: Uint8Array, entry: number): number {
-    const words = leafWords(key.length);
+    const keyLen = key.length;
+    const words = leafWords(keyLen);
     const leaf = this.arena.allocLocked(words);
     const i32 = this.arena.i32;
     const u8 = this.arena.u8;
-    i32.fill(0, leaf, leaf + classWords(sizeClassOf(words)));
-    i32[leaf] = header(LEAF, key.length);
+    // Every word of the block is written (a reused block holds its earlier life), by plain
+    // loops: the fill and set builtins cost more than the few words of a short key.
+    const end = leaf + classWords(sizeClassOf(words));
+    i32[leaf] = header(LEAF, keyLen);
     i32[leaf + W_ENTRY] = entry;
-    u8.set(key, (leaf + LEAF_HEADER_WORDS) << 2);
+    for (let w = leaf + W_VALUE_LO; w < end; w++) i32[w] = 0;
+    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    for (let i = 0; i < keyLen; i++) u8[kb + i] = key[i];
     return leaf;
   }
 
