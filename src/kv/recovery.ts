@@ -137,12 +137,17 @@ function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryRep
   const n = found.count;
   const { sorted: recs, same } = sortEntryRecords(found.records, n, found.keys, found.keyStart, found.histogram);
   const W = SORT_RECORD_WORDS;
-  const starts = new Uint32Array(n);
-  const lengths = new Uint16Array(n);
-  const values = new Float64Array(n);
   let keyBytes = 0;
   for (let p = 0; p < n; p++) if (same[p] === 0) keyBytes += (recs[p * W] & 0xffff) + 1;
-  const indexKeys = new Uint8Array(keyBytes);
+  // The bulk load's columns go into the scan's record buffer, dead once scattered: fresh
+  // typed arrays of this size (35 MB for 1M keys) add external memory, which in a process
+  // with a large heap (the bench's) starts a full mark-compact (~120 ms each, two seen).
+  const scratch = found.records.buffer;
+  const fits = n * 14 + keyBytes <= scratch.byteLength;
+  const values = fits ? new Float64Array(scratch, 0, n) : new Float64Array(n);
+  const starts = fits ? new Uint32Array(scratch, n * 8, n) : new Uint32Array(n);
+  const lengths = fits ? new Uint16Array(scratch, n * 12, n) : new Uint16Array(n);
+  const indexKeys = fits ? new Uint8Array(scratch, n * 14, keyBytes) : new Uint8Array(keyBytes);
   const from = found.keys;
   let o = 0;
   let keys = 0;
