@@ -2,6 +2,7 @@
 // load it too; the region table and SIGBUS handler behind it are process-global.
 #include <napi.h>
 
+#include "advise.h"
 #include "diff.h"
 #include "persist.h"
 #include "region.h"
@@ -20,7 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"drain", daxstore::JsDrain},             {"persist", daxstore::JsPersist},
       {"msync", daxstore::JsMsync},             {"copyOut", daxstore::JsCopyOut},
       {"copyIn", daxstore::JsCopyIn},           {"cpuFlushMethods", daxstore::JsCpuFlushMethods},
-      {"diffWords", daxstore::JsDiffWords},
+      {"diffWords", daxstore::JsDiffWords},     {"adviseHugePages", daxstore::JsAdviseHugePages},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

@@ -52,6 +52,7 @@ import {
   POISON_WORD,
   classWords,
   sizeClassOf,
+  type HugePagesState,
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
@@ -158,6 +159,8 @@ export interface TreeStats {
   lostWakeups: number;
   waits: number;
   reclaimed: number;
+  /** Whether the arena's memory was advised to use 2 MiB transparent huge pages. */
+  hugePages: HugePagesState;
 }
 
 const TWO_32 = 2 ** 32;
@@ -1313,6 +1316,7 @@ export class RadixTree {
       lostWakeups: Atomics.load(i32, H_STAT_LOST_WAKEUPS),
       waits: Atomics.load(i32, H_STAT_WAITS),
       reclaimed: Atomics.load(i32, H_STAT_RECLAIMED),
+      hugePages: this.arena.hugePages(),
     };
   }
 

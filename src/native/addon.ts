@@ -59,6 +59,12 @@ export interface NativeAddon {
   cpuFlushMethods(): number[];
   /** Indices (from startWord) of differing 8-byte words written into out; returns the count or -EINVAL. */
   diffWords(a: Uint8Array, b: Uint8Array, out: Uint32Array, startWord: number): number;
+  /**
+   * madvise(MADV_HUGEPAGE) over the whole 2 MiB pages inside the buffer's reservation
+   * (maxByteLength of a growable buffer). Bytes advised (0: none fits) or -errno
+   * (-EINVAL: no transparent huge pages in this kernel).
+   */
+  adviseHugePages(buffer: SharedArrayBuffer): number;
 }
 
 /** What the addon throws from set-up paths (addon/errors.cc). */

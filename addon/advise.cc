@@ -1,0 +1,43 @@
+#include "advise.h"
+
+#include <sys/mman.h>
+#include <v8.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+namespace daxstore {
+namespace {
+
+constexpr uintptr_t kHugePageBytes = uintptr_t{2} << 20;
+constexpr uintptr_t kPageBytes = 4096;
+
+}  // namespace
+
+Napi::Value JsAdviseHugePages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) return Napi::Number::New(env, -EBADF);
+  // napi_value is a v8::Local<v8::Value> in Node's implementation (region.cc relies on the
+  // same); N-API itself cannot read a SharedArrayBuffer's maximum length.
+  napi_value raw = info[0];
+  static_assert(sizeof(napi_value) == sizeof(v8::Local<v8::Value>));
+  v8::Local<v8::Value> value;
+  std::memcpy(static_cast<void*>(&value), &raw, sizeof(raw));
+  if (value.IsEmpty() || !value->IsSharedArrayBuffer()) return Napi::Number::New(env, -EBADF);
+  std::shared_ptr<v8::BackingStore> store = value.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  const uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
+  // A growable buffer's reservation is its maximum length rounded up to the commit page
+  // (V8 BackingStore::TryAllocateAndPartiallyCommitMemory); rounding down is the safe side.
+  const size_t length = store->IsResizableByUserJavaScript() ? store->MaxByteLength() : store->ByteLength();
+  if (base == 0 || length == 0) return Napi::Number::New(env, 0);
+  const uintptr_t start = (base + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  const uintptr_t end = (base + (length & ~(kPageBytes - 1))) & ~(kHugePageBytes - 1);
+  if (end <= start) return Napi::Number::New(env, 0);
+  if (madvise(reinterpret_cast<void*>(start), end - start, MADV_HUGEPAGE) != 0) {
+    return Napi::Number::New(env, -errno);
+  }
+  return Napi::Number::New(env, static_cast<double>(end - start));
+}
+
+}  // namespace daxstore

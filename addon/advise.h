@@ -1,0 +1,19 @@
+// Memory advice for V8-owned buffers (the radix tree arena), not for mapped regions.
+//
+// Invariants
+//   - Only whole 2 MiB-aligned huge pages that lie inside the buffer's own reservation are
+//     advised: [Data, Data + MaxByteLength) of a growable SharedArrayBuffer (V8 reserves
+//     that much up front and commits the growing prefix in place), [Data, Data + ByteLength)
+//     of a fixed one; the range is rounded inward, so no neighbouring mapping is touched.
+//   - Never throws for a kernel answer: the result is bytes advised (>= 0) or -errno.
+#pragma once
+
+#include <napi.h>
+
+namespace daxstore {
+
+// (buffer: SharedArrayBuffer) -> bytes advised with MADV_HUGEPAGE (0: no whole huge page
+// inside), or -errno (-EINVAL: kernel without transparent huge pages; -EBADF: not a SAB).
+Napi::Value JsAdviseHugePages(const Napi::CallbackInfo& info);
+
+}  // namespace daxstore
