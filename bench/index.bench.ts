@@ -247,7 +247,7 @@ async function main(): Promise<void> {
   console.log(il('overwrite (grab+replace+unlock)', overwriteIl, 'Map.set (existing key)', '-'));
   console.log(il('insert (grab+replace+unlock)', insertIl, 'Map.set (new key)', '-'));
   console.log(`  insert / overwrite: ${(insertIl.aNs / overwriteIl.aNs).toFixed(2)}x (medians of the two rows above)`);
-  console.log(`index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B`);
+  console.log(`index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B, huge pages ${tree.stats().hugePages}`);
   if (sink === -1) console.log(sink);
 }
 
