@@ -17,7 +17,7 @@ async function mainJob(): Promise<number> {
     compare = undefined;
     process.stdout.write('(lmdb is not installed: benchmarking daxstore alone)\n');
   }
-  const b = await bench({ size: 64 * 2 ** 20, workload: 'a,b,c', threads: [1, 2], valueSize: 100, keys: 10_000, duration: 700, distribution: 'zipfian', compare, seed, progress: true });
+  const b = await bench({ size: 128 * 2 ** 20, workload: 'a,b,c', threads: [1, 2], valueSize: 100, keys: 10_000, duration: 700, distribution: 'zipfian', compare, seed, progress: true });
   process.stdout.write(`${renderBench(b)}\n\n`);
   const c = crashRun({ workload: 'kv-mixed', ops: 24, images: 16, progress: false }, seed);
   process.stdout.write(`${renderCrash(c)}\n\n`);

@@ -791,6 +791,10 @@ export class KvStore {
     if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1)) throw new DaxError('EINVAL', `compact: maxLiveRatio ${String(ratio)} must be in [0, 1]`);
     const report = compactSegments(this.space, this.views, this.writer, this.openTable, this.progress, ratio, this.i32, COMPACTION);
     Atomics.sub(this.i32, SEGMENTS, report.segmentsFreed);
+    // The freed segments wait in the epoch's limbo (R6). Collect now: otherwise they return to
+    // the allocator only when some other retire happens to collect, and a store whose writes
+    // retire nothing else (the index appends in place) runs into ENOSPC with its space in limbo.
+    this.reapLarge();
     return report;
   }
 
