@@ -18,6 +18,7 @@ import { blockOfValue, isHuge, pageKey } from '../../src/dax/layout.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 import { ROLE_BASE, fillByte } from '../workers/dax-churn-layout.js';
 import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { codeOf } from '../helpers/expect-code.js';
 import { sleepMs, startChurn } from './churn-harness.js';
 
 const PAGES = 512;
@@ -26,15 +27,6 @@ const POISONS = 12;
 const FILE = 'test/dax/memory-failure-huge-workers.test.ts';
 
 interface ReaderResult { reads: number; eio: number; violations: string[] }
-
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-    return undefined;
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-}
 
 async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promise<ReaderResult[]> {
   const hint = replayHint(seed, FILE);

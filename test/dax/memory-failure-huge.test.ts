@@ -13,19 +13,11 @@ import { setDaxBreak } from '../../src/dax/test-break.js';
 import { DaxSpace, type MemoryFailureEvent } from '../../src/dax/space.js';
 import type { DaxObject } from '../../src/dax/object.js';
 import { expectBaseline, fillPattern, simSpace, MIB } from './helpers.js';
+import { codeOf } from '../helpers/expect-code.js';
 
 const PAGE = 4096;
 const EXTENT_PAGES = 512;
 const BAD = 37; // the poisoned page of the extent
-
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-    return undefined;
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-}
 
 function pageBytes(p: number): Uint8Array {
   const b = new Uint8Array(PAGE);

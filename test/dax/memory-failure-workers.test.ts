@@ -15,6 +15,7 @@ import { blockOfValue, pageKey } from '../../src/dax/layout.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 import { ROLE_BASE, fillByte } from '../workers/dax-churn-layout.js';
 import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { codeOf } from '../helpers/expect-code.js';
 import { sleepMs, startChurn } from './churn-harness.js';
 
 const PAGES = 32;
@@ -22,15 +23,6 @@ const WRITTEN = 16; // pages [0, WRITTEN) are rewritten by the worker; the rest 
 const FILE = 'test/dax/memory-failure-workers.test.ts';
 
 interface ReaderResult { reads: number; eio: number; violations: string[] }
-
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-    return undefined;
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-}
 
 describe('memory failure under concurrent readers and writers', () => {
   it('readers of a poisoned page get EIO, never bytes; the rest stays intact; bad blocks are never reused', async () => {

@@ -13,3 +13,13 @@ export function expectCode(fn: () => unknown, code: string): DaxError {
   expect((caught as DaxError).code).toBe(code);
   return caught as DaxError;
 }
+
+/** The error code fn throws (or the error's text when it has none), undefined when it returns. */
+export function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    return (e as { code?: string }).code ?? String(e);
+  }
+}
