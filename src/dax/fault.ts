@@ -110,7 +110,8 @@ export function lookupCoveringPinned(t: { space: DaxSpace; id: number }, index: 
   if (leaf !== 0) {
     const v = tree.readValuePinned(leaf);
     if (v >= 0) return { value: v, start: index };
-    return undefined;
+    // An EMPTY placeholder is not a hole: a small fault grabs the page's own key before it
+    // looks for a huge entry covering it, so the page may still be mapped by that entry.
   }
   const a = index - (index % HUGE_PAGES);
   if (a === index) return undefined;

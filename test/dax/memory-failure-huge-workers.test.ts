@@ -38,8 +38,8 @@ async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promi
   for (let p = WRITTEN; p < PAGES; p++) obj.write(p * 4096, new Uint8Array(4096).fill(fillByte(p, 1)));
   const churn = startChurn(space, PAGES, seed, [
     { role: 'mf-writer', objectId: 90, from: 0, to: WRITTEN, huge: true },
-    { role: 'mf-reader', objectId: 90, huge: true },
-    { role: 'mf-reader', objectId: 90, huge: true },
+    { role: 'mf-reader', objectId: 90, from: WRITTEN, huge: true },
+    { role: 'mf-reader', objectId: 90, from: WRITTEN, huge: true },
   ], breakName);
   const lastWrite = new Int32Array(churn.control.buffer, 4 * ROLE_BASE, PAGES);
   const poisonedFlag = new Int32Array(churn.control.buffer, 4 * (ROLE_BASE + PAGES), PAGES);

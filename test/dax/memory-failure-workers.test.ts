@@ -34,8 +34,8 @@ describe('memory failure under concurrent readers and writers', () => {
     for (let p = WRITTEN; p < PAGES; p++) obj.write(p * 4096, new Uint8Array(4096).fill(fillByte(p, 1)));
     const churn = startChurn(space, PAGES, seed, [
       { role: 'mf-writer', objectId: 70, from: 0, to: WRITTEN },
-      { role: 'mf-reader', objectId: 70 },
-      { role: 'mf-reader', objectId: 70 },
+      { role: 'mf-reader', objectId: 70, from: WRITTEN },
+      { role: 'mf-reader', objectId: 70, from: WRITTEN },
     ]);
     const lastWrite = new Int32Array(churn.control.buffer, 4 * ROLE_BASE, PAGES);
     const poisonedFlag = new Int32Array(churn.control.buffer, 4 * (ROLE_BASE + PAGES), PAGES);

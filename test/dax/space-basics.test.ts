@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { DaxSpace } from '../../src/dax/space.js';
 import { isDaxError } from '../../src/errors.js';
 import { expectBaseline, fillPattern, simSpace } from './helpers.js';
+import { grab, unlock } from '../../src/index/entry-lock.js';
+import { pageKey } from '../../src/dax/layout.js';
 
 describe('dax space basics', () => {
   it('write fault allocates a zeroed page, read fault of a hole allocates nothing', () => {
@@ -95,6 +97,29 @@ describe('dax space basics', () => {
     expect(obj.read(512 * 4096, 4096 * 8)[4096 * 7]).toBe(0);
     expect(obj.fault(512 + 7).length).toBe(4096);
     expectBaseline(space);
+    space.close();
+  });
+  it('a page inside a 2 MiB extent is not a hole while a small fault holds a placeholder on its own key', () => {
+    // smallFaultLocked grabs the page's own key (an EMPTY placeholder) before it finds the
+    // huge entry covering it. read(), zero-copy large values and partial truncate/punch must
+    // look past that placeholder: it once read as a hole (zeros instead of the page's bytes,
+    // and no EIO for a poisoned page: memory-failure-huge-workers seed 177077336).
+    const { space } = simSpace(8 * 1024 * 1024);
+    const obj = space.object(23, { create: true, size: 2 * 1024 * 1024 });
+    obj.fault(0, { write: true, huge: true });
+    obj.write(7 * 4096, new Uint8Array(4096).fill(9));
+    const placeholder = grab(space.tree, pageKey(23, 7));
+    expect(placeholder.state).toBe('empty');
+    try {
+      expect(obj.read(7 * 4096, 4096).every((b) => b === 9)).toBe(true);
+      obj.punchHole(7 * 4096 + 100, 50);
+      const page = obj.read(7 * 4096, 4096);
+      expect([page[99], page[100], page[149], page[150]]).toEqual([9, 0, 0, 9]);
+      space.memoryFailure(space.device.blockOffset(space.device.blockAt(space.read(() => obj.fault(7).byteOffset))));
+      expect(() => obj.read(7 * 4096, 4096)).toThrow(expect.objectContaining({ code: 'EIO' }));
+    } finally {
+      unlock(space.tree, placeholder);
+    }
     space.close();
   });
 });

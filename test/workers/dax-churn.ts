@@ -26,7 +26,7 @@ interface ChurnJob {
   objectId: number;
   pages: number;
   seed: number;
-  /** role-specific: first page this role may write (mf-writer), other object id (r6-truncate) */
+  /** role-specific: first page this role may write (mf-writer), first read-only page (mf-reader), other object id (r6-truncate) */
   from?: number;
   to?: number;
   otherId?: number;
@@ -277,14 +277,18 @@ function mfWriter(obj: DaxObject): unknown {
 /**
  * Memory failure: read random pages (read() and fault views). A page flagged poisoned before
  * the read started must give EIO, never bytes; bytes must be 0 (a fresh block before its
- * first write lands) or page p's fill bytes.
+ * first write lands) or page p's fill bytes, and exactly the initial fill on read-only pages.
  */
 function mfReader(obj: DaxObject): unknown {
   const poisoned = new Int32Array(job.control, 4 * (MF_BASE + job.pages), job.pages);
   let reads = 0;
   let eio = 0;
   const violations: string[] = [];
-  const good = (p: number, v: number): boolean => v === 0 || (v & 0xf) === (p & 0xf);
+  // Pages from job.from on were filled before the roles started and nobody writes them: only
+  // their fill is right (a zero there is a page read as a hole). Written pages may be 0 (before
+  // the first write lands) or any of page p's fills.
+  const readOnlyFrom = job.from ?? job.pages;
+  const good = (p: number, v: number): boolean => (p >= readOnlyFrom ? v === fillByte(p, 1) : v === 0 || (v & 0xf) === (p & 0xf));
   while (!stopped() && violations.length < 5) {
     const p = int(job.pages);
     const how = job.huge === true ? int(3) : int(2); // 0 fault, 1 read(), 2 a 2 MiB view
