@@ -50,8 +50,14 @@ describe('R6 pinned views in workers outlive a truncating worker', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-free-now', async () => {
+    // The window is timed (1.2 s): a loaded machine that runs the three workers one after
+    // another may see no reuse in one run. Up to three runs; one violation is enough.
     const seed = seedFromEnv();
-    const readers = await scenario(seed, 'dax-free-now');
-    expect(readers.flatMap((r) => r.violations).length, replayHint(seed, FILE)).toBeGreaterThan(0);
+    let violations = 0;
+    for (let run = 0; run < 3 && violations === 0; run++) {
+      const readers = await scenario(seed + run, 'dax-free-now');
+      violations = readers.flatMap((r) => r.violations).length;
+    }
+    expect(violations, `no freed block reused under a pinned view in 3 runs: ${replayHint(seed, FILE)}`).toBeGreaterThan(0);
   });
 });

@@ -78,9 +78,11 @@ describe('batched writeback vs dirtying workers and a second writeback', () => {
 
   for (const name of ['dax-writeback-no-flush', 'dax-writeback-unserialized'] as const) {
     it(`goes red with DAXSTORE_TEST_BREAK=${name}`, async () => {
+      // Timed window: under load the two workers may barely overlap in one run. Up to three runs.
       const seed = seedFromEnv();
-      const r = await scenario(seed, name);
-      expect(r.stale.length, replayHint(seed, FILE)).toBeGreaterThan(0);
+      let stale = 0;
+      for (let run = 0; run < 3 && stale === 0; run++) stale = (await scenario(seed + run, name)).stale.length;
+      expect(stale, `no stale page in 3 runs: ${replayHint(seed, FILE)}`).toBeGreaterThan(0);
     });
   }
 });
