@@ -27,6 +27,9 @@ import { FLAG_OWNED, MAX_OWNER_ID, OwnerTable, decodeMeta, encodeMeta } from './
 
 const tables = new WeakMap<Device, OwnerTable>();
 
+/** Test hook (this thread only): runs after the compareExchange, before the flush (the new owner is visible, not durable). */
+export const transferOwnerHooks: { afterExchange?: (block: number, fromOwnerId: number, toOwnerId: number) => void } = {};
+
 function tableOf(device: Device): OwnerTable {
   let table = tables.get(device);
   if (table === undefined) {
@@ -54,6 +57,7 @@ export function transferOwner(device: Device, block: number, fromOwnerId: number
     if (found === meta) break;
     meta = found; // a concurrent poison() set POISONED: keep it
   }
+  transferOwnerHooks.afterExchange?.(block, fromOwnerId, toOwnerId);
   table.flushMeta(block);
   if (opts.drain !== false) device.media.drain();
 }

@@ -22,7 +22,8 @@
  *     PUTs in the DEL's own segment do not count: the two leave together (one owner change).
  *   - Compactions run one at a time (COMPACTION mutex, shared by every handle): a segment
  *     another compaction is unpublishing (owner KV -> staging, not yet durable) could be
- *     skipped by the tombstone scan above and still be recovered after a crash.
+ *     skipped by the tombstone scan above and still be recovered after a crash (its PUT
+ *     back, the DEL that shadowed it dropped: test kv-compaction-mutex).
  *   - A segment is retired only after every copy made from it is durable (one commit), and
  *     freed only through the epoch, once no pinned reader can hold a view into it (R6).
  *   - Superseders first (issue 5): an entry dropped as dead (a PUT or DEL the index no longer
@@ -89,6 +90,7 @@ interface Segment { block: number; base: number; nonce: number; entries: number[
 
 /** Compacts with the shared compaction mutex (`locks[lockIndex]`, spin-lock.ts) held. */
 export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, progress: Int32Array, maxLiveRatio: number, locks: Int32Array, lockIndex: number): CompactionReport {
+  if (kvBreak('kv-compact-no-mutex')) return compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio);
   return withLock(locks, lockIndex, () => compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio));
 }
 

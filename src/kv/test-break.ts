@@ -32,10 +32,13 @@
  *   kv-compact-open-flush-unfenced  those lines are flushed but compaction fences only when it has
  *                      copies of its own: with none, the owner change that retires the segment
  *                      shares one fence with them and may reach the media first
+ *   kv-compact-no-mutex  compactions do not take the COMPACTION mutex: one can drop a tombstone
+ *                      because the PUT it shadows sits in a segment another is unpublishing
+ *                      (staging in memory, not durable yet): a crash then brings the PUT back
  *   kv-large-ref-before-data  a large value is stored through write-fault views and never
  *                      flushed: the record that references it is durable before its bytes are
  */
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced' | 'kv-compact-no-mutex';
 
 const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
