@@ -1,7 +1,8 @@
 /**
  * Protocol switches of the key-value layer, for tests that must go red without the mechanism
- * (STYLE.md). Read once from DAXSTORE_TEST_BREAK=<name>[,<name>] at module load; in-process
- * tests flip them with setKvBreak. Never set in production.
+ * (STYLE.md). One switch set for every layer (src/test-break.ts: read from
+ * DAXSTORE_TEST_BREAK=<name>[,<name>] at module load); in-process tests flip these with
+ * setKvBreak. Never set in production.
  *
  *   kv-skip-drain      'sync' puts flush but never fence: acknowledged writes may be lost
  *   kv-skip-checksum   recovery accepts records whose checksum does not match (torn records)
@@ -38,16 +39,15 @@
  *   kv-large-ref-before-data  a large value is stored through write-fault views and never
  *                      flushed: the record that references it is durable before its bytes are
  */
+import { isBroken, setBroken } from '../test-break.js';
+
 export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced' | 'kv-compact-no-mutex';
 
-const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
-
 export function kvBreak(name: KvTestBreak): boolean {
-  return active.size !== 0 && active.has(name);
+  return isBroken(name);
 }
 
 /** Turns one switch on or off in this thread (tests only). */
 export function setKvBreak(name: KvTestBreak, on: boolean): void {
-  if (on) active.add(name);
-  else active.delete(name);
+  setBroken(name, on);
 }
