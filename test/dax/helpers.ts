@@ -1,4 +1,4 @@
-/** Shared helpers of the DAX tests: a space on SimMedia, seeds, and baseline checks. */
+/** Shared helpers of the DAX tests: a space on SimMedia, seeds, baseline checks, bad blocks never reused. */
 import { expect } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
@@ -30,4 +30,26 @@ export function expectBaseline(space: DaxSpace): void {
 
 export function fillPattern(view: Uint8Array, seed: number): void {
   for (let i = 0; i < view.length; i++) view[i] = (seed + i * 31) & 0xff;
+}
+
+/**
+ * Hands out every free block (write faults of a fresh object `objectId` until ENOSPC) and
+ * checks none lies at a bad block's offset; removes the object again. Returns the pages faulted.
+ */
+export function expectBadBlocksNeverHandedOut(space: DaxSpace, badBlocks: Iterable<number>, objectId: number, hint: string): number {
+  const offsets = new Set([...badBlocks].map((b) => space.device.blockOffset(b)));
+  const filler = space.object(objectId, { create: true, size: 4096 * space.device.dataBlocks });
+  let p = 0;
+  for (;; p++) {
+    let view: Uint8Array;
+    try {
+      view = filler.fault(p, { write: true });
+    } catch (e) {
+      expect((e as { code?: string }).code, hint).toBe('ENOSPC');
+      break;
+    }
+    expect(offsets.has(view.byteOffset), `bad block handed out again: ${hint}`).toBe(false);
+  }
+  filler.remove();
+  return p;
 }

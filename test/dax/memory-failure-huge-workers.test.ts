@@ -17,7 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { blockOfValue, isHuge, pageKey } from '../../src/dax/layout.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 import { ROLE_BASE, fillByte } from '../workers/dax-churn-layout.js';
-import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { expectBadBlocksNeverHandedOut, expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
 import { codeOf } from '../helpers/expect-code.js';
 import { sleepMs, startChurn } from './churn-harness.js';
 
@@ -82,21 +82,7 @@ async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promi
   obj.remove();
   space.collect();
   for (const p of bad) expect(space.device.badBlocks()).toContain(head + p);
-  const offsets = new Set([...bad].map((p) => space.device.blockOffset(head + p)));
-  const filler = space.object(91, { create: true, size: 4096 * space.device.dataBlocks });
-  let p = 0;
-  for (;; p++) {
-    let view: Uint8Array;
-    try {
-      view = filler.fault(p, { write: true });
-    } catch (e) {
-      expect((e as { code?: string }).code).toBe('ENOSPC');
-      break;
-    }
-    expect(offsets.has(view.byteOffset), `bad block handed out again: ${hint}`).toBe(false);
-  }
-  expect(p).toBeGreaterThan(PAGES);
-  filler.remove();
+  expect(expectBadBlocksNeverHandedOut(space, [...bad].map((p) => head + p), 91, hint)).toBeGreaterThan(PAGES);
   expectBaseline(space);
   space.close();
   return rs;

@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { blockOfValue, pageKey } from '../../src/dax/layout.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 import { ROLE_BASE, fillByte } from '../workers/dax-churn-layout.js';
-import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { expectBadBlocksNeverHandedOut, expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
 import { codeOf } from '../helpers/expect-code.js';
 import { sleepMs, startChurn } from './churn-harness.js';
 
@@ -80,21 +80,7 @@ describe('memory failure under concurrent readers and writers', () => {
 
     // Never reused: hand out every free block and none of them is a bad one.
     space.collect();
-    const filler = space.object(71, { create: true, size: 4096 * space.device.dataBlocks });
-    const offsets = new Set([...badBlocks].map((b) => space.device.blockOffset(b)));
-    let p = 0;
-    for (;; p++) {
-      let view: Uint8Array;
-      try {
-        view = filler.fault(p, { write: true });
-      } catch (e) {
-        expect((e as { code?: string }).code).toBe('ENOSPC');
-        break;
-      }
-      expect(offsets.has(view.byteOffset), `bad block handed out again: ${hint}`).toBe(false);
-    }
-    expect(p).toBeGreaterThan(1000);
-    filler.remove();
+    expect(expectBadBlocksNeverHandedOut(space, badBlocks, 71, hint)).toBeGreaterThan(1000);
     expectBaseline(space);
     space.close();
   });

@@ -1,23 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
-import { isDaxError, type DaxErrorCode } from '../../src/errors.js';
+import { isDaxError } from '../../src/errors.js';
+import { daxCodeOf } from '../helpers/expect-code.js';
 
 const MiB = 1024 * 1024;
 
 function fresh(sizeBytes = 8 * MiB): { media: SimMedia; device: Device } {
   const media = createSimMedia(sizeBytes);
   return { media, device: Device.format(media) };
-}
-
-function codeOf(fn: () => unknown): DaxErrorCode | 'none' {
-  try {
-    fn();
-    return 'none';
-  } catch (e) {
-    if (isDaxError(e)) return e.code;
-    throw e;
-  }
 }
 
 describe('allocation', () => {
@@ -79,7 +70,7 @@ describe('allocation errors change nothing', () => {
     device.free(huge);
     expect(device.stats().freeBlocks).toBe(512);
     device.allocate(1, 2);
-    expect(codeOf(() => device.allocate(1, 3, 9))).toBe('ENOSPC'); // free blocks, but no whole extent
+    expect(daxCodeOf(() => device.allocate(1, 3, 9))).toBe('ENOSPC'); // free blocks, but no whole extent
     expect(device.audit()).toEqual([]);
   });
 
@@ -89,7 +80,7 @@ describe('allocation errors change nothing', () => {
     device.allocate(1, 0);
     device.allocate(1, 1);
     const stats = device.stats();
-    expect(codeOf(() => device.allocate(1, 2))).toBe('ENOSPC');
+    expect(daxCodeOf(() => device.allocate(1, 2))).toBe('ENOSPC');
     expect(device.stats()).toEqual(stats);
     device.allocate(1, 3);
     expect(device.audit()).toEqual([]);
@@ -101,12 +92,12 @@ describe('allocation errors change nothing', () => {
     const stats = device.stats();
     for (const nth of [1, 2]) {
       media.injectFault({ persistEio: nth }); // 1: word1's fence, 2: word0's fence
-      expect(codeOf(() => device.allocate(1, 1))).toBe('EIO');
+      expect(daxCodeOf(() => device.allocate(1, 1))).toBe('EIO');
       expect(device.stats()).toEqual(stats);
       expect(device.audit()).toEqual([]);
     }
     media.injectFault({ persistEio: 1 });
-    expect(codeOf(() => device.free(kept))).toBe('EIO');
+    expect(daxCodeOf(() => device.free(kept))).toBe('EIO');
     expect(device.ownerOf(kept)).toMatchObject({ state: 'owned', ownerId: 1 });
     expect(device.stats()).toEqual(stats);
     device.free(kept);
@@ -120,19 +111,19 @@ describe('argument validation', () => {
     const block = device.allocate(1, 0);
     const huge = device.allocate(1, 1, 9);
     device.free(block);
-    expect(codeOf(() => device.free(block))).toBe('EINVAL');
+    expect(daxCodeOf(() => device.free(block))).toBe('EINVAL');
     expect(() => device.free(block)).toThrow(/not owned/);
     expect(() => device.free(huge + 1)).toThrow(new RegExp(`headed by block ${huge}`));
     for (const bad of [-1, device.dataBlocks, 1.5, NaN]) {
-      expect(codeOf(() => device.free(bad))).toBe('ERANGE');
-      expect(codeOf(() => device.ownerOf(bad))).toBe('ERANGE');
-      expect(codeOf(() => device.poison(bad))).toBe('ERANGE');
+      expect(daxCodeOf(() => device.free(bad))).toBe('ERANGE');
+      expect(daxCodeOf(() => device.ownerOf(bad))).toBe('ERANGE');
+      expect(daxCodeOf(() => device.poison(bad))).toBe('ERANGE');
     }
-    expect(codeOf(() => device.allocate(0, 0))).toBe('EINVAL');
-    expect(codeOf(() => device.allocate(2 ** 40, 0))).toBe('EINVAL');
-    expect(codeOf(() => device.allocate(1, -1))).toBe('EINVAL');
-    expect(codeOf(() => device.allocate(1, 0, 3 as 0))).toBe('EINVAL');
-    expect(codeOf(() => device.blockAt(device.dataOffset - 1))).toBe('ERANGE');
+    expect(daxCodeOf(() => device.allocate(0, 0))).toBe('EINVAL');
+    expect(daxCodeOf(() => device.allocate(2 ** 40, 0))).toBe('EINVAL');
+    expect(daxCodeOf(() => device.allocate(1, -1))).toBe('EINVAL');
+    expect(daxCodeOf(() => device.allocate(1, 0, 3 as 0))).toBe('EINVAL');
+    expect(daxCodeOf(() => device.blockAt(device.dataOffset - 1))).toBe('ERANGE');
     expect(device.blockAt(device.blockOffset(17) + 4095)).toBe(17);
     device.free(huge);
     expect(device.audit()).toEqual([]);

@@ -3,7 +3,8 @@ import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
 import { SUPERBLOCK_BYTES, chooseSuperblock, decodeSuperblock, encodeSuperblock, readCopy } from '../../src/device/superblock.js';
 import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET } from '../../src/device/layout.js';
-import { isDaxError, type DaxErrorCode } from '../../src/errors.js';
+import { type DaxErrorCode } from '../../src/errors.js';
+import { daxCodeOf } from '../helpers/expect-code.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,21 +23,11 @@ function bytes(media: SimMedia): Uint8Array {
   return new Uint8Array(media.buffer);
 }
 
-function codeOf(fn: () => unknown): DaxErrorCode | 'none' {
-  try {
-    fn();
-    return 'none';
-  } catch (e) {
-    if (isDaxError(e)) return e.code;
-    throw e;
-  }
-}
-
 /** Opening must fail with code and leave every byte (working and durable) as it was. */
 function expectOpenFailsUnchanged(media: SimMedia, code: DaxErrorCode): void {
   const working = bytes(media).slice();
   const durable = media.durableBytes().slice();
-  expect(codeOf(() => Device.open(media))).toBe(code);
+  expect(daxCodeOf(() => Device.open(media))).toBe(code);
   expect(Buffer.compare(bytes(media), working)).toBe(0);
   expect(Buffer.compare(media.durableBytes(), durable)).toBe(0);
 }

@@ -23,3 +23,14 @@ export function codeOf(fn: () => unknown): string | undefined {
     return (e as { code?: string }).code ?? String(e);
   }
 }
+
+/** The DaxError code fn throws, undefined when it returns; anything that is not a DaxError is rethrown (a bug, not an outcome). */
+export function daxCodeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    if (isDaxError(e)) return e.code;
+    throw e;
+  }
+}

@@ -6,17 +6,9 @@ import { createSimMedia } from '../../src/device/sim-media.js';
 import { isDaxError } from '../../src/errors.js';
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES, open, openMedia } from '../../src/kv/index.js';
 import { fillUntilError } from './fill.js';
+import { daxCodeOf } from '../helpers/expect-code.js';
 
 const td = new TextDecoder();
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (isDaxError(e)) return e.code;
-    throw e;
-  }
-  return undefined;
-}
 const shmDir = (): string => mkdtempSync(path.join(existsShm() ? '/dev/shm' : tmpdir(), 'kv-bad-'));
 function existsShm(): boolean {
   try {
@@ -41,7 +33,7 @@ describe('kv bad inputs', () => {
       () => db.range({ gt: 'a', gte: 'b' }), () => db.range({ limit: -1 }), () => db.deleteRange({ lt: 5 as never }),
       () => db.getView('k'), () => db.read('x' as never),
     ];
-    for (const fn of bad) expect(code(fn)).toBe('EINVAL');
+    for (const fn of bad) expect(daxCodeOf(fn)).toBe('EINVAL');
     expect(db.has('a')).toBe(false);
     expect(td.decode(db.get('k'))).toBe('v');
     expect(db.stats()).toMatchObject({ keys: before.keys, sequence: before.sequence, puts: before.puts });
@@ -55,7 +47,7 @@ describe('kv bad inputs', () => {
     db.close();
     db.close();
     for (const fn of [() => db.put('k', 'v'), () => db.get('k'), () => db.has('k'), () => db.delete('k'), () => db.batch([]), () => db.range(), () => db.deleteRange(), () => db.stats(), () => db.read(() => 1), () => db.share()]) {
-      expect(code(fn)).toBe('ECLOSED');
+      expect(daxCodeOf(fn)).toBe('ECLOSED');
     }
     return expect(db.flushed()).rejects.toMatchObject({ code: 'ECLOSED' });
   });
@@ -68,7 +60,7 @@ describe('kv bad inputs', () => {
     expect(isDaxError(err, 'ENOSPC')).toBe(true);
     expect(n).toBeGreaterThan(20);
     expect(db.has(`key-${n}`)).toBe(false);
-    expect(code(() => db.batch([{ type: 'put', key: 'a', value: value(1) }, { type: 'del', key: 'key-0' }]))).toBe('ENOSPC');
+    expect(daxCodeOf(() => db.batch([{ type: 'put', key: 'a', value: value(1) }, { type: 'del', key: 'key-0' }]))).toBe('ENOSPC');
     expect(db.has('key-0')).toBe(true);
     for (let i = 0; i < n; i++) expect(Buffer.from(db.get(`key-${i}`)!).equals(value(i))).toBe(true);
     db.close();
@@ -82,7 +74,7 @@ describe('kv bad inputs', () => {
   it('an injected allocation failure is ENOSPC and changes nothing', () => {
     const db = openMedia(createSimMedia(8 * 2 ** 20));
     db.dax.device.injectFault({ allocationEnospc: 1 });
-    expect(code(() => db.put('k', 'v'))).toBe('ENOSPC');
+    expect(daxCodeOf(() => db.put('k', 'v'))).toBe('ENOSPC');
     expect(db.has('k')).toBe(false);
     db.put('k', 'v');
     expect(td.decode(db.get('k'))).toBe('v');
@@ -95,10 +87,10 @@ describe('kv bad inputs', () => {
       const file = path.join(dir, 'not-a-store');
       const junk = Buffer.alloc(8 * 2 ** 20, 0x5a);
       writeFileSync(file, junk);
-      expect(code(() => open(file))).toBe('ENOTSTORE');
+      expect(daxCodeOf(() => open(file))).toBe('ENOTSTORE');
       expect(readFileSync(file).equals(junk)).toBe(true);
-      expect(code(() => open(path.join(dir, 'absent')))).toBe('ENOENT');
-      expect(code(() => open(path.join(dir, 'x'), { size: 8 * 2 ** 20, durability: 'fast' as never }))).toBe('EINVAL');
+      expect(daxCodeOf(() => open(path.join(dir, 'absent')))).toBe('ENOENT');
+      expect(daxCodeOf(() => open(path.join(dir, 'x'), { size: 8 * 2 ** 20, durability: 'fast' as never }))).toBe('EINVAL');
       const db = open(path.join(dir, 'real'), { size: 8 * 2 ** 20 });
       db.put('a', 'b');
       db.close();

@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { isDaxError } from '../../src/errors.js';
 import { openMedia } from '../../src/kv/index.js';
+import { daxCodeOf } from '../helpers/expect-code.js';
 
 const td = new TextDecoder();
 
@@ -20,15 +20,7 @@ describe('kv memory failure', () => {
     const offset = db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('victim')))!;
     const device = db.dax.device;
     device.poison(device.blockAt(offset + 4200));
-    const code = (fn: () => unknown): string | undefined => {
-      try {
-        fn();
-      } catch (e) {
-        if (isDaxError(e)) return e.code;
-        throw e;
-      }
-      return undefined;
-    };
+    const code = daxCodeOf;
     expect(code(() => db.get('victim'))).toBe('EIO');
     expect(code(() => db.read(() => db.getView('victim')))).toBe('EIO');
     expect(code(() => [...db.range()])).toBe('EIO');
