@@ -14,9 +14,8 @@
  * compaction must hold all of them (the progress words and the cache flush work across threads).
  * Red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush (every scenario, and the worker), and with
  * kv-compact-open-flush-unfenced when S has nothing live (no copy of ours brings a fence before
- * the owner change; crash images at that fence show it). Not covered: a writer racing the
- * compaction while it flushes (the worker is parked; kv-workers runs compaction beside
- * writing workers without crash images), real power loss.
+ * the owner change; crash images at that fence show it). A writer that keeps writing while
+ * compaction flushes: kv-compaction-running-writer. Not covered: real power loss.
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
