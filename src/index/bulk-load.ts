@@ -253,7 +253,8 @@ class Builder {
       towrite += this.towrite;
       next = stop;
     }
-    assert(n + (end !== 0 ? 1 : 0) >= 2 && n <= 256, () => `bulkLoad: node at depth ${depth} would have ${n} children (keys not sorted and unique?)`);
+    // The message only on failure (a closure made per node was most of recovery's load-phase scavenges).
+    if (!(n + (end !== 0 ? 1 : 0) >= 2 && n <= 256)) assert(false, `bulkLoad: node at depth ${depth} would have ${n} children (keys not sorted and unique?)`);
     const type = typeForCount(n);
     const plen = branch - depth;
     const node = this.arena.allocLocked(innerWords(type, plen));

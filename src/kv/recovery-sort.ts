@@ -7,8 +7,9 @@
  * key into a leaf) pays a cache miss per entry per column it reads; those misses, not the
  * arithmetic, were most of recovery (profile of 1M keys, 1.29M entries). Here each entry is
  * one fixed-size SORT RECORD holding everything those steps need; one scatter moves the
- * records into 65793 buckets on the key's first two bytes (~20 records each for random
- * keys), and every later step (bucket sorts, winner pick, key copy) reads records in order.
+ * records into 257 buckets on the key's first byte (~6000 records, 240 KB, for 1M random
+ * keys: each fits in L2), each bucket is sorted inside the cache (sortEntryRecords), and
+ * every later step (winner pick, key copy) reads records in order.
  *
  * Sort record (Uint32Array, SORT_RECORD_WORDS = 10 words per entry):
  *   0     user key length (bits 0..15, 1..MAX_KEY_BYTES) | DEL (bit 16: the entry is a delete)
@@ -19,8 +20,9 @@
  *         the key buffer (keys longer than 16 bytes)
  *   8, 9  device offset of the entry, low 32 bits and high bits
  * Keys longer than 16 bytes compare their tail in the key buffer (through the scan id);
- * a bucket of more than INSERTION_MAX records (keys sharing a long prefix: "user:000001")
- * is sorted by the index's MSD radix sort (sortKeyRuns) on its key runs, never quadratically.
+ * a run of more than INSERTION_MAX records equal in their first 4 bytes (keys sharing a
+ * long prefix: "user:000001") is sorted by the index's MSD radix sort (sortKeyRuns) on its
+ * keys, never quadratically.
  *
  * Invariants (of the result): records in key order; same[i] = 1 exactly when record i's
  * key equals record i - 1's; the relative order of equal keys is unspecified (the caller
@@ -36,8 +38,8 @@ export const SORT_DEL_BIT = 1 << 16;
 /** Key bytes held in a sort record. */
 export const SORT_KEY_BYTES = 16;
 
-/** empty key; then per first byte: the one-byte key, and its 256 two-byte continuations */
-export const SORT_BUCKETS = 1 + 256 * 257;
+/** empty key; then one per first byte */
+export const SORT_BUCKETS = 257;
 const BUCKETS = SORT_BUCKETS;
 const INSERTION_MAX = 32;
 
@@ -79,9 +81,18 @@ export function sortRecordKeyByte(recs: Uint32Array, r: number, j: number): numb
  * scan id's user key start in it, read only for keys longer than 16 bytes (shorter ones need
  * not be there). `histogram`, if given: counts[1 + b] = records in bucket b (sortBucketOf),
  * counted as the records were written (saves a pass); it is consumed.
- * Returns the sorted records (a new array) and the same-as-previous flags.
+ * Returns the sorted records (in `recs`, records [0, count)), the same-as-previous flags, and
+ * the scatter's buffer (count records; SharedArrayBuffer-backed, see sortScratch), free for the
+ * caller once this returns.
+ *
+ * How: one scatter of whole records into 257 buckets (empty key, first byte): 257 write
+ * streams stay in cache, unlike the 65793 two-byte buckets this replaced (a cache and TLB
+ * miss per record: 180 ms of 1.5M records). Each bucket (~23 KB-240 KB for 1M random keys)
+ * is then ordered inside the cache: an LSD radix sort of (key bytes 1..3, position) pairs,
+ * runs of equal key bytes 0..3 finished by a full compare (insertion sort; the MSD radix
+ * sort above INSERTION_MAX), and the records copied back in that order.
  */
-export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Array, keyStart: Uint32Array, histogram?: Int32Array): { sorted: Uint32Array; same: Uint8Array } {
+export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Array, keyStart: Uint32Array, histogram?: Int32Array): { sorted: Uint32Array; same: Uint8Array; scratch: Uint32Array } {
   const W = SORT_RECORD_WORDS;
   let counts: Int32Array;
   if (histogram === undefined) {
@@ -92,77 +103,176 @@ export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Ar
   for (let b = 1; b <= BUCKETS; b++) counts[b] += counts[b - 1];
   assert(counts[BUCKETS] === count, () => `sort histogram counts ${counts[BUCKETS]} records of ${count}`);
   const pos = counts.slice(0, BUCKETS);
-  const sorted = new Uint32Array(count * W);
+  const scattered = sortScratch(count * W);
   for (let i = 0; i < count; i++) {
     const r = i * W;
     const p = pos[sortBucketOf(recs, r)]++ * W;
-    for (let w = 0; w < W; w++) sorted[p + w] = recs[r + w];
+    for (let w = 0; w < W; w++) scattered[p + w] = recs[r + w];
   }
   const same = new Uint8Array(count);
-  const sorter = new BucketSorter(sorted, keys, keyStart);
+  let largest = 0;
+  for (let b = 0; b < BUCKETS; b++) largest = Math.max(largest, counts[b + 1] - counts[b]);
+  const sorter = new BucketSorter(scattered, recs, keys, keyStart, largest);
   for (let b = 0; b < BUCKETS; b++) {
     const from = counts[b];
     const to = counts[b + 1];
-    if (to - from <= 1) continue;
-    if (b === 0 || (b - 1) % 257 === 0) {
-      // The empty key, or one first byte's one-byte key: every record holds the same key.
-      for (let i = from + 1; i < to; i++) same[i] = 1;
-    } else if (to - from <= INSERTION_MAX) sorter.insertionSort(from, to, same);
-    else sorter.radixSort(from, to, same);
+    if (to - from === 0) continue;
+    if (to - from === 1) sorter.copyOut(from, 1);
+    else if (b === 0) {
+      for (let i = from + 1; i < to; i++) same[i] = 1; // the empty key
+      sorter.copyOut(from, to - from);
+    } else sorter.sortBucket(from, to, same);
   }
-  return { sorted, same };
+  return { sorted: recs, same, scratch: scattered };
 }
 
-/** 0: empty key; 1 + 257 * byte0: one-byte key; 2 + 257 * byte0 + byte1: longer keys. */
+/**
+ * A zeroed Uint32Array over a SharedArrayBuffer. Why shared: V8 counts a plain ArrayBuffer's
+ * bytes as external memory and, past a limit, starts a full mark-compact (in the bench's
+ * process, with 1M live Buffers, ~100 ms plus incremental marking during the scan); shared
+ * backing stores are not counted per isolate. The memory is freed with the array as usual.
+ */
+export function sortScratch(words: number): Uint32Array {
+  return new Uint32Array(new SharedArrayBuffer(words * 4));
+}
+
+/** 0: empty key; 1 + byte0 otherwise. */
 export function sortBucketOf(recs: Uint32Array, r: number): number {
-  const len = recs[r] & 0xffff;
-  const k = recs[r + 1];
-  return len === 0 ? 0 : len === 1 ? 1 + 257 * (k >>> 24) : 2 + 257 * (k >>> 24) + ((k >>> 16) & 0xff);
+  return (recs[r] & 0xffff) === 0 ? 0 : 1 + (recs[r + 1] >>> 24);
 }
 
 class BucketSorter {
-  /** record positions of one bucket, and its records copied out in sorted order */
-  private perm = new Int32Array(INSERTION_MAX);
-  private scratch = new Uint32Array(INSERTION_MAX * SORT_RECORD_WORDS);
+  /** one bucket's records (word offsets) and their key bytes 1..3, in LSD order; the 2 arrays are the scatter's targets */
+  private perm: Int32Array;
+  private perm2: Int32Array;
+  private digits: Uint32Array;
+  private digits2: Uint32Array;
+  private readonly digitCounts = new Int32Array(3 * 256);
 
+  /** `recs`: the scattered records, bucket by bucket; `out`: where each bucket goes, sorted, at the same positions */
   constructor(
     private readonly recs: Uint32Array,
+    private readonly out: Uint32Array,
     private readonly keys: Uint8Array,
     private readonly keyStart: Uint32Array,
-  ) {}
+    largestBucket: number,
+  ) {
+    this.perm = new Int32Array(largestBucket);
+    this.perm2 = new Int32Array(largestBucket);
+    this.digits = new Uint32Array(largestBucket);
+    this.digits2 = new Uint32Array(largestBucket);
+  }
 
-  /** Sorts records [from, to) (a bucket of at most INSERTION_MAX) and flags equal neighbours. */
-  insertionSort(from: number, to: number, same: Uint8Array): void {
-    const perm = this.perm;
+  /**
+   * Sorts records [from, to) (one bucket: every key non-empty with the same first byte) and
+   * flags equal neighbours. Small buckets: one insertion sort on the full compare. Larger:
+   * LSD radix sort on key bytes 1..3 (3 stable 8-bit passes), then each run of records
+   * equal in bytes 0..3 sorted on the full compare.
+   */
+  sortBucket(from: number, to: number, same: Uint8Array): void {
     const n = to - from;
+    const recs = this.recs;
     for (let i = 0; i < n; i++) {
-      const x = (from + i) * SORT_RECORD_WORDS;
+      const r = (from + i) * SORT_RECORD_WORDS;
+      this.perm[i] = r;
+      this.digits[i] = recs[r + 1] & 0xffffff;
+    }
+    if (n <= INSERTION_MAX) {
+      const perm = this.perm;
+      this.insertionSort(perm, 0, n);
+      for (let i = 1; i < n; i++) if (this.compare(perm[i - 1], perm[i]) === 0) same[from + i] = 1;
+    } else {
+      this.radixPasses(n);
+      const perm = this.perm;
+      const digits = this.digits;
+      for (let i = 0; i < n; ) {
+        let j = i + 1;
+        while (j < n && digits[j] === digits[i]) j++;
+        if (j - i > INSERTION_MAX) this.keySort(i, j);
+        else if (j - i > 1) this.insertionSort(perm, i, j);
+        i = j;
+      }
+      // Neighbours differing in key bytes 1..3 differ (digits are in perm's order).
+      for (let i = 1; i < n; i++) if (digits[i] === digits[i - 1] && this.compare(perm[i - 1], perm[i]) === 0) same[from + i] = 1;
+    }
+    this.applyPermutation(from, n);
+  }
+
+  /** Records [from, from + n) go out unchanged (a bucket of one record, or all one key). */
+  copyOut(from: number, n: number): void {
+    const W = SORT_RECORD_WORDS;
+    this.out.set(this.recs.subarray(from * W, (from + n) * W), from * W);
+  }
+
+  /** Stable LSD passes over digits[0, n) (bytes 3, 2, 1 of the key), carrying perm along. */
+  private radixPasses(n: number): void {
+    const counts = this.digitCounts;
+    counts.fill(0);
+    let digits = this.digits;
+    let perm = this.perm;
+    for (let i = 0; i < n; i++) {
+      const d = digits[i];
+      counts[d & 0xff]++;
+      counts[256 + ((d >>> 8) & 0xff)]++;
+      counts[512 + (d >>> 16)]++;
+    }
+    let toDigits = this.digits2;
+    let toPerm = this.perm2;
+    for (let pass = 0; pass < 3; pass++) {
+      const base = pass * 256;
+      const shift = pass * 8;
+      let sum = 0;
+      for (let b = base; b < base + 256; b++) {
+        const c = counts[b];
+        counts[b] = sum;
+        sum += c;
+      }
+      for (let i = 0; i < n; i++) {
+        const d = digits[i];
+        const p = counts[base + ((d >>> shift) & 0xff)]++;
+        toDigits[p] = d;
+        toPerm[p] = perm[i];
+      }
+      [digits, toDigits] = [toDigits, digits];
+      [perm, toPerm] = [toPerm, perm];
+    }
+    // Three passes swap an odd number of times: keep the sorted arrays as this.digits / this.perm.
+    this.digits = digits;
+    this.digits2 = toDigits;
+    this.perm = perm;
+    this.perm2 = toPerm;
+  }
+
+  /** Insertion sort of perm[lo, hi) (record word offsets) on the full key compare. */
+  private insertionSort(perm: Int32Array, lo: number, hi: number): void {
+    for (let i = lo + 1; i < hi; i++) {
+      const x = perm[i];
       let j = i - 1;
-      while (j >= 0 && this.compare(perm[j], x) > 0) {
+      while (j >= lo && this.compare(perm[j], x) > 0) {
         perm[j + 1] = perm[j];
         j--;
       }
       perm[j + 1] = x;
     }
-    for (let i = 1; i < n; i++) if (this.compare(perm[i - 1], perm[i]) === 0) same[from + i] = 1;
-    this.applyPermutation(from, n);
   }
 
   /**
-   * A large bucket: the index's MSD radix sort over the bucket's keys, gathered into one
-   * buffer (short keys from their records, longer ones from the key buffer).
+   * perm[lo, hi): more than INSERTION_MAX records equal in key bytes 0..3 (keys sharing a long
+   * prefix: "user:000001"): the index's MSD radix sort over their keys, gathered into one
+   * buffer (short keys from their records, longer ones from the key buffer); never quadratic.
    */
-  radixSort(from: number, to: number, same: Uint8Array): void {
-    const n = to - from;
+  private keySort(lo: number, hi: number): void {
+    const n = hi - lo;
     const recs = this.recs;
+    const perm = this.perm;
     const starts = new Uint32Array(n);
     const lengths = new Uint16Array(n);
     let bytes = 0;
-    for (let i = 0; i < n; i++) bytes += recs[(from + i) * SORT_RECORD_WORDS] & 0xffff;
+    for (let i = lo; i < hi; i++) bytes += recs[perm[i]] & 0xffff;
     const gathered = new Uint8Array(bytes);
     let o = 0;
     for (let i = 0; i < n; i++) {
-      const r = (from + i) * SORT_RECORD_WORDS;
+      const r = perm[lo + i];
       const len = recs[r] & 0xffff;
       starts[i] = o;
       lengths[i] = len;
@@ -173,26 +283,22 @@ class BucketSorter {
       }
       o += len;
     }
-    const { order, sameAsPrevious } = sortKeyRuns(gathered, starts, lengths, n);
-    if (this.perm.length < n) {
-      this.perm = new Int32Array(n);
-      this.scratch = new Uint32Array(n * SORT_RECORD_WORDS);
-    }
-    for (let i = 0; i < n; i++) this.perm[i] = (from + order[i]) * SORT_RECORD_WORDS;
-    for (let i = 1; i < n; i++) same[from + i] = sameAsPrevious[i];
-    this.applyPermutation(from, n);
+    const { order } = sortKeyRuns(gathered, starts, lengths, n);
+    const run = perm.slice(lo, hi);
+    for (let i = 0; i < n; i++) perm[lo + i] = run[order[i]];
   }
 
-  /** Records at perm[0, n) (word offsets inside [from, from + n)) become records from, from + 1, ... */
+  /** The records at perm[0, n) (word offsets inside bucket [from, from + n)) become out's records from, from + 1, ... */
   private applyPermutation(from: number, n: number): void {
     const W = SORT_RECORD_WORDS;
     const recs = this.recs;
-    const scratch = this.scratch;
+    const out = this.out;
+    const perm = this.perm;
     for (let i = 0; i < n; i++) {
-      const r = this.perm[i];
-      for (let w = 0; w < W; w++) scratch[i * W + w] = recs[r + w];
+      const r = perm[i];
+      const o = (from + i) * W;
+      for (let w = 0; w < W; w++) out[o + w] = recs[r + w];
     }
-    recs.set(scratch.subarray(0, n * W), from * W);
   }
 
   /** memcmp order of the keys of the records at words a and b, shorter first. */

@@ -14,16 +14,17 @@
  *     block ends its segment's scan before it is hashed (reading poisoned pmem faults).
  *
  * How: each segment is copied once into the verifier's wasm memory and its records hashed
- * in place (record-stage.ts loadVerifyWindow). The scan writes one fixed-size sort record
- * per entry (recovery-sort.ts: first 16 key bytes, length, op, sequence, scan id, offset)
- * and counts it in a two-byte bucket histogram; one scatter and per-bucket sorts put the
- * entries of each key side by side; the winner of each key is the highest sequence (ties:
- * the first scanned, as before); the keys whose winner is a PUT are written back to back in
- * key order and bulk loaded into the tree in one bottom-up build. No tombstones enter the
- * tree. Everything after the scatter reads memory in order: reading keys by id in log order
- * cost a cache miss per entry per step, most of recovery before.
- * Measured (1M keys, 1.29M entries, node /tmp/kv4/reopen.mjs; see the commit messages):
- * about 0.86-1.0 s wall where the id sort took 1.25-1.6 s in the same runs.
+ * in place (record-stage.ts loadVerifyWindow; the checksum compared inside wasm). The scan
+ * writes one fixed-size sort record per entry (recovery-sort.ts: first 16 key bytes, length,
+ * op, sequence, scan id, offset) and counts it in a first-byte bucket histogram; one scatter
+ * and per-bucket sorts in cache put the entries of each key side by side; the winner of each
+ * key is the highest sequence (ties: the first scanned, as before); the keys whose winner is
+ * a PUT are written back to back in key order and bulk loaded into the tree in one bottom-up
+ * build. No tombstones enter the tree. Everything after the scatter reads memory in order:
+ * reading keys by id in log order cost a cache miss per entry per step, most of recovery
+ * before. Nothing is allocated per record (a scavenge every few ms was 90 ms of recovery),
+ * and the large arrays are SharedArrayBuffer-backed (recovery-sort.ts sortScratch).
+ * Measured (1M keys, 1.5M entries, node /tmp/kv5/reopen.mjs; see the commit messages).
  *
  * Concurrency: runs on the opener before share() can hand the space to anyone (bulkLoad
  * asserts the tree was never shared).
@@ -33,10 +34,10 @@
 import { DaxError } from '../errors.js';
 import type { DaxSpace } from '../dax/space.js';
 import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER, entryBytes } from './layout.js';
-import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
+import { CHECK_END, CHECK_INVALID, checkRecordInto, entryKeyLength, type CheckedRecord, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
 import { loadVerifyWindow } from './record-stage.js';
-import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortRecordKeyByte, writeSortRecord } from './recovery-sort.js';
+import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortRecordKeyByte, sortScratch, writeSortRecord } from './recovery-sort.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -88,14 +89,14 @@ class FoundEntries {
   readonly histogram = new Int32Array(SORT_BUCKETS + 1);
   /** where a long user key starts in `keys` (0 for keys of at most 16 bytes) */
   keyStart: Uint32Array;
-  keys = new Uint8Array(1 << 16);
+  keys: Uint8Array = new Uint8Array(1 << 16);
   keyBytes = 0;
 
   /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them. */
   constructor(segments: number) {
     const n = Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7));
-    this.records = new Uint32Array(n * SORT_RECORD_WORDS);
-    this.keyStart = new Uint32Array(n);
+    this.records = sortScratch(n * SORT_RECORD_WORDS);
+    this.keyStart = new Uint32Array(sortScratch(n).buffer);
   }
 
   add(u8: Uint8Array, u32: Uint32Array, at: number, sequence: number, keyLength: number, del: boolean): void {
@@ -106,7 +107,7 @@ class FoundEntries {
     writeSortRecord(this.records, r, u32, from, keyLength, del, sequence, at, i);
     this.histogram[sortBucketOf(this.records, r) + 1]++;
     if (keyLength <= SORT_KEY_BYTES) return;
-    if (this.keyBytes + keyLength > this.keys.length) this.keys = grown(this.keys, Math.max(this.keys.length * 2, this.keyBytes + keyLength));
+    if (this.keyBytes + keyLength > this.keys.length) this.keys = grownBytes(this.keys, Math.max(this.keys.length * 2, this.keyBytes + keyLength));
     this.keyStart[i] = this.keyBytes;
     this.keys.set(u8.subarray(from, from + keyLength), this.keyBytes);
     this.keyBytes += keyLength;
@@ -119,8 +120,15 @@ class FoundEntries {
   }
 }
 
-function grown<T extends Float64Array | Uint32Array | Uint8Array>(a: T, n: number): T {
-  const b = new (a.constructor as new (n: number) => T)(n);
+/** A copy of `a` in a new array of n words (shared: see sortScratch). */
+function grown(a: Uint32Array, n: number): Uint32Array {
+  const b = sortScratch(n);
+  b.set(a);
+  return b;
+}
+
+function grownBytes(a: Uint8Array, n: number): Uint8Array {
+  const b = new Uint8Array(n);
   b.set(a);
   return b;
 }
@@ -135,14 +143,15 @@ function grown<T extends Float64Array | Uint32Array | Uint8Array>(a: T, n: numbe
 function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryReport): number {
   const t0 = performance.now();
   const n = found.count;
-  const { sorted: recs, same } = sortEntryRecords(found.records, n, found.keys, found.keyStart, found.histogram);
+  const { sorted: recs, same, scratch: sortScratchWords } = sortEntryRecords(found.records, n, found.keys, found.keyStart, found.histogram);
   const W = SORT_RECORD_WORDS;
   let keyBytes = 0;
   for (let p = 0; p < n; p++) if (same[p] === 0) keyBytes += (recs[p * W] & 0xffff) + 1;
-  // The bulk load's columns go into the scan's record buffer, dead once scattered: fresh
-  // typed arrays of this size (35 MB for 1M keys) add external memory, which in a process
-  // with a large heap (the bench's) starts a full mark-compact (~120 ms each, two seen).
-  const scratch = found.records.buffer;
+  // The bulk load's columns go into the sort's scatter buffer, dead once the sort returns: fresh
+  // memory of this size (35 MB for 1M keys) costs page faults, and as plain typed arrays it
+  // adds external memory, which in a process with a large heap (the bench's) starts a full
+  // mark-compact (~100-250 ms each).
+  const scratch = sortScratchWords.buffer;
   const fits = n * 14 + keyBytes <= scratch.byteLength;
   const values = fits ? new Float64Array(scratch, 0, n) : new Float64Array(n);
   const starts = fits ? new Uint32Array(scratch, n * 8, n) : new Uint32Array(n);
@@ -177,6 +186,8 @@ function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryRep
   return keys;
 }
 
+const checked: CheckedRecord = { kind: 0, count: 0, totalBytes: 0, reason: '' };
+
 function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number, report: KvRecoveryReport, found: FoundEntries): void {
   const end = base + SEGMENT_BYTES;
   let at = base;
@@ -194,20 +205,20 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
       report.poisonedSegments++;
       return done(false);
     }
-    const check = checkRecord(v, at, end, nonce, true);
-    if (check.status === 'end') return done(true);
-    if (check.status === 'invalid') {
+    const status = checkRecordInto(v, at, end, nonce, true, checked);
+    if (status === CHECK_END) return done(true);
+    if (status === CHECK_INVALID) {
       report.droppedRecords++;
-      if (report.dropped.length < 20) report.dropped.push(`offset ${at}: ${check.reason}`);
+      if (report.dropped.length < 20) report.dropped.push(`offset ${at}: ${checked.reason}`);
       return done(true);
     }
-    if (anyPoison && spansPoison(space, at, at + check.totalBytes)) {
+    if (anyPoison && spansPoison(space, at, at + checked.totalBytes)) {
       report.poisonedSegments++;
       return done(false);
     }
     report.records++;
     let e = at + RECORD_HEADER_BYTES;
-    for (let i = 0; i < check.count; i++) {
+    for (let i = 0; i < checked.count; i++) {
       const sequence = entrySequence(v, e);
       const keyLength = entryKeyLength(v, e);
       found.add(v.u8, v.u32, e, sequence, keyLength, entryOp(v, e) === ENTRY_DEL);
@@ -215,7 +226,7 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
       report.entries++;
       e += entryBytes(keyLength, entryValueLength(v, e));
     }
-    at += check.totalBytes;
+    at += checked.totalBytes;
   }
 }
 
