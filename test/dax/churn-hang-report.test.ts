@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { grab, unlock } from '../../src/index/entry-lock.js';
 import { pageKey } from '../../src/dax/layout.js';
 import { seedFromEnv, simSpace, MIB } from './helpers.js';
-import { startChurn } from './churn-harness.js';
+import { sleepMs, startChurn } from './churn-harness.js';
+import { WAITERS } from '../../src/index/entry-word.js';
+import { W_ENTRY } from '../../src/index/nodes.js';
 
 describe('churn harness hang report', () => {
   it('names the stuck role, its stack and the entry lock it waits on', async () => {
@@ -18,6 +20,10 @@ describe('churn harness hang report', () => {
     const held = grab(space.tree, pageKey(72, 1));
     const churn = startChurn(space, 4, seedFromEnv(), [{ role: 'mf-writer', objectId: 72, from: 1, to: 2 }], undefined, 1500);
     await churn.ready();
+    // Stop only once the writer sleeps on the held entry (WAITERS set): READY comes before the
+    // role's loop, and a stop that early lets it return without ever writing.
+    const word = (): number => space.epoch.guard(() => Atomics.load(space.tree.arena.i32, space.tree.findLeafPinned(pageKey(72, 1)) + W_ENTRY));
+    for (let i = 0; i < 500 && (word() & WAITERS) === 0; i++) await sleepMs(2);
     const [writer] = await churn.stop();
     const report = churn.hangReport() ?? '';
     unlock(space.tree, held);
