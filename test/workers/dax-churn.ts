@@ -123,8 +123,13 @@ function r3Rmap(): unknown {
   return { rmaps, found, nulls, violations };
 }
 
-/** R5: dirty pages through write faults, stamping each page with its round. */
-function r5Writer(obj: DaxObject): unknown {
+/**
+ * Dirties every page through write faults, round after round, stamping each with its round
+ * (stamps[p] records it once stored). refault: fault the page AGAIN after the store, before
+ * the record: the stand-in for the write-protect fault a store after writeback would take, so
+ * a writeback that starts after the record must make that stamp durable.
+ */
+function stampRounds(obj: DaxObject, refault: boolean): unknown {
   const stamps = new Int32Array(job.control, 4 * MF_BASE, job.pages);
   let round = 0;
   while (!stopped()) {
@@ -132,32 +137,17 @@ function r5Writer(obj: DaxObject): unknown {
     for (let p = 0; p < job.pages; p++) {
       const view = obj.fault(p, { write: true });
       new DataView(view.buffer, view.byteOffset, 8).setInt32(0, round, true);
+      if (refault) obj.fault(p, { write: true });
       Atomics.store(stamps, p, round);
     }
   }
   return { rounds: round };
 }
 
-/**
- * Writeback: like r5-writer, but each stamp is stored and then write-faulted AGAIN before it
- * is recorded: the second fault re-dirties the page after the store (the stand-in for the
- * write-protect fault a store after writeback would take), so a writeback that starts after
- * the record must make that stamp durable.
- */
-function wbWriter(obj: DaxObject): unknown {
-  const stamps = new Int32Array(job.control, 4 * MF_BASE, job.pages);
-  let round = 0;
-  while (!stopped()) {
-    round++;
-    for (let p = 0; p < job.pages; p++) {
-      const view = obj.fault(p, { write: true });
-      new DataView(view.buffer, view.byteOffset, 8).setInt32(0, round, true);
-      obj.fault(p, { write: true });
-      Atomics.store(stamps, p, round);
-    }
-  }
-  return { rounds: round };
-}
+/** R5: dirty pages through write faults, stamping each page with its round. */
+const r5Writer = (obj: DaxObject): unknown => stampRounds(obj, false);
+/** Writeback: like r5-writer, each stamp re-dirtied by a second write fault before it is recorded. */
+const wbWriter = (obj: DaxObject): unknown => stampRounds(obj, true);
 
 /** Writeback: write the whole object back over and over (a second writeback beside the main thread's), pausing inside each batch. */
 function wbWriteback(obj: DaxObject): unknown {
