@@ -37,7 +37,7 @@ import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_
 import { CHECK_END, CHECK_INVALID, checkRecordInto, entryKeyLength, type CheckedRecord, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
 import { loadVerifyWindow } from './record-stage.js';
-import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortRecordKeyByte, sortScratch, writeSortRecord } from './recovery-sort.js';
+import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortScratch, writeSortRecord } from './recovery-sort.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -175,7 +175,18 @@ function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryRep
     lengths[keys] = len + 1;
     values[keys++] = recs[best + 9] * 2 ** 32 + recs[best + 8];
     indexKeys[o++] = KV_KEY_PREFIX;
-    if (len <= SORT_KEY_BYTES) for (let j = 0; j < len; j++) indexKeys[o + j] = sortRecordKeyByte(recs, best, j);
+    if (len <= SORT_KEY_BYTES) {
+      // Whole words: up to 3 bytes past the key are written too, and overwritten by the next
+      // key (after the last one they fall outside indexKeys, where typed array stores are dropped).
+      for (let w = 0; 4 * w < len; w++) {
+        const x = recs[best + 1 + w];
+        const q = o + 4 * w;
+        indexKeys[q] = x >>> 24; // Uint8Array stores keep the low 8 bits
+        indexKeys[q + 1] = x >>> 16;
+        indexKeys[q + 2] = x >>> 8;
+        indexKeys[q + 3] = x;
+      }
+    }
     else indexKeys.set(from.subarray(found.keyStart[recs[best + 7]], found.keyStart[recs[best + 7]] + len), o);
     o += len;
   }

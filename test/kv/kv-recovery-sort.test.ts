@@ -4,7 +4,9 @@
  * and keys that are prefixes of others or end in zero bytes (the "ends here" buckets and the
  * length tie-break inside zero-padded words), keys longer than 16 bytes that differ only
  * after byte 16 (the key-buffer tail compare), and thousands of keys sharing their first
- * bytes (one large bucket: the radix fallback), all with duplicates. Then a store holding
+ * bytes (one large bucket: the radix fallback), one key written many times (short and long),
+ * keys equal in every word but their length, and keys sharing 4, 8 or 12 bytes (the word by
+ * word passes of long runs), all with duplicates. Then a store holding
  * those shapes, overwritten and partly deleted, reopens to the model's contents.
  *
  * Not covered here: crash images (kv-crash.test.ts) and poison (kv-memory-failure.test.ts).
@@ -42,6 +44,13 @@ function keyShapes(r: () => number): Uint8Array[] {
     for (let i = 0; i < 8; i++) keys.push(Uint8Array.from([...pfx, ...bytes(int(6), 2)]));
   }
   for (let i = 0; i < 2500; i++) keys.push(Uint8Array.from([0x75, 0x3a, ...Buffer.from(String(int(1800)).padStart(6, '0'))])); // "u:000123": a large bucket of decimal keys
+  const hot = bytes(16);
+  for (let i = 0; i < 100; i++) keys.push(hot.slice()); // one key written many times: a long run equal in every word
+  const hotLong = bytes(40);
+  for (let i = 0; i < 50; i++) keys.push(hotLong.slice()); // the same, longer than 16 bytes (the MSD fallback)
+  for (let len = 1; len <= 16; len++) for (let i = 0; i < 3; i++) keys.push(Uint8Array.from({ length: len }, (_, j) => (j === 0 ? 0x41 : 0))); // equal zero-padded words, lengths 1..16: the length pass
+  const shared = bytes(12);
+  for (let i = 0; i < 300; i++) keys.push(Uint8Array.from([...shared.subarray(0, 4 + 4 * int(3)), ...bytes(int(9), 4)])); // 4, 8 or 12 shared bytes, then a few of 4 values: runs a word deeper
   const n = keys.length;
   for (let i = 0; i < n / 4; i++) keys.push(keys[int(n)].slice()); // duplicates
   for (let i = keys.length - 1; i > 0; i--) {
