@@ -11,30 +11,37 @@
  * keys: each fits in L2), each bucket is sorted inside the cache (sortEntryRecords), and
  * every later step (winner pick, key copy) reads records in order.
  *
- * Sort record (Uint32Array, SORT_RECORD_WORDS = 10 words per entry):
+ * Sort record (Uint32Array, SORT_RECORD_WORDS = 8 words, 32 bytes per entry):
  *   0     user key length (bits 0..15, 1..MAX_KEY_BYTES) | DEL (bit 16: the entry is a delete)
+ *         | bits 32..44 of the entry's device offset / 8 (bits 17..29)
  *   1..4  key bytes 0..15, big-endian in each word, zero past the key's end
  *   5     sequence low 32 bits
  *   6     sequence high bits (< 2^21)
- *   7     scan id: scan order (ties between equal sequences) and index of the key start in
- *         the key buffer (keys longer than 16 bytes)
- *   8, 9  device offset of the entry, low 32 bits and high bits
- * Keys longer than 16 bytes compare their tail in the key buffer (through the scan id);
+ *   7     bits 0..31 of the entry's device offset / 8 (entries are 8-aligned, offsets < 2^48)
+ * The offset is also the scan order (segments are scanned in block order, each from its
+ * start: ties between equal sequences go to the lower offset) and where the key is: keys
+ * longer than 16 bytes compare their tail in the log (`media`, at offset + keyDelta). Every
+ * record here was checksummed whole and lies outside poisoned blocks.
+ * (Ten words with a scan id and a copy of long keys before: the record is copied three times
+ * and every byte of it is fresh memory, a page fault per 4 KiB.)
  * a run of more than INSERTION_MAX records equal in their first 4 bytes (keys sharing a
  * long prefix: "user:000001") is sorted by the index's MSD radix sort (sortKeyRuns) on its
  * keys, never quadratically.
  *
  * Invariants (of the result): records in key order; same[i] = 1 exactly when record i's
  * key equals record i - 1's; the relative order of equal keys is unspecified (the caller
- * breaks ties by sequence, then scan id).
+ * breaks ties by sequence, then offset).
  *
  * Concurrency: none (recovery runs on the opener, on its own arrays). Persistence: none.
  */
 import { assert } from '../assert.js';
 import { sortKeyRuns } from '../index/bulk-load.js';
 
-export const SORT_RECORD_WORDS = 10;
+export const SORT_RECORD_WORDS = 8;
 export const SORT_DEL_BIT = 1 << 16;
+const OFFSET_HI_SHIFT = 17;
+/** Largest entry offset / 8 a sort record holds (2^45: device offsets below 2^48). */
+const MAX_OFFSET8 = 2 ** 45;
 /** Key bytes held in a sort record. */
 export const SORT_KEY_BYTES = 16;
 
@@ -44,12 +51,15 @@ const BUCKETS = SORT_BUCKETS;
 const INSERTION_MAX = 32;
 
 /**
- * Writes the sort record of an entry at word `r` of `recs`. Its key is u8[keyAt, keyAt +
- * keyLength) with keyAt a multiple of 4 (entry keys are: entries are 8-aligned, headers 16
- * bytes), read as little-endian words and byte-swapped; only words holding key bytes are read.
+ * Writes the sort record of the entry at device offset `at` (a multiple of 8) at word `r` of
+ * `recs`. Its key is u8[keyAt, keyAt + keyLength) with keyAt a multiple of 4 (entry keys are:
+ * entries are 8-aligned, headers 16 bytes), read as little-endian words and byte-swapped;
+ * only words holding key bytes are read.
  */
-export function writeSortRecord(recs: Uint32Array, r: number, u32: Uint32Array, keyAt: number, keyLength: number, del: boolean, sequence: number, at: number, id: number): void {
-  recs[r] = keyLength | (del ? SORT_DEL_BIT : 0);
+export function writeSortRecord(recs: Uint32Array, r: number, u32: Uint32Array, keyAt: number, keyLength: number, del: boolean, sequence: number, at: number): void {
+  const at8 = at / 8;
+  if (!(at8 < MAX_OFFSET8 && at8 === Math.floor(at8))) assert(false, `sort record of an entry at offset ${at} (8-aligned, below 2^48)`);
+  recs[r] = keyLength | (del ? SORT_DEL_BIT : 0) | (Math.floor(at8 / 2 ** 32) << OFFSET_HI_SHIFT);
   const n = keyLength < SORT_KEY_BYTES ? keyLength : SORT_KEY_BYTES;
   const words = (n + 3) >> 2;
   const w0 = keyAt / 4; // a device offset: may exceed 2^31 (no shift)
@@ -66,9 +76,12 @@ export function writeSortRecord(recs: Uint32Array, r: number, u32: Uint32Array, 
   }
   recs[r + 5] = sequence >>> 0;
   recs[r + 6] = Math.floor(sequence / 2 ** 32);
-  recs[r + 7] = id;
-  recs[r + 8] = at >>> 0;
-  recs[r + 9] = Math.floor(at / 2 ** 32);
+  recs[r + 7] = at8 >>> 0; // ToUint32: at8 mod 2^32, exact for integers
+}
+
+/** The device offset of the entry of the record at word r. */
+export function sortRecordOffset(recs: Uint32Array, r: number): number {
+  return ((recs[r] >>> OFFSET_HI_SHIFT) * 2 ** 32 + recs[r + 7]) * 8;
 }
 
 /** Byte j (< SORT_KEY_BYTES) of the key of the record at word r. */
@@ -77,9 +90,8 @@ export function sortRecordKeyByte(recs: Uint32Array, r: number, j: number): numb
 }
 
 /**
- * Sorts `count` records of `recs` by key. `keys`/`keyStart`: the scan's key buffer and each
- * scan id's user key start in it, read only for keys longer than 16 bytes (shorter ones need
- * not be there). `histogram`, if given: counts[1 + b] = records in bucket b (sortBucketOf),
+ * Sorts `count` records of `recs` by key. `media`: the log; the key of a record's entry
+ * starts at its offset + keyDelta there, read only for keys longer than 16 bytes. `histogram`, if given: counts[1 + b] = records in bucket b (sortBucketOf),
  * counted as the records were written (saves a pass); it is consumed.
  * Returns the sorted records (in `recs`, records [0, count)), the same-as-previous flags, and
  * the scatter's buffer (count records; SharedArrayBuffer-backed, see sortScratch), free for the
@@ -92,7 +104,7 @@ export function sortRecordKeyByte(recs: Uint32Array, r: number, j: number): numb
  * runs of equal key bytes 0..3 finished by a full compare (insertion sort; the MSD radix
  * sort above INSERTION_MAX), and the records copied back in that order.
  */
-export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Array, keyStart: Uint32Array, histogram?: Int32Array): { sorted: Uint32Array; same: Uint8Array; scratch: Uint32Array } {
+export function sortEntryRecords(recs: Uint32Array, count: number, media: Uint8Array, keyDelta: number, histogram?: Int32Array): { sorted: Uint32Array; same: Uint8Array; scratch: Uint32Array } {
   const W = SORT_RECORD_WORDS;
   let counts: Int32Array;
   if (histogram === undefined) {
@@ -111,7 +123,7 @@ export function sortEntryRecords(recs: Uint32Array, count: number, keys: Uint8Ar
   const same = new Uint8Array(count);
   let largest = 0;
   for (let b = 0; b < BUCKETS; b++) largest = Math.max(largest, counts[b + 1] - counts[b]);
-  const sorter = new BucketSorter(scattered, recs, keys, keyStart, largest);
+  const sorter = new BucketSorter(scattered, recs, media, keyDelta, largest);
   for (let b = 0; b < BUCKETS; b++) {
     const from = counts[b];
     const to = counts[b + 1];
@@ -135,7 +147,7 @@ export function sortScratch(words: number): Uint32Array {
   return new Uint32Array(new SharedArrayBuffer(words * 4));
 }
 
-/** One sort record from word s of src to word d of dst, unrolled (a loop of 10 was a third slower here). */
+/** One sort record from word s of src to word d of dst, unrolled (a loop of 10 words was a third slower here). */
 function copyRecord(dst: Uint32Array, d: number, src: Uint32Array, s: number): void {
   dst[d] = src[s];
   dst[d + 1] = src[s + 1];
@@ -145,10 +157,8 @@ function copyRecord(dst: Uint32Array, d: number, src: Uint32Array, s: number): v
   dst[d + 5] = src[s + 5];
   dst[d + 6] = src[s + 6];
   dst[d + 7] = src[s + 7];
-  dst[d + 8] = src[s + 8];
-  dst[d + 9] = src[s + 9];
 }
-SORT_RECORD_WORDS satisfies 10;
+SORT_RECORD_WORDS satisfies 8;
 
 /** 0: empty key; 1 + byte0 otherwise. */
 export function sortBucketOf(recs: Uint32Array, r: number): number {
@@ -167,8 +177,8 @@ class BucketSorter {
   constructor(
     private readonly recs: Uint32Array,
     private readonly out: Uint32Array,
-    private readonly keys: Uint8Array,
-    private readonly keyStart: Uint32Array,
+    private readonly media: Uint8Array,
+    private readonly keyDelta: number,
     largestBucket: number,
   ) {
     this.perm = new Int32Array(largestBucket);
@@ -317,7 +327,7 @@ class BucketSorter {
   /**
    * perm[lo, hi): more than INSERTION_MAX records equal in their first 16 key bytes, some
    * keys longer: the index's MSD radix sort over their keys, gathered into one buffer (short
-   * keys from their records, longer ones from the key buffer).
+   * keys from their records, longer ones from the log).
    */
   private keySort(lo: number, hi: number): void {
     const n = hi - lo;
@@ -336,8 +346,8 @@ class BucketSorter {
       lengths[i] = len;
       if (len <= SORT_KEY_BYTES) for (let j = 0; j < len; j++) gathered[o + j] = sortRecordKeyByte(recs, r, j);
       else {
-        const k0 = this.keyStart[recs[r + 7]];
-        gathered.set(this.keys.subarray(k0, k0 + len), o);
+        const k0 = sortRecordOffset(recs, r) + this.keyDelta;
+        gathered.set(this.media.subarray(k0, k0 + len), o);
       }
       o += len;
     }
@@ -369,10 +379,9 @@ class BucketSorter {
     const la = recs[a] & 0xffff;
     const lb = recs[b] & 0xffff;
     if (la <= SORT_KEY_BYTES || lb <= SORT_KEY_BYTES) return la - lb;
-    const keys = this.keys;
-    const sa = this.keyStart[recs[a + 7]];
-    const sb = this.keyStart[recs[b + 7]];
-    assert(sa !== undefined && sb !== undefined, 'sort record with a scan id outside the key columns');
+    const keys = this.media;
+    const sa = sortRecordOffset(recs, a) + this.keyDelta;
+    const sb = sortRecordOffset(recs, b) + this.keyDelta;
     const n = Math.min(la, lb);
     for (let i = SORT_KEY_BYTES; i < n; i++) {
       const d = keys[sa + i] - keys[sb + i];

@@ -31,13 +31,14 @@
  *
  * Persistence ordering: writes nothing persistent.
  */
+import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import type { DaxSpace } from '../dax/space.js';
 import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER, entryBytes } from './layout.js';
 import { CHECK_END, CHECK_INVALID, checkRecordInto, entryKeyLength, type CheckedRecord, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
 import { loadVerifyWindow } from './record-stage.js';
-import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortScratch, writeSortRecord } from './recovery-sort.js';
+import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortRecordOffset, sortScratch, writeSortRecord } from './recovery-sort.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -67,83 +68,59 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
     if (order !== SEGMENT_ORDER) throw new DaxError('ECORRUPT', `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`);
     segments.push([block, index]);
   });
+  // Scan order is offset order (the sort breaks sequence ties by offset): blocks ascending.
+  for (let i = 1; i < segments.length; i++) if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
   report.segments = segments.length;
   const found = new FoundEntries(segments.length);
   for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report, found);
   report.phasesMs.scan = performance.now() - start;
-  report.keys = loadWinners(space, found, report);
+  report.keys = loadWinners(space, v, found, report);
   report.timeMs = performance.now() - start;
   return report;
 }
 
 /**
  * Every valid entry seen by the scan, in scan order: its sort record (recovery-sort.ts:
- * key bytes 0..15, length, op, sequence, scan id, entry offset), counted in the sort's
- * bucket histogram as it is written. Keys longer than 16 bytes (their record holds only the
- * first 16) are also copied into `keys`, by scan id at keyStart: the sort and the bulk load
- * read their tails there, not in the log.
+ * key bytes 0..15, length, op, sequence, entry offset), counted in the sort's bucket
+ * histogram as it is written. Longer keys stay in the log: the sort and the winners read
+ * their tails there (records checksummed whole, outside poisoned blocks).
  */
 class FoundEntries {
   count = 0;
   records: Uint32Array;
   readonly histogram = new Int32Array(SORT_BUCKETS + 1);
-  /** where a long user key starts in `keys` (0 for keys of at most 16 bytes) */
-  keyStart: Uint32Array;
-  keys: Uint8Array = new Uint8Array(1 << 16);
-  keyBytes = 0;
 
-  /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them. */
+  /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them (untouched pages cost nothing). */
   constructor(segments: number) {
-    const n = Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7));
-    this.records = sortScratch(n * SORT_RECORD_WORDS);
-    this.keyStart = new Uint32Array(sortScratch(n).buffer);
+    this.records = sortScratch(Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7)) * SORT_RECORD_WORDS);
   }
 
-  add(u8: Uint8Array, u32: Uint32Array, at: number, sequence: number, keyLength: number, del: boolean): void {
-    if (this.count === this.keyStart.length) this.grow();
-    const i = this.count++;
-    const from = at + ENTRY_HEADER_BYTES;
-    const r = i * SORT_RECORD_WORDS;
-    writeSortRecord(this.records, r, u32, from, keyLength, del, sequence, at, i);
+  add(u32: Uint32Array, at: number, sequence: number, keyLength: number, del: boolean): void {
+    if ((this.count + 1) * SORT_RECORD_WORDS > this.records.length) this.grow();
+    const r = this.count++ * SORT_RECORD_WORDS;
+    writeSortRecord(this.records, r, u32, at + ENTRY_HEADER_BYTES, keyLength, del, sequence, at);
     this.histogram[sortBucketOf(this.records, r) + 1]++;
-    if (keyLength <= SORT_KEY_BYTES) return;
-    if (this.keyBytes + keyLength > this.keys.length) this.keys = grownBytes(this.keys, Math.max(this.keys.length * 2, this.keyBytes + keyLength));
-    this.keyStart[i] = this.keyBytes;
-    this.keys.set(u8.subarray(from, from + keyLength), this.keyBytes);
-    this.keyBytes += keyLength;
   }
 
+  /** A copy in an array twice the size (shared: see sortScratch). */
   private grow(): void {
-    const n = this.keyStart.length * 2;
-    this.records = grown(this.records, n * SORT_RECORD_WORDS);
-    this.keyStart = grown(this.keyStart, n);
+    const b = sortScratch(this.records.length * 2);
+    b.set(this.records);
+    this.records = b;
   }
-}
-
-/** A copy of `a` in a new array of n words (shared: see sortScratch). */
-function grown(a: Uint32Array, n: number): Uint32Array {
-  const b = sortScratch(n);
-  b.set(a);
-  return b;
-}
-
-function grownBytes(a: Uint8Array, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  b.set(a);
-  return b;
 }
 
 /**
  * Sorts the entries by key, keeps the newest entry of each key (highest sequence; on a tie
  * the one scanned first, as applying them in scan order would) and bulk loads the keys whose
  * newest entry is a PUT. Returns how many. The winners' index keys are written back to back
- * in key order (from the sort records; longer keys from the scan's key buffer), so the bulk
+ * in key order (from the sort records; longer keys from the log), so the bulk
  * load reads them sequentially.
  */
-function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryReport): number {
+function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries, report: KvRecoveryReport): number {
   const t0 = performance.now();
   const n = found.count;
-  const { sorted: recs, same, scratch: sortScratchWords } = sortEntryRecords(found.records, n, found.keys, found.keyStart, found.histogram);
+  const { sorted: recs, same, scratch: sortScratchWords } = sortEntryRecords(found.records, n, v.u8, ENTRY_HEADER_BYTES, found.histogram);
   const W = SORT_RECORD_WORDS;
   let keyBytes = 0;
   for (let p = 0; p < n; p++) if (same[p] === 0) keyBytes += (recs[p * W] & 0xffff) + 1;
@@ -157,7 +134,6 @@ function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryRep
   const starts = fits ? new Uint32Array(scratch, n * 8, n) : new Uint32Array(n);
   const lengths = fits ? new Uint16Array(scratch, n * 12, n) : new Uint16Array(n);
   const indexKeys = fits ? new Uint8Array(scratch, n * 14, keyBytes) : new Uint8Array(keyBytes);
-  const from = found.keys;
   let o = 0;
   let keys = 0;
   for (let p = 0; p < n; ) {
@@ -166,14 +142,15 @@ function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryRep
     for (; q < n && same[q] === 1; q++) {
       const r = q * W;
       const d = recs[r + 6] - recs[best + 6] || recs[r + 5] - recs[best + 5];
-      if (d > 0 || (d === 0 && recs[r + 7] < recs[best + 7])) best = r;
+      if (d > 0 || (d === 0 && sortRecordOffset(recs, r) < sortRecordOffset(recs, best))) best = r;
     }
     p = q;
     if ((recs[best] & SORT_DEL_BIT) !== 0) continue;
     const len = recs[best] & 0xffff;
     starts[keys] = o;
     lengths[keys] = len + 1;
-    values[keys++] = recs[best + 9] * 2 ** 32 + recs[best + 8];
+    const at = sortRecordOffset(recs, best);
+    values[keys++] = at;
     indexKeys[o++] = KV_KEY_PREFIX;
     if (len <= SORT_KEY_BYTES) {
       // Whole words: up to 3 bytes past the key are written too, and overwritten by the next
@@ -186,8 +163,7 @@ function loadWinners(space: DaxSpace, found: FoundEntries, report: KvRecoveryRep
         indexKeys[q + 2] = x >>> 8;
         indexKeys[q + 3] = x;
       }
-    }
-    else indexKeys.set(from.subarray(found.keyStart[recs[best + 7]], found.keyStart[recs[best + 7]] + len), o);
+    } else indexKeys.set(v.u8.subarray(at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + len), o);
     o += len;
   }
   const t1 = performance.now();
@@ -232,7 +208,7 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
     for (let i = 0; i < checked.count; i++) {
       const sequence = entrySequence(v, e);
       const keyLength = entryKeyLength(v, e);
-      found.add(v.u8, v.u32, e, sequence, keyLength, entryOp(v, e) === ENTRY_DEL);
+      found.add(v.u32, e, sequence, keyLength, entryOp(v, e) === ENTRY_DEL);
       if (sequence > report.maxSequence) report.maxSequence = sequence;
       report.entries++;
       e += entryBytes(keyLength, entryValueLength(v, e));

@@ -3,7 +3,7 @@
  * that reach every path: random 16-byte keys (small buckets, insertion sort), one-byte keys
  * and keys that are prefixes of others or end in zero bytes (the "ends here" buckets and the
  * length tie-break inside zero-padded words), keys longer than 16 bytes that differ only
- * after byte 16 (the key-buffer tail compare), and thousands of keys sharing their first
+ * after byte 16 (the tail compare in the log), and thousands of keys sharing their first
  * bytes (one large bucket: the radix fallback), one key written many times (short and long),
  * keys equal in every word but their length, and keys sharing 4, 8 or 12 bytes (the word by
  * word passes of long runs), all with duplicates. Then a store holding
@@ -14,7 +14,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia } from '../../src/kv/index.js';
-import { SORT_DEL_BIT, SORT_RECORD_WORDS, sortEntryRecords, writeSortRecord } from '../../src/kv/recovery-sort.js';
+import { SORT_DEL_BIT, SORT_RECORD_WORDS, sortEntryRecords, sortRecordOffset, writeSortRecord } from '../../src/kv/recovery-sort.js';
 
 const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const replay = (file: string): string => `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/${file}`;
@@ -65,32 +65,36 @@ describe('recovery sort', () => {
     const r = rng(seed);
     const keys = keyShapes(r);
     const n = keys.length;
-    // The scan's key buffer: each key 4-aligned (as entry keys are in the log) behind a prefix byte slot.
+    // The log: each entry 8-aligned, its key after a 16-byte header, then anything (as in the
+    // log). Offsets are given 2^40 higher (keyDelta takes it back off), to cover their high bits.
+    const HIGH = 2 ** 40;
     const starts = new Uint32Array(n);
     let o = 0;
     for (let i = 0; i < n; i++) {
-      starts[i] = o + 4;
-      o += 4 + ((keys[i].length + 3) & ~3);
+      starts[i] = o + 16;
+      o += 16 + ((keys[i].length + 7) & ~7);
     }
-    const buf = Uint8Array.from({ length: o + 16 }, () => Math.floor(r() * 256)); // bytes after each key are anything, as in the log
+    const buf = Uint8Array.from({ length: o + 16 }, () => Math.floor(r() * 256));
     const u32 = new Uint32Array(buf.buffer);
     keys.forEach((k, i) => buf.set(k, starts[i]));
     const recs = new Uint32Array(n * SORT_RECORD_WORDS);
     const seqs = keys.map(() => Math.floor(r() * 2 ** 50));
-    const ats = keys.map((_, i) => i * 8 + 2 ** 40);
-    for (let i = 0; i < n; i++) writeSortRecord(recs, i * SORT_RECORD_WORDS, u32, starts[i], keys[i].length, (i & 1) === 1, seqs[i], ats[i], i);
+    const ats = keys.map((_, i) => starts[i] - 16 + HIGH);
+    const idOf = new Map(ats.map((at, i) => [at, i]));
+    for (let i = 0; i < n; i++) writeSortRecord(recs, i * SORT_RECORD_WORDS, u32, starts[i], keys[i].length, (i & 1) === 1, seqs[i], ats[i]);
 
-    const { sorted, same } = sortEntryRecords(recs, n, buf, starts);
+    const { sorted, same } = sortEntryRecords(recs, n, buf, 16 - HIGH);
     try {
       const ids: number[] = [];
       for (let p = 0; p < n; p++) {
         const w = p * SORT_RECORD_WORDS;
-        const id = sorted[w + 7];
+        const id = idOf.get(sortRecordOffset(sorted, w));
+        expect(id).toBeDefined();
+        if (id === undefined) return;
         ids.push(id);
         expect(sorted[w] & 0xffff).toBe(keys[id].length);
         expect((sorted[w] & SORT_DEL_BIT) !== 0).toBe((id & 1) === 1);
         expect(sorted[w + 6] * 2 ** 32 + sorted[w + 5]).toBe(seqs[id]);
-        expect(sorted[w + 9] * 2 ** 32 + sorted[w + 8]).toBe(ats[id]);
         if (p > 0) {
           const c = Buffer.compare(keys[ids[p - 1]], keys[id]);
           expect(c).toBeLessThanOrEqual(0);
