@@ -152,7 +152,7 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
     const v = values[i];
     i32[leaf] = header(LEAF, len);
     i32[leaf + W_ENTRY] = 0;
-    i32[leaf + W_VALUE_LO] = v % TWO_32 | 0;
+    i32[leaf + W_VALUE_LO] = v; // the store is ToInt32(v) = v mod 2^32 (exact below 2^53): no float modulo, a C call per key
     i32[leaf + W_VALUE_HI] = Math.floor(v / TWO_32);
     if (len > 0) i32[leaf + LEAF_HEADER_WORDS + ((len - 1) >> 2)] = 0; // bytes after the key in its last word
     const kb = (leaf + LEAF_HEADER_WORDS) << 2;

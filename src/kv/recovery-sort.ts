@@ -24,9 +24,10 @@
  * record here was checksummed whole and lies outside poisoned blocks.
  * (Ten words with a scan id and a copy of long keys before: the record is copied three times
  * and every byte of it is fresh memory, a page fault per 4 KiB.)
- * a run of more than INSERTION_MAX records equal in their first 4 bytes (keys sharing a
- * long prefix: "user:000001") is sorted by the index's MSD radix sort (sortKeyRuns) on its
- * keys, never quadratically.
+ * Inside a bucket: an LSD radix sort on key bytes 1..3; runs equal in bytes 0..3 (keys
+ * sharing a prefix: "user:000001", or one key written many times) go on word by word
+ * (BucketSorter.sortRun), and only runs equal in all 16 bytes with a longer key use the
+ * index's MSD radix sort (sortKeyRuns) on whole keys. Every level is linear: never quadratic.
  *
  * Invariants (of the result): records in key order; same[i] = 1 exactly when record i's
  * key equals record i - 1's; the relative order of equal keys is unspecified (the caller
@@ -91,18 +92,17 @@ export function sortRecordKeyByte(recs: Uint32Array, r: number, j: number): numb
 
 /**
  * Sorts `count` records of `recs` by key. `media`: the log; the key of a record's entry
- * starts at its offset + keyDelta there, read only for keys longer than 16 bytes. `histogram`, if given: counts[1 + b] = records in bucket b (sortBucketOf),
- * counted as the records were written (saves a pass); it is consumed.
+ * starts at its offset + keyDelta there, read only for keys longer than 16 bytes.
+ * `histogram`, if given: counts[1 + b] = records in bucket b (sortBucketOf), counted as the
+ * records were written (saves a pass); it is consumed.
  * Returns the sorted records (in `recs`, records [0, count)), the same-as-previous flags, and
  * the scatter's buffer (count records; SharedArrayBuffer-backed, see sortScratch), free for the
  * caller once this returns.
  *
  * How: one scatter of whole records into 257 buckets (empty key, first byte): 257 write
  * streams stay in cache, unlike the 65793 two-byte buckets this replaced (a cache and TLB
- * miss per record: 180 ms of 1.5M records). Each bucket (~23 KB-240 KB for 1M random keys)
- * is then ordered inside the cache: an LSD radix sort of (key bytes 1..3, position) pairs,
- * runs of equal key bytes 0..3 finished by a full compare (insertion sort; the MSD radix
- * sort above INSERTION_MAX), and the records copied back in that order.
+ * miss per record: 180 ms of 1.5M records). Each bucket (~190 KB for 1M random keys) is
+ * then ordered inside the cache (BucketSorter.sortBucket) and copied back in that order.
  */
 export function sortEntryRecords(recs: Uint32Array, count: number, media: Uint8Array, keyDelta: number, histogram?: Int32Array): { sorted: Uint32Array; same: Uint8Array; scratch: Uint32Array } {
   const W = SORT_RECORD_WORDS;
