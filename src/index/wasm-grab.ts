@@ -1,0 +1,229 @@
+/**
+ * The uncontended entry-lock fast path in WebAssembly: descend to the leaf of a key of at most
+ * 16 bytes and CAS LOCKED (with the owner) into its free entry word; and the matching release.
+ * Everything else (absent key, held, deleted, WAITERS, a node past this thread's view, a dead
+ * node) returns a code and the caller takes the JS path (entry-lock.ts), which repeats the
+ * lookup from scratch: this code only skips work when nothing is in the way.
+ *
+ * Why wasm: in Node 20 (V8 11.3) Atomics.* are builtin calls and TurboFan re-checks each
+ * typed-array access; wasm atomics are inline instructions (an i32.atomic.load is a plain mov
+ * on x86, a cmpxchg one lock cmpxchg) and the JS->wasm call is inlined (--turbo-inline-js-wasm-calls,
+ * on by default).
+ *
+ * Invariants (the same as the JS descent, radix-tree.ts descendPinned, and grabFree)
+ *   - Only reads the tree, except for the one compareExchange of a free entry word (LOCKED and
+ *     DELETED clear) to (word & ~OWNER) | LOCKED | owner << 20, which is grabFree's CAS exactly;
+ *     and the stat counters a reader bumps when it meets a dead node (H_STAT_RESTARTS,
+ *     H_STAT_POISON_HITS), as deadNode does.
+ *   - The caller is pinned (epoch) around grab16: the pin's seq-cst store precedes every load here.
+ *   - Mutable words (root, child slots, endLeaf, headers, N48 index words, entry word) are read
+ *     with i32.atomic.load (seq-cst: acquire on every CPU); immutable ones (prefix bytes,
+ *     leaf key words) with plain loads, ordered after the atomic load that reached the node.
+ *   - A node at or past `limitWords` (this thread's view of the grown arena) is not read: the
+ *     JS path refreshes its views and restarts, as it does for a read past its view. Blocks never
+ *     straddle a growth boundary (arena.ts), so a node below the limit lies wholly inside memory.
+ *   - Keys of at most 16 bytes come in as four little-endian words k0..k3, zero past keyLen.
+ *   - Little-endian hosts only (wasm memory is little-endian; the tree mixes byte and word
+ *     views of its memory in host order): WASM_GRAB_USABLE says so.
+ */
+import { FnBuilder, Op, Wasm, encodeModule, type WasmMemory } from './wasm-encoder.js';
+import { Lay } from './nodes.js';
+import { Ew } from './entry-word.js';
+import { FLAG_POISON, FREED_HEADER, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS, Hw, POISON_WORD } from './arena.js';
+
+/** grab16 results besides a leaf offset (> 0). */
+export const enum WasmGrab {
+  ABSENT = 0, // no leaf of exactly this key (the JS path creates the placeholder)
+  SLOW = -1, // held, deleted, lost CAS, dead node or past the view: take the JS path
+}
+
+export const WASM_GRAB_USABLE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+export interface WasmGrabExports {
+  /** (k0, k1, k2, k3, keyLen, limitWords, lockBits) -> leaf offset | WasmGrab */
+  grab16(k0: number, k1: number, k2: number, k3: number, keyLen: number, limitWords: number, lockBits: number): number;
+  /** (entry word index, word as locked) -> 1 when released by one CAS, 0 when the word changed */
+  release(at: number, e: number): number;
+}
+
+// Parameters of grab16.
+const K0 = 0;
+const KEY_LEN = 4;
+const LIMIT = 5;
+const LOCK_BITS = 6;
+
+/** Push key byte `d` (local index) of the key in k0..k3. */
+function keyByte(f: FnBuilder, d: number): void {
+  f.get(K0).get(K0 + 1).get(d).const(4).op(Op.i32_lt_u).op(Op.select);
+  f.get(K0 + 2).get(K0 + 3).get(d).const(12).op(Op.i32_lt_u).op(Op.select);
+  f.get(d).const(8).op(Op.i32_lt_u).op(Op.select);
+  f.get(d).const(3).op(Op.i32_and).const(3).op(Op.i32_shl).op(Op.i32_shr_u).const(0xff).op(Op.i32_and);
+}
+
+/** Push the byte address of word (local w) + k. */
+function wordAddr(f: FnBuilder, w: number, k = 0): void {
+  f.get(w);
+  if (k !== 0) f.const(k).op(Op.i32_add);
+  f.const(2).op(Op.i32_shl);
+}
+
+function buildGrab16(): FnBuilder {
+  const f = new FnBuilder('grab16', 7);
+  const node = f.local();
+  const depth = f.local();
+  const hdr = f.local();
+  const tag = f.local();
+  const body = f.local();
+  const plen = f.local();
+  const b = f.local();
+  const t = f.local();
+  const i = f.local();
+  const x = f.local();
+  const e = f.local();
+
+  f.const(Hw.ROOT << 2).atomicLoad().set(node);
+  f.loop(); // $descend (depth 0 inside it)
+  {
+    f.get(node).op(Op.i32_eqz).if().ret(WasmGrab.ABSENT).end();
+    f.get(node).get(LIMIT).op(Op.i32_ge_u).if().ret(WasmGrab.SLOW).end();
+    wordAddr(f, node);
+    f.atomicLoad().tee(hdr).const(0xfff).op(Op.i32_and).set(tag);
+
+    // ---- leaf: compare the whole key (words, masked past keyLen), then CAS the entry word
+    f.get(tag).const(Lay.LEAF_TAG).op(Op.i32_eq).if();
+    {
+      f.get(hdr).const(12).op(Op.i32_shr_u).get(KEY_LEN).op(Op.i32_ne).if().ret(WasmGrab.ABSENT).end();
+      for (let w = 0; w < 4; w++) {
+        // if (keyLen > 4w) { rest = keyLen - 4w; mask = rest >= 4 ? -1 : (1 << 8 rest) - 1; ... }
+        f.get(KEY_LEN).const(4 * w).op(Op.i32_gt_u).if();
+        {
+          f.const(-1);
+          f.const(1).get(KEY_LEN).const(4 * w).op(Op.i32_sub).const(3).op(Op.i32_shl).op(Op.i32_shl).const(1).op(Op.i32_sub);
+          f.get(KEY_LEN).const(4 * w + 4).op(Op.i32_ge_u).op(Op.select).set(x);
+          wordAddr(f, node, Lay.LEAF_HEADER_WORDS + w);
+          f.load().get(K0 + w).op(Op.i32_xor).get(x).op(Op.i32_and).if().ret(WasmGrab.ABSENT).end();
+        }
+        f.end();
+      }
+      wordAddr(f, node, Lay.W_ENTRY);
+      f.atomicLoad().tee(e).const(Ew.LOCKED | Ew.DELETED).op(Op.i32_and).if().ret(WasmGrab.SLOW).end();
+      wordAddr(f, node, Lay.W_ENTRY);
+      f.get(e);
+      f.get(e).const(~Ew.OWNER_MASK).op(Op.i32_and).get(LOCK_BITS).op(Op.i32_or);
+      f.cmpxchg().get(e).op(Op.i32_ne).if().ret(WasmGrab.SLOW).end();
+      f.get(node).op(Op.return_);
+    }
+    f.end();
+
+    // ---- not a live inner node: count the restart as deadNode does, then the JS path
+    f.get(tag).const(Lay.N4_TAG).op(Op.i32_lt_u).get(tag).const(Lay.N256_TAG).op(Op.i32_gt_u).op(Op.i32_or);
+    f.get(tag).const(0xff).op(Op.i32_and).const(Lay.NODE_MAGIC).op(Op.i32_ne).op(Op.i32_or).if();
+    {
+      f.const(H_STAT_RESTARTS << 2).const(1).atomicAdd().op(Op.drop);
+      f.const(H_FLAGS << 2).atomicLoad().const(FLAG_POISON).op(Op.i32_and);
+      f.get(hdr).const(POISON_WORD).op(Op.i32_eq).get(hdr).const(FREED_HEADER).op(Op.i32_eq).op(Op.i32_or);
+      f.op(Op.i32_and).if();
+      f.const(H_STAT_POISON_HITS << 2).const(1).atomicAdd().op(Op.drop);
+      f.end();
+      f.ret(WasmGrab.SLOW);
+    }
+    f.end();
+
+    // ---- inner node: prefix (pessimistic: every byte compared), then the branch byte
+    f.get(node).const(Lay.INNER_HEADER_WORDS).op(Op.i32_add).set(body);
+    wordAddr(f, node, Lay.W_PREFIX_LEN);
+    f.load().tee(plen).if();
+    {
+      f.get(depth).get(plen).op(Op.i32_add).get(KEY_LEN).op(Op.i32_gt_u).if().ret(WasmGrab.ABSENT).end();
+      f.const(0).set(i);
+      f.loop();
+      {
+        f.get(depth).get(i).op(Op.i32_add).set(t);
+        wordAddr(f, node, Lay.INNER_HEADER_WORDS);
+        f.get(i).op(Op.i32_add).load8();
+        keyByte(f, t);
+        f.op(Op.i32_ne).if().ret(WasmGrab.ABSENT).end();
+        f.get(i).const(1).op(Op.i32_add).tee(i).get(plen).op(Op.i32_lt_u).brIf(0);
+      }
+      f.end();
+      f.get(depth).get(plen).op(Op.i32_add).set(depth);
+      f.get(body).get(plen).const(3).op(Op.i32_add).const(2).op(Op.i32_shr_u).op(Op.i32_add).set(body);
+    }
+    f.end();
+    // the key ends at this node: its endLeaf
+    f.get(depth).get(KEY_LEN).op(Op.i32_eq).if();
+    wordAddr(f, node, Lay.W_END_LEAF);
+    f.atomicLoad().set(node).br(1);
+    f.end();
+    keyByte(f, depth);
+    f.set(b);
+    f.get(depth).const(1).op(Op.i32_add).set(depth);
+
+    f.get(tag).const(Lay.N256_TAG).op(Op.i32_eq).if();
+    f.get(body).get(b).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().set(node).br(1);
+    f.end();
+
+    f.get(tag).const(Lay.N48_TAG).op(Op.i32_eq).if();
+    {
+      // index byte b (slot + 1, 0 = none) from its word, then the child word
+      f.get(body).get(b).const(2).op(Op.i32_shr_u).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad();
+      f.get(b).const(3).op(Op.i32_and).const(3).op(Op.i32_shl).op(Op.i32_shr_u).const(0xff).op(Op.i32_and).tee(t);
+      f.op(Op.i32_eqz).if().ret(WasmGrab.ABSENT).end();
+      f.get(body).get(t).op(Op.i32_add).const(63).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().set(node).br(1);
+    }
+    f.end();
+
+    // N4/N16/N32: key bytes four per word (Mycroft's has-zero-byte test, as descendPinned),
+    // children after cap/4 key words; a match at or past count (an append newer than hdr) is absent.
+    // i = count, t = capWords, x = rep, e = word index
+    f.get(hdr).const(12).op(Op.i32_shr_u).set(i);
+    f.const(1).const(4).const(8).get(tag).const(Lay.N16_TAG).op(Op.i32_eq).op(Op.select);
+    f.get(tag).const(Lay.N4_TAG).op(Op.i32_eq).op(Op.select).set(t);
+    f.get(b).const(0x01010101).op(Op.i32_mul).set(x);
+    f.const(0).set(e);
+    f.const(0).set(node);
+    f.block();
+    f.loop();
+    {
+      f.get(e).const(2).op(Op.i32_shl).get(i).op(Op.i32_ge_u).brIf(1);
+      f.get(body).get(e).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().get(x).op(Op.i32_xor).set(plen); // plen: scratch
+      f.get(plen).const(0x01010101).op(Op.i32_sub).get(plen).const(-1).op(Op.i32_xor).op(Op.i32_and).const(0x80808080 | 0).op(Op.i32_and).tee(plen);
+      f.if();
+      {
+        f.get(e).const(2).op(Op.i32_shl).get(plen).op(Op.i32_ctz).const(3).op(Op.i32_shr_u).op(Op.i32_add).tee(plen);
+        f.get(i).op(Op.i32_lt_u).if();
+        f.get(body).get(t).op(Op.i32_add).get(plen).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().set(node);
+        f.end();
+        f.br(2);
+      }
+      f.end();
+      f.get(e).const(1).op(Op.i32_add).set(e).br(0);
+    }
+    f.end();
+    f.end();
+    f.br(0);
+  }
+  f.end();
+  f.op(Op.unreachable);
+  return f;
+}
+
+function buildRelease(): FnBuilder {
+  // release(at, e): CAS e -> e & ~(LOCKED | OWNER); 1 when it took
+  const f = new FnBuilder('release', 2);
+  f.get(0).const(2).op(Op.i32_shl).get(1).get(1).const(~(Ew.LOCKED | Ew.OWNER_MASK)).op(Op.i32_and);
+  f.cmpxchg().get(1).op(Op.i32_eq);
+  return f;
+}
+
+let compiled: object | undefined;
+
+/** The compiled module (once per thread); its memory import is `env.memory`, shared, 1..65536 pages. */
+export function wasmGrabModule(): object {
+  compiled ??= new Wasm.Module(encodeModule([buildGrab16(), buildRelease()], 1, 65536));
+  return compiled;
+}
+
+export function instantiateWasmGrab(memory: WasmMemory): WasmGrabExports {
+  return new Wasm.Instance(wasmGrabModule(), { env: { memory } }).exports as WasmGrabExports;
+}
