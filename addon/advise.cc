@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <v8.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -29,7 +30,10 @@ Napi::Value JsAdviseHugePages(const Napi::CallbackInfo& info) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
   // A growable buffer's reservation is its maximum length rounded up to the commit page
   // (V8 BackingStore::TryAllocateAndPartiallyCommitMemory); rounding down is the safe side.
-  const size_t length = store->IsResizableByUserJavaScript() ? store->MaxByteLength() : store->ByteLength();
+  // A shared WebAssembly.Memory's buffer (the radix tree arena) is not resizable from JS but
+  // grows the same way (memory.grow commits more of the reservation): its MaxByteLength is
+  // the memory's maximum. For any other buffer MaxByteLength equals ByteLength.
+  const size_t length = std::max(store->ByteLength(), store->MaxByteLength());
   if (base == 0 || length == 0) return Napi::Number::New(env, 0);
   const uintptr_t start = (base + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
   const uintptr_t end = (base + (length & ~(kPageBytes - 1))) & ~(kHugePageBytes - 1);

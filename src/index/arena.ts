@@ -1,6 +1,9 @@
 /**
- * Arena: the growable SharedArrayBuffer that holds one radix tree (header, inner nodes,
- * leaves), shared by every thread of the process without copying.
+ * Arena: the shared WebAssembly.Memory that holds one radix tree (header, inner nodes,
+ * leaves), shared by every thread of the process without copying. Its `buffer` is a
+ * SharedArrayBuffer (Atomics and typed arrays work on it as before); it is a wasm memory so
+ * the entry-lock fast path can run as WebAssembly over the same bytes (wasm-grab.ts). The
+ * Memory object is what is posted to workers (a SharedArrayBuffer of it cannot be re-wrapped).
  *
  * Offsets are 32-bit WORD indices into the buffer (byte offset = 4 * offset); 0 is the
  * null pointer (word 0 is the header's magic, never a node).
@@ -21,13 +24,14 @@
  *   - free() may run on any thread at any time (inside EpochDomain.collect()), so free
  *     lists are Treiber stacks: pushes by CAS from anyone, pops only under treeLock. With a
  *     single popper no ABA is possible (nothing else removes the head).
- *   - Views are fixed-length views over the growable buffer (V8 in Node 20 runs
- *     length-tracking views about 6x slower); a thread refreshes them when it meets an
+ *   - Views are fixed-length views over this thread's `memory.buffer` (after memory.grow a
+ *     thread's old buffer keeps its old length); a thread refreshes them when it meets an
  *     offset beyond its view (reads past the end yield undefined, which fails every header
- *     check) or after it grew the buffer itself.
+ *     check; the wasm fast path is given the view's length and declines past it) or after it
+ *     grew the memory itself.
  *
  * Huge pages: create() asks the kernel (madvise MADV_HUGEPAGE, THP in "madvise" mode here)
- * to back the whole reservation with 2 MiB pages, so a descent over a large arena takes fewer
+ * to back the whole reservation (the memory's maximum) with 2 MiB pages, so a descent over a large arena takes fewer
  * TLB misses; H_HUGE_PAGES records the answer for every thread's stats().
  * DAXSTORE_NO_HUGEPAGES=1 skips the advice (for A/B benches).
  *
@@ -36,6 +40,7 @@
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import { errnoName, native } from '../native/addon.js';
+import { WASM_PAGE_BYTES, Wasm, isWasmMemory, type WasmMemory } from './wasm-encoder.js';
 
 /** Header words (word index -> meaning). All mutable ones are accessed with Atomics. */
 export const H_MAGIC = 0; // ARENA_MAGIC
@@ -56,9 +61,18 @@ export const H_STAT_LOST_WAKEUPS = 10; // timed-out waits that found the entry f
 export const H_STAT_WAITS = 11; // sleeps on an entry lock
 export const H_STAT_RECLAIMED = 12; // blocks freed by the reclaimer
 export const H_HUGE_PAGES = 13; // written once at create: HugePageAdvice below, or -errno of madvise
+export const H_MAX_PAGES = 14; // written once at create: the memory's maximum in 64 KiB pages (attach reads it)
 export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
 export const NUM_CLASSES = 133; // sizeClassOf of the largest block an arena can hold (2^30 words) is 132
-export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;
+/**
+ * Fence lines: FENCE_LINES cache lines of 16 words from H_FENCE_BASE (64-byte aligned, after the
+ * free-list heads), never written with a new value. The wasm grab (wasm-grab.ts) starts with a
+ * locked no-op RMW on line (threadId % FENCE_LINES): the store->load fence of an epoch pin
+ * taken with pinUnfenced (epoch.ts), on a line few other threads touch.
+ */
+export const H_FENCE_BASE = 176;
+export const FENCE_LINES = 32;
+export const HEADER_WORDS = H_FENCE_BASE + FENCE_LINES * 16;
 
 export const ARENA_MAGIC = 0x41525431; // 'ART1'
 export const FLAG_POISON = 1;
@@ -67,7 +81,7 @@ export const FREED_HEADER = 0x0f4ee000;
 /** Fill of reclaimed memory in poison mode. */
 export const POISON_WORD = 0xdeadbeef | 0;
 
-const MAX_ARENA_BYTES = 4 * 1024 * 1024 * 1024 - 4096;
+const MAX_ARENA_BYTES = 4 * 1024 * 1024 * 1024 - WASM_PAGE_BYTES; // wasm32: at most 65536 pages
 
 /**
  * Size class of a block of `words` words: one-word steps up to 32 words (every leaf of a key
@@ -115,11 +129,18 @@ export interface ArenaOptions {
 }
 
 export class Arena {
-  readonly sab: SharedArrayBuffer;
+  /** The shared memory (posted to workers); its maximum is maxBytes. */
+  readonly memory: WasmMemory;
+  readonly maxBytes: number;
+  /** This thread's current buffer of `memory` (replaced by refresh after growth). */
+  sab: SharedArrayBuffer;
   i32: Int32Array;
   u8: Uint8Array;
 
-  private constructor(sab: SharedArrayBuffer) {
+  private constructor(memory: WasmMemory, maxBytes: number) {
+    this.memory = memory;
+    this.maxBytes = maxBytes;
+    const sab = memory.buffer;
     this.sab = sab;
     this.i32 = new Int32Array(sab, 0, sab.byteLength >> 2);
     this.u8 = new Uint8Array(sab, 0, sab.byteLength);
@@ -131,21 +152,24 @@ export class Arena {
     if (!Number.isInteger(maxBytes) || maxBytes < initialBytes || maxBytes > MAX_ARENA_BYTES) {
       throw new DaxError('EINVAL', `radix tree arena: maxBytes ${maxBytes} must be in [${initialBytes}, ${MAX_ARENA_BYTES}]`);
     }
-    const sab = new SharedArrayBuffer(roundUp(initialBytes, 4096), { maxByteLength: roundUp(maxBytes, 4096) });
-    const arena = new Arena(sab);
+    const maxPages = roundUp(maxBytes, WASM_PAGE_BYTES) / WASM_PAGE_BYTES;
+    const memory = new Wasm.Memory({ initial: roundUp(initialBytes, WASM_PAGE_BYTES) / WASM_PAGE_BYTES, maximum: maxPages, shared: true });
+    const arena = new Arena(memory, maxPages * WASM_PAGE_BYTES);
     const i32 = arena.i32;
     i32[H_MAGIC] = ARENA_MAGIC;
     i32[H_BUMP] = HEADER_WORDS;
     i32[H_TREE_ID] = treeId;
     i32[H_FLAGS] = opts.poisonReclaimed === true ? FLAG_POISON : 0;
-    i32[H_HUGE_PAGES] = adviseHugePages(sab);
+    i32[H_MAX_PAGES] = maxPages;
+    i32[H_HUGE_PAGES] = adviseHugePages(arena.sab);
     return arena;
   }
 
-  static attach(sab: SharedArrayBuffer): Arena {
-    const arena = new Arena(sab);
-    if (arena.i32[H_MAGIC] !== ARENA_MAGIC) throw new DaxError('EINVAL', 'radix tree attach: buffer is not a radix tree arena');
-    return arena;
+  static attach(memory: WasmMemory): Arena {
+    if (!isWasmMemory(memory) || memory.buffer.byteLength < HEADER_WORDS * 4) throw new DaxError('EINVAL', 'radix tree attach: not a radix tree arena (a shared WebAssembly.Memory)');
+    const head = new Int32Array(memory.buffer, 0, HEADER_WORDS);
+    if (head[H_MAGIC] !== ARENA_MAGIC) throw new DaxError('EINVAL', 'radix tree attach: buffer is not a radix tree arena');
+    return new Arena(memory, head[H_MAX_PAGES] * WASM_PAGE_BYTES);
   }
 
   get poison(): boolean {
@@ -154,10 +178,12 @@ export class Arena {
 
   /** Re-create the views if the buffer grew (another thread allocated). Returns true if they changed. */
   refresh(): boolean {
-    const bytes = this.sab.byteLength;
+    const sab = this.memory.buffer;
+    const bytes = sab.byteLength;
     if (bytes === this.u8.length) return false;
-    this.i32 = new Int32Array(this.sab, 0, bytes >> 2);
-    this.u8 = new Uint8Array(this.sab, 0, bytes);
+    this.sab = sab;
+    this.i32 = new Int32Array(sab, 0, bytes >> 2);
+    this.u8 = new Uint8Array(sab, 0, bytes);
     return true;
   }
 
@@ -202,13 +228,15 @@ export class Arena {
    * could answer "absent" for a key that is there.
    */
   private bumpLocked(size: number): number {
+    this.refresh(); // another thread may have grown the memory: bump from its true end
     let off = this.i32[H_BUMP];
-    if ((off + size) * 4 > this.sab.byteLength) {
-      off = this.sab.byteLength >> 2;
+    const bytes = this.sab.byteLength;
+    if ((off + size) * 4 > bytes) {
+      off = bytes >> 2;
       const end = off + size;
-      const want = Math.min(Math.max(end * 4, this.sab.byteLength * 2), this.sab.maxByteLength);
-      if (end * 4 > want) throw new DaxError('ENOSPC', `radix tree arena full: ${this.sab.maxByteLength} bytes (maxBytes)`);
-      this.sab.grow(roundUp(want, 4096));
+      const want = Math.min(roundUp(Math.max(end * 4, bytes * 2), WASM_PAGE_BYTES), this.maxBytes);
+      if (end * 4 > want) throw new DaxError('ENOSPC', `radix tree arena full: ${this.maxBytes} bytes (maxBytes)`);
+      this.memory.grow((want - bytes) / WASM_PAGE_BYTES);
       this.refresh();
     }
     Atomics.store(this.i32, H_BUMP, off + size);

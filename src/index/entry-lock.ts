@@ -72,6 +72,7 @@ import {
 } from './entry-word.js';
 import { Lay, W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
 import { loadWord } from './word-load.js';
+import { WasmGrab } from './wasm-grab.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
 
@@ -197,8 +198,50 @@ function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: 
  * The uncontended first try of grab (order 0): pin, one descent, one CAS of a free entry word.
  * undefined sends the caller down the general path (absent, held, deleted, CAS lost), which
  * repeats the lookup: this only skips the general path's bookkeeping when nothing is in the way.
+ * Keys of at most 16 bytes take the WebAssembly descent + CAS (wasm-grab.ts: the same loads,
+ * the same CAS; it declines whatever grabFreeJs would decline, and a node past this thread's
+ * view, which the general path refreshes past).
  */
 function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
+  const len = key.length;
+  const wasm = tree.wasmGrab;
+  if (wasm === undefined || len > 16) return grabFreeJs(tree, key);
+  // The key as four little-endian words, zero past its end (wasm-grab.ts).
+  let k0 = 0;
+  let k1 = 0;
+  let k2 = 0;
+  let k3 = 0;
+  if (len === 16) {
+    k0 = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
+    k1 = key[4] | (key[5] << 8) | (key[6] << 16) | (key[7] << 24);
+    k2 = key[8] | (key[9] << 8) | (key[10] << 16) | (key[11] << 24);
+    k3 = key[12] | (key[13] << 8) | (key[14] << 16) | (key[15] << 24);
+  } else {
+    for (let i = 0; i < len; i++) {
+      const v = key[i] << ((i & 3) << 3);
+      if (i < 4) k0 |= v;
+      else if (i < 8) k1 |= v;
+      else if (i < 12) k2 |= v;
+      else k3 |= v;
+    }
+  }
+  const i32 = tree.arena.i32;
+  const epoch = tree.epoch;
+  let leaf: number;
+  epoch.pinUnfenced(); // grab16 fences first (wasm-grab.ts)
+  try {
+    leaf = wasm.grab16(k0, k1, k2, k3, len, i32.length, tree.lockBits);
+  } finally {
+    epoch.unpin();
+  }
+  freeFoundAbsent = leaf === WasmGrab.ABSENT && len !== 8;
+  if (leaf <= 0) return undefined;
+  // Held now: state and order cannot change under us (only the holder changes them).
+  return makeRef(tree, key, leaf, true, i32[leaf + Lay.W_ENTRY]);
+}
+
+/** grabFree for keys longer than 16 bytes (and hosts without the wasm path): the same in JS. */
+function grabFreeJs(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   const epoch = tree.epoch;
   epoch.pin();
   try {
@@ -421,7 +464,11 @@ export function unlock(tree: RadixTree, ref: EntryRef): void {
 function releaseEntry(tree: RadixTree, ref: EntryRef, e: number, extra: number, all: boolean): void {
   const i32 = tree.arena.i32;
   const at = ref.leaf + Lay.W_ENTRY;
-  if ((e & Ew.WAITERS) === 0 && Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
+  if ((e & Ew.WAITERS) === 0) {
+    // One CAS: the wasm release's is an inline lock cmpxchg, Atomics.compareExchange a builtin call.
+    const wasm = tree.wasmGrab;
+    if (wasm !== undefined ? wasm.release(at, e, extra) === 1 : Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
+  }
   tree.waitTable.wakeWhen(waitKey(tree.treeId, ref.key), all, () => {
     let seen = Atomics.load(i32, at);
     for (;;) {

@@ -37,7 +37,7 @@
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
-import { loadWord, storeRelease } from './word-load.js';
+import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 
 export interface EpochHandle {
   /** header + participant table (fixed size) */
@@ -224,6 +224,27 @@ export class EpochDomain {
       this.pinSlot(id);
     }
     this.nesting++; // a nested pin is this bump only: the depth stays thread-local
+  }
+
+  /**
+   * pin() without its store->load fence, for a caller whose first step before any shared read
+   * is a locked read-modify-write instruction (wasm-grab.ts: grab16's no-op `lock or` on a fence
+   * line): on x86 the pin's plain store is then ordered before those reads exactly as pin's
+   * Atomics.store orders it (a locked instruction drains the store buffer; TSO keeps the rest in
+   * order), without pin's builtin call (a quarter of an uncontended grab+unlock). Where plain
+   * loads are not acquire (word-load.ts) this is pin(). Unpin with unpin().
+   */
+  pinUnfenced(): void {
+    if (this.nesting === 0) {
+      const id = this.thread !== 0 && !this.closed ? this.thread : this.threadId;
+      const meta = this.meta;
+      const slot = Lit.HEADER_WORDS + id * Lit.SLOT_WORDS;
+      const global = loadWord(meta, Lit.H_GLOBAL);
+      meta[slot + Lit.S_PIN_SEQ] = (meta[slot + Lit.S_PIN_SEQ] + 1) | 0;
+      if (PLAIN_LOADS_ARE_ACQUIRE) meta[slot + Lit.S_PIN] = global | 1;
+      else Atomics.store(meta, slot + Lit.S_PIN, global | 1);
+    }
+    this.nesting++;
   }
 
   unpin(): void {

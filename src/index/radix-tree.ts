@@ -1,5 +1,5 @@
 /**
- * RadixTree: an adaptive radix tree (ART) over byte keys in a SharedArrayBuffer arena, one
+ * RadixTree: an adaptive radix tree (ART) over byte keys in a shared-memory arena (arena.ts), one
  * index shared by every thread of the process. Keys are ordered as memcmp with the shorter
  * prefix first; integer page indices are 8-byte big-endian keys (`*Index` fast paths).
  *
@@ -59,6 +59,8 @@ import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
+import { type WasmMemory } from './wasm-encoder.js';
+import { WASM_GRAB_USABLE, instantiateWasmGrab, type WasmGrabExports } from './wasm-grab.js';
 import {
   DELETED,
   DIRTY,
@@ -118,7 +120,8 @@ export const TREE_LOCK_UNPINNED = (process.env['DAXSTORE_TEST_BREAK'] ?? '').spl
 export const APPEND_SHIFT_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('append-shift');
 
 export interface RadixTreeHandle {
-  readonly arena: SharedArrayBuffer;
+  /** the arena: a shared WebAssembly.Memory (arena.ts) */
+  readonly arena: WasmMemory;
   readonly waitTable: WaitTableHandle;
 }
 
@@ -187,7 +190,7 @@ function registerArena(epoch: EpochDomain, treeId: number, arena: Arena): void {
     });
   }
   const known = arenas.get(treeId);
-  assert(known === undefined || known.sab === arena.sab, () => `radix tree id ${treeId} names two trees in one epoch domain`);
+  assert(known === undefined || known.memory === arena.memory, () => `radix tree id ${treeId} names two trees in one epoch domain`);
   arenas.set(treeId, arena);
 }
 
@@ -206,6 +209,10 @@ export class RadixTree {
   readonly treeId: number;
   /** EpochDomain.threadId of this thread, cached (owner id of entry locks taken here). */
   readonly threadId: number;
+  /** LOCKED | threadId << OWNER_SHIFT: what a grab of a free entry sets (entry-word.ts). */
+  readonly lockBits: number;
+  /** This thread's instance of the wasm entry-lock fast path over the arena (wasm-grab.ts); undefined on big-endian hosts. */
+  readonly wasmGrab: WasmGrabExports | undefined;
   /** Nodes visited by this thread's iterations so far (monotonic; tests compare tagged vs full scans). */
   visitedNodes = 0;
 
@@ -254,6 +261,8 @@ export class RadixTree {
     this.treeId = arena.i32[H_TREE_ID];
     this.threadId = epoch.threadId;
     assert(this.threadId > 0 && this.threadId <= 0xfff, () => `epoch threadId ${this.threadId} does not fit the 12-bit owner field`);
+    this.lockBits = Ew.LOCKED | (this.threadId << Ew.OWNER_SHIFT);
+    this.wasmGrab = WASM_GRAB_USABLE ? instantiateWasmGrab(arena.memory) : undefined;
     registerArena(epoch, this.treeId, arena);
   }
 
@@ -271,7 +280,7 @@ export class RadixTree {
 
   handle(): RadixTreeHandle {
     this.everShared = true;
-    return { arena: this.arena.sab, waitTable: this.waitTable.handle() };
+    return { arena: this.arena.memory, waitTable: this.waitTable.handle() };
   }
 
   // ---- lock-free reads (caller pinned) ------------------------------------------------
@@ -1310,7 +1319,7 @@ export class RadixTree {
     return {
       count: Atomics.load(i32, H_COUNT),
       liveBytes: (this.arena.liveWords() + HEADER_WORDS) * 4,
-      arenaBytes: this.arena.sab.byteLength,
+      arenaBytes: this.arena.memory.buffer.byteLength,
       poisonHits: Atomics.load(i32, H_STAT_POISON_HITS),
       restarts: Atomics.load(i32, H_STAT_RESTARTS),
       lostWakeups: Atomics.load(i32, H_STAT_LOST_WAKEUPS),

@@ -49,6 +49,7 @@ export const enum AtomicOp {
   i32_load = 0x10,
   i32_store = 0x17,
   i32_rmw_add = 0x1e,
+  i32_rmw_or = 0x33,
   i32_rmw_cmpxchg = 0x48,
 }
 
@@ -158,6 +159,11 @@ export class FnBuilder {
   }
   atomicStore(offset = 0): this {
     this.code.push(0xfe, AtomicOp.i32_store, 2);
+    uleb(offset, this.code);
+    return this;
+  }
+  atomicOr(offset = 0): this {
+    this.code.push(0xfe, AtomicOp.i32_rmw_or, 2);
     uleb(offset, this.code);
     return this;
   }

@@ -15,7 +15,10 @@
  *     DELETED clear) to (word & ~OWNER) | LOCKED | owner << 20, which is grabFree's CAS exactly;
  *     and the stat counters a reader bumps when it meets a dead node (H_STAT_RESTARTS,
  *     H_STAT_POISON_HITS), as deadNode does.
- *   - The caller is pinned (epoch) around grab16: the pin's seq-cst store precedes every load here.
+ *   - The caller is pinned (epoch) around grab16. grab16 first does a no-op locked RMW
+ *     (`lock or 0`) on this thread's fence line (arena.ts H_FENCE_BASE): the store->load fence
+ *     that orders a pin taken with EpochDomain.pinUnfenced (a plain store on x86) before every
+ *     load here; after a fenced pin() it is merely redundant.
  *   - Mutable words (root, child slots, endLeaf, headers, N48 index words, entry word) are read
  *     with i32.atomic.load (seq-cst: acquire on every CPU); immutable ones (prefix bytes,
  *     leaf key words) with plain loads, ordered after the atomic load that reached the node.
@@ -29,7 +32,7 @@
 import { FnBuilder, Op, Wasm, encodeModule, type WasmMemory } from './wasm-encoder.js';
 import { Lay } from './nodes.js';
 import { Ew } from './entry-word.js';
-import { FLAG_POISON, FREED_HEADER, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS, Hw, POISON_WORD } from './arena.js';
+import { FENCE_LINES, FLAG_POISON, FREED_HEADER, H_FENCE_BASE, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS, Hw, POISON_WORD } from './arena.js';
 
 /** grab16 results besides a leaf offset (> 0). */
 export const enum WasmGrab {
@@ -42,8 +45,8 @@ export const WASM_GRAB_USABLE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 
 export interface WasmGrabExports {
   /** (k0, k1, k2, k3, keyLen, limitWords, lockBits) -> leaf offset | WasmGrab */
   grab16(k0: number, k1: number, k2: number, k3: number, keyLen: number, limitWords: number, lockBits: number): number;
-  /** (entry word index, word as locked) -> 1 when released by one CAS, 0 when the word changed */
-  release(at: number, e: number): number;
+  /** (entry word index, word as locked, bits to set) -> 1 when released by one CAS, 0 when the word changed */
+  release(at: number, e: number, extra: number): number;
 }
 
 // Parameters of grab16.
@@ -81,6 +84,9 @@ function buildGrab16(): FnBuilder {
   const x = f.local();
   const e = f.local();
 
+  // fence: lock or [fence line of (lockBits >>> 20) % FENCE_LINES], 0
+  f.get(LOCK_BITS).const(20).op(Op.i32_shr_u).const(FENCE_LINES - 1).op(Op.i32_and).const(6).op(Op.i32_shl);
+  f.const(0).atomicOr(H_FENCE_BASE << 2).op(Op.drop);
   f.const(Hw.ROOT << 2).atomicLoad().set(node);
   f.loop(); // $descend (depth 0 inside it)
   {
@@ -209,9 +215,9 @@ function buildGrab16(): FnBuilder {
 }
 
 function buildRelease(): FnBuilder {
-  // release(at, e): CAS e -> e & ~(LOCKED | OWNER); 1 when it took
-  const f = new FnBuilder('release', 2);
-  f.get(0).const(2).op(Op.i32_shl).get(1).get(1).const(~(Ew.LOCKED | Ew.OWNER_MASK)).op(Op.i32_and);
+  // release(at, e, extra): CAS e -> (e & ~(LOCKED | OWNER)) | extra; 1 when it took
+  const f = new FnBuilder('release', 3);
+  f.get(0).const(2).op(Op.i32_shl).get(1).get(1).const(~(Ew.LOCKED | Ew.OWNER_MASK)).op(Op.i32_and).get(2).op(Op.i32_or);
   f.cmpxchg().get(1).op(Op.i32_eq);
   return f;
 }
