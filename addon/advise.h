@@ -3,8 +3,9 @@
 // Invariants
 //   - Only whole 2 MiB-aligned huge pages that lie inside the buffer's own reservation are
 //     advised: [Data, Data + MaxByteLength) of a growable SharedArrayBuffer (V8 reserves
-//     that much up front and commits the growing prefix in place), [Data, Data + ByteLength)
-//     of a fixed one; the range is rounded inward, so no neighbouring mapping is touched.
+//     that much up front and commits the growing prefix in place) or of a shared
+//     WebAssembly.Memory's buffer (its maximum; memory.grow commits in place the same way),
+//     [Data, Data + ByteLength) of a fixed one; the range is rounded inward, so no neighbouring mapping is touched.
 //   - Never throws for a kernel answer: the result is bytes advised (>= 0) or -errno.
 #pragma once
 

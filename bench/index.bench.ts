@@ -10,7 +10,9 @@
  *   grab+unlock uncontended grab() + unlock() of an existing key vs two bare
  *               Atomics.compareExchange (lock, unlock) on one shared word
  *   floor rows  (interleaved only) the pieces no grab+unlock can skip, against the same peer:
- *               pin+unpin, the hot key's descent, and pin + descent + two CAS on its entry word
+ *               pin+unpin, the hot key's JS descent, pin + JS descent + two CAS on its entry word,
+ *               and what grab+unlock runs for a key of <= 16 bytes with the API left out: pin +
+ *               wasm grab16 (descent + CAS) + unpin + wasm unlock (src/index/wasm-grab.ts)
  *   insert      (interleaved only) grab() + replace() + unlock() of FRESH random keys into the
  *               1M-key tree (grab creates the entry: treeLock, node growth, leaf allocation), as
  *               kv's put of a new key does, vs Map.set of the same keys as latin1 strings into
@@ -134,6 +136,16 @@ async function main(): Promise<void> {
   // minimum: what any grab+unlock of `hot` must do, written out with nothing else: pin, one
   // descent, load the entry word, CAS LOCKED in, unpin, CAS it out (the word is restored).
   const i32 = tree.arena.i32;
+  const wasm = tree.wasmGrab!;
+  const hw = [0, 4, 8, 12].map((i) => hot[i] | (hot[i + 1] << 8) | (hot[i + 2] << 16) | (hot[i + 3] << 24));
+  const wasmFloorBatch = (): void => {
+    for (let i = 0; i < BATCH; i++) {
+      epoch.pin();
+      const leaf = wasm.grab16(hw[0], hw[1], hw[2], hw[3], 16, i32.length, tree.lockBits);
+      epoch.unpin();
+      wasm.unlock(leaf + 1, tree.lockBits, i32.length); // + W_ENTRY
+    }
+  };
   const pinBatch = (): void => {
     for (let i = 0; i < BATCH; i++) {
       epoch.pin();
@@ -219,6 +231,7 @@ async function main(): Promise<void> {
   const pinIl = interleaved(pinBatch, casBatch);
   const descentIl = interleaved(descentBatch, casBatch);
   const minimumIl = interleaved(minimumBatch, casBatch);
+  const wasmFloorIl = interleaved(wasmFloorBatch, casBatch);
   const overwriteIl = interleaved(overwriteBatch, mapOverwriteBatch, ROUNDS);
   const insertIl = interleaved(insertBatch, mapInsertBatch, ROUNDS);
 
@@ -232,7 +245,7 @@ async function main(): Promise<void> {
   const row = (name: string, ns: number, peer: string, peerNs: number, target: string): string =>
     `${name.padEnd(26)} ${ns.toFixed(1).padStart(8)} ns   ${peer.padEnd(30)} ${peerNs.toFixed(1).padStart(8)} ns   ratio ${(ns / peerNs).toFixed(2)}x (target ${target})`;
   const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-  console.log(`radix tree, ${KEYS} random 16-byte keys (node ${process.version}); insert ${insertNs.toFixed(0)} ns/key; loadavg ${load}`);
+  console.log(`radix tree, ${KEYS} random 16-byte keys (node ${process.version}); insert ${insertNs.toFixed(0)} ns/key; loadavg ${load}; epoch pins ordered by ${epoch.pinOrdering()}`);
   console.log(row('lookupPinned', lookup, 'Map.get (latin1 string)', mapGet, '<= 2x'));
   console.log(row('lookup (pins per call)', lookupPin, 'Map.get (latin1 string)', mapGet, '-'));
   console.log(row('scanPinned per entry', scan, 'sorted array per entry', arr, '<= 2x'));
@@ -244,6 +257,7 @@ async function main(): Promise<void> {
   console.log(il('  floor: pin+unpin', pinIl, 'two compareExchange', '-'));
   console.log(il('  floor: descent (hot)', descentIl, 'two compareExchange', '-'));
   console.log(il('  floor: pin+descent+2 CAS', minimumIl, 'two compareExchange', '-'));
+  console.log(il('  floor: pin+wasm grab+unlock', wasmFloorIl, 'two compareExchange', '-'));
   console.log(il('overwrite (grab+replace+unlock)', overwriteIl, 'Map.set (existing key)', '-'));
   console.log(il('insert (grab+replace+unlock)', insertIl, 'Map.set (new key)', '-'));
   console.log(`  insert / overwrite: ${(insertIl.aNs / overwriteIl.aNs).toFixed(2)}x (medians of the two rows above)`);

@@ -64,15 +64,7 @@ export const H_HUGE_PAGES = 13; // written once at create: HugePageAdvice below,
 export const H_MAX_PAGES = 14; // written once at create: the memory's maximum in 64 KiB pages (attach reads it)
 export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
 export const NUM_CLASSES = 133; // sizeClassOf of the largest block an arena can hold (2^30 words) is 132
-/**
- * Fence lines: FENCE_LINES cache lines of 16 words from H_FENCE_BASE (64-byte aligned, after the
- * free-list heads), never written with a new value. The wasm grab (wasm-grab.ts) starts with a
- * locked no-op RMW on line (threadId % FENCE_LINES): the store->load fence of an epoch pin
- * taken with pinUnfenced (epoch.ts), on a line few other threads touch.
- */
-export const H_FENCE_BASE = 176;
-export const FENCE_LINES = 32;
-export const HEADER_WORDS = H_FENCE_BASE + FENCE_LINES * 16;
+export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;
 
 export const ARENA_MAGIC = 0x41525431; // 'ART1'
 export const FLAG_POISON = 1;

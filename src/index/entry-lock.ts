@@ -72,7 +72,7 @@ import {
 } from './entry-word.js';
 import { Lay, W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
 import { loadWord } from './word-load.js';
-import { WasmGrab } from './wasm-grab.js';
+import { WasmGrab, type WasmGrabExports } from './wasm-grab.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
 
@@ -118,8 +118,7 @@ function checkOrder(key: Uint8Array, order: number, op: string): void {
 }
 
 /** e: the entry word as the CAS that locked it left it (state and order are ours to read now). */
-function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean, e: number): EntryRef {
-  const i32 = tree.arena.i32;
+function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean, e: number, i32 = tree.arena.i32): EntryRef {
   const hi = i32[leaf + Lay.W_VALUE_HI] & 0xffff;
   const lo = i32[leaf + Lay.W_VALUE_LO];
   return {
@@ -206,38 +205,47 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   const len = key.length;
   const wasm = tree.wasmGrab;
   if (wasm === undefined || len > 16) return grabFreeJs(tree, key);
-  // The key as four little-endian words, zero past its end (wasm-grab.ts).
-  let k0 = 0;
-  let k1 = 0;
-  let k2 = 0;
-  let k3 = 0;
+  // The key as four little-endian words, zero past its end (wasm-grab.ts). 16 bytes inline
+  // (bench keys, dax page keys), shorter ones through keyWords.
+  let k0: number;
+  let k1: number;
+  let k2: number;
+  let k3: number;
   if (len === 16) {
     k0 = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
     k1 = key[4] | (key[5] << 8) | (key[6] << 16) | (key[7] << 24);
     k2 = key[8] | (key[9] << 8) | (key[10] << 16) | (key[11] << 24);
     k3 = key[12] | (key[13] << 8) | (key[14] << 16) | (key[15] << 24);
   } else {
-    for (let i = 0; i < len; i++) {
-      const v = key[i] << ((i & 3) << 3);
-      if (i < 4) k0 |= v;
-      else if (i < 8) k1 |= v;
-      else if (i < 12) k2 |= v;
-      else k3 |= v;
-    }
+    packShortKey(key, len);
+    k0 = keyWords[0];
+    k1 = keyWords[1];
+    k2 = keyWords[2];
+    k3 = keyWords[3];
   }
   const i32 = tree.arena.i32;
   const epoch = tree.epoch;
   let leaf: number;
-  epoch.pinUnfenced(); // grab16 fences first (wasm-grab.ts)
+  epoch.pin();
   try {
     leaf = wasm.grab16(k0, k1, k2, k3, len, i32.length, tree.lockBits);
+  } catch {
+    leaf = WasmGrab.SLOW; // a trap (wasm-grab.ts "Traps"): the JS path decides
   } finally {
     epoch.unpin();
   }
+  if (leaf > 0) return makeRef(tree, key, leaf, true, i32[leaf + Lay.W_ENTRY], i32); // held: state and order are ours to read
   freeFoundAbsent = leaf === WasmGrab.ABSENT && len !== 8;
-  if (leaf <= 0) return undefined;
-  // Held now: state and order cannot change under us (only the holder changes them).
-  return makeRef(tree, key, leaf, true, i32[leaf + Lay.W_ENTRY]);
+  return undefined;
+}
+
+/** Per thread: a key of fewer than 16 bytes as little-endian words, zero past its end. */
+const keyBytes = new Uint8Array(16);
+const keyWords = new Int32Array(keyBytes.buffer);
+
+function packShortKey(key: Uint8Array, len: number): void {
+  keyWords.fill(0);
+  for (let i = 0; i < len; i++) keyBytes[i] = key[i];
 }
 
 /** grabFree for keys longer than 16 bytes (and hosts without the wasm path): the same in JS. */
@@ -449,9 +457,30 @@ function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
  * placeholder is removed instead. Uncontended: one load (checkHeld) and one CAS.
  */
 export function unlock(tree: RadixTree, ref: EntryRef): void {
+  // The common case in one wasm call (wasm-grab.ts unlock: held by us, no WAITERS, not a placeholder).
+  const wasm = tree.wasmGrab;
+  if (wasm !== undefined && unlockWasm(wasm, ref.leaf + Lay.W_ENTRY, tree.lockBits, tree.arena.i32.length)) return;
   const e0 = checkHeld(tree, ref, 'unlock');
   if ((e0 & Ew.STATE_MASK) === Ew.STATE_EMPTY << Ew.STATE_SHIFT) return deleteLocked(tree, ref);
   releaseEntry(tree, ref, e0, 0, false);
+}
+
+/** wasm release (one CAS); after a trap the JS CAS does it. */
+function releaseWasm(wasm: WasmGrabExports, i32: Int32Array, at: number, e: number, extra: number): boolean {
+  try {
+    return wasm.release(at, e, extra) === 1;
+  } catch {
+    return Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e;
+  }
+}
+
+/** wasm unlock; a trap (wasm-grab.ts "Traps") sends the caller down the JS path. */
+function unlockWasm(wasm: WasmGrabExports, at: number, lockBits: number, limitWords: number): boolean {
+  try {
+    return wasm.unlock(at, lockBits, limitWords) === 1;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -467,7 +496,7 @@ function releaseEntry(tree: RadixTree, ref: EntryRef, e: number, extra: number, 
   if ((e & Ew.WAITERS) === 0) {
     // One CAS: the wasm release's is an inline lock cmpxchg, Atomics.compareExchange a builtin call.
     const wasm = tree.wasmGrab;
-    if (wasm !== undefined ? wasm.release(at, e, extra) === 1 : Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
+    if (wasm !== undefined ? releaseWasm(wasm, i32, at, e, extra) : Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
   }
   tree.waitTable.wakeWhen(waitKey(tree.treeId, ref.key), all, () => {
     let seen = Atomics.load(i32, at);

@@ -21,11 +21,27 @@
  * pin store) that sees R unpinned or pinned at e_W + 2: impossible while that pin lasts.
  * A participant that pins late (behind the global epoch) only blocks further advances.
  *
+ * Asymmetric pins (membarrier). The argument above needs R's pin store ordered before R's
+ * loads (a store->load fence) and the advance's scan after its read of the global word. With
+ * symmetric pins R pays for that fence at every pin (Atomics.store: a builtin call and a locked
+ * instruction, a quarter of an uncontended grab+unlock). When the domain is asymmetric
+ * (H_ASYMMETRIC, decided once at create: x86, where plain loads are acquire (word-load.ts), and
+ * a kernel with membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED, unless DAXSTORE_NO_MEMBARRIER=1)
+ * R pins with a plain store and the advance calls membarrier between its read of the global
+ * word g and its scan: every CPU running a thread of the process executes a full barrier. If
+ * R had stored its pin before that barrier, the scan sees it; if not, R's loads come after the
+ * barrier and see every store made before the advance read g, the unlink of anything sealed
+ * before g among them, so R cannot reach it. (Linux's sys_membarrier and liburcu's
+ * membarrier flavour; folly's asymmetric fences.) A thread that is not running has passed a
+ * context switch, itself a full barrier; nobody sleeps pinned.
+ *
  * Concurrency
- * - pin: one sequentially consistent store to the participant's own pin word (the
- *   store-load fence that orders the pin before the reader's loads). unpin: one release
- *   store (storeRelease, word-load.ts): the reads under the pin are ordered before it. No lock.
- * - advance: Atomics loads of the pin words, then a CAS of the global word. Any thread.
+ * - pin: one store to the participant's own pin word: sequentially consistent (the store->load
+ *   fence that orders the pin before the reader's loads), or plain in an asymmetric domain
+ *   (above). unpin: one release store (storeRelease, word-load.ts): the reads under the pin
+ *   are ordered before it. No lock.
+ * - advance: Atomics loads of the pin words (after a membarrier in an asymmetric domain),
+ *   then a CAS of the global word. Any thread.
  * - limbo: one mutex word guards the chunk lists, the per-kind counts and growing the
  *   limbo buffer. Reclaimers run after the mutex is dropped, so they may retire again.
  *   The limbo mutex is a leaf: nothing else is taken while holding it.
@@ -38,6 +54,7 @@ import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
+import { native } from '../native/addon.js';
 
 export interface EpochHandle {
   /** header + participant table (fixed size) */
@@ -70,6 +87,7 @@ const H_MAX_PARTICIPANTS = 2;
 const H_SLOTS_HIGH = 3; // highest slot id ever claimed: scans stop there
 const H_DOMAIN_ID_LO = 4;
 const H_DOMAIN_ID_HI = 5;
+const H_ASYMMETRIC = 6; // 1: pins are plain stores and every advance calls membarrier (header: asymmetric pins); written once at create
 const H_OVERFLOW_COUNT = 8; // 16 words: per-kind records parked in threads' overflow lists
 const H_RELEASED_BIGINT = 12; // BigInt64 index (byte 96 = word 24): items released, total
 const H_BASE_TIME_F64 = 14; // Float64 index (byte 112 = word 28): Date.now() at create
@@ -137,6 +155,8 @@ export class EpochDomain {
   private readonly overflow: ParkedRecord[] = []; // records the full shared limbo could not take
   private readonly asyncIdle: number[] = [];
   private readonly asyncOwned = new Set<number>();
+  /** H_ASYMMETRIC: pin with a plain store, membarrier before each advance's scan. */
+  private readonly asymmetric: boolean;
   private thread = 0; // this thread's participant slot, 0 until first use
   private nesting = 0;
   private retiresSinceCollect = 0;
@@ -149,6 +169,7 @@ export class EpochDomain {
     this.released64 = new BigInt64Array(shared.buffer, 0, HEADER_WORDS / 2);
     this.baseTimeMs = new Float64Array(shared.buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64];
     this.domainKey = `${this.meta[H_DOMAIN_ID_HI]}:${this.meta[H_DOMAIN_ID_LO]}`;
+    this.asymmetric = this.meta[H_ASYMMETRIC] === 1;
   }
 
   static create(opts: { maxParticipants?: number; limboMaxBytes?: number } = {}): EpochDomain {
@@ -168,6 +189,8 @@ export class EpochDomain {
     globalThis.crypto.getRandomValues(id);
     meta[H_GLOBAL] = 0;
     meta[H_MAX_PARTICIPANTS] = max;
+    // Registration is per process (threads share it), so attachers in worker threads need none.
+    meta[H_ASYMMETRIC] = PLAIN_LOADS_ARE_ACQUIRE && process.env['DAXSTORE_NO_MEMBARRIER'] !== '1' && native().membarrierRegister() === 0 ? 1 : 0;
     meta[H_DOMAIN_ID_LO] = id[0];
     meta[H_DOMAIN_ID_HI] = id[1];
     new Float64Array(buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64] = Date.now();
@@ -224,27 +247,6 @@ export class EpochDomain {
       this.pinSlot(id);
     }
     this.nesting++; // a nested pin is this bump only: the depth stays thread-local
-  }
-
-  /**
-   * pin() without its store->load fence, for a caller whose first step before any shared read
-   * is a locked read-modify-write instruction (wasm-grab.ts: grab16's no-op `lock or` on a fence
-   * line): on x86 the pin's plain store is then ordered before those reads exactly as pin's
-   * Atomics.store orders it (a locked instruction drains the store buffer; TSO keeps the rest in
-   * order), without pin's builtin call (a quarter of an uncontended grab+unlock). Where plain
-   * loads are not acquire (word-load.ts) this is pin(). Unpin with unpin().
-   */
-  pinUnfenced(): void {
-    if (this.nesting === 0) {
-      const id = this.thread !== 0 && !this.closed ? this.thread : this.threadId;
-      const meta = this.meta;
-      const slot = Lit.HEADER_WORDS + id * Lit.SLOT_WORDS;
-      const global = loadWord(meta, Lit.H_GLOBAL);
-      meta[slot + Lit.S_PIN_SEQ] = (meta[slot + Lit.S_PIN_SEQ] + 1) | 0;
-      if (PLAIN_LOADS_ARE_ACQUIRE) meta[slot + Lit.S_PIN] = global | 1;
-      else Atomics.store(meta, slot + Lit.S_PIN, global | 1);
-    }
-    this.nesting++;
   }
 
   unpin(): void {
@@ -413,8 +415,10 @@ export class EpochDomain {
     // never frees early (see the file header: late pins only block), so an acquire load will do.
     const global = loadWord(meta, Lit.H_GLOBAL);
     meta[slot + Lit.S_PIN_SEQ] = (meta[slot + Lit.S_PIN_SEQ] + 1) | 0;
-    // Seq-cst store: the pin is visible before any shared read the caller makes after it.
-    Atomics.store(meta, slot + Lit.S_PIN, global | 1);
+    // Asymmetric: a plain store; the advance's membarrier orders it (file header). Otherwise a
+    // seq-cst store: the pin is visible before any shared read the caller makes after it.
+    if (this.asymmetric) meta[slot + Lit.S_PIN] = global | 1;
+    else Atomics.store(meta, slot + Lit.S_PIN, global | 1);
   }
 
   /**
@@ -437,6 +441,20 @@ export class EpochDomain {
 
   private tryAdvance(): boolean {
     const global = Atomics.load(this.meta, H_GLOBAL);
+    if (!this.allPinsAt(global)) return false;
+    if (this.asymmetric) {
+      // After the read of the global word, before the scan that decides (file header): pins
+      // still in a store buffer become visible, or their readers see what preceded `global`.
+      // The scan above only spared the system call when the advance was blocked anyway.
+      const rc = native().membarrier();
+      assert(rc === 0, () => `epoch advance: membarrier failed (${rc}) after a successful registration`);
+      if (!this.allPinsAt(global)) return false;
+    }
+    return Atomics.compareExchange(this.meta, H_GLOBAL, global, (global + 2) | 0) === global;
+  }
+
+  /** No participant is pinned at an epoch other than `global` (a blocking one gets its pin age observed). */
+  private allPinsAt(global: number): boolean {
     const high = Atomics.load(this.meta, H_SLOTS_HIGH);
     for (let id = 1; id <= high; id++) {
       const pin = Atomics.load(this.meta, slotWord(id, S_PIN));
@@ -445,7 +463,12 @@ export class EpochDomain {
         return false;
       }
     }
-    return Atomics.compareExchange(this.meta, H_GLOBAL, global, (global + 2) | 0) === global;
+    return true;
+  }
+
+  /** How pins are ordered before a reader's loads: 'membarrier' (asymmetric, plain-store pins) or 'seq-cst' (each pin fences). */
+  pinOrdering(): 'membarrier' | 'seq-cst' {
+    return this.asymmetric ? 'membarrier' : 'seq-cst';
   }
 
   // ---- limbo --------------------------------------------------------------------------

@@ -1,24 +1,24 @@
 /**
  * The uncontended entry-lock fast path in WebAssembly: descend to the leaf of a key of at most
- * 16 bytes and CAS LOCKED (with the owner) into its free entry word; and the matching release.
+ * 16 bytes and CAS LOCKED (with the owner) into its free entry word; and the matching unlock
+ * (check held by this thread with nothing to wake or remove, then one CAS).
  * Everything else (absent key, held, deleted, WAITERS, a node past this thread's view, a dead
  * node) returns a code and the caller takes the JS path (entry-lock.ts), which repeats the
  * lookup from scratch: this code only skips work when nothing is in the way.
  *
- * Why wasm: in Node 20 (V8 11.3) Atomics.* are builtin calls and TurboFan re-checks each
- * typed-array access; wasm atomics are inline instructions (an i32.atomic.load is a plain mov
- * on x86, a cmpxchg one lock cmpxchg) and the JS->wasm call is inlined (--turbo-inline-js-wasm-calls,
- * on by default).
+ * Why wasm: in Node 20 (V8 11.3) Atomics.* are builtin calls and TurboFan re-checks the map and
+ * bounds of each typed-array access at every step of a descent; in wasm the descent is plain
+ * machine loads (an i32.atomic.load is a mov on x86) and the CAS one inline lock cmpxchg. The
+ * JS->wasm call itself (its wrapper inlined by TurboFan) costs about what one Atomics builtin
+ * call does, so grab and unlock are one call each. bench/index.bench.ts has the figures.
  *
  * Invariants (the same as the JS descent, radix-tree.ts descendPinned, and grabFree)
  *   - Only reads the tree, except for the one compareExchange of a free entry word (LOCKED and
  *     DELETED clear) to (word & ~OWNER) | LOCKED | owner << 20, which is grabFree's CAS exactly;
  *     and the stat counters a reader bumps when it meets a dead node (H_STAT_RESTARTS,
  *     H_STAT_POISON_HITS), as deadNode does.
- *   - The caller is pinned (epoch) around grab16. grab16 first does a no-op locked RMW
- *     (`lock or 0`) on this thread's fence line (arena.ts H_FENCE_BASE): the store->load fence
- *     that orders a pin taken with EpochDomain.pinUnfenced (a plain store on x86) before every
- *     load here; after a fenced pin() it is merely redundant.
+ *   - The caller is pinned (EpochDomain.pin, epoch.ts) around grab16: the pin is ordered before
+ *     every load here (by its seq-cst store, or by the advance's membarrier: epoch.ts says which).
  *   - Mutable words (root, child slots, endLeaf, headers, N48 index words, entry word) are read
  *     with i32.atomic.load (seq-cst: acquire on every CPU); immutable ones (prefix bytes,
  *     leaf key words) with plain loads, ordered after the atomic load that reached the node.
@@ -28,11 +28,19 @@
  *   - Keys of at most 16 bytes come in as four little-endian words k0..k3, zero past keyLen.
  *   - Little-endian hosts only (wasm memory is little-endian; the tree mixes byte and word
  *     views of its memory in host order): WASM_GRAB_USABLE says so.
+ *
+ * Traps. The code reads only below `limitWords`, at 4-byte aligned addresses, so with V8's
+ * guard regions (the trap handler, on by default on x64 Linux) it cannot trap. Where V8 checks
+ * bounds explicitly instead (no trap handler, or a process past its guard-region budget), it
+ * checks against the size this instance last heard of, which can lag a growth another thread
+ * made (V8 updates instances by interrupt) while this thread's views already see it: the
+ * access traps (RuntimeError) and the callers (entry-lock.ts) take the JS path, which is
+ * always correct. A trap happens before any store, so nothing is half done.
  */
 import { FnBuilder, Op, Wasm, encodeModule, type WasmMemory } from './wasm-encoder.js';
 import { Lay } from './nodes.js';
 import { Ew } from './entry-word.js';
-import { FENCE_LINES, FLAG_POISON, FREED_HEADER, H_FENCE_BASE, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS, Hw, POISON_WORD } from './arena.js';
+import { FLAG_POISON, FREED_HEADER, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS, Hw, POISON_WORD } from './arena.js';
 
 /** grab16 results besides a leaf offset (> 0). */
 export const enum WasmGrab {
@@ -47,6 +55,12 @@ export interface WasmGrabExports {
   grab16(k0: number, k1: number, k2: number, k3: number, keyLen: number, limitWords: number, lockBits: number): number;
   /** (entry word index, word as locked, bits to set) -> 1 when released by one CAS, 0 when the word changed */
   release(at: number, e: number, extra: number): number;
+  /**
+   * (entry word index, lockBits, limitWords) -> 1 when the entry was held by lockBits' owner
+   * with nothing else to do (not DELETED, no WAITERS, not an EMPTY placeholder) and one CAS
+   * released it; 0 for anything else (the caller takes the JS path: checks, wake-ups, removal).
+   */
+  unlock(at: number, lockBits: number, limitWords: number): number;
 }
 
 // Parameters of grab16.
@@ -84,9 +98,6 @@ function buildGrab16(): FnBuilder {
   const x = f.local();
   const e = f.local();
 
-  // fence: lock or [fence line of (lockBits >>> 20) % FENCE_LINES], 0
-  f.get(LOCK_BITS).const(20).op(Op.i32_shr_u).const(FENCE_LINES - 1).op(Op.i32_and).const(6).op(Op.i32_shl);
-  f.const(0).atomicOr(H_FENCE_BASE << 2).op(Op.drop);
   f.const(Hw.ROOT << 2).atomicLoad().set(node);
   f.loop(); // $descend (depth 0 inside it)
   {
@@ -222,11 +233,23 @@ function buildRelease(): FnBuilder {
   return f;
 }
 
+function buildUnlock(): FnBuilder {
+  const f = new FnBuilder('unlock', 3);
+  const e = f.local();
+  f.get(0).get(2).op(Op.i32_ge_u).if().ret(0).end();
+  f.get(0).const(2).op(Op.i32_shl).atomicLoad().tee(e);
+  f.const(Ew.LOCKED | Ew.DELETED | Ew.WAITERS | Ew.OWNER_MASK).op(Op.i32_and).get(1).op(Op.i32_ne).if().ret(0).end();
+  f.get(e).const(Ew.STATE_MASK).op(Op.i32_and).const(Ew.STATE_EMPTY << Ew.STATE_SHIFT).op(Op.i32_eq).if().ret(0).end();
+  f.get(0).const(2).op(Op.i32_shl).get(e).get(e).const(~(Ew.LOCKED | Ew.OWNER_MASK)).op(Op.i32_and);
+  f.cmpxchg().get(e).op(Op.i32_eq);
+  return f;
+}
+
 let compiled: object | undefined;
 
 /** The compiled module (once per thread); its memory import is `env.memory`, shared, 1..65536 pages. */
 export function wasmGrabModule(): object {
-  compiled ??= new Wasm.Module(encodeModule([buildGrab16(), buildRelease()], 1, 65536));
+  compiled ??= new Wasm.Module(encodeModule([buildGrab16(), buildRelease(), buildUnlock()], 1, 65536));
   return compiled;
 }
 

@@ -65,6 +65,10 @@ export interface NativeAddon {
    * (-EINVAL: no transparent huge pages in this kernel).
    */
   adviseHugePages(buffer: SharedArrayBuffer): number;
+  /** membarrier(2) MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (after a QUERY): 0, or -errno (-ENOSYS: unsupported). */
+  membarrierRegister(): number;
+  /** membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED: a full barrier on every CPU running this process; 0 or -errno. */
+  membarrier(): number;
 }
 
 /** What the addon throws from set-up paths (addon/errors.cc). */

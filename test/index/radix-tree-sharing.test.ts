@@ -1,7 +1,7 @@
 /**
  * One tree shared by all threads: a worker attaches with tree.handle() (no copy) before the
  * main thread grows the arena several times, and then sees every key the main thread
- * inserted, through its own (refreshed) views of the same growable SharedArrayBuffer.
+ * inserted, through its own (refreshed) views of the same shared WebAssembly.Memory.
  */
 import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';

@@ -1,0 +1,249 @@
+/**
+ * The WebAssembly fast path of grab/unlock (src/index/wasm-grab.ts) against the JS descent it
+ * shortcuts: on seeded trees with every node kind (N4/16/32/48/256), compressed prefixes, keys
+ * that end inside other keys (endLeaf), the empty key and 8-byte index keys, grab16 finds
+ * exactly the leaf findExactPinned finds, locks it with this thread as owner, and answers
+ * ABSENT exactly when the key is absent; it declines (SLOW) what only the JS path may decide
+ * (a held entry, a placeholder, a node past this thread's view, a dead node: counted as a
+ * restart, and as a poison hit in poison mode), and its unlock takes only a plain held entry.
+ * The epoch's two pin orderings (membarrier / seq-cst) both hold reclamation while pinned.
+ * Not covered here: concurrency (entry-lock-workers, radix-tree-readers and the dax/kv worker
+ * tests run the same code, as every grab of a key up to 16 bytes now goes through it).
+ */
+import { afterEach, expect, test } from 'vitest';
+import { EpochDomain, RETIRE_DEVICE_BLOCK } from '../../src/index/epoch.js';
+import { RadixTree } from '../../src/index/radix-tree.js';
+import { grab, unlock } from '../../src/index/entry-lock.js';
+import { FREED_HEADER, H_STAT_POISON_HITS, H_STAT_RESTARTS } from '../../src/index/arena.js';
+import { native } from '../../src/native/addon.js';
+import { sleb, uleb } from '../../src/index/wasm-encoder.js';
+import { expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
+
+const FILE = 'test/index/wasm-grab.test.ts';
+const W_ENTRY = 1;
+const LOCKED = 1;
+const WAITERS = 2;
+const OWNER_SHIFT = 20;
+const SLOW = -1;
+const ABSENT = 0;
+
+function words(k: Uint8Array): [number, number, number, number] {
+  const w = [0, 0, 0, 0] as [number, number, number, number];
+  for (let i = 0; i < k.length; i++) w[i >> 2] |= k[i] << ((i & 3) * 8);
+  return w;
+}
+
+function grab16(tree: RadixTree, key: Uint8Array, limitWords = tree.arena.i32.length): number {
+  const [a, b, c, d] = words(key);
+  tree.epoch.pin();
+  try {
+    return tree.wasmGrab!.grab16(a, b, c, d, key.length, limitWords, tree.lockBits);
+  } finally {
+    tree.epoch.unpin();
+  }
+}
+
+/** Keys of every shape the descent has a branch for (all <= 16 bytes). */
+function shapedKeys(seed: number): Uint8Array[] {
+  const r = rng(seed);
+  const out = new Map<string, Uint8Array>();
+  const add = (k: Uint8Array): void => void out.set(hex(k), k);
+  const fanOut = (lead: number, n: number, len: number): void => {
+    const bytes = Array.from({ length: 256 }, (_, i) => i).sort(() => r() - 0.5).slice(0, n);
+    for (const b of bytes) {
+      const k = new Uint8Array(len);
+      k[0] = lead;
+      k[1] = b;
+      for (let i = 2; i < len; i++) k[i] = Math.floor(r() * 256);
+      add(k);
+    }
+  };
+  fanOut(0x10, 3, 2 + Math.floor(r() * 14)); // N4 below byte 0x10
+  fanOut(0x11, 12, 16); // N16
+  fanOut(0x12, 28, 7); // N32
+  fanOut(0x13, 45, 12); // N48
+  fanOut(0x14, 200, 16); // N256
+  // A long shared prefix (path compression), tails of every length up to 16 bytes.
+  const stem = new TextEncoder().encode('stem/shared/');
+  for (let n = 0; n < 60; n++) {
+    const k = new Uint8Array(stem.length + Math.floor(r() * (17 - stem.length)));
+    k.set(stem);
+    for (let i = stem.length; i < k.length; i++) k[i] = 0x61 + Math.floor(r() * 4);
+    add(k);
+  }
+  // Keys that end where others go on (endLeaf), and the empty key.
+  for (const s of ['a', 'ab', 'abc', 'abcd', 'abcde', 'abcdefghijklmnop', 'abcdefghijklmno']) add(new TextEncoder().encode(s));
+  add(new Uint8Array(0));
+  // 8-byte index keys, and random keys of random length.
+  for (let n = 0; n < 200; n++) {
+    const k = new Uint8Array(8);
+    new DataView(k.buffer).setUint32(4, Math.floor(r() * 5000));
+    add(k);
+  }
+  for (let n = 0; n < 300; n++) add(Uint8Array.from({ length: 1 + Math.floor(r() * 16) }, () => Math.floor(r() * 256)));
+  return [...out.values()];
+}
+
+/** Absent keys next to present ones: last byte changed, one byte shorter, one longer, random. */
+function nearMisses(keys: Uint8Array[], present: Set<string>, seed: number): Uint8Array[] {
+  const r = rng(seed ^ 0x5a5a);
+  const out: Uint8Array[] = [];
+  for (const k of keys) {
+    const cands = [k.slice(0, Math.max(0, k.length - 1)), Uint8Array.from([...k, Math.floor(r() * 256)]).slice(0, 16)];
+    if (k.length > 0) {
+      const c = k.slice();
+      c[c.length - 1] ^= 1 + Math.floor(r() * 255);
+      cands.push(c);
+    }
+    for (const c of cands) if (!present.has(hex(c))) out.push(c);
+  }
+  return out;
+}
+
+afterEach(() => {
+  delete process.env.DAXSTORE_NO_MEMBARRIER;
+});
+
+test('grab16 finds exactly the leaf the JS descent finds, locks it as this thread, and says absent exactly when it is', async () => {
+  await withSeed(FILE, (seed) => {
+    const epoch = EpochDomain.create();
+    const tree = RadixTree.create(epoch, { initialBytes: 64 * 1024 });
+    const keys = shapedKeys(seed);
+    keys.forEach((k, i) => tree.insert(k, i + 1));
+    const present = new Set(keys.map(hex));
+    const i32 = (): Int32Array => tree.arena.i32;
+    for (const k of keys) {
+      epoch.pin();
+      const js = tree.findExactPinned(k);
+      epoch.unpin();
+      expect(js).toBeGreaterThan(0);
+      const before = i32()[js + W_ENTRY];
+      const leaf = grab16(tree, k);
+      expect(leaf, `key ${hex(k)}`).toBe(js);
+      expect(i32()[leaf + W_ENTRY]).toBe(before | LOCKED | (tree.threadId << OWNER_SHIFT));
+      expect(tree.wasmGrab!.unlock(leaf + W_ENTRY, tree.lockBits, i32().length)).toBe(1);
+      expect(i32()[leaf + W_ENTRY]).toBe(before);
+    }
+    const misses = nearMisses(keys, present, seed);
+    expect(misses.length).toBeGreaterThan(keys.length);
+    for (const k of misses) expect(grab16(tree, k), `absent key ${hex(k)}`).toBe(ABSENT);
+    // Through the API: the value comes back with the lock, and unlock leaves nothing held.
+    for (const [i, k] of keys.entries()) {
+      const ref = grab(tree, k);
+      expect(ref.value).toBe(i + 1);
+      expect(ref.leaf).toBeGreaterThan(0);
+      unlock(tree, ref);
+    }
+    for (const k of keys) tree.delete(k);
+    expectBaseline(tree, epoch);
+  });
+});
+
+test('grab16 declines what only the JS path may decide: held, placeholder, past the view', () => {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch);
+  const k = new TextEncoder().encode('held/key');
+  tree.insert(k, 7);
+  const ref = grab(tree, k);
+  expect(grab16(tree, k)).toBe(SLOW); // held (by this thread: the JS path throws EDEADLK)
+  expect(() => grab(tree, k)).toThrow(expect.objectContaining({ code: 'EDEADLK' }));
+  unlock(tree, ref);
+  const absent = new TextEncoder().encode('fresh/key');
+  const placeholder = grab(tree, absent); // a locked EMPTY placeholder
+  expect(placeholder.state).toBe('empty');
+  expect(grab16(tree, absent)).toBe(SLOW);
+  // unlock declines the placeholder (its removal is the JS path's); the API removes it
+  expect(tree.wasmGrab!.unlock(placeholder.leaf + W_ENTRY, tree.lockBits, tree.arena.i32.length)).toBe(0);
+  unlock(tree, placeholder);
+  expect(tree.lookup(absent)).toBeUndefined();
+  // A view that ends at the leaf: the JS path refreshes; grab16 must not read past it.
+  expect(grab16(tree, k, ref.leaf)).toBe(SLOW);
+  expect(grab16(tree, k, ref.leaf + 1)).toBe(ref.leaf);
+  unlock(tree, { ...ref, value: 7 });
+  tree.delete(k);
+  expectBaseline(tree, epoch);
+});
+
+test('wasm unlock takes only an entry held by this thread with nothing to wake', () => {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch);
+  const k = new TextEncoder().encode('unlock/key');
+  tree.insert(k, 9);
+  const w = tree.wasmGrab!;
+  const i32 = tree.arena.i32;
+  const ref = grab(tree, k);
+  const at = ref.leaf + W_ENTRY;
+  const other = LOCKED | (((tree.threadId % 4000) + 1) << OWNER_SHIFT);
+  expect(w.unlock(at, other, i32.length)).toBe(0); // another owner
+  expect(w.unlock(at, tree.lockBits, at)).toBe(0); // past the view
+  Atomics.or(i32, at, WAITERS);
+  expect(w.unlock(at, tree.lockBits, i32.length)).toBe(0); // WAITERS: the JS path wakes
+  Atomics.and(i32, at, ~WAITERS);
+  expect(w.unlock(at, tree.lockBits, i32.length)).toBe(1);
+  expect(w.unlock(at, tree.lockBits, i32.length)).toBe(0); // not held any more
+  expect(() => unlock(tree, ref)).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  tree.delete(k);
+  expectBaseline(tree, epoch);
+});
+
+test('a dead node met by grab16 is counted as a restart (and a poison hit in poison mode), never followed', () => {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch, { poisonReclaimed: true });
+  const keys = Array.from({ length: 50 }, (_, i) => new TextEncoder().encode(`dead/${i}`));
+  keys.forEach((k, i) => tree.insert(k, i));
+  epoch.pin();
+  const leaf = tree.findExactPinned(keys[7]);
+  epoch.unpin();
+  const i32 = tree.arena.i32;
+  const header = i32[leaf];
+  const restarts = i32[H_STAT_RESTARTS];
+  const hits = i32[H_STAT_POISON_HITS];
+  i32[leaf] = FREED_HEADER; // what a reader would meet in a block reclaimed under it (single thread: staged)
+  try {
+    expect(grab16(tree, keys[7])).toBe(SLOW);
+    expect(i32[leaf + W_ENTRY] & LOCKED).toBe(0);
+    expect(i32[H_STAT_RESTARTS]).toBe(restarts + 1);
+    expect(i32[H_STAT_POISON_HITS]).toBe(hits + 1);
+  } finally {
+    i32[leaf] = header;
+  }
+  expect(grab16(tree, keys[7])).toBe(leaf);
+  expect(tree.wasmGrab!.unlock(leaf + W_ENTRY, tree.lockBits, i32.length)).toBe(1);
+});
+
+test.each([
+  ['membarrier', undefined],
+  ['seq-cst', '1'],
+] as const)('epoch pins ordered by %s hold reclamation until unpin', (ordering, noMembarrier) => {
+  if (noMembarrier !== undefined) process.env.DAXSTORE_NO_MEMBARRIER = noMembarrier;
+  if (ordering === 'membarrier' && native().membarrierRegister() !== 0) return; // kernel without it: seq-cst only
+  const epoch = EpochDomain.create();
+  expect(epoch.pinOrdering()).toBe(ordering);
+  const released: number[] = [];
+  epoch.registerReclaimer(RETIRE_DEVICE_BLOCK, (payload) => void released.push(payload));
+  epoch.pin();
+  epoch.retire(RETIRE_DEVICE_BLOCK, 42);
+  for (let i = 0; i < 8; i++) epoch.collect();
+  expect(released).toEqual([]);
+  epoch.unpin();
+  for (let i = 0; i < 8; i++) epoch.collect();
+  expect(released).toEqual([42]);
+});
+
+test('the encoder writes LEB128 as the spec does', () => {
+  const enc = (f: (n: number, out: number[]) => void, n: number): number[] => {
+    const out: number[] = [];
+    f(n, out);
+    return out;
+  };
+  expect(enc(uleb, 0)).toEqual([0]);
+  expect(enc(uleb, 127)).toEqual([0x7f]);
+  expect(enc(uleb, 128)).toEqual([0x80, 0x01]);
+  expect(enc(uleb, 65536)).toEqual([0x80, 0x80, 0x04]);
+  expect(enc(sleb, -1)).toEqual([0x7f]);
+  expect(enc(sleb, 63)).toEqual([0x3f]);
+  expect(enc(sleb, 64)).toEqual([0xc0, 0x00]);
+  expect(enc(sleb, -64)).toEqual([0x40]);
+  expect(enc(sleb, -65)).toEqual([0xbf, 0x7f]);
+  expect(enc(sleb, 0xdeadbeef | 0)).toEqual([0xef, 0xfd, 0xb6, 0xf5, 0x7d]);
+});
