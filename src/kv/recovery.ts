@@ -89,6 +89,8 @@ class FoundEntries {
   count = 0;
   records: Uint32Array;
   readonly histogram = new Int32Array(SORT_BUCKETS + 1);
+  /** index key bytes of every entry's key (prefix byte included): room for the winners' keys */
+  indexKeyBytes = 0;
 
   /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them (untouched pages cost nothing). */
   constructor(segments: number) {
@@ -100,6 +102,7 @@ class FoundEntries {
     const r = this.count++ * SORT_RECORD_WORDS;
     writeSortRecord(this.records, r, u32, at + ENTRY_HEADER_BYTES, keyLength, del, sequence, at);
     this.histogram[sortBucketOf(this.records, r) + 1]++;
+    this.indexKeyBytes += keyLength + 1;
   }
 
   /** A copy in an array twice the size (shared: see sortScratch). */
@@ -122,18 +125,19 @@ function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries, report
   const n = found.count;
   const { sorted: recs, same, scratch: sortScratchWords } = sortEntryRecords(found.records, n, v.u8, ENTRY_HEADER_BYTES, found.histogram);
   const W = SORT_RECORD_WORDS;
-  let keyBytes = 0;
-  for (let p = 0; p < n; p++) if (same[p] === 0) keyBytes += (recs[p * W] & 0xffff) + 1;
-  // The bulk load's columns go into the sort's scatter buffer, dead once the sort returns: fresh
-  // memory of this size (35 MB for 1M keys) costs page faults, and as plain typed arrays it
-  // adds external memory, which in a process with a large heap (the bench's) starts a full
-  // mark-compact (~100-250 ms each).
-  const scratch = sortScratchWords.buffer;
-  const fits = n * 14 + keyBytes <= scratch.byteLength;
-  const values = fits ? new Float64Array(scratch, 0, n) : new Float64Array(n);
-  const starts = fits ? new Uint32Array(scratch, n * 8, n) : new Uint32Array(n);
-  const lengths = fits ? new Uint16Array(scratch, n * 12, n) : new Uint16Array(n);
-  const indexKeys = fits ? new Uint8Array(scratch, n * 14, keyBytes) : new Uint8Array(keyBytes);
+  // Room for every entry's key, not only the winners' (their sum would cost a pass over the
+  // records); bytes past the last winner's key stay unused (bulkLoad reads keys by start).
+  const keyBytes = found.indexKeyBytes;
+  // The bulk load's columns go into the sort's scatter buffer, dead once the sort returns (they
+  // fit there for keys up to 18 bytes): fresh memory of this size (31 MB for 1M keys) costs
+  // page faults. Otherwise a shared buffer: as plain typed arrays it would add external memory,
+  // which in a process with a large heap (the bench's) starts a full mark-compact (~100-250 ms).
+  const columnBytes = n * 14 + keyBytes;
+  const scratch = columnBytes <= sortScratchWords.byteLength ? sortScratchWords.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
+  const values = new Float64Array(scratch, 0, n);
+  const starts = new Uint32Array(scratch, n * 8, n);
+  const lengths = new Uint16Array(scratch, n * 12, n);
+  const indexKeys = new Uint8Array(scratch, n * 14, keyBytes);
   let o = 0;
   let keys = 0;
   for (let p = 0; p < n; ) {
@@ -154,7 +158,8 @@ function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries, report
     indexKeys[o++] = KV_KEY_PREFIX;
     if (len <= SORT_KEY_BYTES) {
       // Whole words: up to 3 bytes past the key are written too, and overwritten by the next
-      // key (after the last one they fall outside indexKeys, where typed array stores are dropped).
+      // key (after the last one they land in unused room, or outside indexKeys, where typed
+      // array stores are dropped).
       for (let w = 0; 4 * w < len; w++) {
         const x = recs[best + 1 + w];
         const q = o + 4 * w;
