@@ -154,7 +154,8 @@ export function sortEntryRecords(recs: Uint32Array, count: number, media: Uint8A
  * A zeroed Uint32Array over a SharedArrayBuffer. Why shared: V8 counts a plain ArrayBuffer's
  * bytes as external memory and, past a limit, starts a full mark-compact (in the bench's
  * process, with 1M live Buffers, ~100 ms plus incremental marking during the scan); shared
- * backing stores are not counted per isolate. The memory is freed with the array as usual.
+ * backing stores are not counted per isolate. The memory is freed with the array as usual,
+ * at a GC that something else starts (recovery.ts: Memory).
  */
 export function sortScratch(words: number): Uint32Array {
   return new Uint32Array(new SharedArrayBuffer(words * 4));

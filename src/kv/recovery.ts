@@ -16,15 +16,26 @@
  * How: each segment is copied once into the verifier's wasm memory and its records hashed
  * in place (record-stage.ts loadVerifyWindow; the checksum compared inside wasm). The scan
  * writes one fixed-size sort record per entry (recovery-sort.ts: first 16 key bytes, length,
- * op, sequence, scan id, offset) and counts it in a first-byte bucket histogram; one scatter
+ * op, sequence, entry offset) and counts it in a first-byte bucket histogram; one scatter
  * and per-bucket sorts in cache put the entries of each key side by side; the winner of each
- * key is the highest sequence (ties: the first scanned, as before); the keys whose winner is
- * a PUT are written back to back in key order and bulk loaded into the tree in one bottom-up
- * build. No tombstones enter the tree. Everything after the scatter reads memory in order:
- * reading keys by id in log order cost a cache miss per entry per step, most of recovery
- * before. Nothing is allocated per record (a scavenge every few ms was 90 ms of recovery),
- * and the large arrays are SharedArrayBuffer-backed (recovery-sort.ts sortScratch).
- * Measured (1M keys, 1.5M entries, node /tmp/kv5/reopen.mjs; see the commit messages).
+ * key is the highest sequence (ties: the first scanned, i.e. the lowest offset: segments are
+ * scanned in block order); the keys whose winner is a PUT are written back to back in key
+ * order and bulk loaded into the tree in one bottom-up build. No tombstones enter the tree.
+ * Everything after the scatter reads memory in order: reading keys by id in log order cost a
+ * cache miss per entry per step, most of recovery before. Nothing is allocated per record (a
+ * scavenge every few ms was 90 ms of recovery).
+ *
+ * Memory: 32 bytes of sort record per entry, twice (scan output, scatter), SharedArrayBuffer-
+ * backed (recovery-sort.ts sortScratch), so V8 does not count them toward the external-memory
+ * limit that starts a full mark-compact in the middle of recovery. The price: nothing makes
+ * V8 collect them either, so they (~100 MB for 1.5M entries) go back to the system at the next
+ * full GC, whenever the application's own allocation brings one. Measured (/tmp/kv5/rss.mjs,
+ * RSS including the ~250 MB of log pages read): 448 MB right after open, 353 MB after a full
+ * GC; main before this layout: 419 MB, then 358 MB (its plain buffers also waited for a GC).
+ *
+ * Measured: 1M keys, 1.5M entries, load average 2.1-2.5 (other sessions' tests running):
+ * kv.bench's open 842-1089 ms wall (main before: 1355-1650 ms), a cold open in a fresh
+ * process (/tmp/kv5/multi.mjs) 712-842 ms CPU; the commit messages have the steps.
  *
  * Concurrency: runs on the opener before share() can hand the space to anyone (bulkLoad
  * asserts the tree was never shared).
