@@ -92,7 +92,8 @@ const H_OVERFLOW_COUNT = 8; // 16 words: per-kind records parked in threads' ove
 const H_RELEASED_BIGINT = 12; // BigInt64 index (byte 96 = word 24): items released, total
 const H_BASE_TIME_F64 = 14; // Float64 index (byte 112 = word 28): Date.now() at create
 const HEADER_WORDS = Lit.HEADER_WORDS;
-// Participant slot id i (1..max) occupies SLOT_WORDS words at HEADER_WORDS + i * SLOT_WORDS.
+// Participant slot id i (1..max) occupies SLOT_WORDS words at HEADER_WORDS + i * SLOT_WORDS:
+// 64 bytes, one cache line each, so two threads' pin stores never contend for one line.
 const SLOT_WORDS = Lit.SLOT_WORDS;
 const S_OWNER = 0; // 0 free, OWNER_THREAD, OWNER_ASYNC; claimed by CAS from 0
 const S_PIN = Lit.S_PIN; // 0 = not pinned; else (raw epoch | 1): bit 0 pinned, bits 31..1 the epoch
@@ -107,7 +108,7 @@ const S_SEEN_AT_MS = 5; // ms since base time when an observer first saw that pi
 const enum Lit {
   H_GLOBAL = 1,
   HEADER_WORDS = 32,
-  SLOT_WORDS = 8,
+  SLOT_WORDS = 16,
   S_PIN = 1,
   S_PIN_SEQ = 2,
 }

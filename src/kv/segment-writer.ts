@@ -71,7 +71,7 @@ export class SegmentWriter {
    * else 1 + head block of the segment that writer appends to. Compaction never touches a
    * segment listed there, and re-lists the owned segments while any slot is ALLOCATING (a
    * block can be owned a moment before its writer can announce it).
-   * progress: Int32 pair per slot (PROGRESS_WORDS): [DURABLE, END] byte offsets inside the
+   * progress: PROGRESS_WORDS per slot (one cache line): [DURABLE, END] byte offsets inside the
    * segment the slot names (invariants above); flushOpenSegments reads them.
    */
   constructor(
@@ -81,7 +81,7 @@ export class SegmentWriter {
     private readonly openTable: Int32Array,
     private readonly progress: Int32Array,
   ) {
-    assert(progress.length === PROGRESS_WORDS * openTable.length, 'progress: two words per open-table slot');
+    assert(progress.length === PROGRESS_WORDS * openTable.length, 'progress: PROGRESS_WORDS per open-table slot');
   }
 
   /** Slot of this writer in the open-segment table, or -1. */
@@ -237,8 +237,12 @@ export class SegmentWriter {
   }
 }
 
-/** Progress words per open-table slot: [DURABLE, END] (SegmentWriter invariants). */
-export const PROGRESS_WORDS = 2;
+/**
+ * Progress words per open-table slot: [DURABLE, END] (SegmentWriter invariants), padded to 64
+ * bytes: each writer stores END at every reserve, and two writers' words in one cache line
+ * would bounce it between their CPUs at every put.
+ */
+export const PROGRESS_WORDS = 16;
 const DURABLE = 0;
 const END = 1;
 
