@@ -34,6 +34,10 @@
  *     free or gone and no baton of its slot is out (a woken exclusive waiter that has not yet
  *     taken the lock, re-armed WAITERS or passed the wake on: grab returns it), a wake-up was
  *     lost and tree.stats().lostWakeups counts it; tests assert it stays 0.
+ *   - The uncontended grab and unlock of keys up to 16 bytes run as WebAssembly over the same
+ *     arena (wasm-grab.ts): the same loads and the same single CAS as grabFreeJs / releaseEntry,
+ *     declining (to the JS paths here) everything that needs a decision: held, DELETED, WAITERS,
+ *     an EMPTY placeholder, a node past this thread's view, a dead node.
  *   - The epoch pin covers only the lookup and the CAS; nobody sleeps pinned. A held lock
  *     keeps its leaf alive without a pin (only the holder can remove it).
  *   - Lock order: entry lock, then treeLock. Self-deadlock: a blocking grab of an entry whose
@@ -454,7 +458,8 @@ function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
 
 /**
  * Unlock; wakes one exclusive waiter (and the shared ones) if WAITERS was set. An EMPTY
- * placeholder is removed instead. Uncontended: one load (checkHeld) and one CAS.
+ * placeholder is removed instead. Uncontended: one wasm call (a load, the checks of checkHeld,
+ * one CAS); anything else goes through checkHeld and releaseEntry.
  */
 export function unlock(tree: RadixTree, ref: EntryRef): void {
   // The common case in one wasm call (wasm-grab.ts unlock: held by us, no WAITERS, not a placeholder).
