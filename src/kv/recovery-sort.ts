@@ -7,9 +7,9 @@
  * key into a leaf) pays a cache miss per entry per column it reads; those misses, not the
  * arithmetic, were most of recovery (profile of 1M keys, 1.29M entries). Here each entry is
  * one fixed-size SORT RECORD holding everything those steps need; one scatter moves the
- * records into 257 buckets on the key's first byte (~6000 records, 240 KB, for 1M random
- * keys: each fits in L2), each bucket is sorted inside the cache (sortEntryRecords), and
- * every later step (winner pick, key copy) reads records in order.
+ * records into 257 buckets on the key's first byte (~6000 records, 190 KB, for 1M random
+ * keys: each fits in L2), each bucket is sorted inside the cache (sortEntryRecords) and
+ * handed to the caller in that order while still there (winner pick, key copy).
  *
  * Sort record (Uint32Array, SORT_RECORD_WORDS = 8 words, 32 bytes per entry):
  *   0     user key length (bits 0..15, 1..MAX_KEY_BYTES) | DEL (bit 16: the entry is a delete)
@@ -29,9 +29,10 @@
  * (BucketSorter.sortRun), and only runs equal in all 16 bytes with a longer key use the
  * index's MSD radix sort (sortKeyRuns) on whole keys. Every level is linear: never quadratic.
  *
- * Invariants (of the result): records in key order; same[i] = 1 exactly when record i's
- * key equals record i - 1's; the relative order of equal keys is unspecified (the caller
- * breaks ties by sequence, then offset).
+ * Invariants (of what the visitor sees): buckets in key order and records in key order
+ * inside each; same[i] = 1 exactly when a record's key equals the previous one's; the
+ * relative order of equal keys is unspecified (the caller breaks ties by sequence, then
+ * offset).
  *
  * Concurrency: none (recovery runs on the opener, on its own arrays). Persistence: none.
  */
@@ -104,20 +105,29 @@ export function sortRecordKeyByte(recs: Uint32Array, r: number, j: number): numb
 }
 
 /**
- * Sorts `count` records of `recs` by key. `media`: the log; the key of a record's entry
- * starts at its offset + keyDelta there, read only for keys longer than 16 bytes.
- * `histogram`, if given: counts[1 + b] = records in bucket b (sortBucketOf), counted as the
- * records were written (saves a pass); it is consumed.
- * Returns the sorted records (in `recs`, records [0, count)), the same-as-previous flags, and
- * the scatter's buffer (count records; SharedArrayBuffer-backed, see sortScratch), free for the
- * caller once this returns.
+ * Receives the sorted entries one bucket at a time, in key order: the bucket's records are
+ * `src` at word offsets perm[0, n), in key order; same[i] = 1 exactly when record perm[i]'s
+ * key equals record perm[i - 1]'s (same[0] = 0: no key spans two buckets). The arrays are
+ * reused for the next bucket.
+ */
+export interface SortedBucketVisitor {
+  visitBucket(src: Uint32Array, perm: Int32Array, same: Uint8Array, n: number): void;
+}
+
+/**
+ * Sorts `count` records of `recs` by key and hands them to `visitor` bucket by bucket (no
+ * sorted copy is made: the caller reads each bucket through its permutation while it is in
+ * cache). `media`: the log; the key of a record's entry starts at its offset + keyDelta there,
+ * read only for keys longer than 16 bytes. `histogram`, if given: counts[1 + b] = records in
+ * bucket b (sortBucketOf), counted as the records were written (saves a pass); it is consumed.
+ * `recs` is free once the scatter has read it: the visitor may write into it.
  *
  * How: one scatter of whole records into 257 buckets (empty key, first byte): 257 write
  * streams stay in cache, unlike the 65793 two-byte buckets this replaced (a cache and TLB
  * miss per record: 180 ms of 1.5M records). Each bucket (~190 KB for 1M random keys) is
- * then ordered inside the cache (BucketSorter.sortBucket) and copied back in that order.
+ * then ordered inside the cache (BucketSorter.sortBucket) and visited.
  */
-export function sortEntryRecords(recs: Uint32Array, count: number, media: Uint8Array, keyDelta: number, histogram?: Int32Array): { sorted: Uint32Array; same: Uint8Array; scratch: Uint32Array } {
+export function sortEntryRecords(recs: Uint32Array, count: number, media: Uint8Array, keyDelta: number, visitor: SortedBucketVisitor, histogram?: Int32Array): void {
   const W = SORT_RECORD_WORDS;
   let counts: Int32Array;
   if (histogram === undefined) {
@@ -133,21 +143,34 @@ export function sortEntryRecords(recs: Uint32Array, count: number, media: Uint8A
     const r = i * W;
     copyRecord(scattered, pos[sortBucketOf(recs, r)]++ * W, recs, r);
   }
-  const same = new Uint8Array(count);
   let largest = 0;
   for (let b = 0; b < BUCKETS; b++) largest = Math.max(largest, counts[b + 1] - counts[b]);
-  const sorter = new BucketSorter(scattered, recs, media, keyDelta, largest);
+  const sorter = new BucketSorter(scattered, media, keyDelta, largest);
   for (let b = 0; b < BUCKETS; b++) {
     const from = counts[b];
     const to = counts[b + 1];
-    if (to - from === 0) continue;
-    if (to - from === 1) sorter.copyOut(from, 1);
-    else if (b === 0) {
-      for (let i = from + 1; i < to; i++) same[i] = 1; // the empty key
-      sorter.copyOut(from, to - from);
-    } else sorter.sortBucket(from, to, same);
+    if (to === from) continue;
+    if (b === 0) sorter.allSame(from, to); // the empty key
+    else sorter.sortBucket(from, to);
+    visitor.visitBucket(scattered, sorter.perm, sorter.same, to - from);
   }
-  return { sorted: recs, same, scratch: scattered };
+}
+
+/** The sorted records and same-as-previous flags as arrays (tests; recovery visits buckets instead). */
+export function sortedEntryRecords(recs: Uint32Array, count: number, media: Uint8Array, keyDelta: number): { sorted: Uint32Array; same: Uint8Array } {
+  const W = SORT_RECORD_WORDS;
+  const sorted = new Uint32Array(count * W);
+  const same = new Uint8Array(count);
+  let at = 0;
+  sortEntryRecords(recs, count, media, keyDelta, {
+    visitBucket(src, perm, bucketSame, n) {
+      for (let i = 0; i < n; i++, at++) {
+        copyRecord(sorted, at * W, src, perm[i]);
+        same[at] = bucketSame[i];
+      }
+    },
+  });
+  return { sorted, same };
 }
 
 /**
@@ -181,33 +204,35 @@ export function sortBucketOf(recs: Uint32Array, r: number): number {
 
 class BucketSorter {
   /** one bucket's records (word offsets) and the key digit they are being sorted on; the 2 arrays are the LSD passes' spares */
-  private readonly perm: Int32Array;
+  readonly perm: Int32Array;
+  /** same-as-previous flags of the bucket's records in perm's order */
+  readonly same: Uint8Array;
   private readonly perm2: Int32Array;
   private readonly digits: Uint32Array;
   private readonly digits2: Uint32Array;
   private readonly digitCounts = new Int32Array(4 * 256);
 
-  /** `recs`: the scattered records, bucket by bucket; `out`: where each bucket goes, sorted, at the same positions */
+  /** `recs`: the scattered records, bucket by bucket */
   constructor(
     private readonly recs: Uint32Array,
-    private readonly out: Uint32Array,
     private readonly media: Uint8Array,
     private readonly keyDelta: number,
     largestBucket: number,
   ) {
     this.perm = new Int32Array(largestBucket);
+    this.same = new Uint8Array(largestBucket);
     this.perm2 = new Int32Array(largestBucket);
     this.digits = new Uint32Array(largestBucket);
     this.digits2 = new Uint32Array(largestBucket);
   }
 
   /**
-   * Sorts records [from, to) (one bucket: every key non-empty with the same first byte) and
-   * flags equal neighbours. Small buckets: one insertion sort on the full compare. Larger:
+   * Sorts records [from, to) (one bucket: every key non-empty with the same first byte) into
+   * perm and flags equal neighbours in same. Small buckets: one insertion sort on the full compare. Larger:
    * LSD radix sort on key bytes 1..3 (3 stable 8-bit passes), then each run of records
    * equal in bytes 0..3 is finished (finishRuns).
    */
-  sortBucket(from: number, to: number, same: Uint8Array): void {
+  sortBucket(from: number, to: number): void {
     const n = to - from;
     const recs = this.recs;
     const perm = this.perm;
@@ -221,14 +246,17 @@ class BucketSorter {
       this.radixRange(0, n, 3);
       this.finishRuns(0, n, 2);
     }
-    for (let i = 1; i < n; i++) if (this.compare(perm[i - 1], perm[i]) === 0) same[from + i] = 1;
-    this.applyPermutation(from, n);
+    const same = this.same;
+    same[0] = 0;
+    for (let i = 1; i < n; i++) same[i] = this.compare(perm[i - 1], perm[i]) === 0 ? 1 : 0;
   }
 
-  /** Records [from, from + n) go out unchanged (a bucket of one record, or all one key). */
-  copyOut(from: number, n: number): void {
-    const W = SORT_RECORD_WORDS;
-    this.out.set(this.recs.subarray(from * W, (from + n) * W), from * W);
+  /** Records [from, to) in place, all one key (the empty key's bucket). */
+  allSame(from: number, to: number): void {
+    for (let i = 0; i < to - from; i++) {
+      this.perm[i] = (from + i) * SORT_RECORD_WORDS;
+      this.same[i] = i === 0 ? 0 : 1;
+    }
   }
 
   /**
@@ -368,18 +396,6 @@ class BucketSorter {
     const { order } = sortKeyRuns(gathered, starts, lengths, n);
     const run = perm.slice(lo, hi);
     for (let i = 0; i < n; i++) perm[lo + i] = run[order[i]];
-  }
-
-  /** The records at perm[0, n) (word offsets inside bucket [from, from + n)) become out's records from, from + 1, ... */
-  private applyPermutation(from: number, n: number): void {
-    const W = SORT_RECORD_WORDS;
-    const recs = this.recs;
-    const out = this.out;
-    const perm = this.perm;
-    for (let i = 0; i < n; i++) {
-      const r = perm[i];
-      copyRecord(out, (from + i) * W, recs, r);
-    }
   }
 
   /** memcmp order of the keys of the records at words a and b, shorter first. */

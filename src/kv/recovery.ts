@@ -49,7 +49,7 @@ import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_
 import { CHECK_END, CHECK_INVALID, checkRecordInto, entryKeyLength, type CheckedRecord, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
 import { loadVerifyWindow } from './record-stage.js';
-import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, sortBucketOf, sortEntryRecords, sortRecordOffset, sortScratch, writeSortRecord } from './recovery-sort.js';
+import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, type SortedBucketVisitor, sortBucketOf, sortEntryRecords, sortRecordOffset, sortScratch, writeSortRecord } from './recovery-sort.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -128,65 +128,82 @@ class FoundEntries {
  * Sorts the entries by key, keeps the newest entry of each key (highest sequence; on a tie
  * the one scanned first, as applying them in scan order would) and bulk loads the keys whose
  * newest entry is a PUT. Returns how many. The winners' index keys are written back to back
- * in key order (from the sort records; longer keys from the log), so the bulk
- * load reads them sequentially.
+ * in key order (from the sort records; longer keys from the log), so the bulk load reads
+ * them sequentially.
  */
 function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries, report: KvRecoveryReport): number {
   const t0 = performance.now();
   const n = found.count;
-  const { sorted: recs, same, scratch: sortScratchWords } = sortEntryRecords(found.records, n, v.u8, ENTRY_HEADER_BYTES, found.histogram);
-  const W = SORT_RECORD_WORDS;
-  // Room for every entry's key, not only the winners' (their sum would cost a pass over the
-  // records); bytes past the last winner's key stay unused (bulkLoad reads keys by start).
+  // The bulk load's columns go into the scan's record buffer, free once the sort has scattered
+  // it (they fit there for keys up to 18 bytes): fresh memory of this size (31 MB for 1M keys)
+  // costs page faults. Otherwise a shared buffer: as plain typed arrays it would add external
+  // memory, which in a process with a large heap (the bench's) starts a full mark-compact.
+  // The key column has room for every entry's key, not only the winners' (their sum would
+  // cost a pass); bytes past the last winner's key stay unused (bulkLoad reads keys by start).
   const keyBytes = found.indexKeyBytes;
-  // The bulk load's columns go into the sort's scatter buffer, dead once the sort returns (they
-  // fit there for keys up to 18 bytes): fresh memory of this size (31 MB for 1M keys) costs
-  // page faults. Otherwise a shared buffer: as plain typed arrays it would add external memory,
-  // which in a process with a large heap (the bench's) starts a full mark-compact (~100-250 ms).
   const columnBytes = n * 14 + keyBytes;
-  const scratch = columnBytes <= sortScratchWords.byteLength ? sortScratchWords.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
-  const values = new Float64Array(scratch, 0, n);
-  const starts = new Uint32Array(scratch, n * 8, n);
-  const lengths = new Uint16Array(scratch, n * 12, n);
-  const indexKeys = new Uint8Array(scratch, n * 14, keyBytes);
-  let o = 0;
-  let keys = 0;
-  for (let p = 0; p < n; ) {
-    let best = p * W;
-    let q = p + 1;
-    for (; q < n && same[q] === 1; q++) {
-      const r = q * W;
-      const d = recs[r + 6] - recs[best + 6] || recs[r + 5] - recs[best + 5];
-      if (d > 0 || (d === 0 && sortRecordOffset(recs, r) < sortRecordOffset(recs, best))) best = r;
-    }
-    p = q;
-    if ((recs[best] & SORT_DEL_BIT) !== 0) continue;
-    const len = recs[best] & 0xffff;
-    starts[keys] = o;
-    lengths[keys] = len + 1;
-    const at = sortRecordOffset(recs, best);
-    values[keys++] = at;
-    indexKeys[o++] = KV_KEY_PREFIX;
-    if (len <= SORT_KEY_BYTES) {
-      // Whole words: up to 3 bytes past the key are written too, and overwritten by the next
-      // key (after the last one they land in unused room, or outside indexKeys, where typed
-      // array stores are dropped).
-      for (let w = 0; 4 * w < len; w++) {
-        const x = recs[best + 1 + w];
-        const q = o + 4 * w;
-        indexKeys[q] = x >>> 24; // Uint8Array stores keep the low 8 bits
-        indexKeys[q + 1] = x >>> 16;
-        indexKeys[q + 2] = x >>> 8;
-        indexKeys[q + 3] = x;
-      }
-    } else indexKeys.set(v.u8.subarray(at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + len), o);
-    o += len;
-  }
+  const scratch = columnBytes <= found.records.byteLength ? found.records.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
+  const winners = new WinnerColumns(v.u8, new Float64Array(scratch, 0, n), new Uint32Array(scratch, n * 8, n), new Uint16Array(scratch, n * 12, n), new Uint8Array(scratch, n * 14, keyBytes));
+  sortEntryRecords(found.records, n, v.u8, ENTRY_HEADER_BYTES, winners, found.histogram);
   const t1 = performance.now();
   report.phasesMs.sort = t1 - t0;
+  const { values, starts, lengths, indexKeys, keys } = winners;
   space.tree.bulkLoad({ count: keys, keys: indexKeys, starts, lengths, values });
   report.phasesMs.load = performance.now() - t1;
   return keys;
+}
+
+/** Picks each key's winner from the sorted buckets and appends it to the bulk load's columns. */
+class WinnerColumns implements SortedBucketVisitor {
+  keys = 0;
+  private o = 0;
+
+  constructor(
+    private readonly media: Uint8Array,
+    readonly values: Float64Array,
+    readonly starts: Uint32Array,
+    readonly lengths: Uint16Array,
+    readonly indexKeys: Uint8Array,
+  ) {}
+
+  visitBucket(recs: Uint32Array, perm: Int32Array, same: Uint8Array, n: number): void {
+    const indexKeys = this.indexKeys;
+    let o = this.o;
+    let keys = this.keys;
+    for (let p = 0; p < n; ) {
+      let best = perm[p];
+      let q = p + 1;
+      for (; q < n && same[q] === 1; q++) {
+        const r = perm[q];
+        const d = recs[r + 6] - recs[best + 6] || recs[r + 5] - recs[best + 5];
+        if (d > 0 || (d === 0 && sortRecordOffset(recs, r) < sortRecordOffset(recs, best))) best = r;
+      }
+      p = q;
+      if ((recs[best] & SORT_DEL_BIT) !== 0) continue;
+      const len = recs[best] & 0xffff;
+      const at = sortRecordOffset(recs, best);
+      this.starts[keys] = o;
+      this.lengths[keys] = len + 1;
+      this.values[keys++] = at;
+      indexKeys[o++] = KV_KEY_PREFIX;
+      if (len <= SORT_KEY_BYTES) {
+        // Whole words: up to 3 bytes past the key are written too, and overwritten by the next
+        // key (after the last one they land in unused room, or outside indexKeys, where typed
+        // array stores are dropped).
+        for (let w = 0; 4 * w < len; w++) {
+          const x = recs[best + 1 + w];
+          const k = o + 4 * w;
+          indexKeys[k] = x >>> 24; // Uint8Array stores keep the low 8 bits
+          indexKeys[k + 1] = x >>> 16;
+          indexKeys[k + 2] = x >>> 8;
+          indexKeys[k + 3] = x;
+        }
+      } else indexKeys.set(this.media.subarray(at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + len), o);
+      o += len;
+    }
+    this.o = o;
+    this.keys = keys;
+  }
 }
 
 const checked: CheckedRecord = { kind: 0, count: 0, totalBytes: 0, reason: '' };

@@ -14,7 +14,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia } from '../../src/kv/index.js';
-import { SORT_DEL_BIT, SORT_RECORD_WORDS, sortEntryRecords, sortRecordOffset, writeSortRecord } from '../../src/kv/recovery-sort.js';
+import { SORT_DEL_BIT, SORT_RECORD_WORDS, sortRecordOffset, sortedEntryRecords, writeSortRecord } from '../../src/kv/recovery-sort.js';
 
 const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const replay = (file: string): string => `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/${file}`;
@@ -83,7 +83,7 @@ describe('recovery sort', () => {
     const idOf = new Map(ats.map((at, i) => [at, i]));
     for (let i = 0; i < n; i++) writeSortRecord(recs, i * SORT_RECORD_WORDS, u32, starts[i], keys[i].length, (i & 1) === 1, seqs[i], ats[i]);
 
-    const { sorted, same } = sortEntryRecords(recs, n, buf, 16 - HIGH);
+    const { sorted, same } = sortedEntryRecords(recs, n, buf, 16 - HIGH);
     try {
       const ids: number[] = [];
       for (let p = 0; p < n; p++) {
