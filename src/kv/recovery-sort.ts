@@ -6,10 +6,10 @@
  * over a 20 MiB key buffer, so every step after an id sort (pick each key's winner, copy its
  * key into a leaf) pays a cache miss per entry per column it reads; those misses, not the
  * arithmetic, were most of recovery (profile of 1M keys, 1.29M entries). Here each entry is
- * one fixed-size SORT RECORD holding everything those steps need, written by the scan into
- * one of 257 buckets on the key's first byte (SortRecordPool; ~6000 records, 190 KB, for 1M
- * random keys: each fits in L2); each bucket is sorted inside the cache (sortEntryRecords)
- * and handed to the caller in that order while still there (winner pick, key copy).
+ * one fixed-size SORT RECORD holding everything those steps need; one scatter moves the
+ * records into 257 buckets on the key's first byte (~6000 records, 190 KB, for 1M random
+ * keys: each fits in L2), each bucket is sorted inside the cache (sortEntryRecords) and
+ * handed to the caller in that order while still there (winner pick, key copy).
  *
  * Sort record (Uint32Array, SORT_RECORD_WORDS = 8 words, 32 bytes per entry):
  *   0     user key length (bits 0..15, 1..MAX_KEY_BYTES) | DEL (bit 16: the entry is a delete)
@@ -114,124 +114,55 @@ export interface SortedBucketVisitor {
   visitBucket(src: Uint32Array, perm: Int32Array, same: Uint8Array, n: number): void;
 }
 
-/** Records per chunk of a SortRecordPool (8 KiB). */
-const CHUNK_RECORDS = 256;
-
 /**
- * Sort records kept by bucket as they are written: each of the 257 buckets is a list of
- * chunks of CHUNK_RECORDS records in one buffer, so the sort needs no scatter pass and no
- * second buffer of every record (a 48 MB copy and as many fresh pages for 1.5M entries).
- * Invariants: a bucket's records are its chunks in list order, every chunk full except the
- * bucket's last (fill[b] records); sizes[b] counts them. Chunks are handed out in order and
- * never move, except all together when the buffer grows (offsets unchanged).
- */
-export class SortRecordPool {
-  count = 0;
-  records: Uint32Array;
-  /** records per bucket */
-  readonly sizes = new Int32Array(BUCKETS);
-  /** the next chunk of the same bucket, or -1 */
-  private next: Int32Array;
-  private readonly head = new Int32Array(BUCKETS).fill(-1);
-  private readonly tail = new Int32Array(BUCKETS).fill(-1);
-  /** records in each bucket's last chunk */
-  private readonly fill = new Int32Array(BUCKETS);
-  private chunks = 0;
-
-  /** Room for about `records` records (it grows when more come). */
-  constructor(records: number) {
-    const chunks = Math.ceil(records / CHUNK_RECORDS) + BUCKETS;
-    this.records = sortScratch(chunks * CHUNK_RECORDS * SORT_RECORD_WORDS);
-    this.next = new Int32Array(chunks).fill(-1);
-  }
-
-  /** Writes the sort record of an entry (writeSortRecord's arguments) into its bucket. */
-  append(u32: Uint32Array, keyAt: number, keyLength: number, del: boolean, sequence: number, at: number): void {
-    // The bucket from the key's first byte: the low byte of its first little-endian word.
-    const bucket = keyLength === 0 ? 0 : 1 + (u32[keyAt / 4] & 0xff);
-    const r = this.slot(bucket); // first: it may grow (replace) this.records
-    writeSortRecord(this.records, r, u32, keyAt, keyLength, del, sequence, at);
-  }
-
-  /** Copies record word r of `recs` into its bucket (tests: sortedEntryRecords). */
-  appendRecord(recs: Uint32Array, r: number): void {
-    const to = this.slot(sortBucketOf(recs, r)); // first: it may grow (replace) this.records
-    copyRecord(this.records, to, recs, r);
-  }
-
-  /** Word offset of a new record of bucket b. */
-  private slot(b: number): number {
-    let c = this.tail[b];
-    if (c < 0 || this.fill[b] === CHUNK_RECORDS) {
-      if (this.chunks === this.next.length) this.grow();
-      const fresh = this.chunks++;
-      if (c < 0) this.head[b] = fresh;
-      else this.next[c] = fresh;
-      this.tail[b] = c = fresh;
-      this.fill[b] = 0;
-    }
-    this.sizes[b]++;
-    this.count++;
-    return (c * CHUNK_RECORDS + this.fill[b]++) * SORT_RECORD_WORDS;
-  }
-
-  /** A buffer with twice the chunks, records copied (shared: see sortScratch). */
-  private grow(): void {
-    const records = sortScratch(this.records.length * 2);
-    records.set(this.records);
-    this.records = records;
-    const next = new Int32Array(this.next.length * 2).fill(-1);
-    next.set(this.next);
-    this.next = next;
-  }
-
-  /** Word offsets of bucket b's records, in list order, into perm; returns how many. */
-  offsetsOf(b: number, perm: Int32Array): number {
-    let n = 0;
-    for (let c = this.head[b]; c >= 0; c = this.next[c]) {
-      const count = c === this.tail[b] ? this.fill[b] : CHUNK_RECORDS;
-      const first = c * CHUNK_RECORDS * SORT_RECORD_WORDS;
-      for (let i = 0; i < count; i++) perm[n++] = first + i * SORT_RECORD_WORDS;
-    }
-    return n;
-  }
-}
-
-/**
- * Sorts the records of `pool` by key and hands them to `visitor` bucket by bucket (no sorted
- * copy is made: the caller reads each bucket through its permutation while it is in cache).
- * `media`: the log; the key of a record's entry starts at its offset + keyDelta there, read
- * only for keys longer than 16 bytes.
+ * Sorts `count` records of `recs` by key and hands them to `visitor` bucket by bucket (no
+ * sorted copy is made: the caller reads each bucket through its permutation while it is in
+ * cache). `media`: the log; the key of a record's entry starts at its offset + keyDelta there,
+ * read only for keys longer than 16 bytes. `histogram`, if given: counts[1 + b] = records in
+ * bucket b (sortBucketOf), counted as the records were written (saves a pass); it is consumed.
+ * `recs` is free once the scatter has read it: the visitor may write into it.
  *
- * How: the records are already in 257 buckets (empty key, first byte: SortRecordPool), ~190
- * KB each for 1M random keys, so each is ordered inside the cache (BucketSorter.sortBucket)
- * and visited. (Before: one scatter of every record into 65793 two-byte buckets, a cache and
- * TLB miss per record, 180 ms of 1.5M records; then into 257 buckets, 40-50 ms and a second
- * buffer of every record.)
+ * How: one scatter of whole records into 257 buckets (empty key, first byte): 257 write
+ * streams stay in cache, unlike the 65793 two-byte buckets this replaced (a cache and TLB
+ * miss per record: 180 ms of 1.5M records). Each bucket (~190 KB for 1M random keys) is
+ * then ordered inside the cache (BucketSorter.sortBucket) and visited.
  */
-export function sortEntryRecords(pool: SortRecordPool, media: Uint8Array, keyDelta: number, visitor: SortedBucketVisitor): void {
+export function sortEntryRecords(recs: Uint32Array, count: number, media: Uint8Array, keyDelta: number, visitor: SortedBucketVisitor, histogram?: Int32Array): void {
+  const W = SORT_RECORD_WORDS;
+  let counts: Int32Array;
+  if (histogram === undefined) {
+    counts = new Int32Array(BUCKETS + 1);
+    for (let i = 0; i < count; i++) counts[sortBucketOf(recs, i * W) + 1]++;
+  } else counts = histogram;
+  assert(counts.length === BUCKETS + 1, 'sort histogram of the wrong size');
+  for (let b = 1; b <= BUCKETS; b++) counts[b] += counts[b - 1];
+  assert(counts[BUCKETS] === count, () => `sort histogram counts ${counts[BUCKETS]} records of ${count}`);
+  const pos = counts.slice(0, BUCKETS);
+  const scattered = sortScratch(count * W);
+  for (let i = 0; i < count; i++) {
+    const r = i * W;
+    copyRecord(scattered, pos[sortBucketOf(recs, r)]++ * W, recs, r);
+  }
   let largest = 0;
-  for (let b = 0; b < BUCKETS; b++) largest = Math.max(largest, pool.sizes[b]);
-  const sorter = new BucketSorter(pool.records, media, keyDelta, largest);
+  for (let b = 0; b < BUCKETS; b++) largest = Math.max(largest, counts[b + 1] - counts[b]);
+  const sorter = new BucketSorter(scattered, media, keyDelta, largest);
   for (let b = 0; b < BUCKETS; b++) {
-    if (pool.sizes[b] === 0) continue;
-    const n = pool.offsetsOf(b, sorter.perm);
-    assert(n === pool.sizes[b], () => `bucket ${b}: ${n} records in its chunks, ${pool.sizes[b]} counted`);
-    if (b === 0) sorter.allSame(n); // the empty key
-    else sorter.sortBucket(n);
-    visitor.visitBucket(pool.records, sorter.perm, sorter.same, n);
+    const from = counts[b];
+    const to = counts[b + 1];
+    if (to === from) continue;
+    if (b === 0) sorter.allSame(from, to); // the empty key
+    else sorter.sortBucket(from, to);
+    visitor.visitBucket(scattered, sorter.perm, sorter.same, to - from);
   }
 }
 
 /** The sorted records and same-as-previous flags as arrays (tests; recovery visits buckets instead). */
 export function sortedEntryRecords(recs: Uint32Array, count: number, media: Uint8Array, keyDelta: number): { sorted: Uint32Array; same: Uint8Array } {
   const W = SORT_RECORD_WORDS;
-  const pool = new SortRecordPool(Math.max(1, count >> 3)); // small: grows on the way
-  for (let i = 0; i < count; i++) pool.appendRecord(recs, i * W);
   const sorted = new Uint32Array(count * W);
   const same = new Uint8Array(count);
   let at = 0;
-  sortEntryRecords(pool, media, keyDelta, {
+  sortEntryRecords(recs, count, media, keyDelta, {
     visitBucket(src, perm, bucketSame, n) {
       for (let i = 0; i < n; i++, at++) {
         copyRecord(sorted, at * W, src, perm[i]);
@@ -239,7 +170,6 @@ export function sortedEntryRecords(recs: Uint32Array, count: number, media: Uint
       }
     },
   });
-  assert(at === count, () => `visited ${at} records of ${count}`);
   return { sorted, same };
 }
 
@@ -282,7 +212,7 @@ class BucketSorter {
   private readonly digits2: Uint32Array;
   private readonly digitCounts = new Int32Array(4 * 256);
 
-  /** `recs`: the pool's records; perm holds the current bucket's word offsets into it (SortRecordPool.offsetsOf) */
+  /** `recs`: the scattered records, bucket by bucket */
   constructor(
     private readonly recs: Uint32Array,
     private readonly media: Uint8Array,
@@ -297,15 +227,20 @@ class BucketSorter {
   }
 
   /**
-   * Sorts the n records at perm[0, n) (one bucket: every key non-empty with the same first
-   * byte) in perm and flags equal neighbours in same. Small buckets: one insertion sort on the
-   * full compare. Larger: LSD radix sort on key bytes 1..3 (3 stable 8-bit passes), then each
-   * run of records equal in bytes 0..3 is finished (finishRuns).
+   * Sorts records [from, to) (one bucket: every key non-empty with the same first byte) into
+   * perm and flags equal neighbours in same. Small buckets: one insertion sort on the full compare. Larger:
+   * LSD radix sort on key bytes 1..3 (3 stable 8-bit passes), then each run of records
+   * equal in bytes 0..3 is finished (finishRuns).
    */
-  sortBucket(n: number): void {
+  sortBucket(from: number, to: number): void {
+    const n = to - from;
     const recs = this.recs;
     const perm = this.perm;
-    for (let i = 0; i < n; i++) this.digits[i] = recs[perm[i] + 1] & 0xffffff;
+    for (let i = 0; i < n; i++) {
+      const r = (from + i) * SORT_RECORD_WORDS;
+      perm[i] = r;
+      this.digits[i] = recs[r + 1] & 0xffffff;
+    }
     if (n <= INSERTION_MAX) this.insertionSort(perm, 0, n);
     else {
       this.radixRange(0, n, 3);
@@ -316,9 +251,12 @@ class BucketSorter {
     for (let i = 1; i < n; i++) same[i] = this.compare(perm[i - 1], perm[i]) === 0 ? 1 : 0;
   }
 
-  /** The n records at perm[0, n) as they are, all one key (the empty key's bucket). */
-  allSame(n: number): void {
-    for (let i = 0; i < n; i++) this.same[i] = i === 0 ? 0 : 1;
+  /** Records [from, to) in place, all one key (the empty key's bucket). */
+  allSame(from: number, to: number): void {
+    for (let i = 0; i < to - from; i++) {
+      this.perm[i] = (from + i) * SORT_RECORD_WORDS;
+      this.same[i] = i === 0 ? 0 : 1;
+    }
   }
 
   /**

@@ -16,23 +16,22 @@
  * How: each segment is copied once into the verifier's wasm memory and its records hashed
  * in place (record-stage.ts loadVerifyWindow; the checksum compared inside wasm). The scan
  * writes one fixed-size sort record per entry (recovery-sort.ts: first 16 key bytes, length,
- * op, sequence, entry offset) straight into its first-byte bucket (SortRecordPool); each
- * bucket is sorted in cache and the winner of each key picked from it while it is there:
- * the highest sequence (ties: the first scanned, i.e. the lowest offset: segments are
+ * op, sequence, entry offset) and counts it in a first-byte bucket histogram; one scatter
+ * and per-bucket sorts in cache put the entries of each key side by side; the winner of each
+ * key is the highest sequence (ties: the first scanned, i.e. the lowest offset: segments are
  * scanned in block order); the keys whose winner is a PUT are written back to back in key
  * order and bulk loaded into the tree in one bottom-up build. No tombstones enter the tree.
- * Nothing reads the log's entries by id in log order (a cache miss per entry per step was
- * most of recovery before), and nothing is allocated per record (a scavenge every few ms was
- * 90 ms of recovery).
+ * Everything after the scatter reads memory in order: reading keys by id in log order cost a
+ * cache miss per entry per step, most of recovery before. Nothing is allocated per record (a
+ * scavenge every few ms was 90 ms of recovery).
  *
- * Memory: 32 bytes of sort record per entry plus the bulk load's columns (31 bytes per
- * winner for 16-byte keys), SharedArrayBuffer-backed (recovery-sort.ts sortScratch), so V8
- * does not count them toward the external-memory limit that starts a full mark-compact in
- * the middle of recovery. The price: nothing makes V8 collect them either, so they (~80 MB
- * for 1.5M entries) go back to the system at the next full GC, whenever the application's
- * own allocation brings one. Measured (/tmp/kv5/rss.mjs, RSS including the ~250 MB of log
- * pages read), before the pool: 448 MB right after open, 353 MB after a full GC; main before
- * this work: 419 MB, then 358 MB (its plain buffers also waited for a GC).
+ * Memory: 32 bytes of sort record per entry, twice (scan output, scatter), SharedArrayBuffer-
+ * backed (recovery-sort.ts sortScratch), so V8 does not count them toward the external-memory
+ * limit that starts a full mark-compact in the middle of recovery. The price: nothing makes
+ * V8 collect them either, so they (~100 MB for 1.5M entries) go back to the system at the next
+ * full GC, whenever the application's own allocation brings one. Measured (/tmp/kv5/rss.mjs,
+ * RSS including the ~250 MB of log pages read): 448 MB right after open, 353 MB after a full
+ * GC; main before this layout: 419 MB, then 358 MB (its plain buffers also waited for a GC).
  *
  * Measured: 1M keys, 1.5M entries, load average 2.1-2.5 (other sessions' tests running):
  * kv.bench's open 842-1089 ms wall (main before: 1355-1650 ms), a cold open in a fresh
@@ -50,7 +49,7 @@ import { ENTRY_DEL, ENTRY_HEADER_BYTES, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_
 import { CHECK_END, CHECK_INVALID, checkRecordInto, entryKeyLength, type CheckedRecord, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
 import { loadVerifyWindow } from './record-stage.js';
-import { SORT_DEL_BIT, SORT_KEY_BYTES, SortRecordPool, type SortedBucketVisitor, sortEntryRecords, sortRecordOffset, sortScratch } from './recovery-sort.js';
+import { SORT_BUCKETS, SORT_DEL_BIT, SORT_KEY_BYTES, SORT_RECORD_WORDS, type SortedBucketVisitor, sortBucketOf, sortEntryRecords, sortRecordOffset, sortScratch, writeSortRecord } from './recovery-sort.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -92,24 +91,36 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
 }
 
 /**
- * Every valid entry seen by the scan: its sort record (recovery-sort.ts: key bytes 0..15,
- * length, op, sequence, entry offset), written straight into its first-byte bucket
- * (SortRecordPool). Longer keys stay in the log: the sort and the winners read their tails
- * there (records checksummed whole, outside poisoned blocks).
+ * Every valid entry seen by the scan, in scan order: its sort record (recovery-sort.ts:
+ * key bytes 0..15, length, op, sequence, entry offset), counted in the sort's bucket
+ * histogram as it is written. Longer keys stay in the log: the sort and the winners read
+ * their tails there (records checksummed whole, outside poisoned blocks).
  */
 class FoundEntries {
-  /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows it (untouched pages cost nothing). */
-  readonly pool: SortRecordPool;
+  count = 0;
+  records: Uint32Array;
+  readonly histogram = new Int32Array(SORT_BUCKETS + 1);
   /** index key bytes of every entry's key (prefix byte included): room for the winners' keys */
   indexKeyBytes = 0;
 
+  /** Sized for `segments` full of small records (~16k 128-byte records a segment), so a typical log never regrows them (untouched pages cost nothing). */
   constructor(segments: number) {
-    this.pool = new SortRecordPool(Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7)));
+    this.records = sortScratch(Math.max(1 << 14, segments * (SEGMENT_BYTES >> 7)) * SORT_RECORD_WORDS);
   }
 
   add(u32: Uint32Array, at: number, sequence: number, keyLength: number, del: boolean): void {
-    this.pool.append(u32, at + ENTRY_HEADER_BYTES, keyLength, del, sequence, at);
+    if ((this.count + 1) * SORT_RECORD_WORDS > this.records.length) this.grow();
+    const r = this.count++ * SORT_RECORD_WORDS;
+    writeSortRecord(this.records, r, u32, at + ENTRY_HEADER_BYTES, keyLength, del, sequence, at);
+    this.histogram[sortBucketOf(this.records, r) + 1]++;
     this.indexKeyBytes += keyLength + 1;
+  }
+
+  /** A copy in an array twice the size (shared: see sortScratch). */
+  private grow(): void {
+    const b = sortScratch(this.records.length * 2);
+    b.set(this.records);
+    this.records = b;
   }
 }
 
@@ -122,15 +133,18 @@ class FoundEntries {
  */
 function loadWinners(space: DaxSpace, v: MediaViews, found: FoundEntries, report: KvRecoveryReport): number {
   const t0 = performance.now();
-  const n = found.pool.count;
-  // The bulk load's columns, in a shared buffer: as plain typed arrays they would add external
+  const n = found.count;
+  // The bulk load's columns go into the scan's record buffer, free once the sort has scattered
+  // it (they fit there for keys up to 18 bytes): fresh memory of this size (31 MB for 1M keys)
+  // costs page faults. Otherwise a shared buffer: as plain typed arrays it would add external
   // memory, which in a process with a large heap (the bench's) starts a full mark-compact.
   // The key column has room for every entry's key, not only the winners' (their sum would
   // cost a pass); bytes past the last winner's key stay unused (bulkLoad reads keys by start).
   const keyBytes = found.indexKeyBytes;
-  const scratch = sortScratch(Math.ceil((n * 14 + keyBytes) / 4)).buffer;
+  const columnBytes = n * 14 + keyBytes;
+  const scratch = columnBytes <= found.records.byteLength ? found.records.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
   const winners = new WinnerColumns(v.u8, new Float64Array(scratch, 0, n), new Uint32Array(scratch, n * 8, n), new Uint16Array(scratch, n * 12, n), new Uint8Array(scratch, n * 14, keyBytes));
-  sortEntryRecords(found.pool, v.u8, ENTRY_HEADER_BYTES, winners);
+  sortEntryRecords(found.records, n, v.u8, ENTRY_HEADER_BYTES, winners, found.histogram);
   const t1 = performance.now();
   report.phasesMs.sort = t1 - t0;
   const { values, starts, lengths, indexKeys, keys } = winners;

@@ -108,8 +108,8 @@ describe('recovery sort', () => {
     }
   });
 
-  it('a log of more tiny records than the sort pool first makes room for (it grows) reopens to the model', () => {
-    // 56-byte records (short keys, empty values): ~37k a segment, where the pool guesses 16k.
+  it('a log of more tiny records than the scan buffer first makes room for (it grows) reopens to the model', () => {
+    // 56-byte records (short keys, empty values): ~37k a segment, where the scan's buffer guesses 16k.
     const r = rng(seed ^ 0x2545f491);
     const media = createSimMedia(32 * 2 ** 20);
     const db = openMedia(media, { durability: 'none' });
