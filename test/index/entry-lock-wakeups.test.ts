@@ -52,7 +52,7 @@ test('with DAXSTORE_TEST_BREAK=entry-wake the many-waiters check goes red', asyn
   });
 });
 
-async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; states: string[]; queuedAfterDelete: number; tree: RadixTree; epoch: EpochDomain }> {
+async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; states: string[]; wokenByDelete: number; tree: RadixTree; epoch: EpochDomain }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const control = newControl();
@@ -64,16 +64,19 @@ async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; sta
     ),
   );
   while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  const wokenBefore = tree.waitTable.stats().woken;
   deleteLocked(tree, ref);
-  // Dequeued by the delete itself, all at once (a wake-one would leave two queued).
-  const queuedAfterDelete = tree.waitTable.stats().waiting;
+  // Dequeued by the delete itself, all at once (a wake-one would wake one). Counted as wake-ups,
+  // not as the queue left: a woken waiter re-creates the key and the others queue on it again,
+  // so a main thread descheduled here saw 2 queued (issue 3, load 5-6). The count only grows.
+  const wokenByDelete = tree.waitTable.stats().woken - wokenBefore;
   const results = await Promise.all(runs);
-  return { ms: results.map((r) => r.ms), states: results.map((r) => r.state), queuedAfterDelete, tree, epoch };
+  return { ms: results.map((r) => r.ms), states: results.map((r) => r.state), wokenByDelete, tree, epoch };
 }
 
 test('deleting a held entry wakes all its waiters, who find it gone', async () => {
-  const { ms, states, queuedAfterDelete, tree, epoch } = await deleteWakesAll();
-  expect(queuedAfterDelete).toBe(0);
+  const { ms, states, wokenByDelete, tree, epoch } = await deleteWakesAll();
+  expect(wokenByDelete).toBeGreaterThanOrEqual(3);
   // Each waiter then takes the fresh placeholder in turn; none sleeps into its timeout.
   for (const m of ms) expect(m).toBeLessThan(1000);
   expect(states).toEqual(['empty', 'empty', 'empty']);
@@ -82,7 +85,8 @@ test('deleting a held entry wakes all its waiters, who find it gone', async () =
 });
 
 test('with DAXSTORE_TEST_BREAK=entry-wake the delete wake-all check goes red', async () => {
-  const { ms, tree } = await deleteWakesAll('entry-wake');
+  const { ms, tree, wokenByDelete } = await deleteWakesAll('entry-wake');
+  expect(wokenByDelete).toBeLessThan(3); // the green test's wake-up count goes red too
   expect(Math.max(...ms)).toBeGreaterThanOrEqual(250);
   expect(tree.stats().lostWakeups).toBeGreaterThan(0);
 });
