@@ -345,7 +345,7 @@ export class KvStore {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
       at = this.writer.reserve(total);
       const entryAt = at + RECORD_HEADER_BYTES;
-      const early = kvBreak('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 50) : 0;
+      const early = kvBreak('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 200) : 0;
       const ref = grab(this.space.tree, k);
       try {
         setEntrySequence(stageViews, RECORD_HEADER_BYTES, early || this.nextSequence());

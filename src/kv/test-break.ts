@@ -8,7 +8,7 @@
  *   kv-skip-checksum   recovery accepts records whose checksum does not match (torn records)
  *   kv-seq-before-lock put takes its sequence before the entry lock, so the log order of
  *                      two puts of one key can disagree with the order they were published
- *                      (it then spins 0..50 us at random, standing in for a preemption in that window)
+ *                      (it then spins 0..200 us at random, standing in for a preemption in that window)
  *   kv-compact-no-commit  compaction retires a segment without making the copies durable
  *   kv-compact-no-recheck compaction moves an entry without re-checking, under the entry lock,
  *                      that the index still points at it (R3): it can bring back an old value
