@@ -122,11 +122,16 @@ function checkOrder(key: Uint8Array, order: number, op: string): void {
 }
 
 /** e: the entry word as the CAS that locked it left it (state and order are ours to read now). */
-function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean, e: number, i32 = tree.arena.i32): EntryRef {
+function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean, e: number): EntryRef {
+  return refAt(tree.arena.i32, exact ? key : tree.leafKey(leaf), leaf, e);
+}
+
+/** The EntryRef of a held leaf. Kept small so TurboFan inlines it into grabFree's fast path (makeRef was not). */
+function refAt(i32: Int32Array, key: Uint8Array, leaf: number, e: number): EntryRef {
   const hi = i32[leaf + Lay.W_VALUE_HI] & 0xffff;
   const lo = i32[leaf + Lay.W_VALUE_LO];
   return {
-    key: exact ? key : tree.leafKey(leaf),
+    key,
     leaf,
     // A value below 2^31 stays a small integer: the double form made TurboFan box it in a
     // heap number of its own at every grab (perf: vmovsd into a fresh box).
@@ -237,13 +242,7 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
     leaf = WasmGrab.SLOW; // a trap (wasm-grab.ts "Traps"): the JS path decides
   }
   epoch.unpin(); // not in a finally: the catch above takes every exception
-  if (leaf > 0) {
-    // makeRef written out: TurboFan did not inline it here (perf: a call per grab, 8% of it).
-    const e = i32[leaf + Lay.W_ENTRY]; // held: state and order are ours to read
-    const hi = i32[leaf + Lay.W_VALUE_HI] & 0xffff;
-    const lo = i32[leaf + Lay.W_VALUE_LO];
-    return { key, leaf, value: hi === 0 && lo >= 0 ? lo : hi * 4294967296 + (lo >>> 0), state: stateName(e), order: (e & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT };
-  }
+  if (leaf > 0) return refAt(i32, key, leaf, i32[leaf + Lay.W_ENTRY]); // held: state and order are ours to read
   freeFoundAbsent = leaf === WasmGrab.ABSENT && len !== 8;
   return undefined;
 }
