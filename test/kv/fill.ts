@@ -12,3 +12,9 @@ export function fillUntilError(db: KvStore, value: (i: number) => Uint8Array): {
     }
   }
 }
+
+/** Calls put(0), put(1), … until `db` opens a new segment: the one it was filling is closed (and committed). */
+export function putUntilNewSegment(db: KvStore, put: (i: number) => void): void {
+  const segments = db.stats().segments;
+  for (let i = 0; db.stats().segments === segments; i++) put(i);
+}

@@ -15,19 +15,14 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { transferOwnerHooks } from '../../src/device/transfer-owner.js';
-import { openMedia, type CompactionReport, type KvStore } from '../../src/kv/index.js';
+import { openMedia, type CompactionReport } from '../../src/kv/index.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
 import { runWorker } from '../helpers/workers.js';
+import { putUntilNewSegment } from './fill.js';
 
 const WINDOW_MS = 400;
 const value = (n: number): Uint8Array => new Uint8Array(8 * 1024).fill(n & 0xff);
-
-/** Puts until `db` opens a new segment: the one it was filling is closed. */
-function fillSegment(db: KvStore, put: (i: number) => void): void {
-  const segments = db.stats().segments;
-  for (let i = 0; db.stats().segments === segments; i++) put(i);
-}
 
 interface Outcome { inWindow: boolean; kInImage: string | undefined; kAfter: string | undefined; mainFreed: number; workerFreed: number }
 
@@ -41,9 +36,9 @@ async function scenario(broken: boolean): Promise<Outcome> {
   let worker: Promise<CompactionReport> | undefined;
   try {
     db.put('k', 'v1'); // S: PUT k, then churn that later dies
-    fillSegment(db, (i) => db.put(`churn-${i % 8}`, value(i)));
+    putUntilNewSegment(db, (i) => db.put(`churn-${i % 8}`, value(i)));
     db.delete('k'); // T: DEL k, live t-* keys and churn that kills S's last churn values
-    fillSegment(db, (i) => db.put(i % 2 === 0 ? `t-${i}` : `churn-${i % 8}`, value(i)));
+    putUntilNewSegment(db, (i) => db.put(i % 2 === 0 ? `t-${i}` : `churn-${i % 8}`, value(i)));
     worker = runWorker<CompactionReport>('kv-compactor', { handle: db.share(), flags, maxLiveRatio: 0.9 }, 60_000, broken ? { DAXSTORE_TEST_BREAK: 'kv-compact-no-mutex' } : undefined);
     while (Atomics.load(f, 2) === 0) await new Promise((r) => setTimeout(r, 2)); // attached: the window is not spent starting it
     transferOwnerHooks.afterExchange = (_block, from) => {

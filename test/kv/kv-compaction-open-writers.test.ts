@@ -23,6 +23,7 @@ import { attach, openMedia, type Durability, type KvStore } from '../../src/kv/i
 import { setKvBreak } from '../../src/kv/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { runWorker } from '../helpers/workers.js';
+import { putUntilNewSegment } from './fill.js';
 
 const big = (tag: number): Uint8Array => new Uint8Array(LARGE_VALUE_THRESHOLD_BYTES).fill(tag);
 const listing = (db: KvStore): string => [...db.range()].map(([k, v]) => `${Buffer.from(k).toString()}=${v.length}:${v[0]}`).join(',');
@@ -30,8 +31,7 @@ const listing = (db: KvStore): string => [...db.range()].map(([k, v]) => `${Buff
 let churn = 0;
 /** Overwrites churn keys (dead soon after) until `db` opens a new segment: the one before is closed and committed. */
 function closeSegment(db: KvStore): void {
-  const segments = db.stats().segments;
-  while (db.stats().segments === segments) db.put(`churn-${churn++ % 10}`, big(churn & 0xff));
+  putUntilNewSegment(db, () => db.put(`churn-${churn++ % 10}`, big(churn & 0xff)));
 }
 
 interface Scenario {

@@ -18,6 +18,7 @@ import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
 import { runWorker } from '../helpers/workers.js';
+import { putUntilNewSegment } from './fill.js';
 
 const KEYS = 200;
 const VALUE_BYTES = 200;
@@ -27,8 +28,7 @@ const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms)
 
 /** Puts churn until `db` opens a new segment: the one it was filling is closed (and committed). */
 function closeSegment(db: KvStore): void {
-  const segments = db.stats().segments;
-  for (let i = 0; db.stats().segments === segments; i++) db.put(`churn-${i % 10}`, 'c'.repeat(VALUE_BYTES));
+  putUntilNewSegment(db, (i) => db.put(`churn-${i % 10}`, 'c'.repeat(VALUE_BYTES)));
 }
 
 /** Problems of a recovered image: missing keys, torn values. */
