@@ -62,6 +62,14 @@ export const H_STAT_WAITS = 11; // sleeps on an entry lock
 export const H_STAT_RECLAIMED = 12; // blocks freed by the reclaimer
 export const H_HUGE_PAGES = 13; // written once at create: HugePageAdvice below, or -errno of madvise
 export const H_MAX_PAGES = 14; // written once at create: the memory's maximum in 64 KiB pages (attach reads it)
+/**
+ * The memory's byte length as of its last growth: stored (Atomics) by the grower right after
+ * memory.grow and before H_BUMP moves past the old end, so anyone who can reach a block in
+ * the grown part (through a pointer published after that bump) reads the new length here.
+ * refresh() compares it with its view (a load) instead of reading memory.buffer and its
+ * byteLength (two runtime calls, ~50 ns, twice per insert).
+ */
+export const H_BYTES = 15;
 export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
 export const NUM_CLASSES = 133; // sizeClassOf of the largest block an arena can hold (2^30 words) is 132
 export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;
@@ -153,6 +161,7 @@ export class Arena {
     i32[H_TREE_ID] = treeId;
     i32[H_FLAGS] = opts.poisonReclaimed === true ? FLAG_POISON : 0;
     i32[H_MAX_PAGES] = maxPages;
+    i32[H_BYTES] = arena.sab.byteLength | 0;
     i32[H_HUGE_PAGES] = adviseHugePages(arena.sab);
     return arena;
   }
@@ -170,6 +179,7 @@ export class Arena {
 
   /** Re-create the views if the buffer grew (another thread allocated). Returns true if they changed. */
   refresh(): boolean {
+    if (Atomics.load(this.i32, H_BYTES) === (this.u8.length | 0)) return false; // | 0: an arena of 2 GiB or more wraps, as the stored word does
     const sab = this.memory.buffer;
     const bytes = sab.byteLength;
     if (bytes === this.u8.length) return false;
@@ -222,13 +232,14 @@ export class Arena {
   private bumpLocked(size: number): number {
     this.refresh(); // another thread may have grown the memory: bump from its true end
     let off = this.i32[H_BUMP];
-    const bytes = this.sab.byteLength;
+    const bytes = this.u8.length; // the view's length after refresh (a growable buffer's byteLength is a runtime call)
     if ((off + size) * 4 > bytes) {
       off = bytes >> 2;
       const end = off + size;
       const want = Math.min(roundUp(Math.max(end * 4, bytes * 2), WASM_PAGE_BYTES), this.maxBytes);
       if (end * 4 > want) throw new DaxError('ENOSPC', `radix tree arena full: ${this.maxBytes} bytes (maxBytes)`);
       this.memory.grow((want - bytes) / WASM_PAGE_BYTES);
+      Atomics.store(this.i32, H_BYTES, want | 0); // before H_BUMP below moves into the new part
       this.refresh();
     }
     Atomics.store(this.i32, H_BUMP, off + size);

@@ -56,7 +56,7 @@ import {
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
-import { PLAIN_LOADS_ARE_ACQUIRE, loadWord } from './word-load.js';
+import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
 import { type WasmMemory } from './wasm-encoder.js';
@@ -716,14 +716,23 @@ export class RadixTree {
     }
   }
 
+  /**
+   * The insert path's stores under treeLock (finishCreate, the publishing slot stores, the
+   * in-place appends of addChildLocked) are release stores (storeRelease: plain on x86, where
+   * a plain store is one): they order the node's contents before the word that publishes it,
+   * which is all a lock-free reader relies on. The seq-cst Atomics.store (a builtin call, not
+   * inlined by Node 20, plus a full fence) bought nothing more: writers are serialized by
+   * treeLock, whose unlock is a full fence. H_COUNT changes only under treeLock.
+   */
   private finishCreate(): void {
-    Atomics.add(this.arena.i32, H_COUNT, 1);
+    const i32 = this.arena.i32;
+    storeRelease(i32, H_COUNT, i32[H_COUNT] + 1);
     this.created = true;
   }
 
   private publishNewLeafLocked(slot: number, key: Uint8Array, entry: number): number {
     const leaf = this.newLeafLocked(key, entry);
-    Atomics.store(this.arena.i32, slot, leaf);
+    storeRelease(this.arena.i32, slot, leaf);
     this.finishCreate();
     return leaf;
   }
@@ -735,7 +744,7 @@ export class RadixTree {
     const u8 = this.arena.u8;
     const oldLen = countOf(i32[old]);
     const ob = (old + LEAF_HEADER_WORDS) << 2;
-    const e = Atomics.load(i32, old + W_ENTRY);
+    const e = loadWord(i32, old + W_ENTRY); // its tag bits change only under treeLock (held)
     let n = 0;
     let end = 0;
     const bytes = this.kidBytes;
@@ -756,7 +765,7 @@ export class RadixTree {
       n = 1;
     }
     const node = this.buildInnerLocked(key, depth, c - depth, n, end, (e & DIRTY) !== 0 ? 1 : 0, (e & TOWRITE) !== 0 ? 1 : 0);
-    Atomics.store(this.arena.i32, slot, node);
+    storeRelease(this.arena.i32, slot, node);
     this.finishCreate();
     return leaf;
   }
@@ -832,9 +841,10 @@ export class RadixTree {
       // on that copy and on the retire and later free of the old node.
       const cap = capacityOf(type);
       if (APPEND_SHIFT_BROKEN) return this.insertShiftingBrokenLocked(node, body, cap, count, b, child, type);
-      Atomics.store(i32, body + (cap >> 2) + count, child);
-      Atomics.store(this.arena.u8, (body << 2) + count, b);
-      Atomics.store(i32, node, header(type, count + 1));
+      // Plain stores: this branch runs only where they are release stores (x86), in this order.
+      i32[body + (cap >> 2) + count] = child;
+      this.arena.u8[(body << 2) + count] = b;
+      i32[node] = header(type, count + 1);
       return;
     }
     if (type === N48 && count < 48) {
