@@ -76,7 +76,7 @@ import {
 } from './entry-word.js';
 import { Lay, W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
 import { loadWord } from './word-load.js';
-import { WasmGrab, type WasmGrabExports } from './wasm-grab.js';
+import { WasmGrab } from './wasm-grab.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
 
@@ -126,7 +126,7 @@ function makeRef(tree: RadixTree, key: Uint8Array, leaf: number, exact: boolean,
   return refAt(tree.arena.i32, exact ? key : tree.leafKey(leaf), leaf, e);
 }
 
-/** The EntryRef of a held leaf. Kept small so TurboFan inlines it into grabFree's fast path (makeRef was not). */
+/** The EntryRef of a held leaf (grabFree writes the same out: see there). */
 function refAt(i32: Int32Array, key: Uint8Array, leaf: number, e: number): EntryRef {
   const hi = i32[leaf + Lay.W_VALUE_HI] & 0xffff;
   const lo = i32[leaf + Lay.W_VALUE_LO];
@@ -232,19 +232,32 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
     k2 = keyWords[2];
     k3 = keyWords[3];
   }
-  const i32 = tree.arena.i32;
   const epoch = tree.epoch;
-  let leaf: number;
+  // No try/catch: below wasmLimitWords the call cannot trap (wasm-grab.ts "Traps"), and nothing
+  // else in it throws, so the unpin needs no finally either.
   epoch.pin();
-  try {
-    leaf = wasm.grab16(k0, k1, k2, k3, len, i32.length, tree.lockBits);
-  } catch {
-    leaf = WasmGrab.SLOW; // a trap (wasm-grab.ts "Traps"): the JS path decides
+  const leaf = wasm.grab16(k0, k1, k2, k3, len, tree.wasmLimitWords, tree.lockBits);
+  epoch.unpin();
+  if (leaf <= 0) {
+    freeFoundAbsent = leaf === WasmGrab.ABSENT && len !== 8;
+    if (leaf === WasmGrab.SLOW) tree.raiseWasmLimit(); // a node past the limit after a growth, perhaps
+    return undefined;
   }
-  epoch.unpin(); // not in a finally: the catch above takes every exception
-  if (leaf > 0) return refAt(i32, key, leaf, i32[leaf + Lay.W_ENTRY]); // held: state and order are ours to read
-  freeFoundAbsent = leaf === WasmGrab.ABSENT && len !== 8;
-  return undefined;
+  const i32 = tree.arena.i32;
+  // refAt written out: V8 inlines a call only when its call count is at least 0.15 of this
+  // function's, counted since the first call, so after a million inserts (every grabFree
+  // absent) a refAt call here stayed a call for good (perf: 7% of grab+unlock).
+  const e = i32[leaf + Lay.W_ENTRY]; // held: state and order are ours to read
+  const hi = i32[leaf + Lay.W_VALUE_HI] & 0xffff;
+  const lo = i32[leaf + Lay.W_VALUE_LO];
+  const s = (e & Ew.STATE_MASK) >>> Ew.STATE_SHIFT;
+  return {
+    key,
+    leaf,
+    value: hi === 0 && lo >= 0 ? lo : hi * 4294967296 + (lo >>> 0),
+    state: s === Ew.STATE_VALUE ? 'value' : s === Ew.STATE_EMPTY ? 'empty' : s === Ew.STATE_ZERO ? 'zero' : 'poisoned',
+    order: (e & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT,
+  };
 }
 
 /** Per thread: a key of fewer than 16 bytes as little-endian words, zero past its end. */
@@ -468,28 +481,10 @@ function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
 export function unlock(tree: RadixTree, ref: EntryRef): void {
   // The common case in one wasm call (wasm-grab.ts unlock: held by us, no WAITERS, not a placeholder).
   const wasm = tree.wasmGrab;
-  if (wasm !== undefined && unlockWasm(wasm, ref.leaf + Lay.W_ENTRY, tree.lockBits, tree.arena.i32.length)) return;
+  if (wasm !== undefined && wasm.unlock(ref.leaf + Lay.W_ENTRY, tree.lockBits, tree.wasmLimitWords) === 1) return;
   const e0 = checkHeld(tree, ref, 'unlock');
   if ((e0 & Ew.STATE_MASK) === Ew.STATE_EMPTY << Ew.STATE_SHIFT) return deleteLocked(tree, ref);
   releaseEntry(tree, ref, e0, 0, false);
-}
-
-/** wasm release (one CAS); after a trap the JS CAS does it. */
-function releaseWasm(wasm: WasmGrabExports, i32: Int32Array, at: number, e: number, extra: number): boolean {
-  try {
-    return wasm.release(at, e, extra) === 1;
-  } catch {
-    return Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e;
-  }
-}
-
-/** wasm unlock; a trap (wasm-grab.ts "Traps") sends the caller down the JS path. */
-function unlockWasm(wasm: WasmGrabExports, at: number, lockBits: number, limitWords: number): boolean {
-  try {
-    return wasm.unlock(at, lockBits, limitWords) === 1;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -505,7 +500,7 @@ function releaseEntry(tree: RadixTree, ref: EntryRef, e: number, extra: number, 
   if ((e & Ew.WAITERS) === 0) {
     // One CAS: the wasm release's is an inline lock cmpxchg, Atomics.compareExchange a builtin call.
     const wasm = tree.wasmGrab;
-    if (wasm !== undefined ? releaseWasm(wasm, i32, at, e, extra) : Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
+    if (wasm !== undefined && at < tree.wasmLimitWords ? wasm.release(at, e, extra) === 1 : Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
   }
   tree.waitTable.wakeWhen(waitKey(tree.treeId, ref.key), all, () => {
     let seen = Atomics.load(i32, at);

@@ -242,22 +242,31 @@ export class EpochDomain {
     this.reclaimers[kind] = reclaim;
   }
 
+  // pin and unpin are kept short (the rest is pinOuter, unpinSlow) so TurboFan inlines them
+  // into the lock fast paths within its inlining budget (entry-lock.ts grab).
   pin(): void {
-    if (this.nesting === 0) {
-      const id = this.thread !== 0 && !this.closed ? this.thread : this.threadId; // threadId checks open, claims on first use
-      this.pinSlot(id);
-    }
+    if (this.nesting === 0) this.pinOuter();
     this.nesting++; // a nested pin is this bump only: the depth stays thread-local
   }
 
   unpin(): void {
-    if (this.closed) this.checkOpen('unpin');
-    if (this.nesting === 0) throw new DaxError('EINVAL', `unpin: participant ${this.thread} is not pinned`);
-    this.nesting--;
     // Release store: every read made under the pin happens before the slot reads unpinned.
     // No store->load fence is needed here (nothing after an unpin relies on it being seen),
     // and the fence of Atomics.store cost a third of an uncontended grab+unlock.
     // (Asymmetric implies x86, where a plain store is release: written out as in pinSlot.)
+    if (this.nesting !== 1 || !this.asymmetric || this.closed) return this.unpinSlow();
+    this.nesting = 0;
+    this.meta[Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN] = 0;
+  }
+
+  private pinOuter(): void {
+    this.pinSlot(this.thread !== 0 && !this.closed ? this.thread : this.threadId); // threadId checks open, claims on first use
+  }
+
+  private unpinSlow(): void {
+    if (this.closed) this.checkOpen('unpin');
+    if (this.nesting === 0) throw new DaxError('EINVAL', `unpin: participant ${this.thread} is not pinned`);
+    this.nesting--;
     if (this.nesting !== 0) return;
     if (this.asymmetric) this.meta[Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN] = 0;
     else storeRelease(this.meta, Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN, 0);

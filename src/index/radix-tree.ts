@@ -213,6 +213,13 @@ export class RadixTree {
   readonly lockBits: number;
   /** This thread's instance of the wasm entry-lock fast path over the arena (wasm-grab.ts); undefined on big-endian hosts. */
   readonly wasmGrab: WasmGrabExports | undefined;
+  /**
+   * Words of the arena wasmGrab may read: a size its instance has been seen to reach (wasm-grab.ts
+   * "Traps"). Only grows; raiseWasmLimit moves it up to this thread's view after a growth.
+   */
+  wasmLimitWords = 0;
+  /** Probes that trapped (the instance had not yet heard of a growth): diagnostics and tests. */
+  wasmProbeMisses = 0;
   /** Nodes visited by this thread's iterations so far (monotonic; tests compare tagged vs full scans). */
   visitedNodes = 0;
 
@@ -263,7 +270,27 @@ export class RadixTree {
     assert(this.threadId > 0 && this.threadId <= 0xfff, () => `epoch threadId ${this.threadId} does not fit the 12-bit owner field`);
     this.lockBits = Ew.LOCKED | (this.threadId << Ew.OWNER_SHIFT);
     this.wasmGrab = WASM_GRAB_USABLE ? instantiateWasmGrab(arena.memory) : undefined;
+    this.raiseWasmLimit();
     registerArena(epoch, this.treeId, arena);
+  }
+
+  /**
+   * Raise wasmLimitWords to this thread's view of the arena when the wasm instance reaches it
+   * (its probe of the last word does not trap). Cheap when nothing grew; the lock fast paths
+   * call it when wasm declined a node past the limit (wasm-grab.ts "Traps").
+   */
+  raiseWasmLimit(): void {
+    const wasm = this.wasmGrab;
+    const words = this.arena.i32.length;
+    if (wasm === undefined || words <= this.wasmLimitWords) return;
+    try {
+      wasm.probe(words - 1);
+      this.wasmLimitWords = words;
+    } catch {
+      // The instance has not heard of the growth yet: keep the old limit (the JS path serves
+      // the nodes above it) and try again at a later decline.
+      this.wasmProbeMisses++;
+    }
   }
 
   static create(epoch: EpochDomain, opts: RadixTreeOptions = {}): RadixTree {

@@ -18,6 +18,7 @@ import { FREED_HEADER, H_STAT_POISON_HITS, H_STAT_RESTARTS } from '../../src/ind
 import { native } from '../../src/native/addon.js';
 import { sleb, uleb } from '../../src/index/wasm-encoder.js';
 import { expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
+import { runChild } from '../workers/region-helpers.js';
 
 const FILE = 'test/index/wasm-grab.test.ts';
 const W_ENTRY = 1;
@@ -246,4 +247,46 @@ test('the encoder writes LEB128 as the spec does', () => {
   expect(enc(sleb, -64)).toEqual([0x40]);
   expect(enc(sleb, -65)).toEqual([0xbf, 0x7f]);
   expect(enc(sleb, 0xdeadbeef | 0)).toEqual([0xef, 0xfd, 0xb6, 0xf5, 0x7d]);
+});
+
+test('wasm reads only below the limit its probe reached: past it grab16 declines, and the next grab raises it', () => {
+  const epoch = EpochDomain.create();
+  const tree = RadixTree.create(epoch, { initialBytes: 64 * 1024 });
+  const keys = Array.from({ length: 3000 }, (_, i) => new TextEncoder().encode(`limit/${i}`));
+  keys.forEach((k, i) => tree.insert(k, i));
+  const words = tree.arena.i32.length;
+  expect(words).toBeGreaterThan((64 * 1024) / 4); // it grew
+  // The probe reads a word the memory has and traps past it (the one site that may trap).
+  expect(tree.wasmGrab!.probe(words - 1)).toBeTypeOf('number');
+  expect(() => tree.wasmGrab!.probe(tree.arena.memory.buffer.byteLength / 4)).toThrow(/memory access out of bounds/);
+  // A limit below the tree's nodes: grab16 declines, grab still locks the right entry (JS
+  // path), and its decline raises the limit to this thread's view.
+  tree.wasmLimitWords = 16;
+  const last = keys[keys.length - 1];
+  expect(grab16(tree, last, tree.wasmLimitWords)).toBe(SLOW);
+  const ref = grab(tree, last);
+  expect(ref.value).toBe(keys.length - 1);
+  expect(tree.wasmLimitWords).toBe(tree.arena.i32.length);
+  unlock(tree, ref); // through wasm again
+  expect(tree.lookup(last)).toBe(keys.length - 1);
+  expect(tree.wasmProbeMisses).toBe(0);
+});
+
+test('with explicit bounds checks (no trap handler), grabs keep working while another thread grows the arena', () => {
+  // A child process: V8 flags are per process. Its worker inserts 60k keys into a 128 KiB
+  // tree (many growths) while the main thread grabs the newest keys it published. Node's
+  // --disable-wasm-trap-handler, V8's --wasm-enforce-bounds-checks, and the default.
+  for (const flags of [['--disable-wasm-trap-handler'], ['--wasm-enforce-bounds-checks'], []]) {
+    const r = runChild('index-bounds-child', [], {}, flags);
+    expect(r.status, `${flags.join(' ')}: ${r.stderr}`).toBe(0);
+    const out = r.result as { flags: string[]; grabs: number; wrong: number; errors: string[]; limits: number; limitReachesArena: boolean; startWords: number; endWords: number; probeMisses: number };
+    expect(out.flags).toEqual(flags);
+    expect(out.errors).toEqual([]);
+    expect(out.wrong).toBe(0);
+    expect(out.grabs).toBeGreaterThan(60_000);
+    expect(out.endWords).toBeGreaterThan(out.startWords * 8);
+    expect(out.limits).toBeGreaterThan(1); // the wasm limit followed growths made by the other thread
+    expect(out.limitReachesArena).toBe(true);
+    console.log(`${FILE}: ${flags.join(' ') || 'trap handler'}: ${out.grabs} grabs, ${out.limits} wasm limits, ${out.probeMisses} probe misses, arena ${out.startWords * 4} -> ${out.endWords * 4} B`);
+  }
 });
