@@ -141,9 +141,9 @@ async function main(): Promise<void> {
   const wasmFloorBatch = (): void => {
     for (let i = 0; i < BATCH; i++) {
       epoch.pin();
-      const leaf = wasm.grab16(hw[0], hw[1], hw[2], hw[3], 16, i32.length, tree.lockBits);
+      const leaf = wasm.grab16(hw[0], hw[1], hw[2], hw[3], 16, tree.wasmLimitWords, tree.lockBits);
       epoch.unpin();
-      wasm.unlock(leaf + 1, tree.lockBits, i32.length); // + W_ENTRY
+      wasm.unlock(leaf + 1, tree.lockBits, tree.wasmLimitWords); // + W_ENTRY
     }
   };
   const pinBatch = (): void => {
