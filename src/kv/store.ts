@@ -20,7 +20,17 @@
  *     the destination's entry lock is taken; only our own memory is touched under the lock.
  *   - Readers (get/getView/has/range) are lock-free under an epoch pin.
  *   - Shared words (SharedArrayBuffer `shared`, BigInt64 slot 0, Int32 slots from 2):
- *       SEQUENCE (i64 0)   last sequence handed out (Atomics.add)
+ *       SEQUENCE (i64 0)   past SEQ_INT_LIMIT sequences (below): last sequence handed out (Atomics.add)
+ *       SEQ_BASE (f64 at byte 40)  the recovered maximum sequence, written once at open
+ *       SEQ_COUNT (i32 12) sequences handed out since open while below SEQ_INT_LIMIT: the n-th
+ *                          (Atomics.add returned n - 1) is SEQ_BASE + n. Taking one is an Int32
+ *                          add, not a BigInt add and a BigInt -> Number runtime call (a few
+ *                          percent of a 'sync' put). From SEQ_INT_LIMIT on, a taker gives its
+ *                          increment back (so the word never wraps) and takes from SEQUENCE,
+ *                          which open set to SEQ_BASE + SEQ_INT_LIMIT: every such sequence is
+ *                          above every Int32 one, and each counter is monotonic, so sequences
+ *                          still increase in the order they are taken (taken under the entry
+ *                          lock: per key, log order = lock order).
  *       LIVE_KEYS (i32 2)  keys present        SEGMENTS (i32 3)  segments allocated
  *       DEAD (i32 4)       entries superseded   PUTS, DELETES, BATCHES (i32 5..7)
  *       NEXT_OBJECT (i32 8) next large-value object id - KV_OBJECT_ID_BASE (Atomics.add)
@@ -114,6 +124,10 @@ export interface KvStats {
 }
 
 const SEQUENCE = 0; // BigInt64 slot
+const SEQ_BASE_BYTE = 40; // Float64
+/** Int32 word of SEQ_COUNT in the shared buffer, and the limit of the Int32 sequence path (exported for the test of its crossing). */
+export const SEQ_COUNT = 12;
+export const SEQ_INT_LIMIT = 2 ** 30;
 const LIVE_KEYS = 2;
 const SEGMENTS = 3;
 const DEAD = 4;
@@ -139,6 +153,7 @@ export class KvStore {
   private readonly openTable: Int32Array;
   private readonly progress: Int32Array;
   private readonly seq: BigInt64Array;
+  private readonly seqBaseWord: Float64Array;
   private groupTimer: NodeJS.Timeout | undefined;
   /** batchAsync callers waiting for the next group commit ('group' only). */
   private readonly groupWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -176,6 +191,7 @@ export class KvStore {
     this.views = mediaViews(space.device.media.buffer);
     this.i32 = new Int32Array(shared);
     this.seq = new BigInt64Array(shared, 0, 1);
+    this.seqBaseWord = new Float64Array(shared, SEQ_BASE_BYTE, 1);
     this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, MAX_WRITERS);
     this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * MAX_WRITERS);
     this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1), this.openTable, this.progress);
@@ -212,7 +228,8 @@ export class KvStore {
       const store = new KvStore(space, shared, durability, true, report);
       store.largeValuesAtOpen = orphans;
       store.i32[NEXT_OBJECT] = orphans.nextId - KV_OBJECT_ID_BASE;
-      store.seq[SEQUENCE] = BigInt(report.maxSequence);
+      store.seqBaseWord[0] = report.maxSequence; // before share(): attached handles read it after
+      store.seq[SEQUENCE] = BigInt(report.maxSequence + SEQ_INT_LIMIT);
       store.i32[LIVE_KEYS] = report.keys;
       store.i32[SEGMENTS] = report.segments;
       if (report.resume !== undefined && report.resume.used <= SEGMENT_BYTES / 2) store.writer.adopt(report.resume.base, report.resume.used, report.resume.nonce);
@@ -563,8 +580,18 @@ export class KvStore {
     this.reaper.retire(large.id);
   }
 
+  /** The next global sequence (header: SEQ_COUNT, then SEQUENCE past SEQ_INT_LIMIT). */
   private nextSequence(): number {
+    const n = Atomics.add(this.i32, SEQ_COUNT, 1);
+    if (n < SEQ_INT_LIMIT) return this.seqBaseWord[0] + n + 1;
+    Atomics.sub(this.i32, SEQ_COUNT, 1);
     return Number(Atomics.add(this.seq, SEQUENCE, 1n) + 1n);
+  }
+
+  /** The last sequence handed out. */
+  private lastSequence(): number {
+    const n = Atomics.load(this.i32, SEQ_COUNT);
+    return n < SEQ_INT_LIMIT ? this.seqBaseWord[0] + n : Number(Atomics.load(this.seq, SEQUENCE));
   }
 
   /** 'sync': durable now (one fence). 'group': flushed by the group-commit timer or flushed(). 'none': at close. */
@@ -778,7 +805,7 @@ export class KvStore {
     const keys = c(LIVE_KEYS);
     return {
       keys, segments: c(SEGMENTS), deadEntries: c(DEAD), puts: c(PUTS), deletes: c(DELETES), batches: c(BATCHES),
-      sequence: Number(Atomics.load(this.seq, SEQUENCE)), durability: this.durability,
+      sequence: this.lastSequence(), durability: this.durability,
       persistMethod: media.flushMethod === 'msync' ? 'msync' : media.flushMethod === 'sim' ? 'simulated flush + fence' : `${media.flushMethod} + sfence`,
       mediaKind: media.kind, freeBlocks: device.freeBlocks, indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
       lostWakeups: this.space.tree.stats().lostWakeups, recovery: this.recovery,
