@@ -9,9 +9,9 @@
  *
  * What the readers need from this load, and why a plain load gives it on x86 (TSO):
  *   - acquire: a reader loads a pointer (or an entry word) and then reads what it guards.
- *     x86 never reorders a load with a later load, and the writers publish with
- *     Atomics.store / compareExchange (locked instructions, full fences), so a published
- *     pointer is never seen before the node contents written before it.
+ *     x86 never reorders a load with a later load, and the writers publish with release
+ *     stores (below) or Atomics.store / compareExchange, so a published pointer is never seen
+ *     before the node contents written before it.
  *   - no compiler reordering or caching: TurboFan keeps typed-array element loads in effect
  *     order (they are effectful nodes; load elimination does not merge typed-array element
  *     loads), and every call the readers make (restart paths, visitors) is a barrier to it.
@@ -22,9 +22,10 @@
  * this is Atomics.load (sequentially consistent), exactly as before. The constant folds:
  * TurboFan sees one branch.
  *
- * Writers are unchanged: every store that publishes or changes a mutable word is still an
- * Atomics.store or compareExchange (the locked instruction is also the store->load fence
- * the epoch pin and the wake-up protocol rely on).
+ * Writers: the insert path's publishing stores under treeLock are storeRelease (below; the
+ * radix-tree.ts note at finishCreate says why that suffices). Every store that needs a
+ * store->load fence (the epoch pin in a symmetric domain, taking or handing on a lock, the
+ * wake-up protocol) stays an Atomics.store or compareExchange: a locked instruction.
  */
 export const PLAIN_LOADS_ARE_ACQUIRE = process.arch === 'x64' || process.arch === 'ia32';
 
