@@ -120,7 +120,7 @@ export function sealStagedRecord(v: MediaViews, at: number, kind: number, count:
   if (totalBytes <= WORD_COPY_MAX_BYTES) {
     const from = stageViews.u32;
     const to = v.u32;
-    const w0 = at >>> 2;
+    const w0 = at / 4; // a device offset: may exceed 2^32 (no shift)
     for (let w = 0; w < totalBytes >>> 2; w++) to[w0 + w] = from[w];
   } else v.u8.set(stagedRecord(totalBytes), at);
 }
