@@ -120,7 +120,10 @@ export function sealStagedRecord(v: MediaViews, at: number, kind: number, count:
   if (totalBytes <= WORD_COPY_MAX_BYTES) {
     const from = stageViews.u32;
     const to = v.u32;
-    const w0 = at / 4; // a device offset: may exceed 2^32 (no shift)
+    // Word index of `at`, a device offset: a shift below 4 GiB keeps it an integer for the
+    // loop's index arithmetic (at / 4 made it a float: measurably slower); above, a shift
+    // would wrap, so divide.
+    const w0 = at < 2 ** 32 ? at >>> 2 : at / 4;
     for (let w = 0; w < totalBytes >>> 2; w++) to[w0 + w] = from[w];
   } else v.u8.set(stagedRecord(totalBytes), at);
 }
