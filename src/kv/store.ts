@@ -174,6 +174,7 @@ export class KvStore {
    * Uint8Array needs a second). A copy the caller keeps keeps its slab (8 KiB) alive.
    */
   private copySlab = new Uint8Array(COPY_SLAB_BYTES);
+  private copySlab32 = new Uint32Array(this.copySlab.buffer);
   private copySlabUsed = 0;
   /** Sink of copyEntriesPinned's touching loads. */
   private touched = 0;
@@ -306,13 +307,24 @@ export class KvStore {
     }
     if (this.copySlabUsed + length > COPY_SLAB_BYTES) this.newCopySlab();
     const offset = this.copySlabUsed;
-    this.views.buf.copy(this.copySlab, offset, start, start + length);
+    if ((start & 3) === 0) {
+      // A value after a key of a multiple of 4 bytes (the bench's 16) starts 4-aligned: copied
+      // by words. The last word may run up to 3 bytes past the value: still inside the entry
+      // (zero padding to 8, layout.ts) and inside this copy's 8-aligned room in the slab.
+      // Buffer.copy made a temporary Uint8Array and a TypedArray set call per get.
+      const from = start < 2 ** 32 ? start >>> 2 : start / 4;
+      const to = offset >>> 2;
+      const src = this.views.u32;
+      const dst = this.copySlab32;
+      for (let w = 0; w < (length + 3) >>> 2; w++) dst[to + w] = src[from + w];
+    } else this.views.buf.copy(this.copySlab, offset, start, start + length);
     this.copySlabUsed = offset + ((length + 7) & ~7);
     return new Uint8Array(this.copySlab.buffer, offset, length); // a plain Uint8Array, as documented
   }
 
   private newCopySlab(): void {
     this.copySlab = new Uint8Array(COPY_SLAB_BYTES);
+    this.copySlab32 = new Uint32Array(this.copySlab.buffer);
     this.copySlabUsed = 0;
   }
 
