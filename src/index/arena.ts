@@ -70,6 +70,13 @@ export const H_MAX_PAGES = 14; // written once at create: the memory's maximum i
  * byteLength (two runtime calls, ~50 ns, twice per insert).
  */
 export const H_BYTES = 15;
+/**
+ * Structure version: every treeLock holder bumps it just before it unlocks (tree-lock.ts), so
+ * it changes with every structural change (all of them happen under treeLock). A descent that
+ * read it before starting and finds it unchanged under treeLock saw the tree as it still is
+ * (radix-tree.ts getOrCreateLocked: the hint of an absent key's lock-free descent).
+ */
+export const H_VERSION = 16;
 export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
 export const NUM_CLASSES = 133; // sizeClassOf of the largest block an arena can hold (2^30 words) is 132
 export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;

@@ -148,7 +148,7 @@ function stateName(e: number): EntryState {
 }
 
 /** Create a locked EMPTY placeholder for an absent key, unless something appeared or covers it. Caller pinned. */
-function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean): Attempt {
+function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, hinted = false): Attempt {
   tree.lockTree();
   try {
     // Only an 8-byte key can be covered by a huge entry, which getOrCreateLocked (exact keys)
@@ -165,7 +165,7 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: b
     // A woken waiter keeps the baton even when the entry vanished meanwhile: others may
     // still sleep on this key, and only WAITERS makes the next unlock wake them.
     const entry = LOCKED | (waited ? WAITERS : 0) | (STATE_EMPTY << STATE_SHIFT) | (order << ORDER_SHIFT) | (tree.threadId << OWNER_SHIFT);
-    const leaf = tree.getOrCreateLocked(key, entry);
+    const leaf = tree.getOrCreateLocked(key, entry, hinted);
     if (!tree.created) {
       assert(!mayBeCovered, 'entry lock: placeholder leaf already present under treeLock');
       return RETRY;
@@ -182,7 +182,7 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: b
  * no huge entry covers it): go straight to createPinned, which re-checks under treeLock.
  */
 function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, absent: boolean): Attempt {
-  if (absent) return createPinned(tree, key, order, waited);
+  if (absent) return createPinned(tree, key, order, waited, freeHinted);
   const leaf = tree.findLeafPinned(key);
   if (leaf === 0) return createPinned(tree, key, order, waited);
   const exact = tree.foundExact;
@@ -240,6 +240,7 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   epoch.unpin();
   if (leaf <= 0) {
     freeFoundAbsent = leaf === WasmGrab.ABSENT && len !== 8;
+    freeHinted = false;
     if (leaf === WasmGrab.SLOW) tree.raiseWasmLimit(); // a node past the limit after a growth, perhaps
     return undefined;
   }
@@ -274,8 +275,9 @@ function grabFreeJs(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   const epoch = tree.epoch;
   epoch.pin();
   try {
-    const leaf = tree.findExactPinned(key);
+    const leaf = tree.findExactHintPinned(key);
     freeFoundAbsent = leaf === 0 && key.length !== 8;
+    freeHinted = freeFoundAbsent;
     if (leaf === 0) return undefined;
     const i32 = tree.arena.i32;
     const e = loadWord(i32, leaf + Lay.W_ENTRY);
@@ -290,6 +292,8 @@ function grabFreeJs(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
 
 /** Set by grabFree: its descent found no leaf for a key no huge entry can cover (per thread). */
 let freeFoundAbsent = false;
+/** Set with freeFoundAbsent by the JS descent, which left the tree a hint for creating the key (findExactHintPinned). */
+let freeHinted = false;
 
 /** Wait key whose wake-up a cancelled registration had already received (it holds that baton), or -1. Per thread. */
 let cancelWokenKey = -1;

@@ -48,6 +48,7 @@ import {
   H_STAT_WAITS,
   H_TREE_ID,
   HEADER_WORDS,
+  H_VERSION,
   Hw,
   POISON_WORD,
   classWords,
@@ -55,6 +56,7 @@ import {
   type HugePagesState,
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
+import { isBroken } from '../test-break.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
@@ -236,6 +238,14 @@ export class RadixTree {
   foundExact = false;
   /** set by getOrCreateLocked: the leaf was created by this call. */
   created = false;
+  /** Set by descendPinned when the key is absent: the slot of the last node it examined, and the depth there. */
+  private missSlot = 0;
+  private missDepth = 0;
+  /** findExactHintPinned's hint for getOrCreateLocked (key, structure version, start slot and depth). */
+  private hintKey: Uint8Array | undefined = undefined;
+  private hintVersion = 0;
+  private hintSlot = 0;
+  private hintDepth = 0;
   /** handle() was taken or this is an attached copy: another thread may see the tree (bulkLoad refuses). */
   private everShared = false;
 
@@ -329,6 +339,32 @@ export class RadixTree {
     return 0;
   }
 
+  /** descendPinned's absent result: records where the descent ended (missSlot, missDepth). */
+  private missAt(slot: number, depth: number): 0 {
+    this.missSlot = slot;
+    this.missDepth = depth;
+    return 0;
+  }
+
+  /**
+   * findExactPinned, and when the key is absent, a hint for the getOrCreateLocked that the
+   * caller will make under treeLock: the slot and depth where this descent ended, valid only
+   * while the structure version read before the descent (arena.ts H_VERSION) is unchanged,
+   * i.e. the tree is still the one this descent saw. getOrCreateLocked(key, entry, true)
+   * starts there instead of at the root (a new key's put made the same descent twice).
+   */
+  findExactHintPinned(key: Uint8Array): number {
+    const version = loadWord(this.arena.i32, H_VERSION);
+    const found = this.findExactPinned(key);
+    if (found === 0) {
+      this.hintKey = key;
+      this.hintVersion = version;
+      this.hintSlot = this.missSlot;
+      this.hintDepth = this.missDepth;
+    }
+    return found;
+  }
+
   /** The leaf with exactly `key`, or 0. Caller is pinned. */
   findExactPinned(key: Uint8Array): number {
     const found = this.descendPinned(key);
@@ -371,9 +407,16 @@ export class RadixTree {
     const i32 = this.arena.i32;
     const u8 = this.arena.u8;
     const keyLen = key.length;
-    let node = plain ? i32[Hw.ROOT] : Atomics.load(i32, Hw.ROOT);
+    let slot: number = Hw.ROOT; // the word `node` was loaded from
+    let node = plain ? i32[slot] : Atomics.load(i32, slot);
     let depth = 0;
+    // Where an absent key's descent ended (the slot of the last node examined, and the depth
+    // there): missSlot/missDepth, for getOrCreateLocked's hint (findExactHintPinned).
+    let atSlot = slot;
+    let atDepth = 0;
     while (node !== 0) {
+      atSlot = slot;
+      atDepth = depth;
       const hdr = i32[node];
       switch (hdr & 0xfff) {
         case Lay.N256_TAG: {
@@ -381,15 +424,17 @@ export class RadixTree {
           const plen = i32[node + Lay.W_PREFIX_LEN];
           if (plen !== 0) {
             depth = matchPrefix(u8, node, plen, key, depth);
-            if (depth < 0) return 0;
+            if (depth < 0) return this.missAt(atSlot, atDepth);
             body += (plen + 3) >> 2;
           }
           if (depth === keyLen) {
-            node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
+            slot = node + Lay.W_END_LEAF;
+            node = plain ? i32[slot] : Atomics.load(i32, slot);
             break;
           }
           const b = key[depth++];
-          node = plain ? i32[body + b] : Atomics.load(i32, body + b);
+          slot = body + b;
+          node = plain ? i32[slot] : Atomics.load(i32, slot);
           break;
         }
         case Lay.N16_TAG:
@@ -399,11 +444,12 @@ export class RadixTree {
           const plen = i32[node + Lay.W_PREFIX_LEN];
           if (plen !== 0) {
             depth = matchPrefix(u8, node, plen, key, depth);
-            if (depth < 0) return 0;
+            if (depth < 0) return this.missAt(atSlot, atDepth);
             body += (plen + 3) >> 2;
           }
           if (depth === keyLen) {
-            node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
+            slot = node + Lay.W_END_LEAF;
+            node = plain ? i32[slot] : Atomics.load(i32, slot);
             break;
           }
           const b = key[depth++];
@@ -422,7 +468,10 @@ export class RadixTree {
               const m = (x - 0x01010101) & ~x & 0x80808080;
               if (m !== 0) {
                 const i = (w << 2) + ((31 - Math.clz32(m & -m)) >> 3);
-                if (i < count) child = plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
+                if (i < count) {
+                  slot = body + capWords + i;
+                  child = plain ? i32[slot] : Atomics.load(i32, slot);
+                }
                 break;
               }
             }
@@ -430,7 +479,8 @@ export class RadixTree {
             const kb = body << 2;
             for (let i = 0; i < count; i++) {
               if (u8[kb + i] === b) {
-                child = plain ? i32[body + capWords + i] : Atomics.load(i32, body + capWords + i);
+                slot = body + capWords + i;
+                child = plain ? i32[slot] : Atomics.load(i32, slot);
                 break;
               }
             }
@@ -439,7 +489,7 @@ export class RadixTree {
           break;
         }
         case Lay.LEAF_TAG: {
-          if (hdr >>> 12 !== keyLen) return 0;
+          if (hdr >>> 12 !== keyLen) return this.missAt(atSlot, atDepth);
           // Key bytes [depth, keyLen) against the leaf's (immutable once published: plain
           // loads), four at a time against its words where aligned. Inline, not a helper:
           // TurboFan left the helper as a call (perf: a tenth of grab+unlock).
@@ -447,12 +497,12 @@ export class RadixTree {
           const kb = kw << 2;
           let i = depth;
           if (LITTLE_ENDIAN) {
-            for (; (i & 3) !== 0 && i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
+            for (; (i & 3) !== 0 && i < keyLen; i++) if (u8[kb + i] !== key[i]) return this.missAt(atSlot, atDepth);
             for (; i + 4 <= keyLen; i += 4) {
-              if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return 0;
+              if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return this.missAt(atSlot, atDepth);
             }
           }
-          for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return 0;
+          for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return this.missAt(atSlot, atDepth);
           return node;
         }
         case Lay.N48_TAG: {
@@ -460,17 +510,19 @@ export class RadixTree {
           const plen = i32[node + Lay.W_PREFIX_LEN];
           if (plen !== 0) {
             depth = matchPrefix(u8, node, plen, key, depth);
-            if (depth < 0) return 0;
+            if (depth < 0) return this.missAt(atSlot, atDepth);
             body += (plen + 3) >> 2;
           }
           if (depth === keyLen) {
-            node = plain ? i32[node + Lay.W_END_LEAF] : Atomics.load(i32, node + Lay.W_END_LEAF);
+            slot = node + Lay.W_END_LEAF;
+            node = plain ? i32[slot] : Atomics.load(i32, slot);
             break;
           }
           const b = key[depth++];
           const iw = plain ? i32[body + (b >> 2)] : Atomics.load(i32, body + (b >> 2));
-          const slot = (iw >>> ((b & 3) << 3)) & 0xff;
-          node = slot === 0 ? 0 : plain ? i32[body + 63 + slot] : Atomics.load(i32, body + 63 + slot);
+          const si = (iw >>> ((b & 3) << 3)) & 0xff;
+          slot = body + 63 + si;
+          node = si === 0 ? 0 : plain ? i32[slot] : Atomics.load(i32, slot);
           break;
         }
         default:
@@ -478,7 +530,7 @@ export class RadixTree {
           return -1;
       }
     }
-    return 0;
+    return this.missAt(atSlot, atDepth);
   }
 
   /** A reader met a block that is no live node: refresh views (growth) or count it, then restart. */
@@ -699,11 +751,20 @@ export class RadixTree {
    * The leaf of exactly `key`, created with entry word `entry` if absent (this.created says
    * which). Caller holds treeLock and has checked multi-order coverage.
    */
-  getOrCreateLocked(key: Uint8Array, entry: number): number {
+  getOrCreateLocked(key: Uint8Array, entry: number, hinted = false): number {
     this.created = false;
     const keyLen = key.length;
     let slot = H_ROOT;
     let depth = 0;
+    if (hinted && this.hintKey === key) {
+      // The hint of this key's lock-free descent (findExactHintPinned): the tree is the one it
+      // saw when no treeLock holder has unlocked since (the version is bumped by each).
+      if (this.hintVersion === this.arena.i32[H_VERSION] || isBroken('tree-hint-unchecked')) {
+        slot = this.hintSlot;
+        depth = this.hintDepth;
+      }
+    }
+    this.hintKey = undefined;
     for (;;) {
       const i32 = this.arena.i32;
       const u8 = this.arena.u8;

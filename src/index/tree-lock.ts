@@ -10,7 +10,8 @@
  * lock acquisition inside), so sleeping on it cannot deadlock. Lock order: an entry lock
  * may be held while taking treeLock, never the other way round.
  */
-import { H_TREE_LOCK } from './arena.js';
+import { H_TREE_LOCK, H_VERSION } from './arena.js';
+import { loadWord, storeRelease } from './word-load.js';
 
 const SPINS = 200;
 
@@ -27,6 +28,9 @@ export function lockTree(i32: Int32Array): void {
 }
 
 export function unlockTree(i32: Int32Array): void {
+  // Bump the structure version (arena.ts H_VERSION) inside the lock: a release store, ordered
+  // after this holder's changes; the release below orders it before the next holder.
+  storeRelease(i32, H_VERSION, (loadWord(i32, H_VERSION) + 1) | 0);
   if (Atomics.sub(i32, H_TREE_LOCK, 1) !== 1) {
     Atomics.store(i32, H_TREE_LOCK, 0);
     Atomics.notify(i32, H_TREE_LOCK, 1);
