@@ -160,6 +160,8 @@ export class EpochDomain {
   private readonly asymmetric: boolean;
   private thread = 0; // this thread's participant slot, 0 until first use
   private nesting = 0;
+  /** S_PIN word of this thread's slot once the short pin path applies (asymmetric, claimed, open); 0 otherwise. */
+  private pinAt = 0;
   private retiresSinceCollect = 0;
   private collecting = false;
   private closed = false;
@@ -245,7 +247,15 @@ export class EpochDomain {
   // pin and unpin are kept short (the rest is pinOuter, unpinSlow) so TurboFan inlines them
   // into the lock fast paths within its inlining budget (entry-lock.ts grab).
   pin(): void {
-    if (this.nesting === 0) this.pinOuter();
+    if (this.nesting === 0) {
+      // The common case in three plain accesses: asymmetric, slot claimed, open (pinAt).
+      const at = this.pinAt;
+      if (at !== 0) {
+        const meta = this.meta;
+        meta[at + 1] = (meta[at + 1] + 1) | 0; // S_PIN_SEQ, right after S_PIN
+        meta[at] = meta[Lit.H_GLOBAL] | 1;
+      } else this.pinOuter();
+    }
     this.nesting++; // a nested pin is this bump only: the depth stays thread-local
   }
 
@@ -254,13 +264,16 @@ export class EpochDomain {
     // No store->load fence is needed here (nothing after an unpin relies on it being seen),
     // and the fence of Atomics.store cost a third of an uncontended grab+unlock.
     // (Asymmetric implies x86, where a plain store is release: written out as in pinSlot.)
-    if (this.nesting !== 1 || !this.asymmetric || this.closed) return this.unpinSlow();
+    const at = this.pinAt;
+    if (this.nesting !== 1 || at === 0) return this.unpinSlow();
     this.nesting = 0;
-    this.meta[Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN] = 0;
+    this.meta[at] = 0;
   }
 
   private pinOuter(): void {
     this.pinSlot(this.thread !== 0 && !this.closed ? this.thread : this.threadId); // threadId checks open, claims on first use
+    // From now on pin() and unpin() take the short path when they can (pinAt).
+    if (this.asymmetric && !this.closed) this.pinAt = Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN;
   }
 
   private unpinSlow(): void {
@@ -386,6 +399,7 @@ export class EpochDomain {
       }
     }
     this.closed = true;
+    this.pinAt = 0;
     openDomains.delete(this.domainKey);
     for (const id of this.asyncIdle) {
       this.asyncOwned.delete(id);
