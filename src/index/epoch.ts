@@ -252,7 +252,8 @@ export class EpochDomain {
       const at = this.pinAt;
       if (at !== 0) {
         const meta = this.meta;
-        meta[at + 1] = (meta[at + 1] + 1) | 0; // S_PIN_SEQ, right after S_PIN
+        const seqAt = at + (Lit.S_PIN_SEQ - Lit.S_PIN);
+        meta[seqAt] = (meta[seqAt] + 1) | 0;
         meta[at] = meta[Lit.H_GLOBAL] | 1;
       } else this.pinOuter();
     }
