@@ -264,7 +264,7 @@ export class EpochDomain {
     // Release store: every read made under the pin happens before the slot reads unpinned.
     // No store->load fence is needed here (nothing after an unpin relies on it being seen),
     // and the fence of Atomics.store cost a third of an uncontended grab+unlock.
-    // (Asymmetric implies x86, where a plain store is release: written out as in pinSlot.)
+    // (Asymmetric implies x86, where a plain store is release.)
     const at = this.pinAt;
     if (this.nesting !== 1 || at === 0) return this.unpinSlow();
     this.nesting = 0;
@@ -281,9 +281,7 @@ export class EpochDomain {
     if (this.closed) this.checkOpen('unpin');
     if (this.nesting === 0) throw new DaxError('EINVAL', `unpin: participant ${this.thread} is not pinned`);
     this.nesting--;
-    if (this.nesting !== 0) return;
-    if (this.asymmetric) this.meta[Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN] = 0;
-    else storeRelease(this.meta, Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN, 0);
+    if (this.nesting === 0) storeRelease(this.meta, Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN, 0);
   }
 
   isPinned(): boolean {
@@ -441,19 +439,13 @@ export class EpochDomain {
     const slot = Lit.HEADER_WORDS + id * Lit.SLOT_WORDS;
     // A stale read of the global epoch only makes this pin older, which delays advances and
     // never frees early (see the file header: late pins only block), so an acquire load will do.
-    // Asymmetric: plain load and store (asymmetric implies x86, where a plain load is acquire:
-    // written out, since loadWord's module-level switch costs a cell load and hole check per use
-    // in Node 20, a sixth of grab's JS part); the advance's membarrier orders the store (file
-    // header). Otherwise a seq-cst store: the pin is visible before any shared read after it.
-    if (this.asymmetric) {
-      const global = meta[Lit.H_GLOBAL];
-      meta[slot + Lit.S_PIN_SEQ] = (meta[slot + Lit.S_PIN_SEQ] + 1) | 0;
-      meta[slot + Lit.S_PIN] = global | 1;
-      return;
-    }
+    // Asymmetric: a plain store, ordered by the advance's membarrier (file header); pin() does
+    // the same with its precomputed slot. Otherwise a seq-cst store: the pin is visible before
+    // any shared read after it.
     const global = loadWord(meta, Lit.H_GLOBAL);
     meta[slot + Lit.S_PIN_SEQ] = (meta[slot + Lit.S_PIN_SEQ] + 1) | 0;
-    Atomics.store(meta, slot + Lit.S_PIN, global | 1);
+    if (this.asymmetric) meta[slot + Lit.S_PIN] = global | 1;
+    else Atomics.store(meta, slot + Lit.S_PIN, global | 1);
   }
 
   /**
