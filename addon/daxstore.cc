@@ -4,6 +4,7 @@
 
 #include "advise.h"
 #include "diff.h"
+#include "kv-recovery.h"
 #include "membarrier.h"
 #include "persist.h"
 #include "region.h"
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"copyIn", daxstore::JsCopyIn},           {"cpuFlushMethods", daxstore::JsCpuFlushMethods},
       {"diffWords", daxstore::JsDiffWords},     {"adviseHugePages", daxstore::JsAdviseHugePages},
       {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrier", daxstore::JsMembarrier},
+      {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

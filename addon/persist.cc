@@ -80,6 +80,22 @@ int GuardedCopy(void* dst, const void* src, size_t n) {
   return 0;
 }
 
+}  // namespace
+
+int GuardedRun(void (*fn)(void*), void* arg) {
+  if (g_guardBroken) return fn(arg), 0;
+  sigjmp_buf env;
+  if (sigsetjmp(env, 0) != 0) return -EIO;
+  t_guard = &env;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // arm before fn's first load
+  fn(arg);
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // disarm after its last access
+  t_guard = nullptr;
+  return 0;
+}
+
+namespace {
+
 void FlushLines(FlushMethod method, uint8_t* start, size_t len) {
   uintptr_t p = reinterpret_cast<uintptr_t>(start) & ~(kLineBytes - 1);
   uintptr_t end = reinterpret_cast<uintptr_t>(start) + len;

@@ -31,6 +31,11 @@ FlushMethod BestCpuFlush();
 // Installs the SIGBUS handler once per process (idempotent, thread-safe).
 void InstallSigbusHandler();
 
+// Runs fn(arg) with this thread's SIGBUS guard armed: 0, or -EIO if a load or store of fn
+// hit a poisoned or truncated page (fn is then abandoned mid-way, so it must own nothing a
+// longjmp would leak: plain memory, no destructors, no locks).
+int GuardedRun(void (*fn)(void*), void* arg);
+
 // Hot paths: return 0 or -errno, never throw. Bounds are validated in TypeScript and
 // re-checked here (-EINVAL / -ERANGE), because a bad pointer would kill the process.
 Napi::Value JsFlush(const Napi::CallbackInfo& info);    // (regionId, offset, length)

@@ -6,6 +6,8 @@
  *
  *   kv-skip-drain      'sync' puts flush but never fence: acknowledged writes may be lost
  *   kv-skip-checksum   recovery accepts records whose checksum does not match (torn records)
+ *   kv-scan-past-poison  recovery's scan ignores the segment's first poisoned block: it reads
+ *                      (and hashes) a record that runs into it, as if nothing were poisoned
  *   kv-seq-before-lock put takes its sequence before the entry lock, so the log order of
  *                      two puts of one key can disagree with the order they were published
  *                      (it then spins 0..200 us at random, standing in for a preemption in that window)
@@ -41,7 +43,7 @@
  */
 import { isBroken, setBroken } from '../test-break.js';
 
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced' | 'kv-compact-no-mutex';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-scan-past-poison' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced' | 'kv-compact-no-mutex';
 
 export function kvBreak(name: KvTestBreak): boolean {
   return isBroken(name);

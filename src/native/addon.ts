@@ -69,6 +69,14 @@ export interface NativeAddon {
   membarrierRegister(): number;
   /** membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED: a full barrier on every CPU running this process; 0 or -errno. */
   membarrier(): number;
+  /**
+   * Key-value recovery's segment scan (src/kv/recovery-native.ts has the io slots): validates
+   * records from io.at and appends a sort record per entry to out. A status (end, invalid,
+   * poison, full, eio), or -EINVAL for arguments that would read outside media or out.
+   */
+  scanKvSegment(media: Uint8Array, io: Float64Array, out: Uint32Array): number;
+  /** Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the count, or -errno. */
+  pickKvWinners(media: Uint8Array, recs: Uint32Array, count: number, values: Float64Array, starts: Uint32Array, lengths: Uint16Array, keys: Uint8Array, keyPrefix: number): number;
 }
 
 /** What the addon throws from set-up paths (addon/errors.cc). */

@@ -1,0 +1,43 @@
+// The key-value store's recovery loops: the segment scan (validate every record, checksum
+// included, and write one sort record per entry) and the winner pick (order the entries by
+// key, keep each key's newest). src/kv/recovery.ts owns the algorithm, its invariants and
+// the report; src/kv/layout.ts owns the byte layout read here (record header, entry header),
+// and src/kv/recovery-native.ts the io slots and codes below. They run here because in
+// JavaScript they were most of an open (1M keys: scan + sort 400-700 ms of cold JIT code on
+// this machine; here a few tens of ms).
+//
+// Sort record (8 u32 words per entry; written by the scan, read by the pick):
+//   0     user key length (bits 0..15) | DEL (bit 16) | bits 32..44 of entry offset / 8 (bits 17..29)
+//   1..4  key bytes 0..15, big-endian in each word, zero past the key's end
+//   5, 6  sequence low 32 bits, high bits
+//   7     bits 0..31 of entry offset / 8
+//
+// Invariants
+//   - The scan reads no byte at or past `limit` (the segment's first poisoned block, or its
+//     end): a record that claims such bytes stops the scan as POISON before it is hashed. A
+//     SIGBUS anyway (poison nobody reported) stops it as EIO, never kills the process.
+//   - The scan writes a record's entries only after the whole record validated, and only if
+//     they all fit in `out` (else FULL, nothing written for that record: call again with a
+//     larger array from io.at).
+//   - The pick reads every sort record before it writes any output, so its output arrays may
+//     share the sort records' buffer; it never writes past an output array (-ERANGE).
+//
+// Concurrency: the caller guarantees nobody writes the segments or arrays meanwhile
+// (recovery runs before the store is shared). Persistence ordering: writes nothing persistent.
+#pragma once
+
+#include <napi.h>
+
+namespace daxstore {
+
+// JsScanKvSegment(media: Uint8Array, io: Float64Array, out: Uint32Array) -> status or -EINVAL
+Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
+
+// JsPickKvWinners(media: Uint8Array, recs: Uint32Array, count, values: Float64Array,
+//   starts: Uint32Array, lengths: Uint16Array, indexKeys: Uint8Array, keyPrefix) -> winners or -errno
+// Winner of a key: highest sequence, ties to the lowest entry offset; keys whose winner is a
+// DEL are left out. Winner i: values[i] = its entry offset, its index key (keyPrefix ++ user
+// key) at indexKeys[starts[i], starts[i] + lengths[i]), back to back in key order.
+Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
+
+}  // namespace daxstore

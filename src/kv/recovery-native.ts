@@ -1,0 +1,169 @@
+/**
+ * Recovery's two native loops (addon/kv-recovery.cc): the segment scan and the winner pick.
+ * This file owns their calling convention: the io slots, status and reason codes (mirrored
+ * in the .cc), and the sort-record buffer the scan fills. recovery.ts owns the algorithm.
+ *
+ * Why native: in JavaScript the scan (every record checksummed, one sort record per entry)
+ * and the sort were 400-700 ms of a 1M-key open here, much of it code not yet optimized when
+ * it ran once per open; the same loops in C++ take tens of ms (README: figures).
+ *
+ * The scan's checks mirror records.ts checkRecordInto (the JS check compaction and
+ * `daxstore check` use), in the same order with the same reasons; test
+ * kv-recovery-native.test.ts holds the two to agreement on corrupted records.
+ *
+ * Invariants
+ *   - The scan reads nothing at or past `limit` (recovery passes the segment's first
+ *     poisoned block): a record that claims poisoned bytes ends the segment as POISON before
+ *     it is hashed, as in the JS scan; an unreported poisoned page (SIGBUS) ends it as EIO.
+ *   - Sort records (8 u32 words an entry, layout in addon/kv-recovery.h) live in a
+ *     SharedArrayBuffer (sortScratch): V8 does not count shared backing stores as this
+ *     isolate's external memory, which past a limit starts a full mark-compact mid-open.
+ *
+ * Concurrency: runs on the opener before the store can be shared. Persistence: none.
+ */
+import { assert } from '../assert.js';
+import { native, returnCodeError } from '../native/addon.js';
+import { kvBreak } from './test-break.js';
+import type { MediaViews } from './records.js';
+
+export const SORT_RECORD_WORDS = 8;
+
+/** io slots of scanKvSegment (addon/kv-recovery.cc IoSlot). */
+const IO_BASE = 0;
+const IO_END = 1;
+const IO_LIMIT = 2;
+const IO_NONCE = 3;
+const IO_FLAGS = 4;
+const IO_AT = 5;
+const IO_COUNT = 6;
+const IO_REASON = 7;
+const IO_REASON_VALUE = 8;
+const IO_RECORDS = 9;
+const IO_MAX_SEQUENCE = 10;
+const IO_KEY_BYTES = 11;
+const IO_SLOTS = 12;
+const FLAG_SKIP_CHECKSUM = 1;
+const FLAG_PAST_POISON = 2;
+
+export const SCAN_END = 0;
+export const SCAN_INVALID = 1;
+export const SCAN_POISON = 2;
+const SCAN_FULL = 3;
+export const SCAN_EIO = 4;
+
+/** The reasons records.ts checkRecordInto gives, by the scan's reason code. */
+function reasonText(code: number, value: number): string {
+  switch (code) {
+    case 1:
+      return 'bad magic';
+    case 2:
+      return `unknown kind ${value}`;
+    case 3:
+      return `length ${value}`;
+    case 4:
+      return 'nonce of another segment life';
+    case 5:
+      return 'checksum mismatch';
+    case 6:
+      return 'entries overrun the record';
+    default:
+      return assert(false, `scan reason code ${code}`) as never;
+  }
+}
+
+/** A zeroed Uint32Array over a SharedArrayBuffer (see the invariant above); freed with the array, at a GC something else starts. */
+export function sortScratch(words: number): Uint32Array {
+  return new Uint32Array(new SharedArrayBuffer(words * 4));
+}
+
+/**
+ * Every valid entry the scan has seen, as sort records in scan order, and the running sums
+ * the scan keeps: index key bytes (user key + prefix byte, for the winners' key column) and
+ * the highest sequence.
+ */
+export class FoundEntries {
+  count = 0;
+  records: Uint32Array;
+  indexKeyBytes = 0;
+  maxSequence = 0;
+  validRecords = 0;
+
+  /** Sized for `segments` full of small records (~16k 128-byte records a segment); untouched pages cost nothing. */
+  constructor(segments: number, segmentBytes: number) {
+    this.records = sortScratch(Math.max(1 << 14, segments * (segmentBytes >> 7)) * SORT_RECORD_WORDS);
+  }
+
+  grow(): void {
+    const b = sortScratch(this.records.length * 2);
+    b.set(this.records);
+    this.records = b;
+  }
+}
+
+export interface SegmentScan {
+  status: number;
+  /** where the scan stopped: the first record not applied */
+  at: number;
+  /** why the record at `at` was dropped (SCAN_INVALID) */
+  reason: string;
+}
+
+const io = new Float64Array(IO_SLOTS);
+
+/**
+ * Scans the segment [base, end) whose records carry `nonce`, reading nothing at or past
+ * `limit`, and appends its entries to `found`. Grows found's buffer as needed.
+ */
+export function scanSegment(v: MediaViews, base: number, end: number, limit: number, nonce: number, found: FoundEntries): SegmentScan {
+  io[IO_BASE] = base;
+  io[IO_END] = end;
+  io[IO_LIMIT] = limit;
+  io[IO_NONCE] = nonce;
+  io[IO_FLAGS] = (kvBreak('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) | (kvBreak('kv-scan-past-poison') ? FLAG_PAST_POISON : 0);
+  io[IO_AT] = base;
+  io[IO_COUNT] = found.count;
+  io[IO_RECORDS] = found.validRecords;
+  io[IO_MAX_SEQUENCE] = found.maxSequence;
+  io[IO_KEY_BYTES] = found.indexKeyBytes;
+  let status: number;
+  // FULL: nothing of the record at io[IO_AT] was written; room doubles, the scan resumes there.
+  while ((status = native().scanKvSegment(v.u8, io, found.records)) === SCAN_FULL) found.grow();
+  assert(status >= 0, () => `scanKvSegment of the segment at ${base}: ${status}`);
+  found.count = io[IO_COUNT];
+  found.validRecords = io[IO_RECORDS];
+  found.maxSequence = io[IO_MAX_SEQUENCE];
+  found.indexKeyBytes = io[IO_KEY_BYTES];
+  return { status, at: io[IO_AT], reason: status === SCAN_INVALID ? reasonText(io[IO_REASON], io[IO_REASON_VALUE]) : '' };
+}
+
+/** The bulk load's columns: winner i's entry offset, and its index key at keys[starts[i], +lengths[i]). */
+export interface WinnerColumns {
+  readonly count: number;
+  readonly values: Float64Array;
+  readonly starts: Uint32Array;
+  readonly lengths: Uint16Array;
+  readonly keys: Uint8Array;
+}
+
+/**
+ * Orders found's entries by key and keeps each key's newest (highest sequence; on a tie the
+ * lowest offset, i.e. the one scanned first), leaving out keys whose newest is a DEL. The
+ * columns go into found's own buffer when they fit (its records are all read first): fresh
+ * memory of that size costs page faults.
+ */
+export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: number): WinnerColumns {
+  const n = found.count;
+  const keyBytes = found.indexKeyBytes; // every entry's key: the winners' sum would cost a pass
+  const columnBytes = n * 14 + keyBytes;
+  const scratch = columnBytes <= found.records.byteLength ? found.records.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
+  const values = new Float64Array(scratch, 0, n);
+  const starts = new Uint32Array(scratch, n * 8, n);
+  const lengths = new Uint16Array(scratch, n * 12, n);
+  const keys = new Uint8Array(scratch, n * 14, keyBytes);
+  const count = native().pickKvWinners(v.u8, found.records, n, values, starts, lengths, keys, keyPrefix);
+  if (count < 0) {
+    if (count === -12) throw returnCodeError(count, `key-value recovery: sorting ${n} log entries`); // ENOMEM
+    assert(false, `pickKvWinners of ${n} entries: ${count}`);
+  }
+  return { count, values, starts, lengths, keys };
+}
