@@ -1,7 +1,8 @@
 /**
  * A staging area for one log record in this thread's own instance of xxhash-wasm's module
- * (the same xxh64, seed 0, as device/checksum.ts, which recovery uses to validate: checked
- * on a sample at load, and every reopen in test/kv validates staged records that way). Every
+ * (the same xxh64, seed 0, as device/checksum.ts: checked on a sample at load; recovery
+ * validates with xxHash's own C code (addon/kv-recovery.cc), and every reopen in test/kv
+ * validates staged records that way). Every
  * record the store writes (put, delete, batch, deleteRange, compaction copies) is composed
  * here, hashed IN PLACE (checksum.ts's h64Raw first copies the bytes into its wasm memory
  * through a fresh subarray, then masks the result with a second BigInt op) and copied into
@@ -36,38 +37,6 @@ const Wasm = (globalThis as unknown as { WebAssembly: WasmGlobal }).WebAssembly;
 interface XxhashExports {
   readonly mem: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   xxh64(offset: number, length: number, seed: bigint): bigint;
-}
-
-/**
- * A 72-byte wasm module that calls the xxhash module's xxh64 and compares the result with a
- * stored checksum inside wasm, so no BigInt crosses into JS (recovery hashes 1.5M records
- * for 1M keys; a BigInt per record was a third of its scavenges). Its text:
- *   (module
- *     (import "x" "h" (func $h (param i32 i32 i64) (result i64)))   ;; xxh64(offset, length, seed)
- *     (import "x" "m" (memory 0))                                     ;; the xxhash instance's memory
- *     (func (export "v") (param $at i32) (param $n i32) (param $sum i32) (result i32)
- *       (i64.eq (call $h (local.get $at) (local.get $n) (i64.const 0)) (i64.load (local.get $sum)))))
- */
-const SUM_MATCHES_WASM = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-  0x01, 0x0f, 0x02, // type section, 15 bytes, 2 types
-  0x60, 0x03, 0x7f, 0x7f, 0x7e, 0x01, 0x7e, // 0: (i32 i32 i64) -> i64
-  0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x01, 0x7f, // 1: (i32 i32 i32) -> i32
-  0x02, 0x0e, 0x02, // import section, 14 bytes, 2 imports
-  0x01, 0x78, 0x01, 0x68, 0x00, 0x00, // "x" "h": function of type 0
-  0x01, 0x78, 0x01, 0x6d, 0x02, 0x00, 0x00, // "x" "m": memory, at least 0 pages
-  0x03, 0x02, 0x01, 0x01, // function section: one function of type 1
-  0x07, 0x05, 0x01, 0x01, 0x76, 0x00, 0x01, // export section: "v" = function 1
-  0x0a, 0x12, 0x01, 0x10, 0x00, // code section, 18 bytes, 1 body of 16 bytes, no locals
-  0x20, 0x00, 0x20, 0x01, 0x42, 0x00, 0x10, 0x00, // local.get 0, local.get 1, i64.const 0, call 0
-  0x20, 0x02, 0x29, 0x03, 0x00, 0x51, 0x0b, // local.get 2, i64.load align 8, i64.eq, end
-]);
-
-/** sumMatches(at, n, sumAt): 1 if xxh64 of wasm memory [at, at + n) equals the u64 at sumAt. */
-function sumMatcher(x: XxhashExports): (at: number, n: number, sumAt: number) => number {
-  assert(Wasm.validate(SUM_MATCHES_WASM), 'checksum compare wasm does not validate');
-  const exports = new Wasm.Instance(new Wasm.Module(SUM_MATCHES_WASM), { x: { h: x.xxh64, m: x.mem } }).exports as { v(at: number, n: number, sumAt: number): number };
-  return exports.v;
 }
 
 /** A PUT record of the largest inline value: header + entry header + key + value, padded. */
@@ -118,25 +87,12 @@ export function stagedChecksum(totalBytes: number): bigint {
 }
 
 /**
- * A second instance of the module, only for checking records (recovery, compaction scans):
- * its own memory, so a check never overwrites a record being composed in the stage (a
- * recovery can run between compose and seal: a test's fence hook opens a crash image there).
+ * A second instance of the module, only for checking records (compaction, `daxstore check`):
+ * its own memory, so a check never overwrites a record being composed in the stage (a check
+ * can run between compose and seal: a test's fence hook opens a crash image there).
  */
 const verifyWasm = instantiate();
 let verifyU8 = new Uint8Array(verifyWasm.mem.buffer);
-const verifySumMatches = sumMatcher(verifyWasm);
-
-/** The compare module on a sample: its hash agrees with device/checksum.ts, and a changed byte fails it. */
-function checkSumMatcher(): void {
-  const sample = new Uint8Array(200).map((_, i) => (i * 197 + 3) & 0xff);
-  const sum = new BigUint64Array([xxh64(sample.subarray(8))]);
-  sample.set(new Uint8Array(sum.buffer), 0);
-  verifyU8.set(sample, 64);
-  assert(verifySumMatches(72, 192, 64) === 1, 'wasm checksum compare disagrees with device/checksum.ts');
-  verifyU8[100] ^= 1;
-  assert(verifySumMatches(72, 192, 64) === 0, 'wasm checksum compare missed a changed byte');
-}
-checkSumMatcher();
 /** A checksum being compared, as two u32 words (written through an i64 view: no BigInt conversion). */
 const compareScratch = new Uint32Array(2);
 const compareScratchI64 = new BigInt64Array(compareScratch.buffer);
@@ -144,12 +100,11 @@ const compareScratchI64 = new BigInt64Array(compareScratch.buffer);
 /**
  * Whether the xxh64 of log bytes [from, to) equals the u64 stored at `sumAt` (records.ts:
  * a record's checksum). The bytes are copied into the verify instance's memory (one memcpy)
- * and hashed in place: no subarray, no mask op (recovery checks every record this way).
+ * and hashed in place: no subarray, no mask op (compaction checks every record it moves).
  */
 export function logChecksumMatches(v: MediaViews, from: number, to: number, sumAt: number): boolean {
   const length = to - from;
   ensureVerifyBytes(length);
-  windowEnd = 0; // the copy below overwrites any loaded window
   v.buf.copy(verifyU8, 0, from, to);
   return sumEquals(v, 0, length, sumAt);
 }
@@ -164,33 +119,6 @@ function sumEquals(v: MediaViews, wasmAt: number, length: number, sumAt: number)
   compareScratchI64[0] = verifyWasm.xxh64(wasmAt, length, 0n);
   const w = sumAt / 4;
   return compareScratch[0] === v.u32[w] && compareScratch[1] === v.u32[w + 1];
-}
-
-/**
- * The verify window: log bytes [windowBase, windowEnd) copied into the verify instance's
- * memory by one memcpy (recovery loads a whole segment), so each record of it is hashed in
- * place with no per-record copy (about a third of recovery's scan was that copy). The window
- * is a snapshot: only a caller that knows nobody writes those log bytes meanwhile may use it
- * (recovery, before the store is shared). logChecksumMatches empties it.
- */
-let windowBase = 0;
-let windowEnd = 0;
-
-export function loadVerifyWindow(v: MediaViews, from: number, to: number): void {
-  ensureVerifyBytes(to - from);
-  v.buf.copy(verifyU8, 0, from, to);
-  windowBase = from;
-  windowEnd = to;
-}
-
-/**
- * logChecksumMatches for bytes inside the loaded verify window: hashed in place and compared
- * with the checksum's copy in the window (sumAt inside it too), all in wasm (no BigInt).
- */
-export function windowChecksumMatches(from: number, to: number, sumAt: number): boolean {
-  // The message closure only on failure: made per call, it was an allocation per record.
-  if (!(sumAt >= windowBase && from >= sumAt + 8 && to <= windowEnd && windowEnd !== 0)) assert(false, `checksum of [${from}, ${to}) at ${sumAt} outside the verify window [${windowBase}, ${windowEnd})`);
-  return verifySumMatches(from - windowBase, to - from, sumAt - windowBase) === 1;
 }
 
 /** Stage bytes [0, totalBytes) as a view cached by length (no allocation after the first use of a length). */

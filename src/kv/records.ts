@@ -13,7 +13,7 @@
  * Persistence ordering: none here (see segment-writer.ts).
  */
 import { kvBreak } from './test-break.js';
-import { logChecksumMatches, stageViews, stagedChecksum, stagedRecord, windowChecksumMatches } from './record-stage.js';
+import { logChecksumMatches, stageViews, stagedChecksum, stagedRecord } from './record-stage.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -135,22 +135,22 @@ export type RecordCheck =
 
 /**
  * Validates the record at `at` of a segment ending at `segmentEnd` whose owner-table nonce is
- * `nonce`. `inWindow`: the segment is the loaded verify window (record-stage.ts loadVerifyWindow),
- * hash the record there in place.
+ * `nonce`. Recovery's native scan (addon/kv-recovery.cc) makes the same checks in the same
+ * order with the same reasons (test kv-recovery-scan holds them to it): a change here goes there.
  */
-export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce: number, inWindow = false): RecordCheck {
-  const status = checkRecordInto(v, at, segmentEnd, nonce, inWindow, checked);
+export function checkRecord(v: MediaViews, at: number, segmentEnd: number, nonce: number): RecordCheck {
+  const status = checkRecordInto(v, at, segmentEnd, nonce, checked);
   if (status === CHECK_END) return { status: 'end' };
   if (status === CHECK_INVALID) return { status: 'invalid', reason: checked.reason };
   return { status: 'ok', kind: checked.kind, count: checked.count, totalBytes: checked.totalBytes };
 }
 
-export const CHECK_END = 0;
-export const CHECK_OK = 1;
-export const CHECK_INVALID = 2;
+const CHECK_END = 0;
+const CHECK_OK = 1;
+const CHECK_INVALID = 2;
 
 /** What checkRecordInto found: kind, count and totalBytes when CHECK_OK, reason when CHECK_INVALID. */
-export interface CheckedRecord {
+interface CheckedRecord {
   kind: number;
   count: number;
   totalBytes: number;
@@ -159,12 +159,8 @@ export interface CheckedRecord {
 
 const checked: CheckedRecord = { kind: 0, count: 0, totalBytes: 0, reason: '' };
 
-/**
- * checkRecord without an object per record (recovery checks 1.5M records for 1M keys; their
- * result objects were most of its scavenges): returns CHECK_END, CHECK_OK or CHECK_INVALID and
- * fills `out`. The same checks, in the same order.
- */
-export function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: number, inWindow: boolean, out: CheckedRecord): number {
+/** checkRecord's checks: returns CHECK_END, CHECK_OK or CHECK_INVALID and fills `out`. */
+function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: number, out: CheckedRecord): number {
   if (at + RECORD_HEADER_BYTES > segmentEnd) return CHECK_END;
   const w = at / 4;
   const word0 = v.u32[w + 2];
@@ -176,7 +172,7 @@ export function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, n
   const count = v.u32[w + 4];
   if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd) return invalid(out, `length ${totalBytes}`);
   if (joinU32(v.u32[w + 6], v.u32[w + 5]) !== nonce) return invalid(out, 'nonce of another segment life');
-  const sumMatches = inWindow ? windowChecksumMatches(at + 8, at + totalBytes, at) : logChecksumMatches(v, at + 8, at + totalBytes, at);
+  const sumMatches = logChecksumMatches(v, at + 8, at + totalBytes, at);
   if (!sumMatches && !kvBreak('kv-skip-checksum')) return invalid(out, 'checksum mismatch');
   if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count)) return invalid(out, 'entries overrun the record');
   out.kind = kind;
