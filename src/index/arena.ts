@@ -17,7 +17,8 @@
  *     live node header can equal, so a reader that reaches it restarts instead of following
  *     stale slots.
  *   - liveWords = words allocated and not yet freed (retired blocks still count as live);
- *     tests compare it against the empty-tree baseline.
+ *     tests compare it against the empty-tree baseline. Kept as two counters (H_LIVE_WORDS
+ *     allocated, under treeLock; H_FREED_WORDS freed, by anyone): see H_LIVE_WORDS.
  *
  * Concurrency
  *   - allocLocked() and grow happen under the tree's treeLock (one allocator at a time).
@@ -41,6 +42,7 @@ import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import { errnoName, native } from '../native/addon.js';
 import { WASM_PAGE_BYTES, Wasm, isWasmMemory, type WasmMemory } from './wasm-encoder.js';
+import { loadWord, storeRelease } from './word-load.js';
 
 /** Header words (word index -> meaning). All mutable ones are accessed with Atomics. */
 export const H_MAGIC = 0; // ARENA_MAGIC
@@ -54,7 +56,14 @@ export const enum Hw {
 export const H_COUNT = 4; // leaves in the tree (placeholders included)
 export const H_TREE_ID = 5; // 16-bit id: wait-table keys and the reclaimer's payload tag
 export const H_FLAGS = 6; // bit 0: poisonReclaimed
-export const H_LIVE_WORDS = 7; // words allocated and not yet freed
+/**
+ * Words ever allocated (allocLocked, allocRunLocked; wraps mod 2^32). Written only under
+ * treeLock, by a plain read + release store: a shared Atomics.add per allocation was a builtin
+ * call (not inlined by Node 20) and a locked instruction on every insert. The frees, which any
+ * thread's reclaimer makes outside treeLock, count into H_FREED_WORDS instead (Atomics.add);
+ * liveWords() is the difference.
+ */
+export const H_LIVE_WORDS = 7;
 export const H_STAT_POISON_HITS = 8; // readers that reached a reclaimed node (poison mode)
 export const H_STAT_RESTARTS = 9; // reader restarts (freed header or view refresh)
 export const H_STAT_LOST_WAKEUPS = 10; // timed-out waits that found the entry free
@@ -77,6 +86,8 @@ export const H_BYTES = 15;
  * (radix-tree.ts getOrCreateLocked: the hint of an absent key's lock-free descent).
  */
 export const H_VERSION = 16;
+/** Words freed (free(), any thread, Atomics.add; wraps mod 2^32): liveWords() = H_LIVE_WORDS - H_FREED_WORDS. */
+export const H_FREED_WORDS = 17;
 export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
 export const NUM_CLASSES = 133; // sizeClassOf of the largest block an arena can hold (2^30 words) is 132
 export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;
@@ -186,7 +197,10 @@ export class Arena {
 
   /** Re-create the views if the buffer grew (another thread allocated). Returns true if they changed. */
   refresh(): boolean {
-    if (Atomics.load(this.i32, H_BYTES) === (this.u8.length | 0)) return false; // | 0: an arena of 2 GiB or more wraps, as the stored word does
+    // An acquire load (word-load.ts: plain on x86): the growth this may reveal was stored
+    // before H_BYTES, and nothing here needs a store->load fence. Called twice per insert
+    // (lockTree, bumpLocked), where an Atomics.load was a builtin call each time.
+    if (loadWord(this.i32, H_BYTES) === (this.u8.length | 0)) return false; // | 0: an arena of 2 GiB or more wraps, as the stored word does
     const sab = this.memory.buffer;
     const bytes = sab.byteLength;
     if (bytes === this.u8.length) return false;
@@ -202,16 +216,18 @@ export class Arena {
     const size = classWords(cls);
     const head = H_FREE_BASE + cls;
     const i32 = this.i32;
-    let off = Atomics.load(i32, head);
+    // Acquire loads (loadWord): a pusher stores the link before its CAS publishes the block,
+    // and the CAS below re-validates the head, so no fence is needed before it.
+    let off = loadWord(i32, head);
     while (off !== 0) {
       // Single popper (treeLock): the head can only change by concurrent pushes.
-      const next = Atomics.load(i32, off + 1);
+      const next = loadWord(i32, off + 1);
       const seen = Atomics.compareExchange(i32, head, off, next);
       if (seen === off) break;
       off = seen;
     }
     if (off === 0) off = this.bumpLocked(size);
-    Atomics.add(i32, H_LIVE_WORDS, size);
+    this.countAllocLocked(size);
     return off;
   }
 
@@ -223,8 +239,14 @@ export class Arena {
    */
   allocRunLocked(totalWords: number): number {
     const off = this.bumpLocked(totalWords);
-    Atomics.add(this.i32, H_LIVE_WORDS, totalWords);
+    this.countAllocLocked(totalWords);
     return off;
+  }
+
+  /** H_LIVE_WORDS += words: only treeLock holders write it, so a plain read and a release store (for liveWords() readers). */
+  private countAllocLocked(words: number): void {
+    const i32 = this.i32;
+    storeRelease(i32, H_LIVE_WORDS, (i32[H_LIVE_WORDS] + words) | 0);
   }
 
   /**
@@ -249,7 +271,7 @@ export class Arena {
       Atomics.store(this.i32, H_BYTES, want | 0); // before H_BUMP below moves into the new part
       this.refresh();
     }
-    Atomics.store(this.i32, H_BUMP, off + size);
+    storeRelease(this.i32, H_BUMP, off + size); // read only by treeLock holders (and asserts)
     return off;
   }
 
@@ -274,7 +296,7 @@ export class Arena {
       if (prev === seen) break;
       seen = prev;
     }
-    Atomics.sub(i32, H_LIVE_WORDS, size);
+    Atomics.add(i32, H_FREED_WORDS, size);
     Atomics.add(i32, H_STAT_RECLAIMED, 1);
   }
 
@@ -285,7 +307,10 @@ export class Arena {
   }
 
   liveWords(): number {
-    return Atomics.load(this.i32, H_LIVE_WORDS);
+    // Freed first: a block is freed only after it was allocated, so reading the allocations
+    // last never yields fewer live words than were live at some moment of the call.
+    const freed = Atomics.load(this.i32, H_FREED_WORDS);
+    return (Atomics.load(this.i32, H_LIVE_WORDS) - freed) | 0;
   }
 
   usedBytes(): number {

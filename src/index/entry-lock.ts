@@ -75,7 +75,7 @@ import {
   tagBit,
 } from './entry-word.js';
 import { Lay, W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
-import { loadWord } from './word-load.js';
+import { loadWord, storeRelease } from './word-load.js';
 import { WasmGrab } from './wasm-grab.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
@@ -100,6 +100,13 @@ export const ENTRY_LOCK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').spli
 export const ENTRY_WAKE_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-wake');
 /** DAXSTORE_TEST_BREAK=baton-uncounted: the lost-wake-up check ignores batons out (counts a wake-up still in flight as lost). */
 export const BATON_UNCOUNTED = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('baton-uncounted');
+/**
+ * DAXSTORE_TEST_BREAK=seqlock: replace() stores the value words without the two sequence bumps
+ * around them (and spins between the two halves, standing in for a preemption there), so a
+ * lock-free reader can take the low word of one value and the high word of another
+ * (entry-lock-seqlock.test.ts must go red).
+ */
+export const SEQLOCK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('seqlock');
 export const WAIT_SLICE_MS = 250;
 
 const TWO_32 = 2 ** 32;
@@ -502,7 +509,16 @@ function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
 export function unlock(tree: RadixTree, ref: EntryRef): void {
   // The common case in one wasm call (wasm-grab.ts unlock: held by us, no WAITERS, not a placeholder).
   const wasm = tree.wasmGrab;
-  if (wasm !== undefined && wasm.unlock(ref.leaf + Lay.W_ENTRY, tree.lockBits, tree.wasmLimitWords) === 1) return;
+  if (wasm !== undefined) {
+    if (wasm.unlock(ref.leaf + Lay.W_ENTRY, tree.lockBits, tree.wasmLimitWords) === 1) return;
+    // A leaf past the wasm limit (the arena grew, and only a declined wasm grab raises the
+    // limit: keys over 16 bytes never take that path, so every new kv leaf stayed on the JS
+    // path below): raise it and try once more.
+    if (ref.leaf + Lay.W_ENTRY >= tree.wasmLimitWords) {
+      tree.raiseWasmLimit();
+      if (wasm.unlock(ref.leaf + Lay.W_ENTRY, tree.lockBits, tree.wasmLimitWords) === 1) return;
+    }
+  }
   const e0 = checkHeld(tree, ref, 'unlock');
   if ((e0 & Ew.STATE_MASK) === Ew.STATE_EMPTY << Ew.STATE_SHIFT) return deleteLocked(tree, ref);
   releaseEntry(tree, ref, e0, 0, false);
@@ -540,19 +556,41 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
   checkHeld(tree, ref, 'replace');
   const i32 = tree.arena.i32;
   const at = ref.leaf + W_ENTRY;
-  let e = Atomics.load(i32, at);
+  if (SEQLOCK_BROKEN) return replaceUnsequenced(i32, ref, value, code, state);
+  // Held by us, so only waiters change the word meanwhile (setting WAITERS): a CAS loop, whose
+  // first guess is an acquire load (the CAS re-validates it). Between the two CAS the value
+  // words are release stores: the odd CAS (a full fence) is ordered before them and they before
+  // the even CAS, which is all a seqlock reader (radix-tree.ts readValuePinned: entry, value,
+  // entry, all acquire loads) needs. Atomics.load/store here were four builtin calls (Node 20
+  // does not inline them) on every put.
+  let e = loadWord(i32, at);
   for (;;) {
     const odd = (e & ~SEQ_MASK) | (((e & SEQ_MASK) + SEQ_ONE) & SEQ_MASK);
     const seen = Atomics.compareExchange(i32, at, e, odd);
     if (seen === e) break;
     e = seen;
   }
-  Atomics.store(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
-  Atomics.store(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
-  e = Atomics.load(i32, at);
+  storeRelease(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
+  e = loadWord(i32, at);
   for (;;) {
     const even = (e & ~(SEQ_MASK | STATE_MASK)) | (((e & SEQ_MASK) + SEQ_ONE) & SEQ_MASK) | (code << STATE_SHIFT);
     const seen = Atomics.compareExchange(i32, at, e, even);
+    if (seen === e) break;
+    e = seen;
+  }
+  ref.value = value;
+  ref.state = state;
+}
+
+/** replace() under DAXSTORE_TEST_BREAK=seqlock: the value words change with no sequence bump around them. */
+function replaceUnsequenced(i32: Int32Array, ref: EntryRef, value: number, code: number, state: EntryState): void {
+  storeRelease(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
+  for (let i = 0, end = performance.now() + 0.002 * Math.random(); performance.now() < end; i++);
+  storeRelease(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
+  let e = loadWord(i32, ref.leaf + W_ENTRY);
+  for (;;) {
+    const seen = Atomics.compareExchange(i32, ref.leaf + W_ENTRY, e, (e & ~STATE_MASK) | (code << STATE_SHIFT));
     if (seen === e) break;
     e = seen;
   }

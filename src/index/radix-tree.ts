@@ -889,7 +889,7 @@ export class RadixTree {
     }
     const top = this.buildInnerLocked(key, depth, i, n, end, dirty, towrite);
     i32 = this.arena.i32;
-    Atomics.store(i32, slot, top);
+    Atomics.store(i32, slot, top); // seq-cst: the old node is retired next (addChildLocked's copy path says why)
     this.retireBlock(node, innerWords(typeOf(i32[node]), plen));
     this.finishCreate();
     return leaf;
@@ -918,9 +918,11 @@ export class RadixTree {
     const plen = i32[node + W_PREFIX_LEN];
     const body = bodyOffset(node, plen);
     const count = countOf(hdr);
+    // In place (N256, N48, appends): release stores (finishCreate says why that is enough under
+    // treeLock: nothing is retired here). The copy path below stays seq-cst.
     if (type === N256) {
-      Atomics.store(i32, body + b, child);
-      Atomics.store(i32, node, header(N256, count + 1));
+      storeRelease(i32, body + b, child);
+      storeRelease(i32, node, header(N256, count + 1));
       return;
     }
     if (PLAIN_LOADS_ARE_ACQUIRE && type !== N48 && count < capacityOf(type)) {
@@ -938,11 +940,11 @@ export class RadixTree {
     if (type === N48 && count < 48) {
       let free = 0;
       while (i32[body + 64 + free] !== 0) free++;
-      Atomics.store(i32, body + 64 + free, child); // child first: the index byte publishes it
+      storeRelease(i32, body + 64 + free, child); // child first: the index byte publishes it
       const w = body + (b >> 2);
       const shift = (b & 3) << 3;
-      Atomics.store(i32, w, (i32[w] & ~(0xff << shift)) | ((free + 1) << shift));
-      Atomics.store(i32, node, header(N48, count + 1));
+      storeRelease(i32, w, (i32[w] & ~(0xff << shift)) | ((free + 1) << shift));
+      storeRelease(i32, node, header(N48, count + 1));
       return;
     }
     const bytes = this.kidBytes;
@@ -961,6 +963,8 @@ export class RadixTree {
     prefix.set(this.arena.u8.subarray((node + INNER_HEADER_WORDS) << 2, ((node + INNER_HEADER_WORDS) << 2) + plen), 0);
     const copy = this.buildInnerLocked(prefix, 0, plen, n, i32[node + W_END_LEAF], i32[node + W_DIRTY], i32[node + W_TOWRITE]);
     i32 = this.arena.i32;
+    // Seq-cst, not a release store: the old node is retired next, and the retire's read of the
+    // epoch must not pass this store (a reader pinned at a later epoch must not still find it).
     Atomics.store(i32, slot, copy);
     this.retireBlock(node, innerWords(type, plen));
   }

@@ -242,13 +242,16 @@ export class SegmentWriter {
 }
 
 /**
- * Progress words per open-table slot: [DURABLE, END] (SegmentWriter invariants), padded to 64
- * bytes: each writer stores END at every reserve, and two writers' words in one cache line
- * would bounce it between their CPUs at every put.
+ * Progress words per open-table slot: [DURABLE, END] (SegmentWriter invariants), then the
+ * store's per-writer stats counters (store.ts: words SLOT_COUNTER_FIRST on, written only by
+ * the slot's holder), padded to 64 bytes: each writer stores END at every reserve, and two
+ * writers' words in one cache line would bounce it between their CPUs at every put.
  */
 export const PROGRESS_WORDS = 16;
 const DURABLE = 0;
 const END = 1;
+/** First word of a slot's line that store.ts uses for its counters (not reset when the slot changes hands). */
+export const SLOT_COUNTER_FIRST = 2;
 
 /**
  * Flushes (no drain: the caller's next fence covers them) the part of every other writer's

@@ -33,10 +33,23 @@
  *                          lock: per key, log order = lock order).
  *       LIVE_KEYS (i32 2)  keys present        SEGMENTS (i32 3)  segments allocated
  *       DEAD (i32 4)       entries superseded   PUTS, DELETES, BATCHES (i32 5..7)
+ *                          LIVE_KEYS, DEAD, PUTS, DELETES and BATCHES are each this base word
+ *                          (keys found at open) plus the sum of the per-writer counters in the
+ *                          progress lines (below): a writer counts into its own slot's line with
+ *                          a plain read and store (count()), never a shared Atomics RMW (a
+ *                          builtin call that Node 20 does not inline, and a locked instruction,
+ *                          two or three per put). One writer per slot: the slot is held from the
+ *                          CAS that claims it to the store that frees it (segment-writer.ts), so
+ *                          the next holder's claim is ordered after the last holder's counts,
+ *                          which it continues (they are never reset). Every count is made after
+ *                          reserve(), so the writer holds a slot. stats() sums them (a snapshot
+ *                          as of no single instant while writers run; exact once they stop).
  *       NEXT_OBJECT (i32 8) next large-value object id - KV_OBJECT_ID_BASE (Atomics.add)
  *       COMPACTION (i32 9) compaction mutex: 0 free, 1 held, 2 held with sleepers
  *       open-segment table (i32 from byte 64) and its progress words (after it): one slot per
- *                          writer, owned by segment-writer.ts (compaction reads them, issue 5)
+ *                          writer, owned by segment-writer.ts (compaction reads them, issue 5);
+ *                          words SLOT_COUNTER_FIRST + (LIVE_KEYS..BATCHES - LIVE_KEYS) of each
+ *                          slot's line are that writer's counters (above)
  *   - Large values (> LARGE_VALUE_THRESHOLD_BYTES) are DAX objects: large-values.ts has
  *     their ordering (object durable before the record; old object retired via the epoch).
  *
@@ -70,7 +83,7 @@ import {
   entryBytes,
 } from './layout.js';
 import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
-import { PROGRESS_WORDS, SegmentWriter } from './segment-writer.js';
+import { PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter } from './segment-writer.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
@@ -134,6 +147,8 @@ const DEAD = 4;
 const PUTS = 5;
 const DELETES = 6;
 const BATCHES = 7;
+// count(): LIVE_KEYS..BATCHES map into a slot's progress line after segment-writer.ts's words.
+assert(SLOT_COUNTER_FIRST + BATCHES - LIVE_KEYS < PROGRESS_WORDS, 'kv counters overflow the progress line');
 const NEXT_OBJECT = 8;
 const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at a time (compaction.ts)
 const OPEN_TABLE_OFFSET = 64; // Int32[MAX_WRITERS]: segment-writer.ts open-segment table
@@ -356,7 +371,7 @@ export class KvStore {
       const item = this.prepareValue(value, 'put');
       this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
     }
-    Atomics.add(this.i32, PUTS, 1);
+    this.count(PUTS, 1);
     this.reaper.drain();
   }
 
@@ -444,7 +459,7 @@ export class KvStore {
     } finally {
       if (!done) this.writer.rollback(at, total);
     }
-    Atomics.add(this.i32, DELETES, 1);
+    this.count(DELETES, 1);
     this.reaper.drain();
     return true;
   }
@@ -492,7 +507,7 @@ export class KvStore {
         for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
       }
     }
-    Atomics.add(this.i32, BATCHES, 1);
+    this.count(BATCHES, 1);
     this.reaper.drain();
   }
 
@@ -555,7 +570,7 @@ export class KvStore {
       const n = refs.length;
       while (refs.length > 0) this.deletePublishedLocked(refs.pop()!);
       done = true;
-      Atomics.add(this.i32, DELETES, n);
+      this.count(DELETES, n);
       return n;
     } finally {
       for (const ref of refs) unlock(this.space.tree, ref);
@@ -564,8 +579,8 @@ export class KvStore {
   }
 
   private publishPutLocked(ref: EntryRef, entryAt: number): void {
-    if (ref.state === 'empty') Atomics.add(this.i32, LIVE_KEYS, 1);
-    else Atomics.add(this.i32, DEAD, 1);
+    if (ref.state === 'empty') this.count(LIVE_KEYS, 1);
+    else this.count(DEAD, 1);
     const old = ref.state === 'value' ? ref.value : -1;
     replace(this.space.tree, ref, entryAt);
     if (old >= 0) this.retireLargeLocked(old);
@@ -576,8 +591,8 @@ export class KvStore {
     const old = ref.value;
     deleteLocked(this.space.tree, ref);
     this.retireLargeLocked(old);
-    Atomics.sub(this.i32, LIVE_KEYS, 1);
-    Atomics.add(this.i32, DEAD, 1);
+    this.count(LIVE_KEYS, -1);
+    this.count(DEAD, 1);
   }
 
   /**
@@ -590,6 +605,32 @@ export class KvStore {
     if (large === undefined) return;
     if (this.durability !== 'sync' && !kvBreak('kv-large-retire-uncommitted')) this.writer.commit();
     this.reaper.retire(large.id);
+  }
+
+  /**
+   * Adds delta to this writer's counter of shared word `word` (LIVE_KEYS..BATCHES): a plain
+   * read and store in its own slot's progress line (header: Shared words). Call after
+   * reserve() (the writer then holds a slot).
+   */
+  private count(word: number, delta: number): void {
+    if (kvBreak('kv-counters-shared')) {
+      // The lost-update race count() exists to avoid; the spin (0-2 us) stands in for a preemption between read and store.
+      const seen = this.i32[word];
+      this.i32[word] = (seen + delta + spinMicros(Math.random() * 2)) | 0;
+      return;
+    }
+    const slot = this.writer.slotIndex;
+    assert(slot >= 0, 'count: the writer holds no open-table slot (count before reserve)');
+    const i = slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS;
+    this.progress[i] = (this.progress[i] + delta) | 0;
+  }
+
+  /** Shared word `word` (LIVE_KEYS..BATCHES): the base plus every slot's counter (stats only: 256 slots). */
+  private counted(word: number): number {
+    let n = Atomics.load(this.i32, word);
+    // Plain loads: a snapshot needs no fence, and each aligned word reads whole (1280 builtin calls otherwise).
+    for (let slot = 0; slot < MAX_WRITERS; slot++) n += this.progress[slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS];
+    return n | 0;
   }
 
   /** The next global sequence (header: SEQ_COUNT, then SEQUENCE past SEQ_INT_LIMIT). */
@@ -811,12 +852,11 @@ export class KvStore {
 
   stats(): KvStats {
     this.checkOpen('stats');
-    const c = (i: number): number => Atomics.load(this.i32, i);
     const media = this.space.device.media;
     const device = this.space.device.stats();
-    const keys = c(LIVE_KEYS);
+    const keys = this.counted(LIVE_KEYS);
     return {
-      keys, segments: c(SEGMENTS), deadEntries: c(DEAD), puts: c(PUTS), deletes: c(DELETES), batches: c(BATCHES),
+      keys, segments: Atomics.load(this.i32, SEGMENTS), deadEntries: this.counted(DEAD), puts: this.counted(PUTS), deletes: this.counted(DELETES), batches: this.counted(BATCHES),
       sequence: this.lastSequence(), durability: this.durability,
       persistMethod: media.flushMethod === 'msync' ? 'msync' : media.flushMethod === 'sim' ? 'simulated flush + fence' : `${media.flushMethod} + sfence`,
       mediaKind: media.kind, freeBlocks: device.freeBlocks, indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,

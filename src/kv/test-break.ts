@@ -40,10 +40,13 @@
  *                      (staging in memory, not durable yet): a crash then brings the PUT back
  *   kv-large-ref-before-data  a large value is stored through write-fault views and never
  *                      flushed: the record that references it is durable before its bytes are
+ *   kv-counters-shared  the stats counters (puts, keys, dead entries, deletes, batches) are
+ *                      counted by every writer into ONE shared word with a plain read and store,
+ *                      instead of into the writer's own slot: concurrent writers lose counts
  */
 import { isBroken, setBroken } from '../test-break.js';
 
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-scan-past-poison' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced' | 'kv-compact-no-mutex';
+export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-scan-past-poison' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced' | 'kv-compact-no-mutex' | 'kv-counters-shared';
 
 export function kvBreak(name: KvTestBreak): boolean {
   return isBroken(name);

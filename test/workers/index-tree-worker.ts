@@ -16,7 +16,7 @@ import { testKey } from './index-keys.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 
 export interface TreeWorkerData {
-  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold' | 'appender' | 'append-reader';
+  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold' | 'appender' | 'append-reader' | 'seqlock-writer' | 'seqlock-reader';
   tree: RadixTreeHandle;
   epoch: EpochHandle;
   control: SharedArrayBuffer;
@@ -241,7 +241,42 @@ function appendReader(): unknown {
   return { reads };
 }
 
+/**
+ * Seqlock (entry-lock-seqlock.test.ts): replaces the values of keys 0..keys-1 with
+ * i * (2^32 + 1), i = 1, 2, ... 65535 (both 32-bit halves of the value word pair equal i and
+ * change at every replace), until `ops` replaces were made.
+ */
+function seqlockWriter(): unknown {
+  waitStart();
+  let writes = 0;
+  for (let n = 0; n < data.ops; n++) {
+    const k = n % data.keys;
+    const ref = grab(tree, testKey(k));
+    const i = 1 + ((n / data.keys) % 65535);
+    replace(tree, ref, Math.floor(i) * (2 ** 32 + 1));
+    unlock(tree, ref);
+    writes++;
+  }
+  return { writes };
+}
+
+/** Lock-free lookups of those keys until stopped: a value whose halves differ is a torn read. */
+function seqlockReader(): unknown {
+  waitStart();
+  let reads = 0;
+  while (Atomics.load(control, C_STOP) === 0) {
+    for (let k = 0; k < data.keys; k++) {
+      const v = tree.lookup(testKey(k));
+      if (v !== undefined && v % 2 ** 32 !== Math.floor(v / 2 ** 32)) Atomics.add(control, C_BAD_READS, 1);
+      reads++;
+    }
+  }
+  return { reads };
+}
+
 const modes = {
+  'seqlock-writer': seqlockWriter,
+  'seqlock-reader': seqlockReader,
   mixed,
   mutex,
   contend,
