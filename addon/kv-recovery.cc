@@ -9,8 +9,6 @@
 #include <cstring>
 #include <memory>
 
-#include <sys/mman.h>
-
 #include "persist.h"
 
 #define XXH_INLINE_ALL
@@ -149,28 +147,6 @@ void RunScan(void* arg) {
 }
 
 using Rec = std::array<uint32_t, kRecordWords>;
-
-// Anonymous memory for the scatter, in 2 MiB pages where the kernel gives them (tens of MB
-// written once: one fault per 2 MiB instead of per 4 KiB). Unmapped on destruction.
-class ScratchPages {
- public:
-  explicit ScratchPages(size_t bytes) : bytes_(bytes == 0 ? 1 : bytes) {
-    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return;
-    (void)madvise(p, bytes_, MADV_HUGEPAGE);  // advice only: EINVAL without THP changes nothing
-    data_ = p;
-  }
-  ~ScratchPages() {
-    if (data_ != nullptr) munmap(data_, bytes_);
-  }
-  ScratchPages(const ScratchPages&) = delete;
-  ScratchPages& operator=(const ScratchPages&) = delete;
-  void* data() const { return data_; }
-
- private:
-  size_t bytes_;
-  void* data_ = nullptr;
-};
 
 uint64_t RecOffset(const Rec& r) { return ((uint64_t{r[0] >> kOffsetHiShift} << 32) | r[7]) * 8; }
 uint32_t RecKeyLength(const Rec& r) { return r[0] & 0xffff; }
@@ -374,10 +350,10 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   uint64_t sizes[kBuckets] = {};
   for (uint64_t i = 0; i < p.count; i++) sizes[BucketOf(p.recs + i * kRecordWords)]++;
   const uint64_t largest = *std::max_element(sizes, sizes + kBuckets);
-  ScratchPages scattered(p.count * sizeof(Rec));
+  std::unique_ptr<Rec[]> scattered(new (std::nothrow) Rec[p.count == 0 ? 1 : p.count]);
   std::unique_ptr<SortKey[]> sortKeys(new (std::nothrow) SortKey[2 * largest + 1]);
-  if (scattered.data() == nullptr || !sortKeys) return Napi::Number::New(env, -ENOMEM);
-  p.scattered = static_cast<Rec*>(scattered.data());
+  if (!scattered || !sortKeys) return Napi::Number::New(env, -ENOMEM);
+  p.scattered = scattered.get();
   p.sortKeys = sortKeys.get();
   Napi::Float64Array values = info[3].As<Napi::Float64Array>();
   Napi::Uint32Array starts = info[4].As<Napi::Uint32Array>();

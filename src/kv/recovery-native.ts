@@ -71,15 +71,9 @@ function reasonText(code: number, value: number): string {
   }
 }
 
-/**
- * A zeroed Uint32Array over a SharedArrayBuffer (see the invariant above); freed with the
- * array, at a GC something else starts. Advised into 2 MiB pages (tens of MB written once:
- * a fault per 2 MiB, not per 4 KiB; advice only, refused without transparent huge pages).
- */
+/** A zeroed Uint32Array over a SharedArrayBuffer (see the invariant above); freed with the array, at a GC something else starts. */
 export function sortScratch(words: number): Uint32Array {
-  const buffer = new SharedArrayBuffer(words * 4);
-  native().adviseHugePages(buffer);
-  return new Uint32Array(buffer);
+  return new Uint32Array(new SharedArrayBuffer(words * 4));
 }
 
 /**
