@@ -564,6 +564,25 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
   // entry, all acquire loads) needs. Atomics.load/store here were four builtin calls (Node 20
   // does not inline them) on every put.
   let e = loadWord(i32, at);
+  if (ref.state === 'empty') {
+    // Filling a placeholder (a new key): nobody reads the value words of an EMPTY entry
+    // (readValuePinned and scans skip it; anyKeyInPinned, the one scan that includes
+    // placeholders, reads keys only), so they are stored first (release stores) and ONE CAS
+    // publishes them: the new state, and the sequence moved by two (even, yet different, so a
+    // reader that loaded the entry word while EMPTY and a value word before these stores sees
+    // the sequence change and retries). One CAS less on every new key.
+    storeRelease(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
+    storeRelease(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
+    for (;;) {
+      const next = (e & ~(SEQ_MASK | STATE_MASK)) | (((e & SEQ_MASK) + 2 * SEQ_ONE) & SEQ_MASK) | (code << STATE_SHIFT);
+      const seen = Atomics.compareExchange(i32, at, e, next);
+      if (seen === e) break;
+      e = seen;
+    }
+    ref.value = value;
+    ref.state = state;
+    return;
+  }
   for (;;) {
     const odd = (e & ~SEQ_MASK) | (((e & SEQ_MASK) + SEQ_ONE) & SEQ_MASK);
     const seen = Atomics.compareExchange(i32, at, e, odd);
@@ -583,17 +602,24 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
   ref.state = state;
 }
 
-/** replace() under DAXSTORE_TEST_BREAK=seqlock: the value words change with no sequence bump around them. */
+/**
+ * replace() under DAXSTORE_TEST_BREAK=seqlock: the value words change with no sequence bump
+ * around them; a placeholder's state is set BEFORE its value words are stored.
+ */
 function replaceUnsequenced(i32: Int32Array, ref: EntryRef, value: number, code: number, state: EntryState): void {
+  const setState = (): void => {
+    let e = loadWord(i32, ref.leaf + W_ENTRY);
+    for (;;) {
+      const seen = Atomics.compareExchange(i32, ref.leaf + W_ENTRY, e, (e & ~STATE_MASK) | (code << STATE_SHIFT));
+      if (seen === e) break;
+      e = seen;
+    }
+  };
+  if (ref.state === 'empty') setState();
   storeRelease(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
   for (let i = 0, end = performance.now() + 0.002 * Math.random(); performance.now() < end; i++);
   storeRelease(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
-  let e = loadWord(i32, ref.leaf + W_ENTRY);
-  for (;;) {
-    const seen = Atomics.compareExchange(i32, ref.leaf + W_ENTRY, e, (e & ~STATE_MASK) | (code << STATE_SHIFT));
-    if (seen === e) break;
-    e = seen;
-  }
+  if (ref.state !== 'empty') setState();
   ref.value = value;
   ref.state = state;
 }

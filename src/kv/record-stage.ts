@@ -87,6 +87,49 @@ export function stagedChecksum(totalBytes: number): bigint {
 }
 
 /**
+ * A 66-byte wasm module whose one function stores xxh64 of stage bytes [8, n) at stage offset
+ * 0 (the record's checksum word), inside wasm: no BigInt crosses into JS. stagedChecksum's
+ * result was a BigInt allocated per record and stored through a BigUint64Array (a share of
+ * every put). Its text:
+ *   (module
+ *     (import "x" "h" (func $h (param i32 i32 i64) (result i64)))   ;; xxh64(offset, length, seed)
+ *     (import "x" "m" (memory 0))                                     ;; the stage's memory
+ *     (func (export "s") (param $n i32)
+ *       (i64.store (i32.const 0) (call $h (i32.const 8) (i32.sub (local.get $n) (i32.const 8)) (i64.const 0)))))
+ */
+const SEAL_WASM = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+  0x01, 0x0c, 0x02, // type section, 12 bytes, 2 types
+  0x60, 0x03, 0x7f, 0x7f, 0x7e, 0x01, 0x7e, // 0: (i32 i32 i64) -> i64
+  0x60, 0x01, 0x7f, 0x00, // 1: (i32) -> ()
+  0x02, 0x0e, 0x02, // import section, 14 bytes, 2 imports
+  0x01, 0x78, 0x01, 0x68, 0x00, 0x00, // "x" "h": function of type 0
+  0x01, 0x78, 0x01, 0x6d, 0x02, 0x00, 0x00, // "x" "m": memory, at least 0 pages
+  0x03, 0x02, 0x01, 0x01, // function section: one function of type 1
+  0x07, 0x05, 0x01, 0x01, 0x73, 0x00, 0x01, // export section: "s" = function 1
+  0x0a, 0x14, 0x01, 0x12, 0x00, // code section, 20 bytes, 1 body of 18 bytes, no locals
+  0x41, 0x00, 0x41, 0x08, 0x20, 0x00, 0x41, 0x08, 0x6b, // i32.const 0, i32.const 8, local.get 0, i32.const 8, i32.sub
+  0x42, 0x00, 0x10, 0x00, 0x37, 0x03, 0x00, 0x0b, // i64.const 0, call 0, i64.store align 8 offset 0, end
+]);
+
+function sealer(x: XxhashExports): (totalBytes: number) => void {
+  assert(Wasm.validate(SEAL_WASM), 'checksum seal wasm does not validate');
+  return (new Wasm.Instance(new Wasm.Module(SEAL_WASM), { x: { h: x.xxh64, m: x.mem } }).exports as { s(totalBytes: number): void }).s;
+}
+
+/** Stores the record checksum, xxh64 of stage bytes [8, totalBytes), in stage bytes [0, 8) (records.ts sealStagedRecord). */
+export const sealStagedChecksum = sealer(wasm);
+
+/** The sealer on a sample: it stores exactly device/checksum.ts's xxh64. */
+function checkSealer(): void {
+  const sample = new Uint8Array(200).map((_, i) => (i * 197 + 3) & 0xff);
+  stageViews.u8.set(sample, 0);
+  sealStagedChecksum(sample.length);
+  assert(stageViews.u64[0] === xxh64(sample.subarray(8)), 'staged checksum seal differs from device/checksum.ts');
+}
+checkSealer();
+
+/**
  * A second instance of the module, only for checking records (compaction, `daxstore check`):
  * its own memory, so a check never overwrites a record being composed in the stage (a check
  * can run between compose and seal: a test's fence hook opens a crash image there).

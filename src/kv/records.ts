@@ -13,7 +13,7 @@
  * Persistence ordering: none here (see segment-writer.ts).
  */
 import { kvBreak } from './test-break.js';
-import { logChecksumMatches, stageViews, stagedChecksum, stagedRecord } from './record-stage.js';
+import { logChecksumMatches, sealStagedChecksum, stageViews, stagedRecord } from './record-stage.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -116,7 +116,7 @@ const WORD_COPY_MAX_BYTES = 512;
  */
 export function sealStagedRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
   writeRecordHeader(stageViews, 0, kind, count, totalBytes, nonce);
-  stageViews.u64[0] = stagedChecksum(totalBytes);
+  sealStagedChecksum(totalBytes); // stage bytes [0, 8): no BigInt (record-stage.ts)
   if (totalBytes <= WORD_COPY_MAX_BYTES) {
     const from = stageViews.u32;
     const to = v.u32;

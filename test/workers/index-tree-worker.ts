@@ -16,7 +16,7 @@ import { testKey } from './index-keys.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 
 export interface TreeWorkerData {
-  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold' | 'appender' | 'append-reader' | 'seqlock-writer' | 'seqlock-reader';
+  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold' | 'appender' | 'append-reader' | 'seqlock-writer' | 'seqlock-inserter' | 'seqlock-reader';
   tree: RadixTreeHandle;
   epoch: EpochHandle;
   control: SharedArrayBuffer;
@@ -260,14 +260,36 @@ function seqlockWriter(): unknown {
   return { writes };
 }
 
-/** Lock-free lookups of those keys until stopped: a value whose halves differ is a torn read. */
+/**
+ * Seqlock of a new key (entry-lock-seqlock.test.ts): inserts keys 0..keys-1 in turn (grab
+ * creates the EMPTY placeholder, replace fills it) with such values, and deletes each again
+ * before its next insert, `ops` times.
+ */
+function seqlockInserter(): unknown {
+  waitStart();
+  let writes = 0;
+  for (let n = 0; n < data.ops; n++) {
+    const key = testKey(n % data.keys);
+    const old = grab(tree, key);
+    if (old.state !== 'empty') deleteLocked(tree, old);
+    else unlock(tree, old);
+    const ref = grab(tree, key);
+    replace(tree, ref, (1 + (n % 65535)) * (2 ** 32 + 1));
+    unlock(tree, ref);
+    if (n % 64 === 0) epoch.collect();
+    writes++;
+  }
+  return { writes };
+}
+
+/** Lock-free lookups of those keys until stopped: a value whose halves differ (or 0, a placeholder's) is a torn read. */
 function seqlockReader(): unknown {
   waitStart();
   let reads = 0;
   while (Atomics.load(control, C_STOP) === 0) {
     for (let k = 0; k < data.keys; k++) {
       const v = tree.lookup(testKey(k));
-      if (v !== undefined && v % 2 ** 32 !== Math.floor(v / 2 ** 32)) Atomics.add(control, C_BAD_READS, 1);
+      if (v !== undefined && (v === 0 || v % 2 ** 32 !== Math.floor(v / 2 ** 32))) Atomics.add(control, C_BAD_READS, 1);
       reads++;
     }
   }
@@ -276,6 +298,7 @@ function seqlockReader(): unknown {
 
 const modes = {
   'seqlock-writer': seqlockWriter,
+  'seqlock-inserter': seqlockInserter,
   'seqlock-reader': seqlockReader,
   mixed,
   mutex,
