@@ -168,14 +168,64 @@ int CompareKeys(const uint8_t* m, const Rec& a, const Rec& b) {
 
 int BucketOf(const uint32_t* r) { return (r[0] & 0xffff) == 0 ? 0 : 1 + static_cast<int>(r[1] >> 24); }
 
-// A bucket's records are sorted through these: key bytes 1..8 (byte 0 is the bucket) decide
-// almost every comparison without touching the 32-byte records.
+// A bucket's records are sorted through these: the 8 key bytes after the prefix every key of
+// the bucket shares (byte 0 at least: it is the bucket) decide almost every comparison without
+// touching the 32-byte records.
 struct SortKey {
   uint64_t head;
   uint32_t index;  // into the bucket
 };
 
-uint64_t HeadOf(const Rec& r) { return (uint64_t{r[1] & 0xffffff} << 40) | (uint64_t{r[2]} << 8) | (r[3] >> 24); }
+// Bytes [shared, shared + 8) of the record's first 16 key bytes (zero past them), big-endian.
+uint64_t HeadOf(const Rec& r, int shared) {
+  const unsigned __int128 key = (static_cast<unsigned __int128>((uint64_t{r[1]} << 32) | r[2]) << 64) | ((uint64_t{r[3]} << 32) | r[4]);
+  return static_cast<uint64_t>((key << (8 * shared)) >> 64);
+}
+
+// How many of the first 16 key bytes all n records share (at least 1 for a bucket of non-empty keys).
+int SharedBytes(const Rec* recs, uint32_t n) {
+  uint32_t diff[4] = {};
+  for (uint32_t i = 1; i < n; i++)
+    for (int w = 0; w < 4; w++) diff[w] |= recs[i][1 + w] ^ recs[0][1 + w];
+  for (int w = 0; w < 4; w++)
+    if (diff[w] != 0) return 4 * w + __builtin_clz(diff[w]) / 8;
+  return static_cast<int>(kSortKeyBytes) - 1;  // all 16 equal: heads tie, the full compare decides
+}
+
+constexpr uint32_t kInsertionMax = 48;
+
+// Sorts a[0, n) by head, then by `less` where heads are equal: an MSD radix sort on the head's
+// bytes from bit `shift` down (a byte every key shares is skipped without moving anything;
+// tmp: room for n), ranges of at most kInsertionMax by insertion. Linear per byte: keys with a
+// long common prefix (counters, "user:000123") cost a pass per varying byte, never n^2.
+template <class Less>
+void SortByHead(SortKey* a, SortKey* tmp, uint32_t n, int shift, const Less& less) {
+  for (;;) {
+    if (n <= kInsertionMax) {
+      for (uint32_t x = 1; x < n; x++) {
+        const SortKey v = a[x];
+        uint32_t y = x;
+        for (; y > 0 && less(v, a[y - 1]); y--) a[y] = a[y - 1];
+        a[y] = v;
+      }
+      return;
+    }
+    if (shift < 0) return std::sort(a, a + n, less);  // equal heads: the records decide
+    uint32_t bins[257] = {};
+    for (uint32_t i = 0; i < n; i++) bins[((a[i].head >> shift) & 0xff) + 1]++;
+    if (bins[((a[0].head >> shift) & 0xff) + 1] == n) {
+      shift -= 8;
+      continue;
+    }
+    for (int d = 1; d <= 256; d++) bins[d] += bins[d - 1];
+    uint32_t fill[256];
+    std::copy(bins, bins + 256, fill);
+    for (uint32_t i = 0; i < n; i++) tmp[fill[(a[i].head >> shift) & 0xff]++] = a[i];
+    std::copy(tmp, tmp + n, a);
+    for (int d = 0; d < 256; d++) SortByHead(a + bins[d], tmp + bins[d], bins[d + 1] - bins[d], shift - 8, less);
+    return;
+  }
+}
 
 struct Pick {
   const uint8_t* media;
@@ -218,38 +268,15 @@ void RunPick(void* arg) {
   for (int b = 0; b < kBuckets; b++) {
     const Rec* recs = p.scattered + pos[b];
     const uint32_t n = static_cast<uint32_t>(pos[b + 1] - pos[b]);
-    // Keys by byte 1 into 256 bins (~20 keys each for 1M random keys), each bin then sorted by
-    // insertion: few, well-predicted comparisons. Keys sharing byte 1 (counters, prefixes) make
-    // big bins, which std::sort takes.
-    SortKey* in = p.sortKeys;
-    SortKey* keys = p.sortKeys + n;
-    uint32_t bins[257] = {};
-    for (uint32_t i = 0; i < n; i++) {
-      in[i] = SortKey{HeadOf(recs[i]), i};
-      bins[(in[i].head >> 56) + 1]++;
-    }
-    for (int d = 1; d <= 256; d++) bins[d] += bins[d - 1];
-    uint32_t fill[256];
-    std::copy(bins, bins + 256, fill);
-    for (uint32_t i = 0; i < n; i++) keys[fill[in[i].head >> 56]++] = in[i];
+    const int shared = n == 0 ? 0 : SharedBytes(recs, n);
+    SortKey* keys = p.sortKeys;
+    for (uint32_t i = 0; i < n; i++) keys[i] = SortKey{HeadOf(recs[i], shared), i};
     const auto less = [&](const SortKey& a, const SortKey& b) { return a.head != b.head ? a.head < b.head : newestFirst(recs[a.index], recs[b.index]); };
-    for (int d = 0; d < 256; d++) {
-      SortKey* lo = keys + bins[d];
-      SortKey* hi = keys + bins[d + 1];
-      if (hi - lo > 48) {
-        std::sort(lo, hi, less);
-        continue;
-      }
-      for (SortKey* x = lo + 1; x < hi; x++) {
-        const SortKey v = *x;
-        SortKey* y = x;
-        for (; y > lo && less(v, y[-1]); y--) *y = y[-1];
-        *y = v;
-      }
-    }
+    SortByHead(keys, p.sortKeys + n, n, 56, less);
     for (uint32_t i = 0; i < n;) {
       const Rec& winner = recs[keys[i].index];
-      for (i++; i < n && keys[i].head == HeadOf(winner) && CompareKeys(m, winner, recs[keys[i].index]) == 0; i++) {
+      const uint64_t winnerHead = keys[i].head;
+      for (i++; i < n && keys[i].head == winnerHead && CompareKeys(m, winner, recs[keys[i].index]) == 0; i++) {
       }
       if ((winner[0] & kDelBit) != 0) continue;
       const uint32_t len = RecKeyLength(winner);
