@@ -146,7 +146,11 @@ export class Allocator {
   }
 
   get closed(): boolean {
-    return Atomics.load(this.control, CLOSED) !== 0;
+    // A plain load: the flag only ever goes 0 -> 1, and a check racing a close is racy either
+    // way (nothing is ordered after it); TurboFan does not cache typed-array loads across the
+    // calls between two checks. Every kv operation checks it (checkOpen), where Atomics.load
+    // was a builtin call (Node 20 does not inline it).
+    return this.control[CLOSED] !== 0;
   }
 
   /** Blocks poisoned so far (never decreases). A reader that sees 0 may skip per-block poison checks. */
