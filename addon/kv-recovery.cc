@@ -36,7 +36,6 @@ constexpr int kRecordWords = 8;
 constexpr uint32_t kDelBit = 1u << 16;
 constexpr int kOffsetHiShift = 17;
 constexpr uint64_t kSortKeyBytes = 16;
-constexpr int kBuckets = 257;  // the empty key, then one per first key byte
 
 uint32_t Load32(const uint8_t* p) {
   uint32_t x;
@@ -166,8 +165,6 @@ int CompareKeys(const uint8_t* m, const Rec& a, const Rec& b) {
   return la == lb ? 0 : la < lb ? -1 : 1;
 }
 
-int BucketOf(const uint32_t* r) { return (r[0] & 0xffff) == 0 ? 0 : 1 + static_cast<int>(r[1] >> 24); }
-
 // A bucket's records are sorted through these: the 8 key bytes after the prefix every key of
 // the bucket shares (byte 0 at least: it is the bucket) decide almost every comparison without
 // touching the 32-byte records.
@@ -178,19 +175,24 @@ struct SortKey {
 
 // Bytes [shared, shared + 8) of the record's first 16 key bytes (zero past them), big-endian.
 uint64_t HeadOf(const Rec& r, int shared) {
+  if (shared >= static_cast<int>(kSortKeyBytes)) return 0;
   const unsigned __int128 key = (static_cast<unsigned __int128>((uint64_t{r[1]} << 32) | r[2]) << 64) | ((uint64_t{r[3]} << 32) | r[4]);
   return static_cast<uint64_t>((key << (8 * shared)) >> 64);
 }
 
-// How many of the first 16 key bytes all n records share (at least 1 for a bucket of non-empty keys).
-int SharedBytes(const Rec* recs, uint32_t n) {
+// How many of their first 16 key bytes all n records share (16: all; then heads tie and the
+// full compare decides).
+int SharedBytes(const Rec* recs, uint64_t n) {
   uint32_t diff[4] = {};
-  for (uint32_t i = 1; i < n; i++)
+  for (uint64_t i = 1; i < n; i++)
     for (int w = 0; w < 4; w++) diff[w] |= recs[i][1 + w] ^ recs[0][1 + w];
   for (int w = 0; w < 4; w++)
     if (diff[w] != 0) return 4 * w + __builtin_clz(diff[w]) / 8;
-  return static_cast<int>(kSortKeyBytes) - 1;  // all 16 equal: heads tie, the full compare decides
+  return static_cast<int>(kSortKeyBytes);
 }
+
+// Byte j (< 16) of the record's key (zero past its end).
+int ByteAt(const Rec& r, int j) { return (r[1 + j / 4] >> (24 - 8 * (j % 4))) & 0xff; }
 
 constexpr uint32_t kInsertionMax = 48;
 
@@ -238,67 +240,102 @@ struct Pick {
   uint8_t* keys;
   uint64_t valuesLength, startsLength, lengthsLength, keysLength;
   uint8_t prefix;
-  SortKey* sortKeys;  // room for the largest bucket, twice
+  SortKey* sortKeys;  // room for 2 * count
+  Rec* room;          // count records, or null when no bucket needs a second scatter
+  int shared;         // key bytes every record shares
+  int64_t k;          // winners written
+  uint64_t o;         // key bytes written
   int64_t winners;    // or -ERANGE
 };
 
+constexpr uint64_t kCacheRecords = 16384;  // 512 KB of sort records: a bucket this size is sorted in cache
+
+bool NewestFirst(const uint8_t* m, const Rec& a, const Rec& b) {
+  const int d = CompareKeys(m, a, b);
+  if (d != 0) return d < 0;
+  if (a[6] != b[6]) return a[6] > b[6];
+  if (a[5] != b[5]) return a[5] > b[5];
+  return RecOffset(a) < RecOffset(b);  // equal sequences: the first scanned wins
+}
+
+// Sorts recs[0, n) (one bucket: every key shares its first `shared` bytes) and appends the
+// winner of each key to the columns. False when a column is full (-ERANGE).
+bool SortAndEmit(Pick& p, const Rec* recs, uint64_t n) {
+  const uint8_t* m = p.media;
+  const int shared = SharedBytes(recs, n);
+  SortKey* keys = p.sortKeys;
+  for (uint64_t i = 0; i < n; i++) keys[i] = SortKey{HeadOf(recs[i], shared), static_cast<uint32_t>(i)};
+  const auto less = [&](const SortKey& a, const SortKey& b) { return a.head != b.head ? a.head < b.head : NewestFirst(m, recs[a.index], recs[b.index]); };
+  SortByHead(keys, p.sortKeys + n, static_cast<uint32_t>(n), 56, less);
+  for (uint64_t i = 0; i < n;) {
+    const Rec& winner = recs[keys[i].index];
+    const uint64_t winnerHead = keys[i].head;
+    for (i++; i < n && keys[i].head == winnerHead && CompareKeys(m, winner, recs[keys[i].index]) == 0; i++) {
+    }
+    if ((winner[0] & kDelBit) != 0) continue;
+    const uint32_t len = RecKeyLength(winner);
+    if (static_cast<uint64_t>(p.k) >= std::min({p.valuesLength, p.startsLength, p.lengthsLength}) || p.o + 1 + len > p.keysLength) return false;
+    p.values[p.k] = static_cast<double>(RecOffset(winner));
+    p.starts[p.k] = static_cast<uint32_t>(p.o);
+    p.lengths[p.k] = static_cast<uint16_t>(len + 1);
+    p.k++;
+    p.keys[p.o++] = p.prefix;
+    uint8_t head[kSortKeyBytes];
+    for (int w = 0; w < 4; w++) {
+      const uint32_t be = __builtin_bswap32(winner[1 + w]);
+      std::memcpy(head + 4 * w, &be, 4);
+    }
+    std::memcpy(p.keys + p.o, head, std::min<uint64_t>(len, kSortKeyBytes));
+    if (len > kSortKeyBytes) std::memcpy(p.keys + p.o + kSortKeyBytes, m + RecOffset(winner) + kEntryHeaderBytes + kSortKeyBytes, len - kSortKeyBytes);
+    p.o += len;
+  }
+  return true;
+}
+
+// Scatters from[0, n) into to[0, n) by key byte `byte` (every key shares the bytes before it)
+// and writes the bucket bounds into pos[0..256].
+void Scatter(const Rec* from, Rec* to, uint64_t n, int byte, uint64_t* pos) {
+  std::fill(pos, pos + 257, 0);
+  for (uint64_t i = 0; i < n; i++) pos[ByteAt(from[i], byte) + 1]++;
+  for (int b = 1; b <= 256; b++) pos[b] += pos[b - 1];
+  uint64_t next[256];
+  std::copy(pos, pos + 256, next);
+  for (uint64_t i = 0; i < n; i++) std::memcpy(to[next[ByteAt(from[i], byte)]++].data(), from[i].data(), sizeof(Rec));
+}
+
+// Picks the winners of recs[0, n) in key order. A range larger than the cache is first split by
+// the first key byte its keys do not all share (one more scatter, into room[0, n), which then
+// holds the records: the two arrays trade roles at each level); every level splits a range into
+// at least two, so the depth is at most 16.
+bool PickRange(Pick& p, Rec* recs, Rec* room, uint64_t n) {
+  const int shared = n <= kCacheRecords || room == nullptr ? static_cast<int>(kSortKeyBytes) : SharedBytes(recs, n);
+  if (shared >= static_cast<int>(kSortKeyBytes)) return SortAndEmit(p, recs, n);
+  uint64_t pos[257];
+  Scatter(recs, room, n, shared, pos);
+  for (int b = 0; b < 256; b++)
+    if (!PickRange(p, room + pos[b], recs + pos[b], pos[b + 1] - pos[b])) return false;
+  return true;
+}
+
 void RunPick(void* arg) {
   Pick& p = *static_cast<Pick*>(arg);
-  const uint8_t* m = p.media;
-  // One scatter into first-byte buckets (each ~190 KB for 1M random keys: sorted in cache).
-  uint64_t pos[kBuckets + 1] = {};
-  for (uint64_t i = 0; i < p.count; i++) pos[BucketOf(p.recs + i * kRecordWords) + 1]++;
-  for (int b = 1; b <= kBuckets; b++) pos[b] += pos[b - 1];
-  uint64_t next[kBuckets];
-  std::copy(pos, pos + kBuckets, next);
-  for (uint64_t i = 0; i < p.count; i++) {
-    const uint32_t* r = p.recs + i * kRecordWords;
-    std::memcpy(p.scattered[next[BucketOf(r)]++].data(), r, sizeof(Rec));
+  // The first scatter, out of the caller's sort records: by the first key byte not every key
+  // shares (byte 0 for random keys: ~6000 records, 190 KB, a bucket for 1M keys; "user:..."
+  // keys split on what follows their common prefix).
+  const Rec* recs = reinterpret_cast<const Rec*>(p.recs);
+  uint64_t pos[257];
+  if (p.shared >= static_cast<int>(kSortKeyBytes)) {
+    std::memcpy(static_cast<void*>(p.scattered), recs, p.count * sizeof(Rec));
+    pos[0] = 0;
+    std::fill(pos + 1, pos + 257, p.count);
+  } else {
+    Scatter(recs, p.scattered, p.count, p.shared, pos);
   }
   // Every sort record is read: from here on the outputs may overwrite p.recs.
-  const auto newestFirst = [m](const Rec& a, const Rec& b) {
-    const int d = CompareKeys(m, a, b);
-    if (d != 0) return d < 0;
-    if (a[6] != b[6]) return a[6] > b[6];
-    if (a[5] != b[5]) return a[5] > b[5];
-    return RecOffset(a) < RecOffset(b);  // equal sequences: the first scanned wins
-  };
-  int64_t k = 0;
-  uint64_t o = 0;
-  for (int b = 0; b < kBuckets; b++) {
-    const Rec* recs = p.scattered + pos[b];
-    const uint32_t n = static_cast<uint32_t>(pos[b + 1] - pos[b]);
-    const int shared = n == 0 ? 0 : SharedBytes(recs, n);
-    SortKey* keys = p.sortKeys;
-    for (uint32_t i = 0; i < n; i++) keys[i] = SortKey{HeadOf(recs[i], shared), i};
-    const auto less = [&](const SortKey& a, const SortKey& b) { return a.head != b.head ? a.head < b.head : newestFirst(recs[a.index], recs[b.index]); };
-    SortByHead(keys, p.sortKeys + n, n, 56, less);
-    for (uint32_t i = 0; i < n;) {
-      const Rec& winner = recs[keys[i].index];
-      const uint64_t winnerHead = keys[i].head;
-      for (i++; i < n && keys[i].head == winnerHead && CompareKeys(m, winner, recs[keys[i].index]) == 0; i++) {
-      }
-      if ((winner[0] & kDelBit) != 0) continue;
-      const uint32_t len = RecKeyLength(winner);
-      if (static_cast<uint64_t>(k) >= std::min({p.valuesLength, p.startsLength, p.lengthsLength}) || o + 1 + len > p.keysLength)
-        return void(p.winners = -ERANGE);
-      p.values[k] = static_cast<double>(RecOffset(winner));
-      p.starts[k] = static_cast<uint32_t>(o);
-      p.lengths[k] = static_cast<uint16_t>(len + 1);
-      k++;
-      p.keys[o++] = p.prefix;
-      uint8_t head[kSortKeyBytes];
-      for (int w = 0; w < 4; w++) {
-        const uint32_t be = __builtin_bswap32(winner[1 + w]);
-        std::memcpy(head + 4 * w, &be, 4);
-      }
-      std::memcpy(p.keys + o, head, std::min<uint64_t>(len, kSortKeyBytes));
-      if (len > kSortKeyBytes)
-        std::memcpy(p.keys + o + kSortKeyBytes, m + RecOffset(winner) + kEntryHeaderBytes + kSortKeyBytes, len - kSortKeyBytes);
-      o += len;
-    }
+  for (int b = 0; b < 256; b++) {
+    if (!PickRange(p, p.scattered + pos[b], p.room == nullptr ? nullptr : p.room + pos[b], pos[b + 1] - pos[b])) return void(p.winners = -ERANGE);
   }
-  p.winners = k;
+  p.winners = p.k;
 }
 
 }  // namespace
@@ -369,18 +406,23 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   p.recs = recs.Data();
   p.count = static_cast<uint64_t>(count);
   // Every entry offset a record holds must lie inside the media with its key (long keys are read there).
-  for (uint64_t i = 0; i < p.count; i++) {
-    Rec r;
-    std::memcpy(r.data(), p.recs + i * kRecordWords, sizeof r);
-    if (RecOffset(r) + kEntryHeaderBytes + RecKeyLength(r) > media.ByteLength()) return bad;
-  }
-  uint64_t sizes[kBuckets] = {};
-  for (uint64_t i = 0; i < p.count; i++) sizes[BucketOf(p.recs + i * kRecordWords)]++;
-  const uint64_t largest = *std::max_element(sizes, sizes + kBuckets);
+  const Rec* sortRecs = reinterpret_cast<const Rec*>(p.recs);
+  for (uint64_t i = 0; i < p.count; i++)
+    if (RecOffset(sortRecs[i]) + kEntryHeaderBytes + RecKeyLength(sortRecs[i]) > media.ByteLength()) return bad;
+  // A second array for further scatters only when the first leaves a bucket too big for the cache.
+  p.shared = p.count == 0 ? static_cast<int>(kSortKeyBytes) : SharedBytes(sortRecs, p.count);
+  uint64_t sizes[256] = {};
+  if (p.shared < static_cast<int>(kSortKeyBytes))
+    for (uint64_t i = 0; i < p.count; i++) sizes[ByteAt(sortRecs[i], p.shared)]++;
+  else
+    sizes[0] = p.count;
+  const bool needRoom = *std::max_element(sizes, sizes + 256) > kCacheRecords;
   std::unique_ptr<Rec[]> scattered(new (std::nothrow) Rec[p.count == 0 ? 1 : p.count]);
-  std::unique_ptr<SortKey[]> sortKeys(new (std::nothrow) SortKey[2 * largest + 1]);
-  if (!scattered || !sortKeys) return Napi::Number::New(env, -ENOMEM);
+  std::unique_ptr<Rec[]> room(needRoom ? new (std::nothrow) Rec[p.count] : nullptr);
+  std::unique_ptr<SortKey[]> sortKeys(new (std::nothrow) SortKey[2 * p.count + 1]);
+  if (!scattered || !sortKeys || (needRoom && !room)) return Napi::Number::New(env, -ENOMEM);
   p.scattered = scattered.get();
+  p.room = room.get();
   p.sortKeys = sortKeys.get();
   Napi::Float64Array values = info[3].As<Napi::Float64Array>();
   Napi::Uint32Array starts = info[4].As<Napi::Uint32Array>();

@@ -79,54 +79,74 @@ function writeSortRecord(recs: Uint32Array, r: number, key: Uint8Array, del: boo
   recs[r + 7] = at8 >>> 0;
 }
 
+/** Runs the pick over sort records of `keys` (random sequences, deletes, ties) and checks it against the model. */
+function checkPick(keys: Uint8Array[], r: () => number): void {
+  const n = keys.length;
+  // The log: each entry 8-aligned, its key after a 16-byte header, then anything.
+  const ats = new Float64Array(n);
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    ats[i] = o;
+    o += 16 + ((keys[i].length + 7) & ~7);
+  }
+  const media = Uint8Array.from({ length: o + 16 }, () => Math.floor(r() * 256));
+  keys.forEach((k, i) => media.set(k, ats[i] + 16));
+  // Sequences from a small range with high bits set: equal sequences of one key happen (the
+  // lower offset must win), and the high word is compared.
+  const seqs = keys.map(() => 2 ** 40 + Math.floor(r() * 64));
+  const dels = keys.map(() => r() < 0.3);
+  const recs = new Uint32Array(n * SORT_RECORD_WORDS);
+  for (let i = 0; i < n; i++) writeSortRecord(recs, i * SORT_RECORD_WORDS, keys[i], dels[i], seqs[i], ats[i]);
+
+  const newest = new Map<string, number>();
+  keys.forEach((k, i) => {
+    const hex = Buffer.from(k).toString('hex');
+    const j = newest.get(hex);
+    if (j === undefined || seqs[i] > seqs[j] || (seqs[i] === seqs[j] && ats[i] < ats[j])) newest.set(hex, i);
+  });
+  const want = [...newest.entries()].filter(([, i]) => !dels[i]).sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
+
+  const found = new FoundEntries(1, 2 ** 21);
+  while (found.records.length < recs.length) found.grow();
+  found.records.set(recs);
+  found.count = n;
+  found.indexKeyBytes = keys.reduce((s, k) => s + k.length + 1, 0);
+  const views = { u8: media, u32: new Uint32Array(media.buffer), u64: new BigUint64Array(media.buffer, 0, media.length >> 3), buf: Buffer.from(media.buffer) };
+  const w = pickWinners(views, found, 0x01);
+  try {
+    expect(w.count).toBe(want.length);
+    const got = Array.from({ length: w.count }, (_, i) => {
+      const key = w.keys.subarray(w.starts[i], w.starts[i] + w.lengths[i]);
+      expect(key[0]).toBe(0x01);
+      return [Buffer.from(key.subarray(1)).toString('hex'), w.values[i]];
+    });
+    expect(got).toEqual(want.map(([hex, i]) => [hex, ats[i]]));
+  } catch (e) {
+    console.error(`recovery pick failed with ${replay('kv-recovery-pick.test.ts')}`);
+    throw e;
+  }
+}
+
 describe('recovery winner pick', () => {
   it('keeps each key newest entry (ties to the lower offset), drops keys whose newest is a delete, in Buffer.compare order', () => {
     const r = rng(seed);
-    const keys = keyShapes(r);
-    const n = keys.length;
-    // The log: each entry 8-aligned, its key after a 16-byte header, then anything.
-    const ats = new Float64Array(n);
-    let o = 0;
-    for (let i = 0; i < n; i++) {
-      ats[i] = o;
-      o += 16 + ((keys[i].length + 7) & ~7);
-    }
-    const media = Uint8Array.from({ length: o + 16 }, () => Math.floor(r() * 256));
-    keys.forEach((k, i) => media.set(k, ats[i] + 16));
-    // Sequences from a small range with high bits set: equal sequences of one key happen (the
-    // lower offset must win), and the high word is compared.
-    const seqs = keys.map(() => 2 ** 40 + Math.floor(r() * 64));
-    const dels = keys.map(() => r() < 0.3);
-    const recs = new Uint32Array(n * SORT_RECORD_WORDS);
-    for (let i = 0; i < n; i++) writeSortRecord(recs, i * SORT_RECORD_WORDS, keys[i], dels[i], seqs[i], ats[i]);
+    checkPick(keyShapes(r), r);
+  });
 
-    const newest = new Map<string, number>();
-    keys.forEach((k, i) => {
-      const hex = Buffer.from(k).toString('hex');
-      const j = newest.get(hex);
-      if (j === undefined || seqs[i] > seqs[j] || (seqs[i] === seqs[j] && ats[i] < ats[j])) newest.set(hex, i);
-    });
-    const want = [...newest.entries()].filter(([, i]) => !dels[i]).sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
-
-    const found = new FoundEntries(1, 2 ** 21);
-    while (found.records.length < recs.length) found.grow();
-    found.records.set(recs);
-    found.count = n;
-    found.indexKeyBytes = keys.reduce((s, k) => s + k.length + 1, 0);
-    const views = { u8: media, u32: new Uint32Array(media.buffer), u64: new BigUint64Array(media.buffer, 0, media.length >> 3), buf: Buffer.from(media.buffer) };
-    const w = pickWinners(views, found, 0x01);
-    try {
-      expect(w.count).toBe(want.length);
-      const got = Array.from({ length: w.count }, (_, i) => {
-        const key = w.keys.subarray(w.starts[i], w.starts[i] + w.lengths[i]);
-        expect(key[0]).toBe(0x01);
-        return [Buffer.from(key.subarray(1)).toString('hex'), w.values[i]];
-      });
-      expect(got).toEqual(want.map(([hex, i]) => [hex, ats[i]]));
-    } catch (e) {
-      console.error(`recovery pick failed with ${replay('kv-recovery-pick.test.ts')}`);
-      throw e;
+  it('the same where buckets outgrow the cache and split again: keys sharing prefixes of 1, 5, 11 and 16 bytes', () => {
+    const r = rng(seed ^ 0x68e31da4);
+    const keys: Uint8Array[] = [];
+    const digits = (n: number, width: number): string => String(n).padStart(width, '0');
+    for (let i = 0; i < 3000; i++) keys.push(Uint8Array.from({ length: 16 }, () => Math.floor(r() * 256))); // random: small buckets
+    for (let i = 0; i < 30_000; i++) keys.push(Buffer.from(`user:${digits(Math.floor(r() * 60_000), 10)}`)); // one bucket of 30k: split on the varying digits
+    for (let i = 0; i < 20_000; i++) keys.push(Buffer.from(`user:000000${digits(Math.floor(r() * 40), 2)}${String.fromCharCode(65 + Math.floor(r() * 3))}`)); // deeper: 11 shared bytes
+    const long = 'session:0123456'; // 15 bytes
+    for (let i = 0; i < 17_000; i++) keys.push(Buffer.from(`${long}${String.fromCharCode(97 + Math.floor(r() * 2))}${digits(Math.floor(r() * 500), 3)}`)); // 16 shared with some: the full compare of long keys
+    for (let i = keys.length - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [keys[i], keys[j]] = [keys[j], keys[i]];
     }
+    checkPick(keys, r);
   });
 
   it('refuses sort records that point outside the media, and arguments of the wrong kind, with -EINVAL', () => {
