@@ -122,6 +122,16 @@ const OWNER_ASYNC = 2;
 const L_MUTEX = 0; // 0 free, 1 locked, 2 locked with sleepers
 const L_CHUNKS = 1; // chunks ever carved out of the buffer
 const L_FREE_HEAD = 2; // free chunk list (chunk number, 0 = none)
+/**
+ * The limbo buffer's byte length as of its last growth (written under the mutex by the grower,
+ * read under the mutex by lockLimbo). Each thread reads the limbo through a FIXED-length view,
+ * refreshed in lockLimbo when this word says the buffer grew: a length-tracking view over a
+ * growable SharedArrayBuffer costs ~10 ns more per element access in Node 20 (TurboFan loads
+ * the length through a runtime call), and a retire makes about a dozen of them.
+ */
+const L_BYTES = 3;
+/** DAXSTORE_TEST_BREAK=limbo-view-stale: lockLimbo keeps this thread's old limbo view after another thread grew the limbo (epoch-cross-thread.test.ts goes red). */
+const LIMBO_VIEW_STALE = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('limbo-view-stale');
 const L_COUNT = 4; // 16 words: records in limbo per kind
 const L_LIST = 20; // 32 words: per kind head chunk, tail chunk (0 = empty)
 const LIMBO_HEADER_WORDS = 64;
@@ -148,7 +158,7 @@ const openDomains = new Map<string, EpochDomain>();
 
 export class EpochDomain {
   private readonly meta: Int32Array;
-  private readonly limboWords: Int32Array; // length-tracking view of the growable limbo
+  private limboWords: Int32Array; // fixed-length view of the growable limbo, refreshed under the mutex (L_BYTES)
   private readonly released64: BigInt64Array;
   private readonly baseTimeMs: number;
   private readonly domainKey: string;
@@ -168,7 +178,7 @@ export class EpochDomain {
 
   private constructor(private readonly shared: EpochHandle) {
     this.meta = new Int32Array(shared.buffer);
-    this.limboWords = new Int32Array(shared.limbo);
+    this.limboWords = new Int32Array(shared.limbo, 0, shared.limbo.byteLength >> 2); // the header at least: lockLimbo extends it
     this.released64 = new BigInt64Array(shared.buffer, 0, HEADER_WORDS / 2);
     this.baseTimeMs = new Float64Array(shared.buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64];
     this.domainKey = `${this.meta[H_DOMAIN_ID_HI]}:${this.meta[H_DOMAIN_ID_LO]}`;
@@ -188,6 +198,7 @@ export class EpochDomain {
     const buffer = new SharedArrayBuffer((HEADER_WORDS + (max + 1) * SLOT_WORDS) * 4);
     const limbo = new SharedArrayBuffer(Math.min(initialBytes, limboMax), { maxByteLength: limboMax });
     const meta = new Int32Array(buffer);
+    new Int32Array(limbo, 0, LIMBO_HEADER_WORDS)[L_BYTES] = limbo.byteLength; // published with the header (MAGIC below)
     const id = new Int32Array(2);
     globalThis.crypto.getRandomValues(id);
     meta[H_GLOBAL] = 0;
@@ -578,11 +589,12 @@ export class EpochDomain {
 
   /** Append one record to kind's list; false when the limbo cannot grow. Needs the limbo mutex. */
   private appendLocked(kind: number, seal: number, payload: number, size: number): boolean {
-    const l = this.limboWords;
+    let l = this.limboWords;
     let tail = l[L_LIST + 2 * kind + 1];
     if (tail === 0 || l[chunkWord(tail, C_WRITE)] === CHUNK_RECORDS) {
       const chunk = this.allocChunkLocked();
       if (chunk === 0) return false;
+      l = this.limboWords; // the view allocChunkLocked may have extended
       if (tail === 0) l[L_LIST + 2 * kind] = chunk;
       else l[chunkWord(tail, C_NEXT)] = chunk;
       l[L_LIST + 2 * kind + 1] = chunk;
@@ -632,7 +644,7 @@ export class EpochDomain {
 
   /** A zeroed chunk from the free list or fresh buffer space (growing it); 0 when at the limit. Needs the limbo mutex. */
   private allocChunkLocked(): number {
-    const l = this.limboWords;
+    let l = this.limboWords;
     let chunk = l[L_FREE_HEAD];
     if (chunk !== 0) {
       l[L_FREE_HEAD] = l[chunkWord(chunk, C_NEXT)];
@@ -643,6 +655,9 @@ export class EpochDomain {
       if (neededBytes > limbo.byteLength) {
         if (neededBytes > limbo.maxByteLength) return 0;
         limbo.grow(Math.min(limbo.maxByteLength, Math.max(neededBytes, limbo.byteLength * 2)));
+        l[L_BYTES] = limbo.byteLength; // under the mutex: the next holder's lockLimbo extends its view
+        this.refreshLimboView();
+        l = this.limboWords;
       }
       l[L_CHUNKS] = chunk;
     }
@@ -655,6 +670,13 @@ export class EpochDomain {
   /** The limbo mutex (device/spin-lock: Drepper's mutex, spins briefly, then sleeps). */
   private lockLimbo(): void {
     lockWord(this.limboWords, L_MUTEX);
+    // After the mutex: a growth by another thread wrote L_BYTES before its unlock.
+    if (this.limboWords[L_BYTES] !== this.limboWords.length << 2 && !LIMBO_VIEW_STALE) this.refreshLimboView();
+  }
+
+  /** This thread's limbo view over L_BYTES bytes (the buffer's length at its last growth). Needs the limbo mutex. */
+  private refreshLimboView(): void {
+    this.limboWords = new Int32Array(this.shared.limbo, 0, this.limboWords[L_BYTES] >> 2);
   }
 
   private unlockLimbo(): void {
