@@ -157,6 +157,14 @@ const PROGRESS_OFFSET = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS; // Int32[PROGRESS_W
 const SHARED_BYTES = PROGRESS_OFFSET + 4 * PROGRESS_WORDS * MAX_WRITERS;
 const GROUP_COMMIT_MS = 2;
 const SCAN_BATCH = 128;
+/**
+ * range() reads ahead in batches that double from the first to the largest: a short or
+ * early-abandoned range copies few entries; a long one pays the per-batch costs (a descent to
+ * the resume key, one buffer allocation, a pin) once per 512 entries. Measured on 10k-entry
+ * ranges of a 1M-key store: 309-311 ns/entry with 512-entry batches against 351-381 with 128.
+ */
+const RANGE_BATCH_FIRST = 64;
+const RANGE_BATCH_MAX = 512;
 const COPY_SLAB_BYTES = 8192;
 const LOWEST = Uint8Array.of(KV_KEY_PREFIX);
 const BEYOND = Uint8Array.of(KV_KEY_PREFIX + 1);
@@ -726,10 +734,12 @@ export class KvStore {
   private *iterate(start: Bounds, limit: number): Generator<[Uint8Array, Uint8Array]> {
     let bounds = start;
     let remaining = limit;
-    const ats = new Float64Array(SCAN_BATCH);
+    const ats = new Float64Array(RANGE_BATCH_MAX);
+    let batch = RANGE_BATCH_FIRST;
     while (remaining > 0) {
       this.checkOpen('range');
-      const want = Math.min(SCAN_BATCH, remaining);
+      const want = Math.min(batch, remaining);
+      batch = Math.min(2 * batch, RANGE_BATCH_MAX);
       let n = 0;
       let items: Array<[Uint8Array, Uint8Array]> = [];
       let lastKey: Uint8Array | undefined;
@@ -758,7 +768,7 @@ export class KvStore {
    * Copies of the keys and values of n entries (caller pinned). Hot path of range(): the key
    * and value are adjacent in the entry, so each inline entry is ONE copy into one buffer
    * shared by the whole batch (one allocation per batch, two views per entry). A value kept
-   * by the caller keeps that batch buffer (~SCAN_BATCH entries) alive.
+   * by the caller keeps that batch buffer (up to RANGE_BATCH_MAX entries) alive.
    * The copy is a loop of 32-bit words, not Buffer.copy: an entry's key starts 8-aligned and
    * its key + value are zero-padded to 8 inside the entry (layout.ts), so whole words stay
    * inside it; each copy lands 8-aligned in the batch buffer (up to 7 bytes of padding per
