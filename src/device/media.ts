@@ -53,6 +53,12 @@ export interface Media extends MediaInfo {
   /** flush(offset, length) then drain(), or msync of the covering pages on a page-cache file. */
   persist(offset: number, length: number): void;
   /**
+   * Advice: the range is about to be written, fault its pages in now on another thread so
+   * the writer does not (mapped media: addon/prefault.h). Changes no byte; a media without
+   * it (simulated) has nothing to fault.
+   */
+  prefault?(offset: number, length: number): void;
+  /**
    * Copy [offset, offset+length) into dest, turning a machine check / SIGBUS on the
    * mapping into a DaxError('EIO') instead of a dead process.
    */

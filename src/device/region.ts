@@ -107,6 +107,19 @@ export class MappedMedia implements Media {
     if (rc !== 0) throw returnCodeError(rc, this.#where('persist', offset, length));
   }
 
+  /**
+   * Faults the pages of the range in on a background thread (MADV_POPULATE_WRITE). Advice:
+   * a refusal (no thread, an old kernel) is not an error, the writer then faults them itself;
+   * prefaultStarted counts the ranges handed to a thread.
+   */
+  prefault(offset: number, length: number): void {
+    this.#checkRange('prefault', offset, length);
+    if (native().prefaultWrite(this.buffer, offset, length) === 0) this.prefaultStarted++;
+  }
+
+  /** ranges prefault() handed to a background thread (tests, stats) */
+  prefaultStarted = 0;
+
   /** msync(MS_SYNC) of the pages covering the range, whatever the kind. */
   msync(offset: number, length: number): void {
     this.#checkRange('msync', offset, length);

@@ -75,6 +75,12 @@ export interface NativeAddon {
    * poison, full, eio), or -EINVAL for arguments that would read outside media or out.
    */
   scanKvSegment(media: Uint8Array, io: Float64Array, out: Uint32Array): number;
+  /**
+   * MADV_POPULATE_WRITE over the whole pages of [offset, offset + length) of the buffer, on a
+   * thread of its own (addon/prefault.h): 0 once started, or -errno (-EINVAL: bad range or no
+   * MADV_POPULATE_WRITE in this build; -EAGAIN: no thread).
+   */
+  prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number): number;
   /** Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the count, or -errno. */
   pickKvWinners(media: Uint8Array, recs: Uint32Array, count: number, values: Float64Array, starts: Uint32Array, lengths: Uint16Array, keys: Uint8Array, keyPrefix: number): number;
 }

@@ -1,0 +1,64 @@
+#include "prefault.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+#include <v8.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <system_error>
+#include <thread>
+
+namespace daxstore {
+namespace {
+
+// Populated a chunk at a time: a writer that catches up waits for one chunk at most.
+constexpr size_t kChunkBytes = size_t{256} << 10;
+
+void Populate(std::shared_ptr<v8::BackingStore> store, uintptr_t start, uintptr_t end) {
+#ifdef MADV_POPULATE_WRITE
+  for (uintptr_t p = start; p < end; p += kChunkBytes) {
+    const size_t n = end - p < kChunkBytes ? end - p : kChunkBytes;
+    if (madvise(reinterpret_cast<void*>(p), n, MADV_POPULATE_WRITE) != 0) return;
+  }
+#endif
+  (void)store;  // released here: the mapping stays until this thread is done with it
+}
+
+}  // namespace
+
+Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifndef MADV_POPULATE_WRITE
+  return Napi::Number::New(env, -EINVAL);
+#else
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) return Napi::Number::New(env, -EINVAL);
+  // napi_value is a v8::Local<v8::Value> in Node (advise.cc and region.cc rely on the same):
+  // N-API cannot hand out a SharedArrayBuffer's backing store, which the thread must hold.
+  napi_value raw = info[0];
+  static_assert(sizeof(napi_value) == sizeof(v8::Local<v8::Value>));
+  v8::Local<v8::Value> value;
+  std::memcpy(static_cast<void*>(&value), &raw, sizeof(raw));
+  if (value.IsEmpty() || !value->IsSharedArrayBuffer()) return Napi::Number::New(env, -EINVAL);
+  std::shared_ptr<v8::BackingStore> store = value.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  const double size = static_cast<double>(store->ByteLength());
+  if (!(offset >= 0 && length >= 0 && offset + length <= size) || store->Data() == nullptr) return Napi::Number::New(env, -EINVAL);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
+  const uintptr_t start = (base + static_cast<uintptr_t>(offset) + page - 1) & ~(page - 1);
+  const uintptr_t end = (base + static_cast<uintptr_t>(offset + length)) & ~(page - 1);
+  if (end <= start) return Napi::Number::New(env, 0);
+  try {
+    std::thread(Populate, std::move(store), start, end).detach();
+  } catch (const std::system_error&) {
+    return Napi::Number::New(env, -EAGAIN);
+  }
+  return Napi::Number::New(env, 0);
+#endif
+}
+
+}  // namespace daxstore
