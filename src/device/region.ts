@@ -31,6 +31,7 @@ import {
   native,
   NATIVE_FLUSH_METHODS,
   NATIVE_KINDS,
+  prefaultInBackground,
   returnCodeError,
   toDaxError,
   type NativeFlushMethod,
@@ -114,7 +115,7 @@ export class MappedMedia implements Media {
    */
   prefault(offset: number, length: number): void {
     this.#checkRange('prefault', offset, length);
-    if (native().prefaultWrite(this.buffer, offset, length) === 0) this.prefaultStarted++;
+    if (prefaultInBackground(this.buffer, offset, length)) this.prefaultStarted++;
   }
 
   /** ranges prefault() handed to a background thread (tests, stats) */

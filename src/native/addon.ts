@@ -111,6 +111,18 @@ export function native(): NativeAddon {
   return loaded;
 }
 
+const prefaultOff = process.env['DAXSTORE_NO_PREFAULT'] === '1';
+
+/**
+ * Faults [offset, offset + length) of the buffer in on a background thread (addon/prefault.h),
+ * for memory about to be written: a log segment just opened, arena memory just grown. Advice:
+ * false when it did not start (DAXSTORE_NO_PREFAULT=1, for A/B benches; no thread; an old
+ * kernel), and the writer then faults the pages itself.
+ */
+export function prefaultInBackground(buffer: SharedArrayBuffer, offset: number, length: number): boolean {
+  return !prefaultOff && native().prefaultWrite(buffer, offset, length) === 0;
+}
+
 const ERRNO_TO_CODE: Readonly<Record<string, DaxErrorCode>> = {
   ENOENT: 'ENOENT',
   EISDIR: 'EISDIR',
