@@ -195,7 +195,7 @@ describe('recovery winner pick', () => {
       const want = [...model.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
       expect([...again.range()].map(([k]) => Buffer.from(k).toString())).toEqual(want);
     } catch (e) {
-      console.error(`recovery of tiny records failed with ${replay('kv-recovery-sort.test.ts')}`);
+      console.error(`recovery of tiny records failed with ${replay('kv-recovery-pick.test.ts')}`);
       throw e;
     } finally {
       again.close();
@@ -227,7 +227,7 @@ describe('recovery winner pick', () => {
       expect(again.recovery?.keys).toBe(model.size);
       expect(again.recovery?.droppedRecords).toBe(0);
     } catch (e) {
-      console.error(`recovery of key shapes failed with ${replay('kv-recovery-sort.test.ts')}`);
+      console.error(`recovery of key shapes failed with ${replay('kv-recovery-pick.test.ts')}`);
       throw e;
     } finally {
       again.close();
