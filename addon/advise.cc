@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "backing-store.h"
+
 namespace daxstore {
 namespace {
 
@@ -19,14 +21,9 @@ constexpr uintptr_t kPageBytes = 4096;
 Napi::Value JsAdviseHugePages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1) return Napi::Number::New(env, -EBADF);
-  // napi_value is a v8::Local<v8::Value> in Node's implementation (region.cc relies on the
-  // same); N-API itself cannot read a SharedArrayBuffer's maximum length.
-  napi_value raw = info[0];
-  static_assert(sizeof(napi_value) == sizeof(v8::Local<v8::Value>));
-  v8::Local<v8::Value> value;
-  std::memcpy(static_cast<void*>(&value), &raw, sizeof(raw));
-  if (value.IsEmpty() || !value->IsSharedArrayBuffer()) return Napi::Number::New(env, -EBADF);
-  std::shared_ptr<v8::BackingStore> store = value.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  // Its maximum length is not something N-API can read.
+  std::shared_ptr<v8::BackingStore> store = SharedBackingStore(info[0]);
+  if (!store) return Napi::Number::New(env, -EBADF);
   const uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
   // A growable buffer's reservation is its maximum length rounded up to the commit page
   // (V8 BackingStore::TryAllocateAndPartiallyCommitMemory); rounding down is the safe side.

@@ -11,6 +11,8 @@
 #include <system_error>
 #include <thread>
 
+#include "backing-store.h"
+
 namespace daxstore {
 namespace {
 
@@ -35,14 +37,8 @@ Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, -EINVAL);
 #else
   if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) return Napi::Number::New(env, -EINVAL);
-  // napi_value is a v8::Local<v8::Value> in Node (advise.cc and region.cc rely on the same):
-  // N-API cannot hand out a SharedArrayBuffer's backing store, which the thread must hold.
-  napi_value raw = info[0];
-  static_assert(sizeof(napi_value) == sizeof(v8::Local<v8::Value>));
-  v8::Local<v8::Value> value;
-  std::memcpy(static_cast<void*>(&value), &raw, sizeof(raw));
-  if (value.IsEmpty() || !value->IsSharedArrayBuffer()) return Napi::Number::New(env, -EINVAL);
-  std::shared_ptr<v8::BackingStore> store = value.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  std::shared_ptr<v8::BackingStore> store = SharedBackingStore(info[0]);  // the thread must hold it
+  if (!store) return Napi::Number::New(env, -EINVAL);
   const double offset = info[1].As<Napi::Number>().DoubleValue();
   const double length = info[2].As<Napi::Number>().DoubleValue();
   const double size = static_cast<double>(store->ByteLength());

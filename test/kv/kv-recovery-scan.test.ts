@@ -19,7 +19,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { xxh64 } from '../../src/device/checksum.js';
 import { openRegion } from '../../src/device/region.js';
-import { createSimMedia } from '../../src/device/sim-media.js';
+import { createSimMedia, mulberry32 } from '../../src/device/sim-media.js';
 import { openMedia } from '../../src/kv/index.js';
 import { OWNER_KV_SEGMENT, SEGMENT_BYTES } from '../../src/kv/layout.js';
 import { checkRecord, mediaViews, type MediaViews } from '../../src/kv/records.js';
@@ -31,16 +31,6 @@ afterEach(cleanupTemp);
 
 const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const replay = `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-recovery-scan.test.ts`;
-
-function rng(s: number): () => number {
-  let x = s >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 /** The JavaScript scan of one segment: checkRecord record by record. */
 function referenceScan(v: MediaViews, base: number, nonce: number): { status: number; at: number; reason: string; entries: number } {
@@ -100,7 +90,7 @@ function reseal(v: MediaViews, at: number): void {
 
 describe('recovery segment scan', () => {
   it('agrees with records.ts checkRecord on every segment after random damage: stop offset, reason and entries', () => {
-    const r = rng(seed);
+    const r = mulberry32(seed);
     const { v, segments } = buildStore(r);
     expect(segments.length).toBeGreaterThan(0);
     const reasons = new Set<string>();
