@@ -78,8 +78,7 @@ bool EntriesFit(const uint8_t* m, uint64_t at, uint64_t end, uint32_t count) {
   return at == end;
 }
 
-// recovery.ts's order: poison first (before a byte of the record is read past the header),
-// then records.ts checkRecordInto's checks in its order, then the entries.
+// The sort record of the entry at e (layout: kv-recovery.h).
 void WriteSortRecord(uint32_t* r, const uint8_t* m, uint64_t e) {
   const uint32_t word0 = Load32(m + e);
   const uint32_t keyLength = word0 & 0xffff;
@@ -94,6 +93,9 @@ void WriteSortRecord(uint32_t* r, const uint8_t* m, uint64_t e) {
   r[7] = static_cast<uint32_t>(at8);
 }
 
+// Record by record from s.at: poison first (nothing past the header is read before the
+// record's claimed bytes are known to lie before the limit), then records.ts checkRecordInto's
+// checks in its order, then the entries; each record commits its sums (see Scan) whole.
 void RunScan(void* arg) {
   Scan& s = *static_cast<Scan*>(arg);
   const uint8_t* m = s.media;
@@ -166,8 +168,7 @@ int CompareKeys(const uint8_t* m, const Rec& a, const Rec& b) {
 }
 
 // A bucket's records are sorted through these: the 8 key bytes after the prefix every key of
-// the bucket shares (byte 0 at least: it is the bucket) decide almost every comparison without
-// touching the 32-byte records.
+// the bucket shares decide almost every comparison without touching the 32-byte records.
 struct SortKey {
   uint64_t head;
   uint32_t index;  // into the bucket
