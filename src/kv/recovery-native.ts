@@ -72,7 +72,7 @@ function reasonText(code: number, value: number): string {
 }
 
 /** A zeroed Uint32Array over a SharedArrayBuffer (see the invariant above); freed with the array, at a GC something else starts. */
-export function sortScratch(words: number): Uint32Array {
+function sortScratch(words: number): Uint32Array {
   return new Uint32Array(new SharedArrayBuffer(words * 4));
 }
 
