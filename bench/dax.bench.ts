@@ -29,9 +29,11 @@ import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
 const KIB4 = 4096;
 const HUGE_PAGES = 512;
 const GIB = 1024 ** 3;
-const WORKING_BYTES = Math.round(Number(process.env['DAX_BENCH_GIB'] ?? '1') * GIB / (2 * 1024 * 1024)) * 2 * 1024 * 1024;
+const WORKING_BYTES =
+  Math.round((Number(process.env['DAX_BENCH_GIB'] ?? '1') * GIB) / (2 * 1024 * 1024)) * 2 * 1024 * 1024;
 const PAGES = WORKING_BYTES / KIB4;
-const SPACE_BYTES = WORKING_BYTES + Math.ceil(Math.max(200 * 1024 * 1024, WORKING_BYTES / 5) / (2 * 1024 * 1024)) * 2 * 1024 * 1024;
+const SPACE_BYTES =
+  WORKING_BYTES + Math.ceil(Math.max(200 * 1024 * 1024, WORKING_BYTES / 5) / (2 * 1024 * 1024)) * 2 * 1024 * 1024;
 
 const CONTENTION_PAGES = 4096;
 const CONTENTION_MS = 1500;
@@ -71,13 +73,24 @@ async function faultInBench(space: DaxSpace): Promise<void> {
   const bench = new Bench({ name: 'fault-in', iterations: 3, time: 0, warmup: false });
   bench.add('fault 4 KiB pages', () => faultAll(small, false), { afterEach: () => emptyObject(space, small) });
   bench.add('fault 2 MiB pages', () => faultAll(huge, true), { afterEach: () => emptyObject(space, huge) });
-  bench.add('memset', () => { data.fill(0); });
+  bench.add('memset', () => {
+    data.fill(0);
+  });
   await bench.run();
   const memset = meanMs(bench, 'memset');
   const rows: Record<string, Record<string, string>> = {};
-  for (const [name, count] of [['fault 4 KiB pages', PAGES], ['fault 2 MiB pages', PAGES / HUGE_PAGES], ['memset', 1]] as const) {
+  for (const [name, count] of [
+    ['fault 4 KiB pages', PAGES],
+    ['fault 2 MiB pages', PAGES / HUGE_PAGES],
+    ['memset', 1],
+  ] as const) {
     const ms = meanMs(bench, name);
-    rows[`${name} (${WORKING_BYTES / GIB} GiB)`] = { ms: ms.toFixed(0), 'GiB/s': gibPerS(WORKING_BYTES, ms), 'us per fault': name === 'memset' ? '-' : ((ms * 1000) / count).toFixed(2), 'x memset': (ms / memset).toFixed(2) };
+    rows[`${name} (${WORKING_BYTES / GIB} GiB)`] = {
+      ms: ms.toFixed(0),
+      'GiB/s': gibPerS(WORKING_BYTES, ms),
+      'us per fault': name === 'memset' ? '-' : ((ms * 1000) / count).toFixed(2),
+      'x memset': (ms / memset).toFixed(2),
+    };
   }
   console.log('\nfault-in (write faults of holes) vs memset of the same mapping');
   console.table(rows);
@@ -95,13 +108,18 @@ async function writebackBench(space: DaxSpace, huge: boolean): Promise<void> {
   const offsets: number[] = [];
   const step = huge ? HUGE_PAGES : 1;
   const bytesEach = step * KIB4;
-  for (let p = 0; p < PAGES; p += step) offsets.push(space.device.blockOffset(blockOfValue(space.tree.entryInfo(pageKey(obj.id, p))!.value)));
+  for (let p = 0; p < PAGES; p += step)
+    offsets.push(space.device.blockOffset(blockOfValue(space.tree.entryInfo(pageKey(obj.id, p))!.value)));
   const label = huge ? '2 MiB' : '4 KiB';
   const bench = new Bench({ name: `writeback ${label}`, iterations: 3, time: 0, warmup: false });
-  bench.add('writeback', () => {
-    const r = obj.writeback();
-    if (r.bytes !== WORKING_BYTES) throw new Error(`writeback flushed ${r.bytes} bytes, expected ${WORKING_BYTES}`);
-  }, { beforeEach: () => faultAll(obj, huge) }); // re-dirty: write faults of mapped pages (not timed)
+  bench.add(
+    'writeback',
+    () => {
+      const r = obj.writeback();
+      if (r.bytes !== WORKING_BYTES) throw new Error(`writeback flushed ${r.bytes} bytes, expected ${WORKING_BYTES}`);
+    },
+    { beforeEach: () => faultAll(obj, huge) },
+  ); // re-dirty: write faults of mapped pages (not timed)
   bench.add('raw flush per entry + drain', () => {
     for (const off of offsets) media.flush(off, bytesEach);
     media.drain();
@@ -115,9 +133,15 @@ async function writebackBench(space: DaxSpace, huge: boolean): Promise<void> {
   const rows: Record<string, Record<string, string>> = {};
   for (const name of ['writeback', 'raw flush per entry + drain', 'raw flush one range + drain']) {
     const ms = meanMs(bench, name);
-    rows[name] = { ms: ms.toFixed(1), 'GiB/s': gibPerS(WORKING_BYTES, ms), 'x raw flush per entry': (ms / raw).toFixed(2) };
+    rows[name] = {
+      ms: ms.toFixed(1),
+      'GiB/s': gibPerS(WORKING_BYTES, ms),
+      'x raw flush per entry': (ms / raw).toFixed(2),
+    };
   }
-  console.log(`\nwriteback of ${WORKING_BYTES / GIB} GiB in ${label} entries (${offsets.length} dirty entries) vs raw flush of the same bytes`);
+  console.log(
+    `\nwriteback of ${WORKING_BYTES / GIB} GiB in ${label} entries (${offsets.length} dirty entries) vs raw flush of the same bytes`,
+  );
   console.table(rows);
   obj.remove();
   space.collect();
@@ -128,7 +152,11 @@ async function writebackBench(space: DaxSpace, huge: boolean): Promise<void> {
 type Path = 'fault' | 'truncate' | 'memoryFailure';
 const PATHS: Path[] = ['fault', 'truncate', 'memoryFailure'];
 
-interface WorkerReport { ms: number; latenciesUs: Record<Path, number[]>; errors: Record<string, number> }
+interface WorkerReport {
+  ms: number;
+  latenciesUs: Record<Path, number[]>;
+  errors: Record<string, number>;
+}
 
 function contentionWorker(job: { handle: DaxSpaceHandle; objectId: number; seed: number }): WorkerReport {
   const space = DaxSpace.attach(job.handle);
@@ -147,7 +175,8 @@ function contentionWorker(job: { handle: DaxSpaceHandle; objectId: number; seed:
   while (performance.now() - start < CONTENTION_MS) {
     const roll = rand();
     const p = Math.floor(rand() * CONTENTION_PAGES);
-    const path: Path = roll < 0.9 ? 'fault' : roll < 0.98 || poisoned >= MAX_POISON_PER_WORKER ? 'truncate' : 'memoryFailure';
+    const path: Path =
+      roll < 0.9 ? 'fault' : roll < 0.98 || poisoned >= MAX_POISON_PER_WORKER ? 'truncate' : 'memoryFailure';
     const t0 = performance.now();
     try {
       if (path === 'fault') space.read(() => obj.fault(p, { write: rand() < 0.5 }));
@@ -186,23 +215,33 @@ function findMappedBlock(space: DaxSpace, obj: DaxObject, rand: () => number): n
 
 function runWorkers(space: DaxSpace, objectId: number, n: number): Promise<WorkerReport[]> {
   const script = fileURLToPath(import.meta.url);
-  return Promise.all(Array.from({ length: n }, (_, i) => new Promise<WorkerReport>((resolve, reject) => {
-    avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
-    const w = new Worker(script, { workerData: { handle: space.share(), objectId, seed: 1234 + i } });
-    w.once('message', resolve);
-    w.once('error', reject);
-  })));
+  return Promise.all(
+    Array.from(
+      { length: n },
+      (_, i) =>
+        new Promise<WorkerReport>((resolve, reject) => {
+          avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
+          const w = new Worker(script, { workerData: { handle: space.share(), objectId, seed: 1234 + i } });
+          w.once('message', resolve);
+          w.once('error', reject);
+        }),
+    ),
+  );
 }
 
 function quantile(sorted: number[], q: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-function summarize(reports: WorkerReport[]): Record<Path, { opsPerS: number; p50Us: number; p99Us: number }> & { errors: Record<string, number> } {
+function summarize(
+  reports: WorkerReport[],
+): Record<Path, { opsPerS: number; p50Us: number; p99Us: number }> & { errors: Record<string, number> } {
   const ms = Math.max(...reports.map((r) => r.ms));
   const errors: Record<string, number> = {};
   for (const r of reports) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
-  const out = { errors } as Record<Path, { opsPerS: number; p50Us: number; p99Us: number }> & { errors: Record<string, number> };
+  const out = { errors } as Record<Path, { opsPerS: number; p50Us: number; p99Us: number }> & {
+    errors: Record<string, number>;
+  };
   for (const path of PATHS) {
     const all = reports.flatMap((r) => r.latenciesUs[path]).sort((a, b) => a - b);
     out[path] = { opsPerS: all.length / (ms / 1000), p50Us: quantile(all, 0.5), p99Us: quantile(all, 0.99) };
@@ -222,14 +261,23 @@ async function contentionBench(space: DaxSpace): Promise<void> {
   const rows: Record<string, Record<string, string>> = {};
   for (const path of PATHS) {
     rows[path] = {
-      '1 worker ops/s': one[path].opsPerS.toFixed(0), '1 worker p50 us': one[path].p50Us.toFixed(1), '1 worker p99 us': one[path].p99Us.toFixed(1),
-      '2 workers ops/s': two[path].opsPerS.toFixed(0), '2 workers p50 us': two[path].p50Us.toFixed(1), '2 workers p99 us': two[path].p99Us.toFixed(1),
-      'ops/s 2w / 1w': (two[path].opsPerS / one[path].opsPerS).toFixed(2), 'p99 2w / 1w': (two[path].p99Us / one[path].p99Us).toFixed(2),
+      '1 worker ops/s': one[path].opsPerS.toFixed(0),
+      '1 worker p50 us': one[path].p50Us.toFixed(1),
+      '1 worker p99 us': one[path].p99Us.toFixed(1),
+      '2 workers ops/s': two[path].opsPerS.toFixed(0),
+      '2 workers p50 us': two[path].p50Us.toFixed(1),
+      '2 workers p99 us': two[path].p99Us.toFixed(1),
+      'ops/s 2w / 1w': (two[path].opsPerS / one[path].opsPerS).toFixed(2),
+      'p99 2w / 1w': (two[path].p99Us / one[path].p99Us).toFixed(2),
     };
   }
-  console.log(`\ncontention: fault (90%, half writes) / truncate shrink+grow (8%) / memory failure (2%, <= ${MAX_POISON_PER_WORKER} per worker) on one ${CONTENTION_PAGES}-page object, ${CONTENTION_MS} ms`);
+  console.log(
+    `\ncontention: fault (90%, half writes) / truncate shrink+grow (8%) / memory failure (2%, <= ${MAX_POISON_PER_WORKER} per worker) on one ${CONTENTION_PAGES}-page object, ${CONTENTION_MS} ms`,
+  );
   console.table(rows);
-  console.log(`expected errors (ERANGE: fault past a concurrent shrink; EIO: poisoned page): 1 worker ${JSON.stringify(one.errors)}, 2 workers ${JSON.stringify(two.errors)}`);
+  console.log(
+    `expected errors (ERANGE: fault past a concurrent shrink; EIO: poisoned page): 1 worker ${JSON.stringify(one.errors)}, 2 workers ${JSON.stringify(two.errors)}`,
+  );
 }
 
 // ---------------------------------------------------------------- main
@@ -240,12 +288,19 @@ async function main(): Promise<void> {
   let space: DaxSpace | undefined;
   try {
     space = DaxSpace.open(path.join(dir, 'space'), { size: SPACE_BYTES });
-    console.log(`dax bench: ${space.device.stats().mediaKind} space of ${(SPACE_BYTES / GIB).toFixed(2)} GiB on ${dir}, node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}`);
+    console.log(
+      `dax bench: ${space.device.stats().mediaKind} space of ${(SPACE_BYTES / GIB).toFixed(2)} GiB on ${dir}, node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}`,
+    );
     await faultInBench(space);
     await writebackBench(space, false);
     await writebackBench(space, true);
     await contentionBench(space);
-    console.log(`\nload average (1, 5, 15 min) at the start: ${startLoad.map((x) => x.toFixed(2)).join(' ')}, at the end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    console.log(
+      `\nload average (1, 5, 15 min) at the start: ${startLoad.map((x) => x.toFixed(2)).join(' ')}, at the end: ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
     space.collect();
     const audit = space.device.audit();
     if (audit.length > 0) throw new Error(`device audit after the bench: ${audit.join('; ')}`);
@@ -256,4 +311,5 @@ async function main(): Promise<void> {
 }
 
 if (isMainThread) await main();
-else parentPort!.postMessage(contentionWorker(workerData as { handle: DaxSpaceHandle; objectId: number; seed: number }));
+else
+  parentPort!.postMessage(contentionWorker(workerData as { handle: DaxSpaceHandle; objectId: number; seed: number }));

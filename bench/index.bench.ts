@@ -248,8 +248,13 @@ async function main(): Promise<void> {
   const cas = nsPer(bench, 'two Atomics.compareExchange', BATCH);
   const row = (name: string, ns: number, peer: string, peerNs: number, target: string): string =>
     `${name.padEnd(26)} ${ns.toFixed(1).padStart(8)} ns   ${peer.padEnd(30)} ${peerNs.toFixed(1).padStart(8)} ns   ratio ${(ns / peerNs).toFixed(2)}x (target ${target})`;
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-  console.log(`radix tree, ${KEYS} random 16-byte keys (node ${process.version}); insert ${insertNs.toFixed(0)} ns/key; loadavg ${load}; epoch pins ordered by ${epoch.pinOrdering()}`);
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  console.log(
+    `radix tree, ${KEYS} random 16-byte keys (node ${process.version}); insert ${insertNs.toFixed(0)} ns/key; loadavg ${load}; epoch pins ordered by ${epoch.pinOrdering()}`,
+  );
   console.log(row('lookupPinned', lookup, 'Map.get (latin1 string)', mapGet, '<= 2x'));
   console.log(row('lookup (pins per call)', lookupPin, 'Map.get (latin1 string)', mapGet, '-'));
   console.log(row('scanPinned per entry', scan, 'sorted array per entry', arr, '<= 2x'));
@@ -265,7 +270,9 @@ async function main(): Promise<void> {
   console.log(il('overwrite (grab+replace+unlock)', overwriteIl, 'Map.set (existing key)', '-'));
   console.log(il('insert (grab+replace+unlock)', insertIl, 'Map.set (new key)', '-'));
   console.log(`  insert / overwrite: ${(insertIl.aNs / overwriteIl.aNs).toFixed(2)}x (medians of the two rows above)`);
-  console.log(`index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B, huge pages ${tree.stats().hugePages}`);
+  console.log(
+    `index bytes per key: ${bytesPerKey.toFixed(1)} B (target < 48), arena ${tree.stats().arenaBytes} B, huge pages ${tree.stats().hugePages}`,
+  );
   if (sink === -1) console.log(sink);
 }
 

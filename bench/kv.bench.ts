@@ -78,7 +78,14 @@ function threadCpuSeconds(): number {
 
 /** Worker mode (this same file): random gets (copies) on the shared store for durationMs; posts [how many, thread CPU seconds]. */
 function readerWorker(): void {
-  const { handle, keys, count, durationMs, seed, barrier } = workerData as { handle: KvHandle; keys: SharedArrayBuffer; count: number; durationMs: number; seed: number; barrier: SharedArrayBuffer };
+  const { handle, keys, count, durationMs, seed, barrier } = workerData as {
+    handle: KvHandle;
+    keys: SharedArrayBuffer;
+    count: number;
+    durationMs: number;
+    seed: number;
+    barrier: SharedArrayBuffer;
+  };
   const db = attach(handle);
   const all = new Uint8Array(keys);
   const views = Array.from({ length: count }, (_, i) => all.subarray(i * 16, i * 16 + 16));
@@ -102,7 +109,12 @@ function readerWorker(): void {
 }
 
 /** Gets per second by all workers together, and gets per worker CPU-second. */
-async function readers(db: KvStore, keys: Buffer[], workers: number, durationMs: number): Promise<{ perSecond: number; perCpuSecond: number }> {
+async function readers(
+  db: KvStore,
+  keys: Buffer[],
+  workers: number,
+  durationMs: number,
+): Promise<{ perSecond: number; perCpuSecond: number }> {
   const shared = new SharedArrayBuffer(keys.length * 16);
   const all = new Uint8Array(shared);
   keys.forEach((k, i) => all.set(k, i * 16));
@@ -110,12 +122,18 @@ async function readers(db: KvStore, keys: Buffer[], workers: number, durationMs:
   const barrier = new SharedArrayBuffer(8);
   const go = new Int32Array(barrier);
   const done = Promise.all(
-    Array.from({ length: workers }, (_, w) => new Promise<[number, number]>((resolve, reject) => {
-      avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
-      const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { handle, keys: shared, count: keys.length, durationMs, seed: w * 1000, barrier } });
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    })),
+    Array.from(
+      { length: workers },
+      (_, w) =>
+        new Promise<[number, number]>((resolve, reject) => {
+          avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
+          const worker = new Worker(fileURLToPath(import.meta.url), {
+            workerData: { handle, keys: shared, count: keys.length, durationMs, seed: w * 1000, barrier },
+          });
+          worker.once('message', resolve);
+          worker.once('error', reject);
+        }),
+    ),
   );
   while (Atomics.load(go, 0) < workers) await new Promise((r) => setTimeout(r, 5));
   Atomics.store(go, 1, 1);
@@ -166,7 +184,12 @@ async function main(): Promise<void> {
     let db: KvStore = open(path.join(dir, 'dax-none'), { size: sizeBytes, durability: 'none' });
     const syncDb = open(path.join(dir, 'dax-sync'), { size: sizeBytes, durability: 'sync' });
     const syncNewDb = open(path.join(dir, 'dax-sync-new'), { size: sizeBytes, durability: 'sync' });
-    const lm = lmdbOpen({ path: path.join(dir, 'lmdb-nosync'), keyEncoding: 'binary', encoding: 'binary', noSync: true });
+    const lm = lmdbOpen({
+      path: path.join(dir, 'lmdb-nosync'),
+      keyEncoding: 'binary',
+      encoding: 'binary',
+      noSync: true,
+    });
     const lmSync = lmdbOpen({ path: path.join(dir, 'lmdb-sync'), keyEncoding: 'binary', encoding: 'binary' });
     const lmSyncNew = lmdbOpen({ path: path.join(dir, 'lmdb-sync-new'), keyEncoding: 'binary', encoding: 'binary' });
 
@@ -179,7 +202,8 @@ async function main(): Promise<void> {
     });
     const loadLmdb = performance.now() - t;
     // The overwrite pair of durable stores: every key loaded first (daxstore: one batch per 1000 keys; lmdb: one transaction).
-    for (let i = 0; i < keys.length; i += 1000) syncDb.batch(keys.slice(i, i + 1000).map((key) => ({ type: 'put' as const, key, value: VALUE })));
+    for (let i = 0; i < keys.length; i += 1000)
+      syncDb.batch(keys.slice(i, i + 1000).map((key) => ({ type: 'put' as const, key, value: VALUE })));
     await lmSync.transaction(() => {
       for (const k of keys) lmSync.put(k, VALUE);
     });
@@ -201,18 +225,80 @@ async function main(): Promise<void> {
     };
     const bench = new Bench({ time: 600, warmup: true });
     bench
-      .add('dax put none', cpuTimed('dax put none', () => { for (let i = 0; i < PER_SAMPLE; i++) db.put(next(), VALUE); }))
-      .add('lmdb putSync noSync', cpuTimed('lmdb putSync noSync', () => { for (let i = 0; i < PER_SAMPLE; i++) lm.putSync(next(), VALUE); }))
-      .add('dax put sync', cpuTimed('dax put sync', () => { for (let i = 0; i < PER_SAMPLE; i++) syncDb.put(next(), VALUE); }))
-      .add('lmdb putSync durable', cpuTimed('lmdb putSync durable', () => { for (let i = 0; i < PER_SAMPLE; i++) lmSync.putSync(next(), VALUE); }))
-      .add('dax put sync new', cpuTimed('dax put sync new', () => { for (let i = 0; i < PER_SAMPLE; i++) syncNewDb.put(next(), VALUE); }))
-      .add('lmdb putSync durable new', cpuTimed('lmdb putSync durable new', () => { for (let i = 0; i < PER_SAMPLE; i++) lmSyncNew.putSync(next(), VALUE); }))
-      .add('dax get', cpuTimed('dax get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.get(next())!.length; }))
-      .add('lmdb get', cpuTimed('lmdb get', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += (lm.get(next()) as Buffer).length; }))
-      .add('dax getView in read', cpuTimed('dax getView in read', () => db.read(() => { for (let i = 0; i < PER_SAMPLE; i++) sink += db.getView(next())!.length; })))
-      .add('lmdb getBinaryFast', cpuTimed('lmdb getBinaryFast', () => { for (let i = 0; i < PER_SAMPLE; i++) sink += lm.getBinaryFast(next())!.length; }))
-      .add('dax range 10k', cpuTimed('dax range 10k', () => { for (const [, v] of db.range({ gte: next(), limit: 10_000 })) sink += v.length; }))
-      .add('lmdb getRange 10k', cpuTimed('lmdb getRange 10k', () => { for (const { value } of lm.getRange({ start: next(), limit: 10_000 })) sink += (value as Buffer).length; }));
+      .add(
+        'dax put none',
+        cpuTimed('dax put none', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) db.put(next(), VALUE);
+        }),
+      )
+      .add(
+        'lmdb putSync noSync',
+        cpuTimed('lmdb putSync noSync', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) lm.putSync(next(), VALUE);
+        }),
+      )
+      .add(
+        'dax put sync',
+        cpuTimed('dax put sync', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) syncDb.put(next(), VALUE);
+        }),
+      )
+      .add(
+        'lmdb putSync durable',
+        cpuTimed('lmdb putSync durable', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) lmSync.putSync(next(), VALUE);
+        }),
+      )
+      .add(
+        'dax put sync new',
+        cpuTimed('dax put sync new', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) syncNewDb.put(next(), VALUE);
+        }),
+      )
+      .add(
+        'lmdb putSync durable new',
+        cpuTimed('lmdb putSync durable new', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) lmSyncNew.putSync(next(), VALUE);
+        }),
+      )
+      .add(
+        'dax get',
+        cpuTimed('dax get', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) sink += db.get(next())!.length;
+        }),
+      )
+      .add(
+        'lmdb get',
+        cpuTimed('lmdb get', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) sink += (lm.get(next()) as Buffer).length;
+        }),
+      )
+      .add(
+        'dax getView in read',
+        cpuTimed('dax getView in read', () =>
+          db.read(() => {
+            for (let i = 0; i < PER_SAMPLE; i++) sink += db.getView(next())!.length;
+          }),
+        ),
+      )
+      .add(
+        'lmdb getBinaryFast',
+        cpuTimed('lmdb getBinaryFast', () => {
+          for (let i = 0; i < PER_SAMPLE; i++) sink += lm.getBinaryFast(next())!.length;
+        }),
+      )
+      .add(
+        'dax range 10k',
+        cpuTimed('dax range 10k', () => {
+          for (const [, v] of db.range({ gte: next(), limit: 10_000 })) sink += v.length;
+        }),
+      )
+      .add(
+        'lmdb getRange 10k',
+        cpuTimed('lmdb getRange 10k', () => {
+          for (const { value } of lm.getRange({ start: next(), limit: 10_000 })) sink += (value as Buffer).length;
+        }),
+      );
     await bench.run();
 
     const row = (label: string, a: string, b: string, perSample: number, target: string): string => {
@@ -223,10 +309,17 @@ async function main(): Promise<void> {
     };
     // 1 and 2 readers alternately, three rounds, medians: one disturbance (a GC, a neighbour) moves one round, not the row.
     const rounds: Array<{ one: Awaited<ReturnType<typeof readers>>; two: Awaited<ReturnType<typeof readers>> }> = [];
-    for (let r = 0; r < 3; r++) rounds.push({ one: await readers(db, keys, 1, 1000), two: await readers(db, keys, 2, 1000) });
+    for (let r = 0; r < 3; r++)
+      rounds.push({ one: await readers(db, keys, 1, 1000), two: await readers(db, keys, 2, 1000) });
     const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const one = { perSecond: median(rounds.map((x) => x.one.perSecond)), perCpuSecond: median(rounds.map((x) => x.one.perCpuSecond)) };
-    const two = { perSecond: median(rounds.map((x) => x.two.perSecond)), perCpuSecond: median(rounds.map((x) => x.two.perCpuSecond)) };
+    const one = {
+      perSecond: median(rounds.map((x) => x.one.perSecond)),
+      perCpuSecond: median(rounds.map((x) => x.one.perCpuSecond)),
+    };
+    const two = {
+      perSecond: median(rounds.map((x) => x.two.perSecond)),
+      perCpuSecond: median(rounds.map((x) => x.two.perCpuSecond)),
+    };
     const scaling = rounds.map((x) => (x.two.perSecond / x.one.perSecond).toFixed(2)).join(', ');
     const stats = db.stats();
     db.close();
@@ -235,15 +328,25 @@ async function main(): Promise<void> {
     db.close();
     const fresh = freshProcessOpen(path.join(dir, 'dax-none'));
     db = open(path.join(dir, 'dax-none'), { durability: 'none' });
-    console.log(`key-value store vs lmdb, ${KEYS} keys of 16 B, values 100 B, tmpfs ${dir} (node ${process.version}); persist: ${stats.persistMethod}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores: ratios are noisy above ~1)`);
-    console.log(`load ${KEYS} keys: daxstore ${loadDax.toFixed(0)} ms (puts, 'none'), lmdb ${loadLmdb.toFixed(0)} ms (one transaction)`);
+    console.log(
+      `key-value store vs lmdb, ${KEYS} keys of 16 B, values 100 B, tmpfs ${dir} (node ${process.version}); persist: ${stats.persistMethod}; load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')} (2 cores: ratios are noisy above ~1)`,
+    );
+    console.log(
+      `load ${KEYS} keys: daxstore ${loadDax.toFixed(0)} ms (puts, 'none'), lmdb ${loadLmdb.toFixed(0)} ms (one transaction)`,
+    );
     console.log(row('random put (none / noSync)', 'dax put none', 'lmdb putSync noSync', PER_SAMPLE, '>= 5x'));
     console.log(row('durable put (sync), overwrite', 'dax put sync', 'lmdb putSync durable', PER_SAMPLE, '>= 5x'));
-    console.log(row('durable put (sync), new keys', 'dax put sync new', 'lmdb putSync durable new', PER_SAMPLE, '>= 5x'));
+    console.log(
+      row('durable put (sync), new keys', 'dax put sync new', 'lmdb putSync durable new', PER_SAMPLE, '>= 5x'),
+    );
     console.log(row('random get (copy)', 'dax get', 'lmdb get', PER_SAMPLE, '>= 2x'));
     console.log(row('zero-copy get', 'dax getView in read', 'lmdb getBinaryFast', PER_SAMPLE, '>= 1.5x'));
     console.log(row('ordered scan (entries)', 'dax range 10k', 'lmdb getRange 10k', 10_000, '>= 2x'));
-    console.log(`2 workers reading vs 1 (get copy): ${(one.perSecond / 1e3).toFixed(0)}k/s -> ${(two.perSecond / 1e3).toFixed(0)}k/s, ratio ${(two.perSecond / one.perSecond).toFixed(2)}x (medians of 3 alternating rounds of 1 s; per round ${scaling}; target >= 1.7x; 2 cores shared with the load above); per worker CPU-second ${(one.perCpuSecond / 1e3).toFixed(0)}k -> ${(two.perCpuSecond / 1e3).toFixed(0)}k, efficiency ${(two.perCpuSecond / one.perCpuSecond).toFixed(2)} (2 x efficiency = the scaling on 2 idle cores)`);
+    console.log(
+      `2 workers reading vs 1 (get copy): ${(one.perSecond / 1e3).toFixed(0)}k/s -> ${(two.perSecond / 1e3).toFixed(0)}k/s, ratio ${(two.perSecond / one.perSecond).toFixed(2)}x (medians of 3 alternating rounds of 1 s; per round ${scaling}; target >= 1.7x; 2 cores shared with the load above); per worker CPU-second ${(one.perCpuSecond / 1e3).toFixed(0)}k -> ${(two.perCpuSecond / 1e3).toFixed(0)}k, efficiency ${(two.perCpuSecond / one.perCpuSecond).toFixed(2)} (2 x efficiency = the scaling on 2 idle cores)`,
+    );
     console.log(openRow('open + recovery, this process', reopened));
     console.log(openRow('open + recovery, fresh process', fresh));
     console.log(`index bytes per key: ${stats.indexBytesPerKey.toFixed(1)} (target < 48); segments ${stats.segments}`);

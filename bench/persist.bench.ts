@@ -30,11 +30,17 @@ function openTargets(dirs: string[]): Target[] {
     label: `${method} (tmpfs)`,
     media: openRegion(path.join(shm, method), { create: true, sizeBytes: REGION_BYTES, flushMethod: method }),
   }));
-  targets.push({ label: 'msync (tmpfs)', media: openRegion(path.join(shm, 'msync'), { create: true, sizeBytes: REGION_BYTES, flushMethod: 'msync' }) });
+  targets.push({
+    label: 'msync (tmpfs)',
+    media: openRegion(path.join(shm, 'msync'), { create: true, sizeBytes: REGION_BYTES, flushMethod: 'msync' }),
+  });
   if (fs.statfsSync(os.tmpdir()).type !== TMPFS_MAGIC) {
     const disk = fs.mkdtempSync(path.join(os.tmpdir(), 'daxstore-bench-'));
     dirs.push(disk);
-    targets.push({ label: `msync (${os.tmpdir()}, page cache)`, media: openRegion(path.join(disk, 'msync'), { create: true, sizeBytes: REGION_BYTES }) });
+    targets.push({
+      label: `msync (${os.tmpdir()}, page cache)`,
+      media: openRegion(path.join(disk, 'msync'), { create: true, sizeBytes: REGION_BYTES }),
+    });
   } else {
     console.log(`${os.tmpdir()} is tmpfs: no page-cache msync figure`);
   }
@@ -120,9 +126,15 @@ function report(bench: Bench, targets: Target[]): void {
   const lines: Record<string, Record<string, string>> = {};
   for (const name of ['lines: 64 x (flush+drain)', 'lines: 64 x flush, 1 drain', 'lines: flush(4 KiB), 1 drain']) {
     const perLine = (nsPerOp(bench, name) - write) / 64;
-    lines[name] = { 'ns per line (after memcpy)': perLine.toFixed(1), 'vs memcpy of 4 KiB': ((perLine * 64) / write).toFixed(1) };
+    lines[name] = {
+      'ns per line (after memcpy)': perLine.toFixed(1),
+      'vs memcpy of 4 KiB': ((perLine * 64) / write).toFixed(1),
+    };
   }
-  lines['drain only (empty-ish native call)'] = { 'ns per line (after memcpy)': nsPerOp(bench, 'drain only (empty-ish native call)').toFixed(1), 'vs memcpy of 4 KiB': '-' };
+  lines['drain only (empty-ish native call)'] = {
+    'ns per line (after memcpy)': nsPerOp(bench, 'drain only (empty-ish native call)').toFixed(1),
+    'vs memcpy of 4 KiB': '-',
+  };
   console.table(lines);
 }
 

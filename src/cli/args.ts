@@ -1,13 +1,23 @@
 /** Argument parsers for commander options: each rejects bad input as a usage error (exit 2). */
 import { InvalidArgumentError } from 'commander';
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 2 ** 10,
+  kib: 2 ** 10,
+  m: 2 ** 20,
+  mib: 2 ** 20,
+  g: 2 ** 30,
+  gib: 2 ** 30,
+};
 
 /** '64M', '1GiB', '4096' -> bytes. */
 export function parseSize(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
   const unit = m === null ? undefined : SIZE_UNITS[m[2].toLowerCase()];
-  if (m === null || unit === undefined) throw new InvalidArgumentError(`'${text}' is not a size (e.g. 4096, 64M, 1GiB)`);
+  if (m === null || unit === undefined)
+    throw new InvalidArgumentError(`'${text}' is not a size (e.g. 4096, 64M, 1GiB)`);
   const bytes = Math.round(Number(m[1]) * unit);
   if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidArgumentError(`'${text}' is not a positive size`);
   return bytes;

@@ -15,7 +15,9 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { DaxSpace, isDaxError, mulberry32, type DaxSpaceHandle } from '../index.js';
+import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
+import { isDaxError } from '../errors.js';
+import { mulberry32 } from '../device/sim-media.js';
 import { PageLockObject, blockOfPage, type PageLockHandle } from './page-lock-baseline.js';
 
 export type LockPath = 'entry-locks' | 'page-locks';
@@ -105,8 +107,22 @@ function run(job: LocksJob): LocksResult {
   const ops = job.path === 'entry-locks' ? entryLockOps(space, job) : pageLockOps(space, job);
   const random = mulberry32(job.seed);
   const entries = job.pages / job.entryPages;
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
-  const result: LocksResult = { role: job.role, ops: 0, beyondSize: 0, holes: 0, moved: 0, enospc: 0, retries: 0, histogram: '', elapsedMs: 0 };
+  const histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60e9,
+    numberOfSignificantValueDigits: 3,
+  });
+  const result: LocksResult = {
+    role: job.role,
+    ops: 0,
+    beyondSize: 0,
+    holes: 0,
+    moved: 0,
+    enospc: 0,
+    retries: 0,
+    histogram: '',
+    elapsedMs: 0,
+  };
   const ready = new Int32Array(job.startLine);
   Atomics.add(ready, 0, 1);
   Atomics.notify(ready, 0);

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
 import cliProgress from 'cli-progress';
-import { DaxError, DaxSpace } from '../index.js';
+import { DaxError } from '../errors.js';
+import { DaxSpace } from '../dax/space.js';
 import { EXIT_OK, UsageError, emit, table } from './output.js';
 import { defaultDirectory } from './bench.js';
 import { createPageLocks, PageLockObject, pageKey } from './page-lock-baseline.js';
@@ -87,16 +88,31 @@ export async function runLocks(o: LocksOptions): Promise<number> {
 }
 
 export async function benchLocks(o: LocksOptions): Promise<LocksReport> {
-  if (o.threads < 3) throw new UsageError(`--threads ${o.threads}: bench locks needs at least 3 (a faulter, a memory failure, a truncater)`);
-  if (o.objectSize % (4 * ENTRY_BYTES[1]) !== 0) throw new UsageError(`--object-size ${o.objectSize} must be a multiple of 8 MiB (at least four 2 MiB entries)`);
-  if (o.size < 4 * o.objectSize) throw new UsageError(`--size ${o.size} must be at least 4x --object-size (room for retired blocks in their grace period)`);
-  const seed = o.seed ?? (Date.now() >>> 0);
+  if (o.threads < 3)
+    throw new UsageError(
+      `--threads ${o.threads}: bench locks needs at least 3 (a faulter, a memory failure, a truncater)`,
+    );
+  if (o.objectSize % (4 * ENTRY_BYTES[1]) !== 0)
+    throw new UsageError(`--object-size ${o.objectSize} must be a multiple of 8 MiB (at least four 2 MiB entries)`);
+  if (o.size < 4 * o.objectSize)
+    throw new UsageError(
+      `--size ${o.size} must be at least 4x --object-size (room for retired blocks in their grace period)`,
+    );
+  const seed = o.seed ?? Date.now() >>> 0;
   const roles = rolesFor(o.threads);
   const loadBefore = os.loadavg();
   const work = fs.mkdtempSync(path.join(defaultDirectory(), 'daxstore-bench-locks-'));
-  const bar = o.progress && o.json !== true && o.duration * 4 > 1000
-    ? new cliProgress.SingleBar({ format: 'bench locks [{bar}] {value}/{total} runs, eta {eta}s', stream: process.stderr, clearOnComplete: true }, cliProgress.Presets.shades_classic)
-    : undefined;
+  const bar =
+    o.progress && o.json !== true && o.duration * 4 > 1000
+      ? new cliProgress.SingleBar(
+          {
+            format: 'bench locks [{bar}] {value}/{total} runs, eta {eta}s',
+            stream: process.stderr,
+            clearOnComplete: true,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
   bar?.start(ENTRY_BYTES.length * PATHS.length, 0);
   const rows: LocksRow[] = [];
   let device: LocksReport['device'] | undefined;
@@ -113,25 +129,58 @@ export async function benchLocks(o: LocksOptions): Promise<LocksReport> {
     bar?.stop();
     fs.rmSync(work, { recursive: true, force: true });
   }
-  const totals = ENTRY_BYTES.flatMap((entryBytes) => PATHS.map((p) => {
-    const mine = rows.filter((r) => r.entryBytes === entryBytes && r.path === p);
-    return { entryBytes, path: p, ops: sum(mine.map((r) => r.ops)), opsPerSec: sum(mine.map((r) => r.workOpsPerSec)) };
-  }));
+  const totals = ENTRY_BYTES.flatMap((entryBytes) =>
+    PATHS.map((p) => {
+      const mine = rows.filter((r) => r.entryBytes === entryBytes && r.path === p);
+      return {
+        entryBytes,
+        path: p,
+        ops: sum(mine.map((r) => r.ops)),
+        opsPerSec: sum(mine.map((r) => r.workOpsPerSec)),
+      };
+    }),
+  );
   const report: LocksReport = {
-    device: device!, config: { size: o.size, objectSize: o.objectSize, threads: o.threads, duration: o.duration, truncateInterval: o.truncateInterval, seed, roles, out: o.out },
-    rows, totals, ratios: ratios(rows, totals), loadAvg: { before: loadBefore.map(round2), after: os.loadavg().map(round2) }, files: [],
+    device: device!,
+    config: {
+      size: o.size,
+      objectSize: o.objectSize,
+      threads: o.threads,
+      duration: o.duration,
+      truncateInterval: o.truncateInterval,
+      seed,
+      roles,
+      out: o.out,
+    },
+    rows,
+    totals,
+    ratios: ratios(rows, totals),
+    loadAvg: { before: loadBefore.map(round2), after: os.loadavg().map(round2) },
+    files: [],
   };
   if (o.out !== undefined) report.files = writeResults(o.out, report);
   return report;
 }
 
-async function runOne(file: string, o: LocksOptions, roles: readonly LockRole[], entryBytes: number, lockPath: LockPath, seed: number, seen: (d: LocksReport['device']) => void): Promise<LocksRow[]> {
+async function runOne(
+  file: string,
+  o: LocksOptions,
+  roles: readonly LockRole[],
+  entryBytes: number,
+  lockPath: LockPath,
+  seed: number,
+  seen: (d: LocksReport['device']) => void,
+): Promise<LocksRow[]> {
   const pages = o.objectSize / 4096;
   const entryPages = entryBytes === 4096 ? 1 : 512;
   const space = DaxSpace.open(file, { size: o.size });
   try {
     const d = space.device.stats();
-    seen({ kind: d.mediaKind, flushMethod: d.flushMethod, emulated: d.mediaKind !== 'devdax' && d.mediaKind !== 'fsdax' });
+    seen({
+      kind: d.mediaKind,
+      flushMethod: d.flushMethod,
+      emulated: d.mediaKind !== 'devdax' && d.mediaKind !== 'fsdax',
+    });
     // The entry-locks object lives in the object table; the baseline's pages use the same
     // key layout under an id the table does not hold (the baseline keeps its own size word).
     const pageLocks = createPageLocks(pages);
@@ -145,10 +194,24 @@ async function runOne(file: string, o: LocksOptions, roles: readonly LockRole[],
     }
     const handle = space.share();
     const startLine = new SharedArrayBuffer(4);
-    const results = await Promise.all(roles.map((role, i) => runWorker({
-      path: lockPath, role, space: handle, pageLocks, objectId: lockPath === 'entry-locks' ? OBJECT_ID : OBJECT_ID + 1, pages, entryPages, durationMs: o.duration,
-      truncateIntervalMs: o.truncateInterval, seed: seed + i * 7919, startLine, workers: roles.length,
-    })));
+    const results = await Promise.all(
+      roles.map((role, i) =>
+        runWorker({
+          path: lockPath,
+          role,
+          space: handle,
+          pageLocks,
+          objectId: lockPath === 'entry-locks' ? OBJECT_ID : OBJECT_ID + 1,
+          pages,
+          entryPages,
+          durationMs: o.duration,
+          truncateIntervalMs: o.truncateInterval,
+          seed: seed + i * 7919,
+          startLine,
+          workers: roles.length,
+        }),
+      ),
+    );
     verifyAfter(space, lockPath, pages, entryPages, pageLocks, file);
     return rowsOf(results, entryBytes, lockPath);
   } finally {
@@ -162,16 +225,33 @@ function runWorker(job: LocksJob): Promise<LocksResult> {
     const w = new Worker(new URL('./bench-locks-worker.js', import.meta.url), { workerData: job });
     w.once('message', resolve);
     w.once('error', reject);
-    w.once('exit', (code) => code !== 0 && reject(new DaxError('ESYS', `bench locks worker (${job.path}, ${job.role}) exited with code ${code}`)));
+    w.once(
+      'exit',
+      (code) =>
+        code !== 0 &&
+        reject(new DaxError('ESYS', `bench locks worker (${job.path}, ${job.role}) exited with code ${code}`)),
+    );
   });
 }
 
 /** Both paths must leave the store consistent: locks free, allocator = owner table, entries within the size. */
-function verifyAfter(space: DaxSpace, lockPath: LockPath, pages: number, entryPages: 1 | 512, pageLocks: ReturnType<typeof createPageLocks>, file: string): void {
+function verifyAfter(
+  space: DaxSpace,
+  lockPath: LockPath,
+  pages: number,
+  entryPages: 1 | 512,
+  pageLocks: ReturnType<typeof createPageLocks>,
+  file: string,
+): void {
   const problems = space.device.audit();
-  if (lockPath === 'page-locks' && !new PageLockObject(space, OBJECT_ID + 1, pages, entryPages, pageLocks).allUnlocked()) problems.push('a page lock word is still held');
+  if (
+    lockPath === 'page-locks' &&
+    !new PageLockObject(space, OBJECT_ID + 1, pages, entryPages, pageLocks).allUnlocked()
+  )
+    problems.push('a page lock word is still held');
   const id = lockPath === 'entry-locks' ? OBJECT_ID : OBJECT_ID + 1;
-  for (const [key] of space.tree.range({ gte: pageKey(id, pages), lt: pageKey(id + 1, 0) })) problems.push(`entry beyond the object's pages: ${Buffer.from(key).toString('hex')}`);
+  for (const [key] of space.tree.range({ gte: pageKey(id, pages), lt: pageKey(id + 1, 0) }))
+    problems.push(`entry beyond the object's pages: ${Buffer.from(key).toString('hex')}`);
   // The reverse map agrees with the index: a block is owned by the object exactly when an
   // entry maps it (a fault that installed over another's block leaves an owned, unmapped one).
   const mapped = new Map<number, number>();
@@ -182,25 +262,44 @@ function verifyAfter(space: DaxSpace, lockPath: LockPath, pages: number, entryPa
   }
   space.device.forEachOwned((block, owner, index) => {
     if (owner !== id) return;
-    if (mapped.get(block) !== index) problems.push(`block ${block} is owned by page ${index} but no entry maps it there`);
+    if (mapped.get(block) !== index)
+      problems.push(`block ${block} is owned by page ${index} but no entry maps it there`);
     mapped.delete(block);
   });
-  for (const [block, start] of mapped) problems.push(`page ${start} maps block ${block}, which the owner table does not give it`);
-  if (problems.length > 0) throw new DaxError('ECORRUPT', `bench locks (${lockPath}) left ${file} inconsistent: ${problems.slice(0, 3).join('; ')}`);
+  for (const [block, start] of mapped)
+    problems.push(`page ${start} maps block ${block}, which the owner table does not give it`);
+  if (problems.length > 0)
+    throw new DaxError(
+      'ECORRUPT',
+      `bench locks (${lockPath}) left ${file} inconsistent: ${problems.slice(0, 3).join('; ')}`,
+    );
 }
 
 function rowsOf(results: readonly LocksResult[], entryBytes: number, lockPath: LockPath): LocksRow[] {
   const roles = [...new Set(results.map((r) => r.role))];
   return roles.map((role) => {
     const mine = results.filter((r) => r.role === role);
-    const merged = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+    const merged = hdr.build({
+      lowestDiscernibleValue: 1,
+      highestTrackableValue: 60e9,
+      numberOfSignificantValueDigits: 3,
+    });
     for (const r of mine) merged.add(hdr.decodeFromCompressedBase64(r.histogram));
     const ops = sum(mine.map((r) => r.ops));
     const seconds = Math.max(...mine.map((r) => r.elapsedMs)) / 1000;
     return {
-      entryBytes, path: lockPath, role, threads: mine.length, ops, opsPerSec: Math.round(ops / seconds), workOpsPerSec: Math.round((ops - sum(mine.map((r) => r.beyondSize))) / seconds),
+      entryBytes,
+      path: lockPath,
+      role,
+      threads: mine.length,
+      ops,
+      opsPerSec: Math.round(ops / seconds),
+      workOpsPerSec: Math.round((ops - sum(mine.map((r) => r.beyondSize))) / seconds),
       latencyNs: { p50: merged.getValueAtPercentile(50), p99: merged.getValueAtPercentile(99), max: merged.maxValue },
-      beyondSize: sum(mine.map((r) => r.beyondSize)), moved: sum(mine.map((r) => r.moved)), enospc: sum(mine.map((r) => r.enospc)), retries: sum(mine.map((r) => r.retries)),
+      beyondSize: sum(mine.map((r) => r.beyondSize)),
+      moved: sum(mine.map((r) => r.moved)),
+      enospc: sum(mine.map((r) => r.enospc)),
+      retries: sum(mine.map((r) => r.retries)),
     };
   });
 }
@@ -212,11 +311,22 @@ function ratios(rows: readonly LocksRow[], totals: LocksReport['totals']): Locks
       const e = rows.find((r) => r.entryBytes === entryBytes && r.role === role && r.path === 'entry-locks');
       const p = rows.find((r) => r.entryBytes === entryBytes && r.role === role && r.path === 'page-locks');
       if (e === undefined || p === undefined) continue;
-      out.push({ entryBytes, role, throughputRatio: round2(e.workOpsPerSec / Math.max(1, p.workOpsPerSec)), p99Ratio: round2(p.latencyNs.p99 / Math.max(1, e.latencyNs.p99)) });
+      out.push({
+        entryBytes,
+        role,
+        throughputRatio: round2(e.workOpsPerSec / Math.max(1, p.workOpsPerSec)),
+        p99Ratio: round2(p.latencyNs.p99 / Math.max(1, e.latencyNs.p99)),
+      });
     }
     const te = totals.find((t) => t.entryBytes === entryBytes && t.path === 'entry-locks');
     const tp = totals.find((t) => t.entryBytes === entryBytes && t.path === 'page-locks');
-    if (te !== undefined && tp !== undefined) out.push({ entryBytes, role: 'all', throughputRatio: round2(te.opsPerSec / Math.max(1, tp.opsPerSec)), p99Ratio: null });
+    if (te !== undefined && tp !== undefined)
+      out.push({
+        entryBytes,
+        role: 'all',
+        throughputRatio: round2(te.opsPerSec / Math.max(1, tp.opsPerSec)),
+        p99Ratio: null,
+      });
   }
   return out;
 }
@@ -229,7 +339,13 @@ function writeResults(dir: string, report: LocksReport): string[] {
   fs.mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const files = [path.join(dir, `bench-locks-${stamp}.json`), path.join(dir, `bench-locks-${stamp}.svg`)];
-  fs.writeFileSync(files[1], locksChartSvg(`bench locks — ${report.config.threads} threads (${report.config.roles.join(', ')}), ${report.device.emulated ? 'emulated pmem' : 'pmem'} (${report.device.kind})`, report.rows));
+  fs.writeFileSync(
+    files[1],
+    locksChartSvg(
+      `bench locks — ${report.config.threads} threads (${report.config.roles.join(', ')}), ${report.device.emulated ? 'emulated pmem' : 'pmem'} (${report.device.kind})`,
+      report.rows,
+    ),
+  );
   fs.writeFileSync(files[0], `${JSON.stringify({ ...report, files }, null, 2)}\n`);
   return files;
 }
@@ -238,10 +354,42 @@ export function renderLocks(r: LocksReport): string {
   const us = (ns: number): number => Math.round(ns / 100) / 10;
   const lines = [
     `bench locks: one object of ${sizeName(r.config.objectSize)}, ${r.config.threads} threads (${r.config.roles.join(', ')}), ${r.config.duration} ms per run, a truncate every ${r.config.truncateInterval} ms, seed ${r.config.seed}; ${r.device.emulated ? 'emulated pmem' : 'pmem'} (${r.device.kind}, ${r.device.flushMethod})`,
-    table([['entry', 'path', 'role', 'threads', 'ops/s', 'work ops/s', 'p50 us', 'p99 us', 'beyond size', 'moved', 'enospc', 'retries'], ...r.rows.map((x) => [sizeName(x.entryBytes), x.path, x.role, x.threads, x.opsPerSec, x.workOpsPerSec, us(x.latencyNs.p50), us(x.latencyNs.p99), x.beyondSize, x.moved, x.enospc, x.retries])]),
+    table([
+      [
+        'entry',
+        'path',
+        'role',
+        'threads',
+        'ops/s',
+        'work ops/s',
+        'p50 us',
+        'p99 us',
+        'beyond size',
+        'moved',
+        'enospc',
+        'retries',
+      ],
+      ...r.rows.map((x) => [
+        sizeName(x.entryBytes),
+        x.path,
+        x.role,
+        x.threads,
+        x.opsPerSec,
+        x.workOpsPerSec,
+        us(x.latencyNs.p50),
+        us(x.latencyNs.p99),
+        x.beyondSize,
+        x.moved,
+        x.enospc,
+        x.retries,
+      ]),
+    ]),
     '',
     'entry-locks vs page-locks (throughput x = entry/page work ops/s; p99 x = page/entry p99: above 1 favours entry locks)',
-    table([['entry', 'role', 'throughput x', 'p99 x'], ...r.ratios.map((x) => [sizeName(x.entryBytes), x.role, x.throughputRatio, x.p99Ratio ?? '-'])]),
+    table([
+      ['entry', 'role', 'throughput x', 'p99 x'],
+      ...r.ratios.map((x) => [sizeName(x.entryBytes), x.role, x.throughputRatio, x.p99Ratio ?? '-']),
+    ]),
     `load average (1/5/15 min): before ${r.loadAvg.before.join(' ')}, after ${r.loadAvg.after.join(' ')}`,
   ];
   for (const f of r.files) lines.push(`wrote ${f}`);

@@ -5,7 +5,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { attach, mulberry32, type KvHandle } from '../index.js';
+import { attach, type KvHandle } from '../kv/index.js';
+import { mulberry32 } from '../device/sim-media.js';
 import { OpChooser, keyOf, type Distribution, type WorkloadName } from './ycsb.js';
 
 export interface WorkerJob {
@@ -83,7 +84,11 @@ async function run(job: WorkerJob): Promise<WorkerResult> {
   const chooser = new OpChooser(job.workload, job.distribution, job.loadedKeys, random);
   const counter = new Int32Array(job.counter);
   const value = new Uint8Array(job.valueBytes).fill(0x61);
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60e9, numberOfSignificantValueDigits: 3 });
+  const histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60e9,
+    numberOfSignificantValueDigits: 3,
+  });
   const start = performance.now();
   const deadline = start + job.durationMs;
   let ops = 0;

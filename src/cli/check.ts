@@ -16,7 +16,8 @@
  * checks again.
  */
 import fs from 'node:fs';
-import { isDaxError, open, type KvStore } from '../index.js';
+import { isDaxError } from '../errors.js';
+import { open, type KvStore } from '../kv/index.js';
 import { closeSnapshot, openSnapshotStore, superblockProblems, takeSnapshot, type Snapshot } from './snapshot.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit } from './output.js';
 
@@ -40,7 +41,14 @@ export interface CheckResult {
 
 export function checkStore(path: string): CheckResult {
   const snap = takeSnapshot(path);
-  const result: CheckResult = { path, ok: true, problems: superblockProblems(snap.superblocks), notes: [], damagedRecordOffsets: [], unknownOwnerBlocks: [] };
+  const result: CheckResult = {
+    path,
+    ok: true,
+    problems: superblockProblems(snap.superblocks),
+    notes: [],
+    damagedRecordOffsets: [],
+    unknownOwnerBlocks: [],
+  };
   let kv: KvStore;
   try {
     kv = openSnapshotStore(snap);
@@ -69,21 +77,32 @@ function checkOpened(kv: KvStore, snap: Snapshot, result: CheckResult): void {
       if (cleanShutdown) result.problems.push(`damaged ${line}`);
       else result.notes.push(`torn tail after a crash: ${line}`);
     }
-    if (recovery.droppedRecords > recovery.dropped.length) result.problems.push(`${recovery.droppedRecords - recovery.dropped.length} more damaged records`);
-    if (recovery.poisonedSegments > 0) result.problems.push(`${recovery.poisonedSegments} segments stop at a poisoned block`);
+    if (recovery.droppedRecords > recovery.dropped.length)
+      result.problems.push(`${recovery.droppedRecords - recovery.dropped.length} more damaged records`);
+    if (recovery.poisonedSegments > 0)
+      result.problems.push(`${recovery.poisonedSegments} segments stop at a poisoned block`);
   }
   const space = kv.dax.recovery;
   if (space !== undefined) {
     const leaked = space.freedDeadObject + space.freedBeyondSize + space.freedDuplicate;
-    if (leaked > 0) result.problems.push(`leaked blocks: ${space.freedDeadObject} owned by dead objects, ${space.freedBeyondSize} beyond their object's size, ${space.freedDuplicate} duplicate pages`);
-    if (space.freedStaging > 0) result.notes.push(`${space.freedStaging} staging blocks (retired, waiting for their grace period at close) are free after recovery`);
+    if (leaked > 0)
+      result.problems.push(
+        `leaked blocks: ${space.freedDeadObject} owned by dead objects, ${space.freedBeyondSize} beyond their object's size, ${space.freedDuplicate} duplicate pages`,
+      );
+    if (space.freedStaging > 0)
+      result.notes.push(
+        `${space.freedStaging} staging blocks (retired, waiting for their grace period at close) are free after recovery`,
+      );
   }
   kv.dax.device.forEachOwned((block, owner) => {
-    if (owner === OWNER_OBJECT_TABLE || owner === OWNER_STAGING || owner === OWNER_KV_SEGMENT || owner >= MIN_OBJECT_ID) return;
+    if (owner === OWNER_OBJECT_TABLE || owner === OWNER_STAGING || owner === OWNER_KV_SEGMENT || owner >= MIN_OBJECT_ID)
+      return;
     result.unknownOwnerBlocks.push(block);
   });
   if (result.unknownOwnerBlocks.length > 0) {
-    result.problems.push(`leaked blocks owned by unknown owner ids: ${result.unknownOwnerBlocks.slice(0, 10).join(', ')}${result.unknownOwnerBlocks.length > 10 ? ' …' : ''}`);
+    result.problems.push(
+      `leaked blocks owned by unknown owner ids: ${result.unknownOwnerBlocks.slice(0, 10).join(', ')}${result.unknownOwnerBlocks.length > 10 ? ' …' : ''}`,
+    );
   }
   for (const diff of kv.dax.device.audit()) result.problems.push(`allocator vs owner table: ${diff}`);
 }
@@ -119,11 +138,13 @@ function quarantine(path: string, snap: Snapshot, offsets: readonly number[]): s
   const dir = `${path}.quarantine`;
   fs.mkdirSync(dir, { recursive: true });
   const bytes = new Uint8Array(snap.media.buffer);
-  return offsets.filter((o) => o >= 0).map((offset) => {
-    const file = `${dir}/record-at-${offset}.bin`;
-    fs.writeFileSync(file, bytes.subarray(offset, Math.min(bytes.length, offset + QUARANTINE_BYTES)));
-    return file;
-  });
+  return offsets
+    .filter((o) => o >= 0)
+    .map((offset) => {
+      const file = `${dir}/record-at-${offset}.bin`;
+      fs.writeFileSync(file, bytes.subarray(offset, Math.min(bytes.length, offset + QUARANTINE_BYTES)));
+      return file;
+    });
 }
 
 export function runCheck(path: string, opts: { repair?: boolean; json?: boolean }): number {
@@ -140,7 +161,9 @@ function renderCheck(r: CheckResult): string {
   for (const n of r.notes) lines.push(`  note: ${n}`);
   if (r.repaired !== undefined) {
     const { quarantined, freedBlocks, compactedSegments, after } = r.repaired;
-    lines.push(`repair: freed ${freedBlocks} unknown-owner blocks, compacted ${compactedSegments} segments, quarantined ${quarantined.length} records${quarantined.length > 0 ? ` in ${quarantined[0].replace(/\/[^/]*$/, '/')}` : ''}`);
+    lines.push(
+      `repair: freed ${freedBlocks} unknown-owner blocks, compacted ${compactedSegments} segments, quarantined ${quarantined.length} records${quarantined.length > 0 ? ` in ${quarantined[0].replace(/\/[^/]*$/, '/')}` : ''}`,
+    );
     lines.push(`after repair: ${after.ok ? 'ok' : after.problems.join('; ')}`);
   }
   return lines.join('\n');

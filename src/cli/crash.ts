@@ -30,7 +30,11 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import xxhash from 'xxhash-wasm';
 import cliProgress from 'cli-progress';
-import { DaxError, Device, createSimMedia, diffWords, mulberry32, openMedia, type KvStore, type SimMedia } from '../index.js';
+import { DaxError } from '../errors.js';
+import { Device } from '../device/device.js';
+import { createSimMedia, mulberry32, type SimMedia } from '../device/sim-media.js';
+import { diffWords } from '../native/diff-words.js';
+import { openMedia, type KvStore } from '../kv/index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
 
 const hasher = await xxhash();
@@ -104,7 +108,9 @@ export function selections(pending: Uint32Array, max: number, random: () => numb
   }
   const out: number[][] = [[], words];
   for (let i = 0; i < n && out.length < max / 2; i++) out.push([words[i]]);
-  for (let i = 0; i < n && out.length < (max * 5) / 8; i++) for (let j = i + 1; j < n && out.length < (max * 5) / 8; j += Math.max(1, Math.floor(n / 4))) out.push([words[i], words[j]]);
+  for (let i = 0; i < n && out.length < (max * 5) / 8; i++)
+    for (let j = i + 1; j < n && out.length < (max * 5) / 8; j += Math.max(1, Math.floor(n / 4)))
+      out.push([words[i], words[j]]);
   for (let k = 1; k < n && out.length < (max * 3) / 4; k = k * 2) out.push(words.slice(0, k), words.slice(n - k));
   while (out.length < max) out.push(words.filter(() => random() < 0.5));
   return out;
@@ -132,7 +138,7 @@ const diffOut = new Uint32Array(1 << 16);
 function diffAgainst(base: Uint8Array, image: SimMedia): ImageDiff {
   const bytes = new Uint8Array(image.buffer);
   const parts: Uint32Array[] = [];
-  for (let start = 0; ; ) {
+  for (let start = 0; ;) {
     const n = diffWords(bytes, base, diffOut, start);
     parts.push(diffOut.slice(0, n));
     if (n < diffOut.length) break;
@@ -165,8 +171,25 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   let media = createSimMedia(MEDIA_BYTES[o.workload], { name: `crash-${o.workload}-${seed}` });
   let kv = openMedia(media, { durability: 'sync' });
   const model = new Map<string, Uint8Array>();
-  const snapshot = (): Listing => [...model.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${xxHex(v)}`).join(',');
-  const report: CrashReport = { workload: o.workload, seed, ops: o.ops, crashPoints: 0, fencePoints: 0, fenceCallSitesHit: 0, imagesGenerated: 0, imagesUnique: 0, imagesChecked: 0, violations: [], violationsByKind: {}, elapsedMs: 0 };
+  const snapshot = (): Listing =>
+    [...model.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${k}=${xxHex(v)}`)
+      .join(',');
+  const report: CrashReport = {
+    workload: o.workload,
+    seed,
+    ops: o.ops,
+    crashPoints: 0,
+    fencePoints: 0,
+    fenceCallSitesHit: 0,
+    imagesGenerated: 0,
+    imagesUnique: 0,
+    imagesChecked: 0,
+    violations: [],
+    violationsByKind: {},
+    elapsedMs: 0,
+  };
   const seen = new Set<bigint>();
   const sites = new Set<string>();
   const queue: Pending[] = [];
@@ -277,8 +300,12 @@ function imageOwnerRecords(image: SimMedia): OwnerRecords | undefined {
 function boundaryOwnerProblem(media: SimMedia, live: OwnerRecords): string | undefined {
   const durable = imageOwnerRecords(media);
   if (durable === undefined) return 'the durable image does not open after the operation returned';
-  for (const [block, rec] of live) if (durable.get(block) !== rec) return `owner record of block ${block} not durable after the operation returned: live ${rec}, durable ${durable.get(block) ?? 'free'}`;
-  for (const [block, rec] of durable) if (!live.has(block)) return `block ${block} freed but its owner record is still durable as ${rec} after the operation returned`;
+  for (const [block, rec] of live)
+    if (durable.get(block) !== rec)
+      return `owner record of block ${block} not durable after the operation returned: live ${rec}, durable ${durable.get(block) ?? 'free'}`;
+  for (const [block, rec] of durable)
+    if (!live.has(block))
+      return `block ${block} freed but its owner record is still durable as ${rec} after the operation returned`;
   return undefined;
 }
 
@@ -291,25 +318,41 @@ function boundaryOwnerProblem(media: SimMedia, live: OwnerRecords): string | und
 function staleIndexProblem(image: SimMedia, live: OwnerRecords): string | undefined {
   for (const [block, rec] of imageOwnerRecords(image) ?? []) {
     const now = live.get(block);
-    if (now !== undefined && now !== rec && now.split(':')[0] === rec.split(':')[0]) return `owner record of block ${block}: word0 durable with a stale index (image ${rec}, live ${now})`;
+    if (now !== undefined && now !== rec && now.split(':')[0] === rec.split(':')[0])
+      return `owner record of block ${block}: word0 durable with a stale index (image ${rec}, live ${now})`;
   }
   return undefined;
 }
 
 /** The first stack frame outside the media and store internals' drain/persist helpers. */
 function fenceSite(stack: string): string {
-  const frames = stack.split('\n').slice(1).map((l) => l.trim());
+  const frames = stack
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim());
   const at = frames.findIndex((f) => !/sim-media|crash\.js|persist \(|drain \(/.test(f));
   return (frames[at] ?? '?').replace(/:\d+\)?$/, '');
 }
 
-type PlannedOp = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string } | { type: 'batch'; ops: Array<{ key: string; value?: Uint8Array }> } | { type: 'reopen' } | { type: 'compact' } | { type: 'reclaim' };
+type PlannedOp =
+  | { type: 'put'; key: string; value: Uint8Array }
+  | { type: 'del'; key: string }
+  | { type: 'batch'; ops: Array<{ key: string; value?: Uint8Array }> }
+  | { type: 'reopen' }
+  | { type: 'compact' }
+  | { type: 'reclaim' };
 
-function planOp(workload: CrashOptions['workload'], i: number, rand: () => number, model: Map<string, Uint8Array>): PlannedOp {
+function planOp(
+  workload: CrashOptions['workload'],
+  i: number,
+  rand: () => number,
+  model: Map<string, Uint8Array>,
+): PlannedOp {
   const key = (): string => `6b${(Math.floor(rand() * 16) + 0x30).toString(16)}`;
   const churn = workload === 'kv-compact';
   // kv-compact: some values above the 16 KiB inline limit (DAX objects: 4 KiB blocks allocated, and freed after the grace period once superseded)
-  const value = (): Uint8Array => randomBytes(rand, churn && rand() < 0.25 ? LARGE_VALUE_BYTES : rand() < 0.1 ? 9000 : 1 + Math.floor(rand() * 200));
+  const value = (): Uint8Array =>
+    randomBytes(rand, churn && rand() < 0.25 ? LARGE_VALUE_BYTES : rand() < 0.1 ? 9000 : 1 + Math.floor(rand() * 200));
   if (i % 13 === 12) return { type: 'reopen' };
   if (churn) {
     // A cycle of 9 that reaches every churn path early: four fill batches (the fourth closes a
@@ -321,11 +364,24 @@ function planOp(workload: CrashOptions['workload'], i: number, rand: () => numbe
     if (step === 'compact' || step === 'reclaim') return { type: step };
   }
   const r = rand();
-  if (workload === 'kv-batch' || r < 0.15) return { type: 'batch', ops: Array.from({ length: 2 + Math.floor(rand() * 4) }, () => (rand() < 0.8 ? { key: key(), value: value() } : { key: key() })) };
+  if (workload === 'kv-batch' || r < 0.15)
+    return {
+      type: 'batch',
+      ops: Array.from({ length: 2 + Math.floor(rand() * 4) }, () =>
+        rand() < 0.8 ? { key: key(), value: value() } : { key: key() },
+      ),
+    };
   if (r < 0.3 && model.size > 0) return { type: 'del', key: [...model.keys()][Math.floor(rand() * model.size)] };
   const v = value();
   // kv-compact: large values on 2 keys, which half the puts overwrite (superseded objects retired often)
-  return { type: 'put', key: churn && (v.length === LARGE_VALUE_BYTES || rand() < 0.5) ? `6b${(0x30 + Math.floor(rand() * 2)).toString(16)}` : key(), value: v };
+  return {
+    type: 'put',
+    key:
+      churn && (v.length === LARGE_VALUE_BYTES || rand() < 0.5)
+        ? `6b${(0x30 + Math.floor(rand() * 2)).toString(16)}`
+        : key(),
+    value: v,
+  };
 }
 
 const COMPACT_CYCLE = ['fill', 'random', 'fill', 'large', 'fill', 'large', 'fill', 'compact', 'reclaim'] as const;
@@ -350,7 +406,13 @@ function randomBytes(rand: () => number, length: number): Uint8Array {
 
 /** One ~650 KiB batch record: three fill a 2 MiB segment, the fourth opens a new one. */
 function fillBatch(rand: () => number): PlannedOp {
-  return { type: 'batch', ops: Array.from({ length: FILL_KEYS }, (_, k) => ({ key: `66${(k + 0x10).toString(16)}`, value: randomBytes(rand, FILL_VALUE_BYTES) })) };
+  return {
+    type: 'batch',
+    ops: Array.from({ length: FILL_KEYS }, (_, k) => ({
+      key: `66${(k + 0x10).toString(16)}`,
+      value: randomBytes(rand, FILL_VALUE_BYTES),
+    })),
+  };
 }
 
 /** Applies op to model; with `dryRun` returns the listing after it without changing model. */
@@ -360,14 +422,24 @@ function applyToModel(model: Map<string, Uint8Array>, op: PlannedOp, dryRun: boo
   else if (op.type === 'reclaim') m.set(Buffer.from(RECLAIM_KEY).toString('hex'), RECLAIM_VALUE);
   else if (op.type === 'del') m.delete(op.key);
   else if (op.type === 'batch') for (const b of op.ops) b.value === undefined ? m.delete(b.key) : m.set(b.key, b.value);
-  return [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${xxHex(v)}`).join(',');
+  return [...m.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${xxHex(v)}`)
+    .join(',');
 }
 
 function runOp(kv: KvStore, op: PlannedOp): void {
   const hex = (k: string): Uint8Array => new Uint8Array(Buffer.from(k, 'hex'));
   if (op.type === 'put') kv.put(hex(op.key), op.value);
   else if (op.type === 'del') kv.delete(hex(op.key));
-  else if (op.type === 'batch') kv.batch(op.ops.map((b) => (b.value === undefined ? { type: 'del' as const, key: hex(b.key) } : { type: 'put' as const, key: hex(b.key), value: b.value })));
+  else if (op.type === 'batch')
+    kv.batch(
+      op.ops.map((b) =>
+        b.value === undefined
+          ? { type: 'del' as const, key: hex(b.key) }
+          : { type: 'put' as const, key: hex(b.key), value: b.value },
+      ),
+    );
   else if (op.type === 'compact') kv.compact({ maxLiveRatio: 1 });
   else if (op.type === 'reclaim') {
     // what a background reclaimer does: end grace periods (device blocks are freed in the
@@ -383,7 +455,13 @@ function drain(queue: Pending[], report: CrashReport, o: CrashOptions, seed: num
     if (o.stopAtFirst === true && report.violations.length > 0) continue;
     const image = materialize(p.diff, `crash-${o.workload}-${seed}-point${p.point}`);
     try {
-      const problem = checkImage(image, p.allowed, seed + p.point, report.imagesChecked % CONTINUATION_EVERY === 0, o.recoveryCrash !== false);
+      const problem = checkImage(
+        image,
+        p.allowed,
+        seed + p.point,
+        report.imagesChecked % CONTINUATION_EVERY === 0,
+        o.recoveryCrash !== false,
+      );
       report.imagesChecked++;
       if (problem !== undefined) {
         const v: Violation = { ...problem, crashPoint: p.point };
@@ -397,7 +475,13 @@ function drain(queue: Pending[], report: CrashReport, o: CrashOptions, seed: num
 }
 
 /** Recovers a copy of the image and checks structure, data and continuation. */
-export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: number, continuation = true, recoveryCrash = continuation): Omit<Violation, 'crashPoint'> | undefined {
+export function checkImage(
+  image: SimMedia,
+  allowed: readonly Listing[],
+  seed: number,
+  continuation = true,
+  recoveryCrash = continuation,
+): Omit<Violation, 'crashPoint'> | undefined {
   let kv: KvStore;
   const work = image.crashImage({ mode: 'none' });
   // with continuation, also crash once inside this recovery: at one of its fences (seeded
@@ -405,14 +489,18 @@ export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: n
   const recoveryRand = mulberry32(seed ^ 0x5eed);
   let inRecovery: { image: SimMedia; fence: number } | undefined;
   let fences = 0;
-  const unhook = continuation && recoveryCrash
-    ? work.onFence(() => {
-        fences++;
-        if (recoveryRand() * fences >= 1) return;
-        inRecovery?.image.dispose();
-        inRecovery = { image: work.crashImage({ words: Array.from(work.pendingWords()).filter(() => recoveryRand() < 0.5) }), fence: fences };
-      })
-    : () => undefined;
+  const unhook =
+    continuation && recoveryCrash
+      ? work.onFence(() => {
+          fences++;
+          if (recoveryRand() * fences >= 1) return;
+          inRecovery?.image.dispose();
+          inRecovery = {
+            image: work.crashImage({ words: Array.from(work.pendingWords()).filter(() => recoveryRand() < 0.5) }),
+            fence: fences,
+          };
+        })
+      : () => undefined;
   try {
     kv = openMedia(work, { formatIfEmpty: false, durability: 'sync' });
   } catch (e) {
@@ -426,20 +514,28 @@ export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: n
     if (inRecovery !== undefined) {
       // recovery must be idempotent: recovering what a crashed recovery left gives an allowed state too
       const again = checkImage(inRecovery.image, allowed, seed, false);
-      if (again !== undefined) return { kind: again.kind, detail: `after a crash inside recovery (fence ${inRecovery.fence} of ${fences}): ${again.detail}` };
+      if (again !== undefined)
+        return {
+          kind: again.kind,
+          detail: `after a crash inside recovery (fence ${inRecovery.fence} of ${fences}): ${again.detail}`,
+        };
     }
     const audit = kv.dax.device.audit();
-    if (audit.length > 0) return { kind: 'structure', detail: `allocator vs owner table: ${audit.slice(0, 3).join('; ')}` };
+    if (audit.length > 0)
+      return { kind: 'structure', detail: `allocator vs owner table: ${audit.slice(0, 3).join('; ')}` };
     let got: Listing;
     try {
       got = listing(kv);
     } catch (e) {
       return { kind: 'data', detail: `reading the recovered store failed: ${(e as Error).message}` };
     }
-    if (!allowed.includes(got)) return { kind: 'data', detail: `recovered ${short(got)}; allowed ${allowed.map(short).join(' | ')}` };
+    if (!allowed.includes(got))
+      return { kind: 'data', detail: `recovered ${short(got)}; allowed ${allowed.map(short).join(' | ')}` };
     if (!continuation) return undefined;
     const rand = mulberry32(seed);
-    const model = new Map<string, string>(got === '' ? [] : got.split(',').map((kv) => kv.split('=') as [string, string]));
+    const model = new Map<string, string>(
+      got === '' ? [] : got.split(',').map((kv) => kv.split('=') as [string, string]),
+    );
     for (let i = 0; i < 3; i++) {
       const k = Uint8Array.of(0x7a, (rand() * 4) | 0);
       const v = Uint8Array.of((rand() * 256) | 0, 1, 2);
@@ -456,8 +552,12 @@ export function checkImage(image: SimMedia, allowed: readonly Listing[], seed: n
     } finally {
       reopened.dispose();
     }
-    const expected = [...model.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join(',');
-    if (after !== expected) return { kind: 'continuation', detail: `after writes + reopen: ${short(after)}; expected ${short(expected)}` };
+    const expected = [...model.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    if (after !== expected)
+      return { kind: 'continuation', detail: `after writes + reopen: ${short(after)}; expected ${short(expected)}` };
     return undefined;
   } catch (e) {
     return { kind: 'continuation', detail: `writing after recovery failed: ${(e as Error).message}` };
@@ -483,7 +583,8 @@ function saveViolation(v: Violation, image: SimMedia, p: Pending, o: CrashOption
 }
 
 export function replay(file: string): Omit<Violation, 'crashPoint'> | undefined {
-  if (!fs.existsSync(file) || !fs.existsSync(`${file}.json`)) throw new DaxError('ENOENT', `replay: ${file} or ${file}.json does not exist`);
+  if (!fs.existsSync(file) || !fs.existsSync(`${file}.json`))
+    throw new DaxError('ENOENT', `replay: ${file} or ${file}.json does not exist`);
   const bytes = fs.readFileSync(file);
   const meta = JSON.parse(fs.readFileSync(`${file}.json`, 'utf8')) as { allowed: Listing[]; seed: number };
   const image = createSimMedia(bytes.length, { name: file });
@@ -495,7 +596,14 @@ export function replay(file: string): Omit<Violation, 'crashPoint'> | undefined 
 
 /** Crash-relevant planted bugs (the test-break.ts of device and kv); the concurrency ones (R1-R6 locks) need threads, not crashes. */
 export const SELF_TEST_BREAKS = [
-  'kv-skip-drain', 'kv-skip-checksum', 'kv-compact-no-commit', 'kv-large-ref-before-data', 'alloc-publish-before-index', 'kv-large-free-early', 'free-skip-persist', 'superblock-single-persist',
+  'kv-skip-drain',
+  'kv-skip-checksum',
+  'kv-compact-no-commit',
+  'kv-large-ref-before-data',
+  'alloc-publish-before-index',
+  'kv-large-free-early',
+  'free-skip-persist',
+  'superblock-single-persist',
 ] as const;
 type SelfTestBreak = (typeof SELF_TEST_BREAKS)[number];
 
@@ -508,8 +616,10 @@ const PLANTED_AS: Record<SelfTestBreak, string> = {
   'kv-skip-checksum': 'torn record accepted (no checksum)',
   'kv-compact-no-commit': 'a missing flush (copies not flushed before the segment is freed)',
   'kv-large-ref-before-data': 'publishing before the data is durable (record durable, large value never flushed)',
-  'alloc-publish-before-index': 'a 16-byte pointer store (owner record (owner, index) as two 8-byte stores, one fence: torn)',
-  'kv-large-free-early': 'a freed block reused inside the grace period (old object removed, blocks reused, before the superseding record is durable)',
+  'alloc-publish-before-index':
+    'a 16-byte pointer store (owner record (owner, index) as two 8-byte stores, one fence: torn)',
+  'kv-large-free-early':
+    'a freed block reused inside the grace period (old object removed, blocks reused, before the superseding record is durable)',
   'free-skip-persist': 'a free not durable before the block is reused',
   'superblock-single-persist': 'both superblock copies updated under one fence',
 };
@@ -517,10 +627,21 @@ const PLANTED_AS: Record<SelfTestBreak, string> = {
 /** Switches a planted bug needs together: the early free returns blocks to the allocator at once (dax-free-now), so the new value reuses them. */
 const BREAK_ENV: Partial<Record<SelfTestBreak, string>> = { 'kv-large-free-early': 'kv-large-free-early,dax-free-now' };
 const WORKLOAD_OF: Partial<Record<SelfTestBreak, CrashOptions['workload']>> = {
-  'kv-compact-no-commit': 'kv-compact', 'free-skip-persist': 'kv-compact', 'alloc-publish-before-index': 'kv-compact', 'kv-large-free-early': 'kv-compact', 'kv-large-ref-before-data': 'kv-compact',
+  'kv-compact-no-commit': 'kv-compact',
+  'free-skip-persist': 'kv-compact',
+  'alloc-publish-before-index': 'kv-compact',
+  'kv-large-free-early': 'kv-compact',
+  'kv-large-ref-before-data': 'kv-compact',
 };
 
-export interface SelfTestResult { testBreak: string; plants: string; workload: string; violations: number; detected: boolean; elapsedMs: number }
+export interface SelfTestResult {
+  testBreak: string;
+  plants: string;
+  workload: string;
+  violations: number;
+  detected: boolean;
+  elapsedMs: number;
+}
 
 /** One child per switch (at most one per CPU at a time), each stopping at its first violation. */
 async function selfTest(o: CrashOptions, seed: number): Promise<{ results: SelfTestResult[]; ok: boolean }> {
@@ -533,14 +654,38 @@ async function selfTest(o: CrashOptions, seed: number): Promise<{ results: SelfT
   }
 }
 
-async function selfTestIn(o: CrashOptions, seed: number, outDir: string): Promise<{ results: SelfTestResult[]; ok: boolean }> {
+async function selfTestIn(
+  o: CrashOptions,
+  seed: number,
+  outDir: string,
+): Promise<{ results: SelfTestResult[]; ok: boolean }> {
   const main = new URL('./main.js', import.meta.url).pathname;
   const runOne = (name: SelfTestBreak): Promise<SelfTestResult> => {
     const workload = WORKLOAD_OF[name] ?? o.workload;
-    const args = [main, 'crash', '--json', '--no-progress', '--stop-at-first', ...(o.recoveryCrash === false ? ['--no-recovery-crash'] : []), '--seed', String(seed), '--ops', String(o.ops), '--images', String(o.images), '--workload', workload, '--out', path.join(outDir, name)];
+    const args = [
+      main,
+      'crash',
+      '--json',
+      '--no-progress',
+      '--stop-at-first',
+      ...(o.recoveryCrash === false ? ['--no-recovery-crash'] : []),
+      '--seed',
+      String(seed),
+      '--ops',
+      String(o.ops),
+      '--images',
+      String(o.images),
+      '--workload',
+      workload,
+      '--out',
+      path.join(outDir, name),
+    ];
     const start = performance.now();
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, args, { env: { ...process.env, DAXSTORE_TEST_BREAK: BREAK_ENV[name] ?? name }, stdio: ['ignore', 'pipe', 'ignore'] });
+      const child = spawn(process.execPath, args, {
+        env: { ...process.env, DAXSTORE_TEST_BREAK: BREAK_ENV[name] ?? name },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
       let stdout = '';
       child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
       child.on('error', reject);
@@ -551,33 +696,58 @@ async function selfTestIn(o: CrashOptions, seed: number, outDir: string): Promis
         } catch {
           violations = status === 1 || status === 4 ? 1 : 0; // a crash of the checker itself under the bug counts as seen
         }
-        resolve({ testBreak: name, plants: PLANTED_AS[name], workload, violations, detected: violations > 0, elapsedMs: Math.round(performance.now() - start) });
+        resolve({
+          testBreak: name,
+          plants: PLANTED_AS[name],
+          workload,
+          violations,
+          detected: violations > 0,
+          elapsedMs: Math.round(performance.now() - start),
+        });
       });
     });
   };
   const results: SelfTestResult[] = [];
   const queue = [...SELF_TEST_BREAKS];
   const lanes = Math.max(1, Math.min(queue.length, os.availableParallelism()));
-  await Promise.all(Array.from({ length: lanes }, async () => {
-    for (let name = queue.shift(); name !== undefined; name = queue.shift()) results.push(await runOne(name));
-  }));
-  results.sort((a, b) => SELF_TEST_BREAKS.indexOf(a.testBreak as SelfTestBreak) - SELF_TEST_BREAKS.indexOf(b.testBreak as SelfTestBreak));
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      for (let name = queue.shift(); name !== undefined; name = queue.shift()) results.push(await runOne(name));
+    }),
+  );
+  results.sort(
+    (a, b) =>
+      SELF_TEST_BREAKS.indexOf(a.testBreak as SelfTestBreak) - SELF_TEST_BREAKS.indexOf(b.testBreak as SelfTestBreak),
+  );
   return { results, ok: results.every((r) => r.detected) };
 }
 
 export async function runCrash(o: CrashOptions): Promise<number> {
-  const seed = o.seed ?? (Date.now() >>> 0);
+  const seed = o.seed ?? Date.now() >>> 0;
   if (o.replay !== undefined) {
     const v = replay(o.replay);
-    emit(o.json === true, { image: o.replay, violation: v ?? null }, () => (v === undefined ? `${o.replay}: recovers to an allowed state` : `${o.replay}: ${v.kind} violation: ${v.detail}`));
+    emit(o.json === true, { image: o.replay, violation: v ?? null }, () =>
+      v === undefined ? `${o.replay}: recovers to an allowed state` : `${o.replay}: ${v.kind} violation: ${v.detail}`,
+    );
     return v === undefined ? EXIT_OK : EXIT_PROBLEMS;
   }
   if (o.selfTest === true) {
     const st = await selfTest(o, seed);
-    emit(o.json === true, st, () => `${table([['planted bug', 'stands for', 'workload', 'violations', 'seen', 'ms'], ...st.results.map((r) => [r.testBreak, r.plants, r.workload, r.violations, r.detected ? 'yes' : 'NO', r.elapsedMs])])}\n${st.ok ? 'self-test: every planted bug was reported' : 'self-test FAILED: a planted bug went unseen'}`);
+    emit(
+      o.json === true,
+      st,
+      () =>
+        `${table([['planted bug', 'stands for', 'workload', 'violations', 'seen', 'ms'], ...st.results.map((r) => [r.testBreak, r.plants, r.workload, r.violations, r.detected ? 'yes' : 'NO', r.elapsedMs])])}\n${st.ok ? 'self-test: every planted bug was reported' : 'self-test FAILED: a planted bug went unseen'}`,
+    );
     return st.ok ? EXIT_OK : EXIT_PROBLEMS;
   }
-  const bar = o.progress && o.json !== true ? new cliProgress.SingleBar({ format: 'crash [{bar}] {value}/{total} ops', stream: process.stderr, clearOnComplete: true }, cliProgress.Presets.shades_classic) : undefined;
+  const bar =
+    o.progress && o.json !== true
+      ? new cliProgress.SingleBar(
+          { format: 'crash [{bar}] {value}/{total} ops', stream: process.stderr, clearOnComplete: true },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
   bar?.start(o.ops, 0);
   const report = crashRun(o, seed, (n) => bar?.update(n));
   bar?.stop();
@@ -594,7 +764,11 @@ export function renderCrash(r: CrashReport): string {
     `crash ${r.workload}, seed ${r.seed}, ${r.ops} ops: ${r.crashPoints} crash points (${r.fencePoints} fences, ${r.fenceCallSitesHit} fence call sites hit)`,
     `images: ${r.imagesGenerated} generated, ${r.imagesUnique} unique, ${r.imagesChecked} checked; ${r.violations.length} violations ${JSON.stringify(r.violationsByKind)} in ${r.elapsedMs} ms`,
   ];
-  for (const v of r.violations.slice(0, 5)) lines.push(`  ${v.kind} at crash point ${v.crashPoint}: ${v.detail}${v.replay === undefined ? '' : `\n    replay: ${v.replay}`}`);
-  if (r.violations.length > 0) lines.push(`  rerun: daxstore crash --workload ${r.workload} --ops ${r.ops} --seed ${r.seed}`);
+  for (const v of r.violations.slice(0, 5))
+    lines.push(
+      `  ${v.kind} at crash point ${v.crashPoint}: ${v.detail}${v.replay === undefined ? '' : `\n    replay: ${v.replay}`}`,
+    );
+  if (r.violations.length > 0)
+    lines.push(`  rerun: daxstore crash --workload ${r.workload} --ops ${r.ops} --seed ${r.seed}`);
   return lines.join('\n');
 }

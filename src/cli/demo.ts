@@ -17,15 +17,31 @@ async function mainJob(): Promise<number> {
     compare = undefined;
     process.stdout.write('(lmdb is not installed: benchmarking daxstore alone)\n');
   }
-  const b = await bench({ size: 128 * 2 ** 20, workload: 'a,b,c', threads: [1, 2], valueSize: 100, keys: 10_000, duration: 700, distribution: 'zipfian', compare, seed, progress: true });
+  const b = await bench({
+    size: 128 * 2 ** 20,
+    workload: 'a,b,c',
+    threads: [1, 2],
+    valueSize: 100,
+    keys: 10_000,
+    duration: 700,
+    distribution: 'zipfian',
+    compare,
+    seed,
+    progress: true,
+  });
   process.stdout.write(`${renderBench(b)}\n\n`);
   const c = crashRun({ workload: 'kv-mixed', ops: 24, images: 16, progress: false }, seed);
   process.stdout.write(`${renderCrash(c)}\n\n`);
   const rows: (string | number)[][] = [['summary', 'value']];
   rows.push(['device', b.device.note], ['persist', b.device.flushMethod]);
-  for (const r of b.rows.filter((x) => x.store === 'daxstore')) rows.push([`ycsb ${r.workload} x${r.threads} ops/s`, r.opsPerSec]);
+  for (const r of b.rows.filter((x) => x.store === 'daxstore'))
+    rows.push([`ycsb ${r.workload} x${r.threads} ops/s`, r.opsPerSec]);
   for (const r of b.ratios) rows.push([`ycsb ${r.workload} x${r.threads} vs lmdb`, `${r.throughputRatio}x`]);
-  rows.push(['crash points', c.crashPoints], ['crash images checked', c.imagesChecked], ['crash violations', c.violations.length]);
+  rows.push(
+    ['crash points', c.crashPoints],
+    ['crash images checked', c.imagesChecked],
+    ['crash violations', c.violations.length],
+  );
   process.stdout.write(`${table(rows)}\n`);
   return c.violations.length === 0 ? 0 : 1;
 }

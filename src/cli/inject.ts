@@ -6,7 +6,10 @@
  *   eio     flips bytes of the record holding a key: recovery reports a checksum mismatch
  * Each opens the file for real (flock), changes it, and closes it cleanly.
  */
-import { DaxError, Device, isDaxError, open, openRegion } from '../index.js';
+import { DaxError, isDaxError } from '../errors.js';
+import { Device } from '../device/device.js';
+import { open } from '../kv/index.js';
+import { openRegion } from '../device/region.js';
 import { EXIT_OK, emit, parseKeyArg, UsageError } from './output.js';
 
 /** An owner id no layer uses, so `check` reports the filler as leaked. */
@@ -17,9 +20,14 @@ export function runPoison(path: string, o: { block?: number; offset?: number; ke
   if (given !== 1) throw new UsageError('inject poison: give exactly one of --block, --offset, --key');
   const device = Device.open(openRegion(path, {}));
   try {
-    const block = o.block ?? (o.offset !== undefined ? device.blockAt(o.offset) : recordBlock(device, path, o.key as string));
+    const block =
+      o.block ?? (o.offset !== undefined ? device.blockAt(o.offset) : recordBlock(device, path, o.key as string));
     device.poison(block);
-    emit(o.json === true, { path, poisonedBlock: block, offset: device.blockOffset(block) }, () => `${path}: block ${block} (offset ${device.blockOffset(block)}) is now poisoned`);
+    emit(
+      o.json === true,
+      { path, poisonedBlock: block, offset: device.blockOffset(block) },
+      () => `${path}: block ${block} (offset ${device.blockOffset(block)}) is now poisoned`,
+    );
     return EXIT_OK;
   } finally {
     device.close();
@@ -54,7 +62,12 @@ export function runEnospc(path: string, o: { leave: number; json?: boolean }): n
       }
       filled++;
     }
-    emit(o.json === true, { path, filledBlocks: filled, freeBlocks: device.stats().freeBlocks }, () => `${path}: ${filled} blocks filled, ${device.stats().freeBlocks} free (undo: daxstore check --repair ${path})`);
+    emit(
+      o.json === true,
+      { path, filledBlocks: filled, freeBlocks: device.stats().freeBlocks },
+      () =>
+        `${path}: ${filled} blocks filled, ${device.stats().freeBlocks} free (undo: daxstore check --repair ${path})`,
+    );
     return EXIT_OK;
   } finally {
     device.close();
@@ -74,7 +87,11 @@ export function runEio(path: string, o: { key: string; json?: boolean }): number
     const bytes = new Uint8Array(device.media.buffer);
     bytes[offset] ^= 0xff;
     device.media.persist(offset, 1);
-    emit(o.json === true, { path, flippedOffset: offset }, () => `${path}: flipped the byte at offset ${offset} (in the record of ${o.key}); recovery will drop that record`);
+    emit(
+      o.json === true,
+      { path, flippedOffset: offset },
+      () => `${path}: flipped the byte at offset ${offset} (in the record of ${o.key}); recovery will drop that record`,
+    );
     return EXIT_OK;
   } finally {
     device.close();

@@ -10,9 +10,19 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
     const stats = kv.stats();
     const { recovery, ...kvStats } = stats;
     const data = {
-      path, kind: snap.info.kind, emulated: snap.info.kind !== 'devdax' && snap.info.kind !== 'fsdax', flushMethod: snap.info.flushMethod,
-      mapSync: snap.info.mapSync, alignmentBytes: snap.info.alignment, sizeBytes: snap.info.size, superblocks: snap.superblocks,
-      superblockProblems: superblockProblems(snap.superblocks), device, kv: kvStats, recovery, spaceRecovery: kv.dax.recovery,
+      path,
+      kind: snap.info.kind,
+      emulated: snap.info.kind !== 'devdax' && snap.info.kind !== 'fsdax',
+      flushMethod: snap.info.flushMethod,
+      mapSync: snap.info.mapSync,
+      alignmentBytes: snap.info.alignment,
+      sizeBytes: snap.info.size,
+      superblocks: snap.superblocks,
+      superblockProblems: superblockProblems(snap.superblocks),
+      device,
+      kv: kvStats,
+      recovery,
+      spaceRecovery: kv.dax.recovery,
     };
     emit(opts.json === true, data, () => {
       const rows: [string, string | number][] = [
@@ -20,14 +30,22 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
         ['kind', `${snap.info.kind}${data.emulated ? ' (emulated pmem)' : ''}`],
         ['flush', `${snap.info.flushMethod}${snap.info.mapSync ? ' (MAP_SYNC)' : ''}`],
         ['size', `${mib(snap.info.size)} (${snap.info.size} B), data at ${device.dataOffset}`],
-        ...snap.superblocks.map((c): [string, string] => [`superblock ${c.copy}`, `${c.status}, sequence ${c.sequence}, ${c.cleanShutdown ? 'closed cleanly' : 'open or crashed'}`]),
+        ...snap.superblocks.map((c): [string, string] => [
+          `superblock ${c.copy}`,
+          `${c.status}, sequence ${c.sequence}, ${c.cleanShutdown ? 'closed cleanly' : 'open or crashed'}`,
+        ]),
         ['last shutdown', device.lastShutdownClean ? 'clean' : 'not clean (recovered)'],
         ['blocks', JSON.stringify(deviceBlocks(device))],
         ['bad blocks', device.badBlocks],
         ['keys', stats.keys],
         ['segments', stats.segments],
         ['sequence', stats.sequence],
-        ['recovery', recovery === undefined ? '-' : `${recovery.records} records, ${recovery.entries} entries, ${recovery.droppedRecords} dropped, ${recovery.timeMs.toFixed(1)} ms`],
+        [
+          'recovery',
+          recovery === undefined
+            ? '-'
+            : `${recovery.records} records, ${recovery.entries} entries, ${recovery.droppedRecords} dropped, ${recovery.timeMs.toFixed(1)} ms`,
+        ],
       ];
       return rows.map(([k, v]) => `${k.padEnd(14)}${v}`).join('\n');
     });
@@ -48,10 +66,17 @@ export function runDump(path: string, opts: { prefix?: string; limit?: number; j
   const kv = openSnapshotStore(snap);
   try {
     const rows: Array<{ key: string; valueBytes: number; value: string }> = [];
-    for (const [key, value] of kv.range({ ...(prefix === undefined ? {} : { prefix }), ...(opts.limit === undefined ? {} : { limit: opts.limit }) })) {
+    for (const [key, value] of kv.range({
+      ...(prefix === undefined ? {} : { prefix }),
+      ...(opts.limit === undefined ? {} : { limit: opts.limit }),
+    })) {
       rows.push({ key: showBytes(key, 1 << 20), valueBytes: value.length, value: showBytes(value) });
     }
-    emit(opts.json === true, rows, () => (rows.length === 0 ? '(no keys)' : table([['key', 'bytes', 'value'], ...rows.map((r) => [r.key, r.valueBytes, r.value])])));
+    emit(opts.json === true, rows, () =>
+      rows.length === 0
+        ? '(no keys)'
+        : table([['key', 'bytes', 'value'], ...rows.map((r) => [r.key, r.valueBytes, r.value])]),
+    );
     return EXIT_OK;
   } finally {
     kv.close();

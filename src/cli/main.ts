@@ -5,7 +5,7 @@
  * line, `daxstore: <CODE>: <message>`, never a stack trace.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { isDaxError } from '../index.js';
+import { isDaxError } from '../errors.js';
 import { EXIT_INTERNAL, EXIT_OK, EXIT_STORE, EXIT_USAGE, UsageError } from './output.js';
 import { parseCount, parseDuration, parseList, parsePositive, parseSize } from './args.js';
 import { runDump, runInfo } from './inspect.js';
@@ -30,20 +30,32 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: () => undefined, outputError: () => undefined });
 
-  program.command('info').description('superblock, sizes, device kind, flush method, blocks and key-value stats of a store')
-    .argument('<path>', 'store file or device').option('--json', 'machine-readable output')
+  program
+    .command('info')
+    .description('superblock, sizes, device kind, flush method, blocks and key-value stats of a store')
+    .argument('<path>', 'store file or device')
+    .option('--json', 'machine-readable output')
     .action(action((path: string, o: { json?: boolean }) => runInfo(path, o)));
 
-  program.command('dump').description('list keys and values of a store in key order')
+  program
+    .command('dump')
+    .description('list keys and values of a store in key order')
     .argument('<path>', 'store file or device')
-    .option('--prefix <key>', "only keys starting with this (UTF-8 text or hex:<digits>)")
+    .option('--prefix <key>', 'only keys starting with this (UTF-8 text or hex:<digits>)')
     .option('--limit <n>', 'at most n keys', parsePositive)
     .option('--json', 'machine-readable output')
     .action(action((path: string, o: { prefix?: string; limit?: number; json?: boolean }) => runDump(path, o)));
 
-  program.command('check').description('verify a store offline (superblock copies, owner table vs allocator, every record checksum); exit 1 when problems are found')
+  program
+    .command('check')
+    .description(
+      'verify a store offline (superblock copies, owner table vs allocator, every record checksum); exit 1 when problems are found',
+    )
     .argument('<path>', 'store file or device')
-    .option('--repair', 'quarantine damaged records, free leaked blocks, rewrite a bad superblock copy; then check again')
+    .option(
+      '--repair',
+      'quarantine damaged records, free leaked blocks, rewrite a bad superblock copy; then check again',
+    )
     .option('--json', 'machine-readable output')
     .action(action((path: string, o: { repair?: boolean; json?: boolean }) => runCheck(path, o)));
 
@@ -53,7 +65,12 @@ export function buildProgram(): Command {
 
 /** bench / crash / inject: loaded lazily so info/check start fast and lmdb is imported only when asked. */
 function addLaterCommands(program: Command): void {
-  const bench = program.command('bench').enablePositionalOptions().description('YCSB A-F and fill/read/scan on worker threads sharing one store, optionally beside lmdb; `bench locks`: entry locks vs a page-lock baseline')
+  const bench = program
+    .command('bench')
+    .enablePositionalOptions()
+    .description(
+      'YCSB A-F and fill/read/scan on worker threads sharing one store, optionally beside lmdb; `bench locks`: entry locks vs a page-lock baseline',
+    )
     .option('--path <file>', 'store file (default: a fresh file in /dev/shm or the OS temp dir, removed after)')
     .option('--size <bytes>', 'store size (e.g. 256M)', parseSize, 256 * 2 ** 20)
     .option('--workload <list>', 'comma list of: a,b,c,d,e,f,fill,read,scan', 'a,b,c')
@@ -68,20 +85,35 @@ function addLaterCommands(program: Command): void {
     .option('--no-progress', 'no progress bar')
     .option('--json', 'machine-readable output')
     .action(action(async (o: Record<string, unknown>) => (await import('./bench.js')).runBench(o as never)));
-  bench.command('locks').description('fault, truncate and memory-failure contention on one object: entry locks (DaxSpace) vs a per-4 KiB page-lock baseline, 4 KiB and 2 MiB entries')
+  bench
+    .command('locks')
+    .description(
+      'fault, truncate and memory-failure contention on one object: entry locks (DaxSpace) vs a per-4 KiB page-lock baseline, 4 KiB and 2 MiB entries',
+    )
     .option('--size <bytes>', 'store size per run', parseSize, 256 * 2 ** 20)
     .option('--object-size <bytes>', 'size of the contended object (a multiple of 8 MiB)', parseSize, 16 * 2 ** 20)
     .option('--threads <n>', 'worker threads; roles cycle fault, memory-failure, truncate, fault', parsePositive, 4)
     .option('--duration <time>', 'time per (entry size, path) run', parseDuration, 2000)
-    .option('--truncate-interval <time>', 'a truncating thread starts one truncate per interval (same pressure on both paths)', parseDuration, 1)
+    .option(
+      '--truncate-interval <time>',
+      'a truncating thread starts one truncate per interval (same pressure on both paths)',
+      parseDuration,
+      1,
+    )
     .option('--seed <n>', 'seed of the page and size choices', parseCount)
     .option('--out <dir>', 'write JSON and an SVG chart here')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'machine-readable output')
     .action(action(async (o: Record<string, unknown>) => (await import('./bench-locks.js')).runLocks(o as never)));
 
-  program.command('crash').description('crash-inject a workload on the simulated device at every fence; recover and check every image')
-    .addOption(new Option('--workload <w>', 'operations to crash').choices(['kv-mixed', 'kv-batch', 'kv-compact']).default('kv-mixed'))
+  program
+    .command('crash')
+    .description('crash-inject a workload on the simulated device at every fence; recover and check every image')
+    .addOption(
+      new Option('--workload <w>', 'operations to crash')
+        .choices(['kv-mixed', 'kv-batch', 'kv-compact'])
+        .default('kv-mixed'),
+    )
     .option('--ops <n>', 'operations in the workload', parsePositive, 30)
     .option('--images <n>', 'at most this many crash images per crash point', parsePositive, 16)
     .option('--seed <n>', 'seed (workload, random subsets, continuation)', parseCount)
@@ -95,21 +127,47 @@ function addLaterCommands(program: Command): void {
     .action(action(async (o: Record<string, unknown>) => (await import('./crash.js')).runCrash(o as never)));
 
   const inject = program.command('inject').description("fault injection against a store file, for users' own tests");
-  inject.command('poison').description('durably mark the data block holding an offset (or a block number) bad: reads of it fail with EIO')
-    .argument('<path>').option('--block <n>', 'data block number', parseCount).option('--offset <bytes>', 'device offset', parseCount)
-    .option('--key <key>', 'the block holding the record of this key').option('--json', 'machine-readable output')
-    .action(action(async (path: string, o: Record<string, unknown>) => (await import('./inject.js')).runPoison(path, o as never)));
-  inject.command('enospc').description('fill the store until allocation fails, leaving N blocks free (later writes get ENOSPC)')
-    .argument('<path>').option('--leave <n>', 'free blocks to leave', parseCount, 0).option('--json', 'machine-readable output')
-    .action(action(async (path: string, o: Record<string, unknown>) => (await import('./inject.js')).runEnospc(path, o as never)));
-  inject.command('eio').description('flip bytes of a record in place so reading or recovering it reports a checksum error')
-    .argument('<path>').requiredOption('--key <key>', 'the key whose record to damage').option('--json', 'machine-readable output')
-    .action(action(async (path: string, o: Record<string, unknown>) => (await import('./inject.js')).runEio(path, o as never)));
+  inject
+    .command('poison')
+    .description('durably mark the data block holding an offset (or a block number) bad: reads of it fail with EIO')
+    .argument('<path>')
+    .option('--block <n>', 'data block number', parseCount)
+    .option('--offset <bytes>', 'device offset', parseCount)
+    .option('--key <key>', 'the block holding the record of this key')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (path: string, o: Record<string, unknown>) =>
+        (await import('./inject.js')).runPoison(path, o as never),
+      ),
+    );
+  inject
+    .command('enospc')
+    .description('fill the store until allocation fails, leaving N blocks free (later writes get ENOSPC)')
+    .argument('<path>')
+    .option('--leave <n>', 'free blocks to leave', parseCount, 0)
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (path: string, o: Record<string, unknown>) =>
+        (await import('./inject.js')).runEnospc(path, o as never),
+      ),
+    );
+  inject
+    .command('eio')
+    .description('flip bytes of a record in place so reading or recovering it reports a checksum error')
+    .argument('<path>')
+    .requiredOption('--key <key>', 'the key whose record to damage')
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (path: string, o: Record<string, unknown>) =>
+        (await import('./inject.js')).runEio(path, o as never),
+      ),
+    );
 }
 
 function report(e: unknown): number {
   if (e instanceof CommanderError) {
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT_OK;
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+      return EXIT_OK;
     process.stderr.write(`daxstore: EUSAGE: ${e.message.replace(/^error: /, '')}\n`);
     return EXIT_USAGE;
   }
@@ -121,7 +179,9 @@ function report(e: unknown): number {
     process.stderr.write(`daxstore: ${e.message}\n`);
     return EXIT_STORE;
   }
-  process.stderr.write(`daxstore: internal error (a bug in daxstore, please report it):\n${e instanceof Error ? e.stack : String(e)}\n`);
+  process.stderr.write(
+    `daxstore: internal error (a bug in daxstore, please report it):\n${e instanceof Error ? e.stack : String(e)}\n`,
+  );
   return EXIT_INTERNAL;
 }
 

@@ -28,7 +28,14 @@ export function table(rows: readonly (readonly (string | number)[])[]): string {
   const widths = cells[0].map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   // Numbers right-aligned, text left-aligned; the header follows its column.
   const numeric = cells[0].map((_, i) => rows.slice(1).every((r) => typeof r[i] === 'number'));
-  return cells.map((r) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function mib(bytes: number): string {

@@ -34,7 +34,10 @@
  * DAXSTORE_TEST_BREAK=bench-page-locks-off: the page words are not taken; two faults of one
  * hole then both install, and bench locks' own check (owner table vs index) fails.
  */
-import { DaxError, RETIRE_DEVICE_BLOCK, transferOwner, type DaxSpace } from '../index.js';
+import { DaxError } from '../errors.js';
+import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
+import { transferOwner } from '../device/transfer-owner.js';
+import { type DaxSpace } from '../dax/space.js';
 import { isBroken } from '../test-break.js';
 
 /** DAXSTORE_TEST_BREAK=bench-page-locks-off: lockRange takes nothing (bench locks' own check must then fail). */
@@ -141,7 +144,11 @@ export class PageLockObject {
     readonly entryPages: 1 | typeof HUGE_PAGES,
     handle: PageLockHandle,
   ) {
-    if (pages % entryPages !== 0 || handle.locks.byteLength !== pages * 4) throw new DaxError('EINVAL', `page-lock baseline: ${pages} pages do not fit the lock words or entry size ${entryPages}`);
+    if (pages % entryPages !== 0 || handle.locks.byteLength !== pages * 4)
+      throw new DaxError(
+        'EINVAL',
+        `page-lock baseline: ${pages} pages do not fit the lock words or entry size ${entryPages}`,
+      );
     this.locks = new Int32Array(handle.locks);
     this.control = new Int32Array(handle.control);
   }

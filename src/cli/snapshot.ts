@@ -12,7 +12,11 @@
  */
 import fs from 'node:fs';
 import xxhash from 'xxhash-wasm';
-import { DaxError, createSimMedia, openMedia, openRegion, type KvStore, type Media, type MediaInfo } from '../index.js';
+import { DaxError } from '../errors.js';
+import { createSimMedia } from '../device/sim-media.js';
+import { openMedia, type KvStore } from '../kv/index.js';
+import { openRegion } from '../device/region.js';
+import { type Media, type MediaInfo } from '../device/media.js';
 
 const hasher = await xxhash();
 
@@ -43,10 +47,22 @@ export function takeSnapshot(path: string): Snapshot {
   if (!fs.existsSync(path)) throw new DaxError('ENOENT', `${path} does not exist`);
   const media = fs.statSync(path).isCharacterDevice() ? copyOfDevice(path) : openRegion(path, { privateCopy: true });
   try {
-    const info: MediaInfo = { kind: media.kind, flushMethod: media.flushMethod, mapSync: media.mapSync, size: media.size, alignment: media.alignment, path };
+    const info: MediaInfo = {
+      kind: media.kind,
+      flushMethod: media.flushMethod,
+      mapSync: media.mapSync,
+      size: media.size,
+      alignment: media.alignment,
+      path,
+    };
     const head = new Uint8Array(SUPERBLOCK_OFFSETS[1] + 4096);
     media.copyOut(0, head.length, head); // guarded: a poisoned superblock page is EIO, not a dead process
-    return { path, info, superblocks: SUPERBLOCK_OFFSETS.map((offset, i) => decodeCopy(head, offset, i === 0 ? 'A' : 'B')), media };
+    return {
+      path,
+      info,
+      superblocks: SUPERBLOCK_OFFSETS.map((offset, i) => decodeCopy(head, offset, i === 0 ? 'A' : 'B')),
+      media,
+    };
   } catch (e) {
     media.close();
     throw e;
@@ -82,7 +98,12 @@ export function openSnapshotStore(snap: Snapshot): KvStore {
 function decodeCopy(bytes: Uint8Array, offset: number, copy: 'A' | 'B'): SuperblockCopy {
   const block = bytes.subarray(offset, offset + CHECKSUM_OFFSET + 8);
   const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
-  const base = { copy, offset, sequence: Number(view.getBigUint64(SEQUENCE_OFFSET, true)), cleanShutdown: view.getUint32(CLEAN_OFFSET, true) === 1 };
+  const base = {
+    copy,
+    offset,
+    sequence: Number(view.getBigUint64(SEQUENCE_OFFSET, true)),
+    cleanShutdown: view.getUint32(CLEAN_OFFSET, true) === 1,
+  };
   if (Buffer.from(block.subarray(0, 8)).toString('latin1') !== MAGIC) return { ...base, status: 'no-magic' };
   const sum = hasher.h64Raw(block.subarray(0, CHECKSUM_OFFSET), 0n);
   return { ...base, status: sum === view.getBigUint64(CHECKSUM_OFFSET, true) ? 'ok' : 'checksum-mismatch' };
@@ -90,8 +111,11 @@ function decodeCopy(bytes: Uint8Array, offset: number, copy: 'A' | 'B'): Superbl
 
 /** Problems with the two copies: a bad one, or two good ones that disagree (a torn update). */
 export function superblockProblems(copies: readonly SuperblockCopy[]): string[] {
-  const out = copies.filter((c) => c.status !== 'ok').map((c) => `superblock copy ${c.copy} at offset ${c.offset}: ${c.status}`);
+  const out = copies
+    .filter((c) => c.status !== 'ok')
+    .map((c) => `superblock copy ${c.copy} at offset ${c.offset}: ${c.status}`);
   const good = copies.filter((c) => c.status === 'ok');
-  if (good.length === 2 && good[0].sequence !== good[1].sequence) out.push(`superblock copies disagree: sequence ${good[0].sequence} (A) vs ${good[1].sequence} (B) (torn update)`);
+  if (good.length === 2 && good[0].sequence !== good[1].sequence)
+    out.push(`superblock copies disagree: sequence ${good[0].sequence} (A) vs ${good[1].sequence} (B) (torn update)`);
   return out;
 }

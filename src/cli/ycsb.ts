@@ -16,12 +16,42 @@ interface Mix {
 }
 
 export const MIXES: Record<WorkloadName, Mix> = {
-  a: { ops: [['read', 0.5], ['update', 0.5]], chooser: 'request' },
-  b: { ops: [['read', 0.95], ['update', 0.05]], chooser: 'request' },
+  a: {
+    ops: [
+      ['read', 0.5],
+      ['update', 0.5],
+    ],
+    chooser: 'request',
+  },
+  b: {
+    ops: [
+      ['read', 0.95],
+      ['update', 0.05],
+    ],
+    chooser: 'request',
+  },
   c: { ops: [['read', 1]], chooser: 'request' },
-  d: { ops: [['read', 0.95], ['insert', 0.05]], chooser: 'latest' },
-  e: { ops: [['scan', 0.95], ['insert', 0.05]], chooser: 'request' },
-  f: { ops: [['read', 0.5], ['rmw', 0.5]], chooser: 'request' },
+  d: {
+    ops: [
+      ['read', 0.95],
+      ['insert', 0.05],
+    ],
+    chooser: 'latest',
+  },
+  e: {
+    ops: [
+      ['scan', 0.95],
+      ['insert', 0.05],
+    ],
+    chooser: 'request',
+  },
+  f: {
+    ops: [
+      ['read', 0.5],
+      ['rmw', 0.5],
+    ],
+    chooser: 'request',
+  },
   fill: { ops: [['insert', 1]], chooser: 'uniform' },
   read: { ops: [['read', 1]], chooser: 'uniform' },
   scan: { ops: [['scan', 1]], chooser: 'uniform' },
@@ -34,14 +64,17 @@ export function keyOf(n: number): string {
   return `user${String(n).padStart(12, '0')}`;
 }
 
-
 /** Gray et al.'s zipfian generator over [0, items), as in YCSB's ZipfianGenerator. */
 export class Zipfian {
   private readonly zetan: number;
   private readonly alpha: number;
   private readonly eta: number;
   private readonly zeta2: number;
-  constructor(private readonly items: number, private readonly random: () => number, private readonly theta = 0.99) {
+  constructor(
+    private readonly items: number,
+    private readonly random: () => number,
+    private readonly theta = 0.99,
+  ) {
     let z = 0;
     for (let i = 1; i <= items; i++) z += 1 / i ** theta;
     this.zetan = z;
@@ -67,8 +100,14 @@ export function scramble(rank: number, items: number): number {
 
 export class OpChooser {
   private readonly zipf: Zipfian | undefined;
-  constructor(private readonly workload: WorkloadName, private readonly distribution: Distribution, private readonly loadedKeys: number, private readonly random: () => number, zipf?: Zipfian) {
-    this.zipf = distribution === 'zipfian' ? zipf ?? new Zipfian(loadedKeys, random) : undefined;
+  constructor(
+    private readonly workload: WorkloadName,
+    private readonly distribution: Distribution,
+    private readonly loadedKeys: number,
+    private readonly random: () => number,
+    zipf?: Zipfian,
+  ) {
+    this.zipf = distribution === 'zipfian' ? (zipf ?? new Zipfian(loadedKeys, random)) : undefined;
   }
   op(): Op {
     let u = this.random();

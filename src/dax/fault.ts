@@ -44,7 +44,9 @@ export interface FaultTarget {
 }
 
 /** Test hooks for deterministic interleavings (tests only; per thread). */
-export const faultHooks: { window?: (phase: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void } = {};
+export const faultHooks: {
+  window?: (phase: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void;
+} = {};
 
 const ZERO_PAGE = new Uint8Array(PAGE_BYTES);
 let zeroHuge: Uint8Array | undefined;
@@ -85,7 +87,11 @@ export function fault(t: FaultTarget, index: number, write: boolean, huge: boole
 
 function checkSize(t: FaultTarget, index: number, what: string): void {
   const size = t.space.objects.size(t.slot);
-  if (index * PAGE_BYTES >= size) throw new DaxError('ERANGE', `${what}: page starts at offset ${index * PAGE_BYTES}, beyond the object size ${size}`);
+  if (index * PAGE_BYTES >= size)
+    throw new DaxError(
+      'ERANGE',
+      `${what}: page starts at offset ${index * PAGE_BYTES}, beyond the object size ${size}`,
+    );
 }
 
 /** Lock-free read of a MAPPED page (or of the huge entry covering it); undefined -> slow path. Caller pinned. */
@@ -103,7 +109,10 @@ function readFastPinned(t: FaultTarget, index: number, huge: boolean): Uint8Arra
 }
 
 /** Value and start index of the entry mapping `index` (exact or huge cover). Caller pinned; sets tree.lastEntry. */
-export function lookupCoveringPinned(t: { space: DaxSpace; id: number }, index: number): { value: number; start: number } | undefined {
+export function lookupCoveringPinned(
+  t: { space: DaxSpace; id: number },
+  index: number,
+): { value: number; start: number } | undefined {
   const { tree } = t.space;
   const key = pageKey(t.id, index);
   const leaf = tree.findLeafPinned(key);
@@ -138,7 +147,8 @@ function smallFaultLocked(t: FaultTarget, index: number, write: boolean): Uint8A
     const ref = grab(tree, pageKey(t.id, index));
     let viaAligned = false;
     try {
-      if (ref.order === 0 && ref.state === 'empty' && index % HUGE_PAGES !== 0 && alignedMayCover(t, index)) viaAligned = true;
+      if (ref.order === 0 && ref.state === 'empty' && index % HUGE_PAGES !== 0 && alignedMayCover(t, index))
+        viaAligned = true;
       else return installLocked(t, ref, index, index, write, false);
     } finally {
       unlock(tree, ref); // an EMPTY placeholder is removed
@@ -174,19 +184,32 @@ function hugeFaultLocked(t: FaultTarget, index: number, write: boolean): Uint8Ar
 }
 
 /** The locked part of a fault: entry `ref` starts at page `start` (huge: aligned start). */
-function installLocked(t: FaultTarget, ref: EntryRef, start: number, index: number, write: boolean, hugeView: boolean): Uint8Array {
+function installLocked(
+  t: FaultTarget,
+  ref: EntryRef,
+  start: number,
+  index: number,
+  write: boolean,
+  hugeView: boolean,
+): Uint8Array {
   const { space } = t;
   const { tree, device } = space;
   const what = `fault(object ${t.id}, page ${index})`;
-  if (ref.state === 'poisoned' && !write) throw new DaxError('EIO', `${what}: page is poisoned (memory failure); rewrite it to recover`);
+  if (ref.state === 'poisoned' && !write)
+    throw new DaxError('EIO', `${what}: page is poisoned (memory failure); rewrite it to recover`);
   if (ref.state === 'empty' && !write) return zeroView(hugeView);
   if (ref.state === 'value') {
     // The block is quarantined before its entry is marked (rmap.ts): the bytes are already
     // gone. A huge entry is never marked: its poisoned blocks fail only the views over them.
     const bad = poisonedUnder(space, ref.value, start, index, hugeView);
     if (bad >= 0 && (!write || isHuge(ref.value))) {
-      const cure = isHuge(ref.value) ? 'punch or truncate away its 2 MiB extent to recover' : 'rewrite the page to recover';
-      throw new DaxError('EIO', `${what}: block ${bad} under the ${hugeView && isHuge(ref.value) ? '2 MiB' : '4 KiB'} view is poisoned (memory failure); ${cure}`);
+      const cure = isHuge(ref.value)
+        ? 'punch or truncate away its 2 MiB extent to recover'
+        : 'rewrite the page to recover';
+      throw new DaxError(
+        'EIO',
+        `${what}: block ${bad} under the ${hugeView && isHuge(ref.value) ? '2 MiB' : '4 KiB'} view is poisoned (memory failure); ${cure}`,
+      );
     }
   }
   if (ref.state === 'value' && !write) {
@@ -250,7 +273,8 @@ function brokenMkwrite(t: FaultTarget, ref: EntryRef, start: number, index: numb
  */
 export function poisonedUnder(space: DaxSpace, value: number, start: number, index: number, hugeView: boolean): number {
   const head = blockOfValue(value);
-  if (hugeView && isHuge(value) && !daxBreak('dax-poison-page-only')) return space.device.firstPoisoned(head, HUGE_PAGES);
+  if (hugeView && isHuge(value) && !daxBreak('dax-poison-page-only'))
+    return space.device.firstPoisoned(head, HUGE_PAGES);
   const block = head + (index - start);
   return space.device.isPoisoned(block) ? block : -1;
 }

@@ -72,7 +72,11 @@ export function unlockShared(words: Int32Array, index: number): void {
 
 export function lockExclusive(words: Int32Array, index: number, what: string): void {
   const mine = heldMap(words).get(index) ?? 0;
-  if (mine !== 0) throw new DaxError('EDEADLK', `${what}: invalidate lock is already held by this thread (${mine < 0 ? 'exclusive' : 'shared'})`);
+  if (mine !== 0)
+    throw new DaxError(
+      'EDEADLK',
+      `${what}: invalidate lock is already held by this thread (${mine < 0 ? 'exclusive' : 'shared'})`,
+    );
   let pendingSet = false;
   for (let spin = 0; ; spin++) {
     const w = Atomics.load(words, index);

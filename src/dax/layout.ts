@@ -83,7 +83,10 @@ export function keyPageIndex(key: Uint8Array): number {
 }
 
 function readU64(key: Uint8Array, at: number): number {
-  return ((key[at] << 24) | (key[at + 1] << 16) | (key[at + 2] << 8) | key[at + 3]) * TWO_32 + (((key[at + 4] << 24) | (key[at + 5] << 16) | (key[at + 6] << 8) | key[at + 7]) >>> 0);
+  return (
+    ((key[at] << 24) | (key[at + 1] << 16) | (key[at + 2] << 8) | key[at + 3]) * TWO_32 +
+    (((key[at + 4] << 24) | (key[at + 5] << 16) | (key[at + 6] << 8) | key[at + 7]) >>> 0)
+  );
 }
 
 export function sameKey(a: Uint8Array, b: Uint8Array): boolean {

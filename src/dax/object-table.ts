@@ -105,13 +105,18 @@ export class ObjectTable {
    */
   load(pages: Map<number, number>): LoadedObject[] {
     for (const [page, block] of pages) {
-      if (page >= MAX_TABLE_PAGES) throw new DaxError('ECORRUPT', `object table page ${page} (block ${block}) beyond the ${MAX_TABLE_PAGES}-page limit`);
+      if (page >= MAX_TABLE_PAGES)
+        throw new DaxError(
+          'ECORRUPT',
+          `object table page ${page} (block ${block}) beyond the ${MAX_TABLE_PAGES}-page limit`,
+        );
       this.words[H_PAGE_BLOCKS + page] = block;
     }
     let count = 0;
     while (count < MAX_TABLE_PAGES && this.words[H_PAGE_BLOCKS + count] >= 0) count++;
     for (let p = count; p < MAX_TABLE_PAGES; p++) {
-      if (this.words[H_PAGE_BLOCKS + p] >= 0) throw new DaxError('ECORRUPT', `object table page ${p} exists but page ${count} is missing`);
+      if (this.words[H_PAGE_BLOCKS + p] >= 0)
+        throw new DaxError('ECORRUPT', `object table page ${p} exists but page ${count} is missing`);
     }
     this.words[H_PAGES] = count;
     const out: LoadedObject[] = [];
@@ -121,7 +126,10 @@ export class ObjectTable {
       if (id === 0) continue;
       const sizeBytes = Number(this.recordWords(r)[1]);
       if (id < MIN_OBJECT_ID || !Number.isSafeInteger(id) || sizeBytes > MAX_OBJECT_BYTES || seen.has(id)) {
-        throw new DaxError('ECORRUPT', `object table record ${r}: object ${id} size ${sizeBytes} is invalid or duplicated`);
+        throw new DaxError(
+          'ECORRUPT',
+          `object table record ${r}: object ${id} size ${sizeBytes} is invalid or duplicated`,
+        );
       }
       seen.add(id);
       const slot = this.probe(id, true);
@@ -157,7 +165,10 @@ export class ObjectTable {
   size(slot: number): number {
     // Two words: written only under the invalidate lock exclusive; readers hold it shared
     // or accept an old size (the lock-free read path, protected by the epoch).
-    return Atomics.load(this.words, this.at(slot, S_SIZE_HI)) * TWO_32 + (Atomics.load(this.words, this.at(slot, S_SIZE_LO)) >>> 0);
+    return (
+      Atomics.load(this.words, this.at(slot, S_SIZE_HI)) * TWO_32 +
+      (Atomics.load(this.words, this.at(slot, S_SIZE_LO)) >>> 0)
+    );
   }
 
   /** Creates a live object of sizeBytes, durable on return. EEXIST if live, ENOSPC if the table is full. */
@@ -165,8 +176,10 @@ export class ObjectTable {
     lockWord(this.words, H_LOCK);
     try {
       const slot = this.probe(id, true);
-      if (slot < 0) throw new DaxError('ENOSPC', `object ${id}: the object slot table is full (${this.capacity / 2} objects)`);
-      if (Atomics.load(this.words, this.at(slot, S_STATE)) === STATE_LIVE) throw new DaxError('EEXIST', `object ${id} already exists`);
+      if (slot < 0)
+        throw new DaxError('ENOSPC', `object ${id}: the object slot table is full (${this.capacity / 2} objects)`);
+      if (Atomics.load(this.words, this.at(slot, S_STATE)) === STATE_LIVE)
+        throw new DaxError('EEXIST', `object ${id} already exists`);
       const record = this.freeRecordLocked(id);
       const w = this.recordWords(record);
       const off = this.recordOffset(record);
@@ -219,7 +232,7 @@ export class ObjectTable {
 
   /** Slot holding id (any state), else with claim: a fresh empty slot claimed for it (caller holds H_LOCK or is recovering); -1 if none. */
   private probe(id: number, claim: boolean): number {
-    const lo = id % TWO_32 | 0;
+    const lo = (id % TWO_32) | 0;
     const hi = Math.floor(id / TWO_32) | 0;
     let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b) >>> 0;
     for (let n = 0; n < this.capacity; n++, h++) {
@@ -237,7 +250,7 @@ export class ObjectTable {
   }
 
   private initSlot(slot: number, id: number, record: number, sizeBytes: number): void {
-    assert(this.words[this.at(slot, S_ID_LO)] === (id % TWO_32 | 0), 'slot claimed for another id');
+    assert(this.words[this.at(slot, S_ID_LO)] === ((id % TWO_32) | 0), 'slot claimed for another id');
     this.words[this.at(slot, S_RECORD)] = record;
     Atomics.store(this.words, this.at(slot, S_SIZE_LO), sizeBytes % TWO_32);
     Atomics.store(this.words, this.at(slot, S_SIZE_HI), Math.floor(sizeBytes / TWO_32));
@@ -255,7 +268,8 @@ export class ObjectTable {
         return r;
       }
     }
-    if (pages >= MAX_TABLE_PAGES) throw new DaxError('ENOSPC', `object ${id}: the object table is full (${total} records)`);
+    if (pages >= MAX_TABLE_PAGES)
+      throw new DaxError('ENOSPC', `object ${id}: the object table is full (${total} records)`);
     const block = allocateZeroed(this.device, pages);
     publishBlock(this.device, block, OWNER_OBJECT_TABLE);
     this.words[H_PAGE_BLOCKS + pages] = block;

@@ -53,7 +53,8 @@ export class DaxObject implements FaultTarget {
   /** A view of page `index` (4 KiB), or with huge of its 2 MiB extent when one maps (or can map) it. */
   fault(index: number, opts: { write?: boolean; huge?: boolean } = {}): Uint8Array {
     this.check('fault');
-    if (!Number.isSafeInteger(index) || index < 0) throw new DaxError('EINVAL', `fault(object ${this.id}): page index ${index} must be a non-negative integer`);
+    if (!Number.isSafeInteger(index) || index < 0)
+      throw new DaxError('EINVAL', `fault(object ${this.id}): page index ${index} must be a non-negative integer`);
     const write = opts.write === true;
     if (write && this.space.debugCleanPages) this.checkClean(index);
     return fault(this, index, write, opts.huge === true);
@@ -66,18 +67,27 @@ export class DaxObject implements FaultTarget {
     const out = new Uint8Array(length);
     const { device } = this.space;
     this.space.epoch.guard(() => {
-      for (let pos = offset; pos < offset + length; ) {
+      for (let pos = offset; pos < offset + length;) {
         const index = Math.floor(pos / PAGE_BYTES);
         const n = Math.min(PAGE_BYTES - (pos % PAGE_BYTES), offset + length - pos);
         const found = lookupCoveringPinned(this, index);
         const state = found === undefined ? -1 : (this.space.tree.lastEntry >>> 3) & 3;
-        if (found !== undefined && state === 3) throw new DaxError('EIO', `read(object ${this.id}, ${offset}, ${length}): page ${index} is poisoned`);
+        if (found !== undefined && state === 3)
+          throw new DaxError('EIO', `read(object ${this.id}, ${offset}, ${length}): page ${index} is poisoned`);
         if (found !== undefined && state === 0) {
           const block = blockOfValue(found.value) + (index - found.start);
           const at = device.blockOffset(block) + (pos % PAGE_BYTES);
-          if (device.isPoisoned(block)) throw new DaxError('EIO', `read(object ${this.id}, ${offset}, ${length}): page ${index} (block ${block}) is poisoned`);
+          if (device.isPoisoned(block))
+            throw new DaxError(
+              'EIO',
+              `read(object ${this.id}, ${offset}, ${length}): page ${index} (block ${block}) is poisoned`,
+            );
           device.media.copyOut(at, n, out.subarray(pos - offset, pos - offset + n));
-          if (device.isPoisoned(block)) throw new DaxError('EIO', `read(object ${this.id}, ${offset}, ${length}): page ${index} (block ${block}) was poisoned during the read`);
+          if (device.isPoisoned(block))
+            throw new DaxError(
+              'EIO',
+              `read(object ${this.id}, ${offset}, ${length}): page ${index} (block ${block}) was poisoned during the read`,
+            );
         }
         pos += n;
       }
@@ -88,16 +98,22 @@ export class DaxObject implements FaultTarget {
   /** Writes bytes at offset (within the size); durable on return. The source may be a view of this space (R4). */
   write(offset: number, bytes: Uint8Array): void {
     this.check('write');
-    if (!(bytes instanceof Uint8Array)) throw new DaxError('EINVAL', `write(object ${this.id}): bytes must be a Uint8Array`);
+    if (!(bytes instanceof Uint8Array))
+      throw new DaxError('EINVAL', `write(object ${this.id}): bytes must be a Uint8Array`);
     this.checkRange(offset, bytes.length, 'write', false);
     const media = this.space.device.media;
     const fromStore = bytes.buffer === media.buffer;
     let source = bytes;
     if (fromStore && !daxBreak('dax-write-copy-locked')) source = this.copySource(bytes);
-    for (let pos = offset; pos < offset + bytes.length; ) {
+    for (let pos = offset; pos < offset + bytes.length;) {
       const index = Math.floor(pos / PAGE_BYTES);
       const n = Math.min(PAGE_BYTES - (pos % PAGE_BYTES), offset + bytes.length - pos);
-      this.writePage(index, pos % PAGE_BYTES, source.subarray(pos - offset, pos - offset + n), fromStore && source === bytes);
+      this.writePage(
+        index,
+        pos % PAGE_BYTES,
+        source.subarray(pos - offset, pos - offset + n),
+        fromStore && source === bytes,
+      );
       pos += n;
     }
     media.drain();
@@ -120,7 +136,8 @@ export class DaxObject implements FaultTarget {
   /** Sets the size (R2: durable size first, then pages past it removed through the epoch). */
   truncate(sizeBytes: number): void {
     this.check('truncate');
-    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || sizeBytes > MAX_OBJECT_BYTES) throw new DaxError('EINVAL', `truncate(object ${this.id}): size ${sizeBytes} must be an integer in [0, 2^52]`);
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || sizeBytes > MAX_OBJECT_BYTES)
+      throw new DaxError('EINVAL', `truncate(object ${this.id}): size ${sizeBytes} must be an integer in [0, 2^52]`);
     withInvalidateExclusive(this.space, this.slot, `truncate(object ${this.id})`, () => {
       this.checkLive('truncate');
       const old = this.space.objects.size(this.slot);
@@ -180,7 +197,11 @@ export class DaxObject implements FaultTarget {
         const start = this.space.epoch.guard(() => lookupCoveringPinned(this, index))?.start ?? index;
         const ref = grab(this.space.tree, pageKey(this.id, start));
         try {
-          if (ref.state !== 'value' || viewOf(this.space, ref.value, start, index, false).byteOffset !== view.byteOffset) continue; // moved (poisoned, rewritten)
+          if (
+            ref.state !== 'value' ||
+            viewOf(this.space, ref.value, start, index, false).byteOffset !== view.byteOffset
+          )
+            continue; // moved (poisoned, rewritten)
           if (lockSource) this.lockSourceLocked(src); // broken on purpose (dax-write-copy-locked)
           view.set(src, at);
           this.space.device.media.flush(view.byteOffset + at, src.length);
@@ -200,7 +221,8 @@ export class DaxObject implements FaultTarget {
     return this.space.epoch.guard(() => {
       const first = device.blockAt(bytes.byteOffset);
       const last = device.blockAt(bytes.byteOffset + Math.max(bytes.length, 1) - 1);
-      for (let b = first; b <= last; b++) if (device.isPoisoned(b)) throw new DaxError('EIO', `write(object ${this.id}): source block ${b} is poisoned`);
+      for (let b = first; b <= last; b++)
+        if (device.isPoisoned(b)) throw new DaxError('EIO', `write(object ${this.id}): source block ${b} is poisoned`);
       const out = new Uint8Array(bytes.length);
       device.media.copyOut(bytes.byteOffset, bytes.length, out);
       return out;
@@ -235,12 +257,22 @@ export class DaxObject implements FaultTarget {
   }
 
   private checkRange(offset: number, length: number, op: string, allowPastSize: boolean): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > MAX_OBJECT_BYTES) {
-      throw new DaxError('EINVAL', `${op}(object ${this.id}, ${offset}, ${length}): offset and length must be non-negative integers within 2^52`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > MAX_OBJECT_BYTES
+    ) {
+      throw new DaxError(
+        'EINVAL',
+        `${op}(object ${this.id}, ${offset}, ${length}): offset and length must be non-negative integers within 2^52`,
+      );
     }
     if (!allowPastSize || op === 'read') {
       const size = this.space.objects.size(this.slot);
-      if (offset + length > size) throw new DaxError('ERANGE', `${op}(object ${this.id}, ${offset}, ${length}): beyond the object size ${size}`);
+      if (offset + length > size)
+        throw new DaxError('ERANGE', `${op}(object ${this.id}, ${offset}, ${length}): beyond the object size ${size}`);
     }
   }
 

@@ -42,13 +42,18 @@ export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
   const block = device.blockAt(deviceOffset);
   for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
     const owner = space.epoch.guard(() => device.ownerOf(block));
-    if ((owner.state !== 'owned' && owner.state !== 'covered' && owner.state !== 'poisoned') || owner.ownerId < MIN_OBJECT_ID) return null;
+    if (
+      (owner.state !== 'owned' && owner.state !== 'covered' && owner.state !== 'poisoned') ||
+      owner.ownerId < MIN_OBJECT_ID
+    )
+      return null;
     const head = owner.head;
     const key = pageKey(owner.ownerId, owner.index);
     waitUnlocked(tree, key);
     const ref = tryGrab(tree, key);
     if (ref === undefined) continue; // taken again meanwhile: wait again
-    const still = sameKey(ref.key, key) && (ref.state === 'value' || ref.state === 'poisoned') && blockOfValue(ref.value) === head;
+    const still =
+      sameKey(ref.key, key) && (ref.state === 'value' || ref.state === 'poisoned') && blockOfValue(ref.value) === head;
     if (still || daxBreak('dax-rmap-no-recheck')) {
       let released = false;
       return {
@@ -70,7 +75,11 @@ export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
     const now = space.epoch.guard(() => device.ownerOf(block));
     unlock(tree, ref);
     const moved = now.ownerId !== owner.ownerId || now.index !== owner.index || now.head !== owner.head;
-    assert(moved || !sameKey(ref.key, key) || ref.state === 'empty', () => `rmap(${deviceOffset}): block ${head} is owned by object ${owner.ownerId} page ${owner.index} but its locked entry maps block ${blockOfValue(ref.value)}`);
+    assert(
+      moved || !sameKey(ref.key, key) || ref.state === 'empty',
+      () =>
+        `rmap(${deviceOffset}): block ${head} is owned by object ${owner.ownerId} page ${owner.index} but its locked entry maps block ${blockOfValue(ref.value)}`,
+    );
     if (!moved) return null; // owned by (object, index) but no entry maps it yet: recovery-time only
   }
   throw new DaxError('EBUSY', `rmap(${deviceOffset}): block ${block} kept moving after ${MAX_RETRIES} attempts`);

@@ -118,9 +118,11 @@ export class DaxSpace extends EventEmitter {
    * formatted: it fails with ENOTSTORE and is left as it was.
    */
   static open(path: string, opts: SpaceOptions & { size?: number } = {}): DaxSpace {
-    if (typeof path !== 'string' || path.length === 0) throw new DaxError('EINVAL', 'DaxSpace.open: path must be a non-empty string');
+    if (typeof path !== 'string' || path.length === 0)
+      throw new DaxError('EINVAL', 'DaxSpace.open: path must be a non-empty string');
     const create = !existsSync(path);
-    if (create && opts.size === undefined) throw new DaxError('ENOENT', `DaxSpace.open: ${path} does not exist (pass size to create it)`);
+    if (create && opts.size === undefined)
+      throw new DaxError('ENOENT', `DaxSpace.open: ${path} does not exist (pass size to create it)`);
     const media = openRegion(path, { create: opts.size !== undefined, sizeBytes: opts.size });
     try {
       return DaxSpace.openMedia(media, { ...opts, formatIfEmpty: create });
@@ -149,7 +151,8 @@ export class DaxSpace extends EventEmitter {
 
   private static fromDevice(device: Device, opts: SpaceOptions): DaxSpace {
     const maxObjects = opts.maxObjects ?? 16384;
-    if (!Number.isSafeInteger(maxObjects) || maxObjects < 1 || maxObjects > 2 ** 20) throw new DaxError('EINVAL', `maxObjects ${maxObjects} must be an integer in [1, 2^20]`);
+    if (!Number.isSafeInteger(maxObjects) || maxObjects < 1 || maxObjects > 2 ** 20)
+      throw new DaxError('EINVAL', `maxObjects ${maxObjects} must be an integer in [1, 2^20]`);
     try {
       const epoch = EpochDomain.create();
       const tree = RadixTree.create(epoch, { waitTable: WaitTable.create() });
@@ -165,22 +168,39 @@ export class DaxSpace extends EventEmitter {
   /** Posts to a worker: DaxSpace.attach(handle) there shares everything. */
   share(): DaxSpaceHandle {
     this.checkOpen('share');
-    return { device: this.device.share(), tree: this.tree.handle(), epoch: this.epoch.handle(), objects: this.objects.state, stats: this.counters.buffer as SharedArrayBuffer };
+    return {
+      device: this.device.share(),
+      tree: this.tree.handle(),
+      epoch: this.epoch.handle(),
+      objects: this.objects.state,
+      stats: this.counters.buffer as SharedArrayBuffer,
+    };
   }
 
   static attach(handle: DaxSpaceHandle, opts: SpaceOptions = {}): DaxSpace {
     const device = Device.attach(handle.device);
     const epoch = EpochDomain.attach(handle.epoch);
     const tree = RadixTree.attach(handle.tree, epoch);
-    return new DaxSpace(device, tree, epoch, ObjectTable.attach(device, handle.objects), handle.stats, false, undefined, opts);
+    return new DaxSpace(
+      device,
+      tree,
+      epoch,
+      ObjectTable.attach(device, handle.objects),
+      handle.stats,
+      false,
+      undefined,
+      opts,
+    );
   }
 
   /** The object `id` (>= 16). create: make it (size bytes, default 0) when absent; ENOENT otherwise. */
   object(id: number, opts: ObjectOptions & { create?: boolean; size?: number } = {}): DaxObject {
     this.checkOpen('object');
-    if (!Number.isSafeInteger(id) || id < MIN_OBJECT_ID || id > 2 ** 40 - 1) throw new DaxError('EINVAL', `object(${id}): id must be an integer in [${MIN_OBJECT_ID}, 2^40)`);
+    if (!Number.isSafeInteger(id) || id < MIN_OBJECT_ID || id > 2 ** 40 - 1)
+      throw new DaxError('EINVAL', `object(${id}): id must be an integer in [${MIN_OBJECT_ID}, 2^40)`);
     const size = opts.size ?? 0;
-    if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 52) throw new DaxError('EINVAL', `object(${id}): size ${size} must be an integer in [0, 2^52]`);
+    if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 52)
+      throw new DaxError('EINVAL', `object(${id}): size ${size} must be an integer in [0, 2^52]`);
     let slot = this.objects.find(id);
     if (slot < 0) {
       if (opts.create !== true) throw new DaxError('ENOENT', `object ${id} does not exist`);
@@ -227,16 +247,35 @@ export class DaxSpace extends EventEmitter {
   }
 
   stats(): {
-    objects: number; entries: number; faults: number; allocations: number; mkwrites: number; writebackPages: number; retired: number; poisoned: number;
-    cleanPageWrites: number; limboBlocks: number; lostWakeups: number; device: ReturnType<Device['stats']>;
+    objects: number;
+    entries: number;
+    faults: number;
+    allocations: number;
+    mkwrites: number;
+    writebackPages: number;
+    retired: number;
+    poisoned: number;
+    cleanPageWrites: number;
+    limboBlocks: number;
+    lostWakeups: number;
+    device: ReturnType<Device['stats']>;
   } {
     this.checkOpen('stats');
     const c = (i: number): number => Atomics.load(this.counters, i);
     const t = this.tree.stats();
     return {
-      objects: this.objects.liveIds().length, entries: t.count, faults: c(ST_FAULTS), allocations: c(ST_ALLOCS), mkwrites: c(ST_MKWRITE),
-      writebackPages: c(ST_WRITEBACK_PAGES), retired: c(ST_RETIRED), poisoned: c(ST_POISONED), cleanPageWrites: c(ST_CLEAN_WRITES),
-      limboBlocks: this.epoch.stats().limbo[RETIRE_DEVICE_BLOCK] ?? 0, lostWakeups: t.lostWakeups, device: this.device.stats(),
+      objects: this.objects.liveIds().length,
+      entries: t.count,
+      faults: c(ST_FAULTS),
+      allocations: c(ST_ALLOCS),
+      mkwrites: c(ST_MKWRITE),
+      writebackPages: c(ST_WRITEBACK_PAGES),
+      retired: c(ST_RETIRED),
+      poisoned: c(ST_POISONED),
+      cleanPageWrites: c(ST_CLEAN_WRITES),
+      limboBlocks: this.epoch.stats().limbo[RETIRE_DEVICE_BLOCK] ?? 0,
+      lostWakeups: t.lostWakeups,
+      device: this.device.stats(),
     };
   }
 
@@ -271,13 +310,27 @@ export class DaxSpace extends EventEmitter {
 
 function countPoisoned(device: Device, first: number, count: number): number {
   let n = 0;
-  for (let b = device.firstPoisoned(first, count); b >= 0; b = b + 1 < first + count ? device.firstPoisoned(b + 1, first + count - b - 1) : -1) n++;
+  for (
+    let b = device.firstPoisoned(first, count);
+    b >= 0;
+    b = b + 1 < first + count ? device.firstPoisoned(b + 1, first + count - b - 1) : -1
+  )
+    n++;
   return n;
 }
 
 /** Rebuilds the tree and object table from the owner table; frees what nothing reaches. */
 function recover(device: Device, tree: RadixTree, objects: ObjectTable): RecoveryReport {
-  const report: RecoveryReport = { objects: 0, pages: 0, hugePages: 0, poisonedPages: 0, freedStaging: 0, freedDeadObject: 0, freedBeyondSize: 0, freedDuplicate: 0 };
+  const report: RecoveryReport = {
+    objects: 0,
+    pages: 0,
+    hugePages: 0,
+    poisonedPages: 0,
+    freedStaging: 0,
+    freedDeadObject: 0,
+    freedBeyondSize: 0,
+    freedDuplicate: 0,
+  };
   const tablePages = new Map<number, number>();
   const data: Array<[block: number, owner: number, index: number, order: number]> = [];
   const toFree: number[] = [];
@@ -303,7 +356,10 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable): Recover
       report.freedBeyondSize++;
       continue;
     }
-    assert(order === 0 || index % HUGE_BLOCKS === 0, () => `owner record of block ${block}: huge page at unaligned index ${index}`);
+    assert(
+      order === 0 || index % HUGE_BLOCKS === 0,
+      () => `owner record of block ${block}: huge page at unaligned index ${index}`,
+    );
     // A poisoned small page is marked (reads EIO until rewritten); a huge entry stays a value:
     // only views over its bad blocks fail (fault.ts poisonedUnder), its other pages are intact.
     const badBlocks = order === 0 ? (device.isPoisoned(block) ? 1 : 0) : countPoisoned(device, block, HUGE_BLOCKS);

@@ -82,7 +82,8 @@ function zeroHugePartLocked(space: DaxSpace, id: number, start: number, fromPage
     const head = blockOfValue(ref.value);
     if (space.device.firstPoisoned(head + from, to - from) >= 0) {
       // Never store into a quarantined block (its page reads EIO whatever it holds): zero page by page around it.
-      for (let p = from; p < to; p++) if (!space.device.isPoisoned(head + p)) zeroFlush(space, space.device.blockOffset(head + p), PAGE_BYTES);
+      for (let p = from; p < to; p++)
+        if (!space.device.isPoisoned(head + p)) zeroFlush(space, space.device.blockOffset(head + p), PAGE_BYTES);
       return;
     }
     zeroFlush(space, space.device.blockOffset(head) + from * PAGE_BYTES, (to - from) * PAGE_BYTES);

@@ -65,7 +65,13 @@ interface Batch {
   blocks: number[];
 }
 
-export function writeback(space: DaxSpace, id: number, slot: number, firstPage: number, lastPage: number): WritebackResult {
+export function writeback(
+  space: DaxSpace,
+  id: number,
+  slot: number,
+  firstPage: number,
+  lastPage: number,
+): WritebackResult {
   const words = space.objects.words;
   const mutex = space.objects.writebackLockIndex(slot);
   const serialized = !daxBreak('dax-writeback-unserialized');
@@ -132,11 +138,12 @@ function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: Writ
   writebackHooks.window?.();
   const flush = !daxBreak('dax-writeback-no-flush');
   // Runs of device-contiguous blocks (pages faulted in order usually are): one flush call each.
-  for (let i = 0; i < live.length; ) {
+  for (let i = 0; i < live.length;) {
     const offset = device.blockOffset(blockOfValue(live[i].value));
     let n = valueBytes(live[i].value);
     let j = i + 1;
-    for (; j < live.length && device.blockOffset(blockOfValue(live[j].value)) === offset + n; j++) n += valueBytes(live[j].value);
+    for (; j < live.length && device.blockOffset(blockOfValue(live[j].value)) === offset + n; j++)
+      n += valueBytes(live[j].value);
     if (flush) device.media.flush(offset, n);
     total.pages += j - i;
     total.bytes += n;
@@ -144,14 +151,18 @@ function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: Writ
   }
   tree.lockTree();
   try {
-    for (let i = 0; i < live.length; i++) if (hadDirty[i]) tree.setTagBitLocked(live[i].leaf, live[i].key, DIRTY, false);
+    for (let i = 0; i < live.length; i++)
+      if (hadDirty[i]) tree.setTagBitLocked(live[i].leaf, live[i].key, DIRTY, false);
   } finally {
     tree.unlockTree();
   }
   if (space.debugCleanPages) {
     for (const ref of live) {
       const offset = device.blockOffset(blockOfValue(ref.value));
-      cleanSums.set(`${id}:${keyPageIndex(ref.key)}`, [blockOfValue(ref.value), checksum(new Uint8Array(device.media.buffer, offset, valueBytes(ref.value)))]);
+      cleanSums.set(`${id}:${keyPageIndex(ref.key)}`, [
+        blockOfValue(ref.value),
+        checksum(new Uint8Array(device.media.buffer, offset, valueBytes(ref.value))),
+      ]);
     }
   }
   while (refs.length > 0) unlock(tree, refs.pop()!);

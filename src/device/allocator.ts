@@ -114,7 +114,10 @@ export class Allocator {
       const ownedTail = b < coveredUntil && (flags & FLAG_OWNED) !== 0;
       if (problem !== undefined || ownedTail) {
         const why = problem ?? `owned inside the 2 MiB extent headed by block ${coveredUntil - HUGE_BLOCKS}`;
-        throw new DaxError('ECORRUPT', `${this.media.path}: owner record of block ${b} at offset ${this.table.recordOffset(b)}: ${why} (word0 0x${meta.toString(16)})`);
+        throw new DaxError(
+          'ECORRUPT',
+          `${this.media.path}: owner record of block ${b} at offset ${this.table.recordOffset(b)}: ${why} (word0 0x${meta.toString(16)})`,
+        );
       }
       if ((flags & FLAG_POISONED) !== 0) this.setPoisonedBit(b);
       if ((flags & FLAG_OWNED) === 0) continue;
@@ -178,7 +181,7 @@ export class Allocator {
   firstPoisoned(first: number, count: number): number {
     if (Atomics.load(this.control, POISONED) === 0) return -1;
     const end = first + count;
-    for (let b = first; b < end; ) {
+    for (let b = first; b < end;) {
       const w = b >>> 5;
       const lo = b & 31;
       const hi = Math.min(32, lo + end - b); // bits [lo, hi) of word w
@@ -279,11 +282,16 @@ export class Allocator {
       const problems: string[] = [];
       for (const name of ['FREE_BLOCKS', 'OWNED_BLOCKS', 'POISONED'] as const) {
         const slot = { FREE_BLOCKS, OWNED_BLOCKS, POISONED }[name];
-        if (fresh.control[slot] !== this.control[slot]) problems.push(`${name}: index ${this.control[slot]}, owner table ${fresh.control[slot]}`);
+        if (fresh.control[slot] !== this.control[slot])
+          problems.push(`${name}: index ${this.control[slot]}, owner table ${fresh.control[slot]}`);
       }
       for (let w = 0; w < this.used.length && problems.length < 20; w++) {
-        if (fresh.used[w] !== this.used[w]) problems.push(`used bits of blocks ${w * 32}..${w * 32 + 31}: index ${hex(this.used[w])}, owner table ${hex(fresh.used[w])}`);
-        if (fresh.poisoned[w] !== this.poisoned[w]) problems.push(`poisoned bits of blocks ${w * 32}..${w * 32 + 31} differ`);
+        if (fresh.used[w] !== this.used[w])
+          problems.push(
+            `used bits of blocks ${w * 32}..${w * 32 + 31}: index ${hex(this.used[w])}, owner table ${hex(fresh.used[w])}`,
+          );
+        if (fresh.poisoned[w] !== this.poisoned[w])
+          problems.push(`poisoned bits of blocks ${w * 32}..${w * 32 + 31} differ`);
       }
       return problems;
     });
@@ -300,7 +308,10 @@ export class Allocator {
       this.control[ALLOC_COUNT]++;
       if (this.control[ENOSPC_AT] !== 0 && this.control[ALLOC_COUNT] === this.control[ENOSPC_AT]) {
         this.control[ENOSPC_AT] = 0;
-        throw new DaxError('ENOSPC', `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]} (order ${order})`);
+        throw new DaxError(
+          'ENOSPC',
+          `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]} (order ${order})`,
+        );
       }
       const block = order === 0 ? this.findFreeBlockLocked(!locked) : this.findFreeExtentLocked();
       if (block < 0) throw this.fullError(order);
@@ -400,13 +411,21 @@ export class Allocator {
 
   private fullError(order: number): DaxError {
     const free = this.control[FREE_BLOCKS];
-    const want = order === 0 ? `a ${BLOCK_BYTES}-byte block` : `a 2 MiB extent (${HUGE_BLOCKS} contiguous aligned blocks)`;
-    return new DaxError('ENOSPC', `${this.media.path}: no free space for ${want}: ${free} of ${this.dataBlocks} blocks free (${free * BLOCK_BYTES} of ${this.dataBlocks * BLOCK_BYTES} bytes)`);
+    const want =
+      order === 0 ? `a ${BLOCK_BYTES}-byte block` : `a 2 MiB extent (${HUGE_BLOCKS} contiguous aligned blocks)`;
+    return new DaxError(
+      'ENOSPC',
+      `${this.media.path}: no free space for ${want}: ${free} of ${this.dataBlocks} blocks free (${free * BLOCK_BYTES} of ${this.dataBlocks * BLOCK_BYTES} bytes)`,
+    );
   }
 
   private notOwnedError(block: number, op: string): DaxError {
     const head = this.table.coveringHead(block);
-    if (head >= 0) return new DaxError('EINVAL', `${this.media.path}: ${op}(${block}): block lies inside the 2 MiB extent headed by block ${head}; free the head`);
+    if (head >= 0)
+      return new DaxError(
+        'EINVAL',
+        `${this.media.path}: ${op}(${block}): block lies inside the 2 MiB extent headed by block ${head}; free the head`,
+      );
     const poisoned = this.isPoisoned(block) ? ' (poisoned)' : '';
     return new DaxError('EINVAL', `${this.media.path}: ${op}(${block}): block is not owned${poisoned} (double free?)`);
   }

@@ -31,20 +31,30 @@ export class BadBlockList {
     private readonly geometry: Geometry,
   ) {
     this.countWord = new BigUint64Array(media.buffer, geometry.badBlockListOffset, 1);
-    this.entries = new BigUint64Array(media.buffer, geometry.badBlockListOffset + BAD_BLOCK_ENTRIES_OFFSET, geometry.badBlockCapacity);
+    this.entries = new BigUint64Array(
+      media.buffer,
+      geometry.badBlockListOffset + BAD_BLOCK_ENTRIES_OFFSET,
+      geometry.badBlockCapacity,
+    );
   }
 
   /** Listed blocks; ECORRUPT when the count or an entry is out of range. Changes nothing. */
   read(): number[] {
     const count = Atomics.load(this.countWord, 0);
     if (count > BigInt(this.geometry.badBlockCapacity)) {
-      throw new DaxError('ECORRUPT', `${this.media.path}: bad-block list at ${this.geometry.badBlockListOffset} counts ${count} entries, capacity ${this.geometry.badBlockCapacity}`);
+      throw new DaxError(
+        'ECORRUPT',
+        `${this.media.path}: bad-block list at ${this.geometry.badBlockListOffset} counts ${count} entries, capacity ${this.geometry.badBlockCapacity}`,
+      );
     }
     const blocks: number[] = [];
     for (let i = 0; i < Number(count); i++) {
       const entry = Atomics.load(this.entries, i);
       if (entry >= BigInt(this.geometry.dataBlocks)) {
-        throw new DaxError('ECORRUPT', `${this.media.path}: bad-block entry ${i} names block ${entry}, device has ${this.geometry.dataBlocks}`);
+        throw new DaxError(
+          'ECORRUPT',
+          `${this.media.path}: bad-block entry ${i} names block ${entry}, device has ${this.geometry.dataBlocks}`,
+        );
       }
       blocks.push(Number(entry));
     }
@@ -57,10 +67,16 @@ export class BadBlockList {
 
   /** Durably appends block; ENOSPC when the list is full (nothing changed). Allocator lock held. */
   appendLocked(block: number): void {
-    assert(Number.isInteger(block) && block >= 0 && block < this.geometry.dataBlocks, () => `bad block ${block} out of range`);
+    assert(
+      Number.isInteger(block) && block >= 0 && block < this.geometry.dataBlocks,
+      () => `bad block ${block} out of range`,
+    );
     const count = this.count();
     if (count >= this.geometry.badBlockCapacity) {
-      throw new DaxError('ENOSPC', `${this.media.path}: bad-block list is full (${this.geometry.badBlockCapacity} entries), cannot record block ${block}`);
+      throw new DaxError(
+        'ENOSPC',
+        `${this.media.path}: bad-block list is full (${this.geometry.badBlockCapacity} entries), cannot record block ${block}`,
+      );
     }
     const entryOffset = this.geometry.badBlockListOffset + BAD_BLOCK_ENTRIES_OFFSET + count * 8;
     Atomics.store(this.entries, count, BigInt(block));
@@ -105,7 +121,11 @@ export function parseKernelBadblocks(text: string, source = 'badblocks'): BadSec
  * Data blocks touched by bad sector ranges, for a device whose media starts at
  * mediaStartBytes within the kernel's block device (0 for a whole device-DAX).
  */
-export function dataBlocksInRanges(ranges: BadSectorRange[], geometry: Pick<Geometry, 'dataOffset' | 'dataBlocks' | 'blockSize'>, mediaStartBytes = 0): number[] {
+export function dataBlocksInRanges(
+  ranges: BadSectorRange[],
+  geometry: Pick<Geometry, 'dataOffset' | 'dataBlocks' | 'blockSize'>,
+  mediaStartBytes = 0,
+): number[] {
   const blocks = new Set<number>();
   for (const { sector, count } of ranges) {
     const start = sector * KERNEL_SECTOR_BYTES - mediaStartBytes - geometry.dataOffset;

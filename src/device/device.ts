@@ -106,7 +106,14 @@ export class Device {
     media.persist(0, geometry.rootOffset);
     working.fill(0, geometry.rootOffset, geometry.dataOffset);
     media.persist(geometry.rootOffset, geometry.dataOffset - geometry.rootOffset);
-    const superblock: Superblock = { ...geometry, formatVersion: FORMAT_VERSION, flags: 0, uuid: new Uint8Array(randomBytes(16)), cleanShutdown: false, sequence: 1 };
+    const superblock: Superblock = {
+      ...geometry,
+      formatVersion: FORMAT_VERSION,
+      flags: 0,
+      uuid: new Uint8Array(randomBytes(16)),
+      cleanShutdown: false,
+      sequence: 1,
+    };
     writeSuperblock(media, superblock);
     const device = new Device(media, geometry, superblock, true);
     device.allocator.rebuild();
@@ -118,7 +125,8 @@ export class Device {
     if (media.closed) throw new DaxError('ECLOSED', `${media.path}: media is closed`);
     const { superblock } = chooseSuperblock(media);
     const problem = geometryProblem(superblock, media.size);
-    if (problem !== undefined) throw new DaxError('ECORRUPT', `${media.path}: superblock geometry does not fit the media: ${problem}`);
+    if (problem !== undefined)
+      throw new DaxError('ECORRUPT', `${media.path}: superblock geometry does not fit the media: ${problem}`);
     const device = new Device(media, superblock, superblock, superblock.cleanShutdown);
     device.allocator.rebuild(); // validates owner table and bad-block list (ECORRUPT), writes nothing
     // Everything validated: now mark open. This one update also repairs a bad or stale copy.
@@ -130,7 +138,12 @@ export class Device {
   /** A structured-cloneable handle: Device.attach(handle) in a worker shares this device. */
   share(): DeviceHandle {
     this.checkOpen();
-    return { media: this.media.share(), geometry: { ...this.geometry }, allocatorState: this.allocator.state, lastShutdownClean: this.lastShutdownClean };
+    return {
+      media: this.media.share(),
+      geometry: { ...this.geometry },
+      allocatorState: this.allocator.state,
+      lastShutdownClean: this.lastShutdownClean,
+    };
   }
 
   /** The device in another thread (the media attaches through attach-media.ts: sim or mapped). */
@@ -141,11 +154,17 @@ export class Device {
 
   allocate(ownerId: number, index: number, order: 0 | 9 = 0): number {
     this.checkOpen();
-    if (!Number.isSafeInteger(ownerId) || ownerId < 1 || ownerId > MAX_OWNER_ID) throw new DaxError('EINVAL', `allocate: ownerId ${ownerId} must be an integer in [1, 2^40)`);
-    if (!Number.isSafeInteger(index) || index < 0 || index > MAX_INDEX) throw new DaxError('EINVAL', `allocate: index ${index} must be an integer in [0, 2^53)`);
-    if (order !== 0 && order !== HUGE_ORDER) throw new DaxError('EINVAL', `allocate: order ${String(order)} must be 0 or 9`);
+    if (!Number.isSafeInteger(ownerId) || ownerId < 1 || ownerId > MAX_OWNER_ID)
+      throw new DaxError('EINVAL', `allocate: ownerId ${ownerId} must be an integer in [1, 2^40)`);
+    if (!Number.isSafeInteger(index) || index < 0 || index > MAX_INDEX)
+      throw new DaxError('EINVAL', `allocate: index ${index} must be an integer in [0, 2^53)`);
+    if (order !== 0 && order !== HUGE_ORDER)
+      throw new DaxError('EINVAL', `allocate: order ${String(order)} must be 0 or 9`);
     const block = this.allocator.allocate(ownerId, index, order);
-    assert(block >= 0 && block < this.dataBlocks && (order === 0 || block % HUGE_BLOCKS === 0), () => `allocator returned block ${block}`);
+    assert(
+      block >= 0 && block < this.dataBlocks && (order === 0 || block % HUGE_BLOCKS === 0),
+      () => `allocator returned block ${block}`,
+    );
     return block;
   }
 
@@ -181,8 +200,15 @@ export class Device {
   }
 
   blockAt(offset: number): number {
-    if (!Number.isSafeInteger(offset) || offset < this.dataOffset || offset >= this.dataOffset + this.dataBlocks * BLOCK_BYTES) {
-      throw new DaxError('ERANGE', `blockAt(${offset}): offset outside the data area [${this.dataOffset}, ${this.dataOffset + this.dataBlocks * BLOCK_BYTES})`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      offset < this.dataOffset ||
+      offset >= this.dataOffset + this.dataBlocks * BLOCK_BYTES
+    ) {
+      throw new DaxError(
+        'ERANGE',
+        `blockAt(${offset}): offset outside the data area [${this.dataOffset}, ${this.dataOffset + this.dataBlocks * BLOCK_BYTES})`,
+      );
     }
     return Math.floor((offset - this.dataOffset) / BLOCK_BYTES);
   }
@@ -207,7 +233,8 @@ export class Device {
   /** First poisoned block of [first, first+count) (e.g. a 2 MiB extent), or -1. */
   firstPoisoned(first: number, count: number): number {
     this.checkBlock(first, 'firstPoisoned');
-    if (!Number.isSafeInteger(count) || count < 0 || first + count > this.dataBlocks) throw new DaxError('ERANGE', `firstPoisoned(${first}, ${count}): range outside [0, ${this.dataBlocks})`);
+    if (!Number.isSafeInteger(count) || count < 0 || first + count > this.dataBlocks)
+      throw new DaxError('ERANGE', `firstPoisoned(${first}, ${count}): range outside [0, ${this.dataBlocks})`);
     return this.allocator.firstPoisoned(first, count);
   }
 
@@ -219,15 +246,26 @@ export class Device {
   /** Copies [offset, offset+length) of the media; EIO naming the block if it touches a poisoned one. */
   read(offset: number, length: number, dest?: Uint8Array): Uint8Array {
     this.checkOpen();
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) throw new DaxError('EINVAL', `read(${offset}, ${length}): offset and length must be non-negative integers`);
-    if (offset + length > this.media.size) throw new DaxError('ERANGE', `read(${offset}, ${length}) beyond the device size ${this.media.size}`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0)
+      throw new DaxError('EINVAL', `read(${offset}, ${length}): offset and length must be non-negative integers`);
+    if (offset + length > this.media.size)
+      throw new DaxError('ERANGE', `read(${offset}, ${length}) beyond the device size ${this.media.size}`);
     const out = dest ?? new Uint8Array(length);
-    if (out.length < length) throw new DaxError('EINVAL', `read(${offset}, ${length}): destination holds only ${out.length} bytes`);
+    if (out.length < length)
+      throw new DaxError('EINVAL', `read(${offset}, ${length}): destination holds only ${out.length} bytes`);
     const dataEnd = this.dataOffset + this.dataBlocks * BLOCK_BYTES;
     const first = Math.max(offset, this.dataOffset);
     const last = Math.min(offset + length, dataEnd) - 1;
-    for (let b = Math.floor((first - this.dataOffset) / BLOCK_BYTES); first <= last && b <= Math.floor((last - this.dataOffset) / BLOCK_BYTES); b++) {
-      if (this.allocator.isPoisoned(b)) throw new DaxError('EIO', `read(${offset}, ${length}): block ${b} at offset ${this.dataOffset + b * BLOCK_BYTES} is poisoned`);
+    for (
+      let b = Math.floor((first - this.dataOffset) / BLOCK_BYTES);
+      first <= last && b <= Math.floor((last - this.dataOffset) / BLOCK_BYTES);
+      b++
+    ) {
+      if (this.allocator.isPoisoned(b))
+        throw new DaxError(
+          'EIO',
+          `read(${offset}, ${length}): block ${b} at offset ${this.dataOffset + b * BLOCK_BYTES} is poisoned`,
+        );
     }
     this.media.copyOut(offset, length, out);
     return out;
@@ -238,15 +276,21 @@ export class Device {
     this.checkOpen();
     const n = fault.allocationEnospc;
     if (n === undefined) return;
-    if (!Number.isSafeInteger(n) || n < 0) throw new DaxError('EINVAL', `injectFault: allocationEnospc must be a non-negative integer, got ${n}`);
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new DaxError('EINVAL', `injectFault: allocationEnospc must be a non-negative integer, got ${n}`);
     this.allocator.injectEnospc(n);
   }
 
   stats(): DeviceStats {
     this.checkOpen();
     return {
-      ...this.allocator.stats(), lastShutdownClean: this.lastShutdownClean, badBlocks: this.badList.count(),
-      mediaKind: this.media.kind, flushMethod: this.media.flushMethod, sizeBytes: this.media.size, dataOffset: this.dataOffset,
+      ...this.allocator.stats(),
+      lastShutdownClean: this.lastShutdownClean,
+      badBlocks: this.badList.count(),
+      mediaKind: this.media.kind,
+      flushMethod: this.media.flushMethod,
+      sizeBytes: this.media.size,
+      dataOffset: this.dataOffset,
     };
   }
 

@@ -52,9 +52,15 @@ export function alignUp(value: number, alignment: number): number {
 }
 
 /** Geometry for a fresh format of a media of sizeBytes; ENOSPC when no data block fits. */
-export function computeGeometry(sizeBytes: number, rootBytes = DEFAULT_ROOT_BYTES, badBlockCapacity = DEFAULT_BAD_BLOCK_CAPACITY): Geometry {
-  if (!Number.isSafeInteger(rootBytes) || rootBytes <= 0) throw new DaxError('EINVAL', `format: rootBytes ${rootBytes} must be a positive integer`);
-  if (!Number.isSafeInteger(badBlockCapacity) || badBlockCapacity <= 0) throw new DaxError('EINVAL', `format: badBlockCapacity ${badBlockCapacity} must be a positive integer`);
+export function computeGeometry(
+  sizeBytes: number,
+  rootBytes = DEFAULT_ROOT_BYTES,
+  badBlockCapacity = DEFAULT_BAD_BLOCK_CAPACITY,
+): Geometry {
+  if (!Number.isSafeInteger(rootBytes) || rootBytes <= 0)
+    throw new DaxError('EINVAL', `format: rootBytes ${rootBytes} must be a positive integer`);
+  if (!Number.isSafeInteger(badBlockCapacity) || badBlockCapacity <= 0)
+    throw new DaxError('EINVAL', `format: badBlockCapacity ${badBlockCapacity} must be a positive integer`);
   const roundedRoot = alignUp(rootBytes, BLOCK_BYTES);
   // The owner table is sized for an upper bound of data blocks (every block of the media),
   // so the fixed point dataOffset <-> dataBlocks needs no iteration; the slack is small (0.4%).
@@ -65,13 +71,27 @@ export function computeGeometry(sizeBytes: number, rootBytes = DEFAULT_ROOT_BYTE
   const dataOffset = alignUp(badBlockListOffset + badBlockAreaBytes(badBlockCapacity), HUGE_BYTES);
   const dataBlocks = Math.floor((sizeBytes - dataOffset) / BLOCK_BYTES);
   if (!(dataBlocks > 0)) {
-    throw new DaxError('ENOSPC', `format: media of ${sizeBytes} bytes is too small: metadata needs ${dataOffset} bytes before the first data block`);
+    throw new DaxError(
+      'ENOSPC',
+      `format: media of ${sizeBytes} bytes is too small: metadata needs ${dataOffset} bytes before the first data block`,
+    );
   }
   const geometry: Geometry = {
-    sizeBytes, blockSize: BLOCK_BYTES, rootOffset: ROOT_OFFSET, rootBytes: roundedRoot, ownerTableOffset, ownerTableBytes,
-    badBlockListOffset, badBlockCapacity, dataOffset, dataBlocks,
+    sizeBytes,
+    blockSize: BLOCK_BYTES,
+    rootOffset: ROOT_OFFSET,
+    rootBytes: roundedRoot,
+    ownerTableOffset,
+    ownerTableBytes,
+    badBlockListOffset,
+    badBlockCapacity,
+    dataOffset,
+    dataBlocks,
   };
-  assert(geometryProblem(geometry, sizeBytes) === undefined, () => `computed geometry invalid: ${geometryProblem(geometry, sizeBytes)}`);
+  assert(
+    geometryProblem(geometry, sizeBytes) === undefined,
+    () => `computed geometry invalid: ${geometryProblem(geometry, sizeBytes)}`,
+  );
   return geometry;
 }
 
@@ -80,7 +100,8 @@ export function geometryProblem(g: Geometry, mediaSize: number): string | undefi
   if (g.sizeBytes !== mediaSize) return `superblock says ${g.sizeBytes} bytes, media has ${mediaSize}`;
   if (g.blockSize !== BLOCK_BYTES) return `block size ${g.blockSize} (expected ${BLOCK_BYTES})`;
   if (g.rootOffset !== ROOT_OFFSET) return `root offset ${g.rootOffset} (expected ${ROOT_OFFSET})`;
-  if (!(g.badBlockCapacity > 0) || g.badBlockCapacity > mediaSize / 8) return `bad-block capacity ${g.badBlockCapacity}`;
+  if (!(g.badBlockCapacity > 0) || g.badBlockCapacity > mediaSize / 8)
+    return `bad-block capacity ${g.badBlockCapacity}`;
   const areas: Array<[string, number, number]> = [
     ['root area', g.rootOffset, g.rootBytes],
     ['owner table', g.ownerTableOffset, g.ownerTableBytes],
@@ -92,8 +113,11 @@ export function geometryProblem(g: Geometry, mediaSize: number): string | undefi
     if (!(bytes > 0)) return `${name} has ${bytes} bytes`;
     end = offset + bytes;
   }
-  if (g.dataOffset % HUGE_BYTES !== 0 || g.dataOffset < end) return `data offset ${g.dataOffset} overlaps metadata or is not 2 MiB aligned`;
-  if (!(g.dataBlocks > 0) || g.dataOffset + g.dataBlocks * BLOCK_BYTES > mediaSize) return `${g.dataBlocks} data blocks at ${g.dataOffset} exceed the media`;
-  if (g.ownerTableBytes < g.dataBlocks * OWNER_RECORD_BYTES) return `owner table of ${g.ownerTableBytes} bytes cannot hold ${g.dataBlocks} records`;
+  if (g.dataOffset % HUGE_BYTES !== 0 || g.dataOffset < end)
+    return `data offset ${g.dataOffset} overlaps metadata or is not 2 MiB aligned`;
+  if (!(g.dataBlocks > 0) || g.dataOffset + g.dataBlocks * BLOCK_BYTES > mediaSize)
+    return `${g.dataBlocks} data blocks at ${g.dataOffset} exceed the media`;
+  if (g.ownerTableBytes < g.dataBlocks * OWNER_RECORD_BYTES)
+    return `owner table of ${g.ownerTableBytes} bytes cannot hold ${g.dataBlocks} records`;
   return undefined;
 }

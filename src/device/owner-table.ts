@@ -49,7 +49,10 @@ export interface OwnerMeta {
 }
 
 export function encodeMeta(flags: number, order: number, ownerId: number): bigint {
-  assert(flags >= 0 && flags <= 3 && (order === 0 || order === HUGE_ORDER) && ownerId >= 0 && ownerId <= MAX_OWNER_ID, 'owner meta fields out of range');
+  assert(
+    flags >= 0 && flags <= 3 && (order === 0 || order === HUGE_ORDER) && ownerId >= 0 && ownerId <= MAX_OWNER_ID,
+    'owner meta fields out of range',
+  );
   assert((flags & FLAG_OWNED) !== 0 || (order === 0 && ownerId === 0), 'order and owner only on OWNED records');
   return (BigInt(ownerId) << 8n) | BigInt((order << 2) | flags);
 }
@@ -64,11 +67,13 @@ export function metaProblem(meta: bigint, block: number, dataBlocks: number): st
   if (meta === 0n) return undefined;
   if ((meta & 0xffff_0000_0000_00c0n) !== 0n) return 'reserved bits set';
   const { flags, order, ownerId } = decodeMeta(meta);
-  if ((flags & FLAG_OWNED) === 0) return order === 0 && ownerId === 0 ? undefined : 'order or owner on an unowned record';
+  if ((flags & FLAG_OWNED) === 0)
+    return order === 0 && ownerId === 0 ? undefined : 'order or owner on an unowned record';
   if (ownerId === 0) return 'owned by owner 0';
   if (order === 0) return undefined;
   if (order !== HUGE_ORDER) return `order ${order}`;
-  if (block % HUGE_BLOCKS !== 0 || block + HUGE_BLOCKS > dataBlocks) return 'order 9 on a block that cannot head a 2 MiB extent';
+  if (block % HUGE_BLOCKS !== 0 || block + HUGE_BLOCKS > dataBlocks)
+    return 'order 9 on a block that cannot head a 2 MiB extent';
   return undefined;
 }
 

@@ -75,7 +75,10 @@ export class MappedMedia implements Media {
   #closed = false;
 
   constructor(regionId: number, buffer: SharedArrayBuffer, info: MediaInfo, owner: boolean) {
-    assert(buffer.byteLength === info.size, () => `region ${info.path}: buffer ${buffer.byteLength} != size ${info.size}`);
+    assert(
+      buffer.byteLength === info.size,
+      () => `region ${info.path}: buffer ${buffer.byteLength} != size ${info.size}`,
+    );
     this.regionId = regionId;
     this.buffer = buffer;
     this.kind = info.kind;
@@ -165,7 +168,10 @@ export class MappedMedia implements Media {
   #checkRange(op: string, offset: number, length: number): void {
     this.#checkOpen(op);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new DaxError('EINVAL', `${this.#where(op, offset, length)}: offset and length must be non-negative integers`);
+      throw new DaxError(
+        'EINVAL',
+        `${this.#where(op, offset, length)}: offset and length must be non-negative integers`,
+      );
     }
     if (offset + length > this.size) {
       throw new DaxError('ERANGE', `${this.#where(op, offset, length)}: beyond the region's ${this.size} bytes`);
@@ -188,7 +194,15 @@ export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMe
   const plan = planOpen(path, opts);
   let region;
   try {
-    region = native().openRegion(path, plan.create, plan.sizeBytes, plan.alignment, plan.isDevDax, plan.flushMethod, opts.privateCopy === true);
+    region = native().openRegion(
+      path,
+      plan.create,
+      plan.sizeBytes,
+      plan.alignment,
+      plan.isDevDax,
+      plan.flushMethod,
+      opts.privateCopy === true,
+    );
   } catch (e) {
     throw toDaxError(e, `openRegion ${path}`);
   }
@@ -208,9 +222,13 @@ export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMe
     // CPU flushes do not make a page-cache file durable: refuse rather than pretend.
     media.close();
     if (plan.create && !plan.existed) fs.rmSync(path, { force: true });
-    throw new DaxError('EINVAL', `openRegion ${path}: flushMethod ${flushMethod} is not durable on a page-cache file; use msync`, {
-      path,
-    });
+    throw new DaxError(
+      'EINVAL',
+      `openRegion ${path}: flushMethod ${flushMethod} is not durable on a page-cache file; use msync`,
+      {
+        path,
+      },
+    );
   }
   return media;
 }
@@ -227,7 +245,10 @@ export function attachMappedMedia(handle: MappedMediaHandle): MappedMedia {
     throw new DaxError('EINVAL', 'attachMappedMedia: not a handle from MappedMedia.share()');
   }
   if (!native().isRegionLive(handle.regionId) || handle.buffer.byteLength !== handle.info.size) {
-    throw new DaxError('EINVAL', `attachMappedMedia: region ${handle.regionId} (${handle.info.path}) is not mapped in this process`);
+    throw new DaxError(
+      'EINVAL',
+      `attachMappedMedia: region ${handle.regionId} (${handle.info.path}) is not mapped in this process`,
+    );
   }
   return new MappedMedia(handle.regionId, handle.buffer, handle.info, false);
 }
@@ -242,38 +263,57 @@ interface OpenPlan {
 }
 
 function planOpen(path: string, opts: OpenRegionOptions): OpenPlan {
-  if (typeof path !== 'string' || path.length === 0) throw new DaxError('EINVAL', 'openRegion: path must be a non-empty string');
+  if (typeof path !== 'string' || path.length === 0)
+    throw new DaxError('EINVAL', 'openRegion: path must be a non-empty string');
   const { create = false, sizeBytes, sysfsRoot = DEFAULT_SYSFS_ROOT } = opts;
   if (sizeBytes !== undefined) checkSize(path, sizeBytes, 'sizeBytes');
-  if (opts.privateCopy === true && create) throw new DaxError('EINVAL', `openRegion ${path}: privateCopy cannot create a file`, { path });
+  if (opts.privateCopy === true && create)
+    throw new DaxError('EINVAL', `openRegion ${path}: privateCopy cannot create a file`, { path });
   const flushMethod = planFlushMethod(path, opts.flushMethod);
   const st = fs.statSync(path, { throwIfNoEntry: false });
   if (st === undefined) {
-    if (!create) throw new DaxError('ENOENT', `openRegion ${path}: no such file (pass create: true to make one)`, { path });
-    if (sizeBytes === undefined) throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes is required to create`, { path });
+    if (!create)
+      throw new DaxError('ENOENT', `openRegion ${path}: no such file (pass create: true to make one)`, { path });
+    if (sizeBytes === undefined)
+      throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes is required to create`, { path });
     return { create, existed: false, sizeBytes, alignment: REGION_BLOCK_BYTES, isDevDax: false, flushMethod };
   }
   if (st.isDirectory()) throw new DaxError('EISDIR', `openRegion ${path}: is a directory`, { path });
   if (st.isCharacterDevice()) {
     const geometry = readDevDaxGeometry(path, sysfsRoot);
     if (sizeBytes !== undefined && sizeBytes !== geometry.sizeBytes) {
-      throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes ${sizeBytes} != device size ${geometry.sizeBytes}`, { path });
+      throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes ${sizeBytes} != device size ${geometry.sizeBytes}`, {
+        path,
+      });
     }
-    return { create, existed: true, sizeBytes: geometry.sizeBytes, alignment: geometry.alignment, isDevDax: true, flushMethod };
+    return {
+      create,
+      existed: true,
+      sizeBytes: geometry.sizeBytes,
+      alignment: geometry.alignment,
+      isDevDax: true,
+      flushMethod,
+    };
   }
   if (!st.isFile()) throw new DaxError('ENOTSUP', `openRegion ${path}: not a regular file or device-DAX`, { path });
   checkSize(path, st.size, 'existing file size');
   if (sizeBytes !== undefined && sizeBytes !== st.size) {
-    throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes ${sizeBytes} != existing file size ${st.size}`, { path });
+    throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes ${sizeBytes} != existing file size ${st.size}`, {
+      path,
+    });
   }
   return { create, existed: true, sizeBytes: st.size, alignment: REGION_BLOCK_BYTES, isDevDax: false, flushMethod };
 }
 
 function checkSize(path: string, sizeBytes: number, what: string): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % REGION_BLOCK_BYTES !== 0) {
-    throw new DaxError('EINVAL', `openRegion ${path}: ${what} ${sizeBytes} is not a positive multiple of ${REGION_BLOCK_BYTES}`, {
-      path,
-    });
+    throw new DaxError(
+      'EINVAL',
+      `openRegion ${path}: ${what} ${sizeBytes} is not a positive multiple of ${REGION_BLOCK_BYTES}`,
+      {
+        path,
+      },
+    );
   }
 }
 
@@ -281,7 +321,11 @@ function checkSize(path: string, sizeBytes: number, what: string): void {
 function planFlushMethod(path: string, method: FlushMethod | undefined): number {
   if (method === undefined) return -1;
   const index = NATIVE_FLUSH_METHODS.indexOf(method as NativeFlushMethod);
-  if (index < 0) throw new DaxError('EINVAL', `openRegion ${path}: flushMethod '${String(method)}' is not one of ${NATIVE_FLUSH_METHODS.join(', ')}`);
+  if (index < 0)
+    throw new DaxError(
+      'EINVAL',
+      `openRegion ${path}: flushMethod '${String(method)}' is not one of ${NATIVE_FLUSH_METHODS.join(', ')}`,
+    );
   if (method !== 'msync' && !native().cpuFlushMethods().includes(index)) {
     throw new DaxError('ENOTSUP', `openRegion ${path}: this CPU has no ${method} instruction`);
   }

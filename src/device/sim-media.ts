@@ -57,8 +57,7 @@ export const SIM_POISON_PAGE_BYTES = 4096;
 const DIFF_CHUNK_BYTES = 4096;
 
 export type CrashSelection =
-  | { mode: 'none' | 'all' | 'random'; seed?: number; probability?: number }
-  | { words: ArrayLike<number> };
+  { mode: 'none' | 'all' | 'random'; seed?: number; probability?: number } | { words: ArrayLike<number> };
 
 export interface SimMediaOptions {
   /** shown as the media path */
@@ -160,13 +159,17 @@ export class SimMedia implements Media {
   copyOut(offset: number, length: number, dest: Uint8Array): void {
     this.checkOpen();
     this.checkRange(offset, length, 'copyOut');
-    if (dest.length < length) throw new DaxError('EINVAL', `${this.path}: copyOut destination holds ${dest.length} bytes, need ${length}`);
+    if (dest.length < length)
+      throw new DaxError('EINVAL', `${this.path}: copyOut destination holds ${dest.length} bytes, need ${length}`);
     if (length === 0) return;
     const firstPage = Math.floor(offset / SIM_POISON_PAGE_BYTES);
     const lastPage = Math.floor((offset + length - 1) / SIM_POISON_PAGE_BYTES);
     for (let page = firstPage; page <= lastPage; page++) {
       if (Atomics.load(this.poisonBytes, page) !== 0) {
-        throw new DaxError('EIO', `${this.path}: media error (poison) at offset ${page * SIM_POISON_PAGE_BYTES} reading [${offset}, ${offset + length})`);
+        throw new DaxError(
+          'EIO',
+          `${this.path}: media error (poison) at offset ${page * SIM_POISON_PAGE_BYTES} reading [${offset}, ${offset + length})`,
+        );
       }
     }
     dest.set(this.working8.subarray(offset, offset + length));
@@ -210,7 +213,8 @@ export class SimMedia implements Media {
   injectFault(fault: { persistEio?: number }): void {
     const n = fault.persistEio;
     if (n === undefined) return;
-    if (!Number.isInteger(n) || n < 0) throw new DaxError('EINVAL', `injectFault: persistEio must be a non-negative integer, got ${n}`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new DaxError('EINVAL', `injectFault: persistEio must be a non-negative integer, got ${n}`);
     Atomics.store(this.control, EIO_AT_FENCE, n === 0 ? 0 : this.fenceCount + n);
   }
 
@@ -246,7 +250,14 @@ export class SimMedia implements Media {
   // ---- internals ----
 
   private info(): MediaInfo {
-    return { kind: this.kind, flushMethod: this.flushMethod, mapSync: this.mapSync, size: this.size, alignment: this.alignment, path: this.path };
+    return {
+      kind: this.kind,
+      flushMethod: this.flushMethod,
+      mapSync: this.mapSync,
+      size: this.size,
+      alignment: this.alignment,
+      path: this.path,
+    };
   }
 
   private snapshotLineLocked(line: number): void {
@@ -296,7 +307,10 @@ export class SimMedia implements Media {
   private crashImageLocked(selection: CrashSelection): SimMedia {
     const recycled = statePool.get(this.size)?.pop();
     if (recycled !== undefined) new Uint8Array(recycled.meta).fill(0); // marks, counters, poison
-    const image = recycled !== undefined ? new SimMedia(recycled, `${this.path} (crash image)`) : createSimMedia(this.size, { name: `${this.path} (crash image)` });
+    const image =
+      recycled !== undefined
+        ? new SimMedia(recycled, `${this.path} (crash image)`)
+        : createSimMedia(this.size, { name: `${this.path} (crash image)` });
     const base = 'mode' in selection && selection.mode === 'all' ? this.working8 : this.durable8;
     image.working8.set(base);
     if ('words' in selection) {
@@ -317,7 +331,8 @@ export class SimMedia implements Media {
     const wordCount = this.size / WORD_BYTES;
     for (let k = 0; k < words.length; k++) {
       const w = words[k];
-      if (!Number.isInteger(w) || w < 0 || w >= wordCount) throw new DaxError('ERANGE', `crashImage: word index ${w} outside [0, ${wordCount})`);
+      if (!Number.isInteger(w) || w < 0 || w >= wordCount)
+        throw new DaxError('ERANGE', `crashImage: word index ${w} outside [0, ${wordCount})`);
       image.working32[2 * w] = this.working32[2 * w];
       image.working32[2 * w + 1] = this.working32[2 * w + 1];
     }
@@ -337,7 +352,10 @@ export class SimMedia implements Media {
 
   private checkRange(offset: number, length: number, op: string): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new DaxError('EINVAL', `${this.path}: ${op}(${offset}, ${length}): offset and length must be non-negative integers`);
+      throw new DaxError(
+        'EINVAL',
+        `${this.path}: ${op}(${offset}, ${length}): offset and length must be non-negative integers`,
+      );
     }
     if (offset + length > this.size) {
       throw new DaxError('ERANGE', `${this.path}: ${op}(${offset}, ${length}) beyond media size ${this.size}`);
@@ -352,7 +370,10 @@ const STATE_POOL_LIMIT = 4;
 /** A zeroed simulated device of sizeBytes (a positive multiple of 4096). */
 export function createSimMedia(sizeBytes: number, opts: SimMediaOptions = {}): SimMedia {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % DIFF_CHUNK_BYTES !== 0) {
-    throw new DaxError('EINVAL', `createSimMedia: size ${sizeBytes} must be a positive multiple of ${DIFF_CHUNK_BYTES}`);
+    throw new DaxError(
+      'EINVAL',
+      `createSimMedia: size ${sizeBytes} must be a positive multiple of ${DIFF_CHUNK_BYTES}`,
+    );
   }
   const lines = sizeBytes / CACHE_LINE_BYTES;
   const metaBytes = (CONTROL_WORDS + lines) * 4 + lines + sizeBytes / SIM_POISON_PAGE_BYTES;
@@ -367,9 +388,13 @@ export function createSimMedia(sizeBytes: number, opts: SimMediaOptions = {}): S
 
 /** A SimMedia over the same images, marks and counters as the one that called share(). */
 export function attachSimMedia(handle: MediaHandle): SimMedia {
-  if (handle.type !== 'sim') throw new DaxError('EINVAL', `attachSimMedia: handle of type '${handle.type}' is not a simulated media`);
+  if (handle.type !== 'sim')
+    throw new DaxError('EINVAL', `attachSimMedia: handle of type '${handle.type}' is not a simulated media`);
   const state = handle.state as SimState;
-  assert(state.working instanceof SharedArrayBuffer && state.shadow instanceof SharedArrayBuffer, 'sim media handle without shared buffers');
+  assert(
+    state.working instanceof SharedArrayBuffer && state.shadow instanceof SharedArrayBuffer,
+    'sim media handle without shared buffers',
+  );
   return new SimMedia(state, handle.info.path);
 }
 

@@ -61,8 +61,15 @@ export type CopyStatus =
   | { status: 'corrupt'; reason: string };
 
 const U64_FIELDS: Array<[keyof Geometry, number]> = [
-  ['sizeBytes', 32], ['rootOffset', 48], ['rootBytes', 56], ['ownerTableOffset', 64], ['ownerTableBytes', 72],
-  ['badBlockListOffset', 80], ['badBlockCapacity', 88], ['dataOffset', 96], ['dataBlocks', 104],
+  ['sizeBytes', 32],
+  ['rootOffset', 48],
+  ['rootBytes', 56],
+  ['ownerTableOffset', 64],
+  ['ownerTableBytes', 72],
+  ['badBlockListOffset', 80],
+  ['badBlockCapacity', 88],
+  ['dataOffset', 96],
+  ['dataBlocks', 104],
 ];
 
 export function encodeSuperblock(sb: Superblock): Uint8Array {
@@ -89,7 +96,8 @@ export function decodeSuperblock(bytes: Uint8Array): CopyStatus {
   const formatVersion = view.getUint32(8, true);
   // A newer format may move anything, the checksum included: do not judge it further.
   if (formatVersion > FORMAT_VERSION) return { status: 'newer', formatVersion };
-  if (view.getBigUint64(CHECKSUM_OFFSET, true) !== xxh64(bytes.subarray(0, CHECKSUM_OFFSET))) return { status: 'corrupt', reason: 'checksum mismatch' };
+  if (view.getBigUint64(CHECKSUM_OFFSET, true) !== xxh64(bytes.subarray(0, CHECKSUM_OFFSET)))
+    return { status: 'corrupt', reason: 'checksum mismatch' };
   if (formatVersion !== FORMAT_VERSION) return { status: 'corrupt', reason: `format version ${formatVersion}` };
   const geometry = {} as Geometry;
   for (const [field, offset] of U64_FIELDS) {
@@ -102,10 +110,18 @@ export function decodeSuperblock(bytes: Uint8Array): CopyStatus {
   const flags = view.getUint32(12, true);
   if (clean > 1 || flags !== 0) return { status: 'corrupt', reason: `unknown flags ${flags} / cleanShutdown ${clean}` };
   const sequence = view.getBigUint64(120, true);
-  if (sequence > BigInt(Number.MAX_SAFE_INTEGER)) return { status: 'corrupt', reason: `sequence ${sequence} out of range` };
+  if (sequence > BigInt(Number.MAX_SAFE_INTEGER))
+    return { status: 'corrupt', reason: `sequence ${sequence} out of range` };
   return {
     status: 'ok',
-    superblock: { ...geometry, formatVersion, flags, uuid: bytes.slice(16, 32), cleanShutdown: clean === 1, sequence: Number(sequence) },
+    superblock: {
+      ...geometry,
+      formatVersion,
+      flags,
+      uuid: bytes.slice(16, 32),
+      cleanShutdown: clean === 1,
+      sequence: Number(sequence),
+    },
   };
 }
 
@@ -122,13 +138,23 @@ export function readCopy(media: Media, offset: number): CopyStatus {
  */
 export function chooseSuperblock(media: Media): { superblock: Superblock; repairNeeded: boolean } {
   const copies = [readCopy(media, SUPERBLOCK_A_OFFSET), readCopy(media, SUPERBLOCK_B_OFFSET)];
-  if (copies.every((c) => c.status === 'no-magic')) throw new DaxError('ENOTSTORE', `${media.path} is not a daxstore (no superblock magic at offsets ${SUPERBLOCK_A_OFFSET} and ${SUPERBLOCK_B_OFFSET})`);
+  if (copies.every((c) => c.status === 'no-magic'))
+    throw new DaxError(
+      'ENOTSTORE',
+      `${media.path} is not a daxstore (no superblock magic at offsets ${SUPERBLOCK_A_OFFSET} and ${SUPERBLOCK_B_OFFSET})`,
+    );
   for (const c of copies) {
-    if (c.status === 'newer') throw new DaxError('EVERSION', `${media.path}: format version ${c.formatVersion} is newer than this daxstore understands (${FORMAT_VERSION})`);
+    if (c.status === 'newer')
+      throw new DaxError(
+        'EVERSION',
+        `${media.path}: format version ${c.formatVersion} is newer than this daxstore understands (${FORMAT_VERSION})`,
+      );
   }
   const valid = copies.flatMap((c) => (c.status === 'ok' ? [c.superblock] : []));
   if (valid.length === 0) {
-    const reasons = copies.map((c, i) => `copy ${'AB'[i]} at ${i * SUPERBLOCK_B_OFFSET}: ${c.status === 'corrupt' ? c.reason : c.status}`);
+    const reasons = copies.map(
+      (c, i) => `copy ${'AB'[i]} at ${i * SUPERBLOCK_B_OFFSET}: ${c.status === 'corrupt' ? c.reason : c.status}`,
+    );
     throw new DaxError('ECORRUPT', `${media.path}: both superblock copies are invalid (${reasons.join('; ')})`);
   }
   const best = valid.reduce((a, b) => (b.sequence > a.sequence ? b : a));

@@ -37,7 +37,8 @@ export function deviceNumbers(rdev: number): { major: number; minor: number } {
 export function readDevDaxGeometry(devicePath: string, sysfsRoot: string = DEFAULT_SYSFS_ROOT): DevDaxGeometry {
   const st = fs.statSync(devicePath, { throwIfNoEntry: false });
   if (st === undefined) throw new DaxError('ENOENT', `device ${devicePath} does not exist`, { path: devicePath });
-  if (!st.isCharacterDevice()) throw new DaxError('EINVAL', `${devicePath} is not a character device`, { path: devicePath });
+  if (!st.isCharacterDevice())
+    throw new DaxError('EINVAL', `${devicePath} is not a character device`, { path: devicePath });
   const { major, minor } = deviceNumbers(st.rdev);
   return readDevDaxGeometryFor(major, minor, sysfsRoot, devicePath);
 }
@@ -61,9 +62,13 @@ export function readDevDaxGeometryFor(
   }
   const sizeBytes = readNumber(findFirst(node, ['size', 'device/size'], devicePath));
   if (sizeBytes === 0 || sizeBytes % alignment !== 0) {
-    throw new DaxError('EINVAL', `${devicePath}: size ${sizeBytes} is not a non-zero multiple of alignment ${alignment}`, {
-      path: devicePath,
-    });
+    throw new DaxError(
+      'EINVAL',
+      `${devicePath}: size ${sizeBytes} is not a non-zero multiple of alignment ${alignment}`,
+      {
+        path: devicePath,
+      },
+    );
   }
   return { sizeBytes, alignment, sysfsPath: node };
 }
@@ -76,9 +81,13 @@ function checkSubsystem(node: string, devicePath: string): void {
     return; // absent: older kernels and fake trees; size/align decide
   }
   if (path.basename(target) !== 'dax') {
-    throw new DaxError('ENOTSUP', `${devicePath} is a character device of subsystem '${path.basename(target)}', not device-DAX`, {
-      path: devicePath,
-    });
+    throw new DaxError(
+      'ENOTSUP',
+      `${devicePath} is a character device of subsystem '${path.basename(target)}', not device-DAX`,
+      {
+        path: devicePath,
+      },
+    );
   }
 }
 
@@ -87,9 +96,13 @@ function findFirst(node: string, candidates: readonly string[], devicePath: stri
     const file = path.join(node, rel);
     if (fs.existsSync(file)) return file;
   }
-  throw new DaxError('ENOENT', `${devicePath}: none of ${candidates.map((c) => path.join(node, c)).join(', ')} exists`, {
-    path: devicePath,
-  });
+  throw new DaxError(
+    'ENOENT',
+    `${devicePath}: none of ${candidates.map((c) => path.join(node, c)).join(', ')} exists`,
+    {
+      path: devicePath,
+    },
+  );
 }
 
 /** A sysfs number: decimal (or 0x hex), one line, a safe integer. */

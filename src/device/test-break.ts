@@ -17,7 +17,8 @@
  */
 import { isBroken, setBroken } from '../test-break.js';
 
-export type TestBreak = 'alloc-publish-before-index' | 'free-skip-persist' | 'superblock-single-persist' | 'allocator-no-lock';
+export type TestBreak =
+  'alloc-publish-before-index' | 'free-skip-persist' | 'superblock-single-persist' | 'allocator-no-lock';
 
 export function testBreak(name: TestBreak): boolean {
   return isBroken(name);

@@ -28,7 +28,8 @@ import { FLAG_OWNED, MAX_OWNER_ID, OwnerTable, decodeMeta, encodeMeta } from './
 const tables = new WeakMap<Device, OwnerTable>();
 
 /** Test hook (this thread only): runs after the compareExchange, before the flush (the new owner is visible, not durable). */
-export const transferOwnerHooks: { afterExchange?: (block: number, fromOwnerId: number, toOwnerId: number) => void } = {};
+export const transferOwnerHooks: { afterExchange?: (block: number, fromOwnerId: number, toOwnerId: number) => void } =
+  {};
 
 function tableOf(device: Device): OwnerTable {
   let table = tables.get(device);
@@ -39,18 +40,29 @@ function tableOf(device: Device): OwnerTable {
   return table;
 }
 
-export function transferOwner(device: Device, block: number, fromOwnerId: number, toOwnerId: number, opts: { drain?: boolean } = {}): void {
+export function transferOwner(
+  device: Device,
+  block: number,
+  fromOwnerId: number,
+  toOwnerId: number,
+  opts: { drain?: boolean } = {},
+): void {
   if (device.closed) throw new DaxError('ECLOSED', `${device.media.path}: transferOwner: device is closed`);
-  if (!Number.isSafeInteger(block) || block < 0 || block >= device.dataBlocks) throw new DaxError('ERANGE', `transferOwner(${block}): block outside [0, ${device.dataBlocks})`);
+  if (!Number.isSafeInteger(block) || block < 0 || block >= device.dataBlocks)
+    throw new DaxError('ERANGE', `transferOwner(${block}): block outside [0, ${device.dataBlocks})`);
   for (const id of [fromOwnerId, toOwnerId]) {
-    if (!Number.isSafeInteger(id) || id < 1 || id > MAX_OWNER_ID) throw new DaxError('EINVAL', `transferOwner(${block}): owner id ${id} must be an integer in [1, 2^40)`);
+    if (!Number.isSafeInteger(id) || id < 1 || id > MAX_OWNER_ID)
+      throw new DaxError('EINVAL', `transferOwner(${block}): owner id ${id} must be an integer in [1, 2^40)`);
   }
   const table = tableOf(device);
   let meta = table.loadMeta(block);
   for (;;) {
     const { flags, order, ownerId } = decodeMeta(meta);
     if ((flags & FLAG_OWNED) === 0 || ownerId !== fromOwnerId) {
-      throw new DaxError('EINVAL', `${device.media.path}: transferOwner(${block}): block is ${(flags & FLAG_OWNED) === 0 ? 'not owned' : `owned by ${ownerId}`}, not by ${fromOwnerId}`);
+      throw new DaxError(
+        'EINVAL',
+        `${device.media.path}: transferOwner(${block}): block is ${(flags & FLAG_OWNED) === 0 ? 'not owned' : `owned by ${ownerId}`}, not by ${fromOwnerId}`,
+      );
     }
     const next = encodeMeta(flags, order, toOwnerId);
     const found = table.casMeta(block, meta, next);

@@ -168,10 +168,17 @@ export class Arena {
     const maxBytes = opts.maxBytes ?? 1024 * 1024 * 1024;
     const initialBytes = Math.max(opts.initialBytes ?? 1024 * 1024, HEADER_WORDS * 4 + 4096);
     if (!Number.isInteger(maxBytes) || maxBytes < initialBytes || maxBytes > MAX_ARENA_BYTES) {
-      throw new DaxError('EINVAL', `radix tree arena: maxBytes ${maxBytes} must be in [${initialBytes}, ${MAX_ARENA_BYTES}]`);
+      throw new DaxError(
+        'EINVAL',
+        `radix tree arena: maxBytes ${maxBytes} must be in [${initialBytes}, ${MAX_ARENA_BYTES}]`,
+      );
     }
     const maxPages = roundUp(maxBytes, WASM_PAGE_BYTES) / WASM_PAGE_BYTES;
-    const memory = new Wasm.Memory({ initial: roundUp(initialBytes, WASM_PAGE_BYTES) / WASM_PAGE_BYTES, maximum: maxPages, shared: true });
+    const memory = new Wasm.Memory({
+      initial: roundUp(initialBytes, WASM_PAGE_BYTES) / WASM_PAGE_BYTES,
+      maximum: maxPages,
+      shared: true,
+    });
     const arena = new Arena(memory, maxPages * WASM_PAGE_BYTES);
     const i32 = arena.i32;
     i32[H_MAGIC] = ARENA_MAGIC;
@@ -185,9 +192,11 @@ export class Arena {
   }
 
   static attach(memory: WasmMemory): Arena {
-    if (!isWasmMemory(memory) || memory.buffer.byteLength < HEADER_WORDS * 4) throw new DaxError('EINVAL', 'radix tree attach: not a radix tree arena (a shared WebAssembly.Memory)');
+    if (!isWasmMemory(memory) || memory.buffer.byteLength < HEADER_WORDS * 4)
+      throw new DaxError('EINVAL', 'radix tree attach: not a radix tree arena (a shared WebAssembly.Memory)');
     const head = new Int32Array(memory.buffer, 0, HEADER_WORDS);
-    if (head[H_MAGIC] !== ARENA_MAGIC) throw new DaxError('EINVAL', 'radix tree attach: buffer is not a radix tree arena');
+    if (head[H_MAGIC] !== ARENA_MAGIC)
+      throw new DaxError('EINVAL', 'radix tree attach: buffer is not a radix tree arena');
     return new Arena(memory, head[H_MAX_PAGES] * WASM_PAGE_BYTES);
   }
 
@@ -285,7 +294,10 @@ export class Arena {
     const cls = sizeClassOf(words);
     const size = classWords(cls);
     const i32 = this.i32;
-    assert(off >= HEADER_WORDS && off + size <= i32[H_BUMP], () => `arena free: block ${off}+${size} outside the arena`);
+    assert(
+      off >= HEADER_WORDS && off + size <= i32[H_BUMP],
+      () => `arena free: block ${off}+${size} outside the arena`,
+    );
     if (this.poison) i32.fill(POISON_WORD, off, off + size);
     Atomics.store(i32, off, this.poison ? POISON_WORD : FREED_HEADER);
     const head = H_FREE_BASE + cls;

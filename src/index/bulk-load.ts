@@ -62,9 +62,11 @@ export interface BulkEntries {
 /** Validates the shape of the arguments (DaxError EINVAL); per-key checks happen in allocLeaves. */
 export function checkBulkEntries(e: BulkEntries): void {
   const { count, keys, starts, lengths, values } = e;
-  if (!Number.isSafeInteger(count) || count < 0) throw new DaxError('EINVAL', `bulkLoad: count ${count} must be a non-negative integer`);
+  if (!Number.isSafeInteger(count) || count < 0)
+    throw new DaxError('EINVAL', `bulkLoad: count ${count} must be a non-negative integer`);
   if (!(keys instanceof Uint8Array)) throw new DaxError('EINVAL', 'bulkLoad: keys must be a Uint8Array');
-  if (starts.length < count || lengths.length < count || values.length < count) throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count} starts, lengths and values`);
+  if (starts.length < count || lengths.length < count || values.length < count)
+    throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count} starts, lengths and values`);
 }
 
 /** The reason entry i's shape is unacceptable, or undefined (its order is checked on the leaves: allocLeaves). */
@@ -73,7 +75,8 @@ function badEntry(e: BulkEntries, i: number): string | undefined {
   const start = e.starts[i];
   const v = e.values[i];
   if (!(len >= 0 && len <= MAX_KEY_BYTES)) return `key ${i} has length ${len} (at most ${MAX_KEY_BYTES})`;
-  if (!(start >= 0 && start + len <= e.keys.length)) return `key ${i} lies outside the ${e.keys.length}-byte key buffer`;
+  if (!(start >= 0 && start + len <= e.keys.length))
+    return `key ${i} lies outside the ${e.keys.length}-byte key buffer`;
   if (!Number.isInteger(v) || v < 0 || v > MAX_VALUE) return `value ${v} of key ${i} must be an integer in [0, 2^48)`;
   return undefined;
 }
@@ -160,7 +163,10 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
     else u8.set(keys.subarray(k0, k0 + len), kb);
     if (i > 0 && compareLeaves(arena, leaves[i - 1], leaf) >= 0) {
       for (let j = 0; j < e.count; j++) retire(leaves[j], leafWords(lengths[j]));
-      throw new DaxError('EINVAL', `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`);
+      throw new DaxError(
+        'EINVAL',
+        `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`,
+      );
     }
   }
   return leaves;
@@ -254,13 +260,28 @@ class Builder {
       next = stop;
     }
     // The message only on failure (a closure made per node was most of recovery's load-phase scavenges).
-    if (!(n + (end !== 0 ? 1 : 0) >= 2 && n <= 256)) assert(false, `bulkLoad: node at depth ${depth} would have ${n} children (keys not sorted and unique?)`);
+    if (!(n + (end !== 0 ? 1 : 0) >= 2 && n <= 256))
+      assert(false, `bulkLoad: node at depth ${depth} would have ${n} children (keys not sorted and unique?)`);
     const type = typeForCount(n);
     const plen = branch - depth;
     const node = this.arena.allocLocked(innerWords(type, plen));
     i32 = this.arena.i32;
     // The prefix is read from the first leaf's key, inside the same (possibly regrown) arena.
-    fillInner(i32, this.arena.u8, node, type, this.arena.u8, firstKey + depth, plen, n, bytes, kids, end, dirty, towrite);
+    fillInner(
+      i32,
+      this.arena.u8,
+      node,
+      type,
+      this.arena.u8,
+      firstKey + depth,
+      plen,
+      n,
+      bytes,
+      kids,
+      end,
+      dirty,
+      towrite,
+    );
     this.dirty = dirty;
     this.towrite = towrite;
     return node;

@@ -171,7 +171,12 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: b
     }
     // A woken waiter keeps the baton even when the entry vanished meanwhile: others may
     // still sleep on this key, and only WAITERS makes the next unlock wake them.
-    const entry = LOCKED | (waited ? WAITERS : 0) | (STATE_EMPTY << STATE_SHIFT) | (order << ORDER_SHIFT) | (tree.threadId << OWNER_SHIFT);
+    const entry =
+      LOCKED |
+      (waited ? WAITERS : 0) |
+      (STATE_EMPTY << STATE_SHIFT) |
+      (order << ORDER_SHIFT) |
+      (tree.threadId << OWNER_SHIFT);
     const leaf = tree.getOrCreateLocked(key, entry, hinted);
     if (!tree.created) {
       assert(!mayBeCovered, 'entry lock: placeholder leaf already present under treeLock');
@@ -354,7 +359,13 @@ function noteTimeoutLocked(tree: RadixTree, key: Uint8Array, wk: number): void {
 let preparedWaiter: Waiter | undefined;
 
 /** Pinned part of one round: attempt, and on BUSY prepare the wait (or throw EDEADLK). */
-function roundPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, blocking: 'async' | 'none'): Attempt {
+function roundPinned(
+  tree: RadixTree,
+  key: Uint8Array,
+  order: number,
+  waited: boolean,
+  blocking: 'async' | 'none',
+): Attempt {
   preparedWaiter = undefined;
   tree.epoch.pin();
   try {
@@ -409,7 +420,10 @@ function grabSlow(tree: RadixTree, key: Uint8Array, order: number, absent: boole
         attempt = attemptPinned(tree, key, order, waited, absent);
         if (attempt === BUSY) {
           if (ownerOf(busyWord) === tree.threadId) {
-            throw new DaxError('EDEADLK', `grab: entry ${hex(busyKey)} of tree ${tree.treeId} is already held by this thread (thread ${tree.threadId})`);
+            throw new DaxError(
+              'EDEADLK',
+              `grab: entry ${hex(busyKey)} of tree ${tree.treeId} is already held by this thread (thread ${tree.threadId})`,
+            );
           }
           preparedWaiter = prepareWaitPinned(tree, 'exclusive');
         }
@@ -433,7 +447,8 @@ function grabSlow(tree: RadixTree, key: Uint8Array, order: number, absent: boole
       const wk = waiter!.key;
       Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
       waited = true;
-      if (tree.waitTable.wait(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk)) === 'woken') baton = wk;
+      if (tree.waitTable.wait(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk)) === 'woken')
+        baton = wk;
     }
   } finally {
     if (baton >= 0) tree.waitTable.returnBaton(baton);
@@ -466,7 +481,11 @@ export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOpt
       const wk = waiter!.key;
       Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
       waited = true;
-      if ((await tree.waitTable.waitAsync(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk))) === 'woken') baton = wk;
+      if (
+        (await tree.waitTable.waitAsync(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk))) ===
+        'woken'
+      )
+        baton = wk;
     }
   } finally {
     if (baton >= 0) tree.waitTable.returnBaton(baton);
@@ -537,7 +556,12 @@ function releaseEntry(tree: RadixTree, ref: EntryRef, e: number, extra: number, 
   if ((e & Ew.WAITERS) === 0) {
     // One CAS: the wasm release's is an inline lock cmpxchg, Atomics.compareExchange a builtin call.
     const wasm = tree.wasmGrab;
-    if (wasm !== undefined && at < tree.wasmLimitWords ? wasm.release(at, e, extra) === 1 : Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e) return;
+    if (
+      wasm !== undefined && at < tree.wasmLimitWords
+        ? wasm.release(at, e, extra) === 1
+        : Atomics.compareExchange(i32, at, e, (e & ~(Ew.LOCKED | Ew.OWNER_MASK)) | extra) === e
+    )
+      return;
   }
   tree.waitTable.wakeWhen(waitKey(tree.treeId, ref.key), all, () => {
     let seen = Atomics.load(i32, at);

@@ -188,7 +188,10 @@ export class EpochDomain {
   static create(opts: { maxParticipants?: number; limboMaxBytes?: number } = {}): EpochDomain {
     const max = opts.maxParticipants ?? 256;
     if (!Number.isInteger(max) || max < 1 || max > MAX_OWNER_ID) {
-      throw new DaxError('EINVAL', `EpochDomain.create: maxParticipants ${max} is not an integer in [1, ${MAX_OWNER_ID}]`);
+      throw new DaxError(
+        'EINVAL',
+        `EpochDomain.create: maxParticipants ${max} is not an integer in [1, ${MAX_OWNER_ID}]`,
+      );
     }
     const initialBytes = (LIMBO_HEADER_WORDS + LIMBO_INITIAL_CHUNKS * CHUNK_WORDS) * 4;
     const limboMax = opts.limboMaxBytes ?? LIMBO_DEFAULT_MAX_BYTES;
@@ -204,7 +207,10 @@ export class EpochDomain {
     meta[H_GLOBAL] = 0;
     meta[H_MAX_PARTICIPANTS] = max;
     // Registration is per process (threads share it), so attachers in worker threads need none.
-    meta[H_ASYMMETRIC] = PLAIN_LOADS_ARE_ACQUIRE && process.env['DAXSTORE_NO_MEMBARRIER'] !== '1' && native().membarrierRegister() === 0 ? 1 : 0;
+    meta[H_ASYMMETRIC] =
+      PLAIN_LOADS_ARE_ACQUIRE && process.env['DAXSTORE_NO_MEMBARRIER'] !== '1' && native().membarrierRegister() === 0
+        ? 1
+        : 0;
     meta[H_DOMAIN_ID_LO] = id[0];
     meta[H_DOMAIN_ID_HI] = id[1];
     new Float64Array(buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64] = Date.now();
@@ -251,7 +257,8 @@ export class EpochDomain {
   registerReclaimer(kind: number, reclaim: Reclaimer): void {
     this.checkOpen('registerReclaimer');
     checkKind(kind, 'registerReclaimer');
-    if (typeof reclaim !== 'function') throw new DaxError('EINVAL', `registerReclaimer: kind ${kind}: reclaimer is not a function`);
+    if (typeof reclaim !== 'function')
+      throw new DaxError('EINVAL', `registerReclaimer: kind ${kind}: reclaimer is not a function`);
     this.reclaimers[kind] = reclaim;
   }
 
@@ -340,7 +347,10 @@ export class EpochDomain {
       throw new DaxError('EINVAL', `retire: kind ${kind}: payload ${payload} is not an integer in [0, 2^48)`);
     }
     if (!Number.isInteger(size) || size < 0 || size >= SIZE_LIMIT) {
-      throw new DaxError('EINVAL', `retire: kind ${kind} payload ${payload}: size ${size} is not an integer in [0, 2^32)`);
+      throw new DaxError(
+        'EINVAL',
+        `retire: kind ${kind} payload ${payload}: size ${size} is not an integer in [0, 2^32)`,
+      );
     }
     if (EPOCH_CHECK_BROKEN) return this.retireBroken(kind, payload, size);
     this.lockLimbo();
@@ -603,7 +613,7 @@ export class EpochDomain {
     const slot = l[chunkWord(tail, C_WRITE)];
     const r = chunkWord(tail, CHUNK_HEADER_WORDS + slot * RECORD_WORDS);
     l[r] = seal;
-    l[r + 1] = payload % 2 ** 32 | 0;
+    l[r + 1] = (payload % 2 ** 32) | 0;
     l[r + 2] = Math.floor(payload / 2 ** 32);
     l[r + 3] = size | 0;
     l[chunkWord(tail, C_WRITE)] = slot + 1;

@@ -23,7 +23,10 @@ export function indexKey(n: number, out: Uint8Array = new Uint8Array(8)): Uint8A
 }
 
 export function keyIndex(key: Uint8Array): number {
-  return ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) * TWO_32 + (((key[4] << 24) | (key[5] << 16) | (key[6] << 8) | key[7]) >>> 0);
+  return (
+    ((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) * TWO_32 +
+    (((key[4] << 24) | (key[5] << 16) | (key[6] << 8) | key[7]) >>> 0)
+  );
 }
 
 export function checkKey(key: Uint8Array, op: string): void {
@@ -37,10 +40,11 @@ function badKey(key: unknown, op: string): never {
 }
 
 export function checkIndex(n: number, op: string): void {
-  if (!Number.isSafeInteger(n) || n < 0) throw new DaxError('EINVAL', `${op}: index ${n} must be a non-negative safe integer`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new DaxError('EINVAL', `${op}: index ${n} must be a non-negative safe integer`);
 }
 
 export function checkValue(v: number, op: string): void {
-  if (!Number.isInteger(v) || v < 0 || v > MAX_VALUE) throw new DaxError('EINVAL', `${op}: value ${v} must be an integer in [0, 2^48)`);
+  if (!Number.isInteger(v) || v < 0 || v > MAX_VALUE)
+    throw new DaxError('EINVAL', `${op}: value ${v} must be an integer in [0, 2^48)`);
 }
-

@@ -182,7 +182,13 @@ export function findChildSlot(i32: Int32Array, u8: Uint8Array, hdr: number, body
  * Copy the (byte, child) pairs of `node` in byte order into bytes/kids; returns how many.
  * Skips 0 children (cleared N256 slots).
  */
-export function gatherChildren(i32: Int32Array, u8: Uint8Array, node: number, bytes: Uint8Array, kids: Int32Array): number {
+export function gatherChildren(
+  i32: Int32Array,
+  u8: Uint8Array,
+  node: number,
+  bytes: Uint8Array,
+  kids: Int32Array,
+): number {
   const hdr = i32[node];
   const type = typeOf(hdr);
   const body = bodyOffset(node, i32[node + W_PREFIX_LEN]);

@@ -192,7 +192,10 @@ function registerArena(epoch: EpochDomain, treeId: number, arena: Arena): void {
     });
   }
   const known = arenas.get(treeId);
-  assert(known === undefined || known.memory === arena.memory, () => `radix tree id ${treeId} names two trees in one epoch domain`);
+  assert(
+    known === undefined || known.memory === arena.memory,
+    () => `radix tree id ${treeId} names two trees in one epoch domain`,
+  );
   arenas.set(treeId, arena);
 }
 
@@ -277,7 +280,10 @@ export class RadixTree {
     this.waitTable = waitTable;
     this.treeId = arena.i32[H_TREE_ID];
     this.threadId = epoch.threadId;
-    assert(this.threadId > 0 && this.threadId <= 0xfff, () => `epoch threadId ${this.threadId} does not fit the 12-bit owner field`);
+    assert(
+      this.threadId > 0 && this.threadId <= 0xfff,
+      () => `epoch threadId ${this.threadId} does not fit the 12-bit owner field`,
+    );
     this.lockBits = Ew.LOCKED | (this.threadId << Ew.OWNER_SHIFT);
     this.wasmGrab = WASM_GRAB_USABLE ? instantiateWasmGrab(arena.memory) : undefined;
     this.raiseWasmLimit();
@@ -335,7 +341,8 @@ export class RadixTree {
     a[7] = 0;
     const huge = this.findExactPinned(a);
     this.foundExact = false;
-    if (huge !== 0 && ((loadWord(this.arena.i32, huge + Lay.W_ENTRY) & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT) === 9) return huge;
+    if (huge !== 0 && (loadWord(this.arena.i32, huge + Lay.W_ENTRY) & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT === 9)
+      return huge;
     return 0;
   }
 
@@ -499,7 +506,8 @@ export class RadixTree {
           if (LITTLE_ENDIAN) {
             for (; (i & 3) !== 0 && i < keyLen; i++) if (u8[kb + i] !== key[i]) return this.missAt(atSlot, atDepth);
             for (; i + 4 <= keyLen; i += 4) {
-              if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24))) return this.missAt(atSlot, atDepth);
+              if (i32[kw + (i >> 2)] !== (key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24)))
+                return this.missAt(atSlot, atDepth);
             }
           }
           for (; i < keyLen; i++) if (u8[kb + i] !== key[i]) return this.missAt(atSlot, atDepth);
@@ -538,7 +546,8 @@ export class RadixTree {
     if (this.arena.refresh()) return;
     const i32 = this.arena.i32;
     Atomics.add(i32, H_STAT_RESTARTS, 1);
-    if ((i32[H_FLAGS] & FLAG_POISON) !== 0 && (hdr === POISON_WORD || hdr === FREED_HEADER)) Atomics.add(i32, H_STAT_POISON_HITS, 1);
+    if ((i32[H_FLAGS] & FLAG_POISON) !== 0 && (hdr === POISON_WORD || hdr === FREED_HEADER))
+      Atomics.add(i32, H_STAT_POISON_HITS, 1);
     assert(restarts < MAX_RESTARTS, 'radix tree reader keeps reaching freed nodes (epoch protection broken?)');
   }
 
@@ -643,7 +652,8 @@ export class RadixTree {
     checkKey(key, 'insert');
     checkValue(value, 'insert');
     const state = opts.state ?? 'value';
-    if (!STATE_NAMES.includes(state) || state === 'empty') throw new DaxError('EINVAL', `insert: state ${String(state)} must be value, zero or poisoned`);
+    if (!STATE_NAMES.includes(state) || state === 'empty')
+      throw new DaxError('EINVAL', `insert: state ${String(state)} must be value, zero or poisoned`);
     for (;;) {
       const ref = grab(this, key, { order });
       if (ref === undefined) return false;
@@ -693,7 +703,10 @@ export class RadixTree {
    * entry covering one. Bad entries throw DaxError EINVAL before anything changes.
    */
   bulkLoad(entries: BulkEntries): void {
-    assert(!this.everShared, 'bulkLoad: the tree was shared (handle() or attach); bulk loading is for unshared trees only');
+    assert(
+      !this.everShared,
+      'bulkLoad: the tree was shared (handle() or attach); bulk loading is for unshared trees only',
+    );
     checkBulkEntries(entries);
     this.lockTree();
     try {
@@ -852,14 +865,29 @@ export class RadixTree {
       kids[0] = oldLen > c ? old : leaf;
       n = 1;
     }
-    const node = this.buildInnerLocked(key, depth, c - depth, n, end, (e & DIRTY) !== 0 ? 1 : 0, (e & TOWRITE) !== 0 ? 1 : 0);
+    const node = this.buildInnerLocked(
+      key,
+      depth,
+      c - depth,
+      n,
+      end,
+      (e & DIRTY) !== 0 ? 1 : 0,
+      (e & TOWRITE) !== 0 ? 1 : 0,
+    );
     storeRelease(this.arena.i32, slot, node);
     this.finishCreate();
     return leaf;
   }
 
   /** `key` leaves `node`'s prefix after i bytes: a new N4 holds the shortened node and the new leaf. */
-  private splitPrefixLocked(slot: number, node: number, key: Uint8Array, depth: number, i: number, entry: number): number {
+  private splitPrefixLocked(
+    slot: number,
+    node: number,
+    key: Uint8Array,
+    depth: number,
+    i: number,
+    entry: number,
+  ): number {
     const leaf = this.newLeafLocked(key, entry);
     let i32 = this.arena.i32;
     const plen = i32[node + W_PREFIX_LEN];
@@ -896,10 +924,32 @@ export class RadixTree {
   }
 
   /** Allocate and fill an inner node from kidBytes/kidPtrs[0..n). */
-  private buildInnerLocked(prefix: Uint8Array, start: number, plen: number, n: number, end: number, dirty: number, towrite: number): number {
+  private buildInnerLocked(
+    prefix: Uint8Array,
+    start: number,
+    plen: number,
+    n: number,
+    end: number,
+    dirty: number,
+    towrite: number,
+  ): number {
     const type = typeForCount(n);
     const node = this.arena.allocLocked(innerWords(type, plen));
-    fillInner(this.arena.i32, this.arena.u8, node, type, prefix, start, plen, n, this.kidBytes, this.kidPtrs, end, dirty, towrite);
+    fillInner(
+      this.arena.i32,
+      this.arena.u8,
+      node,
+      type,
+      prefix,
+      start,
+      plen,
+      n,
+      this.kidBytes,
+      this.kidPtrs,
+      end,
+      dirty,
+      towrite,
+    );
     return node;
   }
 
@@ -907,7 +957,15 @@ export class RadixTree {
   private copyNodeLocked(node: number, prefix: Uint8Array, start: number, plen: number): number {
     const i32 = this.arena.i32;
     const n = gatherChildren(i32, this.arena.u8, node, this.kidBytes, this.kidPtrs);
-    return this.buildInnerLocked(prefix, start, plen, n, i32[node + W_END_LEAF], i32[node + W_DIRTY], i32[node + W_TOWRITE]);
+    return this.buildInnerLocked(
+      prefix,
+      start,
+      plen,
+      n,
+      i32[node + W_END_LEAF],
+      i32[node + W_DIRTY],
+      i32[node + W_TOWRITE],
+    );
   }
 
   /** Give `node` (published at `slot`) a child for byte b: in place for N48/N256, else copy-on-write. */
@@ -961,7 +1019,15 @@ export class RadixTree {
     n++;
     const prefix = this.prefixScratch;
     prefix.set(this.arena.u8.subarray((node + INNER_HEADER_WORDS) << 2, ((node + INNER_HEADER_WORDS) << 2) + plen), 0);
-    const copy = this.buildInnerLocked(prefix, 0, plen, n, i32[node + W_END_LEAF], i32[node + W_DIRTY], i32[node + W_TOWRITE]);
+    const copy = this.buildInnerLocked(
+      prefix,
+      0,
+      plen,
+      n,
+      i32[node + W_END_LEAF],
+      i32[node + W_DIRTY],
+      i32[node + W_TOWRITE],
+    );
     i32 = this.arena.i32;
     // Seq-cst, not a release store: the old node is retired next, and the retire's read of the
     // epoch must not pass this store (a reader pinned at a later epoch must not still find it).
@@ -970,7 +1036,15 @@ export class RadixTree {
   }
 
   /** The unsafe in-place insert APPEND_SHIFT_BROKEN stands for: keep the bytes sorted by shifting them under readers. */
-  private insertShiftingBrokenLocked(node: number, body: number, cap: number, count: number, b: number, child: number, type: number): void {
+  private insertShiftingBrokenLocked(
+    node: number,
+    body: number,
+    cap: number,
+    count: number,
+    b: number,
+    child: number,
+    type: number,
+  ): void {
     const i32 = this.arena.i32;
     const u8 = this.arena.u8;
     const kb = body << 2;
@@ -1183,7 +1257,9 @@ export class RadixTree {
     if (typeOf(hdr) === LEAF) return this.visitLeaf(node, hdr, loState, hiState);
     const mask = this.tagMask;
     if (mask !== 0) {
-      const tagged = ((mask & DIRTY) !== 0 ? loadWord(i32, node + W_DIRTY) : 0) + ((mask & TOWRITE) !== 0 ? loadWord(i32, node + W_TOWRITE) : 0);
+      const tagged =
+        ((mask & DIRTY) !== 0 ? loadWord(i32, node + W_DIRTY) : 0) +
+        ((mask & TOWRITE) !== 0 ? loadWord(i32, node + W_TOWRITE) : 0);
       if (tagged === 0) return true;
     }
     const plen = i32[node + W_PREFIX_LEN];
@@ -1262,7 +1338,8 @@ export class RadixTree {
       }
       if (hiState === 0) {
         if (this.hiPrefix) {
-          if (compareKey(this.arena.u8, kb, Math.min(len, this.hi.length), this.hi) !== 0 || len < this.hi.length) return true;
+          if (compareKey(this.arena.u8, kb, Math.min(len, this.hi.length), this.hi) !== 0 || len < this.hi.length)
+            return true;
         } else {
           const c = compareKey(this.arena.u8, kb, len, this.hi);
           if (c > 0 || (c === 0 && !this.hiIncl)) return true;
@@ -1275,7 +1352,8 @@ export class RadixTree {
       let v: number;
       const lo = loadWord(i32, leaf + W_VALUE_LO);
       const hi = loadWord(i32, leaf + W_VALUE_HI);
-      if ((e & SEQ_ONE) === 0 && ((loadWord(i32, leaf + W_ENTRY) ^ e) & SEQ_MASK) === 0) v = (hi & 0xffff) * TWO_32 + (lo >>> 0);
+      if ((e & SEQ_ONE) === 0 && ((loadWord(i32, leaf + W_ENTRY) ^ e) & SEQ_MASK) === 0)
+        v = (hi & 0xffff) * TWO_32 + (lo >>> 0);
       else v = this.readValuePinned(leaf);
       if (v < 0) return true;
       this.visitSeen++;
@@ -1324,7 +1402,9 @@ export class RadixTree {
       limit -= items.length;
       if (!full || last === undefined) return;
       first = false;
-      bounds = this.reverse ? { gt: opts.gt, gte: opts.gte, lt: last, reverse: true } : { gt: last, lt: opts.lt, lte: opts.lte };
+      bounds = this.reverse
+        ? { gt: opts.gt, gte: opts.gte, lt: last, reverse: true }
+        : { gt: last, lt: opts.lt, lte: opts.lte };
     }
   }
 
@@ -1468,4 +1548,3 @@ export function infoOf(e: number): EntryInfo {
     locked: (e & LOCKED) !== 0,
   };
 }
-

@@ -8,7 +8,20 @@
 import { assert } from '../assert.js';
 import { H_COUNT, H_ROOT } from './arena.js';
 import { DIRTY, TOWRITE, orderOf } from './entry-word.js';
-import { INNER_HEADER_WORDS, LEAF, LEAF_HEADER_WORDS, W_DIRTY, W_END_LEAF, W_ENTRY, W_PREFIX_LEN, W_TOWRITE, countOf, gatherChildren, isLive, typeOf } from './nodes.js';
+import {
+  INNER_HEADER_WORDS,
+  LEAF,
+  LEAF_HEADER_WORDS,
+  W_DIRTY,
+  W_END_LEAF,
+  W_ENTRY,
+  W_PREFIX_LEN,
+  W_TOWRITE,
+  countOf,
+  gatherChildren,
+  isLive,
+  typeOf,
+} from './nodes.js';
 import type { RadixTree } from './radix-tree.js';
 
 export interface TreeShape {
@@ -28,8 +41,12 @@ export function verifyTree(tree: RadixTree): TreeShape {
     const keys: Uint8Array[] = [];
     const root = tree.arena.i32[H_ROOT];
     if (root !== 0) walk(tree, root, [], 1, shape, keys);
-    assert(tree.arena.i32[H_COUNT] === shape.leaves, () => `verify: H_COUNT ${tree.arena.i32[H_COUNT]} but ${shape.leaves} leaves`);
-    for (let i = 1; i < keys.length; i++) assert(Buffer.compare(keys[i - 1], keys[i]) < 0, `verify: keys out of order at ${i}`);
+    assert(
+      tree.arena.i32[H_COUNT] === shape.leaves,
+      () => `verify: H_COUNT ${tree.arena.i32[H_COUNT]} but ${shape.leaves} leaves`,
+    );
+    for (let i = 1; i < keys.length; i++)
+      assert(Buffer.compare(keys[i - 1], keys[i]) < 0, `verify: keys out of order at ${i}`);
     checkMultiOrder(tree, keys);
     return shape;
   } finally {
@@ -38,7 +55,14 @@ export function verifyTree(tree: RadixTree): TreeShape {
 }
 
 /** Returns [dirty, towrite] leaves below `node`; `path` is the key prefix that reaches it. */
-function walk(tree: RadixTree, node: number, path: number[], level: number, shape: TreeShape, keys: Uint8Array[]): [number, number] {
+function walk(
+  tree: RadixTree,
+  node: number,
+  path: number[],
+  level: number,
+  shape: TreeShape,
+  keys: Uint8Array[],
+): [number, number] {
   const { i32, u8 } = tree.arena;
   const hdr = i32[node];
   assert(isLive(hdr), () => `verify: dead node ${node} reachable`);
@@ -47,7 +71,8 @@ function walk(tree: RadixTree, node: number, path: number[], level: number, shap
     const len = countOf(hdr);
     const kb = (node + LEAF_HEADER_WORDS) << 2;
     const key = u8.slice(kb, kb + len);
-    for (let i = 0; i < path.length; i++) assert(key[i] === path[i], () => `verify: leaf ${node} key does not extend its path`);
+    for (let i = 0; i < path.length; i++)
+      assert(key[i] === path[i], () => `verify: leaf ${node} key does not extend its path`);
     keys.push(key);
     shape.leaves++;
     const e = i32[node + W_ENTRY];
@@ -64,11 +89,17 @@ function walk(tree: RadixTree, node: number, path: number[], level: number, shap
   const kids = new Int32Array(257);
   const n = gatherChildren(i32, u8, node, bytes, kids);
   const end = i32[node + W_END_LEAF];
-  assert(n + (end !== 0 ? 1 : 0) >= 2, () => `verify: inner node ${node} has ${n} children and ${end !== 0 ? 1 : 0} end leaf`);
+  assert(
+    n + (end !== 0 ? 1 : 0) >= 2,
+    () => `verify: inner node ${node} has ${n} children and ${end !== 0 ? 1 : 0} end leaf`,
+  );
   let dirty = 0;
   let towrite = 0;
   if (end !== 0) {
-    assert(typeOf(i32[end]) === LEAF && countOf(i32[end]) === here.length, () => `verify: end leaf of ${node} has the wrong length`);
+    assert(
+      typeOf(i32[end]) === LEAF && countOf(i32[end]) === here.length,
+      () => `verify: end leaf of ${node} has the wrong length`,
+    );
     [dirty, towrite] = walk(tree, end, here, level + 1, shape, keys);
   }
   for (let i = 0; i < n; i++) {
@@ -77,8 +108,14 @@ function walk(tree: RadixTree, node: number, path: number[], level: number, shap
     dirty += d;
     towrite += t;
   }
-  assert(i32[node + W_DIRTY] === dirty, () => `verify: node ${node} DIRTY count ${i32[node + W_DIRTY]}, leaves ${dirty}`);
-  assert(i32[node + W_TOWRITE] === towrite, () => `verify: node ${node} TOWRITE count ${i32[node + W_TOWRITE]}, leaves ${towrite}`);
+  assert(
+    i32[node + W_DIRTY] === dirty,
+    () => `verify: node ${node} DIRTY count ${i32[node + W_DIRTY]}, leaves ${dirty}`,
+  );
+  assert(
+    i32[node + W_TOWRITE] === towrite,
+    () => `verify: node ${node} TOWRITE count ${i32[node + W_TOWRITE]}, leaves ${towrite}`,
+  );
   return [dirty, towrite];
 }
 

@@ -64,7 +64,9 @@ export const TIMEOUT_UNORDERED = BREAK.includes('timeout-unordered');
  * queued) and 'after-dequeue' (it dequeued itself and dropped the slot mutex). Lets a test put
  * an unlock exactly at those points, deterministically, in one thread.
  */
-export const waitTestHooks: { onTimeout: ((stage: 'before-dequeue' | 'after-dequeue') => void) | undefined } = { onTimeout: undefined };
+export const waitTestHooks: { onTimeout: ((stage: 'before-dequeue' | 'after-dequeue') => void) | undefined } = {
+  onTimeout: undefined,
+};
 
 // ---- buffer: Int32 words ----------------------------------------------------------------
 const MAGIC = 0x57414954; // 'WAIT'
@@ -187,12 +189,13 @@ export class WaitTable {
   /** Register BEFORE re-checking the condition, so no wake-up between the check and the sleep is lost. */
   prepare(key: number, mode: WaitMode): Waiter {
     checkKey(key, 'prepare');
-    if (mode !== 'exclusive' && mode !== 'shared') throw new DaxError('EINVAL', `prepare: key ${key}: mode ${String(mode)}`);
+    if (mode !== 'exclusive' && mode !== 'shared')
+      throw new DaxError('EINVAL', `prepare: key ${key}: mode ${String(mode)}`);
     const record = this.allocRecord(key);
     const w = this.words;
     const at = this.recordWord(record, 0);
     w[at + R_WORD] = ARMED;
-    w[at + R_KEY_LO] = key % 2 ** 32 | 0;
+    w[at + R_KEY_LO] = (key % 2 ** 32) | 0;
     w[at + R_KEY_HI] = Math.floor(key / 2 ** 32);
     w[at + R_MODE] = mode === 'exclusive' ? MODE_EXCLUSIVE : MODE_SHARED;
     w[at + R_NEXT] = 0;
@@ -305,7 +308,8 @@ export class WaitTable {
   /** Batons out over all slots (tests check it is back to 0). */
   batonsTotal(): number {
     let batons = 0;
-    for (let slot = 0; slot < this.slots; slot++) batons += Atomics.load(this.words, HEADER_WORDS + slot * SLOT_WORDS + Q_BATONS);
+    for (let slot = 0; slot < this.slots; slot++)
+      batons += Atomics.load(this.words, HEADER_WORDS + slot * SLOT_WORDS + Q_BATONS);
     return batons;
   }
 
@@ -347,7 +351,7 @@ export class WaitTable {
       unlockWord(w, slot + Q_MUTEX);
       throw err;
     }
-    for (let r = go ? w[slot + Q_HEAD] : 0; r !== 0; ) {
+    for (let r = go ? w[slot + Q_HEAD] : 0; r !== 0;) {
       const at = this.recordWord(r - 1, 0);
       const next = w[at + R_NEXT];
       const exclusive = w[at + R_MODE] === MODE_EXCLUSIVE;
@@ -408,7 +412,10 @@ export class WaitTable {
       prev = r;
       r = w[this.recordWord(r - 1, R_NEXT)];
     }
-    assert(r === target, () => `wait table: armed waiter record ${waiter.record} (key ${waiter.key}) missing from its slot queue`);
+    assert(
+      r === target,
+      () => `wait table: armed waiter record ${waiter.record} (key ${waiter.key}) missing from its slot queue`,
+    );
     this.unlinkLocked(slot, prev, r);
     try {
       if (onTimeout !== undefined) onTimeout();
@@ -452,12 +459,16 @@ export class WaitTable {
 
   private recordHasKey(record: number, key: number): boolean {
     const at = this.recordWord(record, 0);
-    return this.words[at + R_KEY_LO] === (key % 2 ** 32 | 0) && this.words[at + R_KEY_HI] === Math.floor(key / 2 ** 32);
+    return (
+      this.words[at + R_KEY_LO] === ((key % 2 ** 32) | 0) && this.words[at + R_KEY_HI] === Math.floor(key / 2 ** 32)
+    );
   }
 
   private checkLive(waiter: Waiter, op: string): void {
-    if (!(waiter instanceof Waiter) || waiter.table !== this.buffer) throw new DaxError('EINVAL', `${op}: not a waiter of this table`);
-    if (waiter.done) throw new DaxError('EINVAL', `${op}: waiter for key ${waiter.key} was already waited on or cancelled`);
+    if (!(waiter instanceof Waiter) || waiter.table !== this.buffer)
+      throw new DaxError('EINVAL', `${op}: not a waiter of this table`);
+    if (waiter.done)
+      throw new DaxError('EINVAL', `${op}: waiter for key ${waiter.key} was already waited on or cancelled`);
   }
 
   private slotWord(key: number, field: number): number {

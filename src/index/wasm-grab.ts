@@ -78,8 +78,18 @@ const LOCK_BITS = 6;
 
 /** Push key byte `d` (local index) of the key in k0..k3. */
 function keyByte(f: FnBuilder, d: number): void {
-  f.get(K0).get(K0 + 1).get(d).const(4).op(Op.i32_lt_u).op(Op.select);
-  f.get(K0 + 2).get(K0 + 3).get(d).const(12).op(Op.i32_lt_u).op(Op.select);
+  f.get(K0)
+    .get(K0 + 1)
+    .get(d)
+    .const(4)
+    .op(Op.i32_lt_u)
+    .op(Op.select);
+  f.get(K0 + 2)
+    .get(K0 + 3)
+    .get(d)
+    .const(12)
+    .op(Op.i32_lt_u)
+    .op(Op.select);
   f.get(d).const(8).op(Op.i32_lt_u).op(Op.select);
   f.get(d).const(3).op(Op.i32_and).const(3).op(Op.i32_shl).op(Op.i32_shr_u).const(0xff).op(Op.i32_and);
 }
@@ -105,7 +115,9 @@ function buildGrab16(): FnBuilder {
   const x = f.local();
   const e = f.local();
 
-  f.const(Hw.ROOT << 2).atomicLoad().set(node);
+  f.const(Hw.ROOT << 2)
+    .atomicLoad()
+    .set(node);
   f.loop(); // $descend (depth 0 inside it)
   {
     f.get(node).op(Op.i32_eqz).if().ret(WasmGrab.ABSENT).end();
@@ -119,18 +131,46 @@ function buildGrab16(): FnBuilder {
       f.get(hdr).const(12).op(Op.i32_shr_u).get(KEY_LEN).op(Op.i32_ne).if().ret(WasmGrab.ABSENT).end();
       for (let w = 0; w < 4; w++) {
         // if (keyLen > 4w) { rest = keyLen - 4w; mask = rest >= 4 ? -1 : (1 << 8 rest) - 1; ... }
-        f.get(KEY_LEN).const(4 * w).op(Op.i32_gt_u).if();
+        f.get(KEY_LEN)
+          .const(4 * w)
+          .op(Op.i32_gt_u)
+          .if();
         {
           f.const(-1);
-          f.const(1).get(KEY_LEN).const(4 * w).op(Op.i32_sub).const(3).op(Op.i32_shl).op(Op.i32_shl).const(1).op(Op.i32_sub);
-          f.get(KEY_LEN).const(4 * w + 4).op(Op.i32_ge_u).op(Op.select).set(x);
+          f.const(1)
+            .get(KEY_LEN)
+            .const(4 * w)
+            .op(Op.i32_sub)
+            .const(3)
+            .op(Op.i32_shl)
+            .op(Op.i32_shl)
+            .const(1)
+            .op(Op.i32_sub);
+          f.get(KEY_LEN)
+            .const(4 * w + 4)
+            .op(Op.i32_ge_u)
+            .op(Op.select)
+            .set(x);
           wordAddr(f, node, Lay.LEAF_HEADER_WORDS + w);
-          f.load().get(K0 + w).op(Op.i32_xor).get(x).op(Op.i32_and).if().ret(WasmGrab.ABSENT).end();
+          f.load()
+            .get(K0 + w)
+            .op(Op.i32_xor)
+            .get(x)
+            .op(Op.i32_and)
+            .if()
+            .ret(WasmGrab.ABSENT)
+            .end();
         }
         f.end();
       }
       wordAddr(f, node, Lay.W_ENTRY);
-      f.atomicLoad().tee(e).const(Ew.LOCKED | Ew.DELETED).op(Op.i32_and).if().ret(WasmGrab.SLOW).end();
+      f.atomicLoad()
+        .tee(e)
+        .const(Ew.LOCKED | Ew.DELETED)
+        .op(Op.i32_and)
+        .if()
+        .ret(WasmGrab.SLOW)
+        .end();
       wordAddr(f, node, Lay.W_ENTRY);
       f.get(e);
       f.get(e).const(~Ew.OWNER_MASK).op(Op.i32_and).get(LOCK_BITS).op(Op.i32_or);
@@ -143,11 +183,20 @@ function buildGrab16(): FnBuilder {
     f.get(tag).const(Lay.N4_TAG).op(Op.i32_lt_u).get(tag).const(Lay.N256_TAG).op(Op.i32_gt_u).op(Op.i32_or);
     f.get(tag).const(0xff).op(Op.i32_and).const(Lay.NODE_MAGIC).op(Op.i32_ne).op(Op.i32_or).if();
     {
-      f.const(H_STAT_RESTARTS << 2).const(1).atomicAdd().op(Op.drop);
-      f.const(H_FLAGS << 2).atomicLoad().const(FLAG_POISON).op(Op.i32_and);
+      f.const(H_STAT_RESTARTS << 2)
+        .const(1)
+        .atomicAdd()
+        .op(Op.drop);
+      f.const(H_FLAGS << 2)
+        .atomicLoad()
+        .const(FLAG_POISON)
+        .op(Op.i32_and);
       f.get(hdr).const(POISON_WORD).op(Op.i32_eq).get(hdr).const(FREED_HEADER).op(Op.i32_eq).op(Op.i32_or);
       f.op(Op.i32_and).if();
-      f.const(H_STAT_POISON_HITS << 2).const(1).atomicAdd().op(Op.drop);
+      f.const(H_STAT_POISON_HITS << 2)
+        .const(1)
+        .atomicAdd()
+        .op(Op.drop);
       f.end();
       f.ret(WasmGrab.SLOW);
     }
@@ -211,7 +260,16 @@ function buildGrab16(): FnBuilder {
     {
       f.get(e).const(2).op(Op.i32_shl).get(i).op(Op.i32_ge_u).brIf(1);
       f.get(body).get(e).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().get(x).op(Op.i32_xor).set(plen); // plen: scratch
-      f.get(plen).const(0x01010101).op(Op.i32_sub).get(plen).const(-1).op(Op.i32_xor).op(Op.i32_and).const(0x80808080 | 0).op(Op.i32_and).tee(plen);
+      f.get(plen)
+        .const(0x01010101)
+        .op(Op.i32_sub)
+        .get(plen)
+        .const(-1)
+        .op(Op.i32_xor)
+        .op(Op.i32_and)
+        .const(0x80808080 | 0)
+        .op(Op.i32_and)
+        .tee(plen);
       f.if();
       {
         f.get(e).const(2).op(Op.i32_shl).get(plen).op(Op.i32_ctz).const(3).op(Op.i32_shr_u).op(Op.i32_add).tee(plen);
@@ -235,7 +293,15 @@ function buildGrab16(): FnBuilder {
 function buildRelease(): FnBuilder {
   // release(at, e, extra): CAS e -> (e & ~(LOCKED | OWNER)) | extra; 1 when it took
   const f = new FnBuilder('release', 3);
-  f.get(0).const(2).op(Op.i32_shl).get(1).get(1).const(~(Ew.LOCKED | Ew.OWNER_MASK)).op(Op.i32_and).get(2).op(Op.i32_or);
+  f.get(0)
+    .const(2)
+    .op(Op.i32_shl)
+    .get(1)
+    .get(1)
+    .const(~(Ew.LOCKED | Ew.OWNER_MASK))
+    .op(Op.i32_and)
+    .get(2)
+    .op(Op.i32_or);
   f.cmpxchg().get(1).op(Op.i32_eq);
   return f;
 }
@@ -245,9 +311,28 @@ function buildUnlock(): FnBuilder {
   const e = f.local();
   f.get(0).get(2).op(Op.i32_ge_u).if().ret(0).end();
   f.get(0).const(2).op(Op.i32_shl).atomicLoad().tee(e);
-  f.const(Ew.LOCKED | Ew.DELETED | Ew.WAITERS | Ew.OWNER_MASK).op(Op.i32_and).get(1).op(Op.i32_ne).if().ret(0).end();
-  f.get(e).const(Ew.STATE_MASK).op(Op.i32_and).const(Ew.STATE_EMPTY << Ew.STATE_SHIFT).op(Op.i32_eq).if().ret(0).end();
-  f.get(0).const(2).op(Op.i32_shl).get(e).get(e).const(~(Ew.LOCKED | Ew.OWNER_MASK)).op(Op.i32_and);
+  f.const(Ew.LOCKED | Ew.DELETED | Ew.WAITERS | Ew.OWNER_MASK)
+    .op(Op.i32_and)
+    .get(1)
+    .op(Op.i32_ne)
+    .if()
+    .ret(0)
+    .end();
+  f.get(e)
+    .const(Ew.STATE_MASK)
+    .op(Op.i32_and)
+    .const(Ew.STATE_EMPTY << Ew.STATE_SHIFT)
+    .op(Op.i32_eq)
+    .if()
+    .ret(0)
+    .end();
+  f.get(0)
+    .const(2)
+    .op(Op.i32_shl)
+    .get(e)
+    .get(e)
+    .const(~(Ew.LOCKED | Ew.OWNER_MASK))
+    .op(Op.i32_and);
   f.cmpxchg().get(e).op(Op.i32_eq);
   return f;
 }

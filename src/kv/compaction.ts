@@ -69,7 +69,17 @@ import { OWNER_STAGING } from '../dax/layout.js';
 import { transferOwner } from '../device/transfer-owner.js';
 import { grab, replace, unlock } from '../index/entry-lock.js';
 import { withLock } from '../device/spin-lock.js';
-import { ENTRY_DEL, ENTRY_HEADER_BYTES, ENTRY_PUT, KIND_PUT, KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
+import {
+  ENTRY_DEL,
+  ENTRY_HEADER_BYTES,
+  ENTRY_PUT,
+  KIND_PUT,
+  KV_KEY_PREFIX,
+  OWNER_KV_SEGMENT,
+  RECORD_HEADER_BYTES,
+  SEGMENT_BYTES,
+  entryBytes,
+} from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { ALLOCATING, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
 import { kvBreak } from './test-break.js';
@@ -86,16 +96,46 @@ export interface CompactionReport {
   bytesReclaimed: number;
 }
 
-interface Segment { block: number; base: number; nonce: number; entries: number[]; liveBytes: number; usedBytes: number }
+interface Segment {
+  block: number;
+  base: number;
+  nonce: number;
+  entries: number[];
+  liveBytes: number;
+  usedBytes: number;
+}
 
 /** Compacts with the shared compaction mutex (`locks[lockIndex]`, spin-lock.ts) held. */
-export function compactSegments(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, progress: Int32Array, maxLiveRatio: number, locks: Int32Array, lockIndex: number): CompactionReport {
+export function compactSegments(
+  space: DaxSpace,
+  v: MediaViews,
+  writer: SegmentWriter,
+  openTable: Int32Array,
+  progress: Int32Array,
+  maxLiveRatio: number,
+  locks: Int32Array,
+  lockIndex: number,
+): CompactionReport {
   if (kvBreak('kv-compact-no-mutex')) return compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio);
   return withLock(locks, lockIndex, () => compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio));
 }
 
-function compactSegmentsLocked(space: DaxSpace, v: MediaViews, writer: SegmentWriter, openTable: Int32Array, progress: Int32Array, maxLiveRatio: number): CompactionReport {
-  const report: CompactionReport = { segmentsScanned: 0, segmentsFreed: 0, entriesMoved: 0, tombstonesKept: 0, tombstonesDropped: 0, bytesReclaimed: 0 };
+function compactSegmentsLocked(
+  space: DaxSpace,
+  v: MediaViews,
+  writer: SegmentWriter,
+  openTable: Int32Array,
+  progress: Int32Array,
+  maxLiveRatio: number,
+): CompactionReport {
+  const report: CompactionReport = {
+    segmentsScanned: 0,
+    segmentsFreed: 0,
+    entriesMoved: 0,
+    tombstonesKept: 0,
+    tombstonesDropped: 0,
+    bytesReclaimed: 0,
+  };
   const chosen: Segment[] = [];
   for (const seg of listClosedSegments(space, openTable)) {
     report.segmentsScanned++;
@@ -107,7 +147,8 @@ function compactSegmentsLocked(space: DaxSpace, v: MediaViews, writer: SegmentWr
     for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
     // After every decision about seg's entries: the records that made its dropped entries dead
     // (in other writers' open segments) must be durable before seg stops being scanned.
-    const othersFlushed = !kvBreak('kv-compact-skip-open-flush') && flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
+    const othersFlushed =
+      !kvBreak('kv-compact-skip-open-flush') && flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
     if (!kvBreak('kv-compact-no-commit')) writer.commit(othersFlushed && !kvBreak('kv-compact-open-flush-unfenced')); // one fence: our copies, and the lines flushed just above
     if (!unpublish(space, seg.block)) continue; // another thread's compaction retired it
     space.retireBlock(seg.block);
@@ -126,7 +167,15 @@ function listClosedSegments(space: DaxSpace, openTable: Int32Array): Segment[] {
   for (;;) {
     const owned: Segment[] = [];
     space.device.forEachOwned((block, owner, index) => {
-      if (owner === OWNER_KV_SEGMENT) owned.push({ block, base: space.device.blockOffset(block), nonce: index, entries: [], liveBytes: 0, usedBytes: 0 });
+      if (owner === OWNER_KV_SEGMENT)
+        owned.push({
+          block,
+          base: space.device.blockOffset(block),
+          nonce: index,
+          entries: [],
+          liveBytes: 0,
+          usedBytes: 0,
+        });
     });
     const open = new Set<number>();
     let allocating = false;
@@ -216,7 +265,7 @@ function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Se
 /** Calls fn for each entry of each record that validates, from the segment start up to the first that does not (what recovery reads). */
 function forEachEntry(v: MediaViews, base: number, nonce: number, fn: (e: number) => void): void {
   const end = base + SEGMENT_BYTES;
-  for (let at = base; ; ) {
+  for (let at = base; ;) {
     const check = checkRecord(v, at, end, nonce);
     if (check.status !== 'ok') return;
     let e = at + RECORD_HEADER_BYTES;
@@ -233,7 +282,14 @@ function keyName(v: MediaViews, e: number): string {
   return v.buf.toString('latin1', e + ENTRY_HEADER_BYTES, e + ENTRY_HEADER_BYTES + entryKeyLength(v, e));
 }
 
-function moveEntry(space: DaxSpace, v: MediaViews, writer: SegmentWriter, e: number, keep: Set<number>, report: CompactionReport): void {
+function moveEntry(
+  space: DaxSpace,
+  v: MediaViews,
+  writer: SegmentWriter,
+  e: number,
+  keep: Set<number>,
+  report: CompactionReport,
+): void {
   const key = indexKey(v, e);
   if (entryOp(v, e) === ENTRY_DEL) {
     // Lock-free: a concurrent put of this key gets a higher sequence than this old DEL anyway.

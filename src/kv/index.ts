@@ -1,5 +1,5 @@
 /**
- * Public API of the key-value store (re-exported from src/index.ts).
+ * Public API of the key-value store (re-exported by src/api/daxstore.ts, the package entry).
  *
  *   const db = open(path, { size, durability: 'sync' | 'group' | 'none' });
  *   db.put(k, v); db.get(k); db.read(() => db.getView(k)); db.has(k); db.delete(k);
@@ -9,7 +9,15 @@
 import type { Media } from '../device/media.js';
 import { KvStore, type KvHandle, type OpenOptions } from './store.js';
 
-export { KvStore, type OpenOptions, type Durability, type BatchOp, type KvRangeOptions, type KvHandle, type KvStats } from './store.js';
+export {
+  KvStore,
+  type OpenOptions,
+  type Durability,
+  type BatchOp,
+  type KvRangeOptions,
+  type KvHandle,
+  type KvStats,
+} from './store.js';
 export type { KvRecoveryReport } from './recovery.js';
 export type { CompactionReport } from './compaction.js';
 export type { Key, Value } from './keys.js';

@@ -49,7 +49,8 @@ export function scratchIndexKey(scratch: Buffer, views: Uint8Array[], key: unkno
 
 /** A range bound: like a key, but the empty key is allowed. */
 export function boundKeyOf(key: unknown, op: string): Uint8Array {
-  if ((typeof key === 'string' && key.length === 0) || (key instanceof Uint8Array && key.length === 0)) return Uint8Array.of(KV_KEY_PREFIX);
+  if ((typeof key === 'string' && key.length === 0) || (key instanceof Uint8Array && key.length === 0))
+    return Uint8Array.of(KV_KEY_PREFIX);
   return indexKeyOf(key, op);
 }
 
@@ -68,7 +69,8 @@ export function valueLengthOf(value: unknown, op: string): number {
   if (typeof value === 'string') n = value.length > MAX_VALUE_BYTES ? value.length : Buffer.byteLength(value, 'utf8');
   else if (value instanceof Uint8Array) n = value.length;
   else throw new DaxError('EINVAL', `${op}: value must be a string or Uint8Array, got ${describe(value)}`);
-  if (n > MAX_VALUE_BYTES) throw new DaxError('EINVAL', `${op}: value of ${n} bytes exceeds the ${MAX_VALUE_BYTES}-byte limit`);
+  if (n > MAX_VALUE_BYTES)
+    throw new DaxError('EINVAL', `${op}: value of ${n} bytes exceeds the ${MAX_VALUE_BYTES}-byte limit`);
   return n;
 }
 

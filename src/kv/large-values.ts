@@ -84,7 +84,8 @@ export function writeLargeObject(space: DaxSpace, id: number, bytes: Uint8Array)
   try {
     if (kvBreak('kv-large-ref-before-data')) {
       // Broken on purpose: stored through write-fault views, never flushed.
-      for (let at = 0; at < bytes.length; at += PAGE_BYTES) obj.fault(at / PAGE_BYTES, { write: true }).set(bytes.subarray(at, at + PAGE_BYTES));
+      for (let at = 0; at < bytes.length; at += PAGE_BYTES)
+        obj.fault(at / PAGE_BYTES, { write: true }).set(bytes.subarray(at, at + PAGE_BYTES));
       return;
     }
     obj.write(0, bytes); // R4: write() copies a source that is a view of this store first
@@ -134,7 +135,10 @@ export function viewLargePinned(space: DaxSpace, ref: LargeRef, op: string): Uin
 }
 
 function dangling(ref: LargeRef, op: string): DaxError {
-  return new DaxError('ECORRUPT', `${op}: the value of this key refers to DAX object ${ref.id} (${ref.length} bytes), which does not exist`);
+  return new DaxError(
+    'ECORRUPT',
+    `${op}: the value of this key refers to DAX object ${ref.id} (${ref.length} bytes), which does not exist`,
+  );
 }
 
 /**

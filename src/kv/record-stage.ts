@@ -77,7 +77,10 @@ export function ensureStageBytes(totalBytes: number): void {
 function checkAgreesWithChecksum(): void {
   const sample = new Uint8Array(200).map((_, i) => (i * 131 + 7) & 0xff);
   stageViews.u8.set(sample, 0);
-  assert(BigInt.asUintN(64, stagedChecksum(sample.length)) === xxh64(sample.subarray(8)), 'staged xxh64 differs from device/checksum.ts');
+  assert(
+    BigInt.asUintN(64, stagedChecksum(sample.length)) === xxh64(sample.subarray(8)),
+    'staged xxh64 differs from device/checksum.ts',
+  );
 }
 checkAgreesWithChecksum();
 
@@ -98,23 +101,86 @@ export function stagedChecksum(totalBytes: number): bigint {
  *       (i64.store (i32.const 0) (call $h (i32.const 8) (i32.sub (local.get $n) (i32.const 8)) (i64.const 0)))))
  */
 const SEAL_WASM = Uint8Array.from([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-  0x01, 0x0c, 0x02, // type section, 12 bytes, 2 types
-  0x60, 0x03, 0x7f, 0x7f, 0x7e, 0x01, 0x7e, // 0: (i32 i32 i64) -> i64
-  0x60, 0x01, 0x7f, 0x00, // 1: (i32) -> ()
-  0x02, 0x0e, 0x02, // import section, 14 bytes, 2 imports
-  0x01, 0x78, 0x01, 0x68, 0x00, 0x00, // "x" "h": function of type 0
-  0x01, 0x78, 0x01, 0x6d, 0x02, 0x00, 0x00, // "x" "m": memory, at least 0 pages
-  0x03, 0x02, 0x01, 0x01, // function section: one function of type 1
-  0x07, 0x05, 0x01, 0x01, 0x73, 0x00, 0x01, // export section: "s" = function 1
-  0x0a, 0x14, 0x01, 0x12, 0x00, // code section, 20 bytes, 1 body of 18 bytes, no locals
-  0x41, 0x00, 0x41, 0x08, 0x20, 0x00, 0x41, 0x08, 0x6b, // i32.const 0, i32.const 8, local.get 0, i32.const 8, i32.sub
-  0x42, 0x00, 0x10, 0x00, 0x37, 0x03, 0x00, 0x0b, // i64.const 0, call 0, i64.store align 8 offset 0, end
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version 1
+  0x01,
+  0x0c,
+  0x02, // type section, 12 bytes, 2 types
+  0x60,
+  0x03,
+  0x7f,
+  0x7f,
+  0x7e,
+  0x01,
+  0x7e, // 0: (i32 i32 i64) -> i64
+  0x60,
+  0x01,
+  0x7f,
+  0x00, // 1: (i32) -> ()
+  0x02,
+  0x0e,
+  0x02, // import section, 14 bytes, 2 imports
+  0x01,
+  0x78,
+  0x01,
+  0x68,
+  0x00,
+  0x00, // "x" "h": function of type 0
+  0x01,
+  0x78,
+  0x01,
+  0x6d,
+  0x02,
+  0x00,
+  0x00, // "x" "m": memory, at least 0 pages
+  0x03,
+  0x02,
+  0x01,
+  0x01, // function section: one function of type 1
+  0x07,
+  0x05,
+  0x01,
+  0x01,
+  0x73,
+  0x00,
+  0x01, // export section: "s" = function 1
+  0x0a,
+  0x14,
+  0x01,
+  0x12,
+  0x00, // code section, 20 bytes, 1 body of 18 bytes, no locals
+  0x41,
+  0x00,
+  0x41,
+  0x08,
+  0x20,
+  0x00,
+  0x41,
+  0x08,
+  0x6b, // i32.const 0, i32.const 8, local.get 0, i32.const 8, i32.sub
+  0x42,
+  0x00,
+  0x10,
+  0x00,
+  0x37,
+  0x03,
+  0x00,
+  0x0b, // i64.const 0, call 0, i64.store align 8 offset 0, end
 ]);
 
 function sealer(x: XxhashExports): (totalBytes: number) => void {
   assert(Wasm.validate(SEAL_WASM), 'checksum seal wasm does not validate');
-  return (new Wasm.Instance(new Wasm.Module(SEAL_WASM), { x: { h: x.xxh64, m: x.mem } }).exports as { s(totalBytes: number): void }).s;
+  return (
+    new Wasm.Instance(new Wasm.Module(SEAL_WASM), { x: { h: x.xxh64, m: x.mem } }).exports as {
+      s(totalBytes: number): void;
+    }
+  ).s;
 }
 
 /** Stores the record checksum, xxh64 of stage bytes [8, totalBytes), in stage bytes [0, 8) (records.ts sealStagedRecord). */
@@ -166,6 +232,9 @@ function sumEquals(v: MediaViews, wasmAt: number, length: number, sumAt: number)
 
 /** Stage bytes [0, totalBytes) as a view cached by length (no allocation after the first use of a length). */
 export function stagedRecord(totalBytes: number): Uint8Array {
-  assert(totalBytes <= buffer.byteLength, () => `staged record of ${totalBytes} bytes in a stage of ${buffer.byteLength}`);
+  assert(
+    totalBytes <= buffer.byteLength,
+    () => `staged record of ${totalBytes} bytes in a stage of ${buffer.byteLength}`,
+  );
   return (byLength[totalBytes] ??= new Uint8Array(buffer, 0, totalBytes));
 }

@@ -37,14 +37,27 @@ export interface MediaViews {
 }
 
 export function mediaViews(buffer: SharedArrayBuffer): MediaViews {
-  return { u8: new Uint8Array(buffer), u32: new Uint32Array(buffer), u64: new BigUint64Array(buffer, 0, Math.floor(buffer.byteLength / 8)), buf: Buffer.from(buffer) };
+  return {
+    u8: new Uint8Array(buffer),
+    u32: new Uint32Array(buffer),
+    u64: new BigUint64Array(buffer, 0, Math.floor(buffer.byteLength / 8)),
+    buf: Buffer.from(buffer),
+  };
 }
 
 /**
  * Writes one entry at `at` (key without the index prefix byte: `key` is the index key, its
  * byte 0 skipped). Returns the offset after it. The sequence is filled in later (setEntrySequence).
  */
-export function writeEntry(v: MediaViews, at: number, op: number, indexKey: Uint8Array, value: Uint8Array | string | undefined, valueLength: number, flags = 0): number {
+export function writeEntry(
+  v: MediaViews,
+  at: number,
+  op: number,
+  indexKey: Uint8Array,
+  value: Uint8Array | string | undefined,
+  valueLength: number,
+  flags = 0,
+): number {
   const keyLength = indexKey.length - 1;
   const w = at / 4;
   v.u32[w] = (keyLength | (op << 16) | (flags << 24)) >>> 0;
@@ -94,7 +107,14 @@ export function entryValueOffset(v: MediaViews, at: number): number {
 }
 
 /** The header words after the checksum (bytes 8..32); the checksum, written last, covers them. */
-export function writeRecordHeader(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
+export function writeRecordHeader(
+  v: MediaViews,
+  at: number,
+  kind: number,
+  count: number,
+  totalBytes: number,
+  nonce: number,
+): void {
   const w = at / 4;
   v.u32[w + 2] = RECORD_MAGIC | (kind << 16);
   v.u32[w + 3] = totalBytes;
@@ -114,7 +134,14 @@ const WORD_COPY_MAX_BYTES = 512;
  * 8 bytes): TypedArray.prototype.set is a builtin call and a memmove call per record, a
  * sizeable share of a small 'sync' put.
  */
-export function sealStagedRecord(v: MediaViews, at: number, kind: number, count: number, totalBytes: number, nonce: number): void {
+export function sealStagedRecord(
+  v: MediaViews,
+  at: number,
+  kind: number,
+  count: number,
+  totalBytes: number,
+  nonce: number,
+): void {
   writeRecordHeader(stageViews, 0, kind, count, totalBytes, nonce);
   sealStagedChecksum(totalBytes); // stage bytes [0, 8): no BigInt (record-stage.ts)
   if (totalBytes <= WORD_COPY_MAX_BYTES) {
@@ -170,11 +197,13 @@ function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: n
   if (kind !== KIND_PUT && kind !== KIND_BATCH && kind !== KIND_PAD) return invalid(out, `unknown kind ${kind}`);
   const totalBytes = v.u32[w + 3];
   const count = v.u32[w + 4];
-  if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd) return invalid(out, `length ${totalBytes}`);
+  if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd)
+    return invalid(out, `length ${totalBytes}`);
   if (joinU32(v.u32[w + 6], v.u32[w + 5]) !== nonce) return invalid(out, 'nonce of another segment life');
   const sumMatches = logChecksumMatches(v, at + 8, at + totalBytes, at);
   if (!sumMatches && !kvBreak('kv-skip-checksum')) return invalid(out, 'checksum mismatch');
-  if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count)) return invalid(out, 'entries overrun the record');
+  if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count))
+    return invalid(out, 'entries overrun the record');
   out.kind = kind;
   out.count = count;
   out.totalBytes = totalBytes;

@@ -114,12 +114,20 @@ const io = new Float64Array(IO_SLOTS);
  * Scans the segment [base, end) whose records carry `nonce`, reading nothing at or past
  * `limit`, and appends its entries to `found`. Grows found's buffer as needed.
  */
-export function scanSegment(v: MediaViews, base: number, end: number, limit: number, nonce: number, found: FoundEntries): SegmentScan {
+export function scanSegment(
+  v: MediaViews,
+  base: number,
+  end: number,
+  limit: number,
+  nonce: number,
+  found: FoundEntries,
+): SegmentScan {
   io[IO_BASE] = base;
   io[IO_END] = end;
   io[IO_LIMIT] = limit;
   io[IO_NONCE] = nonce;
-  io[IO_FLAGS] = (kvBreak('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) | (kvBreak('kv-scan-past-poison') ? FLAG_PAST_POISON : 0);
+  io[IO_FLAGS] =
+    (kvBreak('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) | (kvBreak('kv-scan-past-poison') ? FLAG_PAST_POISON : 0);
   io[IO_AT] = base;
   io[IO_COUNT] = found.count;
   io[IO_RECORDS] = found.validRecords;
@@ -133,7 +141,11 @@ export function scanSegment(v: MediaViews, base: number, end: number, limit: num
   found.validRecords = io[IO_RECORDS];
   found.maxSequence = io[IO_MAX_SEQUENCE];
   found.indexKeyBytes = io[IO_KEY_BYTES];
-  return { status, at: io[IO_AT], reason: status === SCAN_INVALID ? reasonText(io[IO_REASON], io[IO_REASON_VALUE]) : '' };
+  return {
+    status,
+    at: io[IO_AT],
+    reason: status === SCAN_INVALID ? reasonText(io[IO_REASON], io[IO_REASON_VALUE]) : '',
+  };
 }
 
 /** The bulk load's columns: winner i's entry offset, and its index key at keys[starts[i], +lengths[i]). */
@@ -155,7 +167,8 @@ export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: numbe
   const n = found.count;
   const keyBytes = found.indexKeyBytes; // every entry's key: the winners' sum would cost a pass
   const columnBytes = n * 14 + keyBytes;
-  const scratch = columnBytes <= found.records.byteLength ? found.records.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
+  const scratch =
+    columnBytes <= found.records.byteLength ? found.records.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
   const values = new Float64Array(scratch, 0, n);
   const starts = new Uint32Array(scratch, n * 8, n);
   const lengths = new Uint16Array(scratch, n * 12, n);

@@ -41,7 +41,15 @@ import type { DaxSpace } from '../dax/space.js';
 import { KV_KEY_PREFIX, OWNER_KV_SEGMENT, SEGMENT_BYTES, SEGMENT_ORDER } from './layout.js';
 import type { MediaViews } from './records.js';
 import { BLOCK_BYTES } from '../device/layout.js';
-import { FoundEntries, SCAN_END, SCAN_EIO, SCAN_INVALID, SCAN_POISON, pickWinners, scanSegment as scanNative } from './recovery-native.js';
+import {
+  FoundEntries,
+  SCAN_END,
+  SCAN_EIO,
+  SCAN_INVALID,
+  SCAN_POISON,
+  pickWinners,
+  scanSegment as scanNative,
+} from './recovery-native.js';
 
 export interface KvRecoveryReport {
   segments: number;
@@ -64,15 +72,32 @@ export interface KvRecoveryReport {
 
 export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   const start = performance.now();
-  const report: KvRecoveryReport = { segments: 0, records: 0, entries: 0, keys: 0, droppedRecords: 0, dropped: [], poisonedSegments: 0, maxSequence: 0, timeMs: 0, phasesMs: { scan: 0, sort: 0, load: 0 }, resume: undefined };
+  const report: KvRecoveryReport = {
+    segments: 0,
+    records: 0,
+    entries: 0,
+    keys: 0,
+    droppedRecords: 0,
+    dropped: [],
+    poisonedSegments: 0,
+    maxSequence: 0,
+    timeMs: 0,
+    phasesMs: { scan: 0, sort: 0, load: 0 },
+    resume: undefined,
+  };
   const segments: Array<[block: number, nonce: number]> = [];
   space.device.forEachOwned((block, owner, index, order) => {
     if (owner !== OWNER_KV_SEGMENT) return;
-    if (order !== SEGMENT_ORDER) throw new DaxError('ECORRUPT', `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`);
+    if (order !== SEGMENT_ORDER)
+      throw new DaxError(
+        'ECORRUPT',
+        `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`,
+      );
     segments.push([block, index]);
   });
   // Scan order is offset order (the sort breaks sequence ties by offset): blocks ascending.
-  for (let i = 1; i < segments.length; i++) if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
+  for (let i = 1; i < segments.length; i++)
+    if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
   report.segments = segments.length;
   const found = new FoundEntries(segments.length, SEGMENT_BYTES);
   for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report, found);
@@ -84,14 +109,27 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   const winners = pickWinners(v, found, KV_KEY_PREFIX);
   const t2 = performance.now();
   report.phasesMs.sort = t2 - t1;
-  space.tree.bulkLoad({ count: winners.count, keys: winners.keys, starts: winners.starts, lengths: winners.lengths, values: winners.values });
+  space.tree.bulkLoad({
+    count: winners.count,
+    keys: winners.keys,
+    starts: winners.starts,
+    lengths: winners.lengths,
+    values: winners.values,
+  });
   report.phasesMs.load = performance.now() - t2;
   report.keys = winners.count;
   report.timeMs = performance.now() - start;
   return report;
 }
 
-function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number, report: KvRecoveryReport, found: FoundEntries): void {
+function scanSegment(
+  space: DaxSpace,
+  v: MediaViews,
+  base: number,
+  nonce: number,
+  report: KvRecoveryReport,
+  found: FoundEntries,
+): void {
   const end = base + SEGMENT_BYTES;
   // The scan reads nothing from the first poisoned block on (reading poisoned pmem faults).
   const limit = spansPoison(space, base, end) ? firstPoisoned(space, base, end) : end;
@@ -102,10 +140,12 @@ function scanSegment(space: DaxSpace, v: MediaViews, base: number, nonce: number
     if (report.dropped.length < 20) report.dropped.push(`offset ${at}: ${reason}`);
   } else if (status === SCAN_POISON || status === SCAN_EIO) {
     report.poisonedSegments++;
-    if (status === SCAN_EIO && report.dropped.length < 20) report.dropped.push(`offset ${at}: media error (SIGBUS) reading the record`);
+    if (status === SCAN_EIO && report.dropped.length < 20)
+      report.dropped.push(`offset ${at}: media error (SIGBUS) reading the record`);
     resumable = false;
   } else assert(status === SCAN_END, `segment scan status ${status}`);
-  if (resumable && (report.resume === undefined || at - base < report.resume.used)) report.resume = { base, used: at - base, nonce };
+  if (resumable && (report.resume === undefined || at - base < report.resume.used))
+    report.resume = { base, used: at - base, nonce };
 }
 
 /** Offset of the first poisoned block in [from, to) (from block aligned), or `to`. */

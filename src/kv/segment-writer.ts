@@ -98,7 +98,8 @@ export class SegmentWriter {
   /** Stores `word` in this writer's slot (claiming one first). Seq-cst: ordered before the allocation that follows, and after the progress words of the segment it names. */
   private announce(word: number): void {
     if (this.slot < 0) {
-      for (let i = 0; i < this.openTable.length && this.slot < 0; i++) if (Atomics.compareExchange(this.openTable, i, 0, word) === 0) this.slot = i;
+      for (let i = 0; i < this.openTable.length && this.slot < 0; i++)
+        if (Atomics.compareExchange(this.openTable, i, 0, word) === 0) this.slot = i;
       assert(this.slot >= 0, 'more than 256 key-value writers at once');
     } else Atomics.store(this.openTable, this.slot, word);
   }
@@ -270,7 +271,12 @@ export const SLOT_COUNTER_FIRST = 2;
  * again: when it changed, the writer left that segment meanwhile, which it does only after
  * committing it all (commit, then the ALLOCATING store this load synchronizes with).
  */
-export function flushOpenSegments(device: Device, openTable: Int32Array, progress: Int32Array, exceptSlot: number): boolean {
+export function flushOpenSegments(
+  device: Device,
+  openTable: Int32Array,
+  progress: Int32Array,
+  exceptSlot: number,
+): boolean {
   let flushed = false;
   for (let i = 0; i < openTable.length; i++) {
     if (i === exceptSlot) continue;

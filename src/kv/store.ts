@@ -82,14 +82,42 @@ import {
   SEGMENT_BYTES,
   entryBytes,
 } from './layout.js';
-import { entryValueLength, entryValueOffset, mediaViews, setEntrySequence, writeEntry, type MediaViews } from './records.js';
+import {
+  entryValueLength,
+  entryValueOffset,
+  mediaViews,
+  setEntrySequence,
+  writeEntry,
+  type MediaViews,
+} from './records.js';
 import { PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter } from './segment-writer.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { kvBreak } from './test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
-import { KV_OBJECT_ID_BASE, LargeObjectReaper, collectOrphans, copyLargePinned, encodeLargeRef, largeRefAt, removeQuietly, valueBytes, viewLargePinned, writeLargeObject, type OrphanReport } from './large-values.js';
-import { boundKeyOf, compareBytes, indexKeyOf, prefixEnd, scratchIndexKey, valueLengthOf, type Key, type Value } from './keys.js';
+import {
+  KV_OBJECT_ID_BASE,
+  LargeObjectReaper,
+  collectOrphans,
+  copyLargePinned,
+  encodeLargeRef,
+  largeRefAt,
+  removeQuietly,
+  valueBytes,
+  viewLargePinned,
+  writeLargeObject,
+  type OrphanReport,
+} from './large-values.js';
+import {
+  boundKeyOf,
+  compareBytes,
+  indexKeyOf,
+  prefixEnd,
+  scratchIndexKey,
+  valueLengthOf,
+  type Key,
+  type Value,
+} from './keys.js';
 
 export type Durability = 'sync' | 'group' | 'none';
 export interface OpenOptions {
@@ -218,16 +246,24 @@ export class KvStore {
     this.seqBaseWord = new Float64Array(shared, SEQ_BASE_BYTE, 1);
     this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, MAX_WRITERS);
     this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * MAX_WRITERS);
-    this.writer = new SegmentWriter(space.device, this.views, () => Atomics.add(this.i32, SEGMENTS, 1), this.openTable, this.progress);
+    this.writer = new SegmentWriter(
+      space.device,
+      this.views,
+      () => Atomics.add(this.i32, SEGMENTS, 1),
+      this.openTable,
+      this.progress,
+    );
     this.reaper = new LargeObjectReaper(space);
   }
 
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
   static open(path: string, opts: OpenOptions = {}): KvStore {
     const durability = checkDurability(opts.durability);
-    if (typeof path !== 'string' || path.length === 0) throw new DaxError('EINVAL', `open: path must be a non-empty string`);
+    if (typeof path !== 'string' || path.length === 0)
+      throw new DaxError('EINVAL', `open: path must be a non-empty string`);
     const create = !existsSync(path);
-    if (create && opts.size === undefined) throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
+    if (create && opts.size === undefined)
+      throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
     const media = openRegion(path, create ? { create: true, sizeBytes: opts.size } : {});
     try {
       return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: create }), durability);
@@ -256,7 +292,8 @@ export class KvStore {
       store.seq[SEQUENCE] = BigInt(report.maxSequence + SEQ_INT_LIMIT);
       store.i32[LIVE_KEYS] = report.keys;
       store.i32[SEGMENTS] = report.segments;
-      if (report.resume !== undefined && report.resume.used <= SEGMENT_BYTES / 2) store.writer.adopt(report.resume.base, report.resume.used, report.resume.nonce);
+      if (report.resume !== undefined && report.resume.used <= SEGMENT_BYTES / 2)
+        store.writer.adopt(report.resume.base, report.resume.used, report.resume.nonce);
       return store;
     } catch (e) {
       space.close();
@@ -293,7 +330,11 @@ export class KvStore {
   /** Zero-copy view of the value of `key`; only inside read(), valid until read() returns. */
   getView(key: Key): Uint8Array | undefined {
     this.checkOpen('getView');
-    if (!this.space.epoch.isPinned()) throw new DaxError('EINVAL', 'getView: call it inside db.read(() => ...): a view is valid only while the read guard is held');
+    if (!this.space.epoch.isPinned())
+      throw new DaxError(
+        'EINVAL',
+        'getView: call it inside db.read(() => ...): a view is valid only while the read guard is held',
+      );
     const at = this.space.tree.lookupPinned(this.lookupKey(key, 'getView'));
     return at === undefined ? undefined : this.valueSlicePinned(at, 'getView');
   }
@@ -417,12 +458,20 @@ export class KvStore {
    * The inline bytes of a value: itself, or for a large value the reference to a new DAX
    * object already written and durable (before any record or lock: R4, persistence order).
    */
-  private prepareValue(value: Value, op: string): { value: Value; valueLength: number; flags: number; objectId: number } {
+  private prepareValue(
+    value: Value,
+    op: string,
+  ): { value: Value; valueLength: number; flags: number; objectId: number } {
     const valueLength = valueLengthOf(value, op);
     if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) return { value, valueLength, flags: 0, objectId: -1 };
     const id = KV_OBJECT_ID_BASE + Atomics.add(this.i32, NEXT_OBJECT, 1);
     writeLargeObject(this.space, id, valueBytes(value));
-    return { value: encodeLargeRef(id, valueLength), valueLength: LARGE_REF_BYTES, flags: ENTRY_FLAG_LARGE, objectId: id };
+    return {
+      value: encodeLargeRef(id, valueLength),
+      valueLength: LARGE_REF_BYTES,
+      flags: ENTRY_FLAG_LARGE,
+      objectId: id,
+    };
   }
 
   /** DAXSTORE_TEST_BREAK=kv-large-free-early: the old value's object goes before the superseding (put or delete) record is durable. */
@@ -479,18 +528,32 @@ export class KvStore {
     const items = prepareBatch(ops);
     if (items.length === 0) return;
     let total = RECORD_HEADER_BYTES;
-    for (const item of items) total += entryBytes(item.key.length - 1, item.valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : item.valueLength);
-    if (total > SEGMENT_BYTES) throw new DaxError('EINVAL', `batch: ${total} bytes of records exceed one segment (${SEGMENT_BYTES} bytes)`);
+    for (const item of items)
+      total += entryBytes(
+        item.key.length - 1,
+        item.valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : item.valueLength,
+      );
+    if (total > SEGMENT_BYTES)
+      throw new DaxError('EINVAL', `batch: ${total} bytes of records exceed one segment (${SEGMENT_BYTES} bytes)`);
     const refs: Array<EntryRef | undefined> = [];
     let done = false;
     let at = -1;
     try {
-      for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) this.prepareLargeItem(item);
+      for (const item of items)
+        if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) this.prepareLargeItem(item);
       ensureStageBytes(total);
       let e = RECORD_HEADER_BYTES; // composed in the stage, like put's record: R4, one hash in place
       for (const item of items) {
         item.entryAt = e; // stage offset until the record has its place in the log
-        e = writeEntry(stageViews, e, item.type === 'put' ? ENTRY_PUT : ENTRY_DEL, item.key, item.value, item.valueLength, item.flags);
+        e = writeEntry(
+          stageViews,
+          e,
+          item.type === 'put' ? ENTRY_PUT : ENTRY_DEL,
+          item.key,
+          item.value,
+          item.valueLength,
+          item.flags,
+        );
       }
       at = this.writer.reserve(total);
       for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
@@ -637,7 +700,8 @@ export class KvStore {
   private counted(word: number): number {
     let n = Atomics.load(this.i32, word);
     // Plain loads: a snapshot needs no fence, and each aligned word reads whole (1280 builtin calls otherwise).
-    for (let slot = 0; slot < MAX_WRITERS; slot++) n += this.progress[slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS];
+    for (let slot = 0; slot < MAX_WRITERS; slot++)
+      n += this.progress[slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS];
     return n | 0;
   }
 
@@ -816,7 +880,12 @@ export class KvStore {
       const to = o >>> 2;
       for (let k = 0; k < bytes >>> 2; k++) out32[to + k] = u32[from + k];
       const key = new Uint8Array(ab, o, keyLength);
-      items[i] = [key, large ? copyLargePinned(this.space, largeRefAt(this.views, at)!, 'range') : new Uint8Array(ab, o + keyLength, valueLength)];
+      items[i] = [
+        key,
+        large
+          ? copyLargePinned(this.space, largeRefAt(this.views, at)!, 'range')
+          : new Uint8Array(ab, o + keyLength, valueLength),
+      ];
       o += bytes;
     }
     return items;
@@ -829,10 +898,13 @@ export class KvStore {
     const first = Math.floor((from - device.dataOffset) / BLOCK_BYTES);
     const last = Math.floor((to - 1 - device.dataOffset) / BLOCK_BYTES);
     for (let b = first; b <= last; b++) {
-      if (device.isPoisoned(b)) throw new DaxError('EIO', `${op}: the record of a key at offset ${from} is on poisoned block ${b}; overwrite or delete the key to clear it`);
+      if (device.isPoisoned(b))
+        throw new DaxError(
+          'EIO',
+          `${op}: the record of a key at offset ${from} is on poisoned block ${b}; overwrite or delete the key to clear it`,
+        );
     }
   }
-
 
   /** The index key (prefix + key bytes) of the entry at `at`, copied from the record. Caller pinned. */
   private indexKeyAt(at: number): Uint8Array {
@@ -866,13 +938,28 @@ export class KvStore {
     const device = this.space.device.stats();
     const keys = this.counted(LIVE_KEYS);
     return {
-      keys, segments: Atomics.load(this.i32, SEGMENTS), deadEntries: this.counted(DEAD), puts: this.counted(PUTS), deletes: this.counted(DELETES), batches: this.counted(BATCHES),
-      sequence: this.lastSequence(), durability: this.durability,
-      persistMethod: media.flushMethod === 'msync' ? 'msync' : media.flushMethod === 'sim' ? 'simulated flush + fence' : `${media.flushMethod} + sfence`,
-      mediaKind: media.kind, freeBlocks: device.freeBlocks, indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
-      lostWakeups: this.space.tree.stats().lostWakeups, recovery: this.recovery,
+      keys,
+      segments: Atomics.load(this.i32, SEGMENTS),
+      deadEntries: this.counted(DEAD),
+      puts: this.counted(PUTS),
+      deletes: this.counted(DELETES),
+      batches: this.counted(BATCHES),
+      sequence: this.lastSequence(),
+      durability: this.durability,
+      persistMethod:
+        media.flushMethod === 'msync'
+          ? 'msync'
+          : media.flushMethod === 'sim'
+            ? 'simulated flush + fence'
+            : `${media.flushMethod} + sfence`,
+      mediaKind: media.kind,
+      freeBlocks: device.freeBlocks,
+      indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
+      lostWakeups: this.space.tree.stats().lostWakeups,
+      recovery: this.recovery,
       largeValueObjects: this.space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE).length,
-      largeValueObjectsRemoved: this.reaper.removed, largeValueOrphansRemoved: this.largeValuesAtOpen?.orphansRemoved ?? 0,
+      largeValueObjectsRemoved: this.reaper.removed,
+      largeValueOrphansRemoved: this.largeValuesAtOpen?.orphansRemoved ?? 0,
     };
   }
 
@@ -884,8 +971,18 @@ export class KvStore {
   compact(opts: { maxLiveRatio?: number } = {}): CompactionReport {
     this.checkOpen('compact');
     const ratio = opts.maxLiveRatio ?? 0.5;
-    if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1)) throw new DaxError('EINVAL', `compact: maxLiveRatio ${String(ratio)} must be in [0, 1]`);
-    const report = compactSegments(this.space, this.views, this.writer, this.openTable, this.progress, ratio, this.i32, COMPACTION);
+    if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1))
+      throw new DaxError('EINVAL', `compact: maxLiveRatio ${String(ratio)} must be in [0, 1]`);
+    const report = compactSegments(
+      this.space,
+      this.views,
+      this.writer,
+      this.openTable,
+      this.progress,
+      ratio,
+      this.i32,
+      COMPACTION,
+    );
     Atomics.sub(this.i32, SEGMENTS, report.segmentsFreed);
     // The freed segments wait in the epoch's limbo (R6). Collect now: otherwise they return to
     // the allocator only when some other retire happens to collect, and a store whose writes
@@ -916,7 +1013,13 @@ export class KvStore {
         this.reapLarge();
       }
     } finally {
-      for (const w of this.groupWaiters.splice(0)) w.reject(new DaxError('ECLOSED', `batchAsync: the key-value store on ${this.space.device.media.path} was closed before the batch was durable`));
+      for (const w of this.groupWaiters.splice(0))
+        w.reject(
+          new DaxError(
+            'ECLOSED',
+            `batchAsync: the key-value store on ${this.space.device.media.path} was closed before the batch was durable`,
+          ),
+        );
       this.writer.release();
       this.isClosed = true;
       this.space.close();
@@ -924,7 +1027,8 @@ export class KvStore {
   }
 
   private checkOpen(op: string): void {
-    if (this.closed) throw new DaxError('ECLOSED', `${op}: the key-value store on ${this.space.device.media.path} is closed`);
+    if (this.closed)
+      throw new DaxError('ECLOSED', `${op}: the key-value store on ${this.space.device.media.path} is closed`);
   }
 
   /** The DAX space underneath (tests, tools). */
@@ -952,10 +1056,22 @@ function prepareBatch(ops: readonly BatchOp[]): BatchItem[] {
   const byKey = new Map<string, BatchItem>();
   ops.forEach((op, i) => {
     if (op === null || typeof op !== 'object') throw new DaxError('EINVAL', `batch: op ${i} must be an object`);
-    if (op.type !== 'put' && op.type !== 'del') throw new DaxError('EINVAL', `batch: op ${i} has type ${String((op as { type: unknown }).type)}, expected 'put' or 'del'`);
+    if (op.type !== 'put' && op.type !== 'del')
+      throw new DaxError(
+        'EINVAL',
+        `batch: op ${i} has type ${String((op as { type: unknown }).type)}, expected 'put' or 'del'`,
+      );
     const key = indexKeyOf(op.key, `batch op ${i}`);
     const valueLength = op.type === 'put' ? valueLengthOf(op.value, `batch op ${i}`) : 0;
-    byKey.set(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1'), { type: op.type, key, value: op.type === 'put' ? op.value : undefined, valueLength, entryAt: 0, flags: 0, objectId: -1 });
+    byKey.set(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1'), {
+      type: op.type,
+      key,
+      value: op.type === 'put' ? op.value : undefined,
+      valueLength,
+      entryAt: 0,
+      flags: 0,
+      objectId: -1,
+    });
   });
   return [...byKey.values()].sort((a, b) => compareBytes(a.key, b.key));
 }
@@ -973,7 +1089,8 @@ function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
   if (opts === null || typeof opts !== 'object') throw new DaxError('EINVAL', `${op}: options must be an object`);
   if (opts.gt !== undefined && opts.gte !== undefined) throw new DaxError('EINVAL', `${op}: both gt and gte given`);
   if (opts.lt !== undefined && opts.lte !== undefined) throw new DaxError('EINVAL', `${op}: both lt and lte given`);
-  if (opts.limit !== undefined && !(typeof opts.limit === 'number' && opts.limit >= 0)) throw new DaxError('EINVAL', `${op}: limit must be a number >= 0`);
+  if (opts.limit !== undefined && !(typeof opts.limit === 'number' && opts.limit >= 0))
+    throw new DaxError('EINVAL', `${op}: limit must be a number >= 0`);
   let lo: [Uint8Array, boolean] = [LOWEST, true]; // [key, inclusive]
   let hi: [Uint8Array, boolean] = [BEYOND, false];
   const tighterLo = (k: Uint8Array, incl: boolean): void => {

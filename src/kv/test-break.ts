@@ -46,7 +46,25 @@
  */
 import { isBroken, setBroken } from '../test-break.js';
 
-export type KvTestBreak = 'kv-skip-drain' | 'kv-skip-checksum' | 'kv-scan-past-poison' | 'kv-seq-before-lock' | 'kv-compact-no-commit' | 'kv-compact-no-recheck' | 'kv-large-remove-now' | 'kv-large-no-orphan-scan' | 'kv-large-retire-uncommitted' | 'kv-group-resolve-early' | 'kv-compact-drop-tombstones' | 'kv-large-free-early' | 'kv-large-ref-before-data' | 'kv-no-end-marker' | 'kv-compact-skip-open-flush' | 'kv-compact-open-flush-unfenced' | 'kv-compact-no-mutex' | 'kv-counters-shared';
+export type KvTestBreak =
+  | 'kv-skip-drain'
+  | 'kv-skip-checksum'
+  | 'kv-scan-past-poison'
+  | 'kv-seq-before-lock'
+  | 'kv-compact-no-commit'
+  | 'kv-compact-no-recheck'
+  | 'kv-large-remove-now'
+  | 'kv-large-no-orphan-scan'
+  | 'kv-large-retire-uncommitted'
+  | 'kv-group-resolve-early'
+  | 'kv-compact-drop-tombstones'
+  | 'kv-large-free-early'
+  | 'kv-large-ref-before-data'
+  | 'kv-no-end-marker'
+  | 'kv-compact-skip-open-flush'
+  | 'kv-compact-open-flush-unfenced'
+  | 'kv-compact-no-mutex'
+  | 'kv-counters-shared';
 
 export function kvBreak(name: KvTestBreak): boolean {
   return isBroken(name);

@@ -82,7 +82,16 @@ export interface NativeAddon {
    */
   prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number): number;
   /** Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the count, or -errno. */
-  pickKvWinners(media: Uint8Array, recs: Uint32Array, count: number, values: Float64Array, starts: Uint32Array, lengths: Uint16Array, keys: Uint8Array, keyPrefix: number): number;
+  pickKvWinners(
+    media: Uint8Array,
+    recs: Uint32Array,
+    count: number,
+    values: Float64Array,
+    starts: Uint32Array,
+    lengths: Uint16Array,
+    keys: Uint8Array,
+    keyPrefix: number,
+  ): number;
 }
 
 /** What the addon throws from set-up paths (addon/errors.cc). */
@@ -165,5 +174,10 @@ export function toDaxError(e: unknown, what: string): unknown {
   if (!(e instanceof Error) || typeof (e as NativeError).errno !== 'string') return e;
   const ne = e as NativeError;
   const code = ne.daxCode ?? errnoToCode(ne.errno);
-  return new DaxError(code, `${what}: ${ne.message}`, { errno: ne.errno, syscall: ne.syscall, path: ne.path, cause: e });
+  return new DaxError(code, `${what}: ${ne.message}`, {
+    errno: ne.errno,
+    syscall: ne.syscall,
+    path: ne.path,
+    cause: e,
+  });
 }

@@ -29,21 +29,28 @@ export function diffWords(
   const left = bytesOf('a', a);
   const right = bytesOf('b', b);
   if (left.byteLength !== right.byteLength || left.byteLength % WORD_BYTES !== 0) {
-    throw new DaxError('EINVAL', `diffWords: lengths ${left.byteLength} and ${right.byteLength} must be equal multiples of ${WORD_BYTES}`);
+    throw new DaxError(
+      'EINVAL',
+      `diffWords: lengths ${left.byteLength} and ${right.byteLength} must be equal multiples of ${WORD_BYTES}`,
+    );
   }
   if (left.byteLength / WORD_BYTES > 0xffffffff) throw new DaxError('EINVAL', 'diffWords: more than 2^32 words');
   if (!(out instanceof Uint32Array)) throw new DaxError('EINVAL', 'diffWords: out must be a Uint32Array');
-  if (!Number.isSafeInteger(startWord) || startWord < 0) throw new DaxError('EINVAL', `diffWords: startWord ${startWord} is not a non-negative integer`);
+  if (!Number.isSafeInteger(startWord) || startWord < 0)
+    throw new DaxError('EINVAL', `diffWords: startWord ${startWord} is not a non-negative integer`);
   const n = native().diffWords(left, right, out, startWord);
   if (n < 0) throw new DaxError('EINVAL', `diffWords: rejected by the addon (${n})`);
   return n;
 }
 
 /** Every differing word index, collected in chunks. */
-export function diffAllWords(a: Uint8Array | SharedArrayBuffer | ArrayBuffer, b: Uint8Array | SharedArrayBuffer | ArrayBuffer): number[] {
+export function diffAllWords(
+  a: Uint8Array | SharedArrayBuffer | ArrayBuffer,
+  b: Uint8Array | SharedArrayBuffer | ArrayBuffer,
+): number[] {
   const chunk = new Uint32Array(4096);
   const found: number[] = [];
-  for (let start = 0; ; ) {
+  for (let start = 0; ;) {
     const n = diffWords(a, b, chunk, start);
     for (let i = 0; i < n; i++) found.push(chunk[i]!);
     if (n < chunk.length) return found;

@@ -15,7 +15,10 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function checkJson(file: string, extra: string[] = []): { status: number | null; report: { ok: boolean; problems: string[]; repaired?: { after: { ok: boolean } } } } {
+function checkJson(
+  file: string,
+  extra: string[] = [],
+): { status: number | null; report: { ok: boolean; problems: string[]; repaired?: { after: { ok: boolean } } } } {
   const r = cli(['check', file, '--json', ...extra]);
   return { status: r.status, report: JSON.parse(r.stdout) };
 }
@@ -34,7 +37,11 @@ describe('check', () => {
     const damaged = fs.readFileSync(file);
     const r = checkJson(file);
     expect(r.status).toBe(1);
-    expect(r.report.problems.join('\n')).toMatch(new RegExp(`damaged key-value record at offset ${at - (at % 8) - 64}|damaged key-value record at offset \\d+: checksum mismatch`));
+    expect(r.report.problems.join('\n')).toMatch(
+      new RegExp(
+        `damaged key-value record at offset ${at - (at % 8) - 64}|damaged key-value record at offset \\d+: checksum mismatch`,
+      ),
+    );
     expect(fs.readFileSync(file).equals(damaged)).toBe(true);
     const fixed = checkJson(file, ['--repair']);
     expect(fixed.status).toBe(0);

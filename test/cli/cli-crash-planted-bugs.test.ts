@@ -14,19 +14,41 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliAsync, tempDir } from './run-cli.js';
 
-const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
+const seed = Number(process.env.DAXSTORE_SEED ?? Date.now() >>> 0);
 const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash-planted-bugs.test.ts`;
-const args = ['crash', '--workload', 'kv-compact', '--ops', '9', '--images', '4', '--seed', String(seed), '--json', '--no-progress', '--no-recovery-crash'];
+const args = [
+  'crash',
+  '--workload',
+  'kv-compact',
+  '--ops',
+  '9',
+  '--images',
+  '4',
+  '--seed',
+  String(seed),
+  '--json',
+  '--no-progress',
+  '--no-recovery-crash',
+];
 const stopAtFirst = [...args, '--stop-at-first'];
 const dir = tempDir(); // each run saves its violating image under its own --out: parallel-safe, removed after
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-interface Report { violations: Array<{ kind: string; detail: string }> }
+interface Report {
+  violations: Array<{ kind: string; detail: string }>;
+}
 
 async function run(testBreak?: string): Promise<{ status: number | null; report: Report; raw: string }> {
   const out = ['--out', path.join(dir, testBreak ?? 'clean')];
-  const r = await cliAsync([...(testBreak === undefined ? args : stopAtFirst), ...out], testBreak === undefined ? {} : { DAXSTORE_TEST_BREAK: testBreak });
-  return { status: r.status, report: JSON.parse(r.stdout) as Report, raw: `${replayHint}\n${r.stdout.slice(0, 2000)}${r.stderr}` };
+  const r = await cliAsync(
+    [...(testBreak === undefined ? args : stopAtFirst), ...out],
+    testBreak === undefined ? {} : { DAXSTORE_TEST_BREAK: testBreak },
+  );
+  return {
+    status: r.status,
+    report: JSON.parse(r.stdout) as Report,
+    raw: `${replayHint}\n${r.stdout.slice(0, 2000)}${r.stderr}`,
+  };
 }
 
 describe.concurrent('crash kv-compact: planted bugs in compaction and block churn are reported', () => {

@@ -12,11 +12,15 @@ import { describe, expect, it } from 'vitest';
 import { cli } from './run-cli.js';
 
 describe('crash inside recovery', () => {
-  it('every image recovers to an allowed state even when recovery itself crashes once (seed 3)', { timeout: 90_000 }, () => {
-    const r = cli(['crash', '--ops', '20', '--images', '6', '--seed', '3', '--json', '--no-progress']);
-    const report = JSON.parse(r.stdout) as { violations: Array<{ detail: string }>; imagesChecked: number };
-    expect(report.violations, r.stdout.slice(0, 2000)).toEqual([]);
-    expect(report.imagesChecked).toBeGreaterThan(50);
-    expect(r.status).toBe(0);
-  });
+  it(
+    'every image recovers to an allowed state even when recovery itself crashes once (seed 3)',
+    { timeout: 90_000 },
+    () => {
+      const r = cli(['crash', '--ops', '20', '--images', '6', '--seed', '3', '--json', '--no-progress']);
+      const report = JSON.parse(r.stdout) as { violations: Array<{ detail: string }>; imagesChecked: number };
+      expect(report.violations, r.stdout.slice(0, 2000)).toEqual([]);
+      expect(report.imagesChecked).toBeGreaterThan(50);
+      expect(r.status).toBe(0);
+    },
+  );
 });

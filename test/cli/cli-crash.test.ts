@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, tempDir } from './run-cli.js';
 
-const seed = Number(process.env.DAXSTORE_SEED ?? (Date.now() >>> 0));
+const seed = Number(process.env.DAXSTORE_SEED ?? Date.now() >>> 0);
 const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash.test.ts`;
 const dir = tempDir();
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -26,7 +26,9 @@ describe('crash', () => {
 
   it('a missing fence is reported with a saved image whose replay shows the violation', () => {
     const out = path.join(dir, 'broken');
-    const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--out', out], { DAXSTORE_TEST_BREAK: 'kv-skip-drain' });
+    const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--out', out], {
+      DAXSTORE_TEST_BREAK: 'kv-skip-drain',
+    });
     expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(1);
     const line = r.stdout.split('\n').find((l) => l.includes('replay: daxstore crash --replay '));
     expect(line, r.stdout).toBeDefined();

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { open } from '../../src/index.js';
+import { open } from '../../src/api/daxstore.js';
 import { MAIN, tempDir } from './run-cli.js';
 
 const GIB = 2 ** 30;
@@ -44,7 +44,10 @@ describe('info and check on a large store', () => {
   kv.close();
   const before = head(file);
 
-  it.each([['inspect.js', 'runInfo'], ['check.js', 'runCheck']])('%s %s: peak RSS well below the 1 GiB store, file unchanged', { timeout: 60_000 }, (module, fn) => {
+  it.each([
+    ['inspect.js', 'runInfo'],
+    ['check.js', 'runCheck'],
+  ])('%s %s: peak RSS well below the 1 GiB store, file unchanged', { timeout: 60_000 }, (module, fn) => {
     const r = peakRss(module, fn, file);
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
     expect(r.rssBytes, r.stderr.slice(-500)).toBeGreaterThan(0);

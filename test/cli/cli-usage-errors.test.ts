@@ -45,7 +45,17 @@ describe('usage errors', () => {
   });
 
   it('--help works on every subcommand and exits 0', () => {
-    for (const sub of [['info'], ['dump'], ['check'], ['bench'], ['crash'], ['inject'], ['inject', 'poison'], ['inject', 'enospc'], ['inject', 'eio']]) {
+    for (const sub of [
+      ['info'],
+      ['dump'],
+      ['check'],
+      ['bench'],
+      ['crash'],
+      ['inject'],
+      ['inject', 'poison'],
+      ['inject', 'enospc'],
+      ['inject', 'eio'],
+    ]) {
       const r = cli([...sub, '--help']);
       expect(r.status, sub.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/^Usage: daxstore /);

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Device, open, openRegion } from '../../src/index.js';
+import { open } from '../../src/api/daxstore.js';
+import { Device, openRegion } from '../../src/api/dax.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const MAIN = path.join(root, 'dist', 'src', 'cli', 'main.js');
@@ -19,7 +20,11 @@ export interface CliRun {
 }
 
 export function cli(args: readonly string[], env: Record<string, string> = {}): CliRun {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  const r = spawnSync(process.execPath, [MAIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 120_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

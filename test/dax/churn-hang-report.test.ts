@@ -18,11 +18,19 @@ describe('churn harness hang report', () => {
     const obj = space.object(72, { create: true, size: 4 * 4096 });
     obj.write(4096, new Uint8Array(4096).fill(0x31));
     const held = grab(space.tree, pageKey(72, 1));
-    const churn = startChurn(space, 4, seedFromEnv(), [{ role: 'mf-writer', objectId: 72, from: 1, to: 2 }], undefined, 1500);
+    const churn = startChurn(
+      space,
+      4,
+      seedFromEnv(),
+      [{ role: 'mf-writer', objectId: 72, from: 1, to: 2 }],
+      undefined,
+      1500,
+    );
     await churn.ready();
     // Stop only once the writer sleeps on the held entry (WAITERS set): READY comes before the
     // role's loop, and a stop that early lets it return without ever writing.
-    const word = (): number => space.epoch.guard(() => Atomics.load(space.tree.arena.i32, space.tree.findLeafPinned(pageKey(72, 1)) + W_ENTRY));
+    const word = (): number =>
+      space.epoch.guard(() => Atomics.load(space.tree.arena.i32, space.tree.findLeafPinned(pageKey(72, 1)) + W_ENTRY));
     for (let i = 0; i < 500 && (word() & WAITERS) === 0; i++) await sleepMs(2);
     const [writer] = await churn.stop();
     const report = churn.hangReport() ?? '';

@@ -59,7 +59,15 @@ interface Model {
   sizeStable: boolean;
 }
 
-interface Stats { images: number; badImages: number; ops: number; hugeFaults: number; hugeEnospc: number; imageMs: number; problems: string[] }
+interface Stats {
+  images: number;
+  badImages: number;
+  ops: number;
+  hugeFaults: number;
+  hugeEnospc: number;
+  imageMs: number;
+  problems: string[];
+}
 
 function checkImage(image: SimMedia, models: Model[], rand: () => number, problems: string[]): void {
   const before = problems.length;
@@ -210,7 +218,15 @@ function run(seed: number, budgetMs: number, stopAtBadImages: number, targetImag
     ].map((o) => {
       const size = o.huge ? o.maxPages * PAGE : 3 * PAGE;
       space.object(o.id, { create: true, size });
-      return { ...o, bytes: new Uint8Array(o.maxPages * PAGE), size, touched: new Set<number>(), viewDirty: new Set<number>(), ever: new Set<number>(), sizeStable: true };
+      return {
+        ...o,
+        bytes: new Uint8Array(o.maxPages * PAGE),
+        size,
+        touched: new Set<number>(),
+        viewDirty: new Set<number>(),
+        ever: new Set<number>(),
+        sizeStable: true,
+      };
     });
     media.onFence(() => {
       if (rand() >= 0.9 || stats.badImages >= stopAtBadImages) return;
@@ -238,21 +254,33 @@ describe('dax crash consistency', () => {
     setDaxBreak('dax-alloc-zero-unpersisted', false);
   });
 
-  it('after recovery every durable page holds what was written, nothing owned twice, nothing leaks (thousands of images, 4 KiB and 2 MiB pages)', () => {
-    const seed = seedFromEnv();
-    const s = run(seed, GREEN_BUDGET_MS, 1, GREEN_TARGET_IMAGES, GREEN_MIN_IMAGES);
-    if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ ...s, problems: s.problems.slice(0, 5) }));
-    if (s.problems.length > 0) throw new Error(`${s.problems.slice(0, 5).join('\n')}\n${replayHint(seed, FILE)}`);
-    expect(s.images, `only ${s.images} images in ${GREEN_CAP_MS} ms: ${replayHint(seed, FILE)}`).toBeGreaterThanOrEqual(GREEN_MIN_IMAGES);
-    expect(s.hugeFaults).toBeGreaterThan(10);
-  }, GREEN_CAP_MS + 30_000);
+  it(
+    'after recovery every durable page holds what was written, nothing owned twice, nothing leaks (thousands of images, 4 KiB and 2 MiB pages)',
+    () => {
+      const seed = seedFromEnv();
+      const s = run(seed, GREEN_BUDGET_MS, 1, GREEN_TARGET_IMAGES, GREEN_MIN_IMAGES);
+      if (process.env['DAX_DEBUG'] !== undefined)
+        console.log(JSON.stringify({ ...s, problems: s.problems.slice(0, 5) }));
+      if (s.problems.length > 0) throw new Error(`${s.problems.slice(0, 5).join('\n')}\n${replayHint(seed, FILE)}`);
+      expect(
+        s.images,
+        `only ${s.images} images in ${GREEN_CAP_MS} ms: ${replayHint(seed, FILE)}`,
+      ).toBeGreaterThanOrEqual(GREEN_MIN_IMAGES);
+      expect(s.hugeFaults).toBeGreaterThan(10);
+    },
+    GREEN_CAP_MS + 30_000,
+  );
 
-  for (const name of ['dax-writeback-no-flush', 'dax-alloc-zero-unpersisted'] as const satisfies readonly DaxTestBreak[]) {
+  for (const name of [
+    'dax-writeback-no-flush',
+    'dax-alloc-zero-unpersisted',
+  ] as const satisfies readonly DaxTestBreak[]) {
     it(`goes red with DAXSTORE_TEST_BREAK=${name}`, () => {
       const seed = seedFromEnv();
       setDaxBreak(name, true);
       const s = run(seed, RED_BUDGET_MS, 20);
-      if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ name, ...s, problems: s.problems.slice(0, 3) }));
+      if (process.env['DAX_DEBUG'] !== undefined)
+        console.log(JSON.stringify({ name, ...s, problems: s.problems.slice(0, 3) }));
       expect(s.badImages, replayHint(seed, FILE)).toBeGreaterThan(0);
     });
   }

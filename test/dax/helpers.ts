@@ -36,11 +36,16 @@ export function fillPattern(view: Uint8Array, seed: number): void {
  * Hands out every free block (write faults of a fresh object `objectId` until ENOSPC) and
  * checks none lies at a bad block's offset; removes the object again. Returns the pages faulted.
  */
-export function expectBadBlocksNeverHandedOut(space: DaxSpace, badBlocks: Iterable<number>, objectId: number, hint: string): number {
+export function expectBadBlocksNeverHandedOut(
+  space: DaxSpace,
+  badBlocks: Iterable<number>,
+  objectId: number,
+  hint: string,
+): number {
   const offsets = new Set([...badBlocks].map((b) => space.device.blockOffset(b)));
   const filler = space.object(objectId, { create: true, size: 4096 * space.device.dataBlocks });
   let p = 0;
-  for (;; p++) {
+  for (; ; p++) {
     let view: Uint8Array;
     try {
       view = filler.fault(p, { write: true });

@@ -26,7 +26,11 @@ const WRITTEN = 256;
 const POISONS = 12;
 const FILE = 'test/dax/memory-failure-huge-workers.test.ts';
 
-interface ReaderResult { reads: number; eio: number; violations: string[] }
+interface ReaderResult {
+  reads: number;
+  eio: number;
+  violations: string[];
+}
 
 async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promise<ReaderResult[]> {
   const hint = replayHint(seed, FILE);
@@ -36,11 +40,17 @@ async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promi
   obj.fault(0, { write: true, huge: true });
   const head = blockOfValue(space.tree.entryInfo(pageKey(90, 0))!.value);
   for (let p = WRITTEN; p < PAGES; p++) obj.write(p * 4096, new Uint8Array(4096).fill(fillByte(p, 1)));
-  const churn = startChurn(space, PAGES, seed, [
-    { role: 'mf-writer', objectId: 90, from: 0, to: WRITTEN, huge: true },
-    { role: 'mf-reader', objectId: 90, from: WRITTEN, huge: true },
-    { role: 'mf-reader', objectId: 90, from: WRITTEN, huge: true },
-  ], breakName);
+  const churn = startChurn(
+    space,
+    PAGES,
+    seed,
+    [
+      { role: 'mf-writer', objectId: 90, from: 0, to: WRITTEN, huge: true },
+      { role: 'mf-reader', objectId: 90, from: WRITTEN, huge: true },
+      { role: 'mf-reader', objectId: 90, from: WRITTEN, huge: true },
+    ],
+    breakName,
+  );
   const lastWrite = new Int32Array(churn.control.buffer, 4 * ROLE_BASE, PAGES);
   const poisonedFlag = new Int32Array(churn.control.buffer, 4 * (ROLE_BASE + PAGES), PAGES);
   await churn.ready();
@@ -58,14 +68,20 @@ async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promi
   expect(writer, hint).not.toHaveProperty('error');
   for (const r of readers) expect(r, hint).not.toHaveProperty('error');
   const rs = readers as ReaderResult[];
-  if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ breakName, writer, readers: rs.map((r) => ({ ...r, violations: r.violations.slice(0, 2) })) }));
+  if (process.env['DAX_DEBUG'] !== undefined)
+    console.log(
+      JSON.stringify({ breakName, writer, readers: rs.map((r) => ({ ...r, violations: r.violations.slice(0, 2) })) }),
+    );
   if (breakName !== undefined) {
     space.close();
     return rs;
   }
 
   const info = space.tree.entryInfo(pageKey(90, 0));
-  expect(info?.state === 'value' && isHuge(info.value) && blockOfValue(info.value) === head, `the extent entry is kept: ${hint}`).toBe(true);
+  expect(
+    info?.state === 'value' && isHuge(info.value) && blockOfValue(info.value) === head,
+    `the extent entry is kept: ${hint}`,
+  ).toBe(true);
   for (let p = 0; p < PAGES; p++) {
     const code = codeOf(() => obj.read(p * 4096, 4096));
     if (bad.has(p)) {
@@ -74,15 +90,28 @@ async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promi
     }
     expect(code, `page ${p}: ${hint}`).toBeUndefined();
     const want = p >= WRITTEN ? fillByte(p, 1) : lastWrite[p];
-    expect(obj.read(p * 4096, 4096).every((b) => b === want), `page ${p} holds its last write ${want}: ${hint}`).toBe(true);
+    expect(
+      obj.read(p * 4096, 4096).every((b) => b === want),
+      `page ${p} holds its last write ${want}: ${hint}`,
+    ).toBe(true);
   }
-  expect(codeOf(() => space.read(() => obj.fault(0, { huge: true }))), hint).toBe('EIO');
+  expect(
+    codeOf(() => space.read(() => obj.fault(0, { huge: true }))),
+    hint,
+  ).toBe('EIO');
 
   // Never reused: remove the object, then hand out every free block.
   obj.remove();
   space.collect();
   for (const p of bad) expect(space.device.badBlocks()).toContain(head + p);
-  expect(expectBadBlocksNeverHandedOut(space, [...bad].map((p) => head + p), 91, hint)).toBeGreaterThan(PAGES);
+  expect(
+    expectBadBlocksNeverHandedOut(
+      space,
+      [...bad].map((p) => head + p),
+      91,
+      hint,
+    ),
+  ).toBeGreaterThan(PAGES);
   expectBaseline(space);
   space.close();
   return rs;
@@ -92,7 +121,10 @@ describe('memory failure inside a 2 MiB extent under concurrent readers and writ
   it('readers of a poisoned page or of a 2 MiB view over it get EIO, never bytes; the rest stays intact; bad blocks are never reused', async () => {
     const seed = seedFromEnv();
     const rs = await scenario(seed);
-    expect(rs.flatMap((r) => r.violations), replayHint(seed, FILE)).toEqual([]);
+    expect(
+      rs.flatMap((r) => r.violations),
+      replayHint(seed, FILE),
+    ).toEqual([]);
     expect(rs[0].eio + rs[1].eio, replayHint(seed, FILE)).toBeGreaterThan(0);
     expect(rs[0].reads + rs[1].reads).toBeGreaterThan(100);
   });

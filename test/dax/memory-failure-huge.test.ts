@@ -48,7 +48,8 @@ function violations(obj: DaxObject): string[] {
     if (!view.every((b, i) => b === want[i])) out.push(`small view of page ${p} changed`);
   }
   const info = space.tree.entryInfo(pageKey(obj.id, 0));
-  if (info?.state !== 'value' || !isHuge(info.value)) out.push(`extent entry is ${info?.state ?? 'gone'}, not a huge value`);
+  if (info?.state !== 'value' || !isHuge(info.value))
+    out.push(`extent entry is ${info?.state ?? 'gone'}, not a huge value`);
   return out;
 }
 
@@ -94,9 +95,10 @@ describe('memory failure of a 4 KiB block inside a 2 MiB extent', () => {
     const filler = again.object(81, { create: true, size: again.device.dataBlocks * PAGE });
     const badOffset = again.device.blockOffset(bad);
     let p = 0;
-    for (;; p++) {
+    for (; ; p++) {
       const code = codeOf(() => {
-        if (filler.fault(p, { write: true }).byteOffset === badOffset) throw new Error(`bad block ${bad} handed out again`);
+        if (filler.fault(p, { write: true }).byteOffset === badOffset)
+          throw new Error(`bad block ${bad} handed out again`);
       });
       if (code === 'ENOSPC') break;
       expect(code).toBeUndefined();

@@ -22,7 +22,11 @@ const PAGES = 32;
 const WRITTEN = 16; // pages [0, WRITTEN) are rewritten by the worker; the rest are read-only
 const FILE = 'test/dax/memory-failure-workers.test.ts';
 
-interface ReaderResult { reads: number; eio: number; violations: string[] }
+interface ReaderResult {
+  reads: number;
+  eio: number;
+  violations: string[];
+}
 
 describe('memory failure under concurrent readers and writers', () => {
   it('readers of a poisoned page get EIO, never bytes; the rest stays intact; bad blocks are never reused', async () => {
@@ -55,11 +59,17 @@ describe('memory failure under concurrent readers and writers', () => {
       poisonedAfter.add(p);
     }
     const [writer, ...readers] = await churn.stop();
-    expect([writer, ...readers].filter((r) => typeof r === 'string'), `${hint} (a timeout: see the hang report above)`).toEqual([]);
+    expect(
+      [writer, ...readers].filter((r) => typeof r === 'string'),
+      `${hint} (a timeout: see the hang report above)`,
+    ).toEqual([]);
     expect(writer, hint).not.toHaveProperty('error');
     for (const r of readers) expect(r, hint).not.toHaveProperty('error');
     const rs = readers as ReaderResult[];
-    expect(rs.flatMap((r) => r.violations), hint).toEqual([]);
+    expect(
+      rs.flatMap((r) => r.violations),
+      hint,
+    ).toEqual([]);
     expect(rs[0].eio + rs[1].eio, hint).toBeGreaterThan(0);
     expect(badBlocks.size).toBeGreaterThan(4);
 
@@ -73,7 +83,10 @@ describe('memory failure under concurrent readers and writers', () => {
       }
       expect(code, `page ${p}: ${hint}`).toBeUndefined();
       const want = p >= WRITTEN ? fillByte(p, 1) : lastWrite[p];
-      expect(obj.read(p * 4096, 4096).every((b) => b === want), `page ${p} holds its last write ${want}: ${hint}`).toBe(true);
+      expect(
+        obj.read(p * 4096, 4096).every((b) => b === want),
+        `page ${p} holds its last write ${want}: ${hint}`,
+      ).toBe(true);
       if (info !== undefined) expect(badBlocks.has(blockOfValue(info.value)), `page ${p} maps a bad block`).toBe(false);
     }
     for (const b of badBlocks) expect(space.device.badBlocks()).toContain(b);

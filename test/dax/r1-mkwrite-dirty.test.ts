@@ -19,7 +19,10 @@ async function scenario(breakName?: string, delayMs?: number): Promise<{ stampDu
   space.object(41, { create: true, size: 4096 });
   const control = new SharedArrayBuffer(8);
   const extra = delayMs === undefined ? {} : { delayMs };
-  const results = await Promise.all([runRole(space, control, 'r1-fault', 41, breakName), runRole(space, control, 'r1-writeback', 41, breakName, extra)]);
+  const results = await Promise.all([
+    runRole(space, control, 'r1-fault', 41, breakName),
+    runRole(space, control, 'r1-writeback', 41, breakName, extra),
+  ]);
   // The fault closed its window because writeback waited on its entry lock (protocol) or returned (broken).
   expect(results).toEqual([breakName === undefined ? 'blocked' : 'done', 'ok']);
   const info = space.tree.entryInfo(pageKey(41, 0))!;

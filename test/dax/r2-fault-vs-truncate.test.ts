@@ -11,7 +11,9 @@ import { pageKey } from '../../src/dax/layout.js';
 import { expectBaseline, simSpace } from './helpers.js';
 import { runRole } from './race-harness.js';
 
-async function scenario(breakName?: string): Promise<{ entriesPastSize: number; ownedPastSize: number; fault: unknown }> {
+async function scenario(
+  breakName?: string,
+): Promise<{ entriesPastSize: number; ownedPastSize: number; fault: unknown }> {
   const { space } = simSpace();
   const obj = space.object(40, { create: true, size: 8 * 4096 });
   const control = new SharedArrayBuffer(8);
@@ -21,9 +23,12 @@ async function scenario(breakName?: string): Promise<{ entriesPastSize: number; 
   ]);
   expect(obj.size).toBe(4096);
   let entriesPastSize = 0;
-  for (const [key] of space.tree.range({ gte: pageKey(40, 1), lte: pageKey(40, 2 ** 40) })) if (key.length === 16) entriesPastSize++;
+  for (const [key] of space.tree.range({ gte: pageKey(40, 1), lte: pageKey(40, 2 ** 40) }))
+    if (key.length === 16) entriesPastSize++;
   let ownedPastSize = 0;
-  space.device.forEachOwned((_b, owner, index) => { if (owner === 40 && index >= 1) ownedPastSize++; });
+  space.device.forEachOwned((_b, owner, index) => {
+    if (owner === 40 && index >= 1) ownedPastSize++;
+  });
   if (breakName === undefined) expectBaseline(space);
   space.close();
   return { entriesPastSize, ownedPastSize, fault };

@@ -14,16 +14,27 @@ import { sleepMs, startChurn } from './churn-harness.js';
 const PAGES = 32;
 const FILE = 'test/dax/r3-rmap-under-churn.test.ts';
 
-interface RmapResult { rmaps: number; found: number; nulls: number; violations: string[] }
+interface RmapResult {
+  rmaps: number;
+  found: number;
+  nulls: number;
+  violations: string[];
+}
 
 async function scenario(seed: number, breakName?: string, runMs = 1500): Promise<RmapResult> {
   const { space } = simSpace(16 * MIB);
   space.object(30, { create: true, size: PAGES * 4096 });
-  const churn = startChurn(space, PAGES, seed, [
-    { role: 'r3-churn', objectId: 30 },
-    { role: 'r3-churn', objectId: 30 },
-    { role: 'r3-rmap', objectId: 30 },
-  ], breakName);
+  const churn = startChurn(
+    space,
+    PAGES,
+    seed,
+    [
+      { role: 'r3-churn', objectId: 30 },
+      { role: 'r3-churn', objectId: 30 },
+      { role: 'r3-rmap', objectId: 30 },
+    ],
+    breakName,
+  );
   await churn.ready();
   const deadline = Date.now() + runMs;
   while (Date.now() < deadline && Atomics.load(churn.control, 0) === 0) await sleepMs(20);

@@ -19,7 +19,10 @@ function scenario(): { invalidated: { dropped: number; busy: number }; durable: 
   expect(isMapped(space.tree.entryInfo(pageKey(50, 1))!.value)).toBe(false); // clean page dropped
   obj.writeback();
   const off = space.device.blockOffset(blockOfValue(space.tree.entryInfo(pageKey(50, 0))!.value));
-  const durable = media.durableBytes().subarray(off, off + 128).every((b) => b === 0x77);
+  const durable = media
+    .durableBytes()
+    .subarray(off, off + 128)
+    .every((b) => b === 0x77);
   expect(obj.read(4096 + 10, 1)[0]).toBe(1); // dropped state faults back in
   expectBaseline(space);
   space.close();

@@ -18,15 +18,27 @@ import { startChurn } from './churn-harness.js';
 const PAGES = 16;
 const FILE = 'test/dax/r5-invalidate-workers.test.ts';
 
-async function scenario(seed: number, breakName?: 'dax-invalidate-dirty'): Promise<{ lost: number[]; busy: number; invalidates: number }> {
+async function scenario(
+  seed: number,
+  breakName?: 'dax-invalidate-dirty',
+): Promise<{ lost: number[]; busy: number; invalidates: number }> {
   const { media, space } = simSpace();
   const obj = space.object(51, { create: true, size: PAGES * 4096 });
   if (breakName !== undefined) setDaxBreak(breakName, true);
-  const churn = startChurn(space, PAGES, seed, [{ role: 'r5-writer', objectId: 51 }, { role: 'r5-invalidate', objectId: 51 }], breakName);
+  const churn = startChurn(
+    space,
+    PAGES,
+    seed,
+    [
+      { role: 'r5-writer', objectId: 51 },
+      { role: 'r5-invalidate', objectId: 51 },
+    ],
+    breakName,
+  );
   await churn.ready();
   let busy = 0;
   let invalidates = 0;
-  for (const until = Date.now() + 600; Date.now() < until; ) {
+  for (const until = Date.now() + 600; Date.now() < until;) {
     busy += obj.invalidate().busy;
     invalidates++;
     await new Promise((r) => setImmediate(r));
@@ -45,7 +57,8 @@ async function scenario(seed: number, breakName?: 'dax-invalidate-dirty'): Promi
   }
   if (breakName === undefined) expectBaseline(space);
   space.close();
-  if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ breakName, lost, busy, invalidates, writer, invalidator }));
+  if (process.env['DAX_DEBUG'] !== undefined)
+    console.log(JSON.stringify({ breakName, lost, busy, invalidates, writer, invalidator }));
   return { lost, busy, invalidates };
 }
 

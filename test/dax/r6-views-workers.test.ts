@@ -17,19 +17,30 @@ const OTHER_PAGES = 8;
 const SLACK_BLOCKS = 48;
 const FILE = 'test/dax/r6-views-workers.test.ts';
 
-interface ReaderResult { views: number; holes: number; violations: string[] }
+interface ReaderResult {
+  views: number;
+  holes: number;
+  violations: string[];
+}
 
 async function scenario(seed: number, breakName?: 'dax-free-now'): Promise<ReaderResult[]> {
   const { space } = simSpace(4 * MIB);
   space.object(60, { create: true, size: PAGES * 4096 });
   space.object(61, { create: true, size: OTHER_PAGES * 4096 });
   const ballast = space.object(62, { create: true, size: space.device.dataBlocks * 4096 });
-  for (let p = 0; space.device.stats().freeBlocks > PAGES + OTHER_PAGES + SLACK_BLOCKS; p++) ballast.fault(p, { write: true });
-  const churn = startChurn(space, PAGES, seed, [
-    { role: 'r6-reader', objectId: 60 },
-    { role: 'r6-reader', objectId: 60 },
-    { role: 'r6-truncate', objectId: 60, otherId: 61, to: OTHER_PAGES },
-  ], breakName);
+  for (let p = 0; space.device.stats().freeBlocks > PAGES + OTHER_PAGES + SLACK_BLOCKS; p++)
+    ballast.fault(p, { write: true });
+  const churn = startChurn(
+    space,
+    PAGES,
+    seed,
+    [
+      { role: 'r6-reader', objectId: 60 },
+      { role: 'r6-reader', objectId: 60 },
+      { role: 'r6-truncate', objectId: 60, otherId: 61, to: OTHER_PAGES },
+    ],
+    breakName,
+  );
   await churn.ready();
   await sleepMs(1200);
   const results = await churn.stop();
@@ -45,7 +56,10 @@ describe('R6 pinned views in workers outlive a truncating worker', () => {
   it('a pinned reader never sees its block freed and reused', async () => {
     const seed = seedFromEnv();
     const readers = await scenario(seed);
-    expect(readers.flatMap((r) => r.violations), replayHint(seed, FILE)).toEqual([]);
+    expect(
+      readers.flatMap((r) => r.violations),
+      replayHint(seed, FILE),
+    ).toEqual([]);
     expect(readers[0].views + readers[1].views).toBeGreaterThan(10); // views of real blocks (not holes) were held
   });
 
@@ -58,6 +72,9 @@ describe('R6 pinned views in workers outlive a truncating worker', () => {
       const readers = await scenario(seed + run, 'dax-free-now');
       violations = readers.flatMap((r) => r.violations).length;
     }
-    expect(violations, `no freed block reused under a pinned view in 3 runs: ${replayHint(seed, FILE)}`).toBeGreaterThan(0);
+    expect(
+      violations,
+      `no freed block reused under a pinned view in 3 runs: ${replayHint(seed, FILE)}`,
+    ).toBeGreaterThan(0);
   });
 });

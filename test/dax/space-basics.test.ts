@@ -55,7 +55,13 @@ describe('dax space basics', () => {
   it('mkwrite failure leaves nothing allocated, dirty or mapped', () => {
     const { space } = simSpace();
     const owned = space.device.stats().ownedBlocks;
-    const obj = space.object(19, { create: true, size: 8192, mkwrite: () => { throw new Error('no'); } });
+    const obj = space.object(19, {
+      create: true,
+      size: 8192,
+      mkwrite: () => {
+        throw new Error('no');
+      },
+    });
     expect(() => obj.fault(0, { write: true })).toThrow('no');
     expect(space.tree.count()).toBe(0);
     expect(space.device.stats().ownedBlocks).toBe(owned + 1); // +1: the object table page
@@ -73,7 +79,12 @@ describe('dax space basics', () => {
     space.close();
     const again = DaxSpace.openMedia(media.crashImage({ mode: 'none' }));
     expect(again.recovery).toMatchObject({ objects: 1, pages: 3 });
-    expect(again.object(20).read(0, 3 * 4096).every((x) => x === 9)).toBe(true);
+    expect(
+      again
+        .object(20)
+        .read(0, 3 * 4096)
+        .every((x) => x === 9),
+    ).toBe(true);
     expect(() => again.object(21)).toThrow(expect.objectContaining({ code: 'ENOENT' }));
     expect(isDaxError(new Error(), 'EIO')).toBe(false);
     again.close();

@@ -33,14 +33,25 @@ async function scenario(seed: number, breakName?: Switch): Promise<{ stale: stri
   }
   obj.writeback();
   if (breakName !== undefined) setDaxBreak(breakName, true);
-  const churn = startChurn(space, PAGES, seed, [{ role: 'wb-writer', objectId: 52 }, { role: 'wb-writeback', objectId: 52 }], breakName);
+  const churn = startChurn(
+    space,
+    PAGES,
+    seed,
+    [
+      { role: 'wb-writer', objectId: 52 },
+      { role: 'wb-writeback', objectId: 52 },
+    ],
+    breakName,
+  );
   await churn.ready();
   const stamps = new Int32Array(churn.control.buffer, 4 * ROLE_BASE, PAGES);
-  const offsets = Array.from({ length: PAGES }, (_, p) => space.device.blockOffset(blockOfValue(space.tree.entryInfo(pageKey(52, p))!.value)));
+  const offsets = Array.from({ length: PAGES }, (_, p) =>
+    space.device.blockOffset(blockOfValue(space.tree.entryInfo(pageKey(52, p))!.value)),
+  );
   const durable = new DataView(media.durableBytes().buffer, media.durableBytes().byteOffset);
   const stale: string[] = [];
   let checks = 0;
-  for (const until = Date.now() + 700; Date.now() < until && stale.length < 10; ) {
+  for (const until = Date.now() + 700; Date.now() < until && stale.length < 10;) {
     const before = Int32Array.from(stamps);
     obj.writeback();
     checks++;
@@ -59,7 +70,8 @@ async function scenario(seed: number, breakName?: Switch): Promise<{ stale: stri
   }
   if (breakName !== undefined) setDaxBreak(breakName, false);
   space.close();
-  if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ breakName, stale: stale.length, checks, writer, writebacker }));
+  if (process.env['DAX_DEBUG'] !== undefined)
+    console.log(JSON.stringify({ breakName, stale: stale.length, checks, writer, writebacker }));
   return { stale, checks };
 }
 

@@ -29,7 +29,11 @@ describe('allocation', () => {
   it('an owner record is durable before allocate returns and free is durable before it returns', () => {
     const { media, device } = fresh();
     const block = device.allocate(9, 42);
-    expect(Device.open(media.crashImage({ mode: 'none' })).ownerOf(block)).toMatchObject({ state: 'owned', ownerId: 9, index: 42 });
+    expect(Device.open(media.crashImage({ mode: 'none' })).ownerOf(block)).toMatchObject({
+      state: 'owned',
+      ownerId: 9,
+      index: 42,
+    });
     device.free(block);
     expect(Device.open(media.crashImage({ mode: 'none' })).ownerOf(block).state).toBe('free');
   });

@@ -106,7 +106,10 @@ describe('poisoned blocks', () => {
 describe('kernel badblocks file', () => {
   it('parses "<sector> <count>" lines and maps them to data blocks', () => {
     const ranges = parseKernelBadblocks('4096 8\n\n  4112 1 \n');
-    expect(ranges).toEqual([{ sector: 4096, count: 8 }, { sector: 4112, count: 1 }]);
+    expect(ranges).toEqual([
+      { sector: 4096, count: 8 },
+      { sector: 4112, count: 1 },
+    ]);
     const geometry = { dataOffset: 2 * MiB, dataBlocks: 100, blockSize: 4096 };
     // sector 4096 = byte 2 MiB = data block 0 (8 sectors = the whole block); sector 4112 = block 2
     expect(dataBlocksInRanges(ranges, geometry)).toEqual([0, 2]);

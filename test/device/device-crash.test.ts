@@ -19,7 +19,8 @@ import { isDaxError } from '../../src/errors.js';
 import { setTestBreak, type TestBreak } from '../../src/device/test-break.js';
 
 const MiB = 1024 * 1024;
-const seed = process.env.DAXSTORE_SEED !== undefined ? Number(process.env.DAXSTORE_SEED) : Math.floor(Math.random() * 2 ** 31);
+const seed =
+  process.env.DAXSTORE_SEED !== undefined ? Number(process.env.DAXSTORE_SEED) : Math.floor(Math.random() * 2 ** 31);
 const replay = `DAXSTORE_SEED=${seed} npx vitest run test/device/device-crash.test.ts`;
 
 interface Owned {
@@ -28,7 +29,8 @@ interface Owned {
   order: 0 | 9;
 }
 
-type InFlight = { kind: 'alloc'; rec: Owned } | { kind: 'free'; block: number; rec: Owned } | { kind: 'close' } | undefined;
+type InFlight =
+  { kind: 'alloc'; rec: Owned } | { kind: 'free'; block: number; rec: Owned } | { kind: 'close' } | undefined;
 
 interface CampaignResult {
   images: number;
@@ -47,26 +49,38 @@ function checkImage(image: SimMedia, model: Map<number, Owned>, inFlight: InFlig
   const problems = device.audit().map((p) => `allocator vs owner table: ${p}`);
   for (const [block, rec] of model) {
     const info = device.ownerOf(block);
-    const same = info.state === 'owned' && info.ownerId === rec.ownerId && info.index === rec.index && info.order === rec.order;
+    const same =
+      info.state === 'owned' && info.ownerId === rec.ownerId && info.index === rec.index && info.order === rec.order;
     const freeing = inFlight?.kind === 'free' && inFlight.block === block;
-    if (!same && !(freeing && info.state === 'free')) problems.push(`acknowledged block ${block} ${JSON.stringify(rec)} reads as ${JSON.stringify(info)}`);
-    if (same && rec.order === 9 && device.ownerOf(block + 511).state !== 'covered') problems.push(`extent ${block} owned but its tail is not covered`);
+    if (!same && !(freeing && info.state === 'free'))
+      problems.push(`acknowledged block ${block} ${JSON.stringify(rec)} reads as ${JSON.stringify(info)}`);
+    if (same && rec.order === 9 && device.ownerOf(block + 511).state !== 'covered')
+      problems.push(`extent ${block} owned but its tail is not covered`);
   }
   device.forEachOwned((block, ownerId, index, order) => {
     const rec = model.get(block);
     if (rec !== undefined) return; // checked above
     const a = inFlight?.kind === 'alloc' ? inFlight.rec : undefined;
     if (a === undefined || a.ownerId !== ownerId || a.index !== index || a.order !== order) {
-      problems.push(`block ${block} owned by ${ownerId}/${index}/order ${order}: not acknowledged, not the allocation in flight`);
+      problems.push(
+        `block ${block} owned by ${ownerId}/${index}/order ${order}: not acknowledged, not the allocation in flight`,
+      );
     }
   });
   const stats = device.stats();
-  if (stats.freeBlocks + stats.ownedBlocks !== stats.dataBlocks) problems.push(`stats do not add up: ${JSON.stringify(stats)}`);
+  if (stats.freeBlocks + stats.ownedBlocks !== stats.dataBlocks)
+    problems.push(`stats do not add up: ${JSON.stringify(stats)}`);
   device.close();
   return problems;
 }
 
-function runCampaign(runSeed: number, ops: number, randomImagesPerFence: number, stopAtFirst: boolean, onlyAtClose = false): CampaignResult {
+function runCampaign(
+  runSeed: number,
+  ops: number,
+  randomImagesPerFence: number,
+  stopAtFirst: boolean,
+  onlyAtClose = false,
+): CampaignResult {
   const random = mulberry32(runSeed);
   const media = createSimMedia(8 * MiB);
   const device = Device.format(media);
@@ -75,7 +89,8 @@ function runCampaign(runSeed: number, ops: number, randomImagesPerFence: number,
   const result: CampaignResult = { images: 0, fences: 0, violations: [] };
   const check = (image: SimMedia, label: string) => {
     result.images++;
-    for (const p of checkImage(image, model, inFlight)) result.violations.push(`fence ${result.fences} ${label} (${inFlight?.kind ?? 'idle'}): ${p}`);
+    for (const p of checkImage(image, model, inFlight))
+      result.violations.push(`fence ${result.fences} ${label} (${inFlight?.kind ?? 'idle'}): ${p}`);
     image.dispose();
   };
   media.onFence(() => {
@@ -129,15 +144,23 @@ describe('device crash consistency', () => {
 
   describe('goes red when the protocol is switched off', () => {
     afterEach(() => {
-      for (const name of ['alloc-publish-before-index', 'free-skip-persist', 'superblock-single-persist'] as const) setTestBreak(name, false);
+      for (const name of ['alloc-publish-before-index', 'free-skip-persist', 'superblock-single-persist'] as const)
+        setTestBreak(name, false);
     });
     const breaks: TestBreak[] = ['alloc-publish-before-index', 'free-skip-persist', 'superblock-single-persist'];
     for (const name of breaks) {
       it(`DAXSTORE_TEST_BREAK=${name} is caught by the crash checker`, () => {
         setTestBreak(name, true);
         // The superblock is written only at format/open/close: check the close's fences only.
-        const result = runCampaign(seed, 400, name === 'superblock-single-persist' ? 16 : 3, true, name === 'superblock-single-persist');
-        if (result.violations.length === 0) console.error(`break ${name} not detected with seed ${seed}; replay: ${replay}`);
+        const result = runCampaign(
+          seed,
+          400,
+          name === 'superblock-single-persist' ? 16 : 3,
+          true,
+          name === 'superblock-single-persist',
+        );
+        if (result.violations.length === 0)
+          console.error(`break ${name} not detected with seed ${seed}; replay: ${replay}`);
         else console.log(`break ${name}: ${result.violations[0]}`);
         expect(result.violations.length).toBeGreaterThan(0);
       });

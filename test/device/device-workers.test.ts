@@ -4,7 +4,8 @@ import { Device } from '../../src/device/device.js';
 import { runWorker } from '../helpers/workers.js';
 
 const MiB = 1024 * 1024;
-const seed = process.env.DAXSTORE_SEED !== undefined ? Number(process.env.DAXSTORE_SEED) : Math.floor(Math.random() * 2 ** 31);
+const seed =
+  process.env.DAXSTORE_SEED !== undefined ? Number(process.env.DAXSTORE_SEED) : Math.floor(Math.random() * 2 ** 31);
 const replay = `DAXSTORE_SEED=${seed} npx vitest run test/device/device-workers.test.ts`;
 
 interface Reply {
@@ -16,7 +17,16 @@ async function race(testBreak?: string): Promise<{ device: Device; replies: Repl
   const device = Device.format(createSimMedia(16 * MiB));
   const start = new Int32Array(new SharedArrayBuffer(4));
   const count = 3000;
-  const workers = [1, 2].map((ownerId) => runWorker<Reply>('device-allocate', { handle: device.share(), ownerId, count, seed: seed + ownerId, start, testBreak }));
+  const workers = [1, 2].map((ownerId) =>
+    runWorker<Reply>('device-allocate', {
+      handle: device.share(),
+      ownerId,
+      count,
+      seed: seed + ownerId,
+      start,
+      testBreak,
+    }),
+  );
   await new Promise((resolve) => setTimeout(resolve, 200)); // let both workers load and spin
   Atomics.store(start, 0, 1);
   return { device, replies: await Promise.all(workers) };
@@ -47,7 +57,9 @@ describe('device shared by worker threads', () => {
       try {
         const { device, replies } = await race('allocator-no-lock');
         const all = replies.flatMap((r) => r.held);
-        evidence = replies.flatMap((r) => r.stolen)[0] ?? (new Set(all).size !== all.length ? 'a block held twice' : device.audit()[0]);
+        evidence =
+          replies.flatMap((r) => r.stolen)[0] ??
+          (new Set(all).size !== all.length ? 'a block held twice' : device.audit()[0]);
       } catch (e) {
         // Without the lock the allocator's own invariant checks may fire first in a worker
         // ("freeing block n that the bitmap says is free"): that is the red result too.

@@ -28,8 +28,14 @@ describe('Device lifecycle', () => {
     expect(reopened.read(reopened.root.offset, payload.length)).toEqual(payload);
     expect(reopened.ownerOf(block)).toMatchObject({ state: 'owned', ownerId: 11, index: 0 });
     expect(reopened.stats()).toMatchObject({
-      dataBlocks: device.dataBlocks, freeBlocks: device.dataBlocks - 1, ownedBlocks: 1, poisonedBlocks: 0,
-      lastShutdownClean: true, mediaKind: 'sim', flushMethod: 'sim', sizeBytes: 8 * MiB,
+      dataBlocks: device.dataBlocks,
+      freeBlocks: device.dataBlocks - 1,
+      ownedBlocks: 1,
+      poisonedBlocks: 0,
+      lastShutdownClean: true,
+      mediaKind: 'sim',
+      flushMethod: 'sim',
+      sizeBytes: 8 * MiB,
     });
   });
 
@@ -52,10 +58,17 @@ describe('Device lifecycle', () => {
     device.close();
     device.close();
     const ops: Array<[string, () => unknown]> = [
-      ['allocate', () => device.allocate(1, 1)], ['free', () => device.free(block)], ['ownerOf', () => device.ownerOf(block)],
-      ['forEachOwned', () => device.forEachOwned(() => {})], ['poison', () => device.poison(block)], ['badBlocks', () => device.badBlocks()],
-      ['read', () => device.read(0, 1)], ['injectFault', () => device.injectFault({ allocationEnospc: 1 })], ['stats', () => device.stats()],
-      ['share', () => device.share()], ['audit', () => device.audit()],
+      ['allocate', () => device.allocate(1, 1)],
+      ['free', () => device.free(block)],
+      ['ownerOf', () => device.ownerOf(block)],
+      ['forEachOwned', () => device.forEachOwned(() => {})],
+      ['poison', () => device.poison(block)],
+      ['badBlocks', () => device.badBlocks()],
+      ['read', () => device.read(0, 1)],
+      ['injectFault', () => device.injectFault({ allocationEnospc: 1 })],
+      ['stats', () => device.stats()],
+      ['share', () => device.share()],
+      ['audit', () => device.audit()],
     ];
     for (const [name, op] of ops) {
       let error: unknown;

@@ -15,7 +15,12 @@ import { workerScript } from '../helpers/workers.js';
 
 afterEach(cleanupTemp);
 
-function expectOpenError(file: string, opts: OpenRegionOptions, code: DaxErrorCode, dir = path.dirname(file)): DaxError {
+function expectOpenError(
+  file: string,
+  opts: OpenRegionOptions,
+  code: DaxErrorCode,
+  dir = path.dirname(file),
+): DaxError {
   const before = snapshot(dir);
   let caught: unknown;
   try {
@@ -38,7 +43,12 @@ describe('openRegion bad inputs', () => {
 
   it('create under a missing directory is ENOENT from open(2)', () => {
     const dir = tempDir();
-    const err = expectOpenError(path.join(dir, 'no-such-dir', 'region'), { create: true, sizeBytes: 4096 }, 'ENOENT', dir);
+    const err = expectOpenError(
+      path.join(dir, 'no-such-dir', 'region'),
+      { create: true, sizeBytes: 4096 },
+      'ENOENT',
+      dir,
+    );
     expect(err.syscall).toBe('open');
   });
 
@@ -79,10 +89,13 @@ describe('openRegion bad inputs', () => {
     expectOpenError(file, { create: true, sizeBytes: 4096, flushMethod: 'sim' }, 'EINVAL');
   });
 
-  it.skipIf(isTmpfs(os.tmpdir()))('a CPU flush method on a page-cache file is EINVAL (not durable) and the new file is removed', () => {
-    const file = path.join(tempDir(os.tmpdir()), 'region');
-    expectOpenError(file, { create: true, sizeBytes: 4096, flushMethod: 'clwb' }, 'EINVAL');
-  });
+  it.skipIf(isTmpfs(os.tmpdir()))(
+    'a CPU flush method on a page-cache file is EINVAL (not durable) and the new file is removed',
+    () => {
+      const file = path.join(tempDir(os.tmpdir()), 'region');
+      expectOpenError(file, { create: true, sizeBytes: 4096, flushMethod: 'clwb' }, 'EINVAL');
+    },
+  );
 
   it('a FIFO is ENOTSUP', () => {
     const file = path.join(tempDir(), 'fifo');
@@ -94,7 +107,8 @@ describe('openRegion bad inputs', () => {
   it('a read-only file is EACCES for a non-root opener (root bypasses modes, so the opener runs as nobody)', (ctx) => {
     const asNobodyProbe = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
     const unreadable = unreadableForOpener(asNobodyProbe);
-    if (unreadable !== undefined) ctx.skip(`the opener (nobody) cannot read ${unreadable}: the checkout's directories are not world-readable`);
+    if (unreadable !== undefined)
+      ctx.skip(`the opener (nobody) cannot read ${unreadable}: the checkout's directories are not world-readable`);
     const dir = tempDir();
     fs.chmodSync(dir, 0o755);
     const file = path.join(dir, 'region');
@@ -109,24 +123,27 @@ describe('openRegion bad inputs', () => {
   });
 
   const canMount = process.getuid?.() === 0;
-  it.skipIf(!canMount)('creating a region larger than a 1 MiB tmpfs is ENOSPC and leaves no file (skipped unless root can mount)', () => {
-    const dir = tempDir();
-    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
-    if (mounted.status !== 0) {
-      console.warn(`skipping ENOSPC: mount -t tmpfs not permitted: ${String(mounted.stderr)}`);
-      return;
-    }
-    try {
-      const file = path.join(dir, 'region');
-      const err = expectOpenError(file, { create: true, sizeBytes: 2 * 1024 * 1024 }, 'ENOSPC');
-      expect(err.syscall).toBe('posix_fallocate');
-      expect(fs.readdirSync(dir)).toEqual([]);
-      openRegion(file, { create: true, sizeBytes: 512 * 1024 }).close(); // what fits still works
-    } finally {
-      // Lazy: the 512 KiB region stays mapped until its buffer is collected.
-      expect(spawnSync('umount', ['-l', dir]).status).toBe(0);
-    }
-  });
+  it.skipIf(!canMount)(
+    'creating a region larger than a 1 MiB tmpfs is ENOSPC and leaves no file (skipped unless root can mount)',
+    () => {
+      const dir = tempDir();
+      const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+      if (mounted.status !== 0) {
+        console.warn(`skipping ENOSPC: mount -t tmpfs not permitted: ${String(mounted.stderr)}`);
+        return;
+      }
+      try {
+        const file = path.join(dir, 'region');
+        const err = expectOpenError(file, { create: true, sizeBytes: 2 * 1024 * 1024 }, 'ENOSPC');
+        expect(err.syscall).toBe('posix_fallocate');
+        expect(fs.readdirSync(dir)).toEqual([]);
+        openRegion(file, { create: true, sizeBytes: 512 * 1024 }).close(); // what fits still works
+      } finally {
+        // Lazy: the 512 KiB region stays mapped until its buffer is collected.
+        expect(spawnSync('umount', ['-l', dir]).status).toBe(0);
+      }
+    },
+  );
 });
 
 /**
@@ -136,7 +153,11 @@ describe('openRegion bad inputs', () => {
 function unreadableForOpener(ids: { uid?: number; gid?: number }): string | undefined {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   for (const file of [workerScript('region-open-child'), path.join(root, 'build', 'Release', 'daxstore.node')]) {
-    const probe = spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(file)}, require('fs').constants.R_OK)`], ids);
+    const probe = spawnSync(
+      process.execPath,
+      ['-e', `require('fs').accessSync(${JSON.stringify(file)}, require('fs').constants.R_OK)`],
+      ids,
+    );
     if (probe.status !== 0) return file;
   }
   return undefined;

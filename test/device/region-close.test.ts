@@ -44,7 +44,9 @@ describe('region close', () => {
   });
 
   it('a handle that is not from share() is EINVAL', () => {
-    expect(() => attachMappedMedia({ type: 'mapped', regionId: 123456, buffer: new SharedArrayBuffer(4096), info: {} } as never)).toThrow(DaxError);
+    expect(() =>
+      attachMappedMedia({ type: 'mapped', regionId: 123456, buffer: new SharedArrayBuffer(4096), info: {} } as never),
+    ).toThrow(DaxError);
     expect(() => attachMedia({ type: 'nope' } as never)).toThrow(/unknown handle type/);
   });
 });

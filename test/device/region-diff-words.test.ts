@@ -29,14 +29,15 @@ describe('diffWords', () => {
     try {
       fc.assert(
         fc.property(input, ({ words, changes, outLength, shared }) => {
-          const make = (): Uint8Array => new Uint8Array(shared ? new SharedArrayBuffer(words * 8) : new ArrayBuffer(words * 8));
+          const make = (): Uint8Array =>
+            new Uint8Array(shared ? new SharedArrayBuffer(words * 8) : new ArrayBuffer(words * 8));
           const a = make();
           const b = make();
           for (let i = 0; i < a.length; i++) a[i] = b[i] = (i * 31) & 0xff;
           for (const [at, x] of changes) if (words > 0) b[at % b.length] ^= x;
           const out = new Uint32Array(outLength);
           const found: number[] = [];
-          for (let start = 0; ; ) {
+          for (let start = 0; ;) {
             const n = diffWords(a, b, out, start);
             found.push(...out.subarray(0, n));
             if (n < out.length) break;
@@ -48,7 +49,9 @@ describe('diffWords', () => {
         { seed, numRuns: 300 },
       );
     } catch (e) {
-      console.error(`diffWords fuzz failed: replay with DAXSTORE_SEED=${seed} npx vitest run test/device/region-diff-words.test.ts`);
+      console.error(
+        `diffWords fuzz failed: replay with DAXSTORE_SEED=${seed} npx vitest run test/device/region-diff-words.test.ts`,
+      );
       throw e;
     }
   });

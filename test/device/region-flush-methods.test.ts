@@ -27,9 +27,12 @@ describe('flush methods', () => {
     expect(cpuFlushMethods()).toEqual(['clwb', 'clflushopt', 'clflush']);
   });
 
-  it.each(['clwb', 'clflushopt', 'clflush', 'msync'] as const)('forced %s runs flush/drain/persist/msync on tmpfs', (method) => {
-    expect(exercise(path.join(tempDir(), 'region'), method)).toBe(method);
-  });
+  it.each(['clwb', 'clflushopt', 'clflush', 'msync'] as const)(
+    'forced %s runs flush/drain/persist/msync on tmpfs',
+    (method) => {
+      expect(exercise(path.join(tempDir(), 'region'), method)).toBe(method);
+    },
+  );
 
   it.skipIf(isTmpfs(os.tmpdir()))('a page-cache file runs flush/drain/persist/msync with msync', () => {
     expect(exercise(path.join(tempDir(os.tmpdir()), 'region'))).toBe('msync');

@@ -39,11 +39,19 @@ describe('guarded copies survive SIGBUS', () => {
 
   it('in a separate process the same copy reports EIO, and with DAXSTORE_TEST_BREAK=sigbus-guard the process dies of SIGBUS', () => {
     const dir = tempDir();
-    const guarded = runChild('region-open-child', [path.join(dir, 'a'), JSON.stringify({ create: true, sizeBytes: 8192 }), '4096']);
+    const guarded = runChild('region-open-child', [
+      path.join(dir, 'a'),
+      JSON.stringify({ create: true, sizeBytes: 8192 }),
+      '4096',
+    ]);
     expect(guarded.result, guarded.stderr).toMatchObject({ ok: false, code: 'EIO' });
-    const broken = runChild('region-open-child', [path.join(dir, 'b'), JSON.stringify({ create: true, sizeBytes: 8192 }), '4096'], {
-      env: { ...process.env, DAXSTORE_TEST_BREAK: 'sigbus-guard' },
-    });
+    const broken = runChild(
+      'region-open-child',
+      [path.join(dir, 'b'), JSON.stringify({ create: true, sizeBytes: 8192 }), '4096'],
+      {
+        env: { ...process.env, DAXSTORE_TEST_BREAK: 'sigbus-guard' },
+      },
+    );
     expect(broken.signal).toBe('SIGBUS');
   });
 });

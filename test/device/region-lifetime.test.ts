@@ -20,7 +20,12 @@ describe('region lifetime', () => {
     const media = openRegion(file, { create: true, sizeBytes: 3 * 4096 });
     new Uint8Array(media.buffer)[100] = 42;
     const goOffset = 256;
-    const worker = startWorker('region-copy-out', { handle: media.share(), lostOffset: 8192, keptOffset: 100, goOffset });
+    const worker = startWorker('region-copy-out', {
+      handle: media.share(),
+      lostOffset: 8192,
+      keptOffset: 100,
+      goOffset,
+    });
     const result = new Promise<{ lostCode: string; kept: number }>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);

@@ -15,7 +15,10 @@ afterEach(cleanupTemp);
 
 const SIZE = 64 * 1024;
 
-describe.each([['tmpfs', SHM_DIR], ['page-cache file', os.tmpdir()]])('privateCopy on %s', (_name, base) => {
+describe.each([
+  ['tmpfs', SHM_DIR],
+  ['page-cache file', os.tmpdir()],
+])('privateCopy on %s', (_name, base) => {
   it('sees the file, keeps its own stores, and leaves the file unchanged', () => {
     const file = path.join(tempDir(base), 'region');
     const media = openRegion(file, { create: true, sizeBytes: SIZE });

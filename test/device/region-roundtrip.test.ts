@@ -70,7 +70,14 @@ describe('region round trip', () => {
     const handle = media.share();
     expect(handle.type).toBe('mapped');
     expect(handle.buffer).toBe(media.buffer);
-    expect(handle.info).toEqual({ kind: 'tmpfs', flushMethod: media.flushMethod, mapSync: false, size: 3 * 4096, alignment: 4096, path: media.path });
+    expect(handle.info).toEqual({
+      kind: 'tmpfs',
+      flushMethod: media.flushMethod,
+      mapSync: false,
+      size: 3 * 4096,
+      alignment: 4096,
+      path: media.path,
+    });
     media.close();
   });
 });

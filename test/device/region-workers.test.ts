@@ -15,7 +15,13 @@ describe('region shared with worker threads', () => {
     const iterations = 200_000;
     const results = await Promise.all(
       [0, 1].map((w) =>
-        runWorker<{ done: boolean }>('region-counter', { handle, iterations, counterOffset: 64, markerOffset: 4096 + w, marker: 0xa0 + w }),
+        runWorker<{ done: boolean }>('region-counter', {
+          handle,
+          iterations,
+          counterOffset: 64,
+          markerOffset: 4096 + w,
+          marker: 0xa0 + w,
+        }),
       ),
     );
     expect(results.every((r) => r.done)).toBe(true);
@@ -32,7 +38,9 @@ describe('region shared with worker threads', () => {
     const media = openRegion(file, { create: true, sizeBytes: 4096 });
     const handle = media.share();
     const rounds = 500;
-    await Promise.all([0, 1].map((player) => runWorker('region-ping-pong', { handle, player, rounds, turnOffset: 128 })));
+    await Promise.all(
+      [0, 1].map((player) => runWorker('region-ping-pong', { handle, player, rounds, turnOffset: 128 })),
+    );
     const turn = new Int32Array(media.buffer, 128, 2);
     expect(Atomics.load(turn, 1)).toBe(2 * rounds);
     expect(Atomics.load(turn, 0)).toBe(0); // player 1 played last and handed the turn back
@@ -44,7 +52,13 @@ describe('region shared with worker threads', () => {
     const file = path.join(tempDir(), 'region');
     const media = openRegion(file, { create: true, sizeBytes: 8192 });
     Atomics.store(new Int32Array(media.buffer, 4, 1), 0, 1); // stand in for the counter worker's peer
-    await runWorker('region-counter', { handle: media.share(), iterations: 10, counterOffset: 0, markerOffset: 100, marker: 7 });
+    await runWorker('region-counter', {
+      handle: media.share(),
+      iterations: 10,
+      counterOffset: 0,
+      markerOffset: 100,
+      marker: 7,
+    });
     expect(media.closed).toBe(false);
     media.persist(0, 4096);
     const out = new Uint8Array(1);
@@ -60,14 +74,17 @@ describe('region shared with worker threads', () => {
     const held = openRegion(busyPath, { create: true, sizeBytes: 4096 });
     const count = 100;
     const results = await Promise.all(
-      ['a', 'b'].map((prefix) => runWorker<{ opened: number; busyCode: string }>('region-open-many', { dir, prefix, count, busyPath })),
+      ['a', 'b'].map((prefix) =>
+        runWorker<{ opened: number; busyCode: string }>('region-open-many', { dir, prefix, count, busyPath }),
+      ),
     );
     expect(results).toEqual([
       { opened: count, busyCode: 'EBUSY' },
       { opened: count, busyCode: 'EBUSY' },
     ]);
     for (const prefix of ['a', 'b']) {
-      for (let i = 0; i < count; i += 33) expect(fs.readFileSync(path.join(dir, `${prefix}-${i}`)).readUInt32LE(0)).toBe(i);
+      for (let i = 0; i < count; i += 33)
+        expect(fs.readFileSync(path.join(dir, `${prefix}-${i}`)).readUInt32LE(0)).toBe(i);
     }
     held.close();
   });

@@ -109,7 +109,9 @@ describe('SimMedia crash images', () => {
     const start = performance.now();
     for (let i = 0; i < images; i++) m.crashImage({ mode: 'random', seed: i }).dispose();
     const msPerImage = (performance.now() - start) / images;
-    console.log(`crash image, 4 MiB sim device, ~${m.pendingWords().length} pending words, random subset, recycled: ${msPerImage.toFixed(2)} ms/image`);
+    console.log(
+      `crash image, 4 MiB sim device, ~${m.pendingWords().length} pending words, random subset, recycled: ${msPerImage.toFixed(2)} ms/image`,
+    );
     expect(msPerImage).toBeGreaterThan(0);
   });
 });

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
-import { SUPERBLOCK_BYTES, chooseSuperblock, decodeSuperblock, encodeSuperblock, readCopy } from '../../src/device/superblock.js';
+import {
+  SUPERBLOCK_BYTES,
+  chooseSuperblock,
+  decodeSuperblock,
+  encodeSuperblock,
+  readCopy,
+} from '../../src/device/superblock.js';
 import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET } from '../../src/device/layout.js';
 import { type DaxErrorCode } from '../../src/errors.js';
 import { daxCodeOf } from '../helpers/expect-code.js';
@@ -135,28 +141,31 @@ describe('superblock updates survive torn writes', () => {
   it.each([
     ['B', SUPERBLOCK_B_OFFSET],
     ['A', SUPERBLOCK_A_OFFSET],
-  ])('with copy %s already torn, a crash at any fence of the next update still leaves a valid copy', (_name, tornOffset) => {
-    // A crash during close can tear one copy; the next open's own superblock update must
-    // then overwrite the torn copy first and the only valid one last.
-    const media = formatted();
-    const working = bytes(media);
-    working[tornOffset + 20] ^= 0xff;
-    media.persist(tornOffset, SUPERBLOCK_BYTES);
-    let checked = 0;
-    const check = (image: SimMedia) => {
-      Device.open(image).close(); // throws ECORRUPT if both copies were lost
-      image.dispose();
-      checked++;
-    };
-    const off = media.onFence(() => {
-      check(media.crashImage({ mode: 'none' }));
-      check(media.crashImage({ mode: 'all' }));
-      for (let seed = 1; seed <= 8; seed++) check(media.crashImage({ mode: 'random', seed }));
-    });
-    Device.open(media).close();
-    off();
-    expect(checked).toBeGreaterThan(0);
-  });
+  ])(
+    'with copy %s already torn, a crash at any fence of the next update still leaves a valid copy',
+    (_name, tornOffset) => {
+      // A crash during close can tear one copy; the next open's own superblock update must
+      // then overwrite the torn copy first and the only valid one last.
+      const media = formatted();
+      const working = bytes(media);
+      working[tornOffset + 20] ^= 0xff;
+      media.persist(tornOffset, SUPERBLOCK_BYTES);
+      let checked = 0;
+      const check = (image: SimMedia) => {
+        Device.open(image).close(); // throws ECORRUPT if both copies were lost
+        image.dispose();
+        checked++;
+      };
+      const off = media.onFence(() => {
+        check(media.crashImage({ mode: 'none' }));
+        check(media.crashImage({ mode: 'all' }));
+        for (let seed = 1; seed <= 8; seed++) check(media.crashImage({ mode: 'random', seed }));
+      });
+      Device.open(media).close();
+      off();
+      expect(checked).toBeGreaterThan(0);
+    },
+  );
 
   it('reports whether the last shutdown was clean', () => {
     const media = createSimMedia(8 * MiB);

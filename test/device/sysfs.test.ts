@@ -50,12 +50,24 @@ describe('device-DAX geometry from sysfs', () => {
     [2 * MiB, 'align'],
     [2 * MiB, 'device/dax_region/align'],
   ])('alignment %i read from %s', (alignment, alignFile) => {
-    const root = fakeSysfs('252:0', { size: `${4 * GiB}\n`, [alignFile]: `${alignment}\n` }, { subsystem: '../../../bus/dax' });
-    expect(readDevDaxGeometryFor(252, 0, root)).toEqual({ sizeBytes: 4 * GiB, alignment, sysfsPath: path.join(root, 'dev/char/252:0') });
+    const root = fakeSysfs(
+      '252:0',
+      { size: `${4 * GiB}\n`, [alignFile]: `${alignment}\n` },
+      { subsystem: '../../../bus/dax' },
+    );
+    expect(readDevDaxGeometryFor(252, 0, root)).toEqual({
+      sizeBytes: 4 * GiB,
+      alignment,
+      sysfsPath: path.join(root, 'dev/char/252:0'),
+    });
   });
 
   it('device/align wins over the region-wide dax_region/align', () => {
-    const root = fakeSysfs('252:1', { size: `${2 * GiB}`, 'device/align': `${GiB}`, 'device/dax_region/align': '4096' });
+    const root = fakeSysfs('252:1', {
+      size: `${2 * GiB}`,
+      'device/align': `${GiB}`,
+      'device/dax_region/align': '4096',
+    });
     expect(readDevDaxGeometryFor(252, 1, root).alignment).toBe(GiB);
   });
 
@@ -89,7 +101,11 @@ describe('device-DAX geometry from sysfs', () => {
     const root = tempDir();
     const node = path.join(root, 'dev', 'char', '252:0');
     fs.mkdirSync(path.join(node, 'device'), { recursive: true });
-    const text = fc.oneof(fc.string(), fc.nat().map(String), fc.constantFrom('4096', '2097152', '1073741824', '0x1000'));
+    const text = fc.oneof(
+      fc.string(),
+      fc.nat().map(String),
+      fc.constantFrom('4096', '2097152', '1073741824', '0x1000'),
+    );
     try {
       fc.assert(
         fc.property(text, text, (size, align) => {
@@ -153,6 +169,10 @@ describe('device numbers and detection', () => {
       caught = e;
     }
     expect(caught).toBeInstanceOf(DaxError);
-    expect([(caught as DaxError).code, (caught as DaxError).syscall, (caught as DaxError).errno]).toEqual(['ENOTSUP', 'mmap', 'ENODEV']);
+    expect([(caught as DaxError).code, (caught as DaxError).syscall, (caught as DaxError).errno]).toEqual([
+      'ENOTSUP',
+      'mmap',
+      'ENODEV',
+    ]);
   });
 });

@@ -10,7 +10,14 @@ import { Session } from 'node:inspector';
 interface WorkerMessage {
   id?: number;
   method?: string;
-  params?: { callFrames?: Array<{ functionName: string; location: { scriptId: string; lineNumber: number; columnNumber: number } }>; scriptId?: string; url?: string };
+  params?: {
+    callFrames?: Array<{
+      functionName: string;
+      location: { scriptId: string; lineNumber: number; columnNumber: number };
+    }>;
+    scriptId?: string;
+    url?: string;
+  };
 }
 
 /** threadId -> stack text (innermost frame first) for each of `threadIds` that answered within timeoutMs. */
@@ -27,21 +34,28 @@ export async function workerStacks(threadIds: readonly number[], timeoutMs = 300
   const urls = new Map<string, Map<string, string>>(); // session -> scriptId -> url
   const threadOf = new Map<string, number>(); // inspector session id -> thread id
   const send = (sessionId: string, method: string, params: object = {}): Promise<unknown> =>
-    post('NodeWorker.sendMessageToWorker', { sessionId, message: JSON.stringify({ id: next++, method, params }) }).catch(() => undefined);
-  session.on('NodeWorker.attachedToWorker', (m: { params: { sessionId: string; workerInfo: { workerId: string } } }) => {
-    const { sessionId, workerInfo } = m.params;
-    const threadId = Number(workerInfo.workerId);
-    if (!threadIds.includes(threadId)) return;
-    threadOf.set(sessionId, threadId);
-    urls.set(sessionId, new Map());
-    void send(sessionId, 'Debugger.enable').then(() => send(sessionId, 'Debugger.pause'));
-  });
+    post('NodeWorker.sendMessageToWorker', {
+      sessionId,
+      message: JSON.stringify({ id: next++, method, params }),
+    }).catch(() => undefined);
+  session.on(
+    'NodeWorker.attachedToWorker',
+    (m: { params: { sessionId: string; workerInfo: { workerId: string } } }) => {
+      const { sessionId, workerInfo } = m.params;
+      const threadId = Number(workerInfo.workerId);
+      if (!threadIds.includes(threadId)) return;
+      threadOf.set(sessionId, threadId);
+      urls.set(sessionId, new Map());
+      void send(sessionId, 'Debugger.enable').then(() => send(sessionId, 'Debugger.pause'));
+    },
+  );
   session.on('NodeWorker.receivedMessageFromWorker', (m: { params: { sessionId: string; message: string } }) => {
     const { sessionId, message } = m.params;
     const threadId = threadOf.get(sessionId);
     if (threadId === undefined) return;
     const msg = JSON.parse(message) as WorkerMessage;
-    if (msg.method === 'Debugger.scriptParsed' && msg.params?.scriptId !== undefined) urls.get(sessionId)!.set(msg.params.scriptId, msg.params.url ?? '');
+    if (msg.method === 'Debugger.scriptParsed' && msg.params?.scriptId !== undefined)
+      urls.get(sessionId)!.set(msg.params.scriptId, msg.params.url ?? '');
     if (msg.method !== 'Debugger.paused' || out.has(threadId)) return;
     const names = urls.get(sessionId)!;
     const frames = (msg.params?.callFrames ?? []).map((f) => {

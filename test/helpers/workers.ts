@@ -23,9 +23,17 @@ export function workerScript(name: string): string {
  * error or non-zero exit. `env` is merged over process.env for the worker (break switches are
  * read at module load, so a worker is how a test runs a broken build beside the real one).
  */
-export function runWorker<T = unknown>(name: string, workerData: unknown, timeoutMs = 60_000, env?: Record<string, string>): Promise<T> {
+export function runWorker<T = unknown>(
+  name: string,
+  workerData: unknown,
+  timeoutMs = 60_000,
+  env?: Record<string, string>,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const worker = new Worker(workerScript(name), { workerData, ...(env === undefined ? {} : { env: { ...process.env, ...env } }) });
+    const worker = new Worker(workerScript(name), {
+      workerData,
+      ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
+    });
     let result: { value: T } | undefined;
     const timer = setTimeout(() => {
       void worker.terminate();

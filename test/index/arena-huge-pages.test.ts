@@ -30,7 +30,10 @@ function hugeAdvisedBytes(): { advised: number; anonHuge: number } {
   for (const block of readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
     const flags = /^VmFlags:(.*)$/m.exec(block)?.[1] ?? '';
     if (!flags.split(' ').includes('hg')) continue;
-    const [lo, hi] = block.slice(0, block.indexOf(' ')).split('-').map((h) => parseInt(h, 16));
+    const [lo, hi] = block
+      .slice(0, block.indexOf(' '))
+      .split('-')
+      .map((h) => parseInt(h, 16));
     advised += hi - lo;
     anonHuge += Number(/^AnonHugePages:\s+(\d+) kB$/m.exec(block)?.[1] ?? 0) * 1024;
   }
@@ -64,7 +67,9 @@ test.skipIf(!THP_MODE.includes('[madvise]') && !THP_MODE.includes('[always]'))(
     expect(tree.stats().arenaBytes).toBeGreaterThan(8 * MIB);
     const grown = hugeAdvisedBytes();
     expect(grown.advised - before.advised).toBe(delta);
-    console.log(`arena ${tree.stats().arenaBytes} B: AnonHugePages ${before.anonHuge} -> ${grown.anonHuge} B (THP ${THP_MODE.trim()})`);
+    console.log(
+      `arena ${tree.stats().arenaBytes} B: AnonHugePages ${before.anonHuge} -> ${grown.anonHuge} B (THP ${THP_MODE.trim()})`,
+    );
     for (let i = 0; i < KEYS; i++) tree.delete(keyOf(i));
     expectBaseline(tree, epoch);
   },

@@ -16,7 +16,13 @@ function entries(keys: number[][], values?: number[]): BulkEntries {
   const flat = keys.flat();
   const starts = new Uint32Array(keys.length);
   for (let i = 1; i < keys.length; i++) starts[i] = starts[i - 1] + keys[i - 1].length;
-  return { count: keys.length, keys: Uint8Array.from(flat), starts, lengths: Uint16Array.from(keys, (k) => k.length), values: values ?? keys.map((_, i) => i) };
+  return {
+    count: keys.length,
+    keys: Uint8Array.from(flat),
+    starts,
+    lengths: Uint16Array.from(keys, (k) => k.length),
+    values: values ?? keys.map((_, i) => i),
+  };
 }
 
 const BAD: Record<string, BulkEntries> = {
@@ -25,7 +31,13 @@ const BAD: Record<string, BulkEntries> = {
   'a value of 2^48': entries([[1], [2]], [0, 2 ** 48]),
   'a fractional value': entries([[1], [2]], [0, 0.5]),
   'a key past the buffer': { ...entries([[1], [2]]), lengths: Uint16Array.of(1, 5) },
-  'a key over 4096 bytes': { count: 1, keys: new Uint8Array(5000), starts: Uint32Array.of(0), lengths: Uint16Array.of(4097), values: [0] },
+  'a key over 4096 bytes': {
+    count: 1,
+    keys: new Uint8Array(5000),
+    starts: Uint32Array.of(0),
+    lengths: Uint16Array.of(4097),
+    values: [0],
+  },
   'fewer values than count': { ...entries([[1], [2]]), values: [0] },
 };
 

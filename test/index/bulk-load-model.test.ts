@@ -19,7 +19,19 @@ import { indexKey } from '../../src/index/keys.js';
 import { SEQ_MASK } from '../../src/index/entry-word.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { H_ROOT } from '../../src/index/arena.js';
-import { INNER_HEADER_WORDS, LEAF, LEAF_HEADER_WORDS, W_DIRTY, W_END_LEAF, W_ENTRY, W_PREFIX_LEN, W_TOWRITE, countOf, gatherChildren, typeOf } from '../../src/index/nodes.js';
+import {
+  INNER_HEADER_WORDS,
+  LEAF,
+  LEAF_HEADER_WORDS,
+  W_DIRTY,
+  W_END_LEAF,
+  W_ENTRY,
+  W_PREFIX_LEN,
+  W_TOWRITE,
+  countOf,
+  gatherChildren,
+  typeOf,
+} from '../../src/index/nodes.js';
 import type { BulkEntries } from '../../src/index/bulk-load.js';
 import { compareBytes, drainLimbo, expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
 
@@ -51,7 +63,13 @@ function dump(tree: RadixTree): unknown {
     const hdr = i32[node];
     if (typeOf(hdr) === LEAF) {
       const kb = (node + LEAF_HEADER_WORDS) << 2;
-      return ['L', hex(u8.subarray(kb, kb + countOf(hdr))), i32[node + W_ENTRY] & ~SEQ_MASK, i32[node + 2], i32[node + 3]];
+      return [
+        'L',
+        hex(u8.subarray(kb, kb + countOf(hdr))),
+        i32[node + W_ENTRY] & ~SEQ_MASK,
+        i32[node + 2],
+        i32[node + 3],
+      ];
     }
     const plen = i32[node + W_PREFIX_LEN];
     const pb = (node + INNER_HEADER_WORDS) << 2;
@@ -60,7 +78,14 @@ function dump(tree: RadixTree): unknown {
     const n = gatherChildren(i32, u8, node, bytes, kids);
     const end = i32[node + W_END_LEAF];
     const children = Array.from({ length: n }, (_, i) => [bytes[i], walk(kids[i])]);
-    return [typeOf(hdr), hex(u8.subarray(pb, pb + plen)), i32[node + W_DIRTY], i32[node + W_TOWRITE], end === 0 ? null : walk(end), children];
+    return [
+      typeOf(hdr),
+      hex(u8.subarray(pb, pb + plen)),
+      i32[node + W_DIRTY],
+      i32[node + W_TOWRITE],
+      end === 0 ? null : walk(end),
+      children,
+    ];
   };
   const root = i32[H_ROOT];
   return root === 0 ? null : walk(root);
@@ -69,14 +94,17 @@ function dump(tree: RadixTree): unknown {
 type KeyGen = (random: () => number) => Uint8Array[];
 const int = (random: () => number, n: number): number => Math.floor(random() * n);
 const randomBytes = (random: () => number, len: number, alphabet?: number[]): Uint8Array =>
-  Uint8Array.from({ length: len }, () => (alphabet === undefined ? int(random, 256) : alphabet[int(random, alphabet.length)]));
+  Uint8Array.from({ length: len }, () =>
+    alphabet === undefined ? int(random, 256) : alphabet[int(random, alphabet.length)],
+  );
 
 const KEY_SETS: Record<string, KeyGen> = {
   empty: () => [],
   'one key': (r) => [randomBytes(r, int(r, 6))],
   'only the empty key': () => [new Uint8Array(0)],
   'empty key and one more': (r) => [new Uint8Array(0), randomBytes(r, 1 + int(r, 4))],
-  'short keys, prefixes of each other': (r) => Array.from({ length: 1 + int(r, 200) }, () => randomBytes(r, int(r, 5), [0, 1, 0x80, 0xff])),
+  'short keys, prefixes of each other': (r) =>
+    Array.from({ length: 1 + int(r, 200) }, () => randomBytes(r, int(r, 5), [0, 1, 0x80, 0xff])),
   'dense integer keys': (r) => {
     const start = int(r, 2 ** 30);
     return Array.from({ length: 1 + int(r, 3000) }, (_, i) => indexKey(start + i));
@@ -138,7 +166,12 @@ for (const [name, gen] of Object.entries(KEY_SETS)) {
 }
 
 /** Random ops against the model; keys come from the loaded set (hits) and mutations of it (misses, prefixes). */
-function exercise(tree: RadixTree, model: Map<string, [Uint8Array, number]>, random: () => number, loaded: Uint8Array[]): void {
+function exercise(
+  tree: RadixTree,
+  model: Map<string, [Uint8Array, number]>,
+  random: () => number,
+  loaded: Uint8Array[],
+): void {
   const someKey = (): Uint8Array => {
     if (loaded.length === 0 || random() < 0.2) return randomBytes(random, int(random, 4));
     const k = loaded[int(random, loaded.length)];
@@ -172,7 +205,9 @@ function exercise(tree: RadixTree, model: Map<string, [Uint8Array, number]>, ran
     } else if (op === 4) {
       const p = k.slice(0, int(random, Math.min(k.length, 3) + 1));
       const got = [...tree.prefix(p)].map(([key, v]) => [hex(key), v]);
-      const exp = sortedModel().filter(([key]) => key.length >= p.length && compareBytes(key.subarray(0, p.length), p) === 0);
+      const exp = sortedModel().filter(
+        ([key]) => key.length >= p.length && compareBytes(key.subarray(0, p.length), p) === 0,
+      );
       expect(got).toEqual(exp.map(([key, v]) => [hex(key), v]));
     } else if (op === 5) {
       const ref = grab(tree, k);
@@ -212,7 +247,9 @@ test('bulkLoad into a non-empty unshared tree keeps its entries, states and tags
     setTagLocked(tree, ref, 'dirty');
     unlock(tree, ref);
     // New keys interleave with the old ones (first byte 0 too) but never equal one.
-    const fresh = Array.from({ length: 2000 }, () => Uint8Array.from([int(random, 2), ...randomBytes(random, 1 + int(random, 12))])).filter((k) => !model.has(hex(k)));
+    const fresh = Array.from({ length: 2000 }, () =>
+      Uint8Array.from([int(random, 2), ...randomBytes(random, 1 + int(random, 12))]),
+    ).filter((k) => !model.has(hex(k)));
     const { entries, sorted } = pack(fresh, random);
     tree.bulkLoad(entries);
     sorted.forEach((k, i) => model.set(hex(k), [k, entries.values[i]]));
@@ -220,7 +257,12 @@ test('bulkLoad into a non-empty unshared tree keeps its entries, states and tags
     expect(tree.count()).toBe(model.size);
     expect(tree.entryInfo(tagged)?.dirty).toBe(true);
     expect([...tree.tagged('dirty')].map(([k]) => hex(k))).toEqual([hex(tagged)]);
-    exercise(tree, model, random, [...model.values()].map(([k]) => k));
+    exercise(
+      tree,
+      model,
+      random,
+      [...model.values()].map(([k]) => k),
+    );
     verifyTree(tree);
     for (const [k] of model.values()) expect(tree.delete(k)).toBe(true);
     expectBaseline(tree, epoch);

@@ -10,13 +10,26 @@ import { RadixTree } from '../../src/index/radix-tree.js';
 import { testKey } from '../workers/index-keys.js';
 import { C_MAX_INSIDE, expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
 
-async function maxInside(seed: number, workers: number, breakSwitch?: string): Promise<{ max: number; tree: RadixTree; epoch: EpochDomain }> {
+async function maxInside(
+  seed: number,
+  workers: number,
+  breakSwitch?: string,
+): Promise<{ max: number; tree: RadixTree; epoch: EpochDomain }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const control = newControl();
   const runs = Array.from({ length: workers }, (_, w) =>
     startTreeWorker(
-      { mode: 'mutex', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: seed + w, ops: 400, keys: 2, holdSpins: 3000 },
+      {
+        mode: 'mutex',
+        tree: tree.handle(),
+        epoch: epoch.handle(),
+        control: control.buffer as SharedArrayBuffer,
+        seed: seed + w,
+        ops: 400,
+        keys: 2,
+        holdSpins: 3000,
+      },
       breakSwitch,
     ),
   );
@@ -46,7 +59,8 @@ test('with DAXSTORE_TEST_BREAK=entry-lock the exclusion check goes red', async (
     // Overlap is a race too (a loaded machine may run the workers one after another), so
     // the broken run gets up to three tries to show two holders at once.
     let max = 0;
-    for (let attempt = 0; attempt < 3 && max <= 1; attempt++) max = (await maxInside(seed + attempt, 4, 'entry-lock')).max;
+    for (let attempt = 0; attempt < 3 && max <= 1; attempt++)
+      max = (await maxInside(seed + attempt, 4, 'entry-lock')).max;
     expect(max).toBeGreaterThan(1);
   });
 });

@@ -17,15 +17,27 @@ import { C_BAD_READS, C_STOP, expectBaseline, newControl, startTreeWorker, start
 
 const KEYS = 4;
 
-async function race(ops: number, breakSwitch?: string, mode: 'seqlock-writer' | 'seqlock-inserter' = 'seqlock-writer'): Promise<{ bad: number; reads: number }> {
+async function race(
+  ops: number,
+  breakSwitch?: string,
+  mode: 'seqlock-writer' | 'seqlock-inserter' = 'seqlock-writer',
+): Promise<{ bad: number; reads: number }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   {
     for (let k = 0; k < KEYS; k++) tree.insert(testKey(k), 2 ** 32 + 1);
     const control = newControl();
-    const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, keys: KEYS, seed: 1 };
+    const base = {
+      tree: tree.handle(),
+      epoch: epoch.handle(),
+      control: control.buffer as SharedArrayBuffer,
+      keys: KEYS,
+      seed: 1,
+    };
     const writer = startTreeWorker({ ...base, mode, ops }, breakSwitch);
-    const readers = [0, 1].map(() => startTreeWorker<{ reads: number }>({ ...base, mode: 'seqlock-reader', ops: 0 }, breakSwitch));
+    const readers = [0, 1].map(() =>
+      startTreeWorker<{ reads: number }>({ ...base, mode: 'seqlock-reader', ops: 0 }, breakSwitch),
+    );
     await startWhenReady(control, 3);
     await writer;
     Atomics.store(control, C_STOP, 1);

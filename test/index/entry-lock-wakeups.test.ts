@@ -15,13 +15,25 @@ import { C_READY, C_STOP } from './tree-helpers.js';
 
 const FILE = 'test/index/entry-lock-wakeups.test.ts';
 
-async function contend(seed: number, breakSwitch?: string): Promise<{ worstMs: number; lost: number; tree: RadixTree; epoch: EpochDomain }> {
+async function contend(
+  seed: number,
+  breakSwitch?: string,
+): Promise<{ worstMs: number; lost: number; tree: RadixTree; epoch: EpochDomain }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const control = newControl();
   const runs = Array.from({ length: 4 }, (_, w) =>
     startTreeWorker<{ worstMs: number }>(
-      { mode: 'contend', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: seed + w, ops: breakSwitch ? 8 : 300, keys: 1, holdSpins: 2000 },
+      {
+        mode: 'contend',
+        tree: tree.handle(),
+        epoch: epoch.handle(),
+        control: control.buffer as SharedArrayBuffer,
+        seed: seed + w,
+        ops: breakSwitch ? 8 : 300,
+        keys: 1,
+        holdSpins: 2000,
+      },
       breakSwitch,
     ),
   );
@@ -52,18 +64,29 @@ test('with DAXSTORE_TEST_BREAK=entry-wake the many-waiters check goes red', asyn
   });
 });
 
-async function deleteWakesAll(breakSwitch?: string): Promise<{ ms: number[]; states: string[]; wokenByDelete: number; tree: RadixTree; epoch: EpochDomain }> {
+async function deleteWakesAll(
+  breakSwitch?: string,
+): Promise<{ ms: number[]; states: string[]; wokenByDelete: number; tree: RadixTree; epoch: EpochDomain }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const control = newControl();
   const ref = grab(tree, testKey(0));
   const runs = Array.from({ length: 3 }, (_, w) =>
     startTreeWorker<{ ms: number; state: string }>(
-      { mode: 'grab-once', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: w, ops: 1, keys: 1 },
+      {
+        mode: 'grab-once',
+        tree: tree.handle(),
+        epoch: epoch.handle(),
+        control: control.buffer as SharedArrayBuffer,
+        seed: w,
+        ops: 1,
+        keys: 1,
+      },
       breakSwitch,
     ),
   );
-  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3)
+    await new Promise((r) => setTimeout(r, 2));
   const wokenBefore = tree.waitTable.stats().woken;
   deleteLocked(tree, ref);
   // Dequeued by the delete itself, all at once (a wake-one would wake one). Counted as wake-ups,
@@ -97,10 +120,17 @@ test('unlock wakes one exclusive waiter and every shared (rmap) waiter', async (
   const control = newControl();
   const ref = grab(tree, testKey(0));
   replace(tree, ref, 1);
-  const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, ops: 1, keys: 1 };
+  const base = {
+    tree: tree.handle(),
+    epoch: epoch.handle(),
+    control: control.buffer as SharedArrayBuffer,
+    ops: 1,
+    keys: 1,
+  };
   const shared = [0, 1].map((w) => startTreeWorker<{ ms: number }>({ ...base, mode: 'wait-unlocked', seed: w }));
   const exclusive = startTreeWorker<{ ms: number; state: string }>({ ...base, mode: 'grab-once', seed: 2 });
-  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3)
+    await new Promise((r) => setTimeout(r, 2));
   unlock(tree, ref);
   const sharedResults = await Promise.all(shared);
   const exclusiveResult = await exclusive;
@@ -117,9 +147,18 @@ test('unlock hands the baton to ONE exclusive waiter; the rest follow in turn', 
   const control = newControl();
   const ref = grab(tree, testKey(0));
   replace(tree, ref, 1);
-  const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, ops: 1, keys: 1 };
-  const runs = [0, 1, 2].map((w) => startTreeWorker<{ ms: number; state: string }>({ ...base, mode: 'grab-once', seed: w }));
-  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3) await new Promise((r) => setTimeout(r, 2));
+  const base = {
+    tree: tree.handle(),
+    epoch: epoch.handle(),
+    control: control.buffer as SharedArrayBuffer,
+    ops: 1,
+    keys: 1,
+  };
+  const runs = [0, 1, 2].map((w) =>
+    startTreeWorker<{ ms: number; state: string }>({ ...base, mode: 'grab-once', seed: w }),
+  );
+  while (Atomics.load(control, C_READY) < 3 || tree.waitTable.stats().waiting < 3)
+    await new Promise((r) => setTimeout(r, 2));
   const wokenBefore = tree.waitTable.stats().woken;
   unlock(tree, ref);
   const results = await Promise.all(runs);
@@ -138,7 +177,15 @@ test('grabAsync on the main thread waits without blocking the event loop and wak
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const control = newControl();
-  const holder = startTreeWorker({ mode: 'hold', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: 0, ops: 1, keys: 1 });
+  const holder = startTreeWorker({
+    mode: 'hold',
+    tree: tree.handle(),
+    epoch: epoch.handle(),
+    control: control.buffer as SharedArrayBuffer,
+    seed: 0,
+    ops: 1,
+    keys: 1,
+  });
   while (Atomics.load(control, C_READY) < 1) await new Promise((r) => setTimeout(r, 2));
   let settled = false;
   const pending = grabAsync(tree, testKey(0)).then((r) => ((settled = true), r!));

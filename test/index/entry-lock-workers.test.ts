@@ -20,7 +20,13 @@ for (const workers of [2, 4]) {
       const control = newControl();
       const runs = Array.from({ length: workers }, (_, w) =>
         startTreeWorker<{ incs: number[]; deleted: number[] }>({
-          mode: 'mixed', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: seed + w, ops: 3000, keys: KEYS,
+          mode: 'mixed',
+          tree: tree.handle(),
+          epoch: epoch.handle(),
+          control: control.buffer as SharedArrayBuffer,
+          seed: seed + w,
+          ops: 3000,
+          keys: KEYS,
         }),
       );
       await startWhenReady(control, workers);

@@ -35,12 +35,19 @@ it('items retired by one worker are released by another thread, each exactly onc
  * (epoch.ts). A worker attached before the growth releases every item exactly once; with
  * DAXSTORE_TEST_BREAK=limbo-view-stale in that worker (no refresh) it does not.
  */
-async function releaseAfterGrowth(breakSwitch?: string): Promise<{ released: number[]; error: string; expected: number[] }> {
+async function releaseAfterGrowth(
+  breakSwitch?: string,
+): Promise<{ released: number[]; error: string; expected: number[] }> {
   const domain = EpochDomain.create();
   domain.threadId; // claim the main thread's slot
   const control = new SharedArrayBuffer(8);
   const c = new Int32Array(control);
-  const worker = runWorker<{ released: number[]; error: string }>('index-epoch-releaser', { handle: domain.handle(), control }, 60_000, breakSwitch === undefined ? undefined : { DAXSTORE_TEST_BREAK: breakSwitch });
+  const worker = runWorker<{ released: number[]; error: string }>(
+    'index-epoch-releaser',
+    { handle: domain.handle(), control },
+    60_000,
+    breakSwitch === undefined ? undefined : { DAXSTORE_TEST_BREAK: breakSwitch },
+  );
   while (Atomics.load(c, 0) === 0) await new Promise((r) => setTimeout(r, 2));
   const expected = Array.from({ length: 5000 }, (_, i) => 2 ** 40 + i); // 79 chunks: the limbo grows from 8 several times
   for (const p of expected) domain.retire(RETIRE_DEVICE_BLOCK, p, 1); // no reclaimer here: they stay in limbo
@@ -59,6 +66,8 @@ it('a thread whose limbo view predates a growth by another thread releases every
 
 it('goes red with DAXSTORE_TEST_BREAK=limbo-view-stale (the old view misses the grown chunks)', async () => {
   const { released, error, expected } = await releaseAfterGrowth('limbo-view-stale');
-  console.log(`limbo-view-stale: released ${released.length} of ${expected.length}${error === '' ? '' : `, error ${error.slice(0, 120)}`}`);
+  console.log(
+    `limbo-view-stale: released ${released.length} of ${expected.length}${error === '' ? '' : `, error ${error.slice(0, 120)}`}`,
+  );
   expect(error !== '' || JSON.stringify([...released].sort((a, b) => a - b)) !== JSON.stringify(expected)).toBe(true);
 });

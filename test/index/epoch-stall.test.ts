@@ -10,7 +10,10 @@ it('a stalled participant delays reclamation, shows in stats, and releasing it l
   const released: number[] = [];
   domain.registerReclaimer(RETIRE_ARENA_NODE, (payload) => released.push(payload));
   const control = new Int32Array(new SharedArrayBuffer(8));
-  const done = runWorker<{ threadId: number }>('index-epoch-pinner', { handle: domain.handle(), control: control.buffer });
+  const done = runWorker<{ threadId: number }>('index-epoch-pinner', {
+    handle: domain.handle(),
+    control: control.buffer,
+  });
   while (Atomics.load(control, 0) === 0) await sleep(5);
 
   for (let i = 0; i < 100; i++) domain.retire(RETIRE_ARENA_NODE, i);

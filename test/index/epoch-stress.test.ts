@@ -11,21 +11,38 @@ import { EpochDomain } from '../../src/index/epoch.js';
 import { workerScript } from '../helpers/workers.js';
 import { CONTROL, WORDS } from '../workers/index-epoch-stress-layout.js';
 
-interface ReaderResult { reads: number; violations: number; poisonSeen: number; broken: boolean }
-interface WriterResult { writes: number; starved: number; limboLeft: number; broken: boolean }
+interface ReaderResult {
+  reads: number;
+  violations: number;
+  poisonSeen: number;
+  broken: boolean;
+}
+interface WriterResult {
+  writes: number;
+  starved: number;
+  limboLeft: number;
+  broken: boolean;
+}
 
 function run<T>(name: string, workerData: unknown, breakEpoch: boolean): Promise<T> {
-  const env = breakEpoch ? { ...process.env, DAXSTORE_TEST_BREAK: 'epoch' } : { ...process.env, DAXSTORE_TEST_BREAK: '' };
+  const env = breakEpoch
+    ? { ...process.env, DAXSTORE_TEST_BREAK: 'epoch' }
+    : { ...process.env, DAXSTORE_TEST_BREAK: '' };
   const worker = new Worker(workerScript(name), { workerData, env });
   return new Promise<T>((resolve, reject) => {
     let result: T | undefined;
     worker.once('message', (m: T) => (result = m));
     worker.once('error', reject);
-    worker.once('exit', (code) => (code === 0 && result !== undefined ? resolve(result) : reject(new Error(`${name} exited ${code}`))));
+    worker.once('exit', (code) =>
+      code === 0 && result !== undefined ? resolve(result) : reject(new Error(`${name} exited ${code}`)),
+    );
   });
 }
 
-async function stress(readers: number, breakEpoch: boolean): Promise<{ readers: ReaderResult[]; writer: WriterResult; domain: EpochDomain }> {
+async function stress(
+  readers: number,
+  breakEpoch: boolean,
+): Promise<{ readers: ReaderResult[]; writer: WriterResult; domain: EpochDomain }> {
   const domain = EpochDomain.create();
   const objects = new Int32Array(new SharedArrayBuffer(1024 * WORDS * 4));
   objects.fill(1, 0, WORDS); // slot 0 holds version 1 and is current
@@ -35,7 +52,7 @@ async function stress(readers: number, breakEpoch: boolean): Promise<{ readers: 
   const writer = await run<WriterResult>('index-epoch-writer', data, breakEpoch);
   expect(Atomics.load(new Int32Array(control), CONTROL.STOP)).toBe(1);
   const all = await Promise.all(readerRuns);
-  if (process.env["EPOCH_STRESS_VERBOSE"]) console.log(JSON.stringify({ readers, breakEpoch, writer, all }));
+  if (process.env['EPOCH_STRESS_VERBOSE']) console.log(JSON.stringify({ readers, breakEpoch, writer, all }));
   return { readers: all, writer, domain };
 }
 

@@ -19,7 +19,6 @@ function expectBaseline(domain: EpochDomain): void {
   expect(s.limbo.every((n) => n === 0)).toBe(true);
 }
 
-
 describe('EpochDomain', () => {
   it('pin holds reclamation until unpin', () => {
     const d = EpochDomain.create();
@@ -193,7 +192,10 @@ describe('EpochDomain', () => {
     expectCode(() => d.retire(0, 1, 2 ** 32), 'EINVAL');
     expectCode(() => d.registerReclaimer(16, () => {}), 'EINVAL');
     expectCode(() => EpochDomain.create({ maxParticipants: 4096 }), 'EINVAL');
-    expectCode(() => EpochDomain.attach({ buffer: new SharedArrayBuffer(8), limbo: new SharedArrayBuffer(8) }), 'EINVAL');
+    expectCode(
+      () => EpochDomain.attach({ buffer: new SharedArrayBuffer(8), limbo: new SharedArrayBuffer(8) }),
+      'EINVAL',
+    );
     expect(d.stats().limbo.every((n) => n === 0)).toBe(true);
     void d.threadId;
     const a = d.pinAsync();

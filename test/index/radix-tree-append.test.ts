@@ -11,24 +11,43 @@ import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
-import { C_BAD_READS, C_STOP, expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
+import {
+  C_BAD_READS,
+  C_STOP,
+  expectBaseline,
+  newControl,
+  startTreeWorker,
+  startWhenReady,
+  withSeed,
+} from './tree-helpers.js';
 
 const FILE = 'test/index/radix-tree-append.test.ts';
 const NODES = 256;
 
-async function appendUnderReaders(seed: number, breakSwitch?: string): Promise<{ bad: number; errors: string[]; tree: RadixTree; epoch: EpochDomain }> {
+async function appendUnderReaders(
+  seed: number,
+  breakSwitch?: string,
+): Promise<{ bad: number; errors: string[]; tree: RadixTree; epoch: EpochDomain }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   for (let p = 0; p < NODES; p++) for (const s of [250, 251]) tree.insert(Uint8Array.of(p, s), p * 256 + s + 1);
   const control = newControl();
-  const base = { tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, keys: NODES };
+  const base = {
+    tree: tree.handle(),
+    epoch: epoch.handle(),
+    control: control.buffer as SharedArrayBuffer,
+    keys: NODES,
+  };
   const errors: string[] = [];
-  const settle = (p: Promise<unknown>): Promise<void> => p.then(
-    () => undefined,
-    (e: unknown) => void errors.push(String(e)),
-  );
+  const settle = (p: Promise<unknown>): Promise<void> =>
+    p.then(
+      () => undefined,
+      (e: unknown) => void errors.push(String(e)),
+    );
   const writer = settle(startTreeWorker({ ...base, mode: 'appender', seed, ops: 0 }, breakSwitch));
-  const readers = [1, 2].map((w) => settle(startTreeWorker({ ...base, mode: 'append-reader', seed: seed + w, ops: 0 }, breakSwitch)));
+  const readers = [1, 2].map((w) =>
+    settle(startTreeWorker({ ...base, mode: 'append-reader', seed: seed + w, ops: 0 }, breakSwitch)),
+  );
   await startWhenReady(control, 3);
   await writer;
   Atomics.store(control, C_STOP, 1);
@@ -45,7 +64,11 @@ test('readers find every earlier key while children are appended in place to N4/
     for (let p = 0; p < NODES; p++) {
       for (let s = 0; s < 30; s++) expect(tree.lookup(Uint8Array.of(p, s))).toBe(p * 256 + s + 1);
       // scans see each node's children in byte order although they are stored in insertion order
-      expect([...tree.prefix(Uint8Array.of(p))].map(([k]) => k[1])).toEqual([...Array.from({ length: 30 }, (_, i) => i), 250, 251]);
+      expect([...tree.prefix(Uint8Array.of(p))].map(([k]) => k[1])).toEqual([
+        ...Array.from({ length: 30 }, (_, i) => i),
+        250,
+        251,
+      ]);
     }
     for (let p = 0; p < NODES; p++) {
       for (let s = 0; s < 30; s++) tree.delete(Uint8Array.of(p, s));

@@ -58,7 +58,14 @@ test('a descent that meets a dead header at any node kind restarts instead of fo
     for (const { node, type } of pathOf(tree, k)) {
       seen.add(type);
       const hdr = i32[node];
-      const dead = [FREED_HEADER, POISON_WORD, (hdr & ~0xff) | 0x5a, hdr & ~0xf00, (hdr & ~0xf00) | (7 << 8), (hdr & ~0xf00) | (15 << 8)];
+      const dead = [
+        FREED_HEADER,
+        POISON_WORD,
+        (hdr & ~0xff) | 0x5a,
+        hdr & ~0xf00,
+        (hdr & ~0xf00) | (7 << 8),
+        (hdr & ~0xf00) | (15 << 8),
+      ];
       for (const bad of dead) {
         const restartsBefore = tree.stats().restarts;
         i32[node] = bad;

@@ -20,7 +20,11 @@ const FILE = 'test/index/radix-tree-hint.test.ts';
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** Hint for `key` (absent), then `change`, then create `key` with the hint: is it found after? */
-function createAfter(base: string[], key: string, change: (tree: RadixTree) => void): { found: boolean; verified: boolean; threw: string } {
+function createAfter(
+  base: string[],
+  key: string,
+  change: (tree: RadixTree) => void,
+): { found: boolean; verified: boolean; threw: string } {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch, { poisonReclaimed: true });
   base.forEach((k, i) => tree.insert(enc(k), i + 1));
@@ -49,10 +53,20 @@ function createAfter(base: string[], key: string, change: (tree: RadixTree) => v
 }
 
 const CASES: Array<[string, string[], string, (tree: RadixTree) => void]> = [
-  ['a prefix split above the hinted node', ['shared/prefix/a1', 'shared/prefix/a2'], 'shared/prefix/a3', (t) => t.insert(enc('shared/other'), 9)],
+  [
+    'a prefix split above the hinted node',
+    ['shared/prefix/a1', 'shared/prefix/a2'],
+    'shared/prefix/a3',
+    (t) => t.insert(enc('shared/other'), 9),
+  ],
   ['the hinted node grown by copy (N4 to N16)', ['n/a', 'n/b', 'n/c'], 'n/d', (t) => t.insert(enc('n/e'), 9)],
   ['the hinted leaf split', ['leaf/alone'], 'leaf/alonf', (t) => t.insert(enc('leaf/alonx'), 9)],
-  ['the hinted subtree deleted', ['gone/a', 'gone/b', 'kept'], 'gone/c', (t) => (t.delete(enc('gone/a')), t.delete(enc('gone/b')))],
+  [
+    'the hinted subtree deleted',
+    ['gone/a', 'gone/b', 'kept'],
+    'gone/c',
+    (t) => (t.delete(enc('gone/a')), t.delete(enc('gone/b'))),
+  ],
 ];
 
 test.each(CASES)('a stale hint is not used: %s', (_name, base, key, change) => {

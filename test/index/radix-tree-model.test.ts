@@ -33,24 +33,63 @@ type Model = Map<string, ModelEntry>;
 // Small key spaces, so bounds, tags and deletes hit existing keys and prefixes overlap.
 const byteKey = fc.uint8Array({ minLength: 0, maxLength: 4 }).map((k) => k.map((b) => [0, 1, 0x80, 0xff][b % 4]));
 const index = fc.constantFrom(0, 1, 2, 255, 256, 511, 512, 513, 1023, 1024, 1025, 1535, 1536, 1537, 2047);
-const anyKey = fc.oneof(byteKey, byteKey, index.map((n) => indexKey(n)));
-const bound = fc.option(fc.record({ kind: fc.constantFrom('gt', 'gte', 'lt', 'lte'), key: anyKey }), { nil: undefined });
-const rangeOpts = fc.record({ a: bound, b: bound, reverse: fc.boolean(), limit: fc.option(fc.integer({ min: 0, max: 6 }), { nil: undefined }) });
+const anyKey = fc.oneof(
+  byteKey,
+  byteKey,
+  index.map((n) => indexKey(n)),
+);
+const bound = fc.option(fc.record({ kind: fc.constantFrom('gt', 'gte', 'lt', 'lte'), key: anyKey }), {
+  nil: undefined,
+});
+const rangeOpts = fc.record({
+  a: bound,
+  b: bound,
+  reverse: fc.boolean(),
+  limit: fc.option(fc.integer({ min: 0, max: 6 }), { nil: undefined }),
+});
 const tag = fc.constantFrom('dirty' as const, 'towrite' as const);
 
 const op = fc.oneof(
-  { arbitrary: fc.record({ t: fc.constant('insert' as const), key: anyKey, value: fc.integer({ min: 0, max: 2 ** 48 - 1 }) }), weight: 6 },
+  {
+    arbitrary: fc.record({
+      t: fc.constant('insert' as const),
+      key: anyKey,
+      value: fc.integer({ min: 0, max: 2 ** 48 - 1 }),
+    }),
+    weight: 6,
+  },
   { arbitrary: fc.record({ t: fc.constant('delete' as const), key: anyKey }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('lookup' as const), key: anyKey }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('range' as const), r: rangeOpts }), weight: 2 },
-  { arbitrary: fc.record({ t: fc.constant('prefix' as const), p: byteKey, reverse: fc.boolean(), limit: fc.option(fc.integer({ min: 0, max: 4 }), { nil: undefined }) }), weight: 1 },
-  { arbitrary: fc.record({ t: fc.constant('huge' as const), n: fc.integer({ min: 0, max: 3 }), value: fc.nat(), zero: fc.boolean() }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      t: fc.constant('prefix' as const),
+      p: byteKey,
+      reverse: fc.boolean(),
+      limit: fc.option(fc.integer({ min: 0, max: 4 }), { nil: undefined }),
+    }),
+    weight: 1,
+  },
+  {
+    arbitrary: fc.record({
+      t: fc.constant('huge' as const),
+      n: fc.integer({ min: 0, max: 3 }),
+      value: fc.nat(),
+      zero: fc.boolean(),
+    }),
+    weight: 2,
+  },
   { arbitrary: fc.record({ t: fc.constant('tag' as const), key: anyKey, tag, on: fc.boolean() }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constant('tagged' as const), tag, r: rangeOpts }), weight: 1 },
   { arbitrary: fc.record({ t: fc.constant('tagRange' as const), r: rangeOpts }), weight: 1 },
 );
 
-type RangeArg = { a?: { kind: string; key: Uint8Array }; b?: { kind: string; key: Uint8Array }; reverse: boolean; limit?: number };
+type RangeArg = {
+  a?: { kind: string; key: Uint8Array };
+  b?: { kind: string; key: Uint8Array };
+  reverse: boolean;
+  limit?: number;
+};
 
 function toOpts(r: RangeArg): Record<string, unknown> {
   const o: Record<string, unknown> = { reverse: r.reverse, limit: r.limit };
@@ -74,8 +113,13 @@ function inRange(k: Uint8Array, o: Record<string, unknown>): boolean {
   return true;
 }
 
-function expectList(got: Iterable<[Uint8Array, number, { order: number; dirty: boolean; towrite: boolean }]>, want: ModelEntry[]): void {
-  expect([...got].map(([k, v, i]) => [hex(k), v, i.order, i.dirty, i.towrite])).toEqual(want.map((e) => [hex(e.key), e.value, e.order, e.dirty, e.towrite]));
+function expectList(
+  got: Iterable<[Uint8Array, number, { order: number; dirty: boolean; towrite: boolean }]>,
+  want: ModelEntry[],
+): void {
+  expect([...got].map(([k, v, i]) => [hex(k), v, i.order, i.dirty, i.towrite])).toEqual(
+    want.map((e) => [hex(e.key), e.value, e.order, e.dirty, e.towrite]),
+  );
 }
 
 function isIndexKey(k: Uint8Array): boolean {
@@ -115,7 +159,8 @@ function modelHuge(model: Model, n: number, value: number, zero: boolean): boole
     e.state = zero ? 'zero' : 'value';
     return true;
   }
-  for (const m of model.values()) if (m.key.length === 8 && Math.floor(Number(Buffer.from(m.key).readBigUInt64BE()) / 512) === n) return false;
+  for (const m of model.values())
+    if (m.key.length === 8 && Math.floor(Number(Buffer.from(m.key).readBigUInt64BE()) / 512) === n) return false;
   model.set(hex(key), { key, value, order: 9, state: zero ? 'zero' : 'value', dirty: false, towrite: false });
   return true;
 }
@@ -144,13 +189,17 @@ function run(tree: RadixTree, model: Model, o: Op): void {
       break;
     }
     case 'prefix': {
-      const want = sorted(model).filter((e) => e.key.length >= o.p.length && hex(e.key.subarray(0, o.p.length)) === hex(o.p));
+      const want = sorted(model).filter(
+        (e) => e.key.length >= o.p.length && hex(e.key.subarray(0, o.p.length)) === hex(o.p),
+      );
       if (o.reverse) want.reverse();
       expectList(tree.prefix(o.p, { reverse: o.reverse, limit: o.limit }), want.slice(0, o.limit ?? Infinity));
       break;
     }
     case 'huge':
-      expect(tree.insertIndex(o.n * 512, o.value, { order: 9, state: o.zero ? 'zero' : 'value' })).toBe(modelHuge(model, o.n, o.value, o.zero));
+      expect(tree.insertIndex(o.n * 512, o.value, { order: 9, state: o.zero ? 'zero' : 'value' })).toBe(
+        modelHuge(model, o.n, o.value, o.zero),
+      );
       break;
     case 'tag': {
       const e = resolve(model, o.key);
@@ -200,7 +249,6 @@ test('radix tree matches a sorted-map model over random op sequences', async () 
         epoch.close();
       }),
       { seed, numRuns: 300 },
-
     );
   });
 });

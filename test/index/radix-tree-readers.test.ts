@@ -9,12 +9,23 @@ import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { testKey } from '../workers/index-keys.js';
-import { C_BAD_READS, C_STOP, expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
+import {
+  C_BAD_READS,
+  C_STOP,
+  expectBaseline,
+  newControl,
+  startTreeWorker,
+  startWhenReady,
+  withSeed,
+} from './tree-helpers.js';
 
 const FILE = 'test/index/radix-tree-readers.test.ts';
 const KEYS = 200;
 
-async function churn(seed: number, breakSwitch?: string): Promise<{ bad: number; poisonHits: number; errors: string[]; tree: RadixTree; epoch: EpochDomain }> {
+async function churn(
+  seed: number,
+  breakSwitch?: string,
+): Promise<{ bad: number; poisonHits: number; errors: string[]; tree: RadixTree; epoch: EpochDomain }> {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch, { poisonReclaimed: true });
   const control = newControl();
@@ -23,12 +34,17 @@ async function churn(seed: number, breakSwitch?: string): Promise<{ bad: number;
   // Record each worker's failure as soon as it happens: a reader may crash (the broken run's
   // restart guard) while the writers are still awaited, and an unobserved rejection would
   // fail the whole vitest run.
-  const settle = (p: Promise<unknown>): Promise<void> => p.then(
-    () => undefined,
-    (e: unknown) => void errors.push(String(e)),
+  const settle = (p: Promise<unknown>): Promise<void> =>
+    p.then(
+      () => undefined,
+      (e: unknown) => void errors.push(String(e)),
+    );
+  const writers = [0, 1].map((w) =>
+    settle(startTreeWorker({ ...base, mode: 'writer', seed: seed + w, ops: 15_000 }, breakSwitch)),
   );
-  const writers = [0, 1].map((w) => settle(startTreeWorker({ ...base, mode: 'writer', seed: seed + w, ops: 15_000 }, breakSwitch)));
-  const readers = [2, 3].map((w) => settle(startTreeWorker({ ...base, mode: 'reader', seed: seed + w, ops: 0 }, breakSwitch)));
+  const readers = [2, 3].map((w) =>
+    settle(startTreeWorker({ ...base, mode: 'reader', seed: seed + w, ops: 0 }, breakSwitch)),
+  );
   await startWhenReady(control, 4);
   await Promise.all(writers);
   Atomics.store(control, C_STOP, 1);

@@ -16,7 +16,13 @@ test('a worker attached before the arena grew sees every key inserted after', as
   const control = newControl();
   const KEYS = 40_000;
   const run = startTreeWorker<{ wrong: number; scanned: number; arenaBytes: number }>({
-    mode: 'check-all', tree: tree.handle(), epoch: epoch.handle(), control: control.buffer as SharedArrayBuffer, seed: 1, ops: 0, keys: KEYS,
+    mode: 'check-all',
+    tree: tree.handle(),
+    epoch: epoch.handle(),
+    control: control.buffer as SharedArrayBuffer,
+    seed: 1,
+    ops: 0,
+    keys: KEYS,
   });
   // Wait until the worker has attached (it counts itself ready), then grow.
   while (Atomics.load(control, 3) < 1) await new Promise((r) => setTimeout(r, 2));

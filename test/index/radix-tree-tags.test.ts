@@ -44,7 +44,9 @@ test('tagRange copies DIRTY to TOWRITE inside the range only and returns how man
   const { tree, epoch } = build();
   expect(tree.tagRange({ gte: indexKey(777 * 7), lt: indexKey(15_000 * 7) }, 'dirty', 'towrite')).toBe(3);
   expect([...tree.tagged('towrite')].map(([k]) => keyIndex(k) / 7)).toEqual([777, 4096, 9001]);
-  expect([...tree.tagged('dirty', { reverse: true, limit: 2 })].map(([k]) => keyIndex(k) / 7)).toEqual([19_999, 15_000]);
+  expect([...tree.tagged('dirty', { reverse: true, limit: 2 })].map(([k]) => keyIndex(k) / 7)).toEqual([
+    19_999, 15_000,
+  ]);
   // Writeback step: clear TOWRITE and DIRTY under the entry lock.
   for (const i of [777, 4096, 9001]) {
     const ref = grabIndex(tree, i * 7)!;

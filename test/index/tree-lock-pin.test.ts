@@ -10,7 +10,10 @@ import { runWorker } from '../helpers/workers.js';
 type Result = { releasedWhileLocked: boolean; releasedAfter: boolean };
 
 test('an item retired under treeLock is released only after unlockTree', async () => {
-  expect(await runWorker<Result>('index-tree-lock-pin', {}, 30_000, { DAXSTORE_TEST_BREAK: '' })).toEqual({ releasedWhileLocked: false, releasedAfter: true });
+  expect(await runWorker<Result>('index-tree-lock-pin', {}, 30_000, { DAXSTORE_TEST_BREAK: '' })).toEqual({
+    releasedWhileLocked: false,
+    releasedAfter: true,
+  });
 });
 
 test('with DAXSTORE_TEST_BREAK=tree-lock-unpinned it is released while the lock is held (goes red)', async () => {

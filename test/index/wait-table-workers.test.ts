@@ -11,10 +11,20 @@ import { Worker } from 'node:worker_threads';
 import { WaitTable, waitKey } from '../../src/index/wait-table.js';
 import { runWorker, workerScript } from '../helpers/workers.js';
 
-interface LockerResult { locked: number; sleeps: number; timeouts: number; lostWakeups: number; exclusionBroken: number; broken: boolean }
+interface LockerResult {
+  locked: number;
+  sleeps: number;
+  timeouts: number;
+  lostWakeups: number;
+  exclusionBroken: number;
+  broken: boolean;
+}
 
 function runLocker(data: unknown, breakSwitch = ''): Promise<LockerResult> {
-  const worker = new Worker(workerScript('index-wait-locker'), { workerData: data, env: { ...process.env, DAXSTORE_TEST_BREAK: breakSwitch } });
+  const worker = new Worker(workerScript('index-wait-locker'), {
+    workerData: data,
+    env: { ...process.env, DAXSTORE_TEST_BREAK: breakSwitch },
+  });
   return new Promise((resolve, reject) => {
     let result: LockerResult | undefined;
     const timer = setTimeout(() => void worker.terminate(), 30_000);
@@ -57,9 +67,19 @@ function lockerJob(table: WaitTable, lockCount: number, extra: Record<string, un
   };
 }
 
-async function stress(breakSwitch: string, timeoutMs: number): Promise<{ results: LockerResult[]; table: WaitTable; counters: number }> {
+async function stress(
+  breakSwitch: string,
+  timeoutMs: number,
+): Promise<{ results: LockerResult[]; table: WaitTable; counters: number }> {
   const table = WaitTable.create({ slots: 1 }); // every key collides: wake-ups must match keys
-  const job = lockerJob(table, 2, { iterations: 1e9, durationMs: 250, observeEvery: 7, timeoutMs, startTogether: 4, holdSpins: 2048 });
+  const job = lockerJob(table, 2, {
+    iterations: 1e9,
+    durationMs: 250,
+    observeEvery: 7,
+    timeoutMs,
+    startTogether: 4,
+    holdSpins: 2048,
+  });
   const results = await Promise.all(
     [0, 1, 2, 3].map((i) => runLocker({ ...job, seed: seedBase + i * 7919 }, breakSwitch)),
   );

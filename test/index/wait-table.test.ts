@@ -7,7 +7,6 @@ import { describe, expect, it } from 'vitest';
 import { WaitTable, waitKey } from '../../src/index/wait-table.js';
 import { expectCode } from '../helpers/expect-code.js';
 
-
 function expectBaseline(t: WaitTable): void {
   expect(t.stats().waiting).toBe(0);
 }

@@ -50,7 +50,9 @@ function shapedKeys(seed: number): Uint8Array[] {
   const out = new Map<string, Uint8Array>();
   const add = (k: Uint8Array): void => void out.set(hex(k), k);
   const fanOut = (lead: number, n: number, len: number): void => {
-    const bytes = Array.from({ length: 256 }, (_, i) => i).sort(() => r() - 0.5).slice(0, n);
+    const bytes = Array.from({ length: 256 }, (_, i) => i)
+      .sort(() => r() - 0.5)
+      .slice(0, n);
     for (const b of bytes) {
       const k = new Uint8Array(len);
       k[0] = lead;
@@ -73,7 +75,8 @@ function shapedKeys(seed: number): Uint8Array[] {
     add(k);
   }
   // Keys that end where others go on (endLeaf), and the empty key.
-  for (const s of ['a', 'ab', 'abc', 'abcd', 'abcde', 'abcdefghijklmnop', 'abcdefghijklmno']) add(new TextEncoder().encode(s));
+  for (const s of ['a', 'ab', 'abc', 'abcd', 'abcde', 'abcdefghijklmnop', 'abcdefghijklmno'])
+    add(new TextEncoder().encode(s));
   add(new Uint8Array(0));
   // 8-byte index keys, and random keys of random length.
   for (let n = 0; n < 200; n++) {
@@ -279,7 +282,17 @@ test('with explicit bounds checks (no trap handler), grabs keep working while an
   for (const flags of [['--disable-wasm-trap-handler'], ['--wasm-enforce-bounds-checks'], []]) {
     const r = runChild('index-bounds-child', [], {}, flags);
     expect(r.status, `${flags.join(' ')}: ${r.stderr}`).toBe(0);
-    const out = r.result as { flags: string[]; grabs: number; wrong: number; errors: string[]; limits: number; limitReachesArena: boolean; startWords: number; endWords: number; probeMisses: number };
+    const out = r.result as {
+      flags: string[];
+      grabs: number;
+      wrong: number;
+      errors: string[];
+      limits: number;
+      limitReachesArena: boolean;
+      startWords: number;
+      endWords: number;
+      probeMisses: number;
+    };
     expect(out.flags).toEqual(flags);
     expect(out.errors).toEqual([]);
     expect(out.wrong).toBe(0);
@@ -287,6 +300,8 @@ test('with explicit bounds checks (no trap handler), grabs keep working while an
     expect(out.endWords).toBeGreaterThan(out.startWords * 8);
     expect(out.limits).toBeGreaterThan(1); // the wasm limit followed growths made by the other thread
     expect(out.limitReachesArena).toBe(true);
-    console.log(`${FILE}: ${flags.join(' ') || 'trap handler'}: ${out.grabs} grabs, ${out.limits} wasm limits, ${out.probeMisses} probe misses, arena ${out.startWords * 4} -> ${out.endWords * 4} B`);
+    console.log(
+      `${FILE}: ${flags.join(' ') || 'trap handler'}: ${out.grabs} grabs, ${out.limits} wasm limits, ${out.probeMisses} probe misses, arena ${out.startWords * 4} -> ${out.endWords * 4} B`,
+    );
   }
 });

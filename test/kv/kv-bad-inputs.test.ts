@@ -24,14 +24,29 @@ describe('kv bad inputs', () => {
     db.put('k', 'v');
     const before = db.stats();
     const bad: Array<() => unknown> = [
-      () => db.put('', 'x'), () => db.put(new Uint8Array(0), 'x'), () => db.put('x'.repeat(MAX_KEY_BYTES + 1), 'x'),
-      () => db.put('é'.repeat(MAX_KEY_BYTES / 2 + 1), 'x'), () => db.put(new Uint8Array(MAX_KEY_BYTES + 1), 'x'),
-      () => db.put(42 as never, 'x'), () => db.put('k', 42 as never), () => db.put('k', null as never),
-      () => db.put('k', new Uint8Array(MAX_VALUE_BYTES + 1)), () => db.get({} as never), () => db.delete(undefined as never),
-      () => db.batch('nope' as never), () => db.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'zap' } as never]),
-      () => db.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'put', key: '', value: 'b' }]),
-      () => db.range({ gt: 'a', gte: 'b' }), () => db.range({ limit: -1 }), () => db.deleteRange({ lt: 5 as never }),
-      () => db.getView('k'), () => db.read('x' as never),
+      () => db.put('', 'x'),
+      () => db.put(new Uint8Array(0), 'x'),
+      () => db.put('x'.repeat(MAX_KEY_BYTES + 1), 'x'),
+      () => db.put('é'.repeat(MAX_KEY_BYTES / 2 + 1), 'x'),
+      () => db.put(new Uint8Array(MAX_KEY_BYTES + 1), 'x'),
+      () => db.put(42 as never, 'x'),
+      () => db.put('k', 42 as never),
+      () => db.put('k', null as never),
+      () => db.put('k', new Uint8Array(MAX_VALUE_BYTES + 1)),
+      () => db.get({} as never),
+      () => db.delete(undefined as never),
+      () => db.batch('nope' as never),
+      () => db.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'zap' } as never]),
+      () =>
+        db.batch([
+          { type: 'put', key: 'a', value: 'b' },
+          { type: 'put', key: '', value: 'b' },
+        ]),
+      () => db.range({ gt: 'a', gte: 'b' }),
+      () => db.range({ limit: -1 }),
+      () => db.deleteRange({ lt: 5 as never }),
+      () => db.getView('k'),
+      () => db.read('x' as never),
     ];
     for (const fn of bad) expect(daxCodeOf(fn)).toBe('EINVAL');
     expect(db.has('a')).toBe(false);
@@ -46,7 +61,18 @@ describe('kv bad inputs', () => {
     db.put('k', 'v');
     db.close();
     db.close();
-    for (const fn of [() => db.put('k', 'v'), () => db.get('k'), () => db.has('k'), () => db.delete('k'), () => db.batch([]), () => db.range(), () => db.deleteRange(), () => db.stats(), () => db.read(() => 1), () => db.share()]) {
+    for (const fn of [
+      () => db.put('k', 'v'),
+      () => db.get('k'),
+      () => db.has('k'),
+      () => db.delete('k'),
+      () => db.batch([]),
+      () => db.range(),
+      () => db.deleteRange(),
+      () => db.stats(),
+      () => db.read(() => 1),
+      () => db.share(),
+    ]) {
       expect(daxCodeOf(fn)).toBe('ECLOSED');
     }
     return expect(db.flushed()).rejects.toMatchObject({ code: 'ECLOSED' });
@@ -60,7 +86,14 @@ describe('kv bad inputs', () => {
     expect(isDaxError(err, 'ENOSPC')).toBe(true);
     expect(n).toBeGreaterThan(20);
     expect(db.has(`key-${n}`)).toBe(false);
-    expect(daxCodeOf(() => db.batch([{ type: 'put', key: 'a', value: value(1) }, { type: 'del', key: 'key-0' }]))).toBe('ENOSPC');
+    expect(
+      daxCodeOf(() =>
+        db.batch([
+          { type: 'put', key: 'a', value: value(1) },
+          { type: 'del', key: 'key-0' },
+        ]),
+      ),
+    ).toBe('ENOSPC');
     expect(db.has('key-0')).toBe(true);
     for (let i = 0; i < n; i++) expect(Buffer.from(db.get(`key-${i}`)!).equals(value(i))).toBe(true);
     db.close();
@@ -90,7 +123,9 @@ describe('kv bad inputs', () => {
       expect(daxCodeOf(() => open(file))).toBe('ENOTSTORE');
       expect(readFileSync(file).equals(junk)).toBe(true);
       expect(daxCodeOf(() => open(path.join(dir, 'absent')))).toBe('ENOENT');
-      expect(daxCodeOf(() => open(path.join(dir, 'x'), { size: 8 * 2 ** 20, durability: 'fast' as never }))).toBe('EINVAL');
+      expect(daxCodeOf(() => open(path.join(dir, 'x'), { size: 8 * 2 ** 20, durability: 'fast' as never }))).toBe(
+        'EINVAL',
+      );
       const db = open(path.join(dir, 'real'), { size: 8 * 2 ** 20 });
       db.put('a', 'b');
       db.close();

@@ -40,7 +40,11 @@ describe('kv basics', () => {
     expect([...db.range({ gte: 'c' })].map(([, v]) => td.decode(v))).toEqual(['C']);
     expect(db.deleteRange({ gte: 'ab', lt: 'b' })).toBe(2);
     expect(keys({})).toEqual(['a', 'b', 'ba', 'c']);
-    db.batch([{ type: 'put', key: 'x', value: '1' }, { type: 'del', key: 'a' }, { type: 'put', key: 'x', value: '2' }]);
+    db.batch([
+      { type: 'put', key: 'x', value: '1' },
+      { type: 'del', key: 'a' },
+      { type: 'put', key: 'x', value: '2' },
+    ]);
     expect(keys({})).toEqual(['b', 'ba', 'c', 'x']);
     expect(td.decode(db.get('x'))).toBe('2');
     db.close();

@@ -35,11 +35,18 @@ async function groupBatchesAreDurableWhenResolved(): Promise<void> {
     db.put('warm', 'up'); // the segment is allocated and zeroed (fences of their own) before counting
     await db.flushed();
     const acknowledged: string[] = [];
-    const all = Array.from({ length: 20 }, (_, i) => db.batchAsync([{ type: 'put', key: `k${i}`, value: `v${i}` }, { type: 'del', key: `gone${i}` }]).then(() => {
-      acknowledged.push(`k${i}`);
-      // Resolved: this batch must be in the durable image (a crash now keeps it).
-      expect(durableValue(media, `k${i}`)).toBe(`v${i}`);
-    }));
+    const all = Array.from({ length: 20 }, (_, i) =>
+      db
+        .batchAsync([
+          { type: 'put', key: `k${i}`, value: `v${i}` },
+          { type: 'del', key: `gone${i}` },
+        ])
+        .then(() => {
+          acknowledged.push(`k${i}`);
+          // Resolved: this batch must be in the durable image (a crash now keeps it).
+          expect(durableValue(media, `k${i}`)).toBe(`v${i}`);
+        }),
+    );
     expect(td.decode(db.get('k7'))).toBe('v7'); // visible at once
     expect(durableValue(media, 'k7')).toBeUndefined(); // not yet durable: nothing was fenced
     let fences = 0;
@@ -54,7 +61,10 @@ async function groupBatchesAreDurableWhenResolved(): Promise<void> {
 }
 
 describe('kv batchAsync', () => {
-  it("'group': resolves only once its batch is durable, and one fence covers the batches of a window", groupBatchesAreDurableWhenResolved);
+  it(
+    "'group': resolves only once its batch is durable, and one fence covers the batches of a window",
+    groupBatchesAreDurableWhenResolved,
+  );
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-group-resolve-early', async () => {
     setKvBreak('kv-group-resolve-early', true);
@@ -80,7 +90,10 @@ describe('kv batchAsync', () => {
   it('bad input and a closed store reject with a DaxError and apply nothing; close() resolves the waiters of durable batches', async () => {
     const media = createSimMedia(8 * 2 ** 20);
     const db = openMedia(media, { durability: 'group' });
-    const bad = db.batchAsync([{ type: 'put', key: 'x', value: '1' }, { type: 'put', key: '', value: '2' }]);
+    const bad = db.batchAsync([
+      { type: 'put', key: 'x', value: '1' },
+      { type: 'put', key: '', value: '2' },
+    ]);
     await expect(bad).rejects.toBeInstanceOf(DaxError);
     await expect(bad).rejects.toMatchObject({ code: 'EINVAL' });
     expect(db.get('x')).toBeUndefined();

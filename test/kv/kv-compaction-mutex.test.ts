@@ -24,7 +24,13 @@ import { putUntilNewSegment } from './fill.js';
 const WINDOW_MS = 400;
 const value = (n: number): Uint8Array => new Uint8Array(8 * 1024).fill(n & 0xff);
 
-interface Outcome { inWindow: boolean; kInImage: string | undefined; kAfter: string | undefined; mainFreed: number; workerFreed: number }
+interface Outcome {
+  inWindow: boolean;
+  kInImage: string | undefined;
+  kAfter: string | undefined;
+  mainFreed: number;
+  workerFreed: number;
+}
 
 async function scenario(broken: boolean): Promise<Outcome> {
   const media = createSimMedia(32 * 2 ** 20, { name: 'compaction-mutex' });
@@ -39,7 +45,12 @@ async function scenario(broken: boolean): Promise<Outcome> {
     putUntilNewSegment(db, (i) => db.put(`churn-${i % 8}`, value(i)));
     db.delete('k'); // T: DEL k, live t-* keys and churn that kills S's last churn values
     putUntilNewSegment(db, (i) => db.put(i % 2 === 0 ? `t-${i}` : `churn-${i % 8}`, value(i)));
-    worker = runWorker<CompactionReport>('kv-compactor', { handle: db.share(), flags, maxLiveRatio: 0.9 }, 60_000, broken ? { DAXSTORE_TEST_BREAK: 'kv-compact-no-mutex' } : undefined);
+    worker = runWorker<CompactionReport>(
+      'kv-compactor',
+      { handle: db.share(), flags, maxLiveRatio: 0.9 },
+      60_000,
+      broken ? { DAXSTORE_TEST_BREAK: 'kv-compact-no-mutex' } : undefined,
+    );
     while (Atomics.load(f, 2) === 0) await new Promise((r) => setTimeout(r, 2)); // attached: the window is not spent starting it
     transferOwnerHooks.afterExchange = (_block, from) => {
       if (from !== OWNER_KV_SEGMENT || image !== undefined) return;
@@ -61,7 +72,13 @@ async function scenario(broken: boolean): Promise<Outcome> {
       recovered.close();
     }
     const kAfter = db.get('k');
-    return { inWindow, kInImage, kAfter: kAfter === undefined ? undefined : Buffer.from(kAfter).toString(), mainFreed: mine.segmentsFreed, workerFreed: theirs.segmentsFreed };
+    return {
+      inWindow,
+      kInImage,
+      kAfter: kAfter === undefined ? undefined : Buffer.from(kAfter).toString(),
+      mainFreed: mine.segmentsFreed,
+      workerFreed: theirs.segmentsFreed,
+    };
   } finally {
     transferOwnerHooks.afterExchange = undefined;
     Atomics.store(f, 0, 1);

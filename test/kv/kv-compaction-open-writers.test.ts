@@ -26,7 +26,8 @@ import { runWorker } from '../helpers/workers.js';
 import { putUntilNewSegment } from './fill.js';
 
 const big = (tag: number): Uint8Array => new Uint8Array(LARGE_VALUE_THRESHOLD_BYTES).fill(tag);
-const listing = (db: KvStore): string => [...db.range()].map(([k, v]) => `${Buffer.from(k).toString()}=${v.length}:${v[0]}`).join(',');
+const listing = (db: KvStore): string =>
+  [...db.range()].map(([k, v]) => `${Buffer.from(k).toString()}=${v.length}:${v[0]}`).join(',');
 
 let churn = 0;
 /** Overwrites churn keys (dead soon after) until `db` opens a new segment: the one before is closed and committed. */
@@ -75,7 +76,9 @@ function compactBesideUncommittedWriter({ durability, liveInS, w2Switched }: Sce
         const got = listing(again);
         const at = states.indexOf(got);
         if (at < 0) {
-          const keys = ['k-put', 'k-del', 'k-gone', 'marker'].map((k) => `${k}=${again.get(k) === undefined ? 'absent' : Buffer.from(again.get(k)!).toString()}`);
+          const keys = ['k-put', 'k-del', 'k-gone', 'marker'].map(
+            (k) => `${k}=${again.get(k) === undefined ? 'absent' : Buffer.from(again.get(k)!).toString()}`,
+          );
           throw new Error(`${durability}: ${what} recovered no prefix of the history: ${keys.join(' ')}`);
         }
         expect(again.dax.device.audit()).toEqual([]);
@@ -87,11 +90,18 @@ function compactBesideUncommittedWriter({ durability, liveInS, w2Switched }: Sce
     };
     const dataWord = db.dax.device.dataOffset / 8;
     const unhook = media.onFence(() => {
-      for (const probability of [0, 0.2, 0.4, 0.6, 0.8, 1]) check(media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability }), `crash image ${images} at a compaction fence (p=${probability})`);
+      for (const probability of [0, 0.2, 0.4, 0.6, 0.8, 1])
+        check(
+          media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability }),
+          `crash image ${images} at a compaction fence (p=${probability})`,
+        );
       // Flushes before one fence reach the media in any order: the owner table's pending words (S
       // unpublished) may land while the data lines flushed just before (w2's records) do not.
       const metadata = media.pendingWords().filter((w) => w < dataWord);
-      check(media.crashImage({ words: metadata }), `crash image ${images} at a compaction fence (pending metadata words only)`);
+      check(
+        media.crashImage({ words: metadata }),
+        `crash image ${images} at a compaction fence (pending metadata words only)`,
+      );
     });
     try {
       const report = db.compact();
@@ -103,7 +113,11 @@ function compactBesideUncommittedWriter({ durability, liveInS, w2Switched }: Sce
       unhook();
     }
     check(media.crashImage({ mode: 'none' }), 'the durable image after compaction');
-    for (const probability of [0.3, 0.7]) check(media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability }), `crash image ${images} after compaction (p=${probability})`);
+    for (const probability of [0.3, 0.7])
+      check(
+        media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability }),
+        `crash image ${images} after compaction (p=${probability})`,
+      );
   } finally {
     db.close(); // the opener first: both handles share this thread's epoch participant, which the attached handle's close ends
     w2.close();
@@ -176,7 +190,10 @@ async function compactBesideParkedWorker(): Promise<void> {
 }
 
 describe('kv compaction beside a worker thread whose records are not durable yet', () => {
-  it('group: the durable image after compaction holds every record the worker published before it', compactBesideParkedWorker);
+  it(
+    'group: the durable image after compaction holds every record the worker published before it',
+    compactBesideParkedWorker,
+  );
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush', async () => {
     setKvBreak('kv-compact-skip-open-flush', true);

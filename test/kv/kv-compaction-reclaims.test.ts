@@ -30,7 +30,10 @@ describe('compaction reclaims space at once', () => {
         const report = db.compact();
         compactions++;
         expect(report.segmentsFreed).toBeGreaterThan(0);
-        expect(db.stats().freeBlocks, `compaction ${compactions} freed ${report.segmentsFreed} segments`).toBeGreaterThan(before);
+        expect(
+          db.stats().freeBlocks,
+          `compaction ${compactions} freed ${report.segmentsFreed} segments`,
+        ).toBeGreaterThan(before);
       }
     }
     expect(compactions).toBeGreaterThan(5);

@@ -42,12 +42,19 @@ function problems(again: KvStore): string[] {
     }
     const s = td.decode(v);
     const head = `${Number.parseInt(s, 10)}:`;
-    if (s.length !== VALUE_BYTES || !s.startsWith(head) || s !== head + 'x'.repeat(VALUE_BYTES - head.length)) out.push(`k-${i} torn: ${s.slice(0, 20)}`);
+    if (s.length !== VALUE_BYTES || !s.startsWith(head) || s !== head + 'x'.repeat(VALUE_BYTES - head.length))
+      out.push(`k-${i} torn: ${s.slice(0, 20)}`);
   }
   return out;
 }
 
-async function scenario(): Promise<{ images: number; compactions: number; freed: number; puts: number; violations: string[] }> {
+async function scenario(): Promise<{
+  images: number;
+  compactions: number;
+  freed: number;
+  puts: number;
+  violations: string[];
+}> {
   const media = createSimMedia(24 * 2 ** 20, { name: 'compaction-running-writer' });
   const db = openMedia(media, { durability: 'none' });
   const flags = new Int32Array(new SharedArrayBuffer(8));
@@ -60,7 +67,14 @@ async function scenario(): Promise<{ images: number; compactions: number; freed:
   try {
     for (let i = 0; i < KEYS; i++) db.put(`k-${i}`, '0:' + 'x'.repeat(VALUE_BYTES - 2));
     closeSegment(db); // version 0 lives in a closed (committed, durable) segment only
-    worker = runWorker<number>('kv-running-writer', { handle: db.share(), flags: flags.buffer, published: published.buffer, keys: KEYS, burst: 40, valueBytes: VALUE_BYTES });
+    worker = runWorker<number>('kv-running-writer', {
+      handle: db.share(),
+      flags: flags.buffer,
+      published: published.buffer,
+      keys: KEYS,
+      burst: 40,
+      valueBytes: VALUE_BYTES,
+    });
     while (Atomics.load(flags, 0) < 1) await wait(2); // every key superseded once, not durable yet
     for (let i = 0; i < 10; i++) db.put(`churn-${i}`, 'late'); // our own churn in the first segment dies too
     const check = (image: ReturnType<typeof media.crashImage>, what: string): void => {
@@ -77,7 +91,10 @@ async function scenario(): Promise<{ images: number; compactions: number; freed:
     };
     const unhook = media.onFence(() => {
       check(media.crashImage({ mode: 'none' }), `image ${images} at a compaction fence (durable words only)`);
-      check(media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability: 0.5 }), `image ${images} at a compaction fence (p=0.5)`);
+      check(
+        media.crashImage({ mode: 'random', seed: Math.imul(images + 1, 0x9e3779b1) >>> 0, probability: 0.5 }),
+        `image ${images} at a compaction fence (p=0.5)`,
+      );
     });
     try {
       const deadline = performance.now() + RUN_MS;
@@ -101,7 +118,8 @@ async function scenario(): Promise<{ images: number; compactions: number; freed:
 describe('kv compaction beside a writer that keeps writing', () => {
   it("'none': every crash image taken at a compaction fence holds every key, whole", async () => {
     const r = await scenario();
-    if (process.env['DAX_DEBUG'] !== undefined) console.log(JSON.stringify({ ...r, violations: r.violations.slice(0, 3) }));
+    if (process.env['DAX_DEBUG'] !== undefined)
+      console.log(JSON.stringify({ ...r, violations: r.violations.slice(0, 3) }));
     expect(r.violations).toEqual([]);
     expect(r.freed, JSON.stringify(r)).toBeGreaterThan(0);
     expect(r.images).toBeGreaterThan(4);

@@ -14,7 +14,8 @@ import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-
 import { openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
 import { setKvBreak, type KvTestBreak } from '../../src/kv/test-break.js';
 
-const baseSeed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const baseSeed =
+  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 type State = string; // canonical listing
 
@@ -22,7 +23,10 @@ function listing(db: KvStore): State {
   return [...db.range()].map(([k, v]) => `${hex(k)}=${hex(v)}`).join(',');
 }
 function modelListing(m: Map<string, string>): State {
-  return [...m.entries()].sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex'))).map(([k, v]) => `${k}=${v}`).join(',');
+  return [...m.entries()]
+    .sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
 }
 
 function runMode(durability: Durability, seed: number, ops: number): { images: number } {
@@ -36,7 +40,12 @@ function runMode(durability: Durability, seed: number, ops: number): { images: n
   const pending: Array<{ image: SimMedia; lo: number; hi: number }> = [];
   let images = 0;
   const unhook = media.onFence(() => {
-    for (let i = 0; i < 3; i++) pending.push({ image: media.crashImage({ mode: 'random', seed: (rand() * 2 ** 32) >>> 0, probability: rand() }), lo: durability === 'sync' ? done : durablePoint, hi: done + 1 });
+    for (let i = 0; i < 3; i++)
+      pending.push({
+        image: media.crashImage({ mode: 'random', seed: (rand() * 2 ** 32) >>> 0, probability: rand() }),
+        lo: durability === 'sync' ? done : durablePoint,
+        hi: done + 1,
+      });
   });
   const checkPending = (): void => {
     while (pending.length > 0) {
@@ -45,7 +54,10 @@ function runMode(durability: Durability, seed: number, ops: number): { images: n
       try {
         const got = listing(again);
         const ok = states.slice(lo, Math.min(hi, states.length - 1) + 1).includes(got);
-        if (!ok) throw new Error(`crash image (ops ${lo}..${hi}) recovered a state that is no allowed prefix: ${got.slice(0, 300)}`);
+        if (!ok)
+          throw new Error(
+            `crash image (ops ${lo}..${hi}) recovered a state that is no allowed prefix: ${got.slice(0, 300)}`,
+          );
         expect(again.dax.device.audit()).toEqual([]);
         expect(again.stats().keys).toBe(got === '' ? 0 : got.split(',').length);
         if (images % 10 === 0) {
@@ -69,7 +81,8 @@ function runMode(durability: Durability, seed: number, ops: number): { images: n
     for (let i = 0; i < ops; i++) {
       const r = rand();
       if (r < 0.5) {
-        const k = key(), v = value();
+        const k = key(),
+          v = value();
         db.put(k, v);
         model.set(hex(k), hex(v));
       } else if (r < 0.7) {
@@ -77,13 +90,19 @@ function runMode(durability: Durability, seed: number, ops: number): { images: n
         db.delete(k);
         model.delete(hex(k));
       } else if (r < 0.88) {
-        const batch = Array.from({ length: 2 + Math.floor(rand() * 4) }, () => (rand() < 0.75 ? { type: 'put' as const, key: key(), value: value() } : { type: 'del' as const, key: key() }));
+        const batch = Array.from({ length: 2 + Math.floor(rand() * 4) }, () =>
+          rand() < 0.75 ? { type: 'put' as const, key: key(), value: value() } : { type: 'del' as const, key: key() },
+        );
         db.batch(batch);
-        for (const o of batch) if (o.type === 'put') model.set(hex(o.key), hex(o.value)); else model.delete(hex(o.key));
+        for (const o of batch)
+          if (o.type === 'put') model.set(hex(o.key), hex(o.value));
+          else model.delete(hex(o.key));
       } else if (r < 0.92) {
         const lo = key();
         db.deleteRange({ gte: lo, lt: Uint8Array.of(lo[0] + 1) });
-        for (const k of [...model.keys()]) if (Buffer.compare(Buffer.from(k, 'hex'), Buffer.from(lo)) >= 0 && Buffer.from(k, 'hex')[0] < lo[0] + 1) model.delete(k);
+        for (const k of [...model.keys()])
+          if (Buffer.compare(Buffer.from(k, 'hex'), Buffer.from(lo)) >= 0 && Buffer.from(k, 'hex')[0] < lo[0] + 1)
+            model.delete(k);
       } else {
         void db.flushed();
         durablePoint = done;
@@ -91,7 +110,12 @@ function runMode(durability: Durability, seed: number, ops: number): { images: n
       done++;
       states.push(modelListing(model));
       if (durability === 'sync') durablePoint = done;
-      if (rand() < 0.3) pending.push({ image: media.crashImage({ mode: 'random', seed: (rand() * 2 ** 32) >>> 0, probability: rand() }), lo: durablePoint, hi: done });
+      if (rand() < 0.3)
+        pending.push({
+          image: media.crashImage({ mode: 'random', seed: (rand() * 2 ** 32) >>> 0, probability: rand() }),
+          lo: durablePoint,
+          hi: done,
+        });
       checkPending();
     }
     expect(listing(db)).toBe(states[done]);
@@ -104,13 +128,19 @@ function runMode(durability: Durability, seed: number, ops: number): { images: n
 }
 
 describe('kv crash consistency on the simulated device', () => {
-  for (const [durability, ops] of [['sync', 250], ['group', 300], ['none', 300]] as const) {
+  for (const [durability, ops] of [
+    ['sync', 250],
+    ['group', 300],
+    ['none', 300],
+  ] as const) {
     it(`${durability}: every crash image recovers an allowed prefix of the operations`, () => {
       try {
         const { images } = runMode(durability, baseSeed, ops);
         expect(images).toBeGreaterThan(durability === 'sync' ? 500 : 100);
       } catch (e) {
-        console.error(`kv crash (${durability}) failed with seed ${baseSeed}; replay: DAXSTORE_SEED=${baseSeed} npx vitest run test/kv/kv-crash.test.ts`);
+        console.error(
+          `kv crash (${durability}) failed with seed ${baseSeed}; replay: DAXSTORE_SEED=${baseSeed} npx vitest run test/kv/kv-crash.test.ts`,
+        );
         throw e;
       }
     });

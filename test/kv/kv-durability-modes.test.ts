@@ -25,7 +25,10 @@ describe('kv durability modes', () => {
     const db = openMedia(media, { durability: 'sync' });
     db.put('a', '1');
     expect(durableValue(media, 'a')).toBe('1');
-    db.batch([{ type: 'put', key: 'b', value: '2' }, { type: 'del', key: 'a' }]);
+    db.batch([
+      { type: 'put', key: 'b', value: '2' },
+      { type: 'del', key: 'a' },
+    ]);
     expect(durableValue(media, 'a')).toBeUndefined();
     expect(durableValue(media, 'b')).toBe('2');
     db.close();

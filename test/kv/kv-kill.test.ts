@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../../src/device/sim-media.js';
 import { open } from '../../src/kv/index.js';
 
-const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const seed =
+  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const child = path.join(root, 'dist', 'test', 'workers', 'kv-kill-child.js');
 
@@ -34,7 +35,9 @@ function runAndKill(file: string, round: number, delayMs: number): Promise<numbe
       }
     });
     p.on('error', reject);
-    p.on('close', (code, signal) => (signal === 'SIGKILL' ? resolve(acked) : reject(new Error(`child exited with ${code} ${signal}`))));
+    p.on('close', (code, signal) =>
+      signal === 'SIGKILL' ? resolve(acked) : reject(new Error(`child exited with ${code} ${signal}`)),
+    );
   });
 }
 
@@ -61,7 +64,9 @@ describe('kv survives SIGKILL', () => {
               // not have happened.
               const allowed = i % 5 !== 0 ? [plain] : i + 4 <= acked[r] ? [again] : [plain, again];
               const text = got === undefined ? undefined : Buffer.from(got).toString();
-              expect(allowed, `round ${r} key ${i} (acked up to ${acked[r]}) holds ${text?.slice(0, 40)}`).toContain(text);
+              expect(allowed, `round ${r} key ${i} (acked up to ${acked[r]}) holds ${text?.slice(0, 40)}`).toContain(
+                text,
+              );
               if (i % 5 === 4) expect(db.has(`${r}-b${i}`)).toBe(true);
             }
           }
@@ -72,7 +77,9 @@ describe('kv survives SIGKILL', () => {
       }
       expect(acked.some((n) => n > 10)).toBe(true);
     } catch (e) {
-      console.error(`kv kill failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-kill.test.ts`);
+      console.error(
+        `kv kill failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-kill.test.ts`,
+      );
       throw e;
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -16,10 +16,14 @@ import { openMedia, type Durability, type KvStore } from '../../src/kv/index.js'
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
 
-const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const seed =
+  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const digest = (b: Uint8Array): string => createHash('sha1').update(b).digest('hex').slice(0, 12);
 
-interface State { listing: string; large: number }
+interface State {
+  listing: string;
+  large: number;
+}
 function stateOf(db: KvStore): State {
   let large = 0;
   const parts: string[] = [];
@@ -31,7 +35,10 @@ function stateOf(db: KvStore): State {
 }
 function modelState(m: Map<string, Uint8Array>): State {
   const keys = [...m.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  return { listing: keys.map((k) => `${k}=${m.get(k)!.length}:${digest(m.get(k)!)}`).join(','), large: keys.filter((k) => m.get(k)!.length > LARGE_VALUE_THRESHOLD_BYTES).length };
+  return {
+    listing: keys.map((k) => `${k}=${m.get(k)!.length}:${digest(m.get(k)!)}`).join(','),
+    large: keys.filter((k) => m.get(k)!.length > LARGE_VALUE_THRESHOLD_BYTES).length,
+  };
 }
 
 function run(ops: number, durability: Durability = 'sync'): number {
@@ -44,7 +51,8 @@ function run(ops: number, durability: Durability = 'sync'): number {
   let done = 0;
   let images = 0;
   const value = (): Uint8Array => {
-    const n = rand() < 0.6 ? LARGE_VALUE_THRESHOLD_BYTES + 1 + Math.floor(rand() * 40_000) : 1 + Math.floor(rand() * 200);
+    const n =
+      rand() < 0.6 ? LARGE_VALUE_THRESHOLD_BYTES + 1 + Math.floor(rand() * 40_000) : 1 + Math.floor(rand() * 200);
     const out = new Uint8Array(n);
     const fill = (rand() * 2 ** 32) >>> 0;
     for (let i = 0; i < n; i += 4) out[i] = (fill >>> (i & 24)) & 0xff;
@@ -58,7 +66,10 @@ function run(ops: number, durability: Durability = 'sync'): number {
     try {
       const got = stateOf(again);
       const allowed = states.slice(durability === 'sync' ? done : durablePoint, done + 2).map((s) => s.listing);
-      if (!allowed.includes(got.listing)) throw new Error(`${durability}: crash image after ${done} ops (durable ${durablePoint}) recovered a state that is not allowed: ${got.listing.slice(0, 300)}`);
+      if (!allowed.includes(got.listing))
+        throw new Error(
+          `${durability}: crash image after ${done} ops (durable ${durablePoint}) recovered a state that is not allowed: ${got.listing.slice(0, 300)}`,
+        );
       expect(again.dax.device.audit()).toEqual([]);
       expect(again.stats().largeValueObjects).toBe(got.large); // nothing leaked, nothing dangling
       images++;
@@ -92,7 +103,10 @@ function run(ops: number, durability: Durability = 'sync'): number {
         next.set(key, v1);
         next.set(k2, v2); // later op on the same key wins
         states.push(modelState(next));
-        db.batch([{ type: 'put', key, value: v1 }, { type: 'put', key: k2, value: v2 }]);
+        db.batch([
+          { type: 'put', key, value: v1 },
+          { type: 'put', key: k2, value: v2 },
+        ]);
       }
       model.clear();
       for (const [k, v] of next) model.set(k, v);
@@ -116,7 +130,9 @@ describe('kv large values under crashes', () => {
     try {
       expect(run(70)).toBeGreaterThan(30);
     } catch (e) {
-      console.error(`kv-large-crash (sync) failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-large-crash.test.ts`);
+      console.error(
+        `kv-large-crash (sync) failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-large-crash.test.ts`,
+      );
       throw e;
     }
   }, 60_000);
@@ -126,7 +142,9 @@ describe('kv large values under crashes', () => {
       try {
         expect(run(70, durability)).toBeGreaterThan(20);
       } catch (e) {
-        console.error(`kv-large-crash (${durability}) failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-large-crash.test.ts`);
+        console.error(
+          `kv-large-crash (${durability}) failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-large-crash.test.ts`,
+        );
         throw e;
       }
     }, 60_000);

@@ -25,7 +25,8 @@ const big = (n: number, seed: number): Uint8Array => {
   for (let i = 0; i < n; i++) out[i] = (i * 31 + seed * 7 + (i >> 12)) & 0xff;
   return out;
 };
-const same = (a: Uint8Array | undefined, b: Uint8Array): boolean => a !== undefined && Buffer.from(a).equals(Buffer.from(b));
+const same = (a: Uint8Array | undefined, b: Uint8Array): boolean =>
+  a !== undefined && Buffer.from(a).equals(Buffer.from(b));
 
 /** Collects retired objects (no reader pinned) and returns the live kv object count. */
 function settledObjects(db: KvStore): number {
@@ -56,7 +57,10 @@ describe('kv large values', () => {
     db.put('small', b); // inline -> large
     expect(db.delete('a')).toBe(true);
     expect(settledObjects(db)).toBe(1);
-    expect([...db.range()].map(([k, v]) => [Buffer.from(k).toString(), v.length])).toEqual([['b', 9], ['small', 1_000_000]]);
+    expect([...db.range()].map(([k, v]) => [Buffer.from(k).toString(), v.length])).toEqual([
+      ['b', 9],
+      ['small', 1_000_000],
+    ]);
     db.close();
     const again = openMedia(media.crashImage({ mode: 'none' }));
     expect(same(again.get('small'), b)).toBe(true);
@@ -94,7 +98,10 @@ describe('kv large values', () => {
     db.close();
   };
 
-  it('getView of a large value is a zero-copy view over the object pages when they are one page run, and stays valid after an overwrite while pinned (R6)', pinnedObjectSurvives);
+  it(
+    'getView of a large value is a zero-copy view over the object pages when they are one page run, and stays valid after an overwrite while pinned (R6)',
+    pinnedObjectSurvives,
+  );
 
   it('goes red with kv-large-remove-now (superseded object removed without the grace period)', () => {
     withBreak('kv-large-remove-now', () => expect(pinnedObjectSurvives).toThrow());
@@ -103,13 +110,27 @@ describe('kv large values', () => {
   it('batch with large values applies all or nothing; a failing batch leaves no object behind', () => {
     const db = openMedia(createSimMedia(16 * 2 ** 20));
     const v = big(40_000, 6);
-    db.batch([{ type: 'put', key: 'x', value: v }, { type: 'put', key: 'y', value: 'small' }, { type: 'put', key: 'z', value: v }]);
+    db.batch([
+      { type: 'put', key: 'x', value: v },
+      { type: 'put', key: 'y', value: 'small' },
+      { type: 'put', key: 'z', value: v },
+    ]);
     expect(same(db.get('x'), v)).toBe(true);
     expect(same(db.get('z'), v)).toBe(true);
     expect(db.stats().largeValueObjects).toBe(2);
-    expect(() => db.batch([{ type: 'put', key: 'w', value: v }, { type: 'put', key: '', value: 'bad' }])).toThrow(DaxError);
+    expect(() =>
+      db.batch([
+        { type: 'put', key: 'w', value: v },
+        { type: 'put', key: '', value: 'bad' },
+      ]),
+    ).toThrow(DaxError);
     db.dax.device.injectFault({ allocationEnospc: 15 }); // fails inside the second object's pages
-    expect(() => db.batch([{ type: 'put', key: 'p', value: v }, { type: 'put', key: 'q', value: v }])).toThrow(expect.objectContaining({ code: 'ENOSPC' }));
+    expect(() =>
+      db.batch([
+        { type: 'put', key: 'p', value: v },
+        { type: 'put', key: 'q', value: v },
+      ]),
+    ).toThrow(expect.objectContaining({ code: 'ENOSPC' }));
     expect(db.has('p') || db.has('q')).toBe(false);
     expect(db.stats().largeValueObjects).toBe(2);
     db.close();

@@ -21,7 +21,9 @@ describe('kv misuse matrix', () => {
       if (key === 'k0100') db.deleteRange({ gte: 'k0400' });
       db.put(`z-${key}`, 'added beyond the range end');
     }
-    expect(seen.filter((k) => k.startsWith('k'))).toEqual(Array.from({ length: 400 }, (_, i) => `k${String(i).padStart(4, '0')}`));
+    expect(seen.filter((k) => k.startsWith('k'))).toEqual(
+      Array.from({ length: 400 }, (_, i) => `k${String(i).padStart(4, '0')}`),
+    );
     expect(new Set(seen).size).toBe(seen.length);
     expect(db.stats().keys).toBe([...db.range()].length);
     db.close();

@@ -13,7 +13,8 @@ import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const listing = (db: KvStore): string => [...db.range()].map(([k, v]) => `${hex(k)}=${v.length}:${v[0]}:${v[v.length - 1]}`).join(',');
+const listing = (db: KvStore): string =>
+  [...db.range()].map(([k, v]) => `${hex(k)}=${v.length}:${v[0]}:${v[v.length - 1]}`).join(',');
 const value = (n: number, tag: number): Uint8Array => new Uint8Array(n).fill(tag);
 
 describe('kv records through the stage', () => {
@@ -22,11 +23,18 @@ describe('kv records through the stage', () => {
     const db = openMedia(media);
     for (let i = 0; i < 50; i++) db.put(`p${String(i).padStart(3, '0')}`, value(100, i));
     for (let i = 0; i < 50; i += 3) expect(db.delete(`p${String(i).padStart(3, '0')}`)).toBe(true);
-    const big = Array.from({ length: 300 }, (_, i) => ({ type: 'put' as const, key: `b${String(i).padStart(3, '0')}`, value: value(1000, i & 0xff) }));
+    const big = Array.from({ length: 300 }, (_, i) => ({
+      type: 'put' as const,
+      key: `b${String(i).padStart(3, '0')}`,
+      value: value(1000, i & 0xff),
+    }));
     db.batch([...big, { type: 'del', key: 'p001' }]); // ~320 KiB record: the stage grows
     db.put('after-growth', value(16 * 1024, 9)); // largest inline value, through the regrown views
     expect(db.deleteRange({ gte: 'b100', lt: 'b250' })).toBe(150); // one DEL record of 128 keys, then 22
-    db.batch([{ type: 'put', key: 'small-batch', value: 'x' }, { type: 'del', key: 'p002' }]);
+    db.batch([
+      { type: 'put', key: 'small-batch', value: 'x' },
+      { type: 'del', key: 'p002' },
+    ]);
     const before = listing(db);
     expect(before.split(',').length).toBe(50 - 17 - 2 + 300 - 150 + 2);
     db.compact({ maxLiveRatio: 1 }); // copies every live entry of the closed segments through the stage
@@ -55,7 +63,8 @@ describe('kv records through the stage', () => {
       const again = openMedia(image, { formatIfEmpty: false });
       try {
         const got = listing(again);
-        if (!acknowledged.slice(-2).includes(got)) throw new Error(`crash image ${images} recovered a state that was never acknowledged`);
+        if (!acknowledged.slice(-2).includes(got))
+          throw new Error(`crash image ${images} recovered a state that was never acknowledged`);
       } finally {
         again.close();
         image.dispose();
@@ -86,7 +95,7 @@ describe('kv records through the stage', () => {
     expect(reusedExtents()).toBe(0);
   });
 
-  it('goes red with DAXSTORE_TEST_BREAK=kv-no-end-marker (the scan runs into the extent\'s earlier life)', () => {
+  it("goes red with DAXSTORE_TEST_BREAK=kv-no-end-marker (the scan runs into the extent's earlier life)", () => {
     setKvBreak('kv-no-end-marker', true);
     try {
       expect(reusedExtents()).toBeGreaterThan(0);

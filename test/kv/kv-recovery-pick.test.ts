@@ -19,7 +19,8 @@ import { openMedia } from '../../src/kv/index.js';
 import { FoundEntries, SORT_RECORD_WORDS, pickWinners } from '../../src/kv/recovery-native.js';
 import { native } from '../../src/native/addon.js';
 
-const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const seed =
+  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const replay = (file: string): string => `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/${file}`;
 
 function rng(s: number): () => number {
@@ -46,14 +47,17 @@ function keyShapes(r: () => number): Uint8Array[] {
     const pfx = bytes(16); // small buckets of keys equal in their first 16 bytes: the insertion sort's tail compare
     for (let i = 0; i < 8; i++) keys.push(Uint8Array.from([...pfx, ...bytes(int(6), 2)]));
   }
-  for (let i = 0; i < 2500; i++) keys.push(Uint8Array.from([0x75, 0x3a, ...Buffer.from(String(int(1800)).padStart(6, '0'))])); // "u:000123": a large bucket of decimal keys
+  for (let i = 0; i < 2500; i++)
+    keys.push(Uint8Array.from([0x75, 0x3a, ...Buffer.from(String(int(1800)).padStart(6, '0'))])); // "u:000123": a large bucket of decimal keys
   const hot = bytes(16);
   for (let i = 0; i < 100; i++) keys.push(hot.slice()); // one key written many times: a long run equal in every word
   const hotLong = bytes(40);
   for (let i = 0; i < 50; i++) keys.push(hotLong.slice()); // the same, longer than 16 bytes (the MSD fallback)
-  for (let len = 1; len <= 16; len++) for (let i = 0; i < 3; i++) keys.push(Uint8Array.from({ length: len }, (_, j) => (j === 0 ? 0x41 : 0))); // equal zero-padded words, lengths 1..16: the length pass
+  for (let len = 1; len <= 16; len++)
+    for (let i = 0; i < 3; i++) keys.push(Uint8Array.from({ length: len }, (_, j) => (j === 0 ? 0x41 : 0))); // equal zero-padded words, lengths 1..16: the length pass
   const shared = bytes(12);
-  for (let i = 0; i < 300; i++) keys.push(Uint8Array.from([...shared.subarray(0, 4 + 4 * int(3)), ...bytes(int(9), 4)])); // 4, 8 or 12 shared bytes, then a few of 4 values: runs a word deeper
+  for (let i = 0; i < 300; i++)
+    keys.push(Uint8Array.from([...shared.subarray(0, 4 + 4 * int(3)), ...bytes(int(9), 4)])); // 4, 8 or 12 shared bytes, then a few of 4 values: runs a word deeper
   const n = keys.length;
   for (let i = 0; i < n / 4; i++) keys.push(keys[int(n)].slice()); // duplicates
   for (let i = keys.length - 1; i > 0; i--) {
@@ -67,7 +71,14 @@ function keyShapes(r: () => number): Uint8Array[] {
  * A sort record as recovery's scan writes it (layout: addon/kv-recovery.h), for the entry at
  * media offset `at` whose key follows its 16-byte header.
  */
-function writeSortRecord(recs: Uint32Array, r: number, key: Uint8Array, del: boolean, sequence: number, at: number): void {
+function writeSortRecord(
+  recs: Uint32Array,
+  r: number,
+  key: Uint8Array,
+  del: boolean,
+  sequence: number,
+  at: number,
+): void {
   const at8 = at / 8;
   recs[r] = key.length | (del ? 1 << 16 : 0) | (Math.floor(at8 / 2 ** 32) << 17);
   const head = new Uint8Array(16);
@@ -104,14 +115,21 @@ function checkPick(keys: Uint8Array[], r: () => number): void {
     const j = newest.get(hex);
     if (j === undefined || seqs[i] > seqs[j] || (seqs[i] === seqs[j] && ats[i] < ats[j])) newest.set(hex, i);
   });
-  const want = [...newest.entries()].filter(([, i]) => !dels[i]).sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
+  const want = [...newest.entries()]
+    .filter(([, i]) => !dels[i])
+    .sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'hex'), Buffer.from(b, 'hex')));
 
   const found = new FoundEntries(1, 2 ** 21);
   while (found.records.length < recs.length) found.grow();
   found.records.set(recs);
   found.count = n;
   found.indexKeyBytes = keys.reduce((s, k) => s + k.length + 1, 0);
-  const views = { u8: media, u32: new Uint32Array(media.buffer), u64: new BigUint64Array(media.buffer, 0, media.length >> 3), buf: Buffer.from(media.buffer) };
+  const views = {
+    u8: media,
+    u32: new Uint32Array(media.buffer),
+    u64: new BigUint64Array(media.buffer, 0, media.length >> 3),
+    buf: Buffer.from(media.buffer),
+  };
   const w = pickWinners(views, found, 0x01);
   try {
     expect(w.count).toBe(want.length);
@@ -139,9 +157,15 @@ describe('recovery winner pick', () => {
     const digits = (n: number, width: number): string => String(n).padStart(width, '0');
     for (let i = 0; i < 3000; i++) keys.push(Uint8Array.from({ length: 16 }, () => Math.floor(r() * 256))); // random: small buckets
     for (let i = 0; i < 30_000; i++) keys.push(Buffer.from(`user:${digits(Math.floor(r() * 60_000), 10)}`)); // one bucket of 30k: split on the varying digits
-    for (let i = 0; i < 20_000; i++) keys.push(Buffer.from(`user:000000${digits(Math.floor(r() * 40), 2)}${String.fromCharCode(65 + Math.floor(r() * 3))}`)); // deeper: 11 shared bytes
+    for (let i = 0; i < 20_000; i++)
+      keys.push(
+        Buffer.from(`user:000000${digits(Math.floor(r() * 40), 2)}${String.fromCharCode(65 + Math.floor(r() * 3))}`),
+      ); // deeper: 11 shared bytes
     const long = 'session:0123456'; // 15 bytes
-    for (let i = 0; i < 17_000; i++) keys.push(Buffer.from(`${long}${String.fromCharCode(97 + Math.floor(r() * 2))}${digits(Math.floor(r() * 500), 3)}`)); // 16 shared with some: the full compare of long keys
+    for (let i = 0; i < 17_000; i++)
+      keys.push(
+        Buffer.from(`${long}${String.fromCharCode(97 + Math.floor(r() * 2))}${digits(Math.floor(r() * 500), 3)}`),
+      ); // 16 shared with some: the full compare of long keys
     for (let i = keys.length - 1; i > 0; i--) {
       const j = Math.floor(r() * (i + 1));
       [keys[i], keys[j]] = [keys[j], keys[i]];
@@ -156,7 +180,9 @@ describe('recovery winner pick', () => {
     const cols = [new Float64Array(1), new Uint32Array(1), new Uint16Array(1), new Uint8Array(8)] as const;
     expect(native().pickKvWinners(media, recs, 1, ...cols, 1)).toBe(-22);
     expect(native().pickKvWinners(media, recs, 2, ...cols, 1)).toBe(-22); // more records than the array holds
-    expect(native().pickKvWinners(media, recs, 1, cols[0], cols[1], cols[1] as unknown as Uint16Array, cols[3], 1)).toBe(-22);
+    expect(
+      native().pickKvWinners(media, recs, 1, cols[0], cols[1], cols[1] as unknown as Uint16Array, cols[3], 1),
+    ).toBe(-22);
     const io = new Float64Array(12);
     io.set([0, 8192, 8192, 0, 0, 0, 0]); // a segment past the end of the media
     expect(native().scanKvSegment(media, io, new Uint32Array(8))).toBe(-22);
@@ -171,8 +197,21 @@ describe('recovery winner pick', () => {
     writeSortRecord(recs, 0, Uint8Array.of(1), false, 1, 0);
     writeSortRecord(recs, SORT_RECORD_WORDS, Uint8Array.of(2), false, 1, 64);
     const keys = new Uint8Array(16);
-    expect(native().pickKvWinners(media, recs, 2, new Float64Array(1), new Uint32Array(2), new Uint16Array(2), keys, 1)).toBe(-34);
-    expect(native().pickKvWinners(media, recs, 2, new Float64Array(2), new Uint32Array(2), new Uint16Array(2), keys.subarray(0, 3), 1)).toBe(-34);
+    expect(
+      native().pickKvWinners(media, recs, 2, new Float64Array(1), new Uint32Array(2), new Uint16Array(2), keys, 1),
+    ).toBe(-34);
+    expect(
+      native().pickKvWinners(
+        media,
+        recs,
+        2,
+        new Float64Array(2),
+        new Uint32Array(2),
+        new Uint16Array(2),
+        keys.subarray(0, 3),
+        1,
+      ),
+    ).toBe(-34);
     expect(keys[3]).toBe(0);
   });
 

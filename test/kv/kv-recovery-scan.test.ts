@@ -23,17 +23,29 @@ import { createSimMedia, mulberry32 } from '../../src/device/sim-media.js';
 import { openMedia } from '../../src/kv/index.js';
 import { OWNER_KV_SEGMENT, SEGMENT_BYTES } from '../../src/kv/layout.js';
 import { checkRecord, mediaViews, type MediaViews } from '../../src/kv/records.js';
-import { FoundEntries, SCAN_END, SCAN_EIO, SCAN_INVALID, SCAN_POISON, scanSegment } from '../../src/kv/recovery-native.js';
+import {
+  FoundEntries,
+  SCAN_END,
+  SCAN_EIO,
+  SCAN_INVALID,
+  SCAN_POISON,
+  scanSegment,
+} from '../../src/kv/recovery-native.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
 
 afterEach(cleanupTemp);
 
-const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const seed =
+  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const replay = `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-recovery-scan.test.ts`;
 
 /** The JavaScript scan of one segment: checkRecord record by record. */
-function referenceScan(v: MediaViews, base: number, nonce: number): { status: number; at: number; reason: string; entries: number } {
+function referenceScan(
+  v: MediaViews,
+  base: number,
+  nonce: number,
+): { status: number; at: number; reason: string; entries: number } {
   const end = base + SEGMENT_BYTES;
   let at = base;
   let entries = 0;
@@ -47,7 +59,10 @@ function referenceScan(v: MediaViews, base: number, nonce: number): { status: nu
 }
 
 /** A store of puts (small and multi-line), batches and deletes; its segments as [offset, nonce, records]. */
-function buildStore(r: () => number): { v: MediaViews; segments: Array<{ base: number; nonce: number; records: number[] }> } {
+function buildStore(r: () => number): {
+  v: MediaViews;
+  segments: Array<{ base: number; nonce: number; records: number[] }>;
+} {
   const media = createSimMedia(16 * 2 ** 20);
   const db = openMedia(media, { durability: 'none' });
   for (let i = 0; i < 1500; i++) {
@@ -55,7 +70,14 @@ function buildStore(r: () => number): { v: MediaViews; segments: Array<{ base: n
     const x = r();
     if (x < 0.6) db.put(key, new Uint8Array(1 + Math.floor(r() * 300)).fill(i & 0xff));
     else if (x < 0.8) db.delete(key);
-    else db.batch(Array.from({ length: 1 + Math.floor(r() * 5) }, (_, j) => ({ type: 'put' as const, key: `${key}.${j}`, value: `v${i}` })));
+    else
+      db.batch(
+        Array.from({ length: 1 + Math.floor(r() * 5) }, (_, j) => ({
+          type: 'put' as const,
+          key: `${key}.${j}`,
+          value: `v${i}`,
+        })),
+      );
   }
   const segments: Array<{ base: number; nonce: number; records: number[] }> = [];
   const device = db.dax.device;
@@ -66,7 +88,7 @@ function buildStore(r: () => number): { v: MediaViews; segments: Array<{ base: n
   const image = media.crashImage({ mode: 'none' });
   const v = mediaViews(image.buffer);
   for (const s of segments) {
-    for (let at = s.base; ; ) {
+    for (let at = s.base; ;) {
       const c = checkRecord(v, at, s.base + SEGMENT_BYTES, s.nonce);
       if (c.status !== 'ok') break;
       s.records.push(at);
@@ -76,7 +98,12 @@ function buildStore(r: () => number): { v: MediaViews; segments: Array<{ base: n
   return { v, segments };
 }
 
-function nativeScan(v: MediaViews, base: number, limit: number, nonce: number): { status: number; at: number; reason: string; entries: number } {
+function nativeScan(
+  v: MediaViews,
+  base: number,
+  limit: number,
+  nonce: number,
+): { status: number; at: number; reason: string; entries: number } {
   const found = new FoundEntries(1, SEGMENT_BYTES);
   const s = scanSegment(v, base, base + SEGMENT_BYTES, limit, nonce, found);
   return { status: s.status, at: s.at, reason: s.reason, entries: found.count };
@@ -95,18 +122,24 @@ describe('recovery segment scan', () => {
     expect(segments.length).toBeGreaterThan(0);
     const reasons = new Set<string>();
     try {
-      for (const s of segments) expect(nativeScan(v, s.base, s.base + SEGMENT_BYTES, s.nonce)).toEqual(referenceScan(v, s.base, s.nonce));
+      for (const s of segments)
+        expect(nativeScan(v, s.base, s.base + SEGMENT_BYTES, s.nonce)).toEqual(referenceScan(v, s.base, s.nonce));
       for (let trial = 0; trial < 400; trial++) {
         const s = segments[Math.floor(r() * segments.length)];
         const at = s.records[Math.floor(r() * s.records.length)];
         const total = v.u32[at / 4 + 3];
         const saved = v.u8.slice(at, at + total + 8);
         const kind = trial % 6;
-        if (kind === 0) v.u8[at + Math.floor(r() * total)] ^= 1 << Math.floor(r() * 8); // anywhere: mostly the checksum
-        else if (kind === 1) v.u8[at + 8] ^= 0x40; // magic
-        else if (kind === 2) v.u8[at + 10] = 4 + Math.floor(r() * 200); // kind
-        else if (kind === 3) v.u32[at / 4 + 3] = [0, 20, total + 4, SEGMENT_BYTES * 2][Math.floor(r() * 4)]; // length
-        else if (kind === 4) v.u32[at / 4 + 5] ^= 1 << Math.floor(r() * 32); // nonce
+        if (kind === 0)
+          v.u8[at + Math.floor(r() * total)] ^= 1 << Math.floor(r() * 8); // anywhere: mostly the checksum
+        else if (kind === 1)
+          v.u8[at + 8] ^= 0x40; // magic
+        else if (kind === 2)
+          v.u8[at + 10] = 4 + Math.floor(r() * 200); // kind
+        else if (kind === 3)
+          v.u32[at / 4 + 3] = [0, 20, total + 4, SEGMENT_BYTES * 2][Math.floor(r() * 4)]; // length
+        else if (kind === 4)
+          v.u32[at / 4 + 5] ^= 1 << Math.floor(r() * 32); // nonce
         else {
           // an entry's key or value length, resealed: the checksum holds, the entries do not fit
           v.u32[(at + 32) / 4 + (r() < 0.5 ? 0 : 1)] += 8 * (1 + Math.floor(r() * 3));
@@ -118,7 +151,15 @@ describe('recovery segment scan', () => {
         v.u8.set(saved, at);
       }
       // every reason the check gives was reached
-      for (const reason of ['bad magic', 'unknown kind', 'length', 'nonce of another segment life', 'checksum mismatch', 'entries overrun the record']) expect(reasons).toContain(reason);
+      for (const reason of [
+        'bad magic',
+        'unknown kind',
+        'length',
+        'nonce of another segment life',
+        'checksum mismatch',
+        'entries overrun the record',
+      ])
+        expect(reasons).toContain(reason);
       // with kv-skip-checksum both accept the torn record alike
       setKvBreak('kv-skip-checksum', true);
       try {
@@ -148,7 +189,11 @@ describe('recovery segment scan', () => {
     let base = -1;
     let nonce = -1;
     db.dax.device.forEachOwned((block, owner, index) => {
-      if (owner === OWNER_KV_SEGMENT && db.dax.device.blockOffset(block) <= victim && victim < db.dax.device.blockOffset(block) + SEGMENT_BYTES) {
+      if (
+        owner === OWNER_KV_SEGMENT &&
+        db.dax.device.blockOffset(block) <= victim &&
+        victim < db.dax.device.blockOffset(block) + SEGMENT_BYTES
+      ) {
         base = db.dax.device.blockOffset(block);
         nonce = index;
       }

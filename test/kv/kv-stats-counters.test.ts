@@ -14,12 +14,28 @@ import { runWorker } from '../helpers/workers.js';
 
 const WORKERS = 2;
 
-async function run(puts: number, env?: Record<string, string>): Promise<{ expected: { puts: number; deletes: number; keys: number }; stats: { puts: number; deletes: number; keys: number; deadEntries: number }; present: number }> {
+async function run(
+  puts: number,
+  env?: Record<string, string>,
+): Promise<{
+  expected: { puts: number; deletes: number; keys: number };
+  stats: { puts: number; deletes: number; keys: number; deadEntries: number };
+  present: number;
+}> {
   const db = openMedia(createSimMedia(128 * 2 ** 20), { durability: 'none' });
   try {
     const handle = db.share();
     const barrier = new SharedArrayBuffer(4);
-    const results = await Promise.all(Array.from({ length: WORKERS }, (_, worker) => runWorker<[number, number]>('kv-counter', { handle, worker, workers: WORKERS, barrier, puts, deleteEvery: 3 }, 120_000, env)));
+    const results = await Promise.all(
+      Array.from({ length: WORKERS }, (_, worker) =>
+        runWorker<[number, number]>(
+          'kv-counter',
+          { handle, worker, workers: WORKERS, barrier, puts, deleteEvery: 3 },
+          120_000,
+          env,
+        ),
+      ),
+    );
     const expectedPuts = results.reduce((n, r) => n + r[0], 0);
     const expectedDeletes = results.reduce((n, r) => n + r[1], 0);
     const s = db.stats();
@@ -45,7 +61,9 @@ describe('kv stats counters with concurrent writers', () => {
     for (let attempt = 0; attempt < 3 && !red; attempt++) {
       const { expected, stats } = await run(40_000, { DAXSTORE_TEST_BREAK: 'kv-counters-shared' });
       red = stats.puts !== expected.puts || stats.keys !== expected.keys || stats.deletes !== expected.deletes;
-      console.log(`kv-counters-shared: puts ${stats.puts} of ${expected.puts}, keys ${stats.keys} of ${expected.keys}, deletes ${stats.deletes} of ${expected.deletes}`);
+      console.log(
+        `kv-counters-shared: puts ${stats.puts} of ${expected.puts}, keys ${stats.keys} of ${expected.keys}, deletes ${stats.deletes} of ${expected.deletes}`,
+      );
     }
     expect(red).toBe(true);
   });
@@ -54,7 +72,15 @@ describe('kv stats counters with concurrent writers', () => {
     const db = openMedia(createSimMedia(32 * 2 ** 20));
     try {
       const handle = db.share();
-      for (let worker = 0; worker < 3; worker++) await runWorker('kv-counter', { handle, worker, workers: 1, barrier: new SharedArrayBuffer(4), puts: 10, deleteEvery: 10 });
+      for (let worker = 0; worker < 3; worker++)
+        await runWorker('kv-counter', {
+          handle,
+          worker,
+          workers: 1,
+          barrier: new SharedArrayBuffer(4),
+          puts: 10,
+          deleteEvery: 10,
+        });
       db.put('main', 'v');
       expect(db.stats()).toMatchObject({ puts: 31, deletes: 3, keys: 28, deadEntries: 3 });
     } finally {

@@ -13,13 +13,16 @@ import { setKvBreak } from '../../src/kv/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 
 const big = (tag: number): Uint8Array => new Uint8Array(LARGE_VALUE_THRESHOLD_BYTES).fill(tag);
-const listing = (db: KvStore): string => [...db.range()].map(([k, v]) => `${Buffer.from(k).toString()}=${v.length}:${v[0]}`).join(',');
+const listing = (db: KvStore): string =>
+  [...db.range()].map(([k, v]) => `${Buffer.from(k).toString()}=${v.length}:${v[0]}`).join(',');
 /** Throws naming what differs (a resurrected key shows up by name) when got is not expected. */
 function expectSame(got: string, expected: string, what: string): void {
   if (got === expected) return;
   const g = new Set(got.split(','));
   const e = new Set(expected.split(','));
-  throw new Error(`${what}: extra [${[...g].filter((x) => !e.has(x)).join(',')}] missing [${[...e].filter((x) => !g.has(x)).join(',')}]`);
+  throw new Error(
+    `${what}: extra [${[...g].filter((x) => !e.has(x)).join(',')}] missing [${[...e].filter((x) => !g.has(x)).join(',')}]`,
+  );
 }
 
 /**

@@ -18,42 +18,77 @@ import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { runWorker } from '../helpers/workers.js';
 import { setKvBreak } from '../../src/kv/test-break.js';
 
-const seed = process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const seed =
+  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
 const td = new TextDecoder();
-interface Result { last: Record<string, { n: number; value: string | null }>; reads: number; lostWakeups: number }
+interface Result {
+  last: Record<string, { n: number; value: string | null }>;
+  reads: number;
+  lostWakeups: number;
+}
 
 function listing(db: KvStore): string[] {
   return [...db.range()].map(([k, v]) => `${td.decode(k)}=${td.decode(v)}`);
 }
 
-interface RunOptions { putsOnly?: boolean; durationMs?: number; compactEveryMs?: number }
+interface RunOptions {
+  putsOnly?: boolean;
+  durationMs?: number;
+  compactEveryMs?: number;
+}
 
-async function run(workers: number, ops: number, keys: number, opts: RunOptions = {}): Promise<{ live: string[]; recovered: string[]; results: Result[]; db: KvStore; compacted: number }> {
+async function run(
+  workers: number,
+  ops: number,
+  keys: number,
+  opts: RunOptions = {},
+): Promise<{ live: string[]; recovered: string[]; results: Result[]; db: KvStore; compacted: number }> {
   const media = createSimMedia(32 * 2 ** 20);
   const db = openMedia(media);
   const handle = db.share();
   const barrier = new SharedArrayBuffer(4);
   let compacted = 0;
   // Compaction on the main thread while the workers write (R3: it moves entries under their locks).
-  const timer = opts.compactEveryMs === undefined ? undefined : setInterval(() => {
-    compacted += db.compact({ maxLiveRatio: 0.9 }).segmentsFreed;
-    db.dax.collect();
-  }, opts.compactEveryMs);
+  const timer =
+    opts.compactEveryMs === undefined
+      ? undefined
+      : setInterval(() => {
+          compacted += db.compact({ maxLiveRatio: 0.9 }).segmentsFreed;
+          db.dax.collect();
+        }, opts.compactEveryMs);
   const bigValues = opts.compactEveryMs !== undefined;
   let results: Result[];
   try {
-    results = await Promise.all(Array.from({ length: workers }, (_, w) => runWorker<Result>('kv-writer', { handle, worker: w, workers, barrier, ops, seed, keys, putsOnly: opts.putsOnly, durationMs: opts.durationMs, bigValues })));
+    results = await Promise.all(
+      Array.from({ length: workers }, (_, w) =>
+        runWorker<Result>('kv-writer', {
+          handle,
+          worker: w,
+          workers,
+          barrier,
+          ops,
+          seed,
+          keys,
+          putsOnly: opts.putsOnly,
+          durationMs: opts.durationMs,
+          bigValues,
+        }),
+      ),
+    );
   } finally {
     if (timer !== undefined) clearInterval(timer);
   }
   const live = listing(db);
   const lastByKey = new Map<string, Set<string | null>>();
-  for (const r of results) for (const [k, { value }] of Object.entries(r.last)) (lastByKey.get(k) ?? lastByKey.set(k, new Set()).get(k)!).add(value);
+  for (const r of results)
+    for (const [k, { value }] of Object.entries(r.last))
+      (lastByKey.get(k) ?? lastByKey.set(k, new Set()).get(k)!).add(value);
   for (const entry of live) {
     const [k, v] = entry.split('=');
     expect(lastByKey.get(k)?.has(v), `key ${k} holds ${v}, which is no worker's last write`).toBe(true);
   }
-  for (const [k, values] of lastByKey) if (!values.has(null)) expect(db.has(k), `key ${k}: every worker's last op was a put`).toBe(true);
+  for (const [k, values] of lastByKey)
+    if (!values.has(null)) expect(db.has(k), `key ${k}: every worker's last op was a put`).toBe(true);
   expect(db.dax.device.audit()).toEqual([]);
   db.close();
   const again = openMedia(media.crashImage({ mode: 'none' }));
@@ -68,11 +103,15 @@ describe('kv shared by workers', () => {
       try {
         const { live, recovered, results } = await run(workers, 0, 4, { durationMs: 300 });
         expect(recovered).toEqual(live);
-        console.log(`reads ${results.map((r) => r.reads).join(',')} lostWakeups ${results.map((r) => r.lostWakeups).join(',')}`);
+        console.log(
+          `reads ${results.map((r) => r.reads).join(',')} lostWakeups ${results.map((r) => r.lostWakeups).join(',')}`,
+        );
         expect(results.reduce((n, r) => n + r.reads, 0)).toBeGreaterThan(0);
         for (const r of results) expect(r.lostWakeups).toBe(0);
       } catch (e) {
-        console.error(`kv workers failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`);
+        console.error(
+          `kv workers failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`,
+        );
         throw e;
       }
     });
@@ -89,7 +128,9 @@ describe('kv shared by workers', () => {
       expect(same).toBe(true);
       expect(compacted).toBeGreaterThan(0);
     } catch (e) {
-      console.error(`kv workers + compaction failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`);
+      console.error(
+        `kv workers + compaction failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`,
+      );
       throw e;
     }
   });

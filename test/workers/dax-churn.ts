@@ -69,14 +69,21 @@ function r3Churn(obj: DaxObject): unknown {
   while (!stopped()) {
     const p = int(job.pages);
     const kind = int(4);
-    tolerate(() => {
-      if (kind === 0) obj.write(p * PAGE, pageOf(1 + int(250)));
-      else if (kind === 1) obj.punchHole(p * PAGE, PAGE);
-      else if (kind === 2) {
-        obj.truncate(int(job.pages) * PAGE);
-        obj.truncate(full);
-      } else space.read(() => { obj.fault(p, { write: true })[int(PAGE)] = 7; });
-    }, ['ERANGE', 'ENOSPC'], counts); // ENOSPC: limbo can hold many blocks while a pinned thread is descheduled
+    tolerate(
+      () => {
+        if (kind === 0) obj.write(p * PAGE, pageOf(1 + int(250)));
+        else if (kind === 1) obj.punchHole(p * PAGE, PAGE);
+        else if (kind === 2) {
+          obj.truncate(int(job.pages) * PAGE);
+          obj.truncate(full);
+        } else
+          space.read(() => {
+            obj.fault(p, { write: true })[int(PAGE)] = 7;
+          });
+      },
+      ['ERANGE', 'ENOSPC'],
+      counts,
+    ); // ENOSPC: limbo can hold many blocks while a pinned thread is descheduled
     counts['ops']++;
     if (counts['ops'] % 64 === 0) space.collect();
   }
@@ -107,14 +114,19 @@ function r3Rmap(): unknown {
         const value = (i32[r.ref.leaf + W_VALUE_HI] & 0xffff) * 2 ** 32 + (i32[r.ref.leaf + W_VALUE_LO] >>> 0);
         const now = device.ownerOf(b);
         const st = stateOf(e);
-        const problem =
-          !sameKey(r.ref.key, pageKey(r.objectId, r.index)) ? 'returned ref is not the entry of (object, index)'
-          : (e & LOCKED) === 0 || (e & DELETED) !== 0 || ownerOf(e) !== tree.threadId ? 'entry not locked by this thread'
-          : st !== STATE_VALUE && st !== STATE_POISONED ? `entry state ${st} (not a mapped page)`
-          : blockOfValue(value) !== r.block ? `entry maps block ${blockOfValue(value)}`
-          : now.ownerId !== r.objectId || now.index !== r.index ? `owner table now says object ${now.ownerId} page ${now.index}`
-          : undefined;
-        if (problem !== undefined) violations.push(`rmap(block ${b}) -> object ${r.objectId} page ${r.index} block ${r.block}: ${problem}`);
+        const problem = !sameKey(r.ref.key, pageKey(r.objectId, r.index))
+          ? 'returned ref is not the entry of (object, index)'
+          : (e & LOCKED) === 0 || (e & DELETED) !== 0 || ownerOf(e) !== tree.threadId
+            ? 'entry not locked by this thread'
+            : st !== STATE_VALUE && st !== STATE_POISONED
+              ? `entry state ${st} (not a mapped page)`
+              : blockOfValue(value) !== r.block
+                ? `entry maps block ${blockOfValue(value)}`
+                : now.ownerId !== r.objectId || now.index !== r.index
+                  ? `owner table now says object ${now.ownerId} page ${now.index}`
+                  : undefined;
+        if (problem !== undefined)
+          violations.push(`rmap(block ${b}) -> object ${r.objectId} page ${r.index} block ${r.block}: ${problem}`);
       } finally {
         r.release();
       }
@@ -204,7 +216,7 @@ function r6Reader(obj: DaxObject): unknown {
       }
       views++;
       // Hold the view for a while: long enough for the truncating worker to free and reallocate.
-      for (const until = performance.now() + HOLD_MS; performance.now() < until; ) {
+      for (const until = performance.now() + HOLD_MS; performance.now() < until;) {
         for (let i = 0; i < PAGE; i += 64) {
           const v = view[i];
           if (v !== 0 && (v & 0xf0) !== 0xa0) {
@@ -278,22 +290,28 @@ function mfReader(obj: DaxObject): unknown {
   // their fill is right (a zero there is a page read as a hole). Written pages may be 0 (before
   // the first write lands) or any of page p's fills.
   const readOnlyFrom = job.from ?? job.pages;
-  const good = (p: number, v: number): boolean => (p >= readOnlyFrom ? v === fillByte(p, 1) : v === 0 || (v & 0xf) === (p & 0xf));
+  const good = (p: number, v: number): boolean =>
+    p >= readOnlyFrom ? v === fillByte(p, 1) : v === 0 || (v & 0xf) === (p & 0xf);
   while (!stopped() && violations.length < 5) {
     const p = int(job.pages);
     const how = job.huge === true ? int(3) : int(2); // 0 fault, 1 read(), 2 a 2 MiB view
     // only read-only pages are ever flagged; a 2 MiB view covers every page of its extent
     const flagged = how === 2 ? poisoned.some((f) => f === 1) : Atomics.load(poisoned, p) === 1;
     try {
-      const bytes = how === 0 ? space.read(() => obj.fault(p).slice())
-        : how === 1 ? obj.read(p * PAGE, PAGE)
-        : space.read(() => obj.fault(p, { huge: true }).slice(p * PAGE, (p + 1) * PAGE));
+      const bytes =
+        how === 0
+          ? space.read(() => obj.fault(p).slice())
+          : how === 1
+            ? obj.read(p * PAGE, PAGE)
+            : space.read(() => obj.fault(p, { huge: true }).slice(p * PAGE, (p + 1) * PAGE));
       reads++;
-      if (flagged) violations.push(`page ${p}: poisoned before the read, got bytes (${['fault', 'read', '2 MiB view'][how]})`);
-      for (let i = 0; i < PAGE; i += 256) if (!good(p, bytes[i])) {
-        violations.push(`page ${p} byte ${i} = ${bytes[i]}`);
-        break;
-      }
+      if (flagged)
+        violations.push(`page ${p}: poisoned before the read, got bytes (${['fault', 'read', '2 MiB view'][how]})`);
+      for (let i = 0; i < PAGE; i += 256)
+        if (!good(p, bytes[i])) {
+          violations.push(`page ${p} byte ${i} = ${bytes[i]}`);
+          break;
+        }
     } catch (e) {
       if (codeOf(e) !== 'EIO') throw e;
       eio++;

@@ -25,7 +25,15 @@ const OTHER_DONE = 1;
 const WINDOW_LIMIT_MS = 10_000;
 const WRITER_PENDING = 1 << 29; // invalidate-lock.ts word layout
 
-interface Job { handle: DaxSpaceHandle; control: SharedArrayBuffer; role: string; objectId: number; otherId?: number; rounds?: number; delayMs?: number }
+interface Job {
+  handle: DaxSpaceHandle;
+  control: SharedArrayBuffer;
+  role: string;
+  objectId: number;
+  otherId?: number;
+  rounds?: number;
+  delayMs?: number;
+}
 const job = workerData as Job;
 const c = new Int32Array(job.control);
 const space = DaxSpace.attach(job.handle);
@@ -77,7 +85,9 @@ try {
   const obj = space.object(job.objectId);
   switch (job.role) {
     case 'r2-fault': {
-      faultHooks.window = (phase) => { if (phase === 'before-install') openWindow(() => invalidateLockPending(obj.slot)); };
+      faultHooks.window = (phase) => {
+        if (phase === 'before-install') openWindow(() => invalidateLockPending(obj.slot));
+      };
       try {
         obj.fault(7, { write: true });
       } catch (e) {
@@ -93,8 +103,14 @@ try {
     case 'r1-fault': {
       const view = obj.fault(0, { write: true });
       obj.writeback();
-      const stamped = space.object(job.objectId, { mkwrite: () => { view.fill(0x5a, 0, 64); } });
-      faultHooks.window = (phase, id, index) => { if (phase === 'mkwrite-window') openWindow(() => entryHasWaiters(id, index)); };
+      const stamped = space.object(job.objectId, {
+        mkwrite: () => {
+          view.fill(0x5a, 0, 64);
+        },
+      });
+      faultHooks.window = (phase, id, index) => {
+        if (phase === 'mkwrite-window') openWindow(() => entryHasWaiters(id, index));
+      };
       stamped.fault(0, { write: true });
       break;
     }

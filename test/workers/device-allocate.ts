@@ -31,13 +31,15 @@ for (let i = 0; i < input.count; i++) {
   if (held.length > 0 && random() < 0.3) {
     const block = held.splice(Math.floor(random() * held.length), 1)[0];
     const info = device.ownerOf(block);
-    if (info.ownerId !== input.ownerId) stolen.push(`block ${block} held by ${input.ownerId} but owned by ${info.ownerId}`);
+    if (info.ownerId !== input.ownerId)
+      stolen.push(`block ${block} held by ${input.ownerId} but owned by ${info.ownerId}`);
     else device.free(block);
     continue;
   }
   const block = device.allocate(input.ownerId, i);
   const info = device.ownerOf(block);
-  if (info.ownerId !== input.ownerId || info.index !== i) stolen.push(`block ${block} allocated to ${input.ownerId}/${i} reads ${info.ownerId}/${info.index}`);
+  if (info.ownerId !== input.ownerId || info.index !== i)
+    stolen.push(`block ${block} allocated to ${input.ownerId}/${i} reads ${info.ownerId}/${info.index}`);
   held.push(block);
 }
 device.close();

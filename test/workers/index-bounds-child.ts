@@ -35,9 +35,21 @@ if (isMainThread) {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch, { initialBytes: 128 * 1024 });
   const progress = new Int32Array(new SharedArrayBuffer(8));
-  const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { epoch: epoch.handle(), tree: tree.handle(), progress: progress.buffer } satisfies Shared });
+  const worker = new Worker(fileURLToPath(import.meta.url), {
+    workerData: { epoch: epoch.handle(), tree: tree.handle(), progress: progress.buffer } satisfies Shared,
+  });
   const failed = new Promise<Error>((resolve) => worker.on('error', resolve));
-  const out = { flags: process.execArgv, grabs: 0, wrong: 0, errors: [] as string[], limits: new Set<number>(), probeMisses: 0, limitReachesArena: false, startWords: tree.arena.i32.length, endWords: 0 };
+  const out = {
+    flags: process.execArgv,
+    grabs: 0,
+    wrong: 0,
+    errors: [] as string[],
+    limits: new Set<number>(),
+    probeMisses: 0,
+    limitReachesArena: false,
+    startWords: tree.arena.i32.length,
+    endWords: 0,
+  };
   let seed = 12345;
   const check = (i: number): void => {
     const ref = grab(tree, keyOf(i));
@@ -57,7 +69,10 @@ if (isMainThread) {
   } catch (err) {
     out.errors.push(String(err));
   }
-  await Promise.race([new Promise((resolve) => worker.once('exit', resolve)), failed.then((e) => out.errors.push(`worker: ${String(e)}`))]);
+  await Promise.race([
+    new Promise((resolve) => worker.once('exit', resolve)),
+    failed.then((e) => out.errors.push(`worker: ${String(e)}`)),
+  ]);
   out.probeMisses = tree.wasmProbeMisses;
   out.endWords = tree.arena.i32.length;
   out.limitReachesArena = tree.wasmLimitWords === tree.arena.i32.length;

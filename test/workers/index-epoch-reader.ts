@@ -7,7 +7,11 @@ import { workerData, parentPort } from 'node:worker_threads';
 import { EpochDomain, EPOCH_CHECK_BROKEN, type EpochHandle } from '../../src/index/epoch.js';
 import { CONTROL, POISON, WORDS } from './index-epoch-stress-layout.js';
 
-const { handle, objects, control } = workerData as { handle: EpochHandle; objects: SharedArrayBuffer; control: SharedArrayBuffer };
+const { handle, objects, control } = workerData as {
+  handle: EpochHandle;
+  objects: SharedArrayBuffer;
+  control: SharedArrayBuffer;
+};
 const obj = new Int32Array(objects);
 const c = new Int32Array(control);
 const domain = EpochDomain.attach(handle);

@@ -33,7 +33,12 @@ tree.delete(enc.encode('b'));
 for (let i = 0; i < 10; i++) epoch.collect();
 
 const same = (off: number, words: number[]) => words.every((w, j) => i32()[off + j] === w);
-const validWhilePinned = Atomics.load(i32(), H_ROOT) !== oldRoot && isLive(i32()[oldRoot]) && same(oldRoot, rootWords) && i32()[leafB] === leafWords[0] && i32()[leafB + 4] === leafWords[1];
+const validWhilePinned =
+  Atomics.load(i32(), H_ROOT) !== oldRoot &&
+  isLive(i32()[oldRoot]) &&
+  same(oldRoot, rootWords) &&
+  i32()[leafB] === leafWords[0] &&
+  i32()[leafB + 4] === leafWords[1];
 
 reader.release();
 for (let i = 0; i < 10; i++) epoch.collect();
@@ -41,4 +46,9 @@ const reclaimedAfter = !isLive(i32()[oldRoot]) && !isLive(i32()[leafB]);
 
 for (const k of ['a', 'c', 'd', 'e', 'f', 'g']) tree.delete(enc.encode(k));
 for (let i = 0; i < 10; i++) epoch.collect();
-parentPort!.postMessage({ validWhilePinned, reclaimedAfter, liveWords: tree.arena.liveWords(), limbo: epoch.stats().limbo[0] });
+parentPort!.postMessage({
+  validWhilePinned,
+  reclaimedAfter,
+  liveWords: tree.arena.liveWords(),
+  limbo: epoch.stats().limbo[0],
+});

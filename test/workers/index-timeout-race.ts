@@ -66,10 +66,17 @@ async function batonInFlight(): Promise<TimeoutRaceResult> {
 }
 
 function finish(tree: RadixTree, hookFired: boolean): TimeoutRaceResult {
-  return { lostWakeups: tree.stats().lostWakeups, batonsLeft: tree.waitTable.batonsTotal(), waiting: tree.waitTable.stats().waiting, hookFired };
+  return {
+    lostWakeups: tree.stats().lostWakeups,
+    batonsLeft: tree.waitTable.batonsTotal(),
+    waiting: tree.waitTable.stats().waiting,
+    hookFired,
+  };
 }
 
-const scenario = (await import('node:worker_threads')).workerData as { scenario: 'unlock-at-timeout' | 'baton-in-flight' };
+const scenario = (await import('node:worker_threads')).workerData as {
+  scenario: 'unlock-at-timeout' | 'baton-in-flight';
+};
 // A pending Atomics.waitAsync does not keep the event loop alive: this timer does.
 const keepAlive = setInterval(() => undefined, 20);
 parentPort!.postMessage(scenario.scenario === 'unlock-at-timeout' ? await unlockAtTimeout() : await batonInFlight());

@@ -16,7 +16,21 @@ import { testKey } from './index-keys.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 
 export interface TreeWorkerData {
-  mode: 'mixed' | 'mutex' | 'contend' | 'grab-once' | 'reader' | 'writer' | 'check-all' | 'wait-unlocked' | 'hold' | 'appender' | 'append-reader' | 'seqlock-writer' | 'seqlock-inserter' | 'seqlock-reader';
+  mode:
+    | 'mixed'
+    | 'mutex'
+    | 'contend'
+    | 'grab-once'
+    | 'reader'
+    | 'writer'
+    | 'check-all'
+    | 'wait-unlocked'
+    | 'hold'
+    | 'appender'
+    | 'append-reader'
+    | 'seqlock-writer'
+    | 'seqlock-inserter'
+    | 'seqlock-reader';
   tree: RadixTreeHandle;
   epoch: EpochHandle;
   control: SharedArrayBuffer;
@@ -39,7 +53,6 @@ const tree = RadixTree.attach(data.tree, epoch);
 const control = new Int32Array(data.control);
 
 const random = mulberry32(data.seed);
-
 
 function spin(n: number): void {
   let x = 0;
@@ -75,7 +88,8 @@ function mixed(): unknown {
       } else unlock(tree, ref);
     } else if (r < 0.9) {
       const v = tree.lookup(key);
-      if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= data.ops * 8)) Atomics.add(control, C_BAD_READS, 1);
+      if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= data.ops * 8))
+        Atomics.add(control, C_BAD_READS, 1);
     } else {
       let prev: Uint8Array | undefined;
       for (const [key2] of tree.range({ limit: 20 })) {
@@ -235,7 +249,8 @@ function appendReader(): unknown {
     const p = Math.floor(random() * data.keys);
     const s = random() < 0.5 ? 250 + (reads & 1) : Math.floor(random() * 30);
     const v = tree.lookup(appendKey(p, s));
-    if (s >= 250 ? v !== p * 256 + s + 1 : v !== undefined && v !== p * 256 + s + 1) Atomics.add(control, C_BAD_READS, 1);
+    if (s >= 250 ? v !== p * 256 + s + 1 : v !== undefined && v !== p * 256 + s + 1)
+      Atomics.add(control, C_BAD_READS, 1);
     reads++;
   }
   return { reads };

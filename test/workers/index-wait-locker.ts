@@ -69,7 +69,8 @@ if (job.startTogether > 0) {
   const barrier = 3 * job.lockCount + 63;
   Atomics.add(words, barrier, 1);
   Atomics.notify(words, barrier);
-  while (Atomics.load(words, barrier) < job.startTogether) Atomics.wait(words, barrier, Atomics.load(words, barrier), 1);
+  while (Atomics.load(words, barrier) < job.startTogether)
+    Atomics.wait(words, barrier, Atomics.load(words, barrier), 1);
 }
 let locked = 0;
 let sleeps = 0;
@@ -93,4 +94,11 @@ for (let i = 0; i < job.iterations; i++) {
   }
   unlock(l);
 }
-parentPort!.postMessage({ locked, sleeps, timeouts, lostWakeups, exclusionBroken, broken: WAIT_ARM_BROKEN || WAIT_KEY_BROKEN });
+parentPort!.postMessage({
+  locked,
+  sleeps,
+  timeouts,
+  lostWakeups,
+  exclusionBroken,
+  broken: WAIT_ARM_BROKEN || WAIT_KEY_BROKEN,
+});

@@ -6,7 +6,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
 
-interface Data { handle: KvHandle; flags: SharedArrayBuffer; maxLiveRatio: number }
+interface Data {
+  handle: KvHandle;
+  flags: SharedArrayBuffer;
+  maxLiveRatio: number;
+}
 const { handle, flags, maxLiveRatio } = workerData as Data;
 const f = new Int32Array(flags);
 const db = attach(handle);

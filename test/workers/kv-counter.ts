@@ -7,13 +7,21 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
 
-interface Data { handle: KvHandle; worker: number; workers: number; barrier: SharedArrayBuffer; puts: number; deleteEvery: number }
+interface Data {
+  handle: KvHandle;
+  worker: number;
+  workers: number;
+  barrier: SharedArrayBuffer;
+  puts: number;
+  deleteEvery: number;
+}
 const { handle, worker, workers, barrier, puts, deleteEvery } = workerData as Data;
 const db = attach(handle);
 const arrived = new Int32Array(barrier);
 Atomics.add(arrived, 0, 1);
 Atomics.notify(arrived, 0);
-for (let seen = Atomics.load(arrived, 0); seen < workers; seen = Atomics.load(arrived, 0)) Atomics.wait(arrived, 0, seen, 10);
+for (let seen = Atomics.load(arrived, 0); seen < workers; seen = Atomics.load(arrived, 0))
+  Atomics.wait(arrived, 0, seen, 10);
 let deletes = 0;
 const value = new Uint8Array(8).fill(worker);
 for (let i = 0; i < puts; i++) {

@@ -10,6 +10,11 @@ const db = open(file, { size: 32 * 2 ** 20, durability: 'sync' });
 process.stdout.write('ready\n');
 for (let i = 0; ; i++) {
   db.put(`${round}-${i}`, `value of ${round}-${i} `.repeat(1 + (i % 7)));
-  if (i % 5 === 4) db.batch([{ type: 'put', key: `${round}-b${i}`, value: 'x' }, { type: 'del', key: `${round}-${i - 4}` }, { type: 'put', key: `${round}-${i - 4}`, value: `again ${i}` }]);
+  if (i % 5 === 4)
+    db.batch([
+      { type: 'put', key: `${round}-b${i}`, value: 'x' },
+      { type: 'del', key: `${round}-${i - 4}` },
+      { type: 'put', key: `${round}-${i - 4}`, value: `again ${i}` },
+    ]);
   process.stdout.write(`${i}\n`);
 }

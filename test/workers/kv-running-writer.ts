@@ -10,7 +10,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
 
-interface Data { handle: KvHandle; flags: SharedArrayBuffer; published: SharedArrayBuffer; keys: number; burst: number; valueBytes: number }
+interface Data {
+  handle: KvHandle;
+  flags: SharedArrayBuffer;
+  published: SharedArrayBuffer;
+  keys: number;
+  burst: number;
+  valueBytes: number;
+}
 const { handle, flags, published, keys, burst, valueBytes } = workerData as Data;
 const f = new Int32Array(flags);
 const pub = new Int32Array(published);

@@ -9,7 +9,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
 
-interface Data { handle: KvHandle; flags: SharedArrayBuffer; keys: number }
+interface Data {
+  handle: KvHandle;
+  flags: SharedArrayBuffer;
+  keys: number;
+}
 const { handle, flags, keys } = workerData as Data;
 const f = new Int32Array(flags);
 const db = attach(handle);

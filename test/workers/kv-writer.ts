@@ -9,7 +9,18 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 
-interface Data { handle: KvHandle; worker: number; workers: number; barrier: SharedArrayBuffer; ops: number; seed: number; keys: number; putsOnly?: boolean; durationMs?: number; bigValues?: boolean }
+interface Data {
+  handle: KvHandle;
+  worker: number;
+  workers: number;
+  barrier: SharedArrayBuffer;
+  ops: number;
+  seed: number;
+  keys: number;
+  putsOnly?: boolean;
+  durationMs?: number;
+  bigValues?: boolean;
+}
 const { handle, worker, workers, barrier, ops, seed, keys, putsOnly, durationMs, bigValues } = workerData as Data;
 const extra = bigValues === true ? 2000 : 0; // bigger values roll segments over, for compaction tests
 const rand = mulberry32(seed + worker * 7919);
@@ -31,7 +42,8 @@ function checkValue(bytes: Uint8Array): void {
 const arrived = new Int32Array(barrier);
 Atomics.add(arrived, 0, 1);
 Atomics.notify(arrived, 0);
-for (let seen = Atomics.load(arrived, 0); seen < workers; seen = Atomics.load(arrived, 0)) Atomics.wait(arrived, 0, seen, 10);
+for (let seen = Atomics.load(arrived, 0); seen < workers; seen = Atomics.load(arrived, 0))
+  Atomics.wait(arrived, 0, seen, 10);
 
 const last: Record<string, { n: number; value: string | null }> = {};
 let reads = 0;
@@ -50,7 +62,10 @@ for (let n = 0; durationMs === undefined ? n < ops : performance.now() < deadlin
   } else if (r < 0.75) {
     const k2 = `k${Math.floor(rand() * keys)}`;
     const v = valueOf(worker, n, 8 + Math.floor(rand() * 40));
-    db.batch([{ type: 'put', key, value: v }, { type: 'del', key: k2 }]);
+    db.batch([
+      { type: 'put', key, value: v },
+      { type: 'del', key: k2 },
+    ]);
     last[k2] = { n, value: null };
     if (k2 !== key) last[key] = { n, value: v };
     else last[key] = { n, value: null }; // later op on the same key wins

@@ -45,7 +45,11 @@ export function runChild(
   nodeArgs: string[] = [],
 ): { status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; result: unknown } {
   const script = path.join(root, 'dist', 'test', 'workers', `${name}.js`);
-  const out = spawnSync(process.execPath, [...nodeArgs, script, ...args], { encoding: 'utf8', timeout: 30_000, ...opts });
+  const out = spawnSync(process.execPath, [...nodeArgs, script, ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    ...opts,
+  });
   const stdout = String(out.stdout ?? '');
   let result: unknown;
   try {
