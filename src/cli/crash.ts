@@ -28,16 +28,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import xxhash from 'xxhash-wasm';
 import cliProgress from 'cli-progress';
 import { DaxError } from '../errors.js';
+import { xxh64 } from '../device/checksum.js';
 import { Device } from '../device/device.js';
 import { createSimMedia, mulberry32, type SimMedia } from '../device/sim-media.js';
 import { diffWords } from '../native/diff-words.js';
 import { openMedia, type KvStore } from '../kv/index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
 
-const hasher = await xxhash();
 /** kv-compact needs room for 3 segments (2 MiB extents) beside fragmenting 4 KiB large-value blocks */
 const MEDIA_BYTES = { 'kv-mixed': 8 * 2 ** 20, 'kv-batch': 8 * 2 ** 20, 'kv-compact': 14 * 2 ** 20 } as const;
 const ALL_SUBSETS_MAX_WORDS = 10;
@@ -94,7 +93,7 @@ function listing(kv: KvStore): Listing {
 }
 
 function xxHex(v: Uint8Array): string {
-  return v.length <= 8 ? Buffer.from(v).toString('hex') : `${v.length}:${hasher.h64Raw(v, 0n).toString(16)}`;
+  return v.length <= 8 ? Buffer.from(v).toString('hex') : `${v.length}:${xxh64(v).toString(16)}`;
 }
 
 /** Word subsets to keep at one crash point. */
@@ -208,7 +207,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
     for (const words of selections(media.pendingWords(), o.images, rand)) {
       const image = media.crashImage({ words });
       report.imagesGenerated++;
-      const h = hasher.h64Raw(new Uint8Array(image.buffer), 0n);
+      const h = xxh64(new Uint8Array(image.buffer));
       if (seen.has(h)) {
         image.dispose();
         continue;

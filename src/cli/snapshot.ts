@@ -11,14 +11,12 @@
  * part of the public API, so the few fields a checker needs are decoded here.
  */
 import fs from 'node:fs';
-import xxhash from 'xxhash-wasm';
 import { DaxError } from '../errors.js';
+import { xxh64 } from '../device/checksum.js';
 import { createSimMedia } from '../device/sim-media.js';
 import { openMedia, type KvStore } from '../kv/index.js';
 import { openRegion } from '../device/region.js';
 import { type Media, type MediaInfo } from '../device/media.js';
-
-const hasher = await xxhash();
 
 const SUPERBLOCK_OFFSETS = [0, 4096];
 const MAGIC = 'DAXSTOR\0';
@@ -105,7 +103,7 @@ function decodeCopy(bytes: Uint8Array, offset: number, copy: 'A' | 'B'): Superbl
     cleanShutdown: view.getUint32(CLEAN_OFFSET, true) === 1,
   };
   if (Buffer.from(block.subarray(0, 8)).toString('latin1') !== MAGIC) return { ...base, status: 'no-magic' };
-  const sum = hasher.h64Raw(block.subarray(0, CHECKSUM_OFFSET), 0n);
+  const sum = xxh64(block.subarray(0, CHECKSUM_OFFSET));
   return { ...base, status: sum === view.getBigUint64(CHECKSUM_OFFSET, true) ? 'ok' : 'checksum-mismatch' };
 }
 

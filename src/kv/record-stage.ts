@@ -19,11 +19,8 @@
  *   synchronous and never re-enter).
  * Persistence ordering: none; the stage is volatile scratch, the log copy is what is flushed.
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { assert } from '../assert.js';
-import { xxh64 } from '../device/checksum.js';
+import { instantiateXxhash, xxh64, type XxhashWasm } from '../device/checksum.js';
 import type { MediaViews } from './records.js';
 
 /** The slice of the WebAssembly global used here (tsconfig has no DOM lib to declare it). */
@@ -34,19 +31,12 @@ interface WasmGlobal {
 }
 const Wasm = (globalThis as unknown as { WebAssembly: WasmGlobal }).WebAssembly;
 
-interface XxhashExports {
-  readonly mem: { readonly buffer: ArrayBuffer; grow(pages: number): number };
-  xxh64(offset: number, length: number, seed: bigint): bigint;
-}
-
 /** A PUT record of the largest inline value: header + entry header + key + value, padded. */
 export const MAX_STAGED_BYTES = 32 + 16 + 1024 + 16 * 1024 + 8;
 const WASM_PAGE_BYTES = 65536;
 
-function instantiate(): XxhashExports {
-  const dir = path.dirname(createRequire(import.meta.url).resolve('xxhash-wasm'));
-  const bytes = readFileSync(path.join(dir, '..', 'workerd', 'xxhash.wasm'));
-  const exports = new Wasm.Instance(new Wasm.Module(bytes), {}).exports as unknown as XxhashExports;
+function instantiate(): XxhashWasm {
+  const exports = instantiateXxhash();
   assert(exports.mem.buffer.byteLength >= MAX_STAGED_BYTES, 'xxhash wasm memory smaller than one staged record');
   return exports;
 }
@@ -174,7 +164,7 @@ const SEAL_WASM = Uint8Array.from([
   0x0b, // i64.const 0, call 0, i64.store align 8 offset 0, end
 ]);
 
-function sealer(x: XxhashExports): (totalBytes: number) => void {
+function sealer(x: XxhashWasm): (totalBytes: number) => void {
   assert(Wasm.validate(SEAL_WASM), 'checksum seal wasm does not validate');
   return (
     new Wasm.Instance(new Wasm.Module(SEAL_WASM), { x: { h: x.xxh64, m: x.mem } }).exports as {
