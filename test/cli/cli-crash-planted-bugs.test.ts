@@ -52,7 +52,7 @@ async function run(testBreak?: string): Promise<{ status: number | null; report:
 }
 
 describe.concurrent('crash kv-compact: planted bugs in compaction and block churn are reported', () => {
-  it('a correct build has no violation on the same seed', { timeout: 90_000 }, async () => {
+  it('a correct build has no violation on the same seed', { timeout: 240_000 }, async () => {
     const r = await run();
     expect(r.report.violations, r.raw).toEqual([]);
     expect(r.status, r.raw).toBe(0);
@@ -66,7 +66,7 @@ describe.concurrent('crash kv-compact: planted bugs in compaction and block chur
     ['kv-large-ref-before-data', 'data', /recovered/],
     // issue 6's "a freed block reused inside the grace period": the superseded object removed (its blocks freed at once) before the new record is durable
     ['kv-large-free-early,dax-free-now', 'data', /refers to DAX object \d+ .*which does not exist/],
-  ])('%s gives a %s violation', { timeout: 90_000 }, async (testBreak, kind, detail) => {
+  ])('%s gives a %s violation', { timeout: 240_000 }, async (testBreak, kind, detail) => {
     const r = await run(testBreak);
     expect(r.status, r.raw).toBe(1);
     const seen = r.report.violations.filter((v) => v.kind === kind && detail.test(v.detail));

@@ -31,8 +31,12 @@ while (Atomics.load(c, CONTROL.READY) < readers) Atomics.wait(c, CONTROL.READY, 
 let version = 1;
 let writes = 0;
 let starved = 0;
-const end = Date.now() + durationMs;
-while (Date.now() < end) {
+// At least durationMs, and at least MIN_WRITES writes (so a loaded machine still gives the
+// readers a real churn to race), but never past HARD_LIMIT_MS.
+const MIN_WRITES = 1024;
+const HARD_LIMIT_MS = 30_000;
+const start = Date.now();
+while ((Date.now() < start + durationMs || writes < MIN_WRITES) && Date.now() < start + HARD_LIMIT_MS) {
   for (let step = 0; step < 64; step++) {
     let slot = free.pop();
     while (slot === undefined) {
