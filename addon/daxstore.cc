@@ -9,6 +9,7 @@
 #include "persist.h"
 #include "prefault.h"
 #include "region.h"
+#include "test-break.h"
 
 namespace {
 
@@ -27,7 +28,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"diffWords", daxstore::JsDiffWords},     {"adviseHugePages", daxstore::JsAdviseHugePages},
       {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrier", daxstore::JsMembarrier},
       {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},
-      {"prefaultWrite", daxstore::JsPrefaultWrite},
+      {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

@@ -28,7 +28,7 @@ constexpr uint32_t kEntryPut = 1, kEntryDel = 2;
 enum IoSlot { kBase, kEnd, kLimit, kNonce, kFlags, kAt, kCount, kReason, kReasonValue, kRecords, kMaxSequence, kKeyBytes, kIoSlots };
 enum Status { kStatusEnd = 0, kStatusInvalid = 1, kStatusPoison = 2, kStatusFull = 3, kStatusEio = 4 };
 enum Reason { kBadMagic = 1, kUnknownKind = 2, kBadLength = 3, kOtherNonce = 4, kChecksum = 5, kEntriesOverrun = 6 };
-// io[kFlags] bits: test switches (src/kv/test-break.ts), never set in production
+// io[kFlags] bits: test switches (src/test-break.ts; recovery-native.ts passes them), never set in production
 constexpr int kFlagSkipChecksum = 1;  // kv-skip-checksum
 constexpr int kFlagPastPoison = 2;    // kv-scan-past-poison: limit ignored
 

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "test-break.h"
+
 namespace daxstore {
 namespace {
 
@@ -43,8 +45,6 @@ const CpuFlushSupport g_cpu = DetectCpu();
 __attribute__((tls_model("initial-exec"))) thread_local sigjmp_buf* t_guard = nullptr;
 struct sigaction g_previous;
 std::once_flag g_installOnce;
-// DAXSTORE_TEST_BREAK contains "sigbus-guard": copy unguarded, to show the EIO test needs it.
-bool g_guardBroken = false;
 
 void ChainToPrevious(int sig, siginfo_t* si, void* uc) {
   if ((g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr) {
@@ -69,7 +69,7 @@ void OnSigbus(int sig, siginfo_t* si, void* uc) {
 // memmove with a SIGBUS on either side turned into -EIO. SA_NODEFER on the handler keeps
 // SIGBUS unblocked after the longjmp, so the cheap sigsetjmp(…, 0) is enough.
 int GuardedCopy(void* dst, const void* src, size_t n) {
-  if (g_guardBroken) return memmove(dst, src, n), 0;
+  if (SigbusGuardBroken()) return memmove(dst, src, n), 0;
   sigjmp_buf env;
   if (sigsetjmp(env, 0) != 0) return -EIO;
   t_guard = &env;
@@ -83,7 +83,7 @@ int GuardedCopy(void* dst, const void* src, size_t n) {
 }  // namespace
 
 int GuardedRun(void (*fn)(void*), void* arg) {
-  if (g_guardBroken) return fn(arg), 0;
+  if (SigbusGuardBroken()) return fn(arg), 0;
   sigjmp_buf env;
   if (sigsetjmp(env, 0) != 0) return -EIO;
   t_guard = &env;
@@ -168,8 +168,6 @@ FlushMethod BestCpuFlush() {
 
 void InstallSigbusHandler() {
   std::call_once(g_installOnce, [] {
-    const char* breaks = getenv("DAXSTORE_TEST_BREAK");
-    g_guardBroken = breaks != nullptr && strstr(breaks, "sigbus-guard") != nullptr;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = OnSigbus;

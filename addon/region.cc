@@ -18,6 +18,7 @@
 
 #include "errors.h"
 #include "persist.h"
+#include "test-break.h"
 
 namespace daxstore {
 namespace {
@@ -29,13 +30,6 @@ constexpr size_t kPageBytes = 4096;
 Region g_regions[kMaxRegions];
 uint32_t g_generation[kMaxRegions];  // guarded by g_tableMutex
 std::mutex g_tableMutex;
-
-// A test build switch (DAXSTORE_TEST_BREAK contains "flock"): skip the lock so the
-// EBUSY tests can be shown to go red without it.
-bool FlockBroken() {
-  const char* breaks = getenv("DAXSTORE_TEST_BREAK");
-  return breaks != nullptr && strstr(breaks, "flock") != nullptr;
-}
 
 // Runs on whatever thread frees the last SharedArrayBuffer over the mapping.
 void UnmapDeleter(void* data, size_t length, void* slotPtr) {

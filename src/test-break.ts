@@ -1,19 +1,407 @@
 /**
- * Protocol break switches, shared by every layer (STYLE.md: a test of a protocol must be shown
- * to fail when the protocol is switched off). The set is read once from
- * DAXSTORE_TEST_BREAK=<name>[,<name>] at module load, per thread; tests flip switches in
- * their own thread with setBroken(). Never set in production: every switch makes the store
- * unsafe. Each layer names and documents its own switches in its test-break.ts and calls
- * these; the index reads its few switches as load-time constants instead, because they sit on
- * paths where even a Set lookup shows in the benchmarks.
+ * The test-break switch registry: every switch that turns a protocol off, declared once, and the
+ * one place that reads DAXSTORE_TEST_BREAK. A test of a protocol proves something only if it
+ * fails without the protocol, so each switch names the test that goes red with it
+ * (test/test-break-registry.test.ts checks that test exists and names the switch). Never set a
+ * switch outside tests: every one makes the store unsafe. docs/TESTING.md says how to add one.
+ *
+ * How a switch is read (`read`):
+ *   call     isBroken(name) at every use; tests flip it in their own thread with setBroken or
+ *            withBroken, or set it for a worker or child with breakEnv.
+ *   load     brokenAtLoad(name), once per thread when the module loads, into a constant: for
+ *            hot paths, where even a Set lookup would show. Set it with breakEnv for a worker
+ *            or child process; setBroken refuses it.
+ *   process  read by the addon, given to it by src/native/addon.ts from the main thread's
+ *            environment when it loads (one addon per process). Set it with breakEnv for a child
+ *            process.
+ *
+ * A sabotaged path is a separate named function (xxxBroken, or a name saying what it skips),
+ * reached by one branch at the top of the real one:
+ *
+ *   if (isBroken('kv-skip-drain')) return this.commitUnfenced();
+ *
+ * testHooks holds the callbacks tests install to force an interleaving (one object for every
+ * layer; per thread, since functions cannot cross threads).
  */
-const active = new Set<string>((process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').filter((s) => s !== ''));
 
-export function isBroken(name: string): boolean {
+export type SwitchLayer = 'addon' | 'device' | 'index' | 'dax' | 'kv' | 'cli';
+
+export interface SwitchSpec {
+  readonly layer: SwitchLayer;
+  readonly read: 'call' | 'load' | 'process';
+  /** what the switch breaks: the protocol step it removes */
+  readonly breaks: string;
+  /** test files with a test whose title names the switch and that goes red with it */
+  readonly red: readonly string[];
+}
+
+export const SWITCHES = {
+  flock: {
+    layer: 'addon',
+    read: 'process',
+    breaks: 'opening a region takes no flock, so a second opener gets in',
+    red: ['test/device/region-flock.test.ts'],
+  },
+  'sigbus-guard': {
+    layer: 'addon',
+    read: 'process',
+    breaks: 'guarded copies run without the SIGBUS guard (a poisoned page kills the process)',
+    red: ['test/device/region-guarded-copy.test.ts'],
+  },
+  'alloc-publish-before-index': {
+    layer: 'device',
+    read: 'call',
+    breaks: "allocate stores the owner record's two words and persists once (word0 durable without word1)",
+    red: ['test/device/device-crash.test.ts', 'test/cli/cli-crash-planted-bugs.test.ts'],
+  },
+  'free-skip-persist': {
+    layer: 'device',
+    read: 'call',
+    breaks: 'free() stores FREE but does not persist it before the block can be reused',
+    red: ['test/device/device-crash.test.ts', 'test/cli/cli-crash-planted-bugs.test.ts'],
+  },
+  'superblock-single-persist': {
+    layer: 'device',
+    read: 'call',
+    breaks: 'a superblock update writes both copies, then persists once',
+    red: ['test/device/device-crash.test.ts'],
+  },
+  'allocator-no-lock': {
+    layer: 'device',
+    read: 'call',
+    breaks: 'the allocator searches and marks its bitmap without its lock',
+    red: ['test/device/device-workers.test.ts'],
+  },
+  'entry-lock': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'grab ignores LOCKED: entry locks are not exclusive',
+    red: ['test/index/entry-lock-exclusion.test.ts'],
+  },
+  'entry-wake': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'waiters never set WAITERS, so unlock and delete wake nobody',
+    red: ['test/index/entry-lock-wakeups.test.ts'],
+  },
+  'baton-uncounted': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'the lost-wake-up check ignores batons out (a wake-up in flight counts as lost)',
+    red: ['test/index/entry-lock-timeout-race.test.ts'],
+  },
+  seqlock: {
+    layer: 'index',
+    read: 'load',
+    breaks: "replace() stores the value words without the seqlock's sequence bumps",
+    red: ['test/index/entry-lock-seqlock.test.ts'],
+  },
+  'wait-arm': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'a waiter is queued only when it goes to sleep: a wake-up between re-check and sleep is lost',
+    red: ['test/index/wait-table-workers.test.ts'],
+  },
+  'wait-key': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'wake-ups match the wait-table slot only, not the key',
+    red: ['test/index/wait-table-workers.test.ts'],
+  },
+  'timeout-unordered': {
+    layer: 'index',
+    read: 'load',
+    breaks: "a timed-out wait's lost-wake-up check runs after the slot mutex is dropped",
+    red: ['test/index/entry-lock-timeout-race.test.ts'],
+  },
+  epoch: {
+    layer: 'index',
+    read: 'load',
+    breaks: 'retire() releases at once: no grace period (R6)',
+    red: [
+      'test/index/epoch-stress.test.ts',
+      'test/index/radix-tree-readers.test.ts',
+      'test/index/radix-tree-reclaim.test.ts',
+    ],
+  },
+  'limbo-view-stale': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'a thread keeps its old limbo view after another thread grew the limbo',
+    red: ['test/index/epoch-cross-thread.test.ts'],
+  },
+  'tree-lock-unpinned': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'treeLock holders are not pinned, so what they read can be reclaimed under them',
+    red: ['test/index/tree-lock-pin.test.ts'],
+  },
+  'append-shift': {
+    layer: 'index',
+    read: 'load',
+    breaks: 'a child is added to an N4/16/32 in sorted place by shifting bytes under lock-free readers',
+    red: ['test/index/radix-tree-append.test.ts'],
+  },
+  'tree-hint-unchecked': {
+    layer: 'index',
+    read: 'call',
+    breaks: "a descent's insert hint is used without checking the tree's structure version",
+    red: ['test/index/radix-tree-hint.test.ts'],
+  },
+  'dax-mkwrite-unlocked': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'R1: the write fault unlocks the entry between the DIRTY tag and mkwrite',
+    red: ['test/dax/r1-mkwrite-dirty.test.ts'],
+  },
+  'dax-fault-no-recheck': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'R2: the fault takes no invalidate lock and does not re-check the size under it',
+    red: ['test/dax/r2-fault-vs-truncate.test.ts'],
+  },
+  'dax-rmap-no-recheck': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'R3: rmap and memoryFailure trust the owner table without re-checking the locked entry',
+    red: ['test/dax/r3-rmap-under-churn.test.ts'],
+  },
+  'dax-write-copy-locked': {
+    layer: 'dax',
+    read: 'call',
+    breaks: "R4: write() reads a source view of this space while holding the destination's entry lock",
+    red: ['test/dax/r4-write-from-self.test.ts'],
+  },
+  'dax-invalidate-dirty': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'R5: invalidate drops DIRTY and TOWRITE entries too',
+    red: ['test/dax/r5-invalidate-keeps-dirty.test.ts', 'test/dax/r5-invalidate-workers.test.ts'],
+  },
+  'dax-free-now': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'R6: removed blocks are freed at once instead of through the epoch',
+    red: [
+      'test/dax/r6-views-outlive-truncate.test.ts',
+      'test/dax/r6-views-workers.test.ts',
+      'test/kv/kv-compaction.test.ts',
+    ],
+  },
+  'dax-poison-page-only': {
+    layer: 'dax',
+    read: 'call',
+    breaks: "a 2 MiB view checks only the faulted page's block for poison, not the whole extent",
+    red: ['test/dax/memory-failure-huge.test.ts', 'test/dax/memory-failure-huge-workers.test.ts'],
+  },
+  'dax-writeback-no-flush': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'writeback clears the tags without flushing the blocks',
+    red: ['test/dax/writeback-workers.test.ts', 'test/dax/dax-crash.test.ts'],
+  },
+  'dax-writeback-unserialized': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'writebacks of one object run concurrently (one clears the TOWRITE another set)',
+    red: ['test/dax/writeback-workers.test.ts'],
+  },
+  'dax-alloc-zero-unpersisted': {
+    layer: 'dax',
+    read: 'call',
+    breaks: 'a fresh block is zeroed but not persisted before it is published',
+    red: ['test/dax/dax-crash.test.ts'],
+  },
+  'kv-skip-drain': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "'sync' writes flush but never fence: acknowledged writes may be lost",
+    red: ['test/kv/kv-crash.test.ts', 'test/cli/cli-crash.test.ts'],
+  },
+  'kv-skip-checksum': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'recovery accepts records whose checksum does not match (torn records)',
+    red: ['test/kv/kv-crash.test.ts'],
+  },
+  'kv-scan-past-poison': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "recovery's scan ignores the segment's first poisoned block and reads a record running into it",
+    red: ['test/kv/kv-recovery-scan.test.ts'],
+  },
+  'kv-seq-before-lock': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "put takes its sequence before the key's entry lock: log order can disagree with publish order",
+    red: ['test/kv/kv-workers.test.ts'],
+  },
+  'kv-compact-no-commit': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'compaction retires a segment without making its copies durable',
+    red: ['test/kv/kv-compaction.test.ts', 'test/cli/cli-crash-planted-bugs.test.ts'],
+  },
+  'kv-compact-no-recheck': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'R3: compaction moves an entry without re-checking, under its lock, that the index still points at it',
+    red: ['test/kv/kv-workers.test.ts'],
+  },
+  'kv-compact-drop-tombstones': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'compaction drops every tombstone of an absent key, ignoring the tombstone rule',
+    red: ['test/kv/kv-tombstones.test.ts'],
+  },
+  'kv-compact-skip-open-flush': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "'group'/'none': compaction retires a segment without flushing the other writers' open segments",
+    red: ['test/kv/kv-compaction-open-writers.test.ts', 'test/kv/kv-compaction-running-writer.test.ts'],
+  },
+  'kv-compact-open-flush-unfenced': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'those flushes get no fence of their own: they share the fence of the owner change that retires the segment',
+    red: ['test/kv/kv-compaction-open-writers.test.ts'],
+  },
+  'kv-compact-no-mutex': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'compactions do not take the compaction mutex and can run concurrently',
+    red: ['test/kv/kv-compaction-mutex.test.ts'],
+  },
+  'kv-large-remove-now': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'R6: a superseded large-value object is removed at once, not after the grace period',
+    red: ['test/kv/kv-large-values.test.ts'],
+  },
+  'kv-large-no-orphan-scan': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'open does not remove large-value objects no live key references (they leak)',
+    red: ['test/kv/kv-large-values.test.ts', 'test/kv/kv-large-crash.test.ts'],
+  },
+  'kv-large-retire-uncommitted': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "'group'/'none': a superseded large value is retired before the superseding record is durable",
+    red: ['test/kv/kv-large-crash.test.ts'],
+  },
+  'kv-large-free-early': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'a put or delete over a large value removes the old object before the superseding record is durable',
+    red: ['test/cli/cli-crash-planted-bugs.test.ts'],
+  },
+  'kv-large-ref-before-data': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "a large value's bytes are never flushed: its record is durable before its data",
+    red: ['test/cli/cli-crash-planted-bugs.test.ts'],
+  },
+  'kv-no-end-marker': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "reserve() does not zero the 16 bytes after a record: the scan runs into the extent's earlier life",
+    red: ['test/kv/kv-record-stage.test.ts'],
+  },
+  'kv-group-resolve-early': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "'group': batchAsync resolves before the group commit made its batch durable",
+    red: ['test/kv/kv-batch-async.test.ts'],
+  },
+  'kv-counters-shared': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "the stats counters are counted into one shared word with a plain read and store, not the writer's own slot",
+    red: ['test/kv/kv-stats-counters.test.ts'],
+  },
+  'bench-page-locks-off': {
+    layer: 'cli',
+    read: 'load',
+    breaks: 'the page-lock baseline of `daxstore bench locks` takes no page locks (its own check must fail)',
+    red: ['test/cli/cli-bench-locks.test.ts'],
+  },
+} as const satisfies Record<string, SwitchSpec>;
+
+export type SwitchName = keyof typeof SWITCHES;
+
+const ENV = 'DAXSTORE_TEST_BREAK';
+
+function isSwitchName(name: string): name is SwitchName {
+  return Object.prototype.hasOwnProperty.call(SWITCHES, name);
+}
+
+/** The switches DAXSTORE_TEST_BREAK=<name>[,<name>] names; an unknown name is an error (a typo would test nothing). */
+function parseSwitches(value: string | undefined): Set<SwitchName> {
+  const names = new Set<SwitchName>();
+  for (const name of (value ?? '').split(',')) {
+    if (name === '') continue;
+    if (!isSwitchName(name))
+      throw new Error(`${ENV}: unknown switch '${name}' (src/test-break.ts lists every switch; docs/TESTING.md)`);
+    names.add(name);
+  }
+  return names;
+}
+
+/** The switches set in this thread's environment: the only read of DAXSTORE_TEST_BREAK. */
+const fromEnvironment: ReadonlySet<SwitchName> = parseSwitches(process.env[ENV]);
+/** The 'call' switches on in this thread: the environment's, flipped by setBroken. */
+const active = new Set<SwitchName>([...fromEnvironment].filter((name) => SWITCHES[name].read === 'call'));
+
+/** Whether a 'call' switch is on in this thread. */
+export function isBroken(name: SwitchName): boolean {
   return active.size !== 0 && active.has(name);
 }
 
-export function setBroken(name: string, on: boolean): void {
+/** Whether a 'load' or 'process' switch was set in this thread's environment (read it once, into a constant). */
+export function brokenAtLoad(name: SwitchName): boolean {
+  if (SWITCHES[name].read === 'call') throw new Error(`test-break: '${name}' is read at every call: use isBroken`);
+  return fromEnvironment.has(name);
+}
+
+/** Turns a 'call' switch on or off in this thread (tests only). */
+export function setBroken(name: SwitchName, on: boolean): void {
+  if (SWITCHES[name].read !== 'call')
+    throw new Error(`test-break: '${name}' is read once at load: set it for a worker or child with breakEnv`);
   if (on) active.add(name);
   else active.delete(name);
 }
+
+/** Runs fn with a 'call' switch on in this thread, and turns it off again when fn returns or its promise settles. */
+export function withBroken<T>(name: SwitchName, fn: () => T): T {
+  setBroken(name, true);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    setBroken(name, false);
+    throw e;
+  }
+  if (result instanceof Promise) return result.finally(() => setBroken(name, false)) as T;
+  setBroken(name, false);
+  return result;
+}
+
+/** The environment entry that sets these switches (none: every switch off) for a worker or child process. */
+export function breakEnv(...names: SwitchName[]): { [ENV]: string } {
+  return { [ENV]: names.join(',') };
+}
+
+/** Callbacks tests install to force an interleaving at a named point (per thread; unset in production). */
+export const testHooks: {
+  /** fault.ts: a fault about to install a block ('before-install'), or between its DIRTY tag and mkwrite ('mkwrite-window') */
+  faultWindow?: (point: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void;
+  /** writeback.ts: after a batch's TOWRITE tags are cleared, before its blocks are flushed */
+  writebackWindow?: () => void;
+  /** wait-table.ts: a timed-out wait before and after it dequeues itself */
+  waitTimeout?: (stage: 'before-dequeue' | 'after-dequeue') => void;
+  /** transfer-owner.ts: right after an owner record's word0 changed, before it is persisted */
+  transferOwnerExchanged?: (block: number, fromOwnerId: number, toOwnerId: number) => void;
+} = {};

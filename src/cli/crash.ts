@@ -36,6 +36,7 @@ import { createSimMedia, mulberry32, type SimMedia } from '../device/sim-media.j
 import { diffWords } from '../native/diff-words.js';
 import { openMedia, type KvStore } from '../kv/index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
+import { breakEnv, type SwitchName } from '../test-break.js';
 
 /** kv-compact needs room for 3 segments (2 MiB extents) beside fragmenting 4 KiB large-value blocks */
 const MEDIA_BYTES = { 'kv-mixed': 8 * 2 ** 20, 'kv-batch': 8 * 2 ** 20, 'kv-compact': 14 * 2 ** 20 } as const;
@@ -593,7 +594,7 @@ export function replay(file: string): Omit<Violation, 'crashPoint'> | undefined 
   return checkImage(durable, meta.allowed, meta.seed);
 }
 
-/** Crash-relevant planted bugs (the test-break.ts of device and kv); the concurrency ones (R1-R6 locks) need threads, not crashes. */
+/** Crash-relevant planted bugs (switches of src/test-break.ts); the concurrency ones (R1-R6 locks) need threads, not crashes. */
 export const SELF_TEST_BREAKS = [
   'kv-skip-drain',
   'kv-skip-checksum',
@@ -603,11 +604,11 @@ export const SELF_TEST_BREAKS = [
   'kv-large-free-early',
   'free-skip-persist',
   'superblock-single-persist',
-] as const;
+] as const satisfies readonly SwitchName[];
 type SelfTestBreak = (typeof SELF_TEST_BREAKS)[number];
 
 /**
- * Which of issue 6's planted bugs each switch stands for. Nothing plants "recovery that is not
+ * Which planted bug each switch stands for. Nothing plants "recovery that is not
  * idempotent": the crash inside recovery checks that property on the real code instead.
  */
 const PLANTED_AS: Record<SelfTestBreak, string> = {
@@ -624,7 +625,9 @@ const PLANTED_AS: Record<SelfTestBreak, string> = {
 };
 
 /** Switches a planted bug needs together: the early free returns blocks to the allocator at once (dax-free-now), so the new value reuses them. */
-const BREAK_ENV: Partial<Record<SelfTestBreak, string>> = { 'kv-large-free-early': 'kv-large-free-early,dax-free-now' };
+const BREAK_ENV: Partial<Record<SelfTestBreak, SwitchName[]>> = {
+  'kv-large-free-early': ['kv-large-free-early', 'dax-free-now'],
+};
 const WORKLOAD_OF: Partial<Record<SelfTestBreak, CrashOptions['workload']>> = {
   'kv-compact-no-commit': 'kv-compact',
   'free-skip-persist': 'kv-compact',
@@ -682,7 +685,7 @@ async function selfTestIn(
     const start = performance.now();
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, args, {
-        env: { ...process.env, DAXSTORE_TEST_BREAK: BREAK_ENV[name] ?? name },
+        env: { ...process.env, ...breakEnv(...(BREAK_ENV[name] ?? [name])) },
         stdio: ['ignore', 'pipe', 'ignore'],
       });
       let stdout = '';

@@ -38,10 +38,10 @@ import { DaxError } from '../errors.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
 import { transferOwner } from '../device/transfer-owner.js';
 import { type DaxSpace } from '../dax/space.js';
-import { isBroken } from '../test-break.js';
+import { brokenAtLoad } from '../test-break.js';
 
 /** DAXSTORE_TEST_BREAK=bench-page-locks-off: lockRange takes nothing (bench locks' own check must then fail). */
-const PAGE_LOCKS_OFF = isBroken('bench-page-locks-off');
+const PAGE_LOCKS_OFF = brokenAtLoad('bench-page-locks-off');
 
 const SIZE_PAGES = 0;
 const RW_LOCK = 1;

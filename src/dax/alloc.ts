@@ -14,7 +14,7 @@ import type { Device } from '../device/device.js';
 import { HUGE_BYTES } from '../device/layout.js';
 import { transferOwner } from '../device/transfer-owner.js';
 import { OWNER_STAGING, PAGE_BYTES } from './layout.js';
-import { daxBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 
 /** Allocates a staging-owned block (or 2 MiB extent) for `index` whose bytes are durably zero. */
 export function allocateZeroed(device: Device, index: number, order: 0 | 9 = 0): number {
@@ -23,7 +23,7 @@ export function allocateZeroed(device: Device, index: number, order: 0 | 9 = 0):
     const offset = device.blockOffset(block);
     const bytes = order === 0 ? PAGE_BYTES : HUGE_BYTES;
     new Uint8Array(device.media.buffer, offset, bytes).fill(0);
-    if (!daxBreak('dax-alloc-zero-unpersisted')) device.media.persist(offset, bytes);
+    if (!isBroken('dax-alloc-zero-unpersisted')) device.media.persist(offset, bytes);
   } catch (e) {
     device.free(block);
     throw e;

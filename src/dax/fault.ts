@@ -33,7 +33,7 @@ import { HUGE_BYTES } from '../device/layout.js';
 import { allocateZeroed, publishBlock, unpublishBlock } from './alloc.js';
 import { lockShared, unlockShared } from './invalidate-lock.js';
 import { HUGE_PAGES, PAGE_BYTES, blockOfValue, encodeValue, isHuge, isMapped, pageKey } from './layout.js';
-import { daxBreak } from './test-break.js';
+import { isBroken, testHooks } from '../test-break.js';
 import { ST_ALLOCS, ST_FAULTS, ST_MKWRITE, type DaxSpace } from './space.js';
 
 export interface FaultTarget {
@@ -42,11 +42,6 @@ export interface FaultTarget {
   readonly slot: number;
   readonly mkwrite: ((index: number) => void) | undefined;
 }
-
-/** Test hooks for deterministic interleavings (tests only; per thread). */
-export const faultHooks: {
-  window?: (phase: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void;
-} = {};
 
 const ZERO_PAGE = new Uint8Array(PAGE_BYTES);
 let zeroHuge: Uint8Array | undefined;
@@ -68,13 +63,13 @@ export function fault(t: FaultTarget, index: number, write: boolean, huge: boole
   const words = space.objects.words;
   const rw = space.objects.rwIndex(t.slot);
   const what = `fault(object ${t.id}, page ${index})`;
-  const protocol = !daxBreak('dax-fault-no-recheck');
+  const protocol = !isBroken('dax-fault-no-recheck');
   if (!protocol) checkSize(t, index, what); // broken on purpose: checked once, unlocked
   if (protocol) lockShared(words, rw, what);
   try {
     if (!space.objects.isLive(t.slot)) throw new DaxError('ENOENT', `${what}: object was removed`);
     if (protocol) checkSize(t, index, what);
-    faultHooks.window?.('before-install', t.id, index);
+    testHooks.faultWindow?.('before-install', t.id, index);
     if (huge) {
       const view = hugeFaultLocked(t, index, write);
       if (view !== undefined) return view;
@@ -225,7 +220,7 @@ function installLocked(
     fresh = allocateZeroed(device, start, huge ? 9 : 0);
     Atomics.add(space.counters, ST_ALLOCS, 1);
   }
-  if (daxBreak('dax-mkwrite-unlocked') && !needBlock) return brokenMkwrite(t, ref, start, index, hugeView);
+  if (isBroken('dax-mkwrite-unlocked') && !needBlock) return brokenMkwrite(t, ref, start, index, hugeView);
   try {
     if (t.mkwrite !== undefined) {
       Atomics.add(space.counters, ST_MKWRITE, 1);
@@ -250,7 +245,7 @@ function installLocked(
     replace(tree, ref, ref.value + 1);
   }
   setTagLocked(tree, ref, 'dirty');
-  faultHooks.window?.('mkwrite-window', t.id, index);
+  testHooks.faultWindow?.('mkwrite-window', t.id, index);
   return viewOf(space, ref.value, start, index, hugeView);
 }
 
@@ -259,7 +254,7 @@ function brokenMkwrite(t: FaultTarget, ref: EntryRef, start: number, index: numb
   const { tree } = t.space;
   setTagLocked(tree, ref, 'dirty');
   unlock(tree, ref);
-  faultHooks.window?.('mkwrite-window', t.id, index);
+  testHooks.faultWindow?.('mkwrite-window', t.id, index);
   const again = grab(tree, pageKey(t.id, start)); // the caller's finally unlocks this one
   Object.assign(ref, again);
   t.mkwrite?.(index);
@@ -273,7 +268,7 @@ function brokenMkwrite(t: FaultTarget, ref: EntryRef, start: number, index: numb
  */
 export function poisonedUnder(space: DaxSpace, value: number, start: number, index: number, hugeView: boolean): number {
   const head = blockOfValue(value);
-  if (hugeView && isHuge(value) && !daxBreak('dax-poison-page-only'))
+  if (hugeView && isHuge(value) && !isBroken('dax-poison-page-only'))
     return space.device.firstPoisoned(head, HUGE_PAGES);
   const block = head + (index - start);
   return space.device.isPoisoned(block) ? block : -1;

@@ -15,7 +15,7 @@ import { clearTagLocked, grab, replace, unlock } from '../index/entry-lock.js';
 import { DIRTY, TOWRITE } from '../index/entry-word.js';
 import { W_ENTRY } from '../index/nodes.js';
 import { isMapped, pageKey, sameKey } from './layout.js';
-import { daxBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import type { DaxSpace } from './space.js';
 
 export interface InvalidateResult {
@@ -32,7 +32,7 @@ export function invalidate(space: DaxSpace, id: number, firstPage: number, lastP
     try {
       if (!sameKey(ref.key, key) || ref.state !== 'value') continue;
       const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
-      if ((e & (DIRTY | TOWRITE)) !== 0 && !daxBreak('dax-invalidate-dirty')) {
+      if ((e & (DIRTY | TOWRITE)) !== 0 && !isBroken('dax-invalidate-dirty')) {
         busy++;
         continue;
       }

@@ -15,7 +15,7 @@ import { DaxError } from '../errors.js';
 import { grab, unlock } from '../index/entry-lock.js';
 import { lockShared, unlockShared } from './invalidate-lock.js';
 import { HUGE_PAGES, MAX_OBJECT_BYTES, PAGE_BYTES, blockOfValue, pageKey } from './layout.js';
-import { daxBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { fault, lookupCoveringPinned, viewOf, type FaultTarget } from './fault.js';
 import { checksum, cleanSums, writeback, type WritebackResult } from './writeback.js';
 import { clearRangeLocked, withInvalidateExclusive } from './truncate.js';
@@ -104,7 +104,7 @@ export class DaxObject implements FaultTarget {
     const media = this.space.device.media;
     const fromStore = bytes.buffer === media.buffer;
     let source = bytes;
-    if (fromStore && !daxBreak('dax-write-copy-locked')) source = this.copySource(bytes);
+    if (fromStore && !isBroken('dax-write-copy-locked')) source = this.copySource(bytes);
     for (let pos = offset; pos < offset + bytes.length;) {
       const index = Math.floor(pos / PAGE_BYTES);
       const n = Math.min(PAGE_BYTES - (pos % PAGE_BYTES), offset + bytes.length - pos);

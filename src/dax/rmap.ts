@@ -22,7 +22,7 @@ import { clearTagLocked, replace, tryGrab, unlock, waitUnlocked, type EntryRef }
 import { DIRTY, TOWRITE } from '../index/entry-word.js';
 import { W_ENTRY } from '../index/nodes.js';
 import { MIN_OBJECT_ID, blockOfValue, isHuge, pageKey, sameKey } from './layout.js';
-import { daxBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { ST_POISONED, type DaxSpace, type MemoryFailureEvent } from './space.js';
 
 export interface RmapResult {
@@ -54,7 +54,7 @@ export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
     if (ref === undefined) continue; // taken again meanwhile: wait again
     const still =
       sameKey(ref.key, key) && (ref.state === 'value' || ref.state === 'poisoned') && blockOfValue(ref.value) === head;
-    if (still || daxBreak('dax-rmap-no-recheck')) {
+    if (still || isBroken('dax-rmap-no-recheck')) {
       let released = false;
       return {
         objectId: owner.ownerId,

@@ -35,7 +35,7 @@ import { RadixTree, type RadixTreeHandle } from '../index/radix-tree.js';
 import { WaitTable } from '../index/wait-table.js';
 import { ObjectTable } from './object-table.js';
 import { MIN_OBJECT_ID, OWNER_OBJECT_TABLE, OWNER_STAGING, PAGE_BYTES, encodeValue, pageKey } from './layout.js';
-import { daxBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { DaxObject, type ObjectOptions } from './object.js';
 import { memoryFailure, rmap, type RmapResult } from './rmap.js';
 
@@ -242,7 +242,7 @@ export class DaxSpace extends EventEmitter {
   /** Frees `block` once no pinned reader can still look at it (or at once under the dax-free-now break). */
   retireBlock(block: number): void {
     Atomics.add(this.counters, ST_RETIRED, 1);
-    if (daxBreak('dax-free-now')) this.device.free(block);
+    if (isBroken('dax-free-now')) this.device.free(block);
     else this.epoch.retire(RETIRE_DEVICE_BLOCK, block, 1);
   }
 

@@ -42,7 +42,7 @@ import { DIRTY, TOWRITE } from '../index/entry-word.js';
 import { W_ENTRY } from '../index/nodes.js';
 import { ST_WRITEBACK_PAGES, type DaxSpace } from './space.js';
 import { blockOfValue, keyPageIndex, pageKey, sameKey, valueBytes } from './layout.js';
-import { daxBreak } from './test-break.js';
+import { isBroken, testHooks } from '../test-break.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
 
 export interface WritebackResult {
@@ -52,9 +52,6 @@ export interface WritebackResult {
 
 /** Per thread debug checksums: `${objectId}:${index}` -> [block, hash]. */
 export const cleanSums = new Map<string, [number, number]>();
-
-/** Test hook (per thread): runs after a batch's TOWRITE bits are cleared, before its flushes, entries locked. */
-export const writebackHooks: { window?: () => void } = {};
 
 /** Entries a batch locks at once. */
 const BATCH = 64;
@@ -74,7 +71,7 @@ export function writeback(
 ): WritebackResult {
   const words = space.objects.words;
   const mutex = space.objects.writebackLockIndex(slot);
-  const serialized = !daxBreak('dax-writeback-unserialized');
+  const serialized = !isBroken('dax-writeback-unserialized');
   if (serialized) lockWord(words, mutex);
   try {
     return writebackSerialized(space, id, firstPage, lastPage);
@@ -135,8 +132,8 @@ function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: Writ
   } finally {
     tree.unlockTree();
   }
-  writebackHooks.window?.();
-  const flush = !daxBreak('dax-writeback-no-flush');
+  testHooks.writebackWindow?.();
+  const flush = !isBroken('dax-writeback-no-flush');
   // Runs of device-contiguous blocks (pages faulted in order usually are): one flush call each.
   for (let i = 0; i < live.length;) {
     const offset = device.blockOffset(blockOfValue(live[i].value));

@@ -53,7 +53,7 @@ import { BLOCK_BYTES, HUGE_BLOCKS, HUGE_ORDER, type Geometry } from './layout.js
 import { FLAG_OWNED, FLAG_POISONED, OwnerTable, decodeMeta, encodeMeta, metaProblem } from './owner-table.js';
 import { BadBlockList } from './bad-blocks.js';
 import { lockWord, unlockWord, withLock } from './spin-lock.js';
-import { testBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 
 const LOCK = 0;
 const FREE_BLOCKS = 1;
@@ -213,7 +213,7 @@ export class Allocator {
       if (found === meta) break;
       meta = found; // a concurrent poison() or free() changed word0: re-validate
     }
-    if (!testBreak('free-skip-persist')) {
+    if (!isBroken('free-skip-persist')) {
       try {
         this.table.flushMeta(block);
         this.media.drain();
@@ -301,7 +301,7 @@ export class Allocator {
 
   /** Finds and marks used a free block or extent; ENOSPC (nothing changed) when none. */
   private reserve(order: 0 | 9): number {
-    const locked = !testBreak('allocator-no-lock');
+    const locked = !isBroken('allocator-no-lock');
     if (locked) lockWord(this.control, LOCK);
     try {
       if (this.control[CLOSED] !== 0) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
@@ -369,7 +369,7 @@ export class Allocator {
     const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
     try {
       this.table.storeIndexReserved(block, index);
-      if (testBreak('alloc-publish-before-index')) {
+      if (isBroken('alloc-publish-before-index')) {
         // Broken on purpose: word0 stored before word1 is durable (one fence for both).
         this.table.storeMetaReserved(block, meta);
         this.table.flushIndex(block);

@@ -38,7 +38,7 @@ import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { xxh64 } from './checksum.js';
 import type { Media } from './media.js';
-import { testBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET, type Geometry } from './layout.js';
 
 export const FORMAT_VERSION = 1;
@@ -172,7 +172,7 @@ export function chooseSuperblock(media: Media): { superblock: Superblock; repair
 export function writeSuperblock(media: Media, sb: Superblock): void {
   const bytes = encodeSuperblock(sb);
   const working = new Uint8Array(media.buffer);
-  if (testBreak('superblock-single-persist')) {
+  if (isBroken('superblock-single-persist')) {
     working.set(bytes, SUPERBLOCK_A_OFFSET);
     working.set(bytes, SUPERBLOCK_B_OFFSET);
     media.flush(SUPERBLOCK_A_OFFSET, SUPERBLOCK_BYTES);

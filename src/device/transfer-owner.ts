@@ -24,12 +24,9 @@
 import { DaxError } from '../errors.js';
 import type { Device } from './device.js';
 import { FLAG_OWNED, MAX_OWNER_ID, OwnerTable, decodeMeta, encodeMeta } from './owner-table.js';
+import { testHooks } from '../test-break.js';
 
 const tables = new WeakMap<Device, OwnerTable>();
-
-/** Test hook (this thread only): runs after the compareExchange, before the flush (the new owner is visible, not durable). */
-export const transferOwnerHooks: { afterExchange?: (block: number, fromOwnerId: number, toOwnerId: number) => void } =
-  {};
 
 function tableOf(device: Device): OwnerTable {
   let table = tables.get(device);
@@ -69,7 +66,7 @@ export function transferOwner(
     if (found === meta) break;
     meta = found; // a concurrent poison() set POISONED: keep it
   }
-  transferOwnerHooks.afterExchange?.(block, fromOwnerId, toOwnerId);
+  testHooks.transferOwnerExchanged?.(block, fromOwnerId, toOwnerId);
   table.flushMeta(block);
   if (opts.drain !== false) device.media.drain();
 }

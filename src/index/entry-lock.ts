@@ -77,6 +77,7 @@ import {
 import { Lay, W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
 import { loadWord, storeRelease } from './word-load.js';
 import { WasmGrab } from './wasm-grab.js';
+import { brokenAtLoad } from '../test-break.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
 
@@ -95,18 +96,18 @@ export interface GrabOptions {
 }
 
 /** DAXSTORE_TEST_BREAK=entry-lock: grab ignores LOCKED (not exclusive), so tests can go red. */
-export const ENTRY_LOCK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-lock');
+export const ENTRY_LOCK_BROKEN = brokenAtLoad('entry-lock');
 /** DAXSTORE_TEST_BREAK=entry-wake: waiters never set WAITERS, so unlock and delete wake nobody (wake-up tests go red). */
-export const ENTRY_WAKE_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('entry-wake');
+export const ENTRY_WAKE_BROKEN = brokenAtLoad('entry-wake');
 /** DAXSTORE_TEST_BREAK=baton-uncounted: the lost-wake-up check ignores batons out (counts a wake-up still in flight as lost). */
-export const BATON_UNCOUNTED = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('baton-uncounted');
+export const BATON_UNCOUNTED = brokenAtLoad('baton-uncounted');
 /**
  * DAXSTORE_TEST_BREAK=seqlock: replace() stores the value words without the two sequence bumps
  * around them (and spins between the two halves, standing in for a preemption there), so a
  * lock-free reader can take the low word of one value and the high word of another
  * (entry-lock-seqlock.test.ts must go red).
  */
-export const SEQLOCK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('seqlock');
+export const SEQLOCK_BROKEN = brokenAtLoad('seqlock');
 export const WAIT_SLICE_MS = 250;
 
 const TWO_32 = 2 ** 32;

@@ -53,6 +53,7 @@
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
+import { brokenAtLoad } from '../test-break.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { native } from '../native/addon.js';
 
@@ -69,7 +70,7 @@ export const RETIRE_DEVICE_BLOCK = 1;
 export const RETIRE_KINDS = 16;
 
 /** DAXSTORE_TEST_BREAK=epoch: retire() releases at once (no grace period), so R6 tests can go red. */
-export const EPOCH_CHECK_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('epoch');
+export const EPOCH_CHECK_BROKEN = brokenAtLoad('epoch');
 
 const MAX_OWNER_ID = 4095; // entry words record the owner in 12 bits
 const PAYLOAD_LIMIT = 2 ** 48;
@@ -131,7 +132,7 @@ const L_FREE_HEAD = 2; // free chunk list (chunk number, 0 = none)
  */
 const L_BYTES = 3;
 /** DAXSTORE_TEST_BREAK=limbo-view-stale: lockLimbo keeps this thread's old limbo view after another thread grew the limbo (epoch-cross-thread.test.ts goes red). */
-const LIMBO_VIEW_STALE = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('limbo-view-stale');
+const LIMBO_VIEW_STALE = brokenAtLoad('limbo-view-stale');
 const L_COUNT = 4; // 16 words: records in limbo per kind
 const L_LIST = 20; // 32 words: per kind head chunk, tail chunk (0 = empty)
 const LIMBO_HEADER_WORDS = 64;

@@ -56,7 +56,7 @@ import {
   type HugePagesState,
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
-import { isBroken } from '../test-break.js';
+import { brokenAtLoad, isBroken } from '../test-break.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
@@ -112,14 +112,14 @@ import {
 } from './nodes.js';
 
 /** DAXSTORE_TEST_BREAK=tree-lock-unpinned: treeLock holders are not pinned (see lockTree). */
-export const TREE_LOCK_UNPINNED = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('tree-lock-unpinned');
+export const TREE_LOCK_UNPINNED = brokenAtLoad('tree-lock-unpinned');
 
 /**
  * DAXSTORE_TEST_BREAK=append-shift: adding a child to an N4/16/32 with room inserts it at its
  * sorted place by shifting the later key bytes and children in place, under lock-free readers
  * (what the append order of nodes.ts avoids), so radix-tree-append.test.ts can go red.
  */
-export const APPEND_SHIFT_BROKEN = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',').includes('append-shift');
+export const APPEND_SHIFT_BROKEN = brokenAtLoad('append-shift');
 
 export interface RadixTreeHandle {
   /** the arena: a shared WebAssembly.Memory (arena.ts) */

@@ -42,6 +42,7 @@
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
+import { brokenAtLoad, testHooks } from '../test-break.js';
 
 export interface WaitTableHandle {
   readonly buffer: SharedArrayBuffer;
@@ -51,22 +52,12 @@ export type WaitMode = 'exclusive' | 'shared';
 export type WaitResult = 'woken' | 'timed-out';
 
 const KEY_LIMIT = 2 ** 53;
-const BREAK = (process.env['DAXSTORE_TEST_BREAK'] ?? '').split(',');
 /** DAXSTORE_TEST_BREAK=wait-arm: prepare() only queues at wait() time, so wake-ups between re-check and sleep are lost. */
-export const WAIT_ARM_BROKEN = BREAK.includes('wait-arm');
+export const WAIT_ARM_BROKEN = brokenAtLoad('wait-arm');
 /** DAXSTORE_TEST_BREAK=wait-key: wakes match the slot only, not the key, so waiters of colliding keys are mis-woken. */
-export const WAIT_KEY_BROKEN = BREAK.includes('wait-key');
+export const WAIT_KEY_BROKEN = brokenAtLoad('wait-key');
 /** DAXSTORE_TEST_BREAK=timeout-unordered: onTimeout runs after the slot mutex is dropped (false lost wake-ups). */
-export const TIMEOUT_UNORDERED = BREAK.includes('timeout-unordered');
-
-/**
- * Test hook: called by a wait that timed out, at 'before-dequeue' (its sleep ended, it is still
- * queued) and 'after-dequeue' (it dequeued itself and dropped the slot mutex). Lets a test put
- * an unlock exactly at those points, deterministically, in one thread.
- */
-export const waitTestHooks: { onTimeout: ((stage: 'before-dequeue' | 'after-dequeue') => void) | undefined } = {
-  onTimeout: undefined,
-};
+export const TIMEOUT_UNORDERED = brokenAtLoad('timeout-unordered');
 
 // ---- buffer: Int32 words ----------------------------------------------------------------
 const MAGIC = 0x57414954; // 'WAIT'
@@ -380,7 +371,7 @@ export class WaitTable {
 
   /** A wait ended: if still queued it timed out (dequeue under the mutex decides the race with a waker). */
   private finish(waiter: Waiter, onTimeout?: () => void): WaitResult {
-    const hook = waitTestHooks.onTimeout;
+    const hook = testHooks.waitTimeout;
     const armed = Atomics.load(this.words, this.recordWord(waiter.record, R_WORD)) === ARMED;
     if (armed && hook !== undefined) hook('before-dequeue');
     const stillQueued = armed && this.dequeueSelf(waiter, TIMEOUT_UNORDERED ? undefined : onTimeout);

@@ -82,7 +82,7 @@ import {
 } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
 import { ALLOCATING, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
-import { kvBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 
 export interface CompactionReport {
@@ -116,7 +116,8 @@ export function compactSegments(
   locks: Int32Array,
   lockIndex: number,
 ): CompactionReport {
-  if (kvBreak('kv-compact-no-mutex')) return compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio);
+  if (isBroken('kv-compact-no-mutex'))
+    return compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio);
   return withLock(locks, lockIndex, () => compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio));
 }
 
@@ -148,8 +149,8 @@ function compactSegmentsLocked(
     // After every decision about seg's entries: the records that made its dropped entries dead
     // (in other writers' open segments) must be durable before seg stops being scanned.
     const othersFlushed =
-      !kvBreak('kv-compact-skip-open-flush') && flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
-    if (!kvBreak('kv-compact-no-commit')) writer.commit(othersFlushed && !kvBreak('kv-compact-open-flush-unfenced')); // one fence: our copies, and the lines flushed just above
+      !isBroken('kv-compact-skip-open-flush') && flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
+    if (!isBroken('kv-compact-no-commit')) writer.commit(othersFlushed && !isBroken('kv-compact-open-flush-unfenced')); // one fence: our copies, and the lines flushed just above
     if (!unpublish(space, seg.block)) continue; // another thread's compaction retired it
     space.retireBlock(seg.block);
     report.segmentsFreed++;
@@ -248,7 +249,7 @@ function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Se
       list.push({ e, sequence: entrySequence(v, e), block: seg.block });
     }
   }
-  if (candidates.size === 0 || kvBreak('kv-compact-drop-tombstones')) return keep;
+  if (candidates.size === 0 || isBroken('kv-compact-drop-tombstones')) return keep;
   space.device.forEachOwned((block, owner, nonce) => {
     if (owner !== OWNER_KV_SEGMENT) return;
     forEachEntry(v, space.device.blockOffset(block), nonce, (e) => {
@@ -302,7 +303,7 @@ function moveEntry(
   }
   const ref = grab(space.tree, key);
   try {
-    if ((ref.state !== 'value' || ref.value !== e) && !kvBreak('kv-compact-no-recheck')) return; // moved on meanwhile (R3 re-check)
+    if ((ref.state !== 'value' || ref.value !== e) && !isBroken('kv-compact-no-recheck')) return; // moved on meanwhile (R3 re-check)
     replace(space.tree, ref, copyEntry(v, writer, e));
     report.entriesMoved++;
   } finally {
@@ -318,6 +319,6 @@ function copyEntry(v: MediaViews, writer: SegmentWriter, e: number): number {
   v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e, e + bytes);
   const at = writer.reserve(total);
   writer.sealStaged(at, KIND_PUT, 1, total);
-  if (!kvBreak('kv-compact-no-commit')) writer.flushPending();
+  if (!isBroken('kv-compact-no-commit')) writer.flushPending();
   return at + RECORD_HEADER_BYTES;
 }

@@ -35,7 +35,7 @@ import type { DaxSpace } from '../dax/space.js';
 import { lookupCoveringPinned } from '../dax/fault.js';
 import { PAGE_BYTES, blockOfValue } from '../dax/layout.js';
 import { ENTRY_FLAG_LARGE, KV_KEY_PREFIX, LARGE_REF_BYTES, joinU32, splitHi } from './layout.js';
-import { kvBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { entryFlags, entryValueOffset, type MediaViews } from './records.js';
 
 /** Epoch retire kind of a superseded large-value object (0 arena node, 1 device block). */
@@ -82,7 +82,7 @@ export function writeLargeObject(space: DaxSpace, id: number, bytes: Uint8Array)
   assert(id >= KV_OBJECT_ID_BASE && id <= MAX_OBJECT_ID, () => `kv object id ${id} outside the kv range`);
   const obj = space.object(id, { create: true, size: bytes.length });
   try {
-    if (kvBreak('kv-large-ref-before-data')) {
+    if (isBroken('kv-large-ref-before-data')) {
       // Broken on purpose: stored through write-fault views, never flushed.
       for (let at = 0; at < bytes.length; at += PAGE_BYTES)
         obj.fault(at / PAGE_BYTES, { write: true }).set(bytes.subarray(at, at + PAGE_BYTES));
@@ -157,7 +157,7 @@ export class LargeObjectReaper {
 
   /** Retires object `id`: removed once no pinned reader can still use it. */
   retire(id: number): void {
-    if (kvBreak('kv-large-remove-now')) this.ready.push(id);
+    if (isBroken('kv-large-remove-now')) this.ready.push(id);
     else this.space.epoch.retire(RETIRE_KV_OBJECT, id, 0);
   }
 
@@ -192,7 +192,7 @@ export function collectOrphans(space: DaxSpace, v: MediaViews): OrphanReport {
   let maxId = KV_OBJECT_ID_BASE - 1;
   for (const id of ids) maxId = Math.max(maxId, id);
   const report: OrphanReport = { live: 0, orphansRemoved: 0, nextId: maxId + 1 };
-  if (ids.length === 0 || kvBreak('kv-large-no-orphan-scan')) return report;
+  if (ids.length === 0 || isBroken('kv-large-no-orphan-scan')) return report;
   const referenced = new Set<number>();
   space.epoch.guard(() =>
     space.tree.scanPinned({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) }, (at) => {

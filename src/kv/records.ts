@@ -12,7 +12,7 @@
  *
  * Persistence ordering: none here (see segment-writer.ts).
  */
-import { kvBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { logChecksumMatches, sealStagedChecksum, stageViews, stagedRecord } from './record-stage.js';
 import {
   ENTRY_DEL,
@@ -201,7 +201,7 @@ function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: n
     return invalid(out, `length ${totalBytes}`);
   if (joinU32(v.u32[w + 6], v.u32[w + 5]) !== nonce) return invalid(out, 'nonce of another segment life');
   const sumMatches = logChecksumMatches(v, at + 8, at + totalBytes, at);
-  if (!sumMatches && !kvBreak('kv-skip-checksum')) return invalid(out, 'checksum mismatch');
+  if (!sumMatches && !isBroken('kv-skip-checksum')) return invalid(out, 'checksum mismatch');
   if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count))
     return invalid(out, 'entries overrun the record');
   out.kind = kind;

@@ -23,7 +23,7 @@
  */
 import { assert } from '../assert.js';
 import { native, returnCodeError } from '../native/addon.js';
-import { kvBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import type { MediaViews } from './records.js';
 
 export const SORT_RECORD_WORDS = 8;
@@ -127,7 +127,7 @@ export function scanSegment(
   io[IO_LIMIT] = limit;
   io[IO_NONCE] = nonce;
   io[IO_FLAGS] =
-    (kvBreak('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) | (kvBreak('kv-scan-past-poison') ? FLAG_PAST_POISON : 0);
+    (isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) | (isBroken('kv-scan-past-poison') ? FLAG_PAST_POISON : 0);
   io[IO_AT] = base;
   io[IO_COUNT] = found.count;
   io[IO_RECORDS] = found.validRecords;

@@ -51,7 +51,7 @@ import { MAX_NONCE, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMEN
 /** Zero bytes after the last record that end a scan (records.ts checkRecord reads 16 bytes for 'end'). */
 const END_MARKER_BYTES = 16;
 import { sealStagedRecord, type MediaViews } from './records.js';
-import { kvBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { storeRelease } from '../index/word-load.js';
 
 /** openTable word of a writer between owning a new segment and naming it. */
@@ -117,7 +117,7 @@ export class SegmentWriter {
     else if (this.tailDirty) this.cleanTail();
     const at = this.base + this.used;
     this.used += bytes;
-    if (this.used + RECORD_HEADER_BYTES <= SEGMENT_BYTES && !kvBreak('kv-no-end-marker')) {
+    if (this.used + RECORD_HEADER_BYTES <= SEGMENT_BYTES && !isBroken('kv-no-end-marker')) {
       const w = (this.base + this.used) / 4; // the end marker after this reservation
       const u32 = this.views.u32;
       u32[w] = 0;
@@ -162,7 +162,7 @@ export class SegmentWriter {
    * covers lines flushed earlier by flushPending): a 'sync' put pays one call, not two.
    */
   commit(alsoDrain = false): void {
-    if (kvBreak('kv-skip-drain')) return this.flushPending();
+    if (isBroken('kv-skip-drain')) return this.flushPending();
     if (this.base >= 0 && this.used > this.flushedTo) {
       this.device.media.persist(this.base + this.flushedTo, this.flushEnd - this.flushedTo);
       this.flushedTo = this.used;

@@ -92,7 +92,7 @@ import {
 } from './records.js';
 import { PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter } from './segment-writer.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
-import { kvBreak } from './test-break.js';
+import { isBroken } from '../test-break.js';
 import { compactSegments, type CompactionReport } from './compaction.js';
 import { recoverKv, type KvRecoveryReport } from './recovery.js';
 import {
@@ -414,7 +414,7 @@ export class KvStore {
     this.checkOpen('put');
     const k = scratchIndexKey(this.putScratch, this.putViews, key, 'put');
     const valueLength = valueLengthOf(value, 'put');
-    if (kvBreak('kv-large-free-early')) this.removeSupersededNow(k);
+    if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
     if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, value, valueLength, 0, -1);
     else {
       const item = this.prepareValue(value, 'put');
@@ -438,7 +438,7 @@ export class KvStore {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
       at = this.writer.reserve(total);
       const entryAt = at + RECORD_HEADER_BYTES;
-      const early = kvBreak('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 200) : 0;
+      const early = isBroken('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 200) : 0;
       const ref = grab(this.space.tree, k);
       try {
         setEntrySequence(stageViews, RECORD_HEADER_BYTES, early || this.nextSequence());
@@ -492,7 +492,7 @@ export class KvStore {
     this.checkOpen('delete');
     const k = scratchIndexKey(this.putScratch, this.putViews, key, 'delete'); // put's scratch: the same one-lock, synchronous use
     if (this.space.tree.lookup(k) === undefined) return false; // lock-free: an absent key writes nothing
-    if (kvBreak('kv-large-free-early')) this.removeSupersededNow(k);
+    if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
     writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
     const at = this.writer.reserve(total);
@@ -674,7 +674,7 @@ export class KvStore {
   private retireLargeLocked(oldAt: number): void {
     const large = largeRefAt(this.views, oldAt);
     if (large === undefined) return;
-    if (this.durability !== 'sync' && !kvBreak('kv-large-retire-uncommitted')) this.writer.commit();
+    if (this.durability !== 'sync' && !isBroken('kv-large-retire-uncommitted')) this.writer.commit();
     this.reaper.retire(large.id);
   }
 
@@ -684,7 +684,7 @@ export class KvStore {
    * reserve() (the writer then holds a slot).
    */
   private count(word: number, delta: number): void {
-    if (kvBreak('kv-counters-shared')) {
+    if (isBroken('kv-counters-shared')) {
       // The lost-update race count() exists to avoid; the spin (0-2 us) stands in for a preemption between read and store.
       const seen = this.i32[word];
       this.i32[word] = (seen + delta + spinMicros(Math.random() * 2)) | 0;
@@ -779,7 +779,7 @@ export class KvStore {
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.durability !== 'group' || kvBreak('kv-group-resolve-early')) return Promise.resolve();
+    if (this.durability !== 'group' || isBroken('kv-group-resolve-early')) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.groupWaiters.push({ resolve, reject });
       if (this.groupTimer === undefined) this.scheduleGroupCommit();

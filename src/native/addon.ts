@@ -12,7 +12,9 @@ import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 import { DaxError, type DaxErrorCode } from '../errors.js';
+import { brokenAtLoad } from '../test-break.js';
 
 /** Numbering shared with addon/region.h. */
 export const NATIVE_KINDS = ['devdax', 'fsdax', 'file', 'tmpfs'] as const;
@@ -81,6 +83,8 @@ export interface NativeAddon {
    * MADV_POPULATE_WRITE in this build; -EAGAIN: no thread).
    */
   prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number): number;
+  /** The addon's test-break switches (addon/test-break.h), process-global; set once by native() below. */
+  setTestBreaks(flock: boolean, sigbusGuard: boolean): void;
   /** Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the count, or -errno. */
   pickKvWinners(
     media: Uint8Array,
@@ -116,7 +120,11 @@ function addonPath(): string {
 }
 
 export function native(): NativeAddon {
-  if (loaded === undefined) loaded = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+  if (loaded === undefined) {
+    loaded = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+    // One addon per process: its switches follow the main thread's environment, never a worker's.
+    if (isMainThread) loaded.setTestBreaks(brokenAtLoad('flock'), brokenAtLoad('sigbus-guard'));
+  }
   return loaded;
 }
 

@@ -90,7 +90,7 @@ describe('bench locks', () => {
   );
 
   it(
-    'with the page-lock baseline locks off, its own consistency check fails (exit 3, ECORRUPT)',
+    'goes red with bench-page-locks-off: the baseline without its page locks fails its own consistency check (exit 3, ECORRUPT)',
     { timeout: 60_000 },
     async () => {
       // a race: two faulters must hit one hole together; a 1 s run has always done so here, three tries for margin

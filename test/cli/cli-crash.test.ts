@@ -24,7 +24,7 @@ describe('crash', () => {
     expect(fs.existsSync(path.join(dir, `crash-kv-mixed-seed${seed}.json`))).toBe(true);
   });
 
-  it('a missing fence is reported with a saved image whose replay shows the violation', () => {
+  it('a missing fence (kv-skip-drain) is reported with a saved image whose replay shows the violation', () => {
     const out = path.join(dir, 'broken');
     const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--out', out], {
       DAXSTORE_TEST_BREAK: 'kv-skip-drain',

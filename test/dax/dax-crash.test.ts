@@ -27,7 +27,7 @@ import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-
 import { DaxSpace } from '../../src/dax/space.js';
 import type { DaxObject } from '../../src/dax/object.js';
 import { MIN_OBJECT_ID } from '../../src/dax/layout.js';
-import { setDaxBreak, type DaxTestBreak } from '../../src/dax/test-break.js';
+import { setBroken, type SwitchName } from '../../src/test-break.js';
 import { replayHint, seedFromEnv, MIB } from './helpers.js';
 
 const PAGE = 4096;
@@ -250,8 +250,8 @@ function run(seed: number, budgetMs: number, stopAtBadImages: number, targetImag
 
 describe('dax crash consistency', () => {
   afterEach(() => {
-    setDaxBreak('dax-writeback-no-flush', false);
-    setDaxBreak('dax-alloc-zero-unpersisted', false);
+    setBroken('dax-writeback-no-flush', false);
+    setBroken('dax-alloc-zero-unpersisted', false);
   });
 
   it(
@@ -274,10 +274,10 @@ describe('dax crash consistency', () => {
   for (const name of [
     'dax-writeback-no-flush',
     'dax-alloc-zero-unpersisted',
-  ] as const satisfies readonly DaxTestBreak[]) {
+  ] as const satisfies readonly SwitchName[]) {
     it(`goes red with DAXSTORE_TEST_BREAK=${name}`, () => {
       const seed = seedFromEnv();
-      setDaxBreak(name, true);
+      setBroken(name, true);
       const s = run(seed, RED_BUDGET_MS, 20);
       if (process.env['DAX_DEBUG'] !== undefined)
         console.log(JSON.stringify({ name, ...s, problems: s.problems.slice(0, 3) }));

@@ -9,7 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { blockOfValue, isHuge, pageKey } from '../../src/dax/layout.js';
-import { setDaxBreak } from '../../src/dax/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { DaxSpace, type MemoryFailureEvent } from '../../src/dax/space.js';
 import type { DaxObject } from '../../src/dax/object.js';
 import { expectBaseline, fillPattern, simSpace, MIB } from './helpers.js';
@@ -120,11 +120,11 @@ describe('memory failure of a 4 KiB block inside a 2 MiB extent', () => {
   it('goes red with DAXSTORE_TEST_BREAK=dax-poison-page-only', () => {
     const { space, obj, head } = setUp();
     space.memoryFailure(space.device.blockOffset(head + BAD));
-    setDaxBreak('dax-poison-page-only', true);
+    setBroken('dax-poison-page-only', true);
     try {
       expect(violations(obj).filter((v) => v.startsWith('2 MiB view'))).toHaveLength(2);
     } finally {
-      setDaxBreak('dax-poison-page-only', false);
+      setBroken('dax-poison-page-only', false);
     }
     space.close();
   });

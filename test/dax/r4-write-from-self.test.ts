@@ -5,7 +5,7 @@
  * must go red (EDEADLK in one thread; a deadlock between two).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { setDaxBreak } from '../../src/dax/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { expectBaseline, fillPattern, simSpace } from './helpers.js';
 import { runRole } from './race-harness.js';
 
@@ -23,14 +23,14 @@ function sameWrite(): void {
 }
 
 describe('R4 write from a view of the store', () => {
-  afterEach(() => setDaxBreak('dax-write-copy-locked', false));
+  afterEach(() => setBroken('dax-write-copy-locked', false));
 
   it('a write from a view of the same page completes', () => {
     sameWrite();
   });
 
   it('goes red (EDEADLK) with DAXSTORE_TEST_BREAK=dax-write-copy-locked', () => {
-    setDaxBreak('dax-write-copy-locked', true);
+    setBroken('dax-write-copy-locked', true);
     expect(sameWrite).toThrow(expect.objectContaining({ code: 'EDEADLK' }));
   });
 

@@ -4,7 +4,7 @@
  * next writeback. DAXSTORE_TEST_BREAK=dax-invalidate-dirty (dirty pages dropped too) goes red.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { setDaxBreak } from '../../src/dax/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { blockOfValue, isMapped, pageKey } from '../../src/dax/layout.js';
 import { expectBaseline, simSpace } from './helpers.js';
 
@@ -30,14 +30,14 @@ function scenario(): { invalidated: { dropped: number; busy: number }; durable: 
 }
 
 describe('R5 non-destructive invalidate', () => {
-  afterEach(() => setDaxBreak('dax-invalidate-dirty', false));
+  afterEach(() => setBroken('dax-invalidate-dirty', false));
 
   it('dirty pages are reported busy and their data survives to writeback', () => {
     expect(scenario()).toEqual({ invalidated: { dropped: 1, busy: 1 }, durable: true });
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-invalidate-dirty', () => {
-    setDaxBreak('dax-invalidate-dirty', true);
+    setBroken('dax-invalidate-dirty', true);
     expect(scenario().durable).toBe(false);
   });
 });

@@ -10,7 +10,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { blockOfValue, pageKey } from '../../src/dax/layout.js';
-import { setDaxBreak } from '../../src/dax/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { ROLE_BASE } from '../workers/dax-churn-layout.js';
 import { expectBaseline, replayHint, seedFromEnv, simSpace } from './helpers.js';
 import { startChurn } from './churn-harness.js';
@@ -24,7 +24,7 @@ async function scenario(
 ): Promise<{ lost: number[]; busy: number; invalidates: number }> {
   const { media, space } = simSpace();
   const obj = space.object(51, { create: true, size: PAGES * 4096 });
-  if (breakName !== undefined) setDaxBreak(breakName, true);
+  if (breakName !== undefined) setBroken(breakName, true);
   const churn = startChurn(
     space,
     PAGES,
@@ -63,7 +63,7 @@ async function scenario(
 }
 
 describe('R5 invalidate vs dirtying workers', () => {
-  afterEach(() => setDaxBreak('dax-invalidate-dirty', false));
+  afterEach(() => setBroken('dax-invalidate-dirty', false));
 
   it('pages dirtied by a worker survive concurrent invalidates to writeback', async () => {
     const seed = seedFromEnv();

@@ -6,7 +6,7 @@
  * again while the view is still in use.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { setDaxBreak } from '../../src/dax/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { expectBaseline, simSpace } from './helpers.js';
 
 function scenario(): { reusedInsideGuard: boolean; viewIntact: boolean } {
@@ -33,14 +33,14 @@ function scenario(): { reusedInsideGuard: boolean; viewIntact: boolean } {
 }
 
 describe('R6 views outlive truncate', () => {
-  afterEach(() => setDaxBreak('dax-free-now', false));
+  afterEach(() => setBroken('dax-free-now', false));
 
   it('a truncated block is not reused while a pinned reader holds a view of it', () => {
     expect(scenario()).toEqual({ reusedInsideGuard: false, viewIntact: true });
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-free-now', () => {
-    setDaxBreak('dax-free-now', true);
+    setBroken('dax-free-now', true);
     expect(scenario().reusedInsideGuard).toBe(true);
   });
 });

@@ -13,7 +13,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { blockOfValue, pageKey } from '../../src/dax/layout.js';
-import { setDaxBreak } from '../../src/dax/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { ROLE_BASE } from '../workers/dax-churn-layout.js';
 import { expectBaseline, replayHint, seedFromEnv, simSpace } from './helpers.js';
 import { startChurn } from './churn-harness.js';
@@ -32,7 +32,7 @@ async function scenario(seed: number, breakName?: Switch): Promise<{ stale: stri
     if (p % 7 === 3) other.fault(p, { write: true }); // breaks the device-contiguous runs now and then
   }
   obj.writeback();
-  if (breakName !== undefined) setDaxBreak(breakName, true);
+  if (breakName !== undefined) setBroken(breakName, true);
   const churn = startChurn(
     space,
     PAGES,
@@ -68,7 +68,7 @@ async function scenario(seed: number, breakName?: Switch): Promise<{ stale: stri
     expect((writebacker as { calls: number }).calls).toBeGreaterThan(2);
     expectBaseline(space);
   }
-  if (breakName !== undefined) setDaxBreak(breakName, false);
+  if (breakName !== undefined) setBroken(breakName, false);
   space.close();
   if (process.env['DAX_DEBUG'] !== undefined)
     console.log(JSON.stringify({ breakName, stale: stale.length, checks, writer, writebacker }));
@@ -77,8 +77,8 @@ async function scenario(seed: number, breakName?: Switch): Promise<{ stale: stri
 
 describe('batched writeback vs dirtying workers and a second writeback', () => {
   afterEach(() => {
-    setDaxBreak('dax-writeback-no-flush', false);
-    setDaxBreak('dax-writeback-unserialized', false);
+    setBroken('dax-writeback-no-flush', false);
+    setBroken('dax-writeback-unserialized', false);
   });
 
   it('every page dirtied before a writeback is durable when it returns', async () => {

@@ -16,7 +16,7 @@ import { describe, expect, it, afterEach } from 'vitest';
 import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
 import { isDaxError } from '../../src/errors.js';
-import { setTestBreak, type TestBreak } from '../../src/device/test-break.js';
+import { setBroken, type SwitchName } from '../../src/test-break.js';
 
 const MiB = 1024 * 1024;
 const seed =
@@ -145,12 +145,12 @@ describe('device crash consistency', () => {
   describe('goes red when the protocol is switched off', () => {
     afterEach(() => {
       for (const name of ['alloc-publish-before-index', 'free-skip-persist', 'superblock-single-persist'] as const)
-        setTestBreak(name, false);
+        setBroken(name, false);
     });
-    const breaks: TestBreak[] = ['alloc-publish-before-index', 'free-skip-persist', 'superblock-single-persist'];
+    const breaks: SwitchName[] = ['alloc-publish-before-index', 'free-skip-persist', 'superblock-single-persist'];
     for (const name of breaks) {
       it(`DAXSTORE_TEST_BREAK=${name} is caught by the crash checker`, () => {
-        setTestBreak(name, true);
+        setBroken(name, true);
         // The superblock is written only at format/open/close: check the close's fences only.
         const result = runCampaign(
           seed,

@@ -73,7 +73,7 @@ test.each(CASES)('a stale hint is not used: %s', (_name, base, key, change) => {
   expect(createAfter(base, key, change)).toEqual({ found: true, verified: true, threw: '' });
 });
 
-test('red run: with the version check off, a stale hint breaks the tree (the create meets a reclaimed node, or the key is lost)', () => {
+test('goes red with tree-hint-unchecked: with the version check off, a stale hint breaks the tree (the create meets a reclaimed node, or the key is lost)', () => {
   setBroken('tree-hint-unchecked', true);
   try {
     const results = CASES.map(([, base, key, change]) => createAfter(base, key, change));

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { DaxError } from '../../src/errors.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 
 const td = new TextDecoder();
 
@@ -67,11 +67,11 @@ describe('kv batchAsync', () => {
   );
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-group-resolve-early', async () => {
-    setKvBreak('kv-group-resolve-early', true);
+    setBroken('kv-group-resolve-early', true);
     try {
       await expect(groupBatchesAreDurableWhenResolved()).rejects.toThrow();
     } finally {
-      setKvBreak('kv-group-resolve-early', false);
+      setBroken('kv-group-resolve-early', false);
     }
   });
 

@@ -14,10 +14,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { transferOwnerHooks } from '../../src/device/transfer-owner.js';
+import { setBroken, testHooks } from '../../src/test-break.js';
 import { openMedia, type CompactionReport } from '../../src/kv/index.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
 import { runWorker } from '../helpers/workers.js';
 import { putUntilNewSegment } from './fill.js';
 
@@ -52,7 +51,7 @@ async function scenario(broken: boolean): Promise<Outcome> {
       broken ? { DAXSTORE_TEST_BREAK: 'kv-compact-no-mutex' } : undefined,
     );
     while (Atomics.load(f, 2) === 0) await new Promise((r) => setTimeout(r, 2)); // attached: the window is not spent starting it
-    transferOwnerHooks.afterExchange = (_block, from) => {
+    testHooks.transferOwnerExchanged = (_block, from) => {
       if (from !== OWNER_KV_SEGMENT || image !== undefined) return;
       Atomics.store(f, 0, 1);
       Atomics.notify(f, 0);
@@ -60,7 +59,7 @@ async function scenario(broken: boolean): Promise<Outcome> {
       image = media.crashImage({ mode: 'none' });
     };
     const mine = db.compact({ maxLiveRatio: 0.1 });
-    transferOwnerHooks.afterExchange = undefined;
+    testHooks.transferOwnerExchanged = undefined;
     const theirs = await worker;
     expect(image, 'the main compaction unpublished a segment').toBeDefined();
     const recovered = openMedia(image!, { formatIfEmpty: false });
@@ -80,7 +79,7 @@ async function scenario(broken: boolean): Promise<Outcome> {
       workerFreed: theirs.segmentsFreed,
     };
   } finally {
-    transferOwnerHooks.afterExchange = undefined;
+    testHooks.transferOwnerExchanged = undefined;
     Atomics.store(f, 0, 1);
     Atomics.notify(f, 0);
     if (worker !== undefined) await worker.catch(() => undefined);
@@ -89,7 +88,7 @@ async function scenario(broken: boolean): Promise<Outcome> {
 }
 
 describe('kv compactions run one at a time', () => {
-  afterEach(() => setKvBreak('kv-compact-no-mutex', false));
+  afterEach(() => setBroken('kv-compact-no-mutex', false));
 
   it('a second compaction waits for the first: a tombstone is never dropped while the PUT it shadows can still be recovered', async () => {
     const r = await scenario(false);
@@ -97,7 +96,7 @@ describe('kv compactions run one at a time', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-no-mutex', async () => {
-    setKvBreak('kv-compact-no-mutex', true);
+    setBroken('kv-compact-no-mutex', true);
     const r = await scenario(true);
     expect(r.inWindow, 'the worker compacted inside the window').toBe(true);
     expect(r.kInImage, 'the crash image brings deleted k back').toBe('v1');

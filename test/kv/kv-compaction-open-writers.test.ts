@@ -20,7 +20,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { attach, openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { runWorker } from '../helpers/workers.js';
 import { putUntilNewSegment } from './fill.js';
@@ -138,20 +138,20 @@ describe('kv compaction beside a writer whose records are not durable yet', () =
   }
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush', () => {
-    setKvBreak('kv-compact-skip-open-flush', true);
+    setBroken('kv-compact-skip-open-flush', true);
     try {
       for (const sc of scenarios) expect(() => compactBesideUncommittedWriter(sc)).toThrow(/recovered no prefix/);
     } finally {
-      setKvBreak('kv-compact-skip-open-flush', false);
+      setBroken('kv-compact-skip-open-flush', false);
     }
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-open-flush-unfenced (nothing of its own to commit: no fence of its own)', () => {
-    setKvBreak('kv-compact-open-flush-unfenced', true);
+    setBroken('kv-compact-open-flush-unfenced', true);
     try {
       expect(() => compactBesideUncommittedWriter(scenarios[1])).toThrow(/at a compaction fence .*recovered no prefix/);
     } finally {
-      setKvBreak('kv-compact-open-flush-unfenced', false);
+      setBroken('kv-compact-open-flush-unfenced', false);
     }
   });
 });
@@ -196,11 +196,11 @@ describe('kv compaction beside a worker thread whose records are not durable yet
   );
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush', async () => {
-    setKvBreak('kv-compact-skip-open-flush', true);
+    setBroken('kv-compact-skip-open-flush', true);
     try {
       await expect(compactBesideParkedWorker()).rejects.toThrow(/durable v1 and uncommitted v2 were both lost/);
     } finally {
-      setKvBreak('kv-compact-skip-open-flush', false);
+      setBroken('kv-compact-skip-open-flush', false);
     }
   });
 });

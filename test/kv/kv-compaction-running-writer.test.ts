@@ -16,7 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { runWorker } from '../helpers/workers.js';
 import { putUntilNewSegment } from './fill.js';
 
@@ -126,12 +126,12 @@ describe('kv compaction beside a writer that keeps writing', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-skip-open-flush', async () => {
-    setKvBreak('kv-compact-skip-open-flush', true);
+    setBroken('kv-compact-skip-open-flush', true);
     try {
       const r = await scenario();
       expect(r.violations.join('\n'), JSON.stringify({ ...r, violations: r.violations.length })).toMatch(/absent/);
     } finally {
-      setKvBreak('kv-compact-skip-open-flush', false);
+      setBroken('kv-compact-skip-open-flush', false);
     }
   });
 });

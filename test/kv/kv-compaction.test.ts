@@ -9,9 +9,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { setDaxBreak } from '../../src/dax/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 
 // The largest inline value (larger ones are DAX objects, not log entries): compaction is about the log.
@@ -87,11 +86,11 @@ describe('kv compaction', () => {
   it('every crash image taken during compaction recovers exactly the state before it', crashDuringCompaction);
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-no-commit', () => {
-    setKvBreak('kv-compact-no-commit', true);
+    setBroken('kv-compact-no-commit', true);
     try {
       expect(crashDuringCompaction).toThrow();
     } finally {
-      setKvBreak('kv-compact-no-commit', false);
+      setBroken('kv-compact-no-commit', false);
     }
   });
 
@@ -120,11 +119,11 @@ describe('kv compaction', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-free-now', () => {
-    setDaxBreak('dax-free-now', true);
+    setBroken('dax-free-now', true);
     try {
       expect(viewSurvives()).toBe(false);
     } finally {
-      setDaxBreak('dax-free-now', false);
+      setBroken('dax-free-now', false);
     }
   });
 });

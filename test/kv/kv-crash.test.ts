@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
-import { setKvBreak, type KvTestBreak } from '../../src/kv/test-break.js';
+import { setBroken, type SwitchName } from '../../src/test-break.js';
 
 const baseSeed =
   process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
@@ -146,13 +146,13 @@ describe('kv crash consistency on the simulated device', () => {
     });
   }
 
-  for (const name of ['kv-skip-drain', 'kv-skip-checksum'] as KvTestBreak[]) {
+  for (const name of ['kv-skip-drain', 'kv-skip-checksum'] as SwitchName[]) {
     it(`goes red with DAXSTORE_TEST_BREAK=${name}`, () => {
-      setKvBreak(name, true);
+      setBroken(name, true);
       try {
         expect(() => runMode('sync', baseSeed, 150)).toThrow();
       } finally {
-        setKvBreak(name, false);
+        setBroken(name, false);
       }
     });
   }

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { createSimMedia, mulberry32 } from '../../src/device/sim-media.js';
 import { openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 
 const seed =
   process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
@@ -151,20 +151,20 @@ describe('kv large values under crashes', () => {
   }
 
   it('group: goes red with kv-large-retire-uncommitted (old object removed before the new record is durable)', () => {
-    setKvBreak('kv-large-retire-uncommitted', true);
+    setBroken('kv-large-retire-uncommitted', true);
     try {
       expect(() => run(70, 'group')).toThrow();
     } finally {
-      setKvBreak('kv-large-retire-uncommitted', false);
+      setBroken('kv-large-retire-uncommitted', false);
     }
   }, 60_000);
 
   it('goes red with kv-large-no-orphan-scan (objects written before a crash leak)', () => {
-    setKvBreak('kv-large-no-orphan-scan', true);
+    setBroken('kv-large-no-orphan-scan', true);
     try {
       expect(() => run(70)).toThrow();
     } finally {
-      setKvBreak('kv-large-no-orphan-scan', false);
+      setBroken('kv-large-no-orphan-scan', false);
     }
   }, 60_000);
 });

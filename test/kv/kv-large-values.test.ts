@@ -8,15 +8,15 @@ import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { DaxError } from '../../src/errors.js';
-import { setKvBreak, type KvTestBreak } from '../../src/kv/test-break.js';
+import { setBroken, type SwitchName } from '../../src/test-break.js';
 import { fillUntilError } from './fill.js';
 
-function withBreak(name: KvTestBreak, fn: () => void): void {
-  setKvBreak(name, true);
+function withBreak(name: SwitchName, fn: () => void): void {
+  setBroken(name, true);
   try {
     fn();
   } finally {
-    setKvBreak(name, false);
+    setBroken(name, false);
   }
 }
 

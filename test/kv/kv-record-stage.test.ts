@@ -10,7 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const listing = (db: KvStore): string =>
@@ -96,11 +96,11 @@ describe('kv records through the stage', () => {
   });
 
   it("goes red with DAXSTORE_TEST_BREAK=kv-no-end-marker (the scan runs into the extent's earlier life)", () => {
-    setKvBreak('kv-no-end-marker', true);
+    setBroken('kv-no-end-marker', true);
     try {
       expect(reusedExtents()).toBeGreaterThan(0);
     } finally {
-      setKvBreak('kv-no-end-marker', false);
+      setBroken('kv-no-end-marker', false);
     }
   });
 });

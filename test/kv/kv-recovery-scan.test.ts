@@ -31,7 +31,7 @@ import {
   SCAN_POISON,
   scanSegment,
 } from '../../src/kv/recovery-native.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
 
 afterEach(cleanupTemp);
@@ -161,7 +161,7 @@ describe('recovery segment scan', () => {
       ])
         expect(reasons).toContain(reason);
       // with kv-skip-checksum both accept the torn record alike
-      setKvBreak('kv-skip-checksum', true);
+      setBroken('kv-skip-checksum', true);
       try {
         const s = segments[0];
         const at = s.records[Math.floor(s.records.length / 2)];
@@ -170,7 +170,7 @@ describe('recovery segment scan', () => {
         expect(nativeScan(v, s.base, s.base + SEGMENT_BYTES, s.nonce).status).toBe(SCAN_END);
         v.u8[at + 40] ^= 1;
       } finally {
-        setKvBreak('kv-skip-checksum', false);
+        setBroken('kv-skip-checksum', false);
       }
     } catch (e) {
       console.error(`recovery scan differential failed with ${replay}`);
@@ -178,7 +178,7 @@ describe('recovery segment scan', () => {
     }
   });
 
-  it('reads nothing past the first poisoned block: a record running into it ends the scan as POISON (real SIGBUS past the limit)', () => {
+  it('reads nothing past the first poisoned block: a record running into it ends the scan as POISON (real SIGBUS past the limit; red with kv-scan-past-poison)', () => {
     // One segment: two small puts, then a record whose value runs three pages on.
     const media = createSimMedia(8 * 2 ** 20);
     const db = openMedia(media, { durability: 'none' });
@@ -214,11 +214,11 @@ describe('recovery segment scan', () => {
 
     expect(nativeScan(v, 0, cut, nonce)).toEqual({ status: SCAN_POISON, at, reason: '', entries: 2 });
     expect(nativeScan(v, 0, SEGMENT_BYTES, nonce).status).toBe(SCAN_EIO); // poison nobody reported: the guard, not a dead process
-    setKvBreak('kv-scan-past-poison', true);
+    setBroken('kv-scan-past-poison', true);
     try {
       expect(nativeScan(v, 0, cut, nonce).status).toBe(SCAN_EIO); // the switch: it read past the limit
     } finally {
-      setKvBreak('kv-scan-past-poison', false);
+      setBroken('kv-scan-past-poison', false);
     }
     region.close();
   });

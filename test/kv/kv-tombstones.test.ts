@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 
 const big = (tag: number): Uint8Array => new Uint8Array(LARGE_VALUE_THRESHOLD_BYTES).fill(tag);
@@ -70,11 +70,11 @@ describe('kv tombstones in compaction', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-drop-tombstones', () => {
-    setKvBreak('kv-compact-drop-tombstones', true);
+    setBroken('kv-compact-drop-tombstones', true);
     try {
       expect(keepsDeletedKeysDeleted).toThrow(/victim/);
     } finally {
-      setKvBreak('kv-compact-drop-tombstones', false);
+      setBroken('kv-compact-drop-tombstones', false);
     }
   });
 
@@ -133,11 +133,11 @@ describe('kv tombstones in compaction', () => {
   });
 
   it('the crash check goes red with DAXSTORE_TEST_BREAK=kv-compact-drop-tombstones', () => {
-    setKvBreak('kv-compact-drop-tombstones', true);
+    setBroken('kv-compact-drop-tombstones', true);
     try {
       expect(crashImagesDuringCompaction).toThrow(/victim/);
     } finally {
-      setKvBreak('kv-compact-drop-tombstones', false);
+      setBroken('kv-compact-drop-tombstones', false);
     }
   });
 });

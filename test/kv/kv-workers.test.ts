@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia, type KvStore } from '../../src/kv/index.js';
 import { runWorker } from '../helpers/workers.js';
-import { setKvBreak } from '../../src/kv/test-break.js';
+import { setBroken } from '../../src/test-break.js';
 
 const seed =
   process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
@@ -136,7 +136,7 @@ describe('kv shared by workers', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-compact-no-recheck (compaction skips the R3 re-check)', async () => {
-    setKvBreak('kv-compact-no-recheck', true);
+    setBroken('kv-compact-no-recheck', true);
     try {
       let red = false;
       for (let attempt = 0; attempt < 3 && !red; attempt++) {
@@ -149,7 +149,7 @@ describe('kv shared by workers', () => {
       }
       expect(red).toBe(true);
     } finally {
-      setKvBreak('kv-compact-no-recheck', false);
+      setBroken('kv-compact-no-recheck', false);
     }
   });
 

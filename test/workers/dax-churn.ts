@@ -10,7 +10,7 @@
 import { workerData, parentPort } from 'node:worker_threads';
 import { DaxSpace, type DaxSpaceHandle } from '../../src/dax/space.js';
 import { DaxObject } from '../../src/dax/object.js';
-import { writebackHooks } from '../../src/dax/writeback.js';
+import { testHooks } from '../../src/test-break.js';
 import { blockOfValue, pageKey, sameKey } from '../../src/dax/layout.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 import { DELETED, LOCKED, STATE_POISONED, STATE_VALUE, ownerOf, stateOf } from '../../src/index/entry-word.js';
@@ -166,7 +166,7 @@ function wbWriteback(obj: DaxObject): unknown {
   // Widen the window between clearing a batch's TOWRITE and flushing it (2 ms): without the
   // per-object writeback mutex the main thread's writeback then returns inside it.
   const nap = new Int32Array(new SharedArrayBuffer(4));
-  writebackHooks.window = () => void Atomics.wait(nap, 0, 0, 2);
+  testHooks.writebackWindow = () => void Atomics.wait(nap, 0, 0, 2);
   let calls = 0;
   let pages = 0;
   while (!stopped()) {

@@ -15,7 +15,7 @@
  */
 import { workerData, parentPort } from 'node:worker_threads';
 import { DaxSpace, type DaxSpaceHandle } from '../../src/dax/space.js';
-import { faultHooks } from '../../src/dax/fault.js';
+import { testHooks } from '../../src/test-break.js';
 import { pageKey } from '../../src/dax/layout.js';
 import { WAITERS } from '../../src/index/entry-word.js';
 import { W_ENTRY } from '../../src/index/nodes.js';
@@ -85,7 +85,7 @@ try {
   const obj = space.object(job.objectId);
   switch (job.role) {
     case 'r2-fault': {
-      faultHooks.window = (phase) => {
+      testHooks.faultWindow = (phase) => {
         if (phase === 'before-install') openWindow(() => invalidateLockPending(obj.slot));
       };
       try {
@@ -108,7 +108,7 @@ try {
           view.fill(0x5a, 0, 64);
         },
       });
-      faultHooks.window = (phase, id, index) => {
+      testHooks.faultWindow = (phase, id, index) => {
         if (phase === 'mkwrite-window') openWindow(() => entryHasWaiters(id, index));
       };
       stamped.fault(0, { write: true });

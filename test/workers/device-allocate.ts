@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Device, type DeviceHandle } from '../../src/device/device.js';
-import { setTestBreak, type TestBreak } from '../../src/device/test-break.js';
+import { setBroken, type SwitchName } from '../../src/test-break.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
 
 interface Input {
@@ -15,11 +15,11 @@ interface Input {
   count: number;
   seed: number;
   start: Int32Array; // start barrier: spin until non-zero so both workers race
-  testBreak?: TestBreak;
+  testBreak?: SwitchName;
 }
 
 const input = workerData as Input;
-if (input.testBreak !== undefined) setTestBreak(input.testBreak, true);
+if (input.testBreak !== undefined) setBroken(input.testBreak, true);
 const device = Device.attach(input.handle);
 const random = mulberry32(input.seed);
 const held: number[] = [];

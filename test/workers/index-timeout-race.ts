@@ -16,7 +16,8 @@ import { parentPort } from 'node:worker_threads';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { grab, grabAsync, unlock, type EntryRef } from '../../src/index/entry-lock.js';
-import { waitKey, waitTestHooks } from '../../src/index/wait-table.js';
+import { waitKey } from '../../src/index/wait-table.js';
+import { testHooks } from '../../src/test-break.js';
 
 export interface TimeoutRaceResult {
   lostWakeups: number;
@@ -32,13 +33,13 @@ async function unlockAtTimeout(): Promise<TimeoutRaceResult> {
   tree.insert(KEY, 7); // a real entry: unlocking an EMPTY placeholder would delete it (wake-all)
   const held = grab(tree, KEY);
   let hookFired = false;
-  waitTestHooks.onTimeout = (stage) => {
+  testHooks.waitTimeout = (stage) => {
     if (stage !== 'after-dequeue' || hookFired) return;
     hookFired = true;
     unlock(tree, held); // lands exactly as the slice timed out
   };
   const ref = await grabAsync(tree, KEY); // waits on this thread's own lock (allowed for async)
-  waitTestHooks.onTimeout = undefined;
+  testHooks.waitTimeout = undefined;
   unlock(tree, ref!);
   tree.delete(KEY);
   return finish(tree, hookFired);
@@ -51,13 +52,13 @@ async function batonInFlight(): Promise<TimeoutRaceResult> {
   const wk = waitKey(tree.treeId, KEY);
   const x = tree.waitTable.prepare(wk, 'exclusive'); // X: queued first, does not run until the end
   let hookFired = false;
-  waitTestHooks.onTimeout = (stage) => {
+  testHooks.waitTimeout = (stage) => {
     if (stage !== 'before-dequeue' || hookFired) return;
     hookFired = true;
     unlock(tree, held); // WAITERS is set (Y set it): wakes the queue's head, X
   };
   const ref: EntryRef | undefined = await grabAsync(tree, KEY); // Y: times out behind X, then takes the free entry
-  waitTestHooks.onTimeout = undefined;
+  testHooks.waitTimeout = undefined;
   // X runs at last: it was woken, and as grab would, it returns its baton once it re-armed.
   if (tree.waitTable.wait(x, 0) === 'woken') tree.waitTable.returnBaton(wk);
   unlock(tree, ref!);
