@@ -431,6 +431,7 @@ export class KvStore {
    * stage and reservation are touched: sequence, seal (hash in place), one copy, persist.
    */
   private putEntry(k: Uint8Array, value: Value, valueLength: number, flags: number, objectId: number): void {
+    if (isBroken('kv-seq-before-lock')) return this.putEntrySequencedBeforeLock(k, value, valueLength, flags, objectId);
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
     let done = false;
     let at = -1;
@@ -438,13 +439,48 @@ export class KvStore {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
       at = this.writer.reserve(total);
       const entryAt = at + RECORD_HEADER_BYTES;
-      const early = isBroken('kv-seq-before-lock') ? this.nextSequence() + spinMicros(Math.random() * 200) : 0;
       const ref = grab(this.space.tree, k);
       try {
-        setEntrySequence(stageViews, RECORD_HEADER_BYTES, early || this.nextSequence());
+        setEntrySequence(stageViews, RECORD_HEADER_BYTES, this.nextSequence()); // under the lock: log order = lock order
         this.writer.sealStaged(at, KIND_PUT, 1, total);
         this.commitWrite(); // durable (sync) before publishPutLocked makes it reachable
         this.publishPutLocked(ref, entryAt);
+        done = true;
+      } finally {
+        unlock(this.space.tree, ref);
+      }
+    } finally {
+      if (!done) this.abandon(at, total, objectId);
+    }
+  }
+
+  /**
+   * putEntry under DAXSTORE_TEST_BREAK=kv-seq-before-lock: the sequence is taken BEFORE the
+   * entry lock, then a 0-200 us spin stands in for a preemption in that window, so two puts of
+   * one key can take their sequences in one order and their lock in the other (the log order
+   * then disagrees with the published order: kv-workers goes red).
+   */
+  private putEntrySequencedBeforeLock(
+    k: Uint8Array,
+    value: Value,
+    valueLength: number,
+    flags: number,
+    objectId: number,
+  ): void {
+    const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
+    let done = false;
+    let at = -1;
+    try {
+      writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
+      at = this.writer.reserve(total);
+      const sequence = this.nextSequence();
+      spinMicros(Math.random() * 200);
+      const ref = grab(this.space.tree, k);
+      try {
+        setEntrySequence(stageViews, RECORD_HEADER_BYTES, sequence);
+        this.writer.sealStaged(at, KIND_PUT, 1, total);
+        this.commitWrite();
+        this.publishPutLocked(ref, at + RECORD_HEADER_BYTES);
         done = true;
       } finally {
         unlock(this.space.tree, ref);
@@ -672,10 +708,17 @@ export class KvStore {
    * could recover `oldAt` pointing at a removed object: 'group'/'none' commit here.
    */
   private retireLargeLocked(oldAt: number): void {
+    if (isBroken('kv-large-retire-uncommitted')) return this.retireLargeUncommittedLocked(oldAt);
     const large = largeRefAt(this.views, oldAt);
     if (large === undefined) return;
-    if (this.durability !== 'sync' && !isBroken('kv-large-retire-uncommitted')) this.writer.commit();
+    if (this.durability !== 'sync') this.writer.commit();
     this.reaper.retire(large.id);
+  }
+
+  /** retireLargeLocked under DAXSTORE_TEST_BREAK=kv-large-retire-uncommitted: retired with the superseding record maybe not durable. */
+  private retireLargeUncommittedLocked(oldAt: number): void {
+    const large = largeRefAt(this.views, oldAt);
+    if (large !== undefined) this.reaper.retire(large.id);
   }
 
   /**
@@ -684,16 +727,22 @@ export class KvStore {
    * reserve() (the writer then holds a slot).
    */
   private count(word: number, delta: number): void {
-    if (isBroken('kv-counters-shared')) {
-      // The lost-update race count() exists to avoid; the spin (0-2 us) stands in for a preemption between read and store.
-      const seen = this.i32[word];
-      this.i32[word] = (seen + delta + spinMicros(Math.random() * 2)) | 0;
-      return;
-    }
+    if (isBroken('kv-counters-shared')) return this.countShared(word, delta);
     const slot = this.writer.slotIndex;
     assert(slot >= 0, 'count: the writer holds no open-table slot (count before reserve)');
     const i = slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS;
     this.progress[i] = (this.progress[i] + delta) | 0;
+  }
+
+  /**
+   * count() under DAXSTORE_TEST_BREAK=kv-counters-shared: every writer counts into the ONE shared
+   * word with a plain read and store, the lost-update race count() exists to avoid; the spin
+   * (0-2 us) stands in for a preemption between the read and the store.
+   */
+  private countShared(word: number, delta: number): void {
+    const seen = this.i32[word];
+    spinMicros(Math.random() * 2);
+    this.i32[word] = (seen + delta) | 0;
   }
 
   /** Shared word `word` (LIVE_KEYS..BATCHES): the base plus every slot's counter (stats only: 256 slots). */
@@ -774,17 +823,28 @@ export class KvStore {
    * and nothing is applied.
    */
   batchAsync(ops: readonly BatchOp[]): Promise<void> {
+    if (isBroken('kv-group-resolve-early')) return this.batchResolvedAtOnce(ops);
     try {
       this.batch(ops);
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.durability !== 'group' || isBroken('kv-group-resolve-early')) return Promise.resolve();
+    if (this.durability !== 'group') return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.groupWaiters.push({ resolve, reject });
       if (this.groupTimer === undefined) this.scheduleGroupCommit();
       else this.groupTimer.ref();
     });
+  }
+
+  /** batchAsync under DAXSTORE_TEST_BREAK=kv-group-resolve-early: resolved once applied, before any group commit. */
+  private batchResolvedAtOnce(ops: readonly BatchOp[]): Promise<void> {
+    try {
+      this.batch(ops);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   // ---- ranges ------------------------------------------------------------------------
@@ -1118,11 +1178,10 @@ function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
   return b;
 }
 
-/** Busy-waits (test switch only: widens the window a preemption would open); returns 0. */
-function spinMicros(us: number): number {
+/** Busy-waits (sabotaged variants only: widens the window a preemption would open). */
+function spinMicros(us: number): void {
   const end = performance.now() + us / 1000;
   while (performance.now() < end);
-  return 0;
 }
 
 function checkDurability(d: unknown): Durability {
