@@ -146,17 +146,47 @@ function compactSegmentsLocked(
   const keep = tombstonesToKeep(space, v, chosen);
   for (const seg of chosen) {
     for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
-    // After every decision about seg's entries: the records that made its dropped entries dead
-    // (in other writers' open segments) must be durable before seg stops being scanned.
-    const othersFlushed =
-      !isBroken('kv-compact-skip-open-flush') && flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
-    if (!isBroken('kv-compact-no-commit')) writer.commit(othersFlushed && !isBroken('kv-compact-open-flush-unfenced')); // one fence: our copies, and the lines flushed just above
+    commitBeforeRetire(space, openTable, progress, writer);
     if (!unpublish(space, seg.block)) continue; // another thread's compaction retired it
     space.retireBlock(seg.block);
     report.segmentsFreed++;
     report.bytesReclaimed += SEGMENT_BYTES - seg.liveBytes;
   }
   return report;
+}
+
+/**
+ * After every decision about a segment's entries, before it stops being scanned: the records
+ * that made its dropped entries dead (in other writers' open segments) are flushed, and ONE
+ * fence makes them durable together with our copies (a fence even with no copies of our own:
+ * the owner change must not overtake those lines).
+ */
+function commitBeforeRetire(space: DaxSpace, openTable: Int32Array, progress: Int32Array, writer: SegmentWriter): void {
+  if (isBroken('kv-compact-no-commit')) return flushOthersWithoutCommit(space, openTable, progress, writer);
+  if (isBroken('kv-compact-skip-open-flush')) return writer.commit(false);
+  if (isBroken('kv-compact-open-flush-unfenced')) return commitWithoutOwnFence(space, openTable, progress, writer);
+  writer.commit(flushOpenSegments(space.device, openTable, progress, writer.slotIndex));
+}
+
+/** commitBeforeRetire under DAXSTORE_TEST_BREAK=kv-compact-no-commit: the others' lines flushed, nothing fenced. */
+function flushOthersWithoutCommit(
+  space: DaxSpace,
+  openTable: Int32Array,
+  progress: Int32Array,
+  writer: SegmentWriter,
+): void {
+  flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
+}
+
+/** commitBeforeRetire under DAXSTORE_TEST_BREAK=kv-compact-open-flush-unfenced: no fence unless we have copies of our own. */
+function commitWithoutOwnFence(
+  space: DaxSpace,
+  openTable: Int32Array,
+  progress: Int32Array,
+  writer: SegmentWriter,
+): void {
+  flushOpenSegments(space.device, openTable, progress, writer.slotIndex);
+  writer.commit(false);
 }
 
 /**
@@ -238,6 +268,7 @@ function indexKey(v: MediaViews, e: number): Uint8Array {
  * One pass over every record of every key-value segment, only when there are candidates.
  */
 function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Set<number> {
+  if (isBroken('kv-compact-drop-tombstones')) return new Set(); // keeps none, whatever the rule says
   const keep = new Set<number>();
   const candidates = new Map<string, Array<{ e: number; sequence: number; block: number }>>();
   for (const seg of chosen) {
@@ -249,7 +280,7 @@ function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Se
       list.push({ e, sequence: entrySequence(v, e), block: seg.block });
     }
   }
-  if (candidates.size === 0 || isBroken('kv-compact-drop-tombstones')) return keep;
+  if (candidates.size === 0) return keep;
   space.device.forEachOwned((block, owner, nonce) => {
     if (owner !== OWNER_KV_SEGMENT) return;
     forEachEntry(v, space.device.blockOffset(block), nonce, (e) => {
@@ -291,6 +322,7 @@ function moveEntry(
   keep: Set<number>,
   report: CompactionReport,
 ): void {
+  if (isBroken('kv-compact-no-recheck')) return moveEntryUnchecked(space, v, writer, e, keep, report);
   const key = indexKey(v, e);
   if (entryOp(v, e) === ENTRY_DEL) {
     // Lock-free: a concurrent put of this key gets a higher sequence than this old DEL anyway.
@@ -303,7 +335,7 @@ function moveEntry(
   }
   const ref = grab(space.tree, key);
   try {
-    if ((ref.state !== 'value' || ref.value !== e) && !isBroken('kv-compact-no-recheck')) return; // moved on meanwhile (R3 re-check)
+    if (ref.state !== 'value' || ref.value !== e) return; // moved on meanwhile (R3 re-check)
     replace(space.tree, ref, copyEntry(v, writer, e));
     report.entriesMoved++;
   } finally {
@@ -311,14 +343,52 @@ function moveEntry(
   }
 }
 
+/** moveEntry under DAXSTORE_TEST_BREAK=kv-compact-no-recheck: a PUT is moved without the R3 re-check under its lock. */
+function moveEntryUnchecked(
+  space: DaxSpace,
+  v: MediaViews,
+  writer: SegmentWriter,
+  e: number,
+  keep: Set<number>,
+  report: CompactionReport,
+): void {
+  if (entryOp(v, e) === ENTRY_DEL) {
+    if (space.tree.lookup(indexKey(v, e)) !== undefined) return;
+    if (keep.has(e)) {
+      copyEntry(v, writer, e);
+      report.tombstonesKept++;
+    } else report.tombstonesDropped++;
+    return;
+  }
+  const ref = grab(space.tree, indexKey(v, e));
+  try {
+    replace(space.tree, ref, copyEntry(v, writer, e));
+    report.entriesMoved++;
+  } finally {
+    unlock(space.tree, ref);
+  }
+}
+
 /** Appends a one-entry record holding an exact copy of entry e (composed in the stage, as every record); returns the copy's offset. */
 function copyEntry(v: MediaViews, writer: SegmentWriter, e: number): number {
+  if (isBroken('kv-compact-no-commit')) return copyEntryUnflushed(v, writer, e);
   const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
   const total = RECORD_HEADER_BYTES + bytes;
   ensureStageBytes(total);
   v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e, e + bytes);
   const at = writer.reserve(total);
   writer.sealStaged(at, KIND_PUT, 1, total);
-  if (!isBroken('kv-compact-no-commit')) writer.flushPending();
+  writer.flushPending();
+  return at + RECORD_HEADER_BYTES;
+}
+
+/** copyEntry under DAXSTORE_TEST_BREAK=kv-compact-no-commit: the copy is never flushed. */
+function copyEntryUnflushed(v: MediaViews, writer: SegmentWriter, e: number): number {
+  const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
+  const total = RECORD_HEADER_BYTES + bytes;
+  ensureStageBytes(total);
+  v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e, e + bytes);
+  const at = writer.reserve(total);
+  writer.sealStaged(at, KIND_PUT, 1, total);
   return at + RECORD_HEADER_BYTES;
 }

@@ -79,16 +79,23 @@ export function valueBytes(value: Uint8Array | string): Uint8Array {
  * object is removed again and the error rethrown: nothing is left behind.
  */
 export function writeLargeObject(space: DaxSpace, id: number, bytes: Uint8Array): void {
+  if (isBroken('kv-large-ref-before-data')) return writeLargeObjectUnflushed(space, id, bytes);
   assert(id >= KV_OBJECT_ID_BASE && id <= MAX_OBJECT_ID, () => `kv object id ${id} outside the kv range`);
   const obj = space.object(id, { create: true, size: bytes.length });
   try {
-    if (isBroken('kv-large-ref-before-data')) {
-      // Broken on purpose: stored through write-fault views, never flushed.
-      for (let at = 0; at < bytes.length; at += PAGE_BYTES)
-        obj.fault(at / PAGE_BYTES, { write: true }).set(bytes.subarray(at, at + PAGE_BYTES));
-      return;
-    }
     obj.write(0, bytes); // R4: write() copies a source that is a view of this store first
+  } catch (e) {
+    removeQuietly(space, id);
+    throw e;
+  }
+}
+
+/** writeLargeObject under DAXSTORE_TEST_BREAK=kv-large-ref-before-data: stored through write-fault views, never flushed. */
+function writeLargeObjectUnflushed(space: DaxSpace, id: number, bytes: Uint8Array): void {
+  const obj = space.object(id, { create: true, size: bytes.length });
+  try {
+    for (let at = 0; at < bytes.length; at += PAGE_BYTES)
+      obj.fault(at / PAGE_BYTES, { write: true }).set(bytes.subarray(at, at + PAGE_BYTES));
   } catch (e) {
     removeQuietly(space, id);
     throw e;
@@ -157,8 +164,13 @@ export class LargeObjectReaper {
 
   /** Retires object `id`: removed once no pinned reader can still use it. */
   retire(id: number): void {
-    if (isBroken('kv-large-remove-now')) this.ready.push(id);
-    else this.space.epoch.retire(RETIRE_KV_OBJECT, id, 0);
+    if (isBroken('kv-large-remove-now')) return this.retireWithoutGrace(id);
+    this.space.epoch.retire(RETIRE_KV_OBJECT, id, 0);
+  }
+
+  /** retire() under DAXSTORE_TEST_BREAK=kv-large-remove-now: queued for removal at once, no grace period (R6). */
+  private retireWithoutGrace(id: number): void {
+    this.ready.push(id);
   }
 
   get pending(): number {
@@ -188,11 +200,12 @@ export interface OrphanReport {
  * index scan, and only when kv objects exist at all.
  */
 export function collectOrphans(space: DaxSpace, v: MediaViews): OrphanReport {
+  if (isBroken('kv-large-no-orphan-scan')) return orphanReportWithoutScan(space);
   const ids = space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE);
   let maxId = KV_OBJECT_ID_BASE - 1;
   for (const id of ids) maxId = Math.max(maxId, id);
   const report: OrphanReport = { live: 0, orphansRemoved: 0, nextId: maxId + 1 };
-  if (ids.length === 0 || isBroken('kv-large-no-orphan-scan')) return report;
+  if (ids.length === 0) return report;
   const referenced = new Set<number>();
   space.epoch.guard(() =>
     space.tree.scanPinned({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) }, (at) => {
@@ -205,4 +218,11 @@ export function collectOrphans(space: DaxSpace, v: MediaViews): OrphanReport {
     else if (removeQuietly(space, id)) report.orphansRemoved++;
   }
   return report;
+}
+
+/** collectOrphans under DAXSTORE_TEST_BREAK=kv-large-no-orphan-scan: nothing scanned, nothing removed. */
+function orphanReportWithoutScan(space: DaxSpace): OrphanReport {
+  let maxId = KV_OBJECT_ID_BASE - 1;
+  for (const id of space.objects.liveIds()) if (id >= KV_OBJECT_ID_BASE) maxId = Math.max(maxId, id);
+  return { live: 0, orphansRemoved: 0, nextId: maxId + 1 };
 }

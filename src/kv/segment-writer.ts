@@ -112,12 +112,13 @@ export class SegmentWriter {
 
   /** Device offset of `bytes` (multiple of 8) of fresh record space; allocates a segment when needed (ENOSPC changes nothing). */
   reserve(bytes: number): number {
+    if (isBroken('kv-no-end-marker')) return this.reserveWithoutEndMarker(bytes);
     assert(bytes % 8 === 0 && bytes > 0 && bytes <= SEGMENT_BYTES, () => `reserve(${bytes})`);
     if (this.base < 0 || this.used + bytes > SEGMENT_BYTES) this.openSegment();
     else if (this.tailDirty) this.cleanTail();
     const at = this.base + this.used;
     this.used += bytes;
-    if (this.used + RECORD_HEADER_BYTES <= SEGMENT_BYTES && !isBroken('kv-no-end-marker')) {
+    if (this.used + RECORD_HEADER_BYTES <= SEGMENT_BYTES) {
       const w = (this.base + this.used) / 4; // the end marker after this reservation
       const u32 = this.views.u32;
       u32[w] = 0;
@@ -126,6 +127,16 @@ export class SegmentWriter {
       u32[w + 3] = 0;
     }
     this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd; // plain: ordered by the index publish that follows (header)
+    return at;
+  }
+
+  /** reserve() under DAXSTORE_TEST_BREAK=kv-no-end-marker: the 16 bytes after the reservation keep whatever they held. */
+  private reserveWithoutEndMarker(bytes: number): number {
+    if (this.base < 0 || this.used + bytes > SEGMENT_BYTES) this.openSegment();
+    else if (this.tailDirty) this.cleanTail();
+    const at = this.base + this.used;
+    this.used += bytes;
+    this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd;
     return at;
   }
 
