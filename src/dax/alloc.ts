@@ -16,6 +16,12 @@ import { transferOwner } from '../device/transfer-owner.js';
 import { OWNER_STAGING, PAGE_BYTES } from './layout.js';
 import { isBroken } from '../test-break.js';
 
+/** Makes the zeroed bytes durable before the block can be published (step 2). */
+function persistZeroes(device: Device, offset: number, bytes: number): void {
+  if (isBroken('dax-alloc-zero-unpersisted')) return; // published later over bytes that may not be zero on the media
+  device.media.persist(offset, bytes);
+}
+
 /** Allocates a staging-owned block (or 2 MiB extent) for `index` whose bytes are durably zero. */
 export function allocateZeroed(device: Device, index: number, order: 0 | 9 = 0): number {
   const block = device.allocate(OWNER_STAGING, index, order);
@@ -23,7 +29,7 @@ export function allocateZeroed(device: Device, index: number, order: 0 | 9 = 0):
     const offset = device.blockOffset(block);
     const bytes = order === 0 ? PAGE_BYTES : HUGE_BYTES;
     new Uint8Array(device.media.buffer, offset, bytes).fill(0);
-    if (!isBroken('dax-alloc-zero-unpersisted')) device.media.persist(offset, bytes);
+    persistZeroes(device, offset, bytes);
   } catch (e) {
     device.free(block);
     throw e;

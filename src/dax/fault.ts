@@ -60,24 +60,42 @@ export function fault(t: FaultTarget, index: number, write: boolean, huge: boole
     const fast = space.epoch.guard(() => readFastPinned(t, index, huge));
     if (fast !== undefined) return fast;
   }
-  const words = space.objects.words;
-  const rw = space.objects.rwIndex(t.slot);
+  return slowFault(t, index, write, huge);
+}
+
+/** The locked fault (R2): the invalidate lock shared, the size re-checked under it, then the entry lock. */
+function slowFault(t: FaultTarget, index: number, write: boolean, huge: boolean): Uint8Array {
+  if (isBroken('dax-fault-no-recheck')) return slowFaultUnchecked(t, index, write, huge);
+  const words = t.space.objects.words;
+  const rw = t.space.objects.rwIndex(t.slot);
   const what = `fault(object ${t.id}, page ${index})`;
-  const protocol = !isBroken('dax-fault-no-recheck');
-  if (!protocol) checkSize(t, index, what); // broken on purpose: checked once, unlocked
-  if (protocol) lockShared(words, rw, what);
+  lockShared(words, rw, what);
   try {
-    if (!space.objects.isLive(t.slot)) throw new DaxError('ENOENT', `${what}: object was removed`);
-    if (protocol) checkSize(t, index, what);
+    if (!t.space.objects.isLive(t.slot)) throw new DaxError('ENOENT', `${what}: object was removed`);
+    checkSize(t, index, what);
     testHooks.faultWindow?.('before-install', t.id, index);
-    if (huge) {
-      const view = hugeFaultLocked(t, index, write);
-      if (view !== undefined) return view;
-    }
-    return smallFaultLocked(t, index, write);
+    return faultLocked(t, index, write, huge);
   } finally {
-    if (protocol) unlockShared(words, rw);
+    unlockShared(words, rw);
   }
+}
+
+/** slowFault under DAXSTORE_TEST_BREAK=dax-fault-no-recheck: the size checked once, with no invalidate lock (R2 open). */
+function slowFaultUnchecked(t: FaultTarget, index: number, write: boolean, huge: boolean): Uint8Array {
+  const what = `fault(object ${t.id}, page ${index})`;
+  checkSize(t, index, what);
+  if (!t.space.objects.isLive(t.slot)) throw new DaxError('ENOENT', `${what}: object was removed`);
+  testHooks.faultWindow?.('before-install', t.id, index);
+  return faultLocked(t, index, write, huge);
+}
+
+/** A 2 MiB fault where one can map, else a 4 KiB one. Caller holds what slowFault takes. */
+function faultLocked(t: FaultTarget, index: number, write: boolean, huge: boolean): Uint8Array {
+  if (huge) {
+    const view = hugeFaultLocked(t, index, write);
+    if (view !== undefined) return view;
+  }
+  return smallFaultLocked(t, index, write);
 }
 
 function checkSize(t: FaultTarget, index: number, what: string): void {
@@ -211,45 +229,51 @@ function installLocked(
     if (!isMapped(ref.value)) replace(tree, ref, ref.value + 1);
     return viewOf(space, ref.value, start, index, hugeView);
   }
-  // Write fault.
-  const wasHuge = ref.state !== 'empty' && isHuge(ref.value);
-  const needBlock = ref.state !== 'value';
-  const huge = ref.state === 'empty' ? hugeView : wasHuge;
-  let fresh = -1;
-  if (needBlock) {
-    fresh = allocateZeroed(device, start, huge ? 9 : 0);
-    Atomics.add(space.counters, ST_ALLOCS, 1);
-  }
-  if (isBroken('dax-mkwrite-unlocked') && !needBlock) return brokenMkwrite(t, ref, start, index, hugeView);
+  if (ref.state === 'value') return dirtyMappedLocked(t, ref, start, index, hugeView);
+  // Write fault of a hole or a poisoned page: a fresh zeroed block.
+  const huge = ref.state === 'empty' ? hugeView : isHuge(ref.value);
+  const fresh = allocateZeroed(device, start, huge ? 9 : 0);
+  Atomics.add(space.counters, ST_ALLOCS, 1);
   try {
-    if (t.mkwrite !== undefined) {
-      Atomics.add(space.counters, ST_MKWRITE, 1);
-      t.mkwrite(index);
-    }
+    mkwrite(t, index);
   } catch (e) {
-    if (fresh >= 0) device.free(fresh); // never reachable: free at once
+    device.free(fresh); // never reachable: free at once
     throw e;
   }
-  if (needBlock) {
-    if (ref.state === 'poisoned') {
-      const old = blockOfValue(ref.value);
-      unpublishBlock(device, old, t.id);
-      publishBlock(device, fresh, t.id);
-      replace(tree, ref, encodeValue(fresh, true, huge));
-      space.retireBlock(old);
-    } else {
-      publishBlock(device, fresh, t.id);
-      replace(tree, ref, encodeValue(fresh, true, huge));
-    }
-  } else if (!isMapped(ref.value)) {
-    replace(tree, ref, ref.value + 1);
+  if (ref.state === 'poisoned') {
+    const old = blockOfValue(ref.value);
+    unpublishBlock(device, old, t.id);
+    publishBlock(device, fresh, t.id);
+    replace(tree, ref, encodeValue(fresh, true, huge));
+    space.retireBlock(old);
+  } else {
+    publishBlock(device, fresh, t.id);
+    replace(tree, ref, encodeValue(fresh, true, huge));
   }
   setTagLocked(tree, ref, 'dirty');
   testHooks.faultWindow?.('mkwrite-window', t.id, index);
   return viewOf(space, ref.value, start, index, hugeView);
 }
 
-/** DAXSTORE_TEST_BREAK=dax-mkwrite-unlocked: dirty tag, UNLOCK, then mkwrite (writeback can clean in between). */
+/** The object's mkwrite hook (page_mkwrite), counted. */
+function mkwrite(t: FaultTarget, index: number): void {
+  if (t.mkwrite === undefined) return;
+  Atomics.add(t.space.counters, ST_MKWRITE, 1);
+  t.mkwrite(index);
+}
+
+/** Write fault of a mapped page (R1): mkwrite, MAPPED and the DIRTY tag with the entry locked throughout. */
+function dirtyMappedLocked(t: FaultTarget, ref: EntryRef, start: number, index: number, hugeView: boolean): Uint8Array {
+  if (isBroken('dax-mkwrite-unlocked')) return brokenMkwrite(t, ref, start, index, hugeView);
+  const { tree } = t.space;
+  mkwrite(t, index);
+  if (!isMapped(ref.value)) replace(tree, ref, ref.value + 1);
+  setTagLocked(tree, ref, 'dirty');
+  testHooks.faultWindow?.('mkwrite-window', t.id, index);
+  return viewOf(t.space, ref.value, start, index, hugeView);
+}
+
+/** dirtyMappedLocked under DAXSTORE_TEST_BREAK=dax-mkwrite-unlocked: dirty tag, UNLOCK, then mkwrite (writeback can clean in between). */
 function brokenMkwrite(t: FaultTarget, ref: EntryRef, start: number, index: number, hugeView: boolean): Uint8Array {
   const { tree } = t.space;
   setTagLocked(tree, ref, 'dirty');
@@ -267,10 +291,14 @@ function brokenMkwrite(t: FaultTarget, ref: EntryRef, start: number, index: numb
  * whole huge view unreadable, while small views of its other pages stay good).
  */
 export function poisonedUnder(space: DaxSpace, value: number, start: number, index: number, hugeView: boolean): number {
-  const head = blockOfValue(value);
-  if (hugeView && isHuge(value) && !isBroken('dax-poison-page-only'))
-    return space.device.firstPoisoned(head, HUGE_PAGES);
-  const block = head + (index - start);
+  if (isBroken('dax-poison-page-only')) return poisonedInPage(space, value, start, index);
+  if (hugeView && isHuge(value)) return space.device.firstPoisoned(blockOfValue(value), HUGE_PAGES);
+  return poisonedInPage(space, value, start, index);
+}
+
+/** The page's own block if poisoned, or -1 (also poisonedUnder under DAXSTORE_TEST_BREAK=dax-poison-page-only). */
+function poisonedInPage(space: DaxSpace, value: number, start: number, index: number): number {
+  const block = blockOfValue(value) + (index - start);
   return space.device.isPoisoned(block) ? block : -1;
 }
 

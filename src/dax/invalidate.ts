@@ -24,6 +24,7 @@ export interface InvalidateResult {
 }
 
 export function invalidate(space: DaxSpace, id: number, firstPage: number, lastPage: number): InvalidateResult {
+  if (isBroken('dax-invalidate-dirty')) return invalidateDirtyToo(space, id, firstPage, lastPage);
   const { tree } = space;
   let dropped = 0;
   let busy = 0;
@@ -32,12 +33,10 @@ export function invalidate(space: DaxSpace, id: number, firstPage: number, lastP
     try {
       if (!sameKey(ref.key, key) || ref.state !== 'value') continue;
       const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
-      if ((e & (DIRTY | TOWRITE)) !== 0 && !isBroken('dax-invalidate-dirty')) {
-        busy++;
+      if ((e & (DIRTY | TOWRITE)) !== 0) {
+        busy++; // not written back yet: kept (R5)
         continue;
       }
-      if ((e & DIRTY) !== 0) clearTagLocked(tree, ref, 'dirty'); // only under the break: the dirty state is dropped
-      if ((e & TOWRITE) !== 0) clearTagLocked(tree, ref, 'towrite');
       if (isMapped(ref.value)) replace(tree, ref, ref.value - 1);
       dropped++;
     } finally {
@@ -45,4 +44,24 @@ export function invalidate(space: DaxSpace, id: number, firstPage: number, lastP
     }
   }
   return { dropped, busy };
+}
+
+/** invalidate under DAXSTORE_TEST_BREAK=dax-invalidate-dirty: dirty pages are dropped too, their tags cleared (R5 broken). */
+function invalidateDirtyToo(space: DaxSpace, id: number, firstPage: number, lastPage: number): InvalidateResult {
+  const { tree } = space;
+  let dropped = 0;
+  for (const [key] of tree.range({ gte: pageKey(id, firstPage), lte: pageKey(id, lastPage) })) {
+    const ref = grab(tree, key);
+    try {
+      if (!sameKey(ref.key, key) || ref.state !== 'value') continue;
+      const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
+      if ((e & DIRTY) !== 0) clearTagLocked(tree, ref, 'dirty');
+      if ((e & TOWRITE) !== 0) clearTagLocked(tree, ref, 'towrite');
+      if (isMapped(ref.value)) replace(tree, ref, ref.value - 1);
+      dropped++;
+    } finally {
+      unlock(tree, ref);
+    }
+  }
+  return { dropped, busy: 0 };
 }

@@ -103,8 +103,7 @@ export class DaxObject implements FaultTarget {
     this.checkRange(offset, bytes.length, 'write', false);
     const media = this.space.device.media;
     const fromStore = bytes.buffer === media.buffer;
-    let source = bytes;
-    if (fromStore && !isBroken('dax-write-copy-locked')) source = this.copySource(bytes);
+    const source = fromStore ? this.ownCopy(bytes) : bytes;
     for (let pos = offset; pos < offset + bytes.length;) {
       const index = Math.floor(pos / PAGE_BYTES);
       const n = Math.min(PAGE_BYTES - (pos % PAGE_BYTES), offset + bytes.length - pos);
@@ -227,6 +226,16 @@ export class DaxObject implements FaultTarget {
       device.media.copyOut(bytes.byteOffset, bytes.length, out);
       return out;
     });
+  }
+
+  /**
+   * R4: a source that is a view of this space, copied out under the epoch guard only, before any
+   * destination entry is locked. Under DAXSTORE_TEST_BREAK=dax-write-copy-locked the view itself
+   * is returned: writePage then reads it under the destination's lock, locking its entry too.
+   */
+  private ownCopy(bytes: Uint8Array): Uint8Array {
+    if (isBroken('dax-write-copy-locked')) return bytes;
+    return this.copySource(bytes);
   }
 
   /** DAXSTORE_TEST_BREAK=dax-write-copy-locked: lock the source's entry while holding the destination's. */

@@ -37,6 +37,14 @@ export interface RmapResult {
 
 const MAX_RETRIES = 1000;
 
+/** The R3 re-check: the locked entry is still `key` and still points at block `head`. */
+function stillMapsBlock(ref: EntryRef, key: Uint8Array, head: number): boolean {
+  if (isBroken('dax-rmap-no-recheck')) return true; // trusts the owner table read before the lock
+  return (
+    sameKey(ref.key, key) && (ref.state === 'value' || ref.state === 'poisoned') && blockOfValue(ref.value) === head
+  );
+}
+
 export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
   const { device, tree } = space;
   const block = device.blockAt(deviceOffset);
@@ -52,9 +60,7 @@ export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
     waitUnlocked(tree, key);
     const ref = tryGrab(tree, key);
     if (ref === undefined) continue; // taken again meanwhile: wait again
-    const still =
-      sameKey(ref.key, key) && (ref.state === 'value' || ref.state === 'poisoned') && blockOfValue(ref.value) === head;
-    if (still || isBroken('dax-rmap-no-recheck')) {
+    if (stillMapsBlock(ref, key, head)) {
       let released = false;
       return {
         objectId: owner.ownerId,

@@ -239,11 +239,17 @@ export class DaxSpace extends EventEmitter {
     return event;
   }
 
-  /** Frees `block` once no pinned reader can still look at it (or at once under the dax-free-now break). */
+  /** Frees `block` once no pinned reader can still look at it (R6). */
   retireBlock(block: number): void {
+    if (isBroken('dax-free-now')) return this.freeBlockNow(block);
     Atomics.add(this.counters, ST_RETIRED, 1);
-    if (isBroken('dax-free-now')) this.device.free(block);
-    else this.epoch.retire(RETIRE_DEVICE_BLOCK, block, 1);
+    this.epoch.retire(RETIRE_DEVICE_BLOCK, block, 1);
+  }
+
+  /** retireBlock under DAXSTORE_TEST_BREAK=dax-free-now: freed at once, with pinned readers maybe still on it. */
+  private freeBlockNow(block: number): void {
+    Atomics.add(this.counters, ST_RETIRED, 1);
+    this.device.free(block);
   }
 
   stats(): {
