@@ -213,16 +213,7 @@ export class Allocator {
       if (found === meta) break;
       meta = found; // a concurrent poison() or free() changed word0: re-validate
     }
-    if (!isBroken('free-skip-persist')) {
-      try {
-        this.table.flushMeta(block);
-        this.media.drain();
-      } catch (e) {
-        // Not durable: put the record back as it was (equal to what the media holds) and report.
-        this.table.casMeta(block, this.table.loadMeta(block), meta);
-        throw e;
-      }
-    }
+    this.persistFreed(block, meta);
     const n = decodeMeta(meta).order === HUGE_ORDER ? HUGE_BLOCKS : 1;
     withLock(this.control, LOCK, () => {
       for (let b = block; b < block + n; b++) {
@@ -299,34 +290,63 @@ export class Allocator {
 
   // ---- internals ----
 
+  /** Makes a freed block's record durable before the block can be handed out; on failure puts `meta` back and throws. */
+  private persistFreed(block: number, meta: bigint): void {
+    if (isBroken('free-skip-persist')) return; // reusable while the old owner record may still be durable
+    try {
+      this.table.flushMeta(block);
+      this.media.drain();
+    } catch (e) {
+      // Not durable: put the record back as it was (equal to what the media holds) and report.
+      this.table.casMeta(block, this.table.loadMeta(block), meta);
+      throw e;
+    }
+  }
+
   /** Finds and marks used a free block or extent; ENOSPC (nothing changed) when none. */
   private reserve(order: 0 | 9): number {
-    const locked = !isBroken('allocator-no-lock');
-    if (locked) lockWord(this.control, LOCK);
+    if (isBroken('allocator-no-lock')) return this.reserveUnlocked(order);
+    lockWord(this.control, LOCK);
     try {
-      if (this.control[CLOSED] !== 0) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
-      this.control[ALLOC_COUNT]++;
-      if (this.control[ENOSPC_AT] !== 0 && this.control[ALLOC_COUNT] === this.control[ENOSPC_AT]) {
-        this.control[ENOSPC_AT] = 0;
-        throw new DaxError(
-          'ENOSPC',
-          `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]} (order ${order})`,
-        );
-      }
-      const block = order === 0 ? this.findFreeBlockLocked(!locked) : this.findFreeExtentLocked();
-      if (block < 0) throw this.fullError(order);
-      return block;
+      return this.reserveLocked(order);
     } finally {
-      if (locked) unlockWord(this.control, LOCK);
+      unlockWord(this.control, LOCK);
     }
   }
 
   /**
-   * `widenRaceWindow`: only with the allocator-no-lock test break. Holding the window between
-   * reading a bitmap word and claiming its bit open for ~20 µs makes two unlocked threads
-   * pick the same block on nearly every allocation, so the red run is not left to chance.
+   * reserve() under DAXSTORE_TEST_BREAK=allocator-no-lock: no lock, and a 20 us spin between
+   * reading a bitmap word and claiming its bit, so two threads pick the same block on nearly
+   * every allocation (the red run is not left to chance).
    */
-  private findFreeBlockLocked(widenRaceWindow = false): number {
+  private reserveUnlocked(order: 0 | 9): number {
+    if (this.control[CLOSED] !== 0) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
+    this.control[ALLOC_COUNT]++;
+    if (this.control[ENOSPC_AT] !== 0 && this.control[ALLOC_COUNT] === this.control[ENOSPC_AT]) {
+      this.control[ENOSPC_AT] = 0;
+      throw new DaxError('ENOSPC', `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]}`);
+    }
+    const block = order === 0 ? this.findFreeBlockRacy() : this.findFreeExtentLocked();
+    if (block < 0) throw this.fullError(order);
+    return block;
+  }
+
+  private reserveLocked(order: 0 | 9): number {
+    if (this.control[CLOSED] !== 0) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
+    this.control[ALLOC_COUNT]++;
+    if (this.control[ENOSPC_AT] !== 0 && this.control[ALLOC_COUNT] === this.control[ENOSPC_AT]) {
+      this.control[ENOSPC_AT] = 0;
+      throw new DaxError(
+        'ENOSPC',
+        `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]} (order ${order})`,
+      );
+    }
+    const block = order === 0 ? this.findFreeBlockLocked() : this.findFreeExtentLocked();
+    if (block < 0) throw this.fullError(order);
+    return block;
+  }
+
+  private findFreeBlockLocked(): number {
     if (this.control[FREE_BLOCKS] === 0) return -1;
     const words = this.used.length;
     const start = this.control[CURSOR] >>> 5;
@@ -336,7 +356,26 @@ export class Allocator {
       if (free === 0) continue;
       const bit = 31 - Math.clz32(free & -free);
       const block = w * 32 + bit;
-      if (widenRaceWindow) spinMicroseconds(20);
+      this.used[w] |= 1 << bit;
+      this.control[FREE_BLOCKS]--;
+      this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
+      return block;
+    }
+    assert(false, 'FREE_BLOCKS > 0 but no clear bit in the used bitmap');
+  }
+
+  /** findFreeBlockLocked with the race window held open (reserveUnlocked only). */
+  private findFreeBlockRacy(): number {
+    if (this.control[FREE_BLOCKS] === 0) return -1;
+    const words = this.used.length;
+    const start = this.control[CURSOR] >>> 5;
+    for (let k = 0; k <= words; k++) {
+      const w = (start + k) % words;
+      const free = ~this.used[w];
+      if (free === 0) continue;
+      const bit = 31 - Math.clz32(free & -free);
+      const block = w * 32 + bit;
+      spinMicroseconds(20);
       this.used[w] |= 1 << bit;
       this.control[FREE_BLOCKS]--;
       this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
@@ -364,20 +403,28 @@ export class Allocator {
     return -1;
   }
 
+  /** Stores a reserved block's owner record, word1 (index) durable before word0 can be; false if a concurrent poison took it. */
+  private storeRecordReserved(block: number, index: number, meta: bigint): boolean {
+    if (isBroken('alloc-publish-before-index')) return this.storeRecordUnordered(block, index, meta);
+    this.table.storeIndexReserved(block, index);
+    this.table.flushIndex(block);
+    this.media.drain(); // word1 durable before word0 can be
+    return this.table.casMeta(block, 0n, meta) === 0n;
+  }
+
+  /** storeRecordReserved under DAXSTORE_TEST_BREAK=alloc-publish-before-index: both words stored, one fence later for both. */
+  private storeRecordUnordered(block: number, index: number, meta: bigint): boolean {
+    this.table.storeIndexReserved(block, index);
+    this.table.storeMetaReserved(block, meta);
+    this.table.flushIndex(block);
+    return true;
+  }
+
   /** Writes the owner record of a reserved block; false if a concurrent poison took it. */
   private publish(block: number, index: number, meta: bigint, order: number): boolean {
     const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
     try {
-      this.table.storeIndexReserved(block, index);
-      if (isBroken('alloc-publish-before-index')) {
-        // Broken on purpose: word0 stored before word1 is durable (one fence for both).
-        this.table.storeMetaReserved(block, meta);
-        this.table.flushIndex(block);
-      } else {
-        this.table.flushIndex(block);
-        this.media.drain(); // word1 durable before word0 can be
-        if (this.table.casMeta(block, 0n, meta) !== 0n) return false;
-      }
+      if (!this.storeRecordReserved(block, index, meta)) return false;
     } catch (e) {
       this.unreserve(block, n);
       throw e;

@@ -170,20 +170,24 @@ export function chooseSuperblock(media: Media): { superblock: Superblock; repair
  * overwrite A, the only good copy, first).
  */
 export function writeSuperblock(media: Media, sb: Superblock): void {
+  if (isBroken('superblock-single-persist')) return writeSuperblockOneFence(media, sb);
   const bytes = encodeSuperblock(sb);
   const working = new Uint8Array(media.buffer);
-  if (isBroken('superblock-single-persist')) {
-    working.set(bytes, SUPERBLOCK_A_OFFSET);
-    working.set(bytes, SUPERBLOCK_B_OFFSET);
-    media.flush(SUPERBLOCK_A_OFFSET, SUPERBLOCK_BYTES);
-    media.flush(SUPERBLOCK_B_OFFSET, SUPERBLOCK_BYTES);
-    media.drain();
-    return;
-  }
   for (const offset of writeOrder(media)) {
     working.set(bytes, offset);
     media.persist(offset, SUPERBLOCK_BYTES);
   }
+}
+
+/** writeSuperblock under DAXSTORE_TEST_BREAK=superblock-single-persist: both copies written, then one fence (a crash can tear both). */
+function writeSuperblockOneFence(media: Media, sb: Superblock): void {
+  const bytes = encodeSuperblock(sb);
+  const working = new Uint8Array(media.buffer);
+  working.set(bytes, SUPERBLOCK_A_OFFSET);
+  working.set(bytes, SUPERBLOCK_B_OFFSET);
+  media.flush(SUPERBLOCK_A_OFFSET, SUPERBLOCK_BYTES);
+  media.flush(SUPERBLOCK_B_OFFSET, SUPERBLOCK_BYTES);
+  media.drain();
 }
 
 /** Copy offsets in the order to overwrite them: the newest valid copy last. */
