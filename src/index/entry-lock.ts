@@ -195,6 +195,7 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: b
  * no huge entry covers it): go straight to createPinned, which re-checks under treeLock.
  */
 function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: boolean, absent: boolean): Attempt {
+  if (ENTRY_LOCK_BROKEN) return attemptIgnoringLockPinned(tree, key, order, waited, absent);
   if (absent) return createPinned(tree, key, order, waited, freeHinted);
   const leaf = tree.findLeafPinned(key);
   if (leaf === 0) return createPinned(tree, key, order, waited);
@@ -208,11 +209,32 @@ function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: 
     if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return RETRY;
     return makeRef(tree, key, leaf, exact, next);
   }
-  if (ENTRY_LOCK_BROKEN) return makeRef(tree, key, leaf, exact, e);
   busyLeaf = leaf;
   busyWord = e;
   busyKey = exact ? key : tree.leafKey(leaf);
   return BUSY;
+}
+
+/** attemptPinned under DAXSTORE_TEST_BREAK=entry-lock: a held entry is handed out as if free (grab not exclusive). */
+function attemptIgnoringLockPinned(
+  tree: RadixTree,
+  key: Uint8Array,
+  order: number,
+  waited: boolean,
+  absent: boolean,
+): Attempt {
+  if (absent) return createPinned(tree, key, order, waited, freeHinted);
+  const leaf = tree.findLeafPinned(key);
+  if (leaf === 0) return createPinned(tree, key, order, waited);
+  const exact = tree.foundExact;
+  const i32 = tree.arena.i32;
+  const e = loadWord(i32, leaf + W_ENTRY);
+  if (order === 9 && orderOf(e) !== 9) return FALLBACK;
+  if ((e & DELETED) !== 0) return RETRY;
+  if ((e & LOCKED) !== 0) return makeRef(tree, key, leaf, exact, e);
+  const next = (e & ~OWNER_MASK) | LOCKED | (tree.threadId << OWNER_SHIFT) | (waited ? WAITERS : 0);
+  if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return RETRY;
+  return makeRef(tree, key, leaf, exact, next);
 }
 
 /**
@@ -313,6 +335,7 @@ let cancelWokenKey = -1;
 
 /** Register as a waiter for the busy entry, then set WAITERS if it is still locked. Caller pinned. */
 function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waiter | undefined {
+  if (ENTRY_WAKE_BROKEN) return prepareWaitUnflaggedPinned(tree, mode);
   const leaf = busyLeaf;
   const wk = waitKey(tree.treeId, busyKey);
   const waiter = tree.waitTable.prepare(wk, mode);
@@ -324,11 +347,23 @@ function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waite
       if (tree.waitTable.cancel(waiter) && mode === 'exclusive') cancelWokenKey = wk;
       return undefined;
     }
-    if ((e & WAITERS) !== 0 || ENTRY_WAKE_BROKEN) return waiter;
+    if ((e & WAITERS) !== 0) return waiter;
     const seen = Atomics.compareExchange(i32, leaf + W_ENTRY, e, e | WAITERS);
     if (seen === e) return waiter;
     e = seen;
   }
+}
+
+/** prepareWaitPinned under DAXSTORE_TEST_BREAK=entry-wake: WAITERS is never set, so no unlock or delete wakes this waiter. */
+function prepareWaitUnflaggedPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waiter | undefined {
+  const wk = waitKey(tree.treeId, busyKey);
+  const waiter = tree.waitTable.prepare(wk, mode);
+  const e = Atomics.load(tree.arena.i32, busyLeaf + W_ENTRY);
+  if ((e & DELETED) !== 0 || (e & LOCKED) === 0) {
+    if (tree.waitTable.cancel(waiter) && mode === 'exclusive') cancelWokenKey = wk;
+    return undefined;
+  }
+  return waiter;
 }
 
 /** A woken waiter that will not take the entry (order-9 fall back) hands the wake-up on. */
@@ -348,12 +383,18 @@ function noteTimeoutLocked(tree: RadixTree, key: Uint8Array, wk: number): void {
   try {
     const leaf = tree.findLeafPinned(key);
     const e = leaf === 0 ? DELETED : Atomics.load(tree.arena.i32, leaf + W_ENTRY);
-    if (((e & DELETED) !== 0 || (e & LOCKED) === 0) && (BATON_UNCOUNTED || tree.waitTable.batonsInFlight(wk) === 0)) {
+    if (((e & DELETED) !== 0 || (e & LOCKED) === 0) && noBatonOut(tree, wk)) {
       Atomics.add(tree.arena.i32, H_STAT_LOST_WAKEUPS, 1);
     }
   } finally {
     tree.epoch.unpin();
   }
+}
+
+/** No exclusive waiter of wait key `wk` holds a wake-up it has not yet acted on (caller holds the slot mutex). */
+function noBatonOut(tree: RadixTree, wk: number): boolean {
+  if (BATON_UNCOUNTED) return true; // a wake-up still in flight then counts as lost
+  return tree.waitTable.batonsInFlight(wk) === 0;
 }
 
 /** The waiter roundPinned prepared on its last BUSY result (per thread; rounds are synchronous). */
@@ -513,8 +554,9 @@ export function grabIndex(tree: RadixTree, n: number, opts?: GrabOptions): Entry
 }
 
 function checkHeld(tree: RadixTree, ref: EntryRef, op: string): number {
+  // Under DAXSTORE_TEST_BREAK=entry-lock several threads "hold" one entry: the check would fire first.
+  if (ENTRY_LOCK_BROKEN) return loadWord(tree.arena.i32, ref.leaf + Lay.W_ENTRY);
   const e = loadWord(tree.arena.i32, ref.leaf + Lay.W_ENTRY);
-  if (ENTRY_LOCK_BROKEN) return e; // several "holders" at once: the checks would fire first
   if ((e & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || (e & Ew.OWNER_MASK) >>> Ew.OWNER_SHIFT !== tree.threadId) {
     throw new DaxError('EINVAL', `${op}: entry ${hex(ref.key)} of tree ${tree.treeId} is not held by this thread`);
   }

@@ -680,9 +680,15 @@ export class EpochDomain {
 
   /** The limbo mutex (device/spin-lock: Drepper's mutex, spins briefly, then sleeps). */
   private lockLimbo(): void {
+    if (LIMBO_VIEW_STALE) return this.lockLimboKeepingView();
     lockWord(this.limboWords, L_MUTEX);
     // After the mutex: a growth by another thread wrote L_BYTES before its unlock.
-    if (this.limboWords[L_BYTES] !== this.limboWords.length << 2 && !LIMBO_VIEW_STALE) this.refreshLimboView();
+    if (this.limboWords[L_BYTES] !== this.limboWords.length << 2) this.refreshLimboView();
+  }
+
+  /** lockLimbo under DAXSTORE_TEST_BREAK=limbo-view-stale: this thread keeps its view after another thread grew the limbo. */
+  private lockLimboKeepingView(): void {
+    lockWord(this.limboWords, L_MUTEX);
   }
 
   /** This thread's limbo view over L_BYTES bytes (the buffer's length at its last growth). Needs the limbo mutex. */

@@ -726,7 +726,8 @@ export class RadixTree {
    * let the block be freed, and the touch then wrote into a free-list link.
    */
   lockTree(): void {
-    if (!TREE_LOCK_UNPINNED) this.epoch.pin();
+    if (TREE_LOCK_UNPINNED) return this.lockTreeUnpinned();
+    this.epoch.pin();
     lockTree(this.arena.i32);
     // Another thread may have grown the arena since this thread's views were made, and a
     // writer touches nodes it allocated: a plain typed-array store past the end of a stale
@@ -736,7 +737,13 @@ export class RadixTree {
 
   unlockTree(): void {
     unlockTree(this.arena.i32);
-    if (!TREE_LOCK_UNPINNED) this.epoch.unpin();
+    if (!TREE_LOCK_UNPINNED) this.epoch.unpin(); // lockTreeUnpinned took no pin
+  }
+
+  /** lockTree under DAXSTORE_TEST_BREAK=tree-lock-unpinned: the holder is not pinned (what it retires can be freed under it). */
+  private lockTreeUnpinned(): void {
+    lockTree(this.arena.i32);
+    this.arena.refresh();
   }
 
   private retireBlock(off: number, words: number): void {
@@ -760,6 +767,12 @@ export class RadixTree {
     return leaf;
   }
 
+  /** No treeLock holder has unlocked since the hint's descent (each bumps H_VERSION): the tree is the one it saw. */
+  private hintStillValid(): boolean {
+    if (isBroken('tree-hint-unchecked')) return true;
+    return this.hintVersion === this.arena.i32[H_VERSION];
+  }
+
   /**
    * The leaf of exactly `key`, created with entry word `entry` if absent (this.created says
    * which). Caller holds treeLock and has checked multi-order coverage.
@@ -772,7 +785,7 @@ export class RadixTree {
     if (hinted && this.hintKey === key) {
       // The hint of this key's lock-free descent (findExactHintPinned): the tree is the one it
       // saw when no treeLock holder has unlocked since (the version is bumped by each).
-      if (this.hintVersion === this.arena.i32[H_VERSION] || isBroken('tree-hint-unchecked')) {
+      if (this.hintStillValid()) {
         slot = this.hintSlot;
         depth = this.hintDepth;
       }

@@ -191,8 +191,7 @@ export class WaitTable {
     w[at + R_MODE] = mode === 'exclusive' ? MODE_EXCLUSIVE : MODE_SHARED;
     w[at + R_NEXT] = 0;
     const waiter = new Waiter(key, mode, record, this.buffer);
-    if (WAIT_ARM_BROKEN) waiter.queued = false;
-    else this.enqueue(waiter);
+    this.arm(waiter);
     return waiter;
   }
 
@@ -346,7 +345,7 @@ export class WaitTable {
       const at = this.recordWord(r - 1, 0);
       const next = w[at + R_NEXT];
       const exclusive = w[at + R_MODE] === MODE_EXCLUSIVE;
-      if ((WAIT_KEY_BROKEN || this.recordHasKey(r - 1, key)) && (all || !exclusive || exclusiveWoken === 0)) {
+      if (this.wakesRecord(r - 1, key) && (all || !exclusive || exclusiveWoken === 0)) {
         if (exclusive) exclusiveWoken++;
         // Count the baton before the word turns WOKEN: the waiter may see it at once (its wait
         // polls the word) and return the baton before this wake even drops the mutex.
@@ -371,17 +370,49 @@ export class WaitTable {
 
   /** A wait ended: if still queued it timed out (dequeue under the mutex decides the race with a waker). */
   private finish(waiter: Waiter, onTimeout?: () => void): WaitResult {
+    if (TIMEOUT_UNORDERED) return this.finishUnordered(waiter, onTimeout);
     const hook = testHooks.waitTimeout;
     const armed = Atomics.load(this.words, this.recordWord(waiter.record, R_WORD)) === ARMED;
     if (armed && hook !== undefined) hook('before-dequeue');
-    const stillQueued = armed && this.dequeueSelf(waiter, TIMEOUT_UNORDERED ? undefined : onTimeout);
+    const stillQueued = armed && this.dequeueSelf(waiter, onTimeout);
     if (stillQueued) {
       Atomics.add(this.words, H_TIMED_OUT, 1);
       if (hook !== undefined) hook('after-dequeue');
-      if (TIMEOUT_UNORDERED && onTimeout !== undefined) onTimeout();
     }
     this.release(waiter);
     return stillQueued ? 'timed-out' : 'woken';
+  }
+
+  /** finish under DAXSTORE_TEST_BREAK=timeout-unordered: onTimeout runs after the slot mutex is dropped. */
+  private finishUnordered(waiter: Waiter, onTimeout?: () => void): WaitResult {
+    const hook = testHooks.waitTimeout;
+    const armed = Atomics.load(this.words, this.recordWord(waiter.record, R_WORD)) === ARMED;
+    if (armed && hook !== undefined) hook('before-dequeue');
+    const stillQueued = armed && this.dequeueSelf(waiter, undefined);
+    if (stillQueued) {
+      Atomics.add(this.words, H_TIMED_OUT, 1);
+      if (hook !== undefined) hook('after-dequeue');
+      if (onTimeout !== undefined) onTimeout();
+    }
+    this.release(waiter);
+    return stillQueued ? 'timed-out' : 'woken';
+  }
+
+  /** Queues a prepared waiter, so a wake-up after the caller's re-check finds it. */
+  private arm(waiter: Waiter): void {
+    if (WAIT_ARM_BROKEN) return this.armAtSleep(waiter);
+    this.enqueue(waiter);
+  }
+
+  /** arm under DAXSTORE_TEST_BREAK=wait-arm: queued only when wait() goes to sleep (a wake-up before then is lost). */
+  private armAtSleep(waiter: Waiter): void {
+    waiter.queued = false;
+  }
+
+  /** Whether a wake-up of `key` takes record r (its key matches; slot collisions are not woken). */
+  private wakesRecord(r: number, key: number): boolean {
+    if (WAIT_KEY_BROKEN) return true; // every waiter of the slot, whatever its key
+    return this.recordHasKey(r, key);
   }
 
   /**
