@@ -12,8 +12,8 @@
  * TOWRITE and report them busy, else clear MAPPED; unlock. The data and the block stay.
  */
 import { clearTagLocked, grab, replace, unlock } from '../index/entry-lock.js';
-import { DIRTY, TOWRITE } from '../index/entry-word.js';
-import { W_ENTRY } from '../index/nodes.js';
+import { Ew } from '../index/entry-word.js';
+import { Lay } from '../index/nodes.js';
 import { isMapped, pageKey, sameKey } from './layout.js';
 import { isBroken } from '../test-break.js';
 import type { DaxSpace } from './space.js';
@@ -32,8 +32,8 @@ export function invalidate(space: DaxSpace, id: number, firstPage: number, lastP
     const ref = grab(tree, key);
     try {
       if (!sameKey(ref.key, key) || ref.state !== 'value') continue;
-      const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
-      if ((e & (DIRTY | TOWRITE)) !== 0) {
+      const e = Atomics.load(tree.arena.i32, ref.leaf + Lay.W_ENTRY);
+      if ((e & (Ew.DIRTY | Ew.TOWRITE)) !== 0) {
         busy++; // not written back yet: kept (R5)
         continue;
       }
@@ -54,9 +54,9 @@ function invalidateDirtyToo(space: DaxSpace, id: number, firstPage: number, last
     const ref = grab(tree, key);
     try {
       if (!sameKey(ref.key, key) || ref.state !== 'value') continue;
-      const e = Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY);
-      if ((e & DIRTY) !== 0) clearTagLocked(tree, ref, 'dirty');
-      if ((e & TOWRITE) !== 0) clearTagLocked(tree, ref, 'towrite');
+      const e = Atomics.load(tree.arena.i32, ref.leaf + Lay.W_ENTRY);
+      if ((e & Ew.DIRTY) !== 0) clearTagLocked(tree, ref, 'dirty');
+      if ((e & Ew.TOWRITE) !== 0) clearTagLocked(tree, ref, 'towrite');
       if (isMapped(ref.value)) replace(tree, ref, ref.value - 1);
       dropped++;
     } finally {

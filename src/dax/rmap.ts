@@ -19,8 +19,8 @@
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { clearTagLocked, replace, tryGrab, unlock, waitUnlocked, type EntryRef } from '../index/entry-lock.js';
-import { DIRTY, TOWRITE } from '../index/entry-word.js';
-import { W_ENTRY } from '../index/nodes.js';
+import { Ew } from '../index/entry-word.js';
+import { Lay } from '../index/nodes.js';
 import { MIN_OBJECT_ID, blockOfValue, isHuge, pageKey, sameKey } from './layout.js';
 import { isBroken } from '../test-break.js';
 import { ST_POISONED, type DaxSpace, type MemoryFailureEvent } from './space.js';
@@ -105,9 +105,9 @@ export function memoryFailure(space: DaxSpace, deviceOffset: number): MemoryFail
   const index = r.index + (block - r.block); // the poisoned page itself, also inside an extent
   try {
     if (isHuge(r.ref.value)) return { deviceOffset, block, objectId: r.objectId, index };
-    const e = Atomics.load(tree.arena.i32, r.ref.leaf + W_ENTRY);
-    if ((e & DIRTY) !== 0) clearTagLocked(tree, r.ref, 'dirty');
-    if ((e & TOWRITE) !== 0) clearTagLocked(tree, r.ref, 'towrite');
+    const e = Atomics.load(tree.arena.i32, r.ref.leaf + Lay.W_ENTRY);
+    if ((e & Ew.DIRTY) !== 0) clearTagLocked(tree, r.ref, 'dirty');
+    if ((e & Ew.TOWRITE) !== 0) clearTagLocked(tree, r.ref, 'towrite');
     if (r.ref.state !== 'poisoned') replace(tree, r.ref, r.ref.value - (r.ref.value & 1), 'poisoned');
   } finally {
     r.release();

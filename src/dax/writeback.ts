@@ -38,8 +38,8 @@
  * a write fault (a stale writable view), counted in stats().cleanPageWrites.
  */
 import { grab, tryGrab, unlock, type EntryRef } from '../index/entry-lock.js';
-import { DIRTY, TOWRITE } from '../index/entry-word.js';
-import { W_ENTRY } from '../index/nodes.js';
+import { Ew } from '../index/entry-word.js';
+import { Lay } from '../index/nodes.js';
 import { ST_WRITEBACK_PAGES, type DaxSpace } from './space.js';
 import { blockOfValue, keyPageIndex, pageKey, sameKey, valueBytes } from './layout.js';
 import { isBroken, testHooks } from '../test-break.js';
@@ -130,12 +130,12 @@ function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: Writ
   try {
     for (let i = 0; i < refs.length; i++) {
       const ref = refs[i];
-      const e = Atomics.load(i32, ref.leaf + W_ENTRY);
-      if ((e & TOWRITE) === 0) continue; // cleared meanwhile (memoryFailure poisoned the page; dirty data is gone)
-      tree.setTagBitLocked(ref.leaf, ref.key, TOWRITE, false);
+      const e = Atomics.load(i32, ref.leaf + Lay.W_ENTRY);
+      if ((e & Ew.TOWRITE) === 0) continue; // cleared meanwhile (memoryFailure poisoned the page; dirty data is gone)
+      tree.setTagBitLocked(ref.leaf, ref.key, Ew.TOWRITE, false);
       if (ref.state !== 'value' || blockOfValue(ref.value) !== batch.blocks[i]) continue; // block changed: skip
       live.push(ref);
-      hadDirty.push((e & DIRTY) !== 0);
+      hadDirty.push((e & Ew.DIRTY) !== 0);
     }
   } finally {
     tree.unlockTree();
@@ -156,7 +156,7 @@ function writeBatchLocked(space: DaxSpace, id: number, batch: Batch, total: Writ
   tree.lockTree();
   try {
     for (let i = 0; i < live.length; i++)
-      if (hadDirty[i]) tree.setTagBitLocked(live[i].leaf, live[i].key, DIRTY, false);
+      if (hadDirty[i]) tree.setTagBitLocked(live[i].leaf, live[i].key, Ew.DIRTY, false);
   } finally {
     tree.unlockTree();
   }

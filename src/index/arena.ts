@@ -48,7 +48,6 @@ import { loadWord, storeRelease } from './word-load.js';
 export const H_MAGIC = 0; // ARENA_MAGIC
 export const H_TREE_LOCK = 1; // 0 free, 1 held, 2 held with sleepers (Drepper's futex mutex)
 export const H_BUMP = 2; // next never-allocated word
-export const H_ROOT = 3; // root pointer (node or leaf offset, 0 = empty tree)
 /** Header words the hot paths read, as literals (nodes.ts `Lay` says why). */
 export const enum Hw {
   ROOT = 3,

@@ -22,17 +22,10 @@
  */
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
-import { type Arena, H_COUNT, H_ROOT, classWords, sizeClassOf } from './arena.js';
-import { DIRTY, MAX_VALUE, TOWRITE } from './entry-word.js';
+import { type Arena, H_COUNT, classWords, sizeClassOf, Hw } from './arena.js';
+import { MAX_VALUE, Ew } from './entry-word.js';
 import {
-  LEAF,
-  LEAF_HEADER_WORDS,
   MAX_KEY_BYTES,
-  W_END_LEAF,
-  W_ENTRY,
-  W_PREFIX_LEN,
-  W_VALUE_HI,
-  W_VALUE_LO,
   countOf,
   fillInner,
   gatherChildren,
@@ -41,6 +34,7 @@ import {
   leafWords,
   typeForCount,
   typeOf,
+  Lay,
 } from './nodes.js';
 
 const TWO_32 = 2 ** 32;
@@ -95,28 +89,28 @@ export function bulkLoadLocked(arena: Arena, e: BulkEntries, retire: (node: numb
   const i32 = arena.i32;
   Atomics.store(i32, H_COUNT, leaves.length);
   // Publication: every block above was written with plain stores before this release store.
-  Atomics.store(i32, H_ROOT, root);
+  Atomics.store(i32, Hw.ROOT, root);
 }
 
 /** Leaves already in the tree, in key order; their inner nodes are retired (rebuilt below). */
 function collectOld(arena: Arena, retire: (node: number, words: number) => void): Int32Array {
-  const root = arena.i32[H_ROOT];
+  const root = arena.i32[Hw.ROOT];
   if (root === 0) return new Int32Array(0);
   const out: number[] = [];
   const bytes = new Uint8Array(257);
   const walk = (node: number): void => {
     const i32 = arena.i32;
     const hdr = i32[node];
-    if (typeOf(hdr) === LEAF) {
+    if (typeOf(hdr) === Lay.LEAF) {
       out.push(node);
       return;
     }
-    const end = i32[node + W_END_LEAF];
+    const end = i32[node + Lay.W_END_LEAF];
     if (end !== 0) out.push(end);
     const kids = new Int32Array(257);
     const n = gatherChildren(i32, arena.u8, node, bytes, kids);
     for (let i = 0; i < n; i++) walk(kids[i]);
-    retire(node, innerWords(typeOf(hdr), i32[node + W_PREFIX_LEN]));
+    retire(node, innerWords(typeOf(hdr), i32[node + Lay.W_PREFIX_LEN]));
   };
   walk(root);
   return Int32Array.from(out);
@@ -153,12 +147,12 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
     const len = lengths[i];
     const leaf = leaves[i];
     const v = values[i];
-    i32[leaf] = header(LEAF, len);
-    i32[leaf + W_ENTRY] = 0;
-    i32[leaf + W_VALUE_LO] = v; // the store is ToInt32(v) = v mod 2^32 (exact below 2^53): no float modulo, a C call per key
-    i32[leaf + W_VALUE_HI] = Math.floor(v / TWO_32);
-    if (len > 0) i32[leaf + LEAF_HEADER_WORDS + ((len - 1) >> 2)] = 0; // bytes after the key in its last word
-    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    i32[leaf] = header(Lay.LEAF, len);
+    i32[leaf + Lay.W_ENTRY] = 0;
+    i32[leaf + Lay.W_VALUE_LO] = v; // the store is ToInt32(v) = v mod 2^32 (exact below 2^53): no float modulo, a C call per key
+    i32[leaf + Lay.W_VALUE_HI] = Math.floor(v / TWO_32);
+    if (len > 0) i32[leaf + Lay.LEAF_HEADER_WORDS + ((len - 1) >> 2)] = 0; // bytes after the key in its last word
+    const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
     if (len <= 32) for (let j = 0; j < len; j++) u8[kb + j] = keys[k0 + j];
     else u8.set(keys.subarray(k0, k0 + len), kb);
     if (i > 0 && compareLeaves(arena, leaves[i - 1], leaf) >= 0) {
@@ -189,8 +183,8 @@ function mergeLeaves(arena: Arena, a: Int32Array, b: Int32Array): Int32Array {
 
 function compareLeaves(arena: Arena, x: number, y: number): number {
   const i32 = arena.i32;
-  const xb = (x + LEAF_HEADER_WORDS) << 2;
-  const yb = (y + LEAF_HEADER_WORDS) << 2;
+  const xb = (x + Lay.LEAF_HEADER_WORDS) << 2;
+  const yb = (y + Lay.LEAF_HEADER_WORDS) << 2;
   const u8 = arena.u8;
   const n = Math.min(countOf(i32[x]), countOf(i32[y]));
   for (let i = 0; i < n; i++) {
@@ -222,12 +216,12 @@ class Builder {
     let i32 = this.arena.i32;
     const first = leaves[lo];
     if (hi - lo === 1) {
-      const entry = i32[first + W_ENTRY];
-      this.dirty = (entry & DIRTY) !== 0 ? 1 : 0;
-      this.towrite = (entry & TOWRITE) !== 0 ? 1 : 0;
+      const entry = i32[first + Lay.W_ENTRY];
+      this.dirty = (entry & Ew.DIRTY) !== 0 ? 1 : 0;
+      this.towrite = (entry & Ew.TOWRITE) !== 0 ? 1 : 0;
       return first;
     }
-    const firstKey = (first + LEAF_HEADER_WORDS) << 2;
+    const firstKey = (first + Lay.LEAF_HEADER_WORDS) << 2;
     const firstLen = countOf(i32[first]);
     const branch = this.commonPrefixEnd(first, leaves[hi - 1], depth);
     let end = 0;
@@ -250,9 +244,9 @@ class Builder {
     let n = 0;
     while (next < hi) {
       const u8 = this.arena.u8; // recursion may have grown the buffer
-      const b = u8[((leaves[next] + LEAF_HEADER_WORDS) << 2) + branch];
+      const b = u8[((leaves[next] + Lay.LEAF_HEADER_WORDS) << 2) + branch];
       let stop = next + 1;
-      while (stop < hi && u8[((leaves[stop] + LEAF_HEADER_WORDS) << 2) + branch] === b) stop++;
+      while (stop < hi && u8[((leaves[stop] + Lay.LEAF_HEADER_WORDS) << 2) + branch] === b) stop++;
       bytes[n] = b;
       kids[n++] = this.build(next, stop, branch + 1, level + 1);
       dirty += this.dirty;
@@ -292,8 +286,8 @@ class Builder {
     const i32 = this.arena.i32;
     const u8 = this.arena.u8;
     const n = Math.min(countOf(i32[a]), countOf(i32[b]));
-    const ab = (a + LEAF_HEADER_WORDS) << 2;
-    const bb = (b + LEAF_HEADER_WORDS) << 2;
+    const ab = (a + Lay.LEAF_HEADER_WORDS) << 2;
+    const bb = (b + Lay.LEAF_HEADER_WORDS) << 2;
     let d = depth;
     while (d < n && u8[ab + d] === u8[bb + d]) d++;
     return d;

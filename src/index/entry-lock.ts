@@ -53,19 +53,8 @@ import type { RadixTree } from './radix-tree.js';
 import { H_STAT_LOST_WAKEUPS, H_STAT_WAITS } from './arena.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import {
-  DELETED,
   Ew,
-  LOCKED,
-  ORDER_SHIFT,
-  OWNER_MASK,
-  OWNER_SHIFT,
-  SEQ_MASK,
-  SEQ_ONE,
-  STATE_EMPTY,
-  STATE_MASK,
   STATE_NAMES,
-  STATE_SHIFT,
-  WAITERS,
   type EntryState,
   type EntryTag,
   orderOf,
@@ -74,7 +63,7 @@ import {
   stateOf,
   tagBit,
 } from './entry-word.js';
-import { Lay, W_ENTRY, W_VALUE_HI, W_VALUE_LO } from './nodes.js';
+import { Lay } from './nodes.js';
 import { loadWord, storeRelease } from './word-load.js';
 import { WasmGrab } from './wasm-grab.js';
 import { brokenAtLoad } from '../test-break.js';
@@ -173,11 +162,11 @@ function createPinned(tree: RadixTree, key: Uint8Array, order: number, waited: b
     // A woken waiter keeps the baton even when the entry vanished meanwhile: others may
     // still sleep on this key, and only WAITERS makes the next unlock wake them.
     const entry =
-      LOCKED |
-      (waited ? WAITERS : 0) |
-      (STATE_EMPTY << STATE_SHIFT) |
-      (order << ORDER_SHIFT) |
-      (tree.threadId << OWNER_SHIFT);
+      Ew.LOCKED |
+      (waited ? Ew.WAITERS : 0) |
+      (Ew.STATE_EMPTY << Ew.STATE_SHIFT) |
+      (order << Ew.ORDER_SHIFT) |
+      (tree.threadId << Ew.OWNER_SHIFT);
     const leaf = tree.getOrCreateLocked(key, entry, hinted);
     if (!tree.created) {
       assert(!mayBeCovered, 'entry lock: placeholder leaf already present under treeLock');
@@ -201,12 +190,12 @@ function attemptPinned(tree: RadixTree, key: Uint8Array, order: number, waited: 
   if (leaf === 0) return createPinned(tree, key, order, waited);
   const exact = tree.foundExact;
   const i32 = tree.arena.i32;
-  const e = loadWord(i32, leaf + W_ENTRY);
+  const e = loadWord(i32, leaf + Lay.W_ENTRY);
   if (order === 9 && orderOf(e) !== 9) return FALLBACK;
-  if ((e & DELETED) !== 0) return RETRY;
-  if ((e & LOCKED) === 0) {
-    const next = (e & ~OWNER_MASK) | LOCKED | (tree.threadId << OWNER_SHIFT) | (waited ? WAITERS : 0);
-    if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return RETRY;
+  if ((e & Ew.DELETED) !== 0) return RETRY;
+  if ((e & Ew.LOCKED) === 0) {
+    const next = (e & ~Ew.OWNER_MASK) | Ew.LOCKED | (tree.threadId << Ew.OWNER_SHIFT) | (waited ? Ew.WAITERS : 0);
+    if (Atomics.compareExchange(i32, leaf + Lay.W_ENTRY, e, next) !== e) return RETRY;
     return makeRef(tree, key, leaf, exact, next);
   }
   busyLeaf = leaf;
@@ -228,12 +217,12 @@ function attemptIgnoringLockPinned(
   if (leaf === 0) return createPinned(tree, key, order, waited);
   const exact = tree.foundExact;
   const i32 = tree.arena.i32;
-  const e = loadWord(i32, leaf + W_ENTRY);
+  const e = loadWord(i32, leaf + Lay.W_ENTRY);
   if (order === 9 && orderOf(e) !== 9) return FALLBACK;
-  if ((e & DELETED) !== 0) return RETRY;
-  if ((e & LOCKED) !== 0) return makeRef(tree, key, leaf, exact, e);
-  const next = (e & ~OWNER_MASK) | LOCKED | (tree.threadId << OWNER_SHIFT) | (waited ? WAITERS : 0);
-  if (Atomics.compareExchange(i32, leaf + W_ENTRY, e, next) !== e) return RETRY;
+  if ((e & Ew.DELETED) !== 0) return RETRY;
+  if ((e & Ew.LOCKED) !== 0) return makeRef(tree, key, leaf, exact, e);
+  const next = (e & ~Ew.OWNER_MASK) | Ew.LOCKED | (tree.threadId << Ew.OWNER_SHIFT) | (waited ? Ew.WAITERS : 0);
+  if (Atomics.compareExchange(i32, leaf + Lay.W_ENTRY, e, next) !== e) return RETRY;
   return makeRef(tree, key, leaf, exact, next);
 }
 
@@ -340,15 +329,15 @@ function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waite
   const wk = waitKey(tree.treeId, busyKey);
   const waiter = tree.waitTable.prepare(wk, mode);
   const i32 = tree.arena.i32;
-  let e = Atomics.load(i32, leaf + W_ENTRY);
+  let e = Atomics.load(i32, leaf + Lay.W_ENTRY);
   for (;;) {
-    if ((e & DELETED) !== 0 || (e & LOCKED) === 0) {
+    if ((e & Ew.DELETED) !== 0 || (e & Ew.LOCKED) === 0) {
       // A wake-up that reached us meanwhile is a baton (exclusive): the caller must take it on.
       if (tree.waitTable.cancel(waiter) && mode === 'exclusive') cancelWokenKey = wk;
       return undefined;
     }
-    if ((e & WAITERS) !== 0) return waiter;
-    const seen = Atomics.compareExchange(i32, leaf + W_ENTRY, e, e | WAITERS);
+    if ((e & Ew.WAITERS) !== 0) return waiter;
+    const seen = Atomics.compareExchange(i32, leaf + Lay.W_ENTRY, e, e | Ew.WAITERS);
     if (seen === e) return waiter;
     e = seen;
   }
@@ -358,8 +347,8 @@ function prepareWaitPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waite
 function prepareWaitUnflaggedPinned(tree: RadixTree, mode: 'exclusive' | 'shared'): Waiter | undefined {
   const wk = waitKey(tree.treeId, busyKey);
   const waiter = tree.waitTable.prepare(wk, mode);
-  const e = Atomics.load(tree.arena.i32, busyLeaf + W_ENTRY);
-  if ((e & DELETED) !== 0 || (e & LOCKED) === 0) {
+  const e = Atomics.load(tree.arena.i32, busyLeaf + Lay.W_ENTRY);
+  if ((e & Ew.DELETED) !== 0 || (e & Ew.LOCKED) === 0) {
     if (tree.waitTable.cancel(waiter) && mode === 'exclusive') cancelWokenKey = wk;
     return undefined;
   }
@@ -382,8 +371,8 @@ function noteTimeoutLocked(tree: RadixTree, key: Uint8Array, wk: number): void {
   tree.epoch.pin();
   try {
     const leaf = tree.findLeafPinned(key);
-    const e = leaf === 0 ? DELETED : Atomics.load(tree.arena.i32, leaf + W_ENTRY);
-    if (((e & DELETED) !== 0 || (e & LOCKED) === 0) && noBatonOut(tree, wk)) {
+    const e = leaf === 0 ? Ew.DELETED : Atomics.load(tree.arena.i32, leaf + Lay.W_ENTRY);
+    if (((e & Ew.DELETED) !== 0 || (e & Ew.LOCKED) === 0) && noBatonOut(tree, wk)) {
       Atomics.add(tree.arena.i32, H_STAT_LOST_WAKEUPS, 1);
     }
   } finally {
@@ -622,7 +611,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
   const code = stateCode(state);
   checkHeld(tree, ref, 'replace');
   const i32 = tree.arena.i32;
-  const at = ref.leaf + W_ENTRY;
+  const at = ref.leaf + Lay.W_ENTRY;
   if (SEQLOCK_BROKEN) return replaceUnsequenced(i32, ref, value, code, state);
   // Held by us, so only waiters change the word meanwhile (setting WAITERS): a CAS loop, whose
   // first guess is an acquire load (the CAS re-validates it). Between the two CAS the value
@@ -638,10 +627,13 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     // publishes them: the new state, and the sequence moved by two (even, yet different, so a
     // reader that loaded the entry word while EMPTY and a value word before these stores sees
     // the sequence change and retries). One CAS less on every new key.
-    storeRelease(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
-    storeRelease(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
+    storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+    storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
     for (;;) {
-      const next = (e & ~(SEQ_MASK | STATE_MASK)) | (((e & SEQ_MASK) + 2 * SEQ_ONE) & SEQ_MASK) | (code << STATE_SHIFT);
+      const next =
+        (e & ~(Ew.SEQ_MASK | Ew.STATE_MASK)) |
+        (((e & Ew.SEQ_MASK) + 2 * Ew.SEQ_ONE) & Ew.SEQ_MASK) |
+        (code << Ew.STATE_SHIFT);
       const seen = Atomics.compareExchange(i32, at, e, next);
       if (seen === e) break;
       e = seen;
@@ -651,16 +643,19 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     return;
   }
   for (;;) {
-    const odd = (e & ~SEQ_MASK) | (((e & SEQ_MASK) + SEQ_ONE) & SEQ_MASK);
+    const odd = (e & ~Ew.SEQ_MASK) | (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK);
     const seen = Atomics.compareExchange(i32, at, e, odd);
     if (seen === e) break;
     e = seen;
   }
-  storeRelease(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
-  storeRelease(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
   e = loadWord(i32, at);
   for (;;) {
-    const even = (e & ~(SEQ_MASK | STATE_MASK)) | (((e & SEQ_MASK) + SEQ_ONE) & SEQ_MASK) | (code << STATE_SHIFT);
+    const even =
+      (e & ~(Ew.SEQ_MASK | Ew.STATE_MASK)) |
+      (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK) |
+      (code << Ew.STATE_SHIFT);
     const seen = Atomics.compareExchange(i32, at, e, even);
     if (seen === e) break;
     e = seen;
@@ -675,17 +670,22 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
  */
 function replaceUnsequenced(i32: Int32Array, ref: EntryRef, value: number, code: number, state: EntryState): void {
   const setState = (): void => {
-    let e = loadWord(i32, ref.leaf + W_ENTRY);
+    let e = loadWord(i32, ref.leaf + Lay.W_ENTRY);
     for (;;) {
-      const seen = Atomics.compareExchange(i32, ref.leaf + W_ENTRY, e, (e & ~STATE_MASK) | (code << STATE_SHIFT));
+      const seen = Atomics.compareExchange(
+        i32,
+        ref.leaf + Lay.W_ENTRY,
+        e,
+        (e & ~Ew.STATE_MASK) | (code << Ew.STATE_SHIFT),
+      );
       if (seen === e) break;
       e = seen;
     }
   };
   if (ref.state === 'empty') setState();
-  storeRelease(i32, ref.leaf + W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
   for (let i = 0, end = performance.now() + 0.002 * Math.random(); performance.now() < end; i++);
-  storeRelease(i32, ref.leaf + W_VALUE_HI, Math.floor(value / TWO_32));
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
   if (ref.state !== 'empty') setState();
   ref.value = value;
   ref.state = state;
@@ -697,7 +697,7 @@ export function deleteLocked(tree: RadixTree, ref: EntryRef): void {
   tree.lockTree();
   try {
     tree.removeLeafLocked(ref.leaf, ref.key);
-    releaseEntry(tree, ref, Atomics.load(tree.arena.i32, ref.leaf + W_ENTRY), DELETED, true);
+    releaseEntry(tree, ref, Atomics.load(tree.arena.i32, ref.leaf + Lay.W_ENTRY), Ew.DELETED, true);
   } finally {
     tree.unlockTree();
   }
@@ -735,8 +735,8 @@ export function waitUnlocked(tree: RadixTree, key: Uint8Array): void {
     try {
       const leaf = tree.findLeafPinned(key);
       if (leaf === 0) return;
-      const e = Atomics.load(tree.arena.i32, leaf + W_ENTRY);
-      if ((e & LOCKED) === 0 || (e & DELETED) !== 0) return;
+      const e = Atomics.load(tree.arena.i32, leaf + Lay.W_ENTRY);
+      if ((e & Ew.LOCKED) === 0 || (e & Ew.DELETED) !== 0) return;
       if (ownerOf(e) === tree.threadId) {
         throw new DaxError('EDEADLK', `waitUnlocked: entry ${hex(key)} of tree ${tree.treeId} is held by this thread`);
       }

@@ -41,26 +41,7 @@ export const enum Ew {
   STATE_POISONED = 3,
 }
 
-export const LOCKED = Ew.LOCKED;
-export const WAITERS = Ew.WAITERS;
-export const DELETED = Ew.DELETED;
-export const STATE_SHIFT = Ew.STATE_SHIFT;
-export const STATE_MASK = Ew.STATE_MASK;
-export const ORDER_SHIFT = Ew.ORDER_SHIFT;
-export const ORDER_MASK = Ew.ORDER_MASK;
-export const DIRTY = Ew.DIRTY;
-export const TOWRITE = Ew.TOWRITE;
-export const SEQ_SHIFT = Ew.SEQ_SHIFT;
-export const SEQ_ONE = Ew.SEQ_ONE;
-export const SEQ_MASK = Ew.SEQ_MASK;
-export const OWNER_SHIFT = Ew.OWNER_SHIFT;
-export const OWNER_MASK = Ew.OWNER_MASK;
 export const MAX_OWNER = 0xfff;
-
-export const STATE_VALUE = Ew.STATE_VALUE;
-export const STATE_EMPTY = Ew.STATE_EMPTY;
-export const STATE_ZERO = Ew.STATE_ZERO;
-export const STATE_POISONED = Ew.STATE_POISONED;
 
 export type EntryState = 'value' | 'empty' | 'zero' | 'poisoned';
 export type EntryTag = 'dirty' | 'towrite';
@@ -70,30 +51,30 @@ export const STATE_NAMES: readonly EntryState[] = ['value', 'empty', 'zero', 'po
 export function stateCode(state: EntryState): number {
   switch (state) {
     case 'value':
-      return STATE_VALUE;
+      return Ew.STATE_VALUE;
     case 'empty':
-      return STATE_EMPTY;
+      return Ew.STATE_EMPTY;
     case 'zero':
-      return STATE_ZERO;
+      return Ew.STATE_ZERO;
     case 'poisoned':
-      return STATE_POISONED;
+      return Ew.STATE_POISONED;
   }
 }
 
 export function tagBit(tag: EntryTag): number {
-  return tag === 'dirty' ? DIRTY : TOWRITE;
+  return tag === 'dirty' ? Ew.DIRTY : Ew.TOWRITE;
 }
 
 export function stateOf(word: number): number {
-  return (word & STATE_MASK) >>> STATE_SHIFT;
+  return (word & Ew.STATE_MASK) >>> Ew.STATE_SHIFT;
 }
 
 export function orderOf(word: number): number {
-  return (word & ORDER_MASK) >>> ORDER_SHIFT;
+  return (word & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT;
 }
 
 export function ownerOf(word: number): number {
-  return (word & OWNER_MASK) >>> OWNER_SHIFT;
+  return (word & Ew.OWNER_MASK) >>> Ew.OWNER_SHIFT;
 }
 
 /** Largest value an entry holds (values are integers below 2^48). */

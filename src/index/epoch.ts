@@ -83,7 +83,6 @@ const GRACE_RAW = 4; // two advances of 2 raw units each
 // ---- buffer: Int32 words -------------------------------------------------------------
 const MAGIC = 0x45504f43; // 'EPOC'
 const H_MAGIC = 0;
-const H_GLOBAL = Lit.H_GLOBAL; // raw global epoch: always even; wraps (compared with wrapping arithmetic)
 const H_MAX_PARTICIPANTS = 2;
 const H_SLOTS_HIGH = 3; // highest slot id ever claimed: scans stop there
 const H_DOMAIN_ID_LO = 4;
@@ -92,13 +91,9 @@ const H_ASYMMETRIC = 6; // 1: pins are plain stores and every advance calls memb
 const H_OVERFLOW_COUNT = 8; // 16 words: per-kind records parked in threads' overflow lists
 const H_RELEASED_BIGINT = 12; // BigInt64 index (byte 96 = word 24): items released, total
 const H_BASE_TIME_F64 = 14; // Float64 index (byte 112 = word 28): Date.now() at create
-const HEADER_WORDS = Lit.HEADER_WORDS;
 // Participant slot id i (1..max) occupies SLOT_WORDS words at HEADER_WORDS + i * SLOT_WORDS:
 // 64 bytes, one cache line each, so two threads' pin stores never contend for one line.
-const SLOT_WORDS = Lit.SLOT_WORDS;
 const S_OWNER = 0; // 0 free, OWNER_THREAD, OWNER_ASYNC; claimed by CAS from 0
-const S_PIN = Lit.S_PIN; // 0 = not pinned; else (raw epoch | 1): bit 0 pinned, bits 31..1 the epoch
-const S_PIN_SEQ = Lit.S_PIN_SEQ; // bumped by the owner at each outermost pin (lets observers age pins)
 const S_NESTING = 3; // reserved, always 0: held the nesting depth, which nothing read; dropping its two stores per pin/unpin took pin+unpin from 0.82x to 0.78x of two CAS
 const S_SEEN_SEQ = 4; // pin sequence an observer last stamped
 const S_SEEN_AT_MS = 5; // ms since base time when an observer first saw that pin
@@ -180,8 +175,8 @@ export class EpochDomain {
   private constructor(private readonly shared: EpochHandle) {
     this.meta = new Int32Array(shared.buffer);
     this.limboWords = new Int32Array(shared.limbo, 0, shared.limbo.byteLength >> 2); // the header at least: lockLimbo extends it
-    this.released64 = new BigInt64Array(shared.buffer, 0, HEADER_WORDS / 2);
-    this.baseTimeMs = new Float64Array(shared.buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64];
+    this.released64 = new BigInt64Array(shared.buffer, 0, Lit.HEADER_WORDS / 2);
+    this.baseTimeMs = new Float64Array(shared.buffer, 0, Lit.HEADER_WORDS / 2)[H_BASE_TIME_F64];
     this.domainKey = `${this.meta[H_DOMAIN_ID_HI]}:${this.meta[H_DOMAIN_ID_LO]}`;
     this.asymmetric = this.meta[H_ASYMMETRIC] === 1;
   }
@@ -199,13 +194,13 @@ export class EpochDomain {
     if (!Number.isInteger(limboMax) || limboMax < (LIMBO_HEADER_WORDS + CHUNK_WORDS) * 4) {
       throw new DaxError('EINVAL', `EpochDomain.create: limboMaxBytes ${limboMax} is too small for one chunk`);
     }
-    const buffer = new SharedArrayBuffer((HEADER_WORDS + (max + 1) * SLOT_WORDS) * 4);
+    const buffer = new SharedArrayBuffer((Lit.HEADER_WORDS + (max + 1) * Lit.SLOT_WORDS) * 4);
     const limbo = new SharedArrayBuffer(Math.min(initialBytes, limboMax), { maxByteLength: limboMax });
     const meta = new Int32Array(buffer);
     new Int32Array(limbo, 0, LIMBO_HEADER_WORDS)[L_BYTES] = limbo.byteLength; // published with the header (MAGIC below)
     const id = new Int32Array(2);
     globalThis.crypto.getRandomValues(id);
-    meta[H_GLOBAL] = 0;
+    meta[Lit.H_GLOBAL] = 0;
     meta[H_MAX_PARTICIPANTS] = max;
     // Registration is per process (threads share it), so attachers in worker threads need none.
     meta[H_ASYMMETRIC] =
@@ -214,7 +209,7 @@ export class EpochDomain {
         : 0;
     meta[H_DOMAIN_ID_LO] = id[0];
     meta[H_DOMAIN_ID_HI] = id[1];
-    new Float64Array(buffer, 0, HEADER_WORDS / 2)[H_BASE_TIME_F64] = Date.now();
+    new Float64Array(buffer, 0, Lit.HEADER_WORDS / 2)[H_BASE_TIME_F64] = Date.now();
     Atomics.store(meta, H_MAGIC, MAGIC); // last: publishes the header to attachers
     return EpochDomain.open({ buffer, limbo });
   }
@@ -225,8 +220,8 @@ export class EpochDomain {
       typeof handle === 'object' &&
       handle.buffer instanceof SharedArrayBuffer &&
       handle.limbo instanceof SharedArrayBuffer &&
-      handle.buffer.byteLength >= HEADER_WORDS * 4 &&
-      Atomics.load(new Int32Array(handle.buffer, 0, HEADER_WORDS), H_MAGIC) === MAGIC;
+      handle.buffer.byteLength >= Lit.HEADER_WORDS * 4 &&
+      Atomics.load(new Int32Array(handle.buffer, 0, Lit.HEADER_WORDS), H_MAGIC) === MAGIC;
     if (!ok) throw new DaxError('EINVAL', 'EpochDomain.attach: not an epoch domain handle');
     return EpochDomain.open(handle);
   }
@@ -329,7 +324,7 @@ export class EpochDomain {
       release: () => {
         if (released) return;
         released = true;
-        Atomics.store(this.meta, slotWord(id, S_PIN), 0);
+        Atomics.store(this.meta, slotWord(id, Lit.S_PIN), 0);
         if (!this.closed && this.asyncIdle.length < ASYNC_SLOTS_KEPT) {
           this.asyncIdle.push(id);
         } else {
@@ -357,7 +352,7 @@ export class EpochDomain {
     this.lockLimbo();
     // Read under the mutex so seal epochs never decrease along a list; after the caller's
     // unlink (program order + seq-cst), which is what the safety argument needs.
-    const seal = Atomics.load(this.meta, H_GLOBAL);
+    const seal = Atomics.load(this.meta, Lit.H_GLOBAL);
     const stored = this.appendLocked(kind, seal, payload, size);
     this.unlockLimbo();
     if (!stored) {
@@ -389,7 +384,7 @@ export class EpochDomain {
     let pinned = 0;
     let oldestPinAgeMs = 0;
     for (let id = 1; id <= high; id++) {
-      if ((Atomics.load(this.meta, slotWord(id, S_PIN)) & 1) === 0) continue;
+      if ((Atomics.load(this.meta, slotWord(id, Lit.S_PIN)) & 1) === 0) continue;
       pinned++;
       oldestPinAgeMs = Math.max(oldestPinAgeMs, this.observePinAgeMs(id, now));
     }
@@ -398,7 +393,7 @@ export class EpochDomain {
       limbo.push(Atomics.load(this.limboWords, L_COUNT + kind) + Atomics.load(this.meta, H_OVERFLOW_COUNT + kind));
     }
     return {
-      epoch: Atomics.load(this.meta, H_GLOBAL) >>> 1,
+      epoch: Atomics.load(this.meta, Lit.H_GLOBAL) >>> 1,
       pinned,
       oldestPinAgeMs,
       limbo,
@@ -438,7 +433,7 @@ export class EpochDomain {
       const w = slotWord(id, S_OWNER);
       if (Atomics.load(this.meta, w) !== OWNER_FREE) continue;
       if (Atomics.compareExchange(this.meta, w, OWNER_FREE, owner) !== OWNER_FREE) continue;
-      assert(Atomics.load(this.meta, slotWord(id, S_PIN)) === 0, () => `claimed epoch slot ${id} is pinned`);
+      assert(Atomics.load(this.meta, slotWord(id, Lit.S_PIN)) === 0, () => `claimed epoch slot ${id} is pinned`);
       let high = Atomics.load(this.meta, H_SLOTS_HIGH);
       while (high < id) {
         const seen = Atomics.compareExchange(this.meta, H_SLOTS_HIGH, high, id);
@@ -451,7 +446,7 @@ export class EpochDomain {
   }
 
   private freeSlot(id: number): void {
-    assert(Atomics.load(this.meta, slotWord(id, S_PIN)) === 0, () => `freeing pinned epoch slot ${id}`);
+    assert(Atomics.load(this.meta, slotWord(id, Lit.S_PIN)) === 0, () => `freeing pinned epoch slot ${id}`);
     this.meta[slotWord(id, S_NESTING)] = 0;
     Atomics.store(this.meta, slotWord(id, S_OWNER), OWNER_FREE);
   }
@@ -475,7 +470,7 @@ export class EpochDomain {
    * collect blocked by it) saw this pin: pins do not read the clock (60 ns a call here).
    */
   private observePinAgeMs(id: number, now: number): number {
-    const seq = Atomics.load(this.meta, slotWord(id, S_PIN_SEQ));
+    const seq = Atomics.load(this.meta, slotWord(id, Lit.S_PIN_SEQ));
     if (Atomics.load(this.meta, slotWord(id, S_SEEN_SEQ)) !== seq) {
       Atomics.store(this.meta, slotWord(id, S_SEEN_AT_MS), now); // before the seq: a reader of the seq sees this time
       Atomics.store(this.meta, slotWord(id, S_SEEN_SEQ), seq);
@@ -489,7 +484,7 @@ export class EpochDomain {
   }
 
   private tryAdvance(): boolean {
-    const global = Atomics.load(this.meta, H_GLOBAL);
+    const global = Atomics.load(this.meta, Lit.H_GLOBAL);
     if (!this.allPinsAt(global)) return false;
     if (this.asymmetric) {
       // After the read of the global word, before the scan that decides (file header): pins
@@ -499,14 +494,14 @@ export class EpochDomain {
       assert(rc === 0, () => `epoch advance: membarrier failed (${rc}) after a successful registration`);
       if (!this.allPinsAt(global)) return false;
     }
-    return Atomics.compareExchange(this.meta, H_GLOBAL, global, (global + 2) | 0) === global;
+    return Atomics.compareExchange(this.meta, Lit.H_GLOBAL, global, (global + 2) | 0) === global;
   }
 
   /** No participant is pinned at an epoch other than `global` (a blocking one gets its pin age observed). */
   private allPinsAt(global: number): boolean {
     const high = Atomics.load(this.meta, H_SLOTS_HIGH);
     for (let id = 1; id <= high; id++) {
-      const pin = Atomics.load(this.meta, slotWord(id, S_PIN));
+      const pin = Atomics.load(this.meta, slotWord(id, Lit.S_PIN));
       if ((pin & 1) !== 0 && (pin ^ global) !== 1) {
         this.observePinAgeMs(id, this.nowMs());
         return false;
@@ -530,7 +525,7 @@ export class EpochDomain {
       return;
     }
     this.lockLimbo();
-    const sealedLongAgo = (Atomics.load(this.meta, H_GLOBAL) - GRACE_RAW) | 0;
+    const sealedLongAgo = (Atomics.load(this.meta, Lit.H_GLOBAL) - GRACE_RAW) | 0;
     const stored = this.appendLocked(kind, sealedLongAgo, payload, size);
     this.unlockLimbo();
     if (!stored) this.overflow.push({ kind, seal: sealedLongAgo, payload, size });
@@ -549,7 +544,7 @@ export class EpochDomain {
         payloads.length = 0;
         sizes.length = 0;
         this.lockLimbo();
-        const global = Atomics.load(this.meta, H_GLOBAL);
+        const global = Atomics.load(this.meta, Lit.H_GLOBAL);
         this.popEligibleLocked(kind, global, payloads, sizes);
         this.unlockLimbo();
         firstError ??= runReclaimer(reclaim, payloads, sizes);
@@ -565,7 +560,7 @@ export class EpochDomain {
 
   private releaseOverflow(onError: (e: unknown) => void): number {
     if (this.overflow.length === 0) return 0;
-    const global = Atomics.load(this.meta, H_GLOBAL);
+    const global = Atomics.load(this.meta, Lit.H_GLOBAL);
     let released = 0;
     const kept: ParkedRecord[] = [];
     for (const r of this.overflow.splice(0)) {
@@ -706,7 +701,7 @@ export class EpochDomain {
 }
 
 function slotWord(id: number, field: number): number {
-  return HEADER_WORDS + id * SLOT_WORDS + field;
+  return Lit.HEADER_WORDS + id * Lit.SLOT_WORDS + field;
 }
 
 function chunkWord(chunk: number, field: number): number {

@@ -69,32 +69,13 @@ export const enum Lay {
   N256_TAG = (6 << 8) | 0xa5,
 }
 
-export const NODE_MAGIC = Lay.NODE_MAGIC;
-export const LEAF = Lay.LEAF;
-export const N4 = Lay.N4;
-export const N16 = Lay.N16;
-export const N32 = Lay.N32;
-export const N48 = Lay.N48;
-export const N256 = Lay.N256;
-
-export const W_PREFIX_LEN = Lay.W_PREFIX_LEN;
-export const W_DIRTY = Lay.W_DIRTY;
-export const W_TOWRITE = Lay.W_TOWRITE;
-export const W_END_LEAF = Lay.W_END_LEAF;
-export const INNER_HEADER_WORDS = Lay.INNER_HEADER_WORDS;
-
-export const W_ENTRY = Lay.W_ENTRY;
-export const W_VALUE_LO = Lay.W_VALUE_LO;
-export const W_VALUE_HI = Lay.W_VALUE_HI;
-export const LEAF_HEADER_WORDS = Lay.LEAF_HEADER_WORDS;
-
 export const MAX_KEY_BYTES = 4096;
 
 export function header(type: number, countOrKeyLen: number): number {
-  return NODE_MAGIC | (type << 8) | (countOrKeyLen << 12);
+  return Lay.NODE_MAGIC | (type << 8) | (countOrKeyLen << 12);
 }
 export function isLive(hdr: number): boolean {
-  return (hdr & 0xff) === NODE_MAGIC && ((hdr >>> 8) & 15) >= LEAF && ((hdr >>> 8) & 15) <= N256;
+  return (hdr & 0xff) === Lay.NODE_MAGIC && ((hdr >>> 8) & 15) >= Lay.LEAF && ((hdr >>> 8) & 15) <= Lay.N256;
 }
 export function typeOf(hdr: number): number {
   return (hdr >>> 8) & 15;
@@ -103,29 +84,29 @@ export function countOf(hdr: number): number {
   return (hdr >>> 12) & 0x1fff;
 }
 export function capacityOf(type: number): number {
-  return type === N4 ? 4 : type === N16 ? 16 : type === N32 ? 32 : type === N48 ? 48 : 256;
+  return type === Lay.N4 ? 4 : type === Lay.N16 ? 16 : type === Lay.N32 ? 32 : type === Lay.N48 ? 48 : 256;
 }
 export function typeForCount(count: number): number {
-  return count <= 4 ? N4 : count <= 16 ? N16 : count <= 32 ? N32 : count <= 48 ? N48 : N256;
+  return count <= 4 ? Lay.N4 : count <= 16 ? Lay.N16 : count <= 32 ? Lay.N32 : count <= 48 ? Lay.N48 : Lay.N256;
 }
 export function bodyOffset(node: number, prefixLen: number): number {
-  return node + INNER_HEADER_WORDS + ((prefixLen + 3) >> 2);
+  return node + Lay.INNER_HEADER_WORDS + ((prefixLen + 3) >> 2);
 }
 export function innerWords(type: number, prefixLen: number): number {
-  const base = INNER_HEADER_WORDS + ((prefixLen + 3) >> 2);
-  if (type === N48) return base + 64 + 48;
-  if (type === N256) return base + 256;
+  const base = Lay.INNER_HEADER_WORDS + ((prefixLen + 3) >> 2);
+  if (type === Lay.N48) return base + 64 + 48;
+  if (type === Lay.N256) return base + 256;
   const cap = capacityOf(type);
   return base + (cap >> 2) + cap;
 }
 export function leafWords(keyLen: number): number {
-  return LEAF_HEADER_WORDS + ((keyLen + 3) >> 2);
+  return Lay.LEAF_HEADER_WORDS + ((keyLen + 3) >> 2);
 }
 /** Size in words of the block at `node` (from its live header). */
 export function blockWords(i32: Int32Array, node: number): number {
   const hdr = i32[node];
   const type = typeOf(hdr);
-  return type === LEAF ? leafWords(countOf(hdr)) : innerWords(type, i32[node + W_PREFIX_LEN]);
+  return type === Lay.LEAF ? leafWords(countOf(hdr)) : innerWords(type, i32[node + Lay.W_PREFIX_LEN]);
 }
 
 /**
@@ -134,13 +115,13 @@ export function blockWords(i32: Int32Array, node: number): number {
  */
 export function findChild(i32: Int32Array, u8: Uint8Array, hdr: number, body: number, b: number): number {
   const type = typeOf(hdr);
-  if (type === N256) return loadWord(i32, body + b);
-  if (type === N48) {
+  if (type === Lay.N256) return loadWord(i32, body + b);
+  if (type === Lay.N48) {
     const slot = (loadWord(i32, body + (b >> 2)) >>> ((b & 3) << 3)) & 0xff;
     return slot === 0 ? 0 : loadWord(i32, body + 64 + slot - 1);
   }
   const count = countOf(hdr);
-  const cap = type === N4 ? 4 : type === N16 ? 16 : 32;
+  const cap = type === Lay.N4 ? 4 : type === Lay.N16 ? 16 : 32;
   if (LITTLE_ENDIAN) {
     // Four key bytes per step: the lowest zero byte of (word ^ b repeated) is the first
     // match (Mycroft's has-zero-byte test; borrows only ever mark bytes above a true zero).
@@ -166,8 +147,8 @@ const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 /** Word index of the child slot for byte `b`, or -1 (writers, under treeLock). */
 export function findChildSlot(i32: Int32Array, u8: Uint8Array, hdr: number, body: number, b: number): number {
   const type = typeOf(hdr);
-  if (type === N256) return i32[body + b] === 0 ? -1 : body + b;
-  if (type === N48) {
+  if (type === Lay.N256) return i32[body + b] === 0 ? -1 : body + b;
+  if (type === Lay.N48) {
     const slot = (i32[body + (b >> 2)] >>> ((b & 3) << 3)) & 0xff;
     return slot === 0 ? -1 : body + 64 + slot - 1;
   }
@@ -191,9 +172,9 @@ export function gatherChildren(
 ): number {
   const hdr = i32[node];
   const type = typeOf(hdr);
-  const body = bodyOffset(node, i32[node + W_PREFIX_LEN]);
+  const body = bodyOffset(node, i32[node + Lay.W_PREFIX_LEN]);
   let n = 0;
-  if (type === N256) {
+  if (type === Lay.N256) {
     for (let b = 0; b < 256; b++) {
       const c = loadWord(i32, body + b);
       if (c !== 0) {
@@ -201,7 +182,7 @@ export function gatherChildren(
         kids[n++] = c;
       }
     }
-  } else if (type === N48) {
+  } else if (type === Lay.N48) {
     const ib = body << 2;
     for (let b = 0; b < 256; b++) {
       const slot = u8[ib + b];
@@ -257,16 +238,16 @@ export function fillInner(
   const words = innerWords(type, prefixLen);
   i32.fill(0, node, node + words);
   i32[node] = header(type, n);
-  i32[node + W_PREFIX_LEN] = prefixLen;
-  i32[node + W_DIRTY] = dirty;
-  i32[node + W_TOWRITE] = towrite;
-  i32[node + W_END_LEAF] = endLeaf;
-  const pb = (node + INNER_HEADER_WORDS) << 2;
+  i32[node + Lay.W_PREFIX_LEN] = prefixLen;
+  i32[node + Lay.W_DIRTY] = dirty;
+  i32[node + Lay.W_TOWRITE] = towrite;
+  i32[node + Lay.W_END_LEAF] = endLeaf;
+  const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
   for (let i = 0; i < prefixLen; i++) u8[pb + i] = prefix[prefixStart + i];
   const body = bodyOffset(node, prefixLen);
-  if (type === N256) {
+  if (type === Lay.N256) {
     for (let i = 0; i < n; i++) i32[body + bytes[i]] = kids[i];
-  } else if (type === N48) {
+  } else if (type === Lay.N48) {
     const ib = body << 2;
     for (let i = 0; i < n; i++) {
       u8[ib + bytes[i]] = i + 1;

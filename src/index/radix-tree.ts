@@ -40,7 +40,6 @@ import {
   FREED_HEADER,
   H_COUNT,
   H_FLAGS,
-  H_ROOT,
   H_STAT_LOST_WAKEUPS,
   H_STAT_POISON_HITS,
   H_STAT_RECLAIMED,
@@ -63,39 +62,10 @@ import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
 import { type WasmMemory } from './wasm-encoder.js';
 import { WASM_GRAB_USABLE, instantiateWasmGrab, type WasmGrabExports } from './wasm-grab.js';
+import { Ew, STATE_NAMES, type EntryState, type EntryTag, orderOf, stateOf, tagBit } from './entry-word.js';
 import {
-  DELETED,
-  DIRTY,
-  Ew,
-  LOCKED,
-  STATE_EMPTY,
-  STATE_NAMES,
-  STATE_SHIFT,
-  TOWRITE,
-  type EntryState,
-  type EntryTag,
-  orderOf,
-  stateOf,
-  tagBit,
-  SEQ_MASK,
-  SEQ_ONE,
-} from './entry-word.js';
-import {
-  INNER_HEADER_WORDS,
-  LEAF,
-  LEAF_HEADER_WORDS,
   Lay,
   MAX_KEY_BYTES,
-  NODE_MAGIC,
-  N256,
-  N48,
-  W_DIRTY,
-  W_END_LEAF,
-  W_ENTRY,
-  W_PREFIX_LEN,
-  W_TOWRITE,
-  W_VALUE_HI,
-  W_VALUE_LO,
   bodyOffset,
   capacityOf,
   countOf,
@@ -558,19 +528,19 @@ export class RadixTree {
   readValuePinned(leaf: number): number {
     const i32 = this.arena.i32;
     for (;;) {
-      const e1 = loadWord(i32, leaf + W_ENTRY);
-      if ((e1 & SEQ_ONE) !== 0 || !isLive(i32[leaf])) {
+      const e1 = loadWord(i32, leaf + Lay.W_ENTRY);
+      if ((e1 & Ew.SEQ_ONE) !== 0 || !isLive(i32[leaf])) {
         // A writer is between its two seq bumps, or (a bug) the leaf was reclaimed.
         if (isLive(i32[leaf])) continue;
         this.deadNode(i32[leaf], 1);
         return -1;
       }
-      const lo = loadWord(i32, leaf + W_VALUE_LO);
-      const hi = loadWord(i32, leaf + W_VALUE_HI);
-      const e2 = loadWord(i32, leaf + W_ENTRY);
-      if (((e1 ^ e2) & SEQ_MASK) !== 0) continue;
+      const lo = loadWord(i32, leaf + Lay.W_VALUE_LO);
+      const hi = loadWord(i32, leaf + Lay.W_VALUE_HI);
+      const e2 = loadWord(i32, leaf + Lay.W_ENTRY);
+      if (((e1 ^ e2) & Ew.SEQ_MASK) !== 0) continue;
       this.lastEntry = e2;
-      if ((e2 & DELETED) !== 0 || ((e2 >>> STATE_SHIFT) & 3) === STATE_EMPTY) return -1;
+      if ((e2 & Ew.DELETED) !== 0 || ((e2 >>> Ew.STATE_SHIFT) & 3) === Ew.STATE_EMPTY) return -1;
       if (!isLive(i32[leaf])) {
         this.deadNode(i32[leaf], 1);
         return -1;
@@ -634,7 +604,7 @@ export class RadixTree {
   /** Copy of a leaf's key. Caller pinned (or holds the leaf's entry lock). */
   leafKey(leaf: number): Uint8Array {
     const len = countOf(this.arena.i32[leaf]);
-    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
     return this.arena.u8.slice(kb, kb + len);
   }
 
@@ -759,10 +729,10 @@ export class RadixTree {
     // Every word of the block is written (a reused block holds its earlier life), by plain
     // loops: the fill and set builtins cost more than the few words of a short key.
     const end = leaf + classWords(sizeClassOf(words));
-    i32[leaf] = header(LEAF, keyLen);
-    i32[leaf + W_ENTRY] = entry;
-    for (let w = leaf + W_VALUE_LO; w < end; w++) i32[w] = 0;
-    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    i32[leaf] = header(Lay.LEAF, keyLen);
+    i32[leaf + Lay.W_ENTRY] = entry;
+    for (let w = leaf + Lay.W_VALUE_LO; w < end; w++) i32[w] = 0;
+    const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
     for (let i = 0; i < keyLen; i++) u8[kb + i] = key[i];
     return leaf;
   }
@@ -780,7 +750,7 @@ export class RadixTree {
   getOrCreateLocked(key: Uint8Array, entry: number, hinted = false): number {
     this.created = false;
     const keyLen = key.length;
-    let slot = H_ROOT;
+    let slot = Hw.ROOT;
     let depth = 0;
     if (hinted && this.hintKey === key) {
       // The hint of this key's lock-free descent (findExactHintPinned): the tree is the one it
@@ -798,24 +768,24 @@ export class RadixTree {
       if (node === 0) return this.publishNewLeafLocked(slot, key, entry);
       const hdr = i32[node];
       assert(isLive(hdr), () => `radix tree: dead node ${node} reachable under treeLock`);
-      if (typeOf(hdr) === LEAF) {
-        const lk = (node + LEAF_HEADER_WORDS) << 2;
+      if (typeOf(hdr) === Lay.LEAF) {
+        const lk = (node + Lay.LEAF_HEADER_WORDS) << 2;
         const lkLen = countOf(hdr);
         let c = depth;
         while (c < keyLen && c < lkLen && u8[lk + c] === key[c]) c++;
         if (c === keyLen && c === lkLen) return node;
         return this.splitLeafLocked(slot, node, key, depth, c, entry);
       }
-      const plen = i32[node + W_PREFIX_LEN];
-      const pb = (node + INNER_HEADER_WORDS) << 2;
+      const plen = i32[node + Lay.W_PREFIX_LEN];
+      const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
       let i = 0;
       while (i < plen && depth + i < keyLen && u8[pb + i] === key[depth + i]) i++;
       if (i < plen) return this.splitPrefixLocked(slot, node, key, depth, i, entry);
       depth += plen;
       if (depth === keyLen) {
-        const end = i32[node + W_END_LEAF];
+        const end = i32[node + Lay.W_END_LEAF];
         if (end !== 0) return end;
-        return this.publishNewLeafLocked(node + W_END_LEAF, key, entry);
+        return this.publishNewLeafLocked(node + Lay.W_END_LEAF, key, entry);
       }
       const cs = findChildSlot(i32, u8, hdr, bodyOffset(node, plen), key[depth]);
       if (cs >= 0) {
@@ -857,8 +827,8 @@ export class RadixTree {
     const i32 = this.arena.i32;
     const u8 = this.arena.u8;
     const oldLen = countOf(i32[old]);
-    const ob = (old + LEAF_HEADER_WORDS) << 2;
-    const e = loadWord(i32, old + W_ENTRY); // its tag bits change only under treeLock (held)
+    const ob = (old + Lay.LEAF_HEADER_WORDS) << 2;
+    const e = loadWord(i32, old + Lay.W_ENTRY); // its tag bits change only under treeLock (held)
     let n = 0;
     let end = 0;
     const bytes = this.kidBytes;
@@ -884,8 +854,8 @@ export class RadixTree {
       c - depth,
       n,
       end,
-      (e & DIRTY) !== 0 ? 1 : 0,
-      (e & TOWRITE) !== 0 ? 1 : 0,
+      (e & Ew.DIRTY) !== 0 ? 1 : 0,
+      (e & Ew.TOWRITE) !== 0 ? 1 : 0,
     );
     storeRelease(this.arena.i32, slot, node);
     this.finishCreate();
@@ -903,11 +873,11 @@ export class RadixTree {
   ): number {
     const leaf = this.newLeafLocked(key, entry);
     let i32 = this.arena.i32;
-    const plen = i32[node + W_PREFIX_LEN];
-    const pb = (node + INNER_HEADER_WORDS) << 2;
+    const plen = i32[node + Lay.W_PREFIX_LEN];
+    const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
     const branch = this.arena.u8[pb + i];
-    const dirty = i32[node + W_DIRTY];
-    const towrite = i32[node + W_TOWRITE];
+    const dirty = i32[node + Lay.W_DIRTY];
+    const towrite = i32[node + Lay.W_TOWRITE];
     // The shortened copy keeps prefix bytes after the branch byte.
     const tail = this.prefixScratch;
     tail.set(this.arena.u8.subarray(pb + i + 1, pb + plen), 0);
@@ -975,9 +945,9 @@ export class RadixTree {
       start,
       plen,
       n,
-      i32[node + W_END_LEAF],
-      i32[node + W_DIRTY],
-      i32[node + W_TOWRITE],
+      i32[node + Lay.W_END_LEAF],
+      i32[node + Lay.W_DIRTY],
+      i32[node + Lay.W_TOWRITE],
     );
   }
 
@@ -986,17 +956,17 @@ export class RadixTree {
     let i32 = this.arena.i32;
     const hdr = i32[node];
     const type = typeOf(hdr);
-    const plen = i32[node + W_PREFIX_LEN];
+    const plen = i32[node + Lay.W_PREFIX_LEN];
     const body = bodyOffset(node, plen);
     const count = countOf(hdr);
     // In place (N256, N48, appends): release stores (finishCreate says why that is enough under
     // treeLock: nothing is retired here). The copy path below stays seq-cst.
-    if (type === N256) {
+    if (type === Lay.N256) {
       storeRelease(i32, body + b, child);
-      storeRelease(i32, node, header(N256, count + 1));
+      storeRelease(i32, node, header(Lay.N256, count + 1));
       return;
     }
-    if (PLAIN_LOADS_ARE_ACQUIRE && type !== N48 && count < capacityOf(type)) {
+    if (PLAIN_LOADS_ARE_ACQUIRE && type !== Lay.N48 && count < capacityOf(type)) {
       // Append in place (nodes.ts: the order that makes it safe for lock-free readers) instead
       // of copy, publish and retire: a new key's insert had spent about a third of its time
       // on that copy and on the retire and later free of the old node.
@@ -1008,14 +978,14 @@ export class RadixTree {
       i32[node] = header(type, count + 1);
       return;
     }
-    if (type === N48 && count < 48) {
+    if (type === Lay.N48 && count < 48) {
       let free = 0;
       while (i32[body + 64 + free] !== 0) free++;
       storeRelease(i32, body + 64 + free, child); // child first: the index byte publishes it
       const w = body + (b >> 2);
       const shift = (b & 3) << 3;
       storeRelease(i32, w, (i32[w] & ~(0xff << shift)) | ((free + 1) << shift));
-      storeRelease(i32, node, header(N48, count + 1));
+      storeRelease(i32, node, header(Lay.N48, count + 1));
       return;
     }
     const bytes = this.kidBytes;
@@ -1031,15 +1001,18 @@ export class RadixTree {
     kids[at] = child;
     n++;
     const prefix = this.prefixScratch;
-    prefix.set(this.arena.u8.subarray((node + INNER_HEADER_WORDS) << 2, ((node + INNER_HEADER_WORDS) << 2) + plen), 0);
+    prefix.set(
+      this.arena.u8.subarray((node + Lay.INNER_HEADER_WORDS) << 2, ((node + Lay.INNER_HEADER_WORDS) << 2) + plen),
+      0,
+    );
     const copy = this.buildInnerLocked(
       prefix,
       0,
       plen,
       n,
-      i32[node + W_END_LEAF],
-      i32[node + W_DIRTY],
-      i32[node + W_TOWRITE],
+      i32[node + Lay.W_END_LEAF],
+      i32[node + Lay.W_DIRTY],
+      i32[node + Lay.W_TOWRITE],
     );
     i32 = this.arena.i32;
     // Seq-cst, not a release store: the old node is retired next, and the retire's read of the
@@ -1079,11 +1052,11 @@ export class RadixTree {
    */
   removeLeafLocked(leaf: number, key: Uint8Array): void {
     const i32 = this.arena.i32;
-    const e = Atomics.load(i32, leaf + W_ENTRY);
-    this.adjustTagCountsLocked(key, (e & DIRTY) !== 0 ? -1 : 0, (e & TOWRITE) !== 0 ? -1 : 0);
+    const e = Atomics.load(i32, leaf + Lay.W_ENTRY);
+    this.adjustTagCountsLocked(key, (e & Ew.DIRTY) !== 0 ? -1 : 0, (e & Ew.TOWRITE) !== 0 ? -1 : 0);
     const slots = this.pathSlots;
     let levels = 0;
-    let slot = H_ROOT;
+    let slot = Hw.ROOT;
     let depth = 0;
     for (;;) {
       slots[levels++] = slot;
@@ -1091,17 +1064,17 @@ export class RadixTree {
       assert(node !== 0, () => `radix tree remove: leaf ${leaf} not reachable`);
       if (node === leaf) break;
       const hdr = i32[node];
-      assert(typeOf(hdr) !== LEAF, () => `radix tree remove: leaf ${leaf} not reachable (met leaf ${node})`);
-      depth += i32[node + W_PREFIX_LEN];
+      assert(typeOf(hdr) !== Lay.LEAF, () => `radix tree remove: leaf ${leaf} not reachable (met leaf ${node})`);
+      depth += i32[node + Lay.W_PREFIX_LEN];
       if (depth === key.length) {
-        slot = node + W_END_LEAF;
+        slot = node + Lay.W_END_LEAF;
       } else {
-        slot = findChildSlot(i32, this.arena.u8, hdr, bodyOffset(node, i32[node + W_PREFIX_LEN]), key[depth]);
+        slot = findChildSlot(i32, this.arena.u8, hdr, bodyOffset(node, i32[node + Lay.W_PREFIX_LEN]), key[depth]);
         assert(slot >= 0, () => `radix tree remove: leaf ${leaf} not reachable (no child)`);
         depth++;
       }
     }
-    if (levels === 1) Atomics.store(i32, H_ROOT, 0);
+    if (levels === 1) Atomics.store(i32, Hw.ROOT, 0);
     else this.removeFromParentLocked(slots[levels - 2], slot, key, depth);
     Atomics.sub(this.arena.i32, H_COUNT, 1);
     this.retireBlock(leaf, leafWords(key.length));
@@ -1113,25 +1086,33 @@ export class RadixTree {
     const parent = i32[parentSlot];
     const hdr = i32[parent];
     const type = typeOf(hdr);
-    const plen = i32[parent + W_PREFIX_LEN];
-    const isEnd = slot === parent + W_END_LEAF;
-    const end = i32[parent + W_END_LEAF];
+    const plen = i32[parent + Lay.W_PREFIX_LEN];
+    const isEnd = slot === parent + Lay.W_END_LEAF;
+    const end = i32[parent + Lay.W_END_LEAF];
     const items = countOf(hdr) + (end !== 0 ? 1 : 0) - 1;
     if (items >= 2) {
       if (isEnd) {
         Atomics.store(i32, slot, 0);
         return;
       }
-      if (type === N256 && countOf(hdr) > 40) {
+      if (type === Lay.N256 && countOf(hdr) > 40) {
         Atomics.store(i32, slot, 0);
-        Atomics.store(i32, parent, header(N256, countOf(hdr) - 1));
+        Atomics.store(i32, parent, header(Lay.N256, countOf(hdr) - 1));
         return;
       }
       const n = this.gatherWithoutLocked(parent, key[depth - 1]);
       const prefix = this.prefixScratch;
-      const pb = (parent + INNER_HEADER_WORDS) << 2;
+      const pb = (parent + Lay.INNER_HEADER_WORDS) << 2;
       prefix.set(this.arena.u8.subarray(pb, pb + plen), 0);
-      const copy = this.buildInnerLocked(prefix, 0, plen, n, end, i32[parent + W_DIRTY], i32[parent + W_TOWRITE]);
+      const copy = this.buildInnerLocked(
+        prefix,
+        0,
+        plen,
+        n,
+        end,
+        i32[parent + Lay.W_DIRTY],
+        i32[parent + Lay.W_TOWRITE],
+      );
       i32 = this.arena.i32;
       Atomics.store(i32, parentSlot, copy);
       this.retireBlock(parent, innerWords(type, plen));
@@ -1147,13 +1128,13 @@ export class RadixTree {
       restByte = this.kidBytes[0];
     }
     let replacement = rest;
-    if (typeOf(i32[rest]) !== LEAF) {
+    if (typeOf(i32[rest]) !== Lay.LEAF) {
       // Merged prefix: parent prefix + branch byte + child prefix.
       const prefix = this.prefixScratch;
       const u8 = this.arena.u8;
-      const pb = (parent + INNER_HEADER_WORDS) << 2;
-      const cplen = i32[rest + W_PREFIX_LEN];
-      const cb = (rest + INNER_HEADER_WORDS) << 2;
+      const pb = (parent + Lay.INNER_HEADER_WORDS) << 2;
+      const cplen = i32[rest + Lay.W_PREFIX_LEN];
+      const cb = (rest + Lay.INNER_HEADER_WORDS) << 2;
       prefix.set(u8.subarray(pb, pb + plen), 0);
       prefix[plen] = restByte;
       prefix.set(u8.subarray(cb, cb + cplen), plen + 1);
@@ -1183,16 +1164,16 @@ export class RadixTree {
   adjustTagCountsLocked(key: Uint8Array, dDirty: number, dTowrite: number): void {
     if (dDirty === 0 && dTowrite === 0) return;
     const i32 = this.arena.i32;
-    let node = i32[H_ROOT];
+    let node = i32[Hw.ROOT];
     let depth = 0;
     while (node !== 0) {
       const hdr = i32[node];
-      if (typeOf(hdr) === LEAF) return;
-      if (dDirty !== 0) Atomics.add(i32, node + W_DIRTY, dDirty);
-      if (dTowrite !== 0) Atomics.add(i32, node + W_TOWRITE, dTowrite);
-      const plen = i32[node + W_PREFIX_LEN];
+      if (typeOf(hdr) === Lay.LEAF) return;
+      if (dDirty !== 0) Atomics.add(i32, node + Lay.W_DIRTY, dDirty);
+      if (dTowrite !== 0) Atomics.add(i32, node + Lay.W_TOWRITE, dTowrite);
+      const plen = i32[node + Lay.W_PREFIX_LEN];
       depth += plen;
-      if (depth >= key.length) node = i32[node + W_END_LEAF];
+      if (depth >= key.length) node = i32[node + Lay.W_END_LEAF];
       else node = findChild(i32, this.arena.u8, hdr, bodyOffset(node, plen), key[depth++]);
     }
   }
@@ -1200,16 +1181,16 @@ export class RadixTree {
   /** Set or clear `bit` (DIRTY/TOWRITE) on a leaf and keep the counts above it. Caller holds treeLock. */
   setTagBitLocked(leaf: number, key: Uint8Array, bit: number, on: boolean): boolean {
     const i32 = this.arena.i32;
-    let e = Atomics.load(i32, leaf + W_ENTRY);
+    let e = Atomics.load(i32, leaf + Lay.W_ENTRY);
     for (;;) {
       if (((e & bit) !== 0) === on) return false;
       const next = on ? e | bit : e & ~bit;
-      const seen = Atomics.compareExchange(i32, leaf + W_ENTRY, e, next);
+      const seen = Atomics.compareExchange(i32, leaf + Lay.W_ENTRY, e, next);
       if (seen === e) break;
       e = seen;
     }
     const d = on ? 1 : -1;
-    this.adjustTagCountsLocked(key, bit === DIRTY ? d : 0, bit === TOWRITE ? d : 0);
+    this.adjustTagCountsLocked(key, bit === Ew.DIRTY ? d : 0, bit === Ew.TOWRITE ? d : 0);
     return true;
   }
 
@@ -1248,7 +1229,7 @@ export class RadixTree {
       this.batchLen = 0;
       this.batchMax = max;
       this.restartNeeded = false;
-      const root = loadWord(this.arena.i32, H_ROOT);
+      const root = loadWord(this.arena.i32, Hw.ROOT);
       if (root !== 0) this.dfs(root, 0, this.hasLo ? 0 : 1, this.hasHi ? 0 : 1, 0);
       if (!this.restartNeeded) return;
       this.deadNode(this.deadHeader, ++restarts);
@@ -1267,16 +1248,16 @@ export class RadixTree {
       return false;
     }
     this.visitedNodes++;
-    if (typeOf(hdr) === LEAF) return this.visitLeaf(node, hdr, loState, hiState);
+    if (typeOf(hdr) === Lay.LEAF) return this.visitLeaf(node, hdr, loState, hiState);
     const mask = this.tagMask;
     if (mask !== 0) {
       const tagged =
-        ((mask & DIRTY) !== 0 ? loadWord(i32, node + W_DIRTY) : 0) +
-        ((mask & TOWRITE) !== 0 ? loadWord(i32, node + W_TOWRITE) : 0);
+        ((mask & Ew.DIRTY) !== 0 ? loadWord(i32, node + Lay.W_DIRTY) : 0) +
+        ((mask & Ew.TOWRITE) !== 0 ? loadWord(i32, node + Lay.W_TOWRITE) : 0);
       if (tagged === 0) return true;
     }
-    const plen = i32[node + W_PREFIX_LEN];
-    const pb = (node + INNER_HEADER_WORDS) << 2;
+    const plen = i32[node + Lay.W_PREFIX_LEN];
+    const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
     const lo = this.lo;
     const hi = this.hi;
     for (let i = 0; i < plen && (loState === 0 || hiState === 0); i++) {
@@ -1295,7 +1276,7 @@ export class RadixTree {
       }
     }
     const d = depth + plen;
-    const end = loadWord(i32, node + W_END_LEAF);
+    const end = loadWord(i32, node + Lay.W_END_LEAF);
     if (!this.reverse && end !== 0 && !this.dfs(end, d, loState, hiState, level + 1)) return false;
     if (this.levelBytes.length <= level) {
       this.levelBytes.push(new Uint8Array(256));
@@ -1327,7 +1308,7 @@ export class RadixTree {
       const ch = hiState === 0 && b === hiB ? 0 : 1;
       const child = kids[i];
       const childHdr = i32[child];
-      if ((childHdr & 0xfff) === ((LEAF << 8) | NODE_MAGIC)) {
+      if ((childHdr & 0xfff) === ((Lay.LEAF << 8) | Lay.NODE_MAGIC)) {
         // Leaf children inline: the common case of a scan, without a recursive call.
         this.visitedNodes++;
         if (!this.visitLeaf(child, childHdr, cl, ch)) return false;
@@ -1339,12 +1320,12 @@ export class RadixTree {
 
   private visitLeaf(leaf: number, hdr: number, loState: number, hiState: number): boolean {
     const i32 = this.arena.i32;
-    const e = loadWord(i32, leaf + W_ENTRY);
+    const e = loadWord(i32, leaf + Lay.W_ENTRY);
     if (this.tagMask !== 0 && (e & this.tagMask) === 0) return true;
-    if (!this.includeEmpty && ((e & DELETED) !== 0 || ((e >>> STATE_SHIFT) & 3) === STATE_EMPTY)) return true;
+    if (!this.includeEmpty && ((e & Ew.DELETED) !== 0 || ((e >>> Ew.STATE_SHIFT) & 3) === Ew.STATE_EMPTY)) return true;
     if (loState === 0 || hiState === 0) {
       const len = countOf(hdr);
-      const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+      const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
       if (loState === 0) {
         const c = compareKey(this.arena.u8, kb, len, this.lo);
         if (c < 0 || (c === 0 && !this.loIncl)) return true;
@@ -1363,9 +1344,9 @@ export class RadixTree {
     if (visit !== undefined) {
       // Seqlock read reusing `e` (loaded above, header already checked by the caller).
       let v: number;
-      const lo = loadWord(i32, leaf + W_VALUE_LO);
-      const hi = loadWord(i32, leaf + W_VALUE_HI);
-      if ((e & SEQ_ONE) === 0 && ((loadWord(i32, leaf + W_ENTRY) ^ e) & SEQ_MASK) === 0)
+      const lo = loadWord(i32, leaf + Lay.W_VALUE_LO);
+      const hi = loadWord(i32, leaf + Lay.W_VALUE_HI);
+      if ((e & Ew.SEQ_ONE) === 0 && ((loadWord(i32, leaf + Lay.W_ENTRY) ^ e) & Ew.SEQ_MASK) === 0)
         v = (hi & 0xffff) * TWO_32 + (lo >>> 0);
       else v = this.readValuePinned(leaf);
       if (v < 0) return true;
@@ -1455,7 +1436,7 @@ export class RadixTree {
         this.restartNeeded = false;
         this.batchLen = 0;
         this.batchMax = BATCH;
-        const root = loadWord(this.arena.i32, H_ROOT);
+        const root = loadWord(this.arena.i32, Hw.ROOT);
         if (root !== 0) this.dfs(root, 0, this.hasLo ? 0 : 1, this.hasHi ? 0 : 1, 0);
         if (!this.restartNeeded) return this.visitSeen;
         this.deadNode(this.deadHeader, ++restarts);
@@ -1469,7 +1450,7 @@ export class RadixTree {
   /** Narrow the bounds to strictly after (or before, reverse) a leaf already visited. */
   private resumeAfterLeaf(leaf: number): void {
     const len = countOf(this.arena.i32[leaf]);
-    const kb = (leaf + LEAF_HEADER_WORDS) << 2;
+    const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
     const last = this.arena.u8.slice(kb, kb + len);
     if (this.reverse) ((this.hi = last), (this.hasHi = true), (this.hiIncl = false), (this.hiPrefix = false));
     else ((this.lo = last), (this.hasLo = true), (this.loIncl = false));
@@ -1556,8 +1537,8 @@ export function infoOf(e: number): EntryInfo {
   return {
     state: STATE_NAMES[stateOf(e)],
     order: orderOf(e),
-    dirty: (e & DIRTY) !== 0,
-    towrite: (e & TOWRITE) !== 0,
-    locked: (e & LOCKED) !== 0,
+    dirty: (e & Ew.DIRTY) !== 0,
+    towrite: (e & Ew.TOWRITE) !== 0,
+    locked: (e & Ew.LOCKED) !== 0,
   };
 }

@@ -6,22 +6,9 @@
  * below, multi-order coverage, H_COUNT equal to the leaves reachable.
  */
 import { assert } from '../assert.js';
-import { H_COUNT, H_ROOT } from './arena.js';
-import { DIRTY, TOWRITE, orderOf } from './entry-word.js';
-import {
-  INNER_HEADER_WORDS,
-  LEAF,
-  LEAF_HEADER_WORDS,
-  W_DIRTY,
-  W_END_LEAF,
-  W_ENTRY,
-  W_PREFIX_LEN,
-  W_TOWRITE,
-  countOf,
-  gatherChildren,
-  isLive,
-  typeOf,
-} from './nodes.js';
+import { H_COUNT, Hw } from './arena.js';
+import { orderOf, Ew } from './entry-word.js';
+import { countOf, gatherChildren, isLive, typeOf, Lay } from './nodes.js';
 import type { RadixTree } from './radix-tree.js';
 
 export interface TreeShape {
@@ -39,7 +26,7 @@ export function verifyTree(tree: RadixTree): TreeShape {
   try {
     const shape: TreeShape = { leaves: 0, innerNodes: 0, maxDepth: 0, types: {} };
     const keys: Uint8Array[] = [];
-    const root = tree.arena.i32[H_ROOT];
+    const root = tree.arena.i32[Hw.ROOT];
     if (root !== 0) walk(tree, root, [], 1, shape, keys);
     assert(
       tree.arena.i32[H_COUNT] === shape.leaves,
@@ -67,28 +54,28 @@ function walk(
   const hdr = i32[node];
   assert(isLive(hdr), () => `verify: dead node ${node} reachable`);
   shape.maxDepth = Math.max(shape.maxDepth, level);
-  if (typeOf(hdr) === LEAF) {
+  if (typeOf(hdr) === Lay.LEAF) {
     const len = countOf(hdr);
-    const kb = (node + LEAF_HEADER_WORDS) << 2;
+    const kb = (node + Lay.LEAF_HEADER_WORDS) << 2;
     const key = u8.slice(kb, kb + len);
     for (let i = 0; i < path.length; i++)
       assert(key[i] === path[i], () => `verify: leaf ${node} key does not extend its path`);
     keys.push(key);
     shape.leaves++;
-    const e = i32[node + W_ENTRY];
-    return [(e & DIRTY) !== 0 ? 1 : 0, (e & TOWRITE) !== 0 ? 1 : 0];
+    const e = i32[node + Lay.W_ENTRY];
+    return [(e & Ew.DIRTY) !== 0 ? 1 : 0, (e & Ew.TOWRITE) !== 0 ? 1 : 0];
   }
   shape.innerNodes++;
   const name = TYPE_NAMES[typeOf(hdr)];
   shape.types[name] = (shape.types[name] ?? 0) + 1;
-  const plen = i32[node + W_PREFIX_LEN];
-  const pb = (node + INNER_HEADER_WORDS) << 2;
+  const plen = i32[node + Lay.W_PREFIX_LEN];
+  const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
   const here = [...path];
   for (let i = 0; i < plen; i++) here.push(u8[pb + i]);
   const bytes = new Uint8Array(257);
   const kids = new Int32Array(257);
   const n = gatherChildren(i32, u8, node, bytes, kids);
-  const end = i32[node + W_END_LEAF];
+  const end = i32[node + Lay.W_END_LEAF];
   assert(
     n + (end !== 0 ? 1 : 0) >= 2,
     () => `verify: inner node ${node} has ${n} children and ${end !== 0 ? 1 : 0} end leaf`,
@@ -97,7 +84,7 @@ function walk(
   let towrite = 0;
   if (end !== 0) {
     assert(
-      typeOf(i32[end]) === LEAF && countOf(i32[end]) === here.length,
+      typeOf(i32[end]) === Lay.LEAF && countOf(i32[end]) === here.length,
       () => `verify: end leaf of ${node} has the wrong length`,
     );
     [dirty, towrite] = walk(tree, end, here, level + 1, shape, keys);
@@ -109,12 +96,12 @@ function walk(
     towrite += t;
   }
   assert(
-    i32[node + W_DIRTY] === dirty,
-    () => `verify: node ${node} DIRTY count ${i32[node + W_DIRTY]}, leaves ${dirty}`,
+    i32[node + Lay.W_DIRTY] === dirty,
+    () => `verify: node ${node} DIRTY count ${i32[node + Lay.W_DIRTY]}, leaves ${dirty}`,
   );
   assert(
-    i32[node + W_TOWRITE] === towrite,
-    () => `verify: node ${node} TOWRITE count ${i32[node + W_TOWRITE]}, leaves ${towrite}`,
+    i32[node + Lay.W_TOWRITE] === towrite,
+    () => `verify: node ${node} TOWRITE count ${i32[node + Lay.W_TOWRITE]}, leaves ${towrite}`,
   );
   return [dirty, towrite];
 }
@@ -125,7 +112,7 @@ function checkMultiOrder(tree: RadixTree, keys: Uint8Array[]): void {
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i];
       const leaf = tree.findLeafPinned(k);
-      if (orderOf(tree.arena.i32[leaf + W_ENTRY]) !== 9) continue;
+      if (orderOf(tree.arena.i32[leaf + Lay.W_ENTRY]) !== 9) continue;
       assert(k.length === 8 && k[7] === 0 && (k[6] & 1) === 0, 'verify: huge entry at an unaligned key');
       const next = keys[i + 1];
       if (next === undefined || next.length !== 8) continue;

@@ -9,8 +9,8 @@ import { grab, unlock } from '../../src/index/entry-lock.js';
 import { pageKey } from '../../src/dax/layout.js';
 import { seedFromEnv, simSpace, MIB } from './helpers.js';
 import { sleepMs, startChurn } from './churn-harness.js';
-import { WAITERS } from '../../src/index/entry-word.js';
-import { W_ENTRY } from '../../src/index/nodes.js';
+import { Ew } from '../../src/index/entry-word.js';
+import { Lay } from '../../src/index/nodes.js';
 
 describe('churn harness hang report', () => {
   it('names the stuck role, its stack and the entry lock it waits on', async () => {
@@ -30,8 +30,10 @@ describe('churn harness hang report', () => {
     // Stop only once the writer sleeps on the held entry (WAITERS set): READY comes before the
     // role's loop, and a stop that early lets it return without ever writing.
     const word = (): number =>
-      space.epoch.guard(() => Atomics.load(space.tree.arena.i32, space.tree.findLeafPinned(pageKey(72, 1)) + W_ENTRY));
-    for (let i = 0; i < 500 && (word() & WAITERS) === 0; i++) await sleepMs(2);
+      space.epoch.guard(() =>
+        Atomics.load(space.tree.arena.i32, space.tree.findLeafPinned(pageKey(72, 1)) + Lay.W_ENTRY),
+      );
+    for (let i = 0; i < 500 && (word() & Ew.WAITERS) === 0; i++) await sleepMs(2);
     const [writer] = await churn.stop();
     const report = churn.hangReport() ?? '';
     unlock(space.tree, held);

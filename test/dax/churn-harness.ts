@@ -9,8 +9,8 @@ import { workerScript } from '../helpers/workers.js';
 import { workerStacks } from '../helpers/worker-stacks.js';
 import type { DaxSpace } from '../../src/dax/space.js';
 import { pageKey } from '../../src/dax/layout.js';
-import { DELETED, LOCKED, WAITERS, STATE_NAMES, ownerOf, stateOf } from '../../src/index/entry-word.js';
-import { W_ENTRY } from '../../src/index/nodes.js';
+import { STATE_NAMES, ownerOf, stateOf, Ew } from '../../src/index/entry-word.js';
+import { Lay } from '../../src/index/nodes.js';
 import { H_TREE_LOCK } from '../../src/index/arena.js';
 import { READY, STOP, controlWords } from '../workers/dax-churn-layout.js';
 
@@ -153,13 +153,13 @@ export function churnLockReport(space: DaxSpace, objectIds: readonly number[], p
     for (let p = 0; p < pages; p++) {
       const e = epoch.guard(() => {
         const leaf = tree.findLeafPinned(pageKey(id, p));
-        return leaf === 0 ? undefined : Atomics.load(i32, leaf + W_ENTRY);
+        return leaf === 0 ? undefined : Atomics.load(i32, leaf + Lay.W_ENTRY);
       });
-      if (e === undefined || (e & (LOCKED | WAITERS | DELETED)) === 0) continue;
+      if (e === undefined || (e & (Ew.LOCKED | Ew.WAITERS | Ew.DELETED)) === 0) continue;
       const bits = [
-        (e & LOCKED) !== 0 ? `LOCKED by participant ${ownerOf(e)}` : '',
-        (e & WAITERS) !== 0 ? 'WAITERS' : '',
-        (e & DELETED) !== 0 ? 'DELETED' : '',
+        (e & Ew.LOCKED) !== 0 ? `LOCKED by participant ${ownerOf(e)}` : '',
+        (e & Ew.WAITERS) !== 0 ? 'WAITERS' : '',
+        (e & Ew.DELETED) !== 0 ? 'DELETED' : '',
       ].filter((s) => s !== '');
       held.push(`    page ${p}: ${STATE_NAMES[stateOf(e)]} ${bits.join(' ')}`);
     }

@@ -16,22 +16,10 @@ import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { grab, replace, setTagLocked, unlock } from '../../src/index/entry-lock.js';
 import { indexKey } from '../../src/index/keys.js';
-import { SEQ_MASK } from '../../src/index/entry-word.js';
+import { Ew } from '../../src/index/entry-word.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
-import { H_ROOT } from '../../src/index/arena.js';
-import {
-  INNER_HEADER_WORDS,
-  LEAF,
-  LEAF_HEADER_WORDS,
-  W_DIRTY,
-  W_END_LEAF,
-  W_ENTRY,
-  W_PREFIX_LEN,
-  W_TOWRITE,
-  countOf,
-  gatherChildren,
-  typeOf,
-} from '../../src/index/nodes.js';
+import { Hw } from '../../src/index/arena.js';
+import { countOf, gatherChildren, typeOf, Lay } from '../../src/index/nodes.js';
 import type { BulkEntries } from '../../src/index/bulk-load.js';
 import { compareBytes, drainLimbo, expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
 
@@ -61,33 +49,33 @@ function dump(tree: RadixTree): unknown {
   const { i32, u8 } = tree.arena;
   const walk = (node: number): unknown => {
     const hdr = i32[node];
-    if (typeOf(hdr) === LEAF) {
-      const kb = (node + LEAF_HEADER_WORDS) << 2;
+    if (typeOf(hdr) === Lay.LEAF) {
+      const kb = (node + Lay.LEAF_HEADER_WORDS) << 2;
       return [
         'L',
         hex(u8.subarray(kb, kb + countOf(hdr))),
-        i32[node + W_ENTRY] & ~SEQ_MASK,
+        i32[node + Lay.W_ENTRY] & ~Ew.SEQ_MASK,
         i32[node + 2],
         i32[node + 3],
       ];
     }
-    const plen = i32[node + W_PREFIX_LEN];
-    const pb = (node + INNER_HEADER_WORDS) << 2;
+    const plen = i32[node + Lay.W_PREFIX_LEN];
+    const pb = (node + Lay.INNER_HEADER_WORDS) << 2;
     const bytes = new Uint8Array(257);
     const kids = new Int32Array(257);
     const n = gatherChildren(i32, u8, node, bytes, kids);
-    const end = i32[node + W_END_LEAF];
+    const end = i32[node + Lay.W_END_LEAF];
     const children = Array.from({ length: n }, (_, i) => [bytes[i], walk(kids[i])]);
     return [
       typeOf(hdr),
       hex(u8.subarray(pb, pb + plen)),
-      i32[node + W_DIRTY],
-      i32[node + W_TOWRITE],
+      i32[node + Lay.W_DIRTY],
+      i32[node + Lay.W_TOWRITE],
       end === 0 ? null : walk(end),
       children,
     ];
   };
-  const root = i32[H_ROOT];
+  const root = i32[Hw.ROOT];
   return root === 0 ? null : walk(root);
 }
 

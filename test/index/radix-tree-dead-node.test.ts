@@ -10,8 +10,8 @@
 import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
-import { FREED_HEADER, H_ROOT, POISON_WORD } from '../../src/index/arena.js';
-import { LEAF, N16, N256, N32, N4, N48, W_PREFIX_LEN, bodyOffset, findChild, typeOf } from '../../src/index/nodes.js';
+import { FREED_HEADER, POISON_WORD, Hw } from '../../src/index/arena.js';
+import { bodyOffset, findChild, typeOf, Lay } from '../../src/index/nodes.js';
 
 function key(...bytes: number[]): Uint8Array {
   const k = new Uint8Array(8);
@@ -23,13 +23,13 @@ function key(...bytes: number[]): Uint8Array {
 function pathOf(tree: RadixTree, k: Uint8Array): { node: number; type: number }[] {
   const { i32, u8 } = tree.arena;
   const path: { node: number; type: number }[] = [];
-  let node = i32[H_ROOT];
+  let node = i32[Hw.ROOT];
   let depth = 0;
   while (node !== 0) {
     const hdr = i32[node];
     path.push({ node, type: typeOf(hdr) });
-    if (typeOf(hdr) === LEAF) break;
-    const plen = i32[node + W_PREFIX_LEN];
+    if (typeOf(hdr) === Lay.LEAF) break;
+    const plen = i32[node + Lay.W_PREFIX_LEN];
     depth += plen;
     node = findChild(i32, u8, hdr, bodyOffset(node, plen), k[depth++]);
   }
@@ -76,6 +76,6 @@ test('a descent that meets a dead header at any node kind restarts instead of fo
       }
     }
   }
-  expect([...seen].sort()).toEqual([LEAF, N4, N16, N32, N48, N256].sort());
+  expect([...seen].sort()).toEqual([Lay.LEAF, Lay.N4, Lay.N16, Lay.N32, Lay.N48, Lay.N256].sort());
   epoch.close();
 });

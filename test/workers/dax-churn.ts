@@ -13,8 +13,8 @@ import { DaxObject } from '../../src/dax/object.js';
 import { testHooks } from '../../src/test-break.js';
 import { blockOfValue, pageKey, sameKey } from '../../src/dax/layout.js';
 import { mulberry32 } from '../../src/device/sim-media.js';
-import { DELETED, LOCKED, STATE_POISONED, STATE_VALUE, ownerOf, stateOf } from '../../src/index/entry-word.js';
-import { W_ENTRY, W_VALUE_HI, W_VALUE_LO } from '../../src/index/nodes.js';
+import { ownerOf, stateOf, Ew } from '../../src/index/entry-word.js';
+import { Lay } from '../../src/index/nodes.js';
 import { READY, ROLE_BASE, STOP, fillByte } from './dax-churn-layout.js';
 
 const MF_BASE = ROLE_BASE;
@@ -110,15 +110,15 @@ function r3Rmap(): unknown {
       }
       found++;
       try {
-        const e = Atomics.load(i32, r.ref.leaf + W_ENTRY);
-        const value = (i32[r.ref.leaf + W_VALUE_HI] & 0xffff) * 2 ** 32 + (i32[r.ref.leaf + W_VALUE_LO] >>> 0);
+        const e = Atomics.load(i32, r.ref.leaf + Lay.W_ENTRY);
+        const value = (i32[r.ref.leaf + Lay.W_VALUE_HI] & 0xffff) * 2 ** 32 + (i32[r.ref.leaf + Lay.W_VALUE_LO] >>> 0);
         const now = device.ownerOf(b);
         const st = stateOf(e);
         const problem = !sameKey(r.ref.key, pageKey(r.objectId, r.index))
           ? 'returned ref is not the entry of (object, index)'
-          : (e & LOCKED) === 0 || (e & DELETED) !== 0 || ownerOf(e) !== tree.threadId
+          : (e & Ew.LOCKED) === 0 || (e & Ew.DELETED) !== 0 || ownerOf(e) !== tree.threadId
             ? 'entry not locked by this thread'
-            : st !== STATE_VALUE && st !== STATE_POISONED
+            : st !== Ew.STATE_VALUE && st !== Ew.STATE_POISONED
               ? `entry state ${st} (not a mapped page)`
               : blockOfValue(value) !== r.block
                 ? `entry maps block ${blockOfValue(value)}`

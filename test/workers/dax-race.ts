@@ -17,8 +17,8 @@ import { workerData, parentPort } from 'node:worker_threads';
 import { DaxSpace, type DaxSpaceHandle } from '../../src/dax/space.js';
 import { testHooks } from '../../src/test-break.js';
 import { pageKey } from '../../src/dax/layout.js';
-import { WAITERS } from '../../src/index/entry-word.js';
-import { W_ENTRY } from '../../src/index/nodes.js';
+import { Ew } from '../../src/index/entry-word.js';
+import { Lay } from '../../src/index/nodes.js';
 
 const IN_WINDOW = 0;
 const OTHER_DONE = 1;
@@ -61,7 +61,7 @@ function openWindow(blocked: () => boolean): void {
 function entryHasWaiters(objectId: number, index: number): boolean {
   return space.epoch.guard(() => {
     const leaf = space.tree.findLeafPinned(pageKey(objectId, index));
-    return leaf !== 0 && (Atomics.load(space.tree.arena.i32, leaf + W_ENTRY) & WAITERS) !== 0;
+    return leaf !== 0 && (Atomics.load(space.tree.arena.i32, leaf + Lay.W_ENTRY) & Ew.WAITERS) !== 0;
   });
 }
 

@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
-import { H_ROOT } from '../../src/index/arena.js';
+import { Hw } from '../../src/index/arena.js';
 import { blockWords, isLive } from '../../src/index/nodes.js';
 
 const epoch = EpochDomain.create();
@@ -19,7 +19,7 @@ for (const k of ['a', 'b', 'c', 'g']) tree.insert(enc.encode(k), k.charCodeAt(0)
 
 const i32 = () => tree.arena.i32;
 const reader = epoch.pinAsync(); // the reader's own participant
-const oldRoot = Atomics.load(i32(), H_ROOT);
+const oldRoot = Atomics.load(i32(), Hw.ROOT);
 // The node's own words only: what lies past it is another block and may change.
 const rootWords = Array.from(i32().subarray(oldRoot, oldRoot + blockWords(i32(), oldRoot)));
 let leafB = 0;
@@ -34,7 +34,7 @@ for (let i = 0; i < 10; i++) epoch.collect();
 
 const same = (off: number, words: number[]) => words.every((w, j) => i32()[off + j] === w);
 const validWhilePinned =
-  Atomics.load(i32(), H_ROOT) !== oldRoot &&
+  Atomics.load(i32(), Hw.ROOT) !== oldRoot &&
   isLive(i32()[oldRoot]) &&
   same(oldRoot, rootWords) &&
   i32()[leafB] === leafWords[0] &&
