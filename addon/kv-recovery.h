@@ -3,8 +3,7 @@
 // key, keep each key's newest). src/kv/recovery.ts owns the algorithm, its invariants and
 // the report; src/kv/layout.ts owns the byte layout read here (record header, entry header),
 // and src/kv/recovery-native.ts the io slots and codes below. They run here because in
-// JavaScript they were most of an open (1M keys: scan + sort 400-700 ms of cold JIT code on
-// this machine; here a few tens of ms).
+// JavaScript they are most of an open, run once as cold JIT code (docs/PERFORMANCE.md).
 //
 // Sort record (8 u32 words per entry; written by the scan, read by the pick):
 //   0     user key length (bits 0..15) | DEL (bit 16) | bits 32..44 of entry offset / 8 (bits 17..29)

@@ -21,16 +21,15 @@
  *   overwrite   (interleaved only) the same grab + replace + unlock on existing keys (round
  *               robin) vs Map.set of existing keys: the insert row's baseline
  *   bytes/key   arena bytes in use (nodes + leaves, size-class rounding included) / keys
- * Targets (issue 3): lookup <= 2x Map.get; scan <= 2x array; grab+unlock <= 3x two CAS; < 48 B/key.
+ * Targets: lookup <= 2x Map.get; scan <= 2x array; grab+unlock <= 3x two CAS; < 48 B/key.
  *
  * On a shared, loaded machine the load changes between tinybench's tasks (each runs for
  * 500 ms in turn), so each pair is also measured interleaved: 41 rounds, each timing BATCH
  * operations of the task and then BATCH of its peer (order alternating), and the median of
  * the per-round ratios is printed. Same operations, same peer; only the timing is adjacent.
  * The tinybench rows print each task's median sample (p50) rather than its mean: one sample is
- * BATCH operations, and the few samples that meet a GC or the other core's load pulled the
- * mean of grab+unlock from 2.2x to 3.7x of its peer across runs where the interleaved median
- * stayed within 2.7-3.2x.
+ * BATCH operations, and the few samples that meet a GC or the other core's load move the mean
+ * of a short task far more than its median.
  */
 import os from 'node:os';
 import { Bench } from 'tinybench';
@@ -134,7 +133,7 @@ async function main(): Promise<void> {
       Atomics.compareExchange(lockWords, 0, 1, 0);
     }
   };
-  // The floor of grab+unlock, piece by piece (issue 3 item 1), each interleaved with the same
+  // The floor of grab+unlock, piece by piece each interleaved with the same
   // two-CAS peer. pin+unpin: the epoch pin's seq-cst store (the StoreLoad fence a reader needs
   // before its loads) and its release. descent: findExactPinned(hot), pinned once per batch.
   // minimum: what any grab+unlock of `hot` must do, written out with nothing else: pin, one

@@ -1,7 +1,7 @@
 /**
  * Key-value store vs lmdb (the npm package) in one run, in the same tmpfs directory:
- * 16-byte random keys, 100-byte values, KV_BENCH_KEYS keys (default the issue's 1,000,000: a
- * run takes about 50 s here; KV_BENCH_KEYS=200000 for a quicker one). Printed as daxstore/lmdb
+ * 16-byte random keys, 100-byte values, KV_BENCH_KEYS keys (default 1,000,000; a
+ * run takes about a minute on 2 cores; KV_BENCH_KEYS=200000 for a quicker one). Printed as daxstore/lmdb
  * throughput ratios.
  * Durable puts are measured twice, each on a pair of stores treated alike: overwrites
  * (both stores loaded with every key first, like the 'none' row) and new keys (both empty).

@@ -6,10 +6,9 @@
  * Why: a worker's teardown (NodePlatform::DrainTasks) waits for every background task of the
  * process, and a concurrent TurboFan job of that worker can be waiting for a GC that only the
  * draining thread would run (CollectionBarrier::AwaitCollectionBackground). Both wait forever,
- * and every later worker exit in the process hangs too (nodejs/node#54918, open). Seen as
- * test/dax/memory-failure-workers.test.ts hanging under load with every lock released and all
- * workers in DrainTasks (gdb). Replaying its churn on one loaded core: 4 of 4 processes hung
- * within 8-34 rounds; none in 595 rounds with concurrent recompilation off.
+ * and every later worker exit in the process hangs too (nodejs/node#54918, open). It shows as
+ * a worker test hanging under load with every lock released and every exiting worker in
+ * DrainTasks; with concurrent recompilation off for the workers it does not occur.
  *
  * The flag is read when an isolate is created, so it applies to workers started afterwards;
  * the calling thread keeps its concurrent compiler. Workers then optimize on their own thread

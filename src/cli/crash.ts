@@ -289,7 +289,7 @@ function imageOwnerRecords(image: SimMedia): OwnerRecords | undefined {
     return ownerRecords(device);
   } finally {
     device.close();
-    copy.dispose(); // back to the pool: a fresh 3x-size buffer per image is what made RSS grow
+    copy.dispose(); // back to the pool: a fresh 3x-size buffer per image would make RSS grow with every image
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The page-lock baseline of `daxstore bench locks`: the design DESIGN.md rejected (per-4 KiB
+ * The page-lock baseline of `daxstore bench locks`: the design docs/ARCHITECTURE.md rejects (R3: per-4 KiB
  * lock words; for a huge entry lock every page of it, then re-check the entry and retry),
  * built over the same Device (allocator + owner table), RadixTree (index) and epoch domain
  * as DaxSpace, so what the benchmark compares is how the operations serialize.

@@ -1,7 +1,7 @@
 /**
  * DAX layer constants, tree keys and the index value encoding.
  *
- * Decisions (issue 4):
+ * Decisions:
  *   - ONE radix tree for all objects of a space; key = objectId (8 bytes big-endian) ++
  *     pageIndex (8 bytes big-endian). Objects appear at any time in any thread and one tree
  *     handle posted once covers them all; KV large values become objects with no new SABs.

@@ -76,7 +76,7 @@ export function rmap(space: DaxSpace, deviceOffset: number): RmapResult | null {
     }
     // Re-read the record while still holding the entry: a record names (object, index) only
     // while that entry's lock holder publishes or unpublishes it, so under our lock it is
-    // stable. Read after unlocking (as before), a block freed and re-published to the same
+    // stable. Read after unlocking, a block freed and re-published to the same
     // page in between gave a stale null for an owned block.
     const now = space.epoch.guard(() => device.ownerOf(block));
     unlock(tree, ref);

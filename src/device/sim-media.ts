@@ -186,8 +186,7 @@ export class SimMedia implements Media {
 
   /**
    * Closes this media and recycles its buffers for later crashImage() calls of the same
-   * size (fresh SharedArrayBuffers cost a page fault per 4 KiB: reuse makes images ~6x
-   * cheaper). Only for media no other thread is attached to, and never used again.
+   * size (fresh SharedArrayBuffers cost a page fault per 4 KiB, which dominates an image). Only for media no other thread is attached to, and never used again.
    */
   dispose(): void {
     if (this.isDisposed) return;

@@ -8,7 +8,7 @@
  * Concurrency: compareExchange/exchange are sequentially consistent, so everything
  * written inside the critical section is visible to the next holder. Critical sections
  * are short (bitmap updates), so a waiter spins briefly before sleeping (a wake-up
- * costs ~13 us, a spin ~0.1 us on this machine).
+ * costs two orders of magnitude more than a spin: docs/PERFORMANCE.md).
  */
 const SPINS_BEFORE_SLEEP = 200;
 

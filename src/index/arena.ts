@@ -1,7 +1,7 @@
 /**
  * Arena: the shared WebAssembly.Memory that holds one radix tree (header, inner nodes,
  * leaves), shared by every thread of the process without copying. Its `buffer` is a
- * SharedArrayBuffer (Atomics and typed arrays work on it as before); it is a wasm memory so
+ * SharedArrayBuffer (Atomics and typed arrays work on it); it is a wasm memory so
  * the entry-lock fast path can run as WebAssembly over the same bytes (wasm-grab.ts). The
  * Memory object is what is posted to workers (a SharedArrayBuffer of it cannot be re-wrapped).
  *
@@ -31,7 +31,7 @@
  *     check; the wasm fast path is given the view's length and declines past it) or after it
  *     grew the memory itself.
  *
- * Huge pages: create() asks the kernel (madvise MADV_HUGEPAGE, THP in "madvise" mode here)
+ * Huge pages: create() asks the kernel (madvise MADV_HUGEPAGE, for THP in "madvise" mode)
  * to back the whole reservation (the memory's maximum) with 2 MiB pages, so a descent over a large arena takes fewer
  * TLB misses; H_HUGE_PAGES records the answer for every thread's stats().
  * DAXSTORE_NO_HUGEPAGES=1 skips the advice (for A/B benches).
@@ -75,7 +75,7 @@ export const H_MAX_PAGES = 14; // written once at create: the memory's maximum i
  * memory.grow and before H_BUMP moves past the old end, so anyone who can reach a block in
  * the grown part (through a pointer published after that bump) reads the new length here.
  * refresh() compares it with its view (a load) instead of reading memory.buffer and its
- * byteLength (two runtime calls, ~50 ns, twice per insert).
+ * byteLength (two runtime calls, twice per insert).
  */
 export const H_BYTES = 15;
 /**

@@ -17,7 +17,7 @@
  *     by grabbing it (any covered index finds it), deleteLocked(), then grabbing the small
  *     indices.
  *
- * Concurrency (the wake-up protocol; DESIGN.md "Index")
+ * Concurrency (the wake-up protocol; docs/ARCHITECTURE.md "Entry locks and the wait table")
  *   - Waiter: register in the wait table (prepare), then set WAITERS by CAS while re-checking
  *     that the entry is still locked and not deleted; only then sleep. An unlock after the
  *     CAS sees WAITERS and wakes; an unlock before it makes the CAS fail and the waiter
@@ -433,9 +433,9 @@ export function grab(tree: RadixTree, key: Uint8Array, opts?: GrabOptions): Entr
  * grab() past the uncontended first try: order 9, a held, absent or deleted entry, a lost CAS.
  * Its pinned round is written out here (roundPinned serves the async and non-blocking grabs),
  * with the EDEADLK check only a blocking sync grab makes. That also keeps this function above
- * V8's inlining limit (460 bytecodes): inlined into grab, it took the inlining budget that
- * grab's fast path needs, whenever grab was compiled while inserts were hot (the index bench's
- * grab+unlock was 2.7x or 3.0x two CAS from run to run, by which compile came first).
+ * V8's inlining limit (460 bytecodes): inlined into grab, it would take the inlining budget
+ * that grab's fast path needs whenever grab is compiled while inserts are hot, and grab's speed
+ * would depend on which compile came first.
  */
 function grabSlow(tree: RadixTree, key: Uint8Array, order: number, absent: boolean): EntryRef | undefined {
   if (order !== 0) checkOrder(key, order, 'grab');

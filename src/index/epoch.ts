@@ -1,6 +1,6 @@
 /**
  * Epoch-based reclamation: the grace period that keeps memory a lock-free reader may still
- * be looking at (radix-tree nodes, device blocks) from being reused (DESIGN.md "Epochs", R6).
+ * be looking at (radix-tree nodes, device blocks) from being reused (docs/ARCHITECTURE.md "Epochs", R6).
  * Everything shared lives in two SharedArrayBuffers, so every thread of the process that
  * attaches the handle takes part in one domain.
  *
@@ -24,7 +24,7 @@
  * Asymmetric pins (membarrier). The argument above needs R's pin store ordered before R's
  * loads (a store->load fence) and the advance's scan after its read of the global word. With
  * symmetric pins R pays for that fence at every pin (Atomics.store: a builtin call and a locked
- * instruction, a quarter of an uncontended grab+unlock). When the domain is asymmetric
+ * instruction, a large share of an uncontended grab+unlock). When the domain is asymmetric
  * (H_ASYMMETRIC, decided once at create: x86, where plain loads are acquire (word-load.ts), and
  * a kernel with membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED, unless DAXSTORE_NO_MEMBARRIER=1)
  * R pins with a plain store and the advance calls membarrier between its read of the global
@@ -94,7 +94,7 @@ const H_BASE_TIME_F64 = 14; // Float64 index (byte 112 = word 28): Date.now() at
 // Participant slot id i (1..max) occupies SLOT_WORDS words at HEADER_WORDS + i * SLOT_WORDS:
 // 64 bytes, one cache line each, so two threads' pin stores never contend for one line.
 const S_OWNER = 0; // 0 free, OWNER_THREAD, OWNER_ASYNC; claimed by CAS from 0
-const S_NESTING = 3; // reserved, always 0: held the nesting depth, which nothing read; dropping its two stores per pin/unpin took pin+unpin from 0.82x to 0.78x of two CAS
+const S_NESTING = 3; // reserved, always 0 (a nested pin is a thread-local count: no shared store)
 const S_SEEN_SEQ = 4; // pin sequence an observer last stamped
 const S_SEEN_AT_MS = 5; // ms since base time when an observer first saw that pin
 /**
@@ -122,8 +122,8 @@ const L_FREE_HEAD = 2; // free chunk list (chunk number, 0 = none)
  * The limbo buffer's byte length as of its last growth (written under the mutex by the grower,
  * read under the mutex by lockLimbo). Each thread reads the limbo through a FIXED-length view,
  * refreshed in lockLimbo when this word says the buffer grew: a length-tracking view over a
- * growable SharedArrayBuffer costs ~10 ns more per element access in Node 20 (TurboFan loads
- * the length through a runtime call), and a retire makes about a dozen of them.
+ * growable SharedArrayBuffer costs a runtime call per element access in Node 20 (TurboFan
+ * loads the length through one), and a retire makes about a dozen of them.
  */
 const L_BYTES = 3;
 /** DAXSTORE_TEST_BREAK=limbo-view-stale: lockLimbo keeps this thread's old limbo view after another thread grew the limbo (epoch-cross-thread.test.ts goes red). */
@@ -467,7 +467,7 @@ export class EpochDomain {
 
   /**
    * Age of slot id's current pin, measured from the first time an observer (stats or a
-   * collect blocked by it) saw this pin: pins do not read the clock (60 ns a call here).
+   * collect blocked by it) saw this pin: pins do not read the clock (a clock read costs more than a pin).
    */
   private observePinAgeMs(id: number, now: number): number {
     const seq = Atomics.load(this.meta, slotWord(id, Lit.S_PIN_SEQ));

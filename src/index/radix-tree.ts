@@ -371,10 +371,9 @@ export class RadixTree {
    *     in the (predicted) prefix branch, so without a prefix the child's address depends on
    *     `node` and the key byte alone, not on the prefixLen load: one dependent load per
    *     level instead of two.
-   * bench/index.bench.ts "floor: descent" (1M keys, hot path N256-N256-N16-leaf), 3 runs each,
-   * old and new alternated: 2.59-2.70x two CAS before, 2.29-2.44x after. Tried without a
-   * measurable effect (/tmp A/B, 3 alternated runs): peeling the root step, unrolling the
-   * node loop twice, comparing the leaf key eight bytes per step, a branch-free N16 search.
+   * The index bench's "floor: descent" row measures it (docs/PERFORMANCE.md lists what was
+   * tried and did not help: peeling the root step, unrolling the node loop, eight-byte leaf key
+   * compares, a branch-free N16 search).
    * Layout numbers are literals (`Lay`) and the load kind is read once. Inner nodes store
    * their whole prefix (pessimistic path compression) and every branch byte matched, so at
    * the leaf only the key bytes past the depth reached are compared.

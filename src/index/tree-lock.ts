@@ -3,8 +3,8 @@
  * word in the arena header (H_TREE_LOCK).
  *
  * Word layout: 0 free · 1 held · 2 held and someone may sleep on it (Drepper, "Futexes
- * are tricky", mutex 2). Spin briefly first: a wake-up costs ~13 us, a critical section
- * well under one.
+ * are tricky", mutex 2). Spin briefly first: a wake-up costs far more than a critical section
+ * (docs/PERFORMANCE.md, "Costs to plan with").
  *
  * Concurrency: held only for a bounded structural step (no waits, no user code, no entry
  * lock acquisition inside), so sleeping on it cannot deadlock. Lock order: an entry lock

@@ -26,7 +26,7 @@
  *   onTimeout check under the same mutex right after dequeuing itself. So a timed-out waiter
  *   sees either the entry still held (the release comes later and wakes someone else) or a
  *   release that already dequeued it (then it was woken, not timed out): never a release
- *   that has not yet woken anyone (the false lost-wake-up of issue 3).
+ *   that has not yet woken anyone (a false lost wake-up).
  * - Batons (Q_BATONS, per slot): each exclusive waiter a wakeWhen dequeues is counted until its
  *   entry-lock caller calls returnBaton (it took the lock, or re-armed WAITERS, or passed the
  *   wake on). While a baton is out the entry may be free with others still queued, legitimately;

@@ -33,7 +33,7 @@
  * pass the tree's wasmLimitWords (radix-tree.ts), a size this instance has been seen to reach:
  * `probe` read its last word without a trap. So no call here can trap, and the callers need no
  * try/catch around it, which matters for speed: V8 (11.3) does not inline a JS->wasm call that
- * sits inside a try block, and the out-of-line call cost a fifth of a grab+unlock.
+ * sits inside a try block, and an out-of-line call is a large share of an uncontended grab+unlock.
  * Why the probe: with V8's guard regions (the trap handler, on by default on x64 Linux) a read
  * below this thread's view of the memory never traps; where V8 checks bounds explicitly
  * instead (no trap handler, or a process past its guard-region budget), it checks against the

@@ -3,9 +3,8 @@
  * endLeaf, N48 index words, entry and value words of the seqlock).
  *
  * Why not always Atomics.load: V8 in Node 20 (V8 11.3) does not inline Atomics.load; every
- * call goes through a builtin and costs 12-15 ns here, against 1-3 ns for a typed-array load
- * (measured: /tmp-style loop over an Int32Array on a SharedArrayBuffer, 10M iterations).
- * A lookup makes 5-8 such loads and a scan 4 per leaf, which is where the index's time went.
+ * call goes through a builtin, several times the cost of a typed-array load (bench/loads.ts
+ * measures both; docs/PERFORMANCE.md). A lookup makes 5-8 such loads and a scan 4 per leaf.
  *
  * What the readers need from this load, and why a plain load gives it on x86 (TSO):
  *   - acquire: a reader loads a pointer (or an entry word) and then reads what it guards.
@@ -19,7 +18,7 @@
  *     the retry loops see new values.
  *   - no tearing: aligned Int32Array elements are tear-free in the JS memory model.
  * On weakly ordered CPUs (arm64 and the rest) load->load order is not guaranteed, so there
- * this is Atomics.load (sequentially consistent), exactly as before. The constant folds:
+ * this is Atomics.load (sequentially consistent). The constant folds:
  * TurboFan sees one branch.
  *
  * Writers: the insert path's publishing stores under treeLock are storeRelease (below; the

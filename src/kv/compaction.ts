@@ -26,7 +26,7 @@
  *     back, the DEL that shadowed it dropped: test kv-compaction-mutex).
  *   - A segment is retired only after every copy made from it is durable (one commit), and
  *     freed only through the epoch, once no pinned reader can hold a view into it (R6).
- *   - Superseders first (issue 5): an entry dropped as dead (a PUT or DEL the index no longer
+ *   - Superseders first: an entry dropped as dead (a PUT or DEL the index no longer
  *     points at) is dead because of a NEWER record, which recovery must find once the dropped
  *     entry is gone. In 'sync' that record was durable before it was published. In 'group'/
  *     'none' it may still be un-flushed in ANOTHER writer's open segment (another thread or

@@ -148,7 +148,7 @@ export function sealStagedRecord(
     const from = stageViews.u32;
     const to = v.u32;
     // Word index of `at`, a device offset: a shift below 4 GiB keeps it an integer for the
-    // loop's index arithmetic (at / 4 made it a float: measurably slower); above, a shift
+    // loop's index arithmetic (at / 4 gives a float, which the loop's index arithmetic pays for); above, a shift
     // would wrap, so divide.
     const w0 = at < 2 ** 32 ? at >>> 2 : at / 4;
     for (let w = 0; w < totalBytes >>> 2; w++) to[w0 + w] = from[w];

@@ -4,8 +4,8 @@
  * in the .cc), and the sort-record buffer the scan fills. recovery.ts owns the algorithm.
  *
  * Why native: in JavaScript the scan (every record checksummed, one sort record per entry)
- * and the sort were 400-700 ms of a 1M-key open here, much of it code not yet optimized when
- * it ran once per open; the same loops in C++ take tens of ms (README: figures).
+ * and the sort were most of an open, much of it code not yet optimized when it runs once per
+ * open; in C++ they are a small part of it (docs/PERFORMANCE.md).
  *
  * The scan's checks mirror records.ts checkRecordInto (the JS check compaction and
  * `daxstore check` use), in the same order with the same reasons; test

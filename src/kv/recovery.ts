@@ -27,9 +27,6 @@
  * as much again in native memory for the scatter (twice when a bucket must split again),
  * freed when the pick returns.
  *
- * Measured (kv.bench, 1M keys, ~1.5M entries, idle machine): open 0.38-0.52 s, recovery's
- * phases scan 93-142 / sort 79-112 / bulk load 131-293 ms (README: results).
- *
  * Concurrency: runs on the opener before share() can hand the space to anyone (bulkLoad
  * asserts the tree was never shared).
  *

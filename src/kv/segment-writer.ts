@@ -38,7 +38,7 @@
  *   - Open: the owner record (OWNED, index = nonce) is durable inside device.allocate; then the
  *     first end marker (16 zero bytes at the start) is persisted before any record is written,
  *     so the scan of a fresh segment ends there, and stale records of an earlier life fail the
- *     nonce check. (Zeroing the whole 2 MiB extent instead cost ~1 ms per segment, ~70 ns a put.)
+ *     nonce check. (Zeroing the whole 2 MiB extent instead would put a 2 MiB memset on some put's path.)
  *   - commit(): flush every line written since the last commit, then ONE drain: a record is
  *     durable when commit() returns, and record i is always durable before record i+1 is
  *     acknowledged ('sync'), so recovery's stop-at-first-invalid loses nothing acknowledged.
@@ -180,8 +180,8 @@ export class SegmentWriter {
     } else if (this.pendingDrain || alsoDrain) this.device.media.drain();
     this.pendingDrain = false;
     // After the fence (header). A release store is enough: a reader that sees it must see the
-    // fence done, and nothing here reads after it; the seq-cst Atomics.store (a builtin call
-    // and a full fence) was a quarter of commit()'s own time in the 'sync' put profile.
+    // fence done, and nothing here reads after it; a seq-cst Atomics.store would add a builtin
+    // call and a second full fence to every 'sync' put.
     if (this.base >= 0) storeRelease(this.progress, this.slot * PROGRESS_WORDS + DURABLE, this.flushedTo);
   }
 
@@ -242,8 +242,8 @@ export class SegmentWriter {
     this.setProgress(0, 0); // before the announce: a reader that sees the new block sees these or later words
     this.announce(block + 1); // before anything is written: compaction must never pick it
     const offset = this.device.blockOffset(block);
-    // The segment's pages are faulted in on another thread while we start filling it: a fault
-    // per 4 KiB on the put path was 4-12% of a new-key put (tmpfs pages; fs-DAX blocks).
+    // The segment's pages are faulted in on another thread while we start filling it, so the
+    // put path does not take a fault per 4 KiB (tmpfs allocates pages, fs-DAX blocks).
     this.device.media.prefault?.(offset, SEGMENT_BYTES);
     this.views.u8.fill(0, offset, offset + END_MARKER_BYTES);
     this.device.media.persist(offset, END_MARKER_BYTES);

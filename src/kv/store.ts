@@ -24,8 +24,8 @@
  *       SEQ_BASE (f64 at byte 40)  the recovered maximum sequence, written once at open
  *       SEQ_COUNT (i32 12) sequences handed out since open while below SEQ_INT_LIMIT: the n-th
  *                          (Atomics.add returned n - 1) is SEQ_BASE + n. Taking one is an Int32
- *                          add, not a BigInt add and a BigInt -> Number runtime call (a few
- *                          percent of a 'sync' put). From SEQ_INT_LIMIT on, a taker gives its
+ *                          add, not a BigInt add and a BigInt -> Number runtime call on every
+ *                          write. From SEQ_INT_LIMIT on, a taker gives its
  *                          increment back (so the word never wraps) and takes from SEQUENCE,
  *                          which open set to SEQ_BASE + SEQ_INT_LIMIT: every such sequence is
  *                          above every Int32 one, and each counter is monotonic, so sequences
@@ -47,7 +47,7 @@
  *       NEXT_OBJECT (i32 8) next large-value object id - KV_OBJECT_ID_BASE (Atomics.add)
  *       COMPACTION (i32 9) compaction mutex: 0 free, 1 held, 2 held with sleepers
  *       open-segment table (i32 from byte 64) and its progress words (after it): one slot per
- *                          writer, owned by segment-writer.ts (compaction reads them, issue 5);
+ *                          writer, owned by segment-writer.ts (compaction reads them);
  *                          words SLOT_COUNTER_FIRST + (LIVE_KEYS..BATCHES - LIVE_KEYS) of each
  *                          slot's line are that writer's counters (above)
  *   - Large values (> LARGE_VALUE_THRESHOLD_BYTES) are DAX objects: large-values.ts has
@@ -188,8 +188,7 @@ const SCAN_BATCH = 128;
 /**
  * range() reads ahead in batches that double from the first to the largest: a short or
  * early-abandoned range copies few entries; a long one pays the per-batch costs (a descent to
- * the resume key, one buffer allocation, a pin) once per 512 entries. Measured on 10k-entry
- * ranges of a 1M-key store: 313-338 ns/entry doubling up to 512 against 351-381 with 128 flat.
+ * the resume key, one buffer allocation, a pin) once per 512 entries (docs/PERFORMANCE.md).
  */
 const RANGE_BATCH_FIRST = 64;
 const RANGE_BATCH_MAX = 512;
@@ -375,7 +374,7 @@ export class KvStore {
       // A value after a key of a multiple of 4 bytes (the bench's 16) starts 4-aligned: copied
       // by words. The last word may run up to 3 bytes past the value: still inside the entry
       // (zero padding to 8, layout.ts) and inside this copy's 8-aligned room in the slab.
-      // Buffer.copy made a temporary Uint8Array and a TypedArray set call per get.
+      // Buffer.copy would make a temporary Uint8Array and a TypedArray set call per get.
       const from = start < 2 ** 32 ? start >>> 2 : start / 4;
       const to = offset >>> 2;
       const src = this.views.u32;
@@ -896,8 +895,8 @@ export class KvStore {
    * The copy is a loop of 32-bit words, not Buffer.copy: an entry's key starts 8-aligned and
    * its key + value are zero-padded to 8 inside the entry (layout.ts), so whole words stay
    * inside it; each copy lands 8-aligned in the batch buffer (up to 7 bytes of padding per
-   * entry). Buffer.copy of a ~100-byte range made a temporary Uint8Array and a
-   * TypedArray.prototype.set call per entry (Node 20), about a sixth of the scan's CPU.
+   * entry). Buffer.copy of a ~100-byte range makes a temporary Uint8Array and a
+   * TypedArray.prototype.set call per entry (Node 20), a large share of a scan's CPU.
    */
   private copyEntriesPinned(ats: Float64Array, n: number): Array<[Uint8Array, Uint8Array]> {
     const { u8, u32 } = this.views;

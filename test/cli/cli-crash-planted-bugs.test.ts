@@ -62,9 +62,9 @@ describe.concurrent('crash kv-compact: planted bugs in compaction and block chur
     ['kv-compact-no-commit', 'data', /recovered/],
     ['alloc-publish-before-index', 'structure', /stale index/],
     ['free-skip-persist', 'structure', /freed but its owner record is still durable|stale index/],
-    // issue 6's "publishing before the data is durable": the record of a large value is durable, its bytes never flushed
+    // "publishing before the data is durable": the record of a large value is durable, its bytes never flushed
     ['kv-large-ref-before-data', 'data', /recovered/],
-    // issue 6's "a freed block reused inside the grace period": the superseded object removed (its blocks freed at once) before the new record is durable
+    // "a freed block reused inside the grace period": the superseded object removed (its blocks freed at once) before the new record is durable
     ['kv-large-free-early,dax-free-now', 'data', /refers to DAX object \d+ .*which does not exist/],
   ])('%s gives a %s violation', { timeout: 240_000 }, async (testBreak, kind, detail) => {
     const r = await run(testBreak);

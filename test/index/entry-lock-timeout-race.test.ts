@@ -1,5 +1,5 @@
 /**
- * The lost-wake-up detector is exact at a slice's timeout (issue 3): an unlock landing just as
+ * The lost-wake-up detector is exact at a slice's timeout: an unlock landing just as
  * a 250 ms wait slice times out, or while a woken waiter ahead in the queue has not yet taken
  * the entry (a baton in flight), is not counted as a lost wake-up. Each interleaving is staged
  * deterministically in one worker thread (test/workers/index-timeout-race.ts) through the wait

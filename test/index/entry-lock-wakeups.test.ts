@@ -91,7 +91,7 @@ async function deleteWakesAll(
   deleteLocked(tree, ref);
   // Dequeued by the delete itself, all at once (a wake-one would wake one). Counted as wake-ups,
   // not as the queue left: a woken waiter re-creates the key and the others queue on it again,
-  // so a main thread descheduled here saw 2 queued (issue 3, load 5-6). The count only grows.
+  // so a main thread descheduled here could see 2 queued. The count only grows.
   const wokenByDelete = tree.waitTable.stats().woken - wokenBefore;
   const results = await Promise.all(runs);
   return { ms: results.map((r) => r.ms), states: results.map((r) => r.state), wokenByDelete, tree, epoch };

@@ -1,6 +1,6 @@
 /**
  * Compaction beside a writer that keeps WRITING ('none': its records are durable only when
- * its segment fills, issue 5). kv-compaction-open-writers parks the other writer; here a
+ * its segment fills). kv-compaction-open-writers parks the other writer; here a
  * worker overwrites keys k-0..k-(KEYS-1) with increasing versions the whole time, so
  * compaction's flush of the other writers' open segments (compaction.ts, "superseders first")
  * races records being written. The main thread wrote version 0 of every key, made it durable,

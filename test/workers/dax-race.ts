@@ -10,7 +10,7 @@
  * waited a fixed 300 ms: a worker descheduled for longer (other cores busy) missed the
  * window, so the red run came out green; and a holder releasing near the waiter's 250 ms
  * wait slice let the slice time out just as the unlock came, which the entry-lock stats
- * miscount as a lost wake-up (the flake of issue 4). WINDOW_LIMIT_MS only ends a hang and
+ * miscount as a lost wake-up (a false positive). WINDOW_LIMIT_MS only ends a hang and
  * is reported as 'window-timeout'.
  */
 import { workerData, parentPort } from 'node:worker_threads';

@@ -1,5 +1,5 @@
 /**
- * Worker for the lost-wake-up detector's red runs (issue 3): stages, deterministically and in
+ * Worker for the lost-wake-up detector's red runs: stages, deterministically and in
  * one thread, the two interleavings in which an entry is legitimately free while a waiter's
  * 250 ms slice times out, and reports how many lost wake-ups the tree counted (must be 0).
  * Run with DAXSTORE_TEST_BREAK=timeout-unordered or =baton-uncounted (read at module load), or neither.
