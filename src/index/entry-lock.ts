@@ -665,6 +665,53 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
 }
 
 /**
+ * replace() in two steps, for a caller that publishes several held entries as ONE change (a
+ * key-value batch): beginReplace opens the value seqlock of each entry (sequence odd, value and
+ * state unchanged), so lock-free readers of it wait (they retry while the sequence is odd);
+ * finishReplace then stores each new value and state and closes it. Opening every entry before
+ * finishing any means a reader that has seen one new value can no longer read the old value of
+ * another: none is readable between the opens and the finishes. The window is a few stores
+ * per entry, made with the locks held and nothing else in between.
+ */
+export function beginReplace(tree: RadixTree, ref: EntryRef): void {
+  checkHeld(tree, ref, 'beginReplace');
+  const i32 = tree.arena.i32;
+  const at = ref.leaf + Lay.W_ENTRY;
+  let e = loadWord(i32, at);
+  assert((e & Ew.SEQ_ONE) === 0, 'beginReplace: the entry is already open');
+  for (;;) {
+    const odd = (e & ~Ew.SEQ_MASK) | (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK);
+    const seen = Atomics.compareExchange(i32, at, e, odd);
+    if (seen === e) return;
+    e = seen;
+  }
+}
+
+/** Stores value and state into an entry beginReplace opened, and closes its seqlock. 'empty' makes it a placeholder that unlock removes. */
+export function finishReplace(tree: RadixTree, ref: EntryRef, value: number, state: EntryState = 'value'): void {
+  checkValue(value, 'finishReplace');
+  const code = stateCode(state);
+  checkHeld(tree, ref, 'finishReplace');
+  const i32 = tree.arena.i32;
+  const at = ref.leaf + Lay.W_ENTRY;
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
+  let e = loadWord(i32, at);
+  assert((e & Ew.SEQ_ONE) !== 0, 'finishReplace: the entry was not opened by beginReplace');
+  for (;;) {
+    const even =
+      (e & ~(Ew.SEQ_MASK | Ew.STATE_MASK)) |
+      (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK) |
+      (code << Ew.STATE_SHIFT);
+    const seen = Atomics.compareExchange(i32, at, e, even);
+    if (seen === e) break;
+    e = seen;
+  }
+  ref.value = value;
+  ref.state = state;
+}
+
+/**
  * replace() under DAXSTORE_TEST_BREAK=seqlock: the value words change with no sequence bump
  * around them; a placeholder's state is set BEFORE its value words are stored.
  */
