@@ -65,7 +65,15 @@ import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
 import type { Media } from '../device/media.js';
 import { openRegion } from '../device/region.js';
 import { BLOCK_BYTES } from '../device/layout.js';
-import { deleteLocked, grab, replace, unlock, type EntryRef } from '../index/entry-lock.js';
+import {
+  beginReplace,
+  deleteLocked,
+  finishReplace,
+  grab,
+  replace,
+  unlock,
+  type EntryRef,
+} from '../index/entry-lock.js';
 import {
   ENTRY_DEL,
   ENTRY_PUT,
@@ -570,7 +578,7 @@ export class KvStore {
       );
     if (total > SEGMENT_BYTES)
       throw new DaxError('EINVAL', `batch: ${total} bytes of records exceed one segment (${SEGMENT_BYTES} bytes)`);
-    const refs: Array<EntryRef | undefined> = [];
+    const refs: EntryRef[] = [];
     let done = false;
     let at = -1;
     try {
@@ -597,17 +605,10 @@ export class KvStore {
       this.writer.sealStaged(at, KIND_BATCH, items.length, total);
       for (const item of items) item.entryAt += at;
       this.commitWrite();
-      for (let i = 0; i < items.length; i++) {
-        const ref = refs[i]!;
-        if (items[i].type === 'put') this.publishPutLocked(ref, items[i].entryAt);
-        else if (ref.state !== 'empty') {
-          refs[i] = undefined;
-          this.deletePublishedLocked(ref);
-        }
-      }
+      this.publishBatchLocked(refs, items);
       done = true;
     } finally {
-      for (const ref of refs) if (ref !== undefined) unlock(this.space.tree, ref);
+      for (const ref of refs) unlock(this.space.tree, ref); // an EMPTY placeholder (a deleted or never-present key) is removed
       if (!done) {
         if (at >= 0) this.writer.rollback(at, total);
         for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
@@ -674,7 +675,7 @@ export class KvStore {
       this.writer.sealStaged(at, KIND_BATCH, refs.length, total);
       this.commitWrite();
       const n = refs.length;
-      while (refs.length > 0) this.deletePublishedLocked(refs.pop()!);
+      this.publishBatchLocked(refs, undefined);
       done = true;
       this.count(DELETES, n);
       return n;
@@ -682,6 +683,39 @@ export class KvStore {
       for (const ref of refs) unlock(this.space.tree, ref);
       if (!done && at >= 0) this.writer.rollback(at, total);
     }
+  }
+
+  /**
+   * Publishes a batch record's entries (refs held, in key order; items[i] for refs[i], or
+   * undefined: every entry deletes) as ONE change for lock-free readers: every entry's seqlock
+   * is opened before any is finished (entry-lock.ts beginReplace), so no reader of any thread
+   * sees one key's new value and then another key's old one. A deleted key becomes an EMPTY
+   * placeholder here, which the unlock that follows removes (a reader skips it: absent).
+   */
+  private publishBatchLocked(refs: EntryRef[], items: BatchItem[] | undefined): void {
+    const tree = this.space.tree;
+    const perKey = isBroken('kv-batch-publish-per-key');
+    const superseded: number[] = [];
+    if (!perKey) for (const ref of refs) beginReplace(tree, ref);
+    for (let i = 0; i < refs.length; i++) {
+      const ref = refs[i];
+      if (perKey) {
+        if (i > 0) spinMicros(Math.random() * 20); // stands in for a preemption between two keys
+        beginReplace(tree, ref);
+      }
+      if (ref.state === 'value') superseded.push(ref.value);
+      if (items !== undefined && items[i].type === 'put') {
+        this.count(ref.state === 'empty' ? LIVE_KEYS : DEAD, 1);
+        finishReplace(tree, ref, items[i].entryAt);
+      } else {
+        if (ref.state === 'value') {
+          this.count(LIVE_KEYS, -1);
+          this.count(DEAD, 1);
+        }
+        finishReplace(tree, ref, 0, 'empty'); // absent from here on; unlock removes it
+      }
+    }
+    for (const old of superseded) this.retireLargeLocked(old);
   }
 
   private publishPutLocked(ref: EntryRef, entryAt: number): void {
