@@ -20,20 +20,50 @@ namespace {
 // src/kv/layout.ts
 constexpr uint64_t kRecordHeaderBytes = 32;
 constexpr uint64_t kEntryHeaderBytes = 16;
+constexpr uint64_t kSealBytes = 48;
+constexpr uint64_t kBlockBytes = 4096;
 constexpr uint32_t kRecordMagic = 0x564b;
-constexpr uint32_t kKindPut = 1, kKindBatch = 2, kKindPad = 3;
+constexpr uint32_t kKindPut = 1, kKindBatch = 2, kKindPad = 3, kKindSeal = 4;
 constexpr uint32_t kEntryPut = 1, kEntryDel = 2;
+constexpr uint32_t kEntryFlagLost = 2;
 
 // io slots and codes: src/kv/recovery-native.ts
-enum IoSlot { kBase, kEnd, kLimit, kNonce, kFlags, kAt, kCount, kReason, kReasonValue, kRecords, kMaxSequence, kKeyBytes, kIoSlots };
-enum Status { kStatusEnd = 0, kStatusInvalid = 1, kStatusPoison = 2, kStatusFull = 3, kStatusEio = 4 };
-enum Reason { kBadMagic = 1, kUnknownKind = 2, kBadLength = 3, kOtherNonce = 4, kChecksum = 5, kEntriesOverrun = 6 };
+enum IoSlot {
+  kBase,
+  kEnd,
+  kNonce,
+  kFlags,
+  kAt,
+  kCount,
+  kReason,
+  kReasonValue,
+  kRecords,
+  kMaxSequence,
+  kKeyBytes,
+  kVouched,
+  kWatermark,
+  kSegmentSequence,
+  kInRegion,
+  kRegionCount,
+  kIoSlots
+};
+enum Status { kStatusEnd = 0, kStatusInvalid = 1, kStatusPoison = 2, kStatusFull = 3, kStatusEio = 4, kStatusRegionsFull = 5, kStatusCut = 6, kStatusDamagedTail = 7 };
+enum Reason { kBadMagic = 1, kUnknownKind = 2, kBadLength = 3, kOtherNonce = 4, kChecksum = 5, kEntriesOverrun = 6, kPoisoned = 7 };
 // io[kFlags] bits: test switches (src/test-break.ts; recovery-native.ts passes them), never set in production
 constexpr int kFlagSkipChecksum = 1;  // kv-skip-checksum
-constexpr int kFlagPastPoison = 2;    // kv-scan-past-poison: limit ignored
+constexpr int kFlagPastPoison = 2;    // kv-scan-past-poison: poisoned blocks read as if intact
+constexpr int kFlagNoResync = 4;      // kv-no-resync: the scan ends at the first bad record, as a torn tail
+constexpr int kFlagNoWatermark = 8;   // kv-no-watermark: every bad region is taken for a torn tail
+constexpr int kFlagsKnown = 15;
+
+// Region words (src/kv/recovery-native.ts REGION_*): one bad region of a segment.
+enum RegionWord { kRStart, kREnd, kRFlags, kRCount, kRRecords, kRMaxSequence, kRKeyBytes, kRSequenceBefore, kRSequenceAfter, kRReason, kRegionWords };
+constexpr int kRegionPoison = 1;  // the scan skipped a poisoned block inside it
+constexpr int kRegionCut = 4;     // at or past every watermark: a torn tail, dropped with all after it
 
 constexpr int kRecordWords = 8;
 constexpr uint32_t kDelBit = 1u << 16;
+constexpr uint32_t kLostBit = 1u << 15;
 constexpr int kOffsetHiShift = 17;
 constexpr uint64_t kSortKeyBytes = 16;
 
@@ -55,12 +85,16 @@ bool IsIndex(double x) { return x >= 0 && x <= 9007199254740991.0 && std::floor(
 
 struct Scan {
   const uint8_t* media;
-  uint64_t base, end, limit, nonce;
-  bool skipChecksum;
+  uint64_t base, end, nonce;
+  bool skipChecksum, noResync, noWatermark;
+  const uint32_t* poison;  // bit i: block i of the segment is poisoned (null: none)
   uint32_t* out;
   uint64_t outRecords;  // capacity in sort records
+  double* regions;
+  uint64_t regionCapacity;
   // Committed after each whole record (a SIGBUS abandons the record in progress, not these).
   uint64_t at, count, records, maxSequence, keyBytes;
+  uint64_t vouched, watermark, segmentSequence, inRegion, regionCount;
   int status, reason;
   uint64_t reasonValue;
 };
@@ -83,8 +117,9 @@ void WriteSortRecord(uint32_t* r, const uint8_t* m, uint64_t e) {
   const uint32_t word0 = Load32(m + e);
   const uint32_t keyLength = word0 & 0xffff;
   const bool del = ((word0 >> 16) & 0xff) == kEntryDel;
+  const bool lost = ((word0 >> 24) & kEntryFlagLost) != 0;
   const uint64_t at8 = e / 8;
-  r[0] = keyLength | (del ? kDelBit : 0) | static_cast<uint32_t>((at8 >> 32) << kOffsetHiShift);
+  r[0] = keyLength | (del ? kDelBit : 0) | (lost ? kLostBit : 0) | static_cast<uint32_t>((at8 >> 32) << kOffsetHiShift);
   uint8_t key[kSortKeyBytes] = {};
   std::memcpy(key, m + e + kEntryHeaderBytes, std::min<uint64_t>(keyLength, kSortKeyBytes));
   for (int w = 0; w < 4; w++) r[1 + w] = __builtin_bswap32(Load32(key + 4 * w));
@@ -93,64 +128,156 @@ void WriteSortRecord(uint32_t* r, const uint8_t* m, uint64_t e) {
   r[7] = static_cast<uint32_t>(at8);
 }
 
-// Record by record from s.at: poison first (nothing past the header is read before the
-// record's claimed bytes are known to lie before the limit), then records.ts checkRecordInto's
-// checks in its order, then the entries; each record commits its sums (see Scan) whole.
+// First poisoned byte offset in [from, to) of the segment (absolute), or `to`.
+uint64_t FirstPoisoned(const Scan& s, uint64_t from, uint64_t to) {
+  if (s.poison == nullptr) return to;
+  for (uint64_t b = (from - s.base) / kBlockBytes; s.base + b * kBlockBytes < to; b++)
+    if ((s.poison[b >> 5] >> (b & 31)) & 1) return std::max(from, s.base + b * kBlockBytes);
+  return to;
+}
+
+// Opens a bad region at `at` (the scan's sums as they were before it: a cut restores them).
+bool OpenRegion(Scan& s, uint64_t at, int reason) {
+  if (s.inRegion) return true;
+  if (s.regionCount >= s.regionCapacity) return false;
+  double* r = s.regions + s.regionCount * kRegionWords;
+  r[kRStart] = static_cast<double>(at);
+  r[kREnd] = static_cast<double>(s.end);
+  r[kRFlags] = 0;
+  r[kRCount] = static_cast<double>(s.count);
+  r[kRRecords] = static_cast<double>(s.records);
+  r[kRMaxSequence] = static_cast<double>(s.maxSequence);
+  r[kRKeyBytes] = static_cast<double>(s.keyBytes);
+  r[kRSequenceBefore] = static_cast<double>(s.segmentSequence);
+  r[kRSequenceAfter] = 0;
+  r[kRReason] = reason;
+  s.regionCount++;
+  s.inRegion = 1;
+  return true;
+}
+
+double* CurrentRegion(Scan& s) { return s.regions + (s.regionCount - 1) * kRegionWords; }
+
+// The reason the record at `at` is not valid (0: it is). Poison first: nothing past the
+// header is read before the record's claimed bytes are known to lie outside poisoned blocks.
+int CheckRecord(Scan& s, uint64_t at, uint64_t* total, uint32_t* count) {
+  const uint8_t* m = s.media;
+  const uint32_t word0 = Load32(m + at + 12);
+  if ((word0 & 0xffff) != kRecordMagic) return kBadMagic;
+  const uint32_t kind = (word0 >> 16) & 0xff;
+  if (kind != kKindPut && kind != kKindBatch && kind != kKindPad && kind != kKindSeal) return s.reasonValue = kind, kUnknownKind;
+  *total = Load32(m + at + 16);
+  *count = Load32(m + at + 20);
+  if (*total < kRecordHeaderBytes || *total % 8 != 0 || at + *total > s.end) return s.reasonValue = *total, kBadLength;
+  if ((uint64_t{Load32(m + at + 28) & 0xff} << 32 | Load32(m + at + 24)) != s.nonce) return kOtherNonce;
+  if (FirstPoisoned(s, at, at + *total) < at + *total) return kPoisoned;
+  if (XXH64(m + at + 8, *total - 8, 0) != Load64(m + at) && !s.skipChecksum) return kChecksum;
+  if (kind == kKindPut || kind == kKindBatch) {
+    if (!EntriesFit(m, at + kRecordHeaderBytes, at + *total, *count)) return kEntriesOverrun;
+  } else if (*count != 0 || (kind == kKindSeal && *total != kSealBytes)) {
+    return kEntriesOverrun;
+  }
+  return 0;
+}
+
+// Record by record from s.at: records.ts checkRecordInto's checks in its order (poison first),
+// then the entries; each record commits its sums (see Scan) whole. A record that fails opens
+// a bad region and the scan resyncs: it tries every 8-byte offset after it (records are
+// 8-aligned, sealed, carry the segment's nonce) until one holds a valid record, which closes
+// the region, skipping poisoned blocks. End markers end the scan only outside a region (a
+// damaged record's value may hold 16 zero bytes).
 void RunScan(void* arg) {
   Scan& s = *static_cast<Scan*>(arg);
   const uint8_t* m = s.media;
-  const bool anyPoison = s.limit < s.end;
   for (;;) {
     const uint64_t at = s.at;
-    if (anyPoison) {
-      if (std::min(s.end, at + kRecordHeaderBytes) > s.limit) return void(s.status = kStatusPoison);
-      // The header lies before the poison (checked above), so its length word is readable.
-      if (std::min(s.end, at + Load32(m + at + 12)) > s.limit) return void(s.status = kStatusPoison);
-    }
     if (at + kRecordHeaderBytes > s.end) return void(s.status = kStatusEnd);
-    const uint32_t word0 = Load32(m + at + 8);
-    if (Load64(m + at) == 0 && word0 == 0 && Load32(m + at + 12) == 0) return void(s.status = kStatusEnd);
-    s.status = kStatusInvalid;
-    const auto invalid = [&s](int reason, uint64_t value = 0) {
-      s.reason = reason;
-      s.reasonValue = value;
-    };
-    if ((word0 & 0xffff) != kRecordMagic) return invalid(kBadMagic);
-    const uint32_t kind = (word0 >> 16) & 0xff;
-    if (kind != kKindPut && kind != kKindBatch && kind != kKindPad) return invalid(kUnknownKind, kind);
-    const uint64_t total = Load32(m + at + 12);
-    const uint32_t count = Load32(m + at + 16);
-    if (total < kRecordHeaderBytes || total % 8 != 0 || at + total > s.end) return invalid(kBadLength, total);
-    if ((uint64_t{Load32(m + at + 24)} << 32 | Load32(m + at + 20)) != s.nonce) return invalid(kOtherNonce);
-    if (XXH64(m + at + 8, total - 8, 0) != Load64(m + at) && !s.skipChecksum) return invalid(kChecksum);
-    if (kind != kKindPad && !EntriesFit(m, at + kRecordHeaderBytes, at + total, count)) return invalid(kEntriesOverrun);
-    const uint32_t entries = kind == kKindPad ? 0 : count;
+    const uint64_t poisoned = FirstPoisoned(s, at, at + kRecordHeaderBytes);
+    if (poisoned < at + kRecordHeaderBytes) {
+      if (s.noResync) return void(s.status = kStatusPoison);
+      if (!OpenRegion(s, at, kPoisoned)) return void(s.status = kStatusRegionsFull);
+      CurrentRegion(s)[kRFlags] = static_cast<int>(CurrentRegion(s)[kRFlags]) | kRegionPoison;
+      s.at = s.base + ((poisoned - s.base) / kBlockBytes + 1) * kBlockBytes;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      continue;
+    }
+    if (!s.inRegion && Load64(m + at) == 0 && Load64(m + at + 8) == 0) return void(s.status = kStatusEnd);
+    uint64_t total = 0;
+    uint32_t count = 0;
+    const int reason = CheckRecord(s, at, &total, &count);
+    if (reason != 0) {
+      if (s.noResync) {
+        s.reason = reason == kPoisoned ? kChecksum : reason;
+        return void(s.status = reason == kPoisoned ? kStatusPoison : kStatusInvalid);
+      }
+      if (!OpenRegion(s, at, reason)) return void(s.status = kStatusRegionsFull);
+      s.at = at + 8;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      continue;
+    }
+    const uint32_t kind = (Load32(m + at + 12) >> 16) & 0xff;
+    const uint32_t entries = kind == kKindPut || kind == kKindBatch ? count : 0;
     if (s.count + entries > s.outRecords) return void(s.status = kStatusFull);
     uint64_t e = at + kRecordHeaderBytes;
     uint64_t maxSequence = s.maxSequence;
+    uint64_t segmentSequence = s.segmentSequence;
     uint64_t keyBytes = s.keyBytes;
     for (uint32_t i = 0; i < entries; i++) {
       uint32_t* r = s.out + (s.count + i) * kRecordWords;
       WriteSortRecord(r, m, e);
-      const uint32_t keyLength = r[0] & 0xffff;
-      maxSequence = std::max(maxSequence, uint64_t{r[6]} << 32 | r[5]);
+      const uint32_t keyLength = r[0] & 0x7fff;
+      const uint64_t sequence = uint64_t{r[6]} << 32 | r[5];
+      maxSequence = std::max(maxSequence, sequence);
+      segmentSequence = std::max(segmentSequence, sequence);
       keyBytes += keyLength + 1;
       e += Align8(kEntryHeaderBytes + keyLength + Load32(m + e + 4));
     }
     // Commit the record: these stores are emitted before the next record's first load.
+    if (s.inRegion) {
+      double* r = CurrentRegion(s);
+      r[kREnd] = static_cast<double>(at);
+      if (entries > 0) r[kRSequenceAfter] = static_cast<double>(uint64_t{s.out[s.count * kRecordWords + 6]} << 32 | s.out[s.count * kRecordWords + 5]);
+      s.inRegion = 0;
+    }
     s.count += entries;
     s.records++;
     s.maxSequence = maxSequence;
+    s.segmentSequence = segmentSequence;
     s.keyBytes = keyBytes;
+    s.watermark = std::max(s.watermark, s.base + uint64_t{Load32(m + at + 28) >> 8} * 8);
     s.at = at + total;
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
 }
 
+// After the whole segment: the first bad region at or past every watermark (and the vouched
+// end another segment's SEAL named) that is not poison is where a crash tore the segment:
+// it and everything after it are dropped (the sums restored to what they were before it).
+// Regions before it lie below a watermark: their records had been made durable (damage).
+void CutTornTail(Scan& s) {
+  const uint64_t durable = s.noWatermark ? 0 : std::max(s.watermark, s.vouched);
+  for (uint64_t i = 0; i < s.regionCount; i++) {
+    double* r = s.regions + i * kRegionWords;
+    const uint64_t start = static_cast<uint64_t>(r[kRStart]);
+    if ((static_cast<int>(r[kRFlags]) & kRegionPoison) != 0 || start < durable) continue;
+    r[kRFlags] = static_cast<int>(r[kRFlags]) | kRegionCut;
+    s.count = static_cast<uint64_t>(r[kRCount]);
+    s.records = static_cast<uint64_t>(r[kRRecords]);
+    s.maxSequence = static_cast<uint64_t>(r[kRMaxSequence]);
+    s.keyBytes = static_cast<uint64_t>(r[kRKeyBytes]);
+    s.regionCount = i + 1;
+    s.at = start;
+    s.inRegion = 0;
+    s.status = kStatusCut;
+    return;
+  }
+  if (s.inRegion) s.status = kStatusDamagedTail;
+}
+
 using Rec = std::array<uint32_t, kRecordWords>;
 
 uint64_t RecOffset(const Rec& r) { return ((uint64_t{r[0] >> kOffsetHiShift} << 32) | r[7]) * 8; }
-uint32_t RecKeyLength(const Rec& r) { return r[0] & 0xffff; }
+uint32_t RecKeyLength(const Rec& r) { return r[0] & 0x7fff; }
 
 // memcmp order of the two keys, shorter first: <0, 0, >0. Keys of more than 16 bytes compare
 // their tails in the log (checksummed, outside poison).
@@ -256,7 +383,10 @@ bool NewestFirst(const uint8_t* m, const Rec& a, const Rec& b) {
   if (d != 0) return d < 0;
   if (a[6] != b[6]) return a[6] > b[6];
   if (a[5] != b[5]) return a[5] > b[5];
-  return RecOffset(a) < RecOffset(b);  // equal sequences: the first scanned wins
+  // Equal sequences: copies of one entry (compaction), or a salvage LOST marker of an entry
+  // whose record was damaged: an intact copy beats the marker, then the lowest offset wins.
+  if ((a[0] & kLostBit) != (b[0] & kLostBit)) return (a[0] & kLostBit) == 0;
+  return RecOffset(a) < RecOffset(b);
 }
 
 // Sorts recs[0, n) (one bucket: every key shares its first `shared` bytes) and appends the
@@ -344,38 +474,52 @@ void RunPick(void* arg) {
 Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);
-  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) return bad;
-  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
-    return bad;
+  if (info.Length() < 5) return bad;
+  const napi_typedarray_type types[] = {napi_uint8_array, napi_float64_array, napi_uint32_array, napi_uint32_array, napi_float64_array};
+  for (int i = 0; i < 5; i++)
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != types[i]) return bad;
   Napi::Uint8Array media = info[0].As<Napi::Uint8Array>();
   Napi::Float64Array io = info[1].As<Napi::Float64Array>();
   Napi::Uint32Array out = info[2].As<Napi::Uint32Array>();
+  Napi::Uint32Array poison = info[3].As<Napi::Uint32Array>();
+  Napi::Float64Array regions = info[4].As<Napi::Float64Array>();
   if (io.ElementLength() < kIoSlots) return bad;
   double* v = io.Data();
-  for (int i : {kBase, kEnd, kLimit, kNonce, kAt, kCount, kRecords, kMaxSequence, kKeyBytes})
+  for (int i : {kBase, kEnd, kNonce, kAt, kCount, kRecords, kMaxSequence, kKeyBytes, kVouched, kWatermark, kSegmentSequence, kInRegion, kRegionCount})
     if (!IsIndex(v[i])) return bad;
   Scan s{};
   s.media = media.Data();
   s.base = static_cast<uint64_t>(v[kBase]);
   s.end = static_cast<uint64_t>(v[kEnd]);
-  s.limit = static_cast<uint64_t>(v[kLimit]);
   s.nonce = static_cast<uint64_t>(v[kNonce]);
-  const int flags = IsIndex(v[kFlags]) && v[kFlags] < 4 ? static_cast<int>(v[kFlags]) : 0;
+  const int flags = IsIndex(v[kFlags]) && v[kFlags] <= kFlagsKnown ? static_cast<int>(v[kFlags]) : 0;
   s.skipChecksum = (flags & kFlagSkipChecksum) != 0;
+  s.noResync = (flags & kFlagNoResync) != 0;
+  s.noWatermark = (flags & kFlagNoWatermark) != 0;
   s.at = static_cast<uint64_t>(v[kAt]);
   s.count = static_cast<uint64_t>(v[kCount]);
   s.records = static_cast<uint64_t>(v[kRecords]);
   s.maxSequence = static_cast<uint64_t>(v[kMaxSequence]);
   s.keyBytes = static_cast<uint64_t>(v[kKeyBytes]);
+  s.vouched = static_cast<uint64_t>(v[kVouched]);
+  s.watermark = static_cast<uint64_t>(v[kWatermark]);
+  s.segmentSequence = static_cast<uint64_t>(v[kSegmentSequence]);
+  s.inRegion = static_cast<uint64_t>(v[kInRegion]);
+  s.regionCount = static_cast<uint64_t>(v[kRegionCount]);
   s.out = out.Data();
   s.outRecords = out.ElementLength() / kRecordWords;
+  s.regions = regions.Data();
+  s.regionCapacity = regions.ElementLength() / kRegionWords;
   // Everything the scan may touch lies inside the arrays (a bad offset would be a wild read).
-  if (s.base % 8 != 0 || s.at % 8 != 0 || !(s.base <= s.at && s.at <= s.end && s.base <= s.limit && s.limit <= s.end && s.end <= media.ByteLength()) ||
-      s.count > s.outRecords)
+  const uint64_t blocks = (s.end - std::min(s.end, s.base) + kBlockBytes - 1) / kBlockBytes;
+  if (s.base % 8 != 0 || s.at % 8 != 0 || !(s.base <= s.at && s.at <= s.end && s.end <= media.ByteLength()) || s.count > s.outRecords ||
+      s.regionCount > s.regionCapacity || (s.inRegion != 0 && s.regionCount == 0) || (poison.ElementLength() != 0 && poison.ElementLength() * 32 < blocks))
     return bad;
-  if ((flags & kFlagPastPoison) != 0) s.limit = s.end;
+  s.poison = poison.ElementLength() == 0 || (flags & kFlagPastPoison) != 0 ? nullptr : poison.Data();
   if (GuardedRun(RunScan, &s) != 0) s.status = kStatusEio;
+  else if (s.status == kStatusEnd || s.status == kStatusPoison || s.status == kStatusInvalid) {
+    if (!s.noResync) CutTornTail(s);
+  }
   v[kAt] = static_cast<double>(s.at);
   v[kCount] = static_cast<double>(s.count);
   v[kReason] = s.reason;
@@ -383,7 +527,43 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info) {
   v[kRecords] = static_cast<double>(s.records);
   v[kMaxSequence] = static_cast<double>(s.maxSequence);
   v[kKeyBytes] = static_cast<double>(s.keyBytes);
+  v[kWatermark] = static_cast<double>(s.watermark);
+  v[kSegmentSequence] = static_cast<double>(s.segmentSequence);
+  v[kInRegion] = static_cast<double>(s.inRegion);
+  v[kRegionCount] = static_cast<double>(s.regionCount);
   return Napi::Number::New(env, s.status);
+}
+
+namespace {
+
+struct HashRange {
+  const uint8_t* p;
+  size_t length;
+  uint64_t sum;
+};
+
+void RunHash(void* arg) {
+  HashRange& h = *static_cast<HashRange*>(arg);
+  h.sum = XXH64(h.p, h.length, 0);
+}
+
+}  // namespace
+
+Napi::Value JsHashRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsTypedArray()) return bad;
+  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) return bad;
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  Napi::Uint32Array out = info[3].As<Napi::Uint32Array>();
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(offset) || !IsIndex(length) || offset + length > static_cast<double>(bytes.ByteLength()) || out.ElementLength() < 2) return bad;
+  HashRange h{bytes.Data() + static_cast<size_t>(offset), static_cast<size_t>(length), 0};
+  if (GuardedRun(RunHash, &h) != 0) return Napi::Number::New(env, -EIO);
+  out[0] = static_cast<uint32_t>(h.sum);
+  out[1] = static_cast<uint32_t>(h.sum >> 32);
+  return Napi::Number::New(env, 0);
 }
 
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {

@@ -6,18 +6,23 @@
 // JavaScript they are most of an open, run once as cold JIT code (docs/PERFORMANCE.md).
 //
 // Sort record (8 u32 words per entry; written by the scan, read by the pick):
-//   0     user key length (bits 0..15) | DEL (bit 16) | bits 32..44 of entry offset / 8 (bits 17..29)
+//   0     user key length (bits 0..14) | LOST (bit 15: a salvage marker, layout.ts
+//         ENTRY_FLAG_LOST) | DEL (bit 16) | bits 32..44 of entry offset / 8 (bits 17..29)
 //   1..4  key bytes 0..15, big-endian in each word, zero past the key's end
 //   5, 6  sequence low 32 bits, high bits
 //   7     bits 0..31 of entry offset / 8
 //
 // Invariants
-//   - The scan reads no byte at or past `limit` (the segment's first poisoned block, or its
-//     end): a record that claims such bytes stops the scan as POISON before it is hashed. A
-//     SIGBUS anyway (poison nobody reported) stops it as EIO, never kills the process.
+//   - The scan reads no byte of a block the poison bitmap names: a record that claims such
+//     bytes is bad (reason poisoned) before it is hashed, and resync skips the block. A SIGBUS
+//     anyway (poison nobody reported) stops it as EIO, never kills the process.
 //   - The scan writes a record's entries only after the whole record validated, and only if
 //     they all fit in `out` (else FULL, nothing written for that record: call again with a
-//     larger array from io.at).
+//     larger array from io.at); a bad region only if `regions` has room (else REGIONS_FULL,
+//     the same way).
+//   - A bad region at or past the segment's durable watermark (the highest any valid record
+//     carries, or the vouched end io passes in) that is not poison is a torn tail: when the
+//     scan returns, no entry of it or after it is counted (CUT).
 //   - The pick reads every sort record before it writes any output, so its output arrays may
 //     share the sort records' buffer; it never writes past an output array (-ERANGE).
 //
@@ -29,14 +34,22 @@
 
 namespace daxstore {
 
-// JsScanKvSegment(media: Uint8Array, io: Float64Array, out: Uint32Array) -> status or -EINVAL
+// JsScanKvSegment(media: Uint8Array, io: Float64Array, out: Uint32Array, poison: Uint32Array,
+//   regions: Float64Array) -> status or -EINVAL. poison: one bit per block of the segment
+// (empty: none); regions: REGION_WORDS doubles per bad region found (recovery-native.ts).
 Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 
 // JsPickKvWinners(media: Uint8Array, recs: Uint32Array, count, values: Float64Array,
 //   starts: Uint32Array, lengths: Uint16Array, indexKeys: Uint8Array, keyPrefix) -> winners or -errno
-// Winner of a key: highest sequence, ties to the lowest entry offset; keys whose winner is a
-// DEL are left out. Winner i: values[i] = its entry offset, its index key (keyPrefix ++ user
+// Winner of a key: highest sequence, ties to an entry that is not LOST, then to the lowest
+// entry offset; keys whose winner is a DEL are left out (a LOST winner is kept). Winner i: values[i] = its entry offset, its index key (keyPrefix ++ user
 // key) at indexKeys[starts[i], starts[i] + lengths[i]), back to back in key order.
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
+
+// JsHashRange(bytes: Uint8Array, offset, length, out: Uint32Array) -> 0, -EINVAL, or -EIO (a
+// media error reading them). xxh64 (seed 0) of bytes[offset, offset + length) into out[0]
+// (low 32 bits) and out[1]: the checksum of a large value (src/kv/large-values.ts), hashed
+// in place, over the store's mapping or any other buffer.
+Napi::Value JsHashRange(const Napi::CallbackInfo& info);
 
 }  // namespace daxstore

@@ -4,59 +4,82 @@
  * Checks, all on a private copy-on-write mapping (snapshot.ts), so the file is never changed:
  *   - superblock: both copies carry the magic and a matching checksum, and agree on the sequence
  *   - owner table + bad-block list: opening validates them (ECORRUPT otherwise)
- *   - every key-value record's checksum: recovery on the copy drops records that do not
- *     validate; each dropped record is a problem (after a crash, a torn tail is expected
- *     and reported as a note instead)
+ *   - every key-value record: recovery (strict) checks each one whole; damage (a record that
+ *     had been made durable and fails its check, a poisoned block under records, an
+ *     unreadable page) is a problem naming what it held and the keys whose newest version it
+ *     held; a record recovery corrected exactly (one wrong byte, proven by its checksums) is
+ *     a problem too (the file still holds the wrong byte); a torn tail after a crash is a note
+ *   - every large value: read whole and checked against its checksum
  *   - allocator accounting: blocks owned by nothing reachable (dead objects, pages beyond an
  *     object's size, duplicates, unknown owners) are leaks; Device.audit() must then be empty
- * --repair opens the file for real: the open rewrites a bad superblock copy and recovery frees
- * unreachable blocks; blocks of unknown owners are freed; damaged records' bytes are saved to
- * PATH.quarantine/ and the damaged tails are overwritten (see repairStore). Records after a
- * damaged one in its segment were already lost; repair cannot bring them back. Then it
- * checks again.
+ * Keys marked LOST by an earlier salvage are listed as notes: they read as EIO until written.
+ *
+ * --repair (only when check found problems) opens the file for real with recovery 'salvage'
+ * (recovery-salvage.ts: the damaged bytes and a report go to PATH.quarantine/ first; every
+ * intact key is kept; a key whose newest version was lost is marked LOST; the damage leaves
+ * the log), rewrites a bad superblock copy (any open does), marks LOST every key whose large
+ * value fails its checksum (its bytes quarantined first), frees blocks of unknown owners,
+ * then checks again. After a repair, check is ok exactly when every value the store serves
+ * is the one last written or its key is listed as lost.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { isDaxError } from '../errors.js';
 import { open, type KvStore } from '../kv/index.js';
+import { KvDamageError, keyText, type KvRecoveryReport } from '../kv/recovery.js';
 import { closeSnapshot, openSnapshotStore, superblockProblems, takeSnapshot, type Snapshot } from './snapshot.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit } from './output.js';
+import { openMedia } from '../kv/index.js';
 
 /** Owner ids that a store's own structures use (dax object table, kv segments) or objects (>= 16). */
 const OWNER_OBJECT_TABLE = 1;
 const OWNER_STAGING = 2;
 const OWNER_KV_SEGMENT = 3;
 const MIN_OBJECT_ID = 16;
-const QUARANTINE_BYTES = 4096;
-const REPAIR_MARKER_KEY = new TextEncoder().encode('\u{10ffff}daxstore-check-repair');
 
 export interface CheckResult {
   path: string;
   ok: boolean;
   problems: string[];
   notes: string[];
-  damagedRecordOffsets: number[];
+  /** keys whose newest value is lost: found damaged now, or marked LOST by an earlier salvage */
+  lostKeys: string[];
+  /** keys whose large value fails its checksum or cannot be read */
+  unreadableKeys: string[];
   unknownOwnerBlocks: number[];
-  repaired?: { quarantined: string[]; freedBlocks: number; compactedSegments: number; after: CheckResult };
+  repaired?: {
+    quarantine: string | undefined;
+    lostKeys: string[];
+    unknownSequences: Array<{ after: number; before: number }>;
+    freedBlocks: number;
+    after: CheckResult;
+  };
 }
 
-export function checkStore(path: string): CheckResult {
-  const snap = takeSnapshot(path);
+export function checkStore(file: string): CheckResult {
+  const snap = takeSnapshot(file);
   const result: CheckResult = {
-    path,
+    path: file,
     ok: true,
     problems: superblockProblems(snap.superblocks),
     notes: [],
-    damagedRecordOffsets: [],
+    lostKeys: [],
+    unreadableKeys: [],
     unknownOwnerBlocks: [],
   };
   let kv: KvStore;
   try {
     kv = openSnapshotStore(snap);
   } catch (e) {
-    if (!isDaxError(e, 'ECORRUPT')) throw e;
-    result.problems.push(e.message);
-    result.ok = false;
-    return result;
+    if (e instanceof KvDamageError) {
+      reportDamage(e.report, result);
+      kv = salvageSnapshot(file); // the rest of the checks, on a copy with the damage salvaged away
+    } else {
+      if (!isDaxError(e, 'ECORRUPT') && !isDaxError(e, 'EIO')) throw e;
+      result.problems.push(e.message);
+      result.ok = false;
+      return result;
+    }
   }
   try {
     checkOpened(kv, snap, result);
@@ -67,20 +90,67 @@ export function checkStore(path: string): CheckResult {
   return result;
 }
 
+/** The store opened with recovery 'salvage' on a fresh private snapshot (nothing reaches the file). */
+function salvageSnapshot(file: string): KvStore {
+  const snap = takeSnapshot(file);
+  try {
+    return openMedia(snap.media, { formatIfEmpty: false, durability: 'none', recovery: 'salvage' });
+  } catch (e) {
+    closeSnapshot(snap);
+    throw e;
+  }
+}
+
+function reportDamage(report: KvRecoveryReport, result: CheckResult): void {
+  for (const d of report.damage) {
+    const held = d.known.map((k) => `${k.op} ${keyText(k.key)} @${k.sequence}`);
+    const what = {
+      record: 'damaged key-value record',
+      poison: 'poisoned block under key-value records',
+      'media-error': 'unreadable key-value log (media error)',
+    }[d.kind];
+    result.problems.push(
+      `${what} at offset ${d.start}..${d.end} (segment at block ${d.segment}): ${d.reason}` +
+        (held.length > 0 ? `; it held ${held.slice(0, 10).join(', ')}${held.length > 10 ? ' …' : ''}` : '') +
+        (d.unknown !== undefined ? `; ${d.unknown.end - d.unknown.start} bytes of it hold unknown entries` : ''),
+    );
+  }
+  for (const k of report.lostKeys) result.lostKeys.push(keyText(k.key));
+  if (report.lostKeys.length > 0)
+    result.problems.push(`keys whose newest value is in the damage (lost): ${result.lostKeys.join(', ')}`);
+  for (const u of report.unknownSequences)
+    result.problems.push(
+      `writes of unknown keys lost between sequences ${u.after || 'the start'} and ${u.before || 'the end'}: a key whose newest surviving version is older may be stale`,
+    );
+}
+
 function checkOpened(kv: KvStore, snap: Snapshot, result: CheckResult): void {
   const cleanShutdown = snap.superblocks.some((c) => c.status === 'ok' && c.cleanShutdown);
   const recovery = kv.recovery;
   if (recovery !== undefined) {
+    for (const c of recovery.corrected)
+      result.problems.push(
+        `damaged key-value record at offset ${c.offset}: one wrong byte (${c.what}), corrected exactly on open`,
+      );
     for (const reason of recovery.dropped) {
-      result.damagedRecordOffsets.push(Number(/offset (\d+)/.exec(reason)?.[1] ?? -1));
-      const line = `key-value record at ${reason} (it and the records after it in its segment are lost)`;
+      const line = `key-value record at ${reason} (a torn tail: it and the records after it in its segment are dropped)`;
       if (cleanShutdown) result.problems.push(`damaged ${line}`);
       else result.notes.push(`torn tail after a crash: ${line}`);
     }
     if (recovery.droppedRecords > recovery.dropped.length)
-      result.problems.push(`${recovery.droppedRecords - recovery.dropped.length} more damaged records`);
-    if (recovery.poisonedSegments > 0)
-      result.problems.push(`${recovery.poisonedSegments} segments stop at a poisoned block`);
+      result.problems.push(`${recovery.droppedRecords - recovery.dropped.length} more torn tails`);
+  }
+  const values = kv.auditValues();
+  for (const key of values.lost) {
+    const name = keyText(key);
+    if (!result.lostKeys.includes(name)) {
+      result.lostKeys.push(name);
+      result.notes.push(`key ${name} is marked lost (by an earlier salvage): it reads as EIO until written again`);
+    }
+  }
+  for (const u of values.unreadable) {
+    result.unreadableKeys.push(keyText(u.key));
+    result.problems.push(`value of key ${keyText(u.key)}: ${u.message}`);
   }
   const space = kv.dax.recovery;
   if (space !== undefined) {
@@ -107,49 +177,56 @@ function checkOpened(kv: KvStore, snap: Snapshot, result: CheckResult): void {
   for (const diff of kv.dax.device.audit()) result.problems.push(`allocator vs owner table: ${diff}`);
 }
 
-export function repairStore(path: string, before: CheckResult): CheckResult {
-  const snap = takeSnapshot(path);
-  const quarantined = quarantine(path, snap, before.damagedRecordOffsets);
-  closeSnapshot(snap);
+export function repairStore(file: string, before: CheckResult): CheckResult {
   let freedBlocks = 0;
-  let compactedSegments = 0;
-  const kv = open(path, { durability: 'sync' });
+  const quarantineDir = `${file}.quarantine`;
+  const kv = open(file, { durability: 'sync', recovery: 'salvage' });
+  let recovery: KvRecoveryReport | undefined;
+  const lost: string[] = [];
   try {
+    recovery = kv.recovery;
+    for (const k of recovery?.lostKeys ?? []) lost.push(keyText(k.key));
+    for (const u of kv.auditValues().unreadable) {
+      quarantineValue(kv, u.key, quarantineDir);
+      kv.markLost(u.key);
+      lost.push(keyText(u.key));
+    }
     for (const block of before.unknownOwnerBlocks) {
       kv.dax.device.free(block);
       freedBlocks++;
     }
-    if (before.damagedRecordOffsets.length > 0) {
-      // The reopened writer resumes at the damaged record when its segment has room and
-      // zeroes the tail before its first append: one put + delete of a marker key does that
-      // (no key is left behind). Other damaged segments leave the log by compaction.
-      kv.put(REPAIR_MARKER_KEY, new Uint8Array(0));
-      kv.delete(REPAIR_MARKER_KEY);
-      compactedSegments = kv.compact({ maxLiveRatio: 1 }).segmentsFreed;
-    }
   } finally {
     kv.close();
   }
-  return { ...before, repaired: { quarantined, freedBlocks, compactedSegments, after: checkStore(path) } };
+  const quarantine = recovery?.salvaged?.quarantine ?? (fs.existsSync(quarantineDir) ? quarantineDir : undefined);
+  return {
+    ...before,
+    repaired: {
+      quarantine,
+      lostKeys: lost,
+      unknownSequences: recovery?.unknownSequences ?? [],
+      freedBlocks,
+      after: checkStore(file),
+    },
+  };
 }
 
-function quarantine(path: string, snap: Snapshot, offsets: readonly number[]): string[] {
-  if (offsets.length === 0) return [];
-  const dir = `${path}.quarantine`;
+/** The bytes of a large value that fails its checksum (as they are), into the quarantine directory. */
+function quarantineValue(kv: KvStore, key: Uint8Array, dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
-  const bytes = new Uint8Array(snap.media.buffer);
-  return offsets
-    .filter((o) => o >= 0)
-    .map((offset) => {
-      const file = `${dir}/record-at-${offset}.bin`;
-      fs.writeFileSync(file, bytes.subarray(offset, Math.min(bytes.length, offset + QUARANTINE_BYTES)));
-      return file;
-    });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  let bytes: Uint8Array;
+  try {
+    bytes = kv.rawLargeValue(key);
+  } catch {
+    return; // unreadable (poisoned): nothing to keep
+  }
+  fs.writeFileSync(path.join(dir, `${stamp}-value-of-${Buffer.from(key).toString('hex')}.bin`), bytes);
 }
 
-export function runCheck(path: string, opts: { repair?: boolean; json?: boolean }): number {
-  let result = checkStore(path);
-  if (opts.repair === true && !result.ok) result = repairStore(path, result);
+export function runCheck(file: string, opts: { repair?: boolean; json?: boolean }): number {
+  let result = checkStore(file);
+  if (opts.repair === true && !result.ok) result = repairStore(file, result);
   const final = result.repaired?.after ?? result;
   emit(opts.json === true, result, () => renderCheck(result));
   return final.ok ? EXIT_OK : EXIT_PROBLEMS;
@@ -160,10 +237,14 @@ function renderCheck(r: CheckResult): string {
   for (const p of r.problems) lines.push(`  problem: ${p}`);
   for (const n of r.notes) lines.push(`  note: ${n}`);
   if (r.repaired !== undefined) {
-    const { quarantined, freedBlocks, compactedSegments, after } = r.repaired;
+    const { quarantine, lostKeys, unknownSequences, freedBlocks, after } = r.repaired;
     lines.push(
-      `repair: freed ${freedBlocks} unknown-owner blocks, compacted ${compactedSegments} segments, quarantined ${quarantined.length} records${quarantined.length > 0 ? ` in ${quarantined[0].replace(/\/[^/]*$/, '/')}` : ''}`,
+      `repair: ${lostKeys.length} key(s) lost${lostKeys.length > 0 ? ` (${lostKeys.join(', ')})` : ''}, freed ${freedBlocks} unknown-owner blocks${quarantine !== undefined ? `, damaged bytes and report in ${quarantine}/` : ''}`,
     );
+    for (const u of unknownSequences)
+      lines.push(
+        `repair: writes of unknown keys lost between sequences ${u.after || 'the start'} and ${u.before || 'the end'} (a key whose newest surviving version is older may be stale)`,
+      );
     lines.push(`after repair: ${after.ok ? 'ok' : after.problems.join('; ')}`);
   }
   return lines.join('\n');

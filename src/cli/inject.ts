@@ -3,12 +3,15 @@
  *   poison  durably records a data block as bad (Device.poison): reads of it fail with EIO
  *   enospc  allocates blocks to a filler owner until N are left: later writes get ENOSPC
  *           (`daxstore check --repair` frees them again: the filler owner is unknown)
- *   eio     flips bytes of the record holding a key: recovery reports a checksum mismatch
+ *   eio     flips a byte of the value in the newest record of a key (two bytes of its key when
+ *           the value is empty): past the exact one-byte corrections recovery makes in a
+ *           record's directory, so recovery reports the record damaged and the key lost
  * Each opens the file for real (flock), changes it, and closes it cleanly.
  */
 import { DaxError, isDaxError } from '../errors.js';
 import { Device } from '../device/device.js';
 import { open } from '../kv/index.js';
+import { ENTRY_HEADER_BYTES, KV_KEY_PREFIX } from '../kv/layout.js';
 import { openRegion } from '../device/region.js';
 import { EXIT_OK, emit, parseKeyArg, UsageError } from './output.js';
 
@@ -78,19 +81,29 @@ export function runEio(path: string, o: { key: string; json?: boolean }): number
   // Verify it is a key-value store with that key first (and recover it), then damage it.
   const kv = open(path);
   const key = parseKeyArg(o.key);
-  const present = kv.has(key);
-  kv.close();
-  if (!present) throw new DaxError('ENOENT', `${path}: key ${o.key} is not in the store`);
+  let entryAt: number | undefined;
+  let valueLength = 0;
+  try {
+    entryAt = kv.dax.tree.lookup(Uint8Array.of(KV_KEY_PREFIX, ...key));
+    if (entryAt !== undefined) valueLength = new Uint32Array(kv.dax.device.media.buffer, entryAt, 2)[1];
+  } finally {
+    kv.close();
+  }
+  if (entryAt === undefined) throw new DaxError('ENOENT', `${path}: key ${o.key} is not in the store`);
   const device = Device.open(openRegion(path, {}));
   try {
-    const offset = findRecord(device, key);
     const bytes = new Uint8Array(device.media.buffer);
-    bytes[offset] ^= 0xff;
-    device.media.persist(offset, 1);
+    const keyAt = entryAt + ENTRY_HEADER_BYTES;
+    const flipped = valueLength > 0 ? [keyAt + key.length] : [keyAt, entryAt + 8]; // a key byte and a sequence byte
+    for (const at of flipped) {
+      bytes[at] ^= 0xff;
+      device.media.persist(at, 1);
+    }
     emit(
       o.json === true,
-      { path, flippedOffset: offset },
-      () => `${path}: flipped the byte at offset ${offset} (in the record of ${o.key}); recovery will drop that record`,
+      { path, flippedOffsets: flipped },
+      () =>
+        `${path}: flipped the byte(s) at offset ${flipped.join(', ')} (in the record of ${o.key}); recovery will find the record damaged`,
     );
     return EXIT_OK;
   } finally {

@@ -1,4 +1,5 @@
 /** daxstore info / dump: read-only views of a store file (on a private copy-on-write mapping: snapshot.ts). */
+import { isDaxError } from '../errors.js';
 import { openSnapshotStore, superblockProblems, takeSnapshot } from './snapshot.js';
 import { EXIT_OK, emit, mib, parseKeyArg, showBytes, table } from './output.js';
 
@@ -66,11 +67,27 @@ export function runDump(path: string, opts: { prefix?: string; limit?: number; j
   const kv = openSnapshotStore(snap);
   try {
     const rows: Array<{ key: string; valueBytes: number; value: string }> = [];
-    for (const [key, value] of kv.range({
+    const bounds = {
       ...(prefix === undefined ? {} : { prefix }),
       ...(opts.limit === undefined ? {} : { limit: opts.limit }),
-    })) {
-      rows.push({ key: showBytes(key, 1 << 20), valueBytes: value.length, value: showBytes(value) });
+    };
+    try {
+      for (const [key, value] of kv.range(bounds))
+        rows.push({ key: showBytes(key, 1 << 20), valueBytes: value.length, value: showBytes(value) });
+    } catch (e) {
+      // A value that cannot be read (a key marked lost by salvage, a damaged large value, a
+      // poisoned block) ends range(): list key by key instead, naming each such value's error.
+      if (!isDaxError(e, 'EIO') && !isDaxError(e, 'ECORRUPT')) throw e;
+      rows.length = 0;
+      for (const key of kv.keysForCheck(bounds)) {
+        try {
+          const value = kv.get(key)!;
+          rows.push({ key: showBytes(key, 1 << 20), valueBytes: value.length, value: showBytes(value) });
+        } catch (err) {
+          if (!isDaxError(err)) throw err;
+          rows.push({ key: showBytes(key, 1 << 20), valueBytes: 0, value: `(${err.code}: cannot be read)` });
+        }
+      }
     }
     emit(opts.json === true, rows, () =>
       rows.length === 0

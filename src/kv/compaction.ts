@@ -73,6 +73,7 @@ import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
   ENTRY_PUT,
+  KIND_BATCH,
   KIND_PUT,
   KV_KEY_PREFIX,
   OWNER_KV_SEGMENT,
@@ -80,7 +81,7 @@ import {
   SEGMENT_BYTES,
   entryBytes,
 } from './layout.js';
-import { checkRecord, entryKeyLength, entryOp, entrySequence, entryValueLength, type MediaViews } from './records.js';
+import { entryKeyLength, entryOp, entrySequence, entryValueLength, forEachRecord, type MediaViews } from './records.js';
 import { ALLOCATING, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
 import { isBroken } from '../test-break.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
@@ -129,7 +130,19 @@ function compactSegmentsLocked(
   progress: Int32Array,
   maxLiveRatio: number,
 ): CompactionReport {
-  const report: CompactionReport = {
+  const report = emptyReport();
+  const chosen: Segment[] = [];
+  for (const seg of listClosedSegments(space, openTable)) {
+    report.segmentsScanned++;
+    measure(space, v, seg);
+    if (seg.liveBytes <= maxLiveRatio * SEGMENT_BYTES) chosen.push(seg);
+  }
+  retireChosen(space, v, writer, openTable, progress, chosen, report);
+  return report;
+}
+
+function emptyReport(): CompactionReport {
+  return {
     segmentsScanned: 0,
     segmentsFreed: 0,
     entriesMoved: 0,
@@ -137,12 +150,18 @@ function compactSegmentsLocked(
     tombstonesDropped: 0,
     bytesReclaimed: 0,
   };
-  const chosen: Segment[] = [];
-  for (const seg of listClosedSegments(space, openTable)) {
-    report.segmentsScanned++;
-    measure(space, v, seg);
-    if (seg.liveBytes <= maxLiveRatio * SEGMENT_BYTES) chosen.push(seg);
-  }
+}
+
+/** Moves the live entries (and the tombstones the rule keeps) of each chosen segment, then retires it. */
+function retireChosen(
+  space: DaxSpace,
+  v: MediaViews,
+  writer: SegmentWriter,
+  openTable: Int32Array,
+  progress: Int32Array,
+  chosen: Segment[],
+  report: CompactionReport,
+): void {
   const keep = tombstonesToKeep(space, v, chosen);
   for (const seg of chosen) {
     for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
@@ -152,7 +171,50 @@ function compactSegmentsLocked(
     report.segmentsFreed++;
     report.bytesReclaimed += SEGMENT_BYTES - seg.liveBytes;
   }
-  return report;
+}
+
+/**
+ * Salvage (recovery-salvage.ts): moves every live entry of the given segments (their readable
+ * records: a poisoned block is skipped) into the writer's segment and retires them, whatever
+ * their live ratio. With the compaction mutex held, as any compaction.
+ */
+export function evacuateSegments(
+  space: DaxSpace,
+  v: MediaViews,
+  writer: SegmentWriter,
+  openTable: Int32Array,
+  progress: Int32Array,
+  blocks: readonly number[],
+  locks: Int32Array,
+  lockIndex: number,
+): CompactionReport {
+  return withLock(locks, lockIndex, () => {
+    const report = emptyReport();
+    const chosen = blocks.map((block) => newSegment(space, block));
+    for (const seg of chosen) {
+      report.segmentsScanned++;
+      measure(space, v, seg);
+    }
+    retireChosen(space, v, writer, openTable, progress, chosen, report);
+    return report;
+  });
+}
+
+function newSegment(space: DaxSpace, block: number): Segment {
+  const owner = space.device.ownerOf(block);
+  if (owner.state !== 'owned' && owner.state !== 'poisoned')
+    throw new DaxError('EINVAL', `segment at block ${block} is not owned`);
+  return { block, base: space.device.blockOffset(block), nonce: owner.index, entries: [], liveBytes: 0, usedBytes: 0 };
+}
+
+/** `readable` of forEachRecord for the segment at `block`: undefined (everything) when no block of it is poisoned. */
+function readableOf(space: DaxSpace, block: number): ((from: number, to: number) => boolean) | undefined {
+  const device = space.device;
+  if (device.poisonedBlocks === 0 || device.firstPoisoned(block, SEGMENT_BYTES / 4096) < 0) return undefined;
+  return (from, to) => {
+    const first = device.blockAt(from);
+    return device.firstPoisoned(first, device.blockAt(to - 1) - first + 1) < 0;
+  };
 }
 
 /**
@@ -237,21 +299,18 @@ function unpublish(space: DaxSpace, block: number): boolean {
 
 /** Lists the segment's entries and counts the bytes of those the index still points at. */
 function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
-  const end = seg.base + SEGMENT_BYTES;
-  let at = seg.base;
-  for (;;) {
-    const check = checkRecord(v, at, end, seg.nonce);
-    if (check.status !== 'ok') break;
+  let last = seg.base;
+  forEachRecord(v, seg.base, SEGMENT_BYTES, seg.nonce, readableOf(space, seg.block), (at, check) => {
     let e = at + RECORD_HEADER_BYTES;
-    for (let i = 0; i < check.count; i++) {
+    for (let i = 0; i < (check.kind === KIND_PUT || check.kind === KIND_BATCH ? check.count : 0); i++) {
       const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
       seg.entries.push(e);
       if (space.tree.lookup(indexKey(v, e)) === e) seg.liveBytes += bytes + RECORD_HEADER_BYTES;
       e += bytes;
     }
-    at += check.totalBytes;
-  }
-  seg.usedBytes = at - seg.base;
+    last = at + check.totalBytes;
+  });
+  seg.usedBytes = last - seg.base;
 }
 
 function indexKey(v: MediaViews, e: number): Uint8Array {
@@ -283,7 +342,7 @@ function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Se
   if (candidates.size === 0) return keep;
   space.device.forEachOwned((block, owner, nonce) => {
     if (owner !== OWNER_KV_SEGMENT) return;
-    forEachEntry(v, space.device.blockOffset(block), nonce, (e) => {
+    forEachEntry(space, v, block, nonce, (e) => {
       if (entryOp(v, e) !== ENTRY_PUT) return;
       const list = candidates.get(keyName(v, e));
       if (list === undefined) return;
@@ -294,19 +353,16 @@ function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Se
   return keep;
 }
 
-/** Calls fn for each entry of each record that validates, from the segment start up to the first that does not (what recovery reads). */
-function forEachEntry(v: MediaViews, base: number, nonce: number, fn: (e: number) => void): void {
-  const end = base + SEGMENT_BYTES;
-  for (let at = base; ;) {
-    const check = checkRecord(v, at, end, nonce);
-    if (check.status !== 'ok') return;
+/** Calls fn for each entry of each record recovery reads in the segment (records.ts forEachRecord). */
+function forEachEntry(space: DaxSpace, v: MediaViews, block: number, nonce: number, fn: (e: number) => void): void {
+  forEachRecord(v, space.device.blockOffset(block), SEGMENT_BYTES, nonce, readableOf(space, block), (at, check) => {
+    if (check.kind !== KIND_PUT && check.kind !== KIND_BATCH) return;
     let e = at + RECORD_HEADER_BYTES;
     for (let i = 0; i < check.count; i++) {
       fn(e);
       e += entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
     }
-    at += check.totalBytes;
-  }
+  });
 }
 
 /** The key bytes of entry e as a latin1 string (a Map key). */

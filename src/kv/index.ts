@@ -18,7 +18,8 @@ export {
   type KvHandle,
   type KvStats,
 } from './store.js';
-export type { KvRecoveryReport } from './recovery.js';
+export { KvDamageError, type KvRecoveryReport, type KvDamage, type RecoveryMode } from './recovery.js';
+export type { SalvageReport } from './recovery-salvage.js';
 export type { CompactionReport } from './compaction.js';
 export type { Key, Value } from './keys.js';
 export { MAX_KEY_BYTES, MAX_VALUE_BYTES, OWNER_KV_SEGMENT } from './layout.js';

@@ -1,11 +1,14 @@
 /**
  * Large values: a value of more than LARGE_VALUE_THRESHOLD_BYTES (16 KiB) lives in a DAX
- * object of its own; its log entry is a PUT flagged ENTRY_FLAG_LARGE whose 16 inline value
- * bytes are the reference (u64 object id, u64 length; layout.ts).
+ * object of its own; its log entry is a PUT flagged ENTRY_FLAG_LARGE whose 24 inline value
+ * bytes are the reference (u64 object id, u64 length, u64 xxh64 of the value; layout.ts).
  *
  * Invariants
  *   - Object ids of the key-value store are in [KV_OBJECT_ID_BASE, 2^40); nothing else
  *     creates objects there. Each such object is referenced by at most one live entry.
+ *   - The reference's checksum is the xxh64 of exactly the bytes written to the object, and
+ *     every read checks it (copyLargePinned, viewLargePinned): wrong bytes are ECORRUPT, never
+ *     returned. The reference lives in a log record, itself checksummed.
  *   - After open (collectOrphans), every live kv object is referenced by the newest entry of
  *     some live key: objects written but never published, or superseded but not yet
  *     removed when the process stopped (owned-but-unreachable), are removed.
@@ -37,16 +40,19 @@ import { PAGE_BYTES, blockOfValue } from '../dax/layout.js';
 import { ENTRY_FLAG_LARGE, KV_KEY_PREFIX, LARGE_REF_BYTES, joinU32, splitHi } from './layout.js';
 import { isBroken } from '../test-break.js';
 import { entryFlags, entryValueOffset, type MediaViews } from './records.js';
+import { native } from '../native/addon.js';
 
 /** Epoch retire kind of a superseded large-value object (0 arena node, 1 device block). */
 export const RETIRE_KV_OBJECT = 2;
 export const KV_OBJECT_ID_BASE = 2 ** 39;
 const MAX_OBJECT_ID = 2 ** 40 - 1;
 
-/** A large value's reference, read from its entry. */
+/** A large value's reference, read from its entry: the object, the value's length and its xxh64 as two u32 words. */
 export interface LargeRef {
   readonly id: number;
   readonly length: number;
+  readonly sumLo: number;
+  readonly sumHi: number;
 }
 
 /** The reference of the entry at `at`, or undefined for an inline value. */
@@ -56,17 +62,38 @@ export function largeRefAt(v: MediaViews, at: number): LargeRef | undefined {
   // the value offset is not 4-aligned in general: read byte-wise through the Buffer
   const id = joinU32(v.buf.readUInt32LE(w + 4), v.buf.readUInt32LE(w));
   const length = joinU32(v.buf.readUInt32LE(w + 12), v.buf.readUInt32LE(w + 8));
-  return { id, length };
+  return { id, length, sumLo: v.buf.readUInt32LE(w + 16), sumHi: v.buf.readUInt32LE(w + 20) };
 }
 
-/** The 16 inline bytes of a reference. */
-export function encodeLargeRef(id: number, length: number): Uint8Array {
+/** The 24 inline bytes of a reference. */
+export function encodeLargeRef(id: number, length: number, sum: Uint32Array): Uint8Array {
   const out = Buffer.alloc(LARGE_REF_BYTES);
   out.writeUInt32LE(id >>> 0, 0);
   out.writeUInt32LE(splitHi(id), 4);
   out.writeUInt32LE(length >>> 0, 8);
   out.writeUInt32LE(splitHi(length), 12);
+  out.writeUInt32LE(sum[0], 16);
+  out.writeUInt32LE(sum[1], 20);
   return new Uint8Array(out.buffer, out.byteOffset, LARGE_REF_BYTES);
+}
+
+const sumScratch = new Uint32Array(2);
+
+/** xxh64 of bytes[offset, offset + length) into out (low word first), hashed in place; EIO on a media error. */
+function hashInto(bytes: Uint8Array, offset: number, length: number, out: Uint32Array, what: string): void {
+  const rc = native().hashRange(bytes, offset, length, out);
+  if (rc === -5) throw new DaxError('EIO', `${what}: media error (SIGBUS) reading the value`);
+  assert(rc === 0, () => `hashRange: ${rc}`);
+}
+
+/** ECORRUPT unless bytes[offset, offset + ref.length) hash to the reference's checksum. */
+function verify(bytes: Uint8Array, offset: number, ref: LargeRef, op: string): void {
+  hashInto(bytes, offset, ref.length, sumScratch, op);
+  if ((sumScratch[0] !== ref.sumLo || sumScratch[1] !== ref.sumHi) && !isBroken('kv-large-no-verify'))
+    throw new DaxError(
+      'ECORRUPT',
+      `${op}: the large value in DAX object ${ref.id} (${ref.length} bytes) fails its checksum: its bytes were damaged; overwrite or delete the key`,
+    );
 }
 
 /** The value as bytes (strings encoded once, here, before any lock). */
@@ -75,12 +102,17 @@ export function valueBytes(value: Uint8Array | string): Uint8Array {
 }
 
 /**
- * Creates object `id` holding `bytes`, durable on return. On any failure (ENOSPC, EIO) the
- * object is removed again and the error rethrown: nothing is left behind.
+ * Creates object `id` holding `bytes`, durable on return, and returns the xxh64 of what it
+ * wrote (two u32 words, low first: the reference's checksum). A source that is a view of this
+ * store is copied first, so what is hashed is what is written. On any failure (ENOSPC, EIO)
+ * the object is removed again and the error rethrown: nothing is left behind.
  */
-export function writeLargeObject(space: DaxSpace, id: number, bytes: Uint8Array): void {
-  if (isBroken('kv-large-ref-before-data')) return writeLargeObjectUnflushed(space, id, bytes);
+export function writeLargeObject(space: DaxSpace, id: number, source: Uint8Array): Uint32Array {
   assert(id >= KV_OBJECT_ID_BASE && id <= MAX_OBJECT_ID, () => `kv object id ${id} outside the kv range`);
+  const bytes = source.buffer === space.device.media.buffer ? source.slice() : source;
+  const sum = new Uint32Array(2);
+  hashInto(bytes, 0, bytes.length, sum, `large value of ${bytes.length} bytes`);
+  if (isBroken('kv-large-ref-before-data')) return writeLargeObjectUnflushed(space, id, bytes, sum);
   const obj = space.object(id, { create: true, size: bytes.length });
   try {
     obj.write(0, bytes); // R4: write() copies a source that is a view of this store first
@@ -88,10 +120,11 @@ export function writeLargeObject(space: DaxSpace, id: number, bytes: Uint8Array)
     removeQuietly(space, id);
     throw e;
   }
+  return sum;
 }
 
 /** writeLargeObject under DAXSTORE_TEST_BREAK=kv-large-ref-before-data: stored through write-fault views, never flushed. */
-function writeLargeObjectUnflushed(space: DaxSpace, id: number, bytes: Uint8Array): void {
+function writeLargeObjectUnflushed(space: DaxSpace, id: number, bytes: Uint8Array, sum: Uint32Array): Uint32Array {
   const obj = space.object(id, { create: true, size: bytes.length });
   try {
     for (let at = 0; at < bytes.length; at += PAGE_BYTES)
@@ -100,6 +133,7 @@ function writeLargeObjectUnflushed(space: DaxSpace, id: number, bytes: Uint8Arra
     removeQuietly(space, id);
     throw e;
   }
+  return sum;
 }
 
 /** Removes object `id` if it still exists (durable). */
@@ -114,15 +148,18 @@ export function removeQuietly(space: DaxSpace, id: number): boolean {
   }
 }
 
-/** A copy of a large value. Caller pinned (the object cannot be removed meanwhile: R6). */
+/** A copy of a large value, its checksum verified (ECORRUPT). Caller pinned (the object cannot be removed meanwhile: R6). */
 export function copyLargePinned(space: DaxSpace, ref: LargeRef, op: string): Uint8Array {
   if (!space.has(ref.id)) throw dangling(ref, op);
-  return space.object(ref.id).read(0, ref.length); // EIO on a poisoned page
+  const copy = space.object(ref.id).read(0, ref.length); // EIO on a poisoned page
+  verify(copy, 0, ref, op);
+  return copy;
 }
 
 /**
  * A zero-copy view of a large value when its pages lie on consecutive device blocks (one
- * page run), else a copy. Caller pinned: the view is valid until the pin ends (R6).
+ * page run), else a copy; either way its checksum is verified first (ECORRUPT), which reads
+ * the whole value once. Caller pinned: the view is valid until the pin ends (R6).
  */
 export function viewLargePinned(space: DaxSpace, ref: LargeRef, op: string): Uint8Array {
   if (ref.length === 0) return new Uint8Array(0);
@@ -138,7 +175,9 @@ export function viewLargePinned(space: DaxSpace, ref: LargeRef, op: string): Uin
     else if (block !== first + i) return copyLargePinned(space, ref, op); // not one page run
   }
   const at = device.blockOffset(first);
-  return new Uint8Array(device.media.buffer, at, ref.length);
+  const view = new Uint8Array(device.media.buffer, at, ref.length);
+  verify(view, 0, ref, op);
+  return view;
 }
 
 function dangling(ref: LargeRef, op: string): DaxError {

@@ -13,25 +13,45 @@
  *     (already shared by DaxSpace.share) serves both, with ordered scans over [0x01, 0x02).
  *   - Index value of a key: the device byte offset of its live ENTRY (below), < 2^48.
  *
- * Segment (SEGMENT_BYTES): records packed from offset 0, each 8-byte aligned; a record
- * whose first 16 bytes are 0 (or any record that does not validate) ends the segment.
+ * Segment (SEGMENT_BYTES): records packed from offset 0, each 8-byte aligned. The first is a
+ * SEAL (below). A record whose first 16 bytes are 0 ends the segment (the END MARKER).
  *
  * Record header (RECORD_HEADER_BYTES = 32, little-endian):
  *   0  u64  xxh64 of bytes [8, totalBytes): the commit of the whole record (one hash call)
- *   8  u32  magic 0x564b (bits 0..15) | kind (bits 16..23: PUT 1, BATCH 2, PAD 3) | 0
- *   12 u32  totalBytes: header + entries, a multiple of 8, <= SEGMENT_BYTES
- *   16 u32  count: entries that follow
- *   20 u32  nonce low 32 bits
- *   24 u32  nonce high bits (< 2^8)
- *   28 u32  0
+ *   8  u32  directory check: low 32 bits of the record's directory hash (below)
+ *   12 u32  magic 0x564b (bits 0..15) | kind (bits 16..23: PUT 1, BATCH 2, PAD 3, SEAL 4) | 0
+ *   16 u32  totalBytes: header + entries (or payload), a multiple of 8, <= MAX_RECORD_BYTES
+ *           (a PAD may cover the rest of a segment)
+ *   20 u32  count: entries that follow (0 for PAD and SEAL)
+ *   24 u32  nonce low 32 bits
+ *   28 u32  nonce high bits (bits 0..7, < 2^8) | DURABLE WATERMARK / 8 (bits 8..31): every
+ *           byte of the segment below the watermark (an offset from the segment start) was
+ *           durable before this record was sealed. Recovery tells a crash from damage by it
+ *           (recovery.ts): a record that fails its check below some valid record's watermark
+ *           had been made durable, so it is damage; at or above every watermark it may be torn.
+ * Directory hash: xxh64 (seed 0) of header bytes [12, 32) followed by the first entry's
+ * header and key, then for each further entry xxh64 of its header and key seeded with the
+ * hash so far. It covers every key, op, sequence and length of the record, not the values:
+ * when a record fails its checksum but its directory check holds, recovery still knows which
+ * keys (and sequences) it held, and what a DEL said (a DEL is all directory).
  * Entry (ENTRY_HEADER_BYTES = 16, then key, value, zero padding to 8):
  *   0  u16  keyLength (1..MAX_KEY_BYTES)
  *   2  u8   op: ENTRY_PUT 1, ENTRY_DEL 2
- *   3  u8   flags: bit 0 ENTRY_FLAG_LARGE (PUT only): the value bytes are a 16-byte reference
- *           to a DAX object holding the value (large-values.ts): u64 object id, u64 length
+ *   3  u8   flags (PUT only): bit 0 ENTRY_FLAG_LARGE: the value bytes are a LARGE_REF_BYTES
+ *           reference to a DAX object holding the value (large-values.ts); bit 1
+ *           ENTRY_FLAG_LOST: the value was lost to damage (written by salvage, valueLength 0):
+ *           reads of the key fail with EIO until it is written again
  *   4  u32  valueLength (0 for ENTRY_DEL; LARGE_REF_BYTES for a large PUT): inline bytes
  *   8  u32  sequence low 32 bits
  *   12 u32  sequence high bits (< 2^21): every entry of a record carries the record's sequence
+ * SEAL (kind 4, SEAL_BYTES = 48, count 0): its watermark is its own offset (everything before
+ * it is durable). Payload: u32 previous segment's nonce low, u32 its high bits, u32 that
+ * segment's end offset, u32 0 (all 0 when none). A writer writes one first in every segment it
+ * opens (naming the segment it left, now durable through that end: recovery's watermark of
+ * that segment), and one at close, so the last records written before a clean close are
+ * covered by a watermark too.
+ * PAD (kind 3, count 0): zero payload. Salvage writes one over a damaged region so the segment
+ * scans clean afterwards.
  *
  * Persistence ordering: see segment-writer.ts (a record is durable after flush of its lines
  * and one drain; the checksum is what makes it exist, all or nothing, at recovery).
@@ -46,6 +66,14 @@ export const RECORD_MAGIC = 0x564b;
 export const KIND_PUT = 1;
 export const KIND_BATCH = 2;
 export const KIND_PAD = 3;
+export const KIND_SEAL = 4;
+/** A SEAL record: header + 16-byte payload (previous segment's nonce and end). */
+export const SEAL_BYTES = 48;
+/**
+ * Largest record: a segment holds its first SEAL, the record and room for the SEAL of close
+ * (segment-writer.ts keeps that room).
+ */
+export const MAX_RECORD_BYTES = SEGMENT_BYTES - 2 * SEAL_BYTES;
 export const ENTRY_PUT = 1;
 export const ENTRY_DEL = 2;
 /** Largest key in bytes (strings: their UTF-8 encoding). */
@@ -59,9 +87,13 @@ export const MAX_VALUE_BYTES = 256 * 1024 * 1024;
 /** Values of more than 16 KiB are stored as DAX objects (large-values.ts). */
 export const LARGE_VALUE_THRESHOLD_BYTES = 16 * 1024;
 export const ENTRY_FLAG_LARGE = 1;
-/** Inline bytes of a large PUT: u64 object id, u64 value length (little-endian). */
-export const LARGE_REF_BYTES = 16;
+export const ENTRY_FLAG_LOST = 2;
+/** Inline bytes of a large PUT: u64 object id, u64 value length, u64 xxh64 of the value (little-endian). */
+export const LARGE_REF_BYTES = 24;
 export const MAX_NONCE = 2 ** 40 - 1;
+/** Byte offset of the header word holding the nonce's high bits and the durable watermark / 8. */
+export const HEADER_NONCE_HI = 28;
+export const WATERMARK_SHIFT = 8;
 
 const TWO_32 = 2 ** 32;
 

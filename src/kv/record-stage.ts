@@ -80,101 +80,67 @@ export function stagedChecksum(totalBytes: number): bigint {
 }
 
 /**
- * A 66-byte wasm module whose one function stores xxh64 of stage bytes [8, n) at stage offset
- * 0 (the record's checksum word), inside wasm: no BigInt crosses into JS. stagedChecksum's
- * result was a BigInt allocated per record and stored through a BigUint64Array (a share of
- * every put). Its text:
+ * A 117-byte wasm module whose functions store a record's checksums in the stage inside wasm:
+ * no BigInt crosses into JS (stagedChecksum's result was a BigInt allocated per record and
+ * stored through a BigUint64Array, a share of every put). "s" stores xxh64 of stage bytes
+ * [8, n) at offset 0 (the checksum word); "t" first stores the low 32 bits of xxh64 of bytes
+ * [12, d) at offset 8 (the directory check of a record whose directory is those bytes:
+ * layout.ts), then does what "s" does. Its text:
  *   (module
  *     (import "x" "h" (func $h (param i32 i32 i64) (result i64)))   ;; xxh64(offset, length, seed)
  *     (import "x" "m" (memory 0))                                     ;; the stage's memory
  *     (func (export "s") (param $n i32)
+ *       (i64.store (i32.const 0) (call $h (i32.const 8) (i32.sub (local.get $n) (i32.const 8)) (i64.const 0))))
+ *     (func (export "t") (param $n i32) (param $d i32)
+ *       (i32.store (i32.const 8)
+ *         (i32.wrap_i64 (call $h (i32.const 12) (i32.sub (local.get $d) (i32.const 12)) (i64.const 0))))
  *       (i64.store (i32.const 0) (call $h (i32.const 8) (i32.sub (local.get $n) (i32.const 8)) (i64.const 0)))))
  */
-const SEAL_WASM = Uint8Array.from([
-  0x00,
-  0x61,
-  0x73,
-  0x6d,
-  0x01,
-  0x00,
-  0x00,
-  0x00, // magic, version 1
-  0x01,
-  0x0c,
-  0x02, // type section, 12 bytes, 2 types
-  0x60,
-  0x03,
-  0x7f,
-  0x7f,
-  0x7e,
-  0x01,
-  0x7e, // 0: (i32 i32 i64) -> i64
-  0x60,
-  0x01,
-  0x7f,
-  0x00, // 1: (i32) -> ()
-  0x02,
-  0x0e,
-  0x02, // import section, 14 bytes, 2 imports
-  0x01,
-  0x78,
-  0x01,
-  0x68,
-  0x00,
-  0x00, // "x" "h": function of type 0
-  0x01,
-  0x78,
-  0x01,
-  0x6d,
-  0x02,
-  0x00,
-  0x00, // "x" "m": memory, at least 0 pages
-  0x03,
-  0x02,
-  0x01,
-  0x01, // function section: one function of type 1
-  0x07,
-  0x05,
-  0x01,
-  0x01,
-  0x73,
-  0x00,
-  0x01, // export section: "s" = function 1
-  0x0a,
-  0x14,
-  0x01,
-  0x12,
-  0x00, // code section, 20 bytes, 1 body of 18 bytes, no locals
-  0x41,
-  0x00,
-  0x41,
-  0x08,
-  0x20,
-  0x00,
-  0x41,
-  0x08,
-  0x6b, // i32.const 0, i32.const 8, local.get 0, i32.const 8, i32.sub
-  0x42,
-  0x00,
-  0x10,
-  0x00,
-  0x37,
-  0x03,
-  0x00,
-  0x0b, // i64.const 0, call 0, i64.store align 8 offset 0, end
-]);
+const SEAL_WASM = Buffer.from(
+  '0061736d0100000001110360037f7f7e017e60017f0060027f7f00020e020178016800000178016d020000030302010207090201' +
+    '730001017400020a3802120041004108200041086b420010003703000b23004108410c2001410c6b42001000a736020041004108' +
+    '200041086b420010003703000b',
+  'hex',
+);
 
-function sealer(x: XxhashWasm): (totalBytes: number) => void {
-  assert(Wasm.validate(SEAL_WASM), 'checksum seal wasm does not validate');
-  return (
-    new Wasm.Instance(new Wasm.Module(SEAL_WASM), { x: { h: x.xxh64, m: x.mem } }).exports as {
-      s(totalBytes: number): void;
-    }
-  ).s;
+interface SealExports {
+  s(totalBytes: number): void;
+  t(totalBytes: number, directoryEnd: number): void;
 }
 
+function sealer(x: XxhashWasm): SealExports {
+  const bytes = new Uint8Array(SEAL_WASM);
+  assert(Wasm.validate(bytes), 'checksum seal wasm does not validate');
+  return new Wasm.Instance(new Wasm.Module(bytes), { x: { h: x.xxh64, m: x.mem } }).exports as SealExports;
+}
+
+const seal = sealer(wasm);
+
 /** Stores the record checksum, xxh64 of stage bytes [8, totalBytes), in stage bytes [0, 8) (records.ts sealStagedRecord). */
-export const sealStagedChecksum = sealer(wasm);
+export const sealStagedChecksum: (totalBytes: number) => void = seal.s;
+
+/**
+ * Stores the directory check of a record whose directory is stage bytes [12, directoryEnd)
+ * (no entry, or one) at stage offset 8, then the record checksum as sealStagedChecksum.
+ */
+export const sealStagedChecksums: (totalBytes: number, directoryEnd: number) => void = seal.t;
+
+/**
+ * The directory check of the record of `count` (> 1) entries composed at stage offset 0
+ * (layout.ts: header words, then each entry's header and key, chained by seed).
+ */
+export function stagedDirectoryCheck(count: number): number {
+  const u32 = stageViews.u32;
+  let e = 32;
+  let h = 0n;
+  for (let i = 0; i < count; i++) {
+    const keyLength = u32[e >>> 2] & 0xffff;
+    const dirEnd = e + 16 + keyLength;
+    h = i === 0 ? wasm.xxh64(12, dirEnd - 12, 0n) : wasm.xxh64(e, dirEnd - e, h);
+    e += (16 + keyLength + u32[(e >>> 2) + 1] + 7) & ~7;
+  }
+  return Number(BigInt.asUintN(32, h));
+}
 
 /** The sealer on a sample: it stores exactly device/checksum.ts's xxh64. */
 function checkSealer(): void {
@@ -182,6 +148,13 @@ function checkSealer(): void {
   stageViews.u8.set(sample, 0);
   sealStagedChecksum(sample.length);
   assert(stageViews.u64[0] === xxh64(sample.subarray(8)), 'staged checksum seal differs from device/checksum.ts');
+  stageViews.u8.set(sample, 0);
+  sealStagedChecksums(sample.length, 60);
+  assert(
+    stageViews.u32[2] === Number(xxh64(sample.subarray(12, 60)) & 0xffff_ffffn) &&
+      stageViews.u64[0] === xxh64(stageViews.u8.slice(8, sample.length)),
+    'staged directory check seal differs from device/checksum.ts',
+  );
 }
 checkSealer();
 

@@ -12,8 +12,17 @@
  *
  * Persistence ordering: none here (see segment-writer.ts).
  */
+import { assert } from '../assert.js';
 import { isBroken } from '../test-break.js';
-import { logChecksumMatches, sealStagedChecksum, stageViews, stagedRecord } from './record-stage.js';
+import { xxh64 } from '../device/checksum.js';
+import {
+  logChecksumMatches,
+  sealStagedChecksum,
+  sealStagedChecksums,
+  stageViews,
+  stagedDirectoryCheck,
+  stagedRecord,
+} from './record-stage.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -21,8 +30,11 @@ import {
   KIND_BATCH,
   KIND_PAD,
   KIND_PUT,
+  KIND_SEAL,
   RECORD_HEADER_BYTES,
   RECORD_MAGIC,
+  SEAL_BYTES,
+  WATERMARK_SHIFT,
   entryBytes,
   joinU32,
   splitHi,
@@ -106,7 +118,11 @@ export function entryValueOffset(v: MediaViews, at: number): number {
   return at + ENTRY_HEADER_BYTES + entryKeyLength(v, at);
 }
 
-/** The header words after the checksum (bytes 8..32); the checksum, written last, covers them. */
+/**
+ * The header words after the checksum and the directory check (bytes 12..32): both are
+ * computed over them afterwards. `watermark`: the segment offset below which every byte was
+ * durable when this record was sealed (layout.ts).
+ */
 export function writeRecordHeader(
   v: MediaViews,
   at: number,
@@ -114,14 +130,58 @@ export function writeRecordHeader(
   count: number,
   totalBytes: number,
   nonce: number,
+  watermark: number,
 ): void {
   const w = at / 4;
-  v.u32[w + 2] = RECORD_MAGIC | (kind << 16);
-  v.u32[w + 3] = totalBytes;
-  v.u32[w + 4] = count;
-  v.u32[w + 5] = nonce >>> 0;
-  v.u32[w + 6] = splitHi(nonce);
-  v.u32[w + 7] = 0;
+  v.u32[w + 3] = RECORD_MAGIC | (kind << 16);
+  v.u32[w + 4] = totalBytes;
+  v.u32[w + 5] = count;
+  v.u32[w + 6] = nonce >>> 0;
+  v.u32[w + 7] = (splitHi(nonce) | ((watermark / 8) << WATERMARK_SHIFT)) >>> 0;
+}
+
+/** The durable watermark of the record at `at` (an offset inside its segment; layout.ts). */
+export function recordWatermark(v: MediaViews, at: number): number {
+  return (v.u32[at / 4 + 7] >>> WATERMARK_SHIFT) * 8;
+}
+
+export function recordKind(v: MediaViews, at: number): number {
+  return (v.u32[at / 4 + 3] >>> 16) & 0xff;
+}
+
+export function recordTotalBytes(v: MediaViews, at: number): number {
+  return v.u32[at / 4 + 4];
+}
+
+export function recordCount(v: MediaViews, at: number): number {
+  return v.u32[at / 4 + 5];
+}
+
+/**
+ * The directory hash of the record at `at` (layout.ts), low 32 bits, reading its header's
+ * count and its entries' lengths as they are; undefined when those lengths run past `end`.
+ * For records recovery must look into (records.ts's directory check): not a hot path.
+ */
+export function directoryCheck(v: MediaViews, at: number, end: number): number | undefined {
+  const count = recordCount(v, at);
+  if (at + RECORD_HEADER_BYTES > end) return undefined;
+  if (count === 0) return Number(xxh64(v.u8.subarray(at + 12, at + RECORD_HEADER_BYTES)) & 0xffff_ffffn);
+  let e = at + RECORD_HEADER_BYTES;
+  let h = 0n;
+  for (let i = 0; i < count; i++) {
+    if (e + ENTRY_HEADER_BYTES > end) return undefined;
+    const keyLength = entryKeyLength(v, e);
+    const dirEnd = e + ENTRY_HEADER_BYTES + keyLength;
+    if (dirEnd > end) return undefined;
+    h = i === 0 ? xxh64(v.u8.subarray(at + 12, dirEnd)) : xxh64(v.u8.subarray(e, dirEnd), h);
+    e += entryBytes(keyLength, entryValueLength(v, e));
+  }
+  return Number(h & 0xffff_ffffn);
+}
+
+/** The directory check stored in the record at `at`. */
+export function storedDirectoryCheck(v: MediaViews, at: number): number {
+  return v.u32[at / 4 + 2];
 }
 
 /** Records up to this size are copied out of the stage by a word loop, larger ones by one memcpy. */
@@ -141,9 +201,19 @@ export function sealStagedRecord(
   count: number,
   totalBytes: number,
   nonce: number,
+  watermark: number,
 ): void {
-  writeRecordHeader(stageViews, 0, kind, count, totalBytes, nonce);
-  sealStagedChecksum(totalBytes); // stage bytes [0, 8): no BigInt (record-stage.ts)
+  writeRecordHeader(stageViews, 0, kind, count, totalBytes, nonce, watermark);
+  if (count <= 1) {
+    // One contiguous directory (header words, and the one entry's header and key): both hashes
+    // in one wasm call, no BigInt (record-stage.ts).
+    const dirEnd =
+      count === 0 ? RECORD_HEADER_BYTES : RECORD_HEADER_BYTES + ENTRY_HEADER_BYTES + (stageViews.u32[8] & 0xffff);
+    sealStagedChecksums(totalBytes, dirEnd);
+  } else {
+    stageViews.u32[2] = stagedDirectoryCheck(count);
+    sealStagedChecksum(totalBytes);
+  }
   if (totalBytes <= WORD_COPY_MAX_BYTES) {
     const from = stageViews.u32;
     const to = v.u32;
@@ -153,6 +223,98 @@ export function sealStagedRecord(
     const w0 = at < 2 ** 32 ? at >>> 2 : at / 4;
     for (let w = 0; w < totalBytes >>> 2; w++) to[w0 + w] = from[w];
   } else v.u8.set(stagedRecord(totalBytes), at);
+}
+
+/**
+ * Writes a SEAL record at `at` straight into the log (not through the stage: a writer opens a
+ * segment from reserve(), while the caller's record waits composed in the stage), hashed
+ * here; not a hot path (one per segment and one per close). Its watermark is its own offset
+ * in the segment. `previous`: the segment the writer left (nonce, end offset), or none.
+ */
+export function writeSealRecord(
+  v: MediaViews,
+  at: number,
+  segmentBase: number,
+  nonce: number,
+  previous: { nonce: number; end: number } | undefined,
+): void {
+  v.u8.fill(0, at, at + SEAL_BYTES);
+  writeRecordHeader(v, at, KIND_SEAL, 0, SEAL_BYTES, nonce, at - segmentBase);
+  const w = at / 4 + RECORD_HEADER_BYTES / 4;
+  if (previous !== undefined) {
+    v.u32[w] = previous.nonce >>> 0;
+    v.u32[w + 1] = splitHi(previous.nonce);
+    v.u32[w + 2] = previous.end;
+  }
+  sealInPlace(v, at, SEAL_BYTES);
+}
+
+/** A SEAL's link to the segment its writer left before it: (nonce, end offset), or undefined. */
+export function sealPrevious(v: MediaViews, at: number): { nonce: number; end: number } | undefined {
+  const w = at / 4 + RECORD_HEADER_BYTES / 4;
+  const nonce = joinU32(v.u32[w + 1], v.u32[w]);
+  return nonce === 0 ? undefined : { nonce, end: v.u32[w + 2] };
+}
+
+/**
+ * Writes a PAD record covering [at, at + totalBytes) (zero payload), hashed in place: salvage
+ * writes one over a damaged region (recovery.ts). Not a hot path.
+ */
+export function writePadRecord(v: MediaViews, at: number, totalBytes: number, nonce: number, watermark: number): void {
+  v.u8.fill(0, at, at + totalBytes);
+  writeRecordHeader(v, at, KIND_PAD, 0, totalBytes, nonce, watermark);
+  sealInPlace(v, at, totalBytes);
+}
+
+/** Stores the directory check and the checksum of the record at `at` whose other bytes are written. */
+function sealInPlace(v: MediaViews, at: number, totalBytes: number): void {
+  const dir = directoryCheck(v, at, at + totalBytes);
+  assert(dir !== undefined, "sealInPlace: the record's directory runs past it");
+  v.u32[at / 4 + 2] = dir;
+  const sum = xxh64(v.u8.subarray(at + 8, at + totalBytes));
+  v.u32[at / 4] = Number(sum & 0xffff_ffffn);
+  v.u32[at / 4 + 1] = Number(sum >> 32n);
+}
+
+/**
+ * Calls fn(at, check) for each valid record of the segment at `base` in offset order, as
+ * recovery reads a segment it found no damage in: up to the first record that does not
+ * validate (the end marker, or a torn tail) -- except that a poisoned block (`readable`
+ * false for a range touching it) is never read: a record running into one, and the block,
+ * are skipped and the walk resyncs after it (every 8 bytes, until a record validates).
+ */
+export function forEachRecord(
+  v: MediaViews,
+  base: number,
+  segmentBytes: number,
+  nonce: number,
+  readable: ((from: number, to: number) => boolean) | undefined,
+  fn: (at: number, check: { kind: number; count: number; totalBytes: number }) => void,
+): void {
+  const end = base + segmentBytes;
+  let resync = false;
+  for (let at = base; at + RECORD_HEADER_BYTES <= end;) {
+    if (readable !== undefined) {
+      if (!readable(at, at + RECORD_HEADER_BYTES)) {
+        resync = true;
+        at = base + (Math.floor((at - base) / 4096) + 1) * 4096;
+        continue;
+      }
+      const total = v.u32[at / 4 + 4];
+      if (total >= RECORD_HEADER_BYTES && total % 8 === 0 && at + total <= end && !readable(at, at + total)) {
+        resync = true;
+        at += 8;
+        continue;
+      }
+    }
+    const check = checkRecord(v, at, end, nonce);
+    if (check.status === 'ok') {
+      resync = false;
+      fn(at, check);
+      at += check.totalBytes;
+    } else if (resync) at += 8;
+    else return;
+  }
 }
 
 export type RecordCheck =
@@ -190,18 +352,22 @@ const checked: CheckedRecord = { kind: 0, count: 0, totalBytes: 0, reason: '' };
 function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: number, out: CheckedRecord): number {
   if (at + RECORD_HEADER_BYTES > segmentEnd) return CHECK_END;
   const w = at / 4;
-  const word0 = v.u32[w + 2];
-  if (v.u32[w] === 0 && v.u32[w + 1] === 0 && word0 === 0 && v.u32[w + 3] === 0) return CHECK_END;
+  const word0 = v.u32[w + 3];
+  if (v.u32[w] === 0 && v.u32[w + 1] === 0 && v.u32[w + 2] === 0 && word0 === 0) return CHECK_END;
   if ((word0 & 0xffff) !== RECORD_MAGIC) return invalid(out, 'bad magic');
   const kind = (word0 >>> 16) & 0xff;
-  if (kind !== KIND_PUT && kind !== KIND_BATCH && kind !== KIND_PAD) return invalid(out, `unknown kind ${kind}`);
-  const totalBytes = v.u32[w + 3];
-  const count = v.u32[w + 4];
+  if (kind !== KIND_PUT && kind !== KIND_BATCH && kind !== KIND_PAD && kind !== KIND_SEAL)
+    return invalid(out, `unknown kind ${kind}`);
+  const totalBytes = v.u32[w + 4];
+  const count = v.u32[w + 5];
   if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd)
     return invalid(out, `length ${totalBytes}`);
-  if (joinU32(v.u32[w + 6], v.u32[w + 5]) !== nonce) return invalid(out, 'nonce of another segment life');
+  if (joinU32(v.u32[w + 7] & 0xff, v.u32[w + 6]) !== nonce) return invalid(out, 'nonce of another segment life');
   if (!recordChecksumMatches(v, at, totalBytes)) return invalid(out, 'checksum mismatch');
-  if (kind !== KIND_PAD && !entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count))
+  if (kind === KIND_PUT || kind === KIND_BATCH) {
+    if (!entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count))
+      return invalid(out, 'entries overrun the record');
+  } else if (count !== 0 || (kind === KIND_SEAL && totalBytes !== SEAL_BYTES))
     return invalid(out, 'entries overrun the record');
   out.kind = kind;
   out.count = count;

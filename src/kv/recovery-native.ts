@@ -12,9 +12,11 @@
  * kv-recovery-native.test.ts holds the two to agreement on corrupted records.
  *
  * Invariants
- *   - The scan reads nothing at or past `limit` (recovery passes the segment's first
- *     poisoned block): a record that claims poisoned bytes ends the segment as POISON before
- *     it is hashed, as in the JS scan; an unreported poisoned page (SIGBUS) ends it as EIO.
+ *   - The scan reads nothing of a block the poison bitmap names: a record that claims poisoned
+ *     bytes is bad before it is hashed, and resync skips the block; an unreported poisoned
+ *     page (SIGBUS) ends the segment's scan as EIO.
+ *   - Bad regions come back in offset order; at most the last is a torn tail (REGION_CUT),
+ *     and then no entry at or after its start is in `found` (addon/kv-recovery.h).
  *   - Sort records (8 u32 words an entry, layout in addon/kv-recovery.h) live in a
  *     SharedArrayBuffer (sortScratch): V8 does not count shared backing stores as this
  *     isolate's external memory, which past a limit starts a full mark-compact mid-open.
@@ -31,25 +33,65 @@ export const SORT_RECORD_WORDS = 8;
 /** io slots of scanKvSegment (addon/kv-recovery.cc IoSlot). */
 const IO_BASE = 0;
 const IO_END = 1;
-const IO_LIMIT = 2;
-const IO_NONCE = 3;
-const IO_FLAGS = 4;
-const IO_AT = 5;
-const IO_COUNT = 6;
-const IO_REASON = 7;
-const IO_REASON_VALUE = 8;
-const IO_RECORDS = 9;
-const IO_MAX_SEQUENCE = 10;
-const IO_KEY_BYTES = 11;
-const IO_SLOTS = 12;
+const IO_NONCE = 2;
+const IO_FLAGS = 3;
+const IO_AT = 4;
+const IO_COUNT = 5;
+const IO_REASON = 6;
+const IO_REASON_VALUE = 7;
+const IO_RECORDS = 8;
+const IO_MAX_SEQUENCE = 9;
+const IO_KEY_BYTES = 10;
+const IO_VOUCHED = 11;
+const IO_WATERMARK = 12;
+const IO_SEGMENT_SEQUENCE = 13;
+const IO_IN_REGION = 14;
+const IO_REGION_COUNT = 15;
+const IO_SLOTS = 16;
 const FLAG_SKIP_CHECKSUM = 1;
 const FLAG_PAST_POISON = 2;
+const FLAG_NO_RESYNC = 4;
+const FLAG_NO_WATERMARK = 8;
 
 export const SCAN_END = 0;
+/** kv-no-resync only: the scan ended at a bad record (taken for a torn tail) */
 export const SCAN_INVALID = 1;
+/** kv-no-resync only: the scan ended at a record running into a poisoned block */
 export const SCAN_POISON = 2;
 const SCAN_FULL = 3;
+/** a media error (SIGBUS) nobody had reported ended the scan at `at` */
 export const SCAN_EIO = 4;
+const SCAN_REGIONS_FULL = 5;
+/** the last region is a torn tail (REGION_CUT): `at` is its start, nothing of it or after it counted */
+export const SCAN_CUT = 6;
+/** the last region runs to the segment's end and lies below its watermark (or is poison): no place to resume */
+export const SCAN_DAMAGED_TAIL = 7;
+
+/** Words of one bad region (addon/kv-recovery.cc RegionWord). */
+const REGION_WORDS = 10;
+const R_START = 0;
+const R_END = 1;
+const R_FLAGS = 2;
+const R_SEQUENCE_BEFORE = 7;
+const R_SEQUENCE_AFTER = 8;
+const R_REASON = 9;
+export const REGION_POISON = 1;
+export const REGION_CUT = 4;
+
+/** A run of bytes of a segment holding no valid record, as the scan found it. */
+export interface BadRegion {
+  /** device offsets: [start, end) */
+  start: number;
+  end: number;
+  /** REGION_POISON | REGION_CUT */
+  flags: number;
+  /** why the record at `start` did not validate */
+  reason: string;
+  /** the highest sequence of a valid record before it in its segment (0: none) */
+  sequenceBefore: number;
+  /** the sequence of the first valid record with entries after it (0: none) */
+  sequenceAfter: number;
+}
 
 /** The reasons records.ts checkRecordInto gives, by the scan's reason code. */
 function reasonText(code: number, value: number): string {
@@ -66,6 +108,8 @@ function reasonText(code: number, value: number): string {
       return 'checksum mismatch';
     case 6:
       return 'entries overrun the record';
+    case 7:
+      return 'runs into a poisoned block';
     default:
       return assert(false, `scan reason code ${code}`) as never;
   }
@@ -102,49 +146,88 @@ export class FoundEntries {
 
 export interface SegmentScan {
   status: number;
-  /** where the scan stopped: the first record not applied */
+  /** where appending may resume (SCAN_END, SCAN_CUT), or where the scan stopped (SCAN_EIO, and the kv-no-resync statuses) */
   at: number;
-  /** why the record at `at` was dropped (SCAN_INVALID) */
+  /** why the record at `at` was dropped (kv-no-resync's SCAN_INVALID) */
   reason: string;
+  /** the highest watermark a valid record of the segment carries (device offset) */
+  watermark: number;
+  /** its bad regions in offset order; a torn tail, when there is one, is the last (REGION_CUT) */
+  regions: BadRegion[];
 }
 
 const io = new Float64Array(IO_SLOTS);
+let regionWords = new Float64Array(16 * REGION_WORDS);
+const NO_POISON = new Uint32Array(0);
 
 /**
- * Scans the segment [base, end) whose records carry `nonce`, reading nothing at or past
- * `limit`, and appends its entries to `found`. Grows found's buffer as needed.
+ * Scans the segment [base, end) whose records carry `nonce` and appends the entries of its
+ * valid records to `found`, resyncing past bad records (addon/kv-recovery.cc RunScan).
+ * `poison`: one bit per 4 KiB block of the segment that must not be read (empty: none).
+ * `vouched`: a device offset below which the segment is known durable (another segment's
+ * SEAL said so), or 0. Grows found's buffer as needed.
  */
 export function scanSegment(
   v: MediaViews,
   base: number,
   end: number,
-  limit: number,
   nonce: number,
   found: FoundEntries,
+  poison: Uint32Array = NO_POISON,
+  vouched = 0,
 ): SegmentScan {
   io[IO_BASE] = base;
   io[IO_END] = end;
-  io[IO_LIMIT] = limit;
   io[IO_NONCE] = nonce;
   io[IO_FLAGS] =
-    (isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) | (isBroken('kv-scan-past-poison') ? FLAG_PAST_POISON : 0);
+    (isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) |
+    (isBroken('kv-scan-past-poison') ? FLAG_PAST_POISON : 0) |
+    (isBroken('kv-no-resync') ? FLAG_NO_RESYNC : 0) |
+    (isBroken('kv-no-watermark') ? FLAG_NO_WATERMARK : 0);
   io[IO_AT] = base;
   io[IO_COUNT] = found.count;
   io[IO_RECORDS] = found.validRecords;
   io[IO_MAX_SEQUENCE] = found.maxSequence;
   io[IO_KEY_BYTES] = found.indexKeyBytes;
+  io[IO_VOUCHED] = vouched;
+  io[IO_WATERMARK] = base;
+  io[IO_SEGMENT_SEQUENCE] = 0;
+  io[IO_IN_REGION] = 0;
+  io[IO_REGION_COUNT] = 0;
   let status: number;
   // FULL: nothing of the record at io[IO_AT] was written; room doubles, the scan resumes there.
-  while ((status = native().scanKvSegment(v.u8, io, found.records)) === SCAN_FULL) found.grow();
+  for (;;) {
+    status = native().scanKvSegment(v.u8, io, found.records, poison, regionWords);
+    if (status === SCAN_FULL) found.grow();
+    else if (status === SCAN_REGIONS_FULL) {
+      const more = new Float64Array(regionWords.length * 2);
+      more.set(regionWords);
+      regionWords = more;
+    } else break;
+  }
   assert(status >= 0, () => `scanKvSegment of the segment at ${base}: ${status}`);
   found.count = io[IO_COUNT];
   found.validRecords = io[IO_RECORDS];
   found.maxSequence = io[IO_MAX_SEQUENCE];
   found.indexKeyBytes = io[IO_KEY_BYTES];
+  const regions: BadRegion[] = [];
+  for (let i = 0; i < io[IO_REGION_COUNT]; i++) {
+    const r = regionWords.subarray(i * REGION_WORDS, (i + 1) * REGION_WORDS);
+    regions.push({
+      start: r[R_START],
+      end: r[R_END],
+      flags: r[R_FLAGS],
+      reason: reasonText(r[R_REASON], 0),
+      sequenceBefore: r[R_SEQUENCE_BEFORE],
+      sequenceAfter: r[R_SEQUENCE_AFTER],
+    });
+  }
   return {
     status,
     at: io[IO_AT],
     reason: status === SCAN_INVALID ? reasonText(io[IO_REASON], io[IO_REASON_VALUE]) : '',
+    watermark: io[IO_WATERMARK],
+    regions,
   };
 }
 

@@ -1,27 +1,44 @@
 /**
- * Recovery: rebuilds the key-value index from the log segments at open.
+ * Recovery: rebuilds the key-value index from the log segments at open, and tells a crash
+ * from damage.
  *
  * Invariants (after recoverKv returns)
- *   - The tree holds, for every key whose highest-sequence valid entry is a PUT, exactly one
- *     entry pointing at that entry; keys whose highest entry is a DEL are absent.
- *   - A record is applied only if it validates whole (records.ts checkRecord): a torn,
- *     uncommitted or foreign record is dropped with everything after it in its segment, and
- *     counted in the report. A batch is one record, so it is applied entirely or not at all.
- *   - Every record that can win is checksummed: every record of every segment is hashed
- *     (no entry is skipped as superseded before its record validates, since a torn newer
- *     record must never hide an older valid one); a record that claims bytes of a poisoned
- *     block ends its segment's scan before it is hashed (reading poisoned pmem faults).
+ *   - The tree holds, for every key whose highest-sequence entry is a PUT, exactly one entry
+ *     pointing at that entry; keys whose highest entry is a DEL are absent. "Entries" are
+ *     those of valid records, plus the known entries of damaged records (recovery-damage.ts):
+ *     a known DEL counts as any DEL, a known PUT whose value is lost counts as a LOST entry,
+ *     which wins over older versions of its key, so a key is never served an older version in
+ *     place of a lost newer one (no resurrection), and loses to an intact copy of equal sequence.
+ *   - A record is applied only if it validates whole (records.ts checkRecord). A batch is one
+ *     record, so it is applied entirely or not at all.
+ *   - Crash or damage: every record carries its segment's durable watermark (layout.ts); a
+ *     bad region of a segment at or past the highest watermark of its segment's valid records
+ *     and of the end another segment's SEAL vouches for is a torn tail: dropped quietly with
+ *     everything after it, as a crash leaves it (the region is not poison). Every other bad
+ *     region, a poisoned block under a record, and an unreadable page are DAMAGE.
+ *   - Damage in 'strict' mode: nothing is served. recoverKv throws KvDamageError (ECORRUPT, or
+ *     EIO when a poisoned block or media error is among it) with the report: every damaged
+ *     region, what it held as far as known, the keys whose newest version it held, the
+ *     sequence range of what is unknown. Only exact corrections (recovery-damage.ts) are written.
+ *     In 'salvage' mode the report is returned and the store (store.ts salvage) keeps every
+ *     intact key, marks the lost ones, and removes the damage from the log.
+ *   - Every record that can win is checksummed: every record of every segment is hashed (no
+ *     entry is skipped as superseded before its record validates, since a torn newer record
+ *     must never hide an older valid one); nothing is read from a poisoned block.
  *
  * How: the two loops that touch every entry run natively (recovery-native.ts, addon/
- * kv-recovery.cc). The scan walks each segment's records in place, checks each whole
- * (records.ts's checks, xxh64 included) and writes one fixed-size sort record per entry
+ * kv-recovery.cc). First the SEAL at the head of every segment is read (its link names the
+ * segment its writer left, and the end through which that one is durable). The scan walks
+ * each segment's records in place, checks each whole (records.ts's checks, xxh64 included),
+ * resyncs past bad ones, cuts a torn tail, and writes one fixed-size sort record per entry
  * (first 16 key bytes, length, op, sequence, entry offset); the pick scatters them into
  * buckets on the first key byte not every key shares (again inside a bucket too large for
  * the cache), sorts each bucket in cache and writes each key's winner (the highest
- * sequence; ties: the first scanned, i.e. the lowest offset: segments are scanned in block
- * order) into the bulk load's columns, keys back to back in key order, and the keys are
- * bulk loaded into the tree in one bottom-up build. No tombstones enter the tree. Nothing is
- * allocated per record.
+ * sequence; ties: an intact entry before a LOST one, then the lowest offset) into the bulk
+ * load's columns, keys back to back in key order, and the keys are bulk loaded into the tree
+ * in one bottom-up build. No tombstones enter the tree. Nothing is allocated per record.
+ * Damaged regions (rare) are looked into in TypeScript; their known entries join the sort
+ * records before the pick.
  *
  * Memory: 32 bytes of sort record per entry in a SharedArrayBuffer (recovery-native.ts), and
  * as much again in native memory for the scatter (twice when a bucket must split again),
@@ -30,46 +47,107 @@
  * Concurrency: runs on the opener before share() can hand the space to anyone (bulkLoad
  * asserts the tree was never shared).
  *
- * Persistence ordering: writes nothing persistent.
+ * Persistence ordering: writes only exact corrections of damaged bytes (each persisted).
  */
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import type { DaxSpace } from '../dax/space.js';
-import { KV_KEY_PREFIX, OWNER_KV_SEGMENT, SEGMENT_BYTES, SEGMENT_ORDER } from './layout.js';
-import type { MediaViews } from './records.js';
-import { BLOCK_BYTES } from '../device/layout.js';
+import {
+  ENTRY_HEADER_BYTES,
+  KIND_SEAL,
+  KV_KEY_PREFIX,
+  OWNER_KV_SEGMENT,
+  SEGMENT_BYTES,
+  SEGMENT_ORDER,
+  joinU32,
+} from './layout.js';
+import { checkRecord, sealPrevious, type MediaViews } from './records.js';
+import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import {
   FoundEntries,
+  REGION_CUT,
+  REGION_POISON,
+  SCAN_CUT,
+  SCAN_DAMAGED_TAIL,
   SCAN_END,
   SCAN_EIO,
   SCAN_INVALID,
   SCAN_POISON,
+  SORT_RECORD_WORDS,
   pickWinners,
   scanSegment as scanNative,
+  type BadRegion,
 } from './recovery-native.js';
+import { analyzeRegion, type KnownEntry } from './recovery-damage.js';
+import type { SalvageReport } from './recovery-salvage.js';
+
+/** 'strict' (default): damage refuses the open; 'salvage': serve every intact key, report the rest. */
+export type RecoveryMode = 'strict' | 'salvage';
+
+/** One damaged region of a segment and what it held, as far as anything holds. */
+export interface KvDamage {
+  /** head block of its segment */
+  segment: number;
+  /** device offsets [start, end) */
+  start: number;
+  end: number;
+  /** 'record': bytes that fail their checks below a durable watermark; 'poison': a poisoned block under records; 'media-error': a read failed (SIGBUS) */
+  kind: 'record' | 'poison' | 'media-error';
+  reason: string;
+  /** entries of its records whose directory holds (their PUT values are lost) */
+  known: KnownEntry[];
+  /** bytes of it whose entries are unknown, and the sequences around them (0: none known) */
+  unknown: { start: number; end: number; sequenceAfter: number; sequenceBefore: number } | undefined;
+}
 
 export interface KvRecoveryReport {
+  mode: RecoveryMode;
   segments: number;
   records: number;
   entries: number;
   keys: number;
-  /** segments whose scan ended at a record that did not validate (torn, uncommitted, foreign) */
+  /** segments whose scan ended at a torn tail (a crash: dropped quietly) */
   droppedRecords: number;
-  /** why each dropped record was dropped, with its device offset (first 20) */
+  /** where each torn tail began and why it did not validate, with its device offset (first 20) */
   dropped: string[];
-  /** segments whose scan stopped at a poisoned block (records after it are lost) */
+  /** segments with a poisoned block under a record */
   poisonedSegments: number;
+  /** damaged regions not corrected (strict mode refuses when there is any) */
+  damage: KvDamage[];
+  /** records found damaged and corrected in place, exactly (recovery-damage.ts) */
+  corrected: Array<{ offset: number; what: string }>;
+  /** keys whose newest version was in damaged bytes and is lost: reads throw EIO (salvage) */
+  lostKeys: Array<{ key: Uint8Array; sequence: number; entryAt: number }>;
+  /** keys whose newest version is a DEL found in damaged bytes (known whole): they stay deleted */
+  damagedDeletes: Array<{ key: Uint8Array; sequence: number; entryAt: number }>;
+  /** sequence ranges (exclusive bounds; 0: open) whose writes may be lost, keys unknown: a key whose newest intact version precedes `before` may be stale */
+  unknownSequences: Array<{ after: number; before: number }>;
   maxSequence: number;
   timeMs: number;
   /** where timeMs went: segment scan (checksums included), key sort + winner pick, index bulk load */
   phasesMs: { scan: number; sort: number; load: number };
   /** the segment with the most room after its last valid record (the opener resumes appending there) */
   resume: { base: number; used: number; nonce: number } | undefined;
+  /** what salvage did about the damage (salvage mode only) */
+  salvaged?: SalvageReport;
 }
 
-export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
+/** open() refused damage (strict recovery): `damage` is the full report; nothing was served. */
+export class KvDamageError extends DaxError {
+  constructor(
+    path: string,
+    readonly report: KvRecoveryReport,
+  ) {
+    const media = report.damage.some((d) => d.kind !== 'record');
+    super(media ? 'EIO' : 'ECORRUPT', damageSummary(path, report), { path });
+    this.name = 'KvDamageError';
+  }
+}
+
+export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = 'strict'): KvRecoveryReport {
   const start = performance.now();
   const report: KvRecoveryReport = {
+    mode,
     segments: 0,
     records: 0,
     entries: 0,
@@ -77,6 +155,11 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
     droppedRecords: 0,
     dropped: [],
     poisonedSegments: 0,
+    damage: [],
+    corrected: [],
+    lostKeys: [],
+    damagedDeletes: [],
+    unknownSequences: [],
     maxSequence: 0,
     timeMs: 0,
     phasesMs: { scan: 0, sort: 0, load: 0 },
@@ -96,8 +179,10 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   for (let i = 1; i < segments.length; i++)
     if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
   report.segments = segments.length;
+  const vouched = vouchedEnds(space, v, segments);
   const found = new FoundEntries(segments.length, SEGMENT_BYTES);
-  for (const [block, nonce] of segments) scanSegment(space, v, space.device.blockOffset(block), nonce, report, found);
+  const injected = new Map<number, KnownEntry>();
+  for (const [block, nonce] of segments) scanSegment(space, v, block, nonce, vouched, report, found, injected);
   report.records = found.validRecords;
   report.entries = found.count;
   report.maxSequence = found.maxSequence;
@@ -106,6 +191,7 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   const winners = pickWinners(v, found, KV_KEY_PREFIX);
   const t2 = performance.now();
   report.phasesMs.sort = t2 - t1;
+  if (injected.size > 0) findLosses(winners, injected, report);
   space.tree.bulkLoad({
     count: winners.count,
     keys: winners.keys,
@@ -115,47 +201,247 @@ export function recoverKv(space: DaxSpace, v: MediaViews): KvRecoveryReport {
   });
   report.phasesMs.load = performance.now() - t2;
   report.keys = winners.count;
+  if (injected.size > 0) findDamagedDeletes(space, injected, report);
   report.timeMs = performance.now() - start;
   return report;
+}
+
+/** Throws KvDamageError when the report holds damage that was not corrected (strict mode). */
+export function refuseDamage(path: string, report: KvRecoveryReport): void {
+  if (report.damage.length > 0) throw new KvDamageError(path, report);
+}
+
+/**
+ * The end offset through which each segment is known durable, by nonce: what the SEAL at the
+ * head of every segment says about the segment its writer left (segment-writer.ts).
+ */
+function vouchedEnds(space: DaxSpace, v: MediaViews, segments: Array<[number, number]>): Map<number, number> {
+  const out = new Map<number, number>();
+  const device = space.device;
+  for (const [block, nonce] of segments) {
+    if (device.poisonedBlocks !== 0 && device.isPoisoned(block)) continue;
+    const base = device.blockOffset(block);
+    const check = checkRecord(v, base, base + SEGMENT_BYTES, nonce);
+    if (check.status !== 'ok' || check.kind !== KIND_SEAL) continue;
+    const previous = sealPrevious(v, base);
+    if (previous !== undefined) out.set(previous.nonce, Math.max(out.get(previous.nonce) ?? 0, previous.end));
+  }
+  return out;
 }
 
 function scanSegment(
   space: DaxSpace,
   v: MediaViews,
-  base: number,
+  block: number,
   nonce: number,
+  vouched: Map<number, number>,
   report: KvRecoveryReport,
   found: FoundEntries,
+  injected: Map<number, KnownEntry>,
 ): void {
+  const device = space.device;
+  const base = device.blockOffset(block);
   const end = base + SEGMENT_BYTES;
-  // The scan reads nothing from the first poisoned block on (reading poisoned pmem faults).
-  const limit = spansPoison(space, base, end) ? firstPoisoned(space, base, end) : end;
-  const { status, at, reason } = scanNative(v, base, end, limit, nonce, found);
-  let resumable = true;
-  if (status === SCAN_INVALID) {
+  const poison = poisonBitmap(space, block);
+  const vouchedEnd = vouched.get(nonce);
+  const scan = scanNative(v, base, end, nonce, found, poison, vouchedEnd === undefined ? 0 : base + vouchedEnd);
+  let resumable = scan.status === SCAN_END || scan.status === SCAN_CUT;
+  if (scan.status === SCAN_INVALID || scan.status === SCAN_POISON) {
+    // kv-no-resync (a test switch): the old rule, the first bad record ends the segment quietly.
     report.droppedRecords++;
-    if (report.dropped.length < 20) report.dropped.push(`offset ${at}: ${reason}`);
-  } else if (status === SCAN_POISON || status === SCAN_EIO) {
-    report.poisonedSegments++;
-    if (status === SCAN_EIO && report.dropped.length < 20)
-      report.dropped.push(`offset ${at}: media error (SIGBUS) reading the record`);
-    resumable = false;
-  } else assert(status === SCAN_END, `segment scan status ${status}`);
-  if (resumable && (report.resume === undefined || at - base < report.resume.used))
-    report.resume = { base, used: at - base, nonce };
-}
-
-/** Offset of the first poisoned block in [from, to) (from block aligned), or `to`. */
-function firstPoisoned(space: DaxSpace, from: number, to: number): number {
-  const device = space.device;
-  for (let off = from; off < to; off += BLOCK_BYTES) if (device.isPoisoned(device.blockAt(off))) return off;
-  return to;
-}
-
-function spansPoison(space: DaxSpace, from: number, to: number): boolean {
-  const device = space.device;
-  for (let off = from - ((from - device.dataOffset) % BLOCK_BYTES); off < to; off += BLOCK_BYTES) {
-    if (device.isPoisoned(device.blockAt(off))) return true;
+    if (report.dropped.length < 20) report.dropped.push(`offset ${scan.at}: ${scan.reason || 'poisoned block'}`);
+    resumable = scan.status === SCAN_INVALID;
   }
-  return false;
+  let poisoned = false;
+  for (const region of scan.regions) {
+    if ((region.flags & REGION_CUT) !== 0) {
+      report.droppedRecords++;
+      if (report.dropped.length < 20) report.dropped.push(`offset ${region.start}: ${region.reason}`);
+      continue;
+    }
+    poisoned ||= (region.flags & REGION_POISON) !== 0;
+    lookInto(space, v, block, nonce, poison, region, report, found, injected);
+  }
+  if (scan.status === SCAN_EIO) {
+    poisoned = true;
+    const region: BadRegion = {
+      start: scan.at,
+      end,
+      flags: REGION_POISON,
+      reason: 'media error (SIGBUS) reading it',
+      sequenceBefore: 0,
+      sequenceAfter: 0,
+    };
+    report.damage.push(damageOf(block, region, 'media-error', [], { start: scan.at, end }));
+    report.unknownSequences.push({ after: 0, before: 0 });
+  }
+  if (poisoned) report.poisonedSegments++;
+  // A segment with damage is not appended to: salvage removes the damage (or the segment).
+  if (scan.status === SCAN_DAMAGED_TAIL || report.damage.some((d) => d.segment === block)) resumable = false;
+  if (resumable && (report.resume === undefined || scan.at - base < report.resume.used))
+    report.resume = { base, used: scan.at - base, nonce };
+}
+
+/** One bit per block of the segment that is poisoned (empty when none is). */
+function poisonBitmap(space: DaxSpace, block: number): Uint32Array {
+  const device = space.device;
+  if (device.poisonedBlocks === 0 || device.firstPoisoned(block, HUGE_BLOCKS) < 0) return new Uint32Array(0);
+  const bits = new Uint32Array(HUGE_BLOCKS / 32);
+  for (let b = 0; b < HUGE_BLOCKS; b++) if (device.isPoisoned(block + b)) bits[b >>> 5] |= 1 << (b & 31);
+  return bits;
+}
+
+/**
+ * A damaged region: corrections are rescanned (their entries join `found` as any valid
+ * record's), known entries join as LOST (PUT) or DEL sort records, the rest is unknown.
+ */
+function lookInto(
+  space: DaxSpace,
+  v: MediaViews,
+  block: number,
+  nonce: number,
+  poison: Uint32Array,
+  region: BadRegion,
+  report: KvRecoveryReport,
+  found: FoundEntries,
+  injected: Map<number, KnownEntry>,
+): void {
+  const device = space.device;
+  const base = device.blockOffset(block);
+  const readable = (from: number, to: number): boolean => {
+    if (poison.length === 0) return true;
+    for (let b = Math.floor((from - base) / BLOCK_BYTES); b * BLOCK_BYTES + base < to; b++)
+      if ((poison[b >>> 5] >>> (b & 31)) & 1) return false;
+    return true;
+  };
+  const analysis = analyzeRegion(v, device.media, region.start, region.end, nonce, readable);
+  for (const c of analysis.corrected) {
+    report.corrected.push({ offset: c.at, what: c.what });
+    const rescan = scanNative(v, c.at, c.at + c.totalBytes, nonce, found);
+    assert(rescan.regions.length === 0, () => `corrected record at ${c.at} does not validate`);
+  }
+  for (const entry of analysis.known) {
+    injected.set(entry.at, entry);
+    appendSortRecord(v, found, entry);
+  }
+  if (analysis.known.length === 0 && analysis.unknown === undefined) return; // all corrected
+  const kind = (region.flags & REGION_POISON) !== 0 ? 'poison' : 'record';
+  const unknown = analysis.unknown;
+  report.damage.push(damageOf(block, region, kind, analysis.known, unknown));
+  if (unknown !== undefined)
+    report.unknownSequences.push({ after: region.sequenceBefore, before: region.sequenceAfter });
+}
+
+function damageOf(
+  block: number,
+  region: BadRegion,
+  kind: KvDamage['kind'],
+  known: KnownEntry[],
+  unknown: { start: number; end: number } | undefined,
+): KvDamage {
+  return {
+    segment: block,
+    start: region.start,
+    end: region.end,
+    kind,
+    reason: region.reason,
+    known,
+    unknown:
+      unknown === undefined
+        ? undefined
+        : { ...unknown, sequenceAfter: region.sequenceBefore, sequenceBefore: region.sequenceAfter },
+  };
+}
+
+/** The sort record of a known entry of a damaged record (addon/kv-recovery.h layout): LOST for a PUT. */
+function appendSortRecord(v: MediaViews, found: FoundEntries, entry: KnownEntry): void {
+  if ((found.count + 1) * SORT_RECORD_WORDS > found.records.length) found.grow();
+  const r = found.records.subarray(found.count * SORT_RECORD_WORDS, (found.count + 1) * SORT_RECORD_WORDS);
+  const at8 = entry.at / 8;
+  const keyLength = entry.key.length;
+  r[0] = (keyLength | (entry.op === 'del' ? 1 << 16 : 1 << 15) | (Math.floor(at8 / 2 ** 32) << 17)) >>> 0;
+  const head = new Uint8Array(16);
+  head.set(entry.key.subarray(0, 16));
+  for (let w = 0; w < 4; w++)
+    r[1 + w] = ((head[4 * w] << 24) | (head[4 * w + 1] << 16) | (head[4 * w + 2] << 8) | head[4 * w + 3]) >>> 0;
+  r[5] = entry.sequence >>> 0;
+  r[6] = Math.floor(entry.sequence / 2 ** 32);
+  r[7] = at8 >>> 0;
+  found.count++;
+  found.indexKeyBytes += keyLength + 1;
+  found.maxSequence = Math.max(found.maxSequence, entry.sequence);
+  assert(joinU32(r[6], r[5]) === entry.sequence && v.u32[entry.at / 4 + 2] === r[5], 'sort record of a known entry');
+}
+
+/** Winners that are known PUTs of damaged records: keys whose newest version is lost. */
+function findLosses(
+  winners: { count: number; values: Float64Array },
+  injected: Map<number, KnownEntry>,
+  report: KvRecoveryReport,
+): void {
+  for (let i = 0; i < winners.count; i++) {
+    const entry = injected.get(winners.values[i]);
+    if (entry !== undefined && entry.op === 'put')
+      report.lostKeys.push({ key: entry.key, sequence: entry.sequence, entryAt: entry.at });
+  }
+}
+
+/** Known DELs of damaged records whose key is absent (its newest version is a DEL): they must outlive the damage. */
+function findDamagedDeletes(space: DaxSpace, injected: Map<number, KnownEntry>, report: KvRecoveryReport): void {
+  const indexKey = (key: Uint8Array): Uint8Array => {
+    const k = new Uint8Array(key.length + 1);
+    k[0] = KV_KEY_PREFIX;
+    k.set(key, 1);
+    return k;
+  };
+  for (const entry of injected.values()) {
+    if (entry.op === 'del' && space.tree.lookup(indexKey(entry.key)) === undefined)
+      report.damagedDeletes.push({ key: entry.key, sequence: entry.sequence, entryAt: entry.at });
+  }
+}
+
+/** A key for a message: its UTF-8 text in quotes when it is printable, else hex. */
+export function keyText(key: Uint8Array): string {
+  const text = Buffer.from(key).toString('utf8');
+  return /^[\x20-\x7e\u00a0-\uffff]*$/.test(text) && !text.includes('\ufffd')
+    ? JSON.stringify(text)
+    : `0x${Buffer.from(key).toString('hex')}`;
+}
+
+/** What damage the report holds, in a few lines (the message of KvDamageError). */
+export function damageSummary(path: string, report: KvRecoveryReport): string {
+  const lines = [`${path}: recovery found ${report.damage.length} damaged region(s) in the key-value log:`];
+  for (const d of report.damage.slice(0, 10)) {
+    const held = d.known.length > 0 ? `; held ${d.known.length} known entr${d.known.length === 1 ? 'y' : 'ies'}` : '';
+    const unknown =
+      d.unknown !== undefined
+        ? `; ${d.unknown.end - d.unknown.start} bytes of unknown entries (sequences ${d.unknown.sequenceAfter || '?'}..${d.unknown.sequenceBefore || '?'})`
+        : '';
+    lines.push(
+      `  ${d.kind} at offset ${d.start}..${d.end} (segment at block ${d.segment}): ${d.reason}${held}${unknown}`,
+    );
+  }
+  if (report.damage.length > 10) lines.push(`  … ${report.damage.length - 10} more`);
+  if (report.lostKeys.length > 0)
+    lines.push(
+      `  keys whose newest version is lost: ${report.lostKeys
+        .slice(0, 20)
+        .map((k) => keyText(k.key))
+        .join(', ')}${report.lostKeys.length > 20 ? ` … (${report.lostKeys.length})` : ''}`,
+    );
+  if (report.damagedDeletes.length > 0)
+    lines.push(
+      `  deleted keys whose delete is in the damage (kept deleted): ${report.damagedDeletes
+        .slice(0, 20)
+        .map((k) => keyText(k.key))
+        .join(', ')}`,
+    );
+  for (const u of report.unknownSequences)
+    lines.push(
+      `  writes of unknown keys lost between sequences ${u.after || 'the start'} and ${u.before || 'the end'}: any key whose newest surviving version is older may be stale`,
+    );
+  lines.push(
+    `  nothing was served; open with { recovery: 'salvage' } or run \`daxstore check --repair\` to keep every intact key`,
+  );
+  return lines.join('\n');
 }

@@ -46,13 +46,35 @@
  */
 import { assert } from '../assert.js';
 import type { Device } from '../device/device.js';
-import { MAX_NONCE, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, SEGMENT_BYTES, SEGMENT_ORDER } from './layout.js';
+import {
+  KIND_SEAL,
+  MAX_NONCE,
+  MAX_RECORD_BYTES,
+  RECORD_MAGIC,
+  OWNER_KV_SEGMENT,
+  RECORD_HEADER_BYTES,
+  SEAL_BYTES,
+  SEGMENT_BYTES,
+  SEGMENT_ORDER,
+} from './layout.js';
 
 /** Zero bytes after the last record that end a scan (records.ts checkRecord reads 16 bytes for 'end'). */
 const END_MARKER_BYTES = 16;
-import { sealStagedRecord, type MediaViews } from './records.js';
+import { sealStagedRecord, writeSealRecord, type MediaViews } from './records.js';
 import { isBroken } from '../test-break.js';
 import { storeRelease } from '../index/word-load.js';
+
+/** Whether the valid records [base, base + used) end with a SEAL (the last close wrote it and nothing followed). */
+function endsWithSeal(v: MediaViews, base: number, used: number, nonce: number): boolean {
+  if (used < SEAL_BYTES) return false;
+  const w = (base + used - SEAL_BYTES) / 4;
+  return (
+    v.u32[w + 3] === (RECORD_MAGIC | (KIND_SEAL << 16)) &&
+    v.u32[w + 4] === SEAL_BYTES &&
+    v.u32[w + 6] === nonce >>> 0 &&
+    (v.u32[w + 7] & 0xff) === Math.floor(nonce / 2 ** 32)
+  );
+}
 
 /** openTable word of a writer between owning a new segment and naming it. */
 export const ALLOCATING = -1;
@@ -63,6 +85,10 @@ export class SegmentWriter {
   private flushedTo = 0;
   private nonce = 0;
   private pendingDrain = false;
+  /** Offset in the segment below which every byte is durable (drained): the watermark each record carries. */
+  private durable = 0;
+  /** The last record written to the segment is a SEAL (nothing to seal at close). */
+  private sealed = false;
 
   /** Slot of this writer in the shared open-segment table (-1 until it first opens or adopts one). */
   private slot = -1;
@@ -113,11 +139,13 @@ export class SegmentWriter {
   /** Device offset of `bytes` (multiple of 8) of fresh record space; allocates a segment when needed (ENOSPC changes nothing). */
   reserve(bytes: number): number {
     if (isBroken('kv-no-end-marker')) return this.reserveWithoutEndMarker(bytes);
-    assert(bytes % 8 === 0 && bytes > 0 && bytes <= SEGMENT_BYTES, () => `reserve(${bytes})`);
-    if (this.base < 0 || this.used + bytes > SEGMENT_BYTES) this.openSegment();
+    assert(bytes % 8 === 0 && bytes > 0 && bytes <= MAX_RECORD_BYTES, () => `reserve(${bytes})`);
+    // SEAL_BYTES stay free after every record: room for the SEAL of close (sealForClose).
+    if (this.base < 0 || this.used + bytes > SEGMENT_BYTES - SEAL_BYTES) this.openSegment();
     else if (this.tailDirty) this.cleanTail();
     const at = this.base + this.used;
     this.used += bytes;
+    this.sealed = false;
     if (this.used + RECORD_HEADER_BYTES <= SEGMENT_BYTES) {
       const w = (this.base + this.used) / 4; // the end marker after this reservation
       const u32 = this.views.u32;
@@ -132,10 +160,11 @@ export class SegmentWriter {
 
   /** reserve() under DAXSTORE_TEST_BREAK=kv-no-end-marker: the 16 bytes after the reservation keep whatever they held. */
   private reserveWithoutEndMarker(bytes: number): number {
-    if (this.base < 0 || this.used + bytes > SEGMENT_BYTES) this.openSegment();
+    if (this.base < 0 || this.used + bytes > SEGMENT_BYTES - SEAL_BYTES) this.openSegment();
     else if (this.tailDirty) this.cleanTail();
     const at = this.base + this.used;
     this.used += bytes;
+    this.sealed = false;
     this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd;
     return at;
   }
@@ -151,12 +180,13 @@ export class SegmentWriter {
     this.views.u8.fill(0, at, at + bytes);
     this.used -= bytes;
     if (this.flushedTo > this.used) this.flushedTo = this.used;
+    if (this.durable > this.used) this.durable = this.used;
     this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd;
   }
 
   /** Seals the record composed in the stage (record-stage.ts: the one way records are written) and copies it into the reservation at `at`. */
   sealStaged(at: number, kind: number, count: number, totalBytes: number): void {
-    sealStagedRecord(this.views, at, kind, count, totalBytes, this.nonce);
+    sealStagedRecord(this.views, at, kind, count, totalBytes, this.nonce, this.durable);
   }
 
   /** Flushes the lines written since the last flush; durable only after drain (commit). */
@@ -179,6 +209,7 @@ export class SegmentWriter {
       this.flushedTo = this.used;
     } else if (this.pendingDrain || alsoDrain) this.device.media.drain();
     this.pendingDrain = false;
+    this.durable = this.flushedTo; // drained: the watermark of the records sealed from now on
     // After the fence (header). A release store is enough: a reader that sees it must see the
     // fence done, and nothing here reads after it; a seq-cst Atomics.store would add a builtin
     // call and a second full fence to every 'sync' put.
@@ -200,6 +231,8 @@ export class SegmentWriter {
     this.base = base;
     this.used = used;
     this.flushedTo = used;
+    this.durable = used; // recovery read this prefix back from the media: it is durable
+    this.sealed = endsWithSeal(this.views, base, used, nonce); // a close sealed it: nothing to seal again
     this.nonce = nonce;
     this.tailDirty = true;
     this.announce(this.device.blockAt(base) + 1);
@@ -231,6 +264,7 @@ export class SegmentWriter {
     // The old segment's tail first: a thread's records become durable in order, and the slot
     // leaves a segment only once it is all durable (flushOpenSegments skips ALLOCATING slots).
     this.commit();
+    const left = this.base < 0 ? undefined : { nonce: this.nonce, end: this.used };
     this.announce(ALLOCATING); // before the block is owned: compaction waits until we name it
     let block: number;
     try {
@@ -245,14 +279,43 @@ export class SegmentWriter {
     // The segment's pages are faulted in on another thread while we start filling it, so the
     // put path does not take a fault per 4 KiB (tmpfs allocates pages, fs-DAX blocks).
     this.device.media.prefault?.(offset, SEGMENT_BYTES);
-    this.views.u8.fill(0, offset, offset + END_MARKER_BYTES);
-    this.device.media.persist(offset, END_MARKER_BYTES);
+    // The first record is a SEAL naming the segment left (durable through `left.end` since the
+    // commit above: recovery's watermark for it), then the end marker; both durable before
+    // any other record is written.
+    writeSealRecord(this.views, offset, offset, nonce, left);
+    this.views.u8.fill(0, offset + SEAL_BYTES, offset + SEAL_BYTES + END_MARKER_BYTES);
+    this.device.media.persist(offset, SEAL_BYTES + END_MARKER_BYTES);
     this.base = offset;
     this.tailDirty = false;
-    this.used = 0;
-    this.flushedTo = 0;
+    this.used = SEAL_BYTES;
+    this.flushedTo = SEAL_BYTES;
+    this.durable = SEAL_BYTES;
+    this.sealed = true;
     this.nonce = nonce;
     this.onSegmentOpened();
+  }
+
+  /**
+   * Before close: everything durable (commit), then a SEAL after the last record, durable, so
+   * the last records are below a watermark (layout.ts) even if no record ever follows them.
+   * Nothing when the segment's last record is already a SEAL (nothing written since).
+   */
+  sealForClose(): void {
+    this.commit();
+    if (this.base < 0 || this.sealed) return;
+    if (this.tailDirty) this.cleanTail(); // adopted, nothing appended: the old tail goes first
+    assert(this.used + SEAL_BYTES <= SEGMENT_BYTES, 'no room for the SEAL of close (reserve keeps it)');
+    const at = this.base + this.used;
+    writeSealRecord(this.views, at, this.base, this.nonce, undefined);
+    const end = this.used + SEAL_BYTES + END_MARKER_BYTES <= SEGMENT_BYTES ? END_MARKER_BYTES : 0;
+    this.views.u8.fill(0, at + SEAL_BYTES, at + SEAL_BYTES + end);
+    this.device.media.persist(at, SEAL_BYTES + end);
+    this.used += SEAL_BYTES;
+    this.flushedTo = this.used;
+    this.durable = this.used;
+    this.sealed = true;
+    this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd;
+    storeRelease(this.progress, this.slot * PROGRESS_WORDS + DURABLE, this.used);
   }
 }
 

@@ -86,11 +86,14 @@ import {
   LARGE_REF_BYTES,
   LARGE_VALUE_THRESHOLD_BYTES,
   ENTRY_FLAG_LARGE,
+  ENTRY_FLAG_LOST,
+  MAX_RECORD_BYTES,
   RECORD_HEADER_BYTES,
   SEGMENT_BYTES,
   entryBytes,
 } from './layout.js';
 import {
+  entryFlags,
   entryValueLength,
   entryValueOffset,
   mediaViews,
@@ -101,8 +104,9 @@ import {
 import { PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter } from './segment-writer.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { isBroken } from '../test-break.js';
-import { compactSegments, type CompactionReport } from './compaction.js';
-import { recoverKv, type KvRecoveryReport } from './recovery.js';
+import { compactSegments, evacuateSegments, type CompactionReport } from './compaction.js';
+import { keyText, recoverKv, refuseDamage, type KvRecoveryReport, type RecoveryMode } from './recovery.js';
+import { salvage, type SalvageReport } from './recovery-salvage.js';
 import {
   KV_OBJECT_ID_BASE,
   LargeObjectReaper,
@@ -111,6 +115,7 @@ import {
   encodeLargeRef,
   largeRefAt,
   removeQuietly,
+  type LargeRef,
   valueBytes,
   viewLargePinned,
   writeLargeObject,
@@ -132,6 +137,14 @@ export interface OpenOptions {
   /** bytes of a new store file (required to create one) */
   size?: number;
   durability?: Durability;
+  /**
+   * What open does when recovery finds damage (a record that had been made durable and fails
+   * its check, a poisoned block under records): 'strict' (default) refuses with a
+   * KvDamageError (ECORRUPT, or EIO for poison) naming the damage and the keys it may affect;
+   * 'salvage' serves every intact key, marks the keys whose newest version was lost (reads
+   * throw EIO), removes the damage from the log and reports all of it in stats().recovery.
+   */
+  recovery?: RecoveryMode;
 }
 export type BatchOp = { type: 'put'; key: Key; value: Value } | { type: 'del'; key: Key };
 export interface KvRangeOptions {
@@ -266,6 +279,7 @@ export class KvStore {
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
   static open(path: string, opts: OpenOptions = {}): KvStore {
     const durability = checkDurability(opts.durability);
+    const mode = checkRecoveryMode(opts.recovery);
     if (typeof path !== 'string' || path.length === 0)
       throw new DaxError('EINVAL', `open: path must be a non-empty string`);
     const create = !existsSync(path);
@@ -273,7 +287,12 @@ export class KvStore {
       throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
     const media = openRegion(path, create ? { create: true, sizeBytes: opts.size } : {});
     try {
-      return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: create }), durability);
+      return KvStore.fromSpace(
+        DaxSpace.openMedia(media, { formatIfEmpty: create }),
+        durability,
+        mode,
+        `${path}.quarantine`,
+      );
     } catch (e) {
       media.close();
       throw e;
@@ -281,31 +300,74 @@ export class KvStore {
   }
 
   /** Opens (formatting when it holds no store) a store on any Media, e.g. SimMedia in tests. */
-  static openMedia(media: Media, opts: OpenOptions & { formatIfEmpty?: boolean } = {}): KvStore {
+  static openMedia(
+    media: Media,
+    opts: OpenOptions & { formatIfEmpty?: boolean; quarantineDir?: string } = {},
+  ): KvStore {
     const durability = checkDurability(opts.durability);
-    return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: opts.formatIfEmpty ?? true }), durability);
+    const mode = checkRecoveryMode(opts.recovery);
+    return KvStore.fromSpace(
+      DaxSpace.openMedia(media, { formatIfEmpty: opts.formatIfEmpty ?? true }),
+      durability,
+      mode,
+      opts.quarantineDir,
+    );
   }
 
-  private static fromSpace(space: DaxSpace, durability: Durability): KvStore {
+  private static fromSpace(
+    space: DaxSpace,
+    durability: Durability,
+    mode: RecoveryMode,
+    quarantineDir: string | undefined,
+  ): KvStore {
     try {
       const views = mediaViews(space.device.media.buffer);
-      const report = recoverKv(space, views);
-      const orphans = collectOrphans(space, views);
+      const report = recoverKv(space, views, mode);
+      if (mode === 'strict') refuseDamage(space.device.media.path, report);
       const shared = new SharedArrayBuffer(SHARED_BYTES);
       const store = new KvStore(space, shared, durability, true, report);
-      store.largeValuesAtOpen = orphans;
-      store.i32[NEXT_OBJECT] = orphans.nextId - KV_OBJECT_ID_BASE;
       store.seqBaseWord[0] = report.maxSequence; // before share(): attached handles read it after
       store.seq[SEQUENCE] = BigInt(report.maxSequence + SEQ_INT_LIMIT);
       store.i32[LIVE_KEYS] = report.keys;
       store.i32[SEGMENTS] = report.segments;
       if (report.resume !== undefined && report.resume.used <= SEGMENT_BYTES / 2)
         store.writer.adopt(report.resume.base, report.resume.used, report.resume.nonce);
+      if (report.damage.length > 0) report.salvaged = store.salvageDamage(report, quarantineDir);
+      const orphans = collectOrphans(space, views); // after salvage: a lost large value's object is an orphan
+      store.largeValuesAtOpen = orphans;
+      store.i32[NEXT_OBJECT] = orphans.nextId - KV_OBJECT_ID_BASE;
       return store;
     } catch (e) {
       space.close();
       throw e;
     }
+  }
+
+  private salvageDamage(report: KvRecoveryReport, quarantineDir: string | undefined): SalvageReport {
+    const result = salvage(
+      {
+        space: this.space,
+        views: this.views,
+        writer: this.writer,
+        quarantineDir,
+        evacuate: (blocks) => {
+          const r = evacuateSegments(
+            this.space,
+            this.views,
+            this.writer,
+            this.openTable,
+            this.progress,
+            blocks,
+            this.i32,
+            COMPACTION,
+          );
+          Atomics.sub(this.i32, SEGMENTS, r.segmentsFreed);
+          this.reapLarge();
+        },
+      },
+      report,
+    );
+    return result;
   }
 
   /** A handle to post to a worker: attach(handle) there gives the same store. */
@@ -370,7 +432,7 @@ export class KvStore {
     const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + length, op);
-    if (u32[w] >>> 24 !== 0) return copyLargePinned(this.space, largeRefAt(this.views, at)!, op);
+    if (u32[w] >>> 24 !== 0) return copyLargePinned(this.space, this.largeRefPinned(at, op), op);
     if (length > COPY_SLAB_BYTES / 8) {
       const out = new Uint8Array(length);
       this.views.buf.copy(out, 0, start, start + length);
@@ -406,8 +468,22 @@ export class KvStore {
     const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + length, op);
-    if (u32[w] >>> 24 !== 0) return viewLargePinned(this.space, largeRefAt(this.views, at)!, op);
+    if (u32[w] >>> 24 !== 0) return viewLargePinned(this.space, this.largeRefPinned(at, op), op);
     return new Uint8Array(this.views.u8.buffer, start, length);
+  }
+
+  /**
+   * The large-value reference of the flagged entry at `at` (flags byte not 0); EIO when the
+   * flag is ENTRY_FLAG_LOST instead: salvage found the key's newest value destroyed.
+   */
+  private largeRefPinned(at: number, op: string): LargeRef {
+    const ref = largeRefAt(this.views, at);
+    if (ref !== undefined) return ref;
+    assert((entryFlags(this.views, at) & ENTRY_FLAG_LOST) !== 0, () => `entry at ${at} has unknown flags`);
+    throw new DaxError(
+      'EIO',
+      `${op}: the value of key ${keyText(this.indexKeyAt(at).subarray(1))} was lost to damage in the log (found and marked by salvage at an open); overwrite or delete the key to clear it`,
+    );
   }
 
   // ---- writes ------------------------------------------------------------------------
@@ -437,7 +513,13 @@ export class KvStore {
    * the value, maybe a view of this store, is read only there); under the lock only our own
    * stage and reservation are touched: sequence, seal (hash in place), one copy, persist.
    */
-  private putEntry(k: Uint8Array, value: Value, valueLength: number, flags: number, objectId: number): void {
+  private putEntry(
+    k: Uint8Array,
+    value: Value | undefined,
+    valueLength: number,
+    flags: number,
+    objectId: number,
+  ): void {
     if (isBroken('kv-seq-before-lock')) return this.putEntrySequencedBeforeLock(k, value, valueLength, flags, objectId);
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
     let done = false;
@@ -469,7 +551,7 @@ export class KvStore {
    */
   private putEntrySequencedBeforeLock(
     k: Uint8Array,
-    value: Value,
+    value: Value | undefined,
     valueLength: number,
     flags: number,
     objectId: number,
@@ -508,9 +590,9 @@ export class KvStore {
     const valueLength = valueLengthOf(value, op);
     if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) return { value, valueLength, flags: 0, objectId: -1 };
     const id = KV_OBJECT_ID_BASE + Atomics.add(this.i32, NEXT_OBJECT, 1);
-    writeLargeObject(this.space, id, valueBytes(value));
+    const sum = writeLargeObject(this.space, id, valueBytes(value));
     return {
-      value: encodeLargeRef(id, valueLength),
+      value: encodeLargeRef(id, valueLength, sum),
       valueLength: LARGE_REF_BYTES,
       flags: ENTRY_FLAG_LARGE,
       objectId: id,
@@ -576,8 +658,11 @@ export class KvStore {
         item.key.length - 1,
         item.valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : item.valueLength,
       );
-    if (total > SEGMENT_BYTES)
-      throw new DaxError('EINVAL', `batch: ${total} bytes of records exceed one segment (${SEGMENT_BYTES} bytes)`);
+    if (total > MAX_RECORD_BYTES)
+      throw new DaxError(
+        'EINVAL',
+        `batch: ${total} bytes of records exceed the largest record (${MAX_RECORD_BYTES} bytes: one segment less two SEALs)`,
+      );
     const refs: EntryRef[] = [];
     let done = false;
     let at = -1;
@@ -976,7 +1061,7 @@ export class KvStore {
       items[i] = [
         key,
         large
-          ? copyLargePinned(this.space, largeRefAt(this.views, at)!, 'range')
+          ? copyLargePinned(this.space, this.largeRefPinned(at, 'range'), 'range')
           : new Uint8Array(ab, o + keyLength, valueLength),
       ];
       o += bytes;
@@ -1021,6 +1106,72 @@ export class KvStore {
       tree.epoch.unpin();
     }
     return keys;
+  }
+
+  // ---- damage (daxstore check) -------------------------------------------------------
+
+  /**
+   * Reads every value the store serves and says which cannot be served: keys marked LOST by a
+   * salvage, and keys whose large value fails its checksum (ECORRUPT) or sits on a poisoned
+   * block (EIO). Inline values need no pass: recovery checked every record at open. For
+   * `daxstore check`; costs a read of every large value.
+   */
+  auditValues(): { lost: Uint8Array[]; unreadable: Array<{ key: Uint8Array; code: string; message: string }> } {
+    this.checkOpen('auditValues');
+    const out = {
+      lost: [] as Uint8Array[],
+      unreadable: [] as Array<{ key: Uint8Array; code: string; message: string }>,
+    };
+    const ats: number[] = [];
+    this.space.epoch.guard(() => this.space.tree.scanPinned({ gte: LOWEST, lt: BEYOND }, (at) => void ats.push(at)));
+    for (const at of ats) {
+      this.space.epoch.guard(() => {
+        if (this.space.tree.lookupPinned(this.indexKeyAt(at)) !== at) return; // changed meanwhile
+        const flags = entryFlags(this.views, at);
+        if (flags === 0) return;
+        const key = this.indexKeyAt(at).subarray(1);
+        if ((flags & ENTRY_FLAG_LOST) !== 0) return void out.lost.push(key);
+        try {
+          this.valueCopyPinned(at, 'check');
+        } catch (e) {
+          if (!(e instanceof DaxError)) throw e;
+          out.unreadable.push({ key, code: e.code, message: e.message });
+        }
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Marks `key` LOST (`daxstore check --repair`: its value fails its checksum): a LOST entry
+   * with a new sequence supersedes its newest version (a large value's object is retired as
+   * by any overwrite); reads then throw EIO until the key is written again. False when the
+   * key is absent.
+   */
+  markLost(key: Key): boolean {
+    this.checkOpen('markLost');
+    const k = scratchIndexKey(this.putScratch, this.putViews, key, 'markLost');
+    if (this.space.tree.lookup(k) === undefined) return false;
+    this.putEntry(k, undefined, 0, ENTRY_FLAG_LOST, -1);
+    this.reaper.drain();
+    return true;
+  }
+
+  /** The bytes of `key`'s large value as they are, unchecked (check --repair quarantines a damaged one). EINVAL when it has none. */
+  rawLargeValue(key: Key): Uint8Array {
+    this.checkOpen('rawLargeValue');
+    return this.space.epoch.guard(() => {
+      const at = this.space.tree.lookupPinned(this.lookupKey(key, 'rawLargeValue'));
+      const ref = at === undefined ? undefined : largeRefAt(this.views, at);
+      if (ref === undefined) throw new DaxError('EINVAL', 'rawLargeValue: the key has no large value');
+      return this.space.object(ref.id).read(0, ref.length);
+    });
+  }
+
+  /** The keys in a range, without their values (the CLI lists keys whose values cannot be read). */
+  keysForCheck(opts: KvRangeOptions = {}): Uint8Array[] {
+    this.checkOpen('keysForCheck');
+    return this.scanKeys(rangeBounds(opts, 'keysForCheck'), opts.limit ?? Infinity).map((k) => k.subarray(1));
   }
 
   // ---- lifecycle ---------------------------------------------------------------------
@@ -1103,6 +1254,7 @@ export class KvStore {
     try {
       if (!this.space.closed) {
         this.groupCommitNow(); // batchAsync waiters resolve: their batches are durable now
+        this.writer.sealForClose();
         this.reapLarge();
       }
     } finally {
@@ -1215,6 +1367,12 @@ function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
 function spinMicros(us: number): void {
   const end = performance.now() + us / 1000;
   while (performance.now() < end);
+}
+
+function checkRecoveryMode(m: unknown): RecoveryMode {
+  if (m === undefined) return 'strict';
+  if (m === 'strict' || m === 'salvage') return m;
+  throw new DaxError('EINVAL', `open: recovery ${String(m)} must be 'strict' or 'salvage'`);
 }
 
 function checkDurability(d: unknown): Durability {

@@ -76,7 +76,13 @@ export interface NativeAddon {
    * records from io.at and appends a sort record per entry to out. A status (end, invalid,
    * poison, full, eio), or -EINVAL for arguments that would read outside media or out.
    */
-  scanKvSegment(media: Uint8Array, io: Float64Array, out: Uint32Array): number;
+  scanKvSegment(
+    media: Uint8Array,
+    io: Float64Array,
+    out: Uint32Array,
+    poison: Uint32Array,
+    regions: Float64Array,
+  ): number;
   /**
    * MADV_POPULATE_WRITE over the whole pages of [offset, offset + length) of the buffer, on a
    * thread of its own (addon/prefault.h): 0 once started, or -errno (-EINVAL: bad range or no
@@ -85,6 +91,11 @@ export interface NativeAddon {
   prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number): number;
   /** The addon's test-break switches (addon/test-break.h), process-global; set once by native() below. */
   setTestBreaks(flock: boolean, sigbusGuard: boolean): void;
+  /**
+   * xxh64 (seed 0) of bytes[offset, offset + length) into out[0] (low 32 bits) and out[1],
+   * hashed in place (a SIGBUS is -EIO, not a dead process). 0, -EINVAL or -EIO.
+   */
+  hashRange(bytes: Uint8Array, offset: number, length: number, out: Uint32Array): number;
   /** Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the count, or -errno. */
   pickKvWinners(
     media: Uint8Array,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
 import {
+  FORMAT_VERSION,
   SUPERBLOCK_BYTES,
   chooseSuperblock,
   decodeSuperblock,
@@ -64,7 +65,7 @@ describe('opening bad images', () => {
 
   it('a newer format version is EVERSION and stays unchanged', () => {
     const media = formatted();
-    new DataView(media.buffer).setUint32(SUPERBLOCK_A_OFFSET + 8, 2, true);
+    new DataView(media.buffer).setUint32(SUPERBLOCK_A_OFFSET + 8, FORMAT_VERSION + 1, true);
     expectOpenFailsUnchanged(media, 'EVERSION');
   });
 

@@ -185,10 +185,37 @@ describe('recovery winner pick', () => {
     ).toBe(-22);
     const io = new Float64Array(12);
     io.set([0, 8192, 8192, 0, 0, 0, 0]); // a segment past the end of the media
-    expect(native().scanKvSegment(media, io, new Uint32Array(8))).toBe(-22);
+    expect(native().scanKvSegment(media, io, new Uint32Array(8), new Uint32Array(0), new Float64Array(10))).toBe(-22);
     io.set([0, 4096, 4096, 0, 0, 8, 0]); // at not 8-aligned... at 8 is aligned: start past base is fine
     io[5] = 12;
-    expect(native().scanKvSegment(media, io, new Uint32Array(8))).toBe(-22);
+    expect(native().scanKvSegment(media, io, new Uint32Array(8), new Uint32Array(0), new Float64Array(10))).toBe(-22);
+  });
+
+  it('a LOST entry (salvage marker) wins over older versions and loses to an intact entry of equal sequence', () => {
+    const media = new Uint8Array(4096);
+    const recs = new Uint32Array(5 * SORT_RECORD_WORDS);
+    const lost = (r: number): void => void (recs[r] |= 1 << 15);
+    writeSortRecord(recs, 0, Uint8Array.of(7), false, 5, 0); // key 7: LOST at 9 (lowest offset) vs intact at 9
+    lost(0);
+    writeSortRecord(recs, SORT_RECORD_WORDS, Uint8Array.of(7), false, 9, 64);
+    lost(SORT_RECORD_WORDS);
+    writeSortRecord(recs, 2 * SORT_RECORD_WORDS, Uint8Array.of(7), false, 9, 128);
+    writeSortRecord(recs, 3 * SORT_RECORD_WORDS, Uint8Array.of(8), false, 3, 192); // key 8: LOST at 4 beats 3
+    writeSortRecord(recs, 4 * SORT_RECORD_WORDS, Uint8Array.of(8), false, 4, 256);
+    lost(4 * SORT_RECORD_WORDS);
+    const values = new Float64Array(5);
+    const n = native().pickKvWinners(
+      media,
+      recs,
+      5,
+      values,
+      new Uint32Array(5),
+      new Uint16Array(5),
+      new Uint8Array(16),
+      1,
+    );
+    expect(n).toBe(2);
+    expect([...values.subarray(0, 2)]).toEqual([128, 256]);
   });
 
   it('a column too small for the winners is refused with -ERANGE, nothing written past it', () => {

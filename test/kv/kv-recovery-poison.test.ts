@@ -1,40 +1,83 @@
 /**
- * Poison found during recovery: a record whose header is readable but whose bytes run into a
- * poisoned block ends its segment's scan BEFORE it is hashed (recovery copies each segment
- * into the verifier only up to its first poisoned block: reading poisoned pmem faults). The
- * records before it are recovered, the segment is reported in poisonedSegments, nothing after
- * it is applied. Red when the scan checks the record's span only after hashing it (the hash
- * would read past the copied window: an assertion, on real pmem a machine check).
+ * Poison found during recovery: a poisoned block of a segment loses only the records that
+ * overlap it. The scan never reads the block (a record running into it is bad before it is
+ * hashed; reading poisoned pmem faults), resyncs after it, and keeps every record after it.
+ * Their keys are unknown (the block cannot be read): strict open refuses with EIO naming the
+ * block and the sequence range lost; salvage serves every other key, reports the range,
+ * evacuates the segment (its readable live entries moved, the segment retired), and a strict
+ * reopen afterwards opens clean. Red with kv-no-resync (the segment ends at the block: the
+ * records after it are lost, quietly).
  */
 import { describe, expect, it } from 'vitest';
-import { createSimMedia } from '../../src/device/sim-media.js';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { openMedia } from '../../src/kv/index.js';
+import { KvDamageError } from '../../src/kv/recovery.js';
+import { setBroken } from '../../src/test-break.js';
 
 const td = new TextDecoder();
+const listing = (db: ReturnType<typeof openMedia>): string[] =>
+  [...db.range()].map(([k, v]) => `${td.decode(k)}=${v.length}`);
+
+/** before, victim (header in one block, value into the next), after (lost with it), filler, after2 (past the block). */
+function build(): { image: SimMedia; poisoned: number } {
+  const media = createSimMedia(8 * 2 ** 20);
+  const db = openMedia(media, { durability: 'none' });
+  db.put('before', 'kept');
+  db.put('victim', new Uint8Array(5000).fill(1));
+  db.put('after', 'lost with the block');
+  db.put('filler', new Uint8Array(6000).fill(2));
+  db.put('after2', 'kept past the block');
+  const offset = db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('victim')))!;
+  const device = db.dax.device;
+  const poisoned = device.blockAt(offset + 4200);
+  expect(poisoned).not.toBe(device.blockAt(offset));
+  expect(device.blockAt(db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('after')))!)).toBe(poisoned);
+  expect(device.blockAt(db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('after2')))!)).toBeGreaterThan(poisoned);
+  db.close();
+  const image = media.crashImage({ mode: 'none' });
+  const again = openMedia(image, { formatIfEmpty: false, durability: 'none' });
+  again.dax.device.poison(poisoned); // recorded in the bad-block list: the next open knows it
+  again.close();
+  return { image: image.crashImage({ mode: 'none' }), poisoned };
+}
 
 describe('kv recovery over a poisoned block', () => {
-  it('a record running into a poisoned block ends the scan before it is hashed; earlier records recover', () => {
-    const media = createSimMedia(8 * 2 ** 20);
-    const db = openMedia(media, { durability: 'none' });
-    db.put('before', 'kept');
-    db.put('victim', new Uint8Array(5000).fill(1)); // header in one block, value runs into the next
-    db.put('after', 'lost with the rest of the segment');
-    const offset = db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('victim')))!;
-    const device = db.dax.device;
-    const headerBlock = device.blockAt(offset);
-    const tailBlock = device.blockAt(offset + 4200);
-    expect(tailBlock).not.toBe(headerBlock);
-    db.close();
-    const image = media.crashImage({ mode: 'none' });
-    const again0 = openMedia(image, { formatIfEmpty: false, durability: 'none' });
-    again0.dax.device.poison(tailBlock); // recorded in the bad-block list: the next open knows it
-    again0.close();
-    const again = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+  it('strict open refuses with EIO; salvage keeps every record outside the block; a strict reopen is clean', () => {
+    const { image, poisoned } = build();
+    let refusal: KvDamageError | undefined;
     try {
-      expect(again.recovery?.poisonedSegments).toBe(1);
-      expect([...again.range()].map(([k, v]) => `${td.decode(k)}=${td.decode(v)}`)).toEqual(['before=kept']);
+      openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false }).close();
+    } catch (e) {
+      refusal = e as KvDamageError;
+    }
+    expect(refusal).toBeInstanceOf(KvDamageError);
+    expect(refusal!.code).toBe('EIO');
+    expect(refusal!.report.damage).toHaveLength(1);
+    expect(refusal!.report.damage[0].kind).toBe('poison');
+    expect(refusal!.report.unknownSequences).toEqual([{ after: 1, before: 5 }]); // victim..filler are 2..4
+    expect(refusal!.message).toMatch(/poison at offset/);
+
+    const db = openMedia(image, { formatIfEmpty: false, recovery: 'salvage' });
+    expect(listing(db)).toEqual(['after2=19', 'before=4']);
+    expect(db.recovery!.salvaged).toMatchObject({ evacuatedSegments: 1 });
+    expect(db.dax.device.isPoisoned(poisoned)).toBe(true);
+    db.close();
+    const again = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+    expect(listing(again)).toEqual(['after2=19', 'before=4']);
+    expect(again.recovery!.damage).toEqual([]);
+    expect(again.dax.device.audit()).toEqual([]);
+    again.close();
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-no-resync: the segment ends at the block, after2 is lost quietly', () => {
+    const { image } = build();
+    setBroken('kv-no-resync', true);
+    try {
+      const db = openMedia(image, { formatIfEmpty: false });
+      expect(listing(db)).toEqual(['before=4']);
+      db.close();
     } finally {
-      again.close();
+      setBroken('kv-no-resync', false);
     }
   });
 });

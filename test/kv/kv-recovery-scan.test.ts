@@ -2,17 +2,20 @@
  * Recovery's native segment scan (addon/kv-recovery.cc via src/kv/recovery-native.ts).
  *
  * 1. It agrees with the JavaScript record check (records.ts checkRecord, which compaction and
- *    `daxstore check` use) on every segment of a store after random damage: where the scan
- *    stops, why (the same reason text), and how many entries it found. Damage is a flipped
- *    byte anywhere (mostly a checksum mismatch), a header field changed (bad magic, unknown
- *    kind, bad length, another nonce: the checks before the checksum), and an entry header
- *    changed and the record resealed with a correct checksum (entries overrun the record).
- * 2. Poison: the scan reads nothing from the segment's first poisoned block on. Shown with a
- *    real SIGBUS: the segment is copied into a file mapping and the file truncated inside a
- *    record, so reading there faults. With the limit at the truncation the scan stops at that
- *    record as POISON (the records before it found); with kv-scan-past-poison it reads on and
- *    the guard reports EIO; with no limit at all (poison nobody reported) EIO too, and the
- *    process lives.
+ *    `daxstore check` use) on every segment of a store after random damage: with kv-no-resync
+ *    (the first bad record ends the scan) where the scan stops, why (the same reason text),
+ *    and how many entries it found; with resync (the default) which bytes it finds bad (one
+ *    region: the damaged record, below the watermark of the records after it, so not cut) and
+ *    how many entries it found (every other record's). Damage is a flipped byte anywhere
+ *    (mostly a checksum mismatch), a header field changed (bad magic, unknown kind, bad
+ *    length, another nonce: the checks before the checksum), and an entry header changed and
+ *    the record resealed with a correct checksum (entries overrun the record).
+ * 2. Poison: the scan reads nothing of a block the poison bitmap names. Shown with a real
+ *    SIGBUS: the segment is copied into a file mapping and the file truncated inside a record,
+ *    so reading there faults. With the blocks from the truncation on named poisoned, the
+ *    record there is a poison region (the records before it found); with kv-scan-past-poison
+ *    it reads on and the guard reports EIO; with no bitmap (poison nobody reported) EIO too,
+ *    and the process lives.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,10 +28,11 @@ import { OWNER_KV_SEGMENT, SEGMENT_BYTES } from '../../src/kv/layout.js';
 import { checkRecord, mediaViews, type MediaViews } from '../../src/kv/records.js';
 import {
   FoundEntries,
+  REGION_POISON,
+  SCAN_DAMAGED_TAIL,
   SCAN_END,
   SCAN_EIO,
   SCAN_INVALID,
-  SCAN_POISON,
   scanSegment,
 } from '../../src/kv/recovery-native.js';
 import { setBroken } from '../../src/test-break.js';
@@ -98,21 +102,44 @@ function buildStore(r: () => number): {
   return { v, segments };
 }
 
-function nativeScan(
+/** The native scan with kv-no-resync: it ends at the first bad record, as checkRecord's reference does. */
+function nativeFirstStop(
   v: MediaViews,
   base: number,
-  limit: number,
   nonce: number,
 ): { status: number; at: number; reason: string; entries: number } {
+  setBroken('kv-no-resync', true);
+  try {
+    const found = new FoundEntries(1, SEGMENT_BYTES);
+    const s = scanSegment(v, base, base + SEGMENT_BYTES, nonce, found);
+    return { status: s.status, at: s.at, reason: s.reason, entries: found.count };
+  } finally {
+    setBroken('kv-no-resync', false);
+  }
+}
+
+/** The native scan as recovery runs it: the entries of every valid record, and the bad regions. */
+function nativeResync(
+  v: MediaViews,
+  base: number,
+  nonce: number,
+): { entries: number; regions: Array<[number, number, number]> } {
   const found = new FoundEntries(1, SEGMENT_BYTES);
-  const s = scanSegment(v, base, base + SEGMENT_BYTES, limit, nonce, found);
-  return { status: s.status, at: s.at, reason: s.reason, entries: found.count };
+  const s = scanSegment(v, base, base + SEGMENT_BYTES, nonce, found);
+  return { entries: found.count, regions: s.regions.map((r) => [r.start, r.end, r.flags]) };
 }
 
 /** Seals the record at `at` again (xxh64 of bytes [8, totalBytes) into its first 8 bytes). */
 function reseal(v: MediaViews, at: number): void {
-  const total = v.u32[at / 4 + 3];
+  const total = v.u32[at / 4 + 4];
   v.u64[at / 8] = xxh64(v.u8.subarray(at + 8, at + total));
+}
+
+/** Entries of the valid records of the segment: each recorded record, except the one at `skip`. */
+function entriesOf(v: MediaViews, records: number[], skip: number): number {
+  let n = 0;
+  for (const at of records) if (at !== skip && v.u32[at / 4 + 3] >>> 16 !== 4) n += v.u32[at / 4 + 5];
+  return n;
 }
 
 describe('recovery segment scan', () => {
@@ -122,32 +149,41 @@ describe('recovery segment scan', () => {
     expect(segments.length).toBeGreaterThan(0);
     const reasons = new Set<string>();
     try {
-      for (const s of segments)
-        expect(nativeScan(v, s.base, s.base + SEGMENT_BYTES, s.nonce)).toEqual(referenceScan(v, s.base, s.nonce));
+      for (const s of segments) expect(nativeFirstStop(v, s.base, s.nonce)).toEqual(referenceScan(v, s.base, s.nonce));
       for (let trial = 0; trial < 400; trial++) {
         const s = segments[Math.floor(r() * segments.length)];
-        const at = s.records[Math.floor(r() * s.records.length)];
-        const total = v.u32[at / 4 + 3];
+        const i = Math.floor(r() * (s.records.length - 1)); // not the last: a record after it holds a watermark past it
+        const at = s.records[i];
+        const total = v.u32[at / 4 + 4];
         const saved = v.u8.slice(at, at + total + 8);
         const kind = trial % 6;
         if (kind === 0)
           v.u8[at + Math.floor(r() * total)] ^= 1 << Math.floor(r() * 8); // anywhere: mostly the checksum
         else if (kind === 1)
-          v.u8[at + 8] ^= 0x40; // magic
+          v.u8[at + 12] ^= 0x40; // magic
         else if (kind === 2)
-          v.u8[at + 10] = 4 + Math.floor(r() * 200); // kind
+          v.u8[at + 14] = 5 + Math.floor(r() * 200); // kind
         else if (kind === 3)
-          v.u32[at / 4 + 3] = [0, 20, total + 4, SEGMENT_BYTES * 2][Math.floor(r() * 4)]; // length
+          v.u32[at / 4 + 4] = [0, 20, total + 4, SEGMENT_BYTES * 2][Math.floor(r() * 4)]; // length
         else if (kind === 4)
-          v.u32[at / 4 + 5] ^= 1 << Math.floor(r() * 32); // nonce
+          v.u32[at / 4 + 6] ^= 1 << Math.floor(r() * 32); // nonce
         else {
           // an entry's key or value length, resealed: the checksum holds, the entries do not fit
-          v.u32[(at + 32) / 4 + (r() < 0.5 ? 0 : 1)] += 8 * (1 + Math.floor(r() * 3));
+          if (v.u32[at / 4 + 3] >>> 16 === 4)
+            v.u8[at + 40] ^= 1; // a SEAL has no entry: damage its payload
+          else v.u32[(at + 32) / 4 + (r() < 0.5 ? 0 : 1)] += 8 * (1 + Math.floor(r() * 3));
           reseal(v, at);
         }
         const want = referenceScan(v, s.base, s.nonce);
-        expect(nativeScan(v, s.base, s.base + SEGMENT_BYTES, s.nonce)).toEqual(want);
+        expect(nativeFirstStop(v, s.base, s.nonce)).toEqual(want);
         reasons.add(want.reason.replace(/ \d+$/, ''));
+        if (want.status === SCAN_INVALID && want.at === at) {
+          // resync: the one damaged record is a region, every other record's entries are found
+          expect(nativeResync(v, s.base, s.nonce)).toEqual({
+            entries: entriesOf(v, s.records, at),
+            regions: [[at, s.records[i + 1], 0]],
+          });
+        }
         v.u8.set(saved, at);
       }
       // every reason the check gives was reached
@@ -166,8 +202,8 @@ describe('recovery segment scan', () => {
         const s = segments[0];
         const at = s.records[Math.floor(s.records.length / 2)];
         v.u8[at + 40] ^= 1;
-        expect(nativeScan(v, s.base, s.base + SEGMENT_BYTES, s.nonce)).toEqual(referenceScan(v, s.base, s.nonce));
-        expect(nativeScan(v, s.base, s.base + SEGMENT_BYTES, s.nonce).status).toBe(SCAN_END);
+        expect(nativeFirstStop(v, s.base, s.nonce)).toEqual(referenceScan(v, s.base, s.nonce));
+        expect(nativeFirstStop(v, s.base, s.nonce).status).toBe(SCAN_END);
         v.u8[at + 40] ^= 1;
       } finally {
         setBroken('kv-skip-checksum', false);
@@ -178,7 +214,7 @@ describe('recovery segment scan', () => {
     }
   });
 
-  it('reads nothing past the first poisoned block: a record running into it ends the scan as POISON (real SIGBUS past the limit; red with kv-scan-past-poison)', () => {
+  it('reads nothing of a poisoned block: a record running into one is a poison region (real SIGBUS past the named blocks; red with kv-scan-past-poison)', () => {
     // One segment: two small puts, then a record whose value runs three pages on.
     const media = createSimMedia(8 * 2 ** 20);
     const db = openMedia(media, { durability: 'none' });
@@ -212,11 +248,23 @@ describe('recovery segment scan', () => {
     expect(at + 12_000).toBeGreaterThan(cut);
     fs.truncateSync(file, cut);
 
-    expect(nativeScan(v, 0, cut, nonce)).toEqual({ status: SCAN_POISON, at, reason: '', entries: 2 });
-    expect(nativeScan(v, 0, SEGMENT_BYTES, nonce).status).toBe(SCAN_EIO); // poison nobody reported: the guard, not a dead process
+    const poison = new Uint32Array(SEGMENT_BYTES / 4096 / 32);
+    for (let b = cut / 4096; b < SEGMENT_BYTES / 4096; b++) poison[b >>> 5] |= 1 << (b & 31);
+    const scan = (bits: Uint32Array): { status: number; entries: number; regions: number[][] } => {
+      const found = new FoundEntries(1, SEGMENT_BYTES);
+      const s = scanSegment(v, 0, SEGMENT_BYTES, nonce, found, bits);
+      return { status: s.status, entries: found.count, regions: s.regions.map((r) => [r.start, r.end, r.flags]) };
+    };
+    // The SEAL, a, b found; the victim's record runs into the named blocks: one poison region to the end.
+    expect(scan(poison)).toEqual({
+      status: SCAN_DAMAGED_TAIL,
+      entries: 2,
+      regions: [[at, SEGMENT_BYTES, REGION_POISON]],
+    });
+    expect(scan(new Uint32Array(0)).status).toBe(SCAN_EIO); // poison nobody reported: the guard, not a dead process
     setBroken('kv-scan-past-poison', true);
     try {
-      expect(nativeScan(v, 0, cut, nonce).status).toBe(SCAN_EIO); // the switch: it read past the limit
+      expect(scan(poison).status).toBe(SCAN_EIO); // the switch: it read the named blocks
     } finally {
       setBroken('kv-scan-past-poison', false);
     }
