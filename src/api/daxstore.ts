@@ -13,6 +13,7 @@ export {
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
   type OpenOptions,
+  type OpenMediaOptions,
   type Durability,
   type BatchOp,
   type KvRangeOptions,

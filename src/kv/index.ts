@@ -7,11 +7,12 @@
  *   const h = db.share(); // in a worker: attach(h)
  */
 import type { Media } from '../device/media.js';
-import { KvStore, type KvHandle, type OpenOptions } from './store.js';
+import { KvStore, type KvHandle, type OpenMediaOptions, type OpenOptions } from './store.js';
 
 export {
   KvStore,
   type OpenOptions,
+  type OpenMediaOptions,
   type Durability,
   type BatchOp,
   type KvRangeOptions,
@@ -25,12 +26,12 @@ export type { Key, Value } from './keys.js';
 export { MAX_KEY_BYTES, MAX_VALUE_BYTES, OWNER_KV_SEGMENT } from './layout.js';
 
 /** Opens the store at path (creating it with opts.size bytes when absent). */
-export function open(path: string, opts: OpenOptions = {}): KvStore {
+export function open(path: string, opts?: OpenOptions): KvStore {
   return KvStore.open(path, opts);
 }
 
 /** Opens a store on a Media (formats it when it holds no daxstore). */
-export function openMedia(media: Media, opts: OpenOptions & { formatIfEmpty?: boolean } = {}): KvStore {
+export function openMedia(media: Media, opts?: OpenMediaOptions): KvStore {
   return KvStore.openMedia(media, opts);
 }
 

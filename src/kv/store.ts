@@ -59,11 +59,12 @@
  * segment-writer.ts for segments.
  */
 import { existsSync } from 'node:fs';
-import { DaxError } from '../errors.js';
+import { DaxError, isDaxError } from '../errors.js';
+import { checkOptions, describeValue, type OptionSpec } from '../options.js';
 import { assert } from '../assert.js';
 import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
 import type { Media } from '../device/media.js';
-import { openRegion } from '../device/region.js';
+import { openRegionExplained } from './open-busy.js';
 import { BLOCK_BYTES } from '../device/layout.js';
 import {
   beginReplace,
@@ -133,6 +134,7 @@ import {
 } from './keys.js';
 
 export type Durability = 'sync' | 'group' | 'none';
+const DURABILITIES: readonly Durability[] = ['sync', 'group', 'none'];
 export interface OpenOptions {
   /** bytes of a new store file (required to create one) */
   size?: number;
@@ -145,6 +147,12 @@ export interface OpenOptions {
    * throw EIO), removes the damage from the log and reports all of it in stats().recovery.
    */
   recovery?: RecoveryMode;
+}
+export interface OpenMediaOptions extends Omit<OpenOptions, 'size'> {
+  /** format the media when it holds no daxstore (default true) */
+  formatIfEmpty?: boolean;
+  /** where 'salvage' recovery copies the damaged bytes it removes (default: none kept) */
+  quarantineDir?: string;
 }
 export type BatchOp = { type: 'put'; key: Key; value: Value } | { type: 'del'; key: Key };
 export interface KvRangeOptions {
@@ -184,6 +192,28 @@ export interface KvStats {
   /** open only: kv objects no live key referenced (crash leftovers), removed */
   largeValueOrphansRemoved: number;
 }
+
+const isKey = (v: unknown): string | undefined =>
+  typeof v === 'string' || v instanceof Uint8Array ? undefined : 'must be a string or Uint8Array';
+const RECOVERY_MODES: readonly RecoveryMode[] = ['strict', 'salvage'];
+const OPEN_OPTIONS: OptionSpec = { size: 'positiveInteger', durability: DURABILITIES, recovery: RECOVERY_MODES };
+const OPEN_MEDIA_OPTIONS: OptionSpec = {
+  durability: DURABILITIES,
+  recovery: RECOVERY_MODES,
+  formatIfEmpty: 'boolean',
+  quarantineDir: 'string',
+};
+/** The range bounds: a delete refuses one present but undefined (checkOptions: definedIfPresent). */
+const BOUND_NAMES = ['gt', 'gte', 'lt', 'lte', 'prefix'] as const;
+const DELETE_RANGE_OPTIONS: OptionSpec = {
+  ...Object.fromEntries(BOUND_NAMES.map((name) => [name, isKey])),
+  reverse: 'boolean',
+  limit: 'limit',
+};
+const RANGE_OPTIONS: OptionSpec = DELETE_RANGE_OPTIONS;
+const COMPACT_OPTIONS: OptionSpec = {
+  maxLiveRatio: (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? undefined : 'must be a number in [0, 1]'),
+};
 
 const SEQUENCE = 0; // BigInt64 slot
 const SEQ_BASE_BYTE = 40; // Float64
@@ -277,15 +307,16 @@ export class KvStore {
   }
 
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
-  static open(path: string, opts: OpenOptions = {}): KvStore {
-    const durability = checkDurability(opts.durability);
-    const mode = checkRecoveryMode(opts.recovery);
+  static open(path: string, options?: OpenOptions): KvStore {
     if (typeof path !== 'string' || path.length === 0)
-      throw new DaxError('EINVAL', `open: path must be a non-empty string`);
+      throw new DaxError('EINVAL', `open: path must be a non-empty string, got ${describeValue(path)}`);
+    const opts = checkOptions<OpenOptions>('open', options, OPEN_OPTIONS);
+    const durability = opts.durability ?? 'sync';
+    const mode = opts.recovery ?? 'strict';
     const create = !existsSync(path);
     if (create && opts.size === undefined)
       throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
-    const media = openRegion(path, create ? { create: true, sizeBytes: opts.size } : {});
+    const media = openRegionExplained(path, create ? { create: true, sizeBytes: opts.size } : {});
     try {
       return KvStore.fromSpace(
         DaxSpace.openMedia(media, { formatIfEmpty: create }),
@@ -300,16 +331,17 @@ export class KvStore {
   }
 
   /** Opens (formatting when it holds no store) a store on any Media, e.g. SimMedia in tests. */
-  static openMedia(
-    media: Media,
-    opts: OpenOptions & { formatIfEmpty?: boolean; quarantineDir?: string } = {},
-  ): KvStore {
-    const durability = checkDurability(opts.durability);
-    const mode = checkRecoveryMode(opts.recovery);
+  static openMedia(media: Media, options?: OpenMediaOptions): KvStore {
+    const opts = checkOptions<OpenMediaOptions>('openMedia', options, OPEN_MEDIA_OPTIONS);
+    if (media === null || typeof media !== 'object' || !(media.buffer instanceof SharedArrayBuffer))
+      throw new DaxError(
+        'EINVAL',
+        `openMedia: media must be a Media (openRegion, createSimMedia), got ${describeValue(media)}`,
+      );
     return KvStore.fromSpace(
       DaxSpace.openMedia(media, { formatIfEmpty: opts.formatIfEmpty ?? true }),
-      durability,
-      mode,
+      opts.durability ?? 'sync',
+      opts.recovery ?? 'strict',
       opts.quarantineDir,
     );
   }
@@ -376,8 +408,30 @@ export class KvStore {
     return { space: this.space.share(), shared: this.i32.buffer as SharedArrayBuffer, durability: this.durability };
   }
 
+  /** The store behind a handle from share(), in another thread. Anything else: EINVAL. */
   static attach(handle: KvHandle): KvStore {
-    return new KvStore(DaxSpace.attach(handle.space), handle.shared, handle.durability, false, undefined);
+    const h = handle as Partial<KvHandle> | null;
+    if (
+      h === null ||
+      typeof h !== 'object' ||
+      !(h.shared instanceof SharedArrayBuffer) ||
+      h.shared.byteLength !== SHARED_BYTES ||
+      h.space === null ||
+      typeof h.space !== 'object' ||
+      !DURABILITIES.includes(h.durability as Durability)
+    )
+      throw new DaxError(
+        'EINVAL',
+        `attach: the argument must be a handle from db.share(), got ${describeValue(handle)}`,
+      );
+    let space: DaxSpace;
+    try {
+      space = DaxSpace.attach(h.space);
+    } catch (e) {
+      if (isDaxError(e)) throw e;
+      throw new DaxError('EINVAL', `attach: the handle's space is not one from db.share()`, { cause: e });
+    }
+    return new KvStore(space, h.shared, h.durability!, false, undefined);
   }
 
   // ---- reads -------------------------------------------------------------------------
@@ -411,7 +465,8 @@ export class KvStore {
   /** Runs fn with the epoch pinned: views from getView stay valid until it returns (R6). */
   read<T>(fn: () => T): T {
     this.checkOpen('read');
-    if (typeof fn !== 'function') throw new DaxError('EINVAL', 'read: argument must be a function');
+    if (typeof fn !== 'function')
+      throw new DaxError('EINVAL', `read: argument must be a function, got ${describeValue(fn)}`);
     return this.space.epoch.guard(fn);
   }
 
@@ -712,8 +767,9 @@ export class KvStore {
   }
 
   /** Deletes every key in range (truncate): per key, a concurrent put lands before (and is removed) or after (and stays). Returns how many were deleted. */
-  deleteRange(opts: KvRangeOptions = {}): number {
+  deleteRange(options?: KvRangeOptions): number {
     this.checkOpen('deleteRange');
+    const opts = checkOptions<KvRangeOptions>('deleteRange', options, DELETE_RANGE_OPTIONS, BOUND_NAMES);
     let bounds = rangeBounds(opts, 'deleteRange');
     let remaining = opts.limit ?? Infinity; // limit and reverse choose which keys, as in range()
     let deleted = 0;
@@ -968,8 +1024,9 @@ export class KvStore {
   // ---- ranges ------------------------------------------------------------------------
 
   /** [key, value] pairs in key-byte order (copies), in batches: not a snapshot (see radix-tree.ts). */
-  range(opts: KvRangeOptions = {}): IterableIterator<[Uint8Array, Uint8Array]> {
+  range(options?: KvRangeOptions): IterableIterator<[Uint8Array, Uint8Array]> {
     this.checkOpen('range');
+    const opts = checkOptions<KvRangeOptions>('range', options, RANGE_OPTIONS);
     return this.iterate(rangeBounds(opts, 'range'), opts.limit ?? Infinity);
   }
 
@@ -1212,11 +1269,10 @@ export class KvStore {
    * handle's segment, under each key's entry lock with a re-check (R3), then retires the old
    * segments through the epoch (R6: views and scans pinned meanwhile stay valid).
    */
-  compact(opts: { maxLiveRatio?: number } = {}): CompactionReport {
+  compact(options?: { maxLiveRatio?: number }): CompactionReport {
     this.checkOpen('compact');
+    const opts = checkOptions<{ maxLiveRatio?: number }>('compact', options, COMPACT_OPTIONS);
     const ratio = opts.maxLiveRatio ?? 0.5;
-    if (!(typeof ratio === 'number' && ratio >= 0 && ratio <= 1))
-      throw new DaxError('EINVAL', `compact: maxLiveRatio ${String(ratio)} must be in [0, 1]`);
     const report = compactSegments(
       this.space,
       this.views,
@@ -1300,7 +1356,14 @@ interface BatchItem {
 function prepareBatch(ops: readonly BatchOp[]): BatchItem[] {
   const byKey = new Map<string, BatchItem>();
   ops.forEach((op, i) => {
-    if (op === null || typeof op !== 'object') throw new DaxError('EINVAL', `batch: op ${i} must be an object`);
+    if (op === null || typeof op !== 'object')
+      throw new DaxError('EINVAL', `batch: op ${i} must be an object { type, key, value? }, got ${describeValue(op)}`);
+    for (const name of Object.keys(op))
+      if (!(name === 'type' || name === 'key' || (name === 'value' && op.type === 'put')))
+        throw new DaxError(
+          'EINVAL',
+          `batch: op ${i} has an unknown field ${JSON.stringify(name)} (a put is { type, key, value }, a del { type, key })`,
+        );
     if (op.type !== 'put' && op.type !== 'del')
       throw new DaxError(
         'EINVAL',
@@ -1331,11 +1394,8 @@ interface Bounds {
 
 /** Index-key bounds for a user range: inside [0x01, 0x02), intersected with prefix. */
 function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
-  if (opts === null || typeof opts !== 'object') throw new DaxError('EINVAL', `${op}: options must be an object`);
   if (opts.gt !== undefined && opts.gte !== undefined) throw new DaxError('EINVAL', `${op}: both gt and gte given`);
   if (opts.lt !== undefined && opts.lte !== undefined) throw new DaxError('EINVAL', `${op}: both lt and lte given`);
-  if (opts.limit !== undefined && !(typeof opts.limit === 'number' && opts.limit >= 0))
-    throw new DaxError('EINVAL', `${op}: limit must be a number >= 0`);
   let lo: [Uint8Array, boolean] = [LOWEST, true]; // [key, inclusive]
   let hi: [Uint8Array, boolean] = [BEYOND, false];
   const tighterLo = (k: Uint8Array, incl: boolean): void => {
@@ -1367,16 +1427,4 @@ function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
 function spinMicros(us: number): void {
   const end = performance.now() + us / 1000;
   while (performance.now() < end);
-}
-
-function checkRecoveryMode(m: unknown): RecoveryMode {
-  if (m === undefined) return 'strict';
-  if (m === 'strict' || m === 'salvage') return m;
-  throw new DaxError('EINVAL', `open: recovery ${String(m)} must be 'strict' or 'salvage'`);
-}
-
-function checkDurability(d: unknown): Durability {
-  if (d === undefined) return 'sync';
-  if (d === 'sync' || d === 'group' || d === 'none') return d;
-  throw new DaxError('EINVAL', `open: durability ${String(d)} must be 'sync', 'group' or 'none'`);
 }
