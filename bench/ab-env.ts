@@ -37,7 +37,12 @@ function child(keys: number): void {
   const file = path.join(dir, `daxstore-ab-env-${process.pid}.store`);
   const keyBytes = randomBytes(16 * keys);
   const value = randomBytes(100);
-  const db = open(file, { size: Math.max(64 * 2 ** 20, keys * 400), durability: 'sync' });
+  const db = open(file, {
+    size: Math.max(64 * 2 ** 20, keys * 400),
+    durability: 'sync',
+    keyEncoding: 'binary',
+    valueEncoding: 'binary',
+  });
   try {
     const cpu0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();

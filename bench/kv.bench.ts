@@ -154,7 +154,7 @@ interface TimedOpen {
 function timedOpen(file: string): TimedOpen & { db: KvStore } {
   const t = performance.now();
   const cpu0 = process.cpuUsage();
-  const db = open(file, { durability: 'none' });
+  const db = open(file, { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
   const wallMs = performance.now() - t;
   const cpu = process.cpuUsage(cpu0);
   return { db, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, recovery: db.recovery! };
@@ -181,9 +181,24 @@ async function main(): Promise<void> {
   try {
     const keys = randomKeys(KEYS, 42);
     const sizeBytes = Math.max(256 * 2 ** 20, Math.ceil((KEYS * 600) / 2 ** 21) * 2 ** 21);
-    let db: KvStore = open(path.join(dir, 'dax-none'), { size: sizeBytes, durability: 'none' });
-    const syncDb = open(path.join(dir, 'dax-sync'), { size: sizeBytes, durability: 'sync' });
-    const syncNewDb = open(path.join(dir, 'dax-sync-new'), { size: sizeBytes, durability: 'sync' });
+    let db: KvStore = open(path.join(dir, 'dax-none'), {
+      size: sizeBytes,
+      durability: 'none',
+      keyEncoding: 'binary',
+      valueEncoding: 'binary',
+    });
+    const syncDb = open(path.join(dir, 'dax-sync'), {
+      size: sizeBytes,
+      durability: 'sync',
+      keyEncoding: 'binary',
+      valueEncoding: 'binary',
+    });
+    const syncNewDb = open(path.join(dir, 'dax-sync-new'), {
+      size: sizeBytes,
+      durability: 'sync',
+      keyEncoding: 'binary',
+      valueEncoding: 'binary',
+    });
     const lm = lmdbOpen({
       path: path.join(dir, 'lmdb-nosync'),
       keyEncoding: 'binary',
@@ -327,7 +342,7 @@ async function main(): Promise<void> {
     db = reopened.db;
     db.close();
     const fresh = freshProcessOpen(path.join(dir, 'dax-none'));
-    db = open(path.join(dir, 'dax-none'), { durability: 'none' });
+    db = open(path.join(dir, 'dax-none'), { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
     console.log(
       `key-value store vs lmdb, ${KEYS} keys of 16 B, values 100 B, tmpfs ${dir} (node ${process.version}); persist: ${stats.persistMethod}; load average ${loadavg()
         .map((x) => x.toFixed(2))

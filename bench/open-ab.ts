@@ -9,7 +9,8 @@
  *     [--keys 1000000] [--rounds 8]
  *
  * The workload is kv.bench's store: random 16-byte keys, 100-byte values, 'none', then half as
- * many overwrites of random keys (about 1.5 log entries per key). Each build writes its own
+ * many overwrites of random keys (about 1.5 log entries per key), a byte store ('binary'
+ * encodings; a build from before encodings ignores those options). Each build writes its own
  * store in its own format. Stores go in /dev/shm and are removed at the end.
  */
 import { execFileSync } from 'node:child_process';
@@ -59,7 +60,7 @@ async function build(root: string, file: string, keys: number): Promise<void> {
   const all: Uint8Array[] = [];
   for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
   const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 600) / 2 ** 21) * 2 ** 21);
-  const db = kv.open(file, { size, durability: 'none' });
+  const db = kv.open(file, { size, durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
   for (const k of all) db.put(k, VALUE);
   for (let i = 0; i < keys / 2; i++) db.put(all[Math.floor(r() * keys)], VALUE);
   db.close();
@@ -69,7 +70,7 @@ async function timedOpen(root: string, file: string): Promise<OpenTiming> {
   const kv = await kvOf(root);
   const t = performance.now();
   const cpu0 = process.cpuUsage();
-  const db = kv.open(file, { durability: 'none' });
+  const db = kv.open(file, { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
   const wallMs = performance.now() - t;
   const cpu = process.cpuUsage(cpu0);
   const r = db.recovery!;

@@ -331,8 +331,8 @@ export const SWITCHES = {
   'kv-group-resolve-early': {
     layer: 'kv',
     read: 'call',
-    breaks: "'group': batchAsync resolves before the group commit made its batch durable",
-    red: ['test/kv/kv-batch-async.test.ts'],
+    breaks: "'group': batchAsync, putAsync and deleteAsync resolve before the group commit made their write durable",
+    red: ['test/kv/kv-batch-async.test.ts', 'test/kv/kv-calls.test.ts'],
   },
   'kv-counters-shared': {
     layer: 'kv',

@@ -162,7 +162,7 @@ async function runDaxstore(
   seed: number,
   seen: (d: BenchReport['device']) => void,
 ): Promise<BenchRow> {
-  const kv = open(file, { size: o.size, durability: 'sync' });
+  const kv = open(file, { size: o.size, durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
   try {
     const stats = kv.stats();
     const emulated = stats.mediaKind !== 'devdax' && stats.mediaKind !== 'fsdax';

@@ -94,7 +94,13 @@ export function checkStore(file: string): CheckResult {
 function salvageSnapshot(file: string): KvStore {
   const snap = takeSnapshot(file);
   try {
-    return openMedia(snap.media, { formatIfEmpty: false, durability: 'none', recovery: 'salvage' });
+    return openMedia(snap.media, {
+      formatIfEmpty: false,
+      durability: 'none',
+      recovery: 'salvage',
+      keyEncoding: 'binary',
+      valueEncoding: 'binary',
+    });
   } catch (e) {
     closeSnapshot(snap);
     throw e;
@@ -180,7 +186,7 @@ function checkOpened(kv: KvStore, snap: Snapshot, result: CheckResult): void {
 export function repairStore(file: string, before: CheckResult): CheckResult {
   let freedBlocks = 0;
   const quarantineDir = `${file}.quarantine`;
-  const kv = open(file, { durability: 'sync', recovery: 'salvage' });
+  const kv = open(file, { durability: 'sync', recovery: 'salvage', keyEncoding: 'binary', valueEncoding: 'binary' });
   let recovery: KvRecoveryReport | undefined;
   const lost: string[] = [];
   try {

@@ -169,7 +169,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   const start = performance.now();
   const rand = mulberry32(seed);
   let media = createSimMedia(MEDIA_BYTES[o.workload], { name: `crash-${o.workload}-${seed}` });
-  let kv = openMedia(media, { durability: 'sync' });
+  let kv = openMedia(media, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
   const model = new Map<string, Uint8Array>();
   const snapshot = (): Listing =>
     [...model.entries()]
@@ -240,7 +240,12 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
         media.dispose();
         media = next;
         unhook = media.onFence(hook);
-        kv = openMedia(media, { formatIfEmpty: false, durability: 'sync' });
+        kv = openMedia(media, {
+          formatIfEmpty: false,
+          durability: 'sync',
+          keyEncoding: 'binary',
+          valueEncoding: 'binary',
+        });
       } else runOp(kv, apply);
       applyToModel(model, apply, false);
       allowed = [snapshot()];
@@ -502,7 +507,7 @@ export function checkImage(
         })
       : () => undefined;
   try {
-    kv = openMedia(work, { formatIfEmpty: false, durability: 'sync' });
+    kv = openMedia(work, { formatIfEmpty: false, durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
   } catch (e) {
     unhook();
     inRecovery?.image.dispose();
@@ -546,7 +551,7 @@ export function checkImage(
     const reopened = work.crashImage({ mode: 'none' });
     let after: Listing;
     try {
-      const again = openMedia(reopened, { formatIfEmpty: false });
+      const again = openMedia(reopened, { formatIfEmpty: false, keyEncoding: 'binary', valueEncoding: 'binary' });
       after = listing(again);
       again.close();
     } finally {

@@ -79,7 +79,7 @@ export function runEnospc(path: string, o: { leave: number; json?: boolean }): n
 
 export function runEio(path: string, o: { key: string; json?: boolean }): number {
   // Verify it is a key-value store with that key first (and recover it), then damage it.
-  const kv = open(path);
+  const kv = open(path, { keyEncoding: 'binary', valueEncoding: 'binary' });
   const key = parseKeyArg(o.key);
   let entryAt: number | undefined;
   let valueLength = 0;

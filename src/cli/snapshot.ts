@@ -86,7 +86,12 @@ export function closeSnapshot(snap: Snapshot): void {
 /** Opens the key-value store on the snapshot (runs recovery on the copy). */
 export function openSnapshotStore(snap: Snapshot): KvStore {
   try {
-    return openMedia(snap.media, { formatIfEmpty: false, durability: 'none' });
+    return openMedia(snap.media, {
+      formatIfEmpty: false,
+      durability: 'none',
+      keyEncoding: 'binary',
+      valueEncoding: 'binary',
+    });
   } catch (e) {
     closeSnapshot(snap);
     throw e;

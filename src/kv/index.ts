@@ -7,12 +7,16 @@
  *   const h = db.share(); // in a worker: attach(h)
  */
 import type { Media } from '../device/media.js';
-import { KvStore, type KvHandle, type OpenMediaOptions, type OpenOptions } from './store.js';
+import { KvStore, type KvHandle, type KvStoreOf, type OpenMediaOptions, type OpenOptions } from './store.js';
+import type { KeyEncoding, ValueEncoding } from './encodings.js';
 
 export {
   KvStore,
   type OpenOptions,
   type OpenMediaOptions,
+  type KvStoreOf,
+  type KvIterateOptions,
+  KvIterator,
   type Durability,
   type BatchOp,
   type KvRangeOptions,
@@ -23,19 +27,39 @@ export { KvDamageError, type KvRecoveryReport, type KvDamage, type RecoveryMode 
 export type { SalvageReport } from './recovery-salvage.js';
 export type { CompactionReport } from './compaction.js';
 export type { Key, Value } from './keys.js';
+export type {
+  KeyEncoding,
+  ValueEncoding,
+  OrderedKey,
+  OrderedKeyPart,
+  KeyOf,
+  ValueOf,
+  KeyInput,
+  ValueInput,
+} from './encodings.js';
 export { MAX_KEY_BYTES, MAX_VALUE_BYTES, OWNER_KV_SEGMENT } from './layout.js';
 
 /** Opens the store at path (creating it with opts.size bytes when absent). */
-export function open(path: string, opts?: OpenOptions): KvStore {
+export function open<KE extends KeyEncoding = 'ordered', VE extends ValueEncoding = 'msgpack'>(
+  path: string,
+  opts?: OpenOptions<KE, VE>,
+): KvStoreOf<KE, VE> {
   return KvStore.open(path, opts);
 }
 
 /** Opens a store on a Media (formats it when it holds no daxstore). */
-export function openMedia(media: Media, opts?: OpenMediaOptions): KvStore {
+export function openMedia<KE extends KeyEncoding = 'ordered', VE extends ValueEncoding = 'msgpack'>(
+  media: Media,
+  opts?: OpenMediaOptions<KE, VE>,
+): KvStoreOf<KE, VE> {
   return KvStore.openMedia(media, opts);
 }
 
 /** The store behind a handle from db.share(), in another thread. */
-export function attach(handle: KvHandle): KvStore {
-  return KvStore.attach(handle);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function attach<K = any, V = any>(
+  handle: KvHandle,
+  opts?: { keyEncoding?: 'binary'; valueEncoding?: 'binary' },
+): KvStore<K, V> {
+  return KvStore.attach<K, V>(handle, opts);
 }

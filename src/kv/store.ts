@@ -103,6 +103,32 @@ import {
   type MediaViews,
 } from './records.js';
 import { PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter } from './segment-writer.js';
+import {
+  DEFAULT_KEY_ENCODING,
+  DEFAULT_VALUE_ENCODING,
+  KEY_ENCODINGS,
+  ORDERED_SCRATCH_BYTES,
+  VALUE_ENCODINGS,
+  orderedKeyBytes,
+  orderedPrefixRange,
+  packIntoStage,
+  packValue,
+  parseJson,
+  readOrderedKey,
+  resetPackScratch,
+  unpackValue,
+  valueString,
+  writeOrderedKey,
+  type KeyEncoding,
+  type KeyInput,
+  type KeyOf,
+  type OrderedKey,
+  type OrderedKeyPart,
+  type ValueEncoding,
+  type ValueInput,
+  type ValueOf,
+} from './encodings.js';
+import { resolveEncodings, type KvRoot } from './kv-root.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { isBroken } from '../test-break.js';
 import { compactSegments, evacuateSegments, type CompactionReport } from './compaction.js';
@@ -135,7 +161,7 @@ import {
 
 export type Durability = 'sync' | 'group' | 'none';
 const DURABILITIES: readonly Durability[] = ['sync', 'group', 'none'];
-export interface OpenOptions {
+export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends ValueEncoding = ValueEncoding> {
   /** bytes of a new store file (required to create one) */
   size?: number;
   durability?: Durability;
@@ -147,27 +173,47 @@ export interface OpenOptions {
    * throw EIO), removes the damage from the log and reports all of it in stats().recovery.
    */
   recovery?: RecoveryMode;
+  /** how keys are stored: a new store's default is 'ordered'; an existing store's is the one it was created with */
+  keyEncoding?: KE;
+  /** how values are stored: a new store's default is 'msgpack'; an existing store's is the one it was created with */
+  valueEncoding?: VE;
 }
-export interface OpenMediaOptions extends Omit<OpenOptions, 'size'> {
+export interface OpenMediaOptions<
+  KE extends KeyEncoding = KeyEncoding,
+  VE extends ValueEncoding = ValueEncoding,
+> extends Omit<OpenOptions<KE, VE>, 'size'> {
   /** format the media when it holds no daxstore (default true) */
   formatIfEmpty?: boolean;
   /** where 'salvage' recovery copies the damaged bytes it removes (default: none kept) */
   quarantineDir?: string;
 }
-export type BatchOp = { type: 'put'; key: Key; value: Value } | { type: 'del'; key: Key };
-export interface KvRangeOptions {
-  gt?: Key;
-  gte?: Key;
-  lt?: Key;
-  lte?: Key;
-  prefix?: Key;
+/** The store open() gives for these encoding options (none named: the defaults' types). */
+export type KvStoreOf<KE extends KeyEncoding, VE extends ValueEncoding> = KvStore<KeyOf<KE>, ValueOf<VE>>;
+export type BatchOp<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> =
+  { type: 'put'; key: KeyInput<K>; value: ValueInput<V> } | { type: 'del'; key: KeyInput<K> };
+export interface KvRangeOptions<K = Uint8Array<ArrayBuffer>> {
+  gt?: KeyInput<K>;
+  gte?: KeyInput<K>;
+  lt?: KeyInput<K>;
+  lte?: KeyInput<K>;
+  /** keys starting with these bytes (keyEncoding 'ordered': a string, or an array: a compound key's first parts) */
+  prefix?: KeyInput<K> | ([K] extends [OrderedKey] ? OrderedKeyPart[] : never);
   reverse?: boolean;
+  /** at most this many entries (a non-negative integer, or Infinity) */
   limit?: number;
+}
+export interface KvIterateOptions<K = Uint8Array<ArrayBuffer>> extends KvRangeOptions<K> {
+  /** false: entries carry no key (undefined in its place; the key is never decoded) */
+  keys?: boolean;
+  /** false: entries carry no value (undefined in its place; the value is never read) */
+  values?: boolean;
 }
 export interface KvHandle {
   readonly space: DaxSpaceHandle;
   readonly shared: SharedArrayBuffer;
   readonly durability: Durability;
+  readonly keyEncoding: KeyEncoding;
+  readonly valueEncoding: ValueEncoding;
 }
 export interface KvStats {
   keys: number;
@@ -193,27 +239,39 @@ export interface KvStats {
   largeValueOrphansRemoved: number;
 }
 
-const isKey = (v: unknown): string | undefined =>
-  typeof v === 'string' || v instanceof Uint8Array ? undefined : 'must be a string or Uint8Array';
+/** Bounds are checked as keys by the key encoding (rangeBounds); here only that they are present. */
+const isBound = (): string | undefined => undefined;
 const RECOVERY_MODES: readonly RecoveryMode[] = ['strict', 'salvage'];
-const OPEN_OPTIONS: OptionSpec = { size: 'positiveInteger', durability: DURABILITIES, recovery: RECOVERY_MODES };
+const OPEN_OPTIONS: OptionSpec = {
+  size: 'positiveInteger',
+  durability: DURABILITIES,
+  recovery: RECOVERY_MODES,
+  keyEncoding: KEY_ENCODINGS,
+  valueEncoding: VALUE_ENCODINGS,
+};
 const OPEN_MEDIA_OPTIONS: OptionSpec = {
   durability: DURABILITIES,
   recovery: RECOVERY_MODES,
   formatIfEmpty: 'boolean',
   quarantineDir: 'string',
+  keyEncoding: KEY_ENCODINGS,
+  valueEncoding: VALUE_ENCODINGS,
 };
 /** The range bounds: a delete refuses one present but undefined (checkOptions: definedIfPresent). */
 const BOUND_NAMES = ['gt', 'gte', 'lt', 'lte', 'prefix'] as const;
 const DELETE_RANGE_OPTIONS: OptionSpec = {
-  ...Object.fromEntries(BOUND_NAMES.map((name) => [name, isKey])),
+  ...Object.fromEntries(BOUND_NAMES.map((name) => [name, isBound])),
   reverse: 'boolean',
   limit: 'limit',
 };
-const RANGE_OPTIONS: OptionSpec = DELETE_RANGE_OPTIONS;
+const RANGE_OPTIONS: OptionSpec = { ...DELETE_RANGE_OPTIONS, keys: 'boolean', values: 'boolean' };
+const COUNT_OPTIONS: OptionSpec = DELETE_RANGE_OPTIONS;
+const ATTACH_OPTIONS: OptionSpec = { keyEncoding: ['binary'], valueEncoding: ['binary'] };
 const COMPACT_OPTIONS: OptionSpec = {
   maxLiveRatio: (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? undefined : 'must be a number in [0, 1]'),
 };
+
+const DEFAULT_ENCODINGS: KvRoot = { keyEncoding: DEFAULT_KEY_ENCODING, valueEncoding: DEFAULT_VALUE_ENCODING };
 
 const SEQUENCE = 0; // BigInt64 slot
 const SEQ_BASE_BYTE = 40; // Float64
@@ -235,6 +293,10 @@ const MAX_WRITERS = 256;
 const PROGRESS_OFFSET = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS; // Int32[PROGRESS_WORDS * MAX_WRITERS]: segment-writer.ts progress words
 const SHARED_BYTES = PROGRESS_OFFSET + 4 * PROGRESS_WORDS * MAX_WRITERS;
 const GROUP_COMMIT_MS = 2;
+/** getMany: keys looked up under one epoch pin (a long array does not hold reclamation back for its whole length). */
+const GET_MANY_BATCH = 256;
+/** getCount(): index leaves walked under one epoch pin. */
+const COUNT_BATCH = 4096;
 const SCAN_BATCH = 128;
 /**
  * range() reads ahead in batches that double from the first to the largest: a short or
@@ -247,7 +309,7 @@ const COPY_SLAB_BYTES = 8192;
 const LOWEST = Uint8Array.of(KV_KEY_PREFIX);
 const BEYOND = Uint8Array.of(KV_KEY_PREFIX + 1);
 
-export class KvStore {
+export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private readonly views: MediaViews;
   private readonly writer: SegmentWriter;
   private readonly i32: Int32Array;
@@ -259,14 +321,14 @@ export class KvStore {
   /** batchAsync callers waiting for the next group commit ('group' only). */
   private readonly groupWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   /** Scratch index key for lookups (get/has/getView): no allocation per call; views by length. */
-  private readonly lookupScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
+  private readonly lookupScratch = Buffer.allocUnsafeSlow(ORDERED_SCRATCH_BYTES);
   private readonly lookupViews: Uint8Array[] = [];
   /**
    * put's own scratch index key (not the lookup one): grab() may alias it in the EntryRef, so
    * it must stay unchanged while put holds the entry lock; put is synchronous and takes one
    * lock, so the next put (the only other writer of this scratch) starts after the unlock.
    */
-  private readonly putScratch = Buffer.allocUnsafeSlow(1 + 3 * MAX_KEY_BYTES);
+  private readonly putScratch = Buffer.allocUnsafeSlow(ORDERED_SCRATCH_BYTES);
   private readonly putViews: Uint8Array[] = [];
   private isClosed = false;
   /**
@@ -283,13 +345,22 @@ export class KvStore {
   /** What open found about large-value objects (opener only). */
   largeValuesAtOpen: OrphanReport | undefined;
 
+  /** Keys are bytes as given ('binary') / values are bytes as given: the paths with no encoder. */
+  private readonly rawKeys: boolean;
+  private readonly rawValues: boolean;
+
   private constructor(
     private readonly space: DaxSpace,
     shared: SharedArrayBuffer,
     readonly durability: Durability,
     private readonly opener: boolean,
     readonly recovery: KvRecoveryReport | undefined,
+    /** how this handle encodes keys and values (the store's own, or 'binary' for the raw bytes) */
+    readonly keyEncoding: KeyEncoding,
+    readonly valueEncoding: ValueEncoding,
   ) {
+    this.rawKeys = keyEncoding === 'binary';
+    this.rawValues = valueEncoding === 'binary';
     this.views = mediaViews(space.device.media.buffer);
     this.i32 = new Int32Array(shared);
     this.seq = new BigInt64Array(shared, 0, 1);
@@ -307,7 +378,10 @@ export class KvStore {
   }
 
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
-  static open(path: string, options?: OpenOptions): KvStore {
+  static open<
+    KE extends KeyEncoding = typeof DEFAULT_KEY_ENCODING,
+    VE extends ValueEncoding = typeof DEFAULT_VALUE_ENCODING,
+  >(path: string, options?: OpenOptions<KE, VE>): KvStoreOf<KE, VE> {
     if (typeof path !== 'string' || path.length === 0)
       throw new DaxError('EINVAL', `open: path must be a non-empty string, got ${describeValue(path)}`);
     const opts = checkOptions<OpenOptions>('open', options, OPEN_OPTIONS);
@@ -318,12 +392,10 @@ export class KvStore {
       throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
     const media = openRegionExplained(path, create ? { create: true, sizeBytes: opts.size } : {});
     try {
-      return KvStore.fromSpace(
-        DaxSpace.openMedia(media, { formatIfEmpty: create }),
-        durability,
+      return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: create }), durability, opts, {
         mode,
-        `${path}.quarantine`,
-      );
+        quarantineDir: `${path}.quarantine`,
+      });
     } catch (e) {
       media.close();
       throw e;
@@ -331,7 +403,10 @@ export class KvStore {
   }
 
   /** Opens (formatting when it holds no store) a store on any Media, e.g. SimMedia in tests. */
-  static openMedia(media: Media, options?: OpenMediaOptions): KvStore {
+  static openMedia<
+    KE extends KeyEncoding = typeof DEFAULT_KEY_ENCODING,
+    VE extends ValueEncoding = typeof DEFAULT_VALUE_ENCODING,
+  >(media: Media, options?: OpenMediaOptions<KE, VE>): KvStoreOf<KE, VE> {
     const opts = checkOptions<OpenMediaOptions>('openMedia', options, OPEN_MEDIA_OPTIONS);
     if (media === null || typeof media !== 'object' || !(media.buffer instanceof SharedArrayBuffer))
       throw new DaxError(
@@ -341,34 +416,35 @@ export class KvStore {
     return KvStore.fromSpace(
       DaxSpace.openMedia(media, { formatIfEmpty: opts.formatIfEmpty ?? true }),
       opts.durability ?? 'sync',
-      opts.recovery ?? 'strict',
-      opts.quarantineDir,
+      opts,
+      { mode: opts.recovery ?? 'strict', quarantineDir: opts.quarantineDir },
     );
   }
 
-  private static fromSpace(
+  private static fromSpace<KS>(
     space: DaxSpace,
     durability: Durability,
-    mode: RecoveryMode,
-    quarantineDir: string | undefined,
-  ): KvStore {
+    wanted: Partial<KvRoot>,
+    damage: { mode: RecoveryMode; quarantineDir: string | undefined },
+  ): KS {
     try {
       const views = mediaViews(space.device.media.buffer);
-      const report = recoverKv(space, views, mode);
-      if (mode === 'strict') refuseDamage(space.device.media.path, report);
+      const report = recoverKv(space, views, damage.mode);
+      if (damage.mode === 'strict') refuseDamage(space.device.media.path, report);
+      const enc = resolveEncodings(space.device, wanted, DEFAULT_ENCODINGS, true); // before any record is written
       const shared = new SharedArrayBuffer(SHARED_BYTES);
-      const store = new KvStore(space, shared, durability, true, report);
+      const store = new KvStore(space, shared, durability, true, report, enc.keyEncoding, enc.valueEncoding);
       store.seqBaseWord[0] = report.maxSequence; // before share(): attached handles read it after
       store.seq[SEQUENCE] = BigInt(report.maxSequence + SEQ_INT_LIMIT);
       store.i32[LIVE_KEYS] = report.keys;
       store.i32[SEGMENTS] = report.segments;
       if (report.resume !== undefined && report.resume.used <= SEGMENT_BYTES / 2)
         store.writer.adopt(report.resume.base, report.resume.used, report.resume.nonce);
-      if (report.damage.length > 0) report.salvaged = store.salvageDamage(report, quarantineDir);
+      if (report.damage.length > 0) report.salvaged = store.salvageDamage(report, damage.quarantineDir);
       const orphans = collectOrphans(space, views); // after salvage: a lost large value's object is an orphan
       store.largeValuesAtOpen = orphans;
       store.i32[NEXT_OBJECT] = orphans.nextId - KV_OBJECT_ID_BASE;
-      return store;
+      return store as KS;
     } catch (e) {
       space.close();
       throw e;
@@ -405,11 +481,24 @@ export class KvStore {
   /** A handle to post to a worker: attach(handle) there gives the same store. */
   share(): KvHandle {
     this.checkOpen('share');
-    return { space: this.space.share(), shared: this.i32.buffer as SharedArrayBuffer, durability: this.durability };
+    return {
+      space: this.space.share(),
+      shared: this.i32.buffer as SharedArrayBuffer,
+      durability: this.durability,
+      keyEncoding: this.keyEncoding,
+      valueEncoding: this.valueEncoding,
+    };
   }
 
-  /** The store behind a handle from share(), in another thread. Anything else: EINVAL. */
-  static attach(handle: KvHandle): KvStore {
+  /**
+   * The store behind a handle from share(), in another thread, with the sharer's encodings
+   * ('binary' in options: the raw bytes instead). Anything but such a handle: EINVAL.
+   */
+  static attach<K = any, V = any>(
+    handle: KvHandle,
+    options?: { keyEncoding?: 'binary'; valueEncoding?: 'binary' },
+  ): KvStore<K, V> {
+    const opts = checkOptions<{ keyEncoding?: 'binary'; valueEncoding?: 'binary' }>('attach', options, ATTACH_OPTIONS);
     const h = handle as Partial<KvHandle> | null;
     if (
       h === null ||
@@ -418,7 +507,9 @@ export class KvStore {
       h.shared.byteLength !== SHARED_BYTES ||
       h.space === null ||
       typeof h.space !== 'object' ||
-      !DURABILITIES.includes(h.durability as Durability)
+      !DURABILITIES.includes(h.durability as Durability) ||
+      !KEY_ENCODINGS.includes(h.keyEncoding as KeyEncoding) ||
+      !VALUE_ENCODINGS.includes(h.valueEncoding as ValueEncoding)
     )
       throw new DaxError(
         'EINVAL',
@@ -431,27 +522,108 @@ export class KvStore {
       if (isDaxError(e)) throw e;
       throw new DaxError('EINVAL', `attach: the handle's space is not one from db.share()`, { cause: e });
     }
-    return new KvStore(space, h.shared, h.durability!, false, undefined);
+    return new KvStore<K, V>(
+      space,
+      h.shared,
+      h.durability!,
+      false,
+      undefined,
+      opts.keyEncoding ?? h.keyEncoding!,
+      opts.valueEncoding ?? h.valueEncoding!,
+    );
   }
 
   // ---- reads -------------------------------------------------------------------------
 
   /** A copy of the value of `key`, or undefined. EIO when its record is on a poisoned block. */
-  get(key: Key): Uint8Array | undefined {
+  get(key: KeyInput<K>): V | undefined {
     this.checkOpen('get');
     const k = this.lookupKey(key, 'get');
     const epoch = this.space.epoch;
     epoch.pin();
     try {
       const at = this.space.tree.lookupPinned(k);
-      return at === undefined ? undefined : this.valueCopyPinned(at, 'get');
+      return at === undefined ? undefined : this.valuePinned(at, 'get');
     } finally {
       epoch.unpin();
     }
   }
 
+  /**
+   * The values of `keys`, in their order (undefined where a key is absent): get() of each,
+   * with one epoch pin per GET_MANY_BATCH keys. Not a snapshot: each value is its key's newest
+   * when it is read.
+   */
+  getMany(keys: readonly KeyInput<K>[]): Array<V | undefined> {
+    this.checkOpen('getMany');
+    if (!Array.isArray(keys))
+      throw new DaxError('EINVAL', `getMany: keys must be an array, got ${describeValue(keys)}`);
+    const out: Array<V | undefined> = new Array(keys.length);
+    const epoch = this.space.epoch;
+    const tree = this.space.tree;
+    for (let from = 0; from < keys.length; from += GET_MANY_BATCH) {
+      const to = Math.min(keys.length, from + GET_MANY_BATCH);
+      epoch.pin();
+      try {
+        for (let i = from; i < to; i++) {
+          const at = tree.lookupPinned(this.lookupKey(keys[i], `getMany key ${i}`));
+          out[i] = at === undefined ? undefined : this.valuePinned(at, 'getMany');
+        }
+      } finally {
+        epoch.unpin();
+      }
+    }
+    return out;
+  }
+
+  /** The value at entry `at`, decoded by this handle's value encoding (caller pinned). */
+  private valuePinned(at: number, op: string): V {
+    return (this.rawValues ? this.valueCopyPinned(at, op) : this.decodeValuePinned(at, op)) as V;
+  }
+
+  /** The value at entry `at` decoded straight from the record (no copy of its bytes is kept). Caller pinned. */
+  private decodeValuePinned(at: number, op: string): unknown {
+    const u32 = this.views.u32;
+    const w = at / 4;
+    const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
+    const length = u32[w + 1];
+    this.checkPoisonPinned(at, start + length, op);
+    if (u32[w] >>> 24 !== 0) {
+      const bytes = copyLargePinned(this.space, largeRefAt(this.views, at)!, op);
+      return this.decodeValue(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 0, bytes.length, op);
+    }
+    return this.decodeValue(this.views.buf, start, length, op);
+  }
+
+  private decodeValue(buf: Buffer, start: number, length: number, op: string): unknown {
+    switch (this.valueEncoding) {
+      case 'msgpack':
+        return unpackValue(buf, start, length, op);
+      case 'utf8':
+        return buf.toString('utf8', start, start + length);
+      case 'json':
+        return parseJson(buf.toString('utf8', start, start + length), op);
+      default:
+        return buf.subarray(start, start + length).slice();
+    }
+  }
+
+  /** The key of entry `at`, decoded by this handle's key encoding (an own copy). Caller pinned. */
+  private keyPinned(at: number): K {
+    const keyLength = this.views.u32[at / 4] & 0xffff;
+    const start = at + ENTRY_HEADER_BYTES;
+    switch (this.keyEncoding) {
+      case 'ordered':
+        return readOrderedKey(this.views.u8, start, keyLength) as K;
+      case 'utf8':
+        return this.views.buf.toString('utf8', start, start + keyLength) as K;
+      default:
+        return this.views.u8.slice(start, start + keyLength) as K;
+    }
+  }
+
   /** Zero-copy view of the value of `key`; only inside read(), valid until read() returns. */
-  getView(key: Key): Uint8Array | undefined {
+  getView(key: KeyInput<K>): Uint8Array | undefined {
     this.checkOpen('getView');
     if (!this.space.epoch.isPinned())
       throw new DaxError(
@@ -470,14 +642,44 @@ export class KvStore {
     return this.space.epoch.guard(fn);
   }
 
-  has(key: Key): boolean {
+  has(key: KeyInput<K>): boolean {
     this.checkOpen('has');
     return this.space.tree.lookup(this.lookupKey(key, 'has')) !== undefined;
   }
 
   /** The index key of `key` in this handle's lookup scratch (valid until the next lookupKey call). */
-  private lookupKey(key: Key, op: string): Uint8Array {
-    return scratchIndexKey(this.lookupScratch, this.lookupViews, key, op);
+  private lookupKey(key: unknown, op: string): Uint8Array {
+    return this.keyInto(this.lookupScratch, this.lookupViews, key, op);
+  }
+
+  /** The index key of `key` by this handle's key encoding, written into `scratch` (a view cached by length in `views`). */
+  private keyInto(scratch: Buffer, views: Uint8Array[], key: unknown, op: string): Uint8Array {
+    if (this.keyEncoding === 'ordered') {
+      const n = writeOrderedKey(scratch, key, op);
+      if (n === 0) throw emptyKey(op);
+      scratch[0] = KV_KEY_PREFIX;
+      return (views[n] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, n + 1));
+    }
+    if (this.keyEncoding === 'utf8' && typeof key !== 'string') throw notUtf8Key(key, op);
+    return scratchIndexKey(scratch, views, key, op);
+  }
+
+  /** An owned index key of `key` (batch ops). */
+  private ownedKey(key: unknown, op: string): Uint8Array {
+    if (this.keyEncoding === 'ordered') {
+      const bytes = orderedKeyBytes(key, op);
+      if (bytes.length === 0) throw emptyKey(op);
+      return withPrefix(bytes);
+    }
+    if (this.keyEncoding === 'utf8' && typeof key !== 'string') throw notUtf8Key(key, op);
+    return indexKeyOf(key, op);
+  }
+
+  /** The index key of a range bound (the empty key allowed). */
+  private boundKey(key: unknown, op: string): Uint8Array {
+    if (this.keyEncoding === 'ordered') return withPrefix(orderedKeyBytes(key, op));
+    if (this.keyEncoding === 'utf8' && typeof key !== 'string') throw notUtf8Key(key, op);
+    return boundKeyOf(key, op);
   }
 
   /** A copy of the value at entry `at` (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
@@ -548,18 +750,44 @@ export class KvStore {
    * value): no allocation for the key (scratch) or the value (written straight into the
    * record), one checksum, one native persist (flush + fence) per put.
    */
-  put(key: Key, value: Value): void {
+  put(key: KeyInput<K>, value: ValueInput<V>): void {
     this.checkOpen('put');
-    const k = scratchIndexKey(this.putScratch, this.putViews, key, 'put');
-    const valueLength = valueLengthOf(value, 'put');
-    if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
-    if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, value, valueLength, 0, -1);
+    const k = this.keyInto(this.putScratch, this.putViews, key, 'put');
+    if (this.valueEncoding === 'msgpack') this.putPacked(k, value);
     else {
-      const item = this.prepareValue(value, 'put');
-      this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
+      const v = this.rawValues ? (value as Value) : valueString(value, this.valueEncoding as 'utf8' | 'json', 'put');
+      const valueLength = valueLengthOf(v, 'put');
+      if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
+      if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, v, valueLength, 0, -1);
+      else {
+        const item = this.prepareValue(v, 'put');
+        this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
+      }
     }
     this.count(PUTS, 1);
     this.reaper.drain();
+  }
+
+  /**
+   * put() of a msgpack value: packed straight into the record stage where the entry's value
+   * goes (encodings.ts packIntoStage), and the entry written around it: no copy of the packed
+   * bytes. A value too large for the stage, or for an inline value, takes the copying path.
+   */
+  private putPacked(k: Uint8Array, value: unknown): void {
+    const at = RECORD_HEADER_BYTES + ENTRY_HEADER_BYTES + (k.length - 1);
+    const n = packIntoStage(value, at, 'put');
+    let bytes: Uint8Array | undefined;
+    if (n < 0) {
+      resetPackScratch();
+      bytes = packValue(value, 'put');
+    } else if (n > LARGE_VALUE_THRESHOLD_BYTES) bytes = stageViews.u8.slice(at, at + n);
+    if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
+    if (bytes === undefined)
+      this.putEntry(k, undefined, n, 0, -1); // the value is in place
+    else {
+      const item = this.prepareValue(bytes, 'put');
+      this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
+    }
   }
 
   /**
@@ -567,6 +795,8 @@ export class KvStore {
    * everything back. The record is composed in the stage (record-stage.ts) before the lock (R4:
    * the value, maybe a view of this store, is read only there); under the lock only our own
    * stage and reservation are touched: sequence, seal (hash in place), one copy, persist.
+   * `value` undefined: its valueLength bytes are already in the stage where the entry puts
+   * them (putPacked).
    */
   private putEntry(
     k: Uint8Array,
@@ -668,9 +898,9 @@ export class KvStore {
   }
 
   /** Removes key; returns whether it existed. Its record takes put's path: composed in the stage, hashed in place, one copy. */
-  delete(key: Key): boolean {
+  delete(key: KeyInput<K>): boolean {
     this.checkOpen('delete');
-    const k = scratchIndexKey(this.putScratch, this.putViews, key, 'delete'); // put's scratch: the same one-lock, synchronous use
+    const k = this.keyInto(this.putScratch, this.putViews, key, 'delete'); // put's scratch: the same one-lock, synchronous use
     if (this.space.tree.lookup(k) === undefined) return false; // lock-free: an absent key writes nothing
     if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
@@ -702,10 +932,15 @@ export class KvStore {
   }
 
   /** Applies every op or none, also across a crash (one record). Later ops on the same key win. */
-  batch(ops: readonly BatchOp[]): void {
+  batch(ops: readonly BatchOp<K, V>[]): void {
     this.checkOpen('batch');
     if (!Array.isArray(ops)) throw new DaxError('EINVAL', 'batch: argument must be an array of { type, key, value? }');
-    const items = prepareBatch(ops);
+    if (this.valueEncoding === 'msgpack') resetPackScratch();
+    const items = prepareBatch(
+      ops,
+      (key, op) => this.ownedKey(key, op),
+      (value, op) => this.storedValue(value, op),
+    );
     if (items.length === 0) return;
     let total = RECORD_HEADER_BYTES;
     for (const item of items)
@@ -758,6 +993,19 @@ export class KvStore {
     this.reaper.drain();
   }
 
+  /** The bytes or string a value is stored as (msgpack: bytes in the pack scratch, valid for this batch). */
+  private storedValue(value: unknown, op: string): Value {
+    switch (this.valueEncoding) {
+      case 'msgpack':
+        return packValue(value, op);
+      case 'utf8':
+      case 'json':
+        return valueString(value, this.valueEncoding, op);
+      default:
+        return value as Value;
+    }
+  }
+
   private prepareLargeItem(item: BatchItem): void {
     const p = this.prepareValue(item.value!, 'batch');
     item.value = p.value;
@@ -767,10 +1015,10 @@ export class KvStore {
   }
 
   /** Deletes every key in range (truncate): per key, a concurrent put lands before (and is removed) or after (and stays). Returns how many were deleted. */
-  deleteRange(options?: KvRangeOptions): number {
+  deleteRange(options?: KvRangeOptions<K>): number {
     this.checkOpen('deleteRange');
-    const opts = checkOptions<KvRangeOptions>('deleteRange', options, DELETE_RANGE_OPTIONS, BOUND_NAMES);
-    let bounds = rangeBounds(opts, 'deleteRange');
+    const opts = checkOptions<KvRangeOptions<K>>('deleteRange', options, DELETE_RANGE_OPTIONS, BOUND_NAMES);
+    let bounds = this.rangeBounds(opts, 'deleteRange');
     let remaining = opts.limit ?? Infinity; // limit and reverse choose which keys, as in range()
     let deleted = 0;
     while (remaining > 0) {
@@ -996,14 +1244,40 @@ export class KvStore {
    * input, a full store or a closed store reject it with the DaxError batch() would throw,
    * and nothing is applied.
    */
-  batchAsync(ops: readonly BatchOp[]): Promise<void> {
+  batchAsync(ops: readonly BatchOp<K, V>[]): Promise<void> {
     if (isBroken('kv-group-resolve-early')) return this.batchResolvedAtOnce(ops);
     try {
       this.batch(ops);
     } catch (e) {
       return Promise.reject(e);
     }
-    if (this.durability !== 'group') return Promise.resolve();
+    return this.durable();
+  }
+
+  /** put(), acknowledged when durable (as batchAsync: 'group' resolves at the commit that covers it). */
+  putAsync(key: KeyInput<K>, value: ValueInput<V>): Promise<void> {
+    try {
+      this.put(key, value);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.durable();
+  }
+
+  /** delete(), acknowledged when durable; resolves to whether the key existed. */
+  deleteAsync(key: KeyInput<K>): Promise<boolean> {
+    let existed: boolean;
+    try {
+      existed = this.delete(key);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return existed ? this.durable().then(() => true) : Promise.resolve(false);
+  }
+
+  /** Resolves once every write this handle has applied is durable: at once unless 'group', else at the next group commit. */
+  private durable(): Promise<void> {
+    if (this.durability !== 'group' || isBroken('kv-group-resolve-early')) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.groupWaiters.push({ resolve, reject });
       if (this.groupTimer === undefined) this.scheduleGroupCommit();
@@ -1012,7 +1286,7 @@ export class KvStore {
   }
 
   /** batchAsync under DAXSTORE_TEST_BREAK=kv-group-resolve-early: resolved once applied, before any group commit. */
-  private batchResolvedAtOnce(ops: readonly BatchOp[]): Promise<void> {
+  private batchResolvedAtOnce(ops: readonly BatchOp<K, V>[]): Promise<void> {
     try {
       this.batch(ops);
       return Promise.resolve();
@@ -1023,14 +1297,101 @@ export class KvStore {
 
   // ---- ranges ------------------------------------------------------------------------
 
-  /** [key, value] pairs in key-byte order (copies), in batches: not a snapshot (see radix-tree.ts). */
-  range(options?: KvRangeOptions): IterableIterator<[Uint8Array, Uint8Array]> {
+  /**
+   * [key, value] entries in key order (the order of the encoded keys' bytes: natural order
+   * for 'ordered' keys), decoded copies, read in batches: not a snapshot (see radix-tree.ts).
+   * keys: false / values: false leave that side undefined and skip its work.
+   */
+  range(options?: KvIterateOptions<K>): KvIterator<[K, V]> {
     this.checkOpen('range');
-    const opts = checkOptions<KvRangeOptions>('range', options, RANGE_OPTIONS);
-    return this.iterate(rangeBounds(opts, 'range'), opts.limit ?? Infinity);
+    const opts = checkOptions<KvIterateOptions<K>>('range', options, RANGE_OPTIONS);
+    const bounds = this.rangeBounds(opts, 'range');
+    const limit = opts.limit ?? Infinity;
+    const keys = opts.keys !== false;
+    const values = opts.values !== false;
+    if (this.rawKeys && this.rawValues && keys && values)
+      return new KvIterator(this.iterate(bounds, limit, (ats, n) => this.copyEntriesPinned(ats, n))) as KvIterator<
+        [K, V]
+      >;
+    return new KvIterator(
+      this.iterate(bounds, limit, (ats, n) => this.decodeEntriesPinned(ats, n, keys, values, 'range')),
+    );
   }
 
-  private *iterate(start: Bounds, limit: number): Generator<[Uint8Array, Uint8Array]> {
+  /** The keys of a range, in order (range() with values: false, keys alone). */
+  keys(options?: KvRangeOptions<K>): KvIterator<K> {
+    this.checkOpen('keys');
+    const opts = checkOptions<KvRangeOptions<K>>('keys', options, DELETE_RANGE_OPTIONS);
+    return new KvIterator(
+      this.iterate(this.rangeBounds(opts, 'keys'), opts.limit ?? Infinity, (ats, n) => {
+        const out: K[] = new Array(n);
+        for (let i = 0; i < n; i++) {
+          this.checkPoisonPinned(ats[i], ats[i] + ENTRY_HEADER_BYTES + (this.views.u32[ats[i] / 4] & 0xffff), 'keys');
+          out[i] = this.keyPinned(ats[i]);
+        }
+        return out;
+      }),
+    );
+  }
+
+  /** The values of a range, in key order (range() with keys: false, values alone). */
+  values(options?: KvRangeOptions<K>): KvIterator<V> {
+    this.checkOpen('values');
+    const opts = checkOptions<KvRangeOptions<K>>('values', options, DELETE_RANGE_OPTIONS);
+    return new KvIterator(
+      this.iterate(this.rangeBounds(opts, 'values'), opts.limit ?? Infinity, (ats, n) => {
+        const out: V[] = new Array(n);
+        for (let i = 0; i < n; i++) out[i] = this.valuePinned(ats[i], 'values');
+        return out;
+      }),
+    );
+  }
+
+  /**
+   * How many keys are in the range (all of them without options), at most `limit`. With no
+   * bound it is the live-key counter (exact once writers stop, like stats().keys); with
+   * bounds, a walk of the index over the range that reads no record. Not a snapshot.
+   */
+  getCount(options?: KvRangeOptions<K>): number {
+    this.checkOpen('getCount');
+    const opts = checkOptions<KvRangeOptions<K>>('getCount', options, COUNT_OPTIONS);
+    const limit = opts.limit ?? Infinity;
+    if (BOUND_NAMES.every((name) => opts[name] === undefined)) return Math.min(limit, this.counted(LIVE_KEYS));
+    let bounds = this.rangeBounds(opts, 'getCount');
+    let n = 0;
+    const tree = this.space.tree;
+    while (n < limit) {
+      const want = Math.min(COUNT_BATCH, limit - n);
+      let seen = 0;
+      let last: Uint8Array | undefined;
+      tree.epoch.pin();
+      try {
+        tree.scanPinned(bounds, (_at, leaf) => {
+          if (++seen === want) last = tree.leafKey(leaf);
+          return seen < want;
+        });
+      } finally {
+        tree.epoch.unpin();
+      }
+      n += seen;
+      if (last === undefined) return n;
+      bounds = bounds.reverse ? { ...bounds, lt: last, lte: undefined } : { ...bounds, gt: last, gte: undefined };
+    }
+    return n;
+  }
+
+  /** Deletes every key (or every key in the range given, as deleteRange); returns how many. */
+  clear(options?: KvRangeOptions<K>): number {
+    this.checkOpen('clear');
+    checkOptions<KvRangeOptions<K>>('clear', options, DELETE_RANGE_OPTIONS, BOUND_NAMES);
+    return this.deleteRange(options);
+  }
+
+  private *iterate<T>(
+    start: Bounds,
+    limit: number,
+    read: (ats: Float64Array, n: number) => T[],
+  ): Generator<T, undefined, undefined> {
     let bounds = start;
     let remaining = limit;
     const ats = new Float64Array(RANGE_BATCH_MAX);
@@ -1040,7 +1401,7 @@ export class KvStore {
       const want = Math.min(batch, remaining);
       batch = Math.min(2 * batch, RANGE_BATCH_MAX);
       let n = 0;
-      let items: Array<[Uint8Array, Uint8Array]> = [];
+      let items: T[] = [];
       let lastKey: Uint8Array | undefined;
       const tree = this.space.tree;
       tree.epoch.pin();
@@ -1050,7 +1411,7 @@ export class KvStore {
           return n < want;
         });
         if (n > 0) {
-          items = this.copyEntriesPinned(ats, n);
+          items = read(ats, n);
           lastKey = this.indexKeyAt(ats[n - 1]);
         }
       } finally {
@@ -1122,6 +1483,55 @@ export class KvStore {
           : new Uint8Array(ab, o + keyLength, valueLength),
       ];
       o += bytes;
+    }
+    return items;
+  }
+
+  /** Index-key bounds for a user range: inside [0x01, 0x02), intersected with the prefix's range. */
+  private rangeBounds(opts: KvRangeOptions<K>, op: string): Bounds {
+    if (opts.gt !== undefined && opts.gte !== undefined) throw new DaxError('EINVAL', `${op}: both gt and gte given`);
+    if (opts.lt !== undefined && opts.lte !== undefined) throw new DaxError('EINVAL', `${op}: both lt and lte given`);
+    let lo: [Uint8Array, boolean] = [LOWEST, true]; // [key, inclusive]
+    let hi: [Uint8Array, boolean] = [BEYOND, false];
+    const tighterLo = (k: Uint8Array, incl: boolean): void => {
+      const c = compareBytes(k, lo[0]);
+      if (c > 0 || (c === 0 && !incl)) lo = [k, incl];
+    };
+    const tighterHi = (k: Uint8Array, incl: boolean): void => {
+      const c = compareBytes(k, hi[0]);
+      if (c < 0 || (c === 0 && !incl)) hi = [k, incl];
+    };
+    if (opts.gt !== undefined) tighterLo(this.boundKey(opts.gt, `${op} gt`), false);
+    if (opts.gte !== undefined) tighterLo(this.boundKey(opts.gte, `${op} gte`), true);
+    if (opts.lt !== undefined) tighterHi(this.boundKey(opts.lt, `${op} lt`), false);
+    if (opts.lte !== undefined) tighterHi(this.boundKey(opts.lte, `${op} lte`), true);
+    if (opts.prefix !== undefined) {
+      const compound = this.keyEncoding === 'ordered' ? orderedPrefixRange(opts.prefix, op) : undefined;
+      if (compound !== undefined) {
+        tighterLo(withPrefix(compound.gte), true);
+        tighterHi(withPrefix(compound.lt!), false);
+      } else {
+        const p = this.boundKey(opts.prefix, `${op} prefix`);
+        tighterLo(p, true);
+        tighterHi(prefixEnd(p) ?? BEYOND, false);
+      }
+    }
+    const b: Bounds = { reverse: opts.reverse === true };
+    if (lo[1]) b.gte = lo[0];
+    else b.gt = lo[0];
+    if (hi[1]) b.lte = hi[0];
+    else b.lt = hi[0];
+    return b;
+  }
+
+  /** Decoded keys and values of n entries (caller pinned): each decoded straight from its record, or left undefined. */
+  private decodeEntriesPinned(ats: Float64Array, n: number, keys: boolean, values: boolean, op: string): Array<[K, V]> {
+    const items: Array<[K, V]> = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const at = ats[i];
+      if (!values) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + (this.views.u32[at / 4] & 0xffff), op);
+      const value = values ? this.valuePinned(at, op) : (undefined as V); // valuePinned checks the whole entry
+      items[i] = [keys ? this.keyPinned(at) : (undefined as K), value];
     }
     return items;
   }
@@ -1218,7 +1628,9 @@ export class KvStore {
   rawLargeValue(key: Key): Uint8Array {
     this.checkOpen('rawLargeValue');
     return this.space.epoch.guard(() => {
-      const at = this.space.tree.lookupPinned(this.lookupKey(key, 'rawLargeValue'));
+      const at = this.space.tree.lookupPinned(
+        scratchIndexKey(this.lookupScratch, this.lookupViews, key, 'rawLargeValue'),
+      );
       const ref = at === undefined ? undefined : largeRefAt(this.views, at);
       if (ref === undefined) throw new DaxError('EINVAL', 'rawLargeValue: the key has no large value');
       return this.space.object(ref.id).read(0, ref.length);
@@ -1226,9 +1638,9 @@ export class KvStore {
   }
 
   /** The keys in a range, without their values (the CLI lists keys whose values cannot be read). */
-  keysForCheck(opts: KvRangeOptions = {}): Uint8Array[] {
+  keysForCheck(opts: KvRangeOptions<K> = {}): Uint8Array[] {
     this.checkOpen('keysForCheck');
-    return this.scanKeys(rangeBounds(opts, 'keysForCheck'), opts.limit ?? Infinity).map((k) => k.subarray(1));
+    return this.scanKeys(this.rangeBounds(opts, 'keysForCheck'), opts.limit ?? Infinity).map((k) => k.subarray(1));
   }
 
   // ---- lifecycle ---------------------------------------------------------------------
@@ -1289,6 +1701,21 @@ export class KvStore {
     // retire nothing else (the index appends in place) runs into ENOSPC with its space in limbo.
     this.reapLarge();
     return report;
+  }
+
+  /** close(): `using db = open(...)` closes the store at the end of the block. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** close() (which makes every write durable first): `await using db = open(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.close();
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   get closed(): boolean {
@@ -1353,7 +1780,11 @@ interface BatchItem {
 }
 
 /** Validates every op before anything is written; keeps the last op per key; sorts by key (the lock order). */
-function prepareBatch(ops: readonly BatchOp[]): BatchItem[] {
+function prepareBatch(
+  ops: readonly BatchOp<unknown, unknown>[],
+  keyOf: (key: unknown, op: string) => Uint8Array,
+  storedValue: (value: unknown, op: string) => Value,
+): BatchItem[] {
   const byKey = new Map<string, BatchItem>();
   ops.forEach((op, i) => {
     if (op === null || typeof op !== 'object')
@@ -1369,12 +1800,13 @@ function prepareBatch(ops: readonly BatchOp[]): BatchItem[] {
         'EINVAL',
         `batch: op ${i} has type ${String((op as { type: unknown }).type)}, expected 'put' or 'del'`,
       );
-    const key = indexKeyOf(op.key, `batch op ${i}`);
-    const valueLength = op.type === 'put' ? valueLengthOf(op.value, `batch op ${i}`) : 0;
+    const key = keyOf(op.key, `batch op ${i}`);
+    const value = op.type === 'put' ? storedValue(op.value, `batch op ${i}`) : undefined;
+    const valueLength = value !== undefined ? valueLengthOf(value, `batch op ${i}`) : 0;
     byKey.set(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1'), {
       type: op.type,
       key,
-      value: op.type === 'put' ? op.value : undefined,
+      value,
       valueLength,
       entryAt: 0,
       flags: 0,
@@ -1392,39 +1824,48 @@ interface Bounds {
   reverse?: boolean;
 }
 
-/** Index-key bounds for a user range: inside [0x01, 0x02), intersected with prefix. */
-function rangeBounds(opts: KvRangeOptions, op: string): Bounds {
-  if (opts.gt !== undefined && opts.gte !== undefined) throw new DaxError('EINVAL', `${op}: both gt and gte given`);
-  if (opts.lt !== undefined && opts.lte !== undefined) throw new DaxError('EINVAL', `${op}: both lt and lte given`);
-  let lo: [Uint8Array, boolean] = [LOWEST, true]; // [key, inclusive]
-  let hi: [Uint8Array, boolean] = [BEYOND, false];
-  const tighterLo = (k: Uint8Array, incl: boolean): void => {
-    const c = compareBytes(k, lo[0]);
-    if (c > 0 || (c === 0 && !incl)) lo = [k, incl];
-  };
-  const tighterHi = (k: Uint8Array, incl: boolean): void => {
-    const c = compareBytes(k, hi[0]);
-    if (c < 0 || (c === 0 && !incl)) hi = [k, incl];
-  };
-  if (opts.gt !== undefined) tighterLo(boundKeyOf(opts.gt, op), false);
-  if (opts.gte !== undefined) tighterLo(boundKeyOf(opts.gte, op), true);
-  if (opts.lt !== undefined) tighterHi(boundKeyOf(opts.lt, op), false);
-  if (opts.lte !== undefined) tighterHi(boundKeyOf(opts.lte, op), true);
-  if (opts.prefix !== undefined) {
-    const p = boundKeyOf(opts.prefix, op);
-    tighterLo(p, true);
-    tighterHi(prefixEnd(p) ?? BEYOND, false);
-  }
-  const b: Bounds = { reverse: opts.reverse === true };
-  if (lo[1]) b.gte = lo[0];
-  else b.gt = lo[0];
-  if (hi[1]) b.lte = hi[0];
-  else b.lt = hi[0];
-  return b;
-}
-
 /** Busy-waits (sabotaged variants only: widens the window a preemption would open). */
 function spinMicros(us: number): void {
   const end = performance.now() + us / 1000;
   while (performance.now() < end);
+}
+
+/**
+ * The iterator of range(), keys() and values(): an IterableIterator that is also Disposable
+ * (`using it = db.range()` ends it at the end of the block). It holds no lock or pin between
+ * batches, so ending it early only drops the batch it read ahead.
+ */
+export class KvIterator<T> implements IterableIterator<T>, Disposable {
+  constructor(private readonly gen: Generator<T, undefined, undefined>) {}
+
+  next(): IteratorResult<T, undefined> {
+    return this.gen.next();
+  }
+
+  return(): IteratorResult<T, undefined> {
+    return this.gen.return(undefined);
+  }
+
+  [Symbol.iterator](): this {
+    return this;
+  }
+
+  [Symbol.dispose](): void {
+    this.gen.return(undefined);
+  }
+}
+
+function withPrefix(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length + 1);
+  out[0] = KV_KEY_PREFIX;
+  out.set(bytes, 1);
+  return out;
+}
+
+function emptyKey(op: string): DaxError {
+  return new DaxError('EINVAL', `${op}: the key encodes to no bytes (keys are 1..${MAX_KEY_BYTES} bytes)`);
+}
+
+function notUtf8Key(key: unknown, op: string): DaxError {
+  return new DaxError('EINVAL', `${op}: key must be a string (keyEncoding 'utf8'), got ${describeValue(key)}`);
 }

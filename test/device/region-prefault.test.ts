@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type MappedMedia, openRegion } from '../../src/device/region.js';
-import { open } from '../../src/kv/index.js';
+import { open } from '../helpers/kv-bytes.js';
 import { expectCode } from '../helpers/expect-code.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
 

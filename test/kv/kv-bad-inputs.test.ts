@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { isDaxError } from '../../src/errors.js';
-import { MAX_KEY_BYTES, MAX_VALUE_BYTES, open, openMedia } from '../../src/kv/index.js';
+import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../../src/kv/index.js';
+import { open, openMedia } from '../helpers/kv-bytes.js';
 import { fillUntilError } from './fill.js';
 import { daxCodeOf } from '../helpers/expect-code.js';
 

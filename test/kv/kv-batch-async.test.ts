@@ -9,7 +9,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type KvStore } from '../../src/kv/index.js';
+import { type KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { DaxError } from '../../src/errors.js';
 import { setBroken } from '../../src/test-break.js';
 

@@ -10,7 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { runWorker } from '../helpers/workers.js';
 import { scaled } from '../helpers/seed.js';
 import { breakEnv } from '../../src/test-break.js';

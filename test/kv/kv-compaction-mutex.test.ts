@@ -15,7 +15,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { setBroken, testHooks } from '../../src/test-break.js';
-import { openMedia, type CompactionReport } from '../../src/kv/index.js';
+import { type CompactionReport } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
 import { runWorker } from '../helpers/workers.js';
 import { putUntilNewSegment } from './fill.js';

@@ -19,7 +19,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { attach, openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
+import { attach, type Durability, type KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { setBroken } from '../../src/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { runWorker } from '../helpers/workers.js';

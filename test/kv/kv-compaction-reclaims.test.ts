@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 
 const SIZE_BYTES = 16 * 2 ** 20;
 const KEYS = 2000;

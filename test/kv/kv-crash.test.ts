@@ -11,7 +11,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
+import { type Durability, type KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
 
 const baseSeed =

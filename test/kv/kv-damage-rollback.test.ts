@@ -13,7 +13,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type KvStore } from '../../src/kv/index.js';
+import type { KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
 import { KvDamageError } from '../../src/kv/recovery.js';
 import { daxCodeOf } from '../helpers/expect-code.js';

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type Durability } from '../../src/kv/index.js';
+import { type Durability } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 
 const td = new TextDecoder();
 function durableValue(media: ReturnType<typeof createSimMedia>, key: string): string | undefined {

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { open } from '../../src/kv/index.js';
+import { open } from '../helpers/kv-bytes.js';
 import { expectCode } from '../helpers/expect-code.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../../src/device/sim-media.js';
-import { open } from '../../src/kv/index.js';
+import { open } from '../helpers/kv-bytes.js';
 
 const seed =
   process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;

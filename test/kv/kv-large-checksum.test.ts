@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { KV_OBJECT_ID_BASE } from '../../src/kv/large-values.js';
 import { setBroken } from '../../src/test-break.js';
 import { daxCodeOf } from '../helpers/expect-code.js';

@@ -12,7 +12,8 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { createSimMedia, mulberry32 } from '../../src/device/sim-media.js';
-import { openMedia, type Durability, type KvStore } from '../../src/kv/index.js';
+import { type Durability, type KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { setBroken } from '../../src/test-break.js';
 

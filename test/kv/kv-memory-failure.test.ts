@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { daxCodeOf } from '../helpers/expect-code.js';
 
 const td = new TextDecoder();

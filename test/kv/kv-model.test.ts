@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type KvStore, type KvRangeOptions } from '../../src/kv/index.js';
+import { type KvStore, type KvRangeOptions } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 
 const seed =
   process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;

@@ -9,7 +9,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type KvStore } from '../../src/kv/index.js';
+import { type KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { setBroken } from '../../src/test-break.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

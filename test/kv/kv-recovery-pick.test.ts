@@ -15,7 +15,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { FoundEntries, SORT_RECORD_WORDS, pickWinners } from '../../src/kv/recovery-native.js';
 import { native } from '../../src/native/addon.js';
 

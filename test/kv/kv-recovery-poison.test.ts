@@ -10,9 +10,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
 import { KvDamageError } from '../../src/kv/recovery.js';
 import { setBroken } from '../../src/test-break.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 
 const td = new TextDecoder();
 const listing = (db: ReturnType<typeof openMedia>): string[] =>

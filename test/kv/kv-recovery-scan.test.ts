@@ -23,7 +23,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { xxh64 } from '../../src/device/checksum.js';
 import { openRegion } from '../../src/device/region.js';
 import { createSimMedia, mulberry32 } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { OWNER_KV_SEGMENT, SEGMENT_BYTES } from '../../src/kv/layout.js';
 import { checkRecord, mediaViews, type MediaViews } from '../../src/kv/records.js';
 import {

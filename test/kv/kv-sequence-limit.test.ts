@@ -7,7 +7,7 @@
  */
 import { expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { SEQ_COUNT, SEQ_INT_LIMIT } from '../../src/kv/store.js';
 
 const td = new TextDecoder();

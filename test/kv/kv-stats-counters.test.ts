@@ -9,7 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { runWorker } from '../helpers/workers.js';
 
 const WORKERS = 2;

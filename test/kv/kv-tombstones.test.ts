@@ -8,7 +8,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type KvStore } from '../../src/kv/index.js';
+import { type KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { setBroken } from '../../src/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 

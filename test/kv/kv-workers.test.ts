@@ -14,7 +14,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
-import { openMedia, type KvStore } from '../../src/kv/index.js';
+import { type KvStore } from '../../src/kv/index.js';
+import { openMedia } from '../helpers/kv-bytes.js';
 import { runWorker } from '../helpers/workers.js';
 import { setBroken } from '../../src/test-break.js';
 

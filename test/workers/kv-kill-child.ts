@@ -3,7 +3,7 @@
  * durability and puts keys "<round>-<i>" forever, writing "<i>\n" to stdout after each put
  * returns (the acknowledgement). The parent kills it with SIGKILL at a random moment.
  */
-import { open } from '../../src/kv/index.js';
+import { open } from '../helpers/kv-bytes.js';
 
 const [file, round] = process.argv.slice(2);
 const db = open(file, { size: 32 * 2 ** 20, durability: 'sync' });

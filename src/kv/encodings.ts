@@ -1,0 +1,301 @@
+/**
+ * Key and value encodings of the key-value store: how a JS key or value becomes the bytes of
+ * a record, and back. No shared state; each thread has its own encoder state (msgpackr's and
+ * ordered-binary's are per module instance, and module instances are per thread).
+ *
+ * Keys ('binary' | 'utf8' | 'ordered'):
+ *   binary   Uint8Array (or a string, as its UTF-8) -> the bytes; read back as Uint8Array
+ *   utf8     string -> its UTF-8; read back as string
+ *   ordered  ordered-binary (lmdb-js's key encoding): strings, numbers, booleans, null and
+ *            arrays of strings, numbers and booleans (compound keys; null is not a part: its
+ *            byte is the separator), each sorting in its natural order: numbers
+ *            numerically (-Infinity .. Infinity, -0 is 0, NaN refused), strings by code
+ *            point, arrays element by element, and across types null < false < true <
+ *            numbers < strings. Read back as the same value.
+ * Values ('binary' | 'utf8' | 'json' | 'msgpack'):
+ *   binary   Uint8Array or string (UTF-8) -> the bytes; read back as Uint8Array (own ArrayBuffer)
+ *   utf8     string; json: JSON.stringify / JSON.parse; msgpack: msgpackr (lmdb-js's
+ *            default), any structured value (objects, arrays, Map, Set, Date, typed arrays,
+ *            bigint, Error ...), self-contained (no structures shared between values: any
+ *            reader of the record decodes it alone). undefined is refused as a value: get()
+ *            of a missing key is undefined.
+ *
+ * Decoding never writes to the mapping and never returns a view of it: ordered keys and
+ * msgpack values are decoded from a private copy (ordered-binary's readKey writes a terminator
+ * byte into its source; msgpackr's native string extraction refuses a SharedArrayBuffer), and
+ * msgpackr copies embedded binaries (copyBuffers); utf8 and json decode from the mapping.
+ *
+ * Ordered keys: a one-part array is the same key as its part (['a'] is stored, and read
+ * back, as 'a'), and the empty array is the empty key.
+ *
+ * msgpackr keeps ONE output buffer per module instance (module-level state shared by every
+ * Packr, in this thread, ours and any other code's, lmdb-js included). packIntoStage points
+ * it at the record stage (the value lands where the record wants it: no copy), and every
+ * use of ours ends by parking it on a full private buffer: the next pack anywhere starts a
+ * fresh buffer, so nobody else's earlier results (subarrays of their buffer) are ever
+ * overwritten and nobody else ever writes into the stage.
+ */
+import { Packr, Unpackr, RESERVE_START_SPACE } from 'msgpackr';
+import { writeKey, readKey } from 'ordered-binary';
+import { DaxError } from '../errors.js';
+import { describeValue } from '../options.js';
+import { MAX_KEY_BYTES } from './layout.js';
+import { stageViews } from './record-stage.js';
+
+export type KeyEncoding = 'binary' | 'utf8' | 'ordered';
+export type ValueEncoding = 'binary' | 'utf8' | 'json' | 'msgpack';
+export const KEY_ENCODINGS: readonly KeyEncoding[] = ['binary', 'utf8', 'ordered'];
+export const VALUE_ENCODINGS: readonly ValueEncoding[] = ['binary', 'utf8', 'json', 'msgpack'];
+/** What a new store uses when open() names no encoding (lmdb-js's defaults). */
+export const DEFAULT_KEY_ENCODING: KeyEncoding = 'ordered';
+export const DEFAULT_VALUE_ENCODING: ValueEncoding = 'msgpack';
+
+/** One part of a compound ordered key. */
+export type OrderedKeyPart = string | number | boolean;
+/** A key of keyEncoding 'ordered': a part or null, or an array of parts (a compound key). */
+export type OrderedKey = OrderedKeyPart | null | OrderedKeyPart[];
+/** The key type a key encoding reads back. */
+export type KeyOf<E extends KeyEncoding> = E extends 'binary'
+  ? Uint8Array<ArrayBuffer>
+  : E extends 'utf8'
+    ? string
+    : OrderedKey;
+/** The value type a value encoding reads back (json and msgpack: whatever was stored). */
+export type ValueOf<E extends ValueEncoding> = E extends 'binary'
+  ? Uint8Array<ArrayBuffer>
+  : E extends 'utf8'
+    ? string
+    : // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      any;
+/** What put() takes for a key read back as K: bytes also as a string (its UTF-8). */
+export type KeyInput<K> = K extends Uint8Array ? Uint8Array | string : K;
+/** What put() takes for a value read back as V: bytes also as a string (its UTF-8). */
+export type ValueInput<V> = V extends Uint8Array ? Uint8Array | string : V;
+
+// ---- keys ------------------------------------------------------------------------------
+
+/**
+ * Writes the ordered-binary bytes of `key` at scratch[1..] and returns their count (EINVAL for
+ * a key of another type or longer than MAX_KEY_BYTES). `scratch` has room for
+ * ORDERED_SCRATCH_BYTES: ordered-binary writes up to 4 bytes past a number's end, and a
+ * compound key may run past MAX_KEY_BYTES before its length is known.
+ */
+export function writeOrderedKey(scratch: Uint8Array, key: unknown, op: string): number {
+  checkOrderedKey(key, op);
+  let end: number;
+  try {
+    end = writeKey(normalize(key as OrderedKey), scratch, 1);
+  } catch (e) {
+    if (e instanceof RangeError) throw tooLong(op);
+    throw new DaxError('EINVAL', `${op}: key ${describeValue(key)} cannot be encoded: ${String(e)}`, { cause: e });
+  }
+  if (end - 1 > MAX_KEY_BYTES) throw tooLong(op);
+  return end - 1;
+}
+/** A multiple of 4: ordered-binary views its target through a DataView of the length rounded up to 4. */
+export const ORDERED_SCRATCH_BYTES = 4 * MAX_KEY_BYTES + 16;
+
+function tooLong(op: string): DaxError {
+  return new DaxError('EINVAL', `${op}: key encodes to more than ${MAX_KEY_BYTES} bytes`);
+}
+
+/** -0 is stored as 0 (ordered-binary would sort -0 after every positive number). */
+function normalize(key: OrderedKey): OrderedKey {
+  if (key === 0) return 0;
+  if (Array.isArray(key) && key.some((p) => p === 0)) return key.map((p) => (p === 0 ? 0 : p));
+  return key;
+}
+
+function checkOrderedKey(key: unknown, op: string): void {
+  if (typeof key === 'string' || typeof key === 'boolean' || key === null) return;
+  if (typeof key === 'number') {
+    if (Number.isNaN(key)) throw new DaxError('EINVAL', `${op}: key NaN has no order (ordered keys)`);
+    return;
+  }
+  if (Array.isArray(key)) {
+    for (const part of key)
+      if (!(typeof part === 'string' || typeof part === 'boolean' || (typeof part === 'number' && !Number.isNaN(part))))
+        throw new DaxError(
+          'EINVAL',
+          `${op}: a compound key's parts must be strings, numbers (not NaN) or booleans, got ${describeValue(part)}` +
+            (part === null ? ' (null is a key only on its own: its byte is the parts separator)' : ''),
+        );
+    return;
+  }
+  throw new DaxError(
+    'EINVAL',
+    `${op}: key must be a string, number, boolean, null or an array of those (keyEncoding 'ordered'), got ${describeValue(key)}` +
+      (key instanceof Uint8Array ? `; open the store with keyEncoding 'binary' for byte keys` : ''),
+  );
+}
+
+/** Reader of ordered keys: a private copy with a zero after it (readKey writes its terminator into its source). */
+const orderedReadScratch = new Uint8Array(MAX_KEY_BYTES + 8);
+
+/** The ordered key whose bytes are u8[start, start + length) (any memory: copied first). */
+export function readOrderedKey(u8: Uint8Array, start: number, length: number): OrderedKey {
+  if (length === 0) return [];
+  for (let i = 0; i < length; i++) orderedReadScratch[i] = u8[start + i];
+  orderedReadScratch[length] = 0;
+  return readKey(orderedReadScratch, 0, length) as OrderedKey;
+}
+
+/** The ordered-binary bytes of `key` (an owned copy), for bounds and batches. */
+export function orderedKeyBytes(key: unknown, op: string): Uint8Array {
+  const scratch = new Uint8Array(ORDERED_SCRATCH_BYTES);
+  const n = writeOrderedKey(scratch, key, op);
+  return scratch.slice(1, 1 + n);
+}
+
+/**
+ * The byte range a prefix covers with ordered keys: a string prefix covers the keys whose
+ * encoding starts with its bytes; an array prefix covers that compound key and every longer
+ * one that starts with its parts ([bytes, bytes ++ 0x01): parts are separated by 0x00, and a
+ * 0x01 never follows a part's bytes: strings escape it).
+ */
+export function orderedPrefixRange(prefix: unknown, op: string): { gte: Uint8Array; lt?: Uint8Array } | undefined {
+  if (typeof prefix === 'string') return undefined; // a plain byte prefix
+  if (!Array.isArray(prefix))
+    throw new DaxError(
+      'EINVAL',
+      `${op}: option prefix must be a string or an array (a compound key's first parts), got ${describeValue(prefix)}`,
+    );
+  const bytes = orderedKeyBytes(prefix, op);
+  const lt = new Uint8Array(bytes.length + 1);
+  lt.set(bytes);
+  lt[bytes.length] = 0x01;
+  return { gte: bytes, lt };
+}
+
+// ---- values ----------------------------------------------------------------------------
+
+/** Our own packs write into the stage or into this scratch; after each, the module's buffer is parked (header). */
+// msgpackr's defaults (lmdb-js's): plain objects as records, so a Map stays a Map; no shared
+// structures, so each value carries its own record definitions and decodes alone.
+const packr = new Packr({ moreTypes: true });
+const unpackr = new Unpackr({ moreTypes: true, copyBuffers: true });
+const PARK_BYTES = 8192;
+// Buffers, not plain Uint8Arrays: msgpackr writes long strings with Buffer's utf8Write.
+const parking = Buffer.allocUnsafeSlow(PARK_BYTES);
+let batchScratch = Buffer.allocUnsafeSlow(64 * 1024);
+
+/** Leaves msgpackr's module-level buffer on a private full one: the next pack anywhere starts a fresh buffer. */
+function park(): void {
+  packr.useBuffer(parking);
+  packr.position = PARK_BYTES;
+}
+
+function packError(value: unknown, op: string, e: unknown): DaxError {
+  return new DaxError('EINVAL', `${op}: value ${describeValue(value)} cannot be encoded as msgpack: ${String(e)}`, {
+    cause: e,
+  });
+}
+
+function checkDefined(value: unknown, op: string, encoding: string): void {
+  if (value === undefined)
+    throw new DaxError('EINVAL', `${op}: value is undefined (valueEncoding '${encoding}'; use delete to remove a key)`);
+}
+
+/**
+ * Packs `value` straight into the record stage with its first byte at stage offset `at`.
+ * Returns its length, or -1 when it did not fit in place (then `packValue` gives its bytes).
+ */
+export function packIntoStage(value: unknown, at: number, op: string): number {
+  checkDefined(value, op, 'msgpack');
+  const aligned = at & ~7;
+  const reserve = at - aligned;
+  const stage = stageViews.buf;
+  let out: Uint8Array;
+  try {
+    packr.useBuffer(stage);
+    packr.position = aligned;
+    // msgpackr 8-aligns its start, then skips the `reserve` bytes RESERVE_START_SPACE asks for.
+    out = packr.pack(value, RESERVE_START_SPACE | reserve);
+  } catch (e) {
+    throw packError(value, op, e);
+  } finally {
+    park();
+  }
+  if (out.buffer !== stage.buffer || out.byteOffset !== stage.byteOffset + aligned) return -1; // grew past the stage
+  return out.length - reserve;
+}
+
+/** The msgpack bytes of `value`, in a scratch valid until the next call of packValues/packValue after resetPackScratch(). */
+export function packValue(value: unknown, op: string): Uint8Array {
+  checkDefined(value, op, 'msgpack');
+  try {
+    packr.useBuffer(batchScratch);
+    packr.position = batchOffset;
+    const out = packr.pack(value);
+    if (out.buffer === batchScratch.buffer) batchOffset = out.byteOffset + out.length;
+    else {
+      // msgpackr moved to a buffer of its own (ours was full): earlier results keep the old
+      // scratch alive; a new one serves the next values.
+      batchScratch = Buffer.allocUnsafeSlow(Math.max(batchScratch.length, 2 * out.length));
+      batchOffset = 0;
+    }
+    return out;
+  } catch (e) {
+    throw packError(value, op, e);
+  } finally {
+    park();
+  }
+}
+let batchOffset = 0;
+
+/** Starts the pack scratch over: results of packValue before this call may be overwritten after it. */
+export function resetPackScratch(): void {
+  batchOffset = 0;
+}
+
+/**
+ * Private copy of a msgpack value being decoded: msgpackr's native string extraction
+ * (msgpackr-extract) takes only a source over an ArrayBuffer, not the store's SharedArrayBuffer.
+ */
+let unpackScratch = Buffer.allocUnsafeSlow(16 * 1024);
+
+/** The value stored as msgpack in buf [start, start + length) (decoded from a private copy; keeps no byte of either). */
+export function unpackValue(buf: Buffer, start: number, length: number, op: string): unknown {
+  if (unpackScratch.length < length) unpackScratch = Buffer.allocUnsafeSlow(Math.max(length, 2 * unpackScratch.length));
+  buf.copy(unpackScratch, 0, start, start + length);
+  try {
+    return unpackr.unpack(unpackScratch, { start: 0, end: length });
+  } catch (e) {
+    throw undecodable(op, 'msgpack', e);
+  }
+}
+
+export function undecodable(op: string, encoding: ValueEncoding, e: unknown): DaxError {
+  return new DaxError(
+    'ECORRUPT',
+    `${op}: a stored value is not valid ${encoding} (written with another valueEncoding?): ${String(e)}`,
+    { cause: e },
+  );
+}
+
+/** The string to store for `value` under 'utf8' or 'json' (EINVAL when it has none). */
+export function valueString(value: unknown, encoding: 'utf8' | 'json', op: string): string {
+  if (encoding === 'utf8') {
+    if (typeof value !== 'string')
+      throw new DaxError('EINVAL', `${op}: value must be a string (valueEncoding 'utf8'), got ${describeValue(value)}`);
+    return value;
+  }
+  checkDefined(value, op, 'json');
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(value);
+  } catch (e) {
+    throw new DaxError('EINVAL', `${op}: value cannot be encoded as JSON: ${String(e)}`, { cause: e });
+  }
+  if (s === undefined)
+    throw new DaxError('EINVAL', `${op}: value ${describeValue(value)} has no JSON form (valueEncoding 'json')`);
+  return s;
+}
+
+export function parseJson(text: string, op: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw undecodable(op, 'json', e);
+  }
+}
