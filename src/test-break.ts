@@ -332,7 +332,7 @@ export const SWITCHES = {
     layer: 'kv',
     read: 'call',
     breaks: "'group': batchAsync, putAsync and deleteAsync resolve before the group commit made their write durable",
-    red: ['test/kv/kv-batch-async.test.ts', 'test/kv/kv-calls.test.ts'],
+    red: ['test/kv/kv-batch-async.test.ts'],
   },
   'kv-counters-shared': {
     layer: 'kv',

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
-const entries = ['daxstore', 'daxstore/dax', 'daxstore/advanced', 'daxstore/testing'];
+const entries = ['daxstore', 'daxstore/dax', 'daxstore/advanced', 'daxstore/testing', 'daxstore/level'];
 
 describe('CommonJS require', () => {
   test('require() of every entry point works in a child process, and is the same instance as import', () => {
