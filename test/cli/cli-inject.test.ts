@@ -1,7 +1,8 @@
 /** `daxstore inject`: each fault it plants is seen by the store and by `check`. */
 import fs from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isDaxError, open } from '../../src/api/daxstore.js';
+import { isDaxError } from '../../src/api/daxstore.js';
+import { open } from '../helpers/kv-bytes.js';
 import { cli, makeStore, tempDir } from './run-cli.js';
 
 let dir: string;

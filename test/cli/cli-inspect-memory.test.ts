@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { open } from '../../src/api/daxstore.js';
+import { open } from '../helpers/kv-bytes.js';
 import { MAIN, tempDir } from './run-cli.js';
 
 const GIB = 2 ** 30;

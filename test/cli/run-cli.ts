@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { open } from '../../src/api/daxstore.js';
+import { open } from '../helpers/kv-bytes.js';
 import { Device, openRegion } from '../../src/api/dax.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
