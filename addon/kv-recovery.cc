@@ -105,7 +105,7 @@ bool EntriesFit(const uint8_t* m, uint64_t at, uint64_t end, uint32_t count) {
     const uint32_t word0 = Load32(m + at);
     const uint32_t op = (word0 >> 16) & 0xff;
     const uint32_t keyLength = word0 & 0xffff;
-    if ((op != kEntryPut && op != kEntryDel) || keyLength == 0) return false;
+    if (op != kEntryPut && op != kEntryDel) return false;
     at += Align8(kEntryHeaderBytes + keyLength + Load32(m + at + 4));
     if (at > end) return false;
   }

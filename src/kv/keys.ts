@@ -8,7 +8,7 @@ import { KV_KEY_PREFIX, MAX_KEY_BYTES, MAX_VALUE_BYTES } from './layout.js';
 export type Key = string | Uint8Array;
 export type Value = string | Uint8Array;
 
-/** An owned index key for `key` (1..MAX_KEY_BYTES bytes). */
+/** An owned index key for `key` (0..MAX_KEY_BYTES bytes: the empty key is a key). */
 export function indexKeyOf(key: unknown, op: string): Uint8Array {
   if (typeof key === 'string') {
     if (key.length > MAX_KEY_BYTES) throw tooLong(op, key.length);
@@ -42,7 +42,7 @@ export function scratchIndexKey(scratch: Buffer, views: Uint8Array[], key: unkno
     if (n <= 32) for (let i = 0; i < n; i++) scratch[i + 1] = key[i];
     else scratch.set(key, 1);
   } else return indexKeyOf(key, op); // the error path: wrong type or too long
-  if (n === 0 || n > MAX_KEY_BYTES) return indexKeyOf(key, op);
+  if (n > MAX_KEY_BYTES) return indexKeyOf(key, op);
   scratch[0] = KV_KEY_PREFIX;
   return (views[n] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, n + 1));
 }
@@ -55,7 +55,6 @@ export function boundKeyOf(key: unknown, op: string): Uint8Array {
 }
 
 function checkLength(n: number, op: string): void {
-  if (n === 0) throw new DaxError('EINVAL', `${op}: empty key (keys are 1..${MAX_KEY_BYTES} bytes)`);
   if (n > MAX_KEY_BYTES) throw tooLong(op, n);
 }
 

@@ -35,7 +35,7 @@
  * when a record fails its checksum but its directory check holds, recovery still knows which
  * keys (and sequences) it held, and what a DEL said (a DEL is all directory).
  * Entry (ENTRY_HEADER_BYTES = 16, then key, value, zero padding to 8):
- *   0  u16  keyLength (1..MAX_KEY_BYTES)
+ *   0  u16  keyLength (0..MAX_KEY_BYTES: the empty key is a key)
  *   2  u8   op: ENTRY_PUT 1, ENTRY_DEL 2
  *   3  u8   flags (PUT only): bit 0 ENTRY_FLAG_LARGE: the value bytes are a LARGE_REF_BYTES
  *           reference to a DAX object holding the value (large-values.ts); bit 1

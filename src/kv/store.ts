@@ -656,7 +656,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private keyInto(scratch: Buffer, views: Uint8Array[], key: unknown, op: string): Uint8Array {
     if (this.keyEncoding === 'ordered') {
       const n = writeOrderedKey(scratch, key, op);
-      if (n === 0) throw emptyKey(op);
       scratch[0] = KV_KEY_PREFIX;
       return (views[n] ??= new Uint8Array(scratch.buffer, scratch.byteOffset, n + 1));
     }
@@ -667,9 +666,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** An owned index key of `key` (batch ops). */
   private ownedKey(key: unknown, op: string): Uint8Array {
     if (this.keyEncoding === 'ordered') {
-      const bytes = orderedKeyBytes(key, op);
-      if (bytes.length === 0) throw emptyKey(op);
-      return withPrefix(bytes);
+      return withPrefix(orderedKeyBytes(key, op));
     }
     if (this.keyEncoding === 'utf8' && typeof key !== 'string') throw notUtf8Key(key, op);
     return indexKeyOf(key, op);
@@ -1860,10 +1857,6 @@ function withPrefix(bytes: Uint8Array): Uint8Array {
   out[0] = KV_KEY_PREFIX;
   out.set(bytes, 1);
   return out;
-}
-
-function emptyKey(op: string): DaxError {
-  return new DaxError('EINVAL', `${op}: the key encodes to no bytes (keys are 1..${MAX_KEY_BYTES} bytes)`);
 }
 
 function notUtf8Key(key: unknown, op: string): DaxError {

@@ -93,7 +93,7 @@ describe('kv batchAsync', () => {
     const db = openMedia(media, { durability: 'group' });
     const bad = db.batchAsync([
       { type: 'put', key: 'x', value: '1' },
-      { type: 'put', key: '', value: '2' },
+      { type: 'put', key: 'k'.repeat(1025), value: '2' },
     ]);
     await expect(bad).rejects.toBeInstanceOf(DaxError);
     await expect(bad).rejects.toMatchObject({ code: 'EINVAL' });

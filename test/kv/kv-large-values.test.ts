@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { type KvStore } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
-import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
+import { LARGE_VALUE_THRESHOLD_BYTES, MAX_KEY_BYTES } from '../../src/kv/layout.js';
 import { DaxError } from '../../src/errors.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
 import { fillUntilError } from './fill.js';
@@ -122,7 +122,7 @@ describe('kv large values', () => {
     expect(() =>
       db.batch([
         { type: 'put', key: 'w', value: v },
-        { type: 'put', key: '', value: 'bad' },
+        { type: 'put', key: 'k'.repeat(MAX_KEY_BYTES + 1), value: 'bad' },
       ]),
     ).toThrow(DaxError);
     db.dax.device.injectFault({ allocationEnospc: 15 }); // fails inside the second object's pages

@@ -1,7 +1,7 @@
 /**
  * abstract-level's own test suite on DaxLevel (test/level/abstract-level-suite.ts, run as a
- * node program printing TAP): every test case must pass, except those listed in KNOWN_GAPS
- * below, each with the store feature it waits for. The manifest decides which of the suite's
+ * node program printing TAP): every test case must pass (KNOWN_GAPS would list one that waits
+ * for a store feature, with the feature). The manifest decides which of the suite's
  * tests run: without snapshots, the suite runs its "no snapshot" iterator tests instead of the
  * implicit and explicit snapshot ones.
  */
@@ -11,14 +11,8 @@ import { expect, test } from 'vitest';
 
 const suite = path.resolve(import.meta.dirname, '..', '..', 'dist', 'test', 'level', 'abstract-level-suite.js');
 
-/** Suite test cases that fail for a missing store feature (the name, and why). */
-const KNOWN_GAPS = new Map<string, string>([
-  ['put(), get(), del() with empty Buffer key', 'empty keys: the record format stores key lengths 1..1024'],
-  ['empty keys in batch with utf8 keyEncoding', 'empty keys'],
-  ['empty keys in batch with buffer keyEncoding', 'empty keys'],
-  ['empty keys in batch with view keyEncoding', 'empty keys'],
-  ['iterator() sorts lexicographically', 'empty keys (one of its keys is empty)'],
-]);
+/** Suite test cases that fail for a missing store feature (the name, and why): none. */
+const KNOWN_GAPS = new Map<string, string>([]);
 
 interface Tap {
   cases: number;
@@ -58,7 +52,7 @@ function run(): Promise<Tap> {
   });
 }
 
-test('abstract-level 3 suite: every test case passes but the known gaps', { timeout: 900_000 }, async () => {
+test('abstract-level 3 suite: every test case passes', { timeout: 900_000 }, async () => {
   const tap = await run();
   console.log(
     `abstract-level suite: ${tap.cases} test cases, ${tap.assertions} assertions, ${tap.passed} passed; ` +
