@@ -10,8 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cliAsync, tempDir } from './run-cli.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
-const seed = Number(process.env.DAXSTORE_SEED ?? Date.now() >>> 0);
+const seed = testSeed();
 
 interface Row {
   entryBytes: number;
@@ -54,7 +55,7 @@ describe('bench locks', () => {
           out,
           '--json',
         ]);
-        const hint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-bench-locks.test.ts\n${r.stderr}`;
+        const hint = `${replayHint(seed, 'test/cli/cli-bench-locks.test.ts')}\n${r.stderr}`;
         expect(r.status, hint).toBe(0);
         const report = JSON.parse(r.stdout) as Report;
         expect(report.config.seed).toBe(seed);

@@ -13,9 +13,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cliAsync, tempDir } from './run-cli.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
-const seed = Number(process.env.DAXSTORE_SEED ?? Date.now() >>> 0);
-const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash-planted-bugs.test.ts`;
+const seed = testSeed();
+const hint = replayHint(seed, 'test/cli/cli-crash-planted-bugs.test.ts');
 const args = [
   'crash',
   '--workload',
@@ -47,7 +48,7 @@ async function run(testBreak?: string): Promise<{ status: number | null; report:
   return {
     status: r.status,
     report: JSON.parse(r.stdout) as Report,
-    raw: `${replayHint}\n${r.stdout.slice(0, 2000)}${r.stderr}`,
+    raw: `${hint}\n${r.stdout.slice(0, 2000)}${r.stderr}`,
   };
 }
 

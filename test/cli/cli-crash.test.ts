@@ -7,16 +7,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, tempDir } from './run-cli.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
-const seed = Number(process.env.DAXSTORE_SEED ?? Date.now() >>> 0);
-const replayHint = `replay: DAXSTORE_SEED=${seed} npx vitest run test/cli/cli-crash.test.ts`;
+const seed = testSeed();
+const hint = replayHint(seed, 'test/cli/cli-crash.test.ts');
 const dir = tempDir();
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 describe('crash', () => {
   it('a correct build: every image recovers to an allowed state (exit 0), JSON report written', () => {
     const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--json', '--out', dir]);
-    expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(0);
+    expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.imagesChecked).toBeGreaterThan(0);
     expect(report.imagesUnique).toBeLessThanOrEqual(report.imagesGenerated);
@@ -29,7 +30,7 @@ describe('crash', () => {
     const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--out', out], {
       DAXSTORE_TEST_BREAK: 'kv-skip-drain',
     });
-    expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(1);
+    expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(1);
     const line = r.stdout.split('\n').find((l) => l.includes('replay: daxstore crash --replay '));
     expect(line, r.stdout).toBeDefined();
     const image = line!.trim().replace('replay: daxstore crash --replay ', '');

@@ -7,10 +7,11 @@
 import { describe, expect, it } from 'vitest';
 import { grab, unlock } from '../../src/index/entry-lock.js';
 import { pageKey } from '../../src/dax/layout.js';
-import { seedFromEnv, simSpace, MIB } from './helpers.js';
+import { simSpace, MIB } from './helpers.js';
 import { sleepMs, startChurn } from './churn-harness.js';
 import { Ew } from '../../src/index/entry-word.js';
 import { Lay } from '../../src/index/nodes.js';
+import { testSeed } from '../helpers/seed.js';
 
 describe('churn harness hang report', () => {
   it('names the stuck role, its stack and the entry lock it waits on', async () => {
@@ -21,7 +22,7 @@ describe('churn harness hang report', () => {
     const churn = startChurn(
       space,
       4,
-      seedFromEnv(),
+      testSeed(),
       [{ role: 'mf-writer', objectId: 72, from: 1, to: 2 }],
       undefined,
       1500,

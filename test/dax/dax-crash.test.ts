@@ -23,12 +23,13 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Buffer } from 'node:buffer';
-import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
 import type { DaxObject } from '../../src/dax/object.js';
 import { MIN_OBJECT_ID } from '../../src/dax/layout.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
-import { replayHint, seedFromEnv, MIB } from './helpers.js';
+import { MIB } from './helpers.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
 const PAGE = 4096;
 const MEDIA_BYTES = 6 * MIB;
@@ -199,7 +200,7 @@ function step(obj: DaxObject, m: Model, int: (n: number) => number, stats: Stats
 }
 
 function run(seed: number, budgetMs: number, stopAtBadImages: number, targetImages = Infinity, minImages = 0): Stats {
-  const rand = mulberry32(seed);
+  const rand = rng(seed);
   const int = (n: number): number => Math.floor(rand() * n);
   const stats: Stats = { images: 0, badImages: 0, ops: 0, hugeFaults: 0, hugeEnospc: 0, imageMs: 0, problems: [] };
   const start = performance.now();
@@ -257,7 +258,7 @@ describe('dax crash consistency', () => {
   it(
     'after recovery every durable page holds what was written, nothing owned twice, nothing leaks (thousands of images, 4 KiB and 2 MiB pages)',
     () => {
-      const seed = seedFromEnv();
+      const seed = testSeed();
       const s = run(seed, GREEN_BUDGET_MS, 1, GREEN_TARGET_IMAGES, GREEN_MIN_IMAGES);
       if (process.env['DAX_DEBUG'] !== undefined)
         console.log(JSON.stringify({ ...s, problems: s.problems.slice(0, 5) }));
@@ -276,7 +277,7 @@ describe('dax crash consistency', () => {
     'dax-alloc-zero-unpersisted',
   ] as const satisfies readonly SwitchName[]) {
     it(`goes red with DAXSTORE_TEST_BREAK=${name}`, () => {
-      const seed = seedFromEnv();
+      const seed = testSeed();
       setBroken(name, true);
       const s = run(seed, RED_BUDGET_MS, 20);
       if (process.env['DAX_DEBUG'] !== undefined)

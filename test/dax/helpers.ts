@@ -1,4 +1,4 @@
-/** Shared helpers of the DAX tests: a space on SimMedia, seeds, baseline checks, bad blocks never reused. */
+/** Shared helpers of the DAX tests: a space on SimMedia, baseline checks, bad blocks never reused (seeds: ../helpers/seed.ts). */
 import { expect } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
@@ -8,15 +8,6 @@ export const MIB = 1024 * 1024;
 export function simSpace(sizeBytes = 16 * MIB): { media: SimMedia; space: DaxSpace } {
   const media = createSimMedia(sizeBytes);
   return { media, space: DaxSpace.create(media) };
-}
-
-export function seedFromEnv(): number {
-  const env = process.env['DAXSTORE_SEED'];
-  return env !== undefined && env !== '' ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-}
-
-export function replayHint(seed: number, file: string): string {
-  return `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run ${file}`;
 }
 
 /** After a test: no lost wake-ups, the allocator agrees with the owner table, and limbo drains. */

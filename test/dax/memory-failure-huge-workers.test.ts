@@ -15,11 +15,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { blockOfValue, isHuge, pageKey } from '../../src/dax/layout.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
 import { ROLE_BASE, fillByte } from '../workers/dax-churn-layout.js';
-import { expectBadBlocksNeverHandedOut, expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { expectBadBlocksNeverHandedOut, expectBaseline, simSpace, MIB } from './helpers.js';
 import { codeOf } from '../helpers/expect-code.js';
 import { sleepMs, startChurn } from './churn-harness.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
 const PAGES = 512;
 const WRITTEN = 256;
@@ -34,7 +34,7 @@ interface ReaderResult {
 
 async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promise<ReaderResult[]> {
   const hint = replayHint(seed, FILE);
-  const rand = mulberry32(seed);
+  const rand = rng(seed);
   const { space } = simSpace(16 * MIB);
   const obj = space.object(90, { create: true, size: PAGES * 4096 });
   obj.fault(0, { write: true, huge: true });
@@ -119,7 +119,7 @@ async function scenario(seed: number, breakName?: 'dax-poison-page-only'): Promi
 
 describe('memory failure inside a 2 MiB extent under concurrent readers and writers', () => {
   it('readers of a poisoned page or of a 2 MiB view over it get EIO, never bytes; the rest stays intact; bad blocks are never reused', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const rs = await scenario(seed);
     expect(
       rs.flatMap((r) => r.violations),
@@ -130,7 +130,7 @@ describe('memory failure inside a 2 MiB extent under concurrent readers and writ
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-poison-page-only', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const rs = await scenario(seed, 'dax-poison-page-only');
     expect(rs.flatMap((r) => r.violations).length, replayHint(seed, FILE)).toBeGreaterThan(0);
   });

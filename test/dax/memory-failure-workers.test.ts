@@ -12,11 +12,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { blockOfValue, pageKey } from '../../src/dax/layout.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
 import { ROLE_BASE, fillByte } from '../workers/dax-churn-layout.js';
-import { expectBadBlocksNeverHandedOut, expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { expectBadBlocksNeverHandedOut, expectBaseline, simSpace, MIB } from './helpers.js';
 import { codeOf } from '../helpers/expect-code.js';
 import { sleepMs, startChurn } from './churn-harness.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
 const PAGES = 32;
 const WRITTEN = 16; // pages [0, WRITTEN) are rewritten by the worker; the rest are read-only
@@ -30,9 +30,9 @@ interface ReaderResult {
 
 describe('memory failure under concurrent readers and writers', () => {
   it('readers of a poisoned page get EIO, never bytes; the rest stays intact; bad blocks are never reused', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const hint = replayHint(seed, FILE);
-    const rand = mulberry32(seed);
+    const rand = rng(seed);
     const { space } = simSpace(8 * MIB);
     const obj = space.object(70, { create: true, size: PAGES * 4096 });
     for (let p = WRITTEN; p < PAGES; p++) obj.write(p * 4096, new Uint8Array(4096).fill(fillByte(p, 1)));

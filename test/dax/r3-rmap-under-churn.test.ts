@@ -8,8 +8,9 @@
  * lock) must go red: the locked entry is a placeholder or maps another block.
  */
 import { describe, expect, it } from 'vitest';
-import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { expectBaseline, simSpace, MIB } from './helpers.js';
 import { sleepMs, startChurn } from './churn-harness.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
 const PAGES = 32;
 const FILE = 'test/dax/r3-rmap-under-churn.test.ts';
@@ -47,14 +48,14 @@ async function scenario(seed: number, breakName?: string, runMs = 1500): Promise
 
 describe('R3 rmap under concurrent fault, truncate and punch', () => {
   it('rmap returns the owner with its entry locked and mapping the block, never a stale owner', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const r = await scenario(seed);
     expect(r.violations, replayHint(seed, FILE)).toEqual([]);
     expect(r.found).toBeGreaterThan(100);
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-rmap-no-recheck', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const r = await scenario(seed, 'dax-rmap-no-recheck');
     expect(r.violations.length, replayHint(seed, FILE)).toBeGreaterThan(0);
   });

@@ -12,8 +12,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { blockOfValue, pageKey } from '../../src/dax/layout.js';
 import { setBroken } from '../../src/test-break.js';
 import { ROLE_BASE } from '../workers/dax-churn-layout.js';
-import { expectBaseline, replayHint, seedFromEnv, simSpace } from './helpers.js';
+import { expectBaseline, simSpace } from './helpers.js';
 import { startChurn } from './churn-harness.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
 const PAGES = 16;
 const FILE = 'test/dax/r5-invalidate-workers.test.ts';
@@ -66,14 +67,14 @@ describe('R5 invalidate vs dirtying workers', () => {
   afterEach(() => setBroken('dax-invalidate-dirty', false));
 
   it('pages dirtied by a worker survive concurrent invalidates to writeback', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const r = await scenario(seed);
     expect(r.lost, replayHint(seed, FILE)).toEqual([]);
     expect(r.busy).toBeGreaterThan(0);
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-invalidate-dirty', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const r = await scenario(seed, 'dax-invalidate-dirty');
     expect(r.lost.length, replayHint(seed, FILE)).toBeGreaterThan(0);
   });

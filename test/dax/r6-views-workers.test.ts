@@ -9,8 +9,9 @@
  * must go red.
  */
 import { describe, expect, it } from 'vitest';
-import { expectBaseline, replayHint, seedFromEnv, simSpace, MIB } from './helpers.js';
+import { expectBaseline, simSpace, MIB } from './helpers.js';
 import { sleepMs, startChurn } from './churn-harness.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
 const PAGES = 8;
 const OTHER_PAGES = 8;
@@ -54,7 +55,7 @@ async function scenario(seed: number, breakName?: 'dax-free-now'): Promise<Reade
 
 describe('R6 pinned views in workers outlive a truncating worker', () => {
   it('a pinned reader never sees its block freed and reused', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const readers = await scenario(seed);
     expect(
       readers.flatMap((r) => r.violations),
@@ -66,7 +67,7 @@ describe('R6 pinned views in workers outlive a truncating worker', () => {
   it('goes red with DAXSTORE_TEST_BREAK=dax-free-now', async () => {
     // The window is timed (1.2 s): a loaded machine that runs the three workers one after
     // another may see no reuse in one run. Up to three runs; one violation is enough.
-    const seed = seedFromEnv();
+    const seed = testSeed();
     let violations = 0;
     for (let run = 0; run < 3 && violations === 0; run++) {
       const readers = await scenario(seed + run, 'dax-free-now');

@@ -15,8 +15,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { blockOfValue, pageKey } from '../../src/dax/layout.js';
 import { setBroken } from '../../src/test-break.js';
 import { ROLE_BASE } from '../workers/dax-churn-layout.js';
-import { expectBaseline, replayHint, seedFromEnv, simSpace } from './helpers.js';
+import { expectBaseline, simSpace } from './helpers.js';
 import { startChurn } from './churn-harness.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
 const PAGES = 200; // > 3 batches of 64
 const FILE = 'test/dax/writeback-workers.test.ts';
@@ -82,7 +83,7 @@ describe('batched writeback vs dirtying workers and a second writeback', () => {
   });
 
   it('every page dirtied before a writeback is durable when it returns', async () => {
-    const seed = seedFromEnv();
+    const seed = testSeed();
     const r = await scenario(seed);
     expect(r.stale, replayHint(seed, FILE)).toEqual([]);
     expect(r.checks).toBeGreaterThan(5);
@@ -91,7 +92,7 @@ describe('batched writeback vs dirtying workers and a second writeback', () => {
   for (const name of ['dax-writeback-no-flush', 'dax-writeback-unserialized'] as const) {
     it(`goes red with DAXSTORE_TEST_BREAK=${name}`, async () => {
       // Timed window: under load the two workers may barely overlap in one run. Up to three runs.
-      const seed = seedFromEnv();
+      const seed = testSeed();
       let stale = 0;
       for (let run = 0; run < 3 && stale === 0; run++) stale = (await scenario(seed + run, name)).stale.length;
       expect(stale, `no stale page in 3 runs: ${replayHint(seed, FILE)}`).toBeGreaterThan(0);

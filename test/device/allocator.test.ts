@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
 import { isDaxError } from '../../src/errors.js';
 import { daxCodeOf } from '../helpers/expect-code.js';
+import { rng } from '../helpers/seed.js';
 
 const MiB = 1024 * 1024;
 
@@ -40,7 +41,7 @@ describe('allocation', () => {
 
   it('reopen rebuilds the same free-space index from the owner table', () => {
     const { media, device } = fresh();
-    const random = mulberry32(7);
+    const random = rng(7);
     const live: number[] = [];
     for (let i = 0; i < 300; i++) {
       if (live.length > 0 && random() < 0.4) device.free(live.splice(Math.floor(random() * live.length), 1)[0]);

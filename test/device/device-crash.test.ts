@@ -13,15 +13,17 @@
  * data written by the layers above.
  */
 import { describe, expect, it, afterEach } from 'vitest';
-import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
 import { isDaxError } from '../../src/errors.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
+
+const FILE = 'test/device/device-crash.test.ts';
 
 const MiB = 1024 * 1024;
-const seed =
-  process.env.DAXSTORE_SEED !== undefined ? Number(process.env.DAXSTORE_SEED) : Math.floor(Math.random() * 2 ** 31);
-const replay = `DAXSTORE_SEED=${seed} npx vitest run test/device/device-crash.test.ts`;
+const seed = testSeed();
+const replay = replayHint(seed, FILE);
 
 interface Owned {
   ownerId: number;
@@ -81,7 +83,7 @@ function runCampaign(
   stopAtFirst: boolean,
   onlyAtClose = false,
 ): CampaignResult {
-  const random = mulberry32(runSeed);
+  const random = rng(runSeed);
   const media = createSimMedia(8 * MiB);
   const device = Device.format(media);
   const model = new Map<number, Owned>();
@@ -137,7 +139,7 @@ describe('device crash consistency', () => {
       expect(result.fences).toBeGreaterThan(350);
       expect(result.violations.slice(0, 5)).toEqual([]);
     } catch (e) {
-      console.error(`device crash test failed with seed ${seed}; replay: ${replay}`);
+      console.error(`device crash test failed with ${replay}`);
       throw e;
     }
   });
@@ -159,8 +161,7 @@ describe('device crash consistency', () => {
           true,
           name === 'superblock-single-persist',
         );
-        if (result.violations.length === 0)
-          console.error(`break ${name} not detected with seed ${seed}; replay: ${replay}`);
+        if (result.violations.length === 0) console.error(`break ${name} not detected with ${replay}`);
         else console.log(`break ${name}: ${result.violations[0]}`);
         expect(result.violations.length).toBeGreaterThan(0);
       });

@@ -2,11 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
 import { runWorker } from '../helpers/workers.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
+
+const FILE = 'test/device/device-workers.test.ts';
 
 const MiB = 1024 * 1024;
-const seed =
-  process.env.DAXSTORE_SEED !== undefined ? Number(process.env.DAXSTORE_SEED) : Math.floor(Math.random() * 2 ** 31);
-const replay = `DAXSTORE_SEED=${seed} npx vitest run test/device/device-workers.test.ts`;
+const seed = testSeed();
+const replay = replayHint(seed, FILE);
 
 interface Reply {
   held: number[];
@@ -43,7 +45,7 @@ describe('device shared by worker threads', () => {
       expect(device.stats().ownedBlocks).toBe(all.length);
       expect(device.audit()).toEqual([]); // back to baseline: index matches the owner table
     } catch (e) {
-      console.error(`seed ${seed}; replay: ${replay}`);
+      console.error(`${replay}`);
       throw e;
     }
   });
@@ -67,7 +69,7 @@ describe('device shared by worker threads', () => {
       }
       if (evidence !== undefined) console.log(`allocator-no-lock, round ${round}: ${evidence}`);
     }
-    if (evidence === undefined) console.error(`allocator-no-lock not detected with seed ${seed}; replay: ${replay}`);
+    if (evidence === undefined) console.error(`allocator-no-lock not detected with ${replay}`);
     expect(evidence).toBeDefined();
   });
 });

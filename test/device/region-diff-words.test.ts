@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { diffAllWords, diffWords } from '../../src/native/diff-words.js';
 import { DaxError } from '../../src/errors.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
 function modelDiff(a: Uint8Array, b: Uint8Array): number[] {
   const x = new BigUint64Array(a.buffer, a.byteOffset, a.byteLength / 8);
@@ -19,7 +20,7 @@ function modelDiff(a: Uint8Array, b: Uint8Array): number[] {
 
 describe('diffWords', () => {
   it('finds exactly the differing 8-byte words, resuming when out fills', () => {
-    const seed = Number(process.env.DAXSTORE_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    const seed = testSeed();
     const input = fc.record({
       words: fc.integer({ min: 0, max: 300 }),
       changes: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { maxLength: 40 }),
@@ -49,9 +50,7 @@ describe('diffWords', () => {
         { seed, numRuns: 300 },
       );
     } catch (e) {
-      console.error(
-        `diffWords fuzz failed: replay with DAXSTORE_SEED=${seed} npx vitest run test/device/region-diff-words.test.ts`,
-      );
+      console.error(`diffWords fuzz failed: ${replayHint(seed, 'test/device/region-diff-words.test.ts')}`);
       throw e;
     }
   });

@@ -11,6 +11,7 @@ import { deviceNumbers, readDevDaxGeometry, readDevDaxGeometryFor } from '../../
 import { openRegion } from '../../src/device/region.js';
 import { DaxError, type DaxErrorCode } from '../../src/errors.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
 afterEach(cleanupTemp);
 
@@ -97,7 +98,7 @@ describe('device-DAX geometry from sysfs', () => {
   });
 
   it('arbitrary text in size and align gives a geometry or a DaxError, never anything else', () => {
-    const seed = Number(process.env.DAXSTORE_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    const seed = testSeed();
     const root = tempDir();
     const node = path.join(root, 'dev', 'char', '252:0');
     fs.mkdirSync(path.join(node, 'device'), { recursive: true });
@@ -121,7 +122,7 @@ describe('device-DAX geometry from sysfs', () => {
         { seed, numRuns: 300 },
       );
     } catch (e) {
-      console.error(`sysfs fuzz failed: replay with DAXSTORE_SEED=${seed} npx vitest run test/device/sysfs.test.ts`);
+      console.error(`sysfs fuzz failed: ${replayHint(seed, 'test/device/sysfs.test.ts')}`);
       throw e;
     }
   });

@@ -21,7 +21,8 @@ import { verifyTree } from '../../src/index/tree-verify.js';
 import { Hw } from '../../src/index/arena.js';
 import { countOf, gatherChildren, typeOf, Lay } from '../../src/index/nodes.js';
 import type { BulkEntries } from '../../src/index/bulk-load.js';
-import { compareBytes, drainLimbo, expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
+import { compareBytes, drainLimbo, expectBaseline, hex } from './tree-helpers.js';
+import { rng, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/index/bulk-load-model.test.ts';
 

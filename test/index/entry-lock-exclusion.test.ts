@@ -8,7 +8,8 @@ import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { testKey } from '../workers/index-keys.js';
-import { C_MAX_INSIDE, expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
+import { C_MAX_INSIDE, expectBaseline, newControl, startTreeWorker, startWhenReady } from './tree-helpers.js';
+import { withSeed } from '../helpers/seed.js';
 
 async function maxInside(
   seed: number,

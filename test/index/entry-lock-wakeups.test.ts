@@ -10,8 +10,9 @@ import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { deleteLocked, grab, grabAsync, replace, unlock } from '../../src/index/entry-lock.js';
 import { testKey } from '../workers/index-keys.js';
-import { expectBaseline, newControl, startTreeWorker, startWhenReady, withSeed } from './tree-helpers.js';
+import { expectBaseline, newControl, startTreeWorker, startWhenReady } from './tree-helpers.js';
 import { C_READY, C_STOP } from './tree-helpers.js';
+import { withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/index/entry-lock-wakeups.test.ts';
 

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { EpochDomain, RETIRE_ARENA_NODE, RETIRE_DEVICE_BLOCK } from '../../src/index/epoch.js';
 import { expectCode } from '../helpers/expect-code.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
 function recording(domain: EpochDomain, kind: number): [number, number][] {
   const seen: [number, number][] = [];
@@ -81,14 +82,9 @@ describe('EpochDomain', () => {
   });
 
   it('each kind goes to its own reclaimer with the right payloads, exactly once', () => {
-    const seed = Number(process.env['DAXSTORE_SEED'] ?? Date.now() % 2 ** 31);
-    let x = seed || 1;
-    const rand = (n: number): number => {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      return (x >>> 0) % n;
-    };
+    const seed = testSeed();
+    const random = rng(seed);
+    const rand = (n: number): number => Math.floor(random() * n);
     try {
       const d = EpochDomain.create();
       const kinds = [0, 1, 15];
@@ -112,7 +108,7 @@ describe('EpochDomain', () => {
       expect(s.released).toBe(1000);
       d.close();
     } catch (e) {
-      console.error(`seed ${seed}: replay with DAXSTORE_SEED=${seed} npx vitest run test/index/epoch.test.ts`);
+      console.error(replayHint(seed, 'test/index/epoch.test.ts'));
       throw e;
     }
   });

@@ -11,15 +11,8 @@ import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
-import {
-  C_BAD_READS,
-  C_STOP,
-  expectBaseline,
-  newControl,
-  startTreeWorker,
-  startWhenReady,
-  withSeed,
-} from './tree-helpers.js';
+import { C_BAD_READS, C_STOP, expectBaseline, newControl, startTreeWorker, startWhenReady } from './tree-helpers.js';
+import { withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/index/radix-tree-append.test.ts';
 const NODES = 256;

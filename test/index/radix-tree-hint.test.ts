@@ -14,7 +14,7 @@ import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { setBroken } from '../../src/test-break.js';
-import { rng, withSeed } from './tree-helpers.js';
+import { rng, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/index/radix-tree-hint.test.ts';
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);

@@ -18,7 +18,8 @@ import { RadixTree } from '../../src/index/radix-tree.js';
 import { grab, setTagLocked, clearTagLocked, unlock } from '../../src/index/entry-lock.js';
 import { indexKey } from '../../src/index/keys.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
-import { compareBytes, expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
+import { compareBytes, expectBaseline, hex } from './tree-helpers.js';
+import { rng, withSeed } from '../helpers/seed.js';
 
 interface ModelEntry {
   key: Uint8Array;

@@ -9,15 +9,8 @@ import { EpochDomain } from '../../src/index/epoch.js';
 import { RadixTree } from '../../src/index/radix-tree.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { testKey } from '../workers/index-keys.js';
-import {
-  C_BAD_READS,
-  C_STOP,
-  expectBaseline,
-  newControl,
-  startTreeWorker,
-  startWhenReady,
-  withSeed,
-} from './tree-helpers.js';
+import { C_BAD_READS, C_STOP, expectBaseline, newControl, startTreeWorker, startWhenReady } from './tree-helpers.js';
+import { withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/index/radix-tree-readers.test.ts';
 const KEYS = 200;

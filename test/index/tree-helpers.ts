@@ -1,35 +1,12 @@
 /**
- * Shared helpers of the index tests: the run's seed (DAXSTORE_SEED or a fresh one, printed
- * with the replay command on failure), key encoders, and the baseline check every test ends
- * with (arena, limbo and wait table back to empty).
+ * Shared helpers of the index tests: key encoders, worker control, and the baseline check every
+ * test ends with (arena, limbo and wait table back to empty). Seeds: ../helpers/seed.ts.
  */
 import { expect } from 'vitest';
 import type { EpochDomain } from '../../src/index/epoch.js';
 import type { RadixTree } from '../../src/index/radix-tree.js';
 import { HEADER_WORDS } from '../../src/index/arena.js';
 import { RETIRE_ARENA_NODE } from '../../src/index/epoch.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
-
-export function testSeed(): number {
-  const env = process.env['DAXSTORE_SEED'];
-  return env !== undefined && env !== '' ? Number(env) : (Math.random() * 2 ** 31) | 0;
-}
-
-/** Run fn(seed); on failure rethrow with the seed and the command that replays it. */
-export async function withSeed<T>(file: string, fn: (seed: number) => T | Promise<T>): Promise<T> {
-  const seed = testSeed();
-  try {
-    return await fn(seed);
-  } catch (e) {
-    const msg = `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run ${file}`;
-    console.error(msg);
-    if (e instanceof Error) e.message = `${e.message}\n${msg}`;
-    throw e;
-  }
-}
-
-/** Small deterministic PRNG: SimMedia's mulberry32, one generator for every seeded test. */
-export const rng = mulberry32;
 
 export function hex(k: Uint8Array): string {
   return Buffer.from(k).toString('hex');

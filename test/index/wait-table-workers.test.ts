@@ -10,6 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { WaitTable, waitKey } from '../../src/index/wait-table.js';
 import { runWorker, workerScript } from '../helpers/workers.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
+
+const FILE = 'test/index/wait-table-workers.test.ts';
 
 interface LockerResult {
   locked: number;
@@ -46,8 +49,8 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   }
 }
 
-const seedBase = Number(process.env['DAXSTORE_SEED'] ?? Date.now() % 2 ** 31);
-const replay = `DAXSTORE_SEED=${seedBase} npx vitest run test/index/wait-table-workers.test.ts`;
+const seedBase = testSeed();
+const replay = replayHint(seedBase, FILE);
 
 function lockerJob(table: WaitTable, lockCount: number, extra: Record<string, unknown>) {
   return {
@@ -152,7 +155,7 @@ describe('wait table across workers', () => {
       expect(table.stats().waiting).toBe(0);
       expect(table.stats().timedOut).toBe(0);
     } catch (e) {
-      console.error(`replay: ${replay}`);
+      console.error(replay);
       throw e;
     }
   });

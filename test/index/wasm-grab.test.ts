@@ -17,8 +17,9 @@ import { grab, unlock } from '../../src/index/entry-lock.js';
 import { FREED_HEADER, H_STAT_POISON_HITS, H_STAT_RESTARTS } from '../../src/index/arena.js';
 import { native } from '../../src/native/addon.js';
 import { sleb, uleb } from '../../src/index/wasm-encoder.js';
-import { expectBaseline, hex, rng, withSeed } from './tree-helpers.js';
+import { expectBaseline, hex } from './tree-helpers.js';
 import { runChild } from '../workers/region-helpers.js';
+import { rng, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/index/wasm-grab.test.ts';
 const W_ENTRY = 1;

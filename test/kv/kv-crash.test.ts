@@ -10,13 +10,15 @@
  * (kv-workers), poisoned media, real power loss.
  */
 import { describe, expect, it } from 'vitest';
-import { createSimMedia, mulberry32, type SimMedia } from '../../src/device/sim-media.js';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { type Durability, type KvStore } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
-const baseSeed =
-  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const FILE = 'test/kv/kv-crash.test.ts';
+
+const baseSeed = testSeed();
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 type State = string; // canonical listing
 
@@ -31,7 +33,7 @@ function modelListing(m: Map<string, string>): State {
 }
 
 function runMode(durability: Durability, seed: number, ops: number): { images: number } {
-  const rand = mulberry32(seed);
+  const rand = rng(seed);
   const media = createSimMedia(8 * 2 ** 20, { name: `kv-crash-${durability}` });
   const db = openMedia(media, { durability });
   const model = new Map<string, string>();
@@ -139,9 +141,7 @@ describe('kv crash consistency on the simulated device', () => {
         const { images } = runMode(durability, baseSeed, ops);
         expect(images).toBeGreaterThan(durability === 'sync' ? 500 : 100);
       } catch (e) {
-        console.error(
-          `kv crash (${durability}) failed with seed ${baseSeed}; replay: DAXSTORE_SEED=${baseSeed} npx vitest run test/kv/kv-crash.test.ts`,
-        );
+        console.error(`kv crash (${durability}) failed with ${replayHint(baseSeed, FILE)}`);
         throw e;
       }
     });

@@ -11,11 +11,12 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mulberry32 } from '../../src/device/sim-media.js';
 import { open } from '../helpers/kv-bytes.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
-const seed =
-  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const FILE = 'test/kv/kv-kill.test.ts';
+
+const seed = testSeed();
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const child = path.join(root, 'dist', 'test', 'workers', 'kv-kill-child.js');
 
@@ -43,7 +44,7 @@ function runAndKill(file: string, round: number, delayMs: number): Promise<numbe
 
 describe('kv survives SIGKILL', () => {
   it('every acknowledged sync put and batch is present after each of many kills', async () => {
-    const rand = mulberry32(seed);
+    const rand = rng(seed);
     const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'kv-kill-'));
     const file = path.join(dir, 'store');
     const acked: number[] = [];
@@ -77,9 +78,7 @@ describe('kv survives SIGKILL', () => {
       }
       expect(acked.some((n) => n > 10)).toBe(true);
     } catch (e) {
-      console.error(
-        `kv kill failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-kill.test.ts`,
-      );
+      console.error(`kv kill failed with ${replayHint(seed, FILE)}`);
       throw e;
     } finally {
       rmSync(dir, { recursive: true, force: true });

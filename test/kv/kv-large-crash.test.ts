@@ -11,14 +11,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { createSimMedia, mulberry32 } from '../../src/device/sim-media.js';
+import { createSimMedia } from '../../src/device/sim-media.js';
 import { type Durability, type KvStore } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { setBroken } from '../../src/test-break.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
-const seed =
-  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const FILE = 'test/kv/kv-large-crash.test.ts';
+
+const seed = testSeed();
 const digest = (b: Uint8Array): string => createHash('sha1').update(b).digest('hex').slice(0, 12);
 
 interface State {
@@ -43,7 +45,7 @@ function modelState(m: Map<string, Uint8Array>): State {
 }
 
 function run(ops: number, durability: Durability = 'sync'): number {
-  const rand = mulberry32(seed);
+  const rand = rng(seed);
   const media = createSimMedia(24 * 2 ** 20, { name: `kv-large-crash-${durability}` });
   const db = openMedia(media, { durability });
   let durablePoint = 0; // operations guaranteed durable ('group'/'none': up to the last flushed())
@@ -131,9 +133,7 @@ describe('kv large values under crashes', () => {
     try {
       expect(run(70)).toBeGreaterThan(30);
     } catch (e) {
-      console.error(
-        `kv-large-crash (sync) failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-large-crash.test.ts`,
-      );
+      console.error(`kv-large-crash (sync) failed with ${replayHint(seed, FILE)}`);
       throw e;
     }
   }, 60_000);
@@ -143,9 +143,7 @@ describe('kv large values under crashes', () => {
       try {
         expect(run(70, durability)).toBeGreaterThan(20);
       } catch (e) {
-        console.error(
-          `kv-large-crash (${durability}) failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-large-crash.test.ts`,
-        );
+        console.error(`kv-large-crash (${durability}) failed with ${replayHint(seed, FILE)}`);
         throw e;
       }
     }, 60_000);

@@ -9,9 +9,11 @@ import fc from 'fast-check';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { type KvStore, type KvRangeOptions } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
-const seed =
-  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const FILE = 'test/kv/kv-model.test.ts';
+
+const seed = testSeed();
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const keyArb = fc.uint8Array({ minLength: 1, maxLength: 3 }).map((a) => a.map((x) => x % 4)); // small alphabet: collisions, shared prefixes
 const valueArb = fc.uint8Array({ maxLength: 40 });
@@ -143,9 +145,7 @@ describe('kv model', () => {
         { seed, numRuns: 60 },
       );
     } catch (e) {
-      console.error(
-        `kv model failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-model.test.ts`,
-      );
+      console.error(`kv model failed with ${replayHint(seed, FILE)}`);
       throw e;
     }
   });

@@ -18,20 +18,11 @@ import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { FoundEntries, SORT_RECORD_WORDS, pickWinners } from '../../src/kv/recovery-native.js';
 import { native } from '../../src/native/addon.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
-const seed =
-  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
-const replay = (file: string): string => `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/${file}`;
+const FILE = 'test/kv/kv-recovery-pick.test.ts';
 
-function rng(s: number): () => number {
-  let x = s >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
+const seed = testSeed();
 
 /** Keys of every shape the sort distinguishes, with duplicates. */
 function keyShapes(r: () => number): Uint8Array[] {
@@ -140,7 +131,7 @@ function checkPick(keys: Uint8Array[], r: () => number): void {
     });
     expect(got).toEqual(want.map(([hex, i]) => [hex, ats[i]]));
   } catch (e) {
-    console.error(`recovery pick failed with ${replay('kv-recovery-pick.test.ts')}`);
+    console.error(`recovery pick failed with ${replayHint(seed, FILE)}`);
     throw e;
   }
 }
@@ -261,7 +252,7 @@ describe('recovery winner pick', () => {
       const want = [...model.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
       expect([...again.range()].map(([k]) => Buffer.from(k).toString())).toEqual(want);
     } catch (e) {
-      console.error(`recovery of tiny records failed with ${replay('kv-recovery-pick.test.ts')}`);
+      console.error(`recovery of tiny records failed with ${replayHint(seed, FILE)}`);
       throw e;
     } finally {
       again.close();
@@ -293,7 +284,7 @@ describe('recovery winner pick', () => {
       expect(again.recovery?.keys).toBe(model.size);
       expect(again.recovery?.droppedRecords).toBe(0);
     } catch (e) {
-      console.error(`recovery of key shapes failed with ${replay('kv-recovery-pick.test.ts')}`);
+      console.error(`recovery of key shapes failed with ${replayHint(seed, FILE)}`);
       throw e;
     } finally {
       again.close();

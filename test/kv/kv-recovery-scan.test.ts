@@ -22,7 +22,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { xxh64 } from '../../src/device/checksum.js';
 import { openRegion } from '../../src/device/region.js';
-import { createSimMedia, mulberry32 } from '../../src/device/sim-media.js';
+import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { OWNER_KV_SEGMENT, SEGMENT_BYTES } from '../../src/kv/layout.js';
 import { checkRecord, mediaViews, type MediaViews } from '../../src/kv/records.js';
@@ -37,12 +37,14 @@ import {
 } from '../../src/kv/recovery-native.js';
 import { setBroken } from '../../src/test-break.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
+import { replayHint, rng, testSeed } from '../helpers/seed.js';
+
+const FILE = 'test/kv/kv-recovery-scan.test.ts';
 
 afterEach(cleanupTemp);
 
-const seed =
-  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
-const replay = `seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-recovery-scan.test.ts`;
+const seed = testSeed();
+const replay = replayHint(seed, FILE);
 
 /** The JavaScript scan of one segment: checkRecord record by record. */
 function referenceScan(
@@ -144,7 +146,7 @@ function entriesOf(v: MediaViews, records: number[], skip: number): number {
 
 describe('recovery segment scan', () => {
   it('agrees with records.ts checkRecord on every segment after random damage: stop offset, reason and entries', () => {
-    const r = mulberry32(seed);
+    const r = rng(seed);
     const { v, segments } = buildStore(r);
     expect(segments.length).toBeGreaterThan(0);
     const reasons = new Set<string>();

@@ -18,9 +18,11 @@ import { type KvStore } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { runWorker } from '../helpers/workers.js';
 import { setBroken } from '../../src/test-break.js';
+import { replayHint, testSeed } from '../helpers/seed.js';
 
-const seed =
-  process.env['DAXSTORE_SEED'] !== undefined ? Number(process.env['DAXSTORE_SEED']) : (Math.random() * 2 ** 31) | 0;
+const FILE = 'test/kv/kv-workers.test.ts';
+
+const seed = testSeed();
 const td = new TextDecoder();
 interface Result {
   last: Record<string, { n: number; value: string | null }>;
@@ -110,9 +112,7 @@ describe('kv shared by workers', () => {
         expect(results.reduce((n, r) => n + r.reads, 0)).toBeGreaterThan(0);
         for (const r of results) expect(r.lostWakeups).toBe(0);
       } catch (e) {
-        console.error(
-          `kv workers failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`,
-        );
+        console.error(`kv workers failed with ${replayHint(seed, FILE)}`);
         throw e;
       }
     });
@@ -129,9 +129,7 @@ describe('kv shared by workers', () => {
       expect(same).toBe(true);
       expect(compacted).toBeGreaterThan(0);
     } catch (e) {
-      console.error(
-        `kv workers + compaction failed with seed ${seed}; replay: DAXSTORE_SEED=${seed} npx vitest run test/kv/kv-workers.test.ts`,
-      );
+      console.error(`kv workers + compaction failed with ${replayHint(seed, FILE)}`);
       throw e;
     }
   });

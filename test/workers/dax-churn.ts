@@ -12,10 +12,10 @@ import { DaxSpace, type DaxSpaceHandle } from '../../src/dax/space.js';
 import { DaxObject } from '../../src/dax/object.js';
 import { testHooks } from '../../src/test-break.js';
 import { blockOfValue, pageKey, sameKey } from '../../src/dax/layout.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
 import { ownerOf, stateOf, Ew } from '../../src/index/entry-word.js';
 import { Lay } from '../../src/index/nodes.js';
 import { READY, ROLE_BASE, STOP, fillByte } from './dax-churn-layout.js';
+import { rng } from '../helpers/seed.js';
 
 const MF_BASE = ROLE_BASE;
 
@@ -39,7 +39,7 @@ const HOLD_MS = 3;
 const job = workerData as ChurnJob;
 const c = new Int32Array(job.control);
 const space = DaxSpace.attach(job.handle);
-const rand = mulberry32(job.seed);
+const rand = rng(job.seed);
 const int = (n: number): number => Math.floor(rand() * n);
 const stopped = (): boolean => Atomics.load(c, STOP) !== 0;
 

@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Device, type DeviceHandle } from '../../src/device/device.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
+import { rng } from '../helpers/seed.js';
 
 interface Input {
   handle: DeviceHandle;
@@ -21,7 +21,7 @@ interface Input {
 const input = workerData as Input;
 if (input.testBreak !== undefined) setBroken(input.testBreak, true);
 const device = Device.attach(input.handle);
-const random = mulberry32(input.seed);
+const random = rng(input.seed);
 const held: number[] = [];
 const stolen: string[] = [];
 while (Atomics.load(input.start, 0) === 0) {

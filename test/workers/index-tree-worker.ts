@@ -13,7 +13,7 @@ import { EpochDomain, type EpochHandle } from '../../src/index/epoch.js';
 import { RadixTree, type RadixTreeHandle } from '../../src/index/radix-tree.js';
 import { deleteLocked, grab, replace, tryGrab, unlock, waitUnlocked } from '../../src/index/entry-lock.js';
 import { testKey } from './index-keys.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
+import { rng } from '../helpers/seed.js';
 
 export interface TreeWorkerData {
   mode:
@@ -52,7 +52,7 @@ const epoch = EpochDomain.attach(data.epoch);
 const tree = RadixTree.attach(data.tree, epoch);
 const control = new Int32Array(data.control);
 
-const random = mulberry32(data.seed);
+const random = rng(data.seed);
 
 function spin(n: number): void {
   let x = 0;

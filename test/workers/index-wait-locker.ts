@@ -7,6 +7,7 @@
  */
 import { workerData, parentPort } from 'node:worker_threads';
 import { WaitTable, WAIT_ARM_BROKEN, WAIT_KEY_BROKEN, type WaitTableHandle } from '../../src/index/wait-table.js';
+import { rng } from '../helpers/seed.js';
 
 interface Job {
   handle: WaitTableHandle;
@@ -25,13 +26,8 @@ interface Job {
 const job = workerData as Job;
 const table = WaitTable.attach(job.handle);
 const words = new Int32Array(job.locks);
-let x = job.seed | 1;
-const rand = (n: number): number => {
-  x ^= x << 13;
-  x ^= x >>> 17;
-  x ^= x << 5;
-  return (x >>> 0) % n;
-};
+const random = rng(job.seed);
+const rand = (n: number): number => Math.floor(random() * n);
 let timeouts = 0;
 let lostWakeups = 0;
 let exclusionBroken = 0;

@@ -7,7 +7,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
+import { rng } from '../helpers/seed.js';
 
 interface Data {
   handle: KvHandle;
@@ -23,7 +23,7 @@ interface Data {
 }
 const { handle, worker, workers, barrier, ops, seed, keys, putsOnly, durationMs, bigValues } = workerData as Data;
 const extra = bigValues === true ? 2000 : 0; // bigger values roll segments over, for compaction tests
-const rand = mulberry32(seed + worker * 7919);
+const rand = rng(seed + worker * 7919);
 const db = attach(handle);
 const td = new TextDecoder();
 
