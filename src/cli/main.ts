@@ -4,6 +4,9 @@
  * 2 usage error, 3 I/O or store error, 4 a bug in daxstore. A user's mistake prints one
  * line, `daxstore: <CODE>: <message>`, never a stack trace.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { isDaxError } from '../errors.js';
 import { EXIT_INTERNAL, EXIT_OK, EXIT_STORE, EXIT_USAGE, UsageError } from './output.js';
@@ -12,6 +15,20 @@ import { runDump, runInfo } from './inspect.js';
 import { runCheck } from './check.js';
 
 type Run = () => number | Promise<number>;
+
+/** The version in daxstore's package.json (src/cli in tests, dist/src/cli when built: found by walking up). */
+function packageVersion(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 5; depth++) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) {
+      const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'daxstore' && typeof pkg.version === 'string') return pkg.version;
+    }
+    dir = path.dirname(dir);
+  }
+  return 'unknown';
+}
 let exitCode = EXIT_OK;
 
 /** Wraps an action so its return value becomes the exit code. */
@@ -24,7 +41,7 @@ function action<A extends unknown[]>(fn: (...args: A) => number | Promise<number
 export function buildProgram(): Command {
   const program = new Command('daxstore')
     .description('persistent-memory store: inspect, check, benchmark and crash-test daxstore files')
-    .version('0.1.0')
+    .version(packageVersion())
     .showSuggestionAfterError(true)
     .enablePositionalOptions() // so `bench locks --duration` is the subcommand's option, not bench's
     .exitOverride()
