@@ -35,6 +35,7 @@ export interface ByteRange {
 export class DaxObject implements FaultTarget {
   readonly mkwrite: ((index: number) => void) | undefined;
 
+  /** @internal */
   constructor(
     readonly space: DaxSpace,
     readonly id: number,

@@ -84,7 +84,9 @@ export const ST_CLEAN_WRITES = 6; // debug mode: pages found written while clean
 const ST_WORDS = 16;
 
 export class DaxSpace extends EventEmitter {
+  /** @internal */
   readonly objects: ObjectTable;
+  /** @internal */
   readonly counters: Int32Array;
   readonly recovery: RecoveryReport | undefined;
   readonly debugCleanPages: boolean;
@@ -239,7 +241,7 @@ export class DaxSpace extends EventEmitter {
     return event;
   }
 
-  /** Frees `block` once no pinned reader can still look at it (R6). */
+  /** @internal Frees `block` once no pinned reader can still look at it (R6). */
   retireBlock(block: number): void {
     if (isBroken('dax-free-now')) return this.freeBlockNow(block);
     Atomics.add(this.counters, ST_RETIRED, 1);
@@ -309,6 +311,7 @@ export class DaxSpace extends EventEmitter {
     this.device.close();
   }
 
+  /** @internal */
   checkOpen(op: string): void {
     if (this.closed) throw new DaxError('ECLOSED', `${op}: the DAX space on ${this.device.media.path} is closed`);
   }

@@ -510,7 +510,7 @@ export class EpochDomain {
     return true;
   }
 
-  /** How pins are ordered before a reader's loads: 'membarrier' (asymmetric, plain-store pins) or 'seq-cst' (each pin fences). */
+  /** @internal How pins are ordered before a reader's loads: 'membarrier' (asymmetric, plain-store pins) or 'seq-cst' (each pin fences). */
   pinOrdering(): 'membarrier' | 'seq-cst' {
     return this.asymmetric ? 'membarrier' : 'seq-cst';
   }

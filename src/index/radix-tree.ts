@@ -178,24 +178,27 @@ function freshTreeId(epoch: EpochDomain): number {
 }
 
 export class RadixTree {
+  /** @internal */
   readonly arena: Arena;
   readonly epoch: EpochDomain;
+  /** @internal */
   readonly waitTable: WaitTable;
   readonly treeId: number;
-  /** EpochDomain.threadId of this thread, cached (owner id of entry locks taken here). */
+  /** @internal EpochDomain.threadId of this thread, cached (owner id of entry locks taken here). */
   readonly threadId: number;
-  /** LOCKED | threadId << OWNER_SHIFT: what a grab of a free entry sets (entry-word.ts). */
+  /** @internal LOCKED | threadId << OWNER_SHIFT: what a grab of a free entry sets (entry-word.ts). */
   readonly lockBits: number;
-  /** This thread's instance of the wasm entry-lock fast path over the arena (wasm-grab.ts); undefined on big-endian hosts. */
+  /** @internal This thread's instance of the wasm entry-lock fast path over the arena (wasm-grab.ts); undefined on big-endian hosts. */
   readonly wasmGrab: WasmGrabExports | undefined;
   /**
    * Words of the arena wasmGrab may read: a size its instance has been seen to reach (wasm-grab.ts
    * "Traps"). Only grows; raiseWasmLimit moves it up to this thread's view after a growth.
+   * @internal
    */
   wasmLimitWords = 0;
-  /** Probes that trapped (the instance had not yet heard of a growth): diagnostics and tests. */
+  /** @internal Probes that trapped (the instance had not yet heard of a growth): diagnostics and tests. */
   wasmProbeMisses = 0;
-  /** Nodes visited by this thread's iterations so far (monotonic; tests compare tagged vs full scans). */
+  /** @internal Nodes visited by this thread's iterations so far (monotonic; tests compare tagged vs full scans). */
   visitedNodes = 0;
 
   // Scratch, reused by the writer paths (treeLock) and by readers of this thread.
@@ -207,9 +210,9 @@ export class RadixTree {
   private readonly alignedKey = new Uint8Array(8);
   private readonly levelBytes: Uint8Array[] = [];
   private readonly levelPtrs: Int32Array[] = [];
-  /** set by findLeafPinned: the leaf found has exactly the key asked for (not a covering huge one). */
+  /** @internal set by findLeafPinned: the leaf found has exactly the key asked for (not a covering huge one). */
   foundExact = false;
-  /** set by getOrCreateLocked: the leaf was created by this call. */
+  /** @internal set by getOrCreateLocked: the leaf was created by this call. */
   created = false;
   /** Set by descendPinned when the key is absent: the slot of the last node it examined, and the depth there. */
   private missSlot = 0;
@@ -240,7 +243,7 @@ export class RadixTree {
   /** scanPinned's visitor: when set, leaves go to it directly instead of into `batch`. */
   private visitFn: ((value: number, leaf: number) => boolean | void) | undefined = undefined;
   private visitSeen = 0;
-  /** Sink for the header touches in dfs (kept so the loads are not dead code). */
+  /** @internal Sink for the header touches in dfs (kept so the loads are not dead code). */
   touched = 0;
   private lastVisited = 0;
 
@@ -264,6 +267,7 @@ export class RadixTree {
    * Raise wasmLimitWords to this thread's view of the arena when the wasm instance reaches it
    * (its probe of the last word does not trap). Cheap when nothing grew; the lock fast paths
    * call it when wasm declined a node past the limit (wasm-grab.ts "Traps").
+   * @internal
    */
   raiseWasmLimit(): void {
     const wasm = this.wasmGrab;
@@ -298,7 +302,7 @@ export class RadixTree {
 
   // ---- lock-free reads (caller pinned) ------------------------------------------------
 
-  /** Leaf holding `key`, or the huge leaf covering it (8-byte keys), or 0. Caller is pinned. */
+  /** @internal Leaf holding `key`, or the huge leaf covering it (8-byte keys), or 0. Caller is pinned. */
   findLeafPinned(key: Uint8Array): number {
     const leaf = this.findExactPinned(key);
     if (leaf !== 0 || key.length !== 8 || (key[7] === 0 && (key[6] & 1) === 0)) {
@@ -329,6 +333,7 @@ export class RadixTree {
    * while the structure version read before the descent (arena.ts H_VERSION) is unchanged,
    * i.e. the tree is still the one this descent saw. getOrCreateLocked(key, entry, true)
    * starts there instead of at the root (a new key's put made the same descent twice).
+   * @internal
    */
   findExactHintPinned(key: Uint8Array): number {
     const version = loadWord(this.arena.i32, H_VERSION);
@@ -342,7 +347,7 @@ export class RadixTree {
     return found;
   }
 
-  /** The leaf with exactly `key`, or 0. Caller is pinned. */
+  /** @internal The leaf with exactly `key`, or 0. Caller is pinned. */
   findExactPinned(key: Uint8Array): number {
     const found = this.descendPinned(key);
     return found >= 0 ? found : this.findExactSlow(key);
@@ -523,6 +528,7 @@ export class RadixTree {
   /**
    * Read a leaf's value through the seqlock; returns -1 when the leaf holds no value
    * (EMPTY placeholder or DELETED). The last entry word read is left in `lastEntry`.
+   * @internal
    */
   readValuePinned(leaf: number): number {
     const i32 = this.arena.i32;
@@ -547,6 +553,7 @@ export class RadixTree {
       return (hi & 0xffff) * TWO_32 + (lo >>> 0);
     }
   }
+  /** @internal */
   lastEntry = 0;
 
   /** Value stored under `key` (or the huge entry covering it), undefined if none. Caller pinned. */
@@ -600,7 +607,7 @@ export class RadixTree {
     return Atomics.load(this.arena.i32, H_COUNT);
   }
 
-  /** Copy of a leaf's key. Caller pinned (or holds the leaf's entry lock). */
+  /** @internal Copy of a leaf's key. Caller pinned (or holds the leaf's entry lock). */
   leafKey(leaf: number): Uint8Array {
     const len = countOf(this.arena.i32[leaf]);
     const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
@@ -670,6 +677,7 @@ export class RadixTree {
    * the tree was never shared (no handle() taken, not attached). Keys already in the tree
    * are kept (the tree is rebuilt around them) and must not equal a new key, nor be a huge
    * entry covering one. Bad entries throw DaxError EINVAL before anything changes.
+   * @internal
    */
   bulkLoad(entries: BulkEntries): void {
     assert(
@@ -693,6 +701,7 @@ export class RadixTree {
    * leaf DELETED, copy-on-write reads the node it replaced), and treeLock does not stop other
    * threads' collect(). Unpinned, two epoch advances between a retire and that last touch
    * let the block be freed, and the touch then wrote into a free-list link.
+   * @internal
    */
   lockTree(): void {
     if (TREE_LOCK_UNPINNED) return this.lockTreeUnpinned();
@@ -704,6 +713,7 @@ export class RadixTree {
     this.arena.refresh();
   }
 
+  /** @internal */
   unlockTree(): void {
     unlockTree(this.arena.i32);
     if (!TREE_LOCK_UNPINNED) this.epoch.unpin(); // lockTreeUnpinned took no pin
@@ -745,6 +755,7 @@ export class RadixTree {
   /**
    * The leaf of exactly `key`, created with entry word `entry` if absent (this.created says
    * which). Caller holds treeLock and has checked multi-order coverage.
+   * @internal
    */
   getOrCreateLocked(key: Uint8Array, entry: number, hinted = false): number {
     this.created = false;
@@ -1048,6 +1059,7 @@ export class RadixTree {
   /**
    * Unlink `leaf` (key `key`) from the tree and retire it. Caller holds treeLock and the
    * leaf's entry lock. Tag counts above it drop by its tags.
+   * @internal
    */
   removeLeafLocked(leaf: number, key: Uint8Array): void {
     const i32 = this.arena.i32;
@@ -1160,7 +1172,7 @@ export class RadixTree {
   }
 
   /** Add dDirty/dTowrite to the tag counts of every inner node on `key`'s path. Caller holds treeLock. */
-  adjustTagCountsLocked(key: Uint8Array, dDirty: number, dTowrite: number): void {
+  private adjustTagCountsLocked(key: Uint8Array, dDirty: number, dTowrite: number): void {
     if (dDirty === 0 && dTowrite === 0) return;
     const i32 = this.arena.i32;
     let node = i32[Hw.ROOT];
@@ -1177,7 +1189,7 @@ export class RadixTree {
     }
   }
 
-  /** Set or clear `bit` (DIRTY/TOWRITE) on a leaf and keep the counts above it. Caller holds treeLock. */
+  /** @internal Set or clear `bit` (DIRTY/TOWRITE) on a leaf and keep the counts above it. Caller holds treeLock. */
   setTagBitLocked(leaf: number, key: Uint8Array, bit: number, on: boolean): boolean {
     const i32 = this.arena.i32;
     let e = Atomics.load(i32, leaf + Lay.W_ENTRY);
@@ -1193,7 +1205,7 @@ export class RadixTree {
     return true;
   }
 
-  /** True if some leaf (placeholders included) has a key in [lo, hi]. Caller pinned or holding treeLock. */
+  /** @internal True if some leaf (placeholders included) has a key in [lo, hi]. Caller pinned or holding treeLock. */
   anyKeyInPinned(lo: Uint8Array, hi: Uint8Array): boolean {
     this.setBounds({ gte: lo, lte: hi }, 0, true);
     this.runBatchPinned(1);

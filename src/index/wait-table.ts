@@ -262,20 +262,21 @@ export class WaitTable {
    * as a baton out (its caller must returnBaton; wakeOne/wakeAll count none). The entry-lock layer clears LOCKED (or
    * sets DELETED) inside release, which orders it against timed-out waiters (file header).
    * release must be short and must not take another lock.
+   * @internal
    */
   wakeWhen(key: number, all: boolean, release: () => boolean): number {
     checkKey(key, 'wakeWhen');
     return this.wake(key, all, release, true);
   }
 
-  /** The caller, an exclusive waiter that was woken, took the lock, re-armed WAITERS or passed the wake on. */
+  /** @internal The caller, an exclusive waiter that was woken, took the lock, re-armed WAITERS or passed the wake on. */
   returnBaton(key: number): void {
     checkKey(key, 'returnBaton');
     const left = Atomics.sub(this.words, this.slotWord(key, Q_BATONS), 1) - 1;
     assert(left >= 0, () => `wait table: baton returned for key ${key} that nobody held`);
   }
 
-  /** Woken exclusive waiters of key's slot that have not returned their baton (may include other keys of the slot). */
+  /** @internal Woken exclusive waiters of key's slot that have not returned their baton (may include other keys of the slot). */
   batonsInFlight(key: number): number {
     checkKey(key, 'batonsInFlight');
     return Atomics.load(this.words, this.slotWord(key, Q_BATONS));
@@ -295,7 +296,7 @@ export class WaitTable {
     return found;
   }
 
-  /** Batons out over all slots (tests check it is back to 0). */
+  /** @internal Batons out over all slots (tests check it is back to 0). */
   batonsTotal(): number {
     let batons = 0;
     for (let slot = 0; slot < this.slots; slot++)

@@ -342,7 +342,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** Sink of copyEntriesPinned's touching loads. */
   private touched = 0;
   private readonly reaper: LargeObjectReaper;
-  /** What open found about large-value objects (opener only). */
+  /** @internal What open found about large-value objects (opener only). */
   largeValuesAtOpen: OrphanReport | undefined;
 
   /** Keys are bytes as given ('binary') / values are bytes as given: the paths with no encoder. */
@@ -1756,7 +1756,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       throw new DaxError('ECLOSED', `${op}: the key-value store on ${this.space.device.media.path} is closed`);
   }
 
-  /** The DAX space underneath (tests, tools). */
+  /** @internal The DAX space underneath (tests, tools). */
   get dax(): DaxSpace {
     return this.space;
   }
