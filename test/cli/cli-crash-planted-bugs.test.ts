@@ -44,7 +44,9 @@ async function run(testBreak?: string): Promise<{ status: number | null; report:
   const r = await cliAsync(
     [...(testBreak === undefined ? args : stopAtFirst), ...out],
     testBreak === undefined ? {} : { DAXSTORE_TEST_BREAK: testBreak },
+    400_000, // six crash runs at once on two loaded cores; the test's own timeout is 420 s
   );
+  if (r.status === null) throw new Error(`crash ${testBreak ?? 'clean'} was killed after 400 s: ${hint}\n${r.stderr}`);
   return {
     status: r.status,
     report: JSON.parse(r.stdout) as Report,
@@ -53,7 +55,7 @@ async function run(testBreak?: string): Promise<{ status: number | null; report:
 }
 
 describe.concurrent('crash kv-compact: planted bugs in compaction and block churn are reported', () => {
-  it('a correct build has no violation on the same seed', { timeout: 240_000 }, async () => {
+  it('a correct build has no violation on the same seed', { timeout: 420_000 }, async () => {
     const r = await run();
     expect(r.report.violations, r.raw).toEqual([]);
     expect(r.status, r.raw).toBe(0);
@@ -67,7 +69,7 @@ describe.concurrent('crash kv-compact: planted bugs in compaction and block chur
     ['kv-large-ref-before-data', 'data', /recovered/],
     // "a freed block reused inside the grace period": the superseded object removed (its blocks freed at once) before the new record is durable
     ['kv-large-free-early,dax-free-now', 'data', /refers to DAX object \d+ .*which does not exist/],
-  ])('%s gives a %s violation', { timeout: 240_000 }, async (testBreak, kind, detail) => {
+  ])('%s gives a %s violation', { timeout: 420_000 }, async (testBreak, kind, detail) => {
     const r = await run(testBreak);
     expect(r.status, r.raw).toBe(1);
     const seen = r.report.violations.filter((v) => v.kind === kind && detail.test(v.detail));

@@ -29,9 +29,13 @@ export function cli(args: readonly string[], env: Record<string, string> = {}): 
 }
 
 /** cli() without blocking: several children run at once (the crash runs are CPU-bound, one each). */
-export function cliAsync(args: readonly string[], env: Record<string, string> = {}): Promise<CliRun> {
+export function cliAsync(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 120_000,
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: 120_000 });
+    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
