@@ -1,11 +1,15 @@
 // Module init and export table only. Context-aware (NODE_API_MODULE), so worker threads
 // load it too; the region table and SIGBUS handler behind it are process-global.
+#include <dlfcn.h>
 #include <napi.h>
+
+#include <mutex>
 
 #include "advise.h"
 #include "diff.h"
 #include "kv-recovery.h"
 #include "membarrier.h"
+#include "participants.h"
 #include "persist.h"
 #include "prefault.h"
 #include "region.h"
@@ -13,7 +17,23 @@
 
 namespace {
 
+// Keeps this library mapped until the process exits. Node unloads an addon (dlclose) when the
+// last environment that loaded it is torn down, and a worker's environment goes before its
+// isolate's heap: V8 then runs the deleters of the SharedArrayBuffers this library made (a
+// region's unmap, the participant table's) from code that is no longer mapped, over memory
+// that may be gone (the participant table is static data here). Seen as a SIGSEGV in
+// ArrayBufferSweeper::ReleaseAll at worker exit whenever no other thread had loaded the addon.
+void PinInMemory() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&PinInMemory), &self) != 0 && self.dli_fname != nullptr)
+      (void)dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  PinInMemory();
   daxstore::InstallSigbusHandler();
   struct Entry {
     const char* name;
@@ -30,6 +50,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},
       {"hashRange", daxstore::JsHashRange},
+      {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

@@ -66,6 +66,13 @@ export const SWITCHES = {
     breaks: 'a superblock update writes both copies, then persists once',
     red: ['test/device/device-crash.test.ts'],
   },
+  'death-unnoticed': {
+    layer: 'device',
+    read: 'call',
+    breaks:
+      'no thread is ever seen as dead (participants.ts): nothing a dead thread held is recovered (locks, pins, writer slots, its operation in flight)',
+    red: ['test/kv/kv-thread-death.test.ts'],
+  },
   'allocator-no-lock': {
     layer: 'device',
     read: 'call',

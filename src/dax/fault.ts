@@ -30,7 +30,7 @@
 import { DaxError } from '../errors.js';
 import { grab, replace, setTagLocked, unlock, type EntryRef } from '../index/entry-lock.js';
 import { HUGE_BYTES } from '../device/layout.js';
-import { allocateZeroed, publishBlock, unpublishBlock } from './alloc.js';
+import { allocateZeroed, clearStage, publishBlock, unpublishBlock } from './alloc.js';
 import { lockShared, unlockShared } from './invalidate-lock.js';
 import { HUGE_PAGES, PAGE_BYTES, blockOfValue, encodeValue, isHuge, isMapped, pageKey } from './layout.js';
 import { isBroken, testHooks } from '../test-break.js';
@@ -232,11 +232,12 @@ function installLocked(
   if (ref.state === 'value') return dirtyMappedLocked(t, ref, start, index, hugeView);
   // Write fault of a hole or a poisoned page: a fresh zeroed block.
   const huge = ref.state === 'empty' ? hugeView : isHuge(ref.value);
-  const fresh = allocateZeroed(device, start, huge ? 9 : 0);
+  const fresh = allocateZeroed(device, start, huge ? 9 : 0, t.id);
   Atomics.add(space.counters, ST_ALLOCS, 1);
   try {
     mkwrite(t, index);
   } catch (e) {
+    clearStage();
     device.free(fresh); // never reachable: free at once
     throw e;
   }
@@ -245,10 +246,12 @@ function installLocked(
     unpublishBlock(device, old, t.id);
     publishBlock(device, fresh, t.id);
     replace(tree, ref, encodeValue(fresh, true, huge));
+    clearStage();
     space.retireBlock(old);
   } else {
     publishBlock(device, fresh, t.id);
     replace(tree, ref, encodeValue(fresh, true, huge));
+    clearStage();
   }
   setTagLocked(tree, ref, 'dirty');
   testHooks.faultWindow?.('mkwrite-window', t.id, index);

@@ -11,6 +11,7 @@
  * Shared slot table (Int32Array over `state`):
  *   header  H_LOCK (spin-lock.ts mutex: create/remove/grow), H_PAGES (table pages in use),
  *           H_RECORD_CURSOR (where the next free-record search starts), H_CAPACITY (slots),
+ *           H_TOKEN (random id, written once: invalidate-lock.ts holder records name the table by it),
  *           then MAX_TABLE_PAGES words: block of table page p, -1 if none
  *   slot    8 words: S_ID_LO, S_ID_HI (object id), S_RW (invalidate-lock.ts word),
  *           S_RECORD (record number = page*256 + i), S_STATE (0 empty, 1 live, 2 removed),
@@ -42,13 +43,15 @@ import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import type { Device } from '../device/device.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
-import { allocateZeroed, publishBlock } from './alloc.js';
+import { allocateZeroed, clearStage, publishBlock } from './alloc.js';
+import { TOKEN_WORD } from './invalidate-lock.js';
 import { MAX_OBJECT_BYTES, MIN_OBJECT_ID, OWNER_OBJECT_TABLE, PAGE_BYTES } from './layout.js';
 
 const H_LOCK = 0;
 const H_PAGES = 1;
 const H_RECORD_CURSOR = 2;
 const H_CAPACITY = 3;
+const H_TOKEN = TOKEN_WORD; // random nonzero id of this table: invalidate-lock.ts records name the table by it
 const H_PAGE_BLOCKS = 16;
 export const MAX_TABLE_PAGES = 256;
 const RECORDS_PER_PAGE = PAGE_BYTES / 16;
@@ -91,6 +94,7 @@ export class ObjectTable {
     const state = new SharedArrayBuffer((SLOT_BASE + capacity * SLOT_WORDS) * 4);
     const words = new Int32Array(state);
     words[H_CAPACITY] = capacity;
+    words[H_TOKEN] = globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
     words.fill(-1, H_PAGE_BLOCKS, H_PAGE_BLOCKS + MAX_TABLE_PAGES);
     return new ObjectTable(device, state);
   }
@@ -270,12 +274,32 @@ export class ObjectTable {
     }
     if (pages >= MAX_TABLE_PAGES)
       throw new DaxError('ENOSPC', `object ${id}: the object table is full (${total} records)`);
-    const block = allocateZeroed(this.device, pages);
+    const block = allocateZeroed(this.device, pages, 0, OWNER_OBJECT_TABLE);
     publishBlock(this.device, block, OWNER_OBJECT_TABLE);
     this.words[H_PAGE_BLOCKS + pages] = block;
     this.words[H_PAGES] = pages + 1;
+    clearStage();
     this.words[H_RECORD_CURSOR] = total + 1;
     return total;
+  }
+
+  /**
+   * A table page a dead thread published (owner record durable) but did not add here: add it,
+   * as recovery would at the next open (space.ts reapStage). Takes H_LOCK.
+   */
+  adoptPage(page: number, block: number): void {
+    lockWord(this.words, H_LOCK);
+    try {
+      if (
+        this.words[H_PAGES] === page &&
+        (this.words[H_PAGE_BLOCKS + page] < 0 || this.words[H_PAGE_BLOCKS + page] === block)
+      ) {
+        this.words[H_PAGE_BLOCKS + page] = block;
+        this.words[H_PAGES] = page + 1;
+      }
+    } finally {
+      unlockWord(this.words, H_LOCK);
+    }
   }
 
   private recordOffset(record: number): number {

@@ -38,6 +38,10 @@ import { MIN_OBJECT_ID, OWNER_OBJECT_TABLE, OWNER_STAGING, PAGE_BYTES, encodeVal
 import { isBroken } from '../test-break.js';
 import { DaxObject, type ObjectOptions } from './object.js';
 import { memoryFailure, rmap, type RmapResult } from './rmap.js';
+import { LAYER_DAX } from '../index/epoch.js';
+import { adoptDeadEntry, replace, setTagLocked, unlock } from '../index/entry-lock.js';
+import { deadStage, forgetDeadStage } from './alloc.js';
+import { releaseDeadHolders } from './invalidate-lock.js';
 
 export interface DaxSpaceHandle {
   readonly device: DeviceHandle;
@@ -111,6 +115,9 @@ export class DaxSpace extends EventEmitter {
     epoch.registerReclaimer(RETIRE_DEVICE_BLOCK, (block) => {
       // A closed device: the block stays staging-owned and the next open frees it.
       if (!this.device.closed) this.device.free(block);
+    });
+    epoch.onDeath(LAYER_DAX, 5, (id) => {
+      if (!this.closed) reapDaxParticipant(this, id);
     });
   }
 
@@ -305,6 +312,7 @@ export class DaxSpace extends EventEmitter {
     if (this.opener && !this.device.closed && !this.epoch.isPinned()) {
       for (let i = 0; i < 4; i++) this.epoch.collect();
     }
+    if (this.opener && !this.device.closed) this.epoch.forgetAll(); // the dead are reaped, the living forgotten
     this.isClosed = true;
     this.handles.clear();
     this.epoch.close();
@@ -315,6 +323,44 @@ export class DaxSpace extends EventEmitter {
   checkOpen(op: string): void {
     if (this.closed) throw new DaxError('ECLOSED', `${op}: the DAX space on ${this.device.media.path} is closed`);
   }
+}
+
+/**
+ * The DAX layer's part of reaping dead participant `id` (EpochDomain.onDeath, rank 5: first,
+ * so the layers above find its locks given back and its blocks accounted for): the allocation
+ * or free it was in (allocator.ts), the staging block it had not yet put in the tree (alloc.ts),
+ * the invalidate locks it held (invalidate-lock.ts). Idempotent.
+ */
+function reapDaxParticipant(space: DaxSpace, id: number): void {
+  space.device.reapParticipant(id);
+  reapStage(space, id);
+  releaseDeadHolders(space.objects.words, 0, id);
+}
+
+/** alloc.ts "Thread death": a staging block still staging is freed; one published is put where it goes. */
+function reapStage(space: DaxSpace, id: number): void {
+  const stage = deadStage(space.device, id);
+  if (stage === undefined) return;
+  const { device, tree } = space;
+  const info = device.ownerOf(stage.block);
+  if (info.state === 'owned' && info.ownerId === OWNER_STAGING && info.index === stage.index) device.free(stage.block);
+  else if (info.state === 'owned' && info.ownerId === stage.ownerId) {
+    if (stage.ownerId === OWNER_OBJECT_TABLE) space.objects.adoptPage(stage.index, stage.block);
+    else {
+      const ref = adoptDeadEntry(tree, pageKey(stage.ownerId, stage.index), id);
+      if (ref !== undefined) {
+        try {
+          if (ref.state === 'empty') {
+            replace(tree, ref, encodeValue(stage.block, true, stage.order === 9));
+            setTagLocked(tree, ref, 'dirty');
+          }
+        } finally {
+          unlock(tree, ref);
+        }
+      }
+    }
+  }
+  forgetDeadStage(id);
 }
 
 function countPoisoned(device: Device, first: number, count: number): number {

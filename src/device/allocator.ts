@@ -42,6 +42,22 @@
  *     above must reclaim such blocks in recovery, with forEachOwned() to list records and
  *     free() to release them (both usable right after Device.open).
  *
+ * Thread death (participants.ts; docs/ARCHITECTURE.md "Thread death")
+ *   - LOCK is a holder-naming spin lock. A thread that takes it over from a dead holder
+ *     (repairLocked) recounts FREE_BLOCKS from the bitmap and finishes a bitmap release the
+ *     dead thread was in the middle of (below).
+ *   - A block a thread is between reserving and returning, or between starting and finishing
+ *     a free, is recorded in its participant slot (P_ALLOC_*: device token, block + 1, phase),
+ *     each change written by the statements right after the bitmap or owner-record change it
+ *     goes with, with no call in between (a thread is only terminated at a call or a loop's
+ *     back edge), so the record and the bitmap never disagree about that block:
+ *       RESERVED   its used bit set by this thread, not yet returned: a dead thread's block is
+ *                  unreserved (owner record FREE) or freed (OWNED: nobody ever got it)
+ *       FREEING    about to make its owner record FREE: finished by the reaper (CAS and bits)
+ *       RELEASING  clearing its used bits under LOCK (unreserve, free): finished by whoever
+ *                  takes LOCK over (the bits left set are still the dead thread's)
+ *     reapParticipant(id) does the first two, under LOCK.
+ *
  * Errors: ENOSPC (full, or injected) changes nothing. Failed persists (EIO) roll the
  * record back in memory and release the reservation, so nothing changed either; if the
  * roll-back cannot be made durable the block stays reserved until the next open.
@@ -54,6 +70,18 @@ import { FLAG_OWNED, FLAG_POISONED, OwnerTable, decodeMeta, encodeMeta, metaProb
 import { BadBlockList } from './bad-blocks.js';
 import { lockWord, unlockWord, withLock } from './spin-lock.js';
 import { isBroken } from '../test-break.js';
+import {
+  P_ALLOC_BLOCK,
+  P_ALLOC_DEVICE,
+  P_ALLOC_PHASE,
+  P_RELEASE_HI,
+  P_RELEASE_KIND,
+  P_RELEASE_LO,
+  holderIdOf,
+  mySlotBase,
+  participantTable,
+  slotBase,
+} from './participants.js';
 
 const LOCK = 0;
 const FREE_BLOCKS = 1;
@@ -64,7 +92,14 @@ const HUGE_CURSOR = 5;
 const ALLOC_COUNT = 6;
 const ENOSPC_AT = 7;
 const CLOSED = 8;
+const TOKEN = 9; // random nonzero id of this allocator's shared state: participant records name the device by it
 const CONTROL_WORDS = 16;
+/** P_ALLOC_PHASE values (file header). */
+const RESERVED = 1;
+const FREEING = 2;
+const RELEASING = 3;
+const PHASE_MASK = 15;
+const PHASE_HUGE = 16; // or-ed into the phase: the record is of a 2 MiB extent
 
 export interface AllocatorStats {
   dataBlocks: number;
@@ -133,10 +168,17 @@ export class Allocator {
       free += 32 - popcount(this.used[w]);
       poisoned += popcount(this.poisoned[w]);
     }
+    const token = this.control[TOKEN];
     this.control.fill(0);
+    this.control[TOKEN] = token !== 0 ? token : globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
     this.control[FREE_BLOCKS] = free;
     this.control[OWNED_BLOCKS] = owned;
     this.control[POISONED] = poisoned;
+  }
+
+  /** Random id of this allocator's shared state (participant records name the device by it). */
+  get token(): number {
+    return this.control[TOKEN];
   }
 
   stats(): AllocatorStats {
@@ -196,15 +238,37 @@ export class Allocator {
   /** Allocates a block (order 0) or a 2 MiB extent (order 9) for (ownerId, index); durable on return. */
   allocate(ownerId: number, index: number, order: 0 | 9): number {
     const meta = encodeMeta(FLAG_OWNED, order, ownerId);
+    const pt = participantTable();
+    const rb = mySlotBase();
     for (;;) {
       const block = this.reserve(order);
-      if (this.publish(block, index, meta, order)) return block;
+      const published = this.publish(block, index, meta, order);
+      pt[rb + P_ALLOC_PHASE] = 0; // the caller has it now (or a concurrent poison keeps it): no call before the return
+      if (published) return block;
       // Lost the block to a concurrent poison(): it stays reserved as poisoned; try another.
     }
   }
 
   /** Frees an owned block or extent head; durable on return. EINVAL when not an owned head. */
   free(block: number): void {
+    const pt = participantTable();
+    const rb = mySlotBase();
+    const phase = FREEING | (decodeMeta(this.table.loadMeta(block)).order === HUGE_ORDER ? PHASE_HUGE : 0);
+    pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN];
+    pt[rb + P_ALLOC_BLOCK] = block + 1;
+    pt[rb + P_ALLOC_PHASE] = phase;
+    // This record takes over from the epoch's record of the retired block being released, in
+    // the same run of statements (no call in between): never both, never neither.
+    if (pt[rb + P_RELEASE_KIND] !== 0 && pt[rb + P_RELEASE_LO] === block && pt[rb + P_RELEASE_HI] === 0)
+      pt[rb + P_RELEASE_KIND] = 0;
+    try {
+      this.freeRecorded(block, pt, rb);
+    } finally {
+      if ((pt[rb + P_ALLOC_PHASE] & PHASE_MASK) === FREEING) pt[rb + P_ALLOC_PHASE] = 0; // failed before the owner record changed
+    }
+  }
+
+  private freeRecorded(block: number, pt: Int32Array, rb: number): void {
     let meta = this.table.loadMeta(block);
     for (;;) {
       if ((decodeMeta(meta).flags & FLAG_OWNED) === 0) throw this.notOwnedError(block, 'free');
@@ -215,15 +279,17 @@ export class Allocator {
     }
     this.persistFreed(block, meta);
     const n = decodeMeta(meta).order === HUGE_ORDER ? HUGE_BLOCKS : 1;
-    withLock(this.control, LOCK, () => {
-      for (let b = block; b < block + n; b++) {
-        if (this.isPoisoned(b)) continue;
-        assert((this.used[b >>> 5] & (1 << (b & 31))) !== 0, () => `freeing block ${b} that the bitmap says is free`);
-        this.used[b >>> 5] &= ~(1 << (b & 31));
-        this.control[FREE_BLOCKS]++;
-      }
-    });
+    lockWord(this.control, LOCK, this.repairLocked);
+    pt[rb + P_ALLOC_PHASE] = RELEASING | (n > 1 ? PHASE_HUGE : 0);
+    for (let b = block; b < block + n; b++) {
+      if (this.isPoisoned(b)) continue;
+      assert((this.used[b >>> 5] & (1 << (b & 31))) !== 0, () => `freeing block ${b} that the bitmap says is free`);
+      this.used[b >>> 5] &= ~(1 << (b & 31));
+      this.control[FREE_BLOCKS]++;
+    }
     Atomics.sub(this.control, OWNED_BLOCKS, n);
+    pt[rb + P_ALLOC_PHASE] = 0;
+    unlockWord(this.control, LOCK);
   }
 
   /**
@@ -306,7 +372,7 @@ export class Allocator {
   /** Finds and marks used a free block or extent; ENOSPC (nothing changed) when none. */
   private reserve(order: 0 | 9): number {
     if (isBroken('allocator-no-lock')) return this.reserveUnlocked(order);
-    lockWord(this.control, LOCK);
+    lockWord(this.control, LOCK, this.repairLocked);
     try {
       return this.reserveLocked(order);
     } finally {
@@ -356,8 +422,13 @@ export class Allocator {
       if (free === 0) continue;
       const bit = 31 - Math.clz32(free & -free);
       const block = w * 32 + bit;
+      const pt = participantTable();
+      const rb = mySlotBase();
       this.used[w] |= 1 << bit;
       this.control[FREE_BLOCKS]--;
+      pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN]; // with the bit: no call in between (file header)
+      pt[rb + P_ALLOC_BLOCK] = block + 1;
+      pt[rb + P_ALLOC_PHASE] = RESERVED;
       this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
       return block;
     }
@@ -376,8 +447,13 @@ export class Allocator {
       const bit = 31 - Math.clz32(free & -free);
       const block = w * 32 + bit;
       spinMicroseconds(20);
+      const pt = participantTable();
+      const rb = mySlotBase();
       this.used[w] |= 1 << bit;
       this.control[FREE_BLOCKS]--;
+      pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN]; // with the bit: no call in between (file header)
+      pt[rb + P_ALLOC_BLOCK] = block + 1;
+      pt[rb + P_ALLOC_PHASE] = RESERVED;
       this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
       return block;
     }
@@ -395,8 +471,13 @@ export class Allocator {
       let clear = true;
       for (let i = 0; i < wordsPerExtent && clear; i++) clear = this.used[base + i] === 0;
       if (!clear) continue;
+      const pt = participantTable();
+      const rb = mySlotBase();
       this.used.fill(0xffff_ffff, base, base + wordsPerExtent);
       this.control[FREE_BLOCKS] -= HUGE_BLOCKS;
+      pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN]; // with the bits: no call in between (file header)
+      pt[rb + P_ALLOC_BLOCK] = e * HUGE_BLOCKS + 1;
+      pt[rb + P_ALLOC_PHASE] = RESERVED | PHASE_HUGE;
       this.control[HUGE_CURSOR] = (e + 1) % extents;
       return e * HUGE_BLOCKS;
     }
@@ -442,13 +523,78 @@ export class Allocator {
   }
 
   private unreserve(block: number, n: number): void {
-    withLock(this.control, LOCK, () => {
-      for (let b = block; b < block + n; b++) {
-        if (this.isPoisoned(b)) continue;
-        this.used[b >>> 5] &= ~(1 << (b & 31));
-        this.control[FREE_BLOCKS]++;
+    const pt = participantTable();
+    const rb = mySlotBase();
+    lockWord(this.control, LOCK, this.repairLocked);
+    pt[rb + P_ALLOC_PHASE] = RELEASING | (n > 1 ? PHASE_HUGE : 0);
+    for (let b = block; b < block + n; b++) {
+      if (this.isPoisoned(b)) continue;
+      this.used[b >>> 5] &= ~(1 << (b & 31));
+      this.control[FREE_BLOCKS]++;
+    }
+    pt[rb + P_ALLOC_PHASE] = 0;
+    unlockWord(this.control, LOCK);
+  }
+
+  /**
+   * LOCK was taken over from a dead holder (file header): finish the bitmap release it was in
+   * (its RELEASING record: the bits still set there are its own), recount FREE_BLOCKS.
+   */
+  private readonly repairLocked = (deadWord: number): void => {
+    const id = holderIdOf(deadWord);
+    const pt = participantTable();
+    const base = slotBase(id);
+    const phase = pt[base + P_ALLOC_PHASE];
+    if (pt[base + P_ALLOC_DEVICE] === this.control[TOKEN] && (phase & PHASE_MASK) === RELEASING) {
+      const block = pt[base + P_ALLOC_BLOCK] - 1;
+      this.clearBitsLocked(block, (phase & PHASE_HUGE) !== 0 ? HUGE_BLOCKS : 1);
+      pt[base + P_ALLOC_PHASE] = 0;
+    }
+    let free = 0;
+    for (let w = 0; w < this.used.length; w++) free += 32 - popcount(this.used[w]);
+    this.control[FREE_BLOCKS] = free;
+  };
+
+  private clearBitsLocked(block: number, n: number): void {
+    for (let b = block; b < block + n; b++) {
+      if (this.isPoisoned(b)) continue;
+      this.used[b >>> 5] &= ~(1 << (b & 31));
+    }
+  }
+
+  /**
+   * The allocator's part of reaping dead participant `id` (file header): a block it reserved
+   * and never returned is unreserved, or freed if its owner record was already written; a free
+   * it had started is finished. Idempotent.
+   */
+  reapParticipant(id: number): void {
+    const pt = participantTable();
+    const base = slotBase(id);
+    if (pt[base + P_ALLOC_DEVICE] !== this.control[TOKEN] || pt[base + P_ALLOC_PHASE] === 0) return;
+    lockWord(this.control, LOCK, this.repairLocked); // finishes a RELEASING record if it held LOCK
+    const phase = pt[base + P_ALLOC_PHASE];
+    const block = pt[base + P_ALLOC_BLOCK] - 1;
+    const owned = (decodeMeta(this.table.loadMeta(block)).flags & FLAG_OWNED) !== 0;
+    assert((phase & PHASE_MASK) !== RELEASING, 'allocator reap: a RELEASING record survived taking LOCK over');
+    if (phase === 0 || owned) {
+      unlockWord(this.control, LOCK);
+      if (phase !== 0 && owned) {
+        // Reserved and published but never handed out, or a free that had not yet changed
+        // the owner record: free it here (which records this thread's own free).
+        this.free(block);
       }
-    });
+      pt[base + P_ALLOC_PHASE] = 0;
+      return;
+    }
+    // Owner record FREE: reserved and never published, or freed and its bits not yet cleared.
+    const n = (phase & PHASE_HUGE) !== 0 ? HUGE_BLOCKS : 1;
+    for (let b = block; b < block + n; b++) {
+      if (this.isPoisoned(b) || (this.used[b >>> 5] & (1 << (b & 31))) === 0) continue;
+      this.used[b >>> 5] &= ~(1 << (b & 31));
+      this.control[FREE_BLOCKS]++;
+    }
+    pt[base + P_ALLOC_PHASE] = 0;
+    unlockWord(this.control, LOCK);
   }
 
   private setPoisonedBit(block: number): void {

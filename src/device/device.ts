@@ -304,6 +304,17 @@ export class Device {
     return this.isClosed || this.allocator.closed;
   }
 
+  /** Random id of this device's shared state (participants.ts records name the device by it). */
+  get token(): number {
+    return this.allocator.token;
+  }
+
+  /** Finishes or undoes the allocation or free a dead participant was in the middle of (allocator.ts "Thread death"). */
+  reapParticipant(id: number): void {
+    this.checkOpen();
+    this.allocator.reapParticipant(id);
+  }
+
   /** Opener: clean-shutdown flag durable, media closed; attached: detaches. Idempotent. */
   close(): void {
     if (this.isClosed) return;

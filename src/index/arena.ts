@@ -87,6 +87,8 @@ export const H_BYTES = 15;
 export const H_VERSION = 16;
 /** Words freed (free(), any thread, Atomics.add; wraps mod 2^32): liveWords() = H_LIVE_WORDS - H_FREED_WORDS. */
 export const H_FREED_WORDS = 17;
+/** Random nonzero id of this arena, written once at create: participant records name the tree by it (entry-lock.ts replace). */
+export const H_TOKEN = 18;
 export const H_FREE_BASE = 32; // NUM_CLASSES Treiber-stack heads
 export const NUM_CLASSES = 133; // sizeClassOf of the largest block an arena can hold (2^30 words) is 132
 export const HEADER_WORDS = H_FREE_BASE + NUM_CLASSES;
@@ -187,6 +189,7 @@ export class Arena {
     i32[H_MAX_PAGES] = maxPages;
     i32[H_BYTES] = arena.sab.byteLength | 0;
     i32[H_HUGE_PAGES] = adviseHugePages(arena.sab);
+    i32[H_TOKEN] = globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
     return arena;
   }
 

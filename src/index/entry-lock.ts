@@ -44,6 +44,24 @@
  *     owner is this thread throws DaxError('EDEADLK') at once (R4), whether this thread took
  *     it from sync code or from an async task; grabAsync waits instead.
  *
+ * Thread death (participants.ts; docs/ARCHITECTURE.md "Thread death")
+ *   - The owner field names a participant id. A grab, tryGrab, grabAsync or waitUnlocked that
+ *     finds the entry held by a participant that has died has its domain reap it
+ *     (EpochDomain.reap: the layers above finish or undo its operation, which releases what it
+ *     locked for it), then releases whatever entry of it is still held (releaseDeadEntry), and
+ *     tries again. Sleeps are bounded, so a waiter notices a death at its next slice.
+ *   - releaseDeadEntry is unlock on the dead holder's behalf, made safe against a concurrent
+ *     release of the same entry: every change is a compareExchange that still sees LOCKED and
+ *     the dead owner. A placeholder is removed (as its unlock would); a leaf the holder had
+ *     already unlinked is left alone (it may be in limbo: garbage, never touched again).
+ *   - replace() writes a record (tree token, leaf, new value and state) into this thread's
+ *     participant slot BEFORE the odd sequence bump; a holder that died between its two bumps
+ *     leaves the record, and finishDeadReplace stores that value and makes the sequence even
+ *     (lock-free: readers that spin on an odd sequence call it, as does the release). A new
+ *     key's placeholder fill publishes with ONE compareExchange, so it needs no record.
+ *   - A woken exclusive waiter's baton is recorded in its participant slot until returned, so
+ *     a reap hands it on (wait-table.ts reapParticipant).
+ *
  * Persistence ordering: none (volatile index).
  */
 import { assert } from '../assert.js';
@@ -64,6 +82,20 @@ import {
   tagBit,
 } from './entry-word.js';
 import { Lay } from './nodes.js';
+import { H_TREE_LOCK } from './arena.js';
+import { forEachLeafLocked } from './tree-repair.js';
+import {
+  P_BATON_KEY_HI,
+  P_BATON_KEY_LO,
+  P_BATON_TABLE,
+  P_REPLACE_HI,
+  P_REPLACE_LEAF,
+  P_REPLACE_LO,
+  P_REPLACE_TREE,
+  holderIdOf,
+  isParticipantDead,
+  slotBase,
+} from '../device/participants.js';
 import { loadWord, storeRelease } from './word-load.js';
 import { WasmGrab } from './wasm-grab.js';
 import { brokenAtLoad } from '../test-break.js';
@@ -398,16 +430,26 @@ function roundPinned(
   blocking: 'async' | 'none',
 ): Attempt {
   preparedWaiter = undefined;
+  roundDead = 0;
   tree.epoch.pin();
   try {
     const attempt = attemptPinned(tree, key, order, waited, false);
-    if (attempt !== BUSY || blocking === 'none') return attempt;
+    if (attempt !== BUSY) return attempt;
+    if (isParticipantDead(ownerOf(busyWord))) {
+      roundDead = ownerOf(busyWord);
+      return RETRY;
+    }
+    if (blocking === 'none') return attempt;
     preparedWaiter = prepareWaitPinned(tree, 'exclusive');
     return attempt;
   } finally {
     tree.epoch.unpin();
+    if (roundDead !== 0) handleDeadHolder(tree, roundDead, busyLeaf, busyKey);
   }
 }
+
+/** Set by roundPinned: the busy entry's holder has died (it was released before the RETRY). */
+let roundDead = 0;
 
 /**
  * Lock the entry of `key`, creating a locked EMPTY placeholder when absent. Blocks (Atomics.wait)
@@ -446,6 +488,7 @@ function grabSlow(tree: RadixTree, key: Uint8Array, order: number, absent: boole
       cancelWokenKey = -1;
       preparedWaiter = undefined;
       let attempt: Attempt;
+      let dead = 0;
       tree.epoch.pin();
       try {
         attempt = attemptPinned(tree, key, order, waited, absent);
@@ -456,16 +499,22 @@ function grabSlow(tree: RadixTree, key: Uint8Array, order: number, absent: boole
               `grab: entry ${hex(busyKey)} of tree ${tree.treeId} is already held by this thread (thread ${tree.threadId})`,
             );
           }
-          preparedWaiter = prepareWaitPinned(tree, 'exclusive');
+          if (isParticipantDead(ownerOf(busyWord))) dead = ownerOf(busyWord);
+          else preparedWaiter = prepareWaitPinned(tree, 'exclusive');
         }
       } finally {
         tree.epoch.unpin();
       }
       absent = false; // a retry looks the key up again
+      if (dead !== 0) {
+        handleDeadHolder(tree, dead, busyLeaf, busyKey);
+        continue;
+      }
       const waiter = preparedWaiter;
       if (cancelWokenKey >= 0) {
         if (baton >= 0) tree.waitTable.returnBaton(baton);
         baton = cancelWokenKey;
+        recordBaton(tree, baton);
         waited = true;
       }
       if (attempt === FALLBACK) return passBaton(tree, key, waited);
@@ -474,15 +523,21 @@ function grabSlow(tree: RadixTree, key: Uint8Array, order: number, absent: boole
       // WAITERS is set on the busy entry: its unlock wakes the queue, so the baton is back.
       if (baton >= 0) tree.waitTable.returnBaton(baton);
       baton = -1;
+      recordBaton(tree, -1);
       const keyOfEntry = busyKey;
       const wk = waiter!.key;
       Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
       waited = true;
-      if (tree.waitTable.wait(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk)) === 'woken')
+      if (tree.waitTable.wait(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk)) === 'woken') {
         baton = wk;
+        recordBaton(tree, baton);
+      }
     }
   } finally {
-    if (baton >= 0) tree.waitTable.returnBaton(baton);
+    if (baton >= 0) {
+      tree.waitTable.returnBaton(baton);
+      recordBaton(tree, -1);
+    }
   }
 }
 
@@ -501,6 +556,7 @@ export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOpt
       if (cancelWokenKey >= 0) {
         if (baton >= 0) tree.waitTable.returnBaton(baton);
         baton = cancelWokenKey;
+        recordBaton(tree, baton);
         waited = true;
       }
       if (attempt === FALLBACK) return passBaton(tree, key, waited);
@@ -508,6 +564,7 @@ export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOpt
       if (attempt !== BUSY) return attempt;
       if (baton >= 0) tree.waitTable.returnBaton(baton);
       baton = -1;
+      recordBaton(tree, -1);
       const keyOfEntry = busyKey;
       const wk = waiter!.key;
       Atomics.add(tree.arena.i32, H_STAT_WAITS, 1);
@@ -515,11 +572,16 @@ export async function grabAsync(tree: RadixTree, key: Uint8Array, opts?: GrabOpt
       if (
         (await tree.waitTable.waitAsync(waiter!, WAIT_SLICE_MS, () => noteTimeoutLocked(tree, keyOfEntry, wk))) ===
         'woken'
-      )
+      ) {
         baton = wk;
+        recordBaton(tree, baton);
+      }
     }
   } finally {
-    if (baton >= 0) tree.waitTable.returnBaton(baton);
+    if (baton >= 0) {
+      tree.waitTable.returnBaton(baton);
+      recordBaton(tree, -1);
+    }
   }
 }
 
@@ -642,6 +704,14 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     ref.state = state;
     return;
   }
+  // The record a reaper finishes this replace from if this thread dies between the two bumps
+  // (file header): plain stores into this thread's own participant slot, before the odd bump.
+  const pt = tree.participants;
+  const rb = tree.mySlot;
+  pt[rb + P_REPLACE_TREE] = tree.token;
+  pt[rb + P_REPLACE_LEAF] = ref.leaf;
+  pt[rb + P_REPLACE_LO] = value % TWO_32;
+  pt[rb + P_REPLACE_HI] = Math.floor(value / TWO_32) | (code << 16);
   for (;;) {
     const odd = (e & ~Ew.SEQ_MASK) | (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK);
     const seen = Atomics.compareExchange(i32, at, e, odd);
@@ -660,6 +730,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     if (seen === e) break;
     e = seen;
   }
+  pt[rb + P_REPLACE_LEAF] = 0; // done: a stale record must never finish a later, merely opened entry
   ref.value = value;
   ref.state = state;
 }
@@ -694,6 +765,13 @@ export function finishReplace(tree: RadixTree, ref: EntryRef, value: number, sta
   checkHeld(tree, ref, 'finishReplace');
   const i32 = tree.arena.i32;
   const at = ref.leaf + Lay.W_ENTRY;
+  // The record a reaper finishes this entry from if this thread dies here (file header).
+  const pt = tree.participants;
+  const rb = tree.mySlot;
+  pt[rb + P_REPLACE_TREE] = tree.token;
+  pt[rb + P_REPLACE_LEAF] = ref.leaf;
+  pt[rb + P_REPLACE_LO] = value % TWO_32;
+  pt[rb + P_REPLACE_HI] = Math.floor(value / TWO_32) | (code << 16);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
   let e = loadWord(i32, at);
@@ -707,8 +785,14 @@ export function finishReplace(tree: RadixTree, ref: EntryRef, value: number, sta
     if (seen === e) break;
     e = seen;
   }
+  pt[rb + P_REPLACE_LEAF] = 0;
   ref.value = value;
   ref.state = state;
+}
+
+/** True while `ref`'s entry is opened by beginReplace (its seqlock odd): a dead batch's entry the reaper adopted. */
+export function isOpened(tree: RadixTree, ref: EntryRef): boolean {
+  return (Atomics.load(tree.arena.i32, ref.leaf + Lay.W_ENTRY) & Ew.SEQ_ONE) !== 0;
 }
 
 /**
@@ -778,6 +862,7 @@ export function waitUnlocked(tree: RadixTree, key: Uint8Array): void {
   checkKey(key, 'waitUnlocked');
   for (;;) {
     let waiter: Waiter | undefined;
+    let dead = 0;
     tree.epoch.pin();
     try {
       const leaf = tree.findLeafPinned(key);
@@ -789,12 +874,211 @@ export function waitUnlocked(tree: RadixTree, key: Uint8Array): void {
       }
       busyLeaf = leaf;
       busyKey = tree.foundExact ? key : tree.leafKey(leaf);
-      waiter = prepareWaitPinned(tree, 'shared');
+      if (isParticipantDead(ownerOf(e))) dead = ownerOf(e);
+      else waiter = prepareWaitPinned(tree, 'shared');
     } finally {
       tree.epoch.unpin();
     }
+    if (dead !== 0) {
+      handleDeadHolder(tree, dead, busyLeaf, busyKey);
+      continue;
+    }
     if (waiter !== undefined) tree.waitTable.wait(waiter, WAIT_SLICE_MS);
   }
+}
+
+// ---- thread death (file header) ---------------------------------------------------------
+
+/** Records (or, key -1, clears) the baton this thread holds in its participant slot. */
+function recordBaton(tree: RadixTree, key: number): void {
+  const pt = tree.participants;
+  const rb = tree.mySlot;
+  if (key < 0) {
+    pt[rb + P_BATON_KEY_HI] = -1;
+    return;
+  }
+  pt[rb + P_BATON_TABLE] = tree.waitTable.token;
+  pt[rb + P_BATON_KEY_LO] = key % TWO_32;
+  pt[rb + P_BATON_KEY_HI] = Math.floor(key / TWO_32);
+}
+
+/**
+ * The entry at `leaf` (own key `key`) is held by `dead`, a participant that died: its domain
+ * reaps it (which finishes or undoes the operation it held the entry for), then the entry is
+ * released if it is still held. A handler that failed is reported after the release.
+ */
+function handleDeadHolder(tree: RadixTree, dead: number, leaf: number, key: Uint8Array): void {
+  const keyCopy = key.slice(); // busyKey may be the caller's key, or change in a nested grab
+  let failure: unknown;
+  try {
+    tree.epoch.reap(dead);
+  } catch (e) {
+    failure = e;
+  }
+  releaseDeadEntry(tree, leaf, keyCopy, dead);
+  if (failure !== undefined) throw failure;
+}
+
+/**
+ * Finishes the replace() or finishReplace() a dead holder of `leaf` was in, between storing
+ * the value words and closing the seqlock, from the record in its participant slot (file
+ * header). Lock-free. False (nothing done) unless the entry is held by a dead participant with
+ * an odd sequence and the record names this leaf: an entry a dead batch merely opened
+ * (beginReplace) holds its old value intact and stays open for the batch's roll-forward.
+ * Caller pinned (the leaf is live).
+ */
+export function finishDeadReplace(tree: RadixTree, leaf: number): boolean {
+  const i32 = tree.arena.i32;
+  const at = leaf + Lay.W_ENTRY;
+  const e = Atomics.load(i32, at);
+  if ((e & Ew.SEQ_ONE) === 0 || (e & Ew.LOCKED) === 0) return false;
+  const owner = ownerOf(e);
+  if (!isParticipantDead(owner)) return false;
+  const pt = tree.participants;
+  const base = slotBase(owner);
+  if (pt[base + P_REPLACE_TREE] !== tree.token || pt[base + P_REPLACE_LEAF] !== leaf) return false;
+  const hi = pt[base + P_REPLACE_HI];
+  storeRelease(i32, leaf + Lay.W_VALUE_LO, pt[base + P_REPLACE_LO]);
+  storeRelease(i32, leaf + Lay.W_VALUE_HI, hi & 0xffff);
+  const next =
+    (e & ~(Ew.SEQ_MASK | Ew.STATE_MASK)) |
+    (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK) |
+    (((hi >>> 16) & 3) << Ew.STATE_SHIFT);
+  return Atomics.compareExchange(i32, at, e, next) === e;
+}
+
+/** Closes the seqlock of an entry a dead holder opened, on the old value it still holds. Caller pinned. */
+function closeDeadOpened(tree: RadixTree, leaf: number, dead: number): void {
+  const i32 = tree.arena.i32;
+  const at = leaf + Lay.W_ENTRY;
+  const e = Atomics.load(i32, at);
+  if ((e & Ew.SEQ_ONE) === 0 || (e & Ew.LOCKED) === 0 || ownerOf(e) !== dead) return;
+  Atomics.compareExchange(i32, at, e, (e & ~Ew.SEQ_MASK) | (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK));
+}
+
+/**
+ * A reader has spun long on the open seqlock of `leaf` (radix-tree.ts readValuePinned): if its
+ * holder is dead, finish its replace from the record, else have its domain reap it (a dead
+ * batch is rolled forward), else close it on the old value. Caller pinned.
+ */
+export function settleDeadWriter(tree: RadixTree, leaf: number): void {
+  const e = Atomics.load(tree.arena.i32, leaf + Lay.W_ENTRY);
+  if ((e & Ew.SEQ_ONE) === 0 || (e & Ew.LOCKED) === 0) return;
+  const owner = ownerOf(e);
+  if (!isParticipantDead(owner) || finishDeadReplace(tree, leaf)) return;
+  try {
+    tree.epoch.reap(owner);
+  } catch {
+    // closed below all the same: a reader must not spin for ever
+  }
+  closeDeadOpened(tree, leaf, owner);
+}
+
+/**
+ * Takes over the entry of exactly `key` from dead participant `dead` as if this thread had
+ * grabbed it, with no moment in between when it is free (the key-value store's roll-forward:
+ * no other writer may slip in before the dead thread's operation is completed). undefined when
+ * `dead` does not hold it. A half-done replace is finished first.
+ */
+export function adoptDeadEntry(tree: RadixTree, key: Uint8Array, dead: number): EntryRef | undefined {
+  const i32 = tree.arena.i32;
+  tree.epoch.pin();
+  try {
+    for (;;) {
+      const leaf = tree.findExactPinned(key);
+      if (leaf === 0) return undefined;
+      finishDeadReplace(tree, leaf);
+      const e = Atomics.load(i32, leaf + Lay.W_ENTRY);
+      if ((e & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || ownerOf(e) !== dead) return undefined;
+      const next = (e & ~Ew.OWNER_MASK) | (tree.threadId << Ew.OWNER_SHIFT);
+      if (Atomics.compareExchange(i32, leaf + Lay.W_ENTRY, e, next) === e) return refAt(i32, key, leaf, next);
+    }
+  } finally {
+    tree.epoch.unpin();
+  }
+}
+
+/**
+ * Unlock on behalf of `dead` (file header): the entry at `leaf`, whose own key is `key`, if it
+ * is still reachable and held by `dead`. A placeholder is removed; a half-done replace is
+ * finished first.
+ */
+export function releaseDeadEntry(tree: RadixTree, leaf: number, key: Uint8Array, dead: number): void {
+  const i32 = tree.arena.i32;
+  let empty = false;
+  tree.epoch.pin();
+  try {
+    if (tree.findExactPinned(key) !== leaf) return; // gone, or unlinked by the dead holder
+    if (!finishDeadReplace(tree, leaf)) closeDeadOpened(tree, leaf, dead);
+    const e = Atomics.load(i32, leaf + Lay.W_ENTRY);
+    if ((e & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || ownerOf(e) !== dead) return;
+    empty = (e & Ew.STATE_MASK) === Ew.STATE_EMPTY << Ew.STATE_SHIFT;
+    if (!empty) return releaseDeadLocked(tree, leaf, key, dead, 0, false);
+  } finally {
+    tree.epoch.unpin();
+  }
+  tree.lockTree();
+  try {
+    if (tree.findExactPinned(key) !== leaf) return; // lockTree pins
+    const e = Atomics.load(i32, leaf + Lay.W_ENTRY);
+    if ((e & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || ownerOf(e) !== dead) return;
+    tree.removeLeafLocked(leaf, key);
+    releaseDeadLocked(tree, leaf, key, dead, Ew.DELETED, true);
+  } finally {
+    tree.unlockTree();
+  }
+}
+
+/** Clears Ew.LOCKED/OWNER/Ew.WAITERS (sets extra) while the word still shows `dead` holding it, and wakes. */
+function releaseDeadLocked(
+  tree: RadixTree,
+  leaf: number,
+  key: Uint8Array,
+  dead: number,
+  extra: number,
+  all: boolean,
+): void {
+  const i32 = tree.arena.i32;
+  const at = leaf + Lay.W_ENTRY;
+  tree.waitTable.wakeWhen(waitKey(tree.treeId, key), all, () => {
+    let seen = Atomics.load(i32, at);
+    for (;;) {
+      if ((seen & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || ownerOf(seen) !== dead) return false;
+      const was = Atomics.compareExchange(i32, at, seen, (seen & ~(Ew.LOCKED | Ew.WAITERS | Ew.OWNER_MASK)) | extra);
+      if (was === seen) return true; // wake: waiters may sleep without Ew.WAITERS having been seen by us
+      seen = was;
+    }
+  });
+}
+
+/**
+ * The index's part of reaping dead participant `id` (EpochDomain.onDeath, rank 40): treeLock
+ * taken over if it holds it (the tree is repaired), every entry it holds released, its
+ * wait-table records freed and its baton handed on. Idempotent.
+ */
+export function reapTreeParticipant(tree: RadixTree, id: number, gen: number): void {
+  const w = Atomics.load(tree.arena.i32, H_TREE_LOCK);
+  if (w !== 0 && holderIdOf(w) === id) {
+    tree.lockTree(); // takes it over and repairs the tree (tree-lock.ts)
+    tree.unlockTree();
+  }
+  const held: Array<[number, Uint8Array]> = [];
+  tree.lockTree();
+  try {
+    forEachLeafLocked(tree, (leaf, e) => {
+      if ((e & (Ew.LOCKED | Ew.DELETED)) === Ew.LOCKED && ownerOf(e) === id) held.push([leaf, tree.leafKey(leaf)]);
+    });
+  } finally {
+    tree.unlockTree();
+  }
+  for (const [leaf, key] of held) releaseDeadEntry(tree, leaf, key, id);
+  const pt = tree.participants;
+  const base = slotBase(id);
+  const hi = pt[base + P_BATON_KEY_HI];
+  const batonKey =
+    hi >= 0 && pt[base + P_BATON_TABLE] === tree.waitTable.token ? hi * TWO_32 + (pt[base + P_BATON_KEY_LO] >>> 0) : -1;
+  pt[base + P_BATON_KEY_HI] = -1;
+  tree.waitTable.reapParticipant(id, gen, batonKey);
 }
 
 function hex(key: Uint8Array): string {

@@ -48,6 +48,25 @@
  * - Reclaimers run inside collect(), and inside retire() every RETIRES_PER_COLLECT calls:
  *   a reclaimer must not take a lock its own thread may hold while retiring.
  *
+ * Thread death (participants.ts; docs/ARCHITECTURE.md "Thread death"). The domain is where
+ * the layers above hang what a thread leaves behind when it ends:
+ * - Every participant slot (thread or async guard) records the participants.ts id and
+ *   generation of its thread (S_PART, S_PART_GEN). A pin whose thread died never blocks an
+ *   advance (allPinsAt skips it: a dead thread reads nothing), and reap() frees its slots.
+ * - TOUCH (one word per participant id, after the slots) holds the generation of every thread
+ *   that took part in the domain, until the domain reaps it or it leaves (close()): the
+ *   participant table keeps a dead id from reuse while any domain still owes it a reap, so no
+ *   lock word, entry word or record naming it is inherited by a new thread.
+ * - reap(id) runs, one at a time per domain (H_REAP_MUTEX), the death handlers the layers
+ *   registered in this thread (onDeath: the key-value store rolls the dead thread's operation
+ *   forward or back, the DAX layer returns its locks and blocks, the index releases its entry
+ *   locks and wait-table records), then frees its participant slots and clears its TOUCH word.
+ *   A handler must be idempotent: a reaper that dies is followed by another that starts over.
+ *   Triggers: a waiter meeting a dead holder (entry-lock.ts), an advance blocked by a dead pin,
+ *   reapDead() checkpoints of the layers above (one load when nobody died).
+ * - The limbo mutex is a holder-naming spin lock; a waiter that takes it over from a dead
+ *   holder repairs the chunk lists (repairLimboLocked) before using them.
+ *
  * Persistence ordering: none. Nothing here is persistent; it lives as long as the process.
  */
 import { DaxError } from '../errors.js';
@@ -56,6 +75,24 @@ import { lockWord, unlockWord } from '../device/spin-lock.js';
 import { brokenAtLoad } from '../test-break.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { native } from '../native/addon.js';
+import {
+  MAX_PARTICIPANT,
+  P_RELEASE_DOMAIN,
+  P_RELEASE_HI,
+  P_RELEASE_KIND,
+  P_RELEASE_LO,
+  mySlotBase,
+  participantTable,
+  slotBase,
+  deathCount,
+  enterDomain,
+  generationOf,
+  highestParticipant,
+  isParticipantDead,
+  participantGeneration,
+  participantId,
+  releaseDomain,
+} from '../device/participants.js';
 
 export interface EpochHandle {
   /** header + participant table (fixed size) */
@@ -67,6 +104,12 @@ export interface EpochHandle {
 /** Retire kinds 0..15: who knows how to release the payload. */
 export const RETIRE_ARENA_NODE = 0;
 export const RETIRE_DEVICE_BLOCK = 1;
+/**
+ * Kinds from here up (and RETIRE_DEVICE_BLOCK) are released one at a time under a participant
+ * record (releaseRecorded), so a thread that dies between popping one and releasing it loses
+ * nothing: for what must not leak (device blocks, large-value objects). Lower kinds go in batches.
+ */
+export const RETIRE_RECORDED_FIRST = 2;
 export const RETIRE_KINDS = 16;
 
 /** DAXSTORE_TEST_BREAK=epoch: retire() releases at once (no grace period), so R6 tests can go red. */
@@ -91,12 +134,17 @@ const H_ASYMMETRIC = 6; // 1: pins are plain stores and every advance calls memb
 const H_OVERFLOW_COUNT = 8; // 16 words: per-kind records parked in threads' overflow lists
 const H_RELEASED_BIGINT = 12; // BigInt64 index (byte 96 = word 24): items released, total
 const H_BASE_TIME_F64 = 14; // Float64 index (byte 112 = word 28): Date.now() at create
+const H_REAP_MUTEX = 26; // device/spin-lock word: one reap at a time (reap())
+const H_REAPS = 27; // participants reaped so far
+const H_LAYERS = 30; // bit per layer that registered death handlers in some thread (onDeath)
 // Participant slot id i (1..max) occupies SLOT_WORDS words at HEADER_WORDS + i * SLOT_WORDS:
 // 64 bytes, one cache line each, so two threads' pin stores never contend for one line.
 const S_OWNER = 0; // 0 free, OWNER_THREAD, OWNER_ASYNC; claimed by CAS from 0
 const S_NESTING = 3; // reserved, always 0 (a nested pin is a thread-local count: no shared store)
 const S_SEEN_SEQ = 4; // pin sequence an observer last stamped
 const S_SEEN_AT_MS = 5; // ms since base time when an observer first saw that pin
+const S_PART = 6; // participants.ts id of the thread that owns the slot (thread or async guard)
+const S_PART_GEN = 7; // and its generation
 /**
  * The pin path's numbers as literals: V8 in Node 20 loads a module-level const from its
  * context cell and checks it for the TDZ hole at each use (src/index/nodes.ts `Lay`).
@@ -108,6 +156,8 @@ const enum Lit {
   S_PIN = 1,
   S_PIN_SEQ = 2,
 }
+/** TOUCH words (one per participant id) after the participant slots. */
+const TOUCH_WORDS = MAX_PARTICIPANT + 1;
 const OWNER_FREE = 0;
 const OWNER_THREAD = 1;
 const OWNER_ASYNC = 2;
@@ -142,6 +192,12 @@ const LIMBO_INITIAL_CHUNKS = 8;
 const LIMBO_DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 
 type Reclaimer = (payload: number, size: number) => void;
+/** A layer's handler of a participant's death (onDeath): its id and generation. */
+export type DeathHandler = (id: number, gen: number) => void;
+/** onDeath layer bits. */
+export const LAYER_INDEX = 1;
+export const LAYER_DAX = 2;
+export const LAYER_KV = 4;
 interface ParkedRecord {
   kind: number;
   seal: number;
@@ -171,6 +227,17 @@ export class EpochDomain {
   private retiresSinceCollect = 0;
   private collecting = false;
   private closed = false;
+  /** First word of TOUCH. */
+  private readonly touchBase: number;
+  /** This thread's TOUCH word is set (it took part since it attached or since the domain last forgot it). */
+  private touched = false;
+  /** Death handlers of this thread's layers over this domain, by rank (onDeath). */
+  private readonly deathHandlers: Array<{ rank: number; layer: number; fn: DeathHandler }> = [];
+  private myLayers = 0;
+  /** deathCount() as of the last reapDead() scan. */
+  private deathsSeen = -1;
+  /** Participant this thread is reaping now (a nested encounter of it must not reap again). */
+  private reapingNow = 0;
 
   private constructor(private readonly shared: EpochHandle) {
     this.meta = new Int32Array(shared.buffer);
@@ -179,6 +246,7 @@ export class EpochDomain {
     this.baseTimeMs = new Float64Array(shared.buffer, 0, Lit.HEADER_WORDS / 2)[H_BASE_TIME_F64];
     this.domainKey = `${this.meta[H_DOMAIN_ID_HI]}:${this.meta[H_DOMAIN_ID_LO]}`;
     this.asymmetric = this.meta[H_ASYMMETRIC] === 1;
+    this.touchBase = Lit.HEADER_WORDS + (this.meta[H_MAX_PARTICIPANTS] + 1) * Lit.SLOT_WORDS;
   }
 
   static create(opts: { maxParticipants?: number; limboMaxBytes?: number } = {}): EpochDomain {
@@ -194,7 +262,7 @@ export class EpochDomain {
     if (!Number.isInteger(limboMax) || limboMax < (LIMBO_HEADER_WORDS + CHUNK_WORDS) * 4) {
       throw new DaxError('EINVAL', `EpochDomain.create: limboMaxBytes ${limboMax} is too small for one chunk`);
     }
-    const buffer = new SharedArrayBuffer((Lit.HEADER_WORDS + (max + 1) * Lit.SLOT_WORDS) * 4);
+    const buffer = new SharedArrayBuffer((Lit.HEADER_WORDS + (max + 1) * Lit.SLOT_WORDS + TOUCH_WORDS) * 4);
     const limbo = new SharedArrayBuffer(Math.min(initialBytes, limboMax), { maxByteLength: limboMax });
     const meta = new Int32Array(buffer);
     new Int32Array(limbo, 0, LIMBO_HEADER_WORDS)[L_BYTES] = limbo.byteLength; // published with the header (MAGIC below)
@@ -229,25 +297,34 @@ export class EpochDomain {
   private static open(handle: EpochHandle): EpochDomain {
     const domain = new EpochDomain(handle);
     const existing = openDomains.get(domain.domainKey);
-    if (existing !== undefined) return existing;
+    if (existing !== undefined) {
+      existing.opens++;
+      return existing;
+    }
     openDomains.set(domain.domainKey, domain);
     return domain;
   }
+
+  /** create/attach calls in this thread that this instance answered and close() has not yet matched. */
+  private opens = 1;
 
   handle(): EpochHandle {
     return { buffer: this.shared.buffer, limbo: this.shared.limbo };
   }
 
-  /** This thread's participant id in [1, maxParticipants], claimed on first use. Entry locks record it as owner. */
+  /**
+   * This thread's participant id (participants.ts: one per thread for the whole process, in
+   * [1, 4095]); its participant slot here is claimed on first use. Entry locks record it as owner.
+   */
   get threadId(): number {
     this.checkOpen('threadId');
     if (this.thread === 0) this.thread = this.claimSlot(OWNER_THREAD);
-    return this.thread;
+    return participantId();
   }
 
-  /** True when `participantId` is this thread's participant or one of its async guards (EDEADLK checks). */
-  isThisThread(participantId: number): boolean {
-    return participantId !== 0 && (participantId === this.thread || this.asyncOwned.has(participantId));
+  /** True when participant slot `slot` is this thread's or one of its async guards'. */
+  isThisThread(slot: number): boolean {
+    return slot !== 0 && (slot === this.thread || this.asyncOwned.has(slot));
   }
 
   registerReclaimer(kind: number, reclaim: Reclaimer): void {
@@ -286,7 +363,8 @@ export class EpochDomain {
   }
 
   private pinOuter(): void {
-    this.pinSlot(this.thread !== 0 && !this.closed ? this.thread : this.threadId); // threadId checks open, claims on first use
+    if (this.thread === 0 || this.closed) void this.threadId; // checks open, claims the slot on first use
+    this.pinSlot(this.thread);
     // From now on pin() and unpin() take the short path when they can (pinAt).
     if (this.asymmetric && !this.closed) this.pinAt = Lit.HEADER_WORDS + this.thread * Lit.SLOT_WORDS + Lit.S_PIN;
   }
@@ -401,9 +479,13 @@ export class EpochDomain {
     };
   }
 
-  /** Unregister this thread's participant. Refused (EBUSY) while pinned or while retired items could not be handed to the shared limbo. */
+  /** Unregister this thread's participant (once every attach of this thread was matched by a close). Refused (EBUSY) while pinned or while retired items could not be handed to the shared limbo. */
   close(): void {
     if (this.closed) return;
+    if (this.opens > 1) {
+      this.opens--; // another handle of this thread still uses the domain
+      return;
+    }
     if (this.nesting > 0) throw new DaxError('EBUSY', `close: participant ${this.thread} is still pinned`);
     if (this.overflow.length > 0) {
       this.drainOverflowIntoLimbo();
@@ -414,6 +496,7 @@ export class EpochDomain {
         );
       }
     }
+    this.untouch();
     this.closed = true;
     this.pinAt = 0;
     openDomains.delete(this.domainKey);
@@ -425,14 +508,182 @@ export class EpochDomain {
     if (this.thread !== 0) this.freeSlot(this.thread);
   }
 
+  // ---- thread death ----------------------------------------------------------------------
+
+  /**
+   * Registers this thread's handler of a participant's death for one layer (bit `layer`,
+   * a power of two) at `rank` (lower runs first: the key-value store 10, the DAX layer 20,
+   * the index 40; the domain frees the epoch slots itself, last). The handler receives the
+   * dead participant's id and generation and must be idempotent.
+   */
+  onDeath(layer: number, rank: number, fn: DeathHandler): void {
+    this.checkOpen('onDeath');
+    this.deathHandlers.push({ rank, layer, fn });
+    this.deathHandlers.sort((a, b) => a.rank - b.rank);
+    this.myLayers |= layer;
+    Atomics.or(this.meta, H_LAYERS, layer);
+  }
+
+  /**
+   * Repairs everything dead participant `id` left in this domain and the layers over it, then
+   * forgets it. False when this thread cannot (it is reaping `id` already, further up its
+   * stack, or lacks a layer another thread registered); the caller then deals with what it met
+   * on its own (entry-lock.ts releases that one entry).
+   */
+  reap(id: number): boolean {
+    if (this.closed || id <= 0 || id > MAX_PARTICIPANT) return false;
+    if (this.reapingNow === id) return false;
+    const gen = Atomics.load(this.meta, this.touchBase + id);
+    if (gen === 0) return true; // never took part, or reaped already
+    if (!isParticipantDead(id) && generationOf(id) === gen) return true; // alive
+    if ((Atomics.load(this.meta, H_LAYERS) & ~this.myLayers) !== 0) return false;
+    const outer = this.reapingNow;
+    lockWord(this.meta, H_REAP_MUTEX); // a reaper that died: the next one starts over (handlers are idempotent)
+    try {
+      if (Atomics.load(this.meta, this.touchBase + id) !== gen) return true; // reaped meanwhile
+      this.reapingNow = id;
+      let failed: unknown;
+      for (const h of this.deathHandlers) {
+        try {
+          h.fn(id, gen);
+        } catch (e) {
+          failed ??= e;
+        }
+      }
+      if (failed !== undefined) throw failed;
+      this.finishDeadRelease(id);
+      this.freeSlotsOf(id, gen);
+      if (Atomics.compareExchange(this.meta, this.touchBase + id, gen, 0) === gen) releaseDomain(id);
+      Atomics.add(this.meta, H_REAPS, 1);
+      return true;
+    } finally {
+      this.reapingNow = outer;
+      unlockWord(this.meta, H_REAP_MUTEX);
+    }
+  }
+
+  /**
+   * Reaps every dead participant of this domain; one load when nobody died since the last
+   * call that reaped them all. True when none is left to reap.
+   */
+  reapDead(): boolean {
+    const deaths = deathCount();
+    if (deaths === this.deathsSeen || this.closed) return true;
+    const high = highestParticipant();
+    let all = true;
+    for (let id = 1; id <= high; id++) {
+      const gen = Atomics.load(this.meta, this.touchBase + id);
+      if (gen !== 0 && (isParticipantDead(id) || generationOf(id) !== gen)) all = this.reap(id) && all;
+    }
+    if (all) this.deathsSeen = deaths;
+    return all;
+  }
+
+  /** True when (kind, payload) waits in the shared limbo now (a reaper's check before retiring what a dead thread may already have retired). */
+  inLimbo(kind: number, payload: number): boolean {
+    checkKind(kind, 'inLimbo');
+    const lo = (payload % 2 ** 32) | 0;
+    const hi = Math.floor(payload / 2 ** 32);
+    this.lockLimbo();
+    try {
+      const l = this.limboWords;
+      const chunks = l[L_CHUNKS];
+      let chunk = l[L_LIST + 2 * kind];
+      for (let steps = 0; chunk !== 0 && steps <= chunks; steps++) {
+        for (let i = l[chunkWord(chunk, C_READ)]; i < l[chunkWord(chunk, C_WRITE)]; i++) {
+          const r = chunkWord(chunk, CHUNK_HEADER_WORDS + i * RECORD_WORDS);
+          if (l[r + 1] === lo && l[r + 2] === hi) return true;
+        }
+        chunk = l[chunkWord(chunk, C_NEXT)];
+      }
+      return false;
+    } finally {
+      this.unlockLimbo();
+    }
+  }
+
+  /** The participant whose death this thread is handling now (0: none). */
+  get reaping(): number {
+    return this.reapingNow;
+  }
+
+  /** Participants reaped in this domain so far. */
+  get reaps(): number {
+    return Atomics.load(this.meta, H_REAPS);
+  }
+
+  /**
+   * The domain is going away (its store closes): reap the dead, forget the living (their
+   * later close() finds nothing to forget). Best effort: a handler that fails is skipped.
+   */
+  forgetAll(): void {
+    const high = highestParticipant();
+    for (let id = 1; id <= high; id++) {
+      const gen = Atomics.load(this.meta, this.touchBase + id);
+      if (gen === 0) continue;
+      if (isParticipantDead(id) || generationOf(id) !== gen) {
+        try {
+          this.reap(id);
+        } catch {
+          // forgotten below all the same: the store is closing
+        }
+      }
+      if (Atomics.compareExchange(this.meta, this.touchBase + id, gen, 0) === gen) releaseDomain(id);
+    }
+    this.touched = false;
+  }
+
+  /** Frees the participant slots (thread and async guards) of dead participant id. */
+  private freeSlotsOf(id: number, gen: number): void {
+    const high = Atomics.load(this.meta, H_SLOTS_HIGH);
+    for (let slot = 1; slot <= high; slot++) {
+      if (Atomics.load(this.meta, slotWord(slot, S_OWNER)) === OWNER_FREE) continue;
+      if (Atomics.load(this.meta, slotWord(slot, S_PART)) !== id) continue;
+      if (Atomics.load(this.meta, slotWord(slot, S_PART_GEN)) !== gen) continue;
+      Atomics.store(this.meta, slotWord(slot, Lit.S_PIN), 0);
+      this.freeSlot(slot);
+    }
+  }
+
+  /** True when slot's owning thread has died (its pin no longer protects anything). */
+  private slotOwnerDead(slot: number): boolean {
+    const id = Atomics.load(this.meta, slotWord(slot, S_PART));
+    return (
+      id !== 0 && (isParticipantDead(id) || generationOf(id) !== Atomics.load(this.meta, slotWord(slot, S_PART_GEN)))
+    );
+  }
+
+  /** This thread takes part from now on: TOUCH it (once per attach), so its death is owed a reap here. */
+  private touch(): void {
+    if (this.touched) return;
+    const id = participantId();
+    const gen = participantGeneration();
+    const prev = Atomics.compareExchange(this.meta, this.touchBase + id, 0, gen);
+    assert(prev === 0 || prev === gen, () => `epoch domain: participant ${id} inherited a TOUCH of generation ${prev}`);
+    if (prev === 0) enterDomain();
+    this.touched = true;
+  }
+
+  /** This thread leaves: it no longer owes... (close()). */
+  private untouch(): void {
+    if (!this.touched) return;
+    this.touched = false;
+    const id = participantId();
+    if (Atomics.compareExchange(this.meta, this.touchBase + id, participantGeneration(), 0) === participantGeneration())
+      releaseDomain(id);
+  }
+
   // ---- participants -------------------------------------------------------------------
 
   private claimSlot(owner: number): number {
+    this.touch();
     const max = this.meta[H_MAX_PARTICIPANTS];
     for (let id = 1; id <= max; id++) {
       const w = slotWord(id, S_OWNER);
       if (Atomics.load(this.meta, w) !== OWNER_FREE) continue;
       if (Atomics.compareExchange(this.meta, w, OWNER_FREE, owner) !== OWNER_FREE) continue;
+      Atomics.store(this.meta, slotWord(id, S_PART), participantId());
+      Atomics.store(this.meta, slotWord(id, S_PART_GEN), participantGeneration());
       assert(Atomics.load(this.meta, slotWord(id, Lit.S_PIN)) === 0, () => `claimed epoch slot ${id} is pinned`);
       let high = Atomics.load(this.meta, H_SLOTS_HIGH);
       while (high < id) {
@@ -448,6 +699,7 @@ export class EpochDomain {
   private freeSlot(id: number): void {
     assert(Atomics.load(this.meta, slotWord(id, Lit.S_PIN)) === 0, () => `freeing pinned epoch slot ${id}`);
     this.meta[slotWord(id, S_NESTING)] = 0;
+    Atomics.store(this.meta, slotWord(id, S_PART), 0);
     Atomics.store(this.meta, slotWord(id, S_OWNER), OWNER_FREE);
   }
 
@@ -503,6 +755,7 @@ export class EpochDomain {
     for (let id = 1; id <= high; id++) {
       const pin = Atomics.load(this.meta, slotWord(id, Lit.S_PIN));
       if ((pin & 1) !== 0 && (pin ^ global) !== 1) {
+        if (this.slotOwnerDead(id)) continue; // a dead thread reads nothing: its pin protects nothing
         this.observePinAgeMs(id, this.nowMs());
         return false;
       }
@@ -540,6 +793,10 @@ export class EpochDomain {
     for (let kind = 0; kind < RETIRE_KINDS; kind++) {
       const reclaim = this.reclaimers[kind];
       if (reclaim === undefined) continue;
+      if (kind === RETIRE_DEVICE_BLOCK || kind >= RETIRE_RECORDED_FIRST) {
+        total += this.releaseRecorded(kind, reclaim, (e) => (firstError ??= e));
+        continue;
+      }
       for (;;) {
         payloads.length = 0;
         sizes.length = 0;
@@ -556,6 +813,75 @@ export class EpochDomain {
     if (total > 0) Atomics.add(this.released64, H_RELEASED_BIGINT, BigInt(total));
     if (firstError !== undefined) throw firstError;
     return total;
+  }
+
+  /**
+   * Releases kind's eligible records one at a time, each recorded in this thread's participant
+   * slot (P_RELEASE_*) from the pop to the end of its reclaimer: the pop and the record are one
+   * run of statements with no call (file header: Thread death), and so are the reclaimer's
+   * return and the clear. A thread that dies in between leaves the record, and reap() runs the
+   * reclaimer for it. A device block's reclaimer (allocator.ts free) clears the record itself
+   * when its own record of the free takes over, so no block is ever named by both.
+   */
+  private releaseRecorded(kind: number, reclaim: Reclaimer, onError: (e: unknown) => void): number {
+    const pt = participantTable();
+    const rb = mySlotBase();
+    const domain = this.meta[H_DOMAIN_ID_LO];
+    let released = 0;
+    for (;;) {
+      this.lockLimbo();
+      const l = this.limboWords;
+      const global = Atomics.load(this.meta, Lit.H_GLOBAL);
+      let head = l[L_LIST + 2 * kind];
+      let r = -1;
+      while (head !== 0) {
+        const read = l[chunkWord(head, C_READ)];
+        const write = l[chunkWord(head, C_WRITE)];
+        if (read === write) {
+          if (write < CHUNK_RECORDS && l[chunkWord(head, C_NEXT)] === 0) break; // the tail, still filling
+          this.unlinkHeadLocked(kind, head);
+          head = l[L_LIST + 2 * kind];
+          continue;
+        }
+        r = chunkWord(head, CHUNK_HEADER_WORDS + read * RECORD_WORDS);
+        if (((global - l[r]) | 0) < GRACE_RAW) r = -1; // seals only grow along the list
+        break;
+      }
+      if (r < 0) {
+        this.unlockLimbo();
+        return released;
+      }
+      const lo = l[r + 1];
+      const hi = l[r + 2];
+      const size = l[r + 3] >>> 0;
+      l[chunkWord(head, C_READ)]++;
+      l[L_COUNT + kind]--;
+      pt[rb + P_RELEASE_DOMAIN] = domain; // with the pop: no call in between
+      pt[rb + P_RELEASE_LO] = lo;
+      pt[rb + P_RELEASE_HI] = hi;
+      pt[rb + P_RELEASE_KIND] = kind + 1;
+      this.unlockLimbo();
+      try {
+        reclaim((hi >>> 0) * 2 ** 32 + (lo >>> 0), size);
+      } catch (e) {
+        onError(e);
+      }
+      pt[rb + P_RELEASE_KIND] = 0;
+      released++;
+    }
+  }
+
+  /** A dead participant's release in flight (releaseRecorded): run this thread's reclaimer for it. */
+  private finishDeadRelease(id: number): void {
+    const pt = participantTable();
+    const base = slotBase(id);
+    const kind = pt[base + P_RELEASE_KIND] - 1;
+    if (kind < 0 || pt[base + P_RELEASE_DOMAIN] !== this.meta[H_DOMAIN_ID_LO]) return;
+    const reclaim = this.reclaimers[kind];
+    if (reclaim === undefined) return;
+    pt[base + P_RELEASE_KIND] = 0;
+    reclaim((pt[base + P_RELEASE_HI] >>> 0) * 2 ** 32 + (pt[base + P_RELEASE_LO] >>> 0), 0);
+    Atomics.add(this.released64, H_RELEASED_BIGINT, 1n);
   }
 
   private releaseOverflow(onError: (e: unknown) => void): number {
@@ -676,7 +1002,7 @@ export class EpochDomain {
   /** The limbo mutex (device/spin-lock: Drepper's mutex, spins briefly, then sleeps). */
   private lockLimbo(): void {
     if (LIMBO_VIEW_STALE) return this.lockLimboKeepingView();
-    lockWord(this.limboWords, L_MUTEX);
+    lockWord(this.limboWords, L_MUTEX, this.repairLimbo);
     // After the mutex: a growth by another thread wrote L_BYTES before its unlock.
     if (this.limboWords[L_BYTES] !== this.limboWords.length << 2) this.refreshLimboView();
   }
@@ -685,6 +1011,33 @@ export class EpochDomain {
   private lockLimboKeepingView(): void {
     lockWord(this.limboWords, L_MUTEX);
   }
+
+  /**
+   * The limbo mutex was taken over from a dead holder (spin-lock.ts): put right what an append,
+   * a chunk allocation, a growth or a head unlink cut short can leave. Each of those publishes
+   * with one store (a record by C_WRITE, a chunk by its link), so what is left is: a list tail
+   * that is not the last chunk of its list (a link stored, the tail not yet), L_BYTES behind a
+   * growth, counts off by one. A chunk unlinked but not yet on the free list stays unused.
+   */
+  private readonly repairLimbo = (): void => {
+    const limbo = this.shared.limbo;
+    this.limboWords = new Int32Array(limbo, 0, limbo.byteLength >> 2);
+    const l = this.limboWords;
+    l[L_BYTES] = limbo.byteLength;
+    const chunks = l[L_CHUNKS];
+    for (let kind = 0; kind < RETIRE_KINDS; kind++) {
+      let chunk = l[L_LIST + 2 * kind];
+      let last = 0;
+      let records = 0;
+      for (let steps = 0; chunk !== 0 && steps <= chunks; steps++) {
+        records += l[chunkWord(chunk, C_WRITE)] - l[chunkWord(chunk, C_READ)];
+        last = chunk;
+        chunk = l[chunkWord(chunk, C_NEXT)];
+      }
+      l[L_LIST + 2 * kind + 1] = last;
+      l[L_COUNT + kind] = records;
+    }
+  };
 
   /** This thread's limbo view over L_BYTES bytes (the buffer's length at its last growth). Needs the limbo mutex. */
   private refreshLimboView(): void {

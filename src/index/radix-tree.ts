@@ -48,6 +48,7 @@ import {
   H_TREE_ID,
   HEADER_WORDS,
   H_VERSION,
+  H_TOKEN,
   Hw,
   POISON_WORD,
   classWords,
@@ -56,6 +57,10 @@ import {
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
 import { brokenAtLoad, isBroken } from '../test-break.js';
+import { repairTreeLocked } from './tree-repair.js';
+import { reapTreeParticipant, settleDeadWriter } from './entry-lock.js';
+import { LAYER_INDEX } from './epoch.js';
+import { holderBits, mySlotBase, participantTable } from '../device/participants.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
@@ -188,6 +193,14 @@ export class RadixTree {
   readonly threadId: number;
   /** @internal LOCKED | threadId << OWNER_SHIFT: what a grab of a free entry sets (entry-word.ts). */
   readonly lockBits: number;
+  /** @internal participants.ts holderBits of this thread: what its treeLock word carries. */
+  readonly holderBits: number;
+  /** @internal Random id of this tree's arena (H_TOKEN): names the tree in participant records (entry-lock.ts replace). */
+  readonly token: number;
+  /** @internal The participant table and this thread's slot in it (entry-lock.ts replace writes its record there). */
+  readonly participants: Int32Array;
+  /** @internal */
+  readonly mySlot: number;
   /** @internal This thread's instance of the wasm entry-lock fast path over the arena (wasm-grab.ts); undefined on big-endian hosts. */
   readonly wasmGrab: WasmGrabExports | undefined;
   /**
@@ -258,6 +271,12 @@ export class RadixTree {
       () => `epoch threadId ${this.threadId} does not fit the 12-bit owner field`,
     );
     this.lockBits = Ew.LOCKED | (this.threadId << Ew.OWNER_SHIFT);
+    this.holderBits = holderBits();
+    this.token = arena.i32[H_TOKEN];
+    this.participants = participantTable();
+    this.mySlot = mySlotBase();
+    this.repairOnSteal = (): void => repairTreeLocked(this);
+    epoch.onDeath(LAYER_INDEX, 40, (id, gen) => reapTreeParticipant(this, id, gen));
     this.wasmGrab = WASM_GRAB_USABLE ? instantiateWasmGrab(arena.memory) : undefined;
     this.raiseWasmLimit();
     registerArena(epoch, this.treeId, arena);
@@ -532,11 +551,15 @@ export class RadixTree {
    */
   readValuePinned(leaf: number): number {
     const i32 = this.arena.i32;
-    for (;;) {
+    for (let spins = 0; ; spins++) {
       const e1 = loadWord(i32, leaf + Lay.W_ENTRY);
       if ((e1 & Ew.SEQ_ONE) !== 0 || !isLive(i32[leaf])) {
-        // A writer is between its two seq bumps, or (a bug) the leaf was reclaimed.
-        if (isLive(i32[leaf])) continue;
+        // A writer is between its two seq bumps, or (a bug) the leaf was reclaimed. A writer
+        // that died there never finishes: after a while, look at who holds the entry.
+        if (isLive(i32[leaf])) {
+          if ((spins & 0xfff) === 0xfff) settleDeadWriter(this, leaf);
+          continue;
+        }
         this.deadNode(i32[leaf], 1);
         return -1;
       }
@@ -706,7 +729,7 @@ export class RadixTree {
   lockTree(): void {
     if (TREE_LOCK_UNPINNED) return this.lockTreeUnpinned();
     this.epoch.pin();
-    lockTree(this.arena.i32);
+    lockTree(this.arena.i32, this.holderBits, this.repairOnSteal);
     // Another thread may have grown the arena since this thread's views were made, and a
     // writer touches nodes it allocated: a plain typed-array store past the end of a stale
     // view is silently dropped. The lock orders us after that growth, so refresh here.
@@ -721,9 +744,12 @@ export class RadixTree {
 
   /** lockTree under DAXSTORE_TEST_BREAK=tree-lock-unpinned: the holder is not pinned (what it retires can be freed under it). */
   private lockTreeUnpinned(): void {
-    lockTree(this.arena.i32);
+    lockTree(this.arena.i32, this.holderBits, this.repairOnSteal);
     this.arena.refresh();
   }
+
+  /** repairTreeLocked bound to this tree: what lockTree runs after taking over a dead holder's lock. */
+  private readonly repairOnSteal: () => void;
 
   private retireBlock(off: number, words: number): void {
     this.epoch.retire(RETIRE_ARENA_NODE, this.treeId * TWO_32 + off, words);
@@ -1151,9 +1177,11 @@ export class RadixTree {
       prefix.set(u8.subarray(cb, cb + cplen), plen + 1);
       replacement = this.copyNodeLocked(rest, prefix, 0, plen + 1 + cplen);
       i32 = this.arena.i32;
-      this.retireBlock(rest, innerWords(typeOf(i32[rest]), cplen));
     }
+    // Publish first, then retire: a holder that dies in between leaves garbage, never a
+    // retired node still reachable (its grace period would end once its pin is dropped).
     Atomics.store(i32, parentSlot, replacement);
+    if (replacement !== rest) this.retireBlock(rest, innerWords(typeOf(i32[rest]), i32[rest + Lay.W_PREFIX_LEN]));
     this.retireBlock(parent, innerWords(type, plen));
   }
 

@@ -37,12 +37,23 @@
  * timeout-unordered runs a timed-out wait's onTimeout after dropping the slot mutex (the old
  * order, which let a concurrent unlock be counted as a lost wake-up).
  *
+ * Thread death (participants.ts). Every record names the participant that registered it
+ * (R_OWNER, R_OWNER_GEN, stored right after it leaves the free list, under the free-list
+ * mutex). reapParticipant(id) frees the records of a dead participant: a queued one is
+ * dequeued first; one a waker had already dequeued and flipped to WOKEN carried an exclusive
+ * wake-up (a baton), which is handed on (wakeWhen) and returned. The slot and free-list
+ * mutexes are holder-naming spin locks; a slot mutex taken over from a dead holder has its
+ * queue tail recomputed (repairSlotLocked: an enqueue or unlink stores its link first, then the
+ * tail), and a waiter whose ARMED record a dead waker unlinked but never flipped finds it
+ * missing from the queue and counts itself woken (that waker counted its baton already).
+ *
  * Persistence ordering: none (process lifetime only).
  */
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
 import { brokenAtLoad, testHooks } from '../test-break.js';
+import { participantGeneration, participantId } from '../device/participants.js';
 
 export interface WaitTableHandle {
   readonly buffer: SharedArrayBuffer;
@@ -69,6 +80,7 @@ const H_FREE_HEAD = 4; // free record list: record number + 1, 0 = empty
 const H_WAITING = 5; // records queued right now
 const H_WOKEN = 6; // wake-ups delivered, total (wraps at 2^32; stats read it unsigned)
 const H_TIMED_OUT = 7; // waits that ended by timeout, total
+const H_TOKEN = 8; // random nonzero id, written once at create: participant records name the table by it
 const HEADER_WORDS = 16;
 // Slot s at HEADER_WORDS + s * SLOT_WORDS.
 const SLOT_WORDS = 4;
@@ -83,6 +95,8 @@ const R_KEY_LO = 1; // key bits 31..0
 const R_KEY_HI = 2; // key bits 52..32
 const R_MODE = 3; // MODE_EXCLUSIVE or MODE_SHARED
 const R_NEXT = 4; // next record number + 1 in the slot queue or the free list, 0 = none
+const R_OWNER = 5; // participants.ts id of the thread that registered it (0 while free)
+const R_OWNER_GEN = 6; // and its generation
 const ARMED = 0;
 const WOKEN = 1;
 const MODE_EXCLUSIVE = 1;
@@ -158,6 +172,7 @@ export class WaitTable {
     const base = HEADER_WORDS + slots * SLOT_WORDS;
     for (let r = 0; r < maxWaiters; r++) w[base + r * RECORD_WORDS + R_NEXT] = r + 1 < maxWaiters ? r + 2 : 0;
     w[H_FREE_HEAD] = 1;
+    w[H_TOKEN] = globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
     Atomics.store(w, H_MAGIC, MAGIC); // last: publishes the initialized table
     return new WaitTable(buffer);
   }
@@ -175,6 +190,84 @@ export class WaitTable {
 
   handle(): WaitTableHandle {
     return { buffer: this.buffer };
+  }
+
+  /** Random id of this table (participant baton records name the table by it). */
+  get token(): number {
+    return this.words[H_TOKEN];
+  }
+
+  /**
+   * Frees every record of dead participant `id` (generation `gen`): dequeued if still queued;
+   * an exclusive one already woken held a baton, which is handed on (the next waiter of its key
+   * is woken) and returned. Also returns the baton of `batonKey` (>= 0: the one its baton
+   * record names). Returns the records freed.
+   */
+  reapParticipant(id: number, gen: number, batonKey: number): number {
+    const w = this.words;
+    const max = w[H_MAX_WAITERS];
+    let freed = 0;
+    for (let r = 0; r < max; r++) {
+      const at = this.recordWord(r, 0);
+      if (Atomics.load(w, at + R_OWNER) !== id || Atomics.load(w, at + R_OWNER_GEN) !== gen) continue;
+      const key = (w[at + R_KEY_HI] >>> 0) * 2 ** 32 + (w[at + R_KEY_LO] >>> 0);
+      const waiter = new Waiter(key, w[at + R_MODE] === MODE_EXCLUSIVE ? 'exclusive' : 'shared', r, this.buffer);
+      let woken = Atomics.load(w, at + R_WORD) !== ARMED;
+      if (!woken && this.onFreeList(r)) {
+        Atomics.store(w, at + R_OWNER, 0); // popped back (a claim cut short): nothing to undo
+        continue;
+      }
+      if (!woken) woken = !this.dequeueSelf(waiter);
+      this.release(waiter);
+      freed++;
+      if (woken && waiter.mode === 'exclusive') this.handOnBaton(key);
+    }
+    if (batonKey >= 0) this.handOnBaton(batonKey);
+    return freed;
+  }
+
+  /** A baton a dead waiter held: wake the next waiter of key in its place, then return it. */
+  private handOnBaton(key: number): void {
+    this.wake(key, false, () => true, true);
+    const left = Atomics.sub(this.words, this.slotWord(key, Q_BATONS), 1) - 1;
+    if (left < 0) Atomics.add(this.words, this.slotWord(key, Q_BATONS), 1); // it had been returned after all
+  }
+
+  private onFreeList(record: number): boolean {
+    const w = this.words;
+    let found = false;
+    lockWord(w, H_FREE_MUTEX);
+    for (
+      let r = w[H_FREE_HEAD], steps = 0;
+      r !== 0 && steps <= w[H_MAX_WAITERS];
+      r = w[this.recordWord(r - 1, R_NEXT)], steps++
+    ) {
+      if (r - 1 === record) {
+        found = true;
+        break;
+      }
+    }
+    unlockWord(w, H_FREE_MUTEX);
+    return found;
+  }
+
+  /** Takes slot's mutex (slot: its first word); a dead holder's is taken over and its queue repaired. */
+  private lockSlot(slot: number): void {
+    this.lockingSlot = slot;
+    lockWord(this.words, slot + Q_MUTEX, this.repairLockingSlot);
+  }
+
+  private lockingSlot = 0;
+  private readonly repairLockingSlot = (): void => this.repairSlotLocked(this.lockingSlot);
+
+  /** A slot mutex was taken over from a dead holder: recompute the tail from the links (file header). */
+  private repairSlotLocked(slot: number): void {
+    const w = this.words;
+    let last = 0;
+    let n = 0;
+    for (let r = w[slot + Q_HEAD]; r !== 0 && n <= w[H_MAX_WAITERS]; r = w[this.recordWord(r - 1, R_NEXT)], n++)
+      last = r;
+    w[slot + Q_TAIL] = last;
   }
 
   /** Register BEFORE re-checking the condition, so no wake-up between the check and the sleep is lost. */
@@ -287,7 +380,7 @@ export class WaitTable {
     checkKey(key, 'hasWaiters');
     const w = this.words;
     const slot = this.slotWord(key, 0);
-    lockWord(w, slot + Q_MUTEX);
+    this.lockSlot(slot);
     let found = false;
     for (let r = w[slot + Q_HEAD]; r !== 0 && !found; r = w[this.recordWord(r - 1, R_NEXT)]) {
       found = this.recordHasKey(r - 1, key);
@@ -319,7 +412,7 @@ export class WaitTable {
     const record = waiter.record + 1;
     const slot = this.slotWord(waiter.key, 0);
     Atomics.add(w, H_WAITING, 1); // before it is visible to wakers, so the count never dips below 0
-    lockWord(w, slot + Q_MUTEX);
+    this.lockSlot(slot);
     const tail = w[slot + Q_TAIL];
     if (tail === 0) w[slot + Q_HEAD] = record;
     else w[this.recordWord(tail - 1, R_NEXT)] = record;
@@ -333,7 +426,7 @@ export class WaitTable {
     const slot = this.slotWord(key, 0);
     const woken: number[] = [];
     let exclusiveWoken = 0;
-    lockWord(w, slot + Q_MUTEX);
+    this.lockSlot(slot);
     let prev = 0;
     let go = true;
     try {
@@ -424,7 +517,7 @@ export class WaitTable {
     const w = this.words;
     const slot = this.slotWord(waiter.key, 0);
     const target = waiter.record + 1;
-    lockWord(w, slot + Q_MUTEX);
+    this.lockSlot(slot);
     if (w[this.recordWord(waiter.record, R_WORD)] !== ARMED) {
       unlockWord(w, slot + Q_MUTEX);
       return false;
@@ -435,10 +528,13 @@ export class WaitTable {
       prev = r;
       r = w[this.recordWord(r - 1, R_NEXT)];
     }
-    assert(
-      r === target,
-      () => `wait table: armed waiter record ${waiter.record} (key ${waiter.key}) missing from its slot queue`,
-    );
+    if (r !== target) {
+      // Unlinked by a waker that died before flipping the word (file header): it counted
+      // the baton and meant to wake us, so this is a wake-up.
+      Atomics.store(w, this.recordWord(waiter.record, R_WORD), WOKEN);
+      unlockWord(w, slot + Q_MUTEX);
+      return false;
+    }
     this.unlinkLocked(slot, prev, r);
     try {
       if (onTimeout !== undefined) onTimeout();
@@ -463,7 +559,13 @@ export class WaitTable {
     const w = this.words;
     lockWord(w, H_FREE_MUTEX);
     const head = w[H_FREE_HEAD];
-    if (head !== 0) w[H_FREE_HEAD] = w[this.recordWord(head - 1, R_NEXT)];
+    if (head !== 0) {
+      // Owner first: a claim cut short by a death leaves a record that names the dead thread
+      // and is still on the free list (reapParticipant leaves it there).
+      Atomics.store(w, this.recordWord(head - 1, R_OWNER), participantId());
+      Atomics.store(w, this.recordWord(head - 1, R_OWNER_GEN), participantGeneration());
+      w[H_FREE_HEAD] = w[this.recordWord(head - 1, R_NEXT)];
+    }
     unlockWord(w, H_FREE_MUTEX);
     if (head === 0) {
       throw new DaxError('EBUSY', `wait table: all ${w[H_MAX_WAITERS]} waiter records are in use (key ${key})`);
@@ -475,6 +577,7 @@ export class WaitTable {
     waiter.done = true;
     const w = this.words;
     lockWord(w, H_FREE_MUTEX);
+    Atomics.store(w, this.recordWord(waiter.record, R_OWNER), 0);
     w[this.recordWord(waiter.record, R_NEXT)] = w[H_FREE_HEAD];
     w[H_FREE_HEAD] = waiter.record + 1;
     unlockWord(w, H_FREE_MUTEX);

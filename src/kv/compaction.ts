@@ -69,6 +69,7 @@ import { OWNER_STAGING } from '../dax/layout.js';
 import { transferOwner } from '../device/transfer-owner.js';
 import { grab, replace, unlock } from '../index/entry-lock.js';
 import { withLock } from '../device/spin-lock.js';
+import { holderIdOf } from '../device/participants.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -119,7 +120,14 @@ export function compactSegments(
 ): CompactionReport {
   if (isBroken('kv-compact-no-mutex'))
     return compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio);
-  return withLock(locks, lockIndex, () => compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio));
+  // A compaction that died holding the mutex: its thread is reaped (writer-reaper.ts finishes
+  // its retirement of a segment) before the next compaction lists segments.
+  return withLock(
+    locks,
+    lockIndex,
+    () => compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio),
+    (dead) => void space.epoch.reap(holderIdOf(dead)),
+  );
 }
 
 function compactSegmentsLocked(
@@ -166,8 +174,13 @@ function retireChosen(
   for (const seg of chosen) {
     for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
     commitBeforeRetire(space, openTable, progress, writer);
-    if (!unpublish(space, seg.block)) continue; // another thread's compaction retired it
+    writer.recordRetire(seg.block, seg.nonce); // a death from here to the retire: writer-reaper.ts step 4
+    if (!unpublish(space, seg.block)) {
+      writer.recordRetire(-1, 0);
+      continue; // another thread's compaction retired it
+    }
     space.retireBlock(seg.block);
+    writer.recordRetire(-1, 0);
     report.segmentsFreed++;
     report.bytesReclaimed += SEGMENT_BYTES - seg.liveBytes;
   }
@@ -275,7 +288,7 @@ function listClosedSegments(space: DaxSpace, openTable: Int32Array): Segment[] {
     for (let i = 0; i < openTable.length; i++) {
       const w = Atomics.load(openTable, i);
       if (w === ALLOCATING) allocating = true;
-      else if (w !== 0) open.add(w - 1);
+      else if (w > 0) open.add(w - 1);
     }
     if (!allocating) return owned.filter((seg) => !open.has(seg.block));
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // let the allocating writer finish

@@ -63,6 +63,8 @@ const END_MARKER_BYTES = 16;
 import { sealStagedRecord, writeSealRecord, type MediaViews } from './records.js';
 import { isBroken } from '../test-break.js';
 import { storeRelease } from '../index/word-load.js';
+import { participantId } from '../device/participants.js';
+import { DaxError } from '../errors.js';
 
 /** Whether the valid records [base, base + used) end with a SEAL (the last close wrote it and nothing followed). */
 function endsWithSeal(v: MediaViews, base: number, used: number, nonce: number): boolean {
@@ -78,6 +80,8 @@ function endsWithSeal(v: MediaViews, base: number, used: number, nonce: number):
 
 /** openTable word of a writer between owning a new segment and naming it. */
 export const ALLOCATING = -1;
+/** openTable word of a writer that holds its slot and no segment yet (it records an operation before its first reservation). */
+export const IDLE = -2;
 
 export class SegmentWriter {
   private base = -1;
@@ -123,17 +127,66 @@ export class SegmentWriter {
 
   /** Stores `word` in this writer's slot (claiming one first). Seq-cst: ordered before the allocation that follows, and after the progress words of the segment it names. */
   private announce(word: number): void {
-    if (this.slot < 0) {
-      for (let i = 0; i < this.openTable.length && this.slot < 0; i++)
-        if (Atomics.compareExchange(this.openTable, i, 0, word) === 0) this.slot = i;
-      assert(this.slot >= 0, 'more than 256 key-value writers at once');
-    } else Atomics.store(this.openTable, this.slot, word);
+    this.claim();
+    Atomics.store(this.openTable, this.slot, word);
+  }
+
+  /**
+   * Claims a slot if this writer has none: its owner word first (compareExchange 0 -> this
+   * thread's participant id: a reaper finds the slots of a dead thread by it), then its
+   * openTable word (IDLE until a segment is named).
+   */
+  claim(): number {
+    if (this.slot >= 0) return this.slot;
+    const me = participantId();
+    for (let i = 0; i < this.openTable.length && this.slot < 0; i++) {
+      if (Atomics.load(this.openTable, i) !== 0) continue;
+      if (Atomics.compareExchange(this.progress, i * PROGRESS_WORDS + W_OWNER, 0, me) !== 0) continue;
+      if (Atomics.compareExchange(this.openTable, i, 0, IDLE) === 0) this.slot = i;
+      else Atomics.store(this.progress, i * PROGRESS_WORDS + W_OWNER, 0);
+    }
+    if (this.slot < 0) throw new DaxError('EBUSY', `more than ${this.openTable.length} key-value writers at once`);
+    return this.slot;
   }
 
   /** Leaves the open-segment table (close): the segment may then be compacted. */
   release(): void {
-    if (this.slot >= 0) Atomics.store(this.openTable, this.slot, 0);
+    if (this.slot >= 0) {
+      Atomics.store(this.openTable, this.slot, 0);
+      Atomics.store(this.progress, this.slot * PROGRESS_WORDS + W_OWNER, 0);
+    }
     this.slot = -1;
+  }
+
+  // ---- the operation in flight (thread death: store.ts "Thread death") ----
+
+  /** Records the reservation at `at` as this writer's operation in flight (plain store: read only after this thread died). */
+  beginRecord(at: number): void {
+    this.progress[this.slot * PROGRESS_WORDS + W_INFLIGHT] = at - this.base + 1;
+  }
+
+  /** The operation in flight is over (its record published, or given back). */
+  endRecord(): void {
+    this.progress[this.slot * PROGRESS_WORDS + W_INFLIGHT] = 0;
+  }
+
+  /** Records large-value objects [first, first + count) (ids minus the kv base) as written for the operation in flight. */
+  beginObjects(first: number, count: number): void {
+    const at = this.claim() * PROGRESS_WORDS;
+    this.progress[at + W_OBJECTS_FIRST] = first;
+    this.progress[at + W_OBJECTS_COUNT] = count;
+  }
+
+  endObjects(): void {
+    if (this.slot >= 0) this.progress[this.slot * PROGRESS_WORDS + W_OBJECTS_COUNT] = 0;
+  }
+
+  /** Records segment `block` (nonce) as being moved to staging and retired by this thread's compaction (-1: done). */
+  recordRetire(block: number, nonce: number): void {
+    const at = this.claim() * PROGRESS_WORDS;
+    this.progress[at + W_RETIRE_NONCE_LO] = nonce % 2 ** 32;
+    this.progress[at + W_RETIRE_NONCE_HI] = Math.floor(nonce / 2 ** 32);
+    this.progress[at + W_RETIRE_BLOCK] = block + 1;
   }
 
   /** Device offset of `bytes` (multiple of 8) of fresh record space; allocates a segment when needed (ENOSPC changes nothing). */
@@ -326,10 +379,26 @@ export class SegmentWriter {
  * writers' words in one cache line would bounce it between their CPUs at every put.
  */
 export const PROGRESS_WORDS = 16;
-const DURABLE = 0;
-const END = 1;
+export const DURABLE = 0;
+export const END = 1;
 /** First word of a slot's line that store.ts uses for its counters (not reset when the slot changes hands). */
 export const SLOT_COUNTER_FIRST = 2;
+/**
+ * Words 8.. of a slot's line: who writes through the slot and what it is in the middle of, so
+ * that a reaper can finish or undo it when the thread dies (store.ts "Thread death"). Written
+ * with plain stores by the slot's holder; read by a reaper after the holder died.
+ *   W_OWNER          participants.ts id of the holder (claimed by compareExchange before the slot)
+ *   W_INFLIGHT       1 + offset in the slot's segment of the record being written, 0: none
+ *   W_OBJECTS_*      large-value objects written for the operation in flight (first id - base, count)
+ *   W_RETIRE_*       1 + block of a segment its compaction is moving to staging and retiring, and its nonce
+ */
+export const W_OWNER = 8;
+export const W_INFLIGHT = 9;
+export const W_OBJECTS_FIRST = 10;
+export const W_OBJECTS_COUNT = 11;
+export const W_RETIRE_BLOCK = 12;
+export const W_RETIRE_NONCE_LO = 13;
+export const W_RETIRE_NONCE_HI = 14;
 
 /**
  * Flushes (no drain: the caller's next fence covers them) the part of every other writer's

@@ -129,6 +129,9 @@ import {
   type ValueOf,
 } from './encodings.js';
 import { resolveEncodings, type KvRoot } from './kv-root.js';
+import { reapKvWriters, type WriterReapContext } from './writer-reaper.js';
+import { LAYER_KV } from '../index/epoch.js';
+import { DEATHS_WORD, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { isBroken } from '../test-break.js';
 import { compactSegments, evacuateSegments, type CompactionReport } from './compaction.js';
@@ -375,6 +378,22 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       this.progress,
     );
     this.reaper = new LargeObjectReaper(space);
+    const reapContext: WriterReapContext = {
+      space,
+      views: this.views,
+      openTable: this.openTable,
+      progress: this.progress,
+      count: (slot, word, delta) => {
+        const i = slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS;
+        this.progress[i] = (this.progress[i] + delta) | 0;
+      },
+      retireLarge: (oldAt) => this.retireLargeLocked(oldAt),
+      liveKeys: LIVE_KEYS,
+      dead: DEAD,
+    };
+    space.epoch.onDeath(LAYER_KV, 10, (id) => {
+      if (!this.isClosed && !this.space.closed) reapKvWriters(reapContext, id);
+    });
   }
 
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
@@ -756,10 +775,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const valueLength = valueLengthOf(v, 'put');
       if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
       if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, v, valueLength, 0, -1);
-      else {
-        const item = this.prepareValue(v, 'put');
-        this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
-      }
+      else this.putLarge(k, v);
     }
     this.count(PUTS, 1);
     this.reaper.drain();
@@ -781,10 +797,22 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
     if (bytes === undefined)
       this.putEntry(k, undefined, n, 0, -1); // the value is in place
-    else {
-      const item = this.prepareValue(bytes, 'put');
-      this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
+    else if (bytes.length <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, bytes, bytes.length, 0, -1);
+    else this.putLarge(k, bytes);
+  }
+
+  /** put() of a value past LARGE_VALUE_THRESHOLD_BYTES: the object first, then the PUT record naming it. */
+  private putLarge(k: Uint8Array, value: Value): void {
+    const first = Atomics.add(this.i32, NEXT_OBJECT, 1);
+    this.writer.beginObjects(first, 1); // before the object exists: a death from here on removes it
+    let item: ReturnType<KvStore['prepareValue']>;
+    try {
+      item = this.prepareValue(value, 'put', KV_OBJECT_ID_BASE + first);
+    } catch (e) {
+      this.writer.endObjects();
+      throw e;
     }
+    this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
   }
 
   /**
@@ -809,6 +837,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     try {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
       at = this.writer.reserve(total);
+      this.writer.beginRecord(at);
       const entryAt = at + RECORD_HEADER_BYTES;
       const ref = grab(this.space.tree, k);
       try {
@@ -822,7 +851,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
     } finally {
       if (!done) this.abandon(at, total, objectId);
+      this.endOperation();
     }
+  }
+
+  /** The operation in flight is over: its objects record first, then its record (writer-reaper.ts step 3). */
+  private endOperation(): void {
+    this.writer.endObjects();
+    if (this.writer.slotIndex >= 0) this.writer.endRecord();
   }
 
   /**
@@ -868,10 +904,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private prepareValue(
     value: Value,
     op: string,
+    id: number,
   ): { value: Value; valueLength: number; flags: number; objectId: number } {
     const valueLength = valueLengthOf(value, op);
     if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) return { value, valueLength, flags: 0, objectId: -1 };
-    const id = KV_OBJECT_ID_BASE + Atomics.add(this.i32, NEXT_OBJECT, 1);
     const sum = writeLargeObject(this.space, id, valueBytes(value));
     return {
       value: encodeLargeRef(id, valueLength, sum),
@@ -903,6 +939,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
     writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
     const at = this.writer.reserve(total);
+    this.writer.beginRecord(at);
     let done = false;
     try {
       const ref = grab(this.space.tree, k);
@@ -922,6 +959,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       done = true;
     } finally {
       if (!done) this.writer.rollback(at, total);
+      this.writer.endRecord();
     }
     this.count(DELETES, 1);
     this.reaper.drain();
@@ -954,8 +992,15 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let done = false;
     let at = -1;
     try {
-      for (const item of items)
-        if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) this.prepareLargeItem(item);
+      let large = 0;
+      for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
+      if (large > 0) {
+        let id = Atomics.add(this.i32, NEXT_OBJECT, large);
+        this.writer.beginObjects(id, large); // before any object exists: a death from here on removes them
+        for (const item of items)
+          if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES)
+            this.prepareLargeItem(item, KV_OBJECT_ID_BASE + id++);
+      }
       ensureStageBytes(total);
       let e = RECORD_HEADER_BYTES; // composed in the stage, like put's record: R4, one hash in place
       for (const item of items) {
@@ -971,6 +1016,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         );
       }
       at = this.writer.reserve(total);
+      this.writer.beginRecord(at);
       for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
       const sequence = this.nextSequence();
       for (const item of items) setEntrySequence(stageViews, item.entryAt, sequence);
@@ -985,6 +1031,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (at >= 0) this.writer.rollback(at, total);
         for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
       }
+      this.endOperation();
     }
     this.count(BATCHES, 1);
     this.reaper.drain();
@@ -1003,8 +1050,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     }
   }
 
-  private prepareLargeItem(item: BatchItem): void {
-    const p = this.prepareValue(item.value!, 'batch');
+  private prepareLargeItem(item: BatchItem, id: number): void {
+    const p = this.prepareValue(item.value!, 'batch', id);
     item.value = p.value;
     item.valueLength = p.valueLength;
     item.flags = p.flags;
@@ -1051,6 +1098,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       for (const ref of refs) total += entryBytes(ref.key.length - 1, 0);
       ensureStageBytes(total);
       at = this.writer.reserve(total);
+      this.writer.beginRecord(at);
       let e = RECORD_HEADER_BYTES; // the keys are our own copies (scanKeys): composing under the locks reads no caller memory
       const sequence = this.nextSequence();
       for (const ref of refs) {
@@ -1068,6 +1116,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     } finally {
       for (const ref of refs) unlock(this.space.tree, ref);
       if (!done && at >= 0) this.writer.rollback(at, total);
+      if (at >= 0) this.writer.endRecord();
     }
   }
 
@@ -1729,6 +1778,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** Makes everything durable, then closes (opener: the device; attached handle: detaches). Idempotent. */
   close(): void {
     if (this.isClosed) return;
+    // Refused before anything changes: views from getView would outlive the mapping (R6).
+    if (!this.space.closed && this.space.epoch.isPinned())
+      throw new DaxError(
+        'EBUSY',
+        `close: the key-value store on ${this.space.device.media.path} is in use by read() on this thread; close it after read() returns`,
+      );
     if (this.groupTimer !== undefined) clearTimeout(this.groupTimer);
     this.groupTimer = undefined;
     try {
@@ -1754,6 +1809,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private checkOpen(op: string): void {
     if (this.closed)
       throw new DaxError('ECLOSED', `${op}: the key-value store on ${this.space.device.media.path} is closed`);
+    // Every public operation starts here, holding nothing: the safe point to finish or undo what
+    // a thread that died left (writer-reaper.ts) before this one relies on it. A plain load of
+    // the process's death counter when nobody died.
+    if (this.deaths[DEATHS_WORD] !== this.deathsSeen) this.reapDeaths();
+  }
+
+  private readonly deaths = participantTable();
+  private deathsSeen = -1;
+
+  private reapDeaths(): void {
+    const seen = this.deaths[DEATHS_WORD];
+    if (this.space.epoch.reapDead()) this.deathsSeen = seen;
   }
 
   /** @internal The DAX space underneath (tests, tools). */

@@ -96,6 +96,14 @@ export interface NativeAddon {
    * hashed in place (a SIGBUS is -EIO, not a dead process). 0, -EINVAL or -EIO.
    */
   hashRange(bytes: Uint8Array, offset: number, length: number, out: Uint32Array): number;
+  /** The process's participant table (addon/participants.h): the same memory in every thread, never freed. */
+  participantTable(): SharedArrayBuffer;
+  /**
+   * Registers this thread's environment cleanup hook for participant `slot`: when the thread
+   * ends (returns, throws, exits, is terminated), a slot still ALIVE with `generation` turns
+   * DEAD and the table's death counter grows by one. 0, or -errno.
+   */
+  watchThreadExit(slot: number, generation: number): number;
   /** Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the count, or -errno. */
   pickKvWinners(
     media: Uint8Array,

@@ -4,6 +4,7 @@
  * Cross-thread behaviour lives in epoch-stall / epoch-cross-thread / epoch-stress.
  */
 import { describe, expect, it } from 'vitest';
+import { participantId } from '../../src/device/participants.js';
 import { EpochDomain, RETIRE_ARENA_NODE, RETIRE_DEVICE_BLOCK } from '../../src/index/epoch.js';
 import { expectCode } from '../helpers/expect-code.js';
 import { replayHint, rng, testSeed } from '../helpers/seed.js';
@@ -160,21 +161,23 @@ describe('EpochDomain', () => {
     d.close();
   });
 
-  it('threadId is stable, in range, and shared by every attach in one thread', () => {
+  it("threadId is the thread's participant id, shared by every attach in one thread, each attach matched by a close", () => {
     const d = EpochDomain.create({ maxParticipants: 8 });
     const id = d.threadId;
+    expect(id).toBe(participantId()); // participants.ts: one id per thread for the whole process
     expect(id).toBeGreaterThanOrEqual(1);
-    expect(id).toBeLessThanOrEqual(8);
+    expect(id).toBeLessThanOrEqual(4095);
     expect(d.threadId).toBe(id);
     const again = EpochDomain.attach(d.handle());
     expect(again).toBe(d);
     expect(again.threadId).toBe(id);
-    expect(d.isThisThread(id)).toBe(true);
-    expect(d.isThisThread(id + 1)).toBe(false);
+    again.close(); // matches the attach: the domain stays open for the create
+    expect(d.threadId).toBe(id);
     d.close();
+    expectCode(() => d.threadId, 'ECLOSED');
     const fresh = EpochDomain.attach(d.handle());
     expect(fresh).not.toBe(d);
-    expect(fresh.threadId).toBe(id); // the slot was released by close and is claimed again
+    expect(fresh.threadId).toBe(id);
     fresh.close();
   });
 

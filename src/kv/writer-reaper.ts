@@ -1,0 +1,181 @@
+/**
+ * What a key-value writer leaves behind when its thread dies, and how it is finished or undone
+ * (EpochDomain.onDeath, rank 10: before the DAX layer and the index release the rest). The
+ * running store ends up where recovery would put it after a crash at that moment, and nothing
+ * stays held (docs/ARCHITECTURE.md "Thread death").
+ *
+ * Per writer slot of the dead participant (segment-writer.ts: W_OWNER names it):
+ *   1. Its open segment is made durable up to the end of what it wrote ([DURABLE, END) flushed,
+ *      one fence): every record it published is then as durable as recovery will find it, so a
+ *      'group' or 'none' write that readers have seen is not lost by a later crash either.
+ *   2. The record in flight (W_INFLIGHT), if any. A record that validates in memory (sealed:
+ *      checksum and nonce) is also durable now (step 1), so recovery would apply it: it is
+ *      ROLLED FORWARD — every entry whose key the dead thread still holds is taken over
+ *      (entry-lock.ts adoptDeadEntry: no one can slip in between) and published as the dead
+ *      thread would have, all of them as one change for readers (rollForward), with the
+ *      store's counters. Keys it had
+ *      already published and unlocked are left alone: a later writer may own them now. A record
+ *      that does not validate is ROLLED BACK: its bytes are zeroed and persisted; the keys it
+ *      locked are released by the index's reap (a placeholder disappears, a value stays).
+ *   3. Large-value objects written for the operation (W_OBJECTS_*): kept when its record
+ *      validated (they are referenced), removed otherwise. The writer clears the objects
+ *      record before the record in flight at the end of an operation, so a completed
+ *      operation's objects are never taken for an abandoned one's.
+ *   4. A segment its compaction was moving to staging (W_RETIRE_*): retired, if it is staging
+ *      with that nonce and not already in limbo (the compaction died between the two).
+ *   5. The slot is released: the segment becomes a closed one that compaction reclaims.
+ * Every step checks what is there before acting, so a reap cut short by the reaper's own death
+ * is simply run again by the next one.
+ */
+import type { DaxSpace } from '../dax/space.js';
+import { OWNER_STAGING } from '../dax/layout.js';
+import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
+import { adoptDeadEntry, beginReplace, finishReplace, isOpened, unlock, type EntryRef } from '../index/entry-lock.js';
+import {
+  ENTRY_PUT,
+  ENTRY_HEADER_BYTES,
+  KV_KEY_PREFIX,
+  RECORD_HEADER_BYTES,
+  SEGMENT_BYTES,
+  entryBytes,
+} from './layout.js';
+import { checkRecord, entryKeyLength, entryOp, entryValueLength, type MediaViews } from './records.js';
+import {
+  DURABLE,
+  END,
+  PROGRESS_WORDS,
+  W_INFLIGHT,
+  W_OBJECTS_COUNT,
+  W_OBJECTS_FIRST,
+  W_OWNER,
+  W_RETIRE_BLOCK,
+  W_RETIRE_NONCE_HI,
+  W_RETIRE_NONCE_LO,
+} from './segment-writer.js';
+import { KV_OBJECT_ID_BASE, removeQuietly } from './large-values.js';
+
+export interface WriterReapContext {
+  readonly space: DaxSpace;
+  readonly views: MediaViews;
+  readonly openTable: Int32Array;
+  readonly progress: Int32Array;
+  /** Adds delta to counter `word` (store.ts LIVE_KEYS..BATCHES) of writer slot `slot`. */
+  count(slot: number, word: number, delta: number): void;
+  /** The entry at `oldAt` was superseded under its key's lock: retire its large value, if any. */
+  retireLarge(oldAt: number): void;
+  /** store.ts counter words */
+  readonly liveKeys: number;
+  readonly dead: number;
+}
+
+/** Writer slots reaped in this thread (tests). */
+export const writerReapStats = { slots: 0, rolledForward: 0, rolledBack: 0 };
+
+/** Finishes or undoes everything dead participant `id` left in the writer slots it held. */
+export function reapKvWriters(ctx: WriterReapContext, id: number): void {
+  for (let slot = 0; slot < ctx.openTable.length; slot++) {
+    if (Atomics.load(ctx.progress, slot * PROGRESS_WORDS + W_OWNER) === id) reapSlot(ctx, slot, id);
+  }
+}
+
+function reapSlot(ctx: WriterReapContext, slot: number, id: number): void {
+  const { space, views: v, progress } = ctx;
+  const device = space.device;
+  const line = slot * PROGRESS_WORDS;
+  const word = Atomics.load(ctx.openTable, slot);
+  const base = word > 0 ? device.blockOffset(word - 1) : -1;
+  const nonce = word > 0 ? device.ownerOf(word - 1).index : 0;
+  const end = Math.min(SEGMENT_BYTES, progress[line + END]);
+  if (base >= 0) {
+    const durable = Atomics.load(progress, line + DURABLE);
+    if (end > durable) device.media.persist(base + durable, end - durable);
+  }
+  const inflight = progress[line + W_INFLIGHT];
+  let recordValid = false;
+  if (inflight !== 0 && base >= 0) {
+    const at = base + inflight - 1;
+    const check = checkRecord(v, at, base + SEGMENT_BYTES, nonce);
+    if (check.status === 'ok') {
+      recordValid = true;
+      rollForward(ctx, slot, at, check.count, id);
+      writerReapStats.rolledForward++;
+    } else {
+      const stop = Math.max(at, base + end);
+      v.u8.fill(0, at, stop);
+      if (stop > at) device.media.persist(at, stop - at);
+      writerReapStats.rolledBack++;
+    }
+  }
+  progress[line + W_INFLIGHT] = 0;
+  const objects = progress[line + W_OBJECTS_COUNT];
+  if (objects > 0 && !recordValid) {
+    const first = progress[line + W_OBJECTS_FIRST];
+    for (let k = 0; k < objects; k++) removeQuietly(space, KV_OBJECT_ID_BASE + first + k);
+  }
+  progress[line + W_OBJECTS_COUNT] = 0;
+  const retiring = progress[line + W_RETIRE_BLOCK];
+  if (retiring !== 0) {
+    const block = retiring - 1;
+    const retireNonce =
+      (progress[line + W_RETIRE_NONCE_HI] >>> 0) * 2 ** 32 + (progress[line + W_RETIRE_NONCE_LO] >>> 0);
+    const info = device.ownerOf(block);
+    if (
+      info.state === 'owned' &&
+      info.ownerId === OWNER_STAGING &&
+      info.index === retireNonce &&
+      !space.epoch.inLimbo(RETIRE_DEVICE_BLOCK, block)
+    )
+      space.retireBlock(block);
+    progress[line + W_RETIRE_BLOCK] = 0;
+  }
+  Atomics.store(ctx.openTable, slot, 0);
+  Atomics.store(progress, line + W_OWNER, 0);
+  writerReapStats.slots++;
+}
+
+/**
+ * Publishes the entries of the record at `at` whose keys dead participant `id` still holds (file
+ * header, step 2), as the store publishes a batch (store.ts publishBatchLocked): every entry not
+ * yet published is opened before any is finished, so a reader sees all of the record or none of
+ * it. An entry the dead thread had already finished (its new value, or EMPTY for a delete) is
+ * left as it is; one it had opened stays open until finished here.
+ */
+function rollForward(ctx: WriterReapContext, slot: number, at: number, count: number, id: number): void {
+  const { space, views: v } = ctx;
+  const tree = space.tree;
+  const held: Array<{ ref: EntryRef; e: number; put: boolean }> = [];
+  let e = at + RECORD_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    const keyLength = entryKeyLength(v, e);
+    const key = new Uint8Array(keyLength + 1);
+    key[0] = KV_KEY_PREFIX;
+    v.buf.copy(key, 1, e + ENTRY_HEADER_BYTES, e + ENTRY_HEADER_BYTES + keyLength);
+    const ref = adoptDeadEntry(tree, key, id);
+    if (ref !== undefined) held.push({ ref, e, put: entryOp(v, e) === ENTRY_PUT });
+    e += entryBytes(keyLength, entryValueLength(v, e));
+  }
+  try {
+    const todo = held.filter(({ ref, e: entryAt, put }) =>
+      put ? !(ref.state === 'value' && ref.value === entryAt) : ref.state === 'value',
+    );
+    for (const { ref } of todo) if (!isOpened(tree, ref)) beginReplace(tree, ref);
+    const superseded: number[] = [];
+    for (const { ref, e: entryAt, put } of todo) {
+      if (ref.state === 'value') superseded.push(ref.value);
+      if (put) {
+        ctx.count(slot, ref.state === 'empty' ? ctx.liveKeys : ctx.dead, 1);
+        finishReplace(tree, ref, entryAt);
+      } else {
+        ctx.count(slot, ctx.liveKeys, -1);
+        ctx.count(slot, ctx.dead, 1);
+        finishReplace(tree, ref, 0, 'empty'); // absent from here on; the unlock below removes it
+      }
+    }
+    for (const old of superseded) ctx.retireLarge(old);
+  } finally {
+    for (const { ref } of held) {
+      if (isOpened(tree, ref)) finishReplace(tree, ref, ref.value, ref.state); // left open by a failure above: close on the old value
+      unlock(tree, ref);
+    }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * close() misused: inside read() it refuses with EBUSY and changes nothing (the store stays
+ * open, usable and locked by this process only until a real close); every method after close()
+ * is ECLOSED; closing from the main thread while workers are in the middle of writes gives them
+ * ECLOSED and loses no write they had acknowledged.
+ */
+import { describe, expect, it } from 'vitest';
+import { Worker } from 'node:worker_threads';
+import { mkdtempSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { type KvStore } from '../../src/kv/index.js';
+import { open } from '../helpers/kv-bytes.js';
+import { expectCode } from '../helpers/expect-code.js';
+import { workerScript } from '../helpers/workers.js';
+
+function tempStore(): { file: string; done: () => void } {
+  const dir = mkdtempSync(path.join('/dev/shm', 'kv-close-'));
+  return { file: path.join(dir, 'store'), done: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+describe('kv close() misuse', () => {
+  it('close() inside read() is EBUSY and leaves the store open, usable and reopenable after a real close', () => {
+    const { file, done } = tempStore();
+    try {
+      const db = open(file, { size: 16 * 2 ** 20 });
+      db.put('a', 'one');
+      db.read(() => {
+        const view = db.getView('a')!;
+        expectCode(() => db.close(), 'EBUSY');
+        expect(db.closed).toBe(false);
+        expect(Buffer.from(view).toString()).toBe('one');
+        db.put('a', 'two');
+        expect(Buffer.from(db.get('a')!).toString()).toBe('two');
+      });
+      expect(db.closed).toBe(false);
+      db.put('b', 'three');
+      db.close();
+      const again = open(file); // the file lock was given back by the real close
+      expect(Buffer.from(again.get('a')!).toString()).toBe('two');
+      expect(Buffer.from(again.get('b')!).toString()).toBe('three');
+      again.close();
+    } finally {
+      done();
+    }
+  });
+
+  it('every method after close() is ECLOSED, on the opener and on an attached handle', async () => {
+    const { file, done } = tempStore();
+    try {
+      const db = open(file, { size: 16 * 2 ** 20 });
+      const attached = (await import('../../src/kv/index.js')).attach(db.share());
+      db.put('a', 'one');
+      attached.close();
+      db.close();
+      db.close(); // idempotent
+      for (const h of [db, attached] as KvStore[]) {
+        expectCode(() => h.get('a'), 'ECLOSED');
+        expectCode(() => h.has('a'), 'ECLOSED');
+        expectCode(() => h.read(() => 0), 'ECLOSED');
+        expectCode(() => h.getView('a'), 'ECLOSED');
+        expectCode(() => h.put('a', 'x'), 'ECLOSED');
+        expectCode(() => h.delete('a'), 'ECLOSED');
+        expectCode(() => h.batch([{ type: 'put', key: 'a', value: 'x' }]), 'ECLOSED');
+        expectCode(() => h.range(), 'ECLOSED');
+        expectCode(() => h.deleteRange(), 'ECLOSED');
+        expectCode(() => h.compact(), 'ECLOSED');
+        expectCode(() => h.stats(), 'ECLOSED');
+        expectCode(() => h.share(), 'ECLOSED');
+        await expect(h.batchAsync([{ type: 'put', key: 'a', value: 'x' }])).rejects.toMatchObject({ code: 'ECLOSED' });
+        await expect(h.flushed()).rejects.toMatchObject({ code: 'ECLOSED' });
+        expect(h.closed).toBe(true);
+      }
+    } finally {
+      done();
+    }
+  });
+
+  it('closing from the main thread while workers write gives them ECLOSED and loses no acknowledged write', async () => {
+    const { file, done } = tempStore();
+    try {
+      const db = open(file, { size: 64 * 2 ** 20 });
+      const workers = 3;
+      const acked = new Int32Array(new SharedArrayBuffer(4 * workers));
+      const runs = Array.from({ length: workers }, (_, w) => {
+        const worker = new Worker(workerScript('kv-closing-writer'), {
+          workerData: { handle: db.share(), worker: w, acked: acked.buffer },
+        });
+        return new Promise<string>((resolve, reject) => {
+          worker.once('message', resolve);
+          worker.once('error', reject);
+        });
+      });
+      while (Array.from({ length: workers }, (_, w) => Atomics.load(acked, w)).some((n) => n < 50))
+        await new Promise((r) => setTimeout(r, 2));
+      db.close();
+      const ends = await Promise.all(runs);
+      expect(ends).toEqual(ends.map(() => 'ECLOSED'));
+      const again = open(file);
+      try {
+        for (let w = 0; w < workers; w++) {
+          const n = Atomics.load(acked, w);
+          expect(n).toBeGreaterThan(0);
+          for (let i = 0; i < n; i++) expect(again.get(`w${w}-${i}`), `worker ${w} put ${i} of ${n}`).toBeDefined();
+        }
+      } finally {
+        again.close();
+      }
+    } finally {
+      done();
+    }
+  });
+});

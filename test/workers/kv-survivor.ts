@@ -1,0 +1,57 @@
+/**
+ * Worker of test/kv/kv-thread-death.test.ts: the survivor. Attaches to the store and answers
+ * the test's requests, one at a time: run ops on the keys a dead worker used, report the
+ * content, compact, report internals, close and re-attach. Runs in a worker so that a request
+ * that hangs on something a dead thread left is caught by the test's watchdog instead of
+ * blocking the test itself.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { attach, type KvHandle, type KvStore } from '../../src/kv/index.js';
+import { contentOf, runOp, type Op } from '../helpers/thread-death.js';
+import { PROGRESS_WORDS, W_OWNER } from '../../src/kv/segment-writer.js';
+import { isParticipantDead } from '../../src/device/participants.js';
+
+type Request =
+  | { id: number; t: 'ops'; ops: Op[] }
+  | { id: number; t: 'content' }
+  | { id: number; t: 'compact' }
+  | { id: number; t: 'close' }
+  | { id: number; t: 'internals' }
+  | { id: number; t: 'attach'; handle: KvHandle };
+
+let db: KvStore = attach((workerData as { handle: KvHandle }).handle);
+parentPort!.on('message', (req: Request) => {
+  try {
+    let result: unknown = undefined;
+    if (req.t === 'ops') for (const op of req.ops) runOp(db, op);
+    else if (req.t === 'content') result = contentOf(db);
+    else if (req.t === 'compact') {
+      const report = db.compact({ maxLiveRatio: 0.9 });
+      const s = db.stats();
+      result = { report, segments: s.segments, freeBlocks: s.freeBlocks, keys: s.keys };
+    } else if (req.t === 'internals') {
+      db.compact({ maxLiveRatio: 0.9 });
+      db.dax.collect();
+      const s = db.stats();
+      const { openTable, progress } = db as unknown as { openTable: Int32Array; progress: Int32Array };
+      let deadSlots = 0;
+      for (let i = 0; i < openTable.length; i++) {
+        const owner = progress[i * PROGRESS_WORDS + W_OWNER];
+        if (openTable[i] !== 0 && (owner === 0 || isParticipantDead(owner))) deadSlots++;
+      }
+      result = {
+        pinned: db.dax.epoch.stats().pinned,
+        openSlots: openTable.filter((w) => w !== 0).length,
+        deadSlots,
+        limboBlocks: db.dax.stats().limboBlocks,
+        segments: s.segments,
+        freeBlocks: s.freeBlocks,
+      };
+    } else if (req.t === 'close') db.close();
+    else if (req.t === 'attach') db = attach(req.handle);
+    parentPort!.postMessage({ id: req.id, ok: true, result });
+  } catch (e) {
+    parentPort!.postMessage({ id: req.id, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  }
+});
+parentPort!.postMessage({ id: 0, ok: true, result: 'ready' });
