@@ -49,7 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrier", daxstore::JsMembarrier},
       {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},
-      {"hashRange", daxstore::JsHashRange},
+      {"hashRange", daxstore::JsHashRange},     {"readRegion", daxstore::JsReadRegion},
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));

@@ -7,7 +7,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <memory>
+
+#include <sys/mman.h>
 
 #include "persist.h"
 
@@ -484,11 +487,17 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info) {
   Napi::Uint32Array poison = info[3].As<Napi::Uint32Array>();
   Napi::Float64Array regions = info[4].As<Napi::Float64Array>();
   if (io.ElementLength() < kIoSlots) return bad;
+  // media holds device bytes [bias, bias + length): the whole mapping (bias 0), or one
+  // segment read into a buffer (src/kv/recovery.ts readSegment).
+  const double biasArg = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().DoubleValue() : 0;
+  if (!IsIndex(biasArg)) return bad;
+  const uint64_t bias = static_cast<uint64_t>(biasArg);
   double* v = io.Data();
   for (int i : {kBase, kEnd, kNonce, kAt, kCount, kRecords, kMaxSequence, kKeyBytes, kVouched, kWatermark, kSegmentSequence, kInRegion, kRegionCount})
     if (!IsIndex(v[i])) return bad;
   Scan s{};
-  s.media = media.Data();
+  // Offsets stay device offsets: media + at for at in [bias, bias + length).
+  s.media = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(media.Data()) - bias);
   s.base = static_cast<uint64_t>(v[kBase]);
   s.end = static_cast<uint64_t>(v[kEnd]);
   s.nonce = static_cast<uint64_t>(v[kNonce]);
@@ -512,7 +521,7 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info) {
   s.regionCapacity = regions.ElementLength() / kRegionWords;
   // Everything the scan may touch lies inside the arrays (a bad offset would be a wild read).
   const uint64_t blocks = (s.end - std::min(s.end, s.base) + kBlockBytes - 1) / kBlockBytes;
-  if (s.base % 8 != 0 || s.at % 8 != 0 || !(s.base <= s.at && s.at <= s.end && s.end <= media.ByteLength()) || s.count > s.outRecords ||
+  if (s.base % 8 != 0 || s.at % 8 != 0 || !(bias <= s.base && s.base <= s.at && s.at <= s.end && s.end - bias <= media.ByteLength()) || s.count > s.outRecords ||
       s.regionCount > s.regionCapacity || (s.inRegion != 0 && s.regionCount == 0) || (poison.ElementLength() != 0 && poison.ElementLength() * 32 < blocks))
     return bad;
   s.poison = poison.ElementLength() == 0 || (flags & kFlagPastPoison) != 0 ? nullptr : poison.Data();
@@ -566,6 +575,39 @@ Napi::Value JsHashRange(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
+namespace {
+
+// A scratch array of n T's in anonymous memory advised MADV_HUGEPAGE: tens of megabytes
+// written once, where a first touch per 4 KiB page (a fault, on a virtual machine an exit
+// to the hypervisor too) would cost more than the sort itself. Empty when mmap fails.
+template <typename T>
+class HugeScratch {
+ public:
+  explicit HugeScratch(uint64_t n) {
+    constexpr uint64_t kHuge = 2u << 20;
+    bytes_ = (std::max<uint64_t>(n, 1) * sizeof(T) + kHuge - 1) / kHuge * kHuge + kHuge;
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    base_ = p;
+    const uintptr_t aligned = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~uintptr_t{kHuge - 1};
+    (void)madvise(reinterpret_cast<void*>(aligned), bytes_ - kHuge, MADV_HUGEPAGE);  // advice: may be refused
+    data_ = reinterpret_cast<T*>(aligned);
+  }
+  ~HugeScratch() {
+    if (base_ != nullptr) munmap(base_, bytes_);
+  }
+  HugeScratch(const HugeScratch&) = delete;
+  HugeScratch& operator=(const HugeScratch&) = delete;
+  T* get() const { return data_; }
+
+ private:
+  void* base_ = nullptr;
+  T* data_ = nullptr;
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace
+
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);
@@ -598,12 +640,12 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   else
     sizes[0] = p.count;
   const bool needRoom = *std::max_element(sizes, sizes + 256) > kCacheRecords;
-  std::unique_ptr<Rec[]> scattered(new (std::nothrow) Rec[p.count == 0 ? 1 : p.count]);
-  std::unique_ptr<Rec[]> room(needRoom ? new (std::nothrow) Rec[p.count] : nullptr);
-  std::unique_ptr<SortKey[]> sortKeys(new (std::nothrow) SortKey[2 * p.count + 1]);
-  if (!scattered || !sortKeys || (needRoom && !room)) return Napi::Number::New(env, -ENOMEM);
+  HugeScratch<Rec> scattered(p.count);
+  HugeScratch<Rec> room(needRoom ? p.count : 0);
+  HugeScratch<SortKey> sortKeys(2 * p.count + 1);
+  if (!scattered.get() || !sortKeys.get() || (needRoom && !room.get())) return Napi::Number::New(env, -ENOMEM);
   p.scattered = scattered.get();
-  p.room = room.get();
+  p.room = needRoom ? room.get() : nullptr;
   p.sortKeys = sortKeys.get();
   Napi::Float64Array values = info[3].As<Napi::Float64Array>();
   Napi::Uint32Array starts = info[4].As<Napi::Uint32Array>();

@@ -35,7 +35,9 @@
 namespace daxstore {
 
 // JsScanKvSegment(media: Uint8Array, io: Float64Array, out: Uint32Array, poison: Uint32Array,
-//   regions: Float64Array) -> status or -EINVAL. poison: one bit per block of the segment
+//   regions: Float64Array, bias = 0) -> status or -EINVAL. media holds the device's bytes
+// [bias, bias + length) (the whole mapping, or a segment read into a buffer); every offset
+// in io, out and regions is a device offset. poison: one bit per block of the segment
 // (empty: none); regions: REGION_WORDS doubles per bad region found (recovery-native.ts).
 Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 

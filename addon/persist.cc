@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -207,6 +208,33 @@ Napi::Value JsMsync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value JsCopyOut(const Napi::CallbackInfo& info) { return CopyBetween(info, true); }
+
+Napi::Value JsReadRegion(const Napi::CallbackInfo& info) {
+  size_t offset = 0, len = 0;
+  int err = 0;
+  const Region* r = RangeArgs(info, &offset, &len, &err);
+  if (r == nullptr) return Result(info, err);
+  if (info.Length() < 5 || !info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !info[4].IsNumber())
+    return Result(info, -EINVAL);
+  Napi::Uint8Array bytes = info[3].As<Napi::Uint8Array>();
+  const int64_t at = info[4].As<Napi::Number>().Int64Value();
+  if (at < 0 || static_cast<uint64_t>(at) + len > bytes.ByteLength()) return Result(info, -EINVAL);
+  // A device-DAX character device has no read(); the caller reads through the mapping.
+  if (r->kind == Kind::kDevDax) return Result(info, -EOPNOTSUPP);
+  const int fd = r->fd;
+  if (fd < 0) return Result(info, -EBADF);
+  uint8_t* out = bytes.Data() + at;
+  while (len > 0) {
+    const ssize_t n = pread(fd, out, len, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Result(info, -errno);
+    if (n == 0) return Result(info, -EIO);  // the file is shorter than the region: never for an open store
+    out += n;
+    offset += static_cast<size_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+  return Result(info, 0);
+}
 Napi::Value JsCopyIn(const Napi::CallbackInfo& info) { return CopyBetween(info, false); }
 
 Napi::Value JsCpuFlushMethods(const Napi::CallbackInfo& info) {

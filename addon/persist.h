@@ -44,6 +44,13 @@ Napi::Value JsPersist(const Napi::CallbackInfo& info);  // (regionId, offset, le
 Napi::Value JsMsync(const Napi::CallbackInfo& info);    // (regionId, offset, length)
 Napi::Value JsCopyOut(const Napi::CallbackInfo& info);  // (regionId, offset, length, dest: Uint8Array)
 Napi::Value JsCopyIn(const Napi::CallbackInfo& info);   // (regionId, offset, length, src: Uint8Array)
+// (regionId, offset, length, dest: Uint8Array, destOffset): pread(2) of the file behind the
+// mapping into dest, never touching the mapping (the kernel copies through its own map of the
+// pages; a first touch of each 4 KiB page of a new mapping costs a fault, and on a hypervisor
+// with shadow page tables an exit). 0, or -errno: -EOPNOTSUPP for device-DAX (no read()),
+// -EIO for a poisoned page (hwpoison) or a short file. Reads what the file holds: a
+// MAP_PRIVATE copy's own stores are not seen (callers read such a region through the mapping).
+Napi::Value JsReadRegion(const Napi::CallbackInfo& info);
 // ['clwb', 'clflushopt', 'clflush'] subset the CPU has, as FlushMethod numbers.
 Napi::Value JsCpuFlushMethods(const Napi::CallbackInfo& info);
 

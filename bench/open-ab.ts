@@ -6,7 +6,13 @@
  * recovery's phases, and the paired B/A ratios (medians over rounds).
  *
  *   node dist/bench/open-ab.js --a <root of build A> [--b <root of build B, default this package>]
- *     [--keys 1000000] [--rounds 8]
+ *     [--keys 1000000] [--rounds 8] [--ballast MiB]
+ *   node dist/bench/open-ab.js --knob DAXSTORE_SCAN_MAPPED [--keys 1000000] [--rounds 8]
+ *
+ * With --knob, A is this package with the environment variable set to 1 and B the same
+ * package without it (one store, opened by both). CPU times are the whole process's (every
+ * thread); the phases' CPU times come from the report's phasesCpuMs where the build has it.
+ * --ballast fills that many MiB of the heap with live small arrays before each open.
  *
  * The workload is kv.bench's store: random 16-byte keys, 100-byte values, 'none', then half as
  * many overwrites of random keys (about 1.5 log entries per key), a byte store ('binary'
@@ -14,7 +20,7 @@
  * store in its own format. Stores go in /dev/shm and are removed at the end.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,8 +31,16 @@ interface OpenTiming {
   scan: number;
   sort: number;
   load: number;
+  scanCpu: number;
+  sortCpu: number;
+  loadCpu: number;
   keys: number;
   entries: number;
+  /** peers over the log's byte count (segments x 2 MiB), CPU ms, after the open in the same process */
+  logMiB: number;
+  memcpyCpu: number;
+  preadCpu: number;
+  hashCpu: number;
 }
 
 const VALUE = new Uint8Array(100).fill(7);
@@ -68,20 +82,85 @@ async function build(root: string, file: string, keys: number): Promise<void> {
 
 async function timedOpen(root: string, file: string): Promise<OpenTiming> {
   const kv = await kvOf(root);
+  // --ballast: a large live heap first (a server process, or kv.bench's), for memory effects
+  const ballast: Uint8Array[][] = [];
+  for (let mb = 0; mb < Number(process.env['OPEN_AB_BALLAST_MB'] ?? '0'); mb++)
+    ballast.push(Array.from({ length: 1024 }, () => new Uint8Array(1024).fill(mb & 0xff)));
   const t = performance.now();
   const cpu0 = process.cpuUsage();
   const db = kv.open(file, { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
   const wallMs = performance.now() - t;
   const cpu = process.cpuUsage(cpu0);
-  const r = db.recovery!;
+  const r = db.recovery! as typeof db.recovery & { phasesCpuMs?: { scan: number; sort: number; load: number } };
   db.close();
-  return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, ...r.phasesMs, keys: r.keys, entries: r.entries };
+  if (ballast.length === -1) console.log(ballast);
+  const c = r.phasesCpuMs ?? { scan: NaN, sort: NaN, load: NaN };
+  const peers = await peersOver(file, r.segments);
+  return {
+    ...peers,
+    wallMs,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    ...r.phasesMs,
+    scanCpu: c.scan,
+    sortCpu: c.sort,
+    loadCpu: c.load,
+    keys: r.keys,
+    entries: r.entries,
+  };
 }
 
-function child(mode: 'build' | 'open', root: string, file: string, keys: number): string {
+const SEGMENT = 2 * 2 ** 20;
+
+/**
+ * The scan's peers over the same byte count as the log (segments x 2 MiB), in CPU ms: a memcpy
+ * between two resident 2 MiB buffers, a pread(2) of the store file's first that many bytes
+ * into one (the kernel's copy out of tmpfs: what the scan's read costs), and XXH64 over a
+ * resident buffer (the records' checksum; the addon's hashRange).
+ */
+async function peersOver(
+  file: string,
+  segments: number,
+): Promise<{ logMiB: number; memcpyCpu: number; preadCpu: number; hashCpu: number }> {
+  const { native } = (await import(path.join(here(), 'dist', 'src', 'native', 'addon.js'))) as {
+    native: () => { hashRange(b: Uint8Array, o: number, l: number, out: Uint32Array): number };
+  };
+  const src = new Uint8Array(SEGMENT).fill(1);
+  const dst = new Uint8Array(SEGMENT).fill(2);
+  const out = new Uint32Array(2);
+  const cpu = (f: () => void): number => {
+    f(); // warm
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < segments; i++) f();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / 1000;
+  };
+  const fd = openSync(file, 'r');
+  try {
+    let at = 0;
+    const preadCpu = cpu(() => {
+      readSync(fd, dst, 0, SEGMENT, at);
+      at += SEGMENT;
+    });
+    return {
+      logMiB: (segments * SEGMENT) / 2 ** 20,
+      memcpyCpu: cpu(() => dst.set(src)),
+      preadCpu,
+      hashCpu: cpu(() => native().hashRange(src, 0, SEGMENT, out)),
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function here(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
+
+function child(mode: 'build' | 'open', root: string, file: string, keys: number, env?: NodeJS.ProcessEnv): string {
   return execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, root, file, String(keys)], {
     encoding: 'utf8',
     maxBuffer: 1 << 20,
+    env: env ?? process.env,
   });
 }
 
@@ -91,37 +170,73 @@ const median = (xs: number[]): number => {
 };
 
 function main(): void {
-  const a = arg('a', '');
-  if (a === '') throw new Error('--a <root of build A> is required');
-  const b = arg('b', path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'));
+  const knob = arg('knob', '');
+  const self = here();
+  const a = knob === '' ? arg('a', '') : self;
+  if (a === '') throw new Error('--a <root of build A> (or --knob <environment variable>) is required');
+  const b = arg('b', self);
   const keys = Number(arg('keys', '1000000'));
   const rounds = Number(arg('rounds', '8'));
+  process.env['OPEN_AB_BALLAST_MB'] = arg('ballast', '0');
   const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'open-ab-'));
   try {
-    const files = { A: path.join(dir, 'a'), B: path.join(dir, 'b') };
+    const files =
+      knob === ''
+        ? { A: path.join(dir, 'a'), B: path.join(dir, 'b') }
+        : { A: path.join(dir, 'a'), B: path.join(dir, 'a') };
     const roots = { A: a, B: b };
-    for (const side of ['A', 'B'] as const) child('build', roots[side], files[side], keys);
+    const without: NodeJS.ProcessEnv = { ...process.env };
+    if (knob !== '') delete without[knob];
+    const envs = { A: knob === '' ? process.env : { ...process.env, [knob]: '1' }, B: without };
+    child('build', roots.A, files.A, keys);
+    if (knob === '') child('build', roots.B, files.B, keys);
     const runs: Record<'A' | 'B', OpenTiming[]> = { A: [], B: [] };
     for (let i = 0; i < rounds; i++) {
       const order = i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
       for (const side of order)
-        runs[side].push(JSON.parse(child('open', roots[side], files[side], keys)) as OpenTiming);
+        runs[side].push(
+          JSON.parse(child('open', roots[side], files[side], keys, envs[side]), (_k, x: unknown) =>
+            x === null ? NaN : x,
+          ) as OpenTiming,
+        );
     }
-    const fields = ['wallMs', 'cpuMs', 'scan', 'sort', 'load'] as const;
+    const fields = [
+      'wallMs',
+      'cpuMs',
+      'scan',
+      'sort',
+      'load',
+      'scanCpu',
+      'sortCpu',
+      'loadCpu',
+      'memcpyCpu',
+      'preadCpu',
+      'hashCpu',
+    ] as const;
     console.log(
       `open A/B, ${keys} keys (${runs.A[0].entries} / ${runs.B[0].entries} log entries), ${rounds} alternating rounds in fresh processes; load average ${loadavg()
         .map((x) => x.toFixed(2))
         .join(' ')}`,
     );
-    console.log(`A = ${a}\nB = ${b}`);
+    console.log(knob === '' ? `A = ${a}\nB = ${b}` : `A = ${knob}=1, B = without (${a})`);
     for (const f of fields) {
+      if (runs.A.some((r) => !Number.isFinite(r[f])) || runs.B.some((r) => !Number.isFinite(r[f]))) continue;
       const ma = median(runs.A.map((r) => r[f]));
       const mb = median(runs.B.map((r) => r[f]));
       const paired = median(runs.A.map((r, i) => runs.B[i][f] / r[f]));
       console.log(
-        `${f.padEnd(6)}  A ${ma.toFixed(1).padStart(8)} ms  B ${mb.toFixed(1).padStart(8)} ms  B/A paired median ${paired.toFixed(3)}`,
+        `${f.padEnd(9)}  A ${ma.toFixed(1).padStart(8)} ms  B ${mb.toFixed(1).padStart(8)} ms  B/A paired median ${paired.toFixed(3)}`,
       );
     }
+    const shown = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
+    const ratio = (side: 'A' | 'B', f: 'memcpyCpu' | 'preadCpu' | 'hashCpu'): string =>
+      shown(median(runs[side].map((r) => r.scanCpu / r[f])), 2);
+    console.log(
+      `log ${runs.B[0].logMiB} MiB; scan CPU / peer CPU (paired medians): A memcpy ${ratio('A', 'memcpyCpu')} pread ${ratio('A', 'preadCpu')} xxh64 ${ratio('A', 'hashCpu')}; B memcpy ${ratio('B', 'memcpyCpu')} pread ${ratio('B', 'preadCpu')} xxh64 ${ratio('B', 'hashCpu')}`,
+    );
+    const gbps = (side: 'A' | 'B'): string =>
+      shown(median(runs[side].map((r) => (r.logMiB * 2 ** 20) / (r.scanCpu * 1e6))), 2);
+    console.log(`scan rate over CPU time: A ${gbps('A')} GB/s, B ${gbps('B')} GB/s`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -64,6 +64,16 @@ export interface Media extends MediaInfo {
    */
   copyOut(offset: number, length: number, dest: Uint8Array): void;
   /**
+   * Copy [offset, offset+length) of what the media holds into dest at destOffset with read(2),
+   * never touching the mapping: 0, or -errno (a poisoned page is -EIO). For bulk reads of
+   * bytes this process has not touched yet (recovery's scan): the first touch of each 4 KiB
+   * page of a mapping costs a page fault, and on a virtual machine with shadow page tables a
+   * hypervisor exit besides, far more than the copy. -EOPNOTSUPP where the file does not
+   * hold what the mapping shows (a private copy) or cannot be read (device-DAX); absent on
+   * media with no file (simulated).
+   */
+  readInto?(offset: number, length: number, dest: Uint8Array, destOffset: number): number;
+  /**
    * A structured-cloneable handle to post to a worker thread; attachMedia(handle) there
    * (src/device/attach-media.ts) gives a Media over the same memory, no copying, no remapping.
    */

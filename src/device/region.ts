@@ -25,6 +25,7 @@
  *     this process's copy-on-write pages and nothing is ever persisted to the file.
  */
 import fs from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import {
@@ -74,7 +75,10 @@ export class MappedMedia implements Media {
   readonly owner: boolean;
   #closed = false;
 
-  constructor(regionId: number, buffer: SharedArrayBuffer, info: MediaInfo, owner: boolean) {
+  /** the mapping is MAP_PRIVATE: the file does not hold this process's stores (readInto refuses) */
+  readonly #privateCopy: boolean;
+
+  constructor(regionId: number, buffer: SharedArrayBuffer, info: MediaInfo, owner: boolean, privateCopy = false) {
     assert(
       buffer.byteLength === info.size,
       () => `region ${info.path}: buffer ${buffer.byteLength} != size ${info.size}`,
@@ -88,6 +92,7 @@ export class MappedMedia implements Media {
     this.alignment = info.alignment;
     this.path = info.path;
     this.owner = owner;
+    this.#privateCopy = privateCopy;
   }
 
   get closed(): boolean {
@@ -136,6 +141,16 @@ export class MappedMedia implements Media {
     checkBytes('copyOut', 'dest', dest, length);
     const rc = native().copyOut(this.regionId, offset, length, dest);
     if (rc !== 0) throw returnCodeError(rc, this.#where('copyOut', offset, length));
+  }
+
+  /** pread(2) of the file behind the mapping (Media.readInto): 0 or -errno; -EOPNOTSUPP for a private copy or device-DAX. */
+  readInto(offset: number, length: number, dest: Uint8Array, destOffset: number): number {
+    this.#checkRange('readInto', offset, length);
+    checkBytes('readInto', 'dest', dest, 0);
+    if (!Number.isSafeInteger(destOffset) || destOffset < 0 || destOffset + length > dest.length)
+      throw new DaxError('EINVAL', `${this.#where('readInto', offset, length)}: destOffset ${destOffset} out of dest`);
+    if (this.#privateCopy || this.kind === 'devdax') return -osConstants.errno.EOPNOTSUPP;
+    return native().readRegion(this.regionId, offset, length, dest, destOffset);
   }
 
   /** Copy src into [offset, offset+src.byteLength), SIGBUS -> DaxError('EIO'). Not flushed. */
@@ -217,7 +232,7 @@ export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMe
     alignment: region.alignment,
     path,
   };
-  const media = new MappedMedia(region.regionId, region.buffer, info, true);
+  const media = new MappedMedia(region.regionId, region.buffer, info, true, opts.privateCopy === true);
   if (kind === 'file' && flushMethod !== 'msync') {
     // CPU flushes do not make a page-cache file durable: refuse rather than pretend.
     media.close();

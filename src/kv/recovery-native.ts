@@ -117,7 +117,9 @@ function reasonText(code: number, value: number): string {
 
 /** A zeroed Uint32Array over a SharedArrayBuffer (see the invariant above); freed with the array, at a GC something else starts. */
 function sortScratch(words: number): Uint32Array {
-  return new Uint32Array(new SharedArrayBuffer(words * 4));
+  const sab = new SharedArrayBuffer(words * 4);
+  native().adviseHugePages(sab); // advice: one fault per 2 MiB, not per 4 KiB, for tens of megabytes written once
+  return new Uint32Array(sab);
 }
 
 /**
@@ -160,12 +162,19 @@ const io = new Float64Array(IO_SLOTS);
 let regionWords = new Float64Array(16 * REGION_WORDS);
 const NO_POISON = new Uint32Array(0);
 
+/** The device's bytes [base, base + bytes.length), read into memory of our own (recovery.ts readSegment). */
+export interface SegmentCopy {
+  readonly bytes: Uint8Array;
+  readonly base: number;
+}
+
 /**
  * Scans the segment [base, end) whose records carry `nonce` and appends the entries of its
  * valid records to `found`, resyncing past bad records (addon/kv-recovery.cc RunScan).
  * `poison`: one bit per 4 KiB block of the segment that must not be read (empty: none).
  * `vouched`: a device offset below which the segment is known durable (another segment's
- * SEAL said so), or 0. Grows found's buffer as needed.
+ * SEAL said so), or 0. `copy`: the segment's bytes already read into memory (scanned there
+ * instead of through the mapping; offsets stay device offsets). Grows found's buffer as needed.
  */
 export function scanSegment(
   v: MediaViews,
@@ -175,6 +184,7 @@ export function scanSegment(
   found: FoundEntries,
   poison: Uint32Array = NO_POISON,
   vouched = 0,
+  copy?: SegmentCopy,
 ): SegmentScan {
   io[IO_BASE] = base;
   io[IO_END] = end;
@@ -197,7 +207,10 @@ export function scanSegment(
   let status: number;
   // FULL: nothing of the record at io[IO_AT] was written; room doubles, the scan resumes there.
   for (;;) {
-    status = native().scanKvSegment(v.u8, io, found.records, poison, regionWords);
+    status =
+      copy === undefined
+        ? native().scanKvSegment(v.u8, io, found.records, poison, regionWords)
+        : native().scanKvSegment(copy.bytes, io, found.records, poison, regionWords, copy.base);
     if (status === SCAN_FULL) found.grow();
     else if (status === SCAN_REGIONS_FULL) {
       const more = new Float64Array(regionWords.length * 2);

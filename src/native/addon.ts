@@ -57,6 +57,11 @@ export interface NativeAddon {
   /** SIGBUS while copying -> -EIO, never a dead process. */
   copyOut(regionId: number, offset: number, length: number, dest: Uint8Array): number;
   copyIn(regionId: number, offset: number, length: number, src: Uint8Array): number;
+  /**
+   * pread(2) of [offset, offset + length) of the region's file into dest at destOffset, not
+   * through the mapping (addon/persist.h): 0, or -errno (-EOPNOTSUPP: device-DAX).
+   */
+  readRegion(regionId: number, offset: number, length: number, dest: Uint8Array, destOffset: number): number;
   /** indices into NATIVE_FLUSH_METHODS of the CPU flush instructions this CPU has */
   cpuFlushMethods(): number[];
   /** Indices (from startWord) of differing 8-byte words written into out; returns the count or -EINVAL. */
@@ -73,7 +78,8 @@ export interface NativeAddon {
   membarrier(): number;
   /**
    * Key-value recovery's segment scan (src/kv/recovery-native.ts has the io slots): validates
-   * records from io.at and appends a sort record per entry to out. A status (end, invalid,
+   * records from io.at and appends a sort record per entry to out. media holds the device's
+   * bytes [bias, bias + media.length) (bias 0: the whole mapping). A status (end, invalid,
    * poison, full, eio), or -EINVAL for arguments that would read outside media or out.
    */
   scanKvSegment(
@@ -82,6 +88,7 @@ export interface NativeAddon {
     out: Uint32Array,
     poison: Uint32Array,
     regions: Float64Array,
+    bias?: number,
   ): number;
   /**
    * MADV_POPULATE_WRITE over the whole pages of [offset, offset + length) of the buffer, on a

@@ -131,6 +131,21 @@ function nativeResync(
   return { entries: found.count, regions: s.regions.map((r) => [r.start, r.end, r.flags]) };
 }
 
+/**
+ * The same scan, once through the whole image and once over a copy of the segment alone
+ * (recovery's read(2) path: device offsets with a bias): every found record and region equal.
+ */
+function expectCopyScanEqual(v: MediaViews, base: number, nonce: number): void {
+  const whole = new FoundEntries(1, SEGMENT_BYTES);
+  const a = scanSegment(v, base, base + SEGMENT_BYTES, nonce, whole);
+  const copied = new FoundEntries(1, SEGMENT_BYTES);
+  const bytes = v.u8.slice(base, base + SEGMENT_BYTES);
+  const b = scanSegment(v, base, base + SEGMENT_BYTES, nonce, copied, undefined, 0, { bytes, base });
+  expect(b).toEqual(a);
+  expect(copied.count).toBe(whole.count);
+  expect(copied.records.subarray(0, copied.count * 8)).toEqual(whole.records.subarray(0, whole.count * 8));
+}
+
 /** Seals the record at `at` again (xxh64 of bytes [8, totalBytes) into its first 8 bytes). */
 function reseal(v: MediaViews, at: number): void {
   const total = v.u32[at / 4 + 4];
@@ -179,6 +194,7 @@ describe('recovery segment scan', () => {
         const want = referenceScan(v, s.base, s.nonce);
         expect(nativeFirstStop(v, s.base, s.nonce)).toEqual(want);
         reasons.add(want.reason.replace(/ \d+$/, ''));
+        if (trial % 20 === 0) expectCopyScanEqual(v, s.base, s.nonce);
         if (want.status === SCAN_INVALID && want.at === at) {
           // resync: the one damaged record is a region, every other record's entries are found
           expect(nativeResync(v, s.base, s.nonce)).toEqual({
@@ -214,6 +230,17 @@ describe('recovery segment scan', () => {
       console.error(`recovery scan differential failed with ${replay}`);
       throw e;
     }
+  });
+
+  it('scans a segment read into memory (device offsets biased) as it scans the mapping; a copy too short is refused', () => {
+    const { v, segments } = buildStore(mulberry32(seed));
+    for (const s of segments) expectCopyScanEqual(v, s.base, s.nonce);
+    const s = segments[0];
+    const found = new FoundEntries(1, SEGMENT_BYTES);
+    const short = { bytes: v.u8.slice(s.base, s.base + SEGMENT_BYTES - 8), base: s.base };
+    expect(() => scanSegment(v, s.base, s.base + SEGMENT_BYTES, s.nonce, found, undefined, 0, short)).toThrow();
+    const before = { bytes: v.u8.slice(s.base, s.base + SEGMENT_BYTES), base: s.base + 8 };
+    expect(() => scanSegment(v, s.base, s.base + SEGMENT_BYTES, s.nonce, found, undefined, 0, before)).toThrow();
   });
 
   it('reads nothing of a poisoned block: a record running into one is a poison region (real SIGBUS past the named blocks; red with kv-scan-past-poison)', () => {
