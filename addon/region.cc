@@ -163,7 +163,7 @@ FlushMethod ChooseFlush(const OpenRequest& req, Kind kind) {
   return kind == Kind::kFile ? FlushMethod::kMsync : BestCpuFlush();
 }
 
-Napi::Value Describe(Napi::Env env, const Region& r, bool mapSync, size_t alignment) {
+Napi::Value Describe(Napi::Env env, const Region& r, bool mapSync, size_t alignment, bool created) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   std::unique_ptr<v8::BackingStore> store =
       v8::SharedArrayBuffer::NewBackingStore(r.base, r.sizeBytes, UnmapDeleter, const_cast<Region*>(&r));
@@ -181,6 +181,7 @@ Napi::Value Describe(Napi::Env env, const Region& r, bool mapSync, size_t alignm
   (void)out.Set("mapSync", Napi::Boolean::New(env, mapSync));
   (void)out.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(r.sizeBytes)));
   (void)out.Set("alignment", Napi::Number::New(env, static_cast<double>(alignment)));
+  (void)out.Set("created", Napi::Boolean::New(env, created));
   return out;
 }
 
@@ -253,7 +254,7 @@ Napi::Value JsOpenRegion(const Napi::CallbackInfo& info) {
   r.fd = o.fd;
   r.id.store((generation << kSlotBits) | static_cast<uint32_t>(slot), std::memory_order_release);
   guard.unlock();
-  return Describe(env, r, mapSync, req.alignment);
+  return Describe(env, r, mapSync, req.alignment, o.created);
 }
 
 Napi::Value JsCloseRegion(const Napi::CallbackInfo& info) {

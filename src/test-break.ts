@@ -362,6 +362,12 @@ export const SWITCHES = {
       'a batch publishes its entries one key at a time (each seqlock opened and closed before the next, a 0-20 us spin between keys), not all opened before any is finished',
     red: ['test/kv/kv-batch-visibility.test.ts'],
   },
+  'kv-create-keeps-file': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'an open() that created its file and then failed leaves the file behind',
+    red: ['test/kv/kv-space-create.test.ts'],
+  },
   'bench-page-locks-off': {
     layer: 'cli',
     read: 'load',
@@ -442,6 +448,8 @@ export const testHooks: {
   writebackWindow?: () => void;
   /** wait-table.ts: a timed-out wait before and after it dequeues itself */
   waitTimeout?: (stage: 'before-dequeue' | 'after-dequeue') => void;
+  /** kv store.ts: open() has just created the store's file, before formatting it (a throw fails the create) */
+  kvCreated?: (path: string) => void;
   /** transfer-owner.ts: right after an owner record's word0 changed, before it is persisted */
   transferOwnerExchanged?: (block: number, fromOwnerId: number, toOwnerId: number) => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */

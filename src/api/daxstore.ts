@@ -12,6 +12,7 @@ export {
   KvDamageError,
   MAX_KEY_BYTES,
   MAX_VALUE_BYTES,
+  MIN_STORE_BYTES,
   type OpenOptions,
   type OpenMediaOptions,
   type Durability,

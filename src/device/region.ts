@@ -73,6 +73,8 @@ export class MappedMedia implements Media {
   readonly regionId: number;
   /** true for the opener (owns the flock), false for an attached view */
   readonly owner: boolean;
+  /** this opener created the file */
+  created = false;
   #closed = false;
 
   /** the mapping is MAP_PRIVATE: the file does not hold this process's stores (readInto refuses) */
@@ -204,6 +206,15 @@ function checkBytes(op: string, name: string, bytes: unknown, length: number): a
   }
 }
 
+/**
+ * Closes media a caller opened and, when that open created the file, removes it: for callers
+ * whose set-up failed after the open (a create must leave nothing behind).
+ */
+export function closeAndRemoveCreated(media: MappedMedia): void {
+  media.close();
+  if (media.created) fs.rmSync(media.path, { force: true });
+}
+
 /** Open (or create) a region and map it whole. */
 export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMedia {
   const plan = planOpen(path, opts);
@@ -233,6 +244,7 @@ export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMe
     path,
   };
   const media = new MappedMedia(region.regionId, region.buffer, info, true, opts.privateCopy === true);
+  media.created = region.created;
   if (kind === 'file' && flushMethod !== 'msync') {
     // CPU flushes do not make a page-cache file durable: refuse rather than pretend.
     media.close();

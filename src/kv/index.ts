@@ -12,6 +12,7 @@ import type { KeyEncoding, ValueEncoding } from './encodings.js';
 
 export {
   KvStore,
+  MIN_STORE_BYTES,
   type OpenOptions,
   type OpenMediaOptions,
   type KvStoreOf,

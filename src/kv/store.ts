@@ -66,6 +66,7 @@ import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
 import type { Media } from '../device/media.js';
 import { openRegionExplained } from './open-busy.js';
 import { BLOCK_BYTES } from '../device/layout.js';
+import { closeAndRemoveCreated, type MappedMedia } from '../device/region.js';
 import {
   beginReplace,
   deleteLocked,
@@ -133,7 +134,7 @@ import { reapKvWriters, type WriterReapContext } from './writer-reaper.js';
 import { LAYER_KV } from '../index/epoch.js';
 import { DEATHS_WORD, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
-import { isBroken } from '../test-break.js';
+import { isBroken, testHooks } from '../test-break.js';
 import { compactSegments, evacuateSegments, type CompactionReport } from './compaction.js';
 import { removeCheckpoint, writeCheckpoint, type CheckpointWritten } from './checkpoint.js';
 import { keyText, recoverKv, refuseDamage, type KvRecoveryReport, type RecoveryMode } from './recovery.js';
@@ -413,14 +414,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const create = !existsSync(path);
     if (create && opts.size === undefined)
       throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
+    if (create) checkStoreSize(path, opts.size);
     const media = openRegionExplained(path, create ? { create: true, sizeBytes: opts.size } : {});
     try {
-      return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: create }), durability, opts, {
+      if (media.created) testHooks.kvCreated?.(path);
+      return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: media.created }), durability, opts, {
         mode,
         quarantineDir: `${path}.quarantine`,
       });
     } catch (e) {
-      media.close();
+      abandonOpen(media); // a failed create leaves no file behind
       throw e;
     }
   }
@@ -1958,6 +1961,32 @@ export class KvIterator<T> implements IterableIterator<T>, Disposable {
   [Symbol.dispose](): void {
     this.gen.return(undefined);
   }
+}
+
+/**
+ * The smallest store: the metadata before the first 2 MiB-aligned data block (superblocks,
+ * root area, owner table, bad-block list: 2 MiB up to stores of ~500 MiB) and two 2 MiB
+ * extents: a log segment and one for large values.
+ */
+export const MIN_STORE_BYTES = 6 * 1024 * 1024;
+
+/** Closes media open() could not make a store of; when open() created the file, removes it. */
+function abandonOpen(media: MappedMedia): void {
+  if (isBroken('kv-create-keeps-file')) return media.close(); // sabotaged: the file stays
+  closeAndRemoveCreated(media);
+}
+
+function checkStoreSize(path: string, size: unknown): void {
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size % BLOCK_BYTES !== 0)
+    throw new DaxError(
+      'EINVAL',
+      `open ${path}: size ${String(size)} must be a whole number of ${BLOCK_BYTES}-byte blocks`,
+    );
+  if (size < MIN_STORE_BYTES)
+    throw new DaxError(
+      'EINVAL',
+      `open ${path}: size ${size} bytes is below the minimum store size of ${MIN_STORE_BYTES} bytes (6 MiB)`,
+    );
 }
 
 function withPrefix(bytes: Uint8Array): Uint8Array {

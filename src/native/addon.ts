@@ -34,6 +34,8 @@ export interface NativeRegion {
   readonly mapSync: boolean;
   readonly sizeBytes: number;
   readonly alignment: number;
+  /** this open created the file (a failure before the store is formatted should remove it) */
+  readonly created: boolean;
 }
 
 export interface NativeAddon {
