@@ -140,11 +140,13 @@ export function readOrderedKey(u8: Uint8Array, start: number, length: number): O
   return readKey(orderedReadScratch, 0, length) as OrderedKey;
 }
 
+/** Where orderedKeyBytes encodes before copying out (a batch of many keys allocates no scratch per key). */
+const orderedWriteScratch = new Uint8Array(ORDERED_SCRATCH_BYTES);
+
 /** The ordered-binary bytes of `key` (an owned copy), for bounds and batches. */
 export function orderedKeyBytes(key: unknown, op: string): Uint8Array {
-  const scratch = new Uint8Array(ORDERED_SCRATCH_BYTES);
-  const n = writeOrderedKey(scratch, key, op);
-  return scratch.slice(1, 1 + n);
+  const n = writeOrderedKey(orderedWriteScratch, key, op);
+  return orderedWriteScratch.slice(1, 1 + n);
 }
 
 /**
