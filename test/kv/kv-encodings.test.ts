@@ -157,10 +157,15 @@ describe('ordered keys sort like their values', () => {
     ['scalars', fc.oneof(part, fc.constant(null))],
     ['compound keys', fc.array(part, { minLength: 1, maxLength: 4 })],
   ] as const)
-    test(`${name}: range() gives the model order, each key decoded equal`, () =>
+    // DAXSTORE_LONG scales the runs and the time allowed alike
+    test(`${name}: range() gives the model order, each key decoded equal`, { timeout: scaled(60_000) }, () =>
       withSeed(FILE, (seed) => {
+        let stores = 0;
+        let keys = 0;
         fc.assert(
           fc.property(fc.array(arb as fc.Arbitrary<OrderedKey>, { minLength: 1, maxLength: 60 }), (raw) => {
+            stores++;
+            keys += raw.length;
             const db = openMedia(createSimMedia(16 * MIB), { valueEncoding: 'json' });
             try {
               const unique = new Map<string, OrderedKey>();
@@ -182,7 +187,9 @@ describe('ordered keys sort like their values', () => {
           }),
           { seed, numRuns: scaled(40) },
         );
-      }));
+        console.log(`ordered keys, ${name}: ${stores} stores, ${keys} keys, each in model order`);
+      }),
+    );
 
   test('a compound prefix selects that key and the longer keys starting with its parts, and nothing else', () => {
     const db = openMedia(createSimMedia(16 * MIB), { valueEncoding: 'utf8' });

@@ -93,38 +93,47 @@ function contents(db: AnyStore): string {
 }
 
 describe('strict options', () => {
-  test('a misspelled option name is EINVAL on every method that takes options, and changes nothing', () =>
-    withSeed(FILE, (seed) => {
-      const dir = mkdtempSync('/dev/shm/kv-strict-');
-      const db = openMedia(createSimMedia(16 * 2 ** 20));
-      try {
-        for (let i = 0; i < 200; i++) db.put(`user:${i}`, `v${i}`);
-        const before = contents(db);
-        for (const m of optionTakers(db, dir)) {
-          for (const real of m.options) {
-            fc.assert(
-              fc.property(misspelling(real), (wrong) => {
-                fc.pre(!m.options.includes(wrong));
-                const code = daxCodeOf(() => m.call({ [wrong]: validValue(real) }));
-                expect(code, `${m.name}({ ${wrong} })`).toBe('EINVAL');
-                // beside a valid option too: the typo is refused, not ignored
-                const other = m.options.find((o) => o !== real && o !== 'limit' && o !== 'reverse');
-                if (other !== undefined)
-                  expect(daxCodeOf(() => m.call({ [other]: validValue(other), [wrong]: validValue(real) }))).toBe(
-                    'EINVAL',
-                  );
-              }),
-              { seed: seed + real.length, numRuns: scaled(15) },
-            );
+  // DAXSTORE_LONG scales the misspellings tried and the time allowed alike
+  test(
+    'a misspelled option name is EINVAL on every method that takes options, and changes nothing',
+    { timeout: scaled(60_000) },
+    () =>
+      withSeed(FILE, (seed) => {
+        const dir = mkdtempSync('/dev/shm/kv-strict-');
+        const db = openMedia(createSimMedia(16 * 2 ** 20));
+        try {
+          for (let i = 0; i < 200; i++) db.put(`user:${i}`, `v${i}`);
+          const before = contents(db);
+          let tried = 0;
+          const methods = optionTakers(db, dir);
+          for (const m of methods) {
+            for (const real of m.options) {
+              fc.assert(
+                fc.property(misspelling(real), (wrong) => {
+                  fc.pre(!m.options.includes(wrong));
+                  tried++;
+                  const code = daxCodeOf(() => m.call({ [wrong]: validValue(real) }));
+                  expect(code, `${m.name}({ ${wrong} })`).toBe('EINVAL');
+                  // beside a valid option too: the typo is refused, not ignored
+                  const other = m.options.find((o) => o !== real && o !== 'limit' && o !== 'reverse');
+                  if (other !== undefined)
+                    expect(daxCodeOf(() => m.call({ [other]: validValue(other), [wrong]: validValue(real) }))).toBe(
+                      'EINVAL',
+                    );
+                }),
+                { seed: seed + real.length, numRuns: scaled(15) },
+              );
+            }
           }
+          expect(contents(db)).toBe(before);
+          expect(existsSync(path.join(dir, 'absent'))).toBe(false);
+          console.log(`strict options: ${tried} misspelled option names on ${methods.length} methods, all EINVAL`);
+        } finally {
+          db.close();
+          rmSync(dir, { recursive: true, force: true });
         }
-        expect(contents(db)).toBe(before);
-        expect(existsSync(path.join(dir, 'absent'))).toBe(false);
-      } finally {
-        db.close();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    }));
+      }),
+  );
 
   test('wrong types and nonsense values are EINVAL naming the option', () => {
     const db = openMedia(createSimMedia(8 * 2 ** 20));
