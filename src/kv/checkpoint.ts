@@ -393,12 +393,8 @@ export function writeCheckpoint(
   dv.setUint32(0, s[0], true);
   dv.setUint32(4, s[1], true);
   const id = CHECKPOINT_ID_FIRST + generation;
-  // Whole 2 MiB extents (each one huge page where the allocator has one) when there is more
-  // than one; a small checkpoint in 4 KiB pages (a small store does not pay a 2 MiB extent).
-  const size =
-    bytes.length >= EXTENT_BYTES
-      ? Math.ceil(bytes.length / EXTENT_BYTES) * EXTENT_BYTES
-      : Math.ceil(bytes.length / BLOCK_BYTES) * BLOCK_BYTES;
+  // Whole 2 MiB extents: each is one huge page of the object where the allocator has one.
+  const size = Math.ceil(bytes.length / EXTENT_BYTES) * EXTENT_BYTES;
   const obj = space.object(id, { create: true, size });
   try {
     testHooks.checkpointWrite?.('created');

@@ -317,13 +317,6 @@ function recoverFromCheckpoint(
 ): KvRecoveryReport | undefined {
   const t0 = performance.now();
   const cpu0 = cpuMs();
-  // A poisoned block under the log is damage the full scan must report (the records a
-  // checkpoint covers are not read): scanned whole, the checkpoint kept.
-  const device = space.device;
-  if (device.poisonedBlocks !== 0 && segments.some(([block]) => device.firstPoisoned(block, HUGE_BLOCKS) >= 0)) {
-    use.ignored.push('poisoned blocks under the log: scanned whole');
-    return undefined;
-  }
   const owned = new Map(segments);
   let cp: LoadedCheckpoint | undefined;
   for (const id of ids) {
