@@ -45,19 +45,8 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 //   starts: Uint32Array, lengths: Uint16Array, indexKeys: Uint8Array, keyPrefix) -> winners or -errno
 // Winner of a key: highest sequence, ties to an entry that is not LOST, then to the lowest
 // entry offset; keys whose winner is a DEL are left out (a LOST winner is kept). Winner i: values[i] = its entry offset, its index key (keyPrefix ++ user
-// key) at indexKeys[starts[i], starts[i] + lengths[i]), back to back in key order. With a 9th
-// argument true, DEL winners are kept too, their value -(entry offset + 1).
+// key) at indexKeys[starts[i], starts[i] + lengths[i]), back to back in key order.
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
-
-// JsMergeKvColumns(media, aCount, aValues, aStarts, aLengths, aKeys, bCount, bValues, bStarts,
-//   bLengths, bKeys, covered, outValues, outStarts, outLengths, outKeys, counts: Float64Array)
-//   -> winners written, or -errno (-ERANGE: out too small; -EIO: media error)
-// Merges a checkpoint's winners (a, key order, no DEL) with the winners of the log written after
-// it (b, key order, DEL winners with value -(offset + 1), pickKvWinners keepDeletes) into out,
-// key order: for a key in both, b's entry wins when its sequence is above `covered` (the
-// checkpoint's highest), else by the pick's order read from both entries' headers; a winning
-// DEL removes the key. counts: [replaced, added, removed].
-Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 
 // JsHashRange(bytes: Uint8Array, offset, length, out: Uint32Array) -> 0, -EINVAL, or -EIO (a
 // media error reading them). xxh64 (seed 0) of bytes[offset, offset + length) into out[0]

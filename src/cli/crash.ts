@@ -609,7 +609,6 @@ export const SELF_TEST_BREAKS = [
   'kv-large-free-early',
   'free-skip-persist',
   'superblock-single-persist',
-  'kv-checkpoint-trust-stale',
 ] as const satisfies readonly SwitchName[];
 type SelfTestBreak = (typeof SELF_TEST_BREAKS)[number];
 
@@ -628,8 +627,6 @@ const PLANTED_AS: Record<SelfTestBreak, string> = {
     'a freed block reused inside the grace period (old object removed, blocks reused, before the superseding record is durable)',
   'free-skip-persist': 'a free not durable before the block is reused',
   'superblock-single-persist': 'both superblock copies updated under one fence',
-  'kv-checkpoint-trust-stale':
-    'a stale index checkpoint trusted (segments it lists compacted away and reused since; coverage not checked)',
 };
 
 /** Switches a planted bug needs together: the early free returns blocks to the allocator at once (dax-free-now), so the new value reuses them. */
@@ -642,7 +639,6 @@ const WORKLOAD_OF: Partial<Record<SelfTestBreak, CrashOptions['workload']>> = {
   'alloc-publish-before-index': 'kv-compact',
   'kv-large-free-early': 'kv-compact',
   'kv-large-ref-before-data': 'kv-compact',
-  'kv-checkpoint-trust-stale': 'kv-compact',
 };
 
 export interface SelfTestResult {

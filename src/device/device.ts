@@ -315,11 +315,6 @@ export class Device {
     this.allocator.reapParticipant(id);
   }
 
-  /** The store's identity (superblock uuid, random at format), a copy; undefined on attached devices. */
-  get uuid(): Uint8Array | undefined {
-    return this.superblock === undefined ? undefined : this.superblock.uuid.slice();
-  }
-
   /** Opener: clean-shutdown flag durable, media closed; attached: detaches. Idempotent. */
   close(): void {
     if (this.isClosed) return;

@@ -74,21 +74,12 @@ import {
   SCAN_INVALID,
   SCAN_POISON,
   SORT_RECORD_WORDS,
-  mergeColumns,
   pickWinners,
   scanSegment as scanNative,
-  type WinnerColumns,
   type BadRegion,
   type SegmentCopy,
 } from './recovery-native.js';
 import { analyzeRegion, type KnownEntry } from './recovery-damage.js';
-import {
-  checkpointIds,
-  coverageProblem,
-  readCheckpoint,
-  type CheckpointSegment,
-  type LoadedCheckpoint,
-} from './checkpoint.js';
 import type { SalvageReport } from './recovery-salvage.js';
 
 /** DAXSTORE_SCAN_MAPPED=1 (an A/B knob, docs/TESTING.md): the scan reads segments through the mapping, not with read(2). */
@@ -143,8 +134,6 @@ export interface KvRecoveryReport {
   phasesCpuMs: { scan: number; sort: number; load: number };
   /** the segment with the most room after its last valid record (the opener resumes appending there) */
   resume: { base: number; used: number; nonce: number } | undefined;
-  /** what open did about index checkpoints (checkpoint.ts) */
-  checkpoint: CheckpointUse | undefined;
   /** what salvage did about the damage (salvage mode only) */
   salvaged?: SalvageReport;
 }
@@ -161,80 +150,12 @@ export class KvDamageError extends DaxError {
   }
 }
 
-/** What open does about checkpoints (store.ts): the store's uuid, and whether the full scan is forced. */
-export interface RecoverOptions {
-  /** the superblock's uuid: a checkpoint must carry it */
-  uuid?: Uint8Array;
-  /** recovery: 'full' (or salvage): scan the whole log, load no checkpoint */
-  full?: boolean;
-}
-
-/** What open did about checkpoints (stats().recovery.checkpoint). */
-export interface CheckpointUse {
-  /** the generation loaded (the log scanned only after what it covers), or undefined: full scan */
-  loaded: number | undefined;
-  /** checkpoints found and not trusted, and why (damaged, stale, another store's, another version) */
-  ignored: string[];
-  /** the full scan was asked for (recovery: 'full', or salvage) */
-  forcedFull: boolean;
-  /** log records scanned after the checkpoint, and the entries in them */
-  tailRecords: number;
-  tailEntries: number;
-  /** keys the tail changed: replaced, added, removed */
-  tailKeys: { replaced: number; added: number; removed: number };
-  /** checkpoint objects to remove (ignored ones): the store removes them after open */
-  remove: number[];
-  /** time to read and check the checkpoint, ms */
-  readMs: number;
-  /** the loaded checkpoint's segment ends: the next close hops on from them (checkpoint.ts segmentEnd) */
-  coveredSegments: CheckpointSegment[];
-}
-
-export function recoverKv(
-  space: DaxSpace,
-  v: MediaViews,
-  mode: RecoveryMode = 'strict',
-  opts: RecoverOptions = {},
-): KvRecoveryReport {
+export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = 'strict'): KvRecoveryReport {
   const start = performance.now();
-  const segments: Array<[block: number, nonce: number]> = [];
-  space.device.forEachOwned((block, owner, index, order) => {
-    if (owner !== OWNER_KV_SEGMENT) return;
-    if (order !== SEGMENT_ORDER)
-      throw new DaxError(
-        'ECORRUPT',
-        `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`,
-      );
-    segments.push([block, index]);
-  });
-  // Scan order is offset order (the sort breaks sequence ties by offset): blocks ascending.
-  for (let i = 1; i < segments.length; i++)
-    if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
-  const use: CheckpointUse = {
-    loaded: undefined,
-    ignored: [],
-    forcedFull: opts.full === true || mode === 'salvage',
-    tailRecords: 0,
-    tailEntries: 0,
-    tailKeys: { replaced: 0, added: 0, removed: 0 },
-    remove: [],
-    readMs: 0,
-    coveredSegments: [],
-  };
-  const ids = checkpointIds(space);
-  if (!use.forcedFull && opts.uuid !== undefined && ids.length > 0) {
-    const report = recoverFromCheckpoint(space, v, mode, segments, ids, opts.uuid, use, start);
-    if (report !== undefined) return report;
-  }
-  const report = fullScan(space, v, mode, segments, start);
-  report.checkpoint = use;
-  return report;
-}
-
-function newReport(mode: RecoveryMode, segments: number): KvRecoveryReport {
-  return {
+  const cpu0 = cpuMs();
+  const report: KvRecoveryReport = {
     mode,
-    segments,
+    segments: 0,
     records: 0,
     entries: 0,
     keys: 0,
@@ -251,21 +172,21 @@ function newReport(mode: RecoveryMode, segments: number): KvRecoveryReport {
     phasesMs: { scan: 0, sort: 0, load: 0 },
     phasesCpuMs: { scan: 0, sort: 0, load: 0 },
     resume: undefined,
-    checkpoint: undefined,
   };
-}
-
-/** Every record of every segment: the index rebuilt from the log alone. */
-function fullScan(
-  space: DaxSpace,
-  v: MediaViews,
-  mode: RecoveryMode,
-  segments: Array<[block: number, nonce: number]>,
-  start: number,
-): KvRecoveryReport {
-  const t0 = performance.now();
-  const cpu0 = cpuMs();
-  const report = newReport(mode, segments.length);
+  const segments: Array<[block: number, nonce: number]> = [];
+  space.device.forEachOwned((block, owner, index, order) => {
+    if (owner !== OWNER_KV_SEGMENT) return;
+    if (order !== SEGMENT_ORDER)
+      throw new DaxError(
+        'ECORRUPT',
+        `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`,
+      );
+    segments.push([block, index]);
+  });
+  // Scan order is offset order (the sort breaks sequence ties by offset): blocks ascending.
+  for (let i = 1; i < segments.length; i++)
+    if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
+  report.segments = segments.length;
   const vouched = vouchedEnds(space, v, segments);
   const found = new FoundEntries(segments.length, SEGMENT_BYTES);
   const injected = new Map<number, KnownEntry>();
@@ -274,7 +195,7 @@ function fullScan(
   report.records = found.validRecords;
   report.entries = found.count;
   report.maxSequence = found.maxSequence;
-  report.phasesMs.scan = performance.now() - t0;
+  report.phasesMs.scan = performance.now() - start;
   const cpu1 = cpuMs();
   report.phasesCpuMs.scan = cpu1 - cpu0;
   const t1 = performance.now();
@@ -295,105 +216,6 @@ function fullScan(
   report.phasesCpuMs.load = cpuMs() - cpu2;
   report.keys = winners.count;
   if (injected.size > 0) findDamagedDeletes(space, injected, report);
-  report.timeMs = performance.now() - start;
-  return report;
-}
-
-/**
- * The newest checkpoint that checks out (checkpoint.ts: whole, this store's, this version,
- * covering what the log still holds), its winners merged with those of the log written after
- * it. undefined (every reason in use.ignored) when none does, or when the log after it holds
- * damage (the full scan then reports it as usual).
- */
-function recoverFromCheckpoint(
-  space: DaxSpace,
-  v: MediaViews,
-  mode: RecoveryMode,
-  segments: Array<[block: number, nonce: number]>,
-  ids: number[],
-  uuid: Uint8Array,
-  use: CheckpointUse,
-  start: number,
-): KvRecoveryReport | undefined {
-  const t0 = performance.now();
-  const cpu0 = cpuMs();
-  const owned = new Map(segments);
-  let cp: LoadedCheckpoint | undefined;
-  for (const id of ids) {
-    if (cp !== undefined) break;
-    const r = readCheckpoint(space, id, uuid);
-    const problem = 'reason' in r ? r.reason : coverageProblem(space, v, r.checkpoint, owned);
-    if (problem === undefined && 'checkpoint' in r) cp = r.checkpoint;
-    else {
-      use.ignored.push(problem ?? 'unreadable');
-      use.remove.push(id);
-    }
-  }
-  use.readMs = performance.now() - t0;
-  if (cp === undefined) return undefined;
-  const report = newReport(mode, segments.length);
-  // What the checkpoint covers of each segment: only of the same segment life (block and nonce).
-  const covered = new Map(cp.segments.map((s) => [`${s.block}:${s.nonce}`, s.used]));
-  const vouched = vouchedEnds(space, v, segments);
-  const found = new FoundEntries(1, SEGMENT_BYTES);
-  const injected = new Map<number, KnownEntry>();
-  const scratch = space.device.media.readInto === undefined ? undefined : new Uint8Array(SEGMENT_BYTES);
-  for (const [block, nonce] of segments)
-    scanSegment(
-      space,
-      v,
-      block,
-      nonce,
-      vouched,
-      report,
-      found,
-      injected,
-      scratch,
-      covered.get(`${block}:${nonce}`) ?? 0,
-    );
-  if (report.damage.length > 0 || injected.size > 0 || report.corrected.length > 0) {
-    use.ignored.push(`checkpoint ${cp.generation}: the log after it holds damage; scanned whole`);
-    return undefined;
-  }
-  use.loaded = cp.generation;
-  use.coveredSegments = cp.segments;
-  use.tailRecords = found.validRecords;
-  use.tailEntries = found.count;
-  report.records = cp.records + found.validRecords;
-  report.entries = found.count;
-  report.maxSequence = Math.max(cp.maxSequence, found.maxSequence);
-  report.phasesMs.scan = performance.now() - t0;
-  const cpu1 = cpuMs();
-  report.phasesCpuMs.scan = cpu1 - cpu0;
-  const t1 = performance.now();
-  const base: WinnerColumns = {
-    count: cp.keys,
-    values: cp.values,
-    starts: cp.starts,
-    lengths: cp.lengths,
-    keys: cp.keyBytes,
-  };
-  let winners = base;
-  if (found.count > 0) {
-    const merged = mergeColumns(v, base, pickWinners(v, found, KV_KEY_PREFIX, true), cp.maxSequence);
-    use.tailKeys = { replaced: merged.replaced, added: merged.added, removed: merged.removed };
-    winners = merged;
-  }
-  const t2 = performance.now();
-  report.phasesMs.sort = t2 - t1;
-  const cpu2 = cpuMs();
-  report.phasesCpuMs.sort = cpu2 - cpu1;
-  space.tree.bulkLoad({
-    count: winners.count,
-    keys: winners.keys,
-    starts: winners.starts,
-    lengths: winners.lengths,
-    values: winners.values,
-  });
-  report.phasesMs.load = performance.now() - t2;
-  report.phasesCpuMs.load = cpuMs() - cpu2;
-  report.keys = winners.count;
-  report.checkpoint = use;
   report.timeMs = performance.now() - start;
   return report;
 }
@@ -437,25 +259,14 @@ function scanSegment(
   found: FoundEntries,
   injected: Map<number, KnownEntry>,
   scratch: Uint8Array | undefined,
-  from = 0,
 ): void {
   const device = space.device;
   const base = device.blockOffset(block);
   const end = base + SEGMENT_BYTES;
   const poison = poisonBitmap(space, block);
   const vouchedEnd = vouched.get(nonce);
-  const copy = scratch === undefined ? undefined : readSegment(space, base, poison, scratch, from);
-  const scan = scanNative(
-    v,
-    base,
-    end,
-    nonce,
-    found,
-    poison,
-    vouchedEnd === undefined ? 0 : base + vouchedEnd,
-    copy,
-    base + from,
-  );
+  const copy = scratch === undefined ? undefined : readSegment(space, base, poison, scratch);
+  const scan = scanNative(v, base, end, nonce, found, poison, vouchedEnd === undefined ? 0 : base + vouchedEnd, copy);
   let resumable = scan.status === SCAN_END || scan.status === SCAN_CUT;
   if (scan.status === SCAN_INVALID || scan.status === SCAN_POISON) {
     // kv-no-resync (a test switch): the old rule, the first bad record ends the segment quietly.
@@ -502,18 +313,11 @@ function scanSegment(
  * a hypervisor exit too), most of a scan's cost where the store was just mapped; the copy is
  * made by the kernel through its own map of the pages, and the scan then reads it in cache.
  */
-function readSegment(
-  space: DaxSpace,
-  base: number,
-  poison: Uint32Array,
-  scratch: Uint8Array,
-  from: number,
-): SegmentCopy | undefined {
+function readSegment(space: DaxSpace, base: number, poison: Uint32Array, scratch: Uint8Array): SegmentCopy | undefined {
   const media = space.device.media;
   if (media.readInto === undefined || SCAN_THROUGH_MAPPING) return undefined;
   const poisoned = (b: number): boolean => poison.length !== 0 && ((poison[b >>> 5] >>> (b & 31)) & 1) !== 0;
-  // From the block holding `from` (a checkpoint's tail): the scan reads nothing before it.
-  for (let b = Math.floor(from / BLOCK_BYTES); b < HUGE_BLOCKS;) {
+  for (let b = 0; b < HUGE_BLOCKS;) {
     if (poisoned(b)) {
       b++;
       continue;

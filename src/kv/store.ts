@@ -136,12 +136,10 @@ import { DEATHS_WORD, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { isBroken, testHooks } from '../test-break.js';
 import { compactSegments, evacuateSegments, type CompactionReport } from './compaction.js';
-import { removeCheckpoint, writeCheckpoint, type CheckpointWritten } from './checkpoint.js';
 import { keyText, recoverKv, refuseDamage, type KvRecoveryReport, type RecoveryMode } from './recovery.js';
 import { salvage, type SalvageReport } from './recovery-salvage.js';
 import {
   KV_OBJECT_ID_BASE,
-  isLargeValueId,
   LargeObjectReaper,
   collectOrphans,
   copyLargePinned,
@@ -177,10 +175,8 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
    * KvDamageError (ECORRUPT, or EIO for poison) naming the damage and the keys it may affect;
    * 'salvage' serves every intact key, marks the keys whose newest version was lost (reads
    * throw EIO), removes the damage from the log and reports all of it in stats().recovery.
-   * 'full': as 'strict', but the whole log is scanned even when a checkpoint of the index
-   * (written at the last clean close) could be loaded; salvage always scans the whole log.
    */
-  recovery?: RecoveryMode | 'full';
+  recovery?: RecoveryMode;
   /** how keys are stored: a new store's default is 'ordered'; an existing store's is the one it was created with */
   keyEncoding?: KE;
   /** how values are stored: a new store's default is 'msgpack'; an existing store's is the one it was created with */
@@ -249,7 +245,7 @@ export interface KvStats {
 
 /** Bounds are checked as keys by the key encoding (rangeBounds); here only that they are present. */
 const isBound = (): string | undefined => undefined;
-const RECOVERY_MODES: readonly (RecoveryMode | 'full')[] = ['strict', 'salvage', 'full'];
+const RECOVERY_MODES: readonly RecoveryMode[] = ['strict', 'salvage'];
 const OPEN_OPTIONS: OptionSpec = {
   size: 'positiveInteger',
   durability: DURABILITIES,
@@ -451,15 +447,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     space: DaxSpace,
     durability: Durability,
     wanted: Partial<KvRoot>,
-    damage: { mode: RecoveryMode | 'full'; quarantineDir: string | undefined },
+    damage: { mode: RecoveryMode; quarantineDir: string | undefined },
   ): KS {
     try {
       const views = mediaViews(space.device.media.buffer);
-      const mode: RecoveryMode = damage.mode === 'full' ? 'strict' : damage.mode;
-      const report = recoverKv(space, views, mode, { uuid: space.device.uuid, full: damage.mode === 'full' });
-      // Checkpoints that failed their checks are garbage: removed (durably) before anything is written.
-      for (const id of report.checkpoint?.remove ?? []) removeCheckpoint(space, id);
-      if (mode === 'strict') refuseDamage(space.device.media.path, report);
+      const report = recoverKv(space, views, damage.mode);
+      if (damage.mode === 'strict') refuseDamage(space.device.media.path, report);
       const enc = resolveEncodings(space.device, wanted, DEFAULT_ENCODINGS, true); // before any record is written
       const shared = new SharedArrayBuffer(SHARED_BYTES);
       const store = new KvStore(space, shared, durability, true, report, enc.keyEncoding, enc.valueEncoding);
@@ -1726,7 +1719,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
       lostWakeups: this.space.tree.stats().lostWakeups,
       recovery: this.recovery,
-      largeValueObjects: this.space.objects.liveIds().filter(isLargeValueId).length,
+      largeValueObjects: this.space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE).length,
       largeValueObjectsRemoved: this.reaper.removed,
       largeValueOrphansRemoved: this.largeValuesAtOpen?.orphansRemoved ?? 0,
     };
@@ -1801,7 +1794,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.groupCommitNow(); // batchAsync waiters resolve: their batches are durable now
         this.writer.sealForClose();
         this.reapLarge();
-        if (this.opener) this.checkpointAtClose();
       }
     } finally {
       for (const w of this.groupWaiters.splice(0))
@@ -1816,39 +1808,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       this.space.close();
     }
   }
-
-  /**
-   * The index checkpoint of a clean close (checkpoint.ts), when nothing else appends to the
-   * log: every other writer slot free (a worker still attached keeps its segment open, and
-   * then the next open scans the whole log). A failure to write one (no space, a media
-   * error) leaves the store as it was: the next open scans the whole log.
-   */
-  private checkpointAtClose(): void {
-    const own = this.writer.slotIndex;
-    for (let i = 0; i < MAX_WRITERS; i++) if (i !== own && Atomics.load(this.openTable, i) !== 0) return;
-    const uuid = this.space.device.uuid;
-    if (uuid === undefined) return;
-    const r = this.recovery;
-    try {
-      this.lastCheckpoint = writeCheckpoint(
-        this.space,
-        this.views,
-        uuid,
-        {
-          maxSequence: this.lastSequence(),
-          records: (r?.records ?? 0) + this.counted(PUTS) + this.counted(DELETES) + this.counted(BATCHES),
-          entries: 0,
-        },
-        new Map((r?.checkpoint?.coveredSegments ?? []).map((s) => [s.block, s])),
-      );
-    } catch (e) {
-      if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO')) throw e;
-      this.lastCheckpoint = { error: e.message };
-    }
-  }
-
-  /** The checkpoint close() wrote (tests, tools), or why it could not. */
-  lastCheckpoint: CheckpointWritten | { error: string } | undefined;
 
   private checkOpen(op: string): void {
     if (this.closed)

@@ -123,27 +123,6 @@ export interface NativeAddon {
     lengths: Uint16Array,
     keys: Uint8Array,
     keyPrefix: number,
-    keepDeletes?: boolean,
-  ): number;
-  /** Merges a checkpoint's winner columns with the tail's (addon/kv-recovery.h JsMergeKvColumns): the count, or -errno. */
-  mergeKvColumns(
-    media: Uint8Array,
-    aCount: number,
-    aValues: Float64Array,
-    aStarts: Uint32Array,
-    aLengths: Uint16Array,
-    aKeys: Uint8Array,
-    bCount: number,
-    bValues: Float64Array,
-    bStarts: Uint32Array,
-    bLengths: Uint16Array,
-    bKeys: Uint8Array,
-    covered: number,
-    outValues: Float64Array,
-    outStarts: Uint32Array,
-    outLengths: Uint16Array,
-    outKeys: Uint8Array,
-    counts: Float64Array,
   ): number;
 }
 
