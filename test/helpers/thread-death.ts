@@ -5,7 +5,7 @@
  * replay what the worker had acknowledged when it died, and the one operation it may have been
  * in the middle of.
  */
-import { mulberry32 } from '../../src/device/sim-media.js';
+import { rng } from './seed.js';
 import type { KvStore } from '../../src/kv/store.js';
 
 export const KINDS = [
@@ -52,7 +52,7 @@ function pick<T>(r: () => number, xs: readonly T[]): T {
 
 /** Op i of a dying worker of `kind` in trial `seed`. */
 export function opAt(kind: Kind, seed: number, i: number): Op {
-  const r = mulberry32((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
+  const r = rng((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
   const tag = `${seed}:${i}`;
   const small = (k: string): Op => ({ t: 'put', k, v: valueOf(`${tag}:${k}`, 8 + Math.floor(r() * 120)) });
   switch (kind) {

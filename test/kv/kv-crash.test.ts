@@ -136,7 +136,7 @@ describe('kv crash consistency on the simulated device', () => {
     ['group', 300],
     ['none', 300],
   ] as const) {
-    // Reopens write an index checkpoint: its fences are crash points too (minutes on a loaded machine).
+    // Each crash image is reopened and checked: minutes on a loaded machine.
     it(`${durability}: every crash image recovers an allowed prefix of the operations`, { timeout: 240_000 }, () => {
       try {
         const { images } = runMode(durability, baseSeed, ops);

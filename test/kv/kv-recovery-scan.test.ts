@@ -233,7 +233,7 @@ describe('recovery segment scan', () => {
   });
 
   it('scans a segment read into memory (device offsets biased) as it scans the mapping; a copy too short is refused', () => {
-    const { v, segments } = buildStore(mulberry32(seed));
+    const { v, segments } = buildStore(rng(seed));
     for (const s of segments) expectCopyScanEqual(v, s.base, s.nonce);
     const s = segments[0];
     const found = new FoundEntries(1, SEGMENT_BYTES);

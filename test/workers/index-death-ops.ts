@@ -1,7 +1,7 @@
 /** The ops of test/index/index-thread-death.test.ts, shared by its workers and its model. */
 import type { RadixTree } from '../../src/index/radix-tree.js';
 import { clearTagLocked, grab, setTagLocked, unlock } from '../../src/index/entry-lock.js';
-import { mulberry32 } from '../../src/device/sim-media.js';
+import { rng } from '../helpers/seed.js';
 import { testKey } from './index-keys.js';
 import { Lay } from '../../src/index/nodes.js';
 import { Ew } from '../../src/index/entry-word.js';
@@ -11,7 +11,7 @@ export const INDEX_DEATH_KEYS = 700;
 export type IndexDeathOp = { t: 'insert'; k: number; v: number } | { t: 'delete'; k: number } | { t: 'tag'; k: number };
 
 export function indexDeathOp(seed: number, i: number): IndexDeathOp {
-  const r = mulberry32((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
+  const r = rng((seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0);
   const k = Math.floor(r() * INDEX_DEATH_KEYS);
   const roll = r();
   // Phases of growth and shrinking, so nodes grow to N256 and collapse back.
