@@ -29,6 +29,7 @@ constexpr uint32_t kRecordMagic = 0x564b;
 constexpr uint32_t kKindPut = 1, kKindBatch = 2, kKindPad = 3, kKindSeal = 4;
 constexpr uint32_t kEntryPut = 1, kEntryDel = 2;
 constexpr uint32_t kEntryFlagLost = 2;
+constexpr uint64_t kRetiredHeadWord = 0x2144455249544552ull;  // RETIRED_HEAD_WORD at segment bytes [8, 16)
 
 // io slots and codes: src/kv/recovery-native.ts
 enum IoSlot {
@@ -192,6 +193,10 @@ int CheckRecord(Scan& s, uint64_t at, uint64_t* total, uint32_t* count) {
 void RunScan(void* arg) {
   Scan& s = *static_cast<Scan*>(arg);
   const uint8_t* m = s.media;
+  // A segment compaction retired (its owner record not changed yet when the store stopped) is empty.
+  if (s.at == s.base && s.end - s.base >= kRecordHeaderBytes && FirstPoisoned(s, s.base, s.base + 16) == s.base + 16 &&
+      Load64(m + s.base + 8) == kRetiredHeadWord)
+    return void(s.status = kStatusEnd);
   for (;;) {
     const uint64_t at = s.at;
     if (at + kRecordHeaderBytes > s.end) return void(s.status = kStatusEnd);

@@ -73,6 +73,12 @@ export const SWITCHES = {
       'no thread is ever seen as dead (participants.ts): nothing a dead thread held is recovered (locks, pins, writer slots, its operation in flight)',
     red: ['test/kv/kv-thread-death.test.ts'],
   },
+  'owner-no-correct': {
+    layer: 'device',
+    read: 'call',
+    breaks: 'open does not correct a damaged owner record (one wrong byte): the store is unopenable',
+    red: ['test/device/owner-table-damage.test.ts', 'test/kv/kv-owner-damage.test.ts'],
+  },
   'allocator-no-lock': {
     layer: 'device',
     read: 'call',
@@ -292,6 +298,13 @@ export const SWITCHES = {
     breaks:
       'those flushes get no fence of their own: they share the fence of the owner change that retires the segment',
     red: ['test/kv/kv-compaction-open-writers.test.ts'],
+  },
+  'kv-compact-no-retired-mark': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "compaction retires a segment with its head SEAL intact: salvage can restore it as live when its freed extent's owner record is damaged, bringing back what it held",
+    red: ['test/kv/kv-owner-damage.test.ts', 'test/kv/kv-compaction-mutex.test.ts'],
   },
   'kv-compact-no-mutex': {
     layer: 'kv',

@@ -146,11 +146,15 @@ export class DaxSpace extends EventEmitter {
     return DaxSpace.fromDevice(Device.format(media), opts);
   }
 
-  /** Opens a formatted media and recovers every object from the owner table. */
-  static openMedia(media: Media, opts: SpaceOptions & { formatIfEmpty?: boolean } = {}): DaxSpace {
+  /**
+   * Opens a formatted media and recovers every object from the owner table. `salvage`: an owner
+   * record damaged beyond a one-byte correction is cleared instead of refusing the open
+   * (Device.open; device.ownerRepairs says which).
+   */
+  static openMedia(media: Media, opts: SpaceOptions & { formatIfEmpty?: boolean; salvage?: boolean } = {}): DaxSpace {
     let device: Device;
     try {
-      device = Device.open(media);
+      device = Device.open(media, { salvage: opts.salvage === true });
     } catch (e) {
       if (opts.formatIfEmpty === true && e instanceof DaxError && e.code === 'ENOTSTORE') device = Device.format(media);
       else throw e;

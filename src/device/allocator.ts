@@ -66,7 +66,18 @@ import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import type { Media } from './media.js';
 import { BLOCK_BYTES, HUGE_BLOCKS, HUGE_ORDER, type Geometry } from './layout.js';
-import { FLAG_OWNED, FLAG_POISONED, OwnerTable, decodeMeta, encodeMeta, metaProblem } from './owner-table.js';
+import {
+  FLAG_OWNED,
+  FLAG_POISONED,
+  META_FIELDS,
+  OwnerTable,
+  checkHolds,
+  correctOneByte,
+  decodeMeta,
+  encodeMeta,
+  metaProblem,
+  sealMeta,
+} from './owner-table.js';
 import { BadBlockList } from './bad-blocks.js';
 import { lockWord, unlockWord, withLock } from './spin-lock.js';
 import { isBroken } from '../test-break.js';
@@ -108,6 +119,12 @@ export interface AllocatorStats {
   poisonedBlocks: number;
 }
 
+/** What Allocator.rebuild found wrong in the owner table (Device.open acts on it). */
+export interface OwnerDamage {
+  corrected: Array<{ block: number; word0: bigint; word1: bigint; what: string }>;
+  unresolved: Array<{ block: number; word0: bigint; word1: bigint; why: string }>;
+}
+
 export class Allocator {
   readonly state: SharedArrayBuffer;
   private readonly control: Int32Array;
@@ -131,10 +148,20 @@ export class Allocator {
   }
 
   /**
-   * Builds the index from the owner table and bad-block list. Validates every record:
-   * ECORRUPT naming the block on a bad one. Writes nothing persistent.
+   * Owner records the last rebuild() found damaged: `corrected` (one wrong byte, found by the
+   * record's CHECK: the record as it must be, for Device.open to store) and `unresolved` (no
+   * single byte explains the damage: their blocks are left out of the index, as if FREE, and
+   * Device.open refuses them unless it salvages).
+   */
+  ownerDamage: OwnerDamage = { corrected: [], unresolved: [] };
+
+  /**
+   * Builds the index from the owner table and bad-block list. Validates every record (its
+   * CHECK, its fields, and no OWNED record inside an owned extent) and collects the damaged
+   * ones in ownerDamage. Writes nothing persistent.
    */
   rebuild(): void {
+    this.ownerDamage = { corrected: [], unresolved: [] };
     this.used.fill(0);
     this.poisoned.fill(0);
     // Bits past dataBlocks in the last word count as used, so searches never return them.
@@ -142,18 +169,15 @@ export class Allocator {
     let owned = 0;
     let coveredUntil = 0; // blocks below this are tails of an owned extent
     for (let b = 0; b < this.dataBlocks; b++) {
-      const meta = this.table.loadMeta(b);
+      let meta = this.table.loadMeta(b);
       if (meta === 0n) continue;
-      const problem = metaProblem(meta, b, this.dataBlocks);
-      const { flags, order } = decodeMeta(meta);
-      const ownedTail = b < coveredUntil && (flags & FLAG_OWNED) !== 0;
-      if (problem !== undefined || ownedTail) {
-        const why = problem ?? `owned inside the 2 MiB extent headed by block ${coveredUntil - HUGE_BLOCKS}`;
-        throw new DaxError(
-          'ECORRUPT',
-          `${this.media.path}: owner record of block ${b} at offset ${this.table.recordOffset(b)}: ${why} (word0 0x${meta.toString(16)})`,
-        );
+      if (this.recordProblem(b, meta, this.table.loadIndexWord(b), coveredUntil) !== undefined) {
+        const fixed = this.resolveDamaged(b, meta, this.table.loadIndexWord(b), coveredUntil);
+        if (fixed === undefined) continue; // unresolved: left out, as FREE
+        meta = fixed;
+        if (meta === 0n) continue;
       }
+      const { flags, order } = decodeMeta(meta);
       if ((flags & FLAG_POISONED) !== 0) this.setPoisonedBit(b);
       if ((flags & FLAG_OWNED) === 0) continue;
       const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
@@ -179,6 +203,47 @@ export class Allocator {
   /** Random id of this allocator's shared state (participant records name the device by it). */
   get token(): number {
     return this.control[TOKEN];
+  }
+
+  /** Why (word0, word1) is not a valid record for block b (coveredUntil: see rebuild), or undefined. */
+  private recordProblem(b: number, word0: bigint, word1: bigint, coveredUntil: number): string | undefined {
+    if (!checkHolds(word0, word1)) return 'its check bytes do not hold';
+    const problem = metaProblem(word0 & META_FIELDS, b, this.dataBlocks);
+    if (problem !== undefined) return problem;
+    const { flags } = decodeMeta(word0);
+    if (b < coveredUntil && (flags & FLAG_OWNED) !== 0)
+      return `owned inside the 2 MiB extent headed by block ${coveredUntil - HUGE_BLOCKS}`;
+    return undefined;
+  }
+
+  /**
+   * A damaged record as it must have been, when exactly one record one byte away is valid: the
+   * one the CHECK corrects, or FREE (word0 0) when word0 differs from 0 in one byte only. Records
+   * it in ownerDamage either way; returns the corrected word0, or undefined (unresolved).
+   */
+  private resolveDamaged(b: number, word0: bigint, word1: bigint, coveredUntil: number): bigint | undefined {
+    const why = this.recordProblem(b, word0, word1, coveredUntil)!;
+    const candidates: Array<[bigint, bigint, string]> = [];
+    const corrected = isBroken('owner-no-correct') ? undefined : correctOneByte(word0, word1);
+    if (corrected !== undefined && this.recordProblem(b, corrected[0], corrected[1], coveredUntil) === undefined)
+      candidates.push([corrected[0], corrected[1], 'one byte corrected by its check bytes']);
+    let nonzeroBytes = 0;
+    for (let x = word0; x !== 0n; x >>= 8n) if ((x & 0xffn) !== 0n) nonzeroBytes++;
+    if (nonzeroBytes === 1 && !isBroken('owner-no-correct') && !candidates.some(([w0]) => w0 === 0n))
+      candidates.push([0n, word1, 'a FREE record with one byte set']);
+    const at = `owner record of block ${b} at offset ${this.table.recordOffset(b)}`;
+    if (candidates.length !== 1) {
+      this.ownerDamage.unresolved.push({
+        block: b,
+        word0,
+        word1,
+        why: `${at}: ${why} (word0 0x${word0.toString(16)}, word1 0x${word1.toString(16)}); ${candidates.length === 0 ? 'no one-byte correction explains it' : 'two corrections explain it'}`,
+      });
+      return undefined;
+    }
+    const [fixed0, fixed1, what] = candidates[0];
+    this.ownerDamage.corrected.push({ block: b, word0: fixed0, word1: fixed1, what: `${at}: ${why}; ${what}` });
+    return fixed0;
   }
 
   stats(): AllocatorStats {
@@ -237,7 +302,7 @@ export class Allocator {
 
   /** Allocates a block (order 0) or a 2 MiB extent (order 9) for (ownerId, index); durable on return. */
   allocate(ownerId: number, index: number, order: 0 | 9): number {
-    const meta = encodeMeta(FLAG_OWNED, order, ownerId);
+    const meta = sealMeta(encodeMeta(FLAG_OWNED, order, ownerId), BigInt(index));
     const pt = participantTable();
     const rb = mySlotBase();
     for (;;) {
@@ -247,6 +312,25 @@ export class Allocator {
       if (published) return block;
       // Lost the block to a concurrent poison(): it stays reserved as poisoned; try another.
     }
+  }
+
+  /**
+   * Claims exactly `block` (an extent when order 9) for (ownerId, index), durable on return,
+   * when every block of it is free: recovery restoring an owner record it rebuilt from the data
+   * (a log segment's SEAL). False, nothing changed, when a block of it is in use.
+   */
+  claim(block: number, ownerId: number, index: number, order: 0 | 9): boolean {
+    const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
+    const claimed = withLock(this.control, LOCK, () => {
+      for (let b = block; b < block + n; b++) if ((this.used[b >>> 5] & (1 << (b & 31))) !== 0) return false;
+      for (let b = block; b < block + n; b++) this.used[b >>> 5] |= 1 << (b & 31);
+      this.control[FREE_BLOCKS] -= n;
+      return true;
+    });
+    if (!claimed) return false;
+    if (this.publish(block, index, sealMeta(encodeMeta(FLAG_OWNED, order, ownerId), BigInt(index)), order)) return true;
+    this.unreserve(block, n); // lost to a concurrent poison
+    return false;
   }
 
   /** Frees an owned block or extent head; durable on return. EINVAL when not an owned head. */
@@ -272,7 +356,10 @@ export class Allocator {
     let meta = this.table.loadMeta(block);
     for (;;) {
       if ((decodeMeta(meta).flags & FLAG_OWNED) === 0) throw this.notOwnedError(block, 'free');
-      const next = (decodeMeta(meta).flags & FLAG_POISONED) !== 0 ? BigInt(FLAG_POISONED) : 0n;
+      const next =
+        (decodeMeta(meta).flags & FLAG_POISONED) !== 0
+          ? sealMeta(BigInt(FLAG_POISONED), this.table.loadIndexWord(block))
+          : 0n;
       const found = this.table.casMeta(block, meta, next);
       if (found === meta) break;
       meta = found; // a concurrent poison() or free() changed word0: re-validate
@@ -309,7 +396,8 @@ export class Allocator {
     if (!added) return false;
     let meta = this.table.loadMeta(block);
     for (;;) {
-      const found = this.table.casMeta(block, meta, meta | BigInt(FLAG_POISONED));
+      const next = sealMeta((meta & META_FIELDS) | BigInt(FLAG_POISONED), this.table.loadIndexWord(block));
+      const found = this.table.casMeta(block, meta, next);
       if (found === meta) break;
       meta = found;
     }

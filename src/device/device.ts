@@ -120,8 +120,13 @@ export class Device {
     return device;
   }
 
-  /** Opens a formatted media: validates everything, then marks it open. Changes nothing on failure. */
-  static open(media: Media): Device {
+  /**
+   * Opens a formatted media: validates everything, then marks it open. An owner record with one
+   * wrong byte (its check bytes find it) is corrected in place; one no single byte explains is
+   * ECORRUPT and nothing is changed, unless `salvage`: then it is cleared (FREE) and reported in
+   * ownerRepairs (a layer above may rebuild it from its own data: restoreOwner).
+   */
+  static open(media: Media, opts: { salvage?: boolean } = {}): Device {
     if (media.closed) throw new DaxError('ECLOSED', `${media.path}: media is closed`);
     const { superblock } = chooseSuperblock(media);
     const problem = geometryProblem(superblock, media.size);
@@ -129,6 +134,26 @@ export class Device {
       throw new DaxError('ECORRUPT', `${media.path}: superblock geometry does not fit the media: ${problem}`);
     const device = new Device(media, superblock, superblock, superblock.cleanShutdown);
     device.allocator.rebuild(); // validates owner table and bad-block list (ECORRUPT), writes nothing
+    const damage = device.allocator.ownerDamage;
+    if (damage.unresolved.length > 0 && opts.salvage !== true)
+      throw new DaxError(
+        'ECORRUPT',
+        `${media.path}: ${damage.unresolved.length} damaged owner record(s): ${damage.unresolved
+          .slice(0, 5)
+          .map((d) => d.why)
+          .join('; ')}; open with { recovery: 'salvage' } or run \`daxstore check --repair\``,
+      );
+    for (const c of damage.corrected) device.table.storeCorrected(c.block, c.word0, c.word1);
+    for (const u of damage.unresolved) device.table.storeCorrected(u.block, 0n, u.word1);
+    for (const d of [...damage.corrected, ...damage.unresolved]) {
+      device.table.flushMeta(d.block);
+      device.table.flushIndex(d.block);
+    }
+    if (damage.corrected.length + damage.unresolved.length > 0) media.drain();
+    device.ownerRepairs = {
+      corrected: damage.corrected.map((c) => ({ block: c.block, what: c.what })),
+      cleared: damage.unresolved.map((u) => ({ block: u.block, why: u.why })),
+    };
     // Everything validated: now mark open. This one update also repairs a bad or stale copy.
     device.superblock = { ...superblock, cleanShutdown: false, sequence: superblock.sequence + 1 };
     writeSuperblock(media, device.superblock);
@@ -186,6 +211,34 @@ export class Device {
     const poisoned = (own.flags & FLAG_POISONED) !== 0 || this.allocator.isPoisoned(block);
     const state = poisoned ? 'poisoned' : head >= 0 ? 'covered' : owned ? 'owned' : 'free';
     return { state, ownerId: owned ? rec.ownerId : 0, index, order: owned ? rec.order : 0, head: recordBlock };
+  }
+
+  /**
+   * Owner records open found damaged: corrected exactly (one wrong byte), or cleared to FREE
+   * (salvage: no single byte explained the damage; what they said is lost unless a layer above
+   * rebuilds it with restoreOwner). Empty on attached devices.
+   */
+  ownerRepairs: { corrected: Array<{ block: number; what: string }>; cleared: Array<{ block: number; why: string }> } =
+    {
+      corrected: [],
+      cleared: [],
+    };
+
+  /**
+   * Restores an owner record a layer above rebuilt from its own data (a log segment's SEAL)
+   * after open cleared it: claims exactly `block` (its extent for order 9), durable on return.
+   * False when a block of it is in use.
+   */
+  restoreOwner(block: number, ownerId: number, index: number, order: 0 | 9): boolean {
+    this.checkOpen();
+    this.checkBlock(block, 'restoreOwner');
+    if (!Number.isSafeInteger(ownerId) || ownerId < 1 || ownerId > MAX_OWNER_ID)
+      throw new DaxError('EINVAL', `restoreOwner: ownerId ${ownerId} must be an integer in [1, 2^40)`);
+    if (!Number.isSafeInteger(index) || index < 0 || index > MAX_INDEX)
+      throw new DaxError('EINVAL', `restoreOwner: index ${index} must be an integer in [0, 2^53)`);
+    if (order === HUGE_ORDER && (block % HUGE_BLOCKS !== 0 || block + HUGE_BLOCKS > this.dataBlocks))
+      throw new DaxError('EINVAL', `restoreOwner(${block}): an extent head must be 2 MiB aligned`);
+    return this.allocator.claim(block, ownerId, index, order);
   }
 
   /** Every OWNED record (an extent once, at its head). For recovery: reclaim what no owner reaches. */

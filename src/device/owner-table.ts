@@ -11,9 +11,14 @@
  *     bits 2..5   order: 0 (one 4 KiB block) or 9 (head of a 2 MiB extent); 0 unless OWNED
  *     bits 6..7   reserved, 0
  *     bits 8..47  ownerId (1 .. 2^40-1) when OWNED, else 0
- *     bits 48..63 reserved, 0
+ *     bits 48..63 CHECK: two check bytes of a Reed-Solomon code over GF(2^8) (polynomial
+ *                 x^8+x^4+x^3+x^2+1, roots 1 and 2) over the record's 16 bytes (word0 bytes 0..7
+ *                 little-endian, then word1's; the check bytes are word0 bytes 6 and 7). Every
+ *                 nonzero word0 carries it, computed with the word1 it was stored beside: one
+ *                 wrong byte anywhere in an OWNED or POISONED record is found and corrected
+ *                 exactly at open (Allocator.rebuild). FREE is word0 = 0, unchecked.
  *   word1 "index" (u64): the block's index within its owner (< 2^53). Meaningful only while
- *     word0 says OWNED; stale otherwise.
+ *     word0 says OWNED (or POISONED: the CHECK covers it); stale otherwise.
  *
  * Invariants
  *   - A block is "covered" iff its record is not an extent head and the record at its
@@ -48,6 +53,9 @@ export interface OwnerMeta {
   ownerId: number;
 }
 
+/** The fields of word0 without its CHECK bytes (bits 0..47). */
+export const META_FIELDS = 0xffff_ffff_ffffn;
+
 export function encodeMeta(flags: number, order: number, ownerId: number): bigint {
   assert(
     flags >= 0 && flags <= 3 && (order === 0 || order === HUGE_ORDER) && ownerId >= 0 && ownerId <= MAX_OWNER_ID,
@@ -62,10 +70,10 @@ export function decodeMeta(meta: bigint): OwnerMeta {
   return { flags: low & 3, order: (low >> 2) & 15, ownerId: Number((meta >> 8n) & 0xff_ffff_ffffn) };
 }
 
-/** Why meta is not a valid word0 for block (of dataBlocks), or undefined. */
+/** Why meta (its CHECK bytes aside) is not a valid word0 for block (of dataBlocks), or undefined. */
 export function metaProblem(meta: bigint, block: number, dataBlocks: number): string | undefined {
   if (meta === 0n) return undefined;
-  if ((meta & 0xffff_0000_0000_00c0n) !== 0n) return 'reserved bits set';
+  if ((meta & 0xc0n) !== 0n) return 'reserved bits set';
   const { flags, order, ownerId } = decodeMeta(meta);
   if ((flags & FLAG_OWNED) === 0)
     return order === 0 && ownerId === 0 ? undefined : 'order or owner on an unowned record';
@@ -75,6 +83,75 @@ export function metaProblem(meta: bigint, block: number, dataBlocks: number): st
   if (block % HUGE_BLOCKS !== 0 || block + HUGE_BLOCKS > dataBlocks)
     return 'order 9 on a block that cannot head a 2 MiB extent';
   return undefined;
+}
+
+// GF(2^8) with the polynomial 0x11d and generator 2: log and exp tables for the CHECK code.
+const EXP = new Uint8Array(512);
+const LOG = new Uint8Array(256);
+for (let i = 0, x = 1; i < 255; i++) {
+  EXP[i] = x;
+  LOG[x] = i;
+  x <<= 1;
+  if ((x & 0x100) !== 0) x ^= 0x11d;
+}
+for (let i = 255; i < 512; i++) EXP[i] = EXP[i - 255];
+const gfMul = (a: number, b: number): number => (a === 0 || b === 0 ? 0 : EXP[LOG[a] + LOG[b]]);
+const gfDiv = (a: number, b: number): number => (a === 0 ? 0 : EXP[(LOG[a] + 255 - LOG[b]) % 255]);
+const CHECK_A = 6; // word0 byte indices of the two check bytes
+const CHECK_B = 7;
+
+/** One record as 16 bytes (word0 then word1, little-endian): scratch of this module. */
+const recordWords = new BigUint64Array(2);
+const recordBytes = new Uint8Array(recordWords.buffer);
+
+/** word0 `meta` (fields, bits 0..47) with its CHECK bytes for a record whose word1 is `index`. */
+export function sealMeta(meta: bigint, index: bigint): bigint {
+  recordWords[0] = meta & META_FIELDS;
+  recordWords[1] = index;
+  let a = 0;
+  let b = 0;
+  for (let i = 0; i < 16; i++) {
+    if (i === CHECK_A || i === CHECK_B) continue;
+    a ^= recordBytes[i];
+    b ^= gfMul(recordBytes[i], EXP[i]);
+  }
+  const checkA = gfDiv(b ^ gfMul(a, EXP[CHECK_B]), EXP[CHECK_A] ^ EXP[CHECK_B]);
+  recordBytes[CHECK_A] = checkA;
+  recordBytes[CHECK_B] = a ^ checkA;
+  return recordWords[0];
+}
+
+function syndromes(): [number, number] {
+  let s0 = 0;
+  let s1 = 0;
+  for (let i = 0; i < 16; i++) {
+    s0 ^= recordBytes[i];
+    s1 ^= gfMul(recordBytes[i], EXP[i]);
+  }
+  return [s0, s1];
+}
+
+/** Whether a nonzero word0 and its word1 form a record whose CHECK holds. */
+export function checkHolds(word0: bigint, word1: bigint): boolean {
+  recordWords[0] = word0;
+  recordWords[1] = word1;
+  const [s0, s1] = syndromes();
+  return s0 === 0 && s1 === 0;
+}
+
+/**
+ * The record (word0, word1) with one byte corrected so that its CHECK holds, or undefined when
+ * no single byte does (a Reed-Solomon code with two check bytes corrects any one wrong byte).
+ */
+export function correctOneByte(word0: bigint, word1: bigint): [bigint, bigint] | undefined {
+  recordWords[0] = word0;
+  recordWords[1] = word1;
+  const [s0, s1] = syndromes();
+  if (s0 === 0 || s1 === 0) return undefined; // valid (nothing to correct) or two or more bytes wrong
+  const at = (LOG[s1] - LOG[s0] + 255) % 255;
+  if (at >= 16) return undefined;
+  recordBytes[at] ^= s0;
+  return [recordWords[0], recordWords[1]];
 }
 
 export class OwnerTable {
@@ -93,6 +170,17 @@ export class OwnerTable {
 
   loadIndex(block: number): number {
     return Number(Atomics.load(this.words, 2 * block + 1));
+  }
+
+  /** word1 as stored (the CHECK of word0 covers it). */
+  loadIndexWord(block: number): bigint {
+    return Atomics.load(this.words, 2 * block + 1);
+  }
+
+  /** Stores both words of a record found damaged and corrected (Device.open, before anyone else reads the table); the caller persists. */
+  storeCorrected(block: number, word0: bigint, word1: bigint): void {
+    Atomics.store(this.words, 2 * block + 1, word1);
+    Atomics.store(this.words, 2 * block, word0);
   }
 
   /** Stores word1; the caller persists (see persistIndex). Caller holds the block's reservation. */

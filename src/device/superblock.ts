@@ -7,7 +7,8 @@
  *   8       u32       formatVersion (= FORMAT_VERSION; 2: key-value records carry a directory
  *                     check and a durable watermark, SEAL records, checksummed large values;
  *                     3: the empty key is a key (entries of key length 0), the root area
- *                     holds the key-value root with the store's encodings)
+ *                     holds the key-value root with the store's encodings; 4: owner records
+ *                     carry check bytes)
  *   12      u32       flags (none defined; must be 0)
  *   16      16 bytes  uuid (random at format)
  *   32      u64       sizeBytes (media size at format)
@@ -44,7 +45,7 @@ import type { Media } from './media.js';
 import { isBroken } from '../test-break.js';
 import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET, type Geometry } from './layout.js';
 
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 export const MAGIC = new Uint8Array([0x44, 0x41, 0x58, 0x53, 0x54, 0x4f, 0x52, 0x00]); // 'DAXSTOR\0'
 export const SUPERBLOCK_BYTES = 136;
 const CHECKSUM_OFFSET = 128;
@@ -128,9 +129,15 @@ export function decodeSuperblock(bytes: Uint8Array): CopyStatus {
   };
 }
 
+/** One copy, decoded; a copy whose page cannot be read (poison, EIO) is a corrupt copy. */
 export function readCopy(media: Media, offset: number): CopyStatus {
   const bytes = new Uint8Array(SUPERBLOCK_BYTES);
-  media.copyOut(offset, SUPERBLOCK_BYTES, bytes);
+  try {
+    media.copyOut(offset, SUPERBLOCK_BYTES, bytes);
+  } catch (e) {
+    if (e instanceof DaxError && e.code === 'EIO') return { status: 'corrupt', reason: 'media error reading it' };
+    throw e;
+  }
   return decodeSuperblock(bytes);
 }
 

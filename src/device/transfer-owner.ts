@@ -8,8 +8,8 @@
  * in epoch limbo. General enough for any layer with the same publish-after-prepare need.
  *
  * Invariants
- *   - Only word0's ownerId changes; flags (OWNED, and POISONED if a concurrent poison set
- *     it) and order are kept, word1 (index) is untouched. Allocator counters and bitmaps
+ *   - Only word0's ownerId (and its check bytes) changes; flags (OWNED, and POISONED if a
+ *     concurrent poison set it) and order are kept, word1 (index) is untouched. Allocator counters and bitmaps
  *     do not depend on the owner id, so they stay consistent (Device.audit()).
  *
  * Concurrency
@@ -23,7 +23,7 @@
  */
 import { DaxError } from '../errors.js';
 import type { Device } from './device.js';
-import { FLAG_OWNED, MAX_OWNER_ID, OwnerTable, decodeMeta, encodeMeta } from './owner-table.js';
+import { FLAG_OWNED, MAX_OWNER_ID, OwnerTable, decodeMeta, encodeMeta, sealMeta } from './owner-table.js';
 import { testHooks } from '../test-break.js';
 
 const tables = new WeakMap<Device, OwnerTable>();
@@ -61,7 +61,7 @@ export function transferOwner(
         `${device.media.path}: transferOwner(${block}): block is ${(flags & FLAG_OWNED) === 0 ? 'not owned' : `owned by ${ownerId}`}, not by ${fromOwnerId}`,
       );
     }
-    const next = encodeMeta(flags, order, toOwnerId);
+    const next = sealMeta(encodeMeta(flags, order, toOwnerId), table.loadIndexWord(block)); // word1 is stable while owned
     const found = table.casMeta(block, meta, next);
     if (found === meta) break;
     meta = found; // a concurrent poison() set POISONED: keep it

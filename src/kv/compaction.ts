@@ -79,6 +79,7 @@ import {
   KV_KEY_PREFIX,
   OWNER_KV_SEGMENT,
   RECORD_HEADER_BYTES,
+  RETIRED_HEAD_WORD,
   SEGMENT_BYTES,
   entryBytes,
 } from './layout.js';
@@ -105,6 +106,13 @@ interface Segment {
   entries: number[];
   liveBytes: number;
   usedBytes: number;
+}
+
+/** Stores RETIRED_HEAD_WORD over the segment's bytes [8, 16) (its SEAL's magic word), persisted. */
+function markRetired(space: DaxSpace, v: MediaViews, seg: Segment): void {
+  if (isBroken('kv-compact-no-retired-mark')) return; // the SEAL stays: salvage may take the segment for a live one
+  Atomics.store(v.u64, (seg.base + 8) / 8, RETIRED_HEAD_WORD);
+  space.device.media.persist(seg.base + 8, 8);
 }
 
 /** Compacts with the shared compaction mutex (`locks[lockIndex]`, spin-lock.ts) held. */
@@ -175,6 +183,12 @@ function retireChosen(
     for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
     commitBeforeRetire(space, openTable, progress, writer);
     writer.recordRetire(seg.block, seg.nonce); // a death from here to the retire: writer-reaper.ts step 4
+    // The head SEAL is marked retired before the owner record changes: a segment whose owner
+    // record is damaged is rebuilt from its SEAL (recovery.ts restoreSegments), so a retired one
+    // must not have one. One aligned 8-byte store (no torn state); no reader reads it (it is not
+    // an entry); a crash before the owner change leaves a segment recovery reads as empty:
+    // everything in it is dead or copied, durably.
+    markRetired(space, v, seg);
     if (!unpublish(space, seg.block)) {
       writer.recordRetire(-1, 0);
       continue; // another thread's compaction retired it

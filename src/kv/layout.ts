@@ -14,7 +14,8 @@
  *   - Index value of a key: the device byte offset of its live ENTRY (below), < 2^48.
  *
  * Segment (SEGMENT_BYTES): records packed from offset 0, each 8-byte aligned. The first is a
- * SEAL (below). A record whose first 16 bytes are 0 ends the segment (the END MARKER).
+ * SEAL (below). A record whose first 16 bytes are 0 ends the segment (the END MARKER). A
+ * segment whose bytes [8, 16) hold RETIRED_HEAD_WORD is empty (compaction retired it).
  *
  * Record header (RECORD_HEADER_BYTES = 32, little-endian):
  *   0  u64  xxh64 of bytes [8, totalBytes): the commit of the whole record (one hash call)
@@ -91,6 +92,12 @@ export const ENTRY_FLAG_LOST = 2;
 /** Inline bytes of a large PUT: u64 object id, u64 value length, u64 xxh64 of the value (little-endian). */
 export const LARGE_REF_BYTES = 24;
 export const MAX_NONCE = 2 ** 40 - 1;
+/**
+ * Bytes [8, 16) of a segment compaction retires (one aligned 8-byte store, before its owner
+ * record leaves the log): recovery reads such a segment as empty, and never takes it for a live
+ * one by its SEAL. Not a record: its magic bytes are not RECORD_MAGIC.
+ */
+export const RETIRED_HEAD_WORD = 0x2144455249544552n; // 'RETIRED!' little-endian
 /** Byte offset of the header word holding the nonce's high bits and the durable watermark / 8. */
 export const HEADER_NONCE_HI = 28;
 export const WATERMARK_SHIFT = 8;

@@ -134,6 +134,10 @@ export interface KvRecoveryReport {
   phasesCpuMs: { scan: number; sort: number; load: number };
   /** the segment with the most room after its last valid record (the opener resumes appending there) */
   resume: { base: number; used: number; nonce: number } | undefined;
+  /** head blocks of segments whose damaged owner record salvage rebuilt from their SEAL */
+  restoredSegments: number[];
+  /** owner records found damaged and corrected (one byte) or cleared (salvage), from Device.open */
+  ownerRecords: { corrected: string[]; cleared: string[] };
   /** what salvage did about the damage (salvage mode only) */
   salvaged?: SalvageReport;
 }
@@ -152,6 +156,8 @@ export class KvDamageError extends DaxError {
 
 export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = 'strict'): KvRecoveryReport {
   const start = performance.now();
+  const restored: number[] = [];
+  if (mode === 'salvage') restoreSegments(space, v, restored);
   const cpu0 = cpuMs();
   const report: KvRecoveryReport = {
     mode,
@@ -172,6 +178,8 @@ export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = '
     phasesMs: { scan: 0, sort: 0, load: 0 },
     phasesCpuMs: { scan: 0, sort: 0, load: 0 },
     resume: undefined,
+    restoredSegments: [],
+    ownerRecords: { corrected: [], cleared: [] },
   };
   const segments: Array<[block: number, nonce: number]> = [];
   space.device.forEachOwned((block, owner, index, order) => {
@@ -217,7 +225,35 @@ export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = '
   report.keys = winners.count;
   if (injected.size > 0) findDamagedDeletes(space, injected, report);
   report.timeMs = performance.now() - start;
+  return withOwnerRepairs(report, space, restored);
+}
+
+/** The report with what Device.open did about owner records, and the segments salvage restored. */
+function withOwnerRepairs(report: KvRecoveryReport, space: DaxSpace, restored: number[]): KvRecoveryReport {
+  report.restoredSegments = restored;
+  report.ownerRecords = {
+    corrected: space.device.ownerRepairs.corrected.map((c) => c.what),
+    cleared: space.device.ownerRepairs.cleared.map((c) => c.why),
+  };
   return report;
+}
+
+/**
+ * Salvage: an owner record Device.open cleared (damaged past a one-byte correction) at the head
+ * of a 2 MiB extent that begins with a valid SEAL was a log segment's: restored with the SEAL's
+ * nonce (its head block pushed to `restored`). A retired segment's SEAL is zeroed before its
+ * owner record changes (compaction.ts), so only a segment that was still in the log looks like one.
+ */
+function restoreSegments(space: DaxSpace, v: MediaViews, restored: number[]): void {
+  const device = space.device;
+  for (const { block } of device.ownerRepairs.cleared) {
+    if (block % HUGE_BLOCKS !== 0 || block + HUGE_BLOCKS > device.dataBlocks || device.isPoisoned(block)) continue;
+    const base = device.blockOffset(block);
+    const nonce = joinU32(v.u32[base / 4 + 7] & 0xff, v.u32[base / 4 + 6]);
+    const check = checkRecord(v, base, base + SEGMENT_BYTES, nonce);
+    if (check.status !== 'ok' || check.kind !== KIND_SEAL || nonce === 0) continue;
+    if (device.restoreOwner(block, OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER)) restored.push(block);
+  }
 }
 
 /** CPU time of the process (every thread), in ms. */

@@ -414,10 +414,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const media = openRegionExplained(path, create ? { create: true, sizeBytes: opts.size } : {});
     try {
       if (media.created) testHooks.kvCreated?.(path);
-      return KvStore.fromSpace(DaxSpace.openMedia(media, { formatIfEmpty: media.created }), durability, opts, {
-        mode,
-        quarantineDir: `${path}.quarantine`,
-      });
+      return KvStore.fromSpace(
+        DaxSpace.openMedia(media, { formatIfEmpty: media.created, salvage: mode === 'salvage' }),
+        durability,
+        opts,
+        { mode, quarantineDir: `${path}.quarantine` },
+      );
     } catch (e) {
       abandonOpen(media); // a failed create leaves no file behind
       throw e;
@@ -436,7 +438,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         `openMedia: media must be a Media (openRegion, createSimMedia), got ${describeValue(media)}`,
       );
     return KvStore.fromSpace(
-      DaxSpace.openMedia(media, { formatIfEmpty: opts.formatIfEmpty ?? true }),
+      DaxSpace.openMedia(media, {
+        formatIfEmpty: opts.formatIfEmpty ?? true,
+        salvage: (opts.recovery ?? 'strict') === 'salvage',
+      }),
       opts.durability ?? 'sync',
       opts,
       { mode: opts.recovery ?? 'strict', quarantineDir: opts.quarantineDir },

@@ -102,14 +102,14 @@ describe('opening bad images', () => {
     expectOpenFailsUnchanged(bigger, 'ECORRUPT');
   });
 
-  it('a corrupted owner record is ECORRUPT naming the block, and the image stays unchanged', () => {
+  it('an owner record damaged past a one-byte correction is ECORRUPT naming the block, and the image stays unchanged', () => {
     let media = createSimMedia(8 * MiB);
     const device = Device.format(media);
     const block = device.allocate(5, 1);
     const recordOffset = device.geometry.ownerTableOffset + 16 * block;
     device.close();
     media = afterClose(media);
-    new BigUint64Array(media.buffer, recordOffset, 1)[0] |= 1n << 60n; // reserved bit
+    new BigUint64Array(media.buffer, recordOffset, 1)[0] ^= (1n << 60n) | (1n << 12n); // two bytes: no one-byte correction
     expect(() => Device.open(media)).toThrow(new RegExp(`block ${block}`));
     expectOpenFailsUnchanged(media, 'ECORRUPT');
   });
