@@ -98,8 +98,16 @@ export function decodeSuperblock(bytes: Uint8Array): CopyStatus {
   for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) return { status: 'no-magic' };
   const view = new DataView(bytes.buffer, bytes.byteOffset, SUPERBLOCK_BYTES);
   const formatVersion = view.getUint32(8, true);
-  // A newer format may move anything, the checksum included: do not judge it further.
-  if (formatVersion > FORMAT_VERSION) return { status: 'newer', formatVersion };
+  // A newer format may move anything, the checksum included: do not judge it further, unless
+  // the copy's checksum holds with this format's version in place of the one read (a damaged
+  // version field of a copy of this format, not a newer store).
+  if (formatVersion > FORMAT_VERSION) {
+    const asThis = bytes.slice(0, CHECKSUM_OFFSET);
+    new DataView(asThis.buffer).setUint32(8, FORMAT_VERSION, true);
+    if (view.getBigUint64(CHECKSUM_OFFSET, true) === xxh64(asThis))
+      return { status: 'corrupt', reason: `format version field damaged (${formatVersion})` };
+    return { status: 'newer', formatVersion };
+  }
   if (view.getBigUint64(CHECKSUM_OFFSET, true) !== xxh64(bytes.subarray(0, CHECKSUM_OFFSET)))
     return { status: 'corrupt', reason: 'checksum mismatch' };
   if (formatVersion !== FORMAT_VERSION) return { status: 'corrupt', reason: `format version ${formatVersion}` };

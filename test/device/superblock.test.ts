@@ -10,6 +10,7 @@ import {
   readCopy,
 } from '../../src/device/superblock.js';
 import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET } from '../../src/device/layout.js';
+import { xxh64 } from '../../src/device/checksum.js';
 import { type DaxErrorCode } from '../../src/errors.js';
 import { daxCodeOf } from '../helpers/expect-code.js';
 
@@ -65,8 +66,27 @@ describe('opening bad images', () => {
 
   it('a newer format version is EVERSION and stays unchanged', () => {
     const media = formatted();
-    new DataView(media.buffer).setUint32(SUPERBLOCK_A_OFFSET + 8, FORMAT_VERSION + 1, true);
+    const view = new DataView(media.buffer);
+    view.setUint32(SUPERBLOCK_A_OFFSET + 8, FORMAT_VERSION + 1, true);
+    // a newer store's copy is whole under its own format: its checksum covers its version
+    view.setBigUint64(
+      SUPERBLOCK_A_OFFSET + 128,
+      xxh64(bytes(media).subarray(SUPERBLOCK_A_OFFSET, SUPERBLOCK_A_OFFSET + 128)),
+      true,
+    );
     expectOpenFailsUnchanged(media, 'EVERSION');
+  });
+
+  it('one damaged byte of a version field is a bad copy, not a newer store: opens from the other', () => {
+    for (const bad of [SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET])
+      for (const at of [8, 9, 10, 11]) {
+        const media = formatted();
+        bytes(media)[bad + at] ^= 0xb2;
+        expect(readCopy(media, bad).status).toBe('corrupt');
+        const device = Device.open(media);
+        expect(readCopy(media, bad).status).toBe('ok');
+        device.close();
+      }
   });
 
   it('one corrupted copy opens from the other and is repaired', () => {
