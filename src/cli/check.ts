@@ -140,6 +140,7 @@ function checkOpened(kv: KvStore, snap: Snapshot, result: CheckResult): void {
   const recovery = kv.recovery;
   if (recovery !== undefined) {
     for (const c of recovery.ownerRecords.corrected) result.problems.push(`${c}, on open`);
+    for (const c of recovery.objectRecords.corrected) result.problems.push(`${c} on open`);
     for (const b of recovery.restoredSegments)
       result.notes.push(`the log segment at block ${b} was restored from its SEAL (its owner record was damaged)`);
     for (const c of recovery.corrected)

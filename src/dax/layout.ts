@@ -24,8 +24,8 @@ export const OWNER_OBJECT_TABLE = 1;
 export const OWNER_STAGING = 2;
 export const MIN_OBJECT_ID = 16;
 export const MAX_OBJECT_ID = 2 ** 40 - 1;
-/** Largest object size: page indices stay far below 2^53 and offsets are safe integers. */
-export const MAX_OBJECT_BYTES = 2 ** 52;
+/** Largest object size (256 TiB): the size word of an object record holds 48 bits beside its check bytes. */
+export const MAX_OBJECT_BYTES = 2 ** 48;
 
 export const VALUE_MAPPED = 1;
 export const VALUE_HUGE = 2;

@@ -5,8 +5,11 @@
  *
  * Persistent record (16 bytes, 256 per 4 KiB table page; page p = the block owned by
  * (OWNER_OBJECT_TABLE, p)), two aligned u64 words, each written by ONE 8-byte store:
- *   word0  objectId (>= 16), 0 = free record
- *   word1  sizeBytes (< 2^52)
+ *   word0  objectId (>= 16, bits 0..39), 0 = free record
+ *   word1  sizeBytes (<= 2^48, bits 0..47)
+ *   Each word's bytes 6 and 7 are its two check bytes (device/byte-check.ts, over the word's 8
+ *   bytes; 0 for a zero word): one wrong byte of a word is corrected exactly at load; a word no
+ *   single byte explains is ECORRUPT, or, when the space salvages, its record is cleared.
  *
  * Shared slot table (Int32Array over `state`):
  *   header  H_LOCK (spin-lock.ts mutex: create/remove/grow), H_PAGES (table pages in use),
@@ -46,6 +49,8 @@ import { lockWord, unlockWord } from '../device/spin-lock.js';
 import { allocateZeroed, clearStage, publishBlock } from './alloc.js';
 import { TOKEN_WORD } from './invalidate-lock.js';
 import { MAX_OBJECT_BYTES, MIN_OBJECT_ID, OWNER_OBJECT_TABLE, PAGE_BYTES } from './layout.js';
+import { correctOneByte, sealBytes } from '../device/byte-check.js';
+import { isBroken } from '../test-break.js';
 
 const H_LOCK = 0;
 const H_PAGES = 1;
@@ -68,6 +73,23 @@ const S_WRITEBACK = 7;
 const STATE_LIVE = 1;
 const STATE_REMOVED = 2;
 const TWO_32 = 2 ** 32;
+/** The value bits of a record word (its check bytes are bytes 6 and 7). */
+const WORD_VALUE = 0xffff_ffff_ffffn;
+const wordScratch = new BigUint64Array(1);
+const wordBytes = new Uint8Array(wordScratch.buffer);
+
+/** checkedWord under DAXSTORE_TEST_BREAK=object-record-no-correct: the value when the word's check holds, else undefined. */
+function holdsAsIs(word: bigint): bigint | undefined {
+  wordScratch[0] = word;
+  return correctOneByte(wordBytes, 8) === -1 ? word & WORD_VALUE : undefined;
+}
+
+/** `value` (< 2^48) with its check bytes. */
+function sealWord(value: bigint): bigint {
+  wordScratch[0] = value;
+  sealBytes(wordBytes, 8);
+  return wordScratch[0];
+}
 
 export interface LoadedObject {
   id: number;
@@ -103,11 +125,16 @@ export class ObjectTable {
     return new ObjectTable(device, state);
   }
 
+  /** Records load() found damaged: corrected in place (one wrong byte), or cleared (salvage). */
+  readonly repairs: { corrected: string[]; cleared: string[] } = { corrected: [], cleared: [] };
+
   /**
-   * Recovery: adopt the table pages found in the owner table and load every live record.
-   * ECORRUPT on a bad record (id below 16, size too large, an id twice).
+   * Recovery: adopt the table pages found in the owner table and load every live record. A
+   * word with one wrong byte is corrected in place (persisted); a record no single byte per
+   * word explains, or invalid (id below 16, size too large, an id twice), is ECORRUPT, or with
+   * `salvage` cleared (persisted: the object is gone) and reported in `repairs`.
    */
-  load(pages: Map<number, number>): LoadedObject[] {
+  load(pages: Map<number, number>, salvage = false): LoadedObject[] {
     for (const [page, block] of pages) {
       if (page >= MAX_TABLE_PAGES)
         throw new DaxError(
@@ -126,14 +153,19 @@ export class ObjectTable {
     const out: LoadedObject[] = [];
     const seen = new Set<number>();
     for (let r = 0; r < count * RECORDS_PER_PAGE; r++) {
-      const id = Number(this.recordWords(r)[0]);
-      if (id === 0) continue;
-      const sizeBytes = Number(this.recordWords(r)[1]);
-      if (id < MIN_OBJECT_ID || !Number.isSafeInteger(id) || sizeBytes > MAX_OBJECT_BYTES || seen.has(id)) {
-        throw new DaxError(
-          'ECORRUPT',
-          `object table record ${r}: object ${id} size ${sizeBytes} is invalid or duplicated`,
-        );
+      const w = this.recordWords(r);
+      if (w[0] === 0n) continue;
+      const id0 = this.checkedWord(r, 0, 'object id');
+      const size0 = this.checkedWord(r, 1, 'size');
+      const id = id0 === undefined ? -1 : Number(id0);
+      const sizeBytes = size0 === undefined ? -1 : Number(size0);
+      if (id < MIN_OBJECT_ID || sizeBytes < 0 || sizeBytes > MAX_OBJECT_BYTES || seen.has(id)) {
+        const why = `object table record ${r} at offset ${this.recordOffset(r)}: object ${id} size ${sizeBytes} is damaged, invalid or duplicated`;
+        if (!salvage) throw new DaxError('ECORRUPT', why);
+        Atomics.store(w, 0, 0n);
+        this.device.media.persist(this.recordOffset(r), 8);
+        this.repairs.cleared.push(why);
+        continue;
       }
       seen.add(id);
       const slot = this.probe(id, true);
@@ -141,6 +173,26 @@ export class ObjectTable {
       out.push({ id, sizeBytes, record: r });
     }
     return out;
+  }
+
+  /**
+   * The value of word `i` of record r (its check bytes stripped): corrected in place (persisted,
+   * reported) when one byte is wrong; undefined when no single byte explains the damage.
+   */
+  private checkedWord(r: number, i: number, what: string): bigint | undefined {
+    const w = this.recordWords(r);
+    wordScratch[0] = w[i];
+    if (isBroken('object-record-no-correct')) return holdsAsIs(w[i]);
+    const at = correctOneByte(wordBytes, 8);
+    if (at === -2) return undefined;
+    if (at >= 0) {
+      Atomics.store(w, i, wordScratch[0]);
+      this.device.media.persist(this.recordOffset(r) + 8 * i, 8);
+      this.repairs.corrected.push(
+        `object table record ${r} at offset ${this.recordOffset(r)}: one wrong byte of its ${what}, corrected`,
+      );
+    }
+    return wordScratch[0] & WORD_VALUE;
   }
 
   /** Slot of a live object, or -1. Lock-free. */
@@ -187,9 +239,9 @@ export class ObjectTable {
       const record = this.freeRecordLocked(id);
       const w = this.recordWords(record);
       const off = this.recordOffset(record);
-      Atomics.store(w, 1, BigInt(sizeBytes));
+      Atomics.store(w, 1, sealWord(BigInt(sizeBytes)));
       this.device.media.persist(off + 8, 8);
-      Atomics.store(w, 0, BigInt(id));
+      Atomics.store(w, 0, sealWord(BigInt(id)));
       this.device.media.persist(off, 8);
       this.initSlot(slot, id, record, sizeBytes);
       return slot;
@@ -201,7 +253,7 @@ export class ObjectTable {
   /** Durably sets the size. Caller holds the object's invalidate lock exclusive. */
   setSizeLocked(slot: number, sizeBytes: number): void {
     const record = this.words[this.at(slot, S_RECORD)];
-    Atomics.store(this.recordWords(record), 1, BigInt(sizeBytes));
+    Atomics.store(this.recordWords(record), 1, sealWord(BigInt(sizeBytes)));
     this.device.media.persist(this.recordOffset(record) + 8, 8);
     Atomics.store(this.words, this.at(slot, S_SIZE_LO), sizeBytes % TWO_32);
     Atomics.store(this.words, this.at(slot, S_SIZE_HI), Math.floor(sizeBytes / TWO_32));

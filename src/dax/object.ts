@@ -137,7 +137,7 @@ export class DaxObject implements FaultTarget {
   truncate(sizeBytes: number): void {
     this.check('truncate');
     if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || sizeBytes > MAX_OBJECT_BYTES)
-      throw new DaxError('EINVAL', `truncate(object ${this.id}): size ${sizeBytes} must be an integer in [0, 2^52]`);
+      throw new DaxError('EINVAL', `truncate(object ${this.id}): size ${sizeBytes} must be an integer in [0, 2^48]`);
     withInvalidateExclusive(this.space, this.slot, `truncate(object ${this.id})`, () => {
       this.checkLive('truncate');
       const old = this.space.objects.size(this.slot);
@@ -276,7 +276,7 @@ export class DaxObject implements FaultTarget {
     ) {
       throw new DaxError(
         'EINVAL',
-        `${op}(object ${this.id}, ${offset}, ${length}): offset and length must be non-negative integers within 2^52`,
+        `${op}(object ${this.id}, ${offset}, ${length}): offset and length must be non-negative integers within 2^48`,
       );
     }
     if (!allowPastSize || op === 'read') {

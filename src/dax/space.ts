@@ -34,7 +34,15 @@ import { EpochDomain, RETIRE_DEVICE_BLOCK, type EpochHandle } from '../index/epo
 import { RadixTree, type RadixTreeHandle } from '../index/radix-tree.js';
 import { WaitTable } from '../index/wait-table.js';
 import { ObjectTable } from './object-table.js';
-import { MIN_OBJECT_ID, OWNER_OBJECT_TABLE, OWNER_STAGING, PAGE_BYTES, encodeValue, pageKey } from './layout.js';
+import {
+  MAX_OBJECT_BYTES,
+  MIN_OBJECT_ID,
+  OWNER_OBJECT_TABLE,
+  OWNER_STAGING,
+  PAGE_BYTES,
+  encodeValue,
+  pageKey,
+} from './layout.js';
 import { isBroken } from '../test-break.js';
 import { DaxObject, type ObjectOptions } from './object.js';
 import { memoryFailure, rmap, type RmapResult } from './rmap.js';
@@ -68,6 +76,10 @@ export interface RecoveryReport {
   freedDeadObject: number;
   freedBeyondSize: number;
   freedDuplicate: number;
+  /** object-table records found with one wrong byte and corrected in place */
+  objectRecordsCorrected: string[];
+  /** object-table records damaged past correction, cleared (salvage only): their objects are gone */
+  objectRecordsCleared: string[];
 }
 
 export interface MemoryFailureEvent {
@@ -162,7 +174,7 @@ export class DaxSpace extends EventEmitter {
     return DaxSpace.fromDevice(device, opts);
   }
 
-  private static fromDevice(device: Device, opts: SpaceOptions): DaxSpace {
+  private static fromDevice(device: Device, opts: SpaceOptions & { salvage?: boolean }): DaxSpace {
     const maxObjects = opts.maxObjects ?? 16384;
     if (!Number.isSafeInteger(maxObjects) || maxObjects < 1 || maxObjects > 2 ** 20)
       throw new DaxError('EINVAL', `maxObjects ${maxObjects} must be an integer in [1, 2^20]`);
@@ -170,7 +182,7 @@ export class DaxSpace extends EventEmitter {
       const epoch = EpochDomain.create();
       const tree = RadixTree.create(epoch, { waitTable: WaitTable.create() });
       const objects = ObjectTable.create(device, maxObjects);
-      const report = recover(device, tree, objects);
+      const report = recover(device, tree, objects, opts.salvage === true);
       return new DaxSpace(device, tree, epoch, objects, new SharedArrayBuffer(ST_WORDS * 4), true, report, opts);
     } catch (e) {
       device.close();
@@ -212,8 +224,8 @@ export class DaxSpace extends EventEmitter {
     if (!Number.isSafeInteger(id) || id < MIN_OBJECT_ID || id > 2 ** 40 - 1)
       throw new DaxError('EINVAL', `object(${id}): id must be an integer in [${MIN_OBJECT_ID}, 2^40)`);
     const size = opts.size ?? 0;
-    if (!Number.isSafeInteger(size) || size < 0 || size > 2 ** 52)
-      throw new DaxError('EINVAL', `object(${id}): size ${size} must be an integer in [0, 2^52]`);
+    if (!Number.isSafeInteger(size) || size < 0 || size > MAX_OBJECT_BYTES)
+      throw new DaxError('EINVAL', `object(${id}): size ${size} must be an integer in [0, 2^48]`);
     let slot = this.objects.find(id);
     if (slot < 0) {
       if (opts.create !== true) throw new DaxError('ENOENT', `object ${id} does not exist`);
@@ -379,7 +391,7 @@ function countPoisoned(device: Device, first: number, count: number): number {
 }
 
 /** Rebuilds the tree and object table from the owner table; frees what nothing reaches. */
-function recover(device: Device, tree: RadixTree, objects: ObjectTable): RecoveryReport {
+function recover(device: Device, tree: RadixTree, objects: ObjectTable, salvage: boolean): RecoveryReport {
   const report: RecoveryReport = {
     objects: 0,
     pages: 0,
@@ -389,6 +401,8 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable): Recover
     freedDeadObject: 0,
     freedBeyondSize: 0,
     freedDuplicate: 0,
+    objectRecordsCorrected: [],
+    objectRecordsCleared: [],
   };
   const tablePages = new Map<number, number>();
   const data: Array<[block: number, owner: number, index: number, order: number]> = [];
@@ -400,7 +414,9 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable): Recover
       report.freedStaging++;
     } else if (owner >= MIN_OBJECT_ID) data.push([block, owner, index, order]);
   });
-  const live = new Map(objects.load(tablePages).map((o) => [o.id, o]));
+  const live = new Map(objects.load(tablePages, salvage).map((o) => [o.id, o]));
+  report.objectRecordsCorrected = objects.repairs.corrected;
+  report.objectRecordsCleared = objects.repairs.cleared;
   report.objects = live.size;
   const key = new Uint8Array(16);
   for (const [block, owner, index, order] of data) {

@@ -41,6 +41,7 @@
 import { assert } from '../assert.js';
 import type { Media } from './media.js';
 import { HUGE_BLOCKS, HUGE_ORDER, OWNER_RECORD_BYTES, type Geometry } from './layout.js';
+import { checkHolds as bytesHold, correctOneByte as correctByte, sealBytes } from './byte-check.js';
 
 export const FLAG_OWNED = 1;
 export const FLAG_POISONED = 2;
@@ -85,21 +86,6 @@ export function metaProblem(meta: bigint, block: number, dataBlocks: number): st
   return undefined;
 }
 
-// GF(2^8) with the polynomial 0x11d and generator 2: log and exp tables for the CHECK code.
-const EXP = new Uint8Array(512);
-const LOG = new Uint8Array(256);
-for (let i = 0, x = 1; i < 255; i++) {
-  EXP[i] = x;
-  LOG[x] = i;
-  x <<= 1;
-  if ((x & 0x100) !== 0) x ^= 0x11d;
-}
-for (let i = 255; i < 512; i++) EXP[i] = EXP[i - 255];
-const gfMul = (a: number, b: number): number => (a === 0 || b === 0 ? 0 : EXP[LOG[a] + LOG[b]]);
-const gfDiv = (a: number, b: number): number => (a === 0 ? 0 : EXP[(LOG[a] + 255 - LOG[b]) % 255]);
-const CHECK_A = 6; // word0 byte indices of the two check bytes
-const CHECK_B = 7;
-
 /** One record as 16 bytes (word0 then word1, little-endian): scratch of this module. */
 const recordWords = new BigUint64Array(2);
 const recordBytes = new Uint8Array(recordWords.buffer);
@@ -108,50 +94,25 @@ const recordBytes = new Uint8Array(recordWords.buffer);
 export function sealMeta(meta: bigint, index: bigint): bigint {
   recordWords[0] = meta & META_FIELDS;
   recordWords[1] = index;
-  let a = 0;
-  let b = 0;
-  for (let i = 0; i < 16; i++) {
-    if (i === CHECK_A || i === CHECK_B) continue;
-    a ^= recordBytes[i];
-    b ^= gfMul(recordBytes[i], EXP[i]);
-  }
-  const checkA = gfDiv(b ^ gfMul(a, EXP[CHECK_B]), EXP[CHECK_A] ^ EXP[CHECK_B]);
-  recordBytes[CHECK_A] = checkA;
-  recordBytes[CHECK_B] = a ^ checkA;
+  sealBytes(recordBytes, 16);
   return recordWords[0];
-}
-
-function syndromes(): [number, number] {
-  let s0 = 0;
-  let s1 = 0;
-  for (let i = 0; i < 16; i++) {
-    s0 ^= recordBytes[i];
-    s1 ^= gfMul(recordBytes[i], EXP[i]);
-  }
-  return [s0, s1];
 }
 
 /** Whether a nonzero word0 and its word1 form a record whose CHECK holds. */
 export function checkHolds(word0: bigint, word1: bigint): boolean {
   recordWords[0] = word0;
   recordWords[1] = word1;
-  const [s0, s1] = syndromes();
-  return s0 === 0 && s1 === 0;
+  return bytesHold(recordBytes, 16);
 }
 
 /**
  * The record (word0, word1) with one byte corrected so that its CHECK holds, or undefined when
- * no single byte does (a Reed-Solomon code with two check bytes corrects any one wrong byte).
+ * no single byte does (two check bytes correct any one wrong byte: byte-check.ts).
  */
 export function correctOneByte(word0: bigint, word1: bigint): [bigint, bigint] | undefined {
   recordWords[0] = word0;
   recordWords[1] = word1;
-  const [s0, s1] = syndromes();
-  if (s0 === 0 || s1 === 0) return undefined; // valid (nothing to correct) or two or more bytes wrong
-  const at = (LOG[s1] - LOG[s0] + 255) % 255;
-  if (at >= 16) return undefined;
-  recordBytes[at] ^= s0;
-  return [recordWords[0], recordWords[1]];
+  return correctByte(recordBytes, 16) >= 0 ? [recordWords[0], recordWords[1]] : undefined;
 }
 
 export class OwnerTable {

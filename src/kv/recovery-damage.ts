@@ -5,7 +5,7 @@
  *   - exact corrections, each proven by the record's 64-bit checksum: a single wrong byte in
  *     the directory (found by trying every value of every directory byte against the 32-bit
  *     directory check, then confirmed by the checksum), in the directory-check word, in the
- *     zero padding of an entry, or in the checksum word itself. A corrected record is
+ *     zero padding of an entry, in the payload of a SEAL, or in the checksum word itself. A corrected record is
  *     rewritten in place, persisted, and is then an ordinary valid record;
  *   - otherwise, when the directory check holds (or holds after a one-byte correction): the
  *     record's entries are KNOWN (key, op, sequence; a DEL is all directory, so it is known
@@ -226,6 +226,10 @@ function lookInto(
     out.corrected.push({ at, totalBytes: parsed.totalBytes, what: 'entry padding' });
     return parsed.totalBytes;
   }
+  if (what === '' && parsed.entries.length === 0 && correctPayload(v, media, at, parsed.totalBytes)) {
+    out.corrected.push({ at, totalBytes: parsed.totalBytes, what: 'payload byte of a SEAL or PAD' });
+    return parsed.totalBytes;
+  }
   if (what === '' && differInOneByte(sum, storedChecksum(v, at))) {
     v.u32[at / 4] = Number(sum & 0xffff_ffffn);
     v.u32[at / 4 + 1] = Number(sum >> 32n);
@@ -253,6 +257,30 @@ function wholeRecordHolds(v: MediaViews, at: number, p: Parsed, directory: numbe
   const holds = checksumOf(v, at, p.totalBytes) === storedChecksum(v, at);
   v.u32[w] = was;
   return holds;
+}
+
+/** Largest payload of an entry-less record (SEAL, PAD) searched byte by byte against the checksum. */
+const MAX_PAYLOAD_SEARCH_BYTES = 32;
+
+/**
+ * A SEAL's (or a short PAD's) payload holds no directory: tries every value of each of its
+ * bytes for one that makes the record's checksum hold (persisted when found).
+ */
+function correctPayload(v: MediaViews, media: Media, at: number, totalBytes: number): boolean {
+  if (totalBytes - RECORD_HEADER_BYTES > MAX_PAYLOAD_SEARCH_BYTES) return false;
+  const stored = storedChecksum(v, at);
+  for (let p = at + RECORD_HEADER_BYTES; p < at + totalBytes; p++) {
+    const was = v.u8[p];
+    for (let x = 1; x < 256; x++) {
+      v.u8[p] = was ^ x;
+      if (checksumOf(v, at, totalBytes) === stored) {
+        media.persist(p, 1);
+        return true;
+      }
+    }
+    v.u8[p] = was;
+  }
+  return false;
 }
 
 /** Zeroes any nonzero padding byte of the record's entries when that makes its checksum hold (persisted). */

@@ -138,6 +138,8 @@ export interface KvRecoveryReport {
   restoredSegments: number[];
   /** owner records found damaged and corrected (one byte) or cleared (salvage), from Device.open */
   ownerRecords: { corrected: string[]; cleared: string[] };
+  /** object-table records found damaged and corrected (one byte per word) or cleared (salvage: the object is lost) */
+  objectRecords: { corrected: string[]; cleared: string[] };
   /** what salvage did about the damage (salvage mode only) */
   salvaged?: SalvageReport;
 }
@@ -180,6 +182,7 @@ export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = '
     resume: undefined,
     restoredSegments: [],
     ownerRecords: { corrected: [], cleared: [] },
+    objectRecords: { corrected: [], cleared: [] },
   };
   const segments: Array<[block: number, nonce: number]> = [];
   space.device.forEachOwned((block, owner, index, order) => {
@@ -234,6 +237,10 @@ function withOwnerRepairs(report: KvRecoveryReport, space: DaxSpace, restored: n
   report.ownerRecords = {
     corrected: space.device.ownerRepairs.corrected.map((c) => c.what),
     cleared: space.device.ownerRepairs.cleared.map((c) => c.why),
+  };
+  report.objectRecords = {
+    corrected: space.recovery?.objectRecordsCorrected ?? [],
+    cleared: space.recovery?.objectRecordsCleared ?? [],
   };
   return report;
 }
