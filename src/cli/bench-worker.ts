@@ -5,6 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
+import { isDaxError, type DaxErrorCode } from '../errors.js';
 import { attach, type KvHandle } from '../kv/index.js';
 import { mulberry32 } from '../device/sim-media.js';
 import { OpChooser, keyOf, type Distribution, type WorkloadName } from './ycsb.js';
@@ -25,6 +26,11 @@ export interface WorkerResult {
   ops: number;
   histogram: string;
   elapsedMs: number;
+}
+
+/** What a worker posts when the store refused an operation (a DaxError: a full store, say), instead of a result. */
+export interface WorkerFailure {
+  failed: { code: DaxErrorCode; message: string };
 }
 
 interface Store {
@@ -80,6 +86,14 @@ async function openStore(job: WorkerJob): Promise<Store> {
 
 async function run(job: WorkerJob): Promise<WorkerResult> {
   const store = await openStore(job);
+  try {
+    return measure(job, store);
+  } finally {
+    store.close();
+  }
+}
+
+function measure(job: WorkerJob, store: Store): WorkerResult {
   const random = mulberry32(job.seed);
   const chooser = new OpChooser(job.workload, job.distribution, job.loadedKeys, random);
   const counter = new Int32Array(job.counter);
@@ -112,8 +126,17 @@ async function run(job: WorkerJob): Promise<WorkerResult> {
     ops++;
   }
   const elapsedMs = performance.now() - start;
-  store.close();
   return { ops, histogram: hdr.encodeIntoCompressedBase64(histogram), elapsedMs };
 }
 
-parentPort?.postMessage(await run(workerData as WorkerJob));
+/** A DaxError goes to the parent as its code and message (a thrown error would reach it as a plain Error); anything else is a bug and is thrown. */
+async function runReporting(job: WorkerJob): Promise<WorkerResult | WorkerFailure> {
+  try {
+    return await run(job);
+  } catch (e) {
+    if (!isDaxError(e)) throw e;
+    return { failed: { code: e.code, message: e.message.slice(e.code.length + 2) } };
+  }
+}
+
+parentPort?.postMessage(await runReporting(workerData as WorkerJob));

@@ -10,11 +10,11 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
 import cliProgress from 'cli-progress';
-import { DaxError } from '../errors.js';
+import { DaxError, isDaxError } from '../errors.js';
 import { open, type KvStore } from '../kv/index.js';
-import { UsageError, EXIT_OK, emit, table } from './output.js';
+import { UsageError, EXIT_OK, emit, mib, table } from './output.js';
 import { WORKLOADS, keyOf, type Distribution, type WorkloadName } from './ycsb.js';
-import type { WorkerJob, WorkerResult } from './bench-worker.js';
+import type { WorkerFailure, WorkerJob, WorkerResult } from './bench-worker.js';
 import { benchChartSvg } from './chart-svg.js';
 import { avoidWorkerTeardownDeadlock } from '../worker-teardown.js';
 
@@ -95,10 +95,16 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
                 ? storePath
                 : `${fresh}.pmem`
               : `${fresh}.mdb`;
-          const result =
-            store === 'daxstore'
-              ? await runDaxstore(target, o, workload, threads, seed, (d) => (device ??= d))
-              : await runLmdb(lmdb!, target, o, workload, threads, seed);
+          const result = await tooSmall(
+            () =>
+              store === 'daxstore'
+                ? runDaxstore(target, o, workload, threads, seed, (d) => (device ??= d))
+                : runLmdb(lmdb!, target, o, workload, threads, seed),
+            store,
+            o,
+            workload,
+            threads,
+          );
           rows.push(result);
           bar?.increment();
           if (target !== storePath) fs.rmSync(target, { force: true });
@@ -120,6 +126,27 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
   };
   if (o.out !== undefined) report.files = writeResults(o.out, report, workloads);
   return report;
+}
+
+/** A store that fills up (ENOSPC, or lmdb's MDB_MAP_FULL) is the command line's --size, said so, not a crash. */
+async function tooSmall(
+  run: () => Promise<BenchRow>,
+  store: BenchRow['store'],
+  o: BenchOptions,
+  workload: WorkloadName,
+  threads: number,
+): Promise<BenchRow> {
+  try {
+    return await run();
+  } catch (e) {
+    const full = isDaxError(e, 'ENOSPC') || (e instanceof Error && /MDB_MAP_FULL/.test(e.message));
+    if (!full) throw e;
+    throw new DaxError(
+      'ENOSPC',
+      `bench: the ${store} store (--size ${mib(o.size)}) is too small for workload ${workload}${workload === 'fill' ? '' : ` on ${o.keys} keys`} (${o.valueSize} B values, ${threads} thread${threads === 1 ? '' : 's'}, ${o.duration} ms): give a larger --size${workload === 'fill' ? '' : ', fewer --keys'} or a shorter --duration (${(e as Error).message})`,
+      { cause: e },
+    );
+  }
 }
 
 async function loadLmdb(): Promise<typeof import('lmdb')> {
@@ -241,18 +268,24 @@ async function runWorkers(
     seed: seed + i * 7919,
     counter,
   }));
-  const results = await Promise.all(
+  // Every worker settles before the store closes (a failing one does not stop the others at once).
+  const settled = await Promise.allSettled(
     jobs.map(
       (job) =>
         new Promise<WorkerResult>((resolve, reject) => {
           avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
           const w = new Worker(script, { workerData: job });
-          w.once('message', resolve);
+          w.once('message', (m: WorkerResult | WorkerFailure) =>
+            'failed' in m ? reject(new DaxError(m.failed.code, m.failed.message)) : resolve(m),
+          );
           w.once('error', reject);
           w.once('exit', (code) => code !== 0 && reject(new DaxError('ESYS', `bench worker exited with code ${code}`)));
         }),
     ),
   );
+  const failure = settled.find((r) => r.status === 'rejected');
+  if (failure !== undefined) throw failure.reason;
+  const results = settled.map((r) => (r as PromiseFulfilledResult<WorkerResult>).value);
   const merged = hdr.build({
     lowestDiscernibleValue: 1,
     highestTrackableValue: 60e9,

@@ -766,10 +766,19 @@ export async function runCrash(o: CrashOptions): Promise<number> {
   return report.violations.length === 0 ? EXIT_OK : EXIT_PROBLEMS;
 }
 
+/** '0 violations', or '3 violations (2 lost-ack, 1 wrong-value)'. */
+function violationCounts(r: CrashReport): string {
+  const n = r.violations.length;
+  const kinds = Object.entries(r.violationsByKind)
+    .filter(([, count]) => count > 0)
+    .map(([kind, count]) => `${count} ${kind}`);
+  return `${n} violation${n === 1 ? '' : 's'}${kinds.length === 0 ? '' : ` (${kinds.join(', ')})`}`;
+}
+
 export function renderCrash(r: CrashReport): string {
   const lines = [
     `crash ${r.workload}, seed ${r.seed}, ${r.ops} ops: ${r.crashPoints} crash points (${r.fencePoints} fences, ${r.fenceCallSitesHit} fence call sites hit)`,
-    `images: ${r.imagesGenerated} generated, ${r.imagesUnique} unique, ${r.imagesChecked} checked; ${r.violations.length} violations ${JSON.stringify(r.violationsByKind)} in ${r.elapsedMs} ms`,
+    `images: ${r.imagesGenerated} generated, ${r.imagesUnique} unique, ${r.imagesChecked} checked; ${violationCounts(r)} in ${r.elapsedMs} ms`,
   ];
   for (const v of r.violations.slice(0, 5))
     lines.push(

@@ -1,15 +1,28 @@
 /** daxstore info / dump: read-only views of a store file (on a private copy-on-write mapping: snapshot.ts). */
 import { isDaxError } from '../errors.js';
-import { openSnapshotStore, superblockProblems, takeSnapshot } from './snapshot.js';
+import { BLOCK_BYTES } from '../device/layout.js';
+import { readKvRoot } from '../kv/kv-root.js';
+import { SEGMENT_BYTES } from '../kv/layout.js';
+import { openSnapshotStore, superblockProblems, takeSnapshot, type SuperblockCopy } from './snapshot.js';
 import { EXIT_OK, emit, mib, parseKeyArg, showBytes, table } from './output.js';
 
+/**
+ * The store's own state, as its files hold it: format, encodings, space, log and key counts,
+ * and what recovering it found. Nothing of the inspecting handle (its durability, its own
+ * put counters) is shown: that handle exists only for this command.
+ */
 export function runInfo(path: string, opts: { json?: boolean }): number {
   const snap = takeSnapshot(path);
   const kv = openSnapshotStore(snap);
   try {
     const device = kv.dax.device.stats();
     const stats = kv.stats();
-    const { recovery, ...kvStats } = stats;
+    const recovery = stats.recovery;
+    const root = readKvRoot(kv.dax.device);
+    const newest = snap.superblocks
+      .filter((c) => c.status === 'ok')
+      .reduce<SuperblockCopy | undefined>((a, c) => (a === undefined || c.sequence > a.sequence ? c : a), undefined);
+    const logEntries = recovery?.entries ?? 0;
     const data = {
       path,
       kind: snap.info.kind,
@@ -18,29 +31,76 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
       mapSync: snap.info.mapSync,
       alignmentBytes: snap.info.alignment,
       sizeBytes: snap.info.size,
+      formatVersion: newest?.formatVersion,
       superblocks: snap.superblocks,
       superblockProblems: superblockProblems(snap.superblocks),
-      device,
-      kv: kvStats,
+      lastShutdownClean: device.lastShutdownClean,
+      encodings:
+        root.state === 'ok'
+          ? { state: 'recorded', ...root.root }
+          : root.state === 'absent'
+            ? { state: 'absent' }
+            : { state: 'damaged', reason: root.reason },
+      space: {
+        blockBytes: BLOCK_BYTES,
+        dataOffset: device.dataOffset,
+        dataBlocks: device.dataBlocks,
+        dataBytes: device.dataBlocks * BLOCK_BYTES,
+        ownedBlocks: device.ownedBlocks,
+        freeBlocks: device.freeBlocks,
+        freeBytes: device.freeBlocks * BLOCK_BYTES,
+        poisonedBlocks: device.poisonedBlocks,
+        badBlocks: device.badBlocks,
+      },
+      kv: {
+        keys: stats.keys,
+        segments: stats.segments,
+        segmentBytes: stats.segments * SEGMENT_BYTES,
+        logEntries,
+        /** entries that are no key's newest value: superseded values and delete markers */
+        deadEntries: Math.max(0, logEntries - stats.keys),
+        sequence: stats.sequence,
+        largeValueObjects: stats.largeValueObjects,
+        lostKeys: recovery?.lostKeys.length ?? 0,
+      },
       recovery,
       spaceRecovery: kv.dax.recovery,
     };
     emit(opts.json === true, data, () => {
+      const s = data.space;
+      const k = data.kv;
       const rows: [string, string | number][] = [
         ['path', path],
         ['kind', `${snap.info.kind}${data.emulated ? ' (emulated pmem)' : ''}`],
         ['flush', `${snap.info.flushMethod}${snap.info.mapSync ? ' (MAP_SYNC)' : ''}`],
-        ['size', `${mib(snap.info.size)} (${snap.info.size} B), data at ${device.dataOffset}`],
+        ['format', newest === undefined ? 'no valid superblock' : `version ${newest.formatVersion}`],
+        ['size', `${mib(snap.info.size)} (${snap.info.size} B), data at ${mib(s.dataOffset)}`],
         ...snap.superblocks.map((c): [string, string] => [
           `superblock ${c.copy}`,
           `${c.status}, sequence ${c.sequence}, ${c.cleanShutdown ? 'closed cleanly' : 'open or crashed'}`,
         ]),
         ['last shutdown', device.lastShutdownClean ? 'clean' : 'not clean (recovered)'],
-        ['blocks', JSON.stringify(deviceBlocks(device))],
-        ['bad blocks', device.badBlocks],
-        ['keys', stats.keys],
-        ['segments', stats.segments],
-        ['sequence', stats.sequence],
+        [
+          'encodings',
+          root.state === 'ok'
+            ? `keys '${root.root.keyEncoding}', values '${root.root.valueEncoding}'`
+            : root.state === 'absent'
+              ? 'not recorded (raw bytes)'
+              : `record damaged (${root.reason})`,
+        ],
+        [
+          'space',
+          `${s.dataBlocks} blocks of ${s.blockBytes / 1024} KiB (${mib(s.dataBytes)}): ${s.ownedBlocks} in use, ${s.freeBlocks} free (${mib(s.freeBytes)}), ${s.poisonedBlocks} poisoned`,
+        ],
+        ['bad blocks', s.badBlocks],
+        ['keys', k.keys],
+        [
+          'log',
+          `${k.logEntries} entries in ${k.segments} segment${k.segments === 1 ? '' : 's'} (${mib(k.segmentBytes)}): ${k.keys} live, ${k.deadEntries} superseded or deletes`,
+        ],
+        ['sequence', k.sequence],
+        ['large values', `${k.largeValueObjects} objects`],
+        ...(k.lostKeys > 0 ? [['lost keys', k.lostKeys] as [string, number]] : []),
         [
           'recovery',
           recovery === undefined
@@ -48,17 +108,12 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
             : `${recovery.records} records, ${recovery.entries} entries, ${recovery.droppedRecords} dropped, ${recovery.timeMs.toFixed(1)} ms`,
         ],
       ];
-      return rows.map(([k, v]) => `${k.padEnd(14)}${v}`).join('\n');
+      return rows.map(([name, v]) => `${name.padEnd(14)}${v}`).join('\n');
     });
     return EXIT_OK;
   } finally {
     kv.close();
   }
-}
-
-function deviceBlocks(stats: object): Record<string, unknown> {
-  const keep = Object.entries(stats).filter(([k]) => /block/i.test(k) && k !== 'badBlocks');
-  return Object.fromEntries(keep);
 }
 
 export function runDump(path: string, opts: { prefix?: string; limit?: number; json?: boolean }): number {

@@ -80,6 +80,11 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** An option with a parser and a default, its default shown in --help as a user would type it ('2s', '1,2', '256M'). */
+function parsed<T>(flags: string, description: string, parse: (text: string) => T, value: T, shown: string): Option {
+  return new Option(flags, description).argParser(parse).default(value, shown);
+}
+
 /** bench / crash / inject: loaded lazily so info/check start fast and lmdb is imported only when asked. */
 function addLaterCommands(program: Command): void {
   const bench = program
@@ -89,12 +94,14 @@ function addLaterCommands(program: Command): void {
       'YCSB A-F and fill/read/scan on worker threads sharing one store, optionally beside lmdb; `bench locks`: entry locks vs a page-lock baseline',
     )
     .option('--path <file>', 'store file (default: a fresh file in /dev/shm or the OS temp dir, removed after)')
-    .option('--size <bytes>', 'store size (e.g. 256M)', parseSize, 256 * 2 ** 20)
-    .option('--workload <list>', 'comma list of: a,b,c,d,e,f,fill,read,scan', 'a,b,c')
-    .option('--threads <list>', 'comma list of thread counts', parseList, [1, 2])
+    .addOption(parsed('--size <bytes>', 'store size', parseSize, 256 * 2 ** 20, '256M'))
+    .addOption(new Option('--workload <list>', 'comma list of: a,b,c,d,e,f,fill,read,scan').default('a,b,c', 'a,b,c'))
+    .addOption(parsed('--threads <list>', 'comma list of thread counts', parseList, [1, 2], '1,2'))
     .option('--value-size <bytes>', 'value size', parsePositive, 100)
     .option('--keys <n>', 'keys loaded before the run', parsePositive, 10_000)
-    .option('--duration <time>', 'time per workload and thread count (e.g. 2s)', parseDuration, 1000)
+    .addOption(
+      parsed('--duration <time>', 'time per workload and thread count (e.g. 2s, 500ms)', parseDuration, 1000, '1s'),
+    )
     .addOption(new Option('--distribution <d>', 'key distribution').choices(['zipfian', 'uniform']).default('zipfian'))
     .addOption(new Option('--compare <peer>', 'run the same workload on a peer store').choices(['lmdb']))
     .option('--out <dir>', 'write JSON and SVG charts here')
@@ -107,15 +114,26 @@ function addLaterCommands(program: Command): void {
     .description(
       'fault, truncate and memory-failure contention on one object: entry locks (DaxSpace) vs a per-4 KiB page-lock baseline, 4 KiB and 2 MiB entries',
     )
-    .option('--size <bytes>', 'store size per run', parseSize, 256 * 2 ** 20)
-    .option('--object-size <bytes>', 'size of the contended object (a multiple of 8 MiB)', parseSize, 16 * 2 ** 20)
+    .addOption(parsed('--size <bytes>', 'store size per run', parseSize, 256 * 2 ** 20, '256M'))
+    .addOption(
+      parsed(
+        '--object-size <bytes>',
+        'size of the contended object (a multiple of 8 MiB)',
+        parseSize,
+        16 * 2 ** 20,
+        '16M',
+      ),
+    )
     .option('--threads <n>', 'worker threads; roles cycle fault, memory-failure, truncate, fault', parsePositive, 4)
-    .option('--duration <time>', 'time per (entry size, path) run', parseDuration, 2000)
-    .option(
-      '--truncate-interval <time>',
-      'a truncating thread starts one truncate per interval (same pressure on both paths)',
-      parseDuration,
-      1,
+    .addOption(parsed('--duration <time>', 'time per (entry size, path) run', parseDuration, 2000, '2s'))
+    .addOption(
+      parsed(
+        '--truncate-interval <time>',
+        'a truncating thread starts one truncate per interval (same pressure on both paths)',
+        parseDuration,
+        1,
+        '1ms',
+      ),
     )
     .option('--seed <n>', 'seed of the page and size choices', parseCount)
     .option('--out <dir>', 'write JSON and an SVG chart here')

@@ -23,12 +23,15 @@ const MAGIC = 'DAXSTOR\0';
 const CHECKSUM_OFFSET = 128;
 const SEQUENCE_OFFSET = 120;
 const CLEAN_OFFSET = 112;
+const VERSION_OFFSET = 8;
 
 export interface SuperblockCopy {
   copy: 'A' | 'B';
   offset: number;
   status: 'ok' | 'no-magic' | 'checksum-mismatch';
   sequence: number;
+  /** the format version this copy says (meaningful when status is 'ok') */
+  formatVersion: number;
   cleanShutdown: boolean;
 }
 
@@ -105,6 +108,7 @@ function decodeCopy(bytes: Uint8Array, offset: number, copy: 'A' | 'B'): Superbl
     copy,
     offset,
     sequence: Number(view.getBigUint64(SEQUENCE_OFFSET, true)),
+    formatVersion: view.getUint32(VERSION_OFFSET, true),
     cleanShutdown: view.getUint32(CLEAN_OFFSET, true) === 1,
   };
   if (Buffer.from(block.subarray(0, 8)).toString('latin1') !== MAGIC) return { ...base, status: 'no-magic' };

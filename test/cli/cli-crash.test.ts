@@ -25,12 +25,22 @@ describe('crash', () => {
     expect(fs.existsSync(path.join(dir, `crash-kv-mixed-seed${seed}.json`))).toBe(true);
   });
 
+  it('the text report of a clean run says 0 violations, with no stray {}', () => {
+    const r = cli(['crash', '--ops', '3', '--images', '2', '--seed', String(seed), '--no-progress']);
+    expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/; 0 violations in \d+ ms$/m);
+    expect(r.stdout).not.toMatch(/[{}]/);
+  });
+
   it('a missing fence (kv-skip-drain) is reported with a saved image whose replay shows the violation', () => {
     const out = path.join(dir, 'broken');
     const r = cli(['crash', '--ops', '12', '--images', '8', '--seed', String(seed), '--out', out], {
       DAXSTORE_TEST_BREAK: 'kv-skip-drain',
     });
     expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(1);
+    // the counts by kind in words: '3 violations (3 lost-ack)', never a raw object
+    expect(r.stdout).toMatch(/; \d+ violations? \(\d+ [a-z-]+(, \d+ [a-z-]+)*\) in \d+ ms$/m);
+    expect(r.stdout).not.toMatch(/[{}]/);
     const line = r.stdout.split('\n').find((l) => l.includes('replay: daxstore crash --replay '));
     expect(line, r.stdout).toBeDefined();
     const image = line!.trim().replace('replay: daxstore crash --replay ', '');

@@ -1,6 +1,8 @@
 /** `daxstore info` and `dump` on a small store: what they report, and that they change nothing. */
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { open } from '../../src/kv/index.js';
 import { cli, makeStore, tempDir } from './run-cli.js';
 
 let dir: string;
@@ -25,6 +27,35 @@ describe('info and dump', () => {
     if (info.kind !== 'devdax' && info.kind !== 'fsdax') expect(info.emulated).toBe(true);
     expect(fs.readFileSync(file).equals(before)).toBe(true);
     expect(cli(['info', file]).stdout).toMatch(/^keys\s+20$/m);
+  });
+
+  it("info reports the store's own state: format, encodings, space, log counts; nothing of its own handle", () => {
+    const file = path.join(dir, 'users.store');
+    const db = open(file, { size: 16 * 2 ** 20, durability: 'none' }); // the defaults: ordered keys, msgpack values
+    for (let i = 0; i < 300; i++) db.put(['user', i], { name: `u${i}` });
+    for (let i = 0; i < 50; i++) db.put(['user', i], { name: `renamed ${i}` });
+    for (let i = 250; i < 300; i++) db.delete(['user', i]);
+    db.close();
+    const r = cli(['info', file, '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(info.formatVersion).toBeGreaterThanOrEqual(3);
+    expect(info.encodings).toEqual({ state: 'recorded', keyEncoding: 'ordered', valueEncoding: 'msgpack' });
+    // 300 puts + 50 overwrites + 50 deletes: 400 entries, 250 live, 150 superseded values or delete markers
+    expect(info.kv).toMatchObject({ keys: 250, logEntries: 400, deadEntries: 150, sequence: 400, segments: 1 });
+    expect(info.space.dataBytes).toBe(info.space.dataBlocks * info.space.blockBytes);
+    expect(info.space.freeBlocks + info.space.ownedBlocks).toBe(info.space.dataBlocks);
+    // the inspecting handle's own settings and counters are not the store's
+    for (const own of ['durability', 'puts', 'deletes', 'batches', 'lostWakeups', 'indexBytesPerKey'])
+      expect(info.kv, own).not.toHaveProperty(own);
+    expect(info).not.toHaveProperty('device');
+    const text = cli(['info', file]).stdout;
+    expect(text).toMatch(/^encodings\s+keys 'ordered', values 'msgpack'$/m);
+    expect(text).toMatch(/^log\s+400 entries in 1 segment \(2 MiB\): 250 live, 150 superseded or deletes$/m);
+    expect(text).toMatch(/^format\s+version \d+$/m);
+    expect(text, 'a raw JSON object in the text form').not.toMatch(/[{}]/);
+    const bytes = JSON.parse(cli(['info', makeStore(dir, 5), '--json']).stdout);
+    expect(bytes.encodings).toEqual({ state: 'recorded', keyEncoding: 'binary', valueEncoding: 'binary' });
   });
 
   it('dump lists keys in order, honouring --prefix and --limit', () => {
