@@ -1,7 +1,8 @@
 /** daxstore info / dump: read-only views of a store file (on a private copy-on-write mapping: snapshot.ts). */
 import { isDaxError } from '../errors.js';
 import { BLOCK_BYTES } from '../device/layout.js';
-import { readKvRoot } from '../kv/kv-root.js';
+import { parseJson, readOrderedKey, unpackValue } from '../kv/encodings.js';
+import { readKvRoot, type KvRoot } from '../kv/kv-root.js';
 import { SEGMENT_BYTES } from '../kv/layout.js';
 import { openSnapshotStore, superblockProblems, takeSnapshot, type SuperblockCopy } from './snapshot.js';
 import { EXIT_OK, emit, mib, parseKeyArg, showBytes, table } from './output.js';
@@ -116,19 +117,29 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
   }
 }
 
-export function runDump(path: string, opts: { prefix?: string; limit?: number; json?: boolean }): number {
+/**
+ * Keys and values in key order, decoded by the encodings the store records (ordered keys and
+ * json/msgpack values as JSON, utf8 as text); with `raw`, or in a store that records none, the
+ * stored bytes (text when printable, else hex:).
+ */
+export function runDump(
+  path: string,
+  opts: { prefix?: string; limit?: number; json?: boolean; raw?: boolean },
+): number {
   const prefix = opts.prefix === undefined ? undefined : parseKeyArg(opts.prefix);
   const snap = takeSnapshot(path);
   const kv = openSnapshotStore(snap);
   try {
-    const rows: Array<{ key: string; valueBytes: number; value: string }> = [];
+    const root = readKvRoot(kv.dax.device);
+    const show = shower(opts.raw !== true && root.state === 'ok' ? root.root : undefined, opts.json === true);
+    const rows: Array<{ key: unknown; valueBytes: number; value: unknown }> = [];
     const bounds = {
       ...(prefix === undefined ? {} : { prefix }),
       ...(opts.limit === undefined ? {} : { limit: opts.limit }),
     };
     try {
       for (const [key, value] of kv.range(bounds))
-        rows.push({ key: showBytes(key, 1 << 20), valueBytes: value.length, value: showBytes(value) });
+        rows.push({ key: show.key(key), valueBytes: value.length, value: show.value(value) });
     } catch (e) {
       // A value that cannot be read (a key marked lost by salvage, a damaged large value, a
       // poisoned block) ends range(): list key by key instead, naming each such value's error.
@@ -137,20 +148,75 @@ export function runDump(path: string, opts: { prefix?: string; limit?: number; j
       for (const key of kv.keysForCheck(bounds)) {
         try {
           const value = kv.get(key)!;
-          rows.push({ key: showBytes(key, 1 << 20), valueBytes: value.length, value: showBytes(value) });
+          rows.push({ key: show.key(key), valueBytes: value.length, value: show.value(value) });
         } catch (err) {
           if (!isDaxError(err)) throw err;
-          rows.push({ key: showBytes(key, 1 << 20), valueBytes: 0, value: `(${err.code}: cannot be read)` });
+          rows.push({ key: show.key(key), valueBytes: 0, value: `(${err.code}: cannot be read)` });
         }
       }
     }
     emit(opts.json === true, rows, () =>
       rows.length === 0
         ? '(no keys)'
-        : table([['key', 'bytes', 'value'], ...rows.map((r) => [r.key, r.valueBytes, r.value])]),
+        : table([['key', 'bytes', 'value'], ...rows.map((r) => [String(r.key), r.valueBytes, String(r.value)])]),
     );
     return EXIT_OK;
   } finally {
     kv.close();
   }
+}
+
+/**
+ * How dump shows a key and a value: decoded by the store's encodings (undefined: as bytes).
+ * In text, decoded keys and json/msgpack values are printed as JSON; in --json output they are
+ * the JSON values themselves. What JSON cannot hold: bigint as '<digits>n', bytes as 'hex:…',
+ * a Map as its entries, a Set as its members. A value that does not decode is named, not fatal.
+ */
+function shower(
+  enc: KvRoot | undefined,
+  json: boolean,
+): { key: (k: Uint8Array) => unknown; value: (v: Uint8Array) => unknown } {
+  const text = (x: unknown, max = 1 << 20): string => {
+    const s = JSON.stringify(x, jsonSafe) ?? String(x);
+    return s.length > max ? `${s.slice(0, max)}…` : s;
+  };
+  const key = (k: Uint8Array): unknown => {
+    if (enc?.keyEncoding === 'ordered') {
+      const decoded = readOrderedKey(k, 0, k.length);
+      return json ? JSON.parse(text(decoded)) : text(decoded);
+    }
+    if (enc?.keyEncoding === 'utf8') return Buffer.from(k).toString('utf8');
+    return showBytes(k, 1 << 20);
+  };
+  const value = (v: Uint8Array): unknown => {
+    const buf = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+    let decoded: unknown;
+    try {
+      switch (enc?.valueEncoding) {
+        case 'utf8':
+          return buf.toString('utf8');
+        case 'json':
+          decoded = parseJson(buf.toString('utf8'), 'dump');
+          break;
+        case 'msgpack':
+          decoded = unpackValue(buf, 0, buf.length, 'dump');
+          break;
+        default:
+          return showBytes(v);
+      }
+    } catch (e) {
+      if (!isDaxError(e)) throw e;
+      return `(${e.code}: not valid ${enc!.valueEncoding}: ${showBytes(v)})`;
+    }
+    return json ? JSON.parse(text(decoded)) : text(decoded, 64);
+  };
+  return { key, value };
+}
+
+function jsonSafe(this: unknown, _key: string, v: unknown): unknown {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v instanceof Uint8Array) return `hex:${Buffer.from(v).toString('hex')}`;
+  if (v instanceof Map) return [...v.entries()];
+  if (v instanceof Set) return [...v.values()];
+  return v;
 }

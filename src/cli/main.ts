@@ -56,12 +56,15 @@ export function buildProgram(): Command {
 
   program
     .command('dump')
-    .description('list keys and values of a store in key order')
+    .description("list keys and values of a store in key order, decoded by the store's encodings")
     .argument('<path>', 'store file or device')
     .option('--prefix <key>', 'only keys starting with this (UTF-8 text or hex:<digits>)')
     .option('--limit <n>', 'at most n keys', parsePositive)
+    .option('--raw', "keys and values as their stored bytes, not decoded by the store's encodings")
     .option('--json', 'machine-readable output')
-    .action(action((path: string, o: { prefix?: string; limit?: number; json?: boolean }) => runDump(path, o)));
+    .action(
+      action((path: string, o: { prefix?: string; limit?: number; json?: boolean; raw?: boolean }) => runDump(path, o)),
+    );
 
   program
     .command('check')

@@ -58,6 +58,43 @@ describe('info and dump', () => {
     expect(bytes.encodings).toEqual({ state: 'recorded', keyEncoding: 'binary', valueEncoding: 'binary' });
   });
 
+  it("dump decodes keys and values by the store's encodings; --raw shows the stored bytes", () => {
+    const file = path.join(dir, 'users.store');
+    const db = open(file, { size: 16 * 2 ** 20 }); // ordered keys, msgpack values
+    db.put(['user', 2], { name: 'ada', born: 1815, tags: new Set(['math']), id: 7n });
+    db.put(['user', 10], { name: 'grace' });
+    db.put('config', [1, 2, 3]);
+    db.close();
+    const rows = JSON.parse(cli(['dump', file, '--json']).stdout) as Array<{ key: unknown; value: unknown }>;
+    expect(rows).toEqual([
+      // in key order: 'config' < ['user', …] (first parts compared), then 2 < 10 numerically
+      { key: 'config', valueBytes: expect.any(Number), value: [1, 2, 3] },
+      {
+        key: ['user', 2],
+        valueBytes: expect.any(Number),
+        value: { name: 'ada', born: 1815, tags: ['math'], id: '7n' },
+      },
+      { key: ['user', 10], valueBytes: expect.any(Number), value: { name: 'grace' } },
+    ]);
+    const text = cli(['dump', file]).stdout;
+    expect(text).toMatch(/^\["user",2\]\s+\d+\s+\{"name":"ada","born":1815,"tags":\["math"\],"id":"7n"\}$/m);
+    expect(text).toMatch(/^"config"\s+\d+\s+\[1,2,3\]$/m);
+    const raw = JSON.parse(cli(['dump', file, '--raw', '--json']).stdout) as Array<{ key: string; value: string }>;
+    expect(raw.map((r) => r.key)).toContain('config'); // an ordered string key's bytes are its UTF-8
+    expect(raw.every((r) => typeof r.value === 'string')).toBe(true);
+    expect(raw.some((r) => r.key.startsWith('hex:'))).toBe(true); // the compound keys
+
+    const notes = path.join(dir, 'notes.store');
+    const n = open(notes, { size: 8 * 2 ** 20, keyEncoding: 'utf8', valueEncoding: 'json' });
+    n.put('b', { done: true });
+    n.put('a', 'text');
+    n.close();
+    expect(JSON.parse(cli(['dump', notes, '--json']).stdout)).toEqual([
+      { key: 'a', valueBytes: 6, value: 'text' },
+      { key: 'b', valueBytes: 13, value: { done: true } },
+    ]);
+  });
+
   it('dump lists keys in order, honouring --prefix and --limit', () => {
     const file = makeStore(dir, 30);
     const r = cli(['dump', file, '--prefix', 'key2', '--limit', '4', '--json']);
