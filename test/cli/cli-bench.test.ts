@@ -36,7 +36,7 @@ describe('bench', () => {
   });
 
   const tooSmall: Array<[string, string[]]> = [
-    ['while loading its keys', ['--size', '4M', '--keys', '100000', '--workload', 'a', '--duration', '200ms']],
+    ['while loading its keys', ['--size', '6M', '--keys', '200000', '--workload', 'a', '--duration', '200ms']],
     [
       'in a worker thread during the run',
       ['--size', '6M', '--value-size', '4000', '--workload', 'fill', '--duration', '5s'],
