@@ -311,7 +311,7 @@ export const SWITCHES = {
     layer: 'dax',
     read: 'call',
     breaks: 'loading the object table does not correct a record word with one wrong byte: the space is unopenable',
-    red: ['test/dax/object-table-damage.test.ts'],
+    red: ['test/dax/object-table-damage.test.ts', 'test/kv/kv-damage-seeded.test.ts'],
   },
   'kv-compact-no-retired-mark': {
     layer: 'kv',

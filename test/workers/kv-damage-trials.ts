@@ -4,8 +4,10 @@
  * The store (built once per worker from the seed) has overwrites, deletes, batches, large
  * values (DAX objects) and a compaction behind it, and is closed cleanly. Each trial takes a
  * copy and damages one region: one byte flipped (xor with a nonzero value) in a superblock
- * copy, an owner record, the log, a large value or an object-table record, or one 4 KiB block
- * poisoned (bad-block list, unreadable, garbage in its place) under the log or a large value.
+ * copy, an owner record, the log, a large value or an object-table record; one 4 KiB block
+ * poisoned (bad-block list, unreadable, garbage in its place) under the log, a large value or
+ * the object table; one metadata page lost (a superblock copy, an owner-table page: garbage in
+ * its place, unreadable); or ('multi') two to four of these at once, in different places.
  * Then:
  *   - strict open: refused, or every key reads its last written value or throws (EIO/ECORRUPT);
  *   - salvage open: must open; every key reads its last written value, or throws, or is absent
@@ -22,6 +24,7 @@ import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { rng } from '../helpers/seed.js';
+import { REGIONS, type Region } from '../helpers/damage-regions.js';
 import { Device } from '../../src/device/device.js';
 import { DaxError } from '../../src/errors.js';
 import { type KvStore } from '../../src/kv/index.js';
@@ -58,22 +61,12 @@ interface Job {
   regions?: Region[];
 }
 
-export const REGIONS = [
-  'superblock',
-  'owner-record',
-  'log',
-  'large-value',
-  'object-record',
-  'poison-log',
-  'poison-large-value',
-] as const;
-/** One byte anywhere in what the store wrote (superblocks, owner records, log, large values, object records), by size. */
-export type Region = (typeof REGIONS)[number] | 'anywhere';
-
 export interface TrialResult {
   trial: number;
   region: Region;
   offset: number;
+  /** every damaged range [start, end) ('multi' damages several) */
+  ranges: Array<[number, number]>;
   /** bad outcomes: each must be 0 */
   wrongValues: number;
   /** of wrongValues: an older acknowledged value of the key served as its current one */
@@ -110,6 +103,8 @@ interface Built {
   largePages: Array<[number, number]>; // [offset, bytes used in the page]
   objectRecords: number[];
   ownerRecords: number[];
+  /** the object table's own pages (data blocks) */
+  tablePages: number[];
   tableOffset: number;
 }
 
@@ -227,7 +222,7 @@ function describe(
   const recordOf = new Map<number, number>();
   for (const page of tablePages)
     for (let at = page; at < page + 4096; at += 16) {
-      const id = Number(new BigUint64Array(media.buffer, at, 1)[0]);
+      const id = Number(new BigUint64Array(media.buffer, at, 1)[0] & 0xffff_ffff_ffffn); // bytes 6-7: check bytes
       if (id === 0) continue;
       objectRecords.push(at);
       recordOf.set(id, at);
@@ -243,32 +238,76 @@ function describe(
         const pages = objectPages.get(ref.id) ?? [];
         pages.forEach((p, i) => {
           footprint.push([p, p + 4096]);
+          const owner = tableOffset + 16 * device.blockAt(p); // the page's owner record names its object
+          footprint.push([owner, owner + 16]);
           largePages.push([p, Math.min(4096, ref.length - i * 4096)]);
         });
         const rec = recordOf.get(ref.id);
-        if (rec !== undefined) footprint.push([rec, rec + 16]);
+        if (rec === undefined) throw new Error(`object ${ref.id} of ${k} has no object-table record`);
+        footprint.push([rec, rec + 16]);
+        const pageOwner = tableOffset + 16 * device.blockAt(rec); // where the table page holding it is found
+        footprint.push([pageOwner, pageOwner + 16]);
       }
     }
     model.set(k, { value, older: history.get(k) ?? [], footprint });
   }
   db.close();
-  return { media, model, segments, largePages, objectRecords, ownerRecords, tableOffset };
+  return { media, model, segments, largePages, objectRecords, ownerRecords, tablePages, tableOffset };
 }
 
 function pick<T>(r: () => number, xs: readonly T[]): T {
   return xs[Math.floor(r() * xs.length)];
 }
 
-/** A copy of the clean store with the damage of `region` applied; [start, end) of the damaged bytes. */
-function damage(built: Built, region: Region, r: () => number): { image: SimMedia; range: [number, number] } {
+/** The regions a 'multi' trial draws its two or three damages from (a superblock copy at most once: both copies bad is ECORRUPT by design). */
+const MULTI_PARTS: Region[] = [
+  'log',
+  'owner-record',
+  'large-value',
+  'object-record',
+  'poison-log',
+  'poison-large-value',
+];
+
+interface Damaged {
+  image: SimMedia;
+  /** every damaged range [start, end) */
+  ranges: Array<[number, number]>;
+}
+
+/** A copy of the clean store with the damage of `region` applied ('multi': two or three damages). */
+function damage(built: Built, region: Region, r: () => number): Damaged {
   const image = built.media.crashImage({ mode: 'none' });
+  if (region !== 'multi') return damageOne(built, region, r, image);
+  const parts: Region[] = [];
+  for (let i = 2 + Math.floor(r() * 2); i > 0; i--) parts.push(pick(r, MULTI_PARTS));
+  if (r() < 0.25) parts.push('superblock');
+  // poisons first: marking a block bad opens the device, which the other damage may refuse
+  parts.sort((a, b) => Number(b.startsWith('poison')) - Number(a.startsWith('poison')));
+  let d: Damaged = { image, ranges: [] };
+  for (const part of parts) {
+    const next = damageOne(built, part, r, d.image);
+    d = { image: next.image, ranges: [...d.ranges, ...next.ranges] };
+  }
+  return d;
+}
+
+/** Applies one damage of `region` to `image` (a poisoned data block replaces the image: the result's). */
+function damageOne(built: Built, region: Region, r: () => number, image: SimMedia): Damaged {
   const bytes = new Uint8Array(image.buffer);
-  const flip = (at: number): { image: SimMedia; range: [number, number] } => {
+  const flip = (at: number): Damaged => {
     bytes[at] ^= 1 + Math.floor(r() * 255);
     image.persist(at, 1);
-    return { image, range: [at, at + 1] };
+    return { image, ranges: [[at, at + 1]] };
   };
-  const poison = (offset: number): { image: SimMedia; range: [number, number] } => {
+  // A 4 KiB page whose contents are lost: garbage in their place, copies of it fail with EIO.
+  const lose = (target: SimMedia, start: number): void => {
+    new Uint8Array(target.buffer).fill(0xee, start, start + 4096);
+    target.persist(start, 4096);
+    target.injectPoison(start, 4096);
+  };
+  // A data block: also on the bad-block list, as the kernel's badblocks report it.
+  const poison = (offset: number): Damaged => {
     const device = Device.open(image);
     const b = device.blockAt(offset);
     const start = device.blockOffset(b);
@@ -276,10 +315,13 @@ function damage(built: Built, region: Region, r: () => number): { image: SimMedi
     device.close();
     const poisoned = image.crashImage({ mode: 'none' });
     image.dispose();
-    new Uint8Array(poisoned.buffer).fill(0xee, start, start + 4096); // what a read would not return
-    poisoned.persist(start, 4096);
-    poisoned.injectPoison(start, 4096);
-    return { image: poisoned, range: [start, start + 4096] };
+    lose(poisoned, start);
+    return { image: poisoned, ranges: [[start, start + 4096]] };
+  };
+  // A metadata page (not a data block: no bad-block entry can name it).
+  const poisonMetadata = (start: number): Damaged => {
+    lose(image, start);
+    return { image, ranges: [[start, start + 4096]] };
   };
   switch (region) {
     case 'superblock':
@@ -302,6 +344,16 @@ function damage(built: Built, region: Region, r: () => number): { image: SimMedi
     }
     case 'poison-large-value':
       return poison(pick(r, built.largePages)[0]);
+    case 'poison-superblock':
+      return poisonMetadata(pick(r, [0, 4096]));
+    case 'poison-owner-table': {
+      const record = pick(r, built.ownerRecords);
+      return poisonMetadata(record - (record % 4096));
+    }
+    case 'poison-object-table':
+      return poison(pick(r, built.tablePages));
+    case 'multi':
+      throw new Error('unreachable: damage() splits a multi trial');
     case 'anywhere': {
       const spans: Array<[number, number]> = [
         [0, 136],
@@ -321,8 +373,8 @@ function damage(built: Built, region: Region, r: () => number): { image: SimMedi
   }
 }
 
-const overlaps = (fp: Array<[number, number]>, [lo, hi]: [number, number]): boolean =>
-  fp.some(([a, b]) => a < hi && lo < b);
+const overlaps = (fp: Array<[number, number]>, ranges: Array<[number, number]>): boolean =>
+  fp.some(([a, b]) => ranges.some(([lo, hi]) => a < hi && lo < b));
 
 /** 'ok' | 'lost' (throws EIO/ECORRUPT) | 'absent' | the wrong bytes. */
 function readKey(db: KvStore, key: string): 'ok-absent' | { value: Uint8Array } | { error: string } {
@@ -343,7 +395,7 @@ function covered(report: KvRecoveryReport | undefined): boolean {
 function judge(
   db: KvStore,
   built: Built,
-  range: [number, number],
+  ranges: Array<[number, number]>,
   report: KvRecoveryReport | undefined,
   out: TrialResult,
   what: string,
@@ -364,12 +416,12 @@ function judge(
       if (!covered(report)) {
         out.lostSilently++;
         if (out.crashes.length < 5) out.crashes.push(`${what}: ${key} absent, no report covers it`);
-      } else if (!overlaps(state.footprint, range)) out.lostOutsideDamage++;
+      } else if (!overlaps(state.footprint, ranges)) out.lostOutsideDamage++;
       continue;
     }
     if ('error' in got) {
       out.lostKeys++;
-      if (!overlaps(state.footprint, range)) {
+      if (!overlaps(state.footprint, ranges)) {
         out.lostOutsideDamage++;
         if (out.crashes.length < 5) out.crashes.push(`${what}: ${key} lost (${got.error}) outside the damage`);
       }
@@ -393,6 +445,7 @@ function trial(built: Built, job: Job, n: number): TrialResult {
     trial: n,
     region,
     offset: -1,
+    ranges: [],
     wrongValues: 0,
     rolledBack: 0,
     resurrectedSilently: 0,
@@ -409,8 +462,9 @@ function trial(built: Built, job: Job, n: number): TrialResult {
     staleReported: 0,
     checked: false,
   };
-  const { image, range } = damage(built, region, r);
-  out.offset = range[0];
+  const { image, ranges } = damage(built, region, r);
+  out.offset = ranges[0][0];
+  out.ranges = ranges;
   const guard = (what: string, fn: () => void): void => {
     try {
       fn();
@@ -436,7 +490,7 @@ function trial(built: Built, job: Job, n: number): TrialResult {
           (rec?.ownerRecords.corrected.length ?? 0) +
           (rec?.objectRecords.corrected.length ?? 0) >
         0;
-      judge(db, built, range, undefined, out, 'strict');
+      judge(db, built, ranges, undefined, out, 'strict');
     } finally {
       db.close();
     }
@@ -454,7 +508,7 @@ function trial(built: Built, job: Job, n: number): TrialResult {
     }
     const report = db.recovery;
     try {
-      judge(db, built, range, report, out, 'salvage');
+      judge(db, built, ranges, report, out, 'salvage');
     } finally {
       db.close();
     }
@@ -469,7 +523,7 @@ function trial(built: Built, job: Job, n: number): TrialResult {
     }
     try {
       const lostBefore = out.lostKeys;
-      judge(again, built, range, report, out, 'after salvage');
+      judge(again, built, ranges, report, out, 'after salvage');
       out.lostKeys = lostBefore; // the same keys again: counted once
     } finally {
       again.close();
