@@ -10,19 +10,31 @@
  *     FREE_BLOCKS   blocks whose used bit is clear
  *     OWNED_BLOCKS  blocks held by owners: 1 per OWNED order-0 record, 512 per order-9 head
  *     POISONED      blocks whose poisoned bit is set
- *     CURSOR        next-fit start for order 0 (block number)
  *     HUGE_CURSOR   next-fit start for order 9 (extent number)
  *     ALLOC_COUNT   allocations attempted since the last injectEnospc
  *     ENOSPC_AT     ALLOC_COUNT value whose allocation fails with ENOSPC; 0 = none
  *     CLOSED        1 once the device is closed (every thread then gets ECLOSED)
+ *     TOKEN         random nonzero id of this shared state (participant records name it)
+ *     FREE_EXTENTS  2 MiB extents (512 aligned blocks) whose blocks are all free
+ *     RESERVE       extents kept for priority allocations (setReserve): an ordinary
+ *                   allocation never takes a block or extent that would leave fewer
+ *                   than RESERVE whole free extents
+ *     SMALL_EXTENT  extent order-0 allocations fill first (block packing, below)
  *   used     Uint32[ceil(dataBlocks/32)]  bit b%32 of word b>>5: block b is owned, covered,
  *            reserved by an allocation in flight, or poisoned (never handed out)
  *   poisoned Uint32[same]                 bit set: block b is poisoned
+ *   extentFree Uint16[ceil(dataBlocks/512)] clear used bits of each extent
+ *
+ * Placement: an order-0 block comes from an extent that is already partly used (the
+ * current SMALL_EXTENT, else the next partly used one), and breaks a whole free extent only
+ * when no partly used extent has a free block. Whole extents stay whole for the 2 MiB
+ * allocations (log segments) that need them.
  *
  * Invariants
  *   - With no operation in flight: used bit set <=> the owner table says OWNED, covered or
  *     POISONED (or the bad-block list lists it); FREE_BLOCKS = clear used bits;
- *     OWNED_BLOCKS matches the table; POISONED = set poisoned bits. audit() checks all this.
+ *     OWNED_BLOCKS matches the table; POISONED = set poisoned bits; extentFree[e] = clear
+ *     used bits of extent e; FREE_EXTENTS = extents with all 512 clear. audit() checks all this.
  *   - A block is handed out only while its used bit is clear, and its bit is set in the
  *     same critical section: no block is handed out twice.
  *
@@ -44,7 +56,7 @@
  *
  * Thread death (participants.ts; docs/ARCHITECTURE.md "Thread death")
  *   - LOCK is a holder-naming spin lock. A thread that takes it over from a dead holder
- *     (repairLocked) recounts FREE_BLOCKS from the bitmap and finishes a bitmap release the
+ *     (repairLocked) recounts FREE_BLOCKS, extentFree and FREE_EXTENTS from the bitmap and finishes a bitmap release the
  *     dead thread was in the middle of (below).
  *   - A block a thread is between reserving and returning, or between starting and finishing
  *     a free, is recorded in its participant slot (P_ALLOC_*: device token, block + 1, phase),
@@ -98,12 +110,14 @@ const LOCK = 0;
 const FREE_BLOCKS = 1;
 const OWNED_BLOCKS = 2;
 const POISONED = 3;
-const CURSOR = 4;
 const HUGE_CURSOR = 5;
 const ALLOC_COUNT = 6;
 const ENOSPC_AT = 7;
 const CLOSED = 8;
 const TOKEN = 9; // random nonzero id of this allocator's shared state: participant records name the device by it
+const FREE_EXTENTS = 10;
+const RESERVE = 11;
+const SMALL_EXTENT = 12;
 const CONTROL_WORDS = 16;
 /** P_ALLOC_PHASE values (file header). */
 const RESERVED = 1;
@@ -112,9 +126,20 @@ const RELEASING = 3;
 const PHASE_MASK = 15;
 const PHASE_HUGE = 16; // or-ed into the phase: the record is of a 2 MiB extent
 
+const injectedFaults = new WeakSet<object>();
+
+/** True for the ENOSPC an injectEnospc() fault threw: layers that retry after reclaiming space pass it on at once. */
+export function isInjectedFault(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && injectedFaults.has(e);
+}
+
 export interface AllocatorStats {
   dataBlocks: number;
   freeBlocks: number;
+  /** whole 2 MiB extents free */
+  freeExtents: number;
+  /** free extents only priority allocations may take */
+  reserveExtents: number;
   ownedBlocks: number;
   poisonedBlocks: number;
 }
@@ -125,11 +150,18 @@ export interface OwnerDamage {
   unresolved: Array<{ block: number; word0: bigint; word1: bigint; why: string }>;
 }
 
+/** allocate() options. */
+export interface AllocateOptions {
+  /** may take the reserve (setReserve): for allocations that free space (compaction, deletes) */
+  priority?: boolean;
+}
+
 export class Allocator {
   readonly state: SharedArrayBuffer;
   private readonly control: Int32Array;
   private readonly used: Uint32Array;
   private readonly poisoned: Uint32Array;
+  private readonly extentFree: Uint16Array;
   private readonly dataBlocks: number;
 
   constructor(
@@ -141,10 +173,13 @@ export class Allocator {
   ) {
     this.dataBlocks = geometry.dataBlocks;
     const bitmapWords = Math.ceil(this.dataBlocks / 32);
-    this.state = state ?? new SharedArrayBuffer((CONTROL_WORDS + 2 * bitmapWords) * 4);
+    const extents = Math.ceil(this.dataBlocks / HUGE_BLOCKS);
+    const extentFreeAt = (CONTROL_WORDS + 2 * bitmapWords) * 4;
+    this.state = state ?? new SharedArrayBuffer(extentFreeAt + 2 * extents + 2);
     this.control = new Int32Array(this.state, 0, CONTROL_WORDS);
     this.used = new Uint32Array(this.state, CONTROL_WORDS * 4, bitmapWords);
     this.poisoned = new Uint32Array(this.state, (CONTROL_WORDS + bitmapWords) * 4, bitmapWords);
+    this.extentFree = new Uint16Array(this.state, extentFreeAt, extents);
   }
 
   /**
@@ -186,18 +221,31 @@ export class Allocator {
       owned += n;
     }
     for (const b of this.badList.read()) this.setPoisonedBit(b);
-    let free = 0;
     let poisoned = 0;
-    for (let w = 0; w < this.used.length; w++) {
-      free += 32 - popcount(this.used[w]);
-      poisoned += popcount(this.poisoned[w]);
-    }
+    for (let w = 0; w < this.used.length; w++) poisoned += popcount(this.poisoned[w]);
     const token = this.control[TOKEN];
+    const reserve = this.control[RESERVE]; // kept across a rebuild (audit builds a fresh one)
     this.control.fill(0);
     this.control[TOKEN] = token !== 0 ? token : globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
-    this.control[FREE_BLOCKS] = free;
+    this.recountLocked();
     this.control[OWNED_BLOCKS] = owned;
     this.control[POISONED] = poisoned;
+    this.control[RESERVE] = reserve;
+  }
+
+  /** FREE_BLOCKS, extentFree and FREE_EXTENTS from the used bitmap (rebuild; LOCK taken over from a dead holder). */
+  private recountLocked(): void {
+    let free = 0;
+    let freeExtents = 0;
+    this.extentFree.fill(0);
+    for (let w = 0; w < this.used.length; w++) {
+      const clear = 32 - popcount(this.used[w]);
+      free += clear;
+      this.extentFree[w >>> 4] += clear;
+    }
+    for (let e = 0; e < this.extentFree.length; e++) if (this.extentFree[e] === HUGE_BLOCKS) freeExtents++;
+    this.control[FREE_BLOCKS] = free;
+    this.control[FREE_EXTENTS] = freeExtents;
   }
 
   /** Random id of this allocator's shared state (participant records name the device by it). */
@@ -250,6 +298,8 @@ export class Allocator {
     return {
       dataBlocks: this.dataBlocks,
       freeBlocks: Atomics.load(this.control, FREE_BLOCKS),
+      freeExtents: Atomics.load(this.control, FREE_EXTENTS),
+      reserveExtents: Atomics.load(this.control, RESERVE),
       ownedBlocks: Atomics.load(this.control, OWNED_BLOCKS),
       poisonedBlocks: Atomics.load(this.control, POISONED),
     };
@@ -270,6 +320,16 @@ export class Allocator {
 
   markClosed(): void {
     Atomics.store(this.control, CLOSED, 1);
+  }
+
+  /**
+   * Keeps `extents` whole free extents for priority allocations (every thread, at once):
+   * ordinary ones fail with ENOSPC rather than leave fewer. 0: no reserve.
+   */
+  setReserve(extents: number): void {
+    withLock(this.control, LOCK, () => {
+      this.control[RESERVE] = extents;
+    });
   }
 
   /** The n-th allocation from now (any thread) fails with ENOSPC; 0 clears. */
@@ -301,12 +361,13 @@ export class Allocator {
   }
 
   /** Allocates a block (order 0) or a 2 MiB extent (order 9) for (ownerId, index); durable on return. */
-  allocate(ownerId: number, index: number, order: 0 | 9): number {
+  allocate(ownerId: number, index: number, order: 0 | 9, opts: AllocateOptions = {}): number {
     const meta = sealMeta(encodeMeta(FLAG_OWNED, order, ownerId), BigInt(index));
+    const priority = opts.priority === true;
     const pt = participantTable();
     const rb = mySlotBase();
     for (;;) {
-      const block = this.reserve(order);
+      const block = this.reserve(order, priority);
       const published = this.publish(block, index, meta, order);
       pt[rb + P_ALLOC_PHASE] = 0; // the caller has it now (or a concurrent poison keeps it): no call before the return
       if (published) return block;
@@ -323,8 +384,7 @@ export class Allocator {
     const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
     const claimed = withLock(this.control, LOCK, () => {
       for (let b = block; b < block + n; b++) if ((this.used[b >>> 5] & (1 << (b & 31))) !== 0) return false;
-      for (let b = block; b < block + n; b++) this.used[b >>> 5] |= 1 << (b & 31);
-      this.control[FREE_BLOCKS] -= n;
+      for (let b = block; b < block + n; b++) this.setUsedLocked(b);
       return true;
     });
     if (!claimed) return false;
@@ -371,8 +431,7 @@ export class Allocator {
     for (let b = block; b < block + n; b++) {
       if (this.isPoisoned(b)) continue;
       assert((this.used[b >>> 5] & (1 << (b & 31))) !== 0, () => `freeing block ${b} that the bitmap says is free`);
-      this.used[b >>> 5] &= ~(1 << (b & 31));
-      this.control[FREE_BLOCKS]++;
+      this.clearUsedLocked(b);
     }
     Atomics.sub(this.control, OWNED_BLOCKS, n);
     pt[rb + P_ALLOC_PHASE] = 0;
@@ -388,7 +447,7 @@ export class Allocator {
     const added = withLock(this.control, LOCK, () => {
       if (this.isPoisoned(block)) return false;
       this.badList.appendLocked(block);
-      if ((this.used[block >>> 5] & (1 << (block & 31))) === 0) this.control[FREE_BLOCKS]--;
+      if ((this.used[block >>> 5] & (1 << (block & 31))) === 0) this.setUsedLocked(block);
       this.setPoisonedBit(block); // sets the used bit too
       this.control[POISONED]++;
       return true;
@@ -425,8 +484,8 @@ export class Allocator {
     fresh.rebuild();
     return withLock(this.control, LOCK, () => {
       const problems: string[] = [];
-      for (const name of ['FREE_BLOCKS', 'OWNED_BLOCKS', 'POISONED'] as const) {
-        const slot = { FREE_BLOCKS, OWNED_BLOCKS, POISONED }[name];
+      for (const name of ['FREE_BLOCKS', 'OWNED_BLOCKS', 'POISONED', 'FREE_EXTENTS'] as const) {
+        const slot = { FREE_BLOCKS, OWNED_BLOCKS, POISONED, FREE_EXTENTS }[name];
         if (fresh.control[slot] !== this.control[slot])
           problems.push(`${name}: index ${this.control[slot]}, owner table ${fresh.control[slot]}`);
       }
@@ -437,6 +496,10 @@ export class Allocator {
           );
         if (fresh.poisoned[w] !== this.poisoned[w])
           problems.push(`poisoned bits of blocks ${w * 32}..${w * 32 + 31} differ`);
+      }
+      for (let e = 0; e < this.extentFree.length && problems.length < 20; e++) {
+        if (fresh.extentFree[e] !== this.extentFree[e])
+          problems.push(`free blocks of extent ${e}: index ${this.extentFree[e]}, owner table ${fresh.extentFree[e]}`);
       }
       return problems;
     });
@@ -458,11 +521,11 @@ export class Allocator {
   }
 
   /** Finds and marks used a free block or extent; ENOSPC (nothing changed) when none. */
-  private reserve(order: 0 | 9): number {
-    if (isBroken('allocator-no-lock')) return this.reserveUnlocked(order);
+  private reserve(order: 0 | 9, priority: boolean): number {
+    if (isBroken('allocator-no-lock')) return this.reserveUnlocked(order, priority);
     lockWord(this.control, LOCK, this.repairLocked);
     try {
-      return this.reserveLocked(order);
+      return this.reserveLocked(order, priority);
     } finally {
       unlockWord(this.control, LOCK);
     }
@@ -470,106 +533,147 @@ export class Allocator {
 
   /**
    * reserve() under DAXSTORE_TEST_BREAK=allocator-no-lock: no lock, and a 20 us spin between
-   * reading a bitmap word and claiming its bit, so two threads pick the same block on nearly
+   * choosing a free block and claiming its bit, so two threads pick the same block on nearly
    * every allocation (the red run is not left to chance).
    */
-  private reserveUnlocked(order: 0 | 9): number {
-    if (this.control[CLOSED] !== 0) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
-    this.control[ALLOC_COUNT]++;
-    if (this.control[ENOSPC_AT] !== 0 && this.control[ALLOC_COUNT] === this.control[ENOSPC_AT]) {
-      this.control[ENOSPC_AT] = 0;
-      throw new DaxError('ENOSPC', `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]}`);
+  private reserveUnlocked(order: 0 | 9, priority: boolean): number {
+    this.countAllocation(order);
+    const spare = this.spareExtents(priority) > 0;
+    let block = -1;
+    if (order !== 0) block = this.findFreeExtentLocked(spare);
+    else if ((block = this.pickFreeBlock(spare)) >= 0) {
+      spinMicroseconds(20);
+      this.markReservedLocked(block);
     }
-    const block = order === 0 ? this.findFreeBlockRacy() : this.findFreeExtentLocked();
-    if (block < 0) throw this.fullError(order);
+    if (block < 0) throw this.fullError(order, priority);
     return block;
   }
 
-  private reserveLocked(order: 0 | 9): number {
+  private reserveLocked(order: 0 | 9, priority: boolean): number {
+    this.countAllocation(order);
+    const spare = this.spareExtents(priority) > 0;
+    const block = order === 0 ? this.findFreeBlockLocked(spare) : this.findFreeExtentLocked(spare);
+    if (block < 0) throw this.fullError(order, priority);
+    return block;
+  }
+
+  /** An allocation attempt: ECLOSED on a closed device, or the injected ENOSPC when this is the one (injectEnospc). */
+  private countAllocation(order: 0 | 9): void {
     if (this.control[CLOSED] !== 0) throw new DaxError('ECLOSED', `${this.media.path}: device is closed`);
     this.control[ALLOC_COUNT]++;
     if (this.control[ENOSPC_AT] !== 0 && this.control[ALLOC_COUNT] === this.control[ENOSPC_AT]) {
       this.control[ENOSPC_AT] = 0;
-      throw new DaxError(
+      const injected = new DaxError(
         'ENOSPC',
         `${this.media.path}: injected ENOSPC on allocation ${this.control[ALLOC_COUNT]} (order ${order})`,
       );
+      injectedFaults.add(injected);
+      throw injected;
     }
-    const block = order === 0 ? this.findFreeBlockLocked() : this.findFreeExtentLocked();
-    if (block < 0) throw this.fullError(order);
+  }
+
+  /** Whole free extents this allocation may break or take: all of them for a priority one, else those beyond the reserve. */
+  private spareExtents(priority: boolean): number {
+    return priority ? this.control[FREE_EXTENTS] : this.control[FREE_EXTENTS] - this.control[RESERVE];
+  }
+
+  /** An order-0 block (pickFreeBlock), marked used and recorded RESERVED. Needs LOCK. */
+  private findFreeBlockLocked(mayBreak: boolean): number {
+    const block = this.pickFreeBlock(mayBreak);
+    if (block >= 0) this.markReservedLocked(block);
     return block;
   }
 
-  private findFreeBlockLocked(): number {
-    if (this.control[FREE_BLOCKS] === 0) return -1;
-    const words = this.used.length;
-    const start = this.control[CURSOR] >>> 5;
-    for (let k = 0; k <= words; k++) {
-      const w = (start + k) % words;
-      const free = ~this.used[w];
-      if (free === 0) continue;
-      const bit = 31 - Math.clz32(free & -free);
-      const block = w * 32 + bit;
-      const pt = participantTable();
-      const rb = mySlotBase();
-      this.used[w] |= 1 << bit;
-      this.control[FREE_BLOCKS]--;
-      pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN]; // with the bit: no call in between (file header)
-      pt[rb + P_ALLOC_BLOCK] = block + 1;
-      pt[rb + P_ALLOC_PHASE] = RESERVED;
-      this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
-      return block;
-    }
-    assert(false, 'FREE_BLOCKS > 0 but no clear bit in the used bitmap');
+  /**
+   * Marks order-0 block b used and records it RESERVED in this thread's participant slot:
+   * the bookkeeping and the record are one run of statements with no call in between (file
+   * header), so a thread that dies leaves both or neither.
+   */
+  private markReservedLocked(b: number): void {
+    const pt = participantTable();
+    const rb = mySlotBase();
+    const e = b >>> HUGE_ORDER;
+    this.used[b >>> 5] |= 1 << (b & 31);
+    this.control[FREE_BLOCKS]--;
+    if (this.extentFree[e]-- === HUGE_BLOCKS) this.control[FREE_EXTENTS]--;
+    pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN];
+    pt[rb + P_ALLOC_BLOCK] = b + 1;
+    pt[rb + P_ALLOC_PHASE] = RESERVED;
   }
 
-  /** findFreeBlockLocked with the race window held open (reserveUnlocked only). */
-  private findFreeBlockRacy(): number {
+  /**
+   * A free order-0 block, not yet marked: from SMALL_EXTENT when it is partly used, else from
+   * the next partly used extent, else (when `mayBreak`) from the first whole free extent from
+   * SMALL_EXTENT on (extent 0 in a fresh store), which becomes SMALL_EXTENT. -1 when none.
+   */
+  private pickFreeBlock(mayBreak: boolean): number {
     if (this.control[FREE_BLOCKS] === 0) return -1;
-    const words = this.used.length;
-    const start = this.control[CURSOR] >>> 5;
-    for (let k = 0; k <= words; k++) {
-      const w = (start + k) % words;
-      const free = ~this.used[w];
-      if (free === 0) continue;
-      const bit = 31 - Math.clz32(free & -free);
-      const block = w * 32 + bit;
-      spinMicroseconds(20);
-      const pt = participantTable();
-      const rb = mySlotBase();
-      this.used[w] |= 1 << bit;
-      this.control[FREE_BLOCKS]--;
-      pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN]; // with the bit: no call in between (file header)
-      pt[rb + P_ALLOC_BLOCK] = block + 1;
-      pt[rb + P_ALLOC_PHASE] = RESERVED;
-      this.control[CURSOR] = block + 1 < this.dataBlocks ? block + 1 : 0;
-      return block;
+    const extents = this.extentFree.length;
+    // A last extent shorter than 512 blocks never counts as whole, so it is always "partly used".
+    const partly = (e: number): boolean => this.extentFree[e] > 0 && this.extentFree[e] < HUGE_BLOCKS;
+    let e = this.control[SMALL_EXTENT];
+    if (!partly(e)) {
+      e = -1;
+      for (let k = 1; k <= extents && e < 0; k++) {
+        const c = (this.control[SMALL_EXTENT] + k) % extents;
+        if (partly(c)) e = c;
+      }
+      if (e < 0 && mayBreak) {
+        for (let k = 0; k < extents && e < 0; k++) {
+          const c = (this.control[SMALL_EXTENT] + k) % extents;
+          if (this.extentFree[c] > 0) e = c;
+        }
+      }
+      if (e < 0) return -1;
+      this.control[SMALL_EXTENT] = e;
     }
-    assert(false, 'FREE_BLOCKS > 0 but no clear bit in the used bitmap');
+    const first = e * (HUGE_BLOCKS / 32);
+    const last = Math.min(first + HUGE_BLOCKS / 32, this.used.length);
+    for (let w = first; w < last; w++) {
+      const free = ~this.used[w];
+      if (free !== 0) return w * 32 + (31 - Math.clz32(free & -free));
+    }
+    assert(false, () => `extent ${e} counts ${this.extentFree[e]} free blocks but has no clear bit`);
   }
 
-  private findFreeExtentLocked(): number {
+  private findFreeExtentLocked(allowed: boolean): number {
     const extents = Math.floor(this.dataBlocks / HUGE_BLOCKS);
-    if (extents === 0 || this.control[FREE_BLOCKS] < HUGE_BLOCKS) return -1;
+    if (!allowed || extents === 0 || this.control[FREE_EXTENTS] === 0) return -1;
     const wordsPerExtent = HUGE_BLOCKS / 32;
     const start = this.control[HUGE_CURSOR] % extents;
     for (let k = 0; k < extents; k++) {
       const e = (start + k) % extents;
+      if (this.extentFree[e] !== HUGE_BLOCKS) continue;
       const base = e * wordsPerExtent;
-      let clear = true;
-      for (let i = 0; i < wordsPerExtent && clear; i++) clear = this.used[base + i] === 0;
-      if (!clear) continue;
       const pt = participantTable();
       const rb = mySlotBase();
       this.used.fill(0xffff_ffff, base, base + wordsPerExtent);
       this.control[FREE_BLOCKS] -= HUGE_BLOCKS;
+      this.extentFree[e] = 0;
+      this.control[FREE_EXTENTS]--;
       pt[rb + P_ALLOC_DEVICE] = this.control[TOKEN]; // with the bits: no call in between (file header)
       pt[rb + P_ALLOC_BLOCK] = e * HUGE_BLOCKS + 1;
       pt[rb + P_ALLOC_PHASE] = RESERVED | PHASE_HUGE;
       this.control[HUGE_CURSOR] = (e + 1) % extents;
       return e * HUGE_BLOCKS;
     }
-    return -1;
+    assert(false, () => `FREE_EXTENTS ${this.control[FREE_EXTENTS]} but no whole free extent`);
+  }
+
+  /** Marks a free block used, keeping FREE_BLOCKS, extentFree and FREE_EXTENTS. Needs LOCK. */
+  private setUsedLocked(b: number): void {
+    this.used[b >>> 5] |= 1 << (b & 31);
+    this.control[FREE_BLOCKS]--;
+    const e = b >>> HUGE_ORDER;
+    if (this.extentFree[e]-- === HUGE_BLOCKS) this.control[FREE_EXTENTS]--;
+  }
+
+  /** Marks a used block free (the reverse of setUsedLocked). Needs LOCK. */
+  private clearUsedLocked(b: number): void {
+    this.used[b >>> 5] &= ~(1 << (b & 31));
+    this.control[FREE_BLOCKS]++;
+    const e = b >>> HUGE_ORDER;
+    if (++this.extentFree[e] === HUGE_BLOCKS) this.control[FREE_EXTENTS]++;
   }
 
   /** Stores a reserved block's owner record, word1 (index) durable before word0 can be; false if a concurrent poison took it. */
@@ -617,8 +721,7 @@ export class Allocator {
     pt[rb + P_ALLOC_PHASE] = RELEASING | (n > 1 ? PHASE_HUGE : 0);
     for (let b = block; b < block + n; b++) {
       if (this.isPoisoned(b)) continue;
-      this.used[b >>> 5] &= ~(1 << (b & 31));
-      this.control[FREE_BLOCKS]++;
+      this.clearUsedLocked(b);
     }
     pt[rb + P_ALLOC_PHASE] = 0;
     unlockWord(this.control, LOCK);
@@ -626,7 +729,8 @@ export class Allocator {
 
   /**
    * LOCK was taken over from a dead holder (file header): finish the bitmap release it was in
-   * (its RELEASING record: the bits still set there are its own), recount FREE_BLOCKS.
+   * (its RELEASING record: the bits still set there are its own), recount FREE_BLOCKS,
+   * extentFree and FREE_EXTENTS (it may have died between a bit and its counts).
    */
   private readonly repairLocked = (deadWord: number): void => {
     const id = holderIdOf(deadWord);
@@ -638,9 +742,7 @@ export class Allocator {
       this.clearBitsLocked(block, (phase & PHASE_HUGE) !== 0 ? HUGE_BLOCKS : 1);
       pt[base + P_ALLOC_PHASE] = 0;
     }
-    let free = 0;
-    for (let w = 0; w < this.used.length; w++) free += 32 - popcount(this.used[w]);
-    this.control[FREE_BLOCKS] = free;
+    this.recountLocked();
   };
 
   private clearBitsLocked(block: number, n: number): void {
@@ -678,8 +780,7 @@ export class Allocator {
     const n = (phase & PHASE_HUGE) !== 0 ? HUGE_BLOCKS : 1;
     for (let b = block; b < block + n; b++) {
       if (this.isPoisoned(b) || (this.used[b >>> 5] & (1 << (b & 31))) === 0) continue;
-      this.used[b >>> 5] &= ~(1 << (b & 31));
-      this.control[FREE_BLOCKS]++;
+      this.clearUsedLocked(b);
     }
     pt[base + P_ALLOC_PHASE] = 0;
     unlockWord(this.control, LOCK);
@@ -690,13 +791,18 @@ export class Allocator {
     this.used[block >>> 5] |= 1 << (block & 31);
   }
 
-  private fullError(order: number): DaxError {
+  private fullError(order: number, priority: boolean): DaxError {
     const free = this.control[FREE_BLOCKS];
+    const reserve = this.control[RESERVE];
     const want =
       order === 0 ? `a ${BLOCK_BYTES}-byte block` : `a 2 MiB extent (${HUGE_BLOCKS} contiguous aligned blocks)`;
+    const kept =
+      reserve > 0 && !priority
+        ? `; ${reserve} whole extent${reserve === 1 ? ' is' : 's are'} kept for deletes and compaction`
+        : '';
     return new DaxError(
       'ENOSPC',
-      `${this.media.path}: no free space for ${want}: ${free} of ${this.dataBlocks} blocks free (${free * BLOCK_BYTES} of ${this.dataBlocks * BLOCK_BYTES} bytes)`,
+      `${this.media.path}: no free space for ${want}: ${free} of ${this.dataBlocks} blocks free (${free * BLOCK_BYTES} of ${this.dataBlocks * BLOCK_BYTES} bytes)${kept}`,
     );
   }
 

@@ -33,7 +33,7 @@ import { BLOCK_BYTES, HUGE_BLOCKS, HUGE_ORDER, computeGeometry, geometryProblem,
 import { FORMAT_VERSION, chooseSuperblock, writeSuperblock, type Superblock } from './superblock.js';
 import { FLAG_OWNED, FLAG_POISONED, MAX_INDEX, MAX_OWNER_ID, OwnerTable, decodeMeta } from './owner-table.js';
 import { BadBlockList } from './bad-blocks.js';
-import { Allocator, type AllocatorStats } from './allocator.js';
+import { Allocator, type AllocateOptions, type AllocatorStats } from './allocator.js';
 import { attachMedia as attachAnyMedia } from './attach-media.js';
 
 export interface DeviceHandle {
@@ -177,7 +177,12 @@ export class Device {
     return new Device(media, handle.geometry, undefined, handle.lastShutdownClean, handle.allocatorState);
   }
 
-  allocate(ownerId: number, index: number, order: 0 | 9 = 0): number {
+  /**
+   * A block (order 0) or 2 MiB extent (order 9) owned by (ownerId, index), durable on return.
+   * ENOSPC when none is free, or when only the reserve (setReserve) is left and the
+   * allocation is not `priority`.
+   */
+  allocate(ownerId: number, index: number, order: 0 | 9 = 0, opts: AllocateOptions = {}): number {
     this.checkOpen();
     if (!Number.isSafeInteger(ownerId) || ownerId < 1 || ownerId > MAX_OWNER_ID)
       throw new DaxError('EINVAL', `allocate: ownerId ${ownerId} must be an integer in [1, 2^40)`);
@@ -185,12 +190,24 @@ export class Device {
       throw new DaxError('EINVAL', `allocate: index ${index} must be an integer in [0, 2^53)`);
     if (order !== 0 && order !== HUGE_ORDER)
       throw new DaxError('EINVAL', `allocate: order ${String(order)} must be 0 or 9`);
-    const block = this.allocator.allocate(ownerId, index, order);
+    const block = this.allocator.allocate(ownerId, index, order, opts);
     assert(
       block >= 0 && block < this.dataBlocks && (order === 0 || block % HUGE_BLOCKS === 0),
       () => `allocator returned block ${block}`,
     );
     return block;
+  }
+
+  /**
+   * Keeps `extents` whole free 2 MiB extents for priority allocations (allocate's `priority`),
+   * for every thread sharing this device: space that deletes and compaction can still use
+   * when ordinary writes get ENOSPC. Volatile: each opener sets it again.
+   */
+  setReserve(extents: number): void {
+    this.checkOpen();
+    if (!Number.isSafeInteger(extents) || extents < 0 || extents > 2 ** 20)
+      throw new DaxError('EINVAL', `setReserve: ${extents} extents must be an integer in [0, 2^20]`);
+    this.allocator.setReserve(extents);
   }
 
   free(block: number): void {
