@@ -382,6 +382,38 @@ export const SWITCHES = {
       'a batch publishes its entries one key at a time (each seqlock opened and closed before the next, a 0-20 us spin between keys), not all opened before any is finished',
     red: ['test/kv/kv-batch-visibility.test.ts'],
   },
+  'kv-no-reserve': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'the store keeps no reserve (Device.setReserve(0)): puts fill every extent, and a delete in a full store has no room for its record',
+    red: ['test/kv/kv-space-full.test.ts'],
+  },
+  'kv-no-reclaim': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'a write whose allocation failed reports ENOSPC at once, without collecting the epoch or compacting first',
+    red: ['test/kv/kv-space-large-overwrite.test.ts'],
+  },
+  'kv-no-auto-compact': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'no automatic compaction: dead space is reclaimed only when a write runs out of space, or by compact()',
+    red: ['test/kv/kv-space-auto-compact.test.ts'],
+  },
+  'kv-close-keeps-segment': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "a closed handle's writer keeps its open-table slot: its segment stays open, never compacted or freed",
+    red: ['test/kv/kv-space-short-workers.test.ts'],
+  },
+  'kv-priority-unreaped': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "the holder of the compaction mutex does not name itself in the priority writer's slot: a holder that dies is not reaped there, and the next one appends over the records it wrote",
+    red: ['test/kv/kv-space-death.test.ts'],
+  },
   'kv-create-keeps-file': {
     layer: 'kv',
     read: 'call',

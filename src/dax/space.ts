@@ -28,7 +28,7 @@ import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { Device, type DeviceHandle } from '../device/device.js';
 import type { Media } from '../device/media.js';
-import { openRegion } from '../device/region.js';
+import { closeAndRemoveCreated, openRegion } from '../device/region.js';
 import { HUGE_BLOCKS } from '../device/layout.js';
 import { EpochDomain, RETIRE_DEVICE_BLOCK, type EpochHandle } from '../index/epoch.js';
 import { RadixTree, type RadixTreeHandle } from '../index/radix-tree.js';
@@ -146,9 +146,9 @@ export class DaxSpace extends EventEmitter {
       throw new DaxError('ENOENT', `DaxSpace.open: ${path} does not exist (pass size to create it)`);
     const media = openRegion(path, { create: opts.size !== undefined, sizeBytes: opts.size });
     try {
-      return DaxSpace.openMedia(media, { ...opts, formatIfEmpty: create });
+      return DaxSpace.openMedia(media, { ...opts, formatIfEmpty: media.created });
     } catch (e) {
-      media.close();
+      closeAndRemoveCreated(media); // a failed create leaves no file behind
       throw e;
     }
   }

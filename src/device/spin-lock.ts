@@ -70,6 +70,26 @@ export function unlockWord(words: Int32Array, index: number): void {
   if ((Atomics.exchange(words, index, 0) & STATE_MASK) === CONTENDED) Atomics.notify(words, index, 1);
 }
 
+/**
+ * Takes the lock when it is free, or held by a dead holder (taken over as lockWord does,
+ * `onSteal` included); false, changing nothing, while a live thread holds it.
+ */
+export function tryLockWord(words: Int32Array, index: number, onSteal?: (deadWord: number) => void): boolean {
+  const me = holderBits();
+  for (;;) {
+    const w = Atomics.load(words, index);
+    if (w === 0) {
+      if (Atomics.compareExchange(words, index, 0, me | 1) === 0) return true;
+      continue;
+    }
+    if (!holderWordDead(w)) return false;
+    if (Atomics.compareExchange(words, index, w, me | CONTENDED) !== w) continue;
+    spinLockStats.stolen++;
+    onSteal?.(w);
+    return true;
+  }
+}
+
 /** Runs fn with the lock held; releases it on throw too. */
 export function withLock<T>(words: Int32Array, index: number, fn: () => T, onSteal?: (deadWord: number) => void): T {
   lockWord(words, index, onSteal);

@@ -3,7 +3,7 @@
  *
  * Invariants
  *   - A live entry is moved by copying its bytes unchanged (sequence included) into a new
- *     record of the compacting handle's segment; the index then points at the copy. Equal
+ *     record of the priority writer's segment (store.ts); the index then points at the copy. Equal
  *     sequences make the two copies interchangeable at recovery, so a crash at any point
  *     recovers the same value.
  *   - A DEL entry whose key is present in the index is dead (a newer PUT wins) and dropped.
@@ -50,8 +50,8 @@
  *   - Segments listed in the open-segment table (some writer appends there) are never chosen.
  *
  * Concurrency (R3: the entry lock is the only lock about a key)
- *   - Lock order: the compaction mutex (shared word passed in), then entry locks; writers
- *     never take the mutex.
+ *   - Lock order: the compaction mutex (taken by the caller: store.ts withPriorityWriter, which
+ *     also reaps a holder that died), then entry locks; puts never take the mutex.
  *   - For each candidate entry: grab the key's entry lock, re-check that the index still points
  *     at this entry (a concurrent put/delete may have moved on: then skip), copy, publish with
  *     replace(), unlock. Readers never block: they see the old or the new copy, both intact.
@@ -68,8 +68,6 @@ import { DaxError } from '../errors.js';
 import { OWNER_STAGING } from '../dax/layout.js';
 import { transferOwner } from '../device/transfer-owner.js';
 import { grab, replace, unlock } from '../index/entry-lock.js';
-import { withLock } from '../device/spin-lock.js';
-import { holderIdOf } from '../device/participants.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -81,12 +79,15 @@ import {
   RECORD_HEADER_BYTES,
   RETIRED_HEAD_WORD,
   SEGMENT_BYTES,
+  SEGMENT_ORDER,
   entryBytes,
 } from './layout.js';
 import { entryKeyLength, entryOp, entrySequence, entryValueLength, forEachRecord, type MediaViews } from './records.js';
 import { ALLOCATING, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
 import { isBroken } from '../test-break.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
+import { entryCost, type SegmentTable } from './segment-table.js';
+import { HUGE_BLOCKS } from '../device/layout.js';
 
 export interface CompactionReport {
   segmentsScanned: number;
@@ -106,6 +107,8 @@ interface Segment {
   entries: number[];
   liveBytes: number;
   usedBytes: number;
+  /** the largest live entry's copy (record header included) */
+  maxEntryBytes: number;
 }
 
 /** Stores RETIRED_HEAD_WORD over the segment's bytes [8, 16) (its SEAL's magic word), persisted. */
@@ -115,45 +118,69 @@ function markRetired(space: DaxSpace, v: MediaViews, seg: Segment): void {
   space.device.media.persist(seg.base + 8, 8);
 }
 
-/** Compacts with the shared compaction mutex (`locks[lockIndex]`, spin-lock.ts) held. */
-export function compactSegments(
-  space: DaxSpace,
-  v: MediaViews,
-  writer: SegmentWriter,
-  openTable: Int32Array,
-  progress: Int32Array,
-  maxLiveRatio: number,
-  locks: Int32Array,
-  lockIndex: number,
-): CompactionReport {
-  if (isBroken('kv-compact-no-mutex'))
-    return compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio);
-  // A compaction that died holding the mutex: its thread is reaped (writer-reaper.ts finishes
-  // its retirement of a segment) before the next compaction lists segments.
-  return withLock(
-    locks,
-    lockIndex,
-    () => compactSegmentsLocked(space, v, writer, openTable, progress, maxLiveRatio),
-    (dead) => void space.epoch.reap(holderIdOf(dead)),
-  );
+export interface CompactOptions {
+  /** segments whose live entries fill at most this fraction are compacted */
+  maxLiveRatio: number;
+  /** at most this many segments per call (the emptiest first); default: every one that qualifies */
+  maxSegments?: number;
+  /**
+   * Bytes the copies may still take (the writer's room and the free extents it may allocate):
+   * a segment whose live entries do not fit is not started, so compaction never strands a
+   * half-moved segment for lack of space. Asked before each segment; default: unbounded.
+   */
+  roomBytes?: () => number;
+  /** Called after each segment is retired (the caller collects the epoch, so the segment can take the next copies). */
+  afterSegment?: () => void;
+  /** Asked before each segment: true stops compaction there (default: never). */
+  enough?: () => boolean;
+  /**
+   * Choose by the segment table's numbers (segment-table.ts), measuring only the segments
+   * chosen, instead of measuring every closed segment (a lookup per entry of the store).
+   */
+  fromTable?: boolean;
 }
 
-function compactSegmentsLocked(
+/**
+ * Compacts into `writer` (the store's priority writer, or with kv-compact-no-mutex the handle's
+ * own), with the compaction mutex held by the caller (store.ts withPriorityWriter). The
+ * segments whose live bytes are at most maxLiveRatio are taken emptiest first. Never fails for
+ * space: when the writer cannot get a segment for a copy (ENOSPC), compaction stops there,
+ * makes what it copied durable and returns what it freed so far; the segment it was moving
+ * stays whole (every entry the index points at is a valid record, original or copy).
+ * `exceptSlot`: the open-table slot of `writer` (committed here, not flushed as another's).
+ */
+export function compactSegmentsLocked(
   space: DaxSpace,
   v: MediaViews,
   writer: SegmentWriter,
   openTable: Int32Array,
   progress: Int32Array,
-  maxLiveRatio: number,
+  table: SegmentTable,
+  opts: CompactOptions,
 ): CompactionReport {
   const report = emptyReport();
-  const chosen: Segment[] = [];
-  for (const seg of listClosedSegments(space, openTable)) {
-    report.segmentsScanned++;
-    measure(space, v, seg);
-    if (seg.liveBytes <= maxLiveRatio * SEGMENT_BYTES) chosen.push(seg);
+  const limit = opts.maxLiveRatio * SEGMENT_BYTES;
+  const candidates: Segment[] = [];
+  if (opts.fromTable === true) {
+    for (const info of table.closedSegments(openSegments(openTable))) {
+      if (candidates.length >= (opts.maxSegments ?? Infinity)) break;
+      if (info.liveBytes > limit) continue;
+      const seg = segmentAt(space, info.extent * HUGE_BLOCKS);
+      if (seg === undefined) continue;
+      measure(space, v, seg);
+      report.segmentsScanned++;
+      if (seg.liveBytes <= limit) candidates.push(seg);
+    }
+  } else {
+    for (const seg of listClosedSegments(space, openTable)) {
+      report.segmentsScanned++;
+      measure(space, v, seg);
+      if (seg.liveBytes <= limit) candidates.push(seg);
+    }
   }
-  retireChosen(space, v, writer, openTable, progress, chosen, report);
+  candidates.sort((a, b) => a.liveBytes - b.liveBytes);
+  const chosen = candidates.slice(0, opts.maxSegments ?? candidates.length);
+  retireChosen(space, v, writer, openTable, progress, table, chosen, report, opts);
   return report;
 }
 
@@ -168,20 +195,40 @@ function emptyReport(): CompactionReport {
   };
 }
 
-/** Moves the live entries (and the tombstones the rule keeps) of each chosen segment, then retires it. */
+/**
+ * Moves the live entries (and the tombstones the rule keeps) of each chosen segment, then
+ * retires it; stops early as `opts` says (enough, roomBytes, ENOSPC: see compactSegmentsLocked).
+ */
 function retireChosen(
   space: DaxSpace,
   v: MediaViews,
   writer: SegmentWriter,
   openTable: Int32Array,
   progress: Int32Array,
+  table: SegmentTable,
   chosen: Segment[],
   report: CompactionReport,
+  opts: Pick<CompactOptions, 'roomBytes' | 'afterSegment' | 'enough'>,
 ): void {
   const keep = tombstonesToKeep(space, v, chosen);
   for (const seg of chosen) {
-    for (const e of seg.entries) moveEntry(space, v, writer, e, keep, report);
+    // The tombstones kept are copied too.
+    for (const e of seg.entries) if (keep.has(e)) seg.liveBytes += entryCost(entryKeyLength(v, e), 0);
+  }
+  for (const seg of chosen) {
+    if (opts.enough?.() === true) break;
+    // The copies fill the writer's segment and go on in the next: the one that does not fit at
+    // the end of a segment leaves that much unused (at most the largest entry).
+    if (opts.roomBytes !== undefined && seg.liveBytes + seg.maxEntryBytes > opts.roomBytes()) continue;
+    let full = false;
+    try {
+      for (const e of seg.entries) moveEntry(space, v, writer, table, e, keep, report);
+    } catch (e) {
+      if (!(e instanceof DaxError && e.code === 'ENOSPC')) throw e;
+      full = true; // no segment for the next copy: keep seg, make the copies so far durable
+    }
     commitBeforeRetire(space, openTable, progress, writer);
+    if (full) break;
     writer.recordRetire(seg.block, seg.nonce); // a death from here to the retire: writer-reaper.ts step 4
     // The head SEAL is marked retired before the owner record changes: a segment whose owner
     // record is damaged is rebuilt from its SEAL (recovery.ts restoreSegments), so a retired one
@@ -193,17 +240,20 @@ function retireChosen(
       writer.recordRetire(-1, 0);
       continue; // another thread's compaction retired it
     }
+    table.freed(seg.block / HUGE_BLOCKS);
     space.retireBlock(seg.block);
     writer.recordRetire(-1, 0);
     report.segmentsFreed++;
     report.bytesReclaimed += SEGMENT_BYTES - seg.liveBytes;
+    opts.afterSegment?.();
   }
 }
 
 /**
  * Salvage (recovery-salvage.ts): moves every live entry of the given segments (their readable
- * records: a poisoned block is skipped) into the writer's segment and retires them, whatever
- * their live ratio. With the compaction mutex held, as any compaction.
+ * records: a poisoned block is skipped) into `writer` (the priority writer) and retires them,
+ * whatever their live ratio. With the compaction mutex held by the caller (store.ts
+ * withPriorityWriter), as any compaction; a segment whose copies find no room stays.
  */
 export function evacuateSegments(
   space: DaxSpace,
@@ -211,27 +261,32 @@ export function evacuateSegments(
   writer: SegmentWriter,
   openTable: Int32Array,
   progress: Int32Array,
+  table: SegmentTable,
   blocks: readonly number[],
-  locks: Int32Array,
-  lockIndex: number,
 ): CompactionReport {
-  return withLock(locks, lockIndex, () => {
-    const report = emptyReport();
-    const chosen = blocks.map((block) => newSegment(space, block));
-    for (const seg of chosen) {
-      report.segmentsScanned++;
-      measure(space, v, seg);
-    }
-    retireChosen(space, v, writer, openTable, progress, chosen, report);
-    return report;
-  });
+  const report = emptyReport();
+  const chosen = blocks.map((block) => newSegment(space, block));
+  for (const seg of chosen) {
+    report.segmentsScanned++;
+    measure(space, v, seg);
+  }
+  retireChosen(space, v, writer, openTable, progress, table, chosen, report, {});
+  return report;
 }
 
 function newSegment(space: DaxSpace, block: number): Segment {
   const owner = space.device.ownerOf(block);
   if (owner.state !== 'owned' && owner.state !== 'poisoned')
     throw new DaxError('EINVAL', `segment at block ${block} is not owned`);
-  return { block, base: space.device.blockOffset(block), nonce: owner.index, entries: [], liveBytes: 0, usedBytes: 0 };
+  return {
+    block,
+    base: space.device.blockOffset(block),
+    nonce: owner.index,
+    entries: [],
+    liveBytes: 0,
+    usedBytes: 0,
+    maxEntryBytes: 0,
+  };
 }
 
 /** `readable` of forEachRecord for the segment at `block`: undefined (everything) when no block of it is poisoned. */
@@ -241,6 +296,39 @@ function readableOf(space: DaxSpace, block: number): ((from: number, to: number)
   return (from, to) => {
     const first = device.blockAt(from);
     return device.firstPoisoned(first, device.blockAt(to - 1) - first + 1) < 0;
+  };
+}
+
+/**
+ * Extents named in the open table. A writer that is ALLOCATING may own a segment it has not
+ * named yet (the table lists it as a segment a moment before): wait until none is.
+ */
+function openSegments(openTable: Int32Array): Set<number> {
+  for (;;) {
+    const open = new Set<number>();
+    let allocating = false;
+    for (let i = 0; i < openTable.length; i++) {
+      const w = Atomics.load(openTable, i);
+      if (w === ALLOCATING) allocating = true;
+      else if (w > 0) open.add((w - 1) / HUGE_BLOCKS);
+    }
+    if (!allocating) return open;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // let the allocating writer finish
+  }
+}
+
+/** The key-value segment headed by `block`, unmeasured; undefined when the block is no longer one. */
+function segmentAt(space: DaxSpace, block: number): Segment | undefined {
+  const owner = space.device.ownerOf(block);
+  if (owner.state !== 'owned' || owner.ownerId !== OWNER_KV_SEGMENT || owner.order !== SEGMENT_ORDER) return undefined;
+  return {
+    block,
+    base: space.device.blockOffset(block),
+    nonce: owner.index,
+    entries: [],
+    liveBytes: 0,
+    usedBytes: 0,
+    maxEntryBytes: 0,
   };
 }
 
@@ -295,6 +383,7 @@ function listClosedSegments(space: DaxSpace, openTable: Int32Array): Segment[] {
           entries: [],
           liveBytes: 0,
           usedBytes: 0,
+          maxEntryBytes: 0,
         });
     });
     const open = new Set<number>();
@@ -332,7 +421,10 @@ function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
     for (let i = 0; i < (check.kind === KIND_PUT || check.kind === KIND_BATCH ? check.count : 0); i++) {
       const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
       seg.entries.push(e);
-      if (space.tree.lookup(indexKey(v, e)) === e) seg.liveBytes += bytes + RECORD_HEADER_BYTES;
+      if (space.tree.lookup(indexKey(v, e)) === e) {
+        seg.liveBytes += bytes + RECORD_HEADER_BYTES;
+        seg.maxEntryBytes = Math.max(seg.maxEntryBytes, bytes + RECORD_HEADER_BYTES);
+      }
       e += bytes;
     }
     last = at + check.totalBytes;
@@ -401,6 +493,7 @@ function moveEntry(
   space: DaxSpace,
   v: MediaViews,
   writer: SegmentWriter,
+  table: SegmentTable,
   e: number,
   keep: Set<number>,
   report: CompactionReport,
@@ -419,7 +512,11 @@ function moveEntry(
   const ref = grab(space.tree, key);
   try {
     if (ref.state !== 'value' || ref.value !== e) return; // moved on meanwhile (R3 re-check)
-    replace(space.tree, ref, copyEntry(v, writer, e));
+    const copy = copyEntry(v, writer, e);
+    replace(space.tree, ref, copy);
+    const cost = entryCost(entryKeyLength(v, e), entryValueLength(v, e));
+    writer.noteBorn(cost);
+    table.died(e, cost);
     report.entriesMoved++;
   } finally {
     unlock(space.tree, ref); // an EMPTY placeholder (key gone) is removed by unlock
@@ -455,23 +552,24 @@ function moveEntryUnchecked(
 /** Appends a one-entry record holding an exact copy of entry e (composed in the stage, as every record); returns the copy's offset. */
 function copyEntry(v: MediaViews, writer: SegmentWriter, e: number): number {
   if (isBroken('kv-compact-no-commit')) return copyEntryUnflushed(v, writer, e);
-  const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
-  const total = RECORD_HEADER_BYTES + bytes;
-  ensureStageBytes(total);
-  v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e, e + bytes);
-  const at = writer.reserve(total);
-  writer.sealStaged(at, KIND_PUT, 1, total);
+  const at = copyEntryStaged(v, writer, e);
   writer.flushPending();
-  return at + RECORD_HEADER_BYTES;
+  return at;
 }
 
 /** copyEntry under DAXSTORE_TEST_BREAK=kv-compact-no-commit: the copy is never flushed. */
 function copyEntryUnflushed(v: MediaViews, writer: SegmentWriter, e: number): number {
+  return copyEntryStaged(v, writer, e);
+}
+
+/** The copy of entry e sealed in a reservation of `writer`, not flushed; the copy's offset. */
+function copyEntryStaged(v: MediaViews, writer: SegmentWriter, e: number): number {
   const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
   const total = RECORD_HEADER_BYTES + bytes;
   ensureStageBytes(total);
   v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e, e + bytes);
   const at = writer.reserve(total);
+  if (entryOp(v, e) === ENTRY_DEL) writer.noteDels(total);
   writer.sealStaged(at, KIND_PUT, 1, total);
   return at + RECORD_HEADER_BYTES;
 }

@@ -63,6 +63,7 @@ import {
 } from './layout.js';
 import { checkRecord, sealPrevious, type MediaViews } from './records.js';
 import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
+import type { SegmentTable } from './segment-table.js';
 import {
   FoundEntries,
   REGION_CUT,
@@ -156,7 +157,16 @@ export class KvDamageError extends DaxError {
   }
 }
 
-export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = 'strict'): KvRecoveryReport {
+/**
+ * `table`: each segment found gets its estimate (segment-table.ts): bytes written up to its
+ * last valid record, and live bytes = its winners times its mean bytes per entry.
+ */
+export function recoverKv(
+  space: DaxSpace,
+  v: MediaViews,
+  mode: RecoveryMode = 'strict',
+  table?: SegmentTable,
+): KvRecoveryReport {
   const start = performance.now();
   const restored: number[] = [];
   if (mode === 'salvage') restoreSegments(space, v, restored);
@@ -202,7 +212,12 @@ export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = '
   const found = new FoundEntries(segments.length, SEGMENT_BYTES);
   const injected = new Map<number, KnownEntry>();
   const scratch = space.device.media.readInto === undefined ? undefined : new Uint8Array(SEGMENT_BYTES);
-  for (const [block, nonce] of segments) scanSegment(space, v, block, nonce, vouched, report, found, injected, scratch);
+  const scanned: Array<{ used: number; entries: number }> = [];
+  for (const [block, nonce] of segments) {
+    const before = found.count;
+    const used = scanSegment(space, v, block, nonce, vouched, report, found, injected, scratch);
+    scanned.push({ used, entries: found.count - before });
+  }
   report.records = found.validRecords;
   report.entries = found.count;
   report.maxSequence = found.maxSequence;
@@ -225,6 +240,7 @@ export function recoverKv(space: DaxSpace, v: MediaViews, mode: RecoveryMode = '
   });
   report.phasesMs.load = performance.now() - t2;
   report.phasesCpuMs.load = cpuMs() - cpu2;
+  if (table !== undefined) estimateSegments(table, segments, scanned, winners.values, winners.count);
   report.keys = winners.count;
   if (injected.size > 0) findDamagedDeletes(space, injected, report);
   report.timeMs = performance.now() - start;
@@ -292,6 +308,24 @@ function vouchedEnds(space: DaxSpace, v: MediaViews, segments: Array<[number, nu
   return out;
 }
 
+/** The segment table's estimate for every segment recovery found (see recoverKv). */
+function estimateSegments(
+  table: SegmentTable,
+  segments: Array<[block: number, nonce: number]>,
+  scanned: Array<{ used: number; entries: number }>,
+  winnerOffsets: Float64Array,
+  winners: number,
+): void {
+  const live = new Int32Array(table.extents);
+  for (let i = 0; i < winners; i++) live[table.extentOf(winnerOffsets[i])]++;
+  segments.forEach(([block], i) => {
+    const e = block / HUGE_BLOCKS;
+    const { used, entries } = scanned[i];
+    table.recovered(e, used, entries === 0 ? 0 : Math.round((live[e] * used) / entries));
+  });
+}
+
+/** Scans one segment; returns the bytes up to its last valid record. */
 function scanSegment(
   space: DaxSpace,
   v: MediaViews,
@@ -302,7 +336,7 @@ function scanSegment(
   found: FoundEntries,
   injected: Map<number, KnownEntry>,
   scratch: Uint8Array | undefined,
-): void {
+): number {
   const device = space.device;
   const base = device.blockOffset(block);
   const end = base + SEGMENT_BYTES;
@@ -345,6 +379,7 @@ function scanSegment(
   if (scan.status === SCAN_DAMAGED_TAIL || report.damage.some((d) => d.segment === block)) resumable = false;
   if (resumable && (report.resume === undefined || scan.at - base < report.resume.used))
     report.resume = { base, used: scan.at - base, nonce };
+  return scan.at - base;
 }
 
 /**

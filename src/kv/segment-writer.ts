@@ -60,7 +60,9 @@ import {
 
 /** Zero bytes after the last record that end a scan (records.ts checkRecord reads 16 bytes for 'end'). */
 const END_MARKER_BYTES = 16;
+import { HUGE_BLOCKS } from '../device/layout.js';
 import { sealStagedRecord, writeSealRecord, type MediaViews } from './records.js';
+import type { SegmentTable } from './segment-table.js';
 import { isBroken } from '../test-break.js';
 import { storeRelease } from '../index/word-load.js';
 import { participantId } from '../device/participants.js';
@@ -82,6 +84,15 @@ function endsWithSeal(v: MediaViews, base: number, used: number, nonce: number):
 export const ALLOCATING = -1;
 /** openTable word of a writer that holds its slot and no segment yet (it records an operation before its first reservation). */
 export const IDLE = -2;
+
+export interface SegmentWriterOptions {
+  /** allocate segments with the device's priority (the reserve kept for deletes and compaction) */
+  priority?: boolean;
+  /** where the writer records each segment it takes and leaves (segment-table.ts) */
+  table?: SegmentTable;
+  /** always this slot (the last of the open table), never one claimed from the others */
+  fixedSlot?: number;
+}
 
 export class SegmentWriter {
   private base = -1;
@@ -111,9 +122,23 @@ export class SegmentWriter {
     private readonly onSegmentOpened: () => void,
     private readonly openTable: Int32Array,
     private readonly progress: Int32Array,
+    opts: SegmentWriterOptions = {},
   ) {
     assert(progress.length === PROGRESS_WORDS * openTable.length, 'progress: PROGRESS_WORDS per open-table slot');
+    this.priority = opts.priority === true;
+    this.table = opts.table;
+    this.claimableSlots = opts.fixedSlot === undefined ? openTable.length - 1 : 0;
+    if (opts.fixedSlot !== undefined) {
+      assert(opts.fixedSlot === openTable.length - 1, 'the fixed slot is the last of the open-segment table');
+      this.slot = opts.fixedSlot;
+    }
   }
+
+  /** Allocations of this writer may take the device's reserve (the priority writer, store.ts). */
+  private readonly priority: boolean;
+  private readonly table: SegmentTable | undefined;
+  /** Slots claim() may take: all but the last, which belongs to the priority writer. */
+  private readonly claimableSlots: number;
 
   /** Slot of this writer in the open-segment table, or -1. */
   get slotIndex(): number {
@@ -139,23 +164,61 @@ export class SegmentWriter {
   claim(): number {
     if (this.slot >= 0) return this.slot;
     const me = participantId();
-    for (let i = 0; i < this.openTable.length && this.slot < 0; i++) {
+    for (let i = 0; i < this.claimableSlots && this.slot < 0; i++) {
       if (Atomics.load(this.openTable, i) !== 0) continue;
       if (Atomics.compareExchange(this.progress, i * PROGRESS_WORDS + W_OWNER, 0, me) !== 0) continue;
       if (Atomics.compareExchange(this.openTable, i, 0, IDLE) === 0) this.slot = i;
       else Atomics.store(this.progress, i * PROGRESS_WORDS + W_OWNER, 0);
     }
-    if (this.slot < 0) throw new DaxError('EBUSY', `more than ${this.openTable.length} key-value writers at once`);
+    if (this.slot < 0) throw new DaxError('EBUSY', `more than ${this.claimableSlots} key-value writers at once`);
     return this.slot;
   }
 
   /** Leaves the open-segment table (close): the segment may then be compacted. */
   release(): void {
+    if (isBroken('kv-close-keeps-segment')) return this.releaseKeepingSegment();
+    this.leaveSegment();
+    this.base = -1;
     if (this.slot >= 0) {
       Atomics.store(this.openTable, this.slot, 0);
       Atomics.store(this.progress, this.slot * PROGRESS_WORDS + W_OWNER, 0);
     }
     this.slot = -1;
+  }
+
+  /**
+   * release() under DAXSTORE_TEST_BREAK=kv-close-keeps-segment: the slot stays announced (and
+   * names no owner, so no reaper frees it either): its segment is never closed.
+   */
+  private releaseKeepingSegment(): void {
+    if (this.slot >= 0) Atomics.store(this.progress, this.slot * PROGRESS_WORDS + W_OWNER, 0);
+    this.base = -1;
+    this.slot = -1;
+  }
+
+  /**
+   * `bytes` of entries were published into the current segment (segment-table.ts BORN): a
+   * plain add to this writer's own progress line (one writer per slot), copied into the table
+   * when the writer leaves the segment.
+   */
+  noteBorn(bytes: number): void {
+    const i = this.slot * PROGRESS_WORDS + BORN;
+    this.progress[i] = (this.progress[i] + bytes) | 0;
+  }
+
+  /** `bytes` of tombstones (DEL entries) went into the current segment (segment-table.ts DELS). */
+  noteDels(bytes: number): void {
+    const i = this.slot * PROGRESS_WORDS + DELS;
+    this.progress[i] = (this.progress[i] + bytes) | 0;
+  }
+
+  /** The segment table learns what this writer leaves behind in its current segment (closed from now on). */
+  private leaveSegment(): void {
+    if (this.base < 0 || this.slot < 0) return;
+    const i = this.slot * PROGRESS_WORDS;
+    this.table?.left(this.table.extentOf(this.base), this.used, this.progress[i + BORN], this.progress[i + DELS]);
+    this.progress[i + BORN] = 0;
+    this.progress[i + DELS] = 0;
   }
 
   // ---- the operation in flight (thread death: store.ts "Thread death") ----
@@ -290,6 +353,77 @@ export class SegmentWriter {
     this.tailDirty = true;
     this.announce(this.device.blockAt(base) + 1);
     this.setProgress(used, used);
+    if (this.table !== undefined)
+      this.progress[this.slot * PROGRESS_WORDS + BORN] = this.table.liveBytes(this.table.extentOf(base));
+  }
+
+  /**
+   * The priority writer's hand-over (store.ts): the state of the segment it appends to lives
+   * in shared words, and whoever holds the compaction mutex writes through its own instance.
+   * resumeShared() loads it (the previous holder committed everything: flushedTo = used; or
+   * the reaper of a holder that died set `used` to the end of its valid records and zeroed
+   * what followed); parkShared() commits and stores it back. Both with the mutex held.
+   */
+  resumeShared(words: Float64Array): void {
+    const block = words[0] - 1;
+    this.base = block < 0 ? -1 : this.device.blockOffset(block);
+    this.used = words[1];
+    this.flushedTo = this.used;
+    this.durable = this.used;
+    this.sealed = false; // unknown: a SEAL of close written twice costs 48 bytes, nothing else
+    this.nonce = words[2];
+    this.pendingDrain = false;
+    this.tailDirty = words[3] === 1;
+  }
+
+  /** words[3] (tail dirty) is cleared only here, after cleanTail made the tail zero durably: a holder that dies before leaves it set. */
+  parkShared(words: Float64Array): void {
+    this.commit();
+    words[0] = this.base < 0 ? 0 : this.currentBlock + 1;
+    words[1] = this.used;
+    words[2] = this.nonce;
+    words[3] = this.base >= 0 && this.tailDirty ? 1 : 0;
+  }
+
+  /**
+   * The priority writer takes a recovered segment at open (store.ts), before any other thread
+   * can use the store: the hand-over words name it with its tail dirty (the first holder zeroes
+   * what follows `used` before appending, as adopt() does), its slot names it, its progress
+   * words say `used`.
+   */
+  adoptShared(base: number, used: number, nonce: number, words: Float64Array): void {
+    assert(used % 8 === 0 && used <= SEGMENT_BYTES, 'adoptShared: used');
+    words[0] = this.device.blockAt(base) + 1;
+    words[1] = used;
+    words[2] = nonce;
+    words[3] = 1;
+    this.announce(words[0]);
+    this.setProgress(used, used);
+    if (this.table !== undefined)
+      this.progress[this.slot * PROGRESS_WORDS + BORN] = this.table.liveBytes(this.table.extentOf(base));
+    this.resumeShared(words);
+  }
+
+  /**
+   * Stops appending to the current segment (committed first): it becomes a closed segment
+   * that compaction may take, and the next reserve() opens a new one. The slot stays ours.
+   */
+  leave(): void {
+    if (this.base < 0) return;
+    this.sealForClose(); // committed, and its last records below a watermark: nothing follows them
+    this.leaveSegment();
+    this.base = -1;
+    this.announce(IDLE);
+  }
+
+  /** Whether a reservation of `bytes` fits in the current segment (no new segment needed). */
+  fits(bytes: number): boolean {
+    return this.base >= 0 && this.used + bytes <= SEGMENT_BYTES - SEAL_BYTES;
+  }
+
+  /** Bytes still free in the current segment (0 without one). */
+  get room(): number {
+    return this.base < 0 ? 0 : SEGMENT_BYTES - SEAL_BYTES - this.used;
   }
 
   private setProgress(durable: number, end: number): void {
@@ -313,20 +447,27 @@ export class SegmentWriter {
 
   private openSegment(): void {
     const nonce = 1 + Math.floor(Math.random() * MAX_NONCE);
-    const previous = this.base < 0 ? 0 : this.currentBlock + 1;
     // The old segment's tail first: a thread's records become durable in order, and the slot
     // leaves a segment only once it is all durable (flushOpenSegments skips ALLOCATING slots).
     this.commit();
     const left = this.base < 0 ? undefined : { nonce: this.nonce, end: this.used };
+    this.leaveSegment();
     this.announce(ALLOCATING); // before the block is owned: compaction waits until we name it
     let block: number;
     try {
-      block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER);
+      block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER, { priority: this.priority });
     } catch (e) {
-      this.announce(previous);
+      // No new segment: leave the old one too (committed above), so compaction may take it
+      // (a full segment kept open would pin its dead bytes while the store is out of space).
+      // The slot stays ours (IDLE, never 0: a free slot could be claimed by another writer).
+      // Its SEAL of close first: nothing will follow its last records in it.
+      if (this.base >= 0) this.sealForClose();
+      this.base = -1;
+      this.announce(IDLE);
       throw e;
     }
     this.setProgress(0, 0); // before the announce: a reader that sees the new block sees these or later words
+    this.table?.opened(block / HUGE_BLOCKS);
     this.announce(block + 1); // before anything is written: compaction must never pick it
     const offset = this.device.blockOffset(block);
     // The segment's pages are faulted in on another thread while we start filling it, so the
@@ -375,10 +516,11 @@ export class SegmentWriter {
 /**
  * Progress words per open-table slot: [DURABLE, END] (SegmentWriter invariants), then the
  * store's per-writer stats counters (store.ts: words SLOT_COUNTER_FIRST on, written only by
- * the slot's holder), padded to 64 bytes: each writer stores END at every reserve, and two
- * writers' words in one cache line would bounce it between their CPUs at every put.
+ * the slot's holder), the thread-death words and the segment-table words, padded to 128 bytes
+ * (two cache lines): each writer stores END at every reserve, and two writers' words in one
+ * cache line would bounce it between their CPUs at every put.
  */
-export const PROGRESS_WORDS = 16;
+export const PROGRESS_WORDS = 32;
 export const DURABLE = 0;
 export const END = 1;
 /** First word of a slot's line that store.ts uses for its counters (not reset when the slot changes hands). */
@@ -399,6 +541,10 @@ export const W_OBJECTS_COUNT = 11;
 export const W_RETIRE_BLOCK = 12;
 export const W_RETIRE_NONCE_LO = 13;
 export const W_RETIRE_NONCE_HI = 14;
+/** Bytes of entries published into the slot's current segment (noteBorn), in the line's first cache line with END. */
+export const BORN = 15;
+/** Bytes of tombstones written into the slot's current segment (noteDels). */
+export const DELS = 16;
 
 /**
  * Flushes (no drain: the caller's next fence covers them) the part of every other writer's

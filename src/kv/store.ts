@@ -65,8 +65,8 @@ import { assert } from '../assert.js';
 import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
 import type { Media } from '../device/media.js';
 import { openRegionExplained } from './open-busy.js';
-import { BLOCK_BYTES } from '../device/layout.js';
 import { closeAndRemoveCreated, type MappedMedia } from '../device/region.js';
+import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import {
   beginReplace,
   deleteLocked,
@@ -95,6 +95,7 @@ import {
   entryBytes,
 } from './layout.js';
 import {
+  checkRecord,
   entryFlags,
   entryValueLength,
   entryValueOffset,
@@ -103,7 +104,8 @@ import {
   writeEntry,
   type MediaViews,
 } from './records.js';
-import { PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter } from './segment-writer.js';
+import { BORN, DELS, PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter, W_OWNER } from './segment-writer.js';
+import { SegmentTable, entryCost } from './segment-table.js';
 import {
   DEFAULT_KEY_ENCODING,
   DEFAULT_VALUE_ENCODING,
@@ -132,15 +134,19 @@ import {
 import { resolveEncodings, type KvRoot } from './kv-root.js';
 import { reapKvWriters, type WriterReapContext } from './writer-reaper.js';
 import { LAYER_KV } from '../index/epoch.js';
-import { DEATHS_WORD, participantTable } from '../device/participants.js';
+import { DEATHS_WORD, holderIdOf, holderWordDead, participantId, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { isBroken, testHooks } from '../test-break.js';
-import { compactSegments, evacuateSegments, type CompactionReport } from './compaction.js';
+import { compactSegmentsLocked, evacuateSegments, type CompactOptions, type CompactionReport } from './compaction.js';
+import { lockWord, tryLockWord, unlockWord } from '../device/spin-lock.js';
+import { isInjectedFault } from '../device/allocator.js';
+import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
 import { keyText, recoverKv, refuseDamage, type KvRecoveryReport, type RecoveryMode } from './recovery.js';
 import { salvage, type SalvageReport } from './recovery-salvage.js';
 import {
   KV_OBJECT_ID_BASE,
   LargeObjectReaper,
+  RETIRE_KV_OBJECT,
   collectOrphans,
   copyLargePinned,
   encodeLargeRef,
@@ -181,6 +187,13 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
   keyEncoding?: KE;
   /** how values are stored: a new store's default is 'msgpack'; an existing store's is the one it was created with */
   valueEncoding?: VE;
+  /**
+   * Reclaim dead space by itself (default true): after a handle's writer opens a new log
+   * segment, when the closed segments hold more dead bytes than live ones or free extents run
+   * low, the emptiest segments are compacted, a few at a time. false: only a write that runs
+   * out of space, and compact(), reclaim. The opener's choice holds for every attached handle.
+   */
+  autoCompact?: boolean;
 }
 export interface OpenMediaOptions<
   KE extends KeyEncoding = KeyEncoding,
@@ -215,6 +228,8 @@ export interface KvIterateOptions<K = Uint8Array<ArrayBuffer>> extends KvRangeOp
 export interface KvHandle {
   readonly space: DaxSpaceHandle;
   readonly shared: SharedArrayBuffer;
+  /** the segment table (segment-table.ts) */
+  readonly segments: SharedArrayBuffer;
   readonly durability: Durability;
   readonly keyEncoding: KeyEncoding;
   readonly valueEncoding: ValueEncoding;
@@ -241,6 +256,18 @@ export interface KvStats {
   largeValueObjectsRemoved: number;
   /** open only: kv objects no live key referenced (crash leftovers), removed */
   largeValueOrphansRemoved: number;
+  /** bytes of the store's file or device */
+  fileBytes: number;
+  /** bytes of live entries in the log (each with its record header: what a copy costs); an estimate */
+  liveBytes: number;
+  /** bytes of superseded and deleted entries and tombstones still in the log (reclaimable); an estimate */
+  deadBytes: number;
+  /** log bytes compaction gave back, automatic and explicit, since open (all handles) */
+  reclaimedBytes: number;
+  /** compactions run since open (automatic steps, reclaims before ENOSPC and compact(); all handles) */
+  compactionRuns: number;
+  /** of those, automatic steps */
+  autoCompactions: number;
 }
 
 /** Bounds are checked as keys by the key encoding (rangeBounds); here only that they are present. */
@@ -248,6 +275,7 @@ const isBound = (): string | undefined => undefined;
 const RECOVERY_MODES: readonly RecoveryMode[] = ['strict', 'salvage'];
 const OPEN_OPTIONS: OptionSpec = {
   size: 'positiveInteger',
+  autoCompact: 'boolean',
   durability: DURABILITIES,
   recovery: RECOVERY_MODES,
   keyEncoding: KEY_ENCODINGS,
@@ -257,6 +285,7 @@ const OPEN_MEDIA_OPTIONS: OptionSpec = {
   durability: DURABILITIES,
   recovery: RECOVERY_MODES,
   formatIfEmpty: 'boolean',
+  autoCompact: 'boolean',
   quarantineDir: 'string',
   keyEncoding: KEY_ENCODINGS,
   valueEncoding: VALUE_ENCODINGS,
@@ -289,13 +318,75 @@ const PUTS = 5;
 const DELETES = 6;
 const BATCHES = 7;
 // count(): LIVE_KEYS..BATCHES map into a slot's progress line after segment-writer.ts's words.
-assert(SLOT_COUNTER_FIRST + BATCHES - LIVE_KEYS < PROGRESS_WORDS, 'kv counters overflow the progress line');
+assert(
+  SLOT_COUNTER_FIRST + BATCHES - LIVE_KEYS < W_OWNER,
+  'kv counters overflow into the thread-death words of the progress line',
+);
 const NEXT_OBJECT = 8;
 const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at a time (compaction.ts)
-const OPEN_TABLE_OFFSET = 64; // Int32[MAX_WRITERS]: segment-writer.ts open-segment table
+const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
-const PROGRESS_OFFSET = OPEN_TABLE_OFFSET + 4 * MAX_WRITERS; // Int32[PROGRESS_WORDS * MAX_WRITERS]: segment-writer.ts progress words
-const SHARED_BYTES = PROGRESS_OFFSET + 4 * PROGRESS_WORDS * MAX_WRITERS;
+/** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
+const OPEN_SLOTS = MAX_WRITERS + 1;
+const PRIORITY_SLOT = MAX_WRITERS;
+// Int32[PROGRESS_WORDS * OPEN_SLOTS]: segment-writer.ts progress words, one cache line per slot.
+const PROGRESS_OFFSET = Math.ceil((OPEN_TABLE_OFFSET + 4 * OPEN_SLOTS) / 64) * 64;
+/** Float64 words of space management, after the progress lines (header: Shared words). */
+const SPACE_OFFSET = PROGRESS_OFFSET + 4 * PROGRESS_WORDS * OPEN_SLOTS;
+// 4 words: the priority writer's segment (block + 1, used, nonce) and whether its tail may hold
+// bytes of before a crash that the next holder zeroes first (segment-writer.ts resumeShared).
+const PRIORITY_STATE = 0;
+const RECLAIMED_BYTES = 4;
+const COMPACTION_RUNS = 5;
+const RESERVE_SET = 6; // the reserve last given to Device.setReserve (under the compaction mutex)
+const FRUITLESS_AT = 7; // SegmentTable.diedBytes() when a reclaim's compaction last freed nothing (0: none since)
+const NEEDED_ROOM = 8; // neededCompactionRoom()'s last figure, valid while the table's changes + 1 is NEEDED_AT
+const NEEDED_AT = 9;
+const LOW_SPACE = 10; // 1 after reclaiming gave an ordinary write nothing: deletes go straight to the priority writer
+const AUTO_OFF = 11; // 1: open({ autoCompact: false }) (set by the opener before share())
+const AUTO_RUNS = 12; // automatic compaction steps taken
+const PRIORITY_REAPS = 13; // holders of the priority writer that died and were reaped (writer-reaper.ts)
+const SPACE_WORDS = 16;
+const SHARED_BYTES = SPACE_OFFSET + 8 * SPACE_WORDS;
+/**
+ * Whole 2 MiB extents the device keeps free for priority allocations (Device.setReserve): the
+ * priority writer's segments, which hold compaction's copies and the deletes made while
+ * ordinary writes get ENOSPC. A put never takes them.
+ */
+export const RESERVE_EXTENTS = 1;
+/**
+ * Stores with fewer data extents keep no reserve: with one segment and the reserve there would
+ * be no extent left for large values. Their deletes still fall back on the priority segment,
+ * which then competes with puts for extents (README: Limits).
+ */
+const RESERVE_MIN_EXTENTS = 3;
+/** Reclaim rounds (epoch collection, then compaction) before a write gives up with ENOSPC. */
+const RECLAIM_ATTEMPTS = 8;
+/** Segments one reclaim round frees at most (the emptiest first). */
+const RECLAIM_SEGMENTS = 4;
+/** After a reclaim's compaction freed nothing, the next waits until this many more bytes died. */
+const RETRY_AFTER_DIED_BYTES = SEGMENT_BYTES / 8;
+/** Segments a delete's reclaim round may compact (segment-table order, emptiest first) to get compaction its room back. */
+const TREADMILL_SEGMENTS = 64;
+/** A reclaim round for a put compacts only segments at most this live (more moves too much for what it frees). */
+const RECLAIM_MAX_LIVE_RATIO = 0.9;
+/**
+ * What the segment table's estimates allow for the end of a segment of copies left unused
+ * (the copy that does not fit starts the next segment; compaction itself checks each
+ * segment's largest entry).
+ */
+const COPY_SLACK_BYTES = 1024;
+/** Spare compaction room (spareCompactionRoom) a delete keeps, compacting first, before it adds a record to the priority segment. */
+const DELETE_SLACK_BYTES = 4096;
+/** How long a reclaim round waits for other threads' pins to let retired space go. */
+const RECLAIM_WAIT_MS = 50;
+/** Segments one automatic compaction step frees at most (the emptiest first): a step costs a bounded copy. */
+const AUTO_SEGMENTS = 2;
+/** An automatic step compacts segments at most this live while the closed log is mostly dead. */
+const AUTO_MAX_LIVE_RATIO = 0.5;
+/** ...and at most this live when free extents run low (LOW_WATER_FRACTION of the store, or 2). */
+const AUTO_LOW_SPACE_LIVE_RATIO = 0.75;
+const LOW_WATER_FRACTION = 1 / 8;
 const GROUP_COMMIT_MS = 2;
 /** getMany: keys looked up under one epoch pin (a long array does not hold reclamation back for its whole length). */
 const GET_MANY_BATCH = 256;
@@ -316,6 +407,18 @@ const BEYOND = Uint8Array.of(KV_KEY_PREFIX + 1);
 export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private readonly views: MediaViews;
   private readonly writer: SegmentWriter;
+  /**
+   * This thread's instance of the store's one priority writer (PRIORITY_SLOT): used only with
+   * the COMPACTION mutex held (withPriorityWriter), its segment's state handed over in
+   * shared words (PRIORITY_STATE).
+   */
+  private readonly priorityWriter: SegmentWriter;
+  /** The writer the operation in progress appends to: `writer`, or `priorityWriter` inside withPriorityWriter. */
+  private active: SegmentWriter;
+  private readonly spaceWords: Float64Array;
+  /** This handle's writer opened a segment since the last automatic compaction check. */
+  private segmentOpened = false;
+  private readonly table: SegmentTable;
   private readonly i32: Int32Array;
   private readonly openTable: Int32Array;
   private readonly progress: Int32Array;
@@ -356,6 +459,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private constructor(
     private readonly space: DaxSpace,
     shared: SharedArrayBuffer,
+    segments: SharedArrayBuffer,
     readonly durability: Durability,
     private readonly opener: boolean,
     readonly recovery: KvRecoveryReport | undefined,
@@ -369,15 +473,25 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.i32 = new Int32Array(shared);
     this.seq = new BigInt64Array(shared, 0, 1);
     this.seqBaseWord = new Float64Array(shared, SEQ_BASE_BYTE, 1);
-    this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, MAX_WRITERS);
-    this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * MAX_WRITERS);
-    this.writer = new SegmentWriter(
-      space.device,
-      this.views,
-      () => Atomics.add(this.i32, SEGMENTS, 1),
-      this.openTable,
-      this.progress,
-    );
+    this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, OPEN_SLOTS);
+    this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * OPEN_SLOTS);
+    this.spaceWords = new Float64Array(shared, SPACE_OFFSET, SPACE_WORDS);
+    this.table = new SegmentTable(space.device.dataOffset, space.device.dataBlocks, segments);
+    const onSegmentOpened = (): number => Atomics.add(this.i32, SEGMENTS, 1);
+    const table = this.table;
+    const onOwnSegmentOpened = (): number => {
+      this.segmentOpened = true;
+      return onSegmentOpened();
+    };
+    this.writer = new SegmentWriter(space.device, this.views, onOwnSegmentOpened, this.openTable, this.progress, {
+      table,
+    });
+    this.priorityWriter = new SegmentWriter(space.device, this.views, onSegmentOpened, this.openTable, this.progress, {
+      priority: true,
+      fixedSlot: PRIORITY_SLOT,
+      table,
+    });
+    this.active = this.writer;
     this.reaper = new LargeObjectReaper(space);
     const reapContext: WriterReapContext = {
       space,
@@ -388,7 +502,31 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         const i = slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS;
         this.progress[i] = (this.progress[i] + delta) | 0;
       },
-      retireLarge: (oldAt) => this.retireLargeLocked(oldAt),
+      retireLarge: (oldAt) => this.supersededLocked(oldAt),
+      prioritySlot: PRIORITY_SLOT,
+      priorityParked: () => [
+        this.spaceWords[PRIORITY_STATE],
+        this.spaceWords[PRIORITY_STATE + 1],
+        this.spaceWords[PRIORITY_STATE + 2],
+      ],
+      priorityReaped: (word, used, nonce) => {
+        this.spaceWords[PRIORITY_STATE] = word;
+        this.spaceWords[PRIORITY_STATE + 1] = used;
+        this.spaceWords[PRIORITY_STATE + 2] = nonce;
+        if (word === 0) this.spaceWords[PRIORITY_STATE + 3] = 0; // no segment: no tail (else the flag stays: cleaning it is idempotent)
+        this.spaceWords[RESERVE_SET] = -1; // the dead holder may have died setting it: the next park sets it again
+        this.spaceWords[PRIORITY_REAPS]++;
+      },
+      segmentLeft: (slot, block, used) => {
+        const line = slot * PROGRESS_WORDS;
+        if (block >= 0) {
+          const e = block / HUGE_BLOCKS;
+          if (!this.table.isSegment(e)) this.table.opened(e); // died before the table learned of it
+          this.table.left(e, used, this.progress[line + BORN], this.progress[line + DELS]);
+        }
+        this.progress[line + BORN] = 0;
+        this.progress[line + DELS] = 0;
+      },
       liveKeys: LIVE_KEYS,
       dead: DEAD,
     };
@@ -419,6 +557,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         durability,
         opts,
         { mode, quarantineDir: `${path}.quarantine` },
+        opts.autoCompact ?? true,
       );
     } catch (e) {
       abandonOpen(media); // a failed create leaves no file behind
@@ -445,6 +584,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       opts.durability ?? 'sync',
       opts,
       { mode: opts.recovery ?? 'strict', quarantineDir: opts.quarantineDir },
+      opts.autoCompact ?? true,
     );
   }
 
@@ -453,20 +593,47 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     durability: Durability,
     wanted: Partial<KvRoot>,
     damage: { mode: RecoveryMode; quarantineDir: string | undefined },
+    autoCompact: boolean,
   ): KS {
     try {
       const views = mediaViews(space.device.media.buffer);
-      const report = recoverKv(space, views, damage.mode);
+      const table = new SegmentTable(space.device.dataOffset, space.device.dataBlocks);
+      const report = recoverKv(space, views, damage.mode, table);
       if (damage.mode === 'strict') refuseDamage(space.device.media.path, report);
       const enc = resolveEncodings(space.device, wanted, DEFAULT_ENCODINGS, true); // before any record is written
       const shared = new SharedArrayBuffer(SHARED_BYTES);
-      const store = new KvStore(space, shared, durability, true, report, enc.keyEncoding, enc.valueEncoding);
+      const store = new KvStore(
+        space,
+        shared,
+        table.state,
+        durability,
+        true,
+        report,
+        enc.keyEncoding,
+        enc.valueEncoding,
+      );
       store.seqBaseWord[0] = report.maxSequence; // before share(): attached handles read it after
       store.seq[SEQUENCE] = BigInt(report.maxSequence + SEQ_INT_LIMIT);
       store.i32[LIVE_KEYS] = report.keys;
       store.i32[SEGMENTS] = report.segments;
-      if (report.resume !== undefined && report.resume.used <= SEGMENT_BYTES / 2)
-        store.writer.adopt(report.resume.base, report.resume.used, report.resume.nonce);
+      store.spaceWords[RESERVE_SET] = -1;
+      store.spaceWords[AUTO_OFF] = autoCompact ? 0 : 1;
+      // The recovered segment with the most room: the opener's writer appends to it when it is
+      // at most half used. In a store that keeps a reserve but has no free extent (closed or
+      // crashed full: the reserve went to the priority segment) it goes to the priority writer
+      // instead, whatever its room: that room is what deletes and compaction have, as the
+      // reserve was before.
+      const resume = report.resume;
+      if (resume !== undefined && store.table.extents >= RESERVE_MIN_EXTENTS && space.device.stats().freeExtents === 0)
+        store.priorityWriter.adoptShared(
+          resume.base,
+          resume.used,
+          resume.nonce,
+          store.spaceWords.subarray(PRIORITY_STATE, PRIORITY_STATE + 4),
+        );
+      else if (resume !== undefined && resume.used <= SEGMENT_BYTES / 2)
+        store.writer.adopt(resume.base, resume.used, resume.nonce);
+      store.setReserve(store.priorityWriter.room);
       if (report.damage.length > 0) report.salvaged = store.salvageDamage(report, damage.quarantineDir);
       const orphans = collectOrphans(space, views); // after salvage: a lost large value's object is an orphan
       store.largeValuesAtOpen = orphans;
@@ -486,15 +653,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         writer: this.writer,
         quarantineDir,
         evacuate: (blocks) => {
-          const r = evacuateSegments(
-            this.space,
-            this.views,
-            this.writer,
-            this.openTable,
-            this.progress,
-            blocks,
-            this.i32,
-            COMPACTION,
+          const r = this.withPriorityWriter((pw) =>
+            evacuateSegments(this.space, this.views, pw, this.openTable, this.progress, this.table, blocks),
           );
           Atomics.sub(this.i32, SEGMENTS, r.segmentsFreed);
           this.reapLarge();
@@ -511,6 +671,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return {
       space: this.space.share(),
       shared: this.i32.buffer as SharedArrayBuffer,
+      segments: this.table.state,
       durability: this.durability,
       keyEncoding: this.keyEncoding,
       valueEncoding: this.valueEncoding,
@@ -552,6 +713,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return new KvStore<K, V>(
       space,
       h.shared,
+      h.segments!,
       h.durability!,
       false,
       undefined,
@@ -777,6 +939,21 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   put(key: KeyInput<K>, value: ValueInput<V>): void {
     this.checkOpen('put');
     const k = this.keyInto(this.putScratch, this.putViews, key, 'put');
+    try {
+      this.putValue(k, value);
+    } catch (e) {
+      if (!isDaxError(e, 'ENOSPC')) throw e;
+      // Reclaimed, then the value again from the start (a msgpack value is packed again: the
+      // stage and the pack scratch are compaction's meanwhile).
+      this.retryAfterReclaim(e, () => this.putValue(k, value));
+    }
+    this.count(PUTS, 1);
+    this.reaper.drain();
+    if (this.segmentOpened) this.autoCompact();
+  }
+
+  /** put() of an index key: the value encoded, stored inline or as an object, published. */
+  private putValue(k: Uint8Array, value: ValueInput<V>): void {
     if (this.valueEncoding === 'msgpack') this.putPacked(k, value);
     else {
       const v = this.rawValues ? (value as Value) : valueString(value, this.valueEncoding as 'utf8' | 'json', 'put');
@@ -785,8 +962,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, v, valueLength, 0, -1);
       else this.putLarge(k, v);
     }
-    this.count(PUTS, 1);
-    this.reaper.drain();
   }
 
   /**
@@ -844,13 +1019,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let at = -1;
     try {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
-      at = this.writer.reserve(total);
-      this.writer.beginRecord(at);
+      at = this.active.reserve(total);
+      this.active.beginRecord(at);
       const entryAt = at + RECORD_HEADER_BYTES;
       const ref = grab(this.space.tree, k);
       try {
         setEntrySequence(stageViews, RECORD_HEADER_BYTES, this.nextSequence()); // under the lock: log order = lock order
-        this.writer.sealStaged(at, KIND_PUT, 1, total);
+        this.active.sealStaged(at, KIND_PUT, 1, total);
         this.commitWrite(); // durable (sync) before publishPutLocked makes it reachable
         this.publishPutLocked(ref, entryAt);
         done = true;
@@ -865,8 +1040,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** The operation in flight is over: its objects record first, then its record (writer-reaper.ts step 3). */
   private endOperation(): void {
-    this.writer.endObjects();
-    if (this.writer.slotIndex >= 0) this.writer.endRecord();
+    this.active.endObjects();
+    if (this.active.slotIndex >= 0) this.active.endRecord();
   }
 
   /**
@@ -934,20 +1109,32 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** A write that failed: its reserved record space and any object it wrote are given back. */
   private abandon(at: number, total: number, objectId: number): void {
-    if (at >= 0) this.writer.rollback(at, total);
+    if (at >= 0) this.active.rollback(at, total);
     if (objectId >= 0) removeQuietly(this.space, objectId);
   }
 
-  /** Removes key; returns whether it existed. Its record takes put's path: composed in the stage, hashed in place, one copy. */
+  /**
+   * Removes key; returns whether it existed. Its record takes put's path: composed in the stage,
+   * hashed in place, one copy. Never fails for lack of space: when this thread's segment is full
+   * and reclaiming frees nothing, the record goes to the priority segment (the reserve).
+   */
   delete(key: KeyInput<K>): boolean {
     this.checkOpen('delete');
     const k = this.keyInto(this.putScratch, this.putViews, key, 'delete'); // put's scratch: the same one-lock, synchronous use
     if (this.space.tree.lookup(k) === undefined) return false; // lock-free: an absent key writes nothing
     if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
+    const deleted = this.deleteWithRoom(() => this.deleteEntry(k), RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0));
+    this.reaper.drain();
+    if (this.segmentOpened) this.autoCompact();
+    return deleted;
+  }
+
+  /** Writes, seals, commits and publishes the DEL record of k into the active writer; false when k went meanwhile. */
+  private deleteEntry(k: Uint8Array): boolean {
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
     writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
-    const at = this.writer.reserve(total);
-    this.writer.beginRecord(at);
+    const at = this.active.reserve(total);
+    this.active.beginRecord(at);
     let done = false;
     try {
       const ref = grab(this.space.tree, k);
@@ -957,34 +1144,56 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
       try {
         setEntrySequence(stageViews, RECORD_HEADER_BYTES, this.nextSequence());
-        this.writer.sealStaged(at, KIND_PUT, 1, total);
+        this.active.sealStaged(at, KIND_PUT, 1, total);
         this.commitWrite();
       } catch (e) {
         unlock(this.space.tree, ref);
         throw e;
       }
       this.deletePublishedLocked(ref);
+      this.active.noteDels(entryCost(k.length - 1, 0));
       done = true;
     } finally {
-      if (!done) this.writer.rollback(at, total);
-      this.writer.endRecord();
+      if (!done) this.active.rollback(at, total);
+      this.active.endRecord();
     }
     this.count(DELETES, 1);
-    this.reaper.drain();
     return true;
   }
 
-  /** Applies every op or none, also across a crash (one record). Later ops on the same key win. */
+  /**
+   * Applies every op or none, also across a crash (one record). Later ops on the same key win.
+   * A batch of deletes only never fails for lack of space (as delete()).
+   */
   batch(ops: readonly BatchOp<K, V>[]): void {
     this.checkOpen('batch');
     if (!Array.isArray(ops)) throw new DaxError('EINVAL', 'batch: argument must be an array of { type, key, value? }');
-    if (this.valueEncoding === 'msgpack') resetPackScratch();
-    const items = prepareBatch(
-      ops,
-      (key, op) => this.ownedKey(key, op),
-      (value, op) => this.storedValue(value, op),
-    );
+    const prepare = (): BatchItem[] => {
+      if (this.valueEncoding === 'msgpack') resetPackScratch();
+      return prepareBatch(
+        ops,
+        (key, op) => this.ownedKey(key, op),
+        (value, op) => this.storedValue(value, op),
+      );
+    };
+    let items = prepare();
     if (items.length === 0) return;
+    try {
+      this.batchItems(items);
+    } catch (e) {
+      if (!isDaxError(e, 'ENOSPC')) throw e;
+      // A retry starts from the ops again: the failed attempt turned large values into
+      // references, and compaction used the stage meanwhile.
+      const again = (): void => this.batchItems((items = prepare()));
+      if (items.every((item) => item.type === 'del')) this.deleteWithRoom(again, 0);
+      else this.retryAfterReclaim(e, again);
+    }
+    this.reaper.drain();
+    if (this.segmentOpened) this.autoCompact();
+  }
+
+  /** One batch record for items (prepareBatch) in the active writer; everything rolled back on failure. */
+  private batchItems(items: BatchItem[]): void {
     let total = RECORD_HEADER_BYTES;
     for (const item of items)
       total += entryBytes(
@@ -1004,7 +1213,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
       if (large > 0) {
         let id = Atomics.add(this.i32, NEXT_OBJECT, large);
-        this.writer.beginObjects(id, large); // before any object exists: a death from here on removes them
+        this.active.beginObjects(id, large); // before any object exists: a death from here on removes them
         for (const item of items)
           if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES)
             this.prepareLargeItem(item, KV_OBJECT_ID_BASE + id++);
@@ -1023,12 +1232,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           item.flags,
         );
       }
-      at = this.writer.reserve(total);
-      this.writer.beginRecord(at);
+      at = this.active.reserve(total);
+      this.active.beginRecord(at);
       for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
       const sequence = this.nextSequence();
       for (const item of items) setEntrySequence(stageViews, item.entryAt, sequence);
-      this.writer.sealStaged(at, KIND_BATCH, items.length, total);
+      this.active.sealStaged(at, KIND_BATCH, items.length, total);
       for (const item of items) item.entryAt += at;
       this.commitWrite();
       this.publishBatchLocked(refs, items);
@@ -1036,13 +1245,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     } finally {
       for (const ref of refs) unlock(this.space.tree, ref); // an EMPTY placeholder (a deleted or never-present key) is removed
       if (!done) {
-        if (at >= 0) this.writer.rollback(at, total);
+        if (at >= 0) this.active.rollback(at, total);
         for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
       }
       this.endOperation();
     }
     this.count(BATCHES, 1);
-    this.reaper.drain();
   }
 
   /** The bytes or string a value is stored as (msgpack: bytes in the pack scratch, valid for this batch). */
@@ -1078,9 +1286,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const keys = this.scanKeys(bounds, want);
       if (keys.length === 0) return deleted;
       const last = keys[keys.length - 1];
-      const n = this.deleteKeys(keys);
+      const n = this.deleteWithRoom(() => this.deleteKeys(keys), RECORD_HEADER_BYTES);
       deleted += n;
       this.reaper.drain();
+      if (this.segmentOpened) this.autoCompact();
       remaining -= keys.length;
       if (keys.length < want) return deleted;
       bounds = bounds.reverse ? { ...bounds, lt: last, lte: undefined } : { ...bounds, gt: last, gte: undefined };
@@ -1105,8 +1314,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       total = RECORD_HEADER_BYTES;
       for (const ref of refs) total += entryBytes(ref.key.length - 1, 0);
       ensureStageBytes(total);
-      at = this.writer.reserve(total);
-      this.writer.beginRecord(at);
+      at = this.active.reserve(total);
+      this.active.beginRecord(at);
       let e = RECORD_HEADER_BYTES; // the keys are our own copies (scanKeys): composing under the locks reads no caller memory
       const sequence = this.nextSequence();
       for (const ref of refs) {
@@ -1114,7 +1323,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         setEntrySequence(stageViews, e, sequence);
         e = next;
       }
-      this.writer.sealStaged(at, KIND_BATCH, refs.length, total);
+      this.active.sealStaged(at, KIND_BATCH, refs.length, total);
       this.commitWrite();
       const n = refs.length;
       this.publishBatchLocked(refs, undefined);
@@ -1123,8 +1332,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       return n;
     } finally {
       for (const ref of refs) unlock(this.space.tree, ref);
-      if (!done && at >= 0) this.writer.rollback(at, total);
-      if (at >= 0) this.writer.endRecord();
+      if (!done && at >= 0) this.active.rollback(at, total);
+      if (at >= 0) this.active.endRecord();
     }
   }
 
@@ -1148,9 +1357,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
       if (ref.state === 'value') superseded.push(ref.value);
       if (items !== undefined && items[i].type === 'put') {
+        this.noteBornAt(items[i].entryAt);
         this.count(ref.state === 'empty' ? LIVE_KEYS : DEAD, 1);
         finishReplace(tree, ref, items[i].entryAt);
       } else {
+        this.active.noteDels(entryCost(ref.key.length - 1, 0));
         if (ref.state === 'value') {
           this.count(LIVE_KEYS, -1);
           this.count(DEAD, 1);
@@ -1158,24 +1369,41 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         finishReplace(tree, ref, 0, 'empty'); // absent from here on; unlock removes it
       }
     }
-    for (const old of superseded) this.retireLargeLocked(old);
+    for (const old of superseded) this.supersededLocked(old);
+  }
+
+  /** The entry at `entryAt` was just written by the active writer: its bytes join its segment's live count. */
+  private noteBornAt(entryAt: number): void {
+    const u32 = this.views.u32;
+    const w = entryAt / 4;
+    this.active.noteBorn(entryCost(u32[w] & 0xffff, u32[w + 1])); // the entry was just written: its header is in cache
   }
 
   private publishPutLocked(ref: EntryRef, entryAt: number): void {
+    this.noteBornAt(entryAt);
     if (ref.state === 'empty') this.count(LIVE_KEYS, 1);
     else this.count(DEAD, 1);
     const old = ref.state === 'value' ? ref.value : -1;
     replace(this.space.tree, ref, entryAt);
-    if (old >= 0) this.retireLargeLocked(old);
+    if (old >= 0) this.supersededLocked(old);
   }
 
   private deletePublishedLocked(ref: EntryRef): void {
     assert(ref.state === 'value', () => `deleting an entry in state ${ref.state}`);
     const old = ref.value;
     deleteLocked(this.space.tree, ref);
-    this.retireLargeLocked(old);
+    this.supersededLocked(old);
     this.count(LIVE_KEYS, -1);
     this.count(DEAD, 1);
+  }
+
+  /** The entry at `oldAt` is dead (its key's lock held): its bytes leave its segment's live count; a large value is retired. */
+  private supersededLocked(oldAt: number): void {
+    const u32 = this.views.u32;
+    const w = oldAt / 4;
+    const head = u32[w];
+    this.table.died(oldAt, entryCost(head & 0xffff, u32[w + 1]));
+    if (head >>> 24 !== 0) this.retireLargeLocked(oldAt); // entry flags: ENTRY_FLAG_LARGE
   }
 
   /**
@@ -1187,7 +1415,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (isBroken('kv-large-retire-uncommitted')) return this.retireLargeUncommittedLocked(oldAt);
     const large = largeRefAt(this.views, oldAt);
     if (large === undefined) return;
-    if (this.durability !== 'sync') this.writer.commit();
+    if (this.durability !== 'sync') this.active.commit();
     this.reaper.retire(large.id);
   }
 
@@ -1204,7 +1432,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    */
   private count(word: number, delta: number): void {
     if (isBroken('kv-counters-shared')) return this.countShared(word, delta);
-    const slot = this.writer.slotIndex;
+    const slot = this.active.slotIndex;
     assert(slot >= 0, 'count: the writer holds no open-table slot (count before reserve)');
     const i = slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS;
     this.progress[i] = (this.progress[i] + delta) | 0;
@@ -1225,7 +1453,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private counted(word: number): number {
     let n = Atomics.load(this.i32, word);
     // Plain loads: a snapshot needs no fence, and each aligned word reads whole (1280 builtin calls otherwise).
-    for (let slot = 0; slot < MAX_WRITERS; slot++)
+    for (let slot = 0; slot < OPEN_SLOTS; slot++)
       n += this.progress[slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS];
     return n | 0;
   }
@@ -1246,7 +1474,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** 'sync': durable now (one fence). 'group': flushed by the group-commit timer or flushed(). 'none': at close. */
   private commitWrite(): void {
-    if (this.durability === 'sync') this.writer.commit();
+    if (this.durability === 'sync') this.active.commit();
     else if (this.durability === 'group' && this.groupTimer === undefined) this.scheduleGroupCommit();
   }
 
@@ -1699,6 +1927,49 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   // ---- lifecycle ---------------------------------------------------------------------
 
+  /**
+   * @internal The space words (tests): holders of the priority writer reaped after they died,
+   * whether deletes go straight to the priority writer (the store is known to be out of space),
+   * and the reserve last set on the device.
+   */
+  spaceInternals(): { priorityReaps: number; lowSpace: boolean; reserveSet: number; priority: number[] } {
+    return {
+      priority: Array.from(this.spaceWords.subarray(PRIORITY_STATE, PRIORITY_STATE + 3)),
+      priorityReaps: this.spaceWords[PRIORITY_REAPS],
+      lowSpace: this.spaceWords[LOW_SPACE] === 1,
+      reserveSet: this.spaceWords[RESERVE_SET],
+    };
+  }
+
+  /**
+   * @internal Whether the priority writer's hand-over words describe its segment (tests): with
+   * the compaction mutex taken (a holder that died is reaped first), the records of the segment
+   * they name validate from its start up to the `used` they say, and no further. A message
+   * naming the difference, or undefined.
+   */
+  priorityProblem(): string | undefined {
+    this.checkOpen('priorityProblem');
+    return this.withPriorityWriter(() => {
+      const word = this.spaceWords[PRIORITY_STATE];
+      const named = Atomics.load(this.openTable, PRIORITY_SLOT);
+      if (word === 0)
+        return named > 0 ? `the priority slot names block ${named - 1}, the hand-over words none` : undefined;
+      if (named !== word) return `the priority slot names ${named}, the hand-over words block ${word - 1}`;
+      const base = this.space.device.blockOffset(word - 1);
+      const nonce = this.spaceWords[PRIORITY_STATE + 2];
+      let end = 0;
+      for (;;) {
+        const check = checkRecord(this.views, base + end, base + SEGMENT_BYTES, nonce);
+        if (check.status !== 'ok') break;
+        end += check.totalBytes;
+      }
+      const used = this.spaceWords[PRIORITY_STATE + 1];
+      return end === used
+        ? undefined
+        : `priority segment at block ${word - 1}: its records validate up to ${end}, the hand-over words say ${used}`;
+    });
+  }
+
   stats(): KvStats {
     this.checkOpen('stats');
     const media = this.space.device.media;
@@ -1727,29 +1998,28 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       largeValueObjects: this.space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE).length,
       largeValueObjectsRemoved: this.reaper.removed,
       largeValueOrphansRemoved: this.largeValuesAtOpen?.orphansRemoved ?? 0,
+      fileBytes: media.size,
+      ...this.table.totals(this.openBorn()),
+      reclaimedBytes: this.spaceWords[RECLAIMED_BYTES],
+      compactionRuns: this.spaceWords[COMPACTION_RUNS],
+      autoCompactions: this.spaceWords[AUTO_RUNS],
     };
   }
 
   /**
-   * Moves the live entries of segments at most `maxLiveRatio` live (default 0.5) into this
-   * handle's segment, under each key's entry lock with a re-check (R3), then retires the old
-   * segments through the epoch (R6: views and scans pinned meanwhile stay valid).
+   * Moves the live entries of segments at most `maxLiveRatio` live (default 0.5) into the
+   * store's priority segment, under each key's entry lock with a re-check (R3), then retires
+   * the old segments through the epoch (R6: views and scans pinned meanwhile stay valid).
+   * Never fails for lack of space: the priority segment comes from the reserve, and when even
+   * that is gone compaction stops early and reports what it freed.
    */
   compact(options?: { maxLiveRatio?: number }): CompactionReport {
     this.checkOpen('compact');
     const opts = checkOptions<{ maxLiveRatio?: number }>('compact', options, COMPACT_OPTIONS);
     const ratio = opts.maxLiveRatio ?? 0.5;
-    const report = compactSegments(
-      this.space,
-      this.views,
-      this.writer,
-      this.openTable,
-      this.progress,
-      ratio,
-      this.i32,
-      COMPACTION,
-    );
-    Atomics.sub(this.i32, SEGMENTS, report.segmentsFreed);
+    // A nearly full priority segment first becomes an ordinary closed one: what earlier
+    // compactions and deletes left there (tombstones kept by the rule, copies) is judged again now.
+    const report = this.compactNow({ maxLiveRatio: ratio }, true);
     // The freed segments wait in the epoch's limbo (R6). Collect now: otherwise they return to
     // the allocator only when some other retire happens to collect, and a store whose writes
     // retire nothing else (the index appends in place) runs into ENOSPC with its space in limbo.
@@ -1769,6 +2039,343 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       return Promise.resolve();
     } catch (e) {
       return Promise.reject(e);
+    }
+  }
+
+  /** One compaction (compaction.ts) into the priority writer, with the compaction mutex held; counted in the space words. */
+  private compactNow(opts: CompactOptions, leavePriority?: boolean): CompactionReport;
+  private compactNow(opts: CompactOptions, leavePriority: boolean, tryOnly: true): CompactionReport | undefined;
+  private compactNow(opts: CompactOptions, leavePriority = false, tryOnly = false): CompactionReport | undefined {
+    // Never start a segment whose live entries do not fit in what is left (a half-moved
+    // segment frees nothing and keeps the copies' room).
+    const roomBytes = opts.roomBytes ?? ((): number => this.compactionRoom());
+    const run = (writer: SegmentWriter): CompactionReport => {
+      // Only a nearly full one (moving what a segment with room holds is work for nothing),
+      // and only with a free extent to go on in (that room is compaction's otherwise).
+      if (leavePriority && writer.room < SEGMENT_BYTES / 4 && this.space.device.stats().freeExtents > 0) writer.leave();
+      const report = compactSegmentsLocked(this.space, this.views, writer, this.openTable, this.progress, this.table, {
+        ...opts,
+        roomBytes,
+      });
+      this.spaceWords[RECLAIMED_BYTES] += report.bytesReclaimed; // under the mutex (racy only with kv-compact-no-mutex)
+      this.spaceWords[COMPACTION_RUNS]++;
+      return report;
+    };
+    const report = isBroken('kv-compact-no-mutex')
+      ? this.compactWithoutMutex(run)
+      : this.withPriorityWriter(run, tryOnly);
+    if (report !== undefined) Atomics.sub(this.i32, SEGMENTS, report.segmentsFreed);
+    return report;
+  }
+
+  /**
+   * compactNow under DAXSTORE_TEST_BREAK=kv-compact-no-mutex: compactions run side by side, each
+   * into its own handle's writer (the shared priority writer cannot be used without the mutex).
+   */
+  private compactWithoutMutex(run: (writer: SegmentWriter) => CompactionReport): CompactionReport {
+    return run(this.writer);
+  }
+
+  /**
+   * Runs fn with the compaction mutex held and the priority writer as the active writer,
+   * resumed from and parked into the shared words (parking commits: its records are durable
+   * when the mutex is released). This thread's own writer is committed first, so its records
+   * still become durable in the order it wrote them. Caller holds no entry lock (lock order:
+   * the compaction mutex, then entry locks).
+   */
+  private withPriorityWriter<T>(fn: (writer: SegmentWriter) => T): T;
+  private withPriorityWriter<T>(fn: (writer: SegmentWriter) => T, tryOnly: boolean): T | undefined;
+  private withPriorityWriter<T>(fn: (writer: SegmentWriter) => T, tryOnly = false): T | undefined {
+    // tryOnly: undefined at once when a live thread holds the mutex (it is compacting already).
+    if (tryOnly) {
+      const held = Atomics.load(this.i32, COMPACTION);
+      if (held !== 0 && !holderWordDead(held)) return undefined;
+    }
+    this.writer.commit();
+    const pw = this.priorityWriter;
+    const state = this.spaceWords.subarray(PRIORITY_STATE, PRIORITY_STATE + 4);
+    // A holder that died: reaped (writer-reaper.ts: its compaction's retirement finished, the
+    // priority segment cut back to its valid records) before this thread goes on.
+    const onSteal = (dead: number): void => void this.space.epoch.reap(holderIdOf(dead));
+    if (!tryOnly) lockWord(this.i32, COMPACTION, onSteal);
+    else if (!tryLockWord(this.i32, COMPACTION, onSteal)) return undefined;
+    const owner = PRIORITY_SLOT * PROGRESS_WORDS + W_OWNER;
+    try {
+      // The slot names its holder while the mutex is held: a reaper finds it by that if this thread dies.
+      if (!isBroken('kv-priority-unreaped')) Atomics.store(this.progress, owner, participantId());
+      pw.resumeShared(state);
+      this.active = pw;
+      try {
+        return fn(pw);
+      } finally {
+        this.active = this.writer;
+        pw.parkShared(state);
+        this.setReserve(pw.room);
+        if (this.space.device.stats().freeExtents > this.spaceWords[RESERVE_SET]) this.spaceWords[LOW_SPACE] = 0;
+      }
+    } finally {
+      Atomics.store(this.progress, owner, 0);
+      unlockWord(this.i32, COMPACTION);
+    }
+  }
+
+  /**
+   * The device's reserve: RESERVE_EXTENTS, or none while the priority segment's room already
+   * is what compaction needs (neededCompactionRoom, and half a segment): in a small store the
+   * extent is then the puts'. Needs the compaction mutex (RESERVE_SET is written under it).
+   */
+  private setReserve(priorityRoom: number): void {
+    if (isBroken('kv-no-reserve')) return this.setNoReserve();
+    const relief = priorityRoom >= SEGMENT_BYTES / 2 && priorityRoom >= this.neededCompactionRoom();
+    const want = relief || this.table.extents < RESERVE_MIN_EXTENTS ? 0 : RESERVE_EXTENTS;
+    if (this.spaceWords[RESERVE_SET] === want) return;
+    this.space.device.setReserve(want);
+    this.spaceWords[RESERVE_SET] = want;
+  }
+
+  /** setReserve under DAXSTORE_TEST_BREAK=kv-no-reserve: no extent is kept for deletes and compaction. */
+  private setNoReserve(): void {
+    this.space.device.setReserve(0);
+    this.spaceWords[RESERVE_SET] = 0;
+  }
+
+  /**
+   * The room compaction keeps so it can always make progress: what moving the emptiest
+   * closed segment may copy (its live entries and its tombstones, by the segment table),
+   * with an eighth of a segment to spare, and never more than a whole segment (any segment
+   * fits in one). Deletes compact before they eat into it; puts never touch it.
+   */
+  private neededCompactionRoom(): number {
+    // Cached until a segment opens, closes or goes: entries only die in between, which only
+    // lowers the true figure (the cached one errs on the safe side).
+    const changes = this.table.changes;
+    if (this.spaceWords[NEEDED_AT] === changes + 1) return this.spaceWords[NEEDED_ROOM];
+    const closed = this.table.closedSegments(this.openExtents());
+    const emptiest = closed.length === 0 ? SEGMENT_BYTES : closed[0].moveBytes;
+    const needed = Math.min(SEGMENT_BYTES, emptiest + SEGMENT_BYTES / 8) + COPY_SLACK_BYTES;
+    this.spaceWords[NEEDED_ROOM] = needed;
+    this.spaceWords[NEEDED_AT] = changes + 1;
+    return needed;
+  }
+
+  /** BORN of each open segment (its writer's progress line), by extent. */
+  private openBorn(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (let i = 0; i < this.openTable.length; i++) {
+      const w = Atomics.load(this.openTable, i);
+      if (w > 0) out.set((w - 1) / HUGE_BLOCKS, this.progress[i * PROGRESS_WORDS + BORN]);
+    }
+    return out;
+  }
+
+  /** Extents named in the open-segment table. */
+  private openExtents(): Set<number> {
+    const open = new Set<number>();
+    for (let i = 0; i < this.openTable.length; i++) {
+      const w = Atomics.load(this.openTable, i);
+      if (w > 0) open.add((w - 1) / HUGE_BLOCKS);
+    }
+    return open;
+  }
+
+  /**
+   * Automatic reclamation, one small step (autoCompact): after this handle's writer opened a
+   * new segment (every 2 MiB of its writes), when the segment table says the closed segments
+   * hold more dead bytes than live ones, or free extents are at the low water mark, compacts
+   * the emptiest closed segments (AUTO_SEGMENTS at most) into the priority segment. Skipped
+   * when another thread holds the compaction mutex (it is compacting already), inside read()
+   * (this thread's pin holds every grace period open) and with autoCompact: false. What it
+   * frees goes back to the allocator without waiting for other threads' pins (their grace
+   * periods end at a later collect). Caller holds no entry lock.
+   */
+  private autoCompact(): void {
+    this.segmentOpened = false;
+    if (this.spaceWords[AUTO_OFF] === 1 || this.space.epoch.isPinned() || isBroken('kv-no-auto-compact')) return;
+    const pressure = this.spacePressure();
+    if (pressure === 'none') return;
+    const report = this.compactNow(
+      {
+        maxLiveRatio: pressure === 'low-space' ? AUTO_LOW_SPACE_LIVE_RATIO : AUTO_MAX_LIVE_RATIO,
+        fromTable: true,
+        maxSegments: AUTO_SEGMENTS,
+        afterSegment: () => this.releaseRetired(0),
+      },
+      false,
+      true,
+    );
+    if (report === undefined) return;
+    this.spaceWords[AUTO_RUNS]++;
+    this.releaseRetired(0);
+  }
+
+  /** What the segment table says about the log: 'dead' (closed segments mostly dead), 'low-space' (free extents at the low water mark) or 'none'. */
+  private spacePressure(): 'none' | 'dead' | 'low-space' {
+    const closed = this.table.closedSegments(this.openExtents());
+    if (closed.length === 0) return 'none';
+    const lowWater = Math.max(2, Math.floor(this.table.extents * LOW_WATER_FRACTION));
+    if (this.space.device.stats().freeExtents <= lowWater) return 'low-space';
+    let live = 0;
+    for (const seg of closed) live += seg.liveBytes;
+    const dead = closed.length * SEGMENT_BYTES - live;
+    return dead > live && dead >= 2 * SEGMENT_BYTES ? 'dead' : 'none';
+  }
+
+  /**
+   * After an allocation failed: releases what the epoch holds (retired segments and blocks,
+   * superseded large values), then, when the segment table says it is worth it, compacts the
+   * emptiest segments whose live entries fit in the room compaction has. True when it made
+   * room, so the write that failed is worth retrying: a whole free extent more (for a put), or
+   * any room more for the priority writer (`forDelete`: a delete must get its record in, even
+   * slowly, so any segment with reclaimable bytes qualifies). Not inside read() (this
+   * thread's pin holds every grace period open).
+   */
+  private reclaim(forDelete = false): boolean {
+    if (this.space.epoch.isPinned()) return false;
+    const device = this.space.device;
+    const measure = (): number =>
+      forDelete ? this.compactionRoom() : device.stats().freeExtents * SEGMENT_BYTES + device.stats().freeBlocks;
+    const before = measure();
+    this.releaseRetired();
+    if (measure() > before) return this.roomMade();
+    if (!this.worthCompacting(forDelete)) return false;
+    const report = this.compactNow({
+      maxLiveRatio: forDelete ? 1 : RECLAIM_MAX_LIVE_RATIO,
+      fromTable: true,
+      maxSegments: forDelete ? TREADMILL_SEGMENTS : RECLAIM_SEGMENTS,
+      afterSegment: () => this.releaseRetired(),
+      // A delete's round goes on until compaction has room to spare again (an eighth of a
+      // segment beyond what the emptiest segment needs): the deletes that follow have room
+      // for many records before the next round.
+      enough: forDelete
+        ? (): boolean => this.compactionRoom() >= this.neededCompactionRoom() + SEGMENT_BYTES / 8
+        : undefined,
+    });
+    // The table promised more than the log held (tombstones that must be kept, estimates):
+    // no more tries until enough has died since.
+    if (report.segmentsFreed === 0) this.spaceWords[FRUITLESS_AT] = this.table.diedBytes();
+    this.releaseRetired();
+    return measure() > before && this.roomMade();
+  }
+
+  /** Reclaiming made room: ordinary writes (deletes among them) may try their own segments again. */
+  private roomMade(): boolean {
+    this.spaceWords[LOW_SPACE] = 0;
+    return true;
+  }
+
+  /** Bytes compaction's copies may still take: the priority segment's room and the free extents it may allocate. */
+  private compactionRoom(): number {
+    // With the mutex held (active is the priority writer) its instance is current, the shared words are not.
+    const block = this.spaceWords[PRIORITY_STATE];
+    const shared = block > 0 ? SEGMENT_BYTES - this.spaceWords[PRIORITY_STATE + 1] : 0;
+    const room = this.active === this.priorityWriter ? this.priorityWriter.room : shared;
+    return room + this.space.device.stats().freeExtents * SEGMENT_BYTES;
+  }
+
+  /**
+   * Whether compacting can free what a failed write needs, by the segment table (no log
+   * read): the emptiest closed segments, each fitting in the room the ones before it leave,
+   * give back half a segment or more in all (a put needs a free extent: that, and what the
+   * priority segment already has, make one); for a delete, any segment with reclaimable
+   * bytes that fits.
+   */
+  private worthCompacting(forDelete: boolean): boolean {
+    const fruitless = this.spaceWords[FRUITLESS_AT];
+    if (fruitless > 0 && this.table.diedBytes() < fruitless + RETRY_AFTER_DIED_BYTES) return false;
+    this.spaceWords[FRUITLESS_AT] = 0;
+    let room = this.compactionRoom() - COPY_SLACK_BYTES;
+    let gain = 0;
+    let n = 0;
+    for (const seg of this.table.closedSegments(this.openExtents())) {
+      if (seg.moveBytes > room || n++ >= RECLAIM_SEGMENTS) break;
+      if (forDelete) return seg.reclaimableBytes > 0;
+      gain += seg.reclaimableBytes;
+      room += SEGMENT_BYTES - seg.moveBytes;
+      // Half a segment: with the priority segment's room (setReserve) that frees an extent.
+      if (gain >= SEGMENT_BYTES / 2) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Collects the epoch until its limbo holds no device block, and removes superseded large
+   * values. Another thread's pin holds a grace period open: waits for it in 1 ms sleeps, up
+   * to RECLAIM_WAIT_MS in all.
+   */
+  private releaseRetired(waitMs = RECLAIM_WAIT_MS): void {
+    const epoch = this.space.epoch;
+    const deadline = performance.now() + waitMs;
+    for (;;) {
+      for (let i = 0; i < 4; i++) epoch.collect();
+      const removed = this.reaper.pending > 0;
+      this.reaper.drain(); // removing an object retires its blocks: collect again
+      if (removed) continue;
+      const limbo = epoch.stats().limbo;
+      if (limbo[RETIRE_DEVICE_BLOCK] + limbo[RETIRE_KV_OBJECT] === 0 || performance.now() > deadline) return;
+      Atomics.wait(this.sleepWord, 0, 0, 1);
+    }
+  }
+
+  private readonly sleepWord = new Int32Array(new SharedArrayBuffer(4));
+
+  /**
+   * The write `op` failed with ENOSPC (`first`): reclaims and retries it while reclaiming
+   * frees space, up to RECLAIM_ATTEMPTS times. Caller holds no entry lock; op rolled
+   * everything back when it threw.
+   */
+  private retryAfterReclaim<T>(first: unknown, op: () => T): T {
+    if (isBroken('kv-no-reclaim')) throw first; // sabotaged: the allocation's failure reported at once
+    if (isInjectedFault(first)) throw first; // a test's fault: report it, do not work around it
+    let error = first;
+    for (let i = 0; i < RECLAIM_ATTEMPTS && this.reclaim(); i++) {
+      try {
+        return op();
+      } catch (e) {
+        if (!isDaxError(e, 'ENOSPC')) throw e;
+        error = e;
+      }
+    }
+    throw error;
+  }
+
+  /**
+   * Runs a delete (`op`, a record of about `bytes`) so that it never fails for lack of space:
+   * in this thread's segment when it can get one (reclaiming first when its allocation
+   * fails); else in the priority writer's segment, whose segments come from the reserve. When
+   * the store is known to be out of space (LOW_SPACE) and this thread's segment has no room,
+   * straight to the priority writer, without an allocation and a reclaim that would fail.
+   */
+  private deleteWithRoom<T>(op: () => T, bytes: number): T {
+    if (this.spaceWords[LOW_SPACE] === 0 || this.writer.fits(bytes)) {
+      try {
+        return op();
+      } catch (e) {
+        if (!isDaxError(e, 'ENOSPC')) throw e;
+        try {
+          return this.retryAfterReclaim(e, op);
+        } catch (again) {
+          if (!isDaxError(again, 'ENOSPC') || isInjectedFault(again)) throw again;
+        }
+        this.spaceWords[LOW_SPACE] = 1;
+      }
+    }
+    for (;;) {
+      // Leave compaction the room to move the emptiest closed segment (deletes only ever add
+      // records): with less, nothing could be compacted any more, and every later delete
+      // would fail. Compacting for it always fits (that room was kept) and frees what the
+      // deletes so far killed.
+      for (
+        let i = 0;
+        i < RECLAIM_ATTEMPTS &&
+        this.compactionRoom() - DELETE_SLACK_BYTES < this.neededCompactionRoom() &&
+        this.reclaim(true);
+        i++
+      );
+      try {
+        return this.withPriorityWriter(op);
+      } catch (e) {
+        if (!isDaxError(e, 'ENOSPC') || !this.reclaim(true)) throw e;
+      }
     }
   }
 
@@ -1798,6 +2405,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (!this.space.closed) {
         this.groupCommitNow(); // batchAsync waiters resolve: their batches are durable now
         this.writer.sealForClose();
+        // The priority segment's last records below a watermark too (attached handles that
+        // append after it only add records after this SEAL).
+        if (this.opener) this.withPriorityWriter((pw) => pw.sealForClose());
         this.reapLarge();
       }
     } finally {

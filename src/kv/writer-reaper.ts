@@ -23,7 +23,13 @@
  *      operation's objects are never taken for an abandoned one's.
  *   4. A segment its compaction was moving to staging (W_RETIRE_*): retired, if it is staging
  *      with that nonce and not already in limbo (the compaction died between the two).
- *   5. The slot is released: the segment becomes a closed one that compaction reclaims.
+ *   5. The slot is released: the segment becomes a closed one that compaction reclaims (the
+ *      segment table learns what it holds, as when a writer leaves a segment).
+ *      The store's priority slot (store.ts PRIORITY_SLOT) is not released: it belongs to
+ *      whoever holds the compaction mutex, which names itself in W_OWNER for as long as it
+ *      holds it, and its segment outlives its holders (it takes the reserve's extents). Its
+ *      segment is cut back to the end of its valid records instead (reapPriority) and the
+ *      store's shared hand-over words say so, so the next holder appends right after them.
  * Every step checks what is there before acting, so a reap cut short by the reaper's own death
  * is simply run again by the next one.
  */
@@ -36,6 +42,7 @@ import {
   ENTRY_HEADER_BYTES,
   KV_KEY_PREFIX,
   RECORD_HEADER_BYTES,
+  SEAL_BYTES,
   SEGMENT_BYTES,
   entryBytes,
 } from './layout.js';
@@ -63,13 +70,21 @@ export interface WriterReapContext {
   count(slot: number, word: number, delta: number): void;
   /** The entry at `oldAt` was superseded under its key's lock: retire its large value, if any. */
   retireLarge(oldAt: number): void;
+  /** The store's priority slot (file header, step 5). */
+  readonly prioritySlot: number;
+  /** The priority writer's hand-over words as last parked: [block + 1, used, nonce] (store.ts PRIORITY_STATE). */
+  priorityParked(): [word: number, used: number, nonce: number];
+  /** Its holder died: the priority writer goes on at `used` in the segment `word` names (0: no segment). */
+  priorityReaped(word: number, used: number, nonce: number): void;
+  /** The segment (head `block`, -1: none) of a slot released here is closed from now on, `used` bytes written. */
+  segmentLeft(slot: number, block: number, used: number): void;
   /** store.ts counter words */
   readonly liveKeys: number;
   readonly dead: number;
 }
 
 /** Writer slots reaped in this thread (tests). */
-export const writerReapStats = { slots: 0, rolledForward: 0, rolledBack: 0 };
+export const writerReapStats = { slots: 0, rolledForward: 0, rolledBack: 0, priority: 0 };
 
 /** Finishes or undoes everything dead participant `id` left in the writer slots it held. */
 export function reapKvWriters(ctx: WriterReapContext, id: number): void {
@@ -128,10 +143,68 @@ function reapSlot(ctx: WriterReapContext, slot: number, id: number): void {
       space.retireBlock(block);
     progress[line + W_RETIRE_BLOCK] = 0;
   }
-  Atomics.store(ctx.openTable, slot, 0);
+  if (slot === ctx.prioritySlot) reapPriority(ctx, slot, word, base, nonce, end);
+  else {
+    ctx.segmentLeft(slot, base >= 0 ? word - 1 : -1, end);
+    Atomics.store(ctx.openTable, slot, 0);
+  }
   Atomics.store(progress, line + W_OWNER, 0);
   writerReapStats.slots++;
 }
+
+/**
+ * Step 5 for the priority slot (file header): the segment it names is cut back to the end of
+ * its valid records and the hand-over words point there. The records below the parked end (same
+ * block, same nonce: the same life of the extent) were written and committed by holders that
+ * parked them; from there on the walk takes each record
+ * that validates (a copy or delete the dead holder sealed: durable since step 1; one that does
+ * not validate was zeroed in step 2), and zeroes what follows up to where the dead holder may
+ * have written (its END), so the next holder's first record is the next one recovery reads. A
+ * segment whose head SEAL never validated (the holder died opening it) is left as a closed
+ * segment, as is nothing at all: the next holder opens a new one.
+ */
+function reapPriority(
+  ctx: WriterReapContext,
+  slot: number,
+  word: number,
+  base: number,
+  nonce: number,
+  end: number,
+): void {
+  const { views: v, progress } = ctx;
+  const line = slot * PROGRESS_WORDS;
+  writerReapStats.priority++;
+  if (base < 0) {
+    Atomics.store(ctx.openTable, slot, 0); // ALLOCATING or IDLE: the allocator's reap has the extent
+    ctx.priorityReaped(0, 0, 0);
+    return;
+  }
+  const [parkedWord, parkedUsed, parkedNonce] = ctx.priorityParked();
+  let used = parkedWord === word && parkedNonce === nonce ? parkedUsed : 0;
+  const stop = base + SEGMENT_BYTES;
+  for (;;) {
+    const check = checkRecord(v, base + used, stop, nonce);
+    if (check.status !== 'ok') break;
+    used += check.totalBytes;
+  }
+  if (used < SEAL_BYTES) {
+    ctx.segmentLeft(slot, word - 1, 0);
+    Atomics.store(ctx.openTable, slot, 0);
+    ctx.priorityReaped(0, 0, 0);
+    return;
+  }
+  const zeroTo = Math.min(SEGMENT_BYTES, Math.max(end, used + END_MARKER_BYTES));
+  if (zeroTo > used) {
+    v.u8.fill(0, base + used, base + zeroTo);
+    ctx.space.device.media.persist(base + used, zeroTo - used);
+  }
+  Atomics.store(progress, line + DURABLE, used);
+  progress[line + END] = used;
+  ctx.priorityReaped(word, used, nonce);
+}
+
+/** Zero bytes that end a scan after the last record (segment-writer.ts). */
+const END_MARKER_BYTES = 16;
 
 /**
  * Publishes the entries of the record at `at` whose keys dead participant `id` still holds (file

@@ -36,7 +36,7 @@ interface Outcome {
 
 async function scenario(broken: boolean): Promise<Outcome> {
   const media = createSimMedia(32 * 2 ** 20, { name: 'compaction-mutex' });
-  const db = openMedia(media, { durability: 'sync' });
+  const db = openMedia(media, { durability: 'sync', autoCompact: false });
   const flags = new SharedArrayBuffer(12);
   const f = new Int32Array(flags);
   let image: ReturnType<typeof media.crashImage> | undefined;

@@ -16,7 +16,7 @@ const KEYS = 2000;
 describe('compaction reclaims space at once', () => {
   // 2.6M puts through simulated media: seconds when idle, over a minute on two loaded cores.
   it('overwriting with compaction at low water writes 20x the store size without ENOSPC', { timeout: 240_000 }, () => {
-    const db = openMedia(createSimMedia(SIZE_BYTES));
+    const db = openMedia(createSimMedia(SIZE_BYTES), { autoCompact: false });
     const value = new Uint8Array(100).fill(7);
     const key = (i: number): string => `key-${String(i).padStart(8, '0')}`;
     for (let i = 0; i < KEYS; i++) db.put(key(i), value);

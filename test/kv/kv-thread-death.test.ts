@@ -17,66 +17,18 @@ import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { type Durability, type KvHandle, type KvStore } from '../../src/kv/index.js';
+import { type Durability, type KvStore } from '../../src/kv/index.js';
 import { open } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import { workerScript } from '../helpers/workers.js';
 import { breakEnv, withBroken } from '../../src/test-break.js';
-import { KINDS, applyOp, opAt, sortedEntries, survivorOps, type Kind, type Op } from '../helpers/thread-death.js';
+import { KINDS, applyOp, opAt, survivorOps, type Kind, type Op } from '../helpers/thread-death.js';
+import { Survivor, describeDiff, same, until } from '../helpers/survivor.js';
 
 const FILE = 'test/kv/kv-thread-death.test.ts';
 /** Small enough that segments or limbo a dead thread kept would run it out of space within the run. */
 const STORE_BYTES = 48 * 1024 * 1024;
 type End = 'terminate' | 'throw' | 'exit' | 'return';
-
-/** The survivor worker: requests with a watchdog. */
-class Survivor {
-  private next = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly worker: Worker;
-  readonly ready: Promise<unknown>;
-
-  constructor(
-    handle: KvHandle,
-    private readonly watchdogMs: number,
-    env: NodeJS.ProcessEnv,
-  ) {
-    this.worker = new Worker(workerScript('kv-survivor'), { workerData: { handle }, env });
-    this.ready = new Promise((resolve, reject) => this.pending.set(0, { resolve, reject }));
-    this.worker.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
-      const p = this.pending.get(m.id);
-      if (p === undefined) return;
-      this.pending.delete(m.id);
-      if (m.ok) p.resolve(m.result);
-      else p.reject(new Error(`survivor: ${m.error}`));
-    });
-    this.worker.on('error', (e) => {
-      for (const p of this.pending.values()) p.reject(e);
-      this.pending.clear();
-    });
-  }
-
-  request<T>(req: Record<string, unknown>, what: string): Promise<T> {
-    const id = this.next++;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`survivor hung for ${this.watchdogMs} ms: ${what}`));
-      }, this.watchdogMs);
-      this.pending.set(id, {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      this.worker.postMessage({ ...req, id });
-    });
-  }
-}
 
 interface RunOptions {
   seed: number;
@@ -109,38 +61,10 @@ interface RunSummary {
   reopens: number;
 }
 
-function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      if (cond()) resolve();
-      else if (Date.now() > end) reject(new Error(`timed out waiting for ${what}`));
-      else setTimeout(tick, 1);
-    };
-    tick();
-  });
-}
-
 function modelAfter(base: Map<string, string>, kind: Kind, seed: number, ops: number): Map<string, string> {
   const m = new Map(base);
   for (let i = 0; i < ops; i++) applyOp(m, opAt(kind, seed, i));
   return m;
-}
-
-function same(content: Array<[string, string]>, model: Map<string, string>): boolean {
-  const want = sortedEntries(model);
-  return content.length === want.length && content.every(([k, v], i) => k === want[i][0] && v === want[i][1]);
-}
-
-function describeDiff(content: Array<[string, string]>, model: Map<string, string>): string {
-  const got = new Map(content);
-  const lines: string[] = [];
-  for (const k of new Set([...got.keys(), ...model.keys()])) {
-    const a = got.get(k);
-    const b = model.get(k);
-    if (a !== b) lines.push(`  ${k}: store ${a?.slice(0, 40) ?? '(absent)'} model ${b?.slice(0, 40) ?? '(absent)'}`);
-  }
-  return lines.slice(0, 12).join('\n');
 }
 
 async function runTrials(o: RunOptions): Promise<RunSummary> {

@@ -1,0 +1,174 @@
+/**
+ * SegmentTable: what the store knows, without reading the log, about each 2 MiB extent that
+ * is a key-value segment: how much of it is written and how much of that is still live. It
+ * is how reclamation picks its segments (the emptiest first) and decides whether compacting
+ * is worth it, in O(extents) instead of a scan of every record and a lookup per entry.
+ *
+ * Shared state (one SharedArrayBuffer, carried by the store's handle), Int32 per extent e
+ * (extent e = device blocks [512 e, 512 e + 512)):
+ *   STATE  0: not a segment (free, or another owner's); 1: a key-value segment
+ *   USED   bytes its writer appended (records and their padding), stored when the writer
+ *          leaves it; 0 while a writer appends (the writer's progress line has it then)
+ *   BORN   bytes of entries published into it (entryBytes + one record header each: what a
+ *          copy of the entry costs), stored when the writer leaves it
+ *   DIED   bytes of its entries superseded or deleted since (Atomics.add, any thread)
+ *   DELS   bytes of its DEL entries (tombstones), stored when the writer leaves it
+ * Live bytes of a closed segment = BORN - DIED; of an open one, the writer's progress-line
+ * BORN - DIED. Tombstones are never born; compaction may have to copy them (compaction.ts,
+ * the tombstone rule), so what moving a segment may take is at most live + DELS.
+ *
+ * Invariants
+ *   - Heuristic only: compaction decides what to move by the index (a lookup per entry under
+ *     the entry lock), never by these numbers; a wrong count changes which segment goes
+ *     first, never what is kept. Recovered segments start with an estimate (recovery.ts:
+ *     winners found in the segment times the segment's mean entry size).
+ *   - STATE goes 0 -> 1 when a writer takes a new segment (before it announces it) or when
+ *     recovery finds one; 1 -> 0 when compaction unpublishes it. An extent's counters are
+ *     reset when it becomes a segment again.
+ *
+ * Concurrency: STATE, USED and BORN are written by the segment's writer (or compaction under
+ * its mutex); DIED by any thread with Atomics.add. Readers take plain loads: a stale number
+ * only makes a worse choice.
+ *
+ * Persistence ordering: none (volatile; rebuilt at open).
+ */
+import { HUGE_BLOCKS } from '../device/layout.js';
+import { RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
+
+const STATE = 0;
+const USED = 1;
+const BORN = 2;
+const DIED = 3;
+const DELS = 4;
+const WORDS = 5;
+const SEGMENT = 1;
+
+/** Bytes an entry stands for in BORN and DIED: its own and a record header (a copy's cost). */
+export function entryCost(keyLength: number, valueLength: number): number {
+  return entryBytes(keyLength, valueLength) + RECORD_HEADER_BYTES;
+}
+
+export interface SegmentInfo {
+  extent: number;
+  /** BORN - DIED, at least 0 */
+  liveBytes: number;
+  /** liveBytes + DELS: the most moving it may copy */
+  moveBytes: number;
+  /** SEGMENT_BYTES - liveBytes: what compacting it gives back, less its copies */
+  reclaimableBytes: number;
+}
+
+export class SegmentTable {
+  readonly state: SharedArrayBuffer;
+  private readonly words: Int32Array;
+  readonly extents: number;
+
+  constructor(
+    private readonly dataOffset: number,
+    dataBlocks: number,
+    state?: SharedArrayBuffer,
+  ) {
+    this.extents = Math.floor(dataBlocks / HUGE_BLOCKS);
+    this.state = state ?? new SharedArrayBuffer((this.extents * WORDS + 1) * 4);
+    this.words = new Int32Array(this.state);
+    this.changesWord = this.extents * WORDS;
+  }
+
+  /** Word after the extents: bumped whenever a segment opens, closes or is freed (caches key on it). */
+  private readonly changesWord: number;
+
+  /** A counter that moves whenever the set of segments or which are closed changes. */
+  get changes(): number {
+    return Atomics.load(this.words, this.changesWord);
+  }
+
+  /** Extent of a device byte offset inside the data area. */
+  extentOf(offset: number): number {
+    return ((offset - this.dataOffset) / SEGMENT_BYTES) | 0;
+  }
+
+  /** A writer took extent e as its new segment (or recovery found it): counters from zero. */
+  opened(e: number): void {
+    const w = e * WORDS;
+    this.words[w + USED] = 0;
+    this.words[w + BORN] = 0;
+    this.words[w + DELS] = 0;
+    Atomics.store(this.words, w + DIED, 0);
+    Atomics.store(this.words, w + STATE, SEGMENT);
+    Atomics.add(this.words, this.changesWord, 1);
+  }
+
+  /** The writer left extent e (it is closed now) having appended `used` bytes, published `born` and written `dels` of tombstones. */
+  left(e: number, used: number, born: number, dels: number): void {
+    const w = e * WORDS;
+    this.words[w + USED] = used;
+    this.words[w + BORN] = born;
+    this.words[w + DELS] = dels;
+    Atomics.add(this.words, this.changesWord, 1);
+  }
+
+  /** Compaction unpublished extent e: no longer a segment. */
+  freed(e: number): void {
+    Atomics.store(this.words, e * WORDS + STATE, 0);
+    Atomics.add(this.words, this.changesWord, 1);
+  }
+
+  /** `bytes` of an entry at device offset `at` are dead now (superseded or deleted). Any thread. */
+  died(at: number, bytes: number): void {
+    Atomics.add(this.words, this.extentOf(at) * WORDS + DIED, bytes);
+  }
+
+  /** Recovery's estimate for a segment it found. */
+  recovered(e: number, used: number, liveBytes: number): void {
+    this.opened(e);
+    this.left(e, used, liveBytes, 0);
+  }
+
+  isSegment(e: number): boolean {
+    return this.words[e * WORDS + STATE] === SEGMENT;
+  }
+
+  /** BORN - DIED of extent e, given BORN (an open segment's is in its writer's progress line). */
+  liveBytes(e: number, born = this.words[e * WORDS + BORN]): number {
+    return Math.max(0, born - this.words[e * WORDS + DIED]);
+  }
+
+  usedBytes(e: number): number {
+    return this.words[e * WORDS + USED];
+  }
+
+  /** DIED summed over every segment: grows with every overwrite and delete (a clock for reclamation's retries). */
+  diedBytes(): number {
+    let n = 0;
+    for (let e = 0; e < this.extents; e++) if (this.isSegment(e)) n += this.words[e * WORDS + DIED];
+    return n;
+  }
+
+  /**
+   * Live and dead bytes of the whole log: live = BORN - DIED per segment (an open one's BORN
+   * from `openBorn`, its writer's progress line); dead = DIED plus tombstones.
+   */
+  totals(openBorn: ReadonlyMap<number, number>): { liveBytes: number; deadBytes: number } {
+    let liveBytes = 0;
+    let deadBytes = 0;
+    for (let e = 0; e < this.extents; e++) {
+      if (!this.isSegment(e)) continue;
+      const w = e * WORDS;
+      liveBytes += this.liveBytes(e, openBorn.get(e) ?? this.words[w + BORN]);
+      deadBytes += this.words[w + DIED] + this.words[w + DELS];
+    }
+    return { liveBytes, deadBytes };
+  }
+
+  /** Segments not in `open` (extents some writer appends to), emptiest first. */
+  closedSegments(open: ReadonlySet<number>): SegmentInfo[] {
+    const out: SegmentInfo[] = [];
+    for (let e = 0; e < this.extents; e++) {
+      if (!this.isSegment(e) || open.has(e)) continue;
+      const liveBytes = this.liveBytes(e);
+      const moveBytes = Math.min(SEGMENT_BYTES, liveBytes + this.words[e * WORDS + DELS]);
+      out.push({ extent: e, liveBytes, moveBytes, reclaimableBytes: SEGMENT_BYTES - liveBytes });
+    }
+    return out.sort((a, b) => a.moveBytes - b.moveBytes);
+  }
+}

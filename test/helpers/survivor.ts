@@ -1,0 +1,87 @@
+/**
+ * The survivor of the thread-death tests (kv-thread-death, kv-space-death): a worker
+ * (test/workers/kv-survivor.ts) attached to the store that answers requests, each under a
+ * watchdog, so that a request that hangs on something a dead thread left is a failure with a
+ * message instead of a blocked test. And the model comparisons those tests share.
+ */
+import { Worker } from 'node:worker_threads';
+import type { KvHandle } from '../../src/kv/index.js';
+import { workerScript } from './workers.js';
+import { sortedEntries } from './thread-death.js';
+
+/** The survivor worker: requests with a watchdog. */
+export class Survivor {
+  private next = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  readonly worker: Worker;
+  readonly ready: Promise<unknown>;
+
+  constructor(
+    handle: KvHandle,
+    private readonly watchdogMs: number,
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.worker = new Worker(workerScript('kv-survivor'), { workerData: { handle }, env });
+    this.ready = new Promise((resolve, reject) => this.pending.set(0, { resolve, reject }));
+    this.worker.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
+      const p = this.pending.get(m.id);
+      if (p === undefined) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.result);
+      else p.reject(new Error(`survivor: ${m.error}`));
+    });
+    this.worker.on('error', (e) => {
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    });
+  }
+
+  request<T>(req: Record<string, unknown>, what: string): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`survivor hung for ${this.watchdogMs} ms: ${what}`));
+      }, this.watchdogMs);
+      this.pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v as T);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.worker.postMessage({ ...req, id });
+    });
+  }
+}
+
+export function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const tick = (): void => {
+      if (cond()) resolve();
+      else if (Date.now() > end) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
+
+export function same(content: Array<[string, string]>, model: Map<string, string>): boolean {
+  const want = sortedEntries(model);
+  return content.length === want.length && content.every(([k, v], i) => k === want[i][0] && v === want[i][1]);
+}
+
+export function describeDiff(content: Array<[string, string]>, model: Map<string, string>): string {
+  const got = new Map(content);
+  const lines: string[] = [];
+  for (const k of new Set([...got.keys(), ...model.keys()])) {
+    const a = got.get(k);
+    const b = model.get(k);
+    if (a !== b) lines.push(`  ${k}: store ${a?.slice(0, 40) ?? '(absent)'} model ${b?.slice(0, 40) ?? '(absent)'}`);
+  }
+  return lines.slice(0, 12).join('\n');
+}
