@@ -52,6 +52,10 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
         freeBytes: device.freeBlocks * BLOCK_BYTES,
         poisonedBlocks: device.poisonedBlocks,
         badBlocks: device.badBlocks,
+        /** whole 2 MiB extents free: what new log segments can take */
+        freeExtentBytes: stats.freeExtentBytes,
+        /** of those, kept for deletes and compaction (puts never take them) */
+        reserveBytes: stats.reserveBytes,
       },
       kv: {
         keys: stats.keys,
@@ -63,6 +67,11 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
         sequence: stats.sequence,
         largeValueObjects: stats.largeValueObjects,
         lostKeys: recovery?.lostKeys.length ?? 0,
+        /** estimates (the segment table as recovery seeds it): live entries, and what compaction can reclaim */
+        liveBytes: stats.liveBytes,
+        deadBytes: stats.deadBytes,
+        /** room of the segment deletes and compaction write to when the store is out of space */
+        priorityRoomBytes: stats.priorityRoomBytes,
       },
       recovery,
       spaceRecovery: kv.dax.recovery,
@@ -94,10 +103,18 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
           `${s.dataBlocks} blocks of ${s.blockBytes / 1024} KiB (${mib(s.dataBytes)}): ${s.ownedBlocks} in use, ${s.freeBlocks} free (${mib(s.freeBytes)}), ${s.poisonedBlocks} poisoned`,
         ],
         ['bad blocks', s.badBlocks],
+        [
+          'free extents',
+          `${mib(s.freeExtentBytes)} in whole 2 MiB extents, ${mib(s.reserveBytes)} of it kept for deletes and compaction`,
+        ],
         ['keys', k.keys],
         [
           'log',
           `${k.logEntries} entries in ${k.segments} segment${k.segments === 1 ? '' : 's'} (${mib(k.segmentBytes)}): ${k.keys} live, ${k.deadEntries} superseded or deletes`,
+        ],
+        [
+          'log space',
+          `about ${mib(k.liveBytes)} live, ${mib(k.deadBytes)} reclaimable by compaction (estimates)${k.priorityRoomBytes > 0 ? `; ${mib(k.priorityRoomBytes)} left in the priority segment` : ''}`,
         ],
         ['sequence', k.sequence],
         ['large values', `${k.largeValueObjects} objects`],

@@ -146,7 +146,8 @@ export class SegmentTable {
 
   /**
    * Live and dead bytes of the whole log: live = BORN - DIED per segment (an open one's BORN
-   * from `openBorn`, its writer's progress line); dead = DIED plus tombstones.
+   * from `openBorn`, its writer's progress line); dead = DIED plus tombstones, or USED less
+   * the live bytes when that is more (recovered segments).
    */
   totals(openBorn: ReadonlyMap<number, number>): { liveBytes: number; deadBytes: number } {
     let liveBytes = 0;
@@ -154,8 +155,14 @@ export class SegmentTable {
     for (let e = 0; e < this.extents; e++) {
       if (!this.isSegment(e)) continue;
       const w = e * WORDS;
-      liveBytes += this.liveBytes(e, openBorn.get(e) ?? this.words[w + BORN]);
-      deadBytes += this.words[w + DIED] + this.words[w + DELS];
+      const open = openBorn.get(e);
+      const live = this.liveBytes(e, open ?? this.words[w + BORN]);
+      liveBytes += live;
+      // USED less the live bytes also counts what recovery found dead (its estimate sets no
+      // DIED) and record overhead: the larger of the two. (USED is 0 in a segment a writer
+      // opened, recovery's figure in one a writer adopted.)
+      const died = this.words[w + DIED] + this.words[w + DELS];
+      deadBytes += Math.max(died, this.words[w + USED] - live);
     }
     return { liveBytes, deadBytes };
   }

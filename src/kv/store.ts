@@ -91,6 +91,7 @@ import {
   ENTRY_FLAG_LOST,
   MAX_RECORD_BYTES,
   RECORD_HEADER_BYTES,
+  SEAL_BYTES,
   SEGMENT_BYTES,
   entryBytes,
 } from './layout.js';
@@ -268,6 +269,14 @@ export interface KvStats {
   compactionRuns: number;
   /** of those, automatic steps */
   autoCompactions: number;
+  /** bytes of whole 2 MiB extents free now (what new log segments can take) */
+  freeExtentBytes: number;
+  /** of the free extent bytes, those kept for deletes and compaction (the reserve: puts never take them) */
+  reserveBytes: number;
+  /** room left in the priority segment, where deletes go when the store is out of space and compaction copies to */
+  priorityRoomBytes: number;
+  /** holders of the compaction mutex that died and were reaped since open (their writes through the priority writer finished or undone) */
+  priorityReaps: number;
 }
 
 /** Bounds are checked as keys by the key encoding (rangeBounds); here only that they are present. */
@@ -2003,6 +2012,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       reclaimedBytes: this.spaceWords[RECLAIMED_BYTES],
       compactionRuns: this.spaceWords[COMPACTION_RUNS],
       autoCompactions: this.spaceWords[AUTO_RUNS],
+      freeExtentBytes: device.freeExtents * SEGMENT_BYTES,
+      reserveBytes: Math.min(device.freeExtents, device.reserveExtents) * SEGMENT_BYTES,
+      priorityRoomBytes:
+        this.spaceWords[PRIORITY_STATE] > 0
+          ? Math.max(0, SEGMENT_BYTES - SEAL_BYTES - this.spaceWords[PRIORITY_STATE + 1])
+          : 0,
+      priorityReaps: this.spaceWords[PRIORITY_REAPS],
     };
   }
 
