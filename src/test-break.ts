@@ -280,7 +280,7 @@ export const SWITCHES = {
     layer: 'kv',
     read: 'call',
     breaks: 'compaction retires a segment without making its copies durable',
-    red: ['test/kv/kv-compaction.test.ts', 'test/cli/cli-crash-planted-bugs.test.ts'],
+    red: ['test/kv/kv-compaction.test.ts', 'test/cli/cli-crash-planted-bugs.test.ts', 'test/cli/cli-crash.test.ts'],
   },
   'kv-compact-no-recheck': {
     layer: 'kv',

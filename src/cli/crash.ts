@@ -8,8 +8,8 @@
  *   structure     recovery succeeds and the allocator agrees with the owner table (audit)
  *   data          the recovered contents are the model before or after the operation in
  *                 flight (every acknowledged operation present, the interrupted one all or nothing)
- *   continuation  a few seeded writes after recovery, then a clean reopen, match the model
- *                 (every 4th image, for time)
+ *   continuation  a seeded delete and a few small puts after recovery (a put may get ENOSPC in
+ *                 a full store), then a clean reopen, match the model (every 4th image, for time)
  * A violation saves the image (+ the allowed states) and prints a one-line replay command;
  * --stop-at-first ends the run there (the self-test and the planted-bug tests need one).
  * Images wait for their check until the operation ends (checking inside a fence hook would
@@ -22,7 +22,11 @@
  * Owner-table checks read each image's owner records against the live ones (see
  * staleIndexProblem / boundaryOwnerProblem): recovery repairs much of what a broken allocate
  * or free leaves, so those bugs rarely show in the recovered data alone.
- * Not covered: multi-threaded workloads (one thread writes); the concurrency switches (R1-R6).
+ * Workloads: kv-mixed, kv-batch, kv-compact (segment and block churn), kv-full (a store filled
+ * until puts get ENOSPC, then deletes, fills and compactions in it: crash points inside the
+ * reclaims and the priority writer's compactions of a store with no free extent).
+ * Not covered: multi-threaded workloads (one thread writes); the concurrency switches (R1-R6);
+ * thread deaths (kv-thread-death, kv-space-death).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -38,8 +42,16 @@ import { openMedia, type KvStore } from '../kv/index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
 import { breakEnv, type SwitchName } from '../test-break.js';
 
-/** kv-compact needs room for 3 segments (2 MiB extents) beside fragmenting 4 KiB large-value blocks */
-const MEDIA_BYTES = { 'kv-mixed': 8 * 2 ** 20, 'kv-batch': 8 * 2 ** 20, 'kv-compact': 14 * 2 ** 20 } as const;
+/**
+ * kv-compact needs room for 3 segments (2 MiB extents) beside fragmenting 4 KiB large-value
+ * blocks; kv-full fills three extents (two of log, the reserve) until puts get ENOSPC.
+ */
+const MEDIA_BYTES = {
+  'kv-mixed': 8 * 2 ** 20,
+  'kv-batch': 8 * 2 ** 20,
+  'kv-compact': 14 * 2 ** 20,
+  'kv-full': 8 * 2 ** 20,
+} as const;
 const ALL_SUBSETS_MAX_WORDS = 10;
 /** with at most 6 pending words, all 64 subsets are checked whatever --images says */
 const ALL_SUBSETS_MIN_IMAGES = 64;
@@ -47,7 +59,7 @@ const ALL_SUBSETS_MIN_IMAGES = 64;
 const CONTINUATION_EVERY = 4;
 
 export interface CrashOptions {
-  workload: 'kv-mixed' | 'kv-batch' | 'kv-compact';
+  workload: 'kv-mixed' | 'kv-batch' | 'kv-compact' | 'kv-full';
   ops: number;
   images: number;
   seed?: number;
@@ -77,6 +89,8 @@ export interface CrashReport {
   crashPoints: number;
   fencePoints: number;
   fenceCallSitesHit: number;
+  /** kv-full: operations that added data and were refused with ENOSPC (the store was full) */
+  opsRefused: number;
   imagesGenerated: number;
   imagesUnique: number;
   imagesChecked: number;
@@ -183,6 +197,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
     crashPoints: 0,
     fencePoints: 0,
     fenceCallSitesHit: 0,
+    opsRefused: 0,
     imagesGenerated: 0,
     imagesUnique: 0,
     imagesChecked: 0,
@@ -246,7 +261,16 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
           keyEncoding: 'binary',
           valueEncoding: 'binary',
         });
-      } else runOp(kv, apply);
+      } else if (!runOp(kv, apply, o.workload === 'kv-full')) {
+        // kv-full: a fill the full store refused (ENOSPC after its reclaim: nothing written)
+        report.opsRefused++;
+        allowed = [before];
+        crashHere(true);
+        drain(queue, report, o, seed);
+        onProgress?.(i + 1);
+        if (o.stopAtFirst === true && report.violations.length > 0) break;
+        continue;
+      }
       applyToModel(model, apply, false);
       allowed = [snapshot()];
       crashHere(true); // operation boundary: everything acknowledged must be there
@@ -359,6 +383,7 @@ function planOp(
   const value = (): Uint8Array =>
     randomBytes(rand, churn && rand() < 0.25 ? LARGE_VALUE_BYTES : rand() < 0.1 ? 9000 : 1 + Math.floor(rand() * 200));
   if (i % 13 === 12) return { type: 'reopen' };
+  if (workload === 'kv-full') return fullStep(i, rand, model);
   if (churn) {
     // A cycle of 9 that reaches every churn path early: four fill batches (the fourth closes a
     // segment whose older fills are dead), a large value superseded (its object retired),
@@ -390,6 +415,36 @@ function planOp(
 }
 
 const COMPACT_CYCLE = ['fill', 'random', 'fill', 'large', 'fill', 'large', 'fill', 'compact', 'reclaim'] as const;
+
+/**
+ * kv-full: FULL_FILLS fill batches of new keys (each about a third of a segment) fill the two
+ * extents of log until a fill gets ENOSPC (the third extent is the reserve); from then on a
+ * cycle of deletes (single and batched: in a full store they go to the priority writer, after
+ * reclaiming), a fill (refused, or taking what the deletes and compaction freed) and an
+ * explicit compaction. The crash points fall inside reclaims, compactions into the priority
+ * writer and its segment switches, in a store with no free extent.
+ */
+function fullStep(i: number, rand: () => number, model: Map<string, Uint8Array>): PlannedOp {
+  const step = i < FULL_FILLS ? 'fill' : FULL_CYCLE[(i - FULL_FILLS) % FULL_CYCLE.length];
+  const keys = [...model.keys()].filter((k) => k.startsWith('46'));
+  const pick = (): string => keys[Math.floor(rand() * keys.length)];
+  if (step === 'fill' || keys.length === 0)
+    return {
+      type: 'batch',
+      ops: Array.from({ length: FILL_KEYS }, (_, k) => ({
+        key: `46${i.toString(16).padStart(4, '0')}${k.toString(16).padStart(2, '0')}`,
+        value: randomBytes(rand, FILL_VALUE_BYTES),
+      })),
+    };
+  if (step === 'del') return { type: 'del', key: pick() };
+  if (step === 'dels')
+    return { type: 'batch', ops: Array.from({ length: 2 + Math.floor(rand() * 6) }, () => ({ key: pick() })) };
+  return { type: 'compact' };
+}
+
+/** Fill batches that make the kv-full store full (FILL_KEYS values of FILL_VALUE_BYTES each: ~640 KiB). */
+const FULL_FILLS = 8;
+const FULL_CYCLE = ['del', 'dels', 'del', 'fill', 'dels', 'compact', 'fill'] as const;
 
 /** Bytes of a value stored as a DAX object (above the 16 KiB inline limit, 5 blocks). */
 const LARGE_VALUE_BYTES = 20 * 1024;
@@ -433,7 +488,23 @@ function applyToModel(model: Map<string, Uint8Array>, op: PlannedOp, dryRun: boo
     .join(',');
 }
 
-function runOp(kv: KvStore, op: PlannedOp): void {
+/**
+ * Runs op; false when it was refused with ENOSPC and `mayBeFull` (kv-full: a put or a batch
+ * with puts in a full store: nothing written). A delete, a batch of deletes or a compaction
+ * never is: its ENOSPC is thrown like any failure.
+ */
+function runOp(kv: KvStore, op: PlannedOp, mayBeFull = false): boolean {
+  const adds = op.type === 'put' || (op.type === 'batch' && op.ops.some((b) => b.value !== undefined));
+  try {
+    runOpOnce(kv, op);
+    return true;
+  } catch (e) {
+    if (mayBeFull && adds && e instanceof DaxError && e.code === 'ENOSPC') return false;
+    throw e;
+  }
+}
+
+function runOpOnce(kv: KvStore, op: PlannedOp): void {
   const hex = (k: string): Uint8Array => new Uint8Array(Buffer.from(k, 'hex'));
   if (op.type === 'put') kv.put(hex(op.key), op.value);
   else if (op.type === 'del') kv.delete(hex(op.key));
@@ -541,10 +612,23 @@ export function checkImage(
     const model = new Map<string, string>(
       got === '' ? [] : got.split(',').map((kv) => kv.split('=') as [string, string]),
     );
+    // One delete of a recovered key (it must succeed in any state, also a full store's), then a
+    // few small puts; in a full store (kv-full) a put may be refused with ENOSPC, writing nothing.
+    const present = [...model.keys()];
+    if (present.length > 0) {
+      const gone = present[Math.floor(rand() * present.length)];
+      kv.delete(new Uint8Array(Buffer.from(gone, 'hex')));
+      model.delete(gone);
+    }
     for (let i = 0; i < 3; i++) {
       const k = Uint8Array.of(0x7a, (rand() * 4) | 0);
       const v = Uint8Array.of((rand() * 256) | 0, 1, 2);
-      kv.put(k, v);
+      try {
+        kv.put(k, v);
+      } catch (e) {
+        if (e instanceof DaxError && e.code === 'ENOSPC') continue;
+        throw e;
+      }
       model.set(Buffer.from(k).toString('hex'), Buffer.from(v).toString('hex'));
     }
     kv.close();
@@ -777,7 +861,7 @@ function violationCounts(r: CrashReport): string {
 
 export function renderCrash(r: CrashReport): string {
   const lines = [
-    `crash ${r.workload}, seed ${r.seed}, ${r.ops} ops: ${r.crashPoints} crash points (${r.fencePoints} fences, ${r.fenceCallSitesHit} fence call sites hit)`,
+    `crash ${r.workload}, seed ${r.seed}, ${r.ops} ops: ${r.crashPoints} crash points (${r.fencePoints} fences, ${r.fenceCallSitesHit} fence call sites hit${r.opsRefused > 0 ? `, ${r.opsRefused} ops refused with ENOSPC` : ''})`,
     `images: ${r.imagesGenerated} generated, ${r.imagesUnique} unique, ${r.imagesChecked} checked; ${violationCounts(r)} in ${r.elapsedMs} ms`,
   ];
   for (const v of r.violations.slice(0, 5))

@@ -1,7 +1,9 @@
 /**
  * `daxstore crash`: a clean build checks every image without a violation; with a planted
  * missing fence (DAXSTORE_TEST_BREAK=kv-skip-drain) it reports violations, saves the image
- * and prints a replay command that reproduces the violation. Seed from DAXSTORE_SEED or fresh.
+ * and prints a replay command that reproduces the violation. The kv-full workload (a store filled
+ * until puts get ENOSPC, then deletes, fills and compactions in it) recovers at every crash
+ * point, and reports a planted compaction bug there. Seed from DAXSTORE_SEED or fresh.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,6 +33,42 @@ describe('crash', () => {
     expect(r.stdout).toMatch(/; 0 violations in \d+ ms$/m);
     expect(r.stdout).not.toMatch(/[{}]/);
   });
+
+  it('kv-full: crash points inside the reclaims and compactions of a full store all recover (exit 0)', () => {
+    const r = cli([
+      'crash',
+      '--workload',
+      'kv-full',
+      '--ops',
+      '20',
+      '--images',
+      '4',
+      '--seed',
+      String(seed),
+      '--no-recovery-crash',
+      '--json',
+    ]);
+    expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.violations).toEqual([]);
+    expect(report.opsRefused, 'the store was full (fills refused with ENOSPC)').toBeGreaterThan(0);
+    expect(report.imagesChecked).toBeGreaterThan(0);
+  }, 600_000);
+
+  it('kv-full goes red with kv-compact-no-commit (copies not flushed before their segment is freed)', () => {
+    const out = path.join(dir, 'full-broken');
+    const r = cli(
+      ['crash', '--workload', 'kv-full', '--ops', '30', '--images', '4', '--seed', String(seed)].concat([
+        '--no-recovery-crash',
+        '--stop-at-first',
+        '--out',
+        out,
+      ]),
+      { DAXSTORE_TEST_BREAK: 'kv-compact-no-commit' },
+    );
+    expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(1);
+    expect(r.stdout).toMatch(/violation/);
+  }, 600_000);
 
   it('a missing fence (kv-skip-drain) is reported with a saved image whose replay shows the violation', () => {
     const out = path.join(dir, 'broken');
