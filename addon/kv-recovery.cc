@@ -1,5 +1,7 @@
 #include "kv-recovery.h"
 
+#include "backing-store.h"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -619,24 +621,35 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   if (info.Length() < 8) return bad;
   const napi_typedarray_type types[] = {napi_uint8_array, napi_uint32_array, napi_uint8_array, napi_float64_array, napi_uint32_array, napi_uint16_array, napi_uint8_array};
   const int args[] = {0, 1, 1, 3, 4, 5, 6};  // [2] is the count, checked below
-  for (int i = 0; i < 7; i++) {
+  // The media: a Uint8Array, or a whole SharedArrayBuffer (a mapping past 4 GiB, which no
+  // typed array spans).
+  const uint8_t* mediaData = nullptr;
+  size_t mediaBytes = 0;
+  if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    mediaData = info[0].As<Napi::Uint8Array>().Data();
+    mediaBytes = info[0].As<Napi::Uint8Array>().ByteLength();
+  } else if (std::shared_ptr<v8::BackingStore> store = SharedBackingStore(info[0]); store != nullptr) {
+    mediaData = static_cast<const uint8_t*>(store->Data());
+    mediaBytes = store->ByteLength();
+  } else
+    return bad;
+  for (int i = 1; i < 7; i++) {
     if (i == 2) continue;
     if (!info[args[i]].IsTypedArray() || info[args[i]].As<Napi::TypedArray>().TypedArrayType() != types[i]) return bad;
   }
   if (!info[2].IsNumber() || !info[7].IsNumber()) return bad;
-  Napi::Uint8Array media = info[0].As<Napi::Uint8Array>();
   Napi::Uint32Array recs = info[1].As<Napi::Uint32Array>();
   const double count = info[2].As<Napi::Number>().DoubleValue();
   const double prefix = info[7].As<Napi::Number>().DoubleValue();
   if (!IsIndex(count) || count * kRecordWords > recs.ElementLength() || !IsIndex(prefix) || prefix > 255) return bad;
   Pick p{};
-  p.media = media.Data();
+  p.media = mediaData;
   p.recs = recs.Data();
   p.count = static_cast<uint64_t>(count);
   // Every entry offset a record holds must lie inside the media with its key (long keys are read there).
   const Rec* sortRecs = reinterpret_cast<const Rec*>(p.recs);
   for (uint64_t i = 0; i < p.count; i++)
-    if (RecOffset(sortRecs[i]) + kEntryHeaderBytes + RecKeyLength(sortRecs[i]) > media.ByteLength()) return bad;
+    if (RecOffset(sortRecs[i]) + kEntryHeaderBytes + RecKeyLength(sortRecs[i]) > mediaBytes) return bad;
   // A second array for further scatters only when the first leaves a bucket too big for the cache.
   p.shared = p.count == 0 ? static_cast<int>(kSortKeyBytes) : SharedBytes(sortRecs, p.count);
   uint64_t sizes[256] = {};

@@ -47,9 +47,17 @@ function recordBlock(device: Device, path: string, keyText: string): number {
 
 /** Device offset of the last occurrence of the key's bytes in the data area (the newest record). */
 function findRecord(device: Device, key: Uint8Array): number {
-  const bytes = Buffer.from(device.media.buffer, device.dataOffset, device.dataBlocks * device.blockSize);
-  const at = bytes.lastIndexOf(Buffer.from(key));
-  return at < 0 ? -1 : device.dataOffset + at;
+  // By chunks from the end (a view ends at 4 GiB); chunks overlap by the key's length.
+  const needle = Buffer.from(key);
+  const end = device.dataOffset + device.dataBlocks * device.blockSize;
+  const chunk = 2 ** 30;
+  for (let to = end; to > device.dataOffset; to -= chunk) {
+    const from = Math.max(device.dataOffset, to - chunk);
+    const bytes = Buffer.from(device.media.buffer, from, Math.min(end, to + needle.length) - from);
+    const at = bytes.lastIndexOf(needle);
+    if (at >= 0) return from + at;
+  }
+  return -1;
 }
 
 export function runEnospc(path: string, o: { leave: number; json?: boolean }): number {
@@ -92,11 +100,10 @@ export function runEio(path: string, o: { key: string; json?: boolean }): number
   if (entryAt === undefined) throw new DaxError('ENOENT', `${path}: key ${o.key} is not in the store`);
   const device = Device.open(openRegion(path, {}));
   try {
-    const bytes = new Uint8Array(device.media.buffer);
     const keyAt = entryAt + ENTRY_HEADER_BYTES;
     const flipped = valueLength > 0 ? [keyAt + key.length] : [keyAt, entryAt + 8]; // a key byte and a sequence byte
     for (const at of flipped) {
-      bytes[at] ^= 0xff;
+      new Uint8Array(device.media.buffer, at, 1)[0] ^= 0xff;
       device.media.persist(at, 1);
     }
     emit(

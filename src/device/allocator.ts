@@ -340,6 +340,14 @@ export class Allocator {
     });
   }
 
+  /** The searches start at `block`'s extent from now on (2 MiB extents next-fit; order-0 blocks from the next partly used extent there). */
+  moveCursors(block: number): void {
+    withLock(this.control, LOCK, () => {
+      this.control[HUGE_CURSOR] = Math.floor(block / HUGE_BLOCKS);
+      this.control[SMALL_EXTENT] = Math.floor(block / HUGE_BLOCKS);
+    });
+  }
+
   isPoisoned(block: number): boolean {
     return (Atomics.load(this.poisoned, block >>> 5) & (1 << (block & 31))) !== 0;
   }

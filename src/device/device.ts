@@ -99,7 +99,7 @@ export class Device {
   static format(media: Media, opts: FormatOptions = {}): Device {
     if (media.closed) throw new DaxError('ECLOSED', `${media.path}: media is closed`);
     const geometry = computeGeometry(media.size, opts.rootBytes, opts.badBlockCapacity);
-    const working = new Uint8Array(media.buffer);
+    const working = new Uint8Array(media.buffer, 0, geometry.dataOffset); // the metadata areas (a view ends at 4 GiB)
     // Invalidate the old superblocks first: a crash mid-format must not leave an old
     // superblock describing new, half-written metadata.
     working.fill(0, 0, geometry.rootOffset);
@@ -341,9 +341,18 @@ export class Device {
     return out;
   }
 
-  /** allocationEnospc: n -> the n-th allocation from now (any thread) fails with ENOSPC; 0 clears. */
-  injectFault(fault: { allocationEnospc?: number }): void {
+  /**
+   * allocationEnospc: n -> the n-th allocation from now (any thread) fails with ENOSPC; 0 clears.
+   * allocateFrom: block -> the next allocations search for free space from that block on (the
+   * allocator is next-fit): tests place data far into a large store without filling what is
+   * before it.
+   */
+  injectFault(fault: { allocationEnospc?: number; allocateFrom?: number }): void {
     this.checkOpen();
+    if (fault.allocateFrom !== undefined) {
+      this.checkBlock(fault.allocateFrom, 'injectFault allocateFrom');
+      this.allocator.moveCursors(fault.allocateFrom);
+    }
     const n = fault.allocationEnospc;
     if (n === undefined) return;
     if (!Number.isSafeInteger(n) || n < 0)

@@ -190,7 +190,7 @@ export function chooseSuperblock(media: Media): { superblock: Superblock; repair
 export function writeSuperblock(media: Media, sb: Superblock): void {
   if (isBroken('superblock-single-persist')) return writeSuperblockOneFence(media, sb);
   const bytes = encodeSuperblock(sb);
-  const working = new Uint8Array(media.buffer);
+  const working = new Uint8Array(media.buffer, 0, SUPERBLOCK_B_OFFSET + SUPERBLOCK_BYTES);
   for (const offset of writeOrder(media)) {
     working.set(bytes, offset);
     media.persist(offset, SUPERBLOCK_BYTES);
@@ -200,7 +200,7 @@ export function writeSuperblock(media: Media, sb: Superblock): void {
 /** writeSuperblock under DAXSTORE_TEST_BREAK=superblock-single-persist: both copies written, then one fence (a crash can tear both). */
 function writeSuperblockOneFence(media: Media, sb: Superblock): void {
   const bytes = encodeSuperblock(sb);
-  const working = new Uint8Array(media.buffer);
+  const working = new Uint8Array(media.buffer, 0, SUPERBLOCK_B_OFFSET + SUPERBLOCK_BYTES);
   working.set(bytes, SUPERBLOCK_A_OFFSET);
   working.set(bytes, SUPERBLOCK_B_OFFSET);
   media.flush(SUPERBLOCK_A_OFFSET, SUPERBLOCK_BYTES);

@@ -58,7 +58,8 @@ export interface LargeRef {
 /** The reference of the entry at `at`, or undefined for an inline value. */
 export function largeRefAt(v: MediaViews, at: number): LargeRef | undefined {
   if ((entryFlags(v, at) & ENTRY_FLAG_LARGE) === 0) return undefined;
-  const w = entryValueOffset(v, at);
+  v = v.at(at);
+  const w = entryValueOffset(v, at) - v.base;
   // the value offset is not 4-aligned in general: read byte-wise through the Buffer
   const id = joinU32(v.buf.readUInt32LE(w + 4), v.buf.readUInt32LE(w));
   const length = joinU32(v.buf.readUInt32LE(w + 12), v.buf.readUInt32LE(w + 8));

@@ -21,7 +21,7 @@
  */
 import { assert } from '../assert.js';
 import { instantiateXxhash, xxh64, type XxhashWasm } from '../device/checksum.js';
-import type { MediaViews } from './records.js';
+import { MediaViews } from './media-views.js';
 
 /** The slice of the WebAssembly global used here (tsconfig has no DOM lib to declare it). */
 interface WasmGlobal {
@@ -48,7 +48,16 @@ let buffer = wasm.mem.buffer;
 export const stageViews: MediaViews = viewsOf(buffer);
 
 function viewsOf(b: ArrayBuffer): MediaViews {
-  return { u8: new Uint8Array(b), u32: new Uint32Array(b), u64: new BigUint64Array(b), buf: Buffer.from(b) };
+  // One window over the whole stage (it grows: `end` is unbounded, at() is always this one).
+  return new MediaViews(
+    0,
+    Infinity,
+    new Uint8Array(b),
+    new Uint32Array(b),
+    new BigUint64Array(b),
+    Buffer.from(b),
+    undefined,
+  );
 }
 
 let byLength: Uint8Array[] = [];
@@ -177,7 +186,8 @@ const compareScratchI64 = new BigInt64Array(compareScratch.buffer);
 export function logChecksumMatches(v: MediaViews, from: number, to: number, sumAt: number): boolean {
   const length = to - from;
   ensureVerifyBytes(length);
-  v.buf.copy(verifyU8, 0, from, to);
+  v = v.at(from);
+  v.buf.copy(verifyU8, 0, from - v.base, to - v.base);
   return sumEquals(v, 0, length, sumAt);
 }
 
@@ -189,7 +199,7 @@ function ensureVerifyBytes(length: number): void {
 
 function sumEquals(v: MediaViews, wasmAt: number, length: number, sumAt: number): boolean {
   compareScratchI64[0] = verifyWasm.xxh64(wasmAt, length, 0n);
-  const w = sumAt / 4;
+  const w = (sumAt - v.base) / 4;
   return compareScratch[0] === v.u32[w] && compareScratch[1] === v.u32[w + 1];
 }
 

@@ -23,6 +23,7 @@ import {
   stagedDirectoryCheck,
   stagedRecord,
 } from './record-stage.js';
+import type { MediaViews } from './media-views.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -40,22 +41,7 @@ import {
   splitHi,
 } from './layout.js';
 
-/** Word views over the whole media buffer; offsets passed in are device byte offsets (multiples of 8 for records). */
-export interface MediaViews {
-  readonly u8: Uint8Array;
-  readonly u32: Uint32Array;
-  readonly u64: BigUint64Array;
-  readonly buf: Buffer;
-}
-
-export function mediaViews(buffer: SharedArrayBuffer): MediaViews {
-  return {
-    u8: new Uint8Array(buffer),
-    u32: new Uint32Array(buffer),
-    u64: new BigUint64Array(buffer, 0, Math.floor(buffer.byteLength / 8)),
-    buf: Buffer.from(buffer),
-  };
-}
+export { MediaViews, WINDOW_BYTES, mediaViews } from './media-views.js';
 
 /**
  * Writes one entry at `at` (key without the index prefix byte: `key` is the index key, its
@@ -70,47 +56,57 @@ export function writeEntry(
   valueLength: number,
   flags = 0,
 ): number {
+  v = v.at(at);
   const keyLength = indexKey.length - 1;
-  const w = at / 4;
+  const o = at - v.base;
+  const w = o / 4;
   v.u32[w] = (keyLength | (op << 16) | (flags << 24)) >>> 0;
   v.u32[w + 1] = valueLength;
   v.u32[w + 2] = 0;
   v.u32[w + 3] = 0;
-  const keyAt = at + ENTRY_HEADER_BYTES;
+  const keyAt = o + ENTRY_HEADER_BYTES;
   if (keyLength <= 32) for (let i = 0; i < keyLength; i++) v.u8[keyAt + i] = indexKey[i + 1];
   else v.u8.set(indexKey.subarray(1), keyAt);
   const valueAt = keyAt + keyLength;
   if (typeof value === 'string') v.buf.write(value, valueAt, valueLength, 'utf8');
   else if (value !== undefined) v.u8.set(value, valueAt);
-  const end = at + entryBytes(keyLength, valueLength);
+  const end = o + entryBytes(keyLength, valueLength);
   for (let i = valueAt + valueLength; i < end; i++) v.u8[i] = 0; // padding is checksummed: make it deterministic (< 8 bytes: a loop, not the fill builtin)
-  return end;
+  return end + v.base;
 }
 
 export function setEntrySequence(v: MediaViews, at: number, sequence: number): void {
-  v.u32[at / 4 + 2] = sequence >>> 0;
-  v.u32[at / 4 + 3] = splitHi(sequence);
+  v = v.at(at);
+  const w = (at - v.base) / 4;
+  v.u32[w + 2] = sequence >>> 0;
+  v.u32[w + 3] = splitHi(sequence);
 }
 
 export function entryKeyLength(v: MediaViews, at: number): number {
-  return v.u32[at / 4] & 0xffff;
+  v = v.at(at);
+  return v.u32[(at - v.base) / 4] & 0xffff;
 }
 
 export function entryOp(v: MediaViews, at: number): number {
-  return (v.u32[at / 4] >>> 16) & 0xff;
+  v = v.at(at);
+  return (v.u32[(at - v.base) / 4] >>> 16) & 0xff;
 }
 
 /** Entry flags (byte 3): ENTRY_FLAG_LARGE = the value is a DAX object reference (large-values.ts). */
 export function entryFlags(v: MediaViews, at: number): number {
-  return v.u32[at / 4] >>> 24;
+  v = v.at(at);
+  return v.u32[(at - v.base) / 4] >>> 24;
 }
 
 export function entryValueLength(v: MediaViews, at: number): number {
-  return v.u32[at / 4 + 1];
+  v = v.at(at);
+  return v.u32[(at - v.base) / 4 + 1];
 }
 
 export function entrySequence(v: MediaViews, at: number): number {
-  return joinU32(v.u32[at / 4 + 3], v.u32[at / 4 + 2]);
+  v = v.at(at);
+  const w = (at - v.base) / 4;
+  return joinU32(v.u32[w + 3], v.u32[w + 2]);
 }
 
 /** Offset of the value bytes of the entry at `at`. */
@@ -132,7 +128,8 @@ export function writeRecordHeader(
   nonce: number,
   watermark: number,
 ): void {
-  const w = at / 4;
+  v = v.at(at);
+  const w = (at - v.base) / 4;
   v.u32[w + 3] = RECORD_MAGIC | (kind << 16);
   v.u32[w + 4] = totalBytes;
   v.u32[w + 5] = count;
@@ -142,19 +139,23 @@ export function writeRecordHeader(
 
 /** The durable watermark of the record at `at` (an offset inside its segment; layout.ts). */
 export function recordWatermark(v: MediaViews, at: number): number {
-  return (v.u32[at / 4 + 7] >>> WATERMARK_SHIFT) * 8;
+  v = v.at(at);
+  return (v.u32[(at - v.base) / 4 + 7] >>> WATERMARK_SHIFT) * 8;
 }
 
 export function recordKind(v: MediaViews, at: number): number {
-  return (v.u32[at / 4 + 3] >>> 16) & 0xff;
+  v = v.at(at);
+  return (v.u32[(at - v.base) / 4 + 3] >>> 16) & 0xff;
 }
 
 export function recordTotalBytes(v: MediaViews, at: number): number {
-  return v.u32[at / 4 + 4];
+  v = v.at(at);
+  return v.u32[(at - v.base) / 4 + 4];
 }
 
 export function recordCount(v: MediaViews, at: number): number {
-  return v.u32[at / 4 + 5];
+  v = v.at(at);
+  return v.u32[(at - v.base) / 4 + 5];
 }
 
 /**
@@ -163,9 +164,11 @@ export function recordCount(v: MediaViews, at: number): number {
  * For records recovery must look into (records.ts's directory check): not a hot path.
  */
 export function directoryCheck(v: MediaViews, at: number, end: number): number | undefined {
+  v = v.at(at);
   const count = recordCount(v, at);
   if (at + RECORD_HEADER_BYTES > end) return undefined;
-  if (count === 0) return Number(xxh64(v.u8.subarray(at + 12, at + RECORD_HEADER_BYTES)) & 0xffff_ffffn);
+  const b = v.base;
+  if (count === 0) return Number(xxh64(v.u8.subarray(at - b + 12, at - b + RECORD_HEADER_BYTES)) & 0xffff_ffffn);
   let e = at + RECORD_HEADER_BYTES;
   let h = 0n;
   for (let i = 0; i < count; i++) {
@@ -173,7 +176,7 @@ export function directoryCheck(v: MediaViews, at: number, end: number): number |
     const keyLength = entryKeyLength(v, e);
     const dirEnd = e + ENTRY_HEADER_BYTES + keyLength;
     if (dirEnd > end) return undefined;
-    h = i === 0 ? xxh64(v.u8.subarray(at + 12, dirEnd)) : xxh64(v.u8.subarray(e, dirEnd), h);
+    h = i === 0 ? xxh64(v.u8.subarray(at - b + 12, dirEnd - b)) : xxh64(v.u8.subarray(e - b, dirEnd - b), h);
     e += entryBytes(keyLength, entryValueLength(v, e));
   }
   return Number(h & 0xffff_ffffn);
@@ -181,7 +184,8 @@ export function directoryCheck(v: MediaViews, at: number, end: number): number |
 
 /** The directory check stored in the record at `at`. */
 export function storedDirectoryCheck(v: MediaViews, at: number): number {
-  return v.u32[at / 4 + 2];
+  v = v.at(at);
+  return v.u32[(at - v.base) / 4 + 2];
 }
 
 /** Records up to this size are copied out of the stage by a word loop, larger ones by one memcpy. */
@@ -203,6 +207,7 @@ export function sealStagedRecord(
   nonce: number,
   watermark: number,
 ): void {
+  v = v.at(at);
   writeRecordHeader(stageViews, 0, kind, count, totalBytes, nonce, watermark);
   if (count <= 1) {
     // One contiguous directory (header words, and the one entry's header and key): both hashes
@@ -217,12 +222,11 @@ export function sealStagedRecord(
   if (totalBytes <= WORD_COPY_MAX_BYTES) {
     const from = stageViews.u32;
     const to = v.u32;
-    // Word index of `at`, a device offset: a shift below 4 GiB keeps it an integer for the
-    // loop's index arithmetic (at / 4 gives a float, which the loop's index arithmetic pays for); above, a shift
-    // would wrap, so divide.
-    const w0 = at < 2 ** 32 ? at >>> 2 : at / 4;
+    // Word index of `at` in its window (below 4 GiB): a shift keeps it an integer for the
+    // loop's index arithmetic (at / 4 gives a float, which the loop's index arithmetic pays for).
+    const w0 = (at - v.base) >>> 2;
     for (let w = 0; w < totalBytes >>> 2; w++) to[w0 + w] = from[w];
-  } else v.u8.set(stagedRecord(totalBytes), at);
+  } else v.u8.set(stagedRecord(totalBytes), at - v.base);
 }
 
 /**
@@ -238,9 +242,10 @@ export function writeSealRecord(
   nonce: number,
   previous: { nonce: number; end: number } | undefined,
 ): void {
-  v.u8.fill(0, at, at + SEAL_BYTES);
+  v = v.at(at);
+  v.u8.fill(0, at - v.base, at - v.base + SEAL_BYTES);
   writeRecordHeader(v, at, KIND_SEAL, 0, SEAL_BYTES, nonce, at - segmentBase);
-  const w = at / 4 + RECORD_HEADER_BYTES / 4;
+  const w = (at - v.base) / 4 + RECORD_HEADER_BYTES / 4;
   if (previous !== undefined) {
     v.u32[w] = previous.nonce >>> 0;
     v.u32[w + 1] = splitHi(previous.nonce);
@@ -251,7 +256,7 @@ export function writeSealRecord(
 
 /** A SEAL's link to the segment its writer left before it: (nonce, end offset), or undefined. */
 export function sealPrevious(v: MediaViews, at: number): { nonce: number; end: number } | undefined {
-  const w = at / 4 + RECORD_HEADER_BYTES / 4;
+  const w = (at - v.base) / 4 + RECORD_HEADER_BYTES / 4;
   const nonce = joinU32(v.u32[w + 1], v.u32[w]);
   return nonce === 0 ? undefined : { nonce, end: v.u32[w + 2] };
 }
@@ -261,19 +266,23 @@ export function sealPrevious(v: MediaViews, at: number): { nonce: number; end: n
  * writes one over a damaged region (recovery.ts). Not a hot path.
  */
 export function writePadRecord(v: MediaViews, at: number, totalBytes: number, nonce: number, watermark: number): void {
-  v.u8.fill(0, at, at + totalBytes);
+  v = v.at(at);
+  v = v.at(at);
+  v.u8.fill(0, at - v.base, at - v.base + totalBytes);
   writeRecordHeader(v, at, KIND_PAD, 0, totalBytes, nonce, watermark);
   sealInPlace(v, at, totalBytes);
 }
 
 /** Stores the directory check and the checksum of the record at `at` whose other bytes are written. */
 function sealInPlace(v: MediaViews, at: number, totalBytes: number): void {
+  v = v.at(at);
   const dir = directoryCheck(v, at, at + totalBytes);
   assert(dir !== undefined, "sealInPlace: the record's directory runs past it");
-  v.u32[at / 4 + 2] = dir;
-  const sum = xxh64(v.u8.subarray(at + 8, at + totalBytes));
-  v.u32[at / 4] = Number(sum & 0xffff_ffffn);
-  v.u32[at / 4 + 1] = Number(sum >> 32n);
+  const o = at - v.base;
+  v.u32[o / 4 + 2] = dir;
+  const sum = xxh64(v.u8.subarray(o + 8, o + totalBytes));
+  v.u32[o / 4] = Number(sum & 0xffff_ffffn);
+  v.u32[o / 4 + 1] = Number(sum >> 32n);
 }
 
 /**
@@ -291,6 +300,7 @@ export function forEachRecord(
   readable: ((from: number, to: number) => boolean) | undefined,
   fn: (at: number, check: { kind: number; count: number; totalBytes: number }) => void,
 ): void {
+  v = v.at(base);
   const end = base + segmentBytes;
   let resync = false;
   for (let at = base; at + RECORD_HEADER_BYTES <= end;) {
@@ -300,7 +310,7 @@ export function forEachRecord(
         at = base + (Math.floor((at - base) / 4096) + 1) * 4096;
         continue;
       }
-      const total = v.u32[at / 4 + 4];
+      const total = v.u32[(at - v.base) / 4 + 4];
       if (total >= RECORD_HEADER_BYTES && total % 8 === 0 && at + total <= end && !readable(at, at + total)) {
         resync = true;
         at += 8;
@@ -350,8 +360,9 @@ const checked: CheckedRecord = { kind: 0, count: 0, totalBytes: 0, reason: '' };
 
 /** checkRecord's checks: returns CHECK_END, CHECK_OK or CHECK_INVALID and fills `out`. */
 function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: number, out: CheckedRecord): number {
+  v = v.at(at);
   if (at + RECORD_HEADER_BYTES > segmentEnd) return CHECK_END;
-  const w = at / 4;
+  const w = (at - v.base) / 4;
   const word0 = v.u32[w + 3];
   if (v.u32[w] === 0 && v.u32[w + 1] === 0 && v.u32[w + 2] === 0 && word0 === 0) return CHECK_END;
   if ((word0 & 0xffff) !== RECORD_MAGIC) return invalid(out, 'bad magic');

@@ -73,8 +73,10 @@ interface Parsed {
  * could be parsed (also on failure: the candidates for a correction).
  */
 function parse(v: MediaViews, at: number, limit: number, dirBytes?: number[]): Parsed | undefined {
+  v = v.at(at);
   const u32 = v.u32;
-  const w = at / 4;
+  const b = v.base;
+  const w = (at - b) / 4;
   if (dirBytes !== undefined)
     for (let p = at + 12; p < Math.min(limit, at + RECORD_HEADER_BYTES); p++) dirBytes.push(p);
   if (at + RECORD_HEADER_BYTES > limit) return undefined;
@@ -96,10 +98,10 @@ function parse(v: MediaViews, at: number, limit: number, dirBytes?: number[]): P
     if (e + ENTRY_HEADER_BYTES > end) return undefined;
     if (dirBytes !== undefined && dirBytes.length < MAX_SEARCH_BYTES)
       for (let p = e; p < e + ENTRY_HEADER_BYTES; p++) dirBytes.push(p);
-    const word0 = u32[e / 4];
+    const word0 = u32[(e - b) / 4];
     const keyLength = word0 & 0xffff;
     const op = (word0 >>> 16) & 0xff;
-    const valueLength = u32[e / 4 + 1];
+    const valueLength = u32[(e - b) / 4 + 1];
     if (keyLength === 0 || keyLength > MAX_KEY_BYTES || (op !== ENTRY_PUT && op !== ENTRY_DEL)) return undefined;
     if (e + ENTRY_HEADER_BYTES + keyLength > end) return undefined;
     if (dirBytes !== undefined && dirBytes.length < MAX_SEARCH_BYTES)
@@ -114,21 +116,27 @@ function parse(v: MediaViews, at: number, limit: number, dirBytes?: number[]): P
 
 /** The directory hash (layout.ts) of a parsed record, low 32 bits. */
 function directoryHash(v: MediaViews, at: number, p: Parsed): number {
-  if (p.entries.length === 0) return Number(xxh64(v.u8.subarray(at + 12, at + RECORD_HEADER_BYTES)) & 0xffff_ffffn);
+  v = v.at(at);
+  const b = v.base;
+  if (p.entries.length === 0)
+    return Number(xxh64(v.u8.subarray(at - b + 12, at - b + RECORD_HEADER_BYTES)) & 0xffff_ffffn);
   let h = 0n;
   p.entries.forEach(({ e, keyLength }, i) => {
     const dirEnd = e + ENTRY_HEADER_BYTES + keyLength;
-    h = i === 0 ? xxh64(v.u8.subarray(at + 12, dirEnd)) : xxh64(v.u8.subarray(e, dirEnd), h);
+    h = i === 0 ? xxh64(v.u8.subarray(at - b + 12, dirEnd - b)) : xxh64(v.u8.subarray(e - b, dirEnd - b), h);
   });
   return Number(h & 0xffff_ffffn);
 }
 
 function storedChecksum(v: MediaViews, at: number): bigint {
-  return (BigInt(v.u32[at / 4 + 1]) << 32n) | BigInt(v.u32[at / 4]);
+  v = v.at(at);
+  const w = (at - v.base) / 4;
+  return (BigInt(v.u32[w + 1]) << 32n) | BigInt(v.u32[w]);
 }
 
 function checksumOf(v: MediaViews, at: number, totalBytes: number): bigint {
-  return xxh64(v.u8.subarray(at + 8, at + totalBytes));
+  v = v.at(at);
+  return xxh64(v.u8.subarray(at - v.base + 8, at - v.base + totalBytes));
 }
 
 function differInOneByte(a: bigint, b: bigint): boolean {
@@ -188,15 +196,16 @@ function lookInto(
   nonce: number,
   out: RegionAnalysis,
 ): number | undefined {
+  v = v.at(at);
   if (at + RECORD_HEADER_BYTES > limit) return undefined;
-  const stored = v.u32[at / 4 + 2];
+  const stored = v.u32[(at - v.base) / 4 + 2];
   let parsed = parse(v, at, limit);
   let what = '';
   if (parsed !== undefined && directoryHash(v, at, parsed) !== stored) {
     const directory = directoryHash(v, at, parsed);
     if (readableWhole(at, parsed.totalBytes, limit) && wholeRecordHolds(v, at, parsed, directory)) {
       // Only the directory-check word was wrong: the rest is proven by the checksum.
-      v.u32[at / 4 + 2] = directory;
+      v.u32[(at - v.base) / 4 + 2] = directory;
       media.persist(at + 8, 4);
       out.corrected.push({ at, totalBytes: parsed.totalBytes, what: 'directory check word' });
       return parsed.totalBytes;
@@ -231,8 +240,8 @@ function lookInto(
     return parsed.totalBytes;
   }
   if (what === '' && differInOneByte(sum, storedChecksum(v, at))) {
-    v.u32[at / 4] = Number(sum & 0xffff_ffffn);
-    v.u32[at / 4 + 1] = Number(sum >> 32n);
+    v.u32[(at - v.base) / 4] = Number(sum & 0xffff_ffffn);
+    v.u32[(at - v.base) / 4 + 1] = Number(sum >> 32n);
     media.persist(at, 8);
     out.corrected.push({ at, totalBytes: parsed.totalBytes, what: 'checksum word' });
     return parsed.totalBytes;
@@ -246,12 +255,15 @@ function readableWhole(at: number, totalBytes: number, limit: number): boolean {
 }
 
 function sameNonce(v: MediaViews, at: number, nonce: number): boolean {
-  return joinU32(v.u32[at / 4 + 7] & 0xff, v.u32[at / 4 + 6]) === nonce;
+  v = v.at(at);
+  const w = (at - v.base) / 4;
+  return joinU32(v.u32[w + 7] & 0xff, v.u32[w + 6]) === nonce;
 }
 
 /** Whether the record's checksum holds with `directory` as its directory-check word (nothing is changed). */
 function wholeRecordHolds(v: MediaViews, at: number, p: Parsed, directory: number): boolean {
-  const w = at / 4 + 2;
+  v = v.at(at);
+  const w = (at - v.base) / 4 + 2;
   const was = v.u32[w];
   v.u32[w] = directory;
   const holds = checksumOf(v, at, p.totalBytes) === storedChecksum(v, at);
@@ -267,37 +279,39 @@ const MAX_PAYLOAD_SEARCH_BYTES = 32;
  * bytes for one that makes the record's checksum hold (persisted when found).
  */
 function correctPayload(v: MediaViews, media: Media, at: number, totalBytes: number): boolean {
+  v = v.at(at);
   if (totalBytes - RECORD_HEADER_BYTES > MAX_PAYLOAD_SEARCH_BYTES) return false;
   const stored = storedChecksum(v, at);
   for (let p = at + RECORD_HEADER_BYTES; p < at + totalBytes; p++) {
-    const was = v.u8[p];
+    const was = v.u8[p - v.base];
     for (let x = 1; x < 256; x++) {
-      v.u8[p] = was ^ x;
+      v.u8[p - v.base] = was ^ x;
       if (checksumOf(v, at, totalBytes) === stored) {
         media.persist(p, 1);
         return true;
       }
     }
-    v.u8[p] = was;
+    v.u8[p - v.base] = was;
   }
   return false;
 }
 
 /** Zeroes any nonzero padding byte of the record's entries when that makes its checksum hold (persisted). */
 function zeroPadding(v: MediaViews, media: Media, at: number, p: Parsed): boolean {
+  v = v.at(at);
   const changed: Array<[number, number]> = [];
   for (const { e, keyLength, valueLength } of p.entries) {
     const from = e + ENTRY_HEADER_BYTES + keyLength + valueLength;
     for (let b = from; b < e + align8(ENTRY_HEADER_BYTES + keyLength + valueLength); b++)
-      if (v.u8[b] !== 0) changed.push([b, v.u8[b]]);
+      if (v.u8[b - v.base] !== 0) changed.push([b, v.u8[b - v.base]]);
   }
   if (changed.length === 0) return false;
-  for (const [b] of changed) v.u8[b] = 0;
+  for (const [b] of changed) v.u8[b - v.base] = 0;
   if (checksumOf(v, at, p.totalBytes) === storedChecksum(v, at)) {
     for (const [b] of changed) media.persist(b, 1);
     return true;
   }
-  for (const [b, was] of changed) v.u8[b] = was;
+  for (const [b, was] of changed) v.u8[b - v.base] = was;
   return false;
 }
 
@@ -316,32 +330,34 @@ function correctDirectory(
   parse(v, at, limit, candidates);
   let found: { p: number; value: number; parsed: Parsed } | undefined;
   for (const p of candidates) {
-    const was = v.u8[p];
+    v = v.at(at);
+    const was = v.u8[p - v.base];
     for (let x = 1; x < 256; x++) {
-      v.u8[p] = was ^ x;
+      v.u8[p - v.base] = was ^ x;
       const parsed = parse(v, at, limit);
       if (parsed !== undefined && directoryHash(v, at, parsed) === stored) {
         if (found !== undefined) {
-          v.u8[p] = was;
+          v.u8[p - v.base] = was;
           return undefined; // two corrections hold: neither is proven
         }
         found = { p, value: was ^ x, parsed };
       }
     }
-    v.u8[p] = was;
+    v.u8[p - v.base] = was;
   }
   if (found === undefined) return undefined;
-  v.u8[found.p] = found.value;
+  v.u8[found.p - v.base] = found.value;
   return { parsed: found.parsed, p: found.p };
 }
 
 function recordKnown(v: MediaViews, at: number, p: Parsed, out: RegionAnalysis): void {
+  v = v.at(at);
   for (const { e, keyLength, op } of p.entries) {
     out.known.push({
       at: e,
       op: op === ENTRY_DEL ? 'del' : 'put',
-      sequence: joinU32(v.u32[e / 4 + 3], v.u32[e / 4 + 2]),
-      key: v.u8.slice(e + ENTRY_HEADER_BYTES, e + ENTRY_HEADER_BYTES + keyLength),
+      sequence: joinU32(v.u32[(e - v.base) / 4 + 3], v.u32[(e - v.base) / 4 + 2]),
+      key: v.u8.slice(e - v.base + ENTRY_HEADER_BYTES, e - v.base + ENTRY_HEADER_BYTES + keyLength),
     });
   }
 }

@@ -204,12 +204,13 @@ export function scanSegment(
   io[IO_SEGMENT_SEQUENCE] = 0;
   io[IO_IN_REGION] = 0;
   io[IO_REGION_COUNT] = 0;
+  const window = v.at(base); // the segment lies inside one window
   let status: number;
   // FULL: nothing of the record at io[IO_AT] was written; room doubles, the scan resumes there.
   for (;;) {
     status =
       copy === undefined
-        ? native().scanKvSegment(v.u8, io, found.records, poison, regionWords)
+        ? native().scanKvSegment(window.u8, io, found.records, poison, regionWords, window.base)
         : native().scanKvSegment(copy.bytes, io, found.records, poison, regionWords, copy.base);
     if (status === SCAN_FULL) found.grow();
     else if (status === SCAN_REGIONS_FULL) {
@@ -259,6 +260,12 @@ export interface WinnerColumns {
  * columns go into found's own buffer when they fit (its records are all read first): fresh
  * memory of that size costs page faults.
  */
+/** The media's bytes from offset 0 for the addon: the first window, or the whole buffer when it is longer. */
+function mediaFromZero(v: MediaViews): Uint8Array | SharedArrayBuffer {
+  const first = v.at(0);
+  return first.u8.length === first.u8.buffer.byteLength ? first.u8 : (first.u8.buffer as SharedArrayBuffer);
+}
+
 export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: number): WinnerColumns {
   const n = found.count;
   const keyBytes = found.indexKeyBytes; // every entry's key: the winners' sum would cost a pass
@@ -269,7 +276,7 @@ export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: numbe
   const starts = new Uint32Array(scratch, n * 8, n);
   const lengths = new Uint16Array(scratch, n * 12, n);
   const keys = new Uint8Array(scratch, n * 14, keyBytes);
-  const count = native().pickKvWinners(v.u8, found.records, n, values, starts, lengths, keys, keyPrefix);
+  const count = native().pickKvWinners(mediaFromZero(v), found.records, n, values, starts, lengths, keys, keyPrefix);
   if (count < 0) {
     if (count === -12) throw returnCodeError(count, `key-value recovery: sorting ${n} log entries`); // ENOMEM
     assert(false, `pickKvWinners of ${n} entries: ${count}`);

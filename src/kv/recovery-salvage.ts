@@ -145,7 +145,9 @@ function quarantine(ctx: SalvageContext, report: KvRecoveryReport, dir: string):
     const chunks: Buffer[] = [];
     for (let at = d.start; at < d.end;) {
       const blockEnd = Math.min(d.end, device.dataOffset + (device.blockAt(at) + 1) * BLOCK_BYTES);
-      if (!device.isPoisoned(device.blockAt(at))) chunks.push(Buffer.from(ctx.views.u8.subarray(at, blockEnd)));
+      const w = ctx.views.at(at);
+      if (!device.isPoisoned(device.blockAt(at)))
+        chunks.push(Buffer.from(w.u8.subarray(at - w.base, blockEnd - w.base)));
       else chunks.push(Buffer.alloc(blockEnd - at)); // poisoned: zeros in its place
       at = blockEnd;
     }

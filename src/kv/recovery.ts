@@ -61,7 +61,7 @@ import {
   SEGMENT_ORDER,
   joinU32,
 } from './layout.js';
-import { checkRecord, sealPrevious, type MediaViews } from './records.js';
+import { checkRecord, entrySequence, sealPrevious, type MediaViews } from './records.js';
 import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import type { SegmentTable } from './segment-table.js';
 import {
@@ -272,7 +272,8 @@ function restoreSegments(space: DaxSpace, v: MediaViews, restored: number[]): vo
   for (const { block } of device.ownerRepairs.cleared) {
     if (block % HUGE_BLOCKS !== 0 || block + HUGE_BLOCKS > device.dataBlocks || device.isPoisoned(block)) continue;
     const base = device.blockOffset(block);
-    const nonce = joinU32(v.u32[base / 4 + 7] & 0xff, v.u32[base / 4 + 6]);
+    const w = v.at(base);
+    const nonce = joinU32(w.u32[(base - w.base) / 4 + 7] & 0xff, w.u32[(base - w.base) / 4 + 6]);
     const check = checkRecord(v, base, base + SEGMENT_BYTES, nonce);
     if (check.status !== 'ok' || check.kind !== KIND_SEAL || nonce === 0) continue;
     if (device.restoreOwner(block, OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER)) restored.push(block);
@@ -496,7 +497,10 @@ function appendSortRecord(v: MediaViews, found: FoundEntries, entry: KnownEntry)
   found.count++;
   found.indexKeyBytes += keyLength + 1;
   found.maxSequence = Math.max(found.maxSequence, entry.sequence);
-  assert(joinU32(r[6], r[5]) === entry.sequence && v.u32[entry.at / 4 + 2] === r[5], 'sort record of a known entry');
+  assert(
+    joinU32(r[6], r[5]) === entry.sequence && entrySequence(v, entry.at) === entry.sequence,
+    'sort record of a known entry',
+  );
 }
 
 /** Winners that are known PUTs of damaged records: keys whose newest version is lost. */

@@ -70,8 +70,9 @@ import { DaxError } from '../errors.js';
 
 /** Whether the valid records [base, base + used) end with a SEAL (the last close wrote it and nothing followed). */
 function endsWithSeal(v: MediaViews, base: number, used: number, nonce: number): boolean {
+  v = v.at(base);
   if (used < SEAL_BYTES) return false;
-  const w = (base + used - SEAL_BYTES) / 4;
+  const w = (base - v.base + used - SEAL_BYTES) / 4;
   return (
     v.u32[w + 3] === (RECORD_MAGIC | (KIND_SEAL << 16)) &&
     v.u32[w + 4] === SEAL_BYTES &&
@@ -96,6 +97,10 @@ export interface SegmentWriterOptions {
 
 export class SegmentWriter {
   private base = -1;
+  /** base - views.base: the segment's offset in its window (views index by it) */
+  private rel = -1;
+  /** the window holding the current segment (media-views.ts) */
+  private views: MediaViews;
   private used = 0;
   private flushedTo = 0;
   private nonce = 0;
@@ -118,13 +123,15 @@ export class SegmentWriter {
    */
   constructor(
     private readonly device: Device,
-    private readonly views: MediaViews,
+    /** the media's views (any window: at() finds the others) */
+    private readonly windows: MediaViews,
     private readonly onSegmentOpened: () => void,
     private readonly openTable: Int32Array,
     private readonly progress: Int32Array,
     opts: SegmentWriterOptions = {},
   ) {
     assert(progress.length === PROGRESS_WORDS * openTable.length, 'progress: PROGRESS_WORDS per open-table slot');
+    this.views = windows;
     this.priority = opts.priority === true;
     this.table = opts.table;
     this.claimableSlots = opts.fixedSlot === undefined ? openTable.length - 1 : 0;
@@ -263,7 +270,7 @@ export class SegmentWriter {
     this.used += bytes;
     this.sealed = false;
     if (this.used + RECORD_HEADER_BYTES <= SEGMENT_BYTES) {
-      const w = (this.base + this.used) / 4; // the end marker after this reservation
+      const w = (this.rel + this.used) / 4; // the end marker after this reservation
       const u32 = this.views.u32;
       u32[w] = 0;
       u32[w + 1] = 0;
@@ -293,7 +300,7 @@ export class SegmentWriter {
   /** Gives back the last reservation (an operation that failed before its record was sealed and committed). */
   rollback(at: number, bytes: number): void {
     assert(at + bytes === this.base + this.used, 'rollback of a reservation that is not the last one');
-    this.views.u8.fill(0, at, at + bytes);
+    this.views.u8.fill(0, at - this.views.base, at - this.views.base + bytes);
     this.used -= bytes;
     if (this.flushedTo > this.used) this.flushedTo = this.used;
     if (this.durable > this.used) this.durable = this.used;
@@ -345,6 +352,8 @@ export class SegmentWriter {
   adopt(base: number, used: number, nonce: number): void {
     assert(this.base < 0 && used % 8 === 0 && used <= SEGMENT_BYTES, 'adopt: writer already has a segment');
     this.base = base;
+    this.views = this.windows.at(base);
+    this.rel = base - this.views.base;
     this.used = used;
     this.flushedTo = used;
     this.durable = used; // recovery read this prefix back from the media: it is durable
@@ -367,6 +376,10 @@ export class SegmentWriter {
   resumeShared(words: Float64Array): void {
     const block = words[0] - 1;
     this.base = block < 0 ? -1 : this.device.blockOffset(block);
+    if (this.base >= 0) {
+      this.views = this.windows.at(this.base);
+      this.rel = this.base - this.views.base;
+    }
     this.used = words[1];
     this.flushedTo = this.used;
     this.durable = this.used;
@@ -436,12 +449,12 @@ export class SegmentWriter {
   private cleanTail(): void {
     this.tailDirty = false;
     const u32 = this.views.u32;
-    const from = (this.base + this.used) / 4;
-    let last = (this.base + SEGMENT_BYTES) / 4 - 1;
+    const from = (this.rel + this.used) / 4;
+    let last = (this.rel + SEGMENT_BYTES) / 4 - 1;
     while (last >= from && u32[last] === 0) last--;
     if (last < from) return;
     const bytes = (last + 1 - from) * 4;
-    this.views.u8.fill(0, this.base + this.used, this.base + this.used + bytes);
+    this.views.u8.fill(0, this.rel + this.used, this.rel + this.used + bytes);
     this.device.media.persist(this.base + this.used, bytes);
   }
 
@@ -476,10 +489,13 @@ export class SegmentWriter {
     // The first record is a SEAL naming the segment left (durable through `left.end` since the
     // commit above: recovery's watermark for it), then the end marker; both durable before
     // any other record is written.
-    writeSealRecord(this.views, offset, offset, nonce, left);
-    this.views.u8.fill(0, offset + SEAL_BYTES, offset + SEAL_BYTES + END_MARKER_BYTES);
+    const views = this.windows.at(offset);
+    writeSealRecord(views, offset, offset, nonce, left);
+    views.u8.fill(0, offset - views.base + SEAL_BYTES, offset - views.base + SEAL_BYTES + END_MARKER_BYTES);
     this.device.media.persist(offset, SEAL_BYTES + END_MARKER_BYTES);
     this.base = offset;
+    this.views = views;
+    this.rel = offset - views.base;
     this.tailDirty = false;
     this.used = SEAL_BYTES;
     this.flushedTo = SEAL_BYTES;
@@ -502,7 +518,7 @@ export class SegmentWriter {
     const at = this.base + this.used;
     writeSealRecord(this.views, at, this.base, this.nonce, undefined);
     const end = this.used + SEAL_BYTES + END_MARKER_BYTES <= SEGMENT_BYTES ? END_MARKER_BYTES : 0;
-    this.views.u8.fill(0, at + SEAL_BYTES, at + SEAL_BYTES + end);
+    this.views.u8.fill(0, this.rel + this.used + SEAL_BYTES, this.rel + this.used + SEAL_BYTES + end);
     this.device.media.persist(at, SEAL_BYTES + end);
     this.used += SEAL_BYTES;
     this.flushedTo = this.used;

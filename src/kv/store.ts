@@ -98,6 +98,7 @@ import {
 import {
   checkRecord,
   entryFlags,
+  entryKeyLength,
   entryValueLength,
   entryValueOffset,
   mediaViews,
@@ -781,16 +782,17 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** The value at entry `at` decoded straight from the record (no copy of its bytes is kept). Caller pinned. */
   private decodeValuePinned(at: number, op: string): unknown {
-    const u32 = this.views.u32;
-    const w = at / 4;
-    const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
+    const v = this.views.at(at);
+    const u32 = v.u32;
+    const w = (at - v.base) / 4;
+    const start = at - v.base + ENTRY_HEADER_BYTES + (u32[w] & 0xffff); // in the window
     const length = u32[w + 1];
-    this.checkPoisonPinned(at, start + length, op);
+    this.checkPoisonPinned(at, start + v.base + length, op);
     if (u32[w] >>> 24 !== 0) {
       const bytes = copyLargePinned(this.space, largeRefAt(this.views, at)!, op);
       return this.decodeValue(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 0, bytes.length, op);
     }
-    return this.decodeValue(this.views.buf, start, length, op);
+    return this.decodeValue(v.buf, start, length, op);
   }
 
   private decodeValue(buf: Buffer, start: number, length: number, op: string): unknown {
@@ -808,15 +810,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** The key of entry `at`, decoded by this handle's key encoding (an own copy). Caller pinned. */
   private keyPinned(at: number): K {
-    const keyLength = this.views.u32[at / 4] & 0xffff;
-    const start = at + ENTRY_HEADER_BYTES;
+    const v = this.views.at(at);
+    const keyLength = v.u32[(at - v.base) / 4] & 0xffff;
+    const start = at - v.base + ENTRY_HEADER_BYTES; // in the window
     switch (this.keyEncoding) {
       case 'ordered':
-        return readOrderedKey(this.views.u8, start, keyLength) as K;
+        return readOrderedKey(v.u8, start, keyLength) as K;
       case 'utf8':
-        return this.views.buf.toString('utf8', start, start + keyLength) as K;
+        return v.buf.toString('utf8', start, start + keyLength) as K;
       default:
-        return this.views.u8.slice(start, start + keyLength) as K;
+        return v.u8.slice(start, start + keyLength) as K;
     }
   }
 
@@ -879,15 +882,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** A copy of the value at entry `at` (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
   private valueCopyPinned(at: number, op: string): Uint8Array {
-    const u32 = this.views.u32;
-    const w = at / 4;
-    const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
+    const v = this.views.at(at);
+    const u32 = v.u32;
+    const w = (at - v.base) / 4;
+    const start = at - v.base + ENTRY_HEADER_BYTES + (u32[w] & 0xffff); // in the window
     const length = u32[w + 1];
-    this.checkPoisonPinned(at, start + length, op);
+    this.checkPoisonPinned(at, start + v.base + length, op);
     if (u32[w] >>> 24 !== 0) return copyLargePinned(this.space, this.largeRefPinned(at, op), op);
     if (length > COPY_SLAB_BYTES / 8) {
       const out = new Uint8Array(length);
-      this.views.buf.copy(out, 0, start, start + length);
+      v.buf.copy(out, 0, start, start + length);
       return out;
     }
     if (this.copySlabUsed + length > COPY_SLAB_BYTES) this.newCopySlab();
@@ -897,12 +901,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       // by words. The last word may run up to 3 bytes past the value: still inside the entry
       // (zero padding to 8, layout.ts) and inside this copy's 8-aligned room in the slab.
       // Buffer.copy would make a temporary Uint8Array and a TypedArray set call per get.
-      const from = start < 2 ** 32 ? start >>> 2 : start / 4;
+      const from = start >>> 2;
       const to = offset >>> 2;
-      const src = this.views.u32;
       const dst = this.copySlab32;
-      for (let w = 0; w < (length + 3) >>> 2; w++) dst[to + w] = src[from + w];
-    } else this.views.buf.copy(this.copySlab, offset, start, start + length);
+      for (let w = 0; w < (length + 3) >>> 2; w++) dst[to + w] = u32[from + w];
+    } else v.buf.copy(this.copySlab, offset, start, start + length);
     this.copySlabUsed = offset + ((length + 7) & ~7);
     return new Uint8Array(this.copySlab.buffer, offset, length); // a plain Uint8Array, as documented
   }
@@ -915,13 +918,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** A view of the value: over the record, or over a large value's object pages (a copy when they are not one page run). */
   private valueSlicePinned(at: number, op: string): Uint8Array {
-    const u32 = this.views.u32;
-    const w = at / 4;
-    const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff);
+    const v = this.views.at(at);
+    const u32 = v.u32;
+    const w = (at - v.base) / 4;
+    const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff); // a device offset
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + length, op);
     if (u32[w] >>> 24 !== 0) return viewLargePinned(this.space, this.largeRefPinned(at, op), op);
-    return new Uint8Array(this.views.u8.buffer, start, length);
+    return new Uint8Array(v.u8.buffer, start, length);
   }
 
   /**
@@ -1617,7 +1621,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       this.iterate(this.rangeBounds(opts, 'keys'), opts.limit ?? Infinity, (ats, n) => {
         const out: K[] = new Array(n);
         for (let i = 0; i < n; i++) {
-          this.checkPoisonPinned(ats[i], ats[i] + ENTRY_HEADER_BYTES + (this.views.u32[ats[i] / 4] & 0xffff), 'keys');
+          this.checkPoisonPinned(ats[i], ats[i] + ENTRY_HEADER_BYTES + entryKeyLength(this.views, ats[i]), 'keys');
           out[i] = this.keyPinned(ats[i]);
         }
         return out;
@@ -1727,7 +1731,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * TypedArray.prototype.set call per entry (Node 20), a large share of a scan's CPU.
    */
   private copyEntriesPinned(ats: Float64Array, n: number): Array<[Uint8Array, Uint8Array]> {
-    const { u8, u32 } = this.views;
+    const views = this.views;
     const anyPoison = this.space.device.poisonedBlocks !== 0; // once per batch, not per entry
     let total = 0;
     let touched = 0;
@@ -1737,15 +1741,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       // addresses are all known up front (no load waits for another: the header's lengths are
       // not needed to reach them). Safe only with no poisoned block on the device: a load
       // past a short entry may land in the next block (never past the buffer: `last`).
-      const last = u8.length - 1;
       for (let i = 0; i < n; i++) {
-        const at = ats[i];
+        const v = views.at(ats[i]);
+        const u8 = v.u8;
+        const at = ats[i] - v.base;
+        const last = u8.length - 1;
         touched += u8[at] + u8[Math.min(at + 64, last)] + u8[Math.min(at + 128, last)];
       }
     }
     for (let i = 0; i < n; i++) {
       const at = ats[i];
-      const w = at / 4;
+      const v = views.at(at);
+      const u32 = v.u32;
+      const w = (at - v.base) / 4;
       const keyLength = u32[w] & 0xffff;
       const valueLength = u32[w + 1];
       if (anyPoison) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + keyLength + valueLength, 'range');
@@ -1758,7 +1766,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let o = 0;
     for (let i = 0; i < n; i++) {
       const at = ats[i];
-      const w = at / 4;
+      const v = views.at(at);
+      const u32 = v.u32;
+      const w = (at - v.base) / 4;
       const keyLength = u32[w] & 0xffff;
       const large = u32[w] >>> 24 !== 0;
       const valueLength = large ? 0 : u32[w + 1];
@@ -1820,7 +1830,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const items: Array<[K, V]> = new Array(n);
     for (let i = 0; i < n; i++) {
       const at = ats[i];
-      if (!values) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + (this.views.u32[at / 4] & 0xffff), op);
+      if (!values) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + entryKeyLength(this.views, at), op);
       const value = values ? this.valuePinned(at, op) : (undefined as V); // valuePinned checks the whole entry
       items[i] = [keys ? this.keyPinned(at) : (undefined as K), value];
     }
@@ -1844,10 +1854,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** The index key (prefix + key bytes) of the entry at `at`, copied from the record. Caller pinned. */
   private indexKeyAt(at: number): Uint8Array {
-    const keyLength = this.views.u32[at / 4] & 0xffff;
+    const v = this.views.at(at);
+    const keyLength = entryKeyLength(v, at);
     const key = new Uint8Array(keyLength + 1);
     key[0] = KV_KEY_PREFIX;
-    this.views.buf.copy(key, 1, at + ENTRY_HEADER_BYTES, at + ENTRY_HEADER_BYTES + keyLength);
+    v.buf.copy(key, 1, at - v.base + ENTRY_HEADER_BYTES, at - v.base + ENTRY_HEADER_BYTES + keyLength);
     return key;
   }
 

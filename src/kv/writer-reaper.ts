@@ -116,7 +116,8 @@ function reapSlot(ctx: WriterReapContext, slot: number, id: number): void {
       writerReapStats.rolledForward++;
     } else {
       const stop = Math.max(at, base + end);
-      v.u8.fill(0, at, stop);
+      const w = v.at(at);
+      w.u8.fill(0, at - w.base, stop - w.base);
       if (stop > at) device.media.persist(at, stop - at);
       writerReapStats.rolledBack++;
     }
@@ -222,7 +223,8 @@ function rollForward(ctx: WriterReapContext, slot: number, at: number, count: nu
     const keyLength = entryKeyLength(v, e);
     const key = new Uint8Array(keyLength + 1);
     key[0] = KV_KEY_PREFIX;
-    v.buf.copy(key, 1, e + ENTRY_HEADER_BYTES, e + ENTRY_HEADER_BYTES + keyLength);
+    const w = v.at(e);
+    w.buf.copy(key, 1, e - w.base + ENTRY_HEADER_BYTES, e - w.base + ENTRY_HEADER_BYTES + keyLength);
     const ref = adoptDeadEntry(tree, key, id);
     if (ref !== undefined) held.push({ ref, e, put: entryOp(v, e) === ENTRY_PUT });
     e += entryBytes(keyLength, entryValueLength(v, e));

@@ -113,9 +113,12 @@ export interface NativeAddon {
    * DEAD and the table's death counter grows by one. 0, or -errno.
    */
   watchThreadExit(slot: number, generation: number): number;
-  /** Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the count, or -errno. */
+  /**
+   * Key-value recovery's winner pick: each key's newest entry into the bulk load's columns; the
+   * count, or -errno. media: the device's bytes from offset 0 (the whole mapping's buffer past 4 GiB).
+   */
   pickKvWinners(
-    media: Uint8Array,
+    media: Uint8Array | SharedArrayBuffer,
     recs: Uint32Array,
     count: number,
     values: Float64Array,

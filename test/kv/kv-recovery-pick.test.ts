@@ -17,6 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { FoundEntries, SORT_RECORD_WORDS, pickWinners } from '../../src/kv/recovery-native.js';
+import { mediaViews } from '../../src/kv/records.js';
 import { native } from '../../src/native/addon.js';
 import { replayHint, rng, testSeed } from '../helpers/seed.js';
 
@@ -115,13 +116,7 @@ function checkPick(keys: Uint8Array[], r: () => number): void {
   found.records.set(recs);
   found.count = n;
   found.indexKeyBytes = keys.reduce((s, k) => s + k.length + 1, 0);
-  const views = {
-    u8: media,
-    u32: new Uint32Array(media.buffer),
-    u64: new BigUint64Array(media.buffer, 0, media.length >> 3),
-    buf: Buffer.from(media.buffer),
-  };
-  const w = pickWinners(views, found, 0x01);
+  const w = pickWinners(mediaViews(media.buffer), found, 0x01);
   try {
     expect(w.count).toBe(want.length);
     const got = Array.from({ length: w.count }, (_, i) => {

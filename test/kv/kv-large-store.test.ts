@@ -1,0 +1,147 @@
+/**
+ * A store past 4 GiB: one SharedArrayBuffer over the whole mapping, seen through windowed views
+ * (src/kv/media-views.ts), since a typed array ends at 2^32 elements. A sparse 16 GiB file on
+ * /dev/shm holds keys and large values placed beyond 4 GiB and beyond 8 GiB (the allocator's
+ * next-fit start is moved there, so nothing before them is touched), read back in the same
+ * run, after a reopen through open(), and from a worker thread attached with share().
+ *
+ * The red case: DAXSTORE_TEST_BREAK=kv-no-window sends every offset to the first window, as a
+ * single 4 GiB view would; what is stored beyond 4 GiB is then lost or read wrong.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openRegion } from '../../src/device/region.js';
+import { open, openMedia } from '../helpers/kv-bytes.js';
+import { rng, scaled, withSeed } from '../helpers/seed.js';
+import { withBroken } from '../../src/test-break.js';
+import { KV_KEY_PREFIX } from '../../src/kv/layout.js';
+import { runWorker } from '../helpers/workers.js';
+import type { KvStore } from '../../src/kv/index.js';
+
+const FILE = 'test/kv/kv-large-store.test.ts';
+const GiB = 2 ** 30;
+const STORE_BYTES = 16 * GiB;
+const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+const paths: string[] = [];
+
+afterEach(() => {
+  for (const p of paths.splice(0)) fs.rmSync(p, { force: true });
+});
+
+function sparseFile(): string {
+  const p = path.join(dir, `daxstore-large-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  paths.push(p);
+  fs.writeFileSync(p, '');
+  fs.truncateSync(p, STORE_BYTES);
+  return p;
+}
+
+interface Placed {
+  key: Buffer;
+  value: Buffer;
+  /** the device offset the value must lie beyond */
+  beyond: number;
+}
+
+/** The entry offset the index holds for key (caller: no operation in flight). */
+function entryOffset(db: KvStore, key: Buffer): number | undefined {
+  return db.dax.tree.lookup(Uint8Array.of(KV_KEY_PREFIX, ...key));
+}
+
+/**
+ * Writes keys (small values, and large ones that become DAX objects) with the allocator's next
+ * fit moved to just past `beyond`; enough small records to make the writer open a segment there.
+ */
+function writeBeyond(db: KvStore, r: () => number, beyond: number, tag: string): Placed[] {
+  const device = db.dax.device;
+  device.injectFault({ allocateFrom: Math.max(0, Math.ceil((beyond - device.dataOffset) / device.blockSize)) });
+  const placed: Placed[] = [];
+  const smallBytes = 2 * 1024 * 1024 + 64 * 1024; // more than one segment: the next one is past `beyond`
+  for (let written = 0, i = 0; written < smallBytes; i++) {
+    const value = Buffer.alloc(200 + Math.floor(r() * 800), `${tag}-${i}-`);
+    const key = Buffer.from(`${tag}/small/${i}`);
+    db.put(key, value);
+    placed.push({ key, value, beyond: -1 });
+    written += value.length + key.length + 64;
+  }
+  // The last small keys were written after the writer moved to a segment past `beyond`.
+  for (const p of placed.slice(-20)) p.beyond = beyond;
+  for (let i = 0; i < scaled(4); i++) {
+    const value = Buffer.alloc(20_000 + Math.floor(r() * 300_000));
+    for (let j = 0; j < value.length; j += 4096) value[j] = Math.floor(r() * 256);
+    value.write(`${tag}-large-${i}`);
+    const key = Buffer.from(`${tag}/large/${i}`);
+    db.put(key, value);
+    placed.push({ key, value, beyond: -1 });
+  }
+  return placed;
+}
+
+function checkAll(db: KvStore, placed: Placed[]): void {
+  for (const p of placed) {
+    const got = db.get(p.key);
+    if (got === undefined || !Buffer.from(got).equals(p.value))
+      throw new Error(`key ${p.key.toString()}: ${got === undefined ? 'missing' : 'wrong value'}`);
+    if (p.beyond > 0) {
+      const at = entryOffset(db, p.key);
+      if (at === undefined || at < p.beyond)
+        throw new Error(`key ${p.key.toString()} at ${at}, not beyond ${p.beyond}`);
+    }
+  }
+}
+
+async function readInWorker(db: KvStore, placed: Placed[]): Promise<number> {
+  const expect = placed.filter((p) => p.beyond > 0 || p.value.length > 16_384).map((p) => [p.key, p.value]);
+  return runWorker<number>('kv-large-reader', { handle: db.share(), expect }, 120_000);
+}
+
+async function runLargeStore(seed: number): Promise<void> {
+  const r = rng(seed);
+  const p = sparseFile();
+  let db = openMedia(openRegion(p), { formatIfEmpty: true });
+  const placed: Placed[] = [];
+  try {
+    expect(db.dax.device.media.size).toBe(STORE_BYTES);
+    placed.push(...writeBeyond(db, r, 0, 'low'));
+    placed.push(...writeBeyond(db, r, 4 * GiB + Math.floor(r() * 64) * 2 ** 21, 'past4'));
+    placed.push(...writeBeyond(db, r, 8 * GiB + Math.floor(r() * 64) * 2 ** 21, 'past8'));
+    placed.push(...writeBeyond(db, r, STORE_BYTES - 64 * 2 ** 21, 'top'));
+    checkAll(db, placed);
+    expect(await readInWorker(db, placed)).toBe(0);
+  } finally {
+    db.close();
+  }
+  db = open(p);
+  try {
+    checkAll(db, placed);
+    // Overwrite and delete beyond 8 GiB after the reopen, then reopen again.
+    const victims = placed.filter((x) => x.key.toString().startsWith('past8/'));
+    for (const v of victims.slice(0, 5)) db.delete(v.key);
+    const kept = placed.filter((x) => !victims.slice(0, 5).includes(x));
+    checkAll(db, kept);
+    for (const v of victims.slice(0, 5)) expect(db.get(v.key)).toBeUndefined();
+    placed.splice(0, placed.length, ...kept);
+  } finally {
+    db.close();
+  }
+  db = open(p);
+  try {
+    checkAll(db, placed);
+  } finally {
+    db.close();
+  }
+  const used = fs.statSync(p).blocks * 512;
+  if (used > 1 * GiB) throw new Error(`the sparse store holds ${used} bytes: the test touched too much`);
+}
+
+describe('a 16 GiB store (sparse, on /dev/shm)', () => {
+  it('keys and large values beyond 4 GiB and 8 GiB are written, read back, reopened and read from a worker', async () => {
+    await withSeed(FILE, runLargeStore);
+  }, 300_000);
+
+  it('DAXSTORE_TEST_BREAK=kv-no-window: one 4 GiB view loses what lies beyond it (goes red)', async () => {
+    await expect(withBroken('kv-no-window', () => withSeed(FILE, runLargeStore))).rejects.toThrow();
+  }, 300_000);
+});
