@@ -114,7 +114,8 @@ interface Segment {
 /** Stores RETIRED_HEAD_WORD over the segment's bytes [8, 16) (its SEAL's magic word), persisted. */
 function markRetired(space: DaxSpace, v: MediaViews, seg: Segment): void {
   if (isBroken('kv-compact-no-retired-mark')) return; // the SEAL stays: salvage may take the segment for a live one
-  Atomics.store(v.u64, (seg.base + 8) / 8, RETIRED_HEAD_WORD);
+  v = v.at(seg.base);
+  Atomics.store(v.u64, (seg.base - v.base + 8) / 8, RETIRED_HEAD_WORD);
   space.device.media.persist(seg.base + 8, 8);
 }
 
@@ -436,7 +437,8 @@ function indexKey(v: MediaViews, e: number): Uint8Array {
   const keyLength = entryKeyLength(v, e);
   const key = new Uint8Array(keyLength + 1);
   key[0] = KV_KEY_PREFIX;
-  key.set(v.u8.subarray(e + 16, e + 16 + keyLength), 1);
+  v = v.at(e);
+  key.set(v.u8.subarray(e - v.base + 16, e - v.base + 16 + keyLength), 1);
   return key;
 }
 
@@ -486,7 +488,12 @@ function forEachEntry(space: DaxSpace, v: MediaViews, block: number, nonce: numb
 
 /** The key bytes of entry e as a latin1 string (a Map key). */
 function keyName(v: MediaViews, e: number): string {
-  return v.buf.toString('latin1', e + ENTRY_HEADER_BYTES, e + ENTRY_HEADER_BYTES + entryKeyLength(v, e));
+  v = v.at(e);
+  return v.buf.toString(
+    'latin1',
+    e - v.base + ENTRY_HEADER_BYTES,
+    e - v.base + ENTRY_HEADER_BYTES + entryKeyLength(v, e),
+  );
 }
 
 function moveEntry(
@@ -567,7 +574,8 @@ function copyEntryStaged(v: MediaViews, writer: SegmentWriter, e: number): numbe
   const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
   const total = RECORD_HEADER_BYTES + bytes;
   ensureStageBytes(total);
-  v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e, e + bytes);
+  v = v.at(e);
+  v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e - v.base, e - v.base + bytes);
   const at = writer.reserve(total);
   if (entryOp(v, e) === ENTRY_DEL) writer.noteDels(total);
   writer.sealStaged(at, KIND_PUT, 1, total);
