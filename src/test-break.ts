@@ -73,6 +73,13 @@ export const SWITCHES = {
       'no thread is ever seen as dead (participants.ts): nothing a dead thread held is recovered (locks, pins, writer slots, its operation in flight)',
     red: ['test/kv/kv-thread-death.test.ts'],
   },
+  'epoch-full-keeps-dead': {
+    layer: 'index',
+    read: 'call',
+    breaks:
+      'a full participant table refuses a new thread (EBUSY) without freeing the slots of dead threads not yet reaped',
+    red: ['test/index/index-thread-death.test.ts'],
+  },
   'owner-no-correct': {
     layer: 'device',
     read: 'call',

@@ -63,7 +63,8 @@
  *   locks and wait-table records), then frees its participant slots and clears its TOUCH word.
  *   A handler must be idempotent: a reaper that dies is followed by another that starts over.
  *   Triggers: a waiter meeting a dead holder (entry-lock.ts), an advance blocked by a dead pin,
- *   reapDead() checkpoints of the layers above (one load when nobody died).
+ *   reapDead() checkpoints of the layers above (one load when nobody died). A thread that finds
+ *   every participant slot taken frees the dead's slots (not their reap) before refusing EBUSY.
  * - The limbo mutex is a holder-naming spin lock; a waiter that takes it over from a dead
  *   holder repairs the chunk lists (repairLimboLocked) before using them.
  *
@@ -72,7 +73,7 @@
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
-import { brokenAtLoad } from '../test-break.js';
+import { brokenAtLoad, isBroken } from '../test-break.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { native } from '../native/addon.js';
 import {
@@ -634,15 +635,41 @@ export class EpochDomain {
   }
 
   /** Frees the participant slots (thread and async guards) of dead participant id. */
-  private freeSlotsOf(id: number, gen: number): void {
+  private freeSlotsOf(id: number, gen: number): number {
     const high = Atomics.load(this.meta, H_SLOTS_HIGH);
+    let freed = 0;
     for (let slot = 1; slot <= high; slot++) {
       if (Atomics.load(this.meta, slotWord(slot, S_OWNER)) === OWNER_FREE) continue;
       if (Atomics.load(this.meta, slotWord(slot, S_PART)) !== id) continue;
       if (Atomics.load(this.meta, slotWord(slot, S_PART_GEN)) !== gen) continue;
       Atomics.store(this.meta, slotWord(slot, Lit.S_PIN), 0);
       this.freeSlot(slot);
+      freed++;
     }
+    return freed;
+  }
+
+  /**
+   * Frees the participant slots of every dead participant this domain still owes a reap; the
+   * reap itself (handlers, TOUCH) is left for later. Matched by (participant, generation) as
+   * recorded in TOUCH, so a slot a live thread is claiming (its S_PART set, S_PART_GEN not yet)
+   * is never taken for a dead one's. Under the reap mutex: no reap frees the same slots at once.
+   */
+  private freeDeadSlots(): number {
+    if (this.reapingNow !== 0) return 0; // inside a reap: the mutex is held further up this stack
+    let freed = 0;
+    lockWord(this.meta, H_REAP_MUTEX);
+    try {
+      const high = highestParticipant();
+      for (let id = 1; id <= high; id++) {
+        const gen = Atomics.load(this.meta, this.touchBase + id);
+        if (gen === 0 || (!isParticipantDead(id) && generationOf(id) === gen)) continue;
+        freed += this.freeSlotsOf(id, gen);
+      }
+    } finally {
+      unlockWord(this.meta, H_REAP_MUTEX);
+    }
+    return freed;
   }
 
   /** True when slot's owning thread has died (its pin no longer protects anything). */
@@ -677,6 +704,22 @@ export class EpochDomain {
 
   private claimSlot(owner: number): number {
     this.touch();
+    const slot = this.tryClaimSlot(owner);
+    if (slot > 0) return slot;
+    // Full: the slots of threads that died are freed only by their reap, and nothing may trigger
+    // one (a domain with no store over it, workers that die before their first operation), while
+    // a reap needs a slot of its own (its handlers pin). A dead thread's slots protect nothing
+    // (advances skip them), so a full table frees them first; the reap it is owed still runs.
+    if (!isBroken('epoch-full-keeps-dead') && this.freeDeadSlots() > 0) {
+      const again = this.tryClaimSlot(owner);
+      if (again > 0) return again;
+    }
+    const max = this.meta[H_MAX_PARTICIPANTS];
+    throw new DaxError('EBUSY', `epoch domain: all ${max} participant slots are in use (threads + async guards)`);
+  }
+
+  /** A free participant slot claimed for `owner` (this thread), or 0 when every one is taken. */
+  private tryClaimSlot(owner: number): number {
     const max = this.meta[H_MAX_PARTICIPANTS];
     for (let id = 1; id <= max; id++) {
       const w = slotWord(id, S_OWNER);
@@ -693,7 +736,7 @@ export class EpochDomain {
       }
       return id;
     }
-    throw new DaxError('EBUSY', `epoch domain: all ${max} participant slots are in use (threads + async guards)`);
+    return 0;
   }
 
   private freeSlot(id: number): void {

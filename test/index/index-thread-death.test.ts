@@ -1,7 +1,8 @@
 /**
  * The index alone, with no store above it: a worker inserting, deleting and retagging keys of a
  * shared radix tree (nodes growing from N4 to N256 and collapsing back) is terminated at random
- * moments, often inside a structural step under treeLock or inside an entry lock. A survivor
+ * moments, often inside a structural step under treeLock or inside an entry lock, in a domain
+ * with far fewer participant slots than trials (the dead are reaped to make room). A survivor
  * then reads every key, takes every entry lock, checks the whole structure (verifyTree: counts,
  * tags, order, a live node at every pointer) and writes, under a watchdog; the content must be
  * what the dead worker had done, with its last operation wholly done or not at all. With
@@ -20,6 +21,8 @@ import { workerScript } from '../helpers/workers.js';
 import { INDEX_DEATH_KEYS, applyIndexDeathOp } from '../workers/index-death-ops.js';
 
 const FILE = 'test/index/index-thread-death.test.ts';
+/** The survivor, the worker of the trial and a few more: far fewer than the trials. */
+const PARTICIPANTS = 6;
 
 function request<T>(w: Worker, req: Record<string, unknown>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -53,7 +56,8 @@ interface Summary {
 
 async function run(seed: number, trials: number, watchdogMs: number, env: NodeJS.ProcessEnv): Promise<Summary> {
   const rand = rng(seed);
-  const epoch = EpochDomain.create();
+  // Few participant slots: every worker that dies holding nothing must be reaped to make room for the next.
+  const epoch = EpochDomain.create({ maxParticipants: PARTICIPANTS });
   const tree = RadixTree.create(epoch, { maxBytes: 64 * 2 ** 20 });
   const checker = new Worker(workerScript('index-death-checker'), {
     workerData: { tree: tree.handle(), epoch: epoch.handle() },
@@ -129,6 +133,13 @@ describe('a thread that dies inside the index', () => {
     console.log(`index thread death: ${JSON.stringify(summary)}`);
     expect(summary.trials).toBe(trials);
   }, 1_800_000);
+
+  it('DAXSTORE_TEST_BREAK=epoch-full-keeps-dead: workers that died holding nothing use up the participant slots (goes red)', async () => {
+    const env = { ...process.env, ...breakEnv('epoch-full-keeps-dead') };
+    await expect(withSeed(FILE, (seed) => run(seed, 3 * PARTICIPANTS, 60_000, env))).rejects.toThrow(
+      /participant slots are in use/,
+    );
+  }, 600_000);
 
   it('DAXSTORE_TEST_BREAK=death-unnoticed: the survivor hangs on what a terminated worker held (goes red)', async () => {
     const env = { ...process.env, ...breakEnv('death-unnoticed') };
