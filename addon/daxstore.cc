@@ -41,7 +41,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   };
   const Entry table[] = {
       {"openRegion", daxstore::JsOpenRegion},   {"closeRegion", daxstore::JsCloseRegion},
-      {"isRegionLive", daxstore::JsIsRegionLive}, {"flush", daxstore::JsFlush},
+      {"isRegionLive", daxstore::JsIsRegionLive}, {"growRegion", daxstore::JsGrowRegion},
+      {"allocateRegion", daxstore::JsAllocateRegion}, {"flush", daxstore::JsFlush},
       {"drain", daxstore::JsDrain},             {"persist", daxstore::JsPersist},
       {"msync", daxstore::JsMsync},             {"copyOut", daxstore::JsCopyOut},
       {"copyIn", daxstore::JsCopyIn},           {"cpuFlushMethods", daxstore::JsCpuFlushMethods},

@@ -12,6 +12,7 @@
 #include <v8.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -89,6 +90,8 @@ struct OpenRequest {
   bool isDevDax;
   int32_t flushMethod;  // -1: choose by kind
   bool privateCopy;     // MAP_PRIVATE over a read-only descriptor (never with create)
+  size_t reserveBytes;  // address space to map (>= the file's size): the store grows into it; 0: the size
+  bool sparse;          // create with ftruncate, not posix_fallocate (the caller allocates what it uses)
 };
 
 struct Opened {
@@ -133,9 +136,14 @@ const char* LockAndSize(const OpenRequest& req, Opened* o, int* err, const char*
     return nullptr;
   }
   if (o->created) {
-    // Reserve every block now, so a nearly full tmpfs fails here and not with SIGBUS later.
-    int rc = posix_fallocate(o->fd, 0, static_cast<off_t>(req.sizeBytes));
-    if (rc != 0) return *err = rc, "posix_fallocate";
+    if (req.sparse) {
+      // A hole: the caller allocates each range before it uses it (allocateRegion).
+      if (ftruncate(o->fd, static_cast<off_t>(req.sizeBytes)) != 0) return *err = errno, "ftruncate";
+    } else {
+      // Reserve every block now, so a nearly full tmpfs fails here and not with SIGBUS later.
+      int rc = posix_fallocate(o->fd, 0, static_cast<off_t>(req.sizeBytes));
+      if (rc != 0) return *err = rc, "posix_fallocate";
+    }
     o->sizeBytes = req.sizeBytes;
   } else {
     o->sizeBytes = static_cast<size_t>(st.st_size);
@@ -165,8 +173,10 @@ FlushMethod ChooseFlush(const OpenRequest& req, Kind kind) {
 
 Napi::Value Describe(Napi::Env env, const Region& r, bool mapSync, size_t alignment, bool created) {
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  // One backing store over the whole reservation (V8 11 allows a SharedArrayBuffer of up to
+  // 2^53 - 1 bytes on 64-bit): the address is wrapped once, whatever the store grows to.
   std::unique_ptr<v8::BackingStore> store =
-      v8::SharedArrayBuffer::NewBackingStore(r.base, r.sizeBytes, UnmapDeleter, const_cast<Region*>(&r));
+      v8::SharedArrayBuffer::NewBackingStore(r.base, r.mapBytes, UnmapDeleter, const_cast<Region*>(&r));
   v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, std::move(store));
   // Node's napi_value is a v8::Local<v8::Value> in disguise: same single-pointer layout.
   static_assert(sizeof(napi_value) == sizeof(v8::Local<v8::Value>));
@@ -179,7 +189,8 @@ Napi::Value Describe(Napi::Env env, const Region& r, bool mapSync, size_t alignm
   (void)out.Set("kind", Napi::Number::New(env, static_cast<int32_t>(r.kind)));
   (void)out.Set("flushMethod", Napi::Number::New(env, static_cast<int32_t>(r.flushMethod)));
   (void)out.Set("mapSync", Napi::Boolean::New(env, mapSync));
-  (void)out.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(r.sizeBytes)));
+  (void)out.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(r.sizeBytes.load(std::memory_order_relaxed))));
+  (void)out.Set("mapBytes", Napi::Number::New(env, static_cast<double>(r.mapBytes)));
   (void)out.Set("alignment", Napi::Number::New(env, static_cast<double>(alignment)));
   (void)out.Set("created", Napi::Boolean::New(env, created));
   return out;
@@ -194,6 +205,8 @@ OpenRequest ParseOpen(const Napi::CallbackInfo& info) {
   req.isDevDax = info[4].As<Napi::Boolean>().Value();
   req.flushMethod = info[5].As<Napi::Number>().Int32Value();
   req.privateCopy = info.Length() > 6 && info[6].IsBoolean() && info[6].As<Napi::Boolean>().Value();
+  req.reserveBytes = info.Length() > 7 && info[7].IsNumber() ? static_cast<size_t>(info[7].As<Napi::Number>().Int64Value()) : 0;
+  req.sparse = info.Length() > 8 && info[8].IsBoolean() && info[8].As<Napi::Boolean>().Value();
   return req;
 }
 
@@ -220,8 +233,17 @@ Napi::Value JsOpenRegion(const Napi::CallbackInfo& info) {
   if (failed == nullptr) failed = LockAndSize(req, &o, &err, &daxCode, &detail);
   uint8_t* base = nullptr;
   bool mapSync = false;
+  // The mapping covers the reservation: pages past the file's end fault (SIGBUS) until the
+  // file grows under them (growRegion), and every thread's view of the buffer sees them then.
+  size_t mapBytes = o.sizeBytes;
+  if (failed == nullptr && req.reserveBytes > o.sizeBytes) {
+    if (o.kind == Kind::kDevDax || req.reserveBytes % kPageBytes != 0 || req.reserveBytes > (size_t{1} << 53) - 1)
+      err = EINVAL, failed = "mmap", detail = "reservation of " + std::to_string(req.reserveBytes) + " bytes is not a multiple of 4096 past the size, or the device cannot grow";
+    else
+      mapBytes = req.reserveBytes;
+  }
   if (failed == nullptr) {
-    int rc = MapShared(o.fd, o.sizeBytes, req.alignment, req.privateCopy, &base, &mapSync);
+    int rc = MapShared(o.fd, mapBytes, req.alignment, req.privateCopy, &base, &mapSync);
     if (rc != 0) err = -rc, failed = "mmap";
   }
   std::unique_lock<std::mutex> guard(g_tableMutex);
@@ -237,7 +259,7 @@ Napi::Value JsOpenRegion(const Napi::CallbackInfo& info) {
   if (failed == nullptr && slot < 0) err = EMFILE, failed = "open", detail = "region table full";
   if (failed != nullptr) {
     guard.unlock();
-    if (base != nullptr) munmap(base, o.sizeBytes);
+    if (base != nullptr) munmap(base, mapBytes);
     // Leave the file system as it was. Without the lock, a racing creator that opened our
     // new file and locked it first owns it now: never unlink under it.
     if (o.created && o.locked) unlink(req.path.c_str());
@@ -248,7 +270,8 @@ Napi::Value JsOpenRegion(const Napi::CallbackInfo& info) {
   uint32_t generation = (++g_generation[slot]) & ((1u << (32 - kSlotBits)) - 1);
   if (generation == 0) generation = g_generation[slot] = 1;
   r.base = base;
-  r.sizeBytes = o.sizeBytes;
+  r.sizeBytes.store(o.sizeBytes, std::memory_order_relaxed);
+  r.mapBytes = mapBytes;
   r.kind = mapSync && o.kind != Kind::kDevDax ? Kind::kFsDax : o.kind;
   r.flushMethod = ChooseFlush(req, r.kind);
   r.fd = o.fd;
@@ -270,6 +293,52 @@ Napi::Value JsCloseRegion(const Napi::CallbackInfo& info) {
     r->fd = -1;
   }
   return Napi::Boolean::New(info.Env(), wasOpen);
+}
+
+Napi::Value JsGrowRegion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) return Napi::Number::New(env, -EINVAL);
+  const uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  const double want = info[1].As<Napi::Number>().DoubleValue();
+  std::lock_guard<std::mutex> guard(g_tableMutex);
+  Region* r = const_cast<Region*>(FindRegion(id));
+  if (r == nullptr || r->fd < 0) return Napi::Number::New(env, -EBADF);
+  if (!(want >= 0) || want > static_cast<double>(r->mapBytes) || std::fmod(want, kPageBytes) != 0 || r->kind == Kind::kDevDax)
+    return Napi::Number::New(env, -EINVAL);
+  const size_t bytes = static_cast<size_t>(want);
+  struct stat st;
+  if (fstat(r->fd, &st) != 0) return Napi::Number::New(env, -errno);
+  if (static_cast<size_t>(st.st_size) < bytes) {
+    // Allocate first (a full file system is ENOSPC here, not a SIGBUS later), then make the
+    // new size durable before the caller publishes it (the superblock names it next).
+    int rc = posix_fallocate(r->fd, st.st_size, static_cast<off_t>(bytes - st.st_size));
+    if (rc != 0) {
+      // Give back the size a partial allocation may have extended; a failure here leaves a
+      // longer file, which open accepts as a grown one.
+      int ignored = ftruncate(r->fd, st.st_size);
+      (void)ignored;
+      return Napi::Number::New(env, -rc);
+    }
+    if (fsync(r->fd) != 0) return Napi::Number::New(env, -errno);
+  }
+  if (bytes > r->sizeBytes.load(std::memory_order_relaxed)) r->sizeBytes.store(bytes, std::memory_order_release);
+  return Napi::Number::New(env, 0);
+}
+
+Napi::Value JsAllocateRegion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) return Napi::Number::New(env, -EINVAL);
+  const uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  std::lock_guard<std::mutex> guard(g_tableMutex);
+  Region* r = const_cast<Region*>(FindRegion(id));
+  if (r == nullptr || r->fd < 0) return Napi::Number::New(env, -EBADF);
+  if (!(offset >= 0 && length > 0) || offset + length > static_cast<double>(r->sizeBytes.load(std::memory_order_relaxed)))
+    return Napi::Number::New(env, -EINVAL);
+  if (r->kind == Kind::kDevDax) return Napi::Number::New(env, 0);
+  int rc = posix_fallocate(r->fd, static_cast<off_t>(offset), static_cast<off_t>(length));
+  return Napi::Number::New(env, -rc);
 }
 
 Napi::Value JsIsRegionLive(const Napi::CallbackInfo& info) {

@@ -242,6 +242,18 @@ export const SWITCHES = {
     breaks: "'sync' writes flush but never fence: acknowledged writes may be lost",
     red: ['test/kv/kv-crash.test.ts', 'test/cli/cli-crash.test.ts'],
   },
+  'grow-size-private': {
+    layer: 'device',
+    read: 'call',
+    breaks: "a growth's new size is kept by the growing thread's media object, not the shared size word",
+    red: ['test/kv/kv-growth.test.ts'],
+  },
+  'grow-superblock-first': {
+    layer: 'device',
+    read: 'call',
+    breaks: 'a growth writes the superblock naming the new size before the file is extended',
+    red: ['test/kv/kv-growth-crash.test.ts'],
+  },
   'kv-no-window': {
     layer: 'kv',
     read: 'call',
@@ -507,6 +519,8 @@ export function breakEnv(...names: SwitchName[]): { [ENV]: string } {
 
 /** Callbacks tests install to force an interleaving at a named point (per thread; unset in production). */
 export const testHooks: {
+  /** device.ts grow(): after each step of a growth (a crash test kills the process there) */
+  growStep?: (step: 'start' | 'file-grown' | 'records-free' | 'superblock-written') => void;
   /** fault.ts: a fault about to install a block ('before-install'), or between its DIRTY tag and mkwrite ('mkwrite-window') */
   faultWindow?: (point: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void;
   /** writeback.ts: after a batch's TOWRITE tags are cleared, before its blocks are flushed */

@@ -163,12 +163,16 @@ export class DaxSpace extends EventEmitter {
    * record damaged beyond a one-byte correction is cleared instead of refusing the open
    * (Device.open; device.ownerRepairs says which).
    */
-  static openMedia(media: Media, opts: SpaceOptions & { formatIfEmpty?: boolean; salvage?: boolean } = {}): DaxSpace {
+  static openMedia(
+    media: Media,
+    opts: SpaceOptions & { formatIfEmpty?: boolean; salvage?: boolean; maxBytes?: number; minBytes?: number } = {},
+  ): DaxSpace {
     let device: Device;
     try {
-      device = Device.open(media, { salvage: opts.salvage === true });
+      device = Device.open(media, { salvage: opts.salvage === true, minBytes: opts.minBytes });
     } catch (e) {
-      if (opts.formatIfEmpty === true && e instanceof DaxError && e.code === 'ENOTSTORE') device = Device.format(media);
+      if (opts.formatIfEmpty === true && e instanceof DaxError && e.code === 'ENOTSTORE')
+        device = Device.format(media, { maxBytes: opts.maxBytes || undefined });
       else throw e;
     }
     return DaxSpace.fromDevice(device, opts);

@@ -20,8 +20,13 @@
  *                   allocation never takes a block or extent that would leave fewer
  *                   than RESERVE whole free extents
  *     SMALL_EXTENT  extent order-0 allocations fill first (block packing, below)
- *   used     Uint32[ceil(dataBlocks/32)]  bit b%32 of word b>>5: block b is owned, covered,
- *            reserved by an allocation in flight, or poisoned (never handed out)
+ *     DATA_BLOCKS   the data blocks the store has now (grows, never shrinks; Device.grow)
+ *     GROW_LOCK     spin-lock.ts mutex word: one growth (and superblock update) at a time
+ *     CAPACITY      blocks the bitmaps hold: the most the store can grow to in this mapping
+ *   used     Uint32[ceil(capacity/32)]  bit b%32 of word b>>5: block b is owned, covered,
+ *            reserved by an allocation in flight, or poisoned (never handed out). Only the
+ *            words of the blocks the store has (DATA_BLOCKS) are used; the bits of the last
+ *            one past DATA_BLOCKS are set; the words past it are zero until a growth
  *   poisoned Uint32[same]                 bit set: block b is poisoned
  *   extentFree Uint16[ceil(dataBlocks/512)] clear used bits of each extent
  *
@@ -118,7 +123,51 @@ const TOKEN = 9; // random nonzero id of this allocator's shared state: particip
 const FREE_EXTENTS = 10;
 const RESERVE = 11;
 const SMALL_EXTENT = 12;
+const DATA_BLOCKS = 13;
+/** The device's growth lock word (Device.grow, Device.close): a spin-lock.ts mutex. */
+export const GROW_LOCK = 14;
+const CAPACITY = 15;
 const CONTROL_WORDS = 16;
+
+/**
+ * Shared state for an allocator of up to `capacity` blocks with `dataBlocks` of them in use now;
+ * its control words are what Device.grow and liveGeometry read.
+ */
+export function createAllocatorState(capacity: number, dataBlocks: number): SharedArrayBuffer {
+  assert(capacity >= dataBlocks && dataBlocks > 0, () => `allocator of ${dataBlocks} blocks, capacity ${capacity}`);
+  const bitmapWords = Math.ceil(capacity / 32);
+  const extents = Math.ceil(capacity / HUGE_BLOCKS);
+  const state = new SharedArrayBuffer((CONTROL_WORDS + 2 * bitmapWords) * 4 + 2 * extents + 2);
+  const control = new Int32Array(state, 0, CONTROL_WORDS);
+  control[DATA_BLOCKS] = dataBlocks;
+  control[CAPACITY] = capacity;
+  return state;
+}
+
+/** The control words of an allocator's shared state (Device: the growth lock, DATA_BLOCKS). */
+export function controlWords(state: SharedArrayBuffer): Int32Array {
+  return new Int32Array(state, 0, CONTROL_WORDS);
+}
+
+/**
+ * The geometry with dataBlocks and sizeBytes read from the shared state at every use: every
+ * thread's owner table, bad-block list and allocator see a growth as soon as it is published.
+ */
+export function liveGeometry(g: Geometry, state: SharedArrayBuffer): Geometry {
+  const control = controlWords(state);
+  const fixed = { ...g };
+  return Object.defineProperties(fixed, {
+    dataBlocks: { get: () => Atomics.load(control, DATA_BLOCKS), enumerable: true },
+    sizeBytes: { get: () => g.dataOffset + Atomics.load(control, DATA_BLOCKS) * BLOCK_BYTES, enumerable: true },
+  });
+}
+const fullErrors = new WeakSet<DaxError>();
+
+/** Whether e is an allocation's ENOSPC for want of free blocks (not an injected one): a growth may help. */
+export function isFullError(e: unknown): boolean {
+  return e instanceof DaxError && fullErrors.has(e);
+}
+
 /** P_ALLOC_PHASE values (file header). */
 const RESERVED = 1;
 const FREEING = 2;
@@ -162,7 +211,6 @@ export class Allocator {
   private readonly used: Uint32Array;
   private readonly poisoned: Uint32Array;
   private readonly extentFree: Uint16Array;
-  private readonly dataBlocks: number;
 
   constructor(
     private readonly media: Media,
@@ -171,11 +219,11 @@ export class Allocator {
     readonly badList: BadBlockList,
     state?: SharedArrayBuffer,
   ) {
-    this.dataBlocks = geometry.dataBlocks;
-    const bitmapWords = Math.ceil(this.dataBlocks / 32);
-    const extents = Math.ceil(this.dataBlocks / HUGE_BLOCKS);
+    this.state = state ?? createAllocatorState(geometry.dataBlocks, geometry.dataBlocks);
+    const capacity = new Int32Array(this.state, 0, CONTROL_WORDS)[CAPACITY];
+    const bitmapWords = Math.ceil(capacity / 32);
+    const extents = Math.ceil(capacity / HUGE_BLOCKS);
     const extentFreeAt = (CONTROL_WORDS + 2 * bitmapWords) * 4;
-    this.state = state ?? new SharedArrayBuffer(extentFreeAt + 2 * extents + 2);
     this.control = new Int32Array(this.state, 0, CONTROL_WORDS);
     this.used = new Uint32Array(this.state, CONTROL_WORDS * 4, bitmapWords);
     this.poisoned = new Uint32Array(this.state, (CONTROL_WORDS + bitmapWords) * 4, bitmapWords);
@@ -197,10 +245,12 @@ export class Allocator {
    */
   rebuild(): void {
     this.ownerDamage = { corrected: [], unresolved: [] };
-    this.used.fill(0);
-    this.poisoned.fill(0);
-    // Bits past dataBlocks in the last word count as used, so searches never return them.
-    for (let b = this.dataBlocks; b < this.used.length * 32; b++) this.used[b >>> 5] |= 1 << (b & 31);
+    // Only the words of the blocks the store has are touched: the rest of the bitmaps (room to
+    // grow into) stays zero and, until a growth reaches it, uncommitted memory.
+    const words = this.words;
+    this.used.fill(0, 0, words);
+    this.poisoned.fill(0, 0, words);
+    this.markTailUsed(this.dataBlocks);
     let owned = 0;
     let coveredUntil = 0; // blocks below this are tails of an owned extent
     for (let b = 0; b < this.dataBlocks; b++) {
@@ -222,11 +272,15 @@ export class Allocator {
     }
     for (const b of this.badList.read()) this.setPoisonedBit(b);
     let poisoned = 0;
-    for (let w = 0; w < this.used.length; w++) poisoned += popcount(this.poisoned[w]);
+    for (let w = 0; w < words; w++) poisoned += popcount(this.poisoned[w]);
     const token = this.control[TOKEN];
     const reserve = this.control[RESERVE]; // kept across a rebuild (audit builds a fresh one)
+    const dataBlocks = this.control[DATA_BLOCKS];
+    const capacity = this.control[CAPACITY];
     this.control.fill(0);
     this.control[TOKEN] = token !== 0 ? token : globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
+    this.control[DATA_BLOCKS] = dataBlocks;
+    this.control[CAPACITY] = capacity;
     this.recountLocked();
     this.control[OWNED_BLOCKS] = owned;
     this.control[POISONED] = poisoned;
@@ -238,14 +292,58 @@ export class Allocator {
     let free = 0;
     let freeExtents = 0;
     this.extentFree.fill(0);
-    for (let w = 0; w < this.used.length; w++) {
+    for (let w = 0; w < this.words; w++) {
       const clear = 32 - popcount(this.used[w]);
       free += clear;
       this.extentFree[w >>> 4] += clear;
     }
-    for (let e = 0; e < this.extentFree.length; e++) if (this.extentFree[e] === HUGE_BLOCKS) freeExtents++;
+    for (let e = 0; e < this.extents; e++) if (this.extentFree[e] === HUGE_BLOCKS) freeExtents++;
     this.control[FREE_BLOCKS] = free;
     this.control[FREE_EXTENTS] = freeExtents;
+  }
+
+  /** The data blocks the store has now (grows with Device.grow). */
+  get dataBlocks(): number {
+    return this.control[DATA_BLOCKS];
+  }
+
+  /** Blocks the bitmaps can hold: the most the store can grow to in this mapping. */
+  get capacity(): number {
+    return this.used.length * 32;
+  }
+
+  /** Bitmap words that cover the blocks the store has now (searches and counts stop there). */
+  private get words(): number {
+    return Math.ceil(this.dataBlocks / 32);
+  }
+
+  /** Extents that hold blocks the store has now (the last may be partial: never whole). */
+  private get extents(): number {
+    return Math.ceil(this.dataBlocks / HUGE_BLOCKS);
+  }
+
+  /** Sets the used bits of the last word's blocks at and past `dataBlocks`, so searches never return them. */
+  private markTailUsed(dataBlocks: number): void {
+    for (let b = dataBlocks; b < Math.ceil(dataBlocks / 32) * 32; b++) this.used[b >>> 5] |= 1 << (b & 31);
+  }
+
+  /**
+   * Publishes data blocks [dataBlocks, newBlocks) (their owner records FREE and durable, the
+   * superblock naming newBlocks durable: Device.grow): their used bits cleared, counted free.
+   */
+  publishGrowth(newBlocks: number): void {
+    withLock(this.control, LOCK, () => {
+      const old = this.control[DATA_BLOCKS];
+      assert(newBlocks > old && newBlocks <= this.capacity, () => `growth from ${old} to ${newBlocks} blocks`);
+      // The old last word's tail bits were set (markTailUsed); the words past it were never set.
+      for (let b = old; b < newBlocks; b++) {
+        this.used[b >>> 5] &= ~(1 << (b & 31));
+        if (++this.extentFree[b >>> HUGE_ORDER] === HUGE_BLOCKS) this.control[FREE_EXTENTS]++;
+      }
+      this.control[FREE_BLOCKS] += newBlocks - old;
+      this.markTailUsed(newBlocks);
+      Atomics.store(this.control, DATA_BLOCKS, newBlocks);
+    });
   }
 
   /** Random id of this allocator's shared state (participant records name the device by it). */
@@ -488,7 +586,13 @@ export class Allocator {
    * differences (empty when consistent). Only meaningful with no operation in flight.
    */
   audit(): string[] {
-    const fresh = new Allocator(this.media, this.geometry, this.table, this.badList);
+    const fresh = new Allocator(
+      this.media,
+      this.geometry,
+      this.table,
+      this.badList,
+      createAllocatorState(this.capacity, this.dataBlocks),
+    );
     fresh.rebuild();
     return withLock(this.control, LOCK, () => {
       const problems: string[] = [];
@@ -616,7 +720,7 @@ export class Allocator {
    */
   private pickFreeBlock(mayBreak: boolean): number {
     if (this.control[FREE_BLOCKS] === 0) return -1;
-    const extents = this.extentFree.length;
+    const extents = this.extents;
     // A last extent shorter than 512 blocks never counts as whole, so it is always "partly used".
     const partly = (e: number): boolean => this.extentFree[e] > 0 && this.extentFree[e] < HUGE_BLOCKS;
     let e = this.control[SMALL_EXTENT];
@@ -636,7 +740,7 @@ export class Allocator {
       this.control[SMALL_EXTENT] = e;
     }
     const first = e * (HUGE_BLOCKS / 32);
-    const last = Math.min(first + HUGE_BLOCKS / 32, this.used.length);
+    const last = Math.min(first + HUGE_BLOCKS / 32, this.words);
     for (let w = first; w < last; w++) {
       const free = ~this.used[w];
       if (free !== 0) return w * 32 + (31 - Math.clz32(free & -free));
@@ -808,10 +912,12 @@ export class Allocator {
       reserve > 0 && !priority
         ? `; ${reserve} whole extent${reserve === 1 ? ' is' : 's are'} kept for deletes and compaction`
         : '';
-    return new DaxError(
+    const e = new DaxError(
       'ENOSPC',
       `${this.media.path}: no free space for ${want}: ${free} of ${this.dataBlocks} blocks free (${free * BLOCK_BYTES} of ${this.dataBlocks * BLOCK_BYTES} bytes)${kept}`,
     );
+    fullErrors.add(e);
+    return e;
   }
 
   private notOwnedError(block: number, op: string): DaxError {

@@ -10,9 +10,13 @@
  * Concurrency
  *   - One opener (format/open) per media; workers attach with Device.attach(share()) and
  *     share the allocator index (allocator.ts: its LOCK protects bitmaps and counters).
- *   - Only the opener writes the superblock. close() on the opener marks the shared state
+ *   - The superblock is written by format, open and close on the opener and by a growth on
+ *     any thread, each under the growth lock (allocator GROW_LOCK) and each as a
+ *     read-modify-write of the newest valid copy. close() on the opener marks the shared state
  *     closed: every thread's later calls get ECLOSED. close() on an attached device only
  *     detaches that thread.
+ *   - dataBlocks and geometry.dataBlocks/sizeBytes are read from the allocator's shared state
+ *     at every use: a growth published by any thread is seen by all.
  *
  * Persistence ordering
  *   - format: zero the metadata, persist; write the superblock (cleanShutdown 0) last, so
@@ -20,6 +24,12 @@
  *   - open: validate, then one superblock update (cleanShutdown 0, sequence + 1) that also
  *     rewrites a bad or stale copy.
  *   - allocate/free/poison: see allocator.ts and bad-blocks.ts.
+ *   - grow (online, when an allocation finds no room, or at open to at least a size): the file
+ *     is allocated and extended, its size durable (media.grow); then the owner records of the
+ *     new blocks are made durably FREE; then the superblock names the new size (two copies,
+ *     one at a time); only then does the allocator hand the new blocks out. A crash before
+ *     the superblock update leaves the old size usable (the longer file is a grown store:
+ *     open grows the geometry to it); after it, the new one. Nothing moves, no view changes.
  *
  * Errors: argument errors a caller can make (out-of-range block or offset, freeing a
  * block that is not an owned head, bad owner id or index) are DaxErrors (EINVAL/ERANGE);
@@ -29,11 +39,34 @@ import { randomBytes } from 'node:crypto';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import type { Media, MediaHandle } from './media.js';
-import { BLOCK_BYTES, HUGE_BLOCKS, HUGE_ORDER, computeGeometry, geometryProblem, type Geometry } from './layout.js';
+import {
+  BLOCK_BYTES,
+  HUGE_BLOCKS,
+  HUGE_BYTES,
+  HUGE_ORDER,
+  OWNER_RECORD_BYTES,
+  alignUp,
+  capacityBlocks,
+  computeGeometry,
+  geometryProblem,
+  sizeForBlocks,
+  type Geometry,
+} from './layout.js';
 import { FORMAT_VERSION, chooseSuperblock, writeSuperblock, type Superblock } from './superblock.js';
 import { FLAG_OWNED, FLAG_POISONED, MAX_INDEX, MAX_OWNER_ID, OwnerTable, decodeMeta } from './owner-table.js';
 import { BadBlockList } from './bad-blocks.js';
-import { Allocator, type AllocateOptions, type AllocatorStats } from './allocator.js';
+import {
+  Allocator,
+  GROW_LOCK,
+  isFullError,
+  controlWords,
+  createAllocatorState,
+  liveGeometry,
+  type AllocateOptions,
+  type AllocatorStats,
+} from './allocator.js';
+import { withLock } from './spin-lock.js';
+import { isBroken, testHooks } from '../test-break.js';
 import { attachMedia as attachAnyMedia } from './attach-media.js';
 
 export interface DeviceHandle {
@@ -66,46 +99,105 @@ export interface FormatOptions {
   rootBytes?: number;
   /** entries of the bad-block list; default 1024 */
   badBlockCapacity?: number;
+  /** the most the store may grow to (its owner table is sized for it); default media.maxSize */
+  maxBytes?: number;
 }
+
+/** Data blocks the geometry's owner table can describe inside the media's mapping (its reservation). */
+function capacityIn(g: Geometry, media: Media): number {
+  return Math.min(capacityBlocks(g), Math.floor((media.maxSize - g.dataOffset) / BLOCK_BYTES));
+}
+
+/**
+ * An online growth adds as much as the data area holds (it doubles), at least GROW_STEP_BYTES
+ * and at most GROW_STEP_MAX_BYTES: the new range is allocated inside the write that ran out of
+ * room, so a step is kept short enough for that write's latency.
+ */
+export const GROW_STEP_BYTES = 16 * 2 ** 20;
+export const GROW_STEP_MAX_BYTES = 256 * 2 ** 20;
 
 export class Device {
   readonly blockSize = BLOCK_BYTES;
-  readonly dataBlocks: number;
   readonly dataOffset: number;
   readonly root: { readonly offset: number; readonly length: number };
+  /** The geometry; dataBlocks and sizeBytes are the store's now (they grow). */
   readonly geometry: Readonly<Geometry>;
   private readonly allocator: Allocator;
   private readonly table: OwnerTable;
   private readonly badList: BadBlockList;
+  private readonly control: Int32Array;
   private isClosed = false;
 
   private constructor(
     readonly media: Media,
     geometry: Geometry,
-    private superblock: Superblock | undefined, // undefined on attached (worker) devices
+    private readonly opener: boolean, // format/open: writes the superblock at close
     private readonly lastShutdownClean: boolean,
     allocatorState?: SharedArrayBuffer,
   ) {
-    this.geometry = Object.freeze({ ...geometry });
-    this.dataBlocks = geometry.dataBlocks;
+    const state =
+      allocatorState ??
+      createAllocatorState(Math.max(geometry.dataBlocks, capacityIn(geometry, media)), geometry.dataBlocks);
+    const live = liveGeometry(geometry, state);
+    this.geometry = Object.freeze(live);
+    this.control = controlWords(state);
     this.dataOffset = geometry.dataOffset;
     this.root = Object.freeze({ offset: geometry.rootOffset, length: geometry.rootBytes });
-    this.table = new OwnerTable(media, geometry);
-    this.badList = new BadBlockList(media, geometry);
-    this.allocator = new Allocator(media, geometry, this.table, this.badList, allocatorState);
+    this.table = new OwnerTable(media, live);
+    this.badList = new BadBlockList(media, live);
+    this.allocator = new Allocator(media, live, this.table, this.badList, state);
   }
 
-  /** Formats media as an empty daxstore; everything is durable before return. */
+  /** Data blocks the store has now (a growth by any thread raises it). */
+  get dataBlocks(): number {
+    return this.allocator.dataBlocks;
+  }
+
+  /** Data blocks the store can grow to in this mapping (its capacity): tables per extent are sized by it. */
+  get capacityBlocks(): number {
+    return this.allocator.capacity;
+  }
+
+  /** The most the store can grow to in this mapping: bytes. */
+  get maxBytes(): number {
+    return sizeForBlocks(this.geometry, this.allocator.capacity);
+  }
+
+  /**
+   * Formats media as an empty daxstore; everything is durable before return. The owner table
+   * is sized for maxBytes; only what the store uses now is written (and allocated, on a sparse
+   * file): a large maximum costs address space, not storage.
+   */
   static format(media: Media, opts: FormatOptions = {}): Device {
     if (media.closed) throw new DaxError('ECLOSED', `${media.path}: media is closed`);
-    const geometry = computeGeometry(media.size, opts.rootBytes, opts.badBlockCapacity);
-    const working = new Uint8Array(media.buffer, 0, geometry.dataOffset); // the metadata areas (a view ends at 4 GiB)
+    const maxBytes = opts.maxBytes ?? media.maxSize;
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < media.size || maxBytes > media.maxSize)
+      throw new DaxError(
+        'EINVAL',
+        `format ${media.path}: maxBytes ${maxBytes} must lie in [${media.size}, ${media.maxSize}]`,
+      );
+    const geometry = computeGeometry(media.size, opts.rootBytes, opts.badBlockCapacity, maxBytes);
+    const ownerUsed = alignUp(geometry.dataBlocks * OWNER_RECORD_BYTES, BLOCK_BYTES);
+    if (media.sparse === true) {
+      // A file created as a hole: allocate what the store uses now (a full file system fails
+      // here, not with a SIGBUS later); the owner records of the room to grow into stay a hole.
+      media.allocate?.(0, geometry.ownerTableOffset + ownerUsed);
+      media.allocate?.(geometry.badBlockListOffset, media.size - geometry.badBlockListOffset);
+    }
     // Invalidate the old superblocks first: a crash mid-format must not leave an old
     // superblock describing new, half-written metadata.
-    working.fill(0, 0, geometry.rootOffset);
+    new Uint8Array(media.buffer, 0, geometry.rootOffset).fill(0);
     media.persist(0, geometry.rootOffset);
-    working.fill(0, geometry.rootOffset, geometry.dataOffset);
-    media.persist(geometry.rootOffset, geometry.dataOffset - geometry.rootOffset);
+    // The root area and the records of the blocks the store has; those past them are zeroed by
+    // the growth that publishes them.
+    new Uint8Array(media.buffer, geometry.rootOffset, geometry.ownerTableOffset + ownerUsed - geometry.rootOffset).fill(
+      0,
+    );
+    media.persist(geometry.rootOffset, geometry.ownerTableOffset + ownerUsed - geometry.rootOffset);
+    new Uint8Array(media.buffer, geometry.badBlockListOffset, geometry.dataOffset - geometry.badBlockListOffset).fill(
+      0,
+    );
+    media.persist(geometry.badBlockListOffset, geometry.dataOffset - geometry.badBlockListOffset);
     const superblock: Superblock = {
       ...geometry,
       formatVersion: FORMAT_VERSION,
@@ -115,7 +207,7 @@ export class Device {
       sequence: 1,
     };
     writeSuperblock(media, superblock);
-    const device = new Device(media, geometry, superblock, true);
+    const device = new Device(media, geometry, true, true);
     device.allocator.rebuild();
     return device;
   }
@@ -124,15 +216,22 @@ export class Device {
    * Opens a formatted media: validates everything, then marks it open. An owner record with one
    * wrong byte (its check bytes find it) is corrected in place; one no single byte explains is
    * ECORRUPT and nothing is changed, unless `salvage`: then it is cleared (FREE) and reported in
-   * ownerRepairs (a layer above may rebuild it from its own data: restoreOwner).
+   * ownerRepairs (a layer above may rebuild it from its own data: restoreOwner). A media longer
+   * than the superblock says (a crash inside a growth, a file grown with truncate) is grown
+   * into, up to the store's capacity; `minBytes` grows it to at least that many bytes.
    */
-  static open(media: Media, opts: { salvage?: boolean } = {}): Device {
+  static open(media: Media, opts: { salvage?: boolean; minBytes?: number } = {}): Device {
     if (media.closed) throw new DaxError('ECLOSED', `${media.path}: media is closed`);
     const { superblock } = chooseSuperblock(media);
-    const problem = geometryProblem(superblock, media.size);
+    // A media longer than the superblock says is a grown store only where the media can grow.
+    const problem =
+      geometryProblem(superblock, media.size) ??
+      (media.grow === undefined && superblock.sizeBytes !== media.size
+        ? `superblock says ${superblock.sizeBytes} bytes, media has ${media.size}`
+        : undefined);
     if (problem !== undefined)
       throw new DaxError('ECORRUPT', `${media.path}: superblock geometry does not fit the media: ${problem}`);
-    const device = new Device(media, superblock, superblock, superblock.cleanShutdown);
+    const device = new Device(media, superblock, true, superblock.cleanShutdown);
     device.allocator.rebuild(); // validates owner table and bad-block list (ECORRUPT), writes nothing
     const damage = device.allocator.ownerDamage;
     if (damage.unresolved.length > 0 && opts.salvage !== true)
@@ -155,8 +254,13 @@ export class Device {
       cleared: damage.unresolved.map((u) => ({ block: u.block, why: u.why })),
     };
     // Everything validated: now mark open. This one update also repairs a bad or stale copy.
-    device.superblock = { ...superblock, cleanShutdown: false, sequence: superblock.sequence + 1 };
-    writeSuperblock(media, device.superblock);
+    device.updateSuperblock((sb) => ({ ...sb, cleanShutdown: false }));
+    const wanted = Math.max(opts.minBytes ?? 0, Math.min(media.size, device.maxBytes));
+    if (wanted > device.geometry.sizeBytes && !device.grow(wanted))
+      throw new DaxError(
+        'ENOSPC',
+        `${media.path}: cannot grow to ${wanted} bytes: the store can grow to ${device.maxBytes} (its maxSize)`,
+      );
     return device;
   }
 
@@ -174,7 +278,7 @@ export class Device {
   /** The device in another thread (the media attaches through attach-media.ts: sim or mapped). */
   static attach(handle: DeviceHandle, attachMedia: (h: MediaHandle) => Media = attachAnyMedia): Device {
     const media = attachMedia(handle.media);
-    return new Device(media, handle.geometry, undefined, handle.lastShutdownClean, handle.allocatorState);
+    return new Device(media, handle.geometry, false, handle.lastShutdownClean, handle.allocatorState);
   }
 
   /**
@@ -190,7 +294,17 @@ export class Device {
       throw new DaxError('EINVAL', `allocate: index ${index} must be an integer in [0, 2^53)`);
     if (order !== 0 && order !== HUGE_ORDER)
       throw new DaxError('EINVAL', `allocate: order ${String(order)} must be 0 or 9`);
-    const block = this.allocator.allocate(ownerId, index, order, opts);
+    let block: number;
+    for (;;) {
+      const seen = this.allocator.dataBlocks;
+      try {
+        block = this.allocator.allocate(ownerId, index, order, opts);
+        break;
+      } catch (e) {
+        // No room: grow the store online (any thread; one growth at a time) and try again.
+        if (!isFullError(e) || !this.growPast(seen)) throw e;
+      }
+    }
     assert(
       block >= 0 && block < this.dataBlocks && (order === 0 || block % HUGE_BLOCKS === 0),
       () => `allocator returned block ${block}`,
@@ -398,12 +512,88 @@ export class Device {
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    if (this.superblock !== undefined && !this.allocator.closed) {
+    if (this.opener && !this.allocator.closed) {
       this.allocator.markClosed();
-      this.superblock = { ...this.superblock, cleanShutdown: true, sequence: this.superblock.sequence + 1 };
-      writeSuperblock(this.media, this.superblock);
+      this.updateSuperblock((sb) => ({ ...sb, cleanShutdown: true }));
     }
     this.media.close();
+  }
+
+  /**
+   * Grows the store to at least `minBytes` (0: one step, see GROW_STEP_BYTES), within maxBytes; true when it now has that much room or grew, false
+   * when it cannot grow (at its maximum, a device, simulated media). Online: nothing moves, every
+   * view in every thread stays valid, the new blocks are free for every thread once published.
+   * The file system's ENOSPC propagates (nothing changed). Persistence ordering: file header.
+   */
+  grow(minBytes = 0): boolean {
+    this.checkOpen();
+    return this.growPast(this.allocator.dataBlocks, minBytes);
+  }
+
+  /** grow(), unless the store has grown past `seen` data blocks since the caller looked (another thread grew it). */
+  private growPast(seen: number, minBytes = 0): boolean {
+    const media = this.media;
+    if (media.grow === undefined || this.maxBytes <= this.geometry.sizeBytes)
+      return minBytes > 0 && minBytes <= this.geometry.sizeBytes;
+    return withLock(this.control, GROW_LOCK, () => {
+      this.checkOpen();
+      const oldBlocks = this.allocator.dataBlocks;
+      const oldBytes = sizeForBlocks(this.geometry, oldBlocks);
+      if (minBytes > 0 ? minBytes <= oldBytes : oldBlocks > seen) return true;
+      const dataBytes = oldBytes - this.dataOffset;
+      const step = Math.max(minBytes, oldBytes + Math.min(Math.max(dataBytes, GROW_STEP_BYTES), GROW_STEP_MAX_BYTES));
+      const newBytes = Math.min(this.maxBytes, alignUp(step, HUGE_BYTES));
+      if (newBytes <= oldBytes || newBytes < minBytes) return false;
+      const newBlocks = (newBytes - this.dataOffset) / BLOCK_BYTES;
+      testHooks.growStep?.('start');
+      if (isBroken('grow-superblock-first')) return this.growSuperblockFirst(oldBlocks, newBlocks);
+      media.grow!(newBytes); // allocated, extended, its size durable
+      media.allocate?.(oldBytes, newBytes - oldBytes); // a file grown with truncate is a hole
+      this.zeroRecords(oldBlocks, newBlocks);
+      this.updateSuperblock((sb) => ({ ...sb, sizeBytes: newBytes, dataBlocks: newBlocks }), true);
+      testHooks.growStep?.('superblock-written');
+      this.allocator.publishGrowth(newBlocks);
+      return true;
+    });
+  }
+
+  /** grow() under DAXSTORE_TEST_BREAK=grow-superblock-first: the superblock names the new size before the file has it. */
+  private growSuperblockFirst(oldBlocks: number, newBlocks: number): boolean {
+    const newBytes = sizeForBlocks(this.geometry, newBlocks);
+    this.updateSuperblock((sb) => ({ ...sb, sizeBytes: newBytes, dataBlocks: newBlocks }), true);
+    testHooks.growStep?.('superblock-written');
+    this.media.grow!(newBytes);
+    this.zeroRecords(oldBlocks, newBlocks);
+    this.allocator.publishGrowth(newBlocks);
+    return true;
+  }
+
+  /** Makes the owner records of blocks [from, to) durably FREE (only those that are not: a sparse table stays sparse where it can). */
+  private zeroRecords(from: number, to: number): void {
+    testHooks.growStep?.('file-grown');
+    let dirty = false;
+    for (let b = from; b < to; b++) {
+      if (this.table.loadMeta(b) === 0n && this.table.loadIndexWord(b) === 0n) continue;
+      this.table.storeCorrected(b, 0n, 0n);
+      this.table.flushMeta(b);
+      this.table.flushIndex(b);
+      dirty = true;
+    }
+    if (dirty) this.media.drain();
+    testHooks.growStep?.('records-free');
+  }
+
+  /**
+   * Writes the superblock `change` makes of the newest valid copy, sequence + 1, both copies one
+   * after the other (superblock.ts), under the growth lock (`locked`: the caller holds it).
+   */
+  private updateSuperblock(change: (sb: Superblock) => Superblock, locked = false): void {
+    const write = (): void => {
+      const { superblock } = chooseSuperblock(this.media);
+      writeSuperblock(this.media, { ...change(superblock), sequence: superblock.sequence + 1 });
+    };
+    if (locked) write();
+    else withLock(this.control, GROW_LOCK, write);
   }
 
   private checkOpen(): void {

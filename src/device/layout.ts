@@ -12,6 +12,12 @@
  *
  * Every area starts on a 4 KiB boundary; dataOffset on a 2 MiB boundary, so a data block
  * b is the head of a 2 MiB-aligned extent iff b % 512 === 0.
+ *
+ * Growth: the owner table is sized at format for the largest size the store may grow to
+ * (maxBytes: a record per 4 KiB of it), so the data area grows at its end without moving
+ * anything; the superblock records the size now (sizeBytes, dataBlocks). The store's capacity,
+ * the data blocks its owner table can describe, is ownerTableBytes / 16 (capacityBlocks). The
+ * records past dataBlocks are unused; growth zeroes any that are not before it publishes them.
  */
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
@@ -56,6 +62,7 @@ export function computeGeometry(
   sizeBytes: number,
   rootBytes = DEFAULT_ROOT_BYTES,
   badBlockCapacity = DEFAULT_BAD_BLOCK_CAPACITY,
+  maxBytes = sizeBytes,
 ): Geometry {
   if (!Number.isSafeInteger(rootBytes) || rootBytes <= 0)
     throw new DaxError('EINVAL', `format: rootBytes ${rootBytes} must be a positive integer`);
@@ -64,7 +71,7 @@ export function computeGeometry(
   const roundedRoot = alignUp(rootBytes, BLOCK_BYTES);
   // The owner table is sized for an upper bound of data blocks (every block of the media),
   // so the fixed point dataOffset <-> dataBlocks needs no iteration; the slack is small (0.4%).
-  const maxBlocks = Math.floor(sizeBytes / BLOCK_BYTES);
+  const maxBlocks = Math.floor(Math.max(sizeBytes, maxBytes) / BLOCK_BYTES);
   const ownerTableOffset = ROOT_OFFSET + roundedRoot;
   const ownerTableBytes = alignUp(maxBlocks * OWNER_RECORD_BYTES, BLOCK_BYTES);
   const badBlockListOffset = ownerTableOffset + ownerTableBytes;
@@ -95,9 +102,43 @@ export function computeGeometry(
   return geometry;
 }
 
-/** Why a recorded geometry cannot describe a media of mediaSize bytes, or undefined if it can. */
+/** Data blocks the geometry's owner table can describe: the most the store can grow to. */
+export function capacityBlocks(g: Geometry): number {
+  return Math.floor(g.ownerTableBytes / OWNER_RECORD_BYTES);
+}
+
+/** The media size that holds exactly `dataBlocks` data blocks. */
+export function sizeForBlocks(g: Geometry, dataBlocks: number): number {
+  return g.dataOffset + dataBlocks * BLOCK_BYTES;
+}
+
+/**
+ * The data-area bytes needed before the first data block for a store of at most maxBytes: the
+ * smallest size a store that may grow to maxBytes can start at is this plus its first extents.
+ */
+export function dataOffsetFor(
+  maxBytes: number,
+  rootBytes = DEFAULT_ROOT_BYTES,
+  badBlocks = DEFAULT_BAD_BLOCK_CAPACITY,
+): number {
+  const ownerTableBytes = alignUp(Math.floor(maxBytes / BLOCK_BYTES) * OWNER_RECORD_BYTES, BLOCK_BYTES);
+  return alignUp(
+    ROOT_OFFSET + alignUp(rootBytes, BLOCK_BYTES) + ownerTableBytes + badBlockAreaBytes(badBlocks),
+    HUGE_BYTES,
+  );
+}
+
+/**
+ * Why a recorded geometry cannot describe a media of mediaSize bytes, or undefined if it can. A
+ * media longer than the geometry is a store that grew (a crash after the file grew and before
+ * the superblock said so, or a file grown with truncate): open grows the geometry to it.
+ */
 export function geometryProblem(g: Geometry, mediaSize: number): string | undefined {
-  if (g.sizeBytes !== mediaSize) return `superblock says ${g.sizeBytes} bytes, media has ${mediaSize}`;
+  if (g.sizeBytes > mediaSize)
+    return `superblock says ${g.sizeBytes} bytes, media has ${mediaSize} (the file was cut short)`;
+  if (g.sizeBytes % BLOCK_BYTES !== 0) return `size ${g.sizeBytes} is not a multiple of ${BLOCK_BYTES}`;
+  if (g.sizeBytes !== sizeForBlocks(g, g.dataBlocks))
+    return `${g.dataBlocks} data blocks at ${g.dataOffset} do not end at the size ${g.sizeBytes}`;
   if (g.blockSize !== BLOCK_BYTES) return `block size ${g.blockSize} (expected ${BLOCK_BYTES})`;
   if (g.rootOffset !== ROOT_OFFSET) return `root offset ${g.rootOffset} (expected ${ROOT_OFFSET})`;
   if (!(g.badBlockCapacity > 0) || g.badBlockCapacity > mediaSize / 8)

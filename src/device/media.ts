@@ -9,7 +9,8 @@
  *     flush marks lines, drain makes them durable, crash images mix in pending words.
  *
  * Invariants
- *   - `buffer` is the one SharedArrayBuffer over the whole media; its byteLength is `size`.
+ *   - `buffer` is the one SharedArrayBuffer over the whole media; its byteLength is `maxSize`,
+ *     of which the first `size` bytes are usable (a growable file maps its reservation).
  *     Views handed out anywhere are subarrays of it, never new wrappings of the address.
  *   - Offsets are byte offsets from the start of the media.
  *
@@ -84,9 +85,32 @@ export interface Media extends MediaInfo {
    */
   close(): void;
   readonly closed: boolean;
+  /**
+   * Bytes the media may grow to (the length of `buffer`, which is mapped over all of them); equal
+   * to `size` for a media that cannot grow. `size` is then the bytes usable now: it only grows,
+   * and every thread holding the buffer sees the same value (a shared word).
+   */
+  readonly maxSize: number;
+  /**
+   * Makes the media at least `bytes` long (within maxSize), allocated, the new size durable; no
+   * byte moves and every view stays valid. ENOSPC when the file system is full. Absent on a media
+   * that cannot grow (device-DAX, simulated). Callers serialize growth (the device's grow lock).
+   */
+  grow?(bytes: number): void;
+  /** Allocates [offset, offset + length) of a sparse file before its first use: ENOSPC when the file system is full. */
+  allocate?(offset: number, length: number): void;
+  /** This open created the file as a hole (OpenRegionOptions.sparse): format allocates what it uses. */
+  readonly sparse?: boolean;
 }
 
 /** What share() returns: plain data and SharedArrayBuffers only. */
 export type MediaHandle =
-  | { readonly type: 'mapped'; readonly regionId: number; readonly buffer: SharedArrayBuffer; readonly info: MediaInfo }
+  | {
+      readonly type: 'mapped';
+      readonly regionId: number;
+      readonly buffer: SharedArrayBuffer;
+      readonly info: MediaInfo;
+      /** Float64Array[1]: the media's size now (region.ts), shared by every thread */
+      readonly sizeWord: SharedArrayBuffer;
+    }
   | { readonly type: 'sim'; readonly state: unknown; readonly info: MediaInfo };

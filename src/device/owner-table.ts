@@ -122,7 +122,8 @@ export class OwnerTable {
     private readonly media: Media,
     private readonly geometry: Geometry,
   ) {
-    this.words = new BigUint64Array(media.buffer, geometry.ownerTableOffset, geometry.dataBlocks * 2);
+    // Every record the table can hold: the blocks the store may grow into have theirs here too.
+    this.words = new BigUint64Array(media.buffer, geometry.ownerTableOffset, Math.floor(geometry.ownerTableBytes / 8));
   }
 
   loadMeta(block: number): bigint {

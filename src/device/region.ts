@@ -28,6 +28,7 @@ import fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
+import { isBroken } from '../test-break.js';
 import {
   native,
   NATIVE_FLUSH_METHODS,
@@ -57,6 +58,17 @@ export interface OpenRegionOptions {
    * tools (check, info) that still run recovery. Not with create; device-DAX refuses it.
    */
   readonly privateCopy?: boolean;
+  /**
+   * Address space to map, at least the size: the file may grow into it (grow()) and every view of
+   * the one buffer sees the growth. Default: the size (a region that cannot grow). Not with
+   * device-DAX.
+   */
+  readonly reserveBytes?: number;
+  /**
+   * Create the file as a hole (ftruncate) instead of allocating it whole: the caller allocates
+   * each range before its first use (allocate()), so a large store with little in it stays small.
+   */
+  readonly sparse?: boolean;
 }
 
 export type MappedMediaHandle = Extract<MediaHandle, { type: 'mapped' }>;
@@ -65,7 +77,6 @@ export class MappedMedia implements Media {
   readonly kind: MediaKind;
   readonly flushMethod: FlushMethod;
   readonly mapSync: boolean;
-  readonly size: number;
   readonly alignment: number;
   readonly path: string;
   readonly buffer: SharedArrayBuffer;
@@ -75,22 +86,35 @@ export class MappedMedia implements Media {
   readonly owner: boolean;
   /** this opener created the file */
   created = false;
+  /** this opener created the file as a hole (format allocates what it uses) */
+  sparse = false;
   #closed = false;
 
   /** the mapping is MAP_PRIVATE: the file does not hold this process's stores (readInto refuses) */
   readonly #privateCopy: boolean;
 
-  constructor(regionId: number, buffer: SharedArrayBuffer, info: MediaInfo, owner: boolean, privateCopy = false) {
+  /** [0]: the size now, shared by every thread of the region (grow() raises it; it never shrinks) */
+  #size: Float64Array;
+
+  constructor(
+    regionId: number,
+    buffer: SharedArrayBuffer,
+    info: MediaInfo,
+    owner: boolean,
+    privateCopy = false,
+    sizeWord?: SharedArrayBuffer,
+  ) {
     assert(
-      buffer.byteLength === info.size,
-      () => `region ${info.path}: buffer ${buffer.byteLength} != size ${info.size}`,
+      buffer.byteLength >= info.size && buffer.byteLength % REGION_BLOCK_BYTES === 0,
+      () => `region ${info.path}: buffer ${buffer.byteLength} < size ${info.size}`,
     );
     this.regionId = regionId;
     this.buffer = buffer;
+    this.#size = new Float64Array(sizeWord ?? new SharedArrayBuffer(8));
+    if (sizeWord === undefined) this.#size[0] = info.size;
     this.kind = info.kind;
     this.flushMethod = info.flushMethod;
     this.mapSync = info.mapSync;
-    this.size = info.size;
     this.alignment = info.alignment;
     this.path = info.path;
     this.owner = owner;
@@ -99,6 +123,45 @@ export class MappedMedia implements Media {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Bytes usable now: the file's size. A plain load of the shared word: it only grows, and a
+   * thread that reads an older value refuses an offset past it rather than touching a page past
+   * the file's end (SIGBUS).
+   */
+  get size(): number {
+    return this.#size[0];
+  }
+
+  /** The reservation: the buffer's length, what the file may grow to. */
+  get maxSize(): number {
+    return this.buffer.byteLength;
+  }
+
+  /** Makes the file at least `bytes` long (allocated, its size durable); every thread's views see it. Callers serialize. */
+  grow(bytes: number): void {
+    this.#checkOpen('grow');
+    if (!Number.isSafeInteger(bytes) || bytes % REGION_BLOCK_BYTES !== 0 || bytes > this.maxSize)
+      throw new DaxError(
+        'EINVAL',
+        `grow region ${this.path} to ${bytes} bytes: not a multiple of ${REGION_BLOCK_BYTES} within the reservation of ${this.maxSize}`,
+      );
+    if (bytes <= this.size) return;
+    if (this.kind === 'devdax') throw new DaxError('ENOTSUP', `grow region ${this.path}: a device cannot grow`);
+    const rc = native().growRegion(this.regionId, bytes);
+    if (rc !== 0) throw returnCodeError(rc, `grow region ${this.path} from ${this.size} to ${bytes} bytes`);
+    if (isBroken('grow-size-private'))
+      this.#size = Float64Array.of(bytes); // sabotaged: only this object sees it
+    else this.#size[0] = bytes;
+  }
+
+  /** posix_fallocate of [offset, offset + length): a sparse file's range before its first use. */
+  allocate(offset: number, length: number): void {
+    this.#checkRange('allocate', offset, length);
+    if (length === 0 || this.#privateCopy) return;
+    const rc = native().allocateRegion(this.regionId, offset, length);
+    if (rc !== 0) throw returnCodeError(rc, this.#where('allocate', offset, length));
   }
 
   flush(offset: number, length: number): void {
@@ -164,7 +227,13 @@ export class MappedMedia implements Media {
 
   share(): MappedMediaHandle {
     this.#checkOpen('share');
-    return { type: 'mapped', regionId: this.regionId, buffer: this.buffer, info: this.info() };
+    return {
+      type: 'mapped',
+      regionId: this.regionId,
+      buffer: this.buffer,
+      info: this.info(),
+      sizeWord: this.#size.buffer as SharedArrayBuffer,
+    };
   }
 
   info(): MediaInfo {
@@ -228,6 +297,8 @@ export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMe
       plan.isDevDax,
       plan.flushMethod,
       opts.privateCopy === true,
+      plan.reserveBytes,
+      opts.sparse === true && plan.create,
     );
   } catch (e) {
     throw toDaxError(e, `openRegion ${path}`);
@@ -245,6 +316,7 @@ export function openRegion(path: string, opts: OpenRegionOptions = {}): MappedMe
   };
   const media = new MappedMedia(region.regionId, region.buffer, info, true, opts.privateCopy === true);
   media.created = region.created;
+  media.sparse = region.created && opts.sparse === true;
   if (kind === 'file' && flushMethod !== 'msync') {
     // CPU flushes do not make a page-cache file durable: refuse rather than pretend.
     media.close();
@@ -271,13 +343,18 @@ export function attachMappedMedia(handle: MappedMediaHandle): MappedMedia {
   ) {
     throw new DaxError('EINVAL', 'attachMappedMedia: not a handle from MappedMedia.share()');
   }
-  if (!native().isRegionLive(handle.regionId) || handle.buffer.byteLength !== handle.info.size) {
+  if (
+    !native().isRegionLive(handle.regionId) ||
+    handle.buffer.byteLength < handle.info.size ||
+    !(handle.sizeWord instanceof SharedArrayBuffer) ||
+    handle.sizeWord.byteLength !== 8
+  ) {
     throw new DaxError(
       'EINVAL',
       `attachMappedMedia: region ${handle.regionId} (${handle.info.path}) is not mapped in this process`,
     );
   }
-  return new MappedMedia(handle.regionId, handle.buffer, handle.info, false);
+  return new MappedMedia(handle.regionId, handle.buffer, handle.info, false, false, handle.sizeWord);
 }
 
 interface OpenPlan {
@@ -287,9 +364,23 @@ interface OpenPlan {
   readonly alignment: number;
   readonly isDevDax: boolean;
   readonly flushMethod: number;
+  /** address space to map (0: the size) */
+  readonly reserveBytes: number;
 }
 
 function planOpen(path: string, opts: OpenRegionOptions): OpenPlan {
+  const plan = planOpenSized(path, opts);
+  const reserve = opts.reserveBytes;
+  if (reserve === undefined) return plan;
+  checkSize(path, reserve, 'reserveBytes');
+  if (plan.isDevDax && reserve !== plan.sizeBytes)
+    throw new DaxError('EINVAL', `openRegion ${path}: a device cannot grow (reserveBytes ${reserve} != its size)`, {
+      path,
+    });
+  return { ...plan, reserveBytes: Math.max(reserve, plan.sizeBytes) };
+}
+
+function planOpenSized(path: string, opts: OpenRegionOptions): OpenPlan {
   if (typeof path !== 'string' || path.length === 0)
     throw new DaxError('EINVAL', 'openRegion: path must be a non-empty string');
   const { create = false, sizeBytes, sysfsRoot = DEFAULT_SYSFS_ROOT } = opts;
@@ -303,7 +394,15 @@ function planOpen(path: string, opts: OpenRegionOptions): OpenPlan {
       throw new DaxError('ENOENT', `openRegion ${path}: no such file (pass create: true to make one)`, { path });
     if (sizeBytes === undefined)
       throw new DaxError('EINVAL', `openRegion ${path}: sizeBytes is required to create`, { path });
-    return { create, existed: false, sizeBytes, alignment: REGION_BLOCK_BYTES, isDevDax: false, flushMethod };
+    return {
+      create,
+      existed: false,
+      sizeBytes,
+      alignment: REGION_BLOCK_BYTES,
+      isDevDax: false,
+      flushMethod,
+      reserveBytes: 0,
+    };
   }
   if (st.isDirectory()) throw new DaxError('EISDIR', `openRegion ${path}: is a directory`, { path });
   if (st.isCharacterDevice()) {
@@ -320,6 +419,7 @@ function planOpen(path: string, opts: OpenRegionOptions): OpenPlan {
       alignment: geometry.alignment,
       isDevDax: true,
       flushMethod,
+      reserveBytes: 0,
     };
   }
   if (!st.isFile()) throw new DaxError('ENOTSUP', `openRegion ${path}: not a regular file or device-DAX`, { path });
@@ -329,7 +429,15 @@ function planOpen(path: string, opts: OpenRegionOptions): OpenPlan {
       path,
     });
   }
-  return { create, existed: true, sizeBytes: st.size, alignment: REGION_BLOCK_BYTES, isDevDax: false, flushMethod };
+  return {
+    create,
+    existed: true,
+    sizeBytes: st.size,
+    alignment: REGION_BLOCK_BYTES,
+    isDevDax: false,
+    flushMethod,
+    reserveBytes: 0,
+  };
 }
 
 function checkSize(path: string, sizeBytes: number, what: string): void {

@@ -77,6 +77,10 @@ export class SimMedia implements Media {
   readonly mapSync = false;
   readonly alignment = 4096;
   readonly size: number;
+  /** a simulated media cannot grow */
+  get maxSize(): number {
+    return this.size;
+  }
   readonly path: string;
   readonly buffer: SharedArrayBuffer;
   private readonly state: SimState;

@@ -11,7 +11,8 @@
  *                     carry check bytes; 5: so do the words of object-table records)
  *   12      u32       flags (none defined; must be 0)
  *   16      16 bytes  uuid (random at format)
- *   32      u64       sizeBytes (media size at format)
+ *   32      u64       sizeBytes (the store's size now: set at format, raised by each growth;
+ *                     dataOffset + dataBlocks * 4096; the file may be longer, see layout.ts)
  *   40      u32       blockSize (4096)
  *   44      u32       reserved (0)
  *   48      u64       rootOffset
@@ -32,12 +33,14 @@
  *     copy is overwritten only while the other is durable and valid.
  *
  * Concurrency
- *   - Written only by the thread that formats, opens or closes the device; workers never.
+ *   - Written by format, open and close on the opener and by a growth on any thread, one at a
+ *     time under the device's growth lock (device.ts), each a read-modify-write of the newest copy.
  *
  * Persistence ordering
  *   - Update: write copy A, persist; then copy B, persist. A crash tears at most one copy;
  *     open() takes the valid copy with the highest sequence.
  */
+import fs from 'node:fs';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { xxh64 } from './checksum.js';
@@ -214,4 +217,27 @@ function writeOrder(media: Media): [number, number] {
   const b = readCopy(media, SUPERBLOCK_B_OFFSET);
   const aNewest = a.status === 'ok' && (b.status !== 'ok' || a.superblock.sequence >= b.superblock.sequence);
   return aNewest ? [SUPERBLOCK_B_OFFSET, SUPERBLOCK_A_OFFSET] : [SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET];
+}
+
+/**
+ * The superblock of the store file at `path` read with read(2), before it is mapped (open
+ * sizes its mapping by the store's capacity): the valid copy with the highest sequence, or
+ * undefined when neither copy is valid (the open that follows then says why).
+ */
+export function peekSuperblock(path: string): Superblock | undefined {
+  const bytes = new Uint8Array(SUPERBLOCK_B_OFFSET + SUPERBLOCK_BYTES);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(path, 'r');
+    if (fs.readSync(fd, bytes, 0, bytes.length, 0) < bytes.length) return undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+  const valid = [SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET].flatMap((at) => {
+    const c = decodeSuperblock(bytes.subarray(at));
+    return c.status === 'ok' ? [c.superblock] : [];
+  });
+  return valid.length === 0 ? undefined : valid.reduce((a, b) => (b.sequence > a.sequence ? b : a));
 }

@@ -65,6 +65,7 @@ import { assert } from '../assert.js';
 import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
 import type { Media } from '../device/media.js';
 import { openRegionExplained } from './open-busy.js';
+import { planStoreFile } from './store-file.js';
 import { closeAndRemoveCreated, type MappedMedia } from '../device/region.js';
 import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import {
@@ -174,8 +175,17 @@ import {
 export type Durability = 'sync' | 'group' | 'none';
 const DURABILITIES: readonly Durability[] = ['sync', 'group', 'none'];
 export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends ValueEncoding = ValueEncoding> {
-  /** bytes of a new store file (required to create one) */
+  /**
+   * A new store: its bytes now (alone, without maxSize: a store of exactly this size that never
+   * grows). An existing store: grow it to at least this many bytes at open.
+   */
   size?: number;
+  /**
+   * The most the store may grow to, online, as data arrives (a new store's default: the size of
+   * the file system it is on; fixed at create: the owner table is sized for it). An existing
+   * store: at most this much of its capacity is used by this open.
+   */
+  maxSize?: number;
   durability?: Durability;
   /**
    * What open does when recovery finds damage (a record that had been made durable and fails
@@ -200,7 +210,7 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
 export interface OpenMediaOptions<
   KE extends KeyEncoding = KeyEncoding,
   VE extends ValueEncoding = ValueEncoding,
-> extends Omit<OpenOptions<KE, VE>, 'size'> {
+> extends Omit<OpenOptions<KE, VE>, 'size' | 'maxSize'> {
   /** format the media when it holds no daxstore (default true) */
   formatIfEmpty?: boolean;
   /** where 'salvage' recovery copies the damaged bytes it removes (default: none kept) */
@@ -249,6 +259,10 @@ export interface KvStats {
   persistMethod: string;
   mediaKind: string;
   freeBlocks: number;
+  /** the store's bytes now (the file's size; it grows as data arrives, up to maxSize) */
+  sizeBytes: number;
+  /** the most the store can grow to (its maxSize; equal to sizeBytes for one that cannot grow) */
+  maxSize: number;
   indexBytesPerKey: number;
   lostWakeups: number;
   recovery: KvRecoveryReport | undefined;
@@ -286,6 +300,7 @@ const RECOVERY_MODES: readonly RecoveryMode[] = ['strict', 'salvage'];
 const OPEN_OPTIONS: OptionSpec = {
   size: 'positiveInteger',
   autoCompact: 'boolean',
+  maxSize: 'positiveInteger',
   durability: DURABILITIES,
   recovery: RECOVERY_MODES,
   keyEncoding: KEY_ENCODINGS,
@@ -486,7 +501,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, OPEN_SLOTS);
     this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * OPEN_SLOTS);
     this.spaceWords = new Float64Array(shared, SPACE_OFFSET, SPACE_WORDS);
-    this.table = new SegmentTable(space.device.dataOffset, space.device.dataBlocks, segments);
+    this.table = new SegmentTable(space.device.dataOffset, space.device.capacityBlocks, segments);
     const onSegmentOpened = (): number => Atomics.add(this.i32, SEGMENTS, 1);
     const table = this.table;
     const onOwnSegmentOpened = (): number => {
@@ -556,14 +571,17 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const durability = opts.durability ?? 'sync';
     const mode = opts.recovery ?? 'strict';
     const create = !existsSync(path);
-    if (create && opts.size === undefined)
-      throw new DaxError('ENOENT', `open: ${path} does not exist (pass size to create it)`);
-    if (create) checkStoreSize(path, opts.size);
-    const media = openRegionExplained(path, create ? { create: true, sizeBytes: opts.size } : {});
+    const plan = planStoreFile(path, create, opts.size, opts.maxSize, MIN_STORE_BYTES);
+    const media = openRegionExplained(path, plan.region);
     try {
       if (media.created) testHooks.kvCreated?.(path);
       return KvStore.fromSpace(
-        DaxSpace.openMedia(media, { formatIfEmpty: media.created, salvage: mode === 'salvage' }),
+        DaxSpace.openMedia(media, {
+          formatIfEmpty: media.created,
+          salvage: mode === 'salvage',
+          maxBytes: plan.maxBytes,
+          minBytes: plan.minBytes,
+        }),
         durability,
         opts,
         { mode, quarantineDir: `${path}.quarantine` },
@@ -607,7 +625,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   ): KS {
     try {
       const views = mediaViews(space.device.media.buffer);
-      const table = new SegmentTable(space.device.dataOffset, space.device.dataBlocks);
+      const table = new SegmentTable(space.device.dataOffset, space.device.capacityBlocks); // extents the store may grow to
       const report = recoverKv(space, views, damage.mode, table);
       if (damage.mode === 'strict') refuseDamage(space.device.media.path, report);
       const enc = resolveEncodings(space.device, wanted, DEFAULT_ENCODINGS, true); // before any record is written
@@ -634,7 +652,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       // instead, whatever its room: that room is what deletes and compaction have, as the
       // reserve was before.
       const resume = report.resume;
-      if (resume !== undefined && store.table.extents >= RESERVE_MIN_EXTENTS && space.device.stats().freeExtents === 0)
+      if (resume !== undefined && store.dataExtents >= RESERVE_MIN_EXTENTS && space.device.stats().freeExtents === 0)
         store.priorityWriter.adoptShared(
           resume.base,
           resume.used,
@@ -2012,6 +2030,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
             : `${media.flushMethod} + sfence`,
       mediaKind: media.kind,
       freeBlocks: device.freeBlocks,
+      sizeBytes: this.space.device.geometry.sizeBytes,
+      maxSize: Math.max(this.space.device.maxBytes, this.space.device.geometry.sizeBytes),
       indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
       lostWakeups: this.space.tree.stats().lostWakeups,
       recovery: this.recovery,
@@ -2154,7 +2174,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private setReserve(priorityRoom: number): void {
     if (isBroken('kv-no-reserve')) return this.setNoReserve();
     const relief = priorityRoom >= SEGMENT_BYTES / 2 && priorityRoom >= this.neededCompactionRoom();
-    const want = relief || this.table.extents < RESERVE_MIN_EXTENTS ? 0 : RESERVE_EXTENTS;
+    const want = relief || this.dataExtents < RESERVE_MIN_EXTENTS ? 0 : RESERVE_EXTENTS;
     if (this.spaceWords[RESERVE_SET] === want) return;
     this.space.device.setReserve(want);
     this.spaceWords[RESERVE_SET] = want;
@@ -2235,11 +2255,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.releaseRetired(0);
   }
 
+  /** Whole 2 MiB extents of the store now (it grows; the segment table is sized for its capacity). */
+  private get dataExtents(): number {
+    return Math.floor(this.space.device.dataBlocks / HUGE_BLOCKS);
+  }
+
   /** What the segment table says about the log: 'dead' (closed segments mostly dead), 'low-space' (free extents at the low water mark) or 'none'. */
   private spacePressure(): 'none' | 'dead' | 'low-space' {
     const closed = this.table.closedSegments(this.openExtents());
     if (closed.length === 0) return 'none';
-    const lowWater = Math.max(2, Math.floor(this.table.extents * LOW_WATER_FRACTION));
+    const lowWater = Math.max(2, Math.floor(this.dataExtents * LOW_WATER_FRACTION));
     if (this.space.device.stats().freeExtents <= lowWater) return 'low-space';
     let live = 0;
     for (const seg of closed) live += seg.liveBytes;
@@ -2575,19 +2600,6 @@ export const MIN_STORE_BYTES = 6 * 1024 * 1024;
 function abandonOpen(media: MappedMedia): void {
   if (isBroken('kv-create-keeps-file')) return media.close(); // sabotaged: the file stays
   closeAndRemoveCreated(media);
-}
-
-function checkStoreSize(path: string, size: unknown): void {
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size % BLOCK_BYTES !== 0)
-    throw new DaxError(
-      'EINVAL',
-      `open ${path}: size ${String(size)} must be a whole number of ${BLOCK_BYTES}-byte blocks`,
-    );
-  if (size < MIN_STORE_BYTES)
-    throw new DaxError(
-      'EINVAL',
-      `open ${path}: size ${size} bytes is below the minimum store size of ${MIN_STORE_BYTES} bytes (6 MiB)`,
-    );
 }
 
 function withPrefix(bytes: Uint8Array): Uint8Array {

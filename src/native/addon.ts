@@ -33,6 +33,8 @@ export interface NativeRegion {
   readonly flushMethod: number;
   readonly mapSync: boolean;
   readonly sizeBytes: number;
+  /** bytes mapped (the buffer's length): the reservation the file may grow into */
+  readonly mapBytes: number;
   readonly alignment: number;
   /** this open created the file (a failure before the store is formatted should remove it) */
   readonly created: boolean;
@@ -48,9 +50,17 @@ export interface NativeAddon {
     isDevDax: boolean,
     flushMethod: number,
     privateCopy: boolean,
+    /** address space to map, at least the size: the store grows into it (0: the size) */
+    reserveBytes?: number,
+    /** create with ftruncate (a hole) instead of posix_fallocate */
+    sparse?: boolean,
   ): NativeRegion;
   /** Drops the flock and the descriptor; false if already closed. The mapping stays until collected. */
   closeRegion(regionId: number): boolean;
+  /** The file allocated and extended to at least `bytes` (within the mapping), its size durable: 0 or -errno. */
+  growRegion(regionId: number, bytes: number): number;
+  /** posix_fallocate of [offset, offset + length) of the file: 0 or -errno (ENOSPC: the file system is full). */
+  allocateRegion(regionId: number, offset: number, length: number): number;
   isRegionLive(regionId: number): boolean;
   flush(regionId: number, offset: number, length: number): number;
   drain(): void;

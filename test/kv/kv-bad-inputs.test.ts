@@ -115,7 +115,7 @@ describe('kv bad inputs', () => {
     db.close();
   });
 
-  it('open: a file that is not a store is ENOTSTORE and left untouched; a missing file without size is ENOENT', () => {
+  it('open: a file that is not a store is ENOTSTORE and left untouched; a missing directory is ENOENT', () => {
     const dir = shmDir();
     try {
       const file = path.join(dir, 'not-a-store');
@@ -123,7 +123,7 @@ describe('kv bad inputs', () => {
       writeFileSync(file, junk);
       expect(daxCodeOf(() => open(file))).toBe('ENOTSTORE');
       expect(readFileSync(file).equals(junk)).toBe(true);
-      expect(daxCodeOf(() => open(path.join(dir, 'absent')))).toBe('ENOENT');
+      expect(daxCodeOf(() => open(path.join(dir, 'no-such-dir', 'absent')))).toBe('ENOENT');
       expect(daxCodeOf(() => open(path.join(dir, 'x'), { size: 8 * 2 ** 20, durability: 'fast' as never }))).toBe(
         'EINVAL',
       );
