@@ -254,6 +254,12 @@ export const SWITCHES = {
     breaks: 'a growth writes the superblock naming the new size before the file is extended',
     red: ['test/kv/kv-growth-crash.test.ts'],
   },
+  'grow-before-compact': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'a full store that can grow grows even when its log is mostly dead, instead of compacting first',
+    red: ['test/kv/kv-growth-space.test.ts'],
+  },
   'kv-no-window': {
     layer: 'kv',
     read: 'call',

@@ -203,6 +203,11 @@ export interface OwnerDamage {
 export interface AllocateOptions {
   /** may take the reserve (setReserve): for allocations that free space (compaction, deletes) */
   priority?: boolean;
+  /**
+   * Device.allocate: whether a full store grows here (default true). false: the full error is
+   * thrown and the caller decides between reclaiming and Device.grow (the kv store's writers).
+   */
+  grow?: boolean;
 }
 
 export class Allocator {

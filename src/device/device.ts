@@ -59,6 +59,7 @@ import {
   Allocator,
   GROW_LOCK,
   isFullError,
+  isInjectedFault,
   controlWords,
   createAllocatorState,
   liveGeometry,
@@ -283,8 +284,11 @@ export class Device {
 
   /**
    * A block (order 0) or 2 MiB extent (order 9) owned by (ownerId, index), durable on return.
-   * ENOSPC when none is free, or when only the reserve (setReserve) is left and the
-   * allocation is not `priority`.
+   * A full store that can grow grows (one step, any thread) and the allocation is tried again,
+   * unless `grow: false`. A priority allocation grows the store before it takes the reserve;
+   * when the store cannot grow (at maxBytes, a device, the file system full) it takes the
+   * reserve. ENOSPC when nothing is free after that, or when only the reserve (setReserve) is
+   * left and the allocation is not `priority`.
    */
   allocate(ownerId: number, index: number, order: 0 | 9 = 0, opts: AllocateOptions = {}): number {
     this.checkOpen();
@@ -294,22 +298,49 @@ export class Device {
       throw new DaxError('EINVAL', `allocate: index ${index} must be an integer in [0, 2^53)`);
     if (order !== 0 && order !== HUGE_ORDER)
       throw new DaxError('EINVAL', `allocate: order ${String(order)} must be 0 or 9`);
-    let block: number;
-    for (;;) {
-      const seen = this.allocator.dataBlocks;
-      try {
-        block = this.allocator.allocate(ownerId, index, order, opts);
-        break;
-      } catch (e) {
-        // No room: grow the store online (any thread; one growth at a time) and try again.
-        if (!isFullError(e) || !this.growPast(seen)) throw e;
-      }
-    }
+    const block =
+      opts.grow === false
+        ? this.allocator.allocate(ownerId, index, order, opts)
+        : opts.priority === true
+          ? this.allocatePriority(ownerId, index, order)
+          : this.allocateGrowing(ownerId, index, order);
     assert(
       block >= 0 && block < this.dataBlocks && (order === 0 || block % HUGE_BLOCKS === 0),
       () => `allocator returned block ${block}`,
     );
     return block;
+  }
+
+  /** An ordinary allocation; a full store grows (one step, or none when another thread just grew it) and it is tried again. */
+  private allocateGrowing(ownerId: number, index: number, order: 0 | 9): number {
+    for (;;) {
+      const seen = this.allocator.dataBlocks;
+      try {
+        return this.allocator.allocate(ownerId, index, order);
+      } catch (e) {
+        if (!isFullError(e) || !this.growPast(seen)) throw e;
+      }
+    }
+  }
+
+  /**
+   * A priority allocation: as an ordinary one while the store can grow (the reserve stays whole
+   * for when it cannot), then from the reserve. A growth the file system refuses (ENOSPC) falls
+   * back on the reserve too: that is what the reserve is for.
+   */
+  private allocatePriority(ownerId: number, index: number, order: 0 | 9): number {
+    if (this.canGrow)
+      try {
+        return this.allocateGrowing(ownerId, index, order);
+      } catch (e) {
+        if (!(e instanceof DaxError && e.code === 'ENOSPC') || isInjectedFault(e)) throw e;
+      }
+    return this.allocator.allocate(ownerId, index, order, { priority: true });
+  }
+
+  /** Whether the store can still grow: its media grows (a file) and it is below maxBytes. */
+  get canGrow(): boolean {
+    return !this.closed && this.media.grow !== undefined && this.maxBytes > this.geometry.sizeBytes;
   }
 
   /**

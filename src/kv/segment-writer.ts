@@ -468,7 +468,13 @@ export class SegmentWriter {
     this.announce(ALLOCATING); // before the block is owned: compaction waits until we name it
     let block: number;
     try {
-      block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER, { priority: this.priority });
+      // An ordinary writer's full store does not grow here: the store's reclaim decides between
+      // releasing dead space, growing and compacting (store.ts reclaim). The priority writer's
+      // allocation grows the store before it takes the reserve (Device.allocate).
+      block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER, {
+        priority: this.priority,
+        grow: this.priority,
+      });
     } catch (e) {
       // No new segment: leave the old one too (committed above), so compaction may take it
       // (a full segment kept open would pin its dead bytes while the store is out of space).

@@ -2264,8 +2264,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private spacePressure(): 'none' | 'dead' | 'low-space' {
     const closed = this.table.closedSegments(this.openExtents());
     if (closed.length === 0) return 'none';
+    // A store that can still grow is never low on space: it grows rather than copy (reclaim).
     const lowWater = Math.max(2, Math.floor(this.dataExtents * LOW_WATER_FRACTION));
-    if (this.space.device.stats().freeExtents <= lowWater) return 'low-space';
+    if (this.space.device.stats().freeExtents <= lowWater && !this.space.device.canGrow) return 'low-space';
     let live = 0;
     for (const seg of closed) live += seg.liveBytes;
     const dead = closed.length * SEGMENT_BYTES - live;
@@ -2273,23 +2274,29 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /**
-   * After an allocation failed: releases what the epoch holds (retired segments and blocks,
-   * superseded large values), then, when the segment table says it is worth it, compacts the
-   * emptiest segments whose live entries fit in the room compaction has. True when it made
-   * room, so the write that failed is worth retrying: a whole free extent more (for a put), or
-   * any room more for the priority writer (`forDelete`: a delete must get its record in, even
-   * slowly, so any segment with reclaimable bytes qualifies). Not inside read() (this
-   * thread's pin holds every grace period open).
+   * After an allocation failed: makes room, cheapest first. (1) Releases what the epoch holds
+   * (retired segments and blocks, superseded large values). (2) A store that can grow (below
+   * its maxSize) grows one step, unless its closed log is mostly dead (spacePressure 'dead'):
+   * then compaction comes first and growth only when it freed nothing. (3) When the segment
+   * table says it is worth it, compacts the emptiest segments whose live entries fit in the
+   * room compaction has. True when it made room, so the write that failed is worth retrying:
+   * a whole free extent more (for a put), or any room more for the priority writer
+   * (`forDelete`: a delete must get its record in, even slowly, so any segment with
+   * reclaimable bytes qualifies). Inside read() (this thread's pin holds every grace period
+   * open) only (2): a growth needs no grace period.
    */
   private reclaim(forDelete = false): boolean {
-    if (this.space.epoch.isPinned()) return false;
     const device = this.space.device;
+    const growable = !forDelete && device.canGrow;
+    if (this.space.epoch.isPinned()) return growable && this.growForWrite();
     const measure = (): number =>
       forDelete ? this.compactionRoom() : device.stats().freeExtents * SEGMENT_BYTES + device.stats().freeBlocks;
     const before = measure();
-    this.releaseRetired();
+    // A store that can grow does not wait for other threads' pins: growing is cheaper.
+    this.releaseRetired(growable ? 0 : RECLAIM_WAIT_MS);
     if (measure() > before) return this.roomMade();
-    if (!this.worthCompacting(forDelete)) return false;
+    if (growable && !this.compactBeforeGrowing() && this.growForWrite()) return true;
+    if (!this.worthCompacting(forDelete)) return growable && this.growForWrite();
     const report = this.compactNow({
       maxLiveRatio: forDelete ? 1 : RECLAIM_MAX_LIVE_RATIO,
       fromTable: true,
@@ -2306,7 +2313,20 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // no more tries until enough has died since.
     if (report.segmentsFreed === 0) this.spaceWords[FRUITLESS_AT] = this.table.diedBytes();
     this.releaseRetired();
-    return measure() > before && this.roomMade();
+    if (measure() > before) return this.roomMade();
+    return growable && this.growForWrite();
+  }
+
+  /** Whether a full store that can grow compacts first: its closed log is mostly dead (spacePressure). */
+  private compactBeforeGrowing(): boolean {
+    if (isBroken('grow-before-compact')) return false; // sabotaged: a mostly dead store grows instead
+    return this.spacePressure() === 'dead';
+  }
+
+  /** One growth step of the store (Device.grow) for a write that found it full: true when it grew. */
+  private growForWrite(): boolean {
+    if (!this.space.device.grow()) return false;
+    return this.roomMade();
   }
 
   /** Reclaiming made room: ordinary writes (deletes among them) may try their own segments again. */
@@ -2376,10 +2396,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * everything back when it threw.
    */
   private retryAfterReclaim<T>(first: unknown, op: () => T): T {
-    if (isBroken('kv-no-reclaim')) throw first; // sabotaged: the allocation's failure reported at once
     if (isInjectedFault(first)) throw first; // a test's fault: report it, do not work around it
+    // Sabotaged (kv-no-reclaim): the allocation's failure reported at once, unless the store grows.
+    const reclaim = isBroken('kv-no-reclaim')
+      ? (): boolean => this.space.device.canGrow && this.growForWrite()
+      : () => this.reclaim();
     let error = first;
-    for (let i = 0; i < RECLAIM_ATTEMPTS && this.reclaim(); i++) {
+    for (let i = 0; i < RECLAIM_ATTEMPTS && reclaim(); i++) {
       try {
         return op();
       } catch (e) {
