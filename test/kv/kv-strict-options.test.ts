@@ -196,7 +196,8 @@ describe('strict options', () => {
     try {
       db.put('k', 'v');
       const calls: Array<[string, (a: unknown) => unknown]> = [
-        ['open(path)', (a) => open(a as never)],
+        // a string path inside dir: open creates a store there (size is optional), never in the cwd
+        ['open(path)', (a) => open((typeof a === 'string' && a !== '' ? path.join(dir, a) : a) as never)],
         ['open(path, opts)', (a) => open(path.join(dir, 's'), a as never)],
         ['openMedia(media)', (a) => openMedia(a as never)],
         ['openMedia(media, opts)', (a) => openMedia(createSimMedia(8 * 2 ** 20), a as never).close()],
