@@ -378,6 +378,7 @@ struct Pick {
   uint8_t* keys;
   uint64_t valuesLength, startsLength, lengthsLength, keysLength;
   uint8_t prefix;
+  bool keepDeletes;  // a DEL winner is emitted too, its value -(offset + 1) (a checkpoint's tail)
   SortKey* sortKeys;  // room for 2 * count
   Rec* room;          // count records, or null when no bucket needs a second scatter
   int shared;         // key bytes every record shares
@@ -413,10 +414,11 @@ bool SortAndEmit(Pick& p, const Rec* recs, uint64_t n) {
     const uint64_t winnerHead = keys[i].head;
     for (i++; i < n && keys[i].head == winnerHead && CompareKeys(m, winner, recs[keys[i].index]) == 0; i++) {
     }
-    if ((winner[0] & kDelBit) != 0) continue;
+    const bool del = (winner[0] & kDelBit) != 0;
+    if (del && !p.keepDeletes) continue;
     const uint32_t len = RecKeyLength(winner);
     if (static_cast<uint64_t>(p.k) >= std::min({p.valuesLength, p.startsLength, p.lengthsLength}) || p.o + 1 + len > p.keysLength) return false;
-    p.values[p.k] = static_cast<double>(RecOffset(winner));
+    p.values[p.k] = del ? -static_cast<double>(RecOffset(winner)) - 1 : static_cast<double>(RecOffset(winner));
     p.starts[p.k] = static_cast<uint32_t>(p.o);
     p.lengths[p.k] = static_cast<uint16_t>(len + 1);
     p.k++;
@@ -552,6 +554,77 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info) {
 
 namespace {
 
+// Record by record from s.at to s.end: every record whole and valid (CheckRecord, checksum
+// included), ending exactly at s.end. No entry is read into anything: a checkpoint's covered
+// records are checked, not scanned (src/kv/recovery.ts verifyCovered). s.at: where it stopped.
+void RunVerify(void* arg) {
+  Scan& s = *static_cast<Scan*>(arg);
+  const uint64_t end = s.end;
+  s.end = s.base + s.reasonValue;  // record lengths are checked against the segment's end
+  s.reasonValue = 0;
+  while (s.at < end) {
+    if (end - s.at < kRecordHeaderBytes) return void(s.reason = kBadLength);
+    if (FirstPoisoned(s, s.at, s.at + kRecordHeaderBytes) < s.at + kRecordHeaderBytes) return void(s.reason = kPoisoned);
+    uint64_t total = 0;
+    uint32_t count = 0;
+    const int reason = CheckRecord(s, s.at, &total, &count);
+    if (reason != 0) return void(s.reason = reason);
+    if (s.at + total > end) return void(s.reason = kBadLength);
+    const uint32_t kind = (Load32(s.media + s.at + 12) >> 16) & 0xff;
+    if (kind == kKindPut || kind == kKindBatch) s.count += count;
+    s.records++;
+    s.at += total;
+  }
+}
+
+}  // namespace
+
+Napi::Value JsVerifyKvRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 6 || !info[0].IsTypedArray() || !info[5].IsTypedArray() || !info[4].IsTypedArray()) return bad;
+  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    return bad;
+  for (int i = 1; i <= 3; i++)
+    if (!info[i].IsNumber()) return bad;
+  Napi::Uint8Array media = info[0].As<Napi::Uint8Array>();
+  Napi::Uint32Array poison = info[4].As<Napi::Uint32Array>();
+  Napi::Float64Array io = info[5].As<Napi::Float64Array>();
+  if (io.ElementLength() < 6) return bad;
+  double* v = io.Data();
+  // io: [bias, segment bytes, nonce flags, out: at, out: reason]
+  const double base = info[1].As<Napi::Number>().DoubleValue();
+  const double used = info[2].As<Napi::Number>().DoubleValue();
+  const double nonce = info[3].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(base) || !IsIndex(used) || !IsIndex(nonce) || !IsIndex(v[0]) || !IsIndex(v[1]) || !IsIndex(v[2])) return bad;
+  const uint64_t bias = static_cast<uint64_t>(v[0]);
+  const uint64_t segmentBytes = static_cast<uint64_t>(v[1]);
+  Scan s{};
+  s.media = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(media.Data()) - bias);
+  s.base = static_cast<uint64_t>(base);
+  s.at = s.base;
+  s.end = s.base + static_cast<uint64_t>(used);
+  s.reasonValue = segmentBytes;
+  s.nonce = static_cast<uint64_t>(nonce);
+  const int flags = v[2] <= kFlagsKnown ? static_cast<int>(v[2]) : 0;
+  s.skipChecksum = (flags & kFlagSkipChecksum) != 0;
+  const uint64_t blocks = (segmentBytes + kBlockBytes - 1) / kBlockBytes;
+  if (s.base % 8 != 0 || used > segmentBytes || bias > s.base || s.end - bias > media.ByteLength() ||
+      (poison.ElementLength() != 0 && poison.ElementLength() * 32 < blocks))
+    return bad;
+  s.poison = poison.ElementLength() == 0 ? nullptr : poison.Data();
+  const bool eio = GuardedRun(RunVerify, &s) != 0;
+  v[3] = static_cast<double>(s.at);
+  v[4] = s.reason;
+  v[5] = static_cast<double>(s.count);
+  if (io.ElementLength() >= 7) v[6] = static_cast<double>(s.records);
+  if (eio) return Napi::Number::New(env, -EIO);
+  return Napi::Number::New(env, s.reason == 0 ? 0 : 1);
+}
+
+namespace {
+
 struct HashRange {
   const uint8_t* p;
   size_t length;
@@ -615,24 +688,35 @@ class HugeScratch {
 
 }  // namespace
 
+namespace {
+
+// The media argument: a Uint8Array, or a whole SharedArrayBuffer (a mapping past 4 GiB, which
+// no typed array spans). false when it is neither.
+bool MediaOf(const Napi::Value& arg, const uint8_t** data, size_t* bytes) {
+  if (arg.IsTypedArray() && arg.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    *data = arg.As<Napi::Uint8Array>().Data();
+    *bytes = arg.As<Napi::Uint8Array>().ByteLength();
+    return true;
+  }
+  if (std::shared_ptr<v8::BackingStore> store = SharedBackingStore(arg); store != nullptr) {
+    *data = static_cast<const uint8_t*>(store->Data());
+    *bytes = store->ByteLength();
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);
   if (info.Length() < 8) return bad;
   const napi_typedarray_type types[] = {napi_uint8_array, napi_uint32_array, napi_uint8_array, napi_float64_array, napi_uint32_array, napi_uint16_array, napi_uint8_array};
   const int args[] = {0, 1, 1, 3, 4, 5, 6};  // [2] is the count, checked below
-  // The media: a Uint8Array, or a whole SharedArrayBuffer (a mapping past 4 GiB, which no
-  // typed array spans).
   const uint8_t* mediaData = nullptr;
   size_t mediaBytes = 0;
-  if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
-    mediaData = info[0].As<Napi::Uint8Array>().Data();
-    mediaBytes = info[0].As<Napi::Uint8Array>().ByteLength();
-  } else if (std::shared_ptr<v8::BackingStore> store = SharedBackingStore(info[0]); store != nullptr) {
-    mediaData = static_cast<const uint8_t*>(store->Data());
-    mediaBytes = store->ByteLength();
-  } else
-    return bad;
+  if (!MediaOf(info[0], &mediaData, &mediaBytes)) return bad;
   for (int i = 1; i < 7; i++) {
     if (i == 2) continue;
     if (!info[args[i]].IsTypedArray() || info[args[i]].As<Napi::TypedArray>().TypedArrayType() != types[i]) return bad;
@@ -678,8 +762,167 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   p.lengthsLength = lengths.ElementLength();
   p.keysLength = keys.ElementLength();
   p.prefix = static_cast<uint8_t>(prefix);
+  p.keepDeletes = info.Length() > 8 && info[8].IsBoolean() && info[8].As<Napi::Boolean>().Value();
   if (GuardedRun(RunPick, &p) != 0) return Napi::Number::New(env, -EIO);
   return Napi::Number::New(env, static_cast<double>(p.winners));
+}
+
+namespace {
+
+// Columns for the bulk load: value, start and length of each index key, the keys back to back.
+struct Columns {
+  const double* values;
+  const uint32_t* starts;
+  const uint16_t* lengths;
+  const uint8_t* keys;
+  uint64_t count, keysLength;
+};
+
+struct Merge {
+  const uint8_t* media;
+  uint64_t mediaLength;
+  Columns a, b;  // a: the checkpoint's winners; b: the tail's (DEL winners negative)
+  double covered;  // the checkpoint's highest sequence
+  double* values;
+  uint32_t* starts;
+  uint16_t* lengths;
+  uint8_t* keys;
+  uint64_t capacity, keysCapacity;
+  int64_t count;  // or -errno
+  uint64_t replaced, added, removed;
+};
+
+uint64_t SequenceAt(const uint8_t* m, uint64_t e) { return Load64(m + e + 8); }
+
+// Whether the tail's entry `tb` beats the checkpoint's `ta` for one key: the pick's order
+// (highest sequence, then intact before LOST, then the lowest offset).
+bool TailWins(const Merge& g, uint64_t ta, uint64_t tb) {
+  const uint64_t sa = SequenceAt(g.media, ta), sb = SequenceAt(g.media, tb);
+  if (sa != sb) return sb > sa;
+  const bool lostA = ((Load32(g.media + ta) >> 24) & kEntryFlagLost) != 0;
+  const bool lostB = ((Load32(g.media + tb) >> 24) & kEntryFlagLost) != 0;
+  if (lostA != lostB) return lostA;
+  return tb < ta;
+}
+
+bool Emit(Merge& g, double value, const uint8_t* key, uint16_t length) {
+  if (static_cast<uint64_t>(g.count) >= g.capacity) return false;
+  const uint64_t at = g.count == 0 ? 0 : g.starts[g.count - 1] + g.lengths[g.count - 1];
+  if (at + length > g.keysCapacity) return false;
+  g.values[g.count] = value;
+  g.starts[g.count] = static_cast<uint32_t>(at);
+  g.lengths[g.count] = length;
+  std::memcpy(g.keys + at, key, length);
+  g.count++;
+  return true;
+}
+
+int CompareIndexKeys(const uint8_t* a, uint16_t la, const uint8_t* b, uint16_t lb) {
+  const int d = std::memcmp(a, b, std::min(la, lb));
+  return d != 0 ? d : la == lb ? 0 : la < lb ? -1 : 1;
+}
+
+void RunMerge(void* arg) {
+  Merge& g = *static_cast<Merge*>(arg);
+  uint64_t i = 0, j = 0;
+  while (i < g.a.count || j < g.b.count) {
+    const int d = i == g.a.count   ? 1
+                  : j == g.b.count ? -1
+                                   : CompareIndexKeys(g.a.keys + g.a.starts[i], g.a.lengths[i], g.b.keys + g.b.starts[j], g.b.lengths[j]);
+    bool ok = true;
+    if (d < 0) {
+      ok = Emit(g, g.a.values[i], g.a.keys + g.a.starts[i], g.a.lengths[i]);
+      i++;
+    } else {
+      const double vb = g.b.values[j];
+      const bool del = vb < 0;
+      const uint64_t tb = static_cast<uint64_t>(del ? -vb - 1 : vb);
+      bool tail = true;
+      if (d == 0) {
+        const uint64_t ta = static_cast<uint64_t>(g.a.values[i]);
+        // Newer than everything the checkpoint covers: wins without a read of either entry.
+        tail = SequenceAt(g.media, tb) > static_cast<uint64_t>(g.covered) || TailWins(g, ta, tb);
+        if (!tail)
+          ok = Emit(g, g.a.values[i], g.a.keys + g.a.starts[i], g.a.lengths[i]);
+        else if (del)
+          g.removed++;
+        else
+          g.replaced++;
+        i++;
+      } else if (!del) {
+        g.added++;
+      }
+      if (tail && !del) ok = Emit(g, vb, g.b.keys + g.b.starts[j], g.b.lengths[j]);
+      j++;
+    }
+    if (!ok) return void(g.count = -ERANGE);
+  }
+}
+
+bool ColumnsOf(const Napi::CallbackInfo& info, int first, uint64_t count, Columns* c) {
+  if (!info[first].IsTypedArray() || !info[first + 1].IsTypedArray() || !info[first + 2].IsTypedArray() || !info[first + 3].IsTypedArray()) return false;
+  auto values = info[first].As<Napi::TypedArray>();
+  auto starts = info[first + 1].As<Napi::TypedArray>();
+  auto lengths = info[first + 2].As<Napi::TypedArray>();
+  auto keys = info[first + 3].As<Napi::TypedArray>();
+  if (values.TypedArrayType() != napi_float64_array || starts.TypedArrayType() != napi_uint32_array || lengths.TypedArrayType() != napi_uint16_array ||
+      keys.TypedArrayType() != napi_uint8_array)
+    return false;
+  if (values.ElementLength() < count || starts.ElementLength() < count || lengths.ElementLength() < count) return false;
+  c->values = values.As<Napi::Float64Array>().Data();
+  c->starts = starts.As<Napi::Uint32Array>().Data();
+  c->lengths = lengths.As<Napi::Uint16Array>().Data();
+  c->keys = keys.As<Napi::Uint8Array>().Data();
+  c->count = count;
+  c->keysLength = keys.ElementLength();
+  return true;
+}
+
+}  // namespace
+
+Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 17) return bad;
+  for (int i : {1, 6, 11}) if (!info[i].IsNumber()) return bad;
+  const double ca = info[1].As<Napi::Number>().DoubleValue(), cb = info[6].As<Napi::Number>().DoubleValue(), covered = info[11].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(ca) || !IsIndex(cb) || !IsIndex(covered)) return bad;
+  Merge g{};
+  size_t mediaBytes = 0;
+  if (!MediaOf(info[0], &g.media, &mediaBytes)) return bad;
+  g.mediaLength = mediaBytes;
+  g.covered = covered;
+  Columns out{};
+  if (!ColumnsOf(info, 2, static_cast<uint64_t>(ca), &g.a) || !ColumnsOf(info, 7, static_cast<uint64_t>(cb), &g.b) || !ColumnsOf(info, 12, 0, &out)) return bad;
+  // Every key lies inside its column, every value is an entry inside the media.
+  for (const Columns* c : {&g.a, &g.b})
+    for (uint64_t i = 0; i < c->count; i++) {
+      const double v = c->values[i];
+      const double at = v < 0 ? -v - 1 : v;
+      if (uint64_t{c->starts[i]} + c->lengths[i] > c->keysLength || !IsIndex(at) || at + kEntryHeaderBytes > static_cast<double>(g.mediaLength) ||
+          (c == &g.a && v < 0))
+        return bad;
+    }
+  auto outValues = info[12].As<Napi::Float64Array>();
+  auto outStarts = info[13].As<Napi::Uint32Array>();
+  auto outLengths = info[14].As<Napi::Uint16Array>();
+  g.values = outValues.Data();
+  g.starts = outStarts.Data();
+  g.lengths = outLengths.Data();
+  g.keys = const_cast<uint8_t*>(out.keys);
+  g.capacity = std::min({outValues.ElementLength(), outStarts.ElementLength(), outLengths.ElementLength()});
+  g.keysCapacity = out.keysLength;
+  if (GuardedRun(RunMerge, &g) != 0) return Napi::Number::New(env, -EIO);
+  if (g.count < 0) return Napi::Number::New(env, static_cast<double>(g.count));
+  Napi::Float64Array counts = info[16].IsTypedArray() && info[16].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array
+                                  ? info[16].As<Napi::Float64Array>()
+                                  : Napi::Float64Array();
+  if (!counts.IsEmpty() && counts.ElementLength() >= 3) {
+    counts[0] = static_cast<double>(g.replaced);
+    counts[1] = static_cast<double>(g.added);
+    counts[2] = static_cast<double>(g.removed);
+  }
+  return Napi::Number::New(env, static_cast<double>(g.count));
 }
 
 }  // namespace daxstore

@@ -41,12 +41,34 @@ namespace daxstore {
 // (empty: none); regions: REGION_WORDS doubles per bad region found (recovery-native.ts).
 Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 
+// JsVerifyKvRecords(media: Uint8Array, base, used, nonce, poison: Uint32Array, io: Float64Array)
+//   -> 0 (every record in [base, base + used) valid and they end there), 1 (not: io[3] the
+// offset of the first that is not, io[4] its reason), -EIO (a media error reading them) or
+// -EINVAL. io[0]: bias (media holds device bytes [bias, bias + length)), io[1]: the segment's
+// bytes (a record may not claim past them), io[2]: test flags as for the scan (skip-checksum);
+// io[5] out: the entries of the valid records; io[6] out (when io has 7 elements): the records.
+// Reads the records, writes nothing: the check of what an index checkpoint covers.
+Napi::Value JsVerifyKvRecords(const Napi::CallbackInfo& info);
+
 // JsPickKvWinners(media: Uint8Array, recs: Uint32Array, count, values: Float64Array,
 //   starts: Uint32Array, lengths: Uint16Array, indexKeys: Uint8Array, keyPrefix) -> winners or -errno
+// media: the device's bytes from offset 0 (a Uint8Array, or the mapping's whole
+// SharedArrayBuffer past 4 GiB).
 // Winner of a key: highest sequence, ties to an entry that is not LOST, then to the lowest
 // entry offset; keys whose winner is a DEL are left out (a LOST winner is kept). Winner i: values[i] = its entry offset, its index key (keyPrefix ++ user
-// key) at indexKeys[starts[i], starts[i] + lengths[i]), back to back in key order.
+// key) at indexKeys[starts[i], starts[i] + lengths[i]), back to back in key order. With a 9th
+// argument true, DEL winners are kept too, their value -(entry offset + 1).
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
+
+// JsMergeKvColumns(media, aCount, aValues, aStarts, aLengths, aKeys, bCount, bValues, bStarts,
+//   bLengths, bKeys, covered, outValues, outStarts, outLengths, outKeys, counts: Float64Array)
+//   -> winners written, or -errno (-ERANGE: out too small; -EIO: media error)
+// Merges a checkpoint's winners (a, key order, no DEL) with the winners of the log written after
+// it (b, key order, DEL winners with value -(offset + 1), pickKvWinners keepDeletes) into out,
+// key order: for a key in both, b's entry wins when its sequence is above `covered` (the
+// checkpoint's highest), else by the pick's order read from both entries' headers; a winning
+// DEL removes the key. counts: [replaced, added, removed]. media: as for JsPickKvWinners.
+Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 
 // JsHashRange(bytes: Uint8Array, offset, length, out: Uint32Array) -> 0, -EINVAL, or -EIO (a
 // media error reading them). xxh64 (seed 0) of bytes[offset, offset + length) into out[0]

@@ -8,11 +8,14 @@
  * Reader workers also report their own thread CPU time (/proc/thread-self/stat), so the
  * scaling of 2 workers can be judged on a machine whose cores are shared: ops per worker
  * CPU-second with 2 workers vs 1 (1.0 = no contention between them).
- * Open + recovery (absolute, target < 1 s for 1M keys) is printed twice: reopened in this
- * process (a large heap: the 1M key Buffers, warm code) and in a fresh node process (this
- * file with --reopen; recovery as at application start, cold code), each with wall time,
- * process CPU time and recovery's three phases (scan with checksums, sort and winner pick,
- * index bulk load).
+ * Open + recovery (absolute, target < 1 s for 1M keys) is printed four times: reopened in this
+ * process (a large heap: the 1M key Buffers, warm code), and in fresh node processes (this
+ * file with --reopen; recovery as at application start, cold code) with recovery: 'full',
+ * as a clean reopen (the index checkpoint of the last close loaded), and after a process
+ * that overwrote 10% of the keys was killed (--write-and-die: the checkpoint plus a tail),
+ * each with wall time, process CPU time, recovery's three phases (scan with checksums or
+ * checkpoint read, sort and winner pick or tail merge, index bulk load) and the ratios to
+ * the full scan.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/kv.bench.js
  */
@@ -151,10 +154,16 @@ interface TimedOpen {
 }
 
 /** open() of an existing store, timed: wall and process CPU (recovery runs inside open()). */
-function timedOpen(file: string): TimedOpen & { db: KvStore } {
+function timedOpen(file: string, full = false): TimedOpen & { db: KvStore } {
   const t = performance.now();
   const cpu0 = process.cpuUsage();
-  const db = open(file, { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
+  const db = open(file, {
+    durability: 'none',
+    checkpoint: true,
+    keyEncoding: 'binary',
+    valueEncoding: 'binary',
+    ...(full ? { recovery: 'full' as const } : {}),
+  });
   const wallMs = performance.now() - t;
   const cpu = process.cpuUsage(cpu0);
   return { db, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, recovery: db.recovery! };
@@ -165,15 +174,38 @@ function timedOpen(file: string): TimedOpen & { db: KvStore } {
  * application start, with a small heap and cold code, beside the in-process figure whose heap
  * holds the bench's 1M keys and warm code. Timed inside the child (node start-up excluded).
  */
-function freshProcessOpen(file: string): TimedOpen {
-  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--reopen', file], { encoding: 'utf8' });
+function freshProcessOpen(file: string, full = false): TimedOpen {
+  const out = execFileSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--reopen', file, ...(full ? ['full'] : [])],
+    { encoding: 'utf8' },
+  );
   return JSON.parse(out) as TimedOpen;
 }
 
-function openRow(label: string, o: TimedOpen): string {
+/**
+ * A process that opens the store, overwrites `count` random keys of the bench's key set
+ * ('sync') and is killed (SIGKILL, no close): the next open finds a checkpoint that misses
+ * those writes and replays them from the log.
+ */
+function writeAndDie(file: string, count: number): void {
+  try {
+    execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--write-and-die', file, String(count)]);
+  } catch (e) {
+    if ((e as { signal?: string }).signal !== 'SIGKILL') throw e;
+  }
+}
+
+function openRow(label: string, o: TimedOpen, full?: TimedOpen): string {
   const r = o.recovery;
   const p = r.phasesMs;
-  return `${label}: ${r.keys} keys (${r.entries} log entries, ${r.segments} segments): wall ${o.wallMs.toFixed(0)} ms, CPU ${o.cpuMs.toFixed(0)} ms; recovery ${r.timeMs.toFixed(0)} ms = scan ${p.scan.toFixed(0)} + sort and winners ${p.sort.toFixed(0)} + bulk load ${p.load.toFixed(0)} (target < 1000 ms for 1M keys)`;
+  const c = r.checkpoint;
+  const how = c?.loaded === undefined ? 'full scan' : `checkpoint ${c.loaded} + a tail of ${c.tailEntries} log entries`;
+  const vs =
+    full === undefined
+      ? ''
+      : `; / full scan: wall ${(o.wallMs / full.wallMs).toFixed(2)}, CPU ${(o.cpuMs / full.cpuMs).toFixed(2)}`;
+  return `${label}: ${r.keys} keys (${how}, ${r.segments} segments): wall ${o.wallMs.toFixed(0)} ms, CPU ${o.cpuMs.toFixed(0)} ms; recovery ${r.timeMs.toFixed(0)} ms = scan ${p.scan.toFixed(0)} + sort and winners ${p.sort.toFixed(0)} + bulk load ${p.load.toFixed(0)}${vs}`;
 }
 
 async function main(): Promise<void> {
@@ -184,6 +216,7 @@ async function main(): Promise<void> {
     let db: KvStore = open(path.join(dir, 'dax-none'), {
       size: sizeBytes,
       durability: 'none',
+      checkpoint: true,
       keyEncoding: 'binary',
       valueEncoding: 'binary',
     });
@@ -341,8 +374,18 @@ async function main(): Promise<void> {
     const reopened = timedOpen(path.join(dir, 'dax-none'));
     db = reopened.db;
     db.close();
+    // Fresh processes: recovery: 'full', the clean reopen (the checkpoint close wrote), and
+    // the reopen after a kill with a checkpoint older than the last 10% of writes.
+    const full = freshProcessOpen(path.join(dir, 'dax-none'), true);
     const fresh = freshProcessOpen(path.join(dir, 'dax-none'));
-    db = open(path.join(dir, 'dax-none'), { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
+    writeAndDie(path.join(dir, 'dax-none'), Math.ceil(KEYS / 10));
+    const afterKill = freshProcessOpen(path.join(dir, 'dax-none'));
+    db = open(path.join(dir, 'dax-none'), {
+      durability: 'none',
+      checkpoint: true,
+      keyEncoding: 'binary',
+      valueEncoding: 'binary',
+    });
     console.log(
       `key-value store vs lmdb, ${KEYS} keys of 16 B, values 100 B, tmpfs ${dir} (node ${process.version}); persist: ${stats.persistMethod}; load average ${loadavg()
         .map((x) => x.toFixed(2))
@@ -363,7 +406,9 @@ async function main(): Promise<void> {
       `2 workers reading vs 1 (get copy): ${(one.perSecond / 1e3).toFixed(0)}k/s -> ${(two.perSecond / 1e3).toFixed(0)}k/s, ratio ${(two.perSecond / one.perSecond).toFixed(2)}x (medians of 3 alternating rounds of 1 s; per round ${scaling}; target >= 1.7x; 2 cores shared with the load above); per worker CPU-second ${(one.perCpuSecond / 1e3).toFixed(0)}k -> ${(two.perCpuSecond / 1e3).toFixed(0)}k, efficiency ${(two.perCpuSecond / one.perCpuSecond).toFixed(2)} (2 x efficiency = the scaling on 2 idle cores)`,
     );
     console.log(openRow('open + recovery, this process', reopened));
-    console.log(openRow('open + recovery, fresh process', fresh));
+    console.log(openRow("open + recovery, fresh process, recovery: 'full'", full));
+    console.log(openRow('open + recovery, fresh process, clean reopen', fresh, full));
+    console.log(openRow('open + recovery, fresh process, after a kill past the checkpoint', afterKill, full));
     console.log(`index bytes per key: ${stats.indexBytesPerKey.toFixed(1)} (target < 48); segments ${stats.segments}`);
     if (sink === -1) console.log(sink);
     db.close();
@@ -379,7 +424,13 @@ async function main(): Promise<void> {
 
 if (!isMainThread) readerWorker();
 else if (process.argv[2] === '--reopen') {
-  const { db, ...timed } = timedOpen(process.argv[3]);
+  const { db, ...timed } = timedOpen(process.argv[3], process.argv[4] === 'full');
   db.close();
   process.stdout.write(JSON.stringify(timed));
+} else if (process.argv[2] === '--write-and-die') {
+  const db = open(process.argv[3], { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
+  const keys = randomKeys(KEYS, 42); // the bench's key set
+  const r = mulberry32(7);
+  for (let i = 0; i < Number(process.argv[4]); i++) db.put(keys[Math.floor(r() * keys.length)], VALUE);
+  process.kill(process.pid, 'SIGKILL');
 } else await main();

@@ -363,6 +363,20 @@ export const SWITCHES = {
     breaks: 'R6: a superseded large-value object is removed at once, not after the grace period',
     red: ['test/kv/kv-large-values.test.ts'],
   },
+  'kv-checkpoint-trust-stale': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'open trusts a checkpoint without checking that the log still holds what it covers: neither its coverage (freed or reused segments) nor the records it covers are checked',
+    red: ['test/kv/kv-checkpoint.test.ts'],
+  },
+  'kv-checkpoint-trust-covered': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'open with a checkpoint does not check the records it covers (a damaged durable record is served from the checkpoint instead of reported or refused)',
+    red: ['test/kv/kv-damage-rollback.test.ts'],
+  },
   'kv-large-no-orphan-scan': {
     layer: 'kv',
     read: 'call',
@@ -537,4 +551,6 @@ export const testHooks: {
   kvCreated?: (path: string) => void;
   /** transfer-owner.ts: right after an owner record's word0 changed, before it is persisted */
   transferOwnerExchanged?: (block: number, fromOwnerId: number, toOwnerId: number) => void;
+  /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */
+  checkpointWrite?: (stage: 'created' | 'body-written') => void;
 } = {};

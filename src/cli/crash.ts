@@ -183,7 +183,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   const start = performance.now();
   const rand = mulberry32(seed);
   let media = createSimMedia(MEDIA_BYTES[o.workload], { name: `crash-${o.workload}-${seed}` });
-  let kv = openMedia(media, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
+  let kv = openMedia(media, { durability: 'sync', checkpoint: true, keyEncoding: 'binary', valueEncoding: 'binary' });
   const model = new Map<string, Uint8Array>();
   const snapshot = (): Listing =>
     [...model.entries()]
@@ -258,6 +258,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
         kv = openMedia(media, {
           formatIfEmpty: false,
           durability: 'sync',
+          checkpoint: true,
           keyEncoding: 'binary',
           valueEncoding: 'binary',
         });
@@ -578,7 +579,13 @@ export function checkImage(
         })
       : () => undefined;
   try {
-    kv = openMedia(work, { formatIfEmpty: false, durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
+    kv = openMedia(work, {
+      formatIfEmpty: false,
+      durability: 'sync',
+      checkpoint: true,
+      keyEncoding: 'binary',
+      valueEncoding: 'binary',
+    });
   } catch (e) {
     unhook();
     inRecovery?.image.dispose();
@@ -635,7 +642,12 @@ export function checkImage(
     const reopened = work.crashImage({ mode: 'none' });
     let after: Listing;
     try {
-      const again = openMedia(reopened, { formatIfEmpty: false, keyEncoding: 'binary', valueEncoding: 'binary' });
+      const again = openMedia(reopened, {
+        formatIfEmpty: false,
+        checkpoint: true,
+        keyEncoding: 'binary',
+        valueEncoding: 'binary',
+      });
       after = listing(again);
       again.close();
     } finally {
@@ -693,6 +705,7 @@ export const SELF_TEST_BREAKS = [
   'kv-large-free-early',
   'free-skip-persist',
   'superblock-single-persist',
+  'kv-checkpoint-trust-stale',
 ] as const satisfies readonly SwitchName[];
 type SelfTestBreak = (typeof SELF_TEST_BREAKS)[number];
 
@@ -711,6 +724,8 @@ const PLANTED_AS: Record<SelfTestBreak, string> = {
     'a freed block reused inside the grace period (old object removed, blocks reused, before the superseding record is durable)',
   'free-skip-persist': 'a free not durable before the block is reused',
   'superblock-single-persist': 'both superblock copies updated under one fence',
+  'kv-checkpoint-trust-stale':
+    'a stale index checkpoint trusted (segments it lists compacted away and reused since; coverage not checked)',
 };
 
 /** Switches a planted bug needs together: the early free returns blocks to the allocator at once (dax-free-now), so the new value reuses them. */
@@ -723,6 +738,7 @@ const WORKLOAD_OF: Partial<Record<SelfTestBreak, CrashOptions['workload']>> = {
   'alloc-publish-before-index': 'kv-compact',
   'kv-large-free-early': 'kv-compact',
   'kv-large-ref-before-data': 'kv-compact',
+  'kv-checkpoint-trust-stale': 'kv-compact',
 };
 
 export interface SelfTestResult {

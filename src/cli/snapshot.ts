@@ -92,6 +92,7 @@ export function openSnapshotStore(snap: Snapshot): KvStore {
     return openMedia(snap.media, {
       formatIfEmpty: false,
       durability: 'none',
+      checkpoint: false, // its close writes nothing a later open would read (a private copy)
       keyEncoding: 'binary',
       valueEncoding: 'binary',
     });

@@ -539,6 +539,15 @@ export class Device {
     this.allocator.reapParticipant(id);
   }
 
+  /** The store's identity (superblock uuid, random at format), a copy; undefined on attached devices. */
+  get uuid(): Uint8Array | undefined {
+    if (!this.opener) return undefined;
+    this.uuidRead ??= chooseSuperblock(this.media).superblock.uuid.slice(); // never changes after format
+    return this.uuidRead.slice();
+  }
+
+  private uuidRead: Uint8Array | undefined;
+
   /** Opener: clean-shutdown flag durable, media closed; attached: detaches. Idempotent. */
   close(): void {
     if (this.isClosed) return;

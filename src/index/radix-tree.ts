@@ -637,6 +637,15 @@ export class RadixTree {
     return this.arena.u8.slice(kb, kb + len);
   }
 
+  /** Copies a leaf's key into dest at `at` (room checked by the caller) and returns its length. Caller pinned. */
+  copyLeafKey(leaf: number, dest: Uint8Array, at: number): number {
+    const len = countOf(this.arena.i32[leaf]);
+    const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
+    const u8 = this.arena.u8;
+    for (let i = 0; i < len; i++) dest[at + i] = u8[kb + i]; // short keys: no subarray per key
+    return len;
+  }
+
   // ---- writes through the entry lock ----------------------------------------------------
 
   /**

@@ -4,8 +4,8 @@
  * bytes are the reference (u64 object id, u64 length, u64 xxh64 of the value; layout.ts).
  *
  * Invariants
- *   - Object ids of the key-value store are in [KV_OBJECT_ID_BASE, 2^40); nothing else
- *     creates objects there. Each such object is referenced by at most one live entry.
+ *   - Object ids of large values are in [KV_OBJECT_ID_BASE, CHECKPOINT_ID_FIRST); nothing else
+ *     creates objects there (the ids above, to 2^40, are index checkpoints: checkpoint.ts). Each such object is referenced by at most one live entry.
  *   - The reference's checksum is the xxh64 of exactly the bytes written to the object, and
  *     every read checks it (copyLargePinned, viewLargePinned): wrong bytes are ECORRUPT, never
  *     returned. The reference lives in a log record, itself checksummed.
@@ -41,11 +41,18 @@ import { ENTRY_FLAG_LARGE, KV_KEY_PREFIX, LARGE_REF_BYTES, joinU32, splitHi } fr
 import { isBroken } from '../test-break.js';
 import { entryFlags, entryValueOffset, type MediaViews } from './records.js';
 import { native } from '../native/addon.js';
+import { CHECKPOINT_ID_FIRST } from './checkpoint.js';
 
 /** Epoch retire kind of a superseded large-value object (0 arena node, 1 device block). */
 export const RETIRE_KV_OBJECT = 2;
 export const KV_OBJECT_ID_BASE = 2 ** 39;
-const MAX_OBJECT_ID = 2 ** 40 - 1;
+/** The top of the kv range holds index checkpoints (checkpoint.ts), never large values. */
+const MAX_OBJECT_ID = CHECKPOINT_ID_FIRST - 1;
+
+/** Whether object `id` holds a large value (the kv range below the checkpoints'). */
+export function isLargeValueId(id: number): boolean {
+  return id >= KV_OBJECT_ID_BASE && id <= MAX_OBJECT_ID;
+}
 
 /** A large value's reference, read from its entry: the object, the value's length and its xxh64 as two u32 words. */
 export interface LargeRef {
@@ -241,7 +248,7 @@ export interface OrphanReport {
  */
 export function collectOrphans(space: DaxSpace, v: MediaViews): OrphanReport {
   if (isBroken('kv-large-no-orphan-scan')) return orphanReportWithoutScan(space);
-  const ids = space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE);
+  const ids = space.objects.liveIds().filter(isLargeValueId);
   let maxId = KV_OBJECT_ID_BASE - 1;
   for (const id of ids) maxId = Math.max(maxId, id);
   const report: OrphanReport = { live: 0, orphansRemoved: 0, nextId: maxId + 1 };
@@ -263,6 +270,6 @@ export function collectOrphans(space: DaxSpace, v: MediaViews): OrphanReport {
 /** collectOrphans under DAXSTORE_TEST_BREAK=kv-large-no-orphan-scan: nothing scanned, nothing removed. */
 function orphanReportWithoutScan(space: DaxSpace): OrphanReport {
   let maxId = KV_OBJECT_ID_BASE - 1;
-  for (const id of space.objects.liveIds()) if (id >= KV_OBJECT_ID_BASE) maxId = Math.max(maxId, id);
+  for (const id of space.objects.liveIds()) if (isLargeValueId(id)) maxId = Math.max(maxId, id);
   return { live: 0, orphansRemoved: 0, nextId: maxId + 1 };
 }

@@ -24,6 +24,7 @@
  * Concurrency: runs on the opener before the store can be shared. Persistence: none.
  */
 import { assert } from '../assert.js';
+import { DaxError } from '../errors.js';
 import { native, returnCodeError } from '../native/addon.js';
 import { isBroken } from '../test-break.js';
 import type { MediaViews } from './records.js';
@@ -115,6 +116,11 @@ function reasonText(code: number, value: number): string {
   }
 }
 
+/** `bytes` zeroed bytes over a SharedArrayBuffer advised into huge pages (sortScratch), e.g. a checkpoint read at open. */
+export function scratchBytes(bytes: number): Uint8Array {
+  return new Uint8Array(sortScratch(Math.ceil(bytes / 4)).buffer, 0, bytes);
+}
+
 /** A zeroed Uint32Array over a SharedArrayBuffer (see the invariant above); freed with the array, at a GC something else starts. */
 function sortScratch(words: number): Uint32Array {
   const sab = new SharedArrayBuffer(words * 4);
@@ -174,7 +180,9 @@ export interface SegmentCopy {
  * `poison`: one bit per 4 KiB block of the segment that must not be read (empty: none).
  * `vouched`: a device offset below which the segment is known durable (another segment's
  * SEAL said so), or 0. `copy`: the segment's bytes already read into memory (scanned there
- * instead of through the mapping; offsets stay device offsets). Grows found's buffer as needed.
+ * instead of through the mapping; offsets stay device offsets). `from`: where the scan
+ * starts (a checkpoint's tail: the records before it were durable, so it is the first
+ * watermark too). Grows found's buffer as needed.
  */
 export function scanSegment(
   v: MediaViews,
@@ -185,6 +193,7 @@ export function scanSegment(
   poison: Uint32Array = NO_POISON,
   vouched = 0,
   copy?: SegmentCopy,
+  from = base,
 ): SegmentScan {
   io[IO_BASE] = base;
   io[IO_END] = end;
@@ -194,13 +203,13 @@ export function scanSegment(
     (isBroken('kv-scan-past-poison') ? FLAG_PAST_POISON : 0) |
     (isBroken('kv-no-resync') ? FLAG_NO_RESYNC : 0) |
     (isBroken('kv-no-watermark') ? FLAG_NO_WATERMARK : 0);
-  io[IO_AT] = base;
+  io[IO_AT] = from;
   io[IO_COUNT] = found.count;
   io[IO_RECORDS] = found.validRecords;
   io[IO_MAX_SEQUENCE] = found.maxSequence;
   io[IO_KEY_BYTES] = found.indexKeyBytes;
   io[IO_VOUCHED] = vouched;
-  io[IO_WATERMARK] = base;
+  io[IO_WATERMARK] = from; // a checkpoint's tail: what it covers was durable
   io[IO_SEGMENT_SEQUENCE] = 0;
   io[IO_IN_REGION] = 0;
   io[IO_REGION_COUNT] = 0;
@@ -245,6 +254,37 @@ export function scanSegment(
   };
 }
 
+const verifyIo = new Float64Array(7);
+
+/**
+ * Whether the records of device bytes [base, base + used) (a segment's, `segmentBytes` long)
+ * are all valid, checksums included, and end exactly at base + used: `bad` undefined when they
+ * are, else where the first that is not begins and why; `records` and `entries`: those of the
+ * valid ones. Nothing is read into an index. `copy`: the segment's bytes already read into memory
+ * (as for scanSegment); `poison` as for scanSegment.
+ */
+export function verifyRecords(
+  v: MediaViews,
+  base: number,
+  used: number,
+  segmentBytes: number,
+  nonce: number,
+  poison: Uint32Array = NO_POISON,
+  copy?: SegmentCopy,
+): { records: number; entries: number; bad: { at: number; reason: string } | undefined } {
+  const window = v.at(base); // the segment lies inside one window
+  verifyIo[0] = copy === undefined ? window.base : copy.base;
+  verifyIo[1] = segmentBytes;
+  verifyIo[2] = isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0;
+  const rc = native().verifyKvRecords(copy === undefined ? window.u8 : copy.bytes, base, used, nonce, poison, verifyIo);
+  const entries = verifyIo[5];
+  const records = verifyIo[6];
+  if (rc === 0) return { records, entries, bad: undefined };
+  if (rc === -5) return { records, entries, bad: { at: verifyIo[3], reason: 'media error (SIGBUS) reading it' } };
+  assert(rc === 1, () => `verifyKvRecords of the segment at ${base}: ${rc}`);
+  return { records, entries, bad: { at: verifyIo[3], reason: reasonText(verifyIo[4], 0) } };
+}
+
 /** The bulk load's columns: winner i's entry offset, and its index key at keys[starts[i], +lengths[i]). */
 export interface WinnerColumns {
   readonly count: number;
@@ -254,19 +294,19 @@ export interface WinnerColumns {
   readonly keys: Uint8Array;
 }
 
-/**
- * Orders found's entries by key and keeps each key's newest (highest sequence; on a tie the
- * lowest offset, i.e. the one scanned first), leaving out keys whose newest is a DEL. The
- * columns go into found's own buffer when they fit (its records are all read first): fresh
- * memory of that size costs page faults.
- */
 /** The media's bytes from offset 0 for the addon: the first window, or the whole buffer when it is longer. */
 function mediaFromZero(v: MediaViews): Uint8Array | SharedArrayBuffer {
   const first = v.at(0);
   return first.u8.length === first.u8.buffer.byteLength ? first.u8 : (first.u8.buffer as SharedArrayBuffer);
 }
 
-export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: number): WinnerColumns {
+/**
+ * Orders found's entries by key and keeps each key's newest (highest sequence; on a tie the
+ * lowest offset, i.e. the one scanned first), leaving out keys whose newest is a DEL. The
+ * columns go into found's own buffer when they fit (its records are all read first): fresh
+ * memory of that size costs page faults.
+ */
+export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: number, keepDeletes = false): WinnerColumns {
   const n = found.count;
   const keyBytes = found.indexKeyBytes; // every entry's key: the winners' sum would cost a pass
   const columnBytes = n * 14 + keyBytes;
@@ -276,10 +316,70 @@ export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: numbe
   const starts = new Uint32Array(scratch, n * 8, n);
   const lengths = new Uint16Array(scratch, n * 12, n);
   const keys = new Uint8Array(scratch, n * 14, keyBytes);
-  const count = native().pickKvWinners(mediaFromZero(v), found.records, n, values, starts, lengths, keys, keyPrefix);
+  const count = native().pickKvWinners(
+    mediaFromZero(v),
+    found.records,
+    n,
+    values,
+    starts,
+    lengths,
+    keys,
+    keyPrefix,
+    keepDeletes,
+  );
   if (count < 0) {
     if (count === -12) throw returnCodeError(count, `key-value recovery: sorting ${n} log entries`); // ENOMEM
     assert(false, `pickKvWinners of ${n} entries: ${count}`);
   }
   return { count, values, starts, lengths, keys };
+}
+
+/**
+ * A checkpoint's winners (`covered`, no DEL) merged with the winners of the log after it
+ * (`tail`, from pickWinners with keepDeletes: a DEL winner's value is -(offset + 1)) into
+ * new columns in key order: for a key in both the newer entry wins, by the pick's order
+ * (the tail's without a read when its sequence is above `coveredSequence`); a winning DEL
+ * drops the key (addon/kv-recovery.cc RunMerge).
+ */
+export function mergeColumns(
+  v: MediaViews,
+  covered: WinnerColumns,
+  tail: WinnerColumns,
+  coveredSequence: number,
+): WinnerColumns & { replaced: number; added: number; removed: number } {
+  const most = covered.count + tail.count;
+  const keyBytes = lastEnd(covered) + lastEnd(tail);
+  const buffer = sortScratch(Math.ceil((most * 14 + keyBytes) / 4)).buffer;
+  const values = new Float64Array(buffer, 0, most);
+  const starts = new Uint32Array(buffer, most * 8, most);
+  const lengths = new Uint16Array(buffer, most * 12, most);
+  const keys = new Uint8Array(buffer, most * 14, keyBytes);
+  const counts = new Float64Array(3);
+  const n = native().mergeKvColumns(
+    mediaFromZero(v),
+    covered.count,
+    covered.values,
+    covered.starts,
+    covered.lengths,
+    covered.keys,
+    tail.count,
+    tail.values,
+    tail.starts,
+    tail.lengths,
+    tail.keys,
+    coveredSequence,
+    values,
+    starts,
+    lengths,
+    keys,
+    counts,
+  );
+  if (n === -5)
+    throw new DaxError('EIO', 'key-value recovery: media error (SIGBUS) reading entries to merge a checkpoint');
+  assert(n >= 0, () => `mergeKvColumns of ${covered.count} + ${tail.count} winners: ${n}`);
+  return { count: n, values, starts, lengths, keys, replaced: counts[0], added: counts[1], removed: counts[2] };
+}
+
+function lastEnd(c: WinnerColumns): number {
+  return c.count === 0 ? 0 : c.starts[c.count - 1] + c.lengths[c.count - 1];
 }

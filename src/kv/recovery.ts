@@ -50,6 +50,7 @@
  * Persistence ordering: writes only exact corrections of damaged bytes (each persisted).
  */
 import { assert } from '../assert.js';
+import { isBroken } from '../test-break.js';
 import { DaxError } from '../errors.js';
 import type { DaxSpace } from '../dax/space.js';
 import {
@@ -75,12 +76,22 @@ import {
   SCAN_INVALID,
   SCAN_POISON,
   SORT_RECORD_WORDS,
+  mergeColumns,
   pickWinners,
   scanSegment as scanNative,
+  verifyRecords,
+  type WinnerColumns,
   type BadRegion,
   type SegmentCopy,
 } from './recovery-native.js';
 import { analyzeRegion, type KnownEntry } from './recovery-damage.js';
+import {
+  checkpointIds,
+  coverageProblem,
+  readCheckpoint,
+  type CheckpointSegment,
+  type LoadedCheckpoint,
+} from './checkpoint.js';
 import type { SalvageReport } from './recovery-salvage.js';
 
 /** DAXSTORE_SCAN_MAPPED=1 (an A/B knob, docs/TESTING.md): the scan reads segments through the mapping, not with read(2). */
@@ -141,6 +152,8 @@ export interface KvRecoveryReport {
   ownerRecords: { corrected: string[]; cleared: string[] };
   /** object-table records found damaged and corrected (one byte per word) or cleared (salvage: the object is lost) */
   objectRecords: { corrected: string[]; cleared: string[] };
+  /** what open did about index checkpoints (checkpoint.ts) */
+  checkpoint: CheckpointUse | undefined;
   /** what salvage did about the damage (salvage mode only) */
   salvaged?: SalvageReport;
 }
@@ -157,6 +170,37 @@ export class KvDamageError extends DaxError {
   }
 }
 
+/** What open does about checkpoints (store.ts): the store's uuid, and whether the full scan is forced. */
+export interface RecoverOptions {
+  /** the superblock's uuid: a checkpoint must carry it */
+  uuid?: Uint8Array;
+  /** recovery: 'full' (or salvage): scan the whole log, load no checkpoint */
+  full?: boolean;
+}
+
+/** What open did about checkpoints (stats().recovery.checkpoint). */
+export interface CheckpointUse {
+  /** the generation loaded (the log scanned only after what it covers), or undefined: full scan */
+  loaded: number | undefined;
+  /** checkpoints found and not trusted, and why (damaged, stale, another store's, another version) */
+  ignored: string[];
+  /** the full scan was asked for (recovery: 'full', or salvage) */
+  forcedFull: boolean;
+  /** log records scanned after the checkpoint, and the entries in them */
+  tailRecords: number;
+  tailEntries: number;
+  /** keys the tail changed: replaced, added, removed */
+  tailKeys: { replaced: number; added: number; removed: number };
+  /** checkpoint objects to remove (ignored ones): the store removes them after open */
+  remove: number[];
+  /** time to read and check the checkpoint, ms */
+  readMs: number;
+  /** time to check every record it covers (checksums), ms */
+  verifyMs: number;
+  /** the loaded checkpoint's segment ends: the next close hops on from them (checkpoint.ts segmentEnd) */
+  coveredSegments: CheckpointSegment[];
+}
+
 /**
  * `table`: each segment found gets its estimate (segment-table.ts): bytes written up to its
  * last valid record, and live bytes = its winners times its mean bytes per entry.
@@ -166,14 +210,53 @@ export function recoverKv(
   v: MediaViews,
   mode: RecoveryMode = 'strict',
   table?: SegmentTable,
+  opts: RecoverOptions = {},
 ): KvRecoveryReport {
   const start = performance.now();
   const restored: number[] = [];
   if (mode === 'salvage') restoreSegments(space, v, restored);
-  const cpu0 = cpuMs();
-  const report: KvRecoveryReport = {
+  const segments: Array<[block: number, nonce: number]> = [];
+  space.device.forEachOwned((block, owner, index, order) => {
+    if (owner !== OWNER_KV_SEGMENT) return;
+    if (order !== SEGMENT_ORDER)
+      throw new DaxError(
+        'ECORRUPT',
+        `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`,
+      );
+    segments.push([block, index]);
+  });
+  // Scan order is offset order (the sort breaks sequence ties by offset): blocks ascending.
+  for (let i = 1; i < segments.length; i++)
+    if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
+  const use: CheckpointUse = {
+    loaded: undefined,
+    ignored: [],
+    forcedFull: opts.full === true || mode === 'salvage',
+    tailRecords: 0,
+    tailEntries: 0,
+    tailKeys: { replaced: 0, added: 0, removed: 0 },
+    remove: [],
+    readMs: 0,
+    verifyMs: 0,
+    coveredSegments: [],
+  };
+  const ids = checkpointIds(space);
+  // Salvage rewrites the log in place (damage removed, lost versions marked): a checkpoint of
+  // the index before it would no longer describe the log, so every one goes.
+  if (mode === 'salvage') use.remove.push(...ids);
+  if (!use.forcedFull && opts.uuid !== undefined && ids.length > 0) {
+    const report = recoverFromCheckpoint(space, v, mode, segments, ids, opts.uuid, use, start, restored, table);
+    if (report !== undefined) return report;
+  }
+  const report = fullScan(space, v, mode, segments, start, restored, table);
+  report.checkpoint = use;
+  return report;
+}
+
+function newReport(mode: RecoveryMode, segments: number): KvRecoveryReport {
+  return {
     mode,
-    segments: 0,
+    segments,
     records: 0,
     entries: 0,
     keys: 0,
@@ -193,21 +276,23 @@ export function recoverKv(
     restoredSegments: [],
     ownerRecords: { corrected: [], cleared: [] },
     objectRecords: { corrected: [], cleared: [] },
+    checkpoint: undefined,
   };
-  const segments: Array<[block: number, nonce: number]> = [];
-  space.device.forEachOwned((block, owner, index, order) => {
-    if (owner !== OWNER_KV_SEGMENT) return;
-    if (order !== SEGMENT_ORDER)
-      throw new DaxError(
-        'ECORRUPT',
-        `${space.device.media.path}: key-value segment at block ${block} has order ${order}, expected ${SEGMENT_ORDER}`,
-      );
-    segments.push([block, index]);
-  });
-  // Scan order is offset order (the sort breaks sequence ties by offset): blocks ascending.
-  for (let i = 1; i < segments.length; i++)
-    if (segments[i][0] <= segments[i - 1][0]) assert(false, `segments listed out of block order at ${segments[i][0]}`);
-  report.segments = segments.length;
+}
+
+/** Every record of every segment: the index rebuilt from the log alone. */
+function fullScan(
+  space: DaxSpace,
+  v: MediaViews,
+  mode: RecoveryMode,
+  segments: Array<[block: number, nonce: number]>,
+  start: number,
+  restored: number[],
+  table: SegmentTable | undefined,
+): KvRecoveryReport {
+  const t0 = performance.now();
+  const cpu0 = cpuMs();
+  const report = newReport(mode, segments.length);
   const vouched = vouchedEnds(space, v, segments);
   const found = new FoundEntries(segments.length, SEGMENT_BYTES);
   const injected = new Map<number, KnownEntry>();
@@ -221,7 +306,7 @@ export function recoverKv(
   report.records = found.validRecords;
   report.entries = found.count;
   report.maxSequence = found.maxSequence;
-  report.phasesMs.scan = performance.now() - start;
+  report.phasesMs.scan = performance.now() - t0;
   const cpu1 = cpuMs();
   report.phasesCpuMs.scan = cpu1 - cpu0;
   const t1 = performance.now();
@@ -278,6 +363,163 @@ function restoreSegments(space: DaxSpace, v: MediaViews, restored: number[]): vo
     if (check.status !== 'ok' || check.kind !== KIND_SEAL || nonce === 0) continue;
     if (device.restoreOwner(block, OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER)) restored.push(block);
   }
+}
+
+/**
+ * The newest checkpoint that checks out (checkpoint.ts: whole, this store's, this version,
+ * covering what the log still holds), its winners merged with those of the log written after
+ * it. undefined (every reason in use.ignored) when none does, or when the log after it holds
+ * damage (the full scan then reports it as usual).
+ */
+function recoverFromCheckpoint(
+  space: DaxSpace,
+  v: MediaViews,
+  mode: RecoveryMode,
+  segments: Array<[block: number, nonce: number]>,
+  ids: number[],
+  uuid: Uint8Array,
+  use: CheckpointUse,
+  start: number,
+  restored: number[],
+  table: SegmentTable | undefined,
+): KvRecoveryReport | undefined {
+  const t0 = performance.now();
+  const cpu0 = cpuMs();
+  // A poisoned block under the log is damage the full scan must report (the records a
+  // checkpoint covers are not read): scanned whole, the checkpoint kept.
+  const device = space.device;
+  if (device.poisonedBlocks !== 0 && segments.some(([block]) => device.firstPoisoned(block, HUGE_BLOCKS) >= 0)) {
+    use.ignored.push('poisoned blocks under the log: scanned whole');
+    return undefined;
+  }
+  const owned = new Map(segments);
+  let cp: LoadedCheckpoint | undefined;
+  for (const id of ids) {
+    if (cp !== undefined) break;
+    const r = readCheckpoint(space, id, uuid);
+    const problem = 'reason' in r ? r.reason : coverageProblem(space, v, r.checkpoint, owned);
+    if (problem === undefined && 'checkpoint' in r) cp = r.checkpoint;
+    else {
+      use.ignored.push(problem ?? 'unreadable');
+      use.remove.push(id);
+    }
+  }
+  use.readMs = performance.now() - t0;
+  if (cp === undefined) return undefined;
+  const scratch = space.device.media.readInto === undefined ? undefined : new Uint8Array(SEGMENT_BYTES);
+  // Every record the checkpoint covers is checked whole (checksums included) though none is
+  // parsed: damage there is reported or refused by the full scan exactly as without one.
+  const t1v = performance.now();
+  const coveredEntries = new Map<number, number>();
+  const coveredCounts = { records: 0, entries: 0 };
+  const checked = !isBroken('kv-checkpoint-trust-covered') && !isBroken('kv-checkpoint-trust-stale');
+  const damaged = checked ? verifyCovered(space, v, cp, scratch, coveredEntries, coveredCounts) : undefined;
+  use.verifyMs = performance.now() - t1v;
+  if (damaged !== undefined) {
+    use.ignored.push(`checkpoint ${cp.generation}: ${damaged}; scanned whole`);
+    return undefined;
+  }
+  const report = newReport(mode, segments.length);
+  // What the checkpoint covers of each segment: only of the same segment life (block and nonce).
+  const covered = new Map(cp.segments.map((s) => [`${s.block}:${s.nonce}`, s.used]));
+  const vouched = vouchedEnds(space, v, segments);
+  const found = new FoundEntries(1, SEGMENT_BYTES);
+  const injected = new Map<number, KnownEntry>();
+  const scanned: Array<{ used: number; entries: number }> = [];
+  for (const [block, nonce] of segments) {
+    const before = found.count;
+    const from = covered.get(`${block}:${nonce}`);
+    const used = scanSegment(space, v, block, nonce, vouched, report, found, injected, scratch, from ?? 0);
+    const old = from === undefined ? 0 : (coveredEntries.get(block) ?? 0);
+    scanned.push({ used, entries: old + found.count - before });
+  }
+  if (report.damage.length > 0 || injected.size > 0 || report.corrected.length > 0) {
+    use.ignored.push(`checkpoint ${cp.generation}: the log after it holds damage; scanned whole`);
+    return undefined;
+  }
+  use.loaded = cp.generation;
+  use.coveredSegments = cp.segments;
+  use.tailRecords = found.validRecords;
+  use.tailEntries = found.count;
+  // The log's counts, as a full scan gives them: the covered records' (counted by their
+  // check) and the tail's. Under a trust switch nothing was checked: the checkpoint's own.
+  report.records = (checked ? coveredCounts.records : cp.records) + found.validRecords;
+  report.entries = (checked ? coveredCounts.entries : cp.entries) + found.count;
+  report.maxSequence = Math.max(cp.maxSequence, found.maxSequence);
+  report.phasesMs.scan = performance.now() - t0;
+  const cpu1 = cpuMs();
+  report.phasesCpuMs.scan = cpu1 - cpu0;
+  const t1 = performance.now();
+  const base: WinnerColumns = {
+    count: cp.keys,
+    values: cp.values,
+    starts: cp.starts,
+    lengths: cp.lengths,
+    keys: cp.keyBytes,
+  };
+  let winners = base;
+  if (found.count > 0) {
+    const merged = mergeColumns(v, base, pickWinners(v, found, KV_KEY_PREFIX, true), cp.maxSequence);
+    use.tailKeys = { replaced: merged.replaced, added: merged.added, removed: merged.removed };
+    winners = merged;
+  }
+  const t2 = performance.now();
+  report.phasesMs.sort = t2 - t1;
+  const cpu2 = cpuMs();
+  report.phasesCpuMs.sort = cpu2 - cpu1;
+  space.tree.bulkLoad({
+    count: winners.count,
+    keys: winners.keys,
+    starts: winners.starts,
+    lengths: winners.lengths,
+    values: winners.values,
+  });
+  report.phasesMs.load = performance.now() - t2;
+  report.phasesCpuMs.load = cpuMs() - cpu2;
+  if (table !== undefined) estimateSegments(table, segments, scanned, winners.values, winners.count);
+  report.keys = winners.count;
+  report.checkpoint = use;
+  report.timeMs = performance.now() - start;
+  return withOwnerRepairs(report, space, restored);
+}
+
+/**
+ * The records a checkpoint covers, checked whole (recovery-native.ts verifyRecords: header,
+ * nonce, checksum, entries; no entry read into anything): each covered segment's [0, used),
+ * read with read(2) where the media can (readSegment says why), else through the mapping.
+ * undefined when all hold, else where the first that does not is and why. `entries`: each
+ * covered segment's entry count (by head block), for the segment table's estimate; `counts`:
+ * the records and entries of all of them.
+ */
+function verifyCovered(
+  space: DaxSpace,
+  v: MediaViews,
+  cp: LoadedCheckpoint,
+  scratch: Uint8Array | undefined,
+  entries: Map<number, number>,
+  counts: { records: number; entries: number },
+): string | undefined {
+  const device = space.device;
+  const media = device.media;
+  for (const s of cp.segments) {
+    if (s.used === 0) continue;
+    const base = device.blockOffset(s.block);
+    const copy =
+      scratch !== undefined && !SCAN_THROUGH_MAPPING && media.readInto!(base, s.used, scratch, 0) === 0
+        ? { bytes: scratch, base }
+        : undefined;
+    const {
+      records,
+      entries: n,
+      bad,
+    } = verifyRecords(v, base, s.used, SEGMENT_BYTES, s.nonce, poisonBitmap(space, s.block), copy);
+    entries.set(s.block, n);
+    counts.records += records;
+    counts.entries += n;
+    if (bad !== undefined)
+      return `a record it covers (segment at block ${s.block}, offset ${bad.at}) fails its checks: ${bad.reason}`;
+  }
+  return undefined;
 }
 
 /** CPU time of the process (every thread), in ms. */
@@ -337,14 +579,25 @@ function scanSegment(
   found: FoundEntries,
   injected: Map<number, KnownEntry>,
   scratch: Uint8Array | undefined,
+  from = 0,
 ): number {
   const device = space.device;
   const base = device.blockOffset(block);
   const end = base + SEGMENT_BYTES;
   const poison = poisonBitmap(space, block);
   const vouchedEnd = vouched.get(nonce);
-  const copy = scratch === undefined ? undefined : readSegment(space, base, poison, scratch);
-  const scan = scanNative(v, base, end, nonce, found, poison, vouchedEnd === undefined ? 0 : base + vouchedEnd, copy);
+  const copy = scratch === undefined ? undefined : readSegment(space, base, poison, scratch, from);
+  const scan = scanNative(
+    v,
+    base,
+    end,
+    nonce,
+    found,
+    poison,
+    vouchedEnd === undefined ? 0 : base + vouchedEnd,
+    copy,
+    base + from,
+  );
   let resumable = scan.status === SCAN_END || scan.status === SCAN_CUT;
   if (scan.status === SCAN_INVALID || scan.status === SCAN_POISON) {
     // kv-no-resync (a test switch): the old rule, the first bad record ends the segment quietly.
@@ -392,11 +645,18 @@ function scanSegment(
  * a hypervisor exit too), most of a scan's cost where the store was just mapped; the copy is
  * made by the kernel through its own map of the pages, and the scan then reads it in cache.
  */
-function readSegment(space: DaxSpace, base: number, poison: Uint32Array, scratch: Uint8Array): SegmentCopy | undefined {
+function readSegment(
+  space: DaxSpace,
+  base: number,
+  poison: Uint32Array,
+  scratch: Uint8Array,
+  from: number,
+): SegmentCopy | undefined {
   const media = space.device.media;
   if (media.readInto === undefined || SCAN_THROUGH_MAPPING) return undefined;
   const poisoned = (b: number): boolean => poison.length !== 0 && ((poison[b >>> 5] >>> (b & 31)) & 1) !== 0;
-  for (let b = 0; b < HUGE_BLOCKS;) {
+  // From the block holding `from` (a checkpoint's tail): the scan reads nothing before it.
+  for (let b = Math.floor(from / BLOCK_BYTES); b < HUGE_BLOCKS;) {
     if (poisoned(b)) {
       b++;
       continue;

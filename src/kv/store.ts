@@ -144,10 +144,12 @@ import { compactSegmentsLocked, evacuateSegments, type CompactOptions, type Comp
 import { lockWord, tryLockWord, unlockWord } from '../device/spin-lock.js';
 import { isInjectedFault } from '../device/allocator.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
+import { checkpointIds, removeCheckpoint, writeCheckpoint, type CheckpointWritten } from './checkpoint.js';
 import { keyText, recoverKv, refuseDamage, type KvRecoveryReport, type RecoveryMode } from './recovery.js';
 import { salvage, type SalvageReport } from './recovery-salvage.js';
 import {
   KV_OBJECT_ID_BASE,
+  isLargeValueId,
   LargeObjectReaper,
   RETIRE_KV_OBJECT,
   collectOrphans,
@@ -193,8 +195,10 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
    * KvDamageError (ECORRUPT, or EIO for poison) naming the damage and the keys it may affect;
    * 'salvage' serves every intact key, marks the keys whose newest version was lost (reads
    * throw EIO), removes the damage from the log and reports all of it in stats().recovery.
+   * 'full': as 'strict', but the whole log is scanned even when a checkpoint of the index
+   * (written at the last clean close) could be loaded; salvage always scans the whole log.
    */
-  recovery?: RecoveryMode;
+  recovery?: RecoveryMode | 'full';
   /** how keys are stored: a new store's default is 'ordered'; an existing store's is the one it was created with */
   keyEncoding?: KE;
   /** how values are stored: a new store's default is 'msgpack'; an existing store's is the one it was created with */
@@ -206,6 +210,12 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
    * out of space, and compact(), reclaim. The opener's choice holds for every attached handle.
    */
   autoCompact?: boolean;
+  /**
+   * Write an index checkpoint at a clean close of this opener (default false): the next open
+   * loads it instead of rebuilding the index from the whole log (checkpoint.ts). A checkpoint
+   * in the store is loaded (after its checks) whatever this option says.
+   */
+  checkpoint?: boolean;
 }
 export interface OpenMediaOptions<
   KE extends KeyEncoding = KeyEncoding,
@@ -296,11 +306,12 @@ export interface KvStats {
 
 /** Bounds are checked as keys by the key encoding (rangeBounds); here only that they are present. */
 const isBound = (): string | undefined => undefined;
-const RECOVERY_MODES: readonly RecoveryMode[] = ['strict', 'salvage'];
+const RECOVERY_MODES: readonly (RecoveryMode | 'full')[] = ['strict', 'salvage', 'full'];
 const OPEN_OPTIONS: OptionSpec = {
   size: 'positiveInteger',
   autoCompact: 'boolean',
   maxSize: 'positiveInteger',
+  checkpoint: 'boolean',
   durability: DURABILITIES,
   recovery: RECOVERY_MODES,
   keyEncoding: KEY_ENCODINGS,
@@ -311,6 +322,7 @@ const OPEN_MEDIA_OPTIONS: OptionSpec = {
   recovery: RECOVERY_MODES,
   formatIfEmpty: 'boolean',
   autoCompact: 'boolean',
+  checkpoint: 'boolean',
   quarantineDir: 'string',
   keyEncoding: KEY_ENCODINGS,
   valueEncoding: VALUE_ENCODINGS,
@@ -586,6 +598,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         opts,
         { mode, quarantineDir: `${path}.quarantine` },
         opts.autoCompact ?? true,
+        opts.checkpoint ?? true,
       );
     } catch (e) {
       abandonOpen(media); // a failed create leaves no file behind
@@ -613,6 +626,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       opts,
       { mode: opts.recovery ?? 'strict', quarantineDir: opts.quarantineDir },
       opts.autoCompact ?? true,
+      opts.checkpoint ?? true,
     );
   }
 
@@ -620,14 +634,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     space: DaxSpace,
     durability: Durability,
     wanted: Partial<KvRoot>,
-    damage: { mode: RecoveryMode; quarantineDir: string | undefined },
+    damage: { mode: RecoveryMode | 'full'; quarantineDir: string | undefined },
     autoCompact: boolean,
+    checkpoint: boolean,
   ): KS {
     try {
       const views = mediaViews(space.device.media.buffer);
       const table = new SegmentTable(space.device.dataOffset, space.device.capacityBlocks); // extents the store may grow to
-      const report = recoverKv(space, views, damage.mode, table);
-      if (damage.mode === 'strict') refuseDamage(space.device.media.path, report);
+      const mode: RecoveryMode = damage.mode === 'full' ? 'strict' : damage.mode;
+      const report = recoverKv(space, views, mode, table, { uuid: space.device.uuid, full: damage.mode === 'full' });
+      // Checkpoints that failed their checks are garbage: removed (durably) before anything is written.
+      for (const id of report.checkpoint?.remove ?? []) removeCheckpoint(space, id);
+      if (mode === 'strict') refuseDamage(space.device.media.path, report);
       const enc = resolveEncodings(space.device, wanted, DEFAULT_ENCODINGS, true); // before any record is written
       const shared = new SharedArrayBuffer(SHARED_BYTES);
       const store = new KvStore(
@@ -646,6 +664,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       store.i32[SEGMENTS] = report.segments;
       store.spaceWords[RESERVE_SET] = -1;
       store.spaceWords[AUTO_OFF] = autoCompact ? 0 : 1;
+      store.checkpointOnClose = checkpoint;
       // The recovered segment with the most room: the opener's writer appends to it when it is
       // at most half used. In a store that keeps a reserve but has no free extent (closed or
       // crashed full: the reserve went to the priority segment) it goes to the priority writer
@@ -2035,7 +2054,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       indexBytesPerKey: keys === 0 ? 0 : this.space.tree.stats().liveBytes / keys,
       lostWakeups: this.space.tree.stats().lostWakeups,
       recovery: this.recovery,
-      largeValueObjects: this.space.objects.liveIds().filter((id) => id >= KV_OBJECT_ID_BASE).length,
+      largeValueObjects: this.space.objects.liveIds().filter(isLargeValueId).length,
       largeValueObjectsRemoved: this.reaper.removed,
       largeValueOrphansRemoved: this.largeValuesAtOpen?.orphansRemoved ?? 0,
       fileBytes: media.size,
@@ -2295,6 +2314,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // A store that can grow does not wait for other threads' pins: growing is cheaper.
     this.releaseRetired(growable ? 0 : RECLAIM_WAIT_MS);
     if (measure() > before) return this.roomMade();
+    // An index checkpoint only speeds up the next open: its space goes before growth or compaction.
+    if (this.dropCheckpoints()) {
+      this.releaseRetired(growable ? 0 : RECLAIM_WAIT_MS);
+      if (measure() > before) return this.roomMade();
+    }
     if (growable && !this.compactBeforeGrowing() && this.growForWrite()) return true;
     if (!this.worthCompacting(forDelete)) return growable && this.growForWrite();
     const report = this.compactNow({
@@ -2327,6 +2351,22 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private growForWrite(): boolean {
     if (!this.space.device.grow()) return false;
     return this.roomMade();
+  }
+
+  /**
+   * Removes the index checkpoints in the store (the next open scans the whole log, or loads
+   * the one the next clean close writes); true when one was removed. Another thread removing
+   * the same one at once is not an error.
+   */
+  private dropCheckpoints(): boolean {
+    let dropped = false;
+    for (const id of checkpointIds(this.space))
+      try {
+        dropped = removeCheckpoint(this.space, id) || dropped;
+      } catch (e) {
+        if (!isDaxError(e, 'ENOENT')) throw e;
+      }
+    return dropped;
   }
 
   /** Reclaiming made room: ordinary writes (deletes among them) may try their own segments again. */
@@ -2484,6 +2524,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         // append after it only add records after this SEAL).
         if (this.opener) this.withPriorityWriter((pw) => pw.sealForClose());
         this.reapLarge();
+        if (this.opener && this.checkpointOnClose) this.checkpointAtClose();
       }
     } finally {
       for (const w of this.groupWaiters.splice(0))
@@ -2498,6 +2539,51 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       this.space.close();
     }
   }
+
+  /**
+   * The index checkpoint of a clean close (checkpoint.ts), when nothing else appends to the
+   * log: every other writer slot free (a worker still attached keeps its segment open, and
+   * then the next open scans the whole log). A failure to write one (no space, a media
+   * error) leaves the store as it was: the next open scans the whole log.
+   */
+  private checkpointAtClose(): void {
+    const own = this.writer.slotIndex;
+    for (let i = 0; i < MAX_WRITERS; i++) if (i !== own && Atomics.load(this.openTable, i) !== 0) return;
+    const uuid = this.space.device.uuid;
+    if (uuid === undefined) return;
+    // Never at the log's expense: the whole extents it may take (the index's size bounds it),
+    // plus the one kept in reserve and one for the next writer, must be free, else no
+    // checkpoint (the next open scans the whole log).
+    const free = this.space.device.stats().freeExtents;
+    const needed = Math.max(1, Math.ceil((this.space.tree.arena.liveWords() * 4) / SEGMENT_BYTES)) + 2;
+    if (free < needed) {
+      this.lastCheckpoint = { error: `not written: ${free} free 2 MiB extents, ${needed} needed` };
+      return;
+    }
+    const r = this.recovery;
+    try {
+      this.lastCheckpoint = writeCheckpoint(
+        this.space,
+        this.views,
+        uuid,
+        {
+          maxSequence: this.lastSequence(),
+          records: (r?.records ?? 0) + this.counted(PUTS) + this.counted(DELETES) + this.counted(BATCHES),
+          entries: 0,
+        },
+        new Map((r?.checkpoint?.coveredSegments ?? []).map((s) => [s.block, s])),
+      );
+    } catch (e) {
+      if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO')) throw e;
+      this.lastCheckpoint = { error: e.message };
+    }
+  }
+
+  /** open({ checkpoint: true }): close() of the opener writes an index checkpoint. */
+  private checkpointOnClose = false;
+
+  /** The checkpoint close() wrote (tests, tools), or why it could not. */
+  lastCheckpoint: CheckpointWritten | { error: string } | undefined;
 
   private checkOpen(op: string): void {
     if (this.closed)

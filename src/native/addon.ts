@@ -136,6 +136,43 @@ export interface NativeAddon {
     lengths: Uint16Array,
     keys: Uint8Array,
     keyPrefix: number,
+    keepDeletes?: boolean,
+  ): number;
+  /**
+   * Merges a checkpoint's winner columns with the tail's (addon/kv-recovery.h JsMergeKvColumns):
+   * the count, or -errno. media: as for pickKvWinners.
+   */
+  mergeKvColumns(
+    media: Uint8Array | SharedArrayBuffer,
+    aCount: number,
+    aValues: Float64Array,
+    aStarts: Uint32Array,
+    aLengths: Uint16Array,
+    aKeys: Uint8Array,
+    bCount: number,
+    bValues: Float64Array,
+    bStarts: Uint32Array,
+    bLengths: Uint16Array,
+    bKeys: Uint8Array,
+    covered: number,
+    outValues: Float64Array,
+    outStarts: Uint32Array,
+    outLengths: Uint16Array,
+    outKeys: Uint8Array,
+    counts: Float64Array,
+  ): number;
+  /**
+   * Checks the records of [base, base + used) of a segment whole (addon/kv-recovery.h
+   * JsVerifyKvRecords): 0 all valid, 1 not (io[3] where, io[4] why), -EIO or -EINVAL. media:
+   * device bytes from io[0] (a window, or a copy of the segment).
+   */
+  verifyKvRecords(
+    media: Uint8Array,
+    base: number,
+    used: number,
+    nonce: number,
+    poison: Uint32Array,
+    io: Float64Array,
   ): number;
 }
 

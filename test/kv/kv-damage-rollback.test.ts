@@ -7,9 +7,12 @@
  *     ECORRUPT naming z; it never serves a = old or doomed;
  *   - salvage: a = new, doomed absent, z throws EIO (or reads MARKER when corrected), the
  *     report names z, and a strict reopen afterwards opens and serves the same.
+ * The close writes an index checkpoint ({ checkpoint: true }) that covers z's record: every strict open here checks
+ * the records a checkpoint covers and scans the whole log when one fails.
  * Red with kv-no-resync (the first bad record ends its segment as a torn tail: a = old, doomed
- * back, opened without a word) and with kv-no-watermark (every bad region taken for a torn
- * tail).
+ * back, opened without a word), with kv-no-watermark (every bad region taken for a torn
+ * tail) and with kv-checkpoint-trust-covered (the checkpoint loaded over the damage: z read
+ * flipped, opened without a word).
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
@@ -25,8 +28,8 @@ const td = new TextDecoder();
 
 /** The closed store of the repro, and the device offsets of z's record [start, end). */
 function build(): { media: SimMedia; record: [number, number] } {
-  const media = createSimMedia(8 * 2 ** 20);
-  const db = openMedia(media);
+  const media = createSimMedia(16 * 2 ** 20); // room for the index checkpoint the close writes
+  const db = openMedia(media, { checkpoint: true });
   db.put('doomed', 'x');
   db.put('a', 'old');
   db.put('z', 'MARKER');
@@ -98,7 +101,7 @@ describe('damage to a durable record', () => {
       }
       expect(problems).toEqual([]);
     });
-  });
+  }, 240_000); // three opens a trial: minutes on a loaded machine
 
   it('a flip inside MARKER (the value): strict refuses naming z, salvage keeps a = new and doomed deleted', () => {
     const { media, record } = build();
@@ -117,6 +120,39 @@ describe('damage to a durable record', () => {
     db.put('z', 'rewritten');
     expect(read(db, 'z')).toBe('rewritten');
     db.close();
+  });
+
+  it('the closed store carries an index checkpoint: an undamaged reopen loads it, a damaged one scans whole', () => {
+    const { media, record } = build();
+    const clean = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+    expect(clean.recovery!.checkpoint?.loaded).toBeDefined();
+    expect([read(clean, 'a'), read(clean, 'doomed'), read(clean, 'z')]).toEqual(['new', undefined, 'MARKER']);
+    clean.close();
+    const image = flip(media, record[1] - 8 + 2, 4);
+    try {
+      openMedia(image, { formatIfEmpty: false });
+      expect.unreachable('strict open served a damaged store');
+    } catch (e) {
+      expect(e).toBeInstanceOf(KvDamageError);
+      const use = (e as KvDamageError).report.checkpoint!;
+      expect(use.loaded).toBeUndefined();
+      expect(use.ignored.join()).toMatch(/a record it covers .* checksum mismatch; scanned whole/);
+    }
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-trust-covered: the checkpoint is trusted, z served flipped', () => {
+    const { media, record } = build();
+    const image = flip(media, record[1] - 8 + 2, 4);
+    setBroken('kv-checkpoint-trust-covered', true);
+    try {
+      const db = openMedia(image, { formatIfEmpty: false });
+      expect(db.recovery!.checkpoint?.loaded).toBeDefined();
+      expect(db.recovery!.damage).toEqual([]);
+      expect(read(db, 'z')).not.toBe('MARKER');
+      db.close();
+    } finally {
+      setBroken('kv-checkpoint-trust-covered', false);
+    }
   });
 
   for (const name of ['kv-no-resync', 'kv-no-watermark'] as SwitchName[]) {

@@ -136,7 +136,70 @@ async function runLargeStore(seed: number): Promise<void> {
   if (used > 1 * GiB) throw new Error(`the sparse store holds ${used} bytes: the test touched too much`);
 }
 
+/**
+ * Index checkpoints of a store past 4 GiB: a clean close writes one over keys placed beyond 4
+ * and 8 GiB; the reopen loads it (its coverage and covered records are read through the
+ * windows) and serves them; then overwrites and deletes of keys beyond 8 GiB are written after
+ * it and the handle closes without a new one, so the next open merges that tail (entries past
+ * 4 GiB) over the checkpoint. Each open equals `recovery: 'full'` of the same store.
+ */
+async function runLargeCheckpoint(seed: number): Promise<void> {
+  const r = rng(seed);
+  const p = sparseFile();
+  let db = openMedia(openRegion(p), { formatIfEmpty: true, checkpoint: true });
+  const placed: Placed[] = [];
+  try {
+    placed.push(...writeBeyond(db, r, 0, 'low'));
+    placed.push(...writeBeyond(db, r, 4 * GiB + Math.floor(r() * 64) * 2 ** 21, 'past4'));
+    placed.push(...writeBeyond(db, r, 8 * GiB + Math.floor(r() * 64) * 2 ** 21, 'past8'));
+  } finally {
+    db.close();
+  }
+  if (db.lastCheckpoint === undefined || 'error' in db.lastCheckpoint)
+    throw new Error(`no checkpoint written at close: ${JSON.stringify(db.lastCheckpoint)}`);
+  db = open(p, { checkpoint: false }); // its close keeps the checkpoint before the tail
+  try {
+    const use = db.stats().recovery?.checkpoint;
+    if (use?.loaded === undefined) throw new Error(`checkpoint not loaded: ${JSON.stringify(use?.ignored)}`);
+    checkAll(db, placed);
+    // A tail after the checkpoint beyond 8 GiB: overwrites and deletes of keys there, new keys.
+    const victims = placed.filter((x) => x.key.toString().startsWith('past8/small/')).slice(-10);
+    for (const v of victims.slice(0, 5)) db.delete(v.key);
+    for (const v of victims.slice(5)) {
+      v.value = Buffer.from(`again-${v.key.toString()}`);
+      db.put(v.key, v.value);
+    }
+    placed.splice(0, placed.length, ...placed.filter((x) => !victims.slice(0, 5).includes(x)));
+    placed.push(...writeBeyond(db, r, 12 * GiB + Math.floor(r() * 64) * 2 ** 21, 'past12'));
+    for (const v of victims.slice(0, 5)) expect(db.get(v.key)).toBeUndefined();
+  } finally {
+    db.close();
+  }
+  for (const recovery of ['strict', 'full'] as const) {
+    db = open(p, { recovery });
+    try {
+      const use = db.stats().recovery?.checkpoint;
+      if (recovery === 'strict' && (use?.loaded === undefined || use.tailEntries === 0))
+        throw new Error(`the tail was not replayed over the checkpoint: ${JSON.stringify(use)}`);
+      checkAll(db, placed);
+      for (const k of ['past8/small/0', 'past12/small/0']) expect(db.get(Buffer.from(k)), k).toBeDefined();
+    } finally {
+      db.close();
+    }
+  }
+  const used = fs.statSync(p).blocks * 512;
+  if (used > 1 * GiB) throw new Error(`the sparse store holds ${used} bytes: the test touched too much`);
+}
+
 describe('a 16 GiB store (sparse, on /dev/shm)', () => {
+  it('an index checkpoint past 4 GiB is written at close, loaded, and a tail past 8 GiB merged over it', async () => {
+    await withSeed(FILE, runLargeCheckpoint);
+  }, 300_000);
+
+  it('DAXSTORE_TEST_BREAK=kv-no-window: the checkpoint past 4 GiB goes red', async () => {
+    await expect(withBroken('kv-no-window', () => withSeed(FILE, runLargeCheckpoint))).rejects.toThrow();
+  }, 300_000);
+
   it('keys and large values beyond 4 GiB and 8 GiB are written, read back, reopened and read from a worker', async () => {
     await withSeed(FILE, runLargeStore);
   }, 300_000);

@@ -240,7 +240,7 @@ describe('recovery winner pick', () => {
       model.set(k, 0);
     }
     db.close();
-    const again = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+    const again = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
     try {
       expect(again.recovery?.entries).toBe(200_000);
       expect(again.recovery?.keys).toBe(model.size);

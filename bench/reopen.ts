@@ -1,0 +1,145 @@
+/**
+ * Reopen with an index checkpoint vs the full scan, in fresh node processes on one store:
+ * each round opens with recovery: 'full', opens again as a clean reopen (the checkpoint the
+ * previous close wrote), then a process overwrites 10% of the keys ('sync') and is killed
+ * (SIGKILL, no close) and the store is opened again (the checkpoint plus a tail of 10% of the
+ * writes). Prints per kind the median wall and CPU time of open() and of recovery's phases,
+ * and the paired ratios to the full scan of the same round.
+ *
+ *   npx tsc -p tsconfig.json && node dist/bench/reopen.js [--keys 1000000] [--rounds 3]
+ *
+ * The store: kv.bench's workload (random 16-byte keys, 100-byte values, then half as many
+ * overwrites), binary encodings, in /dev/shm, removed at the end.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { open } from '../src/kv/index.js';
+import { mulberry32 } from '../src/device/sim-media.js';
+
+const VALUE = new Uint8Array(100).fill(7);
+const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
+
+interface Timing {
+  wallMs: number;
+  cpuMs: number;
+  scanCpu: number;
+  sortCpu: number;
+  loadCpu: number;
+  tail: number;
+  /** checking the records the checkpoint covers (wall) */
+  verifyMs: number;
+  loaded: boolean;
+  keys: number;
+  /** close() after it, which writes the next checkpoint */
+  closeCpu: number;
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+function keysOf(n: number): Uint8Array[] {
+  const r = mulberry32(42);
+  return Array.from({ length: n }, () => new Uint8Array(16).map(() => Math.floor(r() * 256)));
+}
+
+function child(...args: string[]): string {
+  return execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', ...args], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
+}
+
+function runChild(mode: string, file: string, keys: number, round: number): void {
+  const all = keysOf(keys);
+  if (mode === 'build') {
+    const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 700) / 2 ** 21) * 2 ** 21);
+    const db = open(file, { size, durability: 'none', checkpoint: true, ...BIN });
+    const r = mulberry32(1);
+    for (const k of all) db.put(k, VALUE);
+    for (let i = 0; i < keys / 2; i++) db.put(all[Math.floor(r() * keys)], VALUE);
+    db.close();
+  } else if (mode === 'write-and-die') {
+    const db = open(file, { durability: 'sync', ...BIN });
+    const r = mulberry32(100 + round);
+    for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(r() * keys)], VALUE);
+    process.kill(process.pid, 'SIGKILL');
+  } else {
+    const t = performance.now();
+    const c0 = process.cpuUsage();
+    const db = open(file, {
+      durability: 'none',
+      checkpoint: true,
+      ...BIN,
+      ...(mode === 'full' ? { recovery: 'full' as const } : {}),
+    });
+    const wallMs = performance.now() - t;
+    const c = process.cpuUsage(c0);
+    const r = db.recovery!;
+    const c1 = process.cpuUsage();
+    db.close();
+    const cc = process.cpuUsage(c1);
+    const out: Timing = {
+      wallMs,
+      cpuMs: (c.user + c.system) / 1000,
+      scanCpu: r.phasesCpuMs.scan,
+      sortCpu: r.phasesCpuMs.sort,
+      loadCpu: r.phasesCpuMs.load,
+      tail: r.checkpoint?.tailEntries ?? 0,
+      verifyMs: r.checkpoint?.verifyMs ?? 0,
+      loaded: r.checkpoint?.loaded !== undefined,
+      keys: r.keys,
+      closeCpu: (cc.user + cc.system) / 1000,
+    };
+    process.stdout.write(JSON.stringify(out));
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function main(): void {
+  const keys = Number(arg('keys', '1000000'));
+  const rounds = Number(arg('rounds', '3'));
+  const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'reopen-'));
+  const file = path.join(dir, 'store');
+  try {
+    child('build', file, String(keys), '0');
+    const runs: Record<'full' | 'clean' | 'kill', Timing[]> = { full: [], clean: [], kill: [] };
+    for (let round = 0; round < rounds; round++) {
+      runs.full.push(JSON.parse(child('full', file, String(keys), String(round))) as Timing);
+      runs.clean.push(JSON.parse(child('clean', file, String(keys), String(round))) as Timing);
+      try {
+        child('write-and-die', file, String(keys), String(round));
+      } catch (e) {
+        if ((e as { signal?: string }).signal !== 'SIGKILL') throw e;
+      }
+      runs.kill.push(JSON.parse(child('kill', file, String(keys), String(round))) as Timing);
+    }
+    console.log(
+      `reopen, ${keys} keys, ${rounds} rounds in fresh processes; load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    );
+    for (const kind of ['full', 'clean', 'kill'] as const) {
+      const rs = runs[kind];
+      const ratio = (f: 'wallMs' | 'cpuMs'): string => median(rs.map((r, i) => r[f] / runs.full[i][f])).toFixed(3);
+      console.log(
+        `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the check ${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall, sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (writes the checkpoint) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}`,
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--child') {
+  const [, , , mode, file, keys, round] = process.argv;
+  runChild(mode, file, Number(keys), Number(round));
+} else main();

@@ -1,0 +1,484 @@
+/**
+ * Index checkpoints: at a clean close the store writes what the next open needs to serve
+ * without reading the whole log (every live key in key order with its entry's offset, and
+ * where each segment's records ended), and the next open loads it and scans only the log
+ * written after it.
+ *
+ * Layout: one DAX object of the space per checkpoint, id CHECKPOINT_ID_FIRST + generation
+ * (the top of the key-value object range, which large values never reach: large-values.ts).
+ * Byte offsets, little-endian:
+ *   0    u64  xxh64 (seed 0) of bytes [8, totalBytes)
+ *   8    u32  CHECKPOINT_MAGIC
+ *   12   u32  CHECKPOINT_VERSION
+ *   16   16 B the store's uuid (superblock): a checkpoint copied from another store never matches
+ *   32   f64  generation           40  f64 totalBytes        48  f64 maxSequence (highest covered)
+ *   56   f64  keys                 64  f64 keyBytes          72  f64 segments
+ *   80   f64  records covered      88  f64 entries covered   96..127 zero
+ *   128  segments x SEGMENT_SLOTS f64: head block, nonce, used (bytes of records from the
+ *        segment's start), offset in the segment of its last record (-1: none), that
+ *        record's checksum word (two u32 as two f64)
+ *   then keys x f64 entry offsets, keys x u16 index-key lengths (padded to 8), the index keys
+ *        back to back in key order.
+ * An older store opened by a build without checkpoints sees a key-value object no key
+ * references and removes it at open (large-values.ts collectOrphans): harmless, the next
+ * open scans the whole log.
+ *
+ * Invariants
+ *   - A checkpoint is trusted only if: its checksum holds, magic and version are these, the
+ *     uuid is this store's, and for every segment it lists the same segment (block and nonce)
+ *     is still owned and its last covered record is still there with the same checksum word
+ *     ending at `used`. Otherwise it is ignored (the reason goes to stats().recovery) and the
+ *     open scans the whole log. A segment freed or reused since (compaction, a clear) fails
+ *     this; records appended after `used`, and segments it does not list, are the tail.
+ *   - Even then, every record it covers is checked whole before it is loaded (recovery.ts
+ *     verifyCovered: checksums, nothing parsed); one that fails sends open to the full scan,
+ *     which reports or refuses the damage as it would without a checkpoint.
+ *   - The tail is scanned like any segment (checksums, resync, torn tails), from `used` with
+ *     `used` as the durable watermark, and its winners merged over the checkpoint's: a key's
+ *     newest entry wins by the same order as a full scan's (recovery-native.ts mergeColumns),
+ *     so the index after a checkpoint load equals the index after a full scan.
+ *   - Written only by the opener at close, after everything is durable and with no other
+ *     writer appending (checked): the checkpoint covers exactly the log as it is then.
+ *
+ * Persistence ordering: the new checkpoint object is written whole and durable (DaxObject
+ * write) under a fresh id before the older ones are removed. A crash in between leaves two;
+ * open takes the highest generation that validates. A crash inside the write leaves one that
+ * fails its checksum (or is shorter than it claims): ignored and removed.
+ */
+import type { DaxSpace } from '../dax/space.js';
+import { DaxError } from '../errors.js';
+import { assert } from '../assert.js';
+import { native } from '../native/addon.js';
+import { scratchBytes } from './recovery-native.js';
+import { isBroken, testHooks } from '../test-break.js';
+import { BLOCK_BYTES } from '../device/layout.js';
+import type { DaxObject } from '../dax/object.js';
+import { HUGE_PAGES, PAGE_BYTES, blockOfValue, isHuge } from '../dax/layout.js';
+import { lookupCoveringPinned } from '../dax/fault.js';
+import { KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_BYTES } from './layout.js';
+import type { MediaViews } from './records.js';
+
+/** Object ids [CHECKPOINT_ID_FIRST, 2^40): generation g is id CHECKPOINT_ID_FIRST + g. */
+export const CHECKPOINT_ID_FIRST = 2 ** 40 - 2 ** 20;
+const CHECKPOINT_ID_END = 2 ** 40;
+export const CHECKPOINT_MAGIC = 0x4b43_4b44; // "DKCK"
+export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_HEADER_BYTES = 128;
+const SEGMENT_SLOTS = 6;
+const H_MAGIC = 8;
+const H_VERSION = 12;
+const H_UUID = 16;
+const H_GENERATION = 32;
+const H_TOTAL = 40;
+const H_MAX_SEQUENCE = 48;
+const H_KEYS = 56;
+const H_KEY_BYTES = 64;
+const H_SEGMENTS = 72;
+const H_RECORDS = 80;
+const H_ENTRIES = 88;
+
+/** Where one segment's records ended when the checkpoint was taken. */
+export interface CheckpointSegment {
+  readonly block: number;
+  readonly nonce: number;
+  /** bytes of records from the segment's start */
+  readonly used: number;
+  /** offset in the segment of the last record, -1 when there is none */
+  readonly lastAt: number;
+  readonly lastSumLo: number;
+  readonly lastSumHi: number;
+}
+
+/** A checkpoint read and checked whole (header, checksum, uuid): its coverage is checked by `coverage`. */
+export interface LoadedCheckpoint {
+  readonly generation: number;
+  readonly maxSequence: number;
+  readonly keys: number;
+  readonly records: number;
+  readonly entries: number;
+  readonly segments: CheckpointSegment[];
+  readonly values: Float64Array;
+  readonly starts: Uint32Array;
+  readonly lengths: Uint16Array;
+  readonly keyBytes: Uint8Array;
+  readonly bytes: number;
+}
+
+export function isCheckpointId(id: number): boolean {
+  return id >= CHECKPOINT_ID_FIRST && id < CHECKPOINT_ID_END;
+}
+
+/** Ids of the checkpoint objects in the space, highest generation first. */
+export function checkpointIds(space: DaxSpace): number[] {
+  return space.objects
+    .liveIds()
+    .filter(isCheckpointId)
+    .sort((a, b) => b - a);
+}
+
+const sum = new Uint32Array(2);
+
+function hash(bytes: Uint8Array, offset: number, length: number): Uint32Array {
+  const rc = native().hashRange(bytes, offset, length, sum);
+  assert(rc === 0, () => `hashRange: ${rc}`);
+  return sum;
+}
+
+/**
+ * Reads checkpoint object `id` and checks it whole: undefined and the reason when it cannot
+ * be trusted for this store (damaged, torn, another store's, another version).
+ */
+export function readCheckpoint(
+  space: DaxSpace,
+  id: number,
+  uuid: Uint8Array,
+): { checkpoint: LoadedCheckpoint } | { reason: string } {
+  const obj = space.object(id);
+  const name = `checkpoint ${id - CHECKPOINT_ID_FIRST}`;
+  const objectSize = obj.size;
+  if (objectSize < CHECKPOINT_HEADER_BYTES) return { reason: `${name}: ${objectSize} bytes, torn` };
+  let bytes: Uint8Array;
+  try {
+    bytes = readObject(space, obj, objectSize);
+  } catch (e) {
+    if (e instanceof DaxError && e.code === 'EIO') return { reason: `${name}: ${e.message}` };
+    throw e;
+  }
+  let dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(H_MAGIC, true) !== CHECKPOINT_MAGIC) return { reason: `${name}: bad magic, damaged or torn` };
+  const version = dv.getUint32(H_VERSION, true);
+  if (version !== CHECKPOINT_VERSION)
+    return { reason: `${name}: version ${version}, this build reads ${CHECKPOINT_VERSION}` };
+  const size = dv.getFloat64(H_TOTAL, true);
+  if (!(Number.isSafeInteger(size) && size >= CHECKPOINT_HEADER_BYTES + 8 && size <= objectSize))
+    return { reason: `${name}: its header gives size ${size} in an object of ${objectSize} bytes: damaged` };
+  bytes = bytes.subarray(0, size);
+  dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const s = hash(bytes, 8, size - 8);
+  if (s[0] !== dv.getUint32(0, true) || s[1] !== dv.getUint32(4, true))
+    return { reason: `${name}: checksum mismatch, damaged` };
+  if (!Buffer.from(bytes.subarray(H_UUID, H_UUID + 16)).equals(uuid))
+    return { reason: `${name}: from another store (uuid)` };
+  if (dv.getFloat64(H_GENERATION, true) !== id - CHECKPOINT_ID_FIRST)
+    return { reason: `${name}: generation does not match its id` };
+  const keys = dv.getFloat64(H_KEYS, true);
+  const keyBytes = dv.getFloat64(H_KEY_BYTES, true);
+  const segmentCount = dv.getFloat64(H_SEGMENTS, true);
+  const layout = layoutOf(segmentCount, keys, keyBytes);
+  if (layout.total !== size) return { reason: `${name}: sizes in its header do not add up` };
+  const segments: CheckpointSegment[] = [];
+  const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segmentCount * SEGMENT_SLOTS);
+  for (let i = 0; i < segmentCount; i++) {
+    const w = i * SEGMENT_SLOTS;
+    segments.push({
+      block: seg[w],
+      nonce: seg[w + 1],
+      used: seg[w + 2],
+      lastAt: seg[w + 3],
+      lastSumLo: seg[w + 4],
+      lastSumHi: seg[w + 5],
+    });
+  }
+  const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
+  const starts = new Uint32Array(keys);
+  let at = 0;
+  for (let i = 0; i < keys; i++) {
+    starts[i] = at;
+    at += lengths[i];
+  }
+  if (at !== keyBytes) return { reason: `${name}: key lengths do not add up` };
+  return {
+    checkpoint: {
+      generation: id - CHECKPOINT_ID_FIRST,
+      maxSequence: dv.getFloat64(H_MAX_SEQUENCE, true),
+      keys,
+      records: dv.getFloat64(H_RECORDS, true),
+      entries: dv.getFloat64(H_ENTRIES, true),
+      segments,
+      values: new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, keys),
+      starts,
+      lengths,
+      keyBytes: new Uint8Array(bytes.buffer, bytes.byteOffset + layout.keys, keyBytes),
+      bytes: size,
+    },
+  };
+}
+
+function layoutOf(
+  segments: number,
+  keys: number,
+  keyBytes: number,
+): { segments: number; values: number; lengths: number; keys: number; total: number } {
+  const s = CHECKPOINT_HEADER_BYTES;
+  const values = s + segments * SEGMENT_SLOTS * 8;
+  const lengths = values + keys * 8;
+  const k = lengths + Math.ceil((keys * 2) / 8) * 8;
+  return { segments: s, values, lengths, keys: k, total: k + keyBytes };
+}
+
+/**
+ * Whether the log still holds what the checkpoint covers: every segment it lists owned with
+ * the same nonce, its last covered record in place (same checksum word) ending at `used`.
+ * undefined when it does, else the reason it is stale.
+ */
+export function coverageProblem(
+  space: DaxSpace,
+  v: MediaViews,
+  cp: LoadedCheckpoint,
+  owned: ReadonlyMap<number, number>,
+): string | undefined {
+  if (isBroken('kv-checkpoint-trust-stale')) return undefined;
+  const device = space.device;
+  for (const s of cp.segments) {
+    const nonce = owned.get(s.block);
+    if (nonce === undefined) return `stale: segment at block ${s.block} was freed since checkpoint ${cp.generation}`;
+    if (nonce !== s.nonce) return `stale: segment at block ${s.block} was reused since checkpoint ${cp.generation}`;
+    if (s.lastAt < 0) continue;
+    const at = device.blockOffset(s.block) + s.lastAt;
+    if (device.poisonedBlocks !== 0 && device.isPoisoned(device.blockAt(at)))
+      return `segment at block ${s.block}: its last covered record is in a poisoned block`;
+    const win = v.at(at); // the segment lies inside one window
+    const u32 = win.u32;
+    const w = (at - win.base) / 4;
+    if (
+      u32[w] !== s.lastSumLo ||
+      u32[w + 1] !== s.lastSumHi ||
+      (u32[w + 3] & 0xffff) !== RECORD_MAGIC ||
+      s.lastAt + u32[w + 4] !== s.used
+    )
+      return `stale: the last record checkpoint ${cp.generation} covers in the segment at block ${s.block} is not there`;
+  }
+  return undefined;
+}
+
+/**
+ * Where each segment's records end: [used, lastAt, lastSum] from hopping record headers
+ * (magic, length, nonce) to the end marker: from the end the loaded checkpoint knew (`known`),
+ * else from the segment's start in a copy read with read(2) where the media can (recovery.ts
+ * readSegment says why). Records here were written or recovered by this process and are
+ * durable: their checksums are not checked again.
+ */
+function segmentEnd(
+  space: DaxSpace,
+  v: MediaViews,
+  block: number,
+  nonce: number,
+  known: CheckpointSegment | undefined,
+  scratch: Uint8Array,
+  scratch32: Uint32Array,
+): CheckpointSegment {
+  const device = space.device;
+  const base = device.blockOffset(block);
+  const win = v.at(base); // the segment lies inside one window
+  let u32 = win.u32;
+  let origin = (base - win.base) / 4;
+  let at = 0;
+  let lastAt = -1;
+  if (known !== undefined && known.nonce === nonce) {
+    // Known at open (the checkpoint loaded): hop on from its end, through the mapping (pages
+    // this process wrote, if anything was appended), unless its end marker is still there.
+    const w = origin + known.used / 4;
+    if (known.used + RECORD_HEADER_BYTES > SEGMENT_BYTES || (u32[w] | u32[w + 1] | u32[w + 2] | u32[w + 3]) === 0)
+      return known;
+    at = known.used;
+    lastAt = known.lastAt;
+  } else if (
+    device.media.readInto !== undefined &&
+    device.poisonedBlocks === 0 &&
+    device.media.readInto(base, SEGMENT_BYTES, scratch, 0) === 0
+  ) {
+    u32 = scratch32;
+    origin = 0;
+  }
+  const lo = nonce >>> 0;
+  const hi = Math.floor(nonce / 2 ** 32);
+  while (at + RECORD_HEADER_BYTES <= SEGMENT_BYTES) {
+    const w = origin + at / 4;
+    if (u32[w] === 0 && u32[w + 1] === 0 && u32[w + 2] === 0 && u32[w + 3] === 0) break;
+    const total = u32[w + 4];
+    if ((u32[w + 3] & 0xffff) !== RECORD_MAGIC || total < RECORD_HEADER_BYTES || total % 8 !== 0) break;
+    if (at + total > SEGMENT_BYTES || u32[w + 6] !== lo || (u32[w + 7] & 0xff) !== hi) break;
+    lastAt = at;
+    at += total;
+  }
+  if (lastAt >= 0 && lastAt < (known?.used ?? 0)) return { ...known!, used: at }; // nothing new hopped over
+  const w = origin + lastAt / 4;
+  return {
+    block,
+    nonce,
+    used: at,
+    lastAt,
+    lastSumLo: lastAt < 0 ? 0 : u32[w],
+    lastSumHi: lastAt < 0 ? 0 : u32[w + 1],
+  };
+}
+
+export interface CheckpointWritten {
+  generation: number;
+  keys: number;
+  bytes: number;
+  timeMs: number;
+}
+
+/**
+ * Writes a checkpoint of the index as it is now (the caller guarantees nothing is being
+ * written: close, after the last commit) and removes the older ones. `covered`: the highest
+ * sequence in the log, and the records and entries the last recovery counted plus those
+ * written since (for stats only).
+ */
+export function writeCheckpoint(
+  space: DaxSpace,
+  v: MediaViews,
+  uuid: Uint8Array,
+  covered: { maxSequence: number; records: number; entries: number },
+  known: ReadonlyMap<number, CheckpointSegment> = new Map(),
+): CheckpointWritten {
+  const start = performance.now();
+  const device = space.device;
+  const segmentList: Array<[number, number]> = [];
+  device.forEachOwned((block, owner, index) => {
+    if (owner === OWNER_KV_SEGMENT) segmentList.push([block, index]);
+  });
+  const scratch = new Uint8Array(SEGMENT_BYTES);
+  const scratch32 = new Uint32Array(scratch.buffer);
+  const segments = segmentList.map(([block, nonce]) =>
+    segmentEnd(space, v, block, nonce, known.get(block), scratch, scratch32),
+  );
+  // The index's key-value keys in key order with their entry offsets.
+  let values = new Float64Array(1 << 16);
+  let lengths = new Uint16Array(1 << 16);
+  let keys = new Uint8Array(1 << 20);
+  let count = 0;
+  let keyBytes = 0;
+  const tree = space.tree;
+  space.epoch.guard(() =>
+    tree.scanPinned({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) }, (value, leaf) => {
+      if (count === values.length) {
+        const nv = new Float64Array(count * 2);
+        nv.set(values);
+        values = nv;
+        const nl = new Uint16Array(count * 2);
+        nl.set(lengths);
+        lengths = nl;
+      }
+      if (keyBytes + 65536 > keys.length) {
+        const nk = new Uint8Array(keys.length * 2);
+        nk.set(keys.subarray(0, keyBytes));
+        keys = nk;
+      }
+      const n = tree.copyLeafKey(leaf, keys, keyBytes);
+      values[count] = value;
+      lengths[count] = n;
+      keyBytes += n;
+      count++;
+    }),
+  );
+  const layout = layoutOf(segments.length, count, keyBytes);
+  const bytes = new Uint8Array(layout.total);
+  const dv = new DataView(bytes.buffer);
+  const generation = nextGeneration(space);
+  dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
+  dv.setUint32(H_VERSION, CHECKPOINT_VERSION, true);
+  bytes.set(uuid, H_UUID);
+  dv.setFloat64(H_GENERATION, generation, true);
+  dv.setFloat64(H_TOTAL, layout.total, true);
+  dv.setFloat64(H_MAX_SEQUENCE, covered.maxSequence, true);
+  dv.setFloat64(H_KEYS, count, true);
+  dv.setFloat64(H_KEY_BYTES, keyBytes, true);
+  dv.setFloat64(H_SEGMENTS, segments.length, true);
+  dv.setFloat64(H_RECORDS, covered.records, true);
+  dv.setFloat64(H_ENTRIES, covered.entries, true);
+  const seg = new Float64Array(bytes.buffer, layout.segments, segments.length * SEGMENT_SLOTS);
+  segments.forEach((s, i) =>
+    seg.set([s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi], i * SEGMENT_SLOTS),
+  );
+  new Float64Array(bytes.buffer, layout.values, count).set(values.subarray(0, count));
+  new Uint16Array(bytes.buffer, layout.lengths, count).set(lengths.subarray(0, count));
+  bytes.set(keys.subarray(0, keyBytes), layout.keys);
+  const s = hash(bytes, 8, bytes.length - 8);
+  dv.setUint32(0, s[0], true);
+  dv.setUint32(4, s[1], true);
+  const id = CHECKPOINT_ID_FIRST + generation;
+  // Whole 2 MiB extents (each one huge page where the allocator has one) when there is more
+  // than one; a small checkpoint in 4 KiB pages (a small store does not pay a 2 MiB extent).
+  const size =
+    bytes.length >= EXTENT_BYTES
+      ? Math.ceil(bytes.length / EXTENT_BYTES) * EXTENT_BYTES
+      : Math.ceil(bytes.length / BLOCK_BYTES) * BLOCK_BYTES;
+  const obj = space.object(id, { create: true, size });
+  try {
+    testHooks.checkpointWrite?.('created');
+    // Everything after the header page, durable; then the header page: torn anywhere, the
+    // checkpoint fails its magic, size or checksum.
+    if (bytes.length > BLOCK_BYTES) writeObject(obj, bytes, BLOCK_BYTES, bytes.length);
+    testHooks.checkpointWrite?.('body-written');
+    writeObject(obj, bytes, 0, Math.min(BLOCK_BYTES, bytes.length));
+  } catch (e) {
+    removeCheckpoint(space, id);
+    throw e;
+  }
+  for (const old of checkpointIds(space)) if (old !== id) removeCheckpoint(space, old);
+  return { generation, keys: count, bytes: bytes.length, timeMs: performance.now() - start };
+}
+
+const EXTENT_BYTES = HUGE_PAGES * PAGE_BYTES;
+
+/**
+ * bytes[from, to) into the object at the same offsets, durable on return: through a write
+ * fault of each 2 MiB extent (one huge page where the allocator has one, else 4 KiB pages),
+ * a copy, and a writeback of the range.
+ */
+function writeObject(obj: DaxObject, bytes: Uint8Array, from: number, to: number): void {
+  for (let at = from; at < to;) {
+    const extent = Math.floor(at / EXTENT_BYTES);
+    const end = Math.min(to, (extent + 1) * EXTENT_BYTES);
+    const view = obj.fault(extent * HUGE_PAGES, { write: true, huge: true });
+    if (view.length === EXTENT_BYTES) view.set(bytes.subarray(at, end), at - extent * EXTENT_BYTES);
+    else obj.write(at, bytes.subarray(at, end)); // 4 KiB pages: write() faults each
+    at = end;
+  }
+  obj.writeback({ offset: from, length: to - from });
+}
+
+/**
+ * The object's first `size` bytes, read with read(2) where the media can (recovery.ts
+ * readSegment says why), else copied from the mapping; a poisoned block is EIO. 2 MiB extents
+ * mapped by one huge page are read whole; any other page through DaxObject.read.
+ */
+function readObject(space: DaxSpace, obj: DaxObject, size: number): Uint8Array {
+  const out = scratchBytes(size);
+  const device = space.device;
+  for (let at = 0; at < size;) {
+    const extent = Math.floor(at / EXTENT_BYTES);
+    const end = Math.min(size, (extent + 1) * EXTENT_BYTES);
+    const found = space.epoch.guard(() => lookupCoveringPinned(obj, extent * HUGE_PAGES));
+    const mapped = found !== undefined && ((space.tree.lastEntry >>> 3) & 3) === 0;
+    if (found !== undefined && mapped && isHuge(found.value) && found.start === extent * HUGE_PAGES) {
+      const block = blockOfValue(found.value);
+      if (device.poisonedBlocks !== 0 && device.firstPoisoned(block, HUGE_PAGES) >= 0)
+        throw new DaxError('EIO', `extent ${extent} (block ${block}) is poisoned`);
+      const offset = device.blockOffset(block);
+      const rc = device.media.readInto?.(offset, end - at, out, at) ?? -1;
+      if (rc !== 0) device.media.copyOut(offset, end - at, out.subarray(at, end));
+    } else out.set(obj.read(at, end - at), at);
+    at = end;
+  }
+  return out;
+}
+
+function nextGeneration(space: DaxSpace): number {
+  const ids = checkpointIds(space);
+  const g = ids.length === 0 ? 0 : ids[0] - CHECKPOINT_ID_FIRST + 1;
+  if (CHECKPOINT_ID_FIRST + g < CHECKPOINT_ID_END) return g;
+  // Generations run out after 2^20 checkpoints: start again at 0 once no older one is left to
+  // outrank it (a crash before the new one is written leaves none: the next open scans).
+  for (const id of ids) removeCheckpoint(space, id);
+  return 0;
+}
+
+/** Removes checkpoint object `id` (durable); false when it was not there. */
+export function removeCheckpoint(space: DaxSpace, id: number): boolean {
+  if (!space.has(id)) return false;
+  space.object(id).remove();
+  return true;
+}

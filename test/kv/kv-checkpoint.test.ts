@@ -1,0 +1,429 @@
+/**
+ * Index checkpoints (src/kv/checkpoint.ts): a clean close of a store opened with
+ * { checkpoint: true } writes one; the next open loads it and scans only the log after it.
+ *
+ * 1. Random workloads (puts, overwrites, deletes, batches, large values, compaction): after a
+ *    clean close, the open that loads the checkpoint equals `recovery: 'full'` of the same
+ *    image (every key and value, keys, sequence, segments, free blocks); then more writes and
+ *    a crash (SimMedia's crash image: only what was made durable), and the open that replays
+ *    the tail over the checkpoint equals the full scan and the model of acknowledged writes.
+ * 2. Stale: after the checkpoint, compaction frees segments it lists and new records reuse
+ *    them, then a crash: the checkpoint is ignored ("stale") and the full scan serves the
+ *    model. With kv-checkpoint-trust-stale (coverage unchecked) the open serves wrong data.
+ * 3. Damaged (a flipped byte), another store's, another version's: ignored with the reason in
+ *    stats().recovery.checkpoint.ignored, removed, the whole log scanned, the model served.
+ * 4. A crash inside checkpoint writing (crash images at each step of it, random lines of
+ *    the write lost): every image opens to the model, on the previous checkpoint or a full scan.
+ * 5. A store that runs out of space removes its checkpoint before a put gets ENOSPC.
+ */
+import { describe, expect, it } from 'vitest';
+import { xxh64 } from '../../src/device/checksum.js';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
+import { DaxSpace } from '../../src/dax/space.js';
+import { openMedia as openKv } from '../../src/kv/index.js';
+import type { OpenMediaOptions } from '../../src/kv/store.js';
+import { CHECKPOINT_ID_FIRST, checkpointIds } from '../../src/kv/checkpoint.js';
+import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
+import { setBroken, testHooks } from '../../src/test-break.js';
+import { rng, scaled, withSeed } from '../helpers/seed.js';
+
+const FILE = 'test/kv/kv-checkpoint.test.ts';
+
+/** Stores of utf8 keys and values (what the workload writes). */
+function openMedia(media: SimMedia, opts: OpenMediaOptions = {}) {
+  return openKv(media, { checkpoint: true, ...opts, keyEncoding: 'utf8', valueEncoding: 'utf8' });
+}
+type KvStore = ReturnType<typeof openMedia>;
+const MEDIA_BYTES = 24 * 2 ** 20;
+
+type Model = Map<string, string>;
+
+function dump(db: KvStore): Model {
+  const m: Model = new Map();
+  for (const [k, v] of db.range()) m.set(Buffer.from(k).toString('hex'), Buffer.from(v).toString('hex'));
+  return m;
+}
+
+function expectModel(db: KvStore, model: Model): void {
+  const got = dump(db);
+  expect(got.size).toBe(model.size);
+  for (const [k, v] of model) if (got.get(k) !== v) expect({ key: k, got: got.get(k) }).toEqual({ key: k, got: v });
+}
+
+const hex = (s: string | Uint8Array): string => Buffer.from(s).toString('hex');
+
+/** Random writes applied to db and model: puts (some large), overwrites, deletes, batches, now and then a compaction. */
+function workload(db: KvStore, model: Model, r: () => number, ops: number, keySpace: number): void {
+  for (let i = 0; i < ops; i++) {
+    const key = `k${Math.floor(r() * keySpace)}`;
+    const x = r();
+    if (x < 0.55) {
+      const large = r() < 0.01;
+      const value = large
+        ? 'L'.repeat(17000 + Math.floor(r() * 3000)) + i
+        : `v${i}-${'x'.repeat(Math.floor(r() * 60))}`;
+      db.put(key, value);
+      model.set(hex(key), hex(value));
+    } else if (x < 0.75) {
+      db.delete(key);
+      model.delete(hex(key));
+    } else if (x < 0.995) {
+      const ops2 = Array.from({ length: 1 + Math.floor(r() * 4) }, (_, j) =>
+        r() < 0.8
+          ? { type: 'put' as const, key: `${key}.${j}`, value: `b${i}.${j}` }
+          : { type: 'del' as const, key: `${key}.${j}` },
+      );
+      db.batch(ops2);
+      const last = new Map<string, (typeof ops2)[number]>();
+      for (const op of ops2) last.set(op.key, op);
+      for (const op of last.values()) {
+        if (op.type === 'put') model.set(hex(op.key), hex(op.value));
+        else model.delete(hex(op.key));
+      }
+    } else db.compact({ maxLiveRatio: 0.6 });
+  }
+}
+
+interface Snapshot {
+  content: Model;
+  keys: number;
+  sequence: number;
+  segments: number;
+  freeBlocks: number;
+}
+
+function snapshot(db: KvStore): Snapshot {
+  const s = db.stats();
+  return { content: dump(db), keys: s.keys, sequence: s.sequence, segments: s.segments, freeBlocks: s.freeBlocks };
+}
+
+/** Opens the image with the checkpoint and with recovery: 'full' (each on its own copy) and expects them equal. */
+function expectCheckpointEqualsFull(image: SimMedia): { db: KvStore; loaded: number | undefined; tail: number } {
+  const full = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
+  const want = { ...snapshot(full), records: full.recovery!.records, entries: full.recovery!.entries };
+  expect(full.recovery!.checkpoint!.loaded).toBeUndefined();
+  expect(full.recovery!.checkpoint!.forcedFull).toBe(true);
+  full.close();
+  const db = openMedia(image, { formatIfEmpty: false });
+  // the log's counts too (stats().recovery, daxstore info): the covered records' and the tail's
+  expect({ ...snapshot(db), records: db.recovery!.records, entries: db.recovery!.entries }).toEqual(want);
+  const use = db.recovery!.checkpoint!;
+  return { db, loaded: use.loaded, tail: use.tailEntries };
+}
+
+describe('index checkpoints', () => {
+  it('checkpoint + reopen equals a full scan after clean closes and after crashes with a tail (random workloads)', async () => {
+    await withSeed(FILE, (seed) => {
+      const r = rng(seed);
+      let cleanLoads = 0;
+      let tailLoads = 0;
+      for (let round = 0; round < scaled(4); round++) {
+        const media = createSimMedia(MEDIA_BYTES, { name: `ckpt-${round}` });
+        const model: Model = new Map();
+        let db = openMedia(media, { durability: 'sync' });
+        let image: SimMedia = media;
+        for (let cycle = 0; cycle < 3; cycle++) {
+          workload(db, model, r, 400 + Math.floor(r() * 800), 300 + Math.floor(r() * 1500));
+          if (r() < 0.6) {
+            // clean close: a checkpoint; the next open loads it and equals the full scan
+            db.close();
+            expect(db.lastCheckpoint).toMatchObject({ keys: expect.any(Number) });
+            const next = image.crashImage({ mode: 'none' });
+            const opened = expectCheckpointEqualsFull(next);
+            expect(opened.loaded).toBeDefined();
+            cleanLoads++;
+            db = opened.db;
+            image = next;
+          } else {
+            // a crash after writes past the last checkpoint: the tail replays over it
+            const next = image.crashImage({ mode: 'random', seed: (r() * 2 ** 32) >>> 0, probability: r() });
+            db.close();
+            const opened = expectCheckpointEqualsFull(next);
+            if (opened.loaded !== undefined && opened.tail > 0) tailLoads++;
+            db = opened.db;
+            image = next;
+          }
+          expectModel(db, model);
+        }
+        db.close();
+      }
+      expect(cleanLoads).toBeGreaterThan(0);
+      expect(tailLoads + cleanLoads).toBeGreaterThan(1);
+    });
+  });
+
+  it('replays the tail over a checkpoint after a crash: only the tail is scanned, acknowledged writes all there', async () => {
+    await withSeed(FILE, (seed) => {
+      const r = rng(seed);
+      const media = createSimMedia(MEDIA_BYTES);
+      const model: Model = new Map();
+      const db = openMedia(media, { durability: 'sync' });
+      workload(db, model, () => r() * 0.99, 1500, 800); // no compaction
+      db.close();
+      const a = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+      expect(a.recovery!.checkpoint!.loaded).toBe(0);
+      workload(a, model, () => r() * 0.99, 300, 1200);
+      const crashed = a.dax.device.media as SimMedia;
+      const image = crashed.crashImage({ mode: 'random', seed: (r() * 2 ** 32) >>> 0, probability: 0.5 });
+      a.close();
+      const { db: b, loaded, tail } = expectCheckpointEqualsFull(image);
+      expect(loaded).toBe(0);
+      expect(tail).toBeGreaterThan(0);
+      expect(b.recovery!.checkpoint!.tailEntries).toBe(tail); // the entries scanned: the tail's alone
+      expect(b.recovery!.entries).toBeGreaterThan(tail); // the log's: the covered ones' too
+      expectModel(b, model);
+      b.close();
+    });
+  });
+
+  it('ignores a stale checkpoint (segments freed and reused since, then a crash); red with kv-checkpoint-trust-stale', async () => {
+    await withSeed(FILE, (seed) => {
+      const run = (): { stale: string[]; matches: boolean } => {
+        const r = rng(seed);
+        const media = createSimMedia(MEDIA_BYTES);
+        const model: Model = new Map();
+        const db = openMedia(media, { durability: 'sync', autoCompact: false });
+        // three segments of records (2 MiB each): compaction frees all but the open one
+        for (let i = 0; i < 12000; i++) {
+          db.put(`k${i}`, `first ${i} ${'y'.repeat(300)}`);
+          model.set(hex(`k${i}`), hex(`first ${i} ${'y'.repeat(300)}`));
+        }
+        db.close();
+        const a = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false, autoCompact: false });
+        expect(a.recovery!.checkpoint!.loaded).toBe(0);
+        // most keys deleted, the segments compacted away, their blocks reused by new records
+        for (let i = 0; i < 12000; i++)
+          if (r() < 0.9) {
+            a.delete(`k${i}`);
+            model.delete(hex(`k${i}`));
+          }
+        expect(a.compact({ maxLiveRatio: 1 }).segmentsFreed).toBeGreaterThan(0);
+        // new records until one of the freed segments' extents holds a segment again (the
+        // allocator may take other free extents first)
+        const freed = new Set(a.recovery!.checkpoint!.coveredSegments.map((s) => s.block));
+        a.dax.device.forEachOwned((block, owner) => {
+          if (owner === OWNER_KV_SEGMENT) freed.delete(block);
+        });
+        const reused = (): boolean => {
+          let any = false;
+          a.dax.device.forEachOwned((block, owner) => {
+            if (owner === OWNER_KV_SEGMENT && freed.has(block)) any = true;
+          });
+          return any;
+        };
+        for (let i = 0; i < 8000 || ((i % 500 !== 0 || !reused()) && i < 40000); i++) {
+          a.put(`n${i}`, `second ${i} ${'z'.repeat(300)}`);
+          model.set(hex(`n${i}`), hex(`second ${i} ${'z'.repeat(300)}`));
+        }
+        expect(reused()).toBe(true);
+        const image = (a.dax.device.media as SimMedia).crashImage({ mode: 'none' });
+        a.close();
+        let b: KvStore;
+        try {
+          b = openMedia(image, { formatIfEmpty: false });
+        } catch {
+          return { stale: [], matches: false };
+        }
+        try {
+          let matches = false;
+          try {
+            const got = dump(b);
+            matches = got.size === model.size && [...model].every(([k, v]) => got.get(k) === v);
+          } catch {
+            // wrong offsets read as damaged entries: not the model either
+          }
+          return { stale: b.recovery!.checkpoint!.ignored, matches };
+        } finally {
+          b.close();
+        }
+      };
+      const good = run();
+      expect(good.stale.some((s) => /stale/.test(s))).toBe(true);
+      expect(good.matches).toBe(true);
+      setBroken('kv-checkpoint-trust-stale', true);
+      try {
+        expect(run().matches).toBe(false);
+      } finally {
+        setBroken('kv-checkpoint-trust-stale', false);
+      }
+    });
+  });
+
+  /** A store with a checkpoint written by a clean close: its image (closed), and the model. */
+  function closedStore(r: () => number, keys: number): { image: SimMedia; model: Model } {
+    const media = createSimMedia(MEDIA_BYTES);
+    const model: Model = new Map();
+    const db = openMedia(media, { durability: 'none' });
+    workload(db, model, () => r() * 0.99, keys, keys);
+    db.close();
+    return { image: media.crashImage({ mode: 'none' }), model };
+  }
+
+  /** The checkpoint's own bytes (its object is whole 2 MiB extents; the header says how many bytes are its). */
+  function checkpointBytes(space: DaxSpace, id: number): Uint8Array {
+    const head = space.object(id).read(0, 48);
+    return space.object(id).read(0, new DataView(head.buffer).getFloat64(40, true));
+  }
+
+  /** Rewrites the image's newest checkpoint (or `from`) through `edit` (true: reseal its checksum) under id `id`; the image after. */
+  function editCheckpoint(
+    image: SimMedia,
+    edit: (bytes: Uint8Array) => boolean,
+    id?: number,
+    from?: Uint8Array,
+  ): SimMedia {
+    const space = DaxSpace.openMedia(image, { formatIfEmpty: false });
+    try {
+      const newest = checkpointIds(space)[0];
+      const bytes = from ?? checkpointBytes(space, newest);
+      const reseal = edit(bytes);
+      if (reseal) new DataView(bytes.buffer, bytes.byteOffset).setBigUint64(0, xxh64(bytes.subarray(8)), true);
+      const target = id ?? newest;
+      if (target !== newest || from !== undefined) space.object(target, { create: true, size: bytes.length });
+      space.object(target).write(0, bytes);
+    } finally {
+      space.close();
+    }
+    return image.crashImage({ mode: 'none' });
+  }
+
+  it('ignores and removes a damaged checkpoint, one of another format version, and one of another store', async () => {
+    await withSeed(FILE, (seed) => {
+      const r = rng(seed);
+      const cases: Array<[string, RegExp, (image: SimMedia) => SimMedia]> = [
+        [
+          'damaged',
+          /checksum mismatch|bad magic|header gives size|version \d+/,
+          (image) =>
+            editCheckpoint(image, (b) => {
+              b[8 + Math.floor(r() * (b.length - 8))] ^= 1 << Math.floor(r() * 8);
+              return false;
+            }),
+        ],
+        [
+          'version',
+          /version 2, this build reads 1/,
+          (image) =>
+            editCheckpoint(image, (b) => {
+              new DataView(b.buffer, b.byteOffset).setUint32(12, 2, true);
+              return true;
+            }),
+        ],
+        [
+          'foreign',
+          /another store/,
+          (image) => {
+            const other = closedStore(r, 500).image;
+            const space = DaxSpace.openMedia(other, { formatIfEmpty: false });
+            const bytes = checkpointBytes(space, checkpointIds(space)[0]);
+            space.close();
+            // planted under a higher generation than the store's own: it is read first
+            return editCheckpoint(
+              image,
+              (b) => {
+                new DataView(b.buffer, b.byteOffset).setFloat64(32, 7, true);
+                return true;
+              },
+              CHECKPOINT_ID_FIRST + 7,
+              bytes,
+            );
+          },
+        ],
+      ];
+      for (const [name, reason, spoil] of cases) {
+        const { image, model } = closedStore(r, 1500);
+        const db = openMedia(spoil(image), { formatIfEmpty: false });
+        try {
+          const use = db.recovery!.checkpoint!;
+          expect(
+            use.ignored.some((s) => reason.test(s)),
+            `${name}: ${use.ignored.join('; ')}`,
+          ).toBe(true);
+          // the store's own checkpoint still serves the foreign case; the others scan whole
+          if (name === 'foreign') expect(use.loaded).toBe(0);
+          else expect(use.loaded).toBeUndefined();
+          expectModel(db, model);
+          expect(checkpointIds(db.dax).length).toBe(name === 'foreign' ? 1 : 0);
+        } finally {
+          db.close();
+        }
+      }
+    });
+  });
+
+  it('a crash inside checkpoint writing: every image opens to the model (previous checkpoint or full scan)', async () => {
+    await withSeed(FILE, (seed) => {
+      const r = rng(seed);
+      for (let round = 0; round < scaled(3); round++) {
+        const media = createSimMedia(MEDIA_BYTES);
+        const model: Model = new Map();
+        const db = openMedia(media, { durability: 'sync' });
+        workload(db, model, () => r() * 0.99, 800, 600);
+        db.close(); // generation 0
+        const a = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+        workload(a, model, () => r() * 0.99, 400, 900);
+        const live = a.dax.device.media as SimMedia;
+        const images: Array<[string, SimMedia]> = [];
+        testHooks.checkpointWrite = (stage) =>
+          images.push([stage, live.crashImage({ mode: 'random', seed: (r() * 2 ** 32) >>> 0, probability: r() })]);
+        try {
+          a.close(); // generation 1, crash images inside it
+        } finally {
+          testHooks.checkpointWrite = undefined;
+        }
+        images.push(['closed', live.crashImage({ mode: 'none' })]);
+        expect(images.map(([s]) => s)).toEqual(['created', 'body-written', 'closed']);
+        for (const [stage, image] of images) {
+          const { db: b, loaded } = expectCheckpointEqualsFull(image);
+          try {
+            expectModel(b, model);
+            if (stage === 'closed') expect(loaded).toBe(1);
+            else expect(loaded === undefined || loaded === 0, `${stage}: loaded ${loaded}`).toBe(true);
+          } finally {
+            b.close();
+          }
+        }
+      }
+    });
+  });
+
+  it('a store that runs out of space removes its checkpoint before it gives up with ENOSPC', async () => {
+    await withSeed(FILE, (seed) => {
+      const { image, model } = closedStore(rng(seed), 1500);
+      const db = openMedia(image, { formatIfEmpty: false, autoCompact: false, durability: 'none' });
+      try {
+        expect(checkpointIds(db.dax).length).toBe(1);
+        let error: unknown;
+        for (let i = 0; i < 200_000 && error === undefined; i++)
+          try {
+            db.put(`fill${i}`, 'f'.repeat(500));
+            model.set(hex(`fill${i}`), hex('f'.repeat(500)));
+          } catch (e) {
+            error = e;
+          }
+        expect(error).toMatchObject({ code: 'ENOSPC' });
+        expect(checkpointIds(db.dax)).toEqual([]);
+        expectModel(db, model);
+      } finally {
+        db.close();
+      }
+    });
+  });
+
+  it("recovery: 'full' scans the whole log and keeps the checkpoint; salvage scans whole; bad modes are EINVAL", async () => {
+    await withSeed(FILE, (seed) => {
+      const { image, model } = closedStore(rng(seed), 800);
+      const full = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
+      expect(full.recovery!.checkpoint).toMatchObject({ loaded: undefined, forcedFull: true, ignored: [] });
+      expect(checkpointIds(full.dax).length).toBe(1);
+      expectModel(full, model);
+      full.close();
+      const salvage = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'salvage' });
+      expect(salvage.recovery!.checkpoint!.forcedFull).toBe(true);
+      salvage.close();
+      expect(() => openMedia(image, { formatIfEmpty: false, recovery: 'fast' as never })).toThrow(
+        /option recovery must be one of "strict", "salvage", "full"/,
+      );
+    });
+  });
+});
