@@ -15,9 +15,13 @@
  *
  * Growth: the owner table is sized at format for the largest size the store may grow to
  * (maxBytes: a record per 4 KiB of it), so the data area grows at its end without moving
- * anything; the superblock records the size now (sizeBytes, dataBlocks). The store's capacity,
- * the data blocks its owner table can describe, is ownerTableBytes / 16 (capacityBlocks). The
- * records past dataBlocks are unused; growth zeroes any that are not before it publishes them.
+ * anything; the superblock records the size now (sizeBytes, dataBlocks). The table holds a
+ * record for every 4 KiB of maxBytes, metadata included (no fixed point to solve), rounded up to
+ * a whole 4 KiB page of records (1 MiB of store); the store's capacity is the data blocks of
+ * that many bytes: ownerTableBytes / 16 less the blocks before dataOffset (capacityBlocks), so
+ * a store never grows past its maxBytes rounded up to a whole MiB (a fixed-size store of whole
+ * MiB: not at all). The records past dataBlocks are unused; growth zeroes any that are not
+ * before it publishes them.
  */
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
@@ -102,9 +106,12 @@ export function computeGeometry(
   return geometry;
 }
 
-/** Data blocks the geometry's owner table can describe: the most the store can grow to. */
+/**
+ * The most data blocks the store can grow to: the blocks of the bytes its owner table was sized
+ * for (a record per 4 KiB of maxBytes, metadata included) less the metadata's (file header).
+ */
 export function capacityBlocks(g: Geometry): number {
-  return Math.floor(g.ownerTableBytes / OWNER_RECORD_BYTES);
+  return Math.floor(g.ownerTableBytes / OWNER_RECORD_BYTES) - g.dataOffset / BLOCK_BYTES;
 }
 
 /** The media size that holds exactly `dataBlocks` data blocks. */

@@ -78,6 +78,9 @@ describe('online growth', () => {
     expect(fs.statSync(p).size).toBe(device.media.size);
     db.close();
     db = open(p);
+    // maxSize holds across reopen: the owner table's capacity is exactly it
+    expect(db.dax.device.maxBytes).toBe(maxSize);
+    expect(db.stats().maxSize).toBe(maxSize);
     for (let k = 0; k < n; k++) {
       const got = db.get(Buffer.from(`k${k}`));
       expect(got?.[8]).toBe(k & 0xff);
@@ -122,6 +125,8 @@ describe('online growth', () => {
     expect(fs.statSync(p).size).toBe(8 * MiB);
     db.close();
     expect(codeOf(() => open(p, { size: 16 * MiB }))).toBe('ENOSPC');
+    // not even by its metadata's worth: its capacity is its size
+    expect(codeOf(() => open(p, { size: 10 * MiB }))).toBe('ENOSPC');
     db = open(p);
     expect(db.get(Buffer.from('k0'))).toBeDefined();
     db.close();
