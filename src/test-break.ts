@@ -539,8 +539,8 @@ export function breakEnv(...names: SwitchName[]): { [ENV]: string } {
 
 /** Callbacks tests install to force an interleaving at a named point (per thread; unset in production). */
 export const testHooks: {
-  /** device.ts grow(): after each step of a growth (a crash test kills the process there) */
-  growStep?: (step: 'start' | 'file-grown' | 'records-free' | 'superblock-written') => void;
+  /** device.ts grow(): after each step of a growth of `media` (a crash test kills the process there) */
+  growStep?: (step: 'start' | 'file-grown' | 'records-free' | 'superblock-written', media: object) => void;
   /** fault.ts: a fault about to install a block ('before-install'), or between its DIRTY tag and mkwrite ('mkwrite-window') */
   faultWindow?: (point: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void;
   /** writeback.ts: after a batch's TOWRITE tags are cleared, before its blocks are flushed */

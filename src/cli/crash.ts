@@ -24,7 +24,10 @@
  * or free leaves, so those bugs rarely show in the recovered data alone.
  * Workloads: kv-mixed, kv-batch, kv-compact (segment and block churn), kv-full (a store filled
  * until puts get ENOSPC, then deletes, fills and compactions in it: crash points inside the
- * reclaims and the priority writer's compactions of a store with no free extent).
+ * reclaims and the priority writer's compactions of a store with no free extent), kv-grow (a
+ * store that grows from 8 MiB to its maxSize, then fills: crash points inside the growth, in a
+ * recovery that grows into a longer file, and in the full store). Images keep their media's
+ * size (a growable one's buffers hold its maxSize), in the queue and in saved images' .json.
  * Not covered: multi-threaded workloads (one thread writes); the concurrency switches (R1-R6);
  * thread deaths (kv-thread-death, kv-space-death).
  */
@@ -40,7 +43,7 @@ import { createSimMedia, mulberry32, type SimMedia } from '../device/sim-media.j
 import { diffWords } from '../native/diff-words.js';
 import { openMedia, type KvStore } from '../kv/index.js';
 import { EXIT_OK, EXIT_PROBLEMS, emit, table } from './output.js';
-import { breakEnv, type SwitchName } from '../test-break.js';
+import { breakEnv, testHooks, type SwitchName } from '../test-break.js';
 
 /**
  * kv-compact needs room for 3 segments (2 MiB extents) beside fragmenting 4 KiB large-value
@@ -51,7 +54,10 @@ const MEDIA_BYTES = {
   'kv-batch': 8 * 2 ** 20,
   'kv-compact': 14 * 2 ** 20,
   'kv-full': 8 * 2 ** 20,
+  'kv-grow': 8 * 2 ** 20,
 } as const;
+/** kv-grow's media grows (Device.grow) from 8 MiB to at most this: one growth step (the least is 16 MiB), then it is full. */
+const GROW_MAX_BYTES = 24 * 2 ** 20;
 const ALL_SUBSETS_MAX_WORDS = 10;
 /** with at most 6 pending words, all 64 subsets are checked whatever --images says */
 const ALL_SUBSETS_MIN_IMAGES = 64;
@@ -59,7 +65,7 @@ const ALL_SUBSETS_MIN_IMAGES = 64;
 const CONTINUATION_EVERY = 4;
 
 export interface CrashOptions {
-  workload: 'kv-mixed' | 'kv-batch' | 'kv-compact' | 'kv-full';
+  workload: 'kv-mixed' | 'kv-batch' | 'kv-compact' | 'kv-full' | 'kv-grow';
   ops: number;
   images: number;
   seed?: number;
@@ -89,8 +95,11 @@ export interface CrashReport {
   crashPoints: number;
   fencePoints: number;
   fenceCallSitesHit: number;
-  /** kv-full: operations that added data and were refused with ENOSPC (the store was full) */
+  /** kv-full, kv-grow: operations that added data and were refused with ENOSPC (the store was full) */
   opsRefused: number;
+  /** kv-grow: growths of the store, and crash points inside them (from the growth's start to its superblock update) */
+  growths: number;
+  growthPoints: number;
   imagesGenerated: number;
   imagesUnique: number;
   imagesChecked: number;
@@ -145,6 +154,9 @@ interface ImageDiff {
   base: Uint8Array;
   words: Uint32Array;
   values: BigUint64Array;
+  /** the image's size (a media that grows: its buffers hold maxSize, base.length) */
+  size: number;
+  growable: boolean;
 }
 
 const diffOut = new Uint32Array(1 << 16);
@@ -165,12 +177,18 @@ function diffAgainst(base: Uint8Array, image: SimMedia): ImageDiff {
     at += p.length;
   }
   const u64 = new BigUint64Array(image.buffer);
-  return { base, words, values: BigUint64Array.from(words, (w) => u64[w]) };
+  return {
+    base,
+    words,
+    values: BigUint64Array.from(words, (w) => u64[w]),
+    size: image.size,
+    growable: image.grow !== undefined,
+  };
 }
 
 /** The image again, durable as a whole. */
 function materialize(d: ImageDiff, name: string): SimMedia {
-  const staged = createSimMedia(d.base.length, { name });
+  const staged = createSimMedia(d.size, { name, maxSize: d.growable ? d.base.length : undefined });
   new Uint8Array(staged.buffer).set(d.base);
   const u64 = new BigUint64Array(staged.buffer);
   for (let i = 0; i < d.words.length; i++) u64[d.words[i]] = d.values[i];
@@ -182,7 +200,10 @@ function materialize(d: ImageDiff, name: string): SimMedia {
 export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: number) => void): CrashReport {
   const start = performance.now();
   const rand = mulberry32(seed);
-  let media = createSimMedia(MEDIA_BYTES[o.workload], { name: `crash-${o.workload}-${seed}` });
+  let media = createSimMedia(MEDIA_BYTES[o.workload], {
+    name: `crash-${o.workload}-${seed}`,
+    maxSize: o.workload === 'kv-grow' ? GROW_MAX_BYTES : undefined,
+  });
   let kv = openMedia(media, { durability: 'sync', checkpoint: true, keyEncoding: 'binary', valueEncoding: 'binary' });
   const model = new Map<string, Uint8Array>();
   const snapshot = (): Listing =>
@@ -198,6 +219,8 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
     fencePoints: 0,
     fenceCallSitesHit: 0,
     opsRefused: 0,
+    growths: 0,
+    growthPoints: 0,
     imagesGenerated: 0,
     imagesUnique: 0,
     imagesChecked: 0,
@@ -209,7 +232,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
   const sites = new Set<string>();
   const queue: Pending[] = [];
   /** the working image when the current operation started: queued images are kept as diffs to it */
-  const base = new Uint8Array(media.size);
+  const base = new Uint8Array(media.maxSize);
   let allowed: Listing[] = [snapshot()];
   const ownerViolation = (point: number, detail: string | undefined): void => {
     if (detail !== undefined) report.violations.push({ kind: 'structure', crashPoint: point, detail });
@@ -220,10 +243,12 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
     // kv.close() fences after the device closed: the records cannot change from there on
     if (!kv.closed) live = ownerRecords(kv.dax.device);
     if (atBoundary) ownerViolation(point, boundaryOwnerProblem(media, live));
+    if (inGrowth) report.growthPoints++;
     for (const words of selections(media.pendingWords(), o.images, rand)) {
       const image = media.crashImage({ words });
       report.imagesGenerated++;
-      const h = xxh64(new Uint8Array(image.buffer));
+      // the size too: a growth's first crash point differs from the one before only in it
+      const h = xxh64(new Uint8Array(image.buffer)) ^ BigInt(image.size);
       if (seen.has(h)) {
         image.dispose();
         continue;
@@ -241,6 +266,16 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
     crashHere();
   };
   let unhook = media.onFence(hook);
+  // Crash points between a growth's start and its superblock update (the device's test hook).
+  let inGrowth = false;
+  const previousGrowStep = testHooks.growStep;
+  testHooks.growStep = (step: string, grown: object): void => {
+    if (grown !== media) return; // an image's recovery growing it, not the workload
+    if (step === 'start') {
+      inGrowth = true;
+      report.growths++;
+    } else if (step === 'superblock-written') inGrowth = false;
+  };
   try {
     for (let i = 0; i < o.ops; i++) {
       base.set(new Uint8Array(media.buffer)); // the queue is empty here: no diff refers to the old base
@@ -262,8 +297,8 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
           keyEncoding: 'binary',
           valueEncoding: 'binary',
         });
-      } else if (!runOp(kv, apply, o.workload === 'kv-full')) {
-        // kv-full: a fill the full store refused (ENOSPC after its reclaim: nothing written)
+      } else if (!runOp(kv, apply, o.workload === 'kv-full' || o.workload === 'kv-grow')) {
+        // kv-full, kv-grow: a fill the full store refused (ENOSPC after its reclaim: nothing written)
         report.opsRefused++;
         allowed = [before];
         crashHere(true);
@@ -280,6 +315,7 @@ export function crashRun(o: CrashOptions, seed: number, onProgress?: (done: numb
       if (o.stopAtFirst === true && report.violations.length > 0) break;
     }
   } finally {
+    testHooks.growStep = previousGrowStep;
     unhook();
     kv.close();
     media.dispose();
@@ -385,6 +421,7 @@ function planOp(
     randomBytes(rand, churn && rand() < 0.25 ? LARGE_VALUE_BYTES : rand() < 0.1 ? 9000 : 1 + Math.floor(rand() * 200));
   if (i % 13 === 12) return { type: 'reopen' };
   if (workload === 'kv-full') return fullStep(i, rand, model);
+  if (workload === 'kv-grow') return growStep(i, rand, model);
   if (churn) {
     // A cycle of 9 that reaches every churn path early: four fill batches (the fourth closes a
     // segment whose older fills are dead), a large value superseded (its object retired),
@@ -442,6 +479,42 @@ function fullStep(i: number, rand: () => number, model: Map<string, Uint8Array>)
     return { type: 'batch', ops: Array.from({ length: 2 + Math.floor(rand() * 6) }, () => ({ key: pick() })) };
   return { type: 'compact' };
 }
+
+/**
+ * kv-grow: fill batches of new keys (GROW_FILL_KEYS values of FILL_VALUE_BYTES: ~1.5 MiB each,
+ * all live) grow the store from 8 to 24 MiB (its maxSize) and then fill it, until fills are
+ * refused with ENOSPC; between them deletes and overwrites (single and batched) and a
+ * compaction. So crash points fall inside the growth (the file grown, both superblock copies),
+ * in the writes right after it (the new blocks handed out), in a recovery that grows into a
+ * longer file, and in a store at its maxSize.
+ */
+function growStep(i: number, rand: () => number, model: Map<string, Uint8Array>): PlannedOp {
+  const keys = [...model.keys()].filter((k) => k.startsWith('46'));
+  const pick = (): string => keys[Math.floor(rand() * keys.length)];
+  const step = GROW_CYCLE[i % GROW_CYCLE.length];
+  if (step === 'fill' || keys.length === 0)
+    return {
+      type: 'batch',
+      ops: Array.from({ length: GROW_FILL_KEYS }, (_, k) => ({
+        key: `46${i.toString(16).padStart(4, '0')}${k.toString(16).padStart(2, '0')}`,
+        value: randomBytes(rand, FILL_VALUE_BYTES),
+      })),
+    };
+  if (step === 'mix')
+    return rand() < 0.5
+      ? { type: 'del', key: pick() }
+      : {
+          type: 'batch',
+          ops: Array.from({ length: 2 + Math.floor(rand() * 4) }, () =>
+            rand() < 0.5 ? { key: pick() } : { key: pick(), value: randomBytes(rand, 1 + Math.floor(rand() * 3000)) },
+          ),
+        };
+  return { type: 'compact' };
+}
+
+const GROW_CYCLE = ['fill', 'fill', 'mix', 'fill', 'compact'] as const;
+/** Keys of a kv-grow fill batch: one batch record of ~1.5 MiB, most of a segment. */
+const GROW_FILL_KEYS = 96;
 
 /** Fill batches that make the kv-full store full (FILL_KEYS values of FILL_VALUE_BYTES each: ~640 KiB). */
 const FULL_FILLS = 8;
@@ -678,7 +751,15 @@ function saveViolation(v: Violation, image: SimMedia, p: Pending, o: CrashOption
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `crash-${o.workload}-seed${seed}-point${p.point}.img`);
   fs.writeFileSync(file, new Uint8Array(image.buffer));
-  fs.writeFileSync(`${file}.json`, JSON.stringify({ allowed: p.allowed, seed: seed + p.point }));
+  fs.writeFileSync(
+    `${file}.json`,
+    JSON.stringify({
+      allowed: p.allowed,
+      seed: seed + p.point,
+      size: image.size,
+      maxSize: image.grow !== undefined ? image.maxSize : undefined,
+    }),
+  );
   v.image = file;
   v.replay = `daxstore crash --replay ${file}`;
 }
@@ -687,8 +768,13 @@ export function replay(file: string): Omit<Violation, 'crashPoint'> | undefined 
   if (!fs.existsSync(file) || !fs.existsSync(`${file}.json`))
     throw new DaxError('ENOENT', `replay: ${file} or ${file}.json does not exist`);
   const bytes = fs.readFileSync(file);
-  const meta = JSON.parse(fs.readFileSync(`${file}.json`, 'utf8')) as { allowed: Listing[]; seed: number };
-  const image = createSimMedia(bytes.length, { name: file });
+  const meta = JSON.parse(fs.readFileSync(`${file}.json`, 'utf8')) as {
+    allowed: Listing[];
+    seed: number;
+    size?: number;
+    maxSize?: number;
+  };
+  const image = createSimMedia(meta.size ?? bytes.length, { name: file, maxSize: meta.maxSize });
   new Uint8Array(image.buffer).set(bytes);
   const durable = image.crashImage({ mode: 'all' });
   image.dispose();
@@ -706,6 +792,7 @@ export const SELF_TEST_BREAKS = [
   'free-skip-persist',
   'superblock-single-persist',
   'kv-checkpoint-trust-stale',
+  'grow-superblock-first',
 ] as const satisfies readonly SwitchName[];
 type SelfTestBreak = (typeof SELF_TEST_BREAKS)[number];
 
@@ -726,6 +813,7 @@ const PLANTED_AS: Record<SelfTestBreak, string> = {
   'superblock-single-persist': 'both superblock copies updated under one fence',
   'kv-checkpoint-trust-stale':
     'a stale index checkpoint trusted (segments it lists compacted away and reused since; coverage not checked)',
+  'grow-superblock-first': 'a growth that names the new size in the superblock before the file has it',
 };
 
 /** Switches a planted bug needs together: the early free returns blocks to the allocator at once (dax-free-now), so the new value reuses them. */
@@ -739,6 +827,7 @@ const WORKLOAD_OF: Partial<Record<SelfTestBreak, CrashOptions['workload']>> = {
   'kv-large-free-early': 'kv-compact',
   'kv-large-ref-before-data': 'kv-compact',
   'kv-checkpoint-trust-stale': 'kv-compact',
+  'grow-superblock-first': 'kv-grow',
 };
 
 export interface SelfTestResult {
@@ -877,7 +966,7 @@ function violationCounts(r: CrashReport): string {
 
 export function renderCrash(r: CrashReport): string {
   const lines = [
-    `crash ${r.workload}, seed ${r.seed}, ${r.ops} ops: ${r.crashPoints} crash points (${r.fencePoints} fences, ${r.fenceCallSitesHit} fence call sites hit${r.opsRefused > 0 ? `, ${r.opsRefused} ops refused with ENOSPC` : ''})`,
+    `crash ${r.workload}, seed ${r.seed}, ${r.ops} ops: ${r.crashPoints} crash points (${r.fencePoints} fences, ${r.fenceCallSitesHit} fence call sites hit${r.opsRefused > 0 ? `, ${r.opsRefused} ops refused with ENOSPC` : ''}${r.growths > 0 ? `, ${r.growths} growth${r.growths === 1 ? '' : 's'} with ${r.growthPoints} crash points inside` : ''})`,
     `images: ${r.imagesGenerated} generated, ${r.imagesUnique} unique, ${r.imagesChecked} checked; ${violationCounts(r)} in ${r.elapsedMs} ms`,
   ];
   for (const v of r.violations.slice(0, 5))

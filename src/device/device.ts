@@ -585,13 +585,13 @@ export class Device {
       const newBytes = Math.min(this.maxBytes, alignUp(step, HUGE_BYTES));
       if (newBytes <= oldBytes || newBytes < minBytes) return false;
       const newBlocks = (newBytes - this.dataOffset) / BLOCK_BYTES;
-      testHooks.growStep?.('start');
+      testHooks.growStep?.('start', this.media);
       if (isBroken('grow-superblock-first')) return this.growSuperblockFirst(oldBlocks, newBlocks);
       media.grow!(newBytes); // allocated, extended, its size durable
       media.allocate?.(oldBytes, newBytes - oldBytes); // a file grown with truncate is a hole
       this.zeroRecords(oldBlocks, newBlocks);
       this.updateSuperblock((sb) => ({ ...sb, sizeBytes: newBytes, dataBlocks: newBlocks }), true);
-      testHooks.growStep?.('superblock-written');
+      testHooks.growStep?.('superblock-written', this.media);
       this.allocator.publishGrowth(newBlocks);
       return true;
     });
@@ -601,7 +601,7 @@ export class Device {
   private growSuperblockFirst(oldBlocks: number, newBlocks: number): boolean {
     const newBytes = sizeForBlocks(this.geometry, newBlocks);
     this.updateSuperblock((sb) => ({ ...sb, sizeBytes: newBytes, dataBlocks: newBlocks }), true);
-    testHooks.growStep?.('superblock-written');
+    testHooks.growStep?.('superblock-written', this.media);
     this.media.grow!(newBytes);
     this.zeroRecords(oldBlocks, newBlocks);
     this.allocator.publishGrowth(newBlocks);
@@ -610,7 +610,7 @@ export class Device {
 
   /** Makes the owner records of blocks [from, to) durably FREE (only those that are not: a sparse table stays sparse where it can). */
   private zeroRecords(from: number, to: number): void {
-    testHooks.growStep?.('file-grown');
+    testHooks.growStep?.('file-grown', this.media);
     let dirty = false;
     for (let b = from; b < to; b++) {
       if (this.table.loadMeta(b) === 0n && this.table.loadIndexWord(b) === 0n) continue;
@@ -620,7 +620,7 @@ export class Device {
       dirty = true;
     }
     if (dirty) this.media.drain();
-    testHooks.growStep?.('records-free');
+    testHooks.growStep?.('records-free', this.media);
   }
 
   /**

@@ -11,6 +11,10 @@
  *     NOT made durable by that drain: the line must be flushed again.
  *   - A crash keeps or loses each aligned 8-byte word whose working and durable values
  *     differ ("pending" words), independently: crashImage() builds such an image.
+ *   - A media created with `maxSize` grows (grow(), within the buffers sized for maxSize): the
+ *     new size is durable at once (the file's fsync), the bytes past the old size are zero in
+ *     both images, and grow() is a fence (its hooks run after the size changed): a crash there
+ *     finds the longer media and nothing else of the growth.
  *   - Concurrency simplification: drain() makes every marked line durable, whichever
  *     thread flushed it (real sfence orders only the calling thread's flushes). This is
  *     more durable than hardware, never less, so it can hide a missing cross-thread
@@ -49,6 +53,8 @@ const LOCK = 0;
 const MARKED_COUNT = 1;
 const FENCE_COUNT = 2; // drains started, all threads (wraps after 2^31: tests only)
 const EIO_AT_FENCE = 3; // fence number whose drain fails with EIO; 0 = none
+const SIZE = 4; // the media's bytes now (as uint32): at most the buffers' capacity
+const GROWABLE = 5; // 1: created with maxSize (grow() exists, also once at its capacity)
 const CONTROL_WORDS = 8;
 
 /** Bytes of one poison unit: copyOut fails with EIO on any byte of a poisoned page. */
@@ -62,10 +68,12 @@ export type CrashSelection =
 export interface SimMediaOptions {
   /** shown as the media path */
   name?: string;
+  /** the most the media may grow to (grow()); default: its size, and it cannot grow */
+  maxSize?: number;
 }
 
 interface SimState {
-  size: number;
+  size: number; // the capacity: bytes of the buffers (the media's size is control[SIZE])
   working: SharedArrayBuffer; // size bytes
   shadow: SharedArrayBuffer; // [durable image | flush snapshots], 2 * size bytes
   meta: SharedArrayBuffer; // control words, marked-line list, mark bytes, poison bytes
@@ -76,11 +84,6 @@ export class SimMedia implements Media {
   readonly flushMethod = 'sim' as const;
   readonly mapSync = false;
   readonly alignment = 4096;
-  readonly size: number;
-  /** a simulated media cannot grow */
-  get maxSize(): number {
-    return this.size;
-  }
   readonly path: string;
   readonly buffer: SharedArrayBuffer;
   private readonly state: SimState;
@@ -102,7 +105,6 @@ export class SimMedia implements Media {
     const { size } = state;
     assert(size > 0 && size % DIFF_CHUNK_BYTES === 0, () => `sim media size ${size} not a multiple of 4096`);
     this.state = state;
-    this.size = size;
     this.path = path;
     this.buffer = state.working;
     this.working8 = new Uint8Array(state.working);
@@ -115,6 +117,32 @@ export class SimMedia implements Media {
     this.markedLines = new Int32Array(state.meta, CONTROL_WORDS * 4, lines);
     this.markBytes = new Uint8Array(state.meta, (CONTROL_WORDS + lines) * 4, lines);
     this.poisonBytes = new Uint8Array(state.meta, (CONTROL_WORDS + lines) * 4 + lines, size / SIM_POISON_PAGE_BYTES);
+    // A media that can grow has its grow() (Media.grow is optional: the device asks whether it is there).
+    if (this.control[GROWABLE] === 1) this.grow = (bytes: number): void => this.growTo(bytes);
+  }
+
+  /** The media's bytes now (a media created with maxSize grows). */
+  get size(): number {
+    return Atomics.load(this.control, SIZE) >>> 0;
+  }
+
+  /** The most the media may grow to: the buffers' capacity. */
+  get maxSize(): number {
+    return this.state.size;
+  }
+
+  /** Makes the media `bytes` long (within maxSize); present only on a media created with a larger maxSize. */
+  readonly grow?: (bytes: number) => void;
+
+  private growTo(bytes: number): void {
+    this.checkOpen();
+    if (!Number.isSafeInteger(bytes) || bytes % DIFF_CHUNK_BYTES !== 0 || bytes > this.maxSize)
+      throw new DaxError('EINVAL', `${this.path}: grow to ${bytes} bytes: a multiple of 4096 up to ${this.maxSize}`);
+    if (bytes <= this.size) return;
+    withLock(this.control, LOCK, () => Atomics.store(this.control, SIZE, bytes));
+    // The new size is durable now (a file's fsync): a crash point, with nothing else of the growth.
+    Atomics.add(this.control, FENCE_COUNT, 1);
+    for (const hook of this.hooks) hook();
   }
 
   get closed(): boolean {
@@ -196,9 +224,9 @@ export class SimMedia implements Media {
     if (this.isDisposed) return;
     this.isDisposed = true;
     this.isClosed = true;
-    const pool = statePool.get(this.size) ?? [];
+    const pool = statePool.get(this.maxSize) ?? [];
     if (pool.length < STATE_POOL_LIMIT) pool.push(this.state);
-    statePool.set(this.size, pool);
+    statePool.set(this.maxSize, pool);
   }
 
   // ---- simulation controls (tests and fault tools) ----
@@ -288,11 +316,12 @@ export class SimMedia implements Media {
   }
 
   private pendingWordsLocked(): Uint32Array {
-    const working = Buffer.from(this.state.working, 0, this.size);
-    const durable = Buffer.from(this.state.shadow, 0, this.size);
+    const size = this.size;
+    const working = Buffer.from(this.state.working, 0, size);
+    const durable = Buffer.from(this.state.shadow, 0, size);
     let out = new Uint32Array(64);
     let count = 0;
-    for (let chunk = 0; chunk < this.size; chunk += DIFF_CHUNK_BYTES) {
+    for (let chunk = 0; chunk < size; chunk += DIFF_CHUNK_BYTES) {
       if (working.compare(durable, chunk, chunk + DIFF_CHUNK_BYTES, chunk, chunk + DIFF_CHUNK_BYTES) === 0) continue;
       for (let i = chunk / 4; i < (chunk + DIFF_CHUNK_BYTES) / 4; i += 2) {
         if (this.working32[i] === this.durable32[i] && this.working32[i + 1] === this.durable32[i + 1]) continue;
@@ -308,14 +337,23 @@ export class SimMedia implements Media {
   }
 
   private crashImageLocked(selection: CrashSelection): SimMedia {
-    const recycled = statePool.get(this.size)?.pop();
-    if (recycled !== undefined) new Uint8Array(recycled.meta).fill(0); // marks, counters, poison
+    const size = this.size; // durable: grow() makes it so before it returns
+    const recycled = statePool.get(this.maxSize)?.pop();
+    if (recycled !== undefined) {
+      new Uint8Array(recycled.meta).fill(0); // marks, counters, poison
+      const control = new Int32Array(recycled.meta, 0, CONTROL_WORDS);
+      control[SIZE] = size;
+      control[GROWABLE] = this.control[GROWABLE];
+    }
     const image =
       recycled !== undefined
         ? new SimMedia(recycled, `${this.path} (crash image)`)
-        : createSimMedia(this.size, { name: `${this.path} (crash image)` });
+        : createSimMedia(size, {
+            name: `${this.path} (crash image)`,
+            maxSize: this.control[GROWABLE] === 1 ? this.maxSize : undefined,
+          });
     const base = 'mode' in selection && selection.mode === 'all' ? this.working8 : this.durable8;
-    image.working8.set(base);
+    image.working8.set(base); // the whole capacity: past the size both images are zero
     if ('words' in selection) {
       this.copyWords(image, selection.words);
     } else if (selection.mode === 'random') {
@@ -331,7 +369,7 @@ export class SimMedia implements Media {
   }
 
   private copyWords(image: SimMedia, words: ArrayLike<number>): void {
-    const wordCount = this.size / WORD_BYTES;
+    const wordCount = this.maxSize / WORD_BYTES;
     for (let k = 0; k < words.length; k++) {
       const w = words[k];
       if (!Number.isInteger(w) || w < 0 || w >= wordCount)
@@ -378,14 +416,28 @@ export function createSimMedia(sizeBytes: number, opts: SimMediaOptions = {}): S
       `createSimMedia: size ${sizeBytes} must be a positive multiple of ${DIFF_CHUNK_BYTES}`,
     );
   }
-  const lines = sizeBytes / CACHE_LINE_BYTES;
-  const metaBytes = (CONTROL_WORDS + lines) * 4 + lines + sizeBytes / SIM_POISON_PAGE_BYTES;
+  const capacity = opts.maxSize ?? sizeBytes;
+  if (
+    !Number.isSafeInteger(capacity) ||
+    capacity < sizeBytes ||
+    capacity % DIFF_CHUNK_BYTES !== 0 ||
+    capacity >= 2 ** 32
+  )
+    throw new DaxError(
+      'EINVAL',
+      `createSimMedia: maxSize ${capacity} must be a multiple of ${DIFF_CHUNK_BYTES} in [${sizeBytes}, 2^32)`,
+    );
+  const lines = capacity / CACHE_LINE_BYTES;
+  const metaBytes = (CONTROL_WORDS + lines) * 4 + lines + capacity / SIM_POISON_PAGE_BYTES;
   const state: SimState = {
-    size: sizeBytes,
-    working: new SharedArrayBuffer(sizeBytes),
-    shadow: new SharedArrayBuffer(2 * sizeBytes),
+    size: capacity,
+    working: new SharedArrayBuffer(capacity),
+    shadow: new SharedArrayBuffer(2 * capacity),
     meta: new SharedArrayBuffer(Math.ceil(metaBytes / 8) * 8),
   };
+  const control = new Int32Array(state.meta, 0, CONTROL_WORDS);
+  control[SIZE] = sizeBytes;
+  control[GROWABLE] = opts.maxSize === undefined ? 0 : 1;
   return new SimMedia(state, opts.name ?? `sim:${sizeBytes}`);
 }
 

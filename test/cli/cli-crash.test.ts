@@ -3,7 +3,9 @@
  * missing fence (DAXSTORE_TEST_BREAK=kv-skip-drain) it reports violations, saves the image
  * and prints a replay command that reproduces the violation. The kv-full workload (a store filled
  * until puts get ENOSPC, then deletes, fills and compactions in it) recovers at every crash
- * point, and reports a planted compaction bug there. Seed from DAXSTORE_SEED or fresh.
+ * point, and reports a planted compaction bug there. The kv-grow workload (a store that grows
+ * from 8 to 24 MiB) recovers at every crash point inside the growth, and reports a growth that
+ * names the new size before the file has it. Seed from DAXSTORE_SEED or fresh.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -68,6 +70,35 @@ describe('crash', () => {
     );
     expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(1);
     expect(r.stdout).toMatch(/violation/);
+  }, 600_000);
+
+  it('kv-grow: crash points inside a growth of the store all recover (exit 0)', () => {
+    const r = cli(
+      ['crash', '--workload', 'kv-grow', '--ops', '5', '--images', '2', '--seed', String(seed)].concat([
+        '--no-recovery-crash',
+        '--json',
+      ]),
+    );
+    expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.violations).toEqual([]);
+    expect(report.growths, 'the store grew').toBe(1);
+    // the file grown, then the two superblock copies naming the new size
+    expect(report.growthPoints).toBe(3);
+  }, 600_000);
+
+  it('kv-grow goes red with grow-superblock-first (the new size named before the file has it)', () => {
+    const r = cli(
+      ['crash', '--workload', 'kv-grow', '--ops', '5', '--images', '2', '--seed', String(seed)].concat([
+        '--no-recovery-crash',
+        '--stop-at-first',
+        '--out',
+        path.join(dir, 'grow-broken'),
+      ]),
+      { DAXSTORE_TEST_BREAK: 'grow-superblock-first' },
+    );
+    expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(1);
+    expect(r.stdout).toMatch(/structure at crash point \d+: recovery failed: ECORRUPT: .*cut short/);
   }, 600_000);
 
   it('a missing fence (kv-skip-drain) is reported with a saved image whose replay shows the violation', () => {
