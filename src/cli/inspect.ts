@@ -1,6 +1,6 @@
 /** daxstore info / dump: read-only views of a store file (on a private copy-on-write mapping: snapshot.ts). */
 import { isDaxError } from '../errors.js';
-import { BLOCK_BYTES } from '../device/layout.js';
+import { BLOCK_BYTES, capacityBlocks, sizeForBlocks } from '../device/layout.js';
 import { parseJson, readOrderedKey, unpackValue } from '../kv/encodings.js';
 import { readKvRoot, type KvRoot } from '../kv/kv-root.js';
 import { SEGMENT_BYTES } from '../kv/layout.js';
@@ -24,6 +24,13 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
       .filter((c) => c.status === 'ok')
       .reduce<SuperblockCopy | undefined>((a, c) => (a === undefined || c.sequence > a.sequence ? c : a), undefined);
     const logEntries = recovery?.entries ?? 0;
+    // The most the store can grow to: what its owner table describes (fixed at create, sized for
+    // its maxSize then). An open may cap it lower with its own maxSize; device-DAX never grows.
+    const capacity = Math.max(
+      snap.info.size,
+      sizeForBlocks(kv.dax.device.geometry, capacityBlocks(kv.dax.device.geometry)),
+    );
+    const canGrow = snap.info.kind !== 'devdax' && capacity > snap.info.size;
     const data = {
       path,
       kind: snap.info.kind,
@@ -32,6 +39,9 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
       mapSync: snap.info.mapSync,
       alignmentBytes: snap.info.alignment,
       sizeBytes: snap.info.size,
+      /** the most the store can grow to (its capacity); sizeBytes for one that cannot grow */
+      maxSizeBytes: canGrow ? capacity : snap.info.size,
+      canGrow,
       formatVersion: newest?.formatVersion,
       superblocks: snap.superblocks,
       superblockProblems: superblockProblems(snap.superblocks),
@@ -85,6 +95,12 @@ export function runInfo(path: string, opts: { json?: boolean }): number {
         ['flush', `${snap.info.flushMethod}${snap.info.mapSync ? ' (MAP_SYNC)' : ''}`],
         ['format', newest === undefined ? 'no valid superblock' : `version ${newest.formatVersion}`],
         ['size', `${mib(snap.info.size)} (${snap.info.size} B), data at ${mib(s.dataOffset)}`],
+        [
+          'max size',
+          canGrow
+            ? `${mib(capacity)} (${capacity} B): grows online as data arrives`
+            : `${mib(snap.info.size)}: ${snap.info.kind === 'devdax' ? 'a device-DAX store is the whole device' : 'created with a fixed size'}, never grows`,
+        ],
         ...snap.superblocks.map((c): [string, string] => [
           `superblock ${c.copy}`,
           `${c.status}, sequence ${c.sequence}, ${c.cleanShutdown ? 'closed cleanly' : 'open or crashed'}`,

@@ -69,6 +69,22 @@ describe('info and dump', () => {
     expect(bytes.encodings).toEqual({ state: 'recorded', keyEncoding: 'binary', valueEncoding: 'binary' });
   });
 
+  it('info shows the size now and the most the store can grow to; a fixed-size store never grows', () => {
+    const file = path.join(dir, 'grows.store');
+    const db = open(file, { maxSize: 64 * 2 ** 20, keyEncoding: 'binary', valueEncoding: 'binary' });
+    const start = db.stats().sizeBytes;
+    for (let i = 0; db.stats().sizeBytes === start; i++) db.put(Buffer.from(`k${i}`), Buffer.alloc(4000, i));
+    const grown = db.stats().sizeBytes;
+    expect(db.stats().maxSize).toBe(64 * 2 ** 20);
+    db.close();
+    const info = JSON.parse(cli(['info', file, '--json']).stdout);
+    expect(info).toMatchObject({ sizeBytes: grown, maxSizeBytes: 64 * 2 ** 20, canGrow: true });
+    expect(fs.statSync(file).size).toBe(grown);
+    expect(cli(['info', file]).stdout).toMatch(/^max size\s+64 MiB \(67108864 B\): grows online as data arrives$/m);
+    const fixed = JSON.parse(cli(['info', makeStore(dir, 5), '--json']).stdout);
+    expect(fixed).toMatchObject({ sizeBytes: 8 * 2 ** 20, maxSizeBytes: 8 * 2 ** 20, canGrow: false });
+  });
+
   it("dump decodes keys and values by the store's encodings; --raw shows the stored bytes", () => {
     const file = path.join(dir, 'users.store');
     const db = open(file, { size: 16 * 2 ** 20 }); // ordered keys, msgpack values
