@@ -24,7 +24,7 @@ namespace {
 
 // src/kv/layout.ts
 constexpr uint64_t kRecordHeaderBytes = 32;
-constexpr uint64_t kEntryHeaderBytes = 16;
+constexpr uint64_t kEntryHeaderBytes = 24;  // src/kv/layout.ts ENTRY_HEADER_BYTES
 constexpr uint64_t kSealBytes = 48;
 constexpr uint64_t kBlockBytes = 4096;
 constexpr uint32_t kRecordMagic = 0x564b;

@@ -22,7 +22,8 @@ export type DaxErrorCode =
   | 'ECLOSED' // use after close
   | 'ERANGE' // offset or index beyond the object's or device's size
   | 'ENOTSUP' // operation or mapping mode not supported here
-  | 'ESYS'; // any other system-call failure (errno name in `errno`)
+  | 'ESYS' // any other system-call failure (errno name in `errno`)
+  | 'ECONFLICT'; // a transaction kept conflicting with other writers: given up, nothing written
 
 export class DaxError extends Error {
   readonly code: DaxErrorCode;

@@ -465,6 +465,51 @@ export const SWITCHES = {
     breaks: 'an open() that created its file and then failed leaves the file behind',
     red: ['test/kv/kv-space-create.test.ts'],
   },
+  'kv-snapshot-no-wait': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'a snapshot (or range) reads at the last sequence taken without waiting until every write up to it is published: it can see part of a batch',
+    red: ['test/kv/kv-snapshot-workers.test.ts'],
+  },
+  'kv-snapshot-newest': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "snapshot and range reads take each key's newest version instead of the one visible at their sequence",
+    red: ['test/kv/kv-snapshot-workers.test.ts'],
+  },
+  'kv-snapshot-no-hold': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'compacted segments and superseded large values are freed at once, not kept while a snapshot that can read them is held',
+    red: ['test/kv/kv-snapshot-hold.test.ts'],
+  },
+  'kv-txn-no-validate': {
+    layer: 'kv',
+    read: 'call',
+    breaks: 'a transaction commits without validating what it read (keys and ranges) under the entry locks',
+    red: ['test/kv/kv-transaction-workers.test.ts'],
+  },
+  'kv-txn-record-per-write': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "a transaction's writes are committed as one record each, not as one record: a crash can keep part of it",
+    red: ['test/kv/kv-crash.test.ts', 'test/cli/cli-crash.test.ts'],
+  },
+  'kv-ifversion-unlocked': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "put's ifVersion is compared with a lock-free read before the entry lock is taken (check, then act)",
+    red: ['test/kv/kv-conditional-writes.test.ts'],
+  },
+  'kv-snapshot-death-kept': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "the death reaper leaves a dead thread's snapshot slot as it was: its snapshots stay registered and its in-flight mark stays set",
+    red: ['test/kv/kv-snapshot-death.test.ts'],
+  },
   'bench-page-locks-off': {
     layer: 'cli',
     read: 'load',

@@ -22,7 +22,8 @@
  * Owner-table checks read each image's owner records against the live ones (see
  * staleIndexProblem / boundaryOwnerProblem): recovery repairs much of what a broken allocate
  * or free leaves, so those bugs rarely show in the recovered data alone.
- * Workloads: kv-mixed, kv-batch, kv-compact (segment and block churn), kv-full (a store filled
+ * Workloads: kv-mixed, kv-batch, kv-txn (transactions, some aborted), kv-compact (segment and
+ * block churn), kv-full (a store filled
  * until puts get ENOSPC, then deletes, fills and compactions in it: crash points inside the
  * reclaims and the priority writer's compactions of a store with no free extent), kv-grow (a
  * store that grows from 8 MiB to its maxSize, then fills: crash points inside the growth, in a
@@ -52,6 +53,7 @@ import { breakEnv, testHooks, type SwitchName } from '../test-break.js';
 const MEDIA_BYTES = {
   'kv-mixed': 8 * 2 ** 20,
   'kv-batch': 8 * 2 ** 20,
+  'kv-txn': 8 * 2 ** 20,
   'kv-compact': 14 * 2 ** 20,
   'kv-full': 8 * 2 ** 20,
   'kv-grow': 8 * 2 ** 20,
@@ -65,7 +67,7 @@ const ALL_SUBSETS_MIN_IMAGES = 64;
 const CONTINUATION_EVERY = 4;
 
 export interface CrashOptions {
-  workload: 'kv-mixed' | 'kv-batch' | 'kv-compact' | 'kv-full' | 'kv-grow';
+  workload: 'kv-mixed' | 'kv-batch' | 'kv-txn' | 'kv-compact' | 'kv-full' | 'kv-grow';
   ops: number;
   images: number;
   seed?: number;
@@ -404,9 +406,17 @@ type PlannedOp =
   | { type: 'put'; key: string; value: Uint8Array }
   | { type: 'del'; key: string }
   | { type: 'batch'; ops: Array<{ key: string; value?: Uint8Array }> }
+  | { type: 'txn'; steps: TxnStep[]; abort: boolean }
   | { type: 'reopen' }
   | { type: 'compact' }
   | { type: 'reclaim' };
+
+/**
+ * A step of a kv-txn transaction: copy reads `from` (the transaction's own writes included)
+ * and writes what it read to `to` (deletes `to` when `from` is absent); a value-less put is a
+ * delete.
+ */
+type TxnStep = { copy: true; from: string; to: string } | { copy: false; key: string; value?: Uint8Array };
 
 function planOp(
   workload: CrashOptions['workload'],
@@ -432,6 +442,17 @@ function planOp(
     if (step === 'compact' || step === 'reclaim') return { type: step };
   }
   const r = rand();
+  // kv-txn: transactions of 2 to 5 steps over 16 keys, one in six aborted by an exception
+  if (workload === 'kv-txn' && r < 0.7)
+    return {
+      type: 'txn',
+      steps: Array.from({ length: 2 + Math.floor(rand() * 4) }, (): TxnStep => {
+        const s = rand();
+        if (s < 0.4) return { copy: true, from: key(), to: key() };
+        return s < 0.85 ? { copy: false, key: key(), value: value() } : { copy: false, key: key() };
+      }),
+      abort: rand() < 1 / 6,
+    };
   if (workload === 'kv-batch' || r < 0.15)
     return {
       type: 'batch',
@@ -556,6 +577,13 @@ function applyToModel(model: Map<string, Uint8Array>, op: PlannedOp, dryRun: boo
   else if (op.type === 'reclaim') m.set(Buffer.from(RECLAIM_KEY).toString('hex'), RECLAIM_VALUE);
   else if (op.type === 'del') m.delete(op.key);
   else if (op.type === 'batch') for (const b of op.ops) b.value === undefined ? m.delete(b.key) : m.set(b.key, b.value);
+  else if (op.type === 'txn' && !op.abort)
+    for (const st of op.steps) {
+      const value = st.copy ? m.get(st.from) : st.value;
+      const key = st.copy ? st.to : st.key;
+      if (value === undefined) m.delete(key);
+      else m.set(key, value);
+    }
   return [...m.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([k, v]) => `${k}=${xxHex(v)}`)
@@ -590,12 +618,33 @@ function runOpOnce(kv: KvStore, op: PlannedOp): void {
           : { type: 'put' as const, key: hex(b.key), value: b.value },
       ),
     );
+  else if (op.type === 'txn') runTransaction(kv, op.steps, op.abort);
   else if (op.type === 'compact') kv.compact({ maxLiveRatio: 1 });
   else if (op.type === 'reclaim') {
     // what a background reclaimer does: end grace periods (device blocks are freed in the
     // collect), then a tiny put, whose epilogue removes the large values that became ready
     for (let i = 0; i < 4; i++) kv.dax.epoch.collect();
     kv.put(RECLAIM_KEY, RECLAIM_VALUE);
+  }
+}
+
+class Aborted extends Error {}
+
+/** A kv-txn transaction; `abort`: its callback throws after its steps, and nothing may be written. */
+function runTransaction(kv: KvStore, steps: TxnStep[], abort: boolean): void {
+  const hex = (k: string): Uint8Array => new Uint8Array(Buffer.from(k, 'hex'));
+  try {
+    kv.transactionSync((txn) => {
+      for (const st of steps) {
+        const value = st.copy ? txn.get(hex(st.from)) : st.value;
+        const key = hex(st.copy ? st.to : st.key);
+        if (value === undefined) txn.delete(key);
+        else txn.put(key, value);
+      }
+      if (abort) throw new Aborted('aborted by the workload');
+    });
+  } catch (e) {
+    if (!(abort && e instanceof Aborted)) throw e;
   }
 }
 
@@ -793,6 +842,7 @@ export const SELF_TEST_BREAKS = [
   'superblock-single-persist',
   'kv-checkpoint-trust-stale',
   'grow-superblock-first',
+  'kv-txn-record-per-write',
 ] as const satisfies readonly SwitchName[];
 type SelfTestBreak = (typeof SELF_TEST_BREAKS)[number];
 
@@ -814,6 +864,7 @@ const PLANTED_AS: Record<SelfTestBreak, string> = {
   'kv-checkpoint-trust-stale':
     'a stale index checkpoint trusted (segments it lists compacted away and reused since; coverage not checked)',
   'grow-superblock-first': 'a growth that names the new size in the superblock before the file has it',
+  'kv-txn-record-per-write': 'a transaction committed as several records (a crash keeps part of it)',
 };
 
 /** Switches a planted bug needs together: the early free returns blocks to the allocator at once (dax-free-now), so the new value reuses them. */
@@ -828,6 +879,7 @@ const WORKLOAD_OF: Partial<Record<SelfTestBreak, CrashOptions['workload']>> = {
   'kv-large-ref-before-data': 'kv-compact',
   'kv-checkpoint-trust-stale': 'kv-compact',
   'grow-superblock-first': 'kv-grow',
+  'kv-txn-record-per-write': 'kv-txn',
 };
 
 export interface SelfTestResult {

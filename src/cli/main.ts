@@ -149,7 +149,7 @@ function addLaterCommands(program: Command): void {
     .description('crash-inject a workload on the simulated device at every fence; recover and check every image')
     .addOption(
       new Option('--workload <w>', 'operations to crash')
-        .choices(['kv-mixed', 'kv-batch', 'kv-compact', 'kv-full', 'kv-grow'])
+        .choices(['kv-mixed', 'kv-batch', 'kv-txn', 'kv-compact', 'kv-full', 'kv-grow'])
         .default('kv-mixed'),
     )
     .option('--ops <n>', 'operations in the workload', parsePositive, 30)

@@ -10,7 +10,8 @@
  *                     holds the key-value root with the store's encodings; 4: owner records
  *                     carry check bytes; 5: so do the words of object-table records; 6: index
  *                     checkpoints, DAX objects at the top of the key-value object range,
- *                     src/kv/checkpoint.ts)
+ *                     src/kv/checkpoint.ts; 7: each key-value entry carries a back pointer to
+ *                     the version it superseded)
  *   12      u32       flags (none defined; must be 0)
  *   16      16 bytes  uuid (random at format)
  *   32      u64       sizeBytes (the store's size now: set at format, raised by each growth;
@@ -50,7 +51,15 @@ import type { Media } from './media.js';
 import { isBroken } from '../test-break.js';
 import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET, type Geometry } from './layout.js';
 
-export const FORMAT_VERSION = 6;
+/**
+ * 2: records with a directory check and a durable watermark, SEAL records (src/kv/layout.ts).
+ * 3: the empty key is a key; the key-value root with the store's encodings.
+ * 4: owner records carry check bytes. 5: so do the words of object-table records.
+ * 6: index checkpoints (src/kv/checkpoint.ts).
+ * 7: key-value entries carry a back pointer (entry header of 24 bytes).
+ * An older version is refused as corrupt, a newer one with EVERSION.
+ */
+export const FORMAT_VERSION = 7;
 export const MAGIC = new Uint8Array([0x44, 0x41, 0x58, 0x53, 0x54, 0x4f, 0x52, 0x00]); // 'DAXSTOR\0'
 export const SUPERBLOCK_BYTES = 136;
 const CHECKSUM_OFFSET = 128;

@@ -57,6 +57,7 @@ import { HUGE_PAGES, PAGE_BYTES, blockOfValue, isHuge } from '../dax/layout.js';
 import { lookupCoveringPinned } from '../dax/fault.js';
 import { KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_BYTES } from './layout.js';
 import type { MediaViews } from './records.js';
+import { isDeletion } from './versions.js';
 
 /** Object ids [CHECKPOINT_ID_FIRST, 2^40): generation g is id CHECKPOINT_ID_FIRST + g. */
 export const CHECKPOINT_ID_FIRST = 2 ** 40 - 2 ** 20;
@@ -353,6 +354,7 @@ export function writeCheckpoint(
   const tree = space.tree;
   space.epoch.guard(() =>
     tree.scanPinned({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) }, (value, leaf) => {
+      if (isDeletion(v, value)) return; // a tombstone kept for snapshots (snapshots.ts): the key is absent
       if (count === values.length) {
         const nv = new Float64Array(count * 2);
         nv.set(values);

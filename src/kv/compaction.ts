@@ -6,7 +6,8 @@
  *     record of the priority writer's segment (store.ts); the index then points at the copy. Equal
  *     sequences make the two copies interchangeable at recovery, so a crash at any point
  *     recovers the same value.
- *   - A DEL entry whose key is present in the index is dead (a newer PUT wins) and dropped.
+ *   - A DEL entry whose key's index entry is another (newer) entry is dead and dropped. A DEL
+ *     the index points at is a tombstone kept for snapshots (snapshots.ts): moved like a PUT.
  *   - Tombstone rule: a DEL entry (key k, sequence s) whose key is absent from the index is
  *     copied forward only while recovery could resurrect an older record of k without it,
  *     i.e. while some OTHER key-value segment (closed or open: every one recovery would scan)
@@ -132,6 +133,12 @@ export interface CompactOptions {
   roomBytes?: () => number;
   /** Called after each segment is retired (the caller collects the epoch, so the segment can take the next copies). */
   afterSegment?: () => void;
+  /**
+   * Frees a segment compaction has unpublished: through the epoch, once no snapshot can read
+   * it (store.ts retireOrDefer). Default: space.retireBlock at once (salvage at open, before
+   * any snapshot exists).
+   */
+  retireSegment?: (block: number) => void;
   /** Asked before each segment: true stops compaction there (default: never). */
   enough?: () => boolean;
   /**
@@ -209,7 +216,7 @@ function retireChosen(
   table: SegmentTable,
   chosen: Segment[],
   report: CompactionReport,
-  opts: Pick<CompactOptions, 'roomBytes' | 'afterSegment' | 'enough'>,
+  opts: Pick<CompactOptions, 'roomBytes' | 'afterSegment' | 'enough' | 'retireSegment'>,
 ): void {
   const keep = tombstonesToKeep(space, v, chosen);
   for (const seg of chosen) {
@@ -242,7 +249,8 @@ function retireChosen(
       continue; // another thread's compaction retired it
     }
     table.freed(seg.block / HUGE_BLOCKS);
-    space.retireBlock(seg.block);
+    if (opts.retireSegment !== undefined) opts.retireSegment(seg.block);
+    else space.retireBlock(seg.block);
     writer.recordRetire(-1, 0);
     report.segmentsFreed++;
     report.bytesReclaimed += SEGMENT_BYTES - seg.liveBytes;
@@ -438,7 +446,7 @@ function indexKey(v: MediaViews, e: number): Uint8Array {
   const key = new Uint8Array(keyLength + 1);
   key[0] = KV_KEY_PREFIX;
   v = v.at(e);
-  key.set(v.u8.subarray(e - v.base + 16, e - v.base + 16 + keyLength), 1);
+  key.set(v.u8.subarray(e - v.base + ENTRY_HEADER_BYTES, e - v.base + ENTRY_HEADER_BYTES + keyLength), 1);
   return key;
 }
 
@@ -507,23 +515,40 @@ function moveEntry(
 ): void {
   if (isBroken('kv-compact-no-recheck')) return moveEntryUnchecked(space, v, writer, e, keep, report);
   const key = indexKey(v, e);
-  if (entryOp(v, e) === ENTRY_DEL) {
+  const del = entryOp(v, e) === ENTRY_DEL;
+  if (del) {
     // Lock-free: a concurrent put of this key gets a higher sequence than this old DEL anyway.
-    if (space.tree.lookup(key) !== undefined) return; // dead: a newer PUT wins
-    if (keep.has(e)) {
-      copyEntry(v, writer, e);
-      report.tombstonesKept++;
-    } else report.tombstonesDropped++;
-    return;
+    const at = space.tree.lookup(key);
+    if (at !== e) {
+      if (at !== undefined) return; // dead: a newer entry of its key wins
+      if (keep.has(e)) {
+        copyEntry(v, writer, e);
+        report.tombstonesKept++;
+      } else report.tombstonesDropped++;
+      return;
+    }
+    // A tombstone the index points at (kept for snapshots, snapshots.ts): moved like a live PUT.
   }
   const ref = grab(space.tree, key);
   try {
-    if (ref.state !== 'value' || ref.value !== e) return; // moved on meanwhile (R3 re-check)
+    if (ref.state !== 'value' || ref.value !== e) {
+      // Moved on meanwhile (R3 re-check). A tombstone swept meanwhile left its key absent, and
+      // the tombstone rule above did not weigh it (its key was present): copied forward, which
+      // is always safe.
+      if (del && ref.state === 'empty') {
+        copyEntry(v, writer, e);
+        report.tombstonesKept++;
+      }
+      return;
+    }
     const copy = copyEntry(v, writer, e);
     replace(space.tree, ref, copy);
-    const cost = entryCost(entryKeyLength(v, e), entryValueLength(v, e));
-    writer.noteBorn(cost);
-    table.died(e, cost);
+    if (!del) {
+      // A tombstone's bytes are counted as tombstones (copyEntryStaged noteDels), not live.
+      const cost = entryCost(entryKeyLength(v, e), entryValueLength(v, e));
+      writer.noteBorn(cost);
+      table.died(e, cost);
+    }
     report.entriesMoved++;
   } finally {
     unlock(space.tree, ref); // an EMPTY placeholder (key gone) is removed by unlock

@@ -4,6 +4,7 @@
  *   const db = open(path, { size, durability: 'sync' | 'group' | 'none' });
  *   db.put(k, v); db.get(k); db.read(() => db.getView(k)); db.has(k); db.delete(k);
  *   db.batch(ops); await db.batchAsync(ops); db.range(opts); db.deleteRange(opts); await db.flushed(); db.stats(); db.close();
+ *   const snap = db.snapshot(); snap.get(k); snap.range(opts); snap.close(); // or `using snap = db.snapshot()`
  *   const h = db.share(); // in a worker: attach(h)
  */
 import type { Media } from '../device/media.js';
@@ -19,11 +20,14 @@ export {
   type KvIterateOptions,
   KvIterator,
   type Durability,
+  type WriteOptions,
   type BatchOp,
   type KvRangeOptions,
   type KvHandle,
   type KvStats,
 } from './store.js';
+export { KvSnapshot } from './snapshot.js';
+export { KvTransaction } from './transaction.js';
 export { KvDamageError, type KvRecoveryReport, type KvDamage, type RecoveryMode } from './recovery.js';
 export type { SalvageReport } from './recovery-salvage.js';
 export type { CompactionReport } from './compaction.js';

@@ -35,7 +35,7 @@
  * hash so far. It covers every key, op, sequence and length of the record, not the values:
  * when a record fails its checksum but its directory check holds, recovery still knows which
  * keys (and sequences) it held, and what a DEL said (a DEL is all directory).
- * Entry (ENTRY_HEADER_BYTES = 16, then key, value, zero padding to 8):
+ * Entry (ENTRY_HEADER_BYTES = 24, then key, value, zero padding to 8):
  *   0  u16  keyLength (0..MAX_KEY_BYTES: the empty key is a key)
  *   2  u8   op: ENTRY_PUT 1, ENTRY_DEL 2
  *   3  u8   flags (PUT only): bit 0 ENTRY_FLAG_LARGE: the value bytes are a LARGE_REF_BYTES
@@ -45,6 +45,12 @@
  *   4  u32  valueLength (0 for ENTRY_DEL; LARGE_REF_BYTES for a large PUT): inline bytes
  *   8  u32  sequence low 32 bits
  *   12 u32  sequence high bits (< 2^21): every entry of a record carries the record's sequence
+ *           (its version)
+ *   16 u32  back pointer low 32 bits: the device offset of the entry of the same key that this
+ *           one superseded when it was written (0: the key was absent), so snapshots reach
+ *           older versions (snapshots.ts). Meaningful only in the process that wrote it:
+ *           recovery and compaction never follow it (a copy made by compaction keeps it)
+ *   20 u32  back pointer high bits (< 2^16)
  * SEAL (kind 4, SEAL_BYTES = 48, count 0): its watermark is its own offset (everything before
  * it is durable). Payload: u32 previous segment's nonce low, u32 its high bits, u32 that
  * segment's end offset, u32 0 (all 0 when none). A writer writes one first in every segment it
@@ -62,7 +68,7 @@ export const KV_KEY_PREFIX = 0x01;
 export const SEGMENT_ORDER = 9;
 export const SEGMENT_BYTES = 2 * 1024 * 1024;
 export const RECORD_HEADER_BYTES = 32;
-export const ENTRY_HEADER_BYTES = 16;
+export const ENTRY_HEADER_BYTES = 24;
 export const RECORD_MAGIC = 0x564b;
 export const KIND_PUT = 1;
 export const KIND_BATCH = 2;

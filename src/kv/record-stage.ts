@@ -22,6 +22,7 @@
 import { assert } from '../assert.js';
 import { instantiateXxhash, xxh64, type XxhashWasm } from '../device/checksum.js';
 import { MediaViews } from './media-views.js';
+import { ENTRY_HEADER_BYTES, RECORD_HEADER_BYTES } from './layout.js';
 
 /** The slice of the WebAssembly global used here (tsconfig has no DOM lib to declare it). */
 interface WasmGlobal {
@@ -32,7 +33,7 @@ interface WasmGlobal {
 const Wasm = (globalThis as unknown as { WebAssembly: WasmGlobal }).WebAssembly;
 
 /** A PUT record of the largest inline value: header + entry header + key + value, padded. */
-export const MAX_STAGED_BYTES = 32 + 16 + 1024 + 16 * 1024 + 8;
+export const MAX_STAGED_BYTES = RECORD_HEADER_BYTES + ENTRY_HEADER_BYTES + 1024 + 16 * 1024 + 8;
 const WASM_PAGE_BYTES = 65536;
 
 function instantiate(): XxhashWasm {
@@ -144,9 +145,9 @@ export function stagedDirectoryCheck(count: number): number {
   let h = 0n;
   for (let i = 0; i < count; i++) {
     const keyLength = u32[e >>> 2] & 0xffff;
-    const dirEnd = e + 16 + keyLength;
+    const dirEnd = e + ENTRY_HEADER_BYTES + keyLength;
     h = i === 0 ? wasm.xxh64(12, dirEnd - 12, 0n) : wasm.xxh64(e, dirEnd - e, h);
-    e += (16 + keyLength + u32[(e >>> 2) + 1] + 7) & ~7;
+    e += (ENTRY_HEADER_BYTES + keyLength + u32[(e >>> 2) + 1] + 7) & ~7;
   }
   return Number(BigInt.asUintN(32, h));
 }

@@ -45,7 +45,8 @@ export { MediaViews, WINDOW_BYTES, mediaViews } from './media-views.js';
 
 /**
  * Writes one entry at `at` (key without the index prefix byte: `key` is the index key, its
- * byte 0 skipped). Returns the offset after it. The sequence is filled in later (setEntrySequence).
+ * byte 0 skipped). Returns the offset after it. The sequence and the back pointer are filled in
+ * later, under the key's entry lock (setEntrySequence, setEntryPrevious).
  */
 export function writeEntry(
   v: MediaViews,
@@ -64,6 +65,8 @@ export function writeEntry(
   v.u32[w + 1] = valueLength;
   v.u32[w + 2] = 0;
   v.u32[w + 3] = 0;
+  v.u32[w + 4] = 0;
+  v.u32[w + 5] = 0;
   const keyAt = o + ENTRY_HEADER_BYTES;
   if (keyLength <= 32) for (let i = 0; i < keyLength; i++) v.u8[keyAt + i] = indexKey[i + 1];
   else v.u8.set(indexKey.subarray(1), keyAt);
@@ -80,6 +83,20 @@ export function setEntrySequence(v: MediaViews, at: number, sequence: number): v
   const w = (at - v.base) / 4;
   v.u32[w + 2] = sequence >>> 0;
   v.u32[w + 3] = splitHi(sequence);
+}
+
+/** The entry's back pointer: the device offset of the entry of its key it superseded (0: none; layout.ts). */
+export function setEntryPrevious(v: MediaViews, at: number, previous: number): void {
+  v = v.at(at);
+  const w = (at - v.base) / 4;
+  v.u32[w + 4] = previous >>> 0;
+  v.u32[w + 5] = splitHi(previous);
+}
+
+export function entryPrevious(v: MediaViews, at: number): number {
+  v = v.at(at);
+  const w = (at - v.base) / 4;
+  return joinU32(v.u32[w + 5], v.u32[w + 4]);
 }
 
 export function entryKeyLength(v: MediaViews, at: number): number {

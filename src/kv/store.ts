@@ -101,14 +101,27 @@ import {
   entryFlags,
   entryKeyLength,
   entryValueLength,
+  entryPrevious,
   entryValueOffset,
   mediaViews,
+  setEntryPrevious,
   setEntrySequence,
   writeEntry,
   type MediaViews,
 } from './records.js';
 import { BORN, DELS, PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter, W_OWNER } from './segment-writer.js';
 import { SegmentTable, entryCost } from './segment-table.js';
+import { DEFER_LARGE_OBJECT, DEFER_SEGMENT, SWEEP_MIN, Snapshots } from './snapshots.js';
+import { KvSnapshot, forgetCollected, releaseWhenCollected, type CollectClaim, type SnapshotHost } from './snapshot.js';
+import { Op, isDeletion, sequenceAt, versionAtPinned } from './versions.js';
+import {
+  KvTransaction,
+  TXN_ATTEMPTS,
+  type TransactionHost,
+  type TxnRange,
+  type TxnRead,
+  type TxnWrite,
+} from './transaction.js';
 import {
   DEFAULT_KEY_ENCODING,
   DEFAULT_VALUE_ENCODING,
@@ -176,6 +189,15 @@ import {
 
 export type Durability = 'sync' | 'group' | 'none';
 const DURABILITIES: readonly Durability[] = ['sync', 'group', 'none'];
+/** Options of put() and delete(). */
+export interface WriteOptions {
+  /**
+   * Write only if the key's version (getEntry().version: the sequence of the write that stored
+   * its value) is this one; null: only if the key is absent (put). Else nothing is written and
+   * the call returns false.
+   */
+  ifVersion?: number | null;
+}
 export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends ValueEncoding = ValueEncoding> {
   /**
    * A new store: its bytes now (alone, without maxSize: a store of exactly this size that never
@@ -252,6 +274,8 @@ export interface KvHandle {
   readonly shared: SharedArrayBuffer;
   /** the segment table (segment-table.ts) */
   readonly segments: SharedArrayBuffer;
+  /** in-flight sequences and the snapshot registry (snapshots.ts) */
+  readonly snapshots: SharedArrayBuffer;
   readonly durability: Durability;
   readonly keyEncoding: KeyEncoding;
   readonly valueEncoding: ValueEncoding;
@@ -302,6 +326,14 @@ export interface KvStats {
   priorityRoomBytes: number;
   /** holders of the compaction mutex that died and were reaped since open (their writes through the priority writer finished or undone) */
   priorityReaps: number;
+  /** snapshots held by every thread: db.snapshot(), open ranges, transactions in progress */
+  snapshots: number;
+  /** how long the oldest of them has been held (0: none); while held, the versions it sees are kept */
+  oldestSnapshotMs: number;
+  /** compacted segments and superseded large values kept for snapshots, freed when those close */
+  versionsHeldForSnapshots: number;
+  /** deleted keys kept in the index as tombstones for snapshots older than the delete */
+  tombstones: number;
 }
 
 /** Bounds are checked as keys by the key encoding (rangeBounds); here only that they are present. */
@@ -430,6 +462,8 @@ const GET_MANY_BATCH = 256;
 /** getCount(): index leaves walked under one epoch pin. */
 const COUNT_BATCH = 4096;
 const SCAN_BATCH = 128;
+/** Leaves a tombstone sweep visits per pin. */
+const SWEEP_BATCH = 1024;
 /**
  * range() reads ahead in batches that double from the first to the largest: a short or
  * early-abandoned range copies few entries; a long one pays the per-batch costs (a descent to
@@ -483,9 +517,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private copySlab = new Uint8Array(COPY_SLAB_BYTES);
   private copySlab32 = new Uint32Array(this.copySlab.buffer);
   private copySlabUsed = 0;
-  /** Sink of copyEntriesPinned's touching loads. */
+  /** Sink of touchEntriesPinned's loads. */
   private touched = 0;
   private readonly reaper: LargeObjectReaper;
+  /** In-flight sequences and this handle's snapshots (snapshots.ts). */
+  private readonly snaps: Snapshots;
+  /** Deferred frees the shared table had no room for (retireOrDefer), tried again at each drain. */
+  private readonly deferredHere: Array<{ kind: number; what: number; stamp: number }> = [];
+  /** The reads snapshots, ranges and transactions make through this handle (snapshot.ts, transaction.ts). */
+  private readonly host: TransactionHost;
+  /** A transactionSync callback is running on this handle (they do not nest). */
+  private inTransaction = false;
+  private readonly backoff = new Int32Array(new SharedArrayBuffer(4));
   /** @internal What open found about large-value objects (opener only). */
   largeValuesAtOpen: OrphanReport | undefined;
 
@@ -497,6 +540,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     private readonly space: DaxSpace,
     shared: SharedArrayBuffer,
     segments: SharedArrayBuffer,
+    snapshots: SharedArrayBuffer,
     readonly durability: Durability,
     private readonly opener: boolean,
     readonly recovery: KvRecoveryReport | undefined,
@@ -539,7 +583,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         const i = slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS;
         this.progress[i] = (this.progress[i] + delta) | 0;
       },
-      retireLarge: (oldAt) => this.supersededLocked(oldAt),
+      // The superseding record's sequence is not at hand: the last one bounds it from above (kept for every older snapshot).
+      retireLarge: (oldAt) => this.supersededLocked(oldAt, this.lastSequence() + 1),
+      keepTombstones: () => this.snaps.anyHeld(),
+      isDeletion: (at) => isDeletion(this.views, at),
+      addTombstones: (delta) => this.snaps.addTombstones(delta),
       prioritySlot: PRIORITY_SLOT,
       priorityParked: () => [
         this.spaceWords[PRIORITY_STATE],
@@ -568,8 +616,34 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       dead: DEAD,
     };
     space.epoch.onDeath(LAYER_KV, 10, (id) => {
-      if (!this.isClosed && !this.space.closed) reapKvWriters(reapContext, id);
+      if (this.isClosed || this.space.closed) return;
+      reapKvWriters(reapContext, id);
+      // After its record in flight is published or undone: snapshots may read past its mark.
+      this.snaps.reapDead(id);
     });
+    this.snaps = new Snapshots(
+      snapshots,
+      () => this.seqBaseWord[0],
+      (id) => this.space.epoch.reap(id),
+    );
+    this.host = {
+      registerSnapshot: (op) => this.registerSnapshot(op),
+      releaseSnapshot: (S) => this.releaseSnapshot(S),
+      getAt: (key, S, op) => this.getAt(key, S, op, false),
+      viewAt: (key, S, op) => this.getAt(key, S, op, true) as Uint8Array | undefined,
+      versionAt: (key, S, op) => this.versionOf(key, S, op),
+      rangeIn: (opts, snapshot) => this.rangeAt(opts, snapshot),
+      checkOpen: (op) => this.checkOpen(op),
+      rangeForTransaction: (opts, S) => this.rangeForTransaction(opts, S),
+      encodeKey: (key, op) => this.ownedKey(key, op),
+      encodeValue: (value, op) => this.valueBytesOf(value, op),
+      decodeKey: (bytes) => this.keyOfBytes(bytes),
+      decodeValue: (bytes, op) =>
+        this.rawValues
+          ? new Uint8Array(bytes)
+          : this.decodeValue(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 0, bytes.length, op),
+      commitTransaction: (writes, reads, ranges, S) => this.commitTransaction(writes, reads, ranges as Bounds[], S),
+    };
   }
 
   /** Opens the store at `path`, creating it (opts.size bytes) when absent. A file that is not a store: ENOTSTORE. */
@@ -652,6 +726,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         space,
         shared,
         table.state,
+        Snapshots.create(),
         durability,
         true,
         report,
@@ -719,6 +794,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       space: this.space.share(),
       shared: this.i32.buffer as SharedArrayBuffer,
       segments: this.table.state,
+      snapshots: this.snaps.buffer,
       durability: this.durability,
       keyEncoding: this.keyEncoding,
       valueEncoding: this.valueEncoding,
@@ -740,6 +816,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       typeof h !== 'object' ||
       !(h.shared instanceof SharedArrayBuffer) ||
       h.shared.byteLength !== SHARED_BYTES ||
+      !(h.snapshots instanceof SharedArrayBuffer) ||
       h.space === null ||
       typeof h.space !== 'object' ||
       !DURABILITIES.includes(h.durability as Durability) ||
@@ -761,6 +838,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       space,
       h.shared,
       h.segments!,
+      h.snapshots,
       h.durability!,
       false,
       undefined,
@@ -779,7 +857,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     epoch.pin();
     try {
       const at = this.space.tree.lookupPinned(k);
-      return at === undefined ? undefined : this.valuePinned(at, 'get');
+      return at === undefined ? undefined : this.valuePinned(at, 'get'); // undefined for a tombstone (a DEL)
     } finally {
       epoch.unpin();
     }
@@ -813,7 +891,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /** The value at entry `at`, decoded by this handle's value encoding (caller pinned). */
-  private valuePinned(at: number, op: string): V {
+  private valuePinned(at: number, op: string): V | undefined {
+    if (isDeletion(this.views, at)) return undefined; // a tombstone: a DEL kept in the index for snapshots
     return (this.rawValues ? this.valueCopyPinned(at, op) : this.decodeValuePinned(at, op)) as V;
   }
 
@@ -826,7 +905,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + v.base + length, op);
     if (u32[w] >>> 24 !== 0) {
-      const bytes = copyLargePinned(this.space, largeRefAt(this.views, at)!, op);
+      const bytes = copyLargePinned(this.space, this.largeRefPinned(at, op), op);
       return this.decodeValue(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 0, bytes.length, op);
     }
     return this.decodeValue(v.buf, start, length, op);
@@ -872,6 +951,90 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return at === undefined ? undefined : this.valueSlicePinned(at, 'getView');
   }
 
+  /**
+   * A snapshot of the store as it is now (snapshot.ts KvSnapshot): its reads see every write
+   * acknowledged before this call and nothing written after, from any thread. Taking one copies
+   * nothing; close() it (or `using`): while held, the versions it can see are kept.
+   */
+  snapshot(): KvSnapshot<K, V> {
+    return new KvSnapshot<K, V>(this.host, this.registerSnapshot('snapshot'));
+  }
+
+  /** The value of key and its version (the sequence of the write that stored it), or undefined. */
+  getEntry(key: KeyInput<K>): { value: V; version: number } | undefined {
+    this.checkOpen('getEntry');
+    const k = this.lookupKey(key, 'getEntry');
+    const epoch = this.space.epoch;
+    epoch.pin();
+    try {
+      const at = this.space.tree.lookupPinned(k);
+      if (at === undefined || isDeletion(this.views, at)) return undefined;
+      return { value: this.valuePinned(at, 'getEntry') as V, version: sequenceAt(this.views, at) };
+    } finally {
+      epoch.unpin();
+    }
+  }
+
+  /** A registered snapshot of the store as it is now (snapshots.ts): its sequence, once every write up to it is published. */
+  private registerSnapshot(op: string): number {
+    this.checkOpen(op);
+    const S = this.snaps.register(() => this.lastSequence());
+    if (isBroken('kv-snapshot-no-wait')) return S; // reads at S with writes up to S maybe half published
+    try {
+      this.snaps.waitPublished(S);
+    } catch (e) {
+      this.snaps.release(S);
+      throw e;
+    }
+    return S;
+  }
+
+  /** Drops one registration of S; when that let the oldest snapshot move on, frees what it was holding. */
+  private releaseSnapshot(S: number): void {
+    if (this.isClosed) return; // close() released them all
+    if (!this.snaps.release(S)) return;
+    if (this.snaps.deferred !== 0 || this.deferredHere.length !== 0) this.drainDeferred();
+    // The last snapshot gone: every tombstone is now removable, whatever sweeps it held back.
+    const tombstones = this.snaps.tombstones;
+    const due =
+      tombstones >= SWEEP_MIN &&
+      (this.snaps.anyHeld() ? this.snaps.sweepDue() : tombstones >= this.counted(LIVE_KEYS) / 4);
+    if (due && !this.space.epoch.isPinned()) this.sweepTombstones();
+  }
+
+  /** The value of key at snapshot S (a copy, or a view valid while S is held). */
+  private getAt(key: unknown, S: number, op: string, view: boolean): unknown {
+    this.checkOpen(op);
+    const k = this.lookupKey(key, op);
+    const epoch = this.space.epoch;
+    epoch.pin();
+    try {
+      const newest = this.space.tree.lookupPinned(k);
+      if (newest === undefined) return undefined;
+      const at = this.versionPinned(newest, S);
+      if (at < 0) return undefined;
+      return view ? this.valueSlicePinned(at, op) : this.valuePinned(at, op);
+    } finally {
+      epoch.unpin();
+    }
+  }
+
+  /** The version (sequence) of key at snapshot S, undefined when absent at S. */
+  private versionOf(key: unknown, S: number, op: string): number | undefined {
+    this.checkOpen(op);
+    const k = this.lookupKey(key, op);
+    const epoch = this.space.epoch;
+    epoch.pin();
+    try {
+      const newest = this.space.tree.lookupPinned(k);
+      if (newest === undefined) return undefined;
+      const at = this.versionPinned(newest, S);
+      return at < 0 ? undefined : sequenceAt(this.views, at);
+    } finally {
+      epoch.unpin();
+    }
+  }
+
   /** Runs fn with the epoch pinned: views from getView stay valid until it returns (R6). */
   read<T>(fn: () => T): T {
     this.checkOpen('read');
@@ -882,7 +1045,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   has(key: KeyInput<K>): boolean {
     this.checkOpen('has');
-    return this.space.tree.lookup(this.lookupKey(key, 'has')) !== undefined;
+    return this.newestLiveAt(this.lookupKey(key, 'has')) !== undefined;
+  }
+
+  /** The offset of the newest entry of index key k when it is a PUT (pins around the lookup); undefined when absent or a tombstone. */
+  private newestLiveAt(k: Uint8Array): number | undefined {
+    const epoch = this.space.epoch;
+    epoch.pin();
+    try {
+      const at = this.space.tree.lookupPinned(k);
+      return at === undefined || isDeletion(this.views, at) ? undefined : at;
+    } finally {
+      epoch.unpin();
+    }
   }
 
   /** The index key of `key` in this handle's lookup scratch (valid until the next lookupKey call). */
@@ -917,11 +1092,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return boundKeyOf(key, op);
   }
 
-  /** A copy of the value at entry `at` (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
-  private valueCopyPinned(at: number, op: string): Uint8Array {
+  /** A copy of the value at entry `at`, undefined when it is a DEL (Buffer.copy: a memcpy, much cheaper than slicing a shared buffer). */
+  private valueCopyPinned(at: number, op: string): Uint8Array | undefined {
     const v = this.views.at(at);
     const u32 = v.u32;
     const w = (at - v.base) / 4;
+    if ((u32[w] & Op.MASK) === Op.DEL) return undefined;
     const start = at - v.base + ENTRY_HEADER_BYTES + (u32[w] & 0xffff); // in the window
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + v.base + length, op);
@@ -953,11 +1129,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.copySlabUsed = 0;
   }
 
-  /** A view of the value: over the record, or over a large value's object pages (a copy when they are not one page run). */
-  private valueSlicePinned(at: number, op: string): Uint8Array {
+  /** A view of the value: over the record, or over a large value's object pages (a copy when they are not one page run); undefined for a DEL. */
+  private valueSlicePinned(at: number, op: string): Uint8Array | undefined {
     const v = this.views.at(at);
     const u32 = v.u32;
     const w = (at - v.base) / 4;
+    if ((u32[w] & Op.MASK) === Op.DEL) return undefined;
     const start = at + ENTRY_HEADER_BYTES + (u32[w] & 0xffff); // a device offset
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + length, op);
@@ -986,32 +1163,38 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * value): no allocation for the key (scratch) or the value (written straight into the
    * record), one checksum, one native persist (flush + fence) per put.
    */
-  put(key: KeyInput<K>, value: ValueInput<V>): void {
+  put(key: KeyInput<K>, value: ValueInput<V>, options?: WriteOptions): boolean {
     this.checkOpen('put');
     const k = this.keyInto(this.putScratch, this.putViews, key, 'put');
+    const expect = options === undefined ? UNCONDITIONAL : expectedVersion(options, 'put');
+    let written: boolean;
     try {
-      this.putValue(k, value);
+      written = this.putValue(k, value, expect);
     } catch (e) {
       if (!isDaxError(e, 'ENOSPC')) throw e;
       // Reclaimed, then the value again from the start (a msgpack value is packed again: the
       // stage and the pack scratch are compaction's meanwhile).
-      this.retryAfterReclaim(e, () => this.putValue(k, value));
+      written = this.retryAfterReclaim(e, () => this.putValue(k, value, expect));
     }
+    if (!written) return false;
     this.count(PUTS, 1);
     this.reaper.drain();
     if (this.segmentOpened) this.autoCompact();
+    return true;
   }
 
-  /** put() of an index key: the value encoded, stored inline or as an object, published. */
-  private putValue(k: Uint8Array, value: ValueInput<V>): void {
-    if (this.valueEncoding === 'msgpack') this.putPacked(k, value);
+  /** put() of an index key: the value encoded, stored inline or as an object, published; false when ifVersion did not match. */
+  private putValue(k: Uint8Array, value: ValueInput<V>, expect: number): boolean {
+    let written: boolean;
+    if (this.valueEncoding === 'msgpack') written = this.putPacked(k, value, expect);
     else {
       const v = this.rawValues ? (value as Value) : valueString(value, this.valueEncoding as 'utf8' | 'json', 'put');
       const valueLength = valueLengthOf(v, 'put');
       if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
-      if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, v, valueLength, 0, -1);
-      else this.putLarge(k, v);
+      if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) written = this.putEntry(k, v, valueLength, 0, -1, expect);
+      else written = this.putLarge(k, v, expect);
     }
+    return written;
   }
 
   /**
@@ -1019,7 +1202,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * goes (encodings.ts packIntoStage), and the entry written around it: no copy of the packed
    * bytes. A value too large for the stage, or for an inline value, takes the copying path.
    */
-  private putPacked(k: Uint8Array, value: unknown): void {
+  private putPacked(k: Uint8Array, value: unknown, expect: number): boolean {
     const at = RECORD_HEADER_BYTES + ENTRY_HEADER_BYTES + (k.length - 1);
     const n = packIntoStage(value, at, 'put');
     let bytes: Uint8Array | undefined;
@@ -1028,14 +1211,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       bytes = packValue(value, 'put');
     } else if (n > LARGE_VALUE_THRESHOLD_BYTES) bytes = stageViews.u8.slice(at, at + n);
     if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
-    if (bytes === undefined)
-      this.putEntry(k, undefined, n, 0, -1); // the value is in place
-    else if (bytes.length <= LARGE_VALUE_THRESHOLD_BYTES) this.putEntry(k, bytes, bytes.length, 0, -1);
-    else this.putLarge(k, bytes);
+    if (bytes === undefined) return this.putEntry(k, undefined, n, 0, -1, expect); // the value is in place
+    if (bytes.length <= LARGE_VALUE_THRESHOLD_BYTES) return this.putEntry(k, bytes, bytes.length, 0, -1, expect);
+    return this.putLarge(k, bytes, expect);
   }
 
   /** put() of a value past LARGE_VALUE_THRESHOLD_BYTES: the object first, then the PUT record naming it. */
-  private putLarge(k: Uint8Array, value: Value): void {
+  private putLarge(k: Uint8Array, value: Value, expect: number): boolean {
     const first = Atomics.add(this.i32, NEXT_OBJECT, 1);
     this.writer.beginObjects(first, 1); // before the object exists: a death from here on removes it
     let item: ReturnType<KvStore['prepareValue']>;
@@ -1045,7 +1227,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       this.writer.endObjects();
       throw e;
     }
-    this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId);
+    return this.putEntry(k, item.value, item.valueLength, item.flags, item.objectId, expect);
   }
 
   /**
@@ -1062,8 +1244,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     valueLength: number,
     flags: number,
     objectId: number,
-  ): void {
-    if (isBroken('kv-seq-before-lock')) return this.putEntrySequencedBeforeLock(k, value, valueLength, flags, objectId);
+    expect: number,
+  ): boolean {
+    if (isBroken('kv-seq-before-lock')) {
+      this.putEntrySequencedBeforeLock(k, value, valueLength, flags, objectId);
+      return true;
+    }
+    if (isBroken('kv-ifversion-unlocked') && expect !== UNCONDITIONAL)
+      return this.putEntryCheckedUnlocked(k, value, valueLength, flags, objectId, expect);
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, valueLength);
     let done = false;
     let at = -1;
@@ -1074,18 +1262,52 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const entryAt = at + RECORD_HEADER_BYTES;
       const ref = grab(this.space.tree, k);
       try {
-        setEntrySequence(stageViews, RECORD_HEADER_BYTES, this.nextSequence()); // under the lock: log order = lock order
+        if (expect !== UNCONDITIONAL && this.versionLocked(ref) !== expect) return false; // ifVersion: given back below
+        const sequence = this.takeSequence(); // under the lock: log order = lock order
+        setEntrySequence(stageViews, RECORD_HEADER_BYTES, sequence);
+        setEntryPrevious(stageViews, RECORD_HEADER_BYTES, ref.state === 'value' ? ref.value : 0);
         this.active.sealStaged(at, KIND_PUT, 1, total);
         this.commitWrite(); // durable (sync) before publishPutLocked makes it reachable
-        this.publishPutLocked(ref, entryAt);
+        this.publishPutLocked(ref, entryAt, sequence);
         done = true;
       } finally {
+        this.snaps.published();
         unlock(this.space.tree, ref);
       }
     } finally {
       if (!done) this.abandon(at, total, objectId);
       this.endOperation();
     }
+    return true;
+  }
+
+  /**
+   * putEntry under DAXSTORE_TEST_BREAK=kv-ifversion-unlocked: ifVersion is compared with a
+   * lock-free read BEFORE the entry lock is taken (check, then act), with a 0-50 us spin
+   * standing in for a preemption between the two: another writer's put can land in between
+   * and be overwritten although its version was not the one expected.
+   */
+  private putEntryCheckedUnlocked(
+    k: Uint8Array,
+    value: Value | undefined,
+    valueLength: number,
+    flags: number,
+    objectId: number,
+    expect: number,
+  ): boolean {
+    const at = this.newestLiveAt(k);
+    const version = at === undefined ? ABSENT : this.space.epoch.guard(() => sequenceAt(this.views, at));
+    if (version !== expect) {
+      if (objectId >= 0) removeQuietly(this.space, objectId);
+      return false;
+    }
+    spinMicros(Math.random() * 50);
+    return this.putEntry(k, value, valueLength, flags, objectId, UNCONDITIONAL);
+  }
+
+  /** The version of the held entry's key: the sequence of its newest PUT, ABSENT when it has none (absent or a tombstone). */
+  private versionLocked(ref: EntryRef): number {
+    return ref.state === 'value' && !isDeletion(this.views, ref.value) ? sequenceAt(this.views, ref.value) : ABSENT;
   }
 
   /** The operation in flight is over: its objects record first, then its record (writer-reaper.ts step 3). */
@@ -1113,16 +1335,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     try {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
       at = this.writer.reserve(total);
-      const sequence = this.nextSequence();
+      const sequence = this.takeSequence();
       spinMicros(Math.random() * 200);
       const ref = grab(this.space.tree, k);
       try {
         setEntrySequence(stageViews, RECORD_HEADER_BYTES, sequence);
+        setEntryPrevious(stageViews, RECORD_HEADER_BYTES, ref.state === 'value' ? ref.value : 0);
         this.writer.sealStaged(at, KIND_PUT, 1, total);
         this.commitWrite();
-        this.publishPutLocked(ref, at + RECORD_HEADER_BYTES);
+        this.publishPutLocked(ref, at + RECORD_HEADER_BYTES, sequence);
         done = true;
       } finally {
+        this.snaps.published();
         unlock(this.space.tree, ref);
       }
     } finally {
@@ -1164,23 +1388,29 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /**
-   * Removes key; returns whether it existed. Its record takes put's path: composed in the stage,
-   * hashed in place, one copy. Never fails for lack of space: when this thread's segment is full
-   * and reclaiming frees nothing, the record goes to the priority segment (the reserve).
+   * Removes key; returns whether it existed (and, with ifVersion, was at that version). Its
+   * record takes put's path: composed in the stage, hashed in place, one copy. Never fails for
+   * lack of space: when this thread's segment is full and reclaiming frees nothing, the record
+   * goes to the priority segment (the reserve).
    */
-  delete(key: KeyInput<K>): boolean {
+  delete(key: KeyInput<K>, options?: WriteOptions): boolean {
     this.checkOpen('delete');
     const k = this.keyInto(this.putScratch, this.putViews, key, 'delete'); // put's scratch: the same one-lock, synchronous use
-    if (this.space.tree.lookup(k) === undefined) return false; // lock-free: an absent key writes nothing
+    const expect = options === undefined ? UNCONDITIONAL : expectedVersion(options, 'delete');
+    if (this.newestLiveAt(k) === undefined) return false; // lock-free: an absent key writes nothing
     if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
-    const deleted = this.deleteWithRoom(() => this.deleteEntry(k), RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0));
+    const deleted = this.deleteWithRoom(
+      () => this.deleteEntry(k, expect),
+      RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0),
+    );
     this.reaper.drain();
+    if (this.snaps.sweepDue()) this.sweepTombstones();
     if (this.segmentOpened) this.autoCompact();
     return deleted;
   }
 
   /** Writes, seals, commits and publishes the DEL record of k into the active writer; false when k went meanwhile. */
-  private deleteEntry(k: Uint8Array): boolean {
+  private deleteEntry(k: Uint8Array, expect: number): boolean {
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
     writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
     const at = this.active.reserve(total);
@@ -1188,19 +1418,26 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let done = false;
     try {
       const ref = grab(this.space.tree, k);
-      if (ref.state === 'empty') {
-        unlock(this.space.tree, ref); // removed meanwhile: unlock drops our placeholder
+      if (
+        ref.state === 'empty' ||
+        isDeletion(this.views, ref.value) ||
+        (expect !== UNCONDITIONAL && this.versionLocked(ref) !== expect)
+      ) {
+        unlock(this.space.tree, ref); // removed meanwhile (unlock drops our placeholder), a tombstone, or ifVersion failed
         return false;
       }
+      let held = true;
       try {
-        setEntrySequence(stageViews, RECORD_HEADER_BYTES, this.nextSequence());
+        const sequence = this.takeSequence();
+        setEntrySequence(stageViews, RECORD_HEADER_BYTES, sequence);
+        setEntryPrevious(stageViews, RECORD_HEADER_BYTES, ref.value);
         this.active.sealStaged(at, KIND_PUT, 1, total);
         this.commitWrite();
-      } catch (e) {
-        unlock(this.space.tree, ref);
-        throw e;
+        held = !this.deletePublishedLocked(ref, at + RECORD_HEADER_BYTES, sequence);
+      } finally {
+        this.snaps.published();
+        if (held) unlock(this.space.tree, ref);
       }
-      this.deletePublishedLocked(ref);
       this.active.noteDels(entryCost(k.length - 1, 0));
       done = true;
     } finally {
@@ -1239,6 +1476,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       else this.retryAfterReclaim(e, again);
     }
     this.reaper.drain();
+    if (this.snaps.sweepDue()) this.sweepTombstones();
     if (this.segmentOpened) this.autoCompact();
   }
 
@@ -1285,12 +1523,24 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       at = this.active.reserve(total);
       this.active.beginRecord(at);
       for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
-      const sequence = this.nextSequence();
-      for (const item of items) setEntrySequence(stageViews, item.entryAt, sequence);
-      this.active.sealStaged(at, KIND_BATCH, items.length, total);
-      for (const item of items) item.entryAt += at;
-      this.commitWrite();
-      this.publishBatchLocked(refs, items);
+      try {
+        const sequence = this.takeSequence();
+        for (let i = 0; i < items.length; i++) {
+          setEntrySequence(stageViews, items[i].entryAt, sequence);
+          setEntryPrevious(stageViews, items[i].entryAt, refs[i].state === 'value' ? refs[i].value : 0);
+        }
+        this.active.sealStaged(at, KIND_BATCH, items.length, total);
+        for (const item of items) item.entryAt += at;
+        this.commitWrite();
+        this.publishBatchLocked(
+          refs,
+          items.map((item) => item.type === 'put'),
+          items.map((item) => item.entryAt),
+          sequence,
+        );
+      } finally {
+        this.snaps.published();
+      }
       done = true;
     } finally {
       for (const ref of refs) unlock(this.space.tree, ref); // an EMPTY placeholder (a deleted or never-present key) is removed
@@ -1339,6 +1589,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const n = this.deleteWithRoom(() => this.deleteKeys(keys), RECORD_HEADER_BYTES);
       deleted += n;
       this.reaper.drain();
+      if (this.snaps.sweepDue()) this.sweepTombstones();
       if (this.segmentOpened) this.autoCompact();
       remaining -= keys.length;
       if (keys.length < want) return deleted;
@@ -1357,7 +1608,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     try {
       for (const k of keys) {
         const ref = grab(this.space.tree, k);
-        if (ref.state === 'empty') unlock(this.space.tree, ref);
+        if (ref.state === 'empty' || isDeletion(this.views, ref.value)) unlock(this.space.tree, ref);
         else refs.push(ref);
       }
       if (refs.length === 0) return 0;
@@ -1367,17 +1618,24 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       at = this.active.reserve(total);
       this.active.beginRecord(at);
       let e = RECORD_HEADER_BYTES; // the keys are our own copies (scanKeys): composing under the locks reads no caller memory
-      const sequence = this.nextSequence();
-      for (const ref of refs) {
-        const next = writeEntry(stageViews, e, ENTRY_DEL, ref.key, undefined, 0);
-        setEntrySequence(stageViews, e, sequence);
-        e = next;
+      const entryAts: number[] = [];
+      try {
+        const sequence = this.takeSequence();
+        for (const ref of refs) {
+          const next = writeEntry(stageViews, e, ENTRY_DEL, ref.key, undefined, 0);
+          setEntrySequence(stageViews, e, sequence);
+          setEntryPrevious(stageViews, e, ref.value);
+          entryAts.push(at + e);
+          e = next;
+        }
+        this.active.sealStaged(at, KIND_BATCH, refs.length, total);
+        this.commitWrite();
+        this.publishBatchLocked(refs, undefined, entryAts, sequence);
+      } finally {
+        this.snaps.published();
       }
-      this.active.sealStaged(at, KIND_BATCH, refs.length, total);
-      this.commitWrite();
-      const n = refs.length;
-      this.publishBatchLocked(refs, undefined);
       done = true;
+      const n = refs.length;
       this.count(DELETES, n);
       return n;
     } finally {
@@ -1388,91 +1646,186 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /**
-   * Publishes a batch record's entries (refs held, in key order; items[i] for refs[i], or
-   * undefined: every entry deletes) as ONE change for lock-free readers: every entry's seqlock
-   * is opened before any is finished (entry-lock.ts beginReplace), so no reader of any thread
-   * sees one key's new value and then another key's old one. A deleted key becomes an EMPTY
-   * placeholder here, which the unlock that follows removes (a reader skips it: absent).
+   * Publishes a batch record's entries (refs held, in key order; puts[i] says whether entry i
+   * at entryAts[i] is a PUT, else a DEL) as ONE change for lock-free readers: every entry's
+   * seqlock is opened before any is finished (entry-lock.ts beginReplace), so no reader of any
+   * thread sees one key's new value and then another key's old one. A deleted key becomes a
+   * tombstone while snapshots are held (its older versions stay reachable), else an EMPTY
+   * placeholder here, which the unlock that follows removes (absent either way).
    */
-  private publishBatchLocked(refs: EntryRef[], items: BatchItem[] | undefined): void {
-    const tree = this.space.tree;
-    const perKey = isBroken('kv-batch-publish-per-key');
+  private publishBatchLocked(
+    refs: EntryRef[],
+    puts: boolean[] | undefined,
+    entryAts: number[],
+    sequence: number,
+  ): void {
+    if (isBroken('kv-batch-publish-per-key')) return this.publishBatchPerKeyLocked(refs, puts, entryAts, sequence);
+    const keepTombstones = this.snaps.anyHeld(); // after the Atomics.add of takeSequence (snapshots.ts)
     const superseded: number[] = [];
-    if (!perKey) for (const ref of refs) beginReplace(tree, ref);
-    for (let i = 0; i < refs.length; i++) {
-      const ref = refs[i];
-      if (perKey) {
-        if (i > 0) spinMicros(Math.random() * 20); // stands in for a preemption between two keys
-        beginReplace(tree, ref);
-      }
-      if (ref.state === 'value') superseded.push(ref.value);
-      if (items !== undefined && items[i].type === 'put') {
-        this.noteBornAt(items[i].entryAt);
-        this.count(ref.state === 'empty' ? LIVE_KEYS : DEAD, 1);
-        finishReplace(tree, ref, items[i].entryAt);
-      } else {
-        this.active.noteDels(entryCost(ref.key.length - 1, 0));
-        if (ref.state === 'value') {
-          this.count(LIVE_KEYS, -1);
-          this.count(DEAD, 1);
-        }
-        finishReplace(tree, ref, 0, 'empty'); // absent from here on; unlock removes it
-      }
-    }
-    for (const old of superseded) this.supersededLocked(old);
+    for (const ref of refs) beginReplace(this.space.tree, ref);
+    for (let i = 0; i < refs.length; i++)
+      this.finishBatchEntryLocked(refs[i], puts !== undefined && puts[i], entryAts[i], keepTombstones, superseded);
+    for (const old of superseded) this.supersededLocked(old, sequence);
+  }
+
+  /**
+   * The live entry at `oldAt` was superseded by a record of `sequence` (its key's lock held): its
+   * bytes leave its segment's live count; a large value is retired (retireLargeLocked).
+   */
+  private supersededLocked(oldAt: number, sequence: number): void {
+    const v = this.views.at(oldAt);
+    const u32 = v.u32;
+    const w = (oldAt - v.base) / 4;
+    const head = u32[w];
+    this.table.died(oldAt, entryCost(head & 0xffff, u32[w + 1]));
+    if (head >>> 24 !== 0) this.retireLargeLocked(oldAt, sequence); // entry flags: ENTRY_FLAG_LARGE
   }
 
   /** The entry at `entryAt` was just written by the active writer: its bytes join its segment's live count. */
   private noteBornAt(entryAt: number): void {
-    const u32 = this.views.u32;
-    const w = entryAt / 4;
+    const v = this.views.at(entryAt);
+    const u32 = v.u32;
+    const w = (entryAt - v.base) / 4;
     this.active.noteBorn(entryCost(u32[w] & 0xffff, u32[w + 1])); // the entry was just written: its header is in cache
   }
 
-  private publishPutLocked(ref: EntryRef, entryAt: number): void {
+  /**
+   * publishBatchLocked under DAXSTORE_TEST_BREAK=kv-batch-publish-per-key: each entry opened and
+   * finished before the next is opened, with a 0-20 us spin between two keys standing in for a
+   * preemption there: a reader can see one key's new value and then another key's old one.
+   */
+  private publishBatchPerKeyLocked(
+    refs: EntryRef[],
+    puts: boolean[] | undefined,
+    entryAts: number[],
+    sequence: number,
+  ): void {
+    const keepTombstones = this.snaps.anyHeld();
+    const superseded: number[] = [];
+    for (let i = 0; i < refs.length; i++) {
+      if (i > 0) spinMicros(Math.random() * 20);
+      beginReplace(this.space.tree, refs[i]);
+      this.finishBatchEntryLocked(refs[i], puts !== undefined && puts[i], entryAts[i], keepTombstones, superseded);
+    }
+    for (const old of superseded) this.supersededLocked(old, sequence);
+  }
+
+  /** Finishes one opened entry of a batch: the PUT or DEL at entryAt (counts, tombstones; superseded values collected). */
+  private finishBatchEntryLocked(
+    ref: EntryRef,
+    put: boolean,
+    entryAt: number,
+    keepTombstones: boolean,
+    superseded: number[],
+  ): void {
+    const tree = this.space.tree;
+    const wasTombstone = ref.state === 'value' && this.snaps.tombstones !== 0 && isDeletion(this.views, ref.value);
+    const wasLive = ref.state === 'value' && !wasTombstone;
+    if (wasLive) superseded.push(ref.value);
+    if (put) {
+      this.noteBornAt(entryAt);
+      this.count(wasLive ? DEAD : LIVE_KEYS, 1);
+      if (wasTombstone) this.snaps.addTombstones(-1);
+      finishReplace(tree, ref, entryAt);
+      return;
+    }
+    this.active.noteDels(entryCost(ref.key.length - 1, 0));
+    if (wasLive) {
+      this.count(LIVE_KEYS, -1);
+      this.count(DEAD, 1);
+    }
+    if (keepTombstones && ref.state === 'value') {
+      if (wasLive) this.snaps.addTombstones(1);
+      finishReplace(tree, ref, entryAt); // a tombstone: absent, older versions behind it
+    } else {
+      if (wasTombstone) this.snaps.addTombstones(-1);
+      finishReplace(tree, ref, 0, 'empty'); // absent from here on; unlock removes it
+    }
+  }
+
+  private publishPutLocked(ref: EntryRef, entryAt: number, sequence: number): void {
+    // The old entry's header is read only when tombstones exist (a cache miss on every overwrite otherwise).
+    const wasTombstone = ref.state === 'value' && this.snaps.tombstones !== 0 && isDeletion(this.views, ref.value);
+    const old = ref.state === 'value' && !wasTombstone ? ref.value : -1;
+    if (old >= 0) this.count(DEAD, 1);
+    else this.count(LIVE_KEYS, 1);
+    if (wasTombstone) this.snaps.addTombstones(-1);
     this.noteBornAt(entryAt);
-    if (ref.state === 'empty') this.count(LIVE_KEYS, 1);
-    else this.count(DEAD, 1);
-    const old = ref.state === 'value' ? ref.value : -1;
     replace(this.space.tree, ref, entryAt);
-    if (old >= 0) this.supersededLocked(old);
-  }
-
-  private deletePublishedLocked(ref: EntryRef): void {
-    assert(ref.state === 'value', () => `deleting an entry in state ${ref.state}`);
-    const old = ref.value;
-    deleteLocked(this.space.tree, ref);
-    this.supersededLocked(old);
-    this.count(LIVE_KEYS, -1);
-    this.count(DEAD, 1);
-  }
-
-  /** The entry at `oldAt` is dead (its key's lock held): its bytes leave its segment's live count; a large value is retired. */
-  private supersededLocked(oldAt: number): void {
-    const u32 = this.views.u32;
-    const w = oldAt / 4;
-    const head = u32[w];
-    this.table.died(oldAt, entryCost(head & 0xffff, u32[w + 1]));
-    if (head >>> 24 !== 0) this.retireLargeLocked(oldAt); // entry flags: ENTRY_FLAG_LARGE
+    if (old >= 0) this.supersededLocked(old, sequence);
   }
 
   /**
-   * The entry at `oldAt` was just superseded (its key's lock held): a large value's object is
-   * retired through the epoch (R6). The superseding record must be durable first, or a crash
-   * could recover `oldAt` pointing at a removed object: 'group'/'none' commit here.
+   * The key of `ref` (a PUT) is deleted by the DEL entry at `delAt`, of `sequence`, already
+   * durable per the durability mode. While snapshots are held the leaf becomes a tombstone (it
+   * points at the DEL, whose back pointer reaches the PUT: snapshots.ts); else it is removed
+   * from the index. Returns whether the leaf was removed (its lock is then released).
    */
-  private retireLargeLocked(oldAt: number): void {
-    if (isBroken('kv-large-retire-uncommitted')) return this.retireLargeUncommittedLocked(oldAt);
+  private deletePublishedLocked(ref: EntryRef, delAt: number, sequence: number): boolean {
+    assert(ref.state === 'value', () => `deleting an entry in state ${ref.state}`);
+    const old = ref.value;
+    const tombstone = this.snaps.anyHeld(); // after the Atomics.add of takeSequence (snapshots.ts)
+    if (tombstone) {
+      replace(this.space.tree, ref, delAt);
+      this.snaps.addTombstones(1);
+    } else deleteLocked(this.space.tree, ref);
+    this.supersededLocked(old, sequence);
+    this.count(LIVE_KEYS, -1);
+    this.count(DEAD, 1);
+    return !tombstone;
+  }
+
+  /**
+   * The entry at `oldAt` was just superseded by a record of `sequence` (its key's lock held): a
+   * large value's object is retired through the epoch (R6), after every snapshot that can
+   * still see it (one older than `sequence`) is released (snapshots.ts deferred table). The
+   * superseding record must be durable first, or a crash could recover `oldAt` pointing at a
+   * removed object: 'group'/'none' commit here.
+   */
+  private retireLargeLocked(oldAt: number, sequence: number): void {
+    if (isBroken('kv-large-retire-uncommitted')) return this.retireLargeUncommittedLocked(oldAt, sequence);
     const large = largeRefAt(this.views, oldAt);
     if (large === undefined) return;
     if (this.durability !== 'sync') this.active.commit();
-    this.reaper.retire(large.id);
+    this.retireOrDefer(DEFER_LARGE_OBJECT, large.id, sequence);
+  }
+
+  /**
+   * Frees (through the epoch) a superseded large value's object or a compacted segment, or,
+   * while a snapshot older than `stamp` is held, puts it in the deferred table until there is
+   * none (snapshots.ts). Snapshots are read after the caller took `stamp` (an Atomics.add) or
+   * read it as the last sequence, as the registration protocol needs.
+   */
+  private retireOrDefer(kind: number, what: number, stamp: number): void {
+    if (isBroken('kv-snapshot-no-hold')) return this.releaseDeferred(kind, what);
+    if (this.snaps.anyHeld() && this.snaps.oldest() < stamp) {
+      if (this.snaps.defer(kind, what, stamp)) return;
+      this.deferredHere.push({ kind, what, stamp }); // the shared table is full: kept here, tried again at drains
+      return;
+    }
+    this.releaseDeferred(kind, what);
+  }
+
+  private releaseDeferred(kind: number, what: number): void {
+    if (kind === DEFER_SEGMENT) this.space.retireBlock(what);
+    else this.reaper.retire(what);
+  }
+
+  /** Releases the deferred items every snapshot has let go of (the shared table's and this handle's own). */
+  private drainDeferred(): void {
+    this.snaps.drain((kind, what) => this.releaseDeferred(kind, what));
+    if (this.deferredHere.length === 0) return;
+    const oldest = this.snaps.oldest();
+    const kept = this.deferredHere.splice(0);
+    for (const d of kept)
+      if (d.stamp <= oldest) this.releaseDeferred(d.kind, d.what);
+      else if (!this.snaps.defer(d.kind, d.what, d.stamp)) this.deferredHere.push(d);
   }
 
   /** retireLargeLocked under DAXSTORE_TEST_BREAK=kv-large-retire-uncommitted: retired with the superseding record maybe not durable. */
-  private retireLargeUncommittedLocked(oldAt: number): void {
+  private retireLargeUncommittedLocked(oldAt: number, sequence: number): void {
     const large = largeRefAt(this.views, oldAt);
-    if (large !== undefined) this.reaper.retire(large.id);
+    if (large !== undefined) this.retireOrDefer(DEFER_LARGE_OBJECT, large.id, sequence);
   }
 
   /**
@@ -1506,6 +1859,23 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     for (let slot = 0; slot < OPEN_SLOTS; slot++)
       n += this.progress[slot * PROGRESS_WORDS + SLOT_COUNTER_FIRST + word - LIVE_KEYS];
     return n | 0;
+  }
+
+  /**
+   * The next global sequence, announced in flight (snapshots.ts): the caller clears it with
+   * snaps.published() once its record is published in the index, or abandoned.
+   */
+  private takeSequence(): number {
+    this.snaps.pending();
+    const n = Atomics.add(this.i32, SEQ_COUNT, 1); // nextSequence(), inline: the hot path
+    if (n < SEQ_INT_LIMIT) {
+      this.snaps.inflight(n + 1);
+      return this.seqBaseWord[0] + n + 1;
+    }
+    Atomics.sub(this.i32, SEQ_COUNT, 1);
+    const sequence = Number(Atomics.add(this.seq, SEQUENCE, 1n) + 1n);
+    this.snaps.inflight(sequence - this.seqBaseWord[0]);
+    return sequence;
   }
 
   /** The next global sequence (header: SEQ_COUNT, then SEQUENCE past SEQ_INT_LIMIT). */
@@ -1627,26 +1997,297 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     }
   }
 
+  // ---- transactions ------------------------------------------------------------------
+
+  /**
+   * Runs fn(txn) as a serializable transaction (transaction.ts): txn's reads see a snapshot
+   * plus its own writes, its writes are buffered, and on return they are committed as ONE
+   * record (all or nothing, also across a crash; durable per `durability`), if nothing it read
+   * has changed since its snapshot. On such a conflict fn runs again with a fresh snapshot, up
+   * to TXN_ATTEMPTS times, then DaxError('ECONFLICT'). If fn throws, nothing is written and the
+   * error is rethrown. Returns what fn returned. fn must be synchronous and must not use txn
+   * after it returns; writes through db itself inside fn are not part of the transaction.
+   */
+  transactionSync<T>(fn: (txn: KvTransaction<K, V>) => T): T {
+    this.checkOpen('transactionSync');
+    if (typeof fn !== 'function') throw new DaxError('EINVAL', 'transactionSync: argument must be a function');
+    if (this.inTransaction)
+      throw new DaxError('EINVAL', 'transactionSync: transactions do not nest (use the outer transaction)');
+    this.inTransaction = true;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const S = this.registerSnapshot('transactionSync');
+        const txn = new KvTransaction<K, V>(this.host, S);
+        try {
+          const result = fn(txn);
+          if (result !== null && typeof (result as { then?: unknown })?.then === 'function')
+            throw new DaxError(
+              'EINVAL',
+              'transactionSync: the callback returned a promise: it must be synchronous (nothing was written)',
+            );
+          txn.end();
+          const { writes, reads, ranges } = txn.drain();
+          if (writes.length === 0 || this.commitWrites(writes, reads, ranges as Bounds[], S)) return result;
+        } finally {
+          txn.end();
+          this.releaseSnapshot(S);
+        }
+        if (attempt >= TXN_ATTEMPTS)
+          throw new DaxError(
+            'ECONFLICT',
+            `transactionSync: ${attempt} attempts conflicted with other writers (keys it read kept changing); nothing was written`,
+          );
+        // Randomized, growing pauses: contending transactions stop colliding in lockstep.
+        if (attempt > 2) Atomics.wait(this.backoff, 0, 0, Math.random() * Math.min(2, 0.01 * 2 ** attempt));
+      }
+    } finally {
+      this.inTransaction = false;
+    }
+  }
+
+  /** A range of the snapshot at S for a transaction: raw bytes, no limit (it merges its own writes), and the test of its bounds. */
+  private rangeForTransaction(options: unknown, S: number): TxnRange {
+    const opts = checkOptions<KvRangeOptions<K>>('transaction range', options, DELETE_RANGE_OPTIONS);
+    const bounds = this.rangeBounds(opts, 'transaction range');
+    return {
+      range: new KvIterator(this.iterate(bounds, Infinity, (ats, n) => this.copyEntriesPinned(ats, n), S)),
+      contains: (k) => inBounds(k, bounds),
+      reverse: bounds.reverse === true,
+      limit: opts.limit ?? Infinity,
+      bounds,
+    };
+  }
+
+  /** The bytes a value is stored as, an own copy (a transaction's buffered write). */
+  private valueBytesOf(value: unknown, op: string): Uint8Array {
+    if (this.valueEncoding === 'msgpack') resetPackScratch();
+    const v = this.storedValue(value, op);
+    valueLengthOf(v, op);
+    return typeof v === 'string' ? new Uint8Array(Buffer.from(v, 'utf8')) : new Uint8Array(v); // a copy (Buffer's slice() is a view)
+  }
+
+  /** A key's encoded bytes (no prefix byte) decoded by this handle's key encoding. */
+  private keyOfBytes(bytes: Uint8Array): K {
+    switch (this.keyEncoding) {
+      case 'ordered':
+        return readOrderedKey(bytes, 0, bytes.length) as K;
+      case 'utf8':
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8') as K;
+      default:
+        return new Uint8Array(bytes) as K;
+    }
+  }
+
+  /** A transaction's commit: commitTransaction, one record. */
+  private commitWrites(writes: TxnWrite[], reads: TxnRead[], ranges: Bounds[], S: number): boolean {
+    if (isBroken('kv-txn-record-per-write')) return this.commitTransactionPerWrite(writes, reads, ranges, S);
+    return this.commitTransaction(writes, reads, ranges, S);
+  }
+
+  /**
+   * commitWrites under DAXSTORE_TEST_BREAK=kv-txn-record-per-write: validated with its first
+   * write, then one record per further write, each committed on its own: a crash between two
+   * of them keeps part of the transaction.
+   */
+  private commitTransactionPerWrite(writes: TxnWrite[], reads: TxnRead[], ranges: Bounds[], S: number): boolean {
+    if (!this.commitTransaction(writes.slice(0, 1), reads, ranges, S)) return false;
+    for (const w of writes.slice(1)) this.commitTransaction([w], [], [], S);
+    return true;
+  }
+
+  /**
+   * Commits a transaction read at snapshot S (transaction.ts): composes its writes as one BATCH
+   * record, takes the entry locks of every key it read or wrote in ascending key order,
+   * validates its reads (each key read still has no version newer than S; each range read,
+   * once every sequence below this commit's is published, has no key with a version between S
+   * and it), then seals, commits and publishes the record as one step. Returns false, with
+   * nothing written, on a conflict.
+   */
+  private commitTransaction(writes: TxnWrite[], reads: TxnRead[], ranges: Bounds[], S: number): boolean {
+    const items: BatchItem[] = writes.map((w) => ({
+      type: w.value === undefined ? 'del' : 'put',
+      key: w.key,
+      value: w.value,
+      valueLength: w.value === undefined ? 0 : w.value.length,
+      entryAt: 0,
+      flags: 0,
+      objectId: -1,
+    }));
+    let total = RECORD_HEADER_BYTES;
+    for (const item of items)
+      total += entryBytes(
+        item.key.length - 1,
+        item.valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : item.valueLength,
+      );
+    if (total > SEGMENT_BYTES)
+      throw new DaxError(
+        'EINVAL',
+        `transactionSync: ${total} bytes of writes exceed one record (${SEGMENT_BYTES} bytes); nothing was written`,
+      );
+    // Every key locked: the writes (in order) and the keys only read, merged ascending.
+    const lockKeys: Uint8Array[] = items.map((item) => item.key);
+    const writeNames = new Set(items.map((item) => latin1(item.key)));
+    for (const r of reads) if (!writeNames.has(latin1(r.key))) lockKeys.push(r.key);
+    lockKeys.sort(compareBytes);
+    const refs: EntryRef[] = [];
+    let done = false;
+    let at = -1;
+    try {
+      let large = 0;
+      for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
+      if (large > 0) {
+        let id = Atomics.add(this.i32, NEXT_OBJECT, large);
+        this.writer.beginObjects(id, large); // before any object exists: a death from here on removes them
+        for (const item of items)
+          if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES)
+            this.prepareLargeItem(item, KV_OBJECT_ID_BASE + id++);
+      }
+      ensureStageBytes(total);
+      let e = RECORD_HEADER_BYTES;
+      for (const item of items) {
+        item.entryAt = e;
+        e = writeEntry(
+          stageViews,
+          e,
+          item.type === 'put' ? ENTRY_PUT : ENTRY_DEL,
+          item.key,
+          item.value,
+          item.valueLength,
+          item.flags,
+        );
+      }
+      at = this.writer.reserve(total);
+      this.writer.beginRecord(at);
+      const byName = new Map<string, EntryRef>();
+      for (const k of lockKeys) {
+        const ref = grab(this.space.tree, k);
+        refs.push(ref);
+        byName.set(latin1(k), ref);
+      }
+      if (!this.readsUnchangedLocked(reads, byName, S)) return false;
+      const writeRefs = items.map((item) => byName.get(latin1(item.key))!);
+      const sequence = this.takeSequence();
+      try {
+        if (ranges.length > 0 && !this.rangesUnchanged(ranges, S, sequence)) return false;
+        for (let i = 0; i < items.length; i++) {
+          setEntrySequence(stageViews, items[i].entryAt, sequence);
+          setEntryPrevious(stageViews, items[i].entryAt, writeRefs[i].state === 'value' ? writeRefs[i].value : 0);
+        }
+        this.writer.sealStaged(at, KIND_BATCH, items.length, total);
+        for (const item of items) item.entryAt += at;
+        this.commitWrite();
+        this.publishBatchLocked(
+          writeRefs,
+          items.map((item) => item.type === 'put'),
+          items.map((item) => item.entryAt),
+          sequence,
+        );
+      } finally {
+        this.snaps.published();
+      }
+      done = true;
+    } finally {
+      for (const ref of refs) unlock(this.space.tree, ref);
+      if (!done) {
+        if (at >= 0) this.writer.rollback(at, total);
+        for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
+      }
+      this.endOperation();
+    }
+    this.count(BATCHES, 1);
+    this.reaper.drain();
+    if (this.snaps.sweepDue()) this.sweepTombstones();
+    if (this.segmentOpened) this.autoCompact();
+    return true;
+  }
+
+  /** Whether every key read at S is unchanged: its newest version (stable: its lock is held) is still <= S. */
+  private readsUnchangedLocked(reads: TxnRead[], refs: Map<string, EntryRef>, S: number): boolean {
+    if (isBroken('kv-txn-no-validate')) return true;
+    for (const r of reads) {
+      const ref = refs.get(latin1(r.key))!;
+      if (ref.state === 'value' && sequenceAt(this.views, ref.value) > S) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Whether no key in any of the ranges read at S has a version between S and `sequence` (this
+   * commit's). Waits first until every sequence below it is published, so a write ordered
+   * before this commit is seen; versions after it belong to later commits and are looked
+   * past along the chain (the snapshot at S holds them).
+   */
+  private rangesUnchanged(ranges: Bounds[], S: number, sequence: number): boolean {
+    if (isBroken('kv-txn-no-validate')) return true;
+    this.snaps.waitPublished(sequence - 1);
+    const tree = this.space.tree;
+    let changed = false;
+    tree.epoch.pin();
+    try {
+      for (const bounds of ranges) {
+        tree.scanPinned(bounds, (newest) => {
+          let e = newest;
+          for (;;) {
+            const s = sequenceAt(this.views, e);
+            if (s < sequence) {
+              changed = s > S;
+              break;
+            }
+            e = entryPrevious(this.views, e);
+            if (e === 0) break; // the key is newer than this commit
+          }
+          return !changed;
+        });
+        if (changed) return false;
+      }
+    } finally {
+      tree.epoch.unpin();
+    }
+    return true;
+  }
+
   // ---- ranges ------------------------------------------------------------------------
 
   /**
    * [key, value] entries in key order (the order of the encoded keys' bytes: natural order
-   * for 'ordered' keys), decoded copies, read in batches: not a snapshot (see radix-tree.ts).
+   * for 'ordered' keys), decoded copies, read in batches, as of the moment range() is called:
+   * an implicit snapshot, whatever any thread writes meanwhile. The iterator holds it until it
+   * ends: exhausted, return() (a for-of that breaks calls it), dispose, or garbage collected.
    * keys: false / values: false leave that side undefined and skip its work.
    */
   range(options?: KvIterateOptions<K>): KvIterator<[K, V]> {
     this.checkOpen('range');
     const opts = checkOptions<KvIterateOptions<K>>('range', options, RANGE_OPTIONS);
     const bounds = this.rangeBounds(opts, 'range');
+    return this.entries(opts, bounds, this.registerSnapshot('range'), undefined);
+  }
+
+  /** A range of `snapshot` (snap.range()): the snapshot's registration, not one of its own. */
+  private rangeAt(options: unknown, snapshot: KvSnapshot): KvIterator<[K, V]> {
+    this.checkOpen('snapshot range');
+    const opts = checkOptions<KvIterateOptions<K>>('snapshot range', options, RANGE_OPTIONS);
+    return this.entries(opts, this.rangeBounds(opts, 'snapshot range'), snapshot.sequence, snapshot);
+  }
+
+  /** The iterator of range() at S: its own snapshot when `snapshot` is undefined (released when it ends). */
+  private entries(
+    opts: KvIterateOptions<K>,
+    bounds: Bounds,
+    S: number,
+    snapshot: KvSnapshot | undefined,
+  ): KvIterator<[K, V]> {
     const limit = opts.limit ?? Infinity;
     const keys = opts.keys !== false;
     const values = opts.values !== false;
+    const owned = snapshot === undefined ? { host: this.host, sequence: S } : undefined;
     if (this.rawKeys && this.rawValues && keys && values)
-      return new KvIterator(this.iterate(bounds, limit, (ats, n) => this.copyEntriesPinned(ats, n))) as KvIterator<
-        [K, V]
-      >;
+      return new KvIterator(
+        this.iterate(bounds, limit, (ats, n) => this.copyEntriesPinned(ats, n), S, snapshot),
+        owned,
+      ) as KvIterator<[K, V]>;
     return new KvIterator(
-      this.iterate(bounds, limit, (ats, n) => this.decodeEntriesPinned(ats, n, keys, values, 'range')),
+      this.iterate(bounds, limit, (ats, n) => this.decodeEntriesPinned(ats, n, keys, values, 'range'), S, snapshot),
+      owned,
     );
   }
 
@@ -1654,15 +2295,23 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   keys(options?: KvRangeOptions<K>): KvIterator<K> {
     this.checkOpen('keys');
     const opts = checkOptions<KvRangeOptions<K>>('keys', options, DELETE_RANGE_OPTIONS);
+    const bounds = this.rangeBounds(opts, 'keys');
+    const S = this.registerSnapshot('keys');
     return new KvIterator(
-      this.iterate(this.rangeBounds(opts, 'keys'), opts.limit ?? Infinity, (ats, n) => {
-        const out: K[] = new Array(n);
-        for (let i = 0; i < n; i++) {
-          this.checkPoisonPinned(ats[i], ats[i] + ENTRY_HEADER_BYTES + entryKeyLength(this.views, ats[i]), 'keys');
-          out[i] = this.keyPinned(ats[i]);
-        }
-        return out;
-      }),
+      this.iterate(
+        bounds,
+        opts.limit ?? Infinity,
+        (ats, n) => {
+          const out: K[] = new Array(n);
+          for (let i = 0; i < n; i++) {
+            this.checkPoisonPinned(ats[i], ats[i] + ENTRY_HEADER_BYTES + entryKeyLength(this.views, ats[i]), 'keys');
+            out[i] = this.keyPinned(ats[i]);
+          }
+          return out;
+        },
+        S,
+      ),
+      { host: this.host, sequence: S },
     );
   }
 
@@ -1670,19 +2319,28 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   values(options?: KvRangeOptions<K>): KvIterator<V> {
     this.checkOpen('values');
     const opts = checkOptions<KvRangeOptions<K>>('values', options, DELETE_RANGE_OPTIONS);
+    const bounds = this.rangeBounds(opts, 'values');
+    const S = this.registerSnapshot('values');
     return new KvIterator(
-      this.iterate(this.rangeBounds(opts, 'values'), opts.limit ?? Infinity, (ats, n) => {
-        const out: V[] = new Array(n);
-        for (let i = 0; i < n; i++) out[i] = this.valuePinned(ats[i], 'values');
-        return out;
-      }),
+      this.iterate(
+        bounds,
+        opts.limit ?? Infinity,
+        (ats, n) => {
+          const out: V[] = new Array(n);
+          for (let i = 0; i < n; i++) out[i] = this.valuePinned(ats[i], 'values')!; // resolved at S: never a DEL
+          return out;
+        },
+        S,
+      ),
+      { host: this.host, sequence: S },
     );
   }
 
   /**
    * How many keys are in the range (all of them without options), at most `limit`. With no
    * bound it is the live-key counter (exact once writers stop, like stats().keys); with
-   * bounds, a walk of the index over the range that reads no record. Not a snapshot.
+   * bounds, a walk of the index over the range that reads each entry's header only (a
+   * tombstone kept for snapshots is not a key). Not a snapshot.
    */
   getCount(options?: KvRangeOptions<K>): number {
     this.checkOpen('getCount');
@@ -1698,7 +2356,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       let last: Uint8Array | undefined;
       tree.epoch.pin();
       try {
-        tree.scanPinned(bounds, (_at, leaf) => {
+        tree.scanPinned(bounds, (at, leaf) => {
+          if (isDeletion(this.views, at)) return true;
           if (++seen === want) last = tree.leafKey(leaf);
           return seen < want;
         });
@@ -1719,10 +2378,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return this.deleteRange(options);
   }
 
+  /**
+   * The batches of an iterator at snapshot S: up to `batch` leaves of the index (doubling from
+   * RANGE_BATCH_FIRST), each resolved to its version at S (versions.ts; absent ones dropped),
+   * read by `read`, all under one pin. The walk resumes after the last key visited. With
+   * `snapshot` (snap.range()), a closed snapshot ends it with ECLOSED.
+   */
   private *iterate<T>(
     start: Bounds,
     limit: number,
     read: (ats: Float64Array, n: number) => T[],
+    S: number,
+    snapshot?: KvSnapshot,
   ): Generator<T, undefined, undefined> {
     let bounds = start;
     let remaining = limit;
@@ -1730,9 +2397,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let batch = RANGE_BATCH_FIRST;
     while (remaining > 0) {
       this.checkOpen('range');
+      if (snapshot !== undefined && snapshot.closed)
+        throw new DaxError('ECLOSED', `range: its snapshot (sequence ${S}) is closed`);
       const want = Math.min(batch, remaining);
       batch = Math.min(2 * batch, RANGE_BATCH_MAX);
       let n = 0;
+      let m = 0;
       let items: T[] = [];
       let lastKey: Uint8Array | undefined;
       const tree = this.space.tree;
@@ -1743,18 +2413,85 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           return n < want;
         });
         if (n > 0) {
-          items = read(ats, n);
           lastKey = this.indexKeyAt(ats[n - 1]);
+          this.touchEntriesPinned(ats, n);
+          m = this.resolveVersionsPinned(ats, n, S);
+          if (m > 0) items = read(ats, m);
         }
       } finally {
         tree.epoch.unpin();
       }
-      for (let i = 0; i < n; i++) yield items[i];
-      remaining -= n;
+      for (let i = 0; i < m; i++) yield items[i];
+      remaining -= m;
       if (n < want || lastKey === undefined) return;
       bounds = bounds.reverse ? { ...bounds, lt: lastKey, lte: undefined } : { ...bounds, gt: lastKey, gte: undefined };
     }
   }
+
+  /**
+   * The first three cache lines of n entries touched by loads whose addresses are all known up
+   * front (none waits for another), so their cache misses overlap instead of stalling one by
+   * one in the loops that read them next. Only with no poisoned block on the device: a load
+   * past a short entry may land in the next block (never past the buffer: `last`).
+   */
+  private touchEntriesPinned(ats: Float64Array, n: number): void {
+    if (this.space.device.poisonedBlocks !== 0) return;
+    const views = this.views;
+    let touched = 0;
+    for (let i = 0; i < n; i++) {
+      const v = views.at(ats[i]);
+      const u8 = v.u8;
+      const at = ats[i] - v.base;
+      const last = u8.length - 1;
+      touched += u8[at] + u8[Math.min(at + 64, last)] + u8[Math.min(at + 128, last)];
+    }
+    this.touched = touched; // a use, so the touching loads are not dead code
+  }
+
+  /**
+   * Replaces the n newest entries in ats by the entries of their versions visible at S, in
+   * place, dropping the keys absent at S; returns how many are left. The common case (the
+   * newest entry is visible and a PUT) is one header read per entry, inline. Caller pinned.
+   */
+  private resolveVersionsPinned(ats: Float64Array, n: number, S: number): number {
+    if (isBroken('kv-snapshot-newest')) return this.resolveNewestPinned(ats, n);
+    const views = this.views;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      const at = ats[i];
+      const v = views.at(at);
+      const u32 = v.u32;
+      const w = (at - v.base) >>> 2; // in the window: below 2^32, a shift keeps it an integer
+      const hi = u32[w + 3];
+      if ((hi === 0 ? u32[w + 2] : hi * 2 ** 32 + u32[w + 2]) <= S) {
+        if ((u32[w] & Op.MASK) !== Op.DEL) ats[m++] = at;
+        continue;
+      }
+      const e = this.versionPinned(at, S);
+      if (e >= 0) ats[m++] = e;
+    }
+    return m;
+  }
+
+  /** resolveVersionsPinned under DAXSTORE_TEST_BREAK=kv-snapshot-newest: every key's newest entry, whatever S. */
+  private resolveNewestPinned(ats: Float64Array, n: number): number {
+    let m = 0;
+    for (let i = 0; i < n; i++) if (!isDeletion(this.views, ats[i])) ats[m++] = ats[i];
+    return m;
+  }
+
+  /** The entry of the version of `newest`'s key visible at S, -1 when absent at S (versions.ts). Caller pinned. */
+  private versionPinned(newest: number, S: number): number {
+    if (isBroken('kv-snapshot-newest')) return isDeletion(this.views, newest) ? -1 : newest;
+    return versionAtPinned(
+      this.views,
+      newest,
+      S,
+      this.space.device.poisonedBlocks !== 0 ? this.poisonCheck : undefined,
+    );
+  }
+
+  private readonly poisonCheck = (from: number, to: number): void => this.checkPoisonPinned(from, to, 'snapshot read');
 
   /**
    * Copies of the keys and values of n entries (caller pinned). Hot path of range(): the key
@@ -1771,21 +2508,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const views = this.views;
     const anyPoison = this.space.device.poisonedBlocks !== 0; // once per batch, not per entry
     let total = 0;
-    let touched = 0;
-    if (!anyPoison) {
-      // The entries' cache misses overlap here instead of stalling one by one in the loops
-      // below: the first three lines of every entry of the batch are touched by loads whose
-      // addresses are all known up front (no load waits for another: the header's lengths are
-      // not needed to reach them). Safe only with no poisoned block on the device: a load
-      // past a short entry may land in the next block (never past the buffer: `last`).
-      for (let i = 0; i < n; i++) {
-        const v = views.at(ats[i]);
-        const u8 = v.u8;
-        const at = ats[i] - v.base;
-        const last = u8.length - 1;
-        touched += u8[at] + u8[Math.min(at + 64, last)] + u8[Math.min(at + 128, last)];
-      }
-    }
     for (let i = 0; i < n; i++) {
       const at = ats[i];
       const v = views.at(at);
@@ -1796,7 +2518,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (anyPoison) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + keyLength + valueLength, 'range');
       total += u32[w] >>> 24 === 0 ? (keyLength + valueLength + 7) & ~7 : (keyLength + 7) & ~7;
     }
-    this.touched = touched; // a use, so the touching loads are not dead code
     const ab = Buffer.allocUnsafeSlow(total).buffer; // every byte is written below (no zero fill needed)
     const out32 = new Uint32Array(ab);
     const items: Array<[Uint8Array, Uint8Array]> = new Array(n);
@@ -1868,7 +2589,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     for (let i = 0; i < n; i++) {
       const at = ats[i];
       if (!values) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + entryKeyLength(this.views, at), op);
-      const value = values ? this.valuePinned(at, op) : (undefined as V); // valuePinned checks the whole entry
+      const value = values ? (this.valuePinned(at, op) as V) : (undefined as V); // valuePinned checks the whole entry; never a DEL here
       items[i] = [keys ? this.keyPinned(at) : (undefined as K), value];
     }
     return items;
@@ -1899,13 +2620,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return key;
   }
 
+  /** Up to max keys present in bounds (tombstones skipped), in order. */
   private scanKeys(bounds: Bounds, max: number): Uint8Array[] {
     const keys: Uint8Array[] = [];
     const tree = this.space.tree;
     tree.epoch.pin();
     try {
-      tree.scanPinned(bounds, (_at, leaf) => {
-        keys.push(tree.leafKey(leaf));
+      tree.scanPinned(bounds, (at, leaf) => {
+        if (!isDeletion(this.views, at)) keys.push(tree.leafKey(leaf));
         return keys.length < max;
       });
     } finally {
@@ -1958,7 +2680,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.checkOpen('markLost');
     const k = scratchIndexKey(this.putScratch, this.putViews, key, 'markLost');
     if (this.space.tree.lookup(k) === undefined) return false;
-    this.putEntry(k, undefined, 0, ENTRY_FLAG_LOST, -1);
+    this.putEntry(k, undefined, 0, ENTRY_FLAG_LOST, -1, UNCONDITIONAL);
     this.reaper.drain();
     return true;
   }
@@ -1980,6 +2702,48 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   keysForCheck(opts: KvRangeOptions<K> = {}): Uint8Array[] {
     this.checkOpen('keysForCheck');
     return this.scanKeys(this.rangeBounds(opts, 'keysForCheck'), opts.limit ?? Infinity).map((k) => k.subarray(1));
+  }
+
+  /**
+   * Removes the tombstones no snapshot needs any more (snapshots.ts): a tombstone whose DEL has a
+   * sequence <= the oldest snapshot's is seen as absent by every snapshot there is or will be.
+   * One walk of the key-value range (amortized: it runs when the tombstones have doubled since
+   * the last one, snapshots.ts SWEEP_AT), each removal under the key's entry lock.
+   */
+  private sweepTombstones(): void {
+    const horizon = this.snaps.oldest();
+    const tree = this.space.tree;
+    let bounds: Bounds = { gte: LOWEST, lt: BEYOND };
+    for (;;) {
+      const keys: Uint8Array[] = [];
+      let visited = 0;
+      let lastLeafKey: Uint8Array | undefined;
+      tree.epoch.pin();
+      try {
+        tree.scanPinned(bounds, (at, leaf) => {
+          visited++;
+          if (isDeletion(this.views, at) && sequenceAt(this.views, at) <= horizon) keys.push(tree.leafKey(leaf));
+          if (visited === SWEEP_BATCH) lastLeafKey = tree.leafKey(leaf);
+          return visited < SWEEP_BATCH;
+        });
+      } finally {
+        tree.epoch.unpin();
+      }
+      for (const k of keys) {
+        const ref = grab(tree, k);
+        if (
+          ref.state === 'value' &&
+          isDeletion(this.views, ref.value) &&
+          sequenceAt(this.views, ref.value) <= horizon
+        ) {
+          deleteLocked(tree, ref);
+          this.snaps.addTombstones(-1);
+        } else unlock(tree, ref);
+      }
+      if (lastLeafKey === undefined) break;
+      bounds = { gt: lastLeafKey, lt: BEYOND };
+    }
+    this.snaps.setSweepAt(this.snaps.tombstones, this.counted(LIVE_KEYS));
   }
 
   // ---- lifecycle ---------------------------------------------------------------------
@@ -2032,6 +2796,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const media = this.space.device.media;
     const device = this.space.device.stats();
     const keys = this.counted(LIVE_KEYS);
+    const held = this.snaps.stats();
     return {
       keys,
       segments: Atomics.load(this.i32, SEGMENTS),
@@ -2069,6 +2834,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           ? Math.max(0, SEGMENT_BYTES - SEAL_BYTES - this.spaceWords[PRIORITY_STATE + 1])
           : 0,
       priorityReaps: this.spaceWords[PRIORITY_REAPS],
+      snapshots: held.snapshots,
+      oldestSnapshotMs: held.oldestMs,
+      versionsHeldForSnapshots: this.snaps.deferred + this.deferredHere.length,
+      tombstones: this.snaps.tombstones,
     };
   }
 
@@ -2086,6 +2855,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // A nearly full priority segment first becomes an ordinary closed one: what earlier
     // compactions and deletes left there (tombstones kept by the rule, copies) is judged again now.
     const report = this.compactNow({ maxLiveRatio: ratio }, true);
+    if (this.snaps.sweepDue()) this.sweepTombstones();
     // The freed segments wait in the epoch's limbo (R6). Collect now: otherwise they return to
     // the allocator only when some other retire happens to collect, and a store whose writes
     // retire nothing else (the index appends in place) runs into ENOSPC with its space in limbo.
@@ -2115,6 +2885,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // Never start a segment whose live entries do not fit in what is left (a half-moved
     // segment frees nothing and keeps the copies' room).
     const roomBytes = opts.roomBytes ?? ((): number => this.compactionRoom());
+    this.drainDeferred(); // what snapshots released since: back to the allocator first
+    // A compacted segment can hold versions a snapshot still reads (through back pointers):
+    // freed once none older than the last sequence, read after the segment's moves, is held.
+    const retireSegment = (block: number): void => this.retireOrDefer(DEFER_SEGMENT, block, this.lastSequence() + 1);
     const run = (writer: SegmentWriter): CompactionReport => {
       // Only a nearly full one (moving what a segment with room holds is work for nothing),
       // and only with a free extent to go on in (that room is compaction's otherwise).
@@ -2122,6 +2896,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const report = compactSegmentsLocked(this.space, this.views, writer, this.openTable, this.progress, this.table, {
         ...opts,
         roomBytes,
+        retireSegment,
       });
       this.spaceWords[RECLAIMED_BYTES] += report.bytesReclaimed; // under the mutex (racy only with kv-compact-no-mutex)
       this.spaceWords[COMPACTION_RUNS]++;
@@ -2520,6 +3295,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (!this.space.closed) {
         this.groupCommitNow(); // batchAsync waiters resolve: their batches are durable now
         this.writer.sealForClose();
+        this.snaps.leave(); // this handle's snapshots and ranges are released
+        this.drainDeferred();
         // The priority segment's last records below a watermark too (attached handles that
         // append after it only add records after this SEAL).
         if (this.opener) this.withPriorityWriter((pw) => pw.sealForClose());
@@ -2535,6 +3312,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           ),
         );
       this.writer.release();
+      this.snaps.leave();
       this.isClosed = true;
       this.space.close();
     }
@@ -2600,6 +3378,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private reapDeaths(): void {
     const seen = this.deaths[DEATHS_WORD];
     if (this.space.epoch.reapDead()) this.deathsSeen = seen;
+    // A dead thread's snapshots were released (snapshots.ts reapDead): free what they held back.
+    if (this.snaps.deferred !== 0 || this.deferredHere.length !== 0) this.drainDeferred();
   }
 
   /** @internal The DAX space underneath (tests, tools). */
@@ -2667,6 +3447,34 @@ interface Bounds {
   reverse?: boolean;
 }
 
+/** putEntry's `expect` without a condition, and the version of an absent key. */
+const UNCONDITIONAL = -2;
+const ABSENT = -1;
+
+/** The version a conditional write expects (WriteOptions), or UNCONDITIONAL. */
+function expectedVersion(options: WriteOptions, op: string): number {
+  if (options === null || typeof options !== 'object') throw new DaxError('EINVAL', `${op}: options must be an object`);
+  for (const name of Object.keys(options))
+    if (name !== 'ifVersion') throw new DaxError('EINVAL', `${op}: unknown option '${name}' (known: ifVersion)`);
+  const v = options.ifVersion;
+  if (v === undefined) return UNCONDITIONAL;
+  if (v === null) return ABSENT;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
+    throw new DaxError('EINVAL', `${op}: ifVersion ${String(v)} must be a version from getEntry() or null`);
+  return v;
+}
+
+/** Whether index key k lies inside bounds. */
+function inBounds(k: Uint8Array, b: Bounds): boolean {
+  if (b.gt !== undefined && compareBytes(k, b.gt) <= 0) return false;
+  if (b.gte !== undefined && compareBytes(k, b.gte) < 0) return false;
+  if (b.lt !== undefined && compareBytes(k, b.lt) >= 0) return false;
+  if (b.lte !== undefined && compareBytes(k, b.lte) > 0) return false;
+  return true;
+}
+
+const latin1 = (k: Uint8Array): string => Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
+
 /** Busy-waits (sabotaged variants only: widens the window a preemption would open). */
 function spinMicros(us: number): void {
   const end = performance.now() + us / 1000;
@@ -2676,17 +3484,37 @@ function spinMicros(us: number): void {
 /**
  * The iterator of range(), keys() and values(): an IterableIterator that is also Disposable
  * (`using it = db.range()` ends it at the end of the block). It holds no lock or pin between
- * batches, so ending it early only drops the batch it read ahead.
+ * batches, only its snapshot's registration (snapshot.ts), which ending it releases.
  */
 export class KvIterator<T> implements IterableIterator<T>, Disposable {
-  constructor(private readonly gen: Generator<T, undefined, undefined>) {}
+  private held: boolean;
+  private readonly claim: CollectClaim | undefined;
+
+  /** owned: the snapshot this iterator took (range(), keys(), values()), released when it ends. */
+  constructor(
+    private readonly gen: Generator<T, undefined, undefined>,
+    private readonly owned?: { host: SnapshotHost; sequence: number },
+  ) {
+    this.held = owned !== undefined;
+    this.claim = owned === undefined ? undefined : releaseWhenCollected(this, owned.host, owned.sequence);
+  }
 
   next(): IteratorResult<T, undefined> {
-    return this.gen.next();
+    let r: IteratorResult<T, undefined>;
+    try {
+      r = this.gen.next();
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+    if (r.done === true) this.release();
+    return r;
   }
 
   return(): IteratorResult<T, undefined> {
-    return this.gen.return(undefined);
+    const r = this.gen.return(undefined);
+    this.release();
+    return r;
   }
 
   [Symbol.iterator](): this {
@@ -2694,7 +3522,14 @@ export class KvIterator<T> implements IterableIterator<T>, Disposable {
   }
 
   [Symbol.dispose](): void {
-    this.gen.return(undefined);
+    this.return();
+  }
+
+  private release(): void {
+    if (!this.held) return;
+    this.held = false;
+    forgetCollected(this.claim!);
+    this.owned!.host.releaseSnapshot(this.owned!.sequence);
   }
 }
 

@@ -70,6 +70,12 @@ export interface WriterReapContext {
   count(slot: number, word: number, delta: number): void;
   /** The entry at `oldAt` was superseded under its key's lock: retire its large value, if any. */
   retireLarge(oldAt: number): void;
+  /** Whether a deleted key's leaf stays as a tombstone (a snapshot is held: store.ts, snapshots.ts). */
+  keepTombstones(): boolean;
+  /** Whether the entry at `at` is a DEL (a tombstone when the index points at it). */
+  isDeletion(at: number): boolean;
+  /** Adds delta to the store's count of tombstones. */
+  addTombstones(delta: number): void;
   /** The store's priority slot (file header, step 5). */
   readonly prioritySlot: number;
   /** The priority writer's hand-over words as last parked: [block + 1, used, nonce] (store.ts PRIORITY_STATE). */
@@ -230,19 +236,34 @@ function rollForward(ctx: WriterReapContext, slot: number, at: number, count: nu
     e += entryBytes(keyLength, entryValueLength(v, e));
   }
   try {
+    // Done already: the entry published (a PUT, or a DEL left as a tombstone), or a DEL's key absent.
     const todo = held.filter(({ ref, e: entryAt, put }) =>
-      put ? !(ref.state === 'value' && ref.value === entryAt) : ref.state === 'value',
+      put ? !(ref.state === 'value' && ref.value === entryAt) : ref.state === 'value' && ref.value !== entryAt,
     );
     for (const { ref } of todo) if (!isOpened(tree, ref)) beginReplace(tree, ref);
     const superseded: number[] = [];
+    const keepTombstones = ctx.keepTombstones();
+    // As the store publishes a batch (store.ts finishBatchEntryLocked): a tombstone the index
+    // points at is no live value; a DEL stays a tombstone while a snapshot is held.
     for (const { ref, e: entryAt, put } of todo) {
-      if (ref.state === 'value') superseded.push(ref.value);
+      const wasTombstone = ref.state === 'value' && ctx.isDeletion(ref.value);
+      const wasLive = ref.state === 'value' && !wasTombstone;
+      if (wasLive) superseded.push(ref.value);
       if (put) {
-        ctx.count(slot, ref.state === 'empty' ? ctx.liveKeys : ctx.dead, 1);
+        ctx.count(slot, wasLive ? ctx.dead : ctx.liveKeys, 1);
+        if (wasTombstone) ctx.addTombstones(-1);
         finishReplace(tree, ref, entryAt);
-      } else {
+        continue;
+      }
+      if (wasLive) {
         ctx.count(slot, ctx.liveKeys, -1);
         ctx.count(slot, ctx.dead, 1);
+      }
+      if (keepTombstones) {
+        if (wasLive) ctx.addTombstones(1);
+        finishReplace(tree, ref, entryAt); // a tombstone: absent, older versions behind it
+      } else {
+        if (wasTombstone) ctx.addTombstones(-1);
         finishReplace(tree, ref, 0, 'empty'); // absent from here on; the unlock below removes it
       }
     }

@@ -5,7 +5,9 @@
  * until puts get ENOSPC, then deletes, fills and compactions in it) recovers at every crash
  * point, and reports a planted compaction bug there. The kv-grow workload (a store that grows
  * from 8 to 24 MiB) recovers at every crash point inside the growth, and reports a growth that
- * names the new size before the file has it. Seed from DAXSTORE_SEED or fresh.
+ * names the new size before the file has it. The kv-txn workload
+ * (transactions, some aborted) is clean, and red when a transaction is committed as one record
+ * per write (kv-txn-record-per-write). Seed from DAXSTORE_SEED or fresh.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -116,5 +118,21 @@ describe('crash', () => {
     const replay = cli(['crash', '--replay', image]);
     expect(replay.status, replay.stdout).toBe(1);
     expect(replay.stdout).toMatch(/violation/);
+  });
+
+  it('kv-txn: every image holds each transaction whole or not at all, an aborted one never', () => {
+    const r = cli(['crash', '--workload', 'kv-txn', '--ops', '14', '--images', '4', '--seed', String(seed), '--json']);
+    expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(0);
+    expect(JSON.parse(r.stdout).violations).toEqual([]);
+  });
+
+  it('kv-txn goes red with DAXSTORE_TEST_BREAK=kv-txn-record-per-write: part of a transaction recovered', () => {
+    const args = ['crash', '--workload', 'kv-txn', '--ops', '30', '--images', '4', '--seed', String(seed)];
+    const r = cli([...args, '--json', '--stop-at-first', '--no-recovery-crash', '--out', path.join(dir, 'txn')], {
+      DAXSTORE_TEST_BREAK: 'kv-txn-record-per-write',
+    });
+    expect(r.status, `${replayHint}\n${r.stdout}${r.stderr}`).toBe(1);
+    const violations = (JSON.parse(r.stdout) as { violations: Array<{ kind: string }> }).violations;
+    expect(violations.map((v) => v.kind)).toContain('data');
   });
 });

@@ -19,6 +19,8 @@ export const KINDS = [
   'read',
   'get-view',
   'tree-growth',
+  'snapshot',
+  'transaction',
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -29,6 +31,8 @@ export type Op =
   | { t: 'delRange'; gte: string; lt: string }
   | { t: 'compact' }
   | { t: 'range' }
+  | { t: 'snap' }
+  | { t: 'txn'; ops: Array<{ type: 'put'; key: string; value: string } | { type: 'del'; key: string }> }
   | { t: 'read'; keys: string[]; views: boolean };
 
 /** The fixed keys every kind works on (the survivor's checks and writes are about them). */
@@ -91,6 +95,19 @@ export function opAt(kind: Kind, seed: number, i: number): Op {
       return i % 3 === 0 ? small(pick(r, KEYS)) : { t: 'read', keys: KEYS, views: false };
     case 'get-view':
       return i % 3 === 0 ? small(pick(r, KEYS)) : { t: 'read', keys: KEYS, views: true };
+    case 'snapshot':
+      return i % 3 === 0 ? small(pick(r, KEYS)) : { t: 'snap' };
+    case 'transaction': {
+      const keys = [...KEYS].sort(() => r() - 0.5).slice(0, 2 + Math.floor(r() * 3));
+      return {
+        t: 'txn',
+        ops: keys.map((key) =>
+          r() < 0.25
+            ? { type: 'del' as const, key }
+            : { type: 'put' as const, key, value: valueOf(`${tag}:${key}`, 8 + Math.floor(r() * 200)) },
+        ),
+      };
+    }
     case 'tree-growth':
       if (i % 9 === 8) return { t: 'del', k: `g${seed}-${i - 4}` };
       return { t: 'put', k: `g${seed}-${i}`, v: valueOf(tag, 4 + Math.floor(r() * 12)) };
@@ -107,6 +124,7 @@ export function applyOp(model: Map<string, string>, op: Op): void {
       model.delete(op.k);
       return;
     case 'batch':
+    case 'txn':
       for (const o of op.ops) {
         if (o.type === 'put') model.set(o.key, o.value);
         else model.delete(o.key);
@@ -165,6 +183,26 @@ export function runOp(db: KvStore, op: Op): void {
       sink ^= n;
       return;
     }
+    case 'snap': {
+      // Takes a snapshot and a range iterator left unfinished, reads through both, and keeps up
+      // to three of each open: a worker that dies holds some (their release is the reaper's).
+      const snap = db.snapshot();
+      for (const [k, v] of snap.range()) sink ^= k.length + v.length + (snap.get(k)?.length ?? 0);
+      const it = db.range()[Symbol.iterator]();
+      sink ^= it.next().done === true ? 1 : 0;
+      held.push(snap, { close: () => it.return?.() });
+      while (held.length > 6) held.shift()!.close();
+      return;
+    }
+    case 'txn':
+      db.transactionSync((txn) => {
+        for (const o of op.ops) {
+          sink ^= txn.get(o.key)?.length ?? 0;
+          if (o.type === 'put') txn.put(o.key, o.value);
+          else txn.delete(o.key);
+        }
+      });
+      return;
     case 'read':
       db.read(() => {
         for (const k of op.keys) {
@@ -178,6 +216,8 @@ export function runOp(db: KvStore, op: Op): void {
 }
 
 let sink = 0;
+/** Snapshots and unfinished iterators a 'snap' op keeps open. */
+const held: Array<{ close(): unknown }> = [];
 
 /** Everything in the store, as strings in key order. */
 export function contentOf(db: KvStore): Array<[string, string]> {

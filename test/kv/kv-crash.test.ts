@@ -1,11 +1,12 @@
 /**
  * Crash test on the simulated device, per durability mode. At fences during a random
- * single-thread workload (puts, deletes, batches, deleteRange, flushed()), crash images
- * (durable image + a random subset of pending 8-byte words) are recovered and must equal
- * the model state after some prefix of the operations:
+ * single-thread workload (puts, deletes, batches, transactions, deleteRange, flushed()), crash
+ * images (durable image + a random subset of pending 8-byte words) are recovered and must
+ * equal the model state after some prefix of the operations:
  *   - 'sync': every acknowledged operation (prefix >= operations completed before the fence);
  *   - 'group': at least everything before the last flushed();  'none': anything from the open.
- * Equality of whole states also proves no batch is half-applied and no value torn; the
+ * Equality of whole states also proves no batch or transaction is half-applied (red with
+ * kv-txn-record-per-write) and no value torn, and that an aborted transaction wrote nothing; the
  * device audit proves no block leaked or was double-owned. Not covered: several threads
  * (kv-workers), poisoned media, real power loss.
  */
@@ -14,7 +15,7 @@ import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { type Durability, type KvStore } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { setBroken, type SwitchName } from '../../src/test-break.js';
-import { replayHint, rng, testSeed } from '../helpers/seed.js';
+import { replayHint, rng, scaled, testSeed } from '../helpers/seed.js';
 
 const FILE = 'test/kv/kv-crash.test.ts';
 
@@ -80,14 +81,56 @@ function runMode(durability: Durability, seed: number, ops: number): { images: n
   };
   const key = (): Uint8Array => Uint8Array.of(97 + Math.floor(rand() * 16), Math.floor(rand() * 3));
   const value = (): Uint8Array => Uint8Array.from({ length: Math.floor(rand() * 300) }, () => (rand() * 256) | 0);
+  /**
+   * A transaction of 2 to 5 steps: copy (read a key, its own writes included, and write what it
+   * read to another, deleting it when the source is absent), put or delete; one in five throws
+   * at its end and must write nothing. Every draw is made before the callback runs.
+   */
+  const transaction = (db: KvStore, model: Map<string, string>): void => {
+    type Step =
+      { kind: 'copy'; from: Uint8Array; to: Uint8Array } | { kind: 'put' | 'del'; key: Uint8Array; value: Uint8Array };
+    const steps: Step[] = Array.from({ length: 2 + Math.floor(rand() * 4) }, () => {
+      const s = rand();
+      if (s < 0.4) return { kind: 'copy', from: key(), to: key() };
+      return { kind: s < 0.8 ? 'put' : 'del', key: key(), value: value() };
+    });
+    const abort = rand() < 0.2;
+    const after = new Map(model);
+    for (const st of steps)
+      if (st.kind === 'copy') {
+        const v = after.get(hex(st.from));
+        if (v === undefined) after.delete(hex(st.to));
+        else after.set(hex(st.to), v);
+      } else if (st.kind === 'put') after.set(hex(st.key), hex(st.value));
+      else after.delete(hex(st.key));
+    try {
+      db.transactionSync((txn) => {
+        for (const st of steps)
+          if (st.kind === 'copy') {
+            const v = txn.get(st.from);
+            if (v === undefined) txn.delete(st.to);
+            else txn.put(st.to, v);
+          } else if (st.kind === 'put') txn.put(st.key, st.value);
+          else txn.delete(st.key);
+        if (abort) throw new Error('aborted by the test');
+      });
+    } catch (e) {
+      if (!abort) throw e;
+      return;
+    }
+    model.clear();
+    for (const [k, v] of after) model.set(k, v);
+  };
   try {
     for (let i = 0; i < ops; i++) {
       const r = rand();
-      if (r < 0.5) {
+      if (r < 0.38) {
         const k = key(),
           v = value();
         db.put(k, v);
         model.set(hex(k), hex(v));
+      } else if (r < 0.5) {
+        transaction(db, model);
       } else if (r < 0.7) {
         const k = key();
         db.delete(k);
@@ -139,7 +182,7 @@ describe('kv crash consistency on the simulated device', () => {
     // Each crash image is reopened and checked: minutes on a loaded machine.
     it(`${durability}: every crash image recovers an allowed prefix of the operations`, { timeout: 240_000 }, () => {
       try {
-        const { images } = runMode(durability, baseSeed, ops);
+        const { images } = runMode(durability, baseSeed, scaled(ops));
         expect(images).toBeGreaterThan(durability === 'sync' ? 500 : 100);
       } catch (e) {
         console.error(`kv crash (${durability}) failed with ${replayHint(baseSeed, FILE)}`);
@@ -148,11 +191,11 @@ describe('kv crash consistency on the simulated device', () => {
     });
   }
 
-  for (const name of ['kv-skip-drain', 'kv-skip-checksum'] as SwitchName[]) {
+  for (const name of ['kv-skip-drain', 'kv-skip-checksum', 'kv-txn-record-per-write'] as SwitchName[]) {
     it(`goes red with DAXSTORE_TEST_BREAK=${name}`, () => {
       setBroken(name, true);
       try {
-        expect(() => runMode('sync', baseSeed, 150)).toThrow();
+        expect(() => runMode('sync', baseSeed, 150)).toThrow(/no allowed prefix/);
       } finally {
         setBroken(name, false);
       }

@@ -37,7 +37,7 @@ function build(): { media: SimMedia; record: [number, number] } {
   db.delete('doomed');
   const entry = db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('z')))!;
   db.close();
-  return { media, record: [entry - 32, entry + 24] }; // header, entry header, "z", "MARKER", padding
+  return { media, record: [entry - 32, entry + 32] }; // header, entry header (24), "z", "MARKER", padding
 }
 
 function flip(media: SimMedia, at: number, bit: number): SimMedia {
@@ -105,7 +105,7 @@ describe('damage to a durable record', () => {
 
   it('a flip inside MARKER (the value): strict refuses naming z, salvage keeps a = new and doomed deleted', () => {
     const { media, record } = build();
-    const image = flip(media, record[1] - 8 + 2, 4); // "MARKER" starts 7 bytes before the padding's last byte
+    const image = flip(media, record[1] - 8 + 2, 4); // the second byte of "MARKER" (entry + 26)
     try {
       openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false });
       expect.unreachable('strict open served a damaged store');

@@ -4,6 +4,9 @@
  * /dev/shm holds keys and large values placed beyond 4 GiB and beyond 8 GiB (the allocator's
  * next-fit start is moved there, so nothing before them is touched), read back in the same
  * run, after a reopen through open(), and from a worker thread attached with share().
+ * A snapshot taken before the keys beyond 4 GiB are overwritten near the top of the store
+ * reads their old versions (the back pointer of the newest entry leads from one window into
+ * another), in get, getView, getEntry and range; a transaction reads and writes them.
  *
  * The red case: DAXSTORE_TEST_BREAK=kv-no-window sends every offset to the first window, as a
  * single 4 GiB view would; what is stored beyond 4 GiB is then lost or read wrong.
@@ -97,6 +100,62 @@ async function readInWorker(db: KvStore, placed: Placed[]): Promise<number> {
   return runWorker<number>('kv-large-reader', { handle: db.share(), expect }, 120_000);
 }
 
+/**
+ * Holds a snapshot while every key placed beyond 4 GiB (`past4/`) is overwritten (the writer's
+ * segment is the one near the top, so the new entries lie in another window and their back
+ * pointers lead into the window beyond 4 GiB); the snapshot reads the old versions, the store
+ * the new ones, and a transaction moves bytes between two of them. Updates `placed`.
+ */
+function snapshotsAcrossWindows(db: KvStore, placed: Placed[]): void {
+  const past4 = placed.filter((x) => x.key.toString().startsWith('past4/'));
+  const deep = past4.filter((x) => x.beyond > 0 || x.value.length > 16_384);
+  if (deep.length < 2) throw new Error('nothing placed beyond 4 GiB');
+  for (const x of deep) {
+    const at = entryOffset(db, x.key);
+    if (at === undefined || at < 4 * GiB) throw new Error(`key ${x.key.toString()} at ${at}, not beyond 4 GiB`);
+  }
+  const snap = db.snapshot();
+  const old = new Map(past4.map((x) => [x.key.toString(), x.value]));
+  const versions = new Map(deep.map((x) => [x.key.toString(), db.getEntry(x.key)!.version]));
+  for (const x of deep) {
+    x.value = Buffer.concat([x.value, Buffer.from('+v2')]);
+    db.put(x.key, x.value);
+    const at = entryOffset(db, x.key)!;
+    if (Math.floor(at / (4 * GiB)) === 1) throw new Error(`the new version of ${x.key.toString()} stayed in window 1`);
+  }
+  db.delete(deep[0].key);
+  try {
+    for (const x of deep) {
+      const want = old.get(x.key.toString())!;
+      const got = snap.get(x.key);
+      if (got === undefined || !Buffer.from(got).equals(want))
+        throw new Error(`snapshot get of ${x.key.toString()}: ${got === undefined ? 'missing' : 'wrong value'}`);
+      if (!Buffer.from(snap.getView(x.key)!).equals(want)) throw new Error(`snapshot view of ${x.key.toString()}`);
+      expect(snap.getEntry(x.key)!.version).toBe(versions.get(x.key.toString()));
+    }
+    const scanned = [...snap.range({ gte: Buffer.from('past4/'), lt: Buffer.from('past40') })];
+    expect(scanned.length).toBe(old.size);
+    for (const [k, value] of scanned)
+      if (!Buffer.from(value).equals(old.get(Buffer.from(k).toString())!))
+        throw new Error(`snapshot range: ${Buffer.from(k).toString()} wrong value`);
+  } finally {
+    snap.close();
+  }
+  expect(db.get(deep[0].key)).toBeUndefined();
+  placed.splice(placed.indexOf(deep[0]), 1);
+  const [a, b] = [deep[1], deep[deep.length - 1]];
+  const moved = db.transactionSync((txn) => {
+    const va = txn.get(a.key)!;
+    const vb = txn.get(b.key)!;
+    txn.put(a.key, Buffer.concat([va, Buffer.from('<')]));
+    txn.put(b.key, Buffer.concat([vb, Buffer.from(String(va.length))]));
+    return va.length;
+  });
+  b.value = Buffer.concat([b.value, Buffer.from(String(moved))]);
+  a.value = Buffer.concat([a.value, Buffer.from('<')]);
+  for (const x of [a, b]) x.beyond = -1; // rewritten near the top
+}
+
 async function runLargeStore(seed: number): Promise<void> {
   const r = rng(seed);
   const p = sparseFile();
@@ -110,6 +169,8 @@ async function runLargeStore(seed: number): Promise<void> {
     placed.push(...writeBeyond(db, r, STORE_BYTES - 64 * 2 ** 21, 'top'));
     checkAll(db, placed);
     expect(await readInWorker(db, placed)).toBe(0);
+    snapshotsAcrossWindows(db, placed);
+    checkAll(db, placed);
   } finally {
     db.close();
   }
@@ -200,7 +261,7 @@ describe('a 16 GiB store (sparse, on /dev/shm)', () => {
     await expect(withBroken('kv-no-window', () => withSeed(FILE, runLargeCheckpoint))).rejects.toThrow();
   }, 300_000);
 
-  it('keys and large values beyond 4 GiB and 8 GiB are written, read back, reopened and read from a worker', async () => {
+  it('keys and large values beyond 4 GiB and 8 GiB are written, read back, in snapshots and transactions, reopened and read from a worker', async () => {
     await withSeed(FILE, runLargeStore);
   }, 300_000);
 

@@ -129,7 +129,9 @@ describe('owner table damage', () => {
     const media = createSimMedia(32 * 2 ** 20);
     // No index checkpoint at close: its blocks could be taken from S0's freed extent.
     const db = openMedia(media, { checkpoint: false });
-    const filler = (i: number): void => db.put(`f${i % 4}`, new Uint8Array(4000).fill(i & 0xff));
+    const filler = (i: number): void => {
+      db.put(`f${i % 4}`, new Uint8Array(4000).fill(i & 0xff));
+    };
     db.put('k', 'v1');
     const s0 = db.dax.device.blockAt(db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('k')))!) & ~511;
     putUntilNewSegment(db, filler); // S0 closed; the writer is in S1

@@ -20,6 +20,7 @@ import { FoundEntries, SORT_RECORD_WORDS, pickWinners } from '../../src/kv/recov
 import { mediaViews } from '../../src/kv/records.js';
 import { native } from '../../src/native/addon.js';
 import { replayHint, rng, testSeed } from '../helpers/seed.js';
+import { ENTRY_HEADER_BYTES } from '../../src/kv/layout.js';
 
 const FILE = 'test/kv/kv-recovery-pick.test.ts';
 
@@ -61,7 +62,7 @@ function keyShapes(r: () => number): Uint8Array[] {
 
 /**
  * A sort record as recovery's scan writes it (layout: addon/kv-recovery.h), for the entry at
- * media offset `at` whose key follows its 16-byte header.
+ * media offset `at` whose key follows its entry header (ENTRY_HEADER_BYTES).
  */
 function writeSortRecord(
   recs: Uint32Array,
@@ -85,15 +86,15 @@ function writeSortRecord(
 /** Runs the pick over sort records of `keys` (random sequences, deletes, ties) and checks it against the model. */
 function checkPick(keys: Uint8Array[], r: () => number): void {
   const n = keys.length;
-  // The log: each entry 8-aligned, its key after a 16-byte header, then anything.
+  // The log: each entry 8-aligned, its key after its header, then anything.
   const ats = new Float64Array(n);
   let o = 0;
   for (let i = 0; i < n; i++) {
     ats[i] = o;
-    o += 16 + ((keys[i].length + 7) & ~7);
+    o += ENTRY_HEADER_BYTES + ((keys[i].length + 7) & ~7);
   }
   const media = Uint8Array.from({ length: o + 16 }, () => Math.floor(r() * 256));
-  keys.forEach((k, i) => media.set(k, ats[i] + 16));
+  keys.forEach((k, i) => media.set(k, ats[i] + ENTRY_HEADER_BYTES));
   // Sequences from a small range with high bits set: equal sequences of one key happen (the
   // lower offset must win), and the high word is compared.
   const seqs = keys.map(() => 2 ** 40 + Math.floor(r() * 64));
@@ -229,10 +230,11 @@ describe('recovery winner pick', () => {
   });
 
   it('a log of more tiny records than the scan buffer first makes room for (it grows) reopens to the model', () => {
-    // 56-byte records (short keys, empty values): ~37k a segment, where the scan's buffer guesses 16k.
+    // 64-byte records (short keys, empty values): ~32k a segment, where the scan's buffer guesses 16k.
+    // No automatic compaction: every record stays in the log for the scan to find.
     const r = rng(seed ^ 0x2545f491);
     const media = createSimMedia(32 * 2 ** 20);
-    const db = openMedia(media, { durability: 'none' });
+    const db = openMedia(media, { durability: 'none', autoCompact: false });
     const model = new Map<string, number>();
     for (let i = 0; i < 200_000; i++) {
       const k = (Math.floor(r() * 120_000) >>> 0).toString(36);

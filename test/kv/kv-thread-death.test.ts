@@ -1,7 +1,7 @@
 /**
  * A thread that dies never wedges the store. A worker runs one kind of operation in a loop
  * (put, large put, delete, batch, deleteRange, compaction, range, read, getView inside read,
- * tree growth) and is terminated at a random moment; then a survivor thread works on the same
+ * tree growth, snapshots and unfinished iterators held, transactions) and is terminated at a random moment; then a survivor thread works on the same
  * keys under a watchdog (a hang is a failure with a message, not a suite timeout), and the
  * whole content is checked against a model: what the dead worker had acknowledged is there,
  * and the one operation it may have been in is either wholly applied or wholly absent. Every
@@ -50,6 +50,8 @@ interface Internals {
   limboBlocks: number;
   segments: number;
   freeBlocks: number;
+  snapshots: number;
+  snapshotDeadSlots: number;
 }
 
 interface RunSummary {
@@ -151,7 +153,14 @@ async function runTrials(o: RunOptions): Promise<RunSummary> {
     summary.final = last;
     // Everything the dead held is back: no pin, no writer slot but the survivor's and the
     // opener's (it adopts the last segment at open), limbo drained.
-    if (last.pinned !== 0 || last.deadSlots !== 0 || last.openSlots > 2 || last.limboBlocks !== 0)
+    if (
+      last.pinned !== 0 ||
+      last.deadSlots !== 0 ||
+      last.openSlots > 2 ||
+      last.limboBlocks !== 0 ||
+      last.snapshots !== 0 ||
+      last.snapshotDeadSlots !== 0
+    )
       throw new Error(`after ${o.trials} deaths something is still held: ${JSON.stringify(last)}`);
     await survivor.request({ t: 'close' }, 'closing the survivor at the end');
     return summary;
@@ -207,7 +216,7 @@ describe('a thread that dies never wedges the store', () => {
       runTrials({
         seed,
         trials,
-        kinds: ['put', 'large-put', 'batch', 'read', 'get-view', 'compaction'],
+        kinds: ['put', 'large-put', 'batch', 'read', 'get-view', 'compaction', 'snapshot', 'transaction'],
         watchdogMs: 60_000,
         env: process.env,
         reopenEvery: 50,

@@ -55,6 +55,8 @@ parentPort!.on('message', (req: Request) => {
         segments: s.segments,
         freeBlocks: s.freeBlocks,
         space: db.spaceInternals(),
+        snapshots: s.snapshots,
+        snapshotDeadSlots: (db as unknown as { snaps: { deadSlots(): number } }).snaps.deadSlots(),
       };
     } else if (req.t === 'close') db.close();
     else if (req.t === 'attach') db = attach(req.handle);

@@ -1,0 +1,219 @@
+/**
+ * Transactions of the key-value store: db.transactionSync(fn) runs fn with a KvTransaction
+ * whose reads see a snapshot plus the transaction's own writes and whose writes are buffered;
+ * then the store commits them as ONE record, serializable across every thread of the process,
+ * or finds a conflict and runs fn again (up to TXN_ATTEMPTS), then throws ECONFLICT.
+ *
+ * Invariants
+ *   - Nothing is written before commit: put/delete only fill the write set (values copied, so
+ *     the caller may reuse its buffers); an exception in fn, a conflict or ECONFLICT leaves the
+ *     store exactly as it was.
+ *   - The read set holds every key the transaction read from its snapshot (get, getView, has,
+ *     getEntry, and delete's "did it exist"), and every range it read, with its bounds; commit
+ *     (store.ts commitTransaction) validates them all under the entry locks of every key read or
+ *     written, taken in ascending key order: a key read is unchanged iff its newest version is
+ *     still <= S; a range is unchanged iff no key in it has a version between S and the
+ *     commit's sequence. Then the transaction is equivalent to running alone at its sequence.
+ *   - A committed transaction is one BATCH record: all or nothing across crashes, published to
+ *     readers as one step, durable per the store's durability on return.
+ *
+ * Concurrency: a transaction belongs to the thread that runs it; its snapshot is registered
+ * (snapshots.ts) from the first attempt's start to the end of the last.
+ *
+ * Persistence ordering: store.ts (the batch record's).
+ */
+import { DaxError } from '../errors.js';
+import { compareBytes } from './keys.js';
+import type { KeyInput, ValueInput } from './encodings.js';
+import type { SnapshotHost } from './snapshot.js';
+import type { KvRangeOptions } from './store.js';
+
+/** Attempts before a conflicting transaction gives up with ECONFLICT. */
+export const TXN_ATTEMPTS = 32;
+
+/** A buffered write: the index key (prefix byte first) and its stored bytes (encoded), or undefined for a delete. */
+export interface TxnWrite {
+  key: Uint8Array;
+  value: Uint8Array | undefined;
+}
+
+/** A key read from the snapshot (index key). */
+export interface TxnRead {
+  key: Uint8Array;
+}
+
+/**
+ * A range of a transaction's snapshot: [encoded key without its prefix byte, stored value
+ * bytes] copies, no limit; the test of its bounds on index keys; what limit and order it asked.
+ */
+export interface TxnRange {
+  range: IterableIterator<[Uint8Array, Uint8Array]> & { return(): unknown };
+  contains: (indexKey: Uint8Array) => boolean;
+  reverse: boolean;
+  limit: number;
+  bounds: unknown;
+}
+
+/** What a transaction needs from its store beyond a snapshot's reads (store.ts). */
+export interface TransactionHost extends SnapshotHost {
+  /** A range of the snapshot at S (options checked as db.range's, keys/values flags aside). */
+  rangeForTransaction(opts: unknown, S: number): TxnRange;
+  /** The index key of a key by the handle's key encoding (an own copy). */
+  encodeKey(key: unknown, op: string): Uint8Array;
+  /** The bytes a value is stored as by the handle's value encoding (an own copy). */
+  encodeValue(value: unknown, op: string): Uint8Array;
+  /** A key from its encoded bytes (no prefix byte). */
+  decodeKey(bytes: Uint8Array): unknown;
+  /** A value from its stored bytes. */
+  decodeValue(bytes: Uint8Array, op: string): unknown;
+  /** Commits: validates the reads at S under the locks and writes everything as one record. False on a conflict. */
+  commitTransaction(writes: TxnWrite[], reads: TxnRead[], ranges: unknown[], S: number): boolean;
+}
+
+const latin1 = (k: Uint8Array): string => Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
+
+/**
+ * The transaction a db.transactionSync() callback receives: reads of the store as of the
+ * transaction's snapshot plus its own writes, and buffered writes. Valid only during the
+ * callback.
+ */
+export class KvTransaction<K = any, V = any> {
+  private readonly writes = new Map<string, TxnWrite>();
+  private readonly reads = new Map<string, TxnRead>();
+  private readonly ranges: unknown[] = [];
+  private open = true;
+
+  constructor(
+    private readonly host: TransactionHost,
+    /** The sequence of the snapshot the transaction reads. */
+    readonly sequence: number,
+  ) {}
+
+  /** The value of key (decoded, as db.get): this transaction's own write, else the snapshot's. */
+  get(key: KeyInput<K>): V | undefined {
+    const k = this.key(key, 'get');
+    const own = this.writes.get(latin1(k));
+    if (own !== undefined)
+      return own.value === undefined ? undefined : (this.host.decodeValue(own.value, 'transaction get') as V);
+    this.noteRead(k);
+    return this.host.getAt(key, this.sequence, 'transaction get') as V | undefined;
+  }
+
+  /** As get(), as a view valid until the transaction ends (its own writes: a view of the buffered copy). */
+  getView(key: KeyInput<K>): Uint8Array | undefined {
+    const k = this.key(key, 'getView');
+    const own = this.writes.get(latin1(k));
+    if (own !== undefined) return own.value;
+    this.noteRead(k);
+    return this.host.viewAt(key, this.sequence, 'transaction getView');
+  }
+
+  has(key: KeyInput<K>): boolean {
+    const k = this.key(key, 'has');
+    const own = this.writes.get(latin1(k));
+    if (own !== undefined) return own.value !== undefined;
+    this.noteRead(k);
+    return this.host.versionAt(key, this.sequence, 'transaction has') !== undefined;
+  }
+
+  /** Buffers a put of key (the value is encoded, so copied, now); nothing is written before commit. */
+  put(key: KeyInput<K>, value: ValueInput<V>): void {
+    const k = this.key(key, 'put');
+    const bytes = this.host.encodeValue(value, 'transaction put');
+    this.writes.set(latin1(k), { key: k, value: bytes });
+  }
+
+  /** Buffers a delete of key; returns whether the key existed in the transaction's view (a read). */
+  delete(key: KeyInput<K>): boolean {
+    const existed = this.has(key);
+    const k = this.key(key, 'delete');
+    this.writes.set(latin1(k), { key: k, value: undefined });
+    return existed;
+  }
+
+  /**
+   * [key, value] entries in key order, decoded (options as db.range, without keys/values):
+   * the snapshot's, with this transaction's own writes applied. The whole range (its bounds,
+   * whatever `limit` stops at) is read for the commit's validation: a key another thread adds
+   * there is a conflict.
+   */
+  *range(opts?: KvRangeOptions<K>): Generator<[K, V]> {
+    this.check('range');
+    const { range, contains, reverse, limit, bounds } = this.host.rangeForTransaction(opts, this.sequence);
+    this.ranges.push(bounds);
+    // Own writes in the bounds, in the range's order (index keys: the prefix byte compares equal).
+    const own = [...this.writes.values()].filter((w) => contains(w.key)).sort((a, b) => compareBytes(a.key, b.key));
+    if (reverse) own.reverse();
+    let o = 0;
+    let n = 0;
+    const before = (w: TxnWrite, key: Uint8Array): number => {
+      const c = compareUserKeys(w.key, key);
+      return reverse ? -c : c;
+    };
+    const decoded = (key: Uint8Array, value: Uint8Array): [K, V] => [
+      this.host.decodeKey(key) as K,
+      this.host.decodeValue(value, 'transaction range') as V,
+    ];
+    try {
+      for (const item of range) {
+        this.check('range');
+        const [key] = item;
+        for (; o < own.length && before(own[o], key) < 0; o++) {
+          if (own[o].value === undefined) continue;
+          if (n++ >= limit) return;
+          yield decoded(own[o].key.subarray(1), own[o].value!);
+        }
+        if (o < own.length && before(own[o], key) === 0) {
+          const w = own[o++];
+          if (w.value === undefined) continue;
+          if (n++ >= limit) return;
+          yield decoded(key, w.value);
+          continue;
+        }
+        if (n++ >= limit) return;
+        yield decoded(item[0], item[1]);
+      }
+      for (; o < own.length; o++) {
+        if (own[o].value === undefined) continue;
+        if (n++ >= limit) return;
+        yield decoded(own[o].key.subarray(1), own[o].value!);
+      }
+    } finally {
+      range.return();
+    }
+  }
+
+  /** Ends the transaction (the store calls it after the callback). */
+  end(): void {
+    this.open = false;
+  }
+
+  /** The write set in ascending key order (the lock order), the read set, the ranges read. */
+  drain(): { writes: TxnWrite[]; reads: TxnRead[]; ranges: unknown[] } {
+    const writes = [...this.writes.values()].sort((a, b) => compareBytes(a.key, b.key));
+    return { writes, reads: [...this.reads.values()], ranges: this.ranges };
+  }
+
+  private noteRead(k: Uint8Array): void {
+    const name = latin1(k);
+    if (!this.reads.has(name)) this.reads.set(name, { key: k });
+  }
+
+  private key(key: unknown, op: string): Uint8Array {
+    this.check(op);
+    return this.host.encodeKey(key, `transaction ${op}`);
+  }
+
+  private check(op: string): void {
+    if (!this.open)
+      throw new DaxError('ECLOSED', `transaction ${op}: the transaction has ended (use it only inside its callback)`);
+    this.host.checkOpen(`transaction ${op}`);
+  }
+}
+
+/** memcmp order of an index key (prefix byte first) against a user key. */
+function compareUserKeys(indexKey: Uint8Array, userKey: Uint8Array): number {
+  const n = Math.min(indexKey.length - 1, userKey.length);
+  for (let i = 0; i < n; i++) if (indexKey[i + 1] !== userKey[i]) return indexKey[i + 1] - userKey[i];
+  return indexKey.length - 1 - userKey.length;
+}
