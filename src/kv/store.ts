@@ -2007,6 +2007,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * to TXN_ATTEMPTS times, then DaxError('ECONFLICT'). If fn throws, nothing is written and the
    * error is rethrown. Returns what fn returned. fn must be synchronous and must not use txn
    * after it returns; writes through db itself inside fn are not part of the transaction.
+   * A commit that finds no room reclaims as a put does (commitWithRoom), its snapshot released
+   * first so compaction may free what it held, and fn runs again; ENOSPC only when reclaiming
+   * frees nothing.
    */
   transactionSync<T>(fn: (txn: KvTransaction<K, V>) => T): T {
     this.checkOpen('transactionSync');
@@ -2014,10 +2017,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (this.inTransaction)
       throw new DaxError('EINVAL', 'transactionSync: transactions do not nest (use the outer transaction)');
     this.inTransaction = true;
+    let reclaims = 0;
     try {
       for (let attempt = 1; ; attempt++) {
         const S = this.registerSnapshot('transactionSync');
         const txn = new KvTransaction<K, V>(this.host, S);
+        let noRoom: unknown = undefined;
         try {
           const result = fn(txn);
           if (result !== null && typeof (result as { then?: unknown })?.then === 'function')
@@ -2027,10 +2032,21 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
             );
           txn.end();
           const { writes, reads, ranges } = txn.drain();
-          if (writes.length === 0 || this.commitWrites(writes, reads, ranges as Bounds[], S)) return result;
+          if (writes.length === 0) return result;
+          const committed = this.commitWithRoom(writes, reads, ranges as Bounds[], S);
+          if (committed === true) return result;
+          if (committed !== false) noRoom = committed.noRoom;
         } finally {
           txn.end();
           this.releaseSnapshot(S);
+        }
+        if (noRoom !== undefined) {
+          // Out of room with the snapshot released: reclaim as a put does, then run fn again
+          // (not a conflict: the attempt is not counted).
+          if (isBroken('kv-no-reclaim') || isInjectedFault(noRoom) || ++reclaims > RECLAIM_ATTEMPTS || !this.reclaim())
+            throw noRoom;
+          attempt--;
+          continue;
         }
         if (attempt >= TXN_ATTEMPTS)
           throw new DaxError(
@@ -2075,6 +2091,27 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8') as K;
       default:
         return new Uint8Array(bytes) as K;
+    }
+  }
+
+  /**
+   * commitWrites, with room: a transaction of deletes alone gets it as a batch of deletes does
+   * (deleteWithRoom: never ENOSPC while the reserve lasts); any other that fails with ENOSPC is
+   * reported as { noRoom } for transactionSync to reclaim with its snapshot released.
+   */
+  private commitWithRoom(
+    writes: TxnWrite[],
+    reads: TxnRead[],
+    ranges: Bounds[],
+    S: number,
+  ): boolean | { noRoom: unknown } {
+    const commit = (): boolean => this.commitWrites(writes, reads, ranges, S);
+    if (writes.every((w) => w.value === undefined)) return this.deleteWithRoom(commit, 0);
+    try {
+      return commit();
+    } catch (e) {
+      if (!isDaxError(e, 'ENOSPC')) throw e;
+      return { noRoom: e };
     }
   }
 
@@ -2137,7 +2174,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
       if (large > 0) {
         let id = Atomics.add(this.i32, NEXT_OBJECT, large);
-        this.writer.beginObjects(id, large); // before any object exists: a death from here on removes them
+        this.active.beginObjects(id, large); // before any object exists: a death from here on removes them
         for (const item of items)
           if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES)
             this.prepareLargeItem(item, KV_OBJECT_ID_BASE + id++);
@@ -2156,8 +2193,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           item.flags,
         );
       }
-      at = this.writer.reserve(total);
-      this.writer.beginRecord(at);
+      at = this.active.reserve(total);
+      this.active.beginRecord(at);
       const byName = new Map<string, EntryRef>();
       for (const k of lockKeys) {
         const ref = grab(this.space.tree, k);
@@ -2173,7 +2210,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           setEntrySequence(stageViews, items[i].entryAt, sequence);
           setEntryPrevious(stageViews, items[i].entryAt, writeRefs[i].state === 'value' ? writeRefs[i].value : 0);
         }
-        this.writer.sealStaged(at, KIND_BATCH, items.length, total);
+        this.active.sealStaged(at, KIND_BATCH, items.length, total);
         for (const item of items) item.entryAt += at;
         this.commitWrite();
         this.publishBatchLocked(
@@ -2189,7 +2226,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     } finally {
       for (const ref of refs) unlock(this.space.tree, ref);
       if (!done) {
-        if (at >= 0) this.writer.rollback(at, total);
+        if (at >= 0) this.active.rollback(at, total);
         for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
       }
       this.endOperation();

@@ -1,0 +1,144 @@
+/**
+ * A transaction's commit that finds no room reclaims as a put does (store.ts transactionSync,
+ * commitWithRoom): a few keys overwritten with large values (17-200 KiB, random) through
+ * transactionSync, each reading the keys it writes, run indefinitely in an 8 MiB store and in
+ * one of the minimum size; some transactions delete keys, some write several at once. Values
+ * read back right, also after reopen. A transaction of deletes alone commits in a store that
+ * puts have filled (ENOSPC for a put), through the priority writer as deletes do. Seeded; a
+ * watchdog ends a run that stops making progress.
+ * Red with DAXSTORE_TEST_BREAK=kv-no-reclaim (a failed allocation is reported at once).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isDaxError } from '../../src/errors.js';
+import { MIN_STORE_BYTES } from '../../src/kv/index.js';
+import { open } from '../helpers/kv-bytes.js';
+import { setBroken } from '../../src/test-break.js';
+import { rng, scaled, withSeed } from '../helpers/seed.js';
+
+const FILE = 'test/kv/kv-space-txn.test.ts';
+
+function run(seed: number, transactions: number, size: number): void {
+  const dir = mkdtempSync('/dev/shm/kv-space-txn-');
+  try {
+    const file = path.join(dir, 'store');
+    const random = rng(seed);
+    const keys = 2 + Math.floor(random() * 3);
+    const model = new Map<string, Buffer>();
+    let db = open(file, { size });
+    const end = performance.now() + 90_000;
+    try {
+      for (let i = 0; i < transactions; i++) {
+        if (performance.now() > end) throw new Error(`watchdog: ${i} of ${transactions} transactions after 90 s`);
+        const a = `k${Math.floor(random() * keys)}`;
+        const b = `k${Math.floor(random() * keys)}`;
+        const del = random() < 0.05;
+        const value = Buffer.alloc(17 * 1024 + Math.floor(random() * 183 * 1024), i & 0xff);
+        value.writeUInt32LE(i, 0);
+        const small = Buffer.from(`t${i}`);
+        db.transactionSync((txn) => {
+          const seen = txn.get(a);
+          expect(seen === undefined ? undefined : Buffer.from(seen).equals(model.get(a)!)).toBe(
+            model.has(a) ? true : undefined,
+          );
+          if (del) txn.delete(a);
+          else txn.put(a, value);
+          if (b !== a) txn.put(b, small);
+        });
+        if (del) model.delete(a);
+        else model.set(a, value);
+        if (b !== a) model.set(b, small);
+        const probe = `k${Math.floor(random() * keys)}`;
+        const got = db.get(probe);
+        expect(got === undefined ? undefined : Buffer.from(got).equals(model.get(probe)!)).toBe(
+          model.has(probe) ? true : undefined,
+        );
+        if (i === transactions >> 1) {
+          db.close();
+          db = open(file);
+        }
+      }
+      db.close();
+      db = open(file);
+      for (const [k, v] of model) expect(Buffer.from(db.get(k)!).equals(v)).toBe(true);
+      expect(db.stats().keys).toBe(model.size);
+      expect(db.dax.device.audit()).toEqual([]);
+    } finally {
+      db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Fills a store with small puts until ENOSPC, then deletes keys through transactions of deletes alone. */
+function deletesInFullStore(seed: number): void {
+  const dir = mkdtempSync('/dev/shm/kv-space-txn-');
+  try {
+    const file = path.join(dir, 'store');
+    const random = rng(seed);
+    const db = open(file, { size: 8 * 2 ** 20, autoCompact: false });
+    try {
+      const written: string[] = [];
+      const end = performance.now() + 90_000;
+      for (let n = 0; ; n++) {
+        if (performance.now() > end) throw new Error('watchdog: the store did not fill in 90 s');
+        const key = `f${n}`;
+        try {
+          db.put(key, Buffer.alloc(100 + Math.floor(random() * 400), n & 0xff));
+        } catch (e) {
+          if (!isDaxError(e, 'ENOSPC')) throw e;
+          break;
+        }
+        written.push(key);
+      }
+      expect(written.length).toBeGreaterThan(1000);
+      for (let i = 0; i < 200; i++) {
+        const k1 = written[Math.floor(random() * written.length)];
+        const k2 = written[Math.floor(random() * written.length)];
+        db.transactionSync((txn) => {
+          txn.get(k1);
+          txn.delete(k1);
+          txn.delete(k2);
+        });
+        expect(db.has(k1) || db.has(k2)).toBe(false);
+      }
+    } finally {
+      db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('transactions in a store out of room', () => {
+  it('large values overwritten through transactionSync never run out of space (8 MiB)', async () => {
+    await withSeed(FILE, (seed) => run(seed, scaled(300), 8 * 2 ** 20));
+  });
+
+  it('the same in the smallest store (MIN_STORE_BYTES: two extents, no reserve)', async () => {
+    await withSeed(FILE, (seed) => run(seed, scaled(300), MIN_STORE_BYTES));
+  });
+
+  it('transactions of deletes alone commit in a store puts have filled', async () => {
+    await withSeed(FILE, deletesInFullStore);
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-no-reclaim', async () => {
+    setBroken('kv-no-reclaim', true);
+    try {
+      await withSeed(FILE, (seed) => {
+        let error: unknown;
+        try {
+          run(seed, 300, 8 * 2 ** 20);
+        } catch (e) {
+          error = e;
+        }
+        expect(isDaxError(error, 'ENOSPC')).toBe(true);
+      });
+    } finally {
+      setBroken('kv-no-reclaim', false);
+    }
+  });
+});
