@@ -5,18 +5,26 @@
  * given in a daxstore opened with 'binary' keys and values, and declares exactly what the
  * store supports in its manifest (the suite's manifest-driven tests check each claim).
  *
- * Not declared (so abstract-level's suite runs the corresponding "no" tests): implicit and
- * explicit snapshots. Reads from an iterator are not a snapshot (range() is not one); they are
- * declared when the store has snapshots.
+ * Snapshots: an iterator reads the store as of its creation (implicit snapshot: a store
+ * snapshot of its own, so seek() stays on it too, released when the iterator closes);
+ * db.snapshot() is a store snapshot (explicit), and every read given { snapshot } — get,
+ * getSync, getMany, has, hasMany, iterators, and clear's choice of keys — reads through it.
  *
  * Concurrency: one DaxLevel owns its store (open() takes the file's lock); worker threads
  * share a store through daxstore's own share()/attach(), not through this class.
  */
 import { existsSync } from 'node:fs';
-import { AbstractIterator, AbstractLevel, type AbstractDatabaseOptions } from 'abstract-level';
+import { AbstractIterator, AbstractLevel, AbstractSnapshot, type AbstractDatabaseOptions } from 'abstract-level';
 import { DaxError } from '../errors.js';
 import { checkOptions } from '../options.js';
-import { open, type Durability, type KvIterateOptions, type KvIterator, type KvStore } from '../kv/index.js';
+import {
+  open,
+  type Durability,
+  type KvIterateOptions,
+  type KvIterator,
+  type KvSnapshot,
+  type KvStore,
+} from '../kv/index.js';
 
 /** Options of the DaxLevel constructor: level's, plus the store's size and durability. */
 export interface DaxLevelOptions<K, V> extends AbstractDatabaseOptions<K, V> {
@@ -39,6 +47,27 @@ interface IteratorOptions {
   keys: boolean;
   values: boolean;
   limit: number;
+  snapshot?: DaxSnapshot;
+}
+
+/** What abstract-level passes to the reads that take a snapshot. */
+interface ReadOptions {
+  snapshot?: DaxSnapshot;
+}
+
+/** A store snapshot (KvSnapshot) as level's explicit snapshot: closed with it, or with the database. */
+class DaxSnapshot extends AbstractSnapshot {
+  constructor(
+    options: object,
+    readonly inner: KvSnapshot<Bytes, Bytes>,
+  ) {
+    // @ts-expect-error abstract-level's declaration omits the constructor's options ({ owner })
+    super(options);
+  }
+
+  async _close(): Promise<void> {
+    this.inner.close();
+  }
 }
 
 const DEFAULT_SIZE = 256 * 2 ** 20;
@@ -69,8 +98,8 @@ export class DaxLevel<KDefault = string, VDefault = string> extends AbstractLeve
         errorIfExists: true,
         permanence: true,
         deferredOpen: true,
-        implicitSnapshots: false,
-        explicitSnapshots: false,
+        implicitSnapshots: true,
+        explicitSnapshots: true,
       } as never, // level-supports' declared manifest lags abstract-level 3 (getSync, has, snapshots)
       levelOptions,
     );
@@ -105,25 +134,33 @@ export class DaxLevel<KDefault = string, VDefault = string> extends AbstractLeve
     store?.close();
   }
 
-  async _get(key: Bytes): Promise<Bytes | undefined> {
-    return this.kv.get(key);
+  _snapshot(options: object): DaxSnapshot {
+    return new DaxSnapshot(options, this.kv.snapshot());
   }
 
-  _getSync(key: Bytes): Bytes | undefined {
-    return this.kv.get(key);
+  async _get(key: Bytes, options?: ReadOptions): Promise<Bytes | undefined> {
+    return this._getSync(key, options);
   }
 
-  async _getMany(keys: Bytes[]): Promise<Array<Bytes | undefined>> {
-    return this.kv.getMany(keys);
+  _getSync(key: Bytes, options?: ReadOptions): Bytes | undefined {
+    const snapshot = options?.snapshot;
+    return snapshot === undefined ? this.kv.get(key) : snapshot.inner.get(key);
   }
 
-  async _has(key: Bytes): Promise<boolean> {
-    return this.kv.has(key);
+  async _getMany(keys: Bytes[], options?: ReadOptions): Promise<Array<Bytes | undefined>> {
+    const snapshot = options?.snapshot;
+    if (snapshot === undefined) return this.kv.getMany(keys);
+    return keys.map((k) => snapshot.inner.get(k));
   }
 
-  async _hasMany(keys: Bytes[]): Promise<boolean[]> {
-    const kv = this.kv;
-    return keys.map((k) => kv.has(k));
+  async _has(key: Bytes, options?: ReadOptions): Promise<boolean> {
+    const snapshot = options?.snapshot;
+    return snapshot === undefined ? this.kv.has(key) : snapshot.inner.has(key);
+  }
+
+  async _hasMany(keys: Bytes[], options?: ReadOptions): Promise<boolean[]> {
+    const reader = options?.snapshot?.inner ?? this.kv;
+    return keys.map((k) => reader.has(k));
   }
 
   async _put(key: Bytes, value: Bytes): Promise<void> {
@@ -143,7 +180,14 @@ export class DaxLevel<KDefault = string, VDefault = string> extends AbstractLeve
   }
 
   async _clear(options: IteratorOptions): Promise<void> {
-    this.kv.deleteRange(rangeOf(options, options.limit));
+    const snapshot = options.snapshot;
+    if (snapshot === undefined) {
+      this.kv.deleteRange(rangeOf(options, options.limit));
+      return;
+    }
+    // the keys the snapshot holds in the range, deleted now (keys written since it are kept)
+    const keys = [...snapshot.inner.range({ ...rangeOf(options, options.limit), values: false })].map(([k]) => k);
+    if (keys.length > 0) await this.kv.batchAsync(keys.map((key) => ({ type: 'del' as const, key })));
   }
 
   _iterator(options: IteratorOptions): DaxIterator<KDefault, VDefault> {
@@ -175,25 +219,39 @@ function compare(a: Bytes, b: Bytes): number {
  * the limit itself (it stops calling _next when it is reached).
  */
 class DaxIterator<K, V> extends AbstractIterator<DaxLevel<K, V>, K, V> {
-  private inner: KvIterator<[Bytes, Bytes]>;
+  /**
+   * The store range, started at the first read or seek (not here: a read through a closed
+   * explicit snapshot must fail at the read, with level's LEVEL_SNAPSHOT_NOT_OPEN, and only
+   * abstract-level's read checks that); its bounds are `from`.
+   */
+  private range: KvIterator<[Bytes, Bytes]> | undefined;
+  private from: Partial<IteratorOptions>;
   /** entries yielded so far (the limit left for a range started by seek) */
   private yielded = 0;
+  /** what the iterator reads: the explicit snapshot it was given, or one of its own (implicit, closed with it) */
+  private readonly snapshot: KvSnapshot<Bytes, Bytes>;
+  private readonly ownsSnapshot: boolean;
 
   constructor(
     db: DaxLevel<K, V>,
     private readonly opts: IteratorOptions,
   ) {
     super(db, opts as never);
-    this.inner = this.start(opts);
+    this.ownsSnapshot = opts.snapshot === undefined;
+    this.snapshot = opts.snapshot?.inner ?? db.kv.snapshot();
+    this.from = opts;
   }
 
-  private start(o: Partial<IteratorOptions>): KvIterator<[Bytes, Bytes]> {
-    const limit = this.opts.limit >= 0 ? this.opts.limit - this.yielded : undefined;
-    return (this.db as DaxLevel<K, V>).kv.range({
-      ...rangeOf(o, limit),
-      keys: this.opts.keys,
-      values: this.opts.values,
-    }) as KvIterator<[Bytes, Bytes]>;
+  private get inner(): KvIterator<[Bytes, Bytes]> {
+    if (this.range === undefined) {
+      const limit = this.opts.limit >= 0 ? this.opts.limit - this.yielded : undefined;
+      this.range = this.snapshot.range({
+        ...rangeOf(this.from, limit),
+        keys: this.opts.keys,
+        values: this.opts.values,
+      }) as KvIterator<[Bytes, Bytes]>;
+    }
+    return this.range;
   }
 
   async _next(): Promise<[Bytes, Bytes] | undefined> {
@@ -237,11 +295,13 @@ class DaxIterator<K, V> extends AbstractIterator<DaxLevel<K, V>, K, V> {
         next.lte = target;
       }
     }
-    this.inner.return();
-    this.inner = this.start(next);
+    this.range?.return();
+    this.range = undefined;
+    this.from = next;
   }
 
   async _close(): Promise<void> {
-    this.inner.return();
+    this.range?.return();
+    if (this.ownsSnapshot) this.snapshot.close();
   }
 }
