@@ -110,7 +110,7 @@ import {
   type MediaViews,
 } from './records.js';
 import { BORN, DELS, PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter, W_OWNER } from './segment-writer.js';
-import { SegmentTable, entryCost } from './segment-table.js';
+import { SegmentTable, entryCost, type SegmentInfo } from './segment-table.js';
 import { DEFER_LARGE_OBJECT, DEFER_SEGMENT, SWEEP_MIN, Snapshots } from './snapshots.js';
 import { KvSnapshot, forgetCollected, releaseWhenCollected, type CollectClaim, type SnapshotHost } from './snapshot.js';
 import { Op, isDeletion, sequenceAt, versionAtPinned } from './versions.js';
@@ -227,8 +227,10 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
   valueEncoding?: VE;
   /**
    * Reclaim dead space by itself (default true): after a handle's writer opens a new log
-   * segment, when the closed segments hold more dead bytes than live ones or free extents run
-   * low, the emptiest segments are compacted, a few at a time. false: only a write that runs
+   * segment, when free space runs low (an eighth of the store left beyond the reserve) or the
+   * closed segments hold 4 times their live bytes (and 8 MiB dead), the emptiest segments are
+   * compacted, a few at a time. A store with free space and a log within that bound does not
+   * compact. false: only a write that runs
    * out of space, and compact(), reclaim. The opener's choice holds for every attached handle.
    */
   autoCompact?: boolean;
@@ -451,11 +453,24 @@ const DELETE_SLACK_BYTES = 4096;
 const RECLAIM_WAIT_MS = 50;
 /** Segments one automatic compaction step frees at most (the emptiest first): a step costs a bounded copy. */
 const AUTO_SEGMENTS = 2;
-/** An automatic step compacts segments at most this live while the closed log is mostly dead. */
+/** An automatic step compacts segments at most this live when the closed log's amplification is high... */
 const AUTO_MAX_LIVE_RATIO = 0.5;
-/** ...and at most this live when free extents run low (LOW_WATER_FRACTION of the store, or 2). */
+/** ...and at most this live when free extents run low. */
 const AUTO_LOW_SPACE_LIVE_RATIO = 0.75;
+/**
+ * Automatic compaction's triggers (spacePressure). Space pressure: the free extents an
+ * ordinary write may take (beyond the reserve) are down to this fraction of the store's
+ * extents, or to AUTO_LOW_WATER_MIN. A store with free space does not compact for it.
+ */
 const LOW_WATER_FRACTION = 1 / 8;
+const AUTO_LOW_WATER_MIN = 2;
+/**
+ * Space amplification: the closed segments hold this many times their live bytes (dead bytes
+ * at least AUTO_AMPLIFICATION - 1 times the live ones) and at least AUTO_MIN_DEAD_SEGMENTS
+ * segments of dead bytes. Bounds the log (and what open scans) in a store with free space.
+ */
+export const AUTO_AMPLIFICATION = 4;
+export const AUTO_MIN_DEAD_SEGMENTS = 4;
 const GROUP_COMMIT_MS = 2;
 /** getMany: keys looked up under one epoch pin (a long array does not hold reclamation back for its whole length). */
 const GET_MANY_BATCH = 256;
@@ -3058,8 +3073,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /**
    * Automatic reclamation, one small step (autoCompact): after this handle's writer opened a
-   * new segment (every 2 MiB of its writes), when the segment table says the closed segments
-   * hold more dead bytes than live ones, or free extents are at the low water mark, compacts
+   * new segment (every 2 MiB of its writes), when spacePressure says free extents are at the
+   * low water mark or the closed log's space amplification is high, compacts
    * the emptiest closed segments (AUTO_SEGMENTS at most) into the priority segment. Skipped
    * when another thread holds the compaction mutex (it is compacting already), inside read()
    * (this thread's pin holds every grace period open) and with autoCompact: false. What it
@@ -3091,23 +3106,30 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return Math.floor(this.space.device.dataBlocks / HUGE_BLOCKS);
   }
 
-  /** What the segment table says about the log: 'dead' (closed segments mostly dead), 'low-space' (free extents at the low water mark) or 'none'. */
-  private spacePressure(): 'none' | 'dead' | 'low-space' {
+  /**
+   * Whether an automatic step is due, by the segment table and the allocator's counters (no
+   * log read): 'low-space' when the free extents an ordinary write may take (the reserve
+   * excluded) are at the low water mark in a store that cannot grow (one that can grows rather
+   * than copy: reclaim), 'amplified' when the closed segments hold AUTO_AMPLIFICATION times
+   * their live bytes and AUTO_MIN_DEAD_SEGMENTS segments of dead bytes, else 'none' (a store
+   * with free space and a log within that bound does not pay).
+   */
+  private spacePressure(): 'none' | 'amplified' | 'low-space' {
     const closed = this.table.closedSegments(this.openExtents());
     if (closed.length === 0) return 'none';
-    // A store that can still grow is never low on space: it grows rather than copy (reclaim).
-    const lowWater = Math.max(2, Math.floor(this.dataExtents * LOW_WATER_FRACTION));
-    if (this.space.device.stats().freeExtents <= lowWater && !this.space.device.canGrow) return 'low-space';
-    let live = 0;
-    for (const seg of closed) live += seg.liveBytes;
-    const dead = closed.length * SEGMENT_BYTES - live;
-    return dead > live && dead >= 2 * SEGMENT_BYTES ? 'dead' : 'none';
+    const device = this.space.device.stats();
+    const lowWater = Math.max(AUTO_LOW_WATER_MIN, Math.floor(this.dataExtents * LOW_WATER_FRACTION));
+    if (device.freeExtents - device.reserveExtents <= lowWater && !this.space.device.canGrow) return 'low-space';
+    const { live, dead } = closedLog(closed);
+    return dead >= (AUTO_AMPLIFICATION - 1) * live && dead >= AUTO_MIN_DEAD_SEGMENTS * SEGMENT_BYTES
+      ? 'amplified'
+      : 'none';
   }
 
   /**
    * After an allocation failed: makes room, cheapest first. (1) Releases what the epoch holds
    * (retired segments and blocks, superseded large values). (2) A store that can grow (below
-   * its maxSize) grows one step, unless its closed log is mostly dead (spacePressure 'dead'):
+   * its maxSize) grows one step, unless its closed log is mostly dead (compactBeforeGrowing):
    * then compaction comes first and growth only when it freed nothing. (3) When the segment
    * table says it is worth it, compacts the emptiest segments whose live entries fit in the
    * room compaction has. True when it made room, so the write that failed is worth retrying:
@@ -3153,10 +3175,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return growable && this.growForWrite();
   }
 
-  /** Whether a full store that can grow compacts first: its closed log is mostly dead (spacePressure). */
+  /** Whether a full store that can grow compacts first: its closed log is mostly dead (more dead than live bytes, two segments' worth). */
   private compactBeforeGrowing(): boolean {
     if (isBroken('grow-before-compact')) return false; // sabotaged: a mostly dead store grows instead
-    return this.spacePressure() === 'dead';
+    const { live, dead } = closedLog(this.table.closedSegments(this.openExtents()));
+    return dead > live && dead >= 2 * SEGMENT_BYTES;
   }
 
   /** One growth step of the store (Device.grow) for a write that found it full: true when it grew. */
@@ -3581,6 +3604,13 @@ export const MIN_STORE_BYTES = 6 * 1024 * 1024;
 function abandonOpen(media: MappedMedia): void {
   if (isBroken('kv-create-keeps-file')) return media.close(); // sabotaged: the file stays
   closeAndRemoveCreated(media);
+}
+
+/** Live and dead bytes of closed segments, by the segment table (dead: their extents less the live bytes). */
+function closedLog(closed: readonly SegmentInfo[]): { live: number; dead: number } {
+  let live = 0;
+  for (const seg of closed) live += seg.liveBytes;
+  return { live, dead: closed.length * SEGMENT_BYTES - live };
 }
 
 function withPrefix(bytes: Uint8Array): Uint8Array {
