@@ -427,6 +427,20 @@ export const SWITCHES = {
       'a batch publishes its entries one key at a time (each seqlock opened and closed before the next, a 0-20 us spin between keys), not all opened before any is finished',
     red: ['test/kv/kv-batch-visibility.test.ts'],
   },
+  'kv-one-extent-reserve': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'the reserve is one extent also when the priority segment has no spare room: a store filled with fully live segments has compaction room for none of them, and deletes spread over its segments fill that room first',
+    red: ['test/kv/kv-space-full.test.ts'],
+  },
+  'kv-trust-estimates': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "recovery's per-segment estimates are never replaced by counts: after a reopen, live figures too low let the reserve go to puts, and a full store's deletes then leave no segment compaction can move",
+    red: ['test/kv/kv-space-full.test.ts'],
+  },
   'kv-no-reserve': {
     layer: 'kv',
     read: 'call',

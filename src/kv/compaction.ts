@@ -422,6 +422,25 @@ function unpublish(space: DaxSpace, block: number): boolean {
   }
 }
 
+/**
+ * The live bytes (entries the index points at) and tombstone bytes (DEL entries, each as a
+ * copy would cost) of the closed segment headed by `block`, by reading it: what the segment
+ * table holds as an estimate after recovery. Undefined when the block is no longer a
+ * segment. With the compaction mutex held (no compaction retires the segment meanwhile).
+ */
+export function measureSegment(
+  space: DaxSpace,
+  v: MediaViews,
+  block: number,
+): { liveBytes: number; delBytes: number } | undefined {
+  const seg = segmentAt(space, block);
+  if (seg === undefined) return undefined;
+  measure(space, v, seg);
+  let delBytes = 0;
+  for (const e of seg.entries) if (entryOp(v, e) === ENTRY_DEL) delBytes += entryCost(entryKeyLength(v, e), 0);
+  return { liveBytes: seg.liveBytes, delBytes };
+}
+
 /** Lists the segment's entries and counts the bytes of those the index still points at. */
 function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
   let last = seg.base;

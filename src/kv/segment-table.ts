@@ -13,6 +13,10 @@
  *          copy of the entry costs), stored when the writer leaves it
  *   DIED   bytes of its entries superseded or deleted since (Atomics.add, any thread)
  *   DELS   bytes of its DEL entries (tombstones), stored when the writer leaves it
+ *   GUESS  1 while BORN, DIED and DELS are recovery's estimate, 0 once they are counted
+ *          (a writer opened the extent, or measuredAs replaced the estimate)
+ * and after the extents' words: CHANGES (bumped whenever a segment opens, closes, is freed or
+ * measured) and GUESSES (extents whose GUESS is 1).
  * Live bytes of a closed segment = BORN - DIED; of an open one, the writer's progress-line
  * BORN - DIED. Tombstones are never born; compaction may have to copy them (compaction.ts,
  * the tombstone rule), so what moving a segment may take is at most live + DELS.
@@ -40,7 +44,8 @@ const USED = 1;
 const BORN = 2;
 const DIED = 3;
 const DELS = 4;
-const WORDS = 5;
+const GUESS = 5;
+const WORDS = 6;
 const SEGMENT = 1;
 
 /** Bytes an entry stands for in BORN and DIED: its own and a record header (a copy's cost). */
@@ -69,10 +74,14 @@ export class SegmentTable {
     state?: SharedArrayBuffer,
   ) {
     this.extents = Math.floor(dataBlocks / HUGE_BLOCKS);
-    this.state = state ?? new SharedArrayBuffer((this.extents * WORDS + 1) * 4);
+    this.state = state ?? new SharedArrayBuffer((this.extents * WORDS + 2) * 4);
     this.words = new Int32Array(this.state);
     this.changesWord = this.extents * WORDS;
+    this.guessesWord = this.changesWord + 1;
   }
+
+  /** Word after CHANGES: how many extents hold recovery's estimate (GUESS 1). */
+  private readonly guessesWord: number;
 
   /** Word after the extents: bumped whenever a segment opens, closes or is freed (caches key on it). */
   private readonly changesWord: number;
@@ -90,6 +99,7 @@ export class SegmentTable {
   /** A writer took extent e as its new segment (or recovery found it): counters from zero. */
   opened(e: number): void {
     const w = e * WORDS;
+    this.unguess(e);
     this.words[w + USED] = 0;
     this.words[w + BORN] = 0;
     this.words[w + DELS] = 0;
@@ -122,6 +132,42 @@ export class SegmentTable {
   recovered(e: number, used: number, liveBytes: number): void {
     this.opened(e);
     this.left(e, used, liveBytes, 0);
+    this.words[e * WORDS + GUESS] = 1;
+    Atomics.add(this.words, this.guessesWord, 1);
+  }
+
+  /** Extents whose numbers are still recovery's estimate. */
+  get guesses(): number {
+    return Atomics.load(this.words, this.guessesWord);
+  }
+
+  /** Closed segments (not in `open`) whose numbers are still recovery's estimate. */
+  guessed(open: ReadonlySet<number>): number[] {
+    const out: number[] = [];
+    for (let e = 0; e < this.extents; e++)
+      if (this.isSegment(e) && !open.has(e) && this.words[e * WORDS + GUESS] === 1) out.push(e);
+    return out;
+  }
+
+  /**
+   * A closed segment's live bytes and tombstone bytes, counted by a read of it (compaction.ts
+   * measureSegment), in place of recovery's estimate. A death counted meanwhile may be lost:
+   * the live figure then errs high (the safe side).
+   */
+  measuredAs(e: number, liveBytes: number, delBytes: number): void {
+    const w = e * WORDS;
+    this.words[w + BORN] = liveBytes;
+    this.words[w + DELS] = delBytes;
+    Atomics.store(this.words, w + DIED, 0);
+    this.unguess(e);
+    Atomics.add(this.words, this.changesWord, 1);
+  }
+
+  private unguess(e: number): void {
+    const w = e * WORDS;
+    if (this.words[w + GUESS] === 0) return;
+    this.words[w + GUESS] = 0;
+    Atomics.sub(this.words, this.guessesWord, 1);
   }
 
   isSegment(e: number): boolean {

@@ -153,7 +153,13 @@ import { LAYER_KV } from '../index/epoch.js';
 import { DEATHS_WORD, holderIdOf, holderWordDead, participantId, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { isBroken, testHooks } from '../test-break.js';
-import { compactSegmentsLocked, evacuateSegments, type CompactOptions, type CompactionReport } from './compaction.js';
+import {
+  compactSegmentsLocked,
+  evacuateSegments,
+  measureSegment,
+  type CompactOptions,
+  type CompactionReport,
+} from './compaction.js';
 import { lockWord, tryLockWord, unlockWord } from '../device/spin-lock.js';
 import { isInjectedFault } from '../device/allocator.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
@@ -422,9 +428,16 @@ const SHARED_BYTES = SPACE_OFFSET + 8 * SPACE_WORDS;
 /**
  * Whole 2 MiB extents the device keeps free for priority allocations (Device.setReserve): the
  * priority writer's segments, which hold compaction's copies and the deletes made while
- * ordinary writes get ENOSPC. A put never takes them.
+ * ordinary writes get ENOSPC. A put never takes them. One while the priority segment has
+ * PRIORITY_SPARE_BYTES of room or more; else two (in stores of RESERVE_TWO_MIN_EXTENTS or
+ * more): compaction's room must exceed a whole segment by that spare, or a store filled with
+ * fully live segments could not compact any of them, and deletes spread over more segments
+ * than an entry's bytes are its tombstone's would fill the room before any segment fits in it.
  */
 export const RESERVE_EXTENTS = 1;
+const RESERVE_FULL_EXTENTS = 2;
+const RESERVE_TWO_MIN_EXTENTS = 6;
+const PRIORITY_SPARE_BYTES = SEGMENT_BYTES / 8;
 /**
  * Stores with fewer data extents keep no reserve: with one segment and the reserve there would
  * be no extent left for large values. Their deletes still fall back on the priority segment,
@@ -756,12 +769,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       store.spaceWords[AUTO_OFF] = autoCompact ? 0 : 1;
       store.checkpointOnClose = checkpoint;
       // The recovered segment with the most room: the opener's writer appends to it when it is
-      // at most half used. In a store that keeps a reserve but has no free extent (closed or
-      // crashed full: the reserve went to the priority segment) it goes to the priority writer
-      // instead, whatever its room: that room is what deletes and compaction have, as the
-      // reserve was before.
+      // at most half used. In a store that keeps a reserve but has fewer free extents than a
+      // store without a priority segment keeps (closed or crashed full: the reserve went to the
+      // priority segment) it goes to the priority writer instead, whatever its room: that room
+      // is what deletes and compaction have, as the reserve was before.
       const resume = report.resume;
-      if (resume !== undefined && store.dataExtents >= RESERVE_MIN_EXTENTS && space.device.stats().freeExtents === 0)
+      if (
+        resume !== undefined &&
+        store.dataExtents >= RESERVE_MIN_EXTENTS &&
+        space.device.stats().freeExtents < store.reserveFor(0)
+      )
         store.priorityWriter.adoptShared(
           resume.base,
           resume.used,
@@ -3013,17 +3030,29 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /**
-   * The device's reserve: RESERVE_EXTENTS, or none while the priority segment's room already
-   * is what compaction needs (neededCompactionRoom, and half a segment): in a small store the
-   * extent is then the puts'. Needs the compaction mutex (RESERVE_SET is written under it).
+   * The device's reserve: none while the priority segment's room already is what compaction
+   * needs (neededCompactionRoom, and half a segment): in a small store the extent is then the
+   * puts'. Else RESERVE_EXTENTS while that room is PRIORITY_SPARE_BYTES or more, and
+   * RESERVE_FULL_EXTENTS below it: compaction's room (the priority segment's and the reserve)
+   * stays a segment and a spare above what the fullest segment needs (deleteWithRoom: the
+   * deletes of a full store compact before they eat into it). Needs the compaction mutex
+   * (RESERVE_SET is written under it).
    */
   private setReserve(priorityRoom: number): void {
     if (isBroken('kv-no-reserve')) return this.setNoReserve();
-    const relief = priorityRoom >= SEGMENT_BYTES / 2 && priorityRoom >= this.neededCompactionRoom();
-    const want = relief || this.dataExtents < RESERVE_MIN_EXTENTS ? 0 : RESERVE_EXTENTS;
+    const want = this.reserveFor(priorityRoom);
     if (this.spaceWords[RESERVE_SET] === want) return;
     this.space.device.setReserve(want);
     this.spaceWords[RESERVE_SET] = want;
+  }
+
+  /** setReserve's figure for a priority segment with `priorityRoom` bytes of room (0: none open). */
+  private reserveFor(priorityRoom: number): number {
+    const extents = this.dataExtents;
+    if (extents < RESERVE_MIN_EXTENTS) return 0;
+    if (priorityRoom >= SEGMENT_BYTES / 2 && priorityRoom >= this.neededCompactionRoom()) return 0;
+    if (priorityRoom >= PRIORITY_SPARE_BYTES || extents < RESERVE_TWO_MIN_EXTENTS) return RESERVE_EXTENTS;
+    return isBroken('kv-one-extent-reserve') ? RESERVE_EXTENTS : RESERVE_FULL_EXTENTS;
   }
 
   /** setReserve under DAXSTORE_TEST_BREAK=kv-no-reserve: no extent is kept for deletes and compaction. */
@@ -3142,6 +3171,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const device = this.space.device;
     const growable = !forDelete && device.canGrow;
     if (this.space.epoch.isPinned()) return growable && this.growForWrite();
+    this.measureGuesses();
     const measure = (): number =>
       forDelete ? this.compactionRoom() : device.stats().freeExtents * SEGMENT_BYTES + device.stats().freeBlocks;
     const before = measure();
@@ -3202,6 +3232,24 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (!isDaxError(e, 'ENOENT')) throw e;
       }
     return dropped;
+  }
+
+  /**
+   * Replaces recovery's estimates of the closed segments (segment-table.ts GUESS) by counts read
+   * from each (compaction.ts measureSegment), once per segment, the first time space runs short
+   * after an open: what compaction needs and whether it pays are decided by the table, and an
+   * estimate (winners times the segment's mean entry) is far off in a segment of large copies
+   * and small tombstones; too low, and the deletes of a full store eat the room that moving it
+   * needs. Takes the compaction mutex; not inside read() (callers check the pin).
+   */
+  private measureGuesses(): void {
+    if (this.table.guesses === 0 || isBroken('kv-trust-estimates')) return;
+    this.withPriorityWriter(() => {
+      for (const e of this.table.guessed(this.openExtents())) {
+        const m = measureSegment(this.space, this.views, e * HUGE_BLOCKS);
+        if (m !== undefined) this.table.measuredAs(e, m.liveBytes, m.delBytes);
+      }
+    });
   }
 
   /** Reclaiming made room: ordinary writes (deletes among them) may try their own segments again. */
@@ -3309,6 +3357,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.spaceWords[LOW_SPACE] = 1;
       }
     }
+    this.measureGuesses();
     for (;;) {
       // Leave compaction the room to move the emptiest closed segment (deletes only ever add
       // records): with less, nothing could be compacted any more, and every later delete

@@ -7,6 +7,17 @@
  * that spins instead of failing is reported, not left to the suite timeout.
  * Red without the reserve: DAXSTORE_TEST_BREAK=kv-no-reserve (the store then fills its last
  * extent with puts, and deletes in the full store fail with ENOSPC).
+ * Seed 47853975 is kept as a case of its own: its fill leaves every segment fully live, and its
+ * deletes spread over more segments than an entry's bytes are its tombstone's, so each segment
+ * loses live bytes more slowly than the tombstones fill compaction's room. With a reserve of one
+ * extent (DAXSTORE_TEST_BREAK=kv-one-extent-reserve, red) no segment ever fits in that room:
+ * in a 16 MiB store compaction then frees nothing and no put fits again; in a 32 MiB store the
+ * deletes themselves end in ENOSPC.
+ * After a reopen the segment table holds recovery's estimates (winners times the segment's mean
+ * entry), about a quarter low in a store of 16-byte and 3000-byte values with small tombstones
+ * between them. Trusted (DAXSTORE_TEST_BREAK=kv-trust-estimates, red), they say the priority
+ * segment's room covers what compaction needs, so the reserve is let go and puts take it; the
+ * deletes of half the keys after that leave no segment that fits, and no put fits again.
  * Not covered: several threads filling the store at once (kv-space-workers).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,6 +31,8 @@ import { rng, scaled, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/kv/kv-space-full.test.ts';
 const MiB = 2 ** 20;
+/** Fills every segment fully live, then deletes across all of them (see the header). */
+const SPREAD_SEED = 47853975;
 
 function deadline(ms: number, what: string): () => void {
   const end = performance.now() + ms;
@@ -72,6 +85,74 @@ function deleteHalf(db: KvStore, model: Map<string, Buffer>, random: () => numbe
   }
 }
 
+/** Puts keys `${prefix}00000000`, ... with `bytes`-byte values until ENOSPC; returns how many landed. */
+function fillWith(db: KvStore, model: Map<string, Buffer>, prefix: string, bytes: number, tick: () => void): number {
+  for (let n = 0; ; n++) {
+    tick();
+    const key = `${prefix}${n.toString().padStart(8, '0')}`;
+    const value = Buffer.alloc(bytes, n & 0xff);
+    try {
+      db.put(key, value);
+    } catch (e) {
+      if (!isDaxError(e, 'ENOSPC')) throw e;
+      return n;
+    }
+    model.set(key, value);
+  }
+}
+
+/**
+ * A 32 MiB store of 16-byte and 3000-byte values, every other small one deleted, reopened, filled
+ * with 16-byte values until ENOSPC, half of all keys deleted, filled with 100-byte values: that
+ * last fill must take puts, and every key must read back right.
+ */
+function reopenedFull(seed: number): void {
+  const dir = mkdtempSync('/dev/shm/kv-space-full-');
+  const file = path.join(dir, 'store');
+  try {
+    const random = rng(seed);
+    const model = new Map<string, Buffer>();
+    let db = open(file, { size: 32 * MiB });
+    try {
+      const tick = deadline(120_000, 'the reopened full store');
+      for (let n = 0; ; n++) {
+        tick();
+        const key = `k${n.toString().padStart(8, '0')}`;
+        const value = Buffer.alloc(random() < 0.5 ? 16 : 3000, n & 0xff);
+        try {
+          db.put(key, value);
+        } catch (e) {
+          if (!isDaxError(e, 'ENOSPC')) throw e;
+          break;
+        }
+        model.set(key, value);
+      }
+      let i = 0;
+      for (const [k, v] of [...model])
+        if (i++ % 2 === 0 && v.length === 16) {
+          expect(db.delete(k)).toBe(true);
+          model.delete(k);
+        }
+      db.close();
+      db = open(file);
+      expect(fillWith(db, model, 'm', 16, tick)).toBeGreaterThan(0);
+      i = 0;
+      for (const k of [...model.keys()].sort())
+        if (i++ % 2 === 0) {
+          tick();
+          expect(db.delete(k)).toBe(true);
+          model.delete(k);
+        }
+      expect(fillWith(db, model, 'z', 100, tick)).toBeGreaterThan(0);
+      expectModel(db, model);
+    } finally {
+      db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function scenario(seed: number, maxSizeMiB: number): void {
   const dir = mkdtempSync('/dev/shm/kv-space-full-');
   const file = path.join(dir, 'store');
@@ -115,6 +196,46 @@ describe('a full store', () => {
       await withSeed(FILE, (seed) => scenario(seed, [12, 16, 32][round % 3]));
     }
   });
+
+  it(
+    'seed 47853975: deletes spread over a store of fully live segments leave compaction its room',
+    { timeout: 300_000 },
+    () => {
+      for (const size of [16, 32]) scenario(SPREAD_SEED, size);
+    },
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-one-extent-reserve: seed 47853975 then puts nothing after its deletes',
+    { timeout: 300_000 },
+    () => {
+      setBroken('kv-one-extent-reserve', true);
+      try {
+        expect(() => scenario(SPREAD_SEED, 16)).toThrow(/expected 0 to be greater than 0/);
+      } finally {
+        setBroken('kv-one-extent-reserve', false);
+      }
+    },
+  );
+
+  it('after a reopen, counts replace the estimates before they let the reserve go', { timeout: 300_000 }, async () => {
+    await withSeed(FILE, (seed) => reopenedFull(seed));
+  });
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-trust-estimates: the reopened full store takes no put after its deletes',
+    {
+      timeout: 300_000,
+    },
+    () => {
+      setBroken('kv-trust-estimates', true);
+      try {
+        expect(() => reopenedFull(7)).toThrow(/expected 0 to be greater than 0/);
+      } finally {
+        setBroken('kv-trust-estimates', false);
+      }
+    },
+  );
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-no-reserve: without the reserve, deletes in a full store fail', async () => {
     setBroken('kv-no-reserve', true);
