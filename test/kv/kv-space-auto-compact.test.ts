@@ -31,6 +31,13 @@ const MiB = 2 ** 20;
  * until AUTO_MIN_DEAD_SEGMENTS of them are dead, its own, the priority one.
  */
 const MAX_SEGMENTS = AUTO_MIN_DEAD_SEGMENTS + 2;
+/**
+ * A run that has not finished by this is reported (the longest CI run takes ~15 s at a load of
+ * 6); the runs sized by scaled() get DAXSTORE_LONG times as long, and every test's own timeout
+ * (TEST_MS) lies beyond its watchdog, so a hang ends with the watchdog's message.
+ */
+const WATCHDOG_MS = scaled(120_000);
+const TEST_MS = WATCHDOG_MS + 60_000;
 
 interface Outcome {
   maxSegments: number;
@@ -45,12 +52,13 @@ function run(seed: number, sizeBytes: number, keys: number, overwrites: number, 
     const random = rng(seed);
     const model = new Map<string, Buffer>();
     let db = open(file, { size: sizeBytes, durability: random() < 0.5 ? 'sync' : 'none' });
-    const deadline = performance.now() + 120_000;
+    const deadline = performance.now() + WATCHDOG_MS;
     let maxSegments = 0;
     try {
       for (let i = 0; i < overwrites; i++) {
         if ((i & 1023) === 0) {
-          if (performance.now() > deadline) throw new Error(`watchdog: ${i} of ${overwrites} writes after 120 s`);
+          if (performance.now() > deadline)
+            throw new Error(`watchdog: ${i} of ${overwrites} writes after ${WATCHDOG_MS / 1000} s`);
           maxSegments = Math.max(maxSegments, db.stats().segments);
         }
         const key = `key-${Math.floor(random() * keys)}`;
@@ -86,52 +94,72 @@ function run(seed: number, sizeBytes: number, keys: number, overwrites: number, 
 }
 
 describe('automatic compaction', () => {
-  it('200 keys in a 16 MiB store take 120,000 overwrites (the repro ran out at 96,579) without compact()', async () => {
-    await withSeed(FILE, (seed) => {
-      const r = run(seed, 16 * MiB, 200, scaled(120_000));
-      expect(r.compactionRuns).toBeGreaterThan(0);
-    });
-  });
-
-  it('keeps the log to a few segments while overwrites write many times the store size', async () => {
-    await withSeed(FILE, (seed) => {
-      const random = rng(seed ^ 0x5eed);
-      const size = [32, 48, 64][Math.floor(random() * 3)] * MiB;
-      const keys = 100 + Math.floor(random() * 200);
-      // ~175 bytes a write: 3x the store size in writes (DAXSTORE_LONG: more)
-      const r = run(seed, size, keys, scaled(Math.ceil((3 * size) / 175)));
-      expect(r.maxSegments, `store of ${size / MiB} MiB, ${keys} keys`).toBeLessThanOrEqual(MAX_SEGMENTS);
-    });
-  });
-
-  it('compacts on space pressure when live data is too large for the amplification bound', async () => {
-    await withSeed(FILE, (seed) => {
-      // ~5,000 keys of ~1 KiB: live data a third of the store; writes 4x the store's size.
-      const r = run(seed, 16 * MiB, 5_000, scaled(Math.ceil((4 * 16 * MiB) / 1100)), 975);
-      expect(r.autoCompactions).toBeGreaterThan(0);
-    });
-  });
-
-  it('a store with free space and a log within the amplification bound runs no automatic step', async () => {
-    await withSeed(FILE, (seed) => {
-      // ~8 MiB live in a 64 MiB store, each key written 2.5 times: the log holds about
-      // 2.5x its live bytes (below AUTO_AMPLIFICATION), free extents stay above the low water mark.
-      const r = run(seed, 64 * MiB, 40_000, 100_000, 75);
-      expect(r.maxSegments).toBeGreaterThan(AUTO_MIN_DEAD_SEGMENTS + 2);
-      expect(r.autoCompactions).toBe(0);
-      expect(r.compactionRuns).toBe(0);
-    });
-  });
-
-  it('goes red with DAXSTORE_TEST_BREAK=kv-no-auto-compact: the log fills the store first', async () => {
-    setBroken('kv-no-auto-compact', true);
-    try {
+  it(
+    '200 keys in a 16 MiB store take 120,000 overwrites (the repro ran out at 96,579) without compact()',
+    { timeout: TEST_MS },
+    async () => {
       await withSeed(FILE, (seed) => {
-        const r = run(seed, 32 * MiB, 200, Math.ceil((3 * 32 * MiB) / 175));
-        expect(r.maxSegments).toBeGreaterThan(MAX_SEGMENTS);
+        const r = run(seed, 16 * MiB, 200, scaled(120_000));
+        expect(r.compactionRuns).toBeGreaterThan(0);
       });
-    } finally {
-      setBroken('kv-no-auto-compact', false);
-    }
-  });
+    },
+  );
+
+  it(
+    'keeps the log to a few segments while overwrites write many times the store size',
+    { timeout: TEST_MS },
+    async () => {
+      await withSeed(FILE, (seed) => {
+        const random = rng(seed ^ 0x5eed);
+        const size = [32, 48, 64][Math.floor(random() * 3)] * MiB;
+        const keys = 100 + Math.floor(random() * 200);
+        // ~175 bytes a write: 3x the store size in writes (DAXSTORE_LONG: more)
+        const r = run(seed, size, keys, scaled(Math.ceil((3 * size) / 175)));
+        expect(r.maxSegments, `store of ${size / MiB} MiB, ${keys} keys`).toBeLessThanOrEqual(MAX_SEGMENTS);
+      });
+    },
+  );
+
+  it(
+    'compacts on space pressure when live data is too large for the amplification bound',
+    { timeout: TEST_MS },
+    async () => {
+      await withSeed(FILE, (seed) => {
+        // ~5,000 keys of ~1 KiB: live data a third of the store; writes 4x the store's size.
+        const r = run(seed, 16 * MiB, 5_000, scaled(Math.ceil((4 * 16 * MiB) / 1100)), 975);
+        expect(r.autoCompactions).toBeGreaterThan(0);
+      });
+    },
+  );
+
+  it(
+    'a store with free space and a log within the amplification bound runs no automatic step',
+    { timeout: TEST_MS },
+    async () => {
+      await withSeed(FILE, (seed) => {
+        // ~8 MiB live in a 64 MiB store, each key written 2.5 times: the log holds about
+        // 2.5x its live bytes (below AUTO_AMPLIFICATION), free extents stay above the low water mark.
+        const r = run(seed, 64 * MiB, 40_000, 100_000, 75);
+        expect(r.maxSegments).toBeGreaterThan(AUTO_MIN_DEAD_SEGMENTS + 2);
+        expect(r.autoCompactions).toBe(0);
+        expect(r.compactionRuns).toBe(0);
+      });
+    },
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-no-auto-compact: the log fills the store first',
+    { timeout: TEST_MS },
+    async () => {
+      setBroken('kv-no-auto-compact', true);
+      try {
+        await withSeed(FILE, (seed) => {
+          const r = run(seed, 32 * MiB, 200, Math.ceil((3 * 32 * MiB) / 175));
+          expect(r.maxSegments).toBeGreaterThan(MAX_SEGMENTS);
+        });
+      } finally {
+        setBroken('kv-no-auto-compact', false);
+      }
+    },
+  );
 });
