@@ -608,6 +608,12 @@ export const testHooks: {
   waitTimeout?: (stage: 'before-dequeue' | 'after-dequeue') => void;
   /** kv store.ts: open() has just created the store's file, before formatting it (a throw fails the create) */
   kvCreated?: (path: string) => void;
+  /**
+   * kv store.ts: withPriorityWriter's work has returned (its records appended and published)
+   * and the priority writer is not parked yet; `appended`: its room changed (a death here leaves
+   * records past the parked end for the reaper)
+   */
+  priorityHeld?: (appended: boolean) => void;
   /** transfer-owner.ts: right after an owner record's word0 changed, before it is persisted */
   transferOwnerExchanged?: (block: number, fromOwnerId: number, toOwnerId: number) => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */

@@ -3016,7 +3016,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       pw.resumeShared(state);
       this.active = pw;
       try {
-        return fn(pw);
+        const room = pw.room;
+        const out = fn(pw);
+        testHooks.priorityHeld?.(pw.room !== room);
+        return out;
       } finally {
         this.active = this.writer;
         pw.parkShared(state);
