@@ -287,10 +287,15 @@ function newSegment(space: DaxSpace, block: number): Segment {
   const owner = space.device.ownerOf(block);
   if (owner.state !== 'owned' && owner.state !== 'poisoned')
     throw new DaxError('EINVAL', `segment at block ${block} is not owned`);
+  return unmeasured(space, block, owner.index);
+}
+
+/** The segment headed by `block` (its records sealed with `nonce`), before measure() reads it. */
+function unmeasured(space: DaxSpace, block: number, nonce: number): Segment {
   return {
     block,
     base: space.device.blockOffset(block),
-    nonce: owner.index,
+    nonce,
     entries: [],
     liveBytes: 0,
     usedBytes: 0,
@@ -330,15 +335,7 @@ function openSegments(openTable: Int32Array): Set<number> {
 function segmentAt(space: DaxSpace, block: number): Segment | undefined {
   const owner = space.device.ownerOf(block);
   if (owner.state !== 'owned' || owner.ownerId !== OWNER_KV_SEGMENT || owner.order !== SEGMENT_ORDER) return undefined;
-  return {
-    block,
-    base: space.device.blockOffset(block),
-    nonce: owner.index,
-    entries: [],
-    liveBytes: 0,
-    usedBytes: 0,
-    maxEntryBytes: 0,
-  };
+  return unmeasured(space, block, owner.index);
 }
 
 /**

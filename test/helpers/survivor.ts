@@ -5,7 +5,8 @@
  * message instead of a blocked test. And the model comparisons those tests share.
  */
 import { Worker } from 'node:worker_threads';
-import type { KvHandle } from '../../src/kv/index.js';
+import { rmSync } from 'node:fs';
+import type { KvHandle, KvStore } from '../../src/kv/index.js';
 import { workerScript } from './workers.js';
 import { sortedEntries } from './thread-death.js';
 
@@ -84,4 +85,69 @@ export function describeDiff(content: Array<[string, string]>, model: Map<string
     if (a !== b) lines.push(`  ${k}: store ${a?.slice(0, 40) ?? '(absent)'} model ${b?.slice(0, 40) ?? '(absent)'}`);
   }
   return lines.slice(0, 12).join('\n');
+}
+
+/** What the survivor's 'internals' request reports of what threads hold (kv-survivor.ts). */
+export interface HeldInternals {
+  pinned: number;
+  openSlots: number;
+  deadSlots: number;
+  limboBlocks: number;
+  /** snapshots still held, and snapshot slots of dead threads not yet released (stores that report them) */
+  snapshots?: number;
+  snapshotDeadSlots?: number;
+}
+
+/**
+ * The end of a run of deaths: the survivor compacts and reports the store's internals, and
+ * nothing the dead held may be held any more (no pin, no dead slot, no snapshot, limbo drained, at most
+ * `maxOpenSlots` writer slots); then the survivor closes its handle. Returns the internals.
+ */
+export async function finishTrials<T extends HeldInternals>(
+  survivor: Survivor,
+  trials: number,
+  maxOpenSlots = Infinity,
+): Promise<T> {
+  const last = await survivor.request<T>({ t: 'internals' }, 'compacting at the end');
+  if (
+    last.pinned !== 0 ||
+    last.deadSlots !== 0 ||
+    last.openSlots > maxOpenSlots ||
+    last.limboBlocks !== 0 ||
+    (last.snapshots ?? 0) !== 0 ||
+    (last.snapshotDeadSlots ?? 0) !== 0
+  )
+    throw new Error(`after ${trials} deaths something is still held: ${JSON.stringify(last)}`);
+  await survivor.request({ t: 'close' }, 'closing the survivor at the end');
+  return last;
+}
+
+/** A run's `finally`, whatever happened: the survivor's thread ends, the store closes, its directory goes. */
+export async function endTrials(survivor: Survivor, db: KvStore, dir: string): Promise<void> {
+  await survivor.worker.terminate();
+  try {
+    db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Every few trials: the survivor lets go of the store, `reopen` closes and opens it again
+ * (recovery runs), the survivor attaches to the new handle, and what it reads must be `model`.
+ * Returns the new handle.
+ */
+export async function reopenChecked(
+  survivor: Survivor,
+  reopen: () => KvStore,
+  model: Map<string, string>,
+  where: string,
+): Promise<KvStore> {
+  await survivor.request({ t: 'close' }, `closing the survivor after ${where}`);
+  const db = reopen();
+  await survivor.request({ t: 'attach', handle: db.share() }, `re-attaching after ${where}`);
+  const reopened = await survivor.request<Array<[string, string]>>({ t: 'content' }, `reading after reopen, ${where}`);
+  if (!same(reopened, model))
+    throw new Error(`${where}: recovery disagrees with the running store:\n${describeDiff(reopened, model)}`);
+  return db;
 }

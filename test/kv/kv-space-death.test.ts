@@ -22,7 +22,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import { type KvStore } from '../../src/kv/index.js';
 import { open } from '../helpers/kv-bytes.js';
@@ -31,7 +31,16 @@ import { workerScript } from '../helpers/workers.js';
 import { breakEnv, withBroken } from '../../src/test-break.js';
 import { applyOp } from '../helpers/thread-death.js';
 import { spaceOpAt } from '../helpers/space-death.js';
-import { Survivor, describeDiff, same, until } from '../helpers/survivor.js';
+import {
+  Survivor,
+  describeDiff,
+  endTrials,
+  finishTrials,
+  reopenChecked,
+  same,
+  until,
+  type HeldInternals,
+} from '../helpers/survivor.js';
 
 const FILE = 'test/kv/kv-space-death.test.ts';
 /** Three data extents: one of them the reserve. */
@@ -151,39 +160,26 @@ async function runTrials(
           `looking before reopen, ${where}`,
         );
         summary.priorityReaps += space.space.priorityReaps;
-        await survivor.request({ t: 'close' }, `closing the survivor after ${where}`);
-        db.close();
-        db = open(file);
-        await survivor.request({ t: 'attach', handle: db.share() }, `re-attaching after ${where}`);
-        const reopened = await survivor.request<Array<[string, string]>>(
-          { t: 'content' },
-          `reading after reopen, ${where}`,
+        const closing = db;
+        db = await reopenChecked(
+          survivor,
+          () => {
+            closing.close();
+            return open(file);
+          },
+          model,
+          where,
         );
-        if (!same(reopened, model))
-          throw new Error(`${where}: recovery disagrees with the running store:\n${describeDiff(reopened, model)}`);
         summary.reopens++;
       }
       summary.trials++;
     }
-    const last = await survivor.request<{
-      pinned: number;
-      deadSlots: number;
-      limboBlocks: number;
-      space: SpaceInternals;
-    }>({ t: 'internals' }, 'compacting at the end');
+    const last = await finishTrials<HeldInternals & { space: SpaceInternals }>(survivor, trials);
     summary.final = last;
     summary.priorityReaps += last.space.priorityReaps;
-    if (last.pinned !== 0 || last.deadSlots !== 0 || last.limboBlocks !== 0)
-      throw new Error(`after ${trials} deaths something is still held: ${JSON.stringify(last)}`);
-    await survivor.request({ t: 'close' }, 'closing the survivor at the end');
     return summary;
   } finally {
-    await survivor.worker.terminate();
-    try {
-      db.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await endTrials(survivor, db, dir);
   }
 }
 

@@ -15,7 +15,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import { type Durability, type KvStore } from '../../src/kv/index.js';
 import { open } from '../helpers/kv-bytes.js';
@@ -23,7 +23,16 @@ import { rng, scaled, withSeed } from '../helpers/seed.js';
 import { workerScript } from '../helpers/workers.js';
 import { breakEnv, withBroken } from '../../src/test-break.js';
 import { KINDS, applyOp, opAt, survivorOps, type Kind, type Op } from '../helpers/thread-death.js';
-import { Survivor, describeDiff, same, until } from '../helpers/survivor.js';
+import {
+  Survivor,
+  describeDiff,
+  endTrials,
+  finishTrials,
+  reopenChecked,
+  same,
+  until,
+  type HeldInternals,
+} from '../helpers/survivor.js';
 
 const FILE = 'test/kv/kv-thread-death.test.ts';
 /** Small enough that segments or limbo a dead thread kept would run it out of space within the run. */
@@ -43,11 +52,7 @@ interface RunOptions {
   durability?: Durability;
 }
 
-interface Internals {
-  pinned: number;
-  openSlots: number;
-  deadSlots: number;
-  limboBlocks: number;
+interface Internals extends HeldInternals {
   segments: number;
   freeBlocks: number;
   snapshots: number;
@@ -134,43 +139,27 @@ async function runTrials(o: RunOptions): Promise<RunSummary> {
       const again = await survivor.request<Array<[string, string]>>({ t: 'content' }, `reading again after ${where}`);
       if (!same(again, model)) throw new Error(`${where}: after the survivor's writes:\n${describeDiff(again, model)}`);
       if (t % o.reopenEvery === o.reopenEvery - 1) {
-        await survivor.request({ t: 'close' }, `closing the survivor after ${where}`);
-        db.close();
-        db = open(file, { durability });
-        await survivor.request({ t: 'attach', handle: db.share() }, `re-attaching after ${where}`);
-        const reopened = await survivor.request<Array<[string, string]>>(
-          { t: 'content' },
-          `reading after reopen, ${where}`,
+        const closing = db;
+        db = await reopenChecked(
+          survivor,
+          () => {
+            closing.close();
+            return open(file, { durability });
+          },
+          model,
+          where,
         );
-        if (!same(reopened, model))
-          throw new Error(`${where}: recovery disagrees with the running store:\n${describeDiff(reopened, model)}`);
         summary.reopens++;
       }
       summary.trials++;
       summary.byKind[kind] = (summary.byKind[kind] ?? 0) + 1;
     }
-    const last = await survivor.request<Internals>({ t: 'internals' }, 'compacting at the end');
-    summary.final = last;
     // Everything the dead held is back: no pin, no writer slot but the survivor's and the
     // opener's (it adopts the last segment at open), limbo drained.
-    if (
-      last.pinned !== 0 ||
-      last.deadSlots !== 0 ||
-      last.openSlots > 2 ||
-      last.limboBlocks !== 0 ||
-      last.snapshots !== 0 ||
-      last.snapshotDeadSlots !== 0
-    )
-      throw new Error(`after ${o.trials} deaths something is still held: ${JSON.stringify(last)}`);
-    await survivor.request({ t: 'close' }, 'closing the survivor at the end');
+    summary.final = await finishTrials<Internals>(survivor, o.trials, 2);
     return summary;
   } finally {
-    await survivor.worker.terminate();
-    try {
-      db.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await endTrials(survivor, db, dir);
   }
 }
 
