@@ -122,11 +122,17 @@ export async function finishTrials<T extends HeldInternals>(
   return last;
 }
 
-/** A run's `finally`, whatever happened: the survivor's thread ends, the store closes, its directory goes. */
-export async function endTrials(survivor: Survivor, db: KvStore, dir: string): Promise<void> {
+/**
+ * A run's `finally`: the survivor's thread ends and the store's directory goes. The store is
+ * closed only after a run that `finished` (finishTrials returned): after a failure, above all
+ * in a red case whose switch lets no thread notice a death, a dead thread may still hold the
+ * compaction mutex or an entry lock, and close() would wait for it on this thread forever (a
+ * hung test file instead of a failed test). The mapping of such a store goes with the process.
+ */
+export async function endTrials(survivor: Survivor, db: KvStore, dir: string, finished: boolean): Promise<void> {
   await survivor.worker.terminate();
   try {
-    db.close();
+    if (finished) db.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -95,6 +95,7 @@ async function runTrials(
     for (const [k, v] of r.added) model.set(k, v);
     summary.refilled += r.added.length;
   };
+  let finished = false;
   try {
     await survivor.ready;
     await fill(0, 'filling the store');
@@ -177,9 +178,10 @@ async function runTrials(
     const last = await finishTrials<HeldInternals & { space: SpaceInternals }>(survivor, trials);
     summary.final = last;
     summary.priorityReaps += last.space.priorityReaps;
+    finished = true;
     return summary;
   } finally {
-    await endTrials(survivor, db, dir);
+    await endTrials(survivor, db, dir, finished);
   }
 }
 

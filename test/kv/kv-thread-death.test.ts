@@ -83,6 +83,7 @@ async function runTrials(o: RunOptions): Promise<RunSummary> {
   const survivor = new Survivor(db.share(), o.watchdogMs, o.env);
   const summary: RunSummary = { trials: 0, inFlight: 0, appliedInFlight: 0, byKind: {}, reopens: 0 };
   let model = new Map<string, string>();
+  let finished = false;
   try {
     await survivor.ready;
     for (let t = 0; t < o.trials; t++) {
@@ -157,9 +158,10 @@ async function runTrials(o: RunOptions): Promise<RunSummary> {
     // Everything the dead held is back: no pin, no writer slot but the survivor's and the
     // opener's (it adopts the last segment at open), limbo drained.
     summary.final = await finishTrials<Internals>(survivor, o.trials, 2);
+    finished = true;
     return summary;
   } finally {
-    await endTrials(survivor, db, dir);
+    await endTrials(survivor, db, dir, finished);
   }
 }
 
