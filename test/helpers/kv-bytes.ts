@@ -12,6 +12,7 @@ import {
   type OpenOptions,
 } from '../../src/kv/index.js';
 import type { Media } from '../../src/device/media.js';
+import { expect } from 'vitest';
 
 export const BYTES = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
 
@@ -28,4 +29,19 @@ export function open(path: string, opts?: Omit<OpenOptions, 'keyEncoding' | 'val
 
 export function openMedia(media: Media, opts?: Omit<OpenMediaOptions, 'keyEncoding' | 'valueEncoding'>): KvStore {
   return openStoreMedia(media, withBytes(opts) as OpenMediaOptions<'binary', 'binary'>);
+}
+
+/** Expects `key` to hold exactly the model's bytes, or to be absent where the model has no such key. */
+export function expectKeyMatches(db: KvStore, model: ReadonlyMap<string, Uint8Array>, key: string): void {
+  const got = db.get(key);
+  const want = model.get(key);
+  expect(got === undefined ? undefined : Buffer.from(got).equals(want ?? Buffer.alloc(0)), key).toBe(
+    want === undefined ? undefined : true,
+  );
+}
+
+/** Expects every key of the model to hold exactly its bytes and the store to hold no other key. */
+export function expectStoreMatches(db: KvStore, model: ReadonlyMap<string, Uint8Array>): void {
+  for (const [k, v] of model) expect(Buffer.from(db.get(k)!).equals(v), k).toBe(true);
+  expect(db.stats().keys).toBe(model.size);
 }

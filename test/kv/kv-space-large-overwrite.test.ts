@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isDaxError } from '../../src/errors.js';
 import { MIN_STORE_BYTES } from '../../src/kv/index.js';
-import { open } from '../helpers/kv-bytes.js';
+import { expectKeyMatches, expectStoreMatches, open } from '../helpers/kv-bytes.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
@@ -39,11 +39,7 @@ function run(seed: number, puts: number, size: number): void {
         value.writeUInt32LE(i, 0);
         db.put(key, value);
         model.set(key, value);
-        const probe = `k${Math.floor(random() * keys)}`;
-        const got = db.get(probe);
-        expect(got === undefined ? undefined : Buffer.from(got).equals(model.get(probe)!)).toBe(
-          model.has(probe) ? true : undefined,
-        );
+        expectKeyMatches(db, model, `k${Math.floor(random() * keys)}`);
         if (i === puts >> 1) {
           db.close();
           db = open(file);
@@ -51,8 +47,7 @@ function run(seed: number, puts: number, size: number): void {
       }
       db.close();
       db = open(file);
-      for (const [k, v] of model) expect(Buffer.from(db.get(k)!).equals(v)).toBe(true);
-      expect(db.stats().keys).toBe(model.size);
+      expectStoreMatches(db, model);
       expect(db.dax.device.audit()).toEqual([]);
     } finally {
       db.close();

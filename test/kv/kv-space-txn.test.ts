@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isDaxError } from '../../src/errors.js';
 import { MIN_STORE_BYTES } from '../../src/kv/index.js';
-import { open } from '../helpers/kv-bytes.js';
+import { expectKeyMatches, expectStoreMatches, open } from '../helpers/kv-bytes.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
@@ -49,11 +49,7 @@ function run(seed: number, transactions: number, size: number): void {
         if (del) model.delete(a);
         else model.set(a, value);
         if (b !== a) model.set(b, small);
-        const probe = `k${Math.floor(random() * keys)}`;
-        const got = db.get(probe);
-        expect(got === undefined ? undefined : Buffer.from(got).equals(model.get(probe)!)).toBe(
-          model.has(probe) ? true : undefined,
-        );
+        expectKeyMatches(db, model, `k${Math.floor(random() * keys)}`);
         if (i === transactions >> 1) {
           db.close();
           db = open(file);
@@ -61,8 +57,7 @@ function run(seed: number, transactions: number, size: number): void {
       }
       db.close();
       db = open(file);
-      for (const [k, v] of model) expect(Buffer.from(db.get(k)!).equals(v)).toBe(true);
-      expect(db.stats().keys).toBe(model.size);
+      expectStoreMatches(db, model);
       expect(db.dax.device.audit()).toEqual([]);
     } finally {
       db.close();
