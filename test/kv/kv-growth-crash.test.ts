@@ -7,30 +7,23 @@
  * Red case: DAXSTORE_TEST_BREAK=grow-superblock-first writes the superblock before the file
  * has the new size; a kill between the two leaves a superblock larger than the file (ECORRUPT).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { open } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import { workerScript } from '../helpers/workers.js';
 import { breakEnv } from '../../src/test-break.js';
 import { growValue } from '../helpers/grow.js';
+import { tempPaths } from '../helpers/temp-paths.js';
 
 const FILE = 'test/kv/kv-growth-crash.test.ts';
 const STEPS = ['file-grown', 'records-free', 'superblock-written'] as const;
 const KEYS = 40_000; // ~70 MiB of records: several growths from the initial 10 MiB
-const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-const paths: string[] = [];
-
-afterEach(() => {
-  for (const p of paths.splice(0)) fs.rmSync(p, { force: true });
-});
+const temp = tempPaths('grow-crash');
 
 function trialPaths(): [string, string] {
-  const base = path.join(dir, `daxstore-grow-crash-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  paths.push(base, `${base}.ack`);
+  const base = temp.next(['.ack']);
   return [base, `${base}.ack`];
 }
 
@@ -88,7 +81,7 @@ describe('a crash inside a growth', () => {
         const step = STEPS[t % STEPS.length];
         const growth = 1 + Math.floor(r() * 3);
         trial(growth, step, process.env);
-        for (const p of paths.splice(0)) fs.rmSync(p, { force: true });
+        temp.removeAll();
       }
     });
   }, 600_000);

@@ -8,10 +8,7 @@
  * Sized for CI (8,000 operations per worker: about 100 MiB written, three growths); DAXSTORE_LONG=n runs n times as many.
  * Every worker runs under a watchdog (runWorker's timeout): a hang is a failure naming it.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { open } from '../helpers/kv-bytes.js';
 import { scaled, withSeed } from '../helpers/seed.js';
 import { runWorker } from '../helpers/workers.js';
@@ -19,16 +16,12 @@ import { growKey, randomValue } from '../helpers/grow.js';
 import { GROW_STEP_BYTES, GROW_STEP_MAX_BYTES } from '../../src/device/device.js';
 import { HUGE_BYTES, alignUp } from '../../src/device/layout.js';
 import type { KvStore } from '../../src/kv/index.js';
+import { tempPaths } from '../helpers/temp-paths.js';
 
 const FILE = 'test/kv/kv-growth-random.test.ts';
 const MiB = 2 ** 20;
 const WORKERS = 2;
-const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-const paths: string[] = [];
-
-afterEach(() => {
-  for (const p of paths.splice(0)) fs.rmSync(p, { force: true });
-});
+const temp = tempPaths('growrand');
 
 interface WorkerResult {
   versions: number[];
@@ -68,8 +61,7 @@ describe('growth under random writes', () => {
     'two workers write a store from its small start past several growths: nothing acknowledged is lost',
     () =>
       withSeed(FILE, async (seed) => {
-        const p = path.join(dir, `daxstore-growrand-${process.pid}-${seed}`);
-        paths.push(p);
+        const p = temp.next();
         const ops = scaled(8000);
         let db = open(p, { maxSize: 2048 * MiB });
         const device = db.dax.device;

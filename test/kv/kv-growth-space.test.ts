@@ -11,29 +11,20 @@
  * is mostly dead: with automatic compaction off the overwrites grow the file to many times the
  * live data.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { open } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import { withBroken } from '../../src/test-break.js';
 import { isDaxError } from '../../src/errors.js';
 import type { KvStore } from '../../src/kv/index.js';
+import { tempPaths } from '../helpers/temp-paths.js';
 
 const FILE = 'test/kv/kv-growth-space.test.ts';
 const MiB = 2 ** 20;
-const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-const paths: string[] = [];
-
-afterEach(() => {
-  for (const p of paths.splice(0)) fs.rmSync(p, { force: true });
-});
+const temp = tempPaths('growspace');
 
 function storePath(): string {
-  const p = path.join(dir, `daxstore-growspace-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  paths.push(p);
-  return p;
+  return temp.next();
 }
 
 interface OverwriteRun {

@@ -8,10 +8,8 @@
  * thread's media object instead of the shared word, so the other threads refuse (ERANGE) the
  * offsets of the room it added.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { open } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import { runWorker } from '../helpers/workers.js';
@@ -20,30 +18,15 @@ import { createSimMedia } from '../../src/device/sim-media.js';
 import { Device } from '../../src/device/device.js';
 import { isDaxError } from '../../src/errors.js';
 import { growValue } from '../helpers/grow.js';
+import { tempPaths } from '../helpers/temp-paths.js';
+import { daxCodeOf } from '../helpers/expect-code.js';
 
 const FILE = 'test/kv/kv-growth.test.ts';
 const MiB = 2 ** 20;
-const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-const paths: string[] = [];
-
-afterEach(() => {
-  for (const p of paths.splice(0)) fs.rmSync(p, { force: true });
-});
+const temp = tempPaths('grow');
 
 function storePath(): string {
-  const p = path.join(dir, `daxstore-grow-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  paths.push(p);
-  return p;
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (isDaxError(e)) return e.code;
-    throw e;
-  }
-  return undefined;
+  return temp.next();
 }
 
 describe('online growth', () => {
@@ -104,7 +87,7 @@ describe('online growth', () => {
     db.close();
     expect(before).toBeLessThan(64 * MiB);
     const grown = fs.statSync(p).size;
-    expect(codeOf(() => open(p, { size: 256 * MiB }))).toBe('ENOSPC');
+    expect(daxCodeOf(() => open(p, { size: 256 * MiB }))).toBe('ENOSPC');
     expect(fs.statSync(p).size).toBe(grown);
     db = open(p);
     expect(Buffer.from(db.get(Buffer.from('a'))!).toString()).toBe('1');
@@ -124,9 +107,9 @@ describe('online growth', () => {
     expect(n).toBeLessThan(100_000);
     expect(fs.statSync(p).size).toBe(8 * MiB);
     db.close();
-    expect(codeOf(() => open(p, { size: 16 * MiB }))).toBe('ENOSPC');
+    expect(daxCodeOf(() => open(p, { size: 16 * MiB }))).toBe('ENOSPC');
     // not even by its metadata's worth: its capacity is its size
-    expect(codeOf(() => open(p, { size: 10 * MiB }))).toBe('ENOSPC');
+    expect(daxCodeOf(() => open(p, { size: 10 * MiB }))).toBe('ENOSPC');
     db = open(p);
     expect(db.get(Buffer.from('k0'))).toBeDefined();
     db.close();
@@ -155,7 +138,7 @@ describe('online growth', () => {
     const used = db.dax.device.geometry.sizeBytes;
     db.close();
     fs.truncateSync(p, used - 2 * MiB);
-    expect(codeOf(() => open(p))).toBe('ECORRUPT');
+    expect(daxCodeOf(() => open(p))).toBe('ECORRUPT');
   });
 
   it('a media that cannot grow (device-DAX, simulated) keeps its size: growth says no, allocation is ENOSPC', () => {
@@ -166,7 +149,7 @@ describe('online growth', () => {
     expect(device.grow(16 * MiB)).toBe(false);
     let blocks = 0;
     expect(
-      codeOf(() => {
+      daxCodeOf(() => {
         for (;;) {
           device.allocate(100, blocks, 9);
           blocks++;
@@ -179,10 +162,10 @@ describe('online growth', () => {
 
   it('bad maxSize and size are EINVAL before any file exists', () => {
     const p = storePath();
-    expect(codeOf(() => open(p, { maxSize: 1 * MiB }))).toBe('EINVAL');
-    expect(codeOf(() => open(p, { maxSize: 64 * MiB + 1 }))).toBe('EINVAL');
-    expect(codeOf(() => open(p, { size: 128 * MiB, maxSize: 64 * MiB }))).toBe('EINVAL');
-    expect(codeOf(() => open(p, { maxSize: -4096 }))).toBe('EINVAL');
+    expect(daxCodeOf(() => open(p, { maxSize: 1 * MiB }))).toBe('EINVAL');
+    expect(daxCodeOf(() => open(p, { maxSize: 64 * MiB + 1 }))).toBe('EINVAL');
+    expect(daxCodeOf(() => open(p, { size: 128 * MiB, maxSize: 64 * MiB }))).toBe('EINVAL');
+    expect(daxCodeOf(() => open(p, { maxSize: -4096 }))).toBe('EINVAL');
     expect(fs.existsSync(p)).toBe(false);
   });
 });

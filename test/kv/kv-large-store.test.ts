@@ -11,10 +11,8 @@
  * The red case: DAXSTORE_TEST_BREAK=kv-no-window sends every offset to the first window, as a
  * single 4 GiB view would; what is stored beyond 4 GiB is then lost or read wrong.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { openRegion } from '../../src/device/region.js';
 import { open, openMedia } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
@@ -22,20 +20,15 @@ import { withBroken } from '../../src/test-break.js';
 import { KV_KEY_PREFIX } from '../../src/kv/layout.js';
 import { runWorker } from '../helpers/workers.js';
 import type { KvStore } from '../../src/kv/index.js';
+import { tempPaths } from '../helpers/temp-paths.js';
 
 const FILE = 'test/kv/kv-large-store.test.ts';
 const GiB = 2 ** 30;
 const STORE_BYTES = 16 * GiB;
-const dir = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-const paths: string[] = [];
-
-afterEach(() => {
-  for (const p of paths.splice(0)) fs.rmSync(p, { force: true });
-});
+const temp = tempPaths('large');
 
 function sparseFile(): string {
-  const p = path.join(dir, `daxstore-large-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  paths.push(p);
+  const p = temp.next();
   fs.writeFileSync(p, '');
   fs.truncateSync(p, STORE_BYTES);
   return p;
