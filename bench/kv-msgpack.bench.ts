@@ -18,6 +18,7 @@ import path from 'node:path';
 import { Packr, Unpackr, pack } from 'msgpackr';
 import { open as lmdbOpen } from 'lmdb';
 import { open } from '../src/api/daxstore.js';
+import { CpuTimer } from './cpu-timed.js';
 
 const KEYS = Number(process.env['KV_MSGPACK_KEYS'] ?? 200_000);
 const PER_SAMPLE = 1000;
@@ -47,19 +48,8 @@ function user(i: number): User {
   };
 }
 
-/** Process CPU time of each task's samples beside tinybench's wall time (kv.bench.ts's method). */
-const cpuMicros = new Map<string, { micros: number; calls: number }>();
-function cpuTimed(name: string, fn: () => void): () => void {
-  const acc = { micros: 0, calls: 0 };
-  cpuMicros.set(name, acc);
-  return () => {
-    const c0 = process.cpuUsage();
-    fn();
-    const d = process.cpuUsage(c0);
-    acc.micros += d.user + d.system;
-    acc.calls++;
-  };
-}
+const cpu = new CpuTimer();
+const cpuTimed = cpu.timed.bind(cpu);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'kv-msgpack-bench-'));
@@ -173,14 +163,10 @@ async function main(): Promise<void> {
       if (r === undefined || !('latency' in r)) throw new Error(`bench task ${name} did not complete`);
       return (perSample * 1000) / r.latency.mean;
     };
-    const cpuRate = (name: string, perSample: number): number => {
-      const acc = cpuMicros.get(name)!;
-      return (acc.calls * perSample * 1e6) / acc.micros;
-    };
     const row = (label: string, a: string, b: string, perSample: number, target: string): string => {
       const x = wallRate(a, perSample);
       const y = wallRate(b, perSample);
-      const byCpu = cpuRate(a, perSample) / cpuRate(b, perSample);
+      const byCpu = cpu.opsPerCpuSec(a, perSample) / cpu.opsPerCpuSec(b, perSample);
       return `${label.padEnd(28)} daxstore ${(x / 1e3).toFixed(0).padStart(6)}k/s   lmdb ${(y / 1e3).toFixed(0).padStart(6)}k/s   ratio ${(x / y).toFixed(2)}x, by CPU time ${byCpu.toFixed(2)}x (target ${target})`;
     };
     console.log(
@@ -195,7 +181,7 @@ async function main(): Promise<void> {
     console.log(row('durable put (sync)', 'dax put sync', 'lmdb putSync durable', PER_SAMPLE, '>= 3x'));
     console.log(row('random get (decoded)', 'dax get', 'lmdb get', PER_SAMPLE, '>= 3x'));
     console.log(row(`range ${SCAN} (keys and values)`, 'dax range', 'lmdb getRange', SCAN, '>= 2x'));
-    const nsPer = (name: string): string => (1e9 / cpuRate(name, PER_SAMPLE)).toFixed(0);
+    const nsPer = (name: string): string => (1e9 / cpu.opsPerCpuSec(name, PER_SAMPLE)).toFixed(0);
     console.log(
       `msgpackr decode alone (CPU ns per value): self-contained ${nsPer('unpack self-contained')} (${selfContained.length} B, as daxstore stores it), with shared structures ${nsPer('unpack shared structures')} (${shared.length} B, as lmdb-js stores it)`,
     );

@@ -30,6 +30,7 @@ import { execFileSync } from 'node:child_process';
 import { attach, open, type KvHandle, type KvRecoveryReport, type KvStore } from '../src/kv/index.js';
 import { mulberry32 } from '../src/device/sim-media.js';
 import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
+import { CpuTimer } from './cpu-timed.js';
 
 const KEYS = Number(process.env['KV_BENCH_KEYS'] ?? 1_000_000);
 const PER_SAMPLE = 1000;
@@ -44,28 +45,9 @@ function randomKeys(n: number, seed: number): Buffer[] {
   });
 }
 
-/**
- * Process CPU time spent in each task's samples (warm-up included), beside tinybench's wall
- * time: on a machine shared with other work, wall time includes the time this process was
- * preempted; CPU time does not (it does include every thread of the process: lmdb's too).
- */
-const cpuMicros = new Map<string, { micros: number; calls: number }>();
-function cpuTimed(name: string, fn: () => void): () => void {
-  const acc = { micros: 0, calls: 0 };
-  cpuMicros.set(name, acc);
-  return () => {
-    const c0 = process.cpuUsage();
-    fn();
-    const d = process.cpuUsage(c0);
-    acc.micros += d.user + d.system;
-    acc.calls++;
-  };
-}
-
-function opsPerCpuSec(name: string, perSample: number): number {
-  const acc = cpuMicros.get(name)!;
-  return (acc.calls * perSample * 1e6) / acc.micros;
-}
+const cpu = new CpuTimer();
+const cpuTimed = cpu.timed.bind(cpu);
+const opsPerCpuSec = cpu.opsPerCpuSec.bind(cpu);
 
 function opsPerSec(bench: Bench, name: string, perSample: number): number {
   const r = bench.getTask(name)?.result;
