@@ -438,7 +438,7 @@ export const SWITCHES = {
     layer: 'kv',
     read: 'call',
     breaks:
-      "recovery's per-segment estimates are never replaced by counts: after a reopen, live figures too low let the reserve go to puts, and a full store's deletes then leave no segment compaction can move",
+      "recovery's per-segment estimates are trusted and never replaced by counts: a reopened full store lets its reserve go to puts on live figures far too low, and its deletes then end in ENOSPC",
     red: ['test/kv/kv-space-full.test.ts'],
   },
   'kv-no-reserve': {

@@ -3068,15 +3068,20 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * The room compaction keeps so it can always make progress: what moving the emptiest
    * closed segment may copy (its live entries and its tombstones, by the segment table),
    * with an eighth of a segment to spare, and never more than a whole segment (any segment
-   * fits in one). Deletes compact before they eat into it; puts never touch it.
+   * fits in one). Deletes compact before they eat into it; puts never touch it. While a
+   * closed segment's figures are still recovery's estimate (measureGuesses has not run), a
+   * whole segment: an estimate can be far low, and the reserve it would let go (reserveFor)
+   * is what the deletes of a reopened full store need.
    */
   private neededCompactionRoom(): number {
-    // Cached until a segment opens, closes or goes: entries only die in between, which only
-    // lowers the true figure (the cached one errs on the safe side).
+    // Cached until a segment opens, closes, goes or is measured: entries only die in between,
+    // which only lowers the true figure (the cached one errs on the safe side).
     const changes = this.table.changes;
     if (this.spaceWords[NEEDED_AT] === changes + 1) return this.spaceWords[NEEDED_ROOM];
-    const closed = this.table.closedSegments(this.openExtents());
-    const emptiest = closed.length === 0 ? SEGMENT_BYTES : closed[0].moveBytes;
+    const open = this.openExtents();
+    const closed = this.table.closedSegments(open);
+    const estimated = !isBroken('kv-trust-estimates') && this.table.guesses > 0 && this.table.guessed(open).length > 0;
+    const emptiest = closed.length === 0 || estimated ? SEGMENT_BYTES : closed[0].moveBytes;
     const needed = Math.min(SEGMENT_BYTES, emptiest + SEGMENT_BYTES / 8) + COPY_SLACK_BYTES;
     this.spaceWords[NEEDED_ROOM] = needed;
     this.spaceWords[NEEDED_AT] = changes + 1;
@@ -3174,7 +3179,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const device = this.space.device;
     const growable = !forDelete && device.canGrow;
     if (this.space.epoch.isPinned()) return growable && this.growForWrite();
+    // Counts in place of estimates may let the reserve go (neededCompactionRoom): room for a put.
+    const reserve = this.spaceWords[RESERVE_SET];
     this.measureGuesses();
+    if (!forDelete && this.spaceWords[RESERVE_SET] < reserve) return this.roomMade();
     const measure = (): number =>
       forDelete ? this.compactionRoom() : device.stats().freeExtents * SEGMENT_BYTES + device.stats().freeBlocks;
     const before = measure();
