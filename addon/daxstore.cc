@@ -52,7 +52,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},
       {"hashRange", daxstore::JsHashRange},     {"readRegion", daxstore::JsReadRegion},
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
-      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvRecords", daxstore::JsVerifyKvRecords},
+      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

@@ -11,10 +11,15 @@
 #include <cstring>
 #include <cstdlib>
 #include <memory>
+#include <new>
+#include <system_error>
+#include <thread>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "persist.h"
+#include "region.h"
 
 #define XXH_INLINE_ALL
 #include "vendor/xxhash/xxhash.h"
@@ -579,48 +584,149 @@ void RunVerify(void* arg) {
 
 }  // namespace
 
-Napi::Value JsVerifyKvRecords(const Napi::CallbackInfo& info) {
+namespace {
+
+// The media argument: a Uint8Array, or a whole SharedArrayBuffer (a mapping past 4 GiB, which
+// no typed array spans). false when it is neither.
+bool MediaOf(const Napi::Value& arg, const uint8_t** data, size_t* bytes) {
+  if (arg.IsTypedArray() && arg.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    *data = arg.As<Napi::Uint8Array>().Data();
+    *bytes = arg.As<Napi::Uint8Array>().ByteLength();
+    return true;
+  }
+  if (std::shared_ptr<v8::BackingStore> store = SharedBackingStore(arg); store != nullptr) {
+    *data = static_cast<const uint8_t*>(store->Data());
+    *bytes = store->ByteLength();
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+namespace {
+
+// One covered segment of a batch (JsVerifyKvSegments): [base, base + used), its nonce; out:
+// status (0 valid, 1 a bad record, -EIO a media error), where it stopped, the reason, entries,
+// records.
+constexpr int kSegIn = 3, kSegOut = 5;
+
+struct VerifyBatch {
+  const uint8_t* media;  // device offset 0
+  int fd;                // read(2) source, -1: read through the mapping
+  uint64_t segmentBytes;
+  int flags;
+  const double* segs;
+  double* out;
+  uint64_t count;
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> failed{false};
+};
+
+// Reads [base, base + used) of the file into buf with pread(2): false on any failure (the
+// caller then reads the mapping, under the SIGBUS guard).
+bool ReadFile(int fd, uint8_t* buf, uint64_t base, uint64_t used) {
+  uint64_t done = 0;
+  while (done < used) {
+    const ssize_t n = pread(fd, buf + done, used - done, static_cast<off_t>(base + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+// Takes segments off the batch until none is left or one failed: each read with pread(2)
+// into this thread's buffer (the first touch of a mapped page costs a page fault, far more
+// than the copy; docs/PERFORMANCE.md), else through the mapping, and checked by RunVerify
+// under this thread's SIGBUS guard.
+void VerifyWorker(VerifyBatch* b) {
+  std::unique_ptr<uint8_t[]> buf(b->fd >= 0 ? new (std::nothrow) uint8_t[b->segmentBytes] : nullptr);
+  for (;;) {
+    if (b->failed.load(std::memory_order_relaxed)) return;
+    const uint64_t i = b->next.fetch_add(1, std::memory_order_relaxed);
+    if (i >= b->count) return;
+    const double* in = b->segs + i * kSegIn;
+    double* o = b->out + i * kSegOut;
+    const uint64_t base = static_cast<uint64_t>(in[0]);
+    const uint64_t used = static_cast<uint64_t>(in[1]);
+    Scan s{};
+    s.media = b->media;
+    if (buf != nullptr && ReadFile(b->fd, buf.get(), base, used)) s.media = buf.get() - base;
+    s.base = base;
+    s.at = base;
+    s.end = base + used;
+    s.reasonValue = b->segmentBytes;
+    s.nonce = static_cast<uint64_t>(in[2]);
+    s.skipChecksum = (b->flags & kFlagSkipChecksum) != 0;
+    const bool eio = GuardedRun(RunVerify, &s) != 0;
+    o[0] = eio ? -EIO : s.reason == 0 ? 0 : 1;
+    o[1] = static_cast<double>(s.at);
+    o[2] = s.reason;
+    o[3] = static_cast<double>(s.count);
+    o[4] = static_cast<double>(s.records);
+    if (o[0] != 0) b->failed.store(true, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
+Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);
-  if (info.Length() < 6 || !info[0].IsTypedArray() || !info[5].IsTypedArray() || !info[4].IsTypedArray()) return bad;
-  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-      info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+  if (info.Length() < 7 || !info[1].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber() || !info[6].IsNumber()) return bad;
+  for (int i : {2, 5})
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return bad;
+  const uint8_t* mediaData = nullptr;
+  size_t mediaBytes = 0;
+  if (!MediaOf(info[0], &mediaData, &mediaBytes)) return bad;
+  const double regionId = info[1].As<Napi::Number>().DoubleValue();
+  Napi::Float64Array segs = info[2].As<Napi::Float64Array>();
+  const double segmentBytes = info[3].As<Napi::Number>().DoubleValue();
+  const double flags = info[4].As<Napi::Number>().DoubleValue();
+  Napi::Float64Array out = info[5].As<Napi::Float64Array>();
+  const double threads = info[6].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(segmentBytes) || segmentBytes == 0 || !IsIndex(flags) || flags > kFlagsKnown || !IsIndex(threads) || segs.ElementLength() % kSegIn != 0)
     return bad;
-  for (int i = 1; i <= 3; i++)
-    if (!info[i].IsNumber()) return bad;
-  Napi::Uint8Array media = info[0].As<Napi::Uint8Array>();
-  Napi::Uint32Array poison = info[4].As<Napi::Uint32Array>();
-  Napi::Float64Array io = info[5].As<Napi::Float64Array>();
-  if (io.ElementLength() < 6) return bad;
-  double* v = io.Data();
-  // io: [bias, segment bytes, nonce flags, out: at, out: reason]
-  const double base = info[1].As<Napi::Number>().DoubleValue();
-  const double used = info[2].As<Napi::Number>().DoubleValue();
-  const double nonce = info[3].As<Napi::Number>().DoubleValue();
-  if (!IsIndex(base) || !IsIndex(used) || !IsIndex(nonce) || !IsIndex(v[0]) || !IsIndex(v[1]) || !IsIndex(v[2])) return bad;
-  const uint64_t bias = static_cast<uint64_t>(v[0]);
-  const uint64_t segmentBytes = static_cast<uint64_t>(v[1]);
-  Scan s{};
-  s.media = reinterpret_cast<const uint8_t*>(reinterpret_cast<uintptr_t>(media.Data()) - bias);
-  s.base = static_cast<uint64_t>(base);
-  s.at = s.base;
-  s.end = s.base + static_cast<uint64_t>(used);
-  s.reasonValue = segmentBytes;
-  s.nonce = static_cast<uint64_t>(nonce);
-  const int flags = v[2] <= kFlagsKnown ? static_cast<int>(v[2]) : 0;
-  s.skipChecksum = (flags & kFlagSkipChecksum) != 0;
-  const uint64_t blocks = (segmentBytes + kBlockBytes - 1) / kBlockBytes;
-  if (s.base % 8 != 0 || used > segmentBytes || bias > s.base || s.end - bias > media.ByteLength() ||
-      (poison.ElementLength() != 0 && poison.ElementLength() * 32 < blocks))
-    return bad;
-  s.poison = poison.ElementLength() == 0 ? nullptr : poison.Data();
-  const bool eio = GuardedRun(RunVerify, &s) != 0;
-  v[3] = static_cast<double>(s.at);
-  v[4] = s.reason;
-  v[5] = static_cast<double>(s.count);
-  if (io.ElementLength() >= 7) v[6] = static_cast<double>(s.records);
-  if (eio) return Napi::Number::New(env, -EIO);
-  return Napi::Number::New(env, s.reason == 0 ? 0 : 1);
+  const uint64_t count = segs.ElementLength() / kSegIn;
+  if (out.ElementLength() < count * kSegOut) return bad;
+  // Everything a worker may read lies inside the mapping (a bad offset would be a wild read).
+  for (uint64_t i = 0; i < count; i++) {
+    const double* in = segs.Data() + i * kSegIn;
+    if (!IsIndex(in[0]) || !IsIndex(in[1]) || !IsIndex(in[2]) || static_cast<uint64_t>(in[0]) % 8 != 0 || in[1] > segmentBytes ||
+        in[0] + segmentBytes > static_cast<double>(mediaBytes))
+      return bad;
+  }
+  int fd = -1;
+  if (regionId >= 0) {
+    if (!IsIndex(regionId) || regionId > 0xffffffffu) return bad;
+    const Region* r = FindRegion(static_cast<uint32_t>(regionId));
+    if (r == nullptr) return Napi::Number::New(env, -EBADF);
+    if (r->kind != Kind::kDevDax) fd = r->fd;  // a device-DAX character device has no read()
+  }
+  VerifyBatch b;
+  b.media = mediaData;
+  b.fd = fd;
+  b.segmentBytes = static_cast<uint64_t>(segmentBytes);
+  b.flags = static_cast<int>(flags);
+  b.segs = segs.Data();
+  b.out = out.Data();
+  b.count = count;
+  for (uint64_t i = 0; i < count * kSegOut; i++) b.out[i] = 0;
+  for (uint64_t i = 0; i < count; i++) b.out[i * kSegOut] = 2;  // not reached (another failed first)
+  // This thread and, when asked and there is more than one segment, one more: the workers share
+  // nothing but the batch's counters, each checks whole segments under its own guard.
+  std::unique_ptr<std::thread> helper;
+  if (threads >= 2 && count >= 2) {
+    try {
+      helper = std::make_unique<std::thread>(VerifyWorker, &b);
+    } catch (const std::system_error&) {
+      helper.reset();  // no thread: this one does all
+    }
+  }
+  VerifyWorker(&b);
+  if (helper != nullptr) helper->join();
+  return Napi::Number::New(env, 0);
 }
 
 namespace {
@@ -688,25 +794,6 @@ class HugeScratch {
 
 }  // namespace
 
-namespace {
-
-// The media argument: a Uint8Array, or a whole SharedArrayBuffer (a mapping past 4 GiB, which
-// no typed array spans). false when it is neither.
-bool MediaOf(const Napi::Value& arg, const uint8_t** data, size_t* bytes) {
-  if (arg.IsTypedArray() && arg.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
-    *data = arg.As<Napi::Uint8Array>().Data();
-    *bytes = arg.As<Napi::Uint8Array>().ByteLength();
-    return true;
-  }
-  if (std::shared_ptr<v8::BackingStore> store = SharedBackingStore(arg); store != nullptr) {
-    *data = static_cast<const uint8_t*>(store->Data());
-    *bytes = store->ByteLength();
-    return true;
-  }
-  return false;
-}
-
-}  // namespace
 
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -41,14 +41,19 @@ namespace daxstore {
 // (empty: none); regions: REGION_WORDS doubles per bad region found (recovery-native.ts).
 Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 
-// JsVerifyKvRecords(media: Uint8Array, base, used, nonce, poison: Uint32Array, io: Float64Array)
-//   -> 0 (every record in [base, base + used) valid and they end there), 1 (not: io[3] the
-// offset of the first that is not, io[4] its reason), -EIO (a media error reading them) or
-// -EINVAL. io[0]: bias (media holds device bytes [bias, bias + length)), io[1]: the segment's
-// bytes (a record may not claim past them), io[2]: test flags as for the scan (skip-checksum);
-// io[5] out: the entries of the valid records; io[6] out (when io has 7 elements): the records.
-// Reads the records, writes nothing: the check of what an index checkpoint covers.
-Napi::Value JsVerifyKvRecords(const Napi::CallbackInfo& info);
+// JsVerifyKvSegments(media: Uint8Array | SharedArrayBuffer, regionId (-1: none), segs:
+//   Float64Array, segmentBytes, flags, out: Float64Array, threads) -> 0 or -EINVAL / -EBADF.
+// The check of what an index checkpoint covers: every record of each segment's [base,
+// base + used) valid (header, nonce, checksum, entries; a record may not claim past the
+// segment's segmentBytes) and ending exactly at base + used; reads the records, writes nothing.
+// segs holds [base, used, nonce] per segment (device offsets; media holds device bytes from
+// 0), out gets [status (0 valid, 1 a bad record, -EIO a media error, 2 not checked because
+// another failed first), where it stopped (the first bad record), its reason, entries,
+// records (of the valid ones)] per segment. flags: test flags as for the scan (skip-checksum). Each segment is read with pread(2) from the
+// region's file when regionId names one that has a file, else (or when the read fails)
+// through the mapping under the SIGBUS guard. threads >= 2: one more thread takes segments
+// off the same list; both stop at the first failure.
+Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info);
 
 // JsPickKvWinners(media: Uint8Array, recs: Uint32Array, count, values: Float64Array,
 //   starts: Uint32Array, lengths: Uint16Array, indexKeys: Uint8Array, keyPrefix) -> winners or -errno

@@ -31,6 +31,9 @@ interface Timing {
   tail: number;
   /** checking the records the checkpoint covers (wall) */
   verifyMs: number;
+  /** the same in CPU time (both threads), and reading the checkpoint */
+  verifyCpu: number;
+  readCpu: number;
   loaded: boolean;
   keys: number;
   /** close() after it, which writes the next checkpoint */
@@ -91,6 +94,8 @@ function runChild(mode: string, file: string, keys: number, round: number): void
       loadCpu: r.phasesCpuMs.load,
       tail: r.checkpoint?.tailEntries ?? 0,
       verifyMs: r.checkpoint?.verifyMs ?? 0,
+      verifyCpu: r.checkpoint?.verifyCpuMs ?? 0,
+      readCpu: r.checkpoint?.readCpuMs ?? 0,
       loaded: r.checkpoint?.loaded !== undefined,
       keys: r.keys,
       closeCpu: (cc.user + cc.system) / 1000,
@@ -131,7 +136,7 @@ function main(): void {
       const rs = runs[kind];
       const ratio = (f: 'wallMs' | 'cpuMs'): string => median(rs.map((r, i) => r[f] / runs.full[i][f])).toFixed(3);
       console.log(
-        `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the check ${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall, sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (writes the checkpoint) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}`,
+        `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the checkpoint read ${median(rs.map((r) => r.readCpu)).toFixed(0)} and the check ${median(rs.map((r) => r.verifyCpu)).toFixed(0)} (${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall), sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (writes the checkpoint) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}`,
       );
     }
   } finally {

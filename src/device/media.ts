@@ -75,6 +75,11 @@ export interface Media extends MediaInfo {
    */
   readInto?(offset: number, length: number, dest: Uint8Array, destOffset: number): number;
   /**
+   * The addon's id of the mapping when readInto reaches its file, for native bulk reads of the
+   * same bytes (the covered-record check at open, recovery.ts verifyCovered); absent otherwise.
+   */
+  readonly readableRegionId?: number;
+  /**
    * A structured-cloneable handle to post to a worker thread; attachMedia(handle) there
    * (src/device/attach-media.ts) gives a Media over the same memory, no copying, no remapping.
    */

@@ -208,6 +208,11 @@ export class MappedMedia implements Media {
     if (rc !== 0) throw returnCodeError(rc, this.#where('copyOut', offset, length));
   }
 
+  /** Media.readableRegionId: this mapping's id when its file can be read (not a private copy, not device-DAX). */
+  get readableRegionId(): number | undefined {
+    return this.#privateCopy || this.kind === 'devdax' || this.#closed ? undefined : this.regionId;
+  }
+
   /** pread(2) of the file behind the mapping (Media.readInto): 0 or -errno; -EOPNOTSUPP for a private copy or device-DAX. */
   readInto(offset: number, length: number, dest: Uint8Array, destOffset: number): number {
     this.#checkRange('readInto', offset, length);

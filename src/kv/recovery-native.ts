@@ -254,35 +254,48 @@ export function scanSegment(
   };
 }
 
-const verifyIo = new Float64Array(7);
+/**
+ * One segment's outcome in verifySegments: `bad` undefined when its records are all valid,
+ * checksums included, and end exactly at its `used`, else where the first that is not begins and
+ * why; `records` and `entries`: those of the valid ones; `checked` false when another segment
+ * failed first.
+ */
+export interface SegmentVerdict {
+  checked: boolean;
+  records: number;
+  entries: number;
+  bad: { at: number; reason: string } | undefined;
+}
 
 /**
- * Whether the records of device bytes [base, base + used) (a segment's, `segmentBytes` long)
- * are all valid, checksums included, and end exactly at base + used: `bad` undefined when they
- * are, else where the first that is not begins and why; `records` and `entries`: those of the
- * valid ones. Nothing is read into an index. `copy`: the segment's bytes already read into memory
- * (as for scanSegment); `poison` as for scanSegment.
+ * Checks the records of many segments in one native call, nothing read into an index (none
+ * may hold a poisoned block: the caller checks): segs [base, used, nonce] per segment, device offsets. Each is read with
+ * read(2) from the file of region `regionId` (undefined: through the mapping, under the
+ * SIGBUS guard), on two threads when `threads` is 2. Both stop at the first failure; the
+ * verdicts are in segment order.
  */
-export function verifyRecords(
+export function verifySegments(
   v: MediaViews,
-  base: number,
-  used: number,
+  regionId: number | undefined,
+  segs: Float64Array,
   segmentBytes: number,
-  nonce: number,
-  poison: Uint32Array = NO_POISON,
-  copy?: SegmentCopy,
-): { records: number; entries: number; bad: { at: number; reason: string } | undefined } {
-  const window = v.at(base); // the segment lies inside one window
-  verifyIo[0] = copy === undefined ? window.base : copy.base;
-  verifyIo[1] = segmentBytes;
-  verifyIo[2] = isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0;
-  const rc = native().verifyKvRecords(copy === undefined ? window.u8 : copy.bytes, base, used, nonce, poison, verifyIo);
-  const entries = verifyIo[5];
-  const records = verifyIo[6];
-  if (rc === 0) return { records, entries, bad: undefined };
-  if (rc === -5) return { records, entries, bad: { at: verifyIo[3], reason: 'media error (SIGBUS) reading it' } };
-  assert(rc === 1, () => `verifyKvRecords of the segment at ${base}: ${rc}`);
-  return { records, entries, bad: { at: verifyIo[3], reason: reasonText(verifyIo[4], 0) } };
+  threads: number,
+): SegmentVerdict[] {
+  const n = segs.length / 3;
+  const out = new Float64Array(n * 5);
+  const flags = isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0;
+  const rc = native().verifyKvSegments(mediaFromZero(v), regionId ?? -1, segs, segmentBytes, flags, out, threads);
+  if (rc !== 0) throw returnCodeError(rc, `verifyKvSegments of ${n} segments`);
+  const verdicts: SegmentVerdict[] = [];
+  for (let i = 0; i < n; i++) {
+    const [status, at, reason, entries, records] = out.subarray(i * 5, i * 5 + 5);
+    const bad =
+      status === 0 || status === 2
+        ? undefined
+        : { at, reason: status === -5 ? 'media error (SIGBUS) reading it' : reasonText(reason, 0) };
+    verdicts.push({ checked: status !== 2, records, entries, bad });
+  }
+  return verdicts;
 }
 
 /** The bulk load's columns: winner i's entry offset, and its index key at keys[starts[i], +lengths[i]). */

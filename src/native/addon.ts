@@ -166,13 +166,19 @@ export interface NativeAddon {
    * JsVerifyKvRecords): 0 all valid, 1 not (io[3] where, io[4] why), -EIO or -EINVAL. media:
    * device bytes from io[0] (a window, or a copy of the segment).
    */
-  verifyKvRecords(
-    media: Uint8Array,
-    base: number,
-    used: number,
-    nonce: number,
-    poison: Uint32Array,
-    io: Float64Array,
+  /**
+   * The check of the records of many segments (addon/kv-recovery.h): segs [base, used, nonce] per
+   * segment, read with pread(2) from region `regionId`'s file (-1: through the mapping), on
+   * `threads` threads (1 or 2); out [status, at, reason, entries, records] per segment. 0 or -errno.
+   */
+  verifyKvSegments(
+    media: Uint8Array | SharedArrayBuffer,
+    regionId: number,
+    segs: Float64Array,
+    segmentBytes: number,
+    flags: number,
+    out: Float64Array,
+    threads: number,
   ): number;
 }
 

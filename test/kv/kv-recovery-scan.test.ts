@@ -16,6 +16,11 @@
  *    record there is a poison region (the records before it found); with kv-scan-past-poison
  *    it reads on and the guard reports EIO; with no bitmap (poison nobody reported) EIO too,
  *    and the process lives.
+ * 3. The covered-record check of many segments (verifySegments, what a checkpoint covers): in a
+ *    file of four copies of one segment, read with pread(2) and through the mapping, on one
+ *    thread and on two: a flipped byte in the third copy is named there, the copies before it
+ *    are counted; a copy cut short by a truncated file is a media error (the SIGBUS guard on
+ *    the mapping, where the read falls back to), and the process lives.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,6 +39,7 @@ import {
   SCAN_EIO,
   SCAN_INVALID,
   scanSegment,
+  verifySegments,
 } from '../../src/kv/recovery-native.js';
 import { setBroken } from '../../src/test-break.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
@@ -297,6 +303,70 @@ describe('recovery segment scan', () => {
     } finally {
       setBroken('kv-scan-past-poison', false);
     }
+    region.close();
+  });
+
+  it('checks many segments at once, on two threads, by read(2) or the mapping: damage named where it is, a cut file is EIO', () => {
+    const media = createSimMedia(8 * 2 ** 20);
+    const db = openMedia(media, { durability: 'none' });
+    for (let i = 0; i < 40; i++) db.put(`k${i}`, `value ${i}`.repeat(1 + (i % 7)));
+    db.put('victim', new Uint8Array(12_000).fill(7));
+    let base = -1;
+    let nonce = -1;
+    db.dax.device.forEachOwned((block, owner, index) => {
+      if (owner === OWNER_KV_SEGMENT && base < 0) {
+        base = db.dax.device.blockOffset(block);
+        nonce = index;
+      }
+    });
+    db.close();
+    const image = mediaViews(media.crashImage({ mode: 'none' }).buffer);
+    const whole = scanSegment(image, base, base + SEGMENT_BYTES, nonce, new FoundEntries(1, SEGMENT_BYTES));
+    expect(whole.status).toBe(SCAN_END);
+    const used = whole.at - base;
+    const records: number[] = [];
+    for (let at = base; at < base + used; at += image.u32[(at + 16) / 4]) records.push(at - base);
+    const entries = referenceScan(image, base, nonce).entries;
+    expect(entries).toBeGreaterThanOrEqual(41);
+
+    const file = path.join(tempDir(), 'segments');
+    const region = openRegion(file, { create: true, sizeBytes: 4 * SEGMENT_BYTES });
+    const v = mediaViews(region.buffer);
+    for (let i = 0; i < 4; i++) v.u8.set(image.u8.subarray(base, base + used), i * SEGMENT_BYTES);
+    const flipAt = 2 * SEGMENT_BYTES + records[20] + 40; // inside the 21st record of the third copy
+    v.u8[flipAt] ^= 0x10;
+    const segs = Float64Array.from([0, 1, 2, 3].flatMap((i) => [i * SEGMENT_BYTES, used, nonce]));
+    for (const regionId of [region.readableRegionId, undefined])
+      for (const threads of [1, 2]) {
+        const verdicts = verifySegments(v, regionId, segs, SEGMENT_BYTES, threads);
+        for (const i of [0, 1])
+          expect(verdicts[i]).toEqual({ checked: true, records: records.length, entries, bad: undefined });
+        expect(verdicts[2].bad).toEqual({
+          at: 2 * SEGMENT_BYTES + records[20],
+          reason: expect.stringMatching(/checksum/),
+        });
+        const good = verifySegments(v, regionId, segs.subarray(0, 6), SEGMENT_BYTES, threads);
+        expect(good.every((d) => d.checked && d.bad === undefined)).toBe(true);
+      }
+    // The file ends one page into the victim's value in the last copy: pread comes up short, the
+    // mapping faults there, and the guard makes it a media error of that segment.
+    const big = records.findIndex((at) => image.u32[(base + at + 16) / 4] > 12_000);
+    expect(big).toBeGreaterThan(20);
+    const victim = 3 * SEGMENT_BYTES + records[big];
+    const cut = (Math.floor(victim / 4096) + 2) * 4096;
+    fs.truncateSync(file, cut);
+    for (const regionId of [region.readableRegionId, undefined])
+      for (const threads of [1, 2]) {
+        const verdicts = verifySegments(v, regionId, segs.subarray(9), SEGMENT_BYTES, threads);
+        expect(verdicts).toEqual([
+          {
+            checked: true,
+            records: big,
+            entries: entries - 1,
+            bad: { at: victim, reason: 'media error (SIGBUS) reading it' },
+          },
+        ]);
+      }
     region.close();
   });
 });
