@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "advise.h"
+#include "bulk-load.h"
 #include "diff.h"
 #include "kv-recovery.h"
 #include "membarrier.h"
@@ -52,7 +53,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},
       {"hashRange", daxstore::JsHashRange},     {"readRegion", daxstore::JsReadRegion},
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
-      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments},
+      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"bulkInner", daxstore::JsBulkInner},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

@@ -6,13 +6,15 @@
  * recovery's phases, and the paired B/A ratios (medians over rounds).
  *
  *   node dist/bench/open-ab.js --a <root of build A> [--b <root of build B, default this package>]
- *     [--keys 1000000] [--rounds 8] [--ballast MiB]
+ *     [--keys 1000000] [--rounds 8] [--ballast MiB] [--full]
  *   node dist/bench/open-ab.js --knob DAXSTORE_SCAN_MAPPED [--keys 1000000] [--rounds 8]
  *
  * With --knob, A is this package with the environment variable set to 1 and B the same
  * package without it (one store, opened by both). CPU times are the whole process's (every
  * thread); the phases' CPU times come from the report's phasesCpuMs where the build has it.
- * --ballast fills that many MiB of the heap with live small arrays before each open.
+ * --ballast fills that many MiB of the heap with live small arrays before each open. --full opens
+ * with recovery: 'full' (the whole log scanned); without it a build that writes index checkpoints
+ * at close opens on the checkpoint its previous close wrote (a clean reopen).
  *
  * The workload is kv.bench's store: random 16-byte keys, 100-byte values, 'none', then half as
  * many overwrites of random keys (about 1.5 log entries per key), a byte store ('binary'
@@ -88,7 +90,8 @@ async function timedOpen(root: string, file: string): Promise<OpenTiming> {
     ballast.push(Array.from({ length: 1024 }, () => new Uint8Array(1024).fill(mb & 0xff)));
   const t = performance.now();
   const cpu0 = process.cpuUsage();
-  const db = kv.open(file, { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
+  const full = process.env['OPEN_AB_FULL'] === '1' ? { recovery: 'full' as const } : {};
+  const db = kv.open(file, { durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary', ...full });
   const wallMs = performance.now() - t;
   const cpu = process.cpuUsage(cpu0);
   const r = db.recovery! as typeof db.recovery & { phasesCpuMs?: { scan: number; sort: number; load: number } };
@@ -178,6 +181,7 @@ function main(): void {
   const keys = Number(arg('keys', '1000000'));
   const rounds = Number(arg('rounds', '8'));
   process.env['OPEN_AB_BALLAST_MB'] = arg('ballast', '0');
+  process.env['OPEN_AB_FULL'] = process.argv.includes('--full') ? '1' : '0';
   const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'open-ab-'));
   try {
     const files =

@@ -4,6 +4,10 @@
  * inner node per branch point, each written once; the root is published with one
  * Atomics.store. Inserting key by key would copy a node per insert (copy-on-write for
  * lock-free readers) and leave N48/N256 nodes sized for growth; here nobody can read yet.
+ * The two loops over every key (writing the leaves, building the inner nodes over them) run in
+ * the addon (addon/bulk-load.cc), each sized first by a plan of the same inputs and then
+ * written into one run of the arena (Arena.allocRunLocked; every block still its size class's
+ * full size, so each is freed on its own later). It writes the layouts nodes.ts defines.
  *
  * Invariants (of the result; the same ones radix-tree.ts and nodes.ts state)
  *   - Every leaf is LEAF, key length in the header, entry word 0 (state VALUE, order 0, no
@@ -22,22 +26,10 @@
  */
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
-import { type Arena, H_COUNT, classWords, sizeClassOf, Hw } from './arena.js';
-import { MAX_VALUE, Ew } from './entry-word.js';
-import {
-  MAX_KEY_BYTES,
-  countOf,
-  fillInner,
-  gatherChildren,
-  header,
-  innerWords,
-  leafWords,
-  typeForCount,
-  typeOf,
-  Lay,
-} from './nodes.js';
-
-const TWO_32 = 2 ** 32;
+import { native } from '../native/addon.js';
+import { type Arena, H_COUNT, Hw } from './arena.js';
+import { MAX_VALUE } from './entry-word.js';
+import { MAX_KEY_BYTES, countOf, gatherChildren, innerWords, leafWords, typeOf, Lay } from './nodes.js';
 
 /**
  * Entry i: key keys[starts[i] .. starts[i] + lengths[i]), value values[i]. Keys share one
@@ -84,8 +76,7 @@ export function bulkLoadLocked(arena: Arena, e: BulkEntries, retire: (node: numb
   const fresh = allocLeaves(arena, e, retire);
   const old = collectOld(arena, retire);
   const leaves = old.length === 0 ? fresh : mergeLeaves(arena, old, fresh);
-  const b = new Builder(arena, leaves);
-  const root = leaves.length === 0 ? 0 : b.build(0, leaves.length, 0, 0);
+  const root = buildInner(arena, leaves);
   const i32 = arena.i32;
   Atomics.store(i32, H_COUNT, leaves.length);
   // Publication: every block above was written with plain stores before this release store.
@@ -119,65 +110,78 @@ function collectOld(arena: Arena, retire: (node: number, words: number) => void)
 /**
  * One leaf per entry, in entry order, back to back in one run of the arena (allocRunLocked:
  * one bump for all; each leaf is still a block of its own size class; the build then reads
- * them in address order). Every entry's shape is validated before anything is allocated;
- * its order is checked against the previous leaf as it is copied (both keys in cache). On a
- * bad order every leaf of the run is retired (never published) and a DaxError EINVAL names
- * the entry, so the tree is unchanged. Words past the key inside a block are left as they
- * are: nothing reads them.
+ * them in address order), written by the addon (addon/bulk-load.h): first every entry's shape
+ * is validated and the run sized, then the leaves written, each key's order checked against the
+ * previous one. On a bad order every leaf of the run is retired (never published) and a
+ * DaxError EINVAL names the entry, so the tree is unchanged. Words past the key inside a
+ * block are left as they are: nothing reads them.
  */
 function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): Int32Array {
   const leaves = new Int32Array(e.count);
-  const { keys, starts, lengths, values } = e;
-  let total = 0;
-  for (let i = 0; i < e.count; i++) {
-    const bad = badEntry(e, i);
-    if (bad !== undefined) throw new DaxError('EINVAL', `bulkLoad: ${bad}`);
-    total += classWords(sizeClassOf(leafWords(lengths[i])));
-  }
+  const keys = e.keys;
+  const starts = e.starts instanceof Uint32Array ? e.starts : Uint32Array.from(e.starts.slice(0, e.count));
+  const lengths = e.lengths instanceof Uint16Array ? e.lengths : Uint16Array.from(e.lengths.slice(0, e.count));
+  const values = e.values instanceof Float64Array ? e.values : Float64Array.from(e.values.slice(0, e.count));
+  // Shapes the typed copies would change (a start past 2^32, a length past 2^16) are caught here.
+  for (let i = 0; i < e.count && starts !== e.starts; i++)
+    if (starts[i] !== e.starts[i])
+      throw new DaxError('EINVAL', `bulkLoad: ${badEntry(e, i) ?? `key ${i} has start ${e.starts[i]}`}`);
+  for (let i = 0; i < e.count && lengths !== e.lengths; i++)
+    if (lengths[i] !== e.lengths[i])
+      throw new DaxError('EINVAL', `bulkLoad: ${badEntry(e, i) ?? `key ${i} has length ${e.lengths[i]}`}`);
+  const total = native().bulkLeaves(arena.sab, 0, keys, starts, lengths, values, e.count, null);
+  if (total < 0) throw new DaxError('EINVAL', `bulkLoad: ${badEntry(e, -total - 1) ?? `entry ${-total - 1}`}`);
   if (e.count === 0) return leaves;
-  let next = arena.allocRunLocked(total);
-  for (let i = 0; i < e.count; i++) {
-    leaves[i] = next;
-    next += classWords(sizeClassOf(leafWords(lengths[i])));
-  }
-  const i32 = arena.i32; // after the allocation: the buffer may have grown
-  const u8 = arena.u8;
-  for (let i = 0; i < e.count; i++) {
-    const k0 = starts[i];
-    const len = lengths[i];
-    const leaf = leaves[i];
-    const v = values[i];
-    i32[leaf] = header(Lay.LEAF, len);
-    i32[leaf + Lay.W_ENTRY] = 0;
-    i32[leaf + Lay.W_VALUE_LO] = v; // the store is ToInt32(v) = v mod 2^32 (exact below 2^53): no float modulo, a C call per key
-    i32[leaf + Lay.W_VALUE_HI] = Math.floor(v / TWO_32);
-    if (len > 0) i32[leaf + Lay.LEAF_HEADER_WORDS + ((len - 1) >> 2)] = 0; // bytes after the key in its last word
-    const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
-    if (len <= 32) for (let j = 0; j < len; j++) u8[kb + j] = keys[k0 + j];
-    else u8.set(keys.subarray(k0, k0 + len), kb);
-    if (i > 0 && compareLeaves(arena, leaves[i - 1], leaf) >= 0) {
-      for (let j = 0; j < e.count; j++) retire(leaves[j], leafWords(lengths[j]));
-      throw new DaxError(
-        'EINVAL',
-        `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`,
-      );
-    }
+  const run = arena.allocRunLocked(total);
+  const rc = native().bulkLeaves(arena.sab, run, keys, starts, lengths, values, e.count, leaves);
+  assert(rc <= 0 && rc !== -22, () => `bulkLeaves: ${rc}`);
+  if (rc < 0) {
+    const i = -rc - 1;
+    for (let j = 0; j < e.count; j++) retire(leaves[j], leafWords(lengths[j]));
+    throw new DaxError(
+      'EINVAL',
+      `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`,
+    );
   }
   return leaves;
 }
 
-function mergeLeaves(arena: Arena, a: Int32Array, b: Int32Array): Int32Array {
-  const out = new Int32Array(a.length + b.length);
-  let i = 0;
+/** The inner nodes over `leaves` (sorted, unique) in one run of the arena, written by the addon (addon/bulk-load.h); the root. */
+function buildInner(arena: Arena, leaves: Int32Array): number {
+  if (leaves.length <= 1) return leaves.length === 0 ? 0 : leaves[0];
+  const words = native().bulkInner(arena.sab, leaves, leaves.length, -1);
+  if (words < 0)
+    assert(false, `bulkLoad: the inner nodes over ${leaves.length} leaves: ${words} (keys not sorted and unique?)`);
+  const run = arena.allocRunLocked(words);
+  const root = native().bulkInner(arena.sab, leaves, leaves.length, run);
+  assert(root > 0, () => `bulkLoad: writing the inner nodes: ${root}`);
+  return root;
+}
+
+/**
+ * The old leaves (few: what the tree held before) merged into the fresh ones (sorted): each
+ * old leaf's place found by binary search, the fresh runs between them copied whole.
+ */
+function mergeLeaves(arena: Arena, old: Int32Array, fresh: Int32Array): Int32Array {
+  const out = new Int32Array(old.length + fresh.length);
   let j = 0;
   let k = 0;
-  while (i < a.length && j < b.length) {
-    const c = compareLeaves(arena, a[i], b[j]);
-    assert(c !== 0, () => `bulkLoad: key of leaf ${b[j]} is already in the tree`);
-    out[k++] = c < 0 ? a[i++] : b[j++];
+  for (const x of old) {
+    let lo = j;
+    let hi = fresh.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareLeaves(arena, x, fresh[mid]) > 0) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < fresh.length && compareLeaves(arena, x, fresh[lo]) === 0)
+      assert(false, `bulkLoad: key of leaf ${fresh[lo]} is already in the tree`);
+    out.set(fresh.subarray(j, lo), k);
+    k += lo - j;
+    j = lo;
+    out[k++] = x;
   }
-  while (i < a.length) out[k++] = a[i++];
-  while (j < b.length) out[k++] = b[j++];
+  out.set(fresh.subarray(j), k);
   return out;
 }
 
@@ -192,104 +196,4 @@ function compareLeaves(arena: Arena, x: number, y: number): number {
     if (d !== 0) return d;
   }
   return countOf(i32[x]) - countOf(i32[y]);
-}
-
-/** Recursive bottom-up construction over a sorted array of leaves; keys are read from the leaves. */
-class Builder {
-  private readonly levelBytes: Uint8Array[] = [];
-  private readonly levelKids: Int32Array[] = [];
-  /** tag counts of the subtree returned by the last build() */
-  private dirty = 0;
-  private towrite = 0;
-
-  constructor(
-    private readonly arena: Arena,
-    private readonly leaves: Int32Array,
-  ) {}
-
-  /**
-   * The subtree of leaves[lo, hi) whose keys all share bytes [0, depth): a leaf, or an inner
-   * node whose prefix starts at `depth`. `level` indexes the per-level scratch.
-   */
-  build(lo: number, hi: number, depth: number, level: number): number {
-    const leaves = this.leaves;
-    let i32 = this.arena.i32;
-    const first = leaves[lo];
-    if (hi - lo === 1) {
-      const entry = i32[first + Lay.W_ENTRY];
-      this.dirty = (entry & Ew.DIRTY) !== 0 ? 1 : 0;
-      this.towrite = (entry & Ew.TOWRITE) !== 0 ? 1 : 0;
-      return first;
-    }
-    const firstKey = (first + Lay.LEAF_HEADER_WORDS) << 2;
-    const firstLen = countOf(i32[first]);
-    const branch = this.commonPrefixEnd(first, leaves[hi - 1], depth);
-    let end = 0;
-    let next = lo;
-    let dirty = 0;
-    let towrite = 0;
-    if (firstLen === branch) {
-      // Sorted and unique: only the first key can end at the branch byte.
-      end = this.build(lo, lo + 1, branch, level + 1);
-      dirty += this.dirty;
-      towrite += this.towrite;
-      next = lo + 1;
-    }
-    if (this.levelBytes.length <= level) {
-      this.levelBytes.push(new Uint8Array(257));
-      this.levelKids.push(new Int32Array(257));
-    }
-    const bytes = this.levelBytes[level];
-    const kids = this.levelKids[level];
-    let n = 0;
-    while (next < hi) {
-      const u8 = this.arena.u8; // recursion may have grown the buffer
-      const b = u8[((leaves[next] + Lay.LEAF_HEADER_WORDS) << 2) + branch];
-      let stop = next + 1;
-      while (stop < hi && u8[((leaves[stop] + Lay.LEAF_HEADER_WORDS) << 2) + branch] === b) stop++;
-      bytes[n] = b;
-      kids[n++] = this.build(next, stop, branch + 1, level + 1);
-      dirty += this.dirty;
-      towrite += this.towrite;
-      next = stop;
-    }
-    // The message only on failure (a closure made per node was most of recovery's load-phase scavenges).
-    if (!(n + (end !== 0 ? 1 : 0) >= 2 && n <= 256))
-      assert(false, `bulkLoad: node at depth ${depth} would have ${n} children (keys not sorted and unique?)`);
-    const type = typeForCount(n);
-    const plen = branch - depth;
-    const node = this.arena.allocLocked(innerWords(type, plen));
-    i32 = this.arena.i32;
-    // The prefix is read from the first leaf's key, inside the same (possibly regrown) arena.
-    fillInner(
-      i32,
-      this.arena.u8,
-      node,
-      type,
-      this.arena.u8,
-      firstKey + depth,
-      plen,
-      n,
-      bytes,
-      kids,
-      end,
-      dirty,
-      towrite,
-    );
-    this.dirty = dirty;
-    this.towrite = towrite;
-    return node;
-  }
-
-  /** First depth >= `depth` where the keys of leaves a and b differ or one ends (a < b). */
-  private commonPrefixEnd(a: number, b: number, depth: number): number {
-    const i32 = this.arena.i32;
-    const u8 = this.arena.u8;
-    const n = Math.min(countOf(i32[a]), countOf(i32[b]));
-    const ab = (a + Lay.LEAF_HEADER_WORDS) << 2;
-    const bb = (b + Lay.LEAF_HEADER_WORDS) << 2;
-    let d = depth;
-    while (d < n && u8[ab + d] === u8[bb + d]) d++;
-    return d;
-  }
 }

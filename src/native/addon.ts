@@ -167,6 +167,23 @@ export interface NativeAddon {
    * device bytes from io[0] (a window, or a copy of the segment).
    */
   /**
+   * The radix tree's bulk load (addon/bulk-load.h): leaves null, the words entries' leaves take
+   * (or -(i + 1): entry i's shape is bad); else the leaves written into the run at word `run`,
+   * their offsets in `leaves`, 0 (or -(i + 1): key i out of order).
+   */
+  bulkLeaves(
+    arena: SharedArrayBuffer,
+    run: number,
+    keys: Uint8Array,
+    starts: Uint32Array,
+    lengths: Uint16Array,
+    values: Float64Array,
+    count: number,
+    leaves: Int32Array | null,
+  ): number;
+  /** The inner nodes over count sorted leaves: run < 0, the words they take; else written into the run, the root. -errno. */
+  bulkInner(arena: SharedArrayBuffer, leaves: Int32Array, count: number, run: number): number;
+  /**
    * The check of the records of many segments (addon/kv-recovery.h): segs [base, used, nonce] per
    * segment, read with pread(2) from region `regionId`'s file (-1: through the mapping), on
    * `threads` threads (1 or 2); out [status, at, reason, entries, records] per segment. 0 or -errno.

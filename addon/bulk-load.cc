@@ -1,0 +1,272 @@
+#include "bulk-load.h"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "backing-store.h"
+
+namespace daxstore {
+namespace {
+
+// src/index/nodes.ts Lay, src/index/entry-word.ts Ew
+constexpr int32_t kMagic = 0xa5;
+constexpr int32_t kLeaf = 1, kN4 = 2, kN16 = 3, kN32 = 4, kN48 = 5, kN256 = 6;
+constexpr int kWPrefixLen = 1, kWDirty = 2, kWTowrite = 3, kWEndLeaf = 4, kInnerHeaderWords = 5;
+constexpr int kWEntry = 1, kWValueLo = 2, kWValueHi = 3, kLeafHeaderWords = 4;
+constexpr int32_t kEwDirty = 1 << 9, kEwTowrite = 1 << 10;
+constexpr uint32_t kMaxKeyBytes = 4096;
+constexpr double kMaxValue = 281474976710655.0;  // 2^48 - 1
+
+int32_t Header(int32_t type, uint32_t n) { return static_cast<int32_t>(kMagic | (type << 8) | (n << 12)); }
+uint32_t CountOf(int32_t hdr) { return (static_cast<uint32_t>(hdr) >> 12) & 0x1fff; }
+int32_t TypeOf(int32_t hdr) { return (hdr >> 8) & 15; }
+uint64_t LeafWords(uint32_t keyLen) { return kLeafHeaderWords + ((keyLen + 3) >> 2); }
+uint32_t CapacityOf(int32_t type) { return type == kN4 ? 4 : type == kN16 ? 16 : type == kN32 ? 32 : type == kN48 ? 48 : 256; }
+int32_t TypeForCount(uint32_t n) { return n <= 4 ? kN4 : n <= 16 ? kN16 : n <= 32 ? kN32 : n <= 48 ? kN48 : kN256; }
+uint64_t InnerWords(int32_t type, uint32_t prefixLen) {
+  const uint64_t base = kInnerHeaderWords + ((prefixLen + 3) >> 2);
+  if (type == kN48) return base + 64 + 48;
+  if (type == kN256) return base + 256;
+  const uint32_t cap = CapacityOf(type);
+  return base + (cap >> 2) + cap;
+}
+// src/index/arena.ts sizeClassOf and classWords: the block size a block of `words` takes.
+uint64_t ClassWords(uint64_t words) {
+  uint32_t cls;
+  if (words <= 32) cls = words <= 2 ? 0 : static_cast<uint32_t>(words - 2);
+  else if (words <= 64) cls = 31 + static_cast<uint32_t>((words - 33) >> 1);
+  else if (words <= 320) cls = 47 + static_cast<uint32_t>((words - 65) >> 2);
+  else cls = 111 + (32 - __builtin_clz(static_cast<uint32_t>(words - 1))) - 9;
+  if (cls < 31) return cls + 2;
+  if (cls < 47) return 34 + ((cls - 31) << 1);
+  if (cls < 111) return 68 + ((cls - 47) << 2);
+  return uint64_t{1} << (cls - 111 + 9);
+}
+
+bool IsIndex(double x) { return x >= 0 && x <= 9007199254740991.0 && std::floor(x) == x; }
+
+bool ArenaOf(const Napi::Value& arg, uint8_t** data, size_t* bytes) {
+  std::shared_ptr<v8::BackingStore> store = SharedBackingStore(arg);
+  if (store == nullptr || store->Data() == nullptr) return false;
+  *data = static_cast<uint8_t*>(store->Data());
+  *bytes = store->ByteLength();
+  return true;  // the caller's argument keeps the memory alive for the call
+}
+
+template <typename T>
+bool TypedOf(const Napi::Value& v, napi_typedarray_type type, const T** data, size_t* length) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) return false;
+  Napi::TypedArrayOf<T> a = v.As<Napi::TypedArrayOf<T>>();  // Data() from napi_get_typedarray_info: a SharedArrayBuffer's too
+  *data = a.Data();
+  *length = a.ElementLength();
+  return true;
+}
+
+int CompareKeys(const uint8_t* a, uint32_t an, const uint8_t* b, uint32_t bn) {
+  const int c = std::memcmp(a, b, std::min(an, bn));
+  if (c != 0) return c;
+  return an < bn ? -1 : an > bn ? 1 : 0;
+}
+
+struct Inner {
+  int32_t* i32;
+  uint8_t* u8;
+  uint64_t words;  // of the arena
+  const int32_t* leaves;
+  bool write;
+  uint64_t cursor, end;  // the run (write), or the plan's sum from 0
+  bool bad = false;
+  std::vector<std::array<uint8_t, 256>> bytes;
+  std::vector<std::array<int32_t, 256>> kids;
+  int64_t dirty = 0, towrite = 0;  // of the subtree the last Build returned
+
+  const uint8_t* Key(int32_t leaf) const { return u8 + (static_cast<uint64_t>(leaf) + kLeafHeaderWords) * 4; }
+  uint32_t Len(int32_t leaf) const { return CountOf(i32[leaf]); }
+
+  // bulk-load.ts Builder.build: the subtree of leaves[lo, hi) whose keys share bytes [0, depth).
+  int32_t Build(uint64_t lo, uint64_t hi, uint32_t depth, uint32_t level) {
+    const int32_t first = leaves[lo];
+    if (hi - lo == 1) {
+      const int32_t entry = i32[first + kWEntry];
+      dirty = (entry & kEwDirty) != 0 ? 1 : 0;
+      towrite = (entry & kEwTowrite) != 0 ? 1 : 0;
+      return first;
+    }
+    const uint32_t firstLen = Len(first);
+    const int32_t last = leaves[hi - 1];
+    const uint32_t n0 = std::min(firstLen, Len(last));
+    const uint8_t* fk = Key(first);
+    const uint8_t* lk = Key(last);
+    uint32_t branch = depth;
+    while (branch < n0 && fk[branch] == lk[branch]) branch++;
+    int32_t endLeaf = 0;
+    uint64_t next = lo;
+    int64_t d = 0, t = 0;
+    if (firstLen == branch) {
+      endLeaf = Build(lo, lo + 1, branch, level + 1);
+      d += dirty;
+      t += towrite;
+      next = lo + 1;
+    }
+    if (bytes.size() <= level) {
+      bytes.resize(level + 1);
+      kids.resize(level + 1);
+    }
+    uint32_t n = 0;
+    while (next < hi) {
+      if (Len(leaves[next]) <= branch || n >= 256) return bad = true, 0;
+      const uint8_t b = Key(leaves[next])[branch];
+      uint64_t stop = next + 1;
+      while (stop < hi && Len(leaves[stop]) > branch && Key(leaves[stop])[branch] == b) stop++;
+      const int32_t kid = Build(next, stop, branch + 1, level + 1);
+      if (bad) return 0;
+      bytes[level][n] = b;
+      kids[level][n++] = kid;
+      d += dirty;
+      t += towrite;
+      next = stop;
+    }
+    if (n + (endLeaf != 0 ? 1 : 0) < 2) return bad = true, 0;
+    const int32_t type = TypeForCount(n);
+    const uint32_t plen = branch - depth;
+    const uint64_t w = InnerWords(type, plen);
+    const uint64_t block = ClassWords(w);
+    dirty = d;
+    towrite = t;
+    if (!write) return cursor += block, 0;
+    if (cursor + block > end) return bad = true, 0;
+    const uint64_t node = cursor;
+    cursor += block;
+    int32_t* p = i32 + node;
+    std::fill(p, p + w, 0);
+    p[0] = Header(type, n);
+    p[kWPrefixLen] = static_cast<int32_t>(plen);
+    p[kWDirty] = static_cast<int32_t>(d);
+    p[kWTowrite] = static_cast<int32_t>(t);
+    p[kWEndLeaf] = endLeaf;
+    std::memcpy(u8 + (node + kInnerHeaderWords) * 4, fk + depth, plen);
+    int32_t* body = p + kInnerHeaderWords + ((plen + 3) >> 2);
+    const uint8_t* bs = bytes[level].data();
+    const int32_t* ks = kids[level].data();
+    if (type == kN256) {
+      for (uint32_t i = 0; i < n; i++) body[bs[i]] = ks[i];
+    } else if (type == kN48) {
+      uint8_t* index = reinterpret_cast<uint8_t*>(body);
+      for (uint32_t i = 0; i < n; i++) {
+        index[bs[i]] = static_cast<uint8_t>(i + 1);
+        body[64 + i] = ks[i];
+      }
+    } else {
+      const uint32_t cap = CapacityOf(type);
+      std::memcpy(body, bs, n);
+      std::memcpy(body + (cap >> 2), ks, n * sizeof(int32_t));
+    }
+    return static_cast<int32_t>(node);
+  }
+};
+
+}  // namespace
+
+Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 8 || !info[1].IsNumber() || !info[6].IsNumber()) return bad;
+  uint8_t* arena = nullptr;
+  size_t arenaBytes = 0;
+  if (!ArenaOf(info[0], &arena, &arenaBytes)) return bad;
+  const uint8_t* keys;
+  const uint32_t* starts;
+  const uint16_t* lengths;
+  const double* values;
+  size_t keysLength, startsLength, lengthsLength, valuesLength;
+  if (!TypedOf(info[2], napi_uint8_array, &keys, &keysLength) || !TypedOf(info[3], napi_uint32_array, &starts, &startsLength) ||
+      !TypedOf(info[4], napi_uint16_array, &lengths, &lengthsLength) || !TypedOf(info[5], napi_float64_array, &values, &valuesLength))
+    return bad;
+  const double runArg = info[1].As<Napi::Number>().DoubleValue();
+  const double countArg = info[6].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(runArg) || !IsIndex(countArg)) return bad;
+  const uint64_t count = static_cast<uint64_t>(countArg);
+  if (count > startsLength || count > lengthsLength || count > valuesLength) return bad;
+  if (info[7].IsNull() || info[7].IsUndefined()) {
+    double total = 0;
+    for (uint64_t i = 0; i < count; i++) {
+      const uint32_t len = lengths[i];
+      const double v = values[i];
+      if (len > kMaxKeyBytes || uint64_t{starts[i]} + len > keysLength || !(v >= 0 && v <= kMaxValue && std::floor(v) == v))
+        return Napi::Number::New(env, -static_cast<double>(i) - 1);
+      total += static_cast<double>(ClassWords(LeafWords(len)));
+    }
+    return Napi::Number::New(env, total);
+  }
+  if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return bad;
+  Napi::Int32Array outArray = info[7].As<Napi::Int32Array>();
+  int32_t* out = outArray.Data();
+  if (outArray.ElementLength() < count) return bad;
+  // Offsets first (the caller retires every leaf of the run when one is out of order), each
+  // checked against the arena, then the leaves.
+  uint64_t at = static_cast<uint64_t>(runArg);
+  for (uint64_t i = 0; i < count; i++) {
+    if (lengths[i] > kMaxKeyBytes || uint64_t{starts[i]} + lengths[i] > keysLength) return bad;
+    const uint64_t block = ClassWords(LeafWords(lengths[i]));
+    if ((at + block) * 4 > arenaBytes || at + block > 0x7fffffff) return bad;
+    out[i] = static_cast<int32_t>(at);
+    at += block;
+  }
+  int32_t* i32 = reinterpret_cast<int32_t*>(arena);
+  for (uint64_t i = 0; i < count; i++) {
+    const uint32_t len = lengths[i];
+    const uint8_t* key = keys + starts[i];
+    if (i > 0 && CompareKeys(keys + starts[i - 1], lengths[i - 1], key, len) >= 0) return Napi::Number::New(env, -static_cast<double>(i) - 1);
+    int32_t* p = i32 + out[i];
+    const uint64_t v = static_cast<uint64_t>(values[i]);
+    p[0] = Header(kLeaf, len);
+    p[kWEntry] = 0;
+    p[kWValueLo] = static_cast<int32_t>(static_cast<uint32_t>(v));
+    p[kWValueHi] = static_cast<int32_t>(static_cast<uint32_t>(v >> 32));
+    if (len > 0) p[kLeafHeaderWords + ((len - 1) >> 2)] = 0;  // bytes after the key in its last word
+    std::memcpy(p + kLeafHeaderWords, key, len);
+  }
+  return Napi::Number::New(env, 0);
+}
+
+Napi::Value JsBulkInner(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 4 || !info[2].IsNumber() || !info[3].IsNumber()) return bad;
+  uint8_t* arena = nullptr;
+  size_t arenaBytes = 0;
+  if (!ArenaOf(info[0], &arena, &arenaBytes)) return bad;
+  const int32_t* leaves;
+  size_t leavesLength;
+  if (!TypedOf(info[1], napi_int32_array, &leaves, &leavesLength)) return bad;
+  const double countArg = info[2].As<Napi::Number>().DoubleValue();
+  const double run = info[3].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(countArg) || countArg < 2 || countArg > static_cast<double>(leavesLength) || !(run < 0 || IsIndex(run))) return bad;
+  const uint64_t count = static_cast<uint64_t>(countArg);
+  Inner b;
+  b.i32 = reinterpret_cast<int32_t*>(arena);
+  b.u8 = arena;
+  b.words = arenaBytes / 4;
+  b.leaves = leaves;
+  // Every leaf a live LEAF block inside the arena, its key too (nothing is read outside).
+  for (uint64_t i = 0; i < count; i++) {
+    const int64_t l = leaves[i];
+    if (l <= 0 || static_cast<uint64_t>(l) + kLeafHeaderWords > b.words) return bad;
+    const int32_t hdr = b.i32[l];
+    if ((hdr & 0xff) != kMagic || TypeOf(hdr) != kLeaf || static_cast<uint64_t>(l) + LeafWords(CountOf(hdr)) > b.words) return bad;
+  }
+  b.write = run >= 0;
+  b.cursor = b.write ? static_cast<uint64_t>(run) : 0;
+  b.end = b.write ? b.words : 0;
+  const int32_t root = b.Build(0, count, 0, 0);
+  if (b.bad) return Napi::Number::New(env, -ERANGE);
+  return Napi::Number::New(env, b.write ? static_cast<double>(root) : static_cast<double>(b.cursor));
+}
+
+}  // namespace daxstore

@@ -1,0 +1,34 @@
+// The radix tree's bulk load (src/index/bulk-load.ts) in C++: the two loops that touch every
+// key of a recovery's index rebuild. bulk-load.ts owns the algorithm, its invariants and the
+// arena; src/index/nodes.ts owns the node layout written here (header word, leaf and inner
+// node words, the N4/N16/N32/N48/N256 bodies), src/index/arena.ts the size classes. Every
+// block written lies in a run the caller allocated (Arena.allocRunLocked) and sized with the
+// plan of the same call's arguments: nothing outside [run, run + words) is written.
+//
+// Concurrency: the caller holds treeLock on a tree never shared (no other thread can reach
+// any block); the root is published by the caller. Persistence ordering: none (volatile).
+#pragma once
+
+#include <napi.h>
+
+namespace daxstore {
+
+// JsBulkLeaves(arena: SharedArrayBuffer, run, keys: Uint8Array, starts: Uint32Array,
+//   lengths: Uint16Array, values: Float64Array, count, leaves: Int32Array | null) -> number
+// leaves null (the plan): checks every entry's shape (key length <= 4096, key inside `keys`,
+// value an integer in [0, 2^48)) and returns the words the leaves take, each rounded to its
+// size class, or -(i + 1) for the first bad entry i. Else writes leaf i at the next block of the
+// run from word `run` (header, entry word 0, value, key bytes; the key's last word zero-padded),
+// leaves[i] = its word offset, and returns 0, or -(i + 1) when key i is not greater than key
+// i - 1 (leaves before i are written; none is reachable). -EINVAL for bad arguments.
+Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info);
+
+// JsBulkInner(arena: SharedArrayBuffer, leaves: Int32Array, count, run) -> number
+// The inner nodes over leaves[0, count) (sorted, unique keys, count >= 2): run < 0 (the plan)
+// returns the words they take, each rounded to its size class; else writes them post-order
+// into the run from word `run` and returns the root's word offset. Tag counts are summed from
+// the leaves' entry words (DIRTY, TOWRITE). -EINVAL for bad arguments, -ERANGE when a node
+// would have fewer than two items or the run is too short (keys not sorted and unique).
+Napi::Value JsBulkInner(const Napi::CallbackInfo& info);
+
+}  // namespace daxstore
