@@ -729,6 +729,49 @@ Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
+Napi::Value JsColumnStarts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber()) return bad;
+  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) return bad;
+  Napi::Uint16Array lengths = info[0].As<Napi::Uint16Array>();
+  Napi::Uint32Array starts = info[1].As<Napi::Uint32Array>();
+  const double count = info[2].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(count) || count > static_cast<double>(lengths.ElementLength()) || count > static_cast<double>(starts.ElementLength())) return bad;
+  const uint16_t* l = lengths.Data();
+  uint32_t* out = starts.Data();
+  uint64_t at = 0;
+  for (uint64_t i = 0; i < static_cast<uint64_t>(count); i++) {
+    if (at > 0xffffffffu) return bad;
+    out[i] = static_cast<uint32_t>(at);
+    at += l[i];
+  }
+  return Napi::Number::New(env, static_cast<double>(at));
+}
+
+Napi::Value JsCountByExtent(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsTypedArray()) return bad;
+  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return bad;
+  Napi::Float64Array values = info[0].As<Napi::Float64Array>();
+  Napi::Int32Array out = info[4].As<Napi::Int32Array>();
+  const double count = info[1].As<Napi::Number>().DoubleValue();
+  const double origin = info[2].As<Napi::Number>().DoubleValue();
+  const double extentBytes = info[3].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(count) || count > static_cast<double>(values.ElementLength()) || !IsIndex(origin) || !IsIndex(extentBytes) || extentBytes == 0) return bad;
+  const double* v = values.Data();
+  int32_t* o = out.Data();
+  const uint64_t extents = out.ElementLength();
+  uint64_t skipped = 0;
+  for (uint64_t i = 0; i < static_cast<uint64_t>(count); i++) {
+    const double e = std::floor((v[i] - origin) / extentBytes);
+    if (e >= 0 && e < static_cast<double>(extents)) o[static_cast<uint64_t>(e)]++;
+    else skipped++;
+  }
+  return Napi::Number::New(env, static_cast<double>(skipped));
+}
+
 namespace {
 
 struct HashRange {

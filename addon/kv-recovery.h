@@ -55,6 +55,15 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 // off the same list; both stop at the first failure.
 Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info);
 
+// JsColumnStarts(lengths: Uint16Array, starts: Uint32Array, count) -> total or -EINVAL:
+// starts[i] = lengths[0] + ... + lengths[i - 1] (keys back to back; a checkpoint's key column).
+Napi::Value JsColumnStarts(const Napi::CallbackInfo& info);
+
+// JsCountByExtent(values: Float64Array, count, origin, extentBytes, out: Int32Array) -> the
+// values outside out's extents (not counted), or -EINVAL: out[floor((values[i] - origin) /
+// extentBytes)]++ for i < count (live entries per segment).
+Napi::Value JsCountByExtent(const Napi::CallbackInfo& info);
+
 // JsPickKvWinners(media: Uint8Array, recs: Uint32Array, count, values: Float64Array,
 //   starts: Uint32Array, lengths: Uint16Array, indexKeys: Uint8Array, keyPrefix) -> winners or -errno
 // media: the device's bytes from offset 0 (a Uint8Array, or the mapping's whole

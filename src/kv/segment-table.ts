@@ -69,7 +69,7 @@ export class SegmentTable {
   readonly extents: number;
 
   constructor(
-    private readonly dataOffset: number,
+    readonly dataOffset: number,
     dataBlocks: number,
     state?: SharedArrayBuffer,
   ) {

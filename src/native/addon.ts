@@ -166,6 +166,10 @@ export interface NativeAddon {
    * JsVerifyKvRecords): 0 all valid, 1 not (io[3] where, io[4] why), -EIO or -EINVAL. media:
    * device bytes from io[0] (a window, or a copy of the segment).
    */
+  /** starts[i] = the sum of lengths[0, i) for i < count (a key column back to back); the total, or -errno. */
+  columnStarts(lengths: Uint16Array, starts: Uint32Array, count: number): number;
+  /** out[floor((values[i] - origin) / extentBytes)]++ for i < count: the values outside out (not counted), or -errno. */
+  countByExtent(values: Float64Array, count: number, origin: number, extentBytes: number, out: Int32Array): number;
   /**
    * The radix tree's bulk load (addon/bulk-load.h): leaves null, the words entries' leaves take
    * (or -(i + 1): entry i's shape is bad); else the leaves written into the run at word `run`,
