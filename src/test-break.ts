@@ -524,6 +524,13 @@ export const SWITCHES = {
       "the death reaper leaves a dead thread's snapshot slot as it was: its snapshots stay registered and its in-flight mark stays set",
     red: ['test/kv/kv-snapshot-death.test.ts'],
   },
+  'kv-reap-trust-index': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "the death reaper's roll-forward takes what a held entry's value words name for an entry of its key without checking: it reads and retires whatever lies there",
+    red: ['test/kv/kv-reap-checks.test.ts'],
+  },
   'bench-page-locks-off': {
     layer: 'cli',
     read: 'load',
@@ -614,6 +621,8 @@ export const testHooks: {
    * records past the parked end for the reaper)
    */
   priorityHeld?: (appended: boolean) => void;
+  /** kv store.ts batch(): its record sealed and committed, every key held (`leaves`: their leaves in the index arena `arena`), none published */
+  batchSealed?: (arena: Int32Array, leaves: readonly number[]) => void;
   /** transfer-owner.ts: right after an owner record's word0 changed, before it is persisted */
   transferOwnerExchanged?: (block: number, fromOwnerId: number, toOwnerId: number) => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */

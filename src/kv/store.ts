@@ -1564,6 +1564,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.active.sealStaged(at, KIND_BATCH, items.length, total);
         for (const item of items) item.entryAt += at;
         this.commitWrite();
+        testHooks.batchSealed?.(
+          this.space.tree.arena.i32,
+          refs.map((ref) => ref.leaf),
+        );
         this.publishBatchLocked(
           refs,
           items.map((item) => item.type === 'put'),

@@ -34,10 +34,13 @@
  * is simply run again by the next one.
  */
 import type { DaxSpace } from '../dax/space.js';
+import type { Device } from '../device/device.js';
+import { HUGE_BLOCKS } from '../device/layout.js';
 import { OWNER_STAGING } from '../dax/layout.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
 import { adoptDeadEntry, beginReplace, finishReplace, isOpened, unlock, type EntryRef } from '../index/entry-lock.js';
 import {
+  ENTRY_DEL,
   ENTRY_PUT,
   ENTRY_HEADER_BYTES,
   KV_KEY_PREFIX,
@@ -60,6 +63,7 @@ import {
   W_RETIRE_NONCE_LO,
 } from './segment-writer.js';
 import { KV_OBJECT_ID_BASE, removeQuietly } from './large-values.js';
+import { isBroken } from '../test-break.js';
 
 export interface WriterReapContext {
   readonly space: DaxSpace;
@@ -89,8 +93,48 @@ export interface WriterReapContext {
   readonly dead: number;
 }
 
-/** Writer slots reaped in this thread (tests). */
-export const writerReapStats = { slots: 0, rolledForward: 0, rolledBack: 0, priority: 0 };
+/**
+ * Writer slots reaped in this thread (tests). unknownInflight: a slot's in-flight word named no
+ * record offset of a segment; oldNotEntry: a key the roll-forward published pointed at bytes
+ * that are no entry of that key (isEntryOf), so nothing was retired or counted for them.
+ */
+export const writerReapStats = {
+  slots: 0,
+  rolledForward: 0,
+  rolledBack: 0,
+  priority: 0,
+  unknownInflight: 0,
+  oldNotEntry: 0,
+};
+
+/** Whether a W_INFLIGHT word (1 + the record's offset in its segment) can name a record: 8-aligned, after the head SEAL, inside the segment. */
+function inflightInSegment(inflight: number): boolean {
+  const offset = inflight - 1;
+  return offset >= SEAL_BYTES && offset % 8 === 0 && offset + RECORD_HEADER_BYTES <= SEGMENT_BYTES;
+}
+
+/**
+ * Whether device offset `at` holds an entry of index key `key` (KV_KEY_PREFIX, then the key):
+ * 8-aligned inside the data area, the entry whole inside its 2 MiB segment, a PUT or DEL, its
+ * key bytes `key`'s. What a held entry's value words name is checked so before the roll-forward
+ * reads the entry there (tombstone or not, large or not) and retires it: a value that is no
+ * entry of its key is left alone (counted in writerReapStats) rather than read as one.
+ */
+export function isEntryOf(v: MediaViews, device: Device, at: number, key: Uint8Array): boolean {
+  if (isBroken('kv-reap-trust-index')) return entryTrusted();
+  const first = device.dataOffset;
+  const limit = first + Math.floor(device.capacityBlocks / HUGE_BLOCKS) * SEGMENT_BYTES;
+  if (!Number.isSafeInteger(at) || at % 8 !== 0 || at < first || at + ENTRY_HEADER_BYTES > limit) return false;
+  const segmentEnd = at - ((at - first) % SEGMENT_BYTES) + SEGMENT_BYTES;
+  const keyLength = entryKeyLength(v, at);
+  const op = entryOp(v, at);
+  if (keyLength !== key.length - 1 || (op !== ENTRY_PUT && op !== ENTRY_DEL)) return false;
+  if (at + entryBytes(keyLength, entryValueLength(v, at)) > segmentEnd) return false;
+  const w = v.at(at);
+  const k = at - w.base + ENTRY_HEADER_BYTES;
+  for (let i = 0; i < keyLength; i++) if (w.u8[k + i] !== key[i + 1]) return false;
+  return true;
+}
 
 /** Finishes or undoes everything dead participant `id` left in the writer slots it held. */
 export function reapKvWriters(ctx: WriterReapContext, id: number): void {
@@ -113,7 +157,11 @@ function reapSlot(ctx: WriterReapContext, slot: number, id: number): void {
   }
   const inflight = progress[line + W_INFLIGHT];
   let recordValid = false;
-  if (inflight !== 0 && base >= 0) {
+  if (inflight !== 0 && base >= 0 && !inflightInSegment(inflight)) {
+    // Not an offset this store writes there: no record is known to be in flight. Nothing is
+    // zeroed or published on its word; the records themselves are recovery's to judge.
+    writerReapStats.unknownInflight++;
+  } else if (inflight !== 0 && base >= 0) {
     const at = base + inflight - 1;
     const check = checkRecord(v, at, base + SEGMENT_BYTES, nonce);
     if (check.status === 'ok') {
@@ -210,6 +258,11 @@ function reapPriority(
   ctx.priorityReaped(word, used, nonce);
 }
 
+/** isEntryOf under DAXSTORE_TEST_BREAK=kv-reap-trust-index: whatever the value words name is taken for an entry of the key. */
+function entryTrusted(): boolean {
+  return true;
+}
+
 /** Zero bytes that end a scan after the last record (segment-writer.ts). */
 const END_MARKER_BYTES = 16;
 
@@ -246,8 +299,12 @@ function rollForward(ctx: WriterReapContext, slot: number, at: number, count: nu
     // As the store publishes a batch (store.ts finishBatchEntryLocked): a tombstone the index
     // points at is no live value; a DEL stays a tombstone while a snapshot is held.
     for (const { ref, e: entryAt, put } of todo) {
-      const wasTombstone = ref.state === 'value' && ctx.isDeletion(ref.value);
-      const wasLive = ref.state === 'value' && !wasTombstone;
+      // What the entry held is read only if it is an entry of this key (isEntryOf): anything
+      // else is neither superseded nor a tombstone here (no object retired, no count moved).
+      const wasEntry = ref.state === 'value' && isEntryOf(v, space.device, ref.value, ref.key);
+      if (ref.state === 'value' && !wasEntry) writerReapStats.oldNotEntry++;
+      const wasTombstone = wasEntry && ctx.isDeletion(ref.value);
+      const wasLive = wasEntry && !wasTombstone;
       if (wasLive) superseded.push(ref.value);
       if (put) {
         ctx.count(slot, wasLive ? ctx.dead : ctx.liveKeys, 1);
