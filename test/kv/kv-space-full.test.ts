@@ -281,13 +281,18 @@ function scenario(seed: number, maxSizeMiB: number): void {
 }
 
 describe('a full store', () => {
-  it('deletes, compacts, takes puts again and keeps every acknowledged key, across reopen', async () => {
-    // CI: one 8 MiB store (three extents); DAXSTORE_LONG adds rounds in 16 and 32 MiB stores,
-    // where deleting half of a full store one key at a time takes several compaction passes.
-    for (let round = 0; round < scaled(1); round++) {
-      await withSeed(FILE, (seed) => scenario(seed, [12, 16, 32][round % 3]));
-    }
-  });
+  // Each round's phases have watchdogs of their own (deadline); the test's timeout grows with the rounds.
+  it(
+    'deletes, compacts, takes puts again and keeps every acknowledged key, across reopen',
+    { timeout: scaled(1) * 150_000 },
+    async () => {
+      // CI: one 8 MiB store (three extents); DAXSTORE_LONG adds rounds in 16 and 32 MiB stores,
+      // where deleting half of a full store one key at a time takes several compaction passes.
+      for (let round = 0; round < scaled(1); round++) {
+        await withSeed(FILE, (seed) => scenario(seed, [12, 16, 32][round % 3]));
+      }
+    },
+  );
 
   it(
     'seed 47853975: deletes spread over a store of fully live segments leave compaction its room',
@@ -314,9 +319,13 @@ describe('a full store', () => {
     await withSeed(FILE, (seed) => reopenedFull(seed));
   });
 
-  it('a reopened full store of small and large values keeps its deletes possible', { timeout: 300_000 }, async () => {
-    for (let round = 0; round < scaled(2); round++) await withSeed(FILE, (seed) => reopenedFullRandom(seed));
-  });
+  it(
+    'a reopened full store of small and large values keeps its deletes possible',
+    { timeout: scaled(2) * 200_000 },
+    async () => {
+      for (let round = 0; round < scaled(2); round++) await withSeed(FILE, (seed) => reopenedFullRandom(seed));
+    },
+  );
 
   it(
     'goes red with DAXSTORE_TEST_BREAK=kv-trust-estimates: the reopened full store gives its reserve to puts, then its deletes fail',
