@@ -299,7 +299,7 @@ export class Device {
     if (order !== 0 && order !== HUGE_ORDER)
       throw new DaxError('EINVAL', `allocate: order ${String(order)} must be 0 or 9`);
     const block =
-      opts.grow === false
+      opts.grow === false || (this.growthHeld > 0 && opts.priority !== true)
         ? this.allocator.allocate(ownerId, index, order, opts)
         : opts.priority === true
           ? this.allocatePriority(ownerId, index, order)
@@ -309,6 +309,24 @@ export class Device {
       () => `allocator returned block ${block}`,
     );
     return block;
+  }
+
+  /** withoutGrowth's depth on this thread (a Device object is one thread's). */
+  private growthHeld = 0;
+
+  /**
+   * Runs fn with this thread's ordinary allocations made as with `grow: false`: one that finds
+   * the store full throws the full error instead of growing it, and the caller decides between
+   * reclaiming and growing (the kv store's large values, whose pages the DAX fault path
+   * allocates). Priority allocations are not affected.
+   */
+  withoutGrowth<T>(fn: () => T): T {
+    this.growthHeld++;
+    try {
+      return fn();
+    } finally {
+      this.growthHeld--;
+    }
   }
 
   /** An ordinary allocation; a full store grows (one step, or none when another thread just grew it) and it is tried again. */

@@ -1397,7 +1397,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   ): { value: Value; valueLength: number; flags: number; objectId: number } {
     const valueLength = valueLengthOf(value, op);
     if (valueLength <= LARGE_VALUE_THRESHOLD_BYTES) return { value, valueLength, flags: 0, objectId: -1 };
-    const sum = writeLargeObject(this.space, id, valueBytes(value));
+    // Its pages do not grow the store from the fault path: a full store throws ENOSPC here, and
+    // the write's retryAfterReclaim releases dead space, grows or compacts, as for the log.
+    const device = this.space.device;
+    const sum =
+      this.largeGrowth || isBroken('kv-large-grows-at-fault')
+        ? writeLargeObject(this.space, id, valueBytes(value))
+        : device.withoutGrowth(() => writeLargeObject(this.space, id, valueBytes(value)));
     return {
       value: encodeLargeRef(id, valueLength, sum),
       valueLength: LARGE_REF_BYTES,
@@ -3348,8 +3354,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         error = e;
       }
     }
-    throw error;
+    // A large value that still finds no room in a store that can grow (larger than what the
+    // rounds gave back: each grows one step at most): its pages grow the store as they need.
+    if (!this.space.device.canGrow || isInjectedFault(error)) throw error;
+    this.largeGrowth = true;
+    try {
+      return op();
+    } finally {
+      this.largeGrowth = false;
+    }
   }
+
+  /** Set while retryAfterReclaim's last try runs: a large value's pages may grow the store (prepareValue). */
+  private largeGrowth = false;
 
   /**
    * Runs a delete (`op`, a record of about `bytes`) so that it never fails for lack of space:
