@@ -2475,9 +2475,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const ats = new Float64Array(RANGE_BATCH_MAX);
     let batch = RANGE_BATCH_FIRST;
     while (remaining > 0) {
-      this.checkOpen('range');
-      if (snapshot !== undefined && snapshot.closed)
-        throw new DaxError('ECLOSED', `range: its snapshot (sequence ${S}) is closed`);
+      if (this.closed || (snapshot !== undefined && snapshot.closed)) this.iteratorClosed(S);
       const want = Math.min(batch, remaining);
       batch = Math.min(2 * batch, RANGE_BATCH_MAX);
       let n = 0;
@@ -2500,11 +2498,21 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       } finally {
         tree.epoch.unpin();
       }
-      for (let i = 0; i < m; i++) yield items[i];
+      for (let i = 0; i < m; i++) {
+        // After close() (the store's, or the snapshot's) not even the entries already read.
+        if (this.closed || (snapshot !== undefined && snapshot.closed)) this.iteratorClosed(S);
+        yield items[i];
+      }
       remaining -= m;
       if (n < want || lastKey === undefined) return;
       bounds = bounds.reverse ? { ...bounds, lt: lastKey, lte: undefined } : { ...bounds, gt: lastKey, gte: undefined };
     }
+  }
+
+  /** Ends an iterator whose store or snapshot was closed: ECLOSED, naming which. */
+  private iteratorClosed(S: number): never {
+    this.checkOpen('range');
+    throw new DaxError('ECLOSED', `range: its snapshot (sequence ${S}) is closed`);
   }
 
   /**
