@@ -38,6 +38,16 @@ async function deadBatch(seed: number): Promise<Trial> {
   const dir = mkdtempSync(path.join('/dev/shm', 'kv-reap-checks-'));
   const file = path.join(dir, 'store');
   const db = open(file, { size: 16 * 1024 * 1024 });
+  try {
+    return await killedInBatch(r, seed, dir, file, db);
+  } catch (e) {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function killedInBatch(r: () => number, seed: number, dir: string, file: string, db: KvStore): Promise<Trial> {
   const n = 2 + Math.floor(r() * 4);
   const keys = Array.from({ length: n }, (_, i) => `key-${i}`);
   for (const k of keys) db.put(k, `old ${k} ${seed}`);
