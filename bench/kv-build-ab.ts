@@ -10,7 +10,11 @@
  *
  *   npx tsc -p tsconfig.json
  *   node dist/bench/kv-build-ab.js --a <root of build A> [--b <root of build B, default this package>]
- *     [--keys 200000] [--rounds 8]
+ *     [--keys 200000] [--rounds 8] [--rows 'txn 4r+4w,snapshot+close']
+ *
+ * The rows beyond kv.bench.ts's: 'txn 4r+4w', txn.bench.ts's transaction (4 gets, 4 puts, one
+ * thread, 'none'), CPU per transaction; 'snapshot+close', db.snapshot().close() with no other
+ * snapshot of the handle held.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -19,8 +23,16 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mulberry32 } from '../src/device/sim-media.js';
 
-const ROWS = ['put none', 'put sync', 'get', 'getView in read', 'range 10k'] as const;
+const ROWS = ['put none', 'put sync', 'get', 'getView in read', 'range 10k', 'txn 4r+4w', 'snapshot+close'] as const;
 type Row = (typeof ROWS)[number];
+/** The rows run (--rows a,b: a subset, e.g. --rows 'txn 4r+4w,snapshot+close'). */
+const SELECTED: readonly Row[] = (() => {
+  const i = process.argv.indexOf('--rows');
+  if (i < 0) return ROWS;
+  const names = process.argv[i + 1].split(',');
+  for (const n of names) if (!(ROWS as readonly string[]).includes(n)) throw new Error(`--rows: no row ${n}`);
+  return names as Row[];
+})();
 const SCAN = 10_000;
 const VALUE = new Uint8Array(100).fill(7);
 
@@ -29,6 +41,10 @@ interface Store {
   get(key: Uint8Array): Uint8Array | undefined;
   getView(key: Uint8Array): Uint8Array | undefined;
   read<T>(fn: () => T): T;
+  transactionSync<T>(
+    fn: (txn: { get(key: Uint8Array): unknown; put(key: Uint8Array, value: Uint8Array): void }) => T,
+  ): T;
+  snapshot(): { close(): void };
   range(opts: { gte: Uint8Array; limit: number }): Iterable<[Uint8Array, Uint8Array]>;
   close(): void;
 }
@@ -101,9 +117,25 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
         });
         return ns / entries;
       },
+      // bench/txn.bench.ts's transaction: 4 gets and 4 puts of keys in the fixed order, one thread.
+      'txn 4r+4w': () => {
+        const txns = Math.max(1, Math.floor(keys / 8));
+        return cpuNs(txns, () => {
+          for (let i = 0; i < txns; i++)
+            none.transactionSync((txn) => {
+              for (let j = 0; j < 4; j++) txn.get(next());
+              for (let j = 0; j < 4; j++) txn.put(next(), VALUE);
+            });
+        });
+      },
+      // A snapshot taken and closed with no other snapshot of the handle held (the first one registers the handle).
+      'snapshot+close': () =>
+        cpuNs(keys, () => {
+          for (let i = 0; i < keys; i++) none.snapshot().close();
+        }),
     };
     const out = {} as Record<Row, number>;
-    for (const row of ROWS) {
+    for (const row of SELECTED) {
       runs[row](); // warm-up pass: JIT and first touches out of the figure
       out[row] = runs[row]();
     }
@@ -117,10 +149,16 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
 }
 
 function runChild(root: string, keys: number): Record<Row, number> {
-  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', root, String(keys)], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 20,
-  });
+  const rows = process.argv.indexOf('--rows');
+  const extra = rows >= 0 ? ['--rows', process.argv[rows + 1]] : [];
+  const out = execFileSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--child', root, String(keys), ...extra],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 20,
+    },
+  );
   return JSON.parse(out) as Record<Row, number>;
 }
 
@@ -147,7 +185,7 @@ function main(): void {
       .join(' ')}`,
   );
   console.log(`A = ${a}\nB = ${b}`);
-  for (const row of ROWS) {
+  for (const row of SELECTED) {
     const ma = median(runs.A.map((r) => r[row]));
     const mb = median(runs.B.map((r) => r[row]));
     const ratios = runs.A.map((r, i) => runs.B[i][row] / r[row]);

@@ -76,7 +76,7 @@
  *
  * Persistence ordering: none; all of this is volatile (no snapshot outlives the process).
  */
-import { assert } from '../assert.js';
+import { AssertionError, assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import { loadWord, storeRelease } from '../index/word-load.js';
 import { isParticipantDead, participantId } from '../device/participants.js';
@@ -123,8 +123,17 @@ export class Snapshots {
   private slot = -1;
   /** Word index of this slot's INFLIGHT word (-1 until the slot is claimed): the writers' hot path. */
   private inflightAt = -1;
-  /** Live snapshots of this handle: sequence -> how many. */
-  private readonly held = new Map<number, number>();
+  /**
+   * Live snapshots of this handle: the distinct sequences held, ascending, in seqs[head..] with
+   * how many of each in counts[] (0: released, not yet cut out; `zeros` of them). A handle's
+   * sequences only grow, so a snapshot is appended and one released is the first or the last
+   * in the common orders; the arrays are cut at both ends and compacted when half are zeros.
+   * (A Map of sequence -> count cost a runtime call per delete: its table shrinks each time.)
+   */
+  private readonly seqs: number[] = [];
+  private readonly counts: number[] = [];
+  private head = 0;
+  private zeros = 0;
   private heldCount = 0;
   private heldMin = Infinity;
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
@@ -250,7 +259,7 @@ export class Snapshots {
       S = read();
       assert(S >= this.heldMin, 'snapshot: sequences went backwards');
     }
-    this.held.set(S, (this.held.get(S) ?? 0) + 1);
+    this.hold(S);
     this.heldCount++;
     this.i32[w + S_SNAP_COUNT] = this.heldCount;
     return S;
@@ -258,26 +267,115 @@ export class Snapshots {
 
   /** Drops one registration of a snapshot at S. Returns whether this handle's oldest rose (deferred work may be due). */
   release(S: number): boolean {
-    const n = this.held.get(S);
-    assert(n !== undefined && n > 0 && this.slot >= 0, () => `snapshot release of ${S}, not held`);
+    const i = this.slot >= 0 ? this.find(S) : -1;
+    if (i < 0) throw new AssertionError(`snapshot release of ${S}, not held`);
     const w = this.line();
-    if (n === 1) this.held.delete(S);
-    else this.held.set(S, n - 1);
+    const n = this.counts[i]--;
     this.heldCount--;
     this.i32[w + S_SNAP_COUNT] = this.heldCount;
+    if (n > 1) return false;
+    this.cut(i);
     if (this.heldCount === 0) {
+      // cut() left seqs[head..] empty; the prefix before head goes only when there is one (setting length is a runtime call).
+      if (this.head !== 0) {
+        this.seqs.length = 0;
+        this.counts.length = 0;
+        this.head = 0;
+      }
+      this.zeros = 0;
       this.heldMin = Infinity;
       this.f64[w / 2 + S_SNAP_MIN_F64] = Infinity;
       Atomics.and(this.i32, HELD + (this.slot >> 5), ~(1 << (this.slot & 31)));
       return true;
     }
-    if (S !== this.heldMin || n > 1) return false;
-    let min = Infinity;
-    for (const s of this.held.keys()) if (s < min) min = s;
+    if (S !== this.heldMin) return false;
+    const min = this.seqs[this.head];
     this.heldMin = min;
     this.f64[w / 2 + S_SNAP_SINCE_F64] = Date.now(); // the age of the oldest is now unknown: counted from here
     this.f64[w / 2 + S_SNAP_MIN_F64] = min;
     return true;
+  }
+
+  /** One more registration of S (S is at least the oldest held: sequences a handle reads never go back). */
+  private hold(S: number): void {
+    const seqs = this.seqs;
+    const last = seqs.length - 1;
+    if (last < this.head || seqs[last] < S) {
+      seqs.push(S);
+      this.counts.push(1);
+      return;
+    }
+    const i = this.indexOf(S);
+    if (i >= 0) {
+      if (this.counts[i]++ === 0) this.zeros--;
+      return;
+    }
+    // Between two held sequences (not reached by a handle whose reads only grow; kept correct anyway).
+    let at = last;
+    while (at >= this.head && seqs[at] > S) at--;
+    seqs.splice(at + 1, 0, S);
+    this.counts.splice(at + 1, 0, 1);
+  }
+
+  /** The index of S among the held sequences with a count above 0, -1 when not held. */
+  private find(S: number): number {
+    const i = this.indexOf(S);
+    return i >= 0 && this.counts[i] > 0 ? i : -1;
+  }
+
+  /** The index of S in seqs[head..] (its count may be 0), -1 when absent. */
+  private indexOf(S: number): number {
+    const seqs = this.seqs;
+    let lo = this.head;
+    let hi = seqs.length - 1;
+    if (hi >= lo && seqs[hi] === S) return hi; // the newest: the usual case
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = seqs[mid];
+      if (v === S) return mid;
+      if (v < S) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Entry i's count reached 0: cut it (and the zeros it uncovers) at either end, else count it; compact when half are zeros. */
+  private cut(i: number): void {
+    const seqs = this.seqs;
+    const counts = this.counts;
+    if (i === seqs.length - 1) {
+      seqs.pop();
+      counts.pop();
+      while (counts.length > this.head && counts[counts.length - 1] === 0) {
+        seqs.pop();
+        counts.pop();
+        this.zeros--;
+      }
+    } else if (i === this.head) {
+      this.head++;
+      while (this.head < counts.length && counts[this.head] === 0) {
+        this.head++;
+        this.zeros--;
+      }
+    } else this.zeros++;
+    const live = seqs.length - this.head;
+    if (this.head > 32 && this.head > live) {
+      seqs.splice(0, this.head);
+      counts.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.zeros > 32 && this.zeros * 2 > live) {
+      let to = 0;
+      for (let from = this.head; from < seqs.length; from++)
+        if (counts[from] > 0) {
+          seqs[to] = seqs[from];
+          counts[to++] = counts[from];
+        }
+      seqs.length = to;
+      counts.length = to;
+      this.head = 0;
+      this.zeros = 0;
+    }
   }
 
   /** Snapshots this handle holds. */
@@ -324,7 +422,10 @@ export class Snapshots {
   /** Leaves the slot (close): every snapshot of this handle released first. */
   leave(): void {
     if (this.slot < 0) return;
-    this.held.clear();
+    this.seqs.length = 0;
+    this.counts.length = 0;
+    this.head = 0;
+    this.zeros = 0;
     this.heldCount = 0;
     this.heldMin = Infinity;
     this.freeSlot(this.slot);

@@ -556,6 +556,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private readonly host: TransactionHost;
   /** A transactionSync callback is running on this handle (they do not nest). */
   private inTransaction = false;
+  /** lastSequence as a function made once (snaps.register reads it; an arrow per snapshot is an allocation). */
+  private readonly readLastSequence = (): number => this.lastSequence();
   private readonly backoff = new Int32Array(new SharedArrayBuffer(4));
   /** @internal What open found about large-value objects (opener only). */
   largeValuesAtOpen: OrphanReport | undefined;
@@ -1010,7 +1012,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** A registered snapshot of the store as it is now (snapshots.ts): its sequence, once every write up to it is published. */
   private registerSnapshot(op: string): number {
     this.checkOpen(op);
-    const S = this.snaps.register(() => this.lastSequence());
+    const S = this.snaps.register(this.readLastSequence);
     if (isBroken('kv-snapshot-no-wait')) return S; // reads at S with writes up to S maybe half published
     try {
       this.snaps.waitPublished(S);
