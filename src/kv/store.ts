@@ -117,9 +117,9 @@ import { Op, isDeletion, sequenceAt, versionAtPinned } from './versions.js';
 import {
   KvTransaction,
   TXN_ATTEMPTS,
+  sortAscending,
   type TransactionHost,
   type TxnRange,
-  type TxnRead,
   type TxnWrite,
 } from './transaction.js';
 import {
@@ -660,6 +660,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       registerSnapshot: (op) => this.registerSnapshot(op),
       releaseSnapshot: (S) => this.releaseSnapshot(S),
       getAt: (key, S, op) => this.getAt(key, S, op, false),
+      getKeyAt: (k, S, op, view) => this.getKeyAt(k, S, op, view),
+      versionKeyAt: (k, S, op) => this.versionKeyAt(k, S, op),
       viewAt: (key, S, op) => this.getAt(key, S, op, true) as Uint8Array | undefined,
       versionAt: (key, S, op) => this.versionOf(key, S, op),
       rangeIn: (opts, snapshot) => this.rangeAt(opts, snapshot),
@@ -672,7 +674,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.rawValues
           ? new Uint8Array(bytes)
           : this.decodeValue(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 0, bytes.length, op),
-      commitTransaction: (writes, reads, ranges, S) => this.commitTransaction(writes, reads, ranges as Bounds[], S),
     };
   }
 
@@ -1039,7 +1040,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** The value of key at snapshot S (a copy, or a view valid while S is held). */
   private getAt(key: unknown, S: number, op: string, view: boolean): unknown {
     this.checkOpen(op);
-    const k = this.lookupKey(key, op);
+    return this.getKeyAt(this.lookupKey(key, op), S, op, view);
+  }
+
+  /** getAt of an index key (a transaction's, encoded once). */
+  private getKeyAt(k: Uint8Array, S: number, op: string, view: boolean): unknown {
     const epoch = this.space.epoch;
     epoch.pin();
     try {
@@ -1056,7 +1061,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** The version (sequence) of key at snapshot S, undefined when absent at S. */
   private versionOf(key: unknown, S: number, op: string): number | undefined {
     this.checkOpen(op);
-    const k = this.lookupKey(key, op);
+    return this.versionKeyAt(this.lookupKey(key, op), S, op);
+  }
+
+  /** versionOf of an index key (a transaction's, encoded once). */
+  private versionKeyAt(k: Uint8Array, S: number, op: string): number | undefined {
+    void op;
     const epoch = this.space.epoch;
     epoch.pin();
     try {
@@ -2075,9 +2085,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
               'transactionSync: the callback returned a promise: it must be synchronous (nothing was written)',
             );
           txn.end();
-          const { writes, reads, ranges } = txn.drain();
-          if (writes.length === 0) return result;
-          const committed = this.commitWithRoom(writes, reads, ranges as Bounds[], S);
+          if (!txn.wrote) return result;
+          const committed = this.commitWithRoom(txn.writes(), txn.reads, txn.rangesRead as Bounds[], S);
           if (committed === true) return result;
           if (committed !== false) noRoom = committed.noRoom;
         } finally {
@@ -2145,14 +2154,15 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    */
   private commitWithRoom(
     writes: TxnWrite[],
-    reads: TxnRead[],
+    reads: readonly Uint8Array[],
     ranges: Bounds[],
     S: number,
   ): boolean | { noRoom: unknown } {
-    const commit = (): boolean => this.commitWrites(writes, reads, ranges, S);
-    if (writes.every((w) => w.value === undefined)) return this.deleteWithRoom(commit, 0);
+    let deletesOnly = true;
+    for (const w of writes) if (w.value !== undefined) deletesOnly = false;
+    if (deletesOnly) return this.deleteWithRoom(() => this.commitWrites(writes, reads, ranges, S), 0);
     try {
-      return commit();
+      return this.commitWrites(writes, reads, ranges, S);
     } catch (e) {
       if (!isDaxError(e, 'ENOSPC')) throw e;
       return { noRoom: e };
@@ -2160,7 +2170,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /** A transaction's commit: commitTransaction, one record. */
-  private commitWrites(writes: TxnWrite[], reads: TxnRead[], ranges: Bounds[], S: number): boolean {
+  private commitWrites(writes: TxnWrite[], reads: readonly Uint8Array[], ranges: Bounds[], S: number): boolean {
     if (isBroken('kv-txn-record-per-write')) return this.commitTransactionPerWrite(writes, reads, ranges, S);
     return this.commitTransaction(writes, reads, ranges, S);
   }
@@ -2170,7 +2180,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * write, then one record per further write, each committed on its own: a crash between two
    * of them keeps part of the transaction.
    */
-  private commitTransactionPerWrite(writes: TxnWrite[], reads: TxnRead[], ranges: Bounds[], S: number): boolean {
+  private commitTransactionPerWrite(
+    writes: TxnWrite[],
+    reads: readonly Uint8Array[],
+    ranges: Bounds[],
+    S: number,
+  ): boolean {
     if (!this.commitTransaction(writes.slice(0, 1), reads, ranges, S)) return false;
     for (const w of writes.slice(1)) this.commitTransaction([w], [], [], S);
     return true;
@@ -2184,38 +2199,37 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * and it), then seals, commits and publishes the record as one step. Returns false, with
    * nothing written, on a conflict.
    */
-  private commitTransaction(writes: TxnWrite[], reads: TxnRead[], ranges: Bounds[], S: number): boolean {
-    const items: BatchItem[] = writes.map((w) => ({
-      type: w.value === undefined ? 'del' : 'put',
-      key: w.key,
-      value: w.value,
-      valueLength: w.value === undefined ? 0 : w.value.length,
-      entryAt: 0,
-      flags: 0,
-      objectId: -1,
-    }));
+  private commitTransaction(writes: TxnWrite[], reads: readonly Uint8Array[], ranges: Bounds[], S: number): boolean {
+    const n = writes.length;
+    const items: BatchItem[] = new Array(n);
     let total = RECORD_HEADER_BYTES;
-    for (const item of items)
-      total += entryBytes(
-        item.key.length - 1,
-        item.valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : item.valueLength,
-      );
+    let large = 0;
+    for (let i = 0; i < n; i++) {
+      const w = writes[i];
+      const valueLength = w.value === undefined ? 0 : w.value.length;
+      items[i] = {
+        type: w.value === undefined ? 'del' : 'put',
+        key: w.key,
+        value: w.value,
+        valueLength,
+        entryAt: 0,
+        flags: 0,
+        objectId: -1,
+      };
+      if (valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
+      total += entryBytes(w.key.length - 1, valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : valueLength);
+    }
     if (total > SEGMENT_BYTES)
       throw new DaxError(
         'EINVAL',
         `transactionSync: ${total} bytes of writes exceed one record (${SEGMENT_BYTES} bytes); nothing was written`,
       );
-    // Every key locked: the writes (in order) and the keys only read, merged ascending.
-    const lockKeys: Uint8Array[] = items.map((item) => item.key);
-    const writeNames = new Set(items.map((item) => latin1(item.key)));
-    for (const r of reads) if (!writeNames.has(latin1(r.key))) lockKeys.push(r.key);
-    lockKeys.sort(compareBytes);
+    // Every key locked once, ascending (the one lock order): the writes (sorted) merged with the keys only read.
+    const lock = lockSet(writes, reads);
     const refs: EntryRef[] = [];
     let done = false;
     let at = -1;
     try {
-      let large = 0;
-      for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
       if (large > 0) {
         let id = Atomics.add(this.i32, NEXT_OBJECT, large);
         this.active.beginObjects(id, large); // before any object exists: a death from here on removes them
@@ -2239,30 +2253,28 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
       at = this.active.reserve(total);
       this.active.beginRecord(at);
-      const byName = new Map<string, EntryRef>();
-      for (const k of lockKeys) {
-        const ref = grab(this.space.tree, k);
-        refs.push(ref);
-        byName.set(latin1(k), ref);
-      }
-      if (!this.readsUnchangedLocked(reads, byName, S)) return false;
-      const writeRefs = items.map((item) => byName.get(latin1(item.key))!);
+      const tree = this.space.tree;
+      for (const k of lock.keys) refs.push(grab(tree, k));
+      if (!this.readsUnchangedLocked(lock.readAt, refs, S)) return false;
       const sequence = this.takeSequence();
       try {
         if (ranges.length > 0 && !this.rangesUnchanged(ranges, S, sequence)) return false;
-        for (let i = 0; i < items.length; i++) {
+        const writeRefs: EntryRef[] = new Array(n);
+        const puts: boolean[] = new Array(n);
+        const entryAts: number[] = new Array(n);
+        for (let i = 0; i < n; i++) {
+          const ref = refs[lock.writeAt[i]];
+          writeRefs[i] = ref;
           setEntrySequence(stageViews, items[i].entryAt, sequence);
-          setEntryPrevious(stageViews, items[i].entryAt, writeRefs[i].state === 'value' ? writeRefs[i].value : 0);
+          setEntryPrevious(stageViews, items[i].entryAt, ref.state === 'value' ? ref.value : 0);
         }
-        this.active.sealStaged(at, KIND_BATCH, items.length, total);
-        for (const item of items) item.entryAt += at;
+        this.active.sealStaged(at, KIND_BATCH, n, total);
+        for (let i = 0; i < n; i++) {
+          puts[i] = items[i].type === 'put';
+          entryAts[i] = items[i].entryAt + at;
+        }
         this.commitWrite();
-        this.publishBatchLocked(
-          writeRefs,
-          items.map((item) => item.type === 'put'),
-          items.map((item) => item.entryAt),
-          sequence,
-        );
+        this.publishBatchLocked(writeRefs, puts, entryAts, sequence);
       } finally {
         this.snaps.published();
       }
@@ -2283,10 +2295,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /** Whether every key read at S is unchanged: its newest version (stable: its lock is held) is still <= S. */
-  private readsUnchangedLocked(reads: TxnRead[], refs: Map<string, EntryRef>, S: number): boolean {
+  private readsUnchangedLocked(readAt: number[], refs: EntryRef[], S: number): boolean {
     if (isBroken('kv-txn-no-validate')) return true;
-    for (const r of reads) {
-      const ref = refs.get(latin1(r.key))!;
+    for (const i of readAt) {
+      const ref = refs[i];
       if (ref.state === 'value' && sequenceAt(this.views, ref.value) > S) return false;
     }
     return true;
@@ -3624,7 +3636,30 @@ function inBounds(k: Uint8Array, b: Bounds): boolean {
   return true;
 }
 
-const latin1 = (k: Uint8Array): string => Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
+/**
+ * The entry locks of a transaction's commit: every key it writes or read, once, ascending (the
+ * one lock order). `writes` are sorted and distinct; `reads` distinct. writeAt[i] is the place
+ * of writes[i] in keys, readAt those of the reads.
+ */
+function lockSet(
+  writes: readonly TxnWrite[],
+  reads: readonly Uint8Array[],
+): { keys: Uint8Array[]; writeAt: number[]; readAt: number[] } {
+  const sorted = sortAscending([...reads], (k) => k);
+  const keys: Uint8Array[] = [];
+  const writeAt: number[] = new Array(writes.length);
+  const readAt: number[] = new Array(sorted.length);
+  let w = 0;
+  let r = 0;
+  while (w < writes.length || r < sorted.length) {
+    const c = w === writes.length ? 1 : r === sorted.length ? -1 : compareBytes(writes[w].key, sorted[r]);
+    if (c <= 0) writeAt[w] = keys.length;
+    if (c >= 0) readAt[r] = keys.length;
+    keys.push(c <= 0 ? writes[w++].key : sorted[r]);
+    if (c >= 0) r++;
+  }
+  return { keys, writeAt, readAt };
+}
 
 /** Busy-waits (sabotaged variants only: widens the window a preemption would open). */
 function spinMicros(us: number): void {

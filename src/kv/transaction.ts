@@ -37,10 +37,8 @@ export interface TxnWrite {
   value: Uint8Array | undefined;
 }
 
-/** A key read from the snapshot (index key). */
-export interface TxnRead {
-  key: Uint8Array;
-}
+/** Sets of keys up to this size are searched linearly (no string per key); larger ones get a Map by their latin1 string. */
+const SMALL_SET = 16;
 
 /**
  * A range of a transaction's snapshot: [encoded key without its prefix byte, stored value
@@ -66,11 +64,55 @@ export interface TransactionHost extends SnapshotHost {
   decodeKey(bytes: Uint8Array): unknown;
   /** A value from its stored bytes. */
   decodeValue(bytes: Uint8Array, op: string): unknown;
-  /** Commits: validates the reads at S under the locks and writes everything as one record. False on a conflict. */
-  commitTransaction(writes: TxnWrite[], reads: TxnRead[], ranges: unknown[], S: number): boolean;
+  /** The value at S of the key whose index key is k (as getAt; k is not kept). */
+  getKeyAt(k: Uint8Array, S: number, op: string, view: boolean): unknown;
+  /** The version at S of the key whose index key is k (as versionAt). */
+  versionKeyAt(k: Uint8Array, S: number, op: string): number | undefined;
 }
 
 const latin1 = (k: Uint8Array): string => Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString('latin1');
+
+/** Whether two keys hold the same bytes. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  for (let i = n - 1; i >= 0; i--) if (a[i] !== b[i]) return false; // from the end: keys sharing a prefix differ there first
+  return true;
+}
+
+/** The index of k in keys (searched by its Map when there is one), -1 when absent. */
+function indexIn(keys: Uint8Array[], index: Map<string, number> | undefined, k: Uint8Array): number {
+  if (index !== undefined) return index.get(latin1(k)) ?? -1;
+  for (let i = 0; i < keys.length; i++) if (sameBytes(keys[i], k)) return i;
+  return -1;
+}
+
+/** Appends k (absent) to keys; returns the Map to search them by from now on (made once they outgrow SMALL_SET). */
+function addTo(
+  keys: Uint8Array[],
+  index: Map<string, number> | undefined,
+  k: Uint8Array,
+): Map<string, number> | undefined {
+  keys.push(k);
+  if (index !== undefined) return index.set(latin1(k), keys.length - 1);
+  if (keys.length <= SMALL_SET) return undefined;
+  const made = new Map<string, number>();
+  for (let i = 0; i < keys.length; i++) made.set(latin1(keys[i]), i);
+  return made;
+}
+
+/** items sorted in place by the bytes of key(item), ascending: insertion sort for the small sets transactions usually have. */
+export function sortAscending<T>(items: T[], key: (item: T) => Uint8Array): T[] {
+  if (items.length > SMALL_SET) return items.sort((a, b) => compareBytes(key(a), key(b)));
+  for (let i = 1; i < items.length; i++) {
+    const item = items[i];
+    const k = key(item);
+    let j = i - 1;
+    for (; j >= 0 && compareBytes(key(items[j]), k) > 0; j--) items[j + 1] = items[j];
+    items[j + 1] = item;
+  }
+  return items;
+}
 
 /**
  * The transaction a db.transactionSync() callback receives: reads of the store as of the
@@ -78,8 +120,14 @@ const latin1 = (k: Uint8Array): string => Buffer.from(k.buffer, k.byteOffset, k.
  * callback.
  */
 export class KvTransaction<K = any, V = any> {
-  private readonly writes = new Map<string, TxnWrite>();
-  private readonly reads = new Map<string, TxnRead>();
+  /** The write set: index keys and their stored bytes (undefined: a delete), in the order first written. */
+  private readonly wKeys: Uint8Array[] = [];
+  private readonly wValues: Array<Uint8Array | undefined> = [];
+  /** wKeys by latin1 string, once there are more than SMALL_SET. */
+  private wIndex: Map<string, number> | undefined = undefined;
+  /** The read set: index keys read from the snapshot, each once. */
+  private readonly rKeys: Uint8Array[] = [];
+  private rIndex: Map<string, number> | undefined = undefined;
   private readonly ranges: unknown[] = [];
   private open = true;
 
@@ -92,43 +140,57 @@ export class KvTransaction<K = any, V = any> {
   /** The value of key (decoded, as db.get): this transaction's own write, else the snapshot's. */
   get(key: KeyInput<K>): V | undefined {
     const k = this.key(key, 'get');
-    const own = this.writes.get(latin1(k));
-    if (own !== undefined)
-      return own.value === undefined ? undefined : (this.host.decodeValue(own.value, 'transaction get') as V);
+    const w = indexIn(this.wKeys, this.wIndex, k);
+    if (w >= 0) {
+      const own = this.wValues[w];
+      return own === undefined ? undefined : (this.host.decodeValue(own, 'transaction get') as V);
+    }
     this.noteRead(k);
-    return this.host.getAt(key, this.sequence, 'transaction get') as V | undefined;
+    return this.host.getKeyAt(k, this.sequence, 'transaction get', false) as V | undefined;
   }
 
   /** As get(), as a view valid until the transaction ends (its own writes: a view of the buffered copy). */
   getView(key: KeyInput<K>): Uint8Array | undefined {
     const k = this.key(key, 'getView');
-    const own = this.writes.get(latin1(k));
-    if (own !== undefined) return own.value;
+    const w = indexIn(this.wKeys, this.wIndex, k);
+    if (w >= 0) return this.wValues[w];
     this.noteRead(k);
-    return this.host.viewAt(key, this.sequence, 'transaction getView');
+    return this.host.getKeyAt(k, this.sequence, 'transaction getView', true) as Uint8Array | undefined;
   }
 
   has(key: KeyInput<K>): boolean {
-    const k = this.key(key, 'has');
-    const own = this.writes.get(latin1(k));
-    if (own !== undefined) return own.value !== undefined;
+    return this.hasKey(this.key(key, 'has'));
+  }
+
+  private hasKey(k: Uint8Array): boolean {
+    const w = indexIn(this.wKeys, this.wIndex, k);
+    if (w >= 0) return this.wValues[w] !== undefined;
     this.noteRead(k);
-    return this.host.versionAt(key, this.sequence, 'transaction has') !== undefined;
+    return this.host.versionKeyAt(k, this.sequence, 'transaction has') !== undefined;
   }
 
   /** Buffers a put of key (the value is encoded, so copied, now); nothing is written before commit. */
   put(key: KeyInput<K>, value: ValueInput<V>): void {
     const k = this.key(key, 'put');
-    const bytes = this.host.encodeValue(value, 'transaction put');
-    this.writes.set(latin1(k), { key: k, value: bytes });
+    this.write(k, this.host.encodeValue(value, 'transaction put'));
   }
 
   /** Buffers a delete of key; returns whether the key existed in the transaction's view (a read). */
   delete(key: KeyInput<K>): boolean {
-    const existed = this.has(key);
     const k = this.key(key, 'delete');
-    this.writes.set(latin1(k), { key: k, value: undefined });
+    const existed = this.hasKey(k);
+    this.write(k, undefined);
     return existed;
+  }
+
+  private write(k: Uint8Array, value: Uint8Array | undefined): void {
+    const w = indexIn(this.wKeys, this.wIndex, k);
+    if (w >= 0) {
+      this.wValues[w] = value;
+      return;
+    }
+    this.wValues.push(value);
+    this.wIndex = addTo(this.wKeys, this.wIndex, k);
   }
 
   /**
@@ -142,7 +204,7 @@ export class KvTransaction<K = any, V = any> {
     const { range, contains, reverse, limit, bounds } = this.host.rangeForTransaction(opts, this.sequence);
     this.ranges.push(bounds);
     // Own writes in the bounds, in the range's order (index keys: the prefix byte compares equal).
-    const own = [...this.writes.values()].filter((w) => contains(w.key)).sort((a, b) => compareBytes(a.key, b.key));
+    const own = this.writes().filter((w) => contains(w.key));
     if (reverse) own.reverse();
     let o = 0;
     let n = 0;
@@ -188,15 +250,30 @@ export class KvTransaction<K = any, V = any> {
     this.open = false;
   }
 
-  /** The write set in ascending key order (the lock order), the read set, the ranges read. */
-  drain(): { writes: TxnWrite[]; reads: TxnRead[]; ranges: unknown[] } {
-    const writes = [...this.writes.values()].sort((a, b) => compareBytes(a.key, b.key));
-    return { writes, reads: [...this.reads.values()], ranges: this.ranges };
+  /** The write set in ascending key order (the lock order). */
+  writes(): TxnWrite[] {
+    const out: TxnWrite[] = new Array(this.wKeys.length);
+    for (let i = 0; i < out.length; i++) out[i] = { key: this.wKeys[i], value: this.wValues[i] };
+    return sortAscending(out, (w) => w.key);
+  }
+
+  /** Whether the transaction wrote anything. */
+  get wrote(): boolean {
+    return this.wKeys.length > 0;
+  }
+
+  /** The keys read from the snapshot (index keys, each once, in no order). */
+  get reads(): readonly Uint8Array[] {
+    return this.rKeys;
+  }
+
+  /** The ranges read, with their bounds. */
+  get rangesRead(): readonly unknown[] {
+    return this.ranges;
   }
 
   private noteRead(k: Uint8Array): void {
-    const name = latin1(k);
-    if (!this.reads.has(name)) this.reads.set(name, { key: k });
+    if (indexIn(this.rKeys, this.rIndex, k) < 0) this.rIndex = addTo(this.rKeys, this.rIndex, k);
   }
 
   private key(key: unknown, op: string): Uint8Array {

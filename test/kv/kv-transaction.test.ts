@@ -78,6 +78,34 @@ describe('kv transactionSync', () => {
     db.close();
   });
 
+  it('many keys (past the small sets searched linearly): own writes, rewrites, deletes and a conflict on any read', () => {
+    const db = store();
+    const key = (i: number): string => `k${String(i).padStart(3, '0')}`;
+    for (let i = 0; i < 60; i += 2) db.put(key(i), `old${i}`);
+    let runs = 0;
+    db.transactionSync((txn) => {
+      runs++;
+      const before = (i: number): string | undefined =>
+        i === 57 && runs > 1 ? 'other' : i % 2 === 0 ? `old${i}` : undefined;
+      for (let i = 0; i < 60; i++) expect(text(txn.get(key(i)))).toBe(before(i));
+      for (let i = 59; i >= 0; i--) txn.put(key(i), `a${i}`); // descending: the commit sorts them
+      for (let i = 0; i < 60; i += 3) txn.put(key(i), `b${i}`);
+      for (let i = 0; i < 60; i += 5) txn.delete(key(i));
+      for (let i = 0; i < 60; i++) {
+        const want = i % 5 === 0 ? undefined : i % 3 === 0 ? `b${i}` : `a${i}`;
+        expect(text(txn.get(key(i)))).toBe(want);
+      }
+      // The read of the 58th key changes under the first run: the commit must see it.
+      if (runs === 1) db.put(key(57), 'other');
+    });
+    expect(runs).toBe(2);
+    for (let i = 0; i < 60; i++) {
+      const want = i % 5 === 0 ? undefined : i % 3 === 0 ? `b${i}` : `a${i}`;
+      expect(text(db.get(key(i))), key(i)).toBe(want);
+    }
+    db.close();
+  });
+
   it('a key read that changes before the commit runs the callback again', () => {
     const db = store();
     let runs = 0;
