@@ -23,7 +23,10 @@
  * progress.
  *
  * Rounds (TXN_BENCH_ROUNDS, default 3) alternate the stores; each figure is the median over the
- * rounds. Every measured window lasts TXN_BENCH_MS (default 1500 ms).
+ * rounds. Every measured window lasts TXN_BENCH_MS (default 1500 ms). Each worker runs its
+ * operation for TXN_BENCH_WARM_MS (default 300 ms) before the window opens: a fresh worker's
+ * JavaScript runs in the interpreter for its first thousands of calls, which would otherwise
+ * be most of a short window (lmdb's work is native code and needs no warm-up).
  *
  *   npx tsc -p tsconfig.json && node dist/bench/txn.bench.js
  *
@@ -43,6 +46,7 @@ import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
 const KEYS = Number(process.env['TXN_BENCH_KEYS'] ?? 100_000);
 const ROUNDS = Number(process.env['TXN_BENCH_ROUNDS'] ?? 3);
 const WINDOW_MS = Number(process.env['TXN_BENCH_MS'] ?? 1500);
+const WARM_MS = Number(process.env['TXN_BENCH_WARM_MS'] ?? 300);
 const VALUE = new Uint8Array(100).fill(7);
 const SKIP = new Set((process.env['TXN_BENCH_SKIP'] ?? '').split(','));
 
@@ -99,6 +103,8 @@ function worker(): void {
   // the worker's close() (and its exit, whose cleanup hook closes too) then waited on it in
   // EnvWrap::cleanupStrayTxns for ever, and the process never exited after its last figure.
   else step = () => lm!.putSync(pick(), VALUE);
+  // Warm-up before the window: the JIT's optimized code, not the interpreter's first thousands of calls, is measured.
+  for (const end = performance.now() + WARM_MS; performance.now() < end;) for (let i = 0; i < 16; i++) step();
   const go = new Int32Array(job.barrier);
   Atomics.add(go, 0, 1);
   while (Atomics.load(go, 1) === 0) Atomics.wait(go, 1, 0, 20);
