@@ -500,6 +500,8 @@ const SWEEP_BATCH = 1024;
 const RANGE_BATCH_FIRST = 64;
 const RANGE_BATCH_MAX = 512;
 const COPY_SLAB_BYTES = 8192;
+/** The slab a transaction's buffered keys and values are copied into (txnBytes); larger copies get their own. */
+const TXN_SLAB_BYTES = 16384;
 const LOWEST = Uint8Array.of(KV_KEY_PREFIX);
 const BEYOND = Uint8Array.of(KV_KEY_PREFIX + 1);
 
@@ -545,6 +547,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private copySlab = new Uint8Array(COPY_SLAB_BYTES);
   private copySlab32 = new Uint32Array(this.copySlab.buffer);
   private copySlabUsed = 0;
+  /**
+   * The running transaction's copies of the keys and values it buffers (txnBytes): views into
+   * this slab, reset at each attempt (they are valid until the transaction ends, as documented).
+   * A full slab is replaced, never reused, while views of it may live.
+   */
+  private txnSlab = Buffer.allocUnsafeSlow(TXN_SLAB_BYTES);
+  private txnSlabUsed = 0;
   /** Sink of touchEntriesPinned's loads. */
   private touched = 0;
   private readonly reaper: LargeObjectReaper;
@@ -667,7 +676,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       rangeIn: (opts, snapshot) => this.rangeAt(opts, snapshot),
       checkOpen: (op) => this.checkOpen(op),
       rangeForTransaction: (opts, S) => this.rangeForTransaction(opts, S),
-      encodeKey: (key, op) => this.ownedKey(key, op),
+      encodeKey: (key, op) => this.txnKey(key, op),
       encodeValue: (value, op) => this.valueBytesOf(value, op),
       decodeKey: (bytes) => this.keyOfBytes(bytes),
       decodeValue: (bytes, op) =>
@@ -2075,6 +2084,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     try {
       for (let attempt = 1; ; attempt++) {
         const S = this.registerSnapshot('transactionSync');
+        this.txnSlabUsed = 0; // the last attempt's copies are dead: it ended
         const txn = new KvTransaction<K, V>(this.host, S);
         let noRoom: unknown = undefined;
         try {
@@ -2127,12 +2137,36 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     };
   }
 
-  /** The bytes a value is stored as, an own copy (a transaction's buffered write). */
+  /** The bytes a value is stored as, a copy of the transaction's (txnBytes: valid until it ends). */
   private valueBytesOf(value: unknown, op: string): Uint8Array {
     if (this.valueEncoding === 'msgpack') resetPackScratch();
     const v = this.storedValue(value, op);
-    valueLengthOf(v, op);
-    return typeof v === 'string' ? new Uint8Array(Buffer.from(v, 'utf8')) : new Uint8Array(v); // a copy (Buffer's slice() is a view)
+    const n = valueLengthOf(v, op);
+    const out = this.txnBytes(n);
+    if (typeof v === 'string') {
+      if (n > 0) Buffer.from(out.buffer, out.byteOffset, n).write(v, 0, n, 'utf8');
+    } else out.set(v);
+    return out;
+  }
+
+  /** The index key of a transaction's key, a copy of the transaction's (txnBytes: valid until it ends). */
+  private txnKey(key: unknown, op: string): Uint8Array {
+    const k = this.lookupKey(key, op);
+    const out = this.txnBytes(k.length);
+    out.set(k);
+    return out;
+  }
+
+  /** n bytes of the transaction's slab (8-aligned), a fresh slab when full; more than an eighth of one: their own array. */
+  private txnBytes(n: number): Uint8Array {
+    if (n > TXN_SLAB_BYTES / 8) return new Uint8Array(n);
+    let at = this.txnSlabUsed;
+    if (at + n > TXN_SLAB_BYTES) {
+      this.txnSlab = Buffer.allocUnsafeSlow(TXN_SLAB_BYTES);
+      at = 0;
+    }
+    this.txnSlabUsed = at + ((n + 7) & ~7);
+    return new Uint8Array(this.txnSlab.buffer, at, n);
   }
 
   /** A key's encoded bytes (no prefix byte) decoded by this handle's key encoding. */
