@@ -24,9 +24,10 @@
  *
  * Rounds (TXN_BENCH_ROUNDS, default 3) alternate the stores; each figure is the median over the
  * rounds. Every measured window lasts TXN_BENCH_MS (default 1500 ms). Each worker runs its
- * operation for TXN_BENCH_WARM_MS (default 300 ms) before the window opens: a fresh worker's
- * JavaScript runs in the interpreter for its first thousands of calls, which would otherwise
- * be most of a short window (lmdb's work is native code and needs no warm-up).
+ * operation TXN_BENCH_WARM_OPS times (default 5000) before the window opens: a fresh worker's
+ * JavaScript runs unoptimized for its first thousands of calls, which would otherwise be most
+ * of a short window on a loaded machine (a count, not a time: under load a thread gets little
+ * CPU in a given wall time; lmdb's workers warm up alike, though its work is native code).
  *
  *   npx tsc -p tsconfig.json && node dist/bench/txn.bench.js
  *
@@ -46,7 +47,7 @@ import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
 const KEYS = Number(process.env['TXN_BENCH_KEYS'] ?? 100_000);
 const ROUNDS = Number(process.env['TXN_BENCH_ROUNDS'] ?? 3);
 const WINDOW_MS = Number(process.env['TXN_BENCH_MS'] ?? 1500);
-const WARM_MS = Number(process.env['TXN_BENCH_WARM_MS'] ?? 300);
+const WARM_OPS = Number(process.env['TXN_BENCH_WARM_OPS'] ?? 5000);
 const VALUE = new Uint8Array(100).fill(7);
 const SKIP = new Set((process.env['TXN_BENCH_SKIP'] ?? '').split(','));
 
@@ -104,7 +105,7 @@ function worker(): void {
   // EnvWrap::cleanupStrayTxns for ever, and the process never exited after its last figure.
   else step = () => lm!.putSync(pick(), VALUE);
   // Warm-up before the window: the JIT's optimized code, not the interpreter's first thousands of calls, is measured.
-  for (const end = performance.now() + WARM_MS; performance.now() < end;) for (let i = 0; i < 16; i++) step();
+  for (let i = 0; i < WARM_OPS; i++) step();
   const go = new Int32Array(job.barrier);
   Atomics.add(go, 0, 1);
   while (Atomics.load(go, 1) === 0) Atomics.wait(go, 1, 0, 20);
