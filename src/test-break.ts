@@ -332,6 +332,13 @@ export const SWITCHES = {
     breaks: 'compaction drops every tombstone of an absent key, ignoring the tombstone rule',
     red: ['test/kv/kv-tombstones.test.ts'],
   },
+  'kv-compact-open-set-first': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'automatic compaction reads the open-segment table before the segment table: a segment opened between the two reads is retired while its writer appends to it',
+    red: ['test/kv/kv-compaction-opening-writer.test.ts'],
+  },
   'kv-compact-skip-open-flush': {
     layer: 'kv',
     read: 'call',
@@ -630,6 +637,8 @@ export const testHooks: {
   priorityHeld?: (appended: boolean) => void;
   /** kv store.ts batch(): its record sealed and committed, every key held (`leaves`: their leaves in the index arena `arena`), none published */
   batchSealed?: (arena: Int32Array, leaves: readonly number[]) => void;
+  /** compaction.ts: automatic compaction has read one of the segment table and the open-segment table, not the other */
+  compactionListing?: () => void;
   /** transfer-owner.ts: right after an owner record's word0 changed, before it is persisted */
   transferOwnerExchanged?: (block: number, fromOwnerId: number, toOwnerId: number) => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */

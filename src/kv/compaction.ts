@@ -85,9 +85,9 @@ import {
 } from './layout.js';
 import { entryKeyLength, entryOp, entrySequence, entryValueLength, forEachRecord, type MediaViews } from './records.js';
 import { ALLOCATING, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
-import { isBroken } from '../test-break.js';
+import { isBroken, testHooks } from '../test-break.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
-import { entryCost, type SegmentTable } from './segment-table.js';
+import { entryCost, type SegmentInfo, type SegmentTable } from './segment-table.js';
 import { HUGE_BLOCKS } from '../device/layout.js';
 
 export interface CompactionReport {
@@ -170,7 +170,7 @@ export function compactSegmentsLocked(
   const limit = opts.maxLiveRatio * SEGMENT_BYTES;
   const candidates: Segment[] = [];
   if (opts.fromTable === true) {
-    for (const info of table.closedSegments(openSegments(openTable))) {
+    for (const info of closedSegmentsListed(table, openTable)) {
       if (candidates.length >= (opts.maxSegments ?? Infinity)) break;
       if (info.liveBytes > limit) continue;
       const seg = segmentAt(space, info.extent * HUGE_BLOCKS);
@@ -317,6 +317,28 @@ function readableOf(space: DaxSpace, block: number): ((from: number, to: number)
  * Extents named in the open table. A writer that is ALLOCATING may own a segment it has not
  * named yet (the table lists it as a segment a moment before): wait until none is.
  */
+/**
+ * The table's closed segments, the table read BEFORE the open-segment table. A writer names a
+ * new segment in the open table (ALLOCATING before it owns the block, the block before it
+ * writes a record there) and owns the block before the table lists it, so a segment the table
+ * lists is named in the open table read after it unless its writer has left it. Read the other
+ * way round, a segment opened between the two reads is listed and not named: compaction would
+ * retire a segment its writer goes on appending to, and the index would point into a freed block.
+ */
+function closedSegmentsListed(table: SegmentTable, openTable: Int32Array): SegmentInfo[] {
+  if (isBroken('kv-compact-open-set-first')) {
+    const open = openSegments(openTable);
+    testHooks.compactionListing?.();
+    return table.closedSegments(open);
+  }
+  const listed = table.closedSegments(NONE_OPEN);
+  testHooks.compactionListing?.();
+  const open = openSegments(openTable);
+  return listed.filter((info) => !open.has(info.extent));
+}
+
+const NONE_OPEN: ReadonlySet<number> = new Set();
+
 function openSegments(openTable: Int32Array): Set<number> {
   for (;;) {
     const open = new Set<number>();
