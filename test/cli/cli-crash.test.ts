@@ -80,6 +80,8 @@ describe('crash', () => {
         '--no-recovery-crash',
         '--json',
       ]),
+      {},
+      540_000, // a growth crash run is the longest here: the child gets most of the test's 600 s
     );
     expect(r.status, `${hint}\n${r.stdout}${r.stderr}`).toBe(0);
     const report = JSON.parse(r.stdout);

@@ -19,11 +19,12 @@ export interface CliRun {
   stderr: string;
 }
 
-export function cli(args: readonly string[], env: Record<string, string> = {}): CliRun {
+/** Runs the command to its end; a run past `timeoutMs` is killed (status null). */
+export function cli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 120_000): CliRun {
   const r = spawnSync(process.execPath, [MAIN, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
-    timeout: 120_000,
+    timeout: timeoutMs,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
