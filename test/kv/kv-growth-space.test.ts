@@ -16,8 +16,8 @@ import { open } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import { withBroken } from '../../src/test-break.js';
 import { isDaxError } from '../../src/errors.js';
-import type { KvStore } from '../../src/kv/index.js';
 import { tempPaths } from '../helpers/temp-paths.js';
+import { overwriteRun, type OverwriteRun } from '../helpers/overwrite-run.js';
 
 const FILE = 'test/kv/kv-growth-space.test.ts';
 const MiB = 2 ** 20;
@@ -27,13 +27,6 @@ function storePath(): string {
   return temp.next();
 }
 
-interface OverwriteRun {
-  start: number;
-  end: number;
-  written: number;
-  liveBytes: number;
-}
-
 /**
  * Overwrites `keys` keys at random with values of 200-1800 bytes until `factor` times the
  * store's starting size has been written; every key's newest value is checked at the end and
@@ -41,47 +34,12 @@ interface OverwriteRun {
  */
 function overwrite(seed: number, autoCompact: boolean, factor: number, keys = 200): OverwriteRun {
   const r = rng(seed);
-  const p = storePath();
-  const db = open(p, { maxSize: 1024 * MiB, autoCompact });
-  const start = db.dax.device.media.size;
-  const newest = new Map<number, Buffer>();
-  let written = 0;
-  let ops = 0;
-  try {
-    while (written < factor * start) {
-      const k = Math.floor(r() * keys);
-      const v = Buffer.alloc(200 + Math.floor(r() * 1600), ops & 0xff);
-      v.writeUInt32LE(ops++, 0);
-      try {
-        db.put(Buffer.from(`key-${k}`), v);
-      } catch (e) {
-        if (isDaxError(e)) throw new Error(`put ${ops} (${written} bytes written, seed ${seed}): ${e.message}`);
-        throw e;
-      }
-      newest.set(k, v);
-      written += v.length;
-    }
-    check(db, newest, 'before close');
-    const end = db.dax.device.media.size;
-    const liveBytes = db.stats().liveBytes;
-    db.close();
-    const again = open(p);
-    try {
-      check(again, newest, 'after reopen');
-    } finally {
-      again.close();
-    }
-    return { start, end, written, liveBytes };
-  } finally {
-    if (!db.closed) db.close();
-  }
-}
-
-function check(db: KvStore<Uint8Array, Uint8Array>, newest: Map<number, Buffer>, when: string): void {
-  for (const [k, v] of newest) {
-    const got = db.get(Buffer.from(`key-${k}`));
-    if (got === undefined || !Buffer.from(got).equals(v)) throw new Error(`key-${k} wrong ${when}`);
-  }
+  return overwriteRun(storePath(), { maxSize: 1024 * MiB, autoCompact }, factor, seed, (i) => {
+    const k = Math.floor(r() * keys);
+    const v = Buffer.alloc(200 + Math.floor(r() * 1600), i & 0xff);
+    v.writeUInt32LE(i, 0);
+    return [k, v];
+  });
 }
 
 describe('growth and reclamation', () => {
