@@ -8,7 +8,8 @@
  * Each wait has a watchdog. Red with DAXSTORE_TEST_BREAK=kv-snapshot-death-kept (the reaper
  * leaves the dead thread's snapshot slot as it was): the snapshots stay counted and the object
  * stays. Deaths in the middle of writes, transactions and snapshot reads are in
- * kv-thread-death.test.ts.
+ * kv-thread-death.test.ts. One death per way of ending in CI; DAXSTORE_LONG=<factor> runs that
+ * many times more of them.
  */
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
@@ -18,6 +19,7 @@ import { open } from '../helpers/kv-bytes.js';
 import { workerScript } from '../helpers/workers.js';
 import { withBroken } from '../../src/test-break.js';
 import type { KvStore } from '../../src/kv/index.js';
+import { scaled } from '../helpers/seed.js';
 
 type End = 'terminate' | 'throw' | 'exit' | 'return';
 
@@ -90,13 +92,20 @@ async function trial(
 
 describe('a snapshot held by a thread that ends is released', () => {
   for (const end of ['terminate', 'throw', 'exit', 'return'] as const) {
-    it(`holder ends by ${end}: its snapshots are released and what they held is freed`, async () => {
-      const r = await trial(end, 30_000);
-      expect(r.heldBefore).toBe(4);
-      expect(r.heldAfter).toBe(0);
-      expect(r.released).toBe(true);
-      expect(r.objectRemoved).toBe(true);
-    }, 120_000);
+    const deaths = scaled(1);
+    it(
+      `holder ends by ${end}: its snapshots are released and what they held is freed`,
+      async () => {
+        for (let i = 0; i < deaths; i++) {
+          const r = await trial(end, 30_000);
+          expect(r.heldBefore, `death ${i + 1} of ${deaths}`).toBe(4);
+          expect(r.heldAfter, `death ${i + 1} of ${deaths}`).toBe(0);
+          expect(r.released, `death ${i + 1} of ${deaths}`).toBe(true);
+          expect(r.objectRemoved, `death ${i + 1} of ${deaths}`).toBe(true);
+        }
+      },
+      120_000 * deaths,
+    );
   }
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-snapshot-death-kept (the dead thread still holds them)', async () => {
