@@ -10,7 +10,7 @@
  *
  *   npx tsc -p tsconfig.json
  *   node dist/bench/kv-build-ab.js --a <root of build A> [--b <root of build B, default this package>]
- *     [--keys 200000] [--rounds 8] [--rows 'txn 4r+4w,snapshot+close']
+ *     [--keys 200000] [--rounds 8] [--rows 'txn 4r+4w,snapshot+close'] [--warm 1]
  *
  * The rows beyond kv.bench.ts's: 'txn 4r+4w', txn.bench.ts's transaction (4 gets, 4 puts, one
  * thread, 'none'), CPU per transaction; 'snapshot+close', db.snapshot().close() with no other
@@ -32,6 +32,13 @@ const SELECTED: readonly Row[] = (() => {
   const names = process.argv[i + 1].split(',');
   for (const n of names) if (!(ROWS as readonly string[]).includes(n)) throw new Error(`--rows: no row ${n}`);
   return names as Row[];
+})();
+/** Untimed passes of each row before the timed one (--warm N, default 1). */
+const WARM = (() => {
+  const i = process.argv.indexOf('--warm');
+  const n = i < 0 ? 1 : Number(process.argv[i + 1]);
+  if (!Number.isInteger(n) || n < 0) throw new Error('--warm: a non-negative integer');
+  return n;
 })();
 const SCAN = 10_000;
 const VALUE = new Uint8Array(100).fill(7);
@@ -136,7 +143,9 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
     };
     const out = {} as Record<Row, number>;
     for (const row of SELECTED) {
-      runs[row](); // warm-up pass: JIT and first touches out of the figure
+      // Warm-up passes: JIT and first touches out of the figure. A range runs its per-batch code
+      // once per 10k entries, so one pass leaves it partly unoptimized (--warm raises the count).
+      for (let w = 0; w < WARM; w++) runs[row]();
       out[row] = runs[row]();
     }
     if (sink === -1) console.error(sink);
@@ -150,7 +159,11 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
 
 function runChild(root: string, keys: number): Record<Row, number> {
   const rows = process.argv.indexOf('--rows');
-  const extra = rows >= 0 ? ['--rows', process.argv[rows + 1]] : [];
+  const warm = process.argv.indexOf('--warm');
+  const extra = [
+    ...(rows >= 0 ? ['--rows', process.argv[rows + 1]] : []),
+    ...(warm >= 0 ? ['--warm', process.argv[warm + 1]] : []),
+  ];
   const out = execFileSync(
     process.execPath,
     [fileURLToPath(import.meta.url), '--child', root, String(keys), ...extra],
@@ -180,7 +193,7 @@ function main(): void {
     for (const side of i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const))
       runs[side].push(runChild(roots[side], keys));
   console.log(
-    `byte path A/B: ${keys} keys of 16 B, 100 B values, ${rounds} alternating rounds in fresh processes; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg()
+    `byte path A/B: ${keys} keys of 16 B, 100 B values, ${rounds} alternating rounds in fresh processes, ${WARM} warm-up pass(es) a row; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg()
       .map((x) => x.toFixed(2))
       .join(' ')}`,
   );
