@@ -545,6 +545,13 @@ export const SWITCHES = {
       "the death reaper's roll-forward takes what a held entry's value words name for an entry of its key without checking: it reads and retires whatever lies there",
     red: ['test/kv/kv-reap-checks.test.ts'],
   },
+  'kv-reap-adopt-own': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "the death reaper's roll-forward takes the dead thread's entries over in its own name: a reaper that dies in the middle leaves them to its own reap, which releases them unpublished, and the next reaper of the first dead thread no longer finds them",
+    red: ['test/kv/kv-reaper-death.test.ts'],
+  },
   'bench-page-locks-off': {
     layer: 'cli',
     read: 'load',
@@ -641,6 +648,12 @@ export const testHooks: {
   compactionListing?: () => void;
   /** transfer-owner.ts: right after an owner record's word0 changed, before it is persisted */
   transferOwnerExchanged?: (block: number, fromOwnerId: number, toOwnerId: number) => void;
+  /**
+   * writer-reaper.ts rollForward: the roll-forward of a dead thread's record has held `done`
+   * of its entries ('held'), opened `done` entries to publish ('opened', once), or published
+   * `done` of them ('finished'); a test stops (and terminates) the reaper there
+   */
+  reapRollForward?: (stage: 'held' | 'opened' | 'finished', done: number) => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */
   checkpointWrite?: (stage: 'created' | 'body-written') => void;
 } = {};

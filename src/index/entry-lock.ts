@@ -59,6 +59,9 @@
  *     leaves the record, and finishDeadReplace stores that value and makes the sequence even
  *     (lock-free: readers that spin on an odd sequence call it, as does the release). A new
  *     key's placeholder fill publishes with ONE compareExchange, so it needs no record.
+ *   - holdForDead .. releaseForDead: a reaper finishes a dead holder's operation on its
+ *     behalf; the entry word keeps naming the dead holder throughout, so a reaper that dies
+ *     in the middle leaves the entry to the next run of the same reap, not to its own.
  *   - A woken exclusive waiter's baton is recorded in its participant slot until returned, so
  *     a reap hands it on (wait-table.ts reapParticipant).
  *
@@ -908,6 +911,11 @@ function recordBaton(tree: RadixTree, key: number): void {
  * released if it is still held. A handler that failed is reported after the release.
  */
 function handleDeadHolder(tree: RadixTree, dead: number, leaf: number, key: Uint8Array): void {
+  if (heldForDead.has(leaf))
+    throw new DaxError(
+      'EDEADLK',
+      `grab: entry ${hex(key)} of tree ${tree.treeId} is held by this thread for dead participant ${dead}`,
+    );
   const keyCopy = key.slice(); // busyKey may be the caller's key, or change in a nested grab
   let failure: unknown;
   try {
@@ -965,7 +973,7 @@ export function settleDeadWriter(tree: RadixTree, leaf: number): void {
   const e = Atomics.load(tree.arena.i32, leaf + Lay.W_ENTRY);
   if ((e & Ew.SEQ_ONE) === 0 || (e & Ew.LOCKED) === 0) return;
   const owner = ownerOf(e);
-  if (!isParticipantDead(owner) || finishDeadReplace(tree, leaf)) return;
+  if (!isParticipantDead(owner) || heldForDead.has(leaf) || finishDeadReplace(tree, leaf)) return;
   try {
     tree.epoch.reap(owner);
   } catch {
@@ -995,6 +1003,119 @@ export function adoptDeadEntry(tree: RadixTree, key: Uint8Array, dead: number): 
     }
   } finally {
     tree.epoch.unpin();
+  }
+}
+
+/**
+ * Leaves held on behalf of a dead participant in this thread (holdForDead .. releaseForDead):
+ * a grab of one of them from this thread is a self-deadlock (EDEADLK), not a dead holder to
+ * release, and a lock-free read of one that is open does not close it on its old value.
+ */
+const heldForDead = new Set<number>();
+
+/**
+ * The entry of exactly `key` when dead participant `dead` holds it, to be finished ON ITS BEHALF
+ * (the key-value store's roll-forward, writer-reaper.ts): unlike adoptDeadEntry, the entry word
+ * goes on naming `dead` until releaseForDead. So a reaper that dies in the middle leaves every
+ * entry it had not released still named by `dead`, whose reap (not finished: the domain forgets
+ * a participant only after its handlers return) the next reaper runs again from the start and
+ * finds them all; the reaper's own reap never touches them. While held so, nothing else takes
+ * them: they stay LOCKED, and a waiter that meets the dead owner reaps it, which waits for the
+ * reap mutex this reaper holds. A half-done replace is finished first. undefined when `dead`
+ * does not hold it.
+ */
+export function holdForDead(tree: RadixTree, key: Uint8Array, dead: number): EntryRef | undefined {
+  const i32 = tree.arena.i32;
+  tree.epoch.pin();
+  try {
+    const leaf = tree.findExactPinned(key);
+    if (leaf === 0) return undefined;
+    finishDeadReplace(tree, leaf);
+    const e = Atomics.load(i32, leaf + Lay.W_ENTRY);
+    if ((e & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || ownerOf(e) !== dead) return undefined;
+    heldForDead.add(leaf);
+    return refAt(i32, key, leaf, e);
+  } finally {
+    tree.epoch.unpin();
+  }
+}
+
+function checkHeldForDead(tree: RadixTree, ref: EntryRef, dead: number, op: string): number {
+  const e = loadWord(tree.arena.i32, ref.leaf + Lay.W_ENTRY);
+  if ((e & (Ew.LOCKED | Ew.DELETED)) !== Ew.LOCKED || ownerOf(e) !== dead || !heldForDead.has(ref.leaf))
+    throw new DaxError(
+      'EINVAL',
+      `${op}: entry ${hex(ref.key)} of tree ${tree.treeId} is not held for dead participant ${dead} by this thread`,
+    );
+  return e;
+}
+
+/** beginReplace of an entry held by holdForDead. */
+export function beginReplaceForDead(tree: RadixTree, ref: EntryRef, dead: number): void {
+  checkHeldForDead(tree, ref, dead, 'beginReplaceForDead');
+  const i32 = tree.arena.i32;
+  const at = ref.leaf + Lay.W_ENTRY;
+  let e = loadWord(i32, at);
+  assert((e & Ew.SEQ_ONE) === 0, 'beginReplaceForDead: the entry is already open');
+  for (;;) {
+    const odd = (e & ~Ew.SEQ_MASK) | (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK);
+    const seen = Atomics.compareExchange(i32, at, e, odd);
+    if (seen === e) return;
+    e = seen;
+  }
+}
+
+/**
+ * finishReplace of an entry held by holdForDead. It writes no replace record: the entry names
+ * the dead participant, whose slot holds its own record, which is stable (the dead write
+ * nothing) and never names an entry the roll-forward opens (holdForDead finished that one).
+ * A reaper that dies between storing the value words and closing the seqlock leaves the entry
+ * open, its value words possibly torn; readers wait on the odd sequence, and the next run of
+ * the dead participant's reap (its owner is still the dead participant) stores the whole value
+ * again and closes it.
+ */
+export function finishReplaceForDead(
+  tree: RadixTree,
+  ref: EntryRef,
+  value: number,
+  state: EntryState,
+  dead: number,
+): void {
+  checkValue(value, 'finishReplaceForDead');
+  const code = stateCode(state);
+  checkHeldForDead(tree, ref, dead, 'finishReplaceForDead');
+  const i32 = tree.arena.i32;
+  const at = ref.leaf + Lay.W_ENTRY;
+  let e = loadWord(i32, at);
+  // Closed meanwhile by a thread that could not wait for this reap (settleDeadWriter in a
+  // thread lacking a layer): opened again before the value words change.
+  while ((e & Ew.SEQ_ONE) === 0) {
+    const odd = (e & ~Ew.SEQ_MASK) | (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK);
+    const seen = Atomics.compareExchange(i32, at, e, odd);
+    e = seen === e ? odd : seen;
+  }
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
+  e = loadWord(i32, at);
+  for (;;) {
+    const even =
+      (e & ~(Ew.SEQ_MASK | Ew.STATE_MASK)) |
+      (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK) |
+      (code << Ew.STATE_SHIFT);
+    const seen = Atomics.compareExchange(i32, at, e, even);
+    if (seen === e) break;
+    e = seen;
+  }
+  ref.value = value;
+  ref.state = state;
+}
+
+/** Ends holdForDead: the entry is released on the dead holder's behalf (releaseDeadEntry: a placeholder is removed, waiters are woken). */
+export function releaseForDead(tree: RadixTree, ref: EntryRef, dead: number): void {
+  try {
+    releaseDeadEntry(tree, ref.leaf, ref.key, dead);
+  } finally {
+    heldForDead.delete(ref.leaf);
   }
 }
 

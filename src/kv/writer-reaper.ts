@@ -10,10 +10,11 @@
  *      'group' or 'none' write that readers have seen is not lost by a later crash either.
  *   2. The record in flight (W_INFLIGHT), if any. A record that validates in memory (sealed:
  *      checksum and nonce) is also durable now (step 1), so recovery would apply it: it is
- *      ROLLED FORWARD — every entry whose key the dead thread still holds is taken over
- *      (entry-lock.ts adoptDeadEntry: no one can slip in between) and published as the dead
- *      thread would have, all of them as one change for readers (rollForward), with the
- *      store's counters. Keys it had
+ *      ROLLED FORWARD — every entry whose key the dead thread still holds is held on its
+ *      behalf (entry-lock.ts holdForDead: no one can slip in between, and the lock word goes on
+ *      naming the dead thread, so a reaper that dies here leaves them for the next run of this
+ *      reap) and published as the dead thread would have, all of them as one change for
+ *      readers (rollForward), with the store's counters. Keys it had
  *      already published and unlocked are left alone: a later writer may own them now. A record
  *      that does not validate is ROLLED BACK: its bytes are zeroed and persisted; the keys it
  *      locked are released by the index's reap (a placeholder disappears, a value stays).
@@ -38,7 +39,20 @@ import type { Device } from '../device/device.js';
 import { HUGE_BLOCKS } from '../device/layout.js';
 import { OWNER_STAGING } from '../dax/layout.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
-import { adoptDeadEntry, beginReplace, finishReplace, isOpened, unlock, type EntryRef } from '../index/entry-lock.js';
+import {
+  adoptDeadEntry,
+  beginReplace,
+  beginReplaceForDead,
+  finishReplace,
+  finishReplaceForDead,
+  holdForDead,
+  isOpened,
+  releaseForDead,
+  unlock,
+  type EntryRef,
+  type EntryState,
+} from '../index/entry-lock.js';
+import type { RadixTree } from '../index/radix-tree.js';
 import {
   ENTRY_DEL,
   ENTRY_PUT,
@@ -63,7 +77,7 @@ import {
   W_RETIRE_NONCE_LO,
 } from './segment-writer.js';
 import { KV_OBJECT_ID_BASE, removeQuietly } from './large-values.js';
-import { isBroken } from '../test-break.js';
+import { isBroken, testHooks } from '../test-break.js';
 
 export interface WriterReapContext {
   readonly space: DaxSpace;
@@ -276,28 +290,32 @@ const END_MARKER_BYTES = 16;
 function rollForward(ctx: WriterReapContext, slot: number, at: number, count: number, id: number): void {
   const { space, views: v } = ctx;
   const tree = space.tree;
+  const on = isBroken('kv-reap-adopt-own') ? IN_OWN_NAME : FOR_DEAD;
   const held: Array<{ ref: EntryRef; e: number; put: boolean }> = [];
-  let e = at + RECORD_HEADER_BYTES;
-  for (let i = 0; i < count; i++) {
-    const keyLength = entryKeyLength(v, e);
-    const key = new Uint8Array(keyLength + 1);
-    key[0] = KV_KEY_PREFIX;
-    const w = v.at(e);
-    w.buf.copy(key, 1, e - w.base + ENTRY_HEADER_BYTES, e - w.base + ENTRY_HEADER_BYTES + keyLength);
-    const ref = adoptDeadEntry(tree, key, id);
-    if (ref !== undefined) held.push({ ref, e, put: entryOp(v, e) === ENTRY_PUT });
-    e += entryBytes(keyLength, entryValueLength(v, e));
-  }
   try {
+    let e = at + RECORD_HEADER_BYTES;
+    for (let i = 0; i < count; i++) {
+      const keyLength = entryKeyLength(v, e);
+      const key = new Uint8Array(keyLength + 1);
+      key[0] = KV_KEY_PREFIX;
+      const w = v.at(e);
+      w.buf.copy(key, 1, e - w.base + ENTRY_HEADER_BYTES, e - w.base + ENTRY_HEADER_BYTES + keyLength);
+      const ref = on.hold(tree, key, id);
+      if (ref !== undefined) held.push({ ref, e, put: entryOp(v, e) === ENTRY_PUT });
+      e += entryBytes(keyLength, entryValueLength(v, e));
+      testHooks.reapRollForward?.('held', i + 1);
+    }
     // Done already: the entry published (a PUT, or a DEL left as a tombstone), or a DEL's key absent.
     const todo = held.filter(({ ref, e: entryAt, put }) =>
       put ? !(ref.state === 'value' && ref.value === entryAt) : ref.state === 'value' && ref.value !== entryAt,
     );
-    for (const { ref } of todo) if (!isOpened(tree, ref)) beginReplace(tree, ref);
+    for (const { ref } of todo) if (!isOpened(tree, ref)) on.begin(tree, ref, id);
+    testHooks.reapRollForward?.('opened', todo.length);
     const superseded: number[] = [];
     const keepTombstones = ctx.keepTombstones();
     // As the store publishes a batch (store.ts finishBatchEntryLocked): a tombstone the index
     // points at is no live value; a DEL stays a tombstone while a snapshot is held.
+    let finished = 0;
     for (const { ref, e: entryAt, put } of todo) {
       // What the entry held is read only if it is an entry of this key (isEntryOf): anything
       // else is neither superseded nor a tombstone here (no object retired, no count moved).
@@ -309,26 +327,56 @@ function rollForward(ctx: WriterReapContext, slot: number, at: number, count: nu
       if (put) {
         ctx.count(slot, wasLive ? ctx.dead : ctx.liveKeys, 1);
         if (wasTombstone) ctx.addTombstones(-1);
-        finishReplace(tree, ref, entryAt);
-        continue;
-      }
-      if (wasLive) {
-        ctx.count(slot, ctx.liveKeys, -1);
-        ctx.count(slot, ctx.dead, 1);
-      }
-      if (keepTombstones) {
-        if (wasLive) ctx.addTombstones(1);
-        finishReplace(tree, ref, entryAt); // a tombstone: absent, older versions behind it
+        on.finish(tree, ref, entryAt, 'value', id);
       } else {
-        if (wasTombstone) ctx.addTombstones(-1);
-        finishReplace(tree, ref, 0, 'empty'); // absent from here on; the unlock below removes it
+        if (wasLive) {
+          ctx.count(slot, ctx.liveKeys, -1);
+          ctx.count(slot, ctx.dead, 1);
+        }
+        if (keepTombstones) {
+          if (wasLive) ctx.addTombstones(1);
+          on.finish(tree, ref, entryAt, 'value', id); // a tombstone: absent, older versions behind it
+        } else {
+          if (wasTombstone) ctx.addTombstones(-1);
+          on.finish(tree, ref, 0, 'empty', id); // absent from here on; the release below removes it
+        }
       }
+      testHooks.reapRollForward?.('finished', ++finished);
     }
     for (const old of superseded) ctx.retireLarge(old);
   } finally {
     for (const { ref } of held) {
-      if (isOpened(tree, ref)) finishReplace(tree, ref, ref.value, ref.state); // left open by a failure above: close on the old value
-      unlock(tree, ref);
+      if (isOpened(tree, ref)) on.finish(tree, ref, ref.value, ref.state, id); // left open by a failure above: close on the old value
+      on.release(tree, ref, id);
     }
   }
 }
+
+/** How the roll-forward holds, publishes and releases a dead thread's entries. */
+interface HoldFor {
+  hold(tree: RadixTree, key: Uint8Array, dead: number): EntryRef | undefined;
+  begin(tree: RadixTree, ref: EntryRef, dead: number): void;
+  finish(tree: RadixTree, ref: EntryRef, value: number, state: EntryState, dead: number): void;
+  release(tree: RadixTree, ref: EntryRef, dead: number): void;
+}
+
+/** On the dead thread's behalf: its entries go on naming it until released (entry-lock.ts holdForDead). */
+const FOR_DEAD: HoldFor = {
+  hold: holdForDead,
+  begin: beginReplaceForDead,
+  finish: finishReplaceForDead,
+  release: releaseForDead,
+};
+
+/**
+ * DAXSTORE_TEST_BREAK=kv-reap-adopt-own: the entries are taken over in the reaper's own name
+ * (adoptDeadEntry). A reaper that dies in the middle leaves them named by itself: the next
+ * reaper of the first dead thread no longer finds them, and the reap of the reaper releases
+ * them on whatever they held, so part of the record stays unpublished.
+ */
+const IN_OWN_NAME: HoldFor = {
+  hold: adoptDeadEntry,
+  begin: (tree, ref) => beginReplace(tree, ref),
+  finish: (tree, ref, value, state) => finishReplace(tree, ref, value, state),
+  release: (tree, ref) => unlock(tree, ref),
+};
