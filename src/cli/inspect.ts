@@ -1,7 +1,8 @@
 /** daxstore info / dump: read-only views of a store file (on a private copy-on-write mapping: snapshot.ts). */
 import { isDaxError } from '../errors.js';
 import { BLOCK_BYTES, capacityBlocks, sizeForBlocks } from '../device/layout.js';
-import { parseJson, readOrderedKey, unpackValue } from '../kv/encodings.js';
+import { MsgpackCodec, parseJson, readOrderedKey } from '../kv/encodings.js';
+import { hasStructuresArea, SharedStructures } from '../kv/structures.js';
 import { readKvRoot, type KvRoot } from '../kv/kv-root.js';
 import { SEGMENT_BYTES } from '../kv/layout.js';
 import { openSnapshotStore, superblockProblems, takeSnapshot, type SuperblockCopy } from './snapshot.js';
@@ -164,7 +165,10 @@ export function runDump(
   const kv = openSnapshotStore(snap);
   try {
     const root = readKvRoot(kv.dax.device);
-    const show = shower(opts.raw !== true && root.state === 'ok' ? root.root : undefined, opts.json === true);
+    const device = kv.dax.device;
+    // The snapshot is this process's own copy: nothing else writes its structures (no lock).
+    const codec = new MsgpackCodec(hasStructuresArea(device) ? new SharedStructures(device, null) : undefined);
+    const show = shower(opts.raw !== true && root.state === 'ok' ? root.root : undefined, opts.json === true, codec);
     const rows: Array<{ key: unknown; valueBytes: number; value: unknown }> = [];
     const bounds = {
       ...(prefix === undefined ? {} : { prefix }),
@@ -208,6 +212,7 @@ export function runDump(
 function shower(
   enc: KvRoot | undefined,
   json: boolean,
+  codec: MsgpackCodec,
 ): { key: (k: Uint8Array) => unknown; value: (v: Uint8Array) => unknown } {
   const text = (x: unknown, max = 1 << 20): string => {
     const s = JSON.stringify(x, jsonSafe) ?? String(x);
@@ -232,7 +237,7 @@ function shower(
           decoded = parseJson(buf.toString('utf8'), 'dump');
           break;
         case 'msgpack':
-          decoded = unpackValue(buf, 0, buf.length, 'dump');
+          decoded = codec.unpack(buf, 0, buf.length, 'dump');
           break;
         default:
           return showBytes(v);

@@ -254,8 +254,9 @@ export class Device {
       corrected: damage.corrected.map((c) => ({ block: c.block, what: c.what })),
       cleared: damage.unresolved.map((u) => ({ block: u.block, why: u.why })),
     };
-    // Everything validated: now mark open. This one update also repairs a bad or stale copy.
-    device.updateSuperblock((sb) => ({ ...sb, cleanShutdown: false }));
+    // Everything validated: now mark open. This one update also repairs a bad or stale copy, and
+    // makes an older format's store (superblock.ts OLDEST_FORMAT_VERSION) this format's.
+    device.updateSuperblock((sb) => ({ ...sb, cleanShutdown: false, formatVersion: FORMAT_VERSION }));
     const wanted = Math.max(opts.minBytes ?? 0, Math.min(media.size, device.maxBytes));
     if (wanted > device.geometry.sizeBytes && !device.grow(wanted))
       throw new DaxError(

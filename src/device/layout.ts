@@ -5,7 +5,9 @@
  *   offset                       area
  *   0                            superblock copy A (one 4 KiB block)
  *   4096                         superblock copy B (its own block: a torn write hits one copy)
- *   8192                         root area: upper layers' fixed roots (rootBytes, 64 KiB default)
+ *   8192                         root area: upper layers' fixed roots (rootBytes, 64 KiB default):
+ *                                the kv root at [0, 128) (kv/kv-root.ts), the msgpack structures
+ *                                area at [4096, 36864) (kv/structures.ts)
  *   ownerTableOffset             owner table: 16 bytes per data block (owner-table.ts)
  *   badBlockListOffset           bad-block list: count word + capacity entries (bad-blocks.ts)
  *   dataOffset (2 MiB aligned)   dataBlocks data blocks of 4 KiB

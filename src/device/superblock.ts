@@ -11,7 +11,8 @@
  *                     carry check bytes; 5: so do the words of object-table records; 6: index
  *                     checkpoints, DAX objects at the top of the key-value object range,
  *                     src/kv/checkpoint.ts; 7: each key-value entry carries a back pointer to
- *                     the version it superseded)
+ *                     the version it superseded; 8: the root area holds the msgpack shared
+ *                     structures area, src/kv/structures.ts)
  *   12      u32       flags (none defined; must be 0)
  *   16      16 bytes  uuid (random at format)
  *   32      u64       sizeBytes (the store's size now: set at format, raised by each growth;
@@ -57,9 +58,14 @@ import { SUPERBLOCK_A_OFFSET, SUPERBLOCK_B_OFFSET, type Geometry } from './layou
  * 4: owner records carry check bytes. 5: so do the words of object-table records.
  * 6: index checkpoints (src/kv/checkpoint.ts).
  * 7: key-value entries carry a back pointer (entry header of 24 bytes).
- * An older version is refused as corrupt, a newer one with EVERSION.
+ * 8: the msgpack shared structures area in the root area (src/kv/structures.ts).
+ * Version 7 still opens: its structures area is all zero (the empty set), and the open's
+ * superblock update makes it 8 before anything can be written to that area. An older version
+ * is refused as corrupt, a newer one with EVERSION.
  */
-export const FORMAT_VERSION = 7;
+export const FORMAT_VERSION = 8;
+/** The oldest format version this daxstore opens (upgrading it to FORMAT_VERSION at open). */
+export const OLDEST_FORMAT_VERSION = 7;
 export const MAGIC = new Uint8Array([0x44, 0x41, 0x58, 0x53, 0x54, 0x4f, 0x52, 0x00]); // 'DAXSTOR\0'
 export const SUPERBLOCK_BYTES = 136;
 const CHECKSUM_OFFSET = 128;
@@ -124,7 +130,7 @@ export function decodeSuperblock(bytes: Uint8Array): CopyStatus {
   }
   if (view.getBigUint64(CHECKSUM_OFFSET, true) !== xxh64(bytes.subarray(0, CHECKSUM_OFFSET)))
     return { status: 'corrupt', reason: 'checksum mismatch' };
-  if (formatVersion !== FORMAT_VERSION) return { status: 'corrupt', reason: `format version ${formatVersion}` };
+  if (formatVersion < OLDEST_FORMAT_VERSION) return { status: 'corrupt', reason: `format version ${formatVersion}` };
   const geometry = {} as Geometry;
   for (const [field, offset] of U64_FIELDS) {
     const value = view.getBigUint64(offset, true);

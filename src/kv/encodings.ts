@@ -1,7 +1,8 @@
 /**
  * Key and value encodings of the key-value store: how a JS key or value becomes the bytes of
- * a record, and back. No shared state; each thread has its own encoder state (msgpackr's and
- * ordered-binary's are per module instance, and module instances are per thread).
+ * a record, and back. Each thread has its own encoder state (msgpackr's and ordered-binary's are
+ * per module instance, and module instances are per thread); the one state shared between
+ * threads is a msgpack store's shared structures, kept in the store (structures.ts).
  *
  * Keys ('binary' | 'utf8' | 'ordered'):
  *   binary   Uint8Array (or a string, as its UTF-8) -> the bytes; read back as Uint8Array
@@ -16,9 +17,10 @@
  *   binary   Uint8Array or string (UTF-8) -> the bytes; read back as Uint8Array (own ArrayBuffer)
  *   utf8     string; json: JSON.stringify / JSON.parse; msgpack: msgpackr (lmdb-js's
  *            default), any structured value (objects, arrays, Map, Set, Date, typed arrays,
- *            bigint, Error ...), self-contained (no structures shared between values: any
- *            reader of the record decodes it alone). undefined is refused as a value: get()
- *            of a missing key is undefined.
+ *            bigint, Error ...). Plain objects are msgpackr records: the key lists of up to
+ *            MAX_SHARED_STRUCTURES shapes are kept in the store (structures.ts, MsgpackCodec),
+ *            other shapes inside the value. undefined is refused as a value: get() of a
+ *            missing key is undefined.
  *
  * Decoding never writes to the mapping and never returns a view of it: ordered keys and
  * msgpack values are decoded from a private copy (ordered-binary's readKey writes a terminator
@@ -41,6 +43,7 @@ import { DaxError } from '../errors.js';
 import { describeValue } from '../options.js';
 import { MAX_KEY_BYTES } from './layout.js';
 import { stageViews } from './record-stage.js';
+import { payloadBytes, STRUCTURES_PAYLOAD_BYTES, type SharedStructures } from './structures.js';
 
 export type KeyEncoding = 'binary' | 'utf8' | 'ordered';
 export type ValueEncoding = 'binary' | 'utf8' | 'json' | 'msgpack';
@@ -171,11 +174,11 @@ export function orderedPrefixRange(prefix: unknown, op: string): { gte: Uint8Arr
 
 // ---- values ----------------------------------------------------------------------------
 
+// msgpackr's defaults (lmdb-js's): plain objects as records, so a Map stays a Map. With a store's
+// shared structures (structures.ts) a record's keys are in the store, not in the value; without
+// them each value carries its own record definitions and decodes alone.
 /** Our own packs write into the stage or into this scratch; after each, the module's buffer is parked (header). */
-// msgpackr's defaults (lmdb-js's): plain objects as records, so a Map stays a Map; no shared
-// structures, so each value carries its own record definitions and decodes alone.
-const packr = new Packr({ moreTypes: true });
-const unpackr = new Unpackr({ moreTypes: true, copyBuffers: true });
+const plainPackr = new Packr({ moreTypes: true, copyBuffers: true });
 const PARK_BYTES = 8192;
 // Buffers, not plain Uint8Arrays: msgpackr writes long strings with Buffer's utf8Write.
 const parking = Buffer.allocUnsafeSlow(PARK_BYTES);
@@ -183,11 +186,12 @@ let batchScratch = Buffer.allocUnsafeSlow(64 * 1024);
 
 /** Leaves msgpackr's module-level buffer on a private full one: the next pack anywhere starts a fresh buffer. */
 function park(): void {
-  packr.useBuffer(parking);
-  packr.position = PARK_BYTES;
+  plainPackr.useBuffer(parking);
+  plainPackr.position = PARK_BYTES;
 }
 
 function packError(value: unknown, op: string, e: unknown): DaxError {
+  if (e instanceof DaxError) return e;
   return new DaxError('EINVAL', `${op}: value ${describeValue(value)} cannot be encoded as msgpack: ${String(e)}`, {
     cause: e,
   });
@@ -198,49 +202,117 @@ function checkDefined(value: unknown, op: string, encoding: string): void {
     throw new DaxError('EINVAL', `${op}: value is undefined (valueEncoding '${encoding}'; use delete to remove a key)`);
 }
 
-/**
- * Packs `value` straight into the record stage with its first byte at stage offset `at`.
- * Returns its length, or -1 when it did not fit in place (then `packValue` gives its bytes).
- */
-export function packIntoStage(value: unknown, at: number, op: string): number {
-  checkDefined(value, op, 'msgpack');
-  const aligned = at & ~7;
-  const reserve = at - aligned;
-  const stage = stageViews.buf;
-  let out: Uint8Array;
-  try {
-    packr.useBuffer(stage);
-    packr.position = aligned;
-    // msgpackr 8-aligns its start, then skips the `reserve` bytes RESERVE_START_SPACE asks for.
-    out = packr.pack(value, RESERVE_START_SPACE | reserve);
-  } catch (e) {
-    throw packError(value, op, e);
-  } finally {
-    park();
-  }
-  if (out.buffer !== stage.buffer || out.byteOffset !== stage.byteOffset + aligned) return -1; // grew past the stage
-  return out.length - reserve;
-}
+/** Most shapes a store shares (msgpackr's default with shared structures: one-byte record ids). */
+export const MAX_SHARED_STRUCTURES = 32;
 
-/** The msgpack bytes of `value`, in a scratch valid until the next call of packValues/packValue after resetPackScratch(). */
-export function packValue(value: unknown, op: string): Uint8Array {
-  checkDefined(value, op, 'msgpack');
-  try {
-    packr.useBuffer(batchScratch);
-    packr.position = batchOffset;
-    const out = packr.pack(value);
-    if (out.buffer === batchScratch.buffer) batchOffset = out.byteOffset + out.length;
-    else {
-      // msgpackr moved to a buffer of its own (ours was full): earlier results keep the old
-      // scratch alive; a new one serves the next values.
-      batchScratch = Buffer.allocUnsafeSlow(Math.max(batchScratch.length, 2 * out.length));
-      batchOffset = 0;
+/**
+ * msgpack encoder and decoder of one store handle: msgpackr with the store's shared structures
+ * (structures.ts) when it has an area for them, else self-contained values. One per handle:
+ * its in-memory copy of the set is reloaded from the store when a value names a record id it
+ * lacks, and when a save finds another saver was first.
+ */
+export class MsgpackCodec {
+  private readonly packr: Packr;
+
+  constructor(shared: SharedStructures | undefined) {
+    if (shared === undefined) {
+      this.packr = plainPackr;
+      return;
     }
-    return out;
-  } catch (e) {
-    throw packError(value, op, e);
-  } finally {
-    park();
+    // The byte size of the shared set as saved, memoized by its length (the set only grows).
+    let sizedLength = -1;
+    let sizedBytes = 0;
+    const packr: Packr = new Packr({
+      moreTypes: true,
+      copyBuffers: true,
+      maxSharedStructures: MAX_SHARED_STRUCTURES,
+      getStructures: () => shared.load(),
+      // false when another saver was first: msgpackr marks its set stale and packs again after a reload.
+      saveStructures: (structures: {}[]): boolean =>
+        shared.save(
+          structures as string[][],
+          (packr as unknown as { lastNamedStructuresLength?: number }).lastNamedStructuresLength ?? 0,
+        ),
+      shouldShareStructure: (keys: string[]): boolean => {
+        const all = (packr as unknown as { structures: string[][] & { sharedLength?: number } }).structures;
+        const n = all.sharedLength ?? 0;
+        if (n !== sizedLength) {
+          sizedBytes = payloadBytes(all.slice(0, n));
+          sizedLength = n;
+        }
+        return sizedBytes + 1 + payloadBytes([keys]) - 2 <= STRUCTURES_PAYLOAD_BYTES;
+      },
+    });
+    this.packr = packr;
+  }
+
+  /** After a failed pack: msgpackr may hold a new shared structure it never saved; reload the set before the next pack. */
+  private forget(): void {
+    if (this.packr === plainPackr) return;
+    const s = (this.packr as unknown as { structures?: { uninitialized?: boolean } }).structures;
+    if (s !== undefined) s.uninitialized = true;
+  }
+
+  /**
+   * Packs `value` straight into the record stage with its first byte at stage offset `at`.
+   * Returns its length, or -1 when it did not fit in place (then `packValue` gives its bytes).
+   */
+  packIntoStage(value: unknown, at: number, op: string): number {
+    checkDefined(value, op, 'msgpack');
+    const aligned = at & ~7;
+    const reserve = at - aligned;
+    const stage = stageViews.buf;
+    let out: Uint8Array;
+    try {
+      this.packr.useBuffer(stage);
+      this.packr.position = aligned;
+      // msgpackr 8-aligns its start, then skips the `reserve` bytes RESERVE_START_SPACE asks for.
+      out = this.packr.pack(value, RESERVE_START_SPACE | reserve);
+    } catch (e) {
+      this.forget();
+      throw packError(value, op, e);
+    } finally {
+      park();
+    }
+    // grew past the stage, or packed again after a structures conflict (further on)
+    if (out.buffer !== stage.buffer || out.byteOffset !== stage.byteOffset + aligned) return -1;
+    return out.length - reserve;
+  }
+
+  /** The msgpack bytes of `value`, in a scratch valid until the next call of packValue after resetPackScratch(). */
+  packValue(value: unknown, op: string): Uint8Array {
+    checkDefined(value, op, 'msgpack');
+    try {
+      this.packr.useBuffer(batchScratch);
+      this.packr.position = batchOffset;
+      const out = this.packr.pack(value);
+      if (out.buffer === batchScratch.buffer) batchOffset = out.byteOffset + out.length;
+      else {
+        // msgpackr moved to a buffer of its own (ours was full): earlier results keep the old
+        // scratch alive; a new one serves the next values.
+        batchScratch = Buffer.allocUnsafeSlow(Math.max(batchScratch.length, 2 * out.length));
+        batchOffset = 0;
+      }
+      return out;
+    } catch (e) {
+      this.forget();
+      throw packError(value, op, e);
+    } finally {
+      park();
+    }
+  }
+
+  /** The value stored as msgpack in buf [start, start + length) (decoded from a private copy; keeps no byte of either). */
+  unpack(buf: Buffer, start: number, length: number, op: string): unknown {
+    if (unpackScratch.length < length)
+      unpackScratch = Buffer.allocUnsafeSlow(Math.max(length, 2 * unpackScratch.length));
+    buf.copy(unpackScratch, 0, start, start + length);
+    try {
+      return this.packr.unpack(unpackScratch, { start: 0, end: length });
+    } catch (e) {
+      if (e instanceof DaxError) throw e;
+      throw undecodable(op, 'msgpack', e);
+    }
   }
 }
 let batchOffset = 0;
@@ -255,17 +327,6 @@ export function resetPackScratch(): void {
  * (msgpackr-extract) takes only a source over an ArrayBuffer, not the store's SharedArrayBuffer.
  */
 let unpackScratch = Buffer.allocUnsafeSlow(16 * 1024);
-
-/** The value stored as msgpack in buf [start, start + length) (decoded from a private copy; keeps no byte of either). */
-export function unpackValue(buf: Buffer, start: number, length: number, op: string): unknown {
-  if (unpackScratch.length < length) unpackScratch = Buffer.allocUnsafeSlow(Math.max(length, 2 * unpackScratch.length));
-  buf.copy(unpackScratch, 0, start, start + length);
-  try {
-    return unpackr.unpack(unpackScratch, { start: 0, end: length });
-  } catch (e) {
-    throw undecodable(op, 'msgpack', e);
-  }
-}
 
 export function undecodable(op: string, encoding: ValueEncoding, e: unknown): DaxError {
   return new DaxError(

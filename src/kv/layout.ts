@@ -60,6 +60,9 @@
  * PAD (kind 3, count 0): zero payload. Salvage writes one over a damaged region so the segment
  * scans clean afterwards.
  *
+ * Outside the log: the store's encodings (kv-root.ts) and the msgpack shared structures
+ * (structures.ts) live in the device's root area.
+ *
  * Persistence ordering: see segment-writer.ts (a record is durable after flush of its lines
  * and one drain; the checksum is what makes it exist, all or nothing, at recovery).
  */

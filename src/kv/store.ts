@@ -46,6 +46,7 @@
  *                          as of no single instant while writers run; exact once they stop).
  *       NEXT_OBJECT (i32 8) next large-value object id - KV_OBJECT_ID_BASE (Atomics.add)
  *       COMPACTION (i32 9) compaction mutex: 0 free, 1 held, 2 held with sleepers
+ *       STRUCTURES_LOCK (i32 13) lock of the msgpack structures area (structures.ts)
  *       open-segment table (i32 from byte 64) and its progress words (after it): one slot per
  *                          writer, owned by segment-writer.ts (compaction reads them);
  *                          words SLOT_COUNTER_FIRST + (LIVE_KEYS..BATCHES - LIVE_KEYS) of each
@@ -130,12 +131,10 @@ import {
   VALUE_ENCODINGS,
   orderedKeyBytes,
   orderedPrefixRange,
-  packIntoStage,
-  packValue,
+  MsgpackCodec,
   parseJson,
   readOrderedKey,
   resetPackScratch,
-  unpackValue,
   valueString,
   writeOrderedKey,
   type KeyEncoding,
@@ -152,6 +151,7 @@ import { reapKvWriters, type WriterReapContext } from './writer-reaper.js';
 import { LAYER_KV } from '../index/epoch.js';
 import { DEATHS_WORD, holderIdOf, holderWordDead, participantId, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
+import { hasStructuresArea, SharedStructures } from './structures.js';
 import { isBroken, testHooks } from '../test-break.js';
 import {
   compactSegmentsLocked,
@@ -401,6 +401,7 @@ assert(
 );
 const NEXT_OBJECT = 8;
 const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at a time (compaction.ts)
+const STRUCTURES_LOCK = 13; // the msgpack structures area's lock (spin-lock.ts word, structures.ts)
 const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 /** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
@@ -574,6 +575,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** Keys are bytes as given ('binary') / values are bytes as given: the paths with no encoder. */
   private readonly rawKeys: boolean;
   private readonly rawValues: boolean;
+  /** this handle's msgpack encoder (valueEncoding 'msgpack' only) */
+  private readonly msgpack: MsgpackCodec | undefined;
 
   private constructor(
     private readonly space: DaxSpace,
@@ -591,6 +594,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.rawValues = valueEncoding === 'binary';
     this.views = mediaViews(space.device.media.buffer);
     this.i32 = new Int32Array(shared);
+    if (valueEncoding === 'msgpack')
+      this.msgpack = new MsgpackCodec(
+        hasStructuresArea(space.device)
+          ? new SharedStructures(space.device, { words: this.i32, index: STRUCTURES_LOCK })
+          : undefined,
+      );
     this.seq = new BigInt64Array(shared, 0, 1);
     this.seqBaseWord = new Float64Array(shared, SEQ_BASE_BYTE, 1);
     this.openTable = new Int32Array(shared, OPEN_TABLE_OFFSET, OPEN_SLOTS);
@@ -958,7 +967,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private decodeValue(buf: Buffer, start: number, length: number, op: string): unknown {
     switch (this.valueEncoding) {
       case 'msgpack':
-        return unpackValue(buf, start, length, op);
+        return this.msgpack!.unpack(buf, start, length, op);
       case 'utf8':
         return buf.toString('utf8', start, start + length);
       case 'json':
@@ -1257,11 +1266,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    */
   private putPacked(k: Uint8Array, value: unknown, expect: number): boolean {
     const at = RECORD_HEADER_BYTES + ENTRY_HEADER_BYTES + (k.length - 1);
-    const n = packIntoStage(value, at, 'put');
+    const n = this.msgpack!.packIntoStage(value, at, 'put');
     let bytes: Uint8Array | undefined;
     if (n < 0) {
       resetPackScratch();
-      bytes = packValue(value, 'put');
+      bytes = this.msgpack!.packValue(value, 'put');
     } else if (n > LARGE_VALUE_THRESHOLD_BYTES) bytes = stageViews.u8.slice(at, at + n);
     if (isBroken('kv-large-free-early')) this.removeSupersededNow(k);
     if (bytes === undefined) return this.putEntry(k, undefined, n, 0, -1, expect); // the value is in place
@@ -1620,7 +1629,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private storedValue(value: unknown, op: string): Value {
     switch (this.valueEncoding) {
       case 'msgpack':
-        return packValue(value, op);
+        return this.msgpack!.packValue(value, op);
       case 'utf8':
       case 'json':
         return valueString(value, this.valueEncoding, op);
