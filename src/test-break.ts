@@ -558,6 +558,13 @@ export const SWITCHES = {
       "the death reaper's roll-forward takes the dead thread's entries over in its own name: a reaper that dies in the middle leaves them to its own reap, which releases them unpublished, and the next reaper of the first dead thread no longer finds them",
     red: ['test/kv/kv-reaper-death.test.ts'],
   },
+  'kv-close-keeps-death-handler': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "close() leaves the handle's death handler registered, doing nothing: a thread whose store handles are all closed but whose epoch domain is still open completes a reap without the store's part (the dead writer's slot, segment and operation in flight are never reaped)",
+    red: ['test/kv/kv-reap-closed-handle.test.ts'],
+  },
   'bench-page-locks-off': {
     layer: 'cli',
     read: 'load',

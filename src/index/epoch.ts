@@ -62,6 +62,8 @@
  *   forward or back, the DAX layer returns its locks and blocks, the index releases its entry
  *   locks and wait-table records), then frees its participant slots and clears its TOUCH word.
  *   A handler must be idempotent: a reaper that dies is followed by another that starts over.
+ *   offDeath unregisters one (its object closed); a thread left without a handler of some
+ *   layer registered anywhere (H_LAYERS) refuses reaps, which a thread with every layer runs.
  *   Triggers: a waiter meeting a dead holder (entry-lock.ts), an advance blocked by a dead pin,
  *   reapDead() checkpoints of the layers above (one load when nobody died). A thread that finds
  *   every participant slot taken frees the dead's slots (not their reap) before refusing EBUSY.
@@ -523,6 +525,20 @@ export class EpochDomain {
     this.deathHandlers.sort((a, b) => a.rank - b.rank);
     this.myLayers |= layer;
     Atomics.or(this.meta, H_LAYERS, layer);
+  }
+
+  /**
+   * Unregisters a handler onDeath registered (its layer's object in this thread closed). A
+   * layer none of this thread's remaining handlers serves is no longer this thread's: its
+   * reaps of a participant are refused (reap returns false) and left to a thread that can run
+   * every layer, rather than completed without that layer's part.
+   */
+  offDeath(fn: DeathHandler): void {
+    const i = this.deathHandlers.findIndex((h) => h.fn === fn);
+    if (i < 0) return;
+    this.deathHandlers.splice(i, 1);
+    this.myLayers = 0;
+    for (const h of this.deathHandlers) this.myLayers |= h.layer;
   }
 
   /**

@@ -564,6 +564,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private readonly deferredHere: Array<{ kind: number; what: number; stamp: number }> = [];
   /** The reads snapshots, ranges and transactions make through this handle (snapshot.ts, transaction.ts). */
   private readonly host: TransactionHost;
+  /**
+   * This handle's part of a participant's reap (EpochDomain.onDeath; writer-reaper.ts),
+   * unregistered at close(): a thread whose store handles are all closed must not complete a
+   * reap without the store's part.
+   */
+  private readonly onDeath: (id: number) => void;
   /** A transactionSync callback is running on this handle (they do not nest). */
   private inTransaction = false;
   /** lastSequence as a function made once (snaps.register reads it; an arrow per snapshot is an allocation). */
@@ -663,12 +669,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       liveKeys: LIVE_KEYS,
       dead: DEAD,
     };
-    space.epoch.onDeath(LAYER_KV, 10, (id) => {
+    this.onDeath = (id) => {
       if (this.isClosed || this.space.closed) return;
       reapKvWriters(reapContext, id);
       // After its record in flight is published or undone: snapshots may read past its mark.
       this.snaps.reapDead(id);
-    });
+    };
+    space.epoch.onDeath(LAYER_KV, 10, this.onDeath);
     this.snaps = new Snapshots(
       snapshots,
       () => this.seqBaseWord[0],
@@ -3520,6 +3527,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       this.writer.release();
       this.snaps.leave();
       this.isClosed = true;
+      if (!isBroken('kv-close-keeps-death-handler')) this.space.epoch.offDeath(this.onDeath);
       this.space.close();
     }
   }

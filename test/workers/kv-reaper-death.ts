@@ -1,6 +1,7 @@
 /**
- * Worker of test/kv/kv-reaper-death.test.ts, in one of two roles.
- *   writer: writes one batch; once its record is sealed and committed with every key held and
+ * Worker of test/kv/kv-reaper-death.test.ts (the writer also of kv-reap-closed-handle), in one
+ * of two roles.
+ *   writer: writes one batch (inside read(), pinned, when `pinned`); once its record is sealed and committed with every key held and
  *     none published (testHooks.batchSealed), sets progress[0] to 1 and waits to be
  *     terminated: a dead writer whose record the reaper must roll forward.
  *   reaper: attached before that death; on its message 'go' makes one operation, whose start
@@ -19,8 +20,9 @@ interface Data {
   ops?: Array<{ type: 'put'; key: string; value: string } | { type: 'del'; key: string }>;
   stop?: { stage: 'held' | 'opened' | 'finished'; done: number };
   probe?: string;
+  pinned?: boolean;
 }
-const { role, handle, progress, ops, stop, probe } = workerData as Data;
+const { role, handle, progress, ops, stop, probe, pinned } = workerData as Data;
 const p = new Int32Array(progress);
 const db = attach(handle);
 
@@ -31,7 +33,8 @@ function stay(word: number): never {
 
 if (role === 'writer') {
   testHooks.batchSealed = () => stay(0);
-  db.batch(ops!);
+  if (pinned) db.read(() => db.batch(ops!));
+  else db.batch(ops!);
 } else {
   testHooks.reapRollForward = (stage, done) => {
     if (stage === stop!.stage && done === stop!.done) stay(1);
