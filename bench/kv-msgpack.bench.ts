@@ -134,9 +134,9 @@ async function main(): Promise<void> {
       for (const { key, value } of lm.getRange({ start: ['user', scanFrom()], limit: SCAN }))
         sink += value.age + (key[1] & 1);
     });
-    // The decoding alone, both ways msgpackr can store these values: self-contained (daxstore:
-    // each value carries its record definition) and against structures shared out of band
-    // (lmdb-js keeps them in the database). A copy first, as daxstore decodes from one.
+    // The decoding alone, both ways msgpackr can store these values: self-contained (each value
+    // carries its record definition) and against structures shared out of band (both daxstore
+    // and lmdb-js keep them in the store). A copy first, as daxstore decodes from one.
     const selfContained = Buffer.from(new Packr({ moreTypes: true }).pack(values[1]));
     const structures: object[] = [];
     const sharedPackr = new Packr({ structures, moreTypes: true });
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
       return `${label.padEnd(28)} daxstore ${(x / 1e3).toFixed(0).padStart(6)}k/s   lmdb ${(y / 1e3).toFixed(0).padStart(6)}k/s   ratio ${(x / y).toFixed(2)}x, by CPU time ${byCpu.toFixed(2)}x (target ${target})`;
     };
     console.log(
-      `ordered keys ['user', n] and msgpack objects (${packedBytes.toFixed(0)} B packed, self-contained) vs lmdb-js ${lmdbVersion()} defaults (ordered-binary keys, msgpackr with shared structures): ${KEYS} keys, tmpfs ${dir}, node ${process.version}; load average ${loadavg()
+      `ordered keys ['user', n] and msgpack objects (${packedBytes.toFixed(0)} B packed self-contained; both stores keep their shapes as shared structures) vs lmdb-js ${lmdbVersion()} defaults (ordered-binary keys, msgpackr with shared structures): ${KEYS} keys, tmpfs ${dir}, node ${process.version}; load average ${loadavg()
         .map((x) => x.toFixed(2))
         .join(' ')} (2 cores: ratios are noisy above ~1)`,
     );
@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     console.log(row(`range ${SCAN} (keys and values)`, 'dax range', 'lmdb getRange', SCAN, '>= 2x'));
     const nsPer = (name: string): string => (1e9 / cpu.opsPerCpuSec(name, PER_SAMPLE)).toFixed(0);
     console.log(
-      `msgpackr decode alone (CPU ns per value): self-contained ${nsPer('unpack self-contained')} (${selfContained.length} B, as daxstore stores it), with shared structures ${nsPer('unpack shared structures')} (${shared.length} B, as lmdb-js stores it)`,
+      `msgpackr decode alone (CPU ns per value): self-contained ${nsPer('unpack self-contained')} (${selfContained.length} B), with shared structures ${nsPer('unpack shared structures')} (${shared.length} B, as daxstore and lmdb-js store it)`,
     );
     if (sink === -1) console.log(sink);
     dax.close();

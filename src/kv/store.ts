@@ -968,6 +968,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const bytes = copyLargePinned(this.space, this.largeRefPinned(at, op), op);
       return this.decodeValue(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 0, bytes.length, op);
     }
+    if (this.msgpack !== undefined) return this.msgpack.unpackWords(u32, start, length, op);
     return this.decodeValue(v.buf, start, length, op);
   }
 
