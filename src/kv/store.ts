@@ -3503,6 +3503,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         'EBUSY',
         `close: the key-value store on ${this.space.device.media.path} is in use by read() on this thread; close it after read() returns`,
       );
+    // Refused too: the transaction would fail its commit with ECLOSED after fn returned.
+    if (this.inTransaction && !this.space.closed)
+      throw new DaxError(
+        'EBUSY',
+        `close: the key-value store on ${this.space.device.media.path} is in use by transactionSync() on this thread; close it after the transaction returns`,
+      );
     if (this.groupTimer !== undefined) clearTimeout(this.groupTimer);
     this.groupTimer = undefined;
     try {

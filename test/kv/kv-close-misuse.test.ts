@@ -1,6 +1,7 @@
 /**
- * close() misused: inside read() it refuses with EBUSY and changes nothing (the store stays
- * open, usable and locked by this process only until a real close); every method after close()
+ * close() misused: inside read() or inside a transactionSync() callback it refuses with EBUSY and
+ * changes nothing (the store stays open, usable and locked by this process only until a real
+ * close; the transaction commits); every method after close()
  * is ECLOSED; closing from the main thread while workers are in the middle of writes gives them
  * ECLOSED and loses no write they had acknowledged.
  */
@@ -38,6 +39,61 @@ describe('kv close() misuse', () => {
       const again = open(file); // the file lock was given back by the real close
       expect(Buffer.from(again.get('a')!).toString()).toBe('two');
       expect(Buffer.from(again.get('b')!).toString()).toBe('three');
+      again.close();
+    } finally {
+      done();
+    }
+  });
+
+  it('close() inside transactionSync() is EBUSY: the store stays open and the transaction commits', async () => {
+    const { file, done } = tempStore();
+    try {
+      const db = open(file, { size: 16 * 2 ** 20 });
+      const attached = (await import('../../src/kv/index.js')).attach(db.share());
+      db.put('a', 'one');
+      let attempts = 0;
+      const result = db.transactionSync((txn) => {
+        attempts++;
+        txn.put('b', `${Buffer.from(txn.get('a')!).toString()} and two`);
+        expectCode(() => db.close(), 'EBUSY');
+        expect(db.closed).toBe(false);
+        txn.delete('a');
+        return 'committed';
+      });
+      expect(result).toBe('committed');
+      expect(attempts).toBe(1);
+      expect(db.closed).toBe(false);
+      expect(db.get('a')).toBeUndefined();
+      expect(Buffer.from(db.get('b')!).toString()).toBe('one and two');
+      // An attached handle's transaction the same; closing another handle is no misuse.
+      attached.transactionSync((txn) => {
+        txn.put('c', 'three');
+        expectCode(() => attached.close(), 'EBUSY');
+        expect(attached.closed).toBe(false);
+      });
+      db.transactionSync((txn) => {
+        txn.put('d', 'four');
+        attached.close();
+      });
+      expect(attached.closed).toBe(true);
+      expect(Buffer.from(db.get('c')!).toString()).toBe('three');
+      // A transaction that throws after a refused close writes nothing; the store is still usable.
+      expect(() =>
+        db.transactionSync((txn) => {
+          txn.put('e', 'five');
+          expectCode(() => db.close(), 'EBUSY');
+          throw new Error('the callback fails');
+        }),
+      ).toThrow('the callback fails');
+      db.put('f', 'six');
+      db.close();
+      const again = open(file); // the file lock was given back by the real close
+      expect(Buffer.from(again.get('b')!).toString()).toBe('one and two');
+      expect(Buffer.from(again.get('c')!).toString()).toBe('three');
+      expect(Buffer.from(again.get('d')!).toString()).toBe('four');
+      expect(again.get('e')).toBeUndefined();
+      expect(Buffer.from(again.get('f')!).toString()).toBe('six');
+      expect(again.get('a')).toBeUndefined();
       again.close();
     } finally {
       done();
