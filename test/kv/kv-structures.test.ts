@@ -11,6 +11,7 @@
  *     and the main thread's older handle reading them all;
  *   - a store of format 7 (values self-contained, no structures area) opens, reads its old
  *     values beside new ones whose shared structures use the same record ids, and becomes 8;
+ *   - compaction and an index checkpoint keep every value readable;
  *   - one damaged slot of the structures area loses nothing (the other holds the same set);
  *     both damaged: values naming a shared structure and saves of new ones are ECORRUPT;
  *   - a store whose root area has no room for the area keeps values self-contained.
@@ -262,6 +263,25 @@ describe('msgpack shared structures kept in the store', () => {
     expect(readCopy(after, SUPERBLOCK_A_OFFSET)).toMatchObject({ superblock: { formatVersion: FORMAT_VERSION } });
     db = openMedia(after, { formatIfEmpty: false });
     check();
+    db.close();
+  });
+
+  it('compaction and an index checkpoint keep every value readable (the structures stay in the root area)', () => {
+    const media = createSimMedia(32 * MIB, { name: 'kv-structures-compact' });
+    let db: Store = openMedia(media, { durability: 'none', checkpoint: true, autoCompact: false });
+    const value = (j: number, round: number): unknown => ({ ...shapeValue(j % 2, j), round, pad: 'p'.repeat(400) });
+    const keys = 3000;
+    for (let round = 0; round < 3; round++) for (let j = 0; j < keys; j++) db.put(j, value(j, round));
+    const report = db.compact({ maxLiveRatio: 0.9 });
+    expect(report.segmentsFreed).toBeGreaterThan(0);
+    const check = (when: string): void => {
+      for (let j = 0; j < keys; j++) expectSame(db.get(j), value(j, 2), `${when}: key ${j}`);
+    };
+    check('after compaction');
+    db.close(); // writes an index checkpoint
+    db = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false });
+    expect(db.recovery?.checkpoint?.loaded).toBeDefined();
+    check('reopened from the checkpoint');
     db.close();
   });
 
