@@ -22,6 +22,7 @@ import { open } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import { workerScript } from '../helpers/workers.js';
 import { breakEnv, withBroken } from '../../src/test-break.js';
+import { writerReapStats } from '../../src/kv/writer-reaper.js';
 import { KINDS, applyOp, opAt, survivorOps, type Kind, type Op } from '../helpers/thread-death.js';
 import {
   Survivor,
@@ -179,7 +180,9 @@ describe('a thread that dies never wedges the store', () => {
         ends: ['terminate'],
       }),
     );
-    console.log(`thread death (terminate): ${JSON.stringify(summary)}`);
+    console.log(
+      `thread death (terminate): ${JSON.stringify(summary)}; main thread's reaps: ${JSON.stringify(writerReapStats)}`,
+    );
     expect(summary.trials).toBe(trials);
   }, 3_600_000);
 
@@ -197,7 +200,9 @@ describe('a thread that dies never wedges the store', () => {
         durability: 'group',
       }),
     );
-    console.log(`thread death (terminate, group): ${JSON.stringify(summary)}`);
+    console.log(
+      `thread death (terminate, group): ${JSON.stringify(summary)}; main thread's reaps: ${JSON.stringify(writerReapStats)}`,
+    );
     expect(summary.trials).toBe(trials);
   }, 3_600_000);
 
@@ -214,7 +219,9 @@ describe('a thread that dies never wedges the store', () => {
         ends: ['throw', 'exit', 'return'],
       }),
     );
-    console.log(`thread death (throw, exit, return): ${JSON.stringify(summary)}`);
+    console.log(
+      `thread death (throw, exit, return): ${JSON.stringify(summary)}; main thread's reaps: ${JSON.stringify(writerReapStats)}`,
+    );
     expect(summary.trials).toBe(trials);
   }, 3_600_000);
 

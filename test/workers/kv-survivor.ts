@@ -13,6 +13,7 @@ import { fillValue } from '../helpers/space-death.js';
 import { isDaxError } from '../../src/errors.js';
 import { PROGRESS_WORDS, W_OWNER } from '../../src/kv/segment-writer.js';
 import { isParticipantDead } from '../../src/device/participants.js';
+import { writerReapStats } from '../../src/kv/writer-reaper.js';
 
 type Request =
   | { id: number; t: 'ops'; ops: Op[] }
@@ -57,6 +58,8 @@ parentPort!.on('message', (req: Request) => {
         space: db.spaceInternals(),
         snapshots: s.snapshots,
         snapshotDeadSlots: (db as unknown as { snaps: { deadSlots(): number } }).snaps.deadSlots(),
+        // What this thread's reaps did over the whole run (writer-reaper.ts), for the run's summary.
+        reapStats: { ...writerReapStats },
       };
     } else if (req.t === 'close') db.close();
     else if (req.t === 'attach') db = attach(req.handle);
