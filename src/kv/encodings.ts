@@ -362,7 +362,7 @@ let unpackScratch32 = new Uint32Array(unpackScratch.buffer, unpackScratch.byteOf
 export function undecodable(op: string, encoding: ValueEncoding, e: unknown): DaxError {
   return new DaxError(
     'ECORRUPT',
-    `${op}: a stored value is not valid ${encoding} (written with another valueEncoding?): ${String(e)}`,
+    `${op}: a stored value is not valid ${encoding} (written with another valueEncoding?${encoding === 'msgpack' ? ' or naming a shared structure the store does not hold?' : ''}): ${String(e)}`,
     { cause: e },
   );
 }
