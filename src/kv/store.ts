@@ -401,7 +401,8 @@ assert(
 );
 const NEXT_OBJECT = 8;
 const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at a time (compaction.ts)
-const STRUCTURES_LOCK = 13; // the msgpack structures area's lock (spin-lock.ts word, structures.ts)
+/** Int32 word of the msgpack structures area's lock (spin-lock.ts word, structures.ts; exported for the test of a dead holder). */
+export const STRUCTURES_LOCK = 13;
 const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 /** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
