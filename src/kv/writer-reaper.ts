@@ -292,6 +292,7 @@ function rollForward(ctx: WriterReapContext, slot: number, at: number, count: nu
   const tree = space.tree;
   const on = isBroken('kv-reap-adopt-own') ? IN_OWN_NAME : FOR_DEAD;
   const held: Array<{ ref: EntryRef; e: number; put: boolean }> = [];
+  let published = false;
   try {
     let e = at + RECORD_HEADER_BYTES;
     for (let i = 0; i < count; i++) {
@@ -344,11 +345,24 @@ function rollForward(ctx: WriterReapContext, slot: number, at: number, count: nu
       testHooks.reapRollForward?.('finished', ++finished);
     }
     for (const old of superseded) ctx.retireLarge(old);
+    published = true;
   } finally {
+    // Every entry is released even if one fails here (the first failure is rethrown after): an
+    // entry left held for the dead would make this thread's later grabs of its leaf EDEADLK.
+    let failure: unknown;
     for (const { ref } of held) {
-      if (isOpened(tree, ref)) on.finish(tree, ref, ref.value, ref.state, id); // left open by a failure above: close on the old value
-      on.release(tree, ref, id);
+      try {
+        if (isOpened(tree, ref)) on.finish(tree, ref, ref.value, ref.state, id); // left open by a failure above: close on the old value
+      } catch (e) {
+        failure ??= e;
+      }
+      try {
+        on.release(tree, ref, id);
+      } catch (e) {
+        failure ??= e;
+      }
     }
+    if (failure !== undefined && published) throw failure; // else the body's own error goes on
   }
 }
 
