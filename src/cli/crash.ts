@@ -22,6 +22,10 @@
  * Owner-table checks read each image's owner records against the live ones (see
  * staleIndexProblem / boundaryOwnerProblem): recovery repairs much of what a broken allocate
  * or free leaves, so those bugs rarely show in the recovered data alone.
+ * kv-mixed, kv-batch and kv-txn take an index checkpoint while running every 13 ops
+ * (checkpoint(): crash points inside its writing) and reopens every 13 (close writes one): the
+ * images of the ops after either are recovered through it, replaying the log written since,
+ * and the recovery crash point above falls inside that replay.
  * Workloads: kv-mixed, kv-batch, kv-txn (transactions, some aborted), kv-compact (segment and
  * block churn), kv-full (a store filled
  * until puts get ENOSPC, then deletes, fills and compactions in it: crash points inside the
@@ -408,6 +412,7 @@ type PlannedOp =
   | { type: 'batch'; ops: Array<{ key: string; value?: Uint8Array }> }
   | { type: 'txn'; steps: TxnStep[]; abort: boolean }
   | { type: 'reopen' }
+  | { type: 'checkpoint' }
   | { type: 'compact' }
   | { type: 'reclaim' };
 
@@ -432,6 +437,9 @@ function planOp(
   if (i % 13 === 12) return { type: 'reopen' };
   if (workload === 'kv-full') return fullStep(i, rand, model);
   if (workload === 'kv-grow') return growStep(i, rand, model);
+  // an index checkpoint taken while running (crash points inside its writing; the ops after it
+  // are recovered through it, replaying the log written since)
+  if (i % 13 === 6 && !churn) return { type: 'checkpoint' };
   if (churn) {
     // A cycle of 9 that reaches every churn path early: four fill batches (the fourth closes a
     // segment whose older fills are dead), a large value superseded (its object retired),
@@ -620,6 +628,12 @@ function runOpOnce(kv: KvStore, op: PlannedOp): void {
     );
   else if (op.type === 'txn') runTransaction(kv, op.steps, op.abort);
   else if (op.type === 'compact') kv.compact({ maxLiveRatio: 1 });
+  else if (op.type === 'checkpoint')
+    try {
+      kv.checkpoint();
+    } catch (e) {
+      if (!(e instanceof DaxError) || e.code !== 'ENOSPC') throw e; // no room for one: nothing written
+    }
   else if (op.type === 'reclaim') {
     // what a background reclaimer does: end grace periods (device blocks are freed in the
     // collect), then a tiny put, whose epilogue removes the large values that became ready

@@ -28,8 +28,10 @@
  *     uuid is this store's, and for every segment it lists the same segment (block and nonce)
  *     is still owned and its last covered record is still there with the same checksum word
  *     ending at `used`. Otherwise it is ignored (the reason goes to stats().recovery) and the
- *     open scans the whole log. A segment freed or reused since (compaction, a clear) fails
- *     this; records appended after `used`, and segments it does not list, are the tail.
+ *     open scans the whole log. A segment it lists that was freed or reused since (compaction,
+ *     a clear) is left out, with every key whose entry lies in it (withoutSegments): compaction
+ *     moved the entries the index still needed into the tail first. Records appended after
+ *     `used`, and segments it does not list, are the tail.
  *   - Even then, every record it covers is checked whole before it is loaded (recovery.ts
  *     verifyCovered: checksums, nothing parsed); one that fails sends open to the full scan,
  *     which reports or refuses the damage as it would without a checkpoint.
@@ -37,8 +39,12 @@
  *     `used` as the durable watermark, and its winners merged over the checkpoint's: a key's
  *     newest entry wins by the same order as a full scan's (recovery-native.ts mergeColumns),
  *     so the index after a checkpoint load equals the index after a full scan.
- *   - Written only by the opener at close, after everything is durable and with no other
+ *   - At close: written only by the opener, after everything is durable and with no other
  *     writer appending (checked): the checkpoint covers exactly the log as it is then.
+ *   - While running (store.ts checkpointSteps, coverRunning, walkStep): it covers, per
+ *     segment, the whole records whose entries all have sequences <= S (a snapshot), made
+ *     durable, and holds each key's version at S, which must lie in what it covers: its keys
+ *     are the winners of the records it covers, as at close (docs/ARCHITECTURE.md).
  *
  * Persistence ordering: the new checkpoint object is written whole and durable (DaxObject
  * write) under a fresh id before the older ones are removed. A crash in between leaves two;
@@ -51,11 +57,18 @@ import { assert } from '../assert.js';
 import { native } from '../native/addon.js';
 import { scratchBytes } from './recovery-native.js';
 import { isBroken, testHooks } from '../test-break.js';
-import { BLOCK_BYTES } from '../device/layout.js';
+import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import type { DaxObject } from '../dax/object.js';
 import { HUGE_PAGES, PAGE_BYTES, blockOfValue, isHuge } from '../dax/layout.js';
 import { lookupCoveringPinned } from '../dax/fault.js';
-import { KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_BYTES } from './layout.js';
+import {
+  ENTRY_HEADER_BYTES,
+  KV_KEY_PREFIX,
+  OWNER_KV_SEGMENT,
+  RECORD_HEADER_BYTES,
+  RECORD_MAGIC,
+  SEGMENT_BYTES,
+} from './layout.js';
 import type { MediaViews } from './records.js';
 import { isDeletion } from './versions.js';
 
@@ -214,26 +227,32 @@ function layoutOf(
 }
 
 /**
- * Whether the log still holds what the checkpoint covers: every segment it lists owned with
- * the same nonce, its last covered record in place (same checksum word) ending at `used`.
- * undefined when it does, else the reason it is stale.
+ * Whether the log still holds what the checkpoint covers. Every segment it lists is either
+ * still owned with the same nonce, and then its last covered record must be in place (same
+ * checksum word) ending at `used` (else it is stale: the reason), or freed or reused since
+ * (compaction, a clear): such segments are `gone`, and loading goes on without them
+ * (withoutSegments): compaction moved each entry of theirs the index still needed into a
+ * segment written after the checkpoint, so into the tail, with its sequence.
  */
 export function coverageProblem(
   space: DaxSpace,
   v: MediaViews,
   cp: LoadedCheckpoint,
   owned: ReadonlyMap<number, number>,
-): string | undefined {
-  if (isBroken('kv-checkpoint-trust-stale')) return undefined;
+): { problem: string } | { gone: Set<number> } {
+  const gone = new Set<number>();
+  if (isBroken('kv-checkpoint-trust-stale')) return { gone };
   const device = space.device;
   for (const s of cp.segments) {
     const nonce = owned.get(s.block);
-    if (nonce === undefined) return `stale: segment at block ${s.block} was freed since checkpoint ${cp.generation}`;
-    if (nonce !== s.nonce) return `stale: segment at block ${s.block} was reused since checkpoint ${cp.generation}`;
+    if (nonce !== s.nonce) {
+      gone.add(s.block); // freed, or reused under another nonce (its new records are tail)
+      continue;
+    }
     if (s.lastAt < 0) continue;
     const at = device.blockOffset(s.block) + s.lastAt;
     if (device.poisonedBlocks !== 0 && device.isPoisoned(device.blockAt(at)))
-      return `segment at block ${s.block}: its last covered record is in a poisoned block`;
+      return { problem: `segment at block ${s.block}: its last covered record is in a poisoned block` };
     const win = v.at(at); // the segment lies inside one window
     const u32 = win.u32;
     const w = (at - win.base) / 4;
@@ -243,9 +262,47 @@ export function coverageProblem(
       (u32[w + 3] & 0xffff) !== RECORD_MAGIC ||
       s.lastAt + u32[w + 4] !== s.used
     )
-      return `stale: the last record checkpoint ${cp.generation} covers in the segment at block ${s.block} is not there`;
+      return {
+        problem: `stale: the last record checkpoint ${cp.generation} covers in the segment at block ${s.block} is not there`,
+      };
   }
-  return undefined;
+  return { gone };
+}
+
+/**
+ * The checkpoint without the segments in `gone` and without the keys whose entries lie in
+ * them (a loop over every key, run only when compaction freed a covered segment since).
+ */
+export function withoutSegments(space: DaxSpace, cp: LoadedCheckpoint, gone: ReadonlySet<number>): LoadedCheckpoint {
+  const device = space.device;
+  const n = cp.keys;
+  const values = new Float64Array(n);
+  const lengths = new Uint16Array(n);
+  const starts = new Uint32Array(n);
+  const keyBytes = new Uint8Array(cp.keyBytes.length);
+  let m = 0;
+  let kb = 0;
+  for (let i = 0; i < n; i++) {
+    const at = cp.values[i];
+    const b = device.blockAt(at);
+    if (gone.has(b - (b % HUGE_BLOCKS))) continue;
+    const len = cp.lengths[i];
+    keyBytes.set(cp.keyBytes.subarray(cp.starts[i], cp.starts[i] + len), kb);
+    values[m] = at;
+    lengths[m] = len;
+    starts[m] = kb;
+    kb += len;
+    m++;
+  }
+  return {
+    ...cp,
+    segments: cp.segments.filter((s) => !gone.has(s.block)),
+    keys: m,
+    values: values.subarray(0, m),
+    lengths: lengths.subarray(0, m),
+    starts: starts.subarray(0, m),
+    keyBytes: keyBytes.subarray(0, kb),
+  };
 }
 
 /**
@@ -317,6 +374,44 @@ export interface CheckpointWritten {
   timeMs: number;
 }
 
+/** The index keys in key order with their entry offsets: what a checkpoint stores of the index. */
+export interface CheckpointColumns {
+  count: number;
+  values: Float64Array;
+  lengths: Uint16Array;
+  keys: Uint8Array;
+  keyBytes: number;
+}
+
+/** Growable columns the index walks append to. */
+export class ColumnBuilder implements CheckpointColumns {
+  count = 0;
+  keyBytes = 0;
+  values = new Float64Array(1 << 16);
+  lengths = new Uint16Array(1 << 16);
+  keys = new Uint8Array(1 << 20);
+
+  /** Room for one more key of at most 65536 bytes. */
+  room(): void {
+    const count = this.count;
+    if (count === this.values.length) {
+      const nv = new Float64Array(count * 2);
+      nv.set(this.values);
+      this.values = nv;
+      const nl = new Uint16Array(count * 2);
+      nl.set(this.lengths);
+      this.lengths = nl;
+    }
+    if (this.keyBytes + 65536 > this.keys.length) {
+      const nk = new Uint8Array(this.keys.length * 2);
+      nk.set(this.keys.subarray(0, this.keyBytes));
+      this.keys = nk;
+    }
+  }
+}
+
+const KV_RANGE = { gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) };
+
 /**
  * Writes a checkpoint of the index as it is now (the caller guarantees nothing is being
  * written: close, after the last commit) and removes the older ones. `covered`: the highest
@@ -342,35 +437,37 @@ export function writeCheckpoint(
     segmentEnd(space, v, block, nonce, known.get(block), scratch, scratch32),
   );
   // The index's key-value keys in key order with their entry offsets.
-  let values = new Float64Array(1 << 16);
-  let lengths = new Uint16Array(1 << 16);
-  let keys = new Uint8Array(1 << 20);
-  let count = 0;
-  let keyBytes = 0;
+  const cols = new ColumnBuilder();
   const tree = space.tree;
   space.epoch.guard(() =>
-    tree.scanPinned({ gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) }, (value, leaf) => {
+    tree.scanPinned(KV_RANGE, (value, leaf) => {
       if (isDeletion(v, value)) return; // a tombstone kept for snapshots (snapshots.ts): the key is absent
-      if (count === values.length) {
-        const nv = new Float64Array(count * 2);
-        nv.set(values);
-        values = nv;
-        const nl = new Uint16Array(count * 2);
-        nl.set(lengths);
-        lengths = nl;
-      }
-      if (keyBytes + 65536 > keys.length) {
-        const nk = new Uint8Array(keys.length * 2);
-        nk.set(keys.subarray(0, keyBytes));
-        keys = nk;
-      }
-      const n = tree.copyLeafKey(leaf, keys, keyBytes);
-      values[count] = value;
-      lengths[count] = n;
-      keyBytes += n;
-      count++;
+      cols.room();
+      const n = tree.copyLeafKey(leaf, cols.keys, cols.keyBytes);
+      cols.values[cols.count] = value;
+      cols.lengths[cols.count] = n;
+      cols.keyBytes += n;
+      cols.count++;
     }),
   );
+  const written = publishCheckpoint(space, uuid, covered, segments, cols);
+  return { ...written, timeMs: performance.now() - start };
+}
+
+/**
+ * Lays out, checksums and writes a checkpoint of `segments` and `cols` under the next
+ * generation, durable (body first, header page last), then removes the older ones.
+ */
+export function publishCheckpoint(
+  space: DaxSpace,
+  uuid: Uint8Array,
+  covered: { maxSequence: number; records: number; entries: number },
+  segments: readonly CheckpointSegment[],
+  cols: CheckpointColumns,
+): CheckpointWritten {
+  const start = performance.now();
+  const count = cols.count;
+  const keyBytes = cols.keyBytes;
   const layout = layoutOf(segments.length, count, keyBytes);
   const bytes = new Uint8Array(layout.total);
   const dv = new DataView(bytes.buffer);
@@ -390,9 +487,9 @@ export function writeCheckpoint(
   segments.forEach((s, i) =>
     seg.set([s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi], i * SEGMENT_SLOTS),
   );
-  new Float64Array(bytes.buffer, layout.values, count).set(values.subarray(0, count));
-  new Uint16Array(bytes.buffer, layout.lengths, count).set(lengths.subarray(0, count));
-  bytes.set(keys.subarray(0, keyBytes), layout.keys);
+  new Float64Array(bytes.buffer, layout.values, count).set(cols.values.subarray(0, count));
+  new Uint16Array(bytes.buffer, layout.lengths, count).set(cols.lengths.subarray(0, count));
+  bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
   const s = hash(bytes, 8, bytes.length - 8);
   dv.setUint32(0, s[0], true);
   dv.setUint32(4, s[1], true);
@@ -418,6 +515,148 @@ export function writeCheckpoint(
   for (const old of checkpointIds(space)) if (old !== id) removeCheckpoint(space, old);
   return { generation, keys: count, bytes: bytes.length, timeMs: performance.now() - start };
 }
+
+/**
+ * Where each segment's records end for a checkpoint taken while writers run (store.ts
+ * checkpoint): hopping on from `known` (the last checkpoint's ends, or the loaded one's),
+ * only over records that are whole (magic, length, nonce, xxh64 of the record) and whose
+ * every entry has a sequence <= S: a writer's records in one segment carry increasing
+ * sequences, so the first record above S, or one still being copied in, ends the coverage
+ * there. Everything covered is flushed and drained (durable) on return. Returns the ends and
+ * the highest sequence of any covered entry (`knownMax` for what `known` covers).
+ * The caller holds the compaction mutex (no segment is freed meanwhile) and a snapshot at S
+ * (every record of sequence <= S is published, so whole in memory).
+ */
+export function coverRunning(
+  space: DaxSpace,
+  v: MediaViews,
+  S: number,
+  known: ReadonlyMap<number, CheckpointSegment>,
+  knownMax: number,
+): { segments: CheckpointSegment[]; maxSequence: number; records: number } {
+  const device = space.device;
+  const media = device.media;
+  const list: Array<[number, number]> = [];
+  device.forEachOwned((block, owner, index) => {
+    if (owner === OWNER_KV_SEGMENT) list.push([block, index]);
+  });
+  let maxSequence = knownMax;
+  let records = 0;
+  const segments: CheckpointSegment[] = [];
+  for (const [block, nonce] of list) {
+    const k = known.get(block);
+    const same = k !== undefined && k.nonce === nonce;
+    const base = device.blockOffset(block);
+    const win = v.at(base); // the segment lies inside one window
+    const u32 = win.u32;
+    const origin = (base - win.base) / 4;
+    let at = same ? k.used : 0;
+    let lastAt = same ? k.lastAt : -1;
+    const from = at;
+    const lo = nonce >>> 0;
+    const hi = Math.floor(nonce / 2 ** 32);
+    if (device.poisonedBlocks === 0 || device.firstPoisoned(block, HUGE_BLOCKS) < 0)
+      while (at + RECORD_HEADER_BYTES <= SEGMENT_BYTES) {
+        const w = origin + at / 4;
+        if (u32[w] === 0 && u32[w + 1] === 0 && u32[w + 2] === 0 && u32[w + 3] === 0) break;
+        const total = u32[w + 4];
+        if ((u32[w + 3] & 0xffff) !== RECORD_MAGIC || total < RECORD_HEADER_BYTES || total % 8 !== 0) break;
+        if (at + total > SEGMENT_BYTES || u32[w + 6] !== lo || (u32[w + 7] & 0xff) !== hi) break;
+        const sum = hash(win.u8, base - win.base + at + 8, total - 8);
+        if (sum[0] !== u32[w] || sum[1] !== u32[w + 1]) break; // being copied in: not published, so above S
+        const top = recordMaxSequence(u32, w, total);
+        if (top > S) break;
+        if (top > maxSequence) maxSequence = top;
+        lastAt = at;
+        at += total;
+        records++;
+      }
+    if (at > from) media.flush(base + from, at - from);
+    const w = origin + lastAt / 4;
+    segments.push(
+      at === from && same
+        ? k
+        : {
+            block,
+            nonce,
+            used: at,
+            lastAt,
+            lastSumLo: lastAt < 0 ? 0 : u32[w],
+            lastSumHi: lastAt < 0 ? 0 : u32[w + 1],
+          },
+    );
+  }
+  media.drain();
+  return { segments, maxSequence, records };
+}
+
+/** The highest sequence of the entries of the whole record at word `w` (0 for a SEAL or PAD). */
+function recordMaxSequence(u32: Uint32Array, w: number, total: number): number {
+  const count = u32[w + 5];
+  let top = 0;
+  let e = w + RECORD_HEADER_BYTES / 4;
+  const end = w + total / 4;
+  for (let i = 0; i < count && e + ENTRY_HEADER_BYTES / 4 <= end; i++) {
+    const sh = u32[e + 3];
+    const sequence = sh === 0 ? u32[e + 2] : sh * 2 ** 32 + u32[e + 2];
+    if (sequence > top) top = sequence;
+    const keyLength = u32[e] & 0xffff;
+    e += ((ENTRY_HEADER_BYTES + keyLength + u32[e + 1] + 7) >>> 3) << 1;
+  }
+  return top;
+}
+
+/**
+ * One step of the index walk of a running checkpoint: up to `max` keys after `after` (from the
+ * first when undefined), each resolved to its version at the caller's snapshot (`resolve`:
+ * the entry offset, -1 when absent at S) and appended to `cols`. Returns the last key walked
+ * (undefined when the walk is done), or 'moved' when a version lies outside what the
+ * checkpoint covers (`covers`): compaction moved it since the coverage was taken.
+ */
+export function walkStep(
+  space: DaxSpace,
+  cols: ColumnBuilder,
+  after: Uint8Array | undefined,
+  max: number,
+  resolve: (newest: number) => number,
+  covers: (at: number) => boolean,
+): Uint8Array | undefined | 'moved' {
+  const tree = space.tree;
+  let seen = 0;
+  let moved = false;
+  let lastLeafKey: Uint8Array | undefined;
+  space.epoch.guard(() => {
+    tree.scanPinned(after === undefined ? KV_RANGE : { gt: after, lt: KV_RANGE.lt }, (value, leaf) => {
+      if (seen === max) return false;
+      seen++;
+      const at = resolve(value);
+      if (at >= 0) {
+        if (!covers(at)) {
+          movedAt = at;
+          moved = true;
+          return false;
+        }
+        cols.room();
+        const n = tree.copyLeafKey(leaf, cols.keys, cols.keyBytes);
+        cols.values[cols.count] = at;
+        cols.lengths[cols.count] = n;
+        cols.keyBytes += n;
+        cols.count++;
+      }
+      if (seen === max) {
+        const len = tree.copyLeafKey(leaf, leafKeyScratch, 0);
+        lastLeafKey = leafKeyScratch.slice(0, len);
+      }
+      return true;
+    });
+  });
+  if (moved) return 'moved';
+  return seen === max ? lastLeafKey : undefined;
+}
+
+const leafKeyScratch = new Uint8Array(65536);
+/** The offset of the version walkStep found outside the coverage, when it returned 'moved' (diagnostics). */
+export let movedAt = -1;
 
 const EXTENT_BYTES = HUGE_PAGES * PAGE_BYTES;
 

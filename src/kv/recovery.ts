@@ -89,6 +89,7 @@ import { analyzeRegion, type KnownEntry } from './recovery-damage.js';
 import {
   checkpointIds,
   coverageProblem,
+  withoutSegments,
   readCheckpoint,
   type CheckpointSegment,
   type LoadedCheckpoint,
@@ -206,6 +207,11 @@ export interface CheckpointUse {
   verifyCpuMs: number;
   /** the loaded checkpoint's segment ends: the next close hops on from them (checkpoint.ts segmentEnd) */
   coveredSegments: CheckpointSegment[];
+  /**
+   * segments the loaded checkpoint lists that compaction freed (or a new segment reuses) since:
+   * their keys were not loaded from it; the tail holds what compaction moved out of them
+   */
+  segmentsGone: number;
 }
 
 /**
@@ -248,6 +254,7 @@ export function recoverKv(
     readCpuMs: 0,
     verifyCpuMs: 0,
     coveredSegments: [],
+    segmentsGone: 0,
   };
   const ids = checkpointIds(space);
   // Salvage rewrites the log in place (damage removed, lost versions marked): a checkpoint of
@@ -406,10 +413,12 @@ function recoverFromCheckpoint(
   for (const id of ids) {
     if (cp !== undefined) break;
     const r = readCheckpoint(space, id, uuid);
-    const problem = 'reason' in r ? r.reason : coverageProblem(space, v, r.checkpoint, owned);
-    if (problem === undefined && 'checkpoint' in r) cp = r.checkpoint;
-    else {
-      use.ignored.push(problem ?? 'unreadable');
+    const coverage = 'reason' in r ? { problem: r.reason } : coverageProblem(space, v, r.checkpoint, owned);
+    if ('gone' in coverage && 'checkpoint' in r) {
+      cp = coverage.gone.size === 0 ? r.checkpoint : withoutSegments(space, r.checkpoint, coverage.gone);
+      use.segmentsGone = coverage.gone.size;
+    } else {
+      use.ignored.push('problem' in coverage ? coverage.problem : 'unreadable');
       use.remove.push(id);
     }
   }

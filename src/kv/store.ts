@@ -163,7 +163,18 @@ import {
 import { lockWord, tryLockWord, unlockWord } from '../device/spin-lock.js';
 import { isInjectedFault } from '../device/allocator.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
-import { checkpointIds, removeCheckpoint, writeCheckpoint, type CheckpointWritten } from './checkpoint.js';
+import {
+  ColumnBuilder,
+  checkpointIds,
+  coverRunning,
+  publishCheckpoint,
+  removeCheckpoint,
+  movedAt,
+  walkStep,
+  writeCheckpoint,
+  type CheckpointSegment,
+  type CheckpointWritten,
+} from './checkpoint.js';
 import { keyText, recoverKv, refuseDamage, type KvRecoveryReport, type RecoveryMode } from './recovery.js';
 import { salvage, type SalvageReport } from './recovery-salvage.js';
 import {
@@ -246,6 +257,13 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
    * in the store is loaded (after its checks) whatever this option says.
    */
   checkpoint?: boolean;
+  /**
+   * Bytes of log written (by every handle) after which the opener takes an index checkpoint
+   * in the background, so that an open after a crash replays only the log written since
+   * (default 64 MiB, rounded up to whole 2 MiB segments; 0: none while running). The opener's
+   * option holds for the store; checkpoint() takes one at any time.
+   */
+  checkpointEvery?: number;
 }
 export interface OpenMediaOptions<
   KE extends KeyEncoding = KeyEncoding,
@@ -352,6 +370,7 @@ const OPEN_OPTIONS: OptionSpec = {
   autoCompact: 'boolean',
   maxSize: 'positiveInteger',
   checkpoint: 'boolean',
+  checkpointEvery: 'nonNegativeInteger',
   durability: DURABILITIES,
   recovery: RECOVERY_MODES,
   keyEncoding: KEY_ENCODINGS,
@@ -363,6 +382,7 @@ const OPEN_MEDIA_OPTIONS: OptionSpec = {
   formatIfEmpty: 'boolean',
   autoCompact: 'boolean',
   checkpoint: 'boolean',
+  checkpointEvery: 'nonNegativeInteger',
   quarantineDir: 'string',
   keyEncoding: KEY_ENCODINGS,
   valueEncoding: VALUE_ENCODINGS,
@@ -403,6 +423,14 @@ const NEXT_OBJECT = 8;
 const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at a time (compaction.ts)
 /** Int32 word of the msgpack structures area's lock (spin-lock.ts word, structures.ts; exported for the test of a dead holder). */
 export const STRUCTURES_LOCK = 13;
+const CHECKPOINT_LOCK = 14; // spin-lock.ts word: one checkpoint written at a time (checkpoint())
+const SEGMENTS_OPENED = 15; // log segments opened since open, all handles (Atomics.add): the background checkpoint's clock
+/** checkpointEvery's default: bytes of log written between background checkpoints. */
+export const DEFAULT_CHECKPOINT_EVERY = 64 * 2 ** 20;
+/** How often the opener looks whether a background checkpoint is due, ms. */
+const CHECKPOINT_POLL_MS = 100;
+/** Keys one step of a running checkpoint's index walk visits (between steps the thread serves others). */
+const CHECKPOINT_WALK_KEYS = 16384;
 const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 /** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
@@ -613,7 +641,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * OPEN_SLOTS);
     this.spaceWords = new Float64Array(shared, SPACE_OFFSET, SPACE_WORDS);
     this.table = new SegmentTable(space.device.dataOffset, space.device.capacityBlocks, segments);
-    const onSegmentOpened = (): number => Atomics.add(this.i32, SEGMENTS, 1);
+    const onSegmentOpened = (): number => {
+      Atomics.add(this.i32, SEGMENTS_OPENED, 1);
+      return Atomics.add(this.i32, SEGMENTS, 1);
+    };
     const table = this.table;
     const onOwnSegmentOpened = (): number => {
       this.segmentOpened = true;
@@ -730,6 +761,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         { mode, quarantineDir: `${path}.quarantine` },
         opts.autoCompact ?? true,
         opts.checkpoint ?? true,
+        opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
       );
     } catch (e) {
       abandonOpen(media); // a failed create leaves no file behind
@@ -758,6 +790,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       { mode: opts.recovery ?? 'strict', quarantineDir: opts.quarantineDir },
       opts.autoCompact ?? true,
       opts.checkpoint ?? true,
+      opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
     );
   }
 
@@ -768,6 +801,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     damage: { mode: RecoveryMode | 'full'; quarantineDir: string | undefined },
     autoCompact: boolean,
     checkpoint: boolean,
+    checkpointEvery: number,
   ): KS {
     try {
       const views = mediaViews(space.device.media.buffer);
@@ -797,6 +831,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       store.spaceWords[RESERVE_SET] = -1;
       store.spaceWords[AUTO_OFF] = autoCompact ? 0 : 1;
       store.checkpointOnClose = checkpoint;
+      store.startBackgroundCheckpoints(checkpointEvery);
       // The recovered segment with the most room: the opener's writer appends to it when it is
       // at most half used. In a store that keeps a reserve but has fewer free extents than a
       // store without a priority segment keeps (closed or crashed full: the reserve went to the
@@ -3319,6 +3354,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * the same one at once is not an error.
    */
   private dropCheckpoints(): boolean {
+    // One being written (checkpoint()) is not touched: its writer removes it if it fails.
+    if (!tryLockWord(this.i32, CHECKPOINT_LOCK)) return false;
+    try {
+      return this.dropCheckpointsLocked();
+    } finally {
+      unlockWord(this.i32, CHECKPOINT_LOCK);
+    }
+  }
+
+  private dropCheckpointsLocked(): boolean {
     let dropped = false;
     for (const id of checkpointIds(this.space))
       try {
@@ -3512,6 +3557,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       );
     if (this.groupTimer !== undefined) clearTimeout(this.groupTimer);
     this.groupTimer = undefined;
+    this.stopBackgroundCheckpoints();
     try {
       if (!this.space.closed) {
         this.groupCommitNow(); // batchAsync waiters resolve: their batches are durable now
@@ -3547,6 +3593,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * error) leaves the store as it was: the next open scans the whole log.
    */
   private checkpointAtClose(): void {
+    // Another handle writing one now (checkpoint()): it covers as much; no second one beside it.
+    if (!tryLockWord(this.i32, CHECKPOINT_LOCK)) return;
+    try {
+      this.checkpointAtCloseLocked();
+    } finally {
+      unlockWord(this.i32, CHECKPOINT_LOCK);
+    }
+  }
+
+  private checkpointAtCloseLocked(): void {
     const own = this.writer.slotIndex;
     for (let i = 0; i < MAX_WRITERS; i++) if (i !== own && Atomics.load(this.openTable, i) !== 0) return;
     const uuid = this.space.device.uuid;
@@ -3571,13 +3627,224 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           records: (r?.records ?? 0) + this.counted(PUTS) + this.counted(DELETES) + this.counted(BATCHES),
           entries: 0,
         },
-        new Map((r?.checkpoint?.coveredSegments ?? []).map((s) => [s.block, s])),
+        this.coverage?.segments ?? new Map((r?.checkpoint?.coveredSegments ?? []).map((s) => [s.block, s])),
       );
     } catch (e) {
       if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO')) throw e;
       this.lastCheckpoint = { error: e.message };
     }
   }
+
+  /**
+   * Takes an index checkpoint now, while other threads (and this one, between the steps of a
+   * background one) keep writing: the next open, after a crash too, loads it and replays only
+   * the log written after it. Covers every write acknowledged before the call. Writers are
+   * never blocked by it: it reads the index at a snapshot (MVCC) and writes the checkpoint
+   * beside the old one, which stays valid until the new one is durable. ENOSPC when the store
+   * lacks the room for it (the whole extents it takes, the reserve and one more).
+   */
+  checkpoint(): CheckpointWritten {
+    this.checkOpen('checkpoint');
+    if (this.space.epoch.isPinned())
+      throw new DaxError(
+        'EBUSY',
+        `checkpoint: the key-value store on ${this.space.device.media.path} is in use by read() on this thread; checkpoint after read() returns`,
+      );
+    // A background one of this handle in progress holds the checkpoint lock between its steps:
+    // abandoned (its snapshot may be older than this call).
+    this.abandonBackgroundCheckpoint();
+    lockWord(this.i32, CHECKPOINT_LOCK);
+    try {
+      const steps = this.checkpointSteps('checkpoint');
+      for (;;) {
+        const r = steps.next();
+        if (r.done === true) return (this.lastCheckpoint = r.value);
+      }
+    } finally {
+      unlockWord(this.i32, CHECKPOINT_LOCK);
+    }
+  }
+
+  /**
+   * The steps of a running checkpoint (the caller holds the checkpoint lock; each yield is a
+   * point where the thread may serve others):
+   *   1. a snapshot at S (every record of sequence <= S published);
+   *   2. under the compaction mutex (no segment freed or moved meanwhile; writers go on), what it
+   *      covers: each segment's whole records of sequences <= S (checkpoint.ts coverRunning),
+   *      made durable;
+   *   3. the index walked at S, a step of CHECKPOINT_WALK_KEYS keys at a time, each key's version
+   *      at S, which must lie in what step 2 covers: one compaction moved since lies outside,
+   *      and the walk starts again, the second time inside the compaction mutex in one step;
+   *   4. written beside the older checkpoints, durable, body before header; then the older
+   *      ones removed (checkpoint.ts publishCheckpoint). The snapshot is released last: what
+   *      compaction frees meanwhile waits for it, so what the checkpoint covers is there until
+   *      it is durable.
+   */
+  private *checkpointSteps(op: string): Generator<void, CheckpointWritten, void> {
+    const start = performance.now();
+    const uuid = this.space.device.uuid;
+    if (uuid === undefined)
+      throw new DaxError('ENOTSUP', `${op}: the store on ${this.space.device.media.path} has no uuid`);
+    const free = this.space.device.stats().freeExtents;
+    const needed = Math.max(1, Math.ceil((this.space.tree.arena.liveWords() * 4) / SEGMENT_BYTES)) + 2;
+    if (free < needed)
+      throw new DaxError(
+        'ENOSPC',
+        `${op}: the store on ${this.space.device.media.path} has ${free} free 2 MiB extents, a checkpoint needs ${needed}`,
+      );
+    const opened = Atomics.load(this.i32, SEGMENTS_OPENED);
+    const uncovered = isBroken('kv-checkpoint-uncovered');
+    for (let attempt = 0; ; attempt++) {
+      let S = -1;
+      try {
+        const known = this.coverage ?? this.openCoverage();
+        const device = this.space.device;
+        const cols = new ColumnBuilder();
+        let cover: ReturnType<typeof coverRunning> | undefined;
+        let covers: (at: number) => boolean = () => true;
+        const resolve = (at: number): number => this.versionPinned(at, S);
+        // S is taken inside the mutex: compaction's copies (older sequences) and the priority
+        // writer's deletes share a segment, so one appended after S could follow a record above S.
+        const capture = (): ReturnType<typeof coverRunning> => {
+          S = this.registerSnapshot(op);
+          const c = coverRunning(this.space, this.views, S, known.segments, known.maxSequence);
+          const ends = new Map<number, number>();
+          for (const x of c.segments) ends.set(x.block, device.blockOffset(x.block) + x.used);
+          // sabotaged: every key's newest entry is taken, wherever it lies (walkStep below)
+          covers = uncovered
+            ? (): boolean => true
+            : (at: number): boolean => {
+                const b = device.blockAt(at);
+                const end = ends.get(b - (b % HUGE_BLOCKS));
+                return end !== undefined && at < end;
+              };
+          return c;
+        };
+        const walk = uncovered ? (at: number): number => (isDeletion(this.views, at) ? -1 : at) : resolve;
+        let moved = false;
+        if (attempt === 0) {
+          cover = this.withPriorityWriter(capture);
+          let after: Uint8Array | undefined;
+          for (;;) {
+            yield;
+            const r = walkStep(this.space, cols, after, CHECKPOINT_WALK_KEYS, walk, covers);
+            if (r === 'moved') {
+              moved = true;
+              break;
+            }
+            if (r === undefined) break;
+            after = r;
+          }
+        } else {
+          // Compaction moved a version while the walk stepped: once more, capture and walk in
+          // one hold of the compaction mutex (nothing moves meanwhile).
+          cover = this.withPriorityWriter(() => {
+            const c = capture();
+            moved = walkStep(this.space, cols, undefined, Infinity, walk, covers) === 'moved';
+            return c;
+          });
+          assert(
+            !moved,
+            () =>
+              `a version at snapshot ${S} lies outside the coverage taken with it under the compaction mutex (entry at ${movedAt})`,
+          );
+        }
+        if (moved) continue;
+        yield;
+        const written = publishCheckpoint(
+          this.space,
+          uuid,
+          { maxSequence: cover.maxSequence, records: cover.records, entries: 0 },
+          cover.segments,
+          cols,
+        );
+        this.coverage = { segments: new Map(cover.segments.map((c) => [c.block, c])), maxSequence: cover.maxSequence };
+        this.checkpointMark = opened;
+        this.checkpointsTaken++;
+        return { ...written, timeMs: performance.now() - start };
+      } finally {
+        if (S >= 0) this.releaseSnapshot(S);
+      }
+    }
+  }
+
+  /** What the open's log had covered: the loaded checkpoint's segment ends (checkpoint.ts coverRunning hops on from them). */
+  private openCoverage(): { segments: Map<number, CheckpointSegment>; maxSequence: number } {
+    const r = this.recovery;
+    return {
+      segments: new Map((r?.checkpoint?.coveredSegments ?? []).map((c) => [c.block, c])),
+      maxSequence: r?.maxSequence ?? 0,
+    };
+  }
+
+  /** The opener's background checkpoints: a poll every CHECKPOINT_POLL_MS (unref'd) starts one when due. */
+  private startBackgroundCheckpoints(every: number): void {
+    if (every === 0) return;
+    this.checkpointEverySegments = Math.max(1, Math.ceil(every / SEGMENT_BYTES));
+    this.checkpointMark = 0;
+    this.checkpointTimer = setInterval(() => this.backgroundCheckpointDue(), CHECKPOINT_POLL_MS);
+    this.checkpointTimer.unref();
+  }
+
+  /**
+   * Starts a background checkpoint when checkpointEvery bytes of log were written since the
+   * last one. Its steps run one per turn of the event loop (setImmediate): the thread serves
+   * its own writes in between.
+   */
+  private backgroundCheckpointDue(): void {
+    if (this.closed || this.background !== undefined || this.space.epoch.isPinned()) return;
+    if (Atomics.load(this.i32, SEGMENTS_OPENED) - this.checkpointMark < this.checkpointEverySegments) return;
+    if (!tryLockWord(this.i32, CHECKPOINT_LOCK)) return; // another handle is taking one
+    const steps = this.checkpointSteps('background checkpoint');
+    this.background = steps;
+    const step = (): void => {
+      if (this.background !== steps) return; // abandoned (close, checkpoint())
+      let done = true;
+      try {
+        const r = steps.next();
+        if (r.done === true) this.lastCheckpoint = r.value;
+        else done = false;
+      } catch (e) {
+        this.lastCheckpoint = { error: e instanceof Error ? e.message : String(e) };
+        // no room, a media error: tried again after as much log again
+        this.checkpointMark = Atomics.load(this.i32, SEGMENTS_OPENED);
+      }
+      if (done) {
+        this.background = undefined;
+        unlockWord(this.i32, CHECKPOINT_LOCK);
+      } else setImmediate(step);
+    };
+    setImmediate(step);
+  }
+
+  /** Drops the background checkpoint in progress, if any (its snapshot released, the lock given back). */
+  private abandonBackgroundCheckpoint(): void {
+    const steps = this.background;
+    if (steps === undefined) return;
+    this.background = undefined;
+    try {
+      steps.return(undefined as never);
+    } finally {
+      unlockWord(this.i32, CHECKPOINT_LOCK);
+    }
+  }
+
+  private stopBackgroundCheckpoints(): void {
+    if (this.checkpointTimer !== undefined) clearInterval(this.checkpointTimer);
+    this.checkpointTimer = undefined;
+    this.abandonBackgroundCheckpoint();
+  }
+
+  /** The background checkpoint in progress (its steps), while one is. */
+  private background: Generator<void, CheckpointWritten, void> | undefined;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointEverySegments = Infinity;
+  /** SEGMENTS_OPENED when the last checkpoint of this handle was taken. */
+  private checkpointMark = 0;
+  /** What this handle's last running checkpoint covered: the next one hops on from it. */
+  private coverage: { segments: Map<number, CheckpointSegment>; maxSequence: number } | undefined;
+  /** Checkpoints taken while running by this handle (checkpoint() and background). */
+  checkpointsTaken = 0;
 
   /** open({ checkpoint: true }): close() of the opener writes an index checkpoint. */
   private checkpointOnClose = false;

@@ -1,0 +1,214 @@
+/**
+ * Checkpoints taken while running, in one run on one store:
+ *   1. Writers' put latency while a checkpoint is taken vs without: a worker thread puts
+ *      ('sync', random overwrites of the store's keys) the whole time; the main thread
+ *      alternates a window without a checkpoint (as long as the last checkpoint took) and a
+ *      window in which it takes one (db.checkpoint(), the steps a background one runs, in one
+ *      go). Per round, the worker's p50 and p99 put latency in each window; printed: the
+ *      medians over rounds and the median of the paired p99 ratios (with / without).
+ *   2. Reopen after a kill with a checkpoint taken while running: a process overwrites 10% of
+ *      the keys with a writer worker running, takes a checkpoint while the worker writes, lets
+ *      it write a tail (1% of the keys) and is killed (SIGKILL). Fresh processes then open the
+ *      store with recovery: 'full' and with the checkpoint (alternated, `--rounds` each): wall
+ *      and CPU time of open(), and the paired ratios to the full scan.
+ *
+ *   npx tsc -p tsconfig.json && node dist/bench/checkpoint-running.js [--keys 1000000] [--rounds 3]
+ *
+ * The store: random 16-byte keys, 100-byte values, binary encodings, in /dev/shm, removed at
+ * the end. The load average is printed with the figures (the machine is shared).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { attach, open, type KvHandle } from '../src/kv/index.js';
+import { mulberry32 } from '../src/device/sim-media.js';
+import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
+
+const VALUE = new Uint8Array(100).fill(7);
+const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
+const PHASE = 0; // shared word: 0 warm-up, 1 + 2r window without (round r), 2 + 2r with, -1 stop
+const SELF = fileURLToPath(import.meta.url);
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+function keysOf(n: number): Uint8Array[] {
+  const r = mulberry32(42);
+  return Array.from({ length: n }, () => new Uint8Array(16).map(() => Math.floor(r() * 256)));
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const quantile = (xs: Float64Array, n: number, q: number): number => {
+  const s = xs.slice(0, n).sort();
+  return s[Math.min(n - 1, Math.floor(q * n))];
+};
+
+/** The writer worker: puts until PHASE is -1, each put's latency kept per window. */
+function writer(): void {
+  const { handle, flags, keys, seed, windows } = workerData as {
+    handle: KvHandle;
+    flags: SharedArrayBuffer;
+    keys: number;
+    seed: number;
+    windows: number;
+  };
+  const f = new Int32Array(flags);
+  const db = attach(handle);
+  const all = keysOf(keys);
+  const r = mulberry32(seed);
+  const lat = Array.from({ length: windows + 1 }, () => new Float64Array(1 << 20));
+  const count = new Array<number>(windows + 1).fill(0);
+  for (;;) {
+    const phase = Atomics.load(f, PHASE);
+    if (phase < 0) break;
+    const k = all[Math.floor(r() * keys)];
+    const t = performance.now();
+    db.put(k, VALUE);
+    const d = performance.now() - t;
+    Atomics.add(f, 1, 1);
+    if (phase > 0 && phase <= windows && count[phase] < lat[phase].length) lat[phase][count[phase]++] = d;
+  }
+  db.close();
+  parentPort!.postMessage(
+    count.map((n, w) =>
+      n === 0 ? { n, p50: 0, p99: 0 } : { n, p50: quantile(lat[w], n, 0.5), p99: quantile(lat[w], n, 0.99) },
+    ),
+  );
+}
+
+function startWriter(db: ReturnType<typeof open>, flags: Int32Array, keys: number, seed: number, windows: number) {
+  avoidWorkerTeardownDeadlock();
+  const w = new Worker(SELF, { workerData: { handle: db.share(), flags: flags.buffer, keys, seed, windows } });
+  return new Promise<Array<{ n: number; p50: number; p99: number }>>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+}
+
+const sleep = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+function child(...args: string[]): string {
+  return execFileSync(process.execPath, [SELF, '--child', ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+}
+
+async function runChild(mode: string, file: string, keys: number, rounds: number): Promise<void> {
+  const all = keysOf(keys);
+  if (mode === 'build') {
+    const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 700) / 2 ** 21) * 2 ** 21);
+    const db = open(file, { size, durability: 'none', checkpoint: false, ...BIN });
+    for (const k of all) db.put(k, VALUE);
+    db.close();
+  } else if (mode === 'latency') {
+    const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const done = startWriter(db, flags, keys, 7, 2 * rounds);
+    while (Atomics.load(flags, 1) < 20000) sleep(5); // warmed up
+    let lastMs = 1000;
+    const took: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      Atomics.store(flags, PHASE, 1 + 2 * round);
+      sleep(lastMs);
+      Atomics.store(flags, PHASE, 2 + 2 * round);
+      const t = performance.now();
+      db.checkpoint();
+      lastMs = performance.now() - t;
+      took.push(lastMs);
+      Atomics.store(flags, PHASE, 0);
+    }
+    Atomics.store(flags, PHASE, -1);
+    const w = await done;
+    db.close();
+    process.stdout.write(JSON.stringify({ windows: w, took }));
+  } else if (mode === 'write-and-die') {
+    const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    void startWriter(db, flags, keys, 9, 0);
+    while (Atomics.load(flags, 1) < keys / 10) sleep(5); // 10% of the keys overwritten
+    const cp = db.checkpoint(); // while the worker writes
+    const at = Atomics.load(flags, 1);
+    while (Atomics.load(flags, 1) < at + keys / 100) sleep(2); // a tail of 1%
+    process.stderr.write(JSON.stringify({ checkpointMs: cp.timeMs }) + '\n');
+    process.kill(process.pid, 'SIGKILL');
+  } else {
+    const t = performance.now();
+    const c0 = process.cpuUsage();
+    const db = open(file, {
+      checkpoint: false,
+      checkpointEvery: 0,
+      ...BIN,
+      ...(mode === 'full' ? { recovery: 'full' as const } : {}),
+    });
+    const wallMs = performance.now() - t;
+    const c = process.cpuUsage(c0);
+    const r = db.recovery!;
+    db.close();
+    process.stdout.write(
+      JSON.stringify({
+        wallMs,
+        cpuMs: (c.user + c.system) / 1000,
+        loaded: r.checkpoint?.loaded !== undefined,
+        tail: r.checkpoint?.tailEntries ?? 0,
+        keys: r.keys,
+        ignored: r.checkpoint?.ignored ?? [],
+      }),
+    );
+  }
+}
+
+function main(): void {
+  const keys = Number(arg('keys', '1000000'));
+  const rounds = Number(arg('rounds', '3'));
+  const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'ckpt-run-'));
+  const file = path.join(dir, 'store');
+  const load = (): string =>
+    loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ');
+  try {
+    child('build', file, String(keys), '0');
+    const lat = JSON.parse(child('latency', file, String(keys), String(rounds))) as {
+      windows: Array<{ n: number; p50: number; p99: number }>;
+      took: number[];
+    };
+    const without = Array.from({ length: rounds }, (_, r) => lat.windows[1 + 2 * r]);
+    const withCp = Array.from({ length: rounds }, (_, r) => lat.windows[2 + 2 * r]);
+    const us = (ms: number): string => (ms * 1000).toFixed(1);
+    console.log(`checkpoints while running, ${keys} keys, ${rounds} rounds; load average ${load()}`);
+    console.log(
+      `put latency ('sync', one writer worker): without a checkpoint p50 ${us(median(without.map((w) => w.p50)))} us, p99 ${us(median(without.map((w) => w.p99)))} us (${median(without.map((w) => w.n))} puts/window); while one is taken (${median(lat.took).toFixed(0)} ms each) p50 ${us(median(withCp.map((w) => w.p50)))} us, p99 ${us(median(withCp.map((w) => w.p99)))} us (${median(withCp.map((w) => w.n))} puts/window); p99 with / without, paired: ${median(withCp.map((w, i) => w.p99 / without[i].p99)).toFixed(2)}`,
+    );
+    try {
+      child('write-and-die', file, String(keys), '0');
+    } catch (e) {
+      if ((e as { signal?: string }).signal !== 'SIGKILL') throw e;
+    }
+    type Open = { wallMs: number; cpuMs: number; loaded: boolean; tail: number; keys: number; ignored: string[] };
+    const full: Open[] = [];
+    const cp: Open[] = [];
+    for (let round = 0; round < rounds; round++) {
+      full.push(JSON.parse(child('full', file, String(keys), '0')) as Open);
+      cp.push(JSON.parse(child('open', file, String(keys), '0')) as Open);
+    }
+    for (const o of cp) if (!o.loaded) console.log(`not loaded: ${o.ignored.join('; ')}`);
+    const ratio = (f: 'wallMs' | 'cpuMs'): string => median(cp.map((o, i) => o[f] / full[i][f])).toFixed(3);
+    console.log(
+      `reopen after a kill: full scan wall ${median(full.map((o) => o.wallMs)).toFixed(0)} ms, CPU ${median(full.map((o) => o.cpuMs)).toFixed(0)} ms; with the running checkpoint (${cp.every((o) => o.loaded) ? 'loaded' : 'NOT always loaded'}, tail ${median(cp.map((o) => o.tail))} entries) wall ${median(cp.map((o) => o.wallMs)).toFixed(0)} ms, CPU ${median(cp.map((o) => o.cpuMs)).toFixed(0)} ms; / full scan, paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}; load average ${load()}`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (!isMainThread) writer();
+else if (process.argv[2] === '--child') {
+  const [, , , mode, file, keys, rounds] = process.argv;
+  await runChild(mode, file, Number(keys), Number(rounds));
+} else main();
