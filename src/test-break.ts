@@ -481,6 +481,13 @@ export const SWITCHES = {
     breaks: 'a write whose allocation failed reports ENOSPC at once, without collecting the epoch or compacting first',
     red: ['test/kv/kv-space-large-overwrite.test.ts'],
   },
+  'kv-reclaim-cheap-again': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a write's repeated reclaims each end at their cheap steps (a few blocks released, the reserve let go) although the write failed after the last one: compaction never runs and the write gets ENOSPC",
+    red: ['test/kv/kv-reaper-death.test.ts'],
+  },
   'kv-no-auto-compact': {
     layer: 'kv',
     read: 'call',

@@ -2159,7 +2159,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (noRoom !== undefined) {
           // Out of room with the snapshot released: reclaim as a put does, then run fn again
           // (not a conflict: the attempt is not counted).
-          if (isBroken('kv-no-reclaim') || isInjectedFault(noRoom) || ++reclaims > RECLAIM_ATTEMPTS || !this.reclaim())
+          if (
+            isBroken('kv-no-reclaim') ||
+            isInjectedFault(noRoom) ||
+            ++reclaims > RECLAIM_ATTEMPTS ||
+            !this.reclaim(false, reclaims > 1)
+          )
             throw noRoom;
           attempt--;
           continue;
@@ -3292,22 +3297,26 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * a whole free extent more (for a put), or any room more for the priority writer
    * (`forDelete`: a delete must get its record in, even slowly, so any segment with
    * reclaimable bytes qualifies). Inside read() (this thread's pin holds every grace period
-   * open) only (2): a growth needs no grace period.
+   * open) only (2): a growth needs no grace period. `again`: an earlier reclaim for the same
+   * write returned after its cheap steps alone and the write failed once more: what they free
+   * no longer ends the reclaim early (a few blocks released as other threads' pins move on,
+   * or the reserve let go, are not the free extent a put needs), so compaction or growth runs.
    */
-  private reclaim(forDelete = false): boolean {
+  private reclaim(forDelete = false, again = false): boolean {
     const device = this.space.device;
     const growable = !forDelete && device.canGrow;
     if (this.space.epoch.isPinned()) return growable && this.growForWrite();
     // Counts in place of estimates may let the reserve go (neededCompactionRoom): room for a put.
     const reserve = this.spaceWords[RESERVE_SET];
     this.measureGuesses();
-    if (!forDelete && this.spaceWords[RESERVE_SET] < reserve) return this.roomMade();
+    const cheap = !again || isBroken('kv-reclaim-cheap-again');
+    if (!forDelete && this.spaceWords[RESERVE_SET] < reserve && cheap) return this.roomMade();
     const measure = (): number =>
       forDelete ? this.compactionRoom() : device.stats().freeExtents * SEGMENT_BYTES + device.stats().freeBlocks;
     const before = measure();
     // A store that can grow does not wait for other threads' pins: growing is cheaper.
     this.releaseRetired(growable ? 0 : RECLAIM_WAIT_MS);
-    if (measure() > before) return this.roomMade();
+    if (cheap && measure() > before) return this.roomMade();
     // An index checkpoint only speeds up the next open: its space goes before growth or compaction.
     if (this.dropCheckpoints()) {
       this.releaseRetired(growable ? 0 : RECLAIM_WAIT_MS);
@@ -3463,9 +3472,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // Sabotaged (kv-no-reclaim): the allocation's failure reported at once, unless the store grows.
     const reclaim = isBroken('kv-no-reclaim')
       ? (): boolean => this.space.device.canGrow && this.growForWrite()
-      : () => this.reclaim();
+      : (again: boolean) => this.reclaim(false, again);
     let error = first;
-    for (let i = 0; i < RECLAIM_ATTEMPTS && reclaim(); i++) {
+    for (let i = 0; i < RECLAIM_ATTEMPTS && reclaim(i > 0); i++) {
       try {
         return op();
       } catch (e) {

@@ -10,6 +10,9 @@
  * reopened and recovery must agree, and at the end nothing the dead held is still held.
  * Red with DAXSTORE_TEST_BREAK=kv-reap-adopt-own: the reaper takes the entries over in its own
  * name, its death hands them to its own reap, which releases them unpublished.
+ * The store is 16 MiB and nothing calls compact(): the dead writers' nearly empty segments come
+ * back through the survivor's own writes. Red with DAXSTORE_TEST_BREAK=kv-reclaim-cheap-again:
+ * every reclaim of a write ends at its cheap steps, and the survivor's put gets ENOSPC.
  */
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
@@ -27,11 +30,13 @@ import type { Op } from '../helpers/thread-death.js';
 const FILE = 'test/kv/kv-reaper-death.test.ts';
 const WATCHDOG_MS = 60_000;
 /**
- * Every dead writer leaves a segment with one small record; 16 MiB ran out after six trials
- * (seed 3847657807) although compact() then freed five segments: the write's reclaim did not
- * compact them (reported; not this test's subject). The survivor compacts after each reopen.
+ * Every dead writer leaves a segment with one small record, and nothing calls compact(): the
+ * survivor's writes must make their own room. With seed 3847657807 the store ran out of free
+ * extents at the sixth trial while other threads' pins let a few retired blocks go at a time,
+ * so each reclaim ended after its cheap steps and compaction never ran (RECLAIM_RED_SEED).
  */
-const STORE_BYTES = 32 * 1024 * 1024;
+const STORE_BYTES = 16 * 1024 * 1024;
+const RECLAIM_RED_SEED = 3847657807;
 const KEYS = Array.from({ length: 12 }, (_, i) => `r${String(i).padStart(2, '0')}`);
 const STAGES = ['held', 'opened', 'finished'] as const;
 type Stage = (typeof STAGES)[number];
@@ -148,8 +153,6 @@ async function runTrials(seed: number, trials: number, env: NodeJS.ProcessEnv, s
         );
         handle = db.share();
         summary.reopens++;
-        // The dead writers' segments are closed ones compaction frees (see STORE_BYTES).
-        await survivor.request({ t: 'compact' }, `compacting after ${where}`);
       }
     }
     await finishTrials(survivor, summary.trials);
@@ -172,6 +175,11 @@ describe('a reaper that dies in the middle of a roll-forward', () => {
     },
     60_000 + trials * 20_000,
   );
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-reclaim-cheap-again (ENOSPC: no reclaim compacts)', async () => {
+    const env = { ...process.env, ...breakEnv('kv-reclaim-cheap-again') };
+    await expect(runTrials(RECLAIM_RED_SEED, 9, env)).rejects.toThrow(/ENOSPC/);
+  }, 240_000);
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-reap-adopt-own (the batch is left half published)', async () => {
     const env = { ...process.env, ...breakEnv('kv-reap-adopt-own') };
