@@ -3659,18 +3659,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         'EBUSY',
         `checkpoint: the key-value store on ${this.space.device.media.path} is in use by read() on this thread; checkpoint after read() returns`,
       );
-    // A background one of this handle in progress holds the checkpoint lock between its steps:
-    // abandoned (its snapshot may be older than this call).
+    // A background one of this handle in progress: abandoned (its snapshot may be older than this call).
     this.abandonBackgroundCheckpoint();
-    lockWord(this.i32, CHECKPOINT_LOCK);
-    try {
-      const steps = this.checkpointSteps('checkpoint');
-      for (;;) {
-        const r = steps.next();
-        if (r.done === true) return (this.lastCheckpoint = r.value);
-      }
-    } finally {
-      unlockWord(this.i32, CHECKPOINT_LOCK);
+    const steps = this.checkpointSteps('checkpoint');
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) return (this.lastCheckpoint = r.value);
     }
   }
 
@@ -3760,13 +3754,22 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         }
         if (moved) continue;
         yield;
-        const written = publishCheckpoint(
-          this.space,
-          uuid,
-          { maxSequence: cover.maxSequence, records: cover.records, entries: 0 },
-          cover.segments,
-          cols,
-        );
+        // One checkpoint written at a time (generations, and a reclaim that drops checkpoints
+        // must not remove one being written): the lock is held for this one synchronous step,
+        // never across steps, so no thread ever waits on a step another thread has not run.
+        lockWord(this.i32, CHECKPOINT_LOCK);
+        let written: CheckpointWritten;
+        try {
+          written = publishCheckpoint(
+            this.space,
+            uuid,
+            { maxSequence: cover.maxSequence, records: cover.records, entries: 0 },
+            cover.segments,
+            cols,
+          );
+        } finally {
+          unlockWord(this.i32, CHECKPOINT_LOCK);
+        }
         this.coverage = { segments: new Map(cover.segments.map((c) => [c.block, c])), maxSequence: cover.maxSequence };
         this.checkpointMark = opened;
         this.checkpointsTaken++;
@@ -3803,7 +3806,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private backgroundCheckpointDue(): void {
     if (this.closed || this.background !== undefined || this.space.epoch.isPinned()) return;
     if (Atomics.load(this.i32, SEGMENTS_OPENED) - this.checkpointMark < this.checkpointEverySegments) return;
-    if (!tryLockWord(this.i32, CHECKPOINT_LOCK)) return; // another handle is taking one
     const steps = this.checkpointSteps('background checkpoint');
     this.background = steps;
     const step = (): void => {
@@ -3818,24 +3820,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         // no room, a media error: tried again after as much log again
         this.checkpointMark = Atomics.load(this.i32, SEGMENTS_OPENED);
       }
-      if (done) {
-        this.background = undefined;
-        unlockWord(this.i32, CHECKPOINT_LOCK);
-      } else setImmediate(step);
+      if (done) this.background = undefined;
+      else setImmediate(step);
     };
     setImmediate(step);
   }
 
-  /** Drops the background checkpoint in progress, if any (its snapshot released, the lock given back). */
+  /** Drops the background checkpoint in progress, if any (its snapshot released). */
   private abandonBackgroundCheckpoint(): void {
     const steps = this.background;
     if (steps === undefined) return;
     this.background = undefined;
-    try {
-      steps.return(undefined as never);
-    } finally {
-      unlockWord(this.i32, CHECKPOINT_LOCK);
-    }
+    steps.return(undefined as never);
   }
 
   private stopBackgroundCheckpoints(): void {
