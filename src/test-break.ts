@@ -323,7 +323,8 @@ export const SWITCHES = {
   'kv-compact-no-recheck': {
     layer: 'kv',
     read: 'call',
-    breaks: 'R3: compaction moves an entry without re-checking, under its lock, that the index still points at it',
+    breaks:
+      'R3: compaction moves an entry without re-checking, under its lock, that the index still points at it (and lists the entries dead when it measured the segment too)',
     red: ['test/kv/kv-workers.test.ts'],
   },
   'kv-compact-drop-tombstones': {

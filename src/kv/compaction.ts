@@ -53,6 +53,11 @@
  * Concurrency (R3: the entry lock is the only lock about a key)
  *   - Lock order: the compaction mutex (taken by the caller: store.ts withPriorityWriter, which
  *     also reaps a holder that died), then entry locks; puts never take the mutex.
+ *   - The candidates are the entries the index pointed at when the segment was measured (a
+ *     lock-free lookup each) and its DEL entries. A PUT the index did not point at is dead for
+ *     good: a key's index entry only ever moves to a newer record or a copy (writes publish
+ *     records after sealing them, the reaper rolls a sealed record forward and leaves published
+ *     entries alone, compaction points at its copies), never back to an entry it left.
  *   - For each candidate entry: grab the key's entry lock, re-check that the index still points
  *     at this entry (a concurrent put/delete may have moved on: then skip), copy, publish with
  *     replace(), unlock. Readers never block: they see the old or the new copy, both intact.
@@ -105,6 +110,7 @@ interface Segment {
   block: number;
   base: number;
   nonce: number;
+  /** what may have to move: the entries live when measured, and every DEL entry (the invariants above) */
   entries: number[];
   liveBytes: number;
   usedBytes: number;
@@ -460,18 +466,23 @@ export function measureSegment(
   return { liveBytes: seg.liveBytes, delBytes };
 }
 
-/** Lists the segment's entries and counts the bytes of those the index still points at. */
+/**
+ * Counts the bytes of the segment's entries the index still points at and lists them with its
+ * DEL entries (Segment.entries): a dead PUT is never looked at again.
+ */
 function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
   let last = seg.base;
+  // Sabotaged (kv-compact-no-recheck): every entry listed, dead ones too, and none re-checked.
+  const all = isBroken('kv-compact-no-recheck');
   forEachRecord(v, seg.base, SEGMENT_BYTES, seg.nonce, readableOf(space, seg.block), (at, check) => {
     let e = at + RECORD_HEADER_BYTES;
     for (let i = 0; i < (check.kind === KIND_PUT || check.kind === KIND_BATCH ? check.count : 0); i++) {
       const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
-      seg.entries.push(e);
-      if (space.tree.lookup(indexKey(v, e)) === e) {
+      if (space.tree.lookup(scratchKey(v, e)) === e) {
+        seg.entries.push(e);
         seg.liveBytes += bytes + RECORD_HEADER_BYTES;
         seg.maxEntryBytes = Math.max(seg.maxEntryBytes, bytes + RECORD_HEADER_BYTES);
-      }
+      } else if (all || entryOp(v, e) === ENTRY_DEL) seg.entries.push(e);
       e += bytes;
     }
     last = at + check.totalBytes;
@@ -486,6 +497,24 @@ function indexKey(v: MediaViews, e: number): Uint8Array {
   v = v.at(e);
   key.set(v.u8.subarray(e - v.base + ENTRY_HEADER_BYTES, e - v.base + ENTRY_HEADER_BYTES + keyLength), 1);
   return key;
+}
+
+let scratch = new Uint8Array(256);
+/** scratchViews[n]: the first n bytes of scratch. */
+let scratchViews: Uint8Array[] = [];
+
+/** indexKey(v, e) in a buffer reused by every call (valid until the next): for a lookup. */
+function scratchKey(v: MediaViews, e: number): Uint8Array {
+  const keyLength = entryKeyLength(v, e);
+  if (scratch.length < keyLength + 1) {
+    scratch = new Uint8Array(keyLength + 1);
+    scratchViews = [];
+  }
+  scratch[0] = KV_KEY_PREFIX;
+  v = v.at(e);
+  const from = e - v.base + ENTRY_HEADER_BYTES;
+  for (let i = 0; i < keyLength; i++) scratch[i + 1] = v.u8[from + i];
+  return (scratchViews[keyLength + 1] ??= scratch.subarray(0, keyLength + 1));
 }
 
 /**
