@@ -11,13 +11,16 @@
  *                                fixed at create), or `maxSize` when smaller; `size` grows it to at
  *                                least that many bytes at open
  *
- * A device-DAX store is the whole device: it neither grows nor takes a reservation.
+ * A device-DAX store is the whole device: it neither grows nor takes a reservation. A `maxSize`
+ * smaller than the device is EINVAL (the store would be larger than it allows); one at least the
+ * device's size holds as it is.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { DaxError } from '../errors.js';
 import { BLOCK_BYTES, HUGE_BYTES, alignUp, capacityBlocks, dataOffsetFor, sizeForBlocks } from '../device/layout.js';
 import { peekSuperblock } from '../device/superblock.js';
+import { DEFAULT_SYSFS_ROOT, readDevDaxGeometry } from '../device/sysfs.js';
 import type { OpenRegionOptions } from '../device/region.js';
 import { errnoToCode } from '../native/addon.js';
 
@@ -38,6 +41,7 @@ export function planStoreFile(
   size: number | undefined,
   maxSize: number | undefined,
   minStoreBytes: number,
+  sysfsRoot = DEFAULT_SYSFS_ROOT,
 ): StoreFilePlan {
   if (maxSize !== undefined) checkBytes(file, 'maxSize', maxSize, minStoreBytes);
   if (size !== undefined) checkBytes(file, 'size', size, minStoreBytes);
@@ -62,6 +66,7 @@ export function planStoreFile(
     };
   }
   const st = fs.statSync(file, { throwIfNoEntry: false });
+  if (st?.isCharacterDevice() === true && maxSize !== undefined) checkDeviceMaxSize(file, maxSize, sysfsRoot);
   if (st === undefined || !st.isFile()) return { region: {}, minBytes: size ?? 0, maxBytes: 0 }; // device-DAX or an error openRegion names
   const sb = peekSuperblock(file);
   if (sb === undefined) return { region: {}, minBytes: 0, maxBytes: 0 }; // open says what it is not
@@ -78,6 +83,22 @@ export function planStoreFile(
       { path: file },
     );
   return { region: { reserveBytes: alignUp(reserve, BLOCK_BYTES) }, minBytes: size ?? 0, maxBytes: reserve };
+}
+
+/** A device-DAX store is the whole device: a maxSize below the device's size cannot hold (a device that is not device-DAX: openRegion says so). */
+function checkDeviceMaxSize(file: string, maxSize: number, sysfsRoot: string): void {
+  let device: number;
+  try {
+    device = readDevDaxGeometry(file, sysfsRoot).sizeBytes;
+  } catch {
+    return;
+  }
+  if (maxSize < device)
+    throw new DaxError(
+      'EINVAL',
+      `open ${file}: maxSize ${maxSize} is smaller than the device (${device} bytes): a device-DAX store is the whole device`,
+      { path: file },
+    );
 }
 
 function checkBytes(file: string, name: string, bytes: number, min: number): void {

@@ -9,6 +9,9 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deviceNumbers, readDevDaxGeometry, readDevDaxGeometryFor } from '../../src/device/sysfs.js';
 import { openRegion } from '../../src/device/region.js';
+import { planStoreFile } from '../../src/kv/store-file.js';
+import { MIN_STORE_BYTES } from '../../src/kv/index.js';
+import { rng } from '../helpers/seed.js';
 import { DaxError, type DaxErrorCode } from '../../src/errors.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
 import { replayHint, testSeed } from '../helpers/seed.js';
@@ -175,5 +178,41 @@ describe('device numbers and detection', () => {
       'mmap',
       'ENODEV',
     ]);
+  });
+});
+
+describe("open()'s maxSize on device-DAX (planStoreFile; /dev/zero posing as dax via a fake sysfs)", () => {
+  it('a maxSize below the device is EINVAL naming the option; one at least the device holds', () => {
+    const seed = testSeed();
+    const random = rng(seed);
+    for (let i = 0; i < 40; i++) {
+      const device = (4 + Math.floor(random() * 60)) * 2 * MiB;
+      const root = fakeSysfs('1:5', { size: `${device}`, 'device/align': `${2 * MiB}` });
+      const maxSize = MIN_STORE_BYTES + Math.floor(random() * ((2 * device) / 4096)) * 4096;
+      const plan = (): unknown => planStoreFile('/dev/zero', false, undefined, maxSize, MIN_STORE_BYTES, root);
+      if (maxSize < device)
+        expectCode(plan, 'EINVAL', `maxSize ${maxSize} is smaller than the device (${device} bytes)`);
+      else
+        expect(plan(), `device ${device}, maxSize ${maxSize} ${replayHint(seed, 'test/device/sysfs.test.ts')}`).toEqual(
+          {
+            region: {},
+            minBytes: 0,
+            maxBytes: 0,
+          },
+        );
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('without maxSize the device path plans the whole device; a character device that is not device-DAX is left to openRegion', () => {
+    const root = fakeSysfs('1:5', { size: `${8 * MiB}`, 'device/align': `${2 * MiB}` });
+    expect(planStoreFile('/dev/zero', false, undefined, undefined, MIN_STORE_BYTES, root)).toEqual({
+      region: {},
+      minBytes: 0,
+      maxBytes: 0,
+    });
+    // /dev/null has no device-DAX sysfs entry in the fake tree: nothing to compare, openRegion reports it.
+    expect(planStoreFile('/dev/null', false, undefined, MIN_STORE_BYTES, MIN_STORE_BYTES, root).maxBytes).toBe(0);
+    expectCode(() => openRegion('/dev/null', { sysfsRoot: root }), 'ENOTSUP');
   });
 });
