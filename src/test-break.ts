@@ -254,6 +254,20 @@ export const SWITCHES = {
     breaks: 'a growth writes the superblock naming the new size before the file is extended',
     red: ['test/kv/kv-growth-crash.test.ts'],
   },
+  'kv-txn-no-last-try': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a transaction's commit gets no last try that grows the store: one whose values need more than the reclaim rounds' growth steps is ENOSPC in a store that can grow",
+    red: ['test/kv/kv-space-txn.test.ts'],
+  },
+  'kv-compaction-grows': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "compaction's copies grow a full growable store before they take the reserve: reclaiming garbage grows the store under steady overwrites",
+    red: ['test/kv/kv-space-steady.test.ts'],
+  },
   'grow-before-compact': {
     layer: 'kv',
     read: 'call',

@@ -110,12 +110,20 @@ function capacityIn(g: Geometry, media: Media): number {
 }
 
 /**
- * An online growth adds as much as the data area holds (it doubles), at least GROW_STEP_BYTES
- * and at most GROW_STEP_MAX_BYTES: the new range is allocated inside the write that ran out of
- * room, so a step is kept short enough for that write's latency.
+ * An online growth adds a quarter of what the data area holds (GROW_STEP_FRACTION), at least
+ * GROW_STEP_BYTES and at most GROW_STEP_MAX_BYTES: the new range is allocated inside the write
+ * that ran out of room, so a step is kept short enough for that write's latency, and a store
+ * that grew by one step is at most a quarter (or GROW_STEP_BYTES) larger than what filled it
+ * (a step that doubled would let a store under steady overwrites end at twice its log).
  */
+export const GROW_STEP_FRACTION = 1 / 4;
 export const GROW_STEP_BYTES = 16 * 2 ** 20;
 export const GROW_STEP_MAX_BYTES = 256 * 2 ** 20;
+
+/** Bytes one growth step adds to a store of `sizeBytes` whose data starts at `dataOffset` (before 2 MiB alignment). */
+export function growStepBytes(sizeBytes: number, dataOffset: number): number {
+  return Math.min(Math.max((sizeBytes - dataOffset) * GROW_STEP_FRACTION, GROW_STEP_BYTES), GROW_STEP_MAX_BYTES);
+}
 
 export class Device {
   readonly blockSize = BLOCK_BYTES;
@@ -599,8 +607,7 @@ export class Device {
       const oldBlocks = this.allocator.dataBlocks;
       const oldBytes = sizeForBlocks(this.geometry, oldBlocks);
       if (minBytes > 0 ? minBytes <= oldBytes : oldBlocks > seen) return true;
-      const dataBytes = oldBytes - this.dataOffset;
-      const step = Math.max(minBytes, oldBytes + Math.min(Math.max(dataBytes, GROW_STEP_BYTES), GROW_STEP_MAX_BYTES));
+      const step = Math.max(minBytes, oldBytes + growStepBytes(oldBytes, this.dataOffset));
       const newBytes = Math.min(this.maxBytes, alignUp(step, HUGE_BYTES));
       if (newBytes <= oldBytes || newBytes < minBytes) return false;
       const newBlocks = (newBytes - this.dataOffset) / BLOCK_BYTES;

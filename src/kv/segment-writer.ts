@@ -143,6 +143,15 @@ export class SegmentWriter {
 
   /** Allocations of this writer may take the device's reserve (the priority writer, store.ts). */
   private readonly priority: boolean;
+  /**
+   * The priority writer's allocation grows a full store that can grow before it takes the
+   * reserve (a delete's record), unless this is false: compaction's copies take the reserve
+   * instead, as in a store that cannot grow (what it frees gives the reserve back), so
+   * reclaiming garbage never grows the store (store.ts compactNow).
+   */
+  growsWhenFull = true;
+  /** An ordinary writer's allocation grows a full store that can grow during a write's last try (store.ts growingLastTry). */
+  growsOnLastTry = false;
   private readonly table: SegmentTable | undefined;
   /** Slots claim() may take: all but the last, which belongs to the priority writer. */
   private readonly claimableSlots: number;
@@ -468,12 +477,14 @@ export class SegmentWriter {
     this.announce(ALLOCATING); // before the block is owned: compaction waits until we name it
     let block: number;
     try {
-      // An ordinary writer's full store does not grow here: the store's reclaim decides between
-      // releasing dead space, growing and compacting (store.ts reclaim). The priority writer's
-      // allocation grows the store before it takes the reserve (Device.allocate).
+      // An ordinary writer's full store does not grow here (but in a write's last try,
+      // growsOnLastTry): the store's reclaim decides between releasing dead space, growing and
+      // compacting (store.ts reclaim). The priority writer's allocation grows the store before
+      // it takes the reserve (Device.allocate), unless it holds compaction's copies (growsWhenFull).
+      const grows = this.priority ? this.growsWhenFull || isBroken('kv-compaction-grows') : this.growsOnLastTry;
       block = this.device.allocate(OWNER_KV_SEGMENT, nonce, SEGMENT_ORDER, {
         priority: this.priority,
-        grow: this.priority,
+        grow: grows,
       });
     } catch (e) {
       // No new segment: leave the old one too (committed above), so compaction may take it

@@ -245,7 +245,8 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
   /**
    * Reclaim dead space by itself (default true): after a handle's writer opens a new log
    * segment, when free space runs low (an eighth of the store left beyond the reserve) or the
-   * closed segments hold 4 times their live bytes (and 8 MiB dead), the emptiest segments are
+   * closed segments hold twice their live bytes (4 times in a store that cannot grow; and 8 MiB
+   * dead), the emptiest segments are
    * compacted, a few at a time. A store with free space and a log within that bound does not
    * compact. false: only a write that runs
    * out of space, and compact(), reclaim. The opener's choice holds for every attached handle.
@@ -510,10 +511,22 @@ const AUTO_LOW_WATER_MIN = 2;
 /**
  * Space amplification: the closed segments hold this many times their live bytes (dead bytes
  * at least AUTO_AMPLIFICATION - 1 times the live ones) and at least AUTO_MIN_DEAD_SEGMENTS
- * segments of dead bytes. Bounds the log (and what open scans) in a store with free space.
+ * segments of dead bytes. In a store that can grow, the log stays within twice its live bytes
+ * plus the fixed overhead (those segments, the open ones), and growth with it
+ * (GROW_MAX_DEAD_RATIO). A store that cannot grow has all its bytes already: compacting early
+ * frees none of them, and its bound (AUTO_AMPLIFICATION_FIXED) only limits what open scans.
  */
-export const AUTO_AMPLIFICATION = 4;
+export const AUTO_AMPLIFICATION = 2;
+export const AUTO_AMPLIFICATION_FIXED = 4;
 export const AUTO_MIN_DEAD_SEGMENTS = 4;
+/**
+ * A full store that can grow compacts first while its closed log's dead bytes are more than
+ * this fraction of its live ones (and GROW_MIN_DEAD_SEGMENTS segments): it grows only when
+ * its log is at most 1.5 times its live bytes, and a growth step (a quarter of the store,
+ * Device.grow) then leaves it below twice them. Garbage does not grow a store.
+ */
+export const GROW_MAX_DEAD_RATIO = 1 / 2;
+const GROW_MIN_DEAD_SEGMENTS = 2;
 const GROUP_COMMIT_MS = 2;
 /** getMany: keys looked up under one epoch pin (a long array does not hold reclamation back for its whole length). */
 const GET_MANY_BATCH = 256;
@@ -3086,11 +3099,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       // Only a nearly full one (moving what a segment with room holds is work for nothing),
       // and only with a free extent to go on in (that room is compaction's otherwise).
       if (leavePriority && writer.room < SEGMENT_BYTES / 4 && this.space.device.stats().freeExtents > 0) writer.leave();
-      const report = compactSegmentsLocked(this.space, this.views, writer, this.openTable, this.progress, this.table, {
-        ...opts,
-        roomBytes,
-        retireSegment,
-      });
+      // The copies take the reserve rather than grow the store: what they free gives it back.
+      writer.growsWhenFull = false;
+      let report: CompactionReport;
+      try {
+        report = compactSegmentsLocked(this.space, this.views, writer, this.openTable, this.progress, this.table, {
+          ...opts,
+          roomBytes,
+          retireSegment,
+        });
+      } finally {
+        writer.growsWhenFull = true;
+      }
       this.spaceWords[RECLAIMED_BYTES] += report.bytesReclaimed; // under the mutex (racy only with kv-compact-no-mutex)
       this.spaceWords[COMPACTION_RUNS]++;
       return report;
@@ -3272,19 +3292,20 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * log read): 'low-space' when the free extents an ordinary write may take (the reserve
    * excluded) are at the low water mark in a store that cannot grow (one that can grows rather
    * than copy: reclaim), 'amplified' when the closed segments hold AUTO_AMPLIFICATION times
-   * their live bytes and AUTO_MIN_DEAD_SEGMENTS segments of dead bytes, else 'none' (a store
-   * with free space and a log within that bound does not pay).
+   * their live bytes (AUTO_AMPLIFICATION_FIXED in a store that cannot grow) and
+   * AUTO_MIN_DEAD_SEGMENTS segments of dead bytes, else 'none' (a store with free space and a
+   * log within that bound does not pay).
    */
   private spacePressure(): 'none' | 'amplified' | 'low-space' {
     const closed = this.table.closedSegments(this.openExtents());
     if (closed.length === 0) return 'none';
     const device = this.space.device.stats();
+    const canGrow = this.space.device.canGrow;
     const lowWater = Math.max(AUTO_LOW_WATER_MIN, Math.floor(this.dataExtents * LOW_WATER_FRACTION));
-    if (device.freeExtents - device.reserveExtents <= lowWater && !this.space.device.canGrow) return 'low-space';
+    if (device.freeExtents - device.reserveExtents <= lowWater && !canGrow) return 'low-space';
     const { live, dead } = closedLog(closed);
-    return dead >= (AUTO_AMPLIFICATION - 1) * live && dead >= AUTO_MIN_DEAD_SEGMENTS * SEGMENT_BYTES
-      ? 'amplified'
-      : 'none';
+    const bound = canGrow ? AUTO_AMPLIFICATION : AUTO_AMPLIFICATION_FIXED;
+    return dead >= (bound - 1) * live && dead >= AUTO_MIN_DEAD_SEGMENTS * SEGMENT_BYTES ? 'amplified' : 'none';
   }
 
   /**
@@ -3344,11 +3365,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return growable && this.growForWrite();
   }
 
-  /** Whether a full store that can grow compacts first: its closed log is mostly dead (more dead than live bytes, two segments' worth). */
+  /**
+   * Whether a full store that can grow compacts first: its closed log's dead bytes are more
+   * than GROW_MAX_DEAD_RATIO of its live ones, and GROW_MIN_DEAD_SEGMENTS segments' worth.
+   */
   private compactBeforeGrowing(): boolean {
     if (isBroken('grow-before-compact')) return false; // sabotaged: a mostly dead store grows instead
     const { live, dead } = closedLog(this.table.closedSegments(this.openExtents()));
-    return dead > live && dead >= 2 * SEGMENT_BYTES;
+    return dead > GROW_MAX_DEAD_RATIO * live && dead >= GROW_MIN_DEAD_SEGMENTS * SEGMENT_BYTES;
   }
 
   /** One growth step of the store (Device.grow) for a write that found it full: true when it grew. */

@@ -13,7 +13,7 @@ import { open } from '../helpers/kv-bytes.js';
 import { scaled, withSeed } from '../helpers/seed.js';
 import { runWorker } from '../helpers/workers.js';
 import { growKey, randomValue } from '../helpers/grow.js';
-import { GROW_STEP_BYTES, GROW_STEP_MAX_BYTES } from '../../src/device/device.js';
+import { growStepBytes } from '../../src/device/device.js';
 import { HUGE_BYTES, alignUp } from '../../src/device/layout.js';
 import type { KvStore } from '../../src/kv/index.js';
 import { tempPaths } from '../helpers/temp-paths.js';
@@ -29,12 +29,11 @@ interface WorkerResult {
   firstWrong: string[];
 }
 
-/** Growth steps from `start` bytes to `end` (Device.grow's rule: the data area's size, 16 MiB to 256 MiB, 2 MiB aligned). */
+/** Growth steps from `start` bytes to `end` (Device.grow's rule: a quarter of the data area, 16 MiB to 256 MiB, 2 MiB aligned). */
 function growthSteps(start: number, end: number, dataOffset: number): number {
   let steps = 0;
   for (let size = start; size < end; steps++) {
-    const step = Math.min(Math.max(size - dataOffset, GROW_STEP_BYTES), GROW_STEP_MAX_BYTES);
-    size = alignUp(size + step, HUGE_BYTES);
+    size = alignUp(size + growStepBytes(size, dataOffset), HUGE_BYTES);
   }
   return steps;
 }

@@ -137,7 +137,7 @@ describe('automatic compaction', () => {
     async () => {
       await withSeed(FILE, (seed) => {
         // ~8 MiB live in a 64 MiB store, each key written 2.5 times: the log holds about
-        // 2.5x its live bytes (below AUTO_AMPLIFICATION), free extents stay above the low water mark.
+        // 2.5x its live bytes (below AUTO_AMPLIFICATION_FIXED: a store of a fixed size), free extents stay above the low water mark.
         const r = run(seed, 64 * MiB, 40_000, 100_000, 75);
         expect(r.maxSegments).toBeGreaterThan(AUTO_MIN_DEAD_SEGMENTS + 2);
         expect(r.autoCompactions).toBe(0);
