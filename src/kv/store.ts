@@ -2137,8 +2137,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * error is rethrown. Returns what fn returned. fn must be synchronous and must not use txn
    * after it returns; writes through db itself inside fn are not part of the transaction.
    * A commit that finds no room reclaims as a put does (commitWithRoom), its snapshot released
-   * first so compaction may free what it held, and fn runs again; ENOSPC only when reclaiming
-   * frees nothing.
+   * first so compaction may free what it held, and fn runs again; after RECLAIM_ATTEMPTS rounds,
+   * a store that can grow gets a last try whose large values' pages grow it as they need
+   * (retryAfterReclaim's); ENOSPC only when that fails too, or reclaiming frees nothing.
    */
   transactionSync<T>(fn: (txn: KvTransaction<K, V>) => T): T {
     this.checkOpen('transactionSync');
@@ -2147,6 +2148,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       throw new DaxError('EINVAL', 'transactionSync: transactions do not nest (use the outer transaction)');
     this.inTransaction = true;
     let reclaims = 0;
+    let lastTry = false;
     try {
       for (let attempt = 1; ; attempt++) {
         const S = this.registerSnapshot('transactionSync');
@@ -2162,7 +2164,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
             );
           txn.end();
           if (!txn.wrote) return result;
-          const committed = this.commitWithRoom(txn.writes(), txn.reads, txn.rangesRead as Bounds[], S);
+          const commit = (): boolean | { noRoom: unknown } =>
+            this.commitWithRoom(txn.writes(), txn.reads, txn.rangesRead as Bounds[], S);
+          const committed = lastTry ? this.growingLastTry(commit) : commit();
           if (committed === true) return result;
           if (committed !== false) noRoom = committed.noRoom;
         } finally {
@@ -2172,13 +2176,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (noRoom !== undefined) {
           // Out of room with the snapshot released: reclaim as a put does, then run fn again
           // (not a conflict: the attempt is not counted).
-          if (
-            isBroken('kv-no-reclaim') ||
-            isInjectedFault(noRoom) ||
-            ++reclaims > RECLAIM_ATTEMPTS ||
-            !this.reclaim(false, reclaims > 1)
-          )
-            throw noRoom;
+          if (isBroken('kv-no-reclaim') || isInjectedFault(noRoom) || lastTry) throw noRoom;
+          if (++reclaims > RECLAIM_ATTEMPTS || !this.reclaim(false, reclaims > 1)) {
+            // Each round grows the store one step at most, and one whose failed commit removed
+            // its large values "made room" without growing: in a store that can grow, a last
+            // try lets the values' pages grow it as they need (retryAfterReclaim's last try).
+            if (!this.space.device.canGrow || isBroken('kv-txn-no-last-try')) throw noRoom;
+            lastTry = true;
+          }
           attempt--;
           continue;
         }
@@ -3509,15 +3514,26 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // A large value that still finds no room in a store that can grow (larger than what the
     // rounds gave back: each grows one step at most): its pages grow the store as they need.
     if (!this.space.device.canGrow || isInjectedFault(error)) throw error;
+    return this.growingLastTry(op);
+  }
+
+  /**
+   * A write's last try in a store that can grow: a large value's pages grow the store as they
+   * need (prepareValue), and so does the record's new segment when the values filled what the
+   * store had (the writer's growsOnLastTry).
+   */
+  private growingLastTry<T>(op: () => T): T {
     this.largeGrowth = true;
+    this.writer.growsOnLastTry = true;
     try {
       return op();
     } finally {
       this.largeGrowth = false;
+      this.writer.growsOnLastTry = false;
     }
   }
 
-  /** Set while retryAfterReclaim's last try runs: a large value's pages may grow the store (prepareValue). */
+  /** Set while a write's last try runs (growingLastTry): a large value's pages may grow the store (prepareValue). */
   private largeGrowth = false;
 
   /**

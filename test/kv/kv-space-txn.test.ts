@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { isDaxError } from '../../src/errors.js';
 import { MIN_STORE_BYTES } from '../../src/kv/index.js';
 import { expectKeyMatches, expectStoreMatches, open } from '../helpers/kv-bytes.js';
-import { setBroken } from '../../src/test-break.js';
+import { setBroken, withBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/kv/kv-space-txn.test.ts';
@@ -136,4 +136,63 @@ describe('transactions in a store out of room', () => {
       setBroken('kv-no-reclaim', false);
     }
   });
+});
+
+/**
+ * One transaction whose large values (random sizes, 2-8 MiB each, 48 MiB in all) need more room
+ * than a growable store of 8 MiB of data has, and a key written small: it commits, the store grows
+ * as the values need, and every value reads back, also after reopen. The reclaim rounds do not get
+ * it there: each grows the store one step at most, and a round after a failed commit that removed
+ * its values finds that room freed and grows nothing.
+ */
+function bigTransaction(seed: number): void {
+  const dir = mkdtempSync('/dev/shm/kv-space-txn-');
+  try {
+    const file = path.join(dir, 'store');
+    const random = rng(seed);
+    let db = open(file, { maxSize: 1024 * 2 ** 20 });
+    const model = new Map<string, Buffer>();
+    try {
+      const start = db.stats().sizeBytes;
+      let total = 0;
+      for (let i = 0; total < 48 * 2 ** 20; i++) {
+        const value = Buffer.alloc(2 * 2 ** 20 + Math.floor(random() * 6 * 2 ** 20), i & 0xff);
+        value.writeUInt32LE(i, 0);
+        model.set(`big${i}`, value);
+        total += value.length;
+      }
+      model.set('small', Buffer.from('s'));
+      db.transactionSync((txn) => {
+        for (const [k, v] of model) txn.put(k, v);
+      });
+      expect(db.stats().sizeBytes).toBeGreaterThan(start + total - 32 * 2 ** 20);
+      expectStoreMatches(db, model);
+      db.close();
+      db = open(file);
+      expectStoreMatches(db, model);
+      expect(db.dax.device.audit()).toEqual([]);
+    } finally {
+      db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('a transaction in a store that can grow', () => {
+  it('commits values larger than the reclaim rounds make room for: the store grows as they need', async () => {
+    await withSeed(FILE, bigTransaction);
+  }, 120_000);
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-txn-no-last-try: the same transaction is ENOSPC', async () => {
+    await withSeed(FILE, (seed) => {
+      let error: unknown;
+      try {
+        withBroken('kv-txn-no-last-try', () => bigTransaction(seed));
+      } catch (e) {
+        error = e;
+      }
+      expect(isDaxError(error, 'ENOSPC'), String(error)).toBe(true);
+    });
+  }, 120_000);
 });
