@@ -139,11 +139,10 @@ describe('transactions in a store out of room', () => {
 });
 
 /**
- * One transaction whose large values (random sizes, 2-8 MiB each, 48 MiB in all) need more room
- * than a growable store of 8 MiB of data has, and a key written small: it commits, the store grows
- * as the values need, and every value reads back, also after reopen. The reclaim rounds do not get
- * it there: each grows the store one step at most, and a round after a failed commit that removed
- * its values finds that room freed and grows nothing.
+ * One transaction whose large values (random sizes, 2-8 MiB each, 200 MiB in all) need more room
+ * than the reclaim rounds give a growable store of 8 MiB of data (each grows it one step at most:
+ * eight steps from there make about 175 MiB, Device.grow), and a key written small: it commits,
+ * the store grows as the values need, and every value reads back, also after reopen.
  */
 function bigTransaction(seed: number): void {
   const dir = mkdtempSync('/dev/shm/kv-space-txn-');
@@ -155,7 +154,7 @@ function bigTransaction(seed: number): void {
     try {
       const start = db.stats().sizeBytes;
       let total = 0;
-      for (let i = 0; total < 48 * 2 ** 20; i++) {
+      for (let i = 0; total < 200 * 2 ** 20; i++) {
         const value = Buffer.alloc(2 * 2 ** 20 + Math.floor(random() * 6 * 2 ** 20), i & 0xff);
         value.writeUInt32LE(i, 0);
         model.set(`big${i}`, value);
