@@ -455,7 +455,9 @@ const AUTO_OFF = 11; // 1: open({ autoCompact: false }) (set by the opener befor
 const AUTO_RUNS = 12; // automatic compaction steps taken
 const PRIORITY_REAPS = 13; // holders of the priority writer that died and were reaped (writer-reaper.ts)
 const SPACE_WORDS = 16;
-const SHARED_BYTES = SPACE_OFFSET + 8 * SPACE_WORDS;
+/** 16 bytes: the superblock's uuid, written by the opener (an attached handle's device has none: checkpoint() needs it). */
+const UUID_OFFSET = SPACE_OFFSET + 8 * SPACE_WORDS;
+const SHARED_BYTES = UUID_OFFSET + 16;
 /**
  * Whole 2 MiB extents the device keeps free for priority allocations (Device.setReserve): the
  * priority writer's segments, which hold compaction's copies and the deletes made while
@@ -843,6 +845,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       store.i32[SEGMENTS] = report.segments;
       store.spaceWords[RESERVE_SET] = -1;
       store.spaceWords[AUTO_OFF] = autoCompact ? 0 : 1;
+      const uuid = space.device.uuid;
+      if (uuid !== undefined) new Uint8Array(shared, UUID_OFFSET, 16).set(uuid);
       store.checkpointOnClose = checkpoint;
       store.startBackgroundCheckpoints(checkpointEvery);
       // The recovered segment with the most room: the opener's writer appends to it when it is
@@ -3725,8 +3729,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    */
   private *checkpointSteps(op: string): Generator<void, CheckpointWritten, void> {
     const start = performance.now();
-    const uuid = this.space.device.uuid;
-    if (uuid === undefined)
+    const uuid = this.space.device.uuid ?? new Uint8Array(this.i32.buffer, UUID_OFFSET, 16).slice();
+    if (uuid.every((b) => b === 0))
       throw new DaxError('ENOTSUP', `${op}: the store on ${this.space.device.media.path} has no uuid`);
     const free = this.space.device.stats().freeExtents;
     const needed = Math.max(1, Math.ceil((this.space.tree.arena.liveWords() * 4) / SEGMENT_BYTES)) + 2;

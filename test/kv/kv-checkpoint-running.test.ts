@@ -10,7 +10,8 @@
  *    blocks, the log's records and entries).
  * 2. Worker threads write ('none': their records are durable only when a segment fills or
  *    someone flushes them) while a worker compacts and the main thread takes checkpoints, by
- *    checkpoint() and in the background; crash images taken after each checkpoint, inside its
+ *    checkpoint() and in the background, and one writer takes them too (its own handle's
+ *    checkpoint(), beside the main thread's); crash images taken after each checkpoint, inside its
  *    writing (testHooks.checkpointWrite) and at random moments, each opened both ways: equal.
  *    Red with kv-checkpoint-uncovered (the checkpoint names each key's newest entry, not its
  *    version at the snapshot: records its coverage does not hold).
@@ -234,6 +235,7 @@ describe('index checkpoints taken while running', () => {
           keySpace: 3000,
           burst: 20,
           compact: index === 2,
+          checkpointOps: index === 1 ? 4000 : undefined,
         },
         WATCHDOG_MS + 60_000,
       ),

@@ -4,6 +4,7 @@
  * writers, seeded, until flags[0] is set, pausing ~1 ms every `burst` operations. flags[1 + i]:
  * operations done by writer i. Posts how many it made. With `compact`, it compacts instead
  * (maxLiveRatio 0.7, every ~2 ms) and posts how many compactions it ran and the segments they freed.
+ * With `checkpointOps`, a writer also takes a checkpoint every that many operations.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { attach, type KvHandle } from '../../src/kv/index.js';
@@ -17,8 +18,10 @@ interface Data {
   keySpace: number;
   burst: number;
   compact?: boolean;
+  /** take a checkpoint (checkpoint() on this handle) every this many operations */
+  checkpointOps?: number;
 }
-const { handle, flags, index, seed, keySpace, burst, compact } = workerData as Data;
+const { handle, flags, index, seed, keySpace, burst, compact, checkpointOps } = workerData as Data;
 const f = new Int32Array(flags);
 const r = rng(seed);
 const db = attach<string, string>(handle);
@@ -51,6 +54,12 @@ while (compact !== true && Atomics.load(f, 0) === 0) {
       ),
     );
   ops++;
+  if (checkpointOps !== undefined && ops % checkpointOps === 0)
+    try {
+      db.checkpoint();
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENOSPC') throw e; // no room for one now: nothing written
+    }
   Atomics.store(f, 1 + index, ops);
   if (ops % burst === 0) Atomics.wait(pause, 0, 0, 1);
 }
