@@ -271,9 +271,16 @@ export function coverageProblem(
 
 /**
  * The checkpoint without the segments in `gone` and without the keys whose entries lie in
- * them (a loop over every key, run only when compaction freed a covered segment since).
+ * them (a loop over every key, run only when compaction freed a covered segment since);
+ * `dropped` receives those keys' index keys (latin1 strings: the log after the checkpoint
+ * holds compaction's copies of their entries, which the merge must take: droppedKeysOnly).
  */
-export function withoutSegments(space: DaxSpace, cp: LoadedCheckpoint, gone: ReadonlySet<number>): LoadedCheckpoint {
+export function withoutSegments(
+  space: DaxSpace,
+  cp: LoadedCheckpoint,
+  gone: ReadonlySet<number>,
+  dropped: Set<string>,
+): LoadedCheckpoint {
   const device = space.device;
   const n = cp.keys;
   const values = new Float64Array(n);
@@ -285,8 +292,11 @@ export function withoutSegments(space: DaxSpace, cp: LoadedCheckpoint, gone: Rea
   for (let i = 0; i < n; i++) {
     const at = cp.values[i];
     const b = device.blockAt(at);
-    if (gone.has(b - (b % HUGE_BLOCKS))) continue;
     const len = cp.lengths[i];
+    if (gone.has(b - (b % HUGE_BLOCKS))) {
+      dropped.add(latin1(cp.keyBytes, cp.starts[i], len));
+      continue;
+    }
     keyBytes.set(cp.keyBytes.subarray(cp.starts[i], cp.starts[i] + len), kb);
     values[m] = at;
     lengths[m] = len;
@@ -718,4 +728,9 @@ export function removeCheckpoint(space: DaxSpace, id: number): boolean {
   if (!space.has(id)) return false;
   space.object(id).remove();
   return true;
+}
+
+/** Bytes [start, start + length) of `bytes` as a latin1 string (one char a byte): a Set key. */
+export function latin1(bytes: Uint8Array, start: number, length: number): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, length).toString('latin1');
 }

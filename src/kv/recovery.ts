@@ -86,10 +86,12 @@ import {
   type SegmentCopy,
 } from './recovery-native.js';
 import { analyzeRegion, type KnownEntry } from './recovery-damage.js';
+import { sequenceAt } from './versions.js';
 import {
   checkpointIds,
   coverageProblem,
   withoutSegments,
+  latin1,
   readCheckpoint,
   type CheckpointSegment,
   type LoadedCheckpoint,
@@ -410,12 +412,13 @@ function recoverFromCheckpoint(
   }
   const owned = new Map(segments);
   let cp: LoadedCheckpoint | undefined;
+  const dropped = new Set<string>();
   for (const id of ids) {
     if (cp !== undefined) break;
     const r = readCheckpoint(space, id, uuid);
     const coverage = 'reason' in r ? { problem: r.reason } : coverageProblem(space, v, r.checkpoint, owned);
     if ('gone' in coverage && 'checkpoint' in r) {
-      cp = coverage.gone.size === 0 ? r.checkpoint : withoutSegments(space, r.checkpoint, coverage.gone);
+      cp = coverage.gone.size === 0 ? r.checkpoint : withoutSegments(space, r.checkpoint, coverage.gone, dropped);
       use.segmentsGone = coverage.gone.size;
     } else {
       use.ignored.push('problem' in coverage ? coverage.problem : 'unreadable');
@@ -480,7 +483,10 @@ function recoverFromCheckpoint(
   };
   let winners = base;
   if (found.count > 0) {
-    const merged = mergeColumns(v, base, pickWinners(v, found, KV_KEY_PREFIX, true), cp.maxSequence);
+    const tail = isBroken('kv-checkpoint-stale-tail')
+      ? pickWinners(v, found, KV_KEY_PREFIX, true)
+      : withoutStaleEntries(v, pickWinners(v, found, KV_KEY_PREFIX, true), cp.maxSequence, dropped);
+    const merged = mergeColumns(v, base, tail, cp.maxSequence);
     use.tailKeys = { replaced: merged.replaced, added: merged.added, removed: merged.removed };
     winners = merged;
   }
@@ -853,4 +859,37 @@ export function damageSummary(path: string, report: KvRecoveryReport): string {
     `  nothing was served; open with { recovery: 'salvage' } or run \`daxstore check --repair\` to keep every intact key`,
   );
   return lines.join('\n');
+}
+
+/**
+ * The log's winners after a checkpoint without the stale ones: an entry of a sequence the
+ * checkpoint covers (<= covered) whose key the checkpoint lacks. The checkpoint holds every
+ * key as of its sequence, so such an entry's key was deleted (or overwritten and deleted) by
+ * then: the entry is a compaction copy of an older version, or lies after a record above the
+ * checkpoint in its segment (coverage stops there), and its DEL is among the covered records
+ * the merge does not read. Merged, it would bring the deleted key back. The exception is a key
+ * `dropped` with a freed segment (withoutSegments): compaction's copy of its entry is the one
+ * the index had, and it is taken. Entries above `covered`, and keys the checkpoint has, are
+ * the merge's to judge.
+ */
+function withoutStaleEntries(
+  v: MediaViews,
+  tail: WinnerColumns,
+  covered: number,
+  dropped: ReadonlySet<string>,
+): WinnerColumns {
+  const values = new Float64Array(tail.count);
+  const starts = new Uint32Array(tail.count);
+  const lengths = new Uint16Array(tail.count);
+  let n = 0;
+  for (let i = 0; i < tail.count; i++) {
+    const value = tail.values[i];
+    const at = value < 0 ? -value - 1 : value;
+    if (sequenceAt(v, at) <= covered && !dropped.has(latin1(tail.keys, tail.starts[i], tail.lengths[i]))) continue;
+    values[n] = value;
+    starts[n] = tail.starts[i];
+    lengths[n] = tail.lengths[i];
+    n++;
+  }
+  return { count: n, values, starts, lengths, keys: tail.keys };
 }

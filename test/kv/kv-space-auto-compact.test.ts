@@ -92,6 +92,13 @@ function run(seed: number, sizeBytes: number, keys: number, overwrites: number, 
   }
 }
 
+/**
+ * A seed whose run, at its last close, leaves an index checkpoint taken while running and a log
+ * after it holding compaction's copies of keys deleted before the checkpoint: the reopen brought
+ * four deleted keys back when the merge took those copies (kv-checkpoint-stale-tail).
+ */
+const STALE_TAIL_SEED = 3505841684;
+
 describe('automatic compaction', () => {
   it(
     '200 keys in a 16 MiB store take 120,000 overwrites (the repro ran out at 96,579) without compact()',
@@ -143,6 +150,33 @@ describe('automatic compaction', () => {
         expect(r.autoCompactions).toBe(0);
         expect(r.compactionRuns).toBe(0);
       });
+    },
+  );
+
+  it(
+    'deleted keys stay deleted across a reopen from a checkpoint with copies after it',
+    { timeout: TEST_MS },
+    async () => {
+      const random = rng(STALE_TAIL_SEED ^ 0x5eed);
+      const size = [32, 48, 64][Math.floor(random() * 3)] * MiB;
+      const keys = 100 + Math.floor(random() * 200);
+      run(STALE_TAIL_SEED, size, keys, Math.ceil((3 * size) / 175));
+    },
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-stale-tail: deleted keys come back',
+    { timeout: TEST_MS },
+    async () => {
+      const random = rng(STALE_TAIL_SEED ^ 0x5eed);
+      const size = [32, 48, 64][Math.floor(random() * 3)] * MiB;
+      const keys = 100 + Math.floor(random() * 200);
+      setBroken('kv-checkpoint-stale-tail', true);
+      try {
+        expect(() => run(STALE_TAIL_SEED, size, keys, Math.ceil((3 * size) / 175))).toThrow(/expected 107 to be 103/);
+      } finally {
+        setBroken('kv-checkpoint-stale-tail', false);
+      }
     },
   );
 
