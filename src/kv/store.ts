@@ -3353,7 +3353,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (measure() > before) return this.roomMade();
     }
     if (growable && !this.compactBeforeGrowing() && this.growForWrite()) return true;
-    if (!this.worthCompacting(forDelete)) return growable && this.growForWrite();
+    // Not worth compacting: what the cheap steps freed is all there is (a later reclaim's too).
+    if (!this.worthCompacting(forDelete)) return (growable && this.growForWrite()) || this.madeRoom(measure, before);
     const report = this.compactNow({
       maxLiveRatio: forDelete ? 1 : RECLAIM_MAX_LIVE_RATIO,
       fromTable: true,
@@ -3370,8 +3371,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // no more tries until enough has died since.
     if (report.segmentsFreed === 0) this.spaceWords[FRUITLESS_AT] = this.table.diedBytes();
     this.releaseRetired();
-    if (measure() > before) return this.roomMade();
-    return growable && this.growForWrite();
+    return this.madeRoom(measure, before) || (growable && this.growForWrite());
+  }
+
+  /** Whether `measure` rose above `before` (then room was made: roomMade). */
+  private madeRoom(measure: () => number, before: number): boolean {
+    return measure() > before && this.roomMade();
   }
 
   /**
