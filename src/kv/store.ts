@@ -3353,8 +3353,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (measure() > before) return this.roomMade();
     }
     if (growable && !this.compactBeforeGrowing() && this.growForWrite()) return true;
-    // Not worth compacting: what the cheap steps freed is all there is (a later reclaim's too).
-    if (!this.worthCompacting(forDelete)) return (growable && this.growForWrite()) || this.madeRoom(measure, before);
+    if (!this.worthCompacting(forDelete)) return growable && this.growForWrite();
     const report = this.compactNow({
       maxLiveRatio: forDelete ? 1 : RECLAIM_MAX_LIVE_RATIO,
       fromTable: true,
@@ -3371,12 +3370,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // no more tries until enough has died since.
     if (report.segmentsFreed === 0) this.spaceWords[FRUITLESS_AT] = this.table.diedBytes();
     this.releaseRetired();
-    return this.madeRoom(measure, before) || (growable && this.growForWrite());
-  }
-
-  /** Whether `measure` rose above `before` (then room was made: roomMade). */
-  private madeRoom(measure: () => number, before: number): boolean {
-    return measure() > before && this.roomMade();
+    if (measure() > before) return this.roomMade();
+    return growable && this.growForWrite();
   }
 
   /**
