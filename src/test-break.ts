@@ -230,6 +230,13 @@ export const SWITCHES = {
     breaks: 'writebacks of one object run concurrently (one clears the TOWRITE another set)',
     red: ['test/dax/writeback-workers.test.ts'],
   },
+  'dax-reap-adopt-own': {
+    layer: 'dax',
+    read: 'call',
+    breaks:
+      "the death reaper takes a dead thread's published staging block's page entry over in its own name: a reaper that dies before filling it leaves the empty placeholder to its own reap, which removes it, and the page's block is owned but unreachable while a later fault gives the page a second block",
+    red: ['test/dax/dax-reaper-death.test.ts'],
+  },
   'dax-alloc-zero-unpersisted': {
     layer: 'dax',
     read: 'call',
@@ -677,8 +684,13 @@ export function breakEnv(...names: SwitchName[]): { [ENV]: string } {
 export const testHooks: {
   /** device.ts grow(): after each step of a growth of `media` (a crash test kills the process there) */
   growStep?: (step: 'start' | 'file-grown' | 'records-free' | 'superblock-written', media: object) => void;
-  /** fault.ts: a fault about to install a block ('before-install'), or between its DIRTY tag and mkwrite ('mkwrite-window') */
-  faultWindow?: (point: 'before-install' | 'mkwrite-window', objectId: number, index: number) => void;
+  /** fault.ts: a fault about to install a block ('before-install'), its fresh block published and not yet in the tree ('published'), or between its DIRTY tag and mkwrite ('mkwrite-window') */
+  faultWindow?: (point: 'before-install' | 'published' | 'mkwrite-window', objectId: number, index: number) => void;
+  /**
+   * space.ts reapStage: the reaper of a dead thread's published staging block holds its page
+   * entry ('held') or has put the block in it ('filled'); a test stops (and terminates) the reaper there
+   */
+  reapStage?: (step: 'held' | 'filled') => void;
   /** writeback.ts: after a batch's TOWRITE tags are cleared, before its blocks are flushed */
   writebackWindow?: () => void;
   /** wait-table.ts: a timed-out wait before and after it dequeues itself */

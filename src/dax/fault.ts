@@ -250,6 +250,7 @@ function installLocked(
     space.retireBlock(old);
   } else {
     publishBlock(device, fresh, t.id);
+    testHooks.faultWindow?.('published', t.id, index);
     replace(tree, ref, encodeValue(fresh, true, huge));
     clearStage();
   }

@@ -43,11 +43,21 @@ import {
   encodeValue,
   pageKey,
 } from './layout.js';
-import { isBroken } from '../test-break.js';
+import { isBroken, testHooks } from '../test-break.js';
 import { DaxObject, type ObjectOptions } from './object.js';
 import { memoryFailure, rmap, type RmapResult } from './rmap.js';
 import { LAYER_DAX } from '../index/epoch.js';
-import { adoptDeadEntry, replace, setTagLocked, unlock } from '../index/entry-lock.js';
+import {
+  adoptDeadEntry,
+  beginReplaceForDead,
+  finishReplaceForDead,
+  holdForDead,
+  releaseForDead,
+  replace,
+  setTagForDead,
+  setTagLocked,
+  unlock,
+} from '../index/entry-lock.js';
 import { deadStage, forgetDeadStage } from './alloc.js';
 import { releaseDeadHolders } from './invalidate-lock.js';
 
@@ -357,7 +367,15 @@ function reapDaxParticipant(space: DaxSpace, id: number): void {
   releaseDeadHolders(space.objects.words, 0, id);
 }
 
-/** alloc.ts "Thread death": a staging block still staging is freed; one published is put where it goes. */
+/**
+ * alloc.ts "Thread death": a staging block still staging is freed; one published is put into
+ * the page entry the dead thread still holds, ON ITS BEHALF (entry-lock.ts holdForDead): the
+ * entry goes on naming the dead thread until released, so a reaper that dies in the middle
+ * leaves it, placeholder and all, to the next run of this reap (the domain forgets a
+ * participant only after its handlers return), which finds the stage record still there.
+ * Every step is idempotent: the block goes in only while the entry is empty, the tag is set
+ * while it holds the block.
+ */
 function reapStage(space: DaxSpace, id: number): void {
   const stage = deadStage(space.device, id);
   if (stage === undefined) return;
@@ -366,21 +384,52 @@ function reapStage(space: DaxSpace, id: number): void {
   if (info.state === 'owned' && info.ownerId === OWNER_STAGING && info.index === stage.index) device.free(stage.block);
   else if (info.state === 'owned' && info.ownerId === stage.ownerId) {
     if (stage.ownerId === OWNER_OBJECT_TABLE) space.objects.adoptPage(stage.index, stage.block);
+    else if (isBroken('dax-reap-adopt-own')) fillStageInOwnName(space, stage, id);
     else {
-      const ref = adoptDeadEntry(tree, pageKey(stage.ownerId, stage.index), id);
+      const ref = holdForDead(tree, pageKey(stage.ownerId, stage.index), id);
       if (ref !== undefined) {
         try {
+          testHooks.reapStage?.('held');
+          const value = encodeValue(stage.block, true, stage.order === 9);
           if (ref.state === 'empty') {
-            replace(tree, ref, encodeValue(stage.block, true, stage.order === 9));
-            setTagLocked(tree, ref, 'dirty');
+            beginReplaceForDead(tree, ref, id);
+            finishReplaceForDead(tree, ref, value, 'value', id);
           }
+          if (ref.state === 'value' && ref.value === value) setTagForDead(tree, ref, 'dirty', id);
+          testHooks.reapStage?.('filled');
         } finally {
-          unlock(tree, ref);
+          releaseForDead(tree, ref, id);
         }
       }
     }
   }
   forgetDeadStage(id);
+}
+
+/**
+ * reapStage's fill under DAXSTORE_TEST_BREAK=dax-reap-adopt-own: the entry is taken over in
+ * the reaper's own name (adoptDeadEntry). A reaper that dies before filling it leaves the
+ * placeholder to its own reap, which removes it: the block stays owned by the object but out of
+ * the tree, and the next fault of the page allocates it a second block.
+ */
+function fillStageInOwnName(
+  space: DaxSpace,
+  stage: { block: number; ownerId: number; index: number; order: 0 | 9 },
+  id: number,
+): void {
+  const { tree } = space;
+  const ref = adoptDeadEntry(tree, pageKey(stage.ownerId, stage.index), id);
+  if (ref === undefined) return;
+  try {
+    testHooks.reapStage?.('held');
+    if (ref.state === 'empty') {
+      replace(tree, ref, encodeValue(stage.block, true, stage.order === 9));
+      setTagLocked(tree, ref, 'dirty');
+    }
+    testHooks.reapStage?.('filled');
+  } finally {
+    unlock(tree, ref);
+  }
 }
 
 function countPoisoned(device: Device, first: number, count: number): number {

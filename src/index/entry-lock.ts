@@ -1110,6 +1110,17 @@ export function finishReplaceForDead(
   ref.state = state;
 }
 
+/** setTagLocked of an entry held by holdForDead (idempotent: a reaper that dies here leaves it for the next run). */
+export function setTagForDead(tree: RadixTree, ref: EntryRef, tag: EntryTag, dead: number): void {
+  checkHeldForDead(tree, ref, dead, 'setTagForDead');
+  tree.lockTree();
+  try {
+    tree.setTagBitLocked(ref.leaf, ref.key, tagBit(tag), true);
+  } finally {
+    tree.unlockTree();
+  }
+}
+
 /** Ends holdForDead: the entry is released on the dead holder's behalf (releaseDeadEntry: a placeholder is removed, waiters are woken). */
 export function releaseForDead(tree: RadixTree, ref: EntryRef, dead: number): void {
   try {
