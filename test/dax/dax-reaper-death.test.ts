@@ -13,7 +13,7 @@
  * survivor's fault gives the page a second block.
  */
 import { describe, expect, it } from 'vitest';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { DaxSpace } from '../../src/dax/space.js';
@@ -21,8 +21,7 @@ import { blockOfValue, pageKey } from '../../src/dax/layout.js';
 import { deathCount } from '../../src/device/participants.js';
 import { breakEnv } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
-import { workerScript } from '../helpers/workers.js';
-import { until } from '../helpers/survivor.js';
+import { nextMessage, startWatched, until, waitFor } from '../helpers/survivor.js';
 
 const FILE = 'test/dax/dax-reaper-death.test.ts';
 const WATCHDOG_MS = 60_000;
@@ -30,33 +29,6 @@ const MIB = 1024 * 1024;
 const PAGES = 4;
 const STOPS = ['held', 'filled'] as const;
 type Stop = (typeof STOPS)[number];
-
-function start(data: Record<string, unknown>, env: NodeJS.ProcessEnv): { w: Worker; failed: () => Error | undefined } {
-  const w = new Worker(workerScript('dax-reaper-death'), { workerData: data, env });
-  let failed: Error | undefined;
-  w.on('error', (e) => (failed = e));
-  return { w, failed: () => failed };
-}
-
-async function waitFor(cond: () => boolean, failed: () => Error | undefined, what: string): Promise<void> {
-  await until(() => cond() || failed() !== undefined, WATCHDOG_MS, what);
-  const e = failed();
-  if (e !== undefined) throw e;
-}
-
-function firstMessage<T>(x: { w: Worker }, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WATCHDOG_MS);
-    x.w.once('message', (m: T) => {
-      clearTimeout(timer);
-      resolve(m);
-    });
-    x.w.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
-}
 
 /** The blocks the owner table gives page `page` of object `id`. */
 function ownedBlocks(space: DaxSpace, id: number, page: number): number[] {
@@ -98,19 +70,19 @@ async function runTrials(seed: number, trials: number, env: NodeJS.ProcessEnv, o
       const progress = new SharedArrayBuffer(8);
       const p = new Int32Array(progress);
       const base = { handle, progress, objectId: id, page };
-      const reaper = start({ ...base, role: 'reaper', stop }, env);
-      await firstMessage(reaper, `${where}: the reaper to start`);
-      const faulter = start({ ...base, role: 'faulter' }, env);
-      await waitFor(() => Atomics.load(p, 0) === 1, faulter.failed, `${where}: the faulter to publish its block`);
+      const reaper = startWatched('dax-reaper-death', { ...base, role: 'reaper', stop }, env);
+      await nextMessage(reaper, WATCHDOG_MS, `${where}: the reaper to start`);
+      const faulter = startWatched('dax-reaper-death', { ...base, role: 'faulter' }, env);
+      await waitFor(() => Atomics.load(p, 0) === 1, faulter, WATCHDOG_MS, `${where}: the faulter to publish its block`);
       await terminated(faulter.w, `${where}: faulter`);
       reaper.w.postMessage('go');
-      await waitFor(() => Atomics.load(p, 1) !== 0, reaper.failed, `${where}: the reaper to reach its stop`);
+      await waitFor(() => Atomics.load(p, 1) !== 0, reaper, WATCHDOG_MS, `${where}: the reaper to reach its stop`);
       if (Atomics.load(p, 1) !== 1) throw new Error(`${where}: the reap never reached the stop`);
       await terminated(reaper.w, `${where}: reaper`);
       summary.byStop[stop]++;
       const stamp = 1000 + t;
-      const survivor = start({ ...base, role: 'survivor', stamp }, env);
-      const offset = await firstMessage<number>(survivor, `${where}: the survivor's write fault`);
+      const survivor = startWatched('dax-reaper-death', { ...base, role: 'survivor', stamp }, env);
+      const offset = await nextMessage<number>(survivor, WATCHDOG_MS, `${where}: the survivor's write fault`);
       await new Promise((resolve) => survivor.w.once('exit', resolve));
       stamps.set(`${id}/${page}`, stamp);
       const owned = ownedBlocks(space, id, page);

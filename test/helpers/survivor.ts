@@ -71,6 +71,41 @@ export function until(cond: () => boolean, ms: number, what: string): Promise<vo
   });
 }
 
+/** A worker of test/workers/<name>.ts whose error is kept: a wait under way (waitFor) fails with it. */
+export interface Watched {
+  w: Worker;
+  failed: () => Error | undefined;
+}
+
+export function startWatched(name: string, data: Record<string, unknown>, env: NodeJS.ProcessEnv): Watched {
+  const w = new Worker(workerScript(name), { workerData: data, env });
+  let failed: Error | undefined;
+  w.on('error', (e) => (failed = e));
+  return { w, failed: () => failed };
+}
+
+/** Waits (watchdog `ms`) until `cond` holds; the worker's error, if it failed meanwhile, is thrown instead. */
+export async function waitFor(cond: () => boolean, x: Watched, ms: number, what: string): Promise<void> {
+  await until(() => cond() || x.failed() !== undefined, ms, what);
+  const e = x.failed();
+  if (e !== undefined) throw e;
+}
+
+/** The worker's next message (watchdog `ms`); its error rejects. */
+export function nextMessage<T>(x: Watched, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+    x.w.once('message', (m: T) => {
+      clearTimeout(timer);
+      resolve(m);
+    });
+    x.w.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
 export function same(content: Array<[string, string]>, model: Map<string, string>): boolean {
   const want = sortedEntries(model);
   return content.length === want.length && content.every(([k, v], i) => k === want[i][0] && v === want[i][1]);

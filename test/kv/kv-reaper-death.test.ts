@@ -15,16 +15,25 @@
  * every reclaim of a write ends at its cheap steps, and the survivor's put gets ENOSPC.
  */
 import { describe, expect, it } from 'vitest';
-import { Worker } from 'node:worker_threads';
 import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import { type KvHandle, type KvStore } from '../../src/kv/index.js';
 import { open } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
-import { workerScript } from '../helpers/workers.js';
 import { breakEnv } from '../../src/test-break.js';
 import { deathCount } from '../../src/device/participants.js';
-import { Survivor, describeDiff, endTrials, finishTrials, reopenChecked, same, until } from '../helpers/survivor.js';
+import {
+  Survivor,
+  describeDiff,
+  endTrials,
+  finishTrials,
+  nextMessage,
+  reopenChecked,
+  same,
+  startWatched,
+  until,
+  waitFor,
+} from '../helpers/survivor.js';
 import type { Op } from '../helpers/thread-death.js';
 
 const FILE = 'test/kv/kv-reaper-death.test.ts';
@@ -50,20 +59,6 @@ interface Summary {
 
 function value(r: () => number, tag: string): string {
   return `${tag} ${'x'.repeat(r() < 0.2 ? 20_000 + Math.floor(r() * 20_000) : Math.floor(r() * 300))}`;
-}
-
-/** A worker of test/workers/kv-reaper-death.ts; its error fails the wait that is under way. */
-function start(data: Record<string, unknown>, env: NodeJS.ProcessEnv): { w: Worker; failed: () => Error | undefined } {
-  const w = new Worker(workerScript('kv-reaper-death'), { workerData: data, env });
-  let failed: Error | undefined;
-  w.on('error', (e) => (failed = e));
-  return { w, failed: () => failed };
-}
-
-async function waitFor(cond: () => boolean, failed: () => Error | undefined, what: string): Promise<void> {
-  await until(() => cond() || failed() !== undefined, WATCHDOG_MS, what);
-  const e = failed();
-  if (e !== undefined) throw e;
 }
 
 async function runTrials(seed: number, trials: number, env: NodeJS.ProcessEnv, stage?: Stage): Promise<Summary> {
@@ -99,22 +94,24 @@ async function runTrials(seed: number, trials: number, env: NodeJS.ProcessEnv, s
       const where = `trial ${t}: reaper stopped at ${at} ${done} of a ${ops.length}-key batch`;
       const progress = new SharedArrayBuffer(8);
       const p = new Int32Array(progress);
-      const reaper = start({ role: 'reaper', handle, progress, stop: { stage: at, done }, probe: keys[0] }, env);
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${where}: the reaper did not start`)), WATCHDOG_MS);
-        reaper.w.once('message', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        reaper.w.once('error', reject);
-      });
-      const writer = start({ role: 'writer', handle, progress, ops }, env);
-      await waitFor(() => Atomics.load(p, 0) === 1, writer.failed, `${where}: the writer to hold its sealed batch`);
+      const reaper = startWatched(
+        'kv-reaper-death',
+        { role: 'reaper', handle, progress, stop: { stage: at, done }, probe: keys[0] },
+        env,
+      );
+      await nextMessage(reaper, WATCHDOG_MS, `${where}: the reaper to start`);
+      const writer = startWatched('kv-reaper-death', { role: 'writer', handle, progress, ops }, env);
+      await waitFor(
+        () => Atomics.load(p, 0) === 1,
+        writer,
+        WATCHDOG_MS,
+        `${where}: the writer to hold its sealed batch`,
+      );
       let deaths = deathCount();
       await writer.w.terminate();
       await until(() => deathCount() > deaths, WATCHDOG_MS, `${where}: the writer's death to be marked`);
       reaper.w.postMessage('go');
-      await waitFor(() => Atomics.load(p, 1) !== 0, reaper.failed, `${where}: the reaper to reach its stop`);
+      await waitFor(() => Atomics.load(p, 1) !== 0, reaper, WATCHDOG_MS, `${where}: the reaper to reach its stop`);
       if (Atomics.load(p, 1) !== 1) throw new Error(`${where}: the roll-forward never reached the stop`);
       deaths = deathCount();
       await reaper.w.terminate();
