@@ -200,6 +200,12 @@ function packError(value: unknown, op: string, e: unknown): DaxError {
 function checkDefined(value: unknown, op: string, encoding: string): void {
   if (value === undefined)
     throw new DaxError('EINVAL', `${op}: value is undefined (valueEncoding '${encoding}'; use delete to remove a key)`);
+  // msgpackr packs a function as undefined: the key would read back as if it were absent.
+  if (typeof value === 'function')
+    throw new DaxError(
+      'EINVAL',
+      `${op}: value is a function, which has no ${encoding} form (valueEncoding '${encoding}')`,
+    );
 }
 
 /** Most shapes a store shares (msgpackr's default with shared structures: one-byte record ids). */

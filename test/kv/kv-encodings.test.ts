@@ -303,6 +303,8 @@ describe('what an encoding cannot hold is EINVAL and changes nothing', () => {
       ['json', 'binary', (db) => db.put(Uint8Array.of(1), cycle)],
       ['json', 'binary', (db) => db.put(Uint8Array.of(1), 5n)],
       ['msgpack', 'binary', (db) => db.put(Uint8Array.of(1), undefined)],
+      ['msgpack', 'binary', (db) => db.put(Uint8Array.of(1), () => 1)],
+      ['msgpack', 'ordered', (db) => db.batch([{ type: 'put', key: 'a', value: () => 1 }])],
       ['msgpack', 'ordered', (db) => db.put(NaN, 1)],
       ['msgpack', 'ordered', (db) => db.put(Uint8Array.of(1), 1)],
       ['msgpack', 'ordered', (db) => db.put({ a: 1 }, 1)],
