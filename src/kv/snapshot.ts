@@ -49,7 +49,9 @@ const dropped = new FinalizationRegistry<{ host: SnapshotHost; sequence: number 
  * (`using`, a loop over range()): so a claim starts young, in a list that holds its owner
  * strongly, and is registered only if its owner is still open when the list is flushed — at
  * the end of the current job (a microtask), or once YOUNG_MAX claims wait. An owner dropped
- * while young stays reachable until that flush, and is registered then.
+ * while young stays reachable until that flush, and is registered then. An owner may be its own
+ * claim (KvSnapshot: one object per snapshot, not two); the registry then takes the owner as
+ * its unregister token, which it holds weakly.
  */
 export interface CollectClaim {
   owner: object | undefined;
@@ -65,9 +67,10 @@ let flushQueued = false;
 
 function flushYoung(): void {
   flushQueued = false;
-  for (const c of young) {
+  for (let i = 0; i < young.length; i++) {
+    const c = young[i];
     if (!c.done) {
-      dropped.register(c.owner!, { host: c.host, sequence: c.sequence }, c);
+      dropped.register(c.owner ?? c, { host: c.host, sequence: c.sequence }, c);
       c.registered = true;
     }
     c.owner = undefined;
@@ -75,14 +78,19 @@ function flushYoung(): void {
   young.length = 0;
 }
 
-/** Releases the snapshot at `sequence` when `owner` is garbage collected, unless forgetCollected(claim) came first. */
-export function releaseWhenCollected(owner: object, host: SnapshotHost, sequence: number): CollectClaim {
-  const claim: CollectClaim = { owner, host, sequence, registered: false, done: false };
+/** Puts a claim in the young list (see CollectClaim). */
+function enroll(claim: CollectClaim): void {
   if (young.push(claim) >= YOUNG_MAX) flushYoung();
   else if (!flushQueued) {
     flushQueued = true;
     queueMicrotask(flushYoung);
   }
+}
+
+/** Releases the snapshot at `sequence` when `owner` is garbage collected, unless forgetCollected(claim) came first. */
+export function releaseWhenCollected(owner: object, host: SnapshotHost, sequence: number): CollectClaim {
+  const claim: CollectClaim = { owner, host, sequence, registered: false, done: false };
+  enroll(claim);
   return claim;
 }
 
@@ -98,16 +106,21 @@ export function forgetCollected(claim: CollectClaim): void {
  * copy); while held, the versions it can see are kept (stats() reports it, like a stalled
  * reader). close() it (or `using`); one the program drops is released when it is collected.
  */
-export class KvSnapshot<K = any, V = any> implements Disposable {
-  private open = true;
-  private readonly claim: CollectClaim;
+export class KvSnapshot<K = any, V = any> implements Disposable, CollectClaim {
+  /** @internal Its own claim (CollectClaim): undefined, the young list holds the snapshot itself. */
+  owner: object | undefined = undefined;
+  /** @internal Registered for release at collection. */
+  registered = false;
+  /** @internal Closed. */
+  done = false;
 
   constructor(
-    private readonly host: SnapshotHost,
+    /** @internal */
+    readonly host: SnapshotHost,
     /** The sequence of the last write the snapshot sees (its version). */
     readonly sequence: number,
   ) {
-    this.claim = releaseWhenCollected(this, host, sequence);
+    enroll(this);
   }
 
   /** The value of key as of the snapshot (decoded, as db.get), or undefined. */
@@ -142,14 +155,13 @@ export class KvSnapshot<K = any, V = any> implements Disposable {
   }
 
   get closed(): boolean {
-    return !this.open;
+    return this.done;
   }
 
   /** Releases the snapshot: views taken from it are invalid from here on. Idempotent. */
   close(): void {
-    if (!this.open) return;
-    this.open = false;
-    forgetCollected(this.claim);
+    if (this.done) return;
+    forgetCollected(this);
     this.host.releaseSnapshot(this.sequence);
   }
 
@@ -158,7 +170,7 @@ export class KvSnapshot<K = any, V = any> implements Disposable {
   }
 
   private check(op: string): void {
-    if (!this.open) throw new DaxError('ECLOSED', `snapshot ${op}: the snapshot (sequence ${this.sequence}) is closed`);
+    if (this.done) throw new DaxError('ECLOSED', `snapshot ${op}: the snapshot (sequence ${this.sequence}) is closed`);
     this.host.checkOpen(`snapshot ${op}`);
   }
 }

@@ -67,12 +67,22 @@
  *     0 CLAIMED          0 free, else the participant id of the handle's thread
  *     1 INFLIGHT         0, PENDING (-1), or the tag of the sequence being published
  *     2 SNAP_COUNT       snapshots this handle holds (stats)
+ *     3 SNAP_GEN         bumped each time the oldest changes (other handles' stats: first-seen times)
  *     f64 at byte 16     SNAP_MIN: the oldest of them, +Infinity when none
- *     f64 at byte 24     SNAP_SINCE: Date.now() when that one was taken (stats: its age)
+ *     f64 at byte 24     SNAP_SINCE: Date.now() when the oldest was stamped, 0 while not yet (Ages)
  *   deferred table (DEFERRED_MAX entries of 32 bytes)
  *     0 state            0 free, BUSY, DEFER_SEGMENT, DEFER_LARGE_OBJECT
  *     f64 at byte 8      what: a segment's head block, or a large value's object id
  *     f64 at byte 16     stamp: released once oldest() >= stamp
+ *
+ * Ages (stats). Reading the clock costs about as much as the rest of taking a snapshot, and
+ * most snapshots are closed in the synchronous run that took them (`using`, a loop over
+ * range(), a transaction): so a snapshot is not stamped when taken. Its handle stamps the
+ * snapshots it still holds at the end of that run (a microtask queued by the run's first
+ * registration, at most one per handle at a time), or when its own stats() sees them first.
+ * Another handle's stats() that sees a held, unstamped oldest counts it from the first time it
+ * saw it (keyed by SNAP_GEN). So oldestSnapshotMs never over-reports: it can fall short of the
+ * true age by at most the synchronous run that took the snapshot.
  *
  * Persistence ordering: none; all of this is volatile (no snapshot outlives the process).
  */
@@ -95,6 +105,7 @@ const DEFERRED = 4;
 const S_CLAIMED = 0;
 const S_INFLIGHT = 1;
 const S_SNAP_COUNT = 2;
+const S_SNAP_GEN = 3;
 const S_SNAP_MIN_F64 = 2; // Float64 index within the slot's line (byte 16)
 const S_SNAP_SINCE_F64 = 3; // byte 24
 const PENDING = -1;
@@ -132,6 +143,17 @@ export class Snapshots {
    */
   private readonly seqs: number[] = [];
   private readonly counts: number[] = [];
+  /** Date.now() when each held sequence was stamped, 0 while not yet (the header's Ages); parallel to seqs. */
+  private readonly stamps: number[] = [];
+  /** A microtask that stamps this handle's snapshots is queued. */
+  private stampQueued = false;
+  private readonly stampTask = (): void => {
+    this.stampQueued = false;
+    this.stamp();
+  };
+  /** Other slots' unstamped oldest snapshots as this handle's stats() first saw them: SNAP_GEN and when. */
+  private seenGen: Int32Array | undefined;
+  private seenAt: Float64Array | undefined;
   private head = 0;
   private zeros = 0;
   private heldCount = 0;
@@ -250,7 +272,7 @@ export class Snapshots {
     let S: number;
     if (this.heldCount === 0) {
       this.f64[f] = read(); // a lower bound, visible before the or below
-      this.f64[w / 2 + S_SNAP_SINCE_F64] = Date.now();
+      this.newOldest(w, 0);
       Atomics.or(this.i32, HELD + (this.slot >> 5), 1 << (this.slot & 31));
       S = read();
       this.f64[f] = S; // raising it needs no fence (header)
@@ -262,7 +284,33 @@ export class Snapshots {
     this.hold(S);
     this.heldCount++;
     this.i32[w + S_SNAP_COUNT] = this.heldCount;
+    if (!this.stampQueued) {
+      this.stampQueued = true;
+      queueMicrotask(this.stampTask);
+    }
     return S;
+  }
+
+  /** The slot at word w has a new oldest snapshot, stamped `since` (0: not yet): SNAP_SINCE, in a new generation. */
+  private newOldest(w: number, since: number): void {
+    this.f64[w / 2 + S_SNAP_SINCE_F64] = since;
+    this.i32[w + S_SNAP_GEN] = (this.i32[w + S_SNAP_GEN] + 1) | 0;
+  }
+
+  /**
+   * Stamps this handle's held snapshots not stamped yet with the time now (the header's Ages):
+   * the end of the synchronous run that took them, or this handle's stats(). The unstamped ones
+   * are the newest (sequences are held in the order taken), so the walk stops at a stamped one.
+   */
+  stamp(): void {
+    if (this.heldCount === 0 || this.slot < 0) return;
+    const stamps = this.stamps;
+    let i = stamps.length - 1;
+    if (i < this.head || stamps[i] !== 0) return;
+    const now = Date.now();
+    for (; i >= this.head && stamps[i] === 0; i--) stamps[i] = now;
+    const w = this.line();
+    if (this.f64[w / 2 + S_SNAP_SINCE_F64] === 0) this.f64[w / 2 + S_SNAP_SINCE_F64] = stamps[this.head];
   }
 
   /** Drops one registration of a snapshot at S. Returns whether this handle's oldest rose (deferred work may be due). */
@@ -280,6 +328,7 @@ export class Snapshots {
       if (this.head !== 0) {
         this.seqs.length = 0;
         this.counts.length = 0;
+        this.stamps.length = 0;
         this.head = 0;
       }
       this.zeros = 0;
@@ -291,7 +340,7 @@ export class Snapshots {
     if (S !== this.heldMin) return false;
     const min = this.seqs[this.head];
     this.heldMin = min;
-    this.f64[w / 2 + S_SNAP_SINCE_F64] = Date.now(); // the age of the oldest is now unknown: counted from here
+    this.newOldest(w, this.stamps[this.head]);
     this.f64[w / 2 + S_SNAP_MIN_F64] = min;
     return true;
   }
@@ -303,6 +352,7 @@ export class Snapshots {
     if (last < this.head || seqs[last] < S) {
       seqs.push(S);
       this.counts.push(1);
+      this.stamps.push(0);
       return;
     }
     const i = this.indexOf(S);
@@ -315,6 +365,7 @@ export class Snapshots {
     while (at >= this.head && seqs[at] > S) at--;
     seqs.splice(at + 1, 0, S);
     this.counts.splice(at + 1, 0, 1);
+    this.stamps.splice(at + 1, 0, Date.now()); // stamped now: stamp() walks back only over the newest
   }
 
   /** The index of S among the held sequences with a count above 0, -1 when not held. */
@@ -343,12 +394,15 @@ export class Snapshots {
   private cut(i: number): void {
     const seqs = this.seqs;
     const counts = this.counts;
+    const stamps = this.stamps;
     if (i === seqs.length - 1) {
       seqs.pop();
       counts.pop();
+      stamps.pop();
       while (counts.length > this.head && counts[counts.length - 1] === 0) {
         seqs.pop();
         counts.pop();
+        stamps.pop();
         this.zeros--;
       }
     } else if (i === this.head) {
@@ -362,6 +416,7 @@ export class Snapshots {
     if (this.head > 32 && this.head > live) {
       seqs.splice(0, this.head);
       counts.splice(0, this.head);
+      stamps.splice(0, this.head);
       this.head = 0;
     }
     if (this.zeros > 32 && this.zeros * 2 > live) {
@@ -369,10 +424,12 @@ export class Snapshots {
       for (let from = this.head; from < seqs.length; from++)
         if (counts[from] > 0) {
           seqs[to] = seqs[from];
+          stamps[to] = stamps[from];
           counts[to++] = counts[from];
         }
       seqs.length = to;
       counts.length = to;
+      stamps.length = to;
       this.head = 0;
       this.zeros = 0;
     }
@@ -404,9 +461,14 @@ export class Snapshots {
     return min;
   }
 
-  /** Snapshots held over every handle, and how long the oldest has been held (stats). */
+  /**
+   * Snapshots held over every handle, and how long the oldest has been held (stats; the
+   * header's Ages: never more than its true age).
+   */
   stats(): { snapshots: number; oldestMs: number } {
+    this.stamp();
     const high = loadWord(this.i32, HIGH);
+    const now = Date.now();
     let snapshots = 0;
     let since = Infinity;
     for (let s = 0; s < high; s++) {
@@ -414,9 +476,21 @@ export class Snapshots {
       const n = this.i32[w + S_SNAP_COUNT];
       if (n === 0) continue;
       snapshots += n;
-      since = Math.min(since, this.f64[w / 2 + S_SNAP_SINCE_F64]);
+      let at = this.f64[w / 2 + S_SNAP_SINCE_F64];
+      if (s !== this.slot) {
+        // Another handle's: counted from when this handle first saw it held, if that is earlier.
+        const seenGen = (this.seenGen ??= new Int32Array(MAX_SLOTS));
+        const seenAt = (this.seenAt ??= new Float64Array(MAX_SLOTS));
+        const gen = this.i32[w + S_SNAP_GEN];
+        if (seenAt[s] === 0 || seenGen[s] !== gen) {
+          seenGen[s] = gen;
+          seenAt[s] = now;
+        }
+        if (at === 0 || seenAt[s] < at) at = seenAt[s];
+      }
+      if (at !== 0) since = Math.min(since, at);
     }
-    return { snapshots, oldestMs: snapshots === 0 ? 0 : Math.max(0, Date.now() - since) };
+    return { snapshots, oldestMs: snapshots === 0 || since === Infinity ? 0 : Math.max(0, now - since) };
   }
 
   /** Leaves the slot (close): every snapshot of this handle released first. */
@@ -424,6 +498,7 @@ export class Snapshots {
     if (this.slot < 0) return;
     this.seqs.length = 0;
     this.counts.length = 0;
+    this.stamps.length = 0;
     this.head = 0;
     this.zeros = 0;
     this.heldCount = 0;

@@ -355,7 +355,7 @@ export interface KvStats {
   priorityReaps: number;
   /** snapshots held by every thread: db.snapshot(), open ranges, transactions in progress */
   snapshots: number;
-  /** how long the oldest of them has been held (0: none); while held, the versions it sees are kept */
+  /** how long the oldest of them has been held (0: none; never more than its true age: snapshots.ts Ages); while held, the versions it sees are kept */
   oldestSnapshotMs: number;
   /** compacted segments and superseded large values kept for snapshots, freed when those close */
   versionsHeldForSnapshots: number;
