@@ -8,7 +8,10 @@
  *               keys: conflicts are rare, as in a store that is not one hot key). Printed:
  *               transactions per second (all threads, wall) and per thread CPU-second (each
  *               worker's own /proc/thread-self/stat; on a shared machine the wall figure
- *               includes preemption, the CPU figure does not).
+ *               includes preemption, the CPU figure does not), and the share of the window
+ *               the workers were asleep (blocked: neither running nor waiting for a CPU, from
+ *               /proc/thread-self/schedstat; mean over the threads): what a second thread
+ *               loses to waiting on the first, whatever the machine's load.
  *   snapshot    db.snapshot() + close() beside an uncontended entry-lock grab + unlock of one
  *               key in the same store's index (the cheapest write-side step): ns each, rounds
  *               alternated, median of the per-round ratios; with no other snapshot of the
@@ -68,13 +71,23 @@ function threadCpuSeconds(): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** Seconds this thread has run and waited for a CPU (runnable, not running): /proc/thread-self/schedstat, ns. */
+function threadSchedSeconds(): { run: number; queued: number } {
+  try {
+    const [run, queued] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+    return { run: run / 1e9, queued: queued / 1e9 };
+  } catch {
+    return { run: NaN, queued: NaN };
+  }
+}
+
 function openLmdb(dir: string, noSync: boolean): RootDatabase<Uint8Array, Uint8Array> {
   return lmdbOpen<Uint8Array, Uint8Array>({ path: dir, keyEncoding: 'binary', encoding: 'binary', noSync });
 }
 
 /**
  * Worker mode: runs its role until barrier[1] is set (barrier[0] counts the ready workers);
- * posts [operations, thread CPU seconds].
+ * posts [operations, thread CPU seconds, share of the window asleep].
  */
 function worker(): void {
   const job = workerData as Job;
@@ -110,24 +123,29 @@ function worker(): void {
   Atomics.add(go, 0, 1);
   while (Atomics.load(go, 1) === 0) Atomics.wait(go, 1, 0, 20);
   const cpu0 = threadCpuSeconds();
+  const sched0 = threadSchedSeconds();
+  const wall0 = performance.now();
   let n = 0;
   while (Atomics.load(go, 1) === 1) {
     for (let i = 0; i < 64; i++) step();
     n += 64;
   }
   const cpu = threadCpuSeconds() - cpu0;
+  const sched1 = threadSchedSeconds();
+  const wall = (performance.now() - wall0) / 1000;
+  const asleep = (wall - (sched1.run - sched0.run) - (sched1.queued - sched0.queued)) / wall;
   if (process.env['TXN_BENCH_DEBUG'] !== undefined) console.log(`worker ${job.role} stopped after ${n}`);
   dax?.close();
   // Reported before lmdb's close, which can wait on the main thread's read transaction.
-  parentPort!.postMessage([n, cpu]);
+  parentPort!.postMessage([n, cpu, asleep]);
   void lm?.close();
 }
 
 interface Started {
   /** Waits until every worker is ready, then lets them run. */
   start(): Promise<void>;
-  /** Stops them: [operations of all, CPU seconds of each]. */
-  stop(): Promise<{ ops: number; cpu: number[] }>;
+  /** Stops them: [operations of all, CPU seconds of each, share of the window each was asleep]. */
+  stop(): Promise<{ ops: number; cpu: number[]; asleep: number[] }>;
 }
 
 function startWorkers(jobs: Array<Omit<Job, 'barrier'>>): Started {
@@ -136,7 +154,7 @@ function startWorkers(jobs: Array<Omit<Job, 'barrier'>>): Started {
   const done = Promise.all(
     jobs.map(
       (job) =>
-        new Promise<[number, number]>((resolve, reject) => {
+        new Promise<[number, number, number]>((resolve, reject) => {
           avoidWorkerTeardownDeadlock(); // Node 20 worker-exit deadlock (src/worker-teardown.ts)
           const w = new Worker(fileURLToPath(import.meta.url), { workerData: { ...job, barrier } });
           w.once('message', resolve);
@@ -153,7 +171,11 @@ function startWorkers(jobs: Array<Omit<Job, 'barrier'>>): Started {
     async stop() {
       Atomics.store(go, 1, 2);
       const results = await done;
-      return { ops: results.reduce((s, r) => s + r[0], 0), cpu: results.map((r) => r[1]) };
+      return {
+        ops: results.reduce((s, r) => s + r[0], 0),
+        cpu: results.map((r) => r[1]),
+        asleep: results.map((r) => r[2]),
+      };
     },
   };
 }
@@ -162,7 +184,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Transactions per second (wall, all threads) and per thread CPU-second. */
-async function txnRun(jobs: Array<Omit<Job, 'barrier'>>): Promise<{ perSecond: number; perCpuSecond: number }> {
+async function txnRun(
+  jobs: Array<Omit<Job, 'barrier'>>,
+): Promise<{ perSecond: number; perCpuSecond: number; asleep: number }> {
   const w = startWorkers(jobs);
   await w.start();
   const t0 = performance.now();
@@ -170,7 +194,8 @@ async function txnRun(jobs: Array<Omit<Job, 'barrier'>>): Promise<{ perSecond: n
   const r = await w.stop();
   const wall = (performance.now() - t0) / 1000;
   const cpu = r.cpu.reduce((a, b) => a + b, 0);
-  return { perSecond: r.ops / wall, perCpuSecond: r.ops / Math.max(cpu, 0.01) };
+  const asleep = r.asleep.reduce((a, b) => a + b, 0) / r.asleep.length;
+  return { perSecond: r.ops / wall, perCpuSecond: r.ops / Math.max(cpu, 0.01), asleep };
 }
 
 /** ns per snapshot()+close() and per grab+unlock of one key, alternated in rounds of `loop`. */
@@ -332,17 +357,18 @@ async function main(): Promise<void> {
         ],
       );
     }
-    const txn = new Map<string, { perSecond: number[]; perCpuSecond: number[] }>();
+    const txn = new Map<string, { perSecond: number[]; perCpuSecond: number[]; asleep: number[] }>();
     for (let r = 0; r < ROUNDS; r++)
       for (const [name, jobs] of SKIP.has('txn') ? [] : txnRows) {
         if (process.env['TXN_BENCH_DEBUG'] !== undefined) console.log(`round ${r}: ${name}`);
         const res = await txnRun(jobs.map((j) => ({ ...j, seed: j.seed + 7919 * r })));
-        const acc = txn.get(name) ?? { perSecond: [], perCpuSecond: [] };
+        const acc = txn.get(name) ?? { perSecond: [], perCpuSecond: [], asleep: [] };
         acc.perSecond.push(res.perSecond);
         acc.perCpuSecond.push(res.perCpuSecond);
+        acc.asleep.push(res.asleep);
         txn.set(name, acc);
       }
-    const m = (name: string, field: 'perSecond' | 'perCpuSecond'): number => median(txn.get(name)![field]);
+    const m = (name: string, field: 'perSecond' | 'perCpuSecond' | 'asleep'): number => median(txn.get(name)![field]);
 
     const debug = (what: string): void => {
       if (process.env['TXN_BENCH_DEBUG'] !== undefined) console.log(what);
@@ -397,10 +423,10 @@ async function main(): Promise<void> {
     if (txn.size > 0) printTxn();
     function printTxn(): void {
       console.log('\ntransactions of 4 reads + 4 writes (median over rounds)');
-      console.log('  store                          txn/s (wall)   txn per thread CPU-s');
+      console.log('  store                          txn/s (wall)   txn per thread CPU-s   asleep');
       for (const [name] of txnRows)
         console.log(
-          `  ${name.padEnd(30)} ${f(m(name, 'perSecond')).padStart(12)}   ${f(m(name, 'perCpuSecond')).padStart(12)}`,
+          `  ${name.padEnd(30)} ${f(m(name, 'perSecond')).padStart(12)}   ${f(m(name, 'perCpuSecond')).padStart(12)}   ${(100 * m(name, 'asleep')).toFixed(1).padStart(8)}%`,
         );
       for (const [dax, lm] of [
         ["daxstore 'none'", 'lmdb noSync'],

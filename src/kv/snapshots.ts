@@ -56,13 +56,15 @@
  *     their state word.
  *
  * Shared words (`buffer`, Int32 unless said otherwise):
- *   header (64 bytes)
+ *   header (128 bytes: two cache lines)
  *     0 HIGH             slots ever claimed (slots are claimed lowest first; scans stop here)
  *     1 (unused)
  *     2 TOMBSTONES       tombstone leaves in the index (Atomics.add)
  *     3 SWEEP_AT         TOMBSTONES at which a delete sweeps them (store.ts)
  *     4 DEFERRED         entries in the deferred table (Atomics.add)
- *     8..15 HELD         bit s: slot s holds at least one snapshot (Atomics.or / Atomics.and)
+ *     16..23 HELD        bit s: slot s holds at least one snapshot (Atomics.or / Atomics.and);
+ *                        a line of its own: every transaction sets and clears a bit, and the
+ *                        words above are read by every transaction of every thread
  *   slots (MAX_SLOTS lines of 64 bytes): one per handle that writes or takes snapshots
  *     0 CLAIMED          0 free, else the participant id of the handle's thread
  *     1 INFLIGHT         0, PENDING (-1), or the tag of the sequence being published
@@ -93,11 +95,11 @@ import { isParticipantDead, participantId } from '../device/participants.js';
 import { isBroken } from '../test-break.js';
 
 export const MAX_SLOTS = 256; // HELD_WORDS * 32
-const HEADER_BYTES = 64;
+const HEADER_BYTES = 128;
 const SLOT_BYTES = 64;
 const SLOT_WORDS = SLOT_BYTES / 4;
 const HIGH = 0;
-const HELD = 8;
+const HELD = 16;
 const HELD_WORDS = 8;
 const TOMBSTONES = 2;
 const SWEEP_AT = 3;
@@ -120,8 +122,15 @@ export const DEFER_SEGMENT = 2;
 export const DEFER_LARGE_OBJECT = 3;
 /** Tags of in-flight sequences: (sequence - base) modulo TAG_SPAN, plus 1 (0 and -1 are taken). */
 const TAG_SPAN = 2 ** 30;
-/** A snapshot waiting for a writer to publish spins this many checks, then sleeps in short slices. */
-const SPIN_CHECKS = 200;
+/**
+ * A snapshot waiting for a writer to publish spins for up to SPIN_MS (the clock read every
+ * SPIN_CHECKS checks), then sleeps in short slices. A writer is in flight for a few
+ * microseconds (its seal, commit and publish): a waiter that slept instead (a slice is 50 us
+ * at least, more with the wake-up) lost many times that, and two threads writing at once
+ * waited on each other's commits in one snapshot out of several.
+ */
+const SPIN_CHECKS = 64;
+const SPIN_MS = 0.05;
 /** How long a snapshot waits for the records before it to be published before it gives up (a writer died or hangs). */
 const PUBLISH_WAIT_LIMIT_MS = 30_000;
 /** Tombstones the first sweep waits for, and the least any sweep waits for. */
@@ -241,9 +250,15 @@ export class Snapshots {
       let m = loadWord(i32, at);
       if (m === 0 || (m !== PENDING && !atOrBelow(m, nL))) continue;
       let checks = 0;
+      let spinUntil = -1; // performance.now() at which spinning ends: -1 before the first clock read, 0 once sleeping
       const start = Date.now();
       while (m === PENDING || (m !== 0 && atOrBelow(m, nL))) {
-        if (++checks > SPIN_CHECKS) {
+        if (++checks > SPIN_CHECKS && spinUntil !== 0) {
+          checks = 0;
+          const now = performance.now();
+          if (spinUntil < 0) spinUntil = now + SPIN_MS;
+          else if (now > spinUntil) spinUntil = 0; // spun long enough: sleep from here on
+        } else if (spinUntil === 0) {
           const owner = loadWord(i32, at - S_INFLIGHT + S_CLAIMED);
           // Its thread died in flight: its record is finished or undone by the reap, then the mark goes.
           if (owner > 0 && isParticipantDead(owner) && this.reapOwner(owner)) this.reapDead(owner);
