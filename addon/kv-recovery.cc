@@ -729,6 +729,36 @@ Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
+Napi::Value JsNonzeroWords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 5 || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsTypedArray()) return bad;
+  if (info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return bad;
+  const uint8_t* data = nullptr;
+  size_t bytes = 0;
+  if (!MediaOf(info[0], &data, &bytes)) return bad;
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double count = info[2].As<Napi::Number>().DoubleValue();
+  const double stride = info[3].As<Napi::Number>().DoubleValue();
+  Napi::Int32Array out = info[4].As<Napi::Int32Array>();
+  if (!IsIndex(offset) || !IsIndex(count) || !IsIndex(stride) || stride < 8 || count > 0x7fffffff || static_cast<uint64_t>(offset) % 8 != 0 ||
+      static_cast<uint64_t>(stride) % 8 != 0)
+    return bad;
+  const uint64_t o = static_cast<uint64_t>(offset), n = static_cast<uint64_t>(count), st = static_cast<uint64_t>(stride);
+  if (n != 0 && (o + 8 > bytes || (bytes - o - 8) / st < n - 1)) return bad;
+  int32_t* dst = out.Data();
+  const uint64_t room = out.ElementLength();
+  uint64_t found = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    // A relaxed 8-byte load: the word is written whole (Atomics) by any thread.
+    const uint64_t w = std::atomic_ref<const uint64_t>(*reinterpret_cast<const uint64_t*>(data + o + i * st)).load(std::memory_order_relaxed);
+    if (w == 0) continue;
+    if (found < room) dst[found] = static_cast<int32_t>(i);
+    found++;
+  }
+  return Napi::Number::New(env, static_cast<double>(found));
+}
+
 Napi::Value JsColumnStarts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);

@@ -55,6 +55,12 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 // off the same list; both stop at the first failure.
 Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info);
 
+// JsNonzeroWords(buffer: SharedArrayBuffer or Uint8Array, byteOffset, count, stride, out: Int32Array)
+// -> how many of the 8-byte words at byteOffset + i * stride (i < count) are not 0, or -EINVAL;
+// the first out.length of those i go to out, ascending (the owner table's in-use records:
+// src/device/owner-table.ts inUse).
+Napi::Value JsNonzeroWords(const Napi::CallbackInfo& info);
+
 // JsColumnStarts(lengths: Uint16Array, starts: Uint32Array, count) -> total or -EINVAL:
 // starts[i] = lengths[0] + ... + lengths[i - 1] (keys back to back; a checkpoint's key column).
 Napi::Value JsColumnStarts(const Napi::CallbackInfo& info);

@@ -38,6 +38,14 @@ interface Timing {
   keys: number;
   /** close() after it, which writes the next checkpoint */
   closeCpu: number;
+  /** open()'s wall time outside recovery (recovery.openMs) and recovery's listing phase (phasesMs.list) */
+  deviceMs: number;
+  spaceMs: number;
+  listMs: number;
+  setupMs: number;
+  mapMs: number;
+  /** wall ms of open() that no named phase accounts for */
+  otherMs: number;
 }
 
 function arg(name: string, fallback: string): string {
@@ -99,6 +107,21 @@ function runChild(mode: string, file: string, keys: number, round: number): void
       loaded: r.checkpoint?.loaded !== undefined,
       keys: r.keys,
       closeCpu: (cc.user + cc.system) / 1000,
+      deviceMs: r.openMs.device,
+      spaceMs: r.openMs.space,
+      listMs: r.phasesMs.list,
+      setupMs: r.openMs.setup,
+      mapMs: r.openMs.map,
+      otherMs:
+        wallMs -
+        (r.openMs.map +
+          r.openMs.device +
+          r.openMs.space +
+          r.openMs.setup +
+          r.phasesMs.list +
+          r.phasesMs.scan +
+          r.phasesMs.sort +
+          r.phasesMs.load),
     };
     process.stdout.write(JSON.stringify(out));
   }
@@ -137,6 +160,10 @@ function main(): void {
       const ratio = (f: 'wallMs' | 'cpuMs'): string => median(rs.map((r, i) => r[f] / runs.full[i][f])).toFixed(3);
       console.log(
         `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the checkpoint read ${median(rs.map((r) => r.readCpu)).toFixed(0)} and the check ${median(rs.map((r) => r.verifyCpu)).toFixed(0)} (${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall), sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (writes the checkpoint) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}`,
+      );
+      const m = (f: keyof Timing): string => median(rs.map((r) => r[f] as number)).toFixed(1);
+      console.log(
+        `      wall ms outside the log's phases: map ${m('mapMs')}, device ${m('deviceMs')}, space ${m('spaceMs')}, segment and checkpoint list ${m('listMs')}, setup after recovery ${m('setupMs')}, unaccounted ${m('otherMs')}`,
       );
     }
   } finally {

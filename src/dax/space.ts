@@ -90,6 +90,9 @@ export interface RecoveryReport {
   objectRecordsCorrected: string[];
   /** object-table records damaged past correction, cleared (salvage only): their objects are gone */
   objectRecordsCleared: string[];
+  /** wall ms of Device.open (superblock, owner table checked, allocator rebuilt) and of this recovery */
+  deviceMs: number;
+  timeMs: number;
 }
 
 export interface MemoryFailureEvent {
@@ -178,6 +181,7 @@ export class DaxSpace extends EventEmitter {
     opts: SpaceOptions & { formatIfEmpty?: boolean; salvage?: boolean; maxBytes?: number; minBytes?: number } = {},
   ): DaxSpace {
     let device: Device;
+    const t0 = performance.now();
     try {
       device = Device.open(media, { salvage: opts.salvage === true, minBytes: opts.minBytes });
     } catch (e) {
@@ -185,10 +189,10 @@ export class DaxSpace extends EventEmitter {
         device = Device.format(media, { maxBytes: opts.maxBytes || undefined });
       else throw e;
     }
-    return DaxSpace.fromDevice(device, opts);
+    return DaxSpace.fromDevice(device, opts, performance.now() - t0);
   }
 
-  private static fromDevice(device: Device, opts: SpaceOptions & { salvage?: boolean }): DaxSpace {
+  private static fromDevice(device: Device, opts: SpaceOptions & { salvage?: boolean }, deviceMs = 0): DaxSpace {
     const maxObjects = opts.maxObjects ?? 16384;
     if (!Number.isSafeInteger(maxObjects) || maxObjects < 1 || maxObjects > 2 ** 20)
       throw new DaxError('EINVAL', `maxObjects ${maxObjects} must be an integer in [1, 2^20]`);
@@ -196,7 +200,10 @@ export class DaxSpace extends EventEmitter {
       const epoch = EpochDomain.create();
       const tree = RadixTree.create(epoch, { waitTable: WaitTable.create() });
       const objects = ObjectTable.create(device, maxObjects);
+      const t0 = performance.now();
       const report = recover(device, tree, objects, opts.salvage === true);
+      report.deviceMs = deviceMs;
+      report.timeMs = performance.now() - t0;
       return new DaxSpace(device, tree, epoch, objects, new SharedArrayBuffer(ST_WORDS * 4), true, report, opts);
     } catch (e) {
       device.close();
@@ -456,6 +463,8 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable, salvage:
     freedDuplicate: 0,
     objectRecordsCorrected: [],
     objectRecordsCleared: [],
+    deviceMs: 0,
+    timeMs: 0,
   };
   const tablePages = new Map<number, number>();
   const data: Array<[block: number, owner: number, index: number, order: number]> = [];

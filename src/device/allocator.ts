@@ -258,7 +258,8 @@ export class Allocator {
     this.markTailUsed(this.dataBlocks);
     let owned = 0;
     let coveredUntil = 0; // blocks below this are tails of an owned extent
-    for (let b = 0; b < this.dataBlocks; b++) {
+    // FREE records (word0 0) need no check: only the others are visited, in block order.
+    for (const b of this.table.inUse(this.dataBlocks)) {
       let meta = this.table.loadMeta(b);
       if (meta === 0n) continue;
       if (this.recordProblem(b, meta, this.table.loadIndexWord(b), coveredUntil) !== undefined) {
@@ -271,7 +272,8 @@ export class Allocator {
       if ((flags & FLAG_POISONED) !== 0) this.setPoisonedBit(b);
       if ((flags & FLAG_OWNED) === 0) continue;
       const n = order === HUGE_ORDER ? HUGE_BLOCKS : 1;
-      for (let i = b; i < b + n; i++) this.used[i >>> 5] |= 1 << (i & 31);
+      if (n > 1 && b % 32 === 0) this.used.fill(0xffffffff, b >>> 5, (b + n) >>> 5);
+      else for (let i = b; i < b + n; i++) this.used[i >>> 5] |= 1 << (i & 31);
       if (n > 1) coveredUntil = b + n;
       owned += n;
     }
@@ -578,7 +580,7 @@ export class Allocator {
 
   /** Calls cb for every OWNED record (extent heads once, with order 9). */
   forEachOwned(cb: (block: number, ownerId: number, index: number, order: number) => void): void {
-    for (let b = 0; b < this.dataBlocks; b++) {
+    for (const b of this.table.inUse(this.dataBlocks)) {
       const meta = this.table.loadMeta(b);
       if (meta === 0n) continue;
       const { flags, order, ownerId } = decodeMeta(meta);

@@ -39,6 +39,7 @@
  *   - Free: CAS word0 to FREE (or POISONED), persist, before the block returns to the bitmap.
  */
 import { assert } from '../assert.js';
+import { native } from '../native/addon.js';
 import type { Media } from './media.js';
 import { HUGE_BLOCKS, HUGE_ORDER, OWNER_RECORD_BYTES, type Geometry } from './layout.js';
 import { checkHolds as bytesHold, correctOneByte as correctByte, sealBytes } from './byte-check.js';
@@ -128,6 +129,29 @@ export class OwnerTable {
 
   loadMeta(block: number): bigint {
     return Atomics.load(this.words, 2 * block);
+  }
+
+  /**
+   * The blocks below `blocks` whose word0 is not 0 (every record but FREE ones), ascending: one
+   * native pass over the table for the loops over every block (Allocator.rebuild, forEachOwned),
+   * which run once per open, as cold code, over a record per 4 KiB. Each word0 is read once,
+   * whole (relaxed); a record that changes meanwhile is one a loop over the table could have
+   * read either way.
+   */
+  inUse(blocks: number): Int32Array {
+    let out = new Int32Array(Math.min(blocks, 1024));
+    for (;;) {
+      const n = native().nonzeroWords(
+        this.media.buffer,
+        this.geometry.ownerTableOffset,
+        blocks,
+        OWNER_RECORD_BYTES,
+        out,
+      );
+      assert(n >= 0, () => `nonzeroWords over the owner table: ${n}`);
+      if (n <= out.length) return out.subarray(0, n);
+      out = new Int32Array(n);
+    }
   }
 
   loadIndex(block: number): number {

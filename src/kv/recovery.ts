@@ -147,10 +147,22 @@ export interface KvRecoveryReport {
   unknownSequences: Array<{ after: number; before: number }>;
   maxSequence: number;
   timeMs: number;
-  /** where timeMs went: segment scan (checksums included), key sort + winner pick, index bulk load */
-  phasesMs: { scan: number; sort: number; load: number };
+  /**
+   * where timeMs went: the segments and checkpoints listed (owner and object tables), segment
+   * scan (checksums included; from a checkpoint: its read and coverage check, the check of the
+   * records it covers and the tail's scan), key sort + winner pick (or the tail's merge), index
+   * bulk load
+   */
+  phasesMs: { list: number; scan: number; sort: number; load: number };
   /** the same phases in process CPU time (every thread's: on a loaded machine the steadier figure) */
-  phasesCpuMs: { scan: number; sort: number; load: number };
+  phasesCpuMs: { list: number; scan: number; sort: number; load: number };
+  /**
+   * open() as a whole (wall ms, set by the store) and its parts besides this recovery (timeMs):
+   * the file mapped, the device opened (superblock, owner table checked, allocator rebuilt), the
+   * space recovered (object table, page index), and the store set up after recovery (ignored
+   * checkpoints removed, the large-value orphan sweep, writers)
+   */
+  openMs: { total: number; map: number; device: number; space: number; setup: number };
   /** the segment with the most room after its last valid record (the opener resumes appending there) */
   resume: { base: number; used: number; nonce: number } | undefined;
   /** head blocks of segments whose damaged owner record salvage rebuilt from their SEAL */
@@ -228,6 +240,7 @@ export function recoverKv(
   opts: RecoverOptions = {},
 ): KvRecoveryReport {
   const start = performance.now();
+  const startCpu = cpuMs();
   const restored: number[] = [];
   if (mode === 'salvage') restoreSegments(space, v, restored);
   const segments: Array<[block: number, nonce: number]> = [];
@@ -262,12 +275,19 @@ export function recoverKv(
   // Salvage rewrites the log in place (damage removed, lost versions marked): a checkpoint of
   // the index before it would no longer describe the log, so every one goes.
   if (mode === 'salvage') use.remove.push(...ids);
+  const list = { ms: performance.now() - start, cpuMs: cpuMs() - startCpu };
   if (!use.forcedFull && opts.uuid !== undefined && ids.length > 0) {
     const report = recoverFromCheckpoint(space, v, mode, segments, ids, opts.uuid, use, start, restored, table);
-    if (report !== undefined) return report;
+    if (report !== undefined) return withList(report, list);
   }
   const report = fullScan(space, v, mode, segments, start, restored, table);
   report.checkpoint = use;
+  return withList(report, list);
+}
+
+function withList(report: KvRecoveryReport, list: { ms: number; cpuMs: number }): KvRecoveryReport {
+  report.phasesMs.list = list.ms;
+  report.phasesCpuMs.list = list.cpuMs;
   return report;
 }
 
@@ -288,8 +308,9 @@ function newReport(mode: RecoveryMode, segments: number): KvRecoveryReport {
     unknownSequences: [],
     maxSequence: 0,
     timeMs: 0,
-    phasesMs: { scan: 0, sort: 0, load: 0 },
-    phasesCpuMs: { scan: 0, sort: 0, load: 0 },
+    phasesMs: { list: 0, scan: 0, sort: 0, load: 0 },
+    phasesCpuMs: { list: 0, scan: 0, sort: 0, load: 0 },
+    openMs: { total: 0, map: 0, device: 0, space: 0, setup: 0 },
     resume: undefined,
     restoredSegments: [],
     ownerRecords: { corrected: [], cleared: [] },

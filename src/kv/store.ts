@@ -759,12 +759,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const opts = checkOptions<OpenOptions>('open', options, OPEN_OPTIONS);
     const durability = opts.durability ?? 'sync';
     const mode = opts.recovery ?? 'strict';
+    const start = performance.now();
     const create = !existsSync(path);
     const plan = planStoreFile(path, create, opts.size, opts.maxSize, MIN_STORE_BYTES);
     const media = openRegionExplained(path, plan.region);
+    const mapMs = performance.now() - start;
     try {
       if (media.created) testHooks.kvCreated?.(path);
-      return KvStore.fromSpace(
+      const db = KvStore.fromSpace(
         DaxSpace.openMedia(media, {
           formatIfEmpty: media.created,
           salvage: mode === 'salvage',
@@ -777,7 +779,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         opts.autoCompact ?? true,
         opts.checkpoint ?? true,
         opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
-      );
+      ) as KvStore;
+      const o = db.recovery!.openMs;
+      o.map = mapMs;
+      o.total = performance.now() - start;
+      return db as KvStoreOf<KE, VE>;
     } catch (e) {
       abandonOpen(media); // a failed create leaves no file behind
       throw e;
@@ -818,6 +824,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     checkpoint: boolean,
     checkpointEvery: number,
   ): KS {
+    const start = performance.now();
     try {
       const views = mediaViews(space.device.media.buffer);
       const table = new SegmentTable(space.device.dataOffset, space.device.capacityBlocks); // extents the store may grow to
@@ -873,6 +880,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const orphans = collectOrphans(space, views); // after salvage: a lost large value's object is an orphan
       store.largeValuesAtOpen = orphans;
       store.i32[NEXT_OBJECT] = orphans.nextId - KV_OBJECT_ID_BASE;
+      const end = performance.now();
+      report.openMs = {
+        total: end - start + (space.recovery?.deviceMs ?? 0) + (space.recovery?.timeMs ?? 0),
+        map: 0,
+        device: space.recovery?.deviceMs ?? 0,
+        space: space.recovery?.timeMs ?? 0,
+        setup: end - start - report.timeMs,
+      };
       return store as KS;
     } catch (e) {
       space.close();

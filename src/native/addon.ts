@@ -168,6 +168,17 @@ export interface NativeAddon {
    */
   /** starts[i] = the sum of lengths[0, i) for i < count (a key column back to back); the total, or -errno. */
   columnStarts(lengths: Uint16Array, starts: Uint32Array, count: number): number;
+  /**
+   * How many of the 8-byte words at byteOffset + i * stride (i < count) of `buffer` are not 0
+   * (relaxed loads); the first out.length of those i go to out, ascending. -errno on bad arguments.
+   */
+  nonzeroWords(
+    buffer: SharedArrayBuffer | Uint8Array,
+    byteOffset: number,
+    count: number,
+    stride: number,
+    out: Int32Array,
+  ): number;
   /** out[floor((values[i] - origin) / extentBytes)]++ for i < count: the values outside out (not counted), or -errno. */
   countByExtent(values: Float64Array, count: number, origin: number, extentBytes: number, out: Int32Array): number;
   /**
