@@ -3,7 +3,8 @@
  * roots, e.g. a worktree of main and this one), then each store opened in a fresh node
  * process, the two alternating round by round (A, B, B, A, ...), so both see the same machine
  * load. Prints per build the median wall and CPU time of open() (recovery included) and of
- * recovery's phases, and the paired B/A ratios (medians over rounds).
+ * recovery's phases, and of the close() after it (which writes the next index checkpoint), and
+ * the paired B/A ratios (medians over rounds).
  *
  *   node dist/bench/open-ab.js --a <root of build A> [--b <root of build B, default this package>]
  *     [--keys 1000000] [--rounds 8] [--ballast MiB] [--full]
@@ -30,6 +31,8 @@ import { fileURLToPath } from 'node:url';
 interface OpenTiming {
   wallMs: number;
   cpuMs: number;
+  /** close() after the open, CPU ms: it writes the next index checkpoint */
+  closeCpu: number;
   scan: number;
   sort: number;
   load: number;
@@ -95,7 +98,9 @@ async function timedOpen(root: string, file: string): Promise<OpenTiming> {
   const wallMs = performance.now() - t;
   const cpu = process.cpuUsage(cpu0);
   const r = db.recovery! as typeof db.recovery & { phasesCpuMs?: { scan: number; sort: number; load: number } };
+  const close0 = process.cpuUsage();
   db.close();
+  const closeCpu = process.cpuUsage(close0);
   if (ballast.length === -1) console.log(ballast);
   const c = r.phasesCpuMs ?? { scan: NaN, sort: NaN, load: NaN };
   const peers = await peersOver(file, r.segments);
@@ -103,6 +108,7 @@ async function timedOpen(root: string, file: string): Promise<OpenTiming> {
     ...peers,
     wallMs,
     cpuMs: (cpu.user + cpu.system) / 1000,
+    closeCpu: (closeCpu.user + closeCpu.system) / 1000,
     ...r.phasesMs,
     scanCpu: c.scan,
     sortCpu: c.sort,
@@ -216,6 +222,7 @@ function main(): void {
       'memcpyCpu',
       'preadCpu',
       'hashCpu',
+      'closeCpu',
     ] as const;
     console.log(
       `open A/B, ${keys} keys (${runs.A[0].entries} / ${runs.B[0].entries} log entries), ${rounds} alternating rounds in fresh processes; load average ${loadavg()

@@ -413,6 +413,13 @@ export const SWITCHES = {
       "a checkpoint taken while running stores every key's newest entry instead of its version at the snapshot, so it names records its coverage does not hold (not durable, or later deletes it misses)",
     red: ['test/kv/kv-checkpoint-running.test.ts'],
   },
+  'kv-checkpoint-ignore-tombstones': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "the close-time checkpoint reads no leaf's entry header although the index holds tombstones: a key deleted while a snapshot was held is stored as live and comes back at the next open",
+    red: ['test/kv/kv-checkpoint.test.ts'],
+  },
   'kv-checkpoint-trust-covered': {
     layer: 'kv',
     read: 'call',

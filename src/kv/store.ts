@@ -3696,6 +3696,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           entries: 0,
         },
         this.coverage?.segments ?? new Map((r?.checkpoint?.coveredSegments ?? []).map((s) => [s.block, s])),
+        // No other writer runs (checked above): the count is every tombstone leaf's.
+        this.snaps.tombstones !== 0 && !isBroken('kv-checkpoint-ignore-tombstones'),
       );
     } catch (e) {
       if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO')) throw e;
