@@ -106,8 +106,8 @@ export function forgetCollected(claim: CollectClaim): void {
  * copy); while held, the versions it can see are kept (stats() reports it, like a stalled
  * reader). close() it (or `using`); one the program drops is released when it is collected.
  */
-export class KvSnapshot<K = any, V = any> implements Disposable, CollectClaim {
-  /** @internal Its own claim (CollectClaim): undefined, the young list holds the snapshot itself. */
+export class KvSnapshot<K = any, V = any> implements Disposable {
+  /** @internal Its own claim (CollectClaim, structurally: not declared, the published types strip these members): undefined, the young list holds the snapshot itself. */
   owner: object | undefined = undefined;
   /** @internal Registered for release at collection. */
   registered = false;

@@ -1,12 +1,15 @@
 /**
  * The published declarations (tsconfig.types.json: src/ only, stripInternal) leave out what is
  * marked @internal: the radix tree's lock-holder and arena members, the store's DAX space. A
- * rename of an internal is then no change to the package's types.
+ * rename of an internal is then no change to the package's types. What is left still
+ * type-checks in a strict consumer that checks libraries (skipLibCheck false): a class must not
+ * declare an interface whose members are stripped.
  */
 import { expect, test } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -49,3 +52,26 @@ test('the test and bench sources publish no declarations', () => {
         if (f.endsWith('.d.ts')) found.push(path.join(dir, f));
   expect(found).toEqual([]);
 });
+
+test('the published declarations type-check in a strict consumer with skipLibCheck false', () => {
+  const entries = ['daxstore', 'dax', 'advanced', 'testing', 'level'].map((e) =>
+    path.join(root, `dist/src/api/${e}.d.ts`),
+  );
+  for (const e of entries) expect(fs.existsSync(e), e).toBe(true);
+  const program = ts.createProgram(entries, {
+    strict: true,
+    skipLibCheck: false,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    lib: ['lib.es2022.d.ts', 'lib.esnext.disposable.d.ts'],
+    types: ['node'],
+    typeRoots: [path.join(root, 'node_modules/@types')],
+  });
+  const errors = ts
+    .getPreEmitDiagnostics(program)
+    .filter((d) => d.file === undefined || d.file.fileName.startsWith(path.join(root, 'dist')))
+    .map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n') + (d.file ? ` (${d.file.fileName})` : ''));
+  expect(errors).toEqual([]);
+}, 60_000);
