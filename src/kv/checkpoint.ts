@@ -194,7 +194,7 @@ export function readCheckpoint(
     });
   }
   const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
-  const starts = new Uint32Array(keys);
+  const starts = new Uint32Array(scratchBytes(keys * 4).buffer, 0, keys); // huge pages: see ColumnBuilder
   const at = native().columnStarts(lengths, starts, keys); // a loop run once over a million keys: cold in JavaScript
   if (at !== keyBytes) return { reason: `${name}: key lengths do not add up` };
   return {
@@ -393,31 +393,51 @@ export interface CheckpointColumns {
   keyBytes: number;
 }
 
-/** Growable columns the index walks append to. */
+/**
+ * Growable columns the index walks append to, in memory advised into huge pages (scratchBytes):
+ * a million keys' columns are tens of MB written once, and a fresh 4 KiB page costs a fault
+ * each (on a virtual machine a hypervisor exit too), more than its writes.
+ */
 export class ColumnBuilder implements CheckpointColumns {
   count = 0;
   keyBytes = 0;
-  values = new Float64Array(1 << 16);
-  lengths = new Uint16Array(1 << 16);
-  keys = new Uint8Array(1 << 20);
+  values: Float64Array;
+  lengths: Uint16Array;
+  keys: Uint8Array;
+
+  /** `expected`: how many keys the walk will append (a hint: room() grows past it). */
+  constructor(expected = 1 << 16) {
+    const n = Math.max(1 << 16, expected);
+    this.values = f64Scratch(n);
+    this.lengths = u16Scratch(n);
+    this.keys = scratchBytes(Math.max(1 << 20, n * 24));
+  }
 
   /** Room for one more key of at most 65536 bytes. */
   room(): void {
     const count = this.count;
     if (count === this.values.length) {
-      const nv = new Float64Array(count * 2);
+      const nv = f64Scratch(count * 2);
       nv.set(this.values);
       this.values = nv;
-      const nl = new Uint16Array(count * 2);
+      const nl = u16Scratch(count * 2);
       nl.set(this.lengths);
       this.lengths = nl;
     }
     if (this.keyBytes + 65536 > this.keys.length) {
-      const nk = new Uint8Array(this.keys.length * 2);
+      const nk = scratchBytes(this.keys.length * 2);
       nk.set(this.keys.subarray(0, this.keyBytes));
       this.keys = nk;
     }
   }
+}
+
+function f64Scratch(n: number): Float64Array {
+  return new Float64Array(scratchBytes(n * 8).buffer, 0, n);
+}
+
+function u16Scratch(n: number): Uint16Array {
+  return new Uint16Array(scratchBytes(n * 2 + 2).buffer, 0, n);
 }
 
 const KV_RANGE = { gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) };
@@ -448,8 +468,8 @@ export function writeCheckpoint(
     segmentEnd(space, v, block, nonce, known.get(block), scratch, scratch32),
   );
   // The index's key-value keys in key order with their entry offsets.
-  const cols = new ColumnBuilder();
   const tree = space.tree;
+  const cols = new ColumnBuilder(tree.count());
   space.epoch.guard(() =>
     tree.scanPinned(KV_RANGE, (value, leaf) => {
       // A tombstone kept for snapshots (snapshots.ts): the key is absent. Read only when the
@@ -482,8 +502,8 @@ export function publishCheckpoint(
   const count = cols.count;
   const keyBytes = cols.keyBytes;
   const layout = layoutOf(segments.length, count, keyBytes);
-  const bytes = new Uint8Array(layout.total);
-  const dv = new DataView(bytes.buffer);
+  const bytes = scratchBytes(layout.total); // huge pages: see ColumnBuilder
+  const dv = new DataView(bytes.buffer, 0, layout.total);
   const generation = nextGeneration(space);
   dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
   dv.setUint32(H_VERSION, CHECKPOINT_VERSION, true);
