@@ -133,7 +133,8 @@ function worker(): void {
   const cpu = threadCpuSeconds() - cpu0;
   const sched1 = threadSchedSeconds();
   const wall = (performance.now() - wall0) / 1000;
-  const asleep = (wall - (sched1.run - sched0.run) - (sched1.queued - sched0.queued)) / wall;
+  // Clamped: the three clocks differ by a few ms, which can make a window with no sleep a little negative.
+  const asleep = Math.max(0, (wall - (sched1.run - sched0.run) - (sched1.queued - sched0.queued)) / wall);
   if (process.env['TXN_BENCH_DEBUG'] !== undefined) console.log(`worker ${job.role} stopped after ${n}`);
   dax?.close();
   // Reported before lmdb's close, which can wait on the main thread's read transaction.

@@ -127,10 +127,15 @@ const TAG_SPAN = 2 ** 30;
  * SPIN_CHECKS checks), then sleeps in short slices. A writer is in flight for a few
  * microseconds (its seal, commit and publish): a waiter that slept instead (a slice is 50 us
  * at least, more with the wake-up) lost many times that, and two threads writing at once
- * waited on each other's commits in one snapshot out of several.
+ * waited on each other's commits in one snapshot out of several. The bound is a few times
+ * that window: a writer still in flight after it was preempted (a machine with more runnable
+ * threads than cores), and spinning on then burns the waiter's CPU (and pulls the writer's
+ * slot line away from it) for nothing. So each handle adapts its bound between SPIN_MIN_MS
+ * and SPIN_MAX_MS: halved by a spin that ran out, doubled by one that saw the publish.
  */
 const SPIN_CHECKS = 64;
-const SPIN_MS = 0.05;
+const SPIN_MAX_MS = 0.02;
+const SPIN_MIN_MS = 0.002;
 /** How long a snapshot waits for the records before it to be published before it gives up (a writer died or hangs). */
 const PUBLISH_WAIT_LIMIT_MS = 30_000;
 /** Tombstones the first sweep waits for, and the least any sweep waits for. */
@@ -168,6 +173,8 @@ export class Snapshots {
   private heldCount = 0;
   private heldMin = Infinity;
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
+  /** How long waitPublished spins before it sleeps, ms (SPIN_MIN_MS..SPIN_MAX_MS, adapted: SPIN_CHECKS). */
+  private spinMs = SPIN_MAX_MS;
 
   /**
    * `base`: the recovered maximum sequence of the store (every sequence taken since open is
@@ -256,8 +263,11 @@ export class Snapshots {
         if (++checks > SPIN_CHECKS && spinUntil !== 0) {
           checks = 0;
           const now = performance.now();
-          if (spinUntil < 0) spinUntil = now + SPIN_MS;
-          else if (now > spinUntil) spinUntil = 0; // spun long enough: sleep from here on
+          if (spinUntil < 0) spinUntil = now + this.spinMs;
+          else if (now > spinUntil) {
+            spinUntil = 0; // spun long enough: sleep from here on
+            this.spinMs = Math.max(SPIN_MIN_MS, this.spinMs / 2);
+          }
         } else if (spinUntil === 0) {
           const owner = loadWord(i32, at - S_INFLIGHT + S_CLAIMED);
           // Its thread died in flight: its record is finished or undone by the reap, then the mark goes.
@@ -271,6 +281,7 @@ export class Snapshots {
         }
         m = loadWord(i32, at);
       }
+      if (spinUntil > 0) this.spinMs = Math.min(SPIN_MAX_MS, this.spinMs * 2); // published while spinning
     }
   }
 
