@@ -84,17 +84,45 @@ export type ValueInput<V> = V extends Uint8Array ? Uint8Array | string : V;
  * compound key may run past MAX_KEY_BYTES before its length is known.
  */
 export function writeOrderedKey(scratch: Uint8Array, key: unknown, op: string): number {
-  checkOrderedKey(key, op);
   let end: number;
-  try {
-    end = writeKey(normalize(key as OrderedKey), scratch, 1);
-  } catch (e) {
-    if (e instanceof RangeError) throw tooLong(op);
-    throw new DaxError('EINVAL', `${op}: key ${describeValue(key)} cannot be encoded: ${String(e)}`, { cause: e });
+  if (Array.isArray(key)) {
+    // A compound key: each part checked and written in one pass, as writeKey writes an array
+    // (parts in sequence, 0x00 between them), -0 as 0.
+    end = 1;
+    for (let i = 0; i < key.length; i++) {
+      let part: unknown = key[i];
+      if (typeof part === 'number') {
+        if (part !== part) throw badPart(part, op); // NaN
+        if (part === 0) part = 0;
+      } else if (typeof part !== 'string' && typeof part !== 'boolean') throw badPart(part, op);
+      if (i > 0) scratch[end++] = 0;
+      end = writePart(part as OrderedKeyPart, scratch, end, true, op);
+      if (end - 1 > MAX_KEY_BYTES) throw tooLong(op);
+    }
+  } else {
+    checkOrderedKey(key, op);
+    end = writePart((key === 0 ? 0 : key) as OrderedKeyPart | null, scratch, 1, false, op);
   }
   if (end - 1 > MAX_KEY_BYTES) throw tooLong(op);
   return end - 1;
 }
+
+/** writeKey of one key or part at scratch[at..]; returns the end. */
+function writePart(
+  part: OrderedKeyPart | null,
+  scratch: Uint8Array,
+  at: number,
+  inSequence: boolean,
+  op: string,
+): number {
+  try {
+    return writeKey(part, scratch, at, inSequence);
+  } catch (e) {
+    if (e instanceof RangeError) throw tooLong(op);
+    throw new DaxError('EINVAL', `${op}: key ${describeValue(part)} cannot be encoded: ${String(e)}`, { cause: e });
+  }
+}
+
 /** A multiple of 4: ordered-binary views its target through a DataView of the length rounded up to 4. */
 export const ORDERED_SCRATCH_BYTES = 4 * MAX_KEY_BYTES + 16;
 
@@ -102,11 +130,12 @@ function tooLong(op: string): DaxError {
   return new DaxError('EINVAL', `${op}: key encodes to more than ${MAX_KEY_BYTES} bytes`);
 }
 
-/** -0 is stored as 0 (ordered-binary would sort -0 after every positive number). */
-function normalize(key: OrderedKey): OrderedKey {
-  if (key === 0) return 0;
-  if (Array.isArray(key) && key.some((p) => p === 0)) return key.map((p) => (p === 0 ? 0 : p));
-  return key;
+function badPart(part: unknown, op: string): DaxError {
+  return new DaxError(
+    'EINVAL',
+    `${op}: a compound key's parts must be strings, numbers (not NaN) or booleans, got ${describeValue(part)}` +
+      (part === null ? ' (null is a key only on its own: its byte is the parts separator)' : ''),
+  );
 }
 
 function checkOrderedKey(key: unknown, op: string): void {
@@ -118,11 +147,7 @@ function checkOrderedKey(key: unknown, op: string): void {
   if (Array.isArray(key)) {
     for (const part of key)
       if (!(typeof part === 'string' || typeof part === 'boolean' || (typeof part === 'number' && !Number.isNaN(part))))
-        throw new DaxError(
-          'EINVAL',
-          `${op}: a compound key's parts must be strings, numbers (not NaN) or booleans, got ${describeValue(part)}` +
-            (part === null ? ' (null is a key only on its own: its byte is the parts separator)' : ''),
-        );
+        throw badPart(part, op);
     return;
   }
   throw new DaxError(

@@ -1020,15 +1020,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** The value at entry `at`, decoded by this handle's value encoding (caller pinned). */
   private valuePinned(at: number, op: string): V | undefined {
-    if (isDeletion(this.views, at)) return undefined; // a tombstone: a DEL kept in the index for snapshots
+    // Each reader returns undefined for a tombstone (a DEL kept in the index for snapshots).
     return (this.rawValues ? this.valueCopyPinned(at, op) : this.decodeValuePinned(at, op)) as V;
   }
 
-  /** The value at entry `at` decoded straight from the record (no copy of its bytes is kept). Caller pinned. */
+  /** The value at entry `at` decoded straight from the record (no copy of its bytes is kept), undefined for a DEL. Caller pinned. */
   private decodeValuePinned(at: number, op: string): unknown {
     const v = this.views.at(at);
     const u32 = v.u32;
     const w = (at - v.base) / 4;
+    if ((u32[w] & Op.MASK) === Op.DEL) return undefined;
     const start = at - v.base + ENTRY_HEADER_BYTES + (u32[w] & 0xffff); // in the window
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + v.base + length, op);
@@ -2224,7 +2225,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const opts = checkOptions<KvRangeOptions<K>>('transaction range', options, DELETE_RANGE_OPTIONS);
     const bounds = this.rangeBounds(opts, 'transaction range');
     return {
-      range: new KvIterator(this.iterate(bounds, Infinity, (ats, n) => this.copyEntriesPinned(ats, n), S)),
+      range: this.iterate(bounds, Infinity, (ats, n) => this.copyEntriesPinned(ats, n), S),
       contains: (k) => inBounds(k, bounds),
       reverse: bounds.reverse === true,
       limit: opts.limit ?? Infinity,
@@ -2503,12 +2504,15 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const values = opts.values !== false;
     const owned = snapshot === undefined ? { host: this.host, sequence: S } : undefined;
     if (this.rawKeys && this.rawValues && keys && values)
-      return new KvIterator(
-        this.iterate(bounds, limit, (ats, n) => this.copyEntriesPinned(ats, n), S, snapshot),
-        owned,
-      ) as KvIterator<[K, V]>;
-    return new KvIterator(
-      this.iterate(bounds, limit, (ats, n) => this.decodeEntriesPinned(ats, n, keys, values, 'range'), S, snapshot),
+      return this.iterate(bounds, limit, (ats, n) => this.copyEntriesPinned(ats, n), S, snapshot, owned) as KvIterator<
+        [K, V]
+      >;
+    return this.iterate(
+      bounds,
+      limit,
+      (ats, n) => this.decodeEntriesPinned(ats, n, keys, values, 'range'),
+      S,
+      snapshot,
       owned,
     );
   }
@@ -2519,20 +2523,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const opts = checkOptions<KvRangeOptions<K>>('keys', options, DELETE_RANGE_OPTIONS);
     const bounds = this.rangeBounds(opts, 'keys');
     const S = this.registerSnapshot('keys');
-    return new KvIterator(
-      this.iterate(
-        bounds,
-        opts.limit ?? Infinity,
-        (ats, n) => {
-          const out: K[] = new Array(n);
-          for (let i = 0; i < n; i++) {
-            this.checkPoisonPinned(ats[i], ats[i] + ENTRY_HEADER_BYTES + entryKeyLength(this.views, ats[i]), 'keys');
-            out[i] = this.keyPinned(ats[i]);
-          }
-          return out;
-        },
-        S,
-      ),
+    return this.iterate(
+      bounds,
+      opts.limit ?? Infinity,
+      (ats, n) => {
+        const out: K[] = new Array(n);
+        for (let i = 0; i < n; i++) {
+          this.checkPoisonPinned(ats[i], ats[i] + ENTRY_HEADER_BYTES + entryKeyLength(this.views, ats[i]), 'keys');
+          out[i] = this.keyPinned(ats[i]);
+        }
+        return out;
+      },
+      S,
+      undefined,
       { host: this.host, sequence: S },
     );
   }
@@ -2543,17 +2546,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const opts = checkOptions<KvRangeOptions<K>>('values', options, DELETE_RANGE_OPTIONS);
     const bounds = this.rangeBounds(opts, 'values');
     const S = this.registerSnapshot('values');
-    return new KvIterator(
-      this.iterate(
-        bounds,
-        opts.limit ?? Infinity,
-        (ats, n) => {
-          const out: V[] = new Array(n);
-          for (let i = 0; i < n; i++) out[i] = this.valuePinned(ats[i], 'values')!; // resolved at S: never a DEL
-          return out;
-        },
-        S,
-      ),
+    return this.iterate(
+      bounds,
+      opts.limit ?? Infinity,
+      (ats, n) => {
+        const out: V[] = new Array(n);
+        for (let i = 0; i < n; i++) out[i] = this.valuePinned(ats[i], 'values')!; // resolved at S: never a DEL
+        return out;
+      },
+      S,
+      undefined,
       { host: this.host, sequence: S },
     );
   }
@@ -2604,20 +2606,23 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * The batches of an iterator at snapshot S: up to `batch` leaves of the index (doubling from
    * RANGE_BATCH_FIRST), each resolved to its version at S (versions.ts; absent ones dropped),
    * read by `read`, all under one pin. The walk resumes after the last key visited. With
-   * `snapshot` (snap.range()), a closed snapshot ends it with ECLOSED.
+   * `snapshot` (snap.range()), a closed snapshot ends it with ECLOSED. The KvIterator hands the
+   * items of each batch out one by one (a plain object's next(): no generator to resume per item).
    */
-  private *iterate<T>(
+  private iterate<T>(
     start: Bounds,
     limit: number,
     read: (ats: Float64Array, n: number) => T[],
     S: number,
     snapshot?: KvSnapshot,
-  ): Generator<T, undefined, undefined> {
+    owned?: { host: SnapshotHost; sequence: number },
+  ): KvIterator<T> {
     let bounds = start;
     let remaining = limit;
     const ats = new Float64Array(RANGE_BATCH_MAX);
     let batch = RANGE_BATCH_FIRST;
-    while (remaining > 0) {
+    const fill = (cursor: RangeBatch): boolean => {
+      if (remaining <= 0) return false;
       if (this.closed || (snapshot !== undefined && snapshot.closed)) this.iteratorClosed(S);
       const want = Math.min(batch, remaining);
       batch = Math.min(2 * batch, RANGE_BATCH_MAX);
@@ -2641,15 +2646,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       } finally {
         tree.epoch.unpin();
       }
-      for (let i = 0; i < m; i++) {
-        // After close() (the store's, or the snapshot's) not even the entries already read.
-        if (this.closed || (snapshot !== undefined && snapshot.closed)) this.iteratorClosed(S);
-        yield items[i];
-      }
+      cursor.items = items;
+      cursor.count = m;
+      cursor.next_ = 0;
       remaining -= m;
-      if (n < want || lastKey === undefined) return;
-      bounds = bounds.reverse ? { ...bounds, lt: lastKey, lte: undefined } : { ...bounds, gt: lastKey, gte: undefined };
-    }
+      if (n < want || lastKey === undefined) cursor.last = true;
+      else
+        bounds = bounds.reverse
+          ? { ...bounds, lt: lastKey, lte: undefined }
+          : { ...bounds, gt: lastKey, gte: undefined };
+      return true;
+    };
+    return new KvIterator(fill, this, snapshot, () => this.iteratorClosed(S), owned);
   }
 
   /** Ends an iterator whose store or snapshot was closed: ECLOSED, naming which. */
@@ -2816,6 +2824,25 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   /** Decoded keys and values of n entries (caller pinned): each decoded straight from its record, or left undefined. */
   private decodeEntriesPinned(ats: Float64Array, n: number, keys: boolean, values: boolean, op: string): Array<[K, V]> {
     const items: Array<[K, V]> = new Array(n);
+    const msgpack = this.msgpack;
+    if (keys && values && msgpack !== undefined && this.keyEncoding === 'ordered') {
+      // The defaults' loop: one header read serves key and value (none is a DEL: resolved).
+      const views = this.views;
+      for (let i = 0; i < n; i++) {
+        const at = ats[i];
+        const v = views.at(at);
+        const u32 = v.u32;
+        const w = (at - v.base) / 4;
+        const head = u32[w];
+        const keyStart = at - v.base + ENTRY_HEADER_BYTES; // in the window
+        const start = keyStart + (head & 0xffff);
+        const length = u32[w + 1];
+        this.checkPoisonPinned(at, start + v.base + length, op);
+        const value = head >>> 24 !== 0 ? this.decodeValuePinned(at, op) : msgpack.unpackWords(u32, start, length, op);
+        items[i] = [readOrderedKey(v.u8, keyStart, head & 0xffff) as K, value as V];
+      }
+      return items;
+    }
     for (let i = 0; i < n; i++) {
       const at = ats[i];
       if (!values) this.checkPoisonPinned(at, at + ENTRY_HEADER_BYTES + entryKeyLength(this.views, at), op);
@@ -4064,13 +4091,42 @@ function spinMicros(us: number): void {
  * (`using it = db.range()` ends it at the end of the block). It holds no lock or pin between
  * batches, only its snapshot's registration (snapshot.ts), which ending it releases.
  */
+const endedFill = (): boolean => false;
+
+/** Where iterate's fill puts a batch (a KvIterator; not generic, so that KvIterator<T> stays covariant in T). */
+interface RangeBatch {
+  items: unknown[];
+  count: number;
+  next_: number;
+  last: boolean;
+}
+
+/**
+ * An iterator of a range: its items batch by batch. `fill` reads the next batch into items and
+ * count (false when the range has no more). After close() of the store or of the snapshot it
+ * reads, not even the items already read are handed out (`closedError` throws ECLOSED). Like a
+ * generator, it is done for good once it returned done or threw; then its snapshot (`owned`,
+ * the one range(), keys() and values() take) is released.
+ */
 export class KvIterator<T> implements IterableIterator<T>, Disposable {
+  /** @internal The batch being handed out, its length, and the index of the next item. */
+  items: T[] = new Array<T>(0);
+  /** @internal */
+  count = 0;
+  /** @internal */
+  next_ = 0;
+  /** @internal The batch in items is the range's last. */
+  last = false;
+  private ended = false;
   private held: boolean;
   private readonly claim: CollectClaim | undefined;
 
-  /** owned: the snapshot this iterator took (range(), keys(), values()), released when it ends. */
+  /** @internal */
   constructor(
-    private readonly gen: Generator<T, undefined, undefined>,
+    private fill: (batch: RangeBatch) => boolean,
+    private readonly store: { readonly closed: boolean },
+    private readonly snapshot: { readonly closed: boolean } | undefined,
+    private closedError: () => never,
     private readonly owned?: { host: SnapshotHost; sequence: number },
   ) {
     this.held = owned !== undefined;
@@ -4078,21 +4134,34 @@ export class KvIterator<T> implements IterableIterator<T>, Disposable {
   }
 
   next(): IteratorResult<T, undefined> {
-    let r: IteratorResult<T, undefined>;
-    try {
-      r = this.gen.next();
-    } catch (e) {
-      this.release();
-      throw e;
+    if (this.next_ < this.count) {
+      if (this.store.closed || (this.snapshot !== undefined && this.snapshot.closed)) this.endClosed();
+      return { value: this.items[this.next_++], done: false };
     }
-    if (r.done === true) this.release();
-    return r;
+    for (;;) {
+      if (this.ended) return { value: undefined, done: true };
+      if (this.last) return this.return();
+      let more: boolean;
+      try {
+        more = this.fill(this);
+      } catch (e) {
+        this.return();
+        throw e;
+      }
+      if (!more) return this.return();
+      if (this.next_ < this.count) return this.next();
+    }
   }
 
   return(): IteratorResult<T, undefined> {
-    const r = this.gen.return(undefined);
+    this.ended = true;
+    this.items = new Array<T>(0);
+    this.count = 0;
+    // An ended iterator may stay reachable a while (snapshot.ts: young claims hold their owner): keep nothing of the range alive.
+    this.fill = endedFill;
+    this.closedError = endedFill as () => never;
     this.release();
-    return r;
+    return { value: undefined, done: true };
   }
 
   [Symbol.iterator](): this {
@@ -4101,6 +4170,13 @@ export class KvIterator<T> implements IterableIterator<T>, Disposable {
 
   [Symbol.dispose](): void {
     this.return();
+  }
+
+  /** Ends the iterator and throws its ECLOSED. */
+  private endClosed(): never {
+    const fail = this.closedError;
+    this.return();
+    return fail();
   }
 
   private release(): void {

@@ -14,10 +14,12 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { pack, unpack } from 'msgpackr';
+import { writeKey } from 'ordered-binary';
 import { rmSync } from 'node:fs';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { isDaxError } from '../../src/errors.js';
 import { open, openMedia, type KvStore, type OrderedKey } from '../../src/kv/index.js';
+import { ORDERED_SCRATCH_BYTES, writeOrderedKey } from '../../src/kv/encodings.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { KV_ROOT_BYTES } from '../../src/kv/kv-root.js';
 import { scaled, withSeed } from '../helpers/seed.js';
@@ -190,6 +192,23 @@ describe('ordered keys sort like their values', () => {
         console.log(`ordered keys, ${name}: ${stores} stores, ${keys} keys, each in model order`);
       }),
     );
+
+  test('a key is stored as exactly the bytes ordered-binary gives its stored form', () =>
+    withSeed(FILE, (seed) => {
+      const scratch = new Uint8Array(ORDERED_SCRATCH_BYTES);
+      const library = new Uint8Array(ORDERED_SCRATCH_BYTES);
+      let keys = 0;
+      fc.assert(
+        fc.property(fc.oneof(part, fc.constant(null), fc.array(part, { maxLength: 6 })), (k) => {
+          keys++;
+          const n = writeOrderedKey(scratch, k, 'test');
+          const end = writeKey(Array.isArray(k) ? k.map((p) => (p === 0 ? 0 : p)) : k === 0 ? 0 : k, library, 0);
+          expect(Array.from(scratch.subarray(1, 1 + n))).toEqual(Array.from(library.subarray(0, end)));
+        }),
+        { seed, numRuns: scaled(2000) },
+      );
+      console.log(`ordered key bytes: ${keys} keys, each as ordered-binary writes it`);
+    }));
 
   test('a compound prefix selects that key and the longer keys starting with its parts, and nothing else', () => {
     const db = openMedia(createSimMedia(16 * MIB), { valueEncoding: 'utf8' });
