@@ -23,7 +23,9 @@
  * staleIndexProblem / boundaryOwnerProblem): recovery repairs much of what a broken allocate
  * or free leaves, so those bugs rarely show in the recovered data alone.
  * kv-mixed, kv-batch and kv-txn take an index checkpoint while running every 13 ops
- * (checkpoint(): crash points inside its writing) and reopens every 13 (close writes one): the
+ * (checkpoint(), and every other time a background one: started, then one step before each
+ * of the next ops, as the event loop runs them between the thread's writes; crash points inside
+ * its writing) and reopens every 13 (close writes one): the
  * images of the ops after either are recovered through it, replaying the log written since,
  * and the recovery crash point above falls inside that replay.
  * Workloads: kv-mixed, kv-batch, kv-txn (transactions, some aborted), kv-compact (segment and
@@ -55,9 +57,9 @@ import { breakEnv, testHooks, type SwitchName } from '../test-break.js';
  * blocks; kv-full fills three extents (two of log, the reserve) until puts get ENOSPC.
  */
 const MEDIA_BYTES = {
-  'kv-mixed': 8 * 2 ** 20,
-  'kv-batch': 8 * 2 ** 20,
-  'kv-txn': 8 * 2 ** 20,
+  'kv-mixed': 10 * 2 ** 20,
+  'kv-batch': 10 * 2 ** 20,
+  'kv-txn': 10 * 2 ** 20,
   'kv-compact': 14 * 2 ** 20,
   'kv-full': 8 * 2 ** 20,
   'kv-grow': 8 * 2 ** 20,
@@ -413,6 +415,7 @@ type PlannedOp =
   | { type: 'txn'; steps: TxnStep[]; abort: boolean }
   | { type: 'reopen' }
   | { type: 'checkpoint' }
+  | { type: 'bg-checkpoint' }
   | { type: 'compact' }
   | { type: 'reclaim' };
 
@@ -439,7 +442,9 @@ function planOp(
   if (workload === 'kv-grow') return growStep(i, rand, model);
   // an index checkpoint taken while running (crash points inside its writing; the ops after it
   // are recovered through it, replaying the log written since)
-  if (i % 13 === 6 && !churn) return { type: 'checkpoint' };
+  // Every other one runs as the background one does: started here, a step before each of the
+  // next ops (one per event-loop turn), so writes land between its capture, walk and write.
+  if (i % 13 === 6 && !churn) return Math.floor(i / 13) % 2 === 0 ? { type: 'bg-checkpoint' } : { type: 'checkpoint' };
   if (churn) {
     // A cycle of 9 that reaches every churn path early: four fill batches (the fourth closes a
     // segment whose older fills are dead), a large value superseded (its object retired),
@@ -614,8 +619,18 @@ function runOp(kv: KvStore, op: PlannedOp, mayBeFull = false): boolean {
   }
 }
 
+/** Tolerates ENOSPC from a checkpoint (no room for one: nothing written). */
+function roomless(fn: () => unknown): void {
+  try {
+    fn();
+  } catch (e) {
+    if (!(e instanceof DaxError) || e.code !== 'ENOSPC') throw e;
+  }
+}
+
 function runOpOnce(kv: KvStore, op: PlannedOp): void {
   const hex = (k: string): Uint8Array => new Uint8Array(Buffer.from(k, 'hex'));
+  roomless(() => kv.stepBackgroundCheckpoint()); // the event loop's turn before this op
   if (op.type === 'put') kv.put(hex(op.key), op.value);
   else if (op.type === 'del') kv.delete(hex(op.key));
   else if (op.type === 'batch')
@@ -628,12 +643,8 @@ function runOpOnce(kv: KvStore, op: PlannedOp): void {
     );
   else if (op.type === 'txn') runTransaction(kv, op.steps, op.abort);
   else if (op.type === 'compact') kv.compact({ maxLiveRatio: 1 });
-  else if (op.type === 'checkpoint')
-    try {
-      kv.checkpoint();
-    } catch (e) {
-      if (!(e instanceof DaxError) || e.code !== 'ENOSPC') throw e; // no room for one: nothing written
-    }
+  else if (op.type === 'checkpoint') roomless(() => kv.checkpoint());
+  else if (op.type === 'bg-checkpoint') kv.startBackgroundCheckpoint();
   else if (op.type === 'reclaim') {
     // what a background reclaimer does: end grace periods (device blocks are freed in the
     // collect), then a tiny put, whose epilogue removes the large values that became ready

@@ -3896,22 +3896,45 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (Atomics.load(this.i32, SEGMENTS_OPENED) - this.checkpointMark < this.checkpointEverySegments) return;
     const steps = this.checkpointSteps('background checkpoint');
     this.background = steps;
-    const step = (): void => {
+    const turn = (): void => {
       if (this.background !== steps) return; // abandoned (close, checkpoint())
-      let done = true;
       try {
-        const r = steps.next();
-        if (r.done === true) this.lastCheckpoint = r.value;
-        else done = false;
+        if (this.stepBackgroundCheckpoint()) setImmediate(turn);
       } catch (e) {
         this.lastCheckpoint = { error: e instanceof Error ? e.message : String(e) };
         // no room, a media error: tried again after as much log again
         this.checkpointMark = Atomics.load(this.i32, SEGMENTS_OPENED);
       }
-      if (done) this.background = undefined;
-      else setImmediate(step);
     };
-    setImmediate(step);
+    setImmediate(turn);
+  }
+
+  /**
+   * @internal Starts a background checkpoint now, due or not, without scheduling its steps:
+   * the caller runs them with stepBackgroundCheckpoint (the crash checker interleaves them
+   * with its operations, as the event loop interleaves them with the thread's writes).
+   */
+  startBackgroundCheckpoint(): void {
+    this.checkOpen('checkpoint');
+    if (this.background === undefined) this.background = this.checkpointSteps('background checkpoint');
+  }
+
+  /**
+   * @internal One step of the background checkpoint in progress (what one turn of the event
+   * loop runs); its error is thrown and ends it. False when none is in progress or it just ended.
+   */
+  stepBackgroundCheckpoint(): boolean {
+    const steps = this.background;
+    if (steps === undefined) return false;
+    let more = false;
+    try {
+      const r = steps.next();
+      if (r.done === true) this.lastCheckpoint = r.value;
+      else more = true;
+    } finally {
+      if (!more && this.background === steps) this.background = undefined;
+    }
+    return more;
   }
 
   /** Drops the background checkpoint in progress, if any (its snapshot released). */
