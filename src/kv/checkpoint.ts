@@ -194,7 +194,7 @@ export function readCheckpoint(
     });
   }
   const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
-  const starts = new Uint32Array(scratchBytes(keys * 4).buffer, 0, keys); // huge pages: see ColumnBuilder
+  const starts = new Uint32Array(columnScratch(keys * 4).buffer, 0, keys); // huge pages when big: see ColumnBuilder
   const at = native().columnStarts(lengths, starts, keys); // a loop run once over a million keys: cold in JavaScript
   if (at !== keyBytes) return { reason: `${name}: key lengths do not add up` };
   return {
@@ -410,7 +410,7 @@ export class ColumnBuilder implements CheckpointColumns {
     const n = Math.max(1 << 16, expected);
     this.values = f64Scratch(n);
     this.lengths = u16Scratch(n);
-    this.keys = scratchBytes(Math.max(1 << 20, n * 24));
+    this.keys = columnScratch(Math.max(1 << 20, n * 24));
   }
 
   /** Room for one more key of at most 65536 bytes. */
@@ -425,19 +425,30 @@ export class ColumnBuilder implements CheckpointColumns {
       this.lengths = nl;
     }
     if (this.keyBytes + 65536 > this.keys.length) {
-      const nk = scratchBytes(this.keys.length * 2);
+      const nk = columnScratch(this.keys.length * 2);
       nk.set(this.keys.subarray(0, this.keyBytes));
       this.keys = nk;
     }
   }
 }
 
+/**
+ * Scratch of `bytes` bytes: in 2 MiB pages (scratchBytes) from BIG_SCRATCH_BYTES up, else an
+ * ordinary buffer. A SharedArrayBuffer is not counted in V8's external memory, so nothing
+ * collects it soon: a process that opens and closes small stores again and again (the crash
+ * checker) would pile them up; big ones are few.
+ */
+function columnScratch(bytes: number): Uint8Array {
+  return bytes >= BIG_SCRATCH_BYTES ? scratchBytes(bytes) : new Uint8Array(bytes);
+}
+const BIG_SCRATCH_BYTES = 8 * 2 ** 20;
+
 function f64Scratch(n: number): Float64Array {
-  return new Float64Array(scratchBytes(n * 8).buffer, 0, n);
+  return new Float64Array(columnScratch(n * 8).buffer, 0, n);
 }
 
 function u16Scratch(n: number): Uint16Array {
-  return new Uint16Array(scratchBytes(n * 2 + 2).buffer, 0, n);
+  return new Uint16Array(columnScratch(n * 2 + 2).buffer, 0, n);
 }
 
 const KV_RANGE = { gte: Uint8Array.of(KV_KEY_PREFIX), lt: Uint8Array.of(KV_KEY_PREFIX + 1) };
@@ -502,7 +513,7 @@ export function publishCheckpoint(
   const count = cols.count;
   const keyBytes = cols.keyBytes;
   const layout = layoutOf(segments.length, count, keyBytes);
-  const bytes = scratchBytes(layout.total); // huge pages: see ColumnBuilder
+  const bytes = columnScratch(layout.total); // huge pages when big: see ColumnBuilder
   const dv = new DataView(bytes.buffer, 0, layout.total);
   const generation = nextGeneration(space);
   dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
@@ -716,7 +727,7 @@ function writeObject(obj: DaxObject, bytes: Uint8Array, from: number, to: number
  * mapped by one huge page are read whole; any other page through DaxObject.read.
  */
 function readObject(space: DaxSpace, obj: DaxObject, size: number): Uint8Array {
-  const out = scratchBytes(size);
+  const out = columnScratch(size);
   const device = space.device;
   for (let at = 0; at < size;) {
     const extent = Math.floor(at / EXTENT_BYTES);

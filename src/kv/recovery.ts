@@ -80,7 +80,6 @@ import {
   mergeColumns,
   pickWinners,
   scanSegment as scanNative,
-  scratchBytes,
   verifySegments,
   type WinnerColumns,
   type BadRegion,
@@ -336,7 +335,7 @@ function fullScan(
   const vouched = vouchedEnds(space, v, segments);
   const found = new FoundEntries(segments.length, SEGMENT_BYTES);
   const injected = new Map<number, KnownEntry>();
-  const scratch = space.device.media.readInto === undefined ? undefined : scratchBytes(SEGMENT_BYTES);
+  const scratch = space.device.media.readInto === undefined ? undefined : new Uint8Array(SEGMENT_BYTES);
   const scanned: Array<{ used: number; entries: number }> = [];
   for (const [block, nonce] of segments) {
     const before = found.count;
@@ -450,7 +449,7 @@ function recoverFromCheckpoint(
   use.readMs = performance.now() - t0;
   use.readCpuMs = cpuMs() - cpu0;
   if (cp === undefined) return undefined;
-  const scratch = space.device.media.readInto === undefined ? undefined : scratchBytes(SEGMENT_BYTES);
+  const scratch = space.device.media.readInto === undefined ? undefined : new Uint8Array(SEGMENT_BYTES);
   // Every record the checkpoint covers is checked whole (checksums included) though none is
   // parsed: damage there is reported or refused by the full scan exactly as without one.
   const t1v = performance.now();
