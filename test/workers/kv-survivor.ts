@@ -79,6 +79,12 @@ parentPort!.on('message', (req: Request) => {
         segments: s.segments,
         freeBlocks: s.freeBlocks,
         keys: s.keys,
+        // Where blocks that are not log segments went: DAX objects (checkpoints, large values),
+        // blocks retired and waiting for their grace period, and who is pinned.
+        dax: db.dax.stats(),
+        epoch: db.dax.epoch.stats(),
+        checkpointsTaken: db.checkpointsTaken,
+        lastCheckpoint: db.lastCheckpoint,
       };
     } else if (req.t === 'fill') {
       // Puts new keys until ENOSPC (kv-space-death.test.ts); returns what was acknowledged.
