@@ -141,6 +141,11 @@ const PUBLISH_WAIT_LIMIT_MS = 30_000;
 /** Tombstones the first sweep waits for, and the least any sweep waits for. */
 export const SWEEP_MIN = 1024;
 
+/** The stamping microtask of a handle's Snapshots, holding only its reference box (Snapshots.stampRef). */
+function stampTaskOf(ref: { snapshots: Snapshots | undefined }): () => void {
+  return () => ref.snapshots?.runQueuedStamp();
+}
+
 /** The shared state (header comment), and this handle's slot in it. One per store handle. */
 export class Snapshots {
   private readonly i32: Int32Array;
@@ -161,10 +166,14 @@ export class Snapshots {
   private readonly stamps: number[] = [];
   /** A microtask that stamps this handle's snapshots is queued. */
   private stampQueued = false;
-  private readonly stampTask = (): void => {
-    this.stampQueued = false;
-    this.stamp();
-  };
+  /**
+   * What the queued microtask reaches this handle through: emptied by leave(). A process that
+   * runs one long synchronous job (the crash checker opens and closes thousands of stores in
+   * one) never drains its microtasks, and a task holding the handle itself would keep every
+   * closed handle, and the buffers it refers to, alive until then.
+   */
+  private readonly stampRef: { snapshots: Snapshots | undefined } = { snapshots: this };
+  private readonly stampTask = stampTaskOf(this.stampRef);
   /** Other slots' unstamped oldest snapshots as this handle's stats() first saw them: SNAP_GEN and when. */
   private seenGen: Int32Array | undefined;
   private seenAt: Float64Array | undefined;
@@ -214,6 +223,7 @@ export class Snapshots {
         if (Atomics.compareExchange(i32, HIGH, high, s + 1) === high) break;
       this.slot = s;
       this.inflightAt = w + S_INFLIGHT;
+      this.stampRef.snapshots = this;
       return s;
     }
     throw new DaxError('EBUSY', `key-value store: more than ${MAX_SLOTS} handles write or hold snapshots at once`);
@@ -321,6 +331,12 @@ export class Snapshots {
   private newOldest(w: number, since: number): void {
     this.f64[w / 2 + S_SNAP_SINCE_F64] = since;
     this.i32[w + S_SNAP_GEN] = (this.i32[w + S_SNAP_GEN] + 1) | 0;
+  }
+
+  /** @internal The queued stamp runs (stampTaskOf). */
+  runQueuedStamp(): void {
+    this.stampQueued = false;
+    this.stamp();
   }
 
   /**
@@ -521,6 +537,7 @@ export class Snapshots {
 
   /** Leaves the slot (close): every snapshot of this handle released first. */
   leave(): void {
+    this.stampRef.snapshots = undefined;
     if (this.slot < 0) return;
     this.seqs.length = 0;
     this.counts.length = 0;
