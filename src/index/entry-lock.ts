@@ -173,6 +173,18 @@ function refAt(i32: Int32Array, key: Uint8Array, leaf: number, e: number): Entry
   };
 }
 
+/**
+ * value as a small integer (Smi) when it fits in 31 bits, as refAt makes it: a caller's value
+ * computed as a double (a heap number, though whole) stored as is would move the `value` field
+ * of every EntryRef from Smi to double representation, deprecating the map the literals in
+ * refAt and grabFree allocate from; every ref made after that was migrated at its first
+ * property load, and the IC changes kept TurboFan from ever optimizing the callers (a kv
+ * transaction's commit ran in baseline code).
+ */
+function smallIfInt32(value: number): number {
+  return value <= 0x7fffffff ? value | 0 : value;
+}
+
 /** STATE_NAMES[stateOf(e)] without the module-cell loads (literals: nodes.ts `Lay` says why). */
 function stateName(e: number): EntryState {
   const s = (e & Ew.STATE_MASK) >>> Ew.STATE_SHIFT;
@@ -703,7 +715,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
       if (seen === e) break;
       e = seen;
     }
-    ref.value = value;
+    ref.value = smallIfInt32(value);
     ref.state = state;
     return;
   }
@@ -734,7 +746,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     e = seen;
   }
   pt[rb + P_REPLACE_LEAF] = 0; // done: a stale record must never finish a later, merely opened entry
-  ref.value = value;
+  ref.value = smallIfInt32(value);
   ref.state = state;
 }
 
@@ -789,7 +801,7 @@ export function finishReplace(tree: RadixTree, ref: EntryRef, value: number, sta
     e = seen;
   }
   pt[rb + P_REPLACE_LEAF] = 0;
-  ref.value = value;
+  ref.value = smallIfInt32(value);
   ref.state = state;
 }
 
@@ -821,7 +833,7 @@ function replaceUnsequenced(i32: Int32Array, ref: EntryRef, value: number, code:
   for (let i = 0, end = performance.now() + 0.002 * Math.random(); performance.now() < end; i++);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
   if (ref.state !== 'empty') setState();
-  ref.value = value;
+  ref.value = smallIfInt32(value);
   ref.state = state;
 }
 
@@ -1106,7 +1118,7 @@ export function finishReplaceForDead(
     if (seen === e) break;
     e = seen;
   }
-  ref.value = value;
+  ref.value = smallIfInt32(value);
   ref.state = state;
 }
 
