@@ -31,6 +31,51 @@ if (hold)
 Atomics.store(p, 2, 1);
 for (let i = 0; ; i++) {
   Atomics.store(p, 0, i + 1);
-  runOp(db, spaceOpAt(keys, seed, i));
+  try {
+    runOp(db, spaceOpAt(keys, seed, i));
+  } catch (e) {
+    throw withSpaceReport(e, i);
+  }
   Atomics.store(p, 1, i + 1);
+}
+
+/**
+ * An operation failed (it must not: every op here frees or moves space): the error, with the
+ * store's space as this thread sees it at that moment (the survivor's report comes after the
+ * death, when a grace period or another thread may have changed it).
+ */
+function withSpaceReport(e: unknown, i: number): Error {
+  const internals = db as unknown as {
+    spaceWords: Float64Array;
+    table: { closedSegments(open: ReadonlySet<number>): unknown[]; diedBytes(): number };
+    openExtents(): Set<number>;
+    openTable: Int32Array;
+    compactionRoom(): number;
+    neededCompactionRoom(): number;
+  };
+  let report: unknown;
+  try {
+    const open = internals.openExtents();
+    report = {
+      op: i,
+      openExtents: [...open],
+      openTable: [...internals.openTable].filter((w) => w !== 0),
+      closed: internals.table.closedSegments(open),
+      diedBytes: internals.table.diedBytes(),
+      spaceWords: [...internals.spaceWords],
+      compactionRoom: internals.compactionRoom(),
+      neededCompactionRoom: internals.neededCompactionRoom(),
+      space: db.spaceInternals(),
+      dax: db.dax.stats(),
+      epoch: db.dax.epoch.stats(),
+      stats: db.stats(),
+    };
+  } catch (inner) {
+    report = `(no report: ${String(inner)})`;
+  }
+  const error = e instanceof Error ? e : new Error(String(e));
+  const more = `\nspace at the failure: ${JSON.stringify(report)}`;
+  error.message += more;
+  error.stack = `${error.stack ?? ''}${more}`;
+  return error;
 }
