@@ -6,55 +6,39 @@
  * right, also after reopen. Seeded; a watchdog ends a run that stops making progress.
  * Red with DAXSTORE_TEST_BREAK=kv-no-reclaim (a failed allocation is reported at once).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isDaxError } from '../../src/errors.js';
 import { MIN_STORE_BYTES } from '../../src/kv/index.js';
-import { expectKeyMatches, expectStoreMatches, open } from '../helpers/kv-bytes.js';
+import { modelRun } from '../helpers/model-run.js';
 import { setBroken } from '../../src/test-break.js';
-import { rng, scaled, withSeed } from '../helpers/seed.js';
+import { scaled, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/kv/kv-space-large-overwrite.test.ts';
 
 function run(seed: number, puts: number, size: number): void {
-  const dir = mkdtempSync('/dev/shm/kv-space-large-');
-  try {
-    const file = path.join(dir, 'store');
-    const random = rng(seed);
-    const keys = 1 + Math.floor(random() * 4);
-    const model = new Map<string, Buffer>();
-    let db = open(file, { size });
-    const end = performance.now() + 60_000;
-    try {
-      for (let i = 0; i < puts; i++) {
-        if (performance.now() > end) throw new Error(`watchdog: ${i} of ${puts} puts after 60 s`);
-        const key = `k${Math.floor(random() * keys)}`;
-        if (random() < 0.05) {
-          db.delete(key);
-          model.delete(key);
-          continue;
-        }
-        const value = Buffer.alloc(17 * 1024 + Math.floor(random() * 183 * 1024), i & 0xff);
-        value.writeUInt32LE(i, 0);
-        db.put(key, value);
-        model.set(key, value);
-        expectKeyMatches(db, model, `k${Math.floor(random() * keys)}`);
-        if (i === puts >> 1) {
-          db.close();
-          db = open(file);
-        }
+  modelRun(
+    {
+      tag: 'kv-space-large',
+      unit: 'puts',
+      seed,
+      steps: puts,
+      size,
+      watchdogMs: 60_000,
+      keys: (r) => 1 + Math.floor(r() * 4),
+    },
+    (db, i, random, key, model) => {
+      const k = key();
+      if (random() < 0.05) {
+        db.delete(k);
+        model.delete(k);
+        return;
       }
-      db.close();
-      db = open(file);
-      expectStoreMatches(db, model);
-      expect(db.dax.device.audit()).toEqual([]);
-    } finally {
-      db.close();
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+      const value = Buffer.alloc(17 * 1024 + Math.floor(random() * 183 * 1024), i & 0xff);
+      value.writeUInt32LE(i, 0);
+      db.put(k, value);
+      model.set(k, value);
+    },
+  );
 }
 
 describe('large values overwritten in a minimum-size store', () => {

@@ -13,58 +13,45 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isDaxError } from '../../src/errors.js';
 import { MIN_STORE_BYTES } from '../../src/kv/index.js';
-import { expectKeyMatches, expectStoreMatches, open } from '../helpers/kv-bytes.js';
+import { expectStoreMatches, open } from '../helpers/kv-bytes.js';
+import { modelRun } from '../helpers/model-run.js';
 import { setBroken, withBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/kv/kv-space-txn.test.ts';
 
 function run(seed: number, transactions: number, size: number): void {
-  const dir = mkdtempSync('/dev/shm/kv-space-txn-');
-  try {
-    const file = path.join(dir, 'store');
-    const random = rng(seed);
-    const keys = 2 + Math.floor(random() * 3);
-    const model = new Map<string, Buffer>();
-    let db = open(file, { size });
-    const end = performance.now() + 90_000;
-    try {
-      for (let i = 0; i < transactions; i++) {
-        if (performance.now() > end) throw new Error(`watchdog: ${i} of ${transactions} transactions after 90 s`);
-        const a = `k${Math.floor(random() * keys)}`;
-        const b = `k${Math.floor(random() * keys)}`;
-        const del = random() < 0.05;
-        const value = Buffer.alloc(17 * 1024 + Math.floor(random() * 183 * 1024), i & 0xff);
-        value.writeUInt32LE(i, 0);
-        const small = Buffer.from(`t${i}`);
-        db.transactionSync((txn) => {
-          const seen = txn.get(a);
-          expect(seen === undefined ? undefined : Buffer.from(seen).equals(model.get(a)!)).toBe(
-            model.has(a) ? true : undefined,
-          );
-          if (del) txn.delete(a);
-          else txn.put(a, value);
-          if (b !== a) txn.put(b, small);
-        });
-        if (del) model.delete(a);
-        else model.set(a, value);
-        if (b !== a) model.set(b, small);
-        expectKeyMatches(db, model, `k${Math.floor(random() * keys)}`);
-        if (i === transactions >> 1) {
-          db.close();
-          db = open(file);
-        }
-      }
-      db.close();
-      db = open(file);
-      expectStoreMatches(db, model);
-      expect(db.dax.device.audit()).toEqual([]);
-    } finally {
-      db.close();
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  modelRun(
+    {
+      tag: 'kv-space-txn',
+      unit: 'transactions',
+      seed,
+      steps: transactions,
+      size,
+      watchdogMs: 90_000,
+      keys: (r) => 2 + Math.floor(r() * 3),
+    },
+    (db, i, random, key, model) => {
+      const a = key();
+      const b = key();
+      const del = random() < 0.05;
+      const value = Buffer.alloc(17 * 1024 + Math.floor(random() * 183 * 1024), i & 0xff);
+      value.writeUInt32LE(i, 0);
+      const small = Buffer.from(`t${i}`);
+      db.transactionSync((txn) => {
+        const seen = txn.get(a);
+        expect(seen === undefined ? undefined : Buffer.from(seen).equals(model.get(a)!)).toBe(
+          model.has(a) ? true : undefined,
+        );
+        if (del) txn.delete(a);
+        else txn.put(a, value);
+        if (b !== a) txn.put(b, small);
+      });
+      if (del) model.delete(a);
+      else model.set(a, value);
+      if (b !== a) model.set(b, small);
+    },
+  );
 }
 
 /** Fills a store with small puts until ENOSPC, then deletes keys through transactions of deletes alone. */
