@@ -44,6 +44,9 @@ interface Timing {
   listMs: number;
   setupMs: number;
   mapMs: number;
+  /** the space's volatile structures (openMs.structures) and recovery's segment estimate after the load (phasesMs.estimate) */
+  structuresMs: number;
+  estimateMs: number;
   /** wall ms of open() that no named phase accounts for */
   otherMs: number;
 }
@@ -112,16 +115,20 @@ function runChild(mode: string, file: string, keys: number, round: number): void
       listMs: r.phasesMs.list,
       setupMs: r.openMs.setup,
       mapMs: r.openMs.map,
+      structuresMs: r.openMs.structures,
+      estimateMs: r.phasesMs.estimate,
       otherMs:
         wallMs -
         (r.openMs.map +
           r.openMs.device +
+          r.openMs.structures +
           r.openMs.space +
           r.openMs.setup +
           r.phasesMs.list +
           r.phasesMs.scan +
           r.phasesMs.sort +
-          r.phasesMs.load),
+          r.phasesMs.load +
+          r.phasesMs.estimate),
     };
     process.stdout.write(JSON.stringify(out));
   }
@@ -163,7 +170,7 @@ function main(): void {
       );
       const m = (f: keyof Timing): string => median(rs.map((r) => r[f] as number)).toFixed(1);
       console.log(
-        `      wall ms outside the log's phases: map ${m('mapMs')}, device ${m('deviceMs')}, space ${m('spaceMs')}, segment and checkpoint list ${m('listMs')}, setup after recovery ${m('setupMs')}, unaccounted ${m('otherMs')}`,
+        `      wall ms outside the log's phases: map ${m('mapMs')}, device ${m('deviceMs')}, structures ${m('structuresMs')}, space ${m('spaceMs')}, segment and checkpoint list ${m('listMs')}, segment estimate ${m('estimateMs')}, setup after recovery ${m('setupMs')}, unaccounted ${m('otherMs')}`,
       );
     }
   } finally {

@@ -90,8 +90,12 @@ export interface RecoveryReport {
   objectRecordsCorrected: string[];
   /** object-table records damaged past correction, cleared (salvage only): their objects are gone */
   objectRecordsCleared: string[];
-  /** wall ms of Device.open (superblock, owner table checked, allocator rebuilt) and of this recovery */
+  /**
+   * wall ms of Device.open (superblock, owner table checked, allocator rebuilt), of creating the
+   * volatile structures (epoch domain, index arena, wait table, object table) and of this recovery
+   */
   deviceMs: number;
+  structuresMs: number;
   timeMs: number;
 }
 
@@ -197,12 +201,14 @@ export class DaxSpace extends EventEmitter {
     if (!Number.isSafeInteger(maxObjects) || maxObjects < 1 || maxObjects > 2 ** 20)
       throw new DaxError('EINVAL', `maxObjects ${maxObjects} must be an integer in [1, 2^20]`);
     try {
+      const c0 = performance.now();
       const epoch = EpochDomain.create();
       const tree = RadixTree.create(epoch, { waitTable: WaitTable.create() });
       const objects = ObjectTable.create(device, maxObjects);
       const t0 = performance.now();
       const report = recover(device, tree, objects, opts.salvage === true);
       report.deviceMs = deviceMs;
+      report.structuresMs = t0 - c0;
       report.timeMs = performance.now() - t0;
       return new DaxSpace(device, tree, epoch, objects, new SharedArrayBuffer(ST_WORDS * 4), true, report, opts);
     } catch (e) {
@@ -464,6 +470,7 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable, salvage:
     objectRecordsCorrected: [],
     objectRecordsCleared: [],
     deviceMs: 0,
+    structuresMs: 0,
     timeMs: 0,
   };
   const tablePages = new Map<number, number>();

@@ -882,9 +882,15 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       store.i32[NEXT_OBJECT] = orphans.nextId - KV_OBJECT_ID_BASE;
       const end = performance.now();
       report.openMs = {
-        total: end - start + (space.recovery?.deviceMs ?? 0) + (space.recovery?.timeMs ?? 0),
+        total:
+          end -
+          start +
+          (space.recovery?.deviceMs ?? 0) +
+          (space.recovery?.structuresMs ?? 0) +
+          (space.recovery?.timeMs ?? 0),
         map: 0,
         device: space.recovery?.deviceMs ?? 0,
+        structures: space.recovery?.structuresMs ?? 0,
         space: space.recovery?.timeMs ?? 0,
         setup: end - start - report.timeMs,
       };
