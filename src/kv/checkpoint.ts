@@ -116,6 +116,8 @@ export interface LoadedCheckpoint {
   readonly lengths: Uint16Array;
   readonly keyBytes: Uint8Array;
   readonly bytes: number;
+  /** its columns are views of the mapping (inPlace), not of a copy */
+  readonly inPlace: boolean;
 }
 
 export function isCheckpointId(id: number): boolean {
@@ -132,6 +134,9 @@ export function checkpointIds(space: DaxSpace): number[] {
 
 const sum = new Uint32Array(2);
 
+/** DAXSTORE_CHECKPOINT_COPY=1 (an A/B knob, docs/TESTING.md): open copies the checkpoint out of the mapping (readObject) even where it can be read in place. */
+const CHECKPOINT_COPY = process.env['DAXSTORE_CHECKPOINT_COPY'] === '1';
+
 function hash(bytes: Uint8Array, offset: number, length: number): Uint32Array {
   const rc = native().hashRange(bytes, offset, length, sum);
   assert(rc === 0, () => `hashRange: ${rc}`);
@@ -144,6 +149,7 @@ function hash(bytes: Uint8Array, offset: number, length: number): Uint32Array {
  */
 export function readCheckpoint(
   space: DaxSpace,
+  v: MediaViews,
   id: number,
   uuid: Uint8Array,
 ): { checkpoint: LoadedCheckpoint } | { reason: string } {
@@ -152,12 +158,17 @@ export function readCheckpoint(
   const objectSize = obj.size;
   if (objectSize < CHECKPOINT_HEADER_BYTES) return { reason: `${name}: ${objectSize} bytes, torn` };
   let bytes: Uint8Array;
+  const mapped = CHECKPOINT_COPY ? undefined : inPlace(space, v, obj, objectSize);
   try {
-    bytes = readObject(space, obj, objectSize);
+    bytes = mapped ?? readObject(space, obj, objectSize);
   } catch (e) {
     if (e instanceof DaxError && e.code === 'EIO') return { reason: `${name}: ${e.message}` };
     throw e;
   }
+  // In place (inPlace) the header is first read under the SIGBUS guard: a media error the
+  // bad-block list does not know makes the checkpoint unusable, not the process dead.
+  if (native().hashRange(bytes, 0, CHECKPOINT_HEADER_BYTES, sum) !== 0)
+    return { reason: `${name}: media error (SIGBUS) reading it` };
   let dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dv.getUint32(H_MAGIC, true) !== CHECKPOINT_MAGIC) return { reason: `${name}: bad magic, damaged or torn` };
   const version = dv.getUint32(H_VERSION, true);
@@ -168,8 +179,13 @@ export function readCheckpoint(
     return { reason: `${name}: its header gives size ${size} in an object of ${objectSize} bytes: damaged` };
   bytes = bytes.subarray(0, size);
   dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const s = hash(bytes, 8, size - 8);
-  if (s[0] !== dv.getUint32(0, true) || s[1] !== dv.getUint32(4, true))
+  // In place (inPlace), the first read of the rest of the object's bytes, guarded likewise.
+  if (mapped !== undefined && isBroken('kv-checkpoint-in-place-unhashed')) {
+    sum[0] = dv.getUint32(0, true);
+    sum[1] = dv.getUint32(4, true);
+  } else if (native().hashRange(bytes, 8, size - 8, sum) !== 0)
+    return { reason: `${name}: media error (SIGBUS) reading it` };
+  if (sum[0] !== dv.getUint32(0, true) || sum[1] !== dv.getUint32(4, true))
     return { reason: `${name}: checksum mismatch, damaged` };
   if (!Buffer.from(bytes.subarray(H_UUID, H_UUID + 16)).equals(uuid))
     return { reason: `${name}: from another store (uuid)` };
@@ -210,6 +226,7 @@ export function readCheckpoint(
       lengths,
       keyBytes: new Uint8Array(bytes.buffer, bytes.byteOffset + layout.keys, keyBytes),
       bytes: size,
+      inPlace: mapped !== undefined,
     },
   };
 }
@@ -719,6 +736,38 @@ function writeObject(obj: DaxObject, bytes: Uint8Array, from: number, to: number
     at = end;
   }
   obj.writeback({ offset: from, length: to - from });
+}
+
+/**
+ * The object's first `size` bytes as a view of the mapping, when the object is whole 2 MiB
+ * extents mapped by huge entries at consecutive device blocks inside one window and none of
+ * them is on the bad-block list; else undefined (readObject copies). A copy costs its bytes in
+ * fresh memory, whose first touch here is the most expensive part of reading a big checkpoint
+ * (docs/PERFORMANCE.md). The view is read only during this open, before anything can remove
+ * or rewrite the object (the next checkpoint is written under a new id, and only by a later
+ * close or running checkpoint). readCheckpoint reads it first under the SIGBUS guard (the
+ * header, then the checksum of the rest); what reads it after (the coverage check, the merge,
+ * the bulk load) reads bytes already read whole.
+ */
+function inPlace(space: DaxSpace, v: MediaViews, obj: DaxObject, size: number): Uint8Array | undefined {
+  if (size < EXTENT_BYTES) return undefined;
+  const device = space.device;
+  const extents = Math.ceil(size / EXTENT_BYTES);
+  let first = -1;
+  for (let extent = 0; extent < extents; extent++) {
+    const found = space.epoch.guard(() => lookupCoveringPinned(obj, extent * HUGE_PAGES));
+    const mapped = found !== undefined && ((space.tree.lastEntry >>> 3) & 3) === 0;
+    if (found === undefined || !mapped || !isHuge(found.value) || found.start !== extent * HUGE_PAGES) return undefined;
+    const block = blockOfValue(found.value);
+    if (extent === 0) first = block;
+    else if (block !== first + extent * HUGE_PAGES) return undefined;
+  }
+  if (device.poisonedBlocks !== 0 && device.firstPoisoned(first, extents * HUGE_PAGES) >= 0) return undefined;
+  const offset = device.blockOffset(first);
+  const win = v.at(offset);
+  const at = offset - win.base;
+  if (at + extents * EXTENT_BYTES > win.u8.length) return undefined;
+  return win.u8.subarray(at, at + size);
 }
 
 /**

@@ -228,6 +228,8 @@ export interface CheckpointUse {
    * their keys were not loaded from it; the tail holds what compaction moved out of them
    */
   segmentsGone: number;
+  /** the loaded checkpoint was read in place from the mapping (checkpoint.ts inPlace), not copied out */
+  readInPlace: boolean;
 }
 
 /**
@@ -272,6 +274,7 @@ export function recoverKv(
     verifyCpuMs: 0,
     coveredSegments: [],
     segmentsGone: 0,
+    readInPlace: false,
   };
   const ids = checkpointIds(space);
   // Salvage rewrites the log in place (damage removed, lost versions marked): a checkpoint of
@@ -442,7 +445,7 @@ function recoverFromCheckpoint(
   const dropped = new Set<string>();
   for (const id of ids) {
     if (cp !== undefined) break;
-    const r = readCheckpoint(space, id, uuid);
+    const r = readCheckpoint(space, v, id, uuid);
     const coverage = 'reason' in r ? { problem: r.reason } : coverageProblem(space, v, r.checkpoint, owned);
     if ('gone' in coverage && 'checkpoint' in r) {
       cp = coverage.gone.size === 0 ? r.checkpoint : withoutSegments(space, r.checkpoint, coverage.gone, dropped);
@@ -489,6 +492,7 @@ function recoverFromCheckpoint(
     return undefined;
   }
   use.loaded = cp.generation;
+  use.readInPlace = cp.inPlace;
   use.coveredSegments = cp.segments;
   use.tailRecords = found.validRecords;
   use.tailEntries = found.count;
