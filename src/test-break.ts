@@ -615,6 +615,20 @@ export const SWITCHES = {
       "the death reaper's roll-forward takes the dead thread's entries over in its own name: a reaper that dies in the middle leaves them to its own reap, which releases them unpublished, and the next reaper of the first dead thread no longer finds them",
     red: ['test/kv/kv-reaper-death.test.ts'],
   },
+  'kv-reap-unnamed-segment-kept': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'the death reaper of a writer that died ALLOCATING does not look for the extent it was given and had not named yet: the extent stays owned by a segment nobody knows, until the next open',
+    red: ['test/kv/kv-segment-open-death.test.ts'],
+  },
+  'kv-compact-waits-on-dead': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "compaction's listing waits for a writer slot that says ALLOCATING without looking at its writer: one that died there is never reaped while the compacting thread is the only one left, and the compaction waits forever",
+    red: ['test/kv/kv-segment-open-death.test.ts'],
+  },
   'kv-close-keeps-death-handler': {
     layer: 'kv',
     read: 'call',
@@ -729,6 +743,11 @@ export const testHooks: {
    * `done` of them ('finished'); a test stops (and terminates) the reaper there
    */
   reapRollForward?: (stage: 'held' | 'opened' | 'finished', done: number) => void;
+  /**
+   * segment-writer.ts openSegment: the new segment's extent is this writer's ('allocated'), and
+   * the segment table lists it ('listed'), before the open-segment table names it
+   */
+  segmentOpening?: (stage: 'allocated' | 'listed') => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */
   checkpointWrite?: (stage: 'created' | 'body-written') => void;
 } = {};

@@ -871,6 +871,13 @@ export class Allocator {
     }
   }
 
+  /** Whether dead participant `id` was in the middle of an allocation or free of this allocator (reapParticipant has it). */
+  inFlightFor(id: number): boolean {
+    const pt = participantTable();
+    const base = slotBase(id);
+    return pt[base + P_ALLOC_DEVICE] === this.control[TOKEN] && pt[base + P_ALLOC_PHASE] !== 0;
+  }
+
   /**
    * The allocator's part of reaping dead participant `id` (file header): a block it reserved
    * and never returned is unreserved, or freed if its owner record was already written; a free

@@ -560,6 +560,12 @@ export class Device {
     return this.allocator.token;
   }
 
+  /** Whether dead participant `id` was in the middle of an allocation or free here: reapParticipant finishes or undoes it. */
+  allocationInFlight(id: number): boolean {
+    this.checkOpen();
+    return this.allocator.inFlightFor(id);
+  }
+
   /** Finishes or undoes the allocation or free a dead participant was in the middle of (allocator.ts "Thread death"). */
   reapParticipant(id: number): void {
     this.checkOpen();

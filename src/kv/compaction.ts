@@ -89,7 +89,8 @@ import {
   entryBytes,
 } from './layout.js';
 import { entryKeyLength, entryOp, entrySequence, entryValueLength, forEachRecord, type MediaViews } from './records.js';
-import { ALLOCATING, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
+import { ALLOCATING, PROGRESS_WORDS, W_OWNER, flushOpenSegments, type SegmentWriter } from './segment-writer.js';
+import { isParticipantDead } from '../device/participants.js';
 import { isBroken, testHooks } from '../test-break.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { entryCost, type SegmentInfo, type SegmentTable } from './segment-table.js';
@@ -176,7 +177,7 @@ export function compactSegmentsLocked(
   const limit = opts.maxLiveRatio * SEGMENT_BYTES;
   const candidates: Segment[] = [];
   if (opts.fromTable === true) {
-    for (const info of closedSegmentsListed(table, openTable)) {
+    for (const info of closedSegmentsListed(space, table, openTable, progress)) {
       if (candidates.length >= (opts.maxSegments ?? Infinity)) break;
       if (info.liveBytes > limit) continue;
       const seg = segmentAt(space, info.extent * HUGE_BLOCKS);
@@ -186,7 +187,7 @@ export function compactSegmentsLocked(
       if (seg.liveBytes <= limit) candidates.push(seg);
     }
   } else {
-    for (const seg of listClosedSegments(space, openTable)) {
+    for (const seg of listClosedSegments(space, openTable, progress)) {
       report.segmentsScanned++;
       measure(space, v, seg);
       if (seg.liveBytes <= limit) candidates.push(seg);
@@ -331,33 +332,52 @@ function readableOf(space: DaxSpace, block: number): ((from: number, to: number)
  * way round, a segment opened between the two reads is listed and not named: compaction would
  * retire a segment its writer goes on appending to, and the index would point into a freed block.
  */
-function closedSegmentsListed(table: SegmentTable, openTable: Int32Array): SegmentInfo[] {
+function closedSegmentsListed(
+  space: DaxSpace,
+  table: SegmentTable,
+  openTable: Int32Array,
+  progress: Int32Array,
+): SegmentInfo[] {
   if (isBroken('kv-compact-open-set-first')) {
-    const open = openSegments(openTable);
+    const open = openSegments(space, openTable, progress);
     testHooks.compactionListing?.();
     return table.closedSegments(open);
   }
   const listed = table.closedSegments(NONE_OPEN);
   testHooks.compactionListing?.();
-  const open = openSegments(openTable);
+  const open = openSegments(space, openTable, progress);
   return listed.filter((info) => !open.has(info.extent));
 }
 
 const NONE_OPEN: ReadonlySet<number> = new Set();
 
-function openSegments(openTable: Int32Array): Set<number> {
+function openSegments(space: DaxSpace, openTable: Int32Array, progress: Int32Array): Set<number> {
   for (;;) {
     const open = new Set<number>();
-    let allocating = false;
+    let allocating = -1;
     for (let i = 0; i < openTable.length; i++) {
       const w = Atomics.load(openTable, i);
-      if (w === ALLOCATING) allocating = true;
+      if (w === ALLOCATING) allocating = i;
       else if (w > 0) open.add((w - 1) / HUGE_BLOCKS);
     }
-    if (!allocating) return open;
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // let the allocating writer finish
+    if (allocating < 0) return open;
+    waitAllocating(space, progress, allocating);
   }
 }
+
+/**
+ * Slot `slot` says ALLOCATING: its writer may own a segment it has not named yet. Waits a moment
+ * for it to name one; a writer that died there is reaped instead (writer-reaper.ts frees the
+ * extent it may own and releases the slot): nothing else ends the wait while this thread is
+ * the only one left, and it reaps nobody while it compacts.
+ */
+function waitAllocating(space: DaxSpace, progress: Int32Array, slot: number): void {
+  const owner = Atomics.load(progress, slot * PROGRESS_WORDS + W_OWNER);
+  const dead = owner !== 0 && isParticipantDead(owner) && !isBroken('kv-compact-waits-on-dead');
+  if (!dead || !space.epoch.reap(owner)) Atomics.wait(ALLOCATING_SLEEP, 0, 0, 1);
+}
+
+const ALLOCATING_SLEEP = new Int32Array(new SharedArrayBuffer(4));
 
 /** The key-value segment headed by `block`, unmeasured; undefined when the block is no longer one. */
 function segmentAt(space: DaxSpace, block: number): Segment | undefined {
@@ -405,7 +425,7 @@ function commitWithoutOwnFence(
  * a writer announces ALLOCATING before its allocation, so a segment owned at listing time is
  * either announced by now or its writer is still ALLOCATING (then list again).
  */
-function listClosedSegments(space: DaxSpace, openTable: Int32Array): Segment[] {
+function listClosedSegments(space: DaxSpace, openTable: Int32Array, progress: Int32Array): Segment[] {
   for (;;) {
     const owned: Segment[] = [];
     space.device.forEachOwned((block, owner, index) => {
@@ -421,14 +441,14 @@ function listClosedSegments(space: DaxSpace, openTable: Int32Array): Segment[] {
         });
     });
     const open = new Set<number>();
-    let allocating = false;
+    let allocating = -1;
     for (let i = 0; i < openTable.length; i++) {
       const w = Atomics.load(openTable, i);
-      if (w === ALLOCATING) allocating = true;
+      if (w === ALLOCATING) allocating = i;
       else if (w > 0) open.add(w - 1);
     }
-    if (!allocating) return owned.filter((seg) => !open.has(seg.block));
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1); // let the allocating writer finish
+    if (allocating < 0) return owned.filter((seg) => !open.has(seg.block));
+    waitAllocating(space, progress, allocating);
   }
 }
 

@@ -63,7 +63,7 @@ const END_MARKER_BYTES = 16;
 import { HUGE_BLOCKS } from '../device/layout.js';
 import { sealStagedRecord, writeSealRecord, type MediaViews } from './records.js';
 import type { SegmentTable } from './segment-table.js';
-import { isBroken } from '../test-break.js';
+import { isBroken, testHooks } from '../test-break.js';
 import { storeRelease } from '../index/word-load.js';
 import { participantId } from '../device/participants.js';
 import { DaxError } from '../errors.js';
@@ -474,6 +474,11 @@ export class SegmentWriter {
     this.commit();
     const left = this.base < 0 ? undefined : { nonce: this.nonce, end: this.used };
     this.leaveSegment();
+    // The nonce the new segment's owner record will carry, before ALLOCATING: a reaper finds by
+    // it an extent this thread was given and died before naming (writer-reaper.ts).
+    const line = this.claim() * PROGRESS_WORDS;
+    this.progress[line + W_ALLOC_NONCE_LO] = nonce % 2 ** 32;
+    this.progress[line + W_ALLOC_NONCE_HI] = Math.floor(nonce / 2 ** 32);
     this.announce(ALLOCATING); // before the block is owned: compaction waits until we name it
     let block: number;
     try {
@@ -496,8 +501,10 @@ export class SegmentWriter {
       this.announce(IDLE);
       throw e;
     }
+    testHooks.segmentOpening?.('allocated');
     this.setProgress(0, 0); // before the announce: a reader that sees the new block sees these or later words
     this.table?.opened(block / HUGE_BLOCKS);
+    testHooks.segmentOpening?.('listed');
     this.announce(block + 1); // before anything is written: compaction must never pick it
     const offset = this.device.blockOffset(block);
     // The segment's pages are faulted in on another thread while we start filling it, so the
@@ -566,6 +573,8 @@ export const SLOT_COUNTER_FIRST = 2;
  *   W_INFLIGHT       1 + offset in the slot's segment of the record being written, 0: none
  *   W_OBJECTS_*      large-value objects written for the operation in flight (first id - base, count)
  *   W_RETIRE_*       1 + block of a segment its compaction is moving to staging and retiring, and its nonce
+ *   W_ALLOC_NONCE_*  the nonce of the segment the holder is allocating (written before the slot says
+ *                    ALLOCATING; meaningful only while it does)
  */
 export const W_OWNER = 8;
 export const W_INFLIGHT = 9;
@@ -578,6 +587,8 @@ export const W_RETIRE_NONCE_HI = 14;
 export const BORN = 15;
 /** Bytes of tombstones written into the slot's current segment (noteDels). */
 export const DELS = 16;
+export const W_ALLOC_NONCE_LO = 17;
+export const W_ALLOC_NONCE_HI = 18;
 
 /**
  * Flushes (no drain: the caller's next fence covers them) the part of every other writer's

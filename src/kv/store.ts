@@ -713,6 +713,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.progress[line + BORN] = 0;
         this.progress[line + DELS] = 0;
       },
+      unnamedSegmentFreed: (e) => {
+        if (this.table.isSegment(e)) this.table.freed(e);
+      },
       liveKeys: LIVE_KEYS,
       dead: DEAD,
     };

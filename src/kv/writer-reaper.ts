@@ -59,8 +59,10 @@ import {
   ENTRY_HEADER_BYTES,
   KV_KEY_PREFIX,
   RECORD_HEADER_BYTES,
+  OWNER_KV_SEGMENT,
   SEAL_BYTES,
   SEGMENT_BYTES,
+  SEGMENT_ORDER,
   entryBytes,
 } from './layout.js';
 import { checkRecord, entryKeyLength, entryOp, entryValueLength, type MediaViews } from './records.js';
@@ -68,6 +70,9 @@ import {
   DURABLE,
   END,
   PROGRESS_WORDS,
+  ALLOCATING,
+  W_ALLOC_NONCE_HI,
+  W_ALLOC_NONCE_LO,
   W_INFLIGHT,
   W_OBJECTS_COUNT,
   W_OBJECTS_FIRST,
@@ -102,6 +107,8 @@ export interface WriterReapContext {
   priorityReaped(word: number, used: number, nonce: number): void;
   /** The segment (head `block`, -1: none) of a slot released here is closed from now on, `used` bytes written. */
   segmentLeft(slot: number, block: number, used: number): void;
+  /** Extent e, which a writer was given and died before naming, was freed: no longer a segment if the table listed it. */
+  unnamedSegmentFreed(e: number): void;
   /** store.ts counter words */
   readonly liveKeys: number;
   readonly dead: number;
@@ -119,6 +126,8 @@ export const writerReapStats = {
   priority: 0,
   unknownInflight: 0,
   oldNotEntry: 0,
+  /** extents a writer that died ALLOCATING had been given and not named (freeUnnamedSegment) */
+  unnamedSegments: 0,
 };
 
 /** Whether a W_INFLIGHT word (1 + the record's offset in its segment) can name a record: 8-aligned, after the head SEAL, inside the segment. */
@@ -162,6 +171,7 @@ function reapSlot(ctx: WriterReapContext, slot: number, id: number): void {
   const device = space.device;
   const line = slot * PROGRESS_WORDS;
   const word = Atomics.load(ctx.openTable, slot);
+  if (word === ALLOCATING) freeUnnamedSegment(ctx, line, id);
   const base = word > 0 ? device.blockOffset(word - 1) : -1;
   const nonce = word > 0 ? device.ownerOf(word - 1).index : 0;
   const end = Math.min(SEGMENT_BYTES, progress[line + END]);
@@ -219,6 +229,42 @@ function reapSlot(ctx: WriterReapContext, slot: number, id: number): void {
   }
   Atomics.store(progress, line + W_OWNER, 0);
   writerReapStats.slots++;
+}
+
+/**
+ * A writer that died ALLOCATING (segment-writer.ts openSegment) may already own the extent it
+ * was given: between the allocator's return and the open-segment table naming it, nothing else
+ * records it, and an extent named nowhere would stay owned until the next open (a small store
+ * then runs out of room for its deletes). It is found by the nonce the writer recorded before
+ * it said ALLOCATING, and freed: no record was ever written in it, no reader can know it, and
+ * compaction does not list owned segments while the slot says ALLOCATING. An allocation the
+ * dead thread was still inside is the allocator's record's: the DAX layer's reap (rank 5, before
+ * this one) has undone it, and it is left alone here in any case.
+ */
+function freeUnnamedSegment(ctx: WriterReapContext, line: number, id: number): void {
+  if (isBroken('kv-reap-unnamed-segment-kept')) return;
+  const { progress } = ctx;
+  const device = ctx.space.device;
+  const nonce = (progress[line + W_ALLOC_NONCE_HI] >>> 0) * 2 ** 32 + (progress[line + W_ALLOC_NONCE_LO] >>> 0);
+  if (nonce !== 0 && !device.allocationInFlight(id)) {
+    for (let block = 0; block + HUGE_BLOCKS <= device.dataBlocks; block += HUGE_BLOCKS) {
+      const owner = device.ownerOf(block);
+      if (owner.state !== 'owned' || owner.ownerId !== OWNER_KV_SEGMENT || owner.index !== nonce) continue;
+      if (owner.order !== SEGMENT_ORDER || isNamed(ctx.openTable, block)) continue;
+      device.free(block);
+      ctx.unnamedSegmentFreed(block / HUGE_BLOCKS);
+      writerReapStats.unnamedSegments++;
+      break;
+    }
+  }
+  progress[line + W_ALLOC_NONCE_LO] = 0;
+  progress[line + W_ALLOC_NONCE_HI] = 0;
+}
+
+/** Whether some slot of the open-segment table names `block`. */
+function isNamed(openTable: Int32Array, block: number): boolean {
+  for (let i = 0; i < openTable.length; i++) if (Atomics.load(openTable, i) === block + 1) return true;
+  return false;
 }
 
 /**
