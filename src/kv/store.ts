@@ -597,7 +597,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * this slab, reset at each attempt (they are valid until the transaction ends, as documented).
    * A full slab is replaced, never reused, while views of it may live.
    */
-  private txnSlab = Buffer.allocUnsafeSlow(TXN_SLAB_BYTES);
+  private txnSlab = new ArrayBuffer(TXN_SLAB_BYTES);
   private txnSlabUsed = 0;
   /** Sink of touchEntriesPinned's loads. */
   private touched = 0;
@@ -2256,6 +2256,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /** The index key of a transaction's key, a copy of the transaction's (txnBytes: valid until it ends). */
   private txnKey(key: unknown, op: string): Uint8Array {
+    if (this.rawKeys && key instanceof Uint8Array && key.length <= MAX_KEY_BYTES) {
+      // Binary bytes straight into the slab: the prefix byte, then the key (no scratch copy).
+      const n = key.length;
+      const out = this.txnBytes(n + 1);
+      out[0] = KV_KEY_PREFIX;
+      for (let i = 0; i < n; i++) out[i + 1] = key[i];
+      return out;
+    }
     const k = this.lookupKey(key, op);
     const out = this.txnBytes(k.length);
     out.set(k);
@@ -2267,11 +2275,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (n > TXN_SLAB_BYTES / 8) return new Uint8Array(n);
     let at = this.txnSlabUsed;
     if (at + n > TXN_SLAB_BYTES) {
-      this.txnSlab = Buffer.allocUnsafeSlow(TXN_SLAB_BYTES);
+      this.txnSlab = new ArrayBuffer(TXN_SLAB_BYTES);
       at = 0;
     }
     this.txnSlabUsed = at + ((n + 7) & ~7);
-    return new Uint8Array(this.txnSlab.buffer, at, n);
+    return new Uint8Array(this.txnSlab, at, n);
   }
 
   /** A key's encoded bytes (no prefix byte) decoded by this handle's key encoding. */
@@ -2394,6 +2402,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       this.active.beginRecord(at);
       const tree = this.space.tree;
       for (const k of lock.keys) refs.push(grab(tree, k));
+      this.touchSupersededLocked(refs, lock.writeAt);
       if (!this.readsUnchangedLocked(lock.readAt, refs, S)) return false;
       const sequence = this.takeSequence();
       try {
@@ -2431,6 +2440,24 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (this.snaps.sweepDue()) this.sweepTombstones();
     if (this.segmentOpened) this.autoCompact();
     return true;
+  }
+
+  /**
+   * Loads the header of each written key's newest entry (the one the commit supersedes, which
+   * publishBatchLocked reads), all together: their cache misses overlap, where one by one each
+   * would wait for the locked instructions between them (takeSequence's add, the seqlock CASes).
+   */
+  private touchSupersededLocked(refs: EntryRef[], writeAt: number[]): void {
+    if (this.space.device.poisonedBlocks !== 0) return;
+    const views = this.views;
+    let touched = 0;
+    for (let i = 0; i < writeAt.length; i++) {
+      const ref = refs[writeAt[i]];
+      if (ref.state !== 'value') continue;
+      const v = views.at(ref.value);
+      touched += v.u32[(ref.value - v.base) / 4];
+    }
+    this.touched = touched; // a use, so the loads are not dead code
   }
 
   /** Whether every key read at S is unchanged: its newest version (stable: its lock is held) is still <= S. */

@@ -139,7 +139,7 @@ export class KvTransaction<K = any, V = any> {
 
   /** The value of key (decoded, as db.get): this transaction's own write, else the snapshot's. */
   get(key: KeyInput<K>): V | undefined {
-    const k = this.key(key, 'get');
+    const k = this.key(key, 'transaction get');
     const w = indexIn(this.wKeys, this.wIndex, k);
     if (w >= 0) {
       const own = this.wValues[w];
@@ -151,7 +151,7 @@ export class KvTransaction<K = any, V = any> {
 
   /** As get(), as a view valid until the transaction ends (its own writes: a view of the buffered copy). */
   getView(key: KeyInput<K>): Uint8Array | undefined {
-    const k = this.key(key, 'getView');
+    const k = this.key(key, 'transaction getView');
     const w = indexIn(this.wKeys, this.wIndex, k);
     if (w >= 0) return this.wValues[w];
     this.noteRead(k);
@@ -159,7 +159,7 @@ export class KvTransaction<K = any, V = any> {
   }
 
   has(key: KeyInput<K>): boolean {
-    return this.hasKey(this.key(key, 'has'));
+    return this.hasKey(this.key(key, 'transaction has'));
   }
 
   private hasKey(k: Uint8Array): boolean {
@@ -171,13 +171,13 @@ export class KvTransaction<K = any, V = any> {
 
   /** Buffers a put of key (the value is encoded, so copied, now); nothing is written before commit. */
   put(key: KeyInput<K>, value: ValueInput<V>): void {
-    const k = this.key(key, 'put');
+    const k = this.key(key, 'transaction put');
     this.write(k, this.host.encodeValue(value, 'transaction put'));
   }
 
   /** Buffers a delete of key; returns whether the key existed in the transaction's view (a read). */
   delete(key: KeyInput<K>): boolean {
-    const k = this.key(key, 'delete');
+    const k = this.key(key, 'transaction delete');
     const existed = this.hasKey(k);
     this.write(k, undefined);
     return existed;
@@ -200,7 +200,7 @@ export class KvTransaction<K = any, V = any> {
    * there is a conflict.
    */
   *range(opts?: KvRangeOptions<K>): Generator<[K, V]> {
-    this.check('range');
+    this.check('transaction range');
     const { range, contains, reverse, limit, bounds } = this.host.rangeForTransaction(opts, this.sequence);
     this.ranges.push(bounds);
     // Own writes in the bounds, in the range's order (index keys: the prefix byte compares equal).
@@ -218,7 +218,7 @@ export class KvTransaction<K = any, V = any> {
     ];
     try {
       for (const item of range) {
-        this.check('range');
+        this.check('transaction range');
         const [key] = item;
         for (; o < own.length && before(own[o], key) < 0; o++) {
           if (own[o].value === undefined) continue;
@@ -276,15 +276,15 @@ export class KvTransaction<K = any, V = any> {
     if (indexIn(this.rKeys, this.rIndex, k) < 0) this.rIndex = addTo(this.rKeys, this.rIndex, k);
   }
 
+  /** op: the whole name errors give ('transaction get'), a literal: no string is built per call. */
   private key(key: unknown, op: string): Uint8Array {
     this.check(op);
-    return this.host.encodeKey(key, `transaction ${op}`);
+    return this.host.encodeKey(key, op);
   }
 
   private check(op: string): void {
-    if (!this.open)
-      throw new DaxError('ECLOSED', `transaction ${op}: the transaction has ended (use it only inside its callback)`);
-    this.host.checkOpen(`transaction ${op}`);
+    if (!this.open) throw new DaxError('ECLOSED', `${op}: the transaction has ended (use it only inside its callback)`);
+    this.host.checkOpen(op);
   }
 }
 

@@ -1,0 +1,129 @@
+/**
+ * The 4-read + 4-write transaction of txn.bench.ts, A/B between two builds of daxstore in ONE
+ * process: both builds' modules are imported (two package roots, each its own module instances
+ * and addon), each opens its own store in /dev/shm (16-byte random keys, 100-byte values,
+ * 'binary' keys and values), and rounds of transactions alternate between them (A B, B A, ...),
+ * so the machine's load, the CPU's frequency and the cache pressure from other processes fall
+ * on both alike, round by round. A warm-up of WARM rounds each comes first. Prints the median
+ * CPU time per transaction of each build and the paired B/A ratio, median and quartiles over
+ * the rounds (below 1: B is faster). Run it both ways round (--a X --b Y, then --a Y --b X): the
+ * order of loading leaves a small bias of its own (an A/A run shows it).
+ *
+ *   npx tsc -p tsconfig.json
+ *   node dist/bench/txn-build-ab.js --a <root of build A> [--b <root of build B, default .>]
+ *     [--keys 100000] [--ops 2000] [--rounds 60] [--warm 10] [--durability none|sync]
+ */
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+const A = arg('a', '');
+const B = arg('b', '.');
+const KEYS = Number(arg('keys', '100000'));
+const OPS = Number(arg('ops', '2000'));
+const ROUNDS = Number(arg('rounds', '60'));
+const WARM = Number(arg('warm', '10'));
+const DURABILITY = arg('durability', 'none');
+if (A === '') throw new Error('usage: txn-build-ab --a <root> [--b <root>] [--rounds n] ...');
+const VALUE = new Uint8Array(100).fill(7);
+
+interface Txn {
+  get(key: Uint8Array): Uint8Array | undefined;
+  put(key: Uint8Array, value: Uint8Array): void;
+}
+interface Db {
+  put(key: Uint8Array, value: Uint8Array): void;
+  transactionSync(fn: (txn: Txn) => void): void;
+  close(): void;
+}
+
+const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'txn-build-ab-'));
+
+/** A build's store, filled, and a round of OPS transactions on it. */
+async function build(root: string, name: string): Promise<{ db: Db; round: () => void }> {
+  const url = (p: string): string => pathToFileURL(path.resolve(root, p)).href;
+  const { open } = (await import(url('dist/src/kv/index.js'))) as { open: (p: string, o: object) => Db };
+  const { mulberry32 } = (await import(url('dist/src/device/sim-media.js'))) as {
+    mulberry32: (seed: number) => () => number;
+  };
+  const all = new Uint8Array(KEYS * 16);
+  const rand = mulberry32(42);
+  for (let i = 0; i < all.length; i++) all[i] = (rand() * 256) | 0;
+  const pickRand = mulberry32(7);
+  const pick = (): Uint8Array => {
+    const i = Math.floor(pickRand() * KEYS);
+    return all.subarray(i * 16, i * 16 + 16);
+  };
+  const db = open(path.join(dir, name), {
+    size: 256 * 2 ** 20,
+    durability: DURABILITY,
+    keyEncoding: 'binary',
+    valueEncoding: 'binary',
+  });
+  for (let i = 0; i < KEYS; i++) db.put(all.subarray(i * 16, i * 16 + 16), VALUE);
+  let sink = 0;
+  const round = (): void => {
+    for (let j = 0; j < OPS; j++)
+      db.transactionSync((txn) => {
+        for (let i = 0; i < 4; i++) sink += txn.get(pick())?.length ?? 0;
+        for (let i = 0; i < 4; i++) txn.put(pick(), VALUE);
+      });
+    if (sink === -1) console.log(sink);
+  };
+  return { db, round };
+}
+
+const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+const quartile = (xs: number[], q: number): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length * q)];
+
+try {
+  const a = await build(A, 'a');
+  const b = await build(B, 'b');
+  for (let i = 0; i < WARM; i++) {
+    a.round();
+    b.round();
+  }
+  const load0 = loadavg();
+  const nsA: number[] = [];
+  const nsB: number[] = [];
+  const ratio: number[] = [];
+  const timed = (round: () => void): number => {
+    const c0 = process.cpuUsage();
+    round();
+    const d = process.cpuUsage(c0);
+    return ((d.user + d.system) * 1000) / OPS;
+  };
+  for (let r = 0; r < ROUNDS; r++) {
+    let ta: number;
+    let tb: number;
+    if (r % 2 === 0) {
+      ta = timed(a.round);
+      tb = timed(b.round);
+    } else {
+      tb = timed(b.round);
+      ta = timed(a.round);
+    }
+    nsA.push(ta);
+    nsB.push(tb);
+    ratio.push(tb / ta);
+  }
+  const load1 = loadavg();
+  console.log(
+    `txn 4r+4w A/B in one process: ${KEYS} keys, durability '${DURABILITY}', ${ROUNDS} alternating rounds of ${OPS}; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${load1.map((x) => x.toFixed(2)).join(' ')}`,
+  );
+  console.log(`A = ${path.resolve(A)}`);
+  console.log(`B = ${path.resolve(B)}`);
+  console.log(
+    `txn 4r+4w  A ${median(nsA).toFixed(0)} ns  B ${median(nsB).toFixed(0)} ns CPU per transaction  B/A paired median ${median(ratio).toFixed(3)} (quartiles ${quartile(ratio, 0.25).toFixed(3)}-${quartile(ratio, 0.75).toFixed(3)})`,
+  );
+  a.db.close();
+  b.db.close();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
