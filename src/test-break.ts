@@ -629,6 +629,13 @@ export const SWITCHES = {
       "compaction's listing waits for a writer slot that says ALLOCATING without looking at its writer: one that died there is never reaped while the compacting thread is the only one left, and the compaction waits forever",
     red: ['test/kv/kv-segment-open-death.test.ts'],
   },
+  'kv-compact-empty-needs-room': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a reclaim judges a closed segment with nothing to move like any other: without compaction's copy room it is not worth compacting, so a store out of room keeps an empty segment and its deletes get ENOSPC",
+    red: ['test/kv/kv-segment-open-death.test.ts'],
+  },
   'kv-close-keeps-death-handler': {
     layer: 'kv',
     read: 'call',
@@ -745,9 +752,10 @@ export const testHooks: {
   reapRollForward?: (stage: 'held' | 'opened' | 'finished', done: number) => void;
   /**
    * segment-writer.ts openSegment: the new segment's extent is this writer's ('allocated'), and
-   * the segment table lists it ('listed'), before the open-segment table names it
+   * the segment table lists it ('listed'), before the open-segment table names it; the open
+   * table names it, its head SEAL not yet written ('named')
    */
-  segmentOpening?: (stage: 'allocated' | 'listed') => void;
+  segmentOpening?: (stage: 'allocated' | 'listed' | 'named') => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */
   checkpointWrite?: (stage: 'created' | 'body-written') => void;
 } = {};

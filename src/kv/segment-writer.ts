@@ -506,6 +506,7 @@ export class SegmentWriter {
     this.table?.opened(block / HUGE_BLOCKS);
     testHooks.segmentOpening?.('listed');
     this.announce(block + 1); // before anything is written: compaction must never pick it
+    testHooks.segmentOpening?.('named');
     const offset = this.device.blockOffset(block);
     // The segment's pages are faulted in on another thread while we start filling it, so the
     // put path does not take a fault per 4 KiB (tmpfs allocates pages, fs-DAX blocks).

@@ -3542,7 +3542,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let gain = 0;
     let n = 0;
     for (const seg of this.table.closedSegments(this.openExtents())) {
-      if (seg.moveBytes > room || n++ >= RECLAIM_SEGMENTS) break;
+      // A segment with nothing to move (one its writer died opening, say) needs no room at all:
+      // in a store out of room it may be the one extent compaction can give back.
+      const moves = seg.moveBytes > 0 || isBroken('kv-compact-empty-needs-room');
+      if ((moves && seg.moveBytes > room) || n++ >= RECLAIM_SEGMENTS) break;
       if (forDelete) return seg.reclaimableBytes > 0;
       gain += seg.reclaimableBytes;
       room += SEGMENT_BYTES - seg.moveBytes;

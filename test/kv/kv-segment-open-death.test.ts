@@ -2,15 +2,22 @@
  * A writer that dies while it opens a new log segment leaves no extent behind. A worker writes
  * until its first new segment is being opened and is terminated right after the allocator gave
  * it the extent, before the open-segment table names it ('allocated': only the allocator's
- * owner record knows the extent; 'listed': the segment table lists it too). Half the trials
+ * owner record knows the extent; 'listed': the segment table lists it too), or once the open
+ * table names it, before its head SEAL is written ('named'). Half the trials
  * use the worker's own writer (puts of new keys), half the priority writer (deletes in a full
  * 8 MiB store, whose segment comes from the reserve). The main thread's next operation reaps
  * the dead writer; then every extent owned by a log segment must be named in the open-segment
  * table or listed in the segment table, the store must go on (puts, or deletes and puts after
  * them), and a reopen must agree with the model.
- * Red with DAXSTORE_TEST_BREAK=kv-reap-unnamed-segment-kept: the reaper does not look for the
- * extent, which stays owned by a segment nobody knows (a full store then gets ENOSPC for
- * deletes that must always succeed: kv-space-death's intermittent failure).
+ * A priority writer that died with its segment named and its head SEAL not written leaves an
+ * empty closed segment: in a full store it is the one extent compaction can give back, and it
+ * needs no room to move nothing.
+ * A compaction waiting on a writer that says ALLOCATING, which then dies, reaps it and goes on.
+ * Red with DAXSTORE_TEST_BREAK=kv-reap-unnamed-segment-kept (the reaper does not look for the
+ * extent, which stays owned by a segment nobody knows: a full store then gets ENOSPC for
+ * deletes that must always succeed, kv-space-death's intermittent failure),
+ * kv-compact-empty-needs-room (the reclaim wants copy room for the empty segment: the next
+ * delete gets ENOSPC) and kv-compact-waits-on-dead (the compaction waits forever).
  */
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
@@ -58,10 +65,14 @@ function fill(db: KvStore, model: Map<string, Buffer>, prefix: string, max: numb
   }
 }
 
-async function trial(seed: number, t: number): Promise<void> {
+type Stage = 'allocated' | 'listed' | 'named';
+
+/** Trial t: its writer and stage from the seed, or as `only` says. */
+async function trial(seed: number, t: number, only?: { priority: boolean; stage: Stage }): Promise<void> {
   const r = rng(seed + t);
-  const priority = t % 2 === 1;
-  const stage = r() < 0.5 ? 'allocated' : 'listed';
+  const priority = only?.priority ?? t % 2 === 1;
+  const drawn = (['allocated', 'listed', 'named'] as const)[Math.floor(r() * 3)];
+  const stage = only?.stage ?? drawn;
   const where = `trial ${t} (${priority ? 'priority writer' : 'own writer'}, dead ${stage})`;
   const dir = mkdtempSync(path.join('/dev/shm', 'kv-segment-open-'));
   const file = path.join(dir, 'store');
@@ -173,10 +184,29 @@ describe('a writer that dies while it opens a segment', () => {
     expect(String(error)).toMatch(/hung/);
   }, 600_000);
 
+  it('DAXSTORE_TEST_BREAK=kv-compact-empty-needs-room: the deletes of a full store get ENOSPC (goes red)', async () => {
+    let error: unknown;
+    try {
+      await withBroken('kv-compact-empty-needs-room', () =>
+        withSeed(FILE, async (seed) => {
+          for (let t = 0; t < 2; t++) await trial(seed, t, { priority: true, stage: 'named' });
+        }),
+      );
+    } catch (e) {
+      error = e;
+    }
+    console.log(`kv-compact-empty-needs-room: ${String(error).slice(0, 300)}`);
+    expect(String(error)).toMatch(/ENOSPC/);
+  }, 600_000);
+
   it('DAXSTORE_TEST_BREAK=kv-reap-unnamed-segment-kept: the extent stays owned (goes red)', async () => {
     let error: unknown;
     try {
-      await withBroken('kv-reap-unnamed-segment-kept', () => withSeed(FILE, (seed) => run(seed, 2)));
+      await withBroken('kv-reap-unnamed-segment-kept', () =>
+        withSeed(FILE, async (seed) => {
+          for (let t = 0; t < 2; t++) await trial(seed, t, { priority: t === 1, stage: 'allocated' });
+        }),
+      );
     } catch (e) {
       error = e;
     }

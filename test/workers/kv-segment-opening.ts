@@ -13,7 +13,7 @@ import { testHooks } from '../../src/test-break.js';
 
 interface Data {
   handle: KvHandle;
-  stage: 'allocated' | 'listed';
+  stage: 'allocated' | 'listed' | 'named';
   deletes: string[];
   progress: SharedArrayBuffer;
 }
