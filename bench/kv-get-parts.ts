@@ -16,9 +16,9 @@ import path from 'node:path';
 import { Packr } from 'msgpackr';
 import { open as lmdbOpen } from 'lmdb';
 import { open } from '../src/api/daxstore.js';
+import { type User, fillDax, fillLmdb, storeBytes, userValues } from './msgpack-users.js';
 
 const KEYS = Number(process.env['KV_MSGPACK_KEYS'] ?? 200_000);
-const VALUES = 1024;
 const HOT = 64;
 
 function arg(name: string, fallback: number): number {
@@ -28,45 +28,13 @@ function arg(name: string, fallback: number): number {
 const ROUNDS = arg('rounds', 9);
 const OPS = arg('ops', 100_000);
 
-interface User {
-  id: number;
-  name: string;
-  email: string;
-  age: number;
-  active: boolean;
-  tags: string[];
-  score: number;
-}
-
-function user(i: number): User {
-  return {
-    id: i,
-    name: `user ${i}`,
-    email: `user${i}@example.com`,
-    age: 20 + (i % 50),
-    active: i % 3 !== 0,
-    tags: i % 2 === 0 ? ['alpha', 'beta'] : ['gamma', 'delta'],
-    score: i * 1.5,
-  };
-}
-
 const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'kv-get-parts-'));
 try {
-  const values = Array.from({ length: VALUES }, (_, i) => user(i));
-  const size = Math.max(256 * 2 ** 20, Math.ceil((KEYS * 800) / 2 ** 21) * 2 ** 21);
-  const dax = open(path.join(dir, 'dax'), { size, durability: 'none' });
+  const values = userValues();
+  const dax = open(path.join(dir, 'dax'), { size: storeBytes(KEYS), durability: 'none' });
   const lm = lmdbOpen<User, [string, number]>({ path: path.join(dir, 'lmdb'), noSync: true });
-  for (let i = 0; i < KEYS; i += 1000)
-    dax.batch(
-      Array.from({ length: Math.min(1000, KEYS - i) }, (_, j) => ({
-        type: 'put' as const,
-        key: ['user', i + j],
-        value: values[(i + j) % VALUES],
-      })),
-    );
-  await lm.transaction(() => {
-    for (let i = 0; i < KEYS; i++) void lm.put(['user', i], values[i % VALUES]);
-  });
+  fillDax(dax, KEYS, values);
+  await fillLmdb(lm, KEYS, values);
 
   let c = 0;
   const spread = (): number => (c = (c + 7919) % KEYS);

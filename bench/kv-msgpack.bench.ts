@@ -19,75 +19,33 @@ import { Packr, Unpackr, pack } from 'msgpackr';
 import { open as lmdbOpen } from 'lmdb';
 import { open } from '../src/api/daxstore.js';
 import { CpuTimer } from './cpu-timed.js';
+import { type User, VALUES, fillDax, fillLmdb, storeBytes, userValues } from './msgpack-users.js';
 
 const KEYS = Number(process.env['KV_MSGPACK_KEYS'] ?? 200_000);
 const PER_SAMPLE = 1000;
 const SCAN = 1000;
-/** Distinct values written in turn (objects built once: the harness does not allocate per put). */
-const VALUES = 1024;
-
-interface User {
-  id: number;
-  name: string;
-  email: string;
-  age: number;
-  active: boolean;
-  tags: string[];
-  score: number;
-}
-
-function user(i: number): User {
-  return {
-    id: i,
-    name: `user ${i}`,
-    email: `user${i}@example.com`,
-    age: 20 + (i % 50),
-    active: i % 3 !== 0,
-    tags: i % 2 === 0 ? ['alpha', 'beta'] : ['gamma', 'delta'],
-    score: i * 1.5,
-  };
-}
-
 const cpu = new CpuTimer();
 const cpuTimed = cpu.timed.bind(cpu);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'kv-msgpack-bench-'));
   try {
-    const values = Array.from({ length: VALUES }, (_, i) => user(i));
+    const values = userValues();
     const packedBytes = values.reduce((s, v) => s + pack(v).length, 0) / VALUES;
-    const size = Math.max(256 * 2 ** 20, Math.ceil((KEYS * 800) / 2 ** 21) * 2 ** 21);
+    const size = storeBytes(KEYS);
     const dax = open(path.join(dir, 'dax-none'), { size, durability: 'none' });
     const daxSync = open(path.join(dir, 'dax-sync'), { size, durability: 'sync' });
     const lm = lmdbOpen<User, [string, number]>({ path: path.join(dir, 'lmdb-nosync'), noSync: true });
     const lmSync = lmdbOpen<User, [string, number]>({ path: path.join(dir, 'lmdb-sync') });
 
     let t = performance.now();
-    for (let i = 0; i < KEYS; i += 1000)
-      dax.batch(
-        Array.from({ length: Math.min(1000, KEYS - i) }, (_, j) => ({
-          type: 'put' as const,
-          key: ['user', i + j],
-          value: values[(i + j) % VALUES],
-        })),
-      );
+    fillDax(dax, KEYS, values);
     const loadDax = performance.now() - t;
     t = performance.now();
-    await lm.transaction(() => {
-      for (let i = 0; i < KEYS; i++) void lm.put(['user', i], values[i % VALUES]);
-    });
+    await fillLmdb(lm, KEYS, values);
     const loadLmdb = performance.now() - t;
-    for (let i = 0; i < KEYS; i += 1000)
-      daxSync.batch(
-        Array.from({ length: Math.min(1000, KEYS - i) }, (_, j) => ({
-          type: 'put' as const,
-          key: ['user', i + j],
-          value: values[(i + j) % VALUES],
-        })),
-      );
-    await lmSync.transaction(() => {
-      for (let i = 0; i < KEYS; i++) void lmSync.put(['user', i], values[i % VALUES]);
-    });
+    fillDax(daxSync, KEYS, values);
+    await fillLmdb(lmSync, KEYS, values);
 
     // Keys in a fixed pseudo-random order (stride 7919): each op builds its compound key, both sides alike.
     let c = 0;
