@@ -540,7 +540,8 @@ const SWEEP_BATCH = 1024;
 /**
  * range() reads ahead in batches that double from the first to the largest: a short or
  * early-abandoned range copies few entries; a long one pays the per-batch costs (a descent to
- * the resume key, one buffer allocation, a pin) once per 512 entries (docs/PERFORMANCE.md).
+ * the resume key, one buffer allocation, a pin) once per 512 entries (docs/PERFORMANCE.md). A
+ * range with a limit starts with min(limit, the largest): its caller said how far it reads.
  */
 const RANGE_BATCH_FIRST = 64;
 const RANGE_BATCH_MAX = 512;
@@ -2656,7 +2657,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let bounds = start;
     let remaining = limit;
     const ats = new Float64Array(RANGE_BATCH_MAX);
-    let batch = RANGE_BATCH_FIRST;
+    // A limit says how much the caller means to read: up to RANGE_BATCH_MAX of it in the first batch.
+    let batch = limit === Infinity ? RANGE_BATCH_FIRST : Math.min(RANGE_BATCH_MAX, Math.max(RANGE_BATCH_FIRST, limit));
     const fill = (cursor: RangeBatch): boolean => {
       if (remaining <= 0) return false;
       if (this.closed || (snapshot !== undefined && snapshot.closed)) this.iteratorClosed(S);
