@@ -93,6 +93,8 @@ export interface SegmentWriterOptions {
   table?: SegmentTable;
   /** always this slot (the last of the open table), never one claimed from the others */
   fixedSlot?: number;
+  /** the store's count of segments (words[at]): one more for each segment this writer names */
+  segmentCount?: { words: Int32Array; at: number };
 }
 
 export class SegmentWriter {
@@ -134,6 +136,7 @@ export class SegmentWriter {
     this.views = windows;
     this.priority = opts.priority === true;
     this.table = opts.table;
+    this.segmentCount = opts.segmentCount;
     this.claimableSlots = opts.fixedSlot === undefined ? openTable.length - 1 : 0;
     if (opts.fixedSlot !== undefined) {
       assert(opts.fixedSlot === openTable.length - 1, 'the fixed slot is the last of the open-segment table');
@@ -153,6 +156,7 @@ export class SegmentWriter {
   /** An ordinary writer's allocation grows a full store that can grow during a write's last try (store.ts growingLastTry). */
   growsOnLastTry = false;
   private readonly table: SegmentTable | undefined;
+  private readonly segmentCount: { words: Int32Array; at: number } | undefined;
   /** Slots claim() may take: all but the last, which belongs to the priority writer. */
   private readonly claimableSlots: number;
 
@@ -505,7 +509,13 @@ export class SegmentWriter {
     this.setProgress(0, 0); // before the announce: a reader that sees the new block sees these or later words
     this.table?.opened(block / HUGE_BLOCKS);
     testHooks.segmentOpening?.('listed');
-    this.announce(block + 1); // before anything is written: compaction must never pick it
+    const count = this.segmentCount;
+    const countLate = isBroken('kv-segment-counted-late');
+    // Named (before anything is written: compaction must never pick it) and counted with no call
+    // in between: a death lands before both or after both, so a segment a reaper finds named
+    // was counted, and one it frees from ALLOCATING (writer-reaper.ts) never was.
+    Atomics.store(this.openTable, this.slot, block + 1);
+    if (count !== undefined && !countLate) Atomics.add(count.words, count.at, 1);
     testHooks.segmentOpening?.('named');
     const offset = this.device.blockOffset(block);
     // The segment's pages are faulted in on another thread while we start filling it, so the
@@ -527,6 +537,7 @@ export class SegmentWriter {
     this.durable = SEAL_BYTES;
     this.sealed = true;
     this.nonce = nonce;
+    if (count !== undefined && countLate) Atomics.add(count.words, count.at, 1);
     this.onSegmentOpened();
   }
 

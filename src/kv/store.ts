@@ -657,22 +657,23 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.progress = new Int32Array(shared, PROGRESS_OFFSET, PROGRESS_WORDS * OPEN_SLOTS);
     this.spaceWords = new Float64Array(shared, SPACE_OFFSET, SPACE_WORDS);
     this.table = new SegmentTable(space.device.dataOffset, space.device.capacityBlocks, segments);
-    const onSegmentOpened = (): number => {
-      Atomics.add(this.i32, SEGMENTS_OPENED, 1);
-      return Atomics.add(this.i32, SEGMENTS, 1);
-    };
+    const onSegmentOpened = (): void => void Atomics.add(this.i32, SEGMENTS_OPENED, 1);
     const table = this.table;
-    const onOwnSegmentOpened = (): number => {
+    const onOwnSegmentOpened = (): void => {
       this.segmentOpened = true;
-      return onSegmentOpened();
+      onSegmentOpened();
     };
+    // The writers count the segments they name (SEGMENTS) as they name them (segment-writer.ts).
+    const segmentCount = { words: this.i32, at: SEGMENTS };
     this.writer = new SegmentWriter(space.device, this.views, onOwnSegmentOpened, this.openTable, this.progress, {
       table,
+      segmentCount,
     });
     this.priorityWriter = new SegmentWriter(space.device, this.views, onSegmentOpened, this.openTable, this.progress, {
       priority: true,
       fixedSlot: PRIORITY_SLOT,
       table,
+      segmentCount,
     });
     this.active = this.writer;
     this.reaper = new LargeObjectReaper(space);

@@ -17,7 +17,9 @@
  * extent, which stays owned by a segment nobody knows: a full store then gets ENOSPC for
  * deletes that must always succeed, kv-space-death's intermittent failure),
  * kv-compact-empty-needs-room (the reclaim wants copy room for the empty segment: the next
- * delete gets ENOSPC) and kv-compact-waits-on-dead (the compaction waits forever).
+ * delete gets ENOSPC), kv-compact-waits-on-dead (the compaction waits forever) and
+ * kv-segment-counted-late (the store's segment count, which must equal the extents owned by a
+ * log segment, stays one low after a death between naming a segment and writing its SEAL).
  */
 import { describe, expect, it } from 'vitest';
 import { Worker } from 'node:worker_threads';
@@ -50,6 +52,17 @@ function segmentsNamedNowhere(db: KvStore): number[] {
   return out;
 }
 
+/** Extents owned by a log segment. */
+function segmentsOwned(db: KvStore): number {
+  const device = db.dax.device;
+  let n = 0;
+  for (let block = 0; block + HUGE_BLOCKS <= device.dataBlocks; block += HUGE_BLOCKS) {
+    const owner = device.ownerOf(block);
+    if (owner.state === 'owned' && owner.ownerId === OWNER_KV_SEGMENT) n++;
+  }
+  return n;
+}
+
 /** Puts `prefix`-keys until ENOSPC (at most `max`); what was acknowledged goes into the model. */
 function fill(db: KvStore, model: Map<string, Buffer>, prefix: string, max: number): void {
   for (let n = 0; n < max; n++) {
@@ -68,7 +81,12 @@ function fill(db: KvStore, model: Map<string, Buffer>, prefix: string, max: numb
 type Stage = 'allocated' | 'listed' | 'named';
 
 /** Trial t: its writer and stage from the seed, or as `only` says. */
-async function trial(seed: number, t: number, only?: { priority: boolean; stage: Stage }): Promise<void> {
+async function trial(
+  seed: number,
+  t: number,
+  only?: { priority: boolean; stage: Stage },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
   const r = rng(seed + t);
   const priority = only?.priority ?? t % 2 === 1;
   const drawn = (['allocated', 'listed', 'named'] as const)[Math.floor(r() * 3)];
@@ -86,6 +104,7 @@ async function trial(seed: number, t: number, only?: { priority: boolean; stage:
     const p = new Int32Array(progress);
     const w = new Worker(workerScript('kv-segment-opening'), {
       workerData: { handle: db.share(), stage, deletes, progress },
+      env,
     });
     let failed: Error | undefined;
     w.on('error', (e) => (failed = e));
@@ -104,6 +123,9 @@ async function trial(seed: number, t: number, only?: { priority: boolean; stage:
     const unknown = segmentsNamedNowhere(db);
     if (unknown.length > 0)
       throw new Error(`${where}: extents owned by a segment named nowhere: ${unknown.join(', ')}`);
+    const owned = segmentsOwned(db);
+    if (db.stats().segments !== owned)
+      throw new Error(`${where}: the store counts ${db.stats().segments} segments, ${owned} extents are owned by one`);
     // The store goes on: the deletes a full store must always take, then puts in what they free.
     for (const k of deletes) {
       db.delete(k);
@@ -197,6 +219,21 @@ describe('a writer that dies while it opens a segment', () => {
     }
     console.log(`kv-compact-empty-needs-room: ${String(error).slice(0, 300)}`);
     expect(String(error)).toMatch(/ENOSPC/);
+  }, 600_000);
+
+  it('DAXSTORE_TEST_BREAK=kv-segment-counted-late: a named segment is left uncounted (goes red)', async () => {
+    let error: unknown;
+    try {
+      // The dying worker is the writer that counts: the switch is its.
+      const env = { ...process.env, ...breakEnv('kv-segment-counted-late') };
+      await withSeed(FILE, async (seed) => {
+        for (let t = 0; t < 2; t++) await trial(seed, t, { priority: t === 1, stage: 'named' }, env);
+      });
+    } catch (e) {
+      error = e;
+    }
+    console.log(`kv-segment-counted-late: ${String(error).slice(0, 300)}`);
+    expect(String(error)).toMatch(/the store counts/);
   }, 600_000);
 
   it('DAXSTORE_TEST_BREAK=kv-reap-unnamed-segment-kept: the extent stays owned (goes red)', async () => {
