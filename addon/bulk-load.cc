@@ -173,6 +173,71 @@ struct Inner {
 
 }  // namespace
 
+namespace {
+
+// The bulk load's entries in order: one column set (a) taken whole, or the takes of a merge
+// tape over two (a, b). Every entry handed out lies inside its column set's arrays.
+struct Entries {
+  const uint8_t* keys[2] = {nullptr, nullptr};
+  const uint32_t* starts[2] = {nullptr, nullptr};
+  const uint16_t* lengths[2] = {nullptr, nullptr};
+  const double* values[2] = {nullptr, nullptr};
+  uint64_t keysLength[2] = {0, 0}, length[2] = {0, 0};  // length: entries the shortest of its three columns holds
+  const uint32_t* tape = nullptr;     // null: a's first `count` entries
+  uint64_t tapeWords = 0, count = 0;
+  uint64_t word = 0, left = 0, at[2] = {0, 0};
+  uint32_t op = kTapeTakeA;
+
+  void Rewind() {
+    word = 0;
+    at[0] = at[1] = 0;
+    op = kTapeTakeA;
+    left = tape == nullptr ? count : 0;
+  }
+  // The next entry's set and index: true, or false at the tape's end or where it leaves its columns (bad).
+  __attribute__((always_inline)) bool Next(int* set, uint64_t* index, bool* bad) {
+    *bad = false;
+    if (left != 0 && op == kTapeTakeA && at[0] < length[0]) {  // within a run of a's takes (all of them without a tape)
+      *set = 0;
+      *index = at[0]++;
+      left--;
+      return true;
+    }
+    for (;;) {
+      while (left == 0) {
+        if (tape == nullptr || word >= tapeWords) return false;
+        op = tape[word] >> kTapeOpShift;
+        left = tape[word] & kTapeRunMask;
+        word++;
+      }
+      const int s = op == kTapeTakeA || op == kTapeSkipA ? 0 : 1;
+      if (op == kTapeSkipA || op == kTapeSkipB) {
+        at[s] += left;
+        left = 0;
+        if (at[s] > length[s]) return *bad = true, false;
+        continue;
+      }
+      if (at[s] >= length[s]) return *bad = true, false;
+      *set = s;
+      *index = at[s]++;
+      left--;
+      return true;
+    }
+  }
+};
+
+bool ColumnsOf(const Napi::CallbackInfo& info, int first, Entries* e, int set) {
+  size_t keysLength, startsLength, lengthsLength, valuesLength;
+  if (!TypedOf(info[first], napi_uint8_array, &e->keys[set], &keysLength) || !TypedOf(info[first + 1], napi_uint32_array, &e->starts[set], &startsLength) ||
+      !TypedOf(info[first + 2], napi_uint16_array, &e->lengths[set], &lengthsLength) || !TypedOf(info[first + 3], napi_float64_array, &e->values[set], &valuesLength))
+    return false;
+  e->keysLength[set] = keysLength;
+  e->length[set] = std::min({startsLength, lengthsLength, valuesLength});
+  return true;
+}
+
+}  // namespace
+
 Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);
@@ -180,28 +245,36 @@ Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info) {
   uint8_t* arena = nullptr;
   size_t arenaBytes = 0;
   if (!ArenaOf(info[0], &arena, &arenaBytes)) return bad;
-  const uint8_t* keys;
-  const uint32_t* starts;
-  const uint16_t* lengths;
-  const double* values;
-  size_t keysLength, startsLength, lengthsLength, valuesLength;
-  if (!TypedOf(info[2], napi_uint8_array, &keys, &keysLength) || !TypedOf(info[3], napi_uint32_array, &starts, &startsLength) ||
-      !TypedOf(info[4], napi_uint16_array, &lengths, &lengthsLength) || !TypedOf(info[5], napi_float64_array, &values, &valuesLength))
-    return bad;
+  Entries e;
+  if (!ColumnsOf(info, 2, &e, 0)) return bad;
+  const bool merged = info.Length() >= 13 && !info[12].IsUndefined() && !info[12].IsNull();
+  if (merged) {
+    size_t tapeWords;
+    if (!ColumnsOf(info, 8, &e, 1) || !TypedOf(info[12], napi_uint32_array, &e.tape, &tapeWords)) return bad;
+    e.tapeWords = tapeWords;
+  }
   const double runArg = info[1].As<Napi::Number>().DoubleValue();
   const double countArg = info[6].As<Napi::Number>().DoubleValue();
   if (!IsIndex(runArg) || !IsIndex(countArg)) return bad;
   const uint64_t count = static_cast<uint64_t>(countArg);
-  if (count > startsLength || count > lengthsLength || count > valuesLength) return bad;
+  if (!merged && count > e.length[0]) return bad;
+  e.count = count;
+  int set;
+  uint64_t k;
+  bool broken;
   if (info[7].IsNull() || info[7].IsUndefined()) {
     double total = 0;
-    for (uint64_t i = 0; i < count; i++) {
-      const uint32_t len = lengths[i];
-      const double v = values[i];
-      if (len > kMaxKeyBytes || uint64_t{starts[i]} + len > keysLength || !(v >= 0 && v <= kMaxValue && std::floor(v) == v))
+    uint64_t i = 0;
+    e.Rewind();
+    for (; i < count; i++) {
+      if (!e.Next(&set, &k, &broken)) return Napi::Number::New(env, -static_cast<double>(i) - 1);
+      const uint32_t len = e.lengths[set][k];
+      const double v = e.values[set][k];
+      if (len > kMaxKeyBytes || uint64_t{e.starts[set][k]} + len > e.keysLength[set] || !(v >= 0 && v <= kMaxValue && std::floor(v) == v))
         return Napi::Number::New(env, -static_cast<double>(i) - 1);
       total += static_cast<double>(ClassWords(LeafWords(len)));
     }
+    if (e.Next(&set, &k, &broken) || broken) return Napi::Number::New(env, -static_cast<double>(count) - 1);  // takes more than count
     return Napi::Number::New(env, total);
   }
   if (!info[7].IsTypedArray() || info[7].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return bad;
@@ -211,20 +284,29 @@ Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info) {
   // Offsets first (the caller retires every leaf of the run when one is out of order), each
   // checked against the arena, then the leaves.
   uint64_t at = static_cast<uint64_t>(runArg);
+  e.Rewind();
   for (uint64_t i = 0; i < count; i++) {
-    if (lengths[i] > kMaxKeyBytes || uint64_t{starts[i]} + lengths[i] > keysLength) return bad;
-    const uint64_t block = ClassWords(LeafWords(lengths[i]));
+    if (!e.Next(&set, &k, &broken)) return bad;
+    const uint32_t len = e.lengths[set][k];
+    if (len > kMaxKeyBytes || uint64_t{e.starts[set][k]} + len > e.keysLength[set]) return bad;
+    const uint64_t block = ClassWords(LeafWords(len));
     if ((at + block) * 4 > arenaBytes || at + block > 0x7fffffff) return bad;
     out[i] = static_cast<int32_t>(at);
     at += block;
   }
   int32_t* i32 = reinterpret_cast<int32_t*>(arena);
+  const uint8_t* previous = nullptr;
+  uint32_t previousLength = 0;
+  e.Rewind();
   for (uint64_t i = 0; i < count; i++) {
-    const uint32_t len = lengths[i];
-    const uint8_t* key = keys + starts[i];
-    if (i > 0 && CompareKeys(keys + starts[i - 1], lengths[i - 1], key, len) >= 0) return Napi::Number::New(env, -static_cast<double>(i) - 1);
+    if (!e.Next(&set, &k, &broken)) return bad;
+    const uint32_t len = e.lengths[set][k];
+    const uint8_t* key = e.keys[set] + e.starts[set][k];
+    if (i > 0 && CompareKeys(previous, previousLength, key, len) >= 0) return Napi::Number::New(env, -static_cast<double>(i) - 1);
+    previous = key;
+    previousLength = len;
     int32_t* p = i32 + out[i];
-    const uint64_t v = static_cast<uint64_t>(values[i]);
+    const uint64_t v = static_cast<uint64_t>(e.values[set][k]);
     p[0] = Header(kLeaf, len);
     p[kWEntry] = 0;
     p[kWValueLo] = static_cast<int32_t>(static_cast<uint32_t>(v));

@@ -11,7 +11,17 @@
 
 #include <napi.h>
 
+#include <cstdint>
+
 namespace daxstore {
+
+// A merge tape (kv-recovery.h JsMergeKvColumns writes one): runs, one u32 word each, of an op
+// in the top two bits and a run length >= 1 below. The ops walk two column sets a and b in
+// step: take a's next entry, skip it, take b's next, skip it. The entries taken, in tape
+// order, are the bulk load's entries.
+constexpr uint32_t kTapeOpShift = 30;
+constexpr uint32_t kTapeRunMask = (uint32_t{1} << kTapeOpShift) - 1;
+constexpr uint32_t kTapeTakeA = 0, kTapeSkipA = 1, kTapeTakeB = 2, kTapeSkipB = 3;
 
 // JsBulkLeaves(arena: SharedArrayBuffer, run, keys: Uint8Array, starts: Uint32Array,
 //   lengths: Uint16Array, values: Float64Array, count, leaves: Int32Array | null) -> number
@@ -21,6 +31,10 @@ namespace daxstore {
 // run from word `run` (header, entry word 0, value, key bytes; the key's last word zero-padded),
 // leaves[i] = its word offset, and returns 0, or -(i + 1) when key i is not greater than key
 // i - 1 (leaves before i are written; none is reachable). -EINVAL for bad arguments.
+// With five more arguments (bKeys, bStarts, bLengths, bValues, tape: Uint32Array), the entries
+// are those the tape takes from the columns above (a) and these (b), in tape order: entry i is
+// the tape's i-th take, and a tape that does not take exactly `count` entries inside both
+// column sets is a bad entry (-(i + 1), i the first entry it fails at, or count).
 Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info);
 
 // JsBulkInner(arena: SharedArrayBuffer, leaves: Int32Array, count, run) -> number

@@ -1,6 +1,7 @@
 #include "kv-recovery.h"
 
 #include "backing-store.h"
+#include "bulk-load.h"
 
 #include <algorithm>
 #include <array>
@@ -804,16 +805,41 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info) {
   const double count = info[1].As<Napi::Number>().DoubleValue();
   const double origin = info[2].As<Napi::Number>().DoubleValue();
   const double extentBytes = info[3].As<Napi::Number>().DoubleValue();
-  if (!IsIndex(count) || count > static_cast<double>(values.ElementLength()) || !IsIndex(origin) || !IsIndex(extentBytes) || extentBytes == 0) return bad;
+  if (!IsIndex(count) || !IsIndex(origin) || !IsIndex(extentBytes) || extentBytes == 0) return bad;
   const double* v = values.Data();
   int32_t* o = out.Data();
   const uint64_t extents = out.ElementLength();
   uint64_t skipped = 0;
-  for (uint64_t i = 0; i < static_cast<uint64_t>(count); i++) {
-    const double e = std::floor((v[i] - origin) / extentBytes);
+  const auto add = [&](double x) {
+    const double e = std::floor((x - origin) / extentBytes);
     if (e >= 0 && e < static_cast<double>(extents)) o[static_cast<uint64_t>(e)]++;
     else skipped++;
+  };
+  if (info.Length() < 7 || info[6].IsUndefined()) {
+    if (count > static_cast<double>(values.ElementLength())) return bad;
+    for (uint64_t i = 0; i < static_cast<uint64_t>(count); i++) add(v[i]);
+    return Napi::Number::New(env, static_cast<double>(skipped));
   }
+  // The takes of a merge tape over values (a) and bValues (b).
+  if (!info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || !info[6].IsTypedArray() ||
+      info[6].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    return bad;
+  Napi::Float64Array bValues = info[5].As<Napi::Float64Array>();
+  Napi::Uint32Array tape = info[6].As<Napi::Uint32Array>();
+  const double* sets[2] = {v, bValues.Data()};
+  const uint64_t lengths[2] = {values.ElementLength(), bValues.ElementLength()};
+  uint64_t at[2] = {0, 0}, taken = 0;
+  for (uint64_t w = 0; w < tape.ElementLength(); w++) {
+    const uint32_t op = tape[w] >> kTapeOpShift, run = tape[w] & kTapeRunMask;
+    const int set = op == kTapeTakeA || op == kTapeSkipA ? 0 : 1;
+    if (at[set] + run > lengths[set]) return bad;
+    if (op == kTapeTakeA || op == kTapeTakeB) {
+      for (uint64_t k = 0; k < run; k++) add(sets[set][at[set] + k]);
+      taken += run;
+    }
+    at[set] += run;
+  }
+  if (taken != static_cast<uint64_t>(count)) return bad;
   return Napi::Number::New(env, static_cast<double>(skipped));
 }
 
@@ -958,12 +984,9 @@ struct Merge {
   uint64_t mediaLength;
   Columns a, b;  // a: the checkpoint's winners; b: the tail's (DEL winners negative)
   double covered;  // the checkpoint's highest sequence
-  double* values;
-  uint32_t* starts;
-  uint16_t* lengths;
-  uint8_t* keys;
-  uint64_t capacity, keysCapacity;
-  int64_t count;  // or -errno
+  uint32_t* tape;  // runs (kv-recovery.h kTape*): which entry of a or b each step takes or skips
+  uint64_t tapeCapacity, tapeWords;
+  int64_t count;  // winners taken, or -errno
   uint64_t replaced, added, removed;
 };
 
@@ -980,15 +1003,15 @@ bool TailWins(const Merge& g, uint64_t ta, uint64_t tb) {
   return tb < ta;
 }
 
-bool Emit(Merge& g, double value, const uint8_t* key, uint16_t length) {
-  if (static_cast<uint64_t>(g.count) >= g.capacity) return false;
-  const uint64_t at = g.count == 0 ? 0 : g.starts[g.count - 1] + g.lengths[g.count - 1];
-  if (at + length > g.keysCapacity) return false;
-  g.values[g.count] = value;
-  g.starts[g.count] = static_cast<uint32_t>(at);
-  g.lengths[g.count] = length;
-  std::memcpy(g.keys + at, key, length);
-  g.count++;
+// Appends one step to the tape: extends the last run when it is the same op, else a new run.
+bool Step(Merge& g, uint32_t op) {
+  if (g.tapeWords > 0 && (g.tape[g.tapeWords - 1] >> kTapeOpShift) == op && (g.tape[g.tapeWords - 1] & kTapeRunMask) != kTapeRunMask) {
+    g.tape[g.tapeWords - 1]++;
+  } else {
+    if (g.tapeWords >= g.tapeCapacity) return false;
+    g.tape[g.tapeWords++] = (op << kTapeOpShift) | 1;
+  }
+  if (op == kTapeTakeA || op == kTapeTakeB) g.count++;
   return true;
 }
 
@@ -1006,7 +1029,7 @@ void RunMerge(void* arg) {
                                    : CompareIndexKeys(g.a.keys + g.a.starts[i], g.a.lengths[i], g.b.keys + g.b.starts[j], g.b.lengths[j]);
     bool ok = true;
     if (d < 0) {
-      ok = Emit(g, g.a.values[i], g.a.keys + g.a.starts[i], g.a.lengths[i]);
+      ok = Step(g, kTapeTakeA);
       i++;
     } else {
       const double vb = g.b.values[j];
@@ -1018,16 +1041,16 @@ void RunMerge(void* arg) {
         // Newer than everything the checkpoint covers: wins without a read of either entry.
         tail = SequenceAt(g.media, tb) > static_cast<uint64_t>(g.covered) || TailWins(g, ta, tb);
         if (!tail)
-          ok = Emit(g, g.a.values[i], g.a.keys + g.a.starts[i], g.a.lengths[i]);
+          ok = Step(g, kTapeTakeA);
         else if (del)
-          g.removed++;
+          g.removed++, ok = Step(g, kTapeSkipA);
         else
-          g.replaced++;
+          g.replaced++, ok = Step(g, kTapeSkipA);
         i++;
       } else if (!del) {
         g.added++;
       }
-      if (tail && !del) ok = Emit(g, vb, g.b.keys + g.b.starts[j], g.b.lengths[j]);
+      ok = ok && Step(g, tail && !del ? kTapeTakeB : kTapeSkipB);
       j++;
     }
     if (!ok) return void(g.count = -ERANGE);
@@ -1058,7 +1081,7 @@ bool ColumnsOf(const Napi::CallbackInfo& info, int first, uint64_t count, Column
 Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);
-  if (info.Length() < 17) return bad;
+  if (info.Length() < 14) return bad;
   for (int i : {1, 6, 11}) if (!info[i].IsNumber()) return bad;
   const double ca = info[1].As<Napi::Number>().DoubleValue(), cb = info[6].As<Napi::Number>().DoubleValue(), covered = info[11].As<Napi::Number>().DoubleValue();
   if (!IsIndex(ca) || !IsIndex(cb) || !IsIndex(covered)) return bad;
@@ -1067,8 +1090,8 @@ Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info) {
   if (!MediaOf(info[0], &g.media, &mediaBytes)) return bad;
   g.mediaLength = mediaBytes;
   g.covered = covered;
-  Columns out{};
-  if (!ColumnsOf(info, 2, static_cast<uint64_t>(ca), &g.a) || !ColumnsOf(info, 7, static_cast<uint64_t>(cb), &g.b) || !ColumnsOf(info, 12, 0, &out)) return bad;
+  if (!ColumnsOf(info, 2, static_cast<uint64_t>(ca), &g.a) || !ColumnsOf(info, 7, static_cast<uint64_t>(cb), &g.b)) return bad;
+  if (!info[12].IsTypedArray() || info[12].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) return bad;
   // Every key lies inside its column, every value is an entry inside the media.
   for (const Columns* c : {&g.a, &g.b})
     for (uint64_t i = 0; i < c->count; i++) {
@@ -1078,24 +1101,19 @@ Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info) {
           (c == &g.a && v < 0))
         return bad;
     }
-  auto outValues = info[12].As<Napi::Float64Array>();
-  auto outStarts = info[13].As<Napi::Uint32Array>();
-  auto outLengths = info[14].As<Napi::Uint16Array>();
-  g.values = outValues.Data();
-  g.starts = outStarts.Data();
-  g.lengths = outLengths.Data();
-  g.keys = const_cast<uint8_t*>(out.keys);
-  g.capacity = std::min({outValues.ElementLength(), outStarts.ElementLength(), outLengths.ElementLength()});
-  g.keysCapacity = out.keysLength;
+  Napi::Uint32Array tape = info[12].As<Napi::Uint32Array>();
+  g.tape = tape.Data();
+  g.tapeCapacity = tape.ElementLength();
   if (GuardedRun(RunMerge, &g) != 0) return Napi::Number::New(env, -EIO);
   if (g.count < 0) return Napi::Number::New(env, static_cast<double>(g.count));
-  Napi::Float64Array counts = info[16].IsTypedArray() && info[16].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array
-                                  ? info[16].As<Napi::Float64Array>()
+  Napi::Float64Array counts = info[13].IsTypedArray() && info[13].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array
+                                  ? info[13].As<Napi::Float64Array>()
                                   : Napi::Float64Array();
-  if (!counts.IsEmpty() && counts.ElementLength() >= 3) {
+  if (!counts.IsEmpty() && counts.ElementLength() >= 4) {
     counts[0] = static_cast<double>(g.replaced);
     counts[1] = static_cast<double>(g.added);
     counts[2] = static_cast<double>(g.removed);
+    counts[3] = static_cast<double>(g.tapeWords);
   }
   return Napi::Number::New(env, static_cast<double>(g.count));
 }

@@ -67,7 +67,9 @@ Napi::Value JsColumnStarts(const Napi::CallbackInfo& info);
 
 // JsCountByExtent(values: Float64Array, count, origin, extentBytes, out: Int32Array) -> the
 // values outside out's extents (not counted), or -EINVAL: out[floor((values[i] - origin) /
-// extentBytes)]++ for i < count (live entries per segment).
+// extentBytes)]++ for i < count (live entries per segment). With two more arguments (bValues:
+// Float64Array, tape: Uint32Array, bulk-load.h), the values counted are those the tape takes from
+// values (a) and bValues (b), `count` of them; -EINVAL when it takes another number or leaves them.
 Napi::Value JsCountByExtent(const Napi::CallbackInfo& info);
 
 // JsPickKvWinners(media: Uint8Array, recs: Uint32Array, count, values: Float64Array,
@@ -81,13 +83,16 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info);
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
 
 // JsMergeKvColumns(media, aCount, aValues, aStarts, aLengths, aKeys, bCount, bValues, bStarts,
-//   bLengths, bKeys, covered, outValues, outStarts, outLengths, outKeys, counts: Float64Array)
-//   -> winners written, or -errno (-ERANGE: out too small; -EIO: media error)
+//   bLengths, bKeys, covered, tape: Uint32Array, counts: Float64Array)
+//   -> winners, or -errno (-ERANGE: tape too small; -EIO: media error)
 // Merges a checkpoint's winners (a, key order, no DEL) with the winners of the log written after
-// it (b, key order, DEL winners with value -(offset + 1), pickKvWinners keepDeletes) into out,
-// key order: for a key in both, b's entry wins when its sequence is above `covered` (the
+// it (b, key order, DEL winners with value -(offset + 1), pickKvWinners keepDeletes) in key
+// order: for a key in both, b's entry wins when its sequence is above `covered` (the
 // checkpoint's highest), else by the pick's order read from both entries' headers; a winning
-// DEL removes the key. counts: [replaced, added, removed]. media: as for JsPickKvWinners.
+// DEL removes the key. Nothing is copied: the result is a tape (bulk-load.h kTape*) of which
+// entry of a or b each step takes or skips, 3 * bCount + 1 words at most (every b step adds at
+// most a run of a's takes, one a op and one b op). counts: [replaced, added, removed, tape words].
+// media: as for JsPickKvWinners.
 Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 
 // JsHashRange(bytes: Uint8Array, offset, length, out: Uint32Array) -> 0, -EINVAL, or -EIO (a

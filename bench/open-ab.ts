@@ -7,7 +7,7 @@
  * the paired B/A ratios (medians over rounds).
  *
  *   node dist/bench/open-ab.js --a <root of build A> [--b <root of build B, default this package>]
- *     [--keys 1000000] [--rounds 8] [--ballast MiB] [--full]
+ *     [--keys 1000000] [--rounds 8] [--ballast MiB] [--full | --kill]
  *   node dist/bench/open-ab.js --knob DAXSTORE_SCAN_MAPPED [--keys 1000000] [--rounds 8]
  *
  * With --knob, A is this package with the environment variable set to 1 and B the same
@@ -15,7 +15,9 @@
  * thread); the phases' CPU times come from the report's phasesCpuMs where the build has it.
  * --ballast fills that many MiB of the heap with live small arrays before each open. --full opens
  * with recovery: 'full' (the whole log scanned); without it a build that writes index checkpoints
- * at close opens on the checkpoint its previous close wrote (a clean reopen).
+ * at close opens on the checkpoint its previous close wrote (a clean reopen). --kill: after the
+ * build, a process overwrites 10% of the keys ('sync') and is killed (SIGKILL, no close); every
+ * open is of a fresh copy of that killed store (the checkpoint plus a tail of 10% of the writes).
  *
  * The workload is kv.bench's store: random 16-byte keys, 100-byte values, 'none', then half as
  * many overwrites of random keys (about 1.5 log entries per key), a byte store ('binary'
@@ -23,7 +25,7 @@
  * store in its own format. Stores go in /dev/shm and are removed at the end.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +85,18 @@ async function build(root: string, file: string, keys: number): Promise<void> {
   for (const k of all) db.put(k, VALUE);
   for (let i = 0; i < keys / 2; i++) db.put(all[Math.floor(r() * keys)], VALUE);
   db.close();
+}
+
+/** --kill: overwrites a tenth of the keys, each acknowledged ('sync'), and dies without a close. */
+async function writeAndDie(root: string, file: string, keys: number): Promise<void> {
+  const kv = await kvOf(root);
+  const r = random(42);
+  const all: Uint8Array[] = [];
+  for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
+  const db = kv.open(file, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
+  const w = random(100);
+  for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], VALUE);
+  process.kill(process.pid, 'SIGKILL');
 }
 
 async function timedOpen(root: string, file: string): Promise<OpenTiming> {
@@ -165,7 +179,13 @@ function here(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
-function child(mode: 'build' | 'open', root: string, file: string, keys: number, env?: NodeJS.ProcessEnv): string {
+function child(
+  mode: 'build' | 'open' | 'write-and-die',
+  root: string,
+  file: string,
+  keys: number,
+  env?: NodeJS.ProcessEnv,
+): string {
   return execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, root, file, String(keys)], {
     encoding: 'utf8',
     maxBuffer: 1 << 20,
@@ -200,15 +220,27 @@ function main(): void {
     const envs = { A: knob === '' ? process.env : { ...process.env, [knob]: '1' }, B: without };
     child('build', roots.A, files.A, keys);
     if (knob === '') child('build', roots.B, files.B, keys);
+    const kill = process.argv.includes('--kill');
+    if (kill)
+      for (const side of knob === '' ? (['A', 'B'] as const) : (['A'] as const)) {
+        try {
+          child('write-and-die', roots[side], files[side], keys);
+        } catch {
+          // killed, as meant
+        }
+        copyFileSync(files[side], `${files[side]}.killed`);
+      }
     const runs: Record<'A' | 'B', OpenTiming[]> = { A: [], B: [] };
     for (let i = 0; i < rounds; i++) {
       const order = i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
-      for (const side of order)
+      for (const side of order) {
+        if (kill) copyFileSync(`${files[side]}.killed`, files[side]);
         runs[side].push(
           JSON.parse(child('open', roots[side], files[side], keys, envs[side]), (_k, x: unknown) =>
             x === null ? NaN : x,
           ) as OpenTiming,
         );
+      }
     }
     const fields = [
       'wallMs',
@@ -256,5 +288,6 @@ function main(): void {
 if (process.argv[2] === '--child') {
   const [, , , mode, root, file, keys] = process.argv;
   if (mode === 'build') await build(root, file, Number(keys));
+  else if (mode === 'write-and-die') await writeAndDie(root, file, Number(keys));
   else process.stdout.write(JSON.stringify(await timedOpen(root, file)));
 } else main();

@@ -43,6 +43,19 @@ export interface BulkEntries {
   readonly lengths: Uint16Array | Uint32Array | Int32Array;
   /** integers in [0, 2^48) */
   readonly values: Float64Array | readonly number[];
+  /**
+   * When set, the entries are not the columns above taken whole but a merge of them (set a)
+   * with a second set (b): `tape` says which entry of a or b each step takes or skips
+   * (addon/bulk-load.h, written by recovery's merge), `count` entries taken in all. Recovery
+   * after a checkpoint loads its columns and the tail's this way without copying them.
+   */
+  readonly merge?: {
+    readonly keys: Uint8Array;
+    readonly starts: Uint32Array;
+    readonly lengths: Uint16Array;
+    readonly values: Float64Array;
+    readonly tape: Uint32Array;
+  };
 }
 
 /** Validates the shape of the arguments (DaxError EINVAL); per-key checks happen in allocLeaves. */
@@ -51,6 +64,26 @@ export function checkBulkEntries(e: BulkEntries): void {
   if (!Number.isSafeInteger(count) || count < 0)
     throw new DaxError('EINVAL', `bulkLoad: count ${count} must be a non-negative integer`);
   if (!(keys instanceof Uint8Array)) throw new DaxError('EINVAL', 'bulkLoad: keys must be a Uint8Array');
+  const m = e.merge;
+  if (m !== undefined) {
+    const typed = [starts, lengths, values, m.starts, m.lengths, m.values, m.keys, m.tape];
+    const kinds = [
+      Uint32Array,
+      Uint16Array,
+      Float64Array,
+      Uint32Array,
+      Uint16Array,
+      Float64Array,
+      Uint8Array,
+      Uint32Array,
+    ];
+    if (typed.some((a, i) => !(a instanceof kinds[i])))
+      throw new DaxError(
+        'EINVAL',
+        'bulkLoad: a merge takes typed columns (Uint32Array starts, Uint16Array lengths, Float64Array values)',
+      );
+    return; // the tape's entries are checked as it is read (allocLeaves)
+  }
   if (starts.length < count || lengths.length < count || values.length < count)
     throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count} starts, lengths and values`);
 }
@@ -129,15 +162,29 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
   for (let i = 0; i < e.count && lengths !== e.lengths; i++)
     if (lengths[i] !== e.lengths[i])
       throw new DaxError('EINVAL', `bulkLoad: ${badEntry(e, i) ?? `key ${i} has length ${e.lengths[i]}`}`);
-  const total = native().bulkLeaves(arena.sab, 0, keys, starts, lengths, values, e.count, null);
-  if (total < 0) throw new DaxError('EINVAL', `bulkLoad: ${badEntry(e, -total - 1) ?? `entry ${-total - 1}`}`);
+  const m = e.merge;
+  const merged = m === undefined ? ([] as []) : ([m.keys, m.starts, m.lengths, m.values, m.tape] as const);
+  const total = native().bulkLeaves(arena.sab, 0, keys, starts, lengths, values, e.count, null, ...merged);
+  if (total < 0) {
+    const i = -total - 1;
+    const why =
+      m === undefined
+        ? badEntry(e, i)
+        : `merged entry ${i} has a bad shape, or the tape does not take ${e.count} entries inside its columns`;
+    throw new DaxError('EINVAL', `bulkLoad: ${why ?? `entry ${i}`}`);
+  }
   if (e.count === 0) return leaves;
   const run = arena.allocRunLocked(total);
-  const rc = native().bulkLeaves(arena.sab, run, keys, starts, lengths, values, e.count, leaves);
+  const rc = native().bulkLeaves(arena.sab, run, keys, starts, lengths, values, e.count, leaves, ...merged);
   assert(rc <= 0 && rc !== -22, () => `bulkLeaves: ${rc}`);
   if (rc < 0) {
     const i = -rc - 1;
-    for (let j = 0; j < e.count; j++) retire(leaves[j], leafWords(lengths[j]));
+    // A merge's entries are not in `lengths`: each leaf's block is the run up to the next (class words).
+    for (let j = 0; j < e.count; j++)
+      retire(
+        leaves[j],
+        m === undefined ? leafWords(lengths[j]) : (j + 1 < e.count ? leaves[j + 1] : run + total) - leaves[j],
+      );
     throw new DaxError(
       'EINVAL',
       `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`,

@@ -349,25 +349,21 @@ export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: numbe
 
 /**
  * A checkpoint's winners (`covered`, no DEL) merged with the winners of the log after it
- * (`tail`, from pickWinners with keepDeletes: a DEL winner's value is -(offset + 1)) into
- * new columns in key order: for a key in both the newer entry wins, by the pick's order
- * (the tail's without a read when its sequence is above `coveredSequence`); a winning DEL
- * drops the key (addon/kv-recovery.cc RunMerge).
+ * (`tail`, from pickWinners with keepDeletes: a DEL winner's value is -(offset + 1)) in key
+ * order: for a key in both the newer entry wins, by the pick's order (the tail's without a
+ * read when its sequence is above `coveredSequence`); a winning DEL drops the key
+ * (addon/kv-recovery.cc RunMerge). Nothing is copied: the result is a tape of runs saying
+ * which entry of `covered` or `tail` each step takes or skips (addon/bulk-load.h), which the
+ * bulk load reads (bulk-load.ts BulkEntries.merge): its size follows the tail, not the store.
  */
 export function mergeColumns(
   v: MediaViews,
   covered: WinnerColumns,
   tail: WinnerColumns,
   coveredSequence: number,
-): WinnerColumns & { replaced: number; added: number; removed: number } {
-  const most = covered.count + tail.count;
-  const keyBytes = lastEnd(covered) + lastEnd(tail);
-  const buffer = sortScratch(Math.ceil((most * 14 + keyBytes) / 4)).buffer;
-  const values = new Float64Array(buffer, 0, most);
-  const starts = new Uint32Array(buffer, most * 8, most);
-  const lengths = new Uint16Array(buffer, most * 12, most);
-  const keys = new Uint8Array(buffer, most * 14, keyBytes);
-  const counts = new Float64Array(3);
+): MergeTape & { replaced: number; added: number; removed: number } {
+  const tape = new Uint32Array(3 * tail.count + 1);
+  const counts = new Float64Array(4);
   const n = native().mergeKvColumns(
     mediaFromZero(v),
     covered.count,
@@ -381,18 +377,27 @@ export function mergeColumns(
     tail.lengths,
     tail.keys,
     coveredSequence,
-    values,
-    starts,
-    lengths,
-    keys,
+    tape,
     counts,
   );
   if (n === -5)
     throw new DaxError('EIO', 'key-value recovery: media error (SIGBUS) reading entries to merge a checkpoint');
   assert(n >= 0, () => `mergeKvColumns of ${covered.count} + ${tail.count} winners: ${n}`);
-  return { count: n, values, starts, lengths, keys, replaced: counts[0], added: counts[1], removed: counts[2] };
+  return {
+    count: n,
+    covered,
+    tail,
+    tape: tape.subarray(0, counts[3]),
+    replaced: counts[0],
+    added: counts[1],
+    removed: counts[2],
+  };
 }
 
-function lastEnd(c: WinnerColumns): number {
-  return c.count === 0 ? 0 : c.starts[c.count - 1] + c.lengths[c.count - 1];
+/** Two winner column sets and the tape that merges them (mergeColumns): `count` entries taken. */
+export interface MergeTape {
+  readonly count: number;
+  readonly covered: WinnerColumns;
+  readonly tail: WinnerColumns;
+  readonly tape: Uint32Array;
 }

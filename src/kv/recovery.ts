@@ -78,6 +78,7 @@ import {
   SCAN_POISON,
   SORT_RECORD_WORDS,
   mergeColumns,
+  type MergeTape,
   pickWinners,
   scanSegment as scanNative,
   verifySegments,
@@ -371,7 +372,8 @@ function fullScan(
   const cpu3 = cpuMs();
   report.phasesMs.load = t3 - t2;
   report.phasesCpuMs.load = cpu3 - cpu2;
-  if (table !== undefined) estimateSegments(table, segments, scanned, winners.values, winners.count);
+  if (table !== undefined)
+    estimateSegments(table, segments, scanned, liveByExtent(table, winners.values, winners.count));
   report.keys = winners.count;
   if (injected.size > 0) findDamagedDeletes(space, injected, report);
   report.timeMs = performance.now() - start;
@@ -512,32 +514,36 @@ function recoverFromCheckpoint(
     lengths: cp.lengths,
     keys: cp.keyBytes,
   };
-  let winners = base;
+  let merged: MergeTape | undefined;
   if (found.count > 0) {
     const tail = isBroken('kv-checkpoint-stale-tail')
       ? pickWinners(v, found, KV_KEY_PREFIX, true)
       : withoutStaleEntries(v, pickWinners(v, found, KV_KEY_PREFIX, true), cp.maxSequence, dropped);
-    const merged = mergeColumns(v, base, tail, cp.maxSequence);
-    use.tailKeys = { replaced: merged.replaced, added: merged.added, removed: merged.removed };
-    winners = merged;
+    const m = mergeColumns(v, base, tail, cp.maxSequence);
+    use.tailKeys = { replaced: m.replaced, added: m.added, removed: m.removed };
+    merged = m;
   }
   const t2 = performance.now();
   report.phasesMs.sort = t2 - t1;
   const cpu2 = cpuMs();
   report.phasesCpuMs.sort = cpu2 - cpu1;
+  // With a tail, the bulk load reads the checkpoint's columns and the tail's through the
+  // merge's tape: no merged copy of either is written.
   space.tree.bulkLoad({
-    count: winners.count,
-    keys: winners.keys,
-    starts: winners.starts,
-    lengths: winners.lengths,
-    values: winners.values,
+    count: merged?.count ?? base.count,
+    keys: base.keys,
+    starts: base.starts,
+    lengths: base.lengths,
+    values: base.values,
+    merge: merged === undefined ? undefined : { ...merged.tail, tape: merged.tape },
   });
   const t3 = performance.now();
   const cpu3 = cpuMs();
   report.phasesMs.load = t3 - t2;
   report.phasesCpuMs.load = cpu3 - cpu2;
-  if (table !== undefined) estimateSegments(table, segments, scanned, winners.values, winners.count);
-  report.keys = winners.count;
+  if (table !== undefined)
+    estimateSegments(table, segments, scanned, liveByExtent(table, base.values, base.count, merged));
+  report.keys = merged?.count ?? base.count;
   report.checkpoint = use;
   report.timeMs = performance.now() - start;
   report.phasesMs.estimate = performance.now() - t3;
@@ -609,18 +615,36 @@ function vouchedEnds(space: DaxSpace, v: MediaViews, segments: Array<[number, nu
   return out;
 }
 
-/** The segment table's estimate for every segment recovery found (see recoverKv). */
+/**
+ * Each extent's winners, for estimateSegments: values[0, count) counted by the extent they
+ * lie in, or with `merged` the values its tape takes from them and from the tail's.
+ */
+function liveByExtent(table: SegmentTable, values: Float64Array, count: number, merged?: MergeTape): Int32Array {
+  const live = new Int32Array(table.extents);
+  // A loop run once over every winner: cold in JavaScript, so native.
+  const rc =
+    merged === undefined
+      ? native().countByExtent(values, count, table.dataOffset, SEGMENT_BYTES, live)
+      : native().countByExtent(
+          values,
+          merged.count,
+          table.dataOffset,
+          SEGMENT_BYTES,
+          live,
+          merged.tail.values,
+          merged.tape,
+        );
+  assert(rc >= 0, () => `countByExtent: ${rc}`);
+  return live;
+}
+
+/** The segment table's estimate for every segment recovery found (see recoverKv), from each extent's winners (`live`). */
 function estimateSegments(
   table: SegmentTable,
   segments: Array<[block: number, nonce: number]>,
   scanned: Array<{ used: number; entries: number }>,
-  winnerOffsets: Float64Array,
-  winners: number,
+  live: Int32Array,
 ): void {
-  const live = new Int32Array(table.extents);
-  // A loop run once over every winner: cold in JavaScript, so native.
-  const rc = native().countByExtent(winnerOffsets, winners, table.dataOffset, SEGMENT_BYTES, live);
-  assert(rc >= 0, () => `countByExtent: ${rc}`);
   segments.forEach(([block], i) => {
     const e = block / HUGE_BLOCKS;
     const { used, entries } = scanned[i];

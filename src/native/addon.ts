@@ -139,8 +139,8 @@ export interface NativeAddon {
     keepDeletes?: boolean,
   ): number;
   /**
-   * Merges a checkpoint's winner columns with the tail's (addon/kv-recovery.h JsMergeKvColumns):
-   * the count, or -errno. media: as for pickKvWinners.
+   * Merges a checkpoint's winner columns with the tail's (addon/kv-recovery.h JsMergeKvColumns)
+   * into a tape of which entry each step takes: the count taken, or -errno. media: as for pickKvWinners.
    */
   mergeKvColumns(
     media: Uint8Array | SharedArrayBuffer,
@@ -155,10 +155,7 @@ export interface NativeAddon {
     bLengths: Uint16Array,
     bKeys: Uint8Array,
     covered: number,
-    outValues: Float64Array,
-    outStarts: Uint32Array,
-    outLengths: Uint16Array,
-    outKeys: Uint8Array,
+    tape: Uint32Array,
     counts: Float64Array,
   ): number;
   /**
@@ -179,12 +176,23 @@ export interface NativeAddon {
     stride: number,
     out: Int32Array,
   ): number;
-  /** out[floor((values[i] - origin) / extentBytes)]++ for i < count: the values outside out (not counted), or -errno. */
-  countByExtent(values: Float64Array, count: number, origin: number, extentBytes: number, out: Int32Array): number;
+  /**
+   * out[floor((values[i] - origin) / extentBytes)]++ for i < count: the values outside out (not
+   * counted), or -errno. With `merged`, the values a merge tape takes from values and bValues.
+   */
+  countByExtent(
+    values: Float64Array,
+    count: number,
+    origin: number,
+    extentBytes: number,
+    out: Int32Array,
+    ...merged: [bValues: Float64Array, tape: Uint32Array] | []
+  ): number;
   /**
    * The radix tree's bulk load (addon/bulk-load.h): leaves null, the words entries' leaves take
    * (or -(i + 1): entry i's shape is bad); else the leaves written into the run at word `run`,
-   * their offsets in `leaves`, 0 (or -(i + 1): key i out of order).
+   * their offsets in `leaves`, 0 (or -(i + 1): key i out of order). With `merged`, the entries are
+   * the takes of a merge tape over the columns before (a) and these (b): addon/bulk-load.h.
    */
   bulkLeaves(
     arena: SharedArrayBuffer,
@@ -195,6 +203,8 @@ export interface NativeAddon {
     values: Float64Array,
     count: number,
     leaves: Int32Array | null,
+    ...merged:
+      [keys: Uint8Array, starts: Uint32Array, lengths: Uint16Array, values: Float64Array, tape: Uint32Array] | []
   ): number;
   /** The inner nodes over count sorted leaves: run < 0, the words they take; else written into the run, the root. -errno. */
   bulkInner(arena: SharedArrayBuffer, leaves: Int32Array, count: number, run: number): number;
