@@ -184,6 +184,28 @@ async function run(seed: number, trials: number): Promise<void> {
   for (let t = 0; t < trials; t++) await trial(seed, t);
 }
 
+/** Trials 0 and 1 of `seed`, each dead at `stage`, with the priority writer where `priority(t)`. */
+async function twoTrials(
+  seed: number,
+  priority: (t: number) => boolean,
+  stage: Stage,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  for (let t = 0; t < 2; t++) await trial(seed, t, { priority: priority(t), stage }, env);
+}
+
+/** The error `run` fails with under a red case's switch (`name`), printed; 'undefined' if it passed. */
+async function failureOf(name: string, run: (seed: number) => Promise<void>): Promise<string> {
+  let error: unknown;
+  try {
+    await withSeed(FILE, run);
+  } catch (e) {
+    error = e;
+  }
+  console.log(`${name}: ${String(error).slice(0, 300)}`);
+  return String(error);
+}
+
 describe('a writer that dies while it opens a segment', () => {
   it('leaves no extent owned by a segment named nowhere (own writer and priority writer)', async () => {
     await withSeed(FILE, (seed) => run(seed, scaled(12)));
@@ -194,60 +216,29 @@ describe('a writer that dies while it opens a segment', () => {
   }, 600_000);
 
   it('DAXSTORE_TEST_BREAK=kv-compact-waits-on-dead: the compaction waits forever (goes red)', async () => {
-    let error: unknown;
-    try {
-      await withSeed(FILE, (seed) =>
-        compactionMeetsDeath(seed, 10_000, { ...process.env, ...breakEnv('kv-compact-waits-on-dead') }),
-      );
-    } catch (e) {
-      error = e;
-    }
-    console.log(`kv-compact-waits-on-dead: ${String(error).slice(0, 300)}`);
-    expect(String(error)).toMatch(/hung/);
+    const env = { ...process.env, ...breakEnv('kv-compact-waits-on-dead') };
+    const error = await failureOf('kv-compact-waits-on-dead', (seed) => compactionMeetsDeath(seed, 10_000, env));
+    expect(error).toMatch(/hung/);
   }, 600_000);
 
   it('DAXSTORE_TEST_BREAK=kv-compact-empty-needs-room: the deletes of a full store get ENOSPC (goes red)', async () => {
-    let error: unknown;
-    try {
-      await withBroken('kv-compact-empty-needs-room', () =>
-        withSeed(FILE, async (seed) => {
-          for (let t = 0; t < 2; t++) await trial(seed, t, { priority: true, stage: 'named' });
-        }),
-      );
-    } catch (e) {
-      error = e;
-    }
-    console.log(`kv-compact-empty-needs-room: ${String(error).slice(0, 300)}`);
-    expect(String(error)).toMatch(/ENOSPC/);
+    const error = await withBroken('kv-compact-empty-needs-room', () =>
+      failureOf('kv-compact-empty-needs-room', (seed) => twoTrials(seed, () => true, 'named')),
+    );
+    expect(error).toMatch(/ENOSPC/);
   }, 600_000);
 
   it('DAXSTORE_TEST_BREAK=kv-segment-counted-late: a named segment is left uncounted (goes red)', async () => {
-    let error: unknown;
-    try {
-      // The dying worker is the writer that counts: the switch is its.
-      const env = { ...process.env, ...breakEnv('kv-segment-counted-late') };
-      await withSeed(FILE, async (seed) => {
-        for (let t = 0; t < 2; t++) await trial(seed, t, { priority: t === 1, stage: 'named' }, env);
-      });
-    } catch (e) {
-      error = e;
-    }
-    console.log(`kv-segment-counted-late: ${String(error).slice(0, 300)}`);
-    expect(String(error)).toMatch(/the store counts/);
+    // The dying worker is the writer that counts: the switch is its.
+    const env = { ...process.env, ...breakEnv('kv-segment-counted-late') };
+    const error = await failureOf('kv-segment-counted-late', (seed) => twoTrials(seed, (t) => t === 1, 'named', env));
+    expect(error).toMatch(/the store counts/);
   }, 600_000);
 
   it('DAXSTORE_TEST_BREAK=kv-reap-unnamed-segment-kept: the extent stays owned (goes red)', async () => {
-    let error: unknown;
-    try {
-      await withBroken('kv-reap-unnamed-segment-kept', () =>
-        withSeed(FILE, async (seed) => {
-          for (let t = 0; t < 2; t++) await trial(seed, t, { priority: t === 1, stage: 'allocated' });
-        }),
-      );
-    } catch (e) {
-      error = e;
-    }
-    console.log(`kv-reap-unnamed-segment-kept: ${String(error).slice(0, 300)}`);
-    expect(String(error)).toMatch(/named nowhere|ENOSPC/);
+    const error = await withBroken('kv-reap-unnamed-segment-kept', () =>
+      failureOf('kv-reap-unnamed-segment-kept', (seed) => twoTrials(seed, (t) => t === 1, 'allocated')),
+    );
+    expect(error).toMatch(/named nowhere|ENOSPC/);
   }, 600_000);
 });
