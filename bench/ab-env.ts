@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { median } from './ab-report.js';
 import { fileURLToPath } from 'node:url';
 import { open } from '../src/api/daxstore.js';
 
@@ -81,11 +82,6 @@ function runChild(keys: number, env: NodeJS.ProcessEnv): Run {
   });
   if (r.status !== 0) throw new Error(`ab-env child failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout) as Run;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 function main(): void {

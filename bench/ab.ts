@@ -17,8 +17,8 @@
  * printed before and after: on a shared machine, quote it with the figures.
  */
 import { execFileSync } from 'node:child_process';
-import { loadavg } from 'node:os';
 import path from 'node:path';
+import { loadAverage, printMedians } from './ab-report.js';
 
 interface Options {
   a: string;
@@ -81,12 +81,6 @@ function ratios(output: string): Map<string, number> {
   return out;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
 function runOnce(dir: string, o: Options): Map<string, number> {
   const script = path.resolve(dir, 'dist', 'bench', `${o.bench}.bench.js`);
   const output = execFileSync(process.execPath, [script], {
@@ -100,9 +94,7 @@ function runOnce(dir: string, o: Options): Map<string, number> {
 
 function main(): void {
   const o = parseArgs(process.argv.slice(2));
-  const before = loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ');
+  const before = loadAverage();
   const results: Record<'a' | 'b', Array<Map<string, number>>> = { a: [], b: [] };
   for (let r = 0; r < o.runs; r++) {
     const order: Array<'a' | 'b'> = r % 2 === 0 ? ['a', 'b'] : ['b', 'a'];
@@ -111,25 +103,12 @@ function main(): void {
       process.stderr.write(`run ${r + 1}/${o.runs} ${which} done\n`);
     }
   }
-  const after = loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ');
+  const after = loadAverage();
   console.log(
     `A/B ${o.bench}.bench: A = ${path.resolve(o.a)}, B = ${path.resolve(o.b)}, ${o.runs} runs each, alternated`,
   );
   console.log(`load average before ${before}, after ${after}`);
-  const names = new Set<string>();
-  for (const m of [...results.a, ...results.b]) for (const k of m.keys()) names.add(k);
-  for (const name of names) {
-    const a = results.a.map((m) => m.get(name)).filter((x): x is number => x !== undefined);
-    const b = results.b.map((m) => m.get(name)).filter((x): x is number => x !== undefined);
-    if (a.length === 0 || b.length === 0) continue;
-    const ma = median(a);
-    const mb = median(b);
-    console.log(
-      `${name.padEnd(44)} A ${ma.toFixed(2).padStart(7)}x   B ${mb.toFixed(2).padStart(7)}x   B/A ${(mb / ma).toFixed(3)}   (A ${a.map((x) => x.toFixed(2)).join(' ')} | B ${b.map((x) => x.toFixed(2)).join(' ')})`,
-    );
-  }
+  printMedians(results, { nameWidth: 44, valueWidth: 7, unit: 'x' });
 }
 
 main();

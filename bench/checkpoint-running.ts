@@ -21,6 +21,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { median } from './ab-report.js';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { attach, open, type KvHandle } from '../src/kv/index.js';
@@ -42,10 +43,6 @@ function keysOf(n: number): Uint8Array[] {
   return Array.from({ length: n }, () => new Uint8Array(16).map(() => Math.floor(r() * 256)));
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const quantile = (xs: Float64Array, n: number, q: number): number => {
   const s = xs.slice(0, n).sort();
   return s[Math.min(n - 1, Math.floor(q * n))];

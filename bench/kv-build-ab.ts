@@ -20,6 +20,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { median } from './ab-report.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mulberry32 } from '../src/device/sim-media.js';
 
@@ -174,11 +175,6 @@ function runChild(root: string, keys: number): Record<Row, number> {
   );
   return JSON.parse(out) as Record<Row, number>;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function main(): void {
   const a = arg('a', '');

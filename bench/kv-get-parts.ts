@@ -13,6 +13,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { median } from './ab-report.js';
 import { Packr } from 'msgpackr';
 import { open as lmdbOpen } from 'lmdb';
 import { open } from '../src/api/daxstore.js';
@@ -83,10 +84,6 @@ try {
       samples.get(name)!.push(((d.user + d.system) * 1000) / OPS);
     }
   }
-  const median = (xs: number[]): number => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
   const ns = (name: string): number => median(samples.get(name)!);
   console.log(
     `decoded get taken apart: ${KEYS} keys ['user', n], msgpack objects (${packed.length} B with shared structures), ${ROUNDS} rounds of ${OPS} ops, CPU ns per op (medians); load average ${loadavg()

@@ -13,6 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import path from 'node:path';
+import { median } from './ab-report.js';
 import { fileURLToPath } from 'node:url';
 
 function arg(name: string, fallback?: string): string {
@@ -45,11 +46,6 @@ function runOnce(root: string): Ratios {
   }
   return ratios;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const runs: Record<'A' | 'B', Ratios[]> = { A: [], B: [] };
 const loads: string[] = [];

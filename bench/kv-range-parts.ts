@@ -16,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { median } from './ab-report.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { KvStoreOf } from '../src/kv/index.js';
 import { type User, fillDax, storeBytes, userValues } from './msgpack-users.js';
@@ -29,11 +30,6 @@ const LIMIT = Number(arg('limit') ?? 1000);
 const ROUNDS = Number(arg('rounds') ?? 5);
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TASKS = ['keys and values', 'keys only', 'values only', 'neither'] as const;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** One build's rounds: CPU ns per entry of each task (medians), as JSON on the last line. */
 async function measure(root: string): Promise<Record<string, number>> {

@@ -19,8 +19,8 @@
  *     [--env TXN_BENCH_MS=1000]
  */
 import { execFileSync } from 'node:child_process';
-import { loadavg } from 'node:os';
 import path from 'node:path';
+import { loadAverage, printMedians } from './ab-report.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -82,17 +82,7 @@ function runOnce(root: string): Map<string, number> {
   return figures(output);
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-};
-
-const load = (): string =>
-  loadavg()
-    .map((x) => x.toFixed(2))
-    .join(' ');
-const before = load();
+const before = loadAverage();
 const results: Record<'a' | 'b', Array<Map<string, number>>> = { a: [], b: [] };
 for (let r = 0; r < RUNS; r++)
   for (const which of r % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const)) {
@@ -102,16 +92,5 @@ for (let r = 0; r < RUNS; r++)
 console.log(
   `A/B txn.bench (transactions): A = ${path.resolve(A)}, B = ${path.resolve(B)}, ${RUNS} runs each, alternated`,
 );
-console.log(`load average before ${before}, after ${load()}`);
-const names = new Set<string>();
-for (const m of [...results.a, ...results.b]) for (const k of m.keys()) names.add(k);
-for (const name of names) {
-  const a = results.a.map((m) => m.get(name)).filter((x): x is number => x !== undefined);
-  const b = results.b.map((m) => m.get(name)).filter((x): x is number => x !== undefined);
-  if (a.length === 0 || b.length === 0) continue;
-  const ma = median(a);
-  const mb = median(b);
-  console.log(
-    `${name.padEnd(20)} A ${ma.toFixed(2).padStart(6)}   B ${mb.toFixed(2).padStart(6)}   B/A ${(mb / ma).toFixed(3)}   (A ${a.map((x) => x.toFixed(2)).join(' ')} | B ${b.map((x) => x.toFixed(2)).join(' ')})`,
-  );
-}
+console.log(`load average before ${before}, after ${loadAverage()}`);
+printMedians(results, { nameWidth: 20, valueWidth: 6, unit: '' });
