@@ -148,6 +148,15 @@ const BATCH = 128;
 const MAX_RESTARTS = 100_000;
 const EMPTY_KEY = new Uint8Array(0);
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+/** The most keys one lookupManyPinned call walks together. */
+export const LOOKUP_MANY_MAX = 32;
+
+/** Whether the leaf at word `leaf` (its key length already checked) holds exactly `key`. */
+function leafHoldsKey(u8: Uint8Array, leaf: number, key: Uint8Array): boolean {
+  const kb = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
+  for (let i = 0; i < key.length; i++) if (u8[kb + i] !== key[i]) return false;
+  return true;
+}
 
 /** Per thread and epoch domain: tree id -> arena, for the one RETIRE_ARENA_NODE reclaimer. */
 const arenasByDomain = new WeakMap<EpochDomain, Map<number, Arena>>();
@@ -578,6 +587,82 @@ export class RadixTree {
   }
   /** @internal */
   lastEntry = 0;
+
+  /**
+   * @internal lookupPinned of keys[0..n), each answer in values[i] (the value, or -1 when
+   * absent), with the descents walked in lockstep: one level of every key per step. One
+   * descent's cache misses form a chain (each node's address comes from the load before), but
+   * the chains of different keys are independent, so stepping them together lets their misses
+   * overlap. A walk that ends on a live leaf holding exactly its key, whose seqlock read
+   * (readValuePinned) gives a value, answers with it: that leaf is the key's, as lookupPinned
+   * would have found it. Any other end (no leaf, another key's leaf, no value, a dead node or
+   * one past this thread's view) is answered by lookupPinned itself, so the walk may skip
+   * comparing prefixes (the leaf's whole key is compared) and read nodes with plain loads
+   * (a stale word only leads to a fallback). Caller pinned; n <= LOOKUP_MANY_MAX.
+   */
+  lookupManyPinned(keys: readonly Uint8Array[], n: number, values: Float64Array): void {
+    assert(n <= LOOKUP_MANY_MAX, 'lookupManyPinned: too many keys');
+    const i32 = this.arena.i32;
+    const u8 = this.arena.u8;
+    const nodes = this.walkNodes;
+    const depths = this.walkDepths;
+    const root = i32[Hw.ROOT];
+    for (let j = 0; j < n; j++) {
+      nodes[j] = root;
+      depths[j] = 0;
+      values[j] = -1;
+    }
+    for (let walking = n; walking > 0;) {
+      walking = 0;
+      for (let j = 0; j < n; j++) {
+        const node = nodes[j];
+        if (node <= 0) continue;
+        const key = keys[j];
+        const hdr = i32[node];
+        const tag = hdr & 0xfff;
+        let child = 0;
+        if (tag === Lay.LEAF_TAG) {
+          if (hdr >>> 12 === key.length && leafHoldsKey(u8, node, key)) child = -node; // found: -leaf
+        } else if (tag >= Lay.N4_TAG && tag <= Lay.N256_TAG && (tag & 0xff) === Lay.NODE_MAGIC) {
+          const plen = i32[node + Lay.W_PREFIX_LEN];
+          let depth = depths[j] + plen;
+          const body = node + Lay.INNER_HEADER_WORDS + ((plen + 3) >> 2);
+          if (depth >= key.length) child = i32[node + Lay.W_END_LEAF];
+          else {
+            const b = key[depth++];
+            if (tag === Lay.N256_TAG) child = i32[body + b];
+            else if (tag === Lay.N48_TAG) {
+              const si = (i32[body + (b >> 2)] >>> ((b & 3) << 3)) & 0xff;
+              child = si === 0 ? 0 : i32[body + 63 + si];
+            } else {
+              const count = hdr >>> 12;
+              const capWords = tag === Lay.N4_TAG ? 1 : tag === Lay.N16_TAG ? 4 : 8;
+              const kb = body << 2;
+              for (let i = 0; i < count; i++)
+                if (u8[kb + i] === b) {
+                  child = i32[body + capWords + i];
+                  break;
+                }
+            }
+          }
+          depths[j] = depth;
+        }
+        nodes[j] = child; // undefined (past the view) stores as 0
+        if (child > 0) walking++;
+      }
+    }
+    for (let j = 0; j < n; j++) {
+      const leaf = -nodes[j];
+      const v = leaf > 0 ? this.readValuePinned(leaf) : -1;
+      if (v >= 0) values[j] = v;
+      else {
+        const found = this.lookupPinned(keys[j]);
+        values[j] = found === undefined ? -1 : found;
+      }
+    }
+  }
+  private readonly walkNodes = new Int32Array(LOOKUP_MANY_MAX);
+  private readonly walkDepths = new Int32Array(LOOKUP_MANY_MAX);
 
   /** Value stored under `key` (or the huge entry covering it), undefined if none. Caller pinned. */
   lookupPinned(key: Uint8Array): number | undefined {

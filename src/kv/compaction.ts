@@ -74,6 +74,7 @@ import { DaxError } from '../errors.js';
 import { OWNER_STAGING } from '../dax/layout.js';
 import { transferOwner } from '../device/transfer-owner.js';
 import { grab, replace, unlock } from '../index/entry-lock.js';
+import { LOOKUP_MANY_MAX } from '../index/radix-tree.js';
 import {
   ENTRY_DEL,
   ENTRY_HEADER_BYTES,
@@ -81,6 +82,7 @@ import {
   KIND_BATCH,
   KIND_PUT,
   KV_KEY_PREFIX,
+  MAX_KEY_BYTES,
   OWNER_KV_SEGMENT,
   RECORD_HEADER_BYTES,
   RETIRED_HEAD_WORD,
@@ -488,26 +490,73 @@ export function measureSegment(
 
 /**
  * Counts the bytes of the segment's entries the index still points at and lists them with its
- * DEL entries (Segment.entries): a dead PUT is never looked at again.
+ * DEL entries (Segment.entries): a dead PUT is never looked at again. The entries are looked up
+ * in batches of LOOKUP_MANY_MAX, whose descents walk together (radix-tree.ts
+ * lookupManyPinned), one pin each.
  */
 function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
   let last = seg.base;
   // Sabotaged (kv-compact-no-recheck): every entry listed, dead ones too, and none re-checked.
   const all = isBroken('kv-compact-no-recheck');
-  forEachRecord(v, seg.base, SEGMENT_BYTES, seg.nonce, readableOf(space, seg.block), (at, check) => {
-    let e = at + RECORD_HEADER_BYTES;
-    for (let i = 0; i < (check.kind === KIND_PUT || check.kind === KIND_BATCH ? check.count : 0); i++) {
-      const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
-      if (space.tree.lookup(scratchKey(v, e)) === e) {
+  const batch = measureBatch;
+  const tree = space.tree;
+  let n = 0;
+  const decide = (): void => {
+    tree.epoch.pin();
+    try {
+      tree.lookupManyPinned(batch.keys, n, batch.found);
+    } finally {
+      tree.epoch.unpin();
+    }
+    for (let j = 0; j < n; j++) {
+      const e = batch.entries[j];
+      const bytes = batch.bytes[j];
+      if (batch.found[j] === e) {
         seg.entries.push(e);
         seg.liveBytes += bytes + RECORD_HEADER_BYTES;
         seg.maxEntryBytes = Math.max(seg.maxEntryBytes, bytes + RECORD_HEADER_BYTES);
       } else if (all || entryOp(v, e) === ENTRY_DEL) seg.entries.push(e);
+    }
+    n = 0;
+  };
+  forEachRecord(v, seg.base, SEGMENT_BYTES, seg.nonce, readableOf(space, seg.block), (at, check) => {
+    let e = at + RECORD_HEADER_BYTES;
+    for (let i = 0; i < (check.kind === KIND_PUT || check.kind === KIND_BATCH ? check.count : 0); i++) {
+      const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
+      batch.entries[n] = e;
+      batch.bytes[n] = bytes;
+      batch.keys[n] = batchKey(v, e, n);
+      if (++n === LOOKUP_MANY_MAX) decide();
       e += bytes;
     }
     last = at + check.totalBytes;
   });
+  if (n > 0) decide();
   seg.usedBytes = last - seg.base;
+}
+
+/** The longest index key of the store: the prefix byte and MAX_KEY_BYTES key bytes. */
+const MAX_INDEX_KEY_BYTES = MAX_KEY_BYTES + 1;
+
+/** measure()'s batch (one per thread, as modules are): entry offsets, their sizes, their index keys (in keySlab, MAX_INDEX_KEY_BYTES of room each) and the lookups' answers. */
+const measureBatch = {
+  entries: new Float64Array(LOOKUP_MANY_MAX),
+  bytes: new Float64Array(LOOKUP_MANY_MAX),
+  keys: new Array<Uint8Array>(LOOKUP_MANY_MAX).fill(new Uint8Array(0)),
+  found: new Float64Array(LOOKUP_MANY_MAX),
+  keySlab: new Uint8Array(LOOKUP_MANY_MAX * MAX_INDEX_KEY_BYTES),
+};
+
+/** The index key of entry e (the prefix byte, then its key) in room `slot` of measureBatch.keySlab. */
+function batchKey(v: MediaViews, e: number, slot: number): Uint8Array {
+  const keyLength = entryKeyLength(v, e);
+  const slab = measureBatch.keySlab;
+  const to = slot * MAX_INDEX_KEY_BYTES;
+  slab[to] = KV_KEY_PREFIX;
+  v = v.at(e);
+  const from = e - v.base + ENTRY_HEADER_BYTES;
+  for (let i = 0; i < keyLength; i++) slab[to + 1 + i] = v.u8[from + i];
+  return slab.subarray(to, to + keyLength + 1);
 }
 
 function indexKey(v: MediaViews, e: number): Uint8Array {
@@ -517,24 +566,6 @@ function indexKey(v: MediaViews, e: number): Uint8Array {
   v = v.at(e);
   key.set(v.u8.subarray(e - v.base + ENTRY_HEADER_BYTES, e - v.base + ENTRY_HEADER_BYTES + keyLength), 1);
   return key;
-}
-
-let scratch = new Uint8Array(256);
-/** scratchViews[n]: the first n bytes of scratch. */
-let scratchViews: Uint8Array[] = [];
-
-/** indexKey(v, e) in a buffer reused by every call (valid until the next): for a lookup. */
-function scratchKey(v: MediaViews, e: number): Uint8Array {
-  const keyLength = entryKeyLength(v, e);
-  if (scratch.length < keyLength + 1) {
-    scratch = new Uint8Array(keyLength + 1);
-    scratchViews = [];
-  }
-  scratch[0] = KV_KEY_PREFIX;
-  v = v.at(e);
-  const from = e - v.base + ENTRY_HEADER_BYTES;
-  for (let i = 0; i < keyLength; i++) scratch[i + 1] = v.u8[from + i];
-  return (scratchViews[keyLength + 1] ??= scratch.subarray(0, keyLength + 1));
 }
 
 /**

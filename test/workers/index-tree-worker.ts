@@ -163,6 +163,10 @@ function waitUnlockedOnce(): unknown {
   return { ms: performance.now() - t0, state: 'unlocked' };
 }
 
+const MANY = 12;
+const manyAt: number[] = new Array<number>(MANY).fill(0);
+const manyValues = new Float64Array(MANY);
+
 /** Values are key-derived (see writer), so any other value is a torn or reclaimed read. */
 function reader(): unknown {
   let reads = 0;
@@ -173,6 +177,13 @@ function reader(): unknown {
     try {
       const v = tree.lookupPinned(testKey(k));
       if (v !== undefined && v % 1_000_003 !== k) Atomics.add(control, C_BAD_READS, 1);
+      if (reads % 8 === 0) {
+        // The same check through the lockstep descents of a batch (radix-tree.ts lookupManyPinned).
+        for (let j = 0; j < MANY; j++) manyAt[j] = Math.floor(random() * data.keys);
+        tree.lookupManyPinned(manyAt.map(testKey), MANY, manyValues);
+        for (let j = 0; j < MANY; j++)
+          if (manyValues[j] !== -1 && manyValues[j] % 1_000_003 !== manyAt[j]) Atomics.add(control, C_BAD_READS, 1);
+      }
       if (reads % 64 === 0) {
         let prev: Uint8Array | undefined;
         tree.scanPinned({}, (value, leaf) => {
