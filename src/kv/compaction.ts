@@ -719,7 +719,7 @@ function copyEntryStaged(v: MediaViews, writer: SegmentWriter, e: number): numbe
   ensureStageBytes(total);
   v = v.at(e);
   v.buf.copy(stageViews.u8, RECORD_HEADER_BYTES, e - v.base, e - v.base + bytes);
-  const at = writer.reserve(total);
+  const at = writer.reserve(total, false);
   if (entryOp(v, e) === ENTRY_DEL) writer.noteDels(total);
   writer.sealStaged(at, KIND_PUT, 1, total);
   return at + RECORD_HEADER_BYTES;

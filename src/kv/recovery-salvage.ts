@@ -89,7 +89,7 @@ function writeMarkers(ctx: SalvageContext, report: KvRecoveryReport, out: Salvag
     ensureStageBytes(total);
     writeEntry(stageViews, RECORD_HEADER_BYTES, op, k, undefined, 0, flags);
     setEntrySequence(stageViews, RECORD_HEADER_BYTES, sequence);
-    const at = writer.reserve(total);
+    const at = writer.reserve(total, false);
     writer.sealStaged(at, KIND_PUT, 1, total);
     writer.flushPending();
     return at + RECORD_HEADER_BYTES;

@@ -243,14 +243,17 @@ export class SegmentWriter {
 
   // ---- the operation in flight (thread death: store.ts "Thread death") ----
 
-  /** Records the reservation at `at` as this writer's operation in flight (plain store: read only after this thread died). */
-  beginRecord(at: number): void {
-    this.progress[this.slot * PROGRESS_WORDS + W_INFLIGHT] = at - this.base + 1;
-  }
-
-  /** The operation in flight is over (its record published, or given back). */
-  endRecord(): void {
-    this.progress[this.slot * PROGRESS_WORDS + W_INFLIGHT] = 0;
+  /**
+   * The operation in flight is over (its record published, or given back): its objects record
+   * first, then its record (writer-reaper.ts step 3). Plain stores, read only after this thread
+   * died.
+   */
+  endOperation(): void {
+    const slot = this.slot;
+    if (slot < 0) return;
+    const line = slot * PROGRESS_WORDS;
+    this.progress[line + W_OBJECTS_COUNT] = 0;
+    this.progress[line + W_INFLIGHT] = 0;
   }
 
   /** Records large-value objects [first, first + count) (ids minus the kv base) as written for the operation in flight. */
@@ -272,9 +275,14 @@ export class SegmentWriter {
     this.progress[at + W_RETIRE_BLOCK] = block + 1;
   }
 
-  /** Device offset of `bytes` (multiple of 8) of fresh record space; allocates a segment when needed (ENOSPC changes nothing). */
-  reserve(bytes: number): number {
-    if (isBroken('kv-no-end-marker')) return this.reserveWithoutEndMarker(bytes);
+  /**
+   * Device offset of `bytes` (multiple of 8) of fresh record space; allocates a segment when
+   * needed (ENOSPC changes nothing). `inFlight`: the reservation is also recorded as this
+   * writer's operation in flight (W_INFLIGHT, for the reaper should this thread die; cleared by
+   * endOperation), in the same step, so no point between the two can be interrupted.
+   */
+  reserve(bytes: number, inFlight: boolean): number {
+    if (isBroken('kv-no-end-marker')) return this.reserveWithoutEndMarker(bytes, inFlight);
     assert(bytes % 8 === 0 && bytes > 0 && bytes <= MAX_RECORD_BYTES, () => `reserve(${bytes})`);
     // SEAL_BYTES stay free after every record: room for the SEAL of close (sealForClose).
     if (this.base < 0 || this.used + bytes > SEGMENT_BYTES - SEAL_BYTES) this.openSegment();
@@ -290,18 +298,22 @@ export class SegmentWriter {
       u32[w + 2] = 0;
       u32[w + 3] = 0;
     }
-    this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd; // plain: ordered by the index publish that follows (header)
+    const line = this.slot * PROGRESS_WORDS;
+    this.progress[line + END] = this.flushEnd; // plain: ordered by the index publish that follows (header)
+    if (inFlight) this.progress[line + W_INFLIGHT] = at - this.base + 1;
     return at;
   }
 
   /** reserve() under DAXSTORE_TEST_BREAK=kv-no-end-marker: the 16 bytes after the reservation keep whatever they held. */
-  private reserveWithoutEndMarker(bytes: number): number {
+  private reserveWithoutEndMarker(bytes: number, inFlight: boolean): number {
     if (this.base < 0 || this.used + bytes > SEGMENT_BYTES - SEAL_BYTES) this.openSegment();
     else if (this.tailDirty) this.cleanTail();
     const at = this.base + this.used;
     this.used += bytes;
     this.sealed = false;
-    this.progress[this.slot * PROGRESS_WORDS + END] = this.flushEnd;
+    const line = this.slot * PROGRESS_WORDS;
+    this.progress[line + END] = this.flushEnd;
+    if (inFlight) this.progress[line + W_INFLIGHT] = at - this.base + 1;
     return at;
   }
 

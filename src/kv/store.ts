@@ -1407,8 +1407,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let at = -1;
     try {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
-      at = this.active.reserve(total);
-      this.active.beginRecord(at);
+      at = this.active.reserve(total, true);
       const entryAt = at + RECORD_HEADER_BYTES;
       const ref = grab(this.space.tree, k);
       try {
@@ -1426,7 +1425,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
     } finally {
       if (!done) this.abandon(at, total, objectId);
-      this.endOperation();
+      this.active.endOperation();
     }
     return true;
   }
@@ -1460,12 +1459,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return ref.state === 'value' && !isDeletion(this.views, ref.value) ? sequenceAt(this.views, ref.value) : ABSENT;
   }
 
-  /** The operation in flight is over: its objects record first, then its record (writer-reaper.ts step 3). */
-  private endOperation(): void {
-    this.active.endObjects();
-    if (this.active.slotIndex >= 0) this.active.endRecord();
-  }
-
   /**
    * putEntry under DAXSTORE_TEST_BREAK=kv-seq-before-lock: the sequence is taken BEFORE the
    * entry lock, then a 0-200 us spin stands in for a preemption in that window, so two puts of
@@ -1484,7 +1477,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let at = -1;
     try {
       writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_PUT, k, value, valueLength, flags);
-      at = this.writer.reserve(total);
+      at = this.writer.reserve(total, false);
       const sequence = this.takeSequence();
       spinMicros(Math.random() * 200);
       const ref = grab(this.space.tree, k);
@@ -1569,8 +1562,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private deleteEntry(k: Uint8Array, expect: number): boolean {
     const total = RECORD_HEADER_BYTES + entryBytes(k.length - 1, 0);
     writeEntry(stageViews, RECORD_HEADER_BYTES, ENTRY_DEL, k, undefined, 0);
-    const at = this.active.reserve(total);
-    this.active.beginRecord(at);
+    const at = this.active.reserve(total, true);
     let done = false;
     try {
       const ref = grab(this.space.tree, k);
@@ -1598,7 +1590,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       done = true;
     } finally {
       if (!done) this.active.rollback(at, total);
-      this.active.endRecord();
+      this.active.endOperation();
     }
     this.count(DELETES, 1);
     return true;
@@ -1676,8 +1668,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           item.flags,
         );
       }
-      at = this.active.reserve(total);
-      this.active.beginRecord(at);
+      at = this.active.reserve(total, true);
       for (const item of items) refs.push(grab(this.space.tree, item.key)); // ascending key order
       try {
         const sequence = this.takeSequence();
@@ -1708,7 +1699,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (at >= 0) this.active.rollback(at, total);
         for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
       }
-      this.endOperation();
+      this.active.endOperation();
     }
     this.count(BATCHES, 1);
   }
@@ -1775,8 +1766,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       total = RECORD_HEADER_BYTES;
       for (const ref of refs) total += entryBytes(ref.key.length - 1, 0);
       ensureStageBytes(total);
-      at = this.active.reserve(total);
-      this.active.beginRecord(at);
+      at = this.active.reserve(total, true);
       let e = RECORD_HEADER_BYTES; // the keys are our own copies (scanKeys): composing under the locks reads no caller memory
       const entryAts: number[] = [];
       try {
@@ -1801,7 +1791,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     } finally {
       for (const ref of refs) unlock(this.space.tree, ref);
       if (!done && at >= 0) this.active.rollback(at, total);
-      if (at >= 0) this.active.endRecord();
+      if (at >= 0) this.active.endOperation();
     }
   }
 
@@ -2400,8 +2390,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           item.flags,
         );
       }
-      at = this.active.reserve(total);
-      this.active.beginRecord(at);
+      at = this.active.reserve(total, true);
       const tree = this.space.tree;
       for (const k of lock.keys) refs.push(grab(tree, k));
       this.touchSupersededLocked(refs, lock.writeAt);
@@ -2435,7 +2424,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (at >= 0) this.active.rollback(at, total);
         for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
       }
-      this.endOperation();
+      this.active.endOperation();
     }
     this.count(BATCHES, 1);
     this.reaper.drain();
