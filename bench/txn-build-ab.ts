@@ -1,6 +1,6 @@
 /**
- * The 4-read + 4-write transaction of txn.bench.ts, A/B between two builds of daxstore in ONE
- * process: both builds' modules are imported (two package roots, each its own module instances
+ * The 4-read + 4-write transaction of txn.bench.ts (or, with --op, a plain overwrite put or
+ * get of one random key), A/B between two builds of daxstore in ONE process: both builds' modules are imported (two package roots, each its own module instances
  * and addon), each opens its own store in /dev/shm (16-byte random keys, 100-byte values,
  * 'binary' keys and values), and rounds of transactions alternate between them (A B, B A, ...),
  * so the machine's load, the CPU's frequency and the cache pressure from other processes fall
@@ -12,11 +12,13 @@
  *   npx tsc -p tsconfig.json
  *   node dist/bench/txn-build-ab.js --a <root of build A> [--b <root of build B, default .>]
  *     [--keys 100000] [--ops 2000] [--rounds 60] [--warm 10] [--durability none|sync]
+ *     [--op txn|put|get]
  */
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { median } from './ab-report.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -30,6 +32,9 @@ const OPS = Number(arg('ops', '2000'));
 const ROUNDS = Number(arg('rounds', '60'));
 const WARM = Number(arg('warm', '10'));
 const DURABILITY = arg('durability', 'none');
+const OP = arg('op', 'txn');
+if (OP !== 'txn' && OP !== 'put' && OP !== 'get') throw new Error(`--op: txn, put or get, not ${OP}`);
+const LABEL = OP === 'txn' ? 'txn 4r+4w' : OP;
 if (A === '') throw new Error('usage: txn-build-ab --a <root> [--b <root>] [--rounds n] ...');
 const VALUE = new Uint8Array(100).fill(7);
 
@@ -39,6 +44,7 @@ interface Txn {
 }
 interface Db {
   put(key: Uint8Array, value: Uint8Array): void;
+  get(key: Uint8Array): Uint8Array | undefined;
   transactionSync(fn: (txn: Txn) => void): void;
   close(): void;
 }
@@ -68,18 +74,29 @@ async function build(root: string, name: string): Promise<{ db: Db; round: () =>
   });
   for (let i = 0; i < KEYS; i++) db.put(all.subarray(i * 16, i * 16 + 16), VALUE);
   let sink = 0;
+  const rounds = {
+    txn: (): void => {
+      for (let j = 0; j < OPS; j++)
+        db.transactionSync((txn) => {
+          for (let i = 0; i < 4; i++) sink += txn.get(pick())?.length ?? 0;
+          for (let i = 0; i < 4; i++) txn.put(pick(), VALUE);
+        });
+    },
+    put: (): void => {
+      for (let j = 0; j < OPS; j++) db.put(pick(), VALUE);
+    },
+    get: (): void => {
+      for (let j = 0; j < OPS; j++) sink += db.get(pick())?.length ?? 0;
+    },
+  };
+  const op = rounds[OP as keyof typeof rounds];
   const round = (): void => {
-    for (let j = 0; j < OPS; j++)
-      db.transactionSync((txn) => {
-        for (let i = 0; i < 4; i++) sink += txn.get(pick())?.length ?? 0;
-        for (let i = 0; i < 4; i++) txn.put(pick(), VALUE);
-      });
+    op();
     if (sink === -1) console.log(sink);
   };
   return { db, round };
 }
 
-const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1];
 const quartile = (xs: number[], q: number): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length * q)];
 
 try {
@@ -115,12 +132,12 @@ try {
   }
   const load1 = loadavg();
   console.log(
-    `txn 4r+4w A/B in one process: ${KEYS} keys, durability '${DURABILITY}', ${ROUNDS} alternating rounds of ${OPS}; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${load1.map((x) => x.toFixed(2)).join(' ')}`,
+    `${LABEL} A/B in one process: ${KEYS} keys, durability '${DURABILITY}', ${ROUNDS} alternating rounds of ${OPS}; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${load1.map((x) => x.toFixed(2)).join(' ')}`,
   );
   console.log(`A = ${path.resolve(A)}`);
   console.log(`B = ${path.resolve(B)}`);
   console.log(
-    `txn 4r+4w  A ${median(nsA).toFixed(0)} ns  B ${median(nsB).toFixed(0)} ns CPU per transaction  B/A paired median ${median(ratio).toFixed(3)} (quartiles ${quartile(ratio, 0.25).toFixed(3)}-${quartile(ratio, 0.75).toFixed(3)})`,
+    `${LABEL}  A ${median(nsA).toFixed(0)} ns  B ${median(nsB).toFixed(0)} ns CPU per ${OP === 'txn' ? 'transaction' : OP}  B/A paired median ${median(ratio).toFixed(3)} (quartiles ${quartile(ratio, 0.25).toFixed(3)}-${quartile(ratio, 0.75).toFixed(3)})`,
   );
   a.db.close();
   b.db.close();
