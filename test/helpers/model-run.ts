@@ -30,32 +30,57 @@ export function modelRun(
   run: ModelRun,
   step: (db: KvStore, i: number, random: () => number, key: () => string, model: Map<string, Buffer>) => void,
 ): void {
-  const dir = mkdtempSync(`/dev/shm/${run.tag}-`);
-  try {
-    const file = path.join(dir, 'store');
+  withReopenedModel(run.tag, { size: run.size }, (store) => {
     const random = rng(run.seed);
     const keys = run.keys(random);
     const key = (): string => `k${Math.floor(random() * keys)}`;
     const model = new Map<string, Buffer>();
-    let db = open(file, { size: run.size });
     const end = performance.now() + run.watchdogMs;
+    for (let i = 0; i < run.steps; i++) {
+      if (performance.now() > end)
+        throw new Error(`watchdog: ${i} of ${run.steps} ${run.unit} after ${run.watchdogMs / 1000} s`);
+      step(store.db, i, random, key, model);
+      expectKeyMatches(store.db, model, key());
+      if (i === run.steps >> 1) store.reopen();
+    }
+    return model;
+  });
+}
+
+/** The store of withReopenedModel: `reopen()` closes it and opens the same file again. */
+export interface ModelStore {
+  db: KvStore;
+  reopen(): void;
+}
+
+/**
+ * A fresh store in a temporary directory (/dev/shm/<tag>-…), opened with `options`: `body` runs
+ * against it and returns the model the store must hold. Then the store is reopened and must
+ * equal the model, with a clean block audit. The store is closed and the directory removed
+ * whatever happens.
+ */
+export function withReopenedModel(
+  tag: string,
+  options: Parameters<typeof open>[1],
+  body: (store: ModelStore) => ReadonlyMap<string, Uint8Array>,
+): void {
+  const dir = mkdtempSync(`/dev/shm/${tag}-`);
+  try {
+    const file = path.join(dir, 'store');
+    const store: ModelStore = {
+      db: open(file, options),
+      reopen() {
+        this.db.close();
+        this.db = open(file);
+      },
+    };
     try {
-      for (let i = 0; i < run.steps; i++) {
-        if (performance.now() > end)
-          throw new Error(`watchdog: ${i} of ${run.steps} ${run.unit} after ${run.watchdogMs / 1000} s`);
-        step(db, i, random, key, model);
-        expectKeyMatches(db, model, key());
-        if (i === run.steps >> 1) {
-          db.close();
-          db = open(file);
-        }
-      }
-      db.close();
-      db = open(file);
-      expectStoreMatches(db, model);
-      expect(db.dax.device.audit()).toEqual([]);
+      const model = body(store);
+      store.reopen();
+      expectStoreMatches(store.db, model);
+      expect(store.db.dax.device.audit()).toEqual([]);
     } finally {
-      db.close();
+      store.db.close();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { isDaxError } from '../../src/errors.js';
 import { MIN_STORE_BYTES } from '../../src/kv/index.js';
 import { expectStoreMatches, open } from '../helpers/kv-bytes.js';
-import { modelRun } from '../helpers/model-run.js';
+import { modelRun, withReopenedModel } from '../helpers/model-run.js';
 import { setBroken, withBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
@@ -132,37 +132,25 @@ describe('transactions in a store out of room', () => {
  * the store grows as the values need, and every value reads back, also after reopen.
  */
 function bigTransaction(seed: number): void {
-  const dir = mkdtempSync('/dev/shm/kv-space-txn-');
-  try {
-    const file = path.join(dir, 'store');
+  withReopenedModel('kv-space-txn', { maxSize: 1024 * 2 ** 20 }, ({ db }) => {
     const random = rng(seed);
-    let db = open(file, { maxSize: 1024 * 2 ** 20 });
     const model = new Map<string, Buffer>();
-    try {
-      const start = db.stats().sizeBytes;
-      let total = 0;
-      for (let i = 0; total < 200 * 2 ** 20; i++) {
-        const value = Buffer.alloc(2 * 2 ** 20 + Math.floor(random() * 6 * 2 ** 20), i & 0xff);
-        value.writeUInt32LE(i, 0);
-        model.set(`big${i}`, value);
-        total += value.length;
-      }
-      model.set('small', Buffer.from('s'));
-      db.transactionSync((txn) => {
-        for (const [k, v] of model) txn.put(k, v);
-      });
-      expect(db.stats().sizeBytes).toBeGreaterThan(start + total - 32 * 2 ** 20);
-      expectStoreMatches(db, model);
-      db.close();
-      db = open(file);
-      expectStoreMatches(db, model);
-      expect(db.dax.device.audit()).toEqual([]);
-    } finally {
-      db.close();
+    const start = db.stats().sizeBytes;
+    let total = 0;
+    for (let i = 0; total < 200 * 2 ** 20; i++) {
+      const value = Buffer.alloc(2 * 2 ** 20 + Math.floor(random() * 6 * 2 ** 20), i & 0xff);
+      value.writeUInt32LE(i, 0);
+      model.set(`big${i}`, value);
+      total += value.length;
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+    model.set('small', Buffer.from('s'));
+    db.transactionSync((txn) => {
+      for (const [k, v] of model) txn.put(k, v);
+    });
+    expect(db.stats().sizeBytes).toBeGreaterThan(start + total - 32 * 2 ** 20);
+    expectStoreMatches(db, model);
+    return model;
+  });
 }
 
 describe('a transaction in a store that can grow', () => {
