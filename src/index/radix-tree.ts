@@ -559,6 +559,30 @@ export class RadixTree {
    * @internal
    */
   readValuePinned(leaf: number): number {
+    // The common case straight-line, its loads written out (loadWord and isLive stay calls
+    // where the caller's inlining budget is spent): no writer between its seq bumps, the same
+    // seq before and after, a value, a live leaf. Anything else: readValueSlowPinned, the loop.
+    const plain = PLAIN_LOADS_ARE_ACQUIRE;
+    const i32 = this.arena.i32;
+    const e1 = plain ? i32[leaf + Lay.W_ENTRY] : Atomics.load(i32, leaf + Lay.W_ENTRY);
+    const lo = plain ? i32[leaf + Lay.W_VALUE_LO] : Atomics.load(i32, leaf + Lay.W_VALUE_LO);
+    const hi = plain ? i32[leaf + Lay.W_VALUE_HI] : Atomics.load(i32, leaf + Lay.W_VALUE_HI);
+    const e2 = plain ? i32[leaf + Lay.W_ENTRY] : Atomics.load(i32, leaf + Lay.W_ENTRY);
+    if (
+      (e1 & (Ew.SEQ_ONE | Ew.DELETED)) === 0 &&
+      ((e1 ^ e2) & Ew.SEQ_MASK) === 0 &&
+      (e2 & Ew.DELETED) === 0 &&
+      ((e2 >>> Ew.STATE_SHIFT) & 3) !== Ew.STATE_EMPTY &&
+      (i32[leaf] & 0xfff) === Lay.LEAF_TAG
+    ) {
+      this.lastEntry = e2;
+      return (hi & 0xffff) * TWO_32 + (lo >>> 0);
+    }
+    return this.readValueSlowPinned(leaf);
+  }
+
+  /** readValuePinned past its common case: waits out a writer between its seq bumps, reports a dead leaf. */
+  private readValueSlowPinned(leaf: number): number {
     const i32 = this.arena.i32;
     for (let spins = 0; ; spins++) {
       const e1 = loadWord(i32, leaf + Lay.W_ENTRY);
