@@ -609,8 +609,15 @@ namespace {
 
 // One covered segment of a batch (JsVerifyKvSegments): [base, base + used), its nonce; out:
 // status (0 valid, 1 a bad record, -EIO a media error), where it stopped, the reason, entries,
-// records.
-constexpr int kSegIn = 3, kSegOut = 5;
+// records, and the XXH3-64 of the bytes [base, base + used) as two u32 (low, high): of the very
+// bytes the records were checked in (or, with kFlagHashOnly, of the bytes as they are, none
+// checked: the caller compares it with a hash taken when they were).
+constexpr int kSegIn = 3, kSegOut = 7;
+// JsVerifyKvSegments' flags beside the scan's: hash each segment's bytes, check no record
+// (an index checkpoint's covered segments at open: src/kv/recovery.ts verifyCovered).
+constexpr int kFlagHashOnly = 16;
+// With kFlagHashOnly: read with pread(2) into a small buffer rather than through the mapping.
+constexpr int kFlagHashRead = 32;
 
 struct VerifyBatch {
   const uint8_t* media;  // device offset 0
@@ -656,8 +663,43 @@ std::unique_ptr<uint8_t, FreeDeleter> SegmentBuffer(uint64_t bytes) {
   return std::unique_ptr<uint8_t, FreeDeleter>(static_cast<uint8_t*>(p));
 }
 
+// A segment's records checked (unless hashOnly) and its bytes hashed, under one SIGBUS guard:
+// the hash is of the bytes the check read.
+struct VerifyHash {
+  Scan s;
+  uint64_t base, used;
+  bool hashOnly;
+  int fd;          // hashOnly: pread(2) source in chunks into `buf` (-1: the mapping)
+  uint8_t* buf;    // kHashChunkBytes
+  bool readFailed; // a pread(2) failed: hashed nothing
+  uint64_t sum;
+};
+
+constexpr uint64_t kHashChunkBytes = 256 * 1024;  // stays in L2 between its read and its hash
+
+void RunVerifyHash(void* arg) {
+  VerifyHash& v = *static_cast<VerifyHash*>(arg);
+  if (v.hashOnly && v.fd >= 0) {
+    XXH3_state_t state;
+    XXH3_64bits_reset(&state);
+    for (uint64_t at = 0; at < v.used; at += kHashChunkBytes) {
+      const uint64_t n = std::min(kHashChunkBytes, v.used - at);
+      if (!ReadFile(v.fd, v.buf, v.base + at, n)) return void(v.readFailed = true);
+      XXH3_64bits_update(&state, v.buf, n);
+    }
+    v.sum = XXH3_64bits_digest(&state);
+    return;
+  }
+  if (!v.hashOnly) RunVerify(&v.s);
+  if (v.s.reason == 0) v.sum = XXH3_64bits(v.s.media + v.base, v.used);
+}
+
 void VerifyWorker(VerifyBatch* b) {
-  std::unique_ptr<uint8_t, FreeDeleter> buf = b->fd >= 0 ? SegmentBuffer(b->segmentBytes) : nullptr;
+  const bool hashOnly = (b->flags & kFlagHashOnly) != 0;
+  const bool hashRead = hashOnly && (b->flags & kFlagHashRead) != 0 && b->fd >= 0;
+  std::unique_ptr<uint8_t, FreeDeleter> buf =
+      hashOnly ? (hashRead ? std::unique_ptr<uint8_t, FreeDeleter>(static_cast<uint8_t*>(std::malloc(kHashChunkBytes))) : nullptr)
+               : (b->fd >= 0 ? SegmentBuffer(b->segmentBytes) : nullptr);
   for (;;) {
     if (b->failed.load(std::memory_order_relaxed)) return;
     const uint64_t i = b->next.fetch_add(1, std::memory_order_relaxed);
@@ -666,21 +708,33 @@ void VerifyWorker(VerifyBatch* b) {
     double* o = b->out + i * kSegOut;
     const uint64_t base = static_cast<uint64_t>(in[0]);
     const uint64_t used = static_cast<uint64_t>(in[1]);
-    Scan s{};
+    VerifyHash v{};
+    Scan& s = v.s;
     s.media = b->media;
-    if (buf != nullptr && ReadFile(b->fd, buf.get(), base, used)) s.media = buf.get() - base;
+    if (!hashOnly && buf != nullptr && ReadFile(b->fd, buf.get(), base, used)) s.media = buf.get() - base;
     s.base = base;
     s.at = base;
     s.end = base + used;
     s.reasonValue = b->segmentBytes;
     s.nonce = static_cast<uint64_t>(in[2]);
     s.skipChecksum = (b->flags & kFlagSkipChecksum) != 0;
-    const bool eio = GuardedRun(RunVerify, &s) != 0;
+    v.base = base;
+    v.used = used;
+    v.hashOnly = hashOnly;
+    v.fd = hashRead && buf != nullptr ? b->fd : -1;
+    v.buf = buf.get();
+    bool eio = GuardedRun(RunVerifyHash, &v) != 0;
+    if (v.readFailed) {  // pread(2) failed: through the mapping, under the guard
+      v.fd = -1;
+      eio = GuardedRun(RunVerifyHash, &v) != 0;
+    }
     o[0] = eio ? -EIO : s.reason == 0 ? 0 : 1;
-    o[1] = static_cast<double>(s.at);
+    o[1] = static_cast<double>(hashOnly ? base + used : s.at);
     o[2] = s.reason;
     o[3] = static_cast<double>(s.count);
     o[4] = static_cast<double>(s.records);
+    o[5] = static_cast<double>(static_cast<uint32_t>(v.sum));
+    o[6] = static_cast<double>(static_cast<uint32_t>(v.sum >> 32));
     if (o[0] != 0) b->failed.store(true, std::memory_order_relaxed);
   }
 }
@@ -702,7 +756,7 @@ Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info) {
   const double flags = info[4].As<Napi::Number>().DoubleValue();
   Napi::Float64Array out = info[5].As<Napi::Float64Array>();
   const double threads = info[6].As<Napi::Number>().DoubleValue();
-  if (!IsIndex(segmentBytes) || segmentBytes == 0 || !IsIndex(flags) || flags > kFlagsKnown || !IsIndex(threads) || segs.ElementLength() % kSegIn != 0)
+  if (!IsIndex(segmentBytes) || segmentBytes == 0 || !IsIndex(flags) || flags > (kFlagsKnown | kFlagHashOnly | kFlagHashRead) || !IsIndex(threads) || segs.ElementLength() % kSegIn != 0)
     return bad;
   const uint64_t count = segs.ElementLength() / kSegIn;
   if (out.ElementLength() < count * kSegOut) return bad;

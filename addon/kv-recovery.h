@@ -49,10 +49,14 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 // segs holds [base, used, nonce] per segment (device offsets; media holds device bytes from
 // 0), out gets [status (0 valid, 1 a bad record, -EIO a media error, 2 not checked because
 // another failed first), where it stopped (the first bad record), its reason, entries,
-// records (of the valid ones)] per segment. flags: test flags as for the scan (skip-checksum). Each segment is read with pread(2) from the
-// region's file when regionId names one that has a file, else (or when the read fails)
-// through the mapping under the SIGBUS guard. threads >= 2: one more thread takes segments
-// off the same list; both stop at the first failure.
+// records (of the valid ones), the XXH3-64 of its bytes [0, used) as two u32 (low, high), of the
+// bytes its records were checked in] per segment. flags: test flags as for the scan
+// (skip-checksum), and 16: hash only (no record checked: an index checkpoint's covered segments
+// at open, compared with the hashes it stores), through the mapping, or with 32 too read with
+// pread(2) in small chunks. Each segment is read with pread(2) from the region's file when
+// regionId names one that has a file, else (or when the read fails) through the mapping under
+// the SIGBUS guard. threads >= 2: one more thread takes segments off the same list; both stop
+// at the first failure.
 Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info);
 
 // JsNonzeroWords(buffer: SharedArrayBuffer or Uint8Array, byteOffset, count, stride, out: Int32Array)

@@ -427,6 +427,20 @@ export const SWITCHES = {
       'a checkpoint read in place from the mapping is not checksummed (a damaged byte past its header is loaded as if intact)',
     red: ['test/kv/kv-checkpoint.test.ts'],
   },
+  'kv-checkpoint-hash-unchecked': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "open with a checkpoint hashes the segments it covers but does not compare the hashes with the checkpoint's (a record damaged after close is served from the checkpoint instead of reported or refused)",
+    red: ['test/kv/kv-checkpoint-hash.test.ts'],
+  },
+  'kv-checkpoint-carry-changed': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'a checkpoint hashes a segment its predecessor lists under another nonce or `used` without checking its records: the hash vouches for records damaged while the store ran',
+    red: ['test/kv/kv-checkpoint-hash.test.ts'],
+  },
   'kv-checkpoint-trust-covered': {
     layer: 'kv',
     read: 'call',

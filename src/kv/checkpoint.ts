@@ -16,7 +16,8 @@
  *   80   f64  records covered      88  f64 entries covered   96..127 zero
  *   128  segments x SEGMENT_SLOTS f64: head block, nonce, used (bytes of records from the
  *        segment's start), offset in the segment of its last record (-1: none), that
- *        record's checksum word (two u32 as two f64)
+ *        record's checksum word (two u32 as two f64), the XXH3-64 of the segment's bytes
+ *        [0, used) (two u32 as two f64), the records and the entries in them
  *   then keys x f64 entry offsets, keys x u16 index-key lengths (padded to 8), the index keys
  *        back to back in key order.
  * An older store opened by a build without checkpoints sees a key-value object no key
@@ -32,9 +33,17 @@
  *     a clear) is left out, with every key whose entry lies in it (withoutSegments): compaction
  *     moved the entries the index still needed into the tail first. Records appended after
  *     `used`, and segments it does not list, are the tail.
- *   - Even then, every record it covers is checked whole before it is loaded (recovery.ts
- *     verifyCovered: checksums, nothing parsed); one that fails sends open to the full scan,
- *     which reports or refuses the damage as it would without a checkpoint.
+ *   - Even then, every byte it covers is checked before it is loaded: each listed segment's
+ *     bytes [0, used) must hash to the XXH3-64 it stores (recovery.ts verifyCovered); a
+ *     mismatch sends open to the full scan, which reports or refuses the damage as it would
+ *     without a checkpoint. A stored hash vouches only for records that were checked whole
+ *     (header, nonce, xxh64, entries fitting; records.ts) in the very read that hashed them
+ *     (hashSegments): a segment the checkpoint loaded at open lists with the same block, nonce
+ *     and `used` keeps that checkpoint's hash (verified against its bytes at open; the records
+ *     below `used` never change); every other segment's records [0, used) are checked and
+ *     hashed when the checkpoint is written. So damage to covered records while the store is
+ *     closed, or while it runs, is found at the next open (or when the next checkpoint checks
+ *     them: then none is written).
  *   - The tail is scanned like any segment (checksums, resync, torn tails), from `used` with
  *     `used` as the durable watermark, and its winners merged over the checkpoint's: a key's
  *     newest entry wins by the same order as a full scan's (recovery-native.ts mergeColumns),
@@ -55,7 +64,7 @@ import type { DaxSpace } from '../dax/space.js';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { native } from '../native/addon.js';
-import { scratchBytes } from './recovery-native.js';
+import { scratchBytes, verifySegments } from './recovery-native.js';
 import { isBroken, testHooks } from '../test-break.js';
 import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import type { DaxObject } from '../dax/object.js';
@@ -76,9 +85,9 @@ import { isDeletion } from './versions.js';
 export const CHECKPOINT_ID_FIRST = 2 ** 40 - 2 ** 20;
 const CHECKPOINT_ID_END = 2 ** 40;
 export const CHECKPOINT_MAGIC = 0x4b43_4b44; // "DKCK"
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 2;
 export const CHECKPOINT_HEADER_BYTES = 128;
-const SEGMENT_SLOTS = 6;
+const SEGMENT_SLOTS = 10;
 const H_MAGIC = 8;
 const H_VERSION = 12;
 const H_UUID = 16;
@@ -92,7 +101,7 @@ const H_RECORDS = 80;
 const H_ENTRIES = 88;
 
 /** Where one segment's records ended when the checkpoint was taken. */
-export interface CheckpointSegment {
+export interface SegmentEnd {
   readonly block: number;
   readonly nonce: number;
   /** bytes of records from the segment's start */
@@ -101,6 +110,16 @@ export interface CheckpointSegment {
   readonly lastAt: number;
   readonly lastSumLo: number;
   readonly lastSumHi: number;
+}
+
+/** A segment as a checkpoint lists it: where its records ended, and what vouches for them. */
+export interface CheckpointSegment extends SegmentEnd {
+  /** the XXH3-64 of the segment's bytes [0, used), as two u32: taken of records checked whole (hashSegments) */
+  readonly hashLo: number;
+  readonly hashHi: number;
+  /** the records in [0, used), and the entries in them */
+  readonly records: number;
+  readonly entries: number;
 }
 
 /** A checkpoint read and checked whole (header, checksum, uuid): its coverage is checked by `coverage`. */
@@ -207,6 +226,10 @@ export function readCheckpoint(
       lastAt: seg[w + 3],
       lastSumLo: seg[w + 4],
       lastSumHi: seg[w + 5],
+      hashLo: seg[w + 6],
+      hashHi: seg[w + 7],
+      records: seg[w + 8],
+      entries: seg[w + 9],
     });
   }
   const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
@@ -347,7 +370,7 @@ function segmentEnd(
   known: CheckpointSegment | undefined,
   scratch: Uint8Array,
   scratch32: Uint32Array,
-): CheckpointSegment {
+): SegmentEnd {
   const device = space.device;
   const base = device.blockOffset(block);
   const win = v.at(base); // the segment lies inside one window
@@ -382,7 +405,8 @@ function segmentEnd(
     lastAt = at;
     at += total;
   }
-  if (lastAt >= 0 && lastAt < (known?.used ?? 0)) return { ...known!, used: at }; // nothing new hopped over
+  // nothing new hopped over (from the end `known` gave, in the same segment life)
+  if (known !== undefined && known.nonce === nonce && lastAt >= 0 && lastAt < known.used) return { ...known, used: at };
   const w = origin + lastAt / 4;
   return {
     block,
@@ -492,9 +516,10 @@ export function writeCheckpoint(
   });
   const scratch = new Uint8Array(SEGMENT_BYTES);
   const scratch32 = new Uint32Array(scratch.buffer);
-  const segments = segmentList.map(([block, nonce]) =>
+  const ends = segmentList.map(([block, nonce]) =>
     segmentEnd(space, v, block, nonce, known.get(block), scratch, scratch32),
   );
+  const segments = hashSegments(space, v, ends, known, 2);
   // The index's key-value keys in key order with their entry offsets.
   const tree = space.tree;
   const cols = new ColumnBuilder(tree.count());
@@ -513,6 +538,64 @@ export function writeCheckpoint(
   );
   const written = publishCheckpoint(space, uuid, covered, segments, cols);
   return { ...written, timeMs: performance.now() - start };
+}
+
+/**
+ * What vouches for each segment's records [0, used) in the checkpoint: a segment `known` lists
+ * with the same block, nonce and `used` (the checkpoint loaded at open, whose hashes open
+ * compared with the bytes, or the last one this process wrote) keeps its hash and counts: the
+ * records below `used` never change. Every other one is read once (verifySegments: read(2)
+ * where the media can, else the mapping under the SIGBUS guard, on `threads` threads), its
+ * records checked whole (header, nonce, xxh64, entries fitting) and its bytes hashed (XXH3-64)
+ * in that read, so the hash vouches only for checked records. A record that fails, or a
+ * poisoned block under a segment, is ECORRUPT or EIO: no checkpoint is written (the next open
+ * finds the damage, with the older checkpoints or by a full scan). For a checkpoint taken
+ * while writers run, the caller holds a snapshot that keeps every segment listed in the log.
+ */
+export function hashSegments(
+  space: DaxSpace,
+  v: MediaViews,
+  ends: readonly SegmentEnd[],
+  known: ReadonlyMap<number, CheckpointSegment>,
+  threads: number,
+): CheckpointSegment[] {
+  const device = space.device;
+  const out: CheckpointSegment[] = new Array(ends.length);
+  const check: number[] = [];
+  const unchecked: number[] = []; // sabotaged (kv-checkpoint-carry-changed): hashed, never checked
+  ends.forEach((e, i) => {
+    const k = known.get(e.block);
+    if (e.used === 0) out[i] = { ...e, hashLo: 0, hashHi: 0, records: 0, entries: 0 };
+    else if (k !== undefined && k.nonce === e.nonce && k.used === e.used)
+      out[i] = { ...e, hashLo: k.hashLo, hashHi: k.hashHi, records: k.records, entries: k.entries };
+    else if (k !== undefined && isBroken('kv-checkpoint-carry-changed')) unchecked.push(i);
+    else check.push(i);
+  });
+  for (const [list, hashOnly] of [
+    [check, false],
+    [unchecked, true],
+  ] as const) {
+    if (list.length === 0) continue;
+    const segs = new Float64Array(list.length * 3);
+    list.forEach((i, j) => {
+      const e = ends[i];
+      if (device.poisonedBlocks !== 0 && device.firstPoisoned(e.block, HUGE_BLOCKS) >= 0)
+        throw new DaxError('EIO', `checkpoint: the segment at block ${e.block} holds a poisoned block`);
+      segs.set([device.blockOffset(e.block), e.used, e.nonce], j * 3);
+    });
+    const verdicts = verifySegments(v, device.media.readableRegionId, segs, SEGMENT_BYTES, threads, hashOnly);
+    list.forEach((i, j) => {
+      const e = ends[i];
+      const { records, entries, hashLo, hashHi, bad } = verdicts[j];
+      if (bad !== undefined)
+        throw new DaxError(
+          'ECORRUPT',
+          `checkpoint: a record in the segment at block ${e.block} (device offset ${bad.at}) fails its checks: ${bad.reason}`,
+        );
+      out[i] = { ...e, hashLo, hashHi, records, entries };
+    });
+  }
+  return out;
 }
 
 /**
@@ -546,7 +629,10 @@ export function publishCheckpoint(
   dv.setFloat64(H_ENTRIES, covered.entries, true);
   const seg = new Float64Array(bytes.buffer, layout.segments, segments.length * SEGMENT_SLOTS);
   segments.forEach((s, i) =>
-    seg.set([s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi], i * SEGMENT_SLOTS),
+    seg.set(
+      [s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi, s.hashLo, s.hashHi, s.records, s.entries],
+      i * SEGMENT_SLOTS,
+    ),
   );
   new Float64Array(bytes.buffer, layout.values, count).set(cols.values.subarray(0, count));
   new Uint16Array(bytes.buffer, layout.lengths, count).set(cols.lengths.subarray(0, count));
@@ -594,7 +680,7 @@ export function coverRunning(
   S: number,
   known: ReadonlyMap<number, CheckpointSegment>,
   knownMax: number,
-): { segments: CheckpointSegment[]; maxSequence: number; records: number } {
+): { segments: SegmentEnd[]; maxSequence: number; records: number } {
   const device = space.device;
   const media = device.media;
   const list: Array<[number, number]> = [];
@@ -603,7 +689,7 @@ export function coverRunning(
   });
   let maxSequence = knownMax;
   let records = 0;
-  const segments: CheckpointSegment[] = [];
+  const segments: SegmentEnd[] = [];
   for (const [block, nonce] of list) {
     const k = known.get(block);
     const same = k !== undefined && k.nonce === nonce;

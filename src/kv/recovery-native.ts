@@ -258,21 +258,32 @@ export function scanSegment(
  * One segment's outcome in verifySegments: `bad` undefined when its records are all valid,
  * checksums included, and end exactly at its `used`, else where the first that is not begins and
  * why; `records` and `entries`: those of the valid ones; `checked` false when another segment
- * failed first.
+ * failed first. `hashLo`, `hashHi`: the XXH3-64 of its bytes [0, used) (two u32), of the very
+ * bytes its records were checked in; with `hashOnly`, of its bytes as they are, no record checked
+ * (records and entries 0).
  */
 export interface SegmentVerdict {
   checked: boolean;
   records: number;
   entries: number;
+  hashLo: number;
+  hashHi: number;
   bad: { at: number; reason: string } | undefined;
 }
 
+/** verifySegments' flags beside the scan's (addon/kv-recovery.cc kFlagHashOnly, kFlagHashRead). */
+const FLAG_HASH_ONLY = 16;
+const FLAG_HASH_READ = 32;
+
 /**
  * Checks the records of many segments in one native call, nothing read into an index (none
- * may hold a poisoned block: the caller checks): segs [base, used, nonce] per segment, device offsets. Each is read with
+ * may hold a poisoned block: the caller checks), and hashes each one's bytes [0, used) (XXH3-64)
+ * in the same read: segs [base, used, nonce] per segment, device offsets. Each is read with
  * read(2) from the file of region `regionId` (undefined: through the mapping, under the
  * SIGBUS guard), on two threads when `threads` is 2. Both stop at the first failure; the
- * verdicts are in segment order.
+ * verdicts are in segment order. `hashOnly`: no record is checked, each segment's bytes are only
+ * hashed, through the mapping under the guard (with regionId, read(2) in small chunks instead
+ * when `hashRead`).
  */
 export function verifySegments(
   v: MediaViews,
@@ -280,20 +291,25 @@ export function verifySegments(
   segs: Float64Array,
   segmentBytes: number,
   threads: number,
+  hashOnly = false,
+  hashRead = false,
 ): SegmentVerdict[] {
   const n = segs.length / 3;
-  const out = new Float64Array(n * 5);
-  const flags = isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0;
+  const out = new Float64Array(n * 7);
+  const flags =
+    (isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) |
+    (hashOnly ? FLAG_HASH_ONLY : 0) |
+    (hashOnly && hashRead ? FLAG_HASH_READ : 0);
   const rc = native().verifyKvSegments(mediaFromZero(v), regionId ?? -1, segs, segmentBytes, flags, out, threads);
   if (rc !== 0) throw returnCodeError(rc, `verifyKvSegments of ${n} segments`);
   const verdicts: SegmentVerdict[] = [];
   for (let i = 0; i < n; i++) {
-    const [status, at, reason, entries, records] = out.subarray(i * 5, i * 5 + 5);
+    const [status, at, reason, entries, records, hashLo, hashHi] = out.subarray(i * 7, i * 7 + 7);
     const bad =
       status === 0 || status === 2
         ? undefined
         : { at, reason: status === -5 ? 'media error (SIGBUS) reading it' : reasonText(reason, 0) };
-    verdicts.push({ checked: status !== 2, records, entries, bad });
+    verdicts.push({ checked: status !== 2, records, entries, hashLo, hashHi, bad });
   }
   return verdicts;
 }

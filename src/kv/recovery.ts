@@ -105,6 +105,9 @@ const SCAN_THROUGH_MAPPING = process.env['DAXSTORE_SCAN_MAPPED'] === '1';
 /** DAXSTORE_VERIFY_THREADS=1 (an A/B knob, docs/TESTING.md): the covered-record check on one thread, not two. */
 const VERIFY_THREADS = process.env['DAXSTORE_VERIFY_THREADS'] === '1' ? 1 : 2;
 
+/** DAXSTORE_CHECKPOINT_HASH_READ=1 (an A/B knob, docs/TESTING.md): the covered segments' hashes at open read with read(2) in small chunks, not through the mapping. */
+const HASH_READ = process.env['DAXSTORE_CHECKPOINT_HASH_READ'] === '1';
+
 /** 'strict' (default): damage refuses the open; 'salvage': serve every intact key, report the rest. */
 export type RecoveryMode = 'strict' | 'salvage';
 
@@ -552,13 +555,15 @@ function recoverFromCheckpoint(
 }
 
 /**
- * The records a checkpoint covers, checked whole (recovery-native.ts verifySegments: header,
- * nonce, checksum, entries; no entry read into anything): each covered segment's [0, used),
- * in one native call on two threads, read with read(2) where the media can (readSegment says
- * why), else through the mapping under the SIGBUS guard. The caller has made sure no poisoned
- * block lies under the log. undefined when all hold, else where the first that does not is
- * and why. `entries`: each covered segment's entry count (by head block), for the segment
- * table's estimate; `counts`: the records and entries of all of them.
+ * The records a checkpoint covers, vouched for by their hashes: each covered segment's bytes
+ * [0, used) hashed (XXH3-64, recovery-native.ts verifySegments with hashOnly: nothing parsed)
+ * in one native call on two threads, through the mapping under the SIGBUS guard (read(2) in
+ * small chunks with DAXSTORE_CHECKPOINT_HASH_READ=1), and compared with the hash the
+ * checkpoint stores, which was taken of those very bytes when their records were checked whole
+ * (checkpoint.ts hashSegments). The caller has made sure no poisoned block lies under the log.
+ * undefined when all match, else the first segment that does not. `entries`: each covered
+ * segment's entry count (by head block), for the segment table's estimate; `counts`: the
+ * records and entries of all of them (as the checkpoint counted them when it checked them).
  */
 function verifyCovered(
   space: DaxSpace,
@@ -571,17 +576,19 @@ function verifyCovered(
   const covered = cp.segments.filter((s) => s.used > 0);
   const segs = new Float64Array(covered.length * 3);
   covered.forEach((s, i) => segs.set([device.blockOffset(s.block), s.used, s.nonce], i * 3));
-  const regionId = SCAN_THROUGH_MAPPING ? undefined : device.media.readableRegionId;
-  const verdicts = verifySegments(v, regionId, segs, SEGMENT_BYTES, VERIFY_THREADS);
+  const regionId = HASH_READ ? device.media.readableRegionId : undefined;
+  const verdicts = verifySegments(v, regionId, segs, SEGMENT_BYTES, VERIFY_THREADS, true, HASH_READ);
+  const compare = !isBroken('kv-checkpoint-hash-unchecked');
   for (let i = 0; i < covered.length; i++) {
     const s = covered[i];
-    const { checked, records, entries: n, bad } = verdicts[i];
-    if (bad !== undefined)
-      return `a record it covers (segment at block ${s.block}, offset ${bad.at}) fails its checks: ${bad.reason}`;
+    const { checked, hashLo, hashHi, bad } = verdicts[i];
+    if (bad !== undefined) return `the segment at block ${s.block} it covers: ${bad.reason}`;
     if (!checked) continue;
-    entries.set(s.block, n);
-    counts.records += records;
-    counts.entries += n;
+    if (compare && (hashLo !== s.hashLo || hashHi !== s.hashHi))
+      return `the segment at block ${s.block} it covers does not hash to what it stores (its records changed since they were checked)`;
+    entries.set(s.block, s.entries);
+    counts.records += s.records;
+    counts.entries += s.entries;
   }
   return undefined;
 }

@@ -167,6 +167,7 @@ import {
   ColumnBuilder,
   checkpointIds,
   coverRunning,
+  hashSegments,
   publishCheckpoint,
   removeCheckpoint,
   movedAt,
@@ -3758,7 +3759,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.snaps.tombstones !== 0 && !isBroken('kv-checkpoint-ignore-tombstones'),
       );
     } catch (e) {
-      if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO')) throw e;
+      // ECORRUPT: a record it would cover fails its checks (checkpoint.ts hashSegments)
+      if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO' && e.code !== 'ECORRUPT')) throw e;
       this.lastCheckpoint = { error: e.message };
     }
   }
@@ -3873,6 +3875,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         }
         if (moved) continue;
         yield;
+        // What vouches for the covered records: the hashes of the segments that changed since
+        // `known`, their records checked in the same read (the snapshot keeps them in the log).
+        const segments = hashSegments(this.space, this.views, cover.segments, known.segments, 1);
+        yield;
         // One checkpoint written at a time (generations, and a reclaim that drops checkpoints
         // must not remove one being written): the lock is held for this one synchronous step,
         // never across steps, so no thread ever waits on a step another thread has not run.
@@ -3883,13 +3889,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
             this.space,
             uuid,
             { maxSequence: cover.maxSequence, records: cover.records, entries: 0 },
-            cover.segments,
+            segments,
             cols,
           );
         } finally {
           unlockWord(this.i32, CHECKPOINT_LOCK);
         }
-        this.coverage = { segments: new Map(cover.segments.map((c) => [c.block, c])), maxSequence: cover.maxSequence };
+        this.coverage = { segments: new Map(segments.map((c) => [c.block, c])), maxSequence: cover.maxSequence };
         this.checkpointMark = opened;
         this.checkpointsTaken++;
         return { ...written, timeMs: performance.now() - start };

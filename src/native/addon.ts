@@ -211,7 +211,8 @@ export interface NativeAddon {
   /**
    * The check of the records of many segments (addon/kv-recovery.h): segs [base, used, nonce] per
    * segment, read with pread(2) from region `regionId`'s file (-1: through the mapping), on
-   * `threads` threads (1 or 2); out [status, at, reason, entries, records] per segment. 0 or -errno.
+   * `threads` threads (1 or 2); out [status, at, reason, entries, records, hash low, hash high] per
+   * segment (the XXH3-64 of its bytes [0, used)). Flag 16: hash only, no record checked. 0 or -errno.
    */
   verifyKvSegments(
     media: Uint8Array | SharedArrayBuffer,
