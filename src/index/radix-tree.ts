@@ -636,43 +636,64 @@ export class RadixTree {
       depths[j] = 0;
       values[j] = -1;
     }
-    for (let walking = n; walking > 0;) {
-      walking = 0;
+    const hdrs = this.walkHeaders;
+    const slots = this.walkSlots;
+    for (;;) {
+      // Each level in three passes, so that no load of one key waits on another's miss and the
+      // loads of the misses are issued close together: the header word of every key's node;
+      // then each key's step from its header (the prefix length shares the header's line, an
+      // N4/16/32's key bytes follow it), which yields the word that holds its child; then
+      // those words. No loaded value is used before the pass after the one that loads it.
+      let walking = 0;
       for (let j = 0; j < n; j++) {
         const node = nodes[j];
-        if (node <= 0) continue;
+        if (node > 0) {
+          hdrs[j] = i32[node]; // undefined (past the view) stores as 0
+          walking++;
+        }
+      }
+      if (walking === 0) break;
+      for (let j = 0; j < n; j++) {
+        const node = nodes[j];
+        if (node <= 0) {
+          slots[j] = node;
+          continue;
+        }
         const key = keys[j];
-        const hdr = i32[node];
+        const hdr = hdrs[j];
         const tag = hdr & 0xfff;
-        let child = 0;
+        let slot = 0; // the word of the child, or 0: the walk ends (-leaf: found)
         if (tag === Lay.LEAF_TAG) {
-          if (hdr >>> 12 === key.length && leafHoldsKey(u8, node, key)) child = -node; // found: -leaf
+          if (hdr >>> 12 === key.length && leafHoldsKey(u8, node, key)) slot = -node;
         } else if (tag >= Lay.N4_TAG && tag <= Lay.N256_TAG && (tag & 0xff) === Lay.NODE_MAGIC) {
           const plen = i32[node + Lay.W_PREFIX_LEN];
           let depth = depths[j] + plen;
           const body = node + Lay.INNER_HEADER_WORDS + ((plen + 3) >> 2);
-          if (depth >= key.length) child = i32[node + Lay.W_END_LEAF];
+          if (depth >= key.length) slot = node + Lay.W_END_LEAF;
           else {
             const b = key[depth++];
-            if (tag === Lay.N256_TAG) child = i32[body + b];
+            if (tag === Lay.N256_TAG) slot = body + b;
             else if (tag === Lay.N48_TAG) {
               const si = (i32[body + (b >> 2)] >>> ((b & 3) << 3)) & 0xff;
-              child = si === 0 ? 0 : i32[body + 63 + si];
+              slot = si === 0 ? 0 : body + 63 + si;
             } else {
               const count = hdr >>> 12;
               const capWords = tag === Lay.N4_TAG ? 1 : tag === Lay.N16_TAG ? 4 : 8;
               const kb = body << 2;
               for (let i = 0; i < count; i++)
                 if (u8[kb + i] === b) {
-                  child = i32[body + capWords + i];
+                  slot = body + capWords + i;
                   break;
                 }
             }
           }
           depths[j] = depth;
         }
-        nodes[j] = child; // undefined (past the view) stores as 0
-        if (child > 0) walking++;
+        slots[j] = slot;
+      }
+      for (let j = 0; j < n; j++) {
+        const slot = slots[j];
+        nodes[j] = slot > 0 ? i32[slot] : slot; // undefined (past the view) stores as 0
       }
     }
     for (let j = 0; j < n; j++) {
@@ -687,6 +708,8 @@ export class RadixTree {
   }
   private readonly walkNodes = new Int32Array(LOOKUP_MANY_MAX);
   private readonly walkDepths = new Int32Array(LOOKUP_MANY_MAX);
+  private readonly walkHeaders = new Int32Array(LOOKUP_MANY_MAX);
+  private readonly walkSlots = new Int32Array(LOOKUP_MANY_MAX);
 
   /** Value stored under `key` (or the huge entry covering it), undefined if none. Caller pinned. */
   lookupPinned(key: Uint8Array): number | undefined {
