@@ -7,6 +7,7 @@
  * and the cache pressure of other processes fall on both alike. Two rows: keys in a fixed
  * pseudo-random order over the whole store (stride 7919, as kv-msgpack.bench.ts: index nodes
  * and records mostly out of the CPU caches) and a hot set of 64 keys (the CPU work alone).
+ * A third row, getMany spread: getMany of 100 keys at a time in the spread order.
  * Prints the median CPU time per get of each build and the paired B/A ratio, median and
  * quartiles over the rounds (below 1: B is faster). Run it both ways round (--a X --b Y, then
  * --a Y --b X): the order of loading leaves a small bias of its own.
@@ -35,6 +36,8 @@ const OPS = Number(arg('ops', '20000'));
 const ROUNDS = Number(arg('rounds', '40'));
 const WARM = Number(arg('warm', '5'));
 const HOT = 64;
+/** Keys per getMany call. */
+const MANY = 100;
 if (A === '') throw new Error('usage: get-build-ab --a <root> [--b <root>] [--rounds n] ...');
 
 type Db = KvStoreOf<'ordered', 'msgpack'>;
@@ -42,7 +45,10 @@ type Db = KvStoreOf<'ordered', 'msgpack'>;
 const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'get-build-ab-'));
 
 /** A build's store, filled, and its rounds of OPS gets (spread and hot). */
-async function build(root: string, name: string): Promise<{ db: Db; spread: () => void; hot: () => void }> {
+async function build(
+  root: string,
+  name: string,
+): Promise<{ db: Db; spread: () => void; hot: () => void; many: () => void }> {
   const url = (p: string): string => pathToFileURL(path.resolve(root, p)).href;
   const { open } = (await import(url('dist/src/kv/index.js'))) as { open: (p: string, o: object) => Db };
   const db = open(path.join(dir, name), { size: storeBytes(KEYS), durability: 'none' });
@@ -57,7 +63,15 @@ async function build(root: string, name: string): Promise<{ db: Db; spread: () =
     for (let i = 0; i < OPS; i++) sink += (db.get(['user', (c = (c + 7) % HOT)]) as User).age;
     if (sink === -1) console.log(sink);
   };
-  return { db, spread, hot };
+  const manyKeys: Array<[string, number]> = [];
+  const many = (): void => {
+    for (let i = 0; i < OPS; i += MANY) {
+      for (let j = 0; j < MANY; j++) manyKeys[j] = ['user', (c = (c + 7919) % KEYS)];
+      for (const v of db.getMany(manyKeys)) sink += (v as User).age;
+    }
+    if (sink === -1) console.log(sink);
+  };
+  return { db, spread, hot, many };
 }
 
 const quartile = (xs: number[], q: number): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length * q)];
@@ -72,14 +86,15 @@ function timed(round: () => void): number {
 try {
   const a = await build(A, 'a');
   const b = await build(B, 'b');
-  for (let i = 0; i < WARM; i++) for (const x of [a, b]) (x.spread(), x.hot());
+  for (let i = 0; i < WARM; i++) for (const x of [a, b]) (x.spread(), x.hot(), x.many());
   const load0 = loadAverage();
   const rows = {
     spread: { a: [] as number[], b: [] as number[], ratio: [] as number[] },
     hot: { a: [] as number[], b: [] as number[], ratio: [] as number[] },
+    many: { a: [] as number[], b: [] as number[], ratio: [] as number[] },
   };
   for (let r = 0; r < ROUNDS; r++) {
-    for (const row of ['spread', 'hot'] as const) {
+    for (const row of ['spread', 'hot', 'many'] as const) {
       let ta: number;
       let tb: number;
       if (r % 2 === 0) {
@@ -99,10 +114,10 @@ try {
   );
   console.log(`A = ${path.resolve(A)}`);
   console.log(`B = ${path.resolve(B)}`);
-  for (const row of ['spread', 'hot'] as const) {
+  for (const row of ['spread', 'hot', 'many'] as const) {
     const x = rows[row];
     console.log(
-      `get ${row.padEnd(6)}  A ${median(x.a).toFixed(0)} ns  B ${median(x.b).toFixed(0)} ns CPU per get  B/A paired median ${median(x.ratio).toFixed(3)} (quartiles ${quartile(x.ratio, 0.25).toFixed(3)}-${quartile(x.ratio, 0.75).toFixed(3)})`,
+      `${row === 'many' ? 'getMany spread' : `get ${row}`.padEnd(14)}  A ${median(x.a).toFixed(0)} ns  B ${median(x.b).toFixed(0)} ns CPU per get  B/A paired median ${median(x.ratio).toFixed(3)} (quartiles ${quartile(x.ratio, 0.25).toFixed(3)}-${quartile(x.ratio, 0.75).toFixed(3)})`,
     );
   }
   a.db.close();

@@ -149,6 +149,7 @@ import {
 import { resolveEncodings, type KvRoot } from './kv-root.js';
 import { reapKvWriters, type WriterReapContext } from './writer-reaper.js';
 import { LAYER_KV } from '../index/epoch.js';
+import { LOOKUP_MANY_MAX } from '../index/radix-tree.js';
 import { DEATHS_WORD, holderIdOf, holderWordDead, participantId, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
 import { hasStructuresArea, SharedStructures } from './structures.js';
@@ -532,7 +533,6 @@ export const GROW_MAX_DEAD_RATIO = 1 / 2;
 const GROW_MIN_DEAD_SEGMENTS = 2;
 const GROUP_COMMIT_MS = 2;
 /** getMany: keys looked up under one epoch pin (a long array does not hold reclamation back for its whole length). */
-const GET_MANY_BATCH = 256;
 /** getCount(): index leaves walked under one epoch pin. */
 const COUNT_BATCH = 4096;
 const SCAN_BATCH = 128;
@@ -603,6 +603,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private txnSlabUsed = 0;
   /** Sink of touchEntriesPinned's loads. */
   private touched = 0;
+  /** getMany's batch (made at its first call). */
+  private manyBatch: ManyBatch | undefined = undefined;
   private readonly reaper: LargeObjectReaper;
   /** In-flight sequences and this handle's snapshots (snapshots.ts). */
   private readonly snaps: Snapshots;
@@ -1005,8 +1007,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /**
    * The values of `keys`, in their order (undefined where a key is absent): get() of each,
-   * with one epoch pin per GET_MANY_BATCH keys. Not a snapshot: each value is its key's newest
-   * when it is read.
+   * with one epoch pin per GET_MANY_BATCH keys, looked up in batches of LOOKUP_MANY_MAX: a
+   * batch's index descents walk together (radix-tree.ts lookupManyPinned) and its entry headers
+   * are loaded together before any value is decoded, so the cache misses of different keys
+   * overlap. Not a snapshot: each value is its key's newest when it is read.
    */
   getMany(keys: readonly KeyInput<K>[]): Array<V | undefined> {
     this.checkOpen('getMany');
@@ -1015,19 +1019,45 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const out: Array<V | undefined> = new Array(keys.length);
     const epoch = this.space.epoch;
     const tree = this.space.tree;
-    for (let from = 0; from < keys.length; from += GET_MANY_BATCH) {
-      const to = Math.min(keys.length, from + GET_MANY_BATCH);
+    const batch = (this.manyBatch ??= newManyBatch());
+    for (let pinned = 0; pinned < keys.length; pinned += GET_MANY_BATCH) {
+      const end = Math.min(keys.length, pinned + GET_MANY_BATCH);
       epoch.pin();
       try {
-        for (let i = from; i < to; i++) {
-          const at = tree.lookupPinned(this.lookupKey(keys[i], `getMany key ${i}`));
-          out[i] = at === undefined ? undefined : this.valuePinned(at, 'getMany');
+        for (let from = pinned; from < end; from += LOOKUP_MANY_MAX) {
+          const n = Math.min(end - from, LOOKUP_MANY_MAX);
+          for (let j = 0; j < n; j++) {
+            const k = this.lookupKey(keys[from + j], `getMany key ${from + j}`);
+            const to = j * MANY_KEY_ROOM;
+            for (let i = 0; i < k.length; i++) batch.slab[to + i] = k[i];
+            batch.keys[j] = batch.slab.subarray(to, to + k.length);
+          }
+          tree.lookupManyPinned(batch.keys, n, batch.found);
+          this.touchEntriesAtPinned(batch.found, n);
+          for (let j = 0; j < n; j++) {
+            const at = batch.found[j];
+            out[from + j] = at < 0 ? undefined : this.valuePinned(at, 'getMany');
+          }
         }
       } finally {
         epoch.unpin();
       }
     }
     return out;
+  }
+
+  /** Loads the header word of each entry at ats[0..n) (-1: none), all before any is used: their misses overlap. Caller pinned. */
+  private touchEntriesAtPinned(ats: Float64Array, n: number): void {
+    if (this.space.device.poisonedBlocks !== 0) return;
+    const views = this.views;
+    let touched = 0;
+    for (let j = 0; j < n; j++) {
+      const at = ats[j];
+      if (at < 0) continue;
+      const v = views.at(at);
+      touched += v.u32[(at - v.base) / 4];
+    }
+    this.touched = touched; // a use, so the loads are not dead code
   }
 
   /** The value at entry `at`, decoded by this handle's value encoding (caller pinned). */
@@ -4276,4 +4306,25 @@ function withPrefix(bytes: Uint8Array): Uint8Array {
 
 function notUtf8Key(key: unknown, op: string): DaxError {
   return new DaxError('EINVAL', `${op}: key must be a string (keyEncoding 'utf8'), got ${describeValue(key)}`);
+}
+
+/** A getMany batch: the index keys (views of `slab`, MANY_KEY_ROOM bytes each) and their newest entries. */
+interface ManyBatch {
+  keys: Uint8Array[];
+  found: Float64Array;
+  slab: Uint8Array;
+}
+
+/** Keys per epoch pin in getMany. */
+const GET_MANY_BATCH = 256;
+
+/** Room for one index key in a getMany batch: the prefix byte and MAX_KEY_BYTES key bytes. */
+const MANY_KEY_ROOM = MAX_KEY_BYTES + 1;
+
+function newManyBatch(): ManyBatch {
+  return {
+    keys: new Array<Uint8Array>(LOOKUP_MANY_MAX).fill(new Uint8Array(0)),
+    found: new Float64Array(LOOKUP_MANY_MAX),
+    slab: new Uint8Array(LOOKUP_MANY_MAX * MANY_KEY_ROOM),
+  };
 }
