@@ -682,8 +682,12 @@ function releaseEntry(tree: RadixTree, ref: EntryRef, e: number, extra: number, 
   });
 }
 
-/** Store a new value (and state) while holding the lock; lock-free readers see old or new, never a mix (seqlock). */
-export function replace(tree: RadixTree, ref: EntryRef, value: number, state: EntryState = 'value'): void {
+/**
+ * Store a new value (and state) while holding the lock; lock-free readers see old or new, never a
+ * mix (seqlock). `note`: 16 bits the caller keeps beside this value (valueNote), 0 for none;
+ * every other store of a value leaves 0 there, so a note always describes the value it sits with.
+ */
+export function replace(tree: RadixTree, ref: EntryRef, value: number, state: EntryState = 'value', note = 0): void {
   checkValue(value, 'replace');
   const code = stateCode(state);
   checkHeld(tree, ref, 'replace');
@@ -705,7 +709,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     // reader that loaded the entry word while EMPTY and a value word before these stores sees
     // the sequence change and retries). One CAS less on every new key.
     storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
-    storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
+    storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32) | (note << 16));
     for (;;) {
       const next =
         (e & ~(Ew.SEQ_MASK | Ew.STATE_MASK)) |
@@ -734,7 +738,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     e = seen;
   }
   storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
-  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32) | (note << 16));
   e = loadWord(i32, at);
   for (;;) {
     const even =
@@ -748,6 +752,15 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
   pt[rb + P_REPLACE_LEAF] = 0; // done: a stale record must never finish a later, merely opened entry
   ref.value = smallIfInt32(value);
   ref.state = state;
+}
+
+/**
+ * The note stored with the held entry's value by replace(), 0 when it was stored without one
+ * (leaf word W_VALUE_HI, bits 16-31: value readers mask them off). The holder's own leaf: no
+ * seqlock needed.
+ */
+export function valueNote(tree: RadixTree, ref: EntryRef): number {
+  return tree.arena.i32[ref.leaf + Lay.W_VALUE_HI] >>> 16;
 }
 
 /**
@@ -774,7 +787,13 @@ export function beginReplace(tree: RadixTree, ref: EntryRef): void {
 }
 
 /** Stores value and state into an entry beginReplace opened, and closes its seqlock. 'empty' makes it a placeholder that unlock removes. */
-export function finishReplace(tree: RadixTree, ref: EntryRef, value: number, state: EntryState = 'value'): void {
+export function finishReplace(
+  tree: RadixTree,
+  ref: EntryRef,
+  value: number,
+  state: EntryState = 'value',
+  note = 0,
+): void {
   checkValue(value, 'finishReplace');
   const code = stateCode(state);
   checkHeld(tree, ref, 'finishReplace');
@@ -788,7 +807,7 @@ export function finishReplace(tree: RadixTree, ref: EntryRef, value: number, sta
   pt[rb + P_REPLACE_LO] = value % TWO_32;
   pt[rb + P_REPLACE_HI] = Math.floor(value / TWO_32) | (code << 16);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
-  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32) | (note << 16));
   let e = loadWord(i32, at);
   assert((e & Ew.SEQ_ONE) !== 0, 'finishReplace: the entry was not opened by beginReplace');
   for (;;) {

@@ -15,7 +15,8 @@
  *     gatherChildren sorts) then cap child words; unused key bytes and child words are 0
  *     N48: 256 index bytes (child slot + 1, 0 = none) then 48 child words
  *     N256: 256 child words
- * Leaf words: 0 header · 1 entry word (entry-word.ts) · 2 value low · 3 value high · 4.. key.
+ * Leaf words: 0 header · 1 entry word (entry-word.ts) · 2 value low · 3 value high (bits 0-15;
+ *   bits 16-31: the value's note, entry-lock.ts replace, masked off by every value reader) · 4.. key.
  *
  * Invariants
  *   - Immutable after publication: header type/magic, prefixLen, prefix, the key bytes

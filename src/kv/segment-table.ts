@@ -53,6 +53,26 @@ export function entryCost(keyLength: number, valueLength: number): number {
   return entryBytes(keyLength, valueLength) + RECORD_HEADER_BYTES;
 }
 
+/**
+ * The 16-bit note the index keeps beside an entry's offset (entry-lock.ts replace/valueNote):
+ * bits 0-14 its cost (entryCost) in 8-byte units, bit 15 set when it has flags (a large value),
+ * so that superseding it needs no read of its header. 0 (no note) when the cost does not fit.
+ */
+export function entryNote(cost: number, flags: number): number {
+  const units = cost / 8;
+  return units <= 0x7fff && units === Math.floor(units) ? (flags !== 0 ? 0x8000 : 0) | units : 0;
+}
+
+/** The cost an entry's note holds (entryNote). */
+export function noteCost(note: number): number {
+  return (note & 0x7fff) * 8;
+}
+
+/** Whether an entry's note says it has flags (entryNote). */
+export function noteFlagged(note: number): boolean {
+  return (note & 0x8000) !== 0;
+}
+
 export interface SegmentInfo {
   extent: number;
   /** BORN - DIED, at least 0 */

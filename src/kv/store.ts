@@ -76,6 +76,7 @@ import {
   grab,
   replace,
   unlock,
+  valueNote,
   type EntryRef,
 } from '../index/entry-lock.js';
 import {
@@ -111,7 +112,7 @@ import {
   type MediaViews,
 } from './records.js';
 import { BORN, DELS, PROGRESS_WORDS, SLOT_COUNTER_FIRST, SegmentWriter, W_OWNER } from './segment-writer.js';
-import { SegmentTable, entryCost, type SegmentInfo } from './segment-table.js';
+import { SegmentTable, entryCost, entryNote, noteCost, noteFlagged, type SegmentInfo } from './segment-table.js';
 import { DEFER_LARGE_OBJECT, DEFER_SEGMENT, SWEEP_MIN, Snapshots } from './snapshots.js';
 import { KvSnapshot, forgetCollected, releaseWhenCollected, type CollectClaim, type SnapshotHost } from './snapshot.js';
 import { Op, isDeletion, sequenceAt, versionAtPinned } from './versions.js';
@@ -1842,18 +1843,25 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   ): void {
     if (isBroken('kv-batch-publish-per-key')) return this.publishBatchPerKeyLocked(refs, puts, entryAts, sequence);
     const keepTombstones = this.snaps.anyHeld(); // after the Atomics.add of takeSequence (snapshots.ts)
-    const superseded: number[] = [];
+    const superseded: number[] = []; // offset, note, offset, note, ...
     for (const ref of refs) beginReplace(this.space.tree, ref);
     for (let i = 0; i < refs.length; i++)
       this.finishBatchEntryLocked(refs[i], puts !== undefined && puts[i], entryAts[i], keepTombstones, superseded);
-    for (const old of superseded) this.supersededLocked(old, sequence);
+    for (let i = 0; i < superseded.length; i += 2) this.supersededLocked(superseded[i], sequence, superseded[i + 1]);
   }
 
   /**
    * The live entry at `oldAt` was superseded by a record of `sequence` (its key's lock held): its
    * bytes leave its segment's live count; a large value is retired (retireLargeLocked).
    */
-  private supersededLocked(oldAt: number, sequence: number): void {
+  private supersededLocked(oldAt: number, sequence: number, note = 0): void {
+    if (note !== 0) {
+      // What the index noted of the old entry when it was published (noteBornAt): its
+      // cost and whether it has flags, without a read of its header (a cache miss, as a rule).
+      this.table.died(oldAt, noteCost(note));
+      if (noteFlagged(note)) this.retireLargeLocked(oldAt, sequence);
+      return;
+    }
     const v = this.views.at(oldAt);
     const u32 = v.u32;
     const w = (oldAt - v.base) / 4;
@@ -1862,12 +1870,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (head >>> 24 !== 0) this.retireLargeLocked(oldAt, sequence); // entry flags: ENTRY_FLAG_LARGE
   }
 
-  /** The entry at `entryAt` was just written by the active writer: its bytes join its segment's live count. */
-  private noteBornAt(entryAt: number): void {
+  /**
+   * The entry at `entryAt` was just written by the active writer: its bytes join its segment's
+   * live count. Returns its note for the index (segment-table.ts entryNote).
+   */
+  private noteBornAt(entryAt: number): number {
     const v = this.views.at(entryAt);
     const u32 = v.u32;
     const w = (entryAt - v.base) / 4;
-    this.active.noteBorn(entryCost(u32[w] & 0xffff, u32[w + 1])); // the entry was just written: its header is in cache
+    const head = u32[w]; // the entry was just written: its header is in cache
+    const cost = entryCost(head & 0xffff, u32[w + 1]);
+    this.active.noteBorn(cost);
+    return entryNote(cost, head >>> 24);
   }
 
   /**
@@ -1888,7 +1902,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       beginReplace(this.space.tree, refs[i]);
       this.finishBatchEntryLocked(refs[i], puts !== undefined && puts[i], entryAts[i], keepTombstones, superseded);
     }
-    for (const old of superseded) this.supersededLocked(old, sequence);
+    for (let i = 0; i < superseded.length; i += 2) this.supersededLocked(superseded[i], sequence, superseded[i + 1]);
   }
 
   /** Finishes one opened entry of a batch: the PUT or DEL at entryAt (counts, tombstones; superseded values collected). */
@@ -1902,12 +1916,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const tree = this.space.tree;
     const wasTombstone = ref.state === 'value' && this.snaps.tombstones !== 0 && isDeletion(this.views, ref.value);
     const wasLive = ref.state === 'value' && !wasTombstone;
-    if (wasLive) superseded.push(ref.value);
+    if (wasLive) superseded.push(ref.value, valueNote(tree, ref)); // the note before finishReplace overwrites it
     if (put) {
-      this.noteBornAt(entryAt);
+      const note = this.noteBornAt(entryAt);
       this.count(wasLive ? DEAD : LIVE_KEYS, 1);
       if (wasTombstone) this.snaps.addTombstones(-1);
-      finishReplace(tree, ref, entryAt);
+      finishReplace(tree, ref, entryAt, 'value', note);
       return;
     }
     this.active.noteDels(entryCost(ref.key.length - 1, 0));
@@ -1931,9 +1945,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (old >= 0) this.count(DEAD, 1);
     else this.count(LIVE_KEYS, 1);
     if (wasTombstone) this.snaps.addTombstones(-1);
-    this.noteBornAt(entryAt);
-    replace(this.space.tree, ref, entryAt);
-    if (old >= 0) this.supersededLocked(old, sequence);
+    const note = this.noteBornAt(entryAt);
+    const oldNote = old >= 0 ? valueNote(this.space.tree, ref) : 0; // before replace() overwrites it
+    replace(this.space.tree, ref, entryAt, 'value', note);
+    if (old >= 0) this.supersededLocked(old, sequence, oldNote);
   }
 
   /**
@@ -1945,12 +1960,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private deletePublishedLocked(ref: EntryRef, delAt: number, sequence: number): boolean {
     assert(ref.state === 'value', () => `deleting an entry in state ${ref.state}`);
     const old = ref.value;
+    const note = valueNote(this.space.tree, ref);
     const tombstone = this.snaps.anyHeld(); // after the Atomics.add of takeSequence (snapshots.ts)
     if (tombstone) {
       replace(this.space.tree, ref, delAt);
       this.snaps.addTombstones(1);
     } else deleteLocked(this.space.tree, ref);
-    this.supersededLocked(old, sequence);
+    this.supersededLocked(old, sequence, note);
     this.count(LIVE_KEYS, -1);
     this.count(DEAD, 1);
     return !tombstone;
