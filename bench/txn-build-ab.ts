@@ -12,7 +12,12 @@
  *   npx tsc -p tsconfig.json
  *   node dist/bench/txn-build-ab.js --a <root of build A> [--b <root of build B, default .>]
  *     [--keys 100000] [--ops 2000] [--rounds 60] [--warm 10] [--durability none|sync]
- *     [--op txn|put|get]
+ *     [--op txn|put|get] [--a-options JSON] [--b-options JSON]
+ *
+ * --a-options / --b-options: more open() options for that side's store, e.g. --b-options
+ * '{"autoCompact":false}' to leave automatic compaction out of a steady overwrite put (against
+ * a build from before it), or, with --a and --b the same root, to compare two configurations of
+ * one build.
  */
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -34,6 +39,7 @@ const WARM = Number(arg('warm', '10'));
 const DURABILITY = arg('durability', 'none');
 const OP = arg('op', 'txn');
 if (OP !== 'txn' && OP !== 'put' && OP !== 'get') throw new Error(`--op: txn, put or get, not ${OP}`);
+const OPTIONS = { a: JSON.parse(arg('a-options', '{}')) as object, b: JSON.parse(arg('b-options', '{}')) as object };
 const LABEL = OP === 'txn' ? 'txn 4r+4w' : OP;
 if (A === '') throw new Error('usage: txn-build-ab --a <root> [--b <root>] [--rounds n] ...');
 const VALUE = new Uint8Array(100).fill(7);
@@ -52,7 +58,7 @@ interface Db {
 const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'txn-build-ab-'));
 
 /** A build's store, filled, and a round of OPS transactions on it. */
-async function build(root: string, name: string): Promise<{ db: Db; round: () => void }> {
+async function build(root: string, name: 'a' | 'b'): Promise<{ db: Db; round: () => void }> {
   const url = (p: string): string => pathToFileURL(path.resolve(root, p)).href;
   const { open } = (await import(url('dist/src/kv/index.js'))) as { open: (p: string, o: object) => Db };
   const { mulberry32 } = (await import(url('dist/src/device/sim-media.js'))) as {
@@ -71,6 +77,7 @@ async function build(root: string, name: string): Promise<{ db: Db; round: () =>
     durability: DURABILITY,
     keyEncoding: 'binary',
     valueEncoding: 'binary',
+    ...OPTIONS[name],
   });
   for (let i = 0; i < KEYS; i++) db.put(all.subarray(i * 16, i * 16 + 16), VALUE);
   let sink = 0;
