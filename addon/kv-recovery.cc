@@ -1038,6 +1038,7 @@ struct Merge {
   uint64_t mediaLength;
   Columns a, b;  // a: the checkpoint's winners; b: the tail's (DEL winners negative)
   double covered;  // the checkpoint's highest sequence
+  bool dropStale;  // b's entries of sequences <= covered are skipped (the caller's stale-entry rule)
   uint32_t* tape;  // runs (kv-recovery.h kTape*): which entry of a or b each step takes or skips
   uint64_t tapeCapacity, tapeWords;
   int64_t count;  // winners taken, or -errno
@@ -1057,58 +1058,112 @@ bool TailWins(const Merge& g, uint64_t ta, uint64_t tb) {
   return tb < ta;
 }
 
-// Appends one step to the tape: extends the last run when it is the same op, else a new run.
-bool Step(Merge& g, uint32_t op) {
-  if (g.tapeWords > 0 && (g.tape[g.tapeWords - 1] >> kTapeOpShift) == op && (g.tape[g.tapeWords - 1] & kTapeRunMask) != kTapeRunMask) {
-    g.tape[g.tapeWords - 1]++;
-  } else {
-    if (g.tapeWords >= g.tapeCapacity) return false;
-    g.tape[g.tapeWords++] = (op << kTapeOpShift) | 1;
+// Appends `n` steps of one op to the tape: extends the last run when it is the same op, else
+// new runs (a run holds at most kTapeRunMask steps).
+bool StepN(Merge& g, uint32_t op, uint64_t n) {
+  while (n > 0) {
+    uint64_t room = 0;
+    if (g.tapeWords > 0 && (g.tape[g.tapeWords - 1] >> kTapeOpShift) == op) room = kTapeRunMask - (g.tape[g.tapeWords - 1] & kTapeRunMask);
+    if (room == 0) {
+      if (g.tapeWords >= g.tapeCapacity) return false;
+      g.tape[g.tapeWords++] = op << kTapeOpShift;
+      room = kTapeRunMask;
+    }
+    const uint64_t k = std::min(room, n);
+    g.tape[g.tapeWords - 1] += static_cast<uint32_t>(k);
+    if (op == kTapeTakeA || op == kTapeTakeB) g.count += static_cast<int64_t>(k);
+    n -= k;
   }
-  if (op == kTapeTakeA || op == kTapeTakeB) g.count++;
   return true;
 }
+
+bool Step(Merge& g, uint32_t op) { return StepN(g, op, 1); }
 
 int CompareIndexKeys(const uint8_t* a, uint16_t la, const uint8_t* b, uint16_t lb) {
   const int d = std::memcmp(a, b, std::min(la, lb));
   return d != 0 ? d : la == lb ? 0 : la < lb ? -1 : 1;
 }
 
+// a's key i against b's key j. a's columns are checked where they are read (the merge skips
+// most of a); b's were checked whole by the caller. false: a's key lies outside its column.
+bool CompareAB(const Merge& g, uint64_t i, uint64_t j, int* d) {
+  if (uint64_t{g.a.starts[i]} + g.a.lengths[i] > g.a.keysLength) return false;
+  *d = CompareIndexKeys(g.a.keys + g.a.starts[i], g.a.lengths[i], g.b.keys + g.b.starts[j], g.b.lengths[j]);
+  return true;
+}
+
+// The first k >= i with a's key k not below b's key j (a.count when none): doubling steps from
+// i, then a bisection of the last one, so a run of r keys of a between two of b's costs
+// O(log r) comparisons. -1: a key of a outside its column.
+int64_t FirstNotBelow(const Merge& g, uint64_t i, uint64_t j) {
+  int d = 0;
+  if (i == g.a.count) return static_cast<int64_t>(i);
+  if (!CompareAB(g, i, j, &d)) return -1;
+  if (d >= 0) return static_cast<int64_t>(i);
+  uint64_t below = i, step = 1;  // a[below] < b[j]
+  uint64_t above = g.a.count;    // a[above] >= b[j], or the end
+  for (;;) {
+    const uint64_t k = below + step;
+    if (k >= g.a.count) break;
+    if (!CompareAB(g, k, j, &d)) return -1;
+    if (d >= 0) {
+      above = k;
+      break;
+    }
+    below = k;
+    step *= 2;
+  }
+  while (above - below > 1) {
+    const uint64_t mid = below + (above - below) / 2;
+    if (!CompareAB(g, mid, j, &d)) return -1;
+    if (d < 0) below = mid;
+    else above = mid;
+  }
+  return static_cast<int64_t>(above);
+}
+
+// For each of b's entries in key order: a's keys below it taken as one run (FirstNotBelow),
+// then the entry merged with a's entry of its key, if any. Work follows b's count (times the
+// log of the runs of a between), not a's, but for the runs written to the tape.
 void RunMerge(void* arg) {
   Merge& g = *static_cast<Merge*>(arg);
-  uint64_t i = 0, j = 0;
-  while (i < g.a.count || j < g.b.count) {
-    const int d = i == g.a.count   ? 1
-                  : j == g.b.count ? -1
-                                   : CompareIndexKeys(g.a.keys + g.a.starts[i], g.a.lengths[i], g.b.keys + g.b.starts[j], g.b.lengths[j]);
+  uint64_t i = 0;
+  for (uint64_t j = 0; j < g.b.count; j++) {
+    const int64_t k = FirstNotBelow(g, i, j);
+    if (k < 0) return void(g.count = -EINVAL);
+    if (!StepN(g, kTapeTakeA, static_cast<uint64_t>(k) - i)) return void(g.count = -ERANGE);
+    i = static_cast<uint64_t>(k);
+    int d = 1;
+    if (i < g.a.count && !CompareAB(g, i, j, &d)) return void(g.count = -EINVAL);
+    const double vb = g.b.values[j];
+    const bool del = vb < 0;
+    const uint64_t tb = static_cast<uint64_t>(del ? -vb - 1 : vb);
+    const uint64_t sb = SequenceAt(g.media, tb);
     bool ok = true;
-    if (d < 0) {
-      ok = Step(g, kTapeTakeA);
+    bool tail = true;
+    if (g.dropStale && sb <= static_cast<uint64_t>(g.covered)) {
+      tail = false;  // stale: a covered sequence whose key the checkpoint has or lacks alike
+      if (d == 0) ok = Step(g, kTapeTakeA), i++;
+    } else if (d == 0) {
+      const double va = g.a.values[i];
+      if (!IsIndex(va) || va + kEntryHeaderBytes > static_cast<double>(g.mediaLength)) return void(g.count = -EINVAL);
+      const uint64_t ta = static_cast<uint64_t>(va);
+      // Newer than everything the checkpoint covers: wins without a read of a's entry.
+      tail = sb > static_cast<uint64_t>(g.covered) || TailWins(g, ta, tb);
+      if (!tail)
+        ok = Step(g, kTapeTakeA);
+      else if (del)
+        g.removed++, ok = Step(g, kTapeSkipA);
+      else
+        g.replaced++, ok = Step(g, kTapeSkipA);
       i++;
-    } else {
-      const double vb = g.b.values[j];
-      const bool del = vb < 0;
-      const uint64_t tb = static_cast<uint64_t>(del ? -vb - 1 : vb);
-      bool tail = true;
-      if (d == 0) {
-        const uint64_t ta = static_cast<uint64_t>(g.a.values[i]);
-        // Newer than everything the checkpoint covers: wins without a read of either entry.
-        tail = SequenceAt(g.media, tb) > static_cast<uint64_t>(g.covered) || TailWins(g, ta, tb);
-        if (!tail)
-          ok = Step(g, kTapeTakeA);
-        else if (del)
-          g.removed++, ok = Step(g, kTapeSkipA);
-        else
-          g.replaced++, ok = Step(g, kTapeSkipA);
-        i++;
-      } else if (!del) {
-        g.added++;
-      }
-      ok = ok && Step(g, tail && !del ? kTapeTakeB : kTapeSkipB);
-      j++;
+    } else if (!del) {
+      g.added++;
     }
+    ok = ok && Step(g, tail && !del ? kTapeTakeB : kTapeSkipB);
     if (!ok) return void(g.count = -ERANGE);
   }
+  if (!StepN(g, kTapeTakeA, g.a.count - i)) return void(g.count = -ERANGE);
 }
 
 bool ColumnsOf(const Napi::CallbackInfo& info, int first, uint64_t count, Columns* c) {
@@ -1135,7 +1190,7 @@ bool ColumnsOf(const Napi::CallbackInfo& info, int first, uint64_t count, Column
 Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);
-  if (info.Length() < 14) return bad;
+  if (info.Length() < 15 || !info[14].IsBoolean()) return bad;
   for (int i : {1, 6, 11}) if (!info[i].IsNumber()) return bad;
   const double ca = info[1].As<Napi::Number>().DoubleValue(), cb = info[6].As<Napi::Number>().DoubleValue(), covered = info[11].As<Napi::Number>().DoubleValue();
   if (!IsIndex(ca) || !IsIndex(cb) || !IsIndex(covered)) return bad;
@@ -1144,21 +1199,21 @@ Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info) {
   if (!MediaOf(info[0], &g.media, &mediaBytes)) return bad;
   g.mediaLength = mediaBytes;
   g.covered = covered;
+  g.dropStale = info[14].As<Napi::Boolean>().Value();
   if (!ColumnsOf(info, 2, static_cast<uint64_t>(ca), &g.a) || !ColumnsOf(info, 7, static_cast<uint64_t>(cb), &g.b)) return bad;
   if (!info[12].IsTypedArray() || info[12].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) return bad;
-  // Every key lies inside its column, every value is an entry inside the media.
-  for (const Columns* c : {&g.a, &g.b})
-    for (uint64_t i = 0; i < c->count; i++) {
-      const double v = c->values[i];
-      const double at = v < 0 ? -v - 1 : v;
-      if (uint64_t{c->starts[i]} + c->lengths[i] > c->keysLength || !IsIndex(at) || at + kEntryHeaderBytes > static_cast<double>(g.mediaLength) ||
-          (c == &g.a && v < 0))
-        return bad;
-    }
+  // Every key of b lies inside its column, every value is an entry inside the media; a's are
+  // checked where the merge reads them (it skips most of a: CompareAB, RunMerge).
+  for (uint64_t i = 0; i < g.b.count; i++) {
+    const double v = g.b.values[i];
+    const double at = v < 0 ? -v - 1 : v;
+    if (uint64_t{g.b.starts[i]} + g.b.lengths[i] > g.b.keysLength || !IsIndex(at) || at + kEntryHeaderBytes > static_cast<double>(g.mediaLength)) return bad;
+  }
   Napi::Uint32Array tape = info[12].As<Napi::Uint32Array>();
   g.tape = tape.Data();
   g.tapeCapacity = tape.ElementLength();
   if (GuardedRun(RunMerge, &g) != 0) return Napi::Number::New(env, -EIO);
+  if (g.count == -EINVAL) return bad;
   if (g.count < 0) return Napi::Number::New(env, static_cast<double>(g.count));
   Napi::Float64Array counts = info[13].IsTypedArray() && info[13].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array
                                   ? info[13].As<Napi::Float64Array>()

@@ -87,7 +87,7 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info);
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
 
 // JsMergeKvColumns(media, aCount, aValues, aStarts, aLengths, aKeys, bCount, bValues, bStarts,
-//   bLengths, bKeys, covered, tape: Uint32Array, counts: Float64Array)
+//   bLengths, bKeys, covered, tape: Uint32Array, counts: Float64Array, dropStale: boolean)
 //   -> winners, or -errno (-ERANGE: tape too small; -EIO: media error)
 // Merges a checkpoint's winners (a, key order, no DEL) with the winners of the log written after
 // it (b, key order, DEL winners with value -(offset + 1), pickKvWinners keepDeletes) in key
@@ -96,6 +96,9 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
 // DEL removes the key. Nothing is copied: the result is a tape (bulk-load.h kTape*) of which
 // entry of a or b each step takes or skips, 3 * bCount + 1 words at most (every b step adds at
 // most a run of a's takes, one a op and one b op). counts: [replaced, added, removed, tape words].
+// dropStale: b's entries of sequences <= covered are skipped (stale: the caller's rule when no
+// covered segment is gone). Each b key finds its place in a by doubling steps then a bisection,
+// so the work follows bCount; a's keys and values are checked where they are read.
 // media: as for JsPickKvWinners.
 Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 

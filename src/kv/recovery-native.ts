@@ -370,13 +370,18 @@ export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: numbe
  * read when its sequence is above `coveredSequence`); a winning DEL drops the key
  * (addon/kv-recovery.cc RunMerge). Nothing is copied: the result is a tape of runs saying
  * which entry of `covered` or `tail` each step takes or skips (addon/bulk-load.h), which the
- * bulk load reads (bulk-load.ts BulkEntries.merge): its size follows the tail, not the store.
+ * bulk load reads (bulk-load.ts BulkEntries.merge): its size follows the tail, not the store,
+ * and so does its work: each tail key gallops ahead over `covered` (doubling steps, then a
+ * bisection), whose entries are checked only where they are read. `dropStale`: tail entries of
+ * sequences <= `coveredSequence` are left out (recovery.ts withoutStaleEntries' rule, for a
+ * checkpoint loaded with no segment gone).
  */
 export function mergeColumns(
   v: MediaViews,
   covered: WinnerColumns,
   tail: WinnerColumns,
   coveredSequence: number,
+  dropStale = false,
 ): MergeTape & { replaced: number; added: number; removed: number } {
   const tape = new Uint32Array(3 * tail.count + 1);
   const counts = new Float64Array(4);
@@ -395,6 +400,7 @@ export function mergeColumns(
     coveredSequence,
     tape,
     counts,
+    dropStale,
   );
   if (n === -5)
     throw new DaxError('EIO', 'key-value recovery: media error (SIGBUS) reading entries to merge a checkpoint');

@@ -519,10 +519,13 @@ function recoverFromCheckpoint(
   };
   let merged: MergeTape | undefined;
   if (found.count > 0) {
-    const tail = isBroken('kv-checkpoint-stale-tail')
-      ? pickWinners(v, found, KV_KEY_PREFIX, true)
-      : withoutStaleEntries(v, pickWinners(v, found, KV_KEY_PREFIX, true), cp.maxSequence, dropped);
-    const m = mergeColumns(v, base, tail, cp.maxSequence);
+    // The stale entries (withoutStaleEntries) are left out by the merge itself, which reads
+    // every tail winner's sequence anyway, unless a key was left out with a freed segment.
+    const broken = isBroken('kv-checkpoint-stale-tail');
+    const winners = pickWinners(v, found, KV_KEY_PREFIX, true);
+    const inMerge = !broken && dropped.size === 0;
+    const tail = broken || inMerge ? winners : withoutStaleEntries(v, winners, cp.maxSequence, dropped);
+    const m = mergeColumns(v, base, tail, cp.maxSequence, inMerge);
     use.tailKeys = { replaced: m.replaced, added: m.added, removed: m.removed };
     merged = m;
   }

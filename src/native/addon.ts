@@ -157,6 +157,7 @@ export interface NativeAddon {
     covered: number,
     tape: Uint32Array,
     counts: Float64Array,
+    dropStale: boolean,
   ): number;
   /**
    * Checks the records of [base, base + used) of a segment whole (addon/kv-recovery.h
