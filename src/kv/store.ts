@@ -2481,17 +2481,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /**
-   * Loads the header of each written key's newest entry (the one the commit supersedes, which
-   * publishBatchLocked reads), all together: their cache misses overlap, where one by one each
-   * would wait for the locked instructions between them (takeSequence's add, the seqlock CASes).
+   * Loads the header of each written key's newest entry that publishBatchLocked will read (the
+   * one the commit supersedes, when the index holds no note of it: supersededLocked), all
+   * together: their cache misses overlap, where one by one each would wait for the locked
+   * instructions between them (takeSequence's add, the seqlock CASes).
    */
   private touchSupersededLocked(refs: EntryRef[], writeAt: number[]): void {
     if (this.space.device.poisonedBlocks !== 0) return;
     const views = this.views;
+    const tree = this.space.tree;
     let touched = 0;
     for (let i = 0; i < writeAt.length; i++) {
       const ref = refs[writeAt[i]];
-      if (ref.state !== 'value') continue;
+      if (ref.state !== 'value' || valueNote(tree, ref) !== 0) continue;
       const v = views.at(ref.value);
       touched += v.u32[(ref.value - v.base) / 4];
     }
