@@ -19,6 +19,9 @@
  * 6. A checkpoint of more than one 2 MiB extent is read in place from the mapping (no copy):
  *    equal to a full scan, and a flipped byte anywhere past its header is found by its
  *    checksum; red with kv-checkpoint-in-place-unhashed (the in-place read not checksummed).
+ * 7. A checkpoint that lists a segment under another life than its own (forged) while that life's
+ *    records predate it: the segment is scanned as tail, and the PUTs there of keys deleted
+ *    before the checkpoint stay out. Red with kv-checkpoint-stale-tail (the deleted keys back).
  */
 import { describe, expect, it } from 'vitest';
 import { xxh64 } from '../../src/device/checksum.js';
@@ -28,6 +31,7 @@ import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
 import { CHECKPOINT_ID_FIRST, CHECKPOINT_VERSION, checkpointIds } from '../../src/kv/checkpoint.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
+import { HUGE_BLOCKS } from '../../src/device/layout.js';
 import { setBroken, testHooks } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
@@ -292,6 +296,73 @@ describe('index checkpoints', () => {
     }
     return image.crashImage({ mode: 'none' });
   }
+
+  /**
+   * A checkpoint that lists a segment under another life than the one it has now (forged: the
+   * segment's nonce in it changed, resealed) while that life's records predate the checkpoint:
+   * open leaves the segment out and scans it as tail, where the PUTs of keys deleted before the
+   * checkpoint (their DELs covered, in a later segment) have covered sequences whose keys the
+   * checkpoint lacks. The image, the keys deleted, and the model.
+   */
+  function listedUnderOtherLife(): { image: SimMedia; deleted: string[]; model: Model } {
+    const media = createSimMedia(MEDIA_BYTES);
+    const db = openMedia(media, { durability: 'sync', autoCompact: false });
+    const model: Model = new Map();
+    // more than one segment of records: the first full, the next one taking the deletes
+    for (let i = 0; i < 8000; i++) {
+      db.put(`k${i}`, `v ${i} ${'y'.repeat(300)}`);
+      model.set(hex(`k${i}`), hex(`v ${i} ${'y'.repeat(300)}`));
+    }
+    const entry = db.dax.tree.lookup(Uint8Array.of(1, ...Buffer.from('k1')));
+    expect(entry).toBeDefined();
+    const b = db.dax.device.blockAt(entry!);
+    const first = b - (b % HUGE_BLOCKS);
+    const deleted: string[] = [];
+    for (let i = 0; i < 200; i += 10) {
+      db.delete(`k${i}`);
+      model.delete(hex(`k${i}`));
+      deleted.push(`k${i}`);
+    }
+    db.close();
+    const image = editCheckpoint(media.crashImage({ mode: 'none' }), (bytes) => {
+      const dv = new DataView(bytes.buffer, bytes.byteOffset);
+      const segments = dv.getFloat64(72, true);
+      for (let i = 0; i < segments; i++) {
+        const at = 128 + i * 10 * 8;
+        if (dv.getFloat64(at, true) === first) dv.setFloat64(at + 8, dv.getFloat64(at + 8, true) + 1, true);
+      }
+      return true;
+    });
+    return { image, deleted, model };
+  }
+
+  it('a tail entry of a covered sequence whose key the checkpoint lacks stays out: deleted keys stay deleted', () => {
+    const { image, model } = listedUnderOtherLife();
+    const db = openMedia(image, { formatIfEmpty: false });
+    try {
+      expect(db.recovery!.checkpoint).toMatchObject({ segmentsGone: 1 });
+      expect(db.recovery!.checkpoint!.loaded).toBeDefined();
+      expectModel(db, model);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-stale-tail: the deleted keys come back', () => {
+    const { image, deleted } = listedUnderOtherLife();
+    setBroken('kv-checkpoint-stale-tail', true);
+    try {
+      const db = openMedia(image, { formatIfEmpty: false });
+      try {
+        expect(db.recovery!.checkpoint!.loaded).toBeDefined();
+        expect(deleted.filter((k) => db.get(k) !== undefined).length).toBeGreaterThan(0);
+      } finally {
+        db.close();
+      }
+    } finally {
+      setBroken('kv-checkpoint-stale-tail', false);
+    }
+  });
 
   it('ignores and removes a damaged checkpoint, one of another format version, and one of another store', async () => {
     await withSeed(FILE, (seed) => {
