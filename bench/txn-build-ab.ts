@@ -1,8 +1,10 @@
 /**
  * The 4-read + 4-write transaction of txn.bench.ts (or, with --op, a plain overwrite put or
- * get of one random key), A/B between two builds of daxstore in ONE process: both builds' modules are imported (two package roots, each its own module instances
- * and addon), each opens its own store in /dev/shm (16-byte random keys, 100-byte values,
- * 'binary' keys and values), and rounds of transactions alternate between them (A B, B A, ...),
+ * get of one random key, or the entries of 1,000-entry range scans from random keys), A/B
+ * between two builds of daxstore in ONE process: both builds' modules are imported (two
+ * package roots, each its own module instances and addon), each opens its own store in
+ * /dev/shm (16-byte random keys, 100-byte values, 'binary' keys and values), and rounds of
+ * transactions alternate between them (A B, B A, ...),
  * so the machine's load, the CPU's frequency and the cache pressure from other processes fall
  * on both alike, round by round. A warm-up of WARM rounds each comes first. Prints the median
  * CPU time per transaction of each build and the paired B/A ratio, median and quartiles over
@@ -12,7 +14,7 @@
  *   npx tsc -p tsconfig.json
  *   node dist/bench/txn-build-ab.js --a <root of build A> [--b <root of build B, default .>]
  *     [--keys 100000] [--ops 2000] [--rounds 60] [--warm 10] [--durability none|sync]
- *     [--op txn|put|get] [--a-options JSON] [--b-options JSON]
+ *     [--op txn|put|get|range] [--a-options JSON] [--b-options JSON]
  *
  * --a-options / --b-options: more open() options for that side's store, e.g. --b-options
  * '{"autoCompact":false}' to leave automatic compaction out of a steady overwrite put (against
@@ -38,7 +40,10 @@ const ROUNDS = Number(arg('rounds', '60'));
 const WARM = Number(arg('warm', '10'));
 const DURABILITY = arg('durability', 'none');
 const OP = arg('op', 'txn');
-if (OP !== 'txn' && OP !== 'put' && OP !== 'get') throw new Error(`--op: txn, put or get, not ${OP}`);
+if (OP !== 'txn' && OP !== 'put' && OP !== 'get' && OP !== 'range')
+  throw new Error(`--op: txn, put, get or range, not ${OP}`);
+/** Entries per scan of --op range (OPS entries a round, in scans from random keys). */
+const RANGE = 1000;
 const OPTIONS = { a: JSON.parse(arg('a-options', '{}')) as object, b: JSON.parse(arg('b-options', '{}')) as object };
 const LABEL = OP === 'txn' ? 'txn 4r+4w' : OP;
 if (A === '') throw new Error('usage: txn-build-ab --a <root> [--b <root>] [--rounds n] ...');
@@ -51,6 +56,7 @@ interface Txn {
 interface Db {
   put(key: Uint8Array, value: Uint8Array): void;
   get(key: Uint8Array): Uint8Array | undefined;
+  range(opts: { gte: Uint8Array; limit: number }): Iterable<[Uint8Array, Uint8Array]>;
   transactionSync(fn: (txn: Txn) => void): void;
   close(): void;
 }
@@ -94,6 +100,10 @@ async function build(root: string, name: 'a' | 'b'): Promise<{ db: Db; round: ()
     },
     get: (): void => {
       for (let j = 0; j < OPS; j++) sink += db.get(pick())?.length ?? 0;
+    },
+    range: (): void => {
+      for (let j = 0; j < OPS; j += RANGE)
+        for (const [, v] of db.range({ gte: pick(), limit: RANGE })) sink += v.length;
     },
   };
   const op = rounds[OP as keyof typeof rounds];
@@ -144,7 +154,7 @@ try {
   console.log(`A = ${path.resolve(A)}`);
   console.log(`B = ${path.resolve(B)}`);
   console.log(
-    `${LABEL}  A ${median(nsA).toFixed(0)} ns  B ${median(nsB).toFixed(0)} ns CPU per ${OP === 'txn' ? 'transaction' : OP}  B/A paired median ${median(ratio).toFixed(3)} (quartiles ${quartile(ratio, 0.25).toFixed(3)}-${quartile(ratio, 0.75).toFixed(3)})`,
+    `${LABEL}  A ${median(nsA).toFixed(0)} ns  B ${median(nsB).toFixed(0)} ns CPU per ${OP === 'txn' ? 'transaction' : OP === 'range' ? 'entry scanned' : OP}  B/A paired median ${median(ratio).toFixed(3)} (quartiles ${quartile(ratio, 0.25).toFixed(3)}-${quartile(ratio, 0.75).toFixed(3)})`,
   );
   a.db.close();
   b.db.close();
