@@ -12,9 +12,8 @@
 # Prints kv-build-ab's byte-path rows (CPU per operation, paired B/A medians: above 1, the
 # protocol costs that much), the index bench's A/B (bench/ab.ts: B/A of each row's time
 # against its peer), and the puts and gets again with both builds in one process
-# (txn-build-ab.ts --op, --inproc N times each way round; the figure is the mean of B/A run
-# A-first and A/B run B-first inverted, which cancels the bias of the loading order). A is
-# built in a temporary worktree, removed at the end.
+# (bench/inproc-ab.sh, --inproc pairs of runs each way round). A is built in a temporary
+# worktree, removed at the end.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=32
@@ -39,20 +38,11 @@ git -C "$work/a" apply -C1 "$root/bench/thread-death-strip.patch" ||
   { echo "thread-death-cost: bench/thread-death-strip.patch no longer applies: update it" >&2; exit 1; }
 (cd "$work/a" && npm install --no-audit --no-fund >"$work/install.log" 2>&1) || { tail -20 "$work/install.log"; exit 1; }
 echo "A = HEAD ($(git -C "$root" rev-parse --short HEAD)) without the per-operation thread-death work; B = $root"
-[ "$rounds" -gt 0 ] && node "$root/dist/bench/kv-build-ab.js" --a "$work/a" --b "$root" --keys 200000 \
-  --rounds "$rounds" --rows 'put none,put sync,get,getView in read,range 10k'
-[ "$runs" -gt 0 ] && node "$root/dist/bench/ab.js" --a "$work/a" --b "$root" --bench index --runs "$runs"
-ratio() { node "$root/dist/bench/txn-build-ab.js" "$@" --ops 5000 --rounds 60 | grep -o 'paired median [0-9.]*' | cut -d' ' -f3; }
-for op in put get; do
-  for durability in none sync; do
-    [ "$op" = get ] && [ "$durability" = sync ] && continue
-    costs=()
-    for ((i = 0; i < inproc; i++)); do
-      fwd=$(ratio --a "$work/a" --b "$root" --op "$op" --durability "$durability")
-      rev=$(ratio --a "$root" --b "$work/a" --op "$op" --durability "$durability")
-      costs+=("$(node -e "console.log(((${fwd} + 1 / ${rev}) / 2).toFixed(3))")")
-    done
-    sorted=$(printf '%s\n' "${costs[@]}" | sort -n | tr '\n' ' ')
-    echo "in one process: $op '$durability' B/A per pair of runs: $sorted(median $(printf '%s\n' "${costs[@]}" | sort -n | sed -n "$(((inproc + 1) / 2))p"))"
-  done
-done
+if [ "$rounds" -gt 0 ]; then
+  node "$root/dist/bench/kv-build-ab.js" --a "$work/a" --b "$root" --keys 200000 --rounds "$rounds" \
+    --rows 'put none,put sync,get,getView in read,range 10k'
+fi
+if [ "$runs" -gt 0 ]; then node "$root/dist/bench/ab.js" --a "$work/a" --b "$root" --bench index --runs "$runs"; fi
+if [ "$inproc" -gt 0 ]; then
+  "$root/bench/inproc-ab.sh" --a "$work/a" --b "$root" --rows 'put none,put sync,get none' --pairs "$inproc"
+fi
