@@ -300,6 +300,12 @@ export const SWITCHES = {
     breaks: 'recovery accepts records whose checksum does not match (torn records)',
     red: ['test/kv/kv-crash.test.ts'],
   },
+  'kv-walk-window-no-recopy': {
+    layer: 'kv',
+    read: 'call',
+    breaks: "a segment walk trusts its window's copy of a record that fails its checksum (no fresh copy)",
+    red: ['test/kv/kv-record-walk.test.ts'],
+  },
   'kv-scan-past-poison': {
     layer: 'kv',
     read: 'call',

@@ -17,11 +17,13 @@ import { isBroken } from '../test-break.js';
 import { xxh64 } from '../device/checksum.js';
 import {
   logChecksumMatches,
+  logChecksumMatchesInWalk,
   sealStagedChecksum,
   sealStagedChecksums,
   stageViews,
   stagedDirectoryCheck,
   stagedRecord,
+  startLogChecksumWalk,
 } from './record-stage.js';
 import type { MediaViews } from './media-views.js';
 import {
@@ -308,6 +310,9 @@ function sealInPlace(v: MediaViews, at: number, totalBytes: number): void {
  * validate (the end marker, or a torn tail) -- except that a poisoned block (`readable`
  * false for a range touching it) is never read: a record running into one, and the block,
  * are skipped and the walk resyncs after it (every 8 bytes, until a record validates).
+ * `check` is one object per walk, rewritten for each record: read it during the call only.
+ * Without poison the checksums are checked in the walk window (record-stage.ts
+ * logChecksumMatchesInWalk: one copy per 64 KiB, not one per record).
  */
 export function forEachRecord(
   v: MediaViews,
@@ -315,10 +320,14 @@ export function forEachRecord(
   segmentBytes: number,
   nonce: number,
   readable: ((from: number, to: number) => boolean) | undefined,
-  fn: (at: number, check: { kind: number; count: number; totalBytes: number }) => void,
+  fn: (at: number, check: { readonly kind: number; readonly count: number; readonly totalBytes: number }) => void,
 ): void {
   v = v.at(base);
   const end = base + segmentBytes;
+  const check: CheckedRecord = { kind: 0, count: 0, totalBytes: 0, reason: '' };
+  // The walk window may read any byte up to the segment's end: only when none is poisoned.
+  const windowEnd = readable === undefined ? end : 0;
+  startLogChecksumWalk();
   let resync = false;
   for (let at = base; at + RECORD_HEADER_BYTES <= end;) {
     if (readable !== undefined) {
@@ -334,8 +343,7 @@ export function forEachRecord(
         continue;
       }
     }
-    const check = checkRecord(v, at, end, nonce);
-    if (check.status === 'ok') {
+    if (checkRecordInto(v, at, end, nonce, check, windowEnd) === CHECK_OK) {
       resync = false;
       fn(at, check);
       at += check.totalBytes;
@@ -375,8 +383,19 @@ interface CheckedRecord {
 
 const checked: CheckedRecord = { kind: 0, count: 0, totalBytes: 0, reason: '' };
 
-/** checkRecord's checks: returns CHECK_END, CHECK_OK or CHECK_INVALID and fills `out`. */
-function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: number, out: CheckedRecord): number {
+/**
+ * checkRecord's checks: returns CHECK_END, CHECK_OK or CHECK_INVALID and fills `out`.
+ * `windowEnd`: nonzero in a walk whose bytes up to it are all readable (forEachRecord), whose
+ * checksums are checked in the walk window.
+ */
+function checkRecordInto(
+  v: MediaViews,
+  at: number,
+  segmentEnd: number,
+  nonce: number,
+  out: CheckedRecord,
+  windowEnd = 0,
+): number {
   v = v.at(at);
   if (at + RECORD_HEADER_BYTES > segmentEnd) return CHECK_END;
   const w = (at - v.base) / 4;
@@ -391,7 +410,7 @@ function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: n
   if (totalBytes < RECORD_HEADER_BYTES || totalBytes % 8 !== 0 || at + totalBytes > segmentEnd)
     return invalid(out, `length ${totalBytes}`);
   if (joinU32(v.u32[w + 7] & 0xff, v.u32[w + 6]) !== nonce) return invalid(out, 'nonce of another segment life');
-  if (!recordChecksumMatches(v, at, totalBytes)) return invalid(out, 'checksum mismatch');
+  if (!recordChecksumMatches(v, at, totalBytes, windowEnd)) return invalid(out, 'checksum mismatch');
   if (kind === KIND_PUT || kind === KIND_BATCH) {
     if (!entriesFit(v, at + RECORD_HEADER_BYTES, at + totalBytes, count))
       return invalid(out, 'entries overrun the record');
@@ -403,9 +422,10 @@ function checkRecordInto(v: MediaViews, at: number, segmentEnd: number, nonce: n
   return CHECK_OK;
 }
 
-/** Whether the record's stored xxh64 matches its bytes [8, totalBytes). */
-function recordChecksumMatches(v: MediaViews, at: number, totalBytes: number): boolean {
+/** Whether the record's stored xxh64 matches its bytes [8, totalBytes); windowEnd as checkRecordInto's. */
+function recordChecksumMatches(v: MediaViews, at: number, totalBytes: number, windowEnd: number): boolean {
   if (isBroken('kv-skip-checksum')) return true; // accepts torn and corrupted records
+  if (windowEnd !== 0) return logChecksumMatchesInWalk(v, at + 8, at + totalBytes, at, windowEnd);
   return logChecksumMatches(v, at + 8, at + totalBytes, at);
 }
 
