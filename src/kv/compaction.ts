@@ -545,6 +545,8 @@ const measureBatch = {
   keys: new Array<Uint8Array>(LOOKUP_MANY_MAX).fill(new Uint8Array(0)),
   found: new Float64Array(LOOKUP_MANY_MAX),
   keySlab: new Uint8Array(LOOKUP_MANY_MAX * MAX_INDEX_KEY_BYTES),
+  /** keyViews[slot][keyLength]: keySlab's view of room `slot` holding an index key of keyLength + 1 bytes, made at its first use */
+  keyViews: Array.from({ length: LOOKUP_MANY_MAX }, (): Array<Uint8Array | undefined> => []),
 };
 
 /** The index key of entry e (the prefix byte, then its key) in room `slot` of measureBatch.keySlab. */
@@ -556,7 +558,8 @@ function batchKey(v: MediaViews, e: number, slot: number): Uint8Array {
   v = v.at(e);
   const from = e - v.base + ENTRY_HEADER_BYTES;
   for (let i = 0; i < keyLength; i++) slab[to + 1 + i] = v.u8[from + i];
-  return slab.subarray(to, to + keyLength + 1);
+  // A view per (room, length), kept: not a subarray (an allocation and a builtin call) per entry.
+  return (measureBatch.keyViews[slot][keyLength] ??= slab.subarray(to, to + keyLength + 1));
 }
 
 function indexKey(v: MediaViews, e: number): Uint8Array {
