@@ -19,7 +19,8 @@
  * 3. The covered-record check of many segments (verifySegments, what a checkpoint covers): in a
  *    file of four copies of one segment, read with pread(2) and through the mapping, on one
  *    thread and on two: a flipped byte in the third copy is named there, the copies before it
- *    are counted; a copy cut short by a truncated file is a media error (the SIGBUS guard on
+ *    are counted, and equal copies hash alike (XXH3-64 of their bytes) where the flipped one
+ *    does not; a copy cut short by a truncated file is a media error (the SIGBUS guard on
  *    the mapping, where the read falls back to), and the process lives.
  */
 import fs from 'node:fs';
@@ -340,7 +341,13 @@ describe('recovery segment scan', () => {
       for (const threads of [1, 2]) {
         const verdicts = verifySegments(v, regionId, segs, SEGMENT_BYTES, threads);
         for (const i of [0, 1])
-          expect(verdicts[i]).toEqual({ checked: true, records: records.length, entries, bad: undefined });
+          expect(verdicts[i]).toMatchObject({ checked: true, records: records.length, entries, bad: undefined });
+        // Each copy's bytes are hashed (XXH3-64): equal copies hash alike, the flipped one not.
+        const hashes = verifySegments(v, regionId, segs, SEGMENT_BYTES, threads, true);
+        expect([verdicts[1].hashLo, verdicts[1].hashHi]).toEqual([verdicts[0].hashLo, verdicts[0].hashHi]);
+        expect([hashes[0].hashLo, hashes[0].hashHi]).toEqual([verdicts[0].hashLo, verdicts[0].hashHi]);
+        expect([hashes[3].hashLo, hashes[3].hashHi]).toEqual([verdicts[0].hashLo, verdicts[0].hashHi]);
+        expect([hashes[2].hashLo, hashes[2].hashHi]).not.toEqual([verdicts[0].hashLo, verdicts[0].hashHi]);
         expect(verdicts[2].bad).toEqual({
           at: 2 * SEGMENT_BYTES + records[20],
           reason: expect.stringMatching(/checksum/),
@@ -358,7 +365,7 @@ describe('recovery segment scan', () => {
     for (const regionId of [region.readableRegionId, undefined])
       for (const threads of [1, 2]) {
         const verdicts = verifySegments(v, regionId, segs.subarray(9), SEGMENT_BYTES, threads);
-        expect(verdicts).toEqual([
+        expect(verdicts).toMatchObject([
           {
             checked: true,
             records: big,
