@@ -682,6 +682,8 @@ function releaseEntry(tree: RadixTree, ref: EntryRef, e: number, extra: number, 
   });
 }
 
+// Value words: the low one is `value >>> 0` (value is an integer in [0, 2^48): checkValue), which
+// compiles to a truncation, where `value % TWO_32` takes a floating-point remainder.
 /**
  * Store a new value (and state) while holding the lock; lock-free readers see old or new, never a
  * mix (seqlock). `note`: 16 bits the caller keeps beside this value (valueNote), 0 for none;
@@ -708,7 +710,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     // publishes them: the new state, and the sequence moved by two (even, yet different, so a
     // reader that loaded the entry word while EMPTY and a value word before these stores sees
     // the sequence change and retries). One CAS less on every new key.
-    storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+    storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value >>> 0);
     storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32) | (note << 16));
     for (;;) {
       const next =
@@ -729,7 +731,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
   const rb = tree.mySlot;
   pt[rb + P_REPLACE_TREE] = tree.token;
   pt[rb + P_REPLACE_LEAF] = ref.leaf;
-  pt[rb + P_REPLACE_LO] = value % TWO_32;
+  pt[rb + P_REPLACE_LO] = value >>> 0;
   pt[rb + P_REPLACE_HI] = Math.floor(value / TWO_32) | (code << 16);
   for (;;) {
     const odd = (e & ~Ew.SEQ_MASK) | (((e & Ew.SEQ_MASK) + Ew.SEQ_ONE) & Ew.SEQ_MASK);
@@ -737,7 +739,7 @@ export function replace(tree: RadixTree, ref: EntryRef, value: number, state: En
     if (seen === e) break;
     e = seen;
   }
-  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value >>> 0);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32) | (note << 16));
   e = loadWord(i32, at);
   for (;;) {
@@ -804,9 +806,9 @@ export function finishReplace(
   const rb = tree.mySlot;
   pt[rb + P_REPLACE_TREE] = tree.token;
   pt[rb + P_REPLACE_LEAF] = ref.leaf;
-  pt[rb + P_REPLACE_LO] = value % TWO_32;
+  pt[rb + P_REPLACE_LO] = value >>> 0;
   pt[rb + P_REPLACE_HI] = Math.floor(value / TWO_32) | (code << 16);
-  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value >>> 0);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32) | (note << 16));
   let e = loadWord(i32, at);
   assert((e & Ew.SEQ_ONE) !== 0, 'finishReplace: the entry was not opened by beginReplace');
@@ -848,7 +850,7 @@ function replaceUnsequenced(i32: Int32Array, ref: EntryRef, value: number, code:
     }
   };
   if (ref.state === 'empty') setState();
-  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value >>> 0);
   for (let i = 0, end = performance.now() + 0.002 * Math.random(); performance.now() < end; i++);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
   if (ref.state !== 'empty') setState();
@@ -1125,7 +1127,7 @@ export function finishReplaceForDead(
     const seen = Atomics.compareExchange(i32, at, e, odd);
     e = seen === e ? odd : seen;
   }
-  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value % TWO_32);
+  storeRelease(i32, ref.leaf + Lay.W_VALUE_LO, value >>> 0);
   storeRelease(i32, ref.leaf + Lay.W_VALUE_HI, Math.floor(value / TWO_32));
   e = loadWord(i32, at);
   for (;;) {
