@@ -544,6 +544,20 @@ export const SWITCHES = {
       "a write's repeated reclaims each end at their cheap steps (a few blocks released, the reserve let go) although the write failed after the last one: compaction never runs and the write gets ENOSPC",
     red: ['test/kv/kv-reaper-death.test.ts'],
   },
+  'kv-checkpoint-order-trusted': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'an open does not distrust a checkpoint whose keys the bulk load refuses as out of order: the open fails instead of scanning the log whole',
+    red: ['test/kv/kv-scan-progress.test.ts'],
+  },
+  'kv-scan-progress-unchecked': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'a scan (range, keys, values, getCount, deleteRange, the tombstone sweep, a running checkpoint) does not check that each batch ends past where it started: an index out of order sends range() round the same keys for ever',
+    red: ['test/kv/kv-scan-progress.test.ts'],
+  },
   'kv-checkpoint-stale-tail': {
     layer: 'kv',
     read: 'call',

@@ -145,8 +145,9 @@ function collectOld(arena: Arena, retire: (node: number, words: number) => void)
  * one bump for all; each leaf is still a block of its own size class; the build then reads
  * them in address order), written by the addon (addon/bulk-load.h): first every entry's shape
  * is validated and the run sized, then the leaves written, each key's order checked against the
- * previous one. On a bad order every leaf of the run is retired (never published) and a
- * DaxError EINVAL names the entry, so the tree is unchanged. Words past the key inside a
+ * previous one (one compare of bytes the copy reads anyway). On a bad order every leaf of the
+ * run is retired (never published) and a DaxError ECORRUPT names the entry and the key before
+ * it (a bad shape is EINVAL), so the tree is unchanged; recovery then distrusts a checkpoint. Words past the key inside a
  * block are left as they are: nothing reads them.
  */
 function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): Int32Array {
@@ -179,6 +180,9 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
   assert(rc <= 0 && rc !== -22, () => `bulkLeaves: ${rc}`);
   if (rc < 0) {
     const i = -rc - 1;
+    // Entry i - 1's leaf is written (entry i's is not): its key names where the order broke.
+    const previous = keyHex(arena, leaves[i - 1]);
+    const key = m === undefined ? ` (${hex(keys.subarray(starts[i], starts[i] + lengths[i]))})` : '';
     // A merge's entries are not in `lengths`: each leaf's block is the run up to the next (class words).
     for (let j = 0; j < e.count; j++)
       retire(
@@ -186,8 +190,8 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
         m === undefined ? leafWords(lengths[j]) : (j + 1 < e.count ? leaves[j + 1] : run + total) - leaves[j],
       );
     throw new DaxError(
-      'EINVAL',
-      `bulkLoad: key ${i} is not greater than key ${i - 1} (keys must be sorted and unique)`,
+      'ECORRUPT',
+      `bulkLoad: key ${i}${key} is not greater than key ${i - 1} (${previous}): keys must be sorted and unique`,
     );
   }
   return leaves;
@@ -230,6 +234,17 @@ function mergeLeaves(arena: Arena, old: Int32Array, fresh: Int32Array): Int32Arr
   }
   out.set(fresh.subarray(j), k);
   return out;
+}
+
+/** A leaf's key in hex (at most 64 bytes shown), for messages. */
+function keyHex(arena: Arena, leaf: number): string {
+  const at = (leaf + Lay.LEAF_HEADER_WORDS) << 2;
+  return hex(arena.u8.subarray(at, at + countOf(arena.i32[leaf])));
+}
+
+function hex(key: Uint8Array): string {
+  const shown = Buffer.from(key.subarray(0, 64)).toString('hex');
+  return key.length > 64 ? `0x${shown}... (${key.length} bytes)` : `0x${shown}`;
 }
 
 function compareLeaves(arena: Arena, x: number, y: number): number {

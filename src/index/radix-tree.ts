@@ -840,7 +840,8 @@ export class RadixTree {
    * published with one store. For recovery, before anyone else can see the tree: asserts
    * the tree was never shared (no handle() taken, not attached). Keys already in the tree
    * are kept (the tree is rebuilt around them) and must not equal a new key, nor be a huge
-   * entry covering one. Bad entries throw DaxError EINVAL before anything changes.
+   * entry covering one. Bad entries throw DaxError EINVAL (keys out of order: ECORRUPT) before
+   * anything changes.
    * @internal
    */
   bulkLoad(entries: BulkEntries): void {

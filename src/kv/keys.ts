@@ -3,6 +3,7 @@
  * Index keys are KV_KEY_PREFIX ++ the key's bytes (strings: UTF-8).
  */
 import { DaxError } from '../errors.js';
+import { isBroken } from '../test-break.js';
 import { KV_KEY_PREFIX, MAX_KEY_BYTES, MAX_VALUE_BYTES } from './layout.js';
 
 export type Key = string | Uint8Array;
@@ -81,6 +82,46 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] - b[i];
   return a.length - b.length;
+}
+
+/** Index-key bounds of a scan (gt/gte below, lt/lte above; reverse walks from the top). */
+export interface ScanBounds {
+  gt?: Uint8Array;
+  gte?: Uint8Array;
+  lt?: Uint8Array;
+  lte?: Uint8Array;
+  reverse?: boolean;
+}
+
+/**
+ * The bounds of the batch after one that ended at index key `last`: strictly after it
+ * (reverse: strictly before). A batch's last key (read from its entry in the log, or from its
+ * leaf) lies strictly inside the bounds the batch was scanned with unless the index is broken
+ * (a leaf naming another key's entry, leaves out of order): the next batch would then start at
+ * or before keys already returned, and a scan could come round to them for ever. That is
+ * ECORRUPT instead, naming the store (`where`) and both keys; checked once per batch.
+ */
+export function boundsAfter<B extends ScanBounds>(bounds: B, last: Uint8Array, op: string, where: string): B {
+  if (!isBroken('kv-scan-progress-unchecked')) {
+    const from = bounds.reverse ? (bounds.lt ?? bounds.lte) : (bounds.gt ?? bounds.gte);
+    const strict = bounds.reverse ? bounds.lt !== undefined : bounds.gt !== undefined;
+    const c = from === undefined ? 1 : compareBytes(last, from) * (bounds.reverse ? -1 : 1);
+    if (c < 0 || (c === 0 && strict))
+      throw new DaxError(
+        'ECORRUPT',
+        `${op}: the index of the key-value store on ${where} is out of order: a batch that started ${strict ? 'after' : 'at'} key ${indexKeyText(from!)} ended at key ${indexKeyText(last)}; the scan stops rather than return keys again`,
+      );
+  }
+  return bounds.reverse ? { ...bounds, lt: last, lte: undefined } : { ...bounds, gt: last, gte: undefined };
+}
+
+/** An index key for a message: its text when printable, else hex (at most 64 bytes shown). */
+function indexKeyText(key: Uint8Array): string {
+  const k = key[0] === KV_KEY_PREFIX ? key.subarray(1) : key;
+  const shown = k.subarray(0, 64);
+  const more = k.length > shown.length ? `... (${k.length} bytes)` : '';
+  const text = Buffer.from(shown).toString('utf8');
+  return /^[\x20-\x7e]*$/.test(text) ? JSON.stringify(text) + more : `0x${Buffer.from(shown).toString('hex')}${more}`;
 }
 
 /** The smallest key greater than every key starting with `prefix`, or undefined if there is none. */

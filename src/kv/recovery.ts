@@ -52,7 +52,8 @@
 import { assert } from '../assert.js';
 import { native } from '../native/addon.js';
 import { isBroken } from '../test-break.js';
-import { DaxError } from '../errors.js';
+import { DaxError, isDaxError } from '../errors.js';
+import type { BulkEntries } from '../index/bulk-load.js';
 import type { DaxSpace } from '../dax/space.js';
 import {
   ENTRY_HEADER_BYTES,
@@ -89,6 +90,7 @@ import {
 import { analyzeRegion, type KnownEntry } from './recovery-damage.js';
 import { sequenceAt } from './versions.js';
 import {
+  CHECKPOINT_ID_FIRST,
   checkpointIds,
   coverageProblem,
   withoutSegments,
@@ -364,13 +366,20 @@ function fullScan(
   const cpu2 = cpuMs();
   report.phasesCpuMs.sort = cpu2 - cpu1;
   if (injected.size > 0) findLosses(winners, injected, report);
-  space.tree.bulkLoad({
-    count: winners.count,
-    keys: winners.keys,
-    starts: winners.starts,
-    lengths: winners.lengths,
-    values: winners.values,
-  });
+  try {
+    space.tree.bulkLoad({
+      count: winners.count,
+      keys: winners.keys,
+      starts: winners.starts,
+      lengths: winners.lengths,
+      values: winners.values,
+    });
+  } catch (e) {
+    // The pick hands keys sorted and unique: one out of order here is a fault in it, refused
+    // (the tree unchanged) rather than an index whose scans would never end.
+    if (!isDaxError(e, 'ECORRUPT')) throw e;
+    throw new DaxError('ECORRUPT', `the index rebuilt from the log of ${space.device.media.path}: ${e.message}`);
+  }
   const t3 = performance.now();
   const cpu3 = cpuMs();
   report.phasesMs.load = t3 - t2;
@@ -496,11 +505,6 @@ function recoverFromCheckpoint(
     use.ignored.push(`checkpoint ${cp.generation}: the log after it holds damage; scanned whole`);
     return undefined;
   }
-  use.loaded = cp.generation;
-  use.readInPlace = cp.inPlace;
-  use.coveredSegments = cp.segments;
-  use.tailRecords = found.validRecords;
-  use.tailEntries = found.count;
   // The log's counts, as a full scan gives them: the covered records' (counted by their
   // check) and the tail's. Under a trust switch nothing was checked: the checkpoint's own.
   report.records = (checked ? coveredCounts.records : cp.records) + found.validRecords;
@@ -534,8 +538,10 @@ function recoverFromCheckpoint(
   const cpu2 = cpuMs();
   report.phasesCpuMs.sort = cpu2 - cpu1;
   // With a tail, the bulk load reads the checkpoint's columns and the tail's through the
-  // merge's tape: no merged copy of either is written.
-  space.tree.bulkLoad({
+  // merge's tape: no merged copy of either is written. It checks every key against the one
+  // before it (ECORRUPT, the tree unchanged): a checkpoint whose keys are out of order is not
+  // trusted, as a damaged one is, or the index would send scans round the same keys for ever.
+  const refused = loadOrRefuse(space, {
     count: merged?.count ?? base.count,
     keys: base.keys,
     starts: base.starts,
@@ -543,6 +549,18 @@ function recoverFromCheckpoint(
     values: base.values,
     merge: merged === undefined ? undefined : { ...merged.tail, tape: merged.tape },
   });
+  if (refused !== undefined) {
+    use.ignored.push(`checkpoint ${cp.generation}: ${refused}; scanned whole`);
+    use.remove.push(CHECKPOINT_ID_FIRST + cp.generation);
+    use.tailKeys = { replaced: 0, added: 0, removed: 0 };
+    use.segmentsGone = 0;
+    return undefined;
+  }
+  use.loaded = cp.generation;
+  use.readInPlace = cp.inPlace;
+  use.coveredSegments = cp.segments;
+  use.tailRecords = found.validRecords;
+  use.tailEntries = found.count;
   const t3 = performance.now();
   const cpu3 = cpuMs();
   report.phasesMs.load = t3 - t2;
@@ -555,6 +573,25 @@ function recoverFromCheckpoint(
   report.phasesMs.estimate = performance.now() - t3;
   report.phasesCpuMs.estimate = cpuMs() - cpu3;
   return withOwnerRepairs(report, space, restored);
+}
+
+/**
+ * Bulk loads a checkpoint's winners (merged with its tail's); the reason when their keys are
+ * not sorted and unique (or their columns do not hold them), the tree then unchanged.
+ * DAXSTORE_TEST_BREAK=kv-checkpoint-order-trusted: the refusal fails the open instead.
+ */
+function loadOrRefuse(space: DaxSpace, entries: BulkEntries): string | undefined {
+  if (isBroken('kv-checkpoint-order-trusted')) {
+    space.tree.bulkLoad(entries);
+    return undefined;
+  }
+  try {
+    space.tree.bulkLoad(entries);
+    return undefined;
+  } catch (e) {
+    if (!isDaxError(e) || (e.code !== 'ECORRUPT' && e.code !== 'EINVAL')) throw e;
+    return `its keys do not load (${e.message})`;
+  }
 }
 
 /**

@@ -198,6 +198,7 @@ import {
 } from './large-values.js';
 import {
   boundKeyOf,
+  boundsAfter,
   compareBytes,
   indexKeyOf,
   prefixEnd,
@@ -1776,7 +1777,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (this.segmentOpened) this.autoCompact();
       remaining -= keys.length;
       if (keys.length < want) return deleted;
-      bounds = bounds.reverse ? { ...bounds, lt: last, lte: undefined } : { ...bounds, gt: last, gte: undefined };
+      bounds = boundsAfter(bounds, last, 'deleteRange', this.space.device.media.path);
     }
     return deleted;
   }
@@ -2666,7 +2667,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
       n += seen;
       if (last === undefined) return n;
-      bounds = bounds.reverse ? { ...bounds, lt: last, lte: undefined } : { ...bounds, gt: last, gte: undefined };
+      bounds = boundsAfter(bounds, last, 'getCount', this.space.device.media.path);
     }
     return n;
   }
@@ -2728,10 +2729,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       cursor.next_ = 0;
       remaining -= m;
       if (n < want || lastKey === undefined) cursor.last = true;
-      else
-        bounds = bounds.reverse
-          ? { ...bounds, lt: lastKey, lte: undefined }
-          : { ...bounds, gt: lastKey, gte: undefined };
+      else bounds = boundsAfter(bounds, lastKey, 'range', this.space.device.media.path);
       return true;
     };
     return new KvIterator(fill, this, snapshot, () => this.iteratorClosed(S), owned);
@@ -3075,7 +3073,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         } else unlock(tree, ref);
       }
       if (lastLeafKey === undefined) break;
-      bounds = { gt: lastLeafKey, lt: BEYOND };
+      bounds = boundsAfter(bounds, lastLeafKey, 'tombstone sweep', this.space.device.media.path);
     }
     this.snaps.setSweepAt(this.snaps.tombstones, this.counted(LIVE_KEYS));
   }
@@ -3905,7 +3903,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
               break;
             }
             if (r === undefined) break;
-            after = r;
+            const walked = after === undefined ? { gte: LOWEST } : { gt: after };
+            after = boundsAfter(walked, r, 'checkpoint', this.space.device.media.path).gt;
           }
         } else {
           // Compaction moved a version while the walk stepped: once more, capture and walk in

@@ -1,7 +1,8 @@
 /**
- * bulkLoad refuses what it cannot do safely: unsorted or duplicate keys, a key equal to one
- * already in the tree, bad lengths or values (DaxError EINVAL, tree unchanged, every leaf it
- * had allocated retired), and a tree that was ever shared (assertion: a bug in the caller).
+ * bulkLoad refuses what it cannot do safely: unsorted or duplicate keys (DaxError ECORRUPT),
+ * bad lengths or values (EINVAL) — either way the tree unchanged and every leaf it had allocated
+ * retired — and a key equal to one already in the tree or a tree that was ever shared
+ * (assertion: a bug in the caller).
  */
 import { test, expect } from 'vitest';
 import { EpochDomain } from '../../src/index/epoch.js';
@@ -25,6 +26,7 @@ function entries(keys: number[][], values?: number[]): BulkEntries {
   };
 }
 
+/** Bad entries, and the code each is refused with (keys out of order are corrupt input, recovery's to distrust). */
 const BAD: Record<string, BulkEntries> = {
   'keys out of order': entries([[1], [3], [2]]),
   'a duplicate key': entries([[1], [2, 0], [2, 0]]),
@@ -41,8 +43,11 @@ const BAD: Record<string, BulkEntries> = {
   'fewer values than count': { ...entries([[1], [2]]), values: [0] },
 };
 
+const ORDER = new Set(['keys out of order', 'a duplicate key']);
+
 for (const [name, bad] of Object.entries(BAD)) {
-  test(`bulkLoad with ${name} throws EINVAL and leaves the tree as it was`, () => {
+  const code = ORDER.has(name) ? 'ECORRUPT' : 'EINVAL';
+  test(`bulkLoad with ${name} throws ${code} and leaves the tree as it was`, () => {
     const epoch = EpochDomain.create();
     const tree = RadixTree.create(epoch);
     tree.insert(Uint8Array.of(0, 9), 7);
@@ -50,7 +55,9 @@ for (const [name, bad] of Object.entries(BAD)) {
     try {
       tree.bulkLoad(bad);
     } catch (e) {
-      expect((e as DaxError).code).toBe('EINVAL');
+      expect((e as DaxError).code).toBe(code);
+      if (code === 'ECORRUPT')
+        expect((e as DaxError).message).toMatch(/key 2 \(0x[0-9a-f]+\) is not greater than key 1 \(0x[0-9a-f]+\)/);
     }
     verifyTree(tree);
     expect(tree.count()).toBe(1);
