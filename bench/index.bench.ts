@@ -12,7 +12,7 @@
  *   floor rows  (interleaved only) the pieces no grab+unlock can skip, against the same peer:
  *               pin+unpin, the hot key's JS descent, pin + JS descent + two CAS on its entry word,
  *               and what grab+unlock runs for a key of <= 16 bytes with the API left out: pin +
- *               wasm grab16 (descent + CAS) + unpin + wasm unlock (src/index/wasm-grab.ts)
+ *               wasm grab24 (descent + CAS) + unpin + wasm unlock (src/index/wasm-grab.ts)
  *   insert      (interleaved only) grab() + replace() + unlock() of FRESH random keys into the
  *               1M-key tree (grab creates the entry: treeLock, node growth, leaf allocation), as
  *               kv's put of a new key does, vs Map.set of the same keys as latin1 strings into
@@ -141,10 +141,11 @@ async function main(): Promise<void> {
   const i32 = tree.arena.i32;
   const wasm = tree.wasmGrab!;
   const hw = [0, 4, 8, 12].map((i) => hot[i] | (hot[i + 1] << 8) | (hot[i + 2] << 16) | (hot[i + 3] << 24));
+  hw.push(0, 0);
   const wasmFloorBatch = (): void => {
     for (let i = 0; i < BATCH; i++) {
       epoch.pin();
-      const leaf = wasm.grab16(hw[0], hw[1], hw[2], hw[3], 16, tree.wasmLimitWords, tree.lockBits);
+      const leaf = wasm.grab24(hw[0], hw[1], hw[2], hw[3], hw[4], hw[5], 16, tree.wasmLimitWords, tree.lockBits);
       epoch.unpin();
       wasm.unlock(leaf + 1, tree.lockBits, tree.wasmLimitWords); // + W_ENTRY
     }

@@ -100,7 +100,7 @@ import {
   slotBase,
 } from '../device/participants.js';
 import { loadWord, storeRelease } from './word-load.js';
-import { WasmGrab } from './wasm-grab.js';
+import { WASM_KEY_BYTES, WasmGrab, keyWords, packKeyWords } from './wasm-grab.js';
 import { brokenAtLoad } from '../test-break.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
@@ -277,37 +277,30 @@ function attemptIgnoringLockPinned(
  * The uncontended first try of grab (order 0): pin, one descent, one CAS of a free entry word.
  * undefined sends the caller down the general path (absent, held, deleted, CAS lost), which
  * repeats the lookup: this only skips the general path's bookkeeping when nothing is in the way.
- * Keys of at most 16 bytes take the WebAssembly descent + CAS (wasm-grab.ts: the same loads,
- * the same CAS; it declines whatever grabFreeJs would decline, and a node past this thread's
- * view, which the general path refreshes past).
+ * Keys of at most WASM_KEY_BYTES (24) take the WebAssembly descent + CAS (wasm-grab.ts: the
+ * same loads, the same CAS; it declines whatever grabFreeJs would decline, and a node past this
+ * thread's view, which the general path refreshes past).
  */
 function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   const len = key.length;
   const wasm = tree.wasmGrab;
-  if (wasm === undefined || len > 16) return grabFreeJs(tree, key);
-  // The key as four little-endian words, zero past its end (wasm-grab.ts). 16 bytes inline
-  // (bench keys, dax page keys), shorter ones through keyWords.
-  let k0: number;
-  let k1: number;
-  let k2: number;
-  let k3: number;
-  if (len === 16) {
-    k0 = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
-    k1 = key[4] | (key[5] << 8) | (key[6] << 16) | (key[7] << 24);
-    k2 = key[8] | (key[9] << 8) | (key[10] << 16) | (key[11] << 24);
-    k3 = key[12] | (key[13] << 8) | (key[14] << 16) | (key[15] << 24);
-  } else {
-    packShortKey(key, len);
-    k0 = keyWords[0];
-    k1 = keyWords[1];
-    k2 = keyWords[2];
-    k3 = keyWords[3];
-  }
+  if (wasm === undefined || len > WASM_KEY_BYTES) return grabFreeJs(tree, key);
+  packKeyWords(key, len);
   const epoch = tree.epoch;
   // No try/catch: below wasmLimitWords the call cannot trap (wasm-grab.ts "Traps"), and nothing
   // else in it throws, so the unpin needs no finally either.
   epoch.pin();
-  const leaf = wasm.grab16(k0, k1, k2, k3, len, tree.wasmLimitWords, tree.lockBits);
+  const leaf = wasm.grab24(
+    keyWords[0],
+    keyWords[1],
+    keyWords[2],
+    keyWords[3],
+    keyWords[4],
+    keyWords[5],
+    len,
+    tree.wasmLimitWords,
+    tree.lockBits,
+  );
   epoch.unpin();
   if (leaf <= 0) {
     freeFoundAbsent = leaf === WasmGrab.ABSENT && len !== 8;
@@ -332,16 +325,7 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   };
 }
 
-/** Per thread: a key of fewer than 16 bytes as little-endian words, zero past its end. */
-const keyBytes = new Uint8Array(16);
-const keyWords = new Int32Array(keyBytes.buffer);
-
-function packShortKey(key: Uint8Array, len: number): void {
-  keyWords.fill(0);
-  for (let i = 0; i < len; i++) keyBytes[i] = key[i];
-}
-
-/** grabFree for keys longer than 16 bytes (and hosts without the wasm path): the same in JS. */
+/** grabFree for keys longer than WASM_KEY_BYTES (and hosts without the wasm path): the same in JS. */
 function grabFreeJs(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
   const epoch = tree.epoch;
   epoch.pin();

@@ -1,7 +1,9 @@
 /**
  * The uncontended entry-lock fast path in WebAssembly: descend to the leaf of a key of at most
- * 16 bytes and CAS LOCKED (with the owner) into its free entry word; and the matching unlock
- * (check held by this thread with nothing to wake or remove, then one CAS).
+ * 24 bytes (WASM_KEY_BYTES: a store's 16-byte keys are 17 with their prefix byte) and CAS
+ * LOCKED (with the owner) into its free entry word; the matching unlock (check held by this
+ * thread with nothing to wake or remove, then one CAS); and the same descent without the CAS
+ * for lookups (find24: the caller reads the leaf's value with the JS seqlock read).
  * Everything else (absent key, held, deleted, WAITERS, a node past this thread's view, a dead
  * node) returns a code and the caller takes the JS path (entry-lock.ts), which repeats the
  * lookup from scratch: this code only skips work when nothing is in the way.
@@ -17,7 +19,7 @@
  *     DELETED clear) to (word & ~OWNER) | LOCKED | owner << 20, which is grabFree's CAS exactly;
  *     and the stat counters a reader bumps when it meets a dead node (H_STAT_RESTARTS,
  *     H_STAT_POISON_HITS), as deadNode does.
- *   - The caller is pinned (EpochDomain.pin, epoch.ts) around grab16: the pin is ordered before
+ *   - The caller is pinned (EpochDomain.pin, epoch.ts) around grab24 and find24: the pin is ordered before
  *     every load here (by its seq-cst store, or by the advance's membarrier: epoch.ts says which).
  *   - Mutable words (root, child slots, endLeaf, headers, N48 index words, entry word) are read
  *     with i32.atomic.load (seq-cst: acquire on every CPU); immutable ones (prefix bytes,
@@ -25,7 +27,7 @@
  *   - A node at or past `limitWords` (this thread's view of the grown arena) is not read: the
  *     JS path refreshes its views and restarts, as it does for a read past its view. Blocks never
  *     straddle a growth boundary (arena.ts), so a node below the limit lies wholly inside memory.
- *   - Keys of at most 16 bytes come in as four little-endian words k0..k3, zero past keyLen.
+ *   - Keys of at most 24 bytes come in as six little-endian words k0..k5, zero past keyLen.
  *   - Little-endian hosts only (wasm memory is little-endian; the tree mixes byte and word
  *     views of its memory in host order): WASM_GRAB_USABLE says so.
  *
@@ -47,7 +49,33 @@ import { Lay } from './nodes.js';
 import { Ew } from './entry-word.js';
 import { FLAG_POISON, FREED_HEADER, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS, Hw, POISON_WORD } from './arena.js';
 
-/** grab16 results besides a leaf offset (> 0). */
+/** Longest key the wasm descent takes: six little-endian words. */
+export const WASM_KEY_BYTES = 24;
+
+/** Per thread: the key of the next grab24/find24 call as six little-endian words, zero past its end (packKeyWords). */
+const keyBytes = new Uint8Array(WASM_KEY_BYTES);
+export const keyWords = new Int32Array(keyBytes.buffer);
+
+/**
+ * Packs `key` (len <= WASM_KEY_BYTES bytes) into keyWords. A store's index key of a 16-byte
+ * user key (17 bytes with its prefix byte) and a 16-byte key are written out; others bytewise.
+ */
+export function packKeyWords(key: Uint8Array, len: number): void {
+  const w = keyWords;
+  if (len === 17 || len === 16) {
+    w[0] = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
+    w[1] = key[4] | (key[5] << 8) | (key[6] << 16) | (key[7] << 24);
+    w[2] = key[8] | (key[9] << 8) | (key[10] << 16) | (key[11] << 24);
+    w[3] = key[12] | (key[13] << 8) | (key[14] << 16) | (key[15] << 24);
+    w[4] = len === 17 ? key[16] : 0;
+    w[5] = 0;
+    return;
+  }
+  w.fill(0);
+  for (let i = 0; i < len; i++) keyBytes[i] = key[i];
+}
+
+/** grab24 and find24 results besides a leaf offset (> 0). */
 export const enum WasmGrab {
   ABSENT = 0, // no leaf of exactly this key (the JS path creates the placeholder)
   SLOW = -1, // held, deleted, lost CAS, dead node or past the view: take the JS path
@@ -56,8 +84,29 @@ export const enum WasmGrab {
 export const WASM_GRAB_USABLE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 export interface WasmGrabExports {
-  /** (k0, k1, k2, k3, keyLen, limitWords, lockBits) -> leaf offset | WasmGrab */
-  grab16(k0: number, k1: number, k2: number, k3: number, keyLen: number, limitWords: number, lockBits: number): number;
+  /** (k0..k5, keyLen, limitWords, lockBits) -> offset of the leaf it locked | WasmGrab */
+  grab24(
+    k0: number,
+    k1: number,
+    k2: number,
+    k3: number,
+    k4: number,
+    k5: number,
+    keyLen: number,
+    limitWords: number,
+    lockBits: number,
+  ): number;
+  /** (k0..k5, keyLen, limitWords) -> offset of the leaf of exactly the key (not locked, not read) | WasmGrab */
+  find24(
+    k0: number,
+    k1: number,
+    k2: number,
+    k3: number,
+    k4: number,
+    k5: number,
+    keyLen: number,
+    limitWords: number,
+  ): number;
   /** (entry word index, word as locked, bits to set) -> 1 when released by one CAS, 0 when the word changed */
   release(at: number, e: number, extra: number): number;
   /**
@@ -70,13 +119,13 @@ export interface WasmGrabExports {
   probe(at: number): number;
 }
 
-// Parameters of grab16.
+// Parameters of grab24 and find24 (find24 has no LOCK_BITS).
 const K0 = 0;
-const KEY_LEN = 4;
-const LIMIT = 5;
-const LOCK_BITS = 6;
+const KEY_LEN = 6;
+const LIMIT = 7;
+const LOCK_BITS = 8;
 
-/** Push key byte `d` (local index) of the key in k0..k3. */
+/** Push key byte `d` (local index) of the key in k0..k5. */
 function keyByte(f: FnBuilder, d: number): void {
   f.get(K0)
     .get(K0 + 1)
@@ -91,6 +140,13 @@ function keyByte(f: FnBuilder, d: number): void {
     .op(Op.i32_lt_u)
     .op(Op.select);
   f.get(d).const(8).op(Op.i32_lt_u).op(Op.select);
+  f.get(K0 + 4)
+    .get(K0 + 5)
+    .get(d)
+    .const(20)
+    .op(Op.i32_lt_u)
+    .op(Op.select);
+  f.get(d).const(16).op(Op.i32_lt_u).op(Op.select);
   f.get(d).const(3).op(Op.i32_and).const(3).op(Op.i32_shl).op(Op.i32_shr_u).const(0xff).op(Op.i32_and);
 }
 
@@ -101,8 +157,13 @@ function wordAddr(f: FnBuilder, w: number, k = 0): void {
   f.const(2).op(Op.i32_shl);
 }
 
-function buildGrab16(): FnBuilder {
-  const f = new FnBuilder('grab16', 7);
+/**
+ * grab24 (lock: CAS the free entry word of the leaf found) or find24 (no CAS: the leaf of
+ * exactly the key, which the caller reads with the seqlock read of radix-tree.ts
+ * readValuePinned, as after the JS descent). One body: the descent is the same.
+ */
+function buildDescent(lock: boolean): FnBuilder {
+  const f = new FnBuilder(lock ? 'grab24' : 'find24', lock ? 9 : 8);
   const node = f.local();
   const depth = f.local();
   const hdr = f.local();
@@ -129,7 +190,7 @@ function buildGrab16(): FnBuilder {
     f.get(tag).const(Lay.LEAF_TAG).op(Op.i32_eq).if();
     {
       f.get(hdr).const(12).op(Op.i32_shr_u).get(KEY_LEN).op(Op.i32_ne).if().ret(WasmGrab.ABSENT).end();
-      for (let w = 0; w < 4; w++) {
+      for (let w = 0; w < 6; w++) {
         // if (keyLen > 4w) { rest = keyLen - 4w; mask = rest >= 4 ? -1 : (1 << 8 rest) - 1; ... }
         f.get(KEY_LEN)
           .const(4 * w)
@@ -163,18 +224,20 @@ function buildGrab16(): FnBuilder {
         }
         f.end();
       }
-      wordAddr(f, node, Lay.W_ENTRY);
-      f.atomicLoad()
-        .tee(e)
-        .const(Ew.LOCKED | Ew.DELETED)
-        .op(Op.i32_and)
-        .if()
-        .ret(WasmGrab.SLOW)
-        .end();
-      wordAddr(f, node, Lay.W_ENTRY);
-      f.get(e);
-      f.get(e).const(~Ew.OWNER_MASK).op(Op.i32_and).get(LOCK_BITS).op(Op.i32_or);
-      f.cmpxchg().get(e).op(Op.i32_ne).if().ret(WasmGrab.SLOW).end();
+      if (lock) {
+        wordAddr(f, node, Lay.W_ENTRY);
+        f.atomicLoad()
+          .tee(e)
+          .const(Ew.LOCKED | Ew.DELETED)
+          .op(Op.i32_and)
+          .if()
+          .ret(WasmGrab.SLOW)
+          .end();
+        wordAddr(f, node, Lay.W_ENTRY);
+        f.get(e);
+        f.get(e).const(~Ew.OWNER_MASK).op(Op.i32_and).get(LOCK_BITS).op(Op.i32_or);
+        f.cmpxchg().get(e).op(Op.i32_ne).if().ret(WasmGrab.SLOW).end();
+      }
       f.get(node).op(Op.return_);
     }
     f.end();
@@ -348,7 +411,9 @@ let compiled: object | undefined;
 
 /** The compiled module (once per thread); its memory import is `env.memory`, shared, 1..65536 pages. */
 export function wasmGrabModule(): object {
-  compiled ??= new Wasm.Module(encodeModule([buildGrab16(), buildRelease(), buildUnlock(), buildProbe()], 1, 65536));
+  compiled ??= new Wasm.Module(
+    encodeModule([buildDescent(true), buildDescent(false), buildRelease(), buildUnlock(), buildProbe()], 1, 65536),
+  );
   return compiled;
 }
 

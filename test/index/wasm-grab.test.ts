@@ -1,14 +1,16 @@
 /**
  * The WebAssembly fast path of grab/unlock (src/index/wasm-grab.ts) against the JS descent it
  * shortcuts: on seeded trees with every node kind (N4/16/32/48/256), compressed prefixes, keys
- * that end inside other keys (endLeaf), the empty key and 8-byte index keys, grab16 finds
- * exactly the leaf findExactPinned finds, locks it with this thread as owner, and answers
- * ABSENT exactly when the key is absent; it declines (SLOW) what only the JS path may decide
+ * that end inside other keys (endLeaf), the empty key, 8-byte index keys and keys of up to 24
+ * bytes (a store's 16-byte keys are 17 with their prefix byte), grab24 finds exactly the leaf
+ * findExactPinned finds, locks it with this thread as owner, and answers ABSENT exactly when
+ * the key is absent; find24 finds the same leaf without touching its entry word, and the
+ * tree's lookupPinned (which takes find24) answers as the JS descent does; it declines (SLOW) what only the JS path may decide
  * (a held entry, a placeholder, a node past this thread's view, a dead node: counted as a
  * restart, and as a poison hit in poison mode), and its unlock takes only a plain held entry.
  * The epoch's two pin orderings (membarrier / seq-cst) both hold reclamation while pinned.
  * Not covered here: concurrency (entry-lock-workers, radix-tree-readers and the dax/kv worker
- * tests run the same code, as every grab of a key up to 16 bytes now goes through it).
+ * tests run the same code, as every grab and lookup of a key up to 24 bytes goes through it).
  */
 import { afterEach, expect, test } from 'vitest';
 import { EpochDomain, RETIRE_DEVICE_BLOCK } from '../../src/index/epoch.js';
@@ -29,23 +31,33 @@ const OWNER_SHIFT = 20;
 const SLOW = -1;
 const ABSENT = 0;
 
-function words(k: Uint8Array): [number, number, number, number] {
-  const w = [0, 0, 0, 0] as [number, number, number, number];
+function words(k: Uint8Array): number[] {
+  const w = [0, 0, 0, 0, 0, 0];
   for (let i = 0; i < k.length; i++) w[i >> 2] |= k[i] << ((i & 3) * 8);
   return w;
 }
 
-function grab16(tree: RadixTree, key: Uint8Array, limitWords = tree.arena.i32.length): number {
-  const [a, b, c, d] = words(key);
+function grab24(tree: RadixTree, key: Uint8Array, limitWords = tree.arena.i32.length): number {
+  const [a, b, c, d, e, f] = words(key);
   tree.epoch.pin();
   try {
-    return tree.wasmGrab!.grab16(a, b, c, d, key.length, limitWords, tree.lockBits);
+    return tree.wasmGrab!.grab24(a, b, c, d, e, f, key.length, limitWords, tree.lockBits);
   } finally {
     tree.epoch.unpin();
   }
 }
 
-/** Keys of every shape the descent has a branch for (all <= 16 bytes). */
+function find24(tree: RadixTree, key: Uint8Array, limitWords = tree.arena.i32.length): number {
+  const [a, b, c, d, e, f] = words(key);
+  tree.epoch.pin();
+  try {
+    return tree.wasmGrab!.find24(a, b, c, d, e, f, key.length, limitWords);
+  } finally {
+    tree.epoch.unpin();
+  }
+}
+
+/** Keys of every shape the descent has a branch for (all <= 24 bytes). */
 function shapedKeys(seed: number): Uint8Array[] {
   const r = rng(seed);
   const out = new Map<string, Uint8Array>();
@@ -67,16 +79,28 @@ function shapedKeys(seed: number): Uint8Array[] {
   fanOut(0x12, 28, 7); // N32
   fanOut(0x13, 45, 12); // N48
   fanOut(0x14, 200, 16); // N256
-  // A long shared prefix (path compression), tails of every length up to 16 bytes.
+  fanOut(0x15, 120, 17); // N256 of 17-byte keys (a store's prefix byte + 16)
+  fanOut(0x16, 10, 24); // N16 of 24-byte keys
+  // A long shared prefix (path compression), tails of every length up to 24 bytes.
   const stem = new TextEncoder().encode('stem/shared/');
   for (let n = 0; n < 60; n++) {
-    const k = new Uint8Array(stem.length + Math.floor(r() * (17 - stem.length)));
+    const k = new Uint8Array(stem.length + Math.floor(r() * (25 - stem.length)));
     k.set(stem);
     for (let i = stem.length; i < k.length; i++) k[i] = 0x61 + Math.floor(r() * 4);
     add(k);
   }
   // Keys that end where others go on (endLeaf), and the empty key.
-  for (const s of ['a', 'ab', 'abc', 'abcd', 'abcde', 'abcdefghijklmnop', 'abcdefghijklmno'])
+  for (const s of [
+    'a',
+    'ab',
+    'abc',
+    'abcd',
+    'abcde',
+    'abcdefghijklmnop',
+    'abcdefghijklmno',
+    'abcdefghijklmnopq',
+    'abcdefghijklmnopqrstuvwx',
+  ])
     add(new TextEncoder().encode(s));
   add(new Uint8Array(0));
   // 8-byte index keys, and random keys of random length.
@@ -85,7 +109,7 @@ function shapedKeys(seed: number): Uint8Array[] {
     new DataView(k.buffer).setUint32(4, Math.floor(r() * 5000));
     add(k);
   }
-  for (let n = 0; n < 300; n++) add(Uint8Array.from({ length: 1 + Math.floor(r() * 16) }, () => Math.floor(r() * 256)));
+  for (let n = 0; n < 300; n++) add(Uint8Array.from({ length: 1 + Math.floor(r() * 24) }, () => Math.floor(r() * 256)));
   return [...out.values()];
 }
 
@@ -94,7 +118,7 @@ function nearMisses(keys: Uint8Array[], present: Set<string>, seed: number): Uin
   const r = rng(seed ^ 0x5a5a);
   const out: Uint8Array[] = [];
   for (const k of keys) {
-    const cands = [k.slice(0, Math.max(0, k.length - 1)), Uint8Array.from([...k, Math.floor(r() * 256)]).slice(0, 16)];
+    const cands = [k.slice(0, Math.max(0, k.length - 1)), Uint8Array.from([...k, Math.floor(r() * 256)]).slice(0, 24)];
     if (k.length > 0) {
       const c = k.slice();
       c[c.length - 1] ^= 1 + Math.floor(r() * 255);
@@ -109,7 +133,7 @@ afterEach(() => {
   delete process.env.DAXSTORE_NO_MEMBARRIER;
 });
 
-test('grab16 finds exactly the leaf the JS descent finds, locks it as this thread, and says absent exactly when it is', async () => {
+test('grab24 and find24 find exactly the leaf the JS descent finds, grab24 locks it as this thread, and both say absent exactly when it is', async () => {
   await withSeed(FILE, (seed) => {
     const epoch = EpochDomain.create();
     const tree = RadixTree.create(epoch, { initialBytes: 64 * 1024 });
@@ -123,7 +147,9 @@ test('grab16 finds exactly the leaf the JS descent finds, locks it as this threa
       epoch.unpin();
       expect(js).toBeGreaterThan(0);
       const before = i32()[js + W_ENTRY];
-      const leaf = grab16(tree, k);
+      expect(find24(tree, k), `key ${hex(k)}`).toBe(js);
+      expect(i32()[js + W_ENTRY]).toBe(before);
+      const leaf = grab24(tree, k);
       expect(leaf, `key ${hex(k)}`).toBe(js);
       expect(i32()[leaf + W_ENTRY]).toBe(before | LOCKED | (tree.threadId << OWNER_SHIFT));
       expect(tree.wasmGrab!.unlock(leaf + W_ENTRY, tree.lockBits, i32().length)).toBe(1);
@@ -131,7 +157,18 @@ test('grab16 finds exactly the leaf the JS descent finds, locks it as this threa
     }
     const misses = nearMisses(keys, present, seed);
     expect(misses.length).toBeGreaterThan(keys.length);
-    for (const k of misses) expect(grab16(tree, k), `absent key ${hex(k)}`).toBe(ABSENT);
+    for (const k of misses) {
+      expect(grab24(tree, k), `absent key ${hex(k)}`).toBe(ABSENT);
+      expect(find24(tree, k), `absent key ${hex(k)}`).toBe(ABSENT);
+    }
+    // lookupPinned (find24 for keys of at most 24 bytes but 8) answers as the JS descent.
+    epoch.pin();
+    try {
+      for (const [i, k] of keys.entries()) expect(tree.lookupPinned(k), `key ${hex(k)}`).toBe(i + 1);
+      for (const k of misses) expect(tree.lookupPinned(k), `absent key ${hex(k)}`).toBeUndefined();
+    } finally {
+      epoch.unpin();
+    }
     // Through the API: the value comes back with the lock, and unlock leaves nothing held.
     for (const [i, k] of keys.entries()) {
       const ref = grab(tree, k);
@@ -144,26 +181,28 @@ test('grab16 finds exactly the leaf the JS descent finds, locks it as this threa
   });
 });
 
-test('grab16 declines what only the JS path may decide: held, placeholder, past the view', () => {
+test('grab24 and find24 decline what only the JS path may decide: held, placeholder, past the view', () => {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const k = new TextEncoder().encode('held/key');
   tree.insert(k, 7);
   const ref = grab(tree, k);
-  expect(grab16(tree, k)).toBe(SLOW); // held (by this thread: the JS path throws EDEADLK)
+  expect(grab24(tree, k)).toBe(SLOW); // held (by this thread: the JS path throws EDEADLK)
   expect(() => grab(tree, k)).toThrow(expect.objectContaining({ code: 'EDEADLK' }));
   unlock(tree, ref);
   const absent = new TextEncoder().encode('fresh/key');
   const placeholder = grab(tree, absent); // a locked EMPTY placeholder
   expect(placeholder.state).toBe('empty');
-  expect(grab16(tree, absent)).toBe(SLOW);
+  expect(grab24(tree, absent)).toBe(SLOW);
   // unlock declines the placeholder (its removal is the JS path's); the API removes it
   expect(tree.wasmGrab!.unlock(placeholder.leaf + W_ENTRY, tree.lockBits, tree.arena.i32.length)).toBe(0);
   unlock(tree, placeholder);
   expect(tree.lookup(absent)).toBeUndefined();
-  // A view that ends at the leaf: the JS path refreshes; grab16 must not read past it.
-  expect(grab16(tree, k, ref.leaf)).toBe(SLOW);
-  expect(grab16(tree, k, ref.leaf + 1)).toBe(ref.leaf);
+  // A view that ends at the leaf: the JS path refreshes; grab24 and find24 must not read past it.
+  expect(grab24(tree, k, ref.leaf)).toBe(SLOW);
+  expect(find24(tree, k, ref.leaf)).toBe(SLOW);
+  expect(find24(tree, k, ref.leaf + 1)).toBe(ref.leaf);
+  expect(grab24(tree, k, ref.leaf + 1)).toBe(ref.leaf);
   unlock(tree, { ...ref, value: 7 });
   tree.delete(k);
   expectBaseline(tree, epoch);
@@ -191,7 +230,7 @@ test('wasm unlock takes only an entry held by this thread with nothing to wake',
   expectBaseline(tree, epoch);
 });
 
-test('a dead node met by grab16 is counted as a restart (and a poison hit in poison mode), never followed', () => {
+test('a dead node met by grab24 or find24 is counted as a restart (and a poison hit in poison mode), never followed', () => {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch, { poisonReclaimed: true });
   const keys = Array.from({ length: 50 }, (_, i) => new TextEncoder().encode(`dead/${i}`));
@@ -205,14 +244,17 @@ test('a dead node met by grab16 is counted as a restart (and a poison hit in poi
   const hits = i32[H_STAT_POISON_HITS];
   i32[leaf] = FREED_HEADER; // what a reader would meet in a block reclaimed under it (single thread: staged)
   try {
-    expect(grab16(tree, keys[7])).toBe(SLOW);
+    expect(grab24(tree, keys[7])).toBe(SLOW);
     expect(i32[leaf + W_ENTRY] & LOCKED).toBe(0);
     expect(i32[H_STAT_RESTARTS]).toBe(restarts + 1);
     expect(i32[H_STAT_POISON_HITS]).toBe(hits + 1);
+    expect(find24(tree, keys[7])).toBe(SLOW);
+    expect(i32[H_STAT_RESTARTS]).toBe(restarts + 2);
+    expect(i32[H_STAT_POISON_HITS]).toBe(hits + 2);
   } finally {
     i32[leaf] = header;
   }
-  expect(grab16(tree, keys[7])).toBe(leaf);
+  expect(grab24(tree, keys[7])).toBe(leaf);
   expect(tree.wasmGrab!.unlock(leaf + W_ENTRY, tree.lockBits, i32.length)).toBe(1);
 });
 
@@ -253,7 +295,7 @@ test('the encoder writes LEB128 as the spec does', () => {
   expect(enc(sleb, 0xdeadbeef | 0)).toEqual([0xef, 0xfd, 0xb6, 0xf5, 0x7d]);
 });
 
-test('wasm reads only below the limit its probe reached: past it grab16 declines, and the next grab raises it', () => {
+test('wasm reads only below the limit its probe reached: past it grab24 declines, and the next grab raises it', () => {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch, { initialBytes: 64 * 1024 });
   const keys = Array.from({ length: 3000 }, (_, i) => new TextEncoder().encode(`limit/${i}`));
@@ -263,16 +305,21 @@ test('wasm reads only below the limit its probe reached: past it grab16 declines
   // The probe reads a word the memory has and traps past it (the one site that may trap).
   expect(tree.wasmGrab!.probe(words - 1)).toBeTypeOf('number');
   expect(() => tree.wasmGrab!.probe(tree.arena.memory.buffer.byteLength / 4)).toThrow(/memory access out of bounds/);
-  // A limit below the tree's nodes: grab16 declines, grab still locks the right entry (JS
+  // A limit below the tree's nodes: grab24 declines, grab still locks the right entry (JS
   // path), and its decline raises the limit to this thread's view.
   tree.wasmLimitWords = 16;
   const last = keys[keys.length - 1];
-  expect(grab16(tree, last, tree.wasmLimitWords)).toBe(SLOW);
+  expect(grab24(tree, last, tree.wasmLimitWords)).toBe(SLOW);
   const ref = grab(tree, last);
   expect(ref.value).toBe(keys.length - 1);
   expect(tree.wasmLimitWords).toBe(tree.arena.i32.length);
   unlock(tree, ref); // through wasm again
   expect(tree.lookup(last)).toBe(keys.length - 1);
+  // A lookup past the limit: find24 declines, the JS descent answers, and the limit is raised.
+  tree.wasmLimitWords = 16;
+  expect(find24(tree, last, tree.wasmLimitWords)).toBe(SLOW);
+  expect(tree.lookup(last)).toBe(keys.length - 1);
+  expect(tree.wasmLimitWords).toBe(tree.arena.i32.length);
   expect(tree.wasmProbeMisses).toBe(0);
 });
 
