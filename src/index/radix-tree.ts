@@ -66,15 +66,7 @@ import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js'
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
 import { type WasmMemory } from './wasm-encoder.js';
-import {
-  WASM_GRAB_USABLE,
-  WASM_KEY_BYTES,
-  WasmGrab,
-  instantiateWasmGrab,
-  keyWords,
-  packKeyWords,
-  type WasmGrabExports,
-} from './wasm-grab.js';
+import { WASM_GRAB_USABLE, instantiateWasmGrab, type WasmGrabExports } from './wasm-grab.js';
 import { Ew, STATE_NAMES, type EntryState, type EntryTag, orderOf, stateOf, tagBit } from './entry-word.js';
 import {
   Lay,
@@ -719,27 +711,8 @@ export class RadixTree {
   private readonly walkHeaders = new Int32Array(LOOKUP_MANY_MAX);
   private readonly walkSlots = new Int32Array(LOOKUP_MANY_MAX);
 
-  /**
-   * Value stored under `key` (or the huge entry covering it), undefined if none. Caller pinned.
-   * A key of at most WASM_KEY_BYTES that is not 8 bytes (only those can have a huge entry over
-   * them) descends in wasm (wasm-grab.ts find24: the same loads as descendPinned); a decline
-   * (a dead node, a node past this thread's view) takes the JS descent, which restarts or
-   * refreshes as always.
-   */
+  /** Value stored under `key` (or the huge entry covering it), undefined if none. Caller pinned. */
   lookupPinned(key: Uint8Array): number | undefined {
-    const len = key.length;
-    const wasm = this.wasmGrab;
-    if (wasm !== undefined && len <= WASM_KEY_BYTES && len !== 8) {
-      packKeyWords(key, len);
-      const w = keyWords;
-      const found = wasm.find24(w[0], w[1], w[2], w[3], w[4], w[5], len, this.wasmLimitWords);
-      if (found > 0) {
-        const v = this.readValuePinned(found);
-        return v < 0 ? undefined : v;
-      }
-      if (found === WasmGrab.ABSENT) return undefined;
-      this.raiseWasmLimit(); // a node past the limit after a growth, perhaps
-    }
     const leaf = this.findLeafPinned(key);
     if (leaf === 0) return undefined;
     const v = this.readValuePinned(leaf);

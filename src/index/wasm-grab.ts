@@ -1,9 +1,8 @@
 /**
  * The uncontended entry-lock fast path in WebAssembly: descend to the leaf of a key of at most
  * 24 bytes (WASM_KEY_BYTES: a store's 16-byte keys are 17 with their prefix byte) and CAS
- * LOCKED (with the owner) into its free entry word; the matching unlock (check held by this
- * thread with nothing to wake or remove, then one CAS); and the same descent without the CAS
- * for lookups (find24: the caller reads the leaf's value with the JS seqlock read).
+ * LOCKED (with the owner) into its free entry word; and the matching unlock (check held by
+ * this thread with nothing to wake or remove, then one CAS).
  * Everything else (absent key, held, deleted, WAITERS, a node past this thread's view, a dead
  * node) returns a code and the caller takes the JS path (entry-lock.ts), which repeats the
  * lookup from scratch: this code only skips work when nothing is in the way.
@@ -19,7 +18,7 @@
  *     DELETED clear) to (word & ~OWNER) | LOCKED | owner << 20, which is grabFree's CAS exactly;
  *     and the stat counters a reader bumps when it meets a dead node (H_STAT_RESTARTS,
  *     H_STAT_POISON_HITS), as deadNode does.
- *   - The caller is pinned (EpochDomain.pin, epoch.ts) around grab24 and find24: the pin is ordered before
+ *   - The caller is pinned (EpochDomain.pin, epoch.ts) around grab24: the pin is ordered before
  *     every load here (by its seq-cst store, or by the advance's membarrier: epoch.ts says which).
  *   - Mutable words (root, child slots, endLeaf, headers, N48 index words, entry word) are read
  *     with i32.atomic.load (seq-cst: acquire on every CPU); immutable ones (prefix bytes,
@@ -52,30 +51,28 @@ import { FLAG_POISON, FREED_HEADER, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS
 /** Longest key the wasm descent takes: six little-endian words. */
 export const WASM_KEY_BYTES = 24;
 
-/** Per thread: the key of the next grab24/find24 call as six little-endian words, zero past its end (packKeyWords). */
+/** Per thread: the key of the next grab24 call as six little-endian words, zero past its end (packKeyWords). */
 const keyBytes = new Uint8Array(WASM_KEY_BYTES);
 export const keyWords = new Int32Array(keyBytes.buffer);
 
 /**
- * Packs `key` (len <= WASM_KEY_BYTES bytes) into keyWords. A store's index key of a 16-byte
- * user key (17 bytes with its prefix byte) and a 16-byte key are written out; others bytewise.
+ * Packs `key` (len <= WASM_KEY_BYTES bytes) into keyWords: whole words four bytes at a time,
+ * then the tail's bytes, then zeros.
  */
 export function packKeyWords(key: Uint8Array, len: number): void {
   const w = keyWords;
-  if (len === 17 || len === 16) {
-    w[0] = key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24);
-    w[1] = key[4] | (key[5] << 8) | (key[6] << 16) | (key[7] << 24);
-    w[2] = key[8] | (key[9] << 8) | (key[10] << 16) | (key[11] << 24);
-    w[3] = key[12] | (key[13] << 8) | (key[14] << 16) | (key[15] << 24);
-    w[4] = len === 17 ? key[16] : 0;
-    w[5] = 0;
-    return;
+  let j = 0;
+  let i = 0;
+  for (; i + 4 <= len; i += 4) w[j++] = key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24);
+  let tail = 0;
+  for (let shift = 0; i < len; i++, shift += 8) tail |= key[i] << shift;
+  while (j < 6) {
+    w[j++] = tail;
+    tail = 0;
   }
-  w.fill(0);
-  for (let i = 0; i < len; i++) keyBytes[i] = key[i];
 }
 
-/** grab24 and find24 results besides a leaf offset (> 0). */
+/** grab24 results besides a leaf offset (> 0). */
 export const enum WasmGrab {
   ABSENT = 0, // no leaf of exactly this key (the JS path creates the placeholder)
   SLOW = -1, // held, deleted, lost CAS, dead node or past the view: take the JS path
@@ -96,17 +93,6 @@ export interface WasmGrabExports {
     limitWords: number,
     lockBits: number,
   ): number;
-  /** (k0..k5, keyLen, limitWords) -> offset of the leaf of exactly the key (not locked, not read) | WasmGrab */
-  find24(
-    k0: number,
-    k1: number,
-    k2: number,
-    k3: number,
-    k4: number,
-    k5: number,
-    keyLen: number,
-    limitWords: number,
-  ): number;
   /** (entry word index, word as locked, bits to set) -> 1 when released by one CAS, 0 when the word changed */
   release(at: number, e: number, extra: number): number;
   /**
@@ -119,7 +105,7 @@ export interface WasmGrabExports {
   probe(at: number): number;
 }
 
-// Parameters of grab24 and find24 (find24 has no LOCK_BITS).
+// Parameters of grab24.
 const K0 = 0;
 const KEY_LEN = 6;
 const LIMIT = 7;
@@ -157,13 +143,8 @@ function wordAddr(f: FnBuilder, w: number, k = 0): void {
   f.const(2).op(Op.i32_shl);
 }
 
-/**
- * grab24 (lock: CAS the free entry word of the leaf found) or find24 (no CAS: the leaf of
- * exactly the key, which the caller reads with the seqlock read of radix-tree.ts
- * readValuePinned, as after the JS descent). One body: the descent is the same.
- */
-function buildDescent(lock: boolean): FnBuilder {
-  const f = new FnBuilder(lock ? 'grab24' : 'find24', lock ? 9 : 8);
+function buildGrab24(): FnBuilder {
+  const f = new FnBuilder('grab24', 9);
   const node = f.local();
   const depth = f.local();
   const hdr = f.local();
@@ -224,20 +205,18 @@ function buildDescent(lock: boolean): FnBuilder {
         }
         f.end();
       }
-      if (lock) {
-        wordAddr(f, node, Lay.W_ENTRY);
-        f.atomicLoad()
-          .tee(e)
-          .const(Ew.LOCKED | Ew.DELETED)
-          .op(Op.i32_and)
-          .if()
-          .ret(WasmGrab.SLOW)
-          .end();
-        wordAddr(f, node, Lay.W_ENTRY);
-        f.get(e);
-        f.get(e).const(~Ew.OWNER_MASK).op(Op.i32_and).get(LOCK_BITS).op(Op.i32_or);
-        f.cmpxchg().get(e).op(Op.i32_ne).if().ret(WasmGrab.SLOW).end();
-      }
+      wordAddr(f, node, Lay.W_ENTRY);
+      f.atomicLoad()
+        .tee(e)
+        .const(Ew.LOCKED | Ew.DELETED)
+        .op(Op.i32_and)
+        .if()
+        .ret(WasmGrab.SLOW)
+        .end();
+      wordAddr(f, node, Lay.W_ENTRY);
+      f.get(e);
+      f.get(e).const(~Ew.OWNER_MASK).op(Op.i32_and).get(LOCK_BITS).op(Op.i32_or);
+      f.cmpxchg().get(e).op(Op.i32_ne).if().ret(WasmGrab.SLOW).end();
       f.get(node).op(Op.return_);
     }
     f.end();
@@ -411,9 +390,7 @@ let compiled: object | undefined;
 
 /** The compiled module (once per thread); its memory import is `env.memory`, shared, 1..65536 pages. */
 export function wasmGrabModule(): object {
-  compiled ??= new Wasm.Module(
-    encodeModule([buildDescent(true), buildDescent(false), buildRelease(), buildUnlock(), buildProbe()], 1, 65536),
-  );
+  compiled ??= new Wasm.Module(encodeModule([buildGrab24(), buildRelease(), buildUnlock(), buildProbe()], 1, 65536));
   return compiled;
 }
 

@@ -4,13 +4,12 @@
  * that end inside other keys (endLeaf), the empty key, 8-byte index keys and keys of up to 24
  * bytes (a store's 16-byte keys are 17 with their prefix byte), grab24 finds exactly the leaf
  * findExactPinned finds, locks it with this thread as owner, and answers ABSENT exactly when
- * the key is absent; find24 finds the same leaf without touching its entry word, and the
- * tree's lookupPinned (which takes find24) answers as the JS descent does; it declines (SLOW) what only the JS path may decide
+ * the key is absent; it declines (SLOW) what only the JS path may decide
  * (a held entry, a placeholder, a node past this thread's view, a dead node: counted as a
  * restart, and as a poison hit in poison mode), and its unlock takes only a plain held entry.
  * The epoch's two pin orderings (membarrier / seq-cst) both hold reclamation while pinned.
  * Not covered here: concurrency (entry-lock-workers, radix-tree-readers and the dax/kv worker
- * tests run the same code, as every grab and lookup of a key up to 24 bytes goes through it).
+ * tests run the same code, as every grab of a key up to 24 bytes goes through it).
  */
 import { afterEach, expect, test } from 'vitest';
 import { EpochDomain, RETIRE_DEVICE_BLOCK } from '../../src/index/epoch.js';
@@ -42,16 +41,6 @@ function grab24(tree: RadixTree, key: Uint8Array, limitWords = tree.arena.i32.le
   tree.epoch.pin();
   try {
     return tree.wasmGrab!.grab24(a, b, c, d, e, f, key.length, limitWords, tree.lockBits);
-  } finally {
-    tree.epoch.unpin();
-  }
-}
-
-function find24(tree: RadixTree, key: Uint8Array, limitWords = tree.arena.i32.length): number {
-  const [a, b, c, d, e, f] = words(key);
-  tree.epoch.pin();
-  try {
-    return tree.wasmGrab!.find24(a, b, c, d, e, f, key.length, limitWords);
   } finally {
     tree.epoch.unpin();
   }
@@ -133,7 +122,7 @@ afterEach(() => {
   delete process.env.DAXSTORE_NO_MEMBARRIER;
 });
 
-test('grab24 and find24 find exactly the leaf the JS descent finds, grab24 locks it as this thread, and both say absent exactly when it is', async () => {
+test('grab24 finds exactly the leaf the JS descent finds, locks it as this thread, and says absent exactly when it is', async () => {
   await withSeed(FILE, (seed) => {
     const epoch = EpochDomain.create();
     const tree = RadixTree.create(epoch, { initialBytes: 64 * 1024 });
@@ -147,8 +136,6 @@ test('grab24 and find24 find exactly the leaf the JS descent finds, grab24 locks
       epoch.unpin();
       expect(js).toBeGreaterThan(0);
       const before = i32()[js + W_ENTRY];
-      expect(find24(tree, k), `key ${hex(k)}`).toBe(js);
-      expect(i32()[js + W_ENTRY]).toBe(before);
       const leaf = grab24(tree, k);
       expect(leaf, `key ${hex(k)}`).toBe(js);
       expect(i32()[leaf + W_ENTRY]).toBe(before | LOCKED | (tree.threadId << OWNER_SHIFT));
@@ -157,18 +144,7 @@ test('grab24 and find24 find exactly the leaf the JS descent finds, grab24 locks
     }
     const misses = nearMisses(keys, present, seed);
     expect(misses.length).toBeGreaterThan(keys.length);
-    for (const k of misses) {
-      expect(grab24(tree, k), `absent key ${hex(k)}`).toBe(ABSENT);
-      expect(find24(tree, k), `absent key ${hex(k)}`).toBe(ABSENT);
-    }
-    // lookupPinned (find24 for keys of at most 24 bytes but 8) answers as the JS descent.
-    epoch.pin();
-    try {
-      for (const [i, k] of keys.entries()) expect(tree.lookupPinned(k), `key ${hex(k)}`).toBe(i + 1);
-      for (const k of misses) expect(tree.lookupPinned(k), `absent key ${hex(k)}`).toBeUndefined();
-    } finally {
-      epoch.unpin();
-    }
+    for (const k of misses) expect(grab24(tree, k), `absent key ${hex(k)}`).toBe(ABSENT);
     // Through the API: the value comes back with the lock, and unlock leaves nothing held.
     for (const [i, k] of keys.entries()) {
       const ref = grab(tree, k);
@@ -181,7 +157,7 @@ test('grab24 and find24 find exactly the leaf the JS descent finds, grab24 locks
   });
 });
 
-test('grab24 and find24 decline what only the JS path may decide: held, placeholder, past the view', () => {
+test('grab24 declines what only the JS path may decide: held, placeholder, past the view', () => {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
   const k = new TextEncoder().encode('held/key');
@@ -198,10 +174,8 @@ test('grab24 and find24 decline what only the JS path may decide: held, placehol
   expect(tree.wasmGrab!.unlock(placeholder.leaf + W_ENTRY, tree.lockBits, tree.arena.i32.length)).toBe(0);
   unlock(tree, placeholder);
   expect(tree.lookup(absent)).toBeUndefined();
-  // A view that ends at the leaf: the JS path refreshes; grab24 and find24 must not read past it.
+  // A view that ends at the leaf: the JS path refreshes; grab24 must not read past it.
   expect(grab24(tree, k, ref.leaf)).toBe(SLOW);
-  expect(find24(tree, k, ref.leaf)).toBe(SLOW);
-  expect(find24(tree, k, ref.leaf + 1)).toBe(ref.leaf);
   expect(grab24(tree, k, ref.leaf + 1)).toBe(ref.leaf);
   unlock(tree, { ...ref, value: 7 });
   tree.delete(k);
@@ -230,7 +204,7 @@ test('wasm unlock takes only an entry held by this thread with nothing to wake',
   expectBaseline(tree, epoch);
 });
 
-test('a dead node met by grab24 or find24 is counted as a restart (and a poison hit in poison mode), never followed', () => {
+test('a dead node met by grab24 is counted as a restart (and a poison hit in poison mode), never followed', () => {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch, { poisonReclaimed: true });
   const keys = Array.from({ length: 50 }, (_, i) => new TextEncoder().encode(`dead/${i}`));
@@ -248,9 +222,6 @@ test('a dead node met by grab24 or find24 is counted as a restart (and a poison 
     expect(i32[leaf + W_ENTRY] & LOCKED).toBe(0);
     expect(i32[H_STAT_RESTARTS]).toBe(restarts + 1);
     expect(i32[H_STAT_POISON_HITS]).toBe(hits + 1);
-    expect(find24(tree, keys[7])).toBe(SLOW);
-    expect(i32[H_STAT_RESTARTS]).toBe(restarts + 2);
-    expect(i32[H_STAT_POISON_HITS]).toBe(hits + 2);
   } finally {
     i32[leaf] = header;
   }
@@ -315,11 +286,6 @@ test('wasm reads only below the limit its probe reached: past it grab24 declines
   expect(tree.wasmLimitWords).toBe(tree.arena.i32.length);
   unlock(tree, ref); // through wasm again
   expect(tree.lookup(last)).toBe(keys.length - 1);
-  // A lookup past the limit: find24 declines, the JS descent answers, and the limit is raised.
-  tree.wasmLimitWords = 16;
-  expect(find24(tree, last, tree.wasmLimitWords)).toBe(SLOW);
-  expect(tree.lookup(last)).toBe(keys.length - 1);
-  expect(tree.wasmLimitWords).toBe(tree.arena.i32.length);
   expect(tree.wasmProbeMisses).toBe(0);
 });
 
