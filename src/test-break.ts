@@ -558,6 +558,13 @@ export const SWITCHES = {
       'a scan (range, keys, values, getCount, deleteRange, the tombstone sweep, a running checkpoint) does not check that each batch ends past where it started: an index out of order sends range() round the same keys for ever',
     red: ['test/kv/kv-scan-progress.test.ts'],
   },
+  'kv-measure-tombstones-live': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a segment's measured live bytes (measureSegment, which replaces recovery's estimates in the segment table) count the tombstones the index points at, which the table counts among its tombstones alone: they are counted twice",
+    red: ['test/kv/kv-segment-counts.test.ts'],
+  },
   'kv-checkpoint-stale-tail': {
     layer: 'kv',
     read: 'call',

@@ -115,7 +115,10 @@ interface Segment {
   nonce: number;
   /** what may have to move: the entries live when measured, and every DEL entry (the invariants above) */
   entries: number[];
+  /** bytes (as copies: a record header each) of the entries the index points at, tombstones among them */
   liveBytes: number;
+  /** of liveBytes, the tombstones' (DEL entries the index points at: moved like live PUTs) */
+  liveTombstoneBytes: number;
   usedBytes: number;
   /** the largest live entry's copy (record header included) */
   maxEntryBytes: number;
@@ -307,6 +310,7 @@ function unmeasured(space: DaxSpace, block: number, nonce: number): Segment {
     nonce,
     entries: [],
     liveBytes: 0,
+    liveTombstoneBytes: 0,
     usedBytes: 0,
     maxEntryBytes: 0,
   };
@@ -438,6 +442,7 @@ function listClosedSegments(space: DaxSpace, openTable: Int32Array, progress: In
           nonce: index,
           entries: [],
           liveBytes: 0,
+          liveTombstoneBytes: 0,
           usedBytes: 0,
           maxEntryBytes: 0,
         });
@@ -470,10 +475,12 @@ function unpublish(space: DaxSpace, block: number): boolean {
 }
 
 /**
- * The live bytes (entries the index points at) and tombstone bytes (DEL entries, each as a
+ * The live bytes (PUT entries the index points at) and tombstone bytes (DEL entries, each as a
  * copy would cost) of the closed segment headed by `block`, by reading it: what the segment
- * table holds as an estimate after recovery. Undefined when the block is no longer a
- * segment. With the compaction mutex held (no compaction retires the segment meanwhile).
+ * table holds (BORN - DIED, DELS) counted afresh. A tombstone the index points at is among the
+ * tombstones only, as the table counts it (never born): measure() counts it live too, since
+ * compaction moves it like a live PUT. Undefined when the block is no longer a segment. With
+ * the compaction mutex held (no compaction retires the segment meanwhile).
  */
 export function measureSegment(
   space: DaxSpace,
@@ -485,7 +492,8 @@ export function measureSegment(
   measure(space, v, seg);
   let delBytes = 0;
   for (const e of seg.entries) if (entryOp(v, e) === ENTRY_DEL) delBytes += entryCost(entryKeyLength(v, e), 0);
-  return { liveBytes: seg.liveBytes, delBytes };
+  const live = isBroken('kv-measure-tombstones-live') ? seg.liveBytes : seg.liveBytes - seg.liveTombstoneBytes;
+  return { liveBytes: live, delBytes };
 }
 
 /**
@@ -514,6 +522,7 @@ function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
       if (batch.found[j] === e) {
         seg.entries.push(e);
         seg.liveBytes += bytes + RECORD_HEADER_BYTES;
+        if (batch.dels[j] === 1) seg.liveTombstoneBytes += bytes + RECORD_HEADER_BYTES;
         seg.maxEntryBytes = Math.max(seg.maxEntryBytes, bytes + RECORD_HEADER_BYTES);
       } else if (all || entryOp(v, e) === ENTRY_DEL) seg.entries.push(e);
     }
@@ -525,6 +534,7 @@ function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
       const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
       batch.entries[n] = e;
       batch.bytes[n] = bytes;
+      batch.dels[n] = entryOp(v, e) === ENTRY_DEL ? 1 : 0; // the header just read for the lengths
       batch.keys[n] = batchKey(v, e, n);
       if (++n === LOOKUP_MANY_MAX) decide();
       e += bytes;
@@ -542,6 +552,8 @@ const MAX_INDEX_KEY_BYTES = MAX_KEY_BYTES + 1;
 const measureBatch = {
   entries: new Float64Array(LOOKUP_MANY_MAX),
   bytes: new Float64Array(LOOKUP_MANY_MAX),
+  /** 1 where the entry is a DEL */
+  dels: new Uint8Array(LOOKUP_MANY_MAX),
   keys: new Array<Uint8Array>(LOOKUP_MANY_MAX).fill(new Uint8Array(0)),
   found: new Float64Array(LOOKUP_MANY_MAX),
   keySlab: new Uint8Array(LOOKUP_MANY_MAX * MAX_INDEX_KEY_BYTES),
