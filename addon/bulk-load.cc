@@ -351,4 +351,77 @@ Napi::Value JsBulkInner(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, b.write ? static_cast<double>(root) : static_cast<double>(b.cursor));
 }
 
+Napi::Value JsLoadTreeImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  const Napi::Value range = Napi::Number::New(env, -ERANGE);
+  if (info.Length() < 6 || !info[1].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsNumber()) return bad;
+  uint8_t* arena = nullptr;
+  size_t arenaBytes = 0;
+  if (!ArenaOf(info[0], &arena, &arenaBytes)) return bad;
+  const uint8_t* image;
+  size_t imageBytes;
+  if (!TypedOf(info[2], napi_uint8_array, &image, &imageBytes)) return bad;
+  const double runArg = info[1].As<Napi::Number>().DoubleValue();
+  const double wordsArg = info[3].As<Napi::Number>().DoubleValue();
+  const double originArg = info[4].As<Napi::Number>().DoubleValue();
+  const double innerArg = info[5].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(runArg) || !IsIndex(wordsArg) || !IsIndex(originArg) || !IsIndex(innerArg) || runArg < 1 || originArg < 1) return bad;
+  const uint64_t run = static_cast<uint64_t>(runArg);
+  const uint64_t words = static_cast<uint64_t>(wordsArg);
+  const uint64_t origin = static_cast<uint64_t>(originArg);
+  const uint64_t inner = static_cast<uint64_t>(innerArg);
+  if (words * 4 > imageBytes || inner > words || run + words > arenaBytes / 4 || origin + words > INT32_MAX) return bad;
+  if (reinterpret_cast<uintptr_t>(image) % 4 != 0) return bad;
+  int32_t* dst = reinterpret_cast<int32_t*>(arena) + run;
+  const int32_t* src = reinterpret_cast<const int32_t*>(image);
+  const int64_t delta = static_cast<int64_t>(run) - static_cast<int64_t>(origin);
+  const int64_t lo = static_cast<int64_t>(origin);
+  const int64_t hi = lo + static_cast<int64_t>(words);
+  // The leaves (and whatever lies before the inner nodes): no pointers, one copy.
+  std::memcpy(dst, src, inner * 4);
+  constexpr uint64_t kChunkWords = 65536;  // 256 KiB: copied, then walked while in cache
+  uint64_t copied = inner;
+  // Copies up to at least word `to` of the image (a whole chunk at a time, capped at `words`).
+  auto copyTo = [&](uint64_t to) {
+    if (to <= copied) return;
+    const uint64_t end = std::min(words, std::max(to, copied + kChunkWords));
+    std::memcpy(dst + copied, src + copied, (end - copied) * 4);
+    copied = end;
+  };
+  // A pointer word: 0 stays 0; else it must lie in the image, and moves with it.
+  auto move = [&](int32_t* w) {
+    const int64_t c = *w;
+    if (c == 0) return true;
+    if (c < lo || c >= hi) return false;
+    *w = static_cast<int32_t>(c + delta);
+    return true;
+  };
+  uint64_t nodes = 0;
+  for (uint64_t at = inner; at < words;) {
+    if (at + kInnerHeaderWords > words) return range;
+    copyTo(at + kInnerHeaderWords);
+    int32_t* b = dst + at;
+    const int32_t hdr = b[0];
+    const int32_t type = TypeOf(hdr);
+    if ((hdr & 0xff) != kMagic || type < kN4 || type > kN256) return range;
+    const uint32_t prefixLen = static_cast<uint32_t>(b[kWPrefixLen]);
+    if (prefixLen > kMaxKeyBytes) return range;
+    const uint64_t size = ClassWords(InnerWords(type, prefixLen));
+    if (at + size > words) return range;
+    copyTo(at + size);
+    if (!move(b + kWEndLeaf)) return range;
+    const uint64_t body = kInnerHeaderWords + ((prefixLen + 3) >> 2);
+    uint64_t first = body, n = 256;
+    if (type == kN48) first = body + 64, n = 48;
+    else if (type != kN256) first = body + (CapacityOf(type) >> 2), n = CapacityOf(type);
+    for (uint64_t i = 0; i < n; i++)
+      if (!move(b + first + i)) return range;
+    nodes++;
+    at += size;
+  }
+  copyTo(words);
+  return Napi::Number::New(env, static_cast<double>(nodes));
+}
+
 }  // namespace daxstore

@@ -45,4 +45,18 @@ Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info);
 // would have fewer than two items or the run is too short (keys not sorted and unique).
 Napi::Value JsBulkInner(const Napi::CallbackInfo& info);
 
+// JsLoadTreeImage(arena: SharedArrayBuffer, run, image: Uint8Array, words, origin, inner) -> number
+// A tree image (an index checkpoint's, src/kv/checkpoint.ts; src/index/tree-image.ts): `words`
+// words of blocks, the leaves first and from word `inner` on the inner nodes back to back (each
+// its size class's full size), whose pointers (children, endLeaf) are word offsets in
+// [origin, origin + words), the image's first word being `origin`. Copies it to the run from word
+// `run`: the words before `inner` in one copy (leaves hold no pointer), then the inner nodes 256
+// KiB at a time, each piece's nodes walked while it is in cache and every pointer moved by
+// run - origin. Returns the inner nodes, or -EINVAL (bad arguments: the run or image too short,
+// image not 4-byte aligned), or -ERANGE: a block from `inner` on that is not a live inner node,
+// runs past the image, or holds a pointer outside it (the run is then partly written and
+// nothing in it is reachable). The leaves are copied as they are: the image's checksum vouches
+// for them (and for everything else in it).
+Napi::Value JsLoadTreeImage(const Napi::CallbackInfo& info);
+
 }  // namespace daxstore

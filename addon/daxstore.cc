@@ -54,6 +54,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"hashRange", daxstore::JsHashRange},     {"readRegion", daxstore::JsReadRegion},
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
       {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"columnStarts", daxstore::JsColumnStarts}, {"nonzeroWords", daxstore::JsNonzeroWords}, {"countByExtent", daxstore::JsCountByExtent}, {"bulkInner", daxstore::JsBulkInner},
+      {"loadTreeImage", daxstore::JsLoadTreeImage},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

@@ -27,7 +27,7 @@
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import { native } from '../native/addon.js';
-import { type Arena, H_COUNT, Hw } from './arena.js';
+import { type Arena, H_BUMP, H_COUNT, Hw } from './arena.js';
 import { MAX_VALUE } from './entry-word.js';
 import { MAX_KEY_BYTES, countOf, gatherChildren, innerWords, leafWords, typeOf, Lay } from './nodes.js';
 
@@ -104,16 +104,19 @@ function badEntry(e: BulkEntries, i: number): string | undefined {
  * Builds the tree of the existing leaves plus `entries` and publishes it. Caller holds
  * treeLock; the tree was never shared; `retire` hands an old inner node (offset, words) to
  * the epoch. Entries must have been checked (checkBulkEntries) and be absent from the tree.
+ * Returns the word where the run of its inner nodes begins (the bump after it when there are
+ * none): a tree image (tree-image.ts) walks only that run.
  */
-export function bulkLoadLocked(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): void {
+export function bulkLoadLocked(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): number {
   const fresh = allocLeaves(arena, e, retire);
   const old = collectOld(arena, retire);
   const leaves = old.length === 0 ? fresh : mergeLeaves(arena, old, fresh);
-  const root = buildInner(arena, leaves);
+  const { root, run } = buildInner(arena, leaves);
   const i32 = arena.i32;
   Atomics.store(i32, H_COUNT, leaves.length);
   // Publication: every block above was written with plain stores before this release store.
   Atomics.store(i32, Hw.ROOT, root);
+  return run;
 }
 
 /** Leaves already in the tree, in key order; their inner nodes are retired (rebuilt below). */
@@ -197,16 +200,16 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
   return leaves;
 }
 
-/** The inner nodes over `leaves` (sorted, unique) in one run of the arena, written by the addon (addon/bulk-load.h); the root. */
-function buildInner(arena: Arena, leaves: Int32Array): number {
-  if (leaves.length <= 1) return leaves.length === 0 ? 0 : leaves[0];
+/** The inner nodes over `leaves` (sorted, unique) in one run of the arena, written by the addon (addon/bulk-load.h); the root, and where the run begins (the bump when there is none). */
+function buildInner(arena: Arena, leaves: Int32Array): { root: number; run: number } {
+  if (leaves.length <= 1) return { root: leaves.length === 0 ? 0 : leaves[0], run: arena.i32[H_BUMP] };
   const words = native().bulkInner(arena.sab, leaves, leaves.length, -1);
   if (words < 0)
     assert(false, `bulkLoad: the inner nodes over ${leaves.length} leaves: ${words} (keys not sorted and unique?)`);
   const run = arena.allocRunLocked(words);
   const root = native().bulkInner(arena.sab, leaves, leaves.length, run);
   assert(root > 0, () => `bulkLoad: writing the inner nodes: ${root}`);
-  return root;
+  return { root, run };
 }
 
 /**

@@ -62,6 +62,7 @@ import { reapTreeParticipant, settleDeadWriter } from './entry-lock.js';
 import { LAYER_INDEX } from './epoch.js';
 import { holderBits, mySlotBase, participantTable } from '../device/participants.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
+import { type TreeImage, loadImageLocked } from './tree-image.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
@@ -853,6 +854,26 @@ export class RadixTree {
     this.lockTree();
     try {
       bulkLoadLocked(this.arena, entries, (node, words) => this.retireBlock(node, words));
+    } finally {
+      this.unlockTree();
+    }
+  }
+
+  /**
+   * Loads a tree image (tree-image.ts) beside the keys already in the tree: one copy and a
+   * pass over its inner nodes instead of a bulk load. Like bulkLoad, only for a tree never
+   * shared. false when the image is not a well-formed tree whose first key bytes are free here
+   * (nothing reachable changed).
+   * @internal
+   */
+  loadImage(image: TreeImage): boolean {
+    assert(
+      !this.everShared,
+      'loadImage: the tree was shared (handle() or attach); loading an image is for unshared trees only',
+    );
+    this.lockTree();
+    try {
+      return loadImageLocked(this.arena, image, (node, words) => this.retireBlock(node, words));
     } finally {
       this.unlockTree();
     }

@@ -13,13 +13,20 @@
  *   16   16 B the store's uuid (superblock): a checkpoint copied from another store never matches
  *   32   f64  generation           40  f64 totalBytes        48  f64 maxSequence (highest covered)
  *   56   f64  keys                 64  f64 keyBytes          72  f64 segments
- *   80   f64  records covered      88  f64 entries covered   96..127 zero
+ *   80   f64  records covered      88  f64 entries covered
+ *   96   f64  image words          104 f64 image origin      112 f64 image root   120 f64 image inner
  *   128  segments x SEGMENT_SLOTS f64: head block, nonce, used (bytes of records from the
  *        segment's start), offset in the segment of its last record (-1: none), that
  *        record's checksum word (two u32 as two f64), the XXH3-64 of the segment's bytes
  *        [0, used) (two u32 as two f64), the records and the entries in them
  *   then keys x f64 entry offsets, keys x u16 index-key lengths (padded to 8), the index keys
- *        back to back in key order.
+ *        back to back in key order (padded to 8), then the image of the index's tree of those
+ *        keys (src/index/tree-image.ts): image words x u32, the blocks back to back, pointers
+ *        counted from the image origin (the word its first block was built at), the root's word.
+ * A clean open with no tail loads the image (one copy and a pass over its inner nodes) instead
+ * of bulk-loading the columns; the columns serve the merge with a tail, a checkpoint loaded
+ * without freed segments, and the segment estimate. Both are built from the same walk and
+ * covered by the one checksum.
  * An older store opened by a build without checkpoints sees a key-value object no key
  * references and removes it at open (large-values.ts collectOrphans): harmless, the next
  * open scans the whole log.
@@ -80,12 +87,13 @@ import {
 } from './layout.js';
 import type { MediaViews } from './records.js';
 import { isDeletion } from './versions.js';
+import { type TreeImage, buildTreeImage } from '../index/tree-image.js';
 
 /** Object ids [CHECKPOINT_ID_FIRST, 2^40): generation g is id CHECKPOINT_ID_FIRST + g. */
 export const CHECKPOINT_ID_FIRST = 2 ** 40 - 2 ** 20;
 const CHECKPOINT_ID_END = 2 ** 40;
 export const CHECKPOINT_MAGIC = 0x4b43_4b44; // "DKCK"
-export const CHECKPOINT_VERSION = 2;
+export const CHECKPOINT_VERSION = 3;
 export const CHECKPOINT_HEADER_BYTES = 128;
 const SEGMENT_SLOTS = 10;
 const H_MAGIC = 8;
@@ -99,6 +107,10 @@ const H_KEY_BYTES = 64;
 const H_SEGMENTS = 72;
 const H_RECORDS = 80;
 const H_ENTRIES = 88;
+const H_IMAGE_WORDS = 96;
+const H_IMAGE_ORIGIN = 104;
+const H_IMAGE_ROOT = 112;
+const H_IMAGE_INNER = 120;
 
 /** Where one segment's records ended when the checkpoint was taken. */
 export interface SegmentEnd {
@@ -134,6 +146,8 @@ export interface LoadedCheckpoint {
   readonly starts: Uint32Array;
   readonly lengths: Uint16Array;
   readonly keyBytes: Uint8Array;
+  /** the tree of the columns' keys (a view of the checkpoint); undefined once keys were left out (withoutSegments) */
+  readonly image: TreeImage | undefined;
   readonly bytes: number;
   /** its columns are views of the mapping (inPlace), not of a copy */
   readonly inPlace: boolean;
@@ -199,7 +213,10 @@ export function readCheckpoint(
   bytes = bytes.subarray(0, size);
   dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   // In place (inPlace), the first read of the rest of the object's bytes, guarded likewise.
-  if (mapped !== undefined && isBroken('kv-checkpoint-in-place-unhashed')) {
+  if (
+    (mapped !== undefined && isBroken('kv-checkpoint-in-place-unhashed')) ||
+    isBroken('kv-checkpoint-image-unhashed')
+  ) {
     sum[0] = dv.getUint32(0, true);
     sum[1] = dv.getUint32(4, true);
   } else if (native().hashRange(bytes, 8, size - 8, sum) !== 0)
@@ -213,7 +230,8 @@ export function readCheckpoint(
   const keys = dv.getFloat64(H_KEYS, true);
   const keyBytes = dv.getFloat64(H_KEY_BYTES, true);
   const segmentCount = dv.getFloat64(H_SEGMENTS, true);
-  const layout = layoutOf(segmentCount, keys, keyBytes);
+  const imageWords = dv.getFloat64(H_IMAGE_WORDS, true);
+  const layout = layoutOf(segmentCount, keys, keyBytes, imageWords);
   if (layout.total !== size) return { reason: `${name}: sizes in its header do not add up` };
   const segments: CheckpointSegment[] = [];
   const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segmentCount * SEGMENT_SLOTS);
@@ -248,23 +266,38 @@ export function readCheckpoint(
       starts,
       lengths,
       keyBytes: new Uint8Array(bytes.buffer, bytes.byteOffset + layout.keys, keyBytes),
+      image:
+        imageWords === 0 && keys > 0
+          ? undefined
+          : {
+              bytes: new Uint8Array(bytes.buffer, bytes.byteOffset + layout.image, imageWords * 4),
+              words: imageWords,
+              origin: dv.getFloat64(H_IMAGE_ORIGIN, true),
+              root: dv.getFloat64(H_IMAGE_ROOT, true),
+              inner: dv.getFloat64(H_IMAGE_INNER, true),
+              leaves: keys,
+            },
       bytes: size,
       inPlace: mapped !== undefined,
     },
   };
 }
 
-function layoutOf(
+/** Where each part of a checkpoint begins (byte offsets), and its total size. */
+export function checkpointLayout(
   segments: number,
   keys: number,
   keyBytes: number,
-): { segments: number; values: number; lengths: number; keys: number; total: number } {
+  imageWords: number,
+): { segments: number; values: number; lengths: number; keys: number; image: number; total: number } {
   const s = CHECKPOINT_HEADER_BYTES;
   const values = s + segments * SEGMENT_SLOTS * 8;
   const lengths = values + keys * 8;
   const k = lengths + Math.ceil((keys * 2) / 8) * 8;
-  return { segments: s, values, lengths, keys: k, total: k + keyBytes };
+  const image = k + Math.ceil(keyBytes / 8) * 8;
+  return { segments: s, values, lengths, keys: k, image, total: image + imageWords * 4 };
 }
+const layoutOf = checkpointLayout;
 
 /**
  * Whether the log still holds what the checkpoint covers. Every segment it lists is either
@@ -352,6 +385,7 @@ export function withoutSegments(
     lengths: lengths.subarray(0, m),
     starts: starts.subarray(0, m),
     keyBytes: keyBytes.subarray(0, kb),
+    image: undefined,
   };
 }
 
@@ -536,7 +570,10 @@ export function writeCheckpoint(
       cols.count++;
     }),
   );
-  const written = publishCheckpoint(space, uuid, covered, segments, cols);
+  // The close's checkpoint carries the tree image (a clean reopen has no tail to merge); a
+  // running one does not: its write step would hold the opener's event loop for the build,
+  // and an open after a crash has a tail.
+  const written = publishCheckpoint(space, uuid, covered, segments, cols, true);
   return { ...written, timeMs: performance.now() - start };
 }
 
@@ -608,11 +645,13 @@ export function publishCheckpoint(
   covered: { maxSequence: number; records: number; entries: number },
   segments: readonly CheckpointSegment[],
   cols: CheckpointColumns,
+  withImage = false,
 ): CheckpointWritten {
   const start = performance.now();
   const count = cols.count;
   const keyBytes = cols.keyBytes;
-  const layout = layoutOf(segments.length, count, keyBytes);
+  const image = withImage ? imageOf(cols) : NO_IMAGE;
+  const layout = layoutOf(segments.length, count, keyBytes, image.words);
   const bytes = columnScratch(layout.total); // huge pages when big: see ColumnBuilder
   const dv = new DataView(bytes.buffer, 0, layout.total);
   const generation = nextGeneration(space);
@@ -627,6 +666,10 @@ export function publishCheckpoint(
   dv.setFloat64(H_SEGMENTS, segments.length, true);
   dv.setFloat64(H_RECORDS, covered.records, true);
   dv.setFloat64(H_ENTRIES, covered.entries, true);
+  dv.setFloat64(H_IMAGE_WORDS, image.words, true);
+  dv.setFloat64(H_IMAGE_ORIGIN, image.origin, true);
+  dv.setFloat64(H_IMAGE_ROOT, image.root, true);
+  dv.setFloat64(H_IMAGE_INNER, image.inner, true);
   const seg = new Float64Array(bytes.buffer, layout.segments, segments.length * SEGMENT_SLOTS);
   segments.forEach((s, i) =>
     seg.set(
@@ -637,6 +680,7 @@ export function publishCheckpoint(
   new Float64Array(bytes.buffer, layout.values, count).set(cols.values.subarray(0, count));
   new Uint16Array(bytes.buffer, layout.lengths, count).set(cols.lengths.subarray(0, count));
   bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
+  bytes.set(image.bytes.subarray(0, image.words * 4), layout.image);
   const s = hash(bytes, 8, bytes.length - 8);
   dv.setUint32(0, s[0], true);
   dv.setUint32(4, s[1], true);
@@ -661,6 +705,17 @@ export function publishCheckpoint(
   }
   for (const old of checkpointIds(space)) if (old !== id) removeCheckpoint(space, old);
   return { generation, keys: count, bytes: bytes.length, timeMs: performance.now() - start };
+}
+
+const NO_IMAGE: TreeImage = { bytes: new Uint8Array(0), words: 0, origin: 0, root: 0, inner: 0, leaves: 0 };
+
+/** The tree image of the columns' keys and offsets (tree-image.ts): built in a scratch arena. */
+function imageOf(cols: CheckpointColumns): TreeImage {
+  const count = cols.count;
+  const starts = new Uint32Array(columnScratch(count * 4 + 4).buffer, 0, count);
+  const at = native().columnStarts(cols.lengths, starts, count);
+  assert(at === cols.keyBytes, () => `checkpoint: key lengths add up to ${at}, not ${cols.keyBytes}`);
+  return buildTreeImage({ count, keys: cols.keys, starts, lengths: cols.lengths, values: cols.values }, cols.keyBytes);
 }
 
 /**

@@ -234,6 +234,8 @@ export interface CheckpointUse {
    * their keys were not loaded from it; the tail holds what compaction moved out of them
    */
   segmentsGone: number;
+  /** the index was loaded from the checkpoint's tree image (no tail, no segment freed since), not bulk-loaded from its columns */
+  imageLoaded: boolean;
   /** the loaded checkpoint was read in place from the mapping (checkpoint.ts inPlace), not copied out */
   readInPlace: boolean;
 }
@@ -281,6 +283,7 @@ export function recoverKv(
     coveredSegments: [],
     segmentsGone: 0,
     readInPlace: false,
+    imageLoaded: false,
   };
   const ids = checkpointIds(space);
   // Salvage rewrites the log in place (damage removed, lost versions marked): a checkpoint of
@@ -537,18 +540,25 @@ function recoverFromCheckpoint(
   report.phasesMs.sort = t2 - t1;
   const cpu2 = cpuMs();
   report.phasesCpuMs.sort = cpu2 - cpu1;
-  // With a tail, the bulk load reads the checkpoint's columns and the tail's through the
-  // merge's tape: no merged copy of either is written. It checks every key against the one
-  // before it (ECORRUPT, the tree unchanged): a checkpoint whose keys are out of order is not
-  // trusted, as a damaged one is, or the index would send scans round the same keys for ever.
-  const refused = loadOrRefuse(space, {
-    count: merged?.count ?? base.count,
-    keys: base.keys,
-    starts: base.starts,
-    lengths: base.lengths,
-    values: base.values,
-    merge: merged === undefined ? undefined : { ...merged.tail, tape: merged.tape },
-  });
+  // Without a tail, the checkpoint's tree image is copied in (the columns' own tree, built by
+  // the close's bulk load, which checked their order: the checksum vouches for it since). With
+  // one, the bulk load reads the checkpoint's columns and the tail's through the merge's tape:
+  // no merged copy of either is written. It checks every key against the one before it
+  // (ECORRUPT, the tree unchanged): a checkpoint whose keys are out of order is not trusted, as
+  // a damaged one is, or the index would send scans round the same keys for ever.
+  use.imageLoaded = merged === undefined && cp.image !== undefined && space.tree.loadImage(cp.image);
+  if (merged === undefined && cp.image !== undefined && !use.imageLoaded)
+    use.ignored.push(`checkpoint ${cp.generation}: its tree image is not a tree of its keys; its columns loaded`);
+  const refused = use.imageLoaded
+    ? undefined
+    : loadOrRefuse(space, {
+        count: merged?.count ?? base.count,
+        keys: base.keys,
+        starts: base.starts,
+        lengths: base.lengths,
+        values: base.values,
+        merge: merged === undefined ? undefined : { ...merged.tail, tape: merged.tape },
+      });
   if (refused !== undefined) {
     use.ignored.push(`checkpoint ${cp.generation}: ${refused}; scanned whole`);
     use.remove.push(CHECKPOINT_ID_FIRST + cp.generation);

@@ -3784,7 +3784,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     // plus the one kept in reserve and one for the next writer, must be free, else no
     // checkpoint (the next open scans the whole log).
     const free = this.space.device.stats().freeExtents;
-    const needed = Math.max(1, Math.ceil((this.space.tree.arena.liveWords() * 4) / SEGMENT_BYTES)) + 2;
+    // (Its tree image and its columns are each smaller than the index's words.)
+    const needed = Math.max(1, Math.ceil((this.space.tree.arena.liveWords() * 8) / SEGMENT_BYTES)) + 2;
     if (free < needed) {
       this.lastCheckpoint = { error: `not written: ${free} free 2 MiB extents, ${needed} needed` };
       return;

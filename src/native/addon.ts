@@ -210,6 +210,19 @@ export interface NativeAddon {
   /** The inner nodes over count sorted leaves: run < 0, the words they take; else written into the run, the root. -errno. */
   bulkInner(arena: SharedArrayBuffer, leaves: Int32Array, count: number, run: number): number;
   /**
+   * A tree image (`words` words, pointers from `origin`, inner nodes from word `inner`) copied into
+   * the run at word `run`, its pointers moved with it (addon/bulk-load.h): the inner nodes in it,
+   * or -EINVAL, or -ERANGE (not an image).
+   */
+  loadTreeImage(
+    arena: SharedArrayBuffer,
+    run: number,
+    image: Uint8Array,
+    words: number,
+    origin: number,
+    inner: number,
+  ): number;
+  /**
    * The check of the records of many segments (addon/kv-recovery.h): segs [base, used, nonce] per
    * segment, read with pread(2) from region `regionId`'s file (-1: through the mapping), on
    * `threads` threads (1 or 2); out [status, at, reason, entries, records, hash low, hash high] per

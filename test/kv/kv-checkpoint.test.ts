@@ -29,7 +29,7 @@ import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
-import { CHECKPOINT_ID_FIRST, CHECKPOINT_VERSION, checkpointIds } from '../../src/kv/checkpoint.js';
+import { CHECKPOINT_ID_FIRST, CHECKPOINT_VERSION, checkpointIds, checkpointLayout } from '../../src/kv/checkpoint.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
 import { HUGE_BLOCKS } from '../../src/device/layout.js';
 import { setBroken, testHooks } from '../../src/test-break.js';
@@ -462,9 +462,10 @@ describe('index checkpoints', () => {
     await withSeed(FILE, (seed) => {
       const r = rng(seed);
       const { image, model } = bigClosedStore(r);
-      // the last key's last byte: past the header, in the last extent; the key changes
+      // the last key byte of the tree image's first leaf: past the header, in a later extent;
+      // the key changes (the image is what a clean open loads)
       const spoiled = editCheckpoint(image.crashImage({ mode: 'none' }), (b) => {
-        b[b.length - 1] ^= 1;
+        b[firstImageKeyByte(b)] ^= 1;
         return false;
       });
       setBroken('kv-checkpoint-in-place-unhashed', true);
@@ -485,6 +486,15 @@ describe('index checkpoints', () => {
       }
     });
   });
+
+  /** The offset in checkpoint bytes `b` of the last key byte of its tree image's first block (a leaf). */
+  function firstImageKeyByte(b: Uint8Array): number {
+    const dv = new DataView(b.buffer, b.byteOffset);
+    const f = (at: number) => dv.getFloat64(at, true);
+    const at = checkpointLayout(f(72), f(56), f(64), f(96)).image;
+    const keyLength = (dv.getUint32(at, true) >>> 12) & 0x1fff;
+    return at + 16 + keyLength - 1;
+  }
 
   /** A closed store whose checkpoint spans more than one 2 MiB extent (long keys), its model. */
   function bigClosedStore(r: () => number): { image: SimMedia; model: Model; keys: number } {
