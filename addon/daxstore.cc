@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "advise.h"
+#include "bits.h"
 #include "bulk-load.h"
 #include "diff.h"
 #include "kv-recovery.h"
@@ -48,12 +49,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"msync", daxstore::JsMsync},             {"copyOut", daxstore::JsCopyOut},
       {"copyIn", daxstore::JsCopyIn},           {"cpuFlushMethods", daxstore::JsCpuFlushMethods},
       {"diffWords", daxstore::JsDiffWords},     {"adviseHugePages", daxstore::JsAdviseHugePages},
-      {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrier", daxstore::JsMembarrier},
+      {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrierRegisterAhead", daxstore::JsMembarrierRegisterAhead},
+      {"membarrier", daxstore::JsMembarrier},
       {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},
       {"hashRange", daxstore::JsHashRange},     {"readRegion", daxstore::JsReadRegion},
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
-      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"columnStarts", daxstore::JsColumnStarts}, {"nonzeroWords", daxstore::JsNonzeroWords}, {"countByExtent", daxstore::JsCountByExtent}, {"bulkInner", daxstore::JsBulkInner},
+      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"columnStarts", daxstore::JsColumnStarts}, {"nonzeroWords", daxstore::JsNonzeroWords}, {"countByExtent", daxstore::JsCountByExtent}, {"countClearBits", daxstore::JsCountClearBits}, {"bulkInner", daxstore::JsBulkInner},
       {"loadTreeImage", daxstore::JsLoadTreeImage},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));

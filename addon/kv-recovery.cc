@@ -864,10 +864,16 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info) {
   int32_t* o = out.Data();
   const uint64_t extents = out.ElementLength();
   uint64_t skipped = 0;
+  // A power of two's reciprocal is exact: a multiply, not a divide, per value; and a quotient
+  // known not negative is floored by truncation (std::floor is a libm call on baseline x86-64).
+  const bool powerOfTwo = std::exp2(std::round(std::log2(extentBytes))) == extentBytes;
+  const double reciprocal = 1 / extentBytes;
   const auto add = [&](double x) {
-    const double e = std::floor((x - origin) / extentBytes);
-    if (e >= 0 && e < static_cast<double>(extents)) o[static_cast<uint64_t>(e)]++;
-    else skipped++;
+    if (x >= origin) {
+      const double e = powerOfTwo ? (x - origin) * reciprocal : (x - origin) / extentBytes;
+      if (e < static_cast<double>(extents)) return void(o[static_cast<uint64_t>(e)]++);
+    }
+    skipped++;
   };
   if (info.Length() < 7 || info[6].IsUndefined()) {
     if (count > static_cast<double>(values.ElementLength())) return bad;

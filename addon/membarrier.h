@@ -8,11 +8,17 @@
 //   - JsMembarrier is only meaningful after JsMembarrierRegister returned 0 (registration is
 //     per process and idempotent; threads that register later change nothing).
 //   - Never throws for a kernel answer: the result is 0 or -errno.
+//   - The registration runs once per process, on a thread of its own from the first
+//     JsMembarrierRegisterAhead or JsMembarrierRegister; JsMembarrierRegister waits for it and
+//     returns its result (every caller, in any thread, the same one).
 #pragma once
 
 #include <napi.h>
 
 namespace daxstore {
+
+// () -> undefined: starts the registration (see JsMembarrierRegister) without waiting for it.
+Napi::Value JsMembarrierRegisterAhead(const Napi::CallbackInfo& info);
 
 // () -> 0 when this process may use MEMBARRIER_CMD_PRIVATE_EXPEDITED, or -errno (-ENOSYS:
 // no membarrier or no private expedited command in this kernel).

@@ -42,7 +42,9 @@
  *     then word0 = 0 + persist, so a re-created id never inherits old blocks.
  *   - new table page: zeroed and persisted under staging, then published (alloc.ts).
  */
+import { randomFillSync } from 'node:crypto';
 import { DaxError } from '../errors.js';
+import { native } from '../native/addon.js';
 import { assert } from '../assert.js';
 import type { Device } from '../device/device.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
@@ -116,7 +118,7 @@ export class ObjectTable {
     const state = new SharedArrayBuffer((SLOT_BASE + capacity * SLOT_WORDS) * 4);
     const words = new Int32Array(state);
     words[H_CAPACITY] = capacity;
-    words[H_TOKEN] = globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
+    words[H_TOKEN] = randomFillSync(new Int32Array(1))[0] | 1;
     words.fill(-1, H_PAGE_BLOCKS, H_PAGE_BLOCKS + MAX_TABLE_PAGES);
     return new ObjectTable(device, state);
   }
@@ -276,8 +278,23 @@ export class ObjectTable {
   /** Every live object id (a snapshot). */
   liveIds(): number[] {
     const out: number[] = [];
-    for (let s = 0; s < this.capacity; s++) if (this.isLive(s)) out.push(this.idOf(s));
+    for (const s of this.claimedSlots()) if (this.isLive(s)) out.push(this.idOf(s));
     return out;
+  }
+
+  /**
+   * The slots that ever held an id (S_ID_LO/HI not 0: ids are >= 16), ascending. Found natively
+   * (one pass over the table's id words): the table has twice as many slots as objects, and an
+   * open runs this, where a loop in JavaScript would run as cold code.
+   */
+  private claimedSlots(): Int32Array {
+    let out = new Int32Array(64);
+    for (;;) {
+      const n = native().nonzeroWords(this.state, (SLOT_BASE + S_ID_LO) * 4, this.capacity, SLOT_WORDS * 4, out);
+      assert(n >= 0, () => `nonzeroWords over the object slots: ${n}`);
+      if (n <= out.length) return out.subarray(0, n);
+      out = new Int32Array(n);
+    }
   }
 
   // ---- internals ----

@@ -30,7 +30,7 @@ import { Device, type DeviceHandle } from '../device/device.js';
 import type { Media } from '../device/media.js';
 import { closeAndRemoveCreated, openRegion } from '../device/region.js';
 import { HUGE_BLOCKS } from '../device/layout.js';
-import { EpochDomain, RETIRE_DEVICE_BLOCK, type EpochHandle } from '../index/epoch.js';
+import { EpochDomain, RETIRE_DEVICE_BLOCK, prepareEpochDomains, type EpochHandle } from '../index/epoch.js';
 import { RadixTree, type RadixTreeHandle } from '../index/radix-tree.js';
 import { WaitTable } from '../index/wait-table.js';
 import { ObjectTable } from './object-table.js';
@@ -182,10 +182,16 @@ export class DaxSpace extends EventEmitter {
    */
   static openMedia(
     media: Media,
-    opts: SpaceOptions & { formatIfEmpty?: boolean; salvage?: boolean; maxBytes?: number; minBytes?: number } = {},
+    opts: SpaceOptions & {
+      formatIfEmpty?: boolean;
+      salvage?: boolean;
+      maxBytes?: number;
+      minBytes?: number;
+    } = {},
   ): DaxSpace {
     let device: Device;
     const t0 = performance.now();
+    prepareEpochDomains(); // the kernel's wait in it overlaps the device's open
     try {
       device = Device.open(media, { salvage: opts.salvage === true, minBytes: opts.minBytes });
     } catch (e) {

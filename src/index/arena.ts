@@ -38,6 +38,7 @@
  *
  * Persistence ordering: none; the arena is volatile memory (the index is rebuilt at open).
  */
+import { randomFillSync } from 'node:crypto';
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import { errnoName, native } from '../native/addon.js';
@@ -189,7 +190,7 @@ export class Arena {
     i32[H_MAX_PAGES] = maxPages;
     i32[H_BYTES] = arena.sab.byteLength | 0;
     i32[H_HUGE_PAGES] = adviseHugePages(arena.sab);
-    i32[H_TOKEN] = globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
+    i32[H_TOKEN] = randomFillSync(new Int32Array(1))[0] | 1;
     return arena;
   }
 

@@ -72,6 +72,7 @@
  *
  * Persistence ordering: none. Nothing here is persistent; it lives as long as the process.
  */
+import { randomFillSync } from 'node:crypto';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
@@ -208,6 +209,21 @@ interface ParkedRecord {
   size: number;
 }
 
+/** Whether a domain created now pins with a plain store (H_ASYMMETRIC) if membarrier allows. */
+function wantsMembarrier(): boolean {
+  return PLAIN_LOADS_ARE_ACQUIRE && process.env['DAXSTORE_NO_MEMBARRIER'] !== '1';
+}
+
+/**
+ * Starts the process's membarrier registration, which EpochDomain.create waits for, on a thread
+ * of its own (addon/membarrier.h): the kernel waits for an RCU grace period in it, and an open
+ * that calls this first overlaps that wait with its other work. Advice: create() starts it
+ * itself when nothing did.
+ */
+export function prepareEpochDomains(): void {
+  if (wantsMembarrier()) native().membarrierRegisterAhead();
+}
+
 /** Domains this thread has opened, by domain id, so attach() in one thread yields one participant. */
 const openDomains = new Map<string, EpochDomain>();
 
@@ -269,15 +285,11 @@ export class EpochDomain {
     const limbo = new SharedArrayBuffer(Math.min(initialBytes, limboMax), { maxByteLength: limboMax });
     const meta = new Int32Array(buffer);
     new Int32Array(limbo, 0, LIMBO_HEADER_WORDS)[L_BYTES] = limbo.byteLength; // published with the header (MAGIC below)
-    const id = new Int32Array(2);
-    globalThis.crypto.getRandomValues(id);
+    const id = randomFillSync(new Int32Array(2));
     meta[Lit.H_GLOBAL] = 0;
     meta[H_MAX_PARTICIPANTS] = max;
     // Registration is per process (threads share it), so attachers in worker threads need none.
-    meta[H_ASYMMETRIC] =
-      PLAIN_LOADS_ARE_ACQUIRE && process.env['DAXSTORE_NO_MEMBARRIER'] !== '1' && native().membarrierRegister() === 0
-        ? 1
-        : 0;
+    meta[H_ASYMMETRIC] = wantsMembarrier() && native().membarrierRegister() === 0 ? 1 : 0;
     meta[H_DOMAIN_ID_LO] = id[0];
     meta[H_DOMAIN_ID_HI] = id[1];
     new Float64Array(buffer, 0, Lit.HEADER_WORDS / 2)[H_BASE_TIME_F64] = Date.now();

@@ -49,6 +49,7 @@
  *
  * Persistence ordering: none (process lifetime only).
  */
+import { randomFillSync } from 'node:crypto';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { lockWord, unlockWord } from '../device/spin-lock.js';
@@ -172,7 +173,7 @@ export class WaitTable {
     const base = HEADER_WORDS + slots * SLOT_WORDS;
     for (let r = 0; r < maxWaiters; r++) w[base + r * RECORD_WORDS + R_NEXT] = r + 1 < maxWaiters ? r + 2 : 0;
     w[H_FREE_HEAD] = 1;
-    w[H_TOKEN] = globalThis.crypto.getRandomValues(new Int32Array(1))[0] | 1;
+    w[H_TOKEN] = randomFillSync(new Int32Array(1))[0] | 1;
     Atomics.store(w, H_MAGIC, MAGIC); // last: publishes the initialized table
     return new WaitTable(buffer);
   }

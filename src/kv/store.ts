@@ -149,7 +149,7 @@ import {
 } from './encodings.js';
 import { resolveEncodings, type KvRoot } from './kv-root.js';
 import { reapKvWriters, type WriterReapContext } from './writer-reaper.js';
-import { LAYER_KV } from '../index/epoch.js';
+import { LAYER_KV, prepareEpochDomains } from '../index/epoch.js';
 import { LOOKUP_MANY_MAX } from '../index/radix-tree.js';
 import { DEATHS_WORD, holderIdOf, holderWordDead, participantId, participantTable } from '../device/participants.js';
 import { ensureStageBytes, stageViews } from './record-stage.js';
@@ -770,6 +770,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const durability = opts.durability ?? 'sync';
     const mode = opts.recovery ?? 'strict';
     const start = performance.now();
+    prepareEpochDomains(); // the kernel's wait in it overlaps the map and the device's open
     const create = !existsSync(path);
     const plan = planStoreFile(path, create, opts.size, opts.maxSize, MIN_STORE_BYTES);
     const media = openRegionExplained(path, plan.region);

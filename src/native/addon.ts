@@ -84,8 +84,14 @@ export interface NativeAddon {
    * (-EINVAL: no transparent huge pages in this kernel).
    */
   adviseHugePages(buffer: SharedArrayBuffer): number;
-  /** membarrier(2) MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (after a QUERY): 0, or -errno (-ENOSYS: unsupported). */
+  /**
+   * membarrier(2) MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (after a QUERY): 0, or -errno
+   * (-ENOSYS: unsupported). Once per process, on a thread of its own (addon/membarrier.h): this
+   * waits for it, started here or by membarrierRegisterAhead.
+   */
   membarrierRegister(): number;
+  /** Starts membarrierRegister's registration on its thread without waiting for it. */
+  membarrierRegisterAhead(): void;
   /** membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED: a full barrier on every CPU running this process; 0 or -errno. */
   membarrier(): number;
   /**
@@ -108,6 +114,11 @@ export interface NativeAddon {
    * MADV_POPULATE_WRITE in this build; -EAGAIN: no thread).
    */
   prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number): number;
+  /**
+   * The clear bits of words[0, count); with perGroup, each group of groupWords words' clear bits
+   * added to perGroup[group] (addon/bits.h). -EINVAL for arguments out of range.
+   */
+  countClearBits(words: Uint32Array, count: number, perGroup?: Uint16Array, groupWords?: number): number;
   /** The addon's test-break switches (addon/test-break.h), process-global; set once by native() below. */
   setTestBreaks(flock: boolean, sigbusGuard: boolean): void;
   /**
