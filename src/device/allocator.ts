@@ -416,7 +416,11 @@ export class Allocator {
 
   /** Blocks poisoned so far (never decreases). A reader that sees 0 may skip per-block poison checks. */
   get poisonedBlocks(): number {
-    return Atomics.load(this.control, POISONED);
+    // A plain load, as `closed`: the count only grows, and a check racing a poisoning is racy
+    // either way (memory failure is asynchronous; nothing is ordered after the check). Every
+    // get and range batch reads it, where Atomics.load was a builtin call (Node 20 does not
+    // inline it).
+    return this.control[POISONED];
   }
 
   markClosed(): void {
