@@ -9,10 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <system_error>
-#include <new>
 #include <thread>
-#include <utility>
-#include <vector>
 
 #include "backing-store.h"
 
@@ -32,56 +29,7 @@ void Populate(std::shared_ptr<v8::BackingStore> store, uintptr_t start, uintptr_
   (void)store;  // released here: the mapping stays until this thread is done with it
 }
 
-// Ranges of one prefetch, [start, end) addresses page-aligned, populated in order.
-void PopulateRead(std::shared_ptr<v8::BackingStore> store, std::vector<std::pair<uintptr_t, uintptr_t>> ranges) {
-#ifdef MADV_POPULATE_READ
-  for (const auto& [start, end] : ranges)
-    for (uintptr_t p = start; p < end; p += kChunkBytes) {
-      const size_t n = end - p < kChunkBytes ? end - p : kChunkBytes;
-      // A failure (a poisoned page: EFAULT or EHWPOISON) ends only this range: the reader that
-      // comes to it reads it under its own guard.
-      if (madvise(reinterpret_cast<void*>(p), n, MADV_POPULATE_READ) != 0) break;
-    }
-#endif
-  (void)store;  // released here: the mapping stays until this thread is done with it
-}
-
 }  // namespace
-
-Napi::Value JsPrefaultRead(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-#ifndef MADV_POPULATE_READ
-  return Napi::Number::New(env, -EINVAL);
-#else
-  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    return Napi::Number::New(env, -EINVAL);
-  std::shared_ptr<v8::BackingStore> store = SharedBackingStore(info[0]);  // the thread must hold it
-  if (!store || store->Data() == nullptr) return Napi::Number::New(env, -EINVAL);
-  Napi::Float64Array in = info[1].As<Napi::Float64Array>();
-  if (in.ElementLength() % 2 != 0) return Napi::Number::New(env, -EINVAL);
-  const double size = static_cast<double>(store->ByteLength());
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
-  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
-  try {
-    ranges.reserve(in.ElementLength() / 2);
-    for (size_t i = 0; i < in.ElementLength(); i += 2) {
-      const double offset = in[i], length = in[i + 1];
-      if (!(offset >= 0 && length >= 0 && offset + length <= size)) return Napi::Number::New(env, -EINVAL);
-      const uintptr_t start = (base + static_cast<uintptr_t>(offset) + page - 1) & ~(page - 1);
-      const uintptr_t end = (base + static_cast<uintptr_t>(offset + length)) & ~(page - 1);
-      if (end > start) ranges.emplace_back(start, end);
-    }
-    if (ranges.empty()) return Napi::Number::New(env, 0);
-    std::thread(PopulateRead, std::move(store), std::move(ranges)).detach();
-  } catch (const std::system_error&) {
-    return Napi::Number::New(env, -EAGAIN);
-  } catch (const std::bad_alloc&) {
-    return Napi::Number::New(env, -ENOMEM);
-  }
-  return Napi::Number::New(env, 0);
-#endif
-}
 
 Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

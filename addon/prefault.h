@@ -2,20 +2,19 @@
 // the writer that is about to fill the range (a key-value log segment) does not take a
 // page fault per 4 KiB itself. On tmpfs and fs-DAX a first write fault allocates the page (or
 // the block, with its metadata made durable under MAP_SYNC); here a virtual machine also
-// backs the page on its host then. MADV_POPULATE_READ likewise for ranges about to be read
-// (JsPrefaultRead). None of it changes a byte: it is advice.
+// backs the page on its host then. None of it changes a byte: it is advice.
 //
 // Invariants
 //   - The thread holds a reference to the buffer's backing store until it is done, so the
 //     mapping outlives it (if that reference is the last, the region's deleter runs on the
 //     thread: it is written to run on any thread).
-//   - A range is rounded inward to whole pages inside the buffer; nothing outside is touched.
+//   - The range is rounded inward to whole pages inside the buffer; nothing outside is touched.
 //   - Never throws: 0 when the thread started, or -errno (-EINVAL: bad range, or a kernel
 //     build without MADV_POPULATE_WRITE; -EAGAIN: no thread). The thread's own madvise
 //     result is not reported: a range the writer reaches first is simply faulted by it.
 //
-// Concurrency: the writer (or reader) may use the range while the thread populates it; both
-// fault the same pages and the kernel serializes them. Persistence ordering: none (no data is written).
+// Concurrency: the writer may write the range while the thread populates it; both fault the
+// same pages and the kernel serializes them. Persistence ordering: none (no data is written).
 #pragma once
 
 #include <napi.h>
@@ -24,12 +23,5 @@ namespace daxstore {
 
 // (buffer: SharedArrayBuffer, offset: number, length: number) -> 0 or -errno
 Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info);
-
-// (buffer: SharedArrayBuffer, ranges: Float64Array [offset, length, ...]) -> 0 or -errno
-// MADV_POPULATE_READ over the whole pages of each range, in the order given, on a thread of its own: for bytes about to be read through the mapping
-// (an index checkpoint's covered log, hashed at open), whose first touch would otherwise take
-// a page fault in the reader. A range whose populate fails (a poisoned page) is left there;
-// its reader meets the failure under its own guard.
-Napi::Value JsPrefaultRead(const Napi::CallbackInfo& info);
 
 }  // namespace daxstore

@@ -187,39 +187,27 @@ export class DaxSpace extends EventEmitter {
       salvage?: boolean;
       maxBytes?: number;
       minBytes?: number;
-      /** called with an existing store's device once it is open, before anything above it is recovered */
-      deviceOpened?: (device: Device) => void;
     } = {},
   ): DaxSpace {
     let device: Device;
     const t0 = performance.now();
     prepareEpochDomains(); // the kernel's wait in it overlaps the device's open
-    let existing = true;
     try {
       device = Device.open(media, { salvage: opts.salvage === true, minBytes: opts.minBytes });
     } catch (e) {
-      if (opts.formatIfEmpty === true && e instanceof DaxError && e.code === 'ENOTSTORE') {
+      if (opts.formatIfEmpty === true && e instanceof DaxError && e.code === 'ENOTSTORE')
         device = Device.format(media, { maxBytes: opts.maxBytes || undefined });
-        existing = false;
-      } else throw e;
+      else throw e;
     }
-    return DaxSpace.fromDevice(device, opts, performance.now() - t0, existing ? opts.deviceOpened : undefined);
+    return DaxSpace.fromDevice(device, opts, performance.now() - t0);
   }
 
-  private static fromDevice(
-    device: Device,
-    opts: SpaceOptions & { salvage?: boolean },
-    deviceMs = 0,
-    deviceOpened?: (device: Device) => void,
-  ): DaxSpace {
+  private static fromDevice(device: Device, opts: SpaceOptions & { salvage?: boolean }, deviceMs = 0): DaxSpace {
     const maxObjects = opts.maxObjects ?? 16384;
     if (!Number.isSafeInteger(maxObjects) || maxObjects < 1 || maxObjects > 2 ** 20)
       throw new DaxError('EINVAL', `maxObjects ${maxObjects} must be an integer in [1, 2^20]`);
     try {
-      const h0 = performance.now();
-      deviceOpened?.(device);
       const c0 = performance.now();
-      deviceMs += c0 - h0;
       const epoch = EpochDomain.create();
       const tree = RadixTree.create(epoch, { waitTable: WaitTable.create() });
       const objects = ObjectTable.create(device, maxObjects);

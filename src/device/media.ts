@@ -60,13 +60,6 @@ export interface Media extends MediaInfo {
    */
   prefault?(offset: number, length: number): void;
   /**
-   * Advice: the ranges ([offset, length] pairs) are about to be read through the mapping, map
-   * their pages now on another thread, in the order given, so the reader does not fault them
-   * (mapped media: addon/prefault.h). Changes no byte; a media without it (simulated) has
-   * nothing to map.
-   */
-  prefetch?(ranges: Float64Array): void;
-  /**
    * Copy [offset, offset+length) into dest, turning a machine check / SIGBUS on the
    * mapping into a DaxError('EIO') instead of a dead process.
    */

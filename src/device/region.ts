@@ -34,7 +34,6 @@ import {
   NATIVE_FLUSH_METHODS,
   NATIVE_KINDS,
   prefaultInBackground,
-  prefetchInBackground,
   returnCodeError,
   toDaxError,
   type NativeFlushMethod,
@@ -194,19 +193,6 @@ export class MappedMedia implements Media {
 
   /** ranges prefault() handed to a background thread (tests, stats) */
   prefaultStarted = 0;
-
-  /**
-   * Maps the pages of the ranges on a background thread (MADV_POPULATE_READ). Advice: a
-   * refusal (no thread, an old kernel) is not an error, the reader then faults them itself;
-   * prefetchStarted counts the calls handed to a thread.
-   */
-  prefetch(ranges: Float64Array): void {
-    for (let i = 0; i + 1 < ranges.length; i += 2) this.#checkRange('prefetch', ranges[i], ranges[i + 1]);
-    if (prefetchInBackground(this.buffer, ranges)) this.prefetchStarted++;
-  }
-
-  /** prefetch() calls handed to a background thread (tests, stats) */
-  prefetchStarted = 0;
 
   /** msync(MS_SYNC) of the pages covering the range, whatever the kind. */
   msync(offset: number, length: number): void {

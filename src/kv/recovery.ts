@@ -55,7 +55,6 @@ import { isBroken } from '../test-break.js';
 import { DaxError, isDaxError } from '../errors.js';
 import type { BulkEntries } from '../index/bulk-load.js';
 import type { DaxSpace } from '../dax/space.js';
-import type { Device } from '../device/device.js';
 import {
   ENTRY_HEADER_BYTES,
   KIND_SEAL,
@@ -94,7 +93,6 @@ import {
   CHECKPOINT_ID_FIRST,
   checkpointIds,
   coverageProblem,
-  isCheckpointId,
   withoutSegments,
   latin1,
   readCheckpoint,
@@ -646,32 +644,6 @@ function verifyCovered(
 }
 
 /** CPU time of the process (every thread), in ms. */
-/**
- * Advice at open, as soon as the device is open (before the space and the checkpoint are read):
- * when the owner table holds an index checkpoint's blocks, the log segments' pages are mapped on
- * a background thread (Media.prefetch), so that verifyCovered, which hashes the covered segments
- * through the mapping, does not take a page fault per few pages itself. Last segment first:
- * verifyCovered takes them from the first, so a check that catches up with the thread meets
- * pages it mapped rather than racing it for the same ones. Nothing is read for it; a full scan
- * (no checkpoint) reads with read(2) and gets no prefetch.
- */
-export function prefetchCheckpointedLog(device: Device): void {
-  if (device.media.prefetch === undefined) return;
-  const segments: number[] = [];
-  let checkpointed = false;
-  device.forEachOwned((block, owner) => {
-    if (owner === OWNER_KV_SEGMENT) segments.push(block);
-    else if (isCheckpointId(owner)) checkpointed = true;
-  });
-  if (!checkpointed || segments.length === 0) return;
-  const ranges = new Float64Array(segments.length * 2);
-  for (let i = 0; i < segments.length; i++) {
-    ranges[i * 2] = device.blockOffset(segments[segments.length - 1 - i]);
-    ranges[i * 2 + 1] = SEGMENT_BYTES;
-  }
-  device.media.prefetch(ranges);
-}
-
 function cpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;

@@ -178,14 +178,7 @@ import {
   type CheckpointSegment,
   type CheckpointWritten,
 } from './checkpoint.js';
-import {
-  keyText,
-  prefetchCheckpointedLog,
-  recoverKv,
-  refuseDamage,
-  type KvRecoveryReport,
-  type RecoveryMode,
-} from './recovery.js';
+import { keyText, recoverKv, refuseDamage, type KvRecoveryReport, type RecoveryMode } from './recovery.js';
 import { salvage, type SalvageReport } from './recovery-salvage.js';
 import {
   KV_OBJECT_ID_BASE,
@@ -790,7 +783,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           salvage: mode === 'salvage',
           maxBytes: plan.maxBytes,
           minBytes: plan.minBytes,
-          deviceOpened: mode === 'strict' ? prefetchCheckpointedLog : undefined,
         }),
         durability,
         opts,
@@ -824,7 +816,6 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       DaxSpace.openMedia(media, {
         formatIfEmpty: opts.formatIfEmpty ?? true,
         salvage: (opts.recovery ?? 'strict') === 'salvage',
-        deviceOpened: (opts.recovery ?? 'strict') === 'strict' ? prefetchCheckpointedLog : undefined,
       }),
       opts.durability ?? 'sync',
       opts,

@@ -115,12 +115,6 @@ export interface NativeAddon {
    */
   prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number): number;
   /**
-   * MADV_POPULATE_READ over the whole pages of each range [offset, length] of `ranges`, in
-   * order, on a thread of its own (addon/prefault.h): 0 once started, or -errno (-EINVAL: bad
-   * range or no MADV_POPULATE_READ in this build; -EAGAIN: no thread).
-   */
-  prefaultRead(buffer: SharedArrayBuffer, ranges: Float64Array): number;
-  /**
    * The clear bits of words[0, count); with perGroup, each group of groupWords words' clear bits
    * added to perGroup[group] (addon/bits.h). -EINVAL for arguments out of range.
    */
@@ -296,18 +290,6 @@ const prefaultOff = process.env['DAXSTORE_NO_PREFAULT'] === '1';
  */
 export function prefaultInBackground(buffer: SharedArrayBuffer, offset: number, length: number): boolean {
   return !prefaultOff && native().prefaultWrite(buffer, offset, length) === 0;
-}
-
-const prefetchOff = process.env['DAXSTORE_NO_PREFETCH'] === '1';
-
-/**
- * Maps the pages of the ranges ([offset, length] pairs, in order) on a background thread
- * (addon/prefault.h), for bytes about to be read through the mapping. Advice: false when it did
- * not start (DAXSTORE_NO_PREFETCH=1, for A/B benches; no thread; an old kernel), and the reader
- * then faults the pages itself.
- */
-export function prefetchInBackground(buffer: SharedArrayBuffer, ranges: Float64Array): boolean {
-  return !prefetchOff && native().prefaultRead(buffer, ranges) === 0;
 }
 
 const ERRNO_TO_CODE: Readonly<Record<string, DaxErrorCode>> = {
