@@ -909,11 +909,12 @@ struct HashRange {
   const uint8_t* p;
   size_t length;
   uint64_t sum;
+  bool xxh3;
 };
 
 void RunHash(void* arg) {
   HashRange& h = *static_cast<HashRange*>(arg);
-  h.sum = XXH64(h.p, h.length, 0);
+  h.sum = h.xxh3 ? XXH3_64bits(h.p, h.length) : XXH64(h.p, h.length, 0);
 }
 
 }  // namespace
@@ -928,7 +929,8 @@ Napi::Value JsHashRange(const Napi::CallbackInfo& info) {
   const double offset = info[1].As<Napi::Number>().DoubleValue();
   const double length = info[2].As<Napi::Number>().DoubleValue();
   if (!IsIndex(offset) || !IsIndex(length) || offset + length > static_cast<double>(bytes.ByteLength()) || out.ElementLength() < 2) return bad;
-  HashRange h{bytes.Data() + static_cast<size_t>(offset), static_cast<size_t>(length), 0};
+  const bool xxh3 = info.Length() > 4 && info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
+  HashRange h{bytes.Data() + static_cast<size_t>(offset), static_cast<size_t>(length), 0, xxh3};
   if (GuardedRun(RunHash, &h) != 0) return Napi::Number::New(env, -EIO);
   out[0] = static_cast<uint32_t>(h.sum);
   out[1] = static_cast<uint32_t>(h.sum >> 32);

@@ -7,7 +7,7 @@
  * Layout: one DAX object of the space per checkpoint, id CHECKPOINT_ID_FIRST + generation
  * (the top of the key-value object range, which large values never reach: large-values.ts).
  * Byte offsets, little-endian:
- *   0    u64  xxh64 (seed 0) of bytes [8, totalBytes)
+ *   0    u64  XXH3-64 of bytes [8, totalBytes)
  *   8    u32  CHECKPOINT_MAGIC
  *   12   u32  CHECKPOINT_VERSION
  *   16   16 B the store's uuid (superblock): a checkpoint copied from another store never matches
@@ -19,14 +19,17 @@
  *        segment's start), offset in the segment of its last record (-1: none), that
  *        record's checksum word (two u32 as two f64), the XXH3-64 of the segment's bytes
  *        [0, used) (two u32 as two f64), the records and the entries in them
- *   then keys x f64 entry offsets, keys x u16 index-key lengths (padded to 8), the index keys
- *        back to back in key order (padded to 8), then the image of the index's tree of those
- *        keys (src/index/tree-image.ts): image words x u32, the blocks back to back, pointers
- *        counted from the image origin (the word its first block was built at), the root's word.
+ *   then keys x f64 entry offsets, keys x u16 index-key lengths (padded to 8), then either the
+ *        image of the index's tree of those keys (src/index/tree-image.ts: image words x u32,
+ *        the blocks back to back, the leaves first, in key order, pointers counted from the
+ *        image origin, the word its first block was built at), whose leaves hold the keys, or
+ *        (image words 0: a checkpoint taken while running) the index keys back to back in key
+ *        order (padded to 8).
  * A clean open with no tail loads the image (one copy and a pass over its inner nodes) instead
  * of bulk-loading the columns; the columns serve the merge with a tail, a checkpoint loaded
- * without freed segments, and the segment estimate. Both are built from the same walk and
- * covered by the one checksum.
+ * without freed segments, and the segment estimate, their keys read from the image's leaves
+ * (readCheckpoint: each leaf's place follows from the lengths, addon leafKeyStarts). Both are
+ * built from the same walk and covered by the one checksum.
  * An older store opened by a build without checkpoints sees a key-value object no key
  * references and removes it at open (large-values.ts collectOrphans): harmless, the next
  * open scans the whole log.
@@ -93,7 +96,7 @@ import { type TreeImage, buildTreeImage } from '../index/tree-image.js';
 export const CHECKPOINT_ID_FIRST = 2 ** 40 - 2 ** 20;
 const CHECKPOINT_ID_END = 2 ** 40;
 export const CHECKPOINT_MAGIC = 0x4b43_4b44; // "DKCK"
-export const CHECKPOINT_VERSION = 3;
+export const CHECKPOINT_VERSION = 4;
 export const CHECKPOINT_HEADER_BYTES = 128;
 const SEGMENT_SLOTS = 10;
 const H_MAGIC = 8;
@@ -170,8 +173,9 @@ const sum = new Uint32Array(2);
 /** DAXSTORE_CHECKPOINT_COPY=1 (an A/B knob, docs/TESTING.md): open copies the checkpoint out of the mapping (readObject) even where it can be read in place. */
 const CHECKPOINT_COPY = process.env['DAXSTORE_CHECKPOINT_COPY'] === '1';
 
-function hash(bytes: Uint8Array, offset: number, length: number): Uint32Array {
-  const rc = native().hashRange(bytes, offset, length, sum);
+/** xxh64 (a record's checksum) of the bytes, or with `xxh3` their XXH3-64 (a checkpoint's). */
+function hash(bytes: Uint8Array, offset: number, length: number, xxh3 = false): Uint32Array {
+  const rc = native().hashRange(bytes, offset, length, sum, xxh3);
   assert(rc === 0, () => `hashRange: ${rc}`);
   return sum;
 }
@@ -219,7 +223,7 @@ export function readCheckpoint(
   ) {
     sum[0] = dv.getUint32(0, true);
     sum[1] = dv.getUint32(4, true);
-  } else if (native().hashRange(bytes, 8, size - 8, sum) !== 0)
+  } else if (native().hashRange(bytes, 8, size - 8, sum, true) !== 0)
     return { reason: `${name}: media error (SIGBUS) reading it` };
   if (sum[0] !== dv.getUint32(0, true) || sum[1] !== dv.getUint32(4, true))
     return { reason: `${name}: checksum mismatch, damaged` };
@@ -252,8 +256,14 @@ export function readCheckpoint(
   }
   const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
   const starts = new Uint32Array(columnScratch(keys * 4).buffer, 0, keys); // huge pages when big: see ColumnBuilder
-  const at = native().columnStarts(lengths, starts, keys); // a loop run once over a million keys: cold in JavaScript
-  if (at !== keyBytes) return { reason: `${name}: key lengths do not add up` };
+  const imageInner = dv.getFloat64(H_IMAGE_INNER, true);
+  // Loops run once over a million keys (cold in JavaScript): the keys back to back, or each in
+  // its leaf of the image (the leaves lie first in it, back to back in key order).
+  const at =
+    imageWords === 0 ? native().columnStarts(lengths, starts, keys) : native().leafKeyStarts(lengths, starts, keys);
+  if (imageWords === 0 ? at !== keyBytes : !(at >= 0 && at <= imageInner && imageInner <= imageWords))
+    return { reason: `${name}: key lengths do not add up` };
+  const imageBytes = new Uint8Array(bytes.buffer, bytes.byteOffset + layout.image, imageWords * 4);
   return {
     checkpoint: {
       generation: id - CHECKPOINT_ID_FIRST,
@@ -265,22 +275,30 @@ export function readCheckpoint(
       values: new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, keys),
       starts,
       lengths,
-      keyBytes: new Uint8Array(bytes.buffer, bytes.byteOffset + layout.keys, keyBytes),
+      keyBytes: imageWords === 0 ? new Uint8Array(bytes.buffer, bytes.byteOffset + layout.keys, keyBytes) : imageBytes,
       image:
         imageWords === 0 && keys > 0
           ? undefined
           : {
-              bytes: new Uint8Array(bytes.buffer, bytes.byteOffset + layout.image, imageWords * 4),
+              bytes: imageBytes,
               words: imageWords,
               origin: dv.getFloat64(H_IMAGE_ORIGIN, true),
               root: dv.getFloat64(H_IMAGE_ROOT, true),
-              inner: dv.getFloat64(H_IMAGE_INNER, true),
+              inner: imageInner,
               leaves: keys,
             },
       bytes: size,
       inPlace: mapped !== undefined,
     },
   };
+}
+
+/** The checksum of checkpoint bytes `bytes` (XXH3-64 of [8, its length)) written into its first 8 bytes (tests reseal edited checkpoints with it). */
+export function sealCheckpoint(bytes: Uint8Array): void {
+  const s = hash(bytes, 8, bytes.length - 8, true);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset);
+  dv.setUint32(0, s[0], true);
+  dv.setUint32(4, s[1], true);
 }
 
 /** Where each part of a checkpoint begins (byte offsets), and its total size. */
@@ -294,7 +312,8 @@ export function checkpointLayout(
   const values = s + segments * SEGMENT_SLOTS * 8;
   const lengths = values + keys * 8;
   const k = lengths + Math.ceil((keys * 2) / 8) * 8;
-  const image = k + Math.ceil(keyBytes / 8) * 8;
+  // With an image, the keys are its leaves'; without, back to back.
+  const image = imageWords > 0 ? k : k + Math.ceil(keyBytes / 8) * 8;
   return { segments: s, values, lengths, keys: k, image, total: image + imageWords * 4 };
 }
 const layoutOf = checkpointLayout;
@@ -679,9 +698,9 @@ export function publishCheckpoint(
   );
   new Float64Array(bytes.buffer, layout.values, count).set(cols.values.subarray(0, count));
   new Uint16Array(bytes.buffer, layout.lengths, count).set(cols.lengths.subarray(0, count));
-  bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
-  bytes.set(image.bytes.subarray(0, image.words * 4), layout.image);
-  const s = hash(bytes, 8, bytes.length - 8);
+  if (image.words === 0) bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
+  else bytes.set(image.bytes.subarray(0, image.words * 4), layout.image);
+  const s = hash(bytes, 8, bytes.length - 8, true);
   dv.setUint32(0, s[0], true);
   dv.setUint32(4, s[1], true);
   const id = CHECKPOINT_ID_FIRST + generation;

@@ -122,10 +122,11 @@ export interface NativeAddon {
   /** The addon's test-break switches (addon/test-break.h), process-global; set once by native() below. */
   setTestBreaks(flock: boolean, sigbusGuard: boolean): void;
   /**
-   * xxh64 (seed 0) of bytes[offset, offset + length) into out[0] (low 32 bits) and out[1],
-   * hashed in place (a SIGBUS is -EIO, not a dead process). 0, -EINVAL or -EIO.
+   * xxh64 (seed 0) of bytes[offset, offset + length) into out[0] (low 32 bits) and out[1], or
+   * with `xxh3` their XXH3-64, hashed in place (a SIGBUS is -EIO, not a dead process). 0,
+   * -EINVAL or -EIO.
    */
-  hashRange(bytes: Uint8Array, offset: number, length: number, out: Uint32Array): number;
+  hashRange(bytes: Uint8Array, offset: number, length: number, out: Uint32Array, xxh3?: boolean): number;
   /** The process's participant table (addon/participants.h): the same memory in every thread, never freed. */
   participantTable(): SharedArrayBuffer;
   /**
@@ -225,6 +226,11 @@ export interface NativeAddon {
    * the run at word `run`, its pointers moved with it (addon/bulk-load.h): the inner nodes in it,
    * or -EINVAL, or -ERANGE (not an image).
    */
+  /**
+   * starts[i] = the byte offset of the key of leaf i of a bulk load's leaf run (keys of these
+   * lengths) from the run's start (addon/bulk-load.h); the run's words, or -EINVAL.
+   */
+  leafKeyStarts(lengths: Uint16Array, starts: Uint32Array, count: number): number;
   loadTreeImage(
     arena: SharedArrayBuffer,
     run: number,

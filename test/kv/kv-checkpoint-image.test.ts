@@ -18,12 +18,11 @@
  * columns as before.
  */
 import { describe, expect, it } from 'vitest';
-import { xxh64 } from '../../src/device/checksum.js';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
-import { checkpointIds, checkpointLayout } from '../../src/kv/checkpoint.js';
+import { checkpointIds, checkpointLayout, sealCheckpoint } from '../../src/kv/checkpoint.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
@@ -117,8 +116,7 @@ function editCheckpoint(image: SimMedia, edit: (bytes: Uint8Array, imageAt: numb
     const bytes = space.object(id).read(0, hv.getFloat64(40, true));
     const f = (at: number) => hv.getFloat64(at, true);
     const imageAt = checkpointLayout(f(72), f(56), f(64), f(96)).image;
-    if (edit(bytes, imageAt))
-      new DataView(bytes.buffer, bytes.byteOffset).setBigUint64(0, xxh64(bytes.subarray(8)), true);
+    if (edit(bytes, imageAt)) sealCheckpoint(bytes);
     space.object(id).write(0, bytes);
   } finally {
     space.close();

@@ -24,12 +24,17 @@
  *    before the checkpoint stay out. Red with kv-checkpoint-stale-tail (the deleted keys back).
  */
 import { describe, expect, it } from 'vitest';
-import { xxh64 } from '../../src/device/checksum.js';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
-import { CHECKPOINT_ID_FIRST, CHECKPOINT_VERSION, checkpointIds, checkpointLayout } from '../../src/kv/checkpoint.js';
+import {
+  CHECKPOINT_ID_FIRST,
+  CHECKPOINT_VERSION,
+  checkpointIds,
+  checkpointLayout,
+  sealCheckpoint,
+} from '../../src/kv/checkpoint.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
 import { HUGE_BLOCKS } from '../../src/device/layout.js';
 import { setBroken, testHooks } from '../../src/test-break.js';
@@ -287,7 +292,7 @@ describe('index checkpoints', () => {
       const newest = checkpointIds(space)[0];
       const bytes = from ?? checkpointBytes(space, newest);
       const reseal = edit(bytes);
-      if (reseal) new DataView(bytes.buffer, bytes.byteOffset).setBigUint64(0, xxh64(bytes.subarray(8)), true);
+      if (reseal) sealCheckpoint(bytes);
       const target = id ?? newest;
       if (target !== newest || from !== undefined) space.object(target, { create: true, size: bytes.length });
       space.object(target).write(0, bytes);

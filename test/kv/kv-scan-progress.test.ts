@@ -20,8 +20,7 @@ import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
-import { checkpointIds } from '../../src/kv/checkpoint.js';
-import { xxh64 } from '../../src/device/checksum.js';
+import { checkpointIds, sealCheckpoint } from '../../src/kv/checkpoint.js';
 import { withBroken } from '../../src/test-break.js';
 import { expectCode } from '../helpers/expect-code.js';
 
@@ -140,7 +139,7 @@ function swapNeighbours(image: SimMedia): SimMedia {
     const v = dv.getFloat64(valuesAt + i * 8, true);
     dv.setFloat64(valuesAt + i * 8, dv.getFloat64(valuesAt + (i + 1) * 8, true), true);
     dv.setFloat64(valuesAt + (i + 1) * 8, v, true);
-    dv.setBigUint64(0, xxh64(b.subarray(8)), true);
+    sealCheckpoint(b);
     space.object(id).write(0, b);
   } finally {
     space.close();
