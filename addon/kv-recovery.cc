@@ -57,6 +57,7 @@ enum IoSlot {
   kSegmentSequence,
   kInRegion,
   kRegionCount,
+  kLastAt,  // where the last whole record the scan committed begins (device offset), -1: none
   kIoSlots
 };
 enum Status { kStatusEnd = 0, kStatusInvalid = 1, kStatusPoison = 2, kStatusFull = 3, kStatusEio = 4, kStatusRegionsFull = 5, kStatusCut = 6, kStatusDamagedTail = 7 };
@@ -106,6 +107,7 @@ struct Scan {
   uint64_t regionCapacity;
   // Committed after each whole record (a SIGBUS abandons the record in progress, not these).
   uint64_t at, count, records, maxSequence, keyBytes;
+  int64_t lastAt;  // the last committed record's device offset, -1: none (RunScan)
   uint64_t vouched, watermark, segmentSequence, inRegion, regionCount;
   int status, reason;
   uint64_t reasonValue;
@@ -261,6 +263,7 @@ void RunScan(void* arg) {
     s.segmentSequence = segmentSequence;
     s.keyBytes = keyBytes;
     s.watermark = std::max(s.watermark, s.base + uint64_t{Load32(m + at + 28) >> 8} * 8);
+    s.lastAt = static_cast<int64_t>(at);
     s.at = at + total;
     std::atomic_signal_fence(std::memory_order_seq_cst);
   }
@@ -530,6 +533,7 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info) {
   s.segmentSequence = static_cast<uint64_t>(v[kSegmentSequence]);
   s.inRegion = static_cast<uint64_t>(v[kInRegion]);
   s.regionCount = static_cast<uint64_t>(v[kRegionCount]);
+  s.lastAt = IsIndex(v[kLastAt]) ? static_cast<int64_t>(v[kLastAt]) : -1;
   s.out = out.Data();
   s.outRecords = out.ElementLength() / kRecordWords;
   s.regions = regions.Data();
@@ -555,6 +559,7 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info) {
   v[kSegmentSequence] = static_cast<double>(s.segmentSequence);
   v[kInRegion] = static_cast<double>(s.inRegion);
   v[kRegionCount] = static_cast<double>(s.regionCount);
+  v[kLastAt] = static_cast<double>(s.lastAt);
   return Napi::Number::New(env, s.status);
 }
 

@@ -105,7 +105,8 @@ Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 // JsHashRange(bytes: Uint8Array, offset, length, out: Uint32Array) -> 0, -EINVAL, or -EIO (a
 // media error reading them). xxh64 (seed 0) of bytes[offset, offset + length) into out[0]
 // (low 32 bits) and out[1]: the checksum of a large value (src/kv/large-values.ts), hashed
-// in place, over the store's mapping or any other buffer.
+// in place, over the store's mapping or any other buffer. A fifth argument true: XXH3-64
+// instead (an index checkpoint's checksum, and a segment's hash as a checkpoint stores it).
 Napi::Value JsHashRange(const Napi::CallbackInfo& info);
 
 }  // namespace daxstore

@@ -50,7 +50,9 @@
  *     (header, nonce, xxh64, entries fitting; records.ts) in the very read that hashed them
  *     (hashSegments): a segment the checkpoint loaded at open lists with the same block, nonce
  *     and `used` keeps that checkpoint's hash (verified against its bytes at open; the records
- *     below `used` never change); every other segment's records [0, used) are checked and
+ *     below `used` never change), and so does a segment a full scan at open read whole and
+ *     clean (the hash of the copy its records were checked in: recovery.ts vouchFor); every
+ *     other segment's records [0, used) are checked and
  *     hashed when the checkpoint is written. So damage to covered records while the store is
  *     closed, or while it runs, is found at the next open (or when the next checkpoint checks
  *     them: then none is written).
@@ -475,6 +477,8 @@ export interface CheckpointWritten {
   generation: number;
   keys: number;
   bytes: number;
+  /** log segments whose records it read and checked (hashSegments); the others kept the hashes taken before */
+  segmentsChecked: number;
   timeMs: number;
 }
 
@@ -572,7 +576,8 @@ export function writeCheckpoint(
   const ends = segmentList.map(([block, nonce]) =>
     segmentEnd(space, v, block, nonce, known.get(block), scratch, scratch32),
   );
-  const segments = hashSegments(space, v, ends, known, 2);
+  const checked = { segments: 0 };
+  const segments = hashSegments(space, v, ends, known, 2, checked);
   // The index's key-value keys in key order with their entry offsets.
   const tree = space.tree;
   const cols = new ColumnBuilder(tree.count());
@@ -593,14 +598,15 @@ export function writeCheckpoint(
   // running one does not: its write step would hold the opener's event loop for the build,
   // and an open after a crash has a tail.
   const written = publishCheckpoint(space, uuid, covered, segments, cols, true);
-  return { ...written, timeMs: performance.now() - start };
+  return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
 }
 
 /**
  * What vouches for each segment's records [0, used) in the checkpoint: a segment `known` lists
  * with the same block, nonce and `used` (the checkpoint loaded at open, whose hashes open
- * compared with the bytes, or the last one this process wrote) keeps its hash and counts: the
- * records below `used` never change. Every other one is read once (verifySegments: read(2)
+ * compared with the bytes; a segment the full scan at open checked whole in the copy it hashed;
+ * or the last checkpoint this process wrote) keeps its hash and counts: the records below
+ * `used` never change. `checked.segments` grows by the segments read here. Every other one is read once (verifySegments: read(2)
  * where the media can, else the mapping under the SIGBUS guard, on `threads` threads), its
  * records checked whole (header, nonce, xxh64, entries fitting) and its bytes hashed (XXH3-64)
  * in that read, so the hash vouches only for checked records. A record that fails, or a
@@ -614,6 +620,7 @@ export function hashSegments(
   ends: readonly SegmentEnd[],
   known: ReadonlyMap<number, CheckpointSegment>,
   threads: number,
+  checked: { segments: number } = { segments: 0 },
 ): CheckpointSegment[] {
   const device = space.device;
   const out: CheckpointSegment[] = new Array(ends.length);
@@ -627,6 +634,7 @@ export function hashSegments(
     else if (k !== undefined && isBroken('kv-checkpoint-carry-changed')) unchecked.push(i);
     else check.push(i);
   });
+  checked.segments += check.length + unchecked.length;
   for (const [list, hashOnly] of [
     [check, false],
     [unchecked, true],
@@ -723,7 +731,7 @@ export function publishCheckpoint(
     throw e;
   }
   for (const old of checkpointIds(space)) if (old !== id) removeCheckpoint(space, old);
-  return { generation, keys: count, bytes: bytes.length, timeMs: performance.now() - start };
+  return { generation, keys: count, bytes: bytes.length, segmentsChecked: 0, timeMs: performance.now() - start };
 }
 
 const NO_IMAGE: TreeImage = { bytes: new Uint8Array(0), words: 0, origin: 0, root: 0, inner: 0, leaves: 0 };

@@ -48,7 +48,8 @@ const IO_WATERMARK = 12;
 const IO_SEGMENT_SEQUENCE = 13;
 const IO_IN_REGION = 14;
 const IO_REGION_COUNT = 15;
-const IO_SLOTS = 16;
+const IO_LAST_AT = 16;
+const IO_SLOTS = 17;
 const FLAG_SKIP_CHECKSUM = 1;
 const FLAG_PAST_POISON = 2;
 const FLAG_NO_RESYNC = 4;
@@ -160,6 +161,8 @@ export interface SegmentScan {
   reason: string;
   /** the highest watermark a valid record of the segment carries (device offset) */
   watermark: number;
+  /** where the last valid record the scan took begins (device offset), -1 when none */
+  lastAt: number;
   /** its bad regions in offset order; a torn tail, when there is one, is the last (REGION_CUT) */
   regions: BadRegion[];
 }
@@ -213,6 +216,7 @@ export function scanSegment(
   io[IO_SEGMENT_SEQUENCE] = 0;
   io[IO_IN_REGION] = 0;
   io[IO_REGION_COUNT] = 0;
+  io[IO_LAST_AT] = -1;
   const window = v.at(base); // the segment lies inside one window
   let status: number;
   // FULL: nothing of the record at io[IO_AT] was written; room doubles, the scan resumes there.
@@ -250,6 +254,7 @@ export function scanSegment(
     at: io[IO_AT],
     reason: status === SCAN_INVALID ? reasonText(io[IO_REASON], io[IO_REASON_VALUE]) : '',
     watermark: io[IO_WATERMARK],
+    lastAt: io[IO_LAST_AT],
     regions,
   };
 }

@@ -230,6 +230,12 @@ export interface CheckpointUse {
   /** the loaded checkpoint's segment ends: the next close hops on from them (checkpoint.ts segmentEnd) */
   coveredSegments: CheckpointSegment[];
   /**
+   * after a full scan of a log without damage: each segment it read whole and clean, with the
+   * XXH3-64 of the bytes its records were checked in (fullScan); the next checkpoint keeps them
+   * as it keeps a loaded checkpoint's (checkpoint.ts hashSegments) instead of reading the log again
+   */
+  scannedSegments: CheckpointSegment[];
+  /**
    * segments the loaded checkpoint lists that compaction freed (or a new segment reuses) since:
    * their keys were not loaded from it; the tail holds what compaction moved out of them
    */
@@ -281,6 +287,7 @@ export function recoverKv(
     readCpuMs: 0,
     verifyCpuMs: 0,
     coveredSegments: [],
+    scannedSegments: [],
     segmentsGone: 0,
     readInPlace: false,
     imageLoaded: false,
@@ -294,7 +301,7 @@ export function recoverKv(
     const report = recoverFromCheckpoint(space, v, mode, segments, ids, opts.uuid, use, start, restored, table);
     if (report !== undefined) return withList(report, list);
   }
-  const report = fullScan(space, v, mode, segments, start, restored, table);
+  const report = fullScan(space, v, mode, segments, start, restored, table, use);
   report.checkpoint = use;
   return withList(report, list);
 }
@@ -342,6 +349,7 @@ function fullScan(
   start: number,
   restored: number[],
   table: SegmentTable | undefined,
+  use: CheckpointUse,
 ): KvRecoveryReport {
   const t0 = performance.now();
   const cpu0 = cpuMs();
@@ -351,11 +359,20 @@ function fullScan(
   const injected = new Map<number, KnownEntry>();
   const scratch = space.device.media.readInto === undefined ? undefined : new Uint8Array(SEGMENT_BYTES);
   const scanned: Array<{ used: number; entries: number }> = [];
+  const vouchers: CheckpointSegment[] = [];
+  const vouch = !isBroken('kv-skip-checksum');
   for (const [block, nonce] of segments) {
     const before = found.count;
-    const used = scanSegment(space, v, block, nonce, vouched, report, found, injected, scratch);
+    const recordsBefore = found.validRecords;
+    const clean = { copied: false, lastAt: -1 };
+    const used = scanSegment(space, v, block, nonce, vouched, report, found, injected, scratch, 0, clean);
     scanned.push({ used, entries: found.count - before });
+    if (vouch && clean.copied && used > 0)
+      vouchers.push(vouchFor(block, nonce, used, clean.lastAt, scratch!, found, recordsBefore, before));
   }
+  // Only of a log without damage: salvage rewrites segments, strict refuses the open.
+  if (report.damage.length === 0 && report.corrected.length === 0 && injected.size === 0)
+    use.scannedSegments = vouchers;
   report.records = found.validRecords;
   report.entries = found.count;
   report.maxSequence = found.maxSequence;
@@ -709,6 +726,42 @@ function estimateSegments(
   });
 }
 
+/**
+ * What vouches for the records [0, used) of a segment the full scan read into `copy` and
+ * checked whole there, nothing skipped (scanSegment's `clean`): the XXH3-64 of those very
+ * bytes, as a checkpoint stores it (checkpoint.ts hashSegments takes it over as it takes a
+ * loaded checkpoint's), where its last record begins and that record's first two words (what
+ * segmentEnd compares), and the records and entries the scan counted in it.
+ */
+function vouchFor(
+  block: number,
+  nonce: number,
+  used: number,
+  lastAt: number,
+  copy: Uint8Array,
+  found: FoundEntries,
+  recordsBefore: number,
+  entriesBefore: number,
+): CheckpointSegment {
+  assert(lastAt >= 0 && lastAt < used && used <= copy.length, () => `vouchFor: last record at ${lastAt}, used ${used}`);
+  const sum = new Uint32Array(2);
+  const rc = native().hashRange(copy, 0, used, sum, true);
+  assert(rc === 0, () => `hashRange of a segment copy: ${rc}`);
+  const last = new DataView(copy.buffer, copy.byteOffset + lastAt, 8);
+  return {
+    block,
+    nonce,
+    used,
+    lastAt,
+    lastSumLo: last.getUint32(0, true),
+    lastSumHi: last.getUint32(4, true),
+    hashLo: sum[0],
+    hashHi: sum[1],
+    records: found.validRecords - recordsBefore,
+    entries: found.count - entriesBefore,
+  };
+}
+
 /** Scans one segment; returns the bytes up to its last valid record. */
 function scanSegment(
   space: DaxSpace,
@@ -721,6 +774,7 @@ function scanSegment(
   injected: Map<number, KnownEntry>,
   scratch: Uint8Array | undefined,
   from = 0,
+  clean?: { copied: boolean; lastAt: number },
 ): number {
   const device = space.device;
   const base = device.blockOffset(block);
@@ -774,6 +828,11 @@ function scanSegment(
   if (scan.status === SCAN_DAMAGED_TAIL || report.damage.some((d) => d.segment === block)) resumable = false;
   if (resumable && (report.resume === undefined || scan.at - base < report.resume.used))
     report.resume = { base, used: scan.at - base, nonce };
+  if (clean !== undefined) {
+    // Every record of [from, at) checked whole in `copy`, nothing skipped, cut or resynced past.
+    clean.copied = copy !== undefined && scan.status === SCAN_END && scan.regions.length === 0 && !poisoned;
+    clean.lastAt = scan.lastAt < 0 ? -1 : scan.lastAt - base;
+  }
   return scan.at - base;
 }
 

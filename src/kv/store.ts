@@ -3802,7 +3802,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           records: (r?.records ?? 0) + this.counted(PUTS) + this.counted(DELETES) + this.counted(BATCHES),
           entries: 0,
         },
-        this.coverage?.segments ?? new Map((r?.checkpoint?.coveredSegments ?? []).map((s) => [s.block, s])),
+        this.coverage?.segments ?? this.openCoverage().segments,
         // No other writer runs (checked above): the count is every tombstone leaf's.
         this.snaps.tombstones !== 0 && !isBroken('kv-checkpoint-ignore-tombstones'),
       );
@@ -3926,7 +3926,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         yield;
         // What vouches for the covered records: the hashes of the segments that changed since
         // `known`, their records checked in the same read (the snapshot keeps them in the log).
-        const segments = hashSegments(this.space, this.views, cover.segments, known.segments, 1);
+        const checked = { segments: 0 };
+        const segments = hashSegments(this.space, this.views, cover.segments, known.segments, 1, checked);
         yield;
         // One checkpoint written at a time (generations, and a reclaim that drops checkpoints
         // must not remove one being written): the lock is held for this one synchronous step,
@@ -3947,18 +3948,23 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.coverage = { segments: new Map(segments.map((c) => [c.block, c])), maxSequence: cover.maxSequence };
         this.checkpointMark = opened;
         this.checkpointsTaken++;
-        return { ...written, timeMs: performance.now() - start };
+        return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
       } finally {
         if (S >= 0) this.releaseSnapshot(S);
       }
     }
   }
 
-  /** What the open's log had covered: the loaded checkpoint's segment ends (checkpoint.ts coverRunning hops on from them). */
+  /**
+   * What the open's log had covered: the loaded checkpoint's segment ends, or the segments a
+   * full scan read whole and clean (checkpoint.ts coverRunning hops on from them, hashSegments
+   * keeps their hashes).
+   */
   private openCoverage(): { segments: Map<number, CheckpointSegment>; maxSequence: number } {
     const r = this.recovery;
+    const c = r?.checkpoint;
     return {
-      segments: new Map((r?.checkpoint?.coveredSegments ?? []).map((c) => [c.block, c])),
+      segments: new Map([...(c?.coveredSegments ?? []), ...(c?.scannedSegments ?? [])].map((s) => [s.block, s])),
       maxSequence: r?.maxSequence ?? 0,
     };
   }
