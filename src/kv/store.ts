@@ -119,7 +119,7 @@ import { Op, isDeletion, sequenceAt, versionAtPinned } from './versions.js';
 import {
   KvTransaction,
   TXN_ATTEMPTS,
-  sortAscending,
+  sortKeysAscending,
   type TransactionHost,
   type TxnRange,
   type TxnWrite,
@@ -2234,9 +2234,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
             );
           txn.end();
           if (!txn.wrote) return result;
-          const commit = (): boolean | { noRoom: unknown } =>
-            this.commitWithRoom(txn.writes(), txn.reads, txn.rangesRead as Bounds[], S);
-          const committed = lastTry ? this.growingLastTry(commit) : commit();
+          const ranges = txn.rangesRead as Bounds[];
+          const committed = lastTry
+            ? this.growingLastTry(() => this.commitWithRoom(txn.writes(), txn.reads, ranges, S))
+            : this.commitWithRoom(txn.writes(), txn.reads, ranges, S); // no closure made per transaction
           if (committed === true) return result;
           if (committed !== false) noRoom = committed.noRoom;
         } finally {
@@ -4179,7 +4180,7 @@ function lockSet(
   writes: readonly TxnWrite[],
   reads: readonly Uint8Array[],
 ): { keys: Uint8Array[]; writeAt: number[]; readAt: number[] } {
-  const sorted = sortAscending([...reads], (k) => k);
+  const sorted = sortKeysAscending(reads);
   const keys: Uint8Array[] = [];
   const writeAt: number[] = new Array(writes.length);
   const readAt: number[] = new Array(sorted.length);

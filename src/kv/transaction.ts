@@ -101,6 +101,24 @@ function addTo(
   return made;
 }
 
+/**
+ * A sorted copy of keys (ascending bytes): insertion sort for the small sets transactions
+ * usually have, written out for keys (sortAscending's key function is a call per comparison).
+ */
+export function sortKeysAscending(keys: readonly Uint8Array[]): Uint8Array[] {
+  const n = keys.length;
+  if (n > SMALL_SET) return keys.slice().sort(compareBytes);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const k = keys[i];
+    let j = i - 1;
+    out.push(k);
+    for (; j >= 0 && compareBytes(out[j], k) > 0; j--) out[j + 1] = out[j];
+    out[j + 1] = k;
+  }
+  return out;
+}
+
 /** items sorted in place by the bytes of key(item), ascending: insertion sort for the small sets transactions usually have. */
 export function sortAscending<T>(items: T[], key: (item: T) => Uint8Array): T[] {
   if (items.length > SMALL_SET) return items.sort((a, b) => compareBytes(key(a), key(b)));
@@ -252,9 +270,22 @@ export class KvTransaction<K = any, V = any> {
 
   /** The write set in ascending key order (the lock order). */
   writes(): TxnWrite[] {
-    const out: TxnWrite[] = new Array(this.wKeys.length);
-    for (let i = 0; i < out.length; i++) out[i] = { key: this.wKeys[i], value: this.wValues[i] };
-    return sortAscending(out, (w) => w.key);
+    const keys = this.wKeys;
+    const n = keys.length;
+    const out: TxnWrite[] = [];
+    if (n > SMALL_SET) {
+      for (let i = 0; i < n; i++) out.push({ key: keys[i], value: this.wValues[i] });
+      return sortAscending(out, (w) => w.key);
+    }
+    // Insertion sort as each write is added (sortAscending's, its key function written out).
+    for (let i = 0; i < n; i++) {
+      const w = { key: keys[i], value: this.wValues[i] };
+      out.push(w);
+      let j = i - 1;
+      for (; j >= 0 && compareBytes(out[j].key, w.key) > 0; j--) out[j + 1] = out[j];
+      out[j + 1] = w;
+    }
+    return out;
   }
 
   /** Whether the transaction wrote anything. */

@@ -44,7 +44,6 @@ export function versionAtPinned(
   S: number,
   checkPoison: ((from: number, to: number) => void) | undefined,
 ): number {
-  const mediaBytes = v.u8.buffer.byteLength;
   let e = at;
   let above = Infinity;
   for (;;) {
@@ -60,7 +59,8 @@ export function versionAtPinned(
     above = sequence;
     e = u32[w + 5] * 4294967296 + u32[w + 4];
     if (e === 0) return -1;
-    if (e % 8 !== 0 || e + ENTRY_HEADER_BYTES > mediaBytes) brokenChain(e, 'offset out of the media');
+    // The media's size read only here, where a chain is followed (rare): not at every read.
+    if (e % 8 !== 0 || e + ENTRY_HEADER_BYTES > v.u8.buffer.byteLength) brokenChain(e, 'offset out of the media');
     if (checkPoison !== undefined) checkPoison(e, e + ENTRY_HEADER_BYTES);
   }
 }
