@@ -358,16 +358,21 @@ Napi::Value JsLeafKeyStarts(const Napi::CallbackInfo& info) {
   const uint16_t* lengths;
   size_t lengthsLength;
   if (!TypedOf(info[0], napi_uint16_array, &lengths, &lengthsLength)) return bad;
-  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) return bad;
-  Napi::Uint32Array startsArray = info[1].As<Napi::Uint32Array>();
-  uint32_t* starts = startsArray.Data();
+  uint32_t* starts = nullptr;
+  size_t startsLength = 0;
+  if (!info[1].IsNull()) {
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) return bad;
+    Napi::Uint32Array startsArray = info[1].As<Napi::Uint32Array>();
+    starts = startsArray.Data();
+    startsLength = startsArray.ElementLength();
+  }
   const double countArg = info[2].As<Napi::Number>().DoubleValue();
-  if (!IsIndex(countArg) || countArg > static_cast<double>(lengthsLength) || countArg > static_cast<double>(startsArray.ElementLength())) return bad;
+  if (!IsIndex(countArg) || countArg > static_cast<double>(lengthsLength) || (starts != nullptr && countArg > static_cast<double>(startsLength))) return bad;
   const uint64_t count = static_cast<uint64_t>(countArg);
   uint64_t words = 0;
   for (uint64_t i = 0; i < count; i++) {
     if (lengths[i] > kMaxKeyBytes || words * 4 + kLeafHeaderWords * 4 > 0xffffffffu) return bad;
-    starts[i] = static_cast<uint32_t>(words * 4 + kLeafHeaderWords * 4);
+    if (starts != nullptr) starts[i] = static_cast<uint32_t>(words * 4 + kLeafHeaderWords * 4);
     words += ClassWords(LeafWords(lengths[i]));
   }
   return Napi::Number::New(env, static_cast<double>(words));

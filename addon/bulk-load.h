@@ -45,11 +45,11 @@ Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info);
 // would have fewer than two items or the run is too short (keys not sorted and unique).
 Napi::Value JsBulkInner(const Napi::CallbackInfo& info);
 
-// JsLeafKeyStarts(lengths: Uint16Array, starts: Uint32Array, count) -> number
+// JsLeafKeyStarts(lengths: Uint16Array, starts: Uint32Array | null, count) -> number
 // Where the keys of the leaves JsBulkLeaves writes for keys of these lengths lie in their run:
 // starts[i] = the byte offset of leaf i's key from the run's first word (leaf i at the sum of
-// the size-class words of the leaves before it, its key after the leaf header). Returns the
-// words of the leaves, or -EINVAL (bad arguments, a length over 4096, offsets past 2^32).
+// the size-class words of the leaves before it, its key after the leaf header; starts null:
+// none written, the words counted). Returns the words of the leaves, or -EINVAL (bad arguments, a length over 4096, offsets past 2^32).
 Napi::Value JsLeafKeyStarts(const Napi::CallbackInfo& info);
 
 // JsLoadTreeImage(arena: SharedArrayBuffer, run, image: Uint8Array, words, origin, inner) -> number

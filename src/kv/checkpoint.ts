@@ -257,12 +257,23 @@ export function readCheckpoint(
     });
   }
   const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
-  const starts = new Uint32Array(columnScratch(keys * 4).buffer, 0, keys); // huge pages when big: see ColumnBuilder
   const imageInner = dv.getFloat64(H_IMAGE_INNER, true);
   // Loops run once over a million keys (cold in JavaScript): the keys back to back, or each in
-  // its leaf of the image (the leaves lie first in it, back to back in key order).
+  // its leaf of the image (the leaves lie first in it, back to back in key order). With an
+  // image only their extent is checked here; where each key lies is worked out when the
+  // columns are first read (a tail to merge, segments freed since): a clean reopen loads the
+  // image and never reads them.
+  let starts: Uint32Array | undefined;
+  const keyStarts = (): Uint32Array => {
+    if (starts !== undefined) return starts;
+    starts = new Uint32Array(columnScratch(keys * 4).buffer, 0, keys); // huge pages when big: see ColumnBuilder
+    const rc =
+      imageWords === 0 ? native().columnStarts(lengths, starts, keys) : native().leafKeyStarts(lengths, starts, keys);
+    assert(rc >= 0, () => `${name}: key starts: ${rc}`);
+    return starts;
+  };
   const at =
-    imageWords === 0 ? native().columnStarts(lengths, starts, keys) : native().leafKeyStarts(lengths, starts, keys);
+    imageWords === 0 ? native().columnStarts(lengths, keyStarts(), keys) : native().leafKeyStarts(lengths, null, keys);
   if (imageWords === 0 ? at !== keyBytes : !(at >= 0 && at <= imageInner && imageInner <= imageWords))
     return { reason: `${name}: key lengths do not add up` };
   const imageBytes = new Uint8Array(bytes.buffer, bytes.byteOffset + layout.image, imageWords * 4);
@@ -275,7 +286,9 @@ export function readCheckpoint(
       entries: dv.getFloat64(H_ENTRIES, true),
       segments,
       values: new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, keys),
-      starts,
+      get starts(): Uint32Array {
+        return keyStarts();
+      },
       lengths,
       keyBytes: imageWords === 0 ? new Uint8Array(bytes.buffer, bytes.byteOffset + layout.keys, keyBytes) : imageBytes,
       image:

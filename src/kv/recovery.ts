@@ -537,7 +537,9 @@ function recoverFromCheckpoint(
   const base: WinnerColumns = {
     count: cp.keys,
     values: cp.values,
-    starts: cp.starts,
+    get starts(): Uint32Array {
+      return cp.starts; // worked out on first read (checkpoint.ts): a clean reopen that loads the image never reads it
+    },
     lengths: cp.lengths,
     keys: cp.keyBytes,
   };

@@ -228,9 +228,10 @@ export interface NativeAddon {
    */
   /**
    * starts[i] = the byte offset of the key of leaf i of a bulk load's leaf run (keys of these
-   * lengths) from the run's start (addon/bulk-load.h); the run's words, or -EINVAL.
+   * lengths) from the run's start (addon/bulk-load.h; starts null: none written); the run's
+   * words, or -EINVAL.
    */
-  leafKeyStarts(lengths: Uint16Array, starts: Uint32Array, count: number): number;
+  leafKeyStarts(lengths: Uint16Array, starts: Uint32Array | null, count: number): number;
   loadTreeImage(
     arena: SharedArrayBuffer,
     run: number,
