@@ -91,32 +91,55 @@ export function stagedChecksum(totalBytes: number): bigint {
 }
 
 /**
- * A 117-byte wasm module whose functions store a record's checksums in the stage inside wasm:
+ * A 244-byte wasm module whose functions store a record's checksums in the stage inside wasm:
  * no BigInt crosses into JS (stagedChecksum's result was a BigInt allocated per record and
  * stored through a BigUint64Array, a share of every put). "s" stores xxh64 of stage bytes
  * [8, n) at offset 0 (the checksum word); "t" first stores the low 32 bits of xxh64 of bytes
  * [12, d) at offset 8 (the directory check of a record whose directory is those bytes:
- * layout.ts), then does what "s" does. Its text:
+ * layout.ts), then does what "s" does; "u" does what "t" does for a record of c > 1 entries,
+ * whose directory check chains one hash per entry by seed (stagedDirectoryCheck's loop, which
+ * took a BigInt in and out of every hash). Its text:
  *   (module
  *     (import "x" "h" (func $h (param i32 i32 i64) (result i64)))   ;; xxh64(offset, length, seed)
  *     (import "x" "m" (memory 0))                                     ;; the stage's memory
- *     (func (export "s") (param $n i32)
+ *     (func $s (export "s") (param $n i32)
  *       (i64.store (i32.const 0) (call $h (i32.const 8) (i32.sub (local.get $n) (i32.const 8)) (i64.const 0))))
  *     (func (export "t") (param $n i32) (param $d i32)
  *       (i32.store (i32.const 8)
  *         (i32.wrap_i64 (call $h (i32.const 12) (i32.sub (local.get $d) (i32.const 12)) (i64.const 0))))
+ *       ;; then the body of $s, written out
+ *       (i64.store (i32.const 0) (call $h (i32.const 8) (i32.sub (local.get $n) (i32.const 8)) (i64.const 0))))
+ *     (func (export "u") (param $n i32) (param $c i32)
+ *       (local $e i32) (local $i i32) (local $k i32) (local $d i32) (local $h i64)
+ *       (local.set $e (i32.const 32))                                 ;; the first entry
+ *       (loop $next
+ *         (local.set $k (i32.and (i32.load (local.get $e)) (i32.const 0xffff)))   ;; key length
+ *         (local.set $d (i32.add (i32.add (local.get $e) (i32.const 24)) (local.get $k)))
+ *         (local.set $h
+ *           (if (result i64) (local.get $i)
+ *             (then (call $h (local.get $e) (i32.sub (local.get $d) (local.get $e)) (local.get $h)))
+ *             (else (call $h (i32.const 12) (i32.sub (local.get $d) (i32.const 12)) (i64.const 0)))))
+ *         (local.set $e (i32.add (local.get $e)                         ;; the next entry, 8-aligned
+ *           (i32.and (i32.add (i32.add (local.get $k) (i32.const 31)) (i32.load offset=4 (local.get $e)))
+ *             (i32.const -8))))
+ *         (br_if $next (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $c))))
+ *       (i32.store (i32.const 8) (i32.wrap_i64 (local.get $h)))
+ *       ;; then the body of $s, written out
  *       (i64.store (i32.const 0) (call $h (i32.const 8) (i32.sub (local.get $n) (i32.const 8)) (i64.const 0)))))
  */
 const SEAL_WASM = Buffer.from(
-  '0061736d0100000001110360037f7f7e017e60017f0060027f7f00020e020178016800000178016d020000030302010207090201' +
-    '730001017400020a3802120041004108200041086b420010003703000b23004108410c2001410c6b42001000a736020041004108' +
-    '200041086b420010003703000b',
+  '0061736d0100000001110360037f7f7e017e60017f0060027f7f00020e020178016800000178016d020000030403010202070d03' +
+    '0173000101740002017500030ab10103120041004108200041086b420010003703000b23004108410c2001410c6b42001000a736' +
+    '020041004108200041086b420010003703000b7802047f017e412021020340200228020041ffff03712104200241186a20046a21' +
+    '052003047e2002200520026b2006100005410c2005410c6b420010000b210620022004411f6a20022802046a4178716a21022003' +
+    '41016a22032001490d000b41082006a736020041004108200041086b420010003703000b',
   'hex',
 );
 
 interface SealExports {
   s(totalBytes: number): void;
   t(totalBytes: number, directoryEnd: number): void;
+  u(totalBytes: number, count: number): void;
 }
 
 function sealer(x: XxhashWasm): SealExports {
@@ -135,6 +158,13 @@ export const sealStagedChecksum: (totalBytes: number) => void = seal.s;
  * (no entry, or one) at stage offset 8, then the record checksum as sealStagedChecksum.
  */
 export const sealStagedChecksums: (totalBytes: number, directoryEnd: number) => void = seal.t;
+
+/**
+ * Stores the directory check of the record of `count` (> 1) entries composed at stage offset 0
+ * at stage offset 8 (stagedDirectoryCheck's, in wasm), then the record checksum as
+ * sealStagedChecksum.
+ */
+export const sealStagedBatchChecksums: (totalBytes: number, count: number) => void = seal.u;
 
 /**
  * The directory check of the record of `count` (> 1) entries composed at stage offset 0
@@ -165,6 +195,28 @@ function checkSealer(): void {
     stageViews.u32[2] === Number(xxh64(sample.subarray(12, 60)) & 0xffff_ffffn) &&
       stageViews.u64[0] === xxh64(stageViews.u8.slice(8, sample.length)),
     'staged directory check seal differs from device/checksum.ts',
+  );
+  // A record of three entries (key and value lengths 17/100, 5/0, 30/7; the rest sample bytes):
+  // "u" against stagedDirectoryCheck's loop, and the checksum of its bytes.
+  const lengths = [17, 100, 5, 0, 30, 7];
+  let total = RECORD_HEADER_BYTES;
+  for (let i = 0; i < lengths.length; i += 2) total += (ENTRY_HEADER_BYTES + lengths[i] + lengths[i + 1] + 7) & ~7;
+  const record = new Uint8Array(total).map((_, i) => (i * 89 + 5) & 0xff);
+  const words = new Uint32Array(record.buffer);
+  for (
+    let i = 0, e = RECORD_HEADER_BYTES;
+    i < lengths.length;
+    e += (ENTRY_HEADER_BYTES + lengths[i] + lengths[i + 1] + 7) & ~7, i += 2
+  ) {
+    words[e / 4] = (words[e / 4] & 0xffff0000) | lengths[i];
+    words[e / 4 + 1] = lengths[i + 1];
+  }
+  stageViews.u8.set(record, 0);
+  const directory = stagedDirectoryCheck(3);
+  sealStagedBatchChecksums(total, 3);
+  assert(
+    stageViews.u32[2] === directory && stageViews.u64[0] === xxh64(stageViews.u8.slice(8, total)),
+    'staged batch directory check seal differs from stagedDirectoryCheck',
   );
 }
 checkSealer();

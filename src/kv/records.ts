@@ -18,10 +18,9 @@ import { xxh64 } from '../device/checksum.js';
 import {
   logChecksumMatches,
   logChecksumMatchesInWalk,
-  sealStagedChecksum,
+  sealStagedBatchChecksums,
   sealStagedChecksums,
   stageViews,
-  stagedDirectoryCheck,
   stagedRecord,
   startLogChecksumWalk,
 } from './record-stage.js';
@@ -235,8 +234,7 @@ export function sealStagedRecord(
       count === 0 ? RECORD_HEADER_BYTES : RECORD_HEADER_BYTES + ENTRY_HEADER_BYTES + (stageViews.u32[8] & 0xffff);
     sealStagedChecksums(totalBytes, dirEnd);
   } else {
-    stageViews.u32[2] = stagedDirectoryCheck(count);
-    sealStagedChecksum(totalBytes);
+    sealStagedBatchChecksums(totalBytes, count);
   }
   if (totalBytes <= WORD_COPY_MAX_BYTES) {
     const from = stageViews.u32;
