@@ -4,7 +4,9 @@
  * src/kv/checkpoint.ts). `buildTreeImage` bulk-loads sorted entries into a scratch arena of
  * their own (bulk-load.ts: the leaves in one run, then the inner nodes in the next), so the
  * image is exactly those runs: every block its size class's full size, every leaf's entry
- * word 0 (no lock, no owner, no tags), nothing per-process in it. Pointers in it (children,
+ * word 0 (no lock, no owner, no tags), nothing per-process in it. A lead the caller asks for is
+ * reserved right before the leaves (an index checkpoint lays out its other parts there, and
+ * writes the lead and the image out as one buffer). Pointers in it (children,
  * endLeaf) are word offsets counted from `origin`, the word where the image's first block was
  * built; `loadImageLocked` copies the image into a run of a live arena and moves every pointer
  * by the run's distance from `origin` (addon/bulk-load.h JsLoadTreeImage: the leaves, which hold
@@ -28,6 +30,7 @@
  *
  * Persistence ordering: none (the image's durability is its checkpoint's).
  */
+import { assert } from '../assert.js';
 import { native } from '../native/addon.js';
 import { Arena, H_BUMP, H_COUNT, HEADER_WORDS, Hw } from './arena.js';
 import { type BulkEntries, bulkLoadLocked } from './bulk-load.js';
@@ -51,23 +54,43 @@ export interface TreeImage {
 
 /**
  * The image of the tree of `entries` (sorted, unique; bulk-load.ts checks them), built in a
- * scratch arena of its own; `bytes` is a view of that arena's memory.
+ * scratch arena of its own; `bytes` is a view of that arena's memory. `leadBytes` (a multiple
+ * of 8) are reserved right before the image in the same memory, 8-byte aligned: `whole` views
+ * them and the image together, so a caller can write its own header there and hand out both
+ * without copying the image (an index checkpoint does).
  */
-export function buildTreeImage(entries: BulkEntries, keyBytes: number): TreeImage {
-  const estimate = entries.count * (Lay.LEAF_HEADER_WORDS * 4 + 8) * 1.3 + keyBytes * 1.3;
-  const arena = Arena.create(0, { initialBytes: Math.ceil(estimate) + (1 << 20), maxBytes: IMAGE_MAX_BYTES });
-  // Keys out of order throw (bulk-load.ts checks each against the one before it): no image.
-  // What that retires first is the scratch arena's, dropped with it.
-  const inner = bulkLoadLocked(arena, entries, () => {});
-  const words = arena.i32[H_BUMP] - HEADER_WORDS;
-  return {
-    bytes: new Uint8Array(arena.sab, HEADER_WORDS * 4, words * 4),
-    words,
-    origin: HEADER_WORDS,
-    inner: inner - HEADER_WORDS,
-    root: arena.i32[Hw.ROOT],
-    leaves: arena.i32[H_COUNT],
-  };
+export function buildTreeImage(
+  entries: BulkEntries,
+  keyBytes: number,
+  leadBytes = 0,
+): TreeImage & { readonly whole: Uint8Array } {
+  assert(leadBytes % 8 === 0, () => `tree image: ${leadBytes} lead bytes, not a multiple of 8`);
+  let initialBytes = Math.ceil((entries.count * (Lay.LEAF_HEADER_WORDS * 4 + 8) + keyBytes) * 1.3) + leadBytes;
+  for (;;) {
+    const arena = Arena.create(0, { initialBytes: initialBytes + (1 << 20), maxBytes: IMAGE_MAX_BYTES });
+    if (HEADER_WORDS % 2 !== 0) arena.allocRunLocked(1); // the lead 8-byte aligned
+    const first = arena.allocRunLocked(leadBytes / 4) + leadBytes / 4; // the image right after the lead
+    const memoryBytes = arena.u8.length;
+    // Keys out of order throw (bulk-load.ts checks each against the one before it): no image.
+    // What that retires first is the scratch arena's, dropped with it.
+    const inner = bulkLoadLocked(arena, entries, () => {});
+    // Grown meanwhile: a run that would have straddled the old end was placed after it, so the
+    // leaves may not follow the lead. Built again in a memory twice the size.
+    if (arena.u8.length !== memoryBytes) {
+      initialBytes = arena.u8.length * 2;
+      continue;
+    }
+    const words = arena.i32[H_BUMP] - first;
+    return {
+      bytes: new Uint8Array(arena.sab, first * 4, words * 4),
+      whole: new Uint8Array(arena.sab, (first - leadBytes / 4) * 4, leadBytes + words * 4),
+      words,
+      origin: first,
+      inner: inner - first,
+      root: arena.i32[Hw.ROOT],
+      leaves: arena.i32[H_COUNT],
+    };
+  }
 }
 
 const IMAGE_MAX_BYTES = 4 * 1024 * 1024 * 1024 - 65536;

@@ -690,10 +690,15 @@ export function publishCheckpoint(
   const start = performance.now();
   const count = cols.count;
   const keyBytes = cols.keyBytes;
-  const image = withImage ? imageOf(cols) : NO_IMAGE;
+  // With an image, the checkpoint is laid out in the image's own memory, its other parts in
+  // the lead reserved before the image (they do not depend on the image's size): the image is
+  // not copied.
+  const built = withImage ? imageOf(cols, layoutOf(segments.length, count, keyBytes, 1).image) : undefined;
+  const image = built ?? NO_IMAGE;
   const layout = layoutOf(segments.length, count, keyBytes, image.words);
-  const bytes = columnScratch(layout.total); // huge pages when big: see ColumnBuilder
-  const dv = new DataView(bytes.buffer, 0, layout.total);
+  const bytes = built?.whole ?? columnScratch(layout.total); // huge pages when big: see ColumnBuilder
+  assert(bytes.length >= layout.total, () => `checkpoint: ${bytes.length} bytes laid out for ${layout.total}`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, layout.total);
   const generation = nextGeneration(space);
   dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
   dv.setUint32(H_VERSION, CHECKPOINT_VERSION, true);
@@ -710,17 +715,20 @@ export function publishCheckpoint(
   dv.setFloat64(H_IMAGE_ORIGIN, image.origin, true);
   dv.setFloat64(H_IMAGE_ROOT, image.root, true);
   dv.setFloat64(H_IMAGE_INNER, image.inner, true);
-  const seg = new Float64Array(bytes.buffer, layout.segments, segments.length * SEGMENT_SLOTS);
+  const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segments.length * SEGMENT_SLOTS);
   segments.forEach((s, i) =>
     seg.set(
       [s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi, s.hashLo, s.hashHi, s.records, s.entries],
       i * SEGMENT_SLOTS,
     ),
   );
-  new Float64Array(bytes.buffer, layout.values, count).set(cols.values.subarray(0, count));
-  new Uint16Array(bytes.buffer, layout.lengths, count).set(cols.lengths.subarray(0, count));
+  new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, count).set(cols.values.subarray(0, count));
+  new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, count).set(cols.lengths.subarray(0, count));
   if (image.words === 0) bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
-  else bytes.set(image.bytes.subarray(0, image.words * 4), layout.image);
+  assert(
+    image.words === 0 || bytes.byteOffset + layout.image === image.bytes.byteOffset,
+    'checkpoint: the image lies where its layout puts it',
+  );
   const s = hash(bytes, 8, bytes.length - 8, true);
   dv.setUint32(0, s[0], true);
   dv.setUint32(4, s[1], true);
@@ -749,13 +757,17 @@ export function publishCheckpoint(
 
 const NO_IMAGE: TreeImage = { bytes: new Uint8Array(0), words: 0, origin: 0, root: 0, inner: 0, leaves: 0 };
 
-/** The tree image of the columns' keys and offsets (tree-image.ts): built in a scratch arena. */
-function imageOf(cols: CheckpointColumns): TreeImage {
+/** The tree image of the columns' keys and offsets (tree-image.ts): built in a scratch arena, `leadBytes` reserved before it. */
+function imageOf(cols: CheckpointColumns, leadBytes: number): TreeImage & { readonly whole: Uint8Array } {
   const count = cols.count;
   const starts = new Uint32Array(columnScratch(count * 4 + 4).buffer, 0, count);
   const at = native().columnStarts(cols.lengths, starts, count);
   assert(at === cols.keyBytes, () => `checkpoint: key lengths add up to ${at}, not ${cols.keyBytes}`);
-  return buildTreeImage({ count, keys: cols.keys, starts, lengths: cols.lengths, values: cols.values }, cols.keyBytes);
+  return buildTreeImage(
+    { count, keys: cols.keys, starts, lengths: cols.lengths, values: cols.values },
+    cols.keyBytes,
+    leadBytes,
+  );
 }
 
 /**

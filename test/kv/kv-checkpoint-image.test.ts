@@ -7,7 +7,9 @@
  *    reopened several times: each reopen loads the image, passes verifyTree (structure, order,
  *    tag counts, H_COUNT) and equals `recovery: 'full'` of the same store (every key and value,
  *    keys, sequence, segments, free blocks); writes after a load go on as after a full scan.
- *    Also a store with no key and with one key.
+ *    Also a store with no key and with one key, and one of long keys (900 to 1020 bytes: leaves
+ *    of the 4-word size-class steps) with a tail merged over the keys in the image's leaves
+ *    after a crash.
  * 2. A flipped byte of the image is found by the checkpoint's checksum: ignored, the full scan
  *    serves the model. Red with kv-checkpoint-image-unhashed (the checksum not compared): the
  *    changed key is loaded.
@@ -178,6 +180,49 @@ describe('index checkpoint tree images', () => {
       again.close();
     }
   });
+
+  it(
+    'long keys: the image loads, and a tail merges over the keys in its leaves',
+    async () => {
+      await withSeed(FILE, (seed) => {
+        const r = rng(seed);
+        const media = createSimMedia(64 * 2 ** 20);
+        const model: Model = new Map();
+        const db = openMedia(media, { durability: 'sync' });
+        const keyOf = (i: number) => `${i}-${Math.floor(r() * 1e9)}-`.padEnd(900 + Math.floor(r() * 120), 'k');
+        const keys = Array.from({ length: 3000 }, (_, i) => keyOf(i));
+        for (const [i, key] of keys.entries()) {
+          db.put(key, `v${i}`);
+          model.set(hex(key), hex(`v${i}`));
+        }
+        db.close();
+        const clean = expectImageEqualsFull(media.crashImage({ mode: 'none' }));
+        expectModel(clean, model);
+        // a tail after the checkpoint, then a crash: merged over the checkpoint's columns
+        for (let i = 0; i < 200; i++) {
+          const key = r() < 0.5 ? keys[Math.floor(r() * keys.length)] : keyOf(10_000 + i);
+          clean.put(key, `w${i}`);
+          model.set(hex(key), hex(`w${i}`));
+        }
+        const crashed = (clean.dax.device.media as SimMedia).crashImage({ mode: 'none' });
+        clean.close();
+        const full = openMedia(crashed.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
+        const want = snapshot(full);
+        full.close();
+        const again = openMedia(crashed, { formatIfEmpty: false });
+        try {
+          expect(again.recovery!.checkpoint!.loaded).toBeDefined();
+          expect(again.recovery!.checkpoint!.tailEntries).toBeGreaterThan(0);
+          expect(snapshot(again)).toEqual(want);
+          expectModel(again, model);
+          verifyTree(again.dax.tree);
+        } finally {
+          again.close();
+        }
+      });
+    },
+    WATCHDOG_MS,
+  );
 
   it(
     'a flipped byte of the tree image is found by the checksum; red with kv-checkpoint-image-unhashed',
