@@ -1,5 +1,6 @@
 #include "prefault.h"
 
+#include <asm-generic/mman-common.h>  // MADV_COLLAPSE, which glibc's <sys/mman.h> may lack
 #include <sys/mman.h>
 #include <unistd.h>
 #include <v8.h>
@@ -19,7 +20,18 @@ namespace {
 // Populated a chunk at a time: a writer that catches up waits for one chunk at most.
 constexpr size_t kChunkBytes = size_t{256} << 10;
 
-void Populate(std::shared_ptr<v8::BackingStore> store, uintptr_t start, uintptr_t end) {
+constexpr uintptr_t kHugeBytes = uintptr_t{2} << 20;
+
+void Populate(std::shared_ptr<v8::BackingStore> store, uintptr_t start, uintptr_t end, bool collapse) {
+#ifdef MADV_COLLAPSE
+  // The whole 2 MiB pages of the range become huge ones first (a copy of the small ones each):
+  // the populate below then maps each with one fault.
+  const uintptr_t hugeStart = (start + kHugeBytes - 1) & ~(kHugeBytes - 1);
+  const uintptr_t hugeEnd = end & ~(kHugeBytes - 1);
+  if (collapse && hugeStart < hugeEnd) (void)madvise(reinterpret_cast<void*>(hugeStart), hugeEnd - hugeStart, MADV_COLLAPSE);
+#else
+  (void)collapse;
+#endif
 #ifdef MADV_POPULATE_WRITE
   for (uintptr_t p = start; p < end; p += kChunkBytes) {
     const size_t n = end - p < kChunkBytes ? end - p : kChunkBytes;
@@ -48,8 +60,9 @@ Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info) {
   const uintptr_t start = (base + static_cast<uintptr_t>(offset) + page - 1) & ~(page - 1);
   const uintptr_t end = (base + static_cast<uintptr_t>(offset + length)) & ~(page - 1);
   if (end <= start) return Napi::Number::New(env, 0);
+  const bool collapse = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
   try {
-    std::thread(Populate, std::move(store), start, end).detach();
+    std::thread(Populate, std::move(store), start, end, collapse).detach();
   } catch (const std::system_error&) {
     return Napi::Number::New(env, -EAGAIN);
   }

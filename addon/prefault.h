@@ -2,7 +2,11 @@
 // the writer that is about to fill the range (a key-value log segment) does not take a
 // page fault per 4 KiB itself. On tmpfs and fs-DAX a first write fault allocates the page (or
 // the block, with its metadata made durable under MAP_SYNC); here a virtual machine also
-// backs the page on its host then. None of it changes a byte: it is advice.
+// backs the page on its host then. With `collapse` (tmpfs), the whole 2 MiB pages of the range
+// are first collapsed into huge pages (MADV_COLLAPSE: the shmem file's small pages become one
+// huge folio each, a copy), so this mapping and every later one of the file, in any process,
+// maps them with one fault per 2 MiB and one TLB entry, as device-DAX does; tmpfs allocates no
+// huge page itself unless the system is set to. None of it changes a byte: it is advice.
 //
 // Invariants
 //   - The thread holds a reference to the buffer's backing store until it is done, so the
@@ -21,7 +25,7 @@
 
 namespace daxstore {
 
-// (buffer: SharedArrayBuffer, offset: number, length: number) -> 0 or -errno
+// (buffer: SharedArrayBuffer, offset: number, length: number, collapse?: boolean) -> 0 or -errno
 Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info);
 
 }  // namespace daxstore

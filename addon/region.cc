@@ -46,15 +46,19 @@ void UnmapDeleter(void* data, size_t length, void* slotPtr) {
   region->id.store(0, std::memory_order_release);
 }
 
-// Maps [0, len) of fd shared, aligned to `alignment`; tries MAP_SYNC first and reports
-// whether it took. Returns 0 or -errno; on failure nothing stays mapped.
+// Maps [0, len) of fd shared, aligned to `alignment`, and to 2 MiB at least when it spans one:
+// a file's huge pages (fs-DAX's, tmpfs's huge folios: addon/prefault.h) are mapped whole only
+// at an address aligned as their offset is. Tries MAP_SYNC first and reports whether it took.
+// Returns 0 or -errno; on failure nothing stays mapped.
 int MapShared(int fd, size_t len, size_t alignment, bool privateCopy, uint8_t** out, bool* mapSync) {
+  constexpr size_t kHugeBytes = size_t{2} << 20;
+  if (len >= kHugeBytes && alignment < kHugeBytes) alignment = kHugeBytes;
   uint8_t* reserve = nullptr;
   uint8_t* want = nullptr;
   int fixed = 0;
   if (alignment > kPageBytes) {
     // Reserve len + alignment of address space, then map the device at an aligned spot
-    // inside it, so device-DAX can use its 2 MiB / 1 GiB pages.
+    // inside it, so device-DAX can use its 2 MiB / 1 GiB pages (and a file its huge ones).
     void* r = mmap(nullptr, len + alignment, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r == MAP_FAILED) return -errno;
     reserve = static_cast<uint8_t*>(r);

@@ -7,6 +7,7 @@
  *   DAXSTORE_NO_PREFAULT    new log segments are not prefaulted on a background thread
  *   DAXSTORE_NO_MEMBARRIER  every epoch pin is a sequentially consistent store
  *   DAXSTORE_NO_HUGEPAGES   no transparent-huge-page advice for the index arena
+ *   DAXSTORE_NO_COLLAPSE    new log segments on tmpfs are not collapsed into huge pages
  *
  * Workload: KEYS new 16-byte keys put with 100-byte values and durability 'sync' into a fresh
  * store on /dev/shm (the write path a knob changes), then KEYS random gets; each timed alone.
@@ -23,7 +24,7 @@ import { median } from './ab-report.js';
 import { fileURLToPath } from 'node:url';
 import { open } from '../src/api/daxstore.js';
 
-const KNOBS = ['DAXSTORE_NO_PREFAULT', 'DAXSTORE_NO_MEMBARRIER', 'DAXSTORE_NO_HUGEPAGES'];
+const KNOBS = ['DAXSTORE_NO_PREFAULT', 'DAXSTORE_NO_MEMBARRIER', 'DAXSTORE_NO_HUGEPAGES', 'DAXSTORE_NO_COLLAPSE'];
 
 interface Run {
   putWallNs: number;
@@ -39,7 +40,7 @@ function child(keys: number): void {
   const keyBytes = randomBytes(16 * keys);
   const value = randomBytes(100);
   const db = open(file, {
-    size: Math.max(64 * 2 ** 20, keys * 400),
+    size: Math.max(64 * 2 ** 20, Math.ceil((keys * 400) / 2 ** 21) * 2 ** 21),
     durability: 'sync',
     keyEncoding: 'binary',
     valueEncoding: 'binary',

@@ -182,13 +182,15 @@ export class MappedMedia implements Media {
   }
 
   /**
-   * Faults the pages of the range in on a background thread (MADV_POPULATE_WRITE). Advice:
-   * a refusal (no thread, an old kernel) is not an error, the writer then faults them itself;
-   * prefaultStarted counts the ranges handed to a thread.
+   * Faults the pages of the range in on a background thread (MADV_POPULATE_WRITE), and on
+   * tmpfs then makes its whole 2 MiB pages huge (MADV_COLLAPSE: addon/prefault.h), so later
+   * mappings of them take one fault per 2 MiB. Advice: a refusal (no thread, an old kernel, no
+   * huge page to be had) is not an error, the writer then faults them itself; prefaultStarted
+   * counts the ranges handed to a thread. DAXSTORE_NO_COLLAPSE=1 leaves the pages small.
    */
   prefault(offset: number, length: number): void {
     this.#checkRange('prefault', offset, length);
-    if (prefaultInBackground(this.buffer, offset, length)) this.prefaultStarted++;
+    if (prefaultInBackground(this.buffer, offset, length, this.kind === 'tmpfs')) this.prefaultStarted++;
   }
 
   /** ranges prefault() handed to a background thread (tests, stats) */

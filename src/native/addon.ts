@@ -110,10 +110,11 @@ export interface NativeAddon {
   ): number;
   /**
    * MADV_POPULATE_WRITE over the whole pages of [offset, offset + length) of the buffer, on a
-   * thread of its own (addon/prefault.h): 0 once started, or -errno (-EINVAL: bad range or no
-   * MADV_POPULATE_WRITE in this build; -EAGAIN: no thread).
+   * thread of its own (addon/prefault.h), then with `collapse` MADV_COLLAPSE over its whole
+   * 2 MiB pages: 0 once started, or -errno (-EINVAL: bad range or no MADV_POPULATE_WRITE in
+   * this build; -EAGAIN: no thread).
    */
-  prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number): number;
+  prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number, collapse?: boolean): number;
   /**
    * The clear bits of words[0, count); with perGroup, each group of groupWords words' clear bits
    * added to perGroup[group] (addon/bits.h). -EINVAL for arguments out of range.
@@ -295,9 +296,16 @@ const prefaultOff = process.env['DAXSTORE_NO_PREFAULT'] === '1';
  * false when it did not start (DAXSTORE_NO_PREFAULT=1, for A/B benches; no thread; an old
  * kernel), and the writer then faults the pages itself.
  */
-export function prefaultInBackground(buffer: SharedArrayBuffer, offset: number, length: number): boolean {
-  return !prefaultOff && native().prefaultWrite(buffer, offset, length) === 0;
+export function prefaultInBackground(
+  buffer: SharedArrayBuffer,
+  offset: number,
+  length: number,
+  collapse = false,
+): boolean {
+  return !prefaultOff && native().prefaultWrite(buffer, offset, length, collapse && !collapseOff) === 0;
 }
+
+const collapseOff = process.env['DAXSTORE_NO_COLLAPSE'] === '1';
 
 const ERRNO_TO_CODE: Readonly<Record<string, DaxErrorCode>> = {
   ENOENT: 'ENOENT',
