@@ -22,80 +22,28 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
-import { openMedia as openKv } from '../../src/kv/index.js';
-import type { OpenMediaOptions } from '../../src/kv/store.js';
 import { checkpointIds, checkpointLayout, sealCheckpoint } from '../../src/kv/checkpoint.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
+import {
+  expectModel,
+  hex,
+  openMedia,
+  snapshotWithLog,
+  workload,
+  type KvStore,
+  type Model,
+} from './kv-checkpoint-helpers.js';
 
 const FILE = 'test/kv/kv-checkpoint-image.test.ts';
 const MEDIA_BYTES = 24 * 2 ** 20;
 const WATCHDOG_MS = 120_000;
 
-function openMedia(media: SimMedia, opts: OpenMediaOptions = {}) {
-  return openKv(media, { checkpoint: true, ...opts, keyEncoding: 'utf8', valueEncoding: 'utf8' });
-}
-type KvStore = ReturnType<typeof openMedia>;
-type Model = Map<string, string>;
-const hex = (s: string | Uint8Array): string => Buffer.from(s).toString('hex');
-
-function dump(db: KvStore): Model {
-  const m: Model = new Map();
-  for (const [k, v] of db.range()) m.set(hex(k), hex(v));
-  return m;
-}
-
-function expectModel(db: KvStore, model: Model): void {
-  const got = dump(db);
-  expect(got.size).toBe(model.size);
-  for (const [k, v] of model) if (got.get(k) !== v) expect({ key: k, got: got.get(k) }).toEqual({ key: k, got: v });
-}
-
-function snapshot(db: KvStore) {
-  const s = db.stats();
-  return {
-    content: dump(db),
-    keys: s.keys,
-    sequence: s.sequence,
-    segments: s.segments,
-    freeBlocks: s.freeBlocks,
-    records: db.recovery!.records,
-    entries: db.recovery!.entries,
-  };
-}
-
-function workload(db: KvStore, model: Model, r: () => number, ops: number, keySpace: number): void {
-  for (let i = 0; i < ops; i++) {
-    const key = `k${Math.floor(r() * keySpace)}`;
-    const x = r();
-    if (x < 0.55) {
-      const value = r() < 0.01 ? 'L'.repeat(17000 + Math.floor(r() * 3000)) + i : `v${i}-${'x'.repeat(r() * 60)}`;
-      db.put(key, value);
-      model.set(hex(key), hex(value));
-    } else if (x < 0.75) {
-      db.delete(key);
-      model.delete(hex(key));
-    } else if (x < 0.995) {
-      const ops2 = Array.from({ length: 1 + Math.floor(r() * 4) }, (_, j) =>
-        r() < 0.8
-          ? { type: 'put' as const, key: `${key}.${j}`, value: `b${i}.${j}` }
-          : { type: 'del' as const, key: `${key}.${j}` },
-      );
-      db.batch(ops2);
-      const last = new Map<string, (typeof ops2)[number]>();
-      for (const op of ops2) last.set(op.key, op);
-      for (const op of last.values())
-        if (op.type === 'put') model.set(hex(op.key), hex(op.value));
-        else model.delete(hex(op.key));
-    } else db.compact({ maxLiveRatio: 0.6 });
-  }
-}
-
 /** Opens `image` with recovery: 'full' and with its checkpoint (each on its own copy): equal, the image loaded, the tree verified. */
 function expectImageEqualsFull(image: SimMedia): KvStore {
   const full = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
-  const want = snapshot(full);
+  const want = snapshotWithLog(full);
   full.close();
   const db = openMedia(image, { formatIfEmpty: false });
   const use = db.recovery!.checkpoint!;
@@ -104,7 +52,7 @@ function expectImageEqualsFull(image: SimMedia): KvStore {
   expect(use.tailEntries).toBe(0);
   expect(use.imageLoaded).toBe(true);
   verifyTree(db.dax.tree);
-  expect(snapshot(db)).toEqual(want);
+  expect(snapshotWithLog(db)).toEqual(want);
   return db;
 }
 
@@ -207,13 +155,13 @@ describe('index checkpoint tree images', () => {
         const crashed = (clean.dax.device.media as SimMedia).crashImage({ mode: 'none' });
         clean.close();
         const full = openMedia(crashed.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
-        const want = snapshot(full);
+        const want = snapshotWithLog(full);
         full.close();
         const again = openMedia(crashed, { formatIfEmpty: false });
         try {
           expect(again.recovery!.checkpoint!.loaded).toBeDefined();
           expect(again.recovery!.checkpoint!.tailEntries).toBeGreaterThan(0);
-          expect(snapshot(again)).toEqual(want);
+          expect(snapshotWithLog(again)).toEqual(want);
           expectModel(again, model);
           verifyTree(again.dax.tree);
         } finally {

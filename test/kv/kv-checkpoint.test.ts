@@ -26,8 +26,6 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
-import { openMedia as openKv } from '../../src/kv/index.js';
-import type { OpenMediaOptions } from '../../src/kv/store.js';
 import {
   CHECKPOINT_ID_FIRST,
   CHECKPOINT_VERSION,
@@ -39,87 +37,32 @@ import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
 import { HUGE_BLOCKS } from '../../src/device/layout.js';
 import { setBroken, testHooks } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
+import {
+  dump,
+  expectModel,
+  hex,
+  openMedia,
+  snapshot,
+  snapshotWithLog,
+  workload,
+  type KvStore,
+  type Model,
+  type Snapshot,
+} from './kv-checkpoint-helpers.js';
 
 const FILE = 'test/kv/kv-checkpoint.test.ts';
 
-/** Stores of utf8 keys and values (what the workload writes). */
-function openMedia(media: SimMedia, opts: OpenMediaOptions = {}) {
-  return openKv(media, { checkpoint: true, ...opts, keyEncoding: 'utf8', valueEncoding: 'utf8' });
-}
-type KvStore = ReturnType<typeof openMedia>;
 const MEDIA_BYTES = 24 * 2 ** 20;
-
-type Model = Map<string, string>;
-
-function dump(db: KvStore): Model {
-  const m: Model = new Map();
-  for (const [k, v] of db.range()) m.set(Buffer.from(k).toString('hex'), Buffer.from(v).toString('hex'));
-  return m;
-}
-
-function expectModel(db: KvStore, model: Model): void {
-  const got = dump(db);
-  expect(got.size).toBe(model.size);
-  for (const [k, v] of model) if (got.get(k) !== v) expect({ key: k, got: got.get(k) }).toEqual({ key: k, got: v });
-}
-
-const hex = (s: string | Uint8Array): string => Buffer.from(s).toString('hex');
-
-/** Random writes applied to db and model: puts (some large), overwrites, deletes, batches, now and then a compaction. */
-function workload(db: KvStore, model: Model, r: () => number, ops: number, keySpace: number): void {
-  for (let i = 0; i < ops; i++) {
-    const key = `k${Math.floor(r() * keySpace)}`;
-    const x = r();
-    if (x < 0.55) {
-      const large = r() < 0.01;
-      const value = large
-        ? 'L'.repeat(17000 + Math.floor(r() * 3000)) + i
-        : `v${i}-${'x'.repeat(Math.floor(r() * 60))}`;
-      db.put(key, value);
-      model.set(hex(key), hex(value));
-    } else if (x < 0.75) {
-      db.delete(key);
-      model.delete(hex(key));
-    } else if (x < 0.995) {
-      const ops2 = Array.from({ length: 1 + Math.floor(r() * 4) }, (_, j) =>
-        r() < 0.8
-          ? { type: 'put' as const, key: `${key}.${j}`, value: `b${i}.${j}` }
-          : { type: 'del' as const, key: `${key}.${j}` },
-      );
-      db.batch(ops2);
-      const last = new Map<string, (typeof ops2)[number]>();
-      for (const op of ops2) last.set(op.key, op);
-      for (const op of last.values()) {
-        if (op.type === 'put') model.set(hex(op.key), hex(op.value));
-        else model.delete(hex(op.key));
-      }
-    } else db.compact({ maxLiveRatio: 0.6 });
-  }
-}
-
-interface Snapshot {
-  content: Model;
-  keys: number;
-  sequence: number;
-  segments: number;
-  freeBlocks: number;
-}
-
-function snapshot(db: KvStore): Snapshot {
-  const s = db.stats();
-  return { content: dump(db), keys: s.keys, sequence: s.sequence, segments: s.segments, freeBlocks: s.freeBlocks };
-}
 
 /** Opens the image with the checkpoint and with recovery: 'full' (each on its own copy) and expects them equal. */
 function expectCheckpointEqualsFull(image: SimMedia): { db: KvStore; loaded: number | undefined; tail: number } {
   const full = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
-  const want = { ...snapshot(full), records: full.recovery!.records, entries: full.recovery!.entries };
+  const want = snapshotWithLog(full);
   expect(full.recovery!.checkpoint!.loaded).toBeUndefined();
   expect(full.recovery!.checkpoint!.forcedFull).toBe(true);
   full.close();
   const db = openMedia(image, { formatIfEmpty: false });
-  // the log's counts too (stats().recovery, daxstore info): the covered records' and the tail's
-  expect({ ...snapshot(db), records: db.recovery!.records, entries: db.recovery!.entries }).toEqual(want);
+  expect(snapshotWithLog(db)).toEqual(want);
   const use = db.recovery!.checkpoint!;
   return { db, loaded: use.loaded, tail: use.tailEntries };
 }

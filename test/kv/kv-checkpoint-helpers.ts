@@ -1,0 +1,80 @@
+/**
+ * Shared by the index-checkpoint tests (kv-checkpoint*.test.ts): stores of utf8 keys and values
+ * with checkpoints on, a model of hex keys and values, the random workload they both run, and
+ * the state compared between an open with a checkpoint and `recovery: 'full'`.
+ */
+import { expect } from 'vitest';
+import type { SimMedia } from '../../src/device/sim-media.js';
+import { openMedia as openKv } from '../../src/kv/index.js';
+import type { OpenMediaOptions } from '../../src/kv/store.js';
+
+/** Stores of utf8 keys and values (what the workload writes). */
+export function openMedia(media: SimMedia, opts: OpenMediaOptions = {}) {
+  return openKv(media, { checkpoint: true, ...opts, keyEncoding: 'utf8', valueEncoding: 'utf8' });
+}
+export type KvStore = ReturnType<typeof openMedia>;
+export type Model = Map<string, string>;
+
+export const hex = (s: string | Uint8Array): string => Buffer.from(s).toString('hex');
+
+export function dump(db: KvStore): Model {
+  const m: Model = new Map();
+  for (const [k, v] of db.range()) m.set(hex(k), hex(v));
+  return m;
+}
+
+export function expectModel(db: KvStore, model: Model): void {
+  const got = dump(db);
+  expect(got.size).toBe(model.size);
+  for (const [k, v] of model) if (got.get(k) !== v) expect({ key: k, got: got.get(k) }).toEqual({ key: k, got: v });
+}
+
+export interface Snapshot {
+  content: Model;
+  keys: number;
+  sequence: number;
+  segments: number;
+  freeBlocks: number;
+}
+
+export function snapshot(db: KvStore): Snapshot {
+  const s = db.stats();
+  return { content: dump(db), keys: s.keys, sequence: s.sequence, segments: s.segments, freeBlocks: s.freeBlocks };
+}
+
+/** snapshot() and the log's counts (stats().recovery, daxstore info): the covered records' and the tail's. */
+export function snapshotWithLog(db: KvStore): Snapshot & { records: number; entries: number } {
+  return { ...snapshot(db), records: db.recovery!.records, entries: db.recovery!.entries };
+}
+
+/** Random writes applied to db and model: puts (some large), overwrites, deletes, batches, now and then a compaction. */
+export function workload(db: KvStore, model: Model, r: () => number, ops: number, keySpace: number): void {
+  for (let i = 0; i < ops; i++) {
+    const key = `k${Math.floor(r() * keySpace)}`;
+    const x = r();
+    if (x < 0.55) {
+      const large = r() < 0.01;
+      const value = large
+        ? 'L'.repeat(17000 + Math.floor(r() * 3000)) + i
+        : `v${i}-${'x'.repeat(Math.floor(r() * 60))}`;
+      db.put(key, value);
+      model.set(hex(key), hex(value));
+    } else if (x < 0.75) {
+      db.delete(key);
+      model.delete(hex(key));
+    } else if (x < 0.995) {
+      const ops2 = Array.from({ length: 1 + Math.floor(r() * 4) }, (_, j) =>
+        r() < 0.8
+          ? { type: 'put' as const, key: `${key}.${j}`, value: `b${i}.${j}` }
+          : { type: 'del' as const, key: `${key}.${j}` },
+      );
+      db.batch(ops2);
+      const last = new Map<string, (typeof ops2)[number]>();
+      for (const op of ops2) last.set(op.key, op);
+      for (const op of last.values()) {
+        if (op.type === 'put') model.set(hex(op.key), hex(op.value));
+        else model.delete(hex(op.key));
+      }
+    } else db.compact({ maxLiveRatio: 0.6 });
+  }
+}
