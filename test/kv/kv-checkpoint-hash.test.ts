@@ -22,7 +22,7 @@ import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
 import { KvDamageError } from '../../src/kv/recovery.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
-import { setBroken, type SwitchName } from '../../src/test-break.js';
+import { withBroken } from '../../src/test-break.js';
 
 function openMedia(media: SimMedia, opts: OpenMediaOptions = {}) {
   return openKv(media, { ...opts, keyEncoding: 'binary', valueEncoding: 'binary' });
@@ -79,15 +79,6 @@ function expectRefusedAsFullScan(media: SimMedia, key: string): void {
   expect(outcome(media, key)).toEqual(full);
 }
 
-function withSwitch<T>(name: SwitchName, fn: () => T): T {
-  setBroken(name, true);
-  try {
-    return fn();
-  } finally {
-    setBroken(name, false);
-  }
-}
-
 /** An image of a closed store whose close wrote a checkpoint covering z's record; the device offset of z's value. */
 function closedStore(): { media: SimMedia; z: number } {
   const media = createSimMedia(MEDIA_BYTES);
@@ -123,7 +114,7 @@ describe('a checkpoint vouches for the records it covers by their segments’ ha
   it('goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-hash-unchecked: the checkpoint is loaded over the damage, z served flipped', () => {
     const { media, z } = closedStore();
     flip(media, z + 3);
-    const got = withSwitch('kv-checkpoint-hash-unchecked', () => outcome(media, 'z'));
+    const got = withBroken('kv-checkpoint-hash-unchecked', () => outcome(media, 'z'));
     expect(got).toMatchObject({ loaded: 0 });
     expect((got as { value: string }).value).not.toBe(MARKER);
   });
@@ -165,7 +156,7 @@ describe('a checkpoint vouches for the records it covers by their segments’ ha
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-carry-changed: a segment extended since is hashed unchecked, z served flipped', () => {
-    const { media, closeSaid } = withSwitch('kv-checkpoint-carry-changed', extendedSegment);
+    const { media, closeSaid } = withBroken('kv-checkpoint-carry-changed', extendedSegment);
     expect(closeSaid).not.toHaveProperty('error');
     const got = outcome(media, 'z');
     expect(got).toHaveProperty('loaded');
@@ -231,7 +222,7 @@ describe('a checkpoint vouches for the records it covers by their segments’ ha
   }, 60_000);
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-carry-changed: the reused block is hashed unchecked, the flipped value served', () => {
-    const { media, key, closeSaid } = withSwitch('kv-checkpoint-carry-changed', reusedBlock);
+    const { media, key, closeSaid } = withBroken('kv-checkpoint-carry-changed', reusedBlock);
     expect(closeSaid).not.toHaveProperty('error');
     const got = outcome(media, key);
     expect(got).toHaveProperty('loaded');

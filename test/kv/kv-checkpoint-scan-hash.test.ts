@@ -18,22 +18,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { KvDamageError } from '../../src/kv/recovery.js';
 import { open } from '../helpers/kv-bytes.js';
 import { cleanupTemp, tempDir } from '../workers/region-helpers.js';
-import { setBroken, type SwitchName } from '../../src/test-break.js';
+import { withBroken } from '../../src/test-break.js';
 
 afterEach(cleanupTemp);
 
 const MiB = 2 ** 20;
 const MARKER = 'MARKER-0123456789';
 const bytes = (s: string): Uint8Array => Buffer.from(s);
-
-function withSwitch<T>(name: SwitchName, fn: () => T): T {
-  setBroken(name, true);
-  try {
-    return fn();
-  } finally {
-    setBroken(name, false);
-  }
-}
 
 /** A closed store of several segments (the last close wrote no checkpoint), z among its keys. */
 function closedStore(): string {
@@ -122,13 +113,13 @@ describe('the close after a full scan keeps the hashes the scan took', () => {
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-hash-unchecked: the checkpoint is loaded over the damage, z served flipped', () => {
     fullScanThenClose(true);
-    const got = withSwitch('kv-checkpoint-hash-unchecked', outcome);
+    const got = withBroken('kv-checkpoint-hash-unchecked', outcome);
     expect(got).toHaveProperty('loaded');
     expect((got as { value: string }).value).not.toBe(MARKER);
   });
 
   it('keeps no hash from a scan that did not check checksums (kv-skip-checksum): the close checks every segment', () => {
-    const { scanned, segments, said } = withSwitch('kv-skip-checksum', () => fullScanThenClose(false));
+    const { scanned, segments, said } = withBroken('kv-skip-checksum', () => fullScanThenClose(false));
     expect(scanned).toBe(0);
     expect(said).toMatchObject({ segmentsChecked: segments });
   });
