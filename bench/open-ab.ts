@@ -63,21 +63,14 @@ async function kvOf(root: string): Promise<typeof import('../src/kv/index.js')> 
   )) as typeof import('../src/kv/index.js');
 }
 
-/** mulberry32: the same keys for both builds. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** The keys' PRNG (mulberry32), this package's whatever the build: the same keys for both builds. */
+async function random(seed: number): Promise<() => number> {
+  return (await import('../src/device/sim-media.js')).mulberry32(seed);
 }
 
 async function build(root: string, file: string, keys: number): Promise<void> {
   const kv = await kvOf(root);
-  const r = random(42);
+  const r = await random(42);
   const all: Uint8Array[] = [];
   for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
   const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 600) / 2 ** 21) * 2 ** 21);
@@ -90,11 +83,11 @@ async function build(root: string, file: string, keys: number): Promise<void> {
 /** --kill: overwrites a tenth of the keys, each acknowledged ('sync'), and dies without a close. */
 async function writeAndDie(root: string, file: string, keys: number): Promise<void> {
   const kv = await kvOf(root);
-  const r = random(42);
+  const r = await random(42);
   const all: Uint8Array[] = [];
   for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
   const db = kv.open(file, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
-  const w = random(100);
+  const w = await random(100);
   for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], VALUE);
   process.kill(process.pid, 'SIGKILL');
 }

@@ -30,21 +30,14 @@ function here(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
-/** mulberry32: kv.bench's keys. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** The keys' PRNG (mulberry32), this package's whatever the build: the same keys for both builds. */
+async function random(seed: number): Promise<() => number> {
+  return (await import('../src/device/sim-media.js')).mulberry32(seed);
 }
 
 async function build(file: string, keys: number): Promise<void> {
   const kv = (await import(path.join(here(), 'dist', 'src', 'kv', 'index.js'))) as typeof import('../src/kv/index.js');
-  const r = random(42);
+  const r = await random(42);
   const all: Uint8Array[] = [];
   for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
   const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 700) / 2 ** 21) * 2 ** 21);
