@@ -35,6 +35,8 @@ interface Timing {
   verifyCpu: number;
   readCpu: number;
   loaded: boolean;
+  /** the index came from the checkpoint's tree image, not bulk-loaded from its columns */
+  image: boolean;
   keys: number;
   /** close() after it, which writes the next checkpoint */
   closeCpu: number;
@@ -108,6 +110,7 @@ function runChild(mode: string, file: string, keys: number, round: number): void
       verifyCpu: r.checkpoint?.verifyCpuMs ?? 0,
       readCpu: r.checkpoint?.readCpuMs ?? 0,
       loaded: r.checkpoint?.loaded !== undefined,
+      image: r.checkpoint?.imageLoaded === true,
       keys: r.keys,
       closeCpu: (cc.user + cc.system) / 1000,
       deviceMs: r.openMs.device,
@@ -166,7 +169,7 @@ function main(): void {
       const rs = runs[kind];
       const ratio = (f: 'wallMs' | 'cpuMs'): string => median(rs.map((r, i) => r[f] / runs.full[i][f])).toFixed(3);
       console.log(
-        `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the checkpoint read ${median(rs.map((r) => r.readCpu)).toFixed(0)} and the check ${median(rs.map((r) => r.verifyCpu)).toFixed(0)} (${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall), sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (writes the checkpoint) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}`,
+        `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}${rs.every((r) => r.image) ? ' (tree image)' : rs.some((r) => r.image) ? ' (tree image SOMETIMES)' : ''}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the checkpoint read ${median(rs.map((r) => r.readCpu)).toFixed(0)} and the check ${median(rs.map((r) => r.verifyCpu)).toFixed(0)} (${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall), sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load or image ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (writes the checkpoint) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}`,
       );
       const m = (f: keyof Timing): string => median(rs.map((r) => r[f] as number)).toFixed(1);
       console.log(
