@@ -150,8 +150,11 @@ function sealer(x: XxhashWasm): SealExports {
 
 const seal = sealer(wasm);
 
-/** Stores the record checksum, xxh64 of stage bytes [8, totalBytes), in stage bytes [0, 8) (records.ts sealStagedRecord). */
-export const sealStagedChecksum: (totalBytes: number) => void = seal.s;
+/**
+ * Stores the record checksum, xxh64 of stage bytes [8, totalBytes), in stage bytes [0, 8): what
+ * the two below end with; called alone only by checkSealer.
+ */
+const sealStagedChecksum: (totalBytes: number) => void = seal.s;
 
 /**
  * Stores the directory check of a record whose directory is stage bytes [12, directoryEnd)
@@ -168,9 +171,10 @@ export const sealStagedBatchChecksums: (totalBytes: number, count: number) => vo
 
 /**
  * The directory check of the record of `count` (> 1) entries composed at stage offset 0
- * (layout.ts: header words, then each entry's header and key, chained by seed).
+ * (layout.ts: header words, then each entry's header and key, chained by seed): the JS
+ * reference checkSealer holds sealStagedBatchChecksums to.
  */
-export function stagedDirectoryCheck(count: number): number {
+function stagedDirectoryCheck(count: number): number {
   const u32 = stageViews.u32;
   let e = 32;
   let h = 0n;
