@@ -223,16 +223,16 @@ export interface NativeAddon {
   /** The inner nodes over count sorted leaves: run < 0, the words they take; else written into the run, the root. -errno. */
   bulkInner(arena: SharedArrayBuffer, leaves: Int32Array, count: number, run: number): number;
   /**
-   * A tree image (`words` words, pointers from `origin`, inner nodes from word `inner`) copied into
-   * the run at word `run`, its pointers moved with it (addon/bulk-load.h): the inner nodes in it,
-   * or -EINVAL, or -ERANGE (not an image).
-   */
-  /**
    * starts[i] = the byte offset of the key of leaf i of a bulk load's leaf run (keys of these
    * lengths) from the run's start (addon/bulk-load.h; starts null: none written); the run's
    * words, or -EINVAL.
    */
   leafKeyStarts(lengths: Uint16Array, starts: Uint32Array | null, count: number): number;
+  /**
+   * A tree image (`words` words, pointers from `origin`, inner nodes from word `inner`) copied into
+   * the run at word `run`, its pointers moved with it (addon/bulk-load.h): the inner nodes in it,
+   * or -EINVAL, or -ERANGE (not an image).
+   */
   loadTreeImage(
     arena: SharedArrayBuffer,
     run: number,
@@ -289,10 +289,12 @@ export function native(): NativeAddon {
 }
 
 const prefaultOff = process.env['DAXSTORE_NO_PREFAULT'] === '1';
+const collapseOff = process.env['DAXSTORE_NO_COLLAPSE'] === '1';
 
 /**
  * Faults [offset, offset + length) of the buffer in on a background thread (addon/prefault.h),
- * for memory about to be written: a log segment just opened, arena memory just grown. Advice:
+ * for memory about to be written: a log segment just opened, arena memory just grown; with
+ * `collapse`, then into huge pages (MADV_COLLAPSE; not with DAXSTORE_NO_COLLAPSE=1). Advice:
  * false when it did not start (DAXSTORE_NO_PREFAULT=1, for A/B benches; no thread; an old
  * kernel), and the writer then faults the pages itself.
  */
@@ -304,8 +306,6 @@ export function prefaultInBackground(
 ): boolean {
   return !prefaultOff && native().prefaultWrite(buffer, offset, length, collapse && !collapseOff) === 0;
 }
-
-const collapseOff = process.env['DAXSTORE_NO_COLLAPSE'] === '1';
 
 const ERRNO_TO_CODE: Readonly<Record<string, DaxErrorCode>> = {
   ENOENT: 'ENOENT',
