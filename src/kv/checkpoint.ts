@@ -258,22 +258,26 @@ export function readCheckpoint(
   }
   const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
   const imageInner = dv.getFloat64(H_IMAGE_INNER, true);
-  // Loops run once over a million keys (cold in JavaScript): the keys back to back, or each in
-  // its leaf of the image (the leaves lie first in it, back to back in key order). With an
-  // image only their extent is checked here; where each key lies is worked out when the
-  // columns are first read (a tail to merge, segments freed since): a clean reopen loads the
-  // image and never reads them.
+  // Loops run once over a million keys (cold in JavaScript): the keys back to back (their
+  // starts written in the pass that sums their lengths), or each in its leaf of the image (the
+  // leaves lie first in it, back to back in key order). With an image only their extent is
+  // checked here; where each key lies is worked out when the columns are first read (a tail to
+  // merge, segments freed since): a clean reopen loads the image and never reads them.
+  const newStarts = (): Uint32Array => new Uint32Array(columnScratch(keys * 4).buffer, 0, keys); // huge pages when big: see ColumnBuilder
   let starts: Uint32Array | undefined;
+  let at: number;
+  if (imageWords === 0) {
+    starts = newStarts();
+    at = native().columnStarts(lengths, starts, keys);
+    assert(at >= 0, () => `${name}: key starts: ${at}`);
+  } else at = native().leafKeyStarts(lengths, null, keys);
   const keyStarts = (): Uint32Array => {
     if (starts !== undefined) return starts;
-    starts = new Uint32Array(columnScratch(keys * 4).buffer, 0, keys); // huge pages when big: see ColumnBuilder
-    const rc =
-      imageWords === 0 ? native().columnStarts(lengths, starts, keys) : native().leafKeyStarts(lengths, starts, keys);
+    starts = newStarts();
+    const rc = native().leafKeyStarts(lengths, starts, keys);
     assert(rc >= 0, () => `${name}: key starts: ${rc}`);
     return starts;
   };
-  const at =
-    imageWords === 0 ? native().columnStarts(lengths, keyStarts(), keys) : native().leafKeyStarts(lengths, null, keys);
   if (imageWords === 0 ? at !== keyBytes : !(at >= 0 && at <= imageInner && imageInner <= imageWords))
     return { reason: `${name}: key lengths do not add up` };
   const imageBytes = new Uint8Array(bytes.buffer, bytes.byteOffset + layout.image, imageWords * 4);
