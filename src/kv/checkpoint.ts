@@ -312,7 +312,7 @@ export function readCheckpoint(
   };
 }
 
-/** The checksum of checkpoint bytes `bytes` (XXH3-64 of [8, its length)) written into its first 8 bytes (tests reseal edited checkpoints with it). */
+/** The checksum of checkpoint bytes `bytes` (XXH3-64 of [8, its length)) written into its first 8 bytes (publishCheckpoint; tests reseal edited checkpoints with it). */
 export function sealCheckpoint(bytes: Uint8Array): void {
   const s = hash(bytes, 8, bytes.length - 8, true);
   const dv = new DataView(bytes.buffer, bytes.byteOffset);
@@ -733,9 +733,7 @@ export function publishCheckpoint(
     image.words === 0 || bytes.byteOffset + layout.image === image.bytes.byteOffset,
     'checkpoint: the image lies where its layout puts it',
   );
-  const s = hash(bytes, 8, bytes.length - 8, true);
-  dv.setUint32(0, s[0], true);
-  dv.setUint32(4, s[1], true);
+  sealCheckpoint(bytes);
   const id = CHECKPOINT_ID_FIRST + generation;
   // Whole 2 MiB extents (each one huge page where the allocator has one) when there is more
   // than one; a small checkpoint in 4 KiB pages (a small store does not pay a 2 MiB extent).
