@@ -237,7 +237,7 @@ export function readCheckpoint(
   const keyBytes = dv.getFloat64(H_KEY_BYTES, true);
   const segmentCount = dv.getFloat64(H_SEGMENTS, true);
   const imageWords = dv.getFloat64(H_IMAGE_WORDS, true);
-  const layout = layoutOf(segmentCount, keys, keyBytes, imageWords);
+  const layout = checkpointLayout(segmentCount, keys, keyBytes, imageWords);
   if (layout.total !== size) return { reason: `${name}: sizes in its header do not add up` };
   const segments: CheckpointSegment[] = [];
   const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segmentCount * SEGMENT_SLOTS);
@@ -335,7 +335,6 @@ export function checkpointLayout(
   const image = imageWords > 0 ? k : k + Math.ceil(keyBytes / 8) * 8;
   return { segments: s, values, lengths, keys: k, image, total: image + imageWords * 4 };
 }
-const layoutOf = checkpointLayout;
 
 /**
  * Whether the log still holds what the checkpoint covers. Every segment it lists is either
@@ -697,9 +696,9 @@ export function publishCheckpoint(
   // With an image, the checkpoint is laid out in the image's own memory, its other parts in
   // the lead reserved before the image (they do not depend on the image's size): the image is
   // not copied.
-  const built = withImage ? imageOf(cols, layoutOf(segments.length, count, keyBytes, 1).image) : undefined;
+  const built = withImage ? imageOf(cols, checkpointLayout(segments.length, count, keyBytes, 1).image) : undefined;
   const image = built ?? NO_IMAGE;
-  const layout = layoutOf(segments.length, count, keyBytes, image.words);
+  const layout = checkpointLayout(segments.length, count, keyBytes, image.words);
   const bytes = built?.whole ?? columnScratch(layout.total); // huge pages when big: see ColumnBuilder
   assert(bytes.length >= layout.total, () => `checkpoint: ${bytes.length} bytes laid out for ${layout.total}`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, layout.total);

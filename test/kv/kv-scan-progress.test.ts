@@ -116,7 +116,7 @@ function checkpointBytes(space: DaxSpace, id: number): Uint8Array {
 /**
  * The image with its newest checkpoint's keys `i` and `i + 1` (of equal length) swapped with
  * their values, the checksum resealed: whole and of this store, its keys out of order. Layout
- * (checkpoint.ts layoutOf): a 128-byte header, 80 bytes per segment, the values (f64), the
+ * (checkpoint.ts checkpointLayout): a 128-byte header, 80 bytes per segment, the values (f64), the
  * lengths (u16, padded to 8 bytes), the keys back to back.
  */
 function swapNeighbours(image: SimMedia): SimMedia {
