@@ -182,8 +182,8 @@ export class MappedMedia implements Media {
   }
 
   /**
-   * Faults the pages of the range in on a background thread (MADV_POPULATE_WRITE), and on
-   * tmpfs then makes its whole 2 MiB pages huge (MADV_COLLAPSE: addon/prefault.h), so later
+   * Faults the pages of the range in on a background thread (MADV_POPULATE_WRITE), on tmpfs
+   * after making its whole 2 MiB pages huge (MADV_COLLAPSE: addon/prefault.h), so this and later
    * mappings of them take one fault per 2 MiB. Advice: a refusal (no thread, an old kernel, no
    * huge page to be had) is not an error, the writer then faults them itself; prefaultStarted
    * counts the ranges handed to a thread. DAXSTORE_NO_COLLAPSE=1 leaves the pages small.

@@ -110,7 +110,7 @@ export interface NativeAddon {
   ): number;
   /**
    * MADV_POPULATE_WRITE over the whole pages of [offset, offset + length) of the buffer, on a
-   * thread of its own (addon/prefault.h), then with `collapse` MADV_COLLAPSE over its whole
+   * thread of its own (addon/prefault.h), with `collapse` after MADV_COLLAPSE over its whole
    * 2 MiB pages: 0 once started, or -errno (-EINVAL: bad range or no MADV_POPULATE_WRITE in
    * this build; -EAGAIN: no thread).
    */
@@ -294,9 +294,9 @@ const collapseOff = process.env['DAXSTORE_NO_COLLAPSE'] === '1';
 /**
  * Faults [offset, offset + length) of the buffer in on a background thread (addon/prefault.h),
  * for memory about to be written: a log segment just opened, arena memory just grown; with
- * `collapse`, then into huge pages (MADV_COLLAPSE; not with DAXSTORE_NO_COLLAPSE=1). Advice:
- * false when it did not start (DAXSTORE_NO_PREFAULT=1, for A/B benches; no thread; an old
- * kernel), and the writer then faults the pages itself.
+ * `collapse`, its whole 2 MiB pages made huge first (MADV_COLLAPSE; not with
+ * DAXSTORE_NO_COLLAPSE=1). Advice: false when it did not start (DAXSTORE_NO_PREFAULT=1, for
+ * A/B benches; no thread; an old kernel), and the writer then faults the pages itself.
  */
 export function prefaultInBackground(
   buffer: SharedArrayBuffer,
