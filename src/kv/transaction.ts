@@ -101,10 +101,7 @@ function addTo(
   return made;
 }
 
-/**
- * A sorted copy of keys (ascending bytes): insertion sort for the small sets transactions
- * usually have, written out for keys (sortAscending's key function is a call per comparison).
- */
+/** A sorted copy of keys (ascending bytes): insertion sort for the small sets transactions usually have. */
 export function sortKeysAscending(keys: readonly Uint8Array[]): Uint8Array[] {
   const n = keys.length;
   if (n > SMALL_SET) return keys.slice().sort(compareBytes);
@@ -117,19 +114,6 @@ export function sortKeysAscending(keys: readonly Uint8Array[]): Uint8Array[] {
     out[j + 1] = k;
   }
   return out;
-}
-
-/** items sorted in place by the bytes of key(item), ascending: insertion sort for the small sets transactions usually have. */
-export function sortAscending<T>(items: T[], key: (item: T) => Uint8Array): T[] {
-  if (items.length > SMALL_SET) return items.sort((a, b) => compareBytes(key(a), key(b)));
-  for (let i = 1; i < items.length; i++) {
-    const item = items[i];
-    const k = key(item);
-    let j = i - 1;
-    for (; j >= 0 && compareBytes(key(items[j]), k) > 0; j--) items[j + 1] = items[j];
-    items[j + 1] = item;
-  }
-  return items;
 }
 
 /**
@@ -275,9 +259,9 @@ export class KvTransaction<K = any, V = any> {
     const out: TxnWrite[] = [];
     if (n > SMALL_SET) {
       for (let i = 0; i < n; i++) out.push({ key: keys[i], value: this.wValues[i] });
-      return sortAscending(out, (w) => w.key);
+      return out.sort((a, b) => compareBytes(a.key, b.key));
     }
-    // Insertion sort as each write is added (sortAscending's, its key function written out).
+    // Insertion sort as each write is added (the small sets transactions usually have).
     for (let i = 0; i < n; i++) {
       const w = { key: keys[i], value: this.wValues[i] };
       out.push(w);
