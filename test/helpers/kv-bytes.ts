@@ -45,3 +45,16 @@ export function expectStoreMatches(db: KvStore, model: ReadonlyMap<string, Uint8
   for (const [k, v] of model) expect(Buffer.from(db.get(k)!).equals(v), k).toBe(true);
   expect(db.stats().keys).toBe(model.size);
 }
+
+/**
+ * The value of random write `i` of the segment-count and entry-note workloads: 2% large
+ * (17 000 to 37 000 bytes), empty while the first draw is below `emptyBelow`,
+ * else up to 1500 bytes; every byte i's low byte, i in its first word when it has one.
+ */
+export function mixedValue(random: () => number, i: number, emptyBelow: number): Buffer {
+  const r = random();
+  const n = r < 0.02 ? 17_000 + Math.floor(random() * 20_000) : r < emptyBelow ? 0 : Math.floor(random() * 1500);
+  const v = Buffer.alloc(n, i & 0xff);
+  if (n >= 4) v.writeUInt32LE(i, 0);
+  return v;
+}

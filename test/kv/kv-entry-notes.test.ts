@@ -17,6 +17,7 @@ import { indexKeyOf } from '../../src/kv/keys.js';
 import { entryFlags, entryKeyLength, entryValueLength, type MediaViews } from '../../src/kv/records.js';
 import { entryCost, entryNote } from '../../src/kv/segment-table.js';
 import { withReopenedModel } from '../helpers/model-run.js';
+import { mixedValue } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/kv/kv-entry-notes.test.ts';
@@ -45,13 +46,7 @@ function notesOff(db: KvStore, keys: Iterable<string>): { off: string[]; noted: 
 
 function mixedWrites(db: KvStore, model: Map<string, Buffer>, random: () => number, ops: number, keys: number): void {
   const key = (): string => `k${Math.floor(random() * keys)}`;
-  const value = (i: number): Buffer => {
-    const r = random();
-    const n = r < 0.02 ? 17_000 + Math.floor(random() * 20_000) : r < 0.1 ? 0 : Math.floor(random() * 1500);
-    const v = Buffer.alloc(n, i & 0xff);
-    if (n >= 4) v.writeUInt32LE(i, 0);
-    return v;
-  };
+  const value = (i: number): Buffer => mixedValue(random, i, 0.1);
   for (let i = 0; i < ops; i++) {
     const r = random();
     if (r < 0.75) {

@@ -26,6 +26,7 @@ import { ENTRY_DEL, KV_KEY_PREFIX, SEGMENT_BYTES } from '../../src/kv/layout.js'
 import { entryKeyLength, entryOp, entryValueLength, type MediaViews } from '../../src/kv/records.js';
 import { entryCost, type SegmentInfo } from '../../src/kv/segment-table.js';
 import { withBroken } from '../../src/test-break.js';
+import { mixedValue } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 
 const FILE = 'test/kv/kv-segment-counts.test.ts';
@@ -90,13 +91,7 @@ function disagreeing(rows: object[]): object[] {
 /** `ops` random writes (the mix in the header) of keys k0..k<keys>. */
 function mixedWrites(db: KvStore, random: () => number, ops: number, keys: number, deadline: number): void {
   const key = (): string => `k${Math.floor(random() * keys)}`;
-  const value = (i: number): Buffer => {
-    const r = random();
-    const n = r < 0.02 ? 17_000 + Math.floor(random() * 20_000) : r < 0.12 ? 0 : Math.floor(random() * 1500);
-    const v = Buffer.alloc(n, i & 0xff);
-    if (n >= 4) v.writeUInt32LE(i, 0);
-    return v;
-  };
+  const value = (i: number): Buffer => mixedValue(random, i, 0.12);
   for (let i = 0; i < ops; i++) {
     if ((i & 255) === 0 && performance.now() > deadline)
       throw new Error(`watchdog: ${i} of ${ops} operations after ${WATCHDOG_MS / 1000} s`);
