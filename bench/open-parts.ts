@@ -18,6 +18,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from './ab-report.js';
 
 type Parts = Record<string, number>;
 
@@ -126,11 +127,6 @@ async function timedOpen(root: string, file: string, full: boolean): Promise<voi
   db.close();
   process.stdout.write(JSON.stringify({ ...out, ...parts }));
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') {
