@@ -1,10 +1,12 @@
 /**
  * Shared by the index-checkpoint tests (kv-checkpoint*.test.ts): stores of utf8 keys and values
  * with checkpoints on, a model of hex keys and values, the random workload they both run, and
- * the state compared between an open with a checkpoint and `recovery: 'full'`.
+ * the state compared between an open with a checkpoint and `recovery: 'full'`; a checkpoint's
+ * bytes, for tests that edit one.
  */
 import { expect } from 'vitest';
 import type { SimMedia } from '../../src/device/sim-media.js';
+import type { DaxSpace } from '../../src/dax/space.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
 
@@ -77,4 +79,10 @@ export function workload(db: KvStore, model: Model, r: () => number, ops: number
       }
     } else db.compact({ maxLiveRatio: 0.6 });
   }
+}
+
+/** Checkpoint `id`'s own bytes (its object is whole extents; its header says how many bytes are its). */
+export function checkpointBytes(space: DaxSpace, id: number): Uint8Array {
+  const head = space.object(id).read(0, 48);
+  return space.object(id).read(0, new DataView(head.buffer).getFloat64(40, true));
 }

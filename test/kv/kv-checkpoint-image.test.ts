@@ -27,6 +27,7 @@ import { verifyTree } from '../../src/index/tree-verify.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
+  checkpointBytes,
   expectModel,
   hex,
   openMedia,
@@ -61,9 +62,8 @@ function editCheckpoint(image: SimMedia, edit: (bytes: Uint8Array, imageAt: numb
   const space = DaxSpace.openMedia(image, { formatIfEmpty: false });
   try {
     const id = checkpointIds(space)[0];
-    const head = space.object(id).read(0, 128);
-    const hv = new DataView(head.buffer, head.byteOffset);
-    const bytes = space.object(id).read(0, hv.getFloat64(40, true));
+    const bytes = checkpointBytes(space, id);
+    const hv = new DataView(bytes.buffer, bytes.byteOffset);
     const f = (at: number) => hv.getFloat64(at, true);
     const imageAt = checkpointLayout(f(72), f(56), f(64), f(96)).image;
     if (edit(bytes, imageAt)) sealCheckpoint(bytes);

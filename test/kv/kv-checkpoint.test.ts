@@ -38,6 +38,7 @@ import { HUGE_BLOCKS } from '../../src/device/layout.js';
 import { setBroken, testHooks } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
+  checkpointBytes,
   dump,
   expectModel,
   hex,
@@ -215,12 +216,6 @@ describe('index checkpoints', () => {
     workload(db, model, () => r() * 0.99, keys, keys);
     db.close();
     return { image: media.crashImage({ mode: 'none' }), model };
-  }
-
-  /** The checkpoint's own bytes (its object is whole 2 MiB extents; the header says how many bytes are its). */
-  function checkpointBytes(space: DaxSpace, id: number): Uint8Array {
-    const head = space.object(id).read(0, 48);
-    return space.object(id).read(0, new DataView(head.buffer).getFloat64(40, true));
   }
 
   /** Rewrites the image's newest checkpoint (or `from`) through `edit` (true: reseal its checksum) under id `id`; the image after. */

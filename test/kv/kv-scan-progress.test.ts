@@ -23,6 +23,7 @@ import type { OpenMediaOptions } from '../../src/kv/store.js';
 import { checkpointIds, sealCheckpoint } from '../../src/kv/checkpoint.js';
 import { withBroken } from '../../src/test-break.js';
 import { expectCode } from '../helpers/expect-code.js';
+import { checkpointBytes } from './kv-checkpoint-helpers.js';
 
 const MEDIA_BYTES = 24 * 2 ** 20;
 const KEYS = 2000;
@@ -106,12 +107,6 @@ describe('scans of a broken index end', () => {
     }
   }, 60_000);
 });
-
-/** The checkpoint's own bytes (its object is whole extents; its header says how many are its). */
-function checkpointBytes(space: DaxSpace, id: number): Uint8Array {
-  const head = space.object(id).read(0, 48);
-  return space.object(id).read(0, new DataView(head.buffer).getFloat64(40, true));
-}
 
 /**
  * The image with its newest checkpoint's keys `i` and `i + 1` (of equal length) swapped with
