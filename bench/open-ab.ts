@@ -29,6 +29,7 @@ import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, r
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchKeys, benchRandom, writeBenchStore } from './bench-store.js';
 
 interface OpenTiming {
   wallMs: number;
@@ -63,31 +64,16 @@ async function kvOf(root: string): Promise<typeof import('../src/kv/index.js')> 
   )) as typeof import('../src/kv/index.js');
 }
 
-/** The keys' PRNG (mulberry32), this package's whatever the build: the same keys for both builds. */
-async function random(seed: number): Promise<() => number> {
-  return (await import('../src/device/sim-media.js')).mulberry32(seed);
-}
-
 async function build(root: string, file: string, keys: number): Promise<void> {
-  const kv = await kvOf(root);
-  const r = await random(42);
-  const all: Uint8Array[] = [];
-  for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
-  const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 600) / 2 ** 21) * 2 ** 21);
-  const db = kv.open(file, { size, durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
-  for (const k of all) db.put(k, VALUE);
-  for (let i = 0; i < keys / 2; i++) db.put(all[Math.floor(r() * keys)], VALUE);
-  db.close();
+  await writeBenchStore(await kvOf(root), file, keys, 600);
 }
 
 /** --kill: overwrites a tenth of the keys, each acknowledged ('sync'), and dies without a close. */
 async function writeAndDie(root: string, file: string, keys: number): Promise<void> {
   const kv = await kvOf(root);
-  const r = await random(42);
-  const all: Uint8Array[] = [];
-  for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
+  const { keys: all } = await benchKeys(keys);
   const db = kv.open(file, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
-  const w = await random(100);
+  const w = await benchRandom(100);
   for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], VALUE);
   process.kill(process.pid, 'SIGKILL');
 }

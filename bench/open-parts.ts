@@ -19,6 +19,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './ab-report.js';
+import { writeBenchStore } from './bench-store.js';
 
 type Parts = Record<string, number>;
 
@@ -31,22 +32,9 @@ function here(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
-/** The keys' PRNG (mulberry32), this package's whatever the build: the same keys for both builds. */
-async function random(seed: number): Promise<() => number> {
-  return (await import('../src/device/sim-media.js')).mulberry32(seed);
-}
-
 async function build(file: string, keys: number): Promise<void> {
   const kv = (await import(path.join(here(), 'dist', 'src', 'kv', 'index.js'))) as typeof import('../src/kv/index.js');
-  const r = await random(42);
-  const all: Uint8Array[] = [];
-  for (let i = 0; i < keys; i++) all.push(new Uint8Array(16).map(() => Math.floor(r() * 256)));
-  const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 700) / 2 ** 21) * 2 ** 21);
-  const db = kv.open(file, { size, durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
-  const value = new Uint8Array(100).fill(7);
-  for (const k of all) db.put(k, value);
-  for (let i = 0; i < keys / 2; i++) db.put(all[Math.floor(r() * keys)], value);
-  db.close();
+  await writeBenchStore(kv, file, keys, 700);
 }
 
 const cpuNow = (): number => {

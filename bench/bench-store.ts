@@ -1,0 +1,38 @@
+/**
+ * The store the open benches (open-ab.ts, open-parts.ts) reopen: kv.bench's workload written
+ * by one build's kv module, and the PRNG its keys come from.
+ */
+
+/** This package's mulberry32 whatever the build measured: the same keys for every build. */
+export async function benchRandom(seed: number): Promise<() => number> {
+  return (await import('../src/device/sim-media.js')).mulberry32(seed);
+}
+
+/** `count` random 16-byte keys from benchRandom(42), and that PRNG to draw on from there. */
+export async function benchKeys(count: number): Promise<{ keys: Uint8Array[]; random: () => number }> {
+  const random = await benchRandom(42);
+  const keys: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) keys.push(new Uint8Array(16).map(() => Math.floor(random() * 256)));
+  return { keys, random };
+}
+
+/**
+ * benchKeys(keys) with 100-byte values, then keys / 2
+ * overwrites of keys drawn from them, durability 'none', closed (with its index checkpoint):
+ * written through `kv`, a build's kv module, into `file`, sized `bytesPerKey` a key (at least
+ * 256 MiB, whole 2 MiB extents).
+ */
+export async function writeBenchStore(
+  kv: typeof import('../src/kv/index.js'),
+  file: string,
+  keys: number,
+  bytesPerKey: number,
+): Promise<void> {
+  const { keys: all, random: r } = await benchKeys(keys);
+  const size = Math.max(256 * 2 ** 20, Math.ceil((keys * bytesPerKey) / 2 ** 21) * 2 ** 21);
+  const db = kv.open(file, { size, durability: 'none', keyEncoding: 'binary', valueEncoding: 'binary' });
+  const value = new Uint8Array(100).fill(7);
+  for (const k of all) db.put(k, value);
+  for (let i = 0; i < keys / 2; i++) db.put(all[Math.floor(r() * keys)], value);
+  db.close();
+}
