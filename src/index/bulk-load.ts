@@ -150,8 +150,8 @@ function collectOld(arena: Arena, retire: (node: number, words: number) => void)
  * is validated and the run sized, then the leaves written, each key's order checked against the
  * previous one (one compare of bytes the copy reads anyway). On a bad order every leaf of the
  * run is retired (never published) and a DaxError ECORRUPT names the entry and the key before
- * it (a bad shape is EINVAL), so the tree is unchanged; recovery then distrusts a checkpoint. Words past the key inside a
- * block are left as they are: nothing reads them.
+ * it (a bad shape is EINVAL), so the tree is unchanged; recovery then distrusts a checkpoint.
+ * Words past the key inside a block are left as they are: nothing reads them.
  */
 function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): Int32Array {
   const leaves = new Int32Array(e.count);
