@@ -622,12 +622,13 @@ export function writeCheckpoint(
  * with the same block, nonce and `used` (the checkpoint loaded at open, whose hashes open
  * compared with the bytes; a segment the full scan at open checked whole in the copy it hashed;
  * or the last checkpoint this process wrote) keeps its hash and counts: the records below
- * `used` never change. `checked.segments` grows by the segments read here. Every other one is read once (verifySegments: read(2)
- * where the media can, else the mapping under the SIGBUS guard, on `threads` threads), its
- * records checked whole (header, nonce, xxh64, entries fitting) and its bytes hashed (XXH3-64)
- * in that read, so the hash vouches only for checked records. A record that fails, or a
- * poisoned block under a segment, is ECORRUPT or EIO: no checkpoint is written (the next open
- * finds the damage, with the older checkpoints or by a full scan). For a checkpoint taken
+ * `used` never change. Every other one is read once (verifySegments: read(2) where the media
+ * can, else the mapping under the SIGBUS guard, on `threads` threads), its records checked
+ * whole (header, nonce, xxh64, entries fitting) and its bytes hashed (XXH3-64) in that read,
+ * so the hash vouches only for checked records; `checked.segments` grows by the segments read
+ * here. A record that fails, or a poisoned block under a segment, is ECORRUPT or EIO: no
+ * checkpoint is written (the next open finds the damage, with the older checkpoints or by a
+ * full scan). For a checkpoint taken
  * while writers run, the caller holds a snapshot that keeps every segment listed in the log.
  */
 export function hashSegments(
