@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "backing-store.h"
@@ -346,7 +347,14 @@ Napi::Value JsBulkInner(const Napi::CallbackInfo& info) {
   b.write = run >= 0;
   b.cursor = b.write ? static_cast<uint64_t>(run) : 0;
   b.end = b.write ? b.words : 0;
-  const int32_t root = b.Build(0, count, 0, 0);
+  // Build keeps one level's scratch per depth (a vector that grows): a failed allocation is
+  // -ENOMEM, never an exception out of the addon call.
+  int32_t root;
+  try {
+    root = b.Build(0, count, 0, 0);
+  } catch (const std::bad_alloc&) {
+    return Napi::Number::New(env, -ENOMEM);
+  }
   if (b.bad) return Napi::Number::New(env, -ERANGE);
   return Napi::Number::New(env, b.write ? static_cast<double>(root) : static_cast<double>(b.cursor));
 }

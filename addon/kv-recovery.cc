@@ -883,10 +883,12 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info) {
   if (info.Length() < 7 || info[6].IsUndefined()) {
     if (count > static_cast<double>(values.ElementLength())) return bad;
     const uint64_t n = static_cast<uint64_t>(count);
-    if (powerOfTwo && extents <= (uint64_t{1} << 20)) {
-      // Four counts per extent, value i adding to copy i % 4 (summed at the end): values next to
-      // each other in one extent do not wait on each other's increment.
-      std::vector<int32_t> h(extents * 4, 0);
+    // Four counts per extent, value i adding to copy i % 4 (summed at the end): values next to
+    // each other in one extent do not wait on each other's increment. Their scratch is asked
+    // for without throwing (no C++ exception may leave an addon call): without it, the one
+    // count below.
+    std::unique_ptr<int32_t[]> h(powerOfTwo && extents <= (uint64_t{1} << 20) ? new (std::nothrow) int32_t[extents * 4]() : nullptr);
+    if (h) {
       const double limit = static_cast<double>(extents);
       for (uint64_t i = 0; i < n; i++) {
         const double x = v[i];

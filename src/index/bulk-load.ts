@@ -26,9 +26,12 @@
  */
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
-import { native } from '../native/addon.js';
+import { native, returnCodeError } from '../native/addon.js';
 import { type Arena, H_BUMP, H_COUNT, Hw } from './arena.js';
 import { MAX_VALUE } from './entry-word.js';
+
+/** What the native inner-node build returns when its scratch could not be allocated. */
+const ENOMEM = 12;
 import { MAX_KEY_BYTES, countOf, gatherChildren, innerWords, leafWords, typeOf, Lay } from './nodes.js';
 
 /**
@@ -204,10 +207,12 @@ function allocLeaves(arena: Arena, e: BulkEntries, retire: (node: number, words:
 function buildInner(arena: Arena, leaves: Int32Array): { root: number; run: number } {
   if (leaves.length <= 1) return { root: leaves.length === 0 ? 0 : leaves[0], run: arena.i32[H_BUMP] };
   const words = native().bulkInner(arena.sab, leaves, leaves.length, -1);
+  if (words === -ENOMEM) throw returnCodeError(words, `bulkLoad: the inner nodes over ${leaves.length} leaves`);
   if (words < 0)
     assert(false, `bulkLoad: the inner nodes over ${leaves.length} leaves: ${words} (keys not sorted and unique?)`);
   const run = arena.allocRunLocked(words);
   const root = native().bulkInner(arena.sab, leaves, leaves.length, run);
+  if (root === -ENOMEM) throw returnCodeError(root, `bulkLoad: writing the inner nodes over ${leaves.length} leaves`);
   assert(root > 0, () => `bulkLoad: writing the inner nodes: ${root}`);
   return { root, run };
 }
