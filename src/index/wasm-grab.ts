@@ -111,27 +111,22 @@ const KEY_LEN = 6;
 const LIMIT = 7;
 const LOCK_BITS = 8;
 
-/** Push key byte `d` (local index) of the key in k0..k5. */
+/** Push key word K0 + w when byte `d` (local index) lies in it, else key word K0 + w + 1. */
+function wordPair(f: FnBuilder, w: number, d: number): void {
+  f.get(K0 + w)
+    .get(K0 + w + 1)
+    .get(d)
+    .const(4 * w + 4)
+    .op(Op.i32_lt_u)
+    .op(Op.select);
+}
+
+/** Push key byte `d` (local index) of the key in k0..k5: its word picked from three pairs, then the byte. */
 function keyByte(f: FnBuilder, d: number): void {
-  f.get(K0)
-    .get(K0 + 1)
-    .get(d)
-    .const(4)
-    .op(Op.i32_lt_u)
-    .op(Op.select);
-  f.get(K0 + 2)
-    .get(K0 + 3)
-    .get(d)
-    .const(12)
-    .op(Op.i32_lt_u)
-    .op(Op.select);
+  wordPair(f, 0, d);
+  wordPair(f, 2, d);
   f.get(d).const(8).op(Op.i32_lt_u).op(Op.select);
-  f.get(K0 + 4)
-    .get(K0 + 5)
-    .get(d)
-    .const(20)
-    .op(Op.i32_lt_u)
-    .op(Op.select);
+  wordPair(f, 4, d);
   f.get(d).const(16).op(Op.i32_lt_u).op(Op.select);
   f.get(d).const(3).op(Op.i32_and).const(3).op(Op.i32_shl).op(Op.i32_shr_u).const(0xff).op(Op.i32_and);
 }
