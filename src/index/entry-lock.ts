@@ -34,7 +34,7 @@
  *     free or gone and no baton of its slot is out (a woken exclusive waiter that has not yet
  *     taken the lock, re-armed WAITERS or passed the wake on: grab returns it), a wake-up was
  *     lost and tree.stats().lostWakeups counts it; tests assert it stays 0.
- *   - The uncontended grab and unlock of keys up to 16 bytes run as WebAssembly over the same
+ *   - The uncontended grab and unlock of keys up to 24 bytes run as WebAssembly over the same
  *     arena (wasm-grab.ts): the same loads and the same single CAS as grabFreeJs / releaseEntry,
  *     declining (to the JS paths here) everything that needs a decision: held, DELETED, WAITERS,
  *     an EMPTY placeholder, a node past this thread's view, a dead node.
@@ -624,7 +624,7 @@ export function unlock(tree: RadixTree, ref: EntryRef): void {
   if (wasm !== undefined) {
     if (wasm.unlock(ref.leaf + Lay.W_ENTRY, tree.lockBits, tree.wasmLimitWords) === 1) return;
     // A leaf past the wasm limit (the arena grew, and only a declined wasm grab raises the
-    // limit: keys over 16 bytes never take that path, so every new kv leaf stayed on the JS
+    // limit: keys over 24 bytes never take that path, so their new leaves would stay on the JS
     // path below): raise it and try once more.
     if (ref.leaf + Lay.W_ENTRY >= tree.wasmLimitWords) {
       tree.raiseWasmLimit();
