@@ -27,16 +27,12 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { attach, open, type KvHandle } from '../src/kv/index.js';
 import { mulberry32 } from '../src/device/sim-media.js';
 import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
+import { arg } from './args.js';
 
 const VALUE = new Uint8Array(100).fill(7);
 const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
 const PHASE = 0; // shared word: 0 warm-up, 1 + 2r window without (round r), 2 + 2r with, -1 stop
 const SELF = fileURLToPath(import.meta.url);
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
 
 function keysOf(n: number): Uint8Array[] {
   const r = mulberry32(42);

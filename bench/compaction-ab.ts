@@ -19,13 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadAverage, median } from './ab-report.js';
-
-function arg(name: string, fallback?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && process.argv[i + 1] !== undefined) return process.argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-}
+import { arg, packageRoot } from './args.js';
 
 interface Store {
   put(key: Uint8Array, value: Uint8Array): void;
@@ -89,8 +83,7 @@ if (childAt >= 0) {
   const [root, keys, passes] = process.argv.slice(childAt + 1);
   await child(root, Number(keys), Number(passes));
 } else {
-  const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-  const roots = { A: path.resolve(arg('a')), B: path.resolve(arg('b', here)) };
+  const roots = { A: path.resolve(arg('a')), B: path.resolve(arg('b', packageRoot)) };
   const keys = arg('keys', '200000');
   const passes = arg('passes', '4');
   const rounds = Number(arg('rounds', '6'));

@@ -23,11 +23,7 @@ import { pathToFileURL } from 'node:url';
 import { loadAverage, median } from './ab-report.js';
 import { type User, fillDax, storeBytes, userValues } from './msgpack-users.js';
 import type { KvStoreOf } from '../src/kv/index.js';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
+import { arg } from './args.js';
 
 const A = arg('a', '');
 const B = arg('b', '.');

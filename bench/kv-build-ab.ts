@@ -23,6 +23,7 @@ import path from 'node:path';
 import { median } from './ab-report.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mulberry32 } from '../src/device/sim-media.js';
+import { arg, packageRoot } from './args.js';
 
 const ROWS = ['put none', 'put sync', 'get', 'getView in read', 'range 10k', 'txn 4r+4w', 'snapshot+close'] as const;
 type Row = (typeof ROWS)[number];
@@ -57,11 +58,6 @@ interface Store {
   close(): void;
 }
 type Open = (file: string, opts: object) => Store;
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
 
 /** Child: one build's rows, CPU ns per op of each (process.cpuUsage: every thread of the child). */
 async function child(root: string, keys: number): Promise<Record<Row, number>> {
@@ -179,7 +175,7 @@ function runChild(root: string, keys: number): Record<Row, number> {
 function main(): void {
   const a = arg('a', '');
   if (a === '') throw new Error('--a <root of build A> is required');
-  const b = arg('b', path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..'));
+  const b = arg('b', packageRoot);
   const keys = Number(arg('keys', '200000'));
   const rounds = Number(arg('rounds', '8'));
   const load0 = loadavg();

@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { median } from './ab-report.js';
+import { arg } from './args.js';
 import { Packr } from 'msgpackr';
 import { open as lmdbOpen } from 'lmdb';
 import { open } from '../src/api/daxstore.js';
@@ -22,12 +23,8 @@ import { type User, fillDax, fillLmdb, storeBytes, userValues } from './msgpack-
 const KEYS = Number(process.env['KV_MSGPACK_KEYS'] ?? 200_000);
 const HOT = 64;
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : fallback;
-}
-const ROUNDS = arg('rounds', 9);
-const OPS = arg('ops', 100_000);
+const ROUNDS = Number(arg('rounds', '9'));
+const OPS = Number(arg('ops', '100000'));
 
 const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'kv-get-parts-'));
 try {

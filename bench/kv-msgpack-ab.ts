@@ -14,17 +14,9 @@ import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { median } from './ab-report.js';
-import { fileURLToPath } from 'node:url';
+import { arg, packageRoot } from './args.js';
 
-function arg(name: string, fallback?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && process.argv[i + 1] !== undefined) return process.argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-}
-
-const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const roots = { A: path.resolve(arg('a')), B: path.resolve(arg('b', here)) };
+const roots = { A: path.resolve(arg('a')), B: path.resolve(arg('b', packageRoot)) };
 const KEYS = arg('keys', '20000');
 const ROUNDS = Number(arg('rounds', '3'));
 const ROWS = ['put (none / noSync)', 'durable put (sync)', 'random get (decoded)', 'range 1000'] as const;

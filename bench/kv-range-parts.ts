@@ -20,15 +20,11 @@ import { median } from './ab-report.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { KvStoreOf } from '../src/kv/index.js';
 import { type User, fillDax, storeBytes, userValues } from './msgpack-users.js';
+import { arg, flag, packageRoot } from './args.js';
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 const KEYS = Number(process.env['KV_MSGPACK_KEYS'] ?? 200_000);
-const LIMIT = Number(arg('limit') ?? 1000);
-const ROUNDS = Number(arg('rounds') ?? 5);
-const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const LIMIT = Number(arg('limit', '1000'));
+const ROUNDS = Number(arg('rounds', '5'));
 const TASKS = ['keys and values', 'keys only', 'values only', 'neither'] as const;
 
 /** One build's rounds: CPU ns per entry of each task (medians), as JSON on the last line. */
@@ -79,11 +75,11 @@ async function measure(root: string): Promise<Record<string, number>> {
   }
 }
 
-const abRoot = arg('ab');
+const abRoot = flag('ab') ? arg('ab') : undefined;
 if (process.env['KV_RANGE_PARTS_CHILD'] !== undefined) {
   console.log(JSON.stringify(await measure(process.env['KV_RANGE_PARTS_CHILD'])));
 } else if (abRoot === undefined) {
-  const ns = await measure(here);
+  const ns = await measure(packageRoot);
   console.log(
     `decoded range taken apart: ${KEYS} keys ['user', n], msgpack objects, ranges of ${LIMIT} from spread starts, ${ROUNDS} rounds, CPU ns per entry (medians); load average ${loadavg()
       .map((x) => x.toFixed(2))
@@ -91,10 +87,10 @@ if (process.env['KV_RANGE_PARTS_CHILD'] !== undefined) {
   );
   for (const t of TASKS) console.log(`${t.padEnd(16)} ${ns[t].toFixed(0).padStart(6)} ns`);
 } else {
-  const roots = { A: path.resolve(abRoot), B: here };
+  const roots = { A: path.resolve(abRoot), B: packageRoot };
   const runs: Record<'A' | 'B', Array<Record<string, number>>> = { A: [], B: [] };
   const loads: string[] = [];
-  const abRounds = Number(arg('ab-rounds') ?? 4);
+  const abRounds = Number(arg('ab-rounds', '4'));
   for (let r = 0; r < abRounds; r++) {
     for (const build of r % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
       const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {

@@ -30,6 +30,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchKeys, benchRandom, writeBenchStore } from './bench-store.js';
+import { arg, flag, packageRoot } from './args.js';
 
 interface OpenTiming {
   wallMs: number;
@@ -52,11 +53,6 @@ interface OpenTiming {
 }
 
 const VALUE = new Uint8Array(100).fill(7);
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
 
 async function kvOf(root: string): Promise<typeof import('../src/kv/index.js')> {
   return (await import(
@@ -123,7 +119,7 @@ async function peersOver(
   file: string,
   segments: number,
 ): Promise<{ logMiB: number; memcpyCpu: number; preadCpu: number; hashCpu: number }> {
-  const { native } = (await import(path.join(here(), 'dist', 'src', 'native', 'addon.js'))) as {
+  const { native } = (await import(path.join(packageRoot, 'dist', 'src', 'native', 'addon.js'))) as {
     native: () => { hashRange(b: Uint8Array, o: number, l: number, out: Uint32Array): number };
   };
   const src = new Uint8Array(SEGMENT).fill(1);
@@ -154,10 +150,6 @@ async function peersOver(
   }
 }
 
-function here(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
-
 function child(
   mode: 'build' | 'open' | 'write-and-die',
   root: string,
@@ -179,14 +171,14 @@ const median = (xs: number[]): number => {
 
 function main(): void {
   const knob = arg('knob', '');
-  const self = here();
+  const self = packageRoot;
   const a = knob === '' ? arg('a', '') : self;
   if (a === '') throw new Error('--a <root of build A> (or --knob <environment variable>) is required');
   const b = arg('b', self);
   const keys = Number(arg('keys', '1000000'));
   const rounds = Number(arg('rounds', '8'));
   process.env['OPEN_AB_BALLAST_MB'] = arg('ballast', '0');
-  process.env['OPEN_AB_FULL'] = process.argv.includes('--full') ? '1' : '0';
+  process.env['OPEN_AB_FULL'] = flag('full') ? '1' : '0';
   const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'open-ab-'));
   try {
     const files =
@@ -199,7 +191,7 @@ function main(): void {
     const envs = { A: knob === '' ? process.env : { ...process.env, [knob]: '1' }, B: without };
     child('build', roots.A, files.A, keys);
     if (knob === '') child('build', roots.B, files.B, keys);
-    const kill = process.argv.includes('--kill');
+    const kill = flag('kill');
     if (kill)
       for (const side of knob === '' ? (['A', 'B'] as const) : (['A'] as const)) {
         try {

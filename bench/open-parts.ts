@@ -20,20 +20,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './ab-report.js';
 import { writeBenchStore } from './bench-store.js';
+import { arg, flag, packageRoot } from './args.js';
 
 type Parts = Record<string, number>;
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
-
-function here(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-}
-
 async function build(file: string, keys: number): Promise<void> {
-  const kv = (await import(path.join(here(), 'dist', 'src', 'kv', 'index.js'))) as typeof import('../src/kv/index.js');
+  const kv = (await import(
+    path.join(packageRoot, 'dist', 'src', 'kv', 'index.js')
+  )) as typeof import('../src/kv/index.js');
   await writeBenchStore(kv, file, keys, 700);
 }
 
@@ -122,11 +116,11 @@ async function main(): Promise<void> {
     return timedOpen(process.argv[4], process.argv[5], process.argv[6] === 'full');
   }
   const a = path.resolve(arg('a', ''));
-  const b = path.resolve(arg('b', here()));
+  const b = path.resolve(arg('b', packageRoot));
   if (arg('a', '') === '') throw new Error('--a <root of build A> is required');
   const keys = Number(arg('keys', '1000000'));
   const rounds = Number(arg('rounds', '6'));
-  const full = process.argv.includes('--full');
+  const full = flag('full');
   const me = fileURLToPath(import.meta.url);
   const run = (...args: string[]): string =>
     execFileSync(process.execPath, [me, '--child', ...args], { encoding: 'utf8', maxBuffer: 1 << 22 });

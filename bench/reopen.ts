@@ -18,6 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open } from '../src/kv/index.js';
 import { mulberry32 } from '../src/device/sim-media.js';
+import { arg } from './args.js';
 
 const VALUE = new Uint8Array(100).fill(7);
 const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
@@ -51,11 +52,6 @@ interface Timing {
   estimateMs: number;
   /** wall ms of open() that no named phase accounts for */
   otherMs: number;
-}
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 }
 
 function keysOf(n: number): Uint8Array[] {

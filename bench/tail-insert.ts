@@ -20,13 +20,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open } from '../src/kv/index.js';
 import { mulberry32 } from '../src/device/sim-media.js';
+import { arg } from './args.js';
 
 const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
 
 function cpuMs(f: () => void): number {
   const c = process.cpuUsage();

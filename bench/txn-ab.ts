@@ -21,11 +21,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { loadAverage, printMedians } from './ab-report.js';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
+import { arg } from './args.js';
 
 const A = arg('a', '');
 const B = arg('b', '.');

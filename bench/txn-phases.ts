@@ -18,11 +18,7 @@ import path from 'node:path';
 import { open as lmdbOpen } from 'lmdb';
 import { open } from '../src/kv/index.js';
 import { mulberry32 } from '../src/device/sim-media.js';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
+import { arg } from './args.js';
 
 const KEYS = Number(arg('keys', '20000'));
 const ROUNDS = Number(arg('rounds', '7'));
