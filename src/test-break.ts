@@ -813,4 +813,6 @@ export const testHooks: {
   segmentOpening?: (stage: 'allocated' | 'listed' | 'named') => void;
   /** checkpoint.ts: the checkpoint object created ('created'), its body durable, not its header ('body-written') */
   checkpointWrite?: (stage: 'created' | 'body-written') => void;
+  /** store.ts checkpointSteps: a running checkpoint has its snapshot and coverage, its walk not begun */
+  checkpointCaptured?: () => void;
 } = {};

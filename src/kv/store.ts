@@ -3897,6 +3897,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         let moved = false;
         if (attempt === 0) {
           cover = this.withPriorityWriter(capture);
+          testHooks.checkpointCaptured?.();
           let after: Uint8Array | undefined;
           for (;;) {
             yield;
