@@ -5,12 +5,14 @@
 // scan or ordered after everything the advance saw (liburcu's membarrier flavour).
 //
 // Invariants
-//   - JsMembarrier is only meaningful after JsMembarrierRegister returned 0 (registration is
-//     per process and idempotent; threads that register later change nothing).
-//   - Never throws for a kernel answer: the result is 0 or -errno.
 //   - The registration runs once per process, on a thread of its own from the first
-//     JsMembarrierRegisterAhead or JsMembarrierRegister; JsMembarrierRegister waits for it and
-//     returns its result (every caller, in any thread, the same one).
+//     JsMembarrierRegisterAhead, JsMembarrierOffered (when it answers true), JsMembarrierRegister
+//     or JsMembarrier; the last two wait for it (every caller, in any thread, gets one result).
+//   - JsMembarrier waits for the registration, then runs the private expedited barrier; if the
+//     registration failed although the kernel offered it, the global barrier (no registration,
+//     a grace period's wait). So a domain may pin asymmetrically as soon as JsMembarrierOffered
+//     said true, without waiting for the registration: no barrier is issued before it ends.
+//   - Never throws for a kernel answer: the result is 0 or -errno.
 #pragma once
 
 #include <napi.h>
@@ -20,11 +22,16 @@ namespace daxstore {
 // () -> undefined: starts the registration (see JsMembarrierRegister) without waiting for it.
 Napi::Value JsMembarrierRegisterAhead(const Napi::CallbackInfo& info);
 
+// () -> whether the kernel offers the private expedited barrier, its registration and the
+// global barrier (MEMBARRIER_CMD_QUERY, asked once); when it does, starts the registration.
+Napi::Value JsMembarrierOffered(const Napi::CallbackInfo& info);
+
 // () -> 0 when this process may use MEMBARRIER_CMD_PRIVATE_EXPEDITED, or -errno (-ENOSYS:
-// no membarrier or no private expedited command in this kernel).
+// no membarrier or no private expedited command in this kernel). Waits for the registration.
 Napi::Value JsMembarrierRegister(const Napi::CallbackInfo& info);
 
-// () -> 0 after a full barrier ran on every CPU running a thread of this process, or -errno.
+// () -> 0 after a full barrier ran on every CPU running a thread of this process (the private
+// expedited one once registered; the global one if the registration failed), or -errno.
 Napi::Value JsMembarrier(const Napi::CallbackInfo& info);
 
 }  // namespace daxstore

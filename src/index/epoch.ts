@@ -33,7 +33,11 @@
  * barrier and see every store made before the advance read g, the unlink of anything sealed
  * before g among them, so R cannot reach it. (Linux's sys_membarrier and liburcu's
  * membarrier flavour; folly's asymmetric fences.) A thread that is not running has passed a
- * context switch, itself a full barrier; nobody sleeps pinned.
+ * context switch, itself a full barrier; nobody sleeps pinned. The process's registration for
+ * the private expedited command is not waited for at create: the kernel's QUERY says it is
+ * offered (with MEMBARRIER_CMD_GLOBAL, which needs no registration), and the first advance's
+ * membarrier() waits for the registration, so no barrier is ever issued before it; one that
+ * failed after all makes every barrier the global one (addon/membarrier.h).
  *
  * Concurrency
  * - pin: one store to the participant's own pin word: sequentially consistent (the store->load
@@ -215,10 +219,11 @@ function wantsMembarrier(): boolean {
 }
 
 /**
- * Starts the process's membarrier registration, which EpochDomain.create waits for, on a thread
- * of its own (addon/membarrier.h): the kernel waits for an RCU grace period in it, and an open
- * that calls this first overlaps that wait with its other work. Advice: create() starts it
- * itself when nothing did.
+ * Starts the process's membarrier registration on a thread of its own (addon/membarrier.h): the
+ * kernel waits for an RCU grace period in it. Nothing waits for it but the first advance's
+ * membarrier() (create() only asks the kernel whether it offers the commands), so an open that
+ * calls this first overlaps that wait with its own work. Advice: create() starts it itself when
+ * nothing did.
  */
 export function prepareEpochDomains(): void {
   if (wantsMembarrier()) native().membarrierRegisterAhead();
@@ -289,7 +294,8 @@ export class EpochDomain {
     meta[Lit.H_GLOBAL] = 0;
     meta[H_MAX_PARTICIPANTS] = max;
     // Registration is per process (threads share it), so attachers in worker threads need none.
-    meta[H_ASYMMETRIC] = wantsMembarrier() && native().membarrierRegister() === 0 ? 1 : 0;
+    // Not waited for here: the first advance's membarrier() waits for it (addon/membarrier.h).
+    meta[H_ASYMMETRIC] = wantsMembarrier() && native().membarrierOffered() ? 1 : 0;
     meta[H_DOMAIN_ID_LO] = id[0];
     meta[H_DOMAIN_ID_HI] = id[1];
     new Float64Array(buffer, 0, Lit.HEADER_WORDS / 2)[H_BASE_TIME_F64] = Date.now();
@@ -814,7 +820,7 @@ export class EpochDomain {
       // still in a store buffer become visible, or their readers see what preceded `global`.
       // The scan above only spared the system call when the advance was blocked anyway.
       const rc = native().membarrier();
-      assert(rc === 0, () => `epoch advance: membarrier failed (${rc}) after a successful registration`);
+      assert(rc === 0, () => `epoch advance: membarrier failed (${rc}) although the kernel offered it`);
       if (!this.allPinsAt(global)) return false;
     }
     return Atomics.compareExchange(this.meta, Lit.H_GLOBAL, global, (global + 2) | 0) === global;

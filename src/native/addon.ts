@@ -92,7 +92,17 @@ export interface NativeAddon {
   membarrierRegister(): number;
   /** Starts membarrierRegister's registration on its thread without waiting for it. */
   membarrierRegisterAhead(): void;
-  /** membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED: a full barrier on every CPU running this process; 0 or -errno. */
+  /**
+   * Whether the kernel offers MEMBARRIER_CMD_PRIVATE_EXPEDITED, its registration and
+   * MEMBARRIER_CMD_GLOBAL (a QUERY, asked once); when it does, starts the registration without
+   * waiting for it.
+   */
+  membarrierOffered(): boolean;
+  /**
+   * A full barrier on every CPU running a thread of this process; 0 or -errno. Waits for the
+   * registration (started if nothing started it), then MEMBARRIER_CMD_PRIVATE_EXPEDITED, or
+   * MEMBARRIER_CMD_GLOBAL if the registration failed although the kernel offered it.
+   */
   membarrier(): number;
   /**
    * Key-value recovery's segment scan (src/kv/recovery-native.ts has the io slots): validates

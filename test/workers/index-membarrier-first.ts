@@ -4,6 +4,6 @@ import { EpochDomain, prepareEpochDomains } from '../../src/index/epoch.js';
 import { native } from '../../src/native/addon.js';
 
 prepareEpochDomains();
-const domain = EpochDomain.create();
+const domain = EpochDomain.create(); // does not wait for the registration; the next line does
 parentPort!.postMessage({ registered: native().membarrierRegister(), ordering: domain.pinOrdering() });
 domain.close();
