@@ -459,4 +459,88 @@ Napi::Value JsLoadTreeImage(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(nodes));
 }
 
+Napi::Value JsPatchImageLeaves(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  const Napi::Value range = Napi::Number::New(env, -ERANGE);
+  if (info.Length() < 9 || !info[1].IsNumber() || !info[2].IsNumber() || !info[8].IsBoolean()) return bad;
+  uint8_t* arena = nullptr;
+  size_t arenaBytes = 0;
+  if (!ArenaOf(info[0], &arena, &arenaBytes)) return bad;
+  const uint32_t* starts;
+  const double* values;
+  const uint32_t* tape;
+  size_t startsLength, valuesLength, tapeWords;
+  if (!TypedOf(info[3], napi_uint32_array, &starts, &startsLength) || !TypedOf(info[4], napi_float64_array, &values, &valuesLength) ||
+      !TypedOf(info[5], napi_uint32_array, &tape, &tapeWords))
+    return bad;
+  for (int i : {6, 7})
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return bad;
+  Napi::Int32Array addedArray = info[6].As<Napi::Int32Array>();
+  Napi::Int32Array removedArray = info[7].As<Napi::Int32Array>();
+  int32_t* added = addedArray.Data();
+  int32_t* removed = removedArray.Data();
+  const uint64_t addedLength = addedArray.ElementLength(), removedLength = removedArray.ElementLength();
+  const double runArg = info[1].As<Napi::Number>().DoubleValue();
+  const double leafWordsArg = info[2].As<Napi::Number>().DoubleValue();
+  const bool write = info[8].As<Napi::Boolean>().Value();
+  if (!IsIndex(runArg) || !IsIndex(leafWordsArg) || runArg < 1) return bad;
+  const uint64_t run = static_cast<uint64_t>(runArg), leafWords = static_cast<uint64_t>(leafWordsArg);
+  if (run + leafWords > arenaBytes / 4) return bad;
+  int32_t* i32 = reinterpret_cast<int32_t*>(arena);
+  // Where the checkpoint's key i lies (its leaf's key, kLeafHeaderWords words into the leaf):
+  // the leaf's word in the run, or 0 when that is not a leaf of the run's leaves.
+  auto leafOf = [&](uint64_t i) -> uint64_t {
+    const uint64_t at = starts[i];
+    if (at < kLeafHeaderWords * 4 || at % 4 != 0) return 0;
+    const uint64_t w = at / 4 - kLeafHeaderWords;
+    if (w + kLeafHeaderWords > leafWords) return 0;
+    const int32_t hdr = i32[run + w];
+    if ((hdr & 0xff) != kMagic || TypeOf(hdr) != kLeaf || w + LeafWords(CountOf(hdr)) > leafWords) return 0;
+    return run + w;
+  };
+  uint64_t a = 0, b = 0, nAdded = 0, nRemoved = 0, replaced = 0;
+  int64_t pending = -1;  // a's entry a SkipA stepped over: the next b step is its key's
+  for (uint64_t w = 0; w < tapeWords; w++) {
+    const uint32_t op = tape[w] >> kTapeOpShift;
+    const uint64_t n = tape[w] & kTapeRunMask;
+    if (op == kTapeTakeA || op == kTapeSkipA) {
+      if (pending >= 0 || a + n > startsLength) return range;
+      if (op == kTapeSkipA) {
+        if (n != 1) return range;  // the merge follows each SkipA with b's step of the same key
+        pending = static_cast<int64_t>(a);
+      }
+      a += n;
+      continue;
+    }
+    if (b + n > valuesLength) return range;
+    for (uint64_t k = 0; k < n; k++, b++) {
+      if (pending < 0) {
+        if (op == kTapeTakeB) {  // a key the checkpoint lacks
+          if (nAdded >= addedLength) return range;
+          added[nAdded++] = static_cast<int32_t>(b);
+        }
+        continue;  // SkipB alone: a tail entry dropped
+      }
+      const uint64_t i = static_cast<uint64_t>(pending);
+      pending = -1;
+      if (op == kTapeSkipB) {  // a winning DEL: the key goes
+        if (nRemoved >= removedLength) return range;
+        removed[nRemoved++] = static_cast<int32_t>(i);
+        continue;
+      }
+      const double v = values[b];
+      const uint64_t leaf = leafOf(i);
+      if (leaf == 0 || !(v >= 0 && v <= kMaxValue && std::floor(v) == v)) return range;
+      replaced++;
+      if (!write) continue;
+      const uint64_t value = static_cast<uint64_t>(v);
+      i32[leaf + kWValueLo] = static_cast<int32_t>(static_cast<uint32_t>(value));
+      i32[leaf + kWValueHi] = static_cast<int32_t>(static_cast<uint32_t>(value >> 32));
+    }
+  }
+  if (pending >= 0 || a != startsLength || b != valuesLength || nAdded != addedLength || nRemoved != removedLength) return range;
+  return Napi::Number::New(env, static_cast<double>(replaced));
+}
+
 }  // namespace daxstore

@@ -66,4 +66,23 @@ Napi::Value JsLeafKeyStarts(const Napi::CallbackInfo& info);
 // for them (and for everything else in it).
 Napi::Value JsLoadTreeImage(const Napi::CallbackInfo& info);
 
+// JsPatchImageLeaves(arena: SharedArrayBuffer, run, leafWords, starts: Uint32Array,
+//   values: Float64Array, tape: Uint32Array, added: Int32Array, removed: Int32Array,
+//   write: boolean) -> number
+// Applies a merge tape (JsMergeKvColumns: a = a checkpoint's columns, b = the tail's winners)
+// to the leaves of the checkpoint's tree image just copied to the run at word `run`
+// (JsLoadTreeImage; `leafWords` words of leaves there, key i's leaf at (starts[i] - 16) / 4:
+// JsLeafKeyStarts). Where the tape skips a's entry i and takes b's entry j of the same key (the
+// tail's entry wins), leaf i's value becomes values[j] (nothing else in the leaf changes: its
+// entry word stays 0). The other changes are listed for the caller, who makes them through the
+// tree afterwards: added[] the b entries the tape takes for keys a lacks, removed[] the a
+// entries a winning DEL removes. Both arrays must be exactly their size (the merge's counts).
+// write false: nothing is written, the values only checked (the switch
+// kv-checkpoint-tail-unpatched). Returns the values written, -EINVAL (bad arguments), or
+// -ERANGE: a tape that does not walk a (starts.length entries) and b (values.length) whole, a
+// key whose leaf is not a leaf of the run's leaves, a value not an integer in [0, 2^48), or
+// counts other than the arrays' lengths (leaves before it may be written: the run is then
+// left unreachable by the caller).
+Napi::Value JsPatchImageLeaves(const Napi::CallbackInfo& info);
+
 }  // namespace daxstore

@@ -8,18 +8,20 @@
  * Prints each item's median per build and the paired B/A ratio of the open's wall and CPU.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/open-parts.js --a <root of build A>
- *     [--b <root of build B, default this package>] [--keys 1000000] [--rounds 6] [--full]
+ *     [--b <root of build B, default this package>] [--keys 1000000] [--rounds 6] [--full | --kill]
  *
- * --full opens with recovery: 'full'. A function a build does not have is left out of its rows.
+ * --full opens with recovery: 'full'. --kill: after the build, a process of this package
+ * overwrites 10% of the keys ('sync') and is killed (SIGKILL, no close); every open is of a fresh
+ * copy of that killed store (the checkpoint plus a tail of 10% of the writes), as open-ab.js --kill. A function a build does not have is left out of its rows.
  * The store goes in /dev/shm and is removed at the end.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './ab-report.js';
-import { writeBenchStore } from './bench-store.js';
+import { benchKeys, benchRandom, writeBenchStore } from './bench-store.js';
 import { arg, flag, packageRoot } from './args.js';
 
 type Parts = Record<string, number>;
@@ -29,6 +31,19 @@ async function build(file: string, keys: number): Promise<void> {
     path.join(packageRoot, 'dist', 'src', 'kv', 'index.js')
   )) as typeof import('../src/kv/index.js');
   await writeBenchStore(kv, file, keys, 700);
+}
+
+/** --kill: overwrites a tenth of the keys, each acknowledged ('sync'), and dies without a close. */
+async function writeAndDie(file: string, keys: number): Promise<void> {
+  const kv = (await import(
+    path.join(packageRoot, 'dist', 'src', 'kv', 'index.js')
+  )) as typeof import('../src/kv/index.js');
+  const { keys: all } = await benchKeys(keys);
+  const db = kv.open(file, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
+  const w = await benchRandom(100);
+  const value = new Uint8Array(100).fill(7);
+  for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], value);
+  process.kill(process.pid, 'SIGKILL');
 }
 
 const cpuNow = (): number => {
@@ -113,6 +128,7 @@ async function timedOpen(root: string, file: string, full: boolean): Promise<voi
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') {
     if (process.argv[3] === 'build') return build(process.argv[4], Number(process.argv[5]));
+    if (process.argv[3] === 'write-and-die') return writeAndDie(process.argv[4], Number(process.argv[5]));
     return timedOpen(process.argv[4], process.argv[5], process.argv[6] === 'full');
   }
   const a = path.resolve(arg('a', ''));
@@ -121,6 +137,7 @@ async function main(): Promise<void> {
   const keys = Number(arg('keys', '1000000'));
   const rounds = Number(arg('rounds', '6'));
   const full = flag('full');
+  const kill = flag('kill');
   const me = fileURLToPath(import.meta.url);
   const run = (...args: string[]): string =>
     execFileSync(process.execPath, [me, '--child', ...args], { encoding: 'utf8', maxBuffer: 1 << 22 });
@@ -128,16 +145,26 @@ async function main(): Promise<void> {
   const file = path.join(dir, 'store');
   try {
     run('build', file, String(keys));
+    if (kill) {
+      try {
+        run('write-and-die', file, String(keys));
+      } catch {
+        // killed, as meant
+      }
+      copyFileSync(file, `${file}.killed`);
+    }
     const runs: { a: Parts[]; b: Parts[] } = { a: [], b: [] };
     const loads: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const order: Array<'a' | 'b'> = round % 2 === 0 ? ['a', 'b'] : ['b', 'a'];
-      for (const which of order)
+      for (const which of order) {
+        if (kill) copyFileSync(`${file}.killed`, file);
         runs[which].push(JSON.parse(run('open', which === 'a' ? a : b, file, full ? 'full' : 'clean')) as Parts);
+      }
       loads.push(loadavg()[0]);
     }
     console.log(
-      `open-parts, ${keys} keys, ${full ? "recovery: 'full'" : 'clean reopen (checkpoint)'}, ${rounds} rounds alternated; ` +
+      `open-parts, ${keys} keys, ${full ? "recovery: 'full'" : kill ? 'reopen after a kill (checkpoint and a tail)' : 'clean reopen (checkpoint)'}, ${rounds} rounds alternated; ` +
         `A ${a}, B ${b}; load average ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}`,
     );
     console.log('ms (median; CPU unless "wall")'.padEnd(44) + 'A'.padStart(9) + 'B'.padStart(9));

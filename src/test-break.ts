@@ -440,6 +440,13 @@ export const SWITCHES = {
       "open does not compare a checkpoint's checksum (copied out or in place): a damaged byte of its tree image is loaded into the index as if intact",
     red: ['test/kv/kv-checkpoint-image.test.ts'],
   },
+  'kv-checkpoint-tail-unpatched': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a tail applied to a checkpoint's loaded tree image writes no replaced key's new entry into its leaf: the keys the tail overwrote serve the checkpoint's older values",
+    red: ['test/kv/kv-checkpoint-tail-image.test.ts'],
+  },
   'kv-checkpoint-hash-unchecked': {
     layer: 'kv',
     read: 'call',

@@ -62,7 +62,7 @@ import { reapTreeParticipant, settleDeadWriter } from './entry-lock.js';
 import { LAYER_INDEX } from './epoch.js';
 import { holderBits, mySlotBase, participantTable } from '../device/participants.js';
 import { type BulkEntries, bulkLoadLocked, checkBulkEntries } from './bulk-load.js';
-import { type TreeImage, loadImageLocked } from './tree-image.js';
+import { type ImageTail, type TreeImage, loadImageLocked } from './tree-image.js';
 import { PLAIN_LOADS_ARE_ACQUIRE, loadWord, storeRelease } from './word-load.js';
 import { checkIndex, checkKey, checkValue, indexKey } from './keys.js';
 import { deleteLocked, grab, replace, unlock } from './entry-lock.js';
@@ -863,17 +863,19 @@ export class RadixTree {
    * Loads a tree image (tree-image.ts) beside the keys already in the tree: one copy and a
    * pass over its inner nodes instead of a bulk load. Like bulkLoad, only for a tree never
    * shared. false when the image is not a well-formed tree whose first key bytes are free here
-   * (nothing reachable changed).
+   * (nothing reachable changed). With `tail`, the tail's replaced values are written into the
+   * copied leaves and its added and removed keys listed there (tree-image.ts ImageTail): the
+   * caller makes those through insert and delete after.
    * @internal
    */
-  loadImage(image: TreeImage): boolean {
+  loadImage(image: TreeImage, tail?: ImageTail): boolean {
     assert(
       !this.everShared,
       'loadImage: the tree was shared (handle() or attach); loading an image is for unshared trees only',
     );
     this.lockTree();
     try {
-      return loadImageLocked(this.arena, image, (node, words) => this.retireBlock(node, words));
+      return loadImageLocked(this.arena, image, (node, words) => this.retireBlock(node, words), tail);
     } finally {
       this.unlockTree();
     }

@@ -96,20 +96,60 @@ export function buildTreeImage(
 const IMAGE_MAX_BYTES = 4 * 1024 * 1024 * 1024 - 65536;
 
 /**
+ * A tail merged over the image's keys (an index checkpoint's and the log written after it:
+ * src/kv/recovery.ts), applied to the image's leaves as they are copied in (addon/bulk-load.h
+ * JsPatchImageLeaves): each key the tail replaces gets the tail's value in its leaf; the keys
+ * the tail adds or removes are listed in `added` and `removed` for the caller to make through
+ * the tree after the load.
+ */
+export interface ImageTail {
+  /** where each of the image's keys lies in its bytes (the checkpoint's columns: leafKeyStarts), one per key */
+  readonly starts: Uint32Array;
+  /** the tail's winners' values, one per winner */
+  readonly values: Float64Array;
+  /** the merge's tape over the image's keys (a) and the tail's winners (b) */
+  readonly tape: Uint32Array;
+  /** filled by the load: the tail's winners whose keys the image lacks (b's index), as many as the merge added */
+  readonly added: Int32Array;
+  /** filled by the load: the image's keys a winning DEL removes (a's index), as many as the merge removed */
+  readonly removed: Int32Array;
+  /** false only under the switch kv-checkpoint-tail-unpatched: the replaced values are not written */
+  readonly write: boolean;
+}
+
+/**
  * Loads `image` into the tree of `arena` beside the keys already there and publishes the
  * root. Caller holds treeLock; the tree was never shared; `retire` hands a replaced node to
- * the epoch. false (nothing reachable changed; the run copied into stays allocated, unused)
- * when the image is not a well-formed tree whose first bytes the tree's keys leave free.
+ * the epoch. With `tail`, its replaced values are written into the copied leaves before the
+ * root is published, and its added and removed keys listed in it. false (nothing reachable
+ * changed; the run copied into stays allocated, unused) when the image is not a well-formed
+ * tree whose first bytes the tree's keys leave free, or `tail` does not fit its leaves.
  */
 export function loadImageLocked(
   arena: Arena,
   image: TreeImage,
   retire: (node: number, words: number) => void,
+  tail?: ImageTail,
 ): boolean {
-  if (image.words === 0) return image.leaves === 0 && image.root === 0;
+  if (image.words === 0) return image.leaves === 0 && image.root === 0 && tail === undefined; // a tail: bulk-loaded
   if (image.root < image.origin || image.root >= image.origin + image.words) return false;
   const run = arena.allocRunLocked(image.words);
   if (native().loadTreeImage(arena.sab, run, image.bytes, image.words, image.origin, image.inner) < 0) return false;
+  if (
+    tail !== undefined &&
+    native().patchImageLeaves(
+      arena.sab,
+      run,
+      image.inner,
+      tail.starts,
+      tail.values,
+      tail.tape,
+      tail.added,
+      tail.removed,
+      tail.write,
+    ) < 0
+  )
+    return false;
   const top = image.root - image.origin + run;
   if (!isLive(arena.i32[top])) return false;
   const old = arena.i32[Hw.ROOT];

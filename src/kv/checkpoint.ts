@@ -25,9 +25,10 @@
  *        image origin, the word its first block was built at), whose leaves hold the keys, or
  *        (image words 0: a checkpoint taken while running) the index keys back to back in key
  *        order (padded to 8).
- * A clean open with no tail loads the image (one copy and a pass over its inner nodes) instead
- * of bulk-loading the columns; the columns serve the merge with a tail, a checkpoint loaded
- * without freed segments, and the segment estimate, their keys read from the image's leaves
+ * An open loads the image (one copy and a pass over its inner nodes) instead of bulk-loading
+ * the columns, a tail that adds and removes few keys applied to it (recovery.ts imageTail); the
+ * columns serve the merge with a tail, a checkpoint loaded without freed segments, and the
+ * segment estimate, their keys read from the image's leaves
  * (readCheckpoint: each leaf's place follows from the lengths, addon leafKeyStarts). Both are
  * built from the same walk and covered by the one checksum.
  * An older store opened by a build without checkpoints sees a key-value object no key

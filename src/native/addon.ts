@@ -252,6 +252,23 @@ export interface NativeAddon {
     inner: number,
   ): number;
   /**
+   * A merge tape (a = a checkpoint's columns, b = the tail's winners) applied to the image's
+   * leaves just copied to `run` (addon/bulk-load.h): each key the tail replaces gets the tail's
+   * value; the keys it adds (b's index) and removes (a's index) listed in `added` and `removed`,
+   * each exactly as long as the merge counted. The values written, or -EINVAL, or -ERANGE.
+   */
+  patchImageLeaves(
+    arena: SharedArrayBuffer,
+    run: number,
+    leafWords: number,
+    starts: Uint32Array,
+    values: Float64Array,
+    tape: Uint32Array,
+    added: Int32Array,
+    removed: Int32Array,
+    write: boolean,
+  ): number;
+  /**
    * The check of the records of many segments (addon/kv-recovery.h): segs [base, used, nonce] per
    * segment, read with pread(2) from region `regionId`'s file (-1: through the mapping), on
    * `threads` threads (1 or 2); out [status, at, reason, entries, records, hash low, hash high] per

@@ -16,8 +16,8 @@
  * 3. An image that is not a tree (a pointer outside it) under a valid checksum (resealed): not
  *    loaded, the columns are, the model served; one whose header gives fewer words than it has
  *    (resealed): the sizes do not add up, ignored, full scan.
- * Not covered here: the tail and freed-segment paths (kv-checkpoint.test.ts), which load the
- * columns as before.
+ * Not covered here: a tail applied to the image (kv-checkpoint-tail-image.test.ts), the
+ * freed-segment path (kv-checkpoint.test.ts), which loads the columns.
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
