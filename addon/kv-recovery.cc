@@ -388,6 +388,7 @@ struct Pick {
   uint64_t valuesLength, startsLength, lengthsLength, keysLength;
   uint8_t prefix;
   bool keepDeletes;  // a DEL winner is emitted too, its value -(offset + 1) (a checkpoint's tail)
+  uint64_t* sequences;  // each winner's sequence, or null (the merge over a checkpoint reads them here, not in the log)
   SortKey* sortKeys;  // room for 2 * count
   Rec* room;          // count records, or null when no bucket needs a second scatter
   int shared;         // key bytes every record shares
@@ -428,6 +429,7 @@ bool SortAndEmit(Pick& p, const Rec* recs, uint64_t n) {
     const uint32_t len = RecKeyLength(winner);
     if (static_cast<uint64_t>(p.k) >= std::min({p.valuesLength, p.startsLength, p.lengthsLength}) || p.o + 1 + len > p.keysLength) return false;
     p.values[p.k] = del ? -static_cast<double>(RecOffset(winner)) - 1 : static_cast<double>(RecOffset(winner));
+    if (p.sequences != nullptr) p.sequences[p.k] = uint64_t{winner[6]} << 32 | winner[5];  // the entry's, as the scan read it
     p.starts[p.k] = static_cast<uint32_t>(p.o);
     p.lengths[p.k] = static_cast<uint16_t>(len + 1);
     p.k++;
@@ -1050,6 +1052,12 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info) {
   p.keysLength = keys.ElementLength();
   p.prefix = static_cast<uint8_t>(prefix);
   p.keepDeletes = info.Length() > 8 && info[8].IsBoolean() && info[8].As<Napi::Boolean>().Value();
+  if (info.Length() > 9 && !info[9].IsUndefined()) {
+    if (!info[9].IsTypedArray() || info[9].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) return bad;
+    Napi::TypedArrayOf<uint64_t> sequences = info[9].As<Napi::TypedArrayOf<uint64_t>>();
+    if (sequences.ElementLength() < p.valuesLength) return bad;  // one per winner: at most values' length
+    p.sequences = sequences.Data();
+  }
   if (GuardedRun(RunPick, &p) != 0) return Napi::Number::New(env, -EIO);
   return Napi::Number::New(env, static_cast<double>(p.winners));
 }
@@ -1069,6 +1077,7 @@ struct Merge {
   const uint8_t* media;
   uint64_t mediaLength;
   Columns a, b;  // a: the checkpoint's winners; b: the tail's (DEL winners negative)
+  const uint64_t* bSequences;  // b's entries' sequences (the pick's), or null: read from the media
   double covered;  // the checkpoint's highest sequence
   bool dropStale;  // b's entries of sequences <= covered are skipped (the caller's stale-entry rule)
   uint32_t* tape;  // runs (kv-recovery.h kTape*): which entry of a or b each step takes or skips
@@ -1170,7 +1179,7 @@ void RunMerge(void* arg) {
     const double vb = g.b.values[j];
     const bool del = vb < 0;
     const uint64_t tb = static_cast<uint64_t>(del ? -vb - 1 : vb);
-    const uint64_t sb = SequenceAt(g.media, tb);
+    const uint64_t sb = g.bSequences != nullptr ? g.bSequences[j] : SequenceAt(g.media, tb);
     bool ok = true;
     bool tail = true;
     if (g.dropStale && sb <= static_cast<uint64_t>(g.covered)) {
@@ -1240,6 +1249,12 @@ Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info) {
     const double v = g.b.values[i];
     const double at = v < 0 ? -v - 1 : v;
     if (uint64_t{g.b.starts[i]} + g.b.lengths[i] > g.b.keysLength || !IsIndex(at) || at + kEntryHeaderBytes > static_cast<double>(g.mediaLength)) return bad;
+  }
+  if (info.Length() > 15 && !info[15].IsUndefined()) {
+    if (!info[15].IsTypedArray() || info[15].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array) return bad;
+    Napi::TypedArrayOf<uint64_t> sequences = info[15].As<Napi::TypedArrayOf<uint64_t>>();
+    if (sequences.ElementLength() < g.b.count) return bad;
+    g.bSequences = sequences.Data();
   }
   Napi::Uint32Array tape = info[12].As<Napi::Uint32Array>();
   g.tape = tape.Data();

@@ -83,11 +83,13 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info);
 // Winner of a key: highest sequence, ties to an entry that is not LOST, then to the lowest
 // entry offset; keys whose winner is a DEL are left out (a LOST winner is kept). Winner i: values[i] = its entry offset, its index key (keyPrefix ++ user
 // key) at indexKeys[starts[i], starts[i] + lengths[i]), back to back in key order. With a 9th
-// argument true, DEL winners are kept too, their value -(entry offset + 1).
+// argument true, DEL winners are kept too, their value -(entry offset + 1). A 10th, a
+// BigUint64Array as long as values: sequences[i] = winner i's sequence (from its sort record).
 Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
 
 // JsMergeKvColumns(media, aCount, aValues, aStarts, aLengths, aKeys, bCount, bValues, bStarts,
-//   bLengths, bKeys, covered, tape: Uint32Array, counts: Float64Array, dropStale: boolean)
+//   bLengths, bKeys, covered, tape: Uint32Array, counts: Float64Array, dropStale: boolean,
+//   bSequences?: BigUint64Array)
 //   -> winners, or -errno (-ERANGE: tape too small; -EIO: media error)
 // Merges a checkpoint's winners (a, key order, no DEL) with the winners of the log written after
 // it (b, key order, DEL winners with value -(offset + 1), pickKvWinners keepDeletes) in key
@@ -99,6 +101,9 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
 // dropStale: b's entries of sequences <= covered are skipped (stale: the caller's rule when no
 // covered segment is gone). Each b key finds its place in a by doubling steps then a bisection,
 // so the work follows bCount; a's keys and values are checked where they are read.
+// bSequences: b's entries' sequences as the pick gave them (JsPickKvWinners' 10th argument), so
+// that b's entries (spread over the tail's log in key order: a cache miss each) are read only
+// when a's entry of the same key must be compared with them; without it they are read.
 // media: as for JsPickKvWinners.
 Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 

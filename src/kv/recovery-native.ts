@@ -326,6 +326,8 @@ export interface WinnerColumns {
   readonly starts: Uint32Array;
   readonly lengths: Uint16Array;
   readonly keys: Uint8Array;
+  /** each winner's sequence (pickWinners with keepDeletes), so that the merge need not read its entry */
+  readonly sequences?: BigUint64Array;
 }
 
 /** The media's bytes from offset 0 for the addon: the first window, or the whole buffer when it is longer. */
@@ -343,13 +345,16 @@ function mediaFromZero(v: MediaViews): Uint8Array | SharedArrayBuffer {
 export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: number, keepDeletes = false): WinnerColumns {
   const n = found.count;
   const keyBytes = found.indexKeyBytes; // every entry's key: the winners' sum would cost a pass
-  const columnBytes = n * 14 + keyBytes;
+  // With keepDeletes (a checkpoint's tail) each winner's sequence too, for the merge.
+  const seqBytes = keepDeletes ? n * 8 : 0;
+  const columnBytes = n * 14 + seqBytes + keyBytes;
   const scratch =
     columnBytes <= found.records.byteLength ? found.records.buffer : sortScratch(Math.ceil(columnBytes / 4)).buffer;
   const values = new Float64Array(scratch, 0, n);
-  const starts = new Uint32Array(scratch, n * 8, n);
-  const lengths = new Uint16Array(scratch, n * 12, n);
-  const keys = new Uint8Array(scratch, n * 14, keyBytes);
+  const sequences = keepDeletes ? new BigUint64Array(scratch, n * 8, n) : undefined;
+  const starts = new Uint32Array(scratch, n * 8 + seqBytes, n);
+  const lengths = new Uint16Array(scratch, n * 12 + seqBytes, n);
+  const keys = new Uint8Array(scratch, n * 14 + seqBytes, keyBytes);
   const count = native().pickKvWinners(
     mediaFromZero(v),
     found.records,
@@ -360,19 +365,21 @@ export function pickWinners(v: MediaViews, found: FoundEntries, keyPrefix: numbe
     keys,
     keyPrefix,
     keepDeletes,
+    sequences,
   );
   if (count < 0) {
     if (count === -12) throw returnCodeError(count, `key-value recovery: sorting ${n} log entries`); // ENOMEM
     assert(false, `pickKvWinners of ${n} entries: ${count}`);
   }
-  return { count, values, starts, lengths, keys };
+  return { count, values, starts, lengths, keys, sequences };
 }
 
 /**
  * A checkpoint's winners (`covered`, no DEL) merged with the winners of the log after it
  * (`tail`, from pickWinners with keepDeletes: a DEL winner's value is -(offset + 1)) in key
  * order: for a key in both the newer entry wins, by the pick's order (the tail's without a
- * read when its sequence is above `coveredSequence`); a winning DEL drops the key
+ * read when its sequence is above `coveredSequence`: the tail's sequences come from the pick,
+ * `tail.sequences`, so no tail entry is read then); a winning DEL drops the key
  * (addon/kv-recovery.cc RunMerge). Nothing is copied: the result is a tape of runs saying
  * which entry of `covered` or `tail` each step takes or skips (addon/bulk-load.h), which the
  * bulk load reads (bulk-load.ts BulkEntries.merge): its size follows the tail, not the store,
@@ -406,6 +413,7 @@ export function mergeColumns(
     tape,
     counts,
     dropStale,
+    tail.sequences,
   );
   if (n === -5)
     throw new DaxError('EIO', 'key-value recovery: media error (SIGBUS) reading entries to merge a checkpoint');

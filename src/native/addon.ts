@@ -160,6 +160,7 @@ export interface NativeAddon {
     keys: Uint8Array,
     keyPrefix: number,
     keepDeletes?: boolean,
+    sequences?: BigUint64Array,
   ): number;
   /**
    * Merges a checkpoint's winner columns with the tail's (addon/kv-recovery.h JsMergeKvColumns)
@@ -181,6 +182,7 @@ export interface NativeAddon {
     tape: Uint32Array,
     counts: Float64Array,
     dropStale: boolean,
+    bSequences?: BigUint64Array,
   ): number;
   /**
    * Checks the records of [base, base + used) of a segment whole (addon/kv-recovery.h

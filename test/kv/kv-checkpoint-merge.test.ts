@@ -1,7 +1,8 @@
 /**
  * The merge of a checkpoint's winners with the tail's (addon/kv-recovery.cc RunMerge, through
  * native().mergeKvColumns): seeded random column sets over entry headers in a plain buffer,
- * merged and the tape decoded, against a plain model of the rules (recovery-native.ts
+ * merged (the tail's sequences read from its entries, or handed over as the pick gives them) and
+ * the tape decoded, against a plain model of the rules (recovery-native.ts
  * mergeColumns): a key only in the checkpoint is taken; a tail entry of a sequence above the
  * checkpoint's wins; else the pick's order (sequence, intact before LOST, lowest offset); a
  * winning DEL removes the key; with dropStale a tail entry of a covered sequence is left out
@@ -143,7 +144,15 @@ describe('checkpoint merge', () => {
         const { media, a, b, covered } = randomCase(r);
         const ca = columns(a);
         const cb = columns(b);
-        for (const dropStale of [true, false]) {
+        // the tail's sequences as the pick hands them over (read from its entries), or none: the merge reads them
+        const dv = new DataView(media.buffer);
+        const sequences = BigUint64Array.from(b.values, (v) => dv.getBigUint64((v < 0 ? -v - 1 : v) + 8, true));
+        for (const [dropStale, bSequences] of [
+          [true, undefined],
+          [false, undefined],
+          [true, sequences],
+          [false, sequences],
+        ] as const) {
           const tape = new Uint32Array(3 * b.keys.length + 1);
           const counts = new Float64Array(4);
           const n = native().mergeKvColumns(
@@ -162,10 +171,12 @@ describe('checkpoint merge', () => {
             tape,
             counts,
             dropStale,
+            bSequences,
           );
           const want = model(media, a, b, covered, dropStale);
-          expect(n, `case ${t}, dropStale ${dropStale}`).toBe(want.length);
-          expect(taken(tape.subarray(0, counts[3])), `case ${t}, dropStale ${dropStale}`).toEqual(want);
+          const name = `case ${t}, dropStale ${dropStale}, sequences ${bSequences === undefined ? 'read' : 'given'}`;
+          expect(n, name).toBe(want.length);
+          expect(taken(tape.subarray(0, counts[3])), name).toEqual(want);
         }
       }
     });
