@@ -55,7 +55,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},
       {"hashRange", daxstore::JsHashRange},     {"readRegion", daxstore::JsReadRegion},
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
-      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"columnStarts", daxstore::JsColumnStarts}, {"nonzeroWords", daxstore::JsNonzeroWords}, {"countByExtent", daxstore::JsCountByExtent}, {"countClearBits", daxstore::JsCountClearBits}, {"bulkInner", daxstore::JsBulkInner},
+      {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"verifyKvSegmentsStart", daxstore::JsVerifyKvSegmentsStart}, {"verifyKvSegmentsFinish", daxstore::JsVerifyKvSegmentsFinish}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"columnStarts", daxstore::JsColumnStarts}, {"nonzeroWords", daxstore::JsNonzeroWords}, {"countByExtent", daxstore::JsCountByExtent}, {"countClearBits", daxstore::JsCountClearBits}, {"bulkInner", daxstore::JsBulkInner},
       {"loadTreeImage", daxstore::JsLoadTreeImage}, {"leafKeyStarts", daxstore::JsLeafKeyStarts},
       {"patchImageLeaves", daxstore::JsPatchImageLeaves},
   };

@@ -15,6 +15,8 @@
 #include <new>
 #include <system_error>
 #include <thread>
+#include <vector>
+#include <ctime>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -636,7 +638,15 @@ struct VerifyBatch {
   uint64_t count;
   std::atomic<uint64_t> next{0};
   std::atomic<bool> failed{false};
+  std::atomic<uint64_t> cpuNs{0};  // the workers' CPU time (each thread's own clock), summed
 };
+
+// This thread's CPU time in ns (CLOCK_THREAD_CPUTIME_ID), 0 when the clock cannot be read.
+uint64_t ThreadCpuNs() {
+  timespec t{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0) return 0;
+  return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_nsec);
+}
 
 // Reads [base, base + used) of the file into buf with pread(2): false on any failure (the
 // caller then reads the mapping, under the SIGBUS guard).
@@ -701,7 +711,16 @@ void RunVerifyHash(void* arg) {
   if (v.s.reason == 0) v.sum = XXH3_64bits(v.s.media + v.base, v.used);
 }
 
+void VerifyWorkerRun(VerifyBatch* b);
+
+// VerifyWorkerRun, its CPU time added to the batch's.
 void VerifyWorker(VerifyBatch* b) {
+  const uint64_t cpu0 = ThreadCpuNs();
+  VerifyWorkerRun(b);
+  b->cpuNs.fetch_add(ThreadCpuNs() - cpu0, std::memory_order_relaxed);
+}
+
+void VerifyWorkerRun(VerifyBatch* b) {
   const bool hashOnly = (b->flags & kFlagHashOnly) != 0;
   const bool hashRead = hashOnly && (b->flags & kFlagHashRead) != 0 && b->fd >= 0;
   std::unique_ptr<uint8_t, FreeDeleter> buf =
@@ -748,49 +767,111 @@ void VerifyWorker(VerifyBatch* b) {
 
 }  // namespace
 
-Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
-  if (info.Length() < 7 || !info[1].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber() || !info[6].IsNumber()) return bad;
-  for (int i : {2, 5})
-    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return bad;
+namespace {
+
+// JsVerifyKvSegments' and JsVerifyKvSegmentsStart's arguments (media, regionId, segs,
+// segmentBytes, flags, [out,] threads at `threadsArg`) checked and laid into `b` (segs and out
+// left to the caller); 0 or -EINVAL / -EBADF. Every byte a worker may read lies inside the
+// mapping (a bad offset would be a wild read), whatever the segs hold.
+int BatchOf(const Napi::CallbackInfo& info, size_t threadsArg, VerifyBatch* b, uint64_t* count, double* threads) {
+  if (info.Length() <= threadsArg || !info[1].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber() || !info[threadsArg].IsNumber())
+    return -EINVAL;
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return -EINVAL;
   const uint8_t* mediaData = nullptr;
   size_t mediaBytes = 0;
-  if (!MediaOf(info[0], &mediaData, &mediaBytes)) return bad;
+  if (!MediaOf(info[0], &mediaData, &mediaBytes)) return -EINVAL;
   const double regionId = info[1].As<Napi::Number>().DoubleValue();
   Napi::Float64Array segs = info[2].As<Napi::Float64Array>();
   const double segmentBytes = info[3].As<Napi::Number>().DoubleValue();
   const double flags = info[4].As<Napi::Number>().DoubleValue();
-  Napi::Float64Array out = info[5].As<Napi::Float64Array>();
-  const double threads = info[6].As<Napi::Number>().DoubleValue();
-  if (!IsIndex(segmentBytes) || segmentBytes == 0 || !IsIndex(flags) || flags > (kFlagsKnown | kFlagHashOnly | kFlagHashRead) || !IsIndex(threads) || segs.ElementLength() % kSegIn != 0)
-    return bad;
-  const uint64_t count = segs.ElementLength() / kSegIn;
-  if (out.ElementLength() < count * kSegOut) return bad;
-  // Everything a worker may read lies inside the mapping (a bad offset would be a wild read).
-  for (uint64_t i = 0; i < count; i++) {
+  *threads = info[threadsArg].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(segmentBytes) || segmentBytes == 0 || !IsIndex(flags) || flags > (kFlagsKnown | kFlagHashOnly | kFlagHashRead) || !IsIndex(*threads) ||
+      segs.ElementLength() % kSegIn != 0)
+    return -EINVAL;
+  *count = segs.ElementLength() / kSegIn;
+  for (uint64_t i = 0; i < *count; i++) {
     const double* in = segs.Data() + i * kSegIn;
     if (!IsIndex(in[0]) || !IsIndex(in[1]) || !IsIndex(in[2]) || static_cast<uint64_t>(in[0]) % 8 != 0 || in[1] > segmentBytes ||
         in[0] + segmentBytes > static_cast<double>(mediaBytes))
-      return bad;
+      return -EINVAL;
   }
   int fd = -1;
   if (regionId >= 0) {
-    if (!IsIndex(regionId) || regionId > 0xffffffffu) return bad;
+    if (!IsIndex(regionId) || regionId > 0xffffffffu) return -EINVAL;
     const Region* r = FindRegion(static_cast<uint32_t>(regionId));
-    if (r == nullptr) return Napi::Number::New(env, -EBADF);
+    if (r == nullptr) return -EBADF;
     if (r->kind != Kind::kDevDax) fd = r->fd;  // a device-DAX character device has no read()
   }
+  b->media = mediaData;
+  b->fd = fd;
+  b->segmentBytes = static_cast<uint64_t>(segmentBytes);
+  b->flags = static_cast<int>(flags);
+  b->count = *count;
+  return 0;
+}
+
+// Every verdict "not reached" (another failed first) until a worker writes it.
+void ClearVerdicts(double* out, uint64_t count) {
+  for (uint64_t i = 0; i < count * kSegOut; i++) out[i] = 0;
+  for (uint64_t i = 0; i < count; i++) out[i * kSegOut] = 2;
+}
+
+// A check started by JsVerifyKvSegmentsStart: the batch (over copies of segs and out, which the
+// job owns), its helper threads, and a reference that keeps the media's buffer alive until the
+// job is finished (JsVerifyKvSegmentsFinish) or, never finished, collected (the finalizer
+// stops and joins the helpers first).
+struct VerifyJob {
+  VerifyBatch batch;
+  std::vector<double> segs, out;
+  std::vector<std::thread> helpers;
+  Napi::Reference<Napi::Value> media;
+  Napi::Reference<Napi::Value> ahead;  // the bytes the first helper populates, kept alive
+  const uint8_t* aheadData = nullptr;
+  size_t aheadBytes = 0;
+  bool finished = false;
+
+  // The first helper's work: page tables for `ahead` filled (MADV_POPULATE_READ, 2 MiB at a
+  // time from its start, so a reader streaming through it from the start finds them filled),
+  // then segments off the batch. A failure (a media error is EFAULT, not a signal) stops the
+  // populating only: whoever reads those bytes meets it under its own guard.
+  static void First(VerifyJob* j) {
+    const uint64_t cpu0 = ThreadCpuNs();
+#ifdef MADV_POPULATE_READ
+    constexpr uintptr_t kPage = 4096, kChunk = uintptr_t{2} << 20;
+    const uintptr_t start = reinterpret_cast<uintptr_t>(j->aheadData) & ~(kPage - 1);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(j->aheadData) + j->aheadBytes;
+    for (uintptr_t p = start; p < end; p += kChunk)
+      if (madvise(reinterpret_cast<void*>(p), std::min(kChunk, end - p), MADV_POPULATE_READ) != 0) break;
+#endif
+    j->batch.cpuNs.fetch_add(ThreadCpuNs() - cpu0, std::memory_order_relaxed);
+    VerifyWorker(&j->batch);
+  }
+
+  void Join() {
+    for (std::thread& t : helpers) t.join();
+    helpers.clear();
+  }
+  ~VerifyJob() {
+    batch.failed.store(true, std::memory_order_relaxed);  // never finished: stop early
+    Join();
+  }
+};
+
+}  // namespace
+
+Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 7 || !info[5].IsTypedArray() || info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return bad;
   VerifyBatch b;
-  b.media = mediaData;
-  b.fd = fd;
-  b.segmentBytes = static_cast<uint64_t>(segmentBytes);
-  b.flags = static_cast<int>(flags);
-  b.segs = segs.Data();
+  uint64_t count = 0;
+  double threads = 0;
+  if (const int rc = BatchOf(info, 6, &b, &count, &threads); rc != 0) return Napi::Number::New(env, rc);
+  Napi::Float64Array out = info[5].As<Napi::Float64Array>();
+  if (out.ElementLength() < count * kSegOut) return bad;
+  b.segs = info[2].As<Napi::Float64Array>().Data();
   b.out = out.Data();
-  b.count = count;
-  for (uint64_t i = 0; i < count * kSegOut; i++) b.out[i] = 0;
-  for (uint64_t i = 0; i < count; i++) b.out[i * kSegOut] = 2;  // not reached (another failed first)
+  ClearVerdicts(b.out, count);
   // This thread and, when asked and there is more than one segment, one more: the workers share
   // nothing but the batch's counters, each checks whole segments under its own guard.
   std::unique_ptr<std::thread> helper;
@@ -804,6 +885,56 @@ Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info) {
   VerifyWorker(&b);
   if (helper != nullptr) helper->join();
   return Napi::Number::New(env, 0);
+}
+
+Napi::Value JsVerifyKvSegmentsStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto job = std::make_unique<VerifyJob>();
+  uint64_t count = 0;
+  double threads = 0;
+  if (const int rc = BatchOf(info, 5, &job->batch, &count, &threads); rc != 0) return Napi::Number::New(env, rc);
+  Napi::Float64Array segs = info[2].As<Napi::Float64Array>();
+  job->segs.assign(segs.Data(), segs.Data() + count * kSegIn);
+  job->out.assign(count * kSegOut, 0);
+  job->batch.segs = job->segs.data();
+  job->batch.out = job->out.data();
+  ClearVerdicts(job->batch.out, count);
+  job->media = Napi::Persistent(info[0]);
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) return Napi::Number::New(env, -EINVAL);
+    Napi::Uint8Array ahead = info[6].As<Napi::Uint8Array>();
+    job->aheadData = ahead.Data();
+    job->aheadBytes = ahead.ByteLength();
+    job->ahead = Napi::Persistent(info[6]);
+  }
+  // Helpers start now; the caller's thread joins in at finish (taking what is left).
+  const uint64_t helpers = std::min<uint64_t>(static_cast<uint64_t>(threads), std::max<uint64_t>(count, job->aheadBytes > 0 ? 1 : 0));
+  for (uint64_t i = 0; i < helpers; i++) {
+    try {
+      if (i == 0) job->helpers.emplace_back(VerifyJob::First, job.get());
+      else job->helpers.emplace_back(VerifyWorker, &job->batch);
+    } catch (const std::system_error&) {
+      break;  // fewer threads: the finishing thread does the rest
+    }
+  }
+  return Napi::External<VerifyJob>::New(env, job.release(), [](Napi::Env, VerifyJob* j) { delete j; });
+}
+
+Napi::Value JsVerifyKvSegmentsFinish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 2 || !info[0].IsExternal() || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    return bad;
+  VerifyJob* job = info[0].As<Napi::External<VerifyJob>>().Data();
+  Napi::Float64Array out = info[1].As<Napi::Float64Array>();
+  if (job == nullptr || job->finished || out.ElementLength() < job->out.size()) return bad;
+  VerifyWorker(&job->batch);  // whatever the helpers have not taken yet
+  job->Join();
+  job->finished = true;
+  job->media.Reset();
+  job->ahead.Reset();
+  std::memcpy(out.Data(), job->out.data(), job->out.size() * sizeof(double));
+  return Napi::Number::New(env, static_cast<double>(job->batch.cpuNs.load(std::memory_order_relaxed)) / 1e6);
 }
 
 Napi::Value JsNonzeroWords(const Napi::CallbackInfo& info) {

@@ -255,6 +255,19 @@ export class Arena {
     return off;
   }
 
+  /**
+   * Gives back run `off` of `totalWords` words (allocRunLocked) that nothing ever reached, when
+   * it is the last thing allocated (the bump moves back to it; the memory stays, for the next
+   * allocation to reuse); false, nothing changed, when anything was allocated after it.
+   */
+  releaseRunLocked(off: number, totalWords: number): boolean {
+    const i32 = this.i32;
+    if (off < HEADER_WORDS || i32[H_BUMP] !== off + totalWords) return false;
+    storeRelease(i32, H_BUMP, off);
+    storeRelease(i32, H_LIVE_WORDS, (i32[H_LIVE_WORDS] - totalWords) | 0);
+    return true;
+  }
+
   /** H_LIVE_WORDS += words: only treeLock holders write it, so a plain read and a release store (for liveWords() readers). */
   private countAllocLocked(words: number): void {
     const i32 = this.i32;

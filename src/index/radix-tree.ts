@@ -865,17 +865,18 @@ export class RadixTree {
    * shared. false when the image is not a well-formed tree whose first key bytes are free here
    * (nothing reachable changed). With `tail`, the tail's replaced values are written into the
    * copied leaves and its added and removed keys listed there (tree-image.ts ImageTail): the
-   * caller makes those through insert and delete after.
+   * caller makes those through insert and delete after. `confirm`: asked after the copy and
+   * before the graft; false gives the copy back and returns false (tree-image.ts).
    * @internal
    */
-  loadImage(image: TreeImage, tail?: ImageTail): boolean {
+  loadImage(image: TreeImage, tail?: ImageTail, confirm?: () => boolean): boolean {
     assert(
       !this.everShared,
       'loadImage: the tree was shared (handle() or attach); loading an image is for unshared trees only',
     );
     this.lockTree();
     try {
-      return loadImageLocked(this.arena, image, (node, words) => this.retireBlock(node, words), tail);
+      return loadImageLocked(this.arena, image, (node, words) => this.retireBlock(node, words), tail, confirm);
     } finally {
       this.unlockTree();
     }

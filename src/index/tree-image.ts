@@ -124,12 +124,16 @@ export interface ImageTail {
  * root is published, and its added and removed keys listed in it. false (nothing reachable
  * changed; the run copied into stays allocated, unused) when the image is not a well-formed
  * tree whose first bytes the tree's keys leave free, or `tail` does not fit its leaves.
+ * `confirm`, when given, is asked once the image is copied (and patched) and before anything
+ * is grafted: false (the caller's own check of what the image stands for failed) gives the run
+ * back (Arena.releaseRunLocked) and returns false, nothing reachable changed.
  */
 export function loadImageLocked(
   arena: Arena,
   image: TreeImage,
   retire: (node: number, words: number) => void,
   tail?: ImageTail,
+  confirm?: () => boolean,
 ): boolean {
   if (image.words === 0) return image.leaves === 0 && image.root === 0 && tail === undefined; // a tail: bulk-loaded
   if (image.root < image.origin || image.root >= image.origin + image.words) return false;
@@ -152,6 +156,10 @@ export function loadImageLocked(
     return false;
   const top = image.root - image.origin + run;
   if (!isLive(arena.i32[top])) return false;
+  if (confirm !== undefined && !confirm()) {
+    arena.releaseRunLocked(run, image.words);
+    return false;
+  }
   const old = arena.i32[Hw.ROOT];
   let root = top;
   if (old !== 0) {

@@ -185,13 +185,19 @@ function hash(bytes: Uint8Array, offset: number, length: number, xxh3 = false): 
 
 /**
  * Reads checkpoint object `id` and checks it whole: undefined and the reason when it cannot
- * be trusted for this store (damaged, torn, another store's, another version).
+ * be trusted for this store (damaged, torn, another store's, another version). `early`, when
+ * given, gets the segment list as it reads before the checksum is taken (its header's sizes
+ * adding up, its bytes read under the SIGBUS guard), and the checkpoint's bytes when they are
+ * read in place (a view of the mapping the checksum is about to read through), so the caller
+ * can start work on them while the checksum runs; that list is unchecked and may hold anything (recovery.ts uses it only
+ * once the checkpoint passed, and only when the checked list is the same).
  */
 export function readCheckpoint(
   space: DaxSpace,
   v: MediaViews,
   id: number,
   uuid: Uint8Array,
+  early?: (segments: CheckpointSegment[], bytes: Uint8Array | undefined) => void,
 ): { checkpoint: LoadedCheckpoint } | { reason: string } {
   const obj = space.object(id);
   const name = `checkpoint ${id - CHECKPOINT_ID_FIRST}`;
@@ -219,6 +225,10 @@ export function readCheckpoint(
     return { reason: `${name}: its header gives size ${size} in an object of ${objectSize} bytes: damaged` };
   bytes = bytes.subarray(0, size);
   dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (early !== undefined) {
+    const list = uncheckedSegments(bytes, dv);
+    if (list !== undefined) early(list, mapped === undefined ? undefined : bytes);
+  }
   // In place (inPlace), the first read of the rest of the object's bytes, guarded likewise.
   if (
     (mapped !== undefined && isBroken('kv-checkpoint-in-place-unhashed')) ||
@@ -240,23 +250,7 @@ export function readCheckpoint(
   const imageWords = dv.getFloat64(H_IMAGE_WORDS, true);
   const layout = checkpointLayout(segmentCount, keys, keyBytes, imageWords);
   if (layout.total !== size) return { reason: `${name}: sizes in its header do not add up` };
-  const segments: CheckpointSegment[] = [];
-  const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segmentCount * SEGMENT_SLOTS);
-  for (let i = 0; i < segmentCount; i++) {
-    const w = i * SEGMENT_SLOTS;
-    segments.push({
-      block: seg[w],
-      nonce: seg[w + 1],
-      used: seg[w + 2],
-      lastAt: seg[w + 3],
-      lastSumLo: seg[w + 4],
-      lastSumHi: seg[w + 5],
-      hashLo: seg[w + 6],
-      hashHi: seg[w + 7],
-      records: seg[w + 8],
-      entries: seg[w + 9],
-    });
-  }
+  const segments = segmentsAt(bytes, layout.segments, segmentCount);
   const lengths = new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, keys);
   const imageInner = dv.getFloat64(H_IMAGE_INNER, true);
   // Loops run once over a million keys (cold in JavaScript): the keys back to back (their
@@ -313,6 +307,48 @@ export function readCheckpoint(
   };
 }
 
+/** The segment list of checkpoint bytes `bytes` (read from offset `at`, `count` of them). */
+function segmentsAt(bytes: Uint8Array, at: number, count: number): CheckpointSegment[] {
+  const segments: CheckpointSegment[] = [];
+  const seg = new Float64Array(bytes.buffer, bytes.byteOffset + at, count * SEGMENT_SLOTS);
+  for (let i = 0; i < count; i++) {
+    const w = i * SEGMENT_SLOTS;
+    segments.push({
+      block: seg[w],
+      nonce: seg[w + 1],
+      used: seg[w + 2],
+      lastAt: seg[w + 3],
+      lastSumLo: seg[w + 4],
+      lastSumHi: seg[w + 5],
+      hashLo: seg[w + 6],
+      hashHi: seg[w + 7],
+      records: seg[w + 8],
+      entries: seg[w + 9],
+    });
+  }
+  return segments;
+}
+
+/**
+ * The segment list of checkpoint bytes `bytes` (its header's total already checked against
+ * the object) before its checksum is taken: undefined when the header's sizes do not add up to
+ * its total, or reading the header and the list hits a media error (read under the SIGBUS
+ * guard: the list may lie in the mapping). Nothing in it is checked (readCheckpoint `early`).
+ */
+function uncheckedSegments(bytes: Uint8Array, dv: DataView): CheckpointSegment[] | undefined {
+  const count = dv.getFloat64(H_SEGMENTS, true);
+  const layout = checkpointLayout(
+    count,
+    dv.getFloat64(H_KEYS, true),
+    dv.getFloat64(H_KEY_BYTES, true),
+    dv.getFloat64(H_IMAGE_WORDS, true),
+  );
+  if (!(Number.isSafeInteger(count) && count >= 0) || layout.total !== bytes.length || layout.values > bytes.length)
+    return undefined;
+  if (native().hashRange(bytes, 0, layout.values, sum) !== 0) return undefined;
+  return segmentsAt(bytes, layout.segments, count);
+}
+
 /** The checksum of checkpoint bytes `bytes` (XXH3-64 of [8, its length)) written into its first 8 bytes (publishCheckpoint; tests reseal edited checkpoints with it). */
 export function sealCheckpoint(bytes: Uint8Array): void {
   const s = hash(bytes, 8, bytes.length - 8, true);
@@ -361,6 +397,13 @@ export function coverageProblem(
       continue;
     }
     if (s.lastAt < 0) continue;
+    // Only offsets of this segment's records are read (a list under a valid checksum may still
+    // be forged or written by a bug: never a read outside the segment).
+    if (
+      !(Number.isInteger(s.lastAt) && s.lastAt % 8 === 0 && s.lastAt + RECORD_HEADER_BYTES <= SEGMENT_BYTES) ||
+      !(Number.isInteger(s.used) && s.used <= SEGMENT_BYTES)
+    )
+      return { problem: `checkpoint ${cp.generation} lists the segment at block ${s.block} with records outside it` };
     const at = device.blockOffset(s.block) + s.lastAt;
     if (device.poisonedBlocks !== 0 && device.isPoisoned(device.blockAt(at)))
       return { problem: `segment at block ${s.block}: its last covered record is in a poisoned block` };

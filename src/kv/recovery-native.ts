@@ -301,12 +301,65 @@ export function verifySegments(
 ): SegmentVerdict[] {
   const n = segs.length / 3;
   const out = new Float64Array(n * 7);
-  const flags =
-    (isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) |
-    (hashOnly ? FLAG_HASH_ONLY : 0) |
-    (hashOnly && hashRead ? FLAG_HASH_READ : 0);
+  const flags = verifyFlags(hashOnly, hashRead);
   const rc = native().verifyKvSegments(mediaFromZero(v), regionId ?? -1, segs, segmentBytes, flags, out, threads);
   if (rc !== 0) throw returnCodeError(rc, `verifyKvSegments of ${n} segments`);
+  return verdictsOf(out, n);
+}
+
+/** A verifySegments running on threads of its own (startVerifySegments): `finish` waits for it. */
+export interface SegmentCheck {
+  /** the segs it checks (its own copy: the caller may compare them with what it needs checked) */
+  readonly segs: Float64Array;
+  /** the calling thread takes the segments left, the job's threads are joined: the verdicts, and the workers' CPU ms (the same result when called again) */
+  finish(): { verdicts: SegmentVerdict[]; cpuMs: number };
+}
+
+/**
+ * verifySegments with hashOnly, through the mapping, started on `threads` threads of its own
+ * and returning at once, so the caller's thread works meanwhile (an index checkpoint's covered
+ * segments at open: recovery.ts). The job reads the media until `finish`, which must be called
+ * (before the media is unmapped) whatever happens meanwhile. `ahead`: mapped bytes the caller
+ * reads next, from their start, whose page tables the first thread fills before it takes
+ * segments (a read fault per 64 KiB costs more than the read). undefined when the addon refuses
+ * the segs (an offset outside the media, a `used` beyond a segment: a checkpoint read before its
+ * checksum can hold anything).
+ */
+export function startVerifySegments(
+  v: MediaViews,
+  segs: Float64Array,
+  segmentBytes: number,
+  threads: number,
+  ahead?: Uint8Array,
+): SegmentCheck | undefined {
+  const n = segs.length / 3;
+  const own = Float64Array.from(segs);
+  const flags = verifyFlags(true, false);
+  const job = native().verifyKvSegmentsStart(mediaFromZero(v), -1, own, segmentBytes, flags, threads, ahead);
+  if (typeof job === 'number') return undefined;
+  let result: { verdicts: SegmentVerdict[]; cpuMs: number } | undefined;
+  return {
+    segs: own,
+    finish() {
+      if (result !== undefined) return result;
+      const out = new Float64Array(n * 7);
+      const cpuMs = native().verifyKvSegmentsFinish(job, out);
+      assert(cpuMs >= 0, () => `verifyKvSegmentsFinish: ${cpuMs}`);
+      result = { verdicts: verdictsOf(out, n), cpuMs };
+      return result;
+    },
+  };
+}
+
+function verifyFlags(hashOnly: boolean, hashRead: boolean): number {
+  return (
+    (isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) |
+    (hashOnly ? FLAG_HASH_ONLY : 0) |
+    (hashOnly && hashRead ? FLAG_HASH_READ : 0)
+  );
+}
+
+function verdictsOf(out: Float64Array, n: number): SegmentVerdict[] {
   const verdicts: SegmentVerdict[] = [];
   for (let i = 0; i < n; i++) {
     const [status, at, reason, entries, records, hashLo, hashHi] = out.subarray(i * 7, i * 7 + 7);

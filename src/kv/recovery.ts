@@ -84,6 +84,9 @@ import {
   pickWinners,
   scanSegment as scanNative,
   verifySegments,
+  startVerifySegments,
+  type SegmentCheck,
+  type SegmentVerdict,
   type WinnerColumns,
   type BadRegion,
   type SegmentCopy,
@@ -107,6 +110,13 @@ const SCAN_THROUGH_MAPPING = process.env['DAXSTORE_SCAN_MAPPED'] === '1';
 
 /** DAXSTORE_VERIFY_THREADS=1 (an A/B knob, docs/TESTING.md): the covered-record check on one thread, not two. */
 const VERIFY_THREADS = process.env['DAXSTORE_VERIFY_THREADS'] === '1' ? 1 : 2;
+
+/**
+ * DAXSTORE_CHECK_SERIAL=1 (an A/B knob, docs/TESTING.md): the covered-record check runs after
+ * the checkpoint's checksum, on the opener's thread and one more, not started beforehand on
+ * threads of its own.
+ */
+const CHECK_SERIAL = process.env['DAXSTORE_CHECK_SERIAL'] === '1';
 
 /** DAXSTORE_CHECKPOINT_HASH_READ=1 (an A/B knob, docs/TESTING.md): the covered segments' hashes at open read with read(2) in small chunks, not through the mapping. */
 const HASH_READ = process.env['DAXSTORE_CHECKPOINT_HASH_READ'] === '1';
@@ -223,11 +233,23 @@ export interface CheckpointUse {
   remove: number[];
   /** time to read and check the checkpoint, ms */
   readMs: number;
-  /** time to check every record it covers (checksums), ms */
+  /**
+   * time to check every record it covers (checksums), ms; with checkOverlapped, only the wait
+   * for that check's end (the rest ran alongside the checksum, the tail and the image's copy)
+   */
   verifyMs: number;
-  /** the same two in process CPU time (every thread's), ms */
+  /**
+   * the same two in CPU time, ms: readCpuMs the process's (every thread's: with checkOverlapped,
+   * the check's threads' share while the checkpoint was read included), verifyCpuMs the check's
+   * own threads' (with checkOverlapped; else the process's while it ran)
+   */
   readCpuMs: number;
   verifyCpuMs: number;
+  /**
+   * the check of the records the loaded checkpoint covers ran on threads of its own, started
+   * when its segment list was read (before its checksum), alongside the rest of the open
+   */
+  checkOverlapped: boolean;
   /** the loaded checkpoint's segment ends: the next close hops on from them (checkpoint.ts segmentEnd) */
   coveredSegments: CheckpointSegment[];
   /**
@@ -301,6 +323,7 @@ export function recoverKv(
     scannedSegments: [],
     segmentsGone: 0,
     readInPlace: false,
+    checkOverlapped: false,
     imageLoaded: false,
     tailOnImage: false,
   };
@@ -477,6 +500,29 @@ function recoverFromCheckpoint(
   restored: number[],
   table: SegmentTable | undefined,
 ): KvRecoveryReport | undefined {
+  // The covered-record check started early reads the mapping on threads of its own: it is
+  // waited for on every way out, a throw included.
+  const early: { check?: SegmentCheck } = {};
+  try {
+    return fromCheckpoint(space, v, mode, segments, ids, uuid, use, start, restored, table, early);
+  } finally {
+    early.check?.finish();
+  }
+}
+
+function fromCheckpoint(
+  space: DaxSpace,
+  v: MediaViews,
+  mode: RecoveryMode,
+  segments: Array<[block: number, nonce: number]>,
+  ids: number[],
+  uuid: Uint8Array,
+  use: CheckpointUse,
+  start: number,
+  restored: number[],
+  table: SegmentTable | undefined,
+  early: { check?: SegmentCheck },
+): KvRecoveryReport | undefined {
   const t0 = performance.now();
   const cpu0 = cpuMs();
   // A poisoned block under the log is damage the full scan must report (the records a
@@ -489,9 +535,20 @@ function recoverFromCheckpoint(
   const owned = new Map(segments);
   let cp: LoadedCheckpoint | undefined;
   const dropped = new Set<string>();
+  const checked = !isBroken('kv-checkpoint-trust-covered') && !isBroken('kv-checkpoint-trust-stale');
+  // The newest checkpoint's covered segments are checked from the moment its segment list is
+  // read, on threads of their own, while this thread takes its checksum (and then loads its
+  // image): the list is not yet vouched for, so the check's verdicts count only for a
+  // checkpoint that then passes and lists the very same segments (coveredCheck).
+  const startEarly =
+    checked && !CHECK_SERIAL && !HASH_READ
+      ? (list: CheckpointSegment[], mapped: Uint8Array | undefined): void => {
+          early.check = startCoveredCheck(space, v, list, owned, mapped);
+        }
+      : undefined;
   for (const id of ids) {
     if (cp !== undefined) break;
-    const r = readCheckpoint(space, v, id, uuid);
+    const r = readCheckpoint(space, v, id, uuid, id === ids[0] ? startEarly : undefined);
     const coverage = 'reason' in r ? { problem: r.reason } : coverageProblem(space, v, r.checkpoint, owned);
     if ('gone' in coverage && 'checkpoint' in r) {
       cp = coverage.gone.size === 0 ? r.checkpoint : withoutSegments(space, r.checkpoint, coverage.gone, dropped);
@@ -506,18 +563,19 @@ function recoverFromCheckpoint(
   if (cp === undefined) return undefined;
   const scratch = space.device.media.readInto === undefined ? undefined : new Uint8Array(SEGMENT_BYTES);
   // Every record the checkpoint covers is checked whole (checksums included) though none is
-  // parsed: damage there is reported or refused by the full scan exactly as without one.
-  const t1v = performance.now();
-  const cpu1v = cpuMs();
+  // parsed: damage there is reported or refused by the full scan exactly as without one. The
+  // check started early runs on while the tail is scanned and merged and the image copied in;
+  // its verdict is waited for before anything is published into the tree (settle, below).
   const coveredEntries = new Map<number, number>();
   const coveredCounts = { records: 0, entries: 0 };
-  const checked = !isBroken('kv-checkpoint-trust-covered') && !isBroken('kv-checkpoint-trust-stale');
-  const damaged = checked ? verifyCovered(space, v, cp, coveredEntries, coveredCounts) : undefined;
-  use.verifyMs = performance.now() - t1v;
-  use.verifyCpuMs = cpuMs() - cpu1v;
-  if (damaged !== undefined) {
+  const verdict = checked ? coveredCheck(space, v, cp, coveredEntries, coveredCounts, early.check, use) : undefined;
+  const refuseCovered = (damaged: string): undefined => {
     use.ignored.push(`checkpoint ${cp.generation}: ${damaged}; scanned whole`);
     return undefined;
+  };
+  if (verdict !== undefined && !verdict.overlapped) {
+    const damaged = verdict.result();
+    if (damaged !== undefined) return refuseCovered(damaged);
   }
   const report = newReport(mode, segments.length);
   // What the checkpoint covers of each segment: only of the same segment life (block and nonce).
@@ -590,7 +648,17 @@ function recoverFromCheckpoint(
       ? imageTail(base, merged)
       : undefined;
   const image = merged === undefined || tail !== undefined ? cp.image : undefined;
-  use.imageLoaded = image !== undefined && space.tree.loadImage(image, tail);
+  // The check's verdict is waited for once the image is copied into its run and before it is
+  // grafted (or before the bulk load): a failure gives the run back and scans the whole log.
+  let damaged: string | undefined;
+  const settle = (): boolean => {
+    damaged = verdict?.result();
+    return damaged === undefined;
+  };
+  const graftUnchecked = isBroken('kv-checkpoint-graft-unchecked');
+  use.imageLoaded = image !== undefined && space.tree.loadImage(image, tail, graftUnchecked ? undefined : settle);
+  if (!(graftUnchecked && use.imageLoaded)) settle(); // asked once: result() keeps its answer
+  if (damaged !== undefined) return refuseCovered(damaged);
   if (image !== undefined && !use.imageLoaded)
     use.ignored.push(`checkpoint ${cp.generation}: its tree image is not a tree of its keys; its columns loaded`);
   if (use.imageLoaded && tail !== undefined) {
@@ -685,27 +753,69 @@ function loadOrRefuse(space: DaxSpace, entries: BulkEntries): string | undefined
 /**
  * The records a checkpoint covers, vouched for by their hashes: each covered segment's bytes
  * [0, used) hashed (XXH3-64, recovery-native.ts verifySegments with hashOnly: nothing parsed)
- * in one native call on two threads, through the mapping under the SIGBUS guard (read(2) in
- * small chunks with DAXSTORE_CHECKPOINT_HASH_READ=1), and compared with the hash the
- * checkpoint stores, which was taken of those very bytes when their records were checked whole
- * (checkpoint.ts hashSegments). The caller has made sure no poisoned block lies under the log.
- * undefined when all match, else the first segment that does not. `entries`: each covered
- * segment's entry count (by head block), for the segment table's estimate; `counts`: the
- * records and entries of all of them (as the checkpoint counted them when it checked them).
+ * on two threads, through the mapping under the SIGBUS guard (read(2) in small chunks with
+ * DAXSTORE_CHECKPOINT_HASH_READ=1), and compared with the hash the checkpoint stores, which was
+ * taken of those very bytes when their records were checked whole (checkpoint.ts
+ * hashSegments). The caller has made sure no poisoned block lies under the log. `early`: the
+ * check started before the checkpoint's checksum (startCoveredCheck), on the segment list as
+ * it read then: used only when that list is exactly the one `cp` now lists as covered (the
+ * checkpoint passed, so its list is vouched for; a list that differs, e.g. of an older
+ * checkpoint taken after the newest failed, is checked afresh here). Its verdict is then waited
+ * for when first asked (`overlapped`); otherwise the check runs now. result(): undefined when
+ * all match, else the first segment that does not. `entries`: each covered segment's entry
+ * count (by head block), for the segment table's estimate; `counts`: the records and entries
+ * of all of them (as the checkpoint counted them when it checked them): filled now, meaningful
+ * once result() is undefined.
  */
-function verifyCovered(
+function coveredCheck(
   space: DaxSpace,
   v: MediaViews,
   cp: LoadedCheckpoint,
   entries: Map<number, number>,
   counts: { records: number; entries: number },
-): string | undefined {
-  const device = space.device;
+  early: SegmentCheck | undefined,
+  use: CheckpointUse,
+): { readonly overlapped: boolean; result(): string | undefined } {
   const covered = cp.segments.filter((s) => s.used > 0);
-  const segs = new Float64Array(covered.length * 3);
-  covered.forEach((s, i) => segs.set([device.blockOffset(s.block), s.used, s.nonce], i * 3));
-  const regionId = HASH_READ ? device.media.readableRegionId : undefined;
-  const verdicts = verifySegments(v, regionId, segs, SEGMENT_BYTES, VERIFY_THREADS, true, HASH_READ);
+  for (const s of covered) {
+    entries.set(s.block, s.entries);
+    counts.records += s.records;
+    counts.entries += s.entries;
+  }
+  const segs = segsOf(space.device, covered);
+  const running =
+    early !== undefined && (sameSegs(early.segs, segs) || isBroken('kv-checkpoint-early-list-unmatched'))
+      ? early
+      : undefined;
+  if (running === undefined) {
+    const t = performance.now();
+    const cpu = cpuMs();
+    early?.finish(); // the check of another list: its verdicts are not this checkpoint's
+    const regionId = HASH_READ ? space.device.media.readableRegionId : undefined;
+    const verdicts = verifySegments(v, regionId, segs, SEGMENT_BYTES, VERIFY_THREADS, true, HASH_READ);
+    use.verifyMs = performance.now() - t;
+    use.verifyCpuMs = cpuMs() - cpu;
+    const damaged = judgeCovered(covered, verdicts);
+    return { overlapped: false, result: () => damaged };
+  }
+  let answer: { damaged: string | undefined } | undefined;
+  return {
+    overlapped: true,
+    result() {
+      if (answer !== undefined) return answer.damaged;
+      const t = performance.now();
+      const { verdicts, cpuMs: checkCpu } = running.finish();
+      use.verifyMs = performance.now() - t; // the wait: the rest ran alongside the opener's work
+      use.verifyCpuMs = checkCpu;
+      use.checkOverlapped = true;
+      answer = { damaged: judgeCovered(covered, verdicts) };
+      return answer.damaged;
+    },
+  };
+}
+
+/** The first covered segment whose verdict fails (damage, or a hash other than the one the checkpoint stores), or undefined. */
+function judgeCovered(covered: CheckpointSegment[], verdicts: SegmentVerdict[]): string | undefined {
   const compare = !isBroken('kv-checkpoint-hash-unchecked');
   for (let i = 0; i < covered.length; i++) {
     const s = covered[i];
@@ -714,11 +824,44 @@ function verifyCovered(
     if (!checked) continue;
     if (compare && (hashLo !== s.hashLo || hashHi !== s.hashHi))
       return `the segment at block ${s.block} it covers does not hash to what it stores (its records changed since they were checked)`;
-    entries.set(s.block, s.entries);
-    counts.records += s.records;
-    counts.entries += s.entries;
   }
   return undefined;
+}
+
+/** verifySegments' [base, used, nonce] per covered segment. */
+function segsOf(device: DaxSpace['device'], covered: readonly CheckpointSegment[]): Float64Array {
+  const segs = new Float64Array(covered.length * 3);
+  covered.forEach((s, i) => segs.set([device.blockOffset(s.block), s.used, s.nonce], i * 3));
+  return segs;
+}
+
+function sameSegs(a: Float64Array, b: Float64Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The covered-record check of a checkpoint's segment list as read before its checksum
+ * (readCheckpoint `early`), started on one thread of its own (the opener's thread hashes the
+ * checkpoint and copies its image meanwhile, then takes what is left when it asks for the
+ * verdict): the segments whose block is owned under the nonce listed (the others are left out
+ * of what a checkpoint covers: coverageProblem) and that hold records. Whatever the list holds,
+ * nothing is read outside the log's segments: undefined (no early check) when a value is not
+ * one the addon takes. `mapped`: the checkpoint's bytes when read in place, whose page tables
+ * that thread fills first (MADV_POPULATE_READ, 2 MiB at a time from the start, ahead of the
+ * checksum reading them: a read fault per 64 KiB of a 4 KiB-page mapping cost more than the
+ * hash of those bytes).
+ */
+function startCoveredCheck(
+  space: DaxSpace,
+  v: MediaViews,
+  list: CheckpointSegment[],
+  owned: ReadonlyMap<number, number>,
+  mapped: Uint8Array | undefined,
+): SegmentCheck | undefined {
+  const covered = list.filter((s) => owned.get(s.block) === s.nonce && s.used > 0);
+  return startVerifySegments(v, segsOf(space.device, covered), SEGMENT_BYTES, 1, mapped);
 }
 
 /** CPU time of the process (every thread), in ms. */

@@ -285,6 +285,24 @@ export interface NativeAddon {
     out: Float64Array,
     threads: number,
   ): number;
+  /**
+   * verifyKvSegments started on `threads` threads of its own (0: none), returning at once: a job
+   * for verifyKvSegmentsFinish, or -errno for arguments verifyKvSegments refuses. The job reads
+   * the media until it is finished: finish it before the media is unmapped. `ahead`: bytes of a
+   * mapping whose page tables the first helper fills first (MADV_POPULATE_READ), from their
+   * start, for the caller about to read them.
+   */
+  verifyKvSegmentsStart(
+    media: Uint8Array | SharedArrayBuffer,
+    regionId: number,
+    segs: Float64Array,
+    segmentBytes: number,
+    flags: number,
+    threads: number,
+    ahead?: Uint8Array,
+  ): object | number;
+  /** The calling thread takes the segments left, joins the job's threads, writes the verdicts (as verifyKvSegments' out); the workers' CPU ms, or -EINVAL when finished already or out is too short. */
+  verifyKvSegmentsFinish(job: object, out: Float64Array): number;
 }
 
 /** What the addon throws from set-up paths (addon/errors.cc). */
