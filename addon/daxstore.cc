@@ -49,7 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"msync", daxstore::JsMsync},             {"copyOut", daxstore::JsCopyOut},
       {"copyIn", daxstore::JsCopyIn},           {"cpuFlushMethods", daxstore::JsCpuFlushMethods},
       {"diffWords", daxstore::JsDiffWords},     {"adviseHugePages", daxstore::JsAdviseHugePages},
-      {"membarrierOffered", daxstore::JsMembarrierOffered}, {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrierRegisterAhead", daxstore::JsMembarrierRegisterAhead},
+      {"membarrierOffered", daxstore::JsMembarrierOffered}, {"membarrierRegisterFailing", daxstore::JsMembarrierRegisterFailing}, {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrierRegisterAhead", daxstore::JsMembarrierRegisterAhead},
       {"membarrier", daxstore::JsMembarrier},
       {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"setTestBreaks", daxstore::JsSetTestBreaks},

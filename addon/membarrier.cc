@@ -6,8 +6,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <system_error>
@@ -30,9 +28,7 @@ int Commands() {
 int Register() {
   const int commands = Commands();
   if (commands < 0) return commands;
-  // Test knob: a registration that fails although the kernel offered it (the global fallback).
-  const char* fail = std::getenv("DAXSTORE_TEST_MEMBARRIER_UNREGISTERED");
-  if (fail != nullptr && std::strcmp(fail, "1") == 0) return -EPERM;
+
   if ((commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return -ENOSYS;
   return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
 }
@@ -55,6 +51,7 @@ struct Registration {
   std::mutex lock;
   std::condition_variable done;
   bool started = false;
+  bool failing = false;  // tests: the registration fails (-EPERM) although the kernel offers it
   std::atomic<bool> finished{false};  // set under `lock`; read without it by the barrier's fast check
   int result = 0;                      // written before `finished` (release), read after it (acquire)
 };
@@ -65,7 +62,7 @@ Registration& TheRegistration() {
 }
 
 void RunRegistration(Registration* r) {
-  const int result = Register();
+  const int result = r->failing ? -EPERM : Register();
   {
     std::lock_guard<std::mutex> g(r->lock);
     r->result = result;
@@ -103,6 +100,13 @@ int Registered() {
 Napi::Value JsMembarrierRegisterAhead(const Napi::CallbackInfo& info) {
   Start(TheRegistration());
   return info.Env().Undefined();
+}
+
+Napi::Value JsMembarrierRegisterFailing(const Napi::CallbackInfo& info) {
+  Registration& r = TheRegistration();
+  std::lock_guard<std::mutex> g(r.lock);
+  if (!r.started) r.failing = true;
+  return Napi::Boolean::New(info.Env(), r.failing);
 }
 
 Napi::Value JsMembarrierOffered(const Napi::CallbackInfo& info) {

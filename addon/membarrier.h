@@ -22,6 +22,10 @@ namespace daxstore {
 // () -> undefined: starts the registration (see JsMembarrierRegister) without waiting for it.
 Napi::Value JsMembarrierRegisterAhead(const Napi::CallbackInfo& info);
 
+// () -> whether the process's registration will fail (-EPERM) although the kernel offers it:
+// set when the registration has not started yet (tests of the global fallback).
+Napi::Value JsMembarrierRegisterFailing(const Napi::CallbackInfo& info);
+
 // () -> whether the kernel offers the private expedited barrier, its registration and the
 // global barrier (MEMBARRIER_CMD_QUERY, asked once); when it does, starts the registration.
 Napi::Value JsMembarrierOffered(const Napi::CallbackInfo& info);

@@ -99,6 +99,11 @@ export interface NativeAddon {
    */
   membarrierOffered(): boolean;
   /**
+   * Tests: makes the process's registration fail (-EPERM) although the kernel offers it, when it
+   * has not started yet; whether it will fail.
+   */
+  membarrierRegisterFailing(): boolean;
+  /**
    * A full barrier on every CPU running a thread of this process; 0 or -errno. Waits for the
    * registration (started if nothing started it), then MEMBARRIER_CMD_PRIVATE_EXPEDITED, or
    * MEMBARRIER_CMD_GLOBAL if the registration failed although the kernel offered it.
