@@ -241,13 +241,19 @@ export function readOrderedKey(u8: Uint8Array, start: number, length: number): O
   return readKey(orderedReadScratch, 0, length) as OrderedKey;
 }
 
-/** Where orderedKeyBytes encodes before copying out (a batch of many keys allocates no scratch per key). */
-const orderedWriteScratch = new Uint8Array(ORDERED_SCRATCH_BYTES);
+/**
+ * Where orderedKeyBytes encodes before copying out (a batch of many keys allocates no scratch
+ * per key). A Buffer, as the store's own key scratches are: writeOrderedKey's byte stores then
+ * meet one kind of target, which keeps them monomorphic in optimized code.
+ */
+const orderedWriteScratch = Buffer.allocUnsafeSlow(ORDERED_SCRATCH_BYTES);
 
 /** The ordered-binary bytes of `key` (an owned copy), for bounds and batches. */
 export function orderedKeyBytes(key: unknown, op: string): Uint8Array {
   const n = writeOrderedKey(orderedWriteScratch, key, op);
-  return orderedWriteScratch.slice(1, 1 + n);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = orderedWriteScratch[1 + i];
+  return out;
 }
 
 /**
