@@ -70,4 +70,24 @@ Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info) {
 #endif
 }
 
+Napi::Value JsCollapseRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) return Napi::Number::New(env, -EINVAL);
+  std::shared_ptr<v8::BackingStore> store = SharedBackingStore(info[0]);
+  if (!store || store->Data() == nullptr) return Napi::Number::New(env, -EINVAL);
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  if (!(offset >= 0 && length >= 0 && offset + length <= static_cast<double>(store->ByteLength()))) return Napi::Number::New(env, -EINVAL);
+#ifdef MADV_COLLAPSE
+  const uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
+  const uintptr_t hugeStart = (base + static_cast<uintptr_t>(offset) + kHugeBytes - 1) & ~(kHugeBytes - 1);
+  const uintptr_t hugeEnd = (base + static_cast<uintptr_t>(offset + length)) & ~(kHugeBytes - 1);
+  if (hugeStart >= hugeEnd) return Napi::Number::New(env, 0);
+  if (madvise(reinterpret_cast<void*>(hugeStart), hugeEnd - hugeStart, MADV_COLLAPSE) != 0) return Napi::Number::New(env, -errno);
+  return Napi::Number::New(env, 0);
+#else
+  return Napi::Number::New(env, -EINVAL);
+#endif
+}
+
 }  // namespace daxstore

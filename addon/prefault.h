@@ -28,4 +28,12 @@ namespace daxstore {
 // (buffer: SharedArrayBuffer, offset: number, length: number, collapse?: boolean) -> 0 or -errno
 Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info);
 
+// (buffer: SharedArrayBuffer, offset: number, length: number) -> 0 or -errno: the whole 2 MiB
+// pages of the range made huge now, on this thread (MADV_COLLAPSE: a copy of the small pages
+// there, or a fresh huge page where there are none), so that this and every later mapping of
+// them (another process's included) maps each with one entry. Changes no byte. -EINVAL where
+// the build lacks MADV_COLLAPSE; the kernel's refusal (no huge page to be had, a page busy) is
+// its -errno, not an error for the caller: the pages stay small.
+Napi::Value JsCollapseRange(const Napi::CallbackInfo& info);
+
 }  // namespace daxstore

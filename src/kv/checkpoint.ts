@@ -176,6 +176,9 @@ const sum = new Uint32Array(2);
 /** DAXSTORE_CHECKPOINT_COPY=1 (an A/B knob, docs/TESTING.md): open copies the checkpoint out of the mapping (readObject) even where it can be read in place. */
 const CHECKPOINT_COPY = process.env['DAXSTORE_CHECKPOINT_COPY'] === '1';
 
+/** DAXSTORE_CHECKPOINT_SMALL_PAGES=1 (an A/B knob, docs/TESTING.md): a checkpoint's 2 MiB extents are written without first being made huge pages (writeObject). */
+const COLLAPSE = process.env['DAXSTORE_CHECKPOINT_SMALL_PAGES'] !== '1';
+
 /** xxh64 (a record's checksum) of the bytes, or with `xxh3` their XXH3-64 (a checkpoint's). */
 function hash(bytes: Uint8Array, offset: number, length: number, xxh3 = false): Uint32Array {
   const rc = native().hashRange(bytes, offset, length, sum, xxh3);
@@ -966,12 +969,18 @@ const EXTENT_BYTES = HUGE_PAGES * PAGE_BYTES;
  * a copy, and a writeback of the range.
  */
 function writeObject(obj: DaxObject, bytes: Uint8Array, from: number, to: number): void {
+  const collapse = COLLAPSE && obj.space.device.media.prefault !== undefined;
   for (let at = from; at < to;) {
     const extent = Math.floor(at / EXTENT_BYTES);
     const end = Math.min(to, (extent + 1) * EXTENT_BYTES);
     const view = obj.fault(extent * HUGE_PAGES, { write: true, huge: true });
-    if (view.length === EXTENT_BYTES) view.set(bytes.subarray(at, end), at - extent * EXTENT_BYTES);
-    else obj.write(at, bytes.subarray(at, end)); // 4 KiB pages: write() faults each
+    if (view.length === EXTENT_BYTES) {
+      // A mapped media's file pages made one huge page first (on tmpfs they are 4 KiB pages):
+      // written here with one fault, and read by the next open's checksum through one entry
+      // instead of a read fault per 64 KiB. Refused (no huge page to be had), they stay small.
+      if (collapse) native().collapseRange(view.buffer as SharedArrayBuffer, view.byteOffset, EXTENT_BYTES);
+      view.set(bytes.subarray(at, end), at - extent * EXTENT_BYTES);
+    } else obj.write(at, bytes.subarray(at, end)); // 4 KiB pages: write() faults each
     at = end;
   }
   obj.writeback({ offset: from, length: to - from });

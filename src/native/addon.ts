@@ -130,6 +130,8 @@ export interface NativeAddon {
    * this build; -EAGAIN: no thread).
    */
   prefaultWrite(buffer: SharedArrayBuffer, offset: number, length: number, collapse?: boolean): number;
+  /** The whole 2 MiB pages of the range made huge now (MADV_COLLAPSE, addon/prefault.h); 0 or -errno (the pages then stay small). */
+  collapseRange(buffer: SharedArrayBuffer, offset: number, length: number): number;
   /**
    * The clear bits of words[0, count); with perGroup, each group of groupWords words' clear bits
    * added to perGroup[group] (addon/bits.h). -EINVAL for arguments out of range.
