@@ -8,7 +8,9 @@
  * so the machine's load, the CPU's frequency and the cache pressure from other processes fall
  * on both alike, round by round. A warm-up of WARM rounds each comes first. Prints the median
  * CPU time per transaction of each build and the paired B/A ratio, median and quartiles over
- * the rounds (below 1: B is faster). Run it both ways round (--a X --b Y, then --a Y --b X): the
+ * the rounds (below 1: B is faster), and the ratio of the two builds' total CPU over every
+ * round: a cost that comes in bursts (an automatic compaction step every few rounds) moves
+ * the totals, not the median round. Run it both ways round (--a X --b Y, then --a Y --b X): the
  * order of loading leaves a small bias of its own (an A/A run shows it).
  *
  *   npx tsc -p tsconfig.json
@@ -110,6 +112,7 @@ async function build(root: string, name: 'a' | 'b'): Promise<{ db: Db; round: ()
   return { db, round };
 }
 
+const sum = (xs: number[]): number => xs.reduce((x, y) => x + y, 0);
 const quartile = (xs: number[], q: number): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length * q)];
 
 try {
@@ -150,7 +153,7 @@ try {
   console.log(`A = ${path.resolve(A)}`);
   console.log(`B = ${path.resolve(B)}`);
   console.log(
-    `${LABEL}  A ${median(nsA).toFixed(0)} ns  B ${median(nsB).toFixed(0)} ns CPU per ${OP === 'txn' ? 'transaction' : OP === 'range' ? 'entry scanned' : OP}  B/A paired median ${median(ratio).toFixed(3)} (quartiles ${quartile(ratio, 0.25).toFixed(3)}-${quartile(ratio, 0.75).toFixed(3)})`,
+    `${LABEL}  A ${median(nsA).toFixed(0)} ns  B ${median(nsB).toFixed(0)} ns CPU per ${OP === 'txn' ? 'transaction' : OP === 'range' ? 'entry scanned' : OP}  B/A paired median ${median(ratio).toFixed(3)} (quartiles ${quartile(ratio, 0.25).toFixed(3)}-${quartile(ratio, 0.75).toFixed(3)}), of totals ${(sum(nsB) / sum(nsA)).toFixed(3)}`,
   );
   a.db.close();
   b.db.close();
