@@ -593,6 +593,13 @@ export const SWITCHES = {
       "a segment's measured live bytes (measureSegment, which replaces recovery's estimates in the segment table) count the tombstones the index points at, which the table counts among its tombstones alone: they are counted twice",
     red: ['test/kv/kv-segment-counts.test.ts'],
   },
+  'kv-dead-marks-kept': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "an extent that becomes a segment again keeps the segment table's dead marks of its earlier life: compaction skips the lookup of live entries that start where dead ones did, counts them dead and frees them with the segment",
+    red: ['test/kv/kv-segment-counts.test.ts'],
+  },
   'kv-checkpoint-stale-tail': {
     layer: 'kv',
     read: 'call',

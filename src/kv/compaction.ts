@@ -187,14 +187,14 @@ export function compactSegmentsLocked(
       if (info.liveBytes > limit) continue;
       const seg = segmentAt(space, info.extent * HUGE_BLOCKS);
       if (seg === undefined) continue;
-      measure(space, v, seg);
+      measure(space, v, table, seg);
       report.segmentsScanned++;
       if (seg.liveBytes <= limit) candidates.push(seg);
     }
   } else {
     for (const seg of listClosedSegments(space, openTable, progress)) {
       report.segmentsScanned++;
-      measure(space, v, seg);
+      measure(space, v, table, seg);
       if (seg.liveBytes <= limit) candidates.push(seg);
     }
   }
@@ -289,7 +289,7 @@ export function evacuateSegments(
   const chosen = blocks.map((block) => newSegment(space, block));
   for (const seg of chosen) {
     report.segmentsScanned++;
-    measure(space, v, seg);
+    measure(space, v, table, seg);
   }
   retireChosen(space, v, writer, openTable, progress, table, chosen, report, {});
   return report;
@@ -485,11 +485,12 @@ function unpublish(space: DaxSpace, block: number): boolean {
 export function measureSegment(
   space: DaxSpace,
   v: MediaViews,
+  table: SegmentTable,
   block: number,
 ): { liveBytes: number; delBytes: number } | undefined {
   const seg = segmentAt(space, block);
   if (seg === undefined) return undefined;
-  measure(space, v, seg);
+  measure(space, v, table, seg);
   let delBytes = 0;
   for (const e of seg.entries) if (entryOp(v, e) === ENTRY_DEL) delBytes += entryCost(entryKeyLength(v, e), 0);
   const live = isBroken('kv-measure-tombstones-live') ? seg.liveBytes : seg.liveBytes - seg.liveTombstoneBytes;
@@ -498,11 +499,12 @@ export function measureSegment(
 
 /**
  * Counts the bytes of the segment's entries the index still points at and lists them with its
- * DEL entries (Segment.entries): a dead PUT is never looked at again. The entries are looked up
+ * DEL entries (Segment.entries): a dead PUT is never looked at again. A PUT the segment table
+ * marks dead (segment-table.ts, dead marks) is dead without a lookup; the others are looked up
  * in batches of LOOKUP_MANY_MAX, whose descents walk together (radix-tree.ts
  * lookupManyPinned), one pin each.
  */
-function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
+function measure(space: DaxSpace, v: MediaViews, table: SegmentTable, seg: Segment): void {
   let last = seg.base;
   // Sabotaged (kv-compact-no-recheck): every entry listed, dead ones too, and none re-checked.
   const all = isBroken('kv-compact-no-recheck');
@@ -532,9 +534,14 @@ function measure(space: DaxSpace, v: MediaViews, seg: Segment): void {
     let e = at + RECORD_HEADER_BYTES;
     for (let i = 0; i < (check.kind === KIND_PUT || check.kind === KIND_BATCH ? check.count : 0); i++) {
       const bytes = entryBytes(entryKeyLength(v, e), entryValueLength(v, e));
+      const del = entryOp(v, e) === ENTRY_DEL; // the header just read for the lengths
+      if (!del && !all && table.markedDead(e)) {
+        e += bytes;
+        continue;
+      }
       batch.entries[n] = e;
       batch.bytes[n] = bytes;
-      batch.dels[n] = entryOp(v, e) === ENTRY_DEL ? 1 : 0; // the header just read for the lengths
+      batch.dels[n] = del ? 1 : 0;
       batch.keys[n] = batchKey(v, e, n);
       if (++n === LOOKUP_MANY_MAX) decide();
       e += bytes;
@@ -681,6 +688,7 @@ function moveEntry(
       const cost = entryCost(entryKeyLength(v, e), entryValueLength(v, e));
       writer.noteBorn(cost);
       table.died(e, cost);
+      table.markDeadPinned(e); // this compaction retires e's segment after the mark
     }
     report.entriesMoved++;
   } finally {

@@ -17,27 +17,45 @@
  *          (a writer opened the extent, or measuredAs replaced the estimate)
  * and after the extents' words: CHANGES (bumped whenever a segment opens, closes, is freed or
  * measured) and GUESSES (extents whose GUESS is 1).
+ * Then the dead marks, one bit per 16 bytes of the first markedExtents extents (MARK_WORDS
+ * Int32 per extent; bit g & 31 of word g >>> 5 covers segment bytes [16 g, 16 g + 16)): set,
+ * the entry starting in that granule is dead for good (the index left it for a newer entry or
+ * a compaction copy); clear, nothing is known. No two entries start in one granule (an entry
+ * is at least ENTRY_HEADER_BYTES, 24). Compaction looks up in the index only the PUT entries
+ * not marked (compaction.ts measure), instead of every one.
  * Live bytes of a closed segment = BORN - DIED; of an open one, the writer's progress-line
  * BORN - DIED. Tombstones are never born; compaction may have to copy them (compaction.ts,
  * the tombstone rule), so what moving a segment may take is at most live + DELS.
  *
  * Invariants
- *   - Heuristic only: compaction decides what to move by the index (a lookup per entry under
- *     the entry lock), never by these numbers; a wrong count changes which segment goes
- *     first, never what is kept. Recovered segments start with an estimate (recovery.ts:
- *     winners found in the segment times the segment's mean entry size).
+ *   - The counts are heuristic only: compaction decides what to move by the index (a lookup
+ *     per entry not marked dead, and a re-check under the entry lock), never by these
+ *     numbers; a wrong count changes which segment goes first, never what is kept. Recovered
+ *     segments start with an estimate (recovery.ts: winners found in the segment times the
+ *     segment's mean entry size).
  *   - STATE goes 0 -> 1 when a writer takes a new segment (before it announces it) or when
  *     recovery finds one; 1 -> 0 when compaction unpublishes it. An extent's counters are
  *     reset when it becomes a segment again.
+ *   - Dead marks are exact where set: a mark is set only after the index stopped pointing at
+ *     its entry (a key's index entry never moves back to an entry it left), and an extent's
+ *     marks are cleared when it becomes a segment, before its writer writes an entry there. A
+ *     mark never lands in a later life of its extent: a transaction's commit sets it with an
+ *     epoch pin taken before its index store left the entry (markDeadPinned), and a segment
+ *     compaction unpublishes is freed through the epoch, after that pin (compaction sets its
+ *     own marks before it retires the segment). A missing mark only costs a lookup: puts and
+ *     batches set none.
  *
  * Concurrency: STATE, USED and BORN are written by the segment's writer (or compaction under
  * its mutex); DIED by any thread with Atomics.add. Readers take plain loads: a stale number
- * only makes a worse choice.
+ * only makes a worse choice. Dead marks are set with a plain read-modify-write: two threads
+ * marking one word at once may lose one mark (a lookup more), never set one; a word covers
+ * 512 bytes of one segment, so no clear of another life of it can interleave.
  *
  * Persistence ordering: none (volatile; rebuilt at open).
  */
 import { HUGE_BLOCKS } from '../device/layout.js';
 import { RECORD_HEADER_BYTES, SEGMENT_BYTES, entryBytes } from './layout.js';
+import { isBroken } from '../test-break.js';
 
 const STATE = 0;
 const USED = 1;
@@ -47,6 +65,16 @@ const DELS = 4;
 const GUESS = 5;
 const WORDS = 6;
 const SEGMENT = 1;
+
+/** log2 of the bytes one dead mark covers: 16, less than the smallest entry (ENTRY_HEADER_BYTES, 24). */
+const MARK_GRANULE_SHIFT = 4;
+/** Int32 words of dead marks per extent: a bit per 16 bytes of its 2 MiB (16 KiB). */
+const MARK_WORDS = SEGMENT_BYTES >>> (MARK_GRANULE_SHIFT + 5);
+/**
+ * Extents with dead marks: the first ones of the store's capacity, up to 8 GiB of log (a 64
+ * MiB bitmap, untouched pages of which cost no memory); entries beyond are looked up.
+ */
+const MARKED_EXTENTS_MAX = 4096;
 
 /** Bytes an entry stands for in BORN and DIED: its own and a record header (a copy's cost). */
 export function entryCost(keyLength: number, valueLength: number): number {
@@ -88,14 +116,21 @@ export class SegmentTable {
   private readonly words: Int32Array;
   readonly extents: number;
 
+  /** The dead marks (header: after the extents' words), of the first markedExtents extents. */
+  private readonly marks: Int32Array;
+  private readonly markedExtents: number;
+
   constructor(
     readonly dataOffset: number,
     dataBlocks: number,
     state?: SharedArrayBuffer,
   ) {
     this.extents = Math.floor(dataBlocks / HUGE_BLOCKS);
-    this.state = state ?? new SharedArrayBuffer((this.extents * WORDS + 2) * 4);
-    this.words = new Int32Array(this.state);
+    this.markedExtents = Math.min(this.extents, MARKED_EXTENTS_MAX);
+    const words = this.extents * WORDS + 2;
+    this.state = state ?? new SharedArrayBuffer((words + this.markedExtents * MARK_WORDS) * 4);
+    this.words = new Int32Array(this.state, 0, words);
+    this.marks = new Int32Array(this.state, words * 4, this.markedExtents * MARK_WORDS);
     this.changesWord = this.extents * WORDS;
     this.guessesWord = this.changesWord + 1;
   }
@@ -120,6 +155,7 @@ export class SegmentTable {
   opened(e: number): void {
     const w = e * WORDS;
     this.unguess(e);
+    this.clearMarks(e);
     this.words[w + USED] = 0;
     this.words[w + BORN] = 0;
     this.words[w + DELS] = 0;
@@ -146,6 +182,43 @@ export class SegmentTable {
   /** `bytes` of an entry at device offset `at` are dead now (superseded or deleted). Any thread. */
   died(at: number, bytes: number): void {
     Atomics.add(this.words, this.extentOf(at) * WORDS + DIED, bytes);
+  }
+
+  /**
+   * The entry at device offset `at` is dead for good: the index left it (for a newer entry or a
+   * compaction copy). The caller has held an epoch pin since before the index store that left
+   * it, or is the compaction that will retire its segment (header: Invariants).
+   */
+  markDeadPinned(at: number): void {
+    const rel = at - this.dataOffset;
+    const e = (rel / SEGMENT_BYTES) | 0;
+    if (e >= this.markedExtents) return;
+    const g = (rel - e * SEGMENT_BYTES) >>> MARK_GRANULE_SHIFT;
+    const w = e * MARK_WORDS + (g >>> 5);
+    this.marks[w] |= 1 << (g & 31);
+  }
+
+  /** The word of dead marks that holds the entry at device offset `at`'s (0 beyond the marked extents): a load that brings its cache line in. */
+  markWord(at: number): number {
+    const rel = at - this.dataOffset;
+    const e = (rel / SEGMENT_BYTES) | 0;
+    if (e >= this.markedExtents) return 0;
+    return this.marks[e * MARK_WORDS + ((rel - e * SEGMENT_BYTES) >>> (MARK_GRANULE_SHIFT + 5))];
+  }
+
+  /** Whether the entry at device offset `at` is marked dead (markDeadPinned); false says nothing. */
+  markedDead(at: number): boolean {
+    const rel = at - this.dataOffset;
+    const e = (rel / SEGMENT_BYTES) | 0;
+    if (e >= this.markedExtents) return false;
+    const g = (rel - e * SEGMENT_BYTES) >>> MARK_GRANULE_SHIFT;
+    return (this.marks[e * MARK_WORDS + (g >>> 5)] & (1 << (g & 31))) !== 0;
+  }
+
+  /** Clears the dead marks of extent e: those of an earlier life go before any entry of this one is written. */
+  private clearMarks(e: number): void {
+    if (isBroken('kv-dead-marks-kept')) return; // sabotaged: marks of entries freed with an earlier life stay
+    if (e < this.markedExtents) this.marks.fill(0, e * MARK_WORDS, (e + 1) * MARK_WORDS);
   }
 
   /** Recovery's estimate for a segment it found. */

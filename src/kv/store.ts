@@ -1835,21 +1835,35 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * seqlock is opened before any is finished (entry-lock.ts beginReplace), so no reader of any
    * thread sees one key's new value and then another key's old one. A deleted key becomes a
    * tombstone while snapshots are held (its older versions stay reachable), else an EMPTY
-   * placeholder here, which the unlock that follows removes (absent either way).
+   * placeholder here, which the unlock that follows removes (absent either way). With
+   * `markDead` the entries it supersedes are marked dead in the segment table (compaction then
+   * need not look them up), under an epoch pin taken before the index leaves them
+   * (segment-table.ts). A caller that has not loaded their marks' words passes false: a mark
+   * is a cache miss, which a store that does not compact pays for nothing.
    */
   private publishBatchLocked(
     refs: EntryRef[],
     puts: boolean[] | undefined,
     entryAts: number[],
     sequence: number,
+    markDead = false,
   ): void {
     if (isBroken('kv-batch-publish-per-key')) return this.publishBatchPerKeyLocked(refs, puts, entryAts, sequence);
     const keepTombstones = this.snaps.anyHeld(); // after the Atomics.add of takeSequence (snapshots.ts)
     const superseded: number[] = []; // offset, note, offset, note, ...
-    for (const ref of refs) beginReplace(this.space.tree, ref);
-    for (let i = 0; i < refs.length; i++)
-      this.finishBatchEntryLocked(refs[i], puts !== undefined && puts[i], entryAts[i], keepTombstones, superseded);
-    for (let i = 0; i < superseded.length; i += 2) this.supersededLocked(superseded[i], sequence, superseded[i + 1]);
+    const epoch = this.space.epoch;
+    epoch.pin(); // from before the index leaves the superseded entries until they are marked dead
+    try {
+      for (const ref of refs) beginReplace(this.space.tree, ref);
+      for (let i = 0; i < refs.length; i++)
+        this.finishBatchEntryLocked(refs[i], puts !== undefined && puts[i], entryAts[i], keepTombstones, superseded);
+      for (let i = 0; i < superseded.length; i += 2) {
+        if (markDead) this.table.markDeadPinned(superseded[i]);
+        this.supersededLocked(superseded[i], sequence, superseded[i + 1]);
+      }
+    } finally {
+      epoch.unpin();
+    }
   }
 
   /**
@@ -2463,7 +2477,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           entryAts[i] = items[i].entryAt + at;
         }
         this.commitWrite();
-        this.publishBatchLocked(writeRefs, puts, entryAts, sequence);
+        this.publishBatchLocked(writeRefs, puts, entryAts, sequence, true); // their marks' words were touched above
       } finally {
         this.snaps.published();
       }
@@ -2485,18 +2499,22 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   /**
    * Loads the header of each written key's newest entry that publishBatchLocked will read (the
-   * one the commit supersedes, when the index holds no note of it: supersededLocked), all
-   * together: their cache misses overlap, where one by one each would wait for the locked
-   * instructions between them (takeSequence's add, the seqlock CASes).
+   * one the commit supersedes, when the index holds no note of it: supersededLocked), and the
+   * word its dead mark goes into, all together: their cache misses overlap, where one by one
+   * each would wait for the locked instructions between them (takeSequence's add, the seqlock
+   * CASes).
    */
   private touchSupersededLocked(refs: EntryRef[], writeAt: number[]): void {
     if (this.space.device.poisonedBlocks !== 0) return;
     const views = this.views;
     const tree = this.space.tree;
+    const table = this.table;
     let touched = 0;
     for (let i = 0; i < writeAt.length; i++) {
       const ref = refs[writeAt[i]];
-      if (ref.state !== 'value' || valueNote(tree, ref) !== 0) continue;
+      if (ref.state !== 'value') continue;
+      touched += table.markWord(ref.value); // the word its dead mark goes into
+      if (valueNote(tree, ref) !== 0) continue;
       const v = views.at(ref.value);
       touched += v.u32[(ref.value - v.base) / 4];
     }
@@ -3547,7 +3565,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (this.table.guesses === 0 || isBroken('kv-trust-estimates')) return;
     this.withPriorityWriter(() => {
       for (const e of this.table.guessed(this.openExtents())) {
-        const m = measureSegment(this.space, this.views, e * HUGE_BLOCKS);
+        const m = measureSegment(this.space, this.views, this.table, e * HUGE_BLOCKS);
         if (m !== undefined) this.table.measuredAs(e, m.liveBytes, m.delBytes);
       }
     });

@@ -11,7 +11,9 @@
  * checked after each phase, then the store is reopened (its segments start as recovery's
  * estimates), measured (measureGuesses) and checked again before the next phase.
  * Red with kv-measure-tombstones-live: measureSegment counts a tombstone the index points at as
- * live too (the probe that found it took that for a DIED count too high).
+ * live too (the probe that found it took that for a DIED count too high). Red with
+ * kv-dead-marks-kept: a compacted extent that becomes a segment again keeps its dead marks
+ * (segment-table.ts), and measureSegment skips live entries that start where dead ones did.
  * Not covered: DIED counted by other threads (workers), by reapers of dead writers, or moved by
  * compaction while writers run; large values' retirement.
  * DAXSTORE_SEED replays a run; DAXSTORE_LONG=<factor> runs more operations per phase.
@@ -24,7 +26,7 @@ import { openMedia as openKv } from '../../src/kv/index.js';
 import { measureSegment } from '../../src/kv/compaction.js';
 import { ENTRY_DEL, KV_KEY_PREFIX, SEGMENT_BYTES } from '../../src/kv/layout.js';
 import { entryKeyLength, entryOp, entryValueLength, type MediaViews } from '../../src/kv/records.js';
-import { entryCost, type SegmentInfo } from '../../src/kv/segment-table.js';
+import { entryCost, type SegmentTable } from '../../src/kv/segment-table.js';
 import { withBroken } from '../../src/test-break.js';
 import { mixedValue } from '../helpers/kv-bytes.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
@@ -41,7 +43,7 @@ type KvStore = ReturnType<typeof openMedia>;
 interface Internals {
   space: DaxSpace;
   views: MediaViews;
-  table: { closedSegments(open: ReadonlySet<number>): SegmentInfo[]; extentOf(offset: number): number };
+  table: SegmentTable;
   openExtents(): ReadonlySet<number>;
   withPriorityWriter<T>(fn: () => T): T;
   measureGuesses(): void;
@@ -64,7 +66,7 @@ function counts(db: KvStore): { rows: object[]; tombstoneBytes: number } {
     const rows: object[] = [];
     let tombstoneBytes = 0;
     for (const seg of s.table.closedSegments(s.openExtents())) {
-      const m = measureSegment(s.space, s.views, seg.extent * HUGE_BLOCKS);
+      const m = measureSegment(s.space, s.views, s.table, seg.extent * HUGE_BLOCKS);
       if (m === undefined) continue;
       tombstoneBytes += tombstones.get(seg.extent) ?? 0;
       rows.push({
@@ -160,5 +162,9 @@ describe("the segment table's counts", () => {
     await withSeed(FILE, (seed) =>
       withBroken('kv-measure-tombstones-live', () => expect(() => run(seed)).toThrow(/phase 0/)),
     );
+  }, 120_000);
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-dead-marks-kept: an extent segment again keeps the dead marks of its earlier life', async () => {
+    await withSeed(FILE, (seed) => withBroken('kv-dead-marks-kept', () => expect(() => run(seed)).toThrow(/phase \d/)));
   }, 120_000);
 });
