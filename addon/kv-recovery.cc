@@ -1013,28 +1013,38 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info) {
     }
     skipped++;
   };
+  // add undone: for a value counted by addAll that the tape skips.
+  const auto remove = [&](double x) {
+    if (x >= origin) {
+      const double e = powerOfTwo ? (x - origin) * reciprocal : (x - origin) / extentBytes;
+      if (e < static_cast<double>(extents)) return void(o[static_cast<uint64_t>(e)]--);
+    }
+    skipped--;
+  };
+  // values[0, n) counted: four counts per extent, value i adding to copy i % 4 (summed at the
+  // end), so that values next to each other in one extent do not wait on each other's
+  // increment. Their scratch is asked for without throwing (no C++ exception may leave an addon
+  // call): without it, the one count.
+  const auto addAll = [&](uint64_t n) {
+    std::unique_ptr<int32_t[]> h(powerOfTwo && extents <= (uint64_t{1} << 20) ? new (std::nothrow) int32_t[extents * 4]() : nullptr);
+    if (!h) {
+      for (uint64_t i = 0; i < n; i++) add(v[i]);
+      return;
+    }
+    const double limit = static_cast<double>(extents);
+    for (uint64_t i = 0; i < n; i++) {
+      const double x = v[i];
+      const double e = (x - origin) * reciprocal;
+      if (x >= origin && e < limit)
+        h[(i & 3) * extents + static_cast<uint64_t>(e)]++;
+      else
+        skipped++;
+    }
+    for (uint64_t e = 0; e < extents; e++) o[e] += h[e] + h[extents + e] + h[2 * extents + e] + h[3 * extents + e];
+  };
   if (info.Length() < 7 || info[6].IsUndefined()) {
     if (count > static_cast<double>(values.ElementLength())) return bad;
-    const uint64_t n = static_cast<uint64_t>(count);
-    // Four counts per extent, value i adding to copy i % 4 (summed at the end): values next to
-    // each other in one extent do not wait on each other's increment. Their scratch is asked
-    // for without throwing (no C++ exception may leave an addon call): without it, the one
-    // count below.
-    std::unique_ptr<int32_t[]> h(powerOfTwo && extents <= (uint64_t{1} << 20) ? new (std::nothrow) int32_t[extents * 4]() : nullptr);
-    if (h) {
-      const double limit = static_cast<double>(extents);
-      for (uint64_t i = 0; i < n; i++) {
-        const double x = v[i];
-        const double e = (x - origin) * reciprocal;
-        if (x >= origin && e < limit)
-          h[(i & 3) * extents + static_cast<uint64_t>(e)]++;
-        else
-          skipped++;
-      }
-      for (uint64_t e = 0; e < extents; e++) o[e] += h[e] + h[extents + e] + h[2 * extents + e] + h[3 * extents + e];
-      return Napi::Number::New(env, static_cast<double>(skipped));
-    }
-    for (uint64_t i = 0; i < n; i++) add(v[i]);
+    addAll(static_cast<uint64_t>(count));
     return Napi::Number::New(env, static_cast<double>(skipped));
   }
   // The takes of a merge tape over values (a) and bValues (b).
@@ -1046,17 +1056,27 @@ Napi::Value JsCountByExtent(const Napi::CallbackInfo& info) {
   const double* sets[2] = {v, bValues.Data()};
   const uint64_t lengths[2] = {values.ElementLength(), bValues.ElementLength()};
   uint64_t at[2] = {0, 0}, taken = 0;
-  for (uint64_t w = 0; w < tape.ElementLength(); w++) {
+  for (uint64_t w = 0; w < tape.ElementLength(); w++) {  // the tape's shape first: nothing counted yet
     const uint32_t op = tape[w] >> kTapeOpShift, run = tape[w] & kTapeRunMask;
     const int set = op == kTapeTakeA || op == kTapeSkipA ? 0 : 1;
     if (at[set] + run > lengths[set]) return bad;
-    if (op == kTapeTakeA || op == kTapeTakeB) {
-      for (uint64_t k = 0; k < run; k++) add(sets[set][at[set] + k]);
-      taken += run;
-    }
+    if (op == kTapeTakeA || op == kTapeTakeB) taken += run;
     at[set] += run;
   }
   if (taken != static_cast<uint64_t>(count)) return bad;
+  // Every value of a the tape walks, counted in one pass (a's takes are most of them: the tail is
+  // the smaller side), then the ones it skips taken out again and b's takes added.
+  addAll(at[0]);
+  at[0] = at[1] = 0;
+  for (uint64_t w = 0; w < tape.ElementLength(); w++) {
+    const uint32_t op = tape[w] >> kTapeOpShift, run = tape[w] & kTapeRunMask;
+    if (op == kTapeSkipA) {
+      for (uint64_t k = 0; k < run; k++) remove(v[at[0] + k]);
+    } else if (op == kTapeTakeB) {
+      for (uint64_t k = 0; k < run; k++) add(sets[1][at[1] + k]);
+    }
+    at[op == kTapeTakeA || op == kTapeSkipA ? 0 : 1] += run;
+  }
   return Napi::Number::New(env, static_cast<double>(skipped));
 }
 
