@@ -399,14 +399,15 @@ export function coverageProblem(
       gone.add(s.block); // freed, or reused under another nonce (its new records are tail)
       continue;
     }
+    // Only offsets of this segment's records are read, and only its bytes hashed (a list under a
+    // valid checksum may still be forged or written by a bug: never a read outside the segment).
+    const outside = {
+      problem: `checkpoint ${cp.generation} lists the segment at block ${s.block} with records outside it`,
+    };
+    if (!(Number.isInteger(s.used) && s.used >= 0 && s.used <= SEGMENT_BYTES)) return outside;
     if (s.lastAt < 0) continue;
-    // Only offsets of this segment's records are read (a list under a valid checksum may still
-    // be forged or written by a bug: never a read outside the segment).
-    if (
-      !(Number.isInteger(s.lastAt) && s.lastAt % 8 === 0 && s.lastAt + RECORD_HEADER_BYTES <= SEGMENT_BYTES) ||
-      !(Number.isInteger(s.used) && s.used <= SEGMENT_BYTES)
-    )
-      return { problem: `checkpoint ${cp.generation} lists the segment at block ${s.block} with records outside it` };
+    if (!(Number.isInteger(s.lastAt) && s.lastAt % 8 === 0 && s.lastAt + RECORD_HEADER_BYTES <= SEGMENT_BYTES))
+      return outside;
     const at = device.blockOffset(s.block) + s.lastAt;
     if (device.poisonedBlocks !== 0 && device.isPoisoned(device.blockAt(at)))
       return { problem: `segment at block ${s.block}: its last covered record is in a poisoned block` };
