@@ -272,7 +272,7 @@ export interface CheckpointUse {
    * a tail was applied to the loaded image (its replaced keys' values written into the copied
    * leaves, its added and removed keys through the tree) instead of a bulk load of the
    * checkpoint's columns merged with it: taken when the keys it adds and removes are at most
-   * TAIL_ON_IMAGE_MIN or a 64th of the checkpoint's keys
+   * TAIL_ON_IMAGE_MIN or a 512th of the checkpoint's keys
    */
   tailOnImage: boolean;
   /** the loaded checkpoint was read in place from the mapping (checkpoint.ts inPlace), not copied out */
@@ -703,14 +703,21 @@ function fromCheckpoint(
 
 /** Keys a tail may add and remove and still be applied to a loaded image (tailOnImage), at least. */
 export const TAIL_ON_IMAGE_MIN = 1024;
+/**
+ * ... or this share of the checkpoint's keys, when more. An insert into a freshly loaded tree
+ * misses the cache at every level it walks and copies the node it changes, where the bulk load
+ * writes each key once, in order, and the image's load is one copy: the share keeps the inserts
+ * below the bulk load they save (bench/tail-insert.ts measures both; docs/PERFORMANCE.md).
+ */
+const TAIL_ON_IMAGE_SHARE = 512;
 
 /**
  * What the load of a checkpoint's image applies of the tail merged over it, or undefined when
- * the tail adds and removes too many keys for the tree's inserts and deletes (each a few
- * microseconds) to beat a bulk load of every key (tens of nanoseconds each).
+ * the tail adds and removes too many keys for the tree's inserts and deletes (one descent and a
+ * node copied each) to beat a bulk load of every key (TAIL_ON_IMAGE_SHARE).
  */
 function imageTail(base: WinnerColumns, merged: ReturnType<typeof mergeColumns>): ImageTail | undefined {
-  if (merged.added + merged.removed > Math.max(TAIL_ON_IMAGE_MIN, base.count / 64)) return undefined;
+  if (merged.added + merged.removed > Math.max(TAIL_ON_IMAGE_MIN, base.count / TAIL_ON_IMAGE_SHARE)) return undefined;
   return {
     starts: base.starts.subarray(0, base.count),
     values: merged.tail.values.subarray(0, merged.tail.count),

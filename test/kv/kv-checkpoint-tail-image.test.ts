@@ -10,7 +10,7 @@
  *    takes that path (`tailOnImage`), passes verifyTree, equals `recovery: 'full'` of the same
  *    image (every key and value, keys, sequence, segments, free blocks, the log's counts) and
  *    serves the model; writes after it go on.
- * 2. A tail that adds more keys than the path takes (TAIL_ON_IMAGE_MIN and a 64th of the
+ * 2. A tail that adds more keys than the path takes (TAIL_ON_IMAGE_MIN and a 512th of the
  *    checkpoint's keys) bulk-loads the merged columns instead, equal to the full scan too.
  * 3. Red with kv-checkpoint-tail-unpatched (the replaced values not written into the leaves):
  *    the overwritten keys serve the checkpoint's values.
