@@ -33,7 +33,9 @@
  *
  * Huge pages: create() asks the kernel (madvise MADV_HUGEPAGE, for THP in "madvise" mode)
  * to back the whole reservation (the memory's maximum) with 2 MiB pages, so a descent over a large arena takes fewer
- * TLB misses; H_HUGE_PAGES records the answer for every thread's stats().
+ * TLB misses; H_HUGE_PAGES records the answer for every thread's stats(). The first 2 MiB
+ * page is faulted in while the memory is smaller (1 MiB at first), which gives it 4 KiB
+ * pages; the growth past it collapses it (bumpLocked).
  * DAXSTORE_NO_HUGEPAGES=1 skips the advice (for A/B benches).
  *
  * Persistence ordering: none; the arena is volatile memory (the index is rebuilt at open).
@@ -41,7 +43,7 @@
 import { randomFillSync } from 'node:crypto';
 import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
-import { errnoName, native } from '../native/addon.js';
+import { errnoName, native, prefaultInBackground } from '../native/addon.js';
 import { WASM_PAGE_BYTES, Wasm, isWasmMemory, type WasmMemory } from './wasm-encoder.js';
 import { loadWord, storeRelease } from './word-load.js';
 
@@ -124,6 +126,8 @@ export function classWords(cls: number): number {
   return 1 << (cls - 111 + 9);
 }
 
+const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
+
 /** H_HUGE_PAGES values (a negative value is the madvise -errno). */
 export const enum HugePageAdvice {
   DISABLED = 0, // DAXSTORE_NO_HUGEPAGES=1
@@ -182,6 +186,11 @@ export class Arena {
       shared: true,
     });
     const arena = new Arena(memory, maxPages * WASM_PAGE_BYTES);
+    // Advised before the first store: a 2 MiB range that already holds a 4 KiB page when the
+    // advice comes gets 4 KiB pages for every later fault too (a huge page needs the whole
+    // range at its first fault), so the header's store would leave the arena's first 2 MiB,
+    // the tree's oldest nodes and leaves, in small pages.
+    const hugePages = adviseHugePages(arena.sab);
     const i32 = arena.i32;
     i32[H_MAGIC] = ARENA_MAGIC;
     i32[H_BUMP] = HEADER_WORDS;
@@ -189,7 +198,7 @@ export class Arena {
     i32[H_FLAGS] = opts.poisonReclaimed === true ? FLAG_POISON : 0;
     i32[H_MAX_PAGES] = maxPages;
     i32[H_BYTES] = arena.sab.byteLength | 0;
-    i32[H_HUGE_PAGES] = adviseHugePages(arena.sab);
+    i32[H_HUGE_PAGES] = hugePages;
     i32[H_TOKEN] = randomFillSync(new Int32Array(1))[0] | 1;
     return arena;
   }
@@ -295,6 +304,12 @@ export class Arena {
       this.memory.grow((want - bytes) / WASM_PAGE_BYTES);
       Atomics.store(this.i32, H_BYTES, want | 0); // before H_BUMP below moves into the new part
       this.refresh();
+      // The first 2 MiB page was faulted in while only part of it was accessible (a memory
+      // smaller than 2 MiB), so it got 4 KiB pages, and keeps them: now that all of it is,
+      // make it one huge page (MADV_COLLAPSE on the prefault thread; the arena's oldest
+      // nodes and leaves are there).
+      if (bytes < HUGE_PAGE_BYTES && want >= HUGE_PAGE_BYTES && this.i32[H_HUGE_PAGES] === HugePageAdvice.ADVISED)
+        prefaultInBackground(this.sab, 0, HUGE_PAGE_BYTES, true);
     }
     storeRelease(this.i32, H_BUMP, off + size); // read only by treeLock holders (and asserts)
     return off;
