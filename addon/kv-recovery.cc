@@ -825,23 +825,33 @@ struct VerifyJob {
   std::vector<double> segs, out;
   std::vector<std::thread> helpers;
   Napi::Reference<Napi::Value> media;
-  Napi::Reference<Napi::Value> ahead;  // the bytes the first helper populates, kept alive
+  Napi::Reference<Napi::Value> ahead;  // the bytes the first helper populates for reading, kept alive
   const uint8_t* aheadData = nullptr;
   size_t aheadBytes = 0;
+  Napi::Reference<Napi::Value> fill;  // the bytes it populates for writing next, kept alive
+  const uint8_t* fillData = nullptr;
+  size_t fillBytes = 0;
   bool finished = false;
 
-  // The first helper's work: page tables for `ahead` filled (MADV_POPULATE_READ, 2 MiB at a
-  // time from its start, so a reader streaming through it from the start finds them filled),
-  // then segments off the batch. A failure (a media error is EFAULT, not a signal) stops the
-  // populating only: whoever reads those bytes meets it under its own guard.
+  // Page tables for [data, data + bytes) filled with `advice` (MADV_POPULATE_READ or _WRITE),
+  // 2 MiB at a time from the start, so a thread streaming through it from its start finds them
+  // filled. A failure (a media error is EFAULT, not a signal; no memory) stops the populating
+  // only: whoever touches those bytes meets it (a read under its own guard).
+  static void Populate(const uint8_t* data, size_t bytes, int advice) {
+    constexpr uintptr_t kPage = 4096, kChunk = uintptr_t{2} << 20;
+    const uintptr_t start = reinterpret_cast<uintptr_t>(data) & ~(kPage - 1);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(data) + bytes;
+    for (uintptr_t p = start; p < end; p += kChunk)
+      if (madvise(reinterpret_cast<void*>(p), std::min(kChunk, end - p), advice) != 0) return;
+  }
+
+  // The first helper's work: `ahead` populated for reading, `fill` for writing, then segments
+  // off the batch.
   static void First(VerifyJob* j) {
     const uint64_t cpu0 = ThreadCpuNs();
-#ifdef MADV_POPULATE_READ
-    constexpr uintptr_t kPage = 4096, kChunk = uintptr_t{2} << 20;
-    const uintptr_t start = reinterpret_cast<uintptr_t>(j->aheadData) & ~(kPage - 1);
-    const uintptr_t end = reinterpret_cast<uintptr_t>(j->aheadData) + j->aheadBytes;
-    for (uintptr_t p = start; p < end; p += kChunk)
-      if (madvise(reinterpret_cast<void*>(p), std::min(kChunk, end - p), MADV_POPULATE_READ) != 0) break;
+#if defined(MADV_POPULATE_READ) && defined(MADV_POPULATE_WRITE)
+    if (j->aheadBytes > 0) Populate(j->aheadData, j->aheadBytes, MADV_POPULATE_READ);
+    if (j->fillBytes > 0) Populate(j->fillData, j->fillBytes, MADV_POPULATE_WRITE);
 #endif
     j->batch.cpuNs.fetch_add(ThreadCpuNs() - cpu0, std::memory_order_relaxed);
     VerifyWorker(&j->batch);
@@ -900,15 +910,17 @@ Napi::Value JsVerifyKvSegmentsStart(const Napi::CallbackInfo& info) {
   job->batch.out = job->out.data();
   ClearVerdicts(job->batch.out, count);
   job->media = Napi::Persistent(info[0]);
-  if (info.Length() > 6 && !info[6].IsUndefined()) {
-    if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) return Napi::Number::New(env, -EINVAL);
-    Napi::Uint8Array ahead = info[6].As<Napi::Uint8Array>();
-    job->aheadData = ahead.Data();
-    job->aheadBytes = ahead.ByteLength();
-    job->ahead = Napi::Persistent(info[6]);
+  for (size_t arg : {size_t{6}, size_t{7}}) {
+    if (info.Length() <= arg || info[arg].IsUndefined()) continue;
+    if (!info[arg].IsTypedArray() || info[arg].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) return Napi::Number::New(env, -EINVAL);
+    Napi::Uint8Array range = info[arg].As<Napi::Uint8Array>();
+    (arg == 6 ? job->aheadData : job->fillData) = range.Data();
+    (arg == 6 ? job->aheadBytes : job->fillBytes) = range.ByteLength();
+    (arg == 6 ? job->ahead : job->fill) = Napi::Persistent(info[arg]);
   }
   // Helpers start now; the caller's thread joins in at finish (taking what is left).
-  const uint64_t helpers = std::min<uint64_t>(static_cast<uint64_t>(threads), std::max<uint64_t>(count, job->aheadBytes > 0 ? 1 : 0));
+  const bool populates = job->aheadBytes > 0 || job->fillBytes > 0;
+  const uint64_t helpers = std::min<uint64_t>(static_cast<uint64_t>(threads), std::max<uint64_t>(count, populates ? 1 : 0));
   for (uint64_t i = 0; i < helpers; i++) {
     try {
       if (i == 0) job->helpers.emplace_back(VerifyJob::First, job.get());
@@ -933,6 +945,7 @@ Napi::Value JsVerifyKvSegmentsFinish(const Napi::CallbackInfo& info) {
   job->finished = true;
   job->media.Reset();
   job->ahead.Reset();
+  job->fill.Reset();
   std::memcpy(out.Data(), job->out.data(), job->out.size() * sizeof(double));
   return Napi::Number::New(env, static_cast<double>(job->batch.cpuNs.load(std::memory_order_relaxed)) / 1e6);
 }

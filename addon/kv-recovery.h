@@ -60,11 +60,13 @@ Napi::Value JsScanKvSegment(const Napi::CallbackInfo& info);
 Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info);
 
 // JsVerifyKvSegmentsStart(media, regionId, segs, segmentBytes, flags, threads[, ahead:
-// Uint8Array]) -> a job (an external) or -EINVAL / -EBADF: the same check as
-// JsVerifyKvSegments, its arguments checked the same way, run by `threads` threads started now
-// (0: none), so the caller's thread can work meanwhile. With `ahead` (bytes of a mapping the
+// Uint8Array[, fill: Uint8Array]]) -> a job (an external) or -EINVAL / -EBADF: the same check
+// as JsVerifyKvSegments, its arguments checked the same way, run by `threads` threads started
+// now (0: none), so the caller's thread can work meanwhile. With `ahead` (bytes of a mapping the
 // caller is about to read through from its start), the first helper first fills their page
-// tables (MADV_POPULATE_READ, 2 MiB at a time) so that the caller's read takes no faults. JsVerifyKvSegmentsFinish(job, out: Float64Array) -> the workers' CPU ms, or
+// tables (MADV_POPULATE_READ, 2 MiB at a time) so that the caller's read takes no faults; with
+// `fill` (memory the caller is about to write), then theirs for writing (MADV_POPULATE_WRITE:
+// fresh pages allocated and zeroed there, off the caller's thread). Neither changes a byte. JsVerifyKvSegmentsFinish(job, out: Float64Array) -> the workers' CPU ms, or
 // -EINVAL (finished already, out too short): the caller's thread takes the segments no helper
 // has taken yet, joins the helpers and copies the verdicts (as JsVerifyKvSegments' out) into
 // out. A job must be finished before the media it reads is unmapped; one never finished is

@@ -866,17 +866,51 @@ export class RadixTree {
    * (nothing reachable changed). With `tail`, the tail's replaced values are written into the
    * copied leaves and its added and removed keys listed there (tree-image.ts ImageTail): the
    * caller makes those through insert and delete after. `confirm`: asked after the copy and
-   * before the graft; false gives the copy back and returns false (tree-image.ts).
+   * before the graft; false gives the copy back and returns false (tree-image.ts). `reserved`:
+   * a run reserveRun allocated for exactly image.words words, copied into instead of a new one.
    * @internal
    */
-  loadImage(image: TreeImage, tail?: ImageTail, confirm?: () => boolean): boolean {
+  loadImage(image: TreeImage, tail?: ImageTail, confirm?: () => boolean, reserved?: number): boolean {
     assert(
       !this.everShared,
       'loadImage: the tree was shared (handle() or attach); loading an image is for unshared trees only',
     );
     this.lockTree();
     try {
-      return loadImageLocked(this.arena, image, (node, words) => this.retireBlock(node, words), tail, confirm);
+      return loadImageLocked(
+        this.arena,
+        image,
+        (node, words) => this.retireBlock(node, words),
+        tail,
+        confirm,
+        reserved,
+      );
+    } finally {
+      this.unlockTree();
+    }
+  }
+
+  /**
+   * A run of `words` words allocated now for an image loadImage copies in later (`reserved`),
+   * and a view of its memory (so that its first touch can be made ahead, on another thread).
+   * Only for a tree never shared. @internal
+   */
+  reserveRun(words: number): { run: number; bytes: Uint8Array } {
+    assert(!this.everShared, 'reserveRun: the tree was shared');
+    this.lockTree();
+    try {
+      const run = this.arena.allocRunLocked(words);
+      return { run, bytes: new Uint8Array(this.arena.sab, run * 4, words * 4) };
+    } finally {
+      this.unlockTree();
+    }
+  }
+
+  /** Gives back a run reserveRun allocated and nothing used (Arena.releaseRunLocked); false when anything was allocated after it. @internal */
+  releaseRun(run: number, words: number): boolean {
+    this.lockTree();
+    try {
+      return this.arena.releaseRunLocked(run, words);
     } finally {
       this.unlockTree();
     }

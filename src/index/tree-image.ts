@@ -126,7 +126,9 @@ export interface ImageTail {
  * tree whose first bytes the tree's keys leave free, or `tail` does not fit its leaves.
  * `confirm`, when given, is asked once the image is copied (and patched) and before anything
  * is grafted: false (the caller's own check of what the image stands for failed) gives the run
- * back (Arena.releaseRunLocked) and returns false, nothing reachable changed.
+ * back (Arena.releaseRunLocked) and returns false, nothing reachable changed. `reserved`: a run
+ * of exactly image.words words the caller allocated for it (RadixTree.reserveRun), used instead
+ * of a fresh one (and given back, or left unused, as that one would be).
  */
 export function loadImageLocked(
   arena: Arena,
@@ -134,10 +136,11 @@ export function loadImageLocked(
   retire: (node: number, words: number) => void,
   tail?: ImageTail,
   confirm?: () => boolean,
+  reserved?: number,
 ): boolean {
   if (image.words === 0) return image.leaves === 0 && image.root === 0 && tail === undefined; // a tail: bulk-loaded
   if (image.root < image.origin || image.root >= image.origin + image.words) return false;
-  const run = arena.allocRunLocked(image.words);
+  const run = reserved ?? arena.allocRunLocked(image.words);
   if (native().loadTreeImage(arena.sab, run, image.bytes, image.words, image.origin, image.inner) < 0) return false;
   if (
     tail !== undefined &&

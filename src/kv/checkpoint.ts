@@ -190,9 +190,10 @@ function hash(bytes: Uint8Array, offset: number, length: number, xxh3 = false): 
  * Reads checkpoint object `id` and checks it whole: undefined and the reason when it cannot
  * be trusted for this store (damaged, torn, another store's, another version). `early`, when
  * given, gets the segment list as it reads before the checksum is taken (its header's sizes
- * adding up, its bytes read under the SIGBUS guard), and the checkpoint's bytes when they are
- * read in place (a view of the mapping the checksum is about to read through), so the caller
- * can start work on them while the checksum runs; that list is unchecked and may hold anything (recovery.ts uses it only
+ * adding up, its bytes read under the SIGBUS guard), the checkpoint's bytes when they are
+ * read in place (a view of the mapping the checksum is about to read through) and its image's
+ * words as its header gives them (at most its size over 4), so the caller can start work on
+ * them while the checksum runs; that list is unchecked and may hold anything (recovery.ts uses it only
  * once the checkpoint passed, and only when the checked list is the same).
  */
 export function readCheckpoint(
@@ -200,7 +201,7 @@ export function readCheckpoint(
   v: MediaViews,
   id: number,
   uuid: Uint8Array,
-  early?: (segments: CheckpointSegment[], bytes: Uint8Array | undefined) => void,
+  early?: (segments: CheckpointSegment[], bytes: Uint8Array | undefined, imageWords: number) => void,
 ): { checkpoint: LoadedCheckpoint } | { reason: string } {
   const obj = space.object(id);
   const name = `checkpoint ${id - CHECKPOINT_ID_FIRST}`;
@@ -230,7 +231,7 @@ export function readCheckpoint(
   dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (early !== undefined) {
     const list = uncheckedSegments(bytes, dv);
-    if (list !== undefined) early(list, mapped === undefined ? undefined : bytes);
+    if (list !== undefined) early(list, mapped === undefined ? undefined : bytes, dv.getFloat64(H_IMAGE_WORDS, true));
   }
   // In place (inPlace), the first read of the rest of the object's bytes, guarded likewise.
   if (

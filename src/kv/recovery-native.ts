@@ -321,7 +321,9 @@ export interface SegmentCheck {
  * segments at open: recovery.ts). The job reads the media until `finish`, which must be called
  * (before the media is unmapped) whatever happens meanwhile. `ahead`: mapped bytes the caller
  * reads next, from their start, whose page tables the first thread fills before it takes
- * segments (a read fault per 64 KiB costs more than the read). undefined when the addon refuses
+ * segments (a read fault per 64 KiB costs more than the read); `fill`: memory the caller writes
+ * next, which that thread then populates for writing (its first touch: a fault and a zeroed page
+ * each). undefined when the addon refuses
  * the segs (an offset outside the media, a `used` beyond a segment: a checkpoint read before its
  * checksum can hold anything).
  */
@@ -331,11 +333,12 @@ export function startVerifySegments(
   segmentBytes: number,
   threads: number,
   ahead?: Uint8Array,
+  fill?: Uint8Array,
 ): SegmentCheck | undefined {
   const n = segs.length / 3;
   const own = Float64Array.from(segs);
   const flags = verifyFlags(true, false);
-  const job = native().verifyKvSegmentsStart(mediaFromZero(v), -1, own, segmentBytes, flags, threads, ahead);
+  const job = native().verifyKvSegmentsStart(mediaFromZero(v), -1, own, segmentBytes, flags, threads, ahead, fill);
   if (typeof job === 'number') return undefined;
   let result: { verdicts: SegmentVerdict[]; cpuMs: number } | undefined;
   return {

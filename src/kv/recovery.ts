@@ -117,6 +117,8 @@ const VERIFY_THREADS = process.env['DAXSTORE_VERIFY_THREADS'] === '1' ? 1 : 2;
  * threads of its own.
  */
 const CHECK_SERIAL = process.env['DAXSTORE_CHECK_SERIAL'] === '1';
+/** DAXSTORE_IMAGE_RUN_LATE=1 (an A/B knob, docs/TESTING.md): the image's arena run is allocated when it is copied in, its pages first touched by that copy, not reserved before the checksum and populated by the check's thread. */
+const RUN_LATE = process.env['DAXSTORE_IMAGE_RUN_LATE'] === '1';
 
 /** DAXSTORE_CHECKPOINT_HASH_READ=1 (an A/B knob, docs/TESTING.md): the covered segments' hashes at open read with read(2) in small chunks, not through the mapping. */
 const HASH_READ = process.env['DAXSTORE_CHECKPOINT_HASH_READ'] === '1';
@@ -501,13 +503,40 @@ function recoverFromCheckpoint(
   table: SegmentTable | undefined,
 ): KvRecoveryReport | undefined {
   // The covered-record check started early reads the mapping on threads of its own: it is
-  // waited for on every way out, a throw included.
-  const early: { check?: SegmentCheck } = {};
+  // waited for on every way out, a throw included; the image's run reserved early is given
+  // back when no load took it (before anything else is allocated in the tree).
+  const early: EarlyWork = {};
   try {
     return fromCheckpoint(space, v, mode, segments, ids, uuid, use, start, restored, table, early);
   } finally {
     early.check?.finish();
+    if (early.run !== undefined) space.tree.releaseRun(early.run.run, early.run.words);
   }
+}
+
+/**
+ * The run for an image of `words` words, reserved before the checkpoint's checksum: `words` is
+ * unvouched for (at most the checkpoint's size over 4), so an arena that cannot take that many
+ * (ENOSPC) leaves it unreserved, as does any other refusal: the image, if it loads, then gets
+ * its run when it is copied in.
+ */
+function reserveRun(space: DaxSpace, words: number): EarlyWork['run'] {
+  try {
+    return { ...space.tree.reserveRun(words), words };
+  } catch (e) {
+    if (isDaxError(e)) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * What the clean reopen starts before the newest checkpoint's checksum: the check of the
+ * records it covers, and the arena run its image will be copied into (words as its header
+ * gives them), whose pages the check's thread populates first; undefined once used or given back.
+ */
+interface EarlyWork {
+  check?: SegmentCheck;
+  run?: { run: number; words: number; bytes: Uint8Array };
 }
 
 function fromCheckpoint(
@@ -521,7 +550,7 @@ function fromCheckpoint(
   start: number,
   restored: number[],
   table: SegmentTable | undefined,
-  early: { check?: SegmentCheck },
+  early: EarlyWork,
 ): KvRecoveryReport | undefined {
   const t0 = performance.now();
   const cpu0 = cpuMs();
@@ -542,8 +571,10 @@ function fromCheckpoint(
   // checkpoint that then passes and lists the very same segments (coveredCheck).
   const startEarly =
     checked && !CHECK_SERIAL && !HASH_READ
-      ? (list: CheckpointSegment[], mapped: Uint8Array | undefined): void => {
-          early.check = startCoveredCheck(space, v, list, owned, mapped);
+      ? (list: CheckpointSegment[], mapped: Uint8Array | undefined, imageWords: number): void => {
+          if (Number.isSafeInteger(imageWords) && imageWords > 0 && !RUN_LATE)
+            early.run = reserveRun(space, imageWords);
+          early.check = startCoveredCheck(space, v, list, owned, mapped, early.run?.bytes);
         }
       : undefined;
   for (const id of ids) {
@@ -656,7 +687,14 @@ function fromCheckpoint(
     return damaged === undefined;
   };
   const graftUnchecked = isBroken('kv-checkpoint-graft-unchecked');
-  use.imageLoaded = image !== undefined && space.tree.loadImage(image, tail, graftUnchecked ? undefined : settle);
+  // The run reserved early serves an image of the words it was reserved for; any other way on,
+  // it is given back first (before the bulk load allocates).
+  const reserved =
+    early.run !== undefined && image !== undefined && image.words === early.run.words ? early.run : undefined;
+  if (early.run !== undefined && reserved === undefined) space.tree.releaseRun(early.run.run, early.run.words);
+  early.run = undefined;
+  use.imageLoaded =
+    image !== undefined && space.tree.loadImage(image, tail, graftUnchecked ? undefined : settle, reserved?.run);
   if (!(graftUnchecked && use.imageLoaded)) settle(); // asked once: result() keeps its answer
   if (damaged !== undefined) return refuseCovered(damaged);
   if (image !== undefined && !use.imageLoaded)
@@ -866,9 +904,10 @@ function startCoveredCheck(
   list: CheckpointSegment[],
   owned: ReadonlyMap<number, number>,
   mapped: Uint8Array | undefined,
+  run: Uint8Array | undefined,
 ): SegmentCheck | undefined {
   const covered = list.filter((s) => owned.get(s.block) === s.nonce && s.used > 0);
-  return startVerifySegments(v, segsOf(space.device, covered), SEGMENT_BYTES, 1, mapped);
+  return startVerifySegments(v, segsOf(space.device, covered), SEGMENT_BYTES, 1, mapped, run);
 }
 
 /** CPU time of the process (every thread), in ms. */

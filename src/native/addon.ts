@@ -297,7 +297,8 @@ export interface NativeAddon {
    * for verifyKvSegmentsFinish, or -errno for arguments verifyKvSegments refuses. The job reads
    * the media until it is finished: finish it before the media is unmapped. `ahead`: bytes of a
    * mapping whose page tables the first helper fills first (MADV_POPULATE_READ), from their
-   * start, for the caller about to read them.
+   * start, for the caller about to read them; `fill`: memory it then populates for writing
+   * (MADV_POPULATE_WRITE), for the caller about to write it.
    */
   verifyKvSegmentsStart(
     media: Uint8Array | SharedArrayBuffer,
@@ -307,6 +308,7 @@ export interface NativeAddon {
     flags: number,
     threads: number,
     ahead?: Uint8Array,
+    fill?: Uint8Array,
   ): object | number;
   /** The calling thread takes the segments left, joins the job's threads, writes the verdicts (as verifyKvSegments' out); the workers' CPU ms, or -EINVAL when finished already or out is too short. */
   verifyKvSegmentsFinish(job: object, out: Float64Array): number;

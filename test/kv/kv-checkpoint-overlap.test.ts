@@ -15,6 +15,9 @@
  *    real segments with random `used`), checksummed or not: no crash; unsealed, ignored; sealed,
  *    its coverage checked as any checkpoint's (a last record listed outside its segment makes it
  *    ignored, nothing read there); the index always equals the full scan's.
+ * 4. The arena run reserved for the image before the checksum (its pages populated by the
+ *    check's thread) and not used (a tail too big to apply to the image: the columns are
+ *    bulk-loaded) is given back: the arena holds what a full scan's does.
  * Not covered here: the check's own verdicts (kv-checkpoint-hash.test.ts, kv-damage-rollback),
  * the tree side of giving a copied image back (test/index/tree-image-confirm.test.ts).
  */
@@ -181,6 +184,37 @@ describe('the covered-record check overlaps the reopen, and counts only once it 
           expectModel(db, model); // the full scan after the false alarm
         } finally {
           db.close();
+        }
+      });
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'the run reserved for the image before the checksum is given back when the columns are bulk-loaded instead',
+    async () => {
+      await withSeed(FILE, (seed) => {
+        const r = rng(seed);
+        const { image, model } = closedStore(r);
+        // a tail adding more keys than the image path takes: the merged columns are bulk-loaded
+        const db = openMedia(image, { formatIfEmpty: false, durability: 'sync', checkpoint: false });
+        for (let i = 0; i < 3000; i++) {
+          db.put(`tail${i}`, `t${i}`);
+          model.set(hex(`tail${i}`), hex(`t${i}`));
+        }
+        const killed = image.crashImage({ mode: 'none' });
+        db.close();
+        const full = openMedia(killed.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
+        const fullWords = full.dax.tree.arena.liveWords();
+        full.close();
+        const reopened = openMedia(killed, { formatIfEmpty: false, checkpoint: false });
+        try {
+          const use = reopened.recovery!.checkpoint!;
+          expect([use.loaded, use.imageLoaded, use.tailOnImage]).toEqual([0, false, false]);
+          expect(reopened.dax.tree.arena.liveWords()).toBe(fullWords);
+          expectModel(reopened, model);
+        } finally {
+          reopened.close();
         }
       });
     },
