@@ -71,13 +71,21 @@ export function workload(db: KvStore, model: Model, r: () => number, ops: number
           : { type: 'del' as const, key: `${key}.${j}` },
       );
       db.batch(ops2);
-      const last = new Map<string, (typeof ops2)[number]>();
-      for (const op of ops2) last.set(op.key, op);
-      for (const op of last.values()) {
-        if (op.type === 'put') model.set(hex(op.key), hex(op.value));
-        else model.delete(hex(op.key));
-      }
+      applyBatch(model, ops2);
     } else db.compact({ maxLiveRatio: 0.6 });
+  }
+}
+
+/** A batch's ops applied to the model as the store applies them: each key's last op wins. */
+export function applyBatch(
+  model: Model,
+  ops: ReadonlyArray<{ type: 'put'; key: string; value: string } | { type: 'del'; key: string }>,
+): void {
+  const last = new Map<string, (typeof ops)[number]>();
+  for (const op of ops) last.set(op.key, op);
+  for (const op of last.values()) {
+    if (op.type === 'put') model.set(hex(op.key), hex(op.value));
+    else model.delete(hex(op.key));
   }
 }
 

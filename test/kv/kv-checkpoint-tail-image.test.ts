@@ -23,7 +23,15 @@ import { verifyTree } from '../../src/index/tree-verify.js';
 import { TAIL_ON_IMAGE_MIN } from '../../src/kv/recovery.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
-import { expectModel, hex, openMedia, snapshotWithLog, type KvStore, type Model } from './kv-checkpoint-helpers.js';
+import {
+  applyBatch,
+  expectModel,
+  hex,
+  openMedia,
+  snapshotWithLog,
+  type KvStore,
+  type Model,
+} from './kv-checkpoint-helpers.js';
 
 const FILE = 'test/kv/kv-checkpoint-tail-image.test.ts';
 const MEDIA_BYTES = 32 * 2 ** 20;
@@ -71,12 +79,7 @@ function tail(db: KvStore, names: string[], model: Model, r: () => number, ops: 
         { type: 'put' as const, key: `batch-${i}`, value: `c${i}` },
       ];
       db.batch(ops2);
-      const last = new Map<string, (typeof ops2)[number]>();
-      for (const op of ops2) last.set(op.key, op);
-      for (const op of last.values()) {
-        if (op.type === 'put') model.set(hex(op.key), hex(op.value));
-        else model.delete(hex(op.key));
-      }
+      applyBatch(model, ops2);
     }
   }
 }
