@@ -334,8 +334,11 @@ export function recoverKv(
   // the index before it would no longer describe the log, so every one goes.
   if (mode === 'salvage') use.remove.push(...ids);
   const list = { ms: performance.now() - start, cpuMs: cpuMs() - startCpu };
-  if (!use.forcedFull && opts.uuid !== undefined && ids.length > 0) {
-    const report = recoverFromCheckpoint(space, v, mode, segments, ids, opts.uuid, use, start, restored, table);
+  const uuid = opts.uuid;
+  if (!use.forcedFull && uuid !== undefined && ids.length > 0) {
+    const report = withEarlyWork(space, (early) =>
+      recoverFromCheckpoint(space, v, mode, segments, ids, uuid, use, start, restored, table, early),
+    );
     if (report !== undefined) return withList(report, list);
   }
   const report = fullScan(space, v, mode, segments, start, restored, table, use);
@@ -485,29 +488,15 @@ function restoreSegments(space: DaxSpace, v: MediaViews, restored: number[]): vo
 }
 
 /**
- * The newest checkpoint that checks out (checkpoint.ts: whole, this store's, this version,
- * covering what the log still holds), its winners merged with those of the log written after
- * it. undefined (every reason in use.ignored) when none does, or when the log after it holds
- * damage (the full scan then reports it as usual).
+ * `recover` given the work the clean reopen starts early. The covered-record check started early
+ * reads the mapping on threads of its own: it is waited for on every way out, a throw included;
+ * the image's run reserved early is given back when no load took it (before anything else is
+ * allocated in the tree).
  */
-function recoverFromCheckpoint(
-  space: DaxSpace,
-  v: MediaViews,
-  mode: RecoveryMode,
-  segments: Array<[block: number, nonce: number]>,
-  ids: number[],
-  uuid: Uint8Array,
-  use: CheckpointUse,
-  start: number,
-  restored: number[],
-  table: SegmentTable | undefined,
-): KvRecoveryReport | undefined {
-  // The covered-record check started early reads the mapping on threads of its own: it is
-  // waited for on every way out, a throw included; the image's run reserved early is given
-  // back when no load took it (before anything else is allocated in the tree).
+function withEarlyWork<T>(space: DaxSpace, recover: (early: EarlyWork) => T): T {
   const early: EarlyWork = {};
   try {
-    return fromCheckpoint(space, v, mode, segments, ids, uuid, use, start, restored, table, early);
+    return recover(early);
   } finally {
     early.check?.finish();
     if (early.run !== undefined) space.tree.releaseRun(early.run.run, early.run.words);
@@ -539,7 +528,14 @@ interface EarlyWork {
   run?: { run: number; words: number; bytes: Uint8Array };
 }
 
-function fromCheckpoint(
+/**
+ * The newest checkpoint that checks out (checkpoint.ts: whole, this store's, this version,
+ * covering what the log still holds), its winners merged with those of the log written after
+ * it. undefined (every reason in use.ignored) when none does, or when the log after it holds
+ * damage (the full scan then reports it as usual). `early`: what it starts before the
+ * checksum, settled by withEarlyWork.
+ */
+function recoverFromCheckpoint(
   space: DaxSpace,
   v: MediaViews,
   mode: RecoveryMode,
