@@ -1,6 +1,6 @@
 /**
  * The store the open benches (open-ab.ts, open-parts.ts) reopen: kv.bench's workload written
- * by one build's kv module, and the PRNG its keys come from.
+ * by one build's kv module, the tail their --kill leaves on it, and the PRNG its keys come from.
  */
 
 /** This package's mulberry32 whatever the build measured: the same keys for every build. */
@@ -35,4 +35,18 @@ export async function writeBenchStore(
   for (const k of all) db.put(k, value);
   for (let i = 0; i < keys / 2; i++) db.put(all[Math.floor(r() * keys)], value);
   db.close();
+}
+
+/**
+ * --kill of the open benches: over writeBenchStore's `file` of `keys` keys, a tenth as many
+ * overwrites of keys drawn from them (100-byte values), each acknowledged ('sync'), through `kv`;
+ * then this process dies (SIGKILL, no close).
+ */
+export async function writeAndDie(kv: typeof import('../src/kv/index.js'), file: string, keys: number): Promise<void> {
+  const { keys: all } = await benchKeys(keys);
+  const db = kv.open(file, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
+  const w = await benchRandom(100);
+  const value = new Uint8Array(100).fill(7);
+  for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], value);
+  process.kill(process.pid, 'SIGKILL');
 }

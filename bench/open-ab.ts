@@ -29,7 +29,7 @@ import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readSync, r
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchKeys, benchRandom, writeBenchStore } from './bench-store.js';
+import { writeAndDie, writeBenchStore } from './bench-store.js';
 import { arg, flag, packageRoot } from './args.js';
 
 interface OpenTiming {
@@ -52,8 +52,6 @@ interface OpenTiming {
   hashCpu: number;
 }
 
-const VALUE = new Uint8Array(100).fill(7);
-
 async function kvOf(root: string): Promise<typeof import('../src/kv/index.js')> {
   return (await import(
     path.join(path.resolve(root), 'dist', 'src', 'kv', 'index.js')
@@ -65,15 +63,6 @@ async function build(root: string, file: string, keys: number): Promise<void> {
 }
 
 /** --kill: overwrites a tenth of the keys, each acknowledged ('sync'), and dies without a close. */
-async function writeAndDie(root: string, file: string, keys: number): Promise<void> {
-  const kv = await kvOf(root);
-  const { keys: all } = await benchKeys(keys);
-  const db = kv.open(file, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
-  const w = await benchRandom(100);
-  for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], VALUE);
-  process.kill(process.pid, 'SIGKILL');
-}
-
 async function timedOpen(root: string, file: string): Promise<OpenTiming> {
   const kv = await kvOf(root);
   // --ballast: a large live heap first (a server process, or kv.bench's), for memory effects
@@ -259,6 +248,6 @@ function main(): void {
 if (process.argv[2] === '--child') {
   const [, , , mode, root, file, keys] = process.argv;
   if (mode === 'build') await build(root, file, Number(keys));
-  else if (mode === 'write-and-die') await writeAndDie(root, file, Number(keys));
+  else if (mode === 'write-and-die') await writeAndDie(await kvOf(root), file, Number(keys));
   else process.stdout.write(JSON.stringify(await timedOpen(root, file)));
 } else main();

@@ -21,29 +21,14 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './ab-report.js';
-import { benchKeys, benchRandom, writeBenchStore } from './bench-store.js';
+import { writeAndDie, writeBenchStore } from './bench-store.js';
 import { arg, flag, packageRoot } from './args.js';
 
 type Parts = Record<string, number>;
 
-async function build(file: string, keys: number): Promise<void> {
-  const kv = (await import(
-    path.join(packageRoot, 'dist', 'src', 'kv', 'index.js')
-  )) as typeof import('../src/kv/index.js');
-  await writeBenchStore(kv, file, keys, 700);
-}
-
-/** --kill: overwrites a tenth of the keys, each acknowledged ('sync'), and dies without a close. */
-async function writeAndDie(file: string, keys: number): Promise<void> {
-  const kv = (await import(
-    path.join(packageRoot, 'dist', 'src', 'kv', 'index.js')
-  )) as typeof import('../src/kv/index.js');
-  const { keys: all } = await benchKeys(keys);
-  const db = kv.open(file, { durability: 'sync', keyEncoding: 'binary', valueEncoding: 'binary' });
-  const w = await benchRandom(100);
-  const value = new Uint8Array(100).fill(7);
-  for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], value);
-  process.kill(process.pid, 'SIGKILL');
+/** This package's kv module (the build the store is written and killed with). */
+async function kvHere(): Promise<typeof import('../src/kv/index.js')> {
+  return (await import(path.join(packageRoot, 'dist', 'src', 'kv', 'index.js'))) as typeof import('../src/kv/index.js');
 }
 
 const cpuNow = (): number => {
@@ -127,8 +112,10 @@ async function timedOpen(root: string, file: string, full: boolean): Promise<voi
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--child') {
-    if (process.argv[3] === 'build') return build(process.argv[4], Number(process.argv[5]));
-    if (process.argv[3] === 'write-and-die') return writeAndDie(process.argv[4], Number(process.argv[5]));
+    if (process.argv[3] === 'build')
+      return writeBenchStore(await kvHere(), process.argv[4], Number(process.argv[5]), 700);
+    if (process.argv[3] === 'write-and-die')
+      return writeAndDie(await kvHere(), process.argv[4], Number(process.argv[5]));
     return timedOpen(process.argv[4], process.argv[5], process.argv[6] === 'full');
   }
   const a = path.resolve(arg('a', ''));
