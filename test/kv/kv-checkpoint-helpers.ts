@@ -5,7 +5,7 @@
  * bytes, for tests that edit one.
  */
 import { expect } from 'vitest';
-import type { SimMedia } from '../../src/device/sim-media.js';
+import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import type { DaxSpace } from '../../src/dax/space.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
@@ -47,6 +47,29 @@ export function snapshot(db: KvStore): Snapshot {
 /** snapshot() and the log's counts (stats().recovery, daxstore info): the covered records' and the tail's. */
 export function snapshotWithLog(db: KvStore): Snapshot & { records: number; entries: number } {
   return { ...snapshot(db), records: db.recovery!.records, entries: db.recovery!.entries };
+}
+
+/**
+ * A store of `keys` random keys (`key-<random>-<i>`, value `value <i>`) on media of `bytes`,
+ * closed with a checkpoint: its image, the keys in the order written, the model.
+ */
+export function closedStoreOfKeys(
+  r: () => number,
+  keys: number,
+  bytes: number,
+): { image: SimMedia; names: string[]; model: Model } {
+  const media = createSimMedia(bytes);
+  const model: Model = new Map();
+  const names: string[] = [];
+  const db = openMedia(media, { durability: 'none' });
+  for (let i = 0; i < keys; i++) {
+    const key = `key-${Math.floor(r() * 1e9)}-${i}`;
+    names.push(key);
+    db.put(key, `value ${i}`);
+    model.set(hex(key), hex(`value ${i}`));
+  }
+  db.close();
+  return { image: media.crashImage({ mode: 'none' }), names, model };
 }
 
 /** Random writes applied to db and model: puts (some large), overwrites, deletes, batches, now and then a compaction. */

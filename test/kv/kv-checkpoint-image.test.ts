@@ -28,6 +28,7 @@ import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
   checkpointBytes,
+  closedStoreOfKeys,
   expectModel,
   hex,
   openMedia,
@@ -72,20 +73,6 @@ function editCheckpoint(image: SimMedia, edit: (bytes: Uint8Array, imageAt: numb
     space.close();
   }
   return image.crashImage({ mode: 'none' });
-}
-
-/** A closed store of `keys` random keys and its model. */
-function closedStore(r: () => number, keys: number): { image: SimMedia; model: Model } {
-  const media = createSimMedia(MEDIA_BYTES);
-  const model: Model = new Map();
-  const db = openMedia(media, { durability: 'none' });
-  for (let i = 0; i < keys; i++) {
-    const key = `key-${Math.floor(r() * 1e9)}-${i}`;
-    db.put(key, `value ${i}`);
-    model.set(hex(key), hex(`value ${i}`));
-  }
-  db.close();
-  return { image: media.crashImage({ mode: 'none' }), model };
 }
 
 describe('index checkpoint tree images', () => {
@@ -177,7 +164,7 @@ describe('index checkpoint tree images', () => {
     async () => {
       await withSeed(FILE, (seed) => {
         const r = rng(seed);
-        const { image, model } = closedStore(r, 2000);
+        const { image, model } = closedStoreOfKeys(r, 2000, MEDIA_BYTES);
         // the first leaf's last key byte: the key changes, the tree's shape does not
         const spoil = (b: Uint8Array, at: number) => {
           const keyLength = (new DataView(b.buffer, b.byteOffset).getUint32(at, true) >>> 12) & 0x1fff;
@@ -217,7 +204,7 @@ describe('index checkpoint tree images', () => {
   it('an image that is not a tree (resealed) loads the columns; a short one (resealed) is ignored', async () => {
     await withSeed(FILE, (seed) => {
       const r = rng(seed);
-      const { image, model } = closedStore(r, 2000);
+      const { image, model } = closedStoreOfKeys(r, 2000, MEDIA_BYTES);
       // the root's endLeaf word pointed far outside the image
       const notATree = editCheckpoint(image, (b, at) => {
         const dv = new DataView(b.buffer, b.byteOffset);

@@ -18,13 +18,14 @@
  * columns are bulk-loaded then), the merge's own rules (kv-checkpoint-merge.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
+import type { SimMedia } from '../../src/device/sim-media.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { TAIL_ON_IMAGE_MIN } from '../../src/kv/recovery.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
   applyBatch,
+  closedStoreOfKeys,
   expectModel,
   hex,
   openMedia,
@@ -39,18 +40,8 @@ const WATCHDOG_MS = 120_000;
 
 /** A store of `keys` keys closed with a checkpoint (its image), reopened: the store, its keys, the model. */
 function reopenedStore(r: () => number, keys: number): { db: KvStore; names: string[]; model: Model } {
-  const media = createSimMedia(MEDIA_BYTES);
-  const model: Model = new Map();
-  const names: string[] = [];
-  const db = openMedia(media, { durability: 'none' });
-  for (let i = 0; i < keys; i++) {
-    const key = `key-${Math.floor(r() * 1e9)}-${i}`;
-    names.push(key);
-    db.put(key, `value ${i}`);
-    model.set(hex(key), hex(`value ${i}`));
-  }
-  db.close();
-  const again = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false, durability: 'sync' });
+  const { image, names, model } = closedStoreOfKeys(r, keys, MEDIA_BYTES);
+  const again = openMedia(image, { formatIfEmpty: false, durability: 'sync' });
   expect(again.recovery!.checkpoint!.imageLoaded).toBe(true);
   return { db: again, names, model };
 }
