@@ -39,11 +39,11 @@
  *   - Dead marks are exact where set: a mark is set only after the index stopped pointing at
  *     its entry (a key's index entry never moves back to an entry it left), and an extent's
  *     marks are cleared when it becomes a segment, before its writer writes an entry there. A
- *     mark never lands in a later life of its extent: a transaction's commit sets it with an
- *     epoch pin taken before its index store left the entry (markDeadPinned), and a segment
- *     compaction unpublishes is freed through the epoch, after that pin (compaction sets its
- *     own marks before it retires the segment). A missing mark only costs a lookup: puts and
- *     batches set none.
+ *     mark never lands in a later life of its extent: a transaction's commit or a put sets it
+ *     with an epoch pin taken before its index store left the entry (markDeadPinned), and a
+ *     segment compaction unpublishes is freed through the epoch, after that pin (compaction
+ *     sets its own marks before it retires the segment). A missing mark only costs a lookup:
+ *     batches and deletes set none, puts only once their handle has compacted.
  *
  * Concurrency: STATE, USED and BORN are written by the segment's writer (or compaction under
  * its mutex); DIED by any thread with Atomics.add. Readers take plain loads: a stale number

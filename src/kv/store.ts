@@ -568,6 +568,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private readonly spaceWords: Float64Array;
   /** This handle's writer opened a segment since the last automatic compaction check. */
   private segmentOpened = false;
+  /** Whether this handle's puts mark the entries they supersede dead (publishPutLocked): once it has compacted. */
+  private putsMarkDead = false;
   private readonly table: SegmentTable;
   private readonly i32: Int32Array;
   private readonly openTable: Int32Array;
@@ -1963,8 +1965,32 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (wasTombstone) this.snaps.addTombstones(-1);
     const note = this.noteBornAt(entryAt);
     const oldNote = old >= 0 ? valueNote(this.space.tree, ref) : 0; // before replace() overwrites it
+    if (old >= 0 && this.putsMarkDead) return this.replaceMarkingLocked(ref, entryAt, note, old, sequence, oldNote);
     replace(this.space.tree, ref, entryAt, 'value', note);
     if (old >= 0) this.supersededLocked(old, sequence, oldNote);
+  }
+
+  /**
+   * publishPutLocked's replace of the live entry at `old`, which is marked dead in the segment
+   * table under an epoch pin taken before the index leaves it (segment-table.ts).
+   */
+  private replaceMarkingLocked(
+    ref: EntryRef,
+    entryAt: number,
+    note: number,
+    old: number,
+    sequence: number,
+    oldNote: number,
+  ): void {
+    const epoch = this.space.epoch;
+    epoch.pin();
+    try {
+      replace(this.space.tree, ref, entryAt, 'value', note);
+      this.table.markDeadPinned(old);
+    } finally {
+      epoch.unpin();
+    }
+    this.supersededLocked(old, sequence, oldNote);
   }
 
   /**
@@ -3234,6 +3260,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private compactNow(opts: CompactOptions, leavePriority?: boolean): CompactionReport;
   private compactNow(opts: CompactOptions, leavePriority: boolean, tryOnly: true): CompactionReport | undefined;
   private compactNow(opts: CompactOptions, leavePriority = false, tryOnly = false): CompactionReport | undefined {
+    this.putsMarkDead = true; // a store that compacts: its puts' dead marks spare later lookups
     // Never start a segment whose live entries do not fit in what is left (a half-moved
     // segment frees nothing and keeps the copies' room).
     const roomBytes = opts.roomBytes ?? ((): number => this.compactionRoom());
