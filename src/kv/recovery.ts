@@ -108,7 +108,7 @@ import type { SalvageReport } from './recovery-salvage.js';
 /** DAXSTORE_SCAN_MAPPED=1 (an A/B knob, docs/TESTING.md): the scan reads segments through the mapping, not with read(2). */
 const SCAN_THROUGH_MAPPING = process.env['DAXSTORE_SCAN_MAPPED'] === '1';
 
-/** DAXSTORE_VERIFY_THREADS=1 (an A/B knob, docs/TESTING.md): the covered-record check on one thread, not two. */
+/** DAXSTORE_VERIFY_THREADS=1 (an A/B knob, docs/TESTING.md): the covered-record check, when not started early (coveredCheck), on one thread, not two. */
 const VERIFY_THREADS = process.env['DAXSTORE_VERIFY_THREADS'] === '1' ? 1 : 2;
 
 /**
@@ -793,20 +793,19 @@ function loadOrRefuse(space: DaxSpace, entries: BulkEntries): string | undefined
 
 /**
  * The records a checkpoint covers, vouched for by their hashes: each covered segment's bytes
- * [0, used) hashed (XXH3-64, recovery-native.ts verifySegments with hashOnly: nothing parsed)
- * on two threads, through the mapping under the SIGBUS guard (read(2) in small chunks with
- * DAXSTORE_CHECKPOINT_HASH_READ=1), and compared with the hash the checkpoint stores, which was
- * taken of those very bytes when their records were checked whole (checkpoint.ts
- * hashSegments). The caller has made sure no poisoned block lies under the log. `early`: the
- * check started before the checkpoint's checksum (startCoveredCheck), on the segment list as
- * it read then: used only when that list is exactly the one `cp` now lists as covered (the
- * checkpoint passed, so its list is vouched for; a list that differs, e.g. of an older
- * checkpoint taken after the newest failed, is checked afresh here). Its verdict is then waited
- * for when first asked (`overlapped`); otherwise the check runs now. result(): undefined when
- * all match, else the first segment that does not. `entries`: each covered segment's entry
- * count (by head block), for the segment table's estimate; `counts`: the records and entries
- * of all of them (as the checkpoint counted them when it checked them): filled now, meaningful
- * once result() is undefined.
+ * [0, used) hashed (XXH3-64, recovery-native.ts verifySegments with hashOnly: nothing parsed) on
+ * VERIFY_THREADS threads when it runs here, through the mapping under the SIGBUS guard (read(2) in
+ * small chunks with DAXSTORE_CHECKPOINT_HASH_READ=1), and compared with the hash the checkpoint
+ * stores, which was taken of those very bytes when their records were checked whole (checkpoint.ts
+ * hashSegments). The caller has made sure no poisoned block lies under the log. `early`: the check
+ * started before the checkpoint's checksum (startCoveredCheck), on the segment list as it read
+ * then: used only when that list is exactly the one `cp` now lists as covered (the checkpoint
+ * passed, so its list is vouched for; a list that differs, e.g. of an older checkpoint taken after
+ * the newest failed, is checked afresh here). Its verdict is then waited for when first asked
+ * (`overlapped`); otherwise the check runs now. result(): undefined when all match, else the first
+ * segment that does not. `entries`: each covered segment's entry count (by head block), for the
+ * segment table's estimate; `counts`: the records and entries of all of them (as the checkpoint
+ * counted them when it checked them): filled now, meaningful once result() is undefined.
  */
 function coveredCheck(
   space: DaxSpace,
