@@ -42,6 +42,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { assert } from '../assert.js';
+import { HUGE_BYTES } from '../device/layout.js';
 import { DaxError } from '../errors.js';
 import { errnoName, native, prefaultInBackground } from '../native/addon.js';
 import { WASM_PAGE_BYTES, Wasm, isWasmMemory, type WasmMemory } from './wasm-encoder.js';
@@ -125,8 +126,6 @@ export function classWords(cls: number): number {
   if (cls < 111) return 68 + ((cls - 47) << 2);
   return 1 << (cls - 111 + 9);
 }
-
-const HUGE_PAGE_BYTES = 2 * 1024 * 1024;
 
 /** H_HUGE_PAGES values (a negative value is the madvise -errno). */
 export const enum HugePageAdvice {
@@ -308,8 +307,8 @@ export class Arena {
       // smaller than 2 MiB), so it got 4 KiB pages, and keeps them: now that all of it is,
       // make it one huge page (MADV_COLLAPSE on the prefault thread; the arena's oldest
       // nodes and leaves are there).
-      if (bytes < HUGE_PAGE_BYTES && want >= HUGE_PAGE_BYTES && this.i32[H_HUGE_PAGES] === HugePageAdvice.ADVISED)
-        prefaultInBackground(this.sab, 0, HUGE_PAGE_BYTES, true);
+      if (bytes < HUGE_BYTES && want >= HUGE_BYTES && this.i32[H_HUGE_PAGES] === HugePageAdvice.ADVISED)
+        prefaultInBackground(this.sab, 0, HUGE_BYTES, true);
     }
     storeRelease(this.i32, H_BUMP, off + size); // read only by treeLock holders (and asserts)
     return off;
