@@ -21,7 +21,7 @@ import { describe, expect, it } from 'vitest';
 import type { SimMedia } from '../../src/device/sim-media.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { TAIL_ON_IMAGE_MIN } from '../../src/kv/recovery.js';
-import { setBroken } from '../../src/test-break.js';
+import { withBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
   applyBatch,
@@ -170,17 +170,12 @@ describe('a tail applied to a checkpoint tree image', () => {
       }
       const image = crash(db, r, 0);
       const copy = image.crashImage({ mode: 'none' }); // opened without the switch below
-      setBroken('kv-checkpoint-tail-unpatched', true);
+      const again = withBroken('kv-checkpoint-tail-unpatched', () => openMedia(image, { formatIfEmpty: false }));
       try {
-        const again = openMedia(image, { formatIfEmpty: false });
-        try {
-          expect(again.recovery!.checkpoint!.tailOnImage).toBe(true);
-          expect(names.slice(0, 100).filter((k, i) => again.get(k) !== `over ${i}`).length).toBe(100);
-        } finally {
-          again.close();
-        }
+        expect(again.recovery!.checkpoint!.tailOnImage).toBe(true);
+        expect(names.slice(0, 100).filter((k, i) => again.get(k) !== `over ${i}`).length).toBe(100);
       } finally {
-        setBroken('kv-checkpoint-tail-unpatched', false);
+        again.close();
       }
       // and without the switch, the same image serves the overwrites
       const fixed = openMedia(copy, { formatIfEmpty: false });
