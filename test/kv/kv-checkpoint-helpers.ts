@@ -7,6 +7,7 @@
 import { expect } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import type { DaxSpace } from '../../src/dax/space.js';
+import { verifyTree } from '../../src/index/tree-verify.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
 
@@ -70,6 +71,22 @@ export function closedStoreOfKeys(
   }
   db.close();
   return { image: media.crashImage({ mode: 'none' }), names, model };
+}
+
+/**
+ * Opens `image` with recovery: 'full' and with its checkpoint (each on its own copy): the
+ * checkpoint loaded, nothing ignored, the tree verified, equal to the full scan (snapshotWithLog).
+ */
+export function expectCheckpointEqualsFull(image: SimMedia): KvStore {
+  const full = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
+  const want = snapshotWithLog(full);
+  full.close();
+  const db = openMedia(image, { formatIfEmpty: false });
+  expect(db.recovery!.checkpoint!.ignored).toEqual([]);
+  expect(db.recovery!.checkpoint!.loaded).toBeDefined();
+  verifyTree(db.dax.tree);
+  expect(snapshotWithLog(db)).toEqual(want);
+  return db;
 }
 
 /** Random writes applied to db and model: puts (some large), overwrites, deletes, batches, now and then a compaction. */

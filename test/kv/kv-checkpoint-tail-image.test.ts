@@ -26,10 +26,10 @@ import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
   applyBatch,
   closedStoreOfKeys,
+  expectCheckpointEqualsFull,
   expectModel,
   hex,
   openMedia,
-  snapshotWithLog,
   type KvStore,
   type Model,
 } from './kv-checkpoint-helpers.js';
@@ -86,19 +86,6 @@ function crash(db: KvStore, r: () => number, probability: number): SimMedia {
   return image;
 }
 
-/** Opens `image` with recovery: 'full' and with its checkpoint (each on its own copy): equal, the tree verified. */
-function expectEqualsFull(image: SimMedia): KvStore {
-  const full = openMedia(image.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
-  const want = snapshotWithLog(full);
-  full.close();
-  const db = openMedia(image, { formatIfEmpty: false });
-  expect(db.recovery!.checkpoint!.ignored).toEqual([]);
-  expect(db.recovery!.checkpoint!.loaded).toBeDefined();
-  verifyTree(db.dax.tree);
-  expect(snapshotWithLog(db)).toEqual(want);
-  return db;
-}
-
 describe('a tail applied to a checkpoint tree image', () => {
   it(
     'after a crash equals a full scan and passes verifyTree: replaced, added and removed keys (seeded tails)',
@@ -109,7 +96,7 @@ describe('a tail applied to a checkpoint tree image', () => {
         for (let round = 0; round < scaled(4); round++) {
           const { db, names, model } = reopenedStore(r, 2000 + Math.floor(r() * 3000));
           tail(db, names, model, r, 50 + Math.floor(r() * 600));
-          const again = expectEqualsFull(crash(db, r, round === 0 ? 0 : r()));
+          const again = expectCheckpointEqualsFull(crash(db, r, round === 0 ? 0 : r()));
           try {
             const use = again.recovery!.checkpoint!;
             expect(use.tailEntries).toBeGreaterThan(0);
@@ -145,7 +132,7 @@ describe('a tail applied to a checkpoint tree image', () => {
           model.set(hex(`more-${i}`), hex(`m${i}`));
         }
         tail(db, names, model, r, 100);
-        const again = expectEqualsFull(crash(db, r, 0));
+        const again = expectCheckpointEqualsFull(crash(db, r, 0));
         try {
           const use = again.recovery!.checkpoint!;
           expect(use.tailKeys.added).toBeGreaterThan(TAIL_ON_IMAGE_MIN);
