@@ -83,9 +83,9 @@ export type ValueInput<V> = V extends Uint8Array ? Uint8Array | string : V;
  * ORDERED_SCRATCH_BYTES: ordered-binary writes up to 4 bytes past a number's end, and a
  * compound key may run past MAX_KEY_BYTES before its length is known. Numbers and short ASCII
  * strings are written here (writeNumber, writeAsciiString: every get and put encodes its key,
- * and writeKey's own dispatch, its DataView and a call per part were about a twentieth of a
- * cached get); anything else goes through ordered-binary's writeKey. The bytes are the same
- * either way (test/kv/kv-encodings.test.ts compares them with writeKey's).
+ * and writeKey adds its own dispatch, a DataView and a call per part; docs/PERFORMANCE.md);
+ * anything else goes through ordered-binary's writeKey. The bytes are the same either way
+ * (test/kv/kv-encodings.test.ts compares them with writeKey's).
  */
 export function writeOrderedKey(scratch: Uint8Array, key: unknown, op: string): number {
   let end: number;

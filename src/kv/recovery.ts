@@ -665,7 +665,8 @@ function recoverFromCheckpoint(
   // A tail whose keys are mostly replaced ones (the common case after a kill: overwrites) is
   // applied to the image as it is copied in (tree-image.ts ImageTail): each replaced key's leaf
   // gets the tail's entry, and the few keys it adds or removes go through the tree afterwards
-  // (a few microseconds each, where the bulk load costs tens of nanoseconds for every key). The
+  // (a descent and a node copied each, where the bulk load writes every key once; the bound:
+  // TAIL_ON_IMAGE_SHARE). The
   // result is the tree the bulk load of the tape builds: the image holds the checkpoint's keys
   // in order (its checksum vouches for it), the tape says what the tail replaces, adds and
   // removes. Not after a freed segment left keys out of the columns (they no longer match the
@@ -890,8 +891,8 @@ function sameSegs(a: Float64Array, b: Float64Array): boolean {
  * nothing is read outside the log's segments: undefined (no early check) when a value is not
  * one the addon takes. `mapped`: the checkpoint's bytes when read in place, whose page tables
  * that thread fills first (MADV_POPULATE_READ, 2 MiB at a time from the start, ahead of the
- * checksum reading them: a read fault per 64 KiB of a 4 KiB-page mapping cost more than the
- * hash of those bytes).
+ * checksum reading them, which would otherwise take a read fault per 64 KiB of a 4 KiB-page
+ * mapping).
  */
 function startCoveredCheck(
   space: DaxSpace,
