@@ -323,9 +323,8 @@ export interface SegmentCheck {
  * reads next, from their start, whose page tables the first thread fills before it takes
  * segments (a read fault per 64 KiB costs more than the read); `fill`: memory the caller writes
  * next, which that thread then populates for writing (its first touch: a fault and a zeroed page
- * each). undefined when the addon refuses
- * the segs (an offset outside the media, a `used` beyond a segment: a checkpoint read before its
- * checksum can hold anything).
+ * each). undefined when the addon refuses the segs (an offset outside the media, a `used` beyond
+ * a segment: a checkpoint read before its checksum can hold anything).
  */
 export function startVerifySegments(
   v: MediaViews,
