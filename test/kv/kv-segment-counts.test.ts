@@ -165,6 +165,20 @@ describe("the segment table's counts", () => {
   }, 120_000);
 
   it('goes red with DAXSTORE_TEST_BREAK=kv-dead-marks-kept: an extent segment again keeps the dead marks of its earlier life', async () => {
-    await withSeed(FILE, (seed) => withBroken('kv-dead-marks-kept', () => expect(() => run(seed)).toThrow(/phase \d/)));
-  }, 120_000);
+    // A kept mark shows only when a reused extent holds an entry where its earlier life had a
+    // marked one, which a run's writes may not bring about: up to four runs (seeds derived from
+    // this one), the first that fails ending it.
+    await withSeed(FILE, (seed) =>
+      withBroken('kv-dead-marks-kept', () => {
+        const problems: string[] = [];
+        for (let attempt = 0; attempt < 4 && problems.length === 0; attempt++)
+          try {
+            run((seed + attempt * 7919) >>> 0);
+          } catch (e) {
+            problems.push(String(e));
+          }
+        expect(problems.join('\n')).toMatch(/phase \d/);
+      }),
+    );
+  }, 240_000);
 });
