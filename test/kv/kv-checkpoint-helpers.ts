@@ -2,12 +2,13 @@
  * Shared by the index-checkpoint tests (kv-checkpoint*.test.ts): stores of utf8 keys and values
  * with checkpoints on, a model of hex keys and values, the random workload they both run, and
  * the state compared between an open with a checkpoint and `recovery: 'full'`; a checkpoint's
- * bytes, for tests that edit one.
+ * bytes, and the rewrite of one, for tests that edit or plant one.
  */
 import { expect } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import type { DaxSpace } from '../../src/dax/space.js';
+import { DaxSpace } from '../../src/dax/space.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
+import { checkpointIds, checkpointLayout, sealCheckpoint } from '../../src/kv/checkpoint.js';
 import { openMedia as openKv } from '../../src/kv/index.js';
 import type { OpenMediaOptions } from '../../src/kv/store.js';
 
@@ -133,4 +134,45 @@ export function applyBatch(
 export function checkpointBytes(space: DaxSpace, id: number): Uint8Array {
   const head = space.object(id).read(0, 48);
   return space.object(id).read(0, new DataView(head.buffer).getFloat64(40, true));
+}
+
+/** The offset in checkpoint bytes `b` of its tree image (its header's counts give the layout). */
+export function checkpointImageAt(b: Uint8Array): number {
+  const dv = new DataView(b.buffer, b.byteOffset);
+  const f = (at: number) => dv.getFloat64(at, true);
+  return checkpointLayout(f(72), f(56), f(64), f(96)).image;
+}
+
+/** Where a rewritten checkpoint goes instead of over the newest: a new object `id` of generation `generation`. */
+export interface PlantAs {
+  id: number;
+  generation: number;
+  /** Bytes to edit and plant instead of a copy of the newest checkpoint's (another store's, say). */
+  from?: Uint8Array;
+}
+
+/**
+ * Rewrites a checkpoint of `image` through `edit`, which gets the bytes and the offset of their tree
+ * image and returns true to reseal the checksum; the image after (a crash image). The newest
+ * checkpoint is rewritten in place, or, with `plant`, its bytes (or `plant.from`) are written as a
+ * new checkpoint under a generation of their own (a higher one is read first).
+ */
+export function rewriteCheckpoint(
+  image: SimMedia,
+  edit: (bytes: Uint8Array, imageAt: number) => boolean,
+  plant?: PlantAs,
+): SimMedia {
+  const space = DaxSpace.openMedia(image, { formatIfEmpty: false });
+  try {
+    const newest = checkpointIds(space)[0];
+    const bytes = plant?.from ?? checkpointBytes(space, newest);
+    if (plant) new DataView(bytes.buffer, bytes.byteOffset).setFloat64(32, plant.generation, true);
+    if (edit(bytes, checkpointImageAt(bytes))) sealCheckpoint(bytes);
+    const id = plant?.id ?? newest;
+    if (plant) space.object(id, { create: true, size: bytes.length });
+    space.object(id).write(0, bytes);
+  } finally {
+    space.close();
+  }
+  return image.crashImage({ mode: 'none' });
 }

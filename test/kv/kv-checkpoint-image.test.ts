@@ -21,18 +21,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { DaxSpace } from '../../src/dax/space.js';
-import { checkpointIds, checkpointLayout, sealCheckpoint } from '../../src/kv/checkpoint.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { setBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
-  checkpointBytes,
   closedStoreOfKeys,
   expectCheckpointEqualsFull,
   expectModel,
   hex,
   openMedia,
+  rewriteCheckpoint,
   snapshotWithLog,
   workload,
   type KvStore,
@@ -50,23 +48,6 @@ function expectImageEqualsFull(image: SimMedia): KvStore {
   expect(use.tailEntries).toBe(0);
   expect(use.imageLoaded).toBe(true);
   return db;
-}
-
-/** Rewrites the newest checkpoint through `edit` (true: reseal its checksum); the image after. */
-function editCheckpoint(image: SimMedia, edit: (bytes: Uint8Array, imageAt: number) => boolean): SimMedia {
-  const space = DaxSpace.openMedia(image, { formatIfEmpty: false });
-  try {
-    const id = checkpointIds(space)[0];
-    const bytes = checkpointBytes(space, id);
-    const hv = new DataView(bytes.buffer, bytes.byteOffset);
-    const f = (at: number) => hv.getFloat64(at, true);
-    const imageAt = checkpointLayout(f(72), f(56), f(64), f(96)).image;
-    if (edit(bytes, imageAt)) sealCheckpoint(bytes);
-    space.object(id).write(0, bytes);
-  } finally {
-    space.close();
-  }
-  return image.crashImage({ mode: 'none' });
 }
 
 describe('index checkpoint tree images', () => {
@@ -165,7 +146,7 @@ describe('index checkpoint tree images', () => {
           b[at + 16 + keyLength - 1] ^= 1 << Math.floor(r() * 8);
           return false;
         };
-        const spoiled = editCheckpoint(image, spoil);
+        const spoiled = rewriteCheckpoint(image, spoil);
         const db = openMedia(spoiled.crashImage({ mode: 'none' }), { formatIfEmpty: false });
         try {
           const use = db.recovery!.checkpoint!;
@@ -200,7 +181,7 @@ describe('index checkpoint tree images', () => {
       const r = rng(seed);
       const { image, model } = closedStoreOfKeys(r, 2000, MEDIA_BYTES);
       // the root's endLeaf word pointed far outside the image
-      const notATree = editCheckpoint(image, (b, at) => {
+      const notATree = rewriteCheckpoint(image, (b, at) => {
         const dv = new DataView(b.buffer, b.byteOffset);
         const root = dv.getFloat64(112, true) - dv.getFloat64(104, true);
         dv.setUint32(at + root * 4 + 16, 0x7fff_fff0, true);
@@ -217,7 +198,7 @@ describe('index checkpoint tree images', () => {
       } finally {
         db.close();
       }
-      const short = editCheckpoint(image.crashImage({ mode: 'none' }), (b) => {
+      const short = rewriteCheckpoint(image.crashImage({ mode: 'none' }), (b) => {
         const dv = new DataView(b.buffer, b.byteOffset);
         dv.setFloat64(96, dv.getFloat64(96, true) - 1, true);
         return true;

@@ -23,13 +23,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
-import { DaxSpace } from '../../src/dax/space.js';
-import { CHECKPOINT_ID_FIRST, checkpointIds, sealCheckpoint } from '../../src/kv/checkpoint.js';
+import { CHECKPOINT_ID_FIRST } from '../../src/kv/checkpoint.js';
 import { KvDamageError } from '../../src/kv/recovery.js';
 import { SEGMENT_BYTES } from '../../src/kv/layout.js';
 import { withBroken } from '../../src/test-break.js';
 import { rng, withSeed } from '../helpers/seed.js';
-import { checkpointBytes, expectModel, hex, openMedia, workload, type Model } from './kv-checkpoint-helpers.js';
+import { expectModel, hex, openMedia, rewriteCheckpoint, workload, type Model } from './kv-checkpoint-helpers.js';
 
 const FILE = 'test/kv/kv-checkpoint-overlap.test.ts';
 const MEDIA_BYTES = 24 * 2 ** 20;
@@ -58,19 +57,14 @@ function segmentSlots(bytes: Uint8Array): Float64Array {
 
 /** The image with checkpoint 0's bytes, edited (sealed when `seal`), planted as generation 7: read first. */
 function plantNewer(image: SimMedia, edit: (bytes: Uint8Array) => void, seal: boolean): SimMedia {
-  const space = DaxSpace.openMedia(image, { formatIfEmpty: false });
-  try {
-    expect(checkpointIds(space)).toEqual([CHECKPOINT_ID_FIRST]);
-    const bytes = checkpointBytes(space, CHECKPOINT_ID_FIRST).slice();
-    new DataView(bytes.buffer).setFloat64(32, 7, true); // its generation
-    edit(bytes);
-    if (seal) sealCheckpoint(bytes);
-    space.object(CHECKPOINT_ID_FIRST + 7, { create: true, size: bytes.length });
-    space.object(CHECKPOINT_ID_FIRST + 7).write(0, bytes);
-  } finally {
-    space.close();
-  }
-  return image.crashImage({ mode: 'none' });
+  return rewriteCheckpoint(
+    image,
+    (bytes) => {
+      edit(bytes);
+      return seal;
+    },
+    { id: CHECKPOINT_ID_FIRST + 7, generation: 7 },
+  );
 }
 
 /** Flips a bit of the first value byte of `key`'s entry, durably. */

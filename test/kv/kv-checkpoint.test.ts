@@ -26,23 +26,19 @@
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { DaxSpace } from '../../src/dax/space.js';
-import {
-  CHECKPOINT_ID_FIRST,
-  CHECKPOINT_VERSION,
-  checkpointIds,
-  checkpointLayout,
-  sealCheckpoint,
-} from '../../src/kv/checkpoint.js';
+import { CHECKPOINT_ID_FIRST, CHECKPOINT_VERSION, checkpointIds } from '../../src/kv/checkpoint.js';
 import { OWNER_KV_SEGMENT } from '../../src/kv/layout.js';
 import { HUGE_BLOCKS } from '../../src/device/layout.js';
 import { setBroken, testHooks } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
   checkpointBytes,
+  checkpointImageAt,
   dump,
   expectModel,
   hex,
   openMedia,
+  rewriteCheckpoint,
   snapshot,
   snapshotWithLog,
   workload,
@@ -218,28 +214,6 @@ describe('index checkpoints', () => {
     return { image: media.crashImage({ mode: 'none' }), model };
   }
 
-  /** Rewrites the image's newest checkpoint (or `from`) through `edit` (true: reseal its checksum) under id `id`; the image after. */
-  function editCheckpoint(
-    image: SimMedia,
-    edit: (bytes: Uint8Array) => boolean,
-    id?: number,
-    from?: Uint8Array,
-  ): SimMedia {
-    const space = DaxSpace.openMedia(image, { formatIfEmpty: false });
-    try {
-      const newest = checkpointIds(space)[0];
-      const bytes = from ?? checkpointBytes(space, newest);
-      const reseal = edit(bytes);
-      if (reseal) sealCheckpoint(bytes);
-      const target = id ?? newest;
-      if (target !== newest || from !== undefined) space.object(target, { create: true, size: bytes.length });
-      space.object(target).write(0, bytes);
-    } finally {
-      space.close();
-    }
-    return image.crashImage({ mode: 'none' });
-  }
-
   /**
    * A checkpoint that lists a segment under another life than the one it has now (forged: the
    * segment's nonce in it changed, resealed) while that life's records predate the checkpoint:
@@ -267,7 +241,7 @@ describe('index checkpoints', () => {
       deleted.push(`k${i}`);
     }
     db.close();
-    const image = editCheckpoint(media.crashImage({ mode: 'none' }), (bytes) => {
+    const image = rewriteCheckpoint(media.crashImage({ mode: 'none' }), (bytes) => {
       const dv = new DataView(bytes.buffer, bytes.byteOffset);
       const segments = dv.getFloat64(72, true);
       for (let i = 0; i < segments; i++) {
@@ -315,7 +289,7 @@ describe('index checkpoints', () => {
           'damaged',
           /checksum mismatch|bad magic|header gives size|version \d+/,
           (image) =>
-            editCheckpoint(image, (b) => {
+            rewriteCheckpoint(image, (b) => {
               b[8 + Math.floor(r() * (b.length - 8))] ^= 1 << Math.floor(r() * 8);
               return false;
             }),
@@ -324,7 +298,7 @@ describe('index checkpoints', () => {
           'version',
           new RegExp(`version ${CHECKPOINT_VERSION - 1}, this build reads ${CHECKPOINT_VERSION}`),
           (image) =>
-            editCheckpoint(image, (b) => {
+            rewriteCheckpoint(image, (b) => {
               // an older build's (a newer one's is refused alike)
               new DataView(b.buffer, b.byteOffset).setUint32(12, CHECKPOINT_VERSION - 1, true);
               return true;
@@ -339,15 +313,7 @@ describe('index checkpoints', () => {
             const bytes = checkpointBytes(space, checkpointIds(space)[0]);
             space.close();
             // planted under a higher generation than the store's own: it is read first
-            return editCheckpoint(
-              image,
-              (b) => {
-                new DataView(b.buffer, b.byteOffset).setFloat64(32, 7, true);
-                return true;
-              },
-              CHECKPOINT_ID_FIRST + 7,
-              bytes,
-            );
+            return rewriteCheckpoint(image, () => true, { id: CHECKPOINT_ID_FIRST + 7, generation: 7, from: bytes });
           },
         ],
       ];
@@ -383,7 +349,7 @@ describe('index checkpoints', () => {
       db.close();
       for (let round = 0; round < scaled(3); round++) {
         let at = 0;
-        const spoiled = editCheckpoint(image.crashImage({ mode: 'none' }), (b) => {
+        const spoiled = rewriteCheckpoint(image.crashImage({ mode: 'none' }), (b) => {
           at = 2 ** 20 + Math.floor(r() * (b.length - 2 ** 20)); // past the header, often in the second extent
           b[at] ^= 1 << Math.floor(r() * 8);
           return false;
@@ -407,7 +373,7 @@ describe('index checkpoints', () => {
       const { image, model } = bigClosedStore(r);
       // the last key byte of the tree image's first leaf: past the header, in a later extent;
       // the key changes (the image is what a clean open loads)
-      const spoiled = editCheckpoint(image.crashImage({ mode: 'none' }), (b) => {
+      const spoiled = rewriteCheckpoint(image.crashImage({ mode: 'none' }), (b) => {
         b[firstImageKeyByte(b)] ^= 1;
         return false;
       });
@@ -433,8 +399,7 @@ describe('index checkpoints', () => {
   /** The offset in checkpoint bytes `b` of the last key byte of its tree image's first block (a leaf). */
   function firstImageKeyByte(b: Uint8Array): number {
     const dv = new DataView(b.buffer, b.byteOffset);
-    const f = (at: number) => dv.getFloat64(at, true);
-    const at = checkpointLayout(f(72), f(56), f(64), f(96)).image;
+    const at = checkpointImageAt(b);
     const keyLength = (dv.getUint32(at, true) >>> 12) & 0x1fff;
     return at + 16 + keyLength - 1;
   }
