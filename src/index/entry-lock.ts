@@ -100,7 +100,7 @@ import {
   slotBase,
 } from '../device/participants.js';
 import { loadWord, storeRelease } from './word-load.js';
-import { WASM_KEY_BYTES, WasmGrab, keyWords, packKeyWords } from './wasm-grab.js';
+import { WASM_KEY_BYTES, WasmGrab, keyWords, packKeyWords, packTouchWords, touchWords } from './wasm-grab.js';
 import { brokenAtLoad } from '../test-break.js';
 
 export type { EntryState, EntryTag } from './entry-word.js';
@@ -323,6 +323,71 @@ function grabFree(tree: RadixTree, key: Uint8Array): EntryRef | undefined {
     state: s === Ew.STATE_VALUE ? 'value' : s === Ew.STATE_EMPTY ? 'empty' : s === Ew.STATE_ZERO ? 'zero' : 'poisoned',
     order: (e & Ew.ORDER_MASK) >>> Ew.ORDER_SHIFT,
   };
+}
+
+/**
+ * Walks the index paths of keys[at[i]] for every i together, four keys per wasm call (touch4):
+ * their cache misses overlap, where grabs one after another each wait for their own. A warm-up
+ * for a caller about to grab those keys (a transaction's commit: the keys it writes were not
+ * read, so nothing has walked their paths yet); it locks nothing and changes nothing. Keys
+ * longer than WASM_KEY_BYTES, and trees without the wasm path, are left to the grabs.
+ */
+export function touchPaths(tree: RadixTree, keys: readonly Uint8Array[], at: readonly number[]): void {
+  const wasm = tree.wasmGrab;
+  if (wasm === undefined) return;
+  const n = at.length;
+  const w = touchWords;
+  const epoch = tree.epoch;
+  for (let i = 0; i < n; i += 4) {
+    let l0 = 0;
+    let l1 = 0;
+    let l2 = 0;
+    let l3 = 0;
+    for (let j = 0; j < 4 && i + j < n; j++) {
+      const key = keys[at[i + j]];
+      const len = key.length;
+      if (len > WASM_KEY_BYTES) continue;
+      packTouchWords(key, len, j);
+      if (j === 0) l0 = len;
+      else if (j === 1) l1 = len;
+      else if (j === 2) l2 = len;
+      else l3 = len;
+    }
+    // No try/catch and no finally, as in grabFree: below wasmLimitWords the call cannot trap.
+    epoch.pin();
+    wasm.touch4(
+      w[0],
+      w[1],
+      w[2],
+      w[3],
+      w[4],
+      w[5],
+      w[6],
+      w[7],
+      w[8],
+      w[9],
+      w[10],
+      w[11],
+      w[12],
+      w[13],
+      w[14],
+      w[15],
+      w[16],
+      w[17],
+      w[18],
+      w[19],
+      w[20],
+      w[21],
+      w[22],
+      w[23],
+      l0,
+      l1,
+      l2,
+      l3,
+      tree.wasmLimitWords,
+    );
+    epoch.unpin();
+  }
 }
 
 /** grabFree for keys longer than WASM_KEY_BYTES (and hosts without the wasm path): the same in JS. */

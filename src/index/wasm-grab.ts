@@ -72,6 +72,24 @@ export function packKeyWords(key: Uint8Array, len: number): void {
   }
 }
 
+/** Per thread: the keys of the next touch4 call, six words each (packTouchWords). */
+export const touchWords = new Int32Array(4 * 6);
+
+/** Packs `key` (len <= WASM_KEY_BYTES bytes) into touchWords as key j (packKeyWords' layout). */
+export function packTouchWords(key: Uint8Array, len: number, j: number): void {
+  const w = touchWords;
+  let at = 6 * j;
+  const end = at + 6;
+  let i = 0;
+  for (; i + 4 <= len; i += 4) w[at++] = key[i] | (key[i + 1] << 8) | (key[i + 2] << 16) | (key[i + 3] << 24);
+  let tail = 0;
+  for (let shift = 0; i < len; i++, shift += 8) tail |= key[i] << shift;
+  while (at < end) {
+    w[at++] = tail;
+    tail = 0;
+  }
+}
+
 /** grab24 results besides a leaf offset (> 0). */
 export const enum WasmGrab {
   ABSENT = 0, // no leaf of exactly this key (the JS path creates the placeholder)
@@ -103,6 +121,11 @@ export interface WasmGrabExports {
   unlock(at: number, lockBits: number, limitWords: number): number;
   /** (word index) -> the word, read plainly: succeeds when this instance reaches that word (the callers' limit; see "Traps") */
   probe(at: number): number;
+  /**
+   * (four keys' words k0..k23, their lengths (0: no key), limitWords) -> the sum of the leaves
+   * the walks ended at: the paths of up to four keys walked together (buildTouch4), read only.
+   */
+  touch4(...wordsLengthsLimit: number[]): number;
 }
 
 // Parameters of grab24.
@@ -111,22 +134,22 @@ const KEY_LEN = 6;
 const LIMIT = 7;
 const LOCK_BITS = 8;
 
-/** Push key word K0 + w when byte `d` (local index) lies in it, else key word K0 + w + 1. */
-function wordPair(f: FnBuilder, w: number, d: number): void {
-  f.get(K0 + w)
-    .get(K0 + w + 1)
+/** Push key word k + w when byte `d` (local index) lies in it, else key word k + w + 1 (k: the key's first word). */
+function wordPair(f: FnBuilder, w: number, d: number, k: number): void {
+  f.get(k + w)
+    .get(k + w + 1)
     .get(d)
     .const(4 * w + 4)
     .op(Op.i32_lt_u)
     .op(Op.select);
 }
 
-/** Push key byte `d` (local index) of the key in k0..k5: its word picked from three pairs, then the byte. */
-function keyByte(f: FnBuilder, d: number): void {
-  wordPair(f, 0, d);
-  wordPair(f, 2, d);
+/** Push key byte `d` (local index) of the key in words k..k+5: its word picked from three pairs, then the byte. */
+function keyByte(f: FnBuilder, d: number, k = K0): void {
+  wordPair(f, 0, d, k);
+  wordPair(f, 2, d, k);
   f.get(d).const(8).op(Op.i32_lt_u).op(Op.select);
-  wordPair(f, 4, d);
+  wordPair(f, 4, d, k);
   f.get(d).const(16).op(Op.i32_lt_u).op(Op.select);
   f.get(d).const(3).op(Op.i32_and).const(3).op(Op.i32_shl).op(Op.i32_shr_u).const(0xff).op(Op.i32_and);
 }
@@ -327,6 +350,173 @@ function buildGrab24(): FnBuilder {
   return f;
 }
 
+// Parameters of touch4: four keys' words, then their lengths, then the limit.
+const TOUCH_KEYS = 4;
+const TOUCH_LEN0 = 6 * TOUCH_KEYS;
+const TOUCH_LIMIT = TOUCH_LEN0 + TOUCH_KEYS;
+
+/** Scratch locals one touch step uses (shared by the keys: a step runs to its end before the next). */
+interface StepScratch {
+  hdr: number;
+  tag: number;
+  body: number;
+  plen: number;
+  b: number;
+  t: number;
+  i: number;
+  x: number;
+  e: number;
+}
+
+/**
+ * One node of key j's walk (touch4): from `node` (0: this key's walk is over) to its child on
+ * the key's path, or to 0 where the walk ends (a leaf, reached or not the key's, an absent
+ * child, anything that is not a live inner node, a node past the limit). Prefix bytes are
+ * skipped, not compared: a key whose path leaves the tree there walks to some other leaf,
+ * which costs a few loads and nothing else. Adds the leaf to `reached` when the walk ends at one.
+ */
+function touchStep(f: FnBuilder, j: number, node: number, depth: number, reached: number, s: StepScratch): void {
+  const k = 6 * j;
+  const len = TOUCH_LEN0 + j;
+  const stop = (depthToBlock: number): void => {
+    f.const(0).set(node).br(depthToBlock);
+  };
+  f.block(); // $step: br 0 ends this key's step for the round
+  f.get(node).op(Op.i32_eqz).brIf(0);
+  f.get(node).get(TOUCH_LIMIT).op(Op.i32_ge_u).if();
+  stop(1);
+  f.end();
+  wordAddr(f, node);
+  f.atomicLoad().tee(s.hdr).const(0xfff).op(Op.i32_and).tee(s.tag);
+  f.const(Lay.LEAF_TAG).op(Op.i32_eq).if();
+  f.get(reached).get(node).op(Op.i32_add).set(reached);
+  stop(1);
+  f.end();
+  f.get(s.tag).const(Lay.N4_TAG).op(Op.i32_lt_u).get(s.tag).const(Lay.N256_TAG).op(Op.i32_gt_u).op(Op.i32_or);
+  f.get(s.tag).const(0xff).op(Op.i32_and).const(Lay.NODE_MAGIC).op(Op.i32_ne).op(Op.i32_or).if();
+  stop(1);
+  f.end();
+  f.get(node).const(Lay.INNER_HEADER_WORDS).op(Op.i32_add).set(s.body);
+  wordAddr(f, node, Lay.W_PREFIX_LEN);
+  f.load().tee(s.plen).if();
+  f.get(depth).get(s.plen).op(Op.i32_add).set(depth);
+  f.get(s.body).get(s.plen).const(3).op(Op.i32_add).const(2).op(Op.i32_shr_u).op(Op.i32_add).set(s.body);
+  f.end();
+  f.get(depth).get(len).op(Op.i32_gt_u).if();
+  stop(1);
+  f.end();
+  f.get(depth).get(len).op(Op.i32_eq).if(); // the key ends at this node: its endLeaf
+  wordAddr(f, node, Lay.W_END_LEAF);
+  f.atomicLoad().set(node).br(1);
+  f.end();
+  keyByte(f, depth, k);
+  f.set(s.b);
+  f.get(depth).const(1).op(Op.i32_add).set(depth);
+
+  f.get(s.tag).const(Lay.N256_TAG).op(Op.i32_eq).if();
+  f.get(s.body).get(s.b).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().set(node).br(1);
+  f.end();
+
+  f.get(s.tag).const(Lay.N48_TAG).op(Op.i32_eq).if();
+  {
+    f.get(s.body).get(s.b).const(2).op(Op.i32_shr_u).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad();
+    f.get(s.b).const(3).op(Op.i32_and).const(3).op(Op.i32_shl).op(Op.i32_shr_u).const(0xff).op(Op.i32_and).tee(s.t);
+    f.op(Op.i32_eqz).if();
+    stop(2);
+    f.end();
+    f.get(s.body).get(s.t).op(Op.i32_add).const(63).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().set(node).br(1);
+  }
+  f.end();
+
+  // N4/N16/N32, as grab24: i = count, t = capWords, x = rep, e = word index
+  f.get(s.hdr).const(12).op(Op.i32_shr_u).set(s.i);
+  f.const(1).const(4).const(8).get(s.tag).const(Lay.N16_TAG).op(Op.i32_eq).op(Op.select);
+  f.get(s.tag).const(Lay.N4_TAG).op(Op.i32_eq).op(Op.select).set(s.t);
+  f.get(s.b).const(0x01010101).op(Op.i32_mul).set(s.x);
+  f.const(0).set(s.e);
+  f.const(0).set(node);
+  f.loop();
+  {
+    f.get(s.e).const(2).op(Op.i32_shl).get(s.i).op(Op.i32_ge_u).brIf(1); // not found: node stays 0
+    f.get(s.body).get(s.e).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().get(s.x).op(Op.i32_xor).set(s.plen);
+    f.get(s.plen)
+      .const(0x01010101)
+      .op(Op.i32_sub)
+      .get(s.plen)
+      .const(-1)
+      .op(Op.i32_xor)
+      .op(Op.i32_and)
+      .const(0x80808080 | 0)
+      .op(Op.i32_and)
+      .tee(s.plen);
+    f.if();
+    {
+      f.get(s.e)
+        .const(2)
+        .op(Op.i32_shl)
+        .get(s.plen)
+        .op(Op.i32_ctz)
+        .const(3)
+        .op(Op.i32_shr_u)
+        .op(Op.i32_add)
+        .tee(s.plen);
+      f.get(s.i).op(Op.i32_lt_u).if();
+      f.get(s.body).get(s.t).op(Op.i32_add).get(s.plen).op(Op.i32_add).const(2).op(Op.i32_shl).atomicLoad().set(node);
+      f.end();
+      f.br(2);
+    }
+    f.end();
+    f.get(s.e).const(1).op(Op.i32_add).set(s.e).br(0);
+  }
+  f.end();
+  f.end(); // $step
+}
+
+/**
+ * touch4(k0..k23, len0..len3, limitWords) -> the sum of the leaves the walks ended at (mod 2^32).
+ * Walks the paths of up to four keys (len 0: none) one node of each in turn, so the cache
+ * misses of the four walks overlap where one grab after another waits for each in turn. It
+ * reads the tree and writes nothing: a warm-up before grabs of the same keys.
+ */
+function buildTouch4(): FnBuilder {
+  const f = new FnBuilder('touch4', TOUCH_LIMIT + 1);
+  const nodes: number[] = [];
+  const depths: number[] = [];
+  for (let j = 0; j < TOUCH_KEYS; j++) {
+    nodes.push(f.local());
+    depths.push(f.local());
+  }
+  const reached = f.local();
+  const root = f.local();
+  const s: StepScratch = {
+    hdr: f.local(),
+    tag: f.local(),
+    body: f.local(),
+    plen: f.local(),
+    b: f.local(),
+    t: f.local(),
+    i: f.local(),
+    x: f.local(),
+    e: f.local(),
+  };
+  f.const(Hw.ROOT << 2)
+    .atomicLoad()
+    .set(root);
+  for (let j = 0; j < TOUCH_KEYS; j++) {
+    f.get(root)
+      .const(0)
+      .get(TOUCH_LEN0 + j)
+      .op(Op.select)
+      .set(nodes[j]);
+  }
+  f.loop();
+  for (let j = 0; j < TOUCH_KEYS; j++) touchStep(f, j, nodes[j], depths[j], reached, s);
+  f.get(nodes[0]).get(nodes[1]).op(Op.i32_or).get(nodes[2]).op(Op.i32_or).get(nodes[3]).op(Op.i32_or).brIf(0);
+  f.end();
+  f.get(reached);
+  return f;
+}
+
 function buildRelease(): FnBuilder {
   // release(at, e, extra): CAS e -> (e & ~(LOCKED | OWNER)) | extra; 1 when it took
   const f = new FnBuilder('release', 3);
@@ -385,7 +575,9 @@ let compiled: object | undefined;
 
 /** The compiled module (once per thread); its memory import is `env.memory`, shared, 1..65536 pages. */
 export function wasmGrabModule(): object {
-  compiled ??= new Wasm.Module(encodeModule([buildGrab24(), buildRelease(), buildUnlock(), buildProbe()], 1, 65536));
+  compiled ??= new Wasm.Module(
+    encodeModule([buildGrab24(), buildRelease(), buildUnlock(), buildProbe(), buildTouch4()], 1, 65536),
+  );
   return compiled;
 }
 

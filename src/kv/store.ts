@@ -74,6 +74,7 @@ import {
   deleteLocked,
   finishReplace,
   grab,
+  touchPaths,
   replace,
   unlock,
   valueNote,
@@ -2482,6 +2483,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
       at = this.active.reserve(total, true);
       const tree = this.space.tree;
+      touchPaths(tree, lock.keys, lock.writeAt); // the written keys' paths walked together, then each grab's descent is warm
       for (const k of lock.keys) refs.push(grab(tree, k));
       this.touchSupersededLocked(refs, lock.writeAt);
       if (!this.readsUnchangedLocked(lock.readAt, refs, S)) return false;

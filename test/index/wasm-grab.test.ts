@@ -157,6 +157,55 @@ test('grab24 finds exactly the leaf the JS descent finds, locks it as this threa
   });
 });
 
+function touch4(tree: RadixTree, keys: Uint8Array[], limitWords = tree.arena.i32.length): number {
+  const w: number[] = [];
+  const lens: number[] = [];
+  for (let j = 0; j < 4; j++) {
+    w.push(...words(keys[j] ?? new Uint8Array(0)));
+    lens.push(keys[j]?.length ?? 0);
+  }
+  tree.epoch.pin();
+  try {
+    return tree.wasmGrab!.touch4(...w, ...lens, limitWords);
+  } finally {
+    tree.epoch.unpin();
+  }
+}
+
+test('touch4 walks up to four keys to their leaves together and writes nothing', async () => {
+  await withSeed(FILE, (seed) => {
+    const epoch = EpochDomain.create();
+    const tree = RadixTree.create(epoch, { initialBytes: 64 * 1024 });
+    const keys = shapedKeys(seed).filter((k) => k.length > 0); // length 0 means "no key" to touch4
+    keys.forEach((k, i) => tree.insert(k, i + 1));
+    const leafOf = (k: Uint8Array): number => {
+      epoch.pin();
+      const leaf = tree.findExactPinned(k);
+      epoch.unpin();
+      expect(leaf).toBeGreaterThan(0);
+      return leaf;
+    };
+    const before = tree.arena.i32.slice();
+    // Each key in each of the four places (a rotation per pass), so a slot's words or length
+    // mixed up with another's would end some walk at another leaf: another sum.
+    for (let pass = 0; pass < 4; pass++)
+      for (let i = 0; i < keys.length; i += 4) {
+        const group: Uint8Array[] = [];
+        for (let j = 0; j < 4; j++) group.push(keys[(i + j + pass) % keys.length]);
+        const sum = group.reduce((s, k) => (s + leafOf(k)) | 0, 0);
+        expect(touch4(tree, group), `keys ${group.map(hex).join(' ')}`).toBe(sum);
+      }
+    // Fewer than four: the unused places walk nothing.
+    expect(touch4(tree, [keys[0]])).toBe(leafOf(keys[0]));
+    expect(touch4(tree, [])).toBe(0);
+    // A node at or past the limit is not read: with the root's offset as the limit, no walk starts.
+    expect(touch4(tree, keys.slice(0, 4), tree.arena.i32[3])).toBe(0);
+    expect(tree.arena.i32).toEqual(before);
+    for (const k of keys) tree.delete(k);
+    expectBaseline(tree, epoch);
+  });
+});
+
 test('grab24 declines what only the JS path may decide: held, placeholder, past the view', () => {
   const epoch = EpochDomain.create();
   const tree = RadixTree.create(epoch);
