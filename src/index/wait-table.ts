@@ -6,9 +6,9 @@
  * exactly the waiter chosen, never one of another key that merely shares the slot.
  *
  * Invariants
- * - A record is in exactly one place: the free list, or one slot's queue (word ARMED), or
- *   owned by its waiter after being dequeued (word WOKEN, or dequeued by its own timeout or
- *   cancel). Only the waiter frees its record.
+ * - A record is in exactly one place: never taken yet (at or past H_FRESH), the free list, or
+ *   one slot's queue (word ARMED), or owned by its waiter after being dequeued (word WOKEN, or
+ *   dequeued by its own timeout or cancel). Only the waiter frees its record, onto the list.
  * - A record's word turns WOKEN only while the waker holds the slot mutex and dequeues it,
  *   so a waiter that takes the mutex and still sees ARMED may dequeue itself.
  * - Every queued record's slot is slotOf(its key).
@@ -82,6 +82,7 @@ const H_WAITING = 5; // records queued right now
 const H_WOKEN = 6; // wake-ups delivered, total (wraps at 2^32; stats read it unsigned)
 const H_TIMED_OUT = 7; // waits that ended by timeout, total
 const H_TOKEN = 8; // random nonzero id, written once at create: participant records name the table by it
+const H_FRESH = 9; // records [H_FRESH, maxWaiters) were never taken: free, not on the list (taken after it)
 const HEADER_WORDS = 16;
 // Slot s at HEADER_WORDS + s * SLOT_WORDS.
 const SLOT_WORDS = 4;
@@ -170,9 +171,8 @@ export class WaitTable {
     const w = new Int32Array(buffer);
     w[H_SLOTS] = slots;
     w[H_MAX_WAITERS] = maxWaiters;
-    const base = HEADER_WORDS + slots * SLOT_WORDS;
-    for (let r = 0; r < maxWaiters; r++) w[base + r * RECORD_WORDS + R_NEXT] = r + 1 < maxWaiters ? r + 2 : 0;
-    w[H_FREE_HEAD] = 1;
+    // Every record is fresh (H_FRESH 0) and the list empty: nothing is written to the records,
+    // whose memory stays untouched until a waiter takes one.
     w[H_TOKEN] = randomFillSync(new Int32Array(1))[0] | 1;
     Atomics.store(w, H_MAGIC, MAGIC); // last: publishes the initialized table
     return new WaitTable(buffer);
@@ -238,9 +238,10 @@ export class WaitTable {
     const w = this.words;
     let found = false;
     lockWord(w, H_FREE_MUTEX);
+    if (record >= w[H_FRESH]) found = true; // a claim of a fresh record cut short
     for (
       let r = w[H_FREE_HEAD], steps = 0;
-      r !== 0 && steps <= w[H_MAX_WAITERS];
+      r !== 0 && steps <= w[H_MAX_WAITERS] && !found;
       r = w[this.recordWord(r - 1, R_NEXT)], steps++
     ) {
       if (r - 1 === record) {
@@ -560,18 +561,22 @@ export class WaitTable {
     const w = this.words;
     lockWord(w, H_FREE_MUTEX);
     const head = w[H_FREE_HEAD];
-    if (head !== 0) {
+    const fresh = w[H_FRESH];
+    // The list first; a fresh record only when it is empty.
+    const record = head !== 0 ? head - 1 : fresh < w[H_MAX_WAITERS] ? fresh : -1;
+    if (record >= 0) {
       // Owner first: a claim cut short by a death leaves a record that names the dead thread
-      // and is still on the free list (reapParticipant leaves it there).
-      Atomics.store(w, this.recordWord(head - 1, R_OWNER), participantId());
-      Atomics.store(w, this.recordWord(head - 1, R_OWNER_GEN), participantGeneration());
-      w[H_FREE_HEAD] = w[this.recordWord(head - 1, R_NEXT)];
+      // and is still free, on the list or fresh (reapParticipant leaves it there).
+      Atomics.store(w, this.recordWord(record, R_OWNER), participantId());
+      Atomics.store(w, this.recordWord(record, R_OWNER_GEN), participantGeneration());
+      if (head !== 0) w[H_FREE_HEAD] = w[this.recordWord(record, R_NEXT)];
+      else w[H_FRESH] = fresh + 1;
     }
     unlockWord(w, H_FREE_MUTEX);
-    if (head === 0) {
+    if (record < 0) {
       throw new DaxError('EBUSY', `wait table: all ${w[H_MAX_WAITERS]} waiter records are in use (key ${key})`);
     }
-    return head - 1;
+    return record;
   }
 
   private release(waiter: Waiter): void {

@@ -123,6 +123,27 @@ describe('WaitTable', () => {
     expectBaseline(t);
   });
 
+  it('records are taken fresh, then from the free list; a fresh one whose claim a death cut short is given back', () => {
+    const t = WaitTable.create({ slots: 1, maxWaiters: 3 });
+    const a = t.prepare(1, 'exclusive'); // record 0, the first fresh one
+    // Record 1 as a claim cut short leaves it: its owner named, the fresh mark not moved past it.
+    // Words: a 16-word header, one 4-word slot, 8-word records; R_OWNER 5, R_OWNER_GEN 6.
+    const w = new Int32Array(t.handle().buffer);
+    const at = 16 + 4 + 8;
+    w[at + 5] = 4000;
+    w[at + 6] = 7;
+    expect(t.reapParticipant(4000, 7, -1)).toBe(0); // still free: nothing to release
+    expect(w[at + 5]).toBe(0);
+    const b = t.prepare(2, 'exclusive');
+    const c = t.prepare(3, 'shared');
+    expectCode(() => t.prepare(4, 'shared'), 'EBUSY'); // three records, each taken once
+    for (const x of [a, b, c]) t.cancel(x);
+    const again = [t.prepare(5, 'shared'), t.prepare(6, 'shared'), t.prepare(7, 'shared')];
+    expectCode(() => t.prepare(8, 'shared'), 'EBUSY');
+    for (const x of again) t.cancel(x);
+    expectBaseline(t);
+  });
+
   it('attach in the same thread sees the same queues', () => {
     const t = WaitTable.create();
     const u = WaitTable.attach(t.handle());
