@@ -1136,6 +1136,54 @@ void RunHash(void* arg) {
 
 }  // namespace
 
+namespace {
+
+struct EndMarkers {
+  const uint8_t* media;
+  const double* segs;
+  uint64_t count, segmentBytes;
+  uint8_t* out;
+};
+
+void RunEndMarkers(void* arg) {
+  EndMarkers& e = *static_cast<EndMarkers*>(arg);
+  for (uint64_t i = 0; i < e.count; i++) {
+    const uint64_t base = static_cast<uint64_t>(e.segs[2 * i]), used = static_cast<uint64_t>(e.segs[2 * i + 1]);
+    const uint64_t at = base + used;
+    e.out[i] = used + kRecordHeaderBytes > e.segmentBytes || (Load64(e.media + at) == 0 && Load64(e.media + at + 8) == 0) ? 1 : 0;
+  }
+}
+
+}  // namespace
+
+Napi::Value JsEndMarkersAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 4 || !info[1].IsTypedArray() || !info[2].IsNumber() || !info[3].IsTypedArray()) return bad;
+  if (info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    return bad;
+  EndMarkers e{};
+  size_t mediaBytes = 0;
+  if (!MediaOf(info[0], &e.media, &mediaBytes)) return bad;
+  Napi::Float64Array segs = info[1].As<Napi::Float64Array>();
+  Napi::Uint8Array out = info[3].As<Napi::Uint8Array>();
+  const double segmentBytes = info[2].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(segmentBytes) || segmentBytes < kRecordHeaderBytes || segs.ElementLength() % 2 != 0 || out.ElementLength() < segs.ElementLength() / 2)
+    return bad;
+  e.segs = segs.Data();
+  e.count = segs.ElementLength() / 2;
+  e.segmentBytes = static_cast<uint64_t>(segmentBytes);
+  e.out = out.Data();
+  // Every byte read lies inside the media, whatever segs hold.
+  for (uint64_t i = 0; i < e.count; i++) {
+    const double base = e.segs[2 * i], used = e.segs[2 * i + 1];
+    if (!IsIndex(base) || !IsIndex(used) || static_cast<uint64_t>(base) % 8 != 0 || static_cast<uint64_t>(used) % 8 != 0 || used > segmentBytes ||
+        base + segmentBytes > static_cast<double>(mediaBytes))
+      return bad;
+  }
+  return Napi::Number::New(env, GuardedRun(RunEndMarkers, &e) != 0 ? -EIO : 0);
+}
+
 Napi::Value JsHashRange(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);

@@ -129,4 +129,14 @@ Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 // instead (an index checkpoint's checksum, and a segment's hash as a checkpoint stores it).
 Napi::Value JsHashRange(const Napi::CallbackInfo& info);
 
+// JsEndMarkersAt(media, segs: Float64Array, segmentBytes, out: Uint8Array) -> 0, -EINVAL, or
+// -EIO (a media error reading them: out then says nothing). segs: [base, used] per segment
+// (device offsets, 8-aligned, used <= segmentBytes, each segment inside the media); out[i] = 1
+// when a scan of segment i from `used` ends there at once with nothing found (RunScan: no
+// record header fits after `used`, or its first 16 bytes are 0: the end marker), else 0. Read
+// under the SIGBUS guard: an index checkpoint's covered segments at a clean reopen, whose
+// records after what the checkpoint covers (none, after a clean close) are the tail.
+// media: as for JsPickKvWinners.
+Napi::Value JsEndMarkersAt(const Napi::CallbackInfo& info);
+
 }  // namespace daxstore

@@ -385,6 +385,19 @@ export interface WinnerColumns {
   readonly sequences?: BigUint64Array;
 }
 
+/**
+ * For each segment of `segs` ([base, used] device offsets), whether a scan from `used` would end
+ * there at once with nothing found (1: no record header fits after it, or the end marker, 16
+ * zero bytes, lies there; scanSegment's first step), read under the SIGBUS guard; undefined on a
+ * media error (the caller then scans them, and the scan reports it).
+ */
+export function endMarkersAt(v: MediaViews, segs: Float64Array, segmentBytes: number): Uint8Array | undefined {
+  const out = new Uint8Array(segs.length / 2);
+  const rc = native().endMarkersAt(mediaFromZero(v), segs, segmentBytes, out);
+  assert(rc === 0 || rc === -5, () => `endMarkersAt: ${rc}`); // -EIO
+  return rc === 0 ? out : undefined;
+}
+
 /** The media's bytes from offset 0 for the addon: the first window, or the whole buffer when it is longer. */
 function mediaFromZero(v: MediaViews): Uint8Array | SharedArrayBuffer {
   const first = v.at(0);

@@ -145,6 +145,18 @@ export interface NativeAddon {
    * -EINVAL or -EIO.
    */
   hashRange(bytes: Uint8Array, offset: number, length: number, out: Uint32Array, xxh3?: boolean): number;
+  /**
+   * out[i] = 1 when a scan of segment i from its `used` ends there at once, nothing found (no
+   * record header fits after it, or its first 16 bytes are 0: the end marker), else 0. segs:
+   * [base, used] per segment (device offsets; base and used multiples of 8, used <= segmentBytes,
+   * the segment inside the media). Read under the SIGBUS guard. 0, -EINVAL or -EIO.
+   */
+  endMarkersAt(
+    media: Uint8Array | SharedArrayBuffer,
+    segs: Float64Array,
+    segmentBytes: number,
+    out: Uint8Array,
+  ): number;
   /** The process's participant table (addon/participants.h): the same memory in every thread, never freed. */
   participantTable(): SharedArrayBuffer;
   /**
