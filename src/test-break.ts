@@ -366,6 +366,13 @@ export const SWITCHES = {
     breaks: 'compaction drops every tombstone of an absent key, ignoring the tombstone rule',
     red: ['test/kv/kv-tombstones.test.ts'],
   },
+  'kv-compact-swept-tombstone-dropped': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'compaction drops a DEL the tombstone rule never weighed (its key was present then) once a tombstone sweep left its key absent, though an older PUT may remain',
+    red: ['test/kv/kv-tombstones.test.ts'],
+  },
   'kv-compact-open-set-first': {
     layer: 'kv',
     read: 'call',
@@ -856,4 +863,6 @@ export const testHooks: {
   checkpointWrite?: (stage: 'created' | 'body-written') => void;
   /** store.ts checkpointSteps: a running checkpoint has its snapshot and coverage, its walk not begun */
   checkpointCaptured?: () => void;
+  /** compaction.ts compactChosen: the tombstone rule has run over the chosen segments, no entry moved yet */
+  tombstonesWeighed?: () => void;
 } = {};

@@ -230,10 +230,11 @@ function retireChosen(
   report: CompactionReport,
   opts: Pick<CompactOptions, 'roomBytes' | 'afterSegment' | 'enough' | 'retireSegment'>,
 ): void {
-  const keep = tombstonesToKeep(space, v, chosen);
+  const rule = tombstonesToKeep(space, v, chosen);
+  testHooks.tombstonesWeighed?.();
   for (const seg of chosen) {
     // The tombstones kept are copied too.
-    for (const e of seg.entries) if (keep.has(e)) seg.liveBytes += entryCost(entryKeyLength(v, e), 0);
+    for (const e of seg.entries) if (rule.keep.has(e)) seg.liveBytes += entryCost(entryKeyLength(v, e), 0);
   }
   for (const seg of chosen) {
     if (opts.enough?.() === true) break;
@@ -242,7 +243,7 @@ function retireChosen(
     if (opts.roomBytes !== undefined && seg.liveBytes + seg.maxEntryBytes > opts.roomBytes()) continue;
     let full = false;
     try {
-      for (const e of seg.entries) moveEntry(space, v, writer, table, e, keep, report);
+      for (const e of seg.entries) moveEntry(space, v, writer, table, e, rule, report);
     } catch (e) {
       if (!(e instanceof DaxError && e.code === 'ENOSPC')) throw e;
       full = true; // no segment for the next copy: keep seg, make the copies so far durable
@@ -590,25 +591,38 @@ function indexKey(v: MediaViews, e: number): Uint8Array {
   return key;
 }
 
+/** What the tombstone rule decided about the chosen segments' DEL entries, before any was moved. */
+interface TombstoneRule {
+  /** the DELs it keeps (copied forward) */
+  keep: Set<number>;
+  /** the DELs it weighed: those of a key absent from the index when it ran */
+  weighed: Set<number>;
+}
+
 /**
  * The DEL entries of the chosen segments that the tombstone rule (top of file) keeps: those
  * of a key absent from the index with a PUT of a lower sequence in another owned segment.
  * One pass over every record of every key-value segment, only when there are candidates.
+ * A DEL whose key was present (a newer entry, or the tombstone itself kept for a snapshot) is
+ * not weighed: moveEntry copies it forward if its key is absent by the time it is moved (a
+ * tombstone sweep runs under entry locks only, not the compaction mutex).
  */
-function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Set<number> {
-  if (isBroken('kv-compact-drop-tombstones')) return new Set(); // keeps none, whatever the rule says
+function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): TombstoneRule {
   const keep = new Set<number>();
+  const weighed = new Set<number>();
   const candidates = new Map<string, Array<{ e: number; sequence: number; block: number }>>();
   for (const seg of chosen) {
     for (const e of seg.entries) {
-      if (entryOp(v, e) !== ENTRY_DEL || space.tree.lookup(indexKey(v, e)) !== undefined) continue; // present: dropped as dead
+      if (entryOp(v, e) !== ENTRY_DEL || space.tree.lookup(indexKey(v, e)) !== undefined) continue; // present: not weighed
+      weighed.add(e);
       const name = keyName(v, e);
       let list = candidates.get(name);
       if (list === undefined) candidates.set(name, (list = []));
       list.push({ e, sequence: entrySequence(v, e), block: seg.block });
     }
   }
-  if (candidates.size === 0) return keep;
+  // Sabotaged: keeps none, whatever the rule says.
+  if (candidates.size === 0 || isBroken('kv-compact-drop-tombstones')) return { keep, weighed };
   space.device.forEachOwned((block, owner, nonce) => {
     if (owner !== OWNER_KV_SEGMENT) return;
     forEachEntry(space, v, block, nonce, (e) => {
@@ -619,7 +633,7 @@ function tombstonesToKeep(space: DaxSpace, v: MediaViews, chosen: Segment[]): Se
       for (const t of list) if (t.block !== block && sequence < t.sequence) keep.add(t.e);
     });
   });
-  return keep;
+  return { keep, weighed };
 }
 
 /** Calls fn for each entry of each record recovery reads in the segment (records.ts forEachRecord). */
@@ -650,10 +664,10 @@ function moveEntry(
   writer: SegmentWriter,
   table: SegmentTable,
   e: number,
-  keep: Set<number>,
+  rule: TombstoneRule,
   report: CompactionReport,
 ): void {
-  if (isBroken('kv-compact-no-recheck')) return moveEntryUnchecked(space, v, writer, e, keep, report);
+  if (isBroken('kv-compact-no-recheck')) return moveEntryUnchecked(space, v, writer, e, rule.keep, report);
   const key = indexKey(v, e);
   const del = entryOp(v, e) === ENTRY_DEL;
   if (del) {
@@ -661,7 +675,9 @@ function moveEntry(
     const at = space.tree.lookup(key);
     if (at !== e) {
       if (at !== undefined) return; // dead: a newer entry of its key wins
-      if (keep.has(e)) {
+      // Absent now. Kept by the rule, or not weighed by it (its key was present then: a sweep
+      // removed the tombstone since, and an older PUT may remain): copied forward, always safe.
+      if (rule.keep.has(e) || (!rule.weighed.has(e) && !isBroken('kv-compact-swept-tombstone-dropped'))) {
         copyEntry(v, writer, e);
         report.tombstonesKept++;
       } else report.tombstonesDropped++;

@@ -4,14 +4,22 @@
  * so deleted keys never come back (after reopen, and in every crash image taken during
  * compaction) and tombstones do not travel forward forever. Red with DAXSTORE_TEST_BREAK=
  * kv-compact-drop-tombstones (every tombstone dropped: an older PUT in a segment that stays
- * resurrects). Not covered: compaction racing writers in workers (kv-workers).
+ * resurrects). A tombstone sweep (at the close of the last snapshot) runs under entry locks
+ * only, beside compaction: a DEL whose key was present when the rule ran (its tombstone kept in
+ * the index for a snapshot) and absent when it is moved is copied forward; red with
+ * DAXSTORE_TEST_BREAK=kv-compact-swept-tombstone-dropped. Not covered: compaction racing writers
+ * in workers (kv-workers).
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { type KvStore } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
-import { setBroken } from '../../src/test-break.js';
+import { setBroken, testHooks } from '../../src/test-break.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
+import { SWEEP_MIN } from '../../src/kv/snapshots.js';
+import { rng, scaled, withSeed } from '../helpers/seed.js';
+
+const FILE = 'test/kv/kv-tombstones.test.ts';
 
 const big = (tag: number): Uint8Array => new Uint8Array(LARGE_VALUE_THRESHOLD_BYTES).fill(tag);
 const listing = (db: KvStore): string =>
@@ -47,7 +55,72 @@ function shadowing(): { media: SimMedia; db: KvStore } {
   return { media, db };
 }
 
+/**
+ * Victims' PUTs among values that stay live (their segment is never compacted), a snapshot,
+ * the victims deleted (their DELs kept in the index as tombstones for the snapshot, more than a
+ * sweep waits for), some put again, churn closing the DELs' segments; then a compaction whose
+ * tombstone rule runs while the tombstones are in the index, and the snapshot closed right
+ * after the rule (its release sweeps the tombstones), before any entry is moved. The listing
+ * before the close and after a reopen that reads the log alone (recovery: 'full').
+ */
+function sweptDuringCompaction(r: () => number): { before: string; after: string; swept: boolean } {
+  const media = createSimMedia(40 * 2 ** 20);
+  const db = openMedia(media, { durability: 'sync', autoCompact: false });
+  const victims = SWEEP_MIN + 100 + Math.floor(r() * 400);
+  for (let i = 0; i < 60; i++) db.put(`stay-${i}`, big(i));
+  for (let i = 0; i < victims; i++) db.put(`victim-${i}`, `v${i}`);
+  for (let i = 60; i < 120; i++) db.put(`stay-${i}`, big(i));
+  for (let i = 0; i < 150; i++) db.put(`churn-${i % 10}`, big(i));
+  const snap = db.snapshot();
+  for (let i = 0; i < victims; i++) db.delete(`victim-${i}`);
+  for (let i = 0; i < 100; i++) if (r() < 0.3) db.put(`victim-${i}`, `again${i}`); // present again
+  for (let i = 0; i < 250 + Math.floor(r() * 100); i++) db.put(`churn-${i % 10}`, big(i)); // close the DELs' segments
+  expect(db.stats().tombstones).toBeGreaterThanOrEqual(SWEEP_MIN); // the release sweeps them
+  let swept = false;
+  testHooks.tombstonesWeighed = () => {
+    testHooks.tombstonesWeighed = undefined;
+    snap.close(); // the last snapshot: its release sweeps every tombstone
+    swept = db.stats().tombstones === 0;
+  };
+  try {
+    expect(db.compact().segmentsFreed).toBeGreaterThan(0);
+  } finally {
+    testHooks.tombstonesWeighed = undefined;
+  }
+  const before = listing(db);
+  db.close();
+  const again = openMedia(media.crashImage({ mode: 'none' }), { formatIfEmpty: false, recovery: 'full' });
+  try {
+    return { before, after: listing(again), swept };
+  } finally {
+    again.close();
+  }
+}
+
 describe('kv tombstones in compaction', () => {
+  it('a tombstone swept between the rule and its move is copied forward: deleted keys stay deleted (seeded)', async () => {
+    await withSeed(FILE, (seed) => {
+      const r = rng(seed);
+      for (let round = 0; round < scaled(2); round++) {
+        const { before, after, swept } = sweptDuringCompaction(r);
+        expect(swept, 'the sweep ran inside the compaction').toBe(true);
+        expectSame(after, before, `round ${round}: reopened after compaction`);
+      }
+    });
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-compact-swept-tombstone-dropped: swept victims come back', async () => {
+    await withSeed(FILE, (seed) => {
+      setBroken('kv-compact-swept-tombstone-dropped', true);
+      try {
+        const { before, after } = sweptDuringCompaction(rng(seed));
+        expect(() => expectSame(after, before, 'reopened after compaction')).toThrow(/extra \[victim/);
+      } finally {
+        setBroken('kv-compact-swept-tombstone-dropped', false);
+      }
+    });
+  });
+
   const keepsDeletedKeysDeleted = (): { kept: number; dropped: number } => {
     const { media, db } = shadowing();
     const before = listing(db);
