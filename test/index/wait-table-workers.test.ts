@@ -130,7 +130,9 @@ describe('wait table across workers', () => {
     words[0] = 1; // the main thread holds the lock while everyone queues
     const workers = 6;
     const runs = Array.from({ length: workers }, (_, i) => runLocker({ ...job, seed: i + 1 }));
-    await until(() => table.stats().waiting === workers, 'all lockers queued');
+    // Queued is not enough: a locker counts as waiting from inside prepare(), before its re-check,
+    // and one that re-checks after the release below takes the lock without a wake-up.
+    await until(() => Atomics.load(words, 3 + 62) === workers, 'all lockers queued past their re-check');
     Atomics.store(words, 0, 0);
     expect(table.wakeOne(job.keys[0])).toBe(1);
     const results = await Promise.all(runs);

@@ -11,7 +11,7 @@ import { rng } from '../helpers/seed.js';
 
 interface Job {
   handle: WaitTableHandle;
-  locks: SharedArrayBuffer; // Int32 per lock, then Int32 counter per lock, then [order cursor, order...]
+  locks: SharedArrayBuffer; // Int32 per lock, then Int32 counter per lock, then [order cursor, order...]; word 3 * lockCount + 62 counts sleeps past their re-check, 63 the start barrier
   lockCount: number;
   keys: number[]; // wait key per lock
   iterations: number;
@@ -39,6 +39,7 @@ function sleepOnce(lock: number, mode: 'exclusive' | 'shared', free: () => boole
     return true;
   }
   sleeps++;
+  Atomics.add(words, 3 * job.lockCount + 62, 1); // past its re-check: only a wake-up lets it on now
   if (table.wait(waiter, job.timeoutMs) === 'timed-out') {
     timeouts++;
     if (Atomics.load(words, lock) === 0) lostWakeups++;
