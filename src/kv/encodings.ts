@@ -25,7 +25,10 @@
  * Decoding never writes to the mapping and never returns a view of it: ordered keys and
  * msgpack values are decoded from a private copy (ordered-binary's readKey writes a terminator
  * byte into its source; msgpackr's native string extraction refuses a SharedArrayBuffer), and
- * msgpackr copies embedded binaries (copyBuffers); utf8 and json decode from the mapping.
+ * msgpackr copies embedded binaries (copyBuffers); utf8 and json decode from the mapping, and
+ * so do ordered keys of ASCII strings and numbers (readSimpleOrderedKey, which writes nothing).
+ * msgpack values go to the record reader first (msgpack-records.ts), which reads the usual
+ * records itself and leaves every other value to msgpackr.
  *
  * Ordered keys: a one-part array is the same key as its part (['a'] is stored, and read
  * back, as 'a'), and the empty array is the empty key.
@@ -43,6 +46,7 @@ import { DaxError } from '../errors.js';
 import { describeValue } from '../options.js';
 import { MAX_KEY_BYTES } from './layout.js';
 import { stageViews } from './record-stage.js';
+import { INLINE_STRING_MAX, NOT_RECORDS, type Structures, asciiString, readRecordValue } from './msgpack-records.js';
 import { payloadBytes, STRUCTURES_PAYLOAD_BYTES, type SharedStructures } from './structures.js';
 
 export type KeyEncoding = 'binary' | 'utf8' | 'ordered';
@@ -230,12 +234,71 @@ function checkOrderedKey(key: unknown, op: string): void {
   );
 }
 
+/**
+ * readKey of the keys most stores use, read in place (nothing written, nothing copied): a key
+ * whose parts are all ASCII strings of 1 to INLINE_STRING_MAX characters, each 0x05-0x7f and
+ * the first 0x1c or above (as writeAsciiString writes them), or numbers of 9 bytes (every
+ * number in a compound key; alone, one whose bits fill the ninth byte), parts separated by
+ * 0x00. Returns what readKey returns for the same bytes (a part alone, or an array of the
+ * parts), or undefined for any other key (then readKey reads it). A number is decoded as
+ * readKey decodes 9 or more bytes followed by a 0x00 or the end: the float's bits shifted left
+ * by 4 past the type nibble, inverted for a negative number (type nibble 0x0).
+ */
+function readSimpleOrderedKey(u8: Uint8Array, start: number, length: number): OrderedKey | undefined {
+  const end = start + length;
+  let p = start;
+  let first: OrderedKeyPart | undefined;
+  let parts: OrderedKeyPart[] | undefined;
+  for (;;) {
+    const c = u8[p];
+    let part: OrderedKeyPart;
+    if (c >= 0x1c && c < 0x80) {
+      const from = p;
+      for (; p < end; p++) {
+        const b = u8[p];
+        if (b === 0) break;
+        if (b <= 4 || b >= 0x80) return undefined;
+      }
+      if (p - from > INLINE_STRING_MAX) return undefined;
+      part = asciiString(u8, from, p - from);
+    } else if (c >= 8 && c < 24) {
+      if (p + 9 > end || (p + 9 < end && u8[p + 9] !== 0)) return undefined;
+      let high = ((u8[p] << 24) | (u8[p + 1] << 16) | (u8[p + 2] << 8) | u8[p + 3]) << 4;
+      let low = (u8[p + 4] << 24) | (u8[p + 5] << 16) | (u8[p + 6] << 8) | u8[p + 7];
+      high |= low >>> 28;
+      low = (low << 4) | (u8[p + 8] >> 4);
+      if (c < 16) {
+        high ^= 0x7fffffff;
+        low = ~low;
+      }
+      numberWords[NUMBER_HIGH] = high;
+      numberWords[NUMBER_LOW] = low;
+      part = numberFloat[0];
+      p += 9;
+    } else return undefined;
+    if (first === undefined) first = part;
+    else if (parts === undefined) parts = [first, part];
+    else parts.push(part);
+    if (p === end) return parts ?? first;
+    // u8[p] is the 0x00 between two parts: another part follows
+    if (++p === end) return undefined;
+  }
+}
+
+/** A number's bits as two int32 words (high, low: their index by the platform's byte order). */
+const numberFloat = new Float64Array(1);
+const numberWords = new Int32Array(numberFloat.buffer);
+const NUMBER_LOW = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1 ? 0 : 1;
+const NUMBER_HIGH = 1 - NUMBER_LOW;
+
 /** Reader of ordered keys: a private copy with a zero after it (readKey writes its terminator into its source). */
 const orderedReadScratch = new Uint8Array(MAX_KEY_BYTES + 8);
 
 /** The ordered key whose bytes are u8[start, start + length) (any memory: copied first). */
 export function readOrderedKey(u8: Uint8Array, start: number, length: number): OrderedKey {
   if (length === 0) return [];
+  const simple = readSimpleOrderedKey(u8, start, length);
+  if (simple !== undefined) return simple;
   for (let i = 0; i < length; i++) orderedReadScratch[i] = u8[start + i];
   orderedReadScratch[length] = 0;
   return readKey(orderedReadScratch, 0, length) as OrderedKey;
@@ -436,6 +499,11 @@ export class MsgpackCodec {
   }
 
   private decodeScratch(start: number, length: number, op: string): unknown {
+    const structures = (this.packr as unknown as { structures?: Structures }).structures;
+    if (structures !== undefined) {
+      const value = readRecordValue(unpackScratch, start, length, structures);
+      if (value !== NOT_RECORDS) return value;
+    }
     unpackRange.start = start;
     unpackRange.end = start + length;
     try {

@@ -14,12 +14,12 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import fc from 'fast-check';
 import { pack, unpack } from 'msgpackr';
-import { writeKey } from 'ordered-binary';
+import { readKey, writeKey } from 'ordered-binary';
 import { rmSync } from 'node:fs';
 import { createSimMedia } from '../../src/device/sim-media.js';
 import { isDaxError } from '../../src/errors.js';
 import { open, openMedia, type KvStore, type OrderedKey } from '../../src/kv/index.js';
-import { ORDERED_SCRATCH_BYTES, writeOrderedKey } from '../../src/kv/encodings.js';
+import { ORDERED_SCRATCH_BYTES, readOrderedKey, writeOrderedKey } from '../../src/kv/encodings.js';
 import { LARGE_VALUE_THRESHOLD_BYTES } from '../../src/kv/layout.js';
 import { KV_ROOT_BYTES } from '../../src/kv/kv-root.js';
 import { scaled, withSeed } from '../helpers/seed.js';
@@ -219,6 +219,46 @@ describe('ordered keys sort like their values', () => {
         { seed, numRuns: scaled(2000) },
       );
       console.log(`ordered key bytes: ${keys} keys, each as ordered-binary writes it`);
+    }));
+
+  test('a key reads back as ordered-binary reads its bytes (the in-place reader of simple keys too)', () =>
+    withSeed(FILE, (seed) => {
+      const scratch = new Uint8Array(ORDERED_SCRATCH_BYTES);
+      const ascii = fc.string({
+        unit: fc.constantFrom('a', 'Z', '~', ' ', '\u001c', '\u0005', '\u007f'),
+        maxLength: 52,
+      });
+      const nine = fc.double({ noNaN: true }).map((n) => (n === 0 ? 2 ** -1074 : n)); // alone, a number's ninth byte is rarely 0
+      // Strings without the characters below 0x05 that ordered-binary escapes (readKey of a key
+      // ending in an escape reads past its end, into whatever the copy holds there).
+      const other = fc.string({ unit: fc.constantFrom('a', '\u001b', '\u0080', 'é', '😀', '\u0005'), maxLength: 70 });
+      const readPart = fc.oneof(ascii, nine, other, fc.boolean(), fc.integer(), fc.maxSafeInteger());
+      let keys = 0;
+      const check = (k: OrderedKey, at: number): void => {
+        keys++;
+        const n = writeOrderedKey(scratch, k, 'test');
+        const bytes = new Uint8Array(at + n + 8).fill(0xee); // a non-zero byte after the key
+        bytes.set(scratch.subarray(1, 1 + n), at);
+        const copy = new Uint8Array(n + 8);
+        copy.set(scratch.subarray(1, 1 + n));
+        const want: unknown = n === 0 ? [] : readKey(copy, 0, n);
+        const got = readOrderedKey(bytes, at, n);
+        expect(got).toEqual(want);
+        if (typeof want === 'number') expect(Object.is(got, want)).toBe(true);
+      };
+      for (let length = 1; length <= 70; length++) {
+        const s = 'k'.repeat(length);
+        for (const k of [s, [s, length], [length, s, s]]) check(k, length);
+      }
+      fc.assert(
+        fc.property(
+          fc.oneof(readPart, fc.constant(null), fc.array(readPart, { maxLength: 6 })),
+          fc.integer({ min: 0, max: 64 }),
+          (k, at) => check(k as OrderedKey, at),
+        ),
+        { seed, numRuns: scaled(3000) },
+      );
+      console.log(`ordered key reads: ${keys} keys, each as ordered-binary reads it`);
     }));
 
   test('a compound prefix selects that key and the longer keys starting with its parts, and nothing else', () => {
