@@ -44,6 +44,7 @@
  * take the JS path, which is always correct.
  */
 import { FnBuilder, Op, Wasm, encodeModule, type WasmMemory } from './wasm-encoder.js';
+import { WASM_GRAB_BYTES } from './wasm-grab-bytes.js';
 import { Lay } from './nodes.js';
 import { Ew } from './entry-word.js';
 import { FLAG_POISON, FREED_HEADER, H_FLAGS, H_STAT_POISON_HITS, H_STAT_RESTARTS, Hw, POISON_WORD } from './arena.js';
@@ -571,13 +572,20 @@ function buildProbe(): FnBuilder {
   return f;
 }
 
+/**
+ * The module's bytes from the builders above; its memory import is `env.memory`, shared,
+ * 1..65536 pages. Threads compile WASM_GRAB_BYTES instead (wasm-grab-bytes.ts), which
+ * test/index/wasm-grab.test.ts checks equals this.
+ */
+export function wasmGrabModuleBytes(): Uint8Array {
+  return encodeModule([buildGrab24(), buildRelease(), buildUnlock(), buildProbe(), buildTouch4()], 1, 65536);
+}
+
 let compiled: object | undefined;
 
-/** The compiled module (once per thread); its memory import is `env.memory`, shared, 1..65536 pages. */
+/** The compiled module (once per thread), of the bytes wasmGrabModuleBytes() builds, stored. */
 export function wasmGrabModule(): object {
-  compiled ??= new Wasm.Module(
-    encodeModule([buildGrab24(), buildRelease(), buildUnlock(), buildProbe(), buildTouch4()], 1, 65536),
-  );
+  compiled ??= new Wasm.Module(Buffer.from(WASM_GRAB_BYTES, 'base64'));
   return compiled;
 }
 

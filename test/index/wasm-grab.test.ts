@@ -18,6 +18,8 @@ import { grab, unlock } from '../../src/index/entry-lock.js';
 import { FREED_HEADER, H_STAT_POISON_HITS, H_STAT_RESTARTS } from '../../src/index/arena.js';
 import { native } from '../../src/native/addon.js';
 import { sleb, uleb } from '../../src/index/wasm-encoder.js';
+import { wasmGrabModuleBytes } from '../../src/index/wasm-grab.js';
+import { WASM_GRAB_BYTES } from '../../src/index/wasm-grab-bytes.js';
 import { expectBaseline, hex } from './tree-helpers.js';
 import { runChild } from '../workers/region-helpers.js';
 import { rng, withSeed } from '../helpers/seed.js';
@@ -295,6 +297,14 @@ test.each([
   epoch.unpin();
   for (let i = 0; i < 8; i++) epoch.collect();
   expect(released).toEqual([42]);
+});
+
+test("the stored module bytes are the builders' output", () => {
+  const built = Buffer.from(wasmGrabModuleBytes()).toString('base64');
+  if (built !== WASM_GRAB_BYTES)
+    throw new Error(
+      `src/index/wasm-grab-bytes.ts is stale (a builder or a layout constant changed): set WASM_GRAB_BYTES to\n'${built}'`,
+    );
 });
 
 test('the encoder writes LEB128 as the spec does', () => {
