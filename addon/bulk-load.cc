@@ -377,11 +377,29 @@ Napi::Value JsLeafKeyStarts(const Napi::CallbackInfo& info) {
   const double countArg = info[2].As<Napi::Number>().DoubleValue();
   if (!IsIndex(countArg) || countArg > static_cast<double>(lengthsLength) || (starts != nullptr && countArg > static_cast<double>(startsLength))) return bad;
   const uint64_t count = static_cast<uint64_t>(countArg);
+  // A leaf's block words by its key's length, looked up: a pass over a million keys at open.
+  static const std::array<uint16_t, kMaxKeyBytes + 1> kLeafClassWords = [] {
+    std::array<uint16_t, kMaxKeyBytes + 1> t{};
+    for (uint32_t len = 0; len <= kMaxKeyBytes; len++) t[len] = static_cast<uint16_t>(ClassWords(LeafWords(len)));
+    return t;
+  }();
   uint64_t words = 0;
+  if (starts == nullptr) {
+    // Only counted: each key's offset is checked once, the last one's (they grow with i).
+    uint64_t last = 0;
+    for (uint64_t i = 0; i < count; i++) {
+      const uint16_t len = lengths[i];
+      if (len > kMaxKeyBytes) return bad;
+      last = words;
+      words += kLeafClassWords[len];
+    }
+    if (count > 0 && last * 4 + kLeafHeaderWords * 4 > 0xffffffffu) return bad;
+    return Napi::Number::New(env, static_cast<double>(words));
+  }
   for (uint64_t i = 0; i < count; i++) {
     if (lengths[i] > kMaxKeyBytes || words * 4 + kLeafHeaderWords * 4 > 0xffffffffu) return bad;
-    if (starts != nullptr) starts[i] = static_cast<uint32_t>(words * 4 + kLeafHeaderWords * 4);
-    words += ClassWords(LeafWords(lengths[i]));
+    starts[i] = static_cast<uint32_t>(words * 4 + kLeafHeaderWords * 4);
+    words += kLeafClassWords[lengths[i]];
   }
   return Napi::Number::New(env, static_cast<double>(words));
 }

@@ -402,13 +402,13 @@ export function coverageProblem(
     }
     // Only offsets of this segment's records are read, and only its bytes hashed (a list under a
     // valid checksum may still be forged or written by a bug: never a read outside the segment).
-    const outside = {
+    const outside = (): { problem: string } => ({
       problem: `checkpoint ${cp.generation} lists the segment at block ${s.block} with records outside it`,
-    };
-    if (!(Number.isInteger(s.used) && s.used >= 0 && s.used <= SEGMENT_BYTES)) return outside;
+    });
+    if (!(Number.isInteger(s.used) && s.used >= 0 && s.used <= SEGMENT_BYTES)) return outside();
     if (s.lastAt < 0) continue;
     if (!(Number.isInteger(s.lastAt) && s.lastAt % 8 === 0 && s.lastAt + RECORD_HEADER_BYTES <= SEGMENT_BYTES))
-      return outside;
+      return outside();
     const at = device.blockOffset(s.block) + s.lastAt;
     if (device.poisonedBlocks !== 0 && device.isPoisoned(device.blockAt(at)))
       return { problem: `segment at block ${s.block}: its last covered record is in a poisoned block` };
@@ -1003,15 +1003,21 @@ function inPlace(space: DaxSpace, v: MediaViews, obj: DaxObject, size: number): 
   if (size < EXTENT_BYTES) return undefined;
   const device = space.device;
   const extents = Math.ceil(size / EXTENT_BYTES);
-  let first = -1;
-  for (let extent = 0; extent < extents; extent++) {
-    const found = space.epoch.guard(() => lookupCoveringPinned(obj, extent * HUGE_PAGES));
-    const mapped = found !== undefined && ((space.tree.lastEntry >>> 3) & 3) === 0;
-    if (found === undefined || !mapped || !isHuge(found.value) || found.start !== extent * HUGE_PAGES) return undefined;
-    const block = blockOfValue(found.value);
-    if (extent === 0) first = block;
-    else if (block !== first + extent * HUGE_PAGES) return undefined;
-  }
+  // The first extent's block when every extent follows it, each mapped by one huge entry.
+  const first = space.epoch.guard((): number | undefined => {
+    let head = 0;
+    for (let extent = 0; extent < extents; extent++) {
+      const found = lookupCoveringPinned(obj, extent * HUGE_PAGES);
+      const mapped = found !== undefined && ((space.tree.lastEntry >>> 3) & 3) === 0;
+      if (found === undefined || !mapped || !isHuge(found.value) || found.start !== extent * HUGE_PAGES)
+        return undefined;
+      const block = blockOfValue(found.value);
+      if (extent === 0) head = block;
+      else if (block !== head + extent * HUGE_PAGES) return undefined;
+    }
+    return head;
+  });
+  if (first === undefined) return undefined;
   if (device.poisonedBlocks !== 0 && device.firstPoisoned(first, extents * HUGE_PAGES) >= 0) return undefined;
   const offset = device.blockOffset(first);
   const win = v.at(offset);

@@ -607,8 +607,11 @@ function recoverFromCheckpoint(
   }
   const report = newReport(mode, segments.length);
   // What the checkpoint covers of each segment: only of the same segment life (block and nonce).
-  const covered = new Map(cp.segments.map((s) => [`${s.block}:${s.nonce}`, s.used]));
-  const froms = segments.map(([block, nonce]) => covered.get(`${block}:${nonce}`));
+  const covered = new Map(cp.segments.map((s) => [s.block, s]));
+  const froms = segments.map(([block, nonce]) => {
+    const s = covered.get(block);
+    return s !== undefined && s.nonce === nonce ? s.used : undefined;
+  });
   const quiet = quietTails(space, v, segments, froms);
   let vouched: Map<number, number> | undefined; // read when a segment is scanned
   const found = new FoundEntries(1, SEGMENT_BYTES);
