@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "backing-store.h"
@@ -578,6 +581,159 @@ Napi::Value JsPatchImageLeaves(const Napi::CallbackInfo& info) {
     if (!patch(ringLeaf[r % kAhead], ringValue[r % kAhead])) return range;
   if (pending >= 0 || a != startsLength || b != valuesLength || nAdded != addedLength || nRemoved != removedLength) return range;
   return Napi::Number::New(env, static_cast<double>(replaced));
+}
+
+namespace {
+
+// A tree image built on a thread of its own (JsBuildTreeImageStart): the columns' leaves, in
+// key order from word `first` of `out`, then the inner nodes over them, as JsBulkLeaves and
+// JsBulkInner write them into an arena run (every block its size class's full size, every
+// entry word 0). The job keeps the columns and `out` alive (references) until it is finished
+// or, never finished, collected: the destructor stops the thread and joins it.
+struct ImageBuild {
+  const uint8_t* keys = nullptr;
+  const uint16_t* lengths = nullptr;
+  const double* values = nullptr;
+  uint64_t keysLength = 0, count = 0;
+  int32_t* i32 = nullptr;  // out as words
+  uint64_t words = 0, first = 0;
+  Napi::Reference<Napi::Value> refs[4];
+  std::thread thread;
+  std::atomic<bool> done{false}, stop{false};
+  bool finished = false;
+  // the outcome (JsBuildTreeImageFinish's out): status, then its numbers
+  double result[4] = {0, 0, 0, 0};
+
+  void Fail(double status, double what) {
+    result[0] = status;
+    result[1] = what;
+  }
+
+  void Run() {
+    try {
+      Build();
+    } catch (const std::bad_alloc&) {
+      Fail(kNoMemory, 0);
+    }
+    done.store(true, std::memory_order_release);
+  }
+
+  void Build() {
+    std::vector<int32_t> leaves(count);
+    uint64_t at = first, start = 0;
+    const uint8_t* previous = nullptr;
+    uint32_t previousLength = 0;
+    uint8_t* u8 = reinterpret_cast<uint8_t*>(i32);
+    for (uint64_t i = 0; i < count; i++) {
+      if (i % 65536 == 0 && stop.load(std::memory_order_relaxed)) return Fail(kStopped, 0);
+      const uint32_t len = lengths[i];
+      const double v = values[i];
+      if (len > kMaxKeyBytes || start + len > keysLength || !(v >= 0 && v <= kMaxValue && std::floor(v) == v)) return Fail(kBadEntry, static_cast<double>(i));
+      const uint8_t* key = keys + start;
+      start += len;
+      if (i > 0 && CompareKeys(previous, previousLength, key, len) >= 0) return Fail(kOutOfOrder, static_cast<double>(i));
+      previous = key;
+      previousLength = len;
+      const uint64_t block = ClassWords(LeafWords(len));
+      if (at + block > words) return Fail(kRoom, 0);
+      int32_t* p = i32 + at;
+      const uint64_t value = static_cast<uint64_t>(v);
+      p[0] = Header(kLeaf, len);
+      p[kWEntry] = 0;
+      p[kWValueLo] = static_cast<int32_t>(static_cast<uint32_t>(value));
+      p[kWValueHi] = static_cast<int32_t>(static_cast<uint32_t>(value >> 32));
+      if (len > 0) p[kLeafHeaderWords + ((len - 1) >> 2)] = 0;  // bytes after the key in its last word
+      std::memcpy(p + kLeafHeaderWords, key, len);
+      leaves[i] = static_cast<int32_t>(at);
+      at += block;
+    }
+    const uint64_t inner = at;
+    double root = count == 0 ? 0 : leaves[0];
+    if (count >= 2) {
+      Inner b;
+      b.i32 = i32;
+      b.u8 = u8;
+      b.words = words;
+      b.leaves = leaves.data();
+      b.write = false;  // the plan: the words the inner nodes take
+      b.cursor = 0;
+      b.Build(0, count, 0, 0);
+      if (b.bad) return Fail(kOutOfOrder, static_cast<double>(count));
+      if (inner + b.cursor > words) return Fail(kRoom, static_cast<double>(inner + b.cursor));
+      if (stop.load(std::memory_order_relaxed)) return Fail(kStopped, 0);
+      b.write = true;
+      b.cursor = inner;
+      b.end = words;
+      root = b.Build(0, count, 0, 0);
+      if (b.bad) return Fail(kOutOfOrder, static_cast<double>(count));
+      at = b.cursor;
+    }
+    result[0] = kBuilt;
+    result[1] = static_cast<double>(at - first);
+    result[2] = root;
+    result[3] = static_cast<double>(inner - first);
+  }
+
+  ~ImageBuild() {
+    stop.store(true, std::memory_order_relaxed);
+    if (thread.joinable()) thread.join();
+  }
+
+  static constexpr double kBuilt = 0, kBadEntry = 1, kOutOfOrder = 2, kRoom = 3, kNoMemory = 4, kStopped = 5;
+};
+
+}  // namespace
+
+Napi::Value JsBuildTreeImageStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 6 || !info[3].IsNumber() || !info[5].IsNumber()) return bad;
+  auto job = std::make_unique<ImageBuild>();
+  size_t keysLength, lengthsLength, valuesLength, outLength;
+  const uint8_t* out;
+  if (!TypedOf(info[0], napi_uint8_array, &job->keys, &keysLength) || !TypedOf(info[1], napi_uint16_array, &job->lengths, &lengthsLength) ||
+      !TypedOf(info[2], napi_float64_array, &job->values, &valuesLength) || !TypedOf(info[4], napi_uint8_array, &out, &outLength))
+    return bad;
+  const double countArg = info[3].As<Napi::Number>().DoubleValue();
+  const double firstArg = info[5].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(countArg) || countArg > static_cast<double>(std::min(lengthsLength, valuesLength)) || !IsIndex(firstArg) || firstArg < 1) return bad;
+  if (reinterpret_cast<uintptr_t>(out) % 4 != 0) return bad;
+  job->count = static_cast<uint64_t>(countArg);
+  job->keysLength = keysLength;
+  job->i32 = reinterpret_cast<int32_t*>(const_cast<uint8_t*>(out));
+  job->words = std::min<uint64_t>(outLength / 4, INT32_MAX);  // a block's word must fit an i32 pointer
+  job->first = static_cast<uint64_t>(firstArg);
+  if (job->first > job->words) return bad;
+  for (int i = 0; i < 4; i++) job->refs[i] = Napi::Persistent(info[i == 3 ? 4 : i]);
+  try {
+    job->thread = std::thread([j = job.get()] { j->Run(); });
+  } catch (const std::system_error&) {
+    job->Run();  // no thread: built here, done before this returns
+  }
+  return Napi::External<ImageBuild>::New(env, job.release(), [](Napi::Env, ImageBuild* j) { delete j; });
+}
+
+Napi::Value JsBuildTreeImageDone(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) return Napi::Number::New(env, -EINVAL);
+  const ImageBuild* job = info[0].As<Napi::External<ImageBuild>>().Data();
+  return Napi::Boolean::New(env, job != nullptr && job->done.load(std::memory_order_acquire));
+}
+
+Napi::Value JsBuildTreeImageFinish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 3 || !info[0].IsExternal() || !info[2].IsBoolean()) return bad;
+  ImageBuild* job = info[0].As<Napi::External<ImageBuild>>().Data();
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return bad;
+  Napi::Float64Array out = info[1].As<Napi::Float64Array>();
+  if (job == nullptr || job->finished || out.ElementLength() < 4) return bad;
+  if (info[2].As<Napi::Boolean>().Value()) job->stop.store(true, std::memory_order_relaxed);
+  if (job->thread.joinable()) job->thread.join();
+  job->finished = true;
+  for (Napi::Reference<Napi::Value>& r : job->refs) r.Reset();
+  std::memcpy(out.Data(), job->result, sizeof job->result);
+  return Napi::Number::New(env, 0);
 }
 
 }  // namespace daxstore

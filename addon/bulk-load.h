@@ -85,4 +85,27 @@ Napi::Value JsLoadTreeImage(const Napi::CallbackInfo& info);
 // left unreachable by the caller).
 Napi::Value JsPatchImageLeaves(const Napi::CallbackInfo& info);
 
+// JsBuildTreeImageStart(keys: Uint8Array, lengths: Uint16Array, values: Float64Array, count,
+//   out: Uint8Array, first) -> job | number
+// Starts a thread that builds the tree image (src/index/tree-image.ts) of `count` entries whose
+// keys lie back to back in `keys` (key i: lengths[i] bytes after key i - 1's), in key order,
+// into `out` from word `first` on (out 4-byte aligned; the words before `first` untouched): the
+// leaves as JsBulkLeaves writes them, then the inner nodes over them as JsBulkInner does, every
+// pointer a word offset of `out` (the image's origin is `first`). Returns the job at once, or
+// -EINVAL for bad arguments. The job reads the columns and writes `out` until it is finished:
+// nothing else may touch them meanwhile (the job keeps them alive).
+Napi::Value JsBuildTreeImageStart(const Napi::CallbackInfo& info);
+
+// JsBuildTreeImageDone(job) -> boolean: the build has ended (JsBuildTreeImageFinish will not wait).
+Napi::Value JsBuildTreeImageDone(const Napi::CallbackInfo& info);
+
+// JsBuildTreeImageFinish(job, out: Float64Array(4), stop: boolean) -> number
+// Waits for the build (stop: asks it to end early first) and writes its outcome to out:
+// [0, words, root, inner] built (the image's words from `first`, the root's word, the word from
+// `first` where the inner nodes begin); [1, i] entry i has a bad shape (a key over 4096 bytes
+// or past `keys`, a value not an integer in [0, 2^48)); [2, i] key i is not above key i - 1;
+// [3, words] `out` is too short (words: what it needs from word 0, 0 when not known yet);
+// [4] no memory; [5] stopped. Returns 0, or -EINVAL (bad arguments, finished already).
+Napi::Value JsBuildTreeImageFinish(const Napi::CallbackInfo& info);
+
 }  // namespace daxstore

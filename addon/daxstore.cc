@@ -57,7 +57,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
       {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"verifyKvSegmentsStart", daxstore::JsVerifyKvSegmentsStart}, {"verifyKvSegmentsFinish", daxstore::JsVerifyKvSegmentsFinish}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"columnStarts", daxstore::JsColumnStarts}, {"nonzeroWords", daxstore::JsNonzeroWords}, {"countByExtent", daxstore::JsCountByExtent}, {"countClearBits", daxstore::JsCountClearBits}, {"bulkInner", daxstore::JsBulkInner},
       {"loadTreeImage", daxstore::JsLoadTreeImage}, {"leafKeyStarts", daxstore::JsLeafKeyStarts},
-      {"patchImageLeaves", daxstore::JsPatchImageLeaves},
+      {"patchImageLeaves", daxstore::JsPatchImageLeaves}, {"buildTreeImageStart", daxstore::JsBuildTreeImageStart},
+      {"buildTreeImageDone", daxstore::JsBuildTreeImageDone}, {"buildTreeImageFinish", daxstore::JsBuildTreeImageFinish},
   };
   for (const Entry& e : table) (void)exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
   return exports;

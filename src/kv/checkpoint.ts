@@ -23,8 +23,9 @@
  *        image of the index's tree of those keys (src/index/tree-image.ts: image words x u32,
  *        the blocks back to back, the leaves first, in key order, pointers counted from the
  *        image origin, the word its first block was built at), whose leaves hold the keys, or
- *        (image words 0: a checkpoint taken while running) the index keys back to back in key
- *        order (padded to 8).
+ *        (image words 0: a checkpoint an older build took while running) the index keys back
+ *        to back in key order (padded to 8). A checkpoint taken at close builds its image on
+ *        the closing thread (imageOf), one taken while running on a thread of its own (ImageBuild).
  * An open loads the image (one copy and a pass over its inner nodes) instead of bulk-loading
  * the columns, a tail that adds and removes few keys applied to it (recovery.ts imageTail); the
  * columns serve the merge with a tail, a checkpoint loaded without freed segments, and the
@@ -76,7 +77,7 @@
 import type { DaxSpace } from '../dax/space.js';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
-import { native } from '../native/addon.js';
+import { native, returnCodeError } from '../native/addon.js';
 import { scratchBytes, verifySegments } from './recovery-native.js';
 import { isBroken, testHooks } from '../test-break.js';
 import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
@@ -629,6 +630,7 @@ export function writeCheckpoint(
   covered: { maxSequence: number; records: number; entries: number },
   known: ReadonlyMap<number, CheckpointSegment> = new Map(),
   tombstones = true,
+  writing = 0,
 ): CheckpointWritten {
   const start = performance.now();
   const device = space.device;
@@ -659,10 +661,9 @@ export function writeCheckpoint(
       cols.count++;
     }),
   );
-  // The close's checkpoint carries the tree image (a clean reopen has no tail to merge); a
-  // running one does not: its write step would hold the opener's event loop for the build,
-  // and an open after a crash has a tail.
-  const written = publishCheckpoint(space, uuid, covered, segments, cols, true);
+  // The tree image is built here, on the closing thread (a running checkpoint's on a thread of
+  // its own: ImageBuild).
+  const written = publishCheckpoint(space, uuid, covered, segments, cols, true, writing);
   return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
 }
 
@@ -730,7 +731,8 @@ export function hashSegments(
 
 /**
  * Lays out, checksums and writes a checkpoint of `segments` and `cols` under the next
- * generation, durable (body first, header page last), then removes the older ones.
+ * generation, durable (body first, header page last), then removes the older ones (all but
+ * `writing`, a checkpoint another handle is writing over several steps: CheckpointWrite).
  */
 export function publishCheckpoint(
   space: DaxSpace,
@@ -738,78 +740,185 @@ export function publishCheckpoint(
   covered: { maxSequence: number; records: number; entries: number },
   segments: readonly CheckpointSegment[],
   cols: CheckpointColumns,
-  withImage = false,
+  withImage: boolean | BuiltImage = false,
+  writing = 0,
 ): CheckpointWritten {
-  const start = performance.now();
-  const count = cols.count;
-  const keyBytes = cols.keyBytes;
-  // With an image, the checkpoint is laid out in the image's own memory, its other parts in
-  // the lead reserved before the image (they do not depend on the image's size): the image is
-  // not copied.
-  const built = withImage ? imageOf(cols, checkpointLayout(segments.length, count, keyBytes, 1).image) : undefined;
-  const image = built ?? NO_IMAGE;
-  const layout = checkpointLayout(segments.length, count, keyBytes, image.words);
-  const bytes = built?.whole ?? columnScratch(layout.total); // huge pages when big: see ColumnBuilder
-  assert(bytes.length >= layout.total, () => `checkpoint: ${bytes.length} bytes laid out for ${layout.total}`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, layout.total);
-  const generation = nextGeneration(space);
-  dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
-  dv.setUint32(H_VERSION, CHECKPOINT_VERSION, true);
-  bytes.set(uuid, H_UUID);
-  dv.setFloat64(H_GENERATION, generation, true);
-  dv.setFloat64(H_TOTAL, layout.total, true);
-  dv.setFloat64(H_MAX_SEQUENCE, covered.maxSequence, true);
-  dv.setFloat64(H_KEYS, count, true);
-  dv.setFloat64(H_KEY_BYTES, keyBytes, true);
-  dv.setFloat64(H_SEGMENTS, segments.length, true);
-  dv.setFloat64(H_RECORDS, covered.records, true);
-  dv.setFloat64(H_ENTRIES, covered.entries, true);
-  dv.setFloat64(H_IMAGE_WORDS, image.words, true);
-  dv.setFloat64(H_IMAGE_ORIGIN, image.origin, true);
-  dv.setFloat64(H_IMAGE_ROOT, image.root, true);
-  dv.setFloat64(H_IMAGE_INNER, image.inner, true);
-  const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segments.length * SEGMENT_SLOTS);
-  segments.forEach((s, i) =>
-    seg.set(
-      [s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi, s.hashLo, s.hashHi, s.records, s.entries],
-      i * SEGMENT_SLOTS,
-    ),
-  );
-  new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, count).set(cols.values.subarray(0, count));
-  new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, count).set(cols.lengths.subarray(0, count));
-  if (image.words === 0) bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
-  assert(
-    image.words === 0 || bytes.byteOffset + layout.image === image.bytes.byteOffset,
-    'checkpoint: the image lies where its layout puts it',
-  );
-  sealCheckpoint(bytes);
-  const id = CHECKPOINT_ID_FIRST + generation;
-  // Whole 2 MiB extents (each one huge page where the allocator has one) when there is more
-  // than one; a small checkpoint in 4 KiB pages (a small store does not pay a 2 MiB extent).
-  const size =
-    bytes.length >= EXTENT_BYTES
-      ? Math.ceil(bytes.length / EXTENT_BYTES) * EXTENT_BYTES
-      : Math.ceil(bytes.length / BLOCK_BYTES) * BLOCK_BYTES;
-  const obj = space.object(id, { create: true, size });
+  const w = new CheckpointWrite(space, uuid, covered, segments, cols, withImage);
   try {
-    testHooks.checkpointWrite?.('created');
-    // Everything after the header page, durable; then the header page: torn anywhere, the
-    // checkpoint fails its magic, size or checksum.
-    if (bytes.length > BLOCK_BYTES) writeObject(obj, bytes, BLOCK_BYTES, bytes.length);
-    testHooks.checkpointWrite?.('body-written');
-    writeObject(obj, bytes, 0, Math.min(BLOCK_BYTES, bytes.length));
+    w.writeBody(Infinity);
   } catch (e) {
-    removeCheckpoint(space, id);
+    w.abandon();
     throw e;
   }
-  for (const old of checkpointIds(space)) if (old !== id) removeCheckpoint(space, old);
-  return { generation, keys: count, bytes: bytes.length, segmentsChecked: 0, timeMs: performance.now() - start };
+  return w.finish(writing);
+}
+
+/**
+ * One checkpoint being written: laid out and checksummed, its object created under the next
+ * generation (the constructor: the caller holds the checkpoint lock, store.ts CHECKPOINT_LOCK),
+ * then its body written a part at a time, each part durable (writeBody), and last its header
+ * page, durable, and the older checkpoints removed (finish, under the lock again). Until its
+ * header page is durable it is no checkpoint to an open (its magic, size or checksum fail), and
+ * a crash leaves it to the next open to remove. Between the parts the caller may serve others
+ * (a running checkpoint's steps: store.ts checkpointSteps) as long as nothing removes the object
+ * meanwhile: every removal spares the one the store names as being written (`writing`).
+ */
+export class CheckpointWrite {
+  readonly id: number;
+  readonly generation: number;
+  private readonly bytes: Uint8Array;
+  private readonly obj: DaxObject;
+  private readonly keys: number;
+  private readonly start = performance.now();
+  /** the next body byte to write (the header page, [0, BLOCK_BYTES), is written last) */
+  private at = BLOCK_BYTES;
+  private begun = false;
+  private bodyWritten = false;
+
+  constructor(
+    private readonly space: DaxSpace,
+    uuid: Uint8Array,
+    covered: { maxSequence: number; records: number; entries: number },
+    segments: readonly CheckpointSegment[],
+    cols: CheckpointColumns,
+    withImage: boolean | BuiltImage,
+  ) {
+    const count = cols.count;
+    const keyBytes = cols.keyBytes;
+    // With an image, the checkpoint is laid out in the image's own memory, its other parts in
+    // the lead reserved before the image (they do not depend on the image's size): the image is
+    // not copied. One built already (ImageBuild: a running checkpoint's) was built of these
+    // columns with this lead.
+    const built =
+      withImage === true
+        ? imageOf(cols, imageLeadBytes(segments.length, cols))
+        : withImage === false
+          ? undefined
+          : withImage;
+    assert(
+      built === undefined || built.whole.byteOffset + imageLeadBytes(segments.length, cols) === built.bytes.byteOffset,
+      'checkpoint: the image was built with the lead its layout gives',
+    );
+    const image = built ?? NO_IMAGE;
+    const layout = checkpointLayout(segments.length, count, keyBytes, image.words);
+    const bytes = built?.whole ?? columnScratch(layout.total); // huge pages when big: see ColumnBuilder
+    assert(bytes.length >= layout.total, () => `checkpoint: ${bytes.length} bytes laid out for ${layout.total}`);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, layout.total);
+    const generation = nextGeneration(space);
+    dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
+    dv.setUint32(H_VERSION, CHECKPOINT_VERSION, true);
+    bytes.set(uuid, H_UUID);
+    dv.setFloat64(H_GENERATION, generation, true);
+    dv.setFloat64(H_TOTAL, layout.total, true);
+    dv.setFloat64(H_MAX_SEQUENCE, covered.maxSequence, true);
+    dv.setFloat64(H_KEYS, count, true);
+    dv.setFloat64(H_KEY_BYTES, keyBytes, true);
+    dv.setFloat64(H_SEGMENTS, segments.length, true);
+    dv.setFloat64(H_RECORDS, covered.records, true);
+    dv.setFloat64(H_ENTRIES, covered.entries, true);
+    dv.setFloat64(H_IMAGE_WORDS, image.words, true);
+    dv.setFloat64(H_IMAGE_ORIGIN, image.origin, true);
+    dv.setFloat64(H_IMAGE_ROOT, image.root, true);
+    dv.setFloat64(H_IMAGE_INNER, image.inner, true);
+    const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segments.length * SEGMENT_SLOTS);
+    segments.forEach((s, i) =>
+      seg.set(
+        [s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi, s.hashLo, s.hashHi, s.records, s.entries],
+        i * SEGMENT_SLOTS,
+      ),
+    );
+    new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, count).set(cols.values.subarray(0, count));
+    new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, count).set(cols.lengths.subarray(0, count));
+    if (image.words === 0) bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
+    assert(
+      image.words === 0 || bytes.byteOffset + layout.image === image.bytes.byteOffset,
+      'checkpoint: the image lies where its layout puts it',
+    );
+    sealCheckpoint(bytes);
+    this.bytes = bytes.subarray(0, layout.total);
+    this.keys = count;
+    this.generation = generation;
+    this.id = CHECKPOINT_ID_FIRST + generation;
+    // Whole 2 MiB extents (each one huge page where the allocator has one) when there is more
+    // than one; a small checkpoint in 4 KiB pages (a small store does not pay a 2 MiB extent).
+    const size =
+      layout.total >= EXTENT_BYTES
+        ? Math.ceil(layout.total / EXTENT_BYTES) * EXTENT_BYTES
+        : Math.ceil(layout.total / BLOCK_BYTES) * BLOCK_BYTES;
+    this.obj = space.object(this.id, { create: true, size });
+  }
+
+  /**
+   * Writes the next `extents` 2 MiB extents' worth of the body (everything after the header
+   * page), durable on return; true once the whole body is. The caller removes the checkpoint
+   * (abandon) when this throws.
+   */
+  writeBody(extents: number): boolean {
+    if (!this.begun) {
+      this.begun = true;
+      testHooks.checkpointWrite?.('created');
+    }
+    const total = this.bytes.length;
+    if (this.at < total) {
+      const to = Math.min(total, (Math.floor(this.at / EXTENT_BYTES) + extents) * EXTENT_BYTES);
+      writeObject(this.obj, this.bytes, this.at, to);
+      this.at = to;
+    }
+    if (this.at < total) return false;
+    if (!this.bodyWritten) {
+      this.bodyWritten = true;
+      testHooks.checkpointWrite?.('body-written');
+    }
+    return true;
+  }
+
+  /**
+   * The header page, durable (torn anywhere before, the checkpoint fails its magic, size or
+   * checksum), then every other checkpoint but `writing` (one another handle is writing over
+   * several steps) removed. The caller holds the checkpoint lock. When a checkpoint of a
+   * higher generation was written meanwhile (this one was written over several steps), this
+   * one is removed instead, unwritten: the newer one serves. Throws (the object removed) when
+   * the write fails.
+   */
+  finish(writing = 0): CheckpointWritten {
+    assert(this.bodyWritten, 'checkpoint: its header written before its body');
+    const newer = checkpointIds(this.space).some((id) => id > this.id);
+    if (!newer)
+      try {
+        writeObject(this.obj, this.bytes, 0, Math.min(BLOCK_BYTES, this.bytes.length));
+      } catch (e) {
+        this.abandon();
+        throw e;
+      }
+    for (const old of checkpointIds(this.space))
+      if ((old < this.id && old !== writing) || (old === this.id && newer)) removeCheckpoint(this.space, old);
+    return {
+      generation: this.generation,
+      keys: this.keys,
+      bytes: this.bytes.length,
+      segmentsChecked: 0,
+      timeMs: performance.now() - this.start,
+    };
+  }
+
+  /** Removes the checkpoint being written (failed or abandoned). */
+  abandon(): void {
+    removeCheckpoint(this.space, this.id);
+  }
 }
 
 const NO_IMAGE: TreeImage = { bytes: new Uint8Array(0), words: 0, origin: 0, root: 0, inner: 0, leaves: 0 };
 
+/** A tree image built with the rest of its checkpoint's lead reserved before it: `whole` views both. */
+export type BuiltImage = TreeImage & { readonly whole: Uint8Array };
+
+/** The bytes of a checkpoint of `segments` segments and these columns before its tree image (a multiple of 8). */
+export function imageLeadBytes(segments: number, cols: CheckpointColumns): number {
+  return checkpointLayout(segments, cols.count, cols.keyBytes, 1).image;
+}
+
 /** The tree image of the columns' keys and offsets (tree-image.ts): built in a scratch arena, `leadBytes` reserved before it. */
-function imageOf(cols: CheckpointColumns, leadBytes: number): TreeImage & { readonly whole: Uint8Array } {
+function imageOf(cols: CheckpointColumns, leadBytes: number): BuiltImage {
   const count = cols.count;
   const starts = new Uint32Array(columnScratch(count * 4 + 4).buffer, 0, count);
   const at = native().columnStarts(cols.lengths, starts, count);
@@ -819,6 +928,98 @@ function imageOf(cols: CheckpointColumns, leadBytes: number): TreeImage & { read
     cols.keyBytes,
     leadBytes,
   );
+}
+
+/**
+ * The tree image of a running checkpoint's columns, built on a thread of its own (addon
+ * buildTreeImageStart: the leaves and inner nodes a bulk load writes, into memory of its own)
+ * while the opener's thread goes on serving its writes, so no step of the checkpoint holds that
+ * thread for the build (store.ts checkpointSteps). Started once the index walk has ended: the
+ * columns are then complete and nothing writes them any more (the thread reads them until it is
+ * taken or stopped). The image is laid out as imageOf's: `leadBytes` reserved before it for the
+ * rest of the checkpoint, its origin the word right after them. Its memory is sized for the
+ * leaves (leafKeyStarts) and as many words again of inner nodes; a tree that needs more is
+ * built again in memory of the size the first build worked out (take() then starts it and
+ * returns undefined).
+ */
+export class ImageBuild {
+  private job: object | undefined;
+  private memory: Uint8Array = new Uint8Array(0);
+  private readonly outcome = new Float64Array(4);
+
+  constructor(
+    private readonly cols: CheckpointColumns,
+    private readonly leadBytes: number,
+  ) {
+    assert(leadBytes > 0 && leadBytes % 8 === 0, () => `checkpoint image: a lead of ${leadBytes} bytes`);
+    const leafWords = native().leafKeyStarts(cols.lengths, null, cols.count);
+    assert(leafWords >= 0, () => `checkpoint image: leafKeyStarts: ${leafWords}`);
+    this.start(leadBytes / 4 + 2 * leafWords + 1024);
+  }
+
+  private start(words: number): void {
+    const cols = this.cols;
+    // Huge pages when big (columnScratch); pages the build does not reach are never touched.
+    this.memory = columnScratch(words * 4);
+    const job = native().buildTreeImageStart(
+      cols.keys,
+      cols.lengths,
+      cols.values,
+      cols.count,
+      this.memory,
+      this.leadBytes / 4,
+    );
+    assert(typeof job === 'object', () => `buildTreeImageStart: ${String(job)}`);
+    this.job = job;
+  }
+
+  /** The build has ended (take() will not wait), or none is running. */
+  get ready(): boolean {
+    return this.job === undefined || native().buildTreeImageDone(this.job);
+  }
+
+  /**
+   * Waits for the build and returns the image, or undefined when the memory was too short and
+   * the build was started again in more (wait again). ECORRUPT when the columns' keys are not
+   * in strictly increasing order (the index walk gave them so: no checkpoint).
+   */
+  take(): BuiltImage | undefined {
+    const job = this.job;
+    assert(job !== undefined, 'checkpoint image: taken twice');
+    this.job = undefined;
+    const out = this.outcome;
+    const rc = native().buildTreeImageFinish(job, out, false);
+    assert(rc === 0, () => `buildTreeImageFinish: ${rc}`);
+    const first = this.leadBytes / 4;
+    const [status, a, root, inner] = out;
+    if (status === 3) {
+      assert(a > this.memory.length / 4, () => `checkpoint image: ${a} words needed, ${this.memory.length / 4} given`);
+      this.start(a);
+      return undefined;
+    }
+    if (status === 2)
+      throw new DaxError('ECORRUPT', `checkpoint: key ${a} of the index walk is not above the key before it`);
+    if (status === 4) throw returnCodeError(-12, `checkpoint: the tree image of ${this.cols.count} keys`);
+    assert(status === 0, () => `checkpoint image: build status ${status} (entry ${a})`);
+    const words = a;
+    return {
+      bytes: this.memory.subarray(first * 4, (first + words) * 4),
+      whole: this.memory.subarray(0, (first + words) * 4),
+      words,
+      origin: words === 0 ? 0 : first,
+      root,
+      inner,
+      leaves: this.cols.count,
+    };
+  }
+
+  /** Ends the build unused (its thread asked to stop, then joined); nothing when none runs. */
+  stop(): void {
+    const job = this.job;
+    if (job === undefined) return;
+    this.job = undefined;
+    native().buildTreeImageFinish(job, this.outcome, true);
+  }
 }
 
 /**

@@ -167,15 +167,19 @@ import { lockWord, tryLockWord, unlockWord } from '../device/spin-lock.js';
 import { isInjectedFault } from '../device/allocator.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
 import {
+  CheckpointWrite,
   ColumnBuilder,
+  ImageBuild,
   checkpointIds,
   coverRunning,
   hashSegments,
+  imageLeadBytes,
   publishCheckpoint,
   removeCheckpoint,
   movedAt,
   walkStep,
   writeCheckpoint,
+  type BuiltImage,
   type CheckpointSegment,
   type CheckpointWritten,
 } from './checkpoint.js';
@@ -437,6 +441,8 @@ export const DEFAULT_CHECKPOINT_EVERY = 64 * 2 ** 20;
 const CHECKPOINT_POLL_MS = 100;
 /** Keys one step of a running checkpoint's index walk visits (between steps the thread serves others). */
 const CHECKPOINT_WALK_KEYS = 16384;
+/** 2 MiB extents of its body a background checkpoint writes per step (between steps the thread serves others). */
+const CHECKPOINT_WRITE_EXTENTS = 2;
 const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 /** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
@@ -459,6 +465,8 @@ const LOW_SPACE = 10; // 1 after reclaiming gave an ordinary write nothing: dele
 const AUTO_OFF = 11; // 1: open({ autoCompact: false }) (set by the opener before share())
 const AUTO_RUNS = 12; // automatic compaction steps taken
 const PRIORITY_REAPS = 13; // holders of the priority writer that died and were reaped (writer-reaper.ts)
+/** The id of the checkpoint whose body a background checkpoint writes over several steps (0: none); read and written under CHECKPOINT_LOCK. */
+const CHECKPOINT_WRITING = 14;
 const SPACE_WORDS = 16;
 /** 16 bytes: the superblock's uuid, written by the opener (an attached handle's device has none: checkpoint() needs it). */
 const UUID_OFFSET = SPACE_OFFSET + 8 * SPACE_WORDS;
@@ -3575,6 +3583,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let dropped = false;
     for (const id of checkpointIds(this.space))
       try {
+        // one whose body is being written over several steps: its writer removes it if it fails
+        if (id === this.checkpointWriting()) continue;
         dropped = removeCheckpoint(this.space, id) || dropped;
       } catch (e) {
         if (!isDaxError(e, 'ENOENT')) throw e;
@@ -3853,6 +3863,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.coverage?.segments ?? this.openCoverage().segments,
         // No other writer runs (checked above): the count is every tombstone leaf's.
         this.snaps.tombstones !== 0 && !isBroken('kv-checkpoint-ignore-tombstones'),
+        this.checkpointWriting(),
       );
     } catch (e) {
       // ECORRUPT: a record it would cover fails its checks (checkpoint.ts hashSegments)
@@ -3895,18 +3906,25 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    *   3. the index walked at S, a step of CHECKPOINT_WALK_KEYS keys at a time, each key's version
    *      at S, which must lie in what step 2 covers: one compaction moved since lies outside,
    *      and the walk starts again, the second time inside the compaction mutex in one step;
-   *   4. written beside the older checkpoints, durable, body before header; then the older
-   *      ones removed (checkpoint.ts publishCheckpoint). The snapshot is released last: what
+   *   4. the tree image of what the walk found built on a thread of its own (checkpoint.ts
+   *      ImageBuild) while the covered segments are hashed; the step after waits for it (a
+   *      background one's turn runs only once it has ended: backgroundCheckpointReady);
+   *   5. written beside the older checkpoints, durable, body before header; then the older
+   *      ones removed (checkpoint.ts publishCheckpoint): checkpoint() in one step, the
+   *      background one's body two extents a step (CheckpointWrite, named in CHECKPOINT_WRITING
+   *      so that no removal takes it meanwhile). The snapshot is released last: what
    *      compaction frees meanwhile waits for it, so what the checkpoint covers is there until
    *      it is durable.
    */
-  private *checkpointSteps(op: string): Generator<void, CheckpointWritten, void> {
+  private *checkpointSteps(op: string): Generator<ImageBuild | undefined, CheckpointWritten, void> {
     const start = performance.now();
     const uuid = this.space.device.uuid ?? new Uint8Array(this.i32.buffer, UUID_OFFSET, 16).slice();
     if (uuid.every((b) => b === 0))
       throw new DaxError('ENOTSUP', `${op}: the store on ${this.space.device.media.path} has no uuid`);
     const free = this.space.device.stats().freeExtents;
-    const needed = Math.max(1, Math.ceil((this.space.tree.arena.liveWords() * 4) / SEGMENT_BYTES)) + 2;
+    // The checkpoint: about the tree's own words (its image) and each key's offset and length.
+    const bytes = this.space.tree.arena.liveWords() * 4 + this.space.tree.count() * 10;
+    const needed = Math.max(1, Math.ceil(bytes / SEGMENT_BYTES)) + 2;
     if (free < needed)
       throw new DaxError(
         'ENOSPC',
@@ -3914,6 +3932,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       );
     const opened = Atomics.load(this.i32, SEGMENTS_OPENED);
     const uncovered = isBroken('kv-checkpoint-uncovered');
+    let build: ImageBuild | undefined;
+    let write: CheckpointWrite | undefined;
+    const background = op === 'background checkpoint';
     for (let attempt = 0; ; attempt++) {
       let S = -1;
       try {
@@ -3972,35 +3993,86 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           );
         }
         if (moved) continue;
+        // The columns are complete: their tree image is built on a thread of its own meanwhile
+        // (checkpoint.ts ImageBuild), so no step holds this thread for it.
+        build = new ImageBuild(cols, imageLeadBytes(cover.segments.length, cols));
         yield;
         // What vouches for the covered records: the hashes of the segments that changed since
         // `known`, their records checked in the same read (the snapshot keeps them in the log).
         const checked = { segments: 0 };
         const segments = hashSegments(this.space, this.views, cover.segments, known.segments, 1, checked);
-        yield;
-        // One checkpoint written at a time (generations, and a reclaim that drops checkpoints
-        // must not remove one being written): the lock is held for this one synchronous step,
-        // never across steps, so no thread ever waits on a step another thread has not run.
+        let image: BuiltImage | undefined;
+        // The build's end is waited for where the event loop would wait (backgroundCheckpointDue
+        // polls it before it runs the next step); checkpoint() and the crash checker's steps
+        // take it at once (take() joins the thread).
+        while (image === undefined) {
+          yield build;
+          image = build.take();
+        }
+        // Generations and removals one writer at a time (the checkpoint lock, held within one
+        // synchronous step, never across steps, so no thread ever waits on a step another
+        // thread has not run). checkpoint() writes its checkpoint in that one step. The
+        // background one writes its body over several steps (CHECKPOINT_WRITE_EXTENTS each:
+        // each extent is a fault, a copy and a flush of 2 MiB), named meanwhile in the shared
+        // CHECKPOINT_WRITING word, which every removal spares; then its header page and the
+        // removals in one more locked step (checkpoint.ts CheckpointWrite).
+        const covered = { maxSequence: cover.maxSequence, records: cover.records, entries: 0 };
+        let written: CheckpointWritten | undefined;
         lockWord(this.i32, CHECKPOINT_LOCK);
-        let written: CheckpointWritten;
         try {
-          written = publishCheckpoint(
-            this.space,
-            uuid,
-            { maxSequence: cover.maxSequence, records: cover.records, entries: 0 },
-            segments,
-            cols,
-          );
+          if (!background || this.spaceWords[CHECKPOINT_WRITING] !== 0)
+            written = publishCheckpoint(this.space, uuid, covered, segments, cols, image, this.checkpointWriting());
+          else {
+            write = new CheckpointWrite(this.space, uuid, covered, segments, cols, image);
+            this.spaceWords[CHECKPOINT_WRITING] = write.id;
+          }
         } finally {
           unlockWord(this.i32, CHECKPOINT_LOCK);
         }
+        if (write !== undefined) {
+          do yield;
+          while (!write.writeBody(CHECKPOINT_WRITE_EXTENTS));
+          yield;
+          lockWord(this.i32, CHECKPOINT_LOCK);
+          try {
+            written = write.finish();
+            write = undefined; // written, or removed by finish when it threw
+          } finally {
+            this.spaceWords[CHECKPOINT_WRITING] = 0;
+            unlockWord(this.i32, CHECKPOINT_LOCK);
+          }
+        }
+        assert(written !== undefined, 'checkpoint: written in one step or over several');
         this.coverage = { segments: new Map(segments.map((c) => [c.block, c])), maxSequence: cover.maxSequence };
         this.checkpointMark = opened;
         this.checkpointsTaken++;
         return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
       } finally {
+        build?.stop(); // abandoned or failed before the image was taken
+        build = undefined;
+        if (write !== undefined) this.abandonCheckpointWrite(write); // abandoned or failed while its body was written
+        write = undefined;
         if (S >= 0) this.releaseSnapshot(S);
       }
+    }
+  }
+
+  /**
+   * The checkpoint a background checkpoint is writing over several steps, which removals spare
+   * (0: none; under the switch kv-checkpoint-writing-unspared, 0 always). Caller holds CHECKPOINT_LOCK.
+   */
+  private checkpointWriting(): number {
+    return isBroken('kv-checkpoint-writing-unspared') ? 0 : this.spaceWords[CHECKPOINT_WRITING];
+  }
+
+  /** Removes a checkpoint whose body was being written over several steps, and the word that named it. */
+  private abandonCheckpointWrite(write: CheckpointWrite): void {
+    lockWord(this.i32, CHECKPOINT_LOCK);
+    try {
+      this.spaceWords[CHECKPOINT_WRITING] = 0;
+      write.abandon();
+    } finally {
+      unlockWord(this.i32, CHECKPOINT_LOCK);
     }
   }
 
@@ -4039,6 +4111,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.background = steps;
     const turn = (): void => {
       if (this.background !== steps) return; // abandoned (close, checkpoint())
+      // Work on a thread of its own the next step takes (the tree image): looked at again in a
+      // millisecond, the thread serving others meanwhile.
+      if (!this.backgroundCheckpointReady()) return void setTimeout(turn, 1);
       try {
         if (this.stepBackgroundCheckpoint()) setImmediate(turn);
       } catch (e) {
@@ -4068,14 +4143,27 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const steps = this.background;
     if (steps === undefined) return false;
     let more = false;
+    this.backgroundWaits = undefined;
     try {
       const r = steps.next();
       if (r.done === true) this.lastCheckpoint = r.value;
-      else more = true;
+      else {
+        more = true;
+        this.backgroundWaits = r.value;
+      }
     } finally {
       if (!more && this.background === steps) this.background = undefined;
     }
     return more;
+  }
+
+  /**
+   * @internal Whether the next step of the background checkpoint in progress would run without
+   * waiting: false while the work on a thread of its own that it takes (the tree image's build)
+   * has not ended. The event loop runs the step only then; stepBackgroundCheckpoint waits.
+   */
+  backgroundCheckpointReady(): boolean {
+    return this.backgroundWaits?.ready ?? true;
   }
 
   /** Drops the background checkpoint in progress, if any (its snapshot released). */
@@ -4083,6 +4171,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const steps = this.background;
     if (steps === undefined) return;
     this.background = undefined;
+    this.backgroundWaits = undefined;
     steps.return(undefined as never);
   }
 
@@ -4093,7 +4182,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /** The background checkpoint in progress (its steps), while one is. */
-  private background: Generator<void, CheckpointWritten, void> | undefined;
+  private background: Generator<ImageBuild | undefined, CheckpointWritten, void> | undefined;
+  /** What the background checkpoint's last step left running (its tree image's build), the next step waits for. */
+  private backgroundWaits: ImageBuild | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointEverySegments = Infinity;
   /** SEGMENTS_OPENED when the last checkpoint of this handle was taken. */

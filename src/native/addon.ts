@@ -290,6 +290,24 @@ export interface NativeAddon {
     write: boolean,
   ): number;
   /**
+   * Starts a thread building the tree image of `count` keys back to back in `keys` (in key
+   * order) with their values into `out` from word `first` (addon/bulk-load.h): a job for
+   * buildTreeImageDone and buildTreeImageFinish, or -EINVAL. Until it is finished the job reads
+   * the columns and writes `out`: nothing else may touch them.
+   */
+  buildTreeImageStart(
+    keys: Uint8Array,
+    lengths: Uint16Array,
+    values: Float64Array,
+    count: number,
+    out: Uint8Array,
+    first: number,
+  ): object | number;
+  /** Whether the build has ended (buildTreeImageFinish will not wait). */
+  buildTreeImageDone(job: object): boolean;
+  /** Waits for the build (`stop`: asks it to end early) and writes its outcome to out (addon/bulk-load.h); 0 or -EINVAL. */
+  buildTreeImageFinish(job: object, out: Float64Array, stop: boolean): number;
+  /**
    * The check of the records of many segments (addon/kv-recovery.h): segs [base, used, nonce] per
    * segment, read with pread(2) from region `regionId`'s file (-1: through the mapping), on
    * `threads` threads (1 or 2); out [status, at, reason, entries, records, hash low, hash high] per

@@ -74,7 +74,9 @@ function state(db: KvStore): State {
     keys: s.keys,
     sequence: s.sequence,
     segments: s.segments,
-    freeBlocks: s.freeBlocks,
+    // Blocks of a removed object wait in the epoch's limbo until it advances (truncate.ts
+    // retireBlock): the torn checkpoints removed at open, or after it, are free blocks either way.
+    freeBlocks: s.freeBlocks + db.dax.stats().limboBlocks,
     records: db.recovery!.records,
     entries: db.recovery!.entries,
     objects: db.dax.objects
