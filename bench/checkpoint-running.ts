@@ -3,12 +3,14 @@
  *   1. Writers' put latency while a checkpoint is taken vs without: a worker thread puts
  *      ('sync', random overwrites of the store's keys) the whole time; the main thread
  *      alternates a window without a checkpoint (as long as the last checkpoint took) and a
- *      window in which it takes one (db.checkpoint(), the steps a background one runs, in one
- *      go). Per round, the worker's p50 and p99 put latency in each window; printed: the
- *      medians over rounds and the median of the paired p99 ratios (with / without).
+ *      window in which it takes one, step by step as the opener's background one runs. Per
+ *      round, the worker's p50 and p99 put latency in each window; printed: the medians over
+ *      rounds and the median of the paired p99 ratios (with / without). Also the longest step
+ *      (wall): how long the opener's thread, and so its own writes, is held at most.
  *   2. Reopen after a kill with a checkpoint taken while running: a process overwrites 10% of
- *      the keys with a writer worker running, takes a checkpoint while the worker writes, lets
- *      it write a tail (1% of the keys) and is killed (SIGKILL). Fresh processes then open the
+ *      the keys with a writer worker running, takes a checkpoint while the worker writes 1% of
+ *      the keys more (then stops: the tail is that long whatever the checkpoint's own time) and
+ *      is killed (SIGKILL). Fresh processes then open the
  *      store with recovery: 'full' and with the checkpoint (alternated, `--rounds` each): wall
  *      and CPU time of open(), and the paired ratios to the full scan.
  *
@@ -32,6 +34,7 @@ import { arg } from './args.js';
 const VALUE = new Uint8Array(100).fill(7);
 const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
 const PHASE = 0; // shared word: 0 warm-up, 1 + 2r window without (round r), 2 + 2r with, -1 stop
+const LIMIT = 2; // shared word: the writer stops putting once it has put this many (0: no limit)
 const SELF = fileURLToPath(import.meta.url);
 
 function keysOf(n: number): Uint8Array[] {
@@ -62,6 +65,11 @@ function writer(): void {
   for (;;) {
     const phase = Atomics.load(f, PHASE);
     if (phase < 0) break;
+    const limit = Atomics.load(f, LIMIT);
+    if (limit > 0 && Atomics.load(f, 1) >= limit) {
+      sleep(1);
+      continue;
+    }
     const k = all[Math.floor(r() * keys)];
     const t = performance.now();
     db.put(k, VALUE);
@@ -86,6 +94,31 @@ function startWriter(db: ReturnType<typeof open>, flags: Int32Array, keys: numbe
   });
 }
 
+/**
+ * A checkpoint taken as the opener's background one is (store.ts backgroundCheckpointDue), its
+ * steps run one after another on this thread; while a step waits for work on a native thread
+ * (backgroundCheckpointReady false), this thread sleeps as the event loop would serve others.
+ * Returns the longest step, ms: how long the thread's own writes would wait at most.
+ */
+function backgroundCheckpoint(db: ReturnType<typeof open>): number {
+  const store = db as unknown as { backgroundCheckpointReady?: () => boolean };
+  db.startBackgroundCheckpoint();
+  let longest = 0;
+  for (;;) {
+    if (store.backgroundCheckpointReady?.() === false) {
+      sleep(1);
+      continue;
+    }
+    const t = performance.now();
+    const more = db.stepBackgroundCheckpoint();
+    longest = Math.max(longest, performance.now() - t);
+    if (!more) break;
+  }
+  const last = db.lastCheckpoint;
+  if (last !== undefined && 'error' in last) throw new Error(`background checkpoint: ${last.error}`);
+  return longest;
+}
+
 const sleep = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 function child(...args: string[]): string {
@@ -95,23 +128,25 @@ function child(...args: string[]): string {
 async function runChild(mode: string, file: string, keys: number, rounds: number): Promise<void> {
   const all = keysOf(keys);
   if (mode === 'build') {
-    const size = Math.max(256 * 2 ** 20, Math.ceil((keys * 700) / 2 ** 21) * 2 ** 21);
+    // Room for the log the writer worker adds while checkpoints are taken (sparse: unused room costs nothing).
+    const size = Math.max(512 * 2 ** 20, Math.ceil((keys * 1400) / 2 ** 21) * 2 ** 21);
     const db = open(file, { size, durability: 'none', checkpoint: false, ...BIN });
     for (const k of all) db.put(k, VALUE);
     db.close();
   } else if (mode === 'latency') {
     const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
-    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const flags = new Int32Array(new SharedArrayBuffer(12));
     const done = startWriter(db, flags, keys, 7, 2 * rounds);
     while (Atomics.load(flags, 1) < 20000) sleep(5); // warmed up
     let lastMs = 1000;
     const took: number[] = [];
+    const longest: number[] = [];
     for (let round = 0; round < rounds; round++) {
       Atomics.store(flags, PHASE, 1 + 2 * round);
       sleep(lastMs);
       Atomics.store(flags, PHASE, 2 + 2 * round);
       const t = performance.now();
-      db.checkpoint();
+      longest.push(backgroundCheckpoint(db));
       lastMs = performance.now() - t;
       took.push(lastMs);
       Atomics.store(flags, PHASE, 0);
@@ -119,15 +154,18 @@ async function runChild(mode: string, file: string, keys: number, rounds: number
     Atomics.store(flags, PHASE, -1);
     const w = await done;
     db.close();
-    process.stdout.write(JSON.stringify({ windows: w, took }));
+    process.stdout.write(JSON.stringify({ windows: w, took, longest }));
   } else if (mode === 'write-and-die') {
     const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
-    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const flags = new Int32Array(new SharedArrayBuffer(12));
     void startWriter(db, flags, keys, 9, 0);
     while (Atomics.load(flags, 1) < keys / 10) sleep(5); // 10% of the keys overwritten
+    // A tail of 1% of the keys, written while the checkpoint is taken (and after, if it ends
+    // first): whatever the checkpoint's own time, the log after it is that long.
+    const limit = Atomics.load(flags, 1) + keys / 100;
+    Atomics.store(flags, LIMIT, limit);
     const cp = db.checkpoint(); // while the worker writes
-    const at = Atomics.load(flags, 1);
-    while (Atomics.load(flags, 1) < at + keys / 100) sleep(2); // a tail of 1%
+    while (Atomics.load(flags, 1) < limit) sleep(2);
     process.stderr.write(JSON.stringify({ checkpointMs: cp.timeMs }) + '\n');
     process.kill(process.pid, 'SIGKILL');
   } else {
@@ -149,6 +187,7 @@ async function runChild(mode: string, file: string, keys: number, rounds: number
         cpuMs: (c.user + c.system) / 1000,
         loaded: r.checkpoint?.loaded !== undefined,
         tail: r.checkpoint?.tailEntries ?? 0,
+        image: r.checkpoint?.imageLoaded === true,
         keys: r.keys,
         ignored: r.checkpoint?.ignored ?? [],
       }),
@@ -170,6 +209,7 @@ function main(): void {
     const lat = JSON.parse(child('latency', file, String(keys), String(rounds))) as {
       windows: Array<{ n: number; p50: number; p99: number }>;
       took: number[];
+      longest: number[];
     };
     const without = Array.from({ length: rounds }, (_, r) => lat.windows[1 + 2 * r]);
     const withCp = Array.from({ length: rounds }, (_, r) => lat.windows[2 + 2 * r]);
@@ -178,12 +218,23 @@ function main(): void {
     console.log(
       `put latency ('sync', one writer worker): without a checkpoint p50 ${us(median(without.map((w) => w.p50)))} us, p99 ${us(median(without.map((w) => w.p99)))} us (${median(without.map((w) => w.n))} puts/window); while one is taken (${median(lat.took).toFixed(0)} ms each) p50 ${us(median(withCp.map((w) => w.p50)))} us, p99 ${us(median(withCp.map((w) => w.p99)))} us (${median(withCp.map((w) => w.n))} puts/window); p99 with / without, paired: ${median(withCp.map((w, i) => w.p99 / without[i].p99)).toFixed(2)}`,
     );
+    console.log(
+      `longest step of a checkpoint taken as the background one is (the opener's thread held, its own writes waiting): median ${median(lat.longest).toFixed(1)} ms, most ${Math.max(...lat.longest).toFixed(1)} ms`,
+    );
     try {
       child('write-and-die', file, String(keys), '0');
     } catch (e) {
       if ((e as { signal?: string }).signal !== 'SIGKILL') throw e;
     }
-    type Open = { wallMs: number; cpuMs: number; loaded: boolean; tail: number; keys: number; ignored: string[] };
+    type Open = {
+      wallMs: number;
+      cpuMs: number;
+      loaded: boolean;
+      tail: number;
+      image: boolean;
+      keys: number;
+      ignored: string[];
+    };
     const full: Open[] = [];
     const cp: Open[] = [];
     for (let round = 0; round < rounds; round++) {
@@ -193,7 +244,7 @@ function main(): void {
     for (const o of cp) if (!o.loaded) console.log(`not loaded: ${o.ignored.join('; ')}`);
     const ratio = (f: 'wallMs' | 'cpuMs'): string => median(cp.map((o, i) => o[f] / full[i][f])).toFixed(3);
     console.log(
-      `reopen after a kill: full scan wall ${median(full.map((o) => o.wallMs)).toFixed(0)} ms, CPU ${median(full.map((o) => o.cpuMs)).toFixed(0)} ms; with the running checkpoint (${cp.every((o) => o.loaded) ? 'loaded' : 'NOT always loaded'}, tail ${median(cp.map((o) => o.tail))} entries) wall ${median(cp.map((o) => o.wallMs)).toFixed(0)} ms, CPU ${median(cp.map((o) => o.cpuMs)).toFixed(0)} ms; / full scan, paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}; load average ${load()}`,
+      `reopen after a kill: full scan wall ${median(full.map((o) => o.wallMs)).toFixed(0)} ms, CPU ${median(full.map((o) => o.cpuMs)).toFixed(0)} ms; with the running checkpoint (${cp.every((o) => o.loaded) ? 'loaded' : 'NOT always loaded'}, tail ${median(cp.map((o) => o.tail))} entries, its tree image loaded in ${cp.filter((o) => o.image).length} of ${cp.length}) wall ${median(cp.map((o) => o.wallMs)).toFixed(0)} ms, CPU ${median(cp.map((o) => o.cpuMs)).toFixed(0)} ms; / full scan, paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}; load average ${load()}`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
