@@ -260,7 +260,9 @@ function readSimpleOrderedKey(u8: Uint8Array, start: number, length: number): Or
         if (b <= 4 || b >= 0x80) return undefined;
       }
       if (p - from > INLINE_STRING_MAX) return undefined;
-      part = asciiString(u8, from, p - from);
+      const string = asciiString(u8, from, p - from);
+      if (string === undefined) return undefined;
+      part = string;
     } else if (c >= 8 && c < 24) {
       if (p + 9 > end || (p + 9 < end && u8[p + 9] !== 0)) return undefined;
       let high = ((u8[p] << 24) | (u8[p + 1] << 16) | (u8[p + 2] << 8) | u8[p + 3]) << 4;

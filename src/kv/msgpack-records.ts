@@ -167,27 +167,41 @@ function readRecord(id: number): unknown {
 function readString(n: number): string | undefined {
   const at = pos;
   if (at + n > end) return fail();
-  let high = 0;
-  for (let i = 0; i < n; i++) high |= src[at + i];
-  if ((high & 0x80) !== 0 && !NON_ASCII_BROKEN) return fail();
+  let string: string | undefined;
+  if (n <= INLINE_STRING_MAX) string = asciiString(src, at, n);
+  else {
+    let high = 0;
+    for (let i = 0; i < n; i++) high |= src[at + i];
+    string = (high & NON_ASCII) === 0 ? src.toString('latin1', at, at + n) : undefined;
+  }
+  if (string === undefined) return fail();
   pos = at + n;
-  return n <= INLINE_STRING_MAX ? asciiString(src, at, n) : src.toString('latin1', at, at + n);
+  return string;
 }
 
+/** The bits a byte of an ASCII string never has (none with the non-ASCII break switch). */
+const NON_ASCII = NON_ASCII_BROKEN ? 0 : 0x80;
+
 /**
- * String.fromCharCode of src[at, at + n) with the codes as explicit arguments, n <=
- * INLINE_STRING_MAX: a flat string built in one call (through apply, an Array or a typed array
- * of codes costs several times as much). Written out once here by `new Function`.
+ * String.fromCharCode of s[at, at + n), or undefined when a byte is 0x80 or above, for n <=
+ * INLINE_STRING_MAX: each byte loaded once into a local, their OR checked, then a flat string
+ * built in one call with the codes as explicit arguments (through apply, an Array or a typed
+ * array of codes costs several times as much). Written out once here by `new Function`.
  */
-export const asciiString = ((): ((s: Uint8Array, at: number, n: number) => string) => {
+export const asciiString = ((): ((s: Uint8Array, at: number, n: number) => string | undefined) => {
   const cases: string[] = ["case 0: return '';"];
   for (let n = 1; n <= INLINE_STRING_MAX; n++) {
-    const args = Array.from({ length: n }, (_, i) => (i === 0 ? 's[p]' : `s[p + ${i}]`));
-    cases.push(`case ${n}: return f(${args.join(', ')});`);
+    const names = Array.from({ length: n }, (_, i) => `c${i}`);
+    const loads = names.map((c, i) => `${c} = s[p${i === 0 ? '' : ` + ${i}`}]`).join(', ');
+    cases.push(
+      `case ${n}: { const ${loads}; return ((${names.join(' | ')}) & m) === 0 ? f(${names.join(', ')}) : undefined; }`,
+    );
   }
-  return new Function('f', `return function asciiString(s, p, n) { switch (n) { ${cases.join(' ')} } return ''; };`)(
-    String.fromCharCode,
-  ) as (s: Uint8Array, at: number, n: number) => string;
+  return new Function(
+    'f',
+    'm',
+    `return function asciiString(s, p, n) { switch (n) { ${cases.join(' ')} } return undefined; };`,
+  )(String.fromCharCode, NON_ASCII) as (s: Uint8Array, at: number, n: number) => string | undefined;
 })();
 
 /** Record readers by structure: built once per structure (its key list, which never changes). */
