@@ -51,7 +51,7 @@ XXH_NO_INLINE XXH_TARGET_AVX2 XXH64_hash_t Xxh3LongAvx2(const void* XXH_RESTRICT
 // and its covered segments' hashes: hundreds of MB at open).
 uint64_t Xxh3(const void* input, size_t len) {
 #if defined(__x86_64__)
-  static const bool avx2 = __builtin_cpu_supports("avx2");
+  static const bool avx2 = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));  // init: idempotent, order-proof
   if (avx2) return XXH3_64bits_internal(input, len, 0, XXH3_kSecret, sizeof(XXH3_kSecret), Xxh3LongAvx2);
 #endif
   return XXH3_64bits(input, len);
