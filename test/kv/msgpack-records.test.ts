@@ -27,7 +27,7 @@ const FILE = 'test/kv/msgpack-records.test.ts';
 
 test('the record reader returns what msgpackr returns for every value it takes, and takes most', () =>
   withSeed(FILE, (seed) => {
-    const r = checkRecordsAgainstMsgpackr(seed, scaled(3000));
+    const r = checkRecordsAgainstMsgpackr(seed, scaled(1500));
     expect(r.mismatches).toEqual([]);
     expect(r.fast).toBeGreaterThan(r.values * 0.3);
     console.log(`msgpack records: ${r.values} values, ${r.fast} read by the record reader, all as msgpackr reads them`);
@@ -92,13 +92,19 @@ test('bytes the reader must not take are left to msgpackr', () => {
   expect(read(Uint8Array.of(0xdc, 0, 1, 1))).toBe(NOT_RECORDS);
 });
 
-test('with DAXSTORE_TEST_BREAK=msgpack-records-non-ascii the reader gives other strings than msgpackr (the test goes red)', () =>
-  withSeed(FILE, async (seed) => {
-    const r = await runWorker<RecordsCheck>(
-      'msgpack-records-check',
-      { seed, runs: 3000 },
-      60_000,
-      breakEnv('msgpack-records-non-ascii'),
-    );
-    expect(r.mismatches.length).toBeGreaterThan(0);
-  }));
+// A worker of its own: the switch is read when the reader's module loads. Most values hold a
+// non-ASCII string, so a few hundred runs find a mismatch; the time allowed is for a loaded machine.
+test(
+  'with DAXSTORE_TEST_BREAK=msgpack-records-non-ascii the reader gives other strings than msgpackr (the test goes red)',
+  { timeout: 150_000 },
+  () =>
+    withSeed(FILE, async (seed) => {
+      const r = await runWorker<RecordsCheck>(
+        'msgpack-records-check',
+        { seed, runs: 500 },
+        140_000,
+        breakEnv('msgpack-records-non-ascii'),
+      );
+      expect(r.mismatches.length).toBeGreaterThan(0);
+    }),
+);
