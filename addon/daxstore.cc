@@ -53,7 +53,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"membarrier", daxstore::JsMembarrier},
       {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},
       {"prefaultWrite", daxstore::JsPrefaultWrite}, {"collapseRange", daxstore::JsCollapseRange}, {"setTestBreaks", daxstore::JsSetTestBreaks},
-      {"hashRange", daxstore::JsHashRange}, {"endMarkersAt", daxstore::JsEndMarkersAt},     {"readRegion", daxstore::JsReadRegion},
+      {"hashRange", daxstore::JsHashRange}, {"coverRecords", daxstore::JsCoverRecords}, {"endMarkersAt", daxstore::JsEndMarkersAt},     {"readRegion", daxstore::JsReadRegion},
       {"participantTable", daxstore::JsParticipantTable}, {"watchThreadExit", daxstore::JsWatchThreadExit},
       {"mergeKvColumns", daxstore::JsMergeKvColumns}, {"verifyKvSegments", daxstore::JsVerifyKvSegments}, {"verifyKvSegmentsStart", daxstore::JsVerifyKvSegmentsStart}, {"verifyKvSegmentsFinish", daxstore::JsVerifyKvSegmentsFinish}, {"bulkLeaves", daxstore::JsBulkLeaves}, {"columnStarts", daxstore::JsColumnStarts}, {"nonzeroWords", daxstore::JsNonzeroWords}, {"countByExtent", daxstore::JsCountByExtent}, {"countClearBits", daxstore::JsCountClearBits}, {"bulkInner", daxstore::JsBulkInner},
       {"loadTreeImage", daxstore::JsLoadTreeImage}, {"leafKeyStarts", daxstore::JsLeafKeyStarts},

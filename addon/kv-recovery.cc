@@ -1184,6 +1184,79 @@ Napi::Value JsEndMarkersAt(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, GuardedRun(RunEndMarkers, &e) != 0 ? -EIO : 0);
 }
 
+namespace {
+
+// JsCoverRecords' walk (checkpoint.ts coverRunning), run under the SIGBUS guard.
+struct CoverWalk {
+  const uint8_t* m;  // the segment's first byte
+  uint64_t segmentBytes, at, lastAt, records = 0;
+  uint32_t nonceLo, nonceHi;
+  double snapshot, maxSequence;
+};
+
+// The highest sequence of the entries of the whole record at `r` of `total` bytes (0 for a SEAL or PAD).
+double RecordMaxSequence(const uint8_t* r, uint64_t total) {
+  const uint32_t count = Load32(r + 20);
+  double top = 0;
+  uint64_t e = kRecordHeaderBytes;
+  for (uint32_t i = 0; i < count && e + kEntryHeaderBytes <= total; i++) {
+    const uint32_t hi = Load32(r + e + 12);
+    const double sequence = hi == 0 ? Load32(r + e + 8) : static_cast<double>(hi) * 4294967296.0 + Load32(r + e + 8);
+    if (sequence > top) top = sequence;
+    const uint64_t keyLength = Load32(r + e) & 0xffff;
+    e += Align8(kEntryHeaderBytes + keyLength + Load32(r + e + 4));
+  }
+  return top;
+}
+
+void RunCover(void* arg) {
+  CoverWalk& c = *static_cast<CoverWalk*>(arg);
+  while (c.at + kRecordHeaderBytes <= c.segmentBytes) {
+    const uint8_t* r = c.m + c.at;
+    if ((Load64(r) | Load64(r + 8)) == 0) break;  // the end marker
+    const uint64_t total = Load32(r + 16);
+    if ((Load32(r + 12) & 0xffff) != kRecordMagic || total < kRecordHeaderBytes || total % 8 != 0) break;
+    if (c.at + total > c.segmentBytes || Load32(r + 24) != c.nonceLo || (Load32(r + 28) & 0xff) != c.nonceHi) break;
+    if (XXH64(r + 8, total - 8, 0) != Load64(r)) break;  // being copied in: not published, so above the snapshot
+    const double top = RecordMaxSequence(r, total);
+    if (top > c.snapshot) break;
+    if (top > c.maxSequence) c.maxSequence = top;
+    c.lastAt = c.at;
+    c.at += total;
+    c.records++;
+  }
+}
+
+}  // namespace
+
+Napi::Value JsCoverRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 9 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) return bad;
+  if (!info[8].IsTypedArray() || info[8].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) return bad;
+  for (int i = 1; i <= 7; i++)
+    if (!info[i].IsNumber()) return bad;
+  Napi::Uint8Array media = info[0].As<Napi::Uint8Array>();
+  Napi::Float64Array out = info[8].As<Napi::Float64Array>();
+  double a[7];
+  for (int i = 0; i < 7; i++) a[i] = info[i + 1].As<Napi::Number>().DoubleValue();
+  // base, at, lastAt (-1: none), segmentBytes, nonce, snapshot, maxSequence
+  if (!IsIndex(a[0]) || !IsIndex(a[1]) || !(a[2] == -1 || IsIndex(a[2])) || !IsIndex(a[3]) || !IsIndex(a[4]) || !IsIndex(a[5]) || !IsIndex(a[6]) ||
+      out.ElementLength() < 4 || a[0] + a[3] > static_cast<double>(media.ByteLength()) || a[1] > a[3] || static_cast<uint64_t>(a[0]) % 8 != 0 ||
+      static_cast<uint64_t>(a[1]) % 8 != 0)
+    return bad;
+  const uint64_t nonce = static_cast<uint64_t>(a[4]);
+  CoverWalk c{media.Data() + static_cast<uint64_t>(a[0]), static_cast<uint64_t>(a[3]), static_cast<uint64_t>(a[1]), 0, 0,
+              static_cast<uint32_t>(nonce), static_cast<uint32_t>(nonce >> 32), a[5], a[6]};
+  const double lastAt = a[2];
+  if (GuardedRun(RunCover, &c) != 0) return Napi::Number::New(env, -EIO);
+  out[0] = static_cast<double>(c.at);
+  out[1] = c.records == 0 ? lastAt : static_cast<double>(c.lastAt);
+  out[2] = static_cast<double>(c.records);
+  out[3] = c.maxSequence;
+  return Napi::Number::New(env, 0);
+}
+
 Napi::Value JsHashRange(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Napi::Value bad = Napi::Number::New(env, -EINVAL);

@@ -122,6 +122,16 @@ Napi::Value JsPickKvWinners(const Napi::CallbackInfo& info);
 // media: as for JsPickKvWinners.
 Napi::Value JsMergeKvColumns(const Napi::CallbackInfo& info);
 
+// JsCoverRecords(media: Uint8Array, base, at, lastAt, segmentBytes, nonce, snapshot, maxSequence,
+//   out: Float64Array(4)) -> 0, -EINVAL, or -EIO (a media error reading them)
+// What a checkpoint taken while running covers of the segment at media[base, base +
+// segmentBytes) (src/kv/checkpoint.ts coverRunning): from byte `at` (its last record at `lastAt`,
+// -1 none) on, every record that is whole (magic, length inside the segment, the segment's
+// nonce, its xxh64) and whose entries all have sequences <= snapshot, up to the first that is
+// not. out: [the byte after the last such record, its offset (lastAt when none), the records,
+// the highest sequence of theirs and maxSequence].
+Napi::Value JsCoverRecords(const Napi::CallbackInfo& info);
+
 // JsHashRange(bytes: Uint8Array, offset, length, out: Uint32Array) -> 0, -EINVAL, or -EIO (a
 // media error reading them). xxh64 (seed 0) of bytes[offset, offset + length) into out[0]
 // (low 32 bits) and out[1]: the checksum of a large value (src/kv/large-values.ts), hashed

@@ -84,14 +84,7 @@ import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import type { DaxObject } from '../dax/object.js';
 import { HUGE_PAGES, PAGE_BYTES, blockOfValue, isHuge } from '../dax/layout.js';
 import { lookupCoveringPinned } from '../dax/fault.js';
-import {
-  ENTRY_HEADER_BYTES,
-  KV_KEY_PREFIX,
-  OWNER_KV_SEGMENT,
-  RECORD_HEADER_BYTES,
-  RECORD_MAGIC,
-  SEGMENT_BYTES,
-} from './layout.js';
+import { KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_BYTES } from './layout.js';
 import type { MediaViews } from './records.js';
 import { isDeletion } from './versions.js';
 import { type TreeImage, buildTreeImage } from '../index/tree-image.js';
@@ -1059,24 +1052,27 @@ export function coverRunning(
     let at = same ? k.used : 0;
     let lastAt = same ? k.lastAt : -1;
     const from = at;
-    const lo = nonce >>> 0;
-    const hi = Math.floor(nonce / 2 ** 32);
-    if (device.poisonedBlocks === 0 || device.firstPoisoned(block, HUGE_BLOCKS) < 0)
-      while (at + RECORD_HEADER_BYTES <= SEGMENT_BYTES) {
-        const w = origin + at / 4;
-        if (u32[w] === 0 && u32[w + 1] === 0 && u32[w + 2] === 0 && u32[w + 3] === 0) break;
-        const total = u32[w + 4];
-        if ((u32[w + 3] & 0xffff) !== RECORD_MAGIC || total < RECORD_HEADER_BYTES || total % 8 !== 0) break;
-        if (at + total > SEGMENT_BYTES || u32[w + 6] !== lo || (u32[w + 7] & 0xff) !== hi) break;
-        const sum = hash(win.u8, base - win.base + at + 8, total - 8);
-        if (sum[0] !== u32[w] || sum[1] !== u32[w + 1]) break; // being copied in: not published, so above S
-        const top = recordMaxSequence(u32, w, total);
-        if (top > S) break;
-        if (top > maxSequence) maxSequence = top;
-        lastAt = at;
-        at += total;
-        records++;
-      }
+    // Every whole record with sequences <= S from `at` on (addon JsCoverRecords: its xxh64 checked,
+    // a record being copied in fails it: not published, so above S), in one call per segment.
+    if (device.poisonedBlocks === 0 || device.firstPoisoned(block, HUGE_BLOCKS) < 0) {
+      const rc = native().coverRecords(
+        win.u8,
+        base - win.base,
+        at,
+        lastAt,
+        SEGMENT_BYTES,
+        nonce,
+        S,
+        maxSequence,
+        walked,
+      );
+      if (rc === -5) throw new DaxError('EIO', `checkpoint: a media error reading the segment at block ${block}`);
+      assert(rc === 0, () => `coverRecords: ${rc}`);
+      at = walked[0];
+      lastAt = walked[1];
+      records += walked[2];
+      maxSequence = walked[3];
+    }
     if (at > from) media.flush(base + from, at - from);
     const w = origin + lastAt / 4;
     segments.push(
@@ -1096,21 +1092,7 @@ export function coverRunning(
   return { segments, maxSequence, records };
 }
 
-/** The highest sequence of the entries of the whole record at word `w` (0 for a SEAL or PAD). */
-function recordMaxSequence(u32: Uint32Array, w: number, total: number): number {
-  const count = u32[w + 5];
-  let top = 0;
-  let e = w + RECORD_HEADER_BYTES / 4;
-  const end = w + total / 4;
-  for (let i = 0; i < count && e + ENTRY_HEADER_BYTES / 4 <= end; i++) {
-    const sh = u32[e + 3];
-    const sequence = sh === 0 ? u32[e + 2] : sh * 2 ** 32 + u32[e + 2];
-    if (sequence > top) top = sequence;
-    const keyLength = u32[e] & 0xffff;
-    e += ((ENTRY_HEADER_BYTES + keyLength + u32[e + 1] + 7) >>> 3) << 1;
-  }
-  return top;
-}
+const walked = new Float64Array(4);
 
 /**
  * One step of the index walk of a running checkpoint: up to `max` keys after `after` (from the

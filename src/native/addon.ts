@@ -290,6 +290,23 @@ export interface NativeAddon {
     write: boolean,
   ): number;
   /**
+   * What a running checkpoint covers of one segment (addon/kv-recovery.h): from byte `at` of
+   * the segment at media[base, base + segmentBytes), every whole record of this nonce whose
+   * sequences are all <= snapshot; out [end, last record's offset, records, highest sequence].
+   * 0, -EINVAL, or -EIO (a media error).
+   */
+  coverRecords(
+    media: Uint8Array,
+    base: number,
+    at: number,
+    lastAt: number,
+    segmentBytes: number,
+    nonce: number,
+    snapshot: number,
+    maxSequence: number,
+    out: Float64Array,
+  ): number;
+  /**
    * Starts a thread building the tree image of `count` keys back to back in `keys` (in key
    * order) with their values into `out` from word `first` (addon/bulk-load.h): a job for
    * buildTreeImageDone and buildTreeImageFinish, or -EINVAL. Until it is finished the job reads
