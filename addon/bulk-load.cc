@@ -53,6 +53,17 @@ uint64_t ClassWords(uint64_t words) {
   return uint64_t{1} << (cls - 111 + 9);
 }
 
+// A leaf at `p`: its header, no entry word yet, the value, and the key with the bytes after it
+// in its last word zeroed.
+inline void WriteLeaf(int32_t* p, const uint8_t* key, uint32_t len, uint64_t value) {
+  p[0] = Header(kLeaf, len);
+  p[kWEntry] = 0;
+  p[kWValueLo] = static_cast<int32_t>(static_cast<uint32_t>(value));
+  p[kWValueHi] = static_cast<int32_t>(static_cast<uint32_t>(value >> 32));
+  if (len > 0) p[kLeafHeaderWords + ((len - 1) >> 2)] = 0;
+  std::memcpy(p + kLeafHeaderWords, key, len);
+}
+
 bool IsIndex(double x) { return x >= 0 && x <= 9007199254740991.0 && std::floor(x) == x; }
 
 bool ArenaOf(const Napi::Value& arg, uint8_t** data, size_t* bytes) {
@@ -310,13 +321,7 @@ Napi::Value JsBulkLeaves(const Napi::CallbackInfo& info) {
     previous = key;
     previousLength = len;
     int32_t* p = i32 + out[i];
-    const uint64_t v = static_cast<uint64_t>(e.values[set][k]);
-    p[0] = Header(kLeaf, len);
-    p[kWEntry] = 0;
-    p[kWValueLo] = static_cast<int32_t>(static_cast<uint32_t>(v));
-    p[kWValueHi] = static_cast<int32_t>(static_cast<uint32_t>(v >> 32));
-    if (len > 0) p[kLeafHeaderWords + ((len - 1) >> 2)] = 0;  // bytes after the key in its last word
-    std::memcpy(p + kLeafHeaderWords, key, len);
+    WriteLeaf(p, key, len, static_cast<uint64_t>(e.values[set][k]));
   }
   return Napi::Number::New(env, 0);
 }
@@ -637,13 +642,7 @@ struct ImageBuild {
       const uint64_t block = ClassWords(LeafWords(len));
       if (at + block > words) return Fail(kRoom, 0);
       int32_t* p = i32 + at;
-      const uint64_t value = static_cast<uint64_t>(v);
-      p[0] = Header(kLeaf, len);
-      p[kWEntry] = 0;
-      p[kWValueLo] = static_cast<int32_t>(static_cast<uint32_t>(value));
-      p[kWValueHi] = static_cast<int32_t>(static_cast<uint32_t>(value >> 32));
-      if (len > 0) p[kLeafHeaderWords + ((len - 1) >> 2)] = 0;  // bytes after the key in its last word
-      std::memcpy(p + kLeafHeaderWords, key, len);
+      WriteLeaf(p, key, len, static_cast<uint64_t>(v));
       leaves[i] = static_cast<int32_t>(at);
       at += block;
     }

@@ -176,3 +176,14 @@ export function rewriteCheckpoint(
   }
   return image.crashImage({ mode: 'none' });
 }
+
+/** The crash image of `db` after its writes (`probability` of each line not made durable lost), db closed. */
+export function crash(db: KvStore, r: () => number, probability: number): SimMedia {
+  const image = (db.dax.device.media as SimMedia).crashImage({
+    mode: probability === 0 ? 'none' : 'random',
+    seed: (r() * 2 ** 32) >>> 0,
+    probability,
+  });
+  db.close();
+  return image;
+}

@@ -26,6 +26,7 @@ import { checkpointIds, CHECKPOINT_ID_FIRST } from '../../src/kv/checkpoint.js';
 import { testHooks, withBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
+  crash,
   expectCheckpointEqualsFull,
   expectModel,
   hex,
@@ -38,17 +39,6 @@ import {
 
 const FILE = 'test/kv/kv-checkpoint-running-image.test.ts';
 const WATCHDOG_MS = 150_000;
-
-/** The crash image of `db` (`probability` of each line not made durable lost), db closed. */
-function crash(db: KvStore, r: () => number, probability: number): SimMedia {
-  const image = (db.dax.device.media as SimMedia).crashImage({
-    mode: probability === 0 ? 'none' : 'random',
-    seed: (r() * 2 ** 32) >>> 0,
-    probability,
-  });
-  db.close();
-  return image;
-}
 
 /** The background checkpoint's steps run to its end, `between` called before each (the writes the event loop serves meanwhile). */
 function runBackground(db: KvStore, between: () => void): number {

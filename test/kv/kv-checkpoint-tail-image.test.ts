@@ -24,6 +24,7 @@ import { TAIL_ON_IMAGE_MIN } from '../../src/kv/recovery.js';
 import { withBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
+  crash,
   applyBatch,
   closedStoreOfKeys,
   expectCheckpointEqualsFull,
@@ -73,17 +74,6 @@ function tail(db: KvStore, names: string[], model: Model, r: () => number, ops: 
       applyBatch(model, ops2);
     }
   }
-}
-
-/** The crash image of `db` after its writes (`probability` of each line not made durable lost), db closed. */
-function crash(db: KvStore, r: () => number, probability: number): SimMedia {
-  const image = (db.dax.device.media as SimMedia).crashImage({
-    mode: probability === 0 ? 'none' : 'random',
-    seed: (r() * 2 ** 32) >>> 0,
-    probability,
-  });
-  db.close();
-  return image;
 }
 
 describe('a tail applied to a checkpoint tree image', () => {
