@@ -18,7 +18,6 @@
  * columns are bulk-loaded then), the merge's own rules (kv-checkpoint-merge.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import type { SimMedia } from '../../src/device/sim-media.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { TAIL_ON_IMAGE_MIN } from '../../src/kv/recovery.js';
 import { withBroken } from '../../src/test-break.js';
