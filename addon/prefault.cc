@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <v8.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "backing-store.h"
+#include "test-break.h"
 
 namespace daxstore {
 namespace {
@@ -21,6 +23,25 @@ namespace {
 constexpr size_t kChunkBytes = size_t{256} << 10;
 
 constexpr uintptr_t kHugeBytes = uintptr_t{2} << 20;
+
+// Prefault threads running now (a slot is taken before a thread starts and given back by the
+// thread as its last act, or at once when it could not start). At most kMaxInFlight: a process
+// whose prefaults are starved (other FIFO processes on every core) skips the next ones instead
+// of starting a thread per segment it opens, thousands of them, each holding its mapping.
+constexpr int kMaxInFlight = 4;
+std::atomic<int> g_inFlight{0};
+
+// A slot for one more prefault thread: false when kMaxInFlight run already (unless the switch
+// prefault-unbounded is on: then always, counted all the same).
+bool TakeSlot() {
+  int n = g_inFlight.load(std::memory_order_relaxed);
+  do {
+    if (n >= kMaxInFlight && !PrefaultUnboundedBroken()) return false;
+  } while (!g_inFlight.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void GiveSlot() { g_inFlight.fetch_sub(1, std::memory_order_relaxed); }
 
 void Populate(std::shared_ptr<v8::BackingStore> store, uintptr_t start, uintptr_t end, bool collapse) {
 #ifdef MADV_COLLAPSE
@@ -35,10 +56,11 @@ void Populate(std::shared_ptr<v8::BackingStore> store, uintptr_t start, uintptr_
 #ifdef MADV_POPULATE_WRITE
   for (uintptr_t p = start; p < end; p += kChunkBytes) {
     const size_t n = end - p < kChunkBytes ? end - p : kChunkBytes;
-    if (madvise(reinterpret_cast<void*>(p), n, MADV_POPULATE_WRITE) != 0) return;
+    if (madvise(reinterpret_cast<void*>(p), n, MADV_POPULATE_WRITE) != 0) break;
   }
 #endif
-  (void)store;  // released here: the mapping stays until this thread is done with it
+  store.reset();  // released here: the mapping stays until this thread is done with it
+  GiveSlot();
 }
 
 }  // namespace
@@ -61,9 +83,11 @@ Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info) {
   const uintptr_t end = (base + static_cast<uintptr_t>(offset + length)) & ~(page - 1);
   if (end <= start) return Napi::Number::New(env, 0);
   const bool collapse = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+  if (!TakeSlot()) return Napi::Number::New(env, -EBUSY);
   try {
     std::thread(Populate, std::move(store), start, end, collapse).detach();
   } catch (const std::system_error&) {
+    GiveSlot();
     return Napi::Number::New(env, -EAGAIN);
   }
   return Napi::Number::New(env, 0);

@@ -13,8 +13,10 @@
 //     mapping outlives it (if that reference is the last, the region's deleter runs on the
 //     thread: it is written to run on any thread).
 //   - The range is rounded inward to whole pages inside the buffer; nothing outside is touched.
+//   - At most 4 such threads run at once in the process: past that the prefault is skipped
+//     (-EBUSY), so a process whose threads are starved does not start one per segment it opens.
 //   - Never throws: 0 when the thread started, or -errno (-EINVAL: bad range, or a kernel
-//     build without MADV_POPULATE_WRITE; -EAGAIN: no thread). The thread's own madvise
+//     build without MADV_POPULATE_WRITE; -EBUSY: 4 running; -EAGAIN: no thread). The thread's own madvise
 //     result is not reported: a range the writer reaches first is simply faulted by it.
 //
 // Concurrency: the writer may write the range while the thread populates it; both fault the
@@ -26,6 +28,7 @@
 namespace daxstore {
 
 // (buffer: SharedArrayBuffer, offset: number, length: number, collapse?: boolean) -> 0 or -errno
+// (-EBUSY: skipped, as many prefault threads running as allowed)
 Napi::Value JsPrefaultWrite(const Napi::CallbackInfo& info);
 
 // (buffer: SharedArrayBuffer, offset: number, length: number) -> 0 or -errno: the whole 2 MiB

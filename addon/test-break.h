@@ -5,6 +5,7 @@
 //
 //   flock         JsOpenRegion takes no flock (a second opener gets in)
 //   sigbus-guard  GuardedCopy and GuardedRun run without arming the SIGBUS guard
+//   prefault-unbounded  JsPrefaultWrite starts a thread whatever number run already
 #pragma once
 
 #include <napi.h>
@@ -13,8 +14,9 @@ namespace daxstore {
 
 bool FlockBroken();
 bool SigbusGuardBroken();
+bool PrefaultUnboundedBroken();
 
-// JsSetTestBreaks(flock: boolean, sigbusGuard: boolean) -> undefined
+// JsSetTestBreaks(flock: boolean, sigbusGuard: boolean, prefaultUnbounded: boolean) -> undefined
 Napi::Value JsSetTestBreaks(const Napi::CallbackInfo& info);
 
 }  // namespace daxstore

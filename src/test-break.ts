@@ -48,6 +48,12 @@ export const SWITCHES = {
     breaks: 'guarded copies run without the SIGBUS guard (a poisoned page kills the process)',
     red: ['test/device/region-guarded-copy.test.ts'],
   },
+  'prefault-unbounded': {
+    layer: 'addon',
+    read: 'process',
+    breaks: 'a prefault starts a thread whatever number of prefault threads run already',
+    red: ['test/device/region-prefault-bound.test.ts'],
+  },
   'alloc-publish-before-index': {
     layer: 'device',
     read: 'call',

@@ -138,7 +138,7 @@ export interface NativeAddon {
    */
   countClearBits(words: Uint32Array, count: number, perGroup?: Uint16Array, groupWords?: number): number;
   /** The addon's test-break switches (addon/test-break.h), process-global; set once by native() below. */
-  setTestBreaks(flock: boolean, sigbusGuard: boolean): void;
+  setTestBreaks(flock: boolean, sigbusGuard: boolean, prefaultUnbounded: boolean): void;
   /**
    * xxh64 (seed 0) of bytes[offset, offset + length) into out[0] (low 32 bits) and out[1], or
    * with `xxh3` their XXH3-64, hashed in place (a SIGBUS is -EIO, not a dead process). 0,
@@ -386,7 +386,8 @@ export function native(): NativeAddon {
   if (loaded === undefined) {
     loaded = createRequire(import.meta.url)(addonPath()) as NativeAddon;
     // One addon per process: its switches follow the main thread's environment, never a worker's.
-    if (isMainThread) loaded.setTestBreaks(brokenAtLoad('flock'), brokenAtLoad('sigbus-guard'));
+    if (isMainThread)
+      loaded.setTestBreaks(brokenAtLoad('flock'), brokenAtLoad('sigbus-guard'), brokenAtLoad('prefault-unbounded'));
   }
   return loaded;
 }
@@ -399,7 +400,8 @@ const collapseOff = process.env['DAXSTORE_NO_COLLAPSE'] === '1';
  * for memory about to be written: a log segment just opened, arena memory just grown; with
  * `collapse`, its whole 2 MiB pages made huge first (MADV_COLLAPSE; not with
  * DAXSTORE_NO_COLLAPSE=1). Advice: false when it did not start (DAXSTORE_NO_PREFAULT=1, for
- * A/B benches; no thread; an old kernel), and the writer then faults the pages itself.
+ * A/B benches; as many prefault threads running as the addon allows, 4; no thread; an old
+ * kernel), and the writer then faults the pages itself.
  */
 export function prefaultInBackground(
   buffer: SharedArrayBuffer,
