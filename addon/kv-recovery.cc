@@ -859,6 +859,9 @@ struct VerifyJob {
   const uint8_t* fillData = nullptr;
   size_t fillBytes = 0;
   bool finished = false;
+  // Helpers still running: each decrements it as its last act (release), so a caller that reads
+  // 0 (acquire) sees every verdict they wrote and finish takes nothing and waits for nothing.
+  std::atomic<uint64_t> running{0};
 
   // Page tables for [data, data + bytes) filled with `advice` (MADV_POPULATE_READ or _WRITE),
   // 2 MiB at a time from the start, so a thread streaming through it from its start finds them
@@ -882,6 +885,13 @@ struct VerifyJob {
 #endif
     j->batch.cpuNs.fetch_add(ThreadCpuNs() - cpu0, std::memory_order_relaxed);
     VerifyWorker(&j->batch);
+    j->running.fetch_sub(1, std::memory_order_release);
+  }
+
+  // Any other helper's work: segments off the batch.
+  static void Next(VerifyJob* j) {
+    VerifyWorker(&j->batch);
+    j->running.fetch_sub(1, std::memory_order_release);
   }
 
   void Join() {
@@ -948,11 +958,13 @@ Napi::Value JsVerifyKvSegmentsStart(const Napi::CallbackInfo& info) {
   // Helpers start now; the caller's thread joins in at finish (taking what is left).
   const bool populates = job->aheadBytes > 0 || job->fillBytes > 0;
   const uint64_t helpers = std::min<uint64_t>(static_cast<uint64_t>(threads), std::max<uint64_t>(count, populates ? 1 : 0));
+  job->running.store(helpers, std::memory_order_relaxed);
   for (uint64_t i = 0; i < helpers; i++) {
     try {
       if (i == 0) job->helpers.emplace_back(VerifyJob::First, job.get());
-      else job->helpers.emplace_back(VerifyWorker, &job->batch);
+      else job->helpers.emplace_back(VerifyJob::Next, job.get());
     } catch (const std::system_error&) {
+      job->running.fetch_sub(helpers - i, std::memory_order_relaxed);  // never started
       break;  // fewer threads: the finishing thread does the rest
     }
   }
@@ -967,7 +979,9 @@ Napi::Value JsVerifyKvSegmentsFinish(const Napi::CallbackInfo& info) {
   VerifyJob* job = info[0].As<Napi::External<VerifyJob>>().Data();
   Napi::Float64Array out = info[1].As<Napi::Float64Array>();
   if (job == nullptr || job->finished || out.ElementLength() < job->out.size()) return bad;
-  VerifyWorker(&job->batch);  // whatever the helpers have not taken yet
+  const bool stop = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  if (stop) job->batch.failed.store(true, std::memory_order_relaxed);  // no segment taken after this
+  VerifyWorker(&job->batch);  // whatever the helpers have not taken yet (nothing when stopped)
   job->Join();
   job->finished = true;
   job->media.Reset();
@@ -975,6 +989,17 @@ Napi::Value JsVerifyKvSegmentsFinish(const Napi::CallbackInfo& info) {
   job->fill.Reset();
   std::memcpy(out.Data(), job->out.data(), job->out.size() * sizeof(double));
   return Napi::Number::New(env, static_cast<double>(job->batch.cpuNs.load(std::memory_order_relaxed)) / 1e6);
+}
+
+Napi::Value JsVerifyKvSegmentsDone(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) return Napi::Boolean::New(env, true);
+  VerifyJob* job = info[0].As<Napi::External<VerifyJob>>().Data();
+  if (job == nullptr || job->finished) return Napi::Boolean::New(env, true);
+  if (job->running.load(std::memory_order_acquire) != 0) return Napi::Boolean::New(env, false);
+  // Every helper has returned: none took the batch's last segment only if none started (the
+  // finishing thread then checks them all), or one failed (the rest are not checked).
+  return Napi::Boolean::New(env, true);
 }
 
 Napi::Value JsNonzeroWords(const Napi::CallbackInfo& info) {
@@ -1255,6 +1280,74 @@ Napi::Value JsCoverRecords(const Napi::CallbackInfo& info) {
   out[2] = static_cast<double>(c.records);
   out[3] = c.maxSequence;
   return Napi::Number::New(env, 0);
+}
+
+namespace {
+
+// A hash started by JsHashRangeStart: the range (kept alive by a reference to its bytes), the
+// thread that hashes it and its outcome. Collected unfinished, it joins the thread first.
+struct HashJob {
+  HashRange h{};
+  int rc = 0;  // 0, or -EIO: a media error under the range
+  std::thread thread;
+  std::atomic<bool> done{false};
+  Napi::Reference<Napi::Value> bytes;
+  ~HashJob() {
+    if (thread.joinable()) thread.join();
+  }
+  static void Run(HashJob* j) {
+    j->rc = GuardedRun(RunHash, &j->h) != 0 ? -EIO : 0;
+    j->done.store(true, std::memory_order_release);
+  }
+};
+
+}  // namespace
+
+Napi::Value JsHashRangeStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber()) return bad;
+  if (info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) return bad;
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  if (!IsIndex(offset) || !IsIndex(length) || offset + length > static_cast<double>(bytes.ByteLength())) return bad;
+  const bool xxh3 = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+  auto job = std::make_unique<HashJob>();
+  job->h = HashRange{bytes.Data() + static_cast<size_t>(offset), static_cast<size_t>(length), 0, xxh3};
+  job->bytes = Napi::Persistent(info[0]);
+  try {
+    job->thread = std::thread(HashJob::Run, job.get());
+  } catch (const std::system_error&) {
+    HashJob::Run(job.get());  // no thread: hashed here, done at once
+  }
+  return Napi::External<HashJob>::New(env, job.release(), [](Napi::Env, HashJob* j) { delete j; });
+}
+
+Napi::Value JsHashRangeDone(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) return Napi::Boolean::New(info.Env(), true);
+  HashJob* job = info[0].As<Napi::External<HashJob>>().Data();
+  return Napi::Boolean::New(info.Env(), job == nullptr || job->done.load(std::memory_order_acquire));
+}
+
+Napi::Value JsHashRangeFinish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Value bad = Napi::Number::New(env, -EINVAL);
+  if (info.Length() < 2 || !info[0].IsExternal() || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    return bad;
+  HashJob* job = info[0].As<Napi::External<HashJob>>().Data();
+  Napi::Uint32Array out = info[1].As<Napi::Uint32Array>();
+  if (job == nullptr || out.ElementLength() < 2) return bad;
+  if (job->thread.joinable()) job->thread.join();
+  job->bytes.Reset();
+  if (job->rc != 0) return Napi::Number::New(env, job->rc);
+  out[0] = static_cast<uint32_t>(job->h.sum);
+  out[1] = static_cast<uint32_t>(job->h.sum >> 32);
+  return Napi::Number::New(env, 0);
+}
+
+Napi::Value JsThreadCpuMs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ThreadCpuNs()) / 1e6);
 }
 
 Napi::Value JsHashRange(const Napi::CallbackInfo& info) {

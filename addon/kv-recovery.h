@@ -71,8 +71,13 @@ Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info);
 // has taken yet, joins the helpers and copies the verdicts (as JsVerifyKvSegments' out) into
 // out. A job must be finished before the media it reads is unmapped; one never finished is
 // stopped and joined when collected.
+// JsVerifyKvSegmentsFinish(job, out, stop: true) stops the job instead: no segment is taken
+// after it, the helpers are joined, and the verdicts of the segments not checked are 2.
+// JsVerifyKvSegmentsDone(job) -> true once every helper has returned (finish then waits for
+// nothing and, unless none started, checks nothing on the caller's thread), or the job is finished.
 Napi::Value JsVerifyKvSegmentsStart(const Napi::CallbackInfo& info);
 Napi::Value JsVerifyKvSegmentsFinish(const Napi::CallbackInfo& info);
+Napi::Value JsVerifyKvSegmentsDone(const Napi::CallbackInfo& info);
 
 // JsNonzeroWords(buffer: SharedArrayBuffer or Uint8Array, byteOffset, count, stride, out: Int32Array)
 // -> how many of the 8-byte words at byteOffset + i * stride (i < count) are not 0, or -EINVAL;
@@ -138,6 +143,21 @@ Napi::Value JsCoverRecords(const Napi::CallbackInfo& info);
 // in place, over the store's mapping or any other buffer. A fifth argument true: XXH3-64
 // instead (an index checkpoint's checksum, and a segment's hash as a checkpoint stores it).
 Napi::Value JsHashRange(const Napi::CallbackInfo& info);
+
+// JsHashRangeStart(bytes: Uint8Array, offset, length, xxh3?) -> a job (an external) or -EINVAL:
+// JsHashRange's hash run on a thread of its own (on the caller's, at once, when no thread can be
+// had), so the caller's thread works meanwhile (a running checkpoint's checksum: the bytes must
+// not change until it is finished). JsHashRangeDone(job) -> true once the hash has ended.
+// JsHashRangeFinish(job, out: Uint32Array) -> 0 (the hash in out[0], out[1]), -EIO (a media
+// error under the range) or -EINVAL; waits for the thread. One never finished is joined when
+// collected.
+Napi::Value JsHashRangeStart(const Napi::CallbackInfo& info);
+
+// JsThreadCpuMs() -> the calling thread's CPU time in ms (CLOCK_THREAD_CPUTIME_ID; 0 when it
+// cannot be read): benches time a step the event loop's thread runs without the other threads'.
+Napi::Value JsThreadCpuMs(const Napi::CallbackInfo& info);
+Napi::Value JsHashRangeDone(const Napi::CallbackInfo& info);
+Napi::Value JsHashRangeFinish(const Napi::CallbackInfo& info);
 
 // JsEndMarkersAt(media, segs: Float64Array, segmentBytes, out: Uint8Array) -> 0, -EINVAL, or
 // -EIO (a media error reading them: out then says nothing). segs: [base, used] per segment

@@ -14,7 +14,12 @@
  *      store with recovery: 'full' and with the checkpoint (alternated, `--rounds` each): wall
  *      and CPU time of open(), and the paired ratios to the full scan.
  *
+ *   3. Writers in the opener's own thread while the checkpoint's steps run on its event loop:
+ *      puts arriving at a steady rate, each one's latency counted from its arrival (a step that
+ *      holds the thread delays every put arriving meanwhile), with and without a checkpoint.
+ *
  *   npx tsc -p tsconfig.json && node dist/bench/checkpoint-running.js [--keys 1000000] [--rounds 3]
+ *     [--latency-only 1]  (1 and 3 only)
  *
  * The store: random 16-byte keys, 100-byte values, binary encodings, in /dev/shm, removed at
  * the end. The load average is printed with the figures (the machine is shared).
@@ -27,6 +32,7 @@ import { median } from './ab-report.js';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { attach, open, type KvHandle } from '../src/kv/index.js';
+import { native } from '../src/native/addon.js';
 import { mulberry32 } from '../src/device/sim-media.js';
 import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
 import { arg } from './args.js';
@@ -98,25 +104,113 @@ function startWriter(db: ReturnType<typeof open>, flags: Int32Array, keys: numbe
  * A checkpoint taken as the opener's background one is (store.ts backgroundCheckpointDue), its
  * steps run one after another on this thread; while a step waits for work on a native thread
  * (backgroundCheckpointReady false), this thread sleeps as the event loop would serve others.
- * Returns the longest step, ms: how long the thread's own writes would wait at most.
+ * Returns the longest step, ms, wall and the thread's own CPU (on a loaded machine the wall
+ * time holds whatever ran meanwhile): how long the thread's own writes would wait at most.
  */
-function backgroundCheckpoint(db: ReturnType<typeof open>): number {
+function backgroundCheckpoint(db: ReturnType<typeof open>): [number, number] {
   const store = db as unknown as { backgroundCheckpointReady?: () => boolean };
   db.startBackgroundCheckpoint();
   let longest = 0;
+  let longestCpu = 0;
   for (;;) {
     if (store.backgroundCheckpointReady?.() === false) {
       sleep(1);
       continue;
     }
     const t = performance.now();
+    const c = native().threadCpuMs();
     const more = db.stepBackgroundCheckpoint();
     longest = Math.max(longest, performance.now() - t);
+    longestCpu = Math.max(longestCpu, native().threadCpuMs() - c);
     if (!more) break;
   }
   const last = db.lastCheckpoint;
   if (last !== undefined && 'error' in last) throw new Error(`background checkpoint: ${last.error}`);
-  return longest;
+  return [longest, longestCpu];
+}
+
+/**
+ * Writers in the opener's own thread: puts arrive every ARRIVAL_MS (open loop: a put that
+ * arrives while the thread is held waits), each run at the first turn of the event loop after
+ * its arrival, its latency counted from its arrival. The background checkpoint's steps run on
+ * the same event loop as the store runs them (a turn per step; a step whose native work has not
+ * ended looked at again in 1 ms). Per round, a window without a checkpoint (as long as the last
+ * checkpoint took) and one in which one is taken: each window's p50 and p99, and the longest
+ * step.
+ */
+const ARRIVAL_MS = 0.1;
+
+async function sameThread(
+  file: string,
+  keys: number,
+  rounds: number,
+): Promise<{ windows: Array<{ n: number; p50: number; p99: number }>; took: number[]; longest: number[] }> {
+  const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
+  const store = db as unknown as { backgroundCheckpointReady?: () => boolean };
+  const all = keysOf(keys);
+  const r = mulberry32(11);
+  const lat = new Float64Array(1 << 21);
+  const windows: Array<{ n: number; p50: number; p99: number }> = [];
+  /** Puts for `ms`, or until `until` resolves; their latencies from arrival. */
+  const writeWindow = (ms: number, until?: Promise<void>): Promise<{ n: number; p50: number; p99: number }> =>
+    new Promise((resolve) => {
+      let n = 0;
+      let stop = false;
+      void until?.then(() => (stop = true));
+      const t0 = performance.now();
+      let next = t0;
+      const turn = (): void => {
+        const now = performance.now();
+        if (stop || (until === undefined && now - t0 >= ms)) {
+          resolve({ n, p50: quantile(lat, n, 0.5), p99: quantile(lat, n, 0.99) });
+          return;
+        }
+        while (next <= now) {
+          db.put(all[Math.floor(r() * keys)], VALUE);
+          if (n < lat.length) lat[n++] = performance.now() - next;
+          next += ARRIVAL_MS;
+        }
+        setImmediate(turn);
+      };
+      setImmediate(turn);
+    });
+  /** The background checkpoint, stepped as the store's event-loop turns step it; resolves with its longest step. */
+  const checkpointOnLoop = (): { done: Promise<void>; longest: () => number } => {
+    let longest = 0;
+    db.startBackgroundCheckpoint();
+    const done = new Promise<void>((resolve, reject) => {
+      const turn = (): void => {
+        if (store.backgroundCheckpointReady?.() === false) return void setTimeout(turn, 1);
+        const t = performance.now();
+        let more: boolean;
+        try {
+          more = db.stepBackgroundCheckpoint();
+        } catch (e) {
+          return reject(e as Error);
+        }
+        longest = Math.max(longest, performance.now() - t);
+        if (more) setImmediate(turn);
+        else resolve();
+      };
+      setImmediate(turn);
+    });
+    return { done, longest: () => longest };
+  };
+  await writeWindow(300); // warm-up
+  let lastMs = 1000;
+  const took: number[] = [];
+  const longest: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    windows.push(await writeWindow(lastMs));
+    const t = performance.now();
+    const cp = checkpointOnLoop();
+    windows.push(await writeWindow(0, cp.done));
+    lastMs = performance.now() - t;
+    took.push(lastMs);
+    longest.push(cp.longest());
+  }
+  db.close();
+  return { windows, took, longest };
 }
 
 const sleep = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -141,12 +235,15 @@ async function runChild(mode: string, file: string, keys: number, rounds: number
     let lastMs = 1000;
     const took: number[] = [];
     const longest: number[] = [];
+    const longestCpu: number[] = [];
     for (let round = 0; round < rounds; round++) {
       Atomics.store(flags, PHASE, 1 + 2 * round);
       sleep(lastMs);
       Atomics.store(flags, PHASE, 2 + 2 * round);
       const t = performance.now();
-      longest.push(backgroundCheckpoint(db));
+      const [wall, cpu] = backgroundCheckpoint(db);
+      longest.push(wall);
+      longestCpu.push(cpu);
       lastMs = performance.now() - t;
       took.push(lastMs);
       Atomics.store(flags, PHASE, 0);
@@ -154,7 +251,9 @@ async function runChild(mode: string, file: string, keys: number, rounds: number
     Atomics.store(flags, PHASE, -1);
     const w = await done;
     db.close();
-    process.stdout.write(JSON.stringify({ windows: w, took, longest }));
+    process.stdout.write(JSON.stringify({ windows: w, took, longest, longestCpu }));
+  } else if (mode === 'same-thread') {
+    process.stdout.write(JSON.stringify(await sameThread(file, keys, rounds)));
   } else if (mode === 'write-and-die') {
     const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
     const flags = new Int32Array(new SharedArrayBuffer(12));
@@ -210,6 +309,7 @@ function main(): void {
       windows: Array<{ n: number; p50: number; p99: number }>;
       took: number[];
       longest: number[];
+      longestCpu: number[];
     };
     const without = Array.from({ length: rounds }, (_, r) => lat.windows[1 + 2 * r]);
     const withCp = Array.from({ length: rounds }, (_, r) => lat.windows[2 + 2 * r]);
@@ -219,8 +319,17 @@ function main(): void {
       `put latency ('sync', one writer worker): without a checkpoint p50 ${us(median(without.map((w) => w.p50)))} us, p99 ${us(median(without.map((w) => w.p99)))} us (${median(without.map((w) => w.n))} puts/window); while one is taken (${median(lat.took).toFixed(0)} ms each) p50 ${us(median(withCp.map((w) => w.p50)))} us, p99 ${us(median(withCp.map((w) => w.p99)))} us (${median(withCp.map((w) => w.n))} puts/window); p99 with / without, paired: ${median(withCp.map((w, i) => w.p99 / without[i].p99)).toFixed(2)}`,
     );
     console.log(
-      `longest step of a checkpoint taken as the background one is (the opener's thread held, its own writes waiting): median ${median(lat.longest).toFixed(1)} ms, most ${Math.max(...lat.longest).toFixed(1)} ms`,
+      `longest step of a checkpoint taken as the background one is (the opener's thread held, its own writes waiting): wall median ${median(lat.longest).toFixed(1)} ms, most ${Math.max(...lat.longest).toFixed(1)} ms; the thread's CPU median ${median(lat.longestCpu).toFixed(1)} ms, most ${Math.max(...lat.longestCpu).toFixed(1)} ms`,
     );
+    const same = JSON.parse(child('same-thread', file, String(keys), String(rounds))) as Omit<typeof lat, 'longestCpu'>;
+    {
+      const without = Array.from({ length: rounds }, (_, r) => same.windows[2 * r]);
+      const withCp = Array.from({ length: rounds }, (_, r) => same.windows[2 * r + 1]);
+      console.log(
+        `put latency in the opener's own thread ('sync', a put arriving every ${ARRIVAL_MS * 1000} us, counted from its arrival): without a checkpoint p50 ${us(median(without.map((w) => w.p50)))} us, p99 ${us(median(without.map((w) => w.p99)))} us; while one is taken on the same event loop (${median(same.took).toFixed(0)} ms each, longest step median ${median(same.longest).toFixed(1)} ms, most ${Math.max(...same.longest).toFixed(1)} ms) p50 ${us(median(withCp.map((w) => w.p50)))} us, p99 ${us(median(withCp.map((w) => w.p99)))} us; p99 with / without, paired: ${median(withCp.map((w, i) => w.p99 / without[i].p99)).toFixed(2)}; load average ${load()}`,
+      );
+    }
+    if (arg('latency-only', '0') === '1') return;
     try {
       child('write-and-die', file, String(keys), '0');
     } catch (e) {

@@ -78,7 +78,13 @@ import type { DaxSpace } from '../dax/space.js';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { native, returnCodeError } from '../native/addon.js';
-import { scratchBytes, verifySegments } from './recovery-native.js';
+import {
+  type SegmentCheckJob,
+  type SegmentVerdict,
+  checkSegmentsInBackground,
+  scratchBytes,
+  verifySegments,
+} from './recovery-native.js';
 import { isBroken, testHooks } from '../test-break.js';
 import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import type { DaxObject } from '../dax/object.js';
@@ -682,6 +688,34 @@ export function hashSegments(
   threads: number,
   checked: { segments: number } = { segments: 0 },
 ): CheckpointSegment[] {
+  const plan = planHashes(space, ends, known, checked);
+  for (const read of plan.reads) {
+    const verdicts = verifySegments(
+      v,
+      space.device.media.readableRegionId,
+      read.segs,
+      SEGMENT_BYTES,
+      threads,
+      read.hashOnly,
+    );
+    takeVerdicts(plan, read.list, verdicts);
+  }
+  return plan.out;
+}
+
+/** hashSegments' work before any read: the hashes carried, and the segments to read (each list's segs). */
+interface HashPlan {
+  readonly ends: readonly SegmentEnd[];
+  readonly out: CheckpointSegment[];
+  readonly reads: ReadonlyArray<{ list: number[]; segs: Float64Array; hashOnly: boolean }>;
+}
+
+function planHashes(
+  space: DaxSpace,
+  ends: readonly SegmentEnd[],
+  known: ReadonlyMap<number, CheckpointSegment>,
+  checked: { segments: number },
+): HashPlan {
   const device = space.device;
   const out: CheckpointSegment[] = new Array(ends.length);
   const check: number[] = [];
@@ -695,6 +729,7 @@ export function hashSegments(
     else check.push(i);
   });
   checked.segments += check.length + unchecked.length;
+  const reads: Array<{ list: number[]; segs: Float64Array; hashOnly: boolean }> = [];
   for (const [list, hashOnly] of [
     [check, false],
     [unchecked, true],
@@ -707,19 +742,78 @@ export function hashSegments(
         throw new DaxError('EIO', `checkpoint: the segment at block ${e.block} holds a poisoned block`);
       segs.set([device.blockOffset(e.block), e.used, e.nonce], j * 3);
     });
-    const verdicts = verifySegments(v, device.media.readableRegionId, segs, SEGMENT_BYTES, threads, hashOnly);
-    list.forEach((i, j) => {
-      const e = ends[i];
-      const { records, entries, hashLo, hashHi, bad } = verdicts[j];
-      if (bad !== undefined)
-        throw new DaxError(
-          'ECORRUPT',
-          `checkpoint: a record in the segment at block ${e.block} (device offset ${bad.at}) fails its checks: ${bad.reason}`,
-        );
-      out[i] = { ...e, hashLo, hashHi, records, entries };
-    });
+    reads.push({ list, segs, hashOnly });
   }
-  return out;
+  return { ends, out, reads };
+}
+
+/** The verdicts of one of the plan's reads into its out; ECORRUPT at the first segment that failed. */
+function takeVerdicts(plan: HashPlan, list: readonly number[], verdicts: readonly SegmentVerdict[]): void {
+  list.forEach((i, j) => {
+    const e = plan.ends[i];
+    const { records, entries, hashLo, hashHi, bad } = verdicts[j];
+    if (bad !== undefined)
+      throw new DaxError(
+        'ECORRUPT',
+        `checkpoint: a record in the segment at block ${e.block} (device offset ${bad.at}) fails its checks: ${bad.reason}`,
+      );
+    plan.out[i] = { ...e, hashLo, hashHi, records, entries };
+  });
+}
+
+/**
+ * hashSegments on a thread of its own (recovery-native.ts checkSegmentsInBackground), for a
+ * checkpoint taken while writers run (store.ts checkpointSteps): the covered segments are read,
+ * their records checked and hashed in that read, while the opener's thread goes on serving its
+ * writes; the step after waits for it (`ready`, then take). The caller holds the snapshot that
+ * keeps every listed segment in the log until the job is taken or stopped (the same records
+ * checked under the same snapshot as hashSegments checks them), and stops it on every way out.
+ */
+export class SegmentHashes {
+  private readonly plan: HashPlan;
+  private jobs: SegmentCheckJob[];
+
+  constructor(
+    space: DaxSpace,
+    v: MediaViews,
+    ends: readonly SegmentEnd[],
+    known: ReadonlyMap<number, CheckpointSegment>,
+    readonly checked: { segments: number } = { segments: 0 },
+  ) {
+    this.plan = planHashes(space, ends, known, checked);
+    this.jobs = [];
+    try {
+      for (const read of this.plan.reads)
+        this.jobs.push(
+          checkSegmentsInBackground(v, space.device.media.readableRegionId, read.segs, SEGMENT_BYTES, read.hashOnly),
+        );
+    } catch (e) {
+      this.stop();
+      throw e;
+    }
+  }
+
+  /** Every read has ended (take() will not wait). */
+  get ready(): boolean {
+    return this.jobs.every((j) => j.ready);
+  }
+
+  /** Waits for the reads: each segment's hash, records and entries; ECORRUPT or EIO as hashSegments. */
+  take(): CheckpointSegment[] {
+    const jobs = this.jobs;
+    this.jobs = [];
+    try {
+      jobs.forEach((job, r) => takeVerdicts(this.plan, this.plan.reads[r].list, job.finish()));
+    } finally {
+      for (const job of jobs) job.stop(); // the rest, when one failed
+    }
+    return this.plan.out;
+  }
+
+  /** Ends the reads unused (their thread joined); nothing once taken. */
+  stop(): void {
+    for (const job of this.jobs.splice(0)) job.stop();
+  }
 }
 
 /**
@@ -736,7 +830,14 @@ export function publishCheckpoint(
   withImage: boolean | BuiltImage = false,
   writing = 0,
 ): CheckpointWritten {
-  const w = new CheckpointWrite(space, uuid, covered, segments, cols, withImage);
+  const body = new CheckpointBody(uuid, covered, segments, cols, withImage);
+  body.fill(Infinity);
+  return publishBody(space, body, writing);
+}
+
+/** publishCheckpoint of a body laid out and filled already. */
+export function publishBody(space: DaxSpace, body: CheckpointBody, writing = 0): CheckpointWritten {
+  const w = new CheckpointWrite(space, body);
   try {
     w.writeBody(Infinity);
   } catch (e) {
@@ -747,7 +848,110 @@ export function publishCheckpoint(
 }
 
 /**
- * One checkpoint being written: laid out and checksummed, its object created under the next
+ * A checkpoint's bytes laid out: its header (all but its generation and checksum, which
+ * CheckpointWrite sets), its segment list, and its columns, copied in by fill (all at once, or a
+ * bounded number of keys a step: a running checkpoint's steps, store.ts checkpointSteps). With
+ * an image, laid out in the image's own memory, its other parts in the lead reserved before it
+ * (they do not depend on the image's size): the image is not copied. One built already
+ * (ImageBuild: a running checkpoint's) was built of these columns with this lead.
+ */
+export class CheckpointBody {
+  readonly bytes: Uint8Array;
+  readonly keys: number;
+  private readonly layout: ReturnType<typeof checkpointLayout>;
+  private withKeys: boolean;
+  /** keys whose offsets and lengths are copied in */
+  private copied = 0;
+
+  constructor(
+    uuid: Uint8Array,
+    covered: { maxSequence: number; records: number; entries: number },
+    segments: readonly CheckpointSegment[],
+    private readonly cols: CheckpointColumns,
+    withImage: boolean | BuiltImage,
+  ) {
+    const count = cols.count;
+    const keyBytes = cols.keyBytes;
+    const built =
+      withImage === true
+        ? imageOf(cols, imageLeadBytes(segments.length, cols))
+        : withImage === false
+          ? undefined
+          : withImage;
+    assert(
+      built === undefined || built.whole.byteOffset + imageLeadBytes(segments.length, cols) === built.bytes.byteOffset,
+      'checkpoint: the image was built with the lead its layout gives',
+    );
+    const image = built ?? NO_IMAGE;
+    const layout = checkpointLayout(segments.length, count, keyBytes, image.words);
+    const bytes = built?.whole ?? columnScratch(layout.total); // huge pages when big: see ColumnBuilder
+    assert(bytes.length >= layout.total, () => `checkpoint: ${bytes.length} bytes laid out for ${layout.total}`);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, layout.total);
+    dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
+    dv.setUint32(H_VERSION, CHECKPOINT_VERSION, true);
+    bytes.set(uuid, H_UUID);
+    dv.setFloat64(H_TOTAL, layout.total, true);
+    dv.setFloat64(H_MAX_SEQUENCE, covered.maxSequence, true);
+    dv.setFloat64(H_KEYS, count, true);
+    dv.setFloat64(H_KEY_BYTES, keyBytes, true);
+    dv.setFloat64(H_SEGMENTS, segments.length, true);
+    dv.setFloat64(H_RECORDS, covered.records, true);
+    dv.setFloat64(H_ENTRIES, covered.entries, true);
+    dv.setFloat64(H_IMAGE_WORDS, image.words, true);
+    dv.setFloat64(H_IMAGE_ORIGIN, image.origin, true);
+    dv.setFloat64(H_IMAGE_ROOT, image.root, true);
+    dv.setFloat64(H_IMAGE_INNER, image.inner, true);
+    const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segments.length * SEGMENT_SLOTS);
+    segments.forEach((s, i) =>
+      seg.set(
+        [s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi, s.hashLo, s.hashHi, s.records, s.entries],
+        i * SEGMENT_SLOTS,
+      ),
+    );
+    assert(
+      image.words === 0 || bytes.byteOffset + layout.image === image.bytes.byteOffset,
+      'checkpoint: the image lies where its layout puts it',
+    );
+    this.bytes = bytes.subarray(0, layout.total);
+    this.keys = count;
+    this.layout = layout;
+    this.withKeys = image.words === 0;
+  }
+
+  /** Every column is copied in. */
+  get filled(): boolean {
+    return this.copied === this.keys && !this.withKeys;
+  }
+
+  /**
+   * Copies the next `keys` keys' offsets and lengths in (without an image, the key bytes too,
+   * with the last of them); true once every column is.
+   */
+  fill(keys: number): boolean {
+    const { bytes, cols, layout } = this;
+    const from = this.copied;
+    const to = Math.min(this.keys, from + keys);
+    new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, this.keys).set(
+      cols.values.subarray(from, to),
+      from,
+    );
+    new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, this.keys).set(
+      cols.lengths.subarray(from, to),
+      from,
+    );
+    this.copied = to;
+    if (to === this.keys && this.withKeys) {
+      bytes.set(cols.keys.subarray(0, cols.keyBytes), layout.keys);
+      this.withKeys = false;
+    }
+    return this.filled;
+  }
+}
+
+/**
+ * One checkpoint being written: its body (laid out and filled: CheckpointBody) given the next
+ * generation and checksummed (here, or on a thread of its own: sealInBackground, taken by
+ * finish), its object created under the next
  * generation (the constructor: the caller holds the checkpoint lock, store.ts CHECKPOINT_LOCK),
  * then its body written a part at a time, each part durable (writeBody), and last its header
  * page, durable, and the older checkpoints removed (finish, under the lock again). Until its
@@ -767,77 +971,33 @@ export class CheckpointWrite {
   private at = BLOCK_BYTES;
   private begun = false;
   private bodyWritten = false;
+  /** the checksum being taken on a thread of its own (sealInBackground), until finish takes it */
+  private seal: SealJob | undefined;
 
   constructor(
     private readonly space: DaxSpace,
-    uuid: Uint8Array,
-    covered: { maxSequence: number; records: number; entries: number },
-    segments: readonly CheckpointSegment[],
-    cols: CheckpointColumns,
-    withImage: boolean | BuiltImage,
+    body: CheckpointBody,
+    sealInBackground = false,
   ) {
-    const count = cols.count;
-    const keyBytes = cols.keyBytes;
-    // With an image, the checkpoint is laid out in the image's own memory, its other parts in
-    // the lead reserved before the image (they do not depend on the image's size): the image is
-    // not copied. One built already (ImageBuild: a running checkpoint's) was built of these
-    // columns with this lead.
-    const built =
-      withImage === true
-        ? imageOf(cols, imageLeadBytes(segments.length, cols))
-        : withImage === false
-          ? undefined
-          : withImage;
-    assert(
-      built === undefined || built.whole.byteOffset + imageLeadBytes(segments.length, cols) === built.bytes.byteOffset,
-      'checkpoint: the image was built with the lead its layout gives',
-    );
-    const image = built ?? NO_IMAGE;
-    const layout = checkpointLayout(segments.length, count, keyBytes, image.words);
-    const bytes = built?.whole ?? columnScratch(layout.total); // huge pages when big: see ColumnBuilder
-    assert(bytes.length >= layout.total, () => `checkpoint: ${bytes.length} bytes laid out for ${layout.total}`);
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, layout.total);
+    assert(body.filled, 'checkpoint: written before its columns were copied in');
+    const bytes = body.bytes;
     const generation = nextGeneration(space);
-    dv.setUint32(H_MAGIC, CHECKPOINT_MAGIC, true);
-    dv.setUint32(H_VERSION, CHECKPOINT_VERSION, true);
-    bytes.set(uuid, H_UUID);
-    dv.setFloat64(H_GENERATION, generation, true);
-    dv.setFloat64(H_TOTAL, layout.total, true);
-    dv.setFloat64(H_MAX_SEQUENCE, covered.maxSequence, true);
-    dv.setFloat64(H_KEYS, count, true);
-    dv.setFloat64(H_KEY_BYTES, keyBytes, true);
-    dv.setFloat64(H_SEGMENTS, segments.length, true);
-    dv.setFloat64(H_RECORDS, covered.records, true);
-    dv.setFloat64(H_ENTRIES, covered.entries, true);
-    dv.setFloat64(H_IMAGE_WORDS, image.words, true);
-    dv.setFloat64(H_IMAGE_ORIGIN, image.origin, true);
-    dv.setFloat64(H_IMAGE_ROOT, image.root, true);
-    dv.setFloat64(H_IMAGE_INNER, image.inner, true);
-    const seg = new Float64Array(bytes.buffer, bytes.byteOffset + layout.segments, segments.length * SEGMENT_SLOTS);
-    segments.forEach((s, i) =>
-      seg.set(
-        [s.block, s.nonce, s.used, s.lastAt, s.lastSumLo, s.lastSumHi, s.hashLo, s.hashHi, s.records, s.entries],
-        i * SEGMENT_SLOTS,
-      ),
-    );
-    new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, count).set(cols.values.subarray(0, count));
-    new Uint16Array(bytes.buffer, bytes.byteOffset + layout.lengths, count).set(cols.lengths.subarray(0, count));
-    if (image.words === 0) bytes.set(cols.keys.subarray(0, keyBytes), layout.keys);
-    assert(
-      image.words === 0 || bytes.byteOffset + layout.image === image.bytes.byteOffset,
-      'checkpoint: the image lies where its layout puts it',
-    );
-    sealCheckpoint(bytes);
-    this.bytes = bytes.subarray(0, layout.total);
-    this.keys = count;
+    new DataView(bytes.buffer, bytes.byteOffset).setFloat64(H_GENERATION, generation, true);
+    this.bytes = bytes;
+    // The checksum: here, or on a thread of its own while the body is written (it reads the
+    // bytes the body's writes copy, and goes in the header page, written last: finish).
+    if (!sealInBackground) sealCheckpoint(bytes);
+    else this.seal = new SealJob(bytes);
+    this.keys = body.keys;
     this.generation = generation;
     this.id = CHECKPOINT_ID_FIRST + generation;
     // Whole 2 MiB extents (each one huge page where the allocator has one) when there is more
     // than one; a small checkpoint in 4 KiB pages (a small store does not pay a 2 MiB extent).
+    const total = bytes.length;
     const size =
-      layout.total >= EXTENT_BYTES
-        ? Math.ceil(layout.total / EXTENT_BYTES) * EXTENT_BYTES
-        : Math.ceil(layout.total / BLOCK_BYTES) * BLOCK_BYTES;
+      total >= EXTENT_BYTES
+        ? Math.ceil(total / EXTENT_BYTES) * EXTENT_BYTES
+        : Math.ceil(total / BLOCK_BYTES) * BLOCK_BYTES;
     this.obj = space.object(this.id, { create: true, size });
   }
 
@@ -875,6 +1035,16 @@ export class CheckpointWrite {
    */
   finish(writing = 0): CheckpointWritten {
     assert(this.bodyWritten, 'checkpoint: its header written before its body');
+    if (this.seal !== undefined) {
+      const seal = this.seal;
+      this.seal = undefined;
+      try {
+        seal.take(this.bytes);
+      } catch (e) {
+        this.abandon();
+        throw e;
+      }
+    }
     const newer = checkpointIds(this.space).some((id) => id > this.id);
     if (!newer)
       try {
@@ -894,9 +1064,55 @@ export class CheckpointWrite {
     };
   }
 
+  /** Whether finish would run without waiting for the checksum's thread. */
+  get sealed(): boolean {
+    return this.seal?.ready ?? true;
+  }
+
   /** Removes the checkpoint being written (failed or abandoned). */
   abandon(): void {
+    this.seal?.stop();
+    this.seal = undefined;
     removeCheckpoint(this.space, this.id);
+  }
+}
+
+/**
+ * A checkpoint's checksum (sealCheckpoint's) taken on a thread of its own (addon
+ * hashRangeStart): the bytes must not change until it is taken. Collected untaken, its thread
+ * is joined.
+ */
+class SealJob {
+  private job: object | undefined;
+
+  constructor(bytes: Uint8Array) {
+    const job = native().hashRangeStart(bytes, 8, bytes.length - 8, true);
+    if (typeof job === 'number') throw returnCodeError(job, `checkpoint: its checksum over ${bytes.length} bytes`);
+    this.job = job;
+  }
+
+  get ready(): boolean {
+    return this.job === undefined || native().hashRangeDone(this.job);
+  }
+
+  /** Waits for the checksum and writes it into the first 8 bytes, as sealCheckpoint does. */
+  take(bytes: Uint8Array): void {
+    const job = this.job;
+    assert(job !== undefined, 'checkpoint: its checksum taken twice');
+    this.job = undefined;
+    const s = new Uint32Array(2);
+    const rc = native().hashRangeFinish(job, s);
+    if (rc !== 0) throw returnCodeError(rc, `checkpoint: its checksum over ${bytes.length} bytes`);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset);
+    dv.setUint32(0, s[0], true);
+    dv.setUint32(4, s[1], true);
+  }
+
+  /** Waits for the thread, the checksum unused. */
+  stop(): void {
+    const job = this.job;
+    this.job = undefined;
+    if (job !== undefined) native().hashRangeFinish(job, new Uint32Array(2));
   }
 }
 

@@ -353,6 +353,56 @@ export function startVerifySegments(
   };
 }
 
+/** A verifySegments running on a thread of its own (checkSegmentsInBackground). */
+export interface SegmentCheckJob {
+  /** the job's thread has returned: finish waits for nothing */
+  readonly ready: boolean;
+  /** Waits for the job (the calling thread takes any segment no thread took): the verdicts. */
+  finish(): SegmentVerdict[];
+  /** Ends the job early, its thread joined (no segment taken after this); nothing once finished. */
+  stop(): void;
+}
+
+/**
+ * verifySegments (records checked whole and hashed in the same read, with read(2) from region
+ * `regionId`'s file where the media has one; `hashOnly` as there) on one thread of its own,
+ * returning at once, so the caller's thread serves others meanwhile (a running checkpoint's
+ * covered segments: checkpoint.ts SegmentHashes). The job reads the media until it is finished
+ * or stopped, which must happen before the media is unmapped and before whatever keeps the
+ * segments in the log (a snapshot) is released.
+ */
+export function checkSegmentsInBackground(
+  v: MediaViews,
+  regionId: number | undefined,
+  segs: Float64Array,
+  segmentBytes: number,
+  hashOnly = false,
+): SegmentCheckJob {
+  const n = segs.length / 3;
+  const flags = verifyFlags(hashOnly, false);
+  const job = native().verifyKvSegmentsStart(mediaFromZero(v), regionId ?? -1, segs, segmentBytes, flags, 1);
+  if (typeof job === 'number') throw returnCodeError(job, `verifyKvSegmentsStart of ${n} segments`);
+  let ended = false;
+  const out = new Float64Array(n * 7);
+  return {
+    get ready() {
+      return ended || native().verifyKvSegmentsDone(job);
+    },
+    finish() {
+      assert(!ended, 'checkSegmentsInBackground: finished twice');
+      ended = true;
+      const rc = native().verifyKvSegmentsFinish(job, out);
+      assert(rc >= 0, () => `verifyKvSegmentsFinish: ${rc}`);
+      return verdictsOf(out, n);
+    },
+    stop() {
+      if (ended) return;
+      ended = true;
+      native().verifyKvSegmentsFinish(job, out, true);
+    },
+  };
+}
+
 function verifyFlags(hashOnly: boolean, hashRead: boolean): number {
   return (
     (isBroken('kv-skip-checksum') ? FLAG_SKIP_CHECKSUM : 0) |

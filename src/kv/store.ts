@@ -167,14 +167,15 @@ import { lockWord, tryLockWord, unlockWord } from '../device/spin-lock.js';
 import { isInjectedFault } from '../device/allocator.js';
 import { RETIRE_DEVICE_BLOCK } from '../index/epoch.js';
 import {
+  CheckpointBody,
   CheckpointWrite,
   ColumnBuilder,
   ImageBuild,
+  SegmentHashes,
   checkpointIds,
   coverRunning,
-  hashSegments,
   imageLeadBytes,
-  publishCheckpoint,
+  publishBody,
   removeCheckpoint,
   movedAt,
   walkStep,
@@ -440,9 +441,11 @@ export const DEFAULT_CHECKPOINT_EVERY = 64 * 2 ** 20;
 /** How often the opener looks whether a background checkpoint is due, ms. */
 const CHECKPOINT_POLL_MS = 100;
 /** Keys one step of a running checkpoint's index walk visits (between steps the thread serves others). */
-const CHECKPOINT_WALK_KEYS = 16384;
+const CHECKPOINT_WALK_KEYS = 4096;
+/** Keys whose offsets and lengths a background checkpoint copies into its body per step (10 bytes each). */
+const CHECKPOINT_FILL_KEYS = 131072;
 /** 2 MiB extents of its body a background checkpoint writes per step (between steps the thread serves others). */
-const CHECKPOINT_WRITE_EXTENTS = 2;
+const CHECKPOINT_WRITE_EXTENTS = 1;
 const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 /** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
@@ -3907,16 +3910,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    *      at S, which must lie in what step 2 covers: one compaction moved since lies outside,
    *      and the walk starts again, the second time inside the compaction mutex in one step;
    *   4. the tree image of what the walk found built on a thread of its own (checkpoint.ts
-   *      ImageBuild) while the covered segments are hashed; the step after waits for it (a
-   *      background one's turn runs only once it has ended: backgroundCheckpointReady);
+   *      ImageBuild), and the covered segments checked and hashed on another (SegmentHashes);
+   *      each step that takes their outcome waits for it (a background one's turn runs only
+   *      once it has ended: backgroundCheckpointReady);
    *   5. written beside the older checkpoints, durable, body before header; then the older
-   *      ones removed (checkpoint.ts publishCheckpoint): checkpoint() in one step, the
-   *      background one's body two extents a step (CheckpointWrite, named in CHECKPOINT_WRITING
-   *      so that no removal takes it meanwhile). The snapshot is released last: what
+   *      ones removed (checkpoint.ts publishBody): checkpoint() in one step, the background
+   *      one's columns copied in CHECKPOINT_FILL_KEYS keys a step (CheckpointBody), its checksum
+   *      taken on a thread of its own while its body is written CHECKPOINT_WRITE_EXTENTS a step
+   *      (CheckpointWrite, named in CHECKPOINT_WRITING so that no removal takes it meanwhile). The snapshot is released last: what
    *      compaction frees meanwhile waits for it, so what the checkpoint covers is there until
    *      it is durable.
    */
-  private *checkpointSteps(op: string): Generator<ImageBuild | undefined, CheckpointWritten, void> {
+  private *checkpointSteps(op: string): Generator<NativeWork | undefined, CheckpointWritten, void> {
     const start = performance.now();
     const uuid = this.space.device.uuid ?? new Uint8Array(this.i32.buffer, UUID_OFFSET, 16).slice();
     if (uuid.every((b) => b === 0))
@@ -3933,6 +3938,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const opened = Atomics.load(this.i32, SEGMENTS_OPENED);
     const uncovered = isBroken('kv-checkpoint-uncovered');
     let build: ImageBuild | undefined;
+    let hashes: SegmentHashes | undefined;
     let write: CheckpointWrite | undefined;
     const background = op === 'background checkpoint';
     for (let attempt = 0; ; attempt++) {
@@ -3940,7 +3946,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       try {
         const known = this.coverage ?? this.openCoverage();
         const device = this.space.device;
-        const cols = new ColumnBuilder();
+        // Room for every key the index holds now and an eighth more (a walk that outgrows it
+        // copies its columns once in a step, tens of MB at a million keys).
+        const cols = new ColumnBuilder(Math.ceil(this.space.tree.count() * 1.125));
         let cover: ReturnType<typeof coverRunning> | undefined;
         let covers: (at: number) => boolean = () => true;
         const resolve = (at: number): number => this.versionPinned(at, S);
@@ -3996,11 +4004,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         // The columns are complete: their tree image is built on a thread of its own meanwhile
         // (checkpoint.ts ImageBuild), so no step holds this thread for it.
         build = new ImageBuild(cols, imageLeadBytes(cover.segments.length, cols));
-        yield;
         // What vouches for the covered records: the hashes of the segments that changed since
-        // `known`, their records checked in the same read (the snapshot keeps them in the log).
+        // `known`, their records checked in the same read, on a thread of its own too
+        // (checkpoint.ts SegmentHashes; the snapshot keeps them in the log until it is taken).
         const checked = { segments: 0 };
-        const segments = hashSegments(this.space, this.views, cover.segments, known.segments, 1, checked);
+        hashes = new SegmentHashes(this.space, this.views, cover.segments, known.segments, checked);
+        yield hashes;
+        const segments = hashes.take();
+        hashes = undefined;
         let image: BuiltImage | undefined;
         // The build's end is waited for where the event loop would wait (backgroundCheckpointDue
         // polls it before it runs the next step); checkpoint() and the crash checker's steps
@@ -4017,13 +4028,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         // CHECKPOINT_WRITING word, which every removal spares; then its header page and the
         // removals in one more locked step (checkpoint.ts CheckpointWrite).
         const covered = { maxSequence: cover.maxSequence, records: cover.records, entries: 0 };
+        // Laid out in the image's memory, its columns copied in (the background one's
+        // CHECKPOINT_FILL_KEYS keys a step: at a million keys, 10 MB of offsets and lengths).
+        const body = new CheckpointBody(uuid, covered, segments, cols, image);
+        if (!background) body.fill(Infinity);
+        else while (!body.fill(CHECKPOINT_FILL_KEYS)) yield;
         let written: CheckpointWritten | undefined;
         lockWord(this.i32, CHECKPOINT_LOCK);
         try {
           if (!background || this.spaceWords[CHECKPOINT_WRITING] !== 0)
-            written = publishCheckpoint(this.space, uuid, covered, segments, cols, image, this.checkpointWriting());
+            written = publishBody(this.space, body, this.checkpointWriting());
           else {
-            write = new CheckpointWrite(this.space, uuid, covered, segments, cols, image);
+            // Its checksum taken on a thread of its own while the body is written.
+            write = new CheckpointWrite(this.space, body, true);
             this.spaceWords[CHECKPOINT_WRITING] = write.id;
           }
         } finally {
@@ -4032,7 +4049,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (write !== undefined) {
           do yield;
           while (!write.writeBody(CHECKPOINT_WRITE_EXTENTS));
-          yield;
+          const w = write;
+          yield {
+            get ready() {
+              return w.sealed;
+            },
+          };
           lockWord(this.i32, CHECKPOINT_LOCK);
           try {
             written = write.finish();
@@ -4048,6 +4070,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         this.checkpointsTaken++;
         return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
       } finally {
+        hashes?.stop(); // abandoned or failed before the hashes were taken (before the snapshot goes)
+        hashes = undefined;
         build?.stop(); // abandoned or failed before the image was taken
         build = undefined;
         if (write !== undefined) this.abandonCheckpointWrite(write); // abandoned or failed while its body was written
@@ -4182,9 +4206,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /** The background checkpoint in progress (its steps), while one is. */
-  private background: Generator<ImageBuild | undefined, CheckpointWritten, void> | undefined;
-  /** What the background checkpoint's last step left running (its tree image's build), the next step waits for. */
-  private backgroundWaits: ImageBuild | undefined;
+  private background: Generator<NativeWork | undefined, CheckpointWritten, void> | undefined;
+  /** What the background checkpoint's last step left running (the covered segments' hashes, the tree image's build, the checksum), the next step waits for. */
+  private backgroundWaits: NativeWork | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointEverySegments = Infinity;
   /** SEGMENTS_OPENED when the last checkpoint of this handle was taken. */
@@ -4226,6 +4250,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   static readonly MAX_KEY_BYTES = MAX_KEY_BYTES;
   static readonly MAX_VALUE_BYTES = MAX_VALUE_BYTES;
+}
+
+/** Work a running checkpoint's step left on a thread of its own: the next step runs once it has ended (or waits for it). */
+interface NativeWork {
+  readonly ready: boolean;
 }
 
 interface BatchItem {

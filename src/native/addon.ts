@@ -357,8 +357,18 @@ export interface NativeAddon {
     ahead?: Uint8Array,
     fill?: Uint8Array,
   ): object | number;
-  /** The calling thread takes the segments left, joins the job's threads, writes the verdicts (as verifyKvSegments' out); the workers' CPU ms, or -EINVAL when finished already or out is too short. */
-  verifyKvSegmentsFinish(job: object, out: Float64Array): number;
+  /** The calling thread takes the segments left (none with `stop`: the job ends early), joins the job's threads, writes the verdicts (as verifyKvSegments' out); the workers' CPU ms, or -EINVAL when finished already or out is too short. */
+  verifyKvSegmentsFinish(job: object, out: Float64Array, stop?: boolean): number;
+  /** True once every thread of the job has returned (finish then waits for nothing), or it is finished. */
+  verifyKvSegmentsDone(job: object): boolean;
+  /** hashRange on a thread of its own (addon/kv-recovery.h): a job, or -EINVAL; the bytes must not change until it is finished. */
+  hashRangeStart(bytes: Uint8Array, offset: number, length: number, xxh3?: boolean): object | number;
+  /** True once the job's hash has ended. */
+  hashRangeDone(job: object): boolean;
+  /** Waits for the job's hash: 0 (in out[0], out[1]), -EIO or -EINVAL. */
+  hashRangeFinish(job: object, out: Uint32Array): number;
+  /** The calling thread's CPU time, ms (CLOCK_THREAD_CPUTIME_ID): benches. */
+  threadCpuMs(): number;
 }
 
 /** What the addon throws from set-up paths (addon/errors.cc). */
