@@ -432,6 +432,13 @@ export const SWITCHES = {
       "a checkpoint taken while running stores every key's newest entry instead of its version at the snapshot, so it names records its coverage does not hold (not durable, or later deletes it misses)",
     red: ['test/kv/kv-checkpoint-running.test.ts'],
   },
+  'kv-checkpoint-hash-unheld': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a running checkpoint releases its snapshot as soon as its covered segments' check and hash have started on their thread, not once they are taken: compaction frees covered segments under the read",
+    red: ['test/kv/kv-checkpoint-running-image.test.ts'],
+  },
   'kv-checkpoint-writing-unspared': {
     layer: 'kv',
     read: 'call',
@@ -877,6 +884,8 @@ export const testHooks: {
   checkpointWrite?: (stage: 'created' | 'body-written') => void;
   /** store.ts checkpointSteps: a running checkpoint has its snapshot and coverage, its walk not begun */
   checkpointCaptured?: () => void;
+  /** store.ts checkpointSteps: a running checkpoint's covered segments are being checked and hashed on their thread */
+  checkpointHashing?: () => void;
   /** compaction.ts compactChosen: the tombstone rule has run over the chosen segments, no entry moved yet */
   tombstonesWeighed?: () => void;
 } = {};

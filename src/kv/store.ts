@@ -4009,6 +4009,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         // (checkpoint.ts SegmentHashes; the snapshot keeps them in the log until it is taken).
         const checked = { segments: 0 };
         hashes = new SegmentHashes(this.space, this.views, cover.segments, known.segments, checked);
+        // sabotaged: the snapshot that keeps the segments in the log released under the read
+        if (isBroken('kv-checkpoint-hash-unheld')) S = this.releaseSnapshotEarly(S);
+        testHooks.checkpointHashing?.();
         yield hashes;
         const segments = hashes.take();
         hashes = undefined;
@@ -4079,6 +4082,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (S >= 0) this.releaseSnapshot(S);
       }
     }
+  }
+
+  /** Switch kv-checkpoint-hash-unheld: a running checkpoint's snapshot released while its segments are read; -1 (none held). */
+  private releaseSnapshotEarly(S: number): number {
+    this.releaseSnapshot(S);
+    return -1;
   }
 
   /**

@@ -15,6 +15,12 @@
  *    scan. The background one is spared by the other handle's removal of older checkpoints,
  *    finds that newer one when it ends and removes itself. Red with
  *    kv-checkpoint-writing-unspared: the other handle removes it under it.
+ * 3. A background checkpoint's covered segments are checked and hashed on a thread of their own
+ *    (checkpoint.ts SegmentHashes) under its snapshot: a compaction run while that thread reads
+ *    them frees segments the checkpoint covers, and gives back none of their blocks until the
+ *    checkpoint has ended (the snapshot held until the thread is joined); the checkpoint is
+ *    written and the next open loads it. Red with kv-checkpoint-hash-unheld (the snapshot
+ *    released once the thread has started): the blocks are given back under the read.
  * Not covered here: the running checkpoint's coverage and walk (kv-checkpoint-running.test.ts),
  * the tail's application to an image (kv-checkpoint-tail-image.test.ts).
  */
@@ -191,6 +197,67 @@ describe('checkpoints taken while running carry a tree image', () => {
       const { error } = withBroken('kv-checkpoint-writing-unspared', () => interleaved());
       // its next step writes into an object removed under it
       expect(error).toMatchObject({ code: 'ENOENT', message: expect.stringMatching(/fault: object/) });
+    },
+    WATCHDOG_MS,
+  );
+
+  /**
+   * A store whose first segments hold only overwritten versions, and a background checkpoint
+   * during whose segment hashing (on its thread) a compaction runs: the blocks that compaction
+   * gave back while the hashing ran, what it freed, and the generation the next open loads.
+   */
+  function compactWhileHashing(): { given: number; freed: number; checked: number; loaded: number | undefined } {
+    const media = createSimMedia(48 * 2 ** 20);
+    const db = openMedia(media, { durability: 'none', checkpoint: false, checkpointEvery: 0 });
+    let given = NaN;
+    let freed = 0;
+    let checked = 0;
+    let after: SimMedia;
+    try {
+      for (let round = 0; round < 3; round++)
+        for (let i = 0; i < 3000; i++) db.put(`key-${i}`, `${round}:${i}:`.padEnd(600, 'v'));
+      testHooks.checkpointHashing = () => {
+        const free0 = db.stats().freeBlocks;
+        freed = db.compact({ maxLiveRatio: 1 }).segmentsFreed;
+        given = db.stats().freeBlocks - free0;
+      };
+      try {
+        runBackground(db, () => {});
+        const last = db.lastCheckpoint;
+        checked = last !== undefined && 'segmentsChecked' in last ? last.segmentsChecked : 0;
+      } finally {
+        testHooks.checkpointHashing = undefined;
+      }
+      after = media.crashImage({ mode: 'none' }); // what is durable once the checkpoint has ended
+    } finally {
+      db.close();
+    }
+    const again = openMedia(after, { formatIfEmpty: false });
+    try {
+      return { given, freed, checked, loaded: again.recovery!.checkpoint!.loaded };
+    } finally {
+      again.close();
+    }
+  }
+
+  it(
+    "compaction while a background checkpoint's segments are hashed on their thread: nothing it frees is given back until the checkpoint ends",
+    () => {
+      const { given, freed, checked, loaded } = compactWhileHashing();
+      expect(checked).toBeGreaterThan(0); // segments were read on the thread
+      expect(freed).toBeGreaterThan(0);
+      expect(given).toBeLessThanOrEqual(0);
+      expect(loaded).toBeDefined();
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-hash-unheld: the freed blocks are given back under the read',
+    () => {
+      const { given, freed } = withBroken('kv-checkpoint-hash-unheld', () => compactWhileHashing());
+      expect(freed).toBeGreaterThan(0);
+      expect(given).toBeGreaterThan(0);
     },
     WATCHDOG_MS,
   );
