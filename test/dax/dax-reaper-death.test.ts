@@ -82,8 +82,14 @@ async function runTrials(seed: number, trials: number, env: NodeJS.ProcessEnv, o
       summary.byStop[stop]++;
       const stamp = 1000 + t;
       const survivor = startWatched('dax-reaper-death', { ...base, role: 'survivor', stamp }, env);
+      // Listened for from the start: a worker that posts and ends before this thread reads its
+      // message has both events emitted in one turn, before an await after the message could
+      // add a listener.
+      const exited = new Promise((resolve) => survivor.w.once('exit', resolve));
       const offset = await nextMessage<number>(survivor, WATCHDOG_MS, `${where}: the survivor's write fault`);
-      await new Promise((resolve) => survivor.w.once('exit', resolve));
+      let exitSeen = false;
+      void exited.then(() => (exitSeen = true));
+      await until(() => exitSeen, WATCHDOG_MS, `${where}: the survivor to end`);
       stamps.set(`${id}/${page}`, stamp);
       const owned = ownedBlocks(space, id, page);
       if (owned.length !== 1) throw new Error(`${where}: the page has ${owned.length} blocks (${owned.join(', ')})`);
