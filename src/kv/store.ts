@@ -271,8 +271,10 @@ export interface OpenOptions<KE extends KeyEncoding = KeyEncoding, VE extends Va
   /**
    * Bytes of log written (by every handle) after which the opener takes an index checkpoint
    * in the background, so that an open after a crash replays only the log written since
-   * (default 64 MiB, rounded up to whole 2 MiB segments; 0: none while running). The opener's
-   * option holds for the store; checkpoint() takes one at any time.
+   * (rounded up to whole 2 MiB segments; 0: none while running). Default: 64 MiB or twice the
+   * size the next checkpoint will have, whichever is more (so checkpoints add at most half as
+   * many bytes again as the log they follow, however big the store grows). The opener's option
+   * holds for the store; checkpoint() takes one at any time.
    */
   checkpointEvery?: number;
 }
@@ -436,8 +438,10 @@ const COMPACTION = 9; // compaction mutex (spin-lock.ts word): one compaction at
 export const STRUCTURES_LOCK = 13;
 const CHECKPOINT_LOCK = 14; // spin-lock.ts word: one checkpoint written at a time (checkpoint())
 const SEGMENTS_OPENED = 15; // log segments opened since open, all handles (Atomics.add): the background checkpoint's clock
-/** checkpointEvery's default: bytes of log written between background checkpoints. */
+/** checkpointEvery's default: bytes of log written between background checkpoints, at least. */
 export const DEFAULT_CHECKPOINT_EVERY = 64 * 2 ** 20;
+/** checkpointEvery's default: at least this many times the size the next checkpoint will have (checkpointBytes). */
+const CHECKPOINT_EVERY_SCALE = 2;
 /** How often the opener looks whether a background checkpoint is due, ms. */
 const CHECKPOINT_POLL_MS = 100;
 /** Keys one step of a running checkpoint's index walk visits (between steps the thread serves others). */
@@ -803,7 +807,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         { mode, quarantineDir: `${path}.quarantine` },
         opts.autoCompact ?? true,
         opts.checkpoint ?? true,
-        opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
+        opts.checkpointEvery,
       ) as KvStore;
       const o = db.recovery!.openMs;
       o.map = mapMs;
@@ -836,7 +840,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       { mode: opts.recovery ?? 'strict', quarantineDir: opts.quarantineDir },
       opts.autoCompact ?? true,
       opts.checkpoint ?? true,
-      opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
+      opts.checkpointEvery,
     );
   }
 
@@ -847,7 +851,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     damage: { mode: RecoveryMode | 'full'; quarantineDir: string | undefined },
     autoCompact: boolean,
     checkpoint: boolean,
-    checkpointEvery: number,
+    checkpointEvery: number | undefined,
   ): KS {
     const start = performance.now();
     try {
@@ -3927,8 +3931,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     if (uuid.every((b) => b === 0))
       throw new DaxError('ENOTSUP', `${op}: the store on ${this.space.device.media.path} has no uuid`);
     const free = this.space.device.stats().freeExtents;
-    // The checkpoint: about the tree's own words (its image) and each key's offset and length.
-    const bytes = this.space.tree.arena.liveWords() * 4 + this.space.tree.count() * 10;
+    const bytes = this.checkpointBytes();
     const needed = Math.max(1, Math.ceil(bytes / SEGMENT_BYTES)) + 2;
     if (free < needed)
       throw new DaxError(
@@ -4123,10 +4126,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     };
   }
 
-  /** The opener's background checkpoints: a poll every CHECKPOINT_POLL_MS (unref'd) starts one when due. */
-  private startBackgroundCheckpoints(every: number): void {
+  /** About the bytes a checkpoint of the index takes now: the tree's own words (its image) and each key's offset and length. */
+  private checkpointBytes(): number {
+    return this.space.tree.arena.liveWords() * 4 + this.space.tree.count() * 10;
+  }
+
+  /**
+   * The opener's background checkpoints: a poll every CHECKPOINT_POLL_MS (unref'd) starts one
+   * when due. `every` undefined: the default, which scales with the store (checkpointDueSegments).
+   */
+  private startBackgroundCheckpoints(every: number | undefined): void {
     if (every === 0) return;
-    this.checkpointEverySegments = Math.max(1, Math.ceil(every / SEGMENT_BYTES));
+    this.checkpointScaled = every === undefined;
+    this.checkpointEverySegments = Math.max(1, Math.ceil((every ?? DEFAULT_CHECKPOINT_EVERY) / SEGMENT_BYTES));
     this.checkpointMark = 0;
     this.checkpointTimer = setInterval(() => this.backgroundCheckpointDue(), CHECKPOINT_POLL_MS);
     this.checkpointTimer.unref();
@@ -4139,7 +4151,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    */
   private backgroundCheckpointDue(): void {
     if (this.closed || this.background !== undefined || this.space.epoch.isPinned()) return;
-    if (Atomics.load(this.i32, SEGMENTS_OPENED) - this.checkpointMark < this.checkpointEverySegments) return;
+    if (Atomics.load(this.i32, SEGMENTS_OPENED) - this.checkpointMark < this.checkpointDueSegments()) return;
     const steps = this.checkpointSteps('background checkpoint');
     this.background = steps;
     const turn = (): void => {
@@ -4156,6 +4168,18 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
     };
     setImmediate(turn);
+  }
+
+  /**
+   * @internal Segments of log between background checkpoints: checkpointEvery's, or by default that
+   * (DEFAULT_CHECKPOINT_EVERY) or CHECKPOINT_EVERY_SCALE times the next checkpoint's size,
+   * whichever is more: a fixed interval would write a checkpoint of a big store more often than
+   * its own size in log (at a million keys one of ~56 MB every 64 MiB).
+   */
+  checkpointDueSegments(): number {
+    if (!this.checkpointScaled) return this.checkpointEverySegments;
+    const scaled = Math.ceil((CHECKPOINT_EVERY_SCALE * this.checkpointBytes()) / SEGMENT_BYTES);
+    return Math.max(this.checkpointEverySegments, scaled);
   }
 
   /**
@@ -4220,6 +4244,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private backgroundWaits: NativeWork | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointEverySegments = Infinity;
+  /** checkpointEvery not given: the interval scales with the store (checkpointDueSegments). */
+  private checkpointScaled = false;
   /** SEGMENTS_OPENED when the last checkpoint of this handle was taken. */
   private checkpointMark = 0;
   /** What this handle's last running checkpoint covered: the next one hops on from it. */

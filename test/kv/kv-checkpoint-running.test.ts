@@ -19,7 +19,9 @@
  * 3. The same without threads or timing: puts and deletes between the checkpoint's snapshot and
  *    its walk (testHooks.checkpointCaptured, where a background checkpoint yields), not durable
  *    at the crash. Red with kv-checkpoint-uncovered on every seed.
- * 4. Options: checkpointEvery is checked strictly; checkpoint() inside read() is EBUSY.
+ * 4. Options: checkpointEvery is checked strictly; checkpoint() inside read() is EBUSY. Its
+ *    default scales with the store: 64 MiB of log, or twice the size of a checkpoint of the
+ *    store as it is, whichever is more; an explicit value is kept whatever the store's size.
  */
 import { describe, expect, it } from 'vitest';
 import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
@@ -400,5 +402,34 @@ describe('index checkpoints taken while running', () => {
     db.close();
     expect(() => db.checkpoint()).toThrow(expect.objectContaining({ code: 'ECLOSED' }));
     media.dispose();
+  });
+
+  it("checkpointEvery's default is 64 MiB or twice a checkpoint's size, whichever is more; an explicit value stays", () => {
+    const media = createSimMedia(192 * 2 ** 20);
+    const segment = 2 * 2 ** 20;
+    const big = openMedia(media, { durability: 'none', checkpoint: false });
+    try {
+      expect(big.checkpointDueSegments()).toBe(32); // an empty store: the 64 MiB floor
+      // 40,000 keys of 1,000 bytes: a checkpoint (mostly its tree image) of about 45 MB
+      for (let i = 0; i < 40_000; i++) big.put(`${i}:`.padEnd(1000, 'k'), 'v');
+      const written = big.checkpoint();
+      expect(written.bytes).toBeGreaterThan(32 * 2 ** 20);
+      const due = big.checkpointDueSegments() * segment;
+      expect(due).toBeGreaterThanOrEqual(2 * written.bytes * 0.9);
+      expect(due).toBeLessThanOrEqual(2 * written.bytes * 1.1 + segment);
+    } finally {
+      big.close();
+      media.dispose();
+    }
+    for (const every of [2 * 2 ** 20, 64 * 2 ** 20]) {
+      const small = createSimMedia(24 * 2 ** 20);
+      const db = openMedia(small, { durability: 'none', checkpoint: false, checkpointEvery: every });
+      try {
+        expect(db.checkpointDueSegments()).toBe(every / segment);
+      } finally {
+        db.close();
+        small.dispose();
+      }
+    }
   });
 });
