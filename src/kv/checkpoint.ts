@@ -545,6 +545,11 @@ export interface CheckpointWritten {
   /** log segments whose records it read and checked (hashSegments); the others kept the hashes taken before */
   segmentsChecked: number;
   timeMs: number;
+  /**
+   * a clean close wrote none: the newest checkpoint (this one) already covers the whole log as
+   * it is (logUnchangedSince), so one written now would hold the same index of the same log
+   */
+  kept?: true;
 }
 
 /** The index keys in key order with their entry offsets: what a checkpoint stores of the index. */
@@ -664,6 +669,30 @@ export function writeCheckpoint(
   // its own: ImageBuild).
   const written = publishCheckpoint(space, uuid, covered, segments, cols, true, writing);
   return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
+}
+
+/**
+ * Whether the log is exactly what a checkpoint listing `segments` covers: the same segments
+ * (block and nonce: none freed, none opened since), each ending where the checkpoint covers it
+ * (segmentEnd: its end marker there, or no whole record after it). A checkpoint of the index
+ * written now would then hold the same index of the same log, the same hashes included.
+ */
+export function logUnchangedSince(
+  space: DaxSpace,
+  v: MediaViews,
+  segments: ReadonlyMap<number, CheckpointSegment>,
+): boolean {
+  let owned = 0;
+  let same = true;
+  const none = new Uint8Array(0); // segmentEnd reads no copy: each segment is known with its nonce
+  space.device.forEachOwned((block, owner, nonce) => {
+    if (owner !== OWNER_KV_SEGMENT || !same) return;
+    owned++;
+    const k = segments.get(block);
+    if (k === undefined || k.nonce !== nonce) same = false;
+    else if (segmentEnd(space, v, block, nonce, k, none, new Uint32Array(none.buffer)).used !== k.used) same = false;
+  });
+  return same && owned === segments.size;
 }
 
 /**

@@ -172,7 +172,9 @@ import {
   ColumnBuilder,
   ImageBuild,
   SegmentHashes,
+  CHECKPOINT_ID_FIRST,
   checkpointIds,
+  logUnchangedSince,
   coverRunning,
   imageLeadBytes,
   publishBody,
@@ -884,6 +886,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       const uuid = space.device.uuid;
       if (uuid !== undefined) new Uint8Array(shared, UUID_OFFSET, 16).set(uuid);
       store.checkpointOnClose = checkpoint;
+      store.checkpointBasis = loadedBasis(space, report);
       store.startBackgroundCheckpoints(checkpointEvery);
       // The recovered segment with the most room: the opener's writer appends to it when it is
       // at most half used. In a store that keeps a reserve but has fewer free extents than a
@@ -3857,6 +3860,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       return;
     }
     const r = this.recovery;
+    const kept = this.checkpointStillCovers();
+    if (kept !== undefined) {
+      this.lastCheckpoint = kept;
+      return;
+    }
     try {
       this.lastCheckpoint = writeCheckpoint(
         this.space,
@@ -3877,6 +3885,28 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO' && e.code !== 'ECORRUPT')) throw e;
       this.lastCheckpoint = { error: e.message };
     }
+  }
+
+  /**
+   * The newest checkpoint, when it covers the whole log as it is (nothing written, compacted or
+   * freed since: checkpoint.ts logUnchangedSince) and carries a tree image: the one this handle
+   * last wrote, or the one open loaded with no tail; the close then writes none (at 5M keys a
+   * second copy of the same index costs seconds). Undefined otherwise (another handle's newer
+   * one, a tail, a full scan at open, a checkpoint without an image: one is written).
+   */
+  private checkpointStillCovers(): CheckpointWritten | undefined {
+    const start = performance.now();
+    const basis = this.checkpointBasis;
+    if (basis === undefined || isBroken('kv-checkpoint-close-kept-unchecked')) return basis && this.keptBroken(basis);
+    const ids = checkpointIds(this.space);
+    if (ids.length === 0 || Math.max(...ids) !== CHECKPOINT_ID_FIRST + basis.written.generation) return undefined;
+    if (!logUnchangedSince(this.space, this.views, basis.segments)) return undefined;
+    return { ...basis.written, segmentsChecked: 0, timeMs: performance.now() - start, kept: true };
+  }
+
+  /** Switch kv-checkpoint-close-kept-unchecked: the newest checkpoint kept at close without looking at the log. */
+  private keptBroken(basis: NonNullable<KvStore['checkpointBasis']>): CheckpointWritten {
+    return { ...basis.written, segmentsChecked: 0, timeMs: 0, kept: true };
   }
 
   /**
@@ -4072,6 +4102,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         }
         assert(written !== undefined, 'checkpoint: written in one step or over several');
         this.coverage = { segments: new Map(segments.map((c) => [c.block, c])), maxSequence: cover.maxSequence };
+        this.checkpointBasis = { written, segments: this.coverage.segments };
         this.checkpointMark = opened;
         this.checkpointsTaken++;
         return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
@@ -4250,6 +4281,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private checkpointMark = 0;
   /** What this handle's last running checkpoint covered: the next one hops on from it. */
   private coverage: { segments: Map<number, CheckpointSegment>; maxSequence: number } | undefined;
+  /**
+   * The checkpoint the log was last known to be covered by, with its segment list: the one this
+   * handle last wrote while running, or the one open loaded (with its image, no tail). A clean
+   * close keeps it when the log has not changed since (checkpointStillCovers).
+   */
+  private checkpointBasis: { written: CheckpointWritten; segments: ReadonlyMap<number, CheckpointSegment> } | undefined;
   /** Checkpoints taken while running by this handle (checkpoint() and background). */
   checkpointsTaken = 0;
 
@@ -4285,6 +4322,24 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
 
   static readonly MAX_KEY_BYTES = MAX_KEY_BYTES;
   static readonly MAX_VALUE_BYTES = MAX_VALUE_BYTES;
+}
+
+/**
+ * The checkpoint open loaded, as the basis a clean close may keep (KvStore checkpointStillCovers):
+ * only one loaded from its tree image, with no tail and no segment gone since; undefined otherwise.
+ */
+function loadedBasis(
+  space: DaxSpace,
+  report: KvRecoveryReport,
+): { written: CheckpointWritten; segments: ReadonlyMap<number, CheckpointSegment> } | undefined {
+  const use = report.checkpoint;
+  if (use?.loaded === undefined || !use.imageLoaded || use.tailRecords !== 0 || use.segmentsGone !== 0)
+    return undefined;
+  const bytes = space.object(CHECKPOINT_ID_FIRST + use.loaded).size;
+  return {
+    written: { generation: use.loaded, keys: report.keys, bytes, segmentsChecked: 0, timeMs: 0 },
+    segments: new Map(use.coveredSegments.map((c) => [c.block, c])),
+  };
 }
 
 /** Work a running checkpoint's step left on a thread of its own: the next step runs once it has ended (or waits for it). */
