@@ -453,6 +453,22 @@ export class Allocator {
     });
   }
 
+  /**
+   * The first block of the whole free extent the next 2 MiB allocation would take if nothing
+   * changed first (the next-fit search from HUGE_CURSOR), or -1: a guess, read without LOCK,
+   * for advice only (a stale count only makes it a worse guess). Checks no reserve.
+   */
+  nextFreeExtent(): number {
+    const extents = Math.floor(this.dataBlocks / HUGE_BLOCKS);
+    if (extents === 0) return -1;
+    const start = this.control[HUGE_CURSOR] % extents;
+    for (let k = 0; k < extents; k++) {
+      const e = (start + k) % extents;
+      if (this.extentFree[e] === HUGE_BLOCKS) return e * HUGE_BLOCKS;
+    }
+    return -1;
+  }
+
   isPoisoned(block: number): boolean {
     return (Atomics.load(this.poisoned, block >>> 5) & (1 << (block & 31))) !== 0;
   }

@@ -436,6 +436,12 @@ export class Device {
     this.allocator.forEachOwned(cb);
   }
 
+  /** The first block of the 2 MiB extent the next extent allocation would likely take, or -1 (advice only: Allocator.nextFreeExtent). */
+  nextFreeExtent(): number {
+    this.checkOpen();
+    return this.allocator.nextFreeExtent();
+  }
+
   blockOffset(block: number): number {
     this.checkBlock(block, 'blockOffset');
     return this.dataOffset + block * BLOCK_BYTES;

@@ -60,6 +60,12 @@ export interface Media extends MediaInfo {
    */
   prefault?(offset: number, length: number): void;
   /**
+   * Advice: make the range's whole 2 MiB pages huge now, on another thread, before anything
+   * uses it (tmpfs: addon/prefault.h). Changes no byte; a media whose pages are never made huge
+   * has nothing to do.
+   */
+  collapse?(offset: number, length: number): void;
+  /**
    * Copy [offset, offset+length) into dest, turning a machine check / SIGBUS on the
    * mapping into a DaxError('EIO') instead of a dead process.
    */

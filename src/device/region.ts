@@ -30,6 +30,7 @@ import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
 import { isBroken } from '../test-break.js';
 import {
+  collapseInBackground,
   native,
   NATIVE_FLUSH_METHODS,
   NATIVE_KINDS,
@@ -195,6 +196,21 @@ export class MappedMedia implements Media {
 
   /** ranges prefault() handed to a background thread (tests, stats) */
   prefaultStarted = 0;
+
+  /**
+   * On tmpfs, makes the range's whole 2 MiB pages huge on a background thread (MADV_COLLAPSE,
+   * then the populate that maps each one whole: addon/prefault.h), for a range nothing uses yet
+   * (a collapse locks its range's pages while it runs, and a fault there sleeps until it ends).
+   * Nothing on other kinds, with DAXSTORE_NO_COLLAPSE=1 or DAXSTORE_NO_PREFAULT=1. Advice, as
+   * prefault(); collapseStarted counts the ranges handed to a thread.
+   */
+  collapse(offset: number, length: number): void {
+    this.#checkRange('collapse', offset, length);
+    if (this.kind === 'tmpfs' && collapseInBackground(this.buffer, offset, length)) this.collapseStarted++;
+  }
+
+  /** ranges collapse() handed to a background thread (tests, stats) */
+  collapseStarted = 0;
 
   /** msync(MS_SYNC) of the pages covering the range, whatever the kind. */
   msync(offset: number, length: number): void {

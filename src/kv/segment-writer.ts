@@ -533,6 +533,15 @@ export class SegmentWriter {
     // The segment's pages are faulted in on another thread while we start filling it, so the
     // put path does not take a fault per 4 KiB (tmpfs allocates pages, fs-DAX blocks).
     this.device.media.prefault?.(offset, SEGMENT_BYTES);
+    // On tmpfs that thread first makes the segment one huge page (region.ts), which locks all
+    // of it while it runs: our next fault would sleep until it ends (milliseconds when the kernel
+    // compacts memory for the page). So the extent the next segment will likely take is made
+    // huge now, while nothing uses it; the next open's collapse then finds it done. A wrong
+    // guess only costs the collapse of a free extent.
+    if (!isBroken('kv-segment-not-collapsed-ahead')) {
+      const next = this.device.nextFreeExtent();
+      if (next >= 0) this.device.media.collapse?.(this.device.blockOffset(next), SEGMENT_BYTES);
+    }
     // The first record is a SEAL naming the segment left (durable through `left.end` since the
     // commit above: recovery's watermark for it), then the end marker; both durable before
     // any other record is written.

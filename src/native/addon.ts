@@ -422,6 +422,15 @@ export function prefaultInBackground(
   return !prefaultOff && native().prefaultWrite(buffer, offset, length, collapse && !collapseOff) === 0;
 }
 
+/**
+ * Makes the whole 2 MiB pages of [offset, offset + length) huge on a background thread (the
+ * prefault thread's MADV_COLLAPSE, then its populate, which maps each one whole). False when it
+ * did not start: DAXSTORE_NO_COLLAPSE=1 or DAXSTORE_NO_PREFAULT=1, no thread, an old kernel.
+ */
+export function collapseInBackground(buffer: SharedArrayBuffer, offset: number, length: number): boolean {
+  return !prefaultOff && !collapseOff && native().prefaultWrite(buffer, offset, length, true) === 0;
+}
+
 const ERRNO_TO_CODE: Readonly<Record<string, DaxErrorCode>> = {
   ENOENT: 'ENOENT',
   EISDIR: 'EISDIR',

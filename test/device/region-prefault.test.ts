@@ -116,4 +116,31 @@ describe('region prefault', () => {
       db.close();
     }
   });
+
+  it('kv-segment-not-collapsed-ahead: a key-value writer makes the extent its next segment takes huge ahead', async (ctx) => {
+    if (process.env['DAXSTORE_NO_COLLAPSE'] === '1') ctx.skip();
+    const file = path.join(tempDir(), 'kv');
+    const db = open(file, { size: 64 * 2 ** 20, durability: 'sync' });
+    try {
+      const media = db.dax.device.media as MappedMedia;
+      expect(media.kind).toBe('tmpfs');
+      const huge = (): number => smapsKiB(file, 'ShmemPmdMapped');
+      const settled = async (kib: number): Promise<void> => {
+        await until(() => huge() >= kib);
+        await new Promise((r) => setTimeout(r, 200)); // a wrong guess would add one more
+      };
+      db.put('k', 'v'); // the first segment, collapsed as it opens, and the next free extent ahead
+      expect(media.collapseStarted).toBe(1);
+      await settled(4096);
+      expect(huge()).toBe(4096);
+      for (let i = 0; i < 20_000; i++) db.put(`key${i}`, new Uint8Array(100)); // ~2.5 MiB: a second segment
+      expect(media.collapseStarted).toBe(2);
+      // The second segment took the extent made huge ahead: one more huge page (the next guess), not two.
+      await settled(6144);
+      expect(huge()).toBe(6144);
+      expect(db.get('key0')).toEqual(new Uint8Array(100));
+    } finally {
+      db.close();
+    }
+  });
 });
