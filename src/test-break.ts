@@ -439,6 +439,13 @@ export const SWITCHES = {
       'a clean close keeps the newest checkpoint without looking whether the log changed since: the next open replays what was written after it',
     red: ['test/kv/kv-checkpoint-close-kept.test.ts'],
   },
+  'kv-checkpoint-cover-ahead-unheld': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'a background checkpoint hops its coverage on ahead of its capture without holding a snapshot: compaction frees and reuses covered segments under the hop',
+    red: ['test/kv/kv-checkpoint-running-image.test.ts'],
+  },
   'kv-checkpoint-hash-unheld': {
     layer: 'kv',
     read: 'call',
@@ -898,6 +905,8 @@ export const testHooks: {
   checkpointWrite?: (stage: 'created' | 'body-written') => void;
   /** store.ts checkpointSteps: a running checkpoint has its snapshot and coverage, its walk not begun */
   checkpointCaptured?: () => void;
+  /** store.ts checkpointSteps: a background checkpoint is about to hop its coverage on ahead of its capture */
+  checkpointCoveringAhead?: () => void;
   /** store.ts checkpointSteps: a running checkpoint's covered segments are being checked and hashed on their thread */
   checkpointHashing?: () => void;
   /** compaction.ts compactChosen: the tombstone rule has run over the chosen segments, no entry moved yet */

@@ -1277,64 +1277,133 @@ export function coverRunning(
   S: number,
   known: ReadonlyMap<number, CheckpointSegment>,
   knownMax: number,
+  ahead?: CoverAhead,
 ): { segments: SegmentEnd[]; maxSequence: number; records: number } {
   const device = space.device;
-  const media = device.media;
   const list: Array<[number, number]> = [];
   device.forEachOwned((block, owner, index) => {
     if (owner === OWNER_KV_SEGMENT) list.push([block, index]);
   });
-  let maxSequence = knownMax;
+  let maxSequence = Math.max(knownMax, ahead?.maxSequence ?? 0);
   let records = 0;
   const segments: SegmentEnd[] = [];
   for (const [block, nonce] of list) {
     const k = known.get(block);
     const same = k !== undefined && k.nonce === nonce;
-    const base = device.blockOffset(block);
-    const win = v.at(base); // the segment lies inside one window
-    const u32 = win.u32;
-    const origin = (base - win.base) / 4;
-    let at = same ? k.used : 0;
-    let lastAt = same ? k.lastAt : -1;
-    const from = at;
-    // Every whole record with sequences <= S from `at` on (addon JsCoverRecords: its xxh64 checked,
-    // a record being copied in fails it: not published, so above S), in one call per segment.
-    if (device.poisonedBlocks === 0 || device.firstPoisoned(block, HUGE_BLOCKS) < 0) {
-      const rc = native().coverRecords(
-        win.u8,
-        base - win.base,
-        at,
-        lastAt,
-        SEGMENT_BYTES,
-        nonce,
-        S,
-        maxSequence,
-        walked,
-      );
-      if (rc === -5) throw new DaxError('EIO', `checkpoint: a media error reading the segment at block ${block}`);
-      assert(rc === 0, () => `coverRecords: ${rc}`);
-      at = walked[0];
-      lastAt = walked[1];
-      records += walked[2];
-      maxSequence = walked[3];
-    }
-    if (at > from) media.flush(base + from, at - from);
-    const w = origin + lastAt / 4;
-    segments.push(
-      at === from && same
-        ? k
-        : {
-            block,
-            nonce,
-            used: at,
-            lastAt,
-            lastSumLo: lastAt < 0 ? 0 : u32[w],
-            lastSumHi: lastAt < 0 ? 0 : u32[w + 1],
-          },
-    );
+    // Hopped on ahead of the capture (CoverAhead), under a snapshot at or below S: those
+    // records are whole, of sequences <= S, and unchanged since (a segment's records below its
+    // write position never change while it is in the log; its nonce names this life of it).
+    const a = ahead?.ends.get(block);
+    const pre = a !== undefined && a.nonce === nonce ? a : undefined;
+    if (pre !== undefined) records += pre.records;
+    const from = pre?.used ?? (same ? k.used : 0);
+    const c = coverSegment(space, v, S, block, nonce, from, pre?.lastAt ?? (same ? k.lastAt : -1), maxSequence);
+    records += c.records;
+    maxSequence = c.maxSequence;
+    const start = same ? k.used : 0;
+    segments.push(c.used === start && same ? k : c.end);
   }
-  media.drain();
+  device.media.drain();
   return { segments, maxSequence, records };
+}
+
+/**
+ * One segment's coverage hopped on from `at` (lastAt: the record before it, -1 none): every
+ * whole record with sequences <= S (addon JsCoverRecords: its xxh64 checked, a record being
+ * copied in fails it: not published, so above S), in one call, flushed (the caller drains).
+ */
+function coverSegment(
+  space: DaxSpace,
+  v: MediaViews,
+  S: number,
+  block: number,
+  nonce: number,
+  at: number,
+  lastAt: number,
+  maxSequence: number,
+): { used: number; end: SegmentEnd; records: number; maxSequence: number } {
+  const device = space.device;
+  const base = device.blockOffset(block);
+  const win = v.at(base); // the segment lies inside one window
+  const u32 = win.u32;
+  const origin = (base - win.base) / 4;
+  const from = at;
+  let records = 0;
+  if (device.poisonedBlocks === 0 || device.firstPoisoned(block, HUGE_BLOCKS) < 0) {
+    const rc = native().coverRecords(win.u8, base - win.base, at, lastAt, SEGMENT_BYTES, nonce, S, maxSequence, walked);
+    if (rc === -5) throw new DaxError('EIO', `checkpoint: a media error reading the segment at block ${block}`);
+    assert(rc === 0, () => `coverRecords: ${rc}`);
+    at = walked[0];
+    lastAt = walked[1];
+    records = walked[2];
+    maxSequence = walked[3];
+  }
+  if (at > from) device.media.flush(base + from, at - from);
+  const w = origin + lastAt / 4;
+  const end: SegmentEnd = {
+    block,
+    nonce,
+    used: at,
+    lastAt,
+    lastSumLo: lastAt < 0 ? 0 : u32[w],
+    lastSumHi: lastAt < 0 ? 0 : u32[w + 1],
+  };
+  return { used: at, end, records, maxSequence };
+}
+
+/**
+ * A running checkpoint's coverage hopped on ahead of its capture, a few segments a step
+ * (store.ts checkpointSteps), so that the capture, one step under the compaction mutex, hops
+ * only what was appended since: hopping every record written since the last checkpoint in that
+ * one step held the opener's thread for tens of ms. The caller holds a snapshot at S0 (every
+ * record of sequence <= S0 published; no segment freed while it is held) until the capture has
+ * registered its own S >= S0. Each segment (as the owner table listed it when this began) is
+ * hopped on from the last coverage exactly as the capture would (whole records of sequences <=
+ * S0, flushed), so the capture, starting where this stopped in a segment of the same nonce,
+ * covers exactly what it would have covered from the last coverage: the records hopped here
+ * are whole, of sequences <= S0 <= S, and unchanged since.
+ */
+export class CoverAhead {
+  readonly ends = new Map<number, { nonce: number; used: number; lastAt: number; records: number }>();
+  maxSequence: number;
+  private readonly list: Array<[number, number]> = [];
+  private next = 0;
+
+  constructor(
+    private readonly space: DaxSpace,
+    private readonly v: MediaViews,
+    private readonly S0: number,
+    private readonly known: ReadonlyMap<number, CheckpointSegment>,
+    knownMax: number,
+  ) {
+    this.maxSequence = knownMax;
+    space.device.forEachOwned((block, owner, index) => {
+      if (owner === OWNER_KV_SEGMENT) this.list.push([block, index]);
+    });
+  }
+
+  /** Hops on the next `segments` segments; true once every one is. */
+  step(segments: number): boolean {
+    const end = Math.min(this.list.length, this.next + segments);
+    for (; this.next < end; this.next++) {
+      const [block, nonce] = this.list[this.next];
+      const k = this.known.get(block);
+      const same = k !== undefined && k.nonce === nonce;
+      const c = coverSegment(
+        this.space,
+        this.v,
+        this.S0,
+        block,
+        nonce,
+        same ? k.used : 0,
+        same ? k.lastAt : -1,
+        this.maxSequence,
+      );
+      this.maxSequence = c.maxSequence;
+      this.ends.set(block, { nonce, used: c.used, lastAt: c.end.lastAt, records: c.records });
+    }
+    return this.next === this.list.length;
+  }
 }
 
 const walked = new Float64Array(4);

@@ -170,6 +170,7 @@ import {
   CheckpointBody,
   CheckpointWrite,
   ColumnBuilder,
+  CoverAhead,
   ImageBuild,
   SegmentHashes,
   CHECKPOINT_ID_FIRST,
@@ -448,6 +449,8 @@ const CHECKPOINT_EVERY_SCALE = 2;
 const CHECKPOINT_POLL_MS = 100;
 /** Keys one step of a running checkpoint's index walk visits (between steps the thread serves others). */
 const CHECKPOINT_WALK_KEYS = 4096;
+/** Log segments a background checkpoint's coverage hops on per step ahead of its capture (CoverAhead). */
+const CHECKPOINT_COVER_SEGMENTS = 2;
 /** Keys whose offsets and lengths a background checkpoint copies into its body per step (10 bytes each). */
 const CHECKPOINT_FILL_KEYS = 131072;
 /** 2 MiB extents of its body a background checkpoint writes per step (between steps the thread serves others). */
@@ -3976,6 +3979,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const background = op === 'background checkpoint';
     for (let attempt = 0; ; attempt++) {
       let S = -1;
+      let S0 = -1;
       try {
         const known = this.coverage ?? this.openCoverage();
         const device = this.space.device;
@@ -3987,9 +3991,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         const resolve = (at: number): number => this.versionPinned(at, S);
         // S is taken inside the mutex: compaction's copies (older sequences) and the priority
         // writer's deletes share a segment, so one appended after S could follow a record above S.
-        const capture = (): ReturnType<typeof coverRunning> => {
+        const capture = (ahead?: CoverAhead): ReturnType<typeof coverRunning> => {
           S = this.registerSnapshot(op);
-          const c = coverRunning(this.space, this.views, S, known.segments, known.maxSequence);
+          const c = coverRunning(this.space, this.views, S, known.segments, known.maxSequence, ahead);
           const ends = new Map<number, number>();
           for (const x of c.segments) ends.set(x.block, device.blockOffset(x.block) + x.used);
           // sabotaged: every key's newest entry is taken, wherever it lies (walkStep below)
@@ -4005,7 +4009,19 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         const walk = uncovered ? (at: number): number => (isDeletion(this.views, at) ? -1 : at) : resolve;
         let moved = false;
         if (attempt === 0) {
-          cover = this.withPriorityWriter(capture);
+          // The background one hops its coverage on ahead, CHECKPOINT_COVER_SEGMENTS segments a
+          // step under a snapshot at S0 (checkpoint.ts CoverAhead), so that the capture, one step
+          // under the compaction mutex, hops only what was appended since.
+          let ahead: CoverAhead | undefined;
+          if (background && !isBroken('kv-checkpoint-cover-ahead-unheld')) {
+            S0 = this.registerSnapshot(op);
+            ahead = new CoverAhead(this.space, this.views, S0, known.segments, known.maxSequence);
+            testHooks.checkpointCoveringAhead?.();
+            while (!ahead.step(CHECKPOINT_COVER_SEGMENTS)) yield;
+          } else if (background) ahead = yield* this.coverAheadUnheld(known);
+          cover = this.withPriorityWriter(() => capture(ahead));
+          if (S0 >= 0) this.releaseSnapshot(S0); // S >= S0 holds what it held
+          S0 = -1;
           testHooks.checkpointCaptured?.();
           let after: Uint8Array | undefined;
           for (;;) {
@@ -4113,9 +4129,26 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         build = undefined;
         if (write !== undefined) this.abandonCheckpointWrite(write); // abandoned or failed while its body was written
         write = undefined;
+        if (S0 >= 0) this.releaseSnapshot(S0);
         if (S >= 0) this.releaseSnapshot(S);
       }
     }
+  }
+
+  /**
+   * Switch kv-checkpoint-cover-ahead-unheld: the coverage hopped on ahead without a snapshot
+   * (at the sequence published now), so compaction may free and reuse a segment meanwhile.
+   */
+  private *coverAheadUnheld(known: {
+    segments: Map<number, CheckpointSegment>;
+    maxSequence: number;
+  }): Generator<undefined, CoverAhead, void> {
+    const S0 = this.registerSnapshot('checkpoint');
+    this.releaseSnapshot(S0);
+    const ahead = new CoverAhead(this.space, this.views, S0, known.segments, known.maxSequence);
+    testHooks.checkpointCoveringAhead?.();
+    while (!ahead.step(CHECKPOINT_COVER_SEGMENTS)) yield;
+    return ahead;
   }
 
   /** Switch kv-checkpoint-hash-unheld: a running checkpoint's snapshot released while its segments are read; -1 (none held). */

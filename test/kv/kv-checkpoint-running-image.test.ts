@@ -21,6 +21,9 @@
  *    checkpoint has ended (the snapshot held until the thread is joined); the checkpoint is
  *    written and the next open loads it. Red with kv-checkpoint-hash-unheld (the snapshot
  *    released once the thread has started): the blocks are given back under the read.
+ * 4. The same for the background checkpoint's coverage hopped on ahead of its capture
+ *    (checkpoint.ts CoverAhead) under a snapshot of its own: red with
+ *    kv-checkpoint-cover-ahead-unheld (hopped without it).
  * Not covered here: the running checkpoint's coverage and walk (kv-checkpoint-running.test.ts),
  * the tail's application to an image (kv-checkpoint-tail-image.test.ts).
  */
@@ -206,7 +209,12 @@ describe('checkpoints taken while running carry a tree image', () => {
    * during whose segment hashing (on its thread) a compaction runs: the blocks that compaction
    * gave back while the hashing ran, what it freed, and the generation the next open loads.
    */
-  function compactWhileHashing(): { given: number; freed: number; checked: number; loaded: number | undefined } {
+  function compactWhileHashing(hook: 'checkpointHashing' | 'checkpointCoveringAhead' = 'checkpointHashing'): {
+    given: number;
+    freed: number;
+    checked: number;
+    loaded: number | undefined;
+  } {
     const media = createSimMedia(48 * 2 ** 20);
     const db = openMedia(media, { durability: 'none', checkpoint: false, checkpointEvery: 0 });
     let given = NaN;
@@ -216,7 +224,7 @@ describe('checkpoints taken while running carry a tree image', () => {
     try {
       for (let round = 0; round < 3; round++)
         for (let i = 0; i < 3000; i++) db.put(`key-${i}`, `${round}:${i}:`.padEnd(600, 'v'));
-      testHooks.checkpointHashing = () => {
+      testHooks[hook] = () => {
         const free0 = db.stats().freeBlocks;
         freed = db.compact({ maxLiveRatio: 1 }).segmentsFreed;
         given = db.stats().freeBlocks - free0;
@@ -226,7 +234,7 @@ describe('checkpoints taken while running carry a tree image', () => {
         const last = db.lastCheckpoint;
         checked = last !== undefined && 'segmentsChecked' in last ? last.segmentsChecked : 0;
       } finally {
-        testHooks.checkpointHashing = undefined;
+        testHooks[hook] = undefined;
       }
       after = media.crashImage({ mode: 'none' }); // what is durable once the checkpoint has ended
     } finally {
@@ -256,6 +264,29 @@ describe('checkpoints taken while running carry a tree image', () => {
     'goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-hash-unheld: the freed blocks are given back under the read',
     () => {
       const { given, freed } = withBroken('kv-checkpoint-hash-unheld', () => compactWhileHashing());
+      expect(freed).toBeGreaterThan(0);
+      expect(given).toBeGreaterThan(0);
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'compaction while a background checkpoint hops its coverage on ahead of its capture: nothing it frees is given back until the checkpoint ends',
+    () => {
+      const { given, freed, loaded } = compactWhileHashing('checkpointCoveringAhead');
+      expect(freed).toBeGreaterThan(0);
+      expect(given).toBeLessThanOrEqual(0);
+      expect(loaded).toBeDefined();
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-cover-ahead-unheld: the freed blocks are given back under the hop',
+    () => {
+      const { given, freed } = withBroken('kv-checkpoint-cover-ahead-unheld', () =>
+        compactWhileHashing('checkpointCoveringAhead'),
+      );
       expect(freed).toBeGreaterThan(0);
       expect(given).toBeGreaterThan(0);
     },
