@@ -243,6 +243,12 @@ export const SWITCHES = {
       "the death reaper takes a dead thread's published staging block's page entry over in its own name: a reaper that dies before filling it leaves the empty placeholder to its own reap, which removes it, and the page's block is owned but unreachable while a later fault gives the page a second block",
     red: ['test/dax/dax-reaper-death.test.ts'],
   },
+  'dax-recover-poison-unmarked': {
+    layer: 'dax',
+    read: 'call',
+    breaks: "an open bulk-loads every page entry as a value: a poisoned small page's entry loses its POISONED state",
+    red: ['test/dax/space-reopen-entries.test.ts'],
+  },
   'dax-alloc-zero-unpersisted': {
     layer: 'dax',
     read: 'call',

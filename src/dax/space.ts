@@ -47,6 +47,7 @@ import { isBroken, testHooks } from '../test-break.js';
 import { DaxObject, type ObjectOptions } from './object.js';
 import { memoryFailure, rmap, type RmapResult } from './rmap.js';
 import { LAYER_DAX } from '../index/epoch.js';
+import { Ew } from '../index/entry-word.js';
 import {
   adoptDeadEntry,
   beginReplaceForDead,
@@ -462,6 +463,53 @@ function countPoisoned(device: Device, first: number, count: number): number {
   return n;
 }
 
+/**
+ * Puts one entry per page into the empty, unshared tree of an open (bulk-loaded: nothing else
+ * can see the tree yet), from `pages` in owner-table order. Sorted by key (object id, then page
+ * index; the sort is stable), the first block of each key is kept and every later one is a
+ * duplicate, added to `toFree`: the block the key-by-key inserts of the owner table's order
+ * kept. Entries are small-order whatever their size (the DAX layer does huge coverage itself:
+ * fault.ts); a huge page's value says it is huge (encodeValue).
+ */
+function loadPageEntries(
+  device: Device,
+  tree: RadixTree,
+  pages: Array<[block: number, owner: number, index: number, order: number]>,
+  toFree: number[],
+  report: RecoveryReport,
+): void {
+  if (pages.length === 0) return;
+  pages.sort((a, b) => a[1] - b[1] || a[2] - b[2]);
+  const keyBytes = 16;
+  const keys = new Uint8Array(pages.length * keyBytes);
+  const starts = new Uint32Array(pages.length);
+  const lengths = new Uint16Array(pages.length).fill(keyBytes);
+  const values = new Float64Array(pages.length);
+  const states = new Uint8Array(pages.length);
+  let n = 0;
+  for (let i = 0; i < pages.length; i++) {
+    const [block, owner, index, order] = pages[i];
+    if (i > 0 && owner === pages[i - 1][1] && index === pages[i - 1][2]) {
+      toFree.push(block);
+      report.freedDuplicate++;
+      continue;
+    }
+    // A poisoned small page is marked (reads EIO until rewritten); a huge entry stays a value:
+    // only views over its bad blocks fail (fault.ts poisonedUnder), its other pages are intact.
+    const badBlocks = order === 0 ? (device.isPoisoned(block) ? 1 : 0) : countPoisoned(device, block, HUGE_BLOCKS);
+    pageKey(owner, index, keys.subarray(n * keyBytes, (n + 1) * keyBytes));
+    starts[n] = n * keyBytes;
+    values[n] = encodeValue(block, false, order !== 0);
+    states[n] = order === 0 && badBlocks > 0 ? Ew.STATE_POISONED : Ew.STATE_VALUE;
+    n++;
+    report.pages++;
+    if (order !== 0) report.hugePages++;
+    report.poisonedPages += badBlocks;
+  }
+  if (isBroken('dax-recover-poison-unmarked')) states.fill(Ew.STATE_VALUE);
+  tree.bulkLoad({ count: n, keys, starts, lengths, values, states });
+}
+
 /** Rebuilds the tree and object table from the owner table; frees what nothing reaches. */
 function recover(device: Device, tree: RadixTree, objects: ObjectTable, salvage: boolean): RecoveryReport {
   const report: RecoveryReport = {
@@ -493,8 +541,9 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable, salvage:
   report.objectRecordsCorrected = objects.repairs.corrected;
   report.objectRecordsCleared = objects.repairs.cleared;
   report.objects = live.size;
-  const key = new Uint8Array(16);
-  for (const [block, owner, index, order] of data) {
+  const kept: typeof data = [];
+  for (const entry of data) {
+    const [block, owner, index, order] = entry;
     const obj = live.get(owner);
     if (obj === undefined) {
       toFree.push(block);
@@ -510,21 +559,9 @@ function recover(device: Device, tree: RadixTree, objects: ObjectTable, salvage:
       order === 0 || index % HUGE_BLOCKS === 0,
       () => `owner record of block ${block}: huge page at unaligned index ${index}`,
     );
-    // A poisoned small page is marked (reads EIO until rewritten); a huge entry stays a value:
-    // only views over its bad blocks fail (fault.ts poisonedUnder), its other pages are intact.
-    const badBlocks = order === 0 ? (device.isPoisoned(block) ? 1 : 0) : countPoisoned(device, block, HUGE_BLOCKS);
-    const poisoned = order === 0 && badBlocks > 0;
-    pageKey(owner, index, key);
-    if (tree.lookup(key) !== undefined) {
-      toFree.push(block);
-      report.freedDuplicate++;
-      continue;
-    }
-    tree.insert(key, encodeValue(block, false, order !== 0), { state: poisoned ? 'poisoned' : 'value' });
-    report.pages++;
-    if (order !== 0) report.hugePages++;
-    report.poisonedPages += badBlocks;
+    kept.push(entry);
   }
+  loadPageEntries(device, tree, kept, toFree, report);
   for (const block of toFree) device.free(block);
   return report;
 }

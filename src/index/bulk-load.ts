@@ -11,7 +11,8 @@
  *
  * Invariants (of the result; the same ones radix-tree.ts and nodes.ts state)
  *   - Every leaf is LEAF, key length in the header, entry word 0 (state VALUE, order 0, no
- *     lock, no tags) for new keys; leaves already in the tree keep their block and entry word.
+ *     lock, no tags) for new keys, or only the state the entries give (`states`); leaves
+ *     already in the tree keep their block and entry word.
  *   - Every inner node has >= 2 items, the smallest type holding its children
  *     (typeForCount), the longest common prefix as its compressed path, endLeaf = the key
  *     that ends at its branch byte, and tag counts = tagged leaves below it.
@@ -28,7 +29,7 @@ import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import { native, returnCodeError } from '../native/addon.js';
 import { type Arena, H_BUMP, H_COUNT, Hw } from './arena.js';
-import { MAX_VALUE } from './entry-word.js';
+import { Ew, MAX_VALUE } from './entry-word.js';
 
 /** What the native inner-node build returns when its scratch could not be allocated. */
 const ENOMEM = 12;
@@ -46,6 +47,12 @@ export interface BulkEntries {
   readonly lengths: Uint16Array | Uint32Array | Int32Array;
   /** integers in [0, 2^48) */
   readonly values: Float64Array | readonly number[];
+  /**
+   * When set, entry i's state (Ew.STATE_VALUE, STATE_ZERO or STATE_POISONED; not EMPTY, the
+   * locked placeholder's) goes into its leaf's entry word; without it every new leaf is VALUE.
+   * Order, tags, lock and owner stay clear. Not with `merge`.
+   */
+  readonly states?: Uint8Array;
   /**
    * When set, the entries are not the columns above taken whole but a merge of them (set a)
    * with a second set (b): `tape` says which entry of a or b each step takes or skips
@@ -85,10 +92,18 @@ export function checkBulkEntries(e: BulkEntries): void {
         'EINVAL',
         'bulkLoad: a merge takes typed columns (Uint32Array starts, Uint16Array lengths, Float64Array values)',
       );
+    if (e.states !== undefined) throw new DaxError('EINVAL', 'bulkLoad: states are for entries without a merge');
     return; // the tape's entries are checked as it is read (allocLeaves)
   }
   if (starts.length < count || lengths.length < count || values.length < count)
     throw new DaxError('EINVAL', `bulkLoad: ${count} entries need ${count} starts, lengths and values`);
+  const states = e.states;
+  if (states === undefined) return;
+  if (!(states instanceof Uint8Array) || states.length < count)
+    throw new DaxError('EINVAL', `bulkLoad: states must be a Uint8Array of ${count} entry states`);
+  for (let i = 0; i < count; i++)
+    if (states[i] !== Ew.STATE_VALUE && states[i] !== Ew.STATE_ZERO && states[i] !== Ew.STATE_POISONED)
+      throw new DaxError('EINVAL', `bulkLoad: state ${states[i]} of entry ${i} must be value, zero or poisoned`);
 }
 
 /** The reason entry i's shape is unacceptable, or undefined (its order is checked on the leaves: allocLeaves). */
@@ -112,6 +127,12 @@ function badEntry(e: BulkEntries, i: number): string | undefined {
  */
 export function bulkLoadLocked(arena: Arena, e: BulkEntries, retire: (node: number, words: number) => void): number {
   const fresh = allocLeaves(arena, e, retire);
+  const states = e.states;
+  if (states !== undefined) {
+    // Plain stores: nothing reads these leaves before the root's release store below.
+    const i32 = arena.i32;
+    for (let i = 0; i < fresh.length; i++) i32[fresh[i] + Lay.W_ENTRY] = states[i] << Ew.STATE_SHIFT;
+  }
   const old = collectOld(arena, retire);
   const leaves = old.length === 0 ? fresh : mergeLeaves(arena, old, fresh);
   const { root, run } = buildInner(arena, leaves);
