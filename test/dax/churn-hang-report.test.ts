@@ -34,7 +34,11 @@ describe('churn harness hang report', () => {
       space.epoch.guard(() =>
         Atomics.load(space.tree.arena.i32, space.tree.findLeafPinned(pageKey(72, 1)) + Lay.W_ENTRY),
       );
-    for (let i = 0; i < 500 && (word() & Ew.WAITERS) === 0; i++) await sleepMs(2);
+    // Bounded by time, not by rounds: on a loaded machine the worker may still be loading its
+    // modules after a second.
+    const deadline = Date.now() + 60_000;
+    while ((word() & Ew.WAITERS) === 0 && Date.now() < deadline) await sleepMs(2);
+    expect(word() & Ew.WAITERS, 'the writer to sleep on the held entry within 60 s').not.toBe(0);
     const [writer] = await churn.stop();
     const report = churn.hangReport() ?? '';
     unlock(space.tree, held);
@@ -44,5 +48,5 @@ describe('churn harness hang report', () => {
     expect(report).toMatch(/at writePage \(.*object\.js/); // ...of write()'s page
     expect(report).toContain(`page 1: value LOCKED by participant ${space.tree.threadId} WAITERS`);
     space.close();
-  });
+  }, 90_000);
 });
