@@ -55,8 +55,12 @@ describe('R3 rmap under concurrent fault, truncate and punch', () => {
   });
 
   it('goes red with DAXSTORE_TEST_BREAK=dax-rmap-no-recheck', async () => {
+    // The stale owner needs a punch between an rmap's owner read and its lock: rare enough on a
+    // loaded machine that one run may miss it, so up to 8 runs (seeds derived from the test's).
     const seed = testSeed();
-    const r = await scenario(seed, 'dax-rmap-no-recheck');
-    expect(r.violations.length, replayHint(seed, FILE)).toBeGreaterThan(0);
-  });
+    let violations = 0;
+    for (let run = 0; run < 8 && violations === 0; run++)
+      violations = (await scenario((seed + run * 7919) >>> 0, 'dax-rmap-no-recheck')).violations.length;
+    expect(violations, replayHint(seed, FILE)).toBeGreaterThan(0);
+  }, 120_000);
 });
