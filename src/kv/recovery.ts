@@ -692,8 +692,12 @@ function recoverFromCheckpoint(
   const image = merged === undefined || tail !== undefined ? cp.image : undefined;
   // The check's verdict is waited for once the image is copied into its run and before it is
   // grafted (or before the bulk load): a failure gives the run back and scans the whole log.
+  // Each extent's winners (the segment estimate's input, read from the checkpoint's columns and
+  // the merge's tape only) are counted first, while the check's thread may still be hashing.
   let damaged: string | undefined;
+  let live: Int32Array | undefined;
   const settle = (): boolean => {
+    if (table !== undefined) live ??= liveByExtent(table, base.values, base.count, merged);
     damaged = verdict?.result();
     return damaged === undefined;
   };
@@ -741,7 +745,7 @@ function recoverFromCheckpoint(
   report.phasesMs.load = t3 - t2;
   report.phasesCpuMs.load = cpu3 - cpu2;
   if (table !== undefined)
-    estimateSegments(table, segments, scanned, liveByExtent(table, base.values, base.count, merged));
+    estimateSegments(table, segments, scanned, live ?? liveByExtent(table, base.values, base.count, merged));
   report.keys = merged?.count ?? base.count;
   report.checkpoint = use;
   report.timeMs = performance.now() - start;
