@@ -77,7 +77,7 @@
 import type { DaxSpace } from '../dax/space.js';
 import { DaxError } from '../errors.js';
 import { assert } from '../assert.js';
-import { native, returnCodeError } from '../native/addon.js';
+import { native, prefaultInBackground, returnCodeError } from '../native/addon.js';
 import {
   type SegmentCheckJob,
   type SegmentVerdict,
@@ -579,6 +579,17 @@ export class ColumnBuilder implements CheckpointColumns {
     this.values = f64Scratch(n);
     this.lengths = u16Scratch(n);
     this.keys = columnScratch(Math.max(1 << 20, n * 24));
+  }
+
+  /**
+   * Has the keys' and the offsets' columns populated on the prefault threads (advice: a thread
+   * may be refused), so that the walk that fills them, a step at a time on the opener's thread,
+   * takes no fault of a fresh 2 MiB page (zeroed: ~5 ms here, one every 30 steps of the keys).
+   */
+  prefault(): void {
+    for (const column of [this.keys, this.values])
+      if (column.buffer instanceof SharedArrayBuffer)
+        prefaultInBackground(column.buffer, column.byteOffset, column.byteLength);
   }
 
   /** Room for one more key of at most 65536 bytes. */

@@ -3986,6 +3986,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         // Room for every key the index holds now and an eighth more (a walk that outgrows it
         // copies its columns once in a step, tens of MB at a million keys).
         const cols = new ColumnBuilder(Math.ceil(this.space.tree.count() * 1.125));
+        if (background) cols.prefault();
         let cover: ReturnType<typeof coverRunning> | undefined;
         let covers: (at: number) => boolean = () => true;
         const resolve = (at: number): number => this.versionPinned(at, S);
