@@ -459,6 +459,13 @@ export const SWITCHES = {
       "a running checkpoint releases its snapshot as soon as its covered segments' check and hash have started on their thread, not once they are taken: compaction frees covered segments under the read",
     red: ['test/kv/kv-checkpoint-running-image.test.ts'],
   },
+  'kv-checkpoint-retired-unretried': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      'a running checkpoint whose read of a covered segment finds the head a compaction marked retired meanwhile fails with ECORRUPT instead of capturing again: a checkpoint fails for a segment nothing damaged',
+    red: ['test/kv/kv-checkpoint-running-image.test.ts'],
+  },
   'kv-checkpoint-writing-unspared': {
     layer: 'kv',
     read: 'call',

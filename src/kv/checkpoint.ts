@@ -90,7 +90,14 @@ import { BLOCK_BYTES, HUGE_BLOCKS } from '../device/layout.js';
 import type { DaxObject } from '../dax/object.js';
 import { HUGE_PAGES, PAGE_BYTES, blockOfValue, isHuge } from '../dax/layout.js';
 import { lookupCoveringPinned } from '../dax/fault.js';
-import { KV_KEY_PREFIX, OWNER_KV_SEGMENT, RECORD_HEADER_BYTES, RECORD_MAGIC, SEGMENT_BYTES } from './layout.js';
+import {
+  KV_KEY_PREFIX,
+  OWNER_KV_SEGMENT,
+  RECORD_HEADER_BYTES,
+  RECORD_MAGIC,
+  RETIRED_HEAD_WORD,
+  SEGMENT_BYTES,
+} from './layout.js';
 import type { MediaViews } from './records.js';
 import { isDeletion } from './versions.js';
 import { type TreeImage, buildTreeImage } from '../index/tree-image.js';
@@ -738,7 +745,7 @@ export function hashSegments(
       threads,
       read.hashOnly,
     );
-    takeVerdicts(plan, read.list, verdicts);
+    takeVerdicts(plan, read, verdicts);
   }
   return plan.out;
 }
@@ -787,18 +794,32 @@ function planHashes(
   return { ends, out, reads };
 }
 
-/** The verdicts of one of the plan's reads into its out; ECORRUPT at the first segment that failed. */
-function takeVerdicts(plan: HashPlan, list: readonly number[], verdicts: readonly SegmentVerdict[]): void {
-  list.forEach((i, j) => {
+/**
+ * The verdicts of one of the plan's reads into its out; ECORRUPT at the first segment that
+ * failed. With `retired`: false instead when a segment failed at its first record and
+ * `retired` says its head holds the mark compaction's retirement stores there.
+ */
+function takeVerdicts(
+  plan: HashPlan,
+  read: HashPlan['reads'][number],
+  verdicts: readonly SegmentVerdict[],
+  retired?: (base: number) => boolean,
+): boolean {
+  for (let j = 0; j < read.list.length; j++) {
+    const i = read.list[j];
     const e = plan.ends[i];
     const { records, entries, hashLo, hashHi, bad } = verdicts[j];
-    if (bad !== undefined)
+    if (bad !== undefined) {
+      const base = read.segs[j * 3];
+      if (retired !== undefined && bad.at === base && retired(base)) return false;
       throw new DaxError(
         'ECORRUPT',
         `checkpoint: a record in the segment at block ${e.block} (device offset ${bad.at}) fails its checks: ${bad.reason}`,
       );
+    }
     plan.out[i] = { ...e, hashLo, hashHi, records, entries };
-  });
+  }
+  return true;
 }
 
 /**
@@ -815,7 +836,7 @@ export class SegmentHashes {
 
   constructor(
     space: DaxSpace,
-    v: MediaViews,
+    private readonly v: MediaViews,
     ends: readonly SegmentEnd[],
     known: ReadonlyMap<number, CheckpointSegment>,
     readonly checked: { segments: number } = { segments: 0 },
@@ -838,12 +859,25 @@ export class SegmentHashes {
     return this.jobs.every((j) => j.ready);
   }
 
-  /** Waits for the reads: each segment's hash, records and entries; ECORRUPT or EIO as hashSegments. */
-  take(): CheckpointSegment[] {
+  /**
+   * Waits for the reads: each segment's hash, records and entries; ECORRUPT or EIO as
+   * hashSegments. Undefined when a segment's first record failed because a compaction retired
+   * the segment during the read: retiring stores a mark over its head's SEAL (compaction.ts
+   * markRetired), the one change a segment's bytes see while a snapshot keeps it in the log.
+   * Nothing is damaged: the caller captures again (the retired segment is no longer listed).
+   */
+  take(): CheckpointSegment[] | undefined {
     const jobs = this.jobs;
     this.jobs = [];
+    const retired = isBroken('kv-checkpoint-retired-unretried')
+      ? undefined
+      : (base: number): boolean => {
+          const w = this.v.at(base);
+          return Atomics.load(w.u64, (base - w.base + 8) / 8) === RETIRED_HEAD_WORD;
+        };
     try {
-      jobs.forEach((job, r) => takeVerdicts(this.plan, this.plan.reads[r].list, job.finish()));
+      for (let r = 0; r < jobs.length; r++)
+        if (!takeVerdicts(this.plan, this.plan.reads[r], jobs[r].finish(), retired)) return undefined;
     } finally {
       for (const job of jobs) job.stop(); // the rest, when one failed
     }

@@ -4065,6 +4065,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         yield hashes;
         const segments = hashes.take();
         hashes = undefined;
+        // A compaction retired a covered segment during the read (its head marked): capture again.
+        if (segments === undefined) continue;
         let image: BuiltImage | undefined;
         // The build's end is waited for where the event loop would wait (backgroundCheckpointDue
         // polls it before it runs the next step); checkpoint() and the crash checker's steps

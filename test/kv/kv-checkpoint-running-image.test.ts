@@ -24,6 +24,10 @@
  * 4. The same for the background checkpoint's coverage hopped on ahead of its capture
  *    (checkpoint.ts CoverAhead) under a snapshot of its own: red with
  *    kv-checkpoint-cover-ahead-unheld (hopped without it).
+ * 4. A compaction that retires covered segments of overwritten versions only (nothing moves)
+ *    after the capture and before the hash thread reads them: retiring marks the segment's head,
+ *    the read finds the mark, and the checkpoint captures again and is written. Red with
+ *    kv-checkpoint-retired-unretried (ECORRUPT, bad magic, for a segment nothing damaged).
  * Not covered here: the running checkpoint's coverage and walk (kv-checkpoint-running.test.ts),
  * the tail's application to an image (kv-checkpoint-tail-image.test.ts).
  */
@@ -289,6 +293,65 @@ describe('checkpoints taken while running carry a tree image', () => {
       );
       expect(freed).toBeGreaterThan(0);
       expect(given).toBeGreaterThan(0);
+    },
+    WATCHDOG_MS,
+  );
+  /**
+   * Compaction retires a covered segment that holds no live version after the capture and
+   * before the hash thread reads it: retiring marks the segment's head (compaction.ts
+   * markRetired), bytes the snapshot does not keep. The read finds that mark where the head's
+   * SEAL was; the checkpoint captures again instead of failing. Returns what it ended with.
+   */
+  function retiredBeforeHash(): { result: ReturnType<KvStore['checkpoint']> | Error; freed: number; loaded?: number } {
+    const media = createSimMedia(48 * 2 ** 20);
+    const db = openMedia(media, { durability: 'none', checkpoint: false, checkpointEvery: 0 });
+    let freed = 0;
+    let result: ReturnType<KvStore['checkpoint']> | Error;
+    let after: SimMedia | undefined;
+    try {
+      for (let round = 0; round < 3; round++)
+        for (let i = 0; i < 3000; i++) db.put(`key-${i}`, `${round}:${i}:`.padEnd(600, 'v'));
+      testHooks.checkpointCaptured = () => {
+        testHooks.checkpointCaptured = undefined; // the first capture only
+        freed = db.compact({ maxLiveRatio: 0 }).segmentsFreed; // segments of overwritten versions only: nothing moves
+      };
+      try {
+        result = db.checkpoint();
+        after = media.crashImage({ mode: 'none' });
+      } catch (e) {
+        result = e as Error;
+      } finally {
+        testHooks.checkpointCaptured = undefined;
+      }
+    } finally {
+      db.close();
+    }
+    if (after === undefined) return { result, freed };
+    const again = openMedia(after, { formatIfEmpty: false, checkpoint: false });
+    try {
+      return { result, freed, loaded: again.recovery!.checkpoint!.loaded };
+    } finally {
+      again.close();
+    }
+  }
+
+  it(
+    'a covered segment retired by compaction before its read: the checkpoint captures again and is written',
+    () => {
+      const { result, freed, loaded } = retiredBeforeHash();
+      expect(freed).toBeGreaterThan(0);
+      expect(result).not.toBeInstanceOf(Error);
+      expect(loaded).toBeDefined();
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-retired-unretried: ECORRUPT for a segment nothing damaged',
+    () => {
+      const { result, freed } = withBroken('kv-checkpoint-retired-unretried', () => retiredBeforeHash());
+      expect(freed).toBeGreaterThan(0);
+      expect(result).toMatchObject({ code: 'ECORRUPT', message: expect.stringMatching(/bad magic/) });
     },
     WATCHDOG_MS,
   );
