@@ -50,3 +50,29 @@ export async function writeAndDie(kv: typeof import('../src/kv/index.js'), file:
   for (let i = 0; i < keys / 10; i++) db.put(all[Math.floor(w() * keys)], value);
   process.kill(process.pid, 'SIGKILL');
 }
+
+/**
+ * A fresh process's open() of `file` timed (binary encodings, no checkpoint written or taken
+ * while it is open; `recovery: 'full'` when `full`), then closed: wall and process CPU ms, and
+ * the open's recovery report.
+ */
+export function timedReopen(
+  kv: typeof import('../src/kv/index.js'),
+  file: string,
+  full: boolean,
+): { wallMs: number; cpuMs: number; recovery: NonNullable<ReturnType<typeof kv.open>['recovery']> } {
+  const t = performance.now();
+  const c0 = process.cpuUsage();
+  const db = kv.open(file, {
+    checkpoint: false,
+    checkpointEvery: 0,
+    keyEncoding: 'binary',
+    valueEncoding: 'binary',
+    ...(full ? { recovery: 'full' as const } : {}),
+  });
+  const wallMs = performance.now() - t;
+  const c = process.cpuUsage(c0);
+  const recovery = db.recovery!;
+  db.close();
+  return { wallMs, cpuMs: (c.user + c.system) / 1000, recovery };
+}

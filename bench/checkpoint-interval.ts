@@ -22,10 +22,12 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as kv from '../src/kv/index.js';
 import { open } from '../src/kv/index.js';
 import { mulberry32 } from '../src/device/sim-media.js';
 import { median } from './ab-report.js';
 import { arg } from './args.js';
+import { timedReopen } from './bench-store.js';
 
 const VALUE = new Uint8Array(100).fill(7);
 const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
@@ -98,22 +100,11 @@ async function write(file: string, keys: number, every: string, logMiB: number):
 }
 
 function reopen(file: string, mode: string): void {
-  const c0 = process.cpuUsage();
-  const t = performance.now();
-  const db = open(file, {
-    checkpoint: false,
-    checkpointEvery: 0,
-    ...BIN,
-    ...(mode === 'full' ? { recovery: 'full' as const } : {}),
-  });
-  const wallMs = performance.now() - t;
-  const c = process.cpuUsage(c0);
-  const r = db.recovery!;
-  db.close();
+  const { wallMs, cpuMs, recovery: r } = timedReopen(kv, file, mode === 'full');
   process.stdout.write(
     JSON.stringify({
       wallMs,
-      cpuMs: (c.user + c.system) / 1000,
+      cpuMs,
       loaded: r.checkpoint?.loaded !== undefined,
       tail: r.checkpoint?.tailEntries ?? 0,
     }),

@@ -31,11 +31,13 @@ import path from 'node:path';
 import { median } from './ab-report.js';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import * as kv from '../src/kv/index.js';
 import { attach, open, type KvHandle } from '../src/kv/index.js';
 import { native } from '../src/native/addon.js';
 import { mulberry32 } from '../src/device/sim-media.js';
 import { avoidWorkerTeardownDeadlock } from '../src/worker-teardown.js';
 import { arg } from './args.js';
+import { timedReopen } from './bench-store.js';
 
 const VALUE = new Uint8Array(100).fill(7);
 const BIN = { keyEncoding: 'binary', valueEncoding: 'binary' } as const;
@@ -268,22 +270,11 @@ async function runChild(mode: string, file: string, keys: number, rounds: number
     process.stderr.write(JSON.stringify({ checkpointMs: cp.timeMs }) + '\n');
     process.kill(process.pid, 'SIGKILL');
   } else {
-    const t = performance.now();
-    const c0 = process.cpuUsage();
-    const db = open(file, {
-      checkpoint: false,
-      checkpointEvery: 0,
-      ...BIN,
-      ...(mode === 'full' ? { recovery: 'full' as const } : {}),
-    });
-    const wallMs = performance.now() - t;
-    const c = process.cpuUsage(c0);
-    const r = db.recovery!;
-    db.close();
+    const { wallMs, cpuMs, recovery: r } = timedReopen(kv, file, mode === 'full');
     process.stdout.write(
       JSON.stringify({
         wallMs,
-        cpuMs: (c.user + c.system) / 1000,
+        cpuMs,
         loaded: r.checkpoint?.loaded !== undefined,
         tail: r.checkpoint?.tailEntries ?? 0,
         image: r.checkpoint?.imageLoaded === true,
