@@ -534,11 +534,23 @@ function segmentEnd(
   }
   // nothing new hopped over (from the end `known` gave, in the same segment life)
   if (known !== undefined && known.nonce === nonce && lastAt >= 0 && lastAt < known.used) return { ...known, used: at };
+  return segmentEndAt(block, nonce, at, lastAt, u32, origin);
+}
+
+/** A segment's end at `used`, with the checksum words of its last record at `lastAt` (-1: none), read from `u32` (the segment starting at word `origin`). */
+function segmentEndAt(
+  block: number,
+  nonce: number,
+  used: number,
+  lastAt: number,
+  u32: Uint32Array,
+  origin: number,
+): SegmentEnd {
   const w = origin + lastAt / 4;
   return {
     block,
     nonce,
-    used: at,
+    used,
     lastAt,
     lastSumLo: lastAt < 0 ? 0 : u32[w],
     lastSumHi: lastAt < 0 ? 0 : u32[w + 1],
@@ -1384,16 +1396,7 @@ function coverSegment(
     maxSequence = walked[3];
   }
   if (at > from) device.media.flush(base + from, at - from);
-  const w = origin + lastAt / 4;
-  const end: SegmentEnd = {
-    block,
-    nonce,
-    used: at,
-    lastAt,
-    lastSumLo: lastAt < 0 ? 0 : u32[w],
-    lastSumHi: lastAt < 0 ? 0 : u32[w + 1],
-  };
-  return { used: at, end, records, maxSequence };
+  return { used: at, end: segmentEndAt(block, nonce, at, lastAt, u32, origin), records, maxSequence };
 }
 
 /**
