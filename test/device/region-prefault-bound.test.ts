@@ -38,6 +38,8 @@ describe('region prefault bound', () => {
   it('with DAXSTORE_TEST_BREAK=prefault-unbounded every ask starts a thread and they pile up', () => {
     const r = burst({ ...process.env, ...breakEnv('prefault-unbounded') });
     expect(r.started).toBe(64);
-    expect(r.max - r.before).toBeGreaterThan(16);
+    // Past what the case above allows: how many overlap depends on how fast each populate ends
+    // (13 at most in one run on an idle machine, dozens on a loaded one).
+    expect(r.max - r.before).toBeGreaterThan(6);
   });
 });
