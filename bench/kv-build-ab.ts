@@ -12,12 +12,18 @@
  *   node dist/bench/kv-build-ab.js --a <root of build A> [--b <root of build B, default this package>]
  *     [--keys 200000] [--rounds 8] [--rows 'txn 4r+4w,snapshot+close'] [--warm 1]
  *
+ * 'put none new' and 'put sync new' are kv.bench.ts's new-key rows: every key put once into an
+ * empty store opened for the row (its open and close untimed), so the row pays what a growing log
+ * pays: new segments, their extents' faults and huge pages, the index's inserts. Each row also
+ * reports the CPU of the thread that ran it alone and the time it slept (blocked:
+ * /proc/thread-self/schedstat), so what other threads spend (prefault, checkpoints) shows apart.
+ *
  * The rows beyond kv.bench.ts's: 'txn 4r+4w', txn.bench.ts's transaction (4 gets, 4 puts, one
  * thread, 'none'), CPU per transaction; 'snapshot+close', db.snapshot().close() with no other
  * snapshot of the handle held.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { median } from './ab-report.js';
@@ -25,7 +31,17 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { mulberry32 } from '../src/device/sim-media.js';
 import { arg, packageRoot } from './args.js';
 
-const ROWS = ['put none', 'put sync', 'get', 'getView in read', 'range 10k', 'txn 4r+4w', 'snapshot+close'] as const;
+const ROWS = [
+  'put none',
+  'put sync',
+  'put none new',
+  'put sync new',
+  'get',
+  'getView in read',
+  'range 10k',
+  'txn 4r+4w',
+  'snapshot+close',
+] as const;
 type Row = (typeof ROWS)[number];
 /** The rows run (--rows a,b: a subset, e.g. --rows 'txn 4r+4w,snapshot+close'). */
 const SELECTED: readonly Row[] = (() => {
@@ -59,8 +75,21 @@ interface Store {
 }
 type Open = (file: string, opts: object) => Store;
 
-/** Child: one build's rows, CPU ns per op of each (process.cpuUsage: every thread of the child). */
-async function child(root: string, keys: number): Promise<Record<Row, number>> {
+/** One row's figures in one child, ns per op: process CPU (every thread), the running thread's CPU and its time asleep. */
+interface Sample {
+  cpu: number;
+  threadCpu: number;
+  asleep: number;
+}
+
+/** This thread's time on a CPU and waiting for one (runnable), ns: /proc/thread-self/schedstat's first two fields. */
+function schedstat(): { onCpuNs: number; waitingNs: number } {
+  const [onCpu, waiting] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ');
+  return { onCpuNs: Number(onCpu), waitingNs: Number(waiting) };
+}
+
+/** Child: one build's rows, ns per op of each (process.cpuUsage: every thread of the child). */
+async function child(root: string, keys: number): Promise<Record<Row, Sample>> {
   const { open } = (await import(pathToFileURL(path.join(root, 'dist', 'src', 'kv', 'index.js')).href)) as {
     open: Open;
   };
@@ -86,11 +115,31 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
       none.put(k, VALUE);
       sync.put(k, VALUE);
     }
+    // The last row's thread CPU and sleep, ns per op (set by cpuNs beside its process CPU).
+    let thread = { cpu: 0, asleep: 0 };
     const cpuNs = (ops: number, fn: () => void): number => {
+      const s0 = schedstat();
+      const t0 = process.hrtime.bigint();
       const c0 = process.cpuUsage();
       fn();
       const d = process.cpuUsage(c0);
+      const wall = Number(process.hrtime.bigint() - t0);
+      const s1 = schedstat();
+      const onCpu = s1.onCpuNs - s0.onCpuNs;
+      thread = { cpu: onCpu / ops, asleep: (wall - onCpu - (s1.waitingNs - s0.waitingNs)) / ops };
       return ((d.user + d.system) * 1000) / ops;
+    };
+    // A store of its own for a new-key row: every key put once into it (open and close untimed).
+    let fresh = 0;
+    const newKeys = (durability: 'none' | 'sync'): number => {
+      const file = path.join(dir, `new-${fresh++}`);
+      const db = open(file, { ...binary, durability });
+      const ns = cpuNs(keys, () => {
+        for (let i = 0; i < keys; i++) db.put(next(), VALUE);
+      });
+      db.close();
+      rmSync(file, { force: true });
+      return ns;
     };
     let sink = 0;
     const runs: Record<Row, () => number> = {
@@ -102,6 +151,8 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
         cpuNs(keys, () => {
           for (let i = 0; i < keys; i++) sync.put(next(), VALUE);
         }),
+      'put none new': () => newKeys('none'),
+      'put sync new': () => newKeys('sync'),
       get: () =>
         cpuNs(keys, () => {
           for (let i = 0; i < keys; i++) sink += none.get(next())!.length;
@@ -119,6 +170,7 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
           for (let s = 0; s < scans; s++)
             for (const [, v] of none.range({ gte: next(), limit: SCAN })) entries += v.length > 0 ? 1 : 0;
         });
+        thread = { cpu: thread.cpu / entries, asleep: thread.asleep / entries };
         return ns / entries;
       },
       // bench/txn.bench.ts's transaction: 4 gets and 4 puts of keys in the fixed order, one thread.
@@ -138,12 +190,13 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
           for (let i = 0; i < keys; i++) none.snapshot().close();
         }),
     };
-    const out = {} as Record<Row, number>;
+    const out = {} as Record<Row, Sample>;
     for (const row of SELECTED) {
       // Warm-up passes: JIT and first touches out of the figure. A range runs its per-batch code
       // once per 10k entries, so one pass leaves it partly unoptimized (--warm raises the count).
       for (let w = 0; w < WARM; w++) runs[row]();
-      out[row] = runs[row]();
+      const cpu = runs[row]();
+      out[row] = { cpu, threadCpu: thread.cpu, asleep: thread.asleep };
     }
     if (sink === -1) console.error(sink);
     none.close();
@@ -154,7 +207,7 @@ async function child(root: string, keys: number): Promise<Record<Row, number>> {
   }
 }
 
-function runChild(root: string, keys: number): Record<Row, number> {
+function runChild(root: string, keys: number): Record<Row, Sample> {
   const rows = process.argv.indexOf('--rows');
   const warm = process.argv.indexOf('--warm');
   const extra = [
@@ -169,7 +222,7 @@ function runChild(root: string, keys: number): Record<Row, number> {
       maxBuffer: 1 << 20,
     },
   );
-  return JSON.parse(out) as Record<Row, number>;
+  return JSON.parse(out) as Record<Row, Sample>;
 }
 
 function main(): void {
@@ -179,7 +232,7 @@ function main(): void {
   const keys = Number(arg('keys', '200000'));
   const rounds = Number(arg('rounds', '8'));
   const load0 = loadavg();
-  const runs: Record<'A' | 'B', Array<Record<Row, number>>> = { A: [], B: [] };
+  const runs: Record<'A' | 'B', Array<Record<Row, Sample>>> = { A: [], B: [] };
   const roots = { A: a, B: b };
   for (let i = 0; i < rounds; i++)
     for (const side of i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const))
@@ -190,12 +243,18 @@ function main(): void {
       .join(' ')}`,
   );
   console.log(`A = ${a}\nB = ${b}`);
+  const med = (side: 'A' | 'B', row: Row, k: keyof Sample): string =>
+    median(runs[side].map((r) => r[row][k]))
+      .toFixed(0)
+      .padStart(6);
   for (const row of SELECTED) {
-    const ma = median(runs.A.map((r) => r[row]));
-    const mb = median(runs.B.map((r) => r[row]));
-    const ratios = runs.A.map((r, i) => runs.B[i][row] / r[row]);
+    const ratios = runs.A.map((r, i) => runs.B[i][row].cpu / r[row].cpu);
+    const threadRatios = runs.A.map((r, i) => runs.B[i][row].threadCpu / r[row].threadCpu);
     console.log(
-      `${row.padEnd(16)} A ${ma.toFixed(0).padStart(6)} ns/op  B ${mb.toFixed(0).padStart(6)} ns/op (CPU)  B/A paired median ${median(ratios).toFixed(3)} (range ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`,
+      `${row.padEnd(16)} A ${med('A', row, 'cpu')} ns/op  B ${med('B', row, 'cpu')} ns/op (CPU)  B/A paired median ${median(ratios).toFixed(3)} (range ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`,
+    );
+    console.log(
+      `${''.padEnd(16)} its thread: A ${med('A', row, 'threadCpu')} CPU ${med('A', row, 'asleep')} asleep  B ${med('B', row, 'threadCpu')} CPU ${med('B', row, 'asleep')} asleep (ns/op)  thread CPU B/A ${median(threadRatios).toFixed(3)}`,
     );
   }
 }
