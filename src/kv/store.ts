@@ -117,14 +117,7 @@ import { SegmentTable, entryCost, entryNote, noteCost, noteFlagged, type Segment
 import { DEFER_LARGE_OBJECT, DEFER_SEGMENT, SWEEP_MIN, Snapshots } from './snapshots.js';
 import { KvSnapshot, forgetCollected, releaseWhenCollected, type CollectClaim, type SnapshotHost } from './snapshot.js';
 import { Op, isDeletion, sequenceAt, versionAtPinned } from './versions.js';
-import {
-  KvTransaction,
-  TXN_ATTEMPTS,
-  sortKeysAscending,
-  type TransactionHost,
-  type TxnRange,
-  type TxnWrite,
-} from './transaction.js';
+import { KvTransaction, TXN_ATTEMPTS, type TransactionHost, type TxnRange, type TxnValue } from './transaction.js';
 import {
   DEFAULT_KEY_ENCODING,
   DEFAULT_VALUE_ENCODING,
@@ -2297,9 +2290,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           txn.end();
           if (!txn.wrote) return result;
           const ranges = txn.rangesRead as Bounds[];
+          txn.sortForCommit();
+          const keys = txn.writeKeys;
+          const values = txn.writeValues;
           const committed = lastTry
-            ? this.growingLastTry(() => this.commitWithRoom(txn.writes(), txn.reads, ranges, S))
-            : this.commitWithRoom(txn.writes(), txn.reads, ranges, S); // no closure made per transaction
+            ? this.growingLastTry(() => this.commitWithRoom(keys, values, txn.reads, ranges, S))
+            : this.commitWithRoom(keys, values, txn.reads, ranges, S); // no closure made per transaction
           if (committed === true) return result;
           if (committed !== false) noRoom = committed.noRoom;
         } finally {
@@ -2404,16 +2400,17 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * reported as { noRoom } for transactionSync to reclaim with its snapshot released.
    */
   private commitWithRoom(
-    writes: TxnWrite[],
+    keys: readonly Uint8Array[],
+    values: readonly TxnValue[],
     reads: readonly Uint8Array[],
     ranges: Bounds[],
     S: number,
   ): boolean | { noRoom: unknown } {
     let deletesOnly = true;
-    for (const w of writes) if (w.value !== undefined) deletesOnly = false;
-    if (deletesOnly) return this.deleteWithRoom(() => this.commitWrites(writes, reads, ranges, S), 0);
+    for (let i = 0; i < values.length; i++) if (values[i] !== undefined) deletesOnly = false;
+    if (deletesOnly) return this.deleteWithRoom(() => this.commitWrites(keys, values, reads, ranges, S), 0);
     try {
-      return this.commitWrites(writes, reads, ranges, S);
+      return this.commitWrites(keys, values, reads, ranges, S);
     } catch (e) {
       if (!isDaxError(e, 'ENOSPC')) throw e;
       return { noRoom: e };
@@ -2421,9 +2418,15 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   }
 
   /** A transaction's commit: commitTransaction, one record. */
-  private commitWrites(writes: TxnWrite[], reads: readonly Uint8Array[], ranges: Bounds[], S: number): boolean {
-    if (isBroken('kv-txn-record-per-write')) return this.commitTransactionPerWrite(writes, reads, ranges, S);
-    return this.commitTransaction(writes, reads, ranges, S);
+  private commitWrites(
+    keys: readonly Uint8Array[],
+    values: readonly TxnValue[],
+    reads: readonly Uint8Array[],
+    ranges: Bounds[],
+    S: number,
+  ): boolean {
+    if (isBroken('kv-txn-record-per-write')) return this.commitTransactionPerWrite(keys, values, reads, ranges, S);
+    return this.commitTransaction(keys, values, reads, ranges, S);
   }
 
   /**
@@ -2432,13 +2435,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * of them keeps part of the transaction.
    */
   private commitTransactionPerWrite(
-    writes: TxnWrite[],
+    keys: readonly Uint8Array[],
+    values: readonly TxnValue[],
     reads: readonly Uint8Array[],
     ranges: Bounds[],
     S: number,
   ): boolean {
-    if (!this.commitTransaction(writes.slice(0, 1), reads, ranges, S)) return false;
-    for (const w of writes.slice(1)) this.commitTransaction([w], [], [], S);
+    if (!this.commitTransaction(keys.slice(0, 1), values.slice(0, 1), reads, ranges, S)) return false;
+    for (let i = 1; i < keys.length; i++) this.commitTransaction([keys[i]], [values[i]], [], [], S);
     return true;
   }
 
@@ -2450,38 +2454,57 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * and it), then seals, commits and publishes the record as one step. Returns false, with
    * nothing written, on a conflict.
    */
-  private commitTransaction(writes: TxnWrite[], reads: readonly Uint8Array[], ranges: Bounds[], S: number): boolean {
-    const n = writes.length;
-    const items: BatchItem[] = new Array(n);
+  private commitTransaction(
+    keys: readonly Uint8Array[],
+    values: readonly TxnValue[],
+    reads: readonly Uint8Array[],
+    ranges: Bounds[],
+    S: number,
+  ): boolean {
+    // Keys and values in step, ascending (sortForCommit); reads ascending too. The entries'
+    // offsets in the record (relative until it is reserved) are all a write needs here but
+    // for large values, whose BatchItems are made only when there are any.
+    const n = keys.length;
+    const entryAts: number[] = new Array(n);
     let total = RECORD_HEADER_BYTES;
     let large = 0;
     for (let i = 0; i < n; i++) {
-      const w = writes[i];
-      const valueLength = w.value === undefined ? 0 : w.value.length;
-      items[i] = {
-        type: w.value === undefined ? 'del' : 'put',
-        key: w.key,
-        value: w.value,
-        valueLength,
-        entryAt: 0,
-        flags: 0,
-        objectId: -1,
-      };
+      const value = values[i];
+      const valueLength = value === undefined ? 0 : value.length;
       if (valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
-      total += entryBytes(w.key.length - 1, valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : valueLength);
+      total += entryBytes(
+        keys[i].length - 1,
+        valueLength > LARGE_VALUE_THRESHOLD_BYTES ? LARGE_REF_BYTES : valueLength,
+      );
     }
     if (total > SEGMENT_BYTES)
       throw new DaxError(
         'EINVAL',
         `transactionSync: ${total} bytes of writes exceed one record (${SEGMENT_BYTES} bytes); nothing was written`,
       );
-    // Every key locked once, ascending (the one lock order): the writes (sorted) merged with the keys only read.
-    const lock = lockSet(writes, reads);
-    const refs: EntryRef[] = [];
+    // Every key locked once, ascending (the one lock order): the writes merged with the keys only read.
+    const lock = lockSet(keys, reads);
+    const refs: EntryRef[] = new Array(lock.count);
+    let locked = 0; // refs[0, locked) are held
+    let items: BatchItem[] | undefined = undefined;
     let done = false;
     let at = -1;
     try {
       if (large > 0) {
+        items = new Array(n);
+        for (let i = 0; i < n; i++) {
+          const value = values[i];
+          const valueLength = value === undefined ? 0 : value.length;
+          items[i] = {
+            type: value === undefined ? 'del' : 'put',
+            key: keys[i],
+            value,
+            valueLength,
+            entryAt: 0,
+            flags: 0,
+            objectId: -1,
+          };
+        }
         let id = Atomics.add(this.i32, NEXT_OBJECT, large);
         this.active.beginObjects(id, large); // before any object exists: a death from here on removes them
         for (const item of items)
@@ -2490,22 +2513,35 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
       ensureStageBytes(total);
       let e = RECORD_HEADER_BYTES;
-      for (const item of items) {
-        item.entryAt = e;
-        e = writeEntry(
-          stageViews,
-          e,
-          item.type === 'put' ? ENTRY_PUT : ENTRY_DEL,
-          item.key,
-          item.value,
-          item.valueLength,
-          item.flags,
-        );
+      for (let i = 0; i < n; i++) {
+        entryAts[i] = e;
+        const value = values[i];
+        if (items === undefined)
+          e = writeEntry(
+            stageViews,
+            e,
+            value === undefined ? ENTRY_DEL : ENTRY_PUT,
+            keys[i],
+            value,
+            value?.length ?? 0,
+          );
+        else {
+          const item = items[i];
+          e = writeEntry(
+            stageViews,
+            e,
+            item.type === 'put' ? ENTRY_PUT : ENTRY_DEL,
+            item.key,
+            item.value,
+            item.valueLength,
+            item.flags,
+          );
+        }
       }
       at = this.active.reserve(total, true);
       const tree = this.space.tree;
       touchPaths(tree, lock.keys, lock.writeAt); // the written keys' paths walked together, then each grab's descent is warm
-      for (const k of lock.keys) refs.push(grab(tree, k));
+      for (; locked < lock.count; locked++) refs[locked] = grab(tree, lock.keys[locked]);
       this.touchSupersededLocked(refs, lock.writeAt);
       if (!this.readsUnchangedLocked(lock.readAt, refs, S)) return false;
       const sequence = this.takeSequence();
@@ -2513,17 +2549,16 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         if (ranges.length > 0 && !this.rangesUnchanged(ranges, S, sequence)) return false;
         const writeRefs: EntryRef[] = new Array(n);
         const puts: boolean[] = new Array(n);
-        const entryAts: number[] = new Array(n);
         for (let i = 0; i < n; i++) {
           const ref = refs[lock.writeAt[i]];
           writeRefs[i] = ref;
-          setEntrySequence(stageViews, items[i].entryAt, sequence);
-          setEntryPrevious(stageViews, items[i].entryAt, ref.state === 'value' ? ref.value : 0);
+          setEntrySequence(stageViews, entryAts[i], sequence);
+          setEntryPrevious(stageViews, entryAts[i], ref.state === 'value' ? ref.value : 0);
         }
         this.active.sealStaged(at, KIND_BATCH, n, total);
         for (let i = 0; i < n; i++) {
-          puts[i] = items[i].type === 'put';
-          entryAts[i] = items[i].entryAt + at;
+          puts[i] = values[i] !== undefined;
+          entryAts[i] += at;
         }
         this.commitWrite();
         this.publishBatchLocked(writeRefs, puts, entryAts, sequence, true); // their marks' words were touched above
@@ -2532,10 +2567,11 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       }
       done = true;
     } finally {
-      for (const ref of refs) unlock(this.space.tree, ref);
+      for (let i = 0; i < locked; i++) unlock(this.space.tree, refs[i]);
       if (!done) {
         if (at >= 0) this.active.rollback(at, total);
-        for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
+        if (items !== undefined)
+          for (const item of items) if (item.objectId >= 0) removeQuietly(this.space, item.objectId);
       }
       this.active.endOperation();
     }
@@ -4467,27 +4503,29 @@ function inBounds(k: Uint8Array, b: Bounds): boolean {
 
 /**
  * The entry locks of a transaction's commit: every key it writes or read, once, ascending (the
- * one lock order). `writes` are sorted and distinct; `reads` distinct. writeAt[i] is the place
- * of writes[i] in keys, readAt those of the reads.
+ * one lock order): keys[0, count). `writes` and `reads` are each sorted and distinct.
+ * writeAt[i] is the place of writes[i] in keys, readAt those of the reads.
  */
 function lockSet(
-  writes: readonly TxnWrite[],
+  writes: readonly Uint8Array[],
   reads: readonly Uint8Array[],
-): { keys: Uint8Array[]; writeAt: number[]; readAt: number[] } {
-  const sorted = sortKeysAscending(reads);
-  const keys: Uint8Array[] = [];
+): { keys: Uint8Array[]; count: number; writeAt: number[]; readAt: number[] } {
+  // Both ascending already (KvTransaction.sortForCommit): one merge, no sorted copy; keys is
+  // made at its largest size (a key both read and written takes one place: count < length).
+  const keys: Uint8Array[] = new Array(writes.length + reads.length);
   const writeAt: number[] = new Array(writes.length);
-  const readAt: number[] = new Array(sorted.length);
+  const readAt: number[] = new Array(reads.length);
+  let count = 0;
   let w = 0;
   let r = 0;
-  while (w < writes.length || r < sorted.length) {
-    const c = w === writes.length ? 1 : r === sorted.length ? -1 : compareBytes(writes[w].key, sorted[r]);
-    if (c <= 0) writeAt[w] = keys.length;
-    if (c >= 0) readAt[r] = keys.length;
-    keys.push(c <= 0 ? writes[w++].key : sorted[r]);
+  while (w < writes.length || r < reads.length) {
+    const c = w === writes.length ? 1 : r === reads.length ? -1 : compareBytes(writes[w], reads[r]);
+    if (c <= 0) writeAt[w] = count;
+    if (c >= 0) readAt[r] = count;
+    keys[count++] = c <= 0 ? writes[w++] : reads[r];
     if (c >= 0) r++;
   }
-  return { keys, writeAt, readAt };
+  return { keys, count, writeAt, readAt };
 }
 
 /** Busy-waits (sabotaged variants only: widens the window a preemption would open). */

@@ -22,6 +22,7 @@
  *
  * Persistence ordering: store.ts (the batch record's).
  */
+import { assert } from '../assert.js';
 import { DaxError } from '../errors.js';
 import { compareBytes } from './keys.js';
 import type { KeyInput, ValueInput } from './encodings.js';
@@ -30,6 +31,9 @@ import type { KvRangeOptions } from './store.js';
 
 /** Attempts before a conflicting transaction gives up with ECONFLICT. */
 export const TXN_ATTEMPTS = 32;
+
+/** A buffered write's stored bytes (encoded), undefined for a delete. */
+export type TxnValue = Uint8Array | undefined;
 
 /** A buffered write: the index key (prefix byte first) and its stored bytes (encoded), or undefined for a delete. */
 export interface TxnWrite {
@@ -101,21 +105,6 @@ function addTo(
   return made;
 }
 
-/** A sorted copy of keys (ascending bytes): insertion sort for the small sets transactions usually have. */
-export function sortKeysAscending(keys: readonly Uint8Array[]): Uint8Array[] {
-  const n = keys.length;
-  if (n > SMALL_SET) return keys.slice().sort(compareBytes);
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < n; i++) {
-    const k = keys[i];
-    let j = i - 1;
-    out.push(k);
-    for (; j >= 0 && compareBytes(out[j], k) > 0; j--) out[j + 1] = out[j];
-    out[j + 1] = k;
-  }
-  return out;
-}
-
 /**
  * The transaction a db.transactionSync() callback receives: reads of the store as of the
  * transaction's snapshot plus its own writes, and buffered writes. Valid only during the
@@ -130,7 +119,8 @@ export class KvTransaction<K = any, V = any> {
   /** The read set: index keys read from the snapshot, each once. */
   private readonly rKeys: Uint8Array[] = [];
   private rIndex: Map<string, number> | undefined = undefined;
-  private readonly ranges: unknown[] = [];
+  /** The ranges read, with their bounds (made at the first range read). */
+  private ranges: unknown[] | undefined = undefined;
   private open = true;
 
   constructor(
@@ -204,7 +194,7 @@ export class KvTransaction<K = any, V = any> {
   *range(opts?: KvRangeOptions<K>): Generator<[K, V]> {
     this.check('transaction range');
     const { range, contains, reverse, limit, bounds } = this.host.rangeForTransaction(opts, this.sequence);
-    this.ranges.push(bounds);
+    (this.ranges ??= []).push(bounds);
     // Own writes in the bounds, in the range's order (index keys: the prefix byte compares equal).
     const own = this.writes().filter((w) => contains(w.key));
     if (reverse) own.reverse();
@@ -272,19 +262,43 @@ export class KvTransaction<K = any, V = any> {
     return out;
   }
 
+  /**
+   * For the commit, once the transaction has ended: the write set sorted by key in place (the
+   * lock order; keys and values kept in step) and the read set likewise, so the commit makes
+   * no sorted copies of them. The sets hold what they held; a Map of either is dropped (a
+   * search then goes through the keys).
+   */
+  sortForCommit(): void {
+    assert(!this.open, 'sortForCommit: the transaction is still open');
+    sortInStep(this.wKeys, this.wValues);
+    sortInStep(this.rKeys, undefined);
+    this.wIndex = undefined;
+    this.rIndex = undefined;
+  }
+
+  /** The write set's keys (index keys): in ascending order after sortForCommit. */
+  get writeKeys(): readonly Uint8Array[] {
+    return this.wKeys;
+  }
+
+  /** The write set's stored bytes (undefined: a delete), in step with writeKeys. */
+  get writeValues(): ReadonlyArray<Uint8Array | undefined> {
+    return this.wValues;
+  }
+
   /** Whether the transaction wrote anything. */
   get wrote(): boolean {
     return this.wKeys.length > 0;
   }
 
-  /** The keys read from the snapshot (index keys, each once, in no order). */
+  /** The keys read from the snapshot (index keys, each once; in ascending order after sortForCommit). */
   get reads(): readonly Uint8Array[] {
     return this.rKeys;
   }
 
   /** The ranges read, with their bounds. */
   get rangesRead(): readonly unknown[] {
-    return this.ranges;
+    return this.ranges ?? NO_RANGES;
   }
 
   private noteRead(k: Uint8Array): void {
@@ -300,6 +314,37 @@ export class KvTransaction<K = any, V = any> {
   private check(op: string): void {
     if (!this.open) throw new DaxError('ECLOSED', `${op}: the transaction has ended (use it only inside its callback)`);
     this.host.checkOpen(op);
+  }
+}
+
+const NO_RANGES: readonly unknown[] = Object.freeze([]);
+
+/**
+ * Sorts keys in ascending byte order in place, and values (when given) in step with them:
+ * an insertion sort with no allocation for the small sets transactions usually have.
+ */
+function sortInStep(keys: Uint8Array[], values: Array<Uint8Array | undefined> | undefined): void {
+  const n = keys.length;
+  if (n > SMALL_SET) {
+    const order = keys.map((_, i) => i).sort((a, b) => compareBytes(keys[a], keys[b]));
+    const k = order.map((i) => keys[i]);
+    for (let i = 0; i < n; i++) keys[i] = k[i];
+    if (values !== undefined) {
+      const v = order.map((i) => values[i]);
+      for (let i = 0; i < n; i++) values[i] = v[i];
+    }
+    return;
+  }
+  for (let i = 1; i < n; i++) {
+    const k = keys[i];
+    const v = values === undefined ? undefined : values[i];
+    let j = i - 1;
+    for (; j >= 0 && compareBytes(keys[j], k) > 0; j--) {
+      keys[j + 1] = keys[j];
+      if (values !== undefined) values[j + 1] = values[j];
+    }
+    keys[j + 1] = k;
+    if (values !== undefined) values[j + 1] = v;
   }
 }
 
