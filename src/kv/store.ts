@@ -60,7 +60,7 @@
  * segment-writer.ts for segments.
  */
 import { existsSync } from 'node:fs';
-import { DaxError, isDaxError } from '../errors.js';
+import { DaxError, type DaxErrorCode, isDaxError } from '../errors.js';
 import { checkOptions, describeValue, type OptionSpec } from '../options.js';
 import { assert } from '../assert.js';
 import { DaxSpace, type DaxSpaceHandle } from '../dax/space.js';
@@ -448,6 +448,13 @@ const CHECKPOINT_COVER_SEGMENTS = 2;
 const CHECKPOINT_FILL_KEYS = 131072;
 /** 2 MiB extents of its body a background checkpoint writes per step (between steps the thread serves others). */
 const CHECKPOINT_WRITE_EXTENTS = 1;
+/**
+ * Captures one running checkpoint takes at most: a compaction that retires a covered segment
+ * before it is read makes it capture again (SegmentHashes.take), and one that moves a version
+ * during the walk once more; past this many it gives up with EBUSY (a background one is tried
+ * again after checkpointEvery more log).
+ */
+export const CHECKPOINT_CAPTURES = 4;
 const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 /** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
@@ -3922,7 +3929,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     } catch (e) {
       // ECORRUPT: a record it would cover fails its checks (checkpoint.ts hashSegments)
       if (!(e instanceof DaxError) || (e.code !== 'ENOSPC' && e.code !== 'EIO' && e.code !== 'ECORRUPT')) throw e;
-      this.lastCheckpoint = { error: e.message };
+      this.lastCheckpoint = { error: e.message, code: e.code };
     }
   }
 
@@ -4013,7 +4020,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let hashes: SegmentHashes | undefined;
     let write: CheckpointWrite | undefined;
     const background = op === 'background checkpoint';
+    // The last attempt's walk met a version compaction moved: capture and walk in one hold.
+    let inMutex = false;
     for (let attempt = 0; ; attempt++) {
+      if (attempt >= CHECKPOINT_CAPTURES && !isBroken('kv-checkpoint-recaptures-unbounded'))
+        throw new DaxError(
+          'EBUSY',
+          `${op}: the store on ${this.space.device.media.path}: compaction retired or moved what each of ${attempt} captures covered before it was read; not written`,
+        );
       let S = -1;
       let S0 = -1;
       try {
@@ -4045,7 +4059,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         };
         const walk = uncovered ? (at: number): number => (isDeletion(this.views, at) ? -1 : at) : resolve;
         let moved = false;
-        if (attempt === 0) {
+        if (!inMutex) {
           // The background one hops its coverage on ahead, CHECKPOINT_COVER_SEGMENTS segments a
           // step under a snapshot at S0 (checkpoint.ts CoverAhead), so that the capture, one step
           // under the compaction mutex, hops only what was appended since.
@@ -4086,7 +4100,10 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
               `a version at snapshot ${S} lies outside the coverage taken with it under the compaction mutex (entry at ${movedAt})`,
           );
         }
-        if (moved) continue;
+        if (moved) {
+          inMutex = true;
+          continue;
+        }
         // The columns are complete: their tree image is built on a thread of its own meanwhile
         // (checkpoint.ts ImageBuild), so no step holds this thread for it.
         build = new ImageBuild(cols, imageLeadBytes(cover.segments.length, cols));
@@ -4264,9 +4281,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       if (!this.backgroundCheckpointReady()) return void setTimeout(turn, 1);
       try {
         if (this.stepBackgroundCheckpoint()) setImmediate(turn);
-      } catch (e) {
-        this.lastCheckpoint = { error: e instanceof Error ? e.message : String(e) };
-        // no room, a media error: tried again after as much log again
+      } catch {
+        // no room, a media error, compaction took each capture (lastCheckpoint says which):
+        // tried again after as much log again
         this.checkpointMark = Atomics.load(this.i32, SEGMENTS_OPENED);
       }
     };
@@ -4311,6 +4328,12 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         more = true;
         this.backgroundWaits = r.value;
       }
+    } catch (e) {
+      this.lastCheckpoint = {
+        error: e instanceof Error ? e.message : String(e),
+        code: isDaxError(e) ? e.code : undefined,
+      };
+      throw e;
     } finally {
       if (!more && this.background === steps) this.background = undefined;
     }
@@ -4366,7 +4389,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
   private checkpointOnClose = false;
 
   /** The checkpoint close() wrote (tests, tools), or why it could not. */
-  lastCheckpoint: CheckpointWritten | { error: string } | undefined;
+  lastCheckpoint: CheckpointWritten | { error: string; code?: DaxErrorCode } | undefined;
 
   private checkOpen(op: string): void {
     if (this.closed)

@@ -28,6 +28,11 @@
  *    after the capture and before the hash thread reads them: retiring marks the segment's head,
  *    the read finds the mark, and the checkpoint captures again and is written. Red with
  *    kv-checkpoint-retired-unretried (ECORRUPT, bad magic, for a segment nothing damaged).
+ * 5. A compaction after every capture that retires covered segments before they are read: the
+ *    checkpoint gives up after CHECKPOINT_CAPTURES captures with EBUSY (checkpoint(), and the
+ *    background one's lastCheckpoint with its code) instead of capturing for as long as
+ *    compaction goes on. Red with kv-checkpoint-recaptures-unbounded (it captures again until
+ *    the test's compactions stop, and is written).
  * Not covered here: the running checkpoint's coverage and walk (kv-checkpoint-running.test.ts),
  * the tail's application to an image (kv-checkpoint-tail-image.test.ts).
  */
@@ -36,6 +41,7 @@ import { createSimMedia, type SimMedia } from '../../src/device/sim-media.js';
 import { verifyTree } from '../../src/index/tree-verify.js';
 import { attach } from '../../src/kv/index.js';
 import { checkpointIds, CHECKPOINT_ID_FIRST } from '../../src/kv/checkpoint.js';
+import { CHECKPOINT_CAPTURES } from '../../src/kv/store.js';
 import { testHooks, withBroken } from '../../src/test-break.js';
 import { rng, scaled, withSeed } from '../helpers/seed.js';
 import {
@@ -352,6 +358,82 @@ describe('checkpoints taken while running carry a tree image', () => {
       const { result, freed } = withBroken('kv-checkpoint-retired-unretried', () => retiredBeforeHash());
       expect(freed).toBeGreaterThan(0);
       expect(result).toMatchObject({ code: 'ECORRUPT', message: expect.stringMatching(/bad magic/) });
+    },
+    WATCHDOG_MS,
+  );
+
+  /**
+   * After each capture, a compaction retires the covered segments of the round overwritten
+   * before it (nothing moves), then a new round of overwrites makes the last round's segments
+   * dead for the next capture's compaction: every capture loses a covered segment before the
+   * hash thread reads it. The compactions stop after `rounds` captures (under the switch the
+   * checkpoint is then written). Returns the captures and what the checkpoint ended with.
+   */
+  function compactedEveryCapture(
+    background: boolean,
+    rounds: number,
+  ): { captures: number; result: unknown; last: KvStore['lastCheckpoint'] } {
+    const media = createSimMedia(128 * 2 ** 20);
+    const db = openMedia(media, { durability: 'none', checkpoint: false, checkpointEvery: 0 });
+    let captures = 0;
+    let round = 0;
+    const overwrite = (): void => {
+      for (let i = 0; i < 4000; i++) db.put(`key-${i}`, `${round}:${i}:`.padEnd(600, 'v'));
+      round++;
+    };
+    let result: unknown;
+    try {
+      overwrite();
+      overwrite();
+      testHooks.checkpointCaptured = () => {
+        if (++captures > rounds) return;
+        expect(db.compact({ maxLiveRatio: 0 }).segmentsFreed).toBeGreaterThan(0);
+        overwrite();
+      };
+      try {
+        if (!background) result = db.checkpoint();
+        else {
+          db.startBackgroundCheckpoint();
+          while (db.stepBackgroundCheckpoint() && captures <= 4 * rounds);
+          result = db.lastCheckpoint;
+        }
+      } catch (e) {
+        result = e;
+      } finally {
+        testHooks.checkpointCaptured = undefined;
+      }
+      return { captures, result, last: db.lastCheckpoint };
+    } finally {
+      db.close();
+    }
+  }
+
+  it(
+    'a compaction after every capture: checkpoint() and the background one give up with EBUSY after CHECKPOINT_CAPTURES',
+    () => {
+      const fg = compactedEveryCapture(false, 3 * CHECKPOINT_CAPTURES);
+      expect(fg.captures).toBe(CHECKPOINT_CAPTURES);
+      expect(fg.result).toMatchObject({ code: 'EBUSY', message: expect.stringMatching(/captures/) });
+      const bg = compactedEveryCapture(true, 3 * CHECKPOINT_CAPTURES);
+      expect(bg.captures).toBe(CHECKPOINT_CAPTURES);
+      expect(bg.result).toMatchObject({ code: 'EBUSY' });
+      expect(bg.last).toMatchObject({
+        code: 'EBUSY',
+        error: expect.stringMatching(/background checkpoint: .*captures/),
+      });
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-recaptures-unbounded: it captures for as long as compaction goes on',
+    () => {
+      const r = withBroken('kv-checkpoint-recaptures-unbounded', () =>
+        compactedEveryCapture(false, 3 * CHECKPOINT_CAPTURES),
+      );
+      expect(r.captures).toBe(3 * CHECKPOINT_CAPTURES + 1);
+      expect(r.result).not.toBeInstanceOf(Error);
+      expect(r.result).toMatchObject({ keys: 4000 });
     },
     WATCHDOG_MS,
   );
