@@ -626,6 +626,14 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    */
   private txnSlab = new ArrayBuffer(TXN_SLAB_BYTES);
   private txnSlabUsed = 0;
+  /**
+   * The views txnBytes made of txnSlab, by offset / 8: a later transaction that takes the same
+   * bytes at the same offset (the slab is reset at each attempt) gets the same view again
+   * instead of a new one. A view is only ever handed to one transaction at a time (offsets
+   * grow within an attempt), and what it shows after that transaction ended was never
+   * promised (its bytes are the slab's, reused). Replaced with the slab.
+   */
+  private txnViews: Array<Uint8Array | undefined> = new Array(TXN_SLAB_BYTES >>> 3);
   /** Sink of touchEntriesPinned's loads. */
   private touched = 0;
   /** getMany's batch (made at its first call). */
@@ -2377,16 +2385,25 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     return out;
   }
 
-  /** n bytes of the transaction's slab (8-aligned), a fresh slab when full; more than an eighth of one: their own array. */
+  /**
+   * n bytes of the transaction's slab (8-aligned), a fresh slab when full; more than an eighth
+   * of one: their own array. The view is the one made before at that offset and length, when
+   * there is one (txnViews): the caller writes all n bytes.
+   */
   private txnBytes(n: number): Uint8Array {
     if (n > TXN_SLAB_BYTES / 8) return new Uint8Array(n);
     let at = this.txnSlabUsed;
     if (at + n > TXN_SLAB_BYTES) {
       this.txnSlab = new ArrayBuffer(TXN_SLAB_BYTES);
+      if (!isBroken('kv-txn-views-kept')) this.txnViews = new Array(TXN_SLAB_BYTES >>> 3);
       at = 0;
     }
     this.txnSlabUsed = at + ((n + 7) & ~7);
-    return new Uint8Array(this.txnSlab, at, n);
+    const made = this.txnViews[at >>> 3];
+    if (made !== undefined && made.length === n) return made;
+    const view = new Uint8Array(this.txnSlab, at, n);
+    this.txnViews[at >>> 3] = view;
+    return view;
   }
 
   /** A key's encoded bytes (no prefix byte) decoded by this handle's key encoding. */

@@ -12,6 +12,7 @@ import { openMedia as openEncoded, type KvStore } from '../../src/kv/index.js';
 import { openMedia } from '../helpers/kv-bytes.js';
 import { TXN_ATTEMPTS } from '../../src/kv/transaction.js';
 import { expectCode } from '../helpers/expect-code.js';
+import { withBroken } from '../../src/test-break.js';
 
 const td = new TextDecoder();
 const text = (v: Uint8Array | undefined): string | undefined => (v === undefined ? undefined : td.decode(v));
@@ -103,6 +104,33 @@ describe('kv transactionSync', () => {
       const want = i % 5 === 0 ? undefined : i % 3 === 0 ? `b${i}` : `a${i}`;
       expect(text(db.get(key(i))), key(i)).toBe(want);
     }
+    db.close();
+  });
+
+  // 800 puts whose keys and values are all 17 bytes buffer 1,600 copies of one size: more than
+  // two of the transaction's 16 KiB slabs, so the slab is replaced twice in the middle of the
+  // transaction, and every copy after that lands at an offset a view of the old slab was made for.
+  const slabFillers = (db: KvStore, round: string): void => {
+    const key = (i: number): string => `key-${String(i).padStart(12, '0')}`;
+    const value = (i: number): string => `${round}${String(i).padStart(16, '0')}`.slice(-17);
+    db.transactionSync((txn) => {
+      for (let i = 0; i < 800; i++) txn.put(key(i), value(i));
+      for (let i = 0; i < 800; i += 97) expect(text(txn.get(key(i))), key(i)).toBe(value(i));
+    });
+    for (let i = 0; i < 800; i++) expect(text(db.get(key(i))), key(i)).toBe(value(i));
+    expect(db.getCount({ gte: 'key-', lt: 'key.' })).toBe(800);
+  };
+
+  it('a transaction larger than its slab, twice: every buffered key and value commits as written', () => {
+    const db = store();
+    slabFillers(db, 'a'); // the views of the first slabs made
+    slabFillers(db, 'b'); // and taken again by the next transaction
+    db.close();
+  });
+
+  it('goes red with DAXSTORE_TEST_BREAK=kv-txn-views-kept: keys and values overwritten through old views', () => {
+    const db = store();
+    expect(() => withBroken('kv-txn-views-kept', () => slabFillers(db, 'a'))).toThrow();
     db.close();
   });
 
