@@ -41,4 +41,22 @@ Napi::Value JsAdviseHugePages(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(end - start));
 }
 
+Napi::Value JsAdviseRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsBoolean()) return Napi::Number::New(env, -EINVAL);
+  std::shared_ptr<v8::BackingStore> store = SharedBackingStore(info[0]);
+  if (!store) return Napi::Number::New(env, -EBADF);
+  const uintptr_t base = reinterpret_cast<uintptr_t>(store->Data());
+  const double offset = info[1].As<Napi::Number>().DoubleValue();
+  const double length = info[2].As<Napi::Number>().DoubleValue();
+  const size_t reserved = std::max(store->ByteLength(), store->MaxByteLength());
+  if (base == 0 || !(offset >= 0 && length >= 0 && offset + length <= static_cast<double>(reserved))) return Napi::Number::New(env, -EINVAL);
+  const uintptr_t start = (base + static_cast<uintptr_t>(offset) + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  const uintptr_t end = (base + static_cast<uintptr_t>(offset + length)) & ~(kHugePageBytes - 1);
+  if (end <= start) return Napi::Number::New(env, 0);
+  const int advice = info[3].As<Napi::Boolean>().Value() ? MADV_HUGEPAGE : MADV_NOHUGEPAGE;
+  if (madvise(reinterpret_cast<void*>(start), end - start, advice) != 0) return Napi::Number::New(env, -errno);
+  return Napi::Number::New(env, static_cast<double>(end - start));
+}
+
 }  // namespace daxstore

@@ -17,4 +17,11 @@ namespace daxstore {
 // inside), or -errno (-EINVAL: kernel without transparent huge pages; -EBADF: not a SAB).
 Napi::Value JsAdviseHugePages(const Napi::CallbackInfo& info);
 
+// (buffer: SharedArrayBuffer, offset, length, huge: boolean) -> bytes advised with
+// MADV_HUGEPAGE (huge) or MADV_NOHUGEPAGE over the whole 2 MiB pages of [offset, offset +
+// length) (0: none), or -errno (-EINVAL: a range outside the reservation, or no transparent
+// huge pages; -EBADF: not a SAB). The arena's huge-page advice taken back over a run whose
+// pages are to be populated small, and given again after.
+Napi::Value JsAdviseRange(const Napi::CallbackInfo& info);
+
 }  // namespace daxstore

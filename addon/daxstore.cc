@@ -48,7 +48,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"drain", daxstore::JsDrain},             {"persist", daxstore::JsPersist},
       {"msync", daxstore::JsMsync},             {"copyOut", daxstore::JsCopyOut},
       {"copyIn", daxstore::JsCopyIn},           {"cpuFlushMethods", daxstore::JsCpuFlushMethods},
-      {"diffWords", daxstore::JsDiffWords},     {"adviseHugePages", daxstore::JsAdviseHugePages},
+      {"diffWords", daxstore::JsDiffWords},     {"adviseHugePages", daxstore::JsAdviseHugePages}, {"adviseRange", daxstore::JsAdviseRange},
       {"membarrierOffered", daxstore::JsMembarrierOffered}, {"membarrierRegisterFailing", daxstore::JsMembarrierRegisterFailing}, {"membarrierRegister", daxstore::JsMembarrierRegister}, {"membarrierRegisterAhead", daxstore::JsMembarrierRegisterAhead},
       {"membarrier", daxstore::JsMembarrier},
       {"scanKvSegment", daxstore::JsScanKvSegment}, {"pickKvWinners", daxstore::JsPickKvWinners},

@@ -858,6 +858,11 @@ struct VerifyJob {
   Napi::Reference<Napi::Value> fill;  // the bytes it populates for writing next, kept alive
   const uint8_t* fillData = nullptr;
   size_t fillBytes = 0;
+  double smallAfterNs = -1;  // PopulateFill's threshold (negative: huge pages throughout)
+  // Written by the first helper before it returns (read after Join): the fill's CPU ns and the
+  // byte of it from which it went small (-1: not).
+  double fillCpuNs = 0;
+  double fillSmallFrom = -1;
   bool finished = false;
   // Helpers still running: each decrements it as its last act (release), so a caller that reads
   // 0 (acquire) sees every verdict they wrote and finish takes nothing and waits for nothing.
@@ -875,13 +880,42 @@ struct VerifyJob {
       if (madvise(reinterpret_cast<void*>(p), std::min(kChunk, end - p), advice) != 0) return;
   }
 
+  // [data, data + bytes) populated for writing a 2 MiB-aligned piece at a time. Once a whole
+  // 2 MiB page of it took more than `smallAfterNs` of this thread's CPU (a fresh huge page whose
+  // block the host took back meanwhile: free page reporting; several times a recently freed
+  // one), the rest's whole 2 MiB pages are advised small (MADV_NOHUGEPAGE) before they are
+  // populated: 4 KiB pages cost the same either way. The caller advises them huge again once
+  // written (and collapses them). A failure stops the populating only (as Populate).
+  // Returns the byte of it from which it went small, or -1.
+  static double PopulateFill(const uint8_t* data, size_t bytes, double smallAfterNs) {
+    constexpr uintptr_t kPage = 4096, kChunk = uintptr_t{2} << 20;
+    const uintptr_t end = reinterpret_cast<uintptr_t>(data) + bytes;
+    double smallFrom = -1;
+    for (uintptr_t p = reinterpret_cast<uintptr_t>(data) & ~(kPage - 1); p < end;) {
+      const uintptr_t next = std::min((p & ~(kChunk - 1)) + kChunk, end);
+      const uint64_t t0 = ThreadCpuNs();
+      if (madvise(reinterpret_cast<void*>(p), next - p, MADV_POPULATE_WRITE) != 0) break;
+      if (smallFrom < 0 && smallAfterNs >= 0 && next - p == kChunk && static_cast<double>(ThreadCpuNs() - t0) > smallAfterNs) {
+        const uintptr_t hugeEnd = end & ~(kChunk - 1);
+        if (next < hugeEnd && madvise(reinterpret_cast<void*>(next), hugeEnd - next, MADV_NOHUGEPAGE) == 0)
+          smallFrom = static_cast<double>(next - reinterpret_cast<uintptr_t>(data));
+      }
+      p = next;
+    }
+    return smallFrom;
+  }
+
   // The first helper's work: `ahead` populated for reading, `fill` for writing, then segments
   // off the batch.
   static void First(VerifyJob* j) {
     const uint64_t cpu0 = ThreadCpuNs();
 #if defined(MADV_POPULATE_READ) && defined(MADV_POPULATE_WRITE)
     if (j->aheadBytes > 0) Populate(j->aheadData, j->aheadBytes, MADV_POPULATE_READ);
-    if (j->fillBytes > 0) Populate(j->fillData, j->fillBytes, MADV_POPULATE_WRITE);
+    if (j->fillBytes > 0) {
+      const uint64_t fill0 = ThreadCpuNs();
+      j->fillSmallFrom = PopulateFill(j->fillData, j->fillBytes, j->smallAfterNs);
+      j->fillCpuNs = static_cast<double>(ThreadCpuNs() - fill0);
+    }
 #endif
     j->batch.cpuNs.fetch_add(ThreadCpuNs() - cpu0, std::memory_order_relaxed);
     VerifyWorker(&j->batch);
@@ -955,6 +989,7 @@ Napi::Value JsVerifyKvSegmentsStart(const Napi::CallbackInfo& info) {
     (arg == 6 ? job->aheadBytes : job->fillBytes) = range.ByteLength();
     (arg == 6 ? job->ahead : job->fill) = Napi::Persistent(info[arg]);
   }
+  if (info.Length() > 8 && info[8].IsNumber()) job->smallAfterNs = info[8].As<Napi::Number>().DoubleValue();
   // Helpers start now; the caller's thread joins in at finish (taking what is left).
   const bool populates = job->aheadBytes > 0 || job->fillBytes > 0;
   const uint64_t helpers = std::min<uint64_t>(static_cast<uint64_t>(threads), std::max<uint64_t>(count, populates ? 1 : 0));
@@ -988,6 +1023,13 @@ Napi::Value JsVerifyKvSegmentsFinish(const Napi::CallbackInfo& info) {
   job->ahead.Reset();
   job->fill.Reset();
   std::memcpy(out.Data(), job->out.data(), job->out.size() * sizeof(double));
+  if (info.Length() > 3 && info[3].IsTypedArray() && info[3].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    Napi::Float64Array fill = info[3].As<Napi::Float64Array>();
+    if (fill.ElementLength() >= 2) {
+      fill[0] = job->fillCpuNs / 1e6;
+      fill[1] = job->fillSmallFrom;
+    }
+  }
   return Napi::Number::New(env, static_cast<double>(job->batch.cpuNs.load(std::memory_order_relaxed)) / 1e6);
 }
 

@@ -71,6 +71,11 @@ Napi::Value JsVerifyKvSegments(const Napi::CallbackInfo& info);
 // has taken yet, joins the helpers and copies the verdicts (as JsVerifyKvSegments' out) into
 // out. A job must be finished before the media it reads is unmapped; one never finished is
 // stopped and joined when collected.
+// `fill` is populated 2 MiB at a time; once one 2 MiB page took more than `smallAfterNs` (a
+// number after fill; negative or absent: never) of that thread's CPU, the rest's whole 2 MiB
+// pages are advised small (MADV_NOHUGEPAGE) first. JsVerifyKvSegmentsFinish(job, out, stop,
+// fillOut: Float64Array(2)) also writes the fill's CPU ms and the byte of it from which it
+// went small (-1: not) into fillOut.
 // JsVerifyKvSegmentsFinish(job, out, stop: true) stops the job instead: no segment is taken
 // after it, the helpers are joined, and the verdicts of the segments not checked are 2.
 // JsVerifyKvSegmentsDone(job) -> true once every helper has returned (finish then waits for

@@ -9,10 +9,14 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/open-parts.js --a <root of build A>
  *     [--b <root of build B, default this package>] [--keys 1000000] [--rounds 6] [--full | --kill]
+ *     [--pause-ms 4000]
  *
  * --full opens with recovery: 'full'. --kill: after the build, a process of this package
  * overwrites 10% of the keys ('sync') and is killed (SIGKILL, no close); every open is of a fresh
  * copy of that killed store (the checkpoint plus a tail of 10% of the writes), as open-ab.js --kill. A function a build does not have is left out of its rows.
+ * --pause-ms: each open comes after that many ms of nothing, as a user's process opens after a
+ * quiet spell (on a virtual machine that reports free memory to its host, fresh memory then
+ * costs more to fault in: fresh-huge-pages.ts).
  * The store goes in /dev/shm and is removed at the end.
  */
 import { execFileSync } from 'node:child_process';
@@ -98,13 +102,21 @@ async function timedOpen(root: string, file: string, full: boolean): Promise<voi
   const wallMs = performance.now() - t;
   const cpuMs = cpuNow() - c0;
   recording = false;
-  const r = db.recovery as { openMs: Parts; phasesMs: Parts; checkpoint?: { verifyMs: number; verifyCpuMs: number } };
+  const r = db.recovery as {
+    openMs: Parts;
+    phasesMs: Parts;
+    checkpoint?: { verifyMs: number; verifyCpuMs: number; runFill?: { cpuMs: number; smallFromBytes: number } };
+  };
   const out: Parts = { 'open (wall)': wallMs, open: cpuMs };
   for (const [k, v] of Object.entries(r.openMs)) if (k !== 'total') out[`openMs.${k} (wall)`] = v;
   for (const [k, v] of Object.entries(r.phasesMs)) out[`phasesMs.${k} (wall)`] = v;
   if (r.checkpoint !== undefined) {
     out['checkpoint.verify (wall)'] = r.checkpoint.verifyMs;
     out['checkpoint.verify'] = r.checkpoint.verifyCpuMs;
+    if (r.checkpoint.runFill !== undefined) {
+      out['checkpoint.runFill'] = r.checkpoint.runFill.cpuMs;
+      out['checkpoint.runFill small (1: yes)'] = r.checkpoint.runFill.smallFromBytes >= 0 ? 1 : 0;
+    }
   }
   db.close();
   process.stdout.write(JSON.stringify({ ...out, ...parts }));
@@ -125,6 +137,7 @@ async function main(): Promise<void> {
   const rounds = Number(arg('rounds', '6'));
   const full = flag('full');
   const kill = flag('kill');
+  const pauseMs = Number(arg('pause-ms', '0'));
   const me = fileURLToPath(import.meta.url);
   const run = (...args: string[]): string =>
     execFileSync(process.execPath, [me, '--child', ...args], { encoding: 'utf8', maxBuffer: 1 << 22 });
@@ -146,12 +159,13 @@ async function main(): Promise<void> {
       const order: Array<'a' | 'b'> = round % 2 === 0 ? ['a', 'b'] : ['b', 'a'];
       for (const which of order) {
         if (kill) copyFileSync(`${file}.killed`, file);
+        if (pauseMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, pauseMs);
         runs[which].push(JSON.parse(run('open', which === 'a' ? a : b, file, full ? 'full' : 'clean')) as Parts);
       }
       loads.push(loadavg()[0]);
     }
     console.log(
-      `open-parts, ${keys} keys, ${full ? "recovery: 'full'" : kill ? 'reopen after a kill (checkpoint and a tail)' : 'clean reopen (checkpoint)'}, ${rounds} rounds alternated; ` +
+      `open-parts, ${keys} keys, ${full ? "recovery: 'full'" : kill ? 'reopen after a kill (checkpoint and a tail)' : 'clean reopen (checkpoint)'}, ${rounds} rounds alternated${pauseMs > 0 ? `, each open after ${pauseMs} ms of nothing` : ''}; ` +
         `A ${a}, B ${b}; load average ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}`,
     );
     console.log('ms (median; CPU unless "wall")'.padEnd(44) + 'A'.padStart(9) + 'B'.padStart(9));
@@ -163,6 +177,10 @@ async function main(): Promise<void> {
       };
       console.log(name.padEnd(44) + col(runs.a) + col(runs.b));
     }
+    for (const which of ['a', 'b'] as const)
+      console.log(
+        `${which.toUpperCase()} open wall by round: ${runs[which].map((p) => p['open (wall)'].toFixed(1)).join(', ')} ms`,
+      );
     const paired = (key: string): number => median(runs.a.map((p, i) => runs.b[i][key] / p[key]));
     console.log(`paired B/A: open CPU ${paired('open').toFixed(3)}, open wall ${paired('open (wall)').toFixed(3)}`);
   } finally {

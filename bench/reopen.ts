@@ -6,7 +6,11 @@
  * writes). Prints per kind the median wall and CPU time of open() and of recovery's phases,
  * and the paired ratios to the full scan of the same round.
  *
- *   npx tsc -p tsconfig.json && node dist/bench/reopen.js [--keys 1000000] [--rounds 3]
+ *   npx tsc -p tsconfig.json && node dist/bench/reopen.js [--keys 1000000] [--rounds 3] [--pause-ms 4000]
+ *
+ * --pause-ms: each round also reopens clean once more after that many ms of nothing (row
+ * "pause"), as a user's process opens after a quiet spell: on a virtual machine that reports
+ * free memory to its host, fresh memory then costs more to fault in (fresh-huge-pages.ts).
  *
  * The store: kv.bench's workload (random 16-byte keys, 100-byte values, then half as many
  * overwrites), binary encodings, in /dev/shm, removed at the end.
@@ -38,6 +42,9 @@ interface Timing {
   loaded: boolean;
   /** the index came from the checkpoint's tree image, not bulk-loaded from its columns */
   image: boolean;
+  /** the image run's populate on the check's thread: CPU ms, and whether it went on in 4 KiB pages (recovery.checkpoint.runFill) */
+  fillCpu: number;
+  fillSmall: boolean;
   keys: number;
   /** close() after it, which writes the next checkpoint */
   closeCpu: number;
@@ -107,6 +114,8 @@ function runChild(mode: string, file: string, keys: number, round: number): void
       readCpu: r.checkpoint?.readCpuMs ?? 0,
       loaded: r.checkpoint?.loaded !== undefined,
       image: r.checkpoint?.imageLoaded === true,
+      fillCpu: r.checkpoint?.runFill?.cpuMs ?? 0,
+      fillSmall: (r.checkpoint?.runFill?.smallFromBytes ?? -1) >= 0,
       keys: r.keys,
       closeCpu: (cc.user + cc.system) / 1000,
       deviceMs: r.openMs.device,
@@ -141,14 +150,19 @@ const median = (xs: number[]): number => {
 function main(): void {
   const keys = Number(arg('keys', '1000000'));
   const rounds = Number(arg('rounds', '3'));
+  const pauseMs = Number(arg('pause-ms', '0'));
   const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'reopen-'));
   const file = path.join(dir, 'store');
   try {
     child('build', file, String(keys), '0');
-    const runs: Record<'full' | 'clean' | 'kill', Timing[]> = { full: [], clean: [], kill: [] };
+    const runs: Record<'full' | 'clean' | 'pause' | 'kill', Timing[]> = { full: [], clean: [], pause: [], kill: [] };
     for (let round = 0; round < rounds; round++) {
       runs.full.push(JSON.parse(child('full', file, String(keys), String(round))) as Timing);
       runs.clean.push(JSON.parse(child('clean', file, String(keys), String(round))) as Timing);
+      if (pauseMs > 0) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, pauseMs);
+        runs.pause.push(JSON.parse(child('clean', file, String(keys), String(round))) as Timing);
+      }
       try {
         child('write-and-die', file, String(keys), String(round));
       } catch (e) {
@@ -157,17 +171,22 @@ function main(): void {
       runs.kill.push(JSON.parse(child('kill', file, String(keys), String(round))) as Timing);
     }
     console.log(
-      `reopen, ${keys} keys, ${rounds} rounds in fresh processes; load average ${loadavg()
+      `reopen, ${keys} keys, ${rounds} rounds in fresh processes${pauseMs > 0 ? `, pause ${pauseMs} ms before the "pause" row's clean reopen` : ''}; load average ${loadavg()
         .map((x) => x.toFixed(2))
         .join(' ')}`,
     );
-    for (const kind of ['full', 'clean', 'kill'] as const) {
+    for (const kind of ['full', 'clean', 'pause', 'kill'] as const) {
       const rs = runs[kind];
+      if (rs.length === 0) continue;
       const ratio = (f: 'wallMs' | 'cpuMs'): string => median(rs.map((r, i) => r[f] / runs.full[i][f])).toFixed(3);
       console.log(
-        `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}${rs.every((r) => r.image) ? ' (tree image)' : rs.some((r) => r.image) ? ' (tree image SOMETIMES)' : ''}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the checkpoint read ${median(rs.map((r) => r.readCpu)).toFixed(0)} and the check ${median(rs.map((r) => r.verifyCpu)).toFixed(0)} (${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall), sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load or image ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (a checkpoint written, or the loaded one kept) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}`,
+        `${kind.padEnd(5)} checkpoint ${rs.every((r) => r.loaded) ? 'loaded' : rs.some((r) => r.loaded) ? 'SOMETIMES' : 'no'}${rs.every((r) => r.image) ? ' (tree image)' : rs.some((r) => r.image) ? ' (tree image SOMETIMES)' : ''}, tail ${median(rs.map((r) => r.tail))} entries: wall ${median(rs.map((r) => r.wallMs)).toFixed(0)} ms, CPU ${median(rs.map((r) => r.cpuMs)).toFixed(0)} ms (scan or checkpoint read and record check ${median(rs.map((r) => r.scanCpu)).toFixed(0)}, of which the checkpoint read ${median(rs.map((r) => r.readCpu)).toFixed(0)} and the check ${median(rs.map((r) => r.verifyCpu)).toFixed(0)} (${median(rs.map((r) => r.verifyMs)).toFixed(0)} wall), sort or merge ${median(rs.map((r) => r.sortCpu)).toFixed(0)}, bulk load or image ${median(rs.map((r) => r.loadCpu)).toFixed(0)}); close after it (a checkpoint written, or the loaded one kept) CPU ${median(rs.map((r) => r.closeCpu)).toFixed(0)} ms; / full scan paired: wall ${ratio('wallMs')}, CPU ${ratio('cpuMs')}; each round's wall ${rs.map((r) => r.wallMs.toFixed(0)).join(', ')} ms`,
       );
       const m = (f: keyof Timing): string => median(rs.map((r) => r[f] as number)).toFixed(1);
+      if (rs.some((r) => r.fillCpu > 0))
+        console.log(
+          `      image run populated on the check's thread: CPU ${rs.map((r) => r.fillCpu.toFixed(1)).join(', ')} ms, went on in 4 KiB pages in ${rs.filter((r) => r.fillSmall).length} of ${rs.length}`,
+        );
       console.log(
         `      wall ms outside the log's phases: map ${m('mapMs')}, device ${m('deviceMs')}, structures ${m('structuresMs')}, space ${m('spaceMs')}, segment and checkpoint list ${m('listMs')}, segment estimate ${m('estimateMs')}, setup after recovery ${m('setupMs')}, unaccounted ${m('otherMs')}`,
       );

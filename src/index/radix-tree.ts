@@ -57,6 +57,7 @@ import {
 } from './arena.js';
 import { lockTree, unlockTree } from './tree-lock.js';
 import { brokenAtLoad, isBroken } from '../test-break.js';
+import { collapseInBackground, native } from '../native/addon.js';
 import { repairTreeLocked } from './tree-repair.js';
 import { reapTreeParticipant, settleDeadWriter } from './entry-lock.js';
 import { LAYER_INDEX } from './epoch.js';
@@ -904,6 +905,20 @@ export class RadixTree {
     } finally {
       this.unlockTree();
     }
+  }
+
+  /**
+   * The arena's huge-page advice given again over a run reserveRun allocated, whose pages may
+   * have been populated small (the covered check's thread advises them so when fresh huge pages
+   * come dear: recovery.ts), and its whole 2 MiB pages collapsed into huge ones on a background
+   * thread (addon/prefault.h; the index's lookups get their TLB reach back), whether the run
+   * was used or given back. Nothing for an arena not advised huge. @internal
+   */
+  restoreHugePages(run: number, words: number): void {
+    if (this.arena.hugePages() !== 'advised') return;
+    if (isBroken('kv-checkpoint-run-left-small')) return;
+    native().adviseRange(this.arena.sab, run * 4, words * 4, true);
+    collapseInBackground(this.arena.sab, run * 4, words * 4);
   }
 
   /** Gives back a run reserveRun allocated and nothing used (Arena.releaseRunLocked); false when anything was allocated after it. @internal */

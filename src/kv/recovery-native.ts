@@ -311,8 +311,14 @@ export function verifySegments(
 export interface SegmentCheck {
   /** the segs it checks (its own copy: the caller may compare them with what it needs checked) */
   readonly segs: Float64Array;
-  /** the calling thread takes the segments left, the job's threads are joined: the verdicts, and the workers' CPU ms (the same result when called again) */
-  finish(): { verdicts: SegmentVerdict[]; cpuMs: number };
+  /** the calling thread takes the segments left, the job's threads are joined: the verdicts, the workers' CPU ms and, given a `fill`, how it was populated (the same result when called again) */
+  finish(): { verdicts: SegmentVerdict[]; cpuMs: number; fill?: RunFill };
+}
+
+/** How the check's first thread populated the memory it was given to fill: its CPU ms, and the byte of it from which in small pages (-1: huge pages throughout, as advised). */
+export interface RunFill {
+  cpuMs: number;
+  smallFromBytes: number;
 }
 
 /**
@@ -323,7 +329,8 @@ export interface SegmentCheck {
  * reads next, from their start, whose page tables the first thread fills before it takes
  * segments (a read fault per 64 KiB costs more than the read); `fill`: memory the caller writes
  * next, which that thread then populates for writing (its first touch: a fault and a zeroed page
- * each). undefined when the addon refuses the segs (an offset outside the media, a `used` beyond
+ * each; once one 2 MiB page of it took more than `smallAfterNs` of that thread's CPU, the rest
+ * in small pages: the caller advises them huge again). undefined when the addon refuses the segs (an offset outside the media, a `used` beyond
  * a segment: a checkpoint read before its checksum can hold anything).
  */
 export function startVerifySegments(
@@ -333,21 +340,34 @@ export function startVerifySegments(
   threads: number,
   ahead?: Uint8Array,
   fill?: Uint8Array,
+  smallAfterNs?: number,
 ): SegmentCheck | undefined {
   const n = segs.length / 3;
   const own = Float64Array.from(segs);
   const flags = verifyFlags(true, false);
-  const job = native().verifyKvSegmentsStart(mediaFromZero(v), -1, own, segmentBytes, flags, threads, ahead, fill);
+  const job = native().verifyKvSegmentsStart(
+    mediaFromZero(v),
+    -1,
+    own,
+    segmentBytes,
+    flags,
+    threads,
+    ahead,
+    fill,
+    smallAfterNs,
+  );
   if (typeof job === 'number') return undefined;
-  let result: { verdicts: SegmentVerdict[]; cpuMs: number } | undefined;
+  let result: { verdicts: SegmentVerdict[]; cpuMs: number; fill?: RunFill } | undefined;
   return {
     segs: own,
     finish() {
       if (result !== undefined) return result;
       const out = new Float64Array(n * 7);
-      const cpuMs = native().verifyKvSegmentsFinish(job, out);
+      const fillOut = new Float64Array(2);
+      const cpuMs = native().verifyKvSegmentsFinish(job, out, false, fillOut);
       assert(cpuMs >= 0, () => `verifyKvSegmentsFinish: ${cpuMs}`);
       result = { verdicts: verdictsOf(out, n), cpuMs };
+      if (fill !== undefined) result.fill = { cpuMs: fillOut[0], smallFromBytes: fillOut[1] };
       return result;
     },
   };

@@ -249,6 +249,11 @@ export interface CheckpointUse {
   readCpuMs: number;
   verifyCpuMs: number;
   /**
+   * the image's arena run populated by the check's thread (its CPU ms, within verifyCpuMs) and
+   * the byte of it from which in small pages (-1: huge pages throughout), when it did so
+   */
+  runFill?: { cpuMs: number; smallFromBytes: number };
+  /**
    * the check of the records the loaded checkpoint covers ran on threads of its own, started
    * when its segment list was read (before its checksum), alongside the rest of the open
    */
@@ -499,9 +504,31 @@ function withEarlyWork<T>(space: DaxSpace, recover: (early: EarlyWork) => T): T 
   try {
     return recover(early);
   } finally {
-    early.check?.finish();
-    if (early.run !== undefined) space.tree.releaseRun(early.run.run, early.run.words);
+    const fill = early.check?.finish().fill;
+    if (early.run !== undefined) {
+      space.tree.releaseRun(early.run.run, early.run.words);
+      early.settled = early.run;
+    }
+    // The run the check's thread populated, the later part small (runSmallAfterNs): advised
+    // huge again, its whole 2 MiB pages collapsed in the background, used or given back.
+    if (early.settled !== undefined && fill !== undefined && fill.smallFromBytes >= 0)
+      space.tree.restoreHugePages(early.settled.run, early.settled.words);
   }
+}
+
+/**
+ * The CPU time one 2 MiB page of the image's run may take to populate before the check's
+ * thread populates the rest in 4 KiB pages. Here a huge page freed a moment ago costs ~0.2 ms
+ * (its zeroing), 2 MiB of small pages ~0.5 ms either way, and a huge page whose block free page
+ * reporting handed back to the host (an idle machine's) 1.7 ms and up, 13 ms at worst
+ * (docs/PERFORMANCE.md): 2 ms lets the busy machine's mixed free lists keep huge pages.
+ * DAXSTORE_IMAGE_RUN_HUGE=1: never (-1); DAXSTORE_IMAGE_RUN_SMALL_AFTER_US: another threshold
+ * (tests: 0, always after the first whole 2 MiB page).
+ */
+function runSmallAfterNs(): number {
+  if (process.env['DAXSTORE_IMAGE_RUN_HUGE'] === '1') return -1;
+  const us = Number(process.env['DAXSTORE_IMAGE_RUN_SMALL_AFTER_US'] ?? '2000');
+  return Number.isFinite(us) && us >= 0 ? us * 1000 : 2_000_000;
 }
 
 /**
@@ -512,7 +539,7 @@ function withEarlyWork<T>(space: DaxSpace, recover: (early: EarlyWork) => T): T 
  */
 function reserveRun(space: DaxSpace, words: number): EarlyWork['run'] {
   try {
-    return { ...space.tree.reserveRun(words), words };
+    return { ...space.tree.reserveRun(words), words, smallAfterNs: runSmallAfterNs() };
   } catch (e) {
     if (isDaxError(e)) return undefined;
     throw e;
@@ -526,7 +553,9 @@ function reserveRun(space: DaxSpace, words: number): EarlyWork['run'] {
  */
 interface EarlyWork {
   check?: SegmentCheck;
-  run?: { run: number; words: number; bytes: Uint8Array };
+  run?: { run: number; words: number; bytes: Uint8Array; smallAfterNs: number };
+  /** the run once used or given back (its pages' advice settled by withEarlyWork) */
+  settled?: { run: number; words: number };
 }
 
 /**
@@ -571,7 +600,7 @@ function recoverFromCheckpoint(
       ? (list: CheckpointSegment[], mapped: Uint8Array | undefined, imageWords: number): void => {
           if (Number.isSafeInteger(imageWords) && imageWords > 0 && !RUN_LATE)
             early.run = reserveRun(space, imageWords);
-          early.check = startCoveredCheck(space, v, list, owned, mapped, early.run?.bytes);
+          early.check = startCoveredCheck(space, v, list, owned, mapped, early.run);
         }
       : undefined;
   for (const id of ids) {
@@ -706,10 +735,12 @@ function recoverFromCheckpoint(
   // it is given back first (before the bulk load allocates).
   const reserved =
     early.run !== undefined && image !== undefined && image.words === early.run.words ? early.run : undefined;
-  if (early.run !== undefined && reserved === undefined) space.tree.releaseRun(early.run.run, early.run.words);
+  const early0 = early.run;
+  if (early0 !== undefined && reserved === undefined) space.tree.releaseRun(early0.run, early0.words);
   early.run = undefined;
   use.imageLoaded =
     image !== undefined && space.tree.loadImage(image, tail, graftUnchecked ? undefined : settle, reserved?.run);
+  if (early0 !== undefined) early.settled = early0;
   if (!(graftUnchecked && use.imageLoaded)) settle(); // asked once: result() keeps its answer
   if (damaged !== undefined) return refuseCovered(damaged);
   if (image !== undefined && !use.imageLoaded)
@@ -863,9 +894,10 @@ function coveredCheck(
     result() {
       if (answer !== undefined) return answer.damaged;
       const t = performance.now();
-      const { verdicts, cpuMs: checkCpu } = running.finish();
+      const { verdicts, cpuMs: checkCpu, fill } = running.finish();
       use.verifyMs = performance.now() - t; // the wait: the rest ran alongside the opener's work
       use.verifyCpuMs = checkCpu;
+      if (fill !== undefined) use.runFill = fill;
       use.checkOverlapped = true;
       answer = { damaged: judgeCovered(covered, verdicts) };
       return answer.damaged;
@@ -918,10 +950,10 @@ function startCoveredCheck(
   list: CheckpointSegment[],
   owned: ReadonlyMap<number, number>,
   mapped: Uint8Array | undefined,
-  run: Uint8Array | undefined,
+  run: EarlyWork['run'],
 ): SegmentCheck | undefined {
   const covered = list.filter((s) => owned.get(s.block) === s.nonce && s.used > 0);
-  return startVerifySegments(v, segsOf(space.device, covered), SEGMENT_BYTES, 1, mapped, run);
+  return startVerifySegments(v, segsOf(space.device, covered), SEGMENT_BYTES, 1, mapped, run?.bytes, run?.smallAfterNs);
 }
 
 /**

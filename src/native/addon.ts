@@ -85,6 +85,11 @@ export interface NativeAddon {
    */
   adviseHugePages(buffer: SharedArrayBuffer): number;
   /**
+   * madvise MADV_HUGEPAGE (`huge`) or MADV_NOHUGEPAGE over the whole 2 MiB pages of [offset,
+   * offset + length) of the buffer's reservation. Bytes advised (0: none fits) or -errno.
+   */
+  adviseRange(buffer: SharedArrayBuffer, offset: number, length: number, huge: boolean): number;
+  /**
    * membarrier(2) MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (after a QUERY): 0, or -errno
    * (-ENOSYS: unsupported). Once per process, on a thread of its own (addon/membarrier.h): this
    * waits for it, started here or by membarrierRegisterAhead.
@@ -345,7 +350,10 @@ export interface NativeAddon {
    * the media until it is finished: finish it before the media is unmapped. `ahead`: bytes of a
    * mapping whose page tables the first helper fills first (MADV_POPULATE_READ), from their
    * start, for the caller about to read them; `fill`: memory it then populates for writing
-   * (MADV_POPULATE_WRITE), for the caller about to write it.
+   * (MADV_POPULATE_WRITE), for the caller about to write it, 2 MiB at a time: once one 2 MiB
+   * page took more than `smallAfterNs` of its CPU, the rest's whole 2 MiB pages are advised
+   * small first (MADV_NOHUGEPAGE; the caller advises them huge again). Negative or absent:
+   * never.
    */
   verifyKvSegmentsStart(
     media: Uint8Array | SharedArrayBuffer,
@@ -356,9 +364,10 @@ export interface NativeAddon {
     threads: number,
     ahead?: Uint8Array,
     fill?: Uint8Array,
+    smallAfterNs?: number,
   ): object | number;
-  /** The calling thread takes the segments left (none with `stop`: the job ends early), joins the job's threads, writes the verdicts (as verifyKvSegments' out); the workers' CPU ms, or -EINVAL when finished already or out is too short. */
-  verifyKvSegmentsFinish(job: object, out: Float64Array, stop?: boolean): number;
+  /** The calling thread takes the segments left (none with `stop`: the job ends early), joins the job's threads, writes the verdicts (as verifyKvSegments' out), and into `fillOut` the CPU ms of the start's `fill` and the byte of it from which it went small (-1: not); the workers' CPU ms, or -EINVAL when finished already or out is too short. */
+  verifyKvSegmentsFinish(job: object, out: Float64Array, stop?: boolean, fillOut?: Float64Array): number;
   /** True once every thread of the job has returned (finish then waits for nothing), or it is finished. */
   verifyKvSegmentsDone(job: object): boolean;
   /** hashRange on a thread of its own (addon/kv-recovery.h): a job, or -EINVAL; the bytes must not change until it is finished. */
