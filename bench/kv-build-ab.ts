@@ -10,7 +10,10 @@
  *
  *   npx tsc -p tsconfig.json
  *   node dist/bench/kv-build-ab.js --a <root of build A> [--b <root of build B, default this package>]
- *     [--keys 200000] [--rounds 8] [--rows 'txn 4r+4w,snapshot+close'] [--warm 1]
+ *     [--keys 200000] [--rounds 8] [--rows 'txn 4r+4w,snapshot+close'] [--warm 1] [--env-b NAME=VALUE]
+ *
+ * --env-b sets an environment variable for B's children only: with --b the same root as --a,
+ * an A/B of one knob (e.g. --env-b DAXSTORE_NO_COLLAPSE=1) on these rows.
  *
  * 'put none new' and 'put sync new' are kv.bench.ts's new-key rows: every key put once into an
  * empty store opened for the row (its open and close untimed), so the row pays what a growing log
@@ -207,7 +210,16 @@ async function child(root: string, keys: number): Promise<Record<Row, Sample>> {
   }
 }
 
-function runChild(root: string, keys: number): Record<Row, Sample> {
+/** --env-b NAME=VALUE: an environment variable set for build B's children only (e.g. a knob, with --b the same build as --a). */
+const ENV_B: Record<string, string> = (() => {
+  const i = process.argv.indexOf('--env-b');
+  if (i < 0) return {};
+  const [name, value] = process.argv[i + 1].split('=');
+  if (name === undefined || value === undefined) throw new Error('--env-b: NAME=VALUE');
+  return { [name]: value };
+})();
+
+function runChild(root: string, keys: number, env: Record<string, string> = {}): Record<Row, Sample> {
   const rows = process.argv.indexOf('--rows');
   const warm = process.argv.indexOf('--warm');
   const extra = [
@@ -220,6 +232,7 @@ function runChild(root: string, keys: number): Record<Row, Sample> {
     {
       encoding: 'utf8',
       maxBuffer: 1 << 20,
+      env: { ...process.env, ...env },
     },
   );
   return JSON.parse(out) as Record<Row, Sample>;
@@ -236,13 +249,13 @@ function main(): void {
   const roots = { A: a, B: b };
   for (let i = 0; i < rounds; i++)
     for (const side of i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const))
-      runs[side].push(runChild(roots[side], keys));
+      runs[side].push(runChild(roots[side], keys, side === 'B' ? ENV_B : {}));
   console.log(
     `byte path A/B: ${keys} keys of 16 B, 100 B values, ${rounds} alternating rounds in fresh processes, ${WARM} warm-up pass(es) a row; load average before ${load0.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg()
       .map((x) => x.toFixed(2))
       .join(' ')}`,
   );
-  console.log(`A = ${a}\nB = ${b}`);
+  console.log(`A = ${a}\nB = ${b}${Object.entries(ENV_B).map(([k, v]) => ` with ${k}=${v}`)}`);
   const med = (side: 'A' | 'B', row: Row, k: keyof Sample): string =>
     median(runs[side].map((r) => r[row][k]))
       .toFixed(0)
