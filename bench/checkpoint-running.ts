@@ -17,6 +17,9 @@
  *   3. Writers in the opener's own thread while the checkpoint's steps run on its event loop:
  *      puts arriving at a steady rate, each one's latency counted from its arrival (a step that
  *      holds the thread delays every put arriving meanwhile), with and without a checkpoint.
+ *      Twice: on the wall clock, and on the thread's own CPU clock (arrivals every 100 us of the
+ *      thread's CPU time, latencies in it): what the thread itself delays a put by, without the
+ *      time other processes of a loaded machine take the core from it.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/checkpoint-running.js [--keys 1000000] [--rounds 3]
  *     [--latency-only 1]  (1 and 3 only)
@@ -146,6 +149,7 @@ async function sameThread(
   file: string,
   keys: number,
   rounds: number,
+  now: () => number,
 ): Promise<{ windows: Array<{ n: number; p50: number; p99: number }>; took: number[]; longest: number[] }> {
   const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
   const store = db as unknown as { backgroundCheckpointReady?: () => boolean };
@@ -159,17 +163,17 @@ async function sameThread(
       let n = 0;
       let stop = false;
       void until?.then(() => (stop = true));
-      const t0 = performance.now();
+      const t0 = now();
       let next = t0;
       const turn = (): void => {
-        const now = performance.now();
-        if (stop || (until === undefined && now - t0 >= ms)) {
+        const at = now();
+        if (stop || (until === undefined && at - t0 >= ms)) {
           resolve({ n, p50: quantile(lat, n, 0.5), p99: quantile(lat, n, 0.99) });
           return;
         }
-        while (next <= now) {
+        while (next <= at) {
           db.put(all[Math.floor(r() * keys)], VALUE);
-          if (n < lat.length) lat[n++] = performance.now() - next;
+          if (n < lat.length) lat[n++] = now() - next;
           next += ARRIVAL_MS;
         }
         setImmediate(turn);
@@ -183,14 +187,14 @@ async function sameThread(
     const done = new Promise<void>((resolve, reject) => {
       const turn = (): void => {
         if (store.backgroundCheckpointReady?.() === false) return void setTimeout(turn, 1);
-        const t = performance.now();
+        const t = now();
         let more: boolean;
         try {
           more = db.stepBackgroundCheckpoint();
         } catch (e) {
           return reject(e as Error);
         }
-        longest = Math.max(longest, performance.now() - t);
+        longest = Math.max(longest, now() - t);
         if (more) setImmediate(turn);
         else resolve();
       };
@@ -204,10 +208,10 @@ async function sameThread(
   const longest: number[] = [];
   for (let round = 0; round < rounds; round++) {
     windows.push(await writeWindow(lastMs));
-    const t = performance.now();
+    const t = now();
     const cp = checkpointOnLoop();
     windows.push(await writeWindow(0, cp.done));
-    lastMs = performance.now() - t;
+    lastMs = now() - t;
     took.push(lastMs);
     longest.push(cp.longest());
   }
@@ -255,7 +259,9 @@ async function runChild(mode: string, file: string, keys: number, rounds: number
     db.close();
     process.stdout.write(JSON.stringify({ windows: w, took, longest, longestCpu }));
   } else if (mode === 'same-thread') {
-    process.stdout.write(JSON.stringify(await sameThread(file, keys, rounds)));
+    process.stdout.write(JSON.stringify(await sameThread(file, keys, rounds, () => performance.now())));
+  } else if (mode === 'same-thread-cpu') {
+    process.stdout.write(JSON.stringify(await sameThread(file, keys, rounds, () => native().threadCpuMs())));
   } else if (mode === 'write-and-die') {
     const db = open(file, { durability: 'sync', checkpointEvery: 0, checkpoint: false, ...BIN });
     const flags = new Int32Array(new SharedArrayBuffer(12));
@@ -312,12 +318,14 @@ function main(): void {
     console.log(
       `longest step of a checkpoint taken as the background one is (the opener's thread held, its own writes waiting): wall median ${median(lat.longest).toFixed(1)} ms, most ${Math.max(...lat.longest).toFixed(1)} ms; the thread's CPU median ${median(lat.longestCpu).toFixed(1)} ms, most ${Math.max(...lat.longestCpu).toFixed(1)} ms`,
     );
-    const same = JSON.parse(child('same-thread', file, String(keys), String(rounds))) as Omit<typeof lat, 'longestCpu'>;
-    {
+    for (const clock of ['wall', 'cpu']) {
+      const same = JSON.parse(
+        child(clock === 'wall' ? 'same-thread' : 'same-thread-cpu', file, String(keys), String(rounds)),
+      ) as Omit<typeof lat, 'longestCpu'>;
       const without = Array.from({ length: rounds }, (_, r) => same.windows[2 * r]);
       const withCp = Array.from({ length: rounds }, (_, r) => same.windows[2 * r + 1]);
       console.log(
-        `put latency in the opener's own thread ('sync', a put arriving every ${ARRIVAL_MS * 1000} us, counted from its arrival): without a checkpoint p50 ${us(median(without.map((w) => w.p50)))} us, p99 ${us(median(without.map((w) => w.p99)))} us; while one is taken on the same event loop (${median(same.took).toFixed(0)} ms each, longest step median ${median(same.longest).toFixed(1)} ms, most ${Math.max(...same.longest).toFixed(1)} ms) p50 ${us(median(withCp.map((w) => w.p50)))} us, p99 ${us(median(withCp.map((w) => w.p99)))} us; p99 with / without, paired: ${median(withCp.map((w, i) => w.p99 / without[i].p99)).toFixed(2)}; load average ${load()}`,
+        `put latency in the opener's own thread, ${clock === 'wall' ? 'wall clock' : "the thread's CPU clock"} ('sync', a put arriving every ${ARRIVAL_MS * 1000} us, counted from its arrival): without a checkpoint p50 ${us(median(without.map((w) => w.p50)))} us, p99 ${us(median(without.map((w) => w.p99)))} us; while one is taken on the same event loop (${median(same.took).toFixed(0)} ms each, longest step median ${median(same.longest).toFixed(1)} ms, most ${Math.max(...same.longest).toFixed(1)} ms) p50 ${us(median(withCp.map((w) => w.p50)))} us, p99 ${us(median(withCp.map((w) => w.p99)))} us; p99 with / without, paired: ${median(withCp.map((w, i) => w.p99 / without[i].p99)).toFixed(2)}; load average ${load()}`,
       );
     }
     if (arg('latency-only', '0') === '1') return;

@@ -466,6 +466,20 @@ export const SWITCHES = {
       'a running checkpoint whose read of a covered segment finds the head a compaction marked retired meanwhile fails with ECORRUPT instead of capturing again: a checkpoint fails for a segment nothing damaged',
     red: ['test/kv/kv-checkpoint-running-image.test.ts'],
   },
+  'kv-checkpoint-ahead-pass-gap': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a background checkpoint's second pass of the hop ahead of its capture registers its snapshot after the first pass's is released: compaction frees segments the first pass hopped in between",
+    red: ['test/kv/kv-checkpoint-running-image.test.ts'],
+  },
+  'kv-checkpoint-body-not-collapsed-ahead': {
+    layer: 'kv',
+    read: 'call',
+    breaks:
+      "a background checkpoint writing its body does not make the free extent its next extent takes one huge page ahead (tmpfs MADV_COLLAPSE): each extent's write fault faults in 512 pages of 4 KiB, then collapses them",
+    red: ['test/kv/kv-checkpoint-collapse-ahead.test.ts'],
+  },
   'kv-checkpoint-recaptures-unbounded': {
     layer: 'kv',
     read: 'call',

@@ -1011,12 +1011,22 @@ export class CheckpointBody {
 
   /**
    * Copies the next `keys` keys' offsets and lengths in (without an image, the key bytes too,
-   * with the last of them); true once every column is.
+   * with the last of them), or fewer when `deadline` (performance.now()) passes first: the
+   * clock looked at every FILL_CLOCK_KEYS keys (the first touch of the body's fresh memory is
+   * most of the cost); true once every column is.
    */
-  fill(keys: number): boolean {
+  fill(keys: number, deadline = Infinity): boolean {
+    const end = Math.min(this.keys, this.copied + keys);
+    if (deadline === Infinity) this.fillTo(end);
+    else
+      do this.fillTo(Math.min(end, this.copied + FILL_CLOCK_KEYS));
+      while (this.copied < end && performance.now() < deadline);
+    return this.filled;
+  }
+
+  private fillTo(to: number): void {
     const { bytes, cols, layout } = this;
     const from = this.copied;
-    const to = Math.min(this.keys, from + keys);
     new Float64Array(bytes.buffer, bytes.byteOffset + layout.values, this.keys).set(
       cols.values.subarray(from, to),
       from,
@@ -1030,7 +1040,6 @@ export class CheckpointBody {
       bytes.set(cols.keys.subarray(0, cols.keyBytes), layout.keys);
       this.withKeys = false;
     }
-    return this.filled;
   }
 }
 
@@ -1055,6 +1064,10 @@ export class CheckpointWrite {
   private readonly start = performance.now();
   /** the next body byte to write (the header page, [0, BLOCK_BYTES), is written last) */
   private at = BLOCK_BYTES;
+  /** the extent writeBody faulted last (its parts then written one at a time) */
+  private faulted = -1;
+  /** whether that extent was made one huge page (or is not one to be made so) */
+  private collapsed = true;
   private begun = false;
   private bodyWritten = false;
   /** the checksum being taken on a thread of its own (sealInBackground), until finish takes it */
@@ -1089,10 +1102,13 @@ export class CheckpointWrite {
 
   /**
    * Writes the next `extents` 2 MiB extents' worth of the body (everything after the header
-   * page), durable on return; true once the whole body is. The caller removes the checkpoint
-   * (abandon) when this throws.
+   * page), or less when `deadline` (performance.now()) passes first, durable on return; true
+   * once the whole body is. With a deadline it goes a part at a time: an extent's write fault
+   * (fresh zeroed blocks), its collapse into one huge page, then WRITE_PART_BYTES copied and
+   * flushed at a time, the clock looked at after each part (at least one part a call). The
+   * caller removes the checkpoint (abandon) when this throws.
    */
-  writeBody(extents: number): boolean {
+  writeBody(extents: number, deadline = Infinity): boolean {
     if (!this.begun) {
       this.begun = true;
       testHooks.checkpointWrite?.('created');
@@ -1100,8 +1116,28 @@ export class CheckpointWrite {
     const total = this.bytes.length;
     if (this.at < total) {
       const to = Math.min(total, (Math.floor(this.at / EXTENT_BYTES) + extents) * EXTENT_BYTES);
-      writeObject(this.obj, this.bytes, this.at, to);
-      this.at = to;
+      if (deadline === Infinity) {
+        writeObject(this.obj, this.bytes, this.at, to);
+        this.at = to;
+      } else
+        while (this.at < to) {
+          const extent = Math.floor(this.at / EXTENT_BYTES);
+          if (this.faulted !== extent) {
+            // Faulted (fresh zeroed blocks), then made one huge page, each a part: the copies
+            // after them take the fault's fast path.
+            this.collapsed = !faultExtent(this.obj, extent);
+            this.faulted = extent;
+            this.collapseAhead();
+          } else if (!this.collapsed) {
+            collapseExtent(this.obj, extent);
+            this.collapsed = true;
+          } else {
+            const end = Math.min(to, this.at + WRITE_PART_BYTES, (extent + 1) * EXTENT_BYTES);
+            writeObject(this.obj, this.bytes, this.at, end, false);
+            this.at = end;
+          }
+          if (performance.now() >= deadline) break;
+        }
     }
     if (this.at < total) return false;
     if (!this.bodyWritten) {
@@ -1148,6 +1184,19 @@ export class CheckpointWrite {
       segmentsChecked: 0,
       timeMs: performance.now() - this.start,
     };
+  }
+
+  /**
+   * The free extent the body's next extent will likely take made one huge page on a background
+   * thread (media.collapse, as the log's next segment is: segment-writer.ts), so that its write
+   * fault zeroes one huge page instead of faulting in 512 pages of 4 KiB. Advice: a wrong guess
+   * only costs the collapse of a free extent.
+   */
+  private collapseAhead(): void {
+    if (this.at + EXTENT_BYTES >= this.bytes.length || isBroken('kv-checkpoint-body-not-collapsed-ahead')) return;
+    const device = this.space.device;
+    const next = device.nextFreeExtent();
+    if (next >= 0) device.media.collapse?.(device.blockOffset(next), EXTENT_BYTES);
   }
 
   /** Whether finish would run without waiting for the checksum's thread. */
@@ -1414,41 +1463,54 @@ function coverSegment(
 export class CoverAhead {
   readonly ends = new Map<number, { nonce: number; used: number; lastAt: number; records: number }>();
   maxSequence: number;
+  /** step() calls so far */
+  steps = 0;
   private readonly list: Array<[number, number]> = [];
   private next = 0;
 
+  /**
+   * `prev`: a pass taken before under a snapshot at or below S0 and held until this one's S0
+   * was registered: each segment of the same nonce is hopped on from where that pass stopped
+   * (its records are whole, of sequences <= S0, and unchanged since, as the capture's argument
+   * above has it), the others from the last coverage.
+   */
   constructor(
     private readonly space: DaxSpace,
     private readonly v: MediaViews,
     private readonly S0: number,
     private readonly known: ReadonlyMap<number, CheckpointSegment>,
     knownMax: number,
+    private readonly prev?: CoverAhead,
   ) {
-    this.maxSequence = knownMax;
+    this.maxSequence = Math.max(knownMax, prev?.maxSequence ?? 0);
     space.device.forEachOwned((block, owner, index) => {
       if (owner === OWNER_KV_SEGMENT) this.list.push([block, index]);
     });
   }
 
-  /** Hops on the next `segments` segments; true once every one is. */
-  step(segments: number): boolean {
-    const end = Math.min(this.list.length, this.next + segments);
-    for (; this.next < end; this.next++) {
+  /** Hops on the next `segments` segments, or fewer when `deadline` (performance.now()) passes first (one at least); true once every one is. */
+  step(segments: number, deadline = Infinity): boolean {
+    this.steps++;
+    const first = this.next;
+    const end = Math.min(this.list.length, first + segments);
+    for (; this.next < end && (this.next === first || performance.now() < deadline); this.next++) {
       const [block, nonce] = this.list[this.next];
       const k = this.known.get(block);
       const same = k !== undefined && k.nonce === nonce;
+      const p = this.prev?.ends.get(block);
+      const pre = p !== undefined && p.nonce === nonce ? p : undefined;
       const c = coverSegment(
         this.space,
         this.v,
         this.S0,
         block,
         nonce,
-        same ? k.used : 0,
-        same ? k.lastAt : -1,
+        pre?.used ?? (same ? k.used : 0),
+        pre?.lastAt ?? (same ? k.lastAt : -1),
         this.maxSequence,
       );
       this.maxSequence = c.maxSequence;
-      this.ends.set(block, { nonce, used: c.used, lastAt: c.end.lastAt, records: c.records });
+      this.ends.set(block, { nonce, used: c.used, lastAt: c.end.lastAt, records: (pre?.records ?? 0) + c.records });
     }
     return this.next === this.list.length;
   }
@@ -1470,14 +1532,16 @@ export function walkStep(
   max: number,
   resolve: (newest: number) => number,
   covers: (at: number) => boolean,
+  deadline = Infinity,
 ): Uint8Array | undefined | 'moved' {
   const tree = space.tree;
   let seen = 0;
+  let limit = max;
   let moved = false;
   let lastLeafKey: Uint8Array | undefined;
   space.epoch.guard(() => {
     tree.scanPinned(after === undefined ? KV_RANGE : { gt: after, lt: KV_RANGE.lt }, (value, leaf) => {
-      if (seen === max) return false;
+      if (seen === limit) return false;
       seen++;
       const at = resolve(value);
       if (at >= 0) {
@@ -1493,7 +1557,9 @@ export function walkStep(
         cols.keyBytes += n;
         cols.count++;
       }
-      if (seen === max) {
+      // The clock looked at every WALK_CLOCK_KEYS keys: the step ends there once `deadline` has passed.
+      if (seen !== limit && seen % WALK_CLOCK_KEYS === 0 && performance.now() >= deadline) limit = seen;
+      if (seen === limit) {
         const len = tree.copyLeafKey(leaf, leafKeyScratch, 0);
         lastLeafKey = leafKeyScratch.slice(0, len);
       }
@@ -1501,22 +1567,45 @@ export function walkStep(
     });
   });
   if (moved) return 'moved';
-  return seen === max ? lastLeafKey : undefined;
+  return seen === limit ? lastLeafKey : undefined;
 }
 
 const leafKeyScratch = new Uint8Array(65536);
+/** Keys CheckpointBody.fill copies between two looks at its deadline. */
+const FILL_CLOCK_KEYS = 16384;
+/** Keys walkStep walks between two looks at its deadline. */
+const WALK_CLOCK_KEYS = 256;
 /** The offset of the version walkStep found outside the coverage, when it returned 'moved' (diagnostics). */
 export let movedAt = -1;
 
 const EXTENT_BYTES = HUGE_PAGES * PAGE_BYTES;
+/** Bytes of a checkpoint's body written and flushed between two looks at a step's deadline (CheckpointWrite.writeBody). */
+const WRITE_PART_BYTES = 256 * 1024;
+
+/**
+ * The write fault of one 2 MiB extent of the object (fresh zeroed blocks), as writeObject makes
+ * it before it copies; true when, on a mapped media, its pages are to be made one huge page
+ * (collapseExtent, as writeObject does next). writeObject's later writes into it (fresh false)
+ * find the extent mapped and copy at once.
+ */
+function faultExtent(obj: DaxObject, extent: number): boolean {
+  const view = obj.fault(extent * HUGE_PAGES, { write: true, huge: true });
+  return view.length === EXTENT_BYTES && COLLAPSE && obj.space.device.media.prefault !== undefined;
+}
+
+/** The extent faultExtent faulted made one huge page (MADV_COLLAPSE; refused, it stays in small pages). */
+function collapseExtent(obj: DaxObject, extent: number): void {
+  const view = obj.fault(extent * HUGE_PAGES, { write: true, huge: true });
+  native().collapseRange(view.buffer as SharedArrayBuffer, view.byteOffset, EXTENT_BYTES);
+}
 
 /**
  * bytes[from, to) into the object at the same offsets, durable on return: through a write
  * fault of each 2 MiB extent (one huge page where the allocator has one, else 4 KiB pages),
  * a copy, and a writeback of the range.
  */
-function writeObject(obj: DaxObject, bytes: Uint8Array, from: number, to: number): void {
-  const collapse = COLLAPSE && obj.space.device.media.prefault !== undefined;
+function writeObject(obj: DaxObject, bytes: Uint8Array, from: number, to: number, fresh = true): void {
+  const collapse = fresh && COLLAPSE && obj.space.device.media.prefault !== undefined;
   for (let at = from; at < to;) {
     const extent = Math.floor(at / EXTENT_BYTES);
     const end = Math.min(to, (extent + 1) * EXTENT_BYTES);

@@ -444,10 +444,22 @@ const CHECKPOINT_POLL_MS = 100;
 const CHECKPOINT_WALK_KEYS = 4096;
 /** Log segments a background checkpoint's coverage hops on per step ahead of its capture (CoverAhead). */
 const CHECKPOINT_COVER_SEGMENTS = 2;
+/** Passes of that hop at most (each from where the last stopped: what writers appended meanwhile). */
+const CHECKPOINT_AHEAD_PASSES = 3;
+/** Segments per step of the passes after the first (most hop nothing: the step's deadline bounds it). */
+const CHECKPOINT_AHEAD_AGAIN_SEGMENTS = 64;
 /** Keys whose offsets and lengths a background checkpoint copies into its body per step (10 bytes each). */
 const CHECKPOINT_FILL_KEYS = 131072;
 /** 2 MiB extents of its body a background checkpoint writes per step (between steps the thread serves others). */
 const CHECKPOINT_WRITE_EXTENTS = 1;
+/**
+ * A background checkpoint's step ends once it has run this long (ms, wall), at the next point
+ * it looks at the clock: the walk every 256 keys, the hop ahead every segment, the columns' copy
+ * every 16384 keys, the body's write every part (an extent's fault, its collapse into one huge
+ * page, 256 KiB copied and flushed). Puts on the opener's thread that
+ * arrive during a step wait for its end.
+ */
+const CHECKPOINT_STEP_MS = 1;
 /**
  * Captures one running checkpoint takes at most: a compaction that retires a covered segment
  * before it is read makes it capture again (SegmentHashes.take), and one that moves a version
@@ -455,6 +467,7 @@ const CHECKPOINT_WRITE_EXTENTS = 1;
  * again after checkpointEvery more log).
  */
 export const CHECKPOINT_CAPTURES = 4;
+const stepDeadline = (): number => performance.now() + CHECKPOINT_STEP_MS;
 const OPEN_TABLE_OFFSET = 64; // Int32[OPEN_SLOTS]: segment-writer.ts open-segment table
 const MAX_WRITERS = 256;
 /** Open-table slots: one per writer, and the last for the priority writer (PRIORITY_SLOT). */
@@ -4037,6 +4050,8 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     let hashes: SegmentHashes | undefined;
     let write: CheckpointWrite | undefined;
     const background = op === 'background checkpoint';
+    // Where a background one's step ends (CHECKPOINT_STEP_MS from its start); checkpoint() runs in one go.
+    const deadline = (): number => (background ? stepDeadline() : Infinity);
     // The last attempt's walk met a version compaction moved: capture and walk in one hold.
     let inMutex = false;
     for (let attempt = 0; ; attempt++) {
@@ -4085,8 +4100,29 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
             S0 = this.registerSnapshot(op);
             ahead = new CoverAhead(this.space, this.views, S0, known.segments, known.maxSequence);
             testHooks.checkpointCoveringAhead?.();
-            while (!ahead.step(CHECKPOINT_COVER_SEGMENTS)) yield;
+            while (!ahead.step(CHECKPOINT_COVER_SEGMENTS, stepDeadline())) yield;
+            // What was appended while that pass stepped, hopped on again from where it stopped
+            // under a newer snapshot (registered before the older one is released), until a
+            // pass ends within one step: the capture then hops about one step's appends.
+            for (let pass = 1; pass < CHECKPOINT_AHEAD_PASSES && ahead.steps > 1; pass++) {
+              yield;
+              if (isBroken('kv-checkpoint-ahead-pass-gap')) {
+                // sabotaged: the older snapshot released before the newer one is registered
+                this.releaseSnapshot(S0);
+                S0 = -1;
+                testHooks.checkpointCoveringAhead?.();
+                S0 = this.registerSnapshot(op);
+              } else {
+                const S1 = this.registerSnapshot(op);
+                this.releaseSnapshot(S0);
+                S0 = S1;
+                testHooks.checkpointCoveringAhead?.();
+              }
+              ahead = new CoverAhead(this.space, this.views, S0, known.segments, known.maxSequence, ahead);
+              while (!ahead.step(CHECKPOINT_AHEAD_AGAIN_SEGMENTS, stepDeadline())) yield;
+            }
           } else if (background) ahead = yield* this.coverAheadUnheld(known);
+          if (background) yield; // the capture a step of its own
           cover = this.withPriorityWriter(() => capture(ahead));
           if (S0 >= 0) this.releaseSnapshot(S0); // S >= S0 holds what it held
           S0 = -1;
@@ -4094,7 +4130,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
           let after: Uint8Array | undefined;
           for (;;) {
             yield;
-            const r = walkStep(this.space, cols, after, CHECKPOINT_WALK_KEYS, walk, covers);
+            const r = walkStep(this.space, cols, after, CHECKPOINT_WALK_KEYS, walk, covers, deadline());
             if (r === 'moved') {
               moved = true;
               break;
@@ -4157,7 +4193,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         // CHECKPOINT_FILL_KEYS keys a step: at a million keys, 10 MB of offsets and lengths).
         const body = new CheckpointBody(uuid, covered, segments, cols, image);
         if (!background) body.fill(Infinity);
-        else while (!body.fill(CHECKPOINT_FILL_KEYS)) yield;
+        else while (!body.fill(CHECKPOINT_FILL_KEYS, stepDeadline())) yield;
         let written: CheckpointWritten | undefined;
         lockWord(this.i32, CHECKPOINT_LOCK);
         try {
@@ -4173,7 +4209,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
         }
         if (write !== undefined) {
           do yield;
-          while (!write.writeBody(CHECKPOINT_WRITE_EXTENTS));
+          while (!write.writeBody(CHECKPOINT_WRITE_EXTENTS, stepDeadline()));
           const w = write;
           yield {
             get ready() {
@@ -4220,7 +4256,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     this.releaseSnapshot(S0);
     const ahead = new CoverAhead(this.space, this.views, S0, known.segments, known.maxSequence);
     testHooks.checkpointCoveringAhead?.();
-    while (!ahead.step(CHECKPOINT_COVER_SEGMENTS)) yield;
+    while (!ahead.step(CHECKPOINT_COVER_SEGMENTS, stepDeadline())) yield;
     return ahead;
   }
 

@@ -24,6 +24,9 @@
  * 4. The same for the background checkpoint's coverage hopped on ahead of its capture
  *    (checkpoint.ts CoverAhead) under a snapshot of its own: red with
  *    kv-checkpoint-cover-ahead-unheld (hopped without it).
+ * 4. A compaction between two passes of that hop (the second hops what writers appended during
+ *    the first, from where it stopped, under a newer snapshot registered before the older one is
+ *    released): nothing it frees is given back; red with kv-checkpoint-ahead-pass-gap.
  * 4. A compaction that retires covered segments of overwritten versions only (nothing moves)
  *    after the capture and before the hash thread reads them: retiring marks the segment's head,
  *    the read finds the mark, and the checkpoint captures again and is written. Red with
@@ -219,22 +222,28 @@ describe('checkpoints taken while running carry a tree image', () => {
    * during whose segment hashing (on its thread) a compaction runs: the blocks that compaction
    * gave back while the hashing ran, what it freed, and the generation the next open loads.
    */
-  function compactWhileHashing(hook: 'checkpointHashing' | 'checkpointCoveringAhead' = 'checkpointHashing'): {
+  function compactWhileHashing(
+    hook: 'checkpointHashing' | 'checkpointCoveringAhead' = 'checkpointHashing',
+    call = 1,
+  ): {
     given: number;
     freed: number;
     checked: number;
     loaded: number | undefined;
+    calls: number;
   } {
     const media = createSimMedia(48 * 2 ** 20);
     const db = openMedia(media, { durability: 'none', checkpoint: false, checkpointEvery: 0 });
     let given = NaN;
     let freed = 0;
     let checked = 0;
+    let calls = 0;
     let after: SimMedia;
     try {
       for (let round = 0; round < 3; round++)
         for (let i = 0; i < 3000; i++) db.put(`key-${i}`, `${round}:${i}:`.padEnd(600, 'v'));
       testHooks[hook] = () => {
+        if (++calls !== call) return; // the `call`th only (checkpointCoveringAhead: each pass of the hop)
         const free0 = db.stats().freeBlocks;
         freed = db.compact({ maxLiveRatio: 1 }).segmentsFreed;
         given = db.stats().freeBlocks - free0;
@@ -252,7 +261,7 @@ describe('checkpoints taken while running carry a tree image', () => {
     }
     const again = openMedia(after, { formatIfEmpty: false });
     try {
-      return { given, freed, checked, loaded: again.recovery!.checkpoint!.loaded };
+      return { given, freed, checked, loaded: again.recovery!.checkpoint!.loaded, calls };
     } finally {
       again.close();
     }
@@ -297,6 +306,31 @@ describe('checkpoints taken while running carry a tree image', () => {
       const { given, freed } = withBroken('kv-checkpoint-cover-ahead-unheld', () =>
         compactWhileHashing('checkpointCoveringAhead'),
       );
+      expect(freed).toBeGreaterThan(0);
+      expect(given).toBeGreaterThan(0);
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'compaction between two passes of the hop ahead: nothing it frees is given back until the checkpoint ends',
+    () => {
+      const { given, freed, loaded, calls } = compactWhileHashing('checkpointCoveringAhead', 2);
+      expect(calls).toBeGreaterThanOrEqual(2); // a second pass ran
+      expect(freed).toBeGreaterThan(0);
+      expect(given).toBeLessThanOrEqual(0);
+      expect(loaded).toBeDefined();
+    },
+    WATCHDOG_MS,
+  );
+
+  it(
+    'goes red with DAXSTORE_TEST_BREAK=kv-checkpoint-ahead-pass-gap: the freed blocks are given back between the passes',
+    () => {
+      const { given, freed, calls } = withBroken('kv-checkpoint-ahead-pass-gap', () =>
+        compactWhileHashing('checkpointCoveringAhead', 2),
+      );
+      expect(calls).toBeGreaterThanOrEqual(2);
       expect(freed).toBeGreaterThan(0);
       expect(given).toBeGreaterThan(0);
     },
