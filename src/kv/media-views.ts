@@ -33,6 +33,11 @@ export class MediaViews {
     readonly u32: Uint32Array,
     readonly u64: BigUint64Array,
     readonly buf: Buffer,
+    /**
+     * the whole media's buffer (u8.buffer, kept here: the getter is a builtin call of about 13 ns,
+     * and a view made per get, over the media or of a copy, would pay it each time)
+     */
+    readonly buffer: ArrayBufferLike,
     /** every window of the buffer, made when first asked for (undefined: this is the only one) */
     private readonly windows: Array<MediaViews | undefined> | undefined,
   ) {}
@@ -68,6 +73,7 @@ function windowOf(
     new Uint32Array(buffer, base, Math.floor(length / 4)),
     new BigUint64Array(buffer, base, Math.floor(length / 8)),
     Buffer.from(buffer, base, length),
+    buffer,
     windows,
   );
 }

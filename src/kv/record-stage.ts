@@ -58,6 +58,7 @@ function viewsOf(b: ArrayBuffer): MediaViews {
     new Uint32Array(b),
     new BigUint64Array(b),
     Buffer.from(b),
+    b,
     undefined,
   );
 }

@@ -630,7 +630,9 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
    * Uint8Array needs a second). A copy the caller keeps keeps its slab (8 KiB) alive.
    */
   private copySlab = new Uint8Array(COPY_SLAB_BYTES);
-  private copySlab32 = new Uint32Array(this.copySlab.buffer);
+  /** copySlab.buffer, kept: the getter is a builtin call, and get makes a view of it per copy. */
+  private copySlabBuffer = this.copySlab.buffer;
+  private copySlab32 = new Uint32Array(this.copySlabBuffer);
   private copySlabUsed = 0;
   /**
    * The running transaction's copies of the keys and values it buffers (txnBytes): views into
@@ -1349,12 +1351,13 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       for (let w = 0; w < (length + 3) >>> 2; w++) dst[to + w] = u32[from + w];
     } else v.buf.copy(this.copySlab, offset, start, start + length);
     this.copySlabUsed = offset + ((length + 7) & ~7);
-    return new Uint8Array(this.copySlab.buffer, offset, length); // a plain Uint8Array, as documented
+    return new Uint8Array(this.copySlabBuffer, offset, length); // a plain Uint8Array, as documented
   }
 
   private newCopySlab(): void {
     this.copySlab = new Uint8Array(COPY_SLAB_BYTES);
-    this.copySlab32 = new Uint32Array(this.copySlab.buffer);
+    this.copySlabBuffer = this.copySlab.buffer;
+    this.copySlab32 = new Uint32Array(this.copySlabBuffer);
     this.copySlabUsed = 0;
   }
 
@@ -1368,7 +1371,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     const length = u32[w + 1];
     this.checkPoisonPinned(at, start + length, op);
     if (u32[w] >>> 24 !== 0) return viewLargePinned(this.space, this.largeRefPinned(at, op), op);
-    return new Uint8Array(v.u8.buffer, start, length);
+    return new Uint8Array(v.buffer, start, length);
   }
 
   /**
