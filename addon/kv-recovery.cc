@@ -880,22 +880,30 @@ struct VerifyJob {
       if (madvise(reinterpret_cast<void*>(p), std::min(kChunk, end - p), advice) != 0) return;
   }
 
-  // [data, data + bytes) populated for writing a 2 MiB-aligned piece at a time. Once a whole
-  // 2 MiB page of it took more than `smallAfterNs` of this thread's CPU (a fresh huge page whose
-  // block the host took back meanwhile: free page reporting; several times a recently freed
-  // one), the rest's whole 2 MiB pages are advised small (MADV_NOHUGEPAGE) before they are
-  // populated: 4 KiB pages cost the same either way. The caller advises them huge again once
-  // written (and collapses them). A failure stops the populating only (as Populate).
-  // Returns the byte of it from which it went small, or -1.
+  // [data, data + bytes) populated for writing a 2 MiB-aligned piece at a time. Once the whole
+  // 2 MiB pages of it took more than `smallAfterNs` of this thread's CPU each on average, over
+  // kSmallAfterPages of them at least (fresh huge pages whose blocks the host took back
+  // meanwhile: free page reporting; several times a recently freed one; one such page among
+  // cheap ones does not decide it), the rest's whole 2 MiB pages are advised small
+  // (MADV_NOHUGEPAGE) before they are populated: 4 KiB pages cost the same either way. The
+  // caller advises them huge again once written (and collapses them). A failure stops the
+  // populating only (as Populate). Returns the byte of it from which it went small, or -1.
+  static constexpr int kSmallAfterPages = 4;
   static double PopulateFill(const uint8_t* data, size_t bytes, double smallAfterNs) {
     constexpr uintptr_t kPage = 4096, kChunk = uintptr_t{2} << 20;
     const uintptr_t end = reinterpret_cast<uintptr_t>(data) + bytes;
     double smallFrom = -1;
+    int pages = 0;
+    double pagesNs = 0;
     for (uintptr_t p = reinterpret_cast<uintptr_t>(data) & ~(kPage - 1); p < end;) {
       const uintptr_t next = std::min((p & ~(kChunk - 1)) + kChunk, end);
       const uint64_t t0 = ThreadCpuNs();
       if (madvise(reinterpret_cast<void*>(p), next - p, MADV_POPULATE_WRITE) != 0) break;
-      if (smallFrom < 0 && smallAfterNs >= 0 && next - p == kChunk && static_cast<double>(ThreadCpuNs() - t0) > smallAfterNs) {
+      if (smallFrom < 0 && next - p == kChunk) {
+        pages++;
+        pagesNs += static_cast<double>(ThreadCpuNs() - t0);
+      }
+      if (smallFrom < 0 && smallAfterNs >= 0 && pages >= kSmallAfterPages && pagesNs > smallAfterNs * pages) {
         const uintptr_t hugeEnd = end & ~(kChunk - 1);
         if (next < hugeEnd && madvise(reinterpret_cast<void*>(next), hugeEnd - next, MADV_NOHUGEPAGE) == 0)
           smallFrom = static_cast<double>(next - reinterpret_cast<uintptr_t>(data));

@@ -517,18 +517,19 @@ function withEarlyWork<T>(space: DaxSpace, recover: (early: EarlyWork) => T): T 
 }
 
 /**
- * The CPU time one 2 MiB page of the image's run may take to populate before the check's
- * thread populates the rest in 4 KiB pages. Here a huge page freed a moment ago costs ~0.2 ms
- * (its zeroing), 2 MiB of small pages ~0.5 ms either way, and a huge page whose block free page
- * reporting handed back to the host (an idle machine's) 1.7 ms and up, 13 ms at worst
- * (docs/PERFORMANCE.md): 2 ms lets the busy machine's mixed free lists keep huge pages.
- * DAXSTORE_IMAGE_RUN_HUGE=1: never (-1); DAXSTORE_IMAGE_RUN_SMALL_AFTER_US: another threshold
- * (tests: 0, always after the first whole 2 MiB page).
+ * The CPU time the image run's 2 MiB pages may take to populate, on average over four at
+ * least, before the check's thread populates the rest in 4 KiB pages (addon kv-recovery.cc
+ * PopulateFill). Here a huge page freed a moment ago costs ~0.2 ms (its zeroing), 2 MiB of small
+ * pages ~0.5 ms either way, and a huge page whose block free page reporting handed back to the
+ * host (an idle machine's) 1.7 ms and up, 13 ms at worst (docs/PERFORMANCE.md): 1.5 ms on
+ * average lets a busy machine's mixed free lists keep huge pages. DAXSTORE_IMAGE_RUN_HUGE=1:
+ * never (-1); DAXSTORE_IMAGE_RUN_SMALL_AFTER_US: another threshold (tests: 0, always after
+ * the first four whole 2 MiB pages).
  */
 function runSmallAfterNs(): number {
   if (process.env['DAXSTORE_IMAGE_RUN_HUGE'] === '1') return -1;
-  const us = Number(process.env['DAXSTORE_IMAGE_RUN_SMALL_AFTER_US'] ?? '2000');
-  return Number.isFinite(us) && us >= 0 ? us * 1000 : 2_000_000;
+  const us = Number(process.env['DAXSTORE_IMAGE_RUN_SMALL_AFTER_US'] ?? '1500');
+  return Number.isFinite(us) && us >= 0 ? us * 1000 : 1_500_000;
 }
 
 /**
