@@ -3,7 +3,7 @@
  * roots, e.g. a worktree of main and this one), then each store opened in a fresh node
  * process, the two alternating round by round (A, B, B, A, ...), so both see the same machine
  * load. Prints per build the median wall and CPU time of open() (recovery included) and of
- * recovery's phases, and of the close() after it (which writes the next index checkpoint), and
+ * recovery's phases, and of the close() after it (which writes the next index checkpoint: CPU of every thread, and wall), and
  * the paired B/A ratios (medians over rounds).
  *
  *   node dist/bench/open-ab.js --a <root of build A> [--b <root of build B, default this package>]
@@ -35,8 +35,10 @@ import { arg, flag, packageRoot } from './args.js';
 interface OpenTiming {
   wallMs: number;
   cpuMs: number;
-  /** close() after the open, CPU ms: it writes the next index checkpoint */
+  /** close() after the open, CPU ms (every thread): it writes the next index checkpoint */
   closeCpu: number;
+  /** the same close(), wall ms: how long the closing thread waits for it */
+  closeWall: number;
   scan: number;
   sort: number;
   load: number;
@@ -77,7 +79,9 @@ async function timedOpen(root: string, file: string): Promise<OpenTiming> {
   const cpu = process.cpuUsage(cpu0);
   const r = db.recovery! as typeof db.recovery & { phasesCpuMs?: { scan: number; sort: number; load: number } };
   const close0 = process.cpuUsage();
+  const closeT = performance.now();
   db.close();
+  const closeWall = performance.now() - closeT;
   const closeCpu = process.cpuUsage(close0);
   if (ballast.length === -1) console.log(ballast);
   const c = r.phasesCpuMs ?? { scan: NaN, sort: NaN, load: NaN };
@@ -87,6 +91,7 @@ async function timedOpen(root: string, file: string): Promise<OpenTiming> {
     wallMs,
     cpuMs: (cpu.user + cpu.system) / 1000,
     closeCpu: (closeCpu.user + closeCpu.system) / 1000,
+    closeWall,
     ...r.phasesMs,
     scanCpu: c.scan,
     sortCpu: c.sort,
@@ -215,6 +220,7 @@ function main(): void {
       'preadCpu',
       'hashCpu',
       'closeCpu',
+      'closeWall',
     ] as const;
     console.log(
       `open A/B, ${keys} keys (${runs.A[0].entries} / ${runs.B[0].entries} log entries), ${rounds} alternating rounds in fresh processes; load average ${loadavg()

@@ -678,14 +678,18 @@ export function writeCheckpoint(
     segmentEnd(space, v, block, nonce, known.get(block), scratch, scratch32),
   );
   const checked = { segments: 0 };
-  const segments = hashSegments(space, v, ends, known, 2, checked);
-  // The index's key-value keys in key order with their entry offsets.
+  // The index's key-value keys in key order with their entry offsets. A tombstone kept for
+  // snapshots (snapshots.ts) is read in the log, so then the segments are checked first (a
+  // damaged log fails the close's checkpoint before anything reads it); without one the walk
+  // reads only the index, and goes first: the tree image of its columns is then built on a
+  // thread of its own (ImageBuild) while this thread checks and hashes the segments.
+  let segments = tombstones ? hashSegments(space, v, ends, known, 2, checked) : undefined;
   const tree = space.tree;
   const cols = new ColumnBuilder(tree.count());
   space.epoch.guard(() =>
     tree.scanPinned(KV_RANGE, (value, leaf) => {
-      // A tombstone kept for snapshots (snapshots.ts): the key is absent. Read only when the
-      // index holds any: the header read is a miss in the log per key, most of the walk's time.
+      // A tombstone: the key is absent. Read only when the index holds any: the header read is
+      // a miss in the log per key, most of the walk's time.
       if (tombstones && isDeletion(v, value)) return;
       cols.room();
       const n = tree.copyLeafKey(leaf, cols.keys, cols.keyBytes);
@@ -695,9 +699,16 @@ export function writeCheckpoint(
       cols.count++;
     }),
   );
-  // The tree image is built here, on the closing thread (a running checkpoint's on a thread of
-  // its own: ImageBuild).
-  const written = publishCheckpoint(space, uuid, covered, segments, cols, true, writing);
+  const build = new ImageBuild(cols, imageLeadBytes(ends.length, cols));
+  let image: BuiltImage | undefined;
+  try {
+    segments ??= hashSegments(space, v, ends, known, 2, checked);
+    while (image === undefined) image = build.take();
+  } finally {
+    if (image === undefined) build.stop(); // the hash failed: the thread asked to stop, then joined
+  }
+  assert(segments.length === ends.length, 'checkpoint: a hash per segment');
+  const written = publishCheckpoint(space, uuid, covered, segments, cols, image, writing);
   return { ...written, segmentsChecked: checked.segments, timeMs: performance.now() - start };
 }
 
