@@ -17,6 +17,19 @@ export async function benchKeys(count: number): Promise<{ keys: Uint8Array[]; ra
 }
 
 /**
+ * `count` random 16-byte keys packed in one buffer (benchRandom(42)), the key at an index, and a
+ * picker of them at random (benchRandom(7)): the transaction benches' workload.
+ */
+export async function packedKeys(count: number): Promise<{ key: (i: number) => Uint8Array; pick: () => Uint8Array }> {
+  const all = new Uint8Array(count * 16);
+  const rand = await benchRandom(42);
+  for (let i = 0; i < all.length; i++) all[i] = (rand() * 256) | 0;
+  const pickRand = await benchRandom(7);
+  const key = (i: number): Uint8Array => all.subarray(i * 16, i * 16 + 16);
+  return { key, pick: () => key(Math.floor(pickRand() * count)) };
+}
+
+/**
  * benchKeys(keys) with 100-byte values, then keys / 2
  * overwrites of keys drawn from them, durability 'none', closed (with its index checkpoint):
  * written through `kv`, a build's kv module, into `file`, sized `bytesPerKey` a key (at least

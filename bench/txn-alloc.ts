@@ -19,6 +19,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { GCProfiler, getHeapStatistics } from 'node:v8';
+import { packedKeys } from './bench-store.js';
 import { arg, packageRoot } from './args.js';
 
 const KEYS = Number(arg('keys', '100000'));
@@ -37,26 +38,16 @@ async function child(root: string): Promise<void> {
   const { open } = (await import(pathToFileURL(path.resolve(root, 'dist/src/kv/index.js')).href)) as {
     open: (p: string, o: object) => Db;
   };
-  const { mulberry32 } = (await import(pathToFileURL(path.resolve(root, 'dist/src/device/sim-media.js')).href)) as {
-    mulberry32: (seed: number) => () => number;
-  };
   const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'txn-alloc-'));
   try {
-    const all = new Uint8Array(KEYS * 16);
-    const rand = mulberry32(42);
-    for (let i = 0; i < all.length; i++) all[i] = (rand() * 256) | 0;
-    const pickRand = mulberry32(7);
-    const pick = (): Uint8Array => {
-      const i = Math.floor(pickRand() * KEYS);
-      return all.subarray(i * 16, i * 16 + 16);
-    };
+    const { key, pick } = await packedKeys(KEYS);
     const db = open(path.join(dir, 'db'), {
       size: 256 * 2 ** 20,
       durability: DURABILITY,
       keyEncoding: 'binary',
       valueEncoding: 'binary',
     });
-    for (let i = 0; i < KEYS; i++) db.put(all.subarray(i * 16, i * 16 + 16), VALUE);
+    for (let i = 0; i < KEYS; i++) db.put(key(i), VALUE);
     const step = (): void =>
       db.transactionSync((txn) => {
         for (let i = 0; i < 4; i++) txn.get(pick());

@@ -28,6 +28,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { median } from './ab-report.js';
+import { packedKeys } from './bench-store.js';
 import { arg } from './args.js';
 
 const A = arg('a', '');
@@ -65,17 +66,7 @@ const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
 async function build(root: string, name: 'a' | 'b'): Promise<{ db: Db; round: () => void }> {
   const url = (p: string): string => pathToFileURL(path.resolve(root, p)).href;
   const { open } = (await import(url('dist/src/kv/index.js'))) as { open: (p: string, o: object) => Db };
-  const { mulberry32 } = (await import(url('dist/src/device/sim-media.js'))) as {
-    mulberry32: (seed: number) => () => number;
-  };
-  const all = new Uint8Array(KEYS * 16);
-  const rand = mulberry32(42);
-  for (let i = 0; i < all.length; i++) all[i] = (rand() * 256) | 0;
-  const pickRand = mulberry32(7);
-  const pick = (): Uint8Array => {
-    const i = Math.floor(pickRand() * KEYS);
-    return all.subarray(i * 16, i * 16 + 16);
-  };
+  const { key, pick } = await packedKeys(KEYS);
   const db = open(path.join(dir, name), {
     size: 256 * 2 ** 20,
     durability: DURABILITY,
@@ -83,7 +74,7 @@ async function build(root: string, name: 'a' | 'b'): Promise<{ db: Db; round: ()
     valueEncoding: 'binary',
     ...OPTIONS[name],
   });
-  for (let i = 0; i < KEYS; i++) db.put(all.subarray(i * 16, i * 16 + 16), VALUE);
+  for (let i = 0; i < KEYS; i++) db.put(key(i), VALUE);
   let sink = 0;
   const rounds = {
     txn: (): void => {

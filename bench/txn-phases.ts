@@ -17,7 +17,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { open as lmdbOpen } from 'lmdb';
 import { open } from '../src/kv/index.js';
-import { mulberry32 } from '../src/device/sim-media.js';
+import { packedKeys } from './bench-store.js';
 import { arg } from './args.js';
 
 const KEYS = Number(arg('keys', '20000'));
@@ -27,14 +27,7 @@ const VALUE = new Uint8Array(100).fill(7);
 
 const dir = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'txn-phases-'));
 try {
-  const all = new Uint8Array(KEYS * 16);
-  const rand = mulberry32(42);
-  for (let i = 0; i < all.length; i++) all[i] = (rand() * 256) | 0;
-  const pickRand = mulberry32(7);
-  const pick = (): Uint8Array => {
-    const i = Math.floor(pickRand() * KEYS);
-    return all.subarray(i * 16, i * 16 + 16);
-  };
+  const { key, pick } = await packedKeys(KEYS);
   const db = open(path.join(dir, 'dax'), {
     size: 256 * 2 ** 20,
     durability: 'none',
@@ -47,9 +40,9 @@ try {
     encoding: 'binary',
     noSync: true,
   });
-  for (let i = 0; i < KEYS; i++) db.put(all.subarray(i * 16, i * 16 + 16), VALUE);
+  for (let i = 0; i < KEYS; i++) db.put(key(i), VALUE);
   await lm.transaction(() => {
-    for (let i = 0; i < KEYS; i++) lm.put(all.subarray(i * 16, i * 16 + 16), VALUE);
+    for (let i = 0; i < KEYS; i++) lm.put(key(i), VALUE);
   });
   let sink = 0;
   const parts: Record<string, () => void> = {
