@@ -1731,13 +1731,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
     try {
       let large = 0;
       for (const item of items) if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES) large++;
-      if (large > 0) {
-        let id = Atomics.add(this.i32, NEXT_OBJECT, large);
-        this.active.beginObjects(id, large); // before any object exists: a death from here on removes them
-        for (const item of items)
-          if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES)
-            this.prepareLargeItem(item, KV_OBJECT_ID_BASE + id++);
-      }
+      if (large > 0) this.prepareLargeItems(items, large);
       ensureStageBytes(total);
       let e = RECORD_HEADER_BYTES; // composed in the stage, like put's record: R4, one hash in place
       for (const item of items) {
@@ -1799,6 +1793,15 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
       default:
         return value as Value;
     }
+  }
+
+  /** Object ids for the `large` large values of `items`, announced to the segment before any object exists (a death from here on removes them), and each value prepared. */
+  private prepareLargeItems(items: BatchItem[], large: number): void {
+    let id = Atomics.add(this.i32, NEXT_OBJECT, large);
+    this.active.beginObjects(id, large);
+    for (const item of items)
+      if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES)
+        this.prepareLargeItem(item, KV_OBJECT_ID_BASE + id++);
   }
 
   private prepareLargeItem(item: BatchItem, id: number): void {
@@ -2547,11 +2550,7 @@ export class KvStore<K = Uint8Array<ArrayBuffer>, V = Uint8Array<ArrayBuffer>> {
             objectId: -1,
           };
         }
-        let id = Atomics.add(this.i32, NEXT_OBJECT, large);
-        this.active.beginObjects(id, large); // before any object exists: a death from here on removes them
-        for (const item of items)
-          if (item.type === 'put' && item.valueLength > LARGE_VALUE_THRESHOLD_BYTES)
-            this.prepareLargeItem(item, KV_OBJECT_ID_BASE + id++);
+        this.prepareLargeItems(items, large);
       }
       ensureStageBytes(total);
       let e = RECORD_HEADER_BYTES;
